@@ -1,0 +1,259 @@
+"""Loading and validating the YAML config.
+
+Where it is looked for: ``--config`` / ``INVENTORY_CONFIG``, then
+``./inventory.yaml``, then ``<user config dir>/inventory/inventory.yaml``.
+
+Every string may reference the environment as ``${VAR}`` or ``${VAR:-default}``.
+A key ``X_file`` in a source reads the secret ``X`` from that file (trailing
+newline stripped). Every error names the file and the key path, e.g.
+``inventory.yaml: sources[2].token: Field required``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from inventory.connector import ConnectorRegistry, SourceConfig
+from inventory.errors import ConfigError, ConnectorUnavailable
+from inventory.redact import register_secret
+from inventory.timeutil import parse_duration
+
+CONFIG_ENV = "INVENTORY_CONFIG"
+DATABASE_ENV = "INVENTORY_DATABASE_URL"
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def default_config_paths() -> list[Path]:
+    from platformdirs import user_config_path
+
+    return [Path("inventory.yaml"), user_config_path("inventory") / "inventory.yaml"]
+
+
+def default_database_url() -> str:
+    from platformdirs import user_data_path
+
+    return f"sqlite:///{user_data_path('inventory') / 'inventory.db'}"
+
+
+def _duration(value: Any) -> Any:
+    if isinstance(value, str):
+        return parse_duration(value)
+    return value
+
+
+class DatabaseSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str | None = None
+
+
+class SyncSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Seconds between two syncs of a source in loop mode ("5m", "30s" or a number).
+    interval: float = Field(default=300.0, gt=0)
+    # Fraction of the interval added or removed at random so that sources do not march in step.
+    jitter: float = Field(default=0.1, ge=0, le=1)
+
+    _parse_interval = field_validator("interval", mode="before")(_duration)
+
+
+class TopLevel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    database: DatabaseSettings = DatabaseSettings()
+    sync: SyncSettings = SyncSettings()
+    sources: list[dict[str, Any]] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None
+    database_url: str
+    sync: SyncSettings
+    sources: list[SourceConfig] = field(default_factory=list)
+
+    def source(self, name: str) -> SourceConfig:
+        for src in self.sources:
+            if src.name == name:
+                return src
+        raise ConfigError(f"no source named {name!r} (configured: {', '.join(s.name for s in self.sources) or 'none'})")
+
+
+def find_config_file(explicit: str | os.PathLike[str] | None) -> Path | None:
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError("config file not found", path=str(path))
+        return path
+    for candidate in default_config_paths():
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(
+    explicit: str | os.PathLike[str] | None = None,
+    *,
+    registry: ConnectorRegistry | None = None,
+    database_url: str | None = None,
+) -> Config:
+    """Find, read and validate the config; raise ConfigError naming file and key on any problem."""
+    path = find_config_file(explicit)
+    if path is None:
+        raw: dict[str, Any] = {}
+    else:
+        raw = _read_yaml(path)
+    return build_config(raw, path=path, registry=registry, database_url=database_url)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", path=str(path)) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}malformed YAML: {problem}", path=str(path)) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"the top level must be a mapping, not {type(data).__name__}", path=str(path))
+    return data
+
+
+def build_config(
+    raw: dict[str, Any],
+    *,
+    path: Path | None = None,
+    registry: ConnectorRegistry | None = None,
+    database_url: str | None = None,
+) -> Config:
+    file_label = str(path) if path else "<config>"
+    raw = _expand_env(raw, file_label, "")
+    try:
+        top = TopLevel.model_validate(raw)
+    except ValidationError as exc:
+        raise _config_error(exc, file_label, prefix="") from None
+
+    registry = registry or ConnectorRegistry.discover()
+    base_dir = path.parent if path else Path.cwd()
+    sources: list[SourceConfig] = []
+    seen: dict[str, str] = {}
+    for index, entry in enumerate(top.sources):
+        key = f"sources[{index}]"
+        for expanded in _load_source(entry, key, file_label, base_dir, registry):
+            if expanded.name in seen:
+                raise ConfigError(f"duplicate source name {expanded.name!r} (also {seen[expanded.name]})", path=file_label, key=f"{key}.name")
+            seen[expanded.name] = key
+            sources.append(expanded)
+
+    url = database_url or os.environ.get(DATABASE_ENV) or top.database.url or default_database_url()
+    url = _anchor_sqlite_path(url, base_dir if top.database.url and not database_url and not os.environ.get(DATABASE_ENV) else Path.cwd())
+    return Config(path=path, database_url=url, sync=top.sync, sources=sources)
+
+
+def _load_source(entry: Any, key: str, file_label: str, base_dir: Path, registry: ConnectorRegistry) -> list[SourceConfig]:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"must be a mapping, not {type(entry).__name__}", path=file_label, key=key)
+    type_name = entry.get("type")
+    if not type_name:
+        raise ConfigError("Field required", path=file_label, key=f"{key}.type")
+    try:
+        connector = registry.get(str(type_name))
+    except ConnectorUnavailable as exc:
+        raise ConfigError(str(exc), path=file_label, key=f"{key}.type") from None
+    model = connector.config_model
+    entry = _read_secret_files(entry, model, key, file_label, base_dir)
+    try:
+        config = model.model_validate(entry, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        raise _config_error(exc, file_label, prefix=key) from None
+    _register_secrets(config)
+    return connector.expand(config)
+
+
+def _read_secret_files(entry: dict[str, Any], model: type[BaseModel], key: str, file_label: str, base_dir: Path) -> dict[str, Any]:
+    result = dict(entry)
+    for name, value in entry.items():
+        if not name.endswith("_file"):
+            continue
+        target = name[: -len("_file")]
+        if target not in model.model_fields or name in model.model_fields:
+            continue
+        if target in entry:
+            raise ConfigError(f"give either {target} or {name}, not both", path=file_label, key=f"{key}.{name}")
+        secret_path = Path(str(value)).expanduser()
+        if not secret_path.is_absolute():
+            secret_path = base_dir / secret_path
+        try:
+            secret = secret_path.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(f"cannot read secret file {secret_path}: {exc.strerror}", path=file_label, key=f"{key}.{name}") from None
+        register_secret(secret)
+        del result[name]
+        result[target] = secret
+    return result
+
+
+def _register_secrets(config: BaseModel) -> None:
+    for name in type(config).model_fields:
+        value = getattr(config, name)
+        if isinstance(value, SecretStr):
+            register_secret(value.get_secret_value())
+        elif isinstance(value, BaseModel):
+            _register_secrets(value)
+
+
+def _expand_env(value: Any, file_label: str, key: str) -> Any:
+    if isinstance(value, str):
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"environment variable {name} is not set", path=file_label, key=key or None)
+
+        return _ENV_REF.sub(substitute, value)
+    if isinstance(value, dict):
+        return {k: _expand_env(v, file_label, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, file_label, f"{key}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _config_error(exc: ValidationError, file_label: str, prefix: str) -> ConfigError:
+    lines = []
+    for error in exc.errors(include_url=False, include_input=False):
+        loc = prefix
+        for part in error["loc"]:
+            loc = f"{loc}[{part}]" if isinstance(part, int) else (f"{loc}.{part}" if loc else str(part))
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"{loc}: {message}" if loc else message)
+    first, *rest = lines
+    error = ConfigError(first + "".join(f"\n  {line}" for line in rest), path=file_label)
+    error.key = first.split(":", 1)[0]
+    return error
+
+
+def _anchor_sqlite_path(url: str, base_dir: Path) -> str:
+    """A relative SQLite path in the config file is relative to that file, not to the working directory."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != "sqlite:///:memory:":
+        rest = url[len(prefix):]
+        return prefix + str((base_dir / rest).resolve())
+    return url

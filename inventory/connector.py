@@ -1,0 +1,126 @@
+"""The connector interface and the registry behind the ``inventory.connectors`` entry points.
+
+A connector knows one source system and nothing of storage: ``collect()``
+returns a ``Snapshot``. Connector modules import their SDK inside
+``collect()`` (or helpers it calls), never at module level, so that reading
+config and starting the CLI never pays for ``import kubernetes``.
+
+Registration (pyproject.toml)::
+
+    [project.entry-points."inventory.connectors"]
+    static = "connectors.static:StaticConnector"
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from inventory.errors import ConnectorUnavailable
+from inventory.records import Snapshot
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "inventory.connectors"
+
+
+class SourceConfig(BaseModel):
+    """Keys every source accepts; each connector extends it with its own (unknown keys are errors)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$")
+    enabled: bool = True
+    # Seconds between syncs of this source in loop mode; None means the global interval.
+    interval: float | None = Field(default=None, gt=0)
+
+
+class Connector:
+    """Base class of connectors. Subclasses set ``type_name`` and ``config_model``."""
+
+    type_name: ClassVar[str]
+    config_model: ClassVar[type[SourceConfig]] = SourceConfig
+
+    def __init__(self, config: SourceConfig) -> None:
+        self.config = config
+
+    @property
+    def source_name(self) -> str:
+        return self.config.name
+
+    @classmethod
+    def expand(cls, config: SourceConfig) -> list[SourceConfig]:
+        """One config entry may stand for several sources (e.g. every kubeconfig context)."""
+        return [config]
+
+    def collect(self) -> Snapshot:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+@dataclass
+class _Entry:
+    name: str
+    entry_point: EntryPoint | None
+    loaded: type[Connector] | None = None
+    error: str | None = None
+
+
+class ConnectorRegistry:
+    """Finds connectors by type name; a connector that fails to import is disabled, not fatal."""
+
+    def __init__(self, entries: dict[str, _Entry]) -> None:
+        self._entries = entries
+
+    @classmethod
+    def discover(cls) -> ConnectorRegistry:
+        found: dict[str, _Entry] = {}
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            # The first registration of a name wins; a duplicate is reported, never merged.
+            if ep.name in found:
+                log.warning("connector %r registered twice; keeping %s, ignoring %s", ep.name, found[ep.name].entry_point.value, ep.value)
+                continue
+            found[ep.name] = _Entry(ep.name, ep)
+        return cls(found)
+
+    @classmethod
+    def of(cls, *connectors: type[Connector]) -> ConnectorRegistry:
+        """A registry over given classes (for embedding and for tests of third-party connectors)."""
+        return cls({c.type_name: _Entry(c.type_name, None, loaded=c) for c in connectors})
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def get(self, type_name: str) -> type[Connector]:
+        entry = self._entries.get(type_name)
+        if entry is None:
+            raise ConnectorUnavailable(f"unknown source type {type_name!r} (available: {', '.join(self.names()) or 'none'})")
+        if entry.loaded is None and entry.error is None:
+            try:
+                loaded = entry.entry_point.load()  # type: ignore[union-attr]
+            except Exception as exc:  # an import failure disables this connector only
+                entry.error = f"{type(exc).__name__}: {exc}"
+                log.warning("connector %r is disabled: it failed to load (%s)", type_name, entry.error)
+            else:
+                if not (isinstance(loaded, type) and issubclass(loaded, Connector)):
+                    entry.error = f"{entry.entry_point.value} is not a Connector subclass"  # type: ignore[union-attr]
+                else:
+                    entry.loaded = loaded
+        if entry.loaded is None:
+            raise ConnectorUnavailable(f"connector {type_name!r} is unavailable: {entry.error}")
+        return entry.loaded
+
+    def status(self) -> list[dict[str, Any]]:
+        """Load every connector and say which work (for `inventory connectors`)."""
+        rows = []
+        for name in self.names():
+            try:
+                cls = self.get(name)
+                rows.append({"type": name, "status": "ok", "module": cls.__module__, "error": None})
+            except ConnectorUnavailable as exc:
+                rows.append({"type": name, "status": "disabled", "module": None, "error": str(exc)})
+        return rows

@@ -1,0 +1,91 @@
+"""Keep secrets out of log lines, error messages, audit entries and the database.
+
+Two nets: every secret value loaded from config is registered and replaced
+wherever it appears in text, and well-known secret shapes (``user:pass@`` in
+URLs, bearer tokens, ``key=value`` pairs with secret-sounding keys) are masked
+even when nobody registered them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+MASK = "***"
+
+SECRET_KEY_PATTERN = re.compile(
+    r"(pass(word|wd|phrase)?|secret|token|authorization|api[_-]?key|private[_-]?key|credential|cookie|ticket)",
+    re.IGNORECASE,
+)
+
+_VALUE_PATTERNS = [
+    # scheme://user:password@host
+    (re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^/\s:@]+:)[^@\s/]+(?P<tail>@)", re.IGNORECASE), r"\g<head>" + MASK + r"\g<tail>"),
+    # Authorization: Bearer xxx / PVEAPIToken=user@realm!id=uuid
+    (re.compile(r"(?P<head>\bbearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE), r"\g<head>" + MASK),
+    (re.compile(r"(?P<head>PVEAPIToken=[^=\s]+=)[^\s,;\"']+", re.IGNORECASE), r"\g<head>" + MASK),
+    # token=..., password: ... in free text
+    (
+        re.compile(
+            r"(?P<head>\b[\w-]*(?:password|passwd|secret|token|api[_-]?key)[\w-]*\s*[=:]\s*[\"']?)[^\s\"',;&]+",
+            re.IGNORECASE,
+        ),
+        r"\g<head>" + MASK,
+    ),
+]
+
+_known: set[str] = set()
+_lock = threading.Lock()
+_MIN_SECRET_LENGTH = 4  # shorter values would mask ordinary words
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret value so that it is masked wherever it shows up later."""
+    if value and len(value) >= _MIN_SECRET_LENGTH:
+        with _lock:
+            _known.add(value)
+
+
+def redact_text(text: str) -> str:
+    if not text:
+        return text
+    with _lock:
+        known = sorted(_known, key=len, reverse=True)
+    for value in known:
+        if value in text:
+            text = text.replace(value, MASK)
+    for pattern, replacement in _VALUE_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def redact_value(value: Any) -> Any:
+    """Redact a JSON-like structure at any depth: by key name, then by value shape."""
+    if isinstance(value, Mapping):
+        return {
+            key: (MASK if isinstance(key, str) and SECRET_KEY_PATTERN.search(key) and val not in (None, "") else redact_value(val))
+            for key, val in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [redact_value(item) for item in value]
+    if isinstance(value, str):
+        return redact_text(value)
+    return value
+
+
+class RedactingFilter(logging.Filter):
+    """Installed on the root handlers so that no log line carries a secret."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact_text(message)
+        if cleaned != message or record.args:
+            record.msg = cleaned
+            record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = redact_text(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True

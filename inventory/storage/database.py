@@ -1,0 +1,154 @@
+"""The one engine factory, and the schema-revision gate in front of it."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from inventory.errors import SchemaOutOfDate, StorageError
+from inventory.redact import redact_text
+
+log = logging.getLogger(__name__)
+
+# The Alembic head this code expects; tests check it equals the newest revision in migrations/.
+SCHEMA_REVISION = "0001_initial"
+
+_WRITE_OPTION = "inventory_write"
+
+
+def _normalize_url(url: str) -> str:
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        # psycopg 3 is the supported driver; plain postgresql:// would pick psycopg2.
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def describe_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return redact_text(url)
+
+
+def create_db_engine(url: str, **kwargs: Any) -> Engine:
+    url = _normalize_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        _configure_sqlite(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control from pysqlite so that writers can BEGIN IMMEDIATE.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # A writer takes the write lock up front: it reads max(id) to allocate ids, and
+        # a lock upgrade in the middle of a transaction can fail with SQLITE_BUSY.
+        immediate = conn.get_execution_options().get(_WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class Database:
+    """An engine plus the knowledge of whether its schema matches this code."""
+
+    def __init__(self, url: str, engine: Engine | None = None) -> None:
+        self.url = _normalize_url(url)
+        self.engine = engine or create_db_engine(self.url)
+        self._write_engine = self.engine.execution_options(**{_WRITE_OPTION: True})
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @property
+    def display_url(self) -> str:
+        return describe_url(self.url)
+
+    def session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def write_session(self) -> Iterator[Session]:
+        """A session whose transaction commits at the end of the block, or rolls back whole."""
+        with Session(self._write_engine, expire_on_commit=False) as session:
+            with session.begin():
+                yield session
+
+    def current_revision(self) -> str | None:
+        try:
+            with self.engine.connect() as conn:
+                return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except (OperationalError, ProgrammingError) as exc:
+            if _is_missing_table(exc):
+                return None
+            raise StorageError(f"cannot read the schema revision of {self.display_url}: {_db_reason(exc)}") from exc
+        except SQLAlchemyError as exc:
+            raise StorageError(f"cannot connect to {self.display_url}: {_db_reason(exc)}") from exc
+
+    def ensure_schema(self, *, auto_migrate: bool | None = None) -> None:
+        """Make sure the schema is at the code's revision.
+
+        The embedded SQLite database is created and migrated on first use; any other
+        database that is behind raises SchemaOutOfDate with the command to run.
+        """
+        current = self.current_revision()
+        if current == SCHEMA_REVISION:
+            return
+        if auto_migrate is None:
+            auto_migrate = self.dialect == "sqlite"
+        if auto_migrate:
+            from inventory.storage.migrate import upgrade
+
+            log.info("migrating %s from %s to %s", self.display_url, current or "an empty database", SCHEMA_REVISION)
+            upgrade(self)
+            return
+        state = f"at revision {current}" if current else "empty (no schema)"
+        raise SchemaOutOfDate(
+            f"database {self.display_url} is {state}, but this version of inventory needs {SCHEMA_REVISION}: "
+            "run `inventory db upgrade`"
+        )
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _is_missing_table(exc: DBAPIError) -> bool:
+    message = str(exc.orig).lower()
+    return "no such table" in message or "does not exist" in message or "undefinedtable" in type(exc.orig).__name__.lower()
+
+
+def _db_reason(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    first_line = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    return redact_text(first_line)
+
+
+def open_database(url: str, *, migrate: bool | None = None) -> Database:
+    db = Database(url)
+    db.ensure_schema(auto_migrate=migrate)
+    return db

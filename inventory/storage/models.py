@@ -1,0 +1,165 @@
+"""Tables, as SQLAlchemy 2.0 typed models. Alembic revisions in migrations/ are the only way they change."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from inventory.timeutil import utcnow
+
+# Stable constraint names keep Alembic revisions identical on SQLite and PostgreSQL.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+JsonValue = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+# BIGINT ids on PostgreSQL; SQLite needs INTEGER PRIMARY KEY to alias the rowid.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on the way out on every engine (SQLite stores no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        if value is not None and dialect.name == "sqlite":
+            return value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Source(Base):
+    __tablename__ = "sources"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    type: Mapped[str] = mapped_column(String(50))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SyncRun(Base):
+    __tablename__ = "sync_runs"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), index=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # running | success | partial (incomplete snapshot: upserts only) | failed
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    complete: Mapped[bool | None] = mapped_column(Boolean)
+    objects: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    removed: Mapped[int] = mapped_column(Integer, default=0)
+    revived: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class _InventoryObject:
+    """Columns shared by hosts, workloads and services."""
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"))
+    kind: Mapped[str] = mapped_column(String(50))
+    external_id: Mapped[str] = mapped_column(String(500))
+    name: Mapped[str] = mapped_column(String(500), index=True)
+    status: Mapped[str | None] = mapped_column(String(100))
+    labels: Mapped[dict[str, Any]] = mapped_column(JsonValue, default=dict)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JsonValue, default=dict)
+    content_hash: Mapped[str] = mapped_column(String(32))
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class HostRow(_InventoryObject, Base):
+    __tablename__ = "hosts"
+    __table_args__ = (UniqueConstraint("source_id", "kind", "external_id"),)
+
+    hostname: Mapped[str | None] = mapped_column(String(255), index=True)
+    machine_uuid: Mapped[str | None] = mapped_column(String(64), index=True)
+    mac_addresses: Mapped[list[str]] = mapped_column(JsonValue, default=list)
+    addresses: Mapped[list[str]] = mapped_column(JsonValue, default=list)
+    backing_workload_id: Mapped[int | None] = mapped_column(
+        ForeignKey("workloads.id", use_alter=True, deferrable=True, initially="DEFERRED")
+    )
+
+
+class WorkloadRow(_InventoryObject, Base):
+    __tablename__ = "workloads"
+    __table_args__ = (UniqueConstraint("source_id", "kind", "external_id"),)
+
+    namespace: Mapped[str | None] = mapped_column(String(253), index=True)
+    host_id: Mapped[int | None] = mapped_column(ForeignKey("hosts.id", deferrable=True, initially="DEFERRED"), index=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("workloads.id", deferrable=True, initially="DEFERRED"), index=True)
+
+
+class ServiceRow(_InventoryObject, Base):
+    __tablename__ = "services"
+    __table_args__ = (UniqueConstraint("source_id", "kind", "external_id"),)
+
+    namespace: Mapped[str | None] = mapped_column(String(253), index=True)
+
+
+class ServiceMember(Base):
+    __tablename__ = "service_members"
+
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id"), primary_key=True)
+    workload_id: Mapped[int] = mapped_column(ForeignKey("workloads.id", deferrable=True, initially="DEFERRED"), primary_key=True, index=True)
+
+
+class Change(Base):
+    """Append-only history: one row per object created, updated, removed or revived by a sync."""
+
+    __tablename__ = "changes"
+    __table_args__ = (Index("ix_changes_source_at", "source_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"))
+    sync_run_id: Mapped[int] = mapped_column(ForeignKey("sync_runs.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    object_type: Mapped[str] = mapped_column(String(20))  # host | workload | service
+    object_id: Mapped[int] = mapped_column(Id, index=True)
+    kind: Mapped[str] = mapped_column(String(50))
+    external_id: Mapped[str] = mapped_column(String(500))
+    name: Mapped[str] = mapped_column(String(500))
+    action: Mapped[str] = mapped_column(String(20))  # created | updated | removed | revived
+    # {field: [old, new]}; nested attribute and label keys as "attributes.cpu".
+    diff: Mapped[dict[str, Any] | None] = mapped_column(JsonValue)
+
+
+OBJECT_TABLES = {"host": HostRow, "workload": WorkloadRow, "service": ServiceRow}

@@ -1,0 +1,160 @@
+"""Running sources: collect -> reconcile -> record the run, one source at a time, each isolated.
+
+A source that fails (its API is down, its connector raises) is recorded as a
+failed run and never stops the others. Each source's writes are one
+transaction: a crash in the middle leaves the previous state whole.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from inventory.config import Config
+from inventory.connector import Connector, ConnectorRegistry, SourceConfig
+from inventory.errors import ConnectorUnavailable, InventoryError, SourceError
+from inventory.reconcile import ReconcileResult, reconcile
+from inventory.records import Snapshot
+from inventory.redact import redact_text
+from inventory.storage.database import Database
+from inventory.storage.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SourceOutcome:
+    source: str
+    type: str
+    # success: complete snapshot reconciled | partial: upserts only, something was not read
+    # failed: nothing could be read or written
+    status: str
+    error: str | None = None
+    result: ReconcileResult | None = None
+    objects: int = 0
+    duration: float = 0.0
+    run_id: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "success"
+
+
+ProgressCallback = Callable[[str, str], None]  # (source name, phase)
+
+
+def collect(connector: Connector) -> Snapshot:
+    """Run a connector, translating anything it raises into a SourceError that names the source."""
+    try:
+        snapshot = connector.collect()
+    except SourceError:
+        raise
+    except InventoryError as exc:
+        raise SourceError(connector.source_name, None, str(exc)) from exc
+    except Exception as exc:  # a connector bug must not take the other sources down
+        log.debug("connector %s raised", connector.source_name, exc_info=True)
+        raise SourceError(connector.source_name, None, f"{type(exc).__name__}: {exc}") from exc
+    if not isinstance(snapshot, Snapshot):
+        raise SourceError(connector.source_name, None, f"connector returned {type(snapshot).__name__}, not a Snapshot")
+    return snapshot
+
+
+def sync_source(
+    db: Database,
+    connector: Connector,
+    *,
+    allow_empty: bool = False,
+    progress: ProgressCallback | None = None,
+) -> SourceOutcome:
+    name, type_name = connector.source_name, connector.type_name
+    started = time.perf_counter()
+    notify = progress or (lambda _source, _phase: None)
+
+    with db.write_session() as session:
+        store = Store(session)
+        source_id = store.source_id(name, type_name)
+        run_id = store.start_run(source_id)
+
+    def fail(message: str) -> SourceOutcome:
+        message = redact_text(message)
+        with db.write_session() as session:
+            Store(session).finish_run(run_id, status="failed", complete=False, error=message)
+        log.error("%s", message)
+        return SourceOutcome(name, type_name, "failed", message, duration=time.perf_counter() - started, run_id=run_id)
+
+    notify(name, "collecting")
+    try:
+        snapshot = collect(connector)
+    except SourceError as exc:
+        return fail(str(exc))
+
+    notify(name, "writing")
+    try:
+        with db.write_session() as session:
+            store = Store(session)
+            result = reconcile(snapshot, store, source_id=source_id, run_id=run_id, allow_empty=allow_empty)
+            problems = [f"source {name!r}, {e}" for e in snapshot.errors] + [f"source {name!r}: {w}" for w in result.withheld]
+            status = "success" if not problems else "partial"
+            error = redact_text("; ".join(problems)) or None
+            store.finish_run(
+                run_id,
+                status=status,
+                complete=snapshot.complete,
+                objects=snapshot.object_count,
+                created=result.created,
+                updated=result.updated,
+                removed=result.removed,
+                revived=result.revived,
+                unchanged=result.unchanged,
+                error=error,
+            )
+    except InventoryError as exc:
+        return fail(f"source {name!r}: {exc}")
+    except Exception as exc:  # the transaction rolled back whole; record why and go on
+        log.debug("writing source %s failed", name, exc_info=True)
+        return fail(f"source {name!r}: writing to the database failed: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+
+    if error:
+        log.warning("%s", error)
+    return SourceOutcome(
+        name,
+        type_name,
+        status,
+        error,
+        result=result,
+        objects=snapshot.object_count,
+        duration=time.perf_counter() - started,
+        run_id=run_id,
+    )
+
+
+def select_sources(config: Config, names: Iterable[str] | None = None) -> list[SourceConfig]:
+    wanted = list(names or [])
+    if wanted:
+        return [config.source(n) for n in wanted]
+    return [s for s in config.sources if s.enabled]
+
+
+def sync_all(
+    db: Database,
+    config: Config,
+    registry: ConnectorRegistry,
+    *,
+    names: Iterable[str] | None = None,
+    allow_empty: bool = False,
+    progress: ProgressCallback | None = None,
+) -> list[SourceOutcome]:
+    outcomes = []
+    for source in select_sources(config, names):
+        try:
+            connector = registry.get(source.type)(source)
+        except ConnectorUnavailable as exc:
+            outcomes.append(SourceOutcome(source.name, source.type, "failed", f"source {source.name!r}: {exc}"))
+            continue
+        outcomes.append(sync_source(db, connector, allow_empty=allow_empty, progress=progress))
+    return outcomes
+
+
+__all__ = ["SourceOutcome", "collect", "select_sources", "sync_all", "sync_source"]

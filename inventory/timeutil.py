@@ -1,0 +1,47 @@
+"""Durations ("90s", "5m", "1h30m", "7d") and instants ("1d" ago, or an ISO time)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def parse_duration(text: str | float | int) -> float:
+    """Seconds in a duration such as ``5m``, ``1h30m``, ``45`` (plain numbers are seconds)."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    value = text.strip().lower()
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    pos, total = 0, 0.0
+    for match in _PART.finditer(value):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if pos != len(value) or not value:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 5m, 1h30m, 7d)")
+    return total
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """An instant: a duration means that long ago; otherwise an ISO 8601 date or time (UTC if naive)."""
+    now = now or utcnow()
+    try:
+        return now - timedelta(seconds=parse_duration(text))
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not a duration or ISO time: {text!r} (use e.g. 1h, 7d, 2026-11-01T12:00)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
