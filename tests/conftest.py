@@ -1,0 +1,99 @@
+"""Shared fixtures: a fresh database on SQLite and on a real PostgreSQL, and a CLI runner.
+
+PostgreSQL is found at INVENTORY_TEST_POSTGRES (default: the local server,
+trust auth). Where it is missing, tests that need it skip with the reason on a
+laptop, and fail under CI (CI=true): CI never skips a real-component test.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from inventory.storage.database import Database, open_database
+
+POSTGRES_ADMIN_URL = os.environ.get("INVENTORY_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DIR = PROJECT_ROOT.parent / "shared"
+
+_postgres_problem: str | None | bool = False  # False: not probed yet
+
+
+def postgres_unavailable() -> str | None:
+    """None when PostgreSQL answers, else why not (probed once per session)."""
+    global _postgres_problem
+    if _postgres_problem is False:
+        try:
+            engine = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            engine.dispose()
+            _postgres_problem = None
+        except Exception as exc:  # any failure to connect means "not available here"
+            _postgres_problem = f"PostgreSQL not reachable at {make_url(POSTGRES_ADMIN_URL).render_as_string()}: {str(exc).splitlines()[0]}"
+    return _postgres_problem  # type: ignore[return-value]
+
+
+def require_postgres() -> None:
+    problem = postgres_unavailable()
+    if problem:
+        if IN_CI:
+            pytest.fail(f"CI needs PostgreSQL: {problem}")
+        pytest.skip(problem)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A new empty PostgreSQL database, dropped afterwards."""
+    require_postgres()
+    name = f"inventory_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'inventory.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """An empty database on each engine: every storage test runs on both."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_url")
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    """A fresh database at the code's schema revision."""
+    database = open_database(database_url, migrate=True)
+    try:
+        yield database
+    finally:
+        database.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reads the developer's own config or database."""
+    for name in list(os.environ):
+        if name.startswith("INVENTORY_") and name != "INVENTORY_TEST_POSTGRES":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
