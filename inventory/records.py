@@ -98,6 +98,10 @@ class Snapshot:
     workloads: list[Workload] = field(default_factory=list)
     services: list[Service] = field(default_factory=list)
     complete: bool = True
+    # The source system's own identity (a Kubernetes cluster's kube-system namespace uid, a
+    # Proxmox cluster name, a Docker engine ID): a source renamed in config whose snapshot
+    # carries the identity of an existing source of the same type takes that source over.
+    identity: str | None = None
     # One line per resource that could not be read, e.g. "pods: HTTP 500 on page 3".
     errors: list[str] = field(default_factory=list)
 

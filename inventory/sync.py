@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
 from inventory.config import Config
@@ -20,6 +20,7 @@ from inventory.records import Snapshot
 from inventory.redact import redact_text
 from inventory.storage.database import Database
 from inventory.storage.store import Store
+from inventory.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -67,20 +68,23 @@ def sync_source(
     *,
     allow_empty: bool = False,
     progress: ProgressCallback | None = None,
+    configured: Collection[str] = (),
 ) -> SourceOutcome:
+    """Collect one source and reconcile it in one transaction; never raises for a source's failure.
+
+    ``configured`` names every source in the config, so that a renamed source can adopt its
+    old rows by identity without ever merging two sources that are both still configured.
+    """
     name, type_name = connector.source_name, connector.type_name
-    started = time.perf_counter()
+    started_at, started = utcnow(), time.perf_counter()
     notify = progress or (lambda _source, _phase: None)
 
-    with db.write_session() as session:
-        store = Store(session)
-        source_id = store.source_id(name, type_name)
-        run_id = store.start_run(source_id)
-
-    def fail(message: str) -> SourceOutcome:
+    def fail(message: str, identity: str | None = None) -> SourceOutcome:
         message = redact_text(message)
         with db.write_session() as session:
-            Store(session).finish_run(run_id, status="failed", complete=False, error=message)
+            store = Store(session)
+            run_id = store.start_run(store.source_id(name, type_name, identity, configured=configured), started_at)
+            store.finish_run(run_id, status="failed", complete=False, error=message)
         log.error("%s", message)
         return SourceOutcome(name, type_name, "failed", message, duration=time.perf_counter() - started, run_id=run_id)
 
@@ -94,8 +98,12 @@ def sync_source(
     try:
         with db.write_session() as session:
             store = Store(session)
+            source_id = store.source_id(name, type_name, snapshot.identity, configured=configured)
+            run_id = store.start_run(source_id, started_at)
             result = reconcile(snapshot, store, source_id=source_id, run_id=run_id, allow_empty=allow_empty)
             problems = [f"source {name!r}, {e}" for e in snapshot.errors] + [f"source {name!r}: {w}" for w in result.withheld]
+            if not snapshot.complete and not snapshot.errors:
+                problems.append(f"source {name!r}: the snapshot is incomplete")
             status = "success" if not problems else "partial"
             error = redact_text("; ".join(problems)) or None
             store.finish_run(
@@ -111,10 +119,11 @@ def sync_source(
                 error=error,
             )
     except InventoryError as exc:
-        return fail(f"source {name!r}: {exc}")
+        return fail(f"source {name!r}: {exc}", snapshot.identity)
     except Exception as exc:  # the transaction rolled back whole; record why and go on
         log.debug("writing source %s failed", name, exc_info=True)
-        return fail(f"source {name!r}: writing to the database failed: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return fail(f"source {name!r}: writing to the database failed: {type(exc).__name__}: {reason}", snapshot.identity)
 
     if error:
         log.warning("%s", error)
@@ -147,13 +156,14 @@ def sync_all(
     progress: ProgressCallback | None = None,
 ) -> list[SourceOutcome]:
     outcomes = []
+    configured = [s.name for s in config.sources]
     for source in select_sources(config, names):
         try:
             connector = registry.get(source.type)(source)
         except ConnectorUnavailable as exc:
             outcomes.append(SourceOutcome(source.name, source.type, "failed", f"source {source.name!r}: {exc}"))
             continue
-        outcomes.append(sync_source(db, connector, allow_empty=allow_empty, progress=progress))
+        outcomes.append(sync_source(db, connector, allow_empty=allow_empty, progress=progress, configured=configured))
     return outcomes
 
 

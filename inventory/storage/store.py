@@ -10,7 +10,7 @@ written.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -102,18 +102,41 @@ class Store:
 
     # -- sources and runs ------------------------------------------------------------
 
-    def source_id(self, name: str, type_name: str) -> int:
-        found = self._execute(select(Source.id, Source.type).where(Source.name == name)).first()
+    def source_id(self, name: str, type_name: str, identity: str | None = None, *, configured: Collection[str] = ()) -> int:
+        """The id of the named source, created on first use.
+
+        A source that is new by name but whose identity matches an existing source of
+        the same type that is no longer configured is that source renamed: it is
+        adopted, not duplicated. Sources still configured are never merged, even when
+        their identities collide (cloned Docker engines can share an ID).
+        """
+        found = self._execute(select(Source.id, Source.type, Source.identity).where(Source.name == name)).first()
+        if found is None and identity is not None:
+            adopted = self._execute(
+                select(Source.id)
+                .where(Source.identity == identity, Source.type == type_name, Source.name.not_in(list(configured) or [""]))
+                .order_by(Source.id)
+            ).first()
+            if adopted is not None:
+                self._execute(update(Source).where(Source.id == adopted.id).values(name=name))
+                return adopted.id
         if found is not None:
+            changes = {}
             if found.type != type_name:
-                self._execute(update(Source).where(Source.id == found.id).values(type=type_name))
+                changes["type"] = type_name
+            if identity is not None and found.identity != identity:
+                changes["identity"] = identity
+            if changes:
+                self._execute(update(Source).where(Source.id == found.id).values(**changes))
             return found.id
         if self.dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as dialect_insert
         else:
             from sqlalchemy.dialects.sqlite import insert as dialect_insert
         self._execute(
-            dialect_insert(Source).values(name=name, type=type_name, created_at=utcnow()).on_conflict_do_nothing(index_elements=["name"])
+            dialect_insert(Source)
+            .values(name=name, type=type_name, identity=identity, created_at=utcnow())
+            .on_conflict_do_nothing(index_elements=["name"])
         )
         return self._execute(select(Source.id).where(Source.name == name)).scalar_one()
 
