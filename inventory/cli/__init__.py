@@ -1,0 +1,128 @@
+"""The `inventory` command: thin over the library, errors turned into exit codes only here.
+
+Exit codes: 0 ok; 1 a source failed (or any other runtime failure, e.g. the
+database is unreachable); 2 a usage or config error.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+from sqlalchemy.exc import SQLAlchemyError
+
+from inventory import __version__
+from inventory.errors import InventoryError
+from inventory.redact import RedactingFilter, redact_text
+
+OUTPUT_FORMATS = ("table", "json", "csv", "yaml")
+
+
+class CommandError(click.ClickException):
+    """An InventoryError on its way out, with the exit code its class documents."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(redact_text(message))
+        self.exit_code = exit_code
+
+
+class InventoryGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except InventoryError as exc:
+            raise CommandError(str(exc), exc.exit_code) from exc
+        except SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            raise CommandError(f"database error: {reason[0] if reason else type(exc).__name__}", 1) from exc
+
+
+@dataclass
+class AppContext:
+    """What every command shares, built lazily so that `--help` touches neither config nor database."""
+
+    config_path: str | None
+    database_url: str | None
+    _config: Any = None
+    _database: Any = None
+    _registry: Any = None
+    cleanups: list[Any] = field(default_factory=list)
+
+    @property
+    def registry(self) -> Any:
+        if self._registry is None:
+            from inventory.connector import ConnectorRegistry
+
+            self._registry = ConnectorRegistry.discover()
+        return self._registry
+
+    @property
+    def config(self) -> Any:
+        if self._config is None:
+            from inventory.config import load_config
+
+            self._config = load_config(self.config_path, registry=self.registry, database_url=self.database_url)
+        return self._config
+
+    def database(self, *, migrate: bool | None = None, check_schema: bool = True) -> Any:
+        if self._database is None:
+            from inventory.storage.database import Database
+
+            self._database = Database(self.config.database_url)
+            self.cleanups.append(self._database.dispose)
+        if check_schema:
+            self._database.ensure_schema(auto_migrate=migrate)
+        return self._database
+
+    def close(self) -> None:
+        for cleanup in reversed(self.cleanups):
+            cleanup()
+
+
+def _configure_logging(verbose: int, log_format: str) -> None:
+    level = logging.WARNING - 10 * min(verbose, 2)
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        from inventory.logs import JsonFormatter
+
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+@click.group(cls=InventoryGroup, context_settings={"auto_envvar_prefix": "INVENTORY", "help_option_names": ["-h", "--help"]})
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), help="Config file (else ./inventory.yaml, then the user config dir). Env: INVENTORY_CONFIG.")
+@click.option("--database-url", help="Database URL; overrides the config. Env: INVENTORY_DATABASE_URL.")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Log line format on stderr.")
+@click.version_option(__version__, prog_name="inventory")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, database_url: str | None, verbose: int, log_format: str) -> None:
+    """Infrastructure inventory: sync Kubernetes, Proxmox VE, Docker and hand-declared machines into one database."""
+    _configure_logging(verbose, log_format)
+    app = AppContext(config_path=config_path, database_url=database_url)
+    ctx.obj = app
+    ctx.call_on_close(app.close)
+
+
+def _register() -> None:
+    from inventory.cli import db, query, sync
+
+    cli.add_command(sync.sync_command)
+    cli.add_command(db.db_group)
+    for command in query.COMMANDS:
+        cli.add_command(command)
+
+
+_register()
+
+
+def main() -> None:
+    cli.main(prog_name="inventory")

@@ -1,0 +1,50 @@
+"""`inventory db`: schema revisions through Alembic."""
+
+from __future__ import annotations
+
+import click
+
+from inventory.cli import AppContext
+
+
+@click.group("db")
+def db_group() -> None:
+    """Database schema: upgrade, downgrade, show the current revision."""
+
+
+@db_group.command("upgrade")
+@click.argument("revision", default="head")
+@click.pass_obj
+def upgrade_command(app: AppContext, revision: str) -> None:
+    """Migrate the database to REVISION (default: the newest)."""
+    from inventory.storage.migrate import upgrade
+
+    db = app.database(check_schema=False)
+    before = db.current_revision()
+    upgrade(db, revision)
+    after = db.current_revision()
+    click.echo(f"{db.display_url}: {before or 'empty'} -> {after}" if before != after else f"{db.display_url}: already at {after}")
+
+
+@db_group.command("downgrade")
+@click.argument("revision")
+@click.pass_obj
+def downgrade_command(app: AppContext, revision: str) -> None:
+    """Migrate the database back to REVISION ('base' removes every table)."""
+    from inventory.storage.migrate import downgrade
+
+    db = app.database(check_schema=False)
+    downgrade(db, revision)
+    click.echo(f"{db.display_url}: now at {db.current_revision() or 'base'}")
+
+
+@db_group.command("current")
+@click.pass_obj
+def current_command(app: AppContext) -> None:
+    """Print the database's schema revision and the one this program needs."""
+    from inventory.storage.database import SCHEMA_REVISION
+
+    db = app.database(check_schema=False)
+    current = db.current_revision()
+    state = "up to date" if current == SCHEMA_REVISION else "run `inventory db upgrade`"
+    click.echo(f"{db.display_url}: {current or 'empty'} (this program needs {SCHEMA_REVISION}: {state})")
