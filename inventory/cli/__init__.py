@@ -92,13 +92,15 @@ def _configure_logging(verbose: int, log_format: str) -> None:
     else:
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactingFilter())
+    handler._inventory = True  # type: ignore[attr-defined]
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    # Replace only our own handler, so that embedding programs (and pytest) keep theirs.
+    root.handlers[:] = [h for h in root.handlers if not getattr(h, "_inventory", False)] + [handler]
     root.setLevel(level)
 
 
 @click.group(cls=InventoryGroup, context_settings={"auto_envvar_prefix": "INVENTORY", "help_option_names": ["-h", "--help"]})
-@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), help="Config file (else ./inventory.yaml, then the user config dir). Env: INVENTORY_CONFIG.")
+@click.option("-c", "--config", "config_path", envvar="INVENTORY_CONFIG", type=click.Path(dir_okay=False), help="Config file (else ./inventory.yaml, then the user config dir). Env: INVENTORY_CONFIG.")
 @click.option("--database-url", help="Database URL; overrides the config. Env: INVENTORY_DATABASE_URL.")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Log line format on stderr.")

@@ -1,0 +1,47 @@
+"""The schema gate: SQLite is created on first use, PostgreSQL behind the code says what to run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from inventory.errors import SchemaOutOfDate, StorageError
+from inventory.storage import migrate
+from inventory.storage.database import SCHEMA_REVISION, Database, open_database
+
+
+def test_embedded_sqlite_is_created_and_migrated_on_first_use(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "dir" / "inventory.db"
+    db = open_database(f"sqlite:///{path}")
+    try:
+        assert path.exists()
+        assert db.current_revision() == SCHEMA_REVISION
+    finally:
+        db.dispose()
+
+
+def test_postgres_behind_the_code_says_run_db_upgrade(postgres_url: str) -> None:
+    with pytest.raises(SchemaOutOfDate, match=r"empty \(no schema\).*run `inventory db upgrade`"):
+        open_database(postgres_url)
+    db = Database(postgres_url)
+    try:
+        migrate.upgrade(db)
+        migrate.downgrade(db, "base")
+        with pytest.raises(SchemaOutOfDate, match="run `inventory db upgrade`"):
+            db.ensure_schema()
+        migrate.upgrade(db)
+        db.ensure_schema()
+    finally:
+        db.dispose()
+
+
+def test_unreachable_postgres_is_a_storage_error_without_the_password() -> None:
+    db = Database("postgresql+psycopg://inventory:hunter2secret@127.0.0.1:1/inventory?connect_timeout=2")
+    try:
+        with pytest.raises(StorageError) as info:
+            db.ensure_schema()
+    finally:
+        db.dispose()
+    assert "hunter2secret" not in str(info.value)
+    assert "127.0.0.1:1" in str(info.value)
