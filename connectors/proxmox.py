@@ -1,0 +1,302 @@
+"""Proxmox VE: every node, VM and LXC container of a cluster, with addresses, tags and pools.
+
+    - type: proxmox
+      name: pve
+      url: https://pve.lan:8006
+      token_id: "inventory@pve!ro"            # a PVEAuditor token is enough
+      token_secret_file: /run/secrets/pve
+      ca_file: /etc/pve/pve-root-ca.pem        # or fingerprint: "AB:CD:...", or verify_tls: false
+
+A poll makes few calls: ``/cluster/status`` (the cluster's name, which is the
+identity) and ``/cluster/resources`` (every node, guest and pool, with each
+guest's node, status, tags, pool and HA state) once each; then, with bounded
+concurrency, ``/nodes/{node}/status`` per online node and, per guest, its config
+(SMBIOS uuid, MACs, disks, description) and its addresses (the QEMU guest agent
+or the container's interfaces) when it runs.
+
+Identity is ``{cluster}/{vmid}``: two guests may share a name, a renamed guest
+stays one object, and a migrated guest changes its host, not its identity.
+Anything that cannot be read leaves the snapshot incomplete, so nothing is
+removed; a token that sees no guests for want of privileges says so instead of
+passing for an empty cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import zip_longest
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+
+from connectors.proxmox_api import ApiCallFailed, ProxmoxClient
+from connectors.proxmox_records import agent_addresses, agent_enabled, guest_records, lxc_addresses, node_host, pool_services
+from inventory.connector import Connector, SourceConfig
+from inventory.errors import SourceError
+from inventory.records import Host, Snapshot, Workload
+from inventory.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+GUEST_TYPES = ("qemu", "lxc")
+# pveproxy answers 500 with the agent's trouble in the reason phrase ("QEMU guest agent is
+# not running", "No QEMU guest agent configured", "... qmp command ... got timeout"): the
+# guest is fine, it just cannot tell us its addresses.
+_AGENT_TROUBLE = ("agent", "qmp", "not running", "timeout")
+_PRIVILEGE_HINT = "grant the PVEAuditor role on / to the token (a privilege-separated token needs its own ACL entry)"
+
+
+class ProxmoxConfig(SourceConfig):
+    type: str = "proxmox"
+    url: str = Field(min_length=1)
+    # API token (recommended): "user@realm!tokenname" + its secret (token_secret_file works too).
+    token_id: str | None = Field(default=None, pattern=r"^[^!@\s]+@[^!\s]+![A-Za-z0-9][A-Za-z0-9._-]*$")
+    token_secret: SecretStr | None = None
+    # Or user + password (a ticket is taken at every poll).
+    user: str | None = Field(default=None, pattern=r"^[^!@\s]+@[^!\s]+$")
+    password: SecretStr | None = None
+    verify_tls: bool = True
+    ca_file: Path | None = None
+    # sha256 of the server certificate, "AB:CD:..." (as `pvenode cert info` prints it).
+    fingerprint: str | None = None
+    timeout: float = Field(default=10.0, gt=0, le=300)
+    retries: int = Field(default=2, ge=0, le=10)
+    concurrency: int = Field(default=8, ge=1, le=64)
+    # Ask guest agents and containers for their addresses (one call per running guest).
+    addresses: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _https_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if "://" not in value:
+            value = f"https://{value}"
+        parts = urlsplit(value)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError("must be an https:// URL of a Proxmox VE node, e.g. https://pve.lan:8006")
+        if parts.username or parts.password:
+            raise ValueError("must not carry credentials; use token_id/token_secret or user/password")
+        return value
+
+    @field_validator("fingerprint")
+    @classmethod
+    def _sha256_fingerprint(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        digits = value.replace(":", "").strip().lower()
+        if len(digits) != 64 or any(c not in "0123456789abcdef" for c in digits):
+            raise ValueError("must be a sha256 fingerprint: 32 hex bytes, with or without colons")
+        return digits
+
+    @field_validator("ca_file")
+    @classmethod
+    def _anchor(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        base = (info.context or {}).get("base_dir")
+        if value is not None and not value.is_absolute() and base is not None:
+            return Path(base) / value
+        return value
+
+    @model_validator(mode="after")
+    def _one_way_to_log_in(self) -> ProxmoxConfig:
+        token = self.token_id is not None or self.token_secret is not None
+        password = self.user is not None or self.password is not None
+        if token and password:
+            raise ValueError("give either token_id + token_secret or user + password, not both")
+        if token and (self.token_id is None or self.token_secret is None):
+            raise ValueError("token_id and token_secret go together")
+        if password and (self.user is None or self.password is None):
+            raise ValueError("user and password go together")
+        if not token and not password:
+            raise ValueError("give token_id + token_secret (recommended) or user + password")
+        if self.fingerprint and password:
+            # proxmoxer posts the password for a ticket outside the session that carries the pin.
+            raise ValueError("fingerprint pinning works with an API token only; with user + password use ca_file")
+        return self
+
+
+@dataclass
+class _GuestResult:
+    workload: Workload | None = None
+    host: Host | None = None
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+
+class ProxmoxConnector(Connector):
+    type_name = "proxmox"
+    config_model = ProxmoxConfig
+    config: ProxmoxConfig
+
+    def __init__(self, config: SourceConfig) -> None:
+        super().__init__(config)
+        # Calls made by the last collect(), for benchmarks and the log line.
+        self.last_call_count = 0
+
+    def collect(self) -> Snapshot:
+        started = time.perf_counter()
+        client = self._connect()
+        try:
+            snapshot = self._collect(client)
+        finally:
+            self.last_call_count = client.calls
+            client.close()
+        log.info(
+            "source %r: %d hosts, %d workloads, %d services in %d API calls, %.2fs%s",
+            self.source_name, len(snapshot.hosts), len(snapshot.workloads), len(snapshot.services),
+            client.calls, time.perf_counter() - started, "" if snapshot.complete else " (incomplete)",
+        )  # fmt: skip
+        return snapshot
+
+    def _connect(self) -> ProxmoxClient:
+        try:
+            return ProxmoxClient(self.config)
+        except ApiCallFailed as exc:
+            raise SourceError(self.source_name, exc.resource, exc.message) from exc
+
+    def _unreadable(self, exc: ApiCallFailed) -> SourceError:
+        """The whole source is unreadable: say why, in terms the operator can act on."""
+        message = exc.message
+        if exc.unauthenticated:
+            message = f"{message}: the API token or user was rejected (check token_id and its secret)"
+        elif exc.permission_denied:
+            message = f"{message}: permission denied; {_PRIVILEGE_HINT}"
+        return SourceError(self.source_name, exc.resource, message)
+
+    def _collect(self, client: ProxmoxClient) -> Snapshot:
+        now = utcnow()
+        try:
+            status = client.get("cluster status", "cluster/status")
+            resources = client.get("cluster resources", "cluster/resources")
+        except ApiCallFailed as exc:
+            raise self._unreadable(exc) from exc
+        cluster = cluster_identity(status)
+        if cluster is None:
+            raise SourceError(self.source_name, "cluster status", "the answer names neither a cluster nor a node")
+        snapshot = Snapshot(identity=cluster)
+
+        nodes = [r for r in resources if r.get("type") == "node" and r.get("node")]
+        guests = [r for r in resources if r.get("type") in GUEST_TYPES and r.get("vmid") is not None]
+        pool_ids = [str(r["pool"]) for r in resources if r.get("type") == "pool" and r.get("pool")]
+        if not guests:
+            self._check_guest_visibility(client, snapshot)
+        if not nodes:
+            snapshot.fail("nodes", "the cluster lists no nodes; the token cannot see them (it lacks Sys.Audit)")
+
+        online = {str(n["node"]) for n in nodes if n.get("status") == "online"}
+        offline_guests: dict[str, int] = {}
+        readable = []
+        for guest in guests:
+            if str(guest.get("node")) in online:
+                readable.append(guest)
+            else:
+                offline_guests[str(guest.get("node"))] = offline_guests.get(str(guest.get("node")), 0) + 1
+        for node, count in sorted(offline_guests.items()):
+            # Their config lives on the unreachable node: keep what we knew rather than guess.
+            snapshot.fail(f"node {node}", f"offline; its {count} guests were not read and are kept as last seen")
+
+        status_by_node = {str(e.get("name")): e for e in status if e.get("type") == "node"}
+        with ThreadPoolExecutor(max_workers=self.config.concurrency, thread_name_prefix=f"pve-{self.source_name}") as pool:
+            node_futures = {name: pool.submit(self._node_status, client, name) for name in sorted(online)}
+            guest_futures = [pool.submit(self._guest, client, cluster, g) for g in _interleave_by_node(readable)]
+            for resource in nodes:
+                name = str(resource["node"])
+                details = None
+                if name in node_futures:
+                    details, error = node_futures[name].result()
+                    if error:
+                        snapshot.fail(f"node {name} status", error)
+                snapshot.hosts.append(node_host(cluster, resource, status_by_node.get(name), details, now))
+            for future in guest_futures:
+                result = future.result()
+                for resource_name, reason in result.errors:
+                    snapshot.fail(resource_name, reason)
+                if result.workload is not None:
+                    snapshot.workloads.append(result.workload)
+                if result.host is not None:
+                    snapshot.hosts.append(result.host)
+        snapshot.services.extend(pool_services(cluster, pool_ids, guests))
+        return snapshot
+
+    def _check_guest_visibility(self, client: ProxmoxClient, snapshot: Snapshot) -> None:
+        """Zero guests: an empty cluster, or a token that may not see any? Ask for its privileges."""
+        try:
+            permissions = client.get("access permissions", "access/permissions")
+        except ApiCallFailed as exc:
+            snapshot.fail("guests", f"the cluster lists no guests and the token's privileges could not be checked ({exc.message})")
+            return
+        if not any(isinstance(privs, Mapping) and privs.get("VM.Audit") for privs in (permissions or {}).values()):
+            snapshot.fail(
+                "guests",
+                "the cluster lists no guests, but the token lacks VM.Audit on every path, so Proxmox VE hides all "
+                f"guests from it: this is a permission problem, not an empty cluster; {_PRIVILEGE_HINT}",
+            )
+
+    def _node_status(self, client: ProxmoxClient, node: str) -> tuple[dict[str, Any] | None, str | None]:
+        try:
+            return client.get(f"node {node} status", f"nodes/{node}/status"), None
+        except ApiCallFailed as exc:
+            return None, exc.message
+
+    def _guest(self, client: ProxmoxClient, cluster: str, resource: Mapping[str, Any]) -> _GuestResult:
+        kind, vmid, node = str(resource["type"]), int(resource["vmid"]), str(resource["node"])
+        label = f"{kind} {vmid} on {node}"
+        result = _GuestResult()
+        try:
+            config = client.get(f"{label} config", f"nodes/{node}/{kind}/{vmid}/config")
+        except ApiCallFailed as exc:
+            if exc.status == 500 and "does not exist" in exc.message:
+                return result  # deleted or migrated since /cluster/resources: the next poll sees it right
+            result.errors.append((exc.resource, exc.message))
+            return result  # kept as last seen: a half-read guest would erase what we knew of it
+        addresses: list[str] | None = None
+        if self.config.addresses and resource.get("status") == "running" and not resource.get("template"):
+            addresses, error = self._addresses(client, kind, node, vmid, config, label)
+            if error:
+                result.errors.append(error)
+                return result
+        result.workload, result.host = guest_records(cluster, resource, config, addresses)
+        return result
+
+    def _addresses(
+        self, client: ProxmoxClient, kind: str, node: str, vmid: int, config: Mapping[str, Any], label: str
+    ) -> tuple[list[str] | None, tuple[str, str] | None]:
+        """(addresses or None when the guest cannot tell, an error that makes the snapshot incomplete)."""
+        if kind == "qemu" and not agent_enabled(config):
+            return None, None  # no agent configured: do not even ask
+        path, parse = (
+            (f"nodes/{node}/qemu/{vmid}/agent/network-get-interfaces", agent_addresses)
+            if kind == "qemu"
+            else (f"nodes/{node}/lxc/{vmid}/interfaces", lxc_addresses)
+        )  # type: tuple[str, Callable[[Any], list[str] | None]]
+        try:
+            # No retry: an agent that is down answers the same way a second later.
+            return parse(client.get(f"{label} addresses", path, retry=False)), None
+        except ApiCallFailed as exc:
+            if exc.status == 501 or (exc.status == 500 and any(word in exc.message.lower() for word in _AGENT_TROUBLE)):
+                return None, None  # agent off, not installed or unsupported: the guest lands without addresses
+            return None, (exc.resource, exc.message)
+
+
+def cluster_identity(status: Any) -> str | None:
+    """The cluster's name from /cluster/status, or the node's name for a standalone node."""
+    entries = [e for e in status or [] if isinstance(e, Mapping)]
+    for entry in entries:
+        if entry.get("type") == "cluster" and entry.get("name"):
+            return str(entry["name"])
+    nodes = [e for e in entries if e.get("type") == "node" and e.get("name")]
+    local = [e for e in nodes if e.get("local")]
+    chosen = local or nodes
+    return str(chosen[0]["name"]) if chosen else None
+
+
+def _interleave_by_node(guests: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Round-robin over nodes, so that one slow node cannot hold every worker at once."""
+    by_node: dict[str, list[Mapping[str, Any]]] = {}
+    for guest in sorted(guests, key=lambda g: int(g["vmid"])):
+        by_node.setdefault(str(guest.get("node")), []).append(guest)
+    return [g for group in zip_longest(*by_node.values()) for g in group if g is not None]

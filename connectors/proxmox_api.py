@@ -1,0 +1,162 @@
+"""The one place that talks to a Proxmox VE API through ``proxmoxer``: auth, TLS, timeouts, retries.
+
+``proxmoxer`` and ``requests`` are imported when a client is built, never when
+this module is imported (the CLI must start fast). Every failure comes out as
+``ApiCallFailed`` naming the resource, with the SDK's exception chained; no
+message carries the token or the password (they travel in headers and form
+bodies only, never in URLs).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from connectors.proxmox import ProxmoxConfig
+
+log = logging.getLogger(__name__)
+
+# Answers worth a second try: pveproxy overloaded or restarting, or it could not reach the
+# node it proxies to (595/596/597/599 are its "connection to the node failed" codes).
+_RETRY_STATUSES = frozenset({500, 502, 503, 504, 595, 596, 597, 599})
+_BACKOFF_SECONDS = 0.2
+_BACKOFF_CAP_SECONDS = 2.0
+
+
+class ApiCallFailed(Exception):
+    """One API call failed for good (after retries)."""
+
+    def __init__(self, resource: str, message: str, *, status: int | None = None) -> None:
+        super().__init__(f"{resource}: {message}")
+        self.resource = resource
+        self.message = message
+        self.status = status
+
+    @property
+    def permission_denied(self) -> bool:
+        return self.status == 403
+
+    @property
+    def unauthenticated(self) -> bool:
+        return self.status == 401
+
+
+class ProxmoxClient:
+    """A thread-safe wrapper over one ``ProxmoxAPI``: counts calls, retries transient failures."""
+
+    def __init__(self, config: ProxmoxConfig) -> None:
+        from urllib.parse import urlsplit
+
+        import requests
+        from proxmoxer import AuthenticationError, ProxmoxAPI
+
+        self._config = config
+        self._lock = threading.Lock()
+        self.calls = 0
+        parts = urlsplit(config.url)
+        host, port = parts.hostname or "", parts.port or 8006
+        if config.fingerprint:
+            verify: bool | str = False  # the pinned fingerprint replaces chain verification
+        elif not config.verify_tls:
+            verify = False
+            log.warning("source %r: TLS certificate verification is off (verify_tls: false)", config.name)
+        else:
+            verify = str(config.ca_file) if config.ca_file else True
+        common: dict[str, Any] = {"port": port, "verify_ssl": verify, "timeout": config.timeout, "backend": "https"}
+        if parts.path.strip("/"):
+            common["path_prefix"] = parts.path.strip("/")
+        try:
+            if config.token_id:
+                user, _, token_name = config.token_id.partition("!")
+                secret = config.token_secret.get_secret_value() if config.token_secret else ""
+                self._api = ProxmoxAPI(host, user=user, token_name=token_name, token_value=secret, **common)
+            else:
+                password = config.password.get_secret_value() if config.password else ""
+                self._count()
+                self._api = ProxmoxAPI(host, user=config.user, password=password, **common)
+        except AuthenticationError as exc:
+            # proxmoxer's message names user and URL only, never the password.
+            raise ApiCallFailed("login", f"the user/password was rejected ({exc})", status=401) from exc
+        except requests.exceptions.RequestException as exc:
+            raise ApiCallFailed("login", describe_transport_error(exc)) from exc
+        self._session = self._api._store["session"]  # proxmoxer has no public accessor for its session
+        self._mount_adapter(requests)
+        self._resource_exception = __import__("proxmoxer.core", fromlist=["ResourceException"]).ResourceException
+        self._request_exception = requests.exceptions.RequestException
+
+    def _mount_adapter(self, requests: Any) -> None:
+        """Size the connection pool to the worker count; pin the certificate when asked to."""
+        fingerprint = self._config.fingerprint
+
+        class _Adapter(requests.adapters.HTTPAdapter):  # type: ignore[name-defined,misc]
+            def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+                if fingerprint:
+                    kwargs["assert_fingerprint"] = fingerprint
+                super().init_poolmanager(*args, **kwargs)
+
+        self._session.mount("https://", _Adapter(pool_connections=2, pool_maxsize=max(self._config.concurrency, 2)))
+
+    def _count(self) -> None:
+        with self._lock:
+            self.calls += 1
+
+    def get(self, resource: str, path: str, *, retry: bool = True, **params: Any) -> Any:
+        """GET ``path`` (e.g. "cluster/resources"); ``resource`` names it in errors."""
+        attempts = 1 + (self._config.retries if retry else 0)
+        for attempt in range(attempts):
+            self._count()
+            try:
+                return self._api(path).get(**params)
+            except self._resource_exception as exc:
+                status = int(exc.status_code)
+                message = f"HTTP {status} {exc.content or exc.status_message or ''}".strip()
+                if status in _RETRY_STATUSES and attempt + 1 < attempts:
+                    self._back_off(resource, message, attempt)
+                    continue
+                raise ApiCallFailed(resource, message, status=status) from exc
+            except self._request_exception as exc:
+                message = describe_transport_error(exc)
+                transient = not _is_tls_error(exc)
+                if transient and attempt + 1 < attempts:
+                    self._back_off(resource, message, attempt)
+                    continue
+                raise ApiCallFailed(resource, message) from exc
+            except ValueError as exc:  # a body that is not JSON
+                raise ApiCallFailed(resource, f"malformed answer: {exc}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _back_off(self, resource: str, message: str, attempt: int) -> None:
+        delay = min(_BACKOFF_SECONDS * 2**attempt, _BACKOFF_CAP_SECONDS)
+        log.debug("source %r, %s: %s; retrying in %.1fs", self._config.name, resource, message, delay)
+        time.sleep(delay)
+
+    def close(self) -> None:
+        self._session.close()
+
+
+def _is_tls_error(exc: BaseException) -> bool:
+    import requests
+
+    return isinstance(exc, requests.exceptions.SSLError)
+
+
+def describe_transport_error(exc: BaseException) -> str:
+    """A one-line reason for a connection-level failure, with a hint where one helps."""
+    import requests
+
+    text = str(exc)
+    if isinstance(exc, requests.exceptions.SSLError):
+        if "fingerprint" in text.lower():
+            return "the server certificate does not match the pinned fingerprint"
+        return (
+            "TLS certificate verification failed (a Proxmox VE node's own certificate is signed by the cluster's "
+            "pve-root-ca: set ca_file to /etc/pve/pve-root-ca.pem, or pin fingerprint)"
+        )
+    if isinstance(exc, requests.exceptions.Timeout):
+        return "timed out"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return "cannot connect (connection refused or host unreachable)"
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"

@@ -1,0 +1,403 @@
+"""The Proxmox VE connector, through the real proxmoxer, against a loopback HTTPS fake of the API.
+
+The fake (inventory/testing/fake_proxmox.py) checks token and ticket auth and
+serves the API's real field names; tests mutate its cluster between polls.
+End-to-end tests go through ``sync_source`` into SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from connectors.proxmox import ProxmoxConfig, ProxmoxConnector
+from inventory.config import build_config
+from inventory.connector import ConnectorRegistry
+from inventory.errors import SourceError
+from inventory.records import Snapshot
+from inventory.storage.database import Database
+from inventory.storage.models import HostRow, ServiceMember, ServiceRow, SyncRun, WorkloadRow
+from inventory.sync import sync_all, sync_source
+from inventory.testing.fake_proxmox import FakeProxmox, build_cluster, free_port
+from inventory.testing.fake_proxmox_model import FakeCluster, FakeGuest, FakeNode, mac_for
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def small_cluster(name: str | None = "lab") -> FakeCluster:
+    """Two nodes; a VM with a running agent, one with the agent off, an LXC, a template, a pool."""
+    cluster = FakeCluster(name=name, nodes=[FakeNode("pve1", "10.0.0.1"), FakeNode("pve2", "10.0.0.2")], pools={"prod": "production"})
+    cluster.guests = [
+        FakeGuest(100, "qemu", "web", "pve1", tags=["prod", "web"], pool="prod", hastate="started", macs=[mac_for(100)],
+                  addresses=["192.168.1.100/24", "fe80::1/64"], smbios_uuid="6F2C1A6E-3B7D-4C55-9E0A-0B1C2D3E4F50",
+                  description="front end"),
+        FakeGuest(101, "qemu", "db", "pve2", agent="not-running", pool="prod", macs=[mac_for(101)], addresses=["192.168.1.101/24"]),
+        FakeGuest(200, "lxc", "cache", "pve2", tags=["prod"], macs=[mac_for(200)], addresses=["192.168.1.200/24"]),
+        FakeGuest(9000, "qemu", "debian-tmpl", "pve1", status="stopped", template=True, macs=[mac_for(9000)]),
+    ]  # fmt: skip
+    return cluster
+
+
+@pytest.fixture
+def pve() -> Iterator[FakeProxmox]:
+    with FakeProxmox(small_cluster()) as fake:
+        yield fake
+
+
+def connector_for(fake: FakeProxmox, name: str = "pve", **overrides: Any) -> ProxmoxConnector:
+    settings: dict[str, Any] = {
+        "name": name, "url": fake.url, "token_id": fake.token_id, "token_secret": fake.token_secret,
+        "ca_file": fake.ca_file, "timeout": 5, "retries": 1,
+    }  # fmt: skip
+    settings.update(overrides)
+    return ProxmoxConnector(ProxmoxConfig(**settings))
+
+
+def by_key(snapshot: Snapshot) -> dict[tuple[str, str], Any]:
+    """Workloads and services by (kind, external_id); hosts too, their kind prefixed "host:" (a "lxc" is both)."""
+    records: dict[tuple[str, str], Any] = {(r.kind, r.external_id): r for r in [*snapshot.workloads, *snapshot.services]}
+    records.update({(f"host:{h.kind}", h.external_id): h for h in snapshot.hosts})
+    return records
+
+
+def live_rows(db: Database, model: type) -> dict[tuple[str, str], Any]:
+    with db.session() as session:
+        rows = session.scalars(select(model).where(model.removed_at.is_(None))).all()
+        return {(r.kind, r.external_id): r for r in rows}
+
+
+# -- what lands -----------------------------------------------------------------------------------
+
+
+def test_nodes_vms_lxcs_templates_and_pools_land_with_links_and_addresses(pve: FakeProxmox) -> None:
+    snapshot = connector_for(pve).collect()
+
+    assert snapshot.complete, snapshot.errors
+    assert snapshot.identity == "lab"
+    records = by_key(snapshot)
+    node = records[("host:node", "lab/pve1")]
+    assert node.status == "online" and node.addresses == ("10.0.0.1",)
+    assert node.attributes["pve_version"] == "8.2.4" and node.attributes["cpus"] == 32
+
+    web = records[("qemu", "lab/100")]
+    assert web.name == "web" and web.status == "running" and str(web.host) == "node:lab/pve1"
+    assert web.attributes["tags"] == ["prod", "web"] and web.labels == {"tag/prod": "true", "tag/web": "true"}
+    assert web.attributes["pool"] == "prod" and web.attributes["ha_state"] == "started"
+    assert web.attributes["description"] == "front end" and web.attributes["template"] is False
+    assert web.attributes["disks"][0]["key"] == "scsi0" and all(d["key"] != "ide2" for d in web.attributes["disks"])  # the cdrom is no disk
+    web_host = records[("host:vm", "lab/100")]
+    assert str(web_host.backed_by) == "qemu:lab/100"
+    assert web_host.machine_uuid == "6f2c1a6e-3b7d-4c55-9e0a-0b1c2d3e4f50"
+    assert web_host.mac_addresses == (mac_for(100).lower(),)
+    assert web_host.addresses == ("192.168.1.100",)  # loopback and link-local left out
+
+    cache_host = records[("host:lxc", "lab/200")]
+    assert cache_host.addresses == ("192.168.1.200",) and cache_host.hostname == "cache"
+    assert str(records[("lxc", "lab/200")].host) == "node:lab/pve2"
+
+    template = records[("qemu", "lab/9000")]
+    assert template.attributes["template"] is True and ("host:vm", "lab/9000") not in records
+
+    pool = records[("pool", "lab/prod")]
+    assert sorted(str(m) for m in pool.members) == ["qemu:lab/100", "qemu:lab/101"]
+
+
+def test_a_guest_whose_agent_is_not_running_lands_without_addresses(pve: FakeProxmox) -> None:
+    snapshot = connector_for(pve).collect()
+
+    assert snapshot.complete, snapshot.errors
+    db_host = by_key(snapshot)[("host:vm", "lab/101")]
+    assert db_host.addresses == () and db_host.mac_addresses == (mac_for(101).lower(),)
+
+
+def test_a_vm_without_an_agent_configured_is_not_asked(pve: FakeProxmox) -> None:
+    pve.cluster.guest(101).agent = "disabled"
+
+    snapshot = connector_for(pve).collect()
+
+    assert snapshot.complete
+    assert pve.calls["GET /nodes/{node}/qemu/{vmid}/agent/network-get-interfaces"] == 1  # web only
+
+
+def test_calls_are_few_cluster_wide_lists_once_and_one_config_per_guest(pve: FakeProxmox) -> None:
+    connector = connector_for(pve)
+    connector.collect()
+
+    assert pve.calls["GET /cluster/resources"] == 1 and pve.calls["GET /cluster/status"] == 1
+    assert pve.calls["GET /nodes/{node}/qemu/{vmid}/config"] == 3 and pve.calls["GET /nodes/{node}/lxc/{vmid}/config"] == 1
+    assert "GET /pools" not in pve.calls and "GET /nodes/{node}/qemu" not in pve.calls
+    assert connector.last_call_count == pve.total_calls
+
+
+def test_standalone_node_is_identified_by_its_node_name() -> None:
+    with FakeProxmox(small_cluster(name=None)) as fake:
+        snapshot = connector_for(fake).collect()
+
+    assert snapshot.identity == "pve1"
+    assert ("qemu", "pve1/100") in by_key(snapshot)
+
+
+def test_ticket_auth_with_user_and_password(pve: FakeProxmox) -> None:
+    connector = connector_for(pve, token_id=None, token_secret=None, user=pve.user, password=pve.password)
+
+    snapshot = connector.collect()
+
+    assert snapshot.complete and pve.calls["POST /access/ticket"] == 1
+
+
+def test_wrong_token_secret_is_an_authentication_error_that_hides_the_secret(pve: FakeProxmox) -> None:
+    wrong = "11111111-2222-3333-4444-555555555555"
+
+    with pytest.raises(SourceError) as caught:
+        connector_for(pve, token_secret=wrong).collect()
+
+    assert "401" in str(caught.value) and "rejected" in str(caught.value)
+    assert wrong not in str(caught.value) and pve.token_secret not in str(caught.value)
+
+
+# -- identity -------------------------------------------------------------------------------------
+
+
+def test_duplicate_names_across_nodes_stay_two_objects(pve: FakeProxmox) -> None:
+    pve.cluster.guests.append(FakeGuest(102, "qemu", "web", "pve2", macs=[mac_for(102)]))
+
+    snapshot = connector_for(pve).collect()
+
+    webs = [w for w in snapshot.workloads if w.name == "web"]
+    assert sorted(w.external_id for w in webs) == ["lab/100", "lab/102"]
+
+
+def test_rename_and_migration_keep_identity(db: Database, pve: FakeProxmox) -> None:
+    connector = connector_for(pve)
+    assert sync_source(db, connector).ok
+    before = live_rows(db, WorkloadRow)[("qemu", "lab/100")]
+    node_ids = {k[1]: r.id for k, r in live_rows(db, HostRow).items() if k[0] == "node"}
+
+    guest = pve.cluster.guest(100)
+    guest.name, guest.node = "web-renamed", "pve2"
+    outcome = sync_source(db, connector)
+
+    assert outcome.ok and outcome.result is not None
+    assert outcome.result.created == 0 and outcome.result.removed == 0
+    after = live_rows(db, WorkloadRow)[("qemu", "lab/100")]
+    assert after.id == before.id and after.name == "web-renamed"
+    assert after.host_id == node_ids["lab/pve2"] != before.host_id
+    assert live_rows(db, HostRow)[("vm", "lab/100")].name == "web-renamed"
+
+
+def test_an_unchanged_cluster_writes_nothing_on_the_second_poll(db: Database, pve: FakeProxmox) -> None:
+    connector = connector_for(pve)
+    sync_source(db, connector)
+
+    outcome = sync_source(db, connector)
+
+    assert outcome.result is not None and outcome.result.changed == 0
+    assert outcome.result.unchanged == outcome.objects
+
+
+def test_links_pools_and_addresses_are_queryable_after_sync(db: Database, pve: FakeProxmox) -> None:
+    assert sync_source(db, connector_for(pve)).ok
+
+    hosts, workloads = live_rows(db, HostRow), live_rows(db, WorkloadRow)
+    assert hosts[("vm", "lab/100")].backing_workload_id == workloads[("qemu", "lab/100")].id
+    assert hosts[("vm", "lab/100")].addresses == ["192.168.1.100"]
+    with db.session() as session:
+        pool = session.scalars(select(ServiceRow).where(ServiceRow.external_id == "lab/prod")).one()
+        members = set(session.scalars(select(ServiceMember.workload_id).where(ServiceMember.service_id == pool.id)))
+    assert members == {workloads[("qemu", "lab/100")].id, workloads[("qemu", "lab/101")].id}
+
+
+def test_two_clusters_side_by_side(db: Database, tmp_path: Any) -> None:
+    with FakeProxmox(small_cluster("alpha")) as alpha, FakeProxmox(small_cluster("beta")) as beta:
+        secret_file = tmp_path / "beta-secret"
+        secret_file.write_text(beta.token_secret + "\n")
+        raw = {
+            "sources": [
+                {"type": "proxmox", "name": "a", "url": alpha.url, "token_id": alpha.token_id, "token_secret": alpha.token_secret, "ca_file": str(alpha.ca_file)},
+                {"type": "proxmox", "name": "b", "url": beta.url, "token_id": beta.token_id, "token_secret_file": str(secret_file), "ca_file": str(beta.ca_file)},
+            ]
+        }
+        config = build_config(raw, database_url=db.url, registry=ConnectorRegistry.of(ProxmoxConnector))
+        outcomes = sync_all(db, config, ConnectorRegistry.of(ProxmoxConnector))
+
+    assert [o.status for o in outcomes] == ["success", "success"]
+    workloads = live_rows(db, WorkloadRow)
+    assert ("qemu", "alpha/100") in workloads and ("qemu", "beta/100") in workloads
+
+
+# -- failures never remove ------------------------------------------------------------------------
+
+
+def test_an_offline_node_leaves_the_snapshot_incomplete_and_removes_nothing(db: Database, pve: FakeProxmox) -> None:
+    connector = connector_for(pve)
+    sync_source(db, connector)
+    pve.cluster.node("pve2").online = False
+
+    outcome = sync_source(db, connector)
+
+    assert outcome.status == "partial" and "node pve2" in (outcome.error or "") and "offline" in (outcome.error or "")
+    assert outcome.result is not None and outcome.result.removed == 0
+    hosts, workloads = live_rows(db, HostRow), live_rows(db, WorkloadRow)
+    assert hosts[("node", "lab/pve2")].status == "offline"
+    assert ("qemu", "lab/101") in workloads and ("lxc", "lab/200") in workloads
+    assert hosts[("vm", "lab/101")].mac_addresses == [mac_for(101).lower()]  # kept as last seen
+
+
+def test_a_guest_config_that_keeps_failing_makes_the_snapshot_incomplete(pve: FakeProxmox) -> None:
+    pve.faults.fail(r"/qemu/101/config$", 500, "Internal Server Error")
+
+    snapshot = connector_for(pve).collect()
+
+    assert not snapshot.complete
+    assert any("qemu 101 on pve2 config" in e and "500" in e for e in snapshot.errors)
+    assert ("qemu", "lab/101") not in by_key(snapshot) and ("qemu", "lab/100") in by_key(snapshot)
+
+
+def test_a_transient_error_is_retried(pve: FakeProxmox) -> None:
+    pve.faults.fail(r"/cluster/resources$", 595, "Connection timed out", times=1)
+
+    snapshot = connector_for(pve).collect()
+
+    assert snapshot.complete and pve.calls["GET /cluster/resources"] == 2
+
+
+def test_a_slow_node_beyond_the_timeout_fails_its_guests_only(pve: FakeProxmox) -> None:
+    pve.faults.slow_nodes["pve2"] = 1.5
+
+    snapshot = connector_for(pve, timeout=0.5, retries=0).collect()
+
+    assert not snapshot.complete and any("timed out" in e for e in snapshot.errors)
+    assert ("qemu", "lab/100") in by_key(snapshot) and ("qemu", "lab/101") not in by_key(snapshot)
+
+
+def test_an_unreachable_server_raises_a_source_error_naming_source_and_resource() -> None:
+    config = ProxmoxConfig(name="pve", url=f"https://127.0.0.1:{free_port()}", token_id="a@pve!b", token_secret="s3cr3t-value", timeout=2, retries=0)
+
+    with pytest.raises(SourceError) as caught:
+        ProxmoxConnector(config).collect()
+
+    assert "source 'pve', cluster status: cannot connect" in str(caught.value)
+
+
+# -- permissions ----------------------------------------------------------------------------------
+
+
+def test_a_token_without_any_acl_fails_the_source_and_says_it_lacks_permissions(db: Database, pve: FakeProxmox) -> None:
+    connector = connector_for(pve)
+    sync_source(db, connector)
+    pve.faults.permissions = "none"
+
+    outcome = sync_source(db, connector)
+
+    assert outcome.status == "failed"
+    assert "403" in (outcome.error or "") and "permission denied" in (outcome.error or "") and "PVEAuditor" in (outcome.error or "")
+    assert len(live_rows(db, WorkloadRow)) == 4
+
+
+def test_a_token_that_sees_nodes_but_no_guests_removes_nothing_and_says_why(db: Database, pve: FakeProxmox) -> None:
+    connector = connector_for(pve)
+    sync_source(db, connector)
+    pve.faults.permissions = "nodes-only"
+
+    outcome = sync_source(db, connector, allow_empty=True)  # even --allow-empty does not remove on a permission problem
+
+    assert outcome.status == "partial" and outcome.result is not None and outcome.result.removed == 0
+    assert "lacks VM.Audit" in (outcome.error or "") and "not an empty cluster" in (outcome.error or "")
+    assert len(live_rows(db, WorkloadRow)) == 4
+
+
+def test_a_really_empty_cluster_is_withheld_unless_allow_empty(db: Database, pve: FakeProxmox) -> None:
+    connector = connector_for(pve)
+    sync_source(db, connector)
+    pve.cluster.guests.clear()
+
+    withheld = sync_source(db, connector)
+    assert withheld.status == "partial" and "--allow-empty" in (withheld.error or "")
+    assert len(live_rows(db, WorkloadRow)) == 4
+
+    allowed = sync_source(db, connector, allow_empty=True)
+    assert allowed.ok and live_rows(db, WorkloadRow) == {}
+
+
+# -- TLS ------------------------------------------------------------------------------------------
+
+
+def test_a_certificate_from_an_unknown_ca_is_refused_by_default(pve: FakeProxmox) -> None:
+    with pytest.raises(SourceError) as caught:
+        connector_for(pve, ca_file=None).collect()
+
+    assert "TLS certificate verification failed" in str(caught.value) and "ca_file" in str(caught.value)
+
+
+def test_a_pinned_fingerprint_is_accepted_and_a_wrong_one_refused(pve: FakeProxmox) -> None:
+    assert connector_for(pve, ca_file=None, fingerprint=pve.fingerprint).collect().complete
+
+    with pytest.raises(SourceError) as caught:
+        connector_for(pve, ca_file=None, fingerprint="AB" * 32).collect()
+    assert "pinned fingerprint" in str(caught.value)
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_verification_can_be_turned_off_explicitly(pve: FakeProxmox, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        assert connector_for(pve, ca_file=None, verify_tls=False).collect().complete
+    assert "verification is off" in caplog.text
+
+
+# -- config and secrets ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"token_id": "a@pve!b"}, "token_id and token_secret go together"),
+        ({"user": "a@pve", "password": "pw", "token_id": "a@pve!b", "token_secret": "x"}, "not both"),
+        ({}, r"token_id \+ token_secret \(recommended\)"),
+        ({"token_id": "no-realm", "token_secret": "x"}, "token_id"),
+        ({"token_id": "a@pve!b", "token_secret": "x", "url": "http://pve:8006"}, "https"),
+        ({"user": "a@pve", "password": "pw", "fingerprint": "ab" * 32}, "API token only"),
+        ({"token_id": "a@pve!b", "token_secret": "x", "fingerprint": "nope"}, "sha256"),
+    ],
+)
+def test_config_mistakes_are_named(settings: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        ProxmoxConfig(**{"name": "pve", "url": "https://pve.lan:8006", **settings})
+
+
+def test_secrets_reach_neither_the_snapshot_nor_the_database_nor_the_log(db: Database, pve: FakeProxmox, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG):
+        sync_source(db, connector_for(pve))
+        pve.faults.fail(r"/lxc/200/config$", 500, "Internal Server Error")
+        sync_source(db, connector_for(pve, retries=0))
+
+    dumped = repr([live_rows(db, m) for m in (HostRow, WorkloadRow, ServiceRow)])
+    with db.session() as session:
+        dumped += repr([(r.error, r.status) for r in session.scalars(select(SyncRun))])
+    for secret in (pve.token_secret, pve.password):
+        assert secret not in dumped and secret not in caplog.text
+
+
+def test_importing_the_connector_does_not_import_the_sdk() -> None:
+    code = "import connectors.proxmox, sys; assert 'proxmoxer' not in sys.modules and 'requests' not in sys.modules, 'SDK imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=PROJECT_ROOT)
+
+
+def test_the_entry_point_names_this_connector() -> None:
+    assert ConnectorRegistry.discover().get("proxmox") is ProxmoxConnector
+
+
+def test_a_scaled_cluster_is_complete_with_every_guest() -> None:
+    with FakeProxmox(build_cluster(nodes=4, guests=120)) as fake:
+        snapshot = connector_for(fake).collect()
+
+    assert snapshot.complete, snapshot.errors
+    assert len(snapshot.workloads) == 120
+    assert len({w.external_id for w in snapshot.workloads}) == 120 > len({w.name for w in snapshot.workloads})
