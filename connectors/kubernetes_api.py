@@ -1,0 +1,308 @@
+"""Talking to one Kubernetes API server: auth the kubectl way, paginated raw-JSON lists, rate limit, timeouts.
+
+The ``kubernetes`` package does the auth (kubeconfig contexts, exec plugins,
+client certificates, in-cluster service account), TLS and the HTTP request;
+responses are read as raw JSON (``_preload_content``-style: no model object per
+item), because building a model per pod costs more than the whole sync of it.
+
+The SDK is imported inside functions only: importing this module must stay cheap.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from inventory.errors import SourceError
+from inventory.redact import register_secret
+
+if TYPE_CHECKING:
+    from connectors.kubernetes import KubernetesConfig
+
+log = logging.getLogger(__name__)
+
+# resource -> API path prefix, and whether it lives in namespaces.
+API_PATHS: dict[str, tuple[str, bool]] = {
+    "nodes": ("/api/v1", False),
+    "pods": ("/api/v1", True),
+    "services": ("/api/v1", True),
+    "deployments": ("/apis/apps/v1", True),
+    "replicasets": ("/apis/apps/v1", True),
+    "statefulsets": ("/apis/apps/v1", True),
+    "daemonsets": ("/apis/apps/v1", True),
+    "jobs": ("/apis/batch/v1", True),
+    "cronjobs": ("/apis/batch/v1", True),
+    "ingresses": ("/apis/networking.k8s.io/v1", True),
+}
+
+
+def default_kubeconfig_paths() -> list[Path]:
+    """Where kubectl looks: every file of $KUBECONFIG, else ~/.kube/config."""
+    env = os.environ.get("KUBECONFIG")
+    if env:
+        return [Path(p).expanduser() for p in env.split(os.pathsep) if p]
+    return [Path("~/.kube/config").expanduser()]
+
+
+@contextmanager
+def cyclic_gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a large cluster is read.
+
+    Parsed API JSON and records hold no reference cycles (reference counting frees
+    them), but the cyclic collector still rescans every live object each time enough
+    new ones are allocated: with 20,000 records growing, that costs as much as the
+    parsing itself. The previous state is restored on exit.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+class RateLimiter:
+    """A token bucket: ``burst`` calls at once, then ``qps`` calls per second (client-go's client-side limit)."""
+
+    def __init__(self, qps: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.qps = qps
+        self.burst = max(1, burst)
+        self._clock = clock
+        self._tokens = float(self.burst)
+        self._last = clock()
+        self._lock = threading.Lock()
+        self.waited = 0.0  # seconds spent waiting, for the benchmark and the log
+
+    def acquire(self) -> None:
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.qps)
+            self._last = now
+            self._tokens -= 1  # reserve now; a negative balance is the wait owed
+            wait = -self._tokens / self.qps if self._tokens < 0 else 0.0
+            self.waited += wait
+        if wait > 0:
+            time.sleep(wait)
+
+
+class ListFailed(Exception):
+    """A list could not be read to the end; ``reason`` says why, for the snapshot's error line."""
+
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+class _Expired(Exception):
+    """410: the continue token is too old."""
+
+
+@dataclass
+class ListStats:
+    pages: int = 0
+    items: int = 0
+    restarts: int = 0
+
+
+class KubernetesApi:
+    """One authenticated client for one source (a context, a server URL, or the in-cluster account)."""
+
+    def __init__(self, source_name: str, config: KubernetesConfig) -> None:
+        self.source_name = source_name
+        self.config = config
+        self.limiter = RateLimiter(config.qps, config.burst)
+        self.where = "the API server"
+        self.stats: dict[str, ListStats] = {}
+        self._client = self._build_client()
+
+    # -- auth ------------------------------------------------------------------------------
+
+    def _build_client(self) -> Any:
+        from kubernetes.client import ApiClient, Configuration
+        from kubernetes.config.config_exception import ConfigException
+        from urllib3.util.retry import Retry
+
+        config = self.config
+        configuration = Configuration()
+        try:
+            if config.in_cluster:
+                from kubernetes.config.incluster_config import load_incluster_config
+
+                self.where = "the in-cluster service account"
+                load_incluster_config(client_configuration=configuration)
+            elif config.server:
+                self.where = f"server {config.server}"
+                configuration.host = config.server.rstrip("/")
+                if config.token is not None:
+                    configuration.api_key["BearerToken"] = config.token.get_secret_value()
+                    configuration.api_key_prefix["BearerToken"] = "Bearer"
+                if config.ca_file is not None:
+                    configuration.ssl_ca_cert = str(config.ca_file)
+            else:
+                self._load_kubeconfig(configuration)
+        except (ConfigException, OSError, ValueError, KeyError, TypeError) as exc:
+            raise SourceError(self.source_name, "credentials", f"cannot load credentials for {self.where}: {exc}") from exc
+        if not config.verify_tls:
+            configuration.verify_ssl = False
+        if not configuration.verify_ssl and configuration.host.startswith("https"):
+            log.warning("source %r: TLS certificates of %s are not verified", self.source_name, self.where)
+        # A token the SDK read from a kubeconfig or a service account file is a secret as well.
+        for value in configuration.api_key.values():
+            register_secret(str(value).removeprefix("Bearer ").removeprefix("bearer "))
+        # Retry a refused or reset connection, never a read: a slow server must cost one timeout, not four.
+        configuration.retries = Retry(total=2, connect=2, read=0, status=0, redirect=0, other=0, backoff_factor=0.2)
+        return ApiClient(configuration)
+
+    def _load_kubeconfig(self, configuration: Any) -> None:
+        from kubernetes.config import kube_config
+
+        paths = [self.config.kubeconfig] if self.config.kubeconfig else default_kubeconfig_paths()
+        joined = os.pathsep.join(str(p) for p in paths)
+        context = self.config.context if isinstance(self.config.context, str) else None
+        if context is None:
+            _contexts, current = kube_config.list_kube_config_contexts(config_file=joined)
+            context = (current or {}).get("name")
+        self.where = f"context {context!r}"
+        kube_config.load_kube_config(config_file=joined, context=context, client_configuration=configuration, persist_config=False)
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- requests --------------------------------------------------------------------------
+
+    def _get_json(self, path: str, query: list[tuple[str, Any]]) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
+        self.limiter.acquire()
+        request = self._client.param_serialize(
+            method="GET",
+            resource_path=path,
+            query_params=query,
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        response = self._client.call_api(*request, _request_timeout=self.config.timeout)
+        body = response.read()
+        if not 200 <= response.status < 300:
+            raise ApiException.from_response(http_resp=response, body=None, data=None)
+        return orjson.loads(body)
+
+    def _explain(self, exc: BaseException, resource: str, what: str) -> ListFailed:
+        """A one-line reason without any secret; a 401 becomes a SourceError (the whole source is unreadable)."""
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError, MaxRetryError, TimeoutError as Urllib3Timeout
+
+        if isinstance(exc, ApiException):
+            status = exc.status or 0
+            detail = _status_message(exc.body) or (exc.reason or "").splitlines()[0]
+            if status == 401:
+                raise SourceError(self.source_name, resource, f"unauthorized for {self.where} (HTTP 401): {detail or 'the credentials were refused'}") from exc
+            if status == 403:
+                return ListFailed(_join(f"forbidden for {self.where} (HTTP 403)", what, detail), status)
+            if status == 0:  # the SDK reports TLS failures as status 0
+                return ListFailed(_join(f"cannot connect to {self.where}", what, detail), status)
+            return ListFailed(_join(f"HTTP {status}", what, detail), status)
+        if isinstance(exc, MaxRetryError) and exc.reason is not None:
+            exc = exc.reason
+        if isinstance(exc, Urllib3Timeout):
+            return ListFailed(_join(f"timed out after {self.config.timeout:g}s", what, ""))
+        if isinstance(exc, (HTTPError, OSError)):
+            return ListFailed(_join(f"cannot reach {self.where}", what, f"{type(exc).__name__}: {_first_line(exc)}"))
+        if isinstance(exc, ValueError):
+            return ListFailed(_join("malformed JSON", what, _first_line(exc)))
+        return ListFailed(_join(type(exc).__name__, what, _first_line(exc)))
+
+    def get(self, path: str, what: str) -> Any:
+        """One object; raises ListFailed (or SourceError on a 401)."""
+        try:
+            return self._get_json(path, [])
+        except Exception as exc:  # every failure is translated into a message that names the resource
+            raise self._explain(exc, what, "") from exc
+
+    def list_path(self, resource: str, namespace: str | None) -> str:
+        prefix, namespaced = API_PATHS[resource]
+        if namespaced and namespace is not None:
+            return f"{prefix}/namespaces/{namespace}/{resource}"
+        return f"{prefix}/{resource}"
+
+    def pages(self, resource: str, namespace: str | None = None) -> Iterator[list[dict[str, Any]]]:
+        """The items of a list, page by page (limit + continue).
+
+        A 410 on a continue token means the list would no longer be consistent: the caller
+        must start that list again: this raises ``_Expired`` and ``list_all`` restarts it.
+        Any other failure raises ListFailed naming the page.
+        """
+        path = self.list_path(resource, namespace)
+        stats = self.stats.setdefault(resource, ListStats())
+        token: str | None = None
+        page = 0
+        while True:
+            page += 1
+            query: list[tuple[str, Any]] = [("limit", self.config.page_size)]
+            if token:
+                query.append(("continue", token))
+            try:
+                document = self._get_json(path, query)
+                items = document.get("items")
+                if not isinstance(items, list):
+                    raise ValueError("the answer has no items list")
+            except Exception as exc:
+                if token and getattr(exc, "status", None) == 410:
+                    raise _Expired() from exc
+                raise self._explain(exc, resource, f"on page {page}") from exc
+            stats.pages += 1
+            stats.items += len(items)
+            yield items
+            token = (document.get("metadata") or {}).get("continue") or None
+            if not token:
+                return
+
+    def list_all(self, resource: str, namespace: str | None, consume: Callable[[list[dict[str, Any]]], None], reset: Callable[[], None]) -> None:
+        """Feed every page of a list to ``consume``; on an expired continue token, ``reset`` and start over once."""
+        for attempt in (1, 2):
+            try:
+                for items in self.pages(resource, namespace):
+                    consume(items)
+                return
+            except _Expired as exc:
+                if attempt == 2:
+                    raise ListFailed("the continue token expired again after the list was restarted (HTTP 410)", 410) from exc
+                log.info("source %r: %s: continue token expired; restarting the list", self.source_name, resource)
+                self.stats[resource].restarts += 1
+                reset()
+
+
+def _status_message(body: str | None) -> str:
+    """The message of a Kubernetes Status body, if the body is one."""
+    if not body:
+        return ""
+    try:
+        status = json.loads(body)
+    except ValueError:
+        return body.strip().splitlines()[0][:200] if body.strip() else ""
+    if isinstance(status, dict):
+        return str(status.get("message") or status.get("reason") or "")
+    return ""
+
+
+def _join(head: str, where: str, detail: str) -> str:
+    text = f"{head} {where}" if where else head
+    return f"{text}: {detail}" if detail else text
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
