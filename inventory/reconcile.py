@@ -10,13 +10,14 @@ fields old -> new.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from inventory.records import Host, Record, Ref, Service, Snapshot, Workload, canonical_fields, content_hash
+from inventory.records import Host, Record, Ref, Snapshot, Workload, canonical_fields, record_hash
 from inventory.storage.store import OBJECT_TYPES, Key, SourceState, Store, WritePlan
 from inventory.timeutil import utcnow
 
@@ -91,7 +92,18 @@ def reconcile(
     allow_empty: bool = False,
     now: datetime | None = None,
 ) -> ReconcileResult:
-    now = now or utcnow()
+    # Tens of thousands of short-lived dicts would trigger repeated full collections for
+    # nothing (none of them form cycles); collection resumes when reconcile returns.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _reconcile(snapshot, store, source_id=source_id, run_id=run_id, allow_empty=allow_empty, now=now or utcnow())
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _reconcile(snapshot: Snapshot, store: Store, *, source_id: int, run_id: int, allow_empty: bool, now: datetime) -> ReconcileResult:
     result = ReconcileResult()
     statements_before = store.statements
     state = store.load_state(source_id)
@@ -122,13 +134,14 @@ def reconcile(
     for object_type in OBJECT_TYPES:
         known = state.objects[object_type]
         for key, record in records[object_type].items():
-            fields, links, members = _resolved_fields(object_type, record, resolver)
-            digest = content_hash(fields)
+            record, links, members = _resolve_links(record, resolver)
+            digest = record_hash(record)
             stored = known.get(key)
             row_id = resolver.ids[object_type][key]
             if stored is not None and not stored.removed and stored.content_hash == digest:
                 result.unchanged += 1
                 continue
+            fields = canonical_fields(record)
             row = {"id": row_id, **{c: fields[c] for c in _PLAIN_COLUMNS[object_type]}, **links, "content_hash": digest, "changed_at": now}
             if stored is None:
                 row.update(source_id=source_id, kind=record.kind, external_id=record.external_id, first_seen_at=now, removed_at=None)
@@ -193,31 +206,34 @@ def reconcile(
     return result
 
 
-def _resolved_fields(object_type: str, record: Record, resolver: _Resolver) -> tuple[dict[str, Any], dict[str, Any], list[int]]:
-    """Canonical fields with links that do not resolve dropped (so that they are retried when the target appears)."""
-    fields = canonical_fields(record)
-    links: dict[str, Any] = {}
-    members: list[int] = []
+def _resolve_links(record: Record, resolver: _Resolver) -> tuple[Record, dict[str, int | None], list[int]]:
+    """The record as stored, and the ids its links point at.
+
+    A link whose target is unknown is dropped from the record, so that its hash changes
+    (and the link is written) once the target appears. Member and MAC lists are sorted
+    so that order alone never counts as a change.
+    """
+    if isinstance(record, Workload):
+        host_id = resolver.resolve("host", record.host)
+        parent_id = resolver.resolve("workload", record.parent)
+        if (record.host is not None and host_id is None) or (record.parent is not None and parent_id is None):
+            record = replace(record, host=record.host if host_id else None, parent=record.parent if parent_id else None)
+        return record, {"host_id": host_id, "parent_id": parent_id}, []
     if isinstance(record, Host):
-        links["backing_workload_id"] = resolver.resolve("workload", record.backed_by)
-        if links["backing_workload_id"] is None:
-            fields["backed_by"] = None
-    elif isinstance(record, Workload):
-        links["host_id"] = resolver.resolve("host", record.host)
-        links["parent_id"] = resolver.resolve("workload", record.parent)
-        if links["host_id"] is None:
-            fields["host"] = None
-        if links["parent_id"] is None:
-            fields["parent"] = None
-    elif isinstance(record, Service):
-        resolved = []
-        for ref in sorted(set(record.members), key=str):
-            workload_id = resolver.resolve("workload", ref)
-            if workload_id is not None:
-                members.append(workload_id)
-                resolved.append(str(ref))
-        fields["members"] = resolved
-    return fields, links, members
+        backing_id = resolver.resolve("workload", record.backed_by)
+        if record.backed_by is not None and backing_id is None:
+            record = replace(record, backed_by=None)
+        if list(record.mac_addresses) != sorted(record.mac_addresses):
+            record = replace(record, mac_addresses=tuple(sorted(record.mac_addresses)))
+        return record, {"backing_workload_id": backing_id}, []
+    members: dict[Ref, int] = {}
+    for ref in sorted(set(record.members), key=str):
+        workload_id = resolver.resolve("workload", ref)
+        if workload_id is not None:
+            members[ref] = workload_id
+    if tuple(members) != record.members:
+        record = replace(record, members=tuple(members))
+    return record, {}, list(members.values())
 
 
 def _change(

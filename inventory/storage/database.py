@@ -40,7 +40,17 @@ def describe_url(url: str) -> str:
         return redact_text(url)
 
 
+def _json_serializer(value: Any) -> str:
+    from inventory.records import to_json_bytes
+
+    return to_json_bytes(value).decode()
+
+
 def create_db_engine(url: str, **kwargs: Any) -> Engine:
+    import orjson
+
+    kwargs.setdefault("json_serializer", _json_serializer)
+    kwargs.setdefault("json_deserializer", orjson.loads)
     url = _normalize_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":

@@ -1,5 +1,8 @@
 """initial schema
 
+Object, membership and change tables have no foreign keys on purpose: see the note in
+inventory/storage/models.py.
+
 Revision ID: 0001_initial
 Revises: 
 Create Date: 2026-11-22
@@ -45,7 +48,6 @@ def upgrade() -> None:
     sa.Column('first_seen_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('changed_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('removed_at', sa.DateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['source_id'], ['sources.id'], name=op.f('fk_hosts_source_id_sources')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_hosts')),
     sa.UniqueConstraint('source_id', 'kind', 'external_id', name=op.f('uq_hosts_source_id_kind_external_id'))
     )
@@ -68,7 +70,6 @@ def upgrade() -> None:
     sa.Column('first_seen_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('changed_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('removed_at', sa.DateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['source_id'], ['sources.id'], name=op.f('fk_services_source_id_sources')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_services')),
     sa.UniqueConstraint('source_id', 'kind', 'external_id', name=op.f('uq_services_source_id_kind_external_id'))
     )
@@ -108,8 +109,6 @@ def upgrade() -> None:
     sa.Column('name', sa.String(length=500), nullable=False),
     sa.Column('action', sa.String(length=20), nullable=False),
     sa.Column('diff', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
-    sa.ForeignKeyConstraint(['source_id'], ['sources.id'], name=op.f('fk_changes_source_id_sources')),
-    sa.ForeignKeyConstraint(['sync_run_id'], ['sync_runs.id'], name=op.f('fk_changes_sync_run_id_sync_runs')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_changes'))
     )
     with op.batch_alter_table('changes', schema=None) as batch_op:
@@ -134,9 +133,6 @@ def upgrade() -> None:
     sa.Column('first_seen_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('changed_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('removed_at', sa.DateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['host_id'], ['hosts.id'], name=op.f('fk_workloads_host_id_hosts'), initially='DEFERRED', deferrable=True),
-    sa.ForeignKeyConstraint(['parent_id'], ['workloads.id'], name=op.f('fk_workloads_parent_id_workloads'), initially='DEFERRED', deferrable=True),
-    sa.ForeignKeyConstraint(['source_id'], ['sources.id'], name=op.f('fk_workloads_source_id_sources')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_workloads')),
     sa.UniqueConstraint('source_id', 'kind', 'external_id', name=op.f('uq_workloads_source_id_kind_external_id'))
     )
@@ -149,25 +145,14 @@ def upgrade() -> None:
     op.create_table('service_members',
     sa.Column('service_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('workload_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.ForeignKeyConstraint(['service_id'], ['services.id'], name=op.f('fk_service_members_service_id_services')),
-    sa.ForeignKeyConstraint(['workload_id'], ['workloads.id'], name=op.f('fk_service_members_workload_id_workloads'), initially='DEFERRED', deferrable=True),
     sa.PrimaryKeyConstraint('service_id', 'workload_id', name=op.f('pk_service_members'))
     )
     with op.batch_alter_table('service_members', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_service_members_workload_id'), ['workload_id'], unique=False)
 
-    # hosts and workloads point at each other: the host -> backing workload link is added last.
-    with op.batch_alter_table('hosts', schema=None) as batch_op:
-        batch_op.create_foreign_key(
-            batch_op.f('fk_hosts_backing_workload_id_workloads'), 'workloads', ['backing_workload_id'], ['id'],
-            deferrable=True, initially='DEFERRED',
-        )
-
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('hosts', schema=None) as batch_op:
-        batch_op.drop_constraint(batch_op.f('fk_hosts_backing_workload_id_workloads'), type_='foreignkey')
     with op.batch_alter_table('service_members', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_service_members_workload_id'))
 
