@@ -14,8 +14,9 @@ Endpoints are read the way the docker CLI reads them: ``unix://``, ``tcp://``
 
 Calls per collection: ``/version``, ``/info``, one ``/containers/json?all=1``
 that carries most fields, then one inspect per container for what the list
-lacks (health, restart count, exit code, start and finish times, restart
-policy), ``concurrency`` at a time; ``/services`` only on a swarm manager.
+lacks (health, restart count, exit code, start and finish times),
+``concurrency`` at a time, and only for containers that ever ran (a created
+container has none of these); ``/services`` only on a swarm manager.
 
 Identity: the engine's ``ID`` from ``/info`` (not the URL, which can change)
 and each container's id. Engines on VMs cloned from one template can report the
@@ -25,6 +26,7 @@ never claims it as the source's identity (that would merge two machines).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import os
@@ -32,6 +34,7 @@ import socket
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -114,7 +117,7 @@ class DockerConfig(SourceConfig):
     # Container inspects in flight at once.
     concurrency: int = Field(default=8, ge=1, le=64)
     # False: the list call only (one call for any number of containers), without health,
-    # restart count, exit code and start times.
+    # restart count, exit code and start times of containers that ran.
     inspect: bool = True
 
     @field_validator("url")
@@ -206,16 +209,22 @@ class DockerConnector(Connector):
             )
         try:
             # version="auto" asks /version which API the engine speaks (the one extra call).
-            return docker.APIClient(
+            client = _client_class()(
                 base_url=self.config.url,
                 version="auto",
                 timeout=self.config.timeout,
                 tls=tls,
                 max_pool_size=self.config.concurrency,
+                # The system ssh, as the docker CLI does: ~/.ssh/config, agent and known_hosts apply.
                 use_ssh_client=True,
             )
         except Exception as exc:
             raise SourceError(self.source_name, self._engine_resource, describe_error(exc, self.config.timeout)) from exc
+        if urlsplit(self.config.url).scheme == "unix":
+            # No proxy or .netrc can apply to a unix socket; requests would still scan the
+            # environment and read ~/.netrc at every call (a millisecond each).
+            client.trust_env = False
+        return client
 
     def _collect(self, client: APIClient) -> Snapshot:
         try:
@@ -236,13 +245,13 @@ class DockerConnector(Connector):
             snapshot.fail("containers", describe_error(exc, self.config.timeout))
             return snapshot
 
-        details = self._inspect_all(client, listed, snapshot) if self.config.inspect else {}
-        present = [c for c in listed if details.get(c["Id"], {}) is not None]
+        wanted = [c for c in listed if self.config.inspect and needs_inspect(c)]
+        inspected = self._inspect(client, wanted, snapshot)
+        present = [c for c in listed if c["Id"] not in inspected.vanished]
         for container in present:
-            detail = details.get(container["Id"])
-            if self.config.inspect and not detail:
-                continue  # its inspect failed: recorded on the snapshot, kept out of the writes
-            snapshot.workloads.append(container_workload(container, detail, engine))
+            if container["Id"] in inspected.failed:
+                continue  # recorded on the snapshot (now incomplete); kept out of the writes
+            snapshot.workloads.append(container_workload(container, inspected.details.get(container["Id"]), engine))
         snapshot.services.extend(compose_services(present))
 
         if _swarm_role(info) == "manager":
@@ -254,8 +263,8 @@ class DockerConnector(Connector):
                 snapshot.services.extend(swarm_service_records(swarm_services, present))
         return snapshot
 
-    def _inspect_all(self, client: APIClient, listed: list[dict[str, Any]], snapshot: Snapshot) -> dict[str, dict[str, Any] | None]:
-        """Inspect every listed container, bounded; value None means it vanished, {} that inspect failed."""
+    def _inspect(self, client: APIClient, containers: list[dict[str, Any]], snapshot: Snapshot) -> _Inspected:
+        """Inspect the given containers, ``concurrency`` at a time; failures go on the snapshot."""
         import docker.errors
 
         def inspect(container_id: str) -> dict[str, Any] | None | BaseException:
@@ -266,20 +275,57 @@ class DockerConnector(Connector):
             except Exception as exc:  # collected and reported per container below
                 return exc
 
-        ids = [c["Id"] for c in listed]
-        if not ids:
-            return {}
-        workers = min(self.config.concurrency, len(ids))
+        result = _Inspected()
+        if not containers:
+            return result
+        workers = min(self.config.concurrency, len(containers))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"docker-{self.source_name}") as pool:
-            answers = list(pool.map(inspect, ids))
-        details: dict[str, dict[str, Any] | None] = {}
-        for container, answer in zip(listed, answers, strict=True):
-            if isinstance(answer, BaseException):
+            answers = list(pool.map(inspect, [c["Id"] for c in containers]))
+        for container, answer in zip(containers, answers, strict=True):
+            if answer is None:
+                result.vanished.add(container["Id"])
+            elif isinstance(answer, BaseException):
+                result.failed.add(container["Id"])
                 snapshot.fail(f"container {_container_name(container)} ({container['Id'][:12]})", describe_error(answer, self.config.timeout))
-                details[container["Id"]] = {}
             else:
-                details[container["Id"]] = answer
-        return details
+                result.details[container["Id"]] = answer
+        return result
+
+
+@dataclass
+class _Inspected:
+    details: dict[str, dict[str, Any]] = field(default_factory=dict)
+    vanished: set[str] = field(default_factory=set)
+    failed: set[str] = field(default_factory=set)
+
+
+def needs_inspect(container: Mapping[str, Any]) -> bool:
+    """Whether inspect adds anything to the list entry.
+
+    A container that was created and never started has no health, no restart,
+    no exit code and no start time: the list says all there is. (A container
+    that ran is "exited", never "created" again.)
+    """
+    return container.get("State") != "created"
+
+
+@functools.cache
+def _client_class() -> type[APIClient]:
+    """``docker.APIClient`` whose TLS verification is the one this source configures.
+
+    requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace a session's CA file (and
+    turn ``verify: false`` back on): an engine with its own CA would then fail to verify.
+    """
+    import docker
+
+    class SourceAPIClient(docker.APIClient):  # type: ignore[misc]
+        def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> dict[str, Any]:
+            settings: dict[str, Any] = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            if self.verify is not True:  # a CA file or False, named by the source's tls settings
+                settings["verify"] = self.verify
+            return settings
+
+    return SourceAPIClient
 
 
 def describe_error(exc: BaseException, timeout: float) -> str:
@@ -479,7 +525,6 @@ def _swarm(labels: Mapping[str, str]) -> dict[str, str] | None:
 def _inspected(detail: Mapping[str, Any]) -> dict[str, Any]:
     """What only inspect knows. Values that change at every poll (pid, log path) stay out."""
     state = detail.get("State") or {}
-    host_config = detail.get("HostConfig") or {}
     health = state.get("Health") or {}
     running = bool(state.get("Running"))
     return {
@@ -491,8 +536,6 @@ def _inspected(detail: Mapping[str, Any]) -> dict[str, Any]:
         "error": state.get("Error") or None,
         "started_at": _timestamp(state.get("StartedAt")),
         "finished_at": None if running else _timestamp(state.get("FinishedAt")),
-        "restart_policy": (host_config.get("RestartPolicy") or {}).get("Name") or None,
-        "hostname": (detail.get("Config") or {}).get("Hostname") or None,
     }
 
 
