@@ -121,6 +121,11 @@ def _register() -> None:
     cli.add_command(db.db_group)
     for command in query.COMMANDS:
         cli.add_command(command)
+    # Tools, policy, approvals and the audit log (issue 6).
+    from inventory.cli import audit, policy
+
+    for command in [*policy.COMMANDS, *audit.COMMANDS]:
+        cli.add_command(command)
 
 
 _register()

@@ -19,7 +19,7 @@ from inventory.redact import redact_text
 log = logging.getLogger(__name__)
 
 # The Alembic head this code expects; tests check it equals the newest revision in migrations/.
-SCHEMA_REVISION = "0001_initial"
+SCHEMA_REVISION = "0002_audit"
 
 _WRITE_OPTION = "inventory_write"
 

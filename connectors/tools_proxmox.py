@@ -1,0 +1,135 @@
+"""Proxmox VE tools: start, shutdown, stop, reboot, snapshot, rollback and delete a guest (VM or LXC).
+
+Declarations only at import time; implementations log in through
+``connectors.proxmox_api.ProxmoxClient`` (proxmoxer) when they run. A guest is
+resolved in the inventory by its id; the API is addressed by the node and vmid
+recorded with it (``attributes.node``, ``attributes.vmid``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import Field
+
+from inventory.errors import SourceError, UsageError
+from inventory.policy.classes import ToolClass
+from inventory.policy.tools import ToolArgs, ToolContext, ToolResult, ToolSpec
+
+_MODULE = "connectors.tools_proxmox"
+GUEST_KINDS = ("vm", "lxc")
+_SNAPSHOT_NAME = r"^[A-Za-z][A-Za-z0-9_-]{1,39}$"
+
+
+class ShutdownArgs(ToolArgs):
+    timeout: int | None = Field(default=None, ge=1, le=3600, description="Seconds to wait for the guest OS.")
+
+
+class SnapshotArgs(ToolArgs):
+    name: str = Field(pattern=_SNAPSHOT_NAME, description="Snapshot name.")
+    description: str | None = Field(default=None, max_length=1000)
+    vmstate: bool = Field(default=False, description="VMs: include the RAM state.")
+
+
+class RollbackArgs(ToolArgs):
+    name: str = Field(pattern=_SNAPSHOT_NAME, description="Snapshot to roll back to.")
+
+
+class DeleteArgs(ToolArgs):
+    purge: bool = Field(default=False, description="Also remove it from backup jobs, HA and replication.")
+
+
+def _guest_path(ctx: ToolContext) -> str:
+    node, vmid = ctx.target.attributes.get("node"), ctx.target.attributes.get("vmid")
+    if not node or vmid is None:
+        raise UsageError(f"{ctx.target.ref} carries no node/vmid in the inventory; sync source {ctx.target.source!r} first")
+    guest_type = "qemu" if ctx.target.kind == "vm" else "lxc"
+    return f"nodes/{node}/{guest_type}/{vmid}"
+
+
+def _call(ctx: ToolContext, what: str, method: str, path: str, **params: Any) -> Any:
+    """One POST/DELETE; an API refusal becomes a SourceError naming the source and the guest."""
+    from connectors.proxmox_api import ApiCallFailed, ProxmoxClient
+
+    resource = f"guest {ctx.target.name} ({ctx.target.external_id})"
+    try:
+        client = ProxmoxClient(ctx.source_config)
+    except ApiCallFailed as exc:
+        raise SourceError(ctx.target.source, exc.resource if hasattr(exc, "resource") else "login", str(exc)) from exc
+    try:
+        endpoint = client._api(path)  # proxmoxer's resource object; the wrapper only offers GET
+        caller: Callable[..., Any] = getattr(endpoint, method)
+        return caller(**params)
+    except Exception as exc:
+        status = getattr(exc, "status_code", None)
+        detail = f"HTTP {status} {getattr(exc, 'content', '') or getattr(exc, 'status_message', '') or ''}".strip() if status else f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        raise SourceError(ctx.target.source, resource, f"{what} failed: {detail}") from exc
+    finally:
+        client.close()
+
+
+def _status_action(action: str) -> Callable[[ToolContext], ToolResult]:
+    def run(ctx: ToolContext) -> ToolResult:
+        params: dict[str, Any] = {}
+        timeout = getattr(ctx.args, "timeout", None)
+        if timeout is not None:
+            params["timeout"] = timeout
+        task = _call(ctx, action, "post", f"{_guest_path(ctx)}/status/{action}", **params)
+        return ToolResult(f"{action} {ctx.target.name}: task {task}", details={"task": task})
+
+    run.__name__ = action
+    return run
+
+
+start = _status_action("start")
+shutdown = _status_action("shutdown")
+stop = _status_action("stop")
+reboot = _status_action("reboot")
+
+
+def snapshot(ctx: ToolContext) -> ToolResult:
+    args: SnapshotArgs = ctx.args  # type: ignore[assignment]
+    params: dict[str, Any] = {"snapname": args.name}
+    if args.description:
+        params["description"] = args.description
+    if args.vmstate and ctx.target.kind == "vm":
+        params["vmstate"] = 1
+    task = _call(ctx, "snapshot", "post", f"{_guest_path(ctx)}/snapshot", **params)
+    return ToolResult(f"snapshot {args.name} of {ctx.target.name}: task {task}", details={"task": task, "snapshot": args.name})
+
+
+def rollback(ctx: ToolContext) -> ToolResult:
+    args: RollbackArgs = ctx.args  # type: ignore[assignment]
+    task = _call(ctx, "rollback", "post", f"{_guest_path(ctx)}/snapshot/{args.name}/rollback")
+    return ToolResult(f"rolled {ctx.target.name} back to {args.name}: task {task}", details={"task": task, "snapshot": args.name})
+
+
+def delete(ctx: ToolContext) -> ToolResult:
+    args: DeleteArgs = ctx.args  # type: ignore[assignment]
+    params = {"purge": 1} if args.purge else {}
+    task = _call(ctx, "delete", "delete", _guest_path(ctx), **params)
+    return ToolResult(f"deleted {ctx.target.name}: task {task}", details={"task": task})
+
+
+def _spec(name: str, summary: str, tool_class: ToolClass, function: str, **extra: Any) -> ToolSpec:
+    return ToolSpec(
+        name=f"proxmox.{name}",
+        source_type="proxmox",
+        summary=summary,
+        default_class=tool_class,
+        implementation=f"{_MODULE}:{function}",
+        target_kinds=GUEST_KINDS,
+        **extra,
+    )
+
+
+TOOLS = [
+    _spec("start", "Start a guest.", ToolClass.SAFE_MUTATE, "start", idempotent=True),
+    _spec("shutdown", "Ask the guest OS to shut down (ACPI / init).", ToolClass.SAFE_MUTATE, "shutdown", args_model=ShutdownArgs, idempotent=True),
+    _spec("stop", "Stop a guest at once, without the guest OS (like pulling the plug).", ToolClass.SAFE_MUTATE, "stop", idempotent=True),
+    _spec("reboot", "Reboot a guest through its OS.", ToolClass.SAFE_MUTATE, "reboot"),
+    _spec("snapshot", "Take a snapshot of a guest.", ToolClass.SAFE_MUTATE, "snapshot", args_model=SnapshotArgs),
+    _spec("rollback", "Roll a guest back to a snapshot: everything since is lost.", ToolClass.DESTRUCTIVE, "rollback", args_model=RollbackArgs),
+    _spec("delete", "Delete a guest and its disks.", ToolClass.DESTRUCTIVE, "delete", args_model=DeleteArgs),
+]

@@ -1,0 +1,1 @@
+"""The immutable audit log: append (hash-chained), verify, list, export. See inventory/audit/log.py."""

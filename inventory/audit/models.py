@@ -1,0 +1,87 @@
+"""The audit tables: an append-only, hash-chained log of every tool call and sync, and pending approvals.
+
+``audit_log`` is never updated or deleted by the program, and the database refuses
+it too: migration 0002_audit installs triggers that abort UPDATE and DELETE (and
+TRUNCATE on PostgreSQL). ``seq`` is the entry's place in the chain (1, 2, 3, ...,
+allocated under a lock by the appender), and ``entry_hash`` covers every other
+column plus ``prev_hash``, so that an edit, a removal or a reordering breaks the
+chain where it happened.
+
+``approvals`` is ordinary mutable state (pending -> approved/rejected); every
+settlement is also recorded in the audit log.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Float, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from inventory.storage.models import Base, Id, JsonValue, UTCDateTime
+from inventory.timeutil import utcnow
+
+AUDIT_TABLE = "audit_log"
+
+
+class AuditEntry(Base):
+    __tablename__ = AUDIT_TABLE
+    __table_args__ = (
+        Index("ix_audit_log_at", "at"),
+        Index("ix_audit_log_actor_at", "actor", "at"),
+        Index("ix_audit_log_tool_at", "tool", "at"),
+    )
+
+    # Position in the chain; no autoincrement: the appender takes last seq + 1 under its lock.
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # tool_call | sync | approval
+    event: Mapped[str] = mapped_column(String(20))
+    actor: Mapped[str] = mapped_column(String(200))
+    tool: Mapped[str | None] = mapped_column(String(200))
+    # What the call touches, as "<type>:<source>/<kind>/<external_id>" (or the text given when unresolved).
+    target: Mapped[str | None] = mapped_column(String(1000))
+    target_name: Mapped[str | None] = mapped_column(String(500))
+    source: Mapped[str | None] = mapped_column(String(200))
+    arguments: Mapped[dict[str, Any] | None] = mapped_column(JsonValue)
+    tool_class: Mapped[str | None] = mapped_column(String(20))
+    # allow | require_approval | deny (for sync entries: "n/a")
+    decision: Mapped[str | None] = mapped_column(String(20))
+    matched_rule: Mapped[str | None] = mapped_column(String(200))
+    approver: Mapped[str | None] = mapped_column(String(200))
+    approval_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
+    # success | failed | denied | pending | rejected | dry_run | partial
+    outcome: Mapped[str] = mapped_column(String(20))
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[float | None] = mapped_column(Float)
+    policy_hash: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict[str, Any] | None] = mapped_column(JsonValue)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    entry_hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class Approval(Base):
+    __tablename__ = "approvals"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    requester: Mapped[str] = mapped_column(String(200), index=True)
+    tool: Mapped[str] = mapped_column(String(200))
+    # The target as resolved when the call was made: "<type>:<id>" of the inventory row.
+    target: Mapped[str] = mapped_column(String(1000))
+    target_name: Mapped[str | None] = mapped_column(String(500))
+    source: Mapped[str | None] = mapped_column(String(200))
+    # Validated arguments; calls whose arguments carry secrets are never queued (see approvals.py).
+    arguments: Mapped[dict[str, Any]] = mapped_column(JsonValue, default=dict)
+    tool_class: Mapped[str] = mapped_column(String(20))
+    matched_rule: Mapped[str | None] = mapped_column(String(200))
+    policy_hash: Mapped[str | None] = mapped_column(String(64))
+    # pending | approved | rejected
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reason: Mapped[str | None] = mapped_column(Text)
+    # success | failed, once an approved call ran
+    outcome: Mapped[str | None] = mapped_column(String(20))
+    request_seq: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))

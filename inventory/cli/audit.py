@@ -1,0 +1,131 @@
+"""`inventory audit list|show|verify|export`: read the immutable audit log and prove it whole."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from inventory.cli import AppContext
+from inventory.errors import UsageError
+
+LIST_COLUMNS = ("seq", "at", "actor", "event", "tool", "target_name", "tool_class", "decision", "outcome", "approver", "error")
+
+
+def _filter(since: str | None, until: str | None, **filters: Any) -> Any:
+    from inventory.audit.log import AuditFilter
+    from inventory.timeutil import parse_since
+
+    try:
+        since_at = parse_since(since) if since else None
+        until_at = parse_since(until) if until else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return AuditFilter(since=since_at, until=until_at, **filters)
+
+
+@click.group("audit")
+def audit_group() -> None:
+    """Who did what: every tool call and sync, append-only and hash-chained."""
+
+
+def _filter_options(func: Any) -> Any:
+    options = [
+        click.option("--actor", help="Only this actor."),
+        click.option("--tool", help="Only this tool."),
+        click.option("--class", "tool_class", type=click.Choice(["READ_ONLY", "SAFE_MUTATE", "DESTRUCTIVE"], case_sensitive=False)),
+        click.option("--decision", type=click.Choice(["allow", "require_approval", "deny"])),
+        click.option("--outcome", help="success, failed, denied, pending, rejected, approved, dry_run, invalid, partial."),
+        click.option("--event", type=click.Choice(["tool_call", "approval", "sync"])),
+        click.option("--target", help="Target or target name contains this."),
+        click.option("--since", help="From this long ago (7d, 1h) or ISO time."),
+        click.option("--until", help="Up to this long ago or ISO time."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@audit_group.command("list")
+@_filter_options
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True, help="The newest this many.")
+@click.option("-o", "--output", type=click.Choice(["table", "json", "yaml", "csv"]), default="table", show_default=True)
+@click.pass_obj
+def list_command(app: AppContext, since: str | None, until: str | None, limit: int, output: str, **filters: Any) -> None:
+    """Audit entries, oldest first (the newest --limit of those that match)."""
+    from inventory.audit.log import list_entries
+    from inventory.render import render_rows
+
+    flt = _filter(since, until, limit=limit, newest_first=True, **filters)
+    with app.database().session() as session:
+        rows = list_entries(session, flt)
+    render_rows(rows, output, LIST_COLUMNS)
+
+
+@audit_group.command("show")
+@click.argument("seq", type=int)
+@click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
+@click.pass_obj
+def show_command(app: AppContext, seq: int, output: str) -> None:
+    """One entry with every field and its hashes."""
+    from inventory.audit.log import get_entry
+    from inventory.render import render_document
+
+    with app.database().session() as session:
+        render_document(get_entry(session, seq), output)
+
+
+@audit_group.command("verify")
+@click.option("--checkpoint", type=click.Path(dir_okay=False, exists=True), help="An earlier `audit export`: its last entry must still be there, unchanged.")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.pass_obj
+def verify_command(app: AppContext, checkpoint: str | None, output: str) -> None:
+    """Walk the hash chain; report the first entry changed, removed or out of order, and exit 1 if any."""
+    from inventory.audit.log import read_checkpoint, verify_chain
+    from inventory.render import to_json
+
+    mark = read_checkpoint(checkpoint) if checkpoint else None
+    with app.database().session() as session:
+        result = verify_chain(session, mark)
+    if output == "json":
+        click.echo(
+            to_json(
+                {
+                    "ok": result.ok,
+                    "checked": result.checked,
+                    "last_seq": result.last_seq,
+                    "last_hash": result.last_hash,
+                    "problem": None if result.ok else {"seq": result.problem.seq, "kind": result.problem.kind, "message": result.problem.message},  # type: ignore[union-attr]
+                }
+            )
+        )
+    elif result.ok:
+        click.echo(f"ok: {result.checked} entries, chain intact up to entry {result.last_seq} ({result.last_hash[:16]})")
+    else:
+        click.echo(f"FAILED after {result.checked} good entries: {result.problem.message}", err=True)  # type: ignore[union-attr]
+    if not result.ok:
+        raise SystemExit(1)
+
+
+@audit_group.command("export")
+@_filter_options
+@click.option("--after-seq", type=int, help="Only entries after this seq (incremental shipping).")
+@click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
+@click.option("--file", "path", type=click.Path(dir_okay=False, writable=True), help="Write here instead of stdout.")
+@click.pass_obj
+def export_command(app: AppContext, since: str | None, until: str | None, after_seq: int | None, fmt: str, path: str | None, **filters: Any) -> None:
+    """Entries as JSON lines with their hashes; keep the output off the box as a checkpoint."""
+    from inventory.audit.log import export_jsonl
+
+    flt = _filter(since, until, after_seq=after_seq, **filters)
+    with app.database().session() as session:
+        if path:
+            with open(path, "w", encoding="utf-8") as out:
+                count = export_jsonl(session, out, flt)
+            click.echo(f"{count} entries written to {path}", err=True)
+        else:
+            export_jsonl(session, sys.stdout, flt)
+
+
+COMMANDS = [audit_group]

@@ -1,0 +1,184 @@
+"""Classification and decision, each with the reasons behind it.
+
+classify(): the tool's declared class, raised by its argument rules, by a truthy
+``force`` argument and by protected targets (namespaces, tags, labels); never
+lowered. A tool the registry does not know is DESTRUCTIVE.
+
+decide(): every rule whose match fits the call contributes; deny beats
+require_approval beats allow, and the first matching rule of the highest
+severity decides. With no matching rule, the class decides: READ_ONLY and
+SAFE_MUTATE are allowed, DESTRUCTIVE requires approval.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import Any
+
+from inventory.policy.classes import ToolClass, mcp_hints
+from inventory.policy.rules import Effect, Policy, Rule, TargetSelector
+from inventory.policy.targets import Target
+from inventory.policy.tools import ToolArgs, ToolSpec
+
+DEFAULT_EFFECTS = {
+    ToolClass.READ_ONLY: Effect.ALLOW,
+    ToolClass.SAFE_MUTATE: Effect.ALLOW,
+    ToolClass.DESTRUCTIVE: Effect.REQUIRE_APPROVAL,
+}
+
+
+@dataclass(frozen=True)
+class Classification:
+    tool_class: ToolClass
+    declared: ToolClass | None
+    # Why the class is what it is, one line per rule that raised it.
+    reasons: tuple[str, ...] = ()
+    idempotent: bool = False
+
+    @property
+    def hints(self) -> dict[str, bool]:
+        return mcp_hints(self.tool_class, idempotent=self.idempotent)
+
+
+def classify(spec: ToolSpec | None, args: ToolArgs | None, target: Target | None, policy: Policy, *, tool_name: str = "") -> Classification:
+    if spec is None:
+        return Classification(ToolClass.DESTRUCTIVE, None, (f"tool {tool_name!r} is not known: unknown tools are DESTRUCTIVE",))
+    current = spec.default_class
+    reasons = [f"{spec.name} is declared {spec.default_class}"]
+
+    def raise_to(to: ToolClass, why: str) -> None:
+        nonlocal current
+        if to.rank > current.rank:
+            reasons.append(f"raised to {to}: {why}")
+            current = to
+
+    for escalation in spec.escalations:
+        if args is not None and escalation.applies(args, target):
+            raise_to(escalation.to, escalation.why)
+    if args is not None and getattr(args, "force", False):
+        raise_to(ToolClass.DESTRUCTIVE, "force=true skips the source's own safety checks")
+    if target is not None and current is not ToolClass.READ_ONLY:
+        protected = protection_reasons(target, policy, getattr(args, "namespace", None))
+        for why in protected:
+            raise_to(ToolClass.DESTRUCTIVE, why)
+    return Classification(current, spec.default_class, tuple(reasons), idempotent=spec.idempotent)
+
+
+def protection_reasons(target: Target, policy: Policy, namespace_arg: str | None = None) -> list[str]:
+    """Why a target is protected (a change to it is DESTRUCTIVE), if it is.
+
+    ``namespace_arg`` is a namespace named by the arguments of a source-wide tool (delete namespace).
+    """
+    protected = policy.document.protected
+    reasons = []
+    namespace = target.namespace or namespace_arg
+    if namespace and any(fnmatchcase(namespace, p) for p in protected.namespaces):
+        reasons.append(f"namespace {namespace!r} is protected")
+    hit_tags = sorted(target.tags & set(protected.tags))
+    if hit_tags:
+        reasons.append(f"tag {', '.join(hit_tags)} is protected")
+    for key, value in protected.labels.items():
+        if target.labels.get(key) == value:
+            reasons.append(f"label {key}={value} is protected")
+    return reasons
+
+
+@dataclass(frozen=True)
+class Contribution:
+    rule: str
+    effect: Effect
+
+
+@dataclass(frozen=True)
+class Decision:
+    effect: Effect
+    classification: Classification
+    # The rule that decided, or None when the class default decided.
+    matched_rule: str | None
+    contributions: tuple[Contribution, ...] = ()
+    self_approval: bool = False
+    explanation: tuple[str, ...] = field(default=())
+
+    @property
+    def tool_class(self) -> ToolClass:
+        return self.classification.tool_class
+
+    @property
+    def rule_label(self) -> str:
+        return self.matched_rule or f"default:{self.tool_class}"
+
+
+@dataclass(frozen=True)
+class Call:
+    """Everything a rule can look at."""
+
+    tool: str
+    actor: str
+    target: Target | None
+    source_type: str | None = None
+    # A namespace named by the arguments (list pods in X, delete namespace X).
+    namespace: str | None = None
+
+
+def decide(call: Call, classification: Classification, policy: Policy) -> Decision:
+    groups = policy.groups_of(call.actor)
+    matching = [rule for rule in policy.rules if rule_matches(rule, call, classification.tool_class, groups)]
+    contributions = tuple(Contribution(rule.name, rule.effect) for rule in matching)
+    explanation = [*classification.reasons]
+    if matching:
+        top = max(rule.effect.severity for rule in matching)
+        winner = next(rule for rule in matching if rule.effect.severity == top)
+        effect, matched = winner.effect, winner.name
+        for rule in matching:
+            mark = "decides" if rule is winner else ("outranked" if rule.effect.severity < top else "same effect, later")
+            explanation.append(f"rule {rule.name!r} -> {rule.effect} ({mark})")
+        self_approval = winner.self_approval if winner.self_approval is not None else policy.document.approvals.self_approval
+    else:
+        effect, matched = DEFAULT_EFFECTS[classification.tool_class], None
+        explanation.append(f"no rule matches: {classification.tool_class} defaults to {effect}")
+        self_approval = policy.document.approvals.self_approval
+    return Decision(effect, classification, matched, contributions, self_approval, tuple(explanation))
+
+
+def rule_matches(rule: Rule, call: Call, tool_class: ToolClass, groups: set[str]) -> bool:
+    match = rule.match
+    if match.classes is not None and tool_class not in match.classes:
+        return False
+    if match.tools is not None and not any(fnmatchcase(call.tool, p) for p in match.tools):
+        return False
+    if match.actors is not None and not any(_actor_matches(p, call.actor, groups) for p in match.actors):
+        return False
+    if match.sources is not None:
+        if call.target is None or not any(fnmatchcase(call.target.source, p) for p in match.sources):
+            return False
+    if match.target is not None:
+        if call.target is None or not target_matches(match.target, call.target, call.namespace):
+            return False
+    return True
+
+
+def _actor_matches(pattern: str, actor: str, groups: set[str]) -> bool:
+    if pattern.startswith("group:"):
+        return pattern[len("group:"):] in groups
+    return fnmatchcase(actor, pattern)
+
+
+def target_matches(selector: TargetSelector, target: Target, namespace_arg: str | None = None) -> bool:
+    checks: list[tuple[list[str] | None, Any]] = [
+        (selector.types, target.object_type),
+        (selector.kinds, target.kind),
+        (selector.names, target.name),
+    ]
+    for patterns, value in checks:
+        if patterns is not None and not any(fnmatchcase(str(value), p) for p in patterns):
+            return False
+    if selector.namespaces is not None:
+        namespace = target.namespace or namespace_arg
+        if namespace is None or not any(fnmatchcase(namespace, p) for p in selector.namespaces):
+            return False
+    if selector.labels is not None and any(target.labels.get(k) != v for k, v in selector.labels.items()):
+        return False
+    if selector.tags is not None and not (set(selector.tags) & target.tags):
+        return False
+    return True

@@ -1,0 +1,234 @@
+"""The policy file: who may do what to which targets.
+
+Found at ``--policy`` / ``INVENTORY_POLICY``, else ``./policy.yaml``, else
+``./config/policy.yaml``, else ``<user config dir>/inventory/policy.yaml``; with
+none of them, the built-in defaults apply (no rules: READ_ONLY and SAFE_MUTATE
+allowed, DESTRUCTIVE needs approval; ``kube-system`` and the ``prod`` tag are
+protected). A file with any error refuses to load, naming the file, the rule and
+the reason: there is no fallback to a more permissive policy.
+
+    groups:   {ops: [alice, bob]}
+    protected: {namespaces: [kube-system], tags: [prod], labels: {tier: critical}}
+    approvals: {self_approval: false, tty_confirmation: true}
+    rules:
+      - name: agents-never-destroy
+        effect: deny                      # allow | require_approval | deny
+        match:                            # every key given must match; lists mean "any of"
+          actors: ["group:agents"]        # user names, group:NAME, or "*"
+          classes: [DESTRUCTIVE]
+          tools: ["kubernetes.*"]         # globs
+          sources: ["prod-*"]             # globs over source names
+          target: {types: [workload], kinds: [pod], namespaces: ["team-*"], names: ["db-*"],
+                   labels: {env: prod}, tags: [prod]}
+        self_approval: false              # may the requester approve their own call?
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from inventory.errors import ConfigError
+from inventory.policy.classes import ToolClass
+
+POLICY_ENV = "INVENTORY_POLICY"
+BUILTIN_POLICY_LABEL = "<built-in defaults>"
+
+
+class Effect(str, Enum):
+    ALLOW = "allow"
+    REQUIRE_APPROVAL = "require_approval"
+    DENY = "deny"
+
+    @property
+    def severity(self) -> int:
+        return {"allow": 0, "require_approval": 1, "deny": 2}[self.value]
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class TargetSelector(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    types: list[str] | None = None
+    kinds: list[str] | None = None
+    names: list[str] | None = None
+    namespaces: list[str] | None = None
+    labels: dict[str, str] | None = None
+    tags: list[str] | None = None
+
+
+class RuleMatch(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    classes: list[ToolClass] | None = None
+    tools: list[str] | None = None
+    actors: list[str] | None = None
+    sources: list[str] | None = None
+    target: TargetSelector | None = None
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=200)
+    effect: Effect
+    match: RuleMatch = RuleMatch()
+    description: str | None = None
+    self_approval: bool | None = None
+
+
+class Protected(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    namespaces: list[str] = Field(default_factory=lambda: ["kube-system"])
+    tags: list[str] = Field(default_factory=lambda: ["prod"])
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class ApprovalSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # May the requester approve their own pending call? A rule's self_approval overrides this.
+    self_approval: bool = False
+    # On a terminal, typing the target's name approves the call in place (a person is present).
+    tty_confirmation: bool = True
+
+
+class PolicyDocument(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: int = Field(default=1, ge=1, le=1)
+    groups: dict[str, list[str]] = Field(default_factory=dict)
+    protected: Protected = Protected()
+    approvals: ApprovalSettings = ApprovalSettings()
+    rules: list[Rule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> PolicyDocument:
+        seen: set[str] = set()
+        for rule in self.rules:
+            if rule.name in seen:
+                raise ValueError(f"two rules are named {rule.name!r}")
+            seen.add(rule.name)
+        return self
+
+
+@dataclass(frozen=True)
+class Policy:
+    document: PolicyDocument
+    path: Path | None
+    # sha256 of the file's bytes (of the empty text for the built-in defaults): recorded in every audit entry.
+    sha256: str
+
+    @property
+    def label(self) -> str:
+        return str(self.path) if self.path else BUILTIN_POLICY_LABEL
+
+    @property
+    def rules(self) -> list[Rule]:
+        return self.document.rules
+
+    def groups_of(self, actor: str) -> set[str]:
+        return {name for name, members in self.document.groups.items() if actor in members}
+
+
+def builtin_policy() -> Policy:
+    return Policy(PolicyDocument(), None, hashlib.sha256(b"").hexdigest())
+
+
+def default_policy_paths() -> list[Path]:
+    from platformdirs import user_config_path
+
+    return [Path("policy.yaml"), Path("config") / "policy.yaml", user_config_path("inventory") / "policy.yaml"]
+
+
+def find_policy_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    explicit = explicit or os.environ.get(POLICY_ENV)
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError("policy file not found", path=str(path))
+        return path
+    for candidate in default_policy_paths():
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_policy(explicit: str | os.PathLike[str] | None = None, *, known_tools: Iterable[str] | None = None) -> Policy:
+    path = find_policy_file(explicit)
+    if path is None:
+        return builtin_policy()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", path=str(path)) from exc
+    return parse_policy(data, path=path, known_tools=known_tools)
+
+
+def parse_policy(data: bytes, *, path: Path | None = None, known_tools: Iterable[str] | None = None) -> Policy:
+    """Validate a policy document; every error names the file, the rule (index and name) and the reason."""
+    label = str(path) if path else "<policy>"
+    try:
+        raw = yaml.safe_load(data.decode("utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(f"{where}malformed YAML: {getattr(exc, 'problem', None) or exc}", path=label) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"the top level must be a mapping, not {type(raw).__name__}", path=label)
+    try:
+        document = PolicyDocument.model_validate(raw)
+    except ValidationError as exc:
+        raise _validation_error(exc, raw, label) from None
+    _check_references(document, label, known_tools)
+    return Policy(document, path, hashlib.sha256(data).hexdigest())
+
+
+def _rule_key(raw: dict[str, Any], index: int) -> str:
+    rules = raw.get("rules")
+    name = None
+    if isinstance(rules, list) and index < len(rules) and isinstance(rules[index], dict):
+        name = rules[index].get("name")
+    return f"rules[{index}]" + (f" ({name})" if name else "")
+
+
+def _validation_error(exc: ValidationError, raw: dict[str, Any], label: str) -> ConfigError:
+    err = exc.errors(include_url=False, include_input=False)[0]
+    loc = list(err["loc"])
+    if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
+        key = _rule_key(raw, loc[1]) + "".join(f".{part}" if isinstance(part, str) else f"[{part}]" for part in loc[2:])
+    else:
+        key = ".".join(str(p) for p in loc) or None
+    message = err["msg"]
+    more = len(exc.errors()) - 1
+    if more:
+        message += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return ConfigError(message, path=label, key=key)
+
+
+def _check_references(document: PolicyDocument, label: str, known_tools: Iterable[str] | None) -> None:
+    tools = set(known_tools) if known_tools is not None else None
+    for index, rule in enumerate(document.rules):
+        key = f"rules[{index}] ({rule.name})"
+        for actor in rule.match.actors or []:
+            if actor.startswith("group:") and actor[len("group:"):] not in document.groups:
+                raise ConfigError(f"unknown group {actor[len('group:'):]!r} (define it under groups:)", path=label, key=f"{key}.match.actors")
+        for pattern in rule.match.tools or []:
+            # A plain name that is no tool is a typo that would silently never match.
+            if tools is not None and not any(ch in pattern for ch in "*?[") and pattern not in tools:
+                raise ConfigError(f"unknown tool {pattern!r}", path=label, key=f"{key}.match.tools")
+        if rule.match == RuleMatch() and rule.effect is Effect.ALLOW:
+            raise ConfigError("an allow rule with an empty match would allow everything; say what it allows", path=label, key=key)

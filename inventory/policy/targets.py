@@ -1,0 +1,137 @@
+"""Resolving ``--target`` through the inventory, so that a call names exactly what it touches.
+
+Forms, with an optional type prefix (``workload:``, ``host:``, ``service:``, ``source:``):
+
+    workload:42                    the inventory row id
+    workload:pve/qemu/101          source/kind/external_id
+    workload:pve/101               source/external_id, or source/name
+    web-1                          a name or external id anywhere (must be unique among candidates)
+
+Candidates are narrowed to the tool's source type and target kinds before a
+name is called ambiguous; an ambiguous name lists the candidates by id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from inventory.errors import Ambiguous, NotFound, UsageError
+from inventory.storage.models import HostRow, ServiceRow, Source, WorkloadRow
+
+OBJECT_MODELS: dict[str, Any] = {"host": HostRow, "workload": WorkloadRow, "service": ServiceRow}
+TARGET_TYPES = ("host", "workload", "service", "source")
+
+
+@dataclass(frozen=True)
+class Target:
+    object_type: str
+    id: int
+    source: str
+    source_type: str
+    kind: str
+    external_id: str
+    name: str
+    namespace: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def ref(self) -> str:
+        if self.object_type == "source":
+            return f"source:{self.source}"
+        return f"{self.object_type}:{self.source}/{self.kind}/{self.external_id}"
+
+    @property
+    def tags(self) -> set[str]:
+        """Tags as sources give them: a list, or Proxmox's "a;b" text, in attributes or labels."""
+        found: set[str] = set()
+        for raw in (self.attributes.get("tags"), self.labels.get("tags")):
+            if isinstance(raw, str):
+                found.update(t.strip() for t in raw.replace(",", ";").split(";") if t.strip())
+            elif isinstance(raw, (list, tuple)):
+                found.update(str(t) for t in raw)
+        return found
+
+
+def split_target(text: str) -> tuple[str | None, str]:
+    prefix, sep, rest = text.partition(":")
+    if sep and prefix in TARGET_TYPES:
+        return prefix, rest
+    return None, text
+
+
+def resolve_target(
+    session: Session,
+    text: str,
+    *,
+    default_type: str = "workload",
+    source_type: str | None = None,
+    kinds: Sequence[str] = (),
+) -> Target:
+    """Find the one live inventory object ``text`` names, or raise NotFound / Ambiguous."""
+    object_type, ident = split_target(text.strip())
+    object_type = object_type or default_type
+    if not ident:
+        raise UsageError(f"--target {text!r} names nothing")
+    if object_type == "source":
+        return _resolve_source(session, ident)
+    model = OBJECT_MODELS[object_type]
+    stmt = select(model, Source.name, Source.type).join(Source, Source.id == model.source_id).where(model.removed_at.is_(None))
+    if source_type:
+        stmt = stmt.where(Source.type == source_type)
+    if kinds:
+        stmt = stmt.where(model.kind.in_(list(kinds)))
+    candidates = _candidates(session, stmt, model, ident)
+    if not candidates:
+        scope = f"{source_type} " if source_type else ""
+        kind_text = f" of kind {'/'.join(kinds)}" if kinds else ""
+        raise NotFound(f"no live {scope}{object_type}{kind_text} matches {text!r}")
+    if len(candidates) > 1:
+        listed = ", ".join(f"{object_type}:{row.id} ({src}/{row.kind}/{row.external_id})" for row, src, _ in candidates[:10])
+        raise Ambiguous(f"{len(candidates)} {object_type}s match {text!r}: {listed}; name one by id or source/kind/external_id")
+    row, source, stype = candidates[0]
+    return Target(
+        object_type=object_type,
+        id=row.id,
+        source=source,
+        source_type=stype,
+        kind=row.kind,
+        external_id=row.external_id,
+        name=row.name,
+        namespace=getattr(row, "namespace", None),
+        labels=dict(row.labels or {}),
+        attributes=dict(row.attributes or {}),
+    )
+
+
+def _candidates(session: Session, stmt: Any, model: Any, ident: str) -> list[Any]:
+    if ident.isdigit():
+        found = list(session.execute(stmt.where(model.id == int(ident))))
+        if found:
+            return found
+    parts = ident.split("/", 2)
+    if len(parts) == 3:
+        found = list(session.execute(stmt.where(Source.name == parts[0], model.kind == parts[1], model.external_id == parts[2])))
+        if found:
+            return found
+    source_name, sep, rest = ident.partition("/")
+    if sep and rest:
+        found = list(
+            session.execute(stmt.where(Source.name == source_name, or_(model.external_id == rest, model.name == rest)))
+        )
+        if found:
+            return found
+    by_id = list(session.execute(stmt.where(model.external_id == ident)))
+    return by_id or list(session.execute(stmt.where(model.name == ident)))
+
+
+def _resolve_source(session: Session, name: str) -> Target:
+    row = session.execute(select(Source).where(Source.name == name)).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"no source named {name!r} in the inventory (run a sync first)")
+    return Target(object_type="source", id=row.id, source=row.name, source_type=row.type, kind="source", external_id=row.name, name=row.name)
