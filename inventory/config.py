@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from inventory.connector import ConnectorRegistry, SourceConfig
 from inventory.errors import ConfigError, ConnectorUnavailable
+from inventory.notify import NotifySettings
 from inventory.redact import register_secret
 from inventory.timeutil import parse_duration
 
@@ -70,6 +71,7 @@ class TopLevel(BaseModel):
 
     database: DatabaseSettings = DatabaseSettings()
     sync: SyncSettings = SyncSettings()
+    notify: NotifySettings = NotifySettings()
     sources: list[dict[str, Any]] = Field(default_factory=list)
 
 
@@ -79,6 +81,7 @@ class Config:
     database_url: str
     sync: SyncSettings
     sources: list[SourceConfig] = field(default_factory=list)
+    notify: NotifySettings = field(default_factory=NotifySettings)
 
     def source(self, name: str) -> SourceConfig:
         for src in self.sources:
@@ -142,13 +145,16 @@ def build_config(
 ) -> Config:
     file_label = str(path) if path else "<config>"
     raw = _expand_env(raw, file_label, "")
+    base_dir = path.parent if path else Path.cwd()
+    raw = _read_notify_secret_files(raw, file_label, base_dir)
     try:
         top = TopLevel.model_validate(raw)
     except ValidationError as exc:
         raise _config_error(exc, file_label, prefix="") from None
+    for target in top.notify.targets:
+        _register_secrets(target)
 
     registry = registry or ConnectorRegistry.discover()
-    base_dir = path.parent if path else Path.cwd()
     sources: list[SourceConfig] = []
     seen: dict[str, str] = {}
     for index, entry in enumerate(top.sources):
@@ -161,7 +167,7 @@ def build_config(
 
     url = database_url or os.environ.get(DATABASE_ENV) or top.database.url or default_database_url()
     url = _anchor_sqlite_path(url, base_dir if top.database.url and not database_url and not os.environ.get(DATABASE_ENV) else Path.cwd())
-    return Config(path=path, database_url=url, sync=top.sync, sources=sources)
+    return Config(path=path, database_url=url, sync=top.sync, sources=sources, notify=top.notify)
 
 
 def _load_source(entry: Any, key: str, file_label: str, base_dir: Path, registry: ConnectorRegistry) -> list[SourceConfig]:
@@ -205,6 +211,20 @@ def _read_secret_files(entry: dict[str, Any], model: type[BaseModel], key: str, 
         del result[name]
         result[target] = secret
     return result
+
+
+def _read_notify_secret_files(raw: dict[str, Any], file_label: str, base_dir: Path) -> dict[str, Any]:
+    """``url_file`` / ``token_file`` in notify targets, like ``*_file`` keys in sources."""
+    from inventory.notify import NotifyTarget
+
+    notify = raw.get("notify")
+    if not isinstance(notify, dict) or not isinstance(notify.get("targets"), list):
+        return raw
+    targets = [
+        _read_secret_files(t, NotifyTarget, f"notify.targets[{i}]", file_label, base_dir) if isinstance(t, dict) else t
+        for i, t in enumerate(notify["targets"])
+    ]
+    return {**raw, "notify": {**notify, "targets": targets}}
 
 
 def _register_secrets(config: BaseModel) -> None:

@@ -8,6 +8,7 @@ transaction: a crash in the middle leaves the previous state whole.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ class SourceOutcome:
     source: str
     type: str
     # success: complete snapshot reconciled | partial: upserts only, something was not read
-    # failed: nothing could be read or written
+    # failed: nothing could be read or written | locked: another process was syncing it
     status: str
     error: str | None = None
     result: ReconcileResult | None = None
@@ -94,7 +95,7 @@ def sync_source(
     except SourceError as exc:
         return fail(str(exc))
 
-    notify(name, "writing")
+    notify(name, f"writing {snapshot.object_count} objects")
     try:
         with db.write_session() as session:
             store = Store(session)
@@ -139,6 +140,33 @@ def sync_source(
     )
 
 
+def sync_source_locked(
+    db: Database,
+    connector: Connector,
+    *,
+    wait: float = 0.0,
+    stop: threading.Event | None = None,
+    allow_empty: bool = False,
+    progress: ProgressCallback | None = None,
+    configured: Collection[str] = (),
+) -> SourceOutcome:
+    """``sync_source`` under the source's cross-process lock (inventory.locks); never raises for a source's failure.
+
+    A lock still held by another process after ``wait`` seconds is the outcome "locked", whose
+    error names the holder; a database that refuses the lock is a "failed" outcome.
+    """
+    from inventory.locks import SourceLockHeld, source_lock
+
+    name, type_name = connector.source_name, connector.type_name
+    try:
+        with source_lock(db, name, wait=wait, stop=stop):
+            return sync_source(db, connector, allow_empty=allow_empty, progress=progress, configured=configured)
+    except SourceLockHeld as exc:
+        return SourceOutcome(name, type_name, "locked", str(exc))
+    except InventoryError as exc:
+        return SourceOutcome(name, type_name, "failed", redact_text(str(exc)))
+
+
 def select_sources(config: Config, names: Iterable[str] | None = None) -> list[SourceConfig]:
     wanted = list(names or [])
     if wanted:
@@ -154,17 +182,24 @@ def sync_all(
     names: Iterable[str] | None = None,
     allow_empty: bool = False,
     progress: ProgressCallback | None = None,
+    lock_wait: float = 0.0,
+    stop: threading.Event | None = None,
 ) -> list[SourceOutcome]:
+    """Sync the selected sources one after another; ``stop`` (set by a signal) ends it between two sources."""
     outcomes = []
     configured = [s.name for s in config.sources]
     for source in select_sources(config, names):
+        if stop is not None and stop.is_set():
+            break
         try:
             connector = registry.get(source.type)(source)
         except ConnectorUnavailable as exc:
             outcomes.append(SourceOutcome(source.name, source.type, "failed", f"source {source.name!r}: {exc}"))
             continue
-        outcomes.append(sync_source(db, connector, allow_empty=allow_empty, progress=progress, configured=configured))
+        outcomes.append(
+            sync_source_locked(db, connector, wait=lock_wait, stop=stop, allow_empty=allow_empty, progress=progress, configured=configured)
+        )
     return outcomes
 
 
-__all__ = ["SourceOutcome", "collect", "select_sources", "sync_all", "sync_source"]
+__all__ = ["SourceOutcome", "collect", "select_sources", "sync_all", "sync_source", "sync_source_locked"]

@@ -1,43 +1,270 @@
-"""`inventory sync`: run the configured sources into the database."""
+"""`inventory sync`: once (cron, CI, systemd timer) or as the long-running loop (the service)."""
 
 from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from inventory.cli import AppContext
 from inventory.errors import UsageError
 
+if TYPE_CHECKING:
+    from inventory.sync import SourceOutcome
 
-def _summary(outcome) -> str:  # type: ignore[no-untyped-def]
-    r = outcome.result
-    if r is None:
-        return f"{outcome.source}: {outcome.status}"
-    counts = f"{r.created} created, {r.updated} updated, {r.removed} removed, {r.revived} revived, {r.unchanged} unchanged"
-    return f"{outcome.source}: {outcome.status}, {outcome.objects} objects ({counts}) in {outcome.duration:.2f}s"
+log = logging.getLogger("inventory.cli.sync")
+
+
+def _duration(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    from inventory.timeutil import parse_duration
+
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if seconds < 0:
+        raise click.BadParameter("must not be negative")
+    return seconds
+
+
+@contextmanager
+def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
+    """First SIGTERM/SIGINT: finish the source in progress, then stop. Second: stop now (rolls back).
+
+    The previous handlers come back at the end, so that embedding the command (tests, the demo)
+    leaves the process as it was.
+    """
+
+    def abort(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    def handle(signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        log.warning("%s received: finishing the source in progress, then exiting (send it again to abort now)", name)
+        stop()
+        signal.signal(signal.SIGTERM, abort)
+        signal.signal(signal.SIGINT, abort)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers; an embedding program handles its own signals
+        return
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    for signum in previous:
+        signal.signal(signum, handle)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+class TerminalProgress:
+    """Per-source phase and objects on a terminal (stderr), gone once the summary is printed."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.fields[source]}"),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=Console(file=sys.stderr),
+            transient=True,
+        )
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> TerminalProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._progress.stop()
+
+    def phase(self, source: str, phase: str) -> None:
+        if source not in self._tasks:
+            self._tasks[source] = self._progress.add_task(phase, source=source, total=None)
+        self._progress.update(self._tasks[source], description=phase)
+
+
+def _log_phase(source: str, phase: str) -> None:
+    log.info("source %s: %s", source, phase, extra={"source": source, "phase": phase})
+
+
+def summary_rows(outcomes: Sequence[SourceOutcome]) -> list[dict[str, Any]]:
+    rows = []
+    for o in outcomes:
+        r = o.result
+        rows.append(
+            {
+                "source": o.source,
+                "status": o.status,
+                "objects": o.objects,
+                "created": r.created if r else 0,
+                "updated": r.updated if r else 0,
+                "removed": r.removed if r else 0,
+                "unchanged": r.unchanged if r else 0,
+                "failed": 0 if o.ok else 1,
+                "time": f"{o.duration:.2f}s",
+                "error": o.error,
+            }
+        )
+    return rows
 
 
 @click.command("sync")
-@click.option("--once", is_flag=True, help="Sync every source once and exit: 0 all synced, 1 a source failed, 2 usage/config error.")
+@click.option("--once", is_flag=True, help="Sync every source once and exit: 0 all synced, 1 a source failed or was locked, 2 usage/config error.")
 @click.option("-s", "--source", "sources", multiple=True, metavar="NAME", help="Only these sources (repeatable).")
-@click.option("--allow-empty", is_flag=True, help="Accept a complete answer with no objects of a type that had some (else nothing is removed).")
+@click.option("--allow-empty", is_flag=True, help="With --once: accept a complete answer with no objects of a type that had some (else nothing is removed).")
+@click.option("--wait", "wait", callback=_duration, metavar="SECONDS", help="With --once: wait this long for a source another process is syncing (default: do not wait, exit 1 naming the holder).")
+@click.option("--interval", callback=_duration, metavar="DURATION", help="Loop: seconds between syncs of a source (5m, 30s); a source's own interval wins. Default: sync.interval of the config.")
+@click.option("--jitter", type=click.FloatRange(0, 1), help="Loop: fraction of the interval added or removed at random. Default: sync.jitter.")
+@click.option("--max-backoff", callback=_duration, default="1h", show_default=True, metavar="DURATION", help="Loop: longest wait between retries of a failing source.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), help="Loop: serve Prometheus metrics on this port at /metrics.")
+@click.option("--metrics-address", default="0.0.0.0", show_default=True, help="Loop: address the metrics server listens on.")
+@click.option("--metrics-textfile", type=click.Path(dir_okay=False), help="With --once: write metrics in node_exporter's textfile format to this file.")
+@click.option("--max-cycles", type=click.IntRange(min=1), hidden=True, help="Loop: stop after this many cycles (tests, soak runs).")
 @click.pass_obj
-def sync_command(app: AppContext, once: bool, sources: tuple[str, ...], allow_empty: bool) -> None:
-    """Sync sources into the inventory."""
-    from inventory.sync import select_sources, sync_all
+def sync_command(
+    app: AppContext,
+    once: bool,
+    sources: tuple[str, ...],
+    allow_empty: bool,
+    wait: float | None,
+    interval: float | None,
+    jitter: float | None,
+    max_backoff: float,
+    metrics_port: int | None,
+    metrics_address: str,
+    metrics_textfile: str | None,
+    max_cycles: int | None,
+) -> None:
+    """Sync sources into the inventory: the loop (the service) by default, or --once."""
+    from inventory.sync import select_sources
 
     config = app.config
     if not config.sources:
         where = f"in {config.path}" if config.path else "(no config file found: write ./inventory.yaml, see config/inventory.example.yaml)"
         raise UsageError(f"no sources configured {where}")
     select_sources(config, sources)  # unknown names are a usage error before anything is written
-    if not once:
-        raise UsageError("the scheduled loop is not available yet; run `inventory sync --once` from cron or a systemd timer")
+    if once:
+        for flag, value in (("--interval", interval), ("--jitter", jitter), ("--metrics-port", metrics_port), ("--max-cycles", max_cycles)):
+            if value is not None:
+                raise UsageError(f"{flag} belongs to the loop; drop it or drop --once")
+        _sync_once(app, sources, allow_empty=allow_empty, wait=wait or 0.0, metrics_textfile=metrics_textfile)
+        return
+    for flag, value in (("--wait", wait), ("--metrics-textfile", metrics_textfile), ("--allow-empty", allow_empty or None)):
+        if value is not None:
+            raise UsageError(f"{flag} belongs to --once (the loop never waits for a lock: another process is syncing that source)")
+    _sync_loop(app, sources, interval=interval, jitter=jitter, max_backoff=max_backoff, metrics_port=metrics_port, metrics_address=metrics_address, max_cycles=max_cycles)
+
+
+def _sync_once(app: AppContext, sources: tuple[str, ...], *, allow_empty: bool, wait: float, metrics_textfile: str | None) -> None:
+    from inventory.loop import describe_outcome
+    from inventory.notify import Notifier, notify_outcomes
+    from inventory.render import render_table
+    from inventory.sync import select_sources, sync_all
+
     db = app.database()
-    outcomes = sync_all(db, config, app.registry, names=sources, allow_empty=allow_empty)
+    stop = threading.Event()
+    interactive = sys.stderr.isatty() and sys.stdout.isatty()
+    with stop_on_signals(stop.set):
+        if interactive:
+            with TerminalProgress() as display:
+                outcomes = sync_all(db, app.config, app.registry, names=sources, allow_empty=allow_empty, progress=display.phase, lock_wait=wait, stop=stop)
+        else:
+            outcomes = sync_all(db, app.config, app.registry, names=sources, allow_empty=allow_empty, progress=_log_phase, lock_wait=wait, stop=stop)
+    if interactive:
+        columns = ("source", "status", "objects", "created", "updated", "removed", "unchanged", "failed", "time")
+        render_table(summary_rows(outcomes), columns, title="sync")
+    else:
+        for outcome in outcomes:
+            click.echo(describe_outcome(outcome))
+
+    notifier = Notifier(app.config.notify)
+    try:
+        notify_outcomes(notifier, outcomes)
+    finally:
+        notifier.close()
+    if metrics_textfile:
+        _write_textfile(db, outcomes, metrics_textfile)
+
     failed = [o for o in outcomes if not o.ok]
-    for outcome in outcomes:
-        click.echo(_summary(outcome))
     for outcome in failed:
-        click.echo(f"FAILED {outcome.error}", err=True)
+        click.echo(f"{'LOCKED' if outcome.status == 'locked' else 'FAILED'} {outcome.error}", err=True)
+    skipped = len(select_sources(app.config, sources)) - len(outcomes)
+    if stop.is_set() and skipped:
+        click.echo(f"stopped by a signal: {skipped} source(s) not synced", err=True)
     if failed:
         raise SystemExit(1)
+
+
+def _write_textfile(db: Any, outcomes: Sequence[SourceOutcome], path: str) -> None:
+    from inventory.metrics import SyncMetrics
+
+    metrics = SyncMetrics()
+    metrics.observe_all(outcomes)
+    with db.session() as session:
+        metrics.refresh_from_database(session)
+    metrics.write_textfile(path)
+
+
+def _sync_loop(
+    app: AppContext,
+    sources: tuple[str, ...],
+    *,
+    interval: float | None,
+    jitter: float | None,
+    max_backoff: float,
+    metrics_port: int | None,
+    metrics_address: str,
+    max_cycles: int | None,
+) -> None:
+    from inventory.loop import SyncLoop
+    from inventory.metrics import SyncMetrics
+    from inventory.notify import Notifier
+
+    # A service's log is its only output: one line per sync, whatever -v says.
+    for name in ("inventory.loop", "inventory.cli.sync"):
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)
+    if interval is not None and interval <= 0:
+        raise UsageError("--interval must be more than 0")
+    db = app.database()
+    metrics = SyncMetrics()
+    if metrics_port is not None:
+        try:
+            server = metrics.serve(metrics_port, metrics_address)
+        except OSError as exc:
+            raise UsageError(f"--metrics-port {metrics_port}: cannot listen on {metrics_address}: {exc.strerror}") from None
+        app.cleanups.append(server.shutdown)
+        log.info("serving metrics on http://%s:%d/metrics", metrics_address, server.server_port)
+    notifier = Notifier(app.config.notify)
+    app.cleanups.append(notifier.close)
+    loop = SyncLoop(
+        db,
+        app.config,
+        app.registry,
+        names=sources,
+        interval=interval,
+        jitter=jitter,
+        max_backoff=max_backoff,
+        metrics=metrics,
+        notifier=notifier,
+        progress=lambda source, phase: log.debug("source %s: %s", source, phase),
+    )
+    log.info("sync loop started: %d source(s), pid %s", len(loop.schedule), os.getpid())
+    with stop_on_signals(loop.request_stop):
+        cycles = loop.run(max_cycles=max_cycles)
+    log.info("sync loop stopped after %d cycle(s)", cycles)

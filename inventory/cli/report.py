@@ -1,0 +1,47 @@
+"""`inventory report`: counts, changes in a period, and what looks wrong."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from inventory.cli import AppContext
+from inventory.errors import UsageError
+
+
+@click.command("report")
+@click.option("--since", default="1d", show_default=True, help="Changes in this period: a duration (1h, 7d) or an ISO time.")
+@click.option("-o", "--output", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True, help="Output format.")
+@click.pass_obj
+def report_command(app: AppContext, since: str, output: str) -> None:
+    """Per source counts by kind and status, changes, failed/stopped workloads, idle hosts, services with no running member."""
+    from inventory.report import build_report
+
+    from inventory.timeutil import parse_since
+
+    try:
+        since_at = parse_since(since)
+    except ValueError as exc:
+        raise UsageError(f"--since: {exc}") from None
+    with app.database().session() as session:
+        report = build_report(session, since=since_at)
+    print_report(report, output)
+
+
+def print_report(report: dict, output: str) -> None:  # type: ignore[type-arg]
+    from inventory.render import render_table, to_json
+    from inventory.report import SECTIONS, section_rows, to_markdown
+
+    if output == "json":
+        click.echo(to_json(report))
+    elif output == "markdown":
+        click.echo(to_markdown(report))
+    else:
+        click.echo(f"Inventory report, changes since {report['since']:%Y-%m-%d %H:%M} UTC")
+        for title, key, columns in SECTIONS:
+            rows = section_rows(report, key)
+            click.echo(f"\n{title}: {len(rows)}" if key != "sources" else f"\n{title}")
+            if rows:
+                sys.stdout.flush()
+                render_table(rows, columns)

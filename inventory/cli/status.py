@@ -1,0 +1,75 @@
+"""`inventory status`: is every source fresh? For people, for monitoring and for CI (exit code)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from inventory.cli import OUTPUT_FORMATS, AppContext
+from inventory.errors import UsageError
+
+
+def status_rows(app: AppContext) -> list[dict[str, Any]]:
+    from inventory.queries import list_sources
+    from inventory.report import format_age
+    from inventory.timeutil import utcnow
+
+    now = utcnow()
+    with app.database().session() as session:
+        stored = {row["name"]: row for row in list_sources(session)}
+    configured = [s for s in app.config.sources if s.enabled]
+    names = [s.name for s in configured] + sorted(set(stored) - {s.name for s in configured})
+    types = {s.name: s.type for s in configured}
+    rows = []
+    for name in names:
+        row = stored.get(name, {})
+        last_ok = row.get("last_success_at")
+        age = (now - last_ok).total_seconds() if last_ok else None
+        rows.append(
+            {
+                "source": name,
+                "type": row.get("type") or types.get(name),
+                "configured": name in types,
+                "last_status": row.get("last_status"),
+                "last_success_at": last_ok,
+                "age_seconds": round(age, 1) if age is not None else None,
+                "age": format_age(age),
+                "last_error": row.get("last_error"),
+                "hosts": row.get("hosts", 0),
+                "workloads": row.get("workloads", 0),
+                "services": row.get("services", 0),
+            }
+        )
+    return rows
+
+
+@click.command("status")
+@click.option("--max-age", metavar="DURATION", help="Exit 1 when a configured source's last successful sync is older than this (e.g. 15m), or never happened.")
+@click.option("-o", "--output", type=click.Choice(OUTPUT_FORMATS), default="table", show_default=True, help="Output format.")
+@click.pass_obj
+def status_command(app: AppContext, max_age: str | None, output: str) -> None:
+    """Per source: last successful sync, its age, the last error, object counts."""
+    from inventory.render import render_rows
+    from inventory.timeutil import parse_duration
+
+    limit = None
+    if max_age is not None:
+        try:
+            limit = parse_duration(max_age)
+        except ValueError as exc:
+            raise UsageError(f"--max-age: {exc}") from None
+    rows = status_rows(app)
+    render_rows(rows, output, ("source", "type", "last_status", "last_success_at", "age", "hosts", "workloads", "services", "last_error"))
+    if limit is None:
+        return
+    # Sources still in the database but gone from the config are history, not a monitoring failure.
+    watched = [r for r in rows if r["configured"]] or rows
+    stale = [r for r in watched if r["age_seconds"] is None or r["age_seconds"] > limit]
+    for row in stale:
+        when = "never synced successfully" if row["age_seconds"] is None else f"last successful sync {row['age']} ago"
+        click.echo(f"STALE source {row['source']!r}: {when} (--max-age {max_age})", err=True)
+    if not watched:
+        click.echo("STALE no sources configured or synced", err=True)
+    if stale or not watched:
+        raise SystemExit(1)

@@ -1,0 +1,244 @@
+"""One sync of a source at a time, across processes and machines.
+
+PostgreSQL: a session-level advisory lock per source (``pg_try_advisory_lock``)
+taken on a dedicated connection that is held for the whole sync. The server
+drops it when that connection ends, so a process killed with ``kill -9`` never
+leaves a source locked. The holder is found in ``pg_locks`` joined to
+``pg_stat_activity``; the lock connection carries ``application_name``
+``inventory pid@host`` so that the answer names a process, not just a backend.
+
+SQLite: a file lock (``flock`` through the ``filelock`` package) beside the
+database file, one per source; the holder writes ``pid@host`` into it so that a
+second process can say who holds it. The kernel drops a ``flock`` when its
+process dies, so a crash never leaves a stale lock either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Protocol
+
+from sqlalchemy import Connection, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from inventory.errors import InventoryError, StorageError
+from inventory.storage.database import Database
+
+# How often a waiting process asks again; a lock is held for a whole sync (seconds to minutes).
+POLL_SECONDS = 0.2
+
+
+class SourceLockHeld(InventoryError):
+    """Another process is syncing this source right now."""
+
+    def __init__(self, source: str, holder: str | None, waited: float) -> None:
+        self.source = source
+        self.holder = holder
+        self.waited = waited
+        who = holder or "another process (holder unknown)"
+        after = f" after waiting {waited:.0f}s" if waited >= 1 else ""
+        super().__init__(f"source {source!r} is being synced by {who}{after}; retry later or pass --wait SECONDS")
+
+
+def process_identity() -> str:
+    """``pid@hostname``: enough for an operator to find the holder of a lock."""
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
+def advisory_key(source: str) -> int:
+    """A stable signed 64-bit key per source name (the type of pg_advisory_lock's argument)."""
+    digest = hashlib.blake2b(f"inventory-sync:{source}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class SourceLock(Protocol):
+    def try_acquire(self) -> bool: ...
+
+    def holder(self) -> str | None: ...
+
+    def release(self) -> None: ...
+
+
+class PostgresSourceLock:
+    """A session-level advisory lock on a connection of its own, held until release."""
+
+    def __init__(self, db: Database, source: str) -> None:
+        self.db = db
+        self.source = source
+        self.key = advisory_key(source)
+        self._connection: Connection | None = None
+        self._held = False
+
+    def _connect(self) -> Connection:
+        if self._connection is None:
+            connection = self.db.engine.connect()
+            # Autocommit: the lock belongs to the session, and no transaction should stay open
+            # on this connection for the minutes a sync can take.
+            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+            connection.execute(text("SELECT set_config('application_name', :name, false)"), {"name": f"inventory {process_identity()}"[:63]})
+            self._connection = connection
+        return self._connection
+
+    def try_acquire(self) -> bool:
+        try:
+            self._held = bool(self._connect().execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key}).scalar())
+            return self._held
+        except SQLAlchemyError as exc:
+            self._close()
+            raise StorageError(f"source {self.source!r}: cannot take the sync lock in {self.db.display_url}: {_reason(exc)}") from exc
+
+    def holder(self) -> str | None:
+        # A bigint advisory key shows in pg_locks as classid (high 32 bits), objid (low 32 bits), objsubid 1.
+        unsigned = self.key & 0xFFFFFFFFFFFFFFFF
+        query = text(
+            """
+            SELECT a.pid, a.application_name, host(a.client_addr) AS client, a.state_change
+            FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+            WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+              AND l.classid = CAST(:high AS oid) AND l.objid = CAST(:low AS oid)
+              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+            """
+        )
+        try:
+            row = self._connect().execute(query, {"high": unsigned >> 32, "low": unsigned & 0xFFFFFFFF}).first()
+        except SQLAlchemyError:
+            return None
+        if row is None:
+            return None
+        name = row.application_name or "a client"
+        where = f" from {row.client}" if row.client else ""
+        return f"{name} (PostgreSQL backend pid {row.pid}{where})"
+
+    def release(self) -> None:
+        if self._connection is not None and self._held:
+            self._held = False
+            try:
+                self._connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self.key})
+            except SQLAlchemyError:
+                pass  # closing the connection below ends the session, which drops the lock anyway
+        self._close()
+
+    def _close(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.close()
+            except SQLAlchemyError:
+                pass
+            self._connection = None
+
+
+class FileSourceLock:
+    """An flock beside the SQLite file holding ``pid@host`` of the process that syncs the source."""
+
+    def __init__(self, path: Path, source: str) -> None:
+        from filelock import FileLock
+
+        self.path = path
+        self.source = source
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = FileLock(str(path), is_singleton=False)
+
+    def try_acquire(self) -> bool:
+        from filelock import Timeout
+
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            return False
+        fd = self._lock._context.lock_file_fd  # the open, locked descriptor: write who we are into it
+        if fd is not None:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, process_identity().encode(), 0)
+        return True
+
+    def holder(self) -> str | None:
+        try:
+            found = self.path.read_text(encoding="utf-8", errors="replace").strip()
+        except OSError:
+            return None
+        return f"process {found}" if found else None
+
+    def release(self) -> None:
+        if self._lock.is_locked:
+            self._lock.release()
+
+
+class ThreadSourceLock:
+    """An in-memory SQLite database lives in one process: a thread lock is enough."""
+
+    _locks: dict[str, threading.Lock] = {}
+    _guard = threading.Lock()
+
+    def __init__(self, source: str) -> None:
+        with self._guard:
+            self._lock = self._locks.setdefault(source, threading.Lock())
+        self._held = False
+
+    def try_acquire(self) -> bool:
+        self._held = self._lock.acquire(blocking=False)
+        return self._held
+
+    def holder(self) -> str | None:
+        return f"this process ({process_identity()})"
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._lock.release()
+
+
+def lock_file_path(database_file: Path, source: str) -> Path:
+    # Source names allow ':' and '@'; keep the file name portable anyway.
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", source)
+    return database_file.with_name(f"{database_file.name}.{safe}.sync.lock")
+
+
+def make_lock(db: Database, source: str) -> SourceLock:
+    if db.dialect == "postgresql":
+        return PostgresSourceLock(db, source)
+    if db.dialect == "sqlite":
+        database = make_url(db.url).database
+        if database and database != ":memory:":
+            return FileSourceLock(lock_file_path(Path(database).resolve(), source), source)
+        return ThreadSourceLock(source)
+    raise StorageError(f"no sync lock for the {db.dialect} dialect")
+
+
+@contextmanager
+def source_lock(db: Database, source: str, *, wait: float = 0.0, stop: threading.Event | None = None) -> Iterator[None]:
+    """Hold the sync lock of ``source`` for the block; raise SourceLockHeld after ``wait`` seconds.
+
+    ``stop`` ends the wait early (a signal asked the process to finish).
+    """
+    lock = make_lock(db, source)
+    started = time.monotonic()
+    try:
+        while not lock.try_acquire():
+            waited = time.monotonic() - started
+            if waited >= wait or (stop is not None and stop.is_set()):
+                raise SourceLockHeld(source, lock.holder(), waited)
+            pause = min(POLL_SECONDS, wait - waited)
+            if stop is not None:
+                stop.wait(pause)
+            else:
+                time.sleep(pause)
+        yield
+    finally:
+        lock.release()
+
+
+def _reason(exc: BaseException) -> str:
+    from inventory.redact import redact_text
+
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    return redact_text(lines[0] if lines else type(orig).__name__)

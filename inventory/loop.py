@@ -1,0 +1,221 @@
+"""The long-running sync: every source on its own schedule, a failing one backing off alone.
+
+Each source is due at its own time: its interval (``interval:`` of the source,
+else ``sync.interval``, else ``--interval``) with jitter, so that sources do not
+march in step. A source that fails waits twice as long each time (up to
+``max_backoff``) while the others keep their pace; its first success resets it.
+
+Several processes may run this loop against one PostgreSQL database: a source
+is synced under its advisory lock, and a process that gets the lock first
+checks whether another process synced the source within the interval, in which
+case it skips it. So the processes split the sources between them instead of
+each doing all of the work, and one that dies leaves its sources to the others.
+
+``request_stop()`` (SIGTERM, SIGINT) lets the source in progress finish (its
+transaction commits or rolls back whole) and ends the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from inventory.config import Config
+from inventory.connector import ConnectorRegistry, SourceConfig
+from inventory.errors import ConnectorUnavailable
+from inventory.locks import SourceLockHeld, source_lock
+from inventory.metrics import SyncMetrics
+from inventory.notify import Notifier
+from inventory.redact import redact_text
+from inventory.storage.database import Database
+from inventory.storage.models import Source, SyncRun
+from inventory.sync import ProgressCallback, SourceOutcome, select_sources, sync_source
+from inventory.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BACKOFF = 3600.0
+# A source synced by another process less than this fraction of its interval ago is skipped.
+FRESH_FRACTION = 0.8
+
+
+@dataclass
+class Scheduled:
+    source: SourceConfig
+    interval: float
+    next_due: float
+    failures: int = 0
+    syncs: int = 0
+    last_status: str | None = None
+
+
+def backoff_delay(interval: float, failures: int, max_backoff: float) -> float:
+    """Seconds before retrying a source after ``failures`` failures in a row (none: its interval)."""
+    if failures <= 0:
+        return interval
+    return min(interval * 2.0**failures, max(max_backoff, interval))
+
+
+class SyncLoop:
+    def __init__(
+        self,
+        db: Database,
+        config: Config,
+        registry: ConnectorRegistry,
+        *,
+        names: Iterable[str] | None = None,
+        interval: float | None = None,
+        jitter: float | None = None,
+        max_backoff: float = DEFAULT_MAX_BACKOFF,
+        coordinate: bool = True,
+        metrics: SyncMetrics | None = None,
+        notifier: Notifier | None = None,
+        progress: ProgressCallback | None = None,
+        on_outcome: Callable[[SourceOutcome], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], object] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.db = db
+        self.config = config
+        self.registry = registry
+        self.jitter = config.sync.jitter if jitter is None else jitter
+        self.max_backoff = max_backoff
+        self.coordinate = coordinate
+        self.metrics = metrics
+        self.notifier = notifier
+        self.progress = progress
+        self.on_outcome = on_outcome
+        self.clock = clock
+        self.stop_event = threading.Event()
+        # Waiting on the event (not time.sleep) is what lets a signal end a long wait at once.
+        self._sleep = sleep or self.stop_event.wait
+        self._rng = rng or random.Random()
+        self._configured = [s.name for s in config.sources]
+        now = clock()
+        self.schedule = [
+            # --interval overrides the config file's global interval, never a source's own.
+            Scheduled(s, s.interval or interval or config.sync.interval, next_due=now)
+            for s in select_sources(config, names)
+        ]
+        self.cycles = 0
+
+    def request_stop(self) -> None:
+        self.stop_event.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop_event.is_set()
+
+    def _jittered(self, seconds: float) -> float:
+        if self.jitter <= 0:
+            return seconds
+        return seconds * (1 + self._rng.uniform(-self.jitter, self.jitter))
+
+    def run(self, *, max_cycles: int | None = None, until: float | None = None) -> int:
+        """Sync due sources until stopped (or ``max_cycles`` rounds, or the clock reaches ``until``).
+
+        A cycle is one wake-up that syncs every source due at that moment. Returns the cycles run.
+        """
+        while not self.stopping and self.schedule:
+            if max_cycles is not None and self.cycles >= max_cycles:
+                break
+            now = self.clock()
+            if until is not None and now >= until:
+                break
+            due = sorted((s for s in self.schedule if s.next_due <= now), key=lambda s: s.next_due)
+            if not due:
+                wake = min(s.next_due for s in self.schedule)
+                if until is not None:
+                    wake = min(wake, until)
+                self._sleep(max(0.0, wake - now))
+                continue
+            for scheduled in due:
+                if self.stopping:
+                    break
+                self.run_source(scheduled)
+            self.cycles += 1
+        return self.cycles
+
+    def run_source(self, scheduled: Scheduled) -> SourceOutcome:
+        source = scheduled.source
+        try:
+            outcome = self._sync(source, scheduled.interval)
+        except Exception as exc:  # e.g. the database went away: this source waits, the loop goes on
+            log.debug("syncing %s raised", source.name, exc_info=True)
+            outcome = SourceOutcome(source.name, source.type, "failed", redact_text(f"source {source.name!r}: {type(exc).__name__}: {exc}"))
+        scheduled.syncs += 1
+        scheduled.last_status = outcome.status
+        if outcome.status == "failed":
+            scheduled.failures += 1
+            delay = backoff_delay(scheduled.interval, scheduled.failures, self.max_backoff)
+            log.warning("source %s failed (%d in a row): %s; next try in %.0fs", source.name, scheduled.failures, outcome.error, delay)
+        else:
+            scheduled.failures = 0
+            delay = scheduled.interval
+        scheduled.next_due = self.clock() + self._jittered(delay)
+        self._report(outcome)
+        return outcome
+
+    def _sync(self, source: SourceConfig, interval: float) -> SourceOutcome:
+        try:
+            connector = self.registry.get(source.type)(source)
+        except ConnectorUnavailable as exc:
+            return SourceOutcome(source.name, source.type, "failed", f"source {source.name!r}: {exc}")
+        try:
+            with source_lock(self.db, source.name, wait=0.0):
+                if self.coordinate:
+                    age = self._age_of_last_sync(source.name)
+                    if age is not None and age < interval * FRESH_FRACTION:
+                        return SourceOutcome(source.name, source.type, "skipped", f"source {source.name!r}: synced {age:.0f}s ago by another process")
+                return sync_source(self.db, connector, progress=self.progress, configured=self._configured)
+        except SourceLockHeld as exc:
+            return SourceOutcome(source.name, source.type, "locked", str(exc))
+
+    def _age_of_last_sync(self, name: str) -> float | None:
+        """Seconds since the source's last run that read something, as the shared database says."""
+        with self.db.session() as session:
+            finished = session.execute(
+                select(SyncRun.finished_at)
+                .join(Source, Source.id == SyncRun.source_id)
+                .where(Source.name == name, SyncRun.status.in_(("success", "partial")))
+                .order_by(SyncRun.id.desc())
+                .limit(1)
+            ).scalar()
+        if finished is None:
+            return None
+        return max(0.0, (utcnow() - finished) / timedelta(seconds=1))
+
+    def _report(self, outcome: SourceOutcome) -> None:
+        if outcome.status in ("success", "partial"):
+            level = logging.INFO if outcome.ok else logging.WARNING
+            log.log(level, "%s", describe_outcome(outcome), extra={"source": outcome.source, "status": outcome.status})
+        elif outcome.status != "failed":  # a failure was logged with its backoff above
+            log.info("%s", outcome.error, extra={"source": outcome.source, "status": outcome.status})
+        if self.metrics is not None:
+            self.metrics.observe(outcome)
+            try:
+                with self.db.session() as session:
+                    self.metrics.refresh_from_database(session)
+            except Exception:  # metrics must never stop the loop
+                log.debug("refreshing metrics failed", exc_info=True)
+        if self.notifier is not None:
+            self.notifier.source_outcome(outcome)
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
+
+
+def describe_outcome(outcome: SourceOutcome) -> str:
+    """One line per synced source, the same in loop logs and `sync --once` output."""
+    r = outcome.result
+    if r is None:
+        return f"{outcome.source}: {outcome.status}" + (f": {outcome.error}" if outcome.error and outcome.status != "failed" else "")
+    counts = f"{r.created} created, {r.updated} updated, {r.removed} removed, {r.revived} revived, {r.unchanged} unchanged"
+    return f"{outcome.source}: {outcome.status}, {outcome.objects} objects ({counts}) in {outcome.duration:.2f}s"

@@ -1,0 +1,231 @@
+"""`inventory report`: what is there, what changed, and what looks wrong, from the database alone.
+
+Statuses differ between sources (Kubernetes ``Running``, Proxmox ``stopped``,
+Docker ``exited``); they are compared lower-cased against the small
+vocabularies below, which is all the report needs to sort a workload into
+running, stopped or failed.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from inventory.queries import list_sources
+from inventory.storage.models import OBJECT_TABLES, Change, HostRow, ServiceMember, ServiceRow, Source, WorkloadRow
+from inventory.timeutil import utcnow
+
+RUNNING = frozenset({"running", "ready", "active", "up", "healthy", "available", "online", "succeeded", "completed", "complete"})
+STOPPED = frozenset({"stopped", "exited", "paused", "created", "terminated", "suspended", "offline", "shutdown", "dead"})
+FAILED = frozenset({"failed", "error", "crashloopbackoff", "imagepullbackoff", "errimagepull", "oomkilled", "unhealthy", "restarting", "unknown"})
+ACTIONS = ("created", "updated", "removed", "revived")
+
+
+def classify_status(status: str | None) -> str:
+    """running | stopped | failed | other."""
+    value = (status or "").strip().lower()
+    if value in RUNNING:
+        return "running"
+    if value in FAILED:
+        return "failed"
+    if value in STOPPED:
+        return "stopped"
+    return "other"
+
+
+def build_report(session: Session, *, since: datetime, now: datetime | None = None) -> dict[str, Any]:
+    now = now or utcnow()
+    names = dict(session.execute(select(Source.id, Source.name)).tuples().all())
+    return {
+        "generated_at": now,
+        "since": since,
+        "sources": _sources(session, names, now),
+        "changes": _changes(session, names, since),
+        "problem_workloads": _problem_workloads(session, names),
+        "hosts_without_workloads": _idle_hosts(session, names),
+        "services_without_running_members": _services_down(session, names),
+    }
+
+
+def _sources(session: Session, names: dict[int, str], now: datetime) -> list[dict[str, Any]]:
+    by_source: dict[str, dict[str, dict[str, dict[str, int]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
+    for object_type, model in OBJECT_TABLES.items():
+        stmt = (
+            select(model.source_id, model.kind, model.status, func.count())
+            .where(model.removed_at.is_(None))
+            .group_by(model.source_id, model.kind, model.status)
+        )
+        for source_id, kind, status, count in session.execute(stmt):
+            statuses = by_source[names[source_id]][object_type][kind]
+            key = status or "-"
+            statuses[key] = statuses.get(key, 0) + count
+    rows = []
+    for src in list_sources(session):
+        last_ok = src["last_success_at"]
+        rows.append(
+            {
+                "name": src["name"],
+                "type": src["type"],
+                "hosts": src["hosts"],
+                "workloads": src["workloads"],
+                "services": src["services"],
+                "last_status": src["last_status"],
+                "last_success_at": last_ok,
+                "age_seconds": round((now - last_ok).total_seconds()) if last_ok else None,
+                "last_error": src["last_error"],
+                # {object type: {kind: {status: count}}}
+                "kinds": {t: {k: dict(s) for k, s in kinds.items()} for t, kinds in by_source[src["name"]].items()},
+            }
+        )
+    return rows
+
+
+def _changes(session: Session, names: dict[int, str], since: datetime) -> list[dict[str, Any]]:
+    stmt = select(Change.source_id, Change.action, func.count()).where(Change.at >= since).group_by(Change.source_id, Change.action)
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(ACTIONS, 0))
+    for source_id, action, count in session.execute(stmt):
+        counts[names[source_id]][action] = count
+    return [{"source": name, **actions, "total": sum(actions.values())} for name, actions in sorted(counts.items())]
+
+
+def _problem_workloads(session: Session, names: dict[int, str]) -> list[dict[str, Any]]:
+    wanted = sorted(STOPPED | FAILED)
+    stmt = (
+        select(WorkloadRow.id, WorkloadRow.source_id, WorkloadRow.kind, WorkloadRow.namespace, WorkloadRow.name, WorkloadRow.status, HostRow.name)
+        .outerjoin(HostRow, HostRow.id == WorkloadRow.host_id)
+        .where(WorkloadRow.removed_at.is_(None), func.lower(WorkloadRow.status).in_(wanted))
+        .order_by(WorkloadRow.source_id, WorkloadRow.namespace, WorkloadRow.name)
+    )
+    return [
+        {"id": wid, "source": names[sid], "kind": kind, "namespace": ns, "name": name, "status": status, "state": classify_status(status), "host": host}
+        for wid, sid, kind, ns, name, status, host in session.execute(stmt)
+    ]
+
+
+def _idle_hosts(session: Session, names: dict[int, str]) -> list[dict[str, Any]]:
+    live_workload = select(WorkloadRow.id).where(WorkloadRow.host_id == HostRow.id, WorkloadRow.removed_at.is_(None)).exists()
+    stmt = (
+        select(HostRow.id, HostRow.source_id, HostRow.kind, HostRow.name, HostRow.status)
+        .where(HostRow.removed_at.is_(None), ~live_workload)
+        .order_by(HostRow.source_id, HostRow.name)
+    )
+    return [{"id": hid, "source": names[sid], "kind": kind, "name": name, "status": status} for hid, sid, kind, name, status in session.execute(stmt)]
+
+
+def _services_down(session: Session, names: dict[int, str]) -> list[dict[str, Any]]:
+    members: dict[int, list[str | None]] = defaultdict(list)
+    stmt = (
+        select(ServiceMember.service_id, WorkloadRow.status)
+        .join(WorkloadRow, WorkloadRow.id == ServiceMember.workload_id)
+        .where(WorkloadRow.removed_at.is_(None))
+    )
+    for service_id, status in session.execute(stmt):
+        members[service_id].append(status)
+    rows = []
+    services = select(ServiceRow).where(ServiceRow.removed_at.is_(None)).order_by(ServiceRow.source_id, ServiceRow.namespace, ServiceRow.name)
+    for service in session.execute(services).scalars():
+        statuses = members.get(service.id, [])
+        if not any(classify_status(s) == "running" for s in statuses):
+            rows.append(
+                {
+                    "id": service.id,
+                    "source": names[service.source_id],
+                    "kind": service.kind,
+                    "namespace": service.namespace,
+                    "name": service.name,
+                    "members": len(statuses),
+                    "member_statuses": sorted({s or "-" for s in statuses}),
+                }
+            )
+    return rows
+
+
+# Rendering: markdown here (it is a report format, not a table format); table and JSON via inventory.render.
+
+
+def _md_table(rows: Iterable[dict[str, Any]], columns: tuple[str, ...]) -> list[str]:
+    rows = list(rows)
+    if not rows:
+        return ["_none_", ""]
+    lines = ["| " + " | ".join(c.replace("_", " ") for c in columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        lines.append("| " + " | ".join(_md_cell(row.get(c)) for c in columns) + " |")
+    return [*lines, ""]
+
+
+def _md_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def kind_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per source, object type, kind and status: the report's inventory section flattened."""
+    rows = []
+    for src in report["sources"]:
+        for object_type, kinds in sorted(src["kinds"].items()):
+            for kind, statuses in sorted(kinds.items()):
+                for status, count in sorted(statuses.items()):
+                    rows.append({"source": src["name"], "type": object_type, "kind": kind, "status": status, "count": count})
+    return rows
+
+
+SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("Sources", "sources", ("name", "type", "hosts", "workloads", "services", "last_status", "last_success_at", "age", "last_error")),
+    ("Objects by kind and status", "kinds", ("source", "type", "kind", "status", "count")),
+    ("Changes", "changes", ("source", "created", "updated", "removed", "revived", "total")),
+    ("Failed and stopped workloads", "problem_workloads", ("source", "kind", "namespace", "name", "status", "host")),
+    ("Hosts with no workloads", "hosts_without_workloads", ("source", "kind", "name", "status")),
+    ("Services with no running members", "services_without_running_members", ("source", "kind", "namespace", "name", "members", "member_statuses")),
+)
+
+
+def section_rows(report: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    if key == "kinds":
+        return kind_rows(report)
+    if key == "sources":
+        return [{**s, "age": format_age(s["age_seconds"])} for s in report["sources"]]
+    return report[key]
+
+
+def format_age(seconds: float | None) -> str:
+    """``42s``, ``5m07s``, ``3h05m``, ``2d4h``; ``never`` for no sync at all."""
+    if seconds is None:
+        return "never"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{s // 86400}d{(s % 86400) // 3600}h"
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    since = report["since"].strftime("%Y-%m-%d %H:%M")
+    lines = [f"# Inventory report ({report['generated_at']:%Y-%m-%d %H:%M} UTC)", "", f"Changes since {since} UTC.", ""]
+    for title, key, columns in SECTIONS:
+        lines += [f"## {title}", ""]
+        lines += _md_table(section_rows(report, key), columns)
+    return "\n".join(lines)
+
+
+def summarize(report: dict[str, Any]) -> dict[str, int]:
+    """Headline numbers (the demo prints them)."""
+    totals = {"hosts": 0, "workloads": 0, "services": 0}
+    for src in report["sources"]:
+        for key in totals:
+            totals[key] += src[key]
+    totals["changes"] = sum(c["total"] for c in report["changes"])
+    totals["problem_workloads"] = len(report["problem_workloads"])
+    return totals

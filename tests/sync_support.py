@@ -1,0 +1,96 @@
+"""Helpers shared by the tests of the sync service: configs over static sources, and the CLI as a real process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy import select
+
+from inventory.storage.database import Database
+from inventory.storage.models import Source, SyncRun
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_inventory(path: Path, hosts: int, *, prefix: str = "h", status: str = "running", extra: dict[str, Any] | None = None) -> Path:
+    """A static source file with ``hosts`` hosts, each running one workload."""
+    data: dict[str, Any] = {
+        "hosts": [{"id": f"{prefix}{i}", "name": f"{prefix}-host-{i}"} for i in range(hosts)],
+        "workloads": [{"id": f"{prefix}w{i}", "name": f"{prefix}-app-{i}", "host": f"{prefix}{i}", "status": status} for i in range(hosts)],
+    }
+    for key, values in (extra or {}).items():
+        data.setdefault(key, []).extend(values)
+    # Flow style on one line per document keeps a large file fast to write and to parse.
+    path.write_text(yaml.safe_dump(data, default_flow_style=True, width=1 << 20), encoding="utf-8")
+    return path
+
+
+def write_config(path: Path, database_url: str, sources: dict[str, Path], *, interval: str = "5m", jitter: float = 0.0, extra: str = "") -> Path:
+    """A config whose sources are static files: name -> path."""
+    entries = "\n".join(f"  - {{type: static, name: {name}, path: '{file}'}}" for name, file in sources.items())
+    path.write_text(
+        f"database: {{url: '{database_url}'}}\nsync: {{interval: {interval}, jitter: {jitter}}}\n{extra}\nsources:\n{entries}\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def child_env(**overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INVENTORY_") or k == "INVENTORY_TEST_POSTGRES"}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(overrides)
+    return env
+
+
+def inventory_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "inventory", *args]
+
+
+def run_inventory(*args: str, timeout: float = 60, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        inventory_command(*args), capture_output=True, text=True, timeout=timeout, cwd=cwd or PROJECT_ROOT, env=env or child_env()
+    )
+
+
+def start_inventory(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """The CLI as a background process; stderr (the log) is read line by line by the test."""
+    return subprocess.Popen(
+        inventory_command(*args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd or PROJECT_ROOT,
+        env=env or child_env(),
+    )
+
+
+def wait_for_line(stream: Any, needle: str, seen: list[str] | None = None) -> str:
+    """Read ``stream`` until a line contains ``needle`` (the caller bounds the time with the process's own end)."""
+    for line in stream:
+        if seen is not None:
+            seen.append(line)
+        if needle in line:
+            return line
+    raise AssertionError(f"the process ended without printing {needle!r}: {''.join(seen or [])}")
+
+
+def runs_by_source(db: Database) -> dict[str, list[SyncRun]]:
+    with db.session() as session:
+        rows = session.execute(select(Source.name, SyncRun).join(SyncRun, SyncRun.source_id == Source.id).order_by(SyncRun.id)).all()
+    runs: dict[str, list[SyncRun]] = {}
+    for name, run in rows:
+        runs.setdefault(name, []).append(run)
+    return runs
+
+
+def assert_no_overlap(runs: Sequence[SyncRun]) -> None:
+    """Runs of one source, in start order, each finished before the next started."""
+    ordered = sorted(runs, key=lambda r: r.started_at)
+    for before, after in zip(ordered, ordered[1:]):
+        assert before.finished_at is not None and before.finished_at <= after.started_at, (before.id, after.id)
