@@ -227,19 +227,23 @@ class Store:
     def allocate_ids(self, object_type: str, count: int) -> list[int]:
         """Reserve a block of ids for new rows, in O(1) statements.
 
-        PostgreSQL: every id of these tables comes from here, under a transaction-scoped
-        advisory lock, so moving the sequence past the block cannot race another writer.
+        PostgreSQL: every id of these tables comes from here. Moving the sequence past the
+        block happens under an advisory lock in a short transaction of its own (sequences
+        are not transactional), so that concurrent syncs of other sources never overlap and
+        never wait for each other's whole reconcile.
         SQLite: the caller holds the database write lock (BEGIN IMMEDIATE).
         """
         if count == 0:
             return []
         table = _MODELS[object_type].__table__
         if self.dialect == "postgresql":
-            self._execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ID_ALLOCATION_LOCK + OBJECT_TYPES.index(object_type)})
-            start = self._execute(
-                text("SELECT setval(pg_get_serial_sequence(:table, 'id'), nextval(pg_get_serial_sequence(:table, 'id')) + :n - 1) - :n + 1"),
-                {"table": table.name, "n": count},
-            ).scalar_one()
+            self.statements += 2
+            with self.session.get_bind().engine.begin() as allocation:
+                allocation.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ID_ALLOCATION_LOCK + OBJECT_TYPES.index(object_type)})
+                start = allocation.execute(
+                    text("SELECT setval(pg_get_serial_sequence(:table, 'id'), nextval(pg_get_serial_sequence(:table, 'id')) + :n - 1) - :n + 1"),
+                    {"table": table.name, "n": count},
+                ).scalar_one()
         else:
             start = self._execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one() + 1
         return list(range(start, start + count))
