@@ -228,6 +228,7 @@ def show_object(session: Session, object_type: str, ident: str) -> dict[str, Any
         doc = host_row(obj, source, sum(1 for w in workloads if w.removed_at is None))
         doc["workloads"] = [_brief(w) for w in workloads]
         doc["backing_workload"] = _brief(backing) if backing else None
+        doc["same_machine"] = same_machine(session, obj)
     elif object_type == "workload":
         host = session.get(HostRow, obj.host_id) if obj.host_id else None
         parent = session.get(WorkloadRow, obj.parent_id) if obj.parent_id else None
@@ -251,6 +252,37 @@ def show_object(session: Session, object_type: str, ident: str) -> dict[str, Any
         doc["members"] = [_brief(m) for m in members]
     doc["changes"] = recent_changes(session, object_type, obj.id)
     return doc
+
+
+def _short_hostname(name: str | None) -> str | None:
+    return name.split(".", 1)[0].lower() if name else None
+
+
+def same_machine(session: Session, host: HostRow) -> list[dict[str, Any]]:
+    """Live hosts of other sources that are this machine: by SMBIOS/system uuid, then MAC, then hostname.
+
+    A Proxmox VM that is also a Kubernetes node and a Docker host is one machine seen three
+    times; the rows stay per source (each source owns its rows), the link is made here.
+    """
+    uuid = host.machine_uuid.lower() if host.machine_uuid else None
+    macs = {m.lower() for m in host.mac_addresses or []}
+    hostname = _short_hostname(host.hostname) or _short_hostname(host.name)
+    stmt = select(HostRow, Source.name).join(Source, Source.id == HostRow.source_id).where(
+        HostRow.source_id != host.source_id, HostRow.removed_at.is_(None)
+    )
+    matches = []
+    for other, source in session.execute(stmt):
+        if uuid and other.machine_uuid and other.machine_uuid.lower() == uuid:
+            matched_by = "machine_uuid"
+        elif macs and macs & {m.lower() for m in other.mac_addresses or []}:
+            matched_by = "mac_address"
+        elif hostname and hostname in (_short_hostname(other.hostname), _short_hostname(other.name)):
+            matched_by = "hostname"
+        else:
+            continue
+        matches.append({**_brief(other, source), "matched_by": matched_by})
+    order = {"machine_uuid": 0, "mac_address": 1, "hostname": 2}
+    return sorted(matches, key=lambda m: (order[m["matched_by"]], m["source"], m["id"]))
 
 
 def list_changes(

@@ -131,3 +131,18 @@ def test_changes_and_removed_objects(synced: Path) -> None:
 def test_sources_listing(synced: Path) -> None:
     (row,) = json.loads(query(synced, "sources", "-o", "json").stdout)
     assert (row["name"], row["type"], row["hosts"], row["workloads"], row["services"], row["last_status"]) == ("lab", "static", 3, 5, 1, "success")
+
+
+def test_same_machine_across_sources(tmp_path: Path, sqlite_url: str) -> None:
+    (tmp_path / "a.yaml").write_text("hosts: [{id: vm101, name: k3s-1, kind: vm, machine_uuid: 4C4C4544-0042, mac_addresses: ['BC:24:11:00:00:01']}]\n")
+    (tmp_path / "b.yaml").write_text(
+        "hosts:\n"
+        "  - {id: node-uid, name: k3s-1.lan, kind: node, machine_uuid: 4c4c4544-0042}\n"
+        "  - {id: engine, name: docker-on-vm, kind: docker-engine, mac_addresses: ['bc:24:11:00:00:01']}\n"
+        "  - {id: other, name: k3s-2, kind: node}\n"
+    )
+    config = tmp_path / "inventory.yaml"
+    config.write_text(f"database: {{url: '{sqlite_url}'}}\nsources:\n  - {{type: static, name: pve, path: a.yaml}}\n  - {{type: static, name: k8s, path: b.yaml}}\n")
+    assert query(config, "sync", "--once").exit_code == 0
+    doc = json.loads(query(config, "hosts", "show", "pve/vm/vm101", "-o", "json").stdout)
+    assert [(m["name"], m["matched_by"]) for m in doc["same_machine"]] == [("k3s-1.lan", "machine_uuid"), ("docker-on-vm", "mac_address")]
