@@ -67,7 +67,10 @@ class ProxmoxConfig(SourceConfig):
     fingerprint: str | None = None
     timeout: float = Field(default=10.0, gt=0, le=300)
     retries: int = Field(default=2, ge=0, le=10)
-    concurrency: int = Field(default=8, ge=1, le=64)
+    # Calls in flight at once. Per-node calls spread over the nodes (guests are taken round-robin
+    # by node), so 16 is about two per node on an 8-node cluster; a lone node's pveproxy simply
+    # queues what its workers cannot take at once.
+    concurrency: int = Field(default=16, ge=1, le=64)
     # Ask guest agents and containers for their addresses (one call per running guest).
     addresses: bool = True
 

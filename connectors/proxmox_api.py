@@ -83,6 +83,10 @@ class ProxmoxClient:
         except requests.exceptions.RequestException as exc:
             raise ApiCallFailed("login", describe_transport_error(exc)) from exc
         self._session = self._api._store["session"]  # proxmoxer has no public accessor for its session
+        # requests re-reads the environment (proxies, CA bundle) on every call, which costs more
+        # CPU than the rest of a call to a nearby node; read the proxy settings once instead.
+        self._session.proxies.update(requests.utils.get_environ_proxies(config.url))
+        self._session.trust_env = False
         self._mount_adapter(requests)
         self._resource_exception = __import__("proxmoxer.core", fromlist=["ResourceException"]).ResourceException
         self._request_exception = requests.exceptions.RequestException

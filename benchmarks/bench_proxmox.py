@@ -1,0 +1,222 @@
+"""Proxmox VE at scale: 8 nodes and 1,000 guests synced into PostgreSQL, against Ansible's inventory plugin.
+
+    .venv/bin/python benchmarks/bench_proxmox.py [--nodes 8] [--guests 1000] [--latency-ms 0 10]
+        [--ansible /tmp/ansible-venv/bin/ansible-inventory] [--postgres URL]
+
+One loopback fake Proxmox VE API (inventory/testing/fake_proxmox.py) serves both
+sides. For each added latency (0 ms: the fake answers at once; 10 ms: closer to
+a real pveproxy) it prints, measured in that same run:
+
+- ours: ``inventory sync --once`` as a subprocess (process start to a complete,
+  queryable inventory in a fresh PostgreSQL database), the API calls it made, and
+  the in-process collect time;
+- the raw fetch floor: exactly the URLs our collect() requested, replayed with plain
+  ``requests`` and the same number of workers, nothing parsed or stored (what no
+  client at this concurrency can beat);
+- Ansible: ``ansible-inventory --list`` with community.proxmox.proxmox and
+  ``want_facts: true`` (one request at a time), its calls, and the ratio;
+- completeness, object for object: which guests each side has, by vmid.
+
+Figures, not pass/fail: the goals (>= 5x at 0 ms, >= 10x at 10 ms) are printed next to them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_ROOT))
+
+from sqlalchemy import create_engine, func, select, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+from connectors.proxmox import ProxmoxConfig, ProxmoxConnector  # noqa: E402
+from inventory.storage.database import open_database  # noqa: E402
+from inventory.storage.models import HostRow, WorkloadRow  # noqa: E402
+from inventory.testing.fake_proxmox import FakeProxmox, build_cluster  # noqa: E402
+
+DEFAULT_POSTGRES = os.environ.get("INVENTORY_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+DEFAULT_ANSIBLE = "/tmp/ansible-venv/bin/ansible-inventory"
+GOALS = {0: 5.0, 10: 10.0}
+
+
+class ScratchDatabase:
+    """A fresh PostgreSQL database, dropped afterwards."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        self.name = f"inventory_bench_{uuid.uuid4().hex[:10]}"
+        with self.admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{self.name}"'))
+        self.url = make_url(admin_url).set(database=self.name).render_as_string(hide_password=False)
+        open_database(self.url, migrate=True).dispose()
+
+    def drop(self) -> None:
+        with self.admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+        self.admin.dispose()
+
+
+def run_ours(fake: FakeProxmox, workdir: Path, admin_url: str) -> dict[str, Any]:
+    """``inventory sync --once`` in a subprocess into a fresh database; then count what landed."""
+    secret = workdir / "pve-token"
+    secret.write_text(fake.token_secret)
+    config = workdir / "inventory.yaml"
+    config.write_text(
+        json.dumps(
+            {"sources": [{"type": "proxmox", "name": "pve", "url": fake.url, "token_id": fake.token_id, "token_secret_file": str(secret), "ca_file": str(fake.ca_file)}]}
+        )
+    )
+    database = ScratchDatabase(admin_url)
+    try:
+        fake.reset_calls()
+        started = time.perf_counter()
+        done = subprocess.run(
+            [str(PROJECT_ROOT / ".venv/bin/inventory"), "-c", str(config), "--database-url", database.url, "sync", "--once"],
+            capture_output=True, text=True, cwd=workdir, env={**os.environ, "INVENTORY_DATABASE_URL": ""},
+        )  # fmt: skip
+        seconds = time.perf_counter() - started
+        calls = fake.total_calls
+        if done.returncode != 0:
+            raise SystemExit(f"inventory sync --once failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        db = open_database(database.url)
+        with db.session() as session:
+            vmids = set(session.scalars(select(WorkloadRow.external_id).where(WorkloadRow.removed_at.is_(None))))
+            hosts = session.scalar(select(func.count()).select_from(HostRow).where(HostRow.removed_at.is_(None)))
+        db.dispose()
+        return {"seconds": seconds, "calls": calls, "guests": {int(v.rsplit("/", 1)[1]) for v in vmids}, "hosts": hosts}
+    finally:
+        database.drop()
+
+
+def collect_in_process(fake: FakeProxmox, concurrency: int) -> dict[str, Any]:
+    """collect() alone, no database; the fake shares this process (and its GIL) here."""
+    config = ProxmoxConfig(name="pve", url=fake.url, token_id=fake.token_id, token_secret=fake.token_secret, ca_file=fake.ca_file, concurrency=concurrency)
+    connector = ProxmoxConnector(config)
+    fake.reset_calls()
+    fake.requested.clear()
+    fake.recording = True
+    started = time.perf_counter()
+    snapshot = connector.collect()
+    seconds = time.perf_counter() - started
+    fake.recording = False
+    return {"seconds": seconds, "calls": fake.total_calls, "complete": snapshot.complete, "paths": list(fake.requested)}
+
+
+def raw_fetch_floor(fake: FakeProxmox, paths: list[str], workers: int) -> dict[str, Any]:
+    """Exactly the paths our collect() requested, fetched bare with plain ``requests``: the two
+    cluster-wide lists one after the other, then the rest on ``workers`` threads. Nothing parsed."""
+    import requests
+
+    session = requests.Session()
+    session.trust_env = False  # a CA bundle named in the environment must not override ours
+    session.mount("https://", requests.adapters.HTTPAdapter(pool_maxsize=workers))
+    session.headers["Authorization"] = f"PVEAPIToken={fake.token_id}={fake.token_secret}"
+    session.verify = str(fake.ca_file)
+    base = f"{fake.url}/api2/json"
+    first, rest = paths[:2], paths[2:]
+    fake.reset_calls()
+    started = time.perf_counter()
+    for path in first:
+        session.get(base + path)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(lambda path: session.get(base + path).status_code, rest))
+    seconds = time.perf_counter() - started
+    session.close()
+    return {"seconds": seconds, "calls": fake.total_calls}
+
+
+def run_ansible(fake: FakeProxmox, workdir: Path, ansible: str) -> dict[str, Any]:
+    user, _, token_name = fake.token_id.partition("!")
+    inventory = workdir / "bench.proxmox.yml"
+    inventory.write_text(
+        json.dumps(
+            {"plugin": "community.proxmox.proxmox", "url": fake.url, "user": user, "token_id": token_name, "token_secret": fake.token_secret, "validate_certs": True, "want_facts": True}
+        )
+    )
+    # The plugin verifies TLS with requests' default bundle: point it at the fake's CA, verification stays on.
+    env = {**os.environ, "REQUESTS_CA_BUNDLE": str(fake.ca_file), "ANSIBLE_INVENTORY_ENABLED": "community.proxmox.proxmox", "ANSIBLE_LOCAL_TEMP": str(workdir / "ansible-tmp"),
+           "ANSIBLE_INVENTORY_UNPARSED_FAILED": "true"}  # a plugin that cannot run must not pass for an empty inventory
+    fake.reset_calls()
+    started = time.perf_counter()
+    done = subprocess.run([ansible, "-i", str(inventory), "--list"], capture_output=True, text=True, env=env, cwd=workdir)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"ansible-inventory failed ({done.returncode}): {done.stderr.strip()[-800:]}")
+    listing = json.loads(done.stdout)
+    hostvars = listing.get("_meta", {}).get("hostvars", {})
+    guests = {int(v["proxmox_vmid"]) for v in hostvars.values() if "proxmox_vmid" in v}
+    return {"seconds": seconds, "calls": fake.total_calls, "guests": guests, "hosts": len(hostvars)}
+
+
+def describe_missing(fake: FakeProxmox, missing: set[int]) -> str:
+    if not missing:
+        return "none"
+    guests = {g.vmid: g for g in fake.cluster.guests}
+    names: dict[str, int] = {}
+    for g in fake.cluster.guests:
+        names[g.name] = names.get(g.name, 0) + 1
+    templates = sum(1 for v in missing if guests[v].template)
+    duplicates = sum(1 for v in missing if not guests[v].template and names[guests[v].name] > 1)
+    return f"{len(missing)} ({templates} templates, {duplicates} sharing a name with another guest, {len(missing) - templates - duplicates} other)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nodes", type=int, default=8)
+    parser.add_argument("--guests", type=int, default=1000)
+    parser.add_argument("--latency-ms", type=float, nargs="+", default=[0, 10])
+    parser.add_argument("--ansible", default=DEFAULT_ANSIBLE, help="ansible-inventory with community.proxmox installed")
+    parser.add_argument("--postgres", default=DEFAULT_POSTGRES, help="admin URL; a scratch database is made per run")
+    args = parser.parse_args()
+
+    ansible = args.ansible if Path(args.ansible).exists() else shutil.which("ansible-inventory")
+    cluster = build_cluster(nodes=args.nodes, guests=args.guests)
+    every = {g.vmid for g in cluster.guests}
+    print(f"fake cluster: {args.nodes} nodes, {len(every)} guests ({sum(g.template for g in cluster.guests)} templates, "
+          f"{len(every) - len({g.name for g in cluster.guests})} names used twice); PostgreSQL at {make_url(args.postgres).render_as_string()}")  # fmt: skip
+    if not ansible:
+        print("ansible-inventory: not found (pip install ansible into /tmp/ansible-venv); printing our figures only")
+    with FakeProxmox(cluster) as fake, tempfile.TemporaryDirectory(prefix="bench-pve-") as tmp:
+        workdir = Path(tmp)
+        for latency_ms in args.latency_ms:
+            fake.faults.latency = latency_ms / 1000
+            print(f"\n== fake adds {latency_ms:g} ms to every answer ==")
+            ours = run_ours(fake, workdir, args.postgres)
+            workers = ProxmoxConfig.model_fields["concurrency"].default
+            inner = {c: collect_in_process(fake, c) for c in sorted({8, workers})}
+            floor = raw_fetch_floor(fake, inner[workers]["paths"], workers=workers)
+            print(f"ours    inventory sync --once -> PostgreSQL: {ours['seconds']:7.2f} s  {ours['calls']:5d} API calls  "
+                  f"{len(ours['guests'])} guests, {ours['hosts']} hosts")  # fmt: skip
+            for concurrency, figures in inner.items():
+                print(f"        collect() alone, {concurrency:2d} in flight:      {figures['seconds']:7.2f} s  {figures['calls']:5d} API calls  complete={figures['complete']}")
+            print(f"floor   same URLs, bare requests, {workers:2d} workers:{floor['seconds']:6.2f} s  {floor['calls']:5d} API calls")
+            if not ansible:
+                continue
+            try:
+                theirs = run_ansible(fake, workdir, ansible)
+            except RuntimeError as exc:
+                print(f"ansible {exc}")
+                continue
+            ratio = theirs["seconds"] / ours["seconds"]
+            goal = GOALS.get(int(latency_ms))
+            verdict = f"(goal >= {goal:g}x: {'met' if ratio >= goal else 'NOT met'})" if goal else ""
+            print(f"ansible community.proxmox, want_facts:  {theirs['seconds']:7.2f} s  {theirs['calls']:5d} API calls  "
+                  f"{len(theirs['guests'])} guests, {theirs['hosts']} hosts")  # fmt: skip
+            print(f"ratio   ansible / ours = {ratio:.1f}x {verdict}")
+            print(f"missing ours: {describe_missing(fake, every - ours['guests'])}; ansible: {describe_missing(fake, every - theirs['guests'])}")
+
+
+if __name__ == "__main__":
+    main()
