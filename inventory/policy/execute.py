@@ -20,13 +20,14 @@ from inventory.errors import InventoryError, UsageError
 from inventory.policy.engine import Call, Classification, Decision, classify, decide
 from inventory.policy.rules import Effect, Policy
 from inventory.policy.targets import Target, resolve_target
-from inventory.policy.tools import ToolArgs, ToolContext, ToolRegistry, ToolResult, ToolSpec, load_implementation
+from inventory.policy.tools import InvalidArguments, ToolArgs, ToolContext, ToolRegistry, ToolResult, ToolSpec, load_implementation
 from inventory.redact import redact_text, redact_value
 from inventory.storage.database import Database
 
 log = logging.getLogger(__name__)
 
 ACTOR_ENV = "INVENTORY_ACTOR"
+INVALID_VALUE = "<invalid>"
 
 
 class ToolFailed(InventoryError):
@@ -244,6 +245,9 @@ class ToolRunner:
         return call
 
     def _record_invalid(self, tool: str, target_text: str | None, raw_args: Mapping[str, Any], actor: str, exc: Exception, started: float) -> None:
+        if isinstance(exc, InvalidArguments):
+            # A value that failed validation is not recorded: it may be a secret pasted into the wrong key.
+            raw_args = {key: INVALID_VALUE if key in exc.keys else value for key, value in raw_args.items()}
         record = AuditRecord(
             event="tool_call",
             actor=actor,

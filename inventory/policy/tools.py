@@ -31,6 +31,14 @@ ENTRY_POINT_GROUP = "inventory.tools"
 BUILTIN_TOOL_MODULES = ("connectors.tools_kubernetes", "connectors.tools_proxmox", "connectors.tools_docker")
 
 
+class InvalidArguments(UsageError):
+    """Arguments that failed validation; ``keys`` names them (their values are never repeated anywhere)."""
+
+    def __init__(self, message: str, keys: set[str]) -> None:
+        super().__init__(message)
+        self.keys = keys
+
+
 class ToolArgs(BaseModel):
     """Base of every tool's arguments: unknown keys are errors, and every call may say why."""
 
@@ -69,11 +77,10 @@ class ToolSpec:
         try:
             return self.args_model.model_validate(dict(raw))
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'arguments'}: {err['msg']}"
-                for err in exc.errors(include_url=False, include_input=False, include_context=False)
-            )
-            raise UsageError(redact_text(f"tool {self.name}: invalid arguments: {problems}")) from None
+            errors = exc.errors(include_url=False, include_input=False, include_context=False)
+            problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'arguments'}: {err['msg']}" for err in errors)
+            keys = {str(err["loc"][0]) for err in errors if err["loc"]}
+            raise InvalidArguments(redact_text(f"tool {self.name}: invalid arguments: {problems}"), keys) from None
 
     def argument_help(self) -> list[dict[str, Any]]:
         rows = []
