@@ -232,7 +232,9 @@ class ProxmoxConnector(Connector):
         except ApiCallFailed as exc:
             snapshot.fail("guests", f"the cluster lists no guests and the token's privileges could not be checked ({exc.message})")
             return
-        if not any(isinstance(privs, Mapping) and privs.get("VM.Audit") for privs in (permissions or {}).values()):
+        # The answer maps each ACL path to {privilege: propagate flag}: holding the privilege is
+        # the key being there (its value 0 only means it does not propagate down the tree).
+        if not any(isinstance(privs, Mapping) and "VM.Audit" in privs for privs in (permissions or {}).values()):
             snapshot.fail(
                 "guests",
                 "the cluster lists no guests, but the token lacks VM.Audit on every path, so Proxmox VE hides all "
@@ -271,11 +273,12 @@ class ProxmoxConnector(Connector):
         """(addresses or None when the guest cannot tell, an error that makes the snapshot incomplete)."""
         if kind == "qemu" and not agent_enabled(config):
             return None, None  # no agent configured: do not even ask
-        path, parse = (
-            (f"nodes/{node}/qemu/{vmid}/agent/network-get-interfaces", agent_addresses)
-            if kind == "qemu"
-            else (f"nodes/{node}/lxc/{vmid}/interfaces", lxc_addresses)
-        )  # type: tuple[str, Callable[[Any], list[str] | None]]
+        path: str
+        parse: Callable[[Any], list[str] | None]
+        if kind == "qemu":
+            path, parse = f"nodes/{node}/qemu/{vmid}/agent/network-get-interfaces", agent_addresses
+        else:
+            path, parse = f"nodes/{node}/lxc/{vmid}/interfaces", lxc_addresses
         try:
             # No retry: an agent that is down answers the same way a second later.
             return parse(client.get(f"{label} addresses", path, retry=False)), None

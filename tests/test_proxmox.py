@@ -23,7 +23,7 @@ from inventory.config import build_config
 from inventory.connector import ConnectorRegistry
 from inventory.errors import SourceError
 from inventory.records import Snapshot
-from inventory.storage.database import Database, open_database
+from inventory.storage.database import Database
 from inventory.storage.models import HostRow, ServiceMember, ServiceRow, SyncRun, WorkloadRow
 from inventory.sync import sync_all, sync_source
 from inventory.testing.fake_proxmox import FakeProxmox, build_cluster, free_port
@@ -52,14 +52,8 @@ def pve() -> Iterator[FakeProxmox]:
         yield fake
 
 
-@pytest.fixture
-def sqlite_db(sqlite_url: str) -> Iterator[Database]:
-    """For tests whose point is the connector, not the engine: PostgreSQL setup costs seconds here."""
-    database = open_database(sqlite_url, migrate=True)
-    try:
-        yield database
-    finally:
-        database.dispose()
+# For tests whose point is the connector, not the engine: PostgreSQL setup costs seconds a test here.
+sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 def connector_for(fake: FakeProxmox, name: str = "pve", **overrides: Any) -> ProxmoxConnector:
@@ -163,6 +157,15 @@ def test_ticket_auth_with_user_and_password(pve: FakeProxmox) -> None:
     assert snapshot.complete and pve.calls["POST /access/ticket"] == 1
 
 
+def test_a_wrong_password_is_refused_at_login_without_showing_it(pve: FakeProxmox) -> None:
+    wrong = "not-the-password-at-all"
+
+    with pytest.raises(SourceError) as caught:
+        connector_for(pve, token_id=None, token_secret=None, user=pve.user, password=wrong).collect()
+
+    assert "source 'pve', login: the user/password was rejected" in str(caught.value) and wrong not in str(caught.value)
+
+
 def test_wrong_token_secret_is_an_authentication_error_that_hides_the_secret(pve: FakeProxmox) -> None:
     wrong = "11111111-2222-3333-4444-555555555555"
 
@@ -203,11 +206,12 @@ def test_rename_and_migration_keep_identity(db: Database, pve: FakeProxmox) -> N
     assert live_rows(db, HostRow)[("vm", "lab/100")].name == "web-renamed"
 
 
-def test_an_unchanged_cluster_writes_nothing_on_the_second_poll(sqlite_db: Database, pve: FakeProxmox) -> None:
+@sqlite_only
+def test_an_unchanged_cluster_writes_nothing_on_the_second_poll(db: Database, pve: FakeProxmox) -> None:
     connector = connector_for(pve)
-    sync_source(sqlite_db, connector)
+    sync_source(db, connector)
 
-    outcome = sync_source(sqlite_db, connector)
+    outcome = sync_source(db, connector)
 
     assert outcome.result is not None and outcome.result.changed == 0
     assert outcome.result.unchanged == outcome.objects
@@ -225,7 +229,8 @@ def test_links_pools_and_addresses_are_queryable_after_sync(db: Database, pve: F
     assert members == {workloads[("qemu", "lab/100")].id, workloads[("qemu", "lab/101")].id}
 
 
-def test_two_clusters_side_by_side(sqlite_db: Database, tmp_path: Any) -> None:
+@sqlite_only
+def test_two_clusters_side_by_side(db: Database, tmp_path: Any) -> None:
     with FakeProxmox(small_cluster("alpha")) as alpha, FakeProxmox(small_cluster("beta")) as beta:
         secret_file = tmp_path / "beta-secret"
         secret_file.write_text(beta.token_secret + "\n")
@@ -235,11 +240,11 @@ def test_two_clusters_side_by_side(sqlite_db: Database, tmp_path: Any) -> None:
                 {"type": "proxmox", "name": "b", "url": beta.url, "token_id": beta.token_id, "token_secret_file": str(secret_file), "ca_file": str(beta.ca_file)},
             ]
         }
-        config = build_config(raw, database_url=sqlite_db.url, registry=ConnectorRegistry.of(ProxmoxConnector))
-        outcomes = sync_all(sqlite_db, config, ConnectorRegistry.of(ProxmoxConnector))
+        config = build_config(raw, database_url=db.url, registry=ConnectorRegistry.of(ProxmoxConnector))
+        outcomes = sync_all(db, config, ConnectorRegistry.of(ProxmoxConnector))
 
     assert [o.status for o in outcomes] == ["success", "success"]
-    workloads = live_rows(sqlite_db, WorkloadRow)
+    workloads = live_rows(db, WorkloadRow)
     assert ("qemu", "alpha/100") in workloads and ("qemu", "beta/100") in workloads
 
 
@@ -300,28 +305,30 @@ def test_an_unreachable_server_raises_a_source_error_naming_source_and_resource(
 # -- permissions ----------------------------------------------------------------------------------
 
 
-def test_a_token_without_any_acl_fails_the_source_and_says_it_lacks_permissions(sqlite_db: Database, pve: FakeProxmox) -> None:
+@sqlite_only
+def test_a_token_without_any_acl_fails_the_source_and_says_it_lacks_permissions(db: Database, pve: FakeProxmox) -> None:
     connector = connector_for(pve)
-    sync_source(sqlite_db, connector)
+    sync_source(db, connector)
     pve.faults.permissions = "none"
 
-    outcome = sync_source(sqlite_db, connector)
+    outcome = sync_source(db, connector)
 
     assert outcome.status == "failed"
     assert "403" in (outcome.error or "") and "permission denied" in (outcome.error or "") and "PVEAuditor" in (outcome.error or "")
-    assert len(live_rows(sqlite_db, WorkloadRow)) == 4
+    assert len(live_rows(db, WorkloadRow)) == 4
 
 
-def test_a_token_that_sees_nodes_but_no_guests_removes_nothing_and_says_why(sqlite_db: Database, pve: FakeProxmox) -> None:
+@sqlite_only
+def test_a_token_that_sees_nodes_but_no_guests_removes_nothing_and_says_why(db: Database, pve: FakeProxmox) -> None:
     connector = connector_for(pve)
-    sync_source(sqlite_db, connector)
+    sync_source(db, connector)
     pve.faults.permissions = "nodes-only"
 
-    outcome = sync_source(sqlite_db, connector, allow_empty=True)  # even --allow-empty does not remove on a permission problem
+    outcome = sync_source(db, connector, allow_empty=True)  # even --allow-empty does not remove on a permission problem
 
     assert outcome.status == "partial" and outcome.result is not None and outcome.result.removed == 0
     assert "lacks VM.Audit" in (outcome.error or "") and "not an empty cluster" in (outcome.error or "")
-    assert len(live_rows(sqlite_db, WorkloadRow)) == 4
+    assert len(live_rows(db, WorkloadRow)) == 4
 
 
 def test_a_really_empty_cluster_is_withheld_unless_allow_empty(db: Database, pve: FakeProxmox) -> None:
@@ -382,14 +389,15 @@ def test_config_mistakes_are_named(settings: dict[str, Any], message: str) -> No
         ProxmoxConfig(**{"name": "pve", "url": "https://pve.lan:8006", **settings})
 
 
-def test_secrets_reach_neither_the_snapshot_nor_the_database_nor_the_log(sqlite_db: Database, pve: FakeProxmox, caplog: pytest.LogCaptureFixture) -> None:
+@sqlite_only
+def test_secrets_reach_neither_the_snapshot_nor_the_database_nor_the_log(db: Database, pve: FakeProxmox, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.DEBUG):
-        sync_source(sqlite_db, connector_for(pve))
+        sync_source(db, connector_for(pve))
         pve.faults.fail(r"/lxc/200/config$", 500, "Internal Server Error")
-        sync_source(sqlite_db, connector_for(pve, retries=0))
+        sync_source(db, connector_for(pve, retries=0))
 
-    dumped = repr([live_rows(sqlite_db, m) for m in (HostRow, WorkloadRow, ServiceRow)])
-    with sqlite_db.session() as session:
+    dumped = repr([live_rows(db, m) for m in (HostRow, WorkloadRow, ServiceRow)])
+    with db.session() as session:
         dumped += repr([(r.error, r.status) for r in session.scalars(select(SyncRun))])
     for secret in (pve.token_secret, pve.password):
         assert secret not in dumped and secret not in caplog.text

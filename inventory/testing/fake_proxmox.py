@@ -574,3 +574,30 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def main() -> None:
+    """Serve a fake cluster until interrupted, for a demo: prints a ready-to-use source entry."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m inventory.testing.fake_proxmox", description=main.__doc__)
+    parser.add_argument("--name", default="lab", help="cluster name (empty: a standalone node)")
+    parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("--guests", type=int, default=30)
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    args = parser.parse_args()
+    fake = FakeProxmox(build_cluster(name=args.name or None, nodes=args.nodes, guests=args.guests))
+    fake.faults.latency = args.latency_ms / 1000
+    with fake:
+        secret_file = Path(fake.ca_file).parent / "token-secret"
+        secret_file.write_text(fake.token_secret)
+        entry = {"type": "proxmox", "name": args.name or "pve", "url": fake.url, "token_id": fake.token_id, "token_secret_file": str(secret_file), "ca_file": str(fake.ca_file)}
+        print("sources:\n  - " + json.dumps(entry), flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
