@@ -253,6 +253,7 @@ class DockerConnector(Connector):
                 continue  # recorded on the snapshot (now incomplete); kept out of the writes
             snapshot.workloads.append(container_workload(container, inspected.details.get(container["Id"]), engine))
         snapshot.services.extend(compose_services(present))
+        log.debug("docker source %s: %d containers listed, %d inspected, %d gone before inspect", self.source_name, len(listed), len(wanted), len(inspected.vanished))
 
         if _swarm_role(info) == "manager":
             try:
@@ -544,12 +545,14 @@ def container_workload(container: Mapping[str, Any], detail: Mapping[str, Any] |
     compose = _compose(labels)
     swarm = _swarm(labels)
     created = container.get("Created")
+    # Inspect came later than the list: where the two disagree (it stopped in between), it is the newer word.
+    state = ((detail or {}).get("State") or {}).get("Status") or container.get("State")
     attributes: dict[str, Any] = {
         "image": container.get("Image"),
         "image_id": container.get("ImageID"),
         "command": container.get("Command"),
         "created": datetime.fromtimestamp(created, UTC).isoformat().replace("+00:00", "Z") if isinstance(created, int) else None,
-        "state": container.get("State"),
+        "state": state,
         "network_mode": (container.get("HostConfig") or {}).get("NetworkMode"),
         "ports": _ports(container),
         "networks": _networks(container),
@@ -565,7 +568,7 @@ def container_workload(container: Mapping[str, Any], detail: Mapping[str, Any] |
         external_id=str(container["Id"]),
         name=_container_name(container),
         namespace=(compose or {}).get("project") or (swarm or {}).get("stack"),
-        status=container.get("State"),
+        status=state,
         host=engine,
         labels=labels,
         attributes={k: v for k, v in attributes.items() if v not in (None, [], {})},

@@ -112,9 +112,10 @@ def find_busybox() -> Path | None:
 
 
 def _is_static_elf(path: Path) -> bool:
-    # A dynamic ELF carries a PT_INTERP program header naming its loader.
-    data = path.read_bytes()
-    return data[:4] == b"\x7fELF" and b"/lib64/ld-linux" not in data[:4096] and b"/lib/ld-linux" not in data[:4096]
+    # A dynamic ELF names its loader (PT_INTERP) near the start of the file.
+    with path.open("rb") as binary:
+        head = binary.read(4096)
+    return head[:4] == b"\x7fELF" and b"ld-linux" not in head and b"ld-musl" not in head
 
 
 def engine_problem() -> str | None:
