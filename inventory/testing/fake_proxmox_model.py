@@ -9,6 +9,7 @@ node offline or strip a token's privileges between two polls. The wire format
 from __future__ import annotations
 
 import random
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Literal
@@ -35,8 +36,13 @@ class FakeNode:
     online: bool = True
     cpus: int = 32
     memory_bytes: int = 128 * GIB
-    uptime: int = 864_000
+    # Uptime counts on from here, as a real node's does (a connector must not store it raw).
+    booted_at: float = field(default_factory=lambda: time.time() - 864_000)
     cpu_model: str = "AMD EPYC 7302P 16-Core Processor"
+
+    @property
+    def uptime(self) -> int:
+        return int(time.time() - self.booted_at)
 
 
 @dataclass
@@ -60,7 +66,11 @@ class FakeGuest:
     addresses: list[str] = field(default_factory=list)
     agent: AgentMode = "running"
     smbios_uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
-    uptime: int = 3600
+    started_at: float = field(default_factory=lambda: time.time() - 3600)
+
+    @property
+    def uptime(self) -> int:
+        return int(time.time() - self.started_at)
 
 
 @dataclass
