@@ -9,6 +9,7 @@ start, these tests skip with the reason on a laptop and fail under CI (CI=true).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -215,8 +216,11 @@ def test_running_stopped_and_exited_containers_with_their_engine(engine: DockerE
     healthcheck = {"test": ["CMD", "true"], "interval": 100_000_000, "start_period": 0}
     running = run("web", labels={"tier": "front"}, healthcheck=healthcheck)
     exited = run("job", "sh -c 'exit 3'")
-    created = run("spare", start=False)
+    created = run("spare", start=False, healthcheck=healthcheck)
     client = engine.client()
+    # Why a never-started container is not inspected: inspect would add nothing to the list entry.
+    never_started = client.inspect_container(created)
+    assert "Health" not in never_started["State"] and never_started["RestartCount"] == 0 and never_started["State"]["StartedAt"].startswith("0001")
     client.wait(exited)
     wait_for(lambda: client.inspect_container(running)["State"]["Health"]["Status"] == "healthy")
 
@@ -360,6 +364,41 @@ def test_tcp_with_mutual_tls(engine: DockerEngine, run: Run, tls_files: dict[str
         collect(engine.tcp_url, tls=DockerTLS(ca=tls_files["ca"]))  # no client certificate: the engine refuses
     with pytest.raises(SourceError, match="TLS file .*missing.pem does not exist"):
         collect(engine.tcp_url, tls=DockerTLS(ca=tls_files["ca"].with_name("missing.pem")))
+
+
+def test_ssh_endpoint_goes_through_the_system_ssh_client(engine: DockerEngine, run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The far side of an ssh:// endpoint is `docker system dial-stdio` on the remote host. This
+    # stand-in for ssh runs exactly that command locally, against the private engine.
+    docker_cli = shutil.which("docker")
+    if docker_cli is None:
+        _unavailable("the docker CLI is missing (apt-get install docker.io)")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    arguments = tmp_path / "ssh-arguments"
+    fake_ssh = bin_dir / "ssh"
+    fake_ssh.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {arguments}\nexec {docker_cli} -H {engine.url} system dial-stdio\n')
+    fake_ssh.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    container = run("over-ssh")
+
+    snapshot = collect("ssh://admin@nas.lan:2222")
+
+    assert snapshot.complete and container in workloads_by_id(snapshot)
+    assert set(arguments.read_text().splitlines()) == {"-l admin -p 2222 -- nas.lan docker system dial-stdio"}
+
+
+def test_every_call_has_a_timeout() -> None:
+    with FakeDocker(generate_containers(3)) as fake:
+        fake.delays["/info"] = 3.0
+        started = time.monotonic()
+        with pytest.raises(SourceError, match=r"source 'engine', engine tcp://127\.0\.0\.1:\d+: no answer within 0\.5 s"):
+            collect(fake.url, timeout=0.5)
+        assert time.monotonic() - started < 2.5
+        fake.delays.clear()
+        running = next(c for c in fake.containers.values() if c.state == "running")
+        fake.delays[f"/containers/{running.id}/json"] = 3.0
+        snapshot = collect(fake.url, timeout=0.5)
+    assert not snapshot.complete and snapshot.errors == [f"container {running.name} ({running.id[:12]}): no answer within 0.5 s"]
 
 
 def test_swarm_services_on_a_manager() -> None:

@@ -7,8 +7,9 @@ unix socket or loopback TCP, with the JSON shapes of a real engine (Docker
 20.10, API 1.41). A real engine stays the reference: tests/test_docker.py
 checks these shapes against one.
 
-It can misbehave on purpose: an HTTP status for a path (``faults``), a
-container that is listed but gone by the time it is inspected (``vanish``).
+It can misbehave on purpose: an HTTP status for a path (``faults``), a slow
+answer (``delays``), a container that is listed but gone by the time it is
+inspected (``vanish``).
 
     with FakeDocker(generate_containers(5000)) as engine:
         DockerConfig(name="big", url=engine.url)
@@ -27,6 +28,7 @@ import os
 import re
 import socketserver
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -263,6 +265,8 @@ class FakeDocker:
         self.socket_path = Path(socket_path) if socket_path is not None else None
         # Path (without the version prefix) -> HTTP status to answer with instead.
         self.faults: dict[str, int] = {}
+        # Path (without the version prefix) -> seconds to wait before answering (a hung engine).
+        self.delays: dict[str, float] = {}
         # Container ids that are listed but answer 404 on inspect (removed in between).
         self.vanish: set[str] = set()
         self.requests: list[str] = []
@@ -343,6 +347,9 @@ def _handler_for(fake: FakeDocker) -> type[BaseHTTPRequestHandler]:
             versioned = _VERSIONED.match(path)
             if versioned:
                 path = versioned.group(1)
+            delay = fake.delays.get(path)
+            if delay:
+                time.sleep(delay)
             status, document = fake.answer(path, parse_qs(parts.query))
             body = document.encode() if isinstance(document, str) else json.dumps(document).encode()
             self.send_response(status)
