@@ -94,8 +94,10 @@ def run_ours(fake: FakeProxmox, workdir: Path, admin_url: str) -> dict[str, Any]
         with db.session() as session:
             vmids = set(session.scalars(select(WorkloadRow.external_id).where(WorkloadRow.removed_at.is_(None))))
             hosts = session.scalar(select(func.count()).select_from(HostRow).where(HostRow.removed_at.is_(None)))
+            guest_hosts = session.execute(select(HostRow.external_id, HostRow.addresses).where(HostRow.kind.in_(["vm", "lxc"]))).all()
         db.dispose()
-        return {"seconds": seconds, "calls": calls, "guests": {int(v.rsplit("/", 1)[1]) for v in vmids}, "hosts": hosts}
+        addressed = {int(external_id.rsplit("/", 1)[1]) for external_id, addresses in guest_hosts if addresses}
+        return {"seconds": seconds, "calls": calls, "guests": {int(v.rsplit("/", 1)[1]) for v in vmids}, "hosts": hosts, "addressed": addressed}
     finally:
         database.drop()
 
@@ -157,7 +159,14 @@ def run_ansible(fake: FakeProxmox, workdir: Path, ansible: str) -> dict[str, Any
     listing = json.loads(done.stdout)
     hostvars = listing.get("_meta", {}).get("hostvars", {})
     guests = {int(v["proxmox_vmid"]) for v in hostvars.values() if "proxmox_vmid" in v}
-    return {"seconds": seconds, "calls": fake.total_calls, "guests": guests, "hosts": len(hostvars)}
+    addressed = {
+        int(v["proxmox_vmid"])
+        for v in hostvars.values()
+        if "proxmox_vmid" in v
+        and (any(i.get("inet") or i.get("inet6") for i in v.get("proxmox_lxc_interfaces", []) if i.get("name") != "lo")
+             or any(i.get("ip-addresses") for i in v.get("proxmox_agent_interfaces", []) if i.get("name") != "lo"))
+    }  # fmt: skip
+    return {"seconds": seconds, "calls": fake.total_calls, "guests": guests, "hosts": len(hostvars), "addressed": addressed}
 
 
 def describe_missing(fake: FakeProxmox, missing: set[int]) -> str:
@@ -216,6 +225,8 @@ def main() -> None:
                   f"{len(theirs['guests'])} guests, {theirs['hosts']} hosts")  # fmt: skip
             print(f"ratio   ansible / ours = {ratio:.1f}x {verdict}")
             print(f"missing ours: {describe_missing(fake, every - ours['guests'])}; ansible: {describe_missing(fake, every - theirs['guests'])}")
+            print(f"addresses: guests with an address, ours {len(ours['addressed'])}, ansible {len(theirs['addressed'])}; "
+                  f"only ours {len(ours['addressed'] - theirs['addressed'])}, only ansible {len(theirs['addressed'] - ours['addressed'])}")  # fmt: skip
 
 
 if __name__ == "__main__":
