@@ -254,17 +254,23 @@ class ProxmoxConnector(Connector):
         try:
             config = client.get(f"{label} config", f"nodes/{node}/{kind}/{vmid}/config")
         except ApiCallFailed as exc:
-            if exc.status == 500 and "does not exist" in exc.message:
-                return result  # deleted or migrated since /cluster/resources: the next poll sees it right
+            # Kept as last seen: a half-read guest would erase what we knew of it. This includes
+            # "does not exist": a guest deleted or migrated since /cluster/resources answered is
+            # seen right by the next poll, and removing it now could be wrong (migration).
             result.errors.append((exc.resource, exc.message))
-            return result  # kept as last seen: a half-read guest would erase what we knew of it
+            return result
         addresses: list[str] | None = None
         if self.config.addresses and resource.get("status") == "running" and not resource.get("template"):
             addresses, error = self._addresses(client, kind, node, vmid, config, label)
             if error:
                 result.errors.append(error)
                 return result
-        result.workload, result.host = guest_records(cluster, resource, config, addresses)
+        try:
+            result.workload, result.host = guest_records(cluster, resource, config, addresses)
+        except (KeyError, TypeError, ValueError) as exc:
+            # An answer of a shape we do not know costs this guest, not the whole cluster.
+            log.debug("source %r: cannot map %s", self.source_name, label, exc_info=True)
+            result.errors.append((label, f"unexpected answer: {type(exc).__name__}: {exc}"))
         return result
 
     def _addresses(
