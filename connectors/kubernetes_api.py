@@ -14,8 +14,10 @@ import gc
 import json
 import logging
 import os
+import ssl
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -185,6 +187,7 @@ class KubernetesApi:
 
     def _get_json(self, path: str, query: list[tuple[str, Any]]) -> Any:
         from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import InsecureRequestWarning
 
         self.limiter.acquire()
         request = self._client.param_serialize(
@@ -194,7 +197,11 @@ class KubernetesApi:
             header_params={"Accept": "application/json"},
             auth_settings=["BearerToken"],
         )
-        response = self._client.call_api(*request, _request_timeout=self.config.timeout)
+        with warnings.catch_warnings():
+            if not self._client.configuration.verify_ssl:
+                # Said once when the client is built; urllib3 would repeat it on every page.
+                warnings.simplefilter("ignore", InsecureRequestWarning)
+            response = self._client.call_api(*request, _request_timeout=self.config.timeout)
         body = response.read()
         if not 200 <= response.status < 300:
             raise ApiException.from_response(http_resp=response, body=None, data=None)
@@ -203,7 +210,7 @@ class KubernetesApi:
     def _explain(self, exc: BaseException, resource: str, what: str) -> ListFailed:
         """A one-line reason without any secret; a 401 becomes a SourceError (the whole source is unreadable)."""
         from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError, MaxRetryError, TimeoutError as Urllib3Timeout
+        from urllib3.exceptions import HTTPError, MaxRetryError, NewConnectionError, SSLError, TimeoutError as Urllib3Timeout
 
         if isinstance(exc, ApiException):
             status = exc.status or 0
@@ -217,6 +224,10 @@ class KubernetesApi:
             return ListFailed(_join(f"HTTP {status}", what, detail), status)
         if isinstance(exc, MaxRetryError) and exc.reason is not None:
             exc = exc.reason
+        if isinstance(exc, (SSLError, ssl.SSLError)):
+            return ListFailed(_join(f"TLS handshake with {self.where} failed", what, _first_line(exc).split("] ", 1)[-1]))
+        if isinstance(exc, NewConnectionError):  # a subclass of the timeout error in urllib3
+            return ListFailed(_join(f"cannot reach {self.where}", what, _first_line(exc).rsplit(": ", 1)[-1]))
         if isinstance(exc, Urllib3Timeout):
             return ListFailed(_join(f"timed out after {self.config.timeout:g}s", what, ""))
         if isinstance(exc, (HTTPError, OSError)):

@@ -303,6 +303,9 @@ class FakeKubernetes:
 class _Handler(BaseHTTPRequestHandler):
     api: FakeKubernetes
     protocol_version = "HTTP/1.1"  # keep-alive, as urllib3 expects of an API server
+    # Headers and body go out in two writes: without TCP_NODELAY each small answer waits
+    # for the client's delayed ACK (40 ms), which would make every page look slow.
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:  # noqa: N802 - the stdlib's naming
         self._answer("GET")
