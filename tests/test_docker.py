@@ -9,6 +9,7 @@ start, these tests skip with the reason on a laptop and fail under CI (CI=true).
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from docker import types as docker_types
 from sqlalchemy import select
 
 from connectors.docker import (
@@ -110,14 +112,23 @@ def run(engine: DockerEngine) -> Iterator[Run]:
     """Create (and by default start) a busybox container; every container is removed after the test."""
     client = engine.client()
 
-    def create(name: str | None = None, command: str = "sleep 600", *, start: bool = True, labels: dict[str, str] | None = None, **options: Any) -> str:
+    def create(
+        name: str | None = None,
+        command: str = "sleep 600",
+        *,
+        start: bool = True,
+        labels: dict[str, str] | None = None,
+        network: str = "none",
+        binds: dict[str, dict[str, str]] | None = None,
+        **options: Any,
+    ) -> str:
         container = client.create_container(
             BUSYBOX_IMAGE,
             command,
             name=name,
             labels=labels or {},
             stop_signal="SIGKILL",
-            host_config=client.create_host_config(network_mode="none"),
+            host_config=client.create_host_config(network_mode=network, binds=binds),
             **options,
         )
         if start:
@@ -129,7 +140,29 @@ def run(engine: DockerEngine) -> Iterator[Run]:
     finally:
         for container in client.containers(all=True):
             client.remove_container(container["Id"], force=True)
+        client.prune_networks()  # a user-defined bridge is a real interface on this machine
+        client.prune_volumes()
         client.close()
+
+
+def private_bridge(client: Any, name: str) -> str:
+    """A user-defined bridge network on a random 10.x.y.0/24; returns "10.x.y.".
+
+    The bridge is a real interface on this machine (no iptables rules are made), and other
+    test sessions may run engines beside this one: a random subnet, retried on overlap.
+    """
+    import docker.errors
+
+    for _ in range(10):
+        prefix = f"10.{random.randint(200, 254)}.{random.randint(0, 255)}."
+        pool = docker_types.IPAMPool(subnet=f"{prefix}0/24", gateway=f"{prefix}1")
+        try:
+            client.create_network(name, driver="bridge", ipam=docker_types.IPAMConfig(pool_configs=[pool]))
+            return prefix
+        except docker.errors.APIError as exc:
+            if "overlap" not in str(exc):
+                raise
+    raise AssertionError("no free 10.x.y.0/24 subnet found for a test bridge")
 
 
 def collect(url: str, name: str = "engine", **options: Any) -> Snapshot:
@@ -214,10 +247,11 @@ def test_default_local_source_offers_only_a_reachable_engine(engine: DockerEngin
 
 def test_running_stopped_and_exited_containers_with_their_engine(engine: DockerEngine, run: Run) -> None:
     healthcheck = {"test": ["CMD", "true"], "interval": 100_000_000, "start_period": 0}
-    running = run("web", labels={"tier": "front"}, healthcheck=healthcheck)
+    client = engine.client()
+    prefix = private_bridge(client, "inventory-test-net")
+    running = run("web", labels={"tier": "front"}, healthcheck=healthcheck, network="inventory-test-net", binds={"inventory-test-data": {"bind": "/data", "mode": "rw"}}, ports=[80])
     exited = run("job", "sh -c 'exit 3'")
     created = run("spare", start=False, healthcheck=healthcheck)
-    client = engine.client()
     # Why a never-started container is not inspected: inspect would add nothing to the list entry.
     never_started = client.inspect_container(created)
     assert "Health" not in never_started["State"] and never_started["RestartCount"] == 0 and never_started["State"]["StartedAt"].startswith("0001")
@@ -242,7 +276,12 @@ def test_running_stopped_and_exited_containers_with_their_engine(engine: DockerE
     assert (web.name, web.status, web.attributes["health"], web.labels) == ("web", "running", "healthy", {"tier": "front"})
     assert web.attributes["restart_count"] == 0 and web.attributes["started_at"].startswith("20")
     assert web.attributes["image"] == BUSYBOX_IMAGE and web.attributes["image_id"].startswith("sha256:")
-    assert web.attributes["networks"]["none"]["id"]
+    network = web.attributes["networks"]["inventory-test-net"]
+    assert network["ip"].startswith(prefix) and network["gateway"] == f"{prefix}1" and network["prefix_length"] == 24
+    assert network["mac"] == client.inspect_container(running)["NetworkSettings"]["Networks"]["inventory-test-net"]["MacAddress"].lower() != ""
+    assert web.attributes["ports"] == [{"private": 80, "type": "tcp"}]
+    assert [(m["type"], m["name"], m["destination"], m["rw"]) for m in web.attributes["mounts"]] == [("volume", "inventory-test-data", "/data", True)]
+    assert job.attributes["networks"] == {"none": {"id": job.attributes["networks"]["none"]["id"]}}
     assert (job.status, job.attributes["exit_code"], job.attributes["command"]) == ("exited", 3, "sh -c 'exit 3'")
     assert job.attributes["started_at"] and job.attributes["finished_at"]
     assert spare.status == "created" and "exit_code" not in spare.attributes and "started_at" not in spare.attributes
