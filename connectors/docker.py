@@ -357,7 +357,6 @@ def describe_error(exc: BaseException, timeout: float) -> str:
 
 def _innermost_text(exc: BaseException) -> str:
     """The OS-level reason buried in urllib3's wrappers ("No such file or directory", "Connection refused")."""
-    found: BaseException = exc
     stack: list[BaseException] = [exc]
     seen: set[int] = set()
     while stack:
@@ -367,11 +366,10 @@ def _innermost_text(exc: BaseException) -> str:
         seen.add(id(error))
         if isinstance(error, OSError) and error.strerror:
             return error.strerror
-        found = error
+        # urllib3 keeps the socket error as a cause, a context, a .reason or an argument.
         stack.extend(e for e in (error.__cause__, error.__context__, getattr(error, "reason", None)) if isinstance(e, BaseException))
         stack.extend(a for a in error.args if isinstance(a, BaseException))
-    text = str(found)
-    return text.rsplit(": ", 1)[-1].rstrip("')\"") if "Errno" in text else text
+    return str(exc)
 
 
 # --- records -------------------------------------------------------------------------------------
@@ -393,22 +391,23 @@ def _key_value_labels(items: Iterable[str] | None) -> dict[str, str]:
     return labels
 
 
-def _endpoint_address(url: str) -> list[str]:
-    host = urlsplit(url).hostname
-    if not host:
-        return []
+def _routable(address: str | None) -> str | None:
+    """An IP address worth correlating on: a loopback address names every machine."""
     try:
-        return [str(ipaddress.ip_address(host))]
+        parsed = ipaddress.ip_address(address or "")
     except ValueError:
-        return []
+        return None
+    return None if parsed.is_loopback or parsed.is_unspecified else str(parsed)
 
 
 def engine_host(info: Mapping[str, Any], engine_id: str, url: str, api_version: str | None) -> Host:
     swarm = info.get("Swarm") or {}
-    addresses = _endpoint_address(url)
-    node_address = swarm.get("NodeAddr")
-    if node_address and node_address not in addresses:
-        addresses.append(str(node_address))
+    # The engine does not report its own addresses: the endpoint's and the swarm's are what is known.
+    addresses: list[str] = []
+    for candidate in (urlsplit(url).hostname, swarm.get("NodeAddr")):
+        address = _routable(candidate)
+        if address and address not in addresses:
+            addresses.append(address)
     attributes = {
         "endpoint": url,
         "os": info.get("OperatingSystem"),

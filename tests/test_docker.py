@@ -32,6 +32,7 @@ from connectors.docker import (
     DockerConnector,
     DockerTLS,
     default_local_source,
+    engine_host,
 )
 from inventory.config import build_config
 from inventory.connector import ConnectorRegistry
@@ -386,6 +387,13 @@ def test_two_engines_reporting_one_id_are_never_merged(db: Database, engine: Doc
     assert all(s.identity is None for s in sources)
 
 
+def test_engine_addresses_for_correlation_come_from_the_endpoint_and_the_swarm() -> None:
+    info = {"ID": "E1", "Name": "nas", "Swarm": {"LocalNodeState": "active", "ControlAvailable": False, "NodeAddr": "192.168.1.21"}}
+    host = engine_host(info, "E1", "tcp://192.168.1.20:2376", "1.41")
+    assert (host.hostname, host.addresses, host.attributes["swarm_role"]) == ("nas", ("192.168.1.20", "192.168.1.21"), "worker")
+    assert engine_host(info, "E1", "ssh://admin@nas.lan", "1.41").addresses == ("192.168.1.21",)
+
+
 def test_tcp_with_mutual_tls(engine: DockerEngine, run: Run, tls_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     # requests would let this replace the source's own CA: the source's settings must win.
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls_files["other_ca"]))
@@ -395,7 +403,7 @@ def test_tcp_with_mutual_tls(engine: DockerEngine, run: Run, tls_files: dict[str
     snapshot = collect(engine.tcp_url, tls=good)
     assert container in workloads_by_id(snapshot)
     assert snapshot.hosts[0].external_id == collect(engine.url).hosts[0].external_id
-    assert snapshot.hosts[0].addresses == ("127.0.0.1",)
+    assert snapshot.hosts[0].addresses == ()  # loopback names every machine: useless for correlation
 
     with pytest.raises(SourceError, match=r"source 'engine', engine tcp://127\.0\.0\.1:\d+: TLS failed"):
         collect(engine.tcp_url, tls=DockerTLS(ca=tls_files["other_ca"], cert=tls_files["cert"], key=tls_files["key"]))
