@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -70,14 +71,19 @@ def start_inventory(*args: str, cwd: Path | None = None, env: dict[str, str] | N
     )
 
 
-def wait_for_line(stream: Any, needle: str, seen: list[str] | None = None) -> str:
-    """Read ``stream`` until a line contains ``needle`` (the caller bounds the time with the process's own end)."""
-    for line in stream:
-        if seen is not None:
+def wait_for_line(process: subprocess.Popen[str], needle: str, seen: list[str] | None = None, timeout: float = 60) -> str:
+    """Read the process's stderr until a line contains ``needle``; kill the process after ``timeout`` seconds."""
+    seen = [] if seen is None else seen
+    watchdog = threading.Timer(timeout, process.kill)
+    watchdog.start()
+    try:
+        for line in process.stderr:  # type: ignore[union-attr]
             seen.append(line)
-        if needle in line:
-            return line
-    raise AssertionError(f"the process ended without printing {needle!r}: {''.join(seen or [])}")
+            if needle in line:
+                return line
+    finally:
+        watchdog.cancel()
+    raise AssertionError(f"the process ended (or was killed after {timeout}s) without printing {needle!r}: {''.join(seen)}")
 
 
 def runs_by_source(db: Database) -> dict[str, list[SyncRun]]:

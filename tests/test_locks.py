@@ -166,7 +166,7 @@ def test_kill_9_during_a_sync_leaves_nothing_behind(tmp_path: Path, database_url
     try:
         process = start_inventory("-v", "-c", str(config), "sync", "--once")
         try:
-            wait_for_line(process.stderr, "source big: writing", [])
+            wait_for_line(process, "source big: writing", [])
             os.kill(process.pid, signal.SIGKILL)
         finally:
             process.wait(timeout=30)

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from inventory.sync import SourceOutcome
 
 log = logging.getLogger("inventory.cli.sync")
+# Phases of each source ("collecting", "writing N objects"): shown with -v, never forced on.
+progress_log = logging.getLogger("inventory.progress")
 
 
 def _duration(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
@@ -98,7 +100,7 @@ class TerminalProgress:
 
 
 def _log_phase(source: str, phase: str) -> None:
-    log.info("source %s: %s", source, phase, extra={"source": source, "phase": phase})
+    progress_log.info("source %s: %s", source, phase, extra={"source": source, "phase": phase})
 
 
 def summary_rows(outcomes: Sequence[SourceOutcome]) -> list[dict[str, Any]]:
@@ -262,7 +264,7 @@ def _sync_loop(
         max_backoff=max_backoff,
         metrics=metrics,
         notifier=notifier,
-        progress=lambda source, phase: log.debug("source %s: %s", source, phase),
+        progress=_log_phase,
     )
     log.info("sync loop started: %d source(s), pid %s", len(loop.schedule), os.getpid())
     with stop_on_signals(loop.request_stop):

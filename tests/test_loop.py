@@ -1,0 +1,171 @@
+"""The long-running sync: cycles with changes between them, backoff of a failing source, SIGTERM, shared services."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from inventory.config import load_config
+from inventory.connector import ConnectorRegistry
+from inventory.locks import source_lock
+from inventory.loop import SyncLoop, backoff_delay
+from inventory.storage.database import Database, open_database
+from inventory.storage.models import Change, HostRow, SyncRun
+from inventory.sync import SourceOutcome
+from sync_support import runs_by_source, run_inventory, start_inventory, wait_for_line, write_config, write_inventory
+
+
+class FakeClock:
+    """Monotonic time that moves only when the loop sleeps: a schedule is checked to the second, instantly."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _loop(db: Database, config_path: Path, clock: FakeClock, **kwargs: object) -> SyncLoop:
+    registry = ConnectorRegistry.discover()
+    config = load_config(config_path, registry=registry, database_url=db.url)
+    return SyncLoop(db, config, registry, clock=clock, sleep=clock.sleep, coordinate=False, **kwargs)  # type: ignore[arg-type]
+
+
+def test_backoff_doubles_up_to_the_cap() -> None:
+    assert [backoff_delay(60, n, 600) for n in range(6)] == [60, 120, 240, 480, 600, 600]
+    # A cap below the interval never makes a failing source retry faster than a healthy one.
+    assert backoff_delay(600, 3, 60) == 600
+
+
+def test_three_cycles_with_changes_between_them(tmp_path: Path, db: Database) -> None:
+    lab = write_inventory(tmp_path / "lab.yaml", 3)
+    config = write_config(tmp_path / "inventory.yaml", db.url, {"lab": lab}, interval="10s")
+    clock = FakeClock()
+
+    def grow_and_stop_one() -> None:  # after cycle 1: one host (with its workload) appears, one workload stops
+        write_inventory(lab, 4)
+        _set_status(lab, "hw0", "stopped")
+
+    edits = {1: grow_and_stop_one, 2: lambda: write_inventory(lab, 2)}  # after cycle 2: two hosts and their workloads go
+    seen: list[SourceOutcome] = []
+
+    def after(outcome: SourceOutcome) -> None:
+        seen.append(outcome)
+        edit = edits.get(len(seen))
+        if edit:
+            edit()
+
+    loop = _loop(db, config, clock, on_outcome=after)
+    assert loop.run(max_cycles=3) == 3
+    assert [o.status for o in seen] == ["success"] * 3
+    assert [(o.result.created, o.result.updated, o.result.removed) for o in seen] == [(6, 0, 0), (2, 1, 0), (0, 1, 4)]  # type: ignore[union-attr]
+    # The loop slept exactly one interval between cycles (jitter 0).
+    assert clock.now == 1000.0 + 2 * 10
+    with db.session() as session:
+        actions = {action: n for action, n in session.execute(select(Change.action, func.count()).group_by(Change.action))}
+        live = session.execute(select(func.count()).select_from(HostRow).where(HostRow.removed_at.is_(None))).scalar_one()
+    assert dict(actions) == {"created": 8, "updated": 2, "removed": 4}
+    assert live == 2
+
+
+def _set_status(path: Path, workload_id: str, status: str) -> None:
+    import yaml
+
+    data = yaml.safe_load(path.read_text())
+    for workload in data["workloads"]:
+        if workload["id"] == workload_id:
+            workload["status"] = status
+    path.write_text(yaml.safe_dump(data))
+
+
+def test_a_failing_source_backs_off_while_the_others_keep_their_pace(tmp_path: Path, db: Database) -> None:
+    files = {"healthy": write_inventory(tmp_path / "healthy.yaml", 2), "flaky": tmp_path / "missing.yaml"}
+    config = write_config(tmp_path / "inventory.yaml", db.url, files, interval="10s")
+    clock = FakeClock()
+    synced_at: dict[str, list[float]] = {"healthy": [], "flaky": []}
+    loop = _loop(db, config, clock, max_backoff=60, on_outcome=lambda o: synced_at[o.source].append(clock.now - 1000.0))
+
+    loop.run(until=1000.0 + 100)
+    assert synced_at["healthy"] == [0, 10, 20, 30, 40, 50, 60, 70, 80, 90]
+    # 2x, 4x, then capped at max_backoff (60s).
+    assert synced_at["flaky"] == [0, 20, 60]
+    flaky = next(s for s in loop.schedule if s.source.name == "flaky")
+    assert flaky.failures == 3
+
+    # The file appears: the next try succeeds and the source is back on its interval.
+    write_inventory(tmp_path / "missing.yaml", 1)
+    loop.run(until=1000.0 + 200)
+    assert synced_at["flaky"][3:] == [120, 130, 140, 150, 160, 170, 180, 190]
+    assert flaky.failures == 0
+    statuses = [r.status for r in runs_by_source(db)["flaky"]]
+    assert statuses[:3] == ["failed"] * 3 and set(statuses[3:]) == {"success"}
+
+
+def test_jitter_spreads_sources_within_its_bounds(tmp_path: Path, sqlite_url: str) -> None:
+    files = {f"s{i}": write_inventory(tmp_path / f"s{i}.yaml", 1, prefix=f"s{i}") for i in range(4)}
+    config = write_config(tmp_path / "inventory.yaml", sqlite_url, files, interval="100s", jitter=0.2)
+    db = open_database(sqlite_url, migrate=True)
+    try:
+        loop = _loop(db, config, FakeClock())
+        loop.run(max_cycles=1)
+        delays = [s.next_due - 1000.0 for s in loop.schedule]
+        assert all(80 <= d <= 120 for d in delays), delays
+        assert len({round(d, 3) for d in delays}) > 1  # not in step
+    finally:
+        db.dispose()
+
+
+def test_services_sharing_one_database_split_the_sources(tmp_path: Path, postgres_url: str) -> None:
+    """A second service finds the sources freshly synced (or busy) and leaves them alone."""
+    files = {name: write_inventory(tmp_path / f"{name}.yaml", 2, prefix=name) for name in ("a", "b", "c")}
+    config_path = write_config(tmp_path / "inventory.yaml", postgres_url, files, interval="5m")
+    db = open_database(postgres_url, migrate=True)
+    try:
+        registry = ConnectorRegistry.discover()
+        config = load_config(config_path, registry=registry, database_url=postgres_url)
+        first = SyncLoop(db, config, registry)
+        first.run(max_cycles=1)
+        outcomes: list[SourceOutcome] = []
+        second = SyncLoop(db, config, registry, on_outcome=outcomes.append)
+        with source_lock(db, "c"):  # a third service is syncing c right now
+            second.run(max_cycles=1)
+        assert {o.source: o.status for o in outcomes} == {"a": "skipped", "b": "skipped", "c": "locked"}
+        assert "synced 0s ago by another process" in outcomes[0].error  # type: ignore[operator]
+        assert {name: len(runs) for name, runs in runs_by_source(db).items()} == {"a": 1, "b": 1, "c": 1}
+    finally:
+        db.dispose()
+
+
+def test_sigterm_mid_sync_finishes_the_source_and_exits_0(tmp_path: Path, database_url: str) -> None:
+    files = {"big": write_inventory(tmp_path / "big.yaml", 1500, prefix="b"), "small": write_inventory(tmp_path / "small.yaml", 2, prefix="s")}
+    config = write_config(tmp_path / "inventory.yaml", database_url, files, interval="1h")
+    db = open_database(database_url, migrate=True)
+    try:
+        process = start_inventory("-v", "-c", str(config), "sync")
+        log: list[str] = []
+        try:
+            wait_for_line(process, "source big: writing", log)
+            os.kill(process.pid, signal.SIGTERM)
+            rest = process.stderr.read()  # type: ignore[union-attr]
+        finally:
+            process.wait(timeout=60)
+        assert process.returncode == 0, "".join(log) + rest
+        assert "SIGTERM received: finishing the source in progress" in rest
+        # The source in progress committed whole; the loop stopped before the next source.
+        assert [(r.status, r.objects) for r in runs_by_source(db)["big"]] == [("success", 3000)]
+        assert "small" not in runs_by_source(db)
+        with db.session() as session:
+            assert session.execute(select(func.count()).select_from(SyncRun).where(SyncRun.status == "running")).scalar_one() == 0
+        # The next sync completes from where it left off.
+        after = run_inventory("-c", str(config), "sync", "--once")
+        assert after.returncode == 0, after.stderr
+        assert "big: success, 3000 objects (0 created, 0 updated, 0 removed, 0 revived, 3000 unchanged)" in after.stdout
+        assert "small: success, 4 objects (4 created" in after.stdout
+    finally:
+        db.dispose()
