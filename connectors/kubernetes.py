@@ -143,12 +143,12 @@ class KubernetesConnector(Connector):
         api = KubernetesApi(self.source_name, self.config)
         try:
             with cyclic_gc_paused():
-                return _Collection(self.source_name, self.config, api).run()
+                return _Collector(self.source_name, self.config, api).run()
         finally:
             api.close()
 
 
-class _Collection:
+class _Collector:
     """One collection run: the lists in dependency order, and what each failure withholds."""
 
     def __init__(self, source_name: str, config: KubernetesConfig, api: KubernetesApi) -> None:

@@ -218,6 +218,40 @@ def test_a_server_error_on_page_two_removes_nothing_on_either_engine(db: Databas
     check_fault_keeps_everything(db, cluster, kubeconfig, lambda api: api.fail_page("pods", page=2, status=500), "pods: HTTP 500 on page 2")
 
 
+def test_pods_whose_nodes_could_not_be_read_are_withheld_not_unlinked(cluster: FakeKubernetes, kubeconfig: Path) -> None:
+    cluster.fail_page("nodes", page=1, status=503)
+    snapshot = connector(kubeconfig).collect()
+    assert not snapshot.complete and snapshot.hosts == []
+    assert snapshot.errors[0].startswith("nodes: HTTP 503 on page 1")
+    scheduled = sum(1 for o in cluster.objects.items["pods"] if (o.get("spec") or {}).get("nodeName"))
+    assert f"pods: {scheduled} pods not updated: their nodes could not be read" in snapshot.errors
+    assert [w.name for w in snapshot.workloads if w.kind == "pod"] == ["bare-pod"]  # unscheduled: nothing to link
+    assert not snapshot.services and any(e.startswith("services: not updated") for e in snapshot.errors)
+    assert {w.kind for w in snapshot.workloads} >= {"deployment", "statefulset", "cronjob"}  # they do not depend on nodes
+
+
+def test_a_deleted_pod_leaves_its_service_and_a_relabelled_pod_joins_another(sqlite_url: str, cluster: FakeKubernetes, kubeconfig: Path) -> None:
+    db = open_database(sqlite_url, migrate=True)
+    try:
+        assert sync_source(db, connector(kubeconfig)).ok
+        cluster.mutate("pods", "db-2", "app-000", None)
+
+        def relabel(pod: dict[str, Any]) -> None:
+            pod["metadata"]["labels"] = {"app": "db"}
+
+        web_pod = next(o["metadata"]["name"] for o in cluster.objects.items["pods"] if o["metadata"]["name"].startswith("web-1-"))
+        cluster.mutate("pods", web_pod, "app-000", relabel)
+        outcome = sync_source(db, connector(kubeconfig))
+        assert outcome.ok and outcome.result is not None and outcome.result.removed == 1, outcome.error
+        with db.session() as session:
+            service = session.scalar(select(ServiceRow).where(ServiceRow.name == "db", ServiceRow.namespace == "app-000"))
+            assert service is not None
+            names = set(session.scalars(select(WorkloadRow.name).join(ServiceMember, ServiceMember.workload_id == WorkloadRow.id).where(ServiceMember.service_id == service.id)))
+            assert names == {"db-0", "db-1", web_pod}
+    finally:
+        db.dispose()
+
+
 def test_an_expired_continue_token_restarts_that_list_once(cluster: FakeKubernetes, kubeconfig: Path) -> None:
     cluster.expire_continue("pods", times=1, page=3)
     snapshot = connector(kubeconfig).collect()
