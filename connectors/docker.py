@@ -10,7 +10,8 @@
 
 Endpoints are read the way the docker CLI reads them: ``unix://``, ``tcp://``
 (TLS when ``tls`` is given), ``ssh://`` through the system ``ssh`` client (so
-``~/.ssh/config`` and the agent work as they do for ``docker -H ssh://...``).
+``~/.ssh/config`` and the agent work as they do for ``docker -H ssh://...``),
+or through paramiko (``ssh_client: paramiko``: one connection for all calls).
 
 Calls per collection: ``/version``, ``/info``, one ``/containers/json?all=1``
 that carries most fields, then one inspect per container for what the list
@@ -37,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -116,6 +117,12 @@ class DockerConfig(SourceConfig):
     timeout: float = Field(default=10.0, gt=0)
     # Container inspects in flight at once.
     concurrency: int = Field(default=8, ge=1, le=64)
+    # ssh:// only. "openssh": the system ssh, as the docker CLI does (~/.ssh/config, agent and
+    # known_hosts apply), but docker-py starts one ssh process per API call: give the host
+    # ControlMaster/ControlPersist in ~/.ssh/config. "paramiko": one SSH connection for all
+    # calls; reads Hostname, User, IdentityFile and ProxyCommand of ~/.ssh/config (not Port:
+    # docker-py makes it 22 unless the URL names one), and the host must be in known_hosts.
+    ssh_client: Literal["openssh", "paramiko"] = "openssh"
     # False: the list call only (one call for any number of containers), without health,
     # restart count, exit code and start times of containers that ran.
     inspect: bool = True
@@ -215,8 +222,7 @@ class DockerConnector(Connector):
                 timeout=self.config.timeout,
                 tls=tls,
                 max_pool_size=self.config.concurrency,
-                # The system ssh, as the docker CLI does: ~/.ssh/config, agent and known_hosts apply.
-                use_ssh_client=True,
+                use_ssh_client=self.config.ssh_client == "openssh",
             )
         except Exception as exc:
             raise SourceError(self.source_name, self._engine_resource, describe_error(exc, self.config.timeout)) from exc

@@ -431,7 +431,40 @@ def test_ssh_endpoint_goes_through_the_system_ssh_client(engine: DockerEngine, r
     snapshot = collect("ssh://admin@nas.lan:2222")
 
     assert snapshot.complete and container in workloads_by_id(snapshot)
-    assert set(arguments.read_text().splitlines()) == {"-l admin -p 2222 -- nas.lan docker system dial-stdio"}
+    invocations = arguments.read_text().splitlines()
+    assert set(invocations) == {"-l admin -p 2222 -- nas.lan docker system dial-stdio"}
+    # docker-py starts one ssh per API call (/version, /info, the list, one inspect): why
+    # ControlMaster, or ssh_client: paramiko, is advised for remote engines with many containers.
+    assert len(invocations) == 4
+
+
+def test_ssh_endpoint_through_paramiko_uses_one_connection(engine: DockerEngine, run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import paramiko
+
+    from inventory.testing.ssh_docker import DIAL_STDIO, SSHDockerServer
+
+    client_key = paramiko.ECDSAKey.generate()
+    server = SSHDockerServer(engine.socket_path, authorized_key=client_key).start()
+    try:
+        ssh_dir = tmp_path / "home" / ".ssh"
+        ssh_dir.mkdir(parents=True)
+        client_key.write_private_key_file(str(ssh_dir / "id_inventory"))
+        (ssh_dir / "config").write_text(f"Host nas.lan\n  HostName 127.0.0.1\n  IdentityFile {ssh_dir / 'id_inventory'}\n")
+        (ssh_dir / "known_hosts").write_text(server.known_hosts_line() + "\n")
+        monkeypatch.setenv("HOME", str(tmp_path / "home"))
+        monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+        containers = {run(f"remote-{i}") for i in range(3)}
+
+        url = f"ssh://admin@nas.lan:{server.port}"  # docker-py makes the port 22 unless the URL names one
+        snapshot = collect(url, ssh_client="paramiko")
+
+        assert snapshot.complete and containers <= set(workloads_by_id(snapshot))
+        assert server.connections == 1 and set(server.commands) == {DIAL_STDIO} and len(server.commands) >= 6
+        (ssh_dir / "known_hosts").write_text("")  # an unknown host key is refused, as OpenSSH would
+        with pytest.raises(SourceError, match=rf"source 'engine', engine {url}: .*not found in known_hosts"):
+            collect(url, ssh_client="paramiko")
+    finally:
+        server.stop()
 
 
 def test_every_call_has_a_timeout() -> None:
