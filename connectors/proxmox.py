@@ -173,8 +173,8 @@ class ProxmoxConnector(Connector):
     def _collect(self, client: ProxmoxClient) -> Snapshot:
         now = utcnow()
         try:
-            status = client.get("cluster status", "cluster/status")
-            resources = client.get("cluster resources", "cluster/resources")
+            status = client.get_list("cluster status", "cluster/status")
+            resources = client.get_list("cluster resources", "cluster/resources")
         except ApiCallFailed as exc:
             raise self._unreadable(exc) from exc
         cluster = cluster_identity(status)
@@ -228,13 +228,13 @@ class ProxmoxConnector(Connector):
     def _check_guest_visibility(self, client: ProxmoxClient, snapshot: Snapshot) -> None:
         """Zero guests: an empty cluster, or a token that may not see any? Ask for its privileges."""
         try:
-            permissions = client.get("access permissions", "access/permissions")
+            permissions = client.get_dict("access permissions", "access/permissions")
         except ApiCallFailed as exc:
             snapshot.fail("guests", f"the cluster lists no guests and the token's privileges could not be checked ({exc.message})")
             return
         # The answer maps each ACL path to {privilege: propagate flag}: holding the privilege is
         # the key being there (its value 0 only means it does not propagate down the tree).
-        if not any(isinstance(privs, Mapping) and "VM.Audit" in privs for privs in (permissions or {}).values()):
+        if not any(isinstance(privs, Mapping) and "VM.Audit" in privs for privs in permissions.values()):
             snapshot.fail(
                 "guests",
                 "the cluster lists no guests, but the token lacks VM.Audit on every path, so Proxmox VE hides all "
@@ -243,7 +243,7 @@ class ProxmoxConnector(Connector):
 
     def _node_status(self, client: ProxmoxClient, node: str) -> tuple[dict[str, Any] | None, str | None]:
         try:
-            return client.get(f"node {node} status", f"nodes/{node}/status"), None
+            return client.get_dict(f"node {node} status", f"nodes/{node}/status"), None
         except ApiCallFailed as exc:
             return None, exc.message
 
@@ -252,7 +252,7 @@ class ProxmoxConnector(Connector):
         label = f"{kind} {vmid} on {node}"
         result = _GuestResult()
         try:
-            config = client.get(f"{label} config", f"nodes/{node}/{kind}/{vmid}/config")
+            config = client.get_dict(f"{label} config", f"nodes/{node}/{kind}/{vmid}/config")
         except ApiCallFailed as exc:
             # Kept as last seen: a half-read guest would erase what we knew of it. This includes
             # "does not exist": a guest deleted or migrated since /cluster/resources answered is

@@ -52,6 +52,7 @@ class ProxmoxClient:
 
         import requests
         from proxmoxer import AuthenticationError, ProxmoxAPI
+        from proxmoxer.core import ResourceException
 
         self._config = config
         self._lock = threading.Lock()
@@ -88,8 +89,9 @@ class ProxmoxClient:
         self._session.proxies.update(requests.utils.get_environ_proxies(config.url))
         self._session.trust_env = False
         self._mount_adapter(requests)
-        self._resource_exception = __import__("proxmoxer.core", fromlist=["ResourceException"]).ResourceException
-        self._request_exception = requests.exceptions.RequestException
+        # Kept on the instance so that get() can name them without importing the SDK at module level.
+        self._resource_exception: type[Exception] = ResourceException
+        self._request_exception: type[Exception] = requests.exceptions.RequestException
 
     def _mount_adapter(self, requests: Any) -> None:
         """Size the connection pool to the worker count; pin the certificate when asked to."""
@@ -107,16 +109,28 @@ class ProxmoxClient:
         with self._lock:
             self.calls += 1
 
+    def get_list(self, resource: str, path: str, **params: Any) -> list[dict[str, Any]]:
+        return self._shaped(resource, self.get(resource, path, **params), list)
+
+    def get_dict(self, resource: str, path: str, *, retry: bool = True, **params: Any) -> dict[str, Any]:
+        return self._shaped(resource, self.get(resource, path, retry=retry, **params), dict)
+
+    @staticmethod
+    def _shaped(resource: str, answer: Any, shape: type) -> Any:
+        if not isinstance(answer, shape) or (shape is list and not all(isinstance(item, dict) for item in answer)):
+            raise ApiCallFailed(resource, f"malformed answer: expected a JSON {shape.__name__}, got {type(answer).__name__}")
+        return answer
+
     def get(self, resource: str, path: str, *, retry: bool = True, **params: Any) -> Any:
         """GET ``path`` (e.g. "cluster/resources"); ``resource`` names it in errors."""
         attempts = 1 + (self._config.retries if retry else 0)
         for attempt in range(attempts):
             self._count()
             try:
-                return self._api(path).get(**params)
+                answer = self._api(path).get(**params)
             except self._resource_exception as exc:
-                status = int(exc.status_code)
-                message = f"HTTP {status} {exc.content or exc.status_message or ''}".strip()
+                status = int(exc.status_code)  # type: ignore[attr-defined]
+                message = f"HTTP {status} {exc.content or exc.status_message or ''}".strip()  # type: ignore[attr-defined]
                 if status in _RETRY_STATUSES and attempt + 1 < attempts:
                     self._back_off(resource, message, attempt)
                     continue
@@ -128,8 +142,10 @@ class ProxmoxClient:
                     self._back_off(resource, message, attempt)
                     continue
                 raise ApiCallFailed(resource, message) from exc
-            except ValueError as exc:  # a body that is not JSON
-                raise ApiCallFailed(resource, f"malformed answer: {exc}") from exc
+            # proxmoxer hands back {"errors": <the raw body>} instead of raising when a body is not JSON.
+            if isinstance(answer, dict) and list(answer) == ["errors"] and isinstance(answer["errors"], bytes):
+                raise ApiCallFailed(resource, "malformed answer: the body is not JSON")
+            return answer
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _back_off(self, resource: str, message: str, attempt: int) -> None:

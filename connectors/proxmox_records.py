@@ -121,6 +121,8 @@ def agent_addresses(answer: Any) -> list[str] | None:
         return None  # e.g. {"result": {"error": {"class": "Unsupported"}}} from old Windows agents
     found = []
     for interface in result:
+        if not isinstance(interface, Mapping):
+            continue
         for entry in interface.get("ip-addresses") or []:
             address = _usable_address(str(entry.get("ip-address", "")))
             if address:
@@ -128,10 +130,14 @@ def agent_addresses(answer: Any) -> list[str] | None:
     return sorted(set(found), key=_address_order)
 
 
-def lxc_addresses(answer: Any) -> list[str]:
+def lxc_addresses(answer: Any) -> list[str] | None:
     """Addresses from ``lxc/{vmid}/interfaces``: entries with ``inet`` / ``inet6`` in CIDR form."""
+    if not isinstance(answer, list):
+        return None
     found = []
-    for interface in answer or []:
+    for interface in answer:
+        if not isinstance(interface, Mapping):
+            continue
         for key in ("inet", "inet6"):
             for text in str(interface.get(key) or "").split():
                 address = _usable_address(text)

@@ -276,6 +276,15 @@ def test_a_guest_config_that_keeps_failing_makes_the_snapshot_incomplete(pve: Fa
     assert ("qemu", "lab/101") not in by_key(snapshot) and ("qemu", "lab/100") in by_key(snapshot)
 
 
+def test_an_answer_that_is_not_json_fails_that_guest_only(pve: FakeProxmox) -> None:
+    pve.faults.fail(r"/lxc/200/config$", 200, "<html>502 Bad Gateway</html>")
+
+    snapshot = connector_for(pve).collect()
+
+    assert not snapshot.complete and any("lxc 200 on pve2 config: malformed answer" in e for e in snapshot.errors)
+    assert ("qemu", "lab/100") in by_key(snapshot)
+
+
 def test_a_transient_error_is_retried(pve: FakeProxmox) -> None:
     pve.faults.fail(r"/cluster/resources$", 595, "Connection timed out", times=1)
 

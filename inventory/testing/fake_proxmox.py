@@ -521,13 +521,13 @@ def _make_handler(fake: FakeProxmox) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base class
             pass
 
-        def _answer(self, status: int, reason: str | None, data: Any, extra_headers: dict[str, str] | None = None) -> None:
-            body = json.dumps({"data": data}).encode()
+        def _answer(self, status: int, reason: str | None, data: Any) -> None:
+            self._answer_raw(status, "application/json;charset=UTF-8", json.dumps({"data": data}).encode(), reason)
+
+        def _answer_raw(self, status: int, content_type: str, body: bytes, reason: str | None = None) -> None:
             self.send_response(status, reason)
-            self.send_header("Content-Type", "application/json;charset=UTF-8")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
-            for key, value in (extra_headers or {}).items():
-                self.send_header(key, value)
             self.end_headers()
             self.wfile.write(body)
 
@@ -545,6 +545,9 @@ def _make_handler(fake: FakeProxmox) -> type[BaseHTTPRequestHandler]:
             raw_body = self.rfile.read(length).decode() if length else ""
             try:
                 failure = fake.injected_failure(api_path)
+                if failure is not None and failure.status == 200:
+                    self._answer_raw(200, "text/html", failure.reason.encode())  # e.g. a proxy's error page
+                    return
                 if failure is not None:
                     raise failure
                 if method == "POST" and api_path == "/access/ticket":

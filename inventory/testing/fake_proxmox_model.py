@@ -79,7 +79,8 @@ class FakeFaults:
     latency: float = 0.0
     # Extra seconds for every call that goes to one node (/nodes/{node}/...).
     slow_nodes: dict[str, float] = field(default_factory=dict)
-    # Path regex -> (HTTP status, reason, how many more times; None = always).
+    # Path regex -> (HTTP status, reason, how many more times; None = always). Status 200
+    # answers the reason as a non-JSON body (what a proxy's error page looks like to a client).
     failures: list[tuple[str, int, str, int | None]] = field(default_factory=list)
     permissions: PermissionMode = "full"
 
