@@ -410,6 +410,11 @@ def test_config_mistakes_are_named(settings: dict[str, Any], message: str) -> No
         build_config({"sources": [{"type": "kubernetes", "name": "k", **settings}]}, registry=REGISTRY)
 
 
+def test_a_context_missing_from_the_kubeconfig_is_a_source_error(kubeconfig: Path) -> None:
+    with pytest.raises(SourceError, match=r"source 'lab', credentials: cannot load credentials for context 'nope'"):
+        connector(kubeconfig, context="nope").collect()
+
+
 def test_all_contexts_of_a_missing_kubeconfig_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read kubeconfig"):
         build_config({"sources": [{"type": "kubernetes", "name": "k", "kubeconfig": str(tmp_path / "nope"), "context": "*"}]}, registry=REGISTRY)
