@@ -199,6 +199,12 @@ def main() -> None:
         print("ansible-inventory: not found (pip install ansible into /tmp/ansible-venv); printing our figures only")
     with FakeProxmox(cluster) as fake, tempfile.TemporaryDirectory(prefix="bench-pve-") as tmp:
         workdir = Path(tmp)
+        with FakeProxmox(build_cluster(nodes=1, guests=0, pools=0)) as empty:
+            # What each side pays before its first guest: process start, imports, login, database.
+            fixed = f"fixed cost (1 node, 0 guests, 0 ms): ours {run_ours(empty, workdir, args.postgres)['seconds']:.2f} s"
+            if ansible:
+                fixed += f", ansible {run_ansible(empty, workdir, ansible)['seconds']:.2f} s"
+            print(fixed)
         for latency_ms in args.latency_ms:
             fake.faults.latency = latency_ms / 1000
             print(f"\n== fake adds {latency_ms:g} ms to every answer ==")
