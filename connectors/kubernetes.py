@@ -159,6 +159,8 @@ class _Collector:
         self.annotations = AnnotationFilter(config.annotation_allowlist)
         self.exact_namespaces = config.namespaces if config.namespaces and not any(_GLOB.search(n) for n in config.namespaces) else None
         self.failed: set[str] = set()
+        # Resources these credentials may not list at all (HTTP 403), as opposed to failed reads.
+        self.forbidden: set[str] = set()
 
     def wanted(self, namespace: str | None) -> bool:
         if namespace is None:
@@ -189,6 +191,8 @@ class _Collector:
                 self.api.list_all(resource, scope, consume, reset)
             except ListFailed as exc:
                 self.fail(label, exc.reason, resource)
+                if exc.status == 403:
+                    self.forbidden.add(resource)
             except (KeyError, TypeError, AttributeError) as exc:  # an object without uid or name
                 self.fail(label, f"unexpected object shape: {type(exc).__name__}: {exc}", resource)
         return results
@@ -205,7 +209,10 @@ class _Collector:
         nodes = self.read("nodes", lambda obj: node_host(obj, self.annotations))
         snapshot.hosts.extend(nodes)
         node_uids = {h.name: h.external_id for h in nodes}
-        nodes_complete = "nodes" not in self.failed
+        # Nodes that failed to read may hold the pods' nodes; nodes that are forbidden (a
+        # namespace-scoped account) never will: then pods land without a host link rather
+        # than never landing at all.
+        nodes_complete = "nodes" not in self.failed or "nodes" in self.forbidden
 
         pod_index = PodIndex()
         pods_withheld = 0

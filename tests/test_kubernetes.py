@@ -230,6 +230,15 @@ def test_pods_whose_nodes_could_not_be_read_are_withheld_not_unlinked(cluster: F
     assert {w.kind for w in snapshot.workloads} >= {"deployment", "statefulset", "cronjob"}  # they do not depend on nodes
 
 
+def test_nodes_forbidden_to_a_namespace_scoped_account_still_let_pods_land_unlinked(cluster: FakeKubernetes, kubeconfig: Path) -> None:
+    cluster.fail_page("nodes", page=1, status=403, times=None)
+    snapshot = connector(kubeconfig, namespaces=["app-000"]).collect()
+    assert not snapshot.complete and snapshot.errors[0].startswith("nodes: forbidden for context 'lab' (HTTP 403)")
+    pods = [w for w in snapshot.workloads if w.kind == "pod"]
+    assert len(pods) == sum(1 for o in cluster.objects.items["pods"] if o["metadata"].get("namespace") == "app-000")
+    assert all(p.host is None for p in pods) and len(snapshot.errors) == 1  # services still land with their members
+
+
 def test_a_deleted_pod_leaves_its_service_and_a_relabelled_pod_joins_another(sqlite_url: str, cluster: FakeKubernetes, kubeconfig: Path) -> None:
     db = open_database(sqlite_url, migrate=True)
     try:
