@@ -3,6 +3,7 @@ side by side with ``ansible-inventory`` and the community.docker ``docker_contai
 
     .venv/bin/python benchmarks/bench_docker.py [--containers 500] [--start-every 10] [--runs 3]
         [--ansible-inventory /tmp/ansible-venv/bin/ansible-inventory] [--postgres URL]
+    .venv/bin/python benchmarks/bench_docker.py --fake 10000     # scale run against the loopback fake
 
 Needs root, dockerd (Debian docker.io) and a static busybox (busybox-static).
 The plugin comes from PyPI's ``ansible`` package (it bundles community.docker):
@@ -121,6 +122,36 @@ def ansible_hosts(output: str) -> int:
     return len(json.loads(output).get("_meta", {}).get("hostvars", {}))
 
 
+def fake_scale_run(count: int, admin_url: str) -> None:
+    """N containers from the fake engine in its own process (as a real engine would be), into PostgreSQL."""
+    with tempfile.TemporaryDirectory(prefix="inv-fake-docker-", dir="/tmp") as tmp:
+        socket_path = Path(tmp) / "docker.sock"
+        command = [sys.executable, "-m", "inventory.testing.fake_docker", "--containers", str(count), "--socket", str(socket_path)]
+        fake = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        assert fake.stdout is not None
+        print(fake.stdout.readline().strip())
+        name, url = create_database(admin_url)
+        try:
+            config = DockerConfig(name="fake", url=f"unix://{socket_path}")
+            import docker
+
+            client = docker.APIClient(base_url=config.url, version="auto")
+            floor, listed = median_time(lambda: client.containers(all=True), 1)
+            print(f"raw floor (one list call as JSON): {floor:6.3f} s  ({len(listed)} containers, {sum(1 for c in listed if needs_inspect(c))} to inspect)")
+            db = open_database(url, migrate=False)
+            first_sync, first = median_time(lambda: sync_source(db, DockerConnector(config)), 1)
+            assert first.ok and first.result is not None, first.error
+            print(f"first sync into PostgreSQL:        {first_sync:6.3f} s  (created {first.result.created})")
+            resync, again = median_time(lambda: sync_source(db, DockerConnector(config)), 1)
+            assert again.ok and again.result is not None, again.error
+            print(f"no-change resync:                  {resync:6.3f} s  (unchanged {again.result.unchanged})")
+            db.dispose()
+        finally:
+            fake.terminate()
+            fake.wait(timeout=10)
+            drop_databases(admin_url, [name])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--containers", type=int, default=500)
@@ -128,7 +159,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--ansible-inventory", default=DEFAULT_ANSIBLE)
     parser.add_argument("--postgres", default=os.environ.get("INVENTORY_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument("--fake", type=int, metavar="N", help="instead: sync N containers from the loopback fake engine (a scale run larger than a test engine holds)")
     args = parser.parse_args()
+    if args.fake:
+        fake_scale_run(args.fake, args.postgres)
+        return
 
     engine = start_engine()
     databases: list[str] = []
