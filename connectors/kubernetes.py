@@ -33,7 +33,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_va
 
 from inventory.connector import Connector, SourceConfig
 from inventory.errors import ConfigError, SourceError
-from inventory.records import Service, Snapshot, Workload
+from inventory.records import Ref, Service, Snapshot, Workload
 from inventory.timeutil import parse_duration
 
 from connectors.kubernetes_api import KubernetesApi, ListFailed, cyclic_gc_paused, default_kubeconfig_paths
@@ -208,7 +208,7 @@ class _Collector:
 
         nodes = self.read("nodes", lambda obj: node_host(obj, self.annotations))
         snapshot.hosts.extend(nodes)
-        node_uids = {h.name: h.external_id for h in nodes}
+        node_refs = {h.name: Ref("node", h.external_id) for h in nodes}
         # Nodes that failed to read may hold the pods' nodes; nodes that are forbidden (a
         # namespace-scoped account) never will: then pods land without a host link rather
         # than never landing at all.
@@ -220,7 +220,7 @@ class _Collector:
 
         def convert_pod(obj: dict[str, Any]) -> Workload | None:
             nonlocal pods_withheld
-            pod = pod_workload(obj, node_uids, self.annotations)
+            pod = pod_workload(obj, node_refs, self.annotations)
             node_name = pod.attributes.get("node")
             if node_name and pod.host is None and not nodes_complete:
                 # Its node may be among those that were not read: an update without the

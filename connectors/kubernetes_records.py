@@ -146,30 +146,35 @@ def node_host(obj: JSON, annotations: AnnotationFilter) -> Host:
 # -- workloads -----------------------------------------------------------------------------
 
 
-def _containers(spec_containers: Iterable[JSON], statuses: Iterable[JSON]) -> list[dict[str, Any]]:
+def _containers(spec_containers: Iterable[JSON], statuses: Iterable[JSON]) -> tuple[list[dict[str, Any]], int]:
+    """Each container's image, digest (from its status) and resources, and the pod's restart count."""
     by_name = {s.get("name"): s for s in statuses}
     result = []
+    restarts = 0
     for c in spec_containers:
-        state = by_name.get(c.get("name")) or {}
-        resources = c.get("resources") or {}
         entry: dict[str, Any] = {"name": c.get("name"), "image": c.get("image")}
-        digest = _digest(state.get("imageID"))
-        if digest:
-            entry["digest"] = digest
-        if resources.get("requests"):
-            entry["requests"] = resources["requests"]
-        if resources.get("limits"):
-            entry["limits"] = resources["limits"]
+        state = by_name.get(entry["name"])
+        if state is not None:
+            restarts += int(state.get("restartCount") or 0)
+            digest = _digest(state.get("imageID"))
+            if digest:
+                entry["digest"] = digest
+        resources = c.get("resources")
+        if resources:
+            if resources.get("requests"):
+                entry["requests"] = resources["requests"]
+            if resources.get("limits"):
+                entry["limits"] = resources["limits"]
         result.append(entry)
-    return result
+    return result, restarts
 
 
-def pod_workload(obj: JSON, node_uids: Mapping[str, str], annotations: AnnotationFilter) -> Workload:
+def pod_workload(obj: JSON, node_refs: Mapping[str, Ref], annotations: AnnotationFilter) -> Workload:
+    """A pod; ``node_refs`` maps node names to their records (a pod names its node, a link needs the uid)."""
     meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
-    statuses = status.get("containerStatuses") or ()
     node_name = spec.get("nodeName")
-    node_uid = node_uids.get(node_name) if node_name else None
     phase = status.get("phase")
+    containers, restarts = _containers(spec.get("containers") or (), status.get("containerStatuses") or ())
     attributes: dict[str, Any] = {
         "phase": phase,
         "node": node_name,
@@ -177,19 +182,19 @@ def pod_workload(obj: JSON, node_uids: Mapping[str, str], annotations: Annotatio
         "host_ip": status.get("hostIP"),
         "qos_class": status.get("qosClass"),
         "ready": _condition(status, "Ready") == "True",
-        "restart_count": sum(int(s.get("restartCount") or 0) for s in statuses),
-        "containers": _containers(spec.get("containers") or (), statuses),
+        "restart_count": restarts,
+        "containers": containers,
         "owner": _owner_text(meta),
     }
     if spec.get("initContainers"):
-        attributes["init_containers"] = _containers(spec["initContainers"], status.get("initContainerStatuses") or ())
+        attributes["init_containers"] = _containers(spec["initContainers"], status.get("initContainerStatuses") or ())[0]
     return Workload(
         kind="pod",
         external_id=meta["uid"],
         name=meta["name"],
         namespace=meta.get("namespace"),
         status=phase,
-        host=Ref("node", node_uid) if node_uid else None,
+        host=node_refs.get(node_name) if node_name else None,
         parent=controller_of(meta),
         labels=meta.get("labels") or {},
         attributes=_with_annotations(attributes, meta, annotations),
