@@ -135,6 +135,14 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _terminate_with_parent() -> None:
+    """In the child before exec: SIGTERM when the process that started it dies (Linux prctl)."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+
+
 def start_engine(*, tls: EngineTLS | None = None, timeout: float = 30.0) -> DockerEngine:
     """Start a private dockerd in a new temporary directory and wait until it answers."""
     problem = engine_problem()
@@ -166,7 +174,16 @@ def start_engine(*, tls: EngineTLS | None = None, timeout: float = 30.0) -> Dock
         ]
     log = (directory / "dockerd.log").open("wb")
     try:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        # Its own session keeps a Ctrl-C for pytest away from it (the fixture stops it in order);
+        # the parent-death signal stops it when pytest is killed before it can.
+        process = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_terminate_with_parent,
+        )
     finally:
         log.close()
     engine = DockerEngine(directory=directory, process=process, tcp_port=port, tls=tls)
