@@ -208,12 +208,15 @@ class _Api:
             raise ApiError(403, f"Permission check failed ({path}, {privilege})")
 
     def permissions(self) -> dict[str, dict[str, int]]:
+        """GET /access/permissions: ACL path -> {privilege: propagate flag}, as a PVEAuditor role gives."""
         if self.faults.permissions == "none":
             return {}
-        audit = {"Sys.Audit": 1, "Datastore.Audit": 1}
+        privileges = {"Sys.Audit": 1, "Datastore.Audit": 1}
+        paths = ["/", "/nodes"]
         if self.faults.permissions == "full":
-            audit |= {"VM.Audit": 1, "Pool.Audit": 1, "SDN.Audit": 1}
-        return {path: dict(audit) for path in ("/", "/nodes", "/storage", "/vms", "/pool", "/access")} if self.faults.permissions == "full" else {"/": audit, "/nodes": audit}
+            privileges |= {"VM.Audit": 1, "Pool.Audit": 1, "SDN.Audit": 1}
+            paths += ["/storage", "/vms", "/pool", "/access"]
+        return {path: dict(privileges) for path in paths}
 
     # -- routing ------------------------------------------------------------------------------
     def get(self, path: str, query: dict[str, str]) -> Any:
