@@ -160,7 +160,10 @@ class SyncLoop:
         else:
             scheduled.failures = 0
             delay = scheduled.interval
-        scheduled.next_due = self.clock() + self._jittered(delay)
+        # Fixed rate from the time the source was due, not from when its sync ended: sources due
+        # together stay together, and a slow source does not drift. A sync longer than its
+        # interval makes the next one due at once (one catch-up, never a burst).
+        scheduled.next_due = max(scheduled.next_due + self._jittered(delay), self.clock())
         self._report(outcome)
         return outcome
 

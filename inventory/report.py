@@ -108,13 +108,25 @@ def _problem_workloads(session: Session, names: dict[int, str]) -> list[dict[str
 
 
 def _idle_hosts(session: Session, names: dict[int, str]) -> list[dict[str, Any]]:
+    """Live hosts that run no live workload, unless the same machine (same SMBIOS uuid or hostname) does
+    under another source: a Proxmox VM that is a Kubernetes node runs pods, under the node's record."""
     live_workload = select(WorkloadRow.id).where(WorkloadRow.host_id == HostRow.id, WorkloadRow.removed_at.is_(None)).exists()
+    busy_uuids, busy_hostnames = set(), set()
+    for machine_uuid, hostname in session.execute(select(HostRow.machine_uuid, HostRow.hostname).where(HostRow.removed_at.is_(None), live_workload)):
+        if machine_uuid:
+            busy_uuids.add(machine_uuid.lower())
+        if hostname:
+            busy_hostnames.add(hostname.lower())
     stmt = (
-        select(HostRow.id, HostRow.source_id, HostRow.kind, HostRow.name, HostRow.status)
+        select(HostRow.id, HostRow.source_id, HostRow.kind, HostRow.name, HostRow.status, HostRow.machine_uuid, HostRow.hostname)
         .where(HostRow.removed_at.is_(None), ~live_workload)
         .order_by(HostRow.source_id, HostRow.name)
     )
-    return [{"id": hid, "source": names[sid], "kind": kind, "name": name, "status": status} for hid, sid, kind, name, status in session.execute(stmt)]
+    return [
+        {"id": hid, "source": names[sid], "kind": kind, "name": name, "status": status}
+        for hid, sid, kind, name, status, machine_uuid, hostname in session.execute(stmt)
+        if (machine_uuid or "").lower() not in busy_uuids and (hostname or "").lower() not in busy_hostnames
+    ]
 
 
 def _services_down(session: Session, names: dict[int, str]) -> list[dict[str, Any]]:

@@ -115,11 +115,12 @@ def cli(ctx: click.Context, config_path: str | None, database_url: str | None, v
 
 
 def _register() -> None:
-    from inventory.cli import db, query, report, status, sync
+    from inventory.cli import db, demo, query, report, status, sync
 
     cli.add_command(sync.sync_command)
     cli.add_command(status.status_command)
     cli.add_command(report.report_command)
+    cli.add_command(demo.demo_command)
     cli.add_command(db.db_group)
     for command in query.COMMANDS:
         cli.add_command(command)

@@ -1,0 +1,70 @@
+"""`inventory demo` end to end in a fresh environment: fakes on loopback, real connectors, queries afterwards."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from sync_support import child_env, run_inventory
+
+
+def fresh_env(tmp_path: Path) -> dict[str, str]:
+    """No config, no database, no kubeconfig, an empty home: what a newcomer's machine has."""
+    home = tmp_path / "home"
+    home.mkdir()
+    return child_env(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), XDG_DATA_HOME=str(home / ".local/share"), KUBECONFIG="", DOCKER_HOST="")
+
+
+def test_demo_runs_end_to_end_and_leaves_a_database_to_query(tmp_path: Path) -> None:
+    env = fresh_env(tmp_path)
+    result = run_inventory("demo", cwd=tmp_path, env=env, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    for source in ("pve", "k3s", "docker01"):
+        assert f"{source} " in out
+    assert out.count(" success ") >= 6  # three sources, two syncs
+    assert "One machine, two sources (3 VMs are Kubernetes nodes" in out
+    assert "k3s/node node-0000 = pve/vm node-0000" in out
+    assert "Failed and stopped workloads: 3" in out and "win11" in out
+    changed = out.split("== What changed ==")[1]
+    assert "created  workload     lxc" in changed and "test-ct-3" in changed
+    assert "removed  workload     pod" in changed
+    assert "monitoring-grafana-1" in changed
+    assert "Traceback" not in result.stderr
+
+    # The queries the demo suggests work on what it made.
+    config = tmp_path / "inventory-demo" / "inventory.yaml"
+    assert config.is_file() and (tmp_path / "inventory-demo" / "inventory.db").is_file()
+    pods = run_inventory("-c", str(config), "workloads", "list", "--source", "k3s", "--kind", "pod", "-o", "json", cwd=tmp_path, env=env)
+    assert pods.returncode == 0, pods.stderr
+    assert len(json.loads(pods.stdout)) == 24
+    stopped = run_inventory("-c", "inventory-demo/inventory.yaml", "workloads", "list", "--status", "stopped", "-o", "json", cwd=tmp_path, env=env)
+    assert {w["name"] for w in json.loads(stopped.stdout)} >= {"win11", "pihole"}
+    assert run_inventory("-c", str(config), "status", "--max-age", "1h", cwd=tmp_path, env=env).returncode == 0
+    report = run_inventory("-c", str(config), "report", "-o", "markdown", cwd=tmp_path, env=env)
+    assert report.returncode == 0 and "## Hosts with no workloads" in report.stdout
+
+    # A second run starts from an empty database again.
+    again = run_inventory("demo", cwd=tmp_path, env=env, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "pve       success  22       22" in again.stdout
+
+
+def test_demo_churn_keeps_the_loop_running(tmp_path: Path) -> None:
+    result = run_inventory("demo", "--dir", str(tmp_path / "lab"), "--churn", "--cycles", "2", "--interval", "0.2s", cwd=tmp_path, env=fresh_env(tmp_path), timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "~ proxmox: nextcloud is now stopped" in result.stdout
+    assert "~ kubernetes: pod" in result.stdout
+    assert "stopped after 2 cycle(s)" in result.stdout
+    assert result.stdout.count("k3s: success") == 2
+
+
+def test_the_cli_imports_no_sdk_and_no_fake() -> None:
+    code = (
+        "import sys, inventory.cli, inventory.loop, inventory.locks, inventory.metrics, inventory.notify, inventory.report\n"
+        "loaded = {'kubernetes', 'proxmoxer', 'docker', 'inventory.demo', 'inventory.testing.fake_proxmox', 'httpx'} & set(sys.modules)\n"
+        "assert not loaded, loaded"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
