@@ -10,6 +10,7 @@ bodies only, never in URLs).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -64,8 +65,11 @@ class ProxmoxClient:
         elif not config.verify_tls:
             verify = False
             log.warning("source %r: TLS certificate verification is off (verify_tls: false)", config.name)
+        elif config.ca_file:
+            verify = str(config.ca_file)
         else:
-            verify = str(config.ca_file) if config.ca_file else True
+            # As requests would (trust_env is switched off below): a CA bundle named in the environment.
+            verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         common: dict[str, Any] = {"port": port, "verify_ssl": verify, "timeout": config.timeout, "backend": "https"}
         if parts.path.strip("/"):
             common["path_prefix"] = parts.path.strip("/")
