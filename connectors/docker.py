@@ -189,6 +189,11 @@ class DockerConnector(Connector):
     config_model = DockerConfig
     config: DockerConfig
 
+    @classmethod
+    def default_sources(cls) -> list[SourceConfig]:
+        local = default_local_source()
+        return [local] if local is not None else []
+
     @property
     def _engine_resource(self) -> str:
         return f"engine {self.config.url}"

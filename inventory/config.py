@@ -11,9 +11,10 @@ newline stripped). Every error names the file and the key path, e.g.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ from inventory.errors import ConfigError, ConnectorUnavailable
 from inventory.notify import NotifySettings
 from inventory.redact import register_secret
 from inventory.timeutil import parse_duration
+
+log = logging.getLogger(__name__)
 
 CONFIG_ENV = "INVENTORY_CONFIG"
 DATABASE_ENV = "INVENTORY_DATABASE_URL"
@@ -111,10 +114,14 @@ def load_config(
     """Find, read and validate the config; raise ConfigError naming file and key on any problem."""
     path = find_config_file(explicit)
     if path is None:
-        raw: dict[str, Any] = {}
-    else:
-        raw = _read_yaml(path)
-    return build_config(raw, path=path, registry=registry, database_url=database_url)
+        # No config anywhere: run with what the connectors find on this machine by themselves.
+        registry = registry or ConnectorRegistry.discover()
+        config = build_config({}, registry=registry, database_url=database_url)
+        offered = registry.default_sources()
+        for source in offered:
+            log.info("no config file found: using the default source %r (%s)", source.name, source.type)
+        return replace(config, sources=offered)
+    return build_config(_read_yaml(path), path=path, registry=registry, database_url=database_url)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -58,6 +58,14 @@ class Connector:
         """One config entry may stand for several sources (e.g. every kubeconfig context)."""
         return [config]
 
+    @classmethod
+    def default_sources(cls) -> list[SourceConfig]:
+        """Sources offered when there is no config file at all (e.g. a reachable local Docker engine).
+
+        Must be cheap and must not import the SDK: it runs on every config-less start.
+        """
+        return []
+
     def collect(self) -> Snapshot:  # pragma: no cover - interface
         raise NotImplementedError
 
@@ -113,6 +121,18 @@ class ConnectorRegistry:
         if entry.loaded is None:
             raise ConnectorUnavailable(f"connector {type_name!r} is unavailable: {entry.error}")
         return entry.loaded
+
+    def default_sources(self) -> list[SourceConfig]:
+        """What every loadable connector offers when no config file exists."""
+        offered: list[SourceConfig] = []
+        for name in self.names():
+            try:
+                offered.extend(self.get(name).default_sources())
+            except ConnectorUnavailable:
+                continue
+            except Exception as exc:  # a connector's probe must not break a config-less start
+                log.warning("connector %r could not offer a default source: %s", name, exc)
+        return offered
 
     def status(self) -> list[dict[str, Any]]:
         """Load every connector and say which work (for `inventory connectors`)."""

@@ -610,3 +610,22 @@ def test_list_only_mode_makes_one_list_call(tmp_path: Path) -> None:
         snapshot = collect(fake.url, inspect=False)
         assert sorted(set(fake.requests)) == ["/containers/json", "/info", "/version"]
     assert snapshot.complete and len(snapshot.workloads) == 40
+
+
+def test_no_config_at_all_offers_the_local_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no config file anywhere, a reachable DOCKER_HOST is the default source 'local'."""
+    from click.testing import CliRunner
+
+    from inventory.cli import cli
+    from inventory.testing.fake_docker import FakeDocker, generate_containers
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("INVENTORY_DATABASE_URL", f"sqlite:///{tmp_path / 'inv.db'}")
+    with FakeDocker(generate_containers(3), socket_path=tmp_path / "docker.sock") as fake:
+        monkeypatch.setenv("DOCKER_HOST", fake.url)
+        result = CliRunner().invoke(cli, ["sync", "--once"])
+        assert result.exit_code == 0, result.output
+        assert "local: success" in result.stdout
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'nothing-here.sock'}")
+    result = CliRunner().invoke(cli, ["sync", "--once"])
+    assert result.exit_code == 2 and "no sources configured" in result.stderr
