@@ -30,7 +30,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -38,34 +37,18 @@ from typing import Any
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from sqlalchemy import create_engine, func, select, text  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from connectors.proxmox import ProxmoxConfig, ProxmoxConnector  # noqa: E402
 from inventory.storage.database import open_database  # noqa: E402
 from inventory.storage.models import HostRow, WorkloadRow  # noqa: E402
 from inventory.testing.fake_proxmox import FakeProxmox, build_cluster  # noqa: E402
+from inventory.testing.scratch_postgres import DEFAULT_ADMIN_URL, ScratchDatabase  # noqa: E402
 
-DEFAULT_POSTGRES = os.environ.get("INVENTORY_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+DEFAULT_POSTGRES = os.environ.get("INVENTORY_TEST_POSTGRES", DEFAULT_ADMIN_URL)
 DEFAULT_ANSIBLE = "/tmp/ansible-venv/bin/ansible-inventory"
 GOALS = {0: 5.0, 10: 10.0}
-
-
-class ScratchDatabase:
-    """A fresh PostgreSQL database, dropped afterwards."""
-
-    def __init__(self, admin_url: str) -> None:
-        self.admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-        self.name = f"inventory_bench_{uuid.uuid4().hex[:10]}"
-        with self.admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{self.name}"'))
-        self.url = make_url(admin_url).set(database=self.name).render_as_string(hide_password=False)
-        open_database(self.url, migrate=True).dispose()
-
-    def drop(self) -> None:
-        with self.admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
-        self.admin.dispose()
 
 
 def run_ours(fake: FakeProxmox, workdir: Path, admin_url: str) -> dict[str, Any]:
@@ -78,8 +61,8 @@ def run_ours(fake: FakeProxmox, workdir: Path, admin_url: str) -> dict[str, Any]
             {"sources": [{"type": "proxmox", "name": "pve", "url": fake.url, "token_id": fake.token_id, "token_secret_file": str(secret), "ca_file": str(fake.ca_file)}]}
         )
     )
-    database = ScratchDatabase(admin_url)
-    try:
+    with ScratchDatabase(admin_url) as database:
+        open_database(database.url, migrate=True).dispose()
         fake.reset_calls()
         started = time.perf_counter()
         done = subprocess.run(
@@ -98,8 +81,6 @@ def run_ours(fake: FakeProxmox, workdir: Path, admin_url: str) -> dict[str, Any]
         db.dispose()
         addressed = {int(external_id.rsplit("/", 1)[1]) for external_id, addresses in guest_hosts if addresses}
         return {"seconds": seconds, "calls": calls, "guests": {int(v.rsplit("/", 1)[1]) for v in vmids}, "hosts": hosts, "addressed": addressed}
-    finally:
-        database.drop()
 
 
 def collect_in_process(fake: FakeProxmox, concurrency: int) -> dict[str, Any]:
