@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import click
-from sqlalchemy.exc import SQLAlchemyError
 
 from inventory import __version__
 from inventory.errors import InventoryError
@@ -35,7 +34,12 @@ class InventoryGroup(click.Group):
             return super().invoke(ctx)
         except InventoryError as exc:
             raise CommandError(str(exc), exc.exit_code) from exc
-        except SQLAlchemyError as exc:
+        except Exception as exc:
+            # SQLAlchemy is imported only by commands that use the database; an error of its
+            # kind can only exist once it is loaded.
+            sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
+            if sqlalchemy_exc is None or not isinstance(exc, sqlalchemy_exc.SQLAlchemyError):
+                raise
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
             raise CommandError(f"database error: {reason[0] if reason else type(exc).__name__}", 1) from exc
 
