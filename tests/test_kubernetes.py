@@ -180,11 +180,11 @@ def test_an_unchanged_cluster_writes_nothing_on_the_second_sync(sqlite_url: str,
 
 
 def check_fault_keeps_everything(db: Database, cluster: FakeKubernetes, kubeconfig: Path, fault: Any, message: str) -> None:
-    good = sync_source(db, connector(kubeconfig, timeout=0.5))
+    good = sync_source(db, connector(kubeconfig))
     assert good.ok, good.error
     fault(cluster)
     cluster.mutate("nodes", "node-0002", None, None)  # a real removal: still must not be applied
-    outcome = sync_source(db, connector(kubeconfig, timeout=0.5))
+    outcome = sync_source(db, connector(kubeconfig, timeout=1.0))
     assert outcome.status == "partial"
     assert message in (outcome.error or ""), outcome.error
     assert outcome.result is not None and outcome.result.removed == 0
@@ -201,7 +201,7 @@ def check_fault_keeps_everything(db: Database, cluster: FakeKubernetes, kubeconf
     ("fault", "message"),
     [
         (lambda api: api.malformed_page("pods", page=3), "pods: malformed JSON on page 3"),
-        (lambda api: api.delay("pods", 2.0, page=2, times=1), "pods: timed out after 0.5s on page 2"),
+        (lambda api: api.delay("pods", 3.0, page=2, times=1), "pods: timed out after 1s on page 2"),
         (lambda api: api.fail_page("deployments", page=1, status=403), "deployments: forbidden for context 'lab' (HTTP 403) on page 1"),
     ],
     ids=["malformed-json", "slow", "forbidden"],
