@@ -62,6 +62,8 @@ class KubernetesConfig(SourceConfig):
     kubeconfig: Path | None = None
     context: str | list[str] | None = None
     in_cluster: bool = False
+    # Where the pod's service account is mounted (token, ca.crt); the Kubernetes default if unset.
+    service_account_dir: Path | None = None
     server: str | None = None
     token: SecretStr | None = None
     ca_file: Path | None = None
@@ -83,7 +85,7 @@ class KubernetesConfig(SourceConfig):
     def _duration(cls, value: Any) -> Any:
         return parse_duration(value) if isinstance(value, str) else value
 
-    @field_validator("kubeconfig", "ca_file")
+    @field_validator("kubeconfig", "ca_file", "service_account_dir")
     @classmethod
     def _anchor(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         if value is None:
@@ -113,6 +115,8 @@ class KubernetesConfig(SourceConfig):
             raise ValueError("in_cluster: true cannot be combined with server, kubeconfig or context")
         if self.server and kubeconfig_keys:
             raise ValueError(f"server cannot be combined with {' or '.join(kubeconfig_keys)}")
+        if self.service_account_dir is not None and not self.in_cluster:
+            raise ValueError("service_account_dir goes with in_cluster: true")
         if (self.token is not None or self.ca_file is not None) and not self.server:
             raise ValueError("token and ca_file go with server (a kubeconfig carries its own credentials)")
         if self.server and not re.match(r"^https?://", self.server):

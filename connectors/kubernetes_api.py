@@ -141,10 +141,15 @@ class KubernetesApi:
         configuration = Configuration()
         try:
             if config.in_cluster:
-                from kubernetes.config.incluster_config import load_incluster_config
+                from kubernetes.config import incluster_config
 
                 self.where = "the in-cluster service account"
-                load_incluster_config(client_configuration=configuration)
+                account = config.service_account_dir
+                loader = incluster_config.InClusterConfigLoader(
+                    token_filename=str(account / "token") if account else incluster_config.SERVICE_TOKEN_FILENAME,
+                    cert_filename=str(account / "ca.crt") if account else incluster_config.SERVICE_CERT_FILENAME,
+                )
+                loader.load_and_set(configuration)
             elif config.server:
                 self.where = f"server {config.server}"
                 configuration.host = config.server.rstrip("/")

@@ -361,15 +361,21 @@ def test_namespace_lists_and_the_annotation_allowlist(cluster: FakeKubernetes, k
     assert all("annotations" not in w.attributes for w in skipped.workloads)  # no allowlist, no annotations
 
 
-def test_server_url_token_and_ca_file_over_verified_tls(tmp_path: Path) -> None:
+@pytest.fixture
+def tls_files(tmp_path: Path) -> dict[str, Path]:
+    """A CA and a server certificate for 127.0.0.1 signed by it."""
     ca = trustme.CA()
     leaf = ca.issue_cert("127.0.0.1")
-    cert, key, ca_file = tmp_path / "server.pem", tmp_path / "server.key", tmp_path / "ca.pem"
-    leaf.private_key_and_cert_chain_pem.write_to_path(str(cert))
-    leaf.private_key_pem.write_to_path(str(key))
-    ca.cert_pem.write_to_path(str(ca_file))
+    files = {"cert": tmp_path / "server.pem", "key": tmp_path / "server.key", "ca": tmp_path / "ca.pem"}
+    leaf.private_key_and_cert_chain_pem.write_to_path(str(files["cert"]))
+    leaf.private_key_pem.write_to_path(str(files["key"]))
+    ca.cert_pem.write_to_path(str(files["ca"]))
+    return files
+
+
+def test_server_url_token_and_ca_file_over_verified_tls(tmp_path: Path, tls_files: dict[str, Path]) -> None:
     (tmp_path / "token").write_text(DEFAULT_TOKEN + "\n")
-    with FakeKubernetes(ClusterSpec(nodes=1, pods=3), tls=(str(cert), str(key))) as api:
+    with FakeKubernetes(ClusterSpec(nodes=1, pods=3), tls=(str(tls_files["cert"]), str(tls_files["key"]))) as api:
         entry = {"type": "kubernetes", "name": "remote", "server": api.url, "token_file": "token", "ca_file": "ca.pem", "page_size": 2}
         config = build_config({"sources": [entry]}, path=tmp_path / "inventory.yaml", registry=REGISTRY)
         snapshot = KubernetesConnector(config.sources[0]).collect()
@@ -382,6 +388,24 @@ def test_server_url_token_and_ca_file_over_verified_tls(tmp_path: Path) -> None:
             KubernetesConnector(config.sources[0].model_copy(update={"ca_file": other_ca})).collect()
         unverified = KubernetesConnector(config.sources[0].model_copy(update={"ca_file": None, "verify_tls": False})).collect()
         assert unverified.complete
+
+
+def test_in_cluster_service_account(tmp_path: Path, tls_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    account = tmp_path / "serviceaccount"
+    account.mkdir()
+    (account / "token").write_text(DEFAULT_TOKEN)
+    (account / "ca.crt").write_bytes(tls_files["ca"].read_bytes())
+    with FakeKubernetes(ClusterSpec(name="incluster", nodes=2, pods=6), tls=(str(tls_files["cert"]), str(tls_files["key"]))) as api:
+        # What the kubelet puts into every pod's environment.
+        monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+        monkeypatch.setenv("KUBERNETES_SERVICE_PORT", api.url.rsplit(":", 1)[1])
+        snapshot = KubernetesConnector(KubernetesConfig(name="self", in_cluster=True, service_account_dir=account)).collect()
+        assert snapshot.complete and len(snapshot.hosts) == 2, snapshot.errors
+        assert snapshot.identity == object_uid("incluster", "namespace", "", "kube-system")
+
+        (account / "token").write_text("revoked-token-0000")
+        with pytest.raises(SourceError, match="unauthorized for the in-cluster service account"):
+            KubernetesConnector(KubernetesConfig(name="self", in_cluster=True, service_account_dir=account)).collect()
 
 
 def test_the_client_side_rate_limit_spaces_calls_after_the_burst() -> None:
@@ -408,6 +432,7 @@ def test_the_rate_limit_applies_to_a_real_collection(cluster: FakeKubernetes, ku
         ({"server": "https://k:6443", "context": "x"}, "server cannot be combined with context"),
         ({"in_cluster": True, "kubeconfig": "k"}, "in_cluster: true cannot be combined"),
         ({"token": "t"}, "token and ca_file go with server"),
+        ({"service_account_dir": "/sa"}, "service_account_dir goes with in_cluster"),
         ({"server": "k:6443"}, "server must be a URL"),
         ({"context": ["a", "*"]}, '"*" stands alone'),
         ({"qps": 0}, "qps"),

@@ -214,7 +214,9 @@ class FakeKubernetes:
         path = split.path.rstrip("/")
         with self._lock:
             self.requests.append((path, query))
-        if self.token is not None and headers.get("Authorization", "") != f"Bearer {self.token}":
+        scheme, _, credential = headers.get("Authorization", "").partition(" ")
+        # The scheme is case-insensitive (RFC 7235): the in-cluster loader sends "bearer".
+        if self.token is not None and (scheme.lower() != "bearer" or credential != self.token):
             return 401, _status(401, "Unauthorized", "Unauthorized"), 0.0
         if method != "GET":
             return 405, _status(405, "MethodNotAllowed", f"the server does not allow this method on the requested resource ({method})"), 0.0
