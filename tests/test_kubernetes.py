@@ -277,7 +277,9 @@ def test_a_continue_token_that_expires_again_fails_the_list(cluster: FakeKuberne
     assert any(e.startswith("pods: the continue token expired again") for e in snapshot.errors), snapshot.errors
 
 
-def test_unauthorized_names_the_context_hides_the_token_and_removes_nothing(db: Database, cluster: FakeKubernetes, kubeconfig: Path, tmp_path: Path) -> None:
+def test_unauthorized_names_the_context_hides_the_token_and_removes_nothing(
+    db: Database, cluster: FakeKubernetes, kubeconfig: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     assert sync_source(db, connector(kubeconfig)).ok
     wrong = "wrong-token-4f9c2b7e1d"
     bad = write_kubeconfig(tmp_path / "bad-kubeconfig", {"lab": cluster}, token=wrong)
@@ -286,7 +288,7 @@ def test_unauthorized_names_the_context_hides_the_token_and_removes_nothing(db: 
     assert "unauthorized for context 'lab'" in str(raised.value) and wrong not in str(raised.value)
     outcome = sync_source(db, connector(bad))
     assert outcome.status == "failed" and "source 'lab', namespace kube-system: unauthorized for context 'lab' (HTTP 401)" in (outcome.error or "")
-    assert wrong not in (outcome.error or "")
+    assert wrong not in (outcome.error or "") and wrong not in caplog.text
     assert removed_count(db) == 0
 
 
@@ -447,6 +449,12 @@ def test_config_mistakes_are_named(settings: dict[str, Any], message: str) -> No
 def test_a_context_missing_from_the_kubeconfig_is_a_source_error(kubeconfig: Path) -> None:
     with pytest.raises(SourceError, match=r"source 'lab', credentials: cannot load credentials for context 'nope'"):
         connector(kubeconfig, context="nope").collect()
+
+
+def test_durations_and_defaults() -> None:
+    config = build_config({"sources": [{"type": "kubernetes", "name": "k", "timeout": "1m30s"}]}, registry=REGISTRY).sources[0]
+    assert isinstance(config, KubernetesConfig)
+    assert config.timeout == 90 and config.verify_tls is True and config.page_size == 500 and config.context is None
 
 
 def test_all_contexts_of_a_missing_kubeconfig_is_a_config_error(tmp_path: Path) -> None:
