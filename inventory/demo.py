@@ -156,6 +156,13 @@ class DemoLab:
     def __exit__(self, *_exc: object) -> None:
         self.stop()
 
+    def forget_requests(self) -> None:
+        """Drop the fakes' request logs (they keep every request for tests; a soak run would grow them)."""
+        self.kubernetes.requests.clear()
+        self.docker.requests.clear()
+        self.proxmox.reset_calls()
+        self.proxmox.requested.clear()
+
     def endpoints(self) -> dict[str, str]:
         return {"kubernetes": self.kubernetes.url, "proxmox": self.proxmox.url, "docker": self.docker.url}
 
@@ -192,15 +199,18 @@ class DemoLab:
         return [d for d in done if d]
 
     def _churn_proxmox(self, step: int) -> str:
+        # Creation and destruction happen in different steps: the fake indexes guests by
+        # (list, length), so one guest swapped for another in a single step would go unseen.
         cluster: FakeCluster = self.proxmox.cluster
         if step % 3 == 0:
-            # An LXC is created, and the one made three steps ago is destroyed.
             vmid = 200 + step % 50
-            old = 200 + (step - 3) % 50
-            cluster.guests[:] = [g for g in cluster.guests if g.vmid != old]
-            cluster.guests.append(_guest(vmid, "lxc", f"test-ct-{step}", f"pve{step % 3 + 1}", tags=("test",)))
+            cluster.guests.append(_guest(vmid, "lxc", f"test-ct-{step}", f"pve{(step // 3) % 3 + 1}", tags=("test",)))
             return f"proxmox: LXC {vmid} test-ct-{step} created"
-        guest = cluster.guest(113 if step % 2 else 111)
+        previous = 200 + (step - 1) % 50
+        if step % 3 == 1 and any(g.vmid == previous for g in cluster.guests):
+            cluster.guests[:] = [g for g in cluster.guests if g.vmid != previous]
+            return f"proxmox: LXC {previous} test-ct-{step - 1} destroyed"
+        guest = cluster.guest(113 if (step // 3) % 2 == 0 else 111)
         guest.status = "stopped" if guest.status == "running" else "running"
         return f"proxmox: {guest.name} is now {guest.status}"
 

@@ -41,7 +41,7 @@ def test_demo_runs_end_to_end_and_leaves_a_database_to_query(tmp_path: Path) -> 
     assert pods.returncode == 0, pods.stderr
     assert len(json.loads(pods.stdout)) == 24
     stopped = run_inventory("-c", "inventory-demo/inventory.yaml", "workloads", "list", "--status", "stopped", "-o", "json", cwd=tmp_path, env=env)
-    assert {w["name"] for w in json.loads(stopped.stdout)} >= {"win11", "pihole"}
+    assert {w["name"] for w in json.loads(stopped.stdout)} >= {"win11", "nextcloud"}
     assert run_inventory("-c", str(config), "status", "--max-age", "1h", cwd=tmp_path, env=env).returncode == 0
     report = run_inventory("-c", str(config), "report", "-o", "markdown", cwd=tmp_path, env=env)
     assert report.returncode == 0 and "## Hosts with no workloads" in report.stdout
