@@ -26,7 +26,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -43,23 +42,6 @@ def rss_mib() -> float:
 
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
-
-
-def fresh_postgres(admin_url: str) -> tuple[str, object]:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    name = f"inventory_soak_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return make_url(admin_url).set(database=name).render_as_string(hide_password=False), drop
 
 
 def main() -> None:
@@ -82,9 +64,12 @@ def main() -> None:
     from inventory.sync import SourceOutcome
 
     workdir = Path(tempfile.mkdtemp(prefix="inventory-soak-"))
-    drop = None
+    scratch = None
     if args.postgres:
-        database_url, drop = fresh_postgres(args.postgres)
+        from inventory.testing.scratch_postgres import ScratchDatabase
+
+        scratch = ScratchDatabase(args.postgres, prefix="inventory_soak")
+        database_url = scratch.url
     else:
         database_url = f"sqlite:///{workdir / 'inventory.db'}"
     registry = ConnectorRegistry.discover()
@@ -119,8 +104,8 @@ def main() -> None:
                 elapsed = time.monotonic() - started
                 print(f"{loop.cycles:>6} {elapsed:>10.1f} {rss:>9.1f} {fds:>5} {threading.active_count():>8} {changes:>8} {len(failures):>9}", flush=True)
         db.dispose()
-    if drop is not None:
-        drop()
+    if scratch is not None:
+        scratch.drop()
 
     if len(samples) < 2:
         print("not enough samples (raise --max-seconds or lower --every)")
