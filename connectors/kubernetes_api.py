@@ -185,6 +185,11 @@ class KubernetesApi:
         self.where = f"context {context!r}"
         kube_config.load_kube_config(config_file=joined, context=context, client_configuration=configuration, persist_config=False)
 
+    @property
+    def client(self) -> Any:
+        """The authenticated ``kubernetes.client.ApiClient`` of this source (for tools that act on objects)."""
+        return self._client
+
     def close(self) -> None:
         self._client.close()
 
