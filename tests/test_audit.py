@@ -27,8 +27,12 @@ def _fill(db: Database, count: int = 5) -> None:
 
 
 def _verify(db: Database):  # type: ignore[no-untyped-def]
+    """Verify, and check that re-hashing in Python finds exactly what the database's own walk finds."""
     with db.session() as session:
-        return verify_chain(session)
+        result = verify_chain(session)
+        here = verify_chain(session, in_python=True)
+    assert (here.problem, here.checked, here.last_seq, here.last_hash) == (result.problem, result.checked, result.last_seq, result.last_hash)
+    return result
 
 
 def _drop_triggers(db: Database) -> None:
@@ -97,6 +101,32 @@ def test_verify_finds_reordered_entries(db: Database) -> None:
         conn.execute(text("UPDATE audit_log SET seq = 4 WHERE seq = -1"))
     result = _verify(db)
     assert result.problem is not None and (result.problem.seq, result.problem.kind) == (3, "out_of_order")
+
+
+def test_awkward_values_hash_the_same_in_python_and_in_postgresql(db: Database) -> None:
+    """PostgreSQL verifies with a payload it builds itself; it must equal the one hashed at append time."""
+    awkward = 'q"uote \\ back/slash\nnew line\ttab\x01\x1f é 漢字 😀 '
+    append(
+        db,
+        AuditRecord(
+            event="tool_call",
+            actor=awkward,
+            outcome="failed",
+            tool="kubernetes.scale_deployment",
+            target_name=awkward,
+            arguments={"replicas": 0, "ratio": 0.1 + 0.2, "big": 2**62, "nested": {"z": [awkward, None, True], "a": -0.0}},
+            approval_id=2**40,
+            error=awkward,
+            duration_ms=0.0004,
+            details={"": awkward},
+        ),
+    )
+    append(db, AuditRecord(event="sync", actor="system:sync", outcome="success", duration_ms=5.0))
+    result = _verify(db)  # PostgreSQL's own payload and hash equal Python's
+    assert result.ok and result.checked == 2, result.problem
+    with db.session() as session:
+        first = list_entries(session)[0]
+    assert first["actor"] == awkward and first["arguments"]["nested"]["z"][0] == awkward and first["duration_us"] == 0
 
 
 def test_checkpoint_catches_removal_of_the_newest_entries(db: Database, tmp_path: Path) -> None:

@@ -1,11 +1,22 @@
 """Appending to the audit log, verifying its chain, reading it back and exporting it.
 
-Every entry stores ``prev_hash`` (the entry before it; 64 zeros for the first)
-and ``entry_hash = sha256(prev_hash + "\\n" + canonical JSON of its fields)``.
-The fields hashed are every column but ``seq`` and the two hashes: an entry's
-place is protected by the link to its predecessor, so that moving, removing or
-inserting an entry breaks the link where it happened, and editing one breaks
-its own hash.
+Every entry stores ``prev_hash`` (the entry before it; 64 zeros for the first) and
+``entry_hash = sha256(prev_hash + "\\n" + payload)``, where the payload is
+
+    json.dumps([at, event, actor, tool, target, target_name, source, tool_class, decision,
+                matched_rule, approver, approval_id, outcome, error, duration_us, policy_hash],
+               ensure_ascii=False)
+    + "\\n" + arguments + "\\n" + details
+
+``at`` as ``YYYY-MM-DDTHH:MM:SS.ffffff+00:00``, and ``arguments`` / ``details`` the
+canonical JSON text stored in the entry (sorted keys, no spaces; ``null`` when
+absent). ``seq`` is not hashed: an entry's place is protected by the link to its
+predecessor, so that moving, removing or inserting an entry breaks the link where
+it happened, and editing one breaks its own hash.
+
+The payload is defined so that PostgreSQL can build it itself (``json_build_array``
+formats a flat array exactly as ``json.dumps`` does, and the json columns keep
+their text): verification there only hashes what the server sends.
 
 Several writers append safely: on PostgreSQL the appending transaction takes a
 transaction-scoped advisory lock before reading the last entry; on SQLite the
@@ -19,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -36,7 +47,7 @@ from inventory.timeutil import utcnow
 GENESIS_HASH = "0" * 64
 # Any constant shared by every appender: it names "the audit chain" in pg_advisory_xact_lock.
 _PG_CHAIN_LOCK = 0x1A0D_17C4A1
-HASHED_FIELDS = (
+SCALAR_FIELDS = (
     "at",
     "event",
     "actor",
@@ -44,7 +55,6 @@ HASHED_FIELDS = (
     "target",
     "target_name",
     "source",
-    "arguments",
     "tool_class",
     "decision",
     "matched_rule",
@@ -52,11 +62,17 @@ HASHED_FIELDS = (
     "approval_id",
     "outcome",
     "error",
-    "duration_ms",
+    "duration_us",
     "policy_hash",
-    "details",
 )
-_COLUMNS = ("seq", *HASHED_FIELDS, "prev_hash", "entry_hash")
+JSON_FIELDS = ("arguments", "details")
+_COLUMNS = ("seq", *SCALAR_FIELDS, *JSON_FIELDS, "prev_hash", "entry_hash")
+# The same payload, built by PostgreSQL (see the module docstring).
+_PG_PAYLOAD = (
+    "json_build_array(to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'), "
+    + ", ".join(SCALAR_FIELDS[1:])
+    + ")::text || E'\\n' || coalesce(arguments::text, 'null') || E'\\n' || coalesce(details::text, 'null')"
+)
 
 
 @dataclass
@@ -82,15 +98,14 @@ class AuditRecord:
     details: Mapping[str, Any] | None = None
 
 
-def _json_safe(value: Any) -> Any:
-    """Plain JSON types only, so that what is hashed is exactly what the database gives back."""
+def canonical_json(value: Any) -> str | None:
     if value is None:
         return None
-    return json.loads(json.dumps(value, default=str, ensure_ascii=False))
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def prepare_fields(record: AuditRecord, at: datetime) -> dict[str, Any]:
-    """The stored, hashed fields of a record: secrets redacted at any depth, values JSON-plain."""
+    """The stored, hashed fields of a record: secrets redacted at any depth, JSON as canonical text."""
     return {
         "at": at,
         "event": record.event,
@@ -99,7 +114,6 @@ def prepare_fields(record: AuditRecord, at: datetime) -> dict[str, Any]:
         "target": redact_text(record.target) if record.target else record.target,
         "target_name": record.target_name,
         "source": record.source,
-        "arguments": _json_safe(redact_value(dict(record.arguments))) if record.arguments is not None else None,
         "tool_class": record.tool_class,
         "decision": record.decision,
         "matched_rule": record.matched_rule,
@@ -107,26 +121,37 @@ def prepare_fields(record: AuditRecord, at: datetime) -> dict[str, Any]:
         "approval_id": record.approval_id,
         "outcome": record.outcome,
         "error": redact_text(record.error) if record.error else record.error,
-        # Rounded so that the float survives every engine's storage unchanged.
-        "duration_ms": round(record.duration_ms, 3) if record.duration_ms is not None else None,
+        "duration_us": round(record.duration_ms * 1000) if record.duration_ms is not None else None,
         "policy_hash": record.policy_hash,
-        "details": _json_safe(redact_value(dict(record.details))) if record.details is not None else None,
+        "arguments": canonical_json(redact_value(dict(record.arguments))) if record.arguments is not None else None,
+        "details": canonical_json(redact_value(dict(record.details))) if record.details is not None else None,
     }
 
 
-def _canonical_at(at: datetime) -> str:
+def canonical_at(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+def payload(fields: Mapping[str, Any]) -> str:
+    scalars = [canonical_at(fields["at"]), *(fields[name] for name in SCALAR_FIELDS[1:])]
+    arguments, details = fields["arguments"], fields["details"]
+    return f"{json.dumps(scalars, ensure_ascii=False)}\n{'null' if arguments is None else arguments}\n{'null' if details is None else details}"
+
+
 def compute_hash(prev_hash: str, fields: Mapping[str, Any]) -> str:
-    payload = {name: fields[name] for name in HASHED_FIELDS}
-    payload["at"] = _canonical_at(fields["at"])
-    text_form = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(f"{prev_hash}\n{text_form}".encode()).hexdigest()
+    return _digest(prev_hash, payload(fields))
+
+
+def _digest(prev_hash: str, payload_text: str) -> str:
+    return hashlib.sha256(f"{prev_hash}\n{payload_text}".encode()).hexdigest()
 
 
 def append_in(session: Session, record: AuditRecord) -> tuple[int, str]:
-    """Append one entry inside the caller's write transaction; returns (seq, entry_hash)."""
+    """Append one entry inside the caller's write transaction (e.g. with the approval it settles).
+
+    Returns (seq, entry_hash). On PostgreSQL the chain lock is held until the caller's
+    commit is on disk; ``append`` has a faster path for an entry on its own.
+    """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_CHAIN_LOCK})
     last = session.execute(select(AuditEntry.seq, AuditEntry.entry_hash).order_by(AuditEntry.seq.desc()).limit(1)).first()
@@ -138,8 +163,60 @@ def append_in(session: Session, record: AuditRecord) -> tuple[int, str]:
     return seq, entry_hash
 
 
+# Values of the server-side append function (migration 0002_audit), in its parameter order.
+_PG_APPEND = (
+    "SELECT audit_append("
+    + ", ".join(f"%({name})s" for name in SCALAR_FIELDS[1:])
+    + ", %(arguments)s::json, %(details)s::json)"
+)
+# A synchronous commit flushes the WAL up to its own commit record, which lies after every
+# record committed before it: once it returns, our asynchronously committed entry is on disk.
+_PG_FLUSH = "BEGIN; SELECT txid_current(); COMMIT"
+
+
+def _append_postgres(db: Database, record: AuditRecord) -> int:
+    """The hot path of ``append`` on PostgreSQL: two round trips, and the chain lock held by the server only.
+
+    The first round trip is one pipelined transaction: ``audit_append()`` (migration
+    0002_audit) locks the chain, reads its head, hashes and inserts on the server, and
+    the commit does not wait for the disk, so the lock is released within microseconds.
+    The second, outside the lock, is a tiny synchronous commit that waits for the WAL
+    flush, shared with the other appenders (group commit) instead of queued.
+    """
+    import psycopg
+
+    # Redaction and serialization happen before the lock; the server stamps the time.
+    fields = prepare_fields(record, utcnow())
+    pooled = db.engine.raw_connection()
+    try:
+        conn: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
+        was_autocommit = conn.autocommit
+        conn.autocommit = True  # the transaction is spelled out below
+        try:
+            with conn.cursor() as control, conn.cursor() as appending:
+                with conn.pipeline():
+                    control.execute("BEGIN")
+                    control.execute("SET LOCAL synchronous_commit TO off")
+                    appending.execute(_PG_APPEND, fields)
+                    control.execute("COMMIT")
+                row = appending.fetchone()
+                control.execute(_PG_FLUSH)
+        except BaseException:
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.rollback()
+            raise
+        finally:
+            conn.autocommit = was_autocommit
+    finally:
+        pooled.close()
+    assert row is not None
+    return int(row[0])
+
+
 def append(db: Database, record: AuditRecord) -> int:
-    """Append one entry in its own transaction; returns its seq."""
+    """Append one entry in its own transaction; returns its seq once it is durable."""
+    if db.dialect == "postgresql":
+        return _append_postgres(db, record)
     with db.write_session() as session:
         seq, _ = append_in(session, record)
     return seq
@@ -175,57 +252,117 @@ class Checkpoint:
     entry_hash: str
 
 
-def _rows(session: Session, batch: int = 10_000) -> Iterator[Any]:
+def _chain_rows(session: Session, batch: int = 20_000) -> Iterator[tuple[int, str, str, str]]:
+    """(seq, prev_hash, entry_hash, payload) in chain order, streamed, the payload rebuilt in Python."""
     columns = [getattr(AuditEntry, name) for name in _COLUMNS]
-    result = session.execute(
-        select(*columns).order_by(AuditEntry.seq).execution_options(stream_results=True, yield_per=batch)
+    result = session.execute(select(*columns).order_by(AuditEntry.seq).execution_options(stream_results=True, yield_per=batch))
+    for row in result:
+        fields = row._mapping
+        yield fields["seq"], fields["prev_hash"], fields["entry_hash"], payload(fields)
+
+
+def verify_chain(session: Session, checkpoint: Checkpoint | None = None, *, in_python: bool = False) -> VerifyResult:
+    """Walk the chain in seq order and stop at the first entry that was changed, removed or moved.
+
+    On PostgreSQL the server walks and re-hashes the chain itself (one scan, no rows sent);
+    ``in_python`` instead rebuilds and re-hashes every entry here, the way an export is
+    checked off the box. Both find the same first problem.
+    """
+    if session.get_bind().dialect.name == "postgresql" and not in_python:
+        result = _verify_on_server(session)
+    else:
+        result = _verify_here(session)
+    if result.ok and checkpoint is not None:
+        _check_checkpoint(session, result, checkpoint)
+    return result
+
+
+def _removed(expected_seq: int, seq: int) -> VerifyProblem:
+    gap = f" (entries {expected_seq}..{seq - 1} were removed)" if seq - 1 > expected_seq else " (removed)"
+    return VerifyProblem(expected_seq, "removed", f"entry {expected_seq} is missing{gap}")
+
+
+def _out_of_order(seq: int) -> VerifyProblem:
+    return VerifyProblem(
+        seq, "out_of_order", f"entry {seq} does not follow entry {seq - 1}: the chain breaks here (an entry was removed, inserted or moved at this point)"
     )
-    yield from result
 
 
-def verify_chain(session: Session, checkpoint: Checkpoint | None = None) -> VerifyResult:
-    """Walk the chain in seq order and stop at the first entry that was changed, removed or moved."""
+def _changed(seq: int) -> VerifyProblem:
+    return VerifyProblem(seq, "changed", f"entry {seq} was changed: its content no longer matches its hash")
+
+
+def _verify_here(session: Session) -> VerifyResult:
     result = VerifyResult()
     expected_seq, prev_hash = 1, GENESIS_HASH
-    checkpoint_seen = False
-    for row in _rows(session):
-        fields = row._mapping
-        seq = fields["seq"]
+    sha256 = hashlib.sha256
+    for seq, stored_prev, entry_hash, payload_text in _chain_rows(session):
         if seq != expected_seq:
-            result.problem = VerifyProblem(
-                expected_seq,
-                "removed",
-                f"entry {expected_seq} is missing" + (f" (entries {expected_seq}..{seq - 1} were removed)" if seq - 1 > expected_seq else " (removed)"),
-            )
-            return result
-        if fields["prev_hash"] != prev_hash:
-            result.problem = VerifyProblem(
-                seq,
-                "out_of_order",
-                f"entry {seq} does not follow entry {seq - 1}: the chain breaks here "
-                "(an entry was removed, inserted or moved at this point)",
-            )
-            return result
-        if compute_hash(prev_hash, fields) != fields["entry_hash"]:
-            result.problem = VerifyProblem(seq, "changed", f"entry {seq} was changed: its content no longer matches its hash")
-            return result
-        if checkpoint is not None and seq == checkpoint.seq:
-            checkpoint_seen = True
-            if fields["entry_hash"] != checkpoint.entry_hash:
-                result.problem = VerifyProblem(seq, "checkpoint", f"entry {seq} differs from the exported checkpoint")
-                return result
-        prev_hash = fields["entry_hash"]
+            result.problem = _removed(expected_seq, seq)
+        elif stored_prev != prev_hash:
+            result.problem = _out_of_order(seq)
+        elif sha256(f"{prev_hash}\n{payload_text}".encode()).hexdigest() != entry_hash:
+            result.problem = _changed(seq)
+        if result.problem is not None:
+            break
+        prev_hash = entry_hash
         result.checked += 1
         result.last_seq, result.last_hash = seq, prev_hash
         expected_seq = seq + 1
-    if checkpoint is not None and not checkpoint_seen:
+    return result
+
+
+# Every entry's position, link and hash, checked by the server in one ordered scan.
+_PG_WALK = f"""
+WITH walked AS (
+    SELECT seq,
+           row_number() OVER w AS position,
+           prev_hash = coalesce(lag(entry_hash) OVER w, repeat('0', 64)) AS linked,
+           encode(sha256(convert_to(prev_hash || E'\\n' || {_PG_PAYLOAD}, 'UTF8')), 'hex') = entry_hash AS intact
+    FROM audit_log
+    WINDOW w AS (ORDER BY seq)
+)
+SELECT seq, position, linked, intact FROM walked
+WHERE seq <> position OR NOT linked OR NOT intact
+ORDER BY seq LIMIT 1
+"""
+
+
+def _verify_on_server(session: Session) -> VerifyResult:
+    result = VerifyResult()
+    bad = session.execute(text(_PG_WALK)).first()
+    if bad is None:
+        last = session.execute(select(AuditEntry.seq, AuditEntry.entry_hash).order_by(AuditEntry.seq.desc()).limit(1)).first()
+        if last is not None:
+            result.checked, result.last_seq, result.last_hash = last.seq, last.seq, last.entry_hash
+        return result
+    seq, position, linked, intact = bad
+    if seq != position:
+        result.problem = _removed(position, seq)
+    elif not linked:
+        result.problem = _out_of_order(seq)
+    else:
+        result.problem = _changed(seq)
+    result.checked = position - 1
+    before = session.execute(
+        select(AuditEntry.seq, AuditEntry.entry_hash).where(AuditEntry.seq < seq).order_by(AuditEntry.seq.desc()).limit(1)
+    ).first()
+    if before is not None:
+        result.last_seq, result.last_hash = before.seq, before.entry_hash
+    return result
+
+
+def _check_checkpoint(session: Session, result: VerifyResult, checkpoint: Checkpoint) -> None:
+    """The exported entry must still be there with the same hash (the chain alone cannot show a cut-off tail)."""
+    stored = session.execute(select(AuditEntry.entry_hash).where(AuditEntry.seq == checkpoint.seq)).scalar()
+    if stored is None:
         result.problem = VerifyProblem(
             checkpoint.seq,
             "removed",
-            f"entry {checkpoint.seq} of the exported checkpoint is gone: the log ends at entry {result.last_seq} "
-            "(the newest entries were removed)",
+            f"entry {checkpoint.seq} of the exported checkpoint is gone: the log ends at entry {result.last_seq} (the newest entries were removed)",
         )
-    return result
+    elif stored != checkpoint.entry_hash:
+        result.problem = VerifyProblem(checkpoint.seq, "checkpoint", f"entry {checkpoint.seq} differs from the exported checkpoint")
 
 
 def read_checkpoint(path: str | Path) -> Checkpoint:
@@ -258,7 +395,13 @@ class AuditFilter:
 
 
 def entry_row(entry: Any) -> dict[str, Any]:
-    return {name: getattr(entry, name) for name in _COLUMNS}
+    """An entry as plain values: JSON parsed, duration also in milliseconds for people."""
+    row = {name: getattr(entry, name) for name in _COLUMNS}
+    for name in JSON_FIELDS:
+        if row[name] is not None:
+            row[name] = json.loads(row[name])
+    row["duration_ms"] = None if row["duration_us"] is None else row["duration_us"] / 1000
+    return row
 
 
 def list_entries(session: Session, flt: AuditFilter = AuditFilter()) -> list[dict[str, Any]]:
@@ -304,11 +447,12 @@ def get_entry(session: Session, seq: int) -> dict[str, Any]:
 
 
 def export_jsonl(session: Session, out: IO[str], flt: AuditFilter = AuditFilter()) -> int:
-    """One JSON object per line, with both hashes: the last line is a checkpoint for `audit verify`."""
+    """One JSON object per line, every hashed field as stored (JSON fields as their canonical text) and both
+    hashes: each line can be re-hashed off the box, and the last line is a checkpoint for `audit verify`."""
     count = 0
     for entry in _select(session, flt):
-        row = entry_row(entry)
-        row["at"] = _canonical_at(row["at"])
+        row = {name: getattr(entry, name) for name in _COLUMNS}
+        row["at"] = canonical_at(row["at"])
         out.write(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n")
         count += 1
     return count

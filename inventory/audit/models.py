@@ -16,13 +16,39 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Index, Integer, String, Text, cast
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.types import UserDefinedType
 
 from inventory.storage.models import Base, Id, JsonValue, UTCDateTime
 from inventory.timeutil import utcnow
 
 AUDIT_TABLE = "audit_log"
+
+
+class _TextPreservingJson(UserDefinedType[str]):
+    """PostgreSQL ``json`` (not ``jsonb``) read and written as text: it keeps the exact bytes that were hashed.
+
+    jsonb would re-order keys and re-space the text, so an entry's hash could only be
+    checked after parsing and re-serializing every entry; with ``json`` verification
+    hashes the stored text as it is (see inventory/audit/log.py).
+    """
+
+    cache_ok = True
+
+    def get_col_spec(self, **_kw: Any) -> str:
+        return "JSON"
+
+    def bind_expression(self, bindvalue: Any) -> Any:
+        return cast(cast(bindvalue, Text), postgresql.JSON)
+
+    def column_expression(self, colexpr: Any) -> Any:
+        return cast(colexpr, Text)
+
+
+# Canonical JSON text (sorted keys, no spaces): TEXT on SQLite, json on PostgreSQL.
+CanonicalJson = Text().with_variant(_TextPreservingJson(), "postgresql")
 
 
 class AuditEntry(Base):
@@ -44,19 +70,21 @@ class AuditEntry(Base):
     target: Mapped[str | None] = mapped_column(String(1000))
     target_name: Mapped[str | None] = mapped_column(String(500))
     source: Mapped[str | None] = mapped_column(String(200))
-    arguments: Mapped[dict[str, Any] | None] = mapped_column(JsonValue)
+    # Canonical JSON text of the redacted arguments (the exact text that was hashed).
+    arguments: Mapped[str | None] = mapped_column(CanonicalJson)
     tool_class: Mapped[str | None] = mapped_column(String(20))
     # allow | require_approval | deny (for sync entries: "n/a")
     decision: Mapped[str | None] = mapped_column(String(20))
     matched_rule: Mapped[str | None] = mapped_column(String(200))
     approver: Mapped[str | None] = mapped_column(String(200))
     approval_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
-    # success | failed | denied | pending | rejected | dry_run | partial
+    # success | failed | denied | invalid | pending | approved | rejected | dry_run | partial
     outcome: Mapped[str] = mapped_column(String(20))
     error: Mapped[str | None] = mapped_column(Text)
-    duration_ms: Mapped[float | None] = mapped_column(Float)
+    # Microseconds, an integer: it reads back identically on every engine.
+    duration_us: Mapped[int | None] = mapped_column(BigInteger)
     policy_hash: Mapped[str | None] = mapped_column(String(64))
-    details: Mapped[dict[str, Any] | None] = mapped_column(JsonValue)
+    details: Mapped[str | None] = mapped_column(CanonicalJson)
     prev_hash: Mapped[str] = mapped_column(String(64))
     entry_hash: Mapped[str] = mapped_column(String(64), unique=True)
 

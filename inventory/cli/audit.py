@@ -78,16 +78,17 @@ def show_command(app: AppContext, seq: int, output: str) -> None:
 
 @audit_group.command("verify")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, exists=True), help="An earlier `audit export`: its last entry must still be there, unchanged.")
+@click.option("--in-python", is_flag=True, help="Re-hash every entry here instead of in the database (PostgreSQL walks it itself).")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_obj
-def verify_command(app: AppContext, checkpoint: str | None, output: str) -> None:
+def verify_command(app: AppContext, checkpoint: str | None, in_python: bool, output: str) -> None:
     """Walk the hash chain; report the first entry changed, removed or out of order, and exit 1 if any."""
     from inventory.audit.log import read_checkpoint, verify_chain
     from inventory.render import to_json
 
     mark = read_checkpoint(checkpoint) if checkpoint else None
     with app.database().session() as session:
-        result = verify_chain(session, mark)
+        result = verify_chain(session, mark, in_python=in_python)
     if output == "json":
         click.echo(
             to_json(

@@ -23,6 +23,46 @@ depends_on = None
 _ID = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
 _JSON = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), 'postgresql')
 _REFUSAL = 'audit_log is append-only'
+# The audit log's JSON is kept as the exact canonical text that was hashed: json, not jsonb, on PostgreSQL.
+_CANONICAL_JSON = sa.Text().with_variant(postgresql.JSON(astext_type=sa.Text()), 'postgresql')
+
+# Appending on PostgreSQL in one round trip: lock the chain, read its head, hash, insert, all
+# on the server, so that the lock is held for microseconds instead of client round trips.
+# The payload is exactly the one inventory/audit/log.py defines (and hashes on SQLite); the
+# lock key is log.py's _PG_CHAIN_LOCK. A VOLATILE function takes a new snapshot per statement,
+# so the head is read after the lock is granted.
+_APPEND_FUNCTION = r"""
+CREATE FUNCTION audit_append(
+    p_event text, p_actor text, p_tool text, p_target text, p_target_name text, p_source text,
+    p_tool_class text, p_decision text, p_matched_rule text, p_approver text, p_approval_id bigint,
+    p_outcome text, p_error text, p_duration_us bigint, p_policy_hash text, p_arguments json, p_details json
+) RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    last_seq bigint;
+    last_hash text;
+    new_at timestamptz;
+    new_payload text;
+BEGIN
+    PERFORM pg_advisory_xact_lock(111888811169);
+    SELECT seq, entry_hash INTO last_seq, last_hash FROM audit_log ORDER BY seq DESC LIMIT 1;
+    last_seq := coalesce(last_seq, 0);
+    last_hash := coalesce(last_hash, repeat('0', 64));
+    new_at := clock_timestamp();
+    new_payload := json_build_array(
+        to_char(new_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'), p_event, p_actor, p_tool,
+        p_target, p_target_name, p_source, p_tool_class, p_decision, p_matched_rule, p_approver,
+        p_approval_id, p_outcome, p_error, p_duration_us, p_policy_hash
+    )::text || E'\n' || coalesce(p_arguments::text, 'null') || E'\n' || coalesce(p_details::text, 'null');
+    INSERT INTO audit_log (seq, at, event, actor, tool, target, target_name, source, arguments, tool_class,
+        decision, matched_rule, approver, approval_id, outcome, error, duration_us, policy_hash, details,
+        prev_hash, entry_hash)
+    VALUES (last_seq + 1, new_at, p_event, p_actor, p_tool, p_target, p_target_name, p_source, p_arguments,
+        p_tool_class, p_decision, p_matched_rule, p_approver, p_approval_id, p_outcome, p_error, p_duration_us,
+        p_policy_hash, p_details, last_hash,
+        encode(sha256(convert_to(last_hash || E'\n' || new_payload, 'UTF8')), 'hex'));
+    RETURN last_seq + 1;
+END $$
+"""
 
 
 def upgrade() -> None:
@@ -59,7 +99,7 @@ def upgrade() -> None:
     sa.Column('target', sa.String(length=1000), nullable=True),
     sa.Column('target_name', sa.String(length=500), nullable=True),
     sa.Column('source', sa.String(length=200), nullable=True),
-    sa.Column('arguments', _JSON, nullable=True),
+    sa.Column('arguments', _CANONICAL_JSON, nullable=True),
     sa.Column('tool_class', sa.String(length=20), nullable=True),
     sa.Column('decision', sa.String(length=20), nullable=True),
     sa.Column('matched_rule', sa.String(length=200), nullable=True),
@@ -67,9 +107,9 @@ def upgrade() -> None:
     sa.Column('approval_id', _ID, nullable=True),
     sa.Column('outcome', sa.String(length=20), nullable=False),
     sa.Column('error', sa.Text(), nullable=True),
-    sa.Column('duration_ms', sa.Float(), nullable=True),
+    sa.Column('duration_us', sa.BigInteger(), nullable=True),
     sa.Column('policy_hash', sa.String(length=64), nullable=True),
-    sa.Column('details', _JSON, nullable=True),
+    sa.Column('details', _CANONICAL_JSON, nullable=True),
     sa.Column('prev_hash', sa.String(length=64), nullable=False),
     sa.Column('entry_hash', sa.String(length=64), nullable=False),
     sa.PrimaryKeyConstraint('seq', name=op.f('pk_audit_log')),
@@ -93,6 +133,7 @@ def upgrade() -> None:
             "CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log "
             "FOR EACH STATEMENT EXECUTE FUNCTION audit_log_refuse_change()"
         )
+        op.execute(_APPEND_FUNCTION)
     else:
         for operation in ('UPDATE', 'DELETE'):
             op.execute(
@@ -111,6 +152,7 @@ def downgrade() -> None:
     op.drop_table('audit_log')
     if op.get_bind().dialect.name == 'postgresql':
         op.execute("DROP FUNCTION IF EXISTS audit_log_refuse_change()")
+        op.execute("DROP FUNCTION IF EXISTS audit_append(text, text, text, text, text, text, text, text, text, text, bigint, text, text, bigint, text, json, json)")
     with op.batch_alter_table('approvals', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_approvals_status'))
         batch_op.drop_index(batch_op.f('ix_approvals_requester'))
