@@ -169,3 +169,20 @@ def test_sigterm_mid_sync_finishes_the_source_and_exits_0(tmp_path: Path, databa
         assert "small: success, 4 objects (4 created" in after.stdout
     finally:
         db.dispose()
+
+
+def test_sigterm_during_sync_once_finishes_the_source_and_skips_the_rest(tmp_path: Path, sqlite_url: str) -> None:
+    files = {"big": write_inventory(tmp_path / "big.yaml", 1500, prefix="b"), "small": write_inventory(tmp_path / "small.yaml", 2, prefix="s")}
+    config = write_config(tmp_path / "inventory.yaml", sqlite_url, files)
+    process = start_inventory("-v", "-c", str(config), "sync", "--once")
+    try:
+        wait_for_line(process, "source big: writing")
+        os.kill(process.pid, signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert "big: success, 3000 objects (3000 created" in out
+    assert "small:" not in out
+    assert "stopped by a signal: 1 source(s) not synced" in err

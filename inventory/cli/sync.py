@@ -85,18 +85,40 @@ class TerminalProgress:
             transient=True,
         )
         self._tasks: dict[str, Any] = {}
+        self._redirected: list[tuple[logging.StreamHandler[Any], Any]] = []
 
     def __enter__(self) -> TerminalProgress:
         self._progress.start()
+        # Log lines (a source's error) go through the live display, above it, instead of tearing it.
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.__stderr__, self._progress.console.file):
+                self._redirected.append((handler, handler.setStream(_ConsoleWriter(self._progress.console))))
         return self
 
     def __exit__(self, *_exc: object) -> None:
+        for handler, stream in self._redirected:
+            handler.setStream(stream)
         self._progress.stop()
 
     def phase(self, source: str, phase: str) -> None:
         if source not in self._tasks:
             self._tasks[source] = self._progress.add_task(phase, source=source, total=None)
         self._progress.update(self._tasks[source], description=phase)
+
+
+class _ConsoleWriter:
+    """A file-like front of a rich console: what is written is printed above the live display."""
+
+    def __init__(self, console: Any) -> None:
+        self._console = console
+
+    def write(self, text: str) -> int:
+        if text.strip():
+            self._console.print(text.rstrip("\n"), markup=False, highlight=False, soft_wrap=True)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
 
 
 def _log_phase(source: str, phase: str) -> None:
