@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
+from inventory.audit.log import record_sync
 from inventory.config import Config
 from inventory.connector import Connector, ConnectorRegistry, SourceConfig
 from inventory.errors import ConnectorUnavailable, InventoryError, SourceError
@@ -87,7 +88,7 @@ def sync_source(
             run_id = store.start_run(store.source_id(name, type_name, identity, configured=configured), started_at)
             store.finish_run(run_id, status="failed", complete=False, error=message)
         log.error("%s", message)
-        return SourceOutcome(name, type_name, "failed", message, duration=time.perf_counter() - started, run_id=run_id)
+        return record_sync(db, SourceOutcome(name, type_name, "failed", message, duration=time.perf_counter() - started, run_id=run_id))
 
     notify(name, "collecting")
     try:
@@ -128,7 +129,7 @@ def sync_source(
 
     if error:
         log.warning("%s", error)
-    return SourceOutcome(
+    return record_sync(db, SourceOutcome(
         name,
         type_name,
         status,
@@ -137,7 +138,7 @@ def sync_source(
         objects=snapshot.object_count,
         duration=time.perf_counter() - started,
         run_id=run_id,
-    )
+    ))
 
 
 def sync_source_locked(

@@ -228,3 +228,27 @@ def test_cli_audit_list_verify_export(db: Database, tmp_path: Path) -> None:
     broken = runner.invoke(cli, [*base, "audit", "verify", "-o", "json"])
     assert broken.exit_code == 1
     assert json.loads(broken.output)["problem"] == {"seq": 2, "kind": "changed", "message": "entry 2 was changed: its content no longer matches its hash"}
+
+
+def test_each_sync_run_appends_one_summary_entry_per_source(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    from connectors.static import StaticConnector
+    from inventory.config import build_config
+    from inventory.connector import ConnectorRegistry
+    from inventory.sync import sync_all
+
+    monkeypatch.setenv("INVENTORY_ACTOR", "scheduler")
+    raw = {
+        "sources": [
+            {"type": "static", "name": "lab", "hosts": [{"id": "nas1", "name": "nas"}], "workloads": [{"id": "plex", "name": "plex", "host": "nas1"}]},
+            {"type": "static", "name": "broken", "path": "/nonexistent/machines.yaml"},
+        ]
+    }
+    config = build_config(raw, registry=ConnectorRegistry.of(StaticConnector))
+    outcomes = sync_all(db, config, ConnectorRegistry.of(StaticConnector))
+    assert [o.status for o in outcomes] == ["success", "failed"]
+    with db.session() as session:
+        logged = list_entries(session, AuditFilter(event="sync"))
+    assert [(e["source"], e["outcome"], e["actor"]) for e in logged] == [("lab", "success", "scheduler"), ("broken", "failed", "scheduler")]
+    assert logged[0]["details"]["created"] == 2 and logged[0]["details"]["run_id"] == outcomes[0].run_id
+    assert "broken" in logged[1]["error"]
+    assert _verify(db).ok

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,6 +44,8 @@ from inventory.errors import UsageError
 from inventory.redact import redact_text, redact_value
 from inventory.storage.database import Database
 from inventory.timeutil import utcnow
+
+log = logging.getLogger(__name__)
 
 GENESIS_HASH = "0" * 64
 # Any constant shared by every appender: it names "the audit chain" in pg_advisory_xact_lock.
@@ -220,6 +223,36 @@ def append(db: Database, record: AuditRecord) -> int:
     with db.write_session() as session:
         seq, _ = append_in(session, record)
     return seq
+
+
+def record_sync(db: Database, outcome: Any) -> Any:
+    """One summary entry per source run (an ``inventory.sync.SourceOutcome``); returns the outcome.
+
+    The run itself is already recorded in sync_runs; a failure to write this entry is
+    logged and never turns a successful sync into a failed one.
+    """
+    from inventory.audit.actor import resolve_actor
+
+    result = outcome.result
+    details: dict[str, Any] = {"type": outcome.type, "run_id": outcome.run_id, "objects": outcome.objects}
+    if result is not None:
+        details.update({name: getattr(result, name) for name in ("created", "updated", "removed", "revived", "unchanged")})
+    record = AuditRecord(
+        event="sync",
+        actor=resolve_actor(),
+        outcome=outcome.status,
+        target=f"source:{outcome.source}",
+        target_name=outcome.source,
+        source=outcome.source,
+        error=outcome.error,
+        duration_ms=outcome.duration * 1000,
+        details=details,
+    )
+    try:
+        append(db, record)
+    except Exception as exc:  # the audit entry is a summary; the sync run row already holds the facts
+        log.warning("source %r: could not append the sync summary to the audit log: %s", outcome.source, redact_text(str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+    return outcome
 
 
 # --- verification -----------------------------------------------------------------------------

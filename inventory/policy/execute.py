@@ -7,14 +7,13 @@ outcome is known, so that it carries the outcome, the error and the duration.
 
 from __future__ import annotations
 
-import getpass
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from inventory.audit.actor import ACTOR_ENV, resolve_actor
 from inventory.audit.log import AuditRecord, append
 from inventory.errors import InventoryError, UsageError
 from inventory.policy.engine import Call, Classification, Decision, classify, decide
@@ -26,7 +25,6 @@ from inventory.storage.database import Database
 
 log = logging.getLogger(__name__)
 
-ACTOR_ENV = "INVENTORY_ACTOR"
 INVALID_VALUE = "<invalid>"
 
 
@@ -38,17 +36,6 @@ class PolicyDenied(InventoryError):
     """The policy refuses the call (or an approval); exit code 3 so that scripts can tell."""
 
     exit_code = 3
-
-
-def resolve_actor(explicit: str | None = None) -> str:
-    """``--actor``, else INVENTORY_ACTOR, else the OS user."""
-    actor = explicit or os.environ.get(ACTOR_ENV)
-    if actor:
-        return actor.strip()
-    try:
-        return getpass.getuser()
-    except Exception:  # no passwd entry (a container with an arbitrary uid)
-        return f"uid:{os.getuid()}"
 
 
 @dataclass
