@@ -124,7 +124,9 @@ class PostgresSourceLock:
             try:
                 self._connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self.key})
             except SQLAlchemyError:
-                pass  # closing the connection below ends the session, which drops the lock anyway
+                # Never hand a connection that may still hold the lock back to the pool: closing
+                # it for real ends the session, and the server drops the lock with it.
+                self._connection.invalidate()
         self._close()
 
     def _close(self) -> None:
@@ -154,10 +156,14 @@ class FileSourceLock:
             self._lock.acquire(timeout=0)
         except Timeout:
             return False
-        fd = self._lock._context.lock_file_fd  # the open, locked descriptor: write who we are into it
-        if fd is not None:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, process_identity().encode(), 0)
+        # flock is advisory: writing through another descriptor is fine, and a waiting process
+        # reads this to say who holds the lock.
+        try:
+            with open(self.path, "r+", encoding="utf-8") as holder:
+                holder.truncate(0)
+                holder.write(process_identity())
+        except OSError:
+            pass  # the lock holds without the note; the holder is then reported as unknown
         return True
 
     def holder(self) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -17,7 +18,6 @@ from inventory.errors import UsageError
 def report_command(app: AppContext, since: str, output: str) -> None:
     """Per source counts by kind and status, changes, failed/stopped workloads, idle hosts, services with no running member."""
     from inventory.report import build_report
-
     from inventory.timeutil import parse_since
 
     try:
@@ -29,7 +29,7 @@ def report_command(app: AppContext, since: str, output: str) -> None:
     print_report(report, output)
 
 
-def print_report(report: dict, output: str) -> None:  # type: ignore[type-arg]
+def print_report(report: dict[str, Any], output: str) -> None:
     from inventory.render import render_table, to_json
     from inventory.report import SECTIONS, section_rows, to_markdown
 
