@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -73,11 +74,13 @@ def test_sync_once_writes_a_textfile_node_exporter_can_read(tmp_path: Path, sqli
 
 def test_the_loop_serves_metrics(tmp_path: Path, sqlite_url: str) -> None:
     config = write_config(tmp_path / "inventory.yaml", sqlite_url, {"lab": write_inventory(tmp_path / "lab.yaml", 2)}, interval="1h")
-    process = start_inventory("-c", str(config), "sync", "--metrics-port", "0", "--metrics-address", "127.0.0.1")
+    # --log-format json as a log shipper would read it: one JSON object per line.
+    process = start_inventory("--log-format", "json", "-c", str(config), "sync", "--metrics-port", "0", "--metrics-address", "127.0.0.1")
     try:
         line = wait_for_line(process, "serving metrics on")
-        url = re.search(r"http://\S+/metrics", line).group(0)  # type: ignore[union-attr]
-        wait_for_line(process, "lab: success")
+        url = re.search(r"http://[^\s\"]+/metrics", line).group(0)  # type: ignore[union-attr]
+        synced = json.loads(wait_for_line(process, "lab: success"))
+        assert (synced["level"], synced["logger"], synced["source"], synced["status"]) == ("info", "inventory.loop", "lab", "success")
         response = httpx.get(url, timeout=5)
         assert response.status_code == 200
         found = samples(response.text)
