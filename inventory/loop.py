@@ -29,7 +29,7 @@ from sqlalchemy import select
 
 from inventory.config import Config
 from inventory.connector import ConnectorRegistry, SourceConfig
-from inventory.errors import ConnectorUnavailable
+from inventory.errors import ConnectorUnavailable, InventoryError
 from inventory.locks import SourceLockHeld, source_lock
 from inventory.metrics import SyncMetrics
 from inventory.notify import Notifier
@@ -148,6 +148,8 @@ class SyncLoop:
         source = scheduled.source
         try:
             outcome = self._sync(source, scheduled.interval)
+        except InventoryError as exc:  # e.g. the lock's database is unreachable; the message names the source
+            outcome = SourceOutcome(source.name, source.type, "failed", redact_text(str(exc)))
         except Exception as exc:  # e.g. the database went away: this source waits, the loop goes on
             log.debug("syncing %s raised", source.name, exc_info=True)
             outcome = SourceOutcome(source.name, source.type, "failed", redact_text(f"source {source.name!r}: {type(exc).__name__}: {exc}"))

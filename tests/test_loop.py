@@ -186,3 +186,34 @@ def test_sigterm_during_sync_once_finishes_the_source_and_skips_the_rest(tmp_pat
     assert "big: success, 3000 objects (3000 created" in out
     assert "small:" not in out
     assert "stopped by a signal: 1 source(s) not synced" in err
+
+
+def test_a_database_outage_is_a_failed_sync_not_a_dead_loop(tmp_path: Path, postgres_url: str) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from conftest import POSTGRES_ADMIN_URL
+
+    config = write_config(tmp_path / "inventory.yaml", postgres_url, {"lab": write_inventory(tmp_path / "lab.yaml", 2)}, interval="10s")
+    db = open_database(postgres_url, migrate=True)
+    clock = FakeClock()
+    seen: list[SourceOutcome] = []
+
+    def drop_after_first(outcome: SourceOutcome) -> None:
+        seen.append(outcome)
+        if len(seen) == 1:  # the database goes away under the running service
+            admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE "{make_url(postgres_url).database}" WITH (FORCE)'))
+            admin.dispose()
+
+    try:
+        loop = _loop(db, config, clock, on_outcome=drop_after_first)
+        assert loop.run(max_cycles=3) == 3
+    finally:
+        db.dispose()
+    assert [o.status for o in seen] == ["success", "failed", "failed"]
+    assert (seen[1].error or "").startswith("source 'lab': cannot take the sync lock in postgresql")
+    assert "does not exist" in (seen[1].error or "")
+    # Backing off: 10s, then 20s, then 40s.
+    assert clock.now == 1000.0 + 10 + 20
