@@ -18,7 +18,8 @@ from inventory.policy.classes import ToolClass
 from inventory.policy.tools import ToolArgs, ToolContext, ToolResult, ToolSpec
 
 _MODULE = "connectors.tools_proxmox"
-GUEST_KINDS = ("vm", "lxc")
+# Workload kinds of guests as the Proxmox connector records them (the API's own type names).
+GUEST_KINDS = ("qemu", "lxc")
 _SNAPSHOT_NAME = r"^[A-Za-z][A-Za-z0-9_-]{1,39}$"
 
 
@@ -44,8 +45,7 @@ def _guest_path(ctx: ToolContext) -> str:
     node, vmid = ctx.target.attributes.get("node"), ctx.target.attributes.get("vmid")
     if not node or vmid is None:
         raise UsageError(f"{ctx.target.ref} carries no node/vmid in the inventory; sync source {ctx.target.source!r} first")
-    guest_type = "qemu" if ctx.target.kind == "vm" else "lxc"
-    return f"nodes/{node}/{guest_type}/{vmid}"
+    return f"nodes/{node}/{ctx.target.kind}/{vmid}"
 
 
 def _call(ctx: ToolContext, what: str, method: str, path: str, **params: Any) -> Any:
@@ -56,7 +56,7 @@ def _call(ctx: ToolContext, what: str, method: str, path: str, **params: Any) ->
     try:
         client = ProxmoxClient(ctx.source_config)
     except ApiCallFailed as exc:
-        raise SourceError(ctx.target.source, exc.resource if hasattr(exc, "resource") else "login", str(exc)) from exc
+        raise SourceError(ctx.target.source, exc.resource, exc.message) from exc
     try:
         endpoint = client._api(path)  # proxmoxer's resource object; the wrapper only offers GET
         caller: Callable[..., Any] = getattr(endpoint, method)
@@ -93,7 +93,7 @@ def snapshot(ctx: ToolContext) -> ToolResult:
     params: dict[str, Any] = {"snapname": args.name}
     if args.description:
         params["description"] = args.description
-    if args.vmstate and ctx.target.kind == "vm":
+    if args.vmstate and ctx.target.kind == "qemu":
         params["vmstate"] = 1
     task = _call(ctx, "snapshot", "post", f"{_guest_path(ctx)}/snapshot", **params)
     return ToolResult(f"snapshot {args.name} of {ctx.target.name}: task {task}", details={"task": task, "snapshot": args.name})

@@ -83,7 +83,7 @@ def test_declared_class_of_every_builtin_tool(tool: str) -> None:
         ("kubernetes.scale_deployment", {"replicas": "2"}, target("deployment", source_type="kubernetes", namespace="kube-system"), D, "kube-system"),
         ("kubernetes.delete_pod", {"force": "true"}, target("pod", source_type="kubernetes", namespace="team-a"), D, "force"),
         ("kubernetes.delete_namespace", {"namespace": "kube-system"}, target("source", object_type="source", source_type="kubernetes"), D, "declared"),
-        ("proxmox.reboot", {}, target("vm", source_type="proxmox", tags=["prod", "db"]), D, "prod"),
+        ("proxmox.reboot", {}, target("qemu", source_type="proxmox", tags=["prod", "db"]), D, "prod"),
         ("proxmox.start", {}, target("lxc", source_type="proxmox", tags="db;prod"), D, "prod"),
         ("docker.remove", {"volumes": "true"}, target(), D, "declared"),
     ],

@@ -96,8 +96,9 @@ def state(engine: DockerEngine, container_id: str) -> dict[str, Any] | None:
 
 
 def entries(db: Database, **filters: Any) -> list[dict[str, Any]]:
+    """Audit entries of tool calls and approvals (the setup's sync summary left out)."""
     with db.session() as session:
-        return list_entries(session, AuditFilter(**filters))
+        return [e for e in list_entries(session, AuditFilter(**filters)) if e["event"] != "sync"]
 
 
 def test_restart_and_stop_run_against_the_engine(setup: tuple[Config, Database, Path], engine: DockerEngine, containers: dict[str, str]) -> None:

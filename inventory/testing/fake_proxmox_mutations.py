@@ -1,0 +1,111 @@
+"""The fake Proxmox VE API of ``fake_proxmox``, plus the guest writes the Proxmox tools make.
+
+It accepts, applies and records what proxmoxer sends for:
+
+    POST   /nodes/{node}/{qemu|lxc}/{vmid}/status/{start|shutdown|stop|reboot}
+    POST   /nodes/{node}/{qemu|lxc}/{vmid}/snapshot                      (snapname, description, vmstate)
+    POST   /nodes/{node}/{qemu|lxc}/{vmid}/snapshot/{snapname}/rollback
+    DELETE /nodes/{node}/{qemu|lxc}/{vmid}                               (purge)
+
+As the real API does, it answers each with a task id (UPID), refuses to delete a
+running guest and to roll back to a snapshot that does not exist. Every accepted
+write is appended to ``mutations``. Kept apart from ``fake_proxmox.py`` (another
+module's owner) as a subclass.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from inventory.testing.fake_proxmox import API_PREFIX, ApiError, FakeProxmox, _make_handler, _TLSServer
+
+_GUEST_PATH = re.compile(r"^/nodes/(?P<node>[^/]+)/(?P<kind>qemu|lxc)/(?P<vmid>\d+)(?P<rest>(/[^/]+)*)$")
+_STATUS_AFTER = {"start": "running", "shutdown": "stopped", "stop": "stopped", "reboot": "running"}
+
+
+@dataclass(frozen=True)
+class Mutation:
+    method: str
+    path: str
+    params: dict[str, str] = field(default_factory=dict)
+
+
+class MutableFakeProxmox(FakeProxmox):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.mutations: list[Mutation] = []
+        self.snapshots: dict[int, list[str]] = {}
+        self._task_numbers = itertools.count(0x1000)
+
+    def start(self) -> MutableFakeProxmox:
+        import threading
+
+        base = _make_handler(self)
+        fake = self
+
+        class WritingHandler(base):  # type: ignore[misc, valid-type]
+            def _handle(self, method: str) -> None:
+                path = urlsplit(self.path).path
+                api_path = path[len(API_PREFIX) :] if path.startswith(API_PREFIX + "/") else ""
+                if method not in ("POST", "DELETE") or not _GUEST_PATH.match(api_path):
+                    super()._handle(method)
+                    return
+                fake.count(method, api_path)
+                length = int(self.headers.get("Content-Length") or 0)
+                form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode() if length else "").items()}
+                form.update({k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()})
+                try:
+                    if not fake.authenticate(self.headers):
+                        raise ApiError(401, "No ticket")
+                    self._answer(200, None, fake.write(method, api_path, form))
+                except ApiError as error:
+                    self._answer(error.status, error.reason, None)
+
+            def do_DELETE(self) -> None:  # noqa: N802 - http.server naming
+                self._handle("DELETE")
+
+        self._httpd = _TLSServer(("127.0.0.1", 0), WritingHandler, self._ssl_context)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True, name="fake-pve")
+        self._thread.start()
+        return self
+
+    def __enter__(self) -> MutableFakeProxmox:
+        return self.start()
+
+    def _upid(self, node: str, action: str, vmid: int) -> str:
+        return f"UPID:{node}:{next(self._task_numbers):08X}:00000000:00000000:{action}:{vmid}:{self.token_id.split('!')[0]}:"
+
+    def write(self, method: str, api_path: str, params: dict[str, str]) -> str:
+        match = _GUEST_PATH.match(api_path)
+        assert match is not None
+        node, kind, vmid, rest = match["node"], match["kind"], int(match["vmid"]), match["rest"].strip("/").split("/") if match["rest"] else []
+        with self._lock:
+            guest = next((g for g in self.cluster.guests if g.vmid == vmid and g.kind == kind), None)
+            if guest is None or guest.node != node:
+                raise ApiError(500, f"Configuration file 'nodes/{node}/{kind}-server/{vmid}.conf' does not exist")
+            if method == "DELETE" and not rest:
+                if guest.status == "running":
+                    raise ApiError(500, f"VM {vmid} is running - destroy failed")
+                self.cluster.guests.remove(guest)
+                action = f"{kind}destroy"
+            elif method == "POST" and len(rest) == 2 and rest[0] == "status" and rest[1] in _STATUS_AFTER:
+                guest.status = _STATUS_AFTER[rest[1]]
+                action = f"{kind}{rest[1]}"
+            elif method == "POST" and rest == ["snapshot"]:
+                name = params.get("snapname", "")
+                if not name or name in self.snapshots.get(vmid, []):
+                    raise ApiError(500, f"snapshot name '{name}' already used or empty")
+                self.snapshots.setdefault(vmid, []).append(name)
+                action = f"{kind}snapshot"
+            elif method == "POST" and len(rest) == 3 and rest[0] == "snapshot" and rest[2] == "rollback":
+                if rest[1] not in self.snapshots.get(vmid, []):
+                    raise ApiError(500, f"snapshot '{rest[1]}' does not exist")
+                action = f"{kind}rollback"
+            else:
+                raise ApiError(501, f"Method '{method} {api_path}' not implemented")
+            self.mutations.append(Mutation(method, api_path, dict(params)))
+        return self._upid(node, action, vmid)
