@@ -1,0 +1,178 @@
+"""Approvals end to end on both engines: who may approve, approval under the policy of the moment, races, the terminal."""
+
+from __future__ import annotations
+
+import os
+import pty
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from connectors.kubernetes import KubernetesConnector
+from inventory.audit.log import AuditFilter, list_entries
+from inventory.config import build_config
+from inventory.connector import ConnectorRegistry
+from inventory.errors import UsageError
+from inventory.policy.approvals import approve, list_approvals, reject
+from inventory.policy.execute import PolicyDenied, ToolRunner
+from inventory.policy.rules import parse_policy
+from inventory.policy.tools import ToolRegistry
+from inventory.storage.database import Database
+from inventory.sync import sync_source
+from inventory.testing.fake_kubernetes import write_kubeconfig
+from inventory.testing.fake_kubernetes_mutations import MutableFakeKubernetes
+from inventory.testing.fake_kubernetes_objects import ClusterSpec
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TOOLS = ToolRegistry.discover()
+POLICY = b"""
+groups: {oncall: [carol]}
+rules:
+  - name: oncall-approves-own-restarts
+    effect: require_approval
+    self_approval: true
+    match: {actors: ["group:oncall"], tools: [kubernetes.restart_deployment]}
+"""
+
+
+@pytest.fixture
+def cluster() -> Iterator[MutableFakeKubernetes]:
+    with MutableFakeKubernetes(ClusterSpec(name="lab", nodes=1, pods=6, replicas_per_deployment=1)) as api:
+        yield api
+
+
+@pytest.fixture
+def config_file(cluster: MutableFakeKubernetes, db: Database, tmp_path: Path) -> Path:
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", {"lab": cluster})
+    raw = {"database": {"url": db.url}, "sources": [{"type": "kubernetes", "name": "lab", "kubeconfig": str(kubeconfig), "context": "lab", "timeout": 5}]}
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    config = build_config(raw, path=path, registry=ConnectorRegistry.of(KubernetesConnector))
+    assert sync_source(db, KubernetesConnector(config.source("lab"))).status == "success"
+    return path
+
+
+def runner_for(db: Database, config_file: Path, policy: bytes = POLICY) -> ToolRunner:
+    raw = yaml.safe_load(config_file.read_text())
+    config = build_config(raw, path=config_file, registry=ConnectorRegistry.of(KubernetesConnector))
+    return ToolRunner(db, parse_policy(policy, known_tools=TOOLS.names()), TOOLS, source_config=config.source)
+
+
+def test_self_approval_only_where_the_policy_allows_it(db: Database, config_file: Path, cluster: MutableFakeKubernetes) -> None:
+    runner = runner_for(db, config_file)
+    by_carol = runner.run("kubernetes.restart_deployment", "web-0", {}, "carol")
+    assert by_carol.outcome == "pending" and by_carol.evaluation.decision.self_approval
+    assert approve(runner, by_carol.approval_id, "carol").outcome == "success"  # type: ignore[arg-type]
+    # The same call by someone outside the rule falls to the default: DESTRUCTIVE needs someone else.
+    by_dave = runner.run("kubernetes.scale_deployment", "web-0", {"replicas": "0"}, "dave")
+    with pytest.raises(PolicyDenied, match="dave requested this call and cannot approve it"):
+        approve(runner, by_dave.approval_id, "dave")  # type: ignore[arg-type]
+    assert list_approvals(runner)[0]["id"] == by_dave.approval_id
+    assert len(cluster.mutations) == 1
+
+
+def test_approval_applies_the_policy_in_force_when_approving(db: Database, config_file: Path, cluster: MutableFakeKubernetes) -> None:
+    pending = runner_for(db, config_file).run("kubernetes.scale_deployment", "web-0", {"replicas": "0"}, "dave")
+    stricter = POLICY + b"""
+  - name: freeze
+    effect: deny
+    match: {classes: [DESTRUCTIVE]}
+"""
+    with pytest.raises(PolicyDenied, match="now denies"):
+        approve(runner_for(db, config_file, stricter), pending.approval_id, "erin")  # type: ignore[arg-type]
+    runner = runner_for(db, config_file)
+    assert list_approvals(runner, "rejected")[0]["reason"] == "denied by the current policy"
+    with pytest.raises(UsageError, match="already rejected"):
+        approve(runner, pending.approval_id, "erin")  # type: ignore[arg-type]
+    assert cluster.mutations == []
+
+
+def test_two_approvers_at_once_run_the_call_once(db: Database, config_file: Path, cluster: MutableFakeKubernetes) -> None:
+    runner = runner_for(db, config_file)
+    pending = runner.run("kubernetes.scale_deployment", "web-0", {"replicas": "0"}, "dave")
+    results: list[str] = []
+
+    def settle(approver: str) -> None:
+        try:
+            results.append(approve(runner, pending.approval_id, approver).outcome)  # type: ignore[arg-type]
+        except UsageError as exc:
+            results.append(str(exc))
+
+    threads = [threading.Thread(target=settle, args=(name,)) for name in ("erin", "frank", "grace")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results.count("success") == 1, results
+    assert len(cluster.mutations) == 1
+
+
+def test_reject_and_withdraw(db: Database, config_file: Path, cluster: MutableFakeKubernetes) -> None:
+    runner = runner_for(db, config_file)
+    first = runner.run("kubernetes.scale_deployment", "web-0", {"replicas": "0"}, "dave")
+    second = runner.run("kubernetes.scale_deployment", "web-0", {"replicas": "0", "reason": "retry"}, "dave")
+    reject(runner, first.approval_id, "erin", "not during business hours")  # type: ignore[arg-type]
+    reject(runner, second.approval_id, "dave", "withdrawn")  # type: ignore[arg-type]
+    assert list_approvals(runner) == [] and cluster.mutations == []
+    with db.session() as session:
+        settled = list_entries(session, AuditFilter(event="approval"))
+    assert [(e["approver"], e["outcome"], e["error"]) for e in settled] == [("erin", "rejected", "not during business hours"), ("dave", "rejected", "withdrawn")]
+
+
+def test_arguments_carrying_a_secret_are_never_queued(db: Database, config_file: Path) -> None:
+    runner = runner_for(db, config_file)
+    with pytest.raises(UsageError, match="cannot wait for approval"):
+        runner.run("kubernetes.scale_deployment", "web-0", {"replicas": "0", "reason": "token=canary-Ap9x-secret"}, "dave")
+    assert list_approvals(runner, "all") == []
+    with db.session() as session:
+        (entry,) = list_entries(session, AuditFilter(event="tool_call"))
+    assert entry["outcome"] == "failed" and "canary-Ap9x-secret" not in str(entry)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_on_a_terminal_typing_the_name_confirms_in_place(db: Database, config_file: Path, cluster: MutableFakeKubernetes) -> None:
+    """A real pseudo-terminal: the CLI prompts, we type the deployment's name, the call runs."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the CLI on the terminal
+        os.chdir(PROJECT_ROOT)
+        os.execv(sys.executable, [sys.executable, "-m", "inventory", "--config", str(config_file), "tool", "run", "kubernetes.scale_deployment", "--target", "web-0", "--arg", "replicas=0", "--actor", "dave"])
+    output = b""
+    deadline = time.monotonic() + 30
+    typed = False
+    status = None
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            chunk = b""
+        if chunk:
+            output += chunk
+        if not typed and b"to confirm" in output:
+            os.write(fd, b"web-0\n")
+            typed = True
+        finished, status = os.waitpid(pid, os.WNOHANG)
+        if finished:
+            break
+        if not chunk:
+            time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail(f"the CLI did not finish: {output.decode(errors='replace')}")
+    os.close(fd)
+    assert typed and os.waitstatus_to_exitcode(status) == 0, output.decode(errors="replace")  # type: ignore[arg-type]
+    assert [m.body for m in cluster.mutations] == [{"spec": {"replicas": 0}}]
+    with db.session() as session:
+        (entry,) = list_entries(session, AuditFilter(event="tool_call"))
+    assert (entry["outcome"], entry["approver"]) == ("success", "dave (terminal confirmation)")
+
+
+def test_importing_the_cli_pulls_in_no_sdk() -> None:
+    code = "import sys, inventory.cli; assert not {'docker', 'kubernetes', 'proxmoxer'} & set(sys.modules)"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=PROJECT_ROOT)
