@@ -261,3 +261,30 @@ def test_tool_modules_do_not_import_their_sdk() -> None:
         "assert not loaded, loaded"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=PROJECT_ROOT)
+
+
+def test_cli_tools_list_policy_check_and_a_broken_policy(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from inventory.cli import cli
+
+    runner = CliRunner()
+    base = ["--database-url", f"sqlite:///{tmp_path / 'inventory.db'}"]
+    listed = runner.invoke(cli, [*base, "tools", "list", "-o", "json"], catch_exceptions=False)
+    assert listed.exit_code == 0
+    tools = {t["name"]: t for t in json.loads(listed.stdout)}
+    assert sorted(tools) == sorted(DECLARED)
+    assert tools["docker.remove"]["hints"] == {"readOnlyHint": False, "destructiveHint": True, "idempotentHint": False}
+
+    unknown = runner.invoke(cli, [*base, "policy", "check", "docker.explode", "--actor", "alice", "-o", "json"], catch_exceptions=False)
+    assert unknown.exit_code == 0, unknown.output
+    report = json.loads(unknown.stdout)
+    assert (report["class"], report["decision"]) == ("DESTRUCTIVE", "require_approval")
+
+    broken = tmp_path / "policy.yaml"
+    broken.write_text("rules:\n  - name: oops\n    effect: allow\n    match: {tools: [docker.restat]}\n")
+    refused = runner.invoke(cli, [*base, "policy", "check", "docker.logs", "--policy", str(broken)])
+    assert refused.exit_code == 2
+    assert f"{broken}: rules[0] (oops).match.tools: unknown tool 'docker.restat'" in refused.output

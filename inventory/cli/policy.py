@@ -38,9 +38,14 @@ def build_runner(app: AppContext, policy_path: str | None, *, with_sources: bool
     return ToolRunner(app.database(), policy, registry, source_config=lookup)
 
 
-@click.command("tools")
+@click.group("tools")
+def tools_group() -> None:
+    """Named operations on sources, with their class and arguments."""
+
+
+@tools_group.command("list")
 @click.option("-o", "--output", type=click.Choice(["table", "json", "yaml", "csv"]), default="table", show_default=True)
-def tools_command(output: str) -> None:
+def tools_list_command(output: str) -> None:
     """Built-in and installed tools with their class, target and arguments."""
     from inventory.policy.classes import mcp_hints
     from inventory.policy.tools import ToolRegistry
@@ -195,4 +200,4 @@ def approvals_reject(app: AppContext, approval_id: int, actor: str | None, reaso
     click.echo(f"approval {approval_id} rejected (audit entry {seq})")
 
 
-COMMANDS = [tools_command, policy_group, tool_group, approvals_group]
+COMMANDS = [tools_group, policy_group, tool_group, approvals_group]
