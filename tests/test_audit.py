@@ -252,3 +252,28 @@ def test_each_sync_run_appends_one_summary_entry_per_source(db: Database, monkey
     assert logged[0]["details"]["created"] == 2 and logged[0]["details"]["run_id"] == outcomes[0].run_id
     assert "broken" in logged[1]["error"]
     assert _verify(db).ok
+
+
+@pytest.mark.parametrize(
+    ("tamper", "expected"),
+    [
+        (["DELETE FROM audit_log WHERE seq = 20"], (20, "removed")),
+        (["DELETE FROM audit_log WHERE seq = 21"], (21, "removed")),
+        (["DELETE FROM audit_log WHERE seq = 1"], (1, "removed")),
+        (["UPDATE audit_log SET outcome = 'denied' WHERE seq = 21"], (21, "changed")),
+        (["UPDATE audit_log SET seq = -1 WHERE seq = 20", "UPDATE audit_log SET seq = 20 WHERE seq = 21", "UPDATE audit_log SET seq = 21 WHERE seq = -1"], (20, "out_of_order")),
+        ([], None),
+    ],
+)
+def test_verify_in_parallel_slices_finds_problems_at_slice_edges(db: Database, monkeypatch: pytest.MonkeyPatch, tamper: list[str], expected: tuple[int, str] | None) -> None:
+    import inventory.audit.log as audit_log
+
+    monkeypatch.setattr(audit_log, "_PARALLEL_FROM", 1)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)  # two slices: 1..20 and 21..40
+    _fill(db, 40)
+    _drop_triggers(db)
+    with db.engine.begin() as conn:
+        for statement in tamper:
+            conn.execute(text(statement))
+    result = _verify(db)
+    assert (None if result.problem is None else (result.problem.seq, result.problem.kind)) == expected
