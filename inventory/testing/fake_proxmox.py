@@ -194,7 +194,7 @@ class _Api:
         self.cluster = cluster
         self.faults = faults
         self._index: dict[str, FakeGuest] = {}
-        self._index_source: tuple[int, int] | None = None
+        self._index_source: tuple[Any, ...] | None = None
 
     # -- privileges ---------------------------------------------------------------------------
     def can_see_nodes(self) -> bool:
@@ -308,12 +308,15 @@ class _Api:
 
     def find_guest(self, vmid_text: str, kind: str) -> FakeGuest | None:
         # An index instead of a scan per call: at 1,000 guests the scan was the fake's main cost.
-        # Rebuilt whenever a test adds or removes guests; change a guest in place rather than
-        # swapping in another object at the same position.
+        # Rebuilt whenever the list holds other objects than when it was built (a guest added,
+        # removed, or swapped for another). The snapshot keeps the guests themselves, not their
+        # ids, so a freed guest's id cannot be reused by a new one; tuple comparison is by
+        # identity first, in C.
         guests = self.cluster.guests
-        if self._index_source != (id(guests), len(guests)):
+        fingerprint = tuple(guests)
+        if self._index_source != fingerprint:
             self._index = {str(g.vmid): g for g in guests}
-            self._index_source = (id(guests), len(guests))
+            self._index_source = fingerprint
         guest = self._index.get(vmid_text)
         return guest if guest is not None and guest.kind == kind else None
 
