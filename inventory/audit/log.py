@@ -174,17 +174,17 @@ _PG_APPEND = (
 )
 # A synchronous commit flushes the WAL up to its own commit record, which lies after every
 # record committed before it: once it returns, our asynchronously committed entry is on disk.
-_PG_FLUSH = "BEGIN; SELECT txid_current(); COMMIT"
+_PG_FLUSH = ("BEGIN", "SELECT txid_current()", "COMMIT")
 
 
 def _append_postgres(db: Database, record: AuditRecord) -> int:
-    """The hot path of ``append`` on PostgreSQL: two round trips, and the chain lock held by the server only.
+    """The hot path of ``append`` on PostgreSQL: one pipelined round trip, the chain lock held by the server only.
 
-    The first round trip is one pipelined transaction: ``audit_append()`` (migration
-    0002_audit) locks the chain, reads its head, hashes and inserts on the server, and
-    the commit does not wait for the disk, so the lock is released within microseconds.
-    The second, outside the lock, is a tiny synchronous commit that waits for the WAL
-    flush, shared with the other appenders (group commit) instead of queued.
+    First transaction: ``audit_append()`` (migration 0002_audit) locks the chain, reads
+    its head, hashes and inserts on the server, and its commit does not wait for the
+    disk, so the lock is released within microseconds. Second transaction, outside the
+    lock: a tiny synchronous commit that waits for the WAL flush, shared with the other
+    appenders (group commit) instead of queued behind the lock.
     """
     import psycopg
 
@@ -197,13 +197,16 @@ def _append_postgres(db: Database, record: AuditRecord) -> int:
         conn.autocommit = True  # the transaction is spelled out below
         try:
             with conn.cursor() as control, conn.cursor() as appending:
+                # One round trip: the server runs these in order, so the second transaction's
+                # synchronous commit waits for the first one's WAL, after the lock is released.
                 with conn.pipeline():
                     control.execute("BEGIN")
                     control.execute("SET LOCAL synchronous_commit TO off")
                     appending.execute(_PG_APPEND, fields)
                     control.execute("COMMIT")
+                    for statement in _PG_FLUSH:
+                        control.execute(statement)
                 row = appending.fetchone()
-                control.execute(_PG_FLUSH)
         except BaseException:
             if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 conn.rollback()
