@@ -77,6 +77,16 @@ def test_self_approval_only_where_the_policy_allows_it(db: Database, config_file
     assert len(cluster.mutations) == 1
 
 
+def test_only_named_approvers_may_approve(db: Database, config_file: Path, cluster: MutableFakeKubernetes) -> None:
+    named = POLICY.replace(b"groups: {oncall: [carol]}", b"groups: {oncall: [carol], ops: [erin]}\napprovals: {approvers: ['group:ops']}")
+    runner = runner_for(db, config_file, named)
+    pending = runner.run("kubernetes.scale_deployment", "web-0", {"replicas": "0"}, "dave")
+    with pytest.raises(PolicyDenied, match="frank is not among the approvers"):
+        approve(runner, pending.approval_id, "frank")  # type: ignore[arg-type]
+    assert cluster.mutations == []
+    assert approve(runner, pending.approval_id, "erin").outcome == "success"  # type: ignore[arg-type]
+
+
 def test_approval_applies_the_policy_in_force_when_approving(db: Database, config_file: Path, cluster: MutableFakeKubernetes) -> None:
     pending = runner_for(db, config_file).run("kubernetes.scale_deployment", "web-0", {"replicas": "0"}, "dave")
     stricter = POLICY + b"""

@@ -1,7 +1,8 @@
 """Pending approvals: a call whose decision is require_approval waits here until someone settles it.
 
 The approver cannot be the requester unless the policy says so (``approvals.self_approval``
-or the deciding rule's ``self_approval``). Approving re-checks the call against
+or the deciding rule's ``self_approval``), and must be one of ``approvals.approvers`` when
+the policy names them. Approving re-checks the call against
 the policy in force at that moment (a call that is now denied is not run), then
 runs it; every request and settlement is an audit entry.
 
@@ -120,6 +121,8 @@ def approve(runner: ToolRunner, approval_id: int, approver: str, reason: str | N
         record = audit_record(evaluation, "rejected", started, error=f"the policy now denies it ({evaluation.decision.rule_label})", approver=approver, approval_id=approval_id, event="approval")
         _claim(runner, approval_id, "rejected", approver, "denied by the current policy", record)
         raise PolicyDenied(f"approval {approval_id}: the policy now denies this call ({evaluation.decision.rule_label}); it was rejected")
+    if not runner.policy.may_approve(approver):
+        raise PolicyDenied(f"approval {approval_id}: {approver} is not among the approvers the policy names")
     if approver == approval.requester and not evaluation.decision.self_approval:
         raise PolicyDenied(f"approval {approval_id}: {approver} requested this call and cannot approve it (the policy does not allow self-approval)")
     record = audit_record(evaluation, "approved", started, approver=approver, approval_id=approval_id, event="approval")

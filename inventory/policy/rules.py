@@ -9,7 +9,7 @@ the reason: there is no fallback to a more permissive policy.
 
     groups:   {ops: [alice, bob]}
     protected: {namespaces: [kube-system], tags: [prod], labels: {tier: critical}}
-    approvals: {self_approval: false, tty_confirmation: true}
+    approvals: {self_approval: false, tty_confirmation: true, approvers: ["group:ops"]}
     rules:
       - name: agents-never-destroy
         effect: deny                      # allow | require_approval | deny
@@ -102,6 +102,8 @@ class ApprovalSettings(BaseModel):
     self_approval: bool = False
     # On a terminal, typing the target's name approves the call in place (a person is present).
     tty_confirmation: bool = True
+    # Who may approve (user names or group:NAME); None: anyone but the requester.
+    approvers: list[str] | None = None
 
 
 class PolicyDocument(BaseModel):
@@ -140,6 +142,13 @@ class Policy:
 
     def groups_of(self, actor: str) -> set[str]:
         return {name for name, members in self.document.groups.items() if actor in members}
+
+    def may_approve(self, actor: str) -> bool:
+        approvers = self.document.approvals.approvers
+        if approvers is None:
+            return True
+        groups = self.groups_of(actor)
+        return any(a[len("group:"):] in groups if a.startswith("group:") else a == actor for a in approvers)
 
 
 def builtin_policy() -> Policy:
@@ -221,6 +230,9 @@ def _validation_error(exc: ValidationError, raw: dict[str, Any], label: str) -> 
 
 def _check_references(document: PolicyDocument, label: str, known_tools: Iterable[str] | None) -> None:
     tools = set(known_tools) if known_tools is not None else None
+    for approver in document.approvals.approvers or []:
+        if approver.startswith("group:") and approver[len("group:"):] not in document.groups:
+            raise ConfigError(f"unknown group {approver[len('group:'):]!r} (define it under groups:)", path=label, key="approvals.approvers")
     for index, rule in enumerate(document.rules):
         key = f"rules[{index}] ({rule.name})"
         for actor in rule.match.actors or []:
