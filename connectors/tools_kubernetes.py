@@ -54,7 +54,7 @@ def _api(ctx: ToolContext) -> Iterator[Any]:
 
     api = KubernetesApi(ctx.target.source, ctx.source_config)
     try:
-        yield api._client  # the authenticated kubernetes.client.ApiClient of the source
+        yield api.client  # the authenticated kubernetes.client.ApiClient of the source
     finally:
         api.close()
 
