@@ -41,9 +41,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from inventory.connector import Connector, SourceConfig
+from inventory.connector import ConfigPath, Connector, SourceConfig
 from inventory.errors import SourceError
 from inventory.records import Host, Ref, Service, Snapshot, Workload
 
@@ -86,21 +86,12 @@ class DockerTLS(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    ca: Path | None = None
-    cert: Path | None = None
-    key: Path | None = None
+    ca: ConfigPath | None = None
+    cert: ConfigPath | None = None
+    key: ConfigPath | None = None
     # False accepts any server certificate (docker --tls without --tlsverify).
     verify: bool = True
 
-    @field_validator("ca", "cert", "key")
-    @classmethod
-    def _anchor(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        base = (info.context or {}).get("base_dir")
-        if value is not None:
-            value = value.expanduser()
-            if not value.is_absolute() and base is not None:
-                return Path(base) / value
-        return value
 
     @model_validator(mode="after")
     def _cert_with_key(self) -> DockerTLS:

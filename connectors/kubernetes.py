@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
-from inventory.connector import Connector, SourceConfig
+from inventory.connector import ConfigPath, Connector, SourceConfig
 from inventory.errors import ConfigError, SourceError
 from inventory.records import Ref, Service, Snapshot, Workload
 from inventory.timeutil import parse_duration
@@ -59,14 +59,14 @@ class KubernetesConfig(SourceConfig):
     type: str = "kubernetes"
     # Auth, one of three ways: a kubeconfig context (the default), the in-cluster service
     # account, or a server URL with a bearer token.
-    kubeconfig: Path | None = None
+    kubeconfig: ConfigPath | None = None
     context: str | list[str] | None = None
     in_cluster: bool = False
     # Where the pod's service account is mounted (token, ca.crt); the Kubernetes default if unset.
-    service_account_dir: Path | None = None
+    service_account_dir: ConfigPath | None = None
     server: str | None = None
     token: SecretStr | None = None
-    ca_file: Path | None = None
+    ca_file: ConfigPath | None = None
     verify_tls: bool = True
     # Namespaces to read (exact names are read one by one; globs filter a cluster-wide list)
     # and namespaces to skip (globs).
@@ -85,16 +85,6 @@ class KubernetesConfig(SourceConfig):
     def _duration(cls, value: Any) -> Any:
         return parse_duration(value) if isinstance(value, str) else value
 
-    @field_validator("kubeconfig", "ca_file", "service_account_dir")
-    @classmethod
-    def _anchor(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        if value is None:
-            return None
-        value = value.expanduser()
-        base = (info.context or {}).get("base_dir")
-        if not value.is_absolute() and base is not None:
-            return Path(base) / value
-        return value
 
     @field_validator("context")
     @classmethod

@@ -29,15 +29,14 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import zip_longest
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from connectors.proxmox_api import ApiCallFailed, ProxmoxClient
 from connectors.proxmox_records import agent_addresses, agent_enabled, guest_records, lxc_addresses, node_host, pool_services
-from inventory.connector import Connector, SourceConfig
+from inventory.connector import ConfigPath, Connector, SourceConfig
 from inventory.errors import SourceError
 from inventory.records import Host, Snapshot, Workload
 from inventory.timeutil import utcnow
@@ -62,7 +61,7 @@ class ProxmoxConfig(SourceConfig):
     user: str | None = Field(default=None, pattern=r"^[^!@\s]+@[^!\s]+$")
     password: SecretStr | None = None
     verify_tls: bool = True
-    ca_file: Path | None = None
+    ca_file: ConfigPath | None = None
     # sha256 of the server certificate, "AB:CD:..." (as `pvenode cert info` prints it).
     fingerprint: str | None = None
     timeout: float = Field(default=10.0, gt=0, le=300)
@@ -97,13 +96,6 @@ class ProxmoxConfig(SourceConfig):
             raise ValueError("must be a sha256 fingerprint: 32 hex bytes, with or without colons")
         return digits
 
-    @field_validator("ca_file")
-    @classmethod
-    def _anchor(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        base = (info.context or {}).get("base_dir")
-        if value is not None and not value.is_absolute() and base is not None:
-            return Path(base) / value
-        return value
 
     @model_validator(mode="after")
     def _one_way_to_log_in(self) -> ProxmoxConfig:

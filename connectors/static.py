@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from inventory.connector import Connector, SourceConfig
+from inventory.connector import ConfigPath, Connector, SourceConfig
 from inventory.errors import SourceError
 from inventory.records import Host, Ref, Service, Snapshot, Workload
 
@@ -105,15 +105,8 @@ def _check_unique(items: list[_Declared], label: str) -> None:
 
 class StaticConfig(SourceConfig, StaticInventory):
     type: str = "static"
-    path: Path | None = None
+    path: ConfigPath | None = None
 
-    @field_validator("path")
-    @classmethod
-    def _anchor(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        base = (info.context or {}).get("base_dir")
-        if value is not None and not value.is_absolute() and base is not None:
-            return Path(base) / value
-        return value
 
 
 class StaticConnector(Connector):

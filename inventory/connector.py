@@ -16,9 +16,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 
 from inventory.errors import ConnectorUnavailable
 from inventory.records import Snapshot
@@ -26,6 +27,18 @@ from inventory.records import Snapshot
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "inventory.connectors"
+
+
+def _relative_to_config_file(value: Path, info: ValidationInfo) -> Path:
+    value = value.expanduser()
+    base = (info.context or {}).get("base_dir")
+    if not value.is_absolute() and base is not None:
+        return Path(base) / value
+    return value
+
+
+# A file named in the config: ~ expanded, a relative path taken relative to the config file.
+ConfigPath = Annotated[Path, AfterValidator(_relative_to_config_file)]
 
 
 class SourceConfig(BaseModel):

@@ -8,7 +8,6 @@ field. Tables have no colour when the output is not a terminal.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import sys
 from collections.abc import Mapping, Sequence
