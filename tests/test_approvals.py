@@ -186,3 +186,26 @@ def test_on_a_terminal_typing_the_name_confirms_in_place(db: Database, config_fi
 def test_importing_the_cli_pulls_in_no_sdk() -> None:
     code = "import sys, inventory.cli; assert not {'docker', 'kubernetes', 'proxmoxer'} & set(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=PROJECT_ROOT)
+
+
+def test_destructive_calls_are_notified_when_requested_and_when_run(db: Database, config_file: Path, cluster: MutableFakeKubernetes) -> None:
+    import httpx
+    import respx
+
+    from inventory.notify import Notifier, NotifySettings
+
+    with respx.mock(assert_all_called=False) as mock:
+        hook = mock.post("https://hooks.lab/inventory").mock(return_value=httpx.Response(204))
+        notifier = Notifier(NotifySettings.model_validate({"targets": [{"type": "webhook", "url": "https://hooks.lab/inventory"}]}))
+        runner = runner_for(db, config_file)
+        runner.notifier = notifier
+        runner.run("kubernetes.list_pods", "source:lab", {}, "dave")  # READ_ONLY: no message
+        assert hook.call_count == 0
+        pending = runner.run("kubernetes.scale_deployment", "web-0", {"replicas": "0"}, "dave")
+        assert pending.outcome == "pending"
+        assert approve(runner, pending.approval_id, "erin").outcome == "success"  # type: ignore[arg-type]
+        notifier.close()
+    bodies = [call.request.content.decode() for call in hook.calls]
+    assert len(bodies) == 2
+    assert "dave requested kubernetes.scale_deployment" in bodies[0]
+    assert "dave ran kubernetes.scale_deployment" in bodies[1] and "success" in bodies[1]

@@ -35,7 +35,13 @@ def build_runner(app: AppContext, policy_path: str | None, *, with_sources: bool
     registry = ToolRegistry.discover()
     policy = load_policy(policy_path, known_tools=registry.names())
     lookup = (lambda name: app.config.source(name)) if with_sources else None
-    return ToolRunner(app.database(), policy, registry, source_config=lookup)
+    notifier = None
+    if with_sources and app.config.notify.targets:
+        from inventory.notify import Notifier
+
+        notifier = Notifier(app.config.notify)
+        app.cleanups.append(notifier.close)
+    return ToolRunner(app.database(), policy, registry, source_config=lookup, notifier=notifier)
 
 
 @click.group("tools")

@@ -56,6 +56,7 @@ def request_approval(runner: ToolRunner, evaluation: Evaluation, started: float)
         record = audit_record(evaluation, "pending", started, approval_id=approval.id)
         seq, _ = append_in(session, record)
         approval.request_seq = seq
+    runner.notify_destructive(evaluation, "pending")
     return CallOutcome(evaluation, "pending", seq, approval.id)
 
 

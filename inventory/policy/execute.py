@@ -16,6 +16,7 @@ from typing import Any
 from inventory.audit.actor import ACTOR_ENV, resolve_actor
 from inventory.audit.log import AuditRecord, append
 from inventory.errors import InventoryError, UsageError
+from inventory.policy.classes import ToolClass
 from inventory.policy.engine import Call, Classification, Decision, classify, decide
 from inventory.policy.rules import Effect, Policy
 from inventory.policy.targets import Target, resolve_target
@@ -113,7 +114,23 @@ class ToolRunner:
     registry: ToolRegistry
     # The SourceConfig of a source by name (connection settings); only needed to execute.
     source_config: SourceConfigLookup | None = None
+    # inventory.notify.Notifier: told when a DESTRUCTIVE call is requested (waits for approval) or has run.
+    notifier: Any | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def notify_destructive(self, evaluation: Evaluation, outcome: str) -> None:
+        if self.notifier is None or evaluation.classification.tool_class is not ToolClass.DESTRUCTIVE:
+            return
+        if outcome not in ("pending", "success", "failed"):
+            return  # denied, dry runs and invalid calls changed nothing and asked for nothing
+        self.notifier.destructive_tool(
+            tool=evaluation.tool,
+            target=evaluation.target.ref if evaluation.target else (evaluation.target_text or "-"),
+            actor=evaluation.actor,
+            stage="requested" if outcome == "pending" else "run",
+            decision=evaluation.decision.effect.value,
+            outcome=None if outcome == "pending" else outcome,
+        )
 
     # --- evaluation ---------------------------------------------------------------------------
 
@@ -226,6 +243,7 @@ class ToolRunner:
         record = audit_record(evaluation, outcome, started, error=error, result=result, approver=approver, approval_id=approval_id)
         seq = append(self.db, record)
         call = CallOutcome(evaluation, outcome, seq, approval_id, result, error, approver)
+        self.notify_destructive(evaluation, outcome)
         if raise_error is not None and error is not None:
             # Not chained: an SDK exception's text may carry what redaction just removed.
             raise raise_error(error) from None
