@@ -11,7 +11,6 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
-    Index,
     Integer,
     MetaData,
     String,
@@ -152,11 +151,12 @@ class Change(Base):
     """Append-only history: one row per object created, updated, removed or revived by a sync."""
 
     __tablename__ = "changes"
-    __table_args__ = (Index("ix_changes_source_at", "source_id", "at"),)
+    # Two indexes only (time, object): every index is maintained for each of the tens of
+    # thousands of rows a first sync appends here.
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     source_id: Mapped[int] = mapped_column(Id)
-    sync_run_id: Mapped[int] = mapped_column(Id, index=True)
+    sync_run_id: Mapped[int] = mapped_column(Id)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     object_type: Mapped[str] = mapped_column(String(20))  # host | workload | service
     object_id: Mapped[int] = mapped_column(Id, index=True)

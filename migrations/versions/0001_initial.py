@@ -114,8 +114,6 @@ def upgrade() -> None:
     with op.batch_alter_table('changes', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_changes_at'), ['at'], unique=False)
         batch_op.create_index(batch_op.f('ix_changes_object_id'), ['object_id'], unique=False)
-        batch_op.create_index('ix_changes_source_at', ['source_id', 'at'], unique=False)
-        batch_op.create_index(batch_op.f('ix_changes_sync_run_id'), ['sync_run_id'], unique=False)
 
     op.create_table('workloads',
     sa.Column('namespace', sa.String(length=253), nullable=True),
@@ -165,8 +163,6 @@ def downgrade() -> None:
 
     op.drop_table('workloads')
     with op.batch_alter_table('changes', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_changes_sync_run_id'))
-        batch_op.drop_index('ix_changes_source_at')
         batch_op.drop_index(batch_op.f('ix_changes_object_id'))
         batch_op.drop_index(batch_op.f('ix_changes_at'))
 
