@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, insert, text
+from sqlalchemy import insert, text
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 from inventory.audit.log import GENESIS_HASH, JSON_FIELDS, SCALAR_FIELDS, AuditRecord, append, compute_hash, prepare_fields, verify_chain  # noqa: E402
 from inventory.audit.models import AuditEntry  # noqa: E402
 from inventory.storage.database import Database, open_database  # noqa: E402
+from inventory.testing.scratch_postgres import ScratchDatabase  # noqa: E402
 from inventory.timeutil import utcnow  # noqa: E402
 
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -148,11 +149,8 @@ def main() -> None:
     parser.add_argument("--postgres", default=DEFAULT_POSTGRES, help="An admin URL; a new database is created and dropped.")
     options = parser.parse_args()
 
-    name = f"inventory_bench_audit_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(options.postgres, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(options.postgres).set(database=name).render_as_string(hide_password=False)
+    scratch = ScratchDatabase(options.postgres, prefix="inventory_bench_audit")
+    url = scratch.url
     try:
         db = open_database(url, migrate=True)
         with db.engine.begin() as conn:
@@ -188,9 +186,7 @@ def main() -> None:
         print("(goal: verify at least 100,000 entries/s; `inventory audit verify` walks in the database on PostgreSQL)")
         db.dispose()
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        scratch.drop()
 
 
 if __name__ == "__main__":

@@ -32,14 +32,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -49,6 +47,7 @@ from inventory.storage.database import open_database  # noqa: E402
 from inventory.storage.models import ServiceRow, WorkloadRow  # noqa: E402
 from inventory.sync import sync_source  # noqa: E402
 from inventory.testing.docker_engine import BUSYBOX_IMAGE, DockerEngine, make_busybox_image, start_engine  # noqa: E402
+from inventory.testing.scratch_postgres import ScratchDatabase  # noqa: E402
 
 GOAL_SPEEDUP = 5.0
 DEFAULT_ANSIBLE = "/tmp/ansible-venv/bin/ansible-inventory"
@@ -89,23 +88,11 @@ def populate(engine: DockerEngine, count: int, start_every: int) -> int:
     return started
 
 
-def create_database(admin_url: str) -> tuple[str, str]:
-    name = f"inventory_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    open_database(url, migrate=True).dispose()
-    return name, url
-
-
-def drop_databases(admin_url: str, names: list[str]) -> None:
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        for name in names:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+def create_database(admin_url: str) -> ScratchDatabase:
+    """An empty database at the code's schema revision."""
+    scratch = ScratchDatabase(admin_url)
+    open_database(scratch.url, migrate=True).dispose()
+    return scratch
 
 
 def run_process(command: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
@@ -130,7 +117,8 @@ def fake_scale_run(count: int, admin_url: str) -> None:
         fake = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
         assert fake.stdout is not None
         print(fake.stdout.readline().strip())
-        name, url = create_database(admin_url)
+        scratch = create_database(admin_url)
+        url = scratch.url
         try:
             config = DockerConfig(name="fake", url=f"unix://{socket_path}")
             import docker
@@ -149,7 +137,7 @@ def fake_scale_run(count: int, admin_url: str) -> None:
         finally:
             fake.terminate()
             fake.wait(timeout=10)
-            drop_databases(admin_url, [name])
+            scratch.drop()
 
 
 def main() -> None:
@@ -184,9 +172,8 @@ def main() -> None:
         collect_only, snapshot = median_time(lambda: DockerConnector(config).collect(), args.runs)
         print(f"collect only:                          {collect_only:6.3f} s  ({snapshot.object_count} records, {inspects} inspects, complete={snapshot.complete})")
 
-        name, url = create_database(args.postgres)
-        databases.append(name)
-        db = open_database(url, migrate=False)
+        databases.append(create_database(args.postgres))
+        db = open_database(databases[-1].url, migrate=False)
         started = time.perf_counter()
         first = sync_source(db, DockerConnector(config))
         first_sync = time.perf_counter() - started
@@ -208,9 +195,8 @@ def main() -> None:
             cli = [str(Path(sys.executable).with_name("inventory")), "--config", str(config_file), "sync", "--once"]
             cold_times = []
             for _ in range(args.runs):
-                name, url = create_database(args.postgres)  # each run writes everything into an empty database
-                databases.append(name)
-                cold_times.append(run_process(cli, env={**os.environ, "INVENTORY_DATABASE_URL": url})[0])
+                databases.append(create_database(args.postgres))  # each run writes everything into an empty database
+                cold_times.append(run_process(cli, env={**os.environ, "INVENTORY_DATABASE_URL": databases[-1].url})[0])
             ours = statistics.median(cold_times)
             print(f"inventory sync --once (new process, empty PostgreSQL): {ours:6.3f} s")
             our_floor, _ = median_time(lambda: run_process([cli[0], "--version"]), args.runs)
@@ -241,7 +227,8 @@ def main() -> None:
         print(f"first sync / raw floor = {first_sync / floor:.1f}x;  collect only / raw floor = {collect_only / floor:.1f}x")
     finally:
         engine.stop()
-        drop_databases(args.postgres, databases)
+        for scratch in databases:
+            scratch.drop()
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -33,6 +32,7 @@ from inventory.connector import Connector, SourceConfig  # noqa: E402
 from inventory.records import Host, Ref, Snapshot, Workload, canonical_fields, record_hash  # noqa: E402
 from inventory.storage.database import open_database  # noqa: E402
 from inventory.sync import sync_source  # noqa: E402
+from inventory.testing.scratch_postgres import ScratchDatabase  # noqa: E402
 from inventory.timeutil import utcnow  # noqa: E402
 
 POSTGRES_ADMIN_URL = os.environ.get("INVENTORY_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -223,20 +223,6 @@ def run_engine(engine_name: str, url: str, snapshot: Snapshot, churned: Snapshot
     return results
 
 
-def fresh_postgres() -> tuple[str, object]:
-    name = f"inventory_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False), drop
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, default=1000)
@@ -253,11 +239,8 @@ def main() -> None:
         ratios: dict[str, list[float]] = {"rate": [], "churn": [], "churn_increment": []}
         for _ in range(args.rounds):
             if engine_name == "postgresql":
-                url, drop = fresh_postgres()
-                try:
-                    res = run_engine("postgresql", url, snapshot, churned, None)
-                finally:
-                    drop()  # type: ignore[operator]
+                with ScratchDatabase(POSTGRES_ADMIN_URL) as scratch:
+                    res = run_engine("postgresql", scratch.url, snapshot, churned, None)
             else:
                 with tempfile.TemporaryDirectory() as tmp:
                     res = run_engine("sqlite", f"sqlite:///{tmp}/bench.db", snapshot, churned, f"{tmp}/bench.db")

@@ -8,7 +8,6 @@ laptop, and fail under CI (CI=true): CI never skips a real-component test.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from inventory.storage.database import Database, open_database
+from inventory.testing.scratch_postgres import ScratchDatabase
 
 POSTGRES_ADMIN_URL = os.environ.get("INVENTORY_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -53,17 +53,8 @@ def require_postgres() -> None:
 def postgres_url() -> Iterator[str]:
     """A new empty PostgreSQL database, dropped afterwards."""
     require_postgres()
-    name = f"inventory_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    try:
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with ScratchDatabase(POSTGRES_ADMIN_URL, prefix="inventory_test") as scratch:
+        yield scratch.url
 
 
 @pytest.fixture
