@@ -129,7 +129,7 @@ def sync_source(
 
     if error:
         log.warning("%s", error)
-    return record_sync(db, SourceOutcome(
+    outcome = SourceOutcome(
         name,
         type_name,
         status,
@@ -138,7 +138,8 @@ def sync_source(
         objects=snapshot.object_count,
         duration=time.perf_counter() - started,
         run_id=run_id,
-    ))
+    )
+    return record_sync(db, outcome)
 
 
 def sync_source_locked(
