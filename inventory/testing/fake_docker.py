@@ -36,6 +36,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+from inventory.testing.serving import serve_in_background, shut_down
 
 API_VERSION = "1.41"
 SERVER_VERSION = "20.10.24+dfsg1"
@@ -290,14 +291,12 @@ class FakeDocker:
             self._server = _UnixServer(str(self.socket_path), handler)
         else:
             self._server = _TCPServer(("127.0.0.1", 0), handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-docker", daemon=True)
-        self._thread.start()
+        self._thread = serve_in_background(self._server, "fake-docker")
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            shut_down(self._server)
             self._server = None
         if self.socket_path is not None:
             self.socket_path.unlink(missing_ok=True)

@@ -36,6 +36,7 @@ from urllib.parse import parse_qs, urlsplit
 import yaml
 
 from inventory.testing.fake_kubernetes_objects import JSON, RESOURCES, ClusterObjects, ClusterSpec, generate_cluster
+from inventory.testing.serving import serve_in_background, shut_down
 
 DEFAULT_TOKEN = "fake-bearer-token-0123456789"
 
@@ -189,14 +190,12 @@ class FakeKubernetes:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(*self._tls)
             self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-kubernetes", daemon=True)
-        self._thread.start()
+        self._thread = serve_in_background(self._server, "fake-kubernetes")
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            shut_down(self._server)
             self._server = None
 
     def __enter__(self) -> FakeKubernetes:

@@ -47,6 +47,7 @@ from inventory.testing.fake_proxmox_model import (
     FakeNode,
     build_cluster,
 )
+from inventory.testing.serving import serve_in_background, shut_down
 
 __all__ = ["FakeProxmox", "build_cluster"]
 
@@ -408,14 +409,12 @@ class FakeProxmox:
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> FakeProxmox:
         self._httpd = _TLSServer(("127.0.0.1", 0), _make_handler(self), self._ssl_context)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True, name="fake-pve")
-        self._thread.start()
+        self._thread = serve_in_background(self._httpd, "fake-pve")
         return self
 
     def stop(self) -> None:
         if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
+            shut_down(self._httpd)
             self._httpd = None
         self._tmp.cleanup()
 

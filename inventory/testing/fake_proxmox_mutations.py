@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from inventory.testing.fake_proxmox import API_PREFIX, ApiError, FakeProxmox, _make_handler, _TLSServer
+from inventory.testing.serving import serve_in_background
 
 _GUEST_PATH = re.compile(r"^/nodes/(?P<node>[^/]+)/(?P<kind>qemu|lxc)/(?P<vmid>\d+)(?P<rest>(/[^/]+)*)$")
 _STATUS_AFTER = {"start": "running", "shutdown": "stopped", "stop": "stopped", "reboot": "running"}
@@ -42,7 +43,6 @@ class MutableFakeProxmox(FakeProxmox):
         self._task_numbers = itertools.count(0x1000)
 
     def start(self) -> MutableFakeProxmox:
-        import threading
 
         base = _make_handler(self)
         fake = self
@@ -69,8 +69,7 @@ class MutableFakeProxmox(FakeProxmox):
                 self._handle("DELETE")
 
         self._httpd = _TLSServer(("127.0.0.1", 0), WritingHandler, self._ssl_context)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True, name="fake-pve")
-        self._thread.start()
+        self._thread = serve_in_background(self._httpd, "fake-pve")
         return self
 
     def __enter__(self) -> MutableFakeProxmox:
