@@ -172,8 +172,13 @@ def build_config(
             seen[expanded.name] = key
             sources.append(expanded)
 
-    url = database_url or os.environ.get(DATABASE_ENV) or top.database.url or default_database_url()
-    url = _anchor_sqlite_path(url, base_dir if top.database.url and not database_url and not os.environ.get(DATABASE_ENV) else Path.cwd())
+    override = database_url or os.environ.get(DATABASE_ENV)
+    if override:
+        url = _anchor_sqlite_path(override, Path.cwd())
+    elif top.database.url:
+        url = _anchor_sqlite_path(top.database.url, base_dir)
+    else:
+        url = default_database_url()
     return Config(path=path, database_url=url, sync=top.sync, sources=sources, notify=top.notify)
 
 
