@@ -88,6 +88,17 @@ def _dumps(value: Any) -> str:
     return to_json_bytes(value).decode()
 
 
+def _encoded_rows(rows: list[dict[str, Any]], columns: list[str]) -> Iterator[list[Any]]:
+    """Each row's values in column order, JSON columns already encoded as text."""
+    json_positions = [i for i, c in enumerate(columns) if c in _JSON_COLUMNS]
+    for row in rows:
+        values = [row[c] for c in columns]
+        for i in json_positions:
+            if values[i] is not None:
+                values[i] = _dumps(values[i])
+        yield values
+
+
 class Store:
     """Reads and writes of the sync engine, inside the caller's transaction."""
 
@@ -276,7 +287,6 @@ class Store:
         Going through SQLAlchemy's per-value type processing costs more than the insert itself.
         """
         columns = list(rows[0])
-        json_positions = [i for i, c in enumerate(columns) if c in _JSON_COLUMNS]
         time_positions = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, UTCDateTime)]
         encoded_times: dict[datetime, str] = {}
 
@@ -288,11 +298,7 @@ class Store:
             return text_value
 
         params = []
-        for row in rows:
-            values = [row[c] for c in columns]
-            for i in json_positions:
-                if values[i] is not None:
-                    values[i] = _dumps(values[i])
+        for values in _encoded_rows(rows, columns):
             for i in time_positions:
                 if values[i] is not None:
                     values[i] = encode_time(values[i])
@@ -304,16 +310,11 @@ class Store:
 
     def _copy(self, table: Table, rows: list[dict[str, Any]]) -> None:
         columns = list(rows[0])
-        json_positions = [i for i, c in enumerate(columns) if c in _JSON_COLUMNS]
         raw = self.session.connection().connection.driver_connection
         column_list = ", ".join(f'"{c}"' for c in columns)
         self.statements += 1
         with raw.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({column_list}) FROM STDIN') as copy:
-            for row in rows:
-                values = [row[c] for c in columns]
-                for i in json_positions:
-                    if values[i] is not None:
-                        values[i] = _dumps(values[i])
+            for values in _encoded_rows(rows, columns):
                 copy.write_row(values)
 
     def _update_by_id(self, table: Table, rows: list[dict[str, Any]]) -> None:
