@@ -11,8 +11,9 @@ a real pveproxy) it prints, measured in that same run:
   queryable inventory in a fresh PostgreSQL database), the API calls it made, and
   the in-process collect time;
 - the raw fetch floor: exactly the URLs our collect() requested, replayed with plain
-  ``requests`` and the same number of workers, nothing parsed or stored (what no
-  client at this concurrency can beat);
+  ``requests`` and the same number of workers in a process of its own, nothing
+  parsed or stored (what no requests-based client at this concurrency can beat),
+  and the import floor (a new process importing sqlalchemy, psycopg, proxmoxer);
 - Ansible: ``ansible-inventory --list`` with community.proxmox.proxmox and
   ``want_facts: true`` (one request at a time), its calls, and the ratio;
 - completeness, object for object: which guests each side has, by vmid.
@@ -26,11 +27,11 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -97,27 +98,47 @@ def collect_in_process(fake: FakeProxmox, concurrency: int) -> dict[str, Any]:
     return {"seconds": seconds, "calls": fake.total_calls, "complete": snapshot.complete, "paths": list(fake.requested)}
 
 
-def raw_fetch_floor(fake: FakeProxmox, paths: list[str], workers: int) -> dict[str, Any]:
-    """Exactly the paths our collect() requested, fetched bare with plain ``requests``: the two
-    cluster-wide lists one after the other, then the rest on ``workers`` threads. Nothing parsed."""
-    import requests
+_FLOOR_CHILD = """
+import json, sys, time
+from concurrent.futures import ThreadPoolExecutor
+import requests
+job = json.load(sys.stdin)
+session = requests.Session()
+session.trust_env = False  # a CA bundle named in the environment must not override ours
+session.mount("https://", requests.adapters.HTTPAdapter(pool_maxsize=job["workers"]))
+session.headers["Authorization"] = job["authorization"]
+session.verify = job["ca_file"]
+first, rest = job["urls"][:2], job["urls"][2:]
+started = time.perf_counter()
+for url in first:
+    session.get(url).content
+with ThreadPoolExecutor(max_workers=job["workers"]) as pool:
+    list(pool.map(lambda url: session.get(url).content, rest))
+print(time.perf_counter() - started)
+"""
 
-    session = requests.Session()
-    session.trust_env = False  # a CA bundle named in the environment must not override ours
-    session.mount("https://", requests.adapters.HTTPAdapter(pool_maxsize=workers))
-    session.headers["Authorization"] = f"PVEAPIToken={fake.token_id}={fake.token_secret}"
-    session.verify = str(fake.ca_file)
-    base = f"{fake.url}/api2/json"
-    first, rest = paths[:2], paths[2:]
+
+def raw_fetch_floor(fake: FakeProxmox, paths: list[str], workers: int) -> dict[str, Any]:
+    """Exactly the paths our collect() requested, fetched bare with plain ``requests`` in a process of
+    its own (as ours and Ansible's run; sharing this process would charge it the fake's GIL): the two
+    cluster-wide lists one after the other, then the rest on ``workers`` threads. Nothing parsed.
+    Timed inside that process, from the first request to the last answer: no start-up, no imports."""
+    job = {
+        "urls": [f"{fake.url}/api2/json{path}" for path in paths],
+        "workers": workers,
+        "authorization": f"PVEAPIToken={fake.token_id}={fake.token_secret}",
+        "ca_file": str(fake.ca_file),
+    }
     fake.reset_calls()
+    done = subprocess.run([sys.executable, "-c", _FLOOR_CHILD], input=json.dumps(job), capture_output=True, text=True, check=True)
+    return {"seconds": float(done.stdout), "calls": fake.total_calls}
+
+
+def import_floor() -> float:
+    """A new process that imports the packages a Proxmox sync into PostgreSQL cannot do without, and exits."""
     started = time.perf_counter()
-    for path in first:
-        session.get(base + path)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(lambda path: session.get(base + path).status_code, rest))
-    seconds = time.perf_counter() - started
-    session.close()
-    return {"seconds": seconds, "calls": fake.total_calls}
+    subprocess.run([sys.executable, "-c", "import sqlalchemy, psycopg, proxmoxer, requests"], check=True)
+    return time.perf_counter() - started
 
 
 def run_ansible(fake: FakeProxmox, workdir: Path, ansible: str) -> dict[str, Any]:
@@ -197,7 +218,9 @@ def main() -> None:
                   f"{len(ours['guests'])} guests, {ours['hosts']} hosts")  # fmt: skip
             for concurrency, figures in inner.items():
                 print(f"        collect() alone, {concurrency:2d} in flight:      {figures['seconds']:7.2f} s  {figures['calls']:5d} API calls  complete={figures['complete']}")
-            print(f"floor   same URLs, bare requests, {workers:2d} workers:{floor['seconds']:6.2f} s  {floor['calls']:5d} API calls")
+            print(f"floor   same URLs, bare requests, {workers:2d} workers:{floor['seconds']:6.2f} s  {floor['calls']:5d} API calls  (own process, fetch only)")
+            imports = statistics.median(import_floor() for _ in range(3))
+            print(f"floor   import sqlalchemy, psycopg, proxmoxer: {imports:5.2f} s  (a new process, nothing else)")
             if not ansible:
                 continue
             try:
@@ -211,6 +234,9 @@ def main() -> None:
             print(f"ansible community.proxmox, want_facts:  {theirs['seconds']:7.2f} s  {theirs['calls']:5d} API calls  "
                   f"{len(theirs['guests'])} guests, {theirs['hosts']} hosts")  # fmt: skip
             print(f"ratio   ansible / ours = {ratio:.1f}x {verdict}")
+            if goal:
+                print(f"        the goal needs ours in <= {theirs['seconds'] / goal:.2f} s; the fetch floor plus the import floor "
+                      f"alone take {floor['seconds'] + imports:.2f} s (ansible / those floors = {theirs['seconds'] / (floor['seconds'] + imports):.1f}x)")
             print(f"missing ours: {describe_missing(fake, every - ours['guests'])}; ansible: {describe_missing(fake, every - theirs['guests'])}")
             print(f"addresses: guests with an address, ours {len(ours['addressed'])}, ansible {len(theirs['addressed'])}; "
                   f"only ours {len(ours['addressed'] - theirs['addressed'])}, only ansible {len(theirs['addressed'] - ours['addressed'])}")  # fmt: skip
