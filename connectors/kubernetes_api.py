@@ -167,8 +167,16 @@ class KubernetesApi:
         if not configuration.verify_ssl and configuration.host.startswith("https"):
             log.warning("source %r: TLS certificates of %s are not verified", self.source_name, self.where)
         # A token the SDK read from a kubeconfig or a service account file is a secret as well.
-        for value in configuration.api_key.values():
-            register_secret(str(value).removeprefix("Bearer ").removeprefix("bearer "))
+        _register_tokens(configuration)
+        refresh = configuration.refresh_api_key_hook
+        if refresh is not None:
+            # An exec plugin (EKS, GKE, OIDC helpers) or a token file is read again when its token
+            # expires, in the middle of a poll: the new token must be masked from then on too.
+            def refresh_and_register(configuration: Any) -> None:
+                refresh(configuration)
+                _register_tokens(configuration)
+
+            configuration.refresh_api_key_hook = refresh_and_register
         # Retry a refused or reset connection, never a read: a slow server must cost one timeout, not four.
         configuration.retries = Retry(total=2, connect=2, read=0, status=0, redirect=0, other=0, backoff_factor=0.2)
         return ApiClient(configuration)
@@ -327,3 +335,8 @@ def _join(head: str, where: str, detail: str) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def _register_tokens(configuration: Any) -> None:
+    for value in configuration.api_key.values():
+        register_secret(str(value).removeprefix("Bearer ").removeprefix("bearer "))

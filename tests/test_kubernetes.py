@@ -17,11 +17,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import aliased
 
 from connectors.kubernetes import KubernetesConfig, KubernetesConnector
-from connectors.kubernetes_api import RateLimiter
+from connectors.kubernetes_api import KubernetesApi, RateLimiter
 from inventory.config import build_config
 from inventory.connector import ConnectorRegistry
 from inventory.errors import ConfigError, SourceError
 from inventory.records import Snapshot
+from inventory.redact import redact_text
 from inventory.storage.database import Database, open_database
 from inventory.storage.models import HostRow, ServiceMember, ServiceRow, Source, SyncRun, WorkloadRow
 from inventory.sync import sync_all, sync_source
@@ -290,6 +291,44 @@ def test_unauthorized_names_the_context_hides_the_token_and_removes_nothing(
     assert outcome.status == "failed" and "source 'lab', namespace kube-system: unauthorized for context 'lab' (HTTP 401)" in (outcome.error or "")
     assert wrong not in (outcome.error or "") and wrong not in caplog.text
     assert removed_count(db) == 0
+
+
+def test_an_exec_plugin_token_works_and_each_token_it_hands_out_is_masked(cluster: FakeKubernetes, tmp_path: Path) -> None:
+    # As EKS, GKE and OIDC helpers do: the kubeconfig runs a command for a short-lived token,
+    # and the client runs it again when the token has expired, in the middle of a poll.
+    token_file = tmp_path / "current-token"
+    token_file.write_text("exec-token-first-7c1d9e")
+    cluster.token = token_file.read_text()
+    plugin = tmp_path / "token-plugin"
+    plugin.write_text(
+        f"#!{sys.executable}\n"
+        "import json, pathlib\n"
+        f"token = pathlib.Path({str(token_file)!r}).read_text()\n"
+        "print(json.dumps({'apiVersion': 'client.authentication.k8s.io/v1beta1', 'kind': 'ExecCredential',\n"
+        "                  'status': {'token': token, 'expirationTimestamp': '2000-01-01T00:00:00Z'}}))\n"
+    )
+    plugin.chmod(0o755)
+    exec_user = {"exec": {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": str(plugin), "interactiveMode": "Never"}}
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "lab",
+        "clusters": [{"name": "lab", "cluster": {"server": cluster.url}}],
+        "users": [{"name": "lab", "user": exec_user}],
+        "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "lab"}}],
+    }))  # fmt: skip
+
+    snapshot = connector(kubeconfig).collect()
+    assert snapshot.complete, snapshot.errors
+    assert "exec-token-first-7c1d9e" not in redact_text("Authorization: Bearer exec-token-first-7c1d9e")
+
+    api = KubernetesApi("lab", KubernetesConfig(name="lab", kubeconfig=kubeconfig, timeout=5))
+    try:
+        token_file.write_text("exec-token-rotated-04b2fa")
+        cluster.token = token_file.read_text()
+        api.get("/api/v1/namespaces/kube-system", "namespace kube-system")  # the expired token is refreshed first
+    finally:
+        api.close()
+    assert "exec-token-rotated-04b2fa" not in redact_text("token exec-token-rotated-04b2fa in a message")
 
 
 def test_a_token_rejected_in_the_middle_fails_the_whole_source(cluster: FakeKubernetes, kubeconfig: Path) -> None:
