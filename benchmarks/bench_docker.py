@@ -7,7 +7,8 @@ side by side with ``ansible-inventory`` and the community.docker ``docker_contai
 
 Needs root, dockerd (Debian docker.io) and a static busybox (busybox-static).
 The plugin comes from PyPI's ``ansible`` package (it bundles community.docker):
-``python3 -m venv /tmp/ansible-venv && /tmp/ansible-venv/bin/pip install ansible``.
+``python3 -m venv /tmp/ansible-venv && /tmp/ansible-venv/bin/pip install ansible requests docker``
+(the plugins need ``docker`` and ``requests`` beside Ansible).
 
 Printed, all measured in this run (medians of ``--runs``):
 
@@ -208,7 +209,7 @@ def main() -> None:
             ansible = shutil.which(args.ansible_inventory) or (args.ansible_inventory if Path(args.ansible_inventory).is_file() else None)
             if ansible is None:
                 print(f"ansible-inventory: not found at {args.ansible_inventory}; install it with")
-                print("  python3 -m venv /tmp/ansible-venv && /tmp/ansible-venv/bin/pip install ansible")
+                print("  python3 -m venv /tmp/ansible-venv && /tmp/ansible-venv/bin/pip install ansible requests docker")
                 print("and run again. Only our figures are printed.")
                 return
             # The plugin only accepts files named *docker.yml / *docker.yaml.

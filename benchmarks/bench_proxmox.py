@@ -198,7 +198,7 @@ def main() -> None:
     print(f"fake cluster: {args.nodes} nodes, {len(every)} guests ({sum(g.template for g in cluster.guests)} templates, "
           f"{len(every) - len({g.name for g in cluster.guests})} names used twice); PostgreSQL at {make_url(args.postgres).render_as_string()}")  # fmt: skip
     if not ansible:
-        print("ansible-inventory: not found (pip install ansible into /tmp/ansible-venv); printing our figures only")
+        print("ansible-inventory: not found (pip install ansible requests into /tmp/ansible-venv); printing our figures only")
     with FakeProxmox(cluster) as fake, tempfile.TemporaryDirectory(prefix="bench-pve-") as tmp:
         workdir = Path(tmp)
         with FakeProxmox(build_cluster(nodes=1, guests=0, pools=0)) as empty:
