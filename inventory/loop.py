@@ -201,7 +201,7 @@ class SyncLoop:
     def _report(self, outcome: SourceOutcome) -> None:
         if outcome.status in ("success", "partial"):
             level = logging.INFO if outcome.ok else logging.WARNING
-            log.log(level, "%s", describe_outcome(outcome), extra={"source": outcome.source, "status": outcome.status})
+            log.log(level, "%s", outcome.describe(), extra={"source": outcome.source, "status": outcome.status})
         elif outcome.status != "failed":  # a failure was logged with its backoff above
             log.info("%s", outcome.error, extra={"source": outcome.source, "status": outcome.status})
         if self.metrics is not None:
@@ -215,12 +215,3 @@ class SyncLoop:
             self.notifier.source_outcome(outcome)
         if self.on_outcome is not None:
             self.on_outcome(outcome)
-
-
-def describe_outcome(outcome: SourceOutcome) -> str:
-    """One line per synced source, the same in loop logs and `sync --once` output."""
-    r = outcome.result
-    if r is None:
-        return f"{outcome.source}: {outcome.status}" + (f": {outcome.error}" if outcome.error and outcome.status != "failed" else "")
-    counts = f"{r.created} created, {r.updated} updated, {r.removed} removed, {r.revived} revived, {r.unchanged} unchanged"
-    return f"{outcome.source}: {outcome.status}, {outcome.objects} objects ({counts}) in {outcome.duration:.2f}s"

@@ -44,6 +44,14 @@ class SourceOutcome:
     def ok(self) -> bool:
         return self.status == "success"
 
+    def describe(self) -> str:
+        """One line per synced source, the same in loop logs and `sync --once` output."""
+        r = self.result
+        if r is None:
+            return f"{self.source}: {self.status}" + (f": {self.error}" if self.error and self.status != "failed" else "")
+        counts = f"{r.created} created, {r.updated} updated, {r.removed} removed, {r.revived} revived, {r.unchanged} unchanged"
+        return f"{self.source}: {self.status}, {self.objects} objects ({counts}) in {self.duration:.2f}s"
+
 
 ProgressCallback = Callable[[str, str], None]  # (source name, phase)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 from importlib.metadata import EntryPoint
 
 import pytest
@@ -45,3 +46,21 @@ def test_cli_starts_without_importing_any_sdk() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_sync_once_of_a_static_source_loads_no_sdk_and_no_loop_machinery(tmp_path: Path) -> None:
+    config = tmp_path / "inventory.yaml"
+    config.write_text("sources:\n  - {type: static, name: lab, hosts: [{id: nas, name: nas}]}\n")
+    args = ["-c", str(config), "--database-url", f"sqlite:///{tmp_path / 'inventory.db'}", "sync", "--once"]
+    subprocess.run([sys.executable, "-m", "inventory", *args], capture_output=True, text=True, check=True)  # creates and migrates
+    code = (
+        "import atexit, sys\n"
+        "unwanted = ('kubernetes', 'proxmoxer', 'docker', 'alembic', 'prometheus_client', 'inventory.loop', 'inventory.metrics')\n"
+        "atexit.register(lambda: print('loaded:', ','.join(m for m in unwanted if m in sys.modules)))\n"
+        f"sys.argv = ['inventory', *{args!r}]\n"
+        "from inventory.cli import main\n"
+        "main()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "loaded:"

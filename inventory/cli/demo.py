@@ -143,7 +143,7 @@ def _report(db: Database) -> None:
 
 def _churn_loop(db: Database, config: Any, registry: Any, lab: Any, *, cycles: int | None, metrics_port: int | None) -> None:
     from inventory.cli.sync import stop_on_signals
-    from inventory.loop import SyncLoop, describe_outcome
+    from inventory.loop import SyncLoop
     from inventory.metrics import SyncMetrics
 
     metrics = SyncMetrics()
@@ -152,7 +152,7 @@ def _churn_loop(db: Database, config: Any, registry: Any, lab: Any, *, cycles: i
         click.echo(f"metrics on http://127.0.0.1:{server.server_port}/metrics")
 
     def show(outcome: SourceOutcome) -> None:
-        click.echo(f"  {describe_outcome(outcome)}" if outcome.status != "failed" else f"  {outcome.source}: FAILED {outcome.error}")
+        click.echo(f"  {outcome.describe()}" if outcome.status != "failed" else f"  {outcome.source}: FAILED {outcome.error}")
 
     # No jitter: every cycle syncs every source, so that each change shows in the next cycle.
     loop = SyncLoop(db, config, registry, jitter=0, metrics=metrics, coordinate=False, on_outcome=show)

@@ -194,7 +194,6 @@ def sync_command(
 
 
 def _sync_once(app: AppContext, sources: tuple[str, ...], *, allow_empty: bool, wait: float, metrics_textfile: str | None) -> None:
-    from inventory.loop import describe_outcome
     from inventory.notify import Notifier, notify_outcomes
     from inventory.render import render_table
     from inventory.sync import select_sources, sync_all
@@ -213,7 +212,7 @@ def _sync_once(app: AppContext, sources: tuple[str, ...], *, allow_empty: bool, 
         render_table(summary_rows(outcomes), columns, title="sync")
     else:
         for outcome in outcomes:
-            click.echo(describe_outcome(outcome))
+            click.echo(outcome.describe())
 
     notifier = Notifier(app.config.notify)
     try:
