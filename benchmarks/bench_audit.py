@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import insert, text
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -41,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from inventory.audit.log import GENESIS_HASH, JSON_FIELDS, SCALAR_FIELDS, AuditRecord, append, compute_hash, prepare_fields, verify_chain  # noqa: E402
 from inventory.audit.models import AuditEntry  # noqa: E402
 from inventory.storage.database import Database, open_database  # noqa: E402
-from inventory.testing.scratch_postgres import ScratchDatabase  # noqa: E402
+from inventory.testing.scratch_postgres import ScratchDatabase, libpq_conninfo  # noqa: E402
 from inventory.timeutil import utcnow  # noqa: E402
 
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -93,7 +92,7 @@ def plain_writer(url: str, writer: int, count: int, ready: Any, go: Any) -> None
         fields = prepare_fields(record(writer, index), utcnow())
         return {**fields, "prev_hash": GENESIS_HASH, "entry_hash": uuid.uuid4().hex * 2}
 
-    with psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False), autocommit=True) as conn:
+    with psycopg.connect(libpq_conninfo(url), autocommit=True) as conn:
         conn.execute(statement, row(-1))
         ready.release()
         go.wait()

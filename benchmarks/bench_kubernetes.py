@@ -43,7 +43,7 @@ from connectors.kubernetes_api import API_PATHS, KubernetesApi, cyclic_gc_paused
 from inventory.storage.database import open_database  # noqa: E402
 from inventory.storage.models import HostRow, ServiceMember, WorkloadRow  # noqa: E402
 from inventory.sync import sync_source  # noqa: E402
-from inventory.testing.scratch_postgres import DEFAULT_ADMIN_URL, ScratchDatabase  # noqa: E402
+from inventory.testing.scratch_postgres import DEFAULT_ADMIN_URL, ScratchDatabase, libpq_conninfo  # noqa: E402
 
 GOAL_RATIO = 2.0
 GOAL_RSS_MB = 300
@@ -87,18 +87,15 @@ def write_floor(synced_url: str, admin_url: str) -> tuple[float, int]:
     """The rows a first sync wrote, copied bare (pre-made COPY text) into a fresh, migrated database."""
     import psycopg
 
-    def libpq_url(url: str) -> str:
-        return url.replace("postgresql+psycopg://", "postgresql://", 1)
-
     dumps: dict[str, bytes] = {}
-    with psycopg.connect(libpq_url(synced_url)) as conn, conn.cursor() as cursor:
+    with psycopg.connect(libpq_conninfo(synced_url)) as conn, conn.cursor() as cursor:
         for table in WRITTEN_TABLES:
             with cursor.copy(f"COPY {table} TO STDOUT") as copy:
                 dumps[table] = b"".join(bytes(chunk) for chunk in copy)
     rows = sum(dump.count(b"\n") for dump in dumps.values())
     with ScratchDatabase(admin_url) as scratch:
         open_database(scratch.url, migrate=True).dispose()
-        with psycopg.connect(libpq_url(scratch.url)) as conn, conn.cursor() as cursor:
+        with psycopg.connect(libpq_conninfo(scratch.url)) as conn, conn.cursor() as cursor:
             started = time.perf_counter()
             for table in WRITTEN_TABLES:
                 with cursor.copy(f"COPY {table} FROM STDIN") as copy:

@@ -24,7 +24,6 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -32,7 +31,7 @@ from inventory.connector import Connector, SourceConfig  # noqa: E402
 from inventory.records import Host, Ref, Snapshot, Workload, canonical_fields, record_hash  # noqa: E402
 from inventory.storage.database import open_database  # noqa: E402
 from inventory.sync import sync_source  # noqa: E402
-from inventory.testing.scratch_postgres import ScratchDatabase  # noqa: E402
+from inventory.testing.scratch_postgres import ScratchDatabase, libpq_conninfo  # noqa: E402
 from inventory.timeutil import utcnow  # noqa: E402
 
 POSTGRES_ADMIN_URL = os.environ.get("INVENTORY_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -144,8 +143,7 @@ WORKLOAD_COLUMNS = "id, source_id, kind, external_id, name, status, labels, attr
 def floor_postgres(url: str, hosts: list[tuple], workloads: list[tuple]) -> float:
     import psycopg
 
-    conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(conninfo) as conn:
+    with psycopg.connect(libpq_conninfo(url)) as conn:
         conn.execute("CREATE TABLE floor_hosts (LIKE hosts INCLUDING ALL)")
         conn.execute("CREATE TABLE floor_workloads (LIKE workloads INCLUDING ALL)")
         conn.commit()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 from importlib.metadata import EntryPoint
+from pathlib import Path
 
 import pytest
 

@@ -14,6 +14,11 @@ from sqlalchemy.engine import make_url
 DEFAULT_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
+def libpq_conninfo(url: str) -> str:
+    """A SQLAlchemy URL (``postgresql+psycopg://...``) as plain ``psycopg.connect`` takes it."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 class ScratchDatabase:
     """A new database on the server behind ``admin_url`` (a role allowed to CREATE DATABASE)."""
 
