@@ -207,6 +207,8 @@ def main() -> None:
             if ansible:
                 fixed += f", ansible {run_ansible(empty, workdir, ansible)['seconds']:.2f} s"
             print(fixed)
+        imports = statistics.median(import_floor() for _ in range(3))  # the same whatever the latency
+        print(f"import floor: sqlalchemy, psycopg, proxmoxer in a new process, nothing else: {imports:.2f} s")
         for latency_ms in args.latency_ms:
             fake.faults.latency = latency_ms / 1000
             print(f"\n== fake adds {latency_ms:g} ms to every answer ==")
@@ -219,8 +221,6 @@ def main() -> None:
             for concurrency, figures in inner.items():
                 print(f"        collect() alone, {concurrency:2d} in flight:      {figures['seconds']:7.2f} s  {figures['calls']:5d} API calls  complete={figures['complete']}")
             print(f"floor   same URLs, bare requests, {workers:2d} workers:{floor['seconds']:6.2f} s  {floor['calls']:5d} API calls  (own process, fetch only)")
-            imports = statistics.median(import_floor() for _ in range(3))
-            print(f"floor   import sqlalchemy, psycopg, proxmoxer: {imports:5.2f} s  (a new process, nothing else)")
             if not ansible:
                 continue
             try:
