@@ -31,10 +31,9 @@ from typing import Any
 import yaml
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from inventory.connector import ConfigPath, Connector, SourceConfig
+from inventory.connector import ConfigPath, Connector, Duration, SourceConfig
 from inventory.errors import ConfigError, SourceError
 from inventory.records import Ref, Service, Snapshot, Workload
-from inventory.timeutil import parse_duration
 
 from connectors.kubernetes_api import KubernetesApi, ListFailed, cyclic_gc_paused, default_kubeconfig_paths
 from connectors.kubernetes_records import (
@@ -77,13 +76,8 @@ class KubernetesConfig(SourceConfig):
     # Client-side rate limit and per-call timeout (seconds or "30s").
     qps: float = Field(default=50.0, gt=0)
     burst: int = Field(default=100, ge=1)
-    timeout: float = Field(default=30.0, gt=0)
+    timeout: Duration = Field(default=30.0, gt=0)
     page_size: int = Field(default=500, ge=1, le=10_000)
-
-    @field_validator("timeout", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        return parse_duration(value) if isinstance(value, str) else value
 
 
     @field_validator("context")

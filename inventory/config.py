@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from inventory.connector import ConnectorRegistry, SourceConfig
+from inventory.connector import ConnectorRegistry, Duration, SourceConfig
 from inventory.errors import ConfigError, ConnectorUnavailable
 from inventory.notify import NotifySettings
 from inventory.redact import register_secret
-from inventory.timeutil import parse_duration
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +45,6 @@ def default_database_url() -> str:
     return f"sqlite:///{user_data_path('inventory') / 'inventory.db'}"
 
 
-def _duration(value: Any) -> Any:
-    if isinstance(value, str):
-        return parse_duration(value)
-    return value
-
-
 class DatabaseSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -62,11 +55,9 @@ class SyncSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # Seconds between two syncs of a source in loop mode ("5m", "30s" or a number).
-    interval: float = Field(default=300.0, gt=0)
+    interval: Duration = Field(default=300.0, gt=0)
     # Fraction of the interval added or removed at random so that sources do not march in step.
     jitter: float = Field(default=0.1, ge=0, le=1)
-
-    _parse_interval = field_validator("interval", mode="before")(_duration)
 
 
 class TopLevel(BaseModel):

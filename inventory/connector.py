@@ -19,10 +19,11 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
 from inventory.errors import ConnectorUnavailable
 from inventory.records import Snapshot
+from inventory.timeutil import parse_duration
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,14 @@ def _relative_to_config_file(value: Path, info: ValidationInfo) -> Path:
 ConfigPath = Annotated[Path, AfterValidator(_relative_to_config_file)]
 
 
+def _seconds(value: Any) -> Any:
+    return parse_duration(value) if isinstance(value, str) else value
+
+
+# Seconds in the config, as a number or a duration such as "30s", "5m" or "1h30m".
+Duration = Annotated[float, BeforeValidator(_seconds)]
+
+
 class SourceConfig(BaseModel):
     """Keys every source accepts; each connector extends it with its own (unknown keys are errors)."""
 
@@ -50,7 +59,7 @@ class SourceConfig(BaseModel):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$")
     enabled: bool = True
     # Seconds between syncs of this source in loop mode; None means the global interval.
-    interval: float | None = Field(default=None, gt=0)
+    interval: Duration | None = Field(default=None, gt=0)
 
 
 class Connector:

@@ -28,10 +28,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from inventory.connector import Duration
 from inventory.redact import redact_text, register_secret
-from inventory.timeutil import parse_duration, utcnow
+from inventory.timeutil import utcnow
 
 if TYPE_CHECKING:
     import httpx
@@ -87,15 +88,10 @@ class NotifySettings(BaseModel):
     events: list[EventName] = Field(default_factory=lambda: list(ALL_EVENTS))
     targets: list[NotifyTarget] = Field(default_factory=list)
     # Seconds per HTTP attempt ("5s" or a number); one retry follows a network error or a 5xx.
-    timeout: float = Field(default=5.0, gt=0)
+    timeout: Duration = Field(default=5.0, gt=0)
     retries: int = Field(default=1, ge=0, le=5)
     # Removals below this count in one sync are not worth a message.
     min_removed: int = Field(default=1, ge=1)
-
-    @field_validator("timeout", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        return parse_duration(value) if isinstance(value, str) else value
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,19 @@ def test_missing_environment_variable_names_the_key(tmp_path: Path) -> None:
         load_config(path)
 
 
+def test_durations_are_accepted_wherever_the_config_takes_seconds(tmp_path: Path) -> None:
+    text = (
+        "sync: {interval: 2m}\n"
+        "notify: {timeout: 7s}\n"
+        "sources:\n"
+        "  - {type: static, name: lab, interval: 1h30m}\n"
+        "  - {type: static, name: shed, interval: 45}\n"
+    )
+    cfg = load_config(write(tmp_path / "inv.yaml", text))
+    assert (cfg.sync.interval, cfg.notify.timeout) == (120.0, 7.0)
+    assert [s.interval for s in cfg.sources] == [5400.0, 45.0]
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -78,6 +91,7 @@ def test_missing_environment_variable_names_the_key(tmp_path: Path) -> None:
         ("sources:\n  - {type: nosuch, name: lab}\n", r"sources\[0\].type: unknown source type 'nosuch' \(available: .*static"),
         ("sources:\n  - {type: static, name: lab, enabled: perhaps}\n", r"sources\[0\].enabled: Input should be a valid boolean"),
         ("sync: {interval: soon}\n", r"sync.interval: Value error, not a duration|sync.interval: not a duration"),
+        ("sources:\n  - {type: static, name: lab, interval: soon}\n", r"sources\[0\].interval: (Value error, )?not a duration"),
         ("sources:\n  - {type: static, name: a}\n  - {type: static, name: a}\n", r"sources\[1\].name: duplicate source name 'a'"),
         (
             "sources:\n  - {type: static, name: lab, workloads: [{id: w, name: w, host: ghost}]}\n",
