@@ -8,7 +8,7 @@ config and starting the CLI never pays for ``import kubernetes``.
 Registration (pyproject.toml)::
 
     [project.entry-points."inventory.connectors"]
-    static = "connectors.static:StaticConnector"
+    static = "connectors.static.connector:StaticConnector"
 """
 
 from __future__ import annotations

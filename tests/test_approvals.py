@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from connectors.kubernetes import KubernetesConnector
+from connectors.kubernetes.connector import KubernetesConnector
 from inventory.audit.log import AuditFilter, list_entries
 from inventory.config import build_config
 from inventory.connector import ConnectorRegistry

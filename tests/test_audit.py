@@ -231,7 +231,7 @@ def test_cli_audit_list_verify_export(db: Database, tmp_path: Path) -> None:
 
 
 def test_each_sync_run_appends_one_summary_entry_per_source(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    from connectors.static import StaticConnector
+    from connectors.static.connector import StaticConnector
     from inventory.config import build_config
     from inventory.connector import ConnectorRegistry
     from inventory.sync import sync_all

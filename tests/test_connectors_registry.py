@@ -20,11 +20,11 @@ def registry_with(**targets: str) -> ConnectorRegistry:
 def test_built_in_connectors_are_registered_through_entry_points() -> None:
     registry = ConnectorRegistry.discover()
     assert {"static", "kubernetes", "proxmox", "docker"} <= set(registry.names())
-    assert registry.get("static").__module__ == "connectors.static"
+    assert registry.get("static").__module__ == "connectors.static.connector"
 
 
 def test_broken_connector_is_disabled_and_others_still_load(caplog: pytest.LogCaptureFixture) -> None:
-    registry = registry_with(broken="connectors.does_not_exist:Nope", static="connectors.static:StaticConnector", odd="json:dumps")
+    registry = registry_with(broken="connectors.does_not_exist:Nope", static="connectors.static.connector:StaticConnector", odd="json:dumps")
     with pytest.raises(ConnectorUnavailable, match="connector 'broken' is unavailable: ModuleNotFoundError"):
         registry.get("broken")
     assert "connector 'broken' is disabled" in caplog.text

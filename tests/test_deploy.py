@@ -140,7 +140,7 @@ def test_systemd_timer_and_services() -> None:
 
 
 def test_kubernetes_cronjob_has_a_read_only_service_account() -> None:
-    from connectors.kubernetes_api import API_PATHS
+    from connectors.kubernetes.api import API_PATHS
 
     documents = {d["kind"]: d for d in yaml.safe_load_all((DEPLOY / "kubernetes" / "cronjob.yaml").read_text())}
     assert set(documents) == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "CronJob"}

@@ -22,7 +22,7 @@ import pytest
 from docker import types as docker_types
 from sqlalchemy import select
 
-from connectors.docker import (
+from connectors.docker.connector import (
     COMPOSE_PROJECT_KIND,
     COMPOSE_SERVICE_KIND,
     CONTAINER_KIND,
@@ -186,7 +186,7 @@ def wait_for(predicate: Callable[[], bool], seconds: float = 10.0) -> None:
 
 
 def test_importing_the_connector_does_not_import_the_sdk() -> None:
-    code = "import connectors.docker, sys; assert not {'docker', 'paramiko'} & set(sys.modules), sorted(m for m in sys.modules if m.startswith(('docker', 'paramiko')))"
+    code = "import connectors.docker.connector, sys; assert not {'docker', 'paramiko'} & set(sys.modules), sorted(m for m in sys.modules if m.startswith(('docker', 'paramiko')))"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=PROJECT_ROOT)
 
 

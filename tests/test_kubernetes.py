@@ -16,8 +16,8 @@ import trustme
 from sqlalchemy import func, select
 from sqlalchemy.orm import aliased
 
-from connectors.kubernetes import KubernetesConfig, KubernetesConnector
-from connectors.kubernetes_api import KubernetesApi, RateLimiter
+from connectors.kubernetes.connector import KubernetesConfig, KubernetesConnector
+from connectors.kubernetes.api import KubernetesApi, RateLimiter
 from inventory.config import build_config
 from inventory.connector import ConnectorRegistry
 from inventory.errors import ConfigError, SourceError
@@ -69,7 +69,7 @@ def removed_count(db: Database) -> int:
 
 def test_importing_the_connector_does_not_import_the_sdk() -> None:
     code = (
-        "import sys, connectors.kubernetes, connectors.kubernetes_api, connectors.kubernetes_records, inventory.testing.fake_kubernetes\n"
+        "import sys, connectors.kubernetes.connector, connectors.kubernetes.api, connectors.kubernetes.records, inventory.testing.fake_kubernetes\n"
         "assert 'kubernetes' not in sys.modules, 'the SDK was imported'"
     )
     subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, check=True, timeout=60)

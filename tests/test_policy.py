@@ -256,7 +256,7 @@ def test_missing_explicit_policy_file_is_an_error_not_a_fallback(tmp_path: Path)
 
 def test_tool_modules_do_not_import_their_sdk() -> None:
     code = (
-        "import sys, connectors.tools_docker, connectors.tools_kubernetes, connectors.tools_proxmox, inventory.policy.execute, inventory.cli.policy;"
+        "import sys, connectors.docker.tools, connectors.kubernetes.tools, connectors.proxmox.tools, inventory.policy.execute, inventory.cli.policy;"
         "loaded = [m for m in ('docker', 'kubernetes', 'proxmoxer') if m in sys.modules];"
         "assert not loaded, loaded"
     )

@@ -18,7 +18,7 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from connectors.proxmox import ProxmoxConfig, ProxmoxConnector
+from connectors.proxmox.connector import ProxmoxConfig, ProxmoxConnector
 from inventory.config import build_config
 from inventory.connector import ConnectorRegistry
 from inventory.errors import SourceError
@@ -413,7 +413,7 @@ def test_secrets_reach_neither_the_snapshot_nor_the_database_nor_the_log(db: Dat
 
 
 def test_importing_the_connector_does_not_import_the_sdk() -> None:
-    code = "import connectors.proxmox, sys; assert 'proxmoxer' not in sys.modules and 'requests' not in sys.modules, 'SDK imported'"
+    code = "import connectors.proxmox.connector, sys; assert 'proxmoxer' not in sys.modules and 'requests' not in sys.modules, 'SDK imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=PROJECT_ROOT)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.static import StaticConfig, StaticConnector
+from connectors.static.connector import StaticConfig, StaticConnector
 from inventory.errors import SourceError
 from inventory.records import Ref
 

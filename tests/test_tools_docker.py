@@ -13,7 +13,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from connectors.docker import DockerConnector
+from connectors.docker.connector import DockerConnector
 from inventory.audit.log import AuditFilter, list_entries, verify_chain
 from inventory.cli import cli
 from inventory.config import Config, build_config

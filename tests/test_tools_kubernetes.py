@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.kubernetes import KubernetesConnector
+from connectors.kubernetes.connector import KubernetesConnector
 from inventory.audit.log import AuditFilter, list_entries
 from inventory.config import Config, build_config
 from inventory.connector import ConnectorRegistry
@@ -133,5 +133,5 @@ def test_targets_resolve_by_uid_and_ambiguous_names_are_refused(setup: tuple[Too
 
 
 def test_the_tool_module_does_not_import_the_sdk() -> None:
-    code = "import sys, connectors.tools_kubernetes; assert 'kubernetes' not in sys.modules"
+    code = "import sys, connectors.kubernetes.tools; assert 'kubernetes' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=PROJECT_ROOT)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.proxmox import ProxmoxConnector
+from connectors.proxmox.connector import ProxmoxConnector
 from inventory.config import Config, build_config
 from inventory.connector import ConnectorRegistry
 from inventory.errors import Ambiguous
@@ -101,5 +101,5 @@ def test_a_name_shared_by_two_guests_must_be_named_by_id(runner: ToolRunner) -> 
 
 
 def test_the_tool_module_does_not_import_the_sdk() -> None:
-    code = "import sys, connectors.tools_proxmox; assert 'proxmoxer' not in sys.modules and 'requests' not in sys.modules"
+    code = "import sys, connectors.proxmox.tools; assert 'proxmoxer' not in sys.modules and 'requests' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=PROJECT_ROOT)

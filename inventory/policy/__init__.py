@@ -1,6 +1,6 @@
 """The policy engine: named tools with typed arguments, their classification, and policy decisions.
 
-    tools.py      ToolSpec / ToolArgs / ToolRegistry (tools declared by connectors/tools_*.py)
+    tools.py      ToolSpec / ToolArgs / ToolRegistry (tools declared by connectors/*/tools.py)
     targets.py    resolving ``--target`` through the inventory
     rules.py      the policy file (config/policy.yaml): loading, validation, hashing
     engine.py     classify() and decide(), with an explanation of every decision

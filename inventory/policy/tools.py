@@ -1,6 +1,6 @@
 """Named tools: typed, validated arguments, a default class, argument rules that raise it, and a lazy registry.
 
-Tools are declared by modules in ``connectors/`` (``connectors/tools_docker.py`` and
+Tools are declared by modules in ``connectors/`` (``connectors/docker/tools.py`` and
 its siblings), each exposing ``TOOLS: list[ToolSpec]``. Declaring a tool costs
 nothing: its implementation is named by a ``"module:function"`` string and
 imported, with its SDK, only when the tool runs. Third-party packages add tools
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "inventory.tools"
-BUILTIN_TOOL_MODULES = ("connectors.tools_kubernetes", "connectors.tools_proxmox", "connectors.tools_docker")
+BUILTIN_TOOL_MODULES = ("connectors.kubernetes.tools", "connectors.proxmox.tools", "connectors.docker.tools")
 
 
 class InvalidArguments(UsageError):

@@ -1,7 +1,7 @@
 """Kubernetes tools: list pods, pod logs, rollout restart, scale, delete pod, delete namespace.
 
 Declarations only at import time; each implementation builds the source's
-authenticated ApiClient (``connectors.kubernetes_api``) and imports the SDK when it
+authenticated ApiClient (``connectors.kubernetes.api``) and imports the SDK when it
 runs. Objects are resolved in the inventory by uid; the API is addressed by the
 object's current namespace and name, and deletes carry a uid precondition so that
 a new object that took the old name is never deleted by mistake.
@@ -20,7 +20,7 @@ from inventory.errors import SourceError
 from inventory.policy.classes import ToolClass
 from inventory.policy.tools import Escalation, ToolArgs, ToolContext, ToolResult, ToolSpec
 
-_MODULE = "connectors.tools_kubernetes"
+_MODULE = "connectors.kubernetes.tools"
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 
@@ -50,7 +50,7 @@ class DeleteNamespaceArgs(ToolArgs):
 
 @contextmanager
 def _api(ctx: ToolContext) -> Iterator[Any]:
-    from connectors.kubernetes_api import KubernetesApi
+    from connectors.kubernetes.api import KubernetesApi
 
     api = KubernetesApi(ctx.target.source, ctx.source_config)
     try:

@@ -35,8 +35,8 @@ from inventory.connector import ConfigPath, Connector, Duration, SourceConfig
 from inventory.errors import ConfigError, SourceError
 from inventory.records import Ref, Service, Snapshot, Workload
 
-from connectors.kubernetes_api import KubernetesApi, ListFailed, cyclic_gc_paused, default_kubeconfig_paths
-from connectors.kubernetes_records import (
+from connectors.kubernetes.api import KubernetesApi, ListFailed, cyclic_gc_paused, default_kubeconfig_paths
+from connectors.kubernetes.records import (
     AnnotationFilter,
     PodIndex,
     controller_workload,

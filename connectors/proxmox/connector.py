@@ -34,8 +34,8 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from connectors.proxmox_api import ApiCallFailed, ProxmoxClient
-from connectors.proxmox_records import agent_addresses, agent_enabled, guest_records, lxc_addresses, node_host, pool_services
+from connectors.proxmox.api import ApiCallFailed, ProxmoxClient
+from connectors.proxmox.records import agent_addresses, agent_enabled, guest_records, lxc_addresses, node_host, pool_services
 from inventory.connector import ConfigPath, Connector, SourceConfig
 from inventory.errors import SourceError
 from inventory.records import Host, Snapshot, Workload

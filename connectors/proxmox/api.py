@@ -16,7 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from connectors.proxmox import ProxmoxConfig
+    from connectors.proxmox.connector import ProxmoxConfig
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Proxmox VE tools: start, shutdown, stop, reboot, snapshot, rollback and delete a guest (VM or LXC).
 
 Declarations only at import time; implementations log in through
-``connectors.proxmox_api.ProxmoxClient`` (proxmoxer) when they run. A guest is
+``connectors.proxmox.api.ProxmoxClient`` (proxmoxer) when they run. A guest is
 resolved in the inventory by its id; the API is addressed by the node and vmid
 recorded with it (``attributes.node``, ``attributes.vmid``).
 """
@@ -17,7 +17,7 @@ from inventory.errors import SourceError, UsageError
 from inventory.policy.classes import ToolClass
 from inventory.policy.tools import ToolArgs, ToolContext, ToolResult, ToolSpec
 
-_MODULE = "connectors.tools_proxmox"
+_MODULE = "connectors.proxmox.tools"
 # Workload kinds of guests as the Proxmox connector records them (the API's own type names).
 GUEST_KINDS = ("qemu", "lxc")
 _SNAPSHOT_NAME = r"^[A-Za-z][A-Za-z0-9_-]{1,39}$"
@@ -50,7 +50,7 @@ def _guest_path(ctx: ToolContext) -> str:
 
 def _call(ctx: ToolContext, what: str, method: str, path: str, **params: Any) -> Any:
     """One POST/DELETE; an API refusal becomes a SourceError naming the source and the guest."""
-    from connectors.proxmox_api import ApiCallFailed, ProxmoxClient
+    from connectors.proxmox.api import ApiCallFailed, ProxmoxClient
 
     resource = f"guest {ctx.target.name} ({ctx.target.external_id})"
     try:

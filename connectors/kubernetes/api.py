@@ -30,7 +30,7 @@ from inventory.errors import SourceError
 from inventory.redact import register_secret
 
 if TYPE_CHECKING:
-    from connectors.kubernetes import KubernetesConfig
+    from connectors.kubernetes.connector import KubernetesConfig
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from docker import APIClient
 
 CONTAINER = ("container",)
-_MODULE = "connectors.tools_docker"
+_MODULE = "connectors.docker.tools"
 
 
 class ListArgs(ToolArgs):
@@ -44,7 +44,7 @@ class RemoveArgs(ToolArgs):
 
 @contextmanager
 def _client(ctx: ToolContext) -> Iterator[APIClient]:
-    from connectors.docker import DockerConnector
+    from connectors.docker.connector import DockerConnector
 
     client = DockerConnector(ctx.source_config)._connect()
     try:
@@ -55,7 +55,7 @@ def _client(ctx: ToolContext) -> Iterator[APIClient]:
 
 def _call(ctx: ToolContext, what: str, action: Callable[[APIClient], Any]) -> Any:
     """Run one engine call; an engine error becomes a SourceError naming the source and the container."""
-    from connectors.docker import describe_error
+    from connectors.docker.connector import describe_error
 
     with _client(ctx) as client:
         try:

@@ -1,0 +1,1 @@
+"""The docker connector: its config, client, records and tools."""

@@ -1,0 +1,1 @@
+"""The kubernetes connector: its config, client, records and tools."""

@@ -1,0 +1,1 @@
+"""The proxmox connector: its config, client, records and tools."""

@@ -1,0 +1,1 @@
+"""The static connector: its config, client, records and tools."""
