@@ -43,7 +43,8 @@ from sqlalchemy import func, select
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from connectors.docker.connector import DockerConfig, DockerConnector, needs_inspect  # noqa: E402
+from connectors.docker.config import DockerConfig  # noqa: E402
+from connectors.docker.connector import DockerConnector, needs_inspect  # noqa: E402
 from inventory.storage.database import open_database  # noqa: E402
 from inventory.storage.models import ServiceRow, WorkloadRow  # noqa: E402
 from inventory.sync import sync_source  # noqa: E402

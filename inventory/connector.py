@@ -5,6 +5,10 @@ returns a ``Snapshot``. Connector modules import their SDK inside
 ``collect()`` (or helpers it calls), never at module level, so that reading
 config and starting the CLI never pays for ``import kubernetes``.
 
+Besides collecting, a connector declares what the core needs to know about its
+source: its config model, its tools (``tools()``) and its status vocabulary
+(``statuses``). The core finds all of them through the entry point alone.
+
 Registration (pyproject.toml)::
 
     [project.entry-points."inventory.connectors"]
@@ -14,16 +18,20 @@ Registration (pyproject.toml)::
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
 from inventory.errors import ConnectorUnavailable
 from inventory.records import Snapshot
 from inventory.timeutil import parse_duration
+
+if TYPE_CHECKING:
+    from inventory.policy.tools import ToolSpec
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +70,42 @@ class SourceConfig(BaseModel):
     interval: Duration | None = Field(default=None, gt=0)
 
 
+@dataclass(frozen=True, init=False)
+class StatusVocabulary:
+    """Which status words of a source mean running, stopped or failed (compared lower-cased); others are "other"."""
+
+    running: frozenset[str]
+    stopped: frozenset[str]
+    failed: frozenset[str]
+
+    def __init__(self, *, running: Iterable[str] = (), stopped: Iterable[str] = (), failed: Iterable[str] = ()) -> None:
+        object.__setattr__(self, "running", frozenset(word.lower() for word in running))
+        object.__setattr__(self, "stopped", frozenset(word.lower() for word in stopped))
+        object.__setattr__(self, "failed", frozenset(word.lower() for word in failed))
+
+    def __or__(self, other: StatusVocabulary) -> StatusVocabulary:
+        return StatusVocabulary(running=self.running | other.running, stopped=self.stopped | other.stopped, failed=self.failed | other.failed)
+
+    def classify(self, status: str | None) -> str:
+        """running | stopped | failed | other; a word claimed by two states counts as running, then failed."""
+        value = (status or "").strip().lower()
+        if value in self.running:
+            return "running"
+        if value in self.failed:
+            return "failed"
+        if value in self.stopped:
+            return "stopped"
+        return "other"
+
+
 class Connector:
-    """Base class of connectors. Subclasses set ``type_name`` and ``config_model``."""
+    """Base class of connectors. Subclasses set ``type_name`` and ``config_model``, and may declare
+    ``statuses`` and ``tools()``."""
 
     type_name: ClassVar[str]
     config_model: ClassVar[type[SourceConfig]] = SourceConfig
+    # The status words this connector writes, sorted into running / stopped / failed (for reports).
+    statuses: ClassVar[StatusVocabulary] = StatusVocabulary()
 
     def __init__(self, config: SourceConfig) -> None:
         self.config = config
@@ -87,6 +126,14 @@ class Connector:
         Must be cheap and must not import the SDK: it runs on every config-less start.
         """
         return []
+
+    @classmethod
+    def tools(cls) -> Sequence[ToolSpec]:
+        """The tools this connector offers, each with ``source_type == type_name``.
+
+        Must be cheap and must not import the SDK: listing tools and checking policy call it.
+        """
+        return ()
 
     def collect(self) -> Snapshot:  # pragma: no cover - interface
         raise NotImplementedError
@@ -155,6 +202,23 @@ class ConnectorRegistry:
             except Exception as exc:  # a connector's probe must not break a config-less start
                 log.warning("connector %r could not offer a default source: %s", name, exc)
         return offered
+
+    def loadable(self) -> list[type[Connector]]:
+        """Every connector that loads (one that does not is logged once, by ``get``)."""
+        loaded = []
+        for name in self.names():
+            try:
+                loaded.append(self.get(name))
+            except ConnectorUnavailable:
+                continue
+        return loaded
+
+    def status_vocabulary(self) -> StatusVocabulary:
+        """The status words of every loadable connector, pooled."""
+        pooled = StatusVocabulary()
+        for connector in self.loadable():
+            pooled |= connector.statuses
+        return pooled
 
     def status(self) -> list[dict[str, Any]]:
         """Load every connector and say which work (for `inventory connectors`)."""

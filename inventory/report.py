@@ -1,14 +1,15 @@
 """`inventory report`: what is there, what changed, and what looks wrong, from the database alone.
 
 Statuses differ between sources (Kubernetes ``Running``, Proxmox ``stopped``,
-Docker ``exited``); they are compared lower-cased against the small
-vocabularies below, which is all the report needs to sort a workload into
-running, stopped or failed.
+Docker ``exited``); each connector declares which of its words mean running,
+stopped or failed, and the report sorts a workload by those declarations,
+pooled (a status row does not say which connector wrote it).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+import functools
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -16,26 +17,23 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from inventory.connector import ConnectorRegistry, StatusVocabulary
 from inventory.queries import list_sources
 from inventory.storage.models import OBJECT_TABLES, Change, HostRow, ServiceMember, ServiceRow, Source, WorkloadRow
 from inventory.timeutil import utcnow
 
-RUNNING = frozenset({"running", "ready", "active", "up", "healthy", "available", "online", "succeeded", "completed", "complete"})
-STOPPED = frozenset({"stopped", "exited", "paused", "created", "terminated", "suspended", "offline", "shutdown", "dead"})
-FAILED = frozenset({"failed", "error", "crashloopbackoff", "imagepullbackoff", "errimagepull", "oomkilled", "unhealthy", "restarting", "unknown"})
 ACTIONS = ("created", "updated", "removed", "revived")
+
+
+@functools.cache
+def status_vocabulary() -> StatusVocabulary:
+    """What the installed connectors declare (read once: loading a connector imports no SDK)."""
+    return ConnectorRegistry.discover().status_vocabulary()
 
 
 def classify_status(status: str | None) -> str:
     """running | stopped | failed | other."""
-    value = (status or "").strip().lower()
-    if value in RUNNING:
-        return "running"
-    if value in FAILED:
-        return "failed"
-    if value in STOPPED:
-        return "stopped"
-    return "other"
+    return status_vocabulary().classify(status)
 
 
 def build_report(session: Session, *, since: datetime, now: datetime | None = None) -> dict[str, Any]:
@@ -94,7 +92,8 @@ def _changes(session: Session, names: dict[int, str], since: datetime) -> list[d
 
 
 def _problem_workloads(session: Session, names: dict[int, str]) -> list[dict[str, Any]]:
-    wanted = sorted(STOPPED | FAILED)
+    vocabulary = status_vocabulary()
+    wanted = sorted(vocabulary.stopped | vocabulary.failed)
     stmt = (
         select(WorkloadRow.id, WorkloadRow.source_id, WorkloadRow.kind, WorkloadRow.namespace, WorkloadRow.name, WorkloadRow.status, HostRow.name)
         .outerjoin(HostRow, HostRow.id == WorkloadRow.host_id)

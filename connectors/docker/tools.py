@@ -1,7 +1,7 @@
 """Docker tools: list, logs, start, stop, restart, remove containers, prune stopped ones.
 
 Declarations only at import time; each implementation imports the Docker SDK
-(through ``connectors.docker``'s client factory) when it runs. A container is
+(through ``connectors.docker.api.open_client``) when it runs. A container is
 named by its inventory target (``workload:<source>/container/<id>`` or a name);
 the engine is always addressed by the container's id, never by its name.
 """
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
+from connectors.docker.config import TYPE_NAME
 from inventory.errors import SourceError
 from inventory.policy.classes import ToolClass
 from inventory.policy.tools import Escalation, ToolArgs, ToolContext, ToolResult, ToolSpec
@@ -22,7 +23,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from docker import APIClient
 
 CONTAINER = ("container",)
-_MODULE = "connectors.docker.tools"
 
 
 class ListArgs(ToolArgs):
@@ -44,9 +44,9 @@ class RemoveArgs(ToolArgs):
 
 @contextmanager
 def _client(ctx: ToolContext) -> Iterator[APIClient]:
-    from connectors.docker.connector import DockerConnector
+    from connectors.docker.api import open_client
 
-    client = DockerConnector(ctx.source_config)._connect()
+    client = open_client(ctx.source_config)
     try:
         yield client
     finally:
@@ -55,7 +55,7 @@ def _client(ctx: ToolContext) -> Iterator[APIClient]:
 
 def _call(ctx: ToolContext, what: str, action: Callable[[APIClient], Any]) -> Any:
     """Run one engine call; an engine error becomes a SourceError naming the source and the container."""
-    from connectors.docker.connector import describe_error
+    from connectors.docker.api import describe_error
 
     with _client(ctx) as client:
         try:
@@ -111,24 +111,24 @@ def prune(ctx: ToolContext) -> ToolResult:
     return ToolResult(f"pruned {len(deleted)} stopped containers", deleted, details={"deleted": deleted, "space_reclaimed": answer.get("SpaceReclaimed")})
 
 
-def _spec(name: str, summary: str, tool_class: ToolClass, function: str, **extra: Any) -> ToolSpec:
+def _spec(name: str, summary: str, tool_class: ToolClass, implementation: Callable[[ToolContext], ToolResult], **extra: Any) -> ToolSpec:
     extra.setdefault("target_kinds", CONTAINER)
-    return ToolSpec(name=f"docker.{name}", source_type="docker", summary=summary, default_class=tool_class, implementation=f"{_MODULE}:{function}", **extra)
+    return ToolSpec(name=f"{TYPE_NAME}.{name}", source_type=TYPE_NAME, summary=summary, default_class=tool_class, implementation=implementation, **extra)
 
 
 TOOLS = [
-    _spec("list", "List the engine's containers.", ToolClass.READ_ONLY, "list_containers", args_model=ListArgs, target_type="source", target_kinds=(), idempotent=True),
-    _spec("logs", "The last lines of a container's output.", ToolClass.READ_ONLY, "logs", args_model=LogsArgs, idempotent=True),
-    _spec("start", "Start a stopped container.", ToolClass.SAFE_MUTATE, "start", idempotent=True),
-    _spec("stop", "Stop a container (SIGTERM, then SIGKILL after the timeout).", ToolClass.SAFE_MUTATE, "stop", args_model=StopArgs, idempotent=True),
-    _spec("restart", "Restart a container.", ToolClass.SAFE_MUTATE, "restart", args_model=StopArgs),
+    _spec("list", "List the engine's containers.", ToolClass.READ_ONLY, list_containers, args_model=ListArgs, target_type="source", target_kinds=(), idempotent=True),
+    _spec("logs", "The last lines of a container's output.", ToolClass.READ_ONLY, logs, args_model=LogsArgs, idempotent=True),
+    _spec("start", "Start a stopped container.", ToolClass.SAFE_MUTATE, start, idempotent=True),
+    _spec("stop", "Stop a container (SIGTERM, then SIGKILL after the timeout).", ToolClass.SAFE_MUTATE, stop, args_model=StopArgs, idempotent=True),
+    _spec("restart", "Restart a container.", ToolClass.SAFE_MUTATE, restart, args_model=StopArgs),
     _spec(
         "remove",
         "Remove a container.",
         ToolClass.DESTRUCTIVE,
-        "remove",
+        remove,
         args_model=RemoveArgs,
         escalations=(Escalation(ToolClass.DESTRUCTIVE, "volumes=true also deletes the container's data", lambda a, _t: a.volumes),),
     ),
-    _spec("prune", "Remove every stopped container of the engine.", ToolClass.DESTRUCTIVE, "prune", target_type="source", target_kinds=()),
+    _spec("prune", "Remove every stopped container of the engine.", ToolClass.DESTRUCTIVE, prune, target_type="source", target_kinds=()),
 ]

@@ -22,15 +22,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
+from connectors.kubernetes.config import KubernetesConfig
 from inventory.errors import SourceError
 from inventory.redact import register_secret
-
-if TYPE_CHECKING:
-    from connectors.kubernetes.connector import KubernetesConfig
 
 log = logging.getLogger(__name__)
 

@@ -23,18 +23,18 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import yaml
-from pydantic import Field, SecretStr, field_validator, model_validator
 
-from inventory.connector import ConfigPath, Connector, Duration, SourceConfig
+from inventory.connector import Connector, SourceConfig, StatusVocabulary
 from inventory.errors import ConfigError, SourceError
 from inventory.records import Ref, Service, Snapshot, Workload
 
+from connectors.kubernetes.config import ALL_CONTEXTS, TYPE_NAME, KubernetesConfig
 from connectors.kubernetes.api import KubernetesApi, ListFailed, cyclic_gc_paused, default_kubeconfig_paths
 from connectors.kubernetes.records import (
     AnnotationFilter,
@@ -46,72 +46,32 @@ from connectors.kubernetes.records import (
     service_record,
 )
 
+if TYPE_CHECKING:
+    from inventory.policy.tools import ToolSpec
+
 log = logging.getLogger(__name__)
 
-ALL_CONTEXTS = "*"
 _GLOB = re.compile(r"[*?\[]")
 # Controllers listed after pods, in this order; replicasets are kept only as the link pod -> deployment.
 _CONTROLLERS = (("replicasets", "replicaset"), ("deployments", "deployment"), ("statefulsets", "statefulset"), ("daemonsets", "daemonset"), ("jobs", "job"), ("cronjobs", "cronjob"))
 
 
-class KubernetesConfig(SourceConfig):
-    type: str = "kubernetes"
-    # Auth, one of three ways: a kubeconfig context (the default), the in-cluster service
-    # account, or a server URL with a bearer token.
-    kubeconfig: ConfigPath | None = None
-    context: str | list[str] | None = None
-    in_cluster: bool = False
-    # Where the pod's service account is mounted (token, ca.crt); the Kubernetes default if unset.
-    service_account_dir: ConfigPath | None = None
-    server: str | None = None
-    token: SecretStr | None = None
-    ca_file: ConfigPath | None = None
-    verify_tls: bool = True
-    # Namespaces to read (exact names are read one by one; globs filter a cluster-wide list)
-    # and namespaces to skip (globs).
-    namespaces: list[str] = Field(default_factory=list)
-    exclude_namespaces: list[str] = Field(default_factory=list)
-    # Annotation keys kept (globs); annotations are otherwise dropped, since some are huge.
-    annotation_allowlist: list[str] = Field(default_factory=list)
-    # Client-side rate limit and per-call timeout (seconds or "30s").
-    qps: float = Field(default=50.0, gt=0)
-    burst: int = Field(default=100, ge=1)
-    timeout: Duration = Field(default=30.0, gt=0)
-    page_size: int = Field(default=500, ge=1, le=10_000)
-
-
-    @field_validator("context")
-    @classmethod
-    def _contexts(cls, value: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(value, list):
-            if not value:
-                raise ValueError("give at least one context, or leave context out for the current one")
-            if ALL_CONTEXTS in value:
-                raise ValueError(f'"{ALL_CONTEXTS}" stands alone, not in a list')
-            if len(set(value)) != len(value):
-                raise ValueError("a context is listed twice")
-        return value
-
-    @model_validator(mode="after")
-    def _one_way_to_authenticate(self) -> KubernetesConfig:
-        kubeconfig_keys = [k for k in ("kubeconfig", "context") if getattr(self, k) is not None]
-        if self.in_cluster and (self.server or kubeconfig_keys):
-            raise ValueError("in_cluster: true cannot be combined with server, kubeconfig or context")
-        if self.server and kubeconfig_keys:
-            raise ValueError(f"server cannot be combined with {' or '.join(kubeconfig_keys)}")
-        if self.service_account_dir is not None and not self.in_cluster:
-            raise ValueError("service_account_dir goes with in_cluster: true")
-        if (self.token is not None or self.ca_file is not None) and not self.server:
-            raise ValueError("token and ca_file go with server (a kubeconfig carries its own credentials)")
-        if self.server and not re.match(r"^https?://", self.server):
-            raise ValueError("server must be a URL such as https://10.0.0.5:6443")
-        return self
-
-
 class KubernetesConnector(Connector):
-    type_name = "kubernetes"
+    type_name = TYPE_NAME
     config_model = KubernetesConfig
     config: KubernetesConfig
+    # Pod phases, node readiness, controller states and the container reasons pods report.
+    statuses: ClassVar[StatusVocabulary] = StatusVocabulary(
+        running={"running", "ready", "succeeded", "complete"},
+        stopped={"suspended", "terminated"},
+        failed={"failed", "unknown", "crashloopbackoff", "imagepullbackoff", "errimagepull", "oomkilled"},
+    )
+
+    @classmethod
+    def tools(cls) -> Sequence[ToolSpec]:
+        from connectors.kubernetes.tools import TOOLS
+
+        return TOOLS
 
     @classmethod
     def expand(cls, config: SourceConfig) -> list[SourceConfig]:

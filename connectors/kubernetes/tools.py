@@ -16,11 +16,11 @@ from typing import Any
 
 from pydantic import Field
 
+from connectors.kubernetes.config import TYPE_NAME
 from inventory.errors import SourceError
 from inventory.policy.classes import ToolClass
 from inventory.policy.tools import Escalation, ToolArgs, ToolContext, ToolResult, ToolSpec
 
-_MODULE = "connectors.kubernetes.tools"
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 
@@ -171,24 +171,24 @@ def delete_namespace(ctx: ToolContext) -> ToolResult:
     return ToolResult(f"deleted namespace {args.namespace}", details={"namespace": args.namespace})
 
 
-def _spec(name: str, summary: str, tool_class: ToolClass, function: str, **extra: Any) -> ToolSpec:
-    return ToolSpec(name=f"kubernetes.{name}", source_type="kubernetes", summary=summary, default_class=tool_class, implementation=f"{_MODULE}:{function}", **extra)
+def _spec(name: str, summary: str, tool_class: ToolClass, implementation: Callable[[ToolContext], ToolResult], **extra: Any) -> ToolSpec:
+    return ToolSpec(name=f"{TYPE_NAME}.{name}", source_type=TYPE_NAME, summary=summary, default_class=tool_class, implementation=implementation, **extra)
 
 
 TOOLS = [
-    _spec("list_pods", "List pods (of one namespace, or all).", ToolClass.READ_ONLY, "list_pods", args_model=ListPodsArgs, target_type="source", idempotent=True),
-    _spec("pod_logs", "The last lines of a pod's log.", ToolClass.READ_ONLY, "pod_logs", args_model=PodLogsArgs, target_kinds=("pod",), idempotent=True),
-    _spec("restart_deployment", "Rollout restart: replace every pod of a deployment, one by one.", ToolClass.SAFE_MUTATE, "restart_deployment", target_kinds=("deployment",)),
+    _spec("list_pods", "List pods (of one namespace, or all).", ToolClass.READ_ONLY, list_pods, args_model=ListPodsArgs, target_type="source", idempotent=True),
+    _spec("pod_logs", "The last lines of a pod's log.", ToolClass.READ_ONLY, pod_logs, args_model=PodLogsArgs, target_kinds=("pod",), idempotent=True),
+    _spec("restart_deployment", "Rollout restart: replace every pod of a deployment, one by one.", ToolClass.SAFE_MUTATE, restart_deployment, target_kinds=("deployment",)),
     _spec(
         "scale_deployment",
         "Set a deployment's replica count.",
         ToolClass.SAFE_MUTATE,
-        "scale_deployment",
+        scale_deployment,
         args_model=ScaleArgs,
         target_kinds=("deployment",),
         idempotent=True,
         escalations=(Escalation(ToolClass.DESTRUCTIVE, "scaling to 0 replicas removes all capacity", lambda a, _t: a.replicas == 0),),
     ),
-    _spec("delete_pod", "Delete a pod (its controller, if any, makes a new one).", ToolClass.SAFE_MUTATE, "delete_pod", args_model=DeletePodArgs, target_kinds=("pod",)),
-    _spec("delete_namespace", "Delete a namespace and everything in it.", ToolClass.DESTRUCTIVE, "delete_namespace", args_model=DeleteNamespaceArgs, target_type="source"),
+    _spec("delete_pod", "Delete a pod (its controller, if any, makes a new one).", ToolClass.SAFE_MUTATE, delete_pod, args_model=DeletePodArgs, target_kinds=("pod",)),
+    _spec("delete_namespace", "Delete a namespace and everything in it.", ToolClass.DESTRUCTIVE, delete_namespace, args_model=DeleteNamespaceArgs, target_type="source"),
 ]

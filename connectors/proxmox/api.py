@@ -13,10 +13,10 @@ import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from connectors.proxmox.connector import ProxmoxConfig
+from connectors.proxmox.config import ProxmoxConfig
+from inventory.errors import SourceError
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,8 @@ class ProxmoxClient:
         from urllib.parse import urlsplit
 
         import requests
-        from proxmoxer import AuthenticationError, ProxmoxAPI
+        from proxmoxer import AuthenticationError, ProxmoxResource
+        from proxmoxer.backends.https import Backend
         from proxmoxer.core import ResourceException
 
         self._config = config
@@ -70,29 +71,32 @@ class ProxmoxClient:
         else:
             # As requests would (trust_env is switched off below): a CA bundle named in the environment.
             verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-        common: dict[str, Any] = {"port": port, "verify_ssl": verify, "timeout": config.timeout, "backend": "https"}
+        common: dict[str, Any] = {"port": port, "verify_ssl": verify, "timeout": config.timeout}
         if parts.path.strip("/"):
             common["path_prefix"] = parts.path.strip("/")
         try:
+            # What ProxmoxAPI does, through proxmoxer's public pieces (its https Backend and
+            # ProxmoxResource), so that the session is ours to tune rather than reached into.
             if config.token_id:
                 user, _, token_name = config.token_id.partition("!")
                 secret = config.token_secret.get_secret_value() if config.token_secret else ""
-                self._api = ProxmoxAPI(host, user=user, token_name=token_name, token_value=secret, **common)
+                backend = Backend(host, user=user, token_name=token_name, token_value=secret, **common)
             else:
                 password = config.password.get_secret_value() if config.password else ""
                 self._count()
-                self._api = ProxmoxAPI(host, user=config.user, password=password, **common)
+                backend = Backend(host, user=config.user, password=password, **common)
         except AuthenticationError as exc:
             # proxmoxer's message names user and URL only, never the password.
             raise ApiCallFailed("login", f"the user/password was rejected ({exc})", status=401) from exc
         except requests.exceptions.RequestException as exc:
             raise ApiCallFailed("login", describe_transport_error(exc)) from exc
-        self._session = self._api._store["session"]  # proxmoxer has no public accessor for its session
+        self._session = backend.get_session()
         # requests re-reads the environment (proxies, CA bundle) on every call, which costs more
         # CPU than the rest of a call to a nearby node; read the proxy settings once instead.
         self._session.proxies.update(requests.utils.get_environ_proxies(config.url))
         self._session.trust_env = False
         self._mount_adapter(requests)
+        self._api = ProxmoxResource(base_url=backend.get_base_url(), session=self._session, serializer=backend.get_serializer())
         # Kept on the instance so that get() can name them without importing the SDK at module level.
         self._resource_exception: type[Exception] = ResourceException
         self._request_exception: type[Exception] = requests.exceptions.RequestException
@@ -127,11 +131,22 @@ class ProxmoxClient:
 
     def get(self, resource: str, path: str, *, retry: bool = True, **params: Any) -> Any:
         """GET ``path`` (e.g. "cluster/resources"); ``resource`` names it in errors."""
-        attempts = 1 + (self._config.retries if retry else 0)
+        return self._call("get", resource, path, retries=self._config.retries if retry else 0, params=params)
+
+    def post(self, resource: str, path: str, **params: Any) -> Any:
+        """POST ``path`` once (a change is never repeated on a transient failure); returns the answer's data."""
+        return self._call("post", resource, path, retries=0, params=params)
+
+    def delete(self, resource: str, path: str, **params: Any) -> Any:
+        """DELETE ``path`` once; returns the answer's data (for a guest, the task id)."""
+        return self._call("delete", resource, path, retries=0, params=params)
+
+    def _call(self, method: str, resource: str, path: str, *, retries: int, params: dict[str, Any]) -> Any:
+        attempts = 1 + retries
         for attempt in range(attempts):
             self._count()
             try:
-                answer = self._api(path).get(**params)
+                answer = getattr(self._api(path), method)(**params)
             except self._resource_exception as exc:
                 status = int(exc.status_code)  # type: ignore[attr-defined]
                 message = f"HTTP {status} {exc.content or exc.status_message or ''}".strip()  # type: ignore[attr-defined]
@@ -159,6 +174,14 @@ class ProxmoxClient:
 
     def close(self) -> None:
         self._session.close()
+
+
+def open_client(config: ProxmoxConfig) -> ProxmoxClient:
+    """A logged-in client of the source; a failed login is a SourceError naming the source. Close it after use."""
+    try:
+        return ProxmoxClient(config)
+    except ApiCallFailed as exc:
+        raise SourceError(config.name, exc.resource, exc.message) from exc
 
 
 def _is_tls_error(exc: BaseException) -> bool:

@@ -25,21 +25,22 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import zip_longest
-from typing import Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-
-from connectors.proxmox.api import ApiCallFailed, ProxmoxClient
+from connectors.proxmox.api import ApiCallFailed, ProxmoxClient, open_client
+from connectors.proxmox.config import TYPE_NAME, ProxmoxConfig
 from connectors.proxmox.records import agent_addresses, agent_enabled, guest_records, lxc_addresses, node_host, pool_services
-from inventory.connector import ConfigPath, Connector, SourceConfig
+from inventory.connector import Connector, SourceConfig, StatusVocabulary
 from inventory.errors import SourceError
 from inventory.records import Host, Snapshot, Workload
 from inventory.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from inventory.policy.tools import ToolSpec
 
 log = logging.getLogger(__name__)
 
@@ -51,70 +52,6 @@ _AGENT_TROUBLE = ("agent", "qmp", "not running", "timeout")
 _PRIVILEGE_HINT = "grant the PVEAuditor role on / to the token (a privilege-separated token needs its own ACL entry)"
 
 
-class ProxmoxConfig(SourceConfig):
-    type: str = "proxmox"
-    url: str = Field(min_length=1)
-    # API token (recommended): "user@realm!tokenname" + its secret (token_secret_file works too).
-    token_id: str | None = Field(default=None, pattern=r"^[^!@\s]+@[^!\s]+![A-Za-z0-9][A-Za-z0-9._-]*$")
-    token_secret: SecretStr | None = None
-    # Or user + password (a ticket is taken at every poll).
-    user: str | None = Field(default=None, pattern=r"^[^!@\s]+@[^!\s]+$")
-    password: SecretStr | None = None
-    verify_tls: bool = True
-    ca_file: ConfigPath | None = None
-    # sha256 of the server certificate, "AB:CD:..." (as `pvenode cert info` prints it).
-    fingerprint: str | None = None
-    timeout: float = Field(default=10.0, gt=0, le=300)
-    retries: int = Field(default=2, ge=0, le=10)
-    # Calls in flight at once. Per-node calls spread over the nodes (guests are taken round-robin
-    # by node), so 16 is about two per node on an 8-node cluster; a lone node's pveproxy simply
-    # queues what its workers cannot take at once.
-    concurrency: int = Field(default=16, ge=1, le=64)
-    # Ask guest agents and containers for their addresses (one call per running guest).
-    addresses: bool = True
-
-    @field_validator("url")
-    @classmethod
-    def _https_url(cls, value: str) -> str:
-        value = value.strip().rstrip("/")
-        if "://" not in value:
-            value = f"https://{value}"
-        parts = urlsplit(value)
-        if parts.scheme != "https" or not parts.hostname:
-            raise ValueError("must be an https:// URL of a Proxmox VE node, e.g. https://pve.lan:8006")
-        if parts.username or parts.password:
-            raise ValueError("must not carry credentials; use token_id/token_secret or user/password")
-        return value
-
-    @field_validator("fingerprint")
-    @classmethod
-    def _sha256_fingerprint(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        digits = value.replace(":", "").strip().lower()
-        if len(digits) != 64 or any(c not in "0123456789abcdef" for c in digits):
-            raise ValueError("must be a sha256 fingerprint: 32 hex bytes, with or without colons")
-        return digits
-
-
-    @model_validator(mode="after")
-    def _one_way_to_log_in(self) -> ProxmoxConfig:
-        token = self.token_id is not None or self.token_secret is not None
-        password = self.user is not None or self.password is not None
-        if token and password:
-            raise ValueError("give either token_id + token_secret or user + password, not both")
-        if token and (self.token_id is None or self.token_secret is None):
-            raise ValueError("token_id and token_secret go together")
-        if password and (self.user is None or self.password is None):
-            raise ValueError("user and password go together")
-        if not token and not password:
-            raise ValueError("give token_id + token_secret (recommended) or user + password")
-        if self.fingerprint and password:
-            # proxmoxer posts the password for a ticket outside the session that carries the pin.
-            raise ValueError("fingerprint pinning works with an API token only; with user + password use ca_file")
-        return self
-
-
 @dataclass
 class _GuestResult:
     workload: Workload | None = None
@@ -123,18 +60,30 @@ class _GuestResult:
 
 
 class ProxmoxConnector(Connector):
-    type_name = "proxmox"
+    type_name = TYPE_NAME
     config_model = ProxmoxConfig
     config: ProxmoxConfig
+    # Node and guest states as /cluster/resources reports them.
+    statuses: ClassVar[StatusVocabulary] = StatusVocabulary(
+        running={"running", "online"},
+        stopped={"stopped", "paused", "suspended", "offline"},
+        failed={"unknown"},
+    )
 
     def __init__(self, config: SourceConfig) -> None:
         super().__init__(config)
         # Calls made by the last collect(), for benchmarks and the log line.
         self.last_call_count = 0
 
+    @classmethod
+    def tools(cls) -> Sequence[ToolSpec]:
+        from connectors.proxmox.tools import TOOLS
+
+        return TOOLS
+
     def collect(self) -> Snapshot:
         started = time.perf_counter()
-        client = self._connect()
+        client = open_client(self.config)
         try:
             snapshot = self._collect(client)
         finally:
@@ -146,12 +95,6 @@ class ProxmoxConnector(Connector):
             client.calls, time.perf_counter() - started, "" if snapshot.complete else " (incomplete)",
         )  # fmt: skip
         return snapshot
-
-    def _connect(self) -> ProxmoxClient:
-        try:
-            return ProxmoxClient(self.config)
-        except ApiCallFailed as exc:
-            raise SourceError(self.source_name, exc.resource, exc.message) from exc
 
     def _unreadable(self, exc: ApiCallFailed) -> SourceError:
         """The whole source is unreadable: say why, in terms the operator can act on."""

@@ -9,15 +9,15 @@ recorded with it (``attributes.node``, ``attributes.vmid``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
 from inventory.errors import SourceError, UsageError
 from inventory.policy.classes import ToolClass
+from connectors.proxmox.config import TYPE_NAME
 from inventory.policy.tools import ToolArgs, ToolContext, ToolResult, ToolSpec
 
-_MODULE = "connectors.proxmox.tools"
 # Workload kinds of guests as the Proxmox connector records them (the API's own type names).
 GUEST_KINDS = ("qemu", "lxc")
 _SNAPSHOT_NAME = r"^[A-Za-z][A-Za-z0-9_-]{1,39}$"
@@ -48,23 +48,17 @@ def _guest_path(ctx: ToolContext) -> str:
     return f"nodes/{node}/{ctx.target.kind}/{vmid}"
 
 
-def _call(ctx: ToolContext, what: str, method: str, path: str, **params: Any) -> Any:
+def _call(ctx: ToolContext, what: str, method: Literal["post", "delete"], path: str, **params: Any) -> Any:
     """One POST/DELETE; an API refusal becomes a SourceError naming the source and the guest."""
-    from connectors.proxmox.api import ApiCallFailed, ProxmoxClient
+    from connectors.proxmox.api import ApiCallFailed, open_client
 
     resource = f"guest {ctx.target.name} ({ctx.target.external_id})"
+    client = open_client(ctx.source_config)
     try:
-        client = ProxmoxClient(ctx.source_config)
+        send = client.post if method == "post" else client.delete
+        return send(resource, path, **params)
     except ApiCallFailed as exc:
-        raise SourceError(ctx.target.source, exc.resource, exc.message) from exc
-    try:
-        endpoint = client._api(path)  # proxmoxer's resource object; the wrapper only offers GET
-        caller: Callable[..., Any] = getattr(endpoint, method)
-        return caller(**params)
-    except Exception as exc:
-        status = getattr(exc, "status_code", None)
-        detail = f"HTTP {status} {getattr(exc, 'content', '') or getattr(exc, 'status_message', '') or ''}".strip() if status else f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        raise SourceError(ctx.target.source, resource, f"{what} failed: {detail}") from exc
+        raise SourceError(ctx.target.source, resource, f"{what} failed: {exc.message}") from exc
     finally:
         client.close()
 
@@ -112,24 +106,24 @@ def delete(ctx: ToolContext) -> ToolResult:
     return ToolResult(f"deleted {ctx.target.name}: task {task}", details={"task": task})
 
 
-def _spec(name: str, summary: str, tool_class: ToolClass, function: str, **extra: Any) -> ToolSpec:
+def _spec(name: str, summary: str, tool_class: ToolClass, implementation: Callable[[ToolContext], ToolResult], **extra: Any) -> ToolSpec:
     return ToolSpec(
-        name=f"proxmox.{name}",
-        source_type="proxmox",
+        name=f"{TYPE_NAME}.{name}",
+        source_type=TYPE_NAME,
         summary=summary,
         default_class=tool_class,
-        implementation=f"{_MODULE}:{function}",
+        implementation=implementation,
         target_kinds=GUEST_KINDS,
         **extra,
     )
 
 
 TOOLS = [
-    _spec("start", "Start a guest.", ToolClass.SAFE_MUTATE, "start", idempotent=True),
-    _spec("shutdown", "Ask the guest OS to shut down (ACPI / init).", ToolClass.SAFE_MUTATE, "shutdown", args_model=ShutdownArgs, idempotent=True),
-    _spec("stop", "Stop a guest at once, without the guest OS (like pulling the plug).", ToolClass.SAFE_MUTATE, "stop", idempotent=True),
-    _spec("reboot", "Reboot a guest through its OS.", ToolClass.SAFE_MUTATE, "reboot"),
-    _spec("snapshot", "Take a snapshot of a guest.", ToolClass.SAFE_MUTATE, "snapshot", args_model=SnapshotArgs),
-    _spec("rollback", "Roll a guest back to a snapshot: everything since is lost.", ToolClass.DESTRUCTIVE, "rollback", args_model=RollbackArgs),
-    _spec("delete", "Delete a guest and its disks.", ToolClass.DESTRUCTIVE, "delete", args_model=DeleteArgs),
+    _spec("start", "Start a guest.", ToolClass.SAFE_MUTATE, start, idempotent=True),
+    _spec("shutdown", "Ask the guest OS to shut down (ACPI / init).", ToolClass.SAFE_MUTATE, shutdown, args_model=ShutdownArgs, idempotent=True),
+    _spec("stop", "Stop a guest at once, without the guest OS (like pulling the plug).", ToolClass.SAFE_MUTATE, stop, idempotent=True),
+    _spec("reboot", "Reboot a guest through its OS.", ToolClass.SAFE_MUTATE, reboot),
+    _spec("snapshot", "Take a snapshot of a guest.", ToolClass.SAFE_MUTATE, snapshot, args_model=SnapshotArgs),
+    _spec("rollback", "Roll a guest back to a snapshot: everything since is lost.", ToolClass.DESTRUCTIVE, rollback, args_model=RollbackArgs),
+    _spec("delete", "Delete a guest and its disks.", ToolClass.DESTRUCTIVE, delete, args_model=DeleteArgs),
 ]

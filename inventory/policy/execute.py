@@ -20,7 +20,7 @@ from inventory.policy.classes import ToolClass
 from inventory.policy.engine import Call, Classification, Decision, classify, decide
 from inventory.policy.rules import Effect, Policy
 from inventory.policy.targets import Target, resolve_target
-from inventory.policy.tools import InvalidArguments, ToolArgs, ToolContext, ToolRegistry, ToolResult, ToolSpec, load_implementation
+from inventory.policy.tools import InvalidArguments, ToolArgs, ToolContext, ToolRegistry, ToolResult, ToolSpec
 from inventory.redact import redact_text, redact_value
 from inventory.storage.database import Database
 
@@ -217,8 +217,7 @@ class ToolRunner:
                 source_config = self.source_config(target.source)
             except InventoryError as exc:
                 raise UsageError(f"source {target.source!r} of {target.ref} is not configured: {exc}") from None
-            implementation = load_implementation(spec)
-            result = implementation(ToolContext(spec, args, target, source_config))
+            result = spec.implementation(ToolContext(spec, args, target, source_config))
         except InventoryError as exc:
             kind = UsageError if isinstance(exc, UsageError) else ToolFailed
             return self._finish(evaluation, "failed", started, error=str(exc), approver=approver, approval_id=approval_id, raise_error=kind)

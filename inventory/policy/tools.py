@@ -1,14 +1,18 @@
 """Named tools: typed, validated arguments, a default class, argument rules that raise it, and a lazy registry.
 
-Tools are declared by modules in ``connectors/`` (``connectors/docker/tools.py`` and
-its siblings), each exposing ``TOOLS: list[ToolSpec]``. Declaring a tool costs
-nothing: its implementation is named by a ``"module:function"`` string and
-imported, with its SDK, only when the tool runs. Third-party packages add tools
-through the entry-point group ``inventory.tools`` (value: a module with ``TOOLS``).
+Tools are declared by connectors: each connector class found through the
+``inventory.connectors`` entry points names its tools in ``tools()``
+(``connectors/docker/tools.py`` and its siblings), each tool for its own
+``type_name``. Declaring a tool costs nothing: its implementation is a function
+of the tools module, which imports its SDK only when the tool runs. A package
+that adds tools to a connector it does not own registers a module with ``TOOLS``
+under the entry-point group ``inventory.tools``; its tools must name a known
+connector as ``source_type``.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -23,12 +27,12 @@ from inventory.policy.classes import ToolClass
 from inventory.redact import redact_text
 
 if TYPE_CHECKING:
+    from inventory.connector import ConnectorRegistry
     from inventory.policy.targets import Target
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "inventory.tools"
-BUILTIN_TOOL_MODULES = ("connectors.kubernetes.tools", "connectors.proxmox.tools", "connectors.docker.tools")
 
 
 class InvalidArguments(UsageError):
@@ -62,14 +66,14 @@ class ToolSpec:
     source_type: str
     summary: str
     default_class: ToolClass
+    # Called as implementation(ToolContext) -> ToolResult; the SDK is imported inside it.
+    implementation: Callable[[ToolContext], ToolResult]
     args_model: type[ToolArgs] = ToolArgs
     # What --target names: a "workload", a "host", a "service" or a whole "source".
     target_type: str = "workload"
     # Kinds of the target accepted (empty: any kind of target_type).
     target_kinds: tuple[str, ...] = ()
     escalations: tuple[Escalation, ...] = ()
-    # "module:function" called as function(ToolContext) -> ToolResult, imported when the tool runs.
-    implementation: str = ""
     idempotent: bool = False
 
     def parse_args(self, raw: Mapping[str, Any]) -> ToolArgs:
@@ -131,20 +135,34 @@ class ToolRegistry:
         return registry
 
     @classmethod
-    def discover(cls, modules: Sequence[str] = BUILTIN_TOOL_MODULES) -> ToolRegistry:
+    def discover(cls, connectors: ConnectorRegistry | None = None) -> ToolRegistry:
+        """Every tool of every loadable connector, then those of ``inventory.tools`` entry points."""
+        from inventory.connector import ConnectorRegistry
+
+        connectors = connectors or ConnectorRegistry.discover()
         registry = cls()
-        names = [(m, m) for m in modules] + [(ep.name, ep.value) for ep in entry_points(group=ENTRY_POINT_GROUP)]
-        for origin, module_name in names:
-            try:
-                module = importlib.import_module(module_name)
-                specs = list(module.TOOLS)
-            except Exception as exc:  # a broken tool module disables its tools only
-                registry.errors[origin] = f"{type(exc).__name__}: {exc}"
-                log.warning("tool module %s is disabled: %s", module_name, registry.errors[origin])
-                continue
-            for spec in specs:
-                registry.add(spec, origin=module_name)
+        for connector in connectors.loadable():
+            registry.add_all(f"connector {connector.type_name}", connector.tools, {connector.type_name})
+        known = set(connectors.names())
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            registry.add_all(ep.name, functools.partial(_module_tools, ep.value), known)
         return registry
+
+    def add_all(self, origin: str, declared: Callable[[], Iterable[ToolSpec]], source_types: set[str]) -> None:
+        """Add the tools ``declared()`` returns; a declaration that fails to load disables its tools only."""
+        try:
+            specs = list(declared())
+            for spec in specs:
+                if spec.source_type not in source_types:
+                    raise TypeError(f"tool {spec.name!r} is for source type {spec.source_type!r}, not {' or '.join(sorted(source_types)) or 'a known connector'}")
+                if not callable(spec.implementation):
+                    raise TypeError(f"tool {spec.name!r} has no callable implementation")
+        except Exception as exc:  # a broken tool module disables its tools only
+            self.errors[origin] = f"{type(exc).__name__}: {exc}"
+            log.warning("tools of %s are disabled: %s", origin, self.errors[origin])
+            return
+        for spec in specs:
+            self.add(spec, origin=origin)
 
     def add(self, spec: ToolSpec, *, origin: str) -> None:
         if spec.name in self.tools:
@@ -162,12 +180,8 @@ class ToolRegistry:
         return iter(self.tools[name] for name in self.names())
 
 
-def load_implementation(spec: ToolSpec) -> Callable[[ToolContext], ToolResult]:
-    module_name, _, function_name = spec.implementation.partition(":")
-    if not module_name or not function_name:
-        raise UsageError(f"tool {spec.name} has no implementation")
-    module = importlib.import_module(module_name)
-    return getattr(module, function_name)  # type: ignore[no-any-return]
+def _module_tools(module_name: str) -> Iterable[ToolSpec]:
+    return importlib.import_module(module_name).TOOLS  # type: ignore[no-any-return]
 
 
 def parse_arg_pairs(pairs: Sequence[str]) -> dict[str, Any]:

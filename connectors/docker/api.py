@@ -1,0 +1,117 @@
+"""Talking to one Docker engine through docker-py: the client factory and one-line error reasons.
+
+The SDK is imported inside functions only: importing this module must stay cheap.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from connectors.docker.config import DockerConfig
+from inventory.errors import SourceError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from docker import APIClient
+
+
+def engine_resource(config: DockerConfig) -> str:
+    """How errors name the engine of a source."""
+    return f"engine {config.url}"
+
+
+def open_client(config: DockerConfig) -> APIClient:
+    """An ``APIClient`` of the source's engine (TLS, timeout, pool size and ssh client as configured); close it after use."""
+    import docker
+
+    tls: Any = False
+    if config.tls is not None:
+        settings = config.tls
+        for path in (settings.ca, settings.cert, settings.key):
+            if path is not None and not path.is_file():
+                raise SourceError(config.name, engine_resource(config), f"TLS file {path} does not exist")
+        tls = docker.tls.TLSConfig(
+            client_cert=(str(settings.cert), str(settings.key)) if settings.cert and settings.key else None,
+            ca_cert=str(settings.ca) if settings.ca else None,
+            verify=settings.verify,
+        )
+    try:
+        # version="auto" asks /version which API the engine speaks (the one extra call).
+        client = _client_class()(
+            base_url=config.url,
+            version="auto",
+            timeout=config.timeout,
+            tls=tls,
+            max_pool_size=config.concurrency,
+            use_ssh_client=config.ssh_client == "openssh",
+        )
+    except Exception as exc:
+        raise SourceError(config.name, engine_resource(config), describe_error(exc, config.timeout)) from exc
+    if urlsplit(config.url).scheme == "unix":
+        # No proxy or .netrc can apply to a unix socket; requests would still scan the
+        # environment and read ~/.netrc at every call (a millisecond each).
+        client.trust_env = False
+    return client
+
+
+@functools.cache
+def _client_class() -> type[APIClient]:
+    """``docker.APIClient`` whose TLS verification is the one this source configures.
+
+    requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace a session's CA file (and
+    turn ``verify: false`` back on): an engine with its own CA would then fail to verify.
+    """
+    import docker
+
+    class SourceAPIClient(docker.APIClient):  # type: ignore[misc]
+        def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> dict[str, Any]:
+            settings: dict[str, Any] = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            if self.verify is not True:  # a CA file or False, named by the source's tls settings
+                settings["verify"] = self.verify
+            return settings
+
+    return SourceAPIClient
+
+
+def describe_error(exc: BaseException, timeout: float) -> str:
+    """A one-line reason from an SDK / requests exception, the most telling cause first."""
+    import docker.errors
+    import requests.exceptions
+
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    for error in chain:
+        if isinstance(error, docker.errors.APIError) and error.response is not None:
+            return f"HTTP {error.status_code}: {error.explanation or error.response.reason}"
+    for error in chain:
+        if isinstance(error, requests.exceptions.SSLError):
+            return f"TLS failed: {_innermost_text(error)}"
+        if isinstance(error, requests.exceptions.Timeout):
+            return f"no answer within {timeout:g} s"
+    for error in chain:
+        if isinstance(error, requests.exceptions.ConnectionError):
+            return f"cannot connect: {_innermost_text(error)}"
+    if isinstance(exc, docker.errors.DockerException):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _innermost_text(exc: BaseException) -> str:
+    """The OS-level reason buried in urllib3's wrappers ("No such file or directory", "Connection refused")."""
+    stack: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while stack:
+        error = stack.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.strerror:
+            return error.strerror
+        # urllib3 keeps the socket error as a cause, a context, a .reason or an argument.
+        stack.extend(e for e in (error.__cause__, error.__context__, getattr(error, "reason", None)) if isinstance(e, BaseException))
+        stack.extend(a for a in error.args if isinstance(a, BaseException))
+    return str(exc)
