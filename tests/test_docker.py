@@ -22,6 +22,7 @@ import pytest
 from docker import types as docker_types
 from sqlalchemy import select
 
+from connector_contract import ConnectorContract, SourceObject
 from connectors.docker.config import DockerConfig, DockerTLS, default_local_source
 from connectors.docker.connector import DockerConnector
 from connectors.docker.records import COMPOSE_PROJECT_KIND, COMPOSE_SERVICE_KIND, CONTAINER_KIND, HOST_KIND, SWARM_SERVICE_KIND, engine_host
@@ -620,3 +621,39 @@ def test_no_config_at_all_offers_the_local_engine(tmp_path: Path, monkeypatch: p
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'nothing-here.sock'}")
     result = CliRunner().invoke(cli, ["sync", "--once"])
     assert result.exit_code == 2 and "no sources configured" in result.stderr
+
+
+# -- the connector contract -----------------------------------------------------------------------
+
+
+class TestContract(ConnectorContract):
+    """Against the loopback fake engine, whose containers a test can rename and break at will."""
+
+    @pytest.fixture
+    def fake(self, tmp_path: Path) -> Iterator[FakeDocker]:
+        with FakeDocker(generate_containers(6), socket_path=tmp_path / "fake.sock") as fake:
+            yield fake
+
+    def connector(self, fake: FakeDocker) -> DockerConnector:
+        return DockerConnector(DockerConfig(name="fake", url=fake.url, timeout=5))
+
+    def container(self, fake: FakeDocker, name: str) -> FakeContainer:
+        return next(c for c in fake.containers.values() if c.name == name)
+
+    def rename(self, fake: FakeDocker) -> tuple[SourceObject, str]:
+        container = self.container(fake, "c00005")
+        container.name = "renamed"
+        return SourceObject("workload", CONTAINER_KIND, container.id), "renamed"
+
+    def remove(self, fake: FakeDocker) -> SourceObject:
+        container = fake.containers.pop(self.container(fake, "c00003").id)
+        return SourceObject("workload", CONTAINER_KIND, container.id)
+
+    def break_one(self, fake: FakeDocker) -> None:
+        fake.faults[f"/containers/{self.container(fake, 'c00000').id}/json"] = 500  # inspected: it ran
+
+    def heal(self, fake: FakeDocker) -> None:
+        fake.faults.clear()
+
+    def secrets(self, fake: FakeDocker) -> list[str]:
+        return []

@@ -16,6 +16,7 @@ import trustme
 from sqlalchemy import func, select
 from sqlalchemy.orm import aliased
 
+from connector_contract import ConnectorContract, SourceObject
 from connectors.kubernetes.connector import KubernetesConfig, KubernetesConnector
 from connectors.kubernetes.api import KubernetesApi, RateLimiter
 from inventory.config import build_config
@@ -506,3 +507,43 @@ def test_a_snapshot_is_plain_data(cluster: FakeKubernetes, kubeconfig: Path) -> 
     assert isinstance(snapshot, Snapshot)
     text = json.dumps([[r.attributes, dict(r.labels)] for r in [*snapshot.hosts, *snapshot.workloads, *snapshot.services]])
     assert DEFAULT_TOKEN not in text and "managedFields" not in text and "resourceVersion" not in text
+
+
+# -- the connector contract -----------------------------------------------------------------------
+
+
+class TestContract(ConnectorContract):
+    @pytest.fixture
+    def fake(self) -> Iterator[FakeKubernetes]:
+        with FakeKubernetes(ClusterSpec(name="lab", nodes=3, pods=30, minimal_objects=True)) as api:
+            yield api
+
+    def connector(self, fake: FakeKubernetes) -> KubernetesConnector:
+        # Server and token: the contract checks that the token reaches no record.
+        return KubernetesConnector(KubernetesConfig(name="lab", server=fake.url, token=DEFAULT_TOKEN, page_size=PAGE_SIZE, qps=1000, burst=1000, timeout=5))
+
+    def rename(self, fake: FakeKubernetes) -> tuple[SourceObject, str]:
+        # The API never renames an object; the fake does, to show that its uid alone is its identity.
+        def rename(obj: dict[str, Any]) -> None:
+            obj["metadata"]["name"] = "backup-nightly"
+
+        fake.mutate("cronjobs", "backup", "app-000", rename)
+        return SourceObject("workload", "cronjob", object_uid_of(fake, "cronjobs", "backup-nightly")), "backup-nightly"
+
+    def remove(self, fake: FakeKubernetes) -> SourceObject:
+        uid = object_uid_of(fake, "pods", "db-1")
+        fake.mutate("pods", "db-1", "app-000", None)
+        return SourceObject("workload", "pod", uid)
+
+    def break_one(self, fake: FakeKubernetes) -> None:
+        fake.fail_page("deployments", page=1, status=500, times=None)
+
+    def heal(self, fake: FakeKubernetes) -> None:
+        fake.faults.clear()
+
+    def secrets(self, fake: FakeKubernetes) -> list[str]:
+        return [DEFAULT_TOKEN]
+
+
+def object_uid_of(fake: FakeKubernetes, resource: str, name: str) -> str:
+    return next(str(o["metadata"]["uid"]) for o in fake.objects.items[resource] if o["metadata"]["name"] == name)

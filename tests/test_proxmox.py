@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from connectors.proxmox.connector import ProxmoxConfig, ProxmoxConnector
+from connector_contract import ConnectorContract, SourceObject
 from inventory.config import build_config
 from inventory.connector import ConnectorRegistry
 from inventory.errors import SourceError
@@ -428,3 +429,33 @@ def test_a_scaled_cluster_is_complete_with_every_guest() -> None:
     assert snapshot.complete, snapshot.errors
     assert len(snapshot.workloads) == 120
     assert len({w.external_id for w in snapshot.workloads}) == 120 > len({w.name for w in snapshot.workloads})
+
+
+# -- the connector contract -----------------------------------------------------------------------
+
+
+class TestContract(ConnectorContract):
+    @pytest.fixture
+    def fake(self) -> Iterator[FakeProxmox]:
+        with FakeProxmox(small_cluster()) as fake:
+            yield fake
+
+    def connector(self, fake: FakeProxmox) -> ProxmoxConnector:
+        return connector_for(fake, retries=0)
+
+    def rename(self, fake: FakeProxmox) -> tuple[SourceObject, str]:
+        fake.cluster.guest(100).name = "web-renamed"
+        return SourceObject("workload", "qemu", "lab/100"), "web-renamed"
+
+    def remove(self, fake: FakeProxmox) -> SourceObject:
+        fake.cluster.guests.remove(fake.cluster.guest(200))
+        return SourceObject("workload", "lxc", "lab/200")
+
+    def break_one(self, fake: FakeProxmox) -> None:
+        fake.faults.fail(r"/qemu/101/config$", 500, "Internal Server Error")
+
+    def heal(self, fake: FakeProxmox) -> None:
+        fake.faults.failures.clear()
+
+    def secrets(self, fake: FakeProxmox) -> list[str]:
+        return [fake.token_secret]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
+from connector_contract import ConnectorContract, SourceObject
 from connectors.static.connector import StaticConfig, StaticConnector
 from inventory.errors import SourceError
 from inventory.records import Ref
@@ -51,3 +54,56 @@ def test_a_bad_file_fails_the_source_naming_file_and_key(tmp_path: Path, content
         connector(tmp_path, path="m.yaml").collect()
     assert f"source 'lab', file {tmp_path / 'm.yaml'}" in str(info.value)
     assert message in str(info.value)
+
+
+# -- the connector contract -----------------------------------------------------------------------
+
+
+class DeclarationFile:
+    """The static connector's far side: a YAML file of declarations, rewritten as a person would edit it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.declared: dict[str, list[dict[str, Any]]] = {
+            "hosts": [{"id": "nas1", "name": "nas", "hostname": "nas.lan"}, {"id": "sw1", "name": "core-switch", "kind": "switch"}],
+            "workloads": [{"id": "plex", "name": "plex", "host": "nas1", "status": "running"}, {"id": "backup", "name": "backup", "host": "nas1"}],
+            "services": [{"id": "media", "name": "Media", "members": ["plex"]}],
+        }
+        self.broken = False
+        self.write()
+
+    def write(self) -> None:
+        self.path.write_text("hosts: [\n" if self.broken else yaml.safe_dump(self.declared), encoding="utf-8")
+
+
+class TestContract(ConnectorContract):
+    # A file that cannot be read fails the source as a whole: nothing of it is known.
+    incomplete_status = "failed"
+
+    @pytest.fixture
+    def fake(self, tmp_path: Path) -> DeclarationFile:
+        return DeclarationFile(tmp_path / "machines.yaml")
+
+    def connector(self, fake: DeclarationFile) -> StaticConnector:
+        return connector(fake.path.parent, path=fake.path.name)
+
+    def rename(self, fake: DeclarationFile) -> tuple[SourceObject, str]:
+        fake.declared["hosts"][0]["name"] = "nas-renamed"
+        fake.write()
+        return SourceObject("host", "machine", "nas1"), "nas-renamed"
+
+    def remove(self, fake: DeclarationFile) -> SourceObject:
+        fake.declared["workloads"].pop()
+        fake.write()
+        return SourceObject("workload", "app", "backup")
+
+    def break_one(self, fake: DeclarationFile) -> None:
+        fake.broken = True
+        fake.write()
+
+    def heal(self, fake: DeclarationFile) -> None:
+        fake.broken = False
+        fake.write()
+
+    def secrets(self, fake: DeclarationFile) -> list[str]:
+        return []
