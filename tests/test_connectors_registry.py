@@ -1,16 +1,20 @@
-"""The connector registry: entry points, and a connector that fails to import disables only itself."""
+"""The connector registry: entry points, a connector that fails to import disables only itself, and what connectors declare."""
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 import sys
+from collections.abc import Sequence
 from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
 
-from inventory.connector import ENTRY_POINT_GROUP, ConnectorRegistry, _Entry
+from connectors.static.connector import StaticConnector
+from inventory.connector import ENTRY_POINT_GROUP, ConnectorRegistry, StatusVocabulary, _Entry
 from inventory.errors import ConnectorUnavailable
+from inventory.policy.tools import ToolRegistry, ToolSpec
 
 
 def registry_with(**targets: str) -> ConnectorRegistry:
@@ -64,3 +68,52 @@ def test_sync_once_of_a_static_source_loads_no_sdk_and_no_loop_machinery(tmp_pat
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "loaded:"
+
+
+def test_every_tool_is_declared_by_its_connector_with_a_callable_implementation() -> None:
+    connectors = ConnectorRegistry.discover()
+    registry = ToolRegistry.discover(connectors)
+    assert not registry.errors
+    by_type = {name: connectors.get(name) for name in connectors.names()}
+    declared = {spec.name for connector in by_type.values() for spec in connector.tools()}
+    assert declared == set(registry.names()) and len(declared) > 10
+    for spec in registry:
+        connector = by_type[spec.source_type]
+        assert spec in connector.tools() and spec.name.startswith(f"{connector.type_name}.")
+        assert callable(spec.implementation) and inspect.signature(spec.implementation).parameters.keys() == {"ctx"}
+        assert spec.implementation.__module__ == f"{connector.__module__.rpartition('.')[0]}.tools"
+
+
+def test_tools_are_found_through_the_connectors_given_not_a_list_of_modules() -> None:
+    from connectors.docker.connector import DockerConnector
+
+    assert {spec.source_type for spec in ToolRegistry.discover(ConnectorRegistry.of(DockerConnector))} == {"docker"}
+    assert ToolRegistry.discover(ConnectorRegistry.of(StaticConnector)).names() == []
+
+
+class _Lab(StaticConnector):
+    type_name = "lab"
+    statuses = StatusVocabulary(running={"Humming"}, failed={"on-fire"})
+
+
+def test_a_tool_declared_for_another_connector_type_disables_that_connectors_tools(caplog: pytest.LogCaptureFixture) -> None:
+    from connectors.docker.tools import TOOLS
+
+    class Impostor(_Lab):
+        @classmethod
+        def tools(cls) -> Sequence[ToolSpec]:
+            return [TOOLS[0]]  # a docker tool, claimed by the "lab" connector
+
+    registry = ToolRegistry.discover(ConnectorRegistry.of(Impostor))
+    assert registry.names() == []
+    assert registry.errors == {"connector lab": "TypeError: tool 'docker.list' is for source type 'docker', not lab"}
+
+
+def test_status_words_come_from_the_connectors_declarations() -> None:
+    pooled = ConnectorRegistry.of(StaticConnector, _Lab).status_vocabulary()
+    assert [pooled.classify(s) for s in ("HUMMING", "on-fire", "shutdown", "exited")] == ["running", "failed", "stopped", "other"]
+    # The built-in connectors together keep the words the report has always known.
+    builtin = ConnectorRegistry.discover().status_vocabulary()
+    assert builtin.running == {"running", "ready", "active", "up", "healthy", "available", "online", "succeeded", "completed", "complete"}
+    assert builtin.stopped == {"stopped", "exited", "paused", "created", "terminated", "suspended", "offline", "shutdown", "dead"}
+    assert builtin.failed == {"failed", "error", "crashloopbackoff", "imagepullbackoff", "errimagepull", "oomkilled", "unhealthy", "restarting", "unknown"}
