@@ -38,7 +38,8 @@ from sqlalchemy import func, select
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from connectors.kubernetes.connector import KubernetesConfig, KubernetesConnector  # noqa: E402
+from connectors.kubernetes.config import KubernetesConfig  # noqa: E402
+from connectors.kubernetes.connector import KubernetesConnector  # noqa: E402
 from connectors.kubernetes.api import API_PATHS, KubernetesApi, cyclic_gc_paused  # noqa: E402
 from inventory.storage.database import open_database  # noqa: E402
 from inventory.storage.models import HostRow, ServiceMember, WorkloadRow  # noqa: E402

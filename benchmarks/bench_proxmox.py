@@ -41,7 +41,8 @@ sys.path.insert(0, str(PROJECT_ROOT))
 from sqlalchemy import func, select  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from connectors.proxmox.connector import ProxmoxConfig, ProxmoxConnector  # noqa: E402
+from connectors.proxmox.config import ProxmoxConfig  # noqa: E402
+from connectors.proxmox.connector import ProxmoxConnector  # noqa: E402
 from inventory.storage.database import open_database  # noqa: E402
 from inventory.storage.models import HostRow, WorkloadRow  # noqa: E402
 from inventory.testing.fake_proxmox import FakeProxmox, build_cluster  # noqa: E402

@@ -8,8 +8,8 @@ pooled (a status row does not say which connector wrote it).
 
 from __future__ import annotations
 
-from collections import defaultdict
 import functools
+from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any

@@ -28,6 +28,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from inventory.connector import Connector
+from inventory.errors import SourceError
 from inventory.records import Snapshot
 from inventory.storage.database import Database
 from inventory.storage.models import HostRow, ServiceRow, WorkloadRow
@@ -133,7 +134,7 @@ class ConnectorContract:
         self.break_one(fake)
         try:
             snapshot = self.connector(fake).collect()
-        except Exception as exc:  # a connector whose source is one unit fails it as a whole
+        except SourceError as exc:  # a connector whose source is one unit fails it as a whole
             assert self.incomplete_status == "failed", f"{type(exc).__name__}: {exc}"
             return
         assert not snapshot.complete and snapshot.errors

@@ -19,13 +19,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from connector_contract import ConnectorContract, SourceObject
 from docker import types as docker_types
 from sqlalchemy import select
 
-from connector_contract import ConnectorContract, SourceObject
 from connectors.docker.config import DockerConfig, DockerTLS, default_local_source
 from connectors.docker.connector import DockerConnector
-from connectors.docker.records import COMPOSE_PROJECT_KIND, COMPOSE_SERVICE_KIND, CONTAINER_KIND, HOST_KIND, SWARM_SERVICE_KIND, engine_host
+from connectors.docker.records import (
+    COMPOSE_PROJECT_KIND,
+    COMPOSE_SERVICE_KIND,
+    CONTAINER_KIND,
+    HOST_KIND,
+    SWARM_SERVICE_KIND,
+    engine_host,
+)
 from inventory.config import build_config
 from inventory.connector import ConnectorRegistry
 from inventory.errors import ConfigError, SourceError

@@ -13,12 +13,13 @@ from typing import Any
 
 import pytest
 import trustme
+from connector_contract import ConnectorContract, SourceObject
 from sqlalchemy import func, select
 from sqlalchemy.orm import aliased
 
-from connector_contract import ConnectorContract, SourceObject
-from connectors.kubernetes.connector import KubernetesConfig, KubernetesConnector
 from connectors.kubernetes.api import KubernetesApi, RateLimiter
+from connectors.kubernetes.config import KubernetesConfig
+from connectors.kubernetes.connector import KubernetesConnector
 from inventory.config import build_config
 from inventory.connector import ConnectorRegistry
 from inventory.errors import ConfigError, SourceError

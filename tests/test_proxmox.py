@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from connector_contract import ConnectorContract, SourceObject
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from connectors.proxmox.connector import ProxmoxConfig, ProxmoxConnector
-from connector_contract import ConnectorContract, SourceObject
+from connectors.proxmox.config import ProxmoxConfig
+from connectors.proxmox.connector import ProxmoxConnector
 from inventory.config import build_config
 from inventory.connector import ConnectorRegistry
 from inventory.errors import SourceError

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 import yaml
-
 from connector_contract import ConnectorContract, SourceObject
-from connectors.static.connector import StaticConfig, StaticConnector
+
+from connectors.static.config import StaticConfig
+from connectors.static.connector import StaticConnector
 from inventory.errors import SourceError
 from inventory.records import Ref
 

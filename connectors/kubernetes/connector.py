@@ -30,12 +30,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import yaml
 
-from inventory.connector import Connector, SourceConfig, StatusVocabulary
-from inventory.errors import ConfigError, SourceError
-from inventory.records import Ref, Service, Snapshot, Workload
-
-from connectors.kubernetes.config import ALL_CONTEXTS, TYPE_NAME, KubernetesConfig
 from connectors.kubernetes.api import KubernetesApi, ListFailed, cyclic_gc_paused, default_kubeconfig_paths
+from connectors.kubernetes.config import ALL_CONTEXTS, TYPE_NAME, KubernetesConfig
 from connectors.kubernetes.records import (
     AnnotationFilter,
     PodIndex,
@@ -45,6 +41,9 @@ from connectors.kubernetes.records import (
     pod_workload,
     service_record,
 )
+from inventory.connector import Connector, SourceConfig, StatusVocabulary
+from inventory.errors import ConfigError, SourceError
+from inventory.records import Ref, Service, Snapshot, Workload
 
 if TYPE_CHECKING:
     from inventory.policy.tools import ToolSpec

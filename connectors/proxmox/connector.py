@@ -33,7 +33,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from connectors.proxmox.api import ApiCallFailed, ProxmoxClient, open_client
 from connectors.proxmox.config import TYPE_NAME, ProxmoxConfig
-from connectors.proxmox.records import agent_addresses, agent_enabled, guest_records, lxc_addresses, node_host, pool_services
+from connectors.proxmox.records import (
+    agent_addresses,
+    agent_enabled,
+    guest_records,
+    lxc_addresses,
+    node_host,
+    pool_services,
+)
 from inventory.connector import Connector, SourceConfig, StatusVocabulary
 from inventory.errors import SourceError
 from inventory.records import Host, Snapshot, Workload

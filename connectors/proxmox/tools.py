@@ -13,9 +13,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from connectors.proxmox.config import TYPE_NAME
 from inventory.errors import SourceError, UsageError
 from inventory.policy.classes import ToolClass
-from connectors.proxmox.config import TYPE_NAME
 from inventory.policy.tools import ToolArgs, ToolContext, ToolResult, ToolSpec
 
 # Workload kinds of guests as the Proxmox connector records them (the API's own type names).

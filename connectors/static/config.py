@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -77,7 +78,7 @@ class StaticInventory(BaseModel):
         return self
 
 
-def _check_unique(items: list[_Declared], label: str) -> None:
+def _check_unique(items: Sequence[_Declared], label: str) -> None:
     seen: set[tuple[str, str]] = set()
     for i, item in enumerate(items):
         key = (getattr(item, "kind"), item.id)

@@ -23,7 +23,14 @@ from typing import ClassVar
 import yaml
 from pydantic import ValidationError
 
-from connectors.static.config import TYPE_NAME, DeclaredHost, DeclaredService, DeclaredWorkload, StaticConfig, StaticInventory
+from connectors.static.config import (
+    TYPE_NAME,
+    DeclaredHost,
+    DeclaredService,
+    DeclaredWorkload,
+    StaticConfig,
+    StaticInventory,
+)
 from inventory.connector import Connector, StatusVocabulary
 from inventory.errors import SourceError
 from inventory.records import Host, Ref, Service, Snapshot, Workload
