@@ -22,7 +22,7 @@ from inventory.errors import UsageError
 from inventory.policy.approvals import approve, list_approvals, reject
 from inventory.policy.execute import PolicyDenied, ToolRunner
 from inventory.policy.rules import parse_policy
-from inventory.policy.tools import ToolRegistry
+from inventory.policy.registry import ToolRegistry
 from inventory.storage.database import Database
 from inventory.sync import sync_source
 from inventory.testing.fake_kubernetes import write_kubeconfig

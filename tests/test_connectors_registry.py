@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import inspect
 import subprocess
 import sys
@@ -14,7 +15,8 @@ import pytest
 from connectors.static.connector import StaticConnector
 from inventory.connector import ENTRY_POINT_GROUP, ConnectorRegistry, StatusVocabulary, _Entry
 from inventory.errors import ConnectorUnavailable
-from inventory.policy.tools import ToolRegistry, ToolSpec
+from inventory.policy.registry import ToolRegistry
+from inventory.policy.tools import ToolSpec
 
 
 def registry_with(**targets: str) -> ConnectorRegistry:
@@ -117,3 +119,33 @@ def test_status_words_come_from_the_connectors_declarations() -> None:
     assert builtin.running == {"running", "ready", "active", "up", "healthy", "available", "online", "succeeded", "completed", "complete"}
     assert builtin.stopped == {"stopped", "exited", "paused", "created", "terminated", "suspended", "offline", "shutdown", "dead"}
     assert builtin.failed == {"failed", "error", "crashloopbackoff", "imagepullbackoff", "errimagepull", "oomkilled", "unhealthy", "restarting", "unknown"}
+
+
+def test_no_connector_module_is_part_of_an_import_cycle() -> None:
+    """Counting every import, also those inside functions and under TYPE_CHECKING: a cycle is a cycle."""
+    root = Path(__file__).resolve().parent.parent
+    files = {".".join(f.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): f for package in ("connectors", "inventory") for f in (root / package).rglob("*.py")}
+    imports: dict[str, set[str]] = {}
+    for module, file in files.items():
+        found = set()
+        for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for name in names:
+                while name and name not in files:
+                    name = name.rpartition(".")[0]
+                if name and name != module:
+                    found.add(name)
+        imports[module] = found
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, todo = set(), [start]
+        while todo:
+            for nxt in imports[todo.pop()] - seen:
+                if nxt == goal:
+                    return True
+                seen.add(nxt)
+                todo.append(nxt)
+        return False
+
+    cycles = [m for m in files if m.startswith(("connectors.", "inventory.connector", "inventory.policy.tools", "inventory.policy.registry")) and reaches(m, m)]
+    assert cycles == []

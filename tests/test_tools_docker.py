@@ -22,7 +22,7 @@ from inventory.errors import UsageError
 from inventory.policy.approvals import approve, list_approvals, reject
 from inventory.policy.execute import PolicyDenied, ToolFailed, ToolRunner
 from inventory.policy.rules import builtin_policy
-from inventory.policy.tools import ToolRegistry
+from inventory.policy.registry import ToolRegistry
 from inventory.storage.database import Database
 from inventory.sync import sync_source
 from inventory.testing.docker_engine import BUSYBOX_IMAGE, DockerEngine, EngineUnavailable, make_busybox_image, start_engine

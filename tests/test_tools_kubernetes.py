@@ -17,7 +17,7 @@ from inventory.errors import NotFound
 from inventory.policy.approvals import approve
 from inventory.policy.execute import PolicyDenied, ToolFailed, ToolRunner
 from inventory.policy.rules import load_policy
-from inventory.policy.tools import ToolRegistry
+from inventory.policy.registry import ToolRegistry
 from inventory.storage.database import Database
 from inventory.sync import sync_source
 from inventory.testing.fake_kubernetes import write_kubeconfig

@@ -16,7 +16,7 @@ from inventory.errors import Ambiguous
 from inventory.policy.approvals import approve
 from inventory.policy.execute import ToolFailed, ToolRunner
 from inventory.policy.rules import builtin_policy
-from inventory.policy.tools import ToolRegistry
+from inventory.policy.registry import ToolRegistry
 from inventory.storage.database import Database
 from inventory.sync import sync_source
 from inventory.testing.fake_proxmox_model import FakeCluster, FakeGuest, FakeNode, mac_for

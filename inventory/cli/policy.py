@@ -30,7 +30,7 @@ output_option = click.option("-o", "--output", type=click.Choice(["yaml", "json"
 def build_runner(app: AppContext, policy_path: str | None, *, with_sources: bool = True) -> Any:
     from inventory.policy.execute import ToolRunner
     from inventory.policy.rules import load_policy
-    from inventory.policy.tools import ToolRegistry
+    from inventory.policy.registry import ToolRegistry
 
     registry = ToolRegistry.discover()
     policy = load_policy(policy_path, known_tools=registry.names())
@@ -54,7 +54,7 @@ def tools_group() -> None:
 def tools_list_command(output: str) -> None:
     """Built-in and installed tools with their class, target and arguments."""
     from inventory.policy.classes import mcp_hints
-    from inventory.policy.tools import ToolRegistry
+    from inventory.policy.registry import ToolRegistry
     from inventory.render import render_rows
 
     registry = ToolRegistry.discover()

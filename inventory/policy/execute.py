@@ -20,7 +20,8 @@ from inventory.policy.classes import ToolClass
 from inventory.policy.engine import Call, Classification, Decision, classify, decide
 from inventory.policy.rules import Effect, Policy
 from inventory.policy.targets import Target, resolve_target
-from inventory.policy.tools import InvalidArguments, ToolArgs, ToolContext, ToolRegistry, ToolResult, ToolSpec
+from inventory.policy.registry import ToolRegistry
+from inventory.policy.tools import InvalidArguments, ToolArgs, ToolContext, ToolResult, ToolSpec
 from inventory.redact import redact_text, redact_value
 from inventory.storage.database import Database
 

@@ -1,23 +1,16 @@
-"""Named tools: typed, validated arguments, a default class, argument rules that raise it, and a lazy registry.
+"""Named tools: typed, validated arguments, a default class, and argument rules that raise it.
 
-Tools are declared by connectors: each connector class found through the
-``inventory.connectors`` entry points names its tools in ``tools()``
-(``connectors/docker/tools.py`` and its siblings), each tool for its own
-``type_name``. Declaring a tool costs nothing: its implementation is a function
-of the tools module, which imports its SDK only when the tool runs. A package
-that adds tools to a connector it does not own registers a module with ``TOOLS``
-under the entry-point group ``inventory.tools``; its tools must name a known
-connector as ``source_type``.
+Connectors declare their tools with these types (``connectors/docker/tools.py``
+and its siblings); ``inventory.policy.registry`` finds them. Declaring a tool
+costs nothing: its implementation is a function of the tools module, which
+imports its SDK only when the tool runs.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -27,12 +20,10 @@ from inventory.policy.classes import ToolClass
 from inventory.redact import redact_text
 
 if TYPE_CHECKING:
-    from inventory.connector import ConnectorRegistry
     from inventory.policy.targets import Target
 
 log = logging.getLogger(__name__)
 
-ENTRY_POINT_GROUP = "inventory.tools"
 
 
 class InvalidArguments(UsageError):
@@ -118,70 +109,6 @@ class ToolContext:
     target: Target
     # The SourceConfig of the target's source, from the inventory config (connection settings, secrets).
     source_config: Any
-
-
-@dataclass
-class ToolRegistry:
-    """Tools by name; a tool module that fails to import leaves its tools unknown (and so DESTRUCTIVE)."""
-
-    tools: dict[str, ToolSpec] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, specs: Iterable[ToolSpec]) -> ToolRegistry:
-        registry = cls()
-        for spec in specs:
-            registry.add(spec, origin="given")
-        return registry
-
-    @classmethod
-    def discover(cls, connectors: ConnectorRegistry | None = None) -> ToolRegistry:
-        """Every tool of every loadable connector, then those of ``inventory.tools`` entry points."""
-        from inventory.connector import ConnectorRegistry
-
-        connectors = connectors or ConnectorRegistry.discover()
-        registry = cls()
-        for connector in connectors.loadable():
-            registry.add_all(f"connector {connector.type_name}", connector.tools, {connector.type_name})
-        known = set(connectors.names())
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            registry.add_all(ep.name, functools.partial(_module_tools, ep.value), known)
-        return registry
-
-    def add_all(self, origin: str, declared: Callable[[], Iterable[ToolSpec]], source_types: set[str]) -> None:
-        """Add the tools ``declared()`` returns; a declaration that fails to load disables its tools only."""
-        try:
-            specs = list(declared())
-            for spec in specs:
-                if spec.source_type not in source_types:
-                    raise TypeError(f"tool {spec.name!r} is for source type {spec.source_type!r}, not {' or '.join(sorted(source_types)) or 'a known connector'}")
-                if not callable(spec.implementation):
-                    raise TypeError(f"tool {spec.name!r} has no callable implementation")
-        except Exception as exc:  # a broken tool module disables its tools only
-            self.errors[origin] = f"{type(exc).__name__}: {exc}"
-            log.warning("tools of %s are disabled: %s", origin, self.errors[origin])
-            return
-        for spec in specs:
-            self.add(spec, origin=origin)
-
-    def add(self, spec: ToolSpec, *, origin: str) -> None:
-        if spec.name in self.tools:
-            log.warning("tool %r declared twice; keeping the first, ignoring the one from %s", spec.name, origin)
-            return
-        self.tools[spec.name] = spec
-
-    def get(self, name: str) -> ToolSpec | None:
-        return self.tools.get(name)
-
-    def names(self) -> list[str]:
-        return sorted(self.tools)
-
-    def __iter__(self) -> Any:
-        return iter(self.tools[name] for name in self.names())
-
-
-def _module_tools(module_name: str) -> Iterable[ToolSpec]:
-    return importlib.import_module(module_name).TOOLS  # type: ignore[no-any-return]
 
 
 def parse_arg_pairs(pairs: Sequence[str]) -> dict[str, Any]:
