@@ -1,1 +1,1 @@
-"""The static connector: its config, client, records and tools."""
+"""The static connector: its config (hand-declared hosts, workloads and services) and the connector that reads it."""
