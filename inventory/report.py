@@ -2,8 +2,8 @@
 
 Statuses differ between sources (Kubernetes ``Running``, Proxmox ``stopped``,
 Docker ``exited``); each connector declares which of its words mean running,
-stopped or failed, and the report sorts a workload by those declarations,
-pooled (a status row does not say which connector wrote it).
+stopped or failed, and the report sorts a workload by the declarations of all
+installed connectors together, compared lower-cased.
 """
 
 from __future__ import annotations
