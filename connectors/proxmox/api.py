@@ -15,6 +15,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from inventory.errors import SourceApiError
+
 if TYPE_CHECKING:
     from connectors.proxmox.connector import ProxmoxConfig
 
@@ -27,7 +29,7 @@ _BACKOFF_SECONDS = 0.2
 _BACKOFF_CAP_SECONDS = 2.0
 
 
-class ApiCallFailed(Exception):
+class ApiCallFailed(SourceApiError):
     """One API call failed for good (after retries)."""
 
     def __init__(self, resource: str, message: str, *, status: int | None = None) -> None:

@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -17,7 +17,7 @@ from inventory.cli import AppContext
 from inventory.errors import UsageError
 
 if TYPE_CHECKING:
-    from inventory.sync import SourceOutcome
+    from inventory.outcome import SourceOutcome
 
 log = logging.getLogger("inventory.cli.sync")
 # Phases of each source ("collecting", "writing N objects"): shown with -v, never forced on.
@@ -194,19 +194,40 @@ def sync_command(
 
 
 def _sync_once(app: AppContext, sources: tuple[str, ...], *, allow_empty: bool, wait: float, metrics_textfile: str | None) -> None:
-    from inventory.notify import Notifier, notify_outcomes
+    from inventory.notify import Notifier
+    from inventory.outcome import SyncStatus
     from inventory.render import render_table
-    from inventory.sync import select_sources, sync_all
+    from inventory.sync import Observer, SourceRunner, select_sources
 
     db = app.database()
     stop = threading.Event()
     interactive = sys.stderr.isatty() and sys.stdout.isatty()
-    with stop_on_signals(stop.set):
-        if interactive:
-            with TerminalProgress() as display:
-                outcomes = sync_all(db, app.config, app.registry, names=sources, allow_empty=allow_empty, progress=display.phase, lock_wait=wait, stop=stop)
-        else:
-            outcomes = sync_all(db, app.config, app.registry, names=sources, allow_empty=allow_empty, progress=_log_phase, lock_wait=wait, stop=stop)
+    selected = select_sources(app.config, sources)
+    notifier = Notifier(app.config.notify)
+    observers: list[Observer] = [notifier.source_outcome]
+    metrics = None
+    if metrics_textfile:
+        from inventory.metrics import SyncMetrics  # prometheus_client only when asked for
+
+        metrics = SyncMetrics()
+        observers.append(metrics.observe)
+    try:
+        with stop_on_signals(stop.set):
+            with TerminalProgress() if interactive else nullcontext() as display:
+                progress = display.phase if display is not None else _log_phase
+                runner = SourceRunner(
+                    db,
+                    app.registry,
+                    configured=[s.name for s in app.config.sources],
+                    allow_empty=allow_empty,
+                    lock_wait=wait,
+                    stop=stop,
+                    progress=progress,
+                    observers=observers,
+                )
+                outcomes = runner.run_all(selected)
+    finally:
+        notifier.close()
     if interactive:
         columns = ("source", "status", "objects", "created", "updated", "removed", "unchanged", "failed", "time")
         render_table(summary_rows(outcomes), columns, title="sync")
@@ -214,32 +235,19 @@ def _sync_once(app: AppContext, sources: tuple[str, ...], *, allow_empty: bool, 
         for outcome in outcomes:
             click.echo(outcome.describe())
 
-    notifier = Notifier(app.config.notify)
-    try:
-        notify_outcomes(notifier, outcomes)
-    finally:
-        notifier.close()
-    if metrics_textfile:
-        _write_textfile(db, outcomes, metrics_textfile)
+    if metrics is not None and metrics_textfile:
+        with db.session() as session:
+            metrics.refresh_from_database(session)
+        metrics.write_textfile(metrics_textfile)
 
     failed = [o for o in outcomes if not o.ok]
     for outcome in failed:
-        click.echo(f"{'LOCKED' if outcome.status == 'locked' else 'FAILED'} {outcome.error}", err=True)
-    skipped = len(select_sources(app.config, sources)) - len(outcomes)
+        click.echo(f"{'LOCKED' if outcome.status == SyncStatus.LOCKED else 'FAILED'} {outcome.error}", err=True)
+    skipped = len(selected) - len(outcomes)
     if stop.is_set() and skipped:
         click.echo(f"stopped by a signal: {skipped} source(s) not synced", err=True)
     if failed:
         raise SystemExit(1)
-
-
-def _write_textfile(db: Any, outcomes: Sequence[SourceOutcome], path: str) -> None:
-    from inventory.metrics import SyncMetrics
-
-    metrics = SyncMetrics()
-    metrics.observe_all(outcomes)
-    with db.session() as session:
-        metrics.refresh_from_database(session)
-    metrics.write_textfile(path)
 
 
 def _sync_loop(

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from inventory.errors import UsageError
+from inventory.errors import InvalidArguments, UsageError
 from inventory.policy.classes import ToolClass
 from inventory.redact import redact_text
 
@@ -29,14 +29,6 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "inventory.tools"
 BUILTIN_TOOL_MODULES = ("connectors.kubernetes.tools", "connectors.proxmox.tools", "connectors.docker.tools")
-
-
-class InvalidArguments(UsageError):
-    """Arguments that failed validation; ``keys`` names them (their values are never repeated anywhere)."""
-
-    def __init__(self, message: str, keys: set[str]) -> None:
-        super().__init__(message)
-        self.keys = keys
 
 
 class ToolArgs(BaseModel):
