@@ -103,7 +103,12 @@ class SyncLoop:
             observers.append(on_outcome)
         # The loop never waits for a lock: another process is syncing that source right now.
         self.runner = SourceRunner(
-            db, registry, configured=[s.name for s in config.sources], stop=self.stop_event, progress=progress, observers=observers
+            db,
+            registry,
+            configured=[s.name for s in config.sources],
+            stop=self.stop_event,
+            progress=progress,
+            observers=observers,
         )
         now = clock()
         self.schedule = [
@@ -160,7 +165,13 @@ class SyncLoop:
         if outcome.status == SyncStatus.FAILED:
             scheduled.failures += 1
             delay = backoff_delay(scheduled.interval, scheduled.failures, self.max_backoff)
-            log.warning("source %s failed (%d in a row): %s; next try in %.0fs", source.name, scheduled.failures, outcome.error, delay)
+            log.warning(
+                "source %s failed (%d in a row): %s; next try in %.0fs",
+                source.name,
+                scheduled.failures,
+                outcome.error,
+                delay,
+            )
         else:
             scheduled.failures = 0
             delay = scheduled.interval

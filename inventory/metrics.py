@@ -28,18 +28,43 @@ class SyncMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.duration = Histogram(
-            "inventory_sync_duration_seconds", "Time to collect and write one source.", ["source"], buckets=DURATION_BUCKETS, registry=self.registry
+            "inventory_sync_duration_seconds",
+            "Time to collect and write one source.",
+            ["source"],
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
         )
         outcomes = ", ".join(s for s in SyncStatus if s != SyncStatus.RUNNING)  # a run in progress is no outcome
-        self.runs = Counter("inventory_sync_runs", f"Syncs by outcome ({outcomes}).", ["source", "status"], registry=self.registry)
-        self.errors = Counter("inventory_sync_errors", "Syncs that failed or left the snapshot incomplete.", ["source"], registry=self.registry)
-        self.changes = Counter("inventory_changes", "Objects changed by syncs.", ["source", "action"], registry=self.registry)
-        self.objects = Gauge("inventory_objects", "Live objects in the inventory.", ["source", "type", "kind"], registry=self.registry)
-        self.last_success = Gauge(
-            "inventory_last_success_timestamp_seconds", "Unix time of the end of the last successful sync.", ["source"], registry=self.registry
+        self.runs = Counter(
+            "inventory_sync_runs", f"Syncs by outcome ({outcomes}).", ["source", "status"], registry=self.registry
         )
-        self.up = Gauge("inventory_source_up", "1 when the last sync of the source succeeded, else 0.", ["source"], registry=self.registry)
-        self.last_duration = Gauge("inventory_last_sync_duration_seconds", "Duration of the last sync.", ["source"], registry=self.registry)
+        self.errors = Counter(
+            "inventory_sync_errors",
+            "Syncs that failed or left the snapshot incomplete.",
+            ["source"],
+            registry=self.registry,
+        )
+        self.changes = Counter(
+            "inventory_changes", "Objects changed by syncs.", ["source", "action"], registry=self.registry
+        )
+        self.objects = Gauge(
+            "inventory_objects", "Live objects in the inventory.", ["source", "type", "kind"], registry=self.registry
+        )
+        self.last_success = Gauge(
+            "inventory_last_success_timestamp_seconds",
+            "Unix time of the end of the last successful sync.",
+            ["source"],
+            registry=self.registry,
+        )
+        self.up = Gauge(
+            "inventory_source_up",
+            "1 when the last sync of the source succeeded, else 0.",
+            ["source"],
+            registry=self.registry,
+        )
+        self.last_duration = Gauge(
+            "inventory_last_sync_duration_seconds", "Duration of the last sync.", ["source"], registry=self.registry
+        )
 
     def observe(self, outcome: SourceOutcome) -> None:
         source = outcome.source
@@ -66,10 +91,18 @@ class SyncMetrics:
         names = {source_id: name for source_id, name in session.execute(select(Source.id, Source.name))}
         self.objects.clear()  # a kind that disappeared must not keep its last value
         for object_type, model in OBJECT_TABLES.items():
-            stmt = select(model.source_id, model.kind, func.count()).where(model.removed_at.is_(None)).group_by(model.source_id, model.kind)
+            stmt = (
+                select(model.source_id, model.kind, func.count())
+                .where(model.removed_at.is_(None))
+                .group_by(model.source_id, model.kind)
+            )
             for source_id, kind, count in session.execute(stmt):
                 self.objects.labels(names.get(source_id, str(source_id)), object_type, kind).set(count)
-        last_ok = select(SyncRun.source_id, func.max(SyncRun.finished_at)).where(SyncRun.status == SyncStatus.SUCCESS).group_by(SyncRun.source_id)
+        last_ok = (
+            select(SyncRun.source_id, func.max(SyncRun.finished_at))
+            .where(SyncRun.status == SyncStatus.SUCCESS)
+            .group_by(SyncRun.source_id)
+        )
         for source_id, finished_at in session.execute(last_ok):
             if finished_at is not None:
                 self.last_success.labels(names.get(source_id, str(source_id))).set(finished_at.timestamp())

@@ -125,7 +125,9 @@ class SourceRunner:
         try:
             connector = self.registry.get(source.type)(source)
         except ConnectorUnavailable as exc:
-            return self._report(SourceOutcome(source.name, source.type, SyncStatus.FAILED, f"source {source.name!r}: {exc}"))
+            return self._report(
+                SourceOutcome(source.name, source.type, SyncStatus.FAILED, f"source {source.name!r}: {exc}")
+            )
         return self.run_connector(connector, skip=skip)
 
     def run_connector(self, connector: Connector, *, skip: SkipCheck | None = None) -> SourceOutcome:
@@ -146,7 +148,9 @@ class SourceRunner:
             outcome = SourceOutcome(name, type_name, SyncStatus.FAILED, redact_text(str(exc)))
         except Exception as exc:  # e.g. the database went away while a failure was recorded: the others go on
             log.debug("syncing %s raised", name, exc_info=True)
-            outcome = SourceOutcome(name, type_name, SyncStatus.FAILED, redact_text(f"source {name!r}: {type(exc).__name__}: {exc}"))
+            outcome = SourceOutcome(
+                name, type_name, SyncStatus.FAILED, redact_text(f"source {name!r}: {type(exc).__name__}: {exc}")
+            )
         return self._report(outcome)
 
     # The two phases: collect touches no database, write is one transaction.
@@ -172,7 +176,8 @@ class SourceRunner:
                 source_id = store.source_id(name, collected.type, snapshot.identity, configured=self.configured)
                 run_id = store.start_run(source_id, collected.started_at)
                 result = reconcile(snapshot, store, source_id=source_id, run_id=run_id, allow_empty=self.allow_empty)
-                problems = [f"source {name!r}, {e}" for e in snapshot.errors] + [f"source {name!r}: {w}" for w in result.withheld]
+                problems = [f"source {name!r}, {e}" for e in snapshot.errors]
+                problems += [f"source {name!r}: {w}" for w in result.withheld]
                 if not snapshot.complete and not snapshot.errors:
                     problems.append(f"source {name!r}: the snapshot is incomplete")
                 status = SyncStatus.PARTIAL if problems else SyncStatus.SUCCESS
@@ -194,21 +199,39 @@ class SourceRunner:
         except Exception as exc:  # the transaction rolled back whole; record why and go on
             log.debug("writing source %s failed", name, exc_info=True)
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            return self._record_failure(collected, f"source {name!r}: writing to the database failed: {type(exc).__name__}: {reason}", snapshot.identity)
+            return self._record_failure(
+                collected,
+                f"source {name!r}: writing to the database failed: {type(exc).__name__}: {reason}",
+                snapshot.identity,
+            )
         if error:
             log.warning("%s", error)
         duration = time.perf_counter() - collected.started
-        return SourceOutcome(name, collected.type, status, error, result=result, objects=snapshot.object_count, duration=duration, run_id=run_id)
+        return SourceOutcome(
+            name,
+            collected.type,
+            status,
+            error,
+            result=result,
+            objects=snapshot.object_count,
+            duration=duration,
+            run_id=run_id,
+        )
 
     def _record_failure(self, collected: Collected, message: str, identity: str | None = None) -> SourceOutcome:
         message = redact_text(message)
         with self.db.write_session() as session:
             store = Store(session)
-            run_id = store.start_run(store.source_id(collected.source, collected.type, identity, configured=self.configured), collected.started_at)
+            run_id = store.start_run(
+                store.source_id(collected.source, collected.type, identity, configured=self.configured),
+                collected.started_at,
+            )
             store.finish_run(run_id, status=SyncStatus.FAILED, complete=False, error=message)
         log.error("%s", message)
         duration = time.perf_counter() - collected.started
-        return SourceOutcome(collected.source, collected.type, SyncStatus.FAILED, message, duration=duration, run_id=run_id)
+        return SourceOutcome(
+            collected.source, collected.type, SyncStatus.FAILED, message, duration=duration, run_id=run_id
+        )
 
     def _phase(self, source: str, phase: str) -> None:
         if self.progress is not None:

@@ -143,7 +143,7 @@ def test_services_sharing_one_database_split_the_sources(tmp_path: Path, postgre
         db.dispose()
 
 
-def test_the_loop_keeps_its_own_pace_and_still_leaves_another_processs_fresh_sync_alone(tmp_path: Path, db: Database) -> None:
+def test_the_loop_keeps_its_own_pace_and_leaves_another_processs_fresh_sync_alone(tmp_path: Path, db: Database) -> None:
     """Its own last sync is never "synced by another process": with the fake clock every cycle comes at once
     (the last sync is 0 s old by the wall clock), and each one still syncs. A sync by someone else is skipped."""
     files = {"lab": write_inventory(tmp_path / "lab.yaml", 2)}
@@ -152,7 +152,8 @@ def test_the_loop_keeps_its_own_pace_and_still_leaves_another_processs_fresh_syn
     config = load_config(config_path, registry=registry, database_url=db.url)
     clock = FakeClock()
     seen: list[SourceOutcome] = []
-    loop = SyncLoop(db, config, registry, clock=clock, sleep=clock.sleep, on_outcome=seen.append)  # coordinating, as deployed
+    # Coordinating, as deployed.
+    loop = SyncLoop(db, config, registry, clock=clock, sleep=clock.sleep, on_outcome=seen.append)
 
     assert loop.run(max_cycles=3) == 3
     assert [o.status for o in seen] == ["success"] * 3
