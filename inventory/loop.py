@@ -10,6 +10,12 @@ is synced under its advisory lock, and a process that gets the lock first
 checks whether another process synced the source within the interval, in which
 case it skips it. So the processes split the sources between them instead of
 each doing all of the work, and one that dies leaves its sources to the others.
+A run of its own never counts as another's: the loop remembers the last run it
+wrote per source, so a sync that takes a good part of the interval does not make
+the next one look fresh and double the effective interval.
+
+Every sync goes through ``inventory.sync.SourceRunner``, as ``sync --once`` does; the
+loop adds its schedule, the skip check and its observers (log line, metrics, notifications).
 
 ``request_stop()`` (SIGTERM, SIGINT) lets the source in progress finish (its
 transaction commits or rolls back whole) and ends the loop.
