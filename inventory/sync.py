@@ -89,7 +89,7 @@ class SourceRunner:
     def __init__(
         self,
         db: Database,
-        registry: ConnectorRegistry | None = None,
+        registry: ConnectorRegistry,
         *,
         configured: Collection[str] = (),
         allow_empty: bool = False,
@@ -120,8 +120,6 @@ class SourceRunner:
 
     def run(self, source: SourceConfig, *, skip: SkipCheck | None = None) -> SourceOutcome:
         """Run one configured source; never raises for the source's failure."""
-        if self.registry is None:
-            raise TypeError("SourceRunner.run needs the runner's connector registry; use run_connector")
         try:
             connector = self.registry.get(source.type)(source)
         except ConnectorUnavailable as exc:
@@ -262,7 +260,9 @@ def sync_source(
     configured: Collection[str] = (),
 ) -> SourceOutcome:
     """Run one built connector (for tests and benchmarks): ``SourceRunner.run_connector``."""
-    runner = SourceRunner(db, allow_empty=allow_empty, progress=progress, configured=configured)
+    runner = SourceRunner(
+        db, ConnectorRegistry.of(type(connector)), allow_empty=allow_empty, progress=progress, configured=configured
+    )
     return runner.run_connector(connector)
 
 

@@ -68,7 +68,7 @@ class _WatchedRunner(SourceRunner):
     """Counts the writes in progress at once (the database side is real; only the count is added)."""
 
     def __init__(self, db: Database) -> None:
-        super().__init__(db)
+        super().__init__(db, ConnectorRegistry.of(_MeetingConnector))
         self._guard = threading.Lock()
         self.writing = 0
         self.most_writing = 0
