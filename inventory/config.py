@@ -28,7 +28,6 @@ from inventory.redact import register_secret
 
 log = logging.getLogger(__name__)
 
-CONFIG_ENV = "INVENTORY_CONFIG"
 DATABASE_ENV = "INVENTORY_DATABASE_URL"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 

@@ -163,9 +163,6 @@ class DemoLab:
         self.proxmox.reset_calls()
         self.proxmox.requested.clear()
 
-    def endpoints(self) -> dict[str, str]:
-        return {"kubernetes": self.kubernetes.url, "proxmox": self.proxmox.url, "docker": self.docker.url}
-
     def write_config(self, database_url: str, *, interval: str = "10s") -> Path:
         """inventory.yaml for the lab: credentials in files beside it, as in a real deployment."""
         import yaml

@@ -2,17 +2,35 @@
 
 Third-party errors (SDKs, drivers, YAML) are translated at the boundary where
 they are caught: ``raise SourceError(...) from exc``. The CLI maps this tree to
-exit codes: ``ConfigError`` and ``UsageError`` -> 2, everything else -> 1.
+exit codes through ``exit_code``: ``ConfigError`` and ``UsageError`` -> 2,
+``PolicyDenied`` -> 3, everything else -> 1.
+
+Every exception class of the project is in this tree. Most are defined here; a
+few live beside the code that raises them and subclass a class of the tree:
 
     InventoryError
-    ├── ConfigError          a config file is missing, malformed or invalid (names file and key)
-    ├── UsageError           the command line asks for something impossible
-    ├── SourceError          a source could not be read (names source and resource)
-    ├── StorageError         the database refused or is unreachable
-    │   └── SchemaOutOfDate  the database is behind (or ahead of) the code's schema
-    ├── ConnectorUnavailable a connector could not be loaded (import failed)
-    ├── NotFound             a query named an object that does not exist
-    └── Ambiguous            a name matched several objects
+    ├── ConfigError            a config file is missing, malformed or invalid (names file and key)
+    ├── UsageError             the command line asks for something impossible
+    │   └── InvalidArguments   a tool call's arguments failed validation (names the keys, never the values)
+    ├── SourceError            a source could not be read (names source and resource)
+    ├── SourceApiError         one call to a source's API failed; raised and caught inside a connector,
+    │   │                      which turns it into a SourceError before it leaves
+    │   ├── connectors.kubernetes.api.ListFailed (and its private _Expired: a continue token too old)
+    │   └── connectors.proxmox.api.ApiCallFailed
+    ├── SourceLockHeld         another process is syncing the source right now (the outcome "locked")
+    ├── StorageError           the database refused or is unreachable
+    │   └── SchemaOutOfDate    the database is behind (or ahead of) the code's schema
+    ├── ConnectorUnavailable   a connector could not be loaded (import failed)
+    ├── NotFound               a query named an object that does not exist
+    ├── Ambiguous              a name matched several objects
+    ├── PolicyDenied           the policy refuses a tool call or an approval (exit code 3)
+    ├── ToolFailed             a tool ran and its source refused or failed (names source and target)
+    └── HarnessError           raised by inventory.testing (fakes, private engines), never by the product
+        ├── inventory.testing.docker_engine.EngineUnavailable
+        └── inventory.testing.fake_proxmox.ApiError (the fake's non-200 answer, inside the fake)
+
+``inventory.cli.CommandError`` is click's ``ClickException``, not part of the tree: it is how
+an ``InventoryError`` leaves the CLI, with the exit code its class declares.
 """
 
 from __future__ import annotations
@@ -38,6 +56,14 @@ class UsageError(InventoryError):
     exit_code = 2
 
 
+class InvalidArguments(UsageError):
+    """Arguments that failed validation; ``keys`` names them (their values are never repeated anywhere)."""
+
+    def __init__(self, message: str, keys: set[str]) -> None:
+        super().__init__(message)
+        self.keys = keys
+
+
 class SourceError(InventoryError):
     def __init__(self, source: str, resource: str | None, message: str) -> None:
         self.source = source
@@ -45,6 +71,22 @@ class SourceError(InventoryError):
         self.reason = message
         where = f"source {source!r}" + (f", {resource}" if resource else "")
         super().__init__(f"{where}: {message}")
+
+
+class SourceApiError(InventoryError):
+    """One API call of a connector failed; the connector says which source and resource when it translates it."""
+
+
+class SourceLockHeld(InventoryError):
+    """Another process is syncing this source right now."""
+
+    def __init__(self, source: str, holder: str | None, waited: float) -> None:
+        self.source = source
+        self.holder = holder
+        self.waited = waited
+        who = holder or "another process (holder unknown)"
+        after = f" after waiting {waited:.0f}s" if waited >= 1 else ""
+        super().__init__(f"source {source!r} is being synced by {who}{after}; retry later or pass --wait SECONDS")
 
 
 class StorageError(InventoryError):
@@ -65,3 +107,17 @@ class NotFound(InventoryError):
 
 class Ambiguous(InventoryError):
     pass
+
+
+class PolicyDenied(InventoryError):
+    """The policy refuses the call (or an approval); exit code 3 so that scripts can tell."""
+
+    exit_code = 3
+
+
+class ToolFailed(InventoryError):
+    """The tool ran and its source refused or failed; the message names the source and the target."""
+
+
+class HarnessError(InventoryError):
+    """The test harness (inventory.testing) could not do its part; the message says why and what to install."""

@@ -30,23 +30,12 @@ from sqlalchemy import Connection, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from inventory.errors import InventoryError, StorageError
+from inventory.errors import SourceLockHeld, StorageError
+from inventory.redact import error_reason
 from inventory.storage.database import Database
 
 # How often a waiting process asks again; a lock is held for a whole sync (seconds to minutes).
 POLL_SECONDS = 0.2
-
-
-class SourceLockHeld(InventoryError):
-    """Another process is syncing this source right now."""
-
-    def __init__(self, source: str, holder: str | None, waited: float) -> None:
-        self.source = source
-        self.holder = holder
-        self.waited = waited
-        who = holder or "another process (holder unknown)"
-        after = f" after waiting {waited:.0f}s" if waited >= 1 else ""
-        super().__init__(f"source {source!r} is being synced by {who}{after}; retry later or pass --wait SECONDS")
 
 
 def process_identity() -> str:
@@ -94,7 +83,7 @@ class PostgresSourceLock:
             return self._held
         except SQLAlchemyError as exc:
             self._close()
-            raise StorageError(f"source {self.source!r}: cannot take the sync lock in {self.db.display_url}: {_reason(exc)}") from exc
+            raise StorageError(f"source {self.source!r}: cannot take the sync lock in {self.db.display_url}: {error_reason(exc)}") from exc
 
     def holder(self) -> str | None:
         # A bigint advisory key shows in pg_locks as classid (high 32 bits), objid (low 32 bits), objsubid 1.
@@ -241,10 +230,3 @@ def source_lock(db: Database, source: str, *, wait: float = 0.0, stop: threading
     finally:
         lock.release()
 
-
-def _reason(exc: BaseException) -> str:
-    from inventory.redact import redact_text
-
-    orig = getattr(exc, "orig", None) or exc
-    lines = str(orig).strip().splitlines()
-    return redact_text(lines[0] if lines else type(orig).__name__)

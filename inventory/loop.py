@@ -10,6 +10,12 @@ is synced under its advisory lock, and a process that gets the lock first
 checks whether another process synced the source within the interval, in which
 case it skips it. So the processes split the sources between them instead of
 each doing all of the work, and one that dies leaves its sources to the others.
+A run of its own never counts as another's: the loop remembers the last run it
+wrote per source, so a sync that takes a good part of the interval does not make
+the next one look fresh and double the effective interval.
+
+Every sync goes through ``inventory.sync.SourceRunner``, as ``sync --once`` does; the
+loop adds its schedule, the skip check and its observers (log line, metrics, notifications).
 
 ``request_stop()`` (SIGTERM, SIGINT) lets the source in progress finish (its
 transaction commits or rolls back whole) and ends the loop.
@@ -29,14 +35,12 @@ from sqlalchemy import select
 
 from inventory.config import Config
 from inventory.connector import ConnectorRegistry, SourceConfig
-from inventory.errors import ConnectorUnavailable, InventoryError
-from inventory.locks import SourceLockHeld, source_lock
 from inventory.metrics import SyncMetrics
 from inventory.notify import Notifier
-from inventory.redact import redact_text
+from inventory.outcome import SourceOutcome, SyncStatus
 from inventory.storage.database import Database
 from inventory.storage.models import Source, SyncRun
-from inventory.sync import ProgressCallback, SourceOutcome, select_sources, sync_source
+from inventory.sync import Observer, ProgressCallback, SourceRunner, select_sources
 from inventory.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -53,7 +57,9 @@ class Scheduled:
     next_due: float
     failures: int = 0
     syncs: int = 0
-    last_status: str | None = None
+    # The last run of this source by this loop that read something: the loop's own pace is
+    # never mistaken for another process's sync.
+    own_run_id: int | None = None
 
 
 def backoff_delay(interval: float, failures: int, max_backoff: float) -> float:
@@ -85,20 +91,31 @@ class SyncLoop:
     ) -> None:
         self.db = db
         self.config = config
-        self.registry = registry
         self.jitter = config.sync.jitter if jitter is None else jitter
         self.max_backoff = max_backoff
         self.coordinate = coordinate
         self.metrics = metrics
-        self.notifier = notifier
-        self.progress = progress
-        self.on_outcome = on_outcome
         self.clock = clock
         self.stop_event = threading.Event()
         # Waiting on the event (not time.sleep) is what lets a signal end a long wait at once.
         self._sleep = sleep or self.stop_event.wait
         self._rng = rng or random.Random()
-        self._configured = [s.name for s in config.sources]
+        observers: list[Observer] = [log_outcome]
+        if metrics is not None:
+            observers.append(self._observe_metrics)
+        if notifier is not None:
+            observers.append(notifier.source_outcome)
+        if on_outcome is not None:
+            observers.append(on_outcome)
+        # The loop never waits for a lock: another process is syncing that source right now.
+        self.runner = SourceRunner(
+            db,
+            registry,
+            configured=[s.name for s in config.sources],
+            stop=self.stop_event,
+            progress=progress,
+            observers=observers,
+        )
         now = clock()
         self.schedule = [
             # --interval overrides the config file's global interval, never a source's own.
@@ -146,19 +163,21 @@ class SyncLoop:
 
     def run_source(self, scheduled: Scheduled) -> SourceOutcome:
         source = scheduled.source
-        try:
-            outcome = self._sync(source, scheduled.interval)
-        except InventoryError as exc:  # e.g. the lock's database is unreachable; the message names the source
-            outcome = SourceOutcome(source.name, source.type, "failed", redact_text(str(exc)))
-        except Exception as exc:  # e.g. the database went away: this source waits, the loop goes on
-            log.debug("syncing %s raised", source.name, exc_info=True)
-            outcome = SourceOutcome(source.name, source.type, "failed", redact_text(f"source {source.name!r}: {type(exc).__name__}: {exc}"))
+        skip = (lambda _name: self._synced_elsewhere(scheduled)) if self.coordinate else None
+        outcome = self.runner.run(source, skip=skip)
         scheduled.syncs += 1
-        scheduled.last_status = outcome.status
-        if outcome.status == "failed":
+        if SyncStatus(outcome.status).read_something and outcome.run_id is not None:
+            scheduled.own_run_id = outcome.run_id
+        if outcome.status == SyncStatus.FAILED:
             scheduled.failures += 1
             delay = backoff_delay(scheduled.interval, scheduled.failures, self.max_backoff)
-            log.warning("source %s failed (%d in a row): %s; next try in %.0fs", source.name, scheduled.failures, outcome.error, delay)
+            log.warning(
+                "source %s failed (%d in a row): %s; next try in %.0fs",
+                source.name,
+                scheduled.failures,
+                outcome.error,
+                delay,
+            )
         else:
             scheduled.failures = 0
             delay = scheduled.interval
@@ -166,52 +185,40 @@ class SyncLoop:
         # together stay together, and a slow source does not drift. A sync longer than its
         # interval makes the next one due at once (one catch-up, never a burst).
         scheduled.next_due = max(scheduled.next_due + self._jittered(delay), self.clock())
-        self._report(outcome)
         return outcome
 
-    def _sync(self, source: SourceConfig, interval: float) -> SourceOutcome:
-        try:
-            connector = self.registry.get(source.type)(source)
-        except ConnectorUnavailable as exc:
-            return SourceOutcome(source.name, source.type, "failed", f"source {source.name!r}: {exc}")
-        try:
-            with source_lock(self.db, source.name, wait=0.0):
-                if self.coordinate:
-                    age = self._age_of_last_sync(source.name)
-                    if age is not None and age < interval * FRESH_FRACTION:
-                        return SourceOutcome(source.name, source.type, "skipped", f"source {source.name!r}: synced {age:.0f}s ago by another process")
-                return sync_source(self.db, connector, progress=self.progress, configured=self._configured)
-        except SourceLockHeld as exc:
-            return SourceOutcome(source.name, source.type, "locked", str(exc))
-
-    def _age_of_last_sync(self, name: str) -> float | None:
-        """Seconds since the source's last run that read something, as the shared database says."""
+    def _synced_elsewhere(self, scheduled: Scheduled) -> str | None:
+        """Why to skip the source: another process synced it within most of its interval (None: sync it)."""
+        name = scheduled.source.name
         with self.db.session() as session:
-            finished = session.execute(
-                select(SyncRun.finished_at)
+            last = session.execute(
+                select(SyncRun.id, SyncRun.finished_at)
                 .join(Source, Source.id == SyncRun.source_id)
-                .where(Source.name == name, SyncRun.status.in_(("success", "partial")))
+                .where(Source.name == name, SyncRun.status.in_([s for s in SyncStatus if s.read_something]))
                 .order_by(SyncRun.id.desc())
                 .limit(1)
-            ).scalar()
-        if finished is None:
+            ).first()
+        if last is None or last.finished_at is None or last.id == scheduled.own_run_id:
             return None
-        return max(0.0, (utcnow() - finished) / timedelta(seconds=1))
+        age = max(0.0, (utcnow() - last.finished_at) / timedelta(seconds=1))
+        if age >= scheduled.interval * FRESH_FRACTION:
+            return None
+        return f"source {name!r}: synced {age:.0f}s ago by another process"
 
-    def _report(self, outcome: SourceOutcome) -> None:
-        if outcome.status in ("success", "partial"):
-            level = logging.INFO if outcome.ok else logging.WARNING
-            log.log(level, "%s", outcome.describe(), extra={"source": outcome.source, "status": outcome.status})
-        elif outcome.status != "failed":  # a failure was logged with its backoff above
-            log.info("%s", outcome.error, extra={"source": outcome.source, "status": outcome.status})
-        if self.metrics is not None:
-            self.metrics.observe(outcome)
-            try:
-                with self.db.session() as session:
-                    self.metrics.refresh_from_database(session)
-            except Exception:  # metrics must never stop the loop
-                log.debug("refreshing metrics failed", exc_info=True)
-        if self.notifier is not None:
-            self.notifier.source_outcome(outcome)
-        if self.on_outcome is not None:
-            self.on_outcome(outcome)
+    def _observe_metrics(self, outcome: SourceOutcome) -> None:
+        assert self.metrics is not None
+        self.metrics.observe(outcome)
+        try:
+            with self.db.session() as session:
+                self.metrics.refresh_from_database(session)
+        except Exception:  # metrics must never stop the loop
+            log.debug("refreshing metrics failed", exc_info=True)
+
+
+def log_outcome(outcome: SourceOutcome) -> None:
+    """The loop's line per sync: a service's log is its only output."""
+    if SyncStatus(outcome.status).read_something:
+        level = logging.INFO if outcome.ok else logging.WARNING
+        log.log(level, "%s", outcome.describe(), extra={"source": outcome.source, "status": outcome.status})
+    elif outcome.status != SyncStatus.FAILED:  # a failure is logged with its backoff by the loop
+        log.info("%s", outcome.error, extra={"source": outcome.source, "status": outcome.status})

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server, write_to_textfile
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from inventory.outcome import SourceOutcome, SyncStatus
 from inventory.storage.models import OBJECT_TABLES, Source, SyncRun
-
-if TYPE_CHECKING:
-    from inventory.sync import SourceOutcome
 
 # Syncs take from a fraction of a second (a static file) to minutes (a large cluster).
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -30,29 +28,55 @@ class SyncMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.duration = Histogram(
-            "inventory_sync_duration_seconds", "Time to collect and write one source.", ["source"], buckets=DURATION_BUCKETS, registry=self.registry
+            "inventory_sync_duration_seconds",
+            "Time to collect and write one source.",
+            ["source"],
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
         )
-        self.runs = Counter("inventory_sync_runs", "Syncs by outcome (success, partial, failed, locked).", ["source", "status"], registry=self.registry)
-        self.errors = Counter("inventory_sync_errors", "Syncs that failed or left the snapshot incomplete.", ["source"], registry=self.registry)
-        self.changes = Counter("inventory_changes", "Objects changed by syncs.", ["source", "action"], registry=self.registry)
-        self.objects = Gauge("inventory_objects", "Live objects in the inventory.", ["source", "type", "kind"], registry=self.registry)
+        outcomes = ", ".join(s for s in SyncStatus if s != SyncStatus.RUNNING)  # a run in progress is no outcome
+        self.runs = Counter(
+            "inventory_sync_runs", f"Syncs by outcome ({outcomes}).", ["source", "status"], registry=self.registry
+        )
+        self.errors = Counter(
+            "inventory_sync_errors",
+            "Syncs that failed or left the snapshot incomplete.",
+            ["source"],
+            registry=self.registry,
+        )
+        self.changes = Counter(
+            "inventory_changes", "Objects changed by syncs.", ["source", "action"], registry=self.registry
+        )
+        self.objects = Gauge(
+            "inventory_objects", "Live objects in the inventory.", ["source", "type", "kind"], registry=self.registry
+        )
         self.last_success = Gauge(
-            "inventory_last_success_timestamp_seconds", "Unix time of the end of the last successful sync.", ["source"], registry=self.registry
+            "inventory_last_success_timestamp_seconds",
+            "Unix time of the end of the last successful sync.",
+            ["source"],
+            registry=self.registry,
         )
-        self.up = Gauge("inventory_source_up", "1 when the last sync of the source succeeded, else 0.", ["source"], registry=self.registry)
-        self.last_duration = Gauge("inventory_last_sync_duration_seconds", "Duration of the last sync.", ["source"], registry=self.registry)
+        self.up = Gauge(
+            "inventory_source_up",
+            "1 when the last sync of the source succeeded, else 0.",
+            ["source"],
+            registry=self.registry,
+        )
+        self.last_duration = Gauge(
+            "inventory_last_sync_duration_seconds", "Duration of the last sync.", ["source"], registry=self.registry
+        )
 
     def observe(self, outcome: SourceOutcome) -> None:
         source = outcome.source
         self.runs.labels(source, outcome.status).inc()
-        if outcome.status == "locked":
+        if outcome.status == SyncStatus.LOCKED:
             return  # another process did this sync; its own metrics count it
         self.duration.labels(source).observe(outcome.duration)
         self.last_duration.labels(source).set(outcome.duration)
         self.up.labels(source).set(1 if outcome.ok else 0)
         # Touch the error child so that the series exists at 0 before the first error.
         errors = self.errors.labels(source)
-        if outcome.status in ("failed", "partial"):
+        if outcome.status in (SyncStatus.FAILED, SyncStatus.PARTIAL):
             errors.inc()
         if outcome.result is not None:
             for action in ("created", "updated", "removed", "revived"):
@@ -67,10 +91,18 @@ class SyncMetrics:
         names = {source_id: name for source_id, name in session.execute(select(Source.id, Source.name))}
         self.objects.clear()  # a kind that disappeared must not keep its last value
         for object_type, model in OBJECT_TABLES.items():
-            stmt = select(model.source_id, model.kind, func.count()).where(model.removed_at.is_(None)).group_by(model.source_id, model.kind)
+            stmt = (
+                select(model.source_id, model.kind, func.count())
+                .where(model.removed_at.is_(None))
+                .group_by(model.source_id, model.kind)
+            )
             for source_id, kind, count in session.execute(stmt):
                 self.objects.labels(names.get(source_id, str(source_id)), object_type, kind).set(count)
-        last_ok = select(SyncRun.source_id, func.max(SyncRun.finished_at)).where(SyncRun.status == "success").group_by(SyncRun.source_id)
+        last_ok = (
+            select(SyncRun.source_id, func.max(SyncRun.finished_at))
+            .where(SyncRun.status == SyncStatus.SUCCESS)
+            .group_by(SyncRun.source_id)
+        )
         for source_id, finished_at in session.execute(last_ok):
             if finished_at is not None:
                 self.last_success.labels(names.get(source_id, str(source_id))).set(finished_at.timestamp())

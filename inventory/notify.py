@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
@@ -31,13 +31,12 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from inventory.connector import Duration
+from inventory.outcome import SourceOutcome, SyncStatus
 from inventory.redact import redact_text, register_secret
 from inventory.timeutil import utcnow
 
 if TYPE_CHECKING:
     import httpx
-
-    from inventory.sync import SourceOutcome
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +191,7 @@ class Notifier:
     def source_outcome(self, outcome: SourceOutcome) -> None:
         if not self.enabled:
             return
-        if outcome.status == "failed":
+        if outcome.status == SyncStatus.FAILED:
             self.send(
                 Notification(
                     "source_failed",
@@ -232,8 +231,3 @@ class Notifier:
             )
         )
 
-
-def notify_outcomes(notifier: Notifier | None, outcomes: Sequence[SourceOutcome]) -> None:
-    if notifier is not None:
-        for outcome in outcomes:
-            notifier.source_outcome(outcome)

@@ -15,6 +15,7 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from inventory.errors import Ambiguous, NotFound, UsageError
+from inventory.outcome import SyncStatus
 from inventory.storage.models import Change, HostRow, ServiceMember, ServiceRow, Source, SyncRun, WorkloadRow
 
 _MODELS = {"host": HostRow, "workload": WorkloadRow, "service": ServiceRow}
@@ -335,7 +336,7 @@ def list_sources(session: Session) -> list[dict[str, Any]]:
     )
     last_ok = (
         select(SyncRun.source_id, func.max(SyncRun.finished_at).label("at"))
-        .where(SyncRun.status == "success")
+        .where(SyncRun.status == SyncStatus.SUCCESS)
         .group_by(SyncRun.source_id)
         .subquery()
     )

@@ -62,6 +62,13 @@ def redact_text(text: str) -> str:
     return text
 
 
+def error_reason(exc: BaseException) -> str:
+    """One line of what an error says (a database driver's own error for a SQLAlchemy one), secrets masked."""
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    return redact_text(lines[0] if lines else type(orig).__name__)
+
+
 def redact_value(value: Any) -> Any:
     """Redact a JSON-like structure at any depth: by key name, then by value shape."""
     if isinstance(value, Mapping):

@@ -230,13 +230,3 @@ def to_markdown(report: dict[str, Any]) -> str:
         lines += _md_table(section_rows(report, key), columns)
     return "\n".join(lines)
 
-
-def summarize(report: dict[str, Any]) -> dict[str, int]:
-    """Headline numbers (the demo prints them)."""
-    totals = {"hosts": 0, "workloads": 0, "services": 0}
-    for src in report["sources"]:
-        for key in totals:
-            totals[key] += src[key]
-    totals["changes"] = sum(c["total"] for c in report["changes"])
-    totals["problem_workloads"] = len(report["problem_workloads"])
-    return totals

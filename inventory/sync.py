@@ -1,8 +1,23 @@
-"""Running sources: collect -> reconcile -> record the run, one source at a time, each isolated.
+"""Running a source: take its lock, collect, reconcile, record the run, tell the observers.
 
-A source that fails (its API is down, its connector raises) is recorded as a
-failed run and never stops the others. Each source's writes are one
-transaction: a crash in the middle leaves the previous state whole.
+``SourceRunner`` is the one way a source is run: ``sync --once``, the loop and the
+server all call it, and they differ only in the observers they give it (audit
+summary always; metrics, notifications, progress, log lines as they need).
+
+A source that fails (its API is down, its connector raises, the database refuses
+its writes) is a failed outcome and never stops the others. Each source's writes
+are one transaction: a crash in the middle leaves the previous state whole.
+
+Outcomes (``inventory.outcome.SyncStatus``): success (a complete snapshot reconciled),
+partial (something was not read: upserts only), failed (nothing could be read or
+written), locked (another process holds the source's lock), skipped (the loop found
+it freshly synced by another process).
+
+A run has two phases with different needs: collecting talks to the source's API
+and touches no database, so several sources may collect at once; writing
+reconciles into the database, one source at a time per runner (``_write_lock``).
+Observers are told one outcome at a time. So ``run`` may be called from several
+threads of one runner (a bounded pool of sources) without further locking.
 """
 
 from __future__ import annotations
@@ -10,14 +25,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from inventory.audit.log import record_sync
 from inventory.config import Config
 from inventory.connector import Connector, ConnectorRegistry, SourceConfig
-from inventory.errors import ConnectorUnavailable, InventoryError, SourceError
-from inventory.reconcile import ReconcileResult, reconcile
+from inventory.errors import ConnectorUnavailable, InventoryError, SourceError, SourceLockHeld
+from inventory.locks import source_lock
+from inventory.outcome import SourceOutcome, SyncStatus
+from inventory.reconcile import reconcile
 from inventory.records import Snapshot
 from inventory.redact import redact_text
 from inventory.storage.database import Database
@@ -26,34 +44,9 @@ from inventory.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class SourceOutcome:
-    source: str
-    type: str
-    # success: complete snapshot reconciled | partial: upserts only, something was not read
-    # failed: nothing could be read or written | locked: another process was syncing it
-    status: str
-    error: str | None = None
-    result: ReconcileResult | None = None
-    objects: int = 0
-    duration: float = 0.0
-    run_id: int | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "success"
-
-    def describe(self) -> str:
-        """One line per synced source, the same in loop logs and `sync --once` output."""
-        r = self.result
-        if r is None:
-            return f"{self.source}: {self.status}" + (f": {self.error}" if self.error and self.status != "failed" else "")
-        counts = f"{r.created} created, {r.updated} updated, {r.removed} removed, {r.revived} revived, {r.unchanged} unchanged"
-        return f"{self.source}: {self.status}, {self.objects} objects ({counts}) in {self.duration:.2f}s"
-
-
 ProgressCallback = Callable[[str, str], None]  # (source name, phase)
+Observer = Callable[[SourceOutcome], None]  # told every outcome; must not raise
+SkipCheck = Callable[[str], str | None]  # (source name) -> why not to sync it now, under its lock; None: sync
 
 
 def collect(connector: Connector) -> Snapshot:
@@ -72,6 +65,192 @@ def collect(connector: Connector) -> Snapshot:
     return snapshot
 
 
+@dataclass
+class Collected:
+    """What the collect phase hands to the write phase: a snapshot, or why there is none."""
+
+    source: str
+    type: str
+    started_at: datetime
+    started: float  # perf_counter at the start, for the run's duration
+    snapshot: Snapshot | None = None
+    error: str | None = None
+
+
+class SourceRunner:
+    """Runs sources into one database and reports each outcome to its observers.
+
+    ``configured`` names every source in the config, so that a renamed source can adopt its
+    old rows by identity without ever merging two sources that are both still configured.
+    ``lock_wait`` is how long to wait for a source another process is syncing; ``stop``
+    (set by a signal) ends that wait and ``run_all`` between two sources.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        registry: ConnectorRegistry,
+        *,
+        configured: Collection[str] = (),
+        allow_empty: bool = False,
+        lock_wait: float = 0.0,
+        stop: threading.Event | None = None,
+        progress: ProgressCallback | None = None,
+        observers: Sequence[Observer] = (),
+    ) -> None:
+        self.db = db
+        self.registry = registry
+        self.configured = configured
+        self.allow_empty = allow_empty
+        self.lock_wait = lock_wait
+        self.stop = stop
+        self.progress = progress
+        self.observers = list(observers)
+        self._write_lock = threading.Lock()
+        self._report_lock = threading.Lock()
+
+    def run_all(self, sources: Iterable[SourceConfig]) -> list[SourceOutcome]:
+        """Run the sources one after another, until ``stop`` is set."""
+        outcomes = []
+        for source in sources:
+            if self.stop is not None and self.stop.is_set():
+                break
+            outcomes.append(self.run(source))
+        return outcomes
+
+    def run(self, source: SourceConfig, *, skip: SkipCheck | None = None) -> SourceOutcome:
+        """Run one configured source; never raises for the source's failure."""
+        try:
+            connector = self.registry.get(source.type)(source)
+        except ConnectorUnavailable as exc:
+            return self._report(
+                SourceOutcome(source.name, source.type, SyncStatus.FAILED, f"source {source.name!r}: {exc}")
+            )
+        return self.run_connector(connector, skip=skip)
+
+    def run_connector(self, connector: Connector, *, skip: SkipCheck | None = None) -> SourceOutcome:
+        """Run a built connector under its source's lock; never raises for the source's failure."""
+        name, type_name = connector.source_name, connector.type_name
+        try:
+            with source_lock(self.db, name, wait=self.lock_wait, stop=self.stop):
+                reason = skip(name) if skip is not None else None
+                if reason is not None:
+                    outcome = SourceOutcome(name, type_name, SyncStatus.SKIPPED, reason)
+                else:
+                    collected = self.collect(connector)
+                    with self._write_lock:
+                        outcome = self.write(collected)
+        except SourceLockHeld as exc:
+            outcome = SourceOutcome(name, type_name, SyncStatus.LOCKED, str(exc))
+        except InventoryError as exc:  # e.g. the lock's database is unreachable; the message names the source
+            outcome = SourceOutcome(name, type_name, SyncStatus.FAILED, redact_text(str(exc)))
+        except Exception as exc:  # e.g. the database went away while a failure was recorded: the others go on
+            log.debug("syncing %s raised", name, exc_info=True)
+            outcome = SourceOutcome(
+                name, type_name, SyncStatus.FAILED, redact_text(f"source {name!r}: {type(exc).__name__}: {exc}")
+            )
+        return self._report(outcome)
+
+    # The two phases: collect touches no database, write is one transaction.
+
+    def collect(self, connector: Connector) -> Collected:
+        collected = Collected(connector.source_name, connector.type_name, utcnow(), time.perf_counter())
+        self._phase(collected.source, "collecting")
+        try:
+            collected.snapshot = collect(connector)
+        except SourceError as exc:
+            collected.error = str(exc)
+        return collected
+
+    def write(self, collected: Collected) -> SourceOutcome:
+        """Reconcile the snapshot and record the run in one transaction, or record why it failed."""
+        name, snapshot = collected.source, collected.snapshot
+        if snapshot is None:
+            return self._record_failure(collected, collected.error or f"source {name!r}: nothing collected")
+        self._phase(name, f"writing {snapshot.object_count} objects")
+        try:
+            with self.db.write_session() as session:
+                store = Store(session)
+                source_id = store.source_id(name, collected.type, snapshot.identity, configured=self.configured)
+                run_id = store.start_run(source_id, collected.started_at)
+                result = reconcile(snapshot, store, source_id=source_id, run_id=run_id, allow_empty=self.allow_empty)
+                problems = [f"source {name!r}, {e}" for e in snapshot.errors]
+                problems += [f"source {name!r}: {w}" for w in result.withheld]
+                if not snapshot.complete and not snapshot.errors:
+                    problems.append(f"source {name!r}: the snapshot is incomplete")
+                status = SyncStatus.PARTIAL if problems else SyncStatus.SUCCESS
+                error = redact_text("; ".join(problems)) or None
+                store.finish_run(
+                    run_id,
+                    status=status,
+                    complete=snapshot.complete,
+                    objects=snapshot.object_count,
+                    created=result.created,
+                    updated=result.updated,
+                    removed=result.removed,
+                    revived=result.revived,
+                    unchanged=result.unchanged,
+                    error=error,
+                )
+        except InventoryError as exc:
+            return self._record_failure(collected, f"source {name!r}: {exc}", snapshot.identity)
+        except Exception as exc:  # the transaction rolled back whole; record why and go on
+            log.debug("writing source %s failed", name, exc_info=True)
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            return self._record_failure(
+                collected,
+                f"source {name!r}: writing to the database failed: {type(exc).__name__}: {reason}",
+                snapshot.identity,
+            )
+        if error:
+            log.warning("%s", error)
+        duration = time.perf_counter() - collected.started
+        return SourceOutcome(
+            name,
+            collected.type,
+            status,
+            error,
+            result=result,
+            objects=snapshot.object_count,
+            duration=duration,
+            run_id=run_id,
+        )
+
+    def _record_failure(self, collected: Collected, message: str, identity: str | None = None) -> SourceOutcome:
+        message = redact_text(message)
+        with self.db.write_session() as session:
+            store = Store(session)
+            run_id = store.start_run(
+                store.source_id(collected.source, collected.type, identity, configured=self.configured),
+                collected.started_at,
+            )
+            store.finish_run(run_id, status=SyncStatus.FAILED, complete=False, error=message)
+        log.error("%s", message)
+        duration = time.perf_counter() - collected.started
+        return SourceOutcome(
+            collected.source, collected.type, SyncStatus.FAILED, message, duration=duration, run_id=run_id
+        )
+
+    def _phase(self, source: str, phase: str) -> None:
+        if self.progress is not None:
+            self.progress(source, phase)
+
+    def _report(self, outcome: SourceOutcome) -> SourceOutcome:
+        with self._report_lock:
+            if outcome.run_id is not None:  # the audit log summarises each run sync_runs holds
+                record_sync(self.db, outcome)
+            for observer in self.observers:
+                observer(outcome)
+        return outcome
+
+
+def select_sources(config: Config, names: Iterable[str] | None = None) -> list[SourceConfig]:
+    wanted = list(names or [])
+    if wanted:
+        return [config.source(n) for n in wanted]
+    return [s for s in config.sources if s.enabled]
+
+
 def sync_source(
     db: Database,
     connector: Connector,
@@ -80,108 +259,11 @@ def sync_source(
     progress: ProgressCallback | None = None,
     configured: Collection[str] = (),
 ) -> SourceOutcome:
-    """Collect one source and reconcile it in one transaction; never raises for a source's failure.
-
-    ``configured`` names every source in the config, so that a renamed source can adopt its
-    old rows by identity without ever merging two sources that are both still configured.
-    """
-    name, type_name = connector.source_name, connector.type_name
-    started_at, started = utcnow(), time.perf_counter()
-    notify = progress or (lambda _source, _phase: None)
-
-    def fail(message: str, identity: str | None = None) -> SourceOutcome:
-        message = redact_text(message)
-        with db.write_session() as session:
-            store = Store(session)
-            run_id = store.start_run(store.source_id(name, type_name, identity, configured=configured), started_at)
-            store.finish_run(run_id, status="failed", complete=False, error=message)
-        log.error("%s", message)
-        return record_sync(db, SourceOutcome(name, type_name, "failed", message, duration=time.perf_counter() - started, run_id=run_id))
-
-    notify(name, "collecting")
-    try:
-        snapshot = collect(connector)
-    except SourceError as exc:
-        return fail(str(exc))
-
-    notify(name, f"writing {snapshot.object_count} objects")
-    try:
-        with db.write_session() as session:
-            store = Store(session)
-            source_id = store.source_id(name, type_name, snapshot.identity, configured=configured)
-            run_id = store.start_run(source_id, started_at)
-            result = reconcile(snapshot, store, source_id=source_id, run_id=run_id, allow_empty=allow_empty)
-            problems = [f"source {name!r}, {e}" for e in snapshot.errors] + [f"source {name!r}: {w}" for w in result.withheld]
-            if not snapshot.complete and not snapshot.errors:
-                problems.append(f"source {name!r}: the snapshot is incomplete")
-            status = "success" if not problems else "partial"
-            error = redact_text("; ".join(problems)) or None
-            store.finish_run(
-                run_id,
-                status=status,
-                complete=snapshot.complete,
-                objects=snapshot.object_count,
-                created=result.created,
-                updated=result.updated,
-                removed=result.removed,
-                revived=result.revived,
-                unchanged=result.unchanged,
-                error=error,
-            )
-    except InventoryError as exc:
-        return fail(f"source {name!r}: {exc}", snapshot.identity)
-    except Exception as exc:  # the transaction rolled back whole; record why and go on
-        log.debug("writing source %s failed", name, exc_info=True)
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return fail(f"source {name!r}: writing to the database failed: {type(exc).__name__}: {reason}", snapshot.identity)
-
-    if error:
-        log.warning("%s", error)
-    outcome = SourceOutcome(
-        name,
-        type_name,
-        status,
-        error,
-        result=result,
-        objects=snapshot.object_count,
-        duration=time.perf_counter() - started,
-        run_id=run_id,
+    """Run one built connector (for tests and benchmarks): ``SourceRunner.run_connector``."""
+    runner = SourceRunner(
+        db, ConnectorRegistry.of(type(connector)), allow_empty=allow_empty, progress=progress, configured=configured
     )
-    return record_sync(db, outcome)
-
-
-def sync_source_locked(
-    db: Database,
-    connector: Connector,
-    *,
-    wait: float = 0.0,
-    stop: threading.Event | None = None,
-    allow_empty: bool = False,
-    progress: ProgressCallback | None = None,
-    configured: Collection[str] = (),
-) -> SourceOutcome:
-    """``sync_source`` under the source's cross-process lock (inventory.locks); never raises for a source's failure.
-
-    A lock still held by another process after ``wait`` seconds is the outcome "locked", whose
-    error names the holder; a database that refuses the lock is a "failed" outcome.
-    """
-    from inventory.locks import SourceLockHeld, source_lock
-
-    name, type_name = connector.source_name, connector.type_name
-    try:
-        with source_lock(db, name, wait=wait, stop=stop):
-            return sync_source(db, connector, allow_empty=allow_empty, progress=progress, configured=configured)
-    except SourceLockHeld as exc:
-        return SourceOutcome(name, type_name, "locked", str(exc))
-    except InventoryError as exc:
-        return SourceOutcome(name, type_name, "failed", redact_text(str(exc)))
-
-
-def select_sources(config: Config, names: Iterable[str] | None = None) -> list[SourceConfig]:
-    wanted = list(names or [])
-    if wanted:
-        return [config.source(n) for n in wanted]
-    return [s for s in config.sources if s.enabled]
+    return runner.run_connector(connector)
 
 
 def sync_all(
@@ -194,22 +276,32 @@ def sync_all(
     progress: ProgressCallback | None = None,
     lock_wait: float = 0.0,
     stop: threading.Event | None = None,
+    observers: Sequence[Observer] = (),
 ) -> list[SourceOutcome]:
-    """Sync the selected sources one after another; ``stop`` (set by a signal) ends it between two sources."""
-    outcomes = []
-    configured = [s.name for s in config.sources]
-    for source in select_sources(config, names):
-        if stop is not None and stop.is_set():
-            break
-        try:
-            connector = registry.get(source.type)(source)
-        except ConnectorUnavailable as exc:
-            outcomes.append(SourceOutcome(source.name, source.type, "failed", f"source {source.name!r}: {exc}"))
-            continue
-        outcomes.append(
-            sync_source_locked(db, connector, wait=lock_wait, stop=stop, allow_empty=allow_empty, progress=progress, configured=configured)
-        )
-    return outcomes
+    """Run the selected sources of a config one after another; ``stop`` (set by a signal) ends it between two."""
+    runner = SourceRunner(
+        db,
+        registry,
+        configured=[s.name for s in config.sources],
+        allow_empty=allow_empty,
+        lock_wait=lock_wait,
+        stop=stop,
+        progress=progress,
+        observers=observers,
+    )
+    return runner.run_all(select_sources(config, names))
 
 
-__all__ = ["SourceOutcome", "collect", "select_sources", "sync_all", "sync_source", "sync_source_locked"]
+__all__ = [
+    "Collected",
+    "Observer",
+    "ProgressCallback",
+    "SkipCheck",
+    "SourceOutcome",
+    "SourceRunner",
+    "SyncStatus",
+    "collect",
+    "select_sources",
+    "sync_all",
+    "sync_source",
+]

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from inventory.locks import SourceLockHeld, advisory_key, lock_file_path, source_lock
+from inventory.errors import SourceLockHeld
+from inventory.locks import advisory_key, lock_file_path, source_lock
 from inventory.storage.database import Database, open_database
 from inventory.storage.models import HostRow, SyncRun, WorkloadRow
 from sync_support import (

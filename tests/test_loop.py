@@ -14,7 +14,8 @@ from inventory.locks import source_lock
 from inventory.loop import SyncLoop, backoff_delay
 from inventory.storage.database import Database, open_database
 from inventory.storage.models import Change, HostRow, SyncRun
-from inventory.sync import SourceOutcome
+from inventory.outcome import SourceOutcome
+from inventory.sync import sync_all
 from sync_support import runs_by_source, run_inventory, start_inventory, wait_for_line, write_config, write_inventory
 
 
@@ -140,6 +141,29 @@ def test_services_sharing_one_database_split_the_sources(tmp_path: Path, postgre
         assert {name: len(runs) for name, runs in runs_by_source(db).items()} == {"a": 1, "b": 1, "c": 1}
     finally:
         db.dispose()
+
+
+def test_the_loop_keeps_its_own_pace_and_leaves_another_processs_fresh_sync_alone(tmp_path: Path, db: Database) -> None:
+    """Its own last sync is never "synced by another process": with the fake clock every cycle comes at once
+    (the last sync is 0 s old by the wall clock), and each one still syncs. A sync by someone else is skipped."""
+    files = {"lab": write_inventory(tmp_path / "lab.yaml", 2)}
+    config_path = write_config(tmp_path / "inventory.yaml", db.url, files, interval="10s")
+    registry = ConnectorRegistry.discover()
+    config = load_config(config_path, registry=registry, database_url=db.url)
+    clock = FakeClock()
+    seen: list[SourceOutcome] = []
+    # Coordinating, as deployed.
+    loop = SyncLoop(db, config, registry, clock=clock, sleep=clock.sleep, on_outcome=seen.append)
+
+    assert loop.run(max_cycles=3) == 3
+    assert [o.status for o in seen] == ["success"] * 3
+    assert clock.now == 1000.0 + 2 * 10  # one interval between syncs, not two
+
+    assert [o.ok for o in sync_all(db, config, registry)] == [True]  # another process (`sync --once`) syncs it now
+    loop.run(max_cycles=4)
+    assert seen[-1].status == "skipped"
+    assert seen[-1].error == "source 'lab': synced 0s ago by another process"
+    assert len(runs_by_source(db)["lab"]) == 4
 
 
 def test_sigterm_mid_sync_finishes_the_source_and_exits_0(tmp_path: Path, database_url: str) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from connectors.kubernetes.config import KubernetesConfig
-from inventory.errors import SourceError
+from inventory.errors import SourceApiError, SourceError
 from inventory.redact import register_secret
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ class RateLimiter:
             time.sleep(wait)
 
 
-class ListFailed(Exception):
+class ListFailed(SourceApiError):
     """A list could not be read to the end; ``reason`` says why, for the snapshot's error line."""
 
     def __init__(self, reason: str, status: int | None = None) -> None:
@@ -106,7 +106,7 @@ class ListFailed(Exception):
         self.status = status
 
 
-class _Expired(Exception):
+class _Expired(SourceApiError):
     """410: the continue token is too old."""
 
 

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from connectors.proxmox.config import ProxmoxConfig
-from inventory.errors import SourceError
+from inventory.errors import SourceApiError, SourceError
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ _BACKOFF_SECONDS = 0.2
 _BACKOFF_CAP_SECONDS = 2.0
 
 
-class ApiCallFailed(Exception):
+class ApiCallFailed(SourceApiError):
     """One API call failed for good (after retries)."""
 
     def __init__(self, resource: str, message: str, *, status: int | None = None) -> None:

@@ -1,7 +1,10 @@
 """The `inventory` command: thin over the library, errors turned into exit codes only here.
 
-Exit codes: 0 ok; 1 a source failed (or any other runtime failure, e.g. the
-database is unreachable); 2 a usage or config error.
+Exit codes: 0 ok; 1 a source failed or was locked by another process (or any
+other runtime failure, e.g. the database is unreachable); 2 a usage or config
+error; 3 the policy denied a tool call or an approval, or the terminal
+confirmation of a call was refused (``PolicyDenied``); 4 ``inventory tool run``
+made a call that waits for approval (its approval id is printed).
 """
 
 from __future__ import annotations
@@ -128,7 +131,7 @@ def _register() -> None:
     cli.add_command(db.db_group)
     for command in query.COMMANDS:
         cli.add_command(command)
-    # Tools, policy, approvals and the audit log (issue 6).
+    # Tools, policy, approvals and the audit log.
     from inventory.cli import audit, policy
 
     for command in [*policy.COMMANDS, *audit.COMMANDS]:

@@ -8,8 +8,8 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from contextlib import contextmanager, nullcontext
+from typing import TYPE_CHECKING, Any, Self
 
 import click
 
@@ -17,7 +17,7 @@ from inventory.cli import AppContext
 from inventory.errors import UsageError
 
 if TYPE_CHECKING:
-    from inventory.sync import SourceOutcome
+    from inventory.outcome import SourceOutcome
 
 log = logging.getLogger("inventory.cli.sync")
 # Phases of each source ("collecting", "writing N objects"): shown with -v, never forced on.
@@ -87,11 +87,14 @@ class TerminalProgress:
         self._tasks: dict[str, Any] = {}
         self._redirected: list[tuple[logging.StreamHandler[Any], Any]] = []
 
-    def __enter__(self) -> TerminalProgress:
+    def __enter__(self) -> Self:
         self._progress.start()
         # Log lines (a source's error) go through the live display, above it, instead of tearing it.
         for handler in logging.getLogger().handlers:
-            if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.__stderr__, self._progress.console.file):
+            if isinstance(handler, logging.StreamHandler) and handler.stream in (
+                sys.__stderr__,
+                self._progress.console.file,
+            ):
                 self._redirected.append((handler, handler.setStream(_ConsoleWriter(self._progress.console))))
         return self
 
@@ -147,17 +150,60 @@ def summary_rows(outcomes: Sequence[SourceOutcome]) -> list[dict[str, Any]]:
 
 
 @click.command("sync")
-@click.option("--once", is_flag=True, help="Sync every source once and exit: 0 all synced, 1 a source failed or was locked, 2 usage/config error.")
+@click.option(
+    "--once",
+    is_flag=True,
+    help="Sync every source once and exit: 0 all synced, 1 a source failed or was locked, 2 usage/config error.",
+)
 @click.option("-s", "--source", "sources", multiple=True, metavar="NAME", help="Only these sources (repeatable).")
-@click.option("--allow-empty", is_flag=True, help="With --once: accept a complete answer with no objects of a type that had some (else nothing is removed).")
-@click.option("--wait", "wait", callback=_duration, metavar="SECONDS", help="With --once: wait this long for a source another process is syncing (default: do not wait, exit 1 naming the holder).")
-@click.option("--interval", callback=_duration, metavar="DURATION", help="Loop: seconds between syncs of a source (5m, 30s); a source's own interval wins. Default: sync.interval of the config.")
-@click.option("--jitter", type=click.FloatRange(0, 1), help="Loop: fraction of the interval added or removed at random. Default: sync.jitter.")
-@click.option("--max-backoff", callback=_duration, default="1h", show_default=True, metavar="DURATION", help="Loop: longest wait between retries of a failing source.")
-@click.option("--metrics-port", type=click.IntRange(0, 65535), help="Loop: serve Prometheus metrics on this port at /metrics.")
-@click.option("--metrics-address", default="0.0.0.0", show_default=True, help="Loop: address the metrics server listens on.")
-@click.option("--metrics-textfile", type=click.Path(dir_okay=False), help="With --once: write metrics in node_exporter's textfile format to this file.")
-@click.option("--max-cycles", type=click.IntRange(min=1), hidden=True, help="Loop: stop after this many cycles (tests, soak runs).")
+@click.option(
+    "--allow-empty",
+    is_flag=True,
+    help="With --once: accept a complete answer with no objects of a type that had some (else nothing is removed).",
+)
+@click.option(
+    "--wait",
+    "wait",
+    callback=_duration,
+    metavar="SECONDS",
+    help="With --once: wait this long for a source another process is syncing (default: do not wait, exit 1 naming the holder).",
+)
+@click.option(
+    "--interval",
+    callback=_duration,
+    metavar="DURATION",
+    help="Loop: seconds between syncs of a source (5m, 30s); a source's own interval wins. Default: sync.interval of the config.",
+)
+@click.option(
+    "--jitter",
+    type=click.FloatRange(0, 1),
+    help="Loop: fraction of the interval added or removed at random. Default: sync.jitter.",
+)
+@click.option(
+    "--max-backoff",
+    callback=_duration,
+    default="1h",
+    show_default=True,
+    metavar="DURATION",
+    help="Loop: longest wait between retries of a failing source.",
+)
+@click.option(
+    "--metrics-port", type=click.IntRange(0, 65535), help="Loop: serve Prometheus metrics on this port at /metrics."
+)
+@click.option(
+    "--metrics-address", default="0.0.0.0", show_default=True, help="Loop: address the metrics server listens on."
+)
+@click.option(
+    "--metrics-textfile",
+    type=click.Path(dir_okay=False),
+    help="With --once: write metrics in node_exporter's textfile format to this file.",
+)
+@click.option(
+    "--max-cycles",
+    type=click.IntRange(min=1),
+    hidden=True,
+    help="Loop: stop after this many cycles (tests, soak runs).",
+)
 @click.pass_obj
 def sync_command(
     app: AppContext,
@@ -178,35 +224,82 @@ def sync_command(
 
     config = app.config
     if not config.sources:
-        where = f"in {config.path}" if config.path else "(no config file found: write ./inventory.yaml, see config/inventory.example.yaml)"
+        where = (
+            f"in {config.path}"
+            if config.path
+            else "(no config file found: write ./inventory.yaml, see config/inventory.example.yaml)"
+        )
         raise UsageError(f"no sources configured {where}")
     select_sources(config, sources)  # unknown names are a usage error before anything is written
     if once:
-        for flag, value in (("--interval", interval), ("--jitter", jitter), ("--metrics-port", metrics_port), ("--max-cycles", max_cycles)):
+        for flag, value in (
+            ("--interval", interval),
+            ("--jitter", jitter),
+            ("--metrics-port", metrics_port),
+            ("--max-cycles", max_cycles),
+        ):
             if value is not None:
                 raise UsageError(f"{flag} belongs to the loop; drop it or drop --once")
         _sync_once(app, sources, allow_empty=allow_empty, wait=wait or 0.0, metrics_textfile=metrics_textfile)
         return
-    for flag, value in (("--wait", wait), ("--metrics-textfile", metrics_textfile), ("--allow-empty", allow_empty or None)):
-        if value is not None:
-            raise UsageError(f"{flag} belongs to --once (the loop never waits for a lock: another process is syncing that source)")
-    _sync_loop(app, sources, interval=interval, jitter=jitter, max_backoff=max_backoff, metrics_port=metrics_port, metrics_address=metrics_address, max_cycles=max_cycles)
+    once_only: tuple[tuple[str, object], ...] = (
+        ("--wait", wait),
+        ("--metrics-textfile", metrics_textfile),
+        ("--allow-empty", allow_empty or None),
+    )
+    for flag, given in once_only:
+        if given is not None:
+            raise UsageError(
+                f"{flag} belongs to --once (the loop never waits for a lock: another process is syncing that source)"
+            )
+    _sync_loop(
+        app,
+        sources,
+        interval=interval,
+        jitter=jitter,
+        max_backoff=max_backoff,
+        metrics_port=metrics_port,
+        metrics_address=metrics_address,
+        max_cycles=max_cycles,
+    )
 
 
-def _sync_once(app: AppContext, sources: tuple[str, ...], *, allow_empty: bool, wait: float, metrics_textfile: str | None) -> None:
-    from inventory.notify import Notifier, notify_outcomes
+def _sync_once(
+    app: AppContext, sources: tuple[str, ...], *, allow_empty: bool, wait: float, metrics_textfile: str | None
+) -> None:
+    from inventory.notify import Notifier
+    from inventory.outcome import SyncStatus
     from inventory.render import render_table
-    from inventory.sync import select_sources, sync_all
+    from inventory.sync import Observer, SourceRunner, select_sources
 
     db = app.database()
     stop = threading.Event()
     interactive = sys.stderr.isatty() and sys.stdout.isatty()
-    with stop_on_signals(stop.set):
-        if interactive:
-            with TerminalProgress() as display:
-                outcomes = sync_all(db, app.config, app.registry, names=sources, allow_empty=allow_empty, progress=display.phase, lock_wait=wait, stop=stop)
-        else:
-            outcomes = sync_all(db, app.config, app.registry, names=sources, allow_empty=allow_empty, progress=_log_phase, lock_wait=wait, stop=stop)
+    selected = select_sources(app.config, sources)
+    notifier = Notifier(app.config.notify)
+    observers: list[Observer] = [notifier.source_outcome]
+    metrics = None
+    if metrics_textfile:
+        from inventory.metrics import SyncMetrics  # prometheus_client only when asked for
+
+        metrics = SyncMetrics()
+        observers.append(metrics.observe)
+    try:
+        with stop_on_signals(stop.set), TerminalProgress() if interactive else nullcontext() as display:
+            progress = display.phase if display is not None else _log_phase
+            runner = SourceRunner(
+                db,
+                app.registry,
+                configured=[s.name for s in app.config.sources],
+                allow_empty=allow_empty,
+                lock_wait=wait,
+                stop=stop,
+                progress=progress,
+                observers=observers,
+            )
+            outcomes = runner.run_all(selected)
+    finally:
+        notifier.close()
     if interactive:
         columns = ("source", "status", "objects", "created", "updated", "removed", "unchanged", "failed", "time")
         render_table(summary_rows(outcomes), columns, title="sync")
@@ -214,32 +307,19 @@ def _sync_once(app: AppContext, sources: tuple[str, ...], *, allow_empty: bool, 
         for outcome in outcomes:
             click.echo(outcome.describe())
 
-    notifier = Notifier(app.config.notify)
-    try:
-        notify_outcomes(notifier, outcomes)
-    finally:
-        notifier.close()
-    if metrics_textfile:
-        _write_textfile(db, outcomes, metrics_textfile)
+    if metrics is not None and metrics_textfile:
+        with db.session() as session:
+            metrics.refresh_from_database(session)
+        metrics.write_textfile(metrics_textfile)
 
     failed = [o for o in outcomes if not o.ok]
     for outcome in failed:
-        click.echo(f"{'LOCKED' if outcome.status == 'locked' else 'FAILED'} {outcome.error}", err=True)
-    skipped = len(select_sources(app.config, sources)) - len(outcomes)
+        click.echo(f"{'LOCKED' if outcome.status == SyncStatus.LOCKED else 'FAILED'} {outcome.error}", err=True)
+    skipped = len(selected) - len(outcomes)
     if stop.is_set() and skipped:
         click.echo(f"stopped by a signal: {skipped} source(s) not synced", err=True)
     if failed:
         raise SystemExit(1)
-
-
-def _write_textfile(db: Any, outcomes: Sequence[SourceOutcome], path: str) -> None:
-    from inventory.metrics import SyncMetrics
-
-    metrics = SyncMetrics()
-    metrics.observe_all(outcomes)
-    with db.session() as session:
-        metrics.refresh_from_database(session)
-    metrics.write_textfile(path)
 
 
 def _sync_loop(
@@ -270,7 +350,9 @@ def _sync_loop(
         try:
             server = metrics.serve(metrics_port, metrics_address)
         except OSError as exc:
-            raise UsageError(f"--metrics-port {metrics_port}: cannot listen on {metrics_address}: {exc.strerror}") from None
+            raise UsageError(
+                f"--metrics-port {metrics_port}: cannot listen on {metrics_address}: {exc.strerror}"
+            ) from None
         app.cleanups.append(server.shutdown)
         log.info("serving metrics on http://%s:%d/metrics", metrics_address, server.server_port)
     notifier = Notifier(app.config.notify)

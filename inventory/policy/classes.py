@@ -14,10 +14,6 @@ class ToolClass(str, Enum):
     def rank(self) -> int:
         return _RANK[self]
 
-    def raised_to(self, other: ToolClass) -> ToolClass:
-        """The higher of the two: classification rules only ever raise a class."""
-        return other if other.rank > self.rank else self
-
     def __str__(self) -> str:
         return self.value
 

@@ -10,34 +10,24 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from inventory.audit.actor import ACTOR_ENV, resolve_actor
 from inventory.audit.log import AuditRecord, append
-from inventory.errors import InventoryError, UsageError
+from inventory.errors import InvalidArguments, InventoryError, PolicyDenied, ToolFailed, UsageError
 from inventory.policy.classes import ToolClass
 from inventory.policy.engine import Call, Classification, Decision, classify, decide
 from inventory.policy.rules import Effect, Policy
 from inventory.policy.targets import Target, resolve_target
 from inventory.policy.registry import ToolRegistry
-from inventory.policy.tools import InvalidArguments, ToolArgs, ToolContext, ToolResult, ToolSpec
+from inventory.policy.tools import ToolArgs, ToolContext, ToolResult, ToolSpec
 from inventory.redact import redact_text, redact_value
 from inventory.storage.database import Database
 
 log = logging.getLogger(__name__)
 
 INVALID_VALUE = "<invalid>"
-
-
-class ToolFailed(InventoryError):
-    """The tool ran and its source refused or failed; the message names the source and the target."""
-
-
-class PolicyDenied(InventoryError):
-    """The policy refuses the call (or an approval); exit code 3 so that scripts can tell."""
-
-    exit_code = 3
 
 
 @dataclass
@@ -117,7 +107,6 @@ class ToolRunner:
     source_config: SourceConfigLookup | None = None
     # inventory.notify.Notifier: told when a DESTRUCTIVE call is requested (waits for approval) or has run.
     notifier: Any | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def notify_destructive(self, evaluation: Evaluation, outcome: str) -> None:
         if self.notifier is None or evaluation.classification.tool_class is not ToolClass.DESTRUCTIVE:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from inventory.errors import UsageError
+from inventory.errors import InvalidArguments, UsageError
 from inventory.policy.classes import ToolClass
 from inventory.redact import redact_text
 
@@ -24,14 +24,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-
-
-class InvalidArguments(UsageError):
-    """Arguments that failed validation; ``keys`` names them (their values are never repeated anywhere)."""
-
-    def __init__(self, message: str, keys: set[str]) -> None:
-        super().__init__(message)
-        self.keys = keys
 
 
 class ToolArgs(BaseModel):

@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError, SQLAl
 from sqlalchemy.orm import Session
 
 from inventory.errors import SchemaOutOfDate, StorageError
-from inventory.redact import redact_text
+from inventory.redact import error_reason, redact_text
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +116,9 @@ class Database:
         except (OperationalError, ProgrammingError) as exc:
             if _is_missing_table(exc):
                 return None
-            raise StorageError(f"cannot read the schema revision of {self.display_url}: {_db_reason(exc)}") from exc
+            raise StorageError(f"cannot read the schema revision of {self.display_url}: {error_reason(exc)}") from exc
         except SQLAlchemyError as exc:
-            raise StorageError(f"cannot connect to {self.display_url}: {_db_reason(exc)}") from exc
+            raise StorageError(f"cannot connect to {self.display_url}: {error_reason(exc)}") from exc
 
     def ensure_schema(self, *, auto_migrate: bool | None = None) -> None:
         """Make sure the schema is at the code's revision.
@@ -150,12 +150,6 @@ class Database:
 def _is_missing_table(exc: DBAPIError) -> bool:
     message = str(exc.orig).lower()
     return "no such table" in message or "does not exist" in message or "undefinedtable" in type(exc.orig).__name__.lower()
-
-
-def _db_reason(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    first_line = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
-    return redact_text(first_line)
 
 
 def open_database(url: str, *, migrate: bool | None = None) -> Database:

@@ -1,56 +1,65 @@
-"""Alembic, driven from code: `inventory db upgrade|downgrade|current` and first-use migration of SQLite."""
+"""Alembic, driven from code: `inventory db upgrade|downgrade|current` and first-use migration of SQLite.
+
+It needs only an engine and a printable URL of the database (``Migratable``), so that
+``storage.database`` can migrate on first use without this module knowing it.
+"""
 
 from __future__ import annotations
 
 from importlib.resources import files
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from inventory.errors import StorageError
+from inventory.redact import error_reason
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
+    from sqlalchemy import Engine
 
-    from inventory.storage.database import Database
+
+class Migratable(Protocol):
+    """What migrating a database takes (``inventory.storage.database.Database`` is one)."""
+
+    @property
+    def engine(self) -> Engine: ...
+
+    @property
+    def display_url(self) -> str: ...
 
 
-def alembic_config(db: Database) -> AlembicConfig:
+def alembic_config() -> AlembicConfig:
     from alembic.config import Config as AlembicConfig
 
     config = AlembicConfig()
     config.set_main_option("script_location", str(files("migrations")))
-    # '%' must be doubled for configparser; the URL reaches env.py through attributes instead.
-    config.attributes["database"] = db
     return config
 
 
-def _run(db: Database, action: str, revision: str) -> None:
+def _run(db: Migratable, action: str, revision: str) -> None:
     from alembic import command
 
-    config = alembic_config(db)
+    config = alembic_config()
     try:
         with db.engine.begin() as connection:
+            # '%' in a URL would need doubling for configparser: env.py gets the connection itself.
             config.attributes["connection"] = connection
             getattr(command, action)(config, revision)
     except SQLAlchemyError as exc:
-        from inventory.storage.database import _db_reason
-
-        raise StorageError(f"{action} of {db.display_url} to {revision} failed: {_db_reason(exc)}") from exc
+        raise StorageError(f"{action} of {db.display_url} to {revision} failed: {error_reason(exc)}") from exc
 
 
-def upgrade(db: Database, revision: str = "head") -> None:
+def upgrade(db: Migratable, revision: str = "head") -> None:
     _run(db, "upgrade", revision)
 
 
-def downgrade(db: Database, revision: str) -> None:
+def downgrade(db: Migratable, revision: str) -> None:
     _run(db, "downgrade", revision)
 
 
 def head_revision() -> str:
     from alembic.script import ScriptDirectory
 
-    from inventory.storage.database import Database
-
-    script = ScriptDirectory.from_config(alembic_config(Database.__new__(Database)))
+    script = ScriptDirectory.from_config(alembic_config())
     return script.get_current_head() or ""

@@ -77,7 +77,7 @@ class SyncRun(Base):
     source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), index=True)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # running | success | partial (incomplete snapshot: upserts only) | failed
+    # An inventory.outcome.SyncStatus: running, success, partial or failed (locked and skipped are never stored).
     status: Mapped[str] = mapped_column(String(20), default="running")
     complete: Mapped[bool | None] = mapped_column(Boolean)
     objects: Mapped[int] = mapped_column(Integer, default=0)

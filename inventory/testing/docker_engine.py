@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from inventory.errors import HarnessError
+
 if TYPE_CHECKING:  # pragma: no cover
     from docker import APIClient
 
@@ -34,7 +36,7 @@ _BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
 _APPLETS = ("sh", "sleep", "true", "false", "echo", "cat", "ls")
 
 
-class EngineUnavailable(RuntimeError):
+class EngineUnavailable(HarnessError):
     """A private engine cannot run on this machine; the message says why and what to install."""
 
 

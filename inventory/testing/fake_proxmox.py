@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from inventory.errors import HarnessError
 from inventory.testing.fake_proxmox_model import (
     GIB,
     KERNEL,
@@ -54,7 +55,7 @@ __all__ = ["FakeProxmox", "build_cluster"]
 API_PREFIX = "/api2/json"
 
 
-class ApiError(Exception):
+class ApiError(HarnessError):
     """An answer other than 200: pveproxy puts the message in the reason phrase."""
 
     def __init__(self, status: int, reason: str) -> None:
