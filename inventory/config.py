@@ -288,7 +288,13 @@ def _config_error(exc: ValidationError, file_label: str, prefix: str) -> ConfigE
         if error["type"] == "extra_forbidden":
             message = "unknown key"
         elif error["type"] == "string_pattern_mismatch":
-            message = _pattern_hint(str(error["loc"][-1]) if error["loc"] else "", error.get("input")) or message
+            hint = _pattern_hint(str(error["loc"][-1]) if error["loc"] else "", error.get("input"))
+            if hint:
+                # "key hint", not "key: hint": "token_id: <word>" reads as a secret to the redactor.
+                problem = ConfigError(f"{loc} {hint}", path=file_label)
+                problem.key = loc
+                problems.append(problem)
+                continue
         problems.append(ConfigError(message, path=file_label, key=loc or None))
     return _combined(problems)
 
@@ -300,13 +306,13 @@ def _pattern_hint(key: str, value: Any) -> str | None:
     if key == "token_id" and "=" in value:
         # The secret was pasted after the id (as Proxmox shows "id=secret"); never echo it.
         return (
-            "holds the token secret too (the part after '='): keep only user@realm!tokenname here, "
+            "holds the token secret too (the part after '='): keep only user@realm!tokenname there, "
             "and put the secret in token_secret or token_secret_file (then rotate it if this file was shared)"
         )
     if key == "token_id" and "!" not in value:
-        return "must be user@realm!tokenname, e.g. inventory@pve!sync"
+        return "must look like user@realm!tokenname, e.g. inventory@pve!sync"
     if key == "user" and "@" not in value:
-        return f"needs a realm: {value}@pam (Linux PAM) or {value}@pve (Proxmox VE users)"
+        return f"needs a realm, e.g. {value}@pam (Linux PAM) or {value}@pve (Proxmox VE users)"
     return None
 
 

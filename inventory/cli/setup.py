@@ -90,7 +90,7 @@ def check_command(app: AppContext, sources: tuple[str, ...], output: str) -> Non
 
     config = app.config
     if not config.sources:
-        raise UsageError(f"no sources configured {_where(config)}")
+        raise UsageError(f"no sources configured {where_configured(config)}")
     results = check_sources(config, app.registry, names=sources)
     rows = [r.as_row() for r in results]
     if output == "json":
@@ -102,7 +102,7 @@ def check_command(app: AppContext, sources: tuple[str, ...], output: str) -> Non
         raise SystemExit(1)
 
 
-def _where(config: Any) -> str:
+def where_configured(config: Any) -> str:
     return f"in {config.path}" if config.path else "(no config file found: run `inventory init` to write one)"
 
 

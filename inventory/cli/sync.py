@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from inventory.cli import AppContext
-from inventory.cli.setup import complete_source_names
+from inventory.cli.setup import complete_source_names, where_configured
 from inventory.errors import UsageError
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ def summary_rows(outcomes: Sequence[SourceOutcome]) -> list[dict[str, Any]]:
 
 
 @click.command("sync")
-@click.option("--once", is_flag=True, help="Sync every source once and exit: 0 all synced, 1 a source failed or was locked, 2 usage/config error.")
+@click.option("--once", is_flag=True, help="Sync every source once and exit: 0 all synced, 1 a source failed, was locked or was left unsynced by a signal, 2 usage/config error.")
 @click.option("-s", "--source", "sources", multiple=True, metavar="NAME", shell_complete=complete_source_names, help="Only these sources (repeatable).")
 @click.option("--allow-empty", is_flag=True, help="With --once: accept a complete answer with no objects of a type that had some (else nothing is removed).")
 @click.option("--wait", "wait", callback=_duration, metavar="SECONDS", help="With --once: wait this long for a source another process is syncing (default: do not wait, exit 1 naming the holder).")
@@ -179,8 +179,7 @@ def sync_command(
 
     config = app.config
     if not config.sources:
-        where = f"in {config.path}" if config.path else "(no config file found: write ./inventory.yaml, see config/inventory.example.yaml)"
-        raise UsageError(f"no sources configured {where}")
+        raise UsageError(f"no sources configured {where_configured(config)}")
     select_sources(config, sources)  # unknown names are a usage error before anything is written
     if once:
         for flag, value in (("--interval", interval), ("--jitter", jitter), ("--metrics-port", metrics_port), ("--max-cycles", max_cycles)):
@@ -220,8 +219,13 @@ def _sync_once(app: AppContext, sources: tuple[str, ...], *, allow_empty: bool, 
         notify_outcomes(notifier, outcomes)
     finally:
         notifier.close()
+    textfile_failed = False
     if metrics_textfile:
-        _write_textfile(db, outcomes, metrics_textfile)
+        try:
+            _write_textfile(db, outcomes, metrics_textfile)
+        except OSError as exc:
+            textfile_failed = True
+            click.echo(f"cannot write --metrics-textfile {metrics_textfile}: {exc.strerror or exc} (the sync itself was committed)", err=True)
 
     failed = [o for o in outcomes if not o.ok]
     for outcome in failed:
@@ -229,7 +233,8 @@ def _sync_once(app: AppContext, sources: tuple[str, ...], *, allow_empty: bool, 
     skipped = len(select_sources(app.config, sources)) - len(outcomes)
     if stop.is_set() and skipped:
         click.echo(f"stopped by a signal: {skipped} source(s) not synced", err=True)
-    if failed:
+    # Sources left unsynced by a signal are not a success: a timer or CI must see it.
+    if failed or textfile_failed or (stop.is_set() and skipped):
         raise SystemExit(1)
 
 
