@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,7 @@ def init_command(app: AppContext, target: Path | None, force: bool) -> None:
             click.echo(f"{path} is already up to date")
             return
         if not force:
-            if not click.get_text_stream("stdin").isatty():
+            if not sys.stdin.isatty():
                 raise UsageError(f"{path} exists: pass --force to overwrite it")
             if not click.confirm(f"{path} exists. Overwrite it?", default=False, err=True):
                 click.echo(f"kept {path}", err=True)
