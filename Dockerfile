@@ -28,4 +28,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
 # SIGTERM lets the source in progress finish; give it time (docker stop -t / stop_grace_period).
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]
-CMD ["sync", "--metrics-port", "9464"]
+CMD ["sync", "--metrics-port", "9464", "--metrics-host", "0.0.0.0"]

@@ -31,6 +31,7 @@ from inventory.config import Config
 from inventory.connector import ConnectorRegistry, SourceConfig
 from inventory.errors import ConnectorUnavailable, InventoryError
 from inventory.locks import SourceLockHeld, source_lock
+from inventory.logs import outcome_fields
 from inventory.metrics import SyncMetrics
 from inventory.notify import Notifier
 from inventory.redact import redact_text
@@ -158,7 +159,10 @@ class SyncLoop:
         if outcome.status == "failed":
             scheduled.failures += 1
             delay = backoff_delay(scheduled.interval, scheduled.failures, self.max_backoff)
-            log.warning("source %s failed (%d in a row): %s; next try in %.0fs", source.name, scheduled.failures, outcome.error, delay)
+            log.warning(
+                "source %s failed (%d in a row): %s; next try in %.0fs", source.name, scheduled.failures, outcome.error, delay,
+                extra=outcome_fields(outcome, failures=scheduled.failures, retry_in_seconds=round(delay, 1)),
+            )
         else:
             scheduled.failures = 0
             delay = scheduled.interval
@@ -201,9 +205,9 @@ class SyncLoop:
     def _report(self, outcome: SourceOutcome) -> None:
         if outcome.status in ("success", "partial"):
             level = logging.INFO if outcome.ok else logging.WARNING
-            log.log(level, "%s", outcome.describe(), extra={"source": outcome.source, "status": outcome.status})
+            log.log(level, "%s", outcome.describe(), extra=outcome_fields(outcome))
         elif outcome.status != "failed":  # a failure was logged with its backoff above
-            log.info("%s", outcome.error, extra={"source": outcome.source, "status": outcome.status})
+            log.info("%s", outcome.error, extra=outcome_fields(outcome))
         if self.metrics is not None:
             self.metrics.observe(outcome)
             try:

@@ -4,16 +4,34 @@ Counters and the duration histogram count what this process did; the object
 gauges and the last-success timestamp are read from the database after each
 sync, so that every process sharing one database reports the same inventory.
 Each SyncMetrics owns its registry (no global state: tests and the demo may
-make several).
+make several). Failed syncs are ``inventory_sync_runs_total{status="failed"}``
+(and ``"partial"``); there is no separate error counter to disagree with it.
+Counters carry no ``_created`` series: a restart is visible in the counters
+themselves, and the extra series double the scrape for nothing.
+
+The server answers ``/metrics`` and a one-line index on ``/``; any other path is a 404.
 """
 
 from __future__ import annotations
 
+import platform
+import socket
+import threading
 from collections.abc import Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server, write_to_textfile
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    write_to_textfile,
+)
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -21,6 +39,13 @@ from inventory.storage.models import OBJECT_TABLES, Source, SyncRun
 
 if TYPE_CHECKING:
     from inventory.sync import SourceOutcome
+
+from inventory import __version__
+
+disable_created_metrics()
+
+# Where the loop serves metrics unless told otherwise: this machine only (a container passes 0.0.0.0).
+DEFAULT_METRICS_HOST = "127.0.0.1"
 
 # Syncs take from a fraction of a second (a static file) to minutes (a large cluster).
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -33,14 +58,17 @@ class SyncMetrics:
             "inventory_sync_duration_seconds", "Time to collect and write one source.", ["source"], buckets=DURATION_BUCKETS, registry=self.registry
         )
         self.runs = Counter("inventory_sync_runs", "Syncs by outcome (success, partial, failed, locked).", ["source", "status"], registry=self.registry)
-        self.errors = Counter("inventory_sync_errors", "Syncs that failed or left the snapshot incomplete.", ["source"], registry=self.registry)
         self.changes = Counter("inventory_changes", "Objects changed by syncs.", ["source", "action"], registry=self.registry)
         self.objects = Gauge("inventory_objects", "Live objects in the inventory.", ["source", "type", "kind"], registry=self.registry)
         self.last_success = Gauge(
             "inventory_last_success_timestamp_seconds", "Unix time of the end of the last successful sync.", ["source"], registry=self.registry
         )
         self.up = Gauge("inventory_source_up", "1 when the last sync of the source succeeded, else 0.", ["source"], registry=self.registry)
-        self.last_duration = Gauge("inventory_last_sync_duration_seconds", "Duration of the last sync.", ["source"], registry=self.registry)
+        self.last_duration = Gauge(
+            "inventory_last_sync_duration_seconds", "Seconds the last sync of the source took (collect and write), whatever its outcome.", ["source"], registry=self.registry
+        )
+        build = Gauge("inventory_build_info", "Always 1; the labels say which inventory and Python run.", ["version", "python"], registry=self.registry)
+        build.labels(__version__, platform.python_version()).set(1)
 
     def observe(self, outcome: SourceOutcome) -> None:
         source = outcome.source
@@ -50,10 +78,6 @@ class SyncMetrics:
         self.duration.labels(source).observe(outcome.duration)
         self.last_duration.labels(source).set(outcome.duration)
         self.up.labels(source).set(1 if outcome.ok else 0)
-        # Touch the error child so that the series exists at 0 before the first error.
-        errors = self.errors.labels(source)
-        if outcome.status in ("failed", "partial"):
-            errors.inc()
         if outcome.result is not None:
             for action in ("created", "updated", "removed", "revived"):
                 self.changes.labels(source, action).inc(getattr(outcome.result, action))
@@ -75,9 +99,34 @@ class SyncMetrics:
             if finished_at is not None:
                 self.last_success.labels(names.get(source_id, str(source_id))).set(finished_at.timestamp())
 
-    def serve(self, port: int, address: str = "0.0.0.0") -> Any:
+    def serve(self, port: int, address: str = DEFAULT_METRICS_HOST) -> ThreadingHTTPServer:
         """Serve /metrics from a daemon thread; returns the server (``shutdown()`` stops it)."""
-        server, _thread = start_http_server(port, addr=address, registry=self.registry)
+        registry = self.registry
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the stdlib's naming
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    self._answer(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+                elif path == "/":
+                    self._answer(200, b'<html><body><a href="/metrics">/metrics</a></body></html>\n', "text/html; charset=utf-8")
+                else:
+                    self._answer(404, b"not found: metrics are at /metrics\n", "text/plain; charset=utf-8")
+
+            def _answer(self, status: int, body: bytes, content_type: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - a scrape is not worth a log line
+                pass
+
+        server_class = type("MetricsServer", (ThreadingHTTPServer,), {"address_family": socket.AF_INET6 if ":" in address else socket.AF_INET})
+        server = server_class((address, port), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
         return server
 
     def write_textfile(self, path: str | Path) -> None:

@@ -95,7 +95,7 @@ def sync_source(
             store = Store(session)
             run_id = store.start_run(store.source_id(name, type_name, identity, configured=configured), started_at)
             store.finish_run(run_id, status="failed", complete=False, error=message)
-        log.error("%s", message)
+        log.error("%s", message, extra={"source": name, "status": "failed"})
         return record_sync(db, SourceOutcome(name, type_name, "failed", message, duration=time.perf_counter() - started, run_id=run_id))
 
     notify(name, "collecting")

@@ -156,7 +156,7 @@ def summary_rows(outcomes: Sequence[SourceOutcome]) -> list[dict[str, Any]]:
 @click.option("--jitter", type=click.FloatRange(0, 1), help="Loop: fraction of the interval added or removed at random. Default: sync.jitter.")
 @click.option("--max-backoff", callback=_duration, default="1h", show_default=True, metavar="DURATION", help="Loop: longest wait between retries of a failing source.")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), help="Loop: serve Prometheus metrics on this port at /metrics.")
-@click.option("--metrics-address", default="0.0.0.0", show_default=True, help="Loop: address the metrics server listens on.")
+@click.option("--metrics-host", "--metrics-address", "metrics_address", default="127.0.0.1", show_default=True, help="Loop: address the metrics server listens on (0.0.0.0: every interface, e.g. in a container).")
 @click.option("--metrics-textfile", type=click.Path(dir_okay=False), help="With --once: write metrics in node_exporter's textfile format to this file.")
 @click.option("--max-cycles", type=click.IntRange(min=1), hidden=True, help="Loop: stop after this many cycles (tests, soak runs).")
 @click.pass_obj
