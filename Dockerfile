@@ -3,10 +3,13 @@
 FROM python:3.12-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY deploy/constraints.txt ./constraints.txt
 COPY inventory ./inventory
 COPY connectors ./connectors
 COPY migrations ./migrations
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# The dependencies at the versions the tests passed with (deploy/freeze_constraints.py), not the
+# newest of the day: the image is reproducible and a new upstream release cannot break it unseen.
+RUN PIP_CONSTRAINT=/src/constraints.txt pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.12-slim
 # openssh-client: Docker sources reached over ssh:// use the system ssh client.

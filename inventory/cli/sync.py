@@ -262,6 +262,7 @@ def _sync_loop(
     from inventory.loop import SyncLoop
     from inventory.metrics import SyncMetrics
     from inventory.notify import Notifier
+    from inventory.sdnotify import sd_notify
 
     # A service's log is its only output: one line per sync, whatever -v says.
     for name in ("inventory.loop", "inventory.cli.sync"):
@@ -294,6 +295,12 @@ def _sync_loop(
         progress=_log_phase,
     )
     log.info("sync loop started: %d source(s), pid %s", len(loop.schedule), os.getpid())
-    with stop_on_signals(loop.request_stop):
+
+    def stop() -> None:
+        sd_notify("STOPPING=1")
+        loop.request_stop()
+
+    with stop_on_signals(stop):
+        sd_notify("READY=1", f"STATUS=syncing {len(loop.schedule)} source(s)")
         cycles = loop.run(max_cycles=max_cycles)
     log.info("sync loop stopped after %d cycle(s)", cycles)
