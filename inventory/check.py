@@ -70,5 +70,8 @@ def check_source(source: Any, registry: ConnectorRegistry) -> CheckResult:
     if snapshot.complete:
         detail, status = f"reachable, authenticated; would read {would_read}", "ok"
     else:
-        detail, status = f"reachable, but not everything is readable ({'; '.join(snapshot.errors)}); would read {would_read}", "partial"
+        detail, status = (
+            f"reachable, but not everything is readable ({'; '.join(snapshot.errors)}); would read {would_read}",
+            "partial",
+        )
     return CheckResult(source.name, source.type, status, detail, duration=time.monotonic() - started, **counts)

@@ -169,7 +169,8 @@ def build_config(
             continue
         for expanded in expanded_sources:
             if expanded.name in seen:
-                problems.append(ConfigError(f"duplicate source name {expanded.name!r} (also {seen[expanded.name]})", path=file_label, key=f"{key}.name"))
+                message = f"duplicate source name {expanded.name!r} (also {seen[expanded.name]})"
+                problems.append(ConfigError(message, path=file_label, key=f"{key}.name"))
                 continue
             seen[expanded.name] = key
             sources.append(expanded)
@@ -334,9 +335,11 @@ def _unsupported_database(url: str, where: str, key: str | None) -> ConfigError 
     try:
         backend = make_url(url).get_backend_name()
     except ArgumentError:
-        return ConfigError("not a database URL (e.g. sqlite:///inventory.db or postgresql+psycopg://user@host/inventory)", path=where, key=key)
+        example = "sqlite:///inventory.db or postgresql+psycopg://user@host/inventory"
+        return ConfigError(f"not a database URL (e.g. {example})", path=where, key=key)
     if backend not in SUPPORTED_DATABASES:
-        return ConfigError(f"unsupported database {backend!r}: use sqlite:///PATH or postgresql+psycopg://...", path=where, key=key)
+        message = f"unsupported database {backend!r}: use sqlite:///PATH or postgresql+psycopg://..."
+        return ConfigError(message, path=where, key=key)
     return None
 
 

@@ -20,7 +20,12 @@ LOG_FIELDS = (
 
 def outcome_fields(outcome: SourceOutcome, **more: Any) -> dict[str, Any]:
     """The ``extra=`` of a sync outcome's log line: source, status, counts and duration as fields."""
-    fields: dict[str, Any] = {"source": outcome.source, "status": outcome.status, "objects": outcome.objects, "duration_seconds": round(outcome.duration, 3)}
+    fields: dict[str, Any] = {
+        "source": outcome.source,
+        "status": outcome.status,
+        "objects": outcome.objects,
+        "duration_seconds": round(outcome.duration, 3),
+    }
     if outcome.result is not None:
         for action in ("created", "updated", "removed", "revived", "unchanged"):
             fields[f"objects_{action}"] = getattr(outcome.result, action)  # "created" is a LogRecord attribute

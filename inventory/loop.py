@@ -160,7 +160,11 @@ class SyncLoop:
             scheduled.failures += 1
             delay = backoff_delay(scheduled.interval, scheduled.failures, self.max_backoff)
             log.warning(
-                "source %s failed (%d in a row): %s; next try in %.0fs", source.name, scheduled.failures, outcome.error, delay,
+                "source %s failed (%d in a row): %s; next try in %.0fs",
+                source.name,
+                scheduled.failures,
+                outcome.error,
+                delay,
                 extra=outcome_fields(outcome, failures=scheduled.failures, retry_in_seconds=round(delay, 1)),
             )
         else:

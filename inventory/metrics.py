@@ -46,6 +46,7 @@ disable_created_metrics()
 
 # Where the loop serves metrics unless told otherwise: this machine only (a container passes 0.0.0.0).
 DEFAULT_METRICS_HOST = "127.0.0.1"
+_INDEX = b'<html><body><a href="/metrics">/metrics</a></body></html>\n'
 
 # Syncs take from a fraction of a second (a static file) to minutes (a large cluster).
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -65,9 +66,17 @@ class SyncMetrics:
         )
         self.up = Gauge("inventory_source_up", "1 when the last sync of the source succeeded, else 0.", ["source"], registry=self.registry)
         self.last_duration = Gauge(
-            "inventory_last_sync_duration_seconds", "Seconds the last sync of the source took (collect and write), whatever its outcome.", ["source"], registry=self.registry
+            "inventory_last_sync_duration_seconds",
+            "Seconds the last sync of the source took (collect and write), whatever its outcome.",
+            ["source"],
+            registry=self.registry,
         )
-        build = Gauge("inventory_build_info", "Always 1; the labels say which inventory and Python run.", ["version", "python"], registry=self.registry)
+        build = Gauge(
+            "inventory_build_info",
+            "Always 1; the labels say which inventory and Python run.",
+            ["version", "python"],
+            registry=self.registry,
+        )
         build.labels(__version__, platform.python_version()).set(1)
 
     def observe(self, outcome: SourceOutcome) -> None:
@@ -109,7 +118,7 @@ class SyncMetrics:
                 if path == "/metrics":
                     self._answer(200, generate_latest(registry), CONTENT_TYPE_LATEST)
                 elif path == "/":
-                    self._answer(200, b'<html><body><a href="/metrics">/metrics</a></body></html>\n', "text/html; charset=utf-8")
+                    self._answer(200, _INDEX, "text/html; charset=utf-8")
                 else:
                     self._answer(404, b"not found: metrics are at /metrics\n", "text/plain; charset=utf-8")
 
@@ -123,7 +132,8 @@ class SyncMetrics:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - a scrape is not worth a log line
                 pass
 
-        server_class = type("MetricsServer", (ThreadingHTTPServer,), {"address_family": socket.AF_INET6 if ":" in address else socket.AF_INET})
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        server_class = type("MetricsServer", (ThreadingHTTPServer,), {"address_family": family})
         server = server_class((address, port), Handler)
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()

@@ -41,7 +41,19 @@ _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _STATUS_COLOURS = {
     "32": ("success", "ok", "running", "up", "ready", "active", "allow", "allowed", "approved", "executed", "healthy"),
     "33": ("partial", "locked", "pending", "unknown", "approval", "paused", "created", "starting"),
-    "31": ("failed", "error", "down", "stopped", "exited", "deny", "denied", "rejected", "dead", "notready", "unhealthy"),
+    "31": (
+        "failed",
+        "error",
+        "down",
+        "stopped",
+        "exited",
+        "deny",
+        "denied",
+        "rejected",
+        "dead",
+        "notready",
+        "unhealthy",
+    ),
 }
 _COLOUR_OF = {status: code for code, statuses in _STATUS_COLOURS.items() for status in statuses}
 
@@ -150,7 +162,12 @@ def render_rows(
         if view.headers:
             writer.writerow(header)
         for row in rows:
-            writer.writerow([json.dumps(_plain(v)) if isinstance(v, (Mapping, list, tuple)) else _cell(v) for v in (row.get(f) for f in header)])
+            writer.writerow(
+                [
+                    json.dumps(_plain(v)) if isinstance(v, (Mapping, list, tuple)) else _cell(v)
+                    for v in (row.get(f) for f in header)
+                ]
+            )
     else:
         shown = view.columns or (wide if fmt == "wide" else columns)
         render_table(rows, shown, title=title, out=out, headers=view.headers)
@@ -220,7 +237,13 @@ def render_table(
             text = _cut(text, widths[i]) if terminal else text
             padding = "" if i == len(line) - 1 else " " * (widths[i] - _cell_width(text))
             if colour:
-                code = "1" if is_header else _COLOUR_OF.get(text.casefold()) if columns[i] in ("status", "last_status", "class", "decision") else None
+                code = (
+                    "1"
+                    if is_header
+                    else _COLOUR_OF.get(text.casefold())
+                    if columns[i] in ("status", "last_status", "class", "decision")
+                    else None
+                )
                 if code:
                     text = f"\x1b[{code}m{text}\x1b[0m"
             parts.append(text + padding)

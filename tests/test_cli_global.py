@@ -40,7 +40,14 @@ def test_global_options_after_the_subcommand(config: Path) -> None:
 
 
 def test_hoisting_keeps_values_and_stops_at_double_dash() -> None:
-    assert hoist_options(cli, ["hosts", "list", "-c", "f.yaml", "--name", "x"]) == ["-c", "f.yaml", "hosts", "list", "--name", "x"]
+    assert hoist_options(cli, ["hosts", "list", "-c", "f.yaml", "--name", "x"]) == [
+        "-c",
+        "f.yaml",
+        "hosts",
+        "list",
+        "--name",
+        "x",
+    ]
     assert hoist_options(cli, ["-vv", "sync", "-cF", "--once"]) == ["-cF", "-vv", "sync", "--once"]
     assert hoist_options(cli, ["tool", "run", "--", "-c", "x"]) == ["tool", "run", "--", "-c", "x"]
 
@@ -61,7 +68,12 @@ def test_completion_script(shell: str) -> None:
 
 
 def test_completion_offers_source_names_of_the_config(config: Path) -> None:
-    env = {**os.environ, "_INVENTORY_COMPLETE": "bash_complete", "COMP_WORDS": f"inventory -c {config} sync -s lab", "COMP_CWORD": "5"}
+    env = {
+        **os.environ,
+        "_INVENTORY_COMPLETE": "bash_complete",
+        "COMP_WORDS": f"inventory -c {config} sync -s lab",
+        "COMP_CWORD": "5",
+    }
     out = subprocess.run([sys.executable, "-m", "inventory"], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["plain,lab", "plain,lab-two"]

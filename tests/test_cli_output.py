@@ -1,4 +1,4 @@
-"""How list commands show rows: -o wide, --columns, --no-headers, -q, --sort-by, <none>, CSV shape, times, colour, cutting."""
+"""How list commands show rows: -o wide, --columns, --no-headers, -q, --sort-by, <none>, CSV, times, colour, cutting."""
 
 from __future__ import annotations
 
@@ -61,7 +61,9 @@ def test_wide_columns_and_no_headers_and_ids_only(lab: Path) -> None:
     narrow, wide = run(lab, "hosts", "list").splitlines(), run(lab, "hosts", "list", "-o", "wide").splitlines()
     assert "LABELS" in wide[0] and "LABELS" not in narrow[0]
     assert "role=storage" in "\n".join(wide)
-    assert [line.split() for line in run(lab, "hosts", "list", "--no-headers").splitlines()] == [line.split() for line in narrow[1:]]
+    assert [line.split() for line in run(lab, "hosts", "list", "--no-headers").splitlines()] == [
+        line.split() for line in narrow[1:]
+    ]
     ids = run(lab, "hosts", "list", "-q").split()
     assert len(ids) == 2 and all(i.isdigit() for i in ids)
 

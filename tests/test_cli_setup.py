@@ -24,7 +24,9 @@ def cluster() -> Iterator[FakeKubernetes]:
 @pytest.fixture
 def machine(tmp_path: Path, cluster: FakeKubernetes, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A machine with two kubeconfig contexts (one an EKS-like ARN) and no Docker engine."""
-    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", {"lab": cluster, "arn:aws:eks:eu-west-1:1:cluster/prod": cluster})
+    kubeconfig = write_kubeconfig(
+        tmp_path / "kubeconfig", {"lab": cluster, "arn:aws:eks:eu-west-1:1:cluster/prod": cluster}
+    )
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:9")  # nothing listens on the discard port
     monkeypatch.chdir(tmp_path)
@@ -73,7 +75,8 @@ def test_init_offers_a_reachable_docker_engine(tmp_path: Path, monkeypatch: pyte
         listener.close()
     assert result.exit_code == 0, result.output
     (source,) = load_config(tmp_path / "inventory.yaml").sources
-    assert (source.name, source.type, source.url) == ("docker-local", "docker", f"unix://{tmp_path / 'docker.sock'}")  # type: ignore[attr-defined]
+    url = getattr(source, "url", None)
+    assert (source.name, source.type, url) == ("docker-local", "docker", f"unix://{tmp_path / 'docker.sock'}")
 
 
 def test_check_reaches_each_source_and_writes_nothing(machine: Path, cluster: FakeKubernetes) -> None:

@@ -185,17 +185,20 @@ def test_systemd_units_start_on_a_bare_machine() -> None:
     """No credential file, no node_exporter, no home directory: none of these may stop a unit from starting."""
     oneshot, loop = _unit("inventory-sync.service"), _unit("inventory.service")
     for unit in (oneshot, loop):
-        # A bare credential name is looked up in /etc/credstore and skipped when absent; a path would fail (243/CREDENTIALS).
-        assert all(not value.split(":", 1)[-1].startswith("/") for value in unit.get("Service", "LoadCredential").splitlines())
+        # A bare credential name is looked up in /etc/credstore and skipped when absent;
+        # a path would fail the unit (243/CREDENTIALS).
+        credentials = unit.get("Service", "LoadCredential").splitlines()
+        assert all(not value.split(":", 1)[-1].startswith("/") for value in credentials)
         assert unit.get("Service", "StateDirectory") == "inventory"
         # ProtectHome= hides the default database under $HOME: the units keep it in the state directory.
         assert "INVENTORY_DATABASE_URL=sqlite:////var/lib/inventory/" in unit.get("Service", "Environment")
     # `-`: a missing node_exporter directory is ignored instead of failing with 226/NAMESPACE.
     assert oneshot.get("Service", "ReadWritePaths") == "-/var/lib/node_exporter/textfile_collector"
     # The loop is at least as confined as the oneshot.
-    hardening = {k: v for k, v in oneshot["Service"].items() if k.startswith(("Protect", "Restrict", "Private", "NoNew", "Lock", "Capability", "SystemCall", "UMask"))}
+    prefixes = ("Protect", "Restrict", "Private", "NoNew", "Lock", "Capability", "SystemCall", "UMask")
+    hardening = {k: v for k, v in oneshot["Service"].items() if k.startswith(prefixes) and k != "ReadWritePaths"}
     assert len(hardening) >= 15
-    assert {k: loop.get("Service", k) for k in hardening if k != "ReadWritePaths"} == {k: v for k, v in hardening.items() if k != "ReadWritePaths"}
+    assert {k: loop.get("Service", k, fallback=None) for k in hardening} == hardening
     assert loop.get("Service", "Type") == "notify"
     assert not loop.has_option("Service", "WatchdogSec")  # no heartbeat to back one (see the unit's comment)
 
@@ -206,8 +209,10 @@ def test_sysusers_creates_the_inventory_user(tmp_path: Path) -> None:
         _missing_systemd("systemd-sysusers")
         return
     (tmp_path / "etc").mkdir()
-    subprocess.run([sysusers, f"--root={tmp_path}", str(DEPLOY / "systemd" / "inventory.sysusers")], check=True, capture_output=True, timeout=60)
-    (entry,) = [line for line in (tmp_path / "etc" / "passwd").read_text().splitlines() if line.startswith("inventory:")]
+    sysusers_file = DEPLOY / "systemd" / "inventory.sysusers"
+    subprocess.run([sysusers, f"--root={tmp_path}", str(sysusers_file)], check=True, capture_output=True, timeout=60)
+    passwd = (tmp_path / "etc" / "passwd").read_text().splitlines()
+    (entry,) = [line for line in passwd if line.startswith("inventory:")]
     assert entry.split(":")[5] == "/var/lib/inventory"
     assert _unit("inventory-sync.service").get("Service", "User") == "inventory"
 
@@ -232,11 +237,14 @@ def test_systemd_analyze_verify_is_clean(tmp_path: Path) -> None:
         # verify checks that ExecStart= names an executable: the one installed here stands in for /opt/inventory.
         (tmp_path / unit.name).write_text(unit.read_text().replace("/opt/inventory/bin/inventory", str(binary)))
         units.append(str(tmp_path / unit.name))
-    result = subprocess.run([analyze, "verify", "--man=no", *units], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    result = subprocess.run(
+        [analyze, "verify", "--man=no", *units], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
     assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), result.stdout + result.stderr
     # verify can fail: an unknown key and a timer without a valid trigger are reported.
     (tmp_path / "inventory-sync.timer").write_text("[Timer]\nOnCalendar=sometimes\nPersistent=true\n")
-    broken = subprocess.run([analyze, "verify", "--man=no", str(tmp_path / "inventory-sync.timer")], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    timer = str(tmp_path / "inventory-sync.timer")
+    broken = subprocess.run([analyze, "verify", "--man=no", timer], capture_output=True, text=True, timeout=120)
     assert broken.returncode != 0
 
 
@@ -277,7 +285,8 @@ def test_the_loop_tells_systemd_it_is_ready_and_stopping(tmp_path: Path) -> None
 
     from sync_support import start_inventory, wait_for_line
 
-    config = write_config(tmp_path / "inventory.yaml", f"sqlite:///{tmp_path / 'inv.db'}", {"lab": write_inventory(tmp_path / "lab.yaml", 1)}, interval="1h")
+    lab = write_inventory(tmp_path / "lab.yaml", 1)
+    config = write_config(tmp_path / "inventory.yaml", f"sqlite:///{tmp_path / 'inv.db'}", {"lab": lab}, interval="1h")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
         manager.bind(str(tmp_path / "notify"))
         manager.settimeout(60)

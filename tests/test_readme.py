@@ -36,7 +36,7 @@ NOT_RUN: dict[str, str] = {
     "tool run kubernetes.scale_deployment": "changes a (real) cluster",
     "approvals list | approvals approve ID": "ID is a placeholder; tests/test_approvals.py covers approvals",
     "audit export": "writes a file through a shell redirection",
-    "db upgrade | db current": "two commands on one line; `db current` and `db upgrade` are tested in tests/test_migrations.py",
+    "db upgrade | db current": "two commands on one line; tests/test_migrations.py covers both",
     "completion fish >": "writes into the user's fish config",
 }
 PROGRAMS = (".venv/bin/inventory", "inventory")
@@ -70,7 +70,11 @@ def _reason_not_run(command: str) -> str | None:
     candidates = [command] if args is None else [args, re.sub(r"^-c \S+ ", "", args)]
     for candidate in candidates:
         for prefix, reason in NOT_RUN.items():
-            if candidate == prefix or candidate.startswith(prefix + " ") or (prefix.endswith(("/", ">")) and candidate.startswith(prefix)):
+            if (
+                candidate == prefix
+                or candidate.startswith(prefix + " ")
+                or (prefix.endswith(("/", ">")) and candidate.startswith(prefix))
+            ):
                 return reason
     if "eval " in command or "$(" in command:
         return "shell evaluation"
@@ -103,7 +107,11 @@ def test_readme_examples_run_against_the_demo(tmp_path: Path, monkeypatch: pytes
             continue
         argv = shlex.split(args)
         # Bare `inventory ...` examples mean "your config": here, the demo's.
-        env = {} if argv[:1] in (["-c"], ["demo"]) else {"INVENTORY_CONFIG": str(tmp_path / "inventory-demo" / "inventory.yaml")}
+        env = (
+            {}
+            if argv[:1] in (["-c"], ["demo"])
+            else {"INVENTORY_CONFIG": str(tmp_path / "inventory-demo" / "inventory.yaml")}
+        )
         result = runner.invoke(cli, argv, env=env)
         assert result.exit_code == 0, f"README: {command}\n{result.output}"
         assert "Traceback" not in result.output

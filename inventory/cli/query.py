@@ -15,7 +15,12 @@ if TYPE_CHECKING:
     from inventory.render import View
 
 output_option = click.option(
-    "-o", "--output", type=click.Choice(OUTPUT_FORMATS), default="table", show_default=True, help="Output format (wide: more columns)."
+    "-o",
+    "--output",
+    type=click.Choice(OUTPUT_FORMATS),
+    default="table",
+    show_default=True,
+    help="Output format (wide: more columns).",
 )
 
 
@@ -28,7 +33,12 @@ def list_output_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(
         [
             output_option,
-            click.option("--columns", callback=_column_list, metavar="FIELD,...", help="Show these fields (table, wide and CSV), e.g. name,status,labels."),
+            click.option(
+                "--columns",
+                callback=_column_list,
+                metavar="FIELD,...",
+                help="Show these fields (table, wide, CSV): name,status,...",
+            ),
             click.option("--no-headers", is_flag=True, help="No header line (table, wide, CSV)."),
             click.option("-q", "--quiet", "ids_only", is_flag=True, help="Only the ids, one a line (for xargs)."),
             click.option("--sort-by", metavar="FIELD", help="Sort the rows by this field (empty values last)."),
@@ -63,12 +73,20 @@ WIDE_COLUMNS = {
 # Every field of a row, in the JSON order: the CSV header, whether there are rows or not.
 _COMMON_FIELDS = ("id", "source", "kind", "external_id", "name", "status")
 FIELDS = {
-    "host": (*_COMMON_FIELDS, "hostname", "machine_uuid", "addresses", "mac_addresses", "backing_workload_id", "workloads", "labels", "attributes", *_TIMES),
+    "host": (
+        *_COMMON_FIELDS, "hostname", "machine_uuid", "addresses", "mac_addresses", "backing_workload_id", "workloads",
+        "labels", "attributes", *_TIMES,
+    ),
     "workload": (*_COMMON_FIELDS, "namespace", "host_id", "host", "parent_id", "labels", "attributes", *_TIMES),
     "service": (*_COMMON_FIELDS, "namespace", "members", "labels", "attributes", *_TIMES),
 }
-CHANGE_FIELDS = ("id", "at", "source", "action", "object_type", "object_id", "kind", "external_id", "name", "diff", "fields")
-SOURCE_FIELDS = ("name", "type", "identity", "hosts", "workloads", "services", "last_status", "last_run_at", "last_success_at", "last_error")
+CHANGE_FIELDS = (
+    "id", "at", "source", "action", "object_type", "object_id", "kind", "external_id", "name", "diff", "fields",
+)
+SOURCE_FIELDS = (
+    "name", "type", "identity", "hosts", "workloads", "services",
+    "last_status", "last_run_at", "last_success_at", "last_error",
+)
 
 
 def _filter_options(object_type: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -112,7 +130,8 @@ def _make_group(object_type: str, plural: str) -> click.Group:
         flt = queries.ObjectFilter(labels=queries.parse_labels(labels), **filters)
         with app.database().session() as session:
             rows = getattr(queries, f"list_{plural}")(session, flt)
-        render_rows(rows, output, TABLE_COLUMNS[object_type], wide=WIDE_COLUMNS[object_type], fields=FIELDS[object_type], view=view)
+        columns = TABLE_COLUMNS[object_type]
+        render_rows(rows, output, columns, wide=WIDE_COLUMNS[object_type], fields=FIELDS[object_type], view=view)
 
     list_command.help = f"List {plural} (live ones unless --include-removed)."
 

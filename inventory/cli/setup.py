@@ -1,4 +1,4 @@
-"""`inventory version`, `inventory completion`, `inventory init`, `inventory check`: getting started and staying sure."""
+"""`inventory version|completion|init|check`: getting started, and staying sure the config still works."""
 
 from __future__ import annotations
 
@@ -52,7 +52,12 @@ def completion_command(ctx: click.Context, shell: str) -> None:
 
 
 @click.command("init")
-@click.option("--path", "target", type=click.Path(dir_okay=False, path_type=Path), help="Where to write (default: --config, else ./inventory.yaml).")
+@click.option(
+    "--path",
+    "target",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write (default: --config, else ./inventory.yaml).",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing file without asking.")
 @click.pass_obj
 def init_command(app: AppContext, target: Path | None, force: bool) -> None:
@@ -81,11 +86,19 @@ def init_command(app: AppContext, target: Path | None, force: bool) -> None:
 
 
 @click.command("check")
-@click.option("-s", "--source", "sources", multiple=True, metavar="NAME", shell_complete=complete_source_names, help="Only these sources (repeatable).")
+@click.option(
+    "-s",
+    "--source",
+    "sources",
+    multiple=True,
+    metavar="NAME",
+    shell_complete=complete_source_names,
+    help="Only these sources (repeatable).",
+)
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.pass_obj
 def check_command(app: AppContext, sources: tuple[str, ...], output: str) -> None:
-    """Validate the config and reach each source read-only; writes nothing. Exit 0 ok, 1 a source failed, 2 config error."""
+    """Validate the config and reach each source read-only; writes nothing. Exit 0 ok, 1 a source failed, 2 config."""
     from inventory.check import check_sources
     from inventory.render import render_rows, to_json
 
@@ -95,7 +108,11 @@ def check_command(app: AppContext, sources: tuple[str, ...], output: str) -> Non
     results = check_sources(config, app.registry, names=sources)
     rows = [r.as_row() for r in results]
     if output == "json":
-        click.echo(to_json({"config": str(config.path) if config.path else None, "database": config.database_url, "sources": rows}))
+        click.echo(
+            to_json(
+                {"config": str(config.path) if config.path else None, "database": config.database_url, "sources": rows}
+            )
+        )
     else:
         click.echo(f"config: {config.path or 'none (defaults)'}")
         render_rows(rows, "table", ("source", "type", "status", "objects", "time", "detail"))

@@ -59,7 +59,8 @@ def create_db_engine(url: str, **kwargs: Any) -> Engine:
             try:
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise StorageError(f"cannot create the directory of the SQLite database {database}: {exc.strerror or exc}") from exc
+                reason = exc.strerror or exc
+                raise StorageError(f"cannot create the directory of the SQLite database {database}: {reason}") from exc
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         _configure_sqlite(engine)
         return engine
@@ -120,7 +121,8 @@ class Database:
             if _is_missing_database(exc):
                 name = make_url(self.url).database
                 raise StorageError(
-                    f"database {self.display_url} does not exist on its server: create it (e.g. createdb {name or 'NAME'}), "
+                    f"database {self.display_url} does not exist on its server: "
+                    f"create it (e.g. createdb {name or 'NAME'}), "
                     "then run `inventory db upgrade`"
                 ) from exc
             if _is_missing_table(exc):
@@ -158,7 +160,8 @@ class Database:
 
 def _is_missing_database(exc: DBAPIError) -> bool:
     # PostgreSQL's invalid_catalog_name; its text also says "does not exist", like a missing table.
-    return getattr(exc.orig, "sqlstate", None) == "3D000" or ('database "' in str(exc.orig) and "does not exist" in str(exc.orig))
+    message = str(exc.orig)
+    return getattr(exc.orig, "sqlstate", None) == "3D000" or ('database "' in message and "does not exist" in message)
 
 
 def _is_missing_table(exc: DBAPIError) -> bool:
