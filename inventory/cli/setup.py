@@ -30,6 +30,18 @@ def complete_source_names(ctx: click.Context, _param: click.Parameter, incomplet
     return [CompletionItem(s.name, help=s.type) for s in config.sources if s.name.startswith(incomplete)]
 
 
+# `-s/--source NAME` of sync and check: repeatable, completing the config's source names.
+source_names_option = click.option(
+    "-s",
+    "--source",
+    "sources",
+    multiple=True,
+    metavar="NAME",
+    shell_complete=complete_source_names,
+    help="Only these sources (repeatable).",
+)
+
+
 @click.command("version")
 def version_command() -> None:
     """Print the version (also: inventory -V)."""
@@ -86,15 +98,7 @@ def init_command(app: AppContext, target: Path | None, force: bool) -> None:
 
 
 @click.command("check")
-@click.option(
-    "-s",
-    "--source",
-    "sources",
-    multiple=True,
-    metavar="NAME",
-    shell_complete=complete_source_names,
-    help="Only these sources (repeatable).",
-)
+@source_names_option
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.pass_obj
 def check_command(app: AppContext, sources: tuple[str, ...], output: str) -> None:

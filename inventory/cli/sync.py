@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from inventory.cli import AppContext
-from inventory.cli.setup import complete_source_names, where_configured
+from inventory.cli.setup import source_names_option, where_configured
 from inventory.errors import UsageError
 
 if TYPE_CHECKING:
@@ -154,15 +154,7 @@ def summary_rows(outcomes: Sequence[SourceOutcome]) -> list[dict[str, Any]]:
     help="Sync every source once and exit: 0 all synced, 1 a source failed, was locked or was left unsynced "
     "by a signal, 2 usage/config error.",
 )
-@click.option(
-    "-s",
-    "--source",
-    "sources",
-    multiple=True,
-    metavar="NAME",
-    shell_complete=complete_source_names,
-    help="Only these sources (repeatable).",
-)
+@source_names_option
 @click.option("--allow-empty", is_flag=True, help="With --once: accept a complete answer with no objects of a type that had some (else nothing is removed).")
 @click.option("--wait", "wait", callback=_duration, metavar="SECONDS", help="With --once: wait this long for a source another process is syncing (default: do not wait, exit 1 naming the holder).")
 @click.option("--interval", callback=_duration, metavar="DURATION", help="Loop: seconds between syncs of a source (5m, 30s); a source's own interval wins. Default: sync.interval of the config.")
