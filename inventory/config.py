@@ -147,11 +147,11 @@ def build_config(
     raw = _read_notify_secret_files(raw, file_label, base_dir)
     # Every problem of the file is reported at once, not one per edit-and-retry.
     problems: list[ConfigError] = []
+    top: TopLevel | None = None
     try:
         top = TopLevel.model_validate(raw)
     except ValidationError as exc:
         problems.append(_config_error(exc, file_label, prefix=""))
-        top = None
     else:
         for target in top.notify.targets:
             _register_secrets(target)

@@ -44,7 +44,7 @@ PROGRAMS = (".venv/bin/inventory", "inventory")
 
 def readme_commands() -> list[str]:
     """Every command of the README's sh blocks, `&&` chains split into steps, in document order."""
-    commands = []
+    commands: list[str] = []
     for block in re.findall(r"^```sh\n(.*?)^```", README.read_text(), flags=re.S | re.M):
         for line in block.splitlines():
             line = line.strip()

@@ -91,7 +91,7 @@ SOURCE_FIELDS = (
 
 def _filter_options(object_type: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
-        options = [
+        options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
             click.option("--source", shell_complete=complete_source_names, help="Only objects of this source."),
             click.option("--kind", help="Only this kind (e.g. pod, vm, node, container)."),
             click.option("--status", help="Only this status (case-insensitive)."),
