@@ -6,15 +6,12 @@ import csv
 import io
 import json
 import os
-import pty
-import select
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from terminal_support import run_on_terminal
 
 from inventory.cli import cli
 from inventory.cli.query import FIELDS
@@ -114,41 +111,10 @@ def test_control_characters_never_reach_the_terminal_raw(lab: Path) -> None:
     assert printable("a\tb\nc\x07") == "a\\tb\\nc\\x07"
 
 
-def _read_pty(argv: list[str], env: dict[str, str], columns: int = 80) -> str:
-    import fcntl
-    import struct
-    import termios
-
-    leader, follower = pty.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
-    proc = subprocess.Popen(argv, stdin=follower, stdout=follower, stderr=follower, env=env, close_fds=True)
-    os.close(follower)
-    chunks = []
-    while True:
-        ready, _, _ = select.select([leader], [], [], 30)
-        if not ready:
-            proc.kill()
-            break
-        try:
-            data = os.read(leader, 65536)
-        except OSError:  # the follower closed: the command ended
-            break
-        if not data:
-            break
-        chunks.append(data)
-    proc.wait(timeout=30)
-    os.close(leader)
-    return b"".join(chunks).decode(errors="replace")
-
-
-def _inventory(*args: str) -> list[str]:
-    return [sys.executable, "-m", "inventory", *args]
-
-
 def test_terminal_gets_colour_and_ellipsis_not_wrapped_cells(lab: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "COLUMNS", "LINES")}
     env["TERM"] = "xterm"
-    out = _read_pty(_inventory("--config", str(lab), "workloads", "list"), env, columns=80)
+    out = run_on_terminal("--config", str(lab), "workloads", "list", env=env, columns=80)
     assert "\x1b[1m" in out  # bold header
     assert "\x1b[32mrunning" in out
     lines = [line for line in out.replace("\r", "").splitlines() if line.strip()]
@@ -157,7 +123,7 @@ def test_terminal_gets_colour_and_ellipsis_not_wrapped_cells(lab: Path) -> None:
     assert "\x1b[31mred" not in out  # the name's escape is shown, not obeyed
 
     env["NO_COLOR"] = "1"
-    plain = _read_pty(_inventory("--config", str(lab), "workloads", "list"), env, columns=80)
+    plain = run_on_terminal("--config", str(lab), "workloads", "list", env=env, columns=80)
     assert "\x1b[" not in plain.replace("\\x1b[31m", "")
 
 

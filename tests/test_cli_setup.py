@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from terminal_support import run_on_terminal
 
 from inventory.cli import cli
 from inventory.config import load_config
@@ -112,49 +113,14 @@ def test_check_config_error_exits_2(machine: Path) -> None:
     assert "sources[0].contxt: unknown key" in result.output
 
 
-def _init_on_a_terminal(cwd: Path, answer: bytes, env: dict[str, str]) -> str:
-    """`inventory init` with a pseudo-terminal as stdin/stdout: the prompt is answered as a person would."""
-    import os
-    import pty
-    import select
-    import subprocess
-    import sys
-
-    leader, follower = pty.openpty()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "inventory", "init"], stdin=follower, stdout=follower, stderr=follower, cwd=cwd, env=env
-    )
-    os.close(follower)
-    seen = b""
-    answered = False
-    while True:
-        ready, _, _ = select.select([leader], [], [], 30)
-        if not ready:
-            process.kill()
-            break
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
-        if not answered and b"Overwrite it?" in seen:
-            os.write(leader, answer + b"\n")
-            answered = True
-    process.wait(timeout=30)
-    os.close(leader)
-    return seen.decode(errors="replace")
-
-
 def test_init_asks_on_a_terminal_before_overwriting(machine: Path) -> None:
     import os
 
     env = {**os.environ, "KUBECONFIG": os.environ["KUBECONFIG"], "DOCKER_HOST": "tcp://127.0.0.1:9"}
     (machine / "inventory.yaml").write_text("sources: []  # mine\n")
-    kept = _init_on_a_terminal(machine, b"n", env)
+    kept = run_on_terminal("init", env=env, cwd=machine, answers={b"Overwrite it?": b"n"})
     assert "inventory.yaml exists. Overwrite it? [y/N]" in kept and "kept inventory.yaml" in kept
     assert (machine / "inventory.yaml").read_text() == "sources: []  # mine\n"
-    replaced = _init_on_a_terminal(machine, b"y", env)
+    replaced = run_on_terminal("init", env=env, cwd=machine, answers={b"Overwrite it?": b"y"})
     assert "wrote inventory.yaml with 2 source(s)" in replaced
     assert "context: lab" in (machine / "inventory.yaml").read_text()
