@@ -3,10 +3,13 @@
 FROM python:3.12-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY deploy/constraints.txt ./constraints.txt
 COPY inventory ./inventory
 COPY connectors ./connectors
 COPY migrations ./migrations
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# The dependencies at the versions the tests passed with (deploy/freeze_constraints.py), not the
+# newest of the day: the image is reproducible and a new upstream release cannot break it unseen.
+RUN PIP_CONSTRAINT=/src/constraints.txt pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.12-slim
 # openssh-client: Docker sources reached over ssh:// use the system ssh client.
@@ -28,4 +31,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
 # SIGTERM lets the source in progress finish; give it time (docker stop -t / stop_grace_period).
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]
-CMD ["sync", "--metrics-port", "9464"]
+CMD ["sync", "--metrics-port", "9464", "--metrics-host", "0.0.0.0"]

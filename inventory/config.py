@@ -144,31 +144,51 @@ def build_config(
     raw = _expand_env(raw, file_label, "")
     base_dir = path.parent if path else Path.cwd()
     raw = _read_notify_secret_files(raw, file_label, base_dir)
+    # Every problem of the file is reported at once, not one per edit-and-retry.
+    problems: list[ConfigError] = []
+    top: TopLevel | None = None
     try:
         top = TopLevel.model_validate(raw)
     except ValidationError as exc:
-        raise _config_error(exc, file_label, prefix="") from None
-    for target in top.notify.targets:
-        _register_secrets(target)
+        problems.append(_config_error(exc, file_label, prefix=""))
+    else:
+        for target in top.notify.targets:
+            _register_secrets(target)
 
     registry = registry or ConnectorRegistry.discover()
     sources: list[SourceConfig] = []
     seen: dict[str, str] = {}
-    for index, entry in enumerate(top.sources):
+    entries = top.sources if top is not None else raw.get("sources")
+    for index, entry in enumerate(entries if isinstance(entries, list) else []):
         key = f"sources[{index}]"
-        for expanded in _load_source(entry, key, file_label, base_dir, registry):
+        try:
+            expanded_sources = _load_source(entry, key, file_label, base_dir, registry)
+        except ConfigError as exc:
+            problems.append(exc)
+            continue
+        for expanded in expanded_sources:
             if expanded.name in seen:
-                raise ConfigError(f"duplicate source name {expanded.name!r} (also {seen[expanded.name]})", path=file_label, key=f"{key}.name")
+                message = f"duplicate source name {expanded.name!r} (also {seen[expanded.name]})"
+                problems.append(ConfigError(message, path=file_label, key=f"{key}.name"))
+                continue
             seen[expanded.name] = key
             sources.append(expanded)
 
     override = database_url or os.environ.get(DATABASE_ENV)
     if override:
         url = _anchor_sqlite_path(override, Path.cwd())
-    elif top.database.url:
+        url_problem = _unsupported_database(url, "--database-url / " + DATABASE_ENV, None)
+    elif top is not None and top.database.url:
         url = _anchor_sqlite_path(top.database.url, base_dir)
+        url_problem = _unsupported_database(url, file_label, "database.url")
     else:
         url = default_database_url()
+        url_problem = None
+    if url_problem is not None:
+        problems.append(url_problem)
+    if problems:
+        raise _combined(problems)
+    assert top is not None
     return Config(path=path, database_url=url, sync=top.sync, sources=sources, notify=top.notify)
 
 
@@ -257,19 +277,69 @@ def _expand_env(value: Any, file_label: str, key: str) -> Any:
 
 
 def _config_error(exc: ValidationError, file_label: str, prefix: str) -> ConfigError:
-    lines = []
-    for error in exc.errors(include_url=False, include_input=False):
+    """Every error pydantic found, one per line, each naming the file and the key."""
+    problems = []
+    # The input is read only to choose a hint; it never goes into a message (it may be a secret).
+    for error in exc.errors(include_url=False, include_input=True):
         loc = prefix
         for part in error["loc"]:
             loc = f"{loc}[{part}]" if isinstance(part, int) else (f"{loc}.{part}" if loc else str(part))
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown key"
-        lines.append(f"{loc}: {message}" if loc else message)
-    first, *rest = lines
-    error = ConfigError(first + "".join(f"\n  {line}" for line in rest), path=file_label)
-    error.key = first.split(":", 1)[0]
+        elif error["type"] == "string_pattern_mismatch":
+            hint = _pattern_hint(str(error["loc"][-1]) if error["loc"] else "", error.get("input"))
+            if hint:
+                # "key hint", not "key: hint": "token_id: <word>" reads as a secret to the redactor.
+                problem = ConfigError(f"{loc} {hint}", path=file_label)
+                problem.key = loc
+                problems.append(problem)
+                continue
+        problems.append(ConfigError(message, path=file_label, key=loc or None))
+    return _combined(problems)
+
+
+def _pattern_hint(key: str, value: Any) -> str | None:
+    """Plain words for the common mistakes that otherwise get a bare regex error."""
+    if not isinstance(value, str):
+        return None
+    if key == "token_id" and "=" in value:
+        # The secret was pasted after the id (as Proxmox shows "id=secret"); never echo it.
+        return (
+            "holds the token secret too (the part after '='): keep only user@realm!tokenname there, "
+            "and put the secret in token_secret or token_secret_file (then rotate it if this file was shared)"
+        )
+    if key == "token_id" and "!" not in value:
+        return "must look like user@realm!tokenname, e.g. inventory@pve!sync"
+    if key == "user" and "@" not in value:
+        return f"needs a realm, e.g. {value}@pam (Linux PAM) or {value}@pve (Proxmox VE users)"
+    return None
+
+
+def _combined(problems: list[ConfigError]) -> ConfigError:
+    if len(problems) == 1:
+        return problems[0]
+    error = ConfigError("\n".join(str(p) for p in problems))
+    error.path, error.key = problems[0].path, problems[0].key
     return error
+
+
+SUPPORTED_DATABASES = ("sqlite", "postgresql")
+
+
+def _unsupported_database(url: str, where: str, key: str | None) -> ConfigError | None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError:
+        example = "sqlite:///inventory.db or postgresql+psycopg://user@host/inventory"
+        return ConfigError(f"not a database URL (e.g. {example})", path=where, key=key)
+    if backend not in SUPPORTED_DATABASES:
+        message = f"unsupported database {backend!r}: use sqlite:///PATH or postgresql+psycopg://..."
+        return ConfigError(message, path=where, key=key)
+    return None
 
 
 def _anchor_sqlite_path(url: str, base_dir: Path) -> str:

@@ -35,6 +35,7 @@ from sqlalchemy import select
 
 from inventory.config import Config
 from inventory.connector import ConnectorRegistry, SourceConfig
+from inventory.logs import outcome_fields
 from inventory.metrics import SyncMetrics
 from inventory.notify import Notifier
 from inventory.outcome import SourceOutcome, SyncStatus
@@ -177,6 +178,7 @@ class SyncLoop:
                 scheduled.failures,
                 outcome.error,
                 delay,
+                extra=outcome_fields(outcome, failures=scheduled.failures, retry_in_seconds=round(delay, 1)),
             )
         else:
             scheduled.failures = 0
@@ -219,6 +221,6 @@ def log_outcome(outcome: SourceOutcome) -> None:
     """The loop's line per sync: a service's log is its only output."""
     if SyncStatus(outcome.status).read_something:
         level = logging.INFO if outcome.ok else logging.WARNING
-        log.log(level, "%s", outcome.describe(), extra={"source": outcome.source, "status": outcome.status})
+        log.log(level, "%s", outcome.describe(), extra=outcome_fields(outcome))
     elif outcome.status != SyncStatus.FAILED:  # a failure is logged with its backoff by the loop
-        log.info("%s", outcome.error, extra={"source": outcome.source, "status": outcome.status})
+        log.info("%s", outcome.error, extra=outcome_fields(outcome))

@@ -4,21 +4,47 @@ Counters and the duration histogram count what this process did; the object
 gauges and the last-success timestamp are read from the database after each
 sync, so that every process sharing one database reports the same inventory.
 Each SyncMetrics owns its registry (no global state: tests and the demo may
-make several).
+make several). Failed syncs are ``inventory_sync_runs_total{status="failed"}``
+(and ``"partial"``); there is no separate error counter to disagree with it.
+Counters carry no ``_created`` series: a restart is visible in the counters
+themselves, and the extra series double the scrape for nothing.
+
+The server answers ``/metrics`` and a one-line index on ``/``; any other path is a 404.
 """
 
 from __future__ import annotations
 
+import platform
+import socket
+import threading
 from collections.abc import Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server, write_to_textfile
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    write_to_textfile,
+)
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from inventory.outcome import SourceOutcome, SyncStatus
 from inventory.storage.models import OBJECT_TABLES, Source, SyncRun
+
+from inventory import __version__
+
+disable_created_metrics()
+
+# Where the loop serves metrics unless told otherwise: this machine only (a container passes 0.0.0.0).
+DEFAULT_METRICS_HOST = "127.0.0.1"
+_INDEX = b'<html><body><a href="/metrics">/metrics</a></body></html>\n'
 
 # Syncs take from a fraction of a second (a static file) to minutes (a large cluster).
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -37,12 +63,6 @@ class SyncMetrics:
         outcomes = ", ".join(s for s in SyncStatus if s != SyncStatus.RUNNING)  # a run in progress is no outcome
         self.runs = Counter(
             "inventory_sync_runs", f"Syncs by outcome ({outcomes}).", ["source", "status"], registry=self.registry
-        )
-        self.errors = Counter(
-            "inventory_sync_errors",
-            "Syncs that failed or left the snapshot incomplete.",
-            ["source"],
-            registry=self.registry,
         )
         self.changes = Counter(
             "inventory_changes", "Objects changed by syncs.", ["source", "action"], registry=self.registry
@@ -63,8 +83,18 @@ class SyncMetrics:
             registry=self.registry,
         )
         self.last_duration = Gauge(
-            "inventory_last_sync_duration_seconds", "Duration of the last sync.", ["source"], registry=self.registry
+            "inventory_last_sync_duration_seconds",
+            "Seconds the last sync of the source took (collect and write), whatever its outcome.",
+            ["source"],
+            registry=self.registry,
         )
+        build = Gauge(
+            "inventory_build_info",
+            "Always 1; the labels say which inventory and Python run.",
+            ["version", "python"],
+            registry=self.registry,
+        )
+        build.labels(__version__, platform.python_version()).set(1)
 
     def observe(self, outcome: SourceOutcome) -> None:
         source = outcome.source
@@ -74,10 +104,6 @@ class SyncMetrics:
         self.duration.labels(source).observe(outcome.duration)
         self.last_duration.labels(source).set(outcome.duration)
         self.up.labels(source).set(1 if outcome.ok else 0)
-        # Touch the error child so that the series exists at 0 before the first error.
-        errors = self.errors.labels(source)
-        if outcome.status in (SyncStatus.FAILED, SyncStatus.PARTIAL):
-            errors.inc()
         if outcome.result is not None:
             for action in ("created", "updated", "removed", "revived"):
                 self.changes.labels(source, action).inc(getattr(outcome.result, action))
@@ -107,9 +133,35 @@ class SyncMetrics:
             if finished_at is not None:
                 self.last_success.labels(names.get(source_id, str(source_id))).set(finished_at.timestamp())
 
-    def serve(self, port: int, address: str = "0.0.0.0") -> Any:
+    def serve(self, port: int, address: str = DEFAULT_METRICS_HOST) -> ThreadingHTTPServer:
         """Serve /metrics from a daemon thread; returns the server (``shutdown()`` stops it)."""
-        server, _thread = start_http_server(port, addr=address, registry=self.registry)
+        registry = self.registry
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the stdlib's naming
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    self._answer(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+                elif path == "/":
+                    self._answer(200, _INDEX, "text/html; charset=utf-8")
+                else:
+                    self._answer(404, b"not found: metrics are at /metrics\n", "text/plain; charset=utf-8")
+
+            def _answer(self, status: int, body: bytes, content_type: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - a scrape is not worth a log line
+                pass
+
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        server_class = type("MetricsServer", (ThreadingHTTPServer,), {"address_family": family})
+        server = server_class((address, port), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
         return server
 
     def write_textfile(self, path: str | Path) -> None:

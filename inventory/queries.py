@@ -171,7 +171,8 @@ def list_services(session: Session, flt: ObjectFilter = ObjectFilter()) -> list[
 def _match(session: Session, object_type: str, ident: str, *, many: bool = False) -> list[Any]:
     """Objects named by id, by ``source/kind/external_id``, or by name (live ones first)."""
     model = _MODELS[object_type]
-    if ident.isdigit():
+    # Beyond a 64-bit integer no id can match (and SQLite would raise OverflowError): treat it as a name.
+    if ident.isdigit() and int(ident) < 2**63:
         found = session.get(model, int(ident))
         if found is not None:
             return [found]

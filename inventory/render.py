@@ -1,25 +1,88 @@
 """One place that turns rows into table, JSON, CSV or YAML for every command.
 
 Rows are plain mappings whose keys are the documented JSON fields. A table
-shows the ``columns`` chosen by the command; JSON, CSV and YAML carry every
-field. Tables have no colour when the output is not a terminal.
+shows the ``columns`` chosen by the command (``-o wide``: more of them,
+``--columns``: the ones asked for); JSON and YAML carry every field; CSV has
+one fixed header per command (the command's ``fields``), rows or not.
+
+Tables are for people and for ``awk``: an empty cell is ``<none>`` so that
+column counts hold, piped output has no trailing padding and is never cut,
+and on a terminal long cells are cut with an ellipsis to fit its width, and
+coloured unless ``NO_COLOR`` is set. Control characters in cells never reach
+the terminal raw. Times are ISO 8601 with their UTC offset in every format.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
+import re
+import shutil
 import sys
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
-FORMATS = ("table", "json", "csv", "yaml")
+from inventory.errors import UsageError
+
+FORMATS = ("table", "wide", "json", "csv", "yaml")
+EMPTY_CELL = "<none>"
+COLUMN_GAP = "   "
+ELLIPSIS = "…"
+# A column is never cut narrower than this (or its header) to fit the terminal.
+MIN_COLUMN_WIDTH = 8
+
+# C0 and C1 control characters and DEL: an ESC in a container name must not recolour or move the terminal.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+_STATUS_COLOURS = {
+    "32": ("success", "ok", "running", "up", "ready", "active", "allow", "allowed", "approved", "executed", "healthy"),
+    "33": ("partial", "locked", "pending", "unknown", "approval", "paused", "created", "starting"),
+    "31": (
+        "failed",
+        "error",
+        "down",
+        "stopped",
+        "exited",
+        "deny",
+        "denied",
+        "rejected",
+        "dead",
+        "notready",
+        "unhealthy",
+    ),
+}
+_COLOUR_OF = {status: code for code, statuses in _STATUS_COLOURS.items() for status in statuses}
+
+
+@dataclass(frozen=True)
+class View:
+    """How the user asked to see a list: which columns, whether headers, ids only, sorted by what."""
+
+    columns: tuple[str, ...] = ()
+    headers: bool = True
+    ids_only: bool = False
+    sort_by: str | None = None
+
+
+def format_time(value: datetime) -> str:
+    """The one time format: ISO 8601 to the second with the offset; naive times are UTC (as stored)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.isoformat(timespec="seconds")
+
+
+def printable(text: str) -> str:
+    """Control characters shown as escapes (``\\x1b``, ``\\n``), never written raw to a terminal."""
+    return _CONTROL.sub(lambda m: _ESCAPES.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
 
 
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.isoformat()
+        return format_time(value)
     if isinstance(value, Mapping):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -35,7 +98,7 @@ def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
+        return format_time(value)
     if isinstance(value, Mapping):
         return ",".join(f"{k}={v}" for k, v in value.items())
     if isinstance(value, (list, tuple)):
@@ -43,44 +106,148 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _sort_key(value: Any) -> tuple[int, Any]:
+    if value is None or value == "":
+        return (2, "")  # empty last, as kubectl does
+    if isinstance(value, bool):
+        return (0, int(value))
+    if isinstance(value, (int, float)):
+        return (0, value)
+    if isinstance(value, datetime):
+        return (0, format_time(value))
+    return (1, _cell(value).casefold())
+
+
+def _check_fields(asked: Sequence[str], known: Sequence[str], option: str) -> None:
+    unknown = [name for name in asked if name not in known]
+    if unknown:
+        raise UsageError(f"{option}: unknown field {', '.join(map(repr, unknown))} (fields: {', '.join(known)})")
+
+
 def render_rows(
     rows: Sequence[Mapping[str, Any]],
     fmt: str,
     columns: Sequence[str],
     *,
+    wide: Sequence[str] = (),
+    fields: Sequence[str] = (),
+    view: View | None = None,
     title: str | None = None,
     out: TextIO | None = None,
 ) -> None:
+    """``columns``: the table; ``wide``: ``-o wide`` (default: ``columns``); ``fields``: every field, the CSV header."""
     out = out or sys.stdout
-    if fmt == "json":
+    view = view or View()
+    wide = wide or columns
+    fields = fields or (list(rows[0].keys()) if rows else list(dict.fromkeys([*columns, *wide])))
+    known = list(dict.fromkeys([*fields, *columns, *wide]))
+    if view.sort_by:
+        _check_fields([view.sort_by], known, "--sort-by")
+        rows = sorted(rows, key=lambda row: _sort_key(row.get(view.sort_by)))  # type: ignore[arg-type]
+    if view.columns:
+        _check_fields(view.columns, known, "--columns")
+    if view.ids_only:
+        key = "id" if "id" in known else columns[0]
+        for row in rows:
+            out.write(printable(_cell(row.get(key))) + "\n")
+    elif fmt == "json":
         out.write(to_json(list(rows)) + "\n")
     elif fmt == "yaml":
         import yaml
 
         out.write(yaml.safe_dump(_plain(list(rows)), sort_keys=False, allow_unicode=True))
     elif fmt == "csv":
-        fields = list(rows[0].keys()) if rows else list(columns)
+        header = list(view.columns or fields)
         writer = csv.writer(out)
-        writer.writerow(fields)
+        if view.headers:
+            writer.writerow(header)
         for row in rows:
-            writer.writerow([json.dumps(_plain(v)) if isinstance(v, (Mapping, list, tuple)) else _cell(v) for v in (row.get(f) for f in fields)])
+            writer.writerow(
+                [
+                    json.dumps(_plain(v)) if isinstance(v, (Mapping, list, tuple)) else _cell(v)
+                    for v in (row.get(f) for f in header)
+                ]
+            )
     else:
-        render_table(rows, columns, title=title, out=out)
+        shown = view.columns or (wide if fmt == "wide" else columns)
+        render_table(rows, shown, title=title, out=out, headers=view.headers)
 
 
-def render_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, title: str | None = None, out: TextIO | None = None) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def _use_colour(out: TextIO) -> bool:
+    return out.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
 
+
+def _cell_width(text: str) -> int:
+    from rich.cells import cell_len
+
+    return cell_len(text)
+
+
+def _cut(text: str, width: int) -> str:
+    if _cell_width(text) <= width:
+        return text
+    from rich.cells import set_cell_size
+
+    return set_cell_size(text, width - 1) + ELLIPSIS
+
+
+def _fit(widths: list[int], minimums: list[int], total: int) -> list[int]:
+    """Narrow the widest columns first until the row fits ``total`` cells (or nothing can give more)."""
+    widths = list(widths)
+    excess = sum(widths) + len(COLUMN_GAP) * (len(widths) - 1) - total
+    while excess > 0:
+        candidates = [i for i, w in enumerate(widths) if w > minimums[i]]
+        if not candidates:
+            break
+        widest = max(candidates, key=lambda i: widths[i])
+        others = [widths[i] for i in candidates if i != widest]
+        step = max(1, min(excess, widths[widest] - max(minimums[widest], max(others, default=0))))
+        widths[widest] -= step
+        excess -= step
+    return widths
+
+
+def render_table(
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str],
+    *,
+    title: str | None = None,
+    out: TextIO | None = None,
+    headers: bool = True,
+) -> None:
     out = out or sys.stdout
-    is_tty = out.isatty()
-    console = Console(file=out, no_color=not is_tty, highlight=False, width=None if is_tty else 250, soft_wrap=not is_tty)
-    table = Table(title=title, box=None if not is_tty else None, show_edge=False, pad_edge=False, header_style="bold" if is_tty else "")
-    for column in columns:
-        table.add_column(column.upper().replace("_", " "), overflow="fold")
-    for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in columns))
-    console.print(table)
+    terminal = out.isatty()
+    colour = _use_colour(out)
+    header = [column.upper().replace("_", " ") for column in columns]
+    body = [[printable(_cell(row.get(c))) or EMPTY_CELL for c in columns] for row in rows]
+    lines = ([header] if headers else []) + body
+    if not lines:
+        return
+    widths = [max(_cell_width(line[i]) for line in lines) for i in range(len(columns))]
+    if terminal:
+        # Only a terminal is cut to its width; a pipe gets every character.
+        minimums = [min(widths[i], max(MIN_COLUMN_WIDTH, len(header[i]))) for i in range(len(columns))]
+        widths = _fit(widths, minimums, shutil.get_terminal_size().columns)
+    if title:
+        out.write((f"\x1b[1m{title}\x1b[0m" if colour else title) + "\n")
+    for number, line in enumerate(lines):
+        is_header = headers and number == 0
+        parts = []
+        for i, text in enumerate(line):
+            text = _cut(text, widths[i]) if terminal else text
+            padding = "" if i == len(line) - 1 else " " * (widths[i] - _cell_width(text))
+            if colour:
+                code = (
+                    "1"
+                    if is_header
+                    else _COLOUR_OF.get(text.casefold())
+                    if columns[i] in ("status", "last_status", "class", "decision")
+                    else None
+                )
+                if code:
+                    text = f"\x1b[{code}m{text}\x1b[0m"
+            parts.append(text + padding)
+        out.write(COLUMN_GAP.join(parts).rstrip() + "\n")
 
 
 def render_document(data: Mapping[str, Any], fmt: str, *, out: TextIO | None = None) -> None:

@@ -37,9 +37,14 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     """An instant: a duration means that long ago; otherwise an ISO 8601 date or time (UTC if naive)."""
     now = now or utcnow()
     try:
-        return now - timedelta(seconds=parse_duration(text))
+        seconds = parse_duration(text)
     except ValueError:
         pass
+    else:
+        try:
+            return now - timedelta(seconds=seconds)
+        except OverflowError:
+            raise ValueError(f"{text!r} reaches before the year 1") from None
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:

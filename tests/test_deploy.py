@@ -7,7 +7,9 @@ import configparser
 import json
 import os
 import shlex
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ import click
 import jsonschema
 import pytest
 import yaml
-from conftest import PROJECT_ROOT, SHARED_DIR
+from conftest import IN_CI, PROJECT_ROOT, SHARED_DIR
 
 from inventory.cli import cli
 from sync_support import child_env, write_config, write_inventory
@@ -56,7 +58,38 @@ def test_compose_runs_postgres_and_the_loop_with_health_checks() -> None:
     # No password in the file: it comes from a secret.
     assert "@postgres" in sync["environment"]["INVENTORY_DATABASE_URL"] and ":" not in sync["environment"]["INVENTORY_DATABASE_URL"].split("//")[1].split("@")[0]
     assert postgres["environment"]["POSTGRES_PASSWORD_FILE"].startswith("/run/secrets/")
-    assert f"{9464}:9464" in sync["ports"]
+    assert sync["ports"] == ["127.0.0.1:9464:9464"]  # the loopback only
+
+
+def test_compose_loop_is_confined() -> None:
+    sync = compose()["services"]["sync"]
+    assert sync["cap_drop"] == ["ALL"]
+    assert sync["security_opt"] == ["no-new-privileges:true"]
+    assert sync["read_only"] is True
+    # The container listens on every interface of its own namespace, so that the published port reaches it.
+    assert sync["command"][sync["command"].index("--metrics-host") + 1] == "0.0.0.0"
+    text = (PROJECT_ROOT / "docker-compose.yml").read_text()
+    assert "# - /var/run/docker.sock:/var/run/docker.sock:ro" in text and ":/etc/inventory/kubeconfig:ro" in text
+
+
+def test_the_image_pins_every_runtime_dependency() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("freeze_constraints", DEPLOY / "freeze_constraints.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    pins = {}
+    for line in (DEPLOY / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"not pinned: {line}"
+            pins[name] = version
+    needed = module.runtime_closure()
+    assert set(needed) <= set(pins), f"regenerate deploy/constraints.txt, missing: {sorted(set(needed) - set(pins))}"
+    assert {"sqlalchemy", "psycopg", "click", "pydantic", "kubernetes", "docker", "proxmoxer"} <= set(pins)
+    (build,) = [line for line in (PROJECT_ROOT / "Dockerfile").read_text().splitlines() if "pip wheel" in line]
+    assert "PIP_CONSTRAINT=/src/constraints.txt" in build
+    assert "COPY deploy/constraints.txt ./constraints.txt" in (PROJECT_ROOT / "Dockerfile").read_text()
 
 
 def _dockerfile_instruction(name: str) -> list[str]:
@@ -127,10 +160,19 @@ def check_command_line(argv: list[str]) -> str | None:
     return None
 
 
-def test_systemd_timer_and_services() -> None:
+def _unit(name: str) -> configparser.ConfigParser:
     parser = configparser.ConfigParser(strict=False, interpolation=None)
-    parser.read(DEPLOY / "systemd" / "inventory-sync.timer")
-    assert parser.get("Timer", "OnUnitActiveSec") == "5min"
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read(DEPLOY / "systemd" / name)
+    return parser
+
+
+def test_systemd_timer_and_services() -> None:
+    parser = _unit("inventory-sync.timer")
+    # Persistent= catches up only with OnCalendar=; a monotonic timer (OnUnitActiveSec=) would ignore it.
+    assert parser.get("Timer", "OnCalendar") == "*:0/5"
+    assert parser.get("Timer", "Persistent") == "true"
+    assert not parser.has_option("Timer", "OnUnitActiveSec")
     assert parser.get("Install", "WantedBy") == "timers.target"
     service = configparser.ConfigParser(strict=False, interpolation=None)
     service.read(DEPLOY / "systemd" / "inventory-sync.service")
@@ -139,13 +181,84 @@ def test_systemd_timer_and_services() -> None:
     assert service.get("Service", "User") != "root"
 
 
+def test_systemd_units_start_on_a_bare_machine() -> None:
+    """No credential file, no node_exporter, no home directory: none of these may stop a unit from starting."""
+    oneshot, loop = _unit("inventory-sync.service"), _unit("inventory.service")
+    for unit in (oneshot, loop):
+        # A bare credential name is looked up in /etc/credstore and skipped when absent;
+        # a path would fail the unit (243/CREDENTIALS).
+        credentials = unit.get("Service", "LoadCredential").splitlines()
+        assert all(not value.split(":", 1)[-1].startswith("/") for value in credentials)
+        assert unit.get("Service", "StateDirectory") == "inventory"
+        # ProtectHome= hides the default database under $HOME: the units keep it in the state directory.
+        assert "INVENTORY_DATABASE_URL=sqlite:////var/lib/inventory/" in unit.get("Service", "Environment")
+    # `-`: a missing node_exporter directory is ignored instead of failing with 226/NAMESPACE.
+    assert oneshot.get("Service", "ReadWritePaths") == "-/var/lib/node_exporter/textfile_collector"
+    # The loop is at least as confined as the oneshot.
+    prefixes = ("Protect", "Restrict", "Private", "NoNew", "Lock", "Capability", "SystemCall", "UMask")
+    hardening = {k: v for k, v in oneshot["Service"].items() if k.startswith(prefixes) and k != "ReadWritePaths"}
+    assert len(hardening) >= 15
+    assert {k: loop.get("Service", k, fallback=None) for k in hardening} == hardening
+    assert loop.get("Service", "Type") == "notify"
+    assert not loop.has_option("Service", "WatchdogSec")  # no heartbeat to back one (see the unit's comment)
+
+
+def test_sysusers_creates_the_inventory_user(tmp_path: Path) -> None:
+    sysusers = shutil.which("systemd-sysusers")
+    if sysusers is None:
+        _missing_systemd("systemd-sysusers")
+        return
+    (tmp_path / "etc").mkdir()
+    sysusers_file = DEPLOY / "systemd" / "inventory.sysusers"
+    subprocess.run([sysusers, f"--root={tmp_path}", str(sysusers_file)], check=True, capture_output=True, timeout=60)
+    passwd = (tmp_path / "etc" / "passwd").read_text().splitlines()
+    (entry,) = [line for line in passwd if line.startswith("inventory:")]
+    assert entry.split(":")[5] == "/var/lib/inventory"
+    assert _unit("inventory-sync.service").get("Service", "User") == "inventory"
+
+
+def _missing_systemd(tool: str) -> None:
+    if IN_CI:
+        pytest.fail(f"CI needs {tool} (.ci/run installs the systemd package)")
+    pytest.skip(f"{tool} is not installed")
+
+
+def test_systemd_analyze_verify_is_clean(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        _missing_systemd("systemd-analyze")
+        return
+    binary = Path(sys.executable).parent / "inventory"
+    assert binary.is_file(), binary
+    units = []
+    for unit in sorted((DEPLOY / "systemd").glob("inventory*.[st]*")):
+        if unit.suffix not in (".service", ".timer"):
+            continue
+        # verify checks that ExecStart= names an executable: the one installed here stands in for /opt/inventory.
+        (tmp_path / unit.name).write_text(unit.read_text().replace("/opt/inventory/bin/inventory", str(binary)))
+        units.append(str(tmp_path / unit.name))
+    result = subprocess.run(
+        [analyze, "verify", "--man=no", *units], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), result.stdout + result.stderr
+    # verify can fail: an unknown key and a timer without a valid trigger are reported.
+    (tmp_path / "inventory-sync.timer").write_text("[Timer]\nOnCalendar=sometimes\nPersistent=true\n")
+    timer = str(tmp_path / "inventory-sync.timer")
+    broken = subprocess.run([analyze, "verify", "--man=no", timer], capture_output=True, text=True, timeout=120)
+    assert broken.returncode != 0
+
+
 def test_kubernetes_cronjob_has_a_read_only_service_account() -> None:
     from connectors.kubernetes.api import API_PATHS
 
     documents = {d["kind"]: d for d in yaml.safe_load_all((DEPLOY / "kubernetes" / "cronjob.yaml").read_text())}
     assert set(documents) == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "CronJob"}
     rules = documents["ClusterRole"]["rules"]
-    assert all(set(rule["verbs"]) <= {"get", "list", "watch"} for rule in rules)
+    assert all(set(rule["verbs"]) == {"get", "list"} for rule in rules)  # it polls: no watch
+    (container,) = documents["CronJob"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    from inventory import __version__
+
+    assert container["image"] == f"inventory:{__version__}"  # what `docker build -t inventory:VERSION .` makes
     granted = {(group, resource) for rule in rules for group in rule["apiGroups"] for resource in rule["resources"]}
     # Every resource the connector lists is granted, in its API group; and the identity namespace.
     for resource, (prefix, _namespaced) in API_PATHS.items():
@@ -163,3 +276,27 @@ def test_kubernetes_cronjob_has_a_read_only_service_account() -> None:
     assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
     source = yaml.safe_load(documents["ConfigMap"]["data"]["inventory.yaml"])["sources"][0]
     assert source["type"] == "kubernetes" and source["in_cluster"] is True
+
+
+def test_the_loop_tells_systemd_it_is_ready_and_stopping(tmp_path: Path) -> None:
+    """Type=notify in inventory.service: READY=1 once serving, STOPPING=1 on SIGTERM, over $NOTIFY_SOCKET."""
+    import signal
+    import socket
+
+    from sync_support import start_inventory, wait_for_line
+
+    lab = write_inventory(tmp_path / "lab.yaml", 1)
+    config = write_config(tmp_path / "inventory.yaml", f"sqlite:///{tmp_path / 'inv.db'}", {"lab": lab}, interval="1h")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
+        manager.bind(str(tmp_path / "notify"))
+        manager.settimeout(60)
+        process = start_inventory("-c", str(config), "sync", env=child_env(NOTIFY_SOCKET=str(tmp_path / "notify")))
+        try:
+            ready = manager.recv(4096).decode()
+            assert ready.splitlines()[0] == "READY=1", ready
+            wait_for_line(process, "lab: success")
+            process.send_signal(signal.SIGTERM)
+            assert manager.recv(4096).decode() == "STOPPING=1"
+        finally:
+            process.wait(timeout=60)
+    assert process.returncode == 0

@@ -20,7 +20,7 @@ from inventory import __version__
 from inventory.errors import InventoryError
 from inventory.redact import RedactingFilter, redact_text
 
-OUTPUT_FORMATS = ("table", "json", "csv", "yaml")
+OUTPUT_FORMATS = ("table", "wide", "json", "csv", "yaml")
 
 
 class CommandError(click.ClickException):
@@ -32,6 +32,13 @@ class CommandError(click.ClickException):
 
 
 class InventoryGroup(click.Group):
+    """The top-level group: its own options are accepted after the subcommand too (`hosts list -c FILE`)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if ctx.parent is None:
+            args = hoist_options(self, args)
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -45,6 +52,45 @@ class InventoryGroup(click.Group):
                 raise
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
             raise CommandError(f"database error: {reason[0] if reason else type(exc).__name__}", 1) from exc
+
+
+def hoist_options(group: click.Command, args: list[str]) -> list[str]:
+    """Move the group's options found after the subcommand name in front of it, values included.
+
+    Everything after ``--`` stays where it is. The subcommands define none of these option names,
+    so moving them cannot steal an option of theirs.
+    """
+    takes_value: dict[str, bool] = {}
+    for param in group.params:
+        if isinstance(param, click.Option):
+            for name in (*param.opts, *param.secondary_opts):
+                takes_value[name] = not (param.is_flag or param.count)
+    front: list[str] = []
+    rest: list[str] = []
+    seen_command = False
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            rest.extend(args[index:])
+            break
+        name = arg.split("=", 1)[0] if arg.startswith("--") else arg[:2]
+        if not arg.startswith("-") or name not in takes_value:
+            seen_command = seen_command or not arg.startswith("-")
+            rest.append(arg)
+        elif not seen_command:
+            rest.append(arg)
+            if takes_value[name] and arg == name and index + 1 < len(args):
+                index += 1
+                rest.append(args[index])
+        else:
+            front.append(arg)
+            # `-c FILE` / `--config FILE` carry their value in the next word; `-cFILE`, `--config=FILE` in this one.
+            if takes_value[name] and arg == name and index + 1 < len(args):
+                index += 1
+                front.append(args[index])
+        index += 1
+    return front + rest
 
 
 @dataclass
@@ -111,7 +157,7 @@ def _configure_logging(verbose: int, log_format: str) -> None:
 @click.option("--database-url", help="Database URL; overrides the config. Env: INVENTORY_DATABASE_URL.")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Log line format on stderr.")
-@click.version_option(__version__, prog_name="inventory")
+@click.version_option(__version__, "-V", "--version", prog_name="inventory", message="%(prog)s %(version)s")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, database_url: str | None, verbose: int, log_format: str) -> None:
     """Infrastructure inventory: sync Kubernetes, Proxmox VE, Docker and hand-declared machines into one database."""
@@ -122,14 +168,14 @@ def cli(ctx: click.Context, config_path: str | None, database_url: str | None, v
 
 
 def _register() -> None:
-    from inventory.cli import db, demo, query, report, status, sync
+    from inventory.cli import db, demo, query, report, setup, status, sync
 
     cli.add_command(sync.sync_command)
     cli.add_command(status.status_command)
     cli.add_command(report.report_command)
     cli.add_command(demo.demo_command)
     cli.add_command(db.db_group)
-    for command in query.COMMANDS:
+    for command in [*query.COMMANDS, *setup.COMMANDS]:
         cli.add_command(command)
     # Tools, policy, approvals and the audit log.
     from inventory.cli import audit, policy

@@ -3,35 +3,103 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from inventory.cli import OUTPUT_FORMATS, AppContext
+from inventory.cli.setup import complete_source_names
 from inventory.errors import UsageError
 
+if TYPE_CHECKING:
+    from inventory.render import View
+
 output_option = click.option(
-    "-o", "--output", type=click.Choice(OUTPUT_FORMATS), default="table", show_default=True, help="Output format."
+    "-o",
+    "--output",
+    type=click.Choice(OUTPUT_FORMATS),
+    default="table",
+    show_default=True,
+    help="Output format (wide: more columns).",
 )
 
+
+def _column_list(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[str, ...]:
+    return tuple(name.strip() for name in (value or "").split(",") if name.strip())
+
+
+def list_output_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """-o, --columns, --no-headers, -q, --sort-by: every list command shows its rows the same ways."""
+    for option in reversed(
+        [
+            output_option,
+            click.option(
+                "--columns",
+                callback=_column_list,
+                metavar="FIELD,...",
+                help="Show these fields (table, wide, CSV): name,status,...",
+            ),
+            click.option("--no-headers", is_flag=True, help="No header line (table, wide, CSV)."),
+            click.option("-q", "--quiet", "ids_only", is_flag=True, help="Only the ids, one a line (for xargs)."),
+            click.option("--sort-by", metavar="FIELD", help="Sort the rows by this field (empty values last)."),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+def _view(options: dict[str, Any]) -> View:
+    from inventory.render import View
+
+    return View(
+        columns=options.pop("columns"),
+        headers=not options.pop("no_headers"),
+        ids_only=options.pop("ids_only"),
+        sort_by=options.pop("sort_by"),
+    )
+
+
+_TIMES = ("first_seen_at", "changed_at", "removed_at")
 TABLE_COLUMNS = {
     "host": ("id", "source", "kind", "name", "status", "hostname", "addresses", "workloads"),
     "workload": ("id", "source", "kind", "namespace", "name", "status", "host"),
     "service": ("id", "source", "kind", "namespace", "name", "status", "members"),
 }
+WIDE_COLUMNS = {
+    "host": (*TABLE_COLUMNS["host"], "external_id", "machine_uuid", "mac_addresses", "labels", "changed_at"),
+    "workload": (*TABLE_COLUMNS["workload"], "external_id", "host_id", "parent_id", "labels", "changed_at"),
+    "service": (*TABLE_COLUMNS["service"], "external_id", "labels", "changed_at"),
+}
+# Every field of a row, in the JSON order: the CSV header, whether there are rows or not.
+_COMMON_FIELDS = ("id", "source", "kind", "external_id", "name", "status")
+FIELDS = {
+    "host": (
+        *_COMMON_FIELDS, "hostname", "machine_uuid", "addresses", "mac_addresses", "backing_workload_id", "workloads",
+        "labels", "attributes", *_TIMES,
+    ),
+    "workload": (*_COMMON_FIELDS, "namespace", "host_id", "host", "parent_id", "labels", "attributes", *_TIMES),
+    "service": (*_COMMON_FIELDS, "namespace", "members", "labels", "attributes", *_TIMES),
+}
+CHANGE_FIELDS = (
+    "id", "at", "source", "action", "object_type", "object_id", "kind", "external_id", "name", "diff", "fields",
+)
+SOURCE_FIELDS = (
+    "name", "type", "identity", "hosts", "workloads", "services",
+    "last_status", "last_run_at", "last_success_at", "last_error",
+)
 
 
 def _filter_options(object_type: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
-        options = [
-            click.option("--source", help="Only objects of this source."),
+        options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
+            click.option("--source", shell_complete=complete_source_names, help="Only objects of this source."),
             click.option("--kind", help="Only this kind (e.g. pod, vm, node, container)."),
             click.option("--status", help="Only this status (case-insensitive)."),
             click.option("--name", help="Name glob, e.g. 'web-*'."),
             click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Label equals value (repeatable)."),
             click.option("--include-removed", is_flag=True, help="Also objects that are gone from their source."),
             click.option("--limit", type=click.IntRange(min=1), help="At most this many rows."),
-            output_option,
+            list_output_options,
         ]
         if object_type in ("workload", "service"):
             options.append(click.option("--namespace", help="Only this namespace."))
@@ -58,10 +126,12 @@ def _make_group(object_type: str, plural: str) -> click.Group:
         from inventory import queries
         from inventory.render import render_rows
 
+        view = _view(filters)
         flt = queries.ObjectFilter(labels=queries.parse_labels(labels), **filters)
         with app.database().session() as session:
             rows = getattr(queries, f"list_{plural}")(session, flt)
-        render_rows(rows, output, TABLE_COLUMNS[object_type])
+        columns = TABLE_COLUMNS[object_type]
+        render_rows(rows, output, columns, wide=WIDE_COLUMNS[object_type], fields=FIELDS[object_type], view=view)
 
     list_command.help = f"List {plural} (live ones unless --include-removed)."
 
@@ -83,12 +153,12 @@ def _make_group(object_type: str, plural: str) -> click.Group:
 @click.command("changes")
 @click.option("--since", default="1d", show_default=True, help="How far back: a duration (1h, 7d) or an ISO time.")
 @click.option("--until", help="Up to this duration ago or ISO time.")
-@click.option("--source", help="Only this source.")
+@click.option("--source", shell_complete=complete_source_names, help="Only this source.")
 @click.option("--kind", help="Only this kind.")
 @click.option("--type", "object_type", type=click.Choice(["host", "workload", "service"]), help="Only this object type.")
 @click.option("--action", type=click.Choice(["created", "updated", "removed", "revived"]))
 @click.option("--limit", type=click.IntRange(min=1))
-@output_option
+@list_output_options
 @click.pass_obj
 def changes_command(app: AppContext, since: str, until: str | None, output: str, **filters: Any) -> None:
     """What changed: created, updated (fields old -> new), removed, revived."""
@@ -96,6 +166,7 @@ def changes_command(app: AppContext, since: str, until: str | None, output: str,
     from inventory.render import render_rows
     from inventory.timeutil import parse_since
 
+    view = _view(filters)
     try:
         since_at = parse_since(since)
         until_at = parse_since(until) if until else None
@@ -103,30 +174,33 @@ def changes_command(app: AppContext, since: str, until: str | None, output: str,
         raise UsageError(str(exc)) from None
     with app.database().session() as session:
         rows = list_changes(session, since=since_at, until=until_at, **filters)
-    render_rows(rows, output, ("at", "source", "action", "object_type", "kind", "name", "fields"))
+    columns = ("at", "source", "action", "object_type", "kind", "name", "fields")
+    render_rows(rows, output, columns, wide=(*columns, "object_id", "external_id"), fields=CHANGE_FIELDS, view=view)
 
 
 @click.command("sources")
-@output_option
+@list_output_options
 @click.pass_obj
-def sources_command(app: AppContext, output: str) -> None:
+def sources_command(app: AppContext, output: str, **options: Any) -> None:
     """Sources in the database with their last run and live object counts."""
     from inventory.queries import list_sources
     from inventory.render import render_rows
 
     with app.database().session() as session:
         rows = list_sources(session)
-    render_rows(rows, output, ("name", "type", "hosts", "workloads", "services", "last_status", "last_run_at", "last_error"))
+    columns = ("name", "type", "hosts", "workloads", "services", "last_status", "last_run_at", "last_error")
+    render_rows(rows, output, columns, wide=SOURCE_FIELDS, fields=SOURCE_FIELDS, view=_view(options))
 
 
 @click.command("connectors")
-@output_option
+@list_output_options
 @click.pass_obj
-def connectors_command(app: AppContext, output: str) -> None:
+def connectors_command(app: AppContext, output: str, **options: Any) -> None:
     """Installed connectors (entry point group inventory.connectors) and whether they load."""
     from inventory.render import render_rows
 
-    render_rows(app.registry.status(), output, ("type", "status", "module", "error"))
+    columns = ("type", "status", "module", "error")
+    render_rows(app.registry.status(), output, columns, fields=columns, view=_view(options))
 
 
 COMMANDS = [

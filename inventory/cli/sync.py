@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Self
 import click
 
 from inventory.cli import AppContext
+from inventory.cli.setup import source_names_option, where_configured
 from inventory.errors import UsageError
 
 if TYPE_CHECKING:
@@ -153,57 +154,26 @@ def summary_rows(outcomes: Sequence[SourceOutcome]) -> list[dict[str, Any]]:
 @click.option(
     "--once",
     is_flag=True,
-    help="Sync every source once and exit: 0 all synced, 1 a source failed or was locked, 2 usage/config error.",
+    help="Sync every source once and exit: 0 all synced, 1 a source failed, was locked or was left unsynced "
+    "by a signal, 2 usage/config error.",
 )
-@click.option("-s", "--source", "sources", multiple=True, metavar="NAME", help="Only these sources (repeatable).")
+@source_names_option
+@click.option("--allow-empty", is_flag=True, help="With --once: accept a complete answer with no objects of a type that had some (else nothing is removed).")
+@click.option("--wait", "wait", callback=_duration, metavar="SECONDS", help="With --once: wait this long for a source another process is syncing (default: do not wait, exit 1 naming the holder).")
+@click.option("--interval", callback=_duration, metavar="DURATION", help="Loop: seconds between syncs of a source (5m, 30s); a source's own interval wins. Default: sync.interval of the config.")
+@click.option("--jitter", type=click.FloatRange(0, 1), help="Loop: fraction of the interval added or removed at random. Default: sync.jitter.")
+@click.option("--max-backoff", callback=_duration, default="1h", show_default=True, metavar="DURATION", help="Loop: longest wait between retries of a failing source.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), help="Loop: serve Prometheus metrics on this port at /metrics.")
 @click.option(
-    "--allow-empty",
-    is_flag=True,
-    help="With --once: accept a complete answer with no objects of a type that had some (else nothing is removed).",
-)
-@click.option(
-    "--wait",
-    "wait",
-    callback=_duration,
-    metavar="SECONDS",
-    help="With --once: wait this long for a source another process is syncing (default: do not wait, exit 1 naming the holder).",
-)
-@click.option(
-    "--interval",
-    callback=_duration,
-    metavar="DURATION",
-    help="Loop: seconds between syncs of a source (5m, 30s); a source's own interval wins. Default: sync.interval of the config.",
-)
-@click.option(
-    "--jitter",
-    type=click.FloatRange(0, 1),
-    help="Loop: fraction of the interval added or removed at random. Default: sync.jitter.",
-)
-@click.option(
-    "--max-backoff",
-    callback=_duration,
-    default="1h",
+    "--metrics-host",
+    "--metrics-address",
+    "metrics_address",
+    default="127.0.0.1",
     show_default=True,
-    metavar="DURATION",
-    help="Loop: longest wait between retries of a failing source.",
+    help="Loop: address the metrics server listens on (0.0.0.0: every interface, e.g. in a container).",
 )
-@click.option(
-    "--metrics-port", type=click.IntRange(0, 65535), help="Loop: serve Prometheus metrics on this port at /metrics."
-)
-@click.option(
-    "--metrics-address", default="0.0.0.0", show_default=True, help="Loop: address the metrics server listens on."
-)
-@click.option(
-    "--metrics-textfile",
-    type=click.Path(dir_okay=False),
-    help="With --once: write metrics in node_exporter's textfile format to this file.",
-)
-@click.option(
-    "--max-cycles",
-    type=click.IntRange(min=1),
-    hidden=True,
-    help="Loop: stop after this many cycles (tests, soak runs).",
-)
+@click.option("--metrics-textfile", type=click.Path(dir_okay=False), help="With --once: write metrics in node_exporter's textfile format to this file.")
+@click.option("--max-cycles", type=click.IntRange(min=1), hidden=True, help="Loop: stop after this many cycles (tests, soak runs).")
 @click.pass_obj
 def sync_command(
     app: AppContext,
@@ -224,12 +194,7 @@ def sync_command(
 
     config = app.config
     if not config.sources:
-        where = (
-            f"in {config.path}"
-            if config.path
-            else "(no config file found: write ./inventory.yaml, see config/inventory.example.yaml)"
-        )
-        raise UsageError(f"no sources configured {where}")
+        raise UsageError(f"no sources configured {where_configured(config)}")
     select_sources(config, sources)  # unknown names are a usage error before anything is written
     if once:
         for flag, value in (
@@ -307,10 +272,17 @@ def _sync_once(
         for outcome in outcomes:
             click.echo(outcome.describe())
 
+    textfile_failed = False
     if metrics is not None and metrics_textfile:
-        with db.session() as session:
-            metrics.refresh_from_database(session)
-        metrics.write_textfile(metrics_textfile)
+        try:
+            with db.session() as session:
+                metrics.refresh_from_database(session)
+            metrics.write_textfile(metrics_textfile)
+        except OSError as exc:
+            textfile_failed = True
+            reason = exc.strerror or exc
+            message = f"cannot write --metrics-textfile {metrics_textfile}: {reason} (the sync itself was committed)"
+            click.echo(message, err=True)
 
     failed = [o for o in outcomes if not o.ok]
     for outcome in failed:
@@ -318,7 +290,8 @@ def _sync_once(
     skipped = len(selected) - len(outcomes)
     if stop.is_set() and skipped:
         click.echo(f"stopped by a signal: {skipped} source(s) not synced", err=True)
-    if failed:
+    # Sources left unsynced by a signal are not a success: a timer or CI must see it.
+    if failed or textfile_failed or (stop.is_set() and skipped):
         raise SystemExit(1)
 
 
@@ -336,6 +309,7 @@ def _sync_loop(
     from inventory.loop import SyncLoop
     from inventory.metrics import SyncMetrics
     from inventory.notify import Notifier
+    from inventory.sdnotify import sd_notify
 
     # A service's log is its only output: one line per sync, whatever -v says.
     for name in ("inventory.loop", "inventory.cli.sync"):
@@ -370,6 +344,12 @@ def _sync_loop(
         progress=_log_phase,
     )
     log.info("sync loop started: %d source(s), pid %s", len(loop.schedule), os.getpid())
-    with stop_on_signals(loop.request_stop):
+
+    def stop() -> None:
+        sd_notify("STOPPING=1")
+        loop.request_stop()
+
+    with stop_on_signals(stop):
+        sd_notify("READY=1", f"STATUS=syncing {len(loop.schedule)} source(s)")
         cycles = loop.run(max_cycles=max_cycles)
     log.info("sync loop stopped after %d cycle(s)", cycles)

@@ -56,7 +56,11 @@ def create_db_engine(url: str, **kwargs: Any) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                reason = exc.strerror or exc
+                raise StorageError(f"cannot create the directory of the SQLite database {database}: {reason}") from exc
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         _configure_sqlite(engine)
         return engine
@@ -114,6 +118,13 @@ class Database:
             with self.engine.connect() as conn:
                 return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
         except (OperationalError, ProgrammingError) as exc:
+            if _is_missing_database(exc):
+                name = make_url(self.url).database
+                raise StorageError(
+                    f"database {self.display_url} does not exist on its server: "
+                    f"create it (e.g. createdb {name or 'NAME'}), "
+                    "then run `inventory db upgrade`"
+                ) from exc
             if _is_missing_table(exc):
                 return None
             raise StorageError(f"cannot read the schema revision of {self.display_url}: {error_reason(exc)}") from exc
@@ -145,6 +156,12 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _is_missing_database(exc: DBAPIError) -> bool:
+    # PostgreSQL's invalid_catalog_name; its text also says "does not exist", like a missing table.
+    message = str(exc.orig)
+    return getattr(exc.orig, "sqlstate", None) == "3D000" or ('database "' in message and "does not exist" in message)
 
 
 def _is_missing_table(exc: DBAPIError) -> bool:

@@ -1,0 +1,100 @@
+"""A starter config from what this machine has: kubeconfig contexts and a reachable local Docker engine.
+
+Used by `inventory init`. Discovery reads files and connects to a local socket;
+it never imports an SDK and never calls a remote API.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+import yaml
+
+from inventory.connector import ConnectorRegistry
+from inventory.errors import ConfigError, ConnectorUnavailable
+
+log = logging.getLogger(__name__)
+
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.:@-]+")
+
+
+@dataclass(frozen=True)
+class FoundSource:
+    """One source to write into the starter config, with where it came from (a YAML comment)."""
+
+    name: str
+    type: str
+    settings: dict[str, str]
+    found_in: str
+
+
+def source_name(raw: str) -> str:
+    """A context name made fit for a source name (EKS contexts are ARNs with `/`)."""
+    name = _UNSAFE_NAME.sub("-", raw).strip("-._:@")
+    return name or "cluster"
+
+
+def discover_sources(registry: ConnectorRegistry) -> list[FoundSource]:
+    """Every context of the kubeconfig kubectl would read, and the Docker engine the docker CLI would use."""
+    found: list[FoundSource] = []
+    taken: set[str] = set()
+
+    def add(raw_name: str, type_name: str, settings: dict[str, str], found_in: str) -> None:
+        name = source_name(raw_name)
+        while name in taken:
+            name += "-2"
+        taken.add(name)
+        found.append(FoundSource(name, type_name, settings, found_in))
+
+    for context in _kubeconfig_contexts(registry):
+        add(context, "kubernetes", {"context": context}, f"kubeconfig context {context!r}")
+    try:
+        offered = registry.get("docker").default_sources()
+    except ConnectorUnavailable:
+        offered = []
+    for docker in offered:
+        url = str(getattr(docker, "url", ""))
+        add("docker-local", "docker", {"url": url}, f"a Docker engine answering at {url}")
+    return found
+
+
+def _kubeconfig_contexts(registry: ConnectorRegistry) -> list[str]:
+    """The contexts a `context: "*"` source would expand to; none when there is no kubeconfig."""
+    try:
+        connector = registry.get("kubernetes")
+        every = connector.config_model.model_validate({"type": "kubernetes", "name": "init", "context": "*"})
+        return [str(getattr(source, "context", "")) for source in connector.expand(every)]
+    except (ConfigError, ConnectorUnavailable) as exc:
+        log.info("no Kubernetes source written: %s", exc)
+        return []
+
+
+_PROXMOX_EXAMPLE = """\
+  # A Proxmox VE cluster: an API token with the PVEAuditor role is enough to read.
+  # - type: proxmox
+  #   name: pve
+  #   url: https://pve.example.lan:8006
+  #   token_id: inventory@pve!sync          # user@realm!tokenname (no secret here)
+  #   token_secret_file: /etc/inventory/proxmox_token
+"""
+
+
+def starter_config(found: list[FoundSource]) -> str:
+    """The YAML text of the starter config: the sources found, and commented examples of the rest."""
+    lines = [
+        "# inventory config, written by `inventory init`. Check it with `inventory check`.",
+        "# database:",
+        "#   url: sqlite:///inventory.db                  # default: the user data dir; or postgresql+psycopg://...",
+        "sync:",
+        "  interval: 5m",
+        "sources:" if found else "sources: []",
+    ]
+    for source in found:
+        entry = {"type": source.type, "name": source.name, **source.settings}
+        lines.append(f"  # found: {source.found_in}")
+        dumped = yaml.safe_dump([entry], sort_keys=False, default_flow_style=False).rstrip("\n")
+        lines.extend("  " + line for line in dumped.splitlines())
+    text = "\n".join(lines) + "\n" + _PROXMOX_EXAMPLE
+    return text
