@@ -17,7 +17,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from inventory.storage.models import OBJECT_TABLES, Source, SyncRun
+from inventory.schema import OBJECT_MODELS
+from inventory.storage.models import Source, SyncRun
 
 if TYPE_CHECKING:
     from inventory.sync import SourceOutcome
@@ -66,7 +67,7 @@ class SyncMetrics:
         """Object counts by kind and last success per source, as the database holds them now."""
         names = {source_id: name for source_id, name in session.execute(select(Source.id, Source.name))}
         self.objects.clear()  # a kind that disappeared must not keep its last value
-        for object_type, model in OBJECT_TABLES.items():
+        for object_type, model in OBJECT_MODELS.items():
             stmt = select(model.source_id, model.kind, func.count()).where(model.removed_at.is_(None)).group_by(model.source_id, model.kind)
             for source_id, kind, count in session.execute(stmt):
                 self.objects.labels(names.get(source_id, str(source_id)), object_type, kind).set(count)

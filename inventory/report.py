@@ -17,7 +17,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from inventory.queries import list_sources
-from inventory.storage.models import OBJECT_TABLES, Change, HostRow, ServiceMember, ServiceRow, Source, WorkloadRow
+from inventory.schema import OBJECT_MODELS
+from inventory.storage.models import Change, HostRow, ServiceMember, ServiceRow, Source, WorkloadRow
 from inventory.timeutil import utcnow
 
 RUNNING = frozenset({"running", "ready", "active", "up", "healthy", "available", "online", "succeeded", "completed", "complete"})
@@ -54,7 +55,7 @@ def build_report(session: Session, *, since: datetime, now: datetime | None = No
 
 def _sources(session: Session, names: dict[int, str], now: datetime) -> list[dict[str, Any]]:
     by_source: dict[str, dict[str, dict[str, dict[str, int]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
-    for object_type, model in OBJECT_TABLES.items():
+    for object_type, model in OBJECT_MODELS.items():
         stmt = (
             select(model.source_id, model.kind, model.status, func.count())
             .where(model.removed_at.is_(None))

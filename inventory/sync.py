@@ -21,7 +21,7 @@ from inventory.reconcile import ReconcileResult, reconcile
 from inventory.records import Snapshot
 from inventory.redact import redact_text
 from inventory.storage.database import Database
-from inventory.storage.store import Store
+from inventory.storage.store import SqlStore
 from inventory.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def sync_source(
     def fail(message: str, identity: str | None = None) -> SourceOutcome:
         message = redact_text(message)
         with db.write_session() as session:
-            store = Store(session)
+            store = SqlStore(session)
             run_id = store.start_run(store.source_id(name, type_name, identity, configured=configured), started_at)
             store.finish_run(run_id, status="failed", complete=False, error=message)
         log.error("%s", message)
@@ -107,7 +107,7 @@ def sync_source(
     notify(name, f"writing {snapshot.object_count} objects")
     try:
         with db.write_session() as session:
-            store = Store(session)
+            store = SqlStore(session)
             source_id = store.source_id(name, type_name, snapshot.identity, configured=configured)
             run_id = store.start_run(source_id, started_at)
             result = reconcile(snapshot, store, source_id=source_id, run_id=run_id, allow_empty=allow_empty)
