@@ -14,7 +14,9 @@ from typing import Any
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
+from inventory import machines
 from inventory.errors import Ambiguous, NotFound, UsageError
+from inventory.machines import HostFacts
 from inventory.schema import OBJECT_MODELS, SCHEMA
 from inventory.storage.models import Change, HostRow, ServiceMember, ServiceRow, Source, SyncRun, WorkloadRow
 
@@ -205,35 +207,26 @@ def show_object(session: Session, object_type: str, ident: str) -> dict[str, Any
     return doc
 
 
-def _short_hostname(name: str | None) -> str | None:
-    return name.split(".", 1)[0].lower() if name else None
+def host_facts(host: HostRow) -> HostFacts:
+    """What the same-machine rule reads of a host row."""
+    return HostFacts(host.id, host.source_id, host.name, host.hostname, host.machine_uuid, tuple(host.mac_addresses or ()))
 
 
 def same_machine(session: Session, host: HostRow) -> list[dict[str, Any]]:
-    """Live hosts of other sources that are this machine: by SMBIOS/system uuid, then MAC, then hostname.
+    """Live hosts of other sources that are this machine (inventory.machines), strongest evidence first.
 
     A Proxmox VM that is also a Kubernetes node and a Docker host is one machine seen three
     times; the rows stay per source (each source owns its rows), the link is made here.
     """
-    uuid = host.machine_uuid.lower() if host.machine_uuid else None
-    macs = {m.lower() for m in host.mac_addresses or []}
-    hostname = _short_hostname(host.hostname) or _short_hostname(host.name)
     stmt = select(HostRow, Source.name).join(Source, Source.id == HostRow.source_id).where(
         HostRow.source_id != host.source_id, HostRow.removed_at.is_(None)
     )
-    matches = []
-    for other, source in session.execute(stmt):
-        if uuid and other.machine_uuid and other.machine_uuid.lower() == uuid:
-            matched_by = "machine_uuid"
-        elif macs and macs & {m.lower() for m in other.mac_addresses or []}:
-            matched_by = "mac_address"
-        elif hostname and hostname in (_short_hostname(other.hostname), _short_hostname(other.name)):
-            matched_by = "hostname"
-        else:
-            continue
-        matches.append({**_brief(other, source), "matched_by": matched_by})
-    order = {"machine_uuid": 0, "mac_address": 1, "hostname": 2}
-    return sorted(matches, key=lambda m: (order[m["matched_by"]], m["source"], m["id"]))
+    others = {other.id: (other, source) for other, source in session.execute(stmt)}
+    found = []
+    for match in machines.same_machine(host_facts(host), (host_facts(other) for other, _ in others.values())):
+        other, source = others[match.other_id]
+        found.append((machines.RULE_ORDER[match.rule], source, other.id, {**_brief(other, source), "matched_by": str(match.rule)}))
+    return [row for *_, row in sorted(found, key=lambda f: f[:3])]
 
 
 def list_changes(
