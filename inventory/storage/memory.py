@@ -119,7 +119,7 @@ class MemoryStore:
             column.name: orjson.loads(to_json_bytes(write.fields[column.name])) if column.json else write.fields[column.name]
             for column in spec.columns
         }
-        stored.links = {link.field: write.links[link.field] for link in spec.links}
+        stored.links = {link.field: write.links.get(link.field) for link in spec.links}
         stored.content_hash = write.content_hash
         stored.changed_at = now
         stored.removed_at = None

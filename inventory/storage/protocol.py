@@ -40,8 +40,8 @@ class ObjectWrite:
     """One object to create or overwrite: the record as stored, and the ids its links resolved to.
 
     ``record`` holds only links that resolved (an unresolved one is None, or left out of
-    ``members``); ``fields`` are its canonical fields; ``links`` maps each link field of
-    the object type to the target's id; ``members`` are the member ids, in the record's order.
+    ``members``); ``fields`` are its canonical fields; ``links`` maps link fields to the
+    target's id (a field not in it links to nothing); ``members`` are the member ids, in the record's order.
     """
 
     object_type: str

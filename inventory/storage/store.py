@@ -244,7 +244,7 @@ class SqlStore:
         for column in spec.columns:
             row[column.name] = fields[column.name]
         for link in spec.links:
-            row[link.column] = write.links[link.field]
+            row[link.column] = write.links.get(link.field)
         row["content_hash"] = write.content_hash
         row["changed_at"] = now
         row["removed_at"] = None
