@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, aliased
 from inventory import machines
 from inventory.errors import Ambiguous, NotFound, UsageError
 from inventory.machines import HostFacts
-from inventory.schema import OBJECT_MODELS, SCHEMA
+from inventory.schema import OBJECT_MODELS, SCHEMA, ObjectType
 from inventory.storage.models import Change, HostRow, ServiceMember, ServiceRow, Source, SyncRun, WorkloadRow
 
 
@@ -69,10 +69,10 @@ def _apply_common(stmt: Select[Any], model: Any, flt: ObjectFilter) -> Select[An
     return stmt
 
 
-def object_row(object_type: str, row: Any, source: str, **computed: Any) -> dict[str, Any]:
+def object_row(object_type: ObjectType, row: Any, source: str, **computed: Any) -> dict[str, Any]:
     """A row as the documented JSON output: the object type's output keys, from the row and the computed values."""
     values = {"source": source, **computed}
-    return {key: values[key] if key in values else getattr(row, key) for key in SCHEMA[object_type].output_keys}
+    return {key: values[key] if key in values else getattr(row, key) for key in object_type.output_keys}
 
 
 def _live_workloads_per_host() -> Any:
@@ -97,7 +97,7 @@ def _live_members_per_service() -> Any:
 def list_hosts(session: Session, flt: ObjectFilter = ObjectFilter()) -> list[dict[str, Any]]:
     stmt = select(HostRow, Source.name, _live_workloads_per_host()).join(Source, Source.id == HostRow.source_id)
     stmt = _apply_common(stmt, HostRow, flt).order_by(Source.name, HostRow.name, HostRow.id)
-    return [object_row("host", h, src, workloads=n) for h, src, n in session.execute(stmt)]
+    return [object_row(SCHEMA["host"], h, src, workloads=n) for h, src, n in session.execute(stmt)]
 
 
 def list_workloads(session: Session, flt: ObjectFilter = ObjectFilter()) -> list[dict[str, Any]]:
@@ -111,13 +111,13 @@ def list_workloads(session: Session, flt: ObjectFilter = ObjectFilter()) -> list
         host_ids = [h.id for h in _match(session, "host", flt.host, many=True)]
         stmt = stmt.where(WorkloadRow.host_id.in_(host_ids))
     stmt = _apply_common(stmt, WorkloadRow, flt).order_by(Source.name, WorkloadRow.namespace, WorkloadRow.name, WorkloadRow.id)
-    return [object_row("workload", w, src, host=hname) for w, src, hname in session.execute(stmt)]
+    return [object_row(SCHEMA["workload"], w, src, host=hname) for w, src, hname in session.execute(stmt)]
 
 
 def list_services(session: Session, flt: ObjectFilter = ObjectFilter()) -> list[dict[str, Any]]:
     stmt = select(ServiceRow, Source.name, _live_members_per_service()).join(Source, Source.id == ServiceRow.source_id)
     stmt = _apply_common(stmt, ServiceRow, flt).order_by(Source.name, ServiceRow.namespace, ServiceRow.name, ServiceRow.id)
-    return [object_row("service", s, src, members=n) for s, src, n in session.execute(stmt)]
+    return [object_row(SCHEMA["service"], s, src, members=n) for s, src, n in session.execute(stmt)]
 
 
 def _match(session: Session, object_type: str, ident: str, *, many: bool = False) -> list[Any]:
@@ -178,14 +178,14 @@ def show_object(session: Session, object_type: str, ident: str) -> dict[str, Any
             session.execute(select(WorkloadRow).where(WorkloadRow.host_id == obj.id).order_by(WorkloadRow.name)).scalars()
         )
         backing = session.get(WorkloadRow, obj.backing_workload_id) if obj.backing_workload_id else None
-        doc = object_row("host", obj, source, workloads=sum(1 for w in workloads if w.removed_at is None))
+        doc = object_row(SCHEMA["host"], obj, source, workloads=sum(1 for w in workloads if w.removed_at is None))
         doc["workloads"] = [_brief(w) for w in workloads]
         doc["backing_workload"] = _brief(backing) if backing else None
         doc["same_machine"] = same_machine(session, obj)
     elif object_type == "workload":
         host = session.get(HostRow, obj.host_id) if obj.host_id else None
         parent = session.get(WorkloadRow, obj.parent_id) if obj.parent_id else None
-        doc = object_row("workload", obj, source, host=host.name if host else None)
+        doc = object_row(SCHEMA["workload"], obj, source, host=host.name if host else None)
         doc["host"] = _brief(host) if host else None
         doc["parent"] = _brief(parent) if parent else None
         doc["children"] = [_brief(c) for c in session.execute(select(WorkloadRow).where(WorkloadRow.parent_id == obj.id).order_by(WorkloadRow.name)).scalars()]
@@ -201,7 +201,7 @@ def show_object(session: Session, object_type: str, ident: str) -> dict[str, Any
                 select(WorkloadRow).join(ServiceMember, ServiceMember.workload_id == WorkloadRow.id).where(ServiceMember.service_id == obj.id).order_by(WorkloadRow.name)
             ).scalars()
         )
-        doc = object_row("service", obj, source, members=sum(1 for m in members if m.removed_at is None))
+        doc = object_row(SCHEMA["service"], obj, source, members=sum(1 for m in members if m.removed_at is None))
         doc["members"] = [_brief(m) for m in members]
     doc["changes"] = recent_changes(session, object_type, obj.id)
     return doc
