@@ -191,18 +191,22 @@ def _resolve_links(object_type: ObjectType, record: Record, resolver: _Resolver)
     links: dict[str, int | None] = {}
     for link in object_type.links:
         ref = getattr(record, link.field)
-        target_id = links[link.field] = resolver.resolve(link.target, ref)
-        if ref is not None and target_id is None:
-            changed[link.field] = None
+        if ref is None:
+            links[link.field] = None
+        elif (target_id := resolver.resolve(link.target, ref)) is None:
+            links[link.field] = changed[link.field] = None
+        else:
+            links[link.field] = target_id
     member_ids: list[int] = []
     members = object_type.members
     if members is not None:
+        refs = getattr(record, members.field)
         resolved: dict[Ref, int] = {}
-        for ref in sorted(set(getattr(record, members.field)), key=str):
+        for ref in sorted(set(refs), key=str):
             target_id = resolver.resolve(members.target, ref)
             if target_id is not None:
                 resolved[ref] = target_id
-        if tuple(resolved) != getattr(record, members.field):
+        if tuple(resolved) != refs:
             changed[members.field] = tuple(resolved)
         member_ids = list(resolved.values())
     for name in object_type.unordered_columns:

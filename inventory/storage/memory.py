@@ -116,7 +116,7 @@ class MemoryStore:
         spec = self.schema[write.object_type]
         # JSON columns go through JSON as they do on the way into SQL, so that they read back the same.
         stored.columns = {
-            column.name: orjson.loads(to_json_bytes(write.fields[column.name])) if column.json else write.fields[column.name]
+            column.name: orjson.loads(to_json_bytes(write.fields[column.name])) if column.json is not None else write.fields[column.name]
             for column in spec.columns
         }
         stored.links = {link.field: write.links.get(link.field) for link in spec.links}

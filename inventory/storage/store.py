@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Table, bindparam, delete, func, select, text, update
@@ -41,11 +42,10 @@ def _dumps(value: Any) -> str:
     return to_json_bytes(value).decode()
 
 
-def _encoded_rows(rows: list[dict[str, Any]], columns: list[str], json_columns: Collection[str]) -> Iterator[list[Any]]:
-    """Each row's values in column order, JSON columns already encoded as text."""
+def _encoded_rows(rows: list[list[Any]], columns: Sequence[str], json_columns: Collection[str]) -> Iterator[list[Any]]:
+    """Each row's values (in column order), JSON columns encoded as text in place."""
     json_positions = [i for i, c in enumerate(columns) if c in json_columns]
-    for row in rows:
-        values = [row[c] for c in columns]
+    for values in rows:
         for i in json_positions:
             if values[i] is not None:
                 values[i] = _dumps(values[i])
@@ -59,6 +59,10 @@ class SqlStore:
         self.session = session
         self.schema = schema
         # Per table: the columns written as JSON text (the object types' JSON columns, and the changes' diff).
+        # Per object type: the columns its writes fill besides identity and times (its columns, its
+        # link columns, the hash), and how to read their values from an ObjectWrite.
+        self._row_columns = {t.name: (*(c.name for c in t.columns), *(k.column for k in t.links), "content_hash") for t in schema}
+        self._row_shapes = {t.name: (itemgetter(*(c.name for c in t.columns)), tuple(k.field for k in t.links)) for t in schema}
         self._json_columns = {t.row.__table__.name: t.json_columns for t in schema} | {Change.__table__.name: frozenset({"diff"})}
         self.statements = 0  # statements sent, COPY included: the benchmark prints it
 
@@ -193,77 +197,62 @@ class SqlStore:
     # -- writes -----------------------------------------------------------------------
 
     def apply(self, plan: WritePlan) -> None:
-        now = plan.now
-        inserts: dict[str, list[dict[str, Any]]] = {t: [] for t in self.schema.names}
+        now, source_id = plan.now, plan.source_id
+        inserts: dict[str, list[list[Any]]] = {t: [] for t in self.schema.names}
         for write in plan.creates:
-            row = self._object_row(write, now)
-            row.update(source_id=plan.source_id, kind=write.record.kind, external_id=write.record.external_id, first_seen_at=now)
-            inserts[write.object_type].append(row)
+            record = write.record
+            values = [write.id, source_id, record.kind, record.external_id, *self._object_values(write), now, now, None]
+            inserts[write.object_type].append(values)
         updates: dict[str, list[dict[str, Any]]] = {t: [] for t in self.schema.names}
         for write in plan.updates:
-            updates[write.object_type].append(self._object_row(write, now))
+            columns = self._row_columns[write.object_type]
+            updates[write.object_type].append(
+                {"id": write.id, **dict(zip(columns, self._object_values(write), strict=True)), "changed_at": now, "removed_at": None}
+            )
         member_owners = {t.name for t in self.schema if t.members is not None}
         member_resets = [w.id for w in plan.updates if w.object_type in member_owners]
         members = [
-            {"service_id": w.id, "workload_id": member_id}
+            [w.id, member_id]
             for w in (*plan.creates, *plan.updates)
             if w.object_type in member_owners
             for member_id in w.members
         ]
         changes = [
-            {
-                "source_id": plan.source_id,
-                "sync_run_id": plan.run_id,
-                "at": now,
-                "object_type": c.object_type,
-                "object_id": c.object_id,
-                "kind": c.kind,
-                "external_id": c.external_id,
-                "name": c.name,
-                "action": c.action,
-                "diff": c.diff,
-            }
+            [source_id, plan.run_id, now, c.object_type, c.object_id, c.kind, c.external_id, c.name, c.action, c.diff]
             for c in plan.changes
         ]
         for object_type in self.schema:
-            self._insert(object_type.row.__table__, inserts[object_type.name])
+            columns = ("id", "source_id", "kind", "external_id", *self._row_columns[object_type.name], "first_seen_at", "changed_at", "removed_at")
+            self._insert(object_type.row.__table__, columns, inserts[object_type.name])
         for object_type in self.schema:
             self._update_by_id(object_type.row.__table__, updates[object_type.name])
             self._mark_removed(object_type.row.__table__, plan.removals[object_type.name], now)
         members_table = ServiceMember.__table__
         for chunk in _chunks(member_resets):
             self._execute(delete(members_table).where(members_table.c.service_id.in_(chunk)))
-        self._insert(members_table, members)
-        self._insert(Change.__table__, changes)
+        self._insert(members_table, ("service_id", "workload_id"), members)
+        change_columns = ("source_id", "sync_run_id", "at", "object_type", "object_id", "kind", "external_id", "name", "action", "diff")
+        self._insert(Change.__table__, change_columns, changes)
 
-    def _object_row(self, write: ObjectWrite, now: datetime) -> dict[str, Any]:
-        """The row of an object: its columns, its links as ids, its hash, live as of ``now``."""
-        spec = self.schema[write.object_type]
-        fields = write.fields
-        row: dict[str, Any] = {"id": write.id}
-        for column in spec.columns:
-            row[column.name] = fields[column.name]
-        for link in spec.links:
-            row[link.column] = write.links.get(link.field)
-        row["content_hash"] = write.content_hash
-        row["changed_at"] = now
-        row["removed_at"] = None
-        return row
+    def _object_values(self, write: ObjectWrite) -> list[Any]:
+        """An object's values for ``_row_columns``: its columns, its links as ids, its hash."""
+        pick, link_fields = self._row_shapes[write.object_type]
+        links = write.links
+        return [*pick(write.fields), *[links.get(f) for f in link_fields], write.content_hash]
 
-    def _insert(self, table: Table, rows: list[dict[str, Any]]) -> None:
+    def _insert(self, table: Table, columns: Sequence[str], rows: list[list[Any]]) -> None:
         if not rows:
             return
         if self.dialect == "postgresql":
-            self._copy(table, rows)
+            self._copy(table, columns, rows)
         else:
-            self._sqlite_executemany(table, rows)
+            self._sqlite_executemany(table, columns, rows)
 
-    def _sqlite_executemany(self, table: Table, rows: list[dict[str, Any]]) -> None:
+    def _sqlite_executemany(self, table: Table, columns: Sequence[str], rows: list[list[Any]]) -> None:
         """One executemany at the driver, values pre-encoded as SQLAlchemy would store them.
 
         Going through SQLAlchemy's per-value type processing costs more than the insert itself.
         """
-        columns = list(rows[0])
         time_positions = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, UTCDateTime)]
         encoded_times: dict[datetime, str] = {}
 
@@ -285,8 +274,7 @@ class SqlStore:
         self.statements += 1
         self.session.connection().exec_driver_sql(f'INSERT INTO "{table.name}" ({column_list}) VALUES ({marks})', params)
 
-    def _copy(self, table: Table, rows: list[dict[str, Any]]) -> None:
-        columns = list(rows[0])
+    def _copy(self, table: Table, columns: Sequence[str], rows: list[list[Any]]) -> None:
         raw = self.session.connection().connection.driver_connection
         column_list = ", ".join(f'"{c}"' for c in columns)
         self.statements += 1
