@@ -209,7 +209,8 @@ def show_object(session: Session, object_type: str, ident: str) -> dict[str, Any
 
 def host_facts(host: HostRow) -> HostFacts:
     """What the same-machine rule reads of a host row."""
-    return HostFacts(host.id, host.source_id, host.name, host.hostname, host.machine_uuid, tuple(host.mac_addresses or ()))
+    macs = tuple(host.mac_addresses or ())
+    return HostFacts(host.id, host.source_id, host.name, host.hostname, host.machine_uuid, macs)
 
 
 def same_machine(session: Session, host: HostRow) -> list[dict[str, Any]]:
@@ -225,7 +226,8 @@ def same_machine(session: Session, host: HostRow) -> list[dict[str, Any]]:
     found = []
     for match in machines.same_machine(host_facts(host), (host_facts(other) for other, _ in others.values())):
         other, source = others[match.other_id]
-        found.append((machines.RULE_ORDER[match.rule], source, other.id, {**_brief(other, source), "matched_by": str(match.rule)}))
+        row = {**_brief(other, source), "matched_by": str(match.rule)}
+        found.append((machines.RULE_ORDER[match.rule], source, other.id, row))
     return [row for *_, row in sorted(found, key=lambda f: f[:3])]
 
 

@@ -44,7 +44,8 @@ class ReconcileResult:
 
 
 def _records(snapshot: Snapshot, object_type: str) -> Sequence[Record]:
-    return {"host": snapshot.hosts, "workload": snapshot.workloads, "service": snapshot.services}[object_type]
+    by_type: dict[str, Sequence[Record]] = {"host": snapshot.hosts, "workload": snapshot.workloads, "service": snapshot.services}
+    return by_type[object_type]
 
 
 def diff_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, list[Any]]:
@@ -65,7 +66,9 @@ class _Resolver:
     """Maps (kind, external_id) to row ids, existing and newly allocated, per object type."""
 
     def __init__(self, state: SourceState) -> None:
-        self.ids: dict[str, dict[Key, int]] = {t: {k: o.id for k, o in objects.items()} for t, objects in state.objects.items()}
+        self.ids: dict[str, dict[Key, int]] = {
+            t: {k: o.id for k, o in objects.items()} for t, objects in state.objects.items()
+        }
         self.unresolved = 0
 
     def resolve(self, object_type: str, ref: Ref | None) -> int | None:
@@ -180,7 +183,9 @@ def _reconcile(snapshot: Snapshot, store: Store, plan: WritePlan, *, allow_empty
     return result
 
 
-def _resolve_links(object_type: ObjectType, record: Record, resolver: _Resolver) -> tuple[Record, dict[str, int | None], list[int]]:
+def _resolve_links(
+    object_type: ObjectType, record: Record, resolver: _Resolver
+) -> tuple[Record, dict[str, int | None], list[int]]:
     """The record as stored, the ids its links point at (by link field), and its member ids.
 
     A link whose target is unknown is dropped from the record, so that its hash changes

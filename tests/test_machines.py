@@ -18,7 +18,10 @@ from sync_support import write_config
 def test_rules_in_order_of_strength() -> None:
     vm = HostFacts(1, source_id=1, name="k3s-1", machine_uuid="4C4C4544-0042", mac_addresses=("BC:24:11:00:00:01",))
     assert match_rule(vm, HostFacts(2, 2, "other-name", machine_uuid="4c4c4544-0042")) == MatchRule.MACHINE_UUID
-    assert match_rule(vm, HostFacts(3, 2, "x", machine_uuid="ffff", mac_addresses=("bc:24:11:00:00:01",))) == MatchRule.MAC_ADDRESS
+    assert (
+        match_rule(vm, HostFacts(3, 2, "x", machine_uuid="ffff", mac_addresses=("bc:24:11:00:00:01",)))
+        == MatchRule.MAC_ADDRESS
+    )
     assert match_rule(vm, HostFacts(4, 2, "K3S-1.lan")) == MatchRule.HOSTNAME
     assert match_rule(vm, HostFacts(5, 2, "whatever", hostname="k3s-1.example.org")) == MatchRule.HOSTNAME
     # uuid wins over a MAC that also matches
@@ -37,7 +40,12 @@ def test_no_match_without_evidence_or_within_one_source() -> None:
 
 def test_same_machine_orders_strongest_first() -> None:
     host = HostFacts(1, 1, "k3s-1", machine_uuid="u1", mac_addresses=("aa",))
-    candidates = [HostFacts(2, 2, "k3s-1"), HostFacts(3, 2, "z", mac_addresses=("AA",)), HostFacts(4, 3, "q", machine_uuid="U1"), HostFacts(5, 2, "n")]
+    candidates = [
+        HostFacts(2, 2, "k3s-1"),
+        HostFacts(3, 2, "z", mac_addresses=("AA",)),
+        HostFacts(4, 3, "q", machine_uuid="U1"),
+        HostFacts(5, 2, "n"),
+    ]
     assert [(m.other_id, m.rule) for m in same_machine(host, candidates)] == [
         (4, MatchRule.MACHINE_UUID),
         (3, MatchRule.MAC_ADDRESS),
@@ -69,12 +77,18 @@ def test_bulk_matches_equal_pairwise_rule() -> None:
 
 
 def test_report_counts_a_host_busy_when_the_same_machine_by_mac_runs_workloads(tmp_path: Path, db: Database) -> None:
-    (tmp_path / "pve.yaml").write_text("hosts: [{id: ct1, name: docker-ct, kind: lxc, mac_addresses: ['BC:24:11:AA:00:01']}, {id: spare, name: spare}]\n")
+    (tmp_path / "pve.yaml").write_text(
+        "hosts:\n"
+        "  - {id: ct1, name: docker-ct, kind: lxc, mac_addresses: ['BC:24:11:AA:00:01']}\n"
+        "  - {id: spare, name: spare}\n"
+    )
     (tmp_path / "docker.yaml").write_text(
         "hosts: [{id: engine, name: engine-7f3a, kind: docker-engine, mac_addresses: ['bc:24:11:aa:00:01']}]\n"
         "workloads: [{id: c1, name: web, host: engine, status: running}]\n"
     )
-    config_path = write_config(tmp_path / "inventory.yaml", db.url, {"pve": tmp_path / "pve.yaml", "docker": tmp_path / "docker.yaml"})
+    config_path = write_config(
+        tmp_path / "inventory.yaml", db.url, {"pve": tmp_path / "pve.yaml", "docker": tmp_path / "docker.yaml"}
+    )
     registry = ConnectorRegistry.discover()
     assert all(o.ok for o in sync_all(db, load_config(config_path, registry=registry), registry))
     with db.session() as session:

@@ -29,7 +29,14 @@ class Engine:
 
     def sync(self, snapshot: Snapshot, *, source_id: int = 1, allow_empty: bool = False) -> ReconcileResult:
         run_id = next(self.runs)
-        return reconcile(snapshot, self.store, source_id=source_id, run_id=run_id, allow_empty=allow_empty, now=T0 + timedelta(minutes=run_id))
+        return reconcile(
+            snapshot,
+            self.store,
+            source_id=source_id,
+            run_id=run_id,
+            allow_empty=allow_empty,
+            now=T0 + timedelta(minutes=run_id),
+        )
 
     def live(self, object_type: str) -> dict[str, int]:
         return {o.external_id: i for i, o in self.store.objects[object_type].items() if o.removed_at is None}
@@ -46,7 +53,15 @@ def engine() -> Engine:
 def lab(*, pods: int = 3, node_name: str = "node-a", complete: bool = True) -> Snapshot:
     workloads = [Workload("deployment", "dep-1", "web", namespace="default", status="available")]
     workloads += [
-        Workload("pod", f"pod-{i}", f"web-{i}", status="Running", host=Ref("node", "n1"), parent=Ref("deployment", "dep-1"), labels={"app": "web"})
+        Workload(
+            "pod",
+            f"pod-{i}",
+            f"web-{i}",
+            status="Running",
+            host=Ref("node", "n1"),
+            parent=Ref("deployment", "dep-1"),
+            labels={"app": "web"},
+        )
         for i in range(pods)
     ]
     return Snapshot(
@@ -64,7 +79,9 @@ def test_first_sync_creates_everything_with_links(engine: Engine) -> None:
     workloads = engine.store.objects["workload"]
     pod = workloads[engine.live("workload")["pod-0"]]
     assert pod.links == {"host": host_id, "parent": engine.live("workload")["dep-1"]}
-    assert engine.store.members[engine.live("service")["svc-1"]] == [engine.live("workload")[f"pod-{i}"] for i in range(3)]
+    assert engine.store.members[engine.live("service")["svc-1"]] == [
+        engine.live("workload")[f"pod-{i}"] for i in range(3)
+    ]
     assert engine.store.objects["host"][host_id].columns["mac_addresses"] == ["aa:00", "bb:00"]
     assert [a for _, a, _ in engine.actions()] == ["created"] * 6
 
@@ -89,14 +106,21 @@ def test_update_records_changed_fields_old_to_new(engine: Engine) -> None:
     assert (result.updated, result.unchanged) == (1, 5)
     change = engine.store.changes[-1].change
     assert (change.action, change.name) == ("updated", "node-renamed")
-    assert change.diff == {"attributes.cpu": [4, 8], "name": ["node-a", "node-renamed"], "status": ["Ready", "NotReady"]}
+    assert change.diff == {
+        "attributes.cpu": [4, 8],
+        "name": ["node-a", "node-renamed"],
+        "status": ["Ready", "NotReady"],
+    }
 
 
 def test_vanished_objects_are_removed_and_come_back_revived(engine: Engine) -> None:
     engine.sync(lab(pods=3))
     result = engine.sync(lab(pods=1))
     assert result.removed == 2 and set(engine.live("workload")) == {"dep-1", "pod-0"}
-    assert sorted(a for a in engine.actions() if a[1] == "removed") == [("workload", "removed", "web-1"), ("workload", "removed", "web-2")]
+    assert sorted(a for a in engine.actions() if a[1] == "removed") == [
+        ("workload", "removed", "web-1"),
+        ("workload", "removed", "web-2"),
+    ]
     result = engine.sync(lab(pods=3))
     assert (result.revived, result.removed, result.updated) == (2, 0, 1)  # the service's members grew back
     assert len(engine.store.objects["workload"]) == 4 and len(engine.live("workload")) == 4

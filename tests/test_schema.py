@@ -27,7 +27,15 @@ from inventory.timeutil import utcnow
 
 
 def test_canonical_fields_follow_the_table() -> None:
-    host = Host("node", "n1", "a", mac_addresses=("b", "a"), addresses=("10.0.0.2", "10.0.0.1"), backed_by=Ref("vm", "101"), labels={"x": "1"})
+    host = Host(
+        "node",
+        "n1",
+        "a",
+        mac_addresses=("b", "a"),
+        addresses=("10.0.0.2", "10.0.0.1"),
+        backed_by=Ref("vm", "101"),
+        labels={"x": "1"},
+    )
     assert canonical_fields(host) == {
         "name": "a",
         "status": None,
@@ -52,16 +60,36 @@ def test_every_type_map_is_the_table() -> None:
     for object_type in SCHEMA:
         columns = set(object_type.row.__table__.c.keys())
         stored = {c.name for c in object_type.columns} | {link.column for link in object_type.links}
-        assert stored <= columns, f"{object_type.name}: {stored - columns} declared but not in {object_type.row.__tablename__}"
+        assert stored <= columns, (
+            f"{object_type.name}: {stored - columns} declared but not in {object_type.row.__tablename__}"
+        )
 
 
 def test_output_keys_are_the_documented_json() -> None:
     times = ("first_seen_at", "changed_at", "removed_at")
     common = ("id", "source", "kind", "external_id", "name", "status")
     assert SCHEMA["host"].output_keys == (
-        *common, "hostname", "machine_uuid", "addresses", "mac_addresses", "backing_workload_id", "workloads", "labels", "attributes", *times
+        *common,
+        "hostname",
+        "machine_uuid",
+        "addresses",
+        "mac_addresses",
+        "backing_workload_id",
+        "workloads",
+        "labels",
+        "attributes",
+        *times,
     )
-    assert SCHEMA["workload"].output_keys == (*common, "namespace", "host_id", "host", "parent_id", "labels", "attributes", *times)
+    assert SCHEMA["workload"].output_keys == (
+        *common,
+        "namespace",
+        "host_id",
+        "host",
+        "parent_id",
+        "labels",
+        "attributes",
+        *times,
+    )
     assert SCHEMA["service"].output_keys == (*common, "namespace", "members", "labels", "attributes", *times)
 
 

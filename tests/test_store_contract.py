@@ -51,7 +51,12 @@ class Harness:
             assert self.db is not None
             with self.db.session() as session:
                 found = [
-                    (c.source_id, c.sync_run_id, c.at, ChangeRecord(c.object_type, c.object_id, c.kind, c.external_id, c.name, c.action, c.diff))
+                    (
+                        c.source_id,
+                        c.sync_run_id,
+                        c.at,
+                        ChangeRecord(c.object_type, c.object_id, c.kind, c.external_id, c.name, c.action, c.diff),
+                    )
                     for c in session.execute(select(Change).order_by(Change.id)).scalars()
                 ]
         return found
@@ -70,9 +75,13 @@ def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
         db.dispose()
 
 
-def write(object_id: int, record: Record, links: dict[str, int | None] | None = None, members: Sequence[int] = ()) -> ObjectWrite:
+def write(
+    object_id: int, record: Record, links: dict[str, int | None] | None = None, members: Sequence[int] = ()
+) -> ObjectWrite:
     spec = SCHEMA.of(record)
-    return ObjectWrite(spec.name, object_id, record, spec.canonical_fields(record), record_hash(record), links or {}, members)
+    return ObjectWrite(
+        spec.name, object_id, record, spec.canonical_fields(record), record_hash(record), links or {}, members
+    )
 
 
 def plan(source_id: int = 1, run_id: int = 1, now: datetime = T0, **groups: Any) -> WritePlan:
@@ -97,7 +106,15 @@ def test_created_objects_read_back_as_written(harness: Harness) -> None:
         (host_id,) = store.allocate_ids("host", 1)
         dep_id, pod_id = store.allocate_ids("workload", 2)
         (svc_id,) = store.allocate_ids("service", 1)
-        host = Host("node", "n1", "node-a", status="Ready", mac_addresses=("aa", "bb"), addresses=("10.0.0.1",), labels={"zone": "a"})
+        host = Host(
+            "node",
+            "n1",
+            "node-a",
+            status="Ready",
+            mac_addresses=("aa", "bb"),
+            addresses=("10.0.0.1",),
+            labels={"zone": "a"},
+        )
         dep = Workload("deployment", "d1", "web", namespace="prod", attributes={"replicas": 2, "images": ["nginx"]})
         pod = Workload("pod", "p1", "web-1", namespace="prod", host=Ref("node", "n1"), parent=Ref("deployment", "d1"))
         svc = Service("service", "s1", "web", namespace="prod", members=(Ref("pod", "p1"),))
@@ -111,11 +128,17 @@ def test_created_objects_read_back_as_written(harness: Harness) -> None:
     with harness.store() as store:
         state = store.load_state(1)
         assert state.objects["workload"][("pod", "p1")].id == pod_id
-        assert (state.objects["host"][("node", "n1")].content_hash, state.objects["host"][("node", "n1")].removed) == (record_hash(host), False)
+        assert (state.objects["host"][("node", "n1")].content_hash, state.objects["host"][("node", "n1")].removed) == (
+            record_hash(host),
+            False,
+        )
         assert state.objects["service"][("service", "s1")].name == "web"
         assert store.load_state(2).objects == {"host": {}, "workload": {}, "service": {}}
         assert store.load_fields("host", [host_id]) == {host_id: writes[0].fields}
-        assert store.load_fields("workload", [pod_id, dep_id, 999_999]) == {pod_id: writes[2].fields, dep_id: writes[1].fields}
+        assert store.load_fields("workload", [pod_id, dep_id, 999_999]) == {
+            pod_id: writes[2].fields,
+            dep_id: writes[1].fields,
+        }
         assert store.load_fields("service", [svc_id]) == {svc_id: writes[3].fields}
         assert writes[2].fields["host"] == "node:n1" and writes[3].fields["members"] == ["pod:p1"]
 
@@ -126,15 +149,31 @@ def test_updates_overwrite_and_replace_members(harness: Harness) -> None:
         (svc_id,) = store.allocate_ids("service", 1)
         pods = [Workload("pod", f"p{i}", f"web-{i}") for i in range(3)]
         svc = Service("service", "s1", "web", members=(Ref("pod", "p0"), Ref("pod", "p1")))
-        store.apply(plan(creates=[*(write(i, p) for i, p in zip(pod_ids, pods)), write(svc_id, svc, members=pod_ids[:2])]))
+        store.apply(
+            plan(creates=[*(write(i, p) for i, p in zip(pod_ids, pods)), write(svc_id, svc, members=pod_ids[:2])])
+        )
     later = T0 + timedelta(minutes=1)
     with harness.store() as store:
         renamed = Workload("pod", "p0", "web-0-renamed", status="Running", parent=Ref("pod", "p2"), labels={"a": "1"})
         shrunk = Service("service", "s1", "web", members=(Ref("pod", "p2"),))
-        store.apply(plan(run_id=2, now=later, updates=[write(pod_ids[0], renamed, {"host": None, "parent": pod_ids[2]}), write(svc_id, shrunk, members=[pod_ids[2]])]))
+        store.apply(
+            plan(
+                run_id=2,
+                now=later,
+                updates=[
+                    write(pod_ids[0], renamed, {"host": None, "parent": pod_ids[2]}),
+                    write(svc_id, shrunk, members=[pod_ids[2]]),
+                ],
+            )
+        )
     with harness.store() as store:
         fields = store.load_fields("workload", [pod_ids[0]])[pod_ids[0]]
-        assert (fields["name"], fields["status"], fields["parent"], fields["labels"]) == ("web-0-renamed", "Running", "pod:p2", {"a": "1"})
+        assert (fields["name"], fields["status"], fields["parent"], fields["labels"]) == (
+            "web-0-renamed",
+            "Running",
+            "pod:p2",
+            {"a": "1"},
+        )
         assert store.load_fields("service", [svc_id])[svc_id]["members"] == ["pod:p2"]
         assert store.load_state(1).objects["workload"][("pod", "p0")].content_hash == record_hash(renamed)
 
@@ -155,7 +194,9 @@ def test_removal_and_revival(harness: Harness) -> None:
 
 def test_changes_are_appended_with_their_run(harness: Harness) -> None:
     created = ChangeRecord("host", 7, "node", "n1", "node-a", "created")
-    updated = ChangeRecord("host", 7, "node", "n1", "node-a", "updated", {"status": ["Ready", "NotReady"], "labels.zone": [None, "b"]})
+    updated = ChangeRecord(
+        "host", 7, "node", "n1", "node-a", "updated", {"status": ["Ready", "NotReady"], "labels.zone": [None, "b"]}
+    )
     with harness.store() as store:
         store.apply(plan(source_id=3, run_id=10, changes=[created]))
     with harness.store() as store:
@@ -167,7 +208,18 @@ def lab(pods: int, *, status: str = "Running", complete: bool = True) -> Snapsho
     return Snapshot(
         hosts=[Host("node", "n1", "node-a", mac_addresses=("bb", "aa"), backed_by=Ref("vm", "101"))],
         workloads=[Workload("vm", "101", "vm-101"), Workload("deployment", "d1", "web")]
-        + [Workload("pod", f"p{i}", f"web-{i}", status=status, host=Ref("node", "n1"), parent=Ref("deployment", "d1"), attributes={"i": i}) for i in range(pods)],
+        + [
+            Workload(
+                "pod",
+                f"p{i}",
+                f"web-{i}",
+                status=status,
+                host=Ref("node", "n1"),
+                parent=Ref("deployment", "d1"),
+                attributes={"i": i},
+            )
+            for i in range(pods)
+        ],
         services=[Service("service", "s1", "web", members=tuple(Ref("pod", f"p{i}") for i in reversed(range(pods))))],
         complete=complete,
     )
@@ -190,7 +242,9 @@ def test_a_sequence_of_reconciles_gives_the_same_history_on_every_store(harness:
     expected = history([(c.source_id, c.run_id, c.at, c.change) for c in reference.changes])
     assert history(harness.changes()) == expected
     crash, running = ["Running", "CrashLoopBackOff"], ["CrashLoopBackOff", "Running"]
-    assert [(run, external_id, action, diff) for run, _, _, external_id, action, diff in expected if action != "created"] == [
+    assert [
+        (run, external_id, action, diff) for run, _, _, external_id, action, diff in expected if action != "created"
+    ] == [
         (3, "p0", "updated", {"status": crash}),
         (3, "p1", "updated", {"status": crash}),
         (3, "s1", "updated", {"members": [["pod:p0", "pod:p1", "pod:p2"], ["pod:p0", "pod:p1"]]}),

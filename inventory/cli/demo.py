@@ -44,7 +44,9 @@ def shared_machines(db: Database) -> list[dict[str, Any]]:
 
     with db.session() as session:
         rows = session.execute(
-            select(HostRow, Source.name).join(Source, Source.id == HostRow.source_id).where(HostRow.removed_at.is_(None))
+            select(HostRow, Source.name)
+            .join(Source, Source.id == HostRow.source_id)
+            .where(HostRow.removed_at.is_(None))
         ).all()
     hosts = {host.id: (host, source) for host, source in rows}
     shared = []

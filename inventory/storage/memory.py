@@ -60,7 +60,9 @@ class MemoryStore:
         state = SourceState({name: {} for name in self.schema.names})
         for name, objects in self.objects.items():
             state.objects[name] = {
-                (o.kind, o.external_id): StoredObject(object_id, o.content_hash, o.removed_at is not None, o.columns["name"])
+                (o.kind, o.external_id): StoredObject(
+                    object_id, o.content_hash, o.removed_at is not None, o.columns["name"]
+                )
                 for object_id, o in objects.items()
                 if o.source_id == source_id
             }
@@ -79,7 +81,9 @@ class MemoryStore:
             if spec.members is not None:
                 target = spec.members.target
                 fields[spec.members.field] = sorted(
-                    text for text in (self._ref_text(target, m) for m in self.members.get(object_id, [])) if text is not None
+                    text
+                    for text in (self._ref_text(target, m) for m in self.members.get(object_id, []))
+                    if text is not None
                 )
             result[object_id] = fields
         return result
@@ -116,7 +120,9 @@ class MemoryStore:
         spec = self.schema[write.object_type]
         # JSON columns go through JSON as they do on the way into SQL, so that they read back the same.
         stored.columns = {
-            column.name: orjson.loads(to_json_bytes(write.fields[column.name])) if column.json is not None else write.fields[column.name]
+            column.name: orjson.loads(to_json_bytes(write.fields[column.name]))
+            if column.json is not None
+            else write.fields[column.name]
             for column in spec.columns
         }
         stored.links = {link.field: write.links.get(link.field) for link in spec.links}

@@ -25,11 +25,15 @@ from inventory.storage.models import (
     SyncRun,
 )
 from inventory.records import to_json_bytes
-from inventory.schema import SCHEMA, Schema
+from inventory.schema import IDENTITY_COLUMNS, SCHEMA, TIME_COLUMNS, Schema
 from inventory.storage.protocol import ObjectWrite, SourceState, StoredObject, WritePlan
 from inventory.timeutil import utcnow
 
 CHUNK = 1000
+# The columns of a change row, in the order apply() fills them.
+_CHANGE_COLUMNS = (
+    "source_id", "sync_run_id", "at", "object_type", "object_id", "kind", "external_id", "name", "action", "diff"
+)
 # pg_advisory_xact_lock keys (+0 hosts, +1 workloads, +2 services): "inve" in ASCII.
 _ID_ALLOCATION_LOCK = 0x696E7665_00
 
@@ -61,9 +65,14 @@ class SqlStore:
         # Per table: the columns written as JSON text (the object types' JSON columns, and the changes' diff).
         # Per object type: the columns its writes fill besides identity and times (its columns, its
         # link columns, the hash), and how to read their values from an ObjectWrite.
-        self._row_columns = {t.name: (*(c.name for c in t.columns), *(k.column for k in t.links), "content_hash") for t in schema}
-        self._row_shapes = {t.name: (itemgetter(*(c.name for c in t.columns)), tuple(k.field for k in t.links)) for t in schema}
-        self._json_columns = {t.row.__table__.name: t.json_columns for t in schema} | {Change.__table__.name: frozenset({"diff"})}
+        self._row_columns = {
+            t.name: (*(c.name for c in t.columns), *(k.column for k in t.links), "content_hash") for t in schema
+        }
+        self._row_shapes = {
+            t.name: (itemgetter(*(c.name for c in t.columns)), tuple(k.field for k in t.links)) for t in schema
+        }
+        self._json_columns = {t.row.__table__.name: t.json_columns for t in schema}
+        self._json_columns[Change.__table__.name] = frozenset({"diff"})
         self.statements = 0  # statements sent, COPY included: the benchmark prints it
 
     @property
@@ -185,7 +194,8 @@ class SqlStore:
         if self.dialect == "postgresql":
             self.statements += 2
             with self.session.get_bind().engine.begin() as allocation:
-                allocation.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ID_ALLOCATION_LOCK + self.schema.names.index(object_type)})
+                lock_key = _ID_ALLOCATION_LOCK + self.schema.names.index(object_type)
+                allocation.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key})
                 start = allocation.execute(
                     text("SELECT setval(pg_get_serial_sequence(:table, 'id'), nextval(pg_get_serial_sequence(:table, 'id')) + :n - 1) - :n + 1"),
                     {"table": table.name, "n": count},
@@ -207,7 +217,12 @@ class SqlStore:
         for write in plan.updates:
             columns = self._row_columns[write.object_type]
             updates[write.object_type].append(
-                {"id": write.id, **dict(zip(columns, self._object_values(write), strict=True)), "changed_at": now, "removed_at": None}
+                {
+                    "id": write.id,
+                    **dict(zip(columns, self._object_values(write), strict=True)),
+                    "changed_at": now,
+                    "removed_at": None,
+                }
             )
         member_owners = {t.name for t in self.schema if t.members is not None}
         member_resets = [w.id for w in plan.updates if w.object_type in member_owners]
@@ -222,7 +237,7 @@ class SqlStore:
             for c in plan.changes
         ]
         for object_type in self.schema:
-            columns = ("id", "source_id", "kind", "external_id", *self._row_columns[object_type.name], "first_seen_at", "changed_at", "removed_at")
+            columns = (*IDENTITY_COLUMNS, *self._row_columns[object_type.name], *TIME_COLUMNS)
             self._insert(object_type.row.__table__, columns, inserts[object_type.name])
         for object_type in self.schema:
             self._update_by_id(object_type.row.__table__, updates[object_type.name])
@@ -231,8 +246,7 @@ class SqlStore:
         for chunk in _chunks(member_resets):
             self._execute(delete(members_table).where(members_table.c.service_id.in_(chunk)))
         self._insert(members_table, ("service_id", "workload_id"), members)
-        change_columns = ("source_id", "sync_run_id", "at", "object_type", "object_id", "kind", "external_id", "name", "action", "diff")
-        self._insert(Change.__table__, change_columns, changes)
+        self._insert(Change.__table__, _CHANGE_COLUMNS, changes)
 
     def _object_values(self, write: ObjectWrite) -> list[Any]:
         """An object's values for ``_row_columns``: its columns, its links as ids, its hash."""
