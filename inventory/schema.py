@@ -58,13 +58,15 @@ class Computed:
 
 
 FieldSpec = Column | Link | Members | Computed
-# Columns every object row has besides its fields: identity, bookkeeping and times.
+# Columns every object row has besides its fields and its content_hash: identity, and times.
 IDENTITY_COLUMNS = ("id", "source_id", "kind", "external_id")
 TIME_COLUMNS = ("first_seen_at", "changed_at", "removed_at")
 
 
 @dataclass(frozen=True)
 class ObjectType:
+    """One kind of inventory object: its record class, its row model, and its fields in JSON output order."""
+
     name: str
     record: type[Any]
     row: type[Any]
