@@ -28,7 +28,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from inventory.connector import Connector, SourceConfig  # noqa: E402
-from inventory.records import Host, Ref, Snapshot, Workload, canonical_fields, record_hash  # noqa: E402
+from inventory.records import Host, Ref, Snapshot, Workload, record_hash  # noqa: E402
+from inventory.schema import canonical_fields  # noqa: E402
 from inventory.storage.database import open_database  # noqa: E402
 from inventory.sync import sync_source  # noqa: E402
 from inventory.testing.scratch_postgres import ScratchDatabase, libpq_conninfo  # noqa: E402

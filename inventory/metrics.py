@@ -36,7 +36,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from inventory.outcome import SourceOutcome, SyncStatus
-from inventory.storage.models import OBJECT_TABLES, Source, SyncRun
+from inventory.schema import OBJECT_MODELS
+from inventory.storage.models import Source, SyncRun
 
 from inventory import __version__
 
@@ -116,7 +117,7 @@ class SyncMetrics:
         """Object counts by kind and last success per source, as the database holds them now."""
         names = {source_id: name for source_id, name in session.execute(select(Source.id, Source.name))}
         self.objects.clear()  # a kind that disappeared must not keep its last value
-        for object_type, model in OBJECT_TABLES.items():
+        for object_type, model in OBJECT_MODELS.items():
             stmt = (
                 select(model.source_id, model.kind, func.count())
                 .where(model.removed_at.is_(None))

@@ -14,11 +14,12 @@ from typing import Any
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
+from inventory import machines
 from inventory.errors import Ambiguous, NotFound, UsageError
+from inventory.machines import HostFacts
 from inventory.outcome import SyncStatus
+from inventory.schema import OBJECT_MODELS, SCHEMA, ObjectType
 from inventory.storage.models import Change, HostRow, ServiceMember, ServiceRow, Source, SyncRun, WorkloadRow
-
-_MODELS = {"host": HostRow, "workload": WorkloadRow, "service": ServiceRow}
 
 
 @dataclass(frozen=True)
@@ -69,58 +70,10 @@ def _apply_common(stmt: Select[Any], model: Any, flt: ObjectFilter) -> Select[An
     return stmt
 
 
-def _common(row: Any, source: str) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "source": source,
-        "kind": row.kind,
-        "external_id": row.external_id,
-        "name": row.name,
-        "status": row.status,
-    }
-
-
-def _times(row: Any) -> dict[str, Any]:
-    return {"first_seen_at": row.first_seen_at, "changed_at": row.changed_at, "removed_at": row.removed_at}
-
-
-def host_row(host: HostRow, source: str, workloads: int) -> dict[str, Any]:
-    return {
-        **_common(host, source),
-        "hostname": host.hostname,
-        "machine_uuid": host.machine_uuid,
-        "addresses": host.addresses,
-        "mac_addresses": host.mac_addresses,
-        "backing_workload_id": host.backing_workload_id,
-        "workloads": workloads,
-        "labels": host.labels,
-        "attributes": host.attributes,
-        **_times(host),
-    }
-
-
-def workload_row(w: WorkloadRow, source: str, host_name: str | None) -> dict[str, Any]:
-    return {
-        **_common(w, source),
-        "namespace": w.namespace,
-        "host_id": w.host_id,
-        "host": host_name,
-        "parent_id": w.parent_id,
-        "labels": w.labels,
-        "attributes": w.attributes,
-        **_times(w),
-    }
-
-
-def service_row(s: ServiceRow, source: str, members: int) -> dict[str, Any]:
-    return {
-        **_common(s, source),
-        "namespace": s.namespace,
-        "members": members,
-        "labels": s.labels,
-        "attributes": s.attributes,
-        **_times(s),
-    }
+def object_row(object_type: ObjectType, row: Any, source: str, **computed: Any) -> dict[str, Any]:
+    """A row as the documented JSON output: the object type's output keys, from the row and the computed values."""
+    values = {"source": source, **computed}
+    return {key: values[key] if key in values else getattr(row, key) for key in object_type.output_keys}
 
 
 def _live_workloads_per_host() -> Any:
@@ -145,7 +98,7 @@ def _live_members_per_service() -> Any:
 def list_hosts(session: Session, flt: ObjectFilter = ObjectFilter()) -> list[dict[str, Any]]:
     stmt = select(HostRow, Source.name, _live_workloads_per_host()).join(Source, Source.id == HostRow.source_id)
     stmt = _apply_common(stmt, HostRow, flt).order_by(Source.name, HostRow.name, HostRow.id)
-    return [host_row(h, src, n) for h, src, n in session.execute(stmt)]
+    return [object_row(SCHEMA["host"], h, src, workloads=n) for h, src, n in session.execute(stmt)]
 
 
 def list_workloads(session: Session, flt: ObjectFilter = ObjectFilter()) -> list[dict[str, Any]]:
@@ -159,18 +112,18 @@ def list_workloads(session: Session, flt: ObjectFilter = ObjectFilter()) -> list
         host_ids = [h.id for h in _match(session, "host", flt.host, many=True)]
         stmt = stmt.where(WorkloadRow.host_id.in_(host_ids))
     stmt = _apply_common(stmt, WorkloadRow, flt).order_by(Source.name, WorkloadRow.namespace, WorkloadRow.name, WorkloadRow.id)
-    return [workload_row(w, src, hname) for w, src, hname in session.execute(stmt)]
+    return [object_row(SCHEMA["workload"], w, src, host=hname) for w, src, hname in session.execute(stmt)]
 
 
 def list_services(session: Session, flt: ObjectFilter = ObjectFilter()) -> list[dict[str, Any]]:
     stmt = select(ServiceRow, Source.name, _live_members_per_service()).join(Source, Source.id == ServiceRow.source_id)
     stmt = _apply_common(stmt, ServiceRow, flt).order_by(Source.name, ServiceRow.namespace, ServiceRow.name, ServiceRow.id)
-    return [service_row(s, src, n) for s, src, n in session.execute(stmt)]
+    return [object_row(SCHEMA["service"], s, src, members=n) for s, src, n in session.execute(stmt)]
 
 
 def _match(session: Session, object_type: str, ident: str, *, many: bool = False) -> list[Any]:
     """Objects named by id, by ``source/kind/external_id``, or by name (live ones first)."""
-    model = _MODELS[object_type]
+    model = OBJECT_MODELS[object_type]
     # Beyond a 64-bit integer no id can match (and SQLite would raise OverflowError): treat it as a name.
     if ident.isdigit() and int(ident) < 2**63:
         found = session.get(model, int(ident))
@@ -227,14 +180,14 @@ def show_object(session: Session, object_type: str, ident: str) -> dict[str, Any
             session.execute(select(WorkloadRow).where(WorkloadRow.host_id == obj.id).order_by(WorkloadRow.name)).scalars()
         )
         backing = session.get(WorkloadRow, obj.backing_workload_id) if obj.backing_workload_id else None
-        doc = host_row(obj, source, sum(1 for w in workloads if w.removed_at is None))
+        doc = object_row(SCHEMA["host"], obj, source, workloads=sum(1 for w in workloads if w.removed_at is None))
         doc["workloads"] = [_brief(w) for w in workloads]
         doc["backing_workload"] = _brief(backing) if backing else None
         doc["same_machine"] = same_machine(session, obj)
     elif object_type == "workload":
         host = session.get(HostRow, obj.host_id) if obj.host_id else None
         parent = session.get(WorkloadRow, obj.parent_id) if obj.parent_id else None
-        doc = workload_row(obj, source, host.name if host else None)
+        doc = object_row(SCHEMA["workload"], obj, source, host=host.name if host else None)
         doc["host"] = _brief(host) if host else None
         doc["parent"] = _brief(parent) if parent else None
         doc["children"] = [_brief(c) for c in session.execute(select(WorkloadRow).where(WorkloadRow.parent_id == obj.id).order_by(WorkloadRow.name)).scalars()]
@@ -250,41 +203,34 @@ def show_object(session: Session, object_type: str, ident: str) -> dict[str, Any
                 select(WorkloadRow).join(ServiceMember, ServiceMember.workload_id == WorkloadRow.id).where(ServiceMember.service_id == obj.id).order_by(WorkloadRow.name)
             ).scalars()
         )
-        doc = service_row(obj, source, sum(1 for m in members if m.removed_at is None))
+        doc = object_row(SCHEMA["service"], obj, source, members=sum(1 for m in members if m.removed_at is None))
         doc["members"] = [_brief(m) for m in members]
     doc["changes"] = recent_changes(session, object_type, obj.id)
     return doc
 
 
-def _short_hostname(name: str | None) -> str | None:
-    return name.split(".", 1)[0].lower() if name else None
+def host_facts(host: HostRow) -> HostFacts:
+    """What the same-machine rule reads of a host row."""
+    macs = tuple(host.mac_addresses or ())
+    return HostFacts(host.id, host.source_id, host.name, host.hostname, host.machine_uuid, macs)
 
 
 def same_machine(session: Session, host: HostRow) -> list[dict[str, Any]]:
-    """Live hosts of other sources that are this machine: by SMBIOS/system uuid, then MAC, then hostname.
+    """Live hosts of other sources that are this machine (inventory.machines), strongest evidence first.
 
     A Proxmox VM that is also a Kubernetes node and a Docker host is one machine seen three
     times; the rows stay per source (each source owns its rows), the link is made here.
     """
-    uuid = host.machine_uuid.lower() if host.machine_uuid else None
-    macs = {m.lower() for m in host.mac_addresses or []}
-    hostname = _short_hostname(host.hostname) or _short_hostname(host.name)
     stmt = select(HostRow, Source.name).join(Source, Source.id == HostRow.source_id).where(
         HostRow.source_id != host.source_id, HostRow.removed_at.is_(None)
     )
-    matches = []
-    for other, source in session.execute(stmt):
-        if uuid and other.machine_uuid and other.machine_uuid.lower() == uuid:
-            matched_by = "machine_uuid"
-        elif macs and macs & {m.lower() for m in other.mac_addresses or []}:
-            matched_by = "mac_address"
-        elif hostname and hostname in (_short_hostname(other.hostname), _short_hostname(other.name)):
-            matched_by = "hostname"
-        else:
-            continue
-        matches.append({**_brief(other, source), "matched_by": matched_by})
-    order = {"machine_uuid": 0, "mac_address": 1, "hostname": 2}
-    return sorted(matches, key=lambda m: (order[m["matched_by"]], m["source"], m["id"]))
+    others = {other.id: (other, source) for other, source in session.execute(stmt)}
+    found = []
+    for match in machines.same_machine(host_facts(host), (host_facts(other) for other, _ in others.values())):
+        other, source = others[match.other_id]
+        row = {**_brief(other, source), "matched_by": str(match.rule)}
+        found.append((machines.RULE_ORDER[match.rule], source, other.id, row))
+    return [row for *_, row in sorted(found, key=lambda f: f[:3])]
 
 
 def list_changes(
@@ -349,7 +295,7 @@ def list_sources(session: Session) -> list[dict[str, Any]]:
         .order_by(Source.name)
     )
     counts: dict[tuple[int, str], int] = {}
-    for object_type, model in _MODELS.items():
+    for object_type, model in OBJECT_MODELS.items():
         for source_id, n in session.execute(
             select(model.source_id, func.count()).where(model.removed_at.is_(None)).group_by(model.source_id)
         ):

@@ -1,11 +1,11 @@
 """Where "what is there now" meets "what we knew": the diff of a snapshot against the store.
 
-Pure logic over records and the narrow ``Store`` interface. For a complete
-snapshot it inserts new objects, updates changed ones (a content hash decides:
-an unchanged object costs no write), marks vanished ones removed and revives
-ones that come back; for an incomplete snapshot it only upserts. Each created,
-updated, removed or revived object gets one change record with the changed
-fields old -> new.
+Pure logic over records, the object-type table (inventory.schema) and the narrow
+``Store`` protocol. For a complete snapshot it creates new objects, updates changed
+ones (a content hash decides: an unchanged object costs no write), marks vanished
+ones removed and revives ones that come back; for an incomplete snapshot it only
+upserts. Each created, updated, removed or revived object gets one change record
+with the changed fields old -> new.
 """
 
 from __future__ import annotations
@@ -17,18 +17,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from inventory.records import Host, Record, Ref, Snapshot, Workload, canonical_fields, record_hash
-from inventory.storage.store import OBJECT_TYPES, Key, SourceState, Store, WritePlan
+from inventory.records import Record, Ref, Snapshot, record_hash
+from inventory.schema import ObjectType
+from inventory.storage.protocol import ChangeRecord, Key, ObjectWrite, SourceState, Store, WritePlan
 from inventory.timeutil import utcnow
 
 log = logging.getLogger(__name__)
-
-# Canonical fields stored as plain columns of the same name.
-_PLAIN_COLUMNS = {
-    "host": ("name", "status", "hostname", "machine_uuid", "mac_addresses", "addresses", "labels", "attributes"),
-    "workload": ("name", "namespace", "status", "labels", "attributes"),
-    "service": ("name", "namespace", "status", "labels", "attributes"),
-}
 
 
 @dataclass
@@ -50,7 +44,8 @@ class ReconcileResult:
 
 
 def _records(snapshot: Snapshot, object_type: str) -> Sequence[Record]:
-    return {"host": snapshot.hosts, "workload": snapshot.workloads, "service": snapshot.services}[object_type]
+    by_type: dict[str, Sequence[Record]] = {"host": snapshot.hosts, "workload": snapshot.workloads, "service": snapshot.services}
+    return by_type[object_type]
 
 
 def diff_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, list[Any]]:
@@ -71,7 +66,9 @@ class _Resolver:
     """Maps (kind, external_id) to row ids, existing and newly allocated, per object type."""
 
     def __init__(self, state: SourceState) -> None:
-        self.ids: dict[str, dict[Key, int]] = {t: {k: o.id for k, o in state.objects[t].items()} for t in OBJECT_TYPES}
+        self.ids: dict[str, dict[Key, int]] = {
+            t: {k: o.id for k, o in objects.items()} for t, objects in state.objects.items()
+        }
         self.unresolved = 0
 
     def resolve(self, object_type: str, ref: Ref | None) -> int | None:
@@ -97,158 +94,135 @@ def reconcile(
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _reconcile(snapshot, store, source_id=source_id, run_id=run_id, allow_empty=allow_empty, now=now or utcnow())
+        plan = WritePlan(source_id=source_id, run_id=run_id, now=now or utcnow())
+        return _reconcile(snapshot, store, plan, allow_empty=allow_empty)
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
-def _reconcile(snapshot: Snapshot, store: Store, *, source_id: int, run_id: int, allow_empty: bool, now: datetime) -> ReconcileResult:
+def _reconcile(snapshot: Snapshot, store: Store, plan: WritePlan, *, allow_empty: bool) -> ReconcileResult:
     result = ReconcileResult()
     statements_before = store.statements
-    state = store.load_state(source_id)
+    state = store.load_state(plan.source_id)
+    types = list(store.schema)
 
     records: dict[str, dict[Key, Record]] = {}
-    for object_type in OBJECT_TYPES:
+    for object_type in types:
         unique: dict[Key, Record] = {}
-        for record in _records(snapshot, object_type):
+        for record in _records(snapshot, object_type.name):
             key = (record.kind, record.external_id)
             if key in unique:
                 result.duplicates += 1
                 continue
             unique[key] = record
-        records[object_type] = unique
+        records[object_type.name] = unique
     if result.duplicates:
         log.warning("snapshot listed %d objects twice; kept the first of each", result.duplicates)
 
     resolver = _Resolver(state)
-    for object_type in OBJECT_TYPES:
-        known = state.objects[object_type]
-        new_keys = [k for k in records[object_type] if k not in known]
-        for key, new_id in zip(new_keys, store.allocate_ids(object_type, len(new_keys)), strict=True):
-            resolver.ids[object_type][key] = new_id
+    for object_type in types:
+        known = state.objects[object_type.name]
+        new_keys = [k for k in records[object_type.name] if k not in known]
+        for key, new_id in zip(new_keys, store.allocate_ids(object_type.name, len(new_keys)), strict=True):
+            resolver.ids[object_type.name][key] = new_id
 
-    plan = WritePlan()
-    diff_wanted: dict[str, list[tuple[int, Record, dict[str, Any], str]]] = {t: [] for t in OBJECT_TYPES}
-
-    for object_type in OBJECT_TYPES:
-        known = state.objects[object_type]
-        for key, record in records[object_type].items():
-            record, links, members = _resolve_links(record, resolver)
+    diff_wanted: dict[str, list[tuple[ObjectWrite, str]]] = {t.name: [] for t in types}
+    for object_type in types:
+        known = state.objects[object_type.name]
+        ids = resolver.ids[object_type.name]
+        for key, record in records[object_type.name].items():
+            record, links, member_ids = _resolve_links(object_type, record, resolver)
             digest = record_hash(record)
             stored = known.get(key)
-            row_id = resolver.ids[object_type][key]
             if stored is not None and not stored.removed and stored.content_hash == digest:
                 result.unchanged += 1
                 continue
-            fields = canonical_fields(record)
-            row = {"id": row_id, **{c: fields[c] for c in _PLAIN_COLUMNS[object_type]}, **links, "content_hash": digest, "changed_at": now}
+            fields = object_type.canonical_fields(record)
+            write = ObjectWrite(object_type.name, ids[key], record, fields, digest, links, member_ids)
             if stored is None:
-                row.update(source_id=source_id, kind=record.kind, external_id=record.external_id, first_seen_at=now, removed_at=None)
-                plan.inserts[object_type].append(row)
-                plan.changes.append(_change(source_id, run_id, now, object_type, row_id, record, "created", None))
+                plan.creates.append(write)
+                plan.changes.append(_change(write, "created"))
                 result.created += 1
+                continue
+            plan.updates.append(write)
+            diff_wanted[object_type.name].append((write, "revived" if stored.removed else "updated"))
+            if stored.removed:
+                result.revived += 1
             else:
-                row["removed_at"] = None
-                plan.updates[object_type].append(row)
-                action = "revived" if stored.removed else "updated"
-                diff_wanted[object_type].append((row_id, record, fields, action))
-                if object_type == "service":
-                    plan.member_resets.append(row_id)
-                if stored.removed:
-                    result.revived += 1
-                else:
-                    result.updated += 1
-            if object_type == "service":
-                plan.members.extend((row_id, workload_id) for workload_id in members)
+                result.updated += 1
 
-    for object_type, wanted in diff_wanted.items():
+    for object_type_name, wanted in diff_wanted.items():
         if not wanted:
             continue
-        old_fields = store.load_fields(object_type, [row_id for row_id, *_ in wanted])
-        for row_id, record, fields, action in wanted:
-            diff = diff_fields(old_fields.get(row_id, {}), fields)
-            plan.changes.append(_change(source_id, run_id, now, object_type, row_id, record, action, diff))
+        old_fields = store.load_fields(object_type_name, [write.id for write, _ in wanted])
+        for write, action in wanted:
+            plan.changes.append(_change(write, action, diff_fields(old_fields.get(write.id, {}), write.fields)))
 
     if snapshot.complete:
-        for object_type in OBJECT_TYPES:
-            live = [(k, o) for k, o in state.objects[object_type].items() if not o.removed]
-            gone = [(k, o) for k, o in live if k not in records[object_type]]
+        for object_type in types:
+            name = object_type.name
+            live = [(k, o) for k, o in state.objects[name].items() if not o.removed]
+            gone = [(k, o) for k, o in live if k not in records[name]]
             if not gone:
                 continue
-            if not records[object_type] and not allow_empty:
+            if not records[name] and not allow_empty:
                 result.withheld.append(
-                    f"the source answered with no {object_type}s at all, but {len(live)} were known; "
+                    f"the source answered with no {object_type.plural} at all, but {len(live)} were known; "
                     "nothing was removed (pass --allow-empty if they really are gone)"
                 )
                 continue
             for (kind, external_id), stored in gone:
-                plan.removals[object_type].append(stored.id)
-                plan.changes.append(
-                    {
-                        "source_id": source_id,
-                        "sync_run_id": run_id,
-                        "at": now,
-                        "object_type": object_type,
-                        "object_id": stored.id,
-                        "kind": kind,
-                        "external_id": external_id,
-                        "name": stored.name,
-                        "action": "removed",
-                        "diff": None,
-                    }
-                )
+                plan.removals[name].append(stored.id)
+                plan.changes.append(ChangeRecord(name, stored.id, kind, external_id, stored.name, "removed"))
             result.removed += len(gone)
 
-    store.apply(plan, now=now)
+    store.apply(plan)
     result.unresolved_links = resolver.unresolved
     result.statements = store.statements - statements_before
     return result
 
 
-def _resolve_links(record: Record, resolver: _Resolver) -> tuple[Record, dict[str, int | None], list[int]]:
-    """The record as stored, and the ids its links point at.
+def _resolve_links(
+    object_type: ObjectType, record: Record, resolver: _Resolver
+) -> tuple[Record, dict[str, int | None], list[int]]:
+    """The record as stored, the ids its links point at (by link field), and its member ids.
 
     A link whose target is unknown is dropped from the record, so that its hash changes
-    (and the link is written) once the target appears. Member and MAC lists are sorted
-    so that order alone never counts as a change.
+    (and the link is written) once the target appears. Member lists and unordered
+    columns are sorted so that order alone never counts as a change.
     """
-    if isinstance(record, Workload):
-        host_id = resolver.resolve("host", record.host)
-        parent_id = resolver.resolve("workload", record.parent)
-        if (record.host is not None and host_id is None) or (record.parent is not None and parent_id is None):
-            record = replace(record, host=record.host if host_id else None, parent=record.parent if parent_id else None)
-        return record, {"host_id": host_id, "parent_id": parent_id}, []
-    if isinstance(record, Host):
-        backing_id = resolver.resolve("workload", record.backed_by)
-        if record.backed_by is not None and backing_id is None:
-            record = replace(record, backed_by=None)
-        if list(record.mac_addresses) != sorted(record.mac_addresses):
-            record = replace(record, mac_addresses=tuple(sorted(record.mac_addresses)))
-        return record, {"backing_workload_id": backing_id}, []
-    members: dict[Ref, int] = {}
-    for ref in sorted(set(record.members), key=str):
-        workload_id = resolver.resolve("workload", ref)
-        if workload_id is not None:
-            members[ref] = workload_id
-    if tuple(members) != record.members:
-        record = replace(record, members=tuple(members))
-    return record, {}, list(members.values())
+    changed: dict[str, Any] = {}
+    links: dict[str, int | None] = {}
+    for link in object_type.links:
+        ref = getattr(record, link.field)
+        if ref is None:
+            links[link.field] = None
+        elif (target_id := resolver.resolve(link.target, ref)) is None:
+            links[link.field] = changed[link.field] = None
+        else:
+            links[link.field] = target_id
+    member_ids: list[int] = []
+    members = object_type.members
+    if members is not None:
+        refs = getattr(record, members.field)
+        resolved: dict[Ref, int] = {}
+        for ref in sorted(set(refs), key=str):
+            target_id = resolver.resolve(members.target, ref)
+            if target_id is not None:
+                resolved[ref] = target_id
+        if tuple(resolved) != refs:
+            changed[members.field] = tuple(resolved)
+        member_ids = list(resolved.values())
+    for name in object_type.unordered_columns:
+        values = getattr(record, name)
+        if list(values) != sorted(values):
+            changed[name] = tuple(sorted(values))
+    if changed:
+        record = replace(record, **changed)
+    return record, links, member_ids
 
 
-def _change(
-    source_id: int, run_id: int, now: datetime, object_type: str, object_id: int, record: Record, action: str, diff: dict[str, Any] | None
-) -> dict[str, Any]:
-    return {
-        "source_id": source_id,
-        "sync_run_id": run_id,
-        "at": now,
-        "object_type": object_type,
-        "object_id": object_id,
-        "kind": record.kind,
-        "external_id": record.external_id,
-        "name": record.name,
-        "action": action,
-        "diff": diff,
-    }
-
+def _change(write: ObjectWrite, action: str, diff: dict[str, list[Any]] | None = None) -> ChangeRecord:
+    record = write.record
+    return ChangeRecord(write.object_type, write.id, record.kind, record.external_id, record.name, action, diff)

@@ -116,44 +116,6 @@ class Snapshot:
         return len(self.hosts) + len(self.workloads) + len(self.services)
 
 
-def _ref_text(ref: Ref | None) -> str | None:
-    return None if ref is None else str(ref)
-
-
-def canonical_fields(record: Record) -> dict[str, Any]:
-    """The normalized attributes of a record as stored and compared (identity excluded)."""
-    if isinstance(record, Host):
-        return {
-            "name": record.name,
-            "status": record.status,
-            "hostname": record.hostname,
-            "machine_uuid": record.machine_uuid,
-            "mac_addresses": sorted(record.mac_addresses),
-            "addresses": list(record.addresses),
-            "backed_by": _ref_text(record.backed_by),
-            "labels": dict(record.labels),
-            "attributes": dict(record.attributes),
-        }
-    if isinstance(record, Workload):
-        return {
-            "name": record.name,
-            "namespace": record.namespace,
-            "status": record.status,
-            "host": _ref_text(record.host),
-            "parent": _ref_text(record.parent),
-            "labels": dict(record.labels),
-            "attributes": dict(record.attributes),
-        }
-    return {
-        "name": record.name,
-        "namespace": record.namespace,
-        "status": record.status,
-        "members": [str(m) for m in record.members],
-        "labels": dict(record.labels),
-        "attributes": dict(record.attributes),
-    }
-
-
 _JSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
 

@@ -18,8 +18,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from inventory.connector import ConnectorRegistry, StatusVocabulary
-from inventory.queries import list_sources
-from inventory.storage.models import OBJECT_TABLES, Change, HostRow, ServiceMember, ServiceRow, Source, WorkloadRow
+from inventory.machines import machine_matches
+from inventory.queries import host_facts, list_sources
+from inventory.schema import OBJECT_MODELS
+from inventory.storage.models import Change, HostRow, ServiceMember, ServiceRow, Source, WorkloadRow
 from inventory.timeutil import utcnow
 
 ACTIONS = ("created", "updated", "removed", "revived")
@@ -52,7 +54,7 @@ def build_report(session: Session, *, since: datetime, now: datetime | None = No
 
 def _sources(session: Session, names: dict[int, str], now: datetime) -> list[dict[str, Any]]:
     by_source: dict[str, dict[str, dict[str, dict[str, int]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
-    for object_type, model in OBJECT_TABLES.items():
+    for object_type, model in OBJECT_MODELS.items():
         stmt = (
             select(model.source_id, model.kind, model.status, func.count())
             .where(model.removed_at.is_(None))
@@ -107,24 +109,23 @@ def _problem_workloads(session: Session, names: dict[int, str]) -> list[dict[str
 
 
 def _idle_hosts(session: Session, names: dict[int, str]) -> list[dict[str, Any]]:
-    """Live hosts that run no live workload, unless the same machine (same SMBIOS uuid or hostname) does
-    under another source: a Proxmox VM that is a Kubernetes node runs pods, under the node's record."""
+    """Live hosts that run no live workload, unless the same machine (inventory.machines) does under another
+    source: a Proxmox VM that is a Kubernetes node runs pods, under the node's record."""
     live_workload = select(WorkloadRow.id).where(WorkloadRow.host_id == HostRow.id, WorkloadRow.removed_at.is_(None)).exists()
-    busy_uuids, busy_hostnames = set(), set()
-    for machine_uuid, hostname in session.execute(select(HostRow.machine_uuid, HostRow.hostname).where(HostRow.removed_at.is_(None), live_workload)):
-        if machine_uuid:
-            busy_uuids.add(machine_uuid.lower())
-        if hostname:
-            busy_hostnames.add(hostname.lower())
-    stmt = (
-        select(HostRow.id, HostRow.source_id, HostRow.kind, HostRow.name, HostRow.status, HostRow.machine_uuid, HostRow.hostname)
-        .where(HostRow.removed_at.is_(None), ~live_workload)
-        .order_by(HostRow.source_id, HostRow.name)
-    )
+    hosts = session.execute(
+        select(HostRow, live_workload).where(HostRow.removed_at.is_(None)).order_by(HostRow.source_id, HostRow.name)
+    ).all()
+    busy = {host.id for host, runs_workloads in hosts if runs_workloads}
+    covered = set()
+    for match in machine_matches(host_facts(host) for host, _ in hosts):
+        if match.other_id in busy:
+            covered.add(match.host_id)
+        if match.host_id in busy:
+            covered.add(match.other_id)
     return [
-        {"id": hid, "source": names[sid], "kind": kind, "name": name, "status": status}
-        for hid, sid, kind, name, status, machine_uuid, hostname in session.execute(stmt)
-        if (machine_uuid or "").lower() not in busy_uuids and (hostname or "").lower() not in busy_hostnames
+        {"id": host.id, "source": names[host.source_id], "kind": host.kind, "name": host.name, "status": host.status}
+        for host, _ in hosts
+        if host.id not in busy and host.id not in covered
     ]
 
 

@@ -39,7 +39,7 @@ from inventory.reconcile import reconcile
 from inventory.records import Snapshot
 from inventory.redact import redact_text
 from inventory.storage.database import Database
-from inventory.storage.store import Store
+from inventory.storage.store import SqlStore
 from inventory.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -170,7 +170,7 @@ class SourceRunner:
         self._phase(name, f"writing {snapshot.object_count} objects")
         try:
             with self.db.write_session() as session:
-                store = Store(session)
+                store = SqlStore(session)
                 source_id = store.source_id(name, collected.type, snapshot.identity, configured=self.configured)
                 run_id = store.start_run(source_id, collected.started_at)
                 result = reconcile(snapshot, store, source_id=source_id, run_id=run_id, allow_empty=self.allow_empty)
@@ -219,7 +219,7 @@ class SourceRunner:
     def _record_failure(self, collected: Collected, message: str, identity: str | None = None) -> SourceOutcome:
         message = redact_text(message)
         with self.db.write_session() as session:
-            store = Store(session)
+            store = SqlStore(session)
             run_id = store.start_run(
                 store.source_id(collected.source, collected.type, identity, configured=self.configured),
                 collected.started_at,

@@ -31,10 +31,10 @@ from inventory.connector import Connector
 from inventory.errors import SourceError
 from inventory.records import Snapshot
 from inventory.storage.database import Database
-from inventory.storage.models import HostRow, ServiceRow, WorkloadRow
+from inventory.schema import OBJECT_MODELS
 from inventory.sync import sync_source
 
-ROW_MODELS: dict[str, type[Any]] = {"host": HostRow, "workload": WorkloadRow, "service": ServiceRow}
+ROW_MODELS = OBJECT_MODELS
 
 
 @dataclasses.dataclass(frozen=True)

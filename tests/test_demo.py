@@ -26,8 +26,9 @@ def test_demo_runs_end_to_end_and_leaves_a_database_to_query(tmp_path: Path) -> 
     for source in ("pve", "k3s", "docker01"):
         assert f"{source} " in out
     assert out.count(" success ") >= 6  # three sources, two syncs
-    assert "One machine, two sources (3 VMs are Kubernetes nodes" in out
+    assert "One machine, several sources (4 machines seen by more than one source)" in out
     assert "k3s/node node-0000 = pve/vm node-0000" in out
+    assert "docker01/docker-engine docker01 = pve/lxc docker01" in out
     assert "Failed and stopped workloads: 3" in out and "win11" in out
     changed = out.split("== What changed ==")[1]
     # Tables are aligned with a gap of their own choosing: match the words, not the spaces.

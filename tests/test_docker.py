@@ -36,7 +36,8 @@ from connectors.docker.records import (
 from inventory.config import build_config
 from inventory.connector import ConnectorRegistry
 from inventory.errors import ConfigError, SourceError
-from inventory.records import Ref, Snapshot, canonical_fields
+from inventory.records import Ref, Snapshot
+from inventory.schema import canonical_fields
 from inventory.storage.database import Database
 from inventory.storage.models import Change, HostRow, ServiceRow, Source, WorkloadRow
 from inventory.sync import sync_source

@@ -35,28 +35,31 @@ def _print_outcomes(outcomes: list[SourceOutcome]) -> None:
 
 
 def shared_machines(db: Database) -> list[dict[str, Any]]:
-    """Hosts of different sources with the same SMBIOS uuid: one machine seen twice (a VM that is a Kubernetes node)."""
-    from sqlalchemy import func, select
+    """Machines that more than one source sees (a VM that is a Kubernetes node), by the one same-machine rule."""
+    from sqlalchemy import select
 
+    from inventory.machines import machines
+    from inventory.queries import host_facts
     from inventory.storage.models import HostRow, Source
 
     with db.session() as session:
-        shared = (
-            select(HostRow.machine_uuid)
-            .where(HostRow.machine_uuid.is_not(None), HostRow.removed_at.is_(None))
-            .group_by(HostRow.machine_uuid)
-            .having(func.count(func.distinct(HostRow.source_id)) > 1)
-        )
         rows = session.execute(
-            select(HostRow.machine_uuid, Source.name, HostRow.kind, HostRow.name)
+            select(HostRow, Source.name)
             .join(Source, Source.id == HostRow.source_id)
-            .where(HostRow.machine_uuid.in_(shared), HostRow.removed_at.is_(None))
-            .order_by(HostRow.machine_uuid, Source.name)
+            .where(HostRow.removed_at.is_(None))
         ).all()
-    machines: dict[str, list[str]] = {}
-    for machine_uuid, source, kind, name in rows:
-        machines.setdefault(machine_uuid, []).append(f"{source}/{kind} {name}")
-    return [{"machine_uuid": uuid, "seen_as": " = ".join(seen)} for uuid, seen in machines.items()]
+    hosts = {host.id: (host, source) for host, source in rows}
+    shared = []
+    for machine in machines(host_facts(host) for host, _ in hosts.values()):
+        seen = sorted((hosts[host_id] for host_id in machine.host_ids), key=lambda h: (h[1], h[0].kind, h[0].name))
+        shared.append(
+            {
+                "matched_by": str(machine.matched_by),
+                "machine_uuid": next((host.machine_uuid for host, _ in seen if host.machine_uuid), None),
+                "seen_as": " = ".join(f"{source}/{host.kind} {host.name}" for host, source in seen),
+            }
+        )
+    return sorted(shared, key=lambda m: m["seen_as"])
 
 
 def _fresh_directory(directory: Path) -> None:
@@ -109,8 +112,8 @@ def demo_command(app: AppContext, directory: Path, churn: bool, interval: str, c
             else:
                 _report(db)
                 machines = shared_machines(db)
-                _heading(f"One machine, two sources ({len(machines)} VMs are Kubernetes nodes: same SMBIOS uuid)")
-                render_table(machines, ("machine_uuid", "seen_as"))
+                _heading(f"One machine, several sources ({len(machines)} machines seen by more than one source)")
+                render_table(machines, ("matched_by", "machine_uuid", "seen_as"))
                 _heading("The lab changes")
                 mark = utcnow()
                 for line in lab.churn(2) + lab.churn(3):

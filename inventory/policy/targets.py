@@ -21,10 +21,10 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from inventory.errors import Ambiguous, NotFound, UsageError
-from inventory.storage.models import HostRow, ServiceRow, Source, WorkloadRow
+from inventory.schema import OBJECT_MODELS, OBJECT_TYPES
+from inventory.storage.models import Source
 
-OBJECT_MODELS: dict[str, Any] = {"host": HostRow, "workload": WorkloadRow, "service": ServiceRow}
-TARGET_TYPES = ("host", "workload", "service", "source")
+TARGET_TYPES = (*OBJECT_TYPES, "source")
 
 
 @dataclass(frozen=True)

@@ -167,5 +167,3 @@ class Change(Base):
     # {field: [old, new]}; nested attribute and label keys as "attributes.cpu".
     diff: Mapped[dict[str, Any] | None] = mapped_column(JsonValue)
 
-
-OBJECT_TABLES = {"host": HostRow, "workload": WorkloadRow, "service": ServiceRow}

@@ -1,4 +1,4 @@
-"""The narrow store interface that reconcile writes through.
+"""The SQL implementation of the ``Store`` protocol reconcile writes through (inventory.storage.protocol).
 
 Every method is set-based: one statement per table (or per chunk of a
 thousand ids), never one round trip per row. On PostgreSQL new rows go in with
@@ -10,8 +10,8 @@ written.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Table, bindparam, delete, func, select, text, update
@@ -20,64 +20,22 @@ from sqlalchemy.orm import Session, aliased
 from inventory.storage.models import (
     UTCDateTime,
     Change,
-    HostRow,
     ServiceMember,
-    ServiceRow,
     Source,
     SyncRun,
-    WorkloadRow,
 )
 from inventory.records import to_json_bytes
+from inventory.schema import IDENTITY_COLUMNS, SCHEMA, TIME_COLUMNS, Schema
+from inventory.storage.protocol import ObjectWrite, SourceState, StoredObject, WritePlan
 from inventory.timeutil import utcnow
 
 CHUNK = 1000
+# The columns of a change row, in the order apply() fills them.
+_CHANGE_COLUMNS = (
+    "source_id", "sync_run_id", "at", "object_type", "object_id", "kind", "external_id", "name", "action", "diff"
+)
 # pg_advisory_xact_lock keys (+0 hosts, +1 workloads, +2 services): "inve" in ASCII.
 _ID_ALLOCATION_LOCK = 0x696E7665_00
-
-OBJECT_TYPES = ("host", "workload", "service")
-_MODELS = {"host": HostRow, "workload": WorkloadRow, "service": ServiceRow}
-_JSON_COLUMNS = {"labels", "attributes", "mac_addresses", "addresses", "diff"}
-
-
-@dataclass(slots=True)
-class StoredObject:
-    id: int
-    content_hash: str
-    removed: bool
-    name: str
-
-
-Key = tuple[str, str]  # (kind, external_id)
-
-
-@dataclass
-class SourceState:
-    """What the store holds for one source: identity -> (id, hash, removed) per object type."""
-
-    objects: dict[str, dict[Key, StoredObject]] = field(default_factory=lambda: {t: {} for t in OBJECT_TYPES})
-
-    def live_count(self, object_type: str) -> int:
-        return sum(1 for o in self.objects[object_type].values() if not o.removed)
-
-
-@dataclass
-class WritePlan:
-    """Everything one reconcile writes, grouped so that each group is one set-based statement."""
-
-    inserts: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {t: [] for t in OBJECT_TYPES})
-    updates: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {t: [] for t in OBJECT_TYPES})
-    removals: dict[str, list[int]] = field(default_factory=lambda: {t: [] for t in OBJECT_TYPES})
-    # Services whose membership is replaced, and the (service_id, workload_id) pairs to insert.
-    member_resets: list[int] = field(default_factory=list)
-    members: list[tuple[int, int]] = field(default_factory=list)
-    changes: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def object_rows(self) -> int:
-        return sum(len(v) for v in self.inserts.values()) + sum(len(v) for v in self.updates.values()) + sum(
-            len(v) for v in self.removals.values()
-        )
-
 
 def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
@@ -88,22 +46,33 @@ def _dumps(value: Any) -> str:
     return to_json_bytes(value).decode()
 
 
-def _encoded_rows(rows: list[dict[str, Any]], columns: list[str]) -> Iterator[list[Any]]:
-    """Each row's values in column order, JSON columns already encoded as text."""
-    json_positions = [i for i, c in enumerate(columns) if c in _JSON_COLUMNS]
-    for row in rows:
-        values = [row[c] for c in columns]
+def _encoded_rows(rows: list[list[Any]], columns: Sequence[str], json_columns: Collection[str]) -> Iterator[list[Any]]:
+    """Each row's values (in column order), JSON columns encoded as text in place."""
+    json_positions = [i for i, c in enumerate(columns) if c in json_columns]
+    for values in rows:
         for i in json_positions:
             if values[i] is not None:
                 values[i] = _dumps(values[i])
         yield values
 
 
-class Store:
-    """Reads and writes of the sync engine, inside the caller's transaction."""
+class SqlStore:
+    """Reads and writes of the sync engine, inside the caller's transaction (the ``Store`` protocol on SQL)."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, schema: Schema = SCHEMA) -> None:
         self.session = session
+        self.schema = schema
+        # Per table: the columns written as JSON text (the object types' JSON columns, and the changes' diff).
+        # Per object type: the columns its writes fill besides identity and times (its columns, its
+        # link columns, the hash), and how to read their values from an ObjectWrite.
+        self._row_columns = {
+            t.name: (*(c.name for c in t.columns), *(k.column for k in t.links), "content_hash") for t in schema
+        }
+        self._row_shapes = {
+            t.name: (itemgetter(*(c.name for c in t.columns)), tuple(k.field for k in t.links)) for t in schema
+        }
+        self._json_columns = {t.row.__table__.name: t.json_columns for t in schema}
+        self._json_columns[Change.__table__.name] = frozenset({"diff"})
         self.statements = 0  # statements sent, COPY included: the benchmark prints it
 
     @property
@@ -169,7 +138,7 @@ class Store:
 
     def load_state(self, source_id: int) -> SourceState:
         state = SourceState()
-        for object_type, model in _MODELS.items():
+        for object_type, model in self.schema.rows.items():
             rows = self._execute(
                 select(model.kind, model.external_id, model.id, model.content_hash, model.removed_at.is_not(None), model.name).where(
                     model.source_id == source_id
@@ -179,60 +148,35 @@ class Store:
         return state
 
     def load_fields(self, object_type: str, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-        """Canonical fields (as records.canonical_fields shapes them) of stored objects, for diffs."""
+        """Canonical fields (as ObjectType.canonical_fields shapes them) of stored objects, for diffs."""
+        spec = self.schema[object_type]
+        model = spec.row
+        targets = [(link, aliased(self.schema[link.target].row)) for link in spec.links]
+        stmt = select(model, *(column for _, target in targets for column in (target.kind, target.external_id)))
+        for link, target in targets:
+            stmt = stmt.outerjoin(target, getattr(model, link.column) == target.id)
         result: dict[int, dict[str, Any]] = {}
         for chunk in _chunks(list(ids)):
-            if object_type == "host":
-                backing = aliased(WorkloadRow)
-                stmt = select(HostRow, backing.kind, backing.external_id).outerjoin(backing, HostRow.backing_workload_id == backing.id)
-                for host, bkind, bext in self._execute(stmt.where(HostRow.id.in_(chunk))):
-                    result[host.id] = {
-                        "name": host.name,
-                        "status": host.status,
-                        "hostname": host.hostname,
-                        "machine_uuid": host.machine_uuid,
-                        "mac_addresses": host.mac_addresses,
-                        "addresses": host.addresses,
-                        "backed_by": f"{bkind}:{bext}" if bkind is not None else None,
-                        "labels": host.labels,
-                        "attributes": host.attributes,
-                    }
-            elif object_type == "workload":
-                host, parent = aliased(HostRow), aliased(WorkloadRow)
-                stmt = (
-                    select(WorkloadRow, host.kind, host.external_id, parent.kind, parent.external_id)
-                    .outerjoin(host, WorkloadRow.host_id == host.id)
-                    .outerjoin(parent, WorkloadRow.parent_id == parent.id)
-                )
-                for w, hkind, hext, pkind, pext in self._execute(stmt.where(WorkloadRow.id.in_(chunk))):
-                    result[w.id] = {
-                        "name": w.name,
-                        "namespace": w.namespace,
-                        "status": w.status,
-                        "host": f"{hkind}:{hext}" if hkind is not None else None,
-                        "parent": f"{pkind}:{pext}" if pkind is not None else None,
-                        "labels": w.labels,
-                        "attributes": w.attributes,
-                    }
-            else:
-                for s in self._execute(select(ServiceRow).where(ServiceRow.id.in_(chunk))).scalars():
-                    result[s.id] = {
-                        "name": s.name,
-                        "namespace": s.namespace,
-                        "status": s.status,
-                        "members": [],
-                        "labels": s.labels,
-                        "attributes": s.attributes,
-                    }
+            for row, *link_values in self._execute(stmt.where(model.id.in_(chunk))):
+                fields = {column.name: getattr(row, column.name) for column in spec.columns}
+                for i, (link, _) in enumerate(targets):
+                    kind, external_id = link_values[2 * i], link_values[2 * i + 1]
+                    fields[link.field] = f"{kind}:{external_id}" if kind is not None else None
+                if spec.members is not None:
+                    fields[spec.members.field] = []
+                result[row.id] = fields
+            if spec.members is not None:
+                member = self.schema[spec.members.target].row
                 members = self._execute(
-                    select(ServiceMember.service_id, WorkloadRow.kind, WorkloadRow.external_id)
-                    .join(WorkloadRow, ServiceMember.workload_id == WorkloadRow.id)
+                    select(ServiceMember.service_id, member.kind, member.external_id)
+                    .join(member, ServiceMember.workload_id == member.id)
                     .where(ServiceMember.service_id.in_(chunk))
                 )
-                for service_id, wkind, wext in members:
-                    result[service_id]["members"].append(f"{wkind}:{wext}")
-                for fields in result.values():
-                    fields["members"].sort()
+                for owner_id, kind, external_id in members:
+                    result[owner_id][spec.members.field].append(f"{kind}:{external_id}")
+        if spec.members is not None:
+            for fields in result.values():
+                fields[spec.members.field].sort()
         return result
 
     def allocate_ids(self, object_type: str, count: int) -> list[int]:
@@ -246,11 +190,12 @@ class Store:
         """
         if count == 0:
             return []
-        table = _MODELS[object_type].__table__
+        table = self.schema[object_type].row.__table__
         if self.dialect == "postgresql":
             self.statements += 2
             with self.session.get_bind().engine.begin() as allocation:
-                allocation.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ID_ALLOCATION_LOCK + OBJECT_TYPES.index(object_type)})
+                lock_key = _ID_ALLOCATION_LOCK + self.schema.names.index(object_type)
+                allocation.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key})
                 start = allocation.execute(
                     text("SELECT setval(pg_get_serial_sequence(:table, 'id'), nextval(pg_get_serial_sequence(:table, 'id')) + :n - 1) - :n + 1"),
                     {"table": table.name, "n": count},
@@ -261,32 +206,67 @@ class Store:
 
     # -- writes -----------------------------------------------------------------------
 
-    def apply(self, plan: WritePlan, *, now: datetime) -> None:
-        for object_type in OBJECT_TYPES:
-            self._insert(_MODELS[object_type].__table__, plan.inserts[object_type])
-        for object_type in OBJECT_TYPES:
-            self._update_by_id(_MODELS[object_type].__table__, plan.updates[object_type])
-            self._mark_removed(_MODELS[object_type].__table__, plan.removals[object_type], now)
+    def apply(self, plan: WritePlan) -> None:
+        now, source_id = plan.now, plan.source_id
+        inserts: dict[str, list[list[Any]]] = {t: [] for t in self.schema.names}
+        for write in plan.creates:
+            record = write.record
+            values = [write.id, source_id, record.kind, record.external_id, *self._object_values(write), now, now, None]
+            inserts[write.object_type].append(values)
+        updates: dict[str, list[dict[str, Any]]] = {t: [] for t in self.schema.names}
+        for write in plan.updates:
+            columns = self._row_columns[write.object_type]
+            updates[write.object_type].append(
+                {
+                    "id": write.id,
+                    **dict(zip(columns, self._object_values(write), strict=True)),
+                    "changed_at": now,
+                    "removed_at": None,
+                }
+            )
+        member_owners = {t.name for t in self.schema if t.members is not None}
+        member_resets = [w.id for w in plan.updates if w.object_type in member_owners]
+        members = [
+            [w.id, member_id]
+            for w in (*plan.creates, *plan.updates)
+            if w.object_type in member_owners
+            for member_id in w.members
+        ]
+        changes = [
+            [source_id, plan.run_id, now, c.object_type, c.object_id, c.kind, c.external_id, c.name, c.action, c.diff]
+            for c in plan.changes
+        ]
+        for object_type in self.schema:
+            columns = (*IDENTITY_COLUMNS, *self._row_columns[object_type.name], *TIME_COLUMNS)
+            self._insert(object_type.row.__table__, columns, inserts[object_type.name])
+        for object_type in self.schema:
+            self._update_by_id(object_type.row.__table__, updates[object_type.name])
+            self._mark_removed(object_type.row.__table__, plan.removals[object_type.name], now)
         members_table = ServiceMember.__table__
-        for chunk in _chunks(plan.member_resets):
+        for chunk in _chunks(member_resets):
             self._execute(delete(members_table).where(members_table.c.service_id.in_(chunk)))
-        self._insert(members_table, [{"service_id": s, "workload_id": w} for s, w in plan.members])
-        self._insert(Change.__table__, plan.changes)
+        self._insert(members_table, ("service_id", "workload_id"), members)
+        self._insert(Change.__table__, _CHANGE_COLUMNS, changes)
 
-    def _insert(self, table: Table, rows: list[dict[str, Any]]) -> None:
+    def _object_values(self, write: ObjectWrite) -> list[Any]:
+        """An object's values for ``_row_columns``: its columns, its links as ids, its hash."""
+        pick, link_fields = self._row_shapes[write.object_type]
+        links = write.links
+        return [*pick(write.fields), *[links.get(f) for f in link_fields], write.content_hash]
+
+    def _insert(self, table: Table, columns: Sequence[str], rows: list[list[Any]]) -> None:
         if not rows:
             return
         if self.dialect == "postgresql":
-            self._copy(table, rows)
+            self._copy(table, columns, rows)
         else:
-            self._sqlite_executemany(table, rows)
+            self._sqlite_executemany(table, columns, rows)
 
-    def _sqlite_executemany(self, table: Table, rows: list[dict[str, Any]]) -> None:
+    def _sqlite_executemany(self, table: Table, columns: Sequence[str], rows: list[list[Any]]) -> None:
         """One executemany at the driver, values pre-encoded as SQLAlchemy would store them.
 
         Going through SQLAlchemy's per-value type processing costs more than the insert itself.
         """
-        columns = list(rows[0])
         time_positions = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, UTCDateTime)]
         encoded_times: dict[datetime, str] = {}
 
@@ -298,7 +278,7 @@ class Store:
             return text_value
 
         params = []
-        for values in _encoded_rows(rows, columns):
+        for values in _encoded_rows(rows, columns, self._json_columns.get(table.name, ())):
             for i in time_positions:
                 if values[i] is not None:
                     values[i] = encode_time(values[i])
@@ -308,13 +288,12 @@ class Store:
         self.statements += 1
         self.session.connection().exec_driver_sql(f'INSERT INTO "{table.name}" ({column_list}) VALUES ({marks})', params)
 
-    def _copy(self, table: Table, rows: list[dict[str, Any]]) -> None:
-        columns = list(rows[0])
+    def _copy(self, table: Table, columns: Sequence[str], rows: list[list[Any]]) -> None:
         raw = self.session.connection().connection.driver_connection
         column_list = ", ".join(f'"{c}"' for c in columns)
         self.statements += 1
         with raw.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({column_list}) FROM STDIN') as copy:
-            for values in _encoded_rows(rows, columns):
+            for values in _encoded_rows(rows, columns, self._json_columns.get(table.name, ())):
                 copy.write_row(values)
 
     def _update_by_id(self, table: Table, rows: list[dict[str, Any]]) -> None:
