@@ -17,9 +17,9 @@ import click
 import pytest
 import yaml
 from conftest import IN_CI, PROJECT_ROOT
+from sync_support import child_env, write_config, write_inventory
 
 from inventory.cli import cli
-from sync_support import child_env, write_config, write_inventory
 
 DEPLOY = PROJECT_ROOT / "deploy"
 
@@ -47,7 +47,11 @@ def compose_config_problem(document: str) -> str | None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")}
     result = subprocess.run(
         [str(docker_compose_binary()), "--project-directory", str(PROJECT_ROOT), "-f", "-", "config", "--quiet"],
-        input=document, capture_output=True, text=True, env=env, timeout=60,
+        input=document,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
     return None if result.returncode == 0 else (result.stderr.strip() or f"exit {result.returncode}")
 
@@ -85,7 +89,10 @@ def test_compose_runs_postgres_and_the_loop_with_health_checks() -> None:
     assert (PROJECT_ROOT / config_mount.split(":")[0]).is_file()
     assert sync["environment"]["INVENTORY_CONFIG"] == "/etc/inventory/inventory.yaml"
     # No password in the file: it comes from a secret.
-    assert "@postgres" in sync["environment"]["INVENTORY_DATABASE_URL"] and ":" not in sync["environment"]["INVENTORY_DATABASE_URL"].split("//")[1].split("@")[0]
+    assert (
+        "@postgres" in sync["environment"]["INVENTORY_DATABASE_URL"]
+        and ":" not in sync["environment"]["INVENTORY_DATABASE_URL"].split("//")[1].split("@")[0]
+    )
     assert postgres["environment"]["POSTGRES_PASSWORD_FILE"].startswith("/run/secrets/")
     assert f"{9464}:9464" in sync["ports"]
 
@@ -110,8 +117,19 @@ def test_the_entrypoint_upgrades_the_database_then_runs_the_command(tmp_path: Pa
     config = write_config(tmp_path / "inventory.yaml", url, {"lab": write_inventory(tmp_path / "lab.yaml", 1)})
     (tmp_path / "pg_password").write_text("not-used-by-sqlite\n")
     bin_dir = Path(sys.executable).parent  # where pip put the `inventory` console script beside this Python
-    env = child_env(INVENTORY_CONFIG=str(config), POSTGRES_PASSWORD_FILE=str(tmp_path / "pg_password"), PATH=f"{bin_dir}:{os.environ['PATH']}")
-    result = subprocess.run([str(DEPLOY / "docker-entrypoint.sh"), "sync", "--once"], capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path)
+    env = child_env(
+        INVENTORY_CONFIG=str(config),
+        POSTGRES_PASSWORD_FILE=str(tmp_path / "pg_password"),
+        PATH=f"{bin_dir}:{os.environ['PATH']}",
+    )
+    result = subprocess.run(
+        [str(DEPLOY / "docker-entrypoint.sh"), "sync", "--once"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert "empty -> " in result.stdout  # db upgrade ran first
     assert "lab: success, 2 objects" in result.stdout
@@ -186,7 +204,9 @@ def test_kubernetes_cronjob_has_a_read_only_service_account() -> None:
     binding = documents["ClusterRoleBinding"]
     account = documents["ServiceAccount"]["metadata"]
     assert binding["roleRef"]["name"] == documents["ClusterRole"]["metadata"]["name"]
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["name"], "namespace": account["namespace"]}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account["name"], "namespace": account["namespace"]}
+    ]
     job = documents["CronJob"]["spec"]
     pod = job["jobTemplate"]["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == account["name"]

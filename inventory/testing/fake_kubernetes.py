@@ -14,7 +14,7 @@ kubeconfig (``write_kubeconfig``).
 
 Run it standalone (for the demo, or as a separate process in the benchmark)::
 
-    python -m inventory.testing.fake_kubernetes --nodes 500 --pods 15000 --profile realistic --kubeconfig /tmp/kubeconfig
+    python -m inventory.testing.fake_kubernetes --nodes 500 --pods 15000 --profile realistic --kubeconfig /tmp/kc
 
 ``--profile small`` (the default) serves the tests' cluster; ``realistic`` a real cluster's kinds and
 object weights (``fake_kubernetes_realistic``).
@@ -367,14 +367,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", default="fake", help="cluster name (seeds the uids)")
     parser.add_argument("--context", default="fake")
     parser.add_argument("--kubeconfig", required=True, help="where to write a kubeconfig that points at the server")
-    parser.add_argument("--profile", choices=("small", "realistic"), default="small", help="the tests' small cluster, or a real cluster's kinds and weights")
+    parser.add_argument(
+        "--profile", choices=("small", "realistic"), default="small", help="the tests' cluster, or a real one's kinds and weights"
+    )
     args = parser.parse_args(argv)
     spec = ClusterSpec(name=args.name, nodes=args.nodes, pods=args.pods)
     objects = generate_realistic_cluster(spec) if args.profile == "realistic" else generate_cluster(spec)
     api = FakeKubernetes(objects=objects).start()
     write_kubeconfig(args.kubeconfig, {args.context: api})
     counts = ", ".join(f"{r}={len(c.keys)}" for r, c in api._collections.items())
-    print(f"serving {api.url} ({counts}; {pod_json_bytes(objects):.0f} bytes of JSON per pod); kubeconfig {args.kubeconfig}", flush=True)
+    weight = f"{pod_json_bytes(objects):.0f} bytes of JSON per pod"
+    print(f"serving {api.url} ({counts}; {weight}); kubeconfig {args.kubeconfig}", flush=True)
     try:
         while True:
             time.sleep(3600)

@@ -58,8 +58,22 @@ _DAEMONSETS = (
 _LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 _APPLIED_KINDS = {"deployments", "statefulsets", "daemonsets", "cronjobs", "services", "ingresses"}
 _STATUS_MANAGER = {"pods": "kubelet", "nodes": "k3s", "ingresses": "traefik"}
-_SPEC_MANAGER = {"pods": "kube-controller-manager", "replicasets": "kube-controller-manager", "jobs": "kube-controller-manager", "nodes": "k3s", "namespaces": "kubectl-create"}
-_API_VERSION = {"replicasets": "apps/v1", "deployments": "apps/v1", "statefulsets": "apps/v1", "daemonsets": "apps/v1", "jobs": "batch/v1", "cronjobs": "batch/v1", "ingresses": "networking.k8s.io/v1"}
+_SPEC_MANAGER = {
+    "pods": "kube-controller-manager",
+    "replicasets": "kube-controller-manager",
+    "jobs": "kube-controller-manager",
+    "nodes": "k3s",
+    "namespaces": "kubectl-create",
+}
+_API_VERSION = {
+    "replicasets": "apps/v1",
+    "deployments": "apps/v1",
+    "statefulsets": "apps/v1",
+    "daemonsets": "apps/v1",
+    "jobs": "batch/v1",
+    "cronjobs": "batch/v1",
+    "ingresses": "networking.k8s.io/v1",
+}
 # Lists the API declares atomic (listType=atomic): their owner holds them whole.
 _ATOMIC_LISTS = {"containerStatuses", "initContainerStatuses", "tolerations", "accessModes", "hostIPs"}
 _SERVICE_ACCOUNT_TOLERATIONS = [
@@ -88,7 +102,15 @@ def fields_v1(value: Any, top: bool = False) -> Any:
 
 
 def _merge_key(item: JSON) -> JSON | None:
-    for fields in (("uid",), ("containerPort", "protocol"), ("port", "protocol"), ("mountPath",), ("name",), ("type",), ("ip",)):
+    for fields in (
+        ("uid",),
+        ("containerPort", "protocol"),
+        ("port", "protocol"),
+        ("mountPath",),
+        ("name",),
+        ("type",),
+        ("ip",),
+    ):
         if all(f in item for f in fields):
             return {f: item[f] for f in fields}
     return None
@@ -97,13 +119,21 @@ def _merge_key(item: JSON) -> JSON | None:
 def _managed_fields(resource: str, obj: JSON) -> list[JSON]:
     """What an API server keeps for this object: its spec's manager and its status's, each with the fields it set."""
     meta = obj["metadata"]
-    owned_meta = {k: meta[k] for k in ("labels", "annotations", "ownerReferences", "generateName", "finalizers") if k in meta}
+    owned_meta = {
+        k: meta[k] for k in ("labels", "annotations", "ownerReferences", "generateName", "finalizers") if k in meta
+    }
     if resource in _APPLIED_KINDS:
         annotations = owned_meta.get("annotations", {})
-        owned_meta["annotations"] = {k: v for k, v in annotations.items() if not k.startswith("deployment.kubernetes.io/")}
+        owned_meta["annotations"] = {
+            k: v for k, v in annotations.items() if not k.startswith("deployment.kubernetes.io/")
+        }
     spec_part = {k: v for k, v in obj.items() if k not in ("kind", "apiVersion", "metadata", "status")}
     if resource == "pods":  # the scheduler binds the node, the admission chain adds the rest
-        spec_part["spec"] = {k: v for k, v in spec_part["spec"].items() if k not in ("nodeName", "tolerations", "priority", "preemptionPolicy")}
+        spec_part["spec"] = {
+            k: v
+            for k, v in spec_part["spec"].items()
+            if k not in ("nodeName", "tolerations", "priority", "preemptionPolicy")
+        }
     api_version = obj.get("apiVersion", "v1")
     entries: list[JSON] = [
         {
@@ -112,7 +142,10 @@ def _managed_fields(resource: str, obj: JSON) -> list[JSON]:
             "apiVersion": api_version,
             "time": CREATED,
             "fieldsType": "FieldsV1",
-            "fieldsV1": {"f:metadata": fields_v1(owned_meta, top=True), **{f"f:{k}": fields_v1(v, top=True) for k, v in spec_part.items()}},
+            "fieldsV1": {
+                "f:metadata": fields_v1(owned_meta, top=True),
+                **{f"f:{k}": fields_v1(v, top=True) for k, v in spec_part.items()},
+            },
         }
     ]
     if obj.get("status"):
@@ -134,17 +167,44 @@ def _last_applied(obj: JSON) -> str:
     """What ``kubectl apply`` stores: the applied document, keys sorted, on one line."""
     meta = obj["metadata"]
     applied_meta = {k: meta[k] for k in ("name", "namespace", "labels") if k in meta}
-    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != _LAST_APPLIED and not k.startswith("deployment.kubernetes.io/")}
+    annotations = {
+        k: v
+        for k, v in (meta.get("annotations") or {}).items()
+        if k != _LAST_APPLIED and not k.startswith("deployment.kubernetes.io/")
+    }
     if annotations:
         applied_meta["annotations"] = annotations
-    document = {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "metadata": applied_meta, "spec": obj.get("spec", {})}
+    document = {
+        "apiVersion": obj["apiVersion"],
+        "kind": obj["kind"],
+        "metadata": applied_meta,
+        "spec": obj.get("spec", {}),
+    }
     return json.dumps(document, sort_keys=True, separators=(",", ":")) + "\n"
 
 
-def _app_container(name: str, image: str, cpu: str, memory: str, volume_mounts: list[JSON], serving: bool = True, env: list[JSON] | None = None) -> JSON:
+def _app_container(
+    name: str,
+    image: str,
+    cpu: str,
+    memory: str,
+    volume_mounts: list[JSON],
+    serving: bool = True,
+    env: list[JSON] | None = None,
+) -> JSON:
     """A container as a chart declares it; one that serves (not a batch job) has a port and a readiness probe."""
-    probe = {"httpGet": {"path": "/healthz", "port": "http", "scheme": "HTTP"}, "timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3}
-    serves: JSON = {"ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}], "readinessProbe": probe} if serving else {}
+    probe = {
+        "httpGet": {"path": "/healthz", "port": "http", "scheme": "HTTP"},
+        "timeoutSeconds": 1,
+        "periodSeconds": 10,
+        "successThreshold": 1,
+        "failureThreshold": 3,
+    }
+    serves: JSON = (
+        {"ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}], "readinessProbe": probe}
+        if serving
+        else {}
+    )
     return {
         "name": name,
         "image": image,
@@ -184,16 +244,33 @@ class _Cluster:
         node = node_object(self.b, index, control_plane)
         # A real node lists every image it pulled: dozens.
         node["status"]["images"] = [
-            {"names": [f"registry.example.com/team-{i}/app@{image_digest(f'{index}/{i}')}", f"registry.example.com/team-{i}/app:1.{i}"], "sizeBytes": 20_000_000 + i * 1_000_003}
+            {
+                "names": [
+                    f"registry.example.com/team-{i}/app@{image_digest(f'{index}/{i}')}",
+                    f"registry.example.com/team-{i}/app:1.{i}",
+                ],
+                "sizeBytes": 20_000_000 + i * 1_000_003,
+            }
             for i in range(40)
         ]
         return node
 
     def namespace(self, name: str) -> None:
         meta = self.b.meta("namespace", name, labels={"kubernetes.io/metadata.name": name})
-        self.out.add("namespaces", {"kind": "Namespace", "apiVersion": "v1", "metadata": meta, "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}})
+        self.out.add(
+            "namespaces",
+            {
+                "kind": "Namespace",
+                "apiVersion": "v1",
+                "metadata": meta,
+                "spec": {"finalizers": ["kubernetes"]},
+                "status": {"phase": "Active"},
+            },
+        )
 
-    def pod(self, name: str, namespace: str, template: JSON, owner: JSON, node: JSON | None = None, phase: str = "Running") -> JSON:
+    def pod(
+        self, name: str, namespace: str, template: JSON, owner: JSON, node: JSON | None = None, phase: str = "Running"
+    ) -> JSON:
         if node is None:
             node = self.nodes[self._cursor % len(self.nodes)]
             self._cursor += 1
@@ -202,7 +279,10 @@ class _Cluster:
         suffix = hashlib.sha1(f"{namespace}/{name}".encode()).hexdigest()[:5]
         access = f"kube-api-access-{suffix}"
         for container in containers:
-            container["volumeMounts"] = [*container.get("volumeMounts", []), {"name": access, "readOnly": True, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]
+            container["volumeMounts"] = [
+                *container.get("volumeMounts", []),
+                {"name": access, "readOnly": True, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"},
+            ]
         pod = pod_object(self.b, name, namespace, dict(template["metadata"]["labels"]), containers, owner, node, phase)
         spec = pod["spec"]
         spec["volumes"] = [
@@ -213,7 +293,16 @@ class _Cluster:
                     "sources": [
                         {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
                         {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
-                        {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+                        {
+                            "downwardAPI": {
+                                "items": [
+                                    {
+                                        "path": "namespace",
+                                        "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"},
+                                    }
+                                ]
+                            }
+                        },
                     ],
                     "defaultMode": 420,
                 },
@@ -224,11 +313,27 @@ class _Cluster:
         return self.out.add("pods", pod)
 
     def deployment(self, namespace: str, name: str, replicas: int, image: str) -> JSON:
-        labels = {"app": name, "app.kubernetes.io/name": name, "app.kubernetes.io/part-of": namespace, "app.kubernetes.io/managed-by": "kubectl"}
+        labels = {
+            "app": name,
+            "app.kubernetes.io/name": name,
+            "app.kubernetes.io/part-of": namespace,
+            "app.kubernetes.io/managed-by": "kubectl",
+        }
         mounts = [{"name": "config", "mountPath": "/etc/app"}]
         volumes = [{"name": "config", "configMap": {"name": f"{name}-config", "defaultMode": 420}}]
-        template = _template({"app": name, "app.kubernetes.io/name": name}, [_app_container(name, image, "100m", "256Mi", mounts)], volumes)
-        meta = self.b.meta("deployment", name, namespace, labels=labels, generation=_REVISIONS_KEPT, annotations={"deployment.kubernetes.io/revision": str(_REVISIONS_KEPT)})
+        template = _template(
+            {"app": name, "app.kubernetes.io/name": name},
+            [_app_container(name, image, "100m", "256Mi", mounts)],
+            volumes,
+        )
+        meta = self.b.meta(
+            "deployment",
+            name,
+            namespace,
+            labels=labels,
+            generation=_REVISIONS_KEPT,
+            annotations={"deployment.kubernetes.io/revision": str(_REVISIONS_KEPT)},
+        )
         deployment = self.out.add(
             "deployments",
             {
@@ -239,7 +344,10 @@ class _Cluster:
                     "replicas": replicas,
                     "selector": {"matchLabels": {"app": name}},
                     "template": template,
-                    "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}},
+                    "strategy": {
+                        "type": "RollingUpdate",
+                        "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"},
+                    },
                     "revisionHistoryLimit": 10,
                     "progressDeadlineSeconds": 600,
                 },
@@ -247,8 +355,22 @@ class _Cluster:
                     **replica_status(replicas),
                     "observedGeneration": _REVISIONS_KEPT,
                     "conditions": [
-                        {"type": "Available", "status": "True", "lastUpdateTime": CREATED, "lastTransitionTime": CREATED, "reason": "MinimumReplicasAvailable", "message": "Deployment has minimum availability."},
-                        {"type": "Progressing", "status": "True", "lastUpdateTime": CREATED, "lastTransitionTime": CREATED, "reason": "NewReplicaSetAvailable", "message": f'ReplicaSet "{name}" has successfully progressed.'},
+                        {
+                            "type": "Available",
+                            "status": "True",
+                            "lastUpdateTime": CREATED,
+                            "lastTransitionTime": CREATED,
+                            "reason": "MinimumReplicasAvailable",
+                            "message": "Deployment has minimum availability.",
+                        },
+                        {
+                            "type": "Progressing",
+                            "status": "True",
+                            "lastUpdateTime": CREATED,
+                            "lastTransitionTime": CREATED,
+                            "reason": "NewReplicaSetAvailable",
+                            "message": f'ReplicaSet "{name}" has successfully progressed.',
+                        },
                     ],
                 },
             },
@@ -260,8 +382,20 @@ class _Cluster:
             rs_template = copy.deepcopy(template)
             rs_template["metadata"]["labels"]["pod-template-hash"] = hash_
             rs_template["spec"]["containers"][0]["image"] = f"{image.rsplit(':', 1)[0]}:1.{revision}"
-            annotations = {"deployment.kubernetes.io/desired-replicas": str(replicas), "deployment.kubernetes.io/max-replicas": str(replicas + 1), "deployment.kubernetes.io/revision": str(revision)}
-            rs_meta = self.b.meta("replicaset", f"{name}-{hash_}", namespace, labels=dict(rs_template["metadata"]["labels"]), ownerReferences=[owner], annotations=annotations, generation=1)
+            annotations = {
+                "deployment.kubernetes.io/desired-replicas": str(replicas),
+                "deployment.kubernetes.io/max-replicas": str(replicas + 1),
+                "deployment.kubernetes.io/revision": str(revision),
+            }
+            rs_meta = self.b.meta(
+                "replicaset",
+                f"{name}-{hash_}",
+                namespace,
+                labels=dict(rs_template["metadata"]["labels"]),
+                ownerReferences=[owner],
+                annotations=annotations,
+                generation=1,
+            )
             count = replicas if current else 0
             self.out.add(
                 "replicasets",
@@ -269,7 +403,11 @@ class _Cluster:
                     "kind": "ReplicaSet",
                     "apiVersion": "apps/v1",
                     "metadata": rs_meta,
-                    "spec": {"replicas": count, "selector": {"matchLabels": {"app": name, "pod-template-hash": hash_}}, "template": rs_template},
+                    "spec": {
+                        "replicas": count,
+                        "selector": {"matchLabels": {"app": name, "pod-template-hash": hash_}},
+                        "template": rs_template,
+                    },
                     "status": replica_status(count) if count else {"replicas": 0, "observedGeneration": 1},
                 },
             )
@@ -282,14 +420,31 @@ class _Cluster:
 
     def statefulset(self, namespace: str, name: str, replicas: int) -> None:
         labels = {"app": name, "app.kubernetes.io/name": name, "app.kubernetes.io/component": "database"}
-        env = [{"name": "POSTGRES_PASSWORD", "valueFrom": {"secretKeyRef": {"name": f"{name}-credentials", "key": "password"}}}]
-        container = _app_container("postgres", "docker.io/library/postgres:16.4", "250m", "1Gi", [{"name": "data", "mountPath": "/var/lib/postgresql/data"}], env=env)
+        env = [
+            {
+                "name": "POSTGRES_PASSWORD",
+                "valueFrom": {"secretKeyRef": {"name": f"{name}-credentials", "key": "password"}},
+            }
+        ]
+        container = _app_container(
+            "postgres",
+            "docker.io/library/postgres:16.4",
+            "250m",
+            "1Gi",
+            [{"name": "data", "mountPath": "/var/lib/postgresql/data"}],
+            env=env,
+        )
         template = _template(labels, [container], [])
         claim = {
             "apiVersion": "v1",
             "kind": "PersistentVolumeClaim",
             "metadata": {"name": "data"},
-            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "20Gi"}}, "storageClassName": "longhorn", "volumeMode": "Filesystem"},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "20Gi"}},
+                "storageClassName": "longhorn",
+                "volumeMode": "Filesystem",
+            },
             "status": {"phase": "Pending"},
         }
         meta = self.b.meta("statefulset", name, namespace, labels=labels, generation=1)
@@ -311,21 +466,42 @@ class _Cluster:
                     "revisionHistoryLimit": 10,
                     "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
                 },
-                "status": {**replica_status(replicas), "currentReplicas": replicas, "currentRevision": revision, "updateRevision": revision, "collisionCount": 0},
+                "status": {
+                    **replica_status(replicas),
+                    "currentReplicas": replicas,
+                    "currentRevision": revision,
+                    "updateRevision": revision,
+                    "collisionCount": 0,
+                },
             },
         )
         owner = owner_reference("StatefulSet", meta, "apps/v1")
         for i in range(replicas):
             pod_template_ = copy.deepcopy(template)
-            pod_template_["metadata"]["labels"].update({"statefulset.kubernetes.io/pod-name": f"{name}-{i}", "controller-revision-hash": revision, "apps.kubernetes.io/pod-index": str(i)})
-            pod_template_["spec"]["volumes"].insert(0, {"name": "data", "persistentVolumeClaim": {"claimName": f"data-{name}-{i}"}})
+            pod_template_["metadata"]["labels"].update(
+                {
+                    "statefulset.kubernetes.io/pod-name": f"{name}-{i}",
+                    "controller-revision-hash": revision,
+                    "apps.kubernetes.io/pod-index": str(i),
+                }
+            )
+            pod_template_["spec"]["volumes"].insert(
+                0, {"name": "data", "persistentVolumeClaim": {"claimName": f"data-{name}-{i}"}}
+            )
             pod = self.pod(f"{name}-{i}", namespace, pod_template_, owner)
             pod["spec"].update(hostname=f"{name}-{i}", subdomain=name)
         service_object(self.b, namespace, name, labels, headless=True)
 
     def cronjob(self, namespace: str, name: str, jobs: int) -> None:
         labels = {"app": name}
-        container = _app_container(name, "registry.example.com/ops/backup:2.3", "50m", "128Mi", [{"name": "tmp", "mountPath": "/tmp"}], serving=False)
+        container = _app_container(
+            name,
+            "registry.example.com/ops/backup:2.3",
+            "50m",
+            "128Mi",
+            [{"name": "tmp", "mountPath": "/tmp"}],
+            serving=False,
+        )
         job_template = _template(labels, [container], [{"name": "tmp", "emptyDir": {}}])
         job_template["spec"]["restartPolicy"] = "OnFailure"
         meta = self.b.meta("cronjob", name, namespace, labels=labels)
@@ -339,7 +515,10 @@ class _Cluster:
                     "schedule": "17 3 * * *",
                     "concurrencyPolicy": "Forbid",
                     "suspend": False,
-                    "jobTemplate": {"metadata": {"creationTimestamp": None}, "spec": {"backoffLimit": 2, "template": job_template}},
+                    "jobTemplate": {
+                        "metadata": {"creationTimestamp": None},
+                        "spec": {"backoffLimit": 2, "template": job_template},
+                    },
                     "successfulJobsHistoryLimit": jobs,
                     "failedJobsHistoryLimit": 1,
                 },
@@ -349,12 +528,30 @@ class _Cluster:
         cron_owner = owner_reference("CronJob", meta, "batch/v1")
         for run in range(jobs):
             job_name = f"{name}-{29_001_234 + run * 1440}"
-            job_meta = self.b.meta("job", job_name, namespace, labels=labels, ownerReferences=[cron_owner], generation=1, annotations={"batch.kubernetes.io/job-tracking": ""})
-            uid_labels = {"batch.kubernetes.io/controller-uid": job_meta["uid"], "batch.kubernetes.io/job-name": job_name, "controller-uid": job_meta["uid"], "job-name": job_name}
+            job_meta = self.b.meta(
+                "job",
+                job_name,
+                namespace,
+                labels=labels,
+                ownerReferences=[cron_owner],
+                generation=1,
+                annotations={"batch.kubernetes.io/job-tracking": ""},
+            )
+            uid_labels = {
+                "batch.kubernetes.io/controller-uid": job_meta["uid"],
+                "batch.kubernetes.io/job-name": job_name,
+                "controller-uid": job_meta["uid"],
+                "job-name": job_name,
+            }
             template = copy.deepcopy(job_template)
             template["metadata"]["labels"].update(uid_labels)
             conditions = [
-                {"type": "SuccessCriteriaMet", "status": "True", "lastProbeTime": CREATED, "lastTransitionTime": CREATED},
+                {
+                    "type": "SuccessCriteriaMet",
+                    "status": "True",
+                    "lastProbeTime": CREATED,
+                    "lastTransitionTime": CREATED,
+                },
                 {"type": "Complete", "status": "True", "lastProbeTime": CREATED, "lastTransitionTime": CREATED},
             ]
             self.out.add(
@@ -374,25 +571,85 @@ class _Cluster:
                         "manualSelector": False,
                         "template": template,
                     },
-                    "status": {"conditions": conditions, "startTime": CREATED, "completionTime": CREATED, "succeeded": 1, "terminating": 0, "ready": 0, "uncountedTerminatedPods": {}},
+                    "status": {
+                        "conditions": conditions,
+                        "startTime": CREATED,
+                        "completionTime": CREATED,
+                        "succeeded": 1,
+                        "terminating": 0,
+                        "ready": 0,
+                        "uncountedTerminatedPods": {},
+                    },
                 },
             )
-            self.pod(f"{job_name}-{hashlib.sha1(job_name.encode()).hexdigest()[:5]}", namespace, template, owner_reference("Job", job_meta, "batch/v1"), phase="Succeeded")
+            self.pod(
+                f"{job_name}-{hashlib.sha1(job_name.encode()).hexdigest()[:5]}",
+                namespace,
+                template,
+                owner_reference("Job", job_meta, "batch/v1"),
+                phase="Succeeded",
+            )
 
     def ingress(self, namespace: str, services: list[JSON]) -> None:
         host = f"{namespace}.apps.example.com"
-        annotations = {"cert-manager.io/cluster-issuer": "letsencrypt", "traefik.ingress.kubernetes.io/router.entrypoints": "websecure"}
-        meta = self.b.meta("ingress", "web", namespace, labels={"app.kubernetes.io/part-of": namespace}, annotations=annotations, generation=1)
-        paths = [{"path": f"/{s['metadata']['name']}", "pathType": "Prefix", "backend": {"service": {"name": s["metadata"]["name"], "port": {"number": 80}}}} for s in services]
-        spec = {"ingressClassName": "traefik", "tls": [{"hosts": [host], "secretName": f"{namespace}-tls"}], "rules": [{"host": host, "http": {"paths": paths}}]}
-        self.out.add("ingresses", {"kind": "Ingress", "apiVersion": "networking.k8s.io/v1", "metadata": meta, "spec": spec, "status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.250"}]}}})
+        annotations = {
+            "cert-manager.io/cluster-issuer": "letsencrypt",
+            "traefik.ingress.kubernetes.io/router.entrypoints": "websecure",
+        }
+        meta = self.b.meta(
+            "ingress",
+            "web",
+            namespace,
+            labels={"app.kubernetes.io/part-of": namespace},
+            annotations=annotations,
+            generation=1,
+        )
+        paths = [
+            {
+                "path": f"/{s['metadata']['name']}",
+                "pathType": "Prefix",
+                "backend": {"service": {"name": s["metadata"]["name"], "port": {"number": 80}}},
+            }
+            for s in services
+        ]
+        spec = {
+            "ingressClassName": "traefik",
+            "tls": [{"hosts": [host], "secretName": f"{namespace}-tls"}],
+            "rules": [{"host": host, "http": {"paths": paths}}],
+        }
+        self.out.add(
+            "ingresses",
+            {
+                "kind": "Ingress",
+                "apiVersion": "networking.k8s.io/v1",
+                "metadata": meta,
+                "spec": spec,
+                "status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.250"}]}},
+            },
+        )
 
     def daemonset(self, name: str, image: str) -> None:
         labels = {"k8s-app": name}
-        container = _app_container(name, image, "50m", "64Mi", [{"name": "host-var-log", "mountPath": "/var/log", "readOnly": True}], serving=False)
-        template = _template(labels, [container], [{"name": "host-var-log", "hostPath": {"path": "/var/log", "type": ""}}])
+        container = _app_container(
+            name,
+            image,
+            "50m",
+            "64Mi",
+            [{"name": "host-var-log", "mountPath": "/var/log", "readOnly": True}],
+            serving=False,
+        )
+        template = _template(
+            labels, [container], [{"name": "host-var-log", "hostPath": {"path": "/var/log", "type": ""}}]
+        )
         template["spec"]["priorityClassName"] = "system-node-critical"
-        meta = self.b.meta("daemonset", name, "kube-system", labels=labels, generation=1, annotations={"deprecated.daemonset.template.generation": "1"})
+        meta = self.b.meta(
+            "daemonset",
+            name,
+            "kube-system",
+            labels=labels,
+            generation=1,
+            annotations={"deprecated.daemonset.template.generation": "1"},
+        )
         count = len(self.nodes)
         self.out.add(
             "daemonsets",
@@ -400,14 +657,33 @@ class _Cluster:
                 "kind": "DaemonSet",
                 "apiVersion": "apps/v1",
                 "metadata": meta,
-                "spec": {"selector": {"matchLabels": labels}, "template": template, "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}, "revisionHistoryLimit": 10},
-                "status": {"currentNumberScheduled": count, "numberMisscheduled": 0, "desiredNumberScheduled": count, "numberReady": count, "observedGeneration": 1, "updatedNumberScheduled": count, "numberAvailable": count},
+                "spec": {
+                    "selector": {"matchLabels": labels},
+                    "template": template,
+                    "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}},
+                    "revisionHistoryLimit": 10,
+                },
+                "status": {
+                    "currentNumberScheduled": count,
+                    "numberMisscheduled": 0,
+                    "desiredNumberScheduled": count,
+                    "numberReady": count,
+                    "observedGeneration": 1,
+                    "updatedNumberScheduled": count,
+                    "numberAvailable": count,
+                },
             },
         )
         owner = owner_reference("DaemonSet", meta, "apps/v1")
         for node in self.nodes:
             node_name = node["metadata"]["name"]
-            pod = self.pod(f"{name}-{hashlib.sha1(f'{name}/{node_name}'.encode()).hexdigest()[:5]}", "kube-system", template, owner, node)
+            pod = self.pod(
+                f"{name}-{hashlib.sha1(f'{name}/{node_name}'.encode()).hexdigest()[:5]}",
+                "kube-system",
+                template,
+                owner,
+                node,
+            )
             pod["spec"]["tolerations"] = [{"operator": "Exists"}, *pod["spec"]["tolerations"]]
 
     def finish(self) -> ClusterObjects:
@@ -445,8 +721,14 @@ def generate_realistic_cluster(spec: ClusterSpec) -> ClusterObjects:
         for _ in range(deployments // tenants + (1 if t < deployments % tenants else 0)):
             name = f"svc-{made}"
             replicas = budget // deployments + (1 if made < budget % deployments else 0)
-            cluster.deployment(namespace, name, replicas, f"registry.example.com/{namespace}/{name}:1.{_REVISIONS_KEPT}")
-            services.append(service_object(cluster.b, namespace, name, {"app": name}, "LoadBalancer" if made % 50 == 0 else "ClusterIP"))
+            cluster.deployment(
+                namespace, name, replicas, f"registry.example.com/{namespace}/{name}:1.{_REVISIONS_KEPT}"
+            )
+            services.append(
+                service_object(
+                    cluster.b, namespace, name, {"app": name}, "LoadBalancer" if made % 50 == 0 else "ClusterIP"
+                )
+            )
             made += 1
         for index, replicas in enumerate(_STATEFULSET_REPLICAS):
             cluster.statefulset(namespace, f"db-{index}", replicas)
