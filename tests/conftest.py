@@ -21,7 +21,6 @@ from inventory.testing.scratch_postgres import ScratchDatabase
 POSTGRES_ADMIN_URL = os.environ.get("INVENTORY_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DIR = PROJECT_ROOT.parent / "shared"
 
 _postgres_problem: str | None | bool = False  # False: not probed yet
 

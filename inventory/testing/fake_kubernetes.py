@@ -14,7 +14,10 @@ kubeconfig (``write_kubeconfig``).
 
 Run it standalone (for the demo, or as a separate process in the benchmark)::
 
-    python -m inventory.testing.fake_kubernetes --nodes 500 --pods 15000 --kubeconfig /tmp/kubeconfig
+    python -m inventory.testing.fake_kubernetes --nodes 500 --pods 15000 --profile realistic --kubeconfig /tmp/kc
+
+``--profile small`` (the default) serves the tests' cluster; ``realistic`` a real cluster's kinds and
+object weights (``fake_kubernetes_realistic``).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from urllib.parse import parse_qs, urlsplit
 import yaml
 
 from inventory.testing.fake_kubernetes_objects import JSON, RESOURCES, ClusterObjects, ClusterSpec, generate_cluster
+from inventory.testing.fake_kubernetes_realistic import generate_realistic_cluster, pod_json_bytes
 from inventory.testing.serving import serve_in_background, shut_down
 
 DEFAULT_TOKEN = "fake-bearer-token-0123456789"
@@ -363,11 +367,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", default="fake", help="cluster name (seeds the uids)")
     parser.add_argument("--context", default="fake")
     parser.add_argument("--kubeconfig", required=True, help="where to write a kubeconfig that points at the server")
+    parser.add_argument(
+        "--profile", choices=("small", "realistic"), default="small", help="the tests' cluster, or a real one's kinds and weights"
+    )
     args = parser.parse_args(argv)
-    api = FakeKubernetes(ClusterSpec(name=args.name, nodes=args.nodes, pods=args.pods)).start()
+    spec = ClusterSpec(name=args.name, nodes=args.nodes, pods=args.pods)
+    objects = generate_realistic_cluster(spec) if args.profile == "realistic" else generate_cluster(spec)
+    api = FakeKubernetes(objects=objects).start()
     write_kubeconfig(args.kubeconfig, {args.context: api})
     counts = ", ".join(f"{r}={len(c.keys)}" for r, c in api._collections.items())
-    print(f"serving {api.url} ({counts}); kubeconfig {args.kubeconfig}", flush=True)
+    weight = f"{pod_json_bytes(objects):.0f} bytes of JSON per pod"
+    print(f"serving {api.url} ({counts}; {weight}); kubeconfig {args.kubeconfig}", flush=True)
     try:
         while True:
             time.sleep(3600)

@@ -20,7 +20,7 @@ from typing import Any
 JSON = dict[str, Any]
 
 _UID_NAMESPACE = uuid.UUID("6f1f5f43-9a53-4c2e-9d4a-3c1f0a7f5e21")
-_CREATED = "2026-01-05T10:00:00Z"
+CREATED = "2026-01-05T10:00:00Z"
 _HEARTBEAT = "2026-11-22T01:59:30Z"
 
 # resource -> (API path prefix, kind, namespaced)
@@ -72,7 +72,7 @@ def object_uid(cluster: str, *parts: str) -> str:
     return str(uuid.uuid5(_UID_NAMESPACE, "/".join((cluster, *parts))))
 
 
-def _digest(text: str) -> str:
+def image_digest(text: str) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -82,14 +82,14 @@ def _managed_fields(manager: str, operation: str = "Update") -> list[JSON]:
             "manager": manager,
             "operation": operation,
             "apiVersion": "v1",
-            "time": _CREATED,
+            "time": CREATED,
             "fieldsType": "FieldsV1",
             "fieldsV1": {"f:metadata": {"f:labels": {".": {}, "f:app": {}}}, "f:spec": {"f:containers": {}}},
         }
     ]
 
 
-class _Builder:
+class ClusterBuilder:
     """Builds objects of one cluster; keeps the counters that make resourceVersions and IPs unique."""
 
     def __init__(self, spec: ClusterSpec) -> None:
@@ -106,7 +106,7 @@ class _Builder:
             "name": name,
             "uid": object_uid(self.spec.name, *path),
             "resourceVersion": str(self._version),
-            "creationTimestamp": _CREATED,
+            "creationTimestamp": CREATED,
         }
         if namespace is not None:
             meta["namespace"] = namespace
@@ -125,11 +125,11 @@ class _Builder:
         return f"10.43.{self._service_ip // 250}.{self._service_ip % 250 + 1}"
 
 
-def _owner(kind: str, meta: JSON, api_version: str) -> JSON:
+def owner_reference(kind: str, meta: JSON, api_version: str) -> JSON:
     return {"apiVersion": api_version, "kind": kind, "name": meta["name"], "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}
 
 
-def _container(name: str, image: str, cpu: str = "100m", memory: str = "128Mi") -> JSON:
+def container_spec(name: str, image: str, cpu: str = "100m", memory: str = "128Mi") -> JSON:
     return {
         "name": name,
         "image": image,
@@ -143,11 +143,11 @@ def _container(name: str, image: str, cpu: str = "100m", memory: str = "128Mi") 
     }
 
 
-def _template(labels: JSON, containers: list[JSON]) -> JSON:
+def pod_template(labels: JSON, containers: list[JSON]) -> JSON:
     return {"metadata": {"labels": labels}, "spec": {"containers": containers, "restartPolicy": "Always", "dnsPolicy": "ClusterFirst"}}
 
 
-def _node(b: _Builder, index: int, control_plane: bool) -> JSON:
+def node_object(b: ClusterBuilder, index: int, control_plane: bool) -> JSON:
     name = f"node-{index:04d}"
     labels = {
         "kubernetes.io/hostname": name,
@@ -176,14 +176,14 @@ def _node(b: _Builder, index: int, control_plane: bool) -> JSON:
             "capacity": {"cpu": "8", "memory": "32803404Ki", "pods": "110", "ephemeral-storage": "102626232Ki"},
             "allocatable": {"cpu": "8", "memory": "32701004Ki", "pods": "110", "ephemeral-storage": "99833802926"},
             "conditions": [
-                {"type": "MemoryPressure", "status": "False", "lastHeartbeatTime": _HEARTBEAT, "lastTransitionTime": _CREATED, "reason": "KubeletHasSufficientMemory", "message": "kubelet has sufficient memory available"},
-                {"type": "DiskPressure", "status": "False", "lastHeartbeatTime": _HEARTBEAT, "lastTransitionTime": _CREATED, "reason": "KubeletHasNoDiskPressure", "message": "kubelet has no disk pressure"},
-                {"type": "PIDPressure", "status": "False", "lastHeartbeatTime": _HEARTBEAT, "lastTransitionTime": _CREATED, "reason": "KubeletHasSufficientPID", "message": "kubelet has sufficient PID available"},
+                {"type": "MemoryPressure", "status": "False", "lastHeartbeatTime": _HEARTBEAT, "lastTransitionTime": CREATED, "reason": "KubeletHasSufficientMemory", "message": "kubelet has sufficient memory available"},
+                {"type": "DiskPressure", "status": "False", "lastHeartbeatTime": _HEARTBEAT, "lastTransitionTime": CREATED, "reason": "KubeletHasNoDiskPressure", "message": "kubelet has no disk pressure"},
+                {"type": "PIDPressure", "status": "False", "lastHeartbeatTime": _HEARTBEAT, "lastTransitionTime": CREATED, "reason": "KubeletHasSufficientPID", "message": "kubelet has sufficient PID available"},
                 {
                     "type": "Ready",
                     "status": "True" if ready else "False",
                     "lastHeartbeatTime": _HEARTBEAT,
-                    "lastTransitionTime": _CREATED,
+                    "lastTransitionTime": CREATED,
                     "reason": "KubeletReady" if ready else "KubeletNotReady",
                     "message": "kubelet is posting ready status" if ready else "container runtime is down",
                 },
@@ -207,14 +207,14 @@ def _node(b: _Builder, index: int, control_plane: bool) -> JSON:
                 "architecture": "amd64",
             },
             "images": [
-                {"names": [f"docker.io/library/app{i}@{_digest(f'app{i}')}", f"docker.io/library/app{i}:1.{i}"], "sizeBytes": 20_000_000 + i * 1_000_003}
+                {"names": [f"docker.io/library/app{i}@{image_digest(f'app{i}')}", f"docker.io/library/app{i}:1.{i}"], "sizeBytes": 20_000_000 + i * 1_000_003}
                 for i in range(8)
             ],
         },
     }
 
 
-def _pod(b: _Builder, name: str, namespace: str, labels: JSON, containers: list[JSON], owner: JSON | None, node: JSON, phase: str = "Running") -> JSON:
+def pod_object(b: ClusterBuilder, name: str, namespace: str, labels: JSON, containers: list[JSON], owner: JSON | None, node: JSON, phase: str = "Running") -> JSON:
     extra: JSON = {"generateName": name.rsplit("-", 1)[0] + "-"}
     if owner is not None:
         extra["ownerReferences"] = [owner]
@@ -226,12 +226,12 @@ def _pod(b: _Builder, name: str, namespace: str, labels: JSON, containers: list[
         statuses.append(
             {
                 "name": c["name"],
-                "state": {"running": {"startedAt": _CREATED}} if running else {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": _CREATED, "finishedAt": _CREATED}},
+                "state": {"running": {"startedAt": CREATED}} if running else {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": CREATED, "finishedAt": CREATED}},
                 "lastState": {},
                 "ready": running,
                 "restartCount": (len(name) + index) % 3,
                 "image": image,
-                "imageID": f"{image.split(':')[0]}@{_digest(image)}",
+                "imageID": f"{image.split(':')[0]}@{image_digest(image)}",
                 "containerID": "containerd://" + hashlib.sha256(meta["uid"].encode()).hexdigest(),
                 "started": running,
             }
@@ -263,29 +263,29 @@ def _pod(b: _Builder, name: str, namespace: str, labels: JSON, containers: list[
         "status": {
             "phase": phase,
             "conditions": [
-                {"type": "Initialized", "status": "True", "lastProbeTime": None, "lastTransitionTime": _CREATED},
-                {"type": "Ready", "status": "True" if running else "False", "lastProbeTime": None, "lastTransitionTime": _CREATED},
-                {"type": "ContainersReady", "status": "True" if running else "False", "lastProbeTime": None, "lastTransitionTime": _CREATED},
-                {"type": "PodScheduled", "status": "True", "lastProbeTime": None, "lastTransitionTime": _CREATED},
+                {"type": "Initialized", "status": "True", "lastProbeTime": None, "lastTransitionTime": CREATED},
+                {"type": "Ready", "status": "True" if running else "False", "lastProbeTime": None, "lastTransitionTime": CREATED},
+                {"type": "ContainersReady", "status": "True" if running else "False", "lastProbeTime": None, "lastTransitionTime": CREATED},
+                {"type": "PodScheduled", "status": "True", "lastProbeTime": None, "lastTransitionTime": CREATED},
             ],
             "hostIP": node["status"]["addresses"][0]["address"],
             "hostIPs": [{"ip": node["status"]["addresses"][0]["address"]}],
             "podIP": ip,
             "podIPs": [{"ip": ip}],
-            "startTime": _CREATED,
+            "startTime": CREATED,
             "containerStatuses": statuses,
             "qosClass": "Burstable",
         },
     }
 
 
-def _replica_status(replicas: int) -> JSON:
+def replica_status(replicas: int) -> JSON:
     return {"observedGeneration": 1, "replicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas, "updatedReplicas": replicas}
 
 
-def _deployment_set(b: _Builder, namespace: str, name: str, replicas: int, nodes: list[JSON], node_cursor: list[int], image: str) -> None:
+def _deployment_set(b: ClusterBuilder, namespace: str, name: str, replicas: int, nodes: list[JSON], node_cursor: list[int], image: str) -> None:
     labels = {"app": name, "app.kubernetes.io/name": name, "app.kubernetes.io/part-of": namespace}
-    containers = [_container(name, image)]
+    containers = [container_spec(name, image)]
     dep_meta = b.meta("deployment", name, namespace, labels=labels, generation=1, annotations={"deployment.kubernetes.io/revision": "2", "kubectl.kubernetes.io/last-applied-configuration": "{" + '"x":1,' * 200 + '"y":2}'})
     b.out.add(
         "deployments",
@@ -296,20 +296,20 @@ def _deployment_set(b: _Builder, namespace: str, name: str, replicas: int, nodes
             "spec": {
                 "replicas": replicas,
                 "selector": {"matchLabels": {"app": name}},
-                "template": _template(labels, containers),
+                "template": pod_template(labels, containers),
                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}},
                 "revisionHistoryLimit": 10,
                 "progressDeadlineSeconds": 600,
             },
             "status": {
-                **_replica_status(replicas),
+                **replica_status(replicas),
                 "conditions": [
-                    {"type": "Available", "status": "True", "lastUpdateTime": _CREATED, "lastTransitionTime": _CREATED, "reason": "MinimumReplicasAvailable", "message": "Deployment has minimum availability."}
+                    {"type": "Available", "status": "True", "lastUpdateTime": CREATED, "lastTransitionTime": CREATED, "reason": "MinimumReplicasAvailable", "message": "Deployment has minimum availability."}
                 ],
             },
         },
     )
-    owner = _owner("Deployment", dep_meta, "apps/v1")
+    owner = owner_reference("Deployment", dep_meta, "apps/v1")
     for revision, hash_ in ((1, "5d4f8c7b9"), (2, "7c9b6d5f8")):
         current = revision == 2
         rs_labels = {**labels, "pod-template-hash": hash_}
@@ -321,20 +321,20 @@ def _deployment_set(b: _Builder, namespace: str, name: str, replicas: int, nodes
                 "kind": "ReplicaSet",
                 "apiVersion": "apps/v1",
                 "metadata": rs_meta,
-                "spec": {"replicas": count, "selector": {"matchLabels": {"app": name, "pod-template-hash": hash_}}, "template": _template(rs_labels, containers)},
-                "status": _replica_status(count) if count else {"replicas": 0, "observedGeneration": 1},
+                "spec": {"replicas": count, "selector": {"matchLabels": {"app": name, "pod-template-hash": hash_}}, "template": pod_template(rs_labels, containers)},
+                "status": replica_status(count) if count else {"replicas": 0, "observedGeneration": 1},
             },
         )
         if current:
-            rs_owner = _owner("ReplicaSet", rs_meta, "apps/v1")
+            rs_owner = owner_reference("ReplicaSet", rs_meta, "apps/v1")
             for i in range(count):
                 node = nodes[node_cursor[0] % len(nodes)]
                 node_cursor[0] += 1
                 suffix = hashlib.sha1(f"{name}/{i}".encode()).hexdigest()[:5]
-                b.out.add("pods", _pod(b, f"{name}-{hash_}-{suffix}", namespace, rs_labels, containers, rs_owner, node))
+                b.out.add("pods", pod_object(b, f"{name}-{hash_}-{suffix}", namespace, rs_labels, containers, rs_owner, node))
 
 
-def _service(b: _Builder, namespace: str, name: str, selector: JSON | None, service_type: str = "ClusterIP", headless: bool = False) -> JSON:
+def service_object(b: ClusterBuilder, namespace: str, name: str, selector: JSON | None, service_type: str = "ClusterIP", headless: bool = False) -> JSON:
     ip = "None" if headless else b.service_ip()
     spec: JSON = {
         "ports": [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8080}],
@@ -356,16 +356,16 @@ def _service(b: _Builder, namespace: str, name: str, selector: JSON | None, serv
     return b.out.add("services", {"kind": "Service", "apiVersion": "v1", "metadata": b.meta("service", name, namespace, labels={"app": name}), "spec": spec, "status": status})
 
 
-def _app_namespace(b: _Builder, namespace: str, deployments: int, replicas: int, nodes: list[JSON], cursor: list[int], extra: int = 0) -> None:
+def _app_namespace(b: ClusterBuilder, namespace: str, deployments: int, replicas: int, nodes: list[JSON], cursor: list[int], extra: int = 0) -> None:
     b.out.add("namespaces", {"kind": "Namespace", "apiVersion": "v1", "metadata": b.meta("namespace", namespace, labels={"kubernetes.io/metadata.name": namespace}), "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}})
     web_services = []
     for d in range(deployments):
         name = f"web-{d}"
         _deployment_set(b, namespace, name, replicas + (extra if d == 0 else 0), nodes, cursor, f"registry.example.com/{namespace}/{name}:1.{d % 7}")
-        web_services.append(_service(b, namespace, name, {"app": name}, "LoadBalancer" if d == 0 else "ClusterIP"))
+        web_services.append(service_object(b, namespace, name, {"app": name}, "LoadBalancer" if d == 0 else "ClusterIP"))
     # A statefulset of three and its headless service.
     labels = {"app": "db"}
-    containers = [_container("postgres", "docker.io/library/postgres:16.4", "250m", "512Mi")]
+    containers = [container_spec("postgres", "docker.io/library/postgres:16.4", "250m", "512Mi")]
     sts_meta = b.meta("statefulset", "db", namespace, labels=labels, generation=1)
     b.out.add(
         "statefulsets",
@@ -373,19 +373,19 @@ def _app_namespace(b: _Builder, namespace: str, deployments: int, replicas: int,
             "kind": "StatefulSet",
             "apiVersion": "apps/v1",
             "metadata": sts_meta,
-            "spec": {"replicas": 3, "selector": {"matchLabels": labels}, "serviceName": "db", "template": _template(labels, containers), "podManagementPolicy": "OrderedReady", "updateStrategy": {"type": "RollingUpdate"}},
-            "status": {**_replica_status(3), "currentRevision": "db-6b8f7", "updateRevision": "db-6b8f7", "collisionCount": 0},
+            "spec": {"replicas": 3, "selector": {"matchLabels": labels}, "serviceName": "db", "template": pod_template(labels, containers), "podManagementPolicy": "OrderedReady", "updateStrategy": {"type": "RollingUpdate"}},
+            "status": {**replica_status(3), "currentRevision": "db-6b8f7", "updateRevision": "db-6b8f7", "collisionCount": 0},
         },
     )
-    sts_owner = _owner("StatefulSet", sts_meta, "apps/v1")
+    sts_owner = owner_reference("StatefulSet", sts_meta, "apps/v1")
     for i in range(3):
         node = nodes[cursor[0] % len(nodes)]
         cursor[0] += 1
-        b.out.add("pods", _pod(b, f"db-{i}", namespace, {**labels, "statefulset.kubernetes.io/pod-name": f"db-{i}"}, containers, sts_owner, node))
-    _service(b, namespace, "db", labels, headless=True)
+        b.out.add("pods", pod_object(b, f"db-{i}", namespace, {**labels, "statefulset.kubernetes.io/pod-name": f"db-{i}"}, containers, sts_owner, node))
+    service_object(b, namespace, "db", labels, headless=True)
     # A cronjob, the job it spawned, and that job's finished pod.
     job_labels = {"app": "backup"}
-    job_containers = [_container("backup", "docker.io/library/busybox:1.36")]
+    job_containers = [container_spec("backup", "docker.io/library/busybox:1.36")]
     cron_meta = b.meta("cronjob", "backup", namespace, labels=job_labels)
     b.out.add(
         "cronjobs",
@@ -393,24 +393,24 @@ def _app_namespace(b: _Builder, namespace: str, deployments: int, replicas: int,
             "kind": "CronJob",
             "apiVersion": "batch/v1",
             "metadata": cron_meta,
-            "spec": {"schedule": "0 3 * * *", "concurrencyPolicy": "Forbid", "suspend": False, "jobTemplate": {"spec": {"template": _template(job_labels, job_containers)}}, "successfulJobsHistoryLimit": 3, "failedJobsHistoryLimit": 1},
-            "status": {"lastScheduleTime": _CREATED, "lastSuccessfulTime": _CREATED},
+            "spec": {"schedule": "0 3 * * *", "concurrencyPolicy": "Forbid", "suspend": False, "jobTemplate": {"spec": {"template": pod_template(job_labels, job_containers)}}, "successfulJobsHistoryLimit": 3, "failedJobsHistoryLimit": 1},
+            "status": {"lastScheduleTime": CREATED, "lastSuccessfulTime": CREATED},
         },
     )
-    job_meta = b.meta("job", "backup-29001234", namespace, labels=job_labels, ownerReferences=[_owner("CronJob", cron_meta, "batch/v1")])
+    job_meta = b.meta("job", "backup-29001234", namespace, labels=job_labels, ownerReferences=[owner_reference("CronJob", cron_meta, "batch/v1")])
     b.out.add(
         "jobs",
         {
             "kind": "Job",
             "apiVersion": "batch/v1",
             "metadata": job_meta,
-            "spec": {"parallelism": 1, "completions": 1, "backoffLimit": 6, "template": _template(job_labels, job_containers)},
-            "status": {"succeeded": 1, "startTime": _CREATED, "completionTime": _CREATED, "conditions": [{"type": "Complete", "status": "True", "lastProbeTime": _CREATED, "lastTransitionTime": _CREATED}]},
+            "spec": {"parallelism": 1, "completions": 1, "backoffLimit": 6, "template": pod_template(job_labels, job_containers)},
+            "status": {"succeeded": 1, "startTime": CREATED, "completionTime": CREATED, "conditions": [{"type": "Complete", "status": "True", "lastProbeTime": CREATED, "lastTransitionTime": CREATED}]},
         },
     )
     node = nodes[cursor[0] % len(nodes)]
     cursor[0] += 1
-    b.out.add("pods", _pod(b, "backup-29001234-x7k2p", namespace, job_labels, job_containers, _owner("Job", job_meta, "batch/v1"), node, phase="Succeeded"))
+    b.out.add("pods", pod_object(b, "backup-29001234-x7k2p", namespace, job_labels, job_containers, owner_reference("Job", job_meta, "batch/v1"), node, phase="Succeeded"))
     # One ingress routes to every web service of the namespace.
     ingress_meta = b.meta("ingress", "web", namespace, annotations={"cert-manager.io/cluster-issuer": "letsencrypt"})
     host = f"{namespace}.apps.example.com"
@@ -440,14 +440,14 @@ def _app_namespace(b: _Builder, namespace: str, deployments: int, replicas: int,
     )
 
 
-def _kube_system(b: _Builder, nodes: list[JSON], cursor: list[int]) -> None:
+def _kube_system(b: ClusterBuilder, nodes: list[JSON], cursor: list[int]) -> None:
     for namespace in ("kube-system", "default"):
         b.out.add("namespaces", {"kind": "Namespace", "apiVersion": "v1", "metadata": b.meta("namespace", namespace, labels={"kubernetes.io/metadata.name": namespace}), "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}})
     _deployment_set(b, "kube-system", "coredns", 2, nodes, cursor, "rancher/mirrored-coredns-coredns:1.11.3")
-    _service(b, "kube-system", "kube-dns", {"k8s-app": "kube-dns"})
-    _service(b, "default", "kubernetes", None)
+    service_object(b, "kube-system", "kube-dns", {"k8s-app": "kube-dns"})
+    service_object(b, "default", "kubernetes", None)
     labels = {"k8s-app": "kube-proxy"}
-    containers = [_container("kube-proxy", "registry.k8s.io/kube-proxy:v1.31.1", "50m", "64Mi")]
+    containers = [container_spec("kube-proxy", "registry.k8s.io/kube-proxy:v1.31.1", "50m", "64Mi")]
     ds_meta = b.meta("daemonset", "kube-proxy", "kube-system", labels=labels, generation=1)
     count = len(nodes)
     b.out.add(
@@ -456,16 +456,16 @@ def _kube_system(b: _Builder, nodes: list[JSON], cursor: list[int]) -> None:
             "kind": "DaemonSet",
             "apiVersion": "apps/v1",
             "metadata": ds_meta,
-            "spec": {"selector": {"matchLabels": labels}, "template": _template(labels, containers), "updateStrategy": {"type": "RollingUpdate"}},
+            "spec": {"selector": {"matchLabels": labels}, "template": pod_template(labels, containers), "updateStrategy": {"type": "RollingUpdate"}},
             "status": {"currentNumberScheduled": count, "numberMisscheduled": 0, "desiredNumberScheduled": count, "numberReady": count, "observedGeneration": 1, "updatedNumberScheduled": count, "numberAvailable": count},
         },
     )
-    owner = _owner("DaemonSet", ds_meta, "apps/v1")
+    owner = owner_reference("DaemonSet", ds_meta, "apps/v1")
     for node in nodes:
-        b.out.add("pods", _pod(b, f"kube-proxy-{node['metadata']['name']}", "kube-system", labels, containers, owner, node))
+        b.out.add("pods", pod_object(b, f"kube-proxy-{node['metadata']['name']}", "kube-system", labels, containers, owner, node))
 
 
-def _minimal_objects(b: _Builder) -> None:
+def _minimal_objects(b: ClusterBuilder) -> None:
     """One object of every namespaced kind with only what the API requires: no status, labels or owners."""
     ns = "minimal"
     b.out.add("namespaces", {"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": ns, "uid": object_uid(b.spec.name, "namespace", "", ns)}})
@@ -478,8 +478,8 @@ def _minimal_objects(b: _Builder) -> None:
 
 
 def generate_cluster(spec: ClusterSpec) -> ClusterObjects:
-    b = _Builder(spec)
-    nodes = [b.out.add("nodes", _node(b, i, control_plane=i < min(3, max(1, spec.nodes // 3)))) for i in range(spec.nodes)]
+    b = ClusterBuilder(spec)
+    nodes = [b.out.add("nodes", node_object(b, i, control_plane=i < min(3, max(1, spec.nodes // 3)))) for i in range(spec.nodes)]
     cursor = [0]
     _kube_system(b, nodes, cursor)
     namespaces = spec.namespaces if spec.namespaces is not None else max(1, spec.pods // 300)
