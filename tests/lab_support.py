@@ -12,12 +12,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import yaml
+from conftest import POSTGRES_ADMIN_URL, require_postgres
 
 from inventory.config import load_config
 from inventory.connector import ConnectorRegistry
 from inventory.storage.database import Database, open_database
 from inventory.sync import sync_all
+from inventory.testing.scratch_postgres import ScratchDatabase
 
 
 @dataclass
@@ -45,3 +48,16 @@ def synced_lab(directory: Path, database_url: str, *, extra_config: dict | None 
         yield SyncedLab(config_path, database_url, db)
     finally:
         db.dispose()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SyncedLab]:
+    """The demo lab synced once per test module, into SQLite and into a scratch PostgreSQL database."""
+    directory = tmp_path_factory.mktemp("lab")
+    if request.param == "sqlite":
+        with synced_lab(directory, f"sqlite:///{directory / 'inventory.db'}") as synced:
+            yield synced
+        return
+    require_postgres()
+    with ScratchDatabase(POSTGRES_ADMIN_URL, prefix="inventory_test") as scratch, synced_lab(directory, scratch.url) as synced:
+        yield synced

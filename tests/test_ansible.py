@@ -7,32 +7,18 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import IN_CI, POSTGRES_ADMIN_URL, require_postgres
-from lab_support import SyncedLab, synced_lab
+from conftest import IN_CI
+from lab_support import SyncedLab, lab  # noqa: F401 (a fixture)
 from sync_support import child_env, run_inventory
 
 from inventory.exports.ansible import build_list, group_name, host_vars, unique_names
 from inventory.exports.hosts import ExportHost, best_address
 from inventory.errors import NotFound
-from inventory.testing.scratch_postgres import ScratchDatabase
 
 ANSIBLE_GROUP = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SyncedLab]:
-    directory = tmp_path_factory.mktemp("lab")
-    if request.param == "sqlite":
-        with synced_lab(directory, f"sqlite:///{directory / 'inventory.db'}") as synced:
-            yield synced
-        return
-    require_postgres()
-    with ScratchDatabase(POSTGRES_ADMIN_URL, prefix="inventory_test") as scratch, synced_lab(directory, scratch.url) as synced:
-        yield synced
 
 
 def _host(id: int, name: str, source: str, external_id: str, addresses: tuple[str, ...] = ()) -> ExportHost:
