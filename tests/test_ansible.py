@@ -14,9 +14,9 @@ from conftest import IN_CI
 from lab_support import SyncedLab, lab  # noqa: F401 (a fixture)
 from sync_support import child_env, run_inventory
 
+from inventory.errors import NotFound
 from inventory.exports.ansible import build_list, group_name, host_vars, unique_names
 from inventory.exports.hosts import ExportHost, best_address
-from inventory.errors import NotFound
 
 ANSIBLE_GROUP = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 

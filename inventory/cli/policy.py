@@ -138,6 +138,9 @@ def run_command(
 def _confirm_on_terminal(evaluation: Any) -> bool:
     name = evaluation.target.name if evaluation.target else evaluation.tool
     click.echo(f"{evaluation.tool} on {evaluation.target_ref} is {evaluation.classification.tool_class}; the policy requires approval ({evaluation.decision.rule_label}).", err=True)
+    impact = evaluation.classification.details.get("impact")
+    if impact:
+        click.echo(f"Impact: {impact['summary']}", err=True)
     typed = click.prompt(f"Type the target's name ({name}) to confirm", default="", show_default=False, err=True)
     return bool(typed) and typed.strip() == name
 
