@@ -41,7 +41,23 @@ def build_runner(app: AppContext, policy_path: str | None, *, with_sources: bool
 
         notifier = Notifier(app.config.notify)
         app.cleanups.append(notifier.close)
-    return ToolRunner(app.database(), policy, registry, source_config=lookup, notifier=notifier)
+    db = app.database()
+    return ToolRunner(db, policy, registry, source_config=lookup, notifier=notifier, escalation_sources=_escalations(app, db, with_sources))
+
+
+def _escalations(app: AppContext, db: Any, with_sources: bool) -> list[Any]:
+    """The impact of a call, with the config's logical services so that one with an SLO escalates it."""
+    from inventory.errors import ConfigError
+    from inventory.logical.status import slo_lookup
+    from inventory.policy.escalations import ImpactEscalation
+
+    try:
+        services = app.config.services
+    except ConfigError:
+        if with_sources:
+            raise
+        services = []  # `policy check` works without a valid config; `tool run` never does
+    return [ImpactEscalation(db, slo_services=slo_lookup(services) if services else None)]
 
 
 @click.group("tools")
