@@ -44,7 +44,14 @@ def _write_config(fake: FakeProxmox, workdir: Path, database_url: str) -> Path:
     secret = workdir / "pve-token"
     secret.write_text(fake.token_secret)
     config = workdir / "inventory.yaml"
-    source = {"type": "proxmox", "name": "pve", "url": fake.url, "token_id": fake.token_id, "token_secret_file": str(secret), "ca_file": str(fake.ca_file)}
+    source = {
+        "type": "proxmox",
+        "name": "pve",
+        "url": fake.url,
+        "token_id": fake.token_id,
+        "token_secret_file": str(secret),
+        "ca_file": str(fake.ca_file),
+    }
     config.write_text(json.dumps({"database": {"url": database_url}, "sources": [source]}))
     return config
 
@@ -58,10 +65,17 @@ def _wrapper(workdir: Path, config: Path) -> Path:
 
 
 def _listing(ansible: str, inventory: Path, workdir: Path) -> tuple[float, dict[str, Any]]:
-    env = {**os.environ, "ANSIBLE_LOCAL_TEMP": str(workdir / "ansible-tmp"), "ANSIBLE_INVENTORY_UNPARSED_FAILED": "true", "ANSIBLE_INVENTORY_ENABLED": "script"}
+    env = {
+        **os.environ,
+        "ANSIBLE_LOCAL_TEMP": str(workdir / "ansible-tmp"),
+        "ANSIBLE_INVENTORY_UNPARSED_FAILED": "true",
+        "ANSIBLE_INVENTORY_ENABLED": "script",
+    }
     env.pop("INVENTORY_DATABASE_URL", None)
     started = time.perf_counter()
-    done = subprocess.run([ansible, "-i", str(inventory), "--list"], capture_output=True, text=True, env=env, cwd=workdir)
+    done = subprocess.run(
+        [ansible, "-i", str(inventory), "--list"], capture_output=True, text=True, env=env, cwd=workdir
+    )
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"ansible-inventory over our wrapper failed ({done.returncode}): {done.stderr.strip()[-800:]}")
@@ -74,7 +88,9 @@ def run_ours(fake: FakeProxmox, workdir: Path, admin_url: str, ansible: str) -> 
         config = _write_config(fake, workdir, database.url)
         fake.reset_calls()
         started = time.perf_counter()
-        sync = subprocess.run([str(INVENTORY), "-c", str(config), "sync", "--once"], capture_output=True, text=True, cwd=workdir)
+        sync = subprocess.run(
+            [str(INVENTORY), "-c", str(config), "sync", "--once"], capture_output=True, text=True, cwd=workdir
+        )
         sync_seconds = time.perf_counter() - started
         if sync.returncode != 0:
             raise SystemExit(f"inventory sync --once failed ({sync.returncode}):\n{sync.stderr}")
@@ -86,8 +102,20 @@ def run_ours(fake: FakeProxmox, workdir: Path, admin_url: str, ansible: str) -> 
         listing = warm[0][1]
     hostvars = listing["_meta"]["hostvars"]
     guests = {int(v["inv_attributes"]["vmid"]) for v in hostvars.values() if v["inv_kind"] in ("vm", "lxc")}
-    addressed = {int(v["inv_attributes"]["vmid"]) for v in hostvars.values() if v["inv_kind"] in ("vm", "lxc") and v.get("inv_addresses")}
-    return {"warm": warm_seconds, "cold": sync_seconds + cold_list, "sync": sync_seconds, "calls": calls, "hosts": len(hostvars), "guests": guests, "addressed": addressed}
+    addressed = {
+        int(v["inv_attributes"]["vmid"])
+        for v in hostvars.values()
+        if v["inv_kind"] in ("vm", "lxc") and v.get("inv_addresses")
+    }
+    return {
+        "warm": warm_seconds,
+        "cold": sync_seconds + cold_list,
+        "sync": sync_seconds,
+        "calls": calls,
+        "hosts": len(hostvars),
+        "guests": guests,
+        "addressed": addressed,
+    }
 
 
 def main() -> None:
@@ -104,8 +132,10 @@ def main() -> None:
         raise SystemExit("ansible-inventory not found (pip install ansible requests into /tmp/ansible-venv)")
     cluster = build_cluster(nodes=args.nodes, guests=args.guests)
     every = {g.vmid for g in cluster.guests}
-    print(f"fake cluster: {args.nodes} nodes, {len(every)} guests ({sum(g.template for g in cluster.guests)} templates, "
-          f"{len(every) - len({g.name for g in cluster.guests})} names used twice); ansible-inventory: {ansible}")  # fmt: skip
+    templates = sum(g.template for g in cluster.guests)
+    shared = len(every) - len({g.name for g in cluster.guests})
+    print(f"fake cluster: {args.nodes} nodes, {len(every)} guests ({templates} templates, {shared} names used twice)")
+    print(f"ansible-inventory: {ansible}")
     with FakeProxmox(cluster) as fake, tempfile.TemporaryDirectory(prefix="bench-ansible-") as tmp:
         workdir = Path(tmp)
         for latency_ms in args.latency_ms:
@@ -118,11 +148,18 @@ def main() -> None:
                 print(f"ours    warm {ours['warm']:.2f} s; community.proxmox: {exc}")
                 continue
             print(f"{'':42s}{'seconds':>8s}  {'API calls':>9s}  {'hosts':>5s}  {'guests':>6s}  {'with address':>12s}")
-            print(f"{'ours: ansible-inventory, database current':42s}{ours['warm']:8.2f}  {0:9d}  {ours['hosts']:5d}  {len(ours['guests']):6d}  {len(ours['addressed']):12d}")
-            print(f"{'ours: sync --once + ansible-inventory':42s}{ours['cold']:8.2f}  {ours['calls']:9d}  {ours['hosts']:5d}  {len(ours['guests']):6d}  {len(ours['addressed']):12d}")
-            print(f"{'community.proxmox, want_facts':42s}{theirs['seconds']:8.2f}  {theirs['calls']:9d}  {theirs['hosts']:5d}  {len(theirs['guests']):6d}  {len(theirs['addressed']):12d}")
-            print(f"ratio   community.proxmox / ours: {theirs['seconds'] / ours['warm']:.1f}x warm, {theirs['seconds'] / ours['cold']:.1f}x cold")
-            print(f"missing guests: ours {describe_missing(fake, every - ours['guests'])}; community.proxmox {describe_missing(fake, every - theirs['guests'])}")
+            for label, seconds, calls, side in (
+                ("ours: ansible-inventory, database current", ours["warm"], 0, ours),
+                ("ours: sync --once + ansible-inventory", ours["cold"], ours["calls"], ours),
+                ("community.proxmox, want_facts", theirs["seconds"], theirs["calls"], theirs),
+            ):
+                counts = f"{side['hosts']:5d}  {len(side['guests']):6d}  {len(side['addressed']):12d}"
+                print(f"{label:42s}{seconds:8.2f}  {calls:9d}  {counts}")
+            warm, cold = theirs["seconds"] / ours["warm"], theirs["seconds"] / ours["cold"]
+            print(f"ratio   community.proxmox / ours: {warm:.1f}x warm, {cold:.1f}x cold")
+            lost_ours = describe_missing(fake, every - ours["guests"])
+            lost_theirs = describe_missing(fake, every - theirs["guests"])
+            print(f"missing guests: ours {lost_ours}; community.proxmox {lost_theirs}")
 
 
 if __name__ == "__main__":

@@ -74,7 +74,14 @@ class Affected:
         return "/".join(p for p in (self.source, self.kind, self.namespace, self.name) if p)
 
     def brief(self) -> dict[str, Any]:
-        brief = {"type": self.object_type, "id": self.id, "source": self.source, "kind": self.kind, "name": self.name, "status": self.status}
+        brief = {
+            "type": self.object_type,
+            "id": self.id,
+            "source": self.source,
+            "kind": self.kind,
+            "name": self.name,
+            "status": self.status,
+        }
         if self.namespace:
             brief["namespace"] = self.namespace
         if self.via:
@@ -94,7 +101,13 @@ class ServiceImpact:
         return self.left_running == 0
 
     def brief(self) -> dict[str, Any]:
-        return {**self.service.brief(), "members": self.members, "lost": self.lost, "left_running": self.left_running, "down": self.left_without_ready_members}
+        return {
+            **self.service.brief(),
+            "members": self.members,
+            "lost": self.lost,
+            "left_running": self.left_running,
+            "down": self.left_without_ready_members,
+        }
 
 
 @dataclass(frozen=True)
@@ -119,9 +132,12 @@ class Impact:
 
     def summary(self) -> str:
         down = self.services_down
-        text = f"{self.target.label} takes {len(self.hosts)} host(s), {len(self.workloads)} workload(s), {len(self.services)} service(s)"
+        counts = f"{len(self.hosts)} host(s), {len(self.workloads)} workload(s), {len(self.services)} service(s)"
+        text = f"{self.target.label} takes {counts}"
         if down:
-            text += f"; left without ready members: {', '.join(s.service.label for s in down[:10])}" + (" ..." if len(down) > 10 else "")
+            text += f"; left without ready members: {', '.join(s.service.label for s in down[:10])}" + (
+                " ..." if len(down) > 10 else ""
+            )
         return text
 
     def as_dict(self) -> dict[str, Any]:
@@ -202,7 +218,9 @@ class _Walk:
 def impact_of(session: Session, object_type: str, object_id: int) -> Impact:
     """Everything that goes with the live host or workload ``object_id`` (see the module docstring)."""
     sources = {sid: (name, stype) for sid, name, stype in session.execute(select(Source.id, Source.name, Source.type))}
-    start: HostRow | WorkloadRow | None = session.get(HostRow, object_id) if object_type == "host" else session.get(WorkloadRow, object_id)
+    start: HostRow | WorkloadRow | None = (
+        session.get(HostRow, object_id) if object_type == "host" else session.get(WorkloadRow, object_id)
+    )
     if start is None:
         raise NotFound(f"no {object_type} {object_id}")
     walk = _Walk(session, sources)
@@ -243,7 +261,9 @@ def _affected(object_type: str, row: Any, sources: Mapping[int, tuple[str, str]]
     return Affected(target, row.status, via)
 
 
-def _services(session: Session, affected_workloads: set[int], sources: Mapping[int, tuple[str, str]]) -> list[ServiceImpact]:
+def _services(
+    session: Session, affected_workloads: set[int], sources: Mapping[int, tuple[str, str]]
+) -> list[ServiceImpact]:
     if not affected_workloads:
         return []
     service_ids = select(ServiceMember.service_id).where(ServiceMember.workload_id.in_(list(affected_workloads)))
@@ -264,7 +284,9 @@ def _services(session: Session, affected_workloads: set[int], sources: Mapping[i
         lost = sum(1 for wid, _ in live if wid in affected_workloads)
         if not lost:
             continue
-        running = sum(1 for wid, status in live if wid not in affected_workloads and classify_status(status) == "running")
+        running = sum(
+            1 for wid, status in live if wid not in affected_workloads and classify_status(status) == "running"
+        )
         via = f"{lost} of its {len(live)} member(s) affected"
         impacts.append(ServiceImpact(_affected("service", row, sources, via=via), len(live), lost, running))
     return impacts

@@ -59,5 +59,8 @@ def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
             yield synced
         return
     require_postgres()
-    with ScratchDatabase(POSTGRES_ADMIN_URL, prefix="inventory_test") as scratch, synced_lab(directory, scratch.url) as synced:
+    with (
+        ScratchDatabase(POSTGRES_ADMIN_URL, prefix="inventory_test") as scratch,
+        synced_lab(directory, scratch.url) as synced,
+    ):
         yield synced

@@ -50,7 +50,9 @@ def test_list_has_every_live_host_once_with_groups_and_hostvars(lab: SyncedLab) 
     hostvars = document.pop("_meta")["hostvars"]
     # 15 hosts: 3 Proxmox nodes, 8 guests, 3 Kubernetes nodes, 1 Docker engine; 4 names are used twice.
     assert len(hostvars) == 15
-    assert {"node-0000@pve", "node-0000@k3s", "docker01@pve", "docker01@docker01", "homeassistant", "pve1"} <= set(hostvars)
+    assert {"node-0000@pve", "node-0000@k3s", "docker01@pve", "docker01@docker01", "homeassistant", "pve1"} <= set(
+        hostvars
+    )
     k8s_node = hostvars["node-0000@k3s"]
     assert k8s_node["ansible_host"] == "192.168.1.101"  # the InternalIP, not the ExternalIP listed after it
     assert k8s_node["inv_source"] == "k3s" and k8s_node["inv_kind"] == "node" and isinstance(k8s_node["inv_id"], int)
@@ -88,9 +90,15 @@ def test_real_ansible_inventory_reads_the_wrapper_script(lab: SyncedLab, tmp_pat
         pytest.skip(message)
     # The README's two-line wrapper, pointed at this lab's config.
     wrapper = tmp_path / "inventory.sh"
-    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m inventory -c "{lab.config_path}" ansible "$@"\n', encoding="utf-8")
+    wrapper.write_text(
+        f'#!/bin/sh\nexec "{sys.executable}" -m inventory -c "{lab.config_path}" ansible "$@"\n', encoding="utf-8"
+    )
     wrapper.chmod(0o755)
-    env = child_env(ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"), ANSIBLE_INVENTORY_UNPARSED_FAILED="true", ANSIBLE_INVENTORY_ENABLED="script")
+    env = child_env(
+        ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"),
+        ANSIBLE_INVENTORY_UNPARSED_FAILED="true",
+        ANSIBLE_INVENTORY_ENABLED="script",
+    )
     done = subprocess.run([binary, "-i", str(wrapper), "--list"], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     listing = json.loads(done.stdout)

@@ -30,7 +30,11 @@ def test_a_vm_takes_the_kubernetes_node_it_is_and_its_pods(lab: SyncedLab) -> No
     node = next(h for h in result.hosts if h.source == "k3s")
     assert "(machine_uuid)" in node.via
     pods = [w for w in result.workloads if w.kind == "pod"]
-    assert len(pods) == len(result.workloads) == 8 and {w.namespace for w in pods} == {"app-000", "app-001", "kube-system"}
+    assert len(pods) == len(result.workloads) == 8 and {w.namespace for w in pods} == {
+        "app-000",
+        "app-001",
+        "kube-system",
+    }
     services = {s.service.label: s for s in result.services}
     # Replicas on the other nodes keep every Kubernetes service up; the pool loses one of three VMs.
     assert services["pve/pool/k8s"].lost == 1 and services["pve/pool/k8s"].left_running == 2
@@ -74,11 +78,20 @@ def test_targets_that_name_nothing_or_too_much(lab: SyncedLab) -> None:  # noqa:
 def test_cli_table_and_json(lab: SyncedLab, tmp_path: Path) -> None:  # noqa: F811
     table = run_inventory("-c", str(lab.config_path), "impact", "docker01", cwd=tmp_path)
     assert table.returncode == 0, table.stderr
-    assert table.stdout.startswith("pve/lxc/docker01 takes 2 host(s), 7 workload(s)") and "same machine as pve/docker01 (hostname)" in table.stdout
-    as_json = json.loads(run_inventory("-c", str(lab.config_path), "impact", "node-0000", "-o", "json", cwd=tmp_path).stdout)
+    assert (
+        table.stdout.startswith("pve/lxc/docker01 takes 2 host(s), 7 workload(s)")
+        and "same machine as pve/docker01 (hostname)" in table.stdout
+    )
+    as_json = json.loads(
+        run_inventory("-c", str(lab.config_path), "impact", "node-0000", "-o", "json", cwd=tmp_path).stdout
+    )
     assert as_json["target"]["kind"] == "qemu" and len(as_json["workloads"]) == 8
     missing = run_inventory("-c", str(lab.config_path), "impact", "nope", cwd=tmp_path)
-    assert missing.returncode == 1 and "no live host or workload matches 'nope'" in missing.stderr and "Traceback" not in missing.stderr
+    assert (
+        missing.returncode == 1
+        and "no live host or workload matches 'nope'" in missing.stderr
+        and "Traceback" not in missing.stderr
+    )
 
 
 def test_stopping_a_vm_whose_pods_are_protected_needs_approval(lab: SyncedLab) -> None:  # noqa: F811
@@ -91,14 +104,21 @@ def test_stopping_a_vm_whose_pods_are_protected_needs_approval(lab: SyncedLab) -
     evaluation = runner.evaluate("proxmox.shutdown", "node-0000", {}, "alice")
     assert evaluation.classification.tool_class is ToolClass.DESTRUCTIVE
     assert evaluation.decision.effect is Effect.REQUIRE_APPROVAL
-    assert any("its impact reaches workload k3s/pod/kube-system/" in r and "namespace 'kube-system' is protected" in r for r in evaluation.classification.reasons)
+    assert any(
+        "its impact reaches workload k3s/pod/kube-system/" in r and "namespace 'kube-system' is protected" in r
+        for r in evaluation.classification.reasons
+    )
 
     outcome = runner.run("proxmox.shutdown", "node-0000", {"reason": "kernel update"}, "alice")
     assert outcome.outcome == "pending"
     shown = outcome.as_row()["impact"]  # what the requester sees of the approval request
     assert shown["summary"].startswith("pve/qemu/node-0000 takes 2 host(s), 8 workload(s)") and shown["workloads"] == 8
     with lab.db.session() as session:
-        (entry,) = [e for e in list_entries(session, AuditFilter(tool="proxmox.shutdown")) if e["approval_id"] == outcome.approval_id]
+        (entry,) = [
+            e
+            for e in list_entries(session, AuditFilter(tool="proxmox.shutdown"))
+            if e["approval_id"] == outcome.approval_id
+        ]
     assert entry["outcome"] == "pending" and entry["tool_class"] == "DESTRUCTIVE"
     assert entry["details"]["impact"]["summary"] == shown["summary"]
     assert any("kube-system" in line for line in entry["details"]["impact"]["escalated_by"])

@@ -39,7 +39,11 @@ SERVICES = [
         ],
         "slo": {"target": 99.9, "window": "7d"},
     },
-    {"name": "home", "require": "all", "select": [{"source": "pve", "name": "homeassistant"}, {"source": "pve", "name": "win11"}]},
+    {
+        "name": "home",
+        "require": "all",
+        "select": [{"source": "pve", "name": "homeassistant"}, {"source": "pve", "name": "win11"}],
+    },
 ]
 
 
@@ -52,7 +56,10 @@ def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
             yield synced
         return
     require_postgres()
-    with ScratchDatabase(POSTGRES_ADMIN_URL, prefix="inventory_test") as scratch, synced_lab(directory, scratch.url, extra_config=extra) as synced:
+    with (
+        ScratchDatabase(POSTGRES_ADMIN_URL, prefix="inventory_test") as scratch,
+        synced_lab(directory, scratch.url, extra_config=extra) as synced,
+    ):
         yield synced
 
 
@@ -69,7 +76,9 @@ def test_members_span_sources_and_status_follows_them(lab: SyncedLab) -> None:
         ("docker01", "container", "media-jellyfin-1"), ("docker01", "container", "media-radarr-1"),
         ("docker01", "container", "media-sonarr-1"), ("k3s", "ingress", "web"),
     }  # fmt: skip
-    assert media_state.status == "up" and media_state.availability == pytest.approx(100.0) and media_state.slo_met is True
+    assert (
+        media_state.status == "up" and media_state.availability == pytest.approx(100.0) and media_state.slo_met is True
+    )
     # homeassistant runs, win11 is stopped: "all" fails. Both the guest and its VM host match the name.
     assert home_state.status == "down" and {m.object_type for m in home_state.members} == {"workload"}
     assert home_state.availability == 0.0 and home_state.slo_met is None  # no SLO declared
@@ -80,7 +89,9 @@ def test_report_and_services_show(lab: SyncedLab, tmp_path: Path) -> None:
     assert report.returncode == 0, report.stderr
     section = report.stdout.split("Logical services: 2")[1]
     assert "media" in section and "99.9% / 7d" in section and "100.000%" in section
-    shown = json.loads(run_inventory("-c", str(lab.config_path), "services", "show", "media", "-o", "json", cwd=tmp_path).stdout)
+    shown = json.loads(
+        run_inventory("-c", str(lab.config_path), "services", "show", "media", "-o", "json", cwd=tmp_path).stdout
+    )
     assert shown["status"] == "up" and shown["members"] == 4 and shown["slo"] == "99.9% / 7d"
     markdown = run_inventory("-c", str(lab.config_path), "report", "-o", "markdown", cwd=tmp_path).stdout
     assert "## Logical services" in markdown
@@ -89,13 +100,31 @@ def test_report_and_services_show(lab: SyncedLab, tmp_path: Path) -> None:
 def test_a_call_that_reaches_a_service_with_an_slo_is_escalated(lab: SyncedLab, tmp_path: Path) -> None:
     registry = ToolRegistry.discover()
     without = ToolRunner(lab.db, builtin_policy(), registry)  # the impact alone: docker01 reaches nothing protected
-    assert without.evaluate("proxmox.reboot", "docker01", {}, "alice").classification.tool_class is ToolClass.SAFE_MUTATE
-    runner = ToolRunner(lab.db, builtin_policy(), registry, escalation_sources=[ImpactEscalation(lab.db, slo_lookup(_specs(lab)))])
+    assert (
+        without.evaluate("proxmox.reboot", "docker01", {}, "alice").classification.tool_class is ToolClass.SAFE_MUTATE
+    )
+    runner = ToolRunner(
+        lab.db, builtin_policy(), registry, escalation_sources=[ImpactEscalation(lab.db, slo_lookup(_specs(lab)))]
+    )
     evaluation = runner.evaluate("proxmox.reboot", "docker01", {}, "alice")
     assert evaluation.classification.tool_class is ToolClass.DESTRUCTIVE
-    assert "raised to DESTRUCTIVE: its impact reaches service media (SLO 99.9%), which has an SLO" in evaluation.classification.reasons
+    assert (
+        "raised to DESTRUCTIVE: its impact reaches service media (SLO 99.9%), which has an SLO"
+        in evaluation.classification.reasons
+    )
     # The CLI wires the config's services into the policy the same way.
-    checked = run_inventory("-c", str(lab.config_path), "policy", "check", "proxmox.reboot", "--target", "docker01", "-o", "json", cwd=tmp_path)
+    checked = run_inventory(
+        "-c",
+        str(lab.config_path),
+        "policy",
+        "check",
+        "proxmox.reboot",
+        "--target",
+        "docker01",
+        "-o",
+        "json",
+        cwd=tmp_path,
+    )
     assert checked.returncode == 0, checked.stderr
     assert json.loads(checked.stdout)["class"] == "DESTRUCTIVE"
 
@@ -116,7 +145,9 @@ def test_availability_is_replayed_from_the_recorded_status_changes(tmp_path: Pat
             offset = {1: 0, 2: 10, 3: 12}[change.sync_run_id] if change.sync_run_id in (1, 2, 3) else 0
             session.execute(update(Change).where(Change.id == change.id).values(at=start + timedelta(hours=offset)))
         session.execute(update(WorkloadRow).values(first_seen_at=start))
-    one = LogicalService.model_validate({"name": "one", "select": [{"source": "apps", "name": "h-app-0"}], "slo": {"target": 95, "window": "1d"}})
+    one = LogicalService.model_validate(
+        {"name": "one", "select": [{"source": "apps", "name": "h-app-0"}], "slo": {"target": 95, "window": "1d"}}
+    )
     with db.session() as session:
         state = evaluate(session, one)
     # Up 18 of the 20 hours observed (the 4 hours before the first sync are not counted).
@@ -131,8 +162,13 @@ def test_bad_service_declarations_name_the_file_and_key(tmp_path: Path) -> None:
         ([{"name": "x", "select": [{"kind": "pod", "colour": "red"}]}], "services[0].select[0].colour: unknown key"),
         ([{"name": "x", "select": [{"id": "k3s/pod"}]}], "id must be SOURCE/KIND/EXTERNAL_ID"),
         ([{"name": "x", "select": [{"kind": "pod"}], "slo": {"target": 120}}], "services[0].slo.target"),
-        ([{"name": "x", "select": [{"kind": "pod"}]}, {"name": "x", "select": [{"kind": "vm"}]}], "two services are named 'x'"),
+        (
+            [{"name": "x", "select": [{"kind": "pod"}]}, {"name": "x", "select": [{"kind": "vm"}]}],
+            "two services are named 'x'",
+        ),
     ):
         with pytest.raises(ConfigError) as caught:
-            build_config({"services": services}, path=tmp_path / "inventory.yaml", registry=ConnectorRegistry.discover())
+            build_config(
+                {"services": services}, path=tmp_path / "inventory.yaml", registry=ConnectorRegistry.discover()
+            )
         assert str(tmp_path / "inventory.yaml") in str(caught.value) and message in str(caught.value), str(caught.value)

@@ -43,7 +43,12 @@ def test_targets_are_host_addresses_with_labels(lab: SyncedLab) -> None:  # noqa
     # The VM node-0000 and the Kubernetes node node-0000 are one machine at one address: one target.
     assert [t for t in by_target if t.startswith("192.168.1.101:")] == ["192.168.1.101:9100"]
     node = by_target["192.168.1.101:9100"]
-    assert node["source"] == "k3s" and node["sources"] == "k3s,pve" and node["kind"] == "node" and node["status"] == "Ready"
+    assert (
+        node["source"] == "k3s"
+        and node["sources"] == "k3s,pve"
+        and node["kind"] == "node"
+        and node["status"] == "Ready"
+    )
     assert node["label_kubernetes_io_arch"] == "amd64"
     lxc = by_target["192.168.1.110:9100"]
     assert lxc["source"] == "pve" and lxc["kind"] == "lxc" and lxc["tags"] == ",docker,"
@@ -62,7 +67,13 @@ def test_port_and_filters(lab: SyncedLab) -> None:  # noqa: F811
 
 @pytest.mark.parametrize(
     ("key", "expected"),
-    [("app.kubernetes.io/name", "app_kubernetes_io_name"), ("__meta_x", "meta_x"), ("9lives", "l_9lives"), ("", "l_"), ("ok_Name1", "ok_Name1")],
+    [
+        ("app.kubernetes.io/name", "app_kubernetes_io_name"),
+        ("__meta_x", "meta_x"),
+        ("9lives", "l_9lives"),
+        ("", "l_"),
+        ("ok_Name1", "ok_Name1"),
+    ],
 )
 def test_label_names_are_valid_and_never_reserved(key: str, expected: str) -> None:
     assert label_name(key) == expected
@@ -71,7 +82,9 @@ def test_label_names_are_valid_and_never_reserved(key: str, expected: str) -> No
 
 def test_cli_writes_the_file_atomically(lab: SyncedLab, tmp_path: Path) -> None:  # noqa: F811
     out = tmp_path / "targets.json"
-    done = run_inventory("-c", str(lab.config_path), "export", "prometheus-sd", "--port", "9100", "-o", str(out), cwd=tmp_path)
+    done = run_inventory(
+        "-c", str(lab.config_path), "export", "prometheus-sd", "--port", "9100", "-o", str(out), cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr
     document = json.loads(out.read_text())
     check_sd_document(document)

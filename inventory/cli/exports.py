@@ -12,7 +12,9 @@ from inventory.cli import AppContext
 from inventory.errors import UsageError
 
 _source_option = click.option("--source", "sources", multiple=True, help="Only hosts of this source (repeatable).")
-_kind_option = click.option("--kind", "kinds", multiple=True, help="Only hosts of this kind, e.g. vm, node (repeatable).")
+_kind_option = click.option(
+    "--kind", "kinds", multiple=True, help="Only hosts of this kind, e.g. vm, node (repeatable)."
+)
 
 
 def _write_json(document: Any, output: Path | None) -> None:
@@ -39,7 +41,9 @@ def _write_json(document: Any, output: Path | None) -> None:
 @_source_option
 @_kind_option
 @click.pass_obj
-def ansible_command(app: AppContext, list_all: bool, host: str | None, sources: tuple[str, ...], kinds: tuple[str, ...]) -> None:
+def ansible_command(
+    app: AppContext, list_all: bool, host: str | None, sources: tuple[str, ...], kinds: tuple[str, ...]
+) -> None:
     """Ansible dynamic inventory (script protocol). Use it through a two-line wrapper, see the README."""
     from inventory.exports import ansible
 
@@ -59,12 +63,25 @@ def export_group() -> None:
 
 
 @export_group.command("prometheus-sd")
-@click.option("--port", type=int, default=9100, show_default=True, help="Port of the exporter on every host (node_exporter: 9100).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file (atomically) instead of stdout.")
+@click.option(
+    "--port",
+    type=int,
+    default=9100,
+    show_default=True,
+    help="Port of the exporter on every host (node_exporter: 9100).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file (atomically) instead of stdout.",
+)
 @_source_option
 @_kind_option
 @click.pass_obj
-def prometheus_sd_command(app: AppContext, port: int, output: Path | None, sources: tuple[str, ...], kinds: tuple[str, ...]) -> None:
+def prometheus_sd_command(
+    app: AppContext, port: int, output: Path | None, sources: tuple[str, ...], kinds: tuple[str, ...]
+) -> None:
     """Prometheus file_sd targets: one group per host address, labelled with source, kind, status and labels."""
     from inventory.exports.prometheus import target_groups
 

@@ -9,7 +9,14 @@ from inventory.cli import AppContext
 
 @click.command("impact")
 @click.argument("target", metavar="[host:|workload:]NAME|ID|SOURCE/KIND/EXTERNAL_ID")
-@click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True, help="Output format.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["table", "json", "yaml"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
 @click.pass_obj
 def impact_command(app: AppContext, target: str, output: str) -> None:
     """What goes with TARGET: the hosts other sources see on the same machine, every workload on them,

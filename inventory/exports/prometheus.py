@@ -58,7 +58,9 @@ def _labels(host: ExportHost, sources: list[str]) -> dict[str, str]:
     return labels
 
 
-def target_groups(session: Session, *, port: int = DEFAULT_PORT, sources: Sequence[str] = (), kinds: Sequence[str] = ()) -> list[dict[str, Any]]:
+def target_groups(
+    session: Session, *, port: int = DEFAULT_PORT, sources: Sequence[str] = (), kinds: Sequence[str] = ()
+) -> list[dict[str, Any]]:
     """The file_sd / http_sd document as a list, ready for ``json.dumps``."""
     if not 1 <= port <= 65535:
         raise UsageError(f"--port must be 1-65535, got {port}")

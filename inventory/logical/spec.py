@@ -1,15 +1,15 @@
 """The ``services:`` section of the config.
 
-    services:
-      - name: plex
-        description: Plex on the NAS and its ingress in k3s
-        require: any                 # any (default): up while one member runs; all: while every member runs
-        select:                      # a member matches any selector; within one, every key given must match
-          - {source: nas, kind: container, name: "plex*"}
-          - {type: service, source: k3s, kind: ingress, namespace: media, name: plex}
-          - {labels: {app.kubernetes.io/name: plex}}
-          - {id: pve/qemu/homelab/120}   # SOURCE/KIND/EXTERNAL_ID, with type: host for a host
-        slo: {target: 99.9, window: 30d}
+services:
+  - name: plex
+    description: Plex on the NAS and its ingress in k3s
+    require: any                 # any (default): up while one member runs; all: while every member runs
+    select:                      # a member matches any selector; within one, every key given must match
+      - {source: nas, kind: container, name: "plex*"}
+      - {type: service, source: k3s, kind: ingress, namespace: media, name: plex}
+      - {labels: {app.kubernetes.io/name: plex}}
+      - {id: pve/qemu/homelab/120}   # SOURCE/KIND/EXTERNAL_ID, with type: host for a host
+    slo: {target: 99.9, window: 30d}
 """
 
 from __future__ import annotations
@@ -35,7 +35,10 @@ class MemberSelector(BaseModel):
     @model_validator(mode="after")
     def _narrow(self) -> MemberSelector:
         if not (self.source or self.kind or self.name or self.namespace or self.labels or self.id):
-            raise ValueError("a selector must name at least one of source, kind, name, namespace, labels, id (it would select everything)")
+            raise ValueError(
+                "a selector must name at least one of source, kind, name, namespace, labels, id"
+                " (it would select everything)"
+            )
         if self.id is not None and len(self.id.split("/", 2)) != 3:
             raise ValueError(f"id must be SOURCE/KIND/EXTERNAL_ID, got {self.id!r}")
         if self.namespace is not None and self.type == "host":

@@ -63,9 +63,15 @@ class Member:
 
     def brief(self) -> dict[str, Any]:
         return {
-            "type": self.object_type, "id": self.id, "source": self.source, "kind": self.kind, "namespace": self.namespace,
-            "name": self.name, "status": self.status, "running": self.running,
-        }  # fmt: skip
+            "type": self.object_type,
+            "id": self.id,
+            "source": self.source,
+            "kind": self.kind,
+            "namespace": self.namespace,
+            "name": self.name,
+            "status": self.status,
+            "running": self.running,
+        }
 
 
 @dataclass(frozen=True)
@@ -149,7 +155,9 @@ def select_members(session: Session, spec: LogicalService, *, include_removed: b
     for selector in spec.select:
         for row, source in session.execute(_selector_query(selector, include_removed)):
             rows[(selector.type, row.id)] = (row, source)
-    quiet_services = [row.id for (object_type, _), (row, _) in rows.items() if object_type == "service" and row.status is None]
+    quiet_services = [
+        row.id for (object_type, _), (row, _) in rows.items() if object_type == "service" and row.status is None
+    ]
     members_running = _services_with_a_running_member(session, quiet_services)
     members = []
     for (object_type, _), (row, source) in rows.items():
@@ -159,7 +167,18 @@ def select_members(session: Session, spec: LogicalService, *, include_removed: b
             running = classify_status(row.status) == "running"
         running = running and row.removed_at is None
         members.append(
-            Member(object_type, row.id, source, row.kind, getattr(row, "namespace", None), row.name, row.status, running, row.first_seen_at, row.removed_at)
+            Member(
+                object_type,
+                row.id,
+                source,
+                row.kind,
+                getattr(row, "namespace", None),
+                row.name,
+                row.status,
+                running,
+                row.first_seen_at,
+                row.removed_at,
+            )
         )
     return sorted(members, key=lambda m: (m.object_type, m.source, m.namespace or "", m.name, m.id))
 
@@ -197,7 +216,11 @@ def _timelines(session: Session, members: Sequence[Member]) -> dict[tuple[str, i
     for m in members:
         by_type.setdefault(m.object_type, []).append(m.id)
     for object_type, ids in by_type.items():
-        stmt = select(Change).where(Change.object_type == object_type, Change.object_id.in_(ids)).order_by(Change.at, Change.id)
+        stmt = (
+            select(Change)
+            .where(Change.object_type == object_type, Change.object_id.in_(ids))
+            .order_by(Change.at, Change.id)
+        )
         for change in session.execute(stmt).scalars():
             changes.setdefault((object_type, change.object_id), []).append(change)
     timelines = {}
@@ -225,13 +248,21 @@ def _up(member: Member, status: str | None) -> bool:
     return classify_status(status) == "running"
 
 
-def _availability(spec: LogicalService, members: Sequence[Member], timelines: dict[tuple[str, int], Timeline], start: datetime, end: datetime) -> tuple[float | None, float]:
+def _availability(
+    spec: LogicalService,
+    members: Sequence[Member],
+    timelines: dict[tuple[str, int], Timeline],
+    start: datetime,
+    end: datetime,
+) -> tuple[float | None, float]:
     if not members:
         return None, 0.0
     observed_from = max(start, min(m.first_seen_at for m in members))
     if observed_from >= end:
         return None, 0.0
-    moments = sorted({observed_from, end, *(at for tl in timelines.values() for at, _ in tl if observed_from < at < end)})
+    moments = sorted(
+        {observed_from, end, *(at for tl in timelines.values() for at, _ in tl if observed_from < at < end)}
+    )
     up_seconds = 0.0
     for begin, finish in zip(moments, moments[1:]):
         states = [s for s in (_state_at(timelines[(m.object_type, m.id)], begin) for m in members) if s is not None]
@@ -250,17 +281,23 @@ def _state_at(timeline: Timeline, moment: datetime) -> bool | None:
     return state
 
 
-def evaluate(session: Session, spec: LogicalService, *, window: timedelta | None = None, now: datetime | None = None) -> ServiceState:
+def evaluate(
+    session: Session, spec: LogicalService, *, window: timedelta | None = None, now: datetime | None = None
+) -> ServiceState:
     now = now or utcnow()
     span = window or (timedelta(seconds=spec.slo.window) if spec.slo else DEFAULT_WINDOW)
     start = now - span
-    everyone = [m for m in select_members(session, spec, include_removed=True) if m.removed_at is None or m.removed_at > start]
+    everyone = [
+        m for m in select_members(session, spec, include_removed=True) if m.removed_at is None or m.removed_at > start
+    ]
     live = tuple(m for m in everyone if m.removed_at is None)
     availability, observed = _availability(spec, everyone, _timelines(session, everyone), start, now)
     return ServiceState(spec, _status(spec, live), live, span.total_seconds(), availability, observed)
 
 
-def evaluate_all(session: Session, specs: Sequence[LogicalService], *, now: datetime | None = None) -> list[ServiceState]:
+def evaluate_all(
+    session: Session, specs: Sequence[LogicalService], *, now: datetime | None = None
+) -> list[ServiceState]:
     return [evaluate(session, spec, now=now) for spec in specs]
 
 
@@ -271,7 +308,9 @@ def find(specs: Sequence[LogicalService], name: str) -> LogicalService:
     raise NotFound(f"no logical service named {name!r} in the config")
 
 
-def slo_services_reached(session: Session, specs: Sequence[LogicalService], object_keys: set[tuple[str, int]]) -> list[str]:
+def slo_services_reached(
+    session: Session, specs: Sequence[LogicalService], object_keys: set[tuple[str, int]]
+) -> list[str]:
     """Names of the services with an SLO that have a live member among ``object_keys`` ((type, id) pairs)."""
     reached = []
     for spec in specs:

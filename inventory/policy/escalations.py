@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 # At most this many reasons and names in an audit entry: the summary line carries the counts.
 _LISTED = 10
 
-# Names of the services with an SLO that an impact reaches, with their targets: (session, impact) -> ["plex (SLO 99.9%)"].
+# The services with an SLO that an impact reaches: (session, impact) -> ["plex (SLO 99.9%)"].
 SloLookup = Callable[["Session", "Impact"], list[str]]
 
 
