@@ -109,7 +109,7 @@ def test_a_call_that_reaches_a_service_with_an_slo_is_escalated(lab: SyncedLab, 
     evaluation = runner.evaluate("proxmox.reboot", "docker01", {}, "alice")
     assert evaluation.classification.tool_class is ToolClass.DESTRUCTIVE
     assert (
-        "raised to DESTRUCTIVE: its impact reaches service media (SLO 99.9%), which has an SLO"
+        "raised to DESTRUCTIVE: its impact reaches logical service media (SLO 99.9%)"
         in evaluation.classification.reasons
     )
     # The CLI wires the config's services into the policy the same way.

@@ -125,7 +125,9 @@ def _days(seconds: float) -> str:
         return f"{seconds / 86400:.3g}d"
     if seconds >= 3600:
         return f"{seconds / 3600:.3g}h"
-    return f"{seconds / 60:.3g}m"
+    if seconds >= 60:
+        return f"{seconds / 60:.3g}m"
+    return f"{seconds:.0f}s"
 
 
 def _selector_query(selector: MemberSelector, include_removed: bool) -> Select[Any]:

@@ -50,7 +50,7 @@ class ImpactEscalation:
         for obj in impact.objects:
             for why in protection_reasons(obj.target, policy):
                 reasons.append(f"its impact reaches {obj.object_type} {obj.label}: {why}")
-        reasons += [f"its impact reaches service {name}, which has an SLO" for name in slo]
+        reasons += [f"its impact reaches logical service {name}" for name in slo]
         details: dict[str, Any] = {
             "summary": impact.summary(),
             "hosts": len(impact.hosts),
