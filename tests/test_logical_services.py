@@ -172,3 +172,13 @@ def test_bad_service_declarations_name_the_file_and_key(tmp_path: Path) -> None:
                 {"services": services}, path=tmp_path / "inventory.yaml", registry=ConnectorRegistry.discover()
             )
         assert str(tmp_path / "inventory.yaml") in str(caught.value) and message in str(caught.value), str(caught.value)
+
+
+def test_impact_names_the_logical_services_it_reaches(lab: SyncedLab, tmp_path: Path) -> None:
+    table = run_inventory("-c", str(lab.config_path), "impact", "docker01", cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    assert "Logical services it reaches: media (SLO 99.9%)" in table.stdout
+    as_json = json.loads(
+        run_inventory("-c", str(lab.config_path), "impact", "pihole", "-o", "json", cwd=tmp_path).stdout
+    )
+    assert as_json["logical_services"] == []

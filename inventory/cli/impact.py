@@ -28,11 +28,21 @@ def impact_command(app: AppContext, target: str, output: str) -> None:
 
     with app.database().session() as session:
         result = impact(session, target)
+        document = result.as_dict()
+        if app.config.services:
+            from inventory.logical.status import impact_keys, services_reached
+
+            reached = services_reached(session, app.config.services, impact_keys(result))
+            document["logical_services"] = [
+                {"name": s.name, "slo": f"{s.slo.target:g}%" if s.slo else None} for s in reached
+            ]
     if output != "table":
-        render_document(result.as_dict(), output)
+        render_document(document, output)
         return
     click.echo(result.summary())
-    document = result.as_dict()
+    if document.get("logical_services"):
+        names = ", ".join(s["name"] + (f" (SLO {s['slo']})" if s["slo"] else "") for s in document["logical_services"])
+        click.echo(f"Logical services it reaches: {names}")
     for section, columns in (
         ("hosts", ("id", "source", "kind", "name", "status", "via")),
         ("services", ("id", "source", "kind", "namespace", "name", "members", "lost", "left_running", "down")),

@@ -310,24 +310,24 @@ def find(specs: Sequence[LogicalService], name: str) -> LogicalService:
     raise NotFound(f"no logical service named {name!r} in the config")
 
 
-def slo_services_reached(
+def services_reached(
     session: Session, specs: Sequence[LogicalService], object_keys: set[tuple[str, int]]
-) -> list[str]:
-    """Names of the services with an SLO that have a live member among ``object_keys`` ((type, id) pairs)."""
-    reached = []
-    for spec in specs:
-        if spec.slo is None:
-            continue
-        if any((m.object_type, m.id) in object_keys for m in select_members(session, spec)):
-            reached.append(f"{spec.name} (SLO {spec.slo.target:g}%)")
-    return reached
+) -> list[LogicalService]:
+    """The logical services with a live member among ``object_keys`` ((type, id) pairs)."""
+    return [spec for spec in specs if any((m.object_type, m.id) in object_keys for m in select_members(session, spec))]
+
+
+def impact_keys(impact: Impact) -> set[tuple[str, int]]:
+    return {(obj.object_type, obj.id) for obj in (impact.target, *impact.objects)}
 
 
 def slo_lookup(specs: Sequence[LogicalService]) -> Callable[[Session, Impact], list[str]]:
     """For the policy's impact escalation: the services with an SLO that an impact reaches (its target included)."""
 
+    with_slo = [spec for spec in specs if spec.slo is not None]
+
     def reached(session: Session, impact: Impact) -> list[str]:
-        keys = {(obj.object_type, obj.id) for obj in (impact.target, *impact.objects)}
-        return slo_services_reached(session, specs, keys)
+        found = services_reached(session, with_slo, impact_keys(impact))
+        return [f"{spec.name} (SLO {spec.slo.target:g}%)" for spec in found if spec.slo is not None]
 
     return reached
