@@ -44,6 +44,8 @@ SERVICES = [
         "require": "all",
         "select": [{"source": "pve", "name": "homeassistant"}, {"source": "pve", "name": "win11"}],
     },
+    # A container that is in no service and has nothing below it: its impact is empty, its SLO is not.
+    {"name": "updates", "select": [{"source": "docker01", "name": "watchtower"}], "slo": {"target": 99}},
 ]
 
 
@@ -68,7 +70,7 @@ def _specs(lab: SyncedLab) -> list[LogicalService]:
 
 
 def test_members_span_sources_and_status_follows_them(lab: SyncedLab) -> None:
-    media, home = _specs(lab)
+    media, home, _ = _specs(lab)
     with lab.db.session() as session:
         media_state = evaluate(session, media)
         home_state = evaluate(session, home)
@@ -87,7 +89,7 @@ def test_members_span_sources_and_status_follows_them(lab: SyncedLab) -> None:
 def test_report_and_services_show(lab: SyncedLab, tmp_path: Path) -> None:
     report = run_inventory("-c", str(lab.config_path), "report", cwd=tmp_path)
     assert report.returncode == 0, report.stderr
-    section = report.stdout.split("Logical services: 2")[1]
+    section = report.stdout.split("Logical services: 3")[1]
     assert "media" in section and "99.9% / 7d" in section and "100.000%" in section
     shown = json.loads(
         run_inventory("-c", str(lab.config_path), "services", "show", "media", "-o", "json", cwd=tmp_path).stdout
@@ -182,3 +184,15 @@ def test_impact_names_the_logical_services_it_reaches(lab: SyncedLab, tmp_path: 
         run_inventory("-c", str(lab.config_path), "impact", "pihole", "-o", "json", cwd=tmp_path).stdout
     )
     assert as_json["logical_services"] == []
+
+
+def test_a_member_of_a_service_with_an_slo_is_escalated_even_with_nothing_below_it(lab: SyncedLab) -> None:
+    escalation = ImpactEscalation(lab.db, slo_lookup(_specs(lab)))
+    runner = ToolRunner(lab.db, builtin_policy(), ToolRegistry.discover(), escalation_sources=[escalation])
+    evaluation = runner.evaluate("docker.stop", "watchtower", {}, "alice")
+    assert evaluation.classification.tool_class is ToolClass.DESTRUCTIVE
+    assert (
+        "raised to DESTRUCTIVE: its impact reaches logical service updates (SLO 99%)"
+        in evaluation.classification.reasons
+    )
+    assert evaluation.as_row()["impact"]["workloads"] == 0

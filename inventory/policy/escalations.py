@@ -44,7 +44,7 @@ class ImpactEscalation:
         with self.db.session() as session:
             impact = impact_of(session, target.object_type, target.id)
             slo = self.slo_services(session, impact) if self.slo_services else []
-        if impact.empty:
+        if impact.empty and not slo:
             return None
         reasons: list[str] = []
         for obj in impact.objects:
