@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from inventory.connector import ConnectorRegistry, Duration, SourceConfig
+from inventory.logical.spec import LogicalService, LogicalServices
 from inventory.errors import ConfigError, ConnectorUnavailable
 from inventory.notify import NotifySettings
 from inventory.redact import register_secret
@@ -66,6 +67,7 @@ class TopLevel(BaseModel):
     sync: SyncSettings = SyncSettings()
     notify: NotifySettings = NotifySettings()
     sources: list[dict[str, Any]] = Field(default_factory=list)
+    services: LogicalServices = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ class Config:
     sync: SyncSettings
     sources: list[SourceConfig] = field(default_factory=list)
     notify: NotifySettings = field(default_factory=NotifySettings)
+    # Logical services declared in the config (inventory.logical).
+    services: list[LogicalService] = field(default_factory=list)
 
     def source(self, name: str) -> SourceConfig:
         for src in self.sources:
@@ -189,7 +193,7 @@ def build_config(
     if problems:
         raise _combined(problems)
     assert top is not None
-    return Config(path=path, database_url=url, sync=top.sync, sources=sources, notify=top.notify)
+    return Config(path=path, database_url=url, sync=top.sync, sources=sources, notify=top.notify, services=top.services)
 
 
 def _load_source(entry: Any, key: str, file_label: str, base_dir: Path, registry: ConnectorRegistry) -> list[SourceConfig]:

@@ -198,6 +198,8 @@ SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("Failed and stopped workloads", "problem_workloads", ("source", "kind", "namespace", "name", "status", "host")),
     ("Hosts with no workloads", "hosts_without_workloads", ("source", "kind", "name", "status")),
     ("Services with no running members", "services_without_running_members", ("source", "kind", "namespace", "name", "members", "member_statuses")),
+    # Only in a report whose config declares logical services (inventory.logical).
+    ("Logical services", "logical_services", ("name", "status", "members", "running", "slo", "availability", "observed", "slo_met")),
 )
 
 
@@ -227,6 +229,8 @@ def to_markdown(report: dict[str, Any]) -> str:
     since = report["since"].strftime("%Y-%m-%d %H:%M")
     lines = [f"# Inventory report ({report['generated_at']:%Y-%m-%d %H:%M} UTC)", "", f"Changes since {since} UTC.", ""]
     for title, key, columns in SECTIONS:
+        if key not in report and key != "kinds":
+            continue
         lines += [f"## {title}", ""]
         lines += _md_table(section_rows(report, key), columns)
     return "\n".join(lines)

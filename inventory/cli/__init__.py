@@ -182,6 +182,10 @@ def _register() -> None:
 
     for command in [*policy.COMMANDS, *audit.COMMANDS]:
         cli.add_command(command)
+    from inventory.cli import exports, impact
+
+    for command in [*exports.COMMANDS, *impact.COMMANDS]:
+        cli.add_command(command)
 
 
 _register()

@@ -41,7 +41,23 @@ def build_runner(app: AppContext, policy_path: str | None, *, with_sources: bool
 
         notifier = Notifier(app.config.notify)
         app.cleanups.append(notifier.close)
-    return ToolRunner(app.database(), policy, registry, source_config=lookup, notifier=notifier)
+    db = app.database()
+    return ToolRunner(db, policy, registry, source_config=lookup, notifier=notifier, escalation_sources=_escalations(app, db, with_sources))
+
+
+def _escalations(app: AppContext, db: Any, with_sources: bool) -> list[Any]:
+    """The impact of a call, with the config's logical services so that one with an SLO escalates it."""
+    from inventory.errors import ConfigError
+    from inventory.logical.status import slo_lookup
+    from inventory.policy.escalations import ImpactEscalation
+
+    try:
+        services = app.config.services
+    except ConfigError:
+        if with_sources:
+            raise
+        services = []  # `policy check` works without a valid config; `tool run` never does
+    return [ImpactEscalation(db, slo_services=slo_lookup(services) if services else None)]
 
 
 @click.group("tools")
@@ -138,6 +154,9 @@ def run_command(
 def _confirm_on_terminal(evaluation: Any) -> bool:
     name = evaluation.target.name if evaluation.target else evaluation.tool
     click.echo(f"{evaluation.tool} on {evaluation.target_ref} is {evaluation.classification.tool_class}; the policy requires approval ({evaluation.decision.rule_label}).", err=True)
+    impact = evaluation.classification.details.get("impact")
+    if impact:
+        click.echo(f"Impact: {impact['summary']}", err=True)
     typed = click.prompt(f"Type the target's name ({name}) to confirm", default="", show_default=False, err=True)
     return bool(typed) and typed.strip() == name
 

@@ -144,6 +144,13 @@ def _make_group(object_type: str, plural: str) -> click.Group:
         from inventory.render import render_document
 
         with app.database().session() as session:
+            logical = [s for s in app.config.services if s.name == ident] if object_type == "service" else []
+            if logical:
+                from inventory.logical.status import evaluate
+
+                # A name the config declares is that logical service; its rows stay reachable by id.
+                render_document(evaluate(session, logical[0]).document(), output)
+                return
             render_document(show_object(session, object_type, ident), output)
 
     show_command.help = f"One {object_type} with its links and recent changes."

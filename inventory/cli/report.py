@@ -26,6 +26,10 @@ def report_command(app: AppContext, since: str, output: str) -> None:
         raise UsageError(f"--since: {exc}") from None
     with app.database().session() as session:
         report = build_report(session, since=since_at)
+        if app.config.services:
+            from inventory.logical.status import evaluate_all
+
+            report["logical_services"] = [state.row() for state in evaluate_all(session, app.config.services)]
     print_report(report, output)
 
 
@@ -40,6 +44,8 @@ def print_report(report: dict[str, Any], output: str) -> None:
     else:
         click.echo(f"Inventory report, changes since {report['since']:%Y-%m-%d %H:%M} UTC")
         for title, key, columns in SECTIONS:
+            if key not in report and key != "kinds":
+                continue
             rows = section_rows(report, key)
             click.echo(f"\n{title}: {len(rows)}" if key != "sources" else f"\n{title}")
             if rows:

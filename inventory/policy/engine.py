@@ -12,6 +12,7 @@ SAFE_MUTATE are allowed, DESTRUCTIVE requires approval.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
@@ -29,19 +30,43 @@ DEFAULT_EFFECTS = {
 
 
 @dataclass(frozen=True)
+class Escalated:
+    """What an escalation source found about a call's target: each reason raises the call to DESTRUCTIVE
+    (as a protected target does); the details go into the audit entry and the approval request."""
+
+    reasons: tuple[str, ...] = ()
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+# Consulted, like the protection rules, for every call that changes something (e.g. the impact of the call:
+# inventory.policy.escalations.ImpactEscalation).
+EscalationSource = Callable[[Target, Policy], Escalated | None]
+
+
+@dataclass(frozen=True)
 class Classification:
     tool_class: ToolClass
     declared: ToolClass | None
     # Why the class is what it is, one line per rule that raised it.
     reasons: tuple[str, ...] = ()
     idempotent: bool = False
+    # What escalation sources reported (keyed by topic, e.g. "impact"), for the audit entry.
+    details: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def hints(self) -> dict[str, bool]:
         return mcp_hints(self.tool_class, idempotent=self.idempotent)
 
 
-def classify(spec: ToolSpec | None, args: ToolArgs | None, target: Target | None, policy: Policy, *, tool_name: str = "") -> Classification:
+def classify(
+    spec: ToolSpec | None,
+    args: ToolArgs | None,
+    target: Target | None,
+    policy: Policy,
+    *,
+    tool_name: str = "",
+    escalation_sources: Sequence[EscalationSource] = (),
+) -> Classification:
     if spec is None:
         return Classification(ToolClass.DESTRUCTIVE, None, (f"tool {tool_name!r} is not known: unknown tools are DESTRUCTIVE",))
     current = spec.default_class
@@ -58,11 +83,18 @@ def classify(spec: ToolSpec | None, args: ToolArgs | None, target: Target | None
             raise_to(escalation.to, escalation.why)
     if args is not None and getattr(args, "force", False):
         raise_to(ToolClass.DESTRUCTIVE, "force=true skips the source's own safety checks")
+    details: dict[str, Any] = {}
     if target is not None and current is not ToolClass.READ_ONLY:
         protected = protection_reasons(target, policy, getattr(args, "namespace", None))
         for why in protected:
             raise_to(ToolClass.DESTRUCTIVE, why)
-    return Classification(current, spec.default_class, tuple(reasons), idempotent=spec.idempotent)
+        for source in escalation_sources:
+            found = source(target, policy)
+            if found is not None:
+                for why in found.reasons:
+                    raise_to(ToolClass.DESTRUCTIVE, why)
+                details.update(found.details)
+    return Classification(current, spec.default_class, tuple(reasons), idempotent=spec.idempotent, details=details)
 
 
 def protection_reasons(target: Target, policy: Policy, namespace_arg: str | None = None) -> list[str]:

@@ -17,7 +17,7 @@ from inventory.audit.actor import ACTOR_ENV, resolve_actor
 from inventory.audit.log import AuditRecord, append
 from inventory.errors import InvalidArguments, InventoryError, PolicyDenied, ToolFailed, UsageError
 from inventory.policy.classes import ToolClass
-from inventory.policy.engine import Call, Classification, Decision, classify, decide
+from inventory.policy.engine import Call, Classification, Decision, EscalationSource, classify, decide
 from inventory.policy.rules import Effect, Policy
 from inventory.policy.targets import Target, resolve_target
 from inventory.policy.registry import ToolRegistry
@@ -66,6 +66,7 @@ class Evaluation:
             "policy": self.policy.label,
             "policy_hash": self.policy.sha256,
             "arguments": redact_value(self.args.model_dump(exclude_none=True) if self.args else dict(self.raw_args)),
+            **self.classification.details,
         }
 
 
@@ -107,6 +108,14 @@ class ToolRunner:
     source_config: SourceConfigLookup | None = None
     # inventory.notify.Notifier: told when a DESTRUCTIVE call is requested (waits for approval) or has run.
     notifier: Any | None = None
+    # Consulted by classify() beside the protection rules; None: the impact of the call (inventory.impact).
+    escalation_sources: list[EscalationSource] | None = None
+
+    def __post_init__(self) -> None:
+        if self.escalation_sources is None:
+            from inventory.policy.escalations import ImpactEscalation
+
+            self.escalation_sources = [ImpactEscalation(self.db)]
 
     def notify_destructive(self, evaluation: Evaluation, outcome: str) -> None:
         if self.notifier is None or evaluation.classification.tool_class is not ToolClass.DESTRUCTIVE:
@@ -141,7 +150,7 @@ class ToolRunner:
         target: Target | None,
         target_text: str | None,
     ) -> Evaluation:
-        classification = classify(spec, args, target, self.policy, tool_name=tool)
+        classification = classify(spec, args, target, self.policy, tool_name=tool, escalation_sources=self.escalation_sources or ())
         call = Call(tool, actor, target, spec.source_type if spec else None, getattr(args, "namespace", None))
         decision = decide(call, classification, self.policy)
         return Evaluation(tool, actor, spec, args, raw_args, target, target_text, classification, decision, self.policy)
@@ -273,6 +282,7 @@ def audit_record(
         details["classification"] = list(evaluation.classification.reasons)
     if evaluation.decision.contributions:
         details["rules"] = [{"rule": c.rule, "effect": str(c.effect)} for c in evaluation.decision.contributions]
+    details.update(evaluation.classification.details)
     if result is not None:
         details["summary"] = result.summary
         details.update(result.details)

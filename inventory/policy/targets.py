@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from inventory.errors import Ambiguous, NotFound, UsageError
 from inventory.schema import OBJECT_MODELS, OBJECT_TYPES
 from inventory.storage.models import Source
+from inventory.tags import tags_of
 
 TARGET_TYPES = (*OBJECT_TYPES, "source")
 
@@ -49,13 +50,7 @@ class Target:
     @property
     def tags(self) -> set[str]:
         """Tags as sources give them: a list, or Proxmox's "a;b" text, in attributes or labels."""
-        found: set[str] = set()
-        for raw in (self.attributes.get("tags"), self.labels.get("tags")):
-            if isinstance(raw, str):
-                found.update(t.strip() for t in raw.replace(",", ";").split(";") if t.strip())
-            elif isinstance(raw, (list, tuple)):
-                found.update(str(t) for t in raw)
-        return found
+        return set(tags_of(self.attributes, self.labels))
 
 
 def split_target(text: str) -> tuple[str | None, str]:
