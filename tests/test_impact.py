@@ -15,7 +15,7 @@ from inventory.impact import impact
 from inventory.policy.classes import ToolClass
 from inventory.policy.execute import ToolRunner
 from inventory.policy.rules import Effect, builtin_policy, parse_policy
-from inventory.policy.tools import ToolRegistry
+from inventory.policy.registry import ToolRegistry
 
 
 def _labels(items: tuple) -> set[str]:
