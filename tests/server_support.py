@@ -61,3 +61,22 @@ def make_tokens() -> Tokens:
 def synced(db: Database, config: Config) -> None:
     outcomes = sync_all(db, config, ConnectorRegistry.discover())
     assert all(o.ok for o in outcomes), [o.describe() for o in outcomes]
+
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def kubernetes_lab(db: Database, tmp_path: Path, cluster: Any) -> tuple[Any, Config]:
+    """A fake cluster synced through the real connector, and the ToolRunner the CLI would build over it."""
+    from inventory.policy.execute import ToolRunner
+    from inventory.policy.rules import load_policy
+    from inventory.policy.tools import ToolRegistry
+    from inventory.testing.fake_kubernetes import write_kubeconfig
+
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", {"lab": cluster})
+    raw = {"sources": [{"type": "kubernetes", "name": "lab", "kubeconfig": str(kubeconfig), "context": "lab", "timeout": 5}]}
+    config = build_config(raw, path=tmp_path / "inventory.yaml", registry=ConnectorRegistry.discover())
+    synced(db, config)
+    tools = ToolRegistry.discover()
+    policy = load_policy(PROJECT_ROOT / "config" / "policy.yaml", known_tools=tools.names())
+    return ToolRunner(db, policy, tools, source_config=config.source), config

@@ -133,6 +133,10 @@ def _register() -> None:
 
     for command in [*policy.COMMANDS, *audit.COMMANDS]:
         cli.add_command(command)
+    from inventory.cli import serve
+
+    for command in serve.COMMANDS:
+        cli.add_command(command)
 
 
 _register()
