@@ -10,7 +10,7 @@ import logging
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +55,8 @@ class Refresher:
         self._refreshes: OrderedDict[str, Refresh] = OrderedDict()
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        # Told every finished refresh's outcomes (the server's metrics).
+        self.observers: list[Callable[[list[Any]], None]] = []
 
     def start(self, names: Sequence[str] | None, requested_by: str) -> Refresh:
         from inventory.sync import select_sources
@@ -86,10 +88,13 @@ class Refresher:
     def _run(self, refresh: Refresh) -> None:
         log.info("refresh %s of %s requested by %s", refresh.id, ", ".join(refresh.sources), refresh.requested_by)
         try:
-            for outcome in self._sync(refresh.sources):
+            outcomes = self._sync(refresh.sources)
+            for outcome in outcomes:
                 refresh.outcomes.append(
                     {"source": outcome.source, "status": outcome.status, "run_id": outcome.run_id, "error": outcome.error, "summary": outcome.describe()}
                 )
+            for observe in self.observers:
+                observe(outcomes)
         except Exception:  # never let a refresh thread die silently; the refresh shows what finished
             log.exception("refresh %s failed", refresh.id)
         refresh.finished_at = utcnow()

@@ -8,6 +8,7 @@ uvicorn's own log config is not used: its records go through the root handler th
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import threading
 import time
@@ -29,10 +30,24 @@ def uvicorn_config(app: Any, host: str, port: int, **overrides: Any) -> uvicorn.
     return uvicorn.Config(app, host=host, port=port, **options)
 
 
+def _stop_quietly(_signum: int, _frame: Any) -> None:
+    raise SystemExit(0)
+
+
 def serve_forever(app: Any, host: str, port: int) -> None:
+    """Serve until SIGINT or SIGTERM; both end in a graceful shutdown and exit code 0.
+
+    uvicorn shuts down gracefully on either signal, then raises it again for the handler
+    that was there before: that handler is ours, so neither becomes a traceback or a kill.
+    """
     logging.getLogger("uvicorn.access").setLevel(logging.INFO)
     logging.getLogger("uvicorn.error").setLevel(logging.INFO)
-    uvicorn.Server(uvicorn_config(app, host, port)).run()
+    previous = {sig: signal.signal(sig, _stop_quietly) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        uvicorn.Server(uvicorn_config(app, host, port)).run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class BackgroundServer:
