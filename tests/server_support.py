@@ -15,7 +15,14 @@ from inventory.server.auth import StaticTokens, token_digest
 from inventory.storage.database import Database
 from inventory.sync import sync_all
 
-GROUPS = {"viewer": ["viewers"], "operator": ["operators"], "agent": ["agents"], "approver": ["approvers"], "admin": ["admins"], "nobody": []}
+GROUPS = {
+    "viewer": ["viewers"],
+    "operator": ["operators"],
+    "agent": ["agents"],
+    "approver": ["approvers"],
+    "admin": ["admins"],
+    "nobody": [],
+}
 
 
 def write_lab(path: Path, hosts: int = 5, pods_per_host: int = 3) -> Path:
@@ -74,7 +81,11 @@ def kubernetes_lab(db: Database, tmp_path: Path, cluster: Any) -> tuple[Any, Con
     from inventory.testing.fake_kubernetes import write_kubeconfig
 
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", {"lab": cluster})
-    raw = {"sources": [{"type": "kubernetes", "name": "lab", "kubeconfig": str(kubeconfig), "context": "lab", "timeout": 5}]}
+    raw = {
+        "sources": [
+            {"type": "kubernetes", "name": "lab", "kubeconfig": str(kubeconfig), "context": "lab", "timeout": 5}
+        ]
+    }
     config = build_config(raw, path=tmp_path / "inventory.yaml", registry=ConnectorRegistry.discover())
     synced(db, config)
     tools = ToolRegistry.discover()

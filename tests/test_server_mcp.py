@@ -65,10 +65,18 @@ def test_streamable_http_lists_calls_and_holds_destructive_calls_for_approval(
             assert client.server_info is not None and client.server_info.name == "inventory"
             hints = annotations_of(await client.list_tools())
             assert hints["inventory_search_workloads"].read_only_hint is True
-            assert hints["kubernetes_list_pods"].read_only_hint is True and hints["kubernetes_list_pods"].idempotent_hint is True
-            assert hints["kubernetes_delete_namespace"].destructive_hint is True and hints["kubernetes_delete_namespace"].read_only_hint is False
+            assert (
+                hints["kubernetes_list_pods"].read_only_hint is True
+                and hints["kubernetes_list_pods"].idempotent_hint is True
+            )
+            assert (
+                hints["kubernetes_delete_namespace"].destructive_hint is True
+                and hints["kubernetes_delete_namespace"].read_only_hint is False
+            )
 
-            pods = await client.call_tool("inventory_search_workloads", {"kind": "pod", "namespace": "app-000", "limit": 3})
+            pods = await client.call_tool(
+                "inventory_search_workloads", {"kind": "pod", "namespace": "app-000", "limit": 3}
+            )
             assert not pods.is_error and [p["namespace"] for p in pods.structured_content["items"]] == ["app-000"] * 3
             shown = await client.call_tool("inventory_show", {"type": "workload", "ident": "db-0"})
             assert shown.structured_content["name"] == "db-0" and "changes" in shown.structured_content
@@ -76,27 +84,37 @@ def test_streamable_http_lists_calls_and_holds_destructive_calls_for_approval(
             pending = await client.call_tool("kubernetes_scale_deployment", {"target": "web-0", "replicas": 0})
             assert not pending.is_error, pending.content
             result: dict[str, Any] = pending.structured_content
-            assert result["outcome"] == "pending" and result["message"].startswith(f"pending approval {result['approval_id']}:")
+            assert result["outcome"] == "pending" and result["message"].startswith(
+                f"pending approval {result['approval_id']}:"
+            )
             return result
 
     pending = asyncio.run(as_agent())
     assert cluster.mutations == []  # not executed
     assert tool_calls(db) == [("agent", "pending", "kubernetes.scale_deployment")]  # audited as the token's principal
 
-    approved = httpx.post(f"{url}/api/v1/approvals/{pending['approval_id']}", json={"decision": "approve"}, headers=tokens.header("approver"))
+    approved = httpx.post(
+        f"{url}/api/v1/approvals/{pending['approval_id']}",
+        json={"decision": "approve"},
+        headers=tokens.header("approver"),
+    )
     assert approved.status_code == 200 and approved.json()["outcome"] == "success"
     assert [m.body for m in cluster.mutations] == [{"spec": {"replicas": 0}}]  # ran once
 
     async def poll() -> Any:
         async with mcp_client(url, tokens, "agent") as client:
-            return (await client.call_tool("inventory_approval_status", {"approval_id": pending["approval_id"]})).structured_content
+            return (
+                await client.call_tool("inventory_approval_status", {"approval_id": pending["approval_id"]})
+            ).structured_content
 
     status = asyncio.run(poll())
     assert (status["status"], status["outcome"], status["decided_by"]) == ("approved", "success", "approver")
     assert len(cluster.mutations) == 1
 
 
-def test_a_principal_is_refused_at_call_time_whatever_it_listed(served: tuple[str, Tokens], db: Database, cluster: MutableFakeKubernetes) -> None:
+def test_a_principal_is_refused_at_call_time_whatever_it_listed(
+    served: tuple[str, Tokens], db: Database, cluster: MutableFakeKubernetes
+) -> None:
     url, tokens = served
 
     async def as_viewer() -> None:
@@ -104,30 +122,48 @@ def test_a_principal_is_refused_at_call_time_whatever_it_listed(served: tuple[st
             names = set(annotations_of(await client.list_tools()))
             assert "inventory_search_hosts" in names and "kubernetes_restart_deployment" not in names
             refused = await client.call_tool("kubernetes_restart_deployment", {"target": "web-0"})
-            assert refused.is_error and refused.structured_content["error"]["message"] == "viewer may not call: none of its groups grants it"
+            assert (
+                refused.is_error
+                and refused.structured_content["error"]["message"]
+                == "viewer may not call: none of its groups grants it"
+            )
 
     asyncio.run(as_viewer())
     assert cluster.mutations == [] and tool_calls(db) == []
     for headers in ({}, {"Authorization": "Bearer wrong"}):
         response = httpx.post(f"{url}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, headers=headers)
         assert response.status_code == 401
-    nobody = httpx.post(f"{url}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, headers=tokens.header("nobody"))
+    nobody = httpx.post(
+        f"{url}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, headers=tokens.header("nobody")
+    )
     assert nobody.status_code == 403
 
 
 def test_stdio_acts_as_the_os_user(db: Database, tmp_path: Path, cluster: MutableFakeKubernetes) -> None:
     kubernetes_lab(db, tmp_path, cluster)
     config = tmp_path / "inventory.yaml"
-    source = {"type": "kubernetes", "name": "lab", "kubeconfig": str(tmp_path / "kubeconfig"), "context": "lab", "timeout": 5}
+    source = {
+        "type": "kubernetes",
+        "name": "lab",
+        "kubeconfig": str(tmp_path / "kubeconfig"),
+        "context": "lab",
+        "timeout": 5,
+    }
     config.write_text(yaml.safe_dump({"database": {"url": db.url}, "sources": [source]}), encoding="utf-8")
     params = StdioServerParameters(
-        command=sys.executable, args=["-m", "inventory", "-c", str(config), "mcp"], env=child_env(), cwd=str(PROJECT_ROOT)
+        command=sys.executable,
+        args=["-m", "inventory", "-c", str(config), "mcp"],
+        env=child_env(),
+        cwd=str(PROJECT_ROOT),
     )
 
     async def session() -> tuple[Any, Any]:
         async with Client(params) as client:
             names = annotations_of(await client.list_tools())
-            assert names["kubernetes_delete_pod"].destructive_hint is False and names["inventory_sources_health"].read_only_hint
+            assert (
+                names["kubernetes_delete_pod"].destructive_hint is False
+                and names["inventory_sources_health"].read_only_hint
+            )
             health = await client.call_tool("inventory_sources_health", {})
             pending = await client.call_tool("kubernetes_scale_deployment", {"target": "web-1", "replicas": 0})
             return health.structured_content, pending.structured_content

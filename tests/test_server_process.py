@@ -38,15 +38,28 @@ def test_serve_answers_and_never_logs_a_token(db: Database, tmp_path: Path) -> N
     config = lab_config(tmp_path, db.url, lab=write_lab(tmp_path / "lab.yaml"))
     synced(db, config)
     config_file = tmp_path / "inventory.yaml"
-    config_file.write_text(yaml.safe_dump({"database": {"url": db.url}, "sources": [{"type": "static", "name": "lab", "path": str(tmp_path / "lab.yaml")}]}))
+    config_file.write_text(
+        yaml.safe_dump(
+            {
+                "database": {"url": db.url},
+                "sources": [{"type": "static", "name": "lab", "path": str(tmp_path / "lab.yaml")}],
+            }
+        )
+    )
     token = "tok-" + "s3cr3t" * 6
     tokens_file = tmp_path / "tokens.yaml"
     tokens_file.write_text(yaml.safe_dump([{"name": "ops", "groups": ["operators"], "sha256": token_digest(token)}]))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
-        inventory_command("-v", "-c", str(config_file), "serve", "--port", str(port), "--tokens-file", str(tokens_file), "--metrics"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(), cwd=tmp_path,
+        inventory_command(
+            "-v", "-c", str(config_file), "serve", "--port", str(port), "--tokens-file", str(tokens_file), "--metrics"
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+        cwd=tmp_path,
     )
     try:
         health = wait_healthy(url, process)
@@ -72,7 +85,9 @@ def test_serve_answers_and_never_logs_a_token(db: Database, tmp_path: Path) -> N
 def test_serve_refuses_a_bad_tokens_file(tmp_path: Path) -> None:
     bad = tmp_path / "tokens.yaml"
     bad.write_text(yaml.safe_dump([{"name": "ops", "groups": ["wizards"], "sha256": "00"}]))
-    result = run_inventory("--database-url", f"sqlite:///{tmp_path / 'x.db'}", "serve", "--tokens-file", str(bad), cwd=tmp_path)
+    result = run_inventory(
+        "--database-url", f"sqlite:///{tmp_path / 'x.db'}", "serve", "--tokens-file", str(bad), cwd=tmp_path
+    )
     assert result.returncode == 2
     assert f"{bad}: [0].groups: unknown group(s) wizards" in result.stderr and "Traceback" not in result.stderr
     missing = run_inventory("--database-url", f"sqlite:///{tmp_path / 'x.db'}", "serve", cwd=tmp_path)

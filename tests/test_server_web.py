@@ -27,7 +27,9 @@ CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 def require_browser() -> None:
     missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not Path(path).exists()]
     if missing:
-        reason = f"no browser for the web UI test: {', '.join(missing)} missing (apt-get install chromium chromium-driver)"
+        reason = (
+            f"no browser for the web UI test: {', '.join(missing)} missing (apt-get install chromium chromium-driver)"
+        )
         if IN_CI:
             pytest.fail(reason)
         pytest.skip(reason)
@@ -57,11 +59,20 @@ def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in (
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
     ):
         options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log")))
+    driver = webdriver.Chrome(
+        options=options, service=Service(CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log"))
+    )
     driver.set_page_load_timeout(30)
     try:
         yield driver
@@ -78,12 +89,16 @@ def wait_for(browser: Any, by: str, value: str) -> Any:
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_sign_in_search_open_a_host_and_approve(site: tuple[str, Tokens], browser: Any, db: Database, cluster: MutableFakeKubernetes, tmp_path: Path) -> None:
+def test_sign_in_search_open_a_host_and_approve(
+    site: tuple[str, Tokens], browser: Any, db: Database, cluster: MutableFakeKubernetes, tmp_path: Path
+) -> None:
     from selenium.webdriver.common.by import By
 
     url, tokens = site
     pending = httpx.post(
-        f"{url}/api/v1/tools/kubernetes.scale_deployment/calls", json={"target": "web-0", "arguments": {"replicas": 0}}, headers=tokens.header("agent")
+        f"{url}/api/v1/tools/kubernetes.scale_deployment/calls",
+        json={"target": "web-0", "arguments": {"replicas": 0}},
+        headers=tokens.header("agent"),
     ).json()
     assert pending["outcome"] == "pending"
     with db.session() as session:
@@ -127,20 +142,31 @@ def test_sign_in_search_open_a_host_and_approve(site: tuple[str, Tokens], browse
     browser.get(f"{url}/audit")
     assert browser.find_element(By.ID, "verify").text.startswith("Chain intact:")
     browser.save_screenshot(str(tmp_path / "audit-desktop.png"))
-    assert all((tmp_path / name).stat().st_size > 5000 for name in ("search-phone.png", "host-phone.png", "approvals-desktop.png"))
+    assert all(
+        (tmp_path / name).stat().st_size > 5000
+        for name in ("search-phone.png", "host-phone.png", "approvals-desktop.png")
+    )
 
 
-def test_forms_need_the_csrf_token_and_pages_need_a_session(site: tuple[str, Tokens], cluster: MutableFakeKubernetes) -> None:
+def test_forms_need_the_csrf_token_and_pages_need_a_session(
+    site: tuple[str, Tokens], cluster: MutableFakeKubernetes
+) -> None:
     url, tokens = site
     pending = httpx.post(
-        f"{url}/api/v1/tools/kubernetes.scale_deployment/calls", json={"target": "web-0", "arguments": {"replicas": 0}}, headers=tokens.header("agent")
+        f"{url}/api/v1/tools/kubernetes.scale_deployment/calls",
+        json={"target": "web-0", "arguments": {"replicas": 0}},
+        headers=tokens.header("agent"),
     ).json()
     with httpx.Client(base_url=url) as client:
         assert client.get("/approvals").headers["location"] == "/login"
         # A bearer token is not a web session: pages still want the cookie.
         assert client.get("/approvals", headers=tokens.header("approver")).status_code == 303
         signed_in = client.post("/login", data={"token": tokens.by_name["approver"]})
-        assert signed_in.status_code == 303 and "HttpOnly" in signed_in.headers["set-cookie"] and "SameSite=strict" in signed_in.headers["set-cookie"]
+        assert (
+            signed_in.status_code == 303
+            and "HttpOnly" in signed_in.headers["set-cookie"]
+            and "SameSite=strict" in signed_in.headers["set-cookie"]
+        )
         forged = client.post(f"/approvals/{pending['approval_id']}", data={"decision": "approve", "csrf": "guess"})
         assert forged.status_code == 400 and "CSRF token mismatch" in forged.text
         assert client.get("/audit").status_code == 200
@@ -149,4 +175,6 @@ def test_forms_need_the_csrf_token_and_pages_need_a_session(site: tuple[str, Tok
         viewer.post("/login", data={"token": tokens.by_name["viewer"]})
         assert viewer.get("/audit").status_code == 403
         page = viewer.get("/approvals")
-        assert page.status_code == 200 and "button" not in page.text.split("<table")[1]  # no approve buttons for a viewer
+        assert (
+            page.status_code == 200 and "button" not in page.text.split("<table")[1]
+        )  # no approve buttons for a viewer

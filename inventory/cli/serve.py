@@ -31,7 +31,9 @@ def _server_state_parts(app: AppContext) -> tuple[Any, Any, Any]:
     required=True,
     help="API tokens: a YAML list of {name, groups, sha256} (sha256 of the token). Env: INVENTORY_TOKENS_FILE.",
 )
-@click.option("--metrics/--no-metrics", default=False, show_default=True, help="Also serve Prometheus metrics at /metrics.")
+@click.option(
+    "--metrics/--no-metrics", default=False, show_default=True, help="Also serve Prometheus metrics at /metrics."
+)
 @click.pass_obj
 def serve_command(app: AppContext, host: str, port: int, tokens_file: str, metrics: bool) -> None:
     """The REST API (/api/v1, OpenAPI at /api/docs), MCP over Streamable HTTP (/mcp), the web UI (/) and /health."""

@@ -43,7 +43,9 @@ def object_filter(
     }
 
 
-def list_page(state: ServerState, plural: str, filters: dict[str, Any], limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], int]:
+def list_page(
+    state: ServerState, plural: str, filters: dict[str, Any], limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], int]:
     """One page of hosts, workloads or services, fetched with one row more than the page to see if more follow."""
     offset = decode_cursor(cursor, {"list": plural, **filters})
     flt = queries.ObjectFilter(**filters, limit=limit + 1, offset=offset)
@@ -72,10 +74,18 @@ def _list_route(plural: str, model: type) -> None:
             return json_response(queries.show_object(session, OBJECT_TYPES[plural], ident))
 
     router.add_api_route(
-        f"/inventory/{plural}", list_objects, methods=["GET"], response_model=Page[model], summary=f"List {plural}"  # type: ignore[valid-type]
+        f"/inventory/{plural}",
+        list_objects,
+        methods=["GET"],
+        response_model=Page[model],  # type: ignore[valid-type]
+        summary=f"List {plural}",
     )
     router.add_api_route(
-        f"/inventory/{plural}/{{ident:path}}", show_object, methods=["GET"], response_model=model, summary=f"One {OBJECT_TYPES[plural]} with links and recent changes"
+        f"/inventory/{plural}/{{ident:path}}",
+        show_object,
+        methods=["GET"],
+        response_model=model,
+        summary=f"One {OBJECT_TYPES[plural]} with links and recent changes",
     )
 
 
@@ -84,7 +94,9 @@ _list_route("workloads", WorkloadOut)
 _list_route("services", ServiceOut)
 
 
-@router.get("/inventory", response_model=InventoryOut, summary="Counts per source and object type, last sync per source")
+@router.get(
+    "/inventory", response_model=InventoryOut, summary="Counts per source and object type, last sync per source"
+)
 def inventory_counts(state: ServerState = Depends(server_state), _principal: Principal = reader) -> Response:
     with state.db.session() as session:
         sources = queries.list_sources(session)
@@ -111,11 +123,15 @@ def changes(
     state: ServerState = Depends(server_state),
     _principal: Principal = reader,
 ) -> Response:
-    rows, offset, filters = change_page(state, since, until, source=source, kind=kind, object_type=type, action=action, limit=limit, cursor=cursor)
+    rows, offset, filters = change_page(
+        state, since, until, source=source, kind=kind, object_type=type, action=action, limit=limit, cursor=cursor
+    )
     return page_response(rows, limit, offset, filters)
 
 
-def change_page(state: ServerState, since: str, until: str | None, *, limit: int, cursor: str | None, **filters: Any) -> tuple[list[dict[str, Any]], int, dict[str, Any]]:
+def change_page(
+    state: ServerState, since: str, until: str | None, *, limit: int, cursor: str | None, **filters: Any
+) -> tuple[list[dict[str, Any]], int, dict[str, Any]]:
     from inventory.timeutil import parse_since
 
     try:

@@ -28,7 +28,9 @@ router = APIRouter(prefix="/api/v1")
 # --- refresh ----------------------------------------------------------------------------------
 
 
-@router.post("/inventory/refresh", response_model=RefreshOut, status_code=202, summary="Sync all (or the named) sources now")
+@router.post(
+    "/inventory/refresh", response_model=RefreshOut, status_code=202, summary="Sync all (or the named) sources now"
+)
 def start_refresh(
     body: RefreshRequest | None = None,
     state: ServerState = Depends(server_state),
@@ -43,7 +45,9 @@ def start_refresh(
 
 
 @router.get("/inventory/refresh/{refresh_id}", response_model=RefreshOut, summary="A refresh and its sources' outcomes")
-def get_refresh(refresh_id: str, state: ServerState = Depends(server_state), _p: Principal = Depends(require(Permission.READ))) -> Response:
+def get_refresh(
+    refresh_id: str, state: ServerState = Depends(server_state), _p: Principal = Depends(require(Permission.READ))
+) -> Response:
     if state.refresher is None:
         raise NotFound(f"no refresh {refresh_id!r}")
     return json_response(state.refresher.get(refresh_id).as_row())
@@ -67,16 +71,27 @@ def tool_row(spec: Any) -> dict[str, Any]:
 
 
 @router.get("/tools", response_model=list[ToolOut], summary="Registered tools with their class and arguments")
-def list_tools(state: ServerState = Depends(server_state), _p: Principal = Depends(require(Permission.READ))) -> Response:
+def list_tools(
+    state: ServerState = Depends(server_state), _p: Principal = Depends(require(Permission.READ))
+) -> Response:
     return json_response([tool_row(spec) for spec in state.tool_runner().registry])
 
 
-def call_tool(state: ServerState, principal: Principal, tool: str, target: str | None, arguments: dict[str, Any], dry_run: bool = False) -> Any:
+def call_tool(
+    state: ServerState,
+    principal: Principal,
+    tool: str,
+    target: str | None,
+    arguments: dict[str, Any],
+    dry_run: bool = False,
+) -> Any:
     """Policy, approval, execution and audit exactly as `inventory tool run --no-input`, the principal as actor."""
     return state.tool_runner().run(tool, target, arguments, principal.name, dry_run=dry_run)
 
 
-@router.post("/tools/{name}/calls", response_model=CallOut, summary="Call a tool: 200 ran, 202 waits for approval, 403 denied")
+@router.post(
+    "/tools/{name}/calls", response_model=CallOut, summary="Call a tool: 200 ran, 202 waits for approval, 403 denied"
+)
 def post_call(
     name: str,
     body: ToolCallRequest,
@@ -101,7 +116,9 @@ def list_approvals(
     return json_response(listed(state.tool_runner(), status))
 
 
-def settle(state: ServerState, principal: Principal, approval_id: int, decision: str, reason: str | None) -> dict[str, Any]:
+def settle(
+    state: ServerState, principal: Principal, approval_id: int, decision: str, reason: str | None
+) -> dict[str, Any]:
     """Approve (and run) or reject a pending call as ``principal``; the library checks who may."""
     from inventory.policy.approvals import approve, reject
 
@@ -110,7 +127,11 @@ def settle(state: ServerState, principal: Principal, approval_id: int, decision:
         outcome: dict[str, Any] = approve(runner, approval_id, principal.name, reason).as_row()
         return outcome
     if decision == "reject":
-        return {"approval_id": approval_id, "outcome": "rejected", "audit_seq": reject(runner, approval_id, principal.name, reason)}
+        return {
+            "approval_id": approval_id,
+            "outcome": "rejected",
+            "audit_seq": reject(runner, approval_id, principal.name, reason),
+        }
     raise UsageError(f"decision must be approve or reject, not {decision!r}")
 
 
@@ -143,7 +164,9 @@ def audit_list(
 
     filters = {"list": "audit", "actor": actor, "tool": tool, "event": event, "outcome": outcome, "target": target}
     after_seq = decode_cursor(cursor, filters)  # the last seq of the previous page
-    flt = AuditFilter(actor=actor, tool=tool, event=event, outcome=outcome, target=target, after_seq=after_seq, limit=limit + 1)
+    flt = AuditFilter(
+        actor=actor, tool=tool, event=event, outcome=outcome, target=target, after_seq=after_seq, limit=limit + 1
+    )
     with state.db.session() as session:
         rows = list_entries(session, flt)
     more = len(rows) > limit
@@ -168,5 +191,7 @@ def verify_audit(state: ServerState) -> dict[str, Any]:
 
 
 @router.get("/audit/verify", response_model=VerifyOut, summary="Walk the hash chain")
-def audit_verify(state: ServerState = Depends(server_state), _p: Principal = Depends(require(Permission.AUDIT))) -> Response:
+def audit_verify(
+    state: ServerState = Depends(server_state), _p: Principal = Depends(require(Permission.AUDIT))
+) -> Response:
     return json_response(verify_audit(state))

@@ -30,7 +30,9 @@ def create_app(
     from inventory.server import api_inventory, api_tools, errors, health
 
     state = ServerState(db=db, authenticator=authenticator, runner=runner, refresher=refresher)
-    app = FastAPI(title="inventory", version=__version__, docs_url="/api/docs", openapi_url="/api/v1/openapi.json", redoc_url=None)
+    app = FastAPI(
+        title="inventory", version=__version__, docs_url="/api/docs", openapi_url="/api/v1/openapi.json", redoc_url=None
+    )
     app.state.inventory = state
     errors.install_error_handlers(app)
     app.include_router(health.router)

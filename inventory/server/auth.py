@@ -127,12 +127,20 @@ class StaticTokens:
         entries = []
         for index, entry in enumerate(raw):
             key = f"[{index}]"
-            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not isinstance(entry.get("sha256"), str):
+            if (
+                not isinstance(entry, dict)
+                or not isinstance(entry.get("name"), str)
+                or not isinstance(entry.get("sha256"), str)
+            ):
                 raise ConfigError("needs name and sha256 (strings)", path=label, key=key)
             groups = entry.get("groups") or []
             unknown = sorted(set(groups) - set(PERMISSIONS))
             if unknown:
-                raise ConfigError(f"unknown group(s) {', '.join(unknown)}; known: {', '.join(PERMISSIONS)}", path=label, key=f"{key}.groups")
+                raise ConfigError(
+                    f"unknown group(s) {', '.join(unknown)}; known: {', '.join(PERMISSIONS)}",
+                    path=label,
+                    key=f"{key}.groups",
+                )
             entries.append((entry["name"], entry["sha256"], groups))
         return cls(entries)
 

@@ -37,10 +37,18 @@ def error_body(kind: str, message: str) -> dict[str, Any]:
     return {"error": {"type": kind, "message": redact_text(message)}}
 
 
+def inventory_error_response(exc: InventoryError) -> JSONResponse:
+    return JSONResponse(error_body(type(exc).__name__, str(exc)), status_code=status_of(exc))
+
+
+def forbidden_response(exc: Forbidden) -> JSONResponse:
+    return JSONResponse(error_body("Forbidden", str(exc)), status_code=403)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(InventoryError)
     async def inventory_error(_request: Request, exc: InventoryError) -> JSONResponse:
-        return JSONResponse(error_body(type(exc).__name__, str(exc)), status_code=status_of(exc))
+        return inventory_error_response(exc)
 
     @app.exception_handler(NotAuthenticated)
     async def not_authenticated(_request: Request, _exc: NotAuthenticated) -> JSONResponse:
@@ -49,7 +57,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Forbidden)
     async def forbidden(_request: Request, exc: Forbidden) -> JSONResponse:
-        return JSONResponse(error_body("Forbidden", str(exc)), status_code=403)
+        return forbidden_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:

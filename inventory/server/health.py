@@ -30,7 +30,10 @@ def health_report(state: ServerState) -> dict[str, Any]:
         database["reachable"] = True
         with state.db.session() as session:
             sources = [
-                {key: row[key] for key in ("name", "type", "last_status", "last_run_at", "last_success_at", "last_error")}
+                {
+                    key: row[key]
+                    for key in ("name", "type", "last_status", "last_run_at", "last_success_at", "last_error")
+                }
                 for row in list_sources(session)
             ]
     except InventoryError as exc:

@@ -42,13 +42,19 @@ _FILTERS: dict[str, Any] = {
     "kind": {"type": "string", "description": "Only this kind (pod, vm, node, container ...)."},
     "status": {"type": "string", "description": "Only this status (case-insensitive)."},
     "name": {"type": "string", "description": "Name glob, e.g. web-*."},
-    "labels": {"type": "object", "additionalProperties": {"type": "string"}, "description": "Labels that must equal these values."},
+    "labels": {
+        "type": "object",
+        "additionalProperties": {"type": "string"},
+        "description": "Labels that must equal these values.",
+    },
     "include_removed": {"type": "boolean", "default": False},
     "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
 }
 _NAMESPACE = {"namespace": {"type": "string", "description": "Only this namespace."}}
 _HOST = {"host": {"type": "string", "description": "Only workloads on this host (name or id)."}}
-READ_HINTS = types.ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+READ_HINTS = types.ToolAnnotations(
+    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+)
 
 
 def _schema(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
@@ -85,7 +91,9 @@ def _changes(state: ServerState, _principal: Principal, args: dict[str, Any]) ->
     since = args.pop("since", "1d")
     until = args.pop("until", None)
     limit = int(args.pop("limit", 100))
-    rows, _offset, _filters = change_page(state, since, until, limit=limit, cursor=None, **{"object_type": args.pop("type", None), **args})
+    rows, _offset, _filters = change_page(
+        state, since, until, limit=limit, cursor=None, **{"object_type": args.pop("type", None), **args}
+    )
     return rows[:limit]
 
 
@@ -105,13 +113,35 @@ def _approval_status(state: ServerState, _principal: Principal, args: dict[str, 
 
 
 QUERY_TOOLS = [
-    QueryTool("inventory_search_hosts", "Search hosts (nodes, hypervisors, VMs seen as machines) by filters.", _schema(_FILTERS), _search("hosts")),
-    QueryTool("inventory_search_workloads", "Search workloads (pods, VMs, LXC, containers) by filters.", _schema({**_FILTERS, **_NAMESPACE, **_HOST}), _search("workloads")),
-    QueryTool("inventory_search_services", "Search services by filters.", _schema({**_FILTERS, **_NAMESPACE}), _search("services")),
+    QueryTool(
+        "inventory_search_hosts",
+        "Search hosts (nodes, hypervisors, VMs seen as machines) by filters.",
+        _schema(_FILTERS),
+        _search("hosts"),
+    ),
+    QueryTool(
+        "inventory_search_workloads",
+        "Search workloads (pods, VMs, LXC, containers) by filters.",
+        _schema({**_FILTERS, **_NAMESPACE, **_HOST}),
+        _search("workloads"),
+    ),
+    QueryTool(
+        "inventory_search_services",
+        "Search services by filters.",
+        _schema({**_FILTERS, **_NAMESPACE}),
+        _search("services"),
+    ),
     QueryTool(
         "inventory_show",
-        "One host, workload or service with its links (workloads, same machine in other sources, members) and recent changes.",
-        _schema({"type": {"type": "string", "enum": ["host", "workload", "service"]}, "ident": {"type": "string", "description": "Name, id or source/kind/external_id."}}, ["type", "ident"]),
+        "One host, workload or service with its links (workloads, same machine in other sources, members) "
+        "and recent changes.",
+        _schema(
+            {
+                "type": {"type": "string", "enum": ["host", "workload", "service"]},
+                "ident": {"type": "string", "description": "Name, id or source/kind/external_id."},
+            },
+            ["type", "ident"],
+        ),
         _show,
     ),
     QueryTool(
@@ -129,7 +159,12 @@ QUERY_TOOLS = [
         ),
         _changes,
     ),
-    QueryTool("inventory_sources_health", "Every source with its last sync (status, time, error) and live object counts.", _schema({}), _sources),
+    QueryTool(
+        "inventory_sources_health",
+        "Every source with its last sync (status, time, error) and live object counts.",
+        _schema({}),
+        _sources,
+    ),
     QueryTool(
         "inventory_approval_status",
         "The state of a tool call that waits for approval (pending, approved, rejected) and its outcome.",
@@ -149,7 +184,10 @@ def _policy_tool(spec: Any) -> types.Tool:
 
     args_schema = spec.args_model.model_json_schema()
     properties = {
-        "target": {"type": "string", "description": f"What the call touches: a {spec.target_type} name, id or source/kind/external_id"},
+        "target": {
+            "type": "string",
+            "description": f"What the call touches: a {spec.target_type} name, id or source/kind/external_id",
+        },
         **args_schema.get("properties", {}),
     }
     hints = mcp_hints(spec.default_class, idempotent=spec.idempotent)
@@ -164,13 +202,17 @@ def _policy_tool(spec: Any) -> types.Tool:
     if "$defs" in args_schema:
         schema["$defs"] = args_schema["$defs"]
     description = f"{spec.summary} [{spec.default_class}; enforced by the inventory's policy, approvals and audit log]"
-    return types.Tool(name=mcp_tool_name(spec.name), description=description, input_schema=schema, annotations=annotations)
+    return types.Tool(
+        name=mcp_tool_name(spec.name), description=description, input_schema=schema, annotations=annotations
+    )
 
 
 def _result(data: Any, *, error: bool = False) -> types.CallToolResult:
     structured = data if isinstance(data, dict) else {"items": data}
     text = json.dumps(structured, default=str, ensure_ascii=False)
-    return types.CallToolResult(content=[types.TextContent(text=text)], structured_content=json.loads(text), is_error=error)
+    return types.CallToolResult(
+        content=[types.TextContent(text=text)], structured_content=json.loads(text), is_error=error
+    )
 
 
 def _error(kind: str, message: str) -> types.CallToolResult:
@@ -184,7 +226,11 @@ class InventoryMCP:
         self.state = state
         self.principal_of = principal_of
         self.server: Server[Any] = Server(
-            SERVER_NAME, version=__version__, instructions=INSTRUCTIONS, on_list_tools=self.list_tools, on_call_tool=self.call_tool
+            SERVER_NAME,
+            version=__version__,
+            instructions=INSTRUCTIONS,
+            on_list_tools=self.list_tools,
+            on_call_tool=self.call_tool,
         )
 
     def _policy_specs(self) -> dict[str, Any]:
@@ -196,7 +242,10 @@ class InventoryMCP:
         principal = self.principal_of(ctx)
         tools: list[types.Tool] = []
         if principal.may(Permission.READ):
-            tools += [types.Tool(name=t.name, description=t.description, input_schema=t.input_schema, annotations=READ_HINTS) for t in QUERY_TOOLS]
+            tools += [
+                types.Tool(name=t.name, description=t.description, input_schema=t.input_schema, annotations=READ_HINTS)
+                for t in QUERY_TOOLS
+            ]
         if principal.may(Permission.CALL):
             tools += [_policy_tool(spec) for spec in self._policy_specs().values()]
         return types.ListToolsResult(tools=tools)
@@ -234,7 +283,8 @@ class InventoryMCP:
         row = outcome.as_row()
         if outcome.outcome == "pending":
             row["message"] = (
-                f"pending approval {outcome.approval_id}: {spec.name} on {row['target']} waits for a person to approve it; "
+                f"pending approval {outcome.approval_id}: {spec.name} on {row['target']} "
+                "waits for a person to approve it; "
                 f"poll inventory_approval_status with approval_id {outcome.approval_id}"
             )
         return _result(row)
@@ -259,9 +309,13 @@ class BearerGate:
         self.state = state
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        header = next((value.decode("latin-1") for key, value in scope.get("headers", []) if key == b"authorization"), None)
+        header = next(
+            (value.decode("latin-1") for key, value in scope.get("headers", []) if key == b"authorization"), None
+        )
         try:
-            principal = await anyio.to_thread.run_sync(authorize, self.state.authenticator, bearer_token(header), Permission.READ)
+            principal = await anyio.to_thread.run_sync(
+                authorize, self.state.authenticator, bearer_token(header), Permission.READ
+            )
         except NotAuthenticated:
             await _deny(send, 401, "NotAuthenticated", "a valid token is required: Authorization: Bearer <token>")
             return
@@ -290,7 +344,9 @@ def mount_mcp(app: Any, state: ServerState) -> None:
     # only refuse legitimate names the server is reached by.
     security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
     manager = StreamableHTTPSessionManager(app=mcp.server, security_settings=security)
-    app.router.routes.append(Route("/mcp", endpoint=BearerGate(StreamableHTTPASGIApp(manager), state), methods=["GET", "POST", "DELETE"]))
+    app.router.routes.append(
+        Route("/mcp", endpoint=BearerGate(StreamableHTTPASGIApp(manager), state), methods=["GET", "POST", "DELETE"])
+    )
     inner_lifespan = app.router.lifespan_context
 
     @asynccontextmanager

@@ -1,4 +1,4 @@
-"""`/metrics` on the server's port (with `inventory serve --metrics`): the sync metrics, HTTP requests, pending approvals.
+"""`/metrics` on the server's port (`inventory serve --metrics`): sync metrics, HTTP requests, pending approvals.
 
 Like /health it needs no token, so that Prometheus can scrape it; it carries counts and source
 names, never objects or arguments. Object gauges are read from the database at each scrape.
@@ -23,9 +23,18 @@ class ServerMetrics:
     def __init__(self) -> None:
         self.sync = SyncMetrics()
         registry = self.sync.registry
-        self.requests = Counter("inventory_http_requests", "HTTP requests by route and status.", ["method", "route", "status"], registry=registry)
+        self.requests = Counter(
+            "inventory_http_requests",
+            "HTTP requests by route and status.",
+            ["method", "route", "status"],
+            registry=registry,
+        )
         self.latency = Histogram(
-            "inventory_http_request_duration_seconds", "Time to answer a request.", ["method", "route"], buckets=LATENCY_BUCKETS, registry=registry
+            "inventory_http_request_duration_seconds",
+            "Time to answer a request.",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
         )
         self.pending = Gauge("inventory_approvals_pending", "Tool calls waiting for approval.", registry=registry)
 
@@ -34,7 +43,11 @@ class ServerMetrics:
 
         with state.db.session() as session:
             self.sync.refresh_from_database(session)
-            self.pending.set(session.execute(select(func.count()).select_from(Approval).where(Approval.status == "pending")).scalar_one())
+            self.pending.set(
+                session.execute(
+                    select(func.count()).select_from(Approval).where(Approval.status == "pending")
+                ).scalar_one()
+            )
         return generate_latest(self.sync.registry)
 
 

@@ -43,7 +43,9 @@ def decode_cursor(cursor: str | None, filters: Mapping[str, Any]) -> int:
 
 def json_response(data: Any, status_code: int = 200) -> Response:
     """Rows as the CLI's `-o json` has them (ISO 8601 times), serialized once by orjson."""
-    return Response(orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS), status_code=status_code, media_type="application/json")
+    return Response(
+        orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS), status_code=status_code, media_type="application/json"
+    )
 
 
 def page_response(rows: list[dict[str, Any]], limit: int, offset: int, filters: Mapping[str, Any]) -> Response:

@@ -43,7 +43,10 @@ class Refresh:
             "requested_by": self.requested_by,
             "requested_at": self.requested_at,
             "finished_at": self.finished_at,
-            "sources": [done.get(name, {"source": name, "status": "waiting" if self.status == "running" else "skipped"}) for name in self.sources],
+            "sources": [
+                done.get(name, {"source": name, "status": "waiting" if self.status == "running" else "skipped"})
+                for name in self.sources
+            ],
         }
 
 
@@ -91,7 +94,13 @@ class Refresher:
             outcomes = self._sync(refresh.sources)
             for outcome in outcomes:
                 refresh.outcomes.append(
-                    {"source": outcome.source, "status": outcome.status, "run_id": outcome.run_id, "error": outcome.error, "summary": outcome.describe()}
+                    {
+                        "source": outcome.source,
+                        "status": outcome.status,
+                        "run_id": outcome.run_id,
+                        "error": outcome.error,
+                        "summary": outcome.describe(),
+                    }
                 )
             for observe in self.observers:
                 observe(outcomes)

@@ -60,7 +60,9 @@ class BackgroundServer:
         self.port = self._socket.getsockname()[1]
         self.url = f"http://{host}:{self.port}"
         self.server = uvicorn.Server(uvicorn_config(app, host, self.port, **overrides))
-        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._socket]}, name="uvicorn", daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self._socket]}, name="uvicorn", daemon=True
+        )
 
     def __enter__(self) -> BackgroundServer:
         self._thread.start()

@@ -25,7 +25,7 @@ from inventory import queries
 from inventory.errors import InventoryError, UsageError
 from inventory.redact import redact_text
 from inventory.server.auth import Forbidden, NotAuthenticated, Permission, Principal, authorize
-from inventory.server.errors import status_of
+from inventory.server.errors import forbidden_response, inventory_error_response, status_of
 from inventory.server.state import server_state
 
 HERE = Path(__file__).parent
@@ -105,7 +105,14 @@ def _check_csrf(session: WebSession, submitted: str) -> None:
         raise UsageError("the form is stale or was not sent by this site (CSRF token mismatch); reload the page")
 
 
-def _page(request: Request, template: str, principal: Principal | None, session: WebSession | None, status_code: int = 200, **context: Any) -> HTMLResponse:
+def _page(
+    request: Request,
+    template: str,
+    principal: Principal | None,
+    session: WebSession | None,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
     context.update(
         principal=principal,
         csrf=session.csrf if session else "",
@@ -113,7 +120,9 @@ def _page(request: Request, template: str, principal: Principal | None, session:
         may_audit=bool(principal and principal.may(Permission.AUDIT)),
     )
     response = templates.TemplateResponse(request, template, context, status_code=status_code)
-    response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'"
+    )
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["Cache-Control"] = "no-store"
@@ -138,7 +147,13 @@ def login(request: Request, token: str = Form(...)) -> Response:
     session_id, _session = _sessions(request).create(token.strip())
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(
-        SESSION_COOKIE, session_id, httponly=True, samesite="strict", secure=request.url.scheme == "https", max_age=SESSION_IDLE_SECONDS, path="/"
+        SESSION_COOKIE,
+        session_id,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        max_age=SESSION_IDLE_SECONDS,
+        path="/",
     )
     return response
 
@@ -165,7 +180,10 @@ def search(request: Request, q: str = "") -> HTMLResponse:
         pattern = q.strip() if any(c in q for c in "*?") else f"*{q.strip()}*"
         flt = queries.ObjectFilter(name=pattern, limit=SEARCH_LIMIT)
         with state.db.session() as db_session:
-            results = {plural: getattr(queries, f"list_{plural}")(db_session, flt) for plural in ("hosts", "workloads", "services")}
+            results = {
+                plural: getattr(queries, f"list_{plural}")(db_session, flt)
+                for plural in ("hosts", "workloads", "services")
+            }
     with state.db.session() as db_session:
         sources = queries.list_sources(db_session)
     return _page(request, "search.html", principal, session, q=q, results=results, sources=sources, limit=SEARCH_LIMIT)
@@ -210,7 +228,17 @@ def changes_page(
     with state.db.session() as db_session:
         sources = [s["name"] for s in queries.list_sources(db_session)]
     return _page(
-        request, "changes.html", principal, session, rows=rows[:200], since=since, source=source, type=type, action=action, sources=sources, next_cursor=next_cursor
+        request,
+        "changes.html",
+        principal,
+        session,
+        rows=rows[:200],
+        since=since,
+        source=source,
+        type=type,
+        action=action,
+        sources=sources,
+        next_cursor=next_cursor,
     )
 
 
@@ -234,7 +262,9 @@ def approvals_page(request: Request, status: str = "pending", notice: str = "") 
 
 
 @router.post("/approvals/{approval_id}")
-def approvals_decide(request: Request, approval_id: int, decision: str = Form(...), csrf: str = Form(""), reason: str = Form("")) -> Response:
+def approvals_decide(
+    request: Request, approval_id: int, decision: str = Form(...), csrf: str = Form(""), reason: str = Form("")
+) -> Response:
     from inventory.server.api_tools import settle
 
     principal, session = _signed_in(request, Permission.APPROVE)
@@ -259,7 +289,9 @@ def audit_page(request: Request, actor: str = "", tool: str = "") -> HTMLRespons
     flt = AuditFilter(actor=actor or None, tool=tool or None, limit=200, newest_first=True)
     with state.db.session() as db_session:
         rows = list(reversed(list_entries(db_session, flt)))
-    return _page(request, "audit.html", principal, session, rows=rows, verify=verify_audit(state), actor=actor, tool=tool)
+    return _page(
+        request, "audit.html", principal, session, rows=rows, verify=verify_audit(state), actor=actor, tool=tool
+    )
 
 
 # --- wiring --------------------------------------------------------------------------------------
@@ -274,9 +306,6 @@ def install_web(app: FastAPI) -> None:
     async def sign_in(_request: Request, _exc: SignInRequired) -> Response:
         return RedirectResponse("/login", status_code=303)
 
-    previous_forbidden = app.exception_handlers.get(Forbidden)
-    previous_inventory = app.exception_handlers.get(InventoryError)
-
     def wants_html(request: Request) -> bool:
         return not request.url.path.startswith(("/api/", "/mcp", "/health", "/metrics"))
 
@@ -284,12 +313,10 @@ def install_web(app: FastAPI) -> None:
     async def forbidden(request: Request, exc: Forbidden) -> Response:
         if wants_html(request):
             return _page(request, "error.html", None, None, status_code=403, message=str(exc))
-        assert previous_forbidden is not None
-        return await previous_forbidden(request, exc)  # type: ignore[no-any-return]
+        return forbidden_response(exc)
 
     @app.exception_handler(InventoryError)
     async def inventory_error(request: Request, exc: InventoryError) -> Response:
         if wants_html(request):
             return _page(request, "error.html", None, None, status_code=status_of(exc), message=redact_text(str(exc)))
-        assert previous_inventory is not None
-        return await previous_inventory(request, exc)  # type: ignore[no-any-return]
+        return inventory_error_response(exc)
