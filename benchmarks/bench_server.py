@@ -35,7 +35,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from bench_kubernetes import start_fake  # noqa: E402
 from connectors.kubernetes.connector import KubernetesConfig, KubernetesConnector  # noqa: E402
 from inventory.server.auth import token_digest  # noqa: E402
 from inventory.storage.database import open_database  # noqa: E402
@@ -45,29 +47,6 @@ from inventory.testing.scratch_postgres import DEFAULT_ADMIN_URL, ScratchDatabas
 GOAL_ONE_MS = 10.0
 GOAL_PAGE_MS = 150.0
 PAGE = 1000
-
-
-def start_fake(nodes: int, pods: int, kubeconfig: Path) -> subprocess.Popen[str]:
-    command = [
-        sys.executable,
-        "-m",
-        "inventory.testing.fake_kubernetes",
-        "--nodes",
-        str(nodes),
-        "--pods",
-        str(pods),
-        "--context",
-        "bench",
-        "--kubeconfig",
-        str(kubeconfig),
-    ]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if not line.startswith("serving"):
-        process.kill()
-        raise SystemExit(f"the fake API server did not start: {line!r}")
-    return process
 
 
 def fill(url: str, nodes: int, pods: int, tmp: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -92,3 +93,12 @@ def test_serve_refuses_a_bad_tokens_file(tmp_path: Path) -> None:
     assert f"{bad}: [0].groups: unknown group(s) wizards" in result.stderr and "Traceback" not in result.stderr
     missing = run_inventory("--database-url", f"sqlite:///{tmp_path / 'x.db'}", "serve", cwd=tmp_path)
     assert missing.returncode == 2 and "--tokens-file" in missing.stderr
+
+
+def test_other_commands_do_not_load_the_server_stack() -> None:
+    code = (
+        "import sys, inventory.cli\n"
+        "loaded = {'fastapi', 'uvicorn', 'mcp', 'jinja2', 'starlette', 'inventory.server'} & set(sys.modules)\n"
+        "assert not loaded, loaded"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

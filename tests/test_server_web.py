@@ -178,3 +178,22 @@ def test_forms_need_the_csrf_token_and_pages_need_a_session(
         assert (
             page.status_code == 200 and "button" not in page.text.split("<table")[1]
         )  # no approve buttons for a viewer
+
+
+def test_a_revoked_token_ends_its_session_and_names_are_escaped(db: Database, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+    from server_support import lab_config, synced
+    from inventory.server.auth import Principal
+
+    lab = tmp_path / "lab.yaml"
+    lab.write_text('hosts: [{id: x, name: "<script>alert(1)</script>"}]\n', encoding="utf-8")
+    synced(db, lab_config(tmp_path, db.url, lab=lab))
+    valid = {"t0ken-for-eve": Principal("eve", frozenset({"viewers"}))}
+    with TestClient(create_app(db, authenticator=valid.get, mcp=False)) as client:
+        assert client.post("/login", data={"token": "t0ken-for-eve"}, follow_redirects=False).status_code == 303
+        page = client.get("/", params={"q": "script"})
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text and "<script>" not in page.text
+        assert "script-src" not in page.headers["content-security-policy"]  # default-src 'none': no script runs
+        del valid["t0ken-for-eve"]  # revoked
+        gone = client.get("/", follow_redirects=False)
+        assert gone.status_code == 303 and gone.headers["location"] == "/login"
