@@ -11,7 +11,7 @@ from inventory.errors import UsageError
 from inventory.server.auth import Permission, Principal
 from inventory.server.models import ChangeOut, HostOut, InventoryOut, Page, ServiceOut, SourceOut, WorkloadOut
 from inventory.server.pagination import DEFAULT_PAGE, MAX_PAGE, decode_cursor, json_response, page_response
-from inventory.server.state import ServerState, require, server_state
+from inventory.server.state import ServerState, current_state, require
 
 router = APIRouter(prefix="/api/v1")
 reader = Depends(require(Permission.READ))
@@ -21,7 +21,7 @@ CURSOR = Query(None, description="next_cursor of the previous page.")
 OBJECT_TYPES = {"hosts": "host", "workloads": "workload", "services": "service"}
 
 
-def object_filter(
+async def object_filter(
     source: str | None = None,
     kind: str | None = None,
     status: str | None = None,
@@ -59,7 +59,7 @@ def _list_route(plural: str, model: type) -> None:
         filters: dict[str, Any] = Depends(object_filter),
         limit: int = LIMIT,
         cursor: str | None = CURSOR,
-        state: ServerState = Depends(server_state),
+        state: ServerState = Depends(current_state),
         _principal: Principal = reader,
     ) -> Response:
         if plural == "hosts" and (filters["namespace"] or filters["host"]):
@@ -69,7 +69,7 @@ def _list_route(plural: str, model: type) -> None:
         rows, offset = list_page(state, plural, filters, limit, cursor)
         return page_response(rows, limit, offset, {"list": plural, **filters})
 
-    def show_object(ident: str, state: ServerState = Depends(server_state), _principal: Principal = reader) -> Response:
+    def show_object(ident: str, state: ServerState = Depends(current_state), _principal: Principal = reader) -> Response:
         with state.db.session() as session:
             return json_response(queries.show_object(session, OBJECT_TYPES[plural], ident))
 
@@ -97,7 +97,7 @@ _list_route("services", ServiceOut)
 @router.get(
     "/inventory", response_model=InventoryOut, summary="Counts per source and object type, last sync per source"
 )
-def inventory_counts(state: ServerState = Depends(server_state), _principal: Principal = reader) -> Response:
+def inventory_counts(state: ServerState = Depends(current_state), _principal: Principal = reader) -> Response:
     with state.db.session() as session:
         sources = queries.list_sources(session)
     totals = {plural: sum(s[plural] for s in sources) for plural in OBJECT_TYPES}
@@ -105,7 +105,7 @@ def inventory_counts(state: ServerState = Depends(server_state), _principal: Pri
 
 
 @router.get("/sources", response_model=list[SourceOut], summary="Sources with their last run and live object counts")
-def sources(state: ServerState = Depends(server_state), _principal: Principal = reader) -> Response:
+def sources(state: ServerState = Depends(current_state), _principal: Principal = reader) -> Response:
     with state.db.session() as session:
         return json_response(queries.list_sources(session))
 
@@ -120,7 +120,7 @@ def changes(
     action: str | None = Query(None, pattern="^(created|updated|removed|revived)$"),
     limit: int = LIMIT,
     cursor: str | None = CURSOR,
-    state: ServerState = Depends(server_state),
+    state: ServerState = Depends(current_state),
     _principal: Principal = reader,
 ) -> Response:
     rows, offset, filters = change_page(

@@ -21,7 +21,7 @@ from inventory.server.models import (
     VerifyOut,
 )
 from inventory.server.pagination import DEFAULT_PAGE, MAX_PAGE, decode_cursor, encode_cursor, json_response
-from inventory.server.state import ServerState, require, server_state
+from inventory.server.state import ServerState, current_state, require
 
 router = APIRouter(prefix="/api/v1")
 
@@ -33,7 +33,7 @@ router = APIRouter(prefix="/api/v1")
 )
 def start_refresh(
     body: RefreshRequest | None = None,
-    state: ServerState = Depends(server_state),
+    state: ServerState = Depends(current_state),
     principal: Principal = Depends(require(Permission.REFRESH)),
 ) -> Response:
     if state.refresher is None:
@@ -46,7 +46,7 @@ def start_refresh(
 
 @router.get("/inventory/refresh/{refresh_id}", response_model=RefreshOut, summary="A refresh and its sources' outcomes")
 def get_refresh(
-    refresh_id: str, state: ServerState = Depends(server_state), _p: Principal = Depends(require(Permission.READ))
+    refresh_id: str, state: ServerState = Depends(current_state), _p: Principal = Depends(require(Permission.READ))
 ) -> Response:
     if state.refresher is None:
         raise NotFound(f"no refresh {refresh_id!r}")
@@ -72,7 +72,7 @@ def tool_row(spec: Any) -> dict[str, Any]:
 
 @router.get("/tools", response_model=list[ToolOut], summary="Registered tools with their class and arguments")
 def list_tools(
-    state: ServerState = Depends(server_state), _p: Principal = Depends(require(Permission.READ))
+    state: ServerState = Depends(current_state), _p: Principal = Depends(require(Permission.READ))
 ) -> Response:
     return json_response([tool_row(spec) for spec in state.tool_runner().registry])
 
@@ -95,7 +95,7 @@ def call_tool(
 def post_call(
     name: str,
     body: ToolCallRequest,
-    state: ServerState = Depends(server_state),
+    state: ServerState = Depends(current_state),
     principal: Principal = Depends(require(Permission.CALL)),
 ) -> Response:
     outcome = call_tool(state, principal, name, body.target, body.arguments, body.dry_run)
@@ -108,7 +108,7 @@ def post_call(
 @router.get("/approvals", response_model=list[ApprovalOut], summary="Calls waiting for approval (or all)")
 def list_approvals(
     status: str = Query("pending", pattern="^(pending|approved|rejected|all)$"),
-    state: ServerState = Depends(server_state),
+    state: ServerState = Depends(current_state),
     _p: Principal = Depends(require(Permission.READ)),
 ) -> Response:
     from inventory.policy.approvals import list_approvals as listed
@@ -139,7 +139,7 @@ def settle(
 def decide(
     approval_id: int,
     body: DecisionRequest,
-    state: ServerState = Depends(server_state),
+    state: ServerState = Depends(current_state),
     principal: Principal = Depends(require(Permission.APPROVE)),
 ) -> Response:
     return json_response(settle(state, principal, approval_id, body.decision, body.reason))
@@ -157,7 +157,7 @@ def audit_list(
     target: str | None = None,
     limit: int = Query(DEFAULT_PAGE, ge=1, le=MAX_PAGE),
     cursor: str | None = None,
-    state: ServerState = Depends(server_state),
+    state: ServerState = Depends(current_state),
     _p: Principal = Depends(require(Permission.AUDIT)),
 ) -> Response:
     from inventory.audit.log import AuditFilter, list_entries
@@ -192,6 +192,6 @@ def verify_audit(state: ServerState) -> dict[str, Any]:
 
 @router.get("/audit/verify", response_model=VerifyOut, summary="Walk the hash chain")
 def audit_verify(
-    state: ServerState = Depends(server_state), _p: Principal = Depends(require(Permission.AUDIT))
+    state: ServerState = Depends(current_state), _p: Principal = Depends(require(Permission.AUDIT))
 ) -> Response:
     return json_response(verify_audit(state))

@@ -12,7 +12,7 @@ from inventory import __version__
 from inventory.errors import InventoryError
 from inventory.server.models import HealthOut
 from inventory.server.pagination import json_response
-from inventory.server.state import ServerState, server_state
+from inventory.server.state import ServerState, current_state
 
 router = APIRouter()
 
@@ -46,6 +46,6 @@ def health_report(state: ServerState) -> dict[str, Any]:
 
 
 @router.get("/health", response_model=HealthOut, summary="Liveness and readiness; needs no token")
-def health(state: ServerState = Depends(server_state)) -> Response:
+def health(state: ServerState = Depends(current_state)) -> Response:
     report = health_report(state)
     return json_response(report, status_code=200 if report["status"] == "ok" else 503)

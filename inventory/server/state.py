@@ -38,11 +38,16 @@ def server_state(request: Request) -> ServerState:
     return state
 
 
+async def current_state(request: Request) -> ServerState:
+    """``server_state`` as a dependency: async, so that it costs no trip through the thread pool."""
+    return server_state(request)
+
+
 def require(permission: Permission) -> Callable[..., Any]:
     """The one auth dependency of the API: a bearer token whose principal's groups grant ``permission``."""
 
     def dependency(
-        state: ServerState = Depends(server_state), authorization: str | None = Header(default=None)
+        state: ServerState = Depends(current_state), authorization: str | None = Header(default=None)
     ) -> Principal:
         return authorize(state.authenticator, bearer_token(authorization), permission)
 
