@@ -102,3 +102,37 @@ def test_other_commands_do_not_load_the_server_stack() -> None:
         "assert not loaded, loaded"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_serve_sync_runs_the_loop_in_the_same_process(tmp_path: Path, sqlite_url: str) -> None:
+    config_file = tmp_path / "inventory.yaml"
+    lab = {"type": "static", "name": "lab", "path": str(write_lab(tmp_path / "lab.yaml"))}
+    config_file.write_text(
+        yaml.safe_dump({"database": {"url": sqlite_url}, "sync": {"interval": "1h"}, "sources": [lab]})
+    )
+    tokens_file = tmp_path / "tokens.yaml"
+    tokens_file.write_text(yaml.safe_dump([{"name": "v", "groups": ["viewers"], "sha256": token_digest("t" * 20)}]))
+    port = free_port()
+    command = ["-c", str(config_file), "serve", "--port", str(port), "--tokens-file", str(tokens_file), "--sync"]
+    process = subprocess.Popen(
+        inventory_command(*command),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+        cwd=tmp_path,
+    )
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", process)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            sources = httpx.get(f"http://127.0.0.1:{port}/health").json()["sources"]
+            if sources and sources[0]["last_status"] == "success":
+                break
+            time.sleep(0.2)
+        assert [(s["name"], s["last_status"]) for s in sources] == [("lab", "success")]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _out, logs = process.communicate(timeout=60)
+    assert process.returncode == 0, logs
+    assert "Traceback" not in logs

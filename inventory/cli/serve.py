@@ -34,8 +34,9 @@ def _server_state_parts(app: AppContext) -> tuple[Any, Any, Any]:
 @click.option(
     "--metrics/--no-metrics", default=False, show_default=True, help="Also serve Prometheus metrics at /metrics."
 )
+@click.option("--sync", "run_sync", is_flag=True, help="Also run the sync loop (as `inventory sync`) in this process.")
 @click.pass_obj
-def serve_command(app: AppContext, host: str, port: int, tokens_file: str, metrics: bool) -> None:
+def serve_command(app: AppContext, host: str, port: int, tokens_file: str, metrics: bool, run_sync: bool) -> None:
     """The REST API (/api/v1, OpenAPI at /api/docs), MCP over Streamable HTTP (/mcp), the web UI (/) and /health."""
     from inventory.server import create_app
     from inventory.server.auth import StaticTokens
@@ -44,11 +45,28 @@ def serve_command(app: AppContext, host: str, port: int, tokens_file: str, metri
     authenticator = StaticTokens.from_file(tokens_file)
     db, runner, refresher = _server_state_parts(app)
     application = create_app(db, authenticator=authenticator, runner=runner, refresher=refresher, metrics=metrics)
+    loop = _start_sync_loop(app, db, getattr(application.state, "metrics", None), runner.notifier) if run_sync else None
     click.echo(f"inventory serving on http://{host}:{port} (API /api/v1, MCP /mcp, web UI /)", err=True)
     try:
         serve_forever(application, host, port)
     finally:
         refresher.stop()
+        if loop is not None:
+            sync_loop, thread = loop
+            sync_loop.request_stop()  # the source in progress finishes (its transaction commits or rolls back whole)
+            thread.join(timeout=120)
+
+
+def _start_sync_loop(app: AppContext, db: Any, metrics: Any, notifier: Any) -> tuple[Any, Any]:
+    """The loop of `inventory sync` on a thread of this process: one container serves and syncs."""
+    import threading
+
+    from inventory.loop import SyncLoop
+
+    sync_loop = SyncLoop(db, app.config, app.registry, metrics=metrics.sync if metrics else None, notifier=notifier)
+    thread = threading.Thread(target=sync_loop.run, name="sync-loop", daemon=True)
+    thread.start()
+    return sync_loop, thread
 
 
 @click.command("mcp")

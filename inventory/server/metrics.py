@@ -84,6 +84,7 @@ def install_metrics(app: FastAPI) -> ServerMetrics:
     if state.refresher is not None:
         state.refresher.observers.append(metrics.sync.observe_all)
     app.add_middleware(_RequestMetrics, metrics=metrics)
+    app.state.metrics = metrics
 
     @app.get("/metrics", include_in_schema=False)
     def scrape(request: Request) -> Response:
