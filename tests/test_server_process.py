@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
+from subprocess import Popen
 import sys
 import time
 from pathlib import Path
@@ -35,33 +36,35 @@ def wait_healthy(url: str, process: subprocess.Popen[str]) -> httpx.Response:
     raise AssertionError("inventory serve did not answer /health")
 
 
-def test_serve_answers_and_never_logs_a_token(db: Database, tmp_path: Path) -> None:
-    config = lab_config(tmp_path, db.url, lab=write_lab(tmp_path / "lab.yaml"))
-    synced(db, config)
+def start_serve(
+    tmp_path: Path, database_url: str, token: str, *options: str, sync: str = "5m"
+) -> tuple[Popen[str], str]:
+    """`inventory serve` over one static source "lab", with one operator token; returns the process and its URL."""
+    lab = {"type": "static", "name": "lab", "path": str(tmp_path / "lab.yaml")}
     config_file = tmp_path / "inventory.yaml"
     config_file.write_text(
-        yaml.safe_dump(
-            {
-                "database": {"url": db.url},
-                "sources": [{"type": "static", "name": "lab", "path": str(tmp_path / "lab.yaml")}],
-            }
-        )
+        yaml.safe_dump({"database": {"url": database_url}, "sync": {"interval": sync}, "sources": [lab]})
     )
-    token = "tok-" + "s3cr3t" * 6
     tokens_file = tmp_path / "tokens.yaml"
     tokens_file.write_text(yaml.safe_dump([{"name": "ops", "groups": ["operators"], "sha256": token_digest(token)}]))
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    command = ["-c", str(config_file), "serve", "--port", str(port), "--tokens-file", str(tokens_file), *options]
     process = subprocess.Popen(
-        inventory_command(
-            "-v", "-c", str(config_file), "serve", "--port", str(port), "--tokens-file", str(tokens_file), "--metrics"
-        ),
+        inventory_command(*command),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=child_env(),
         cwd=tmp_path,
     )
+    return process, f"http://127.0.0.1:{port}"
+
+
+def test_serve_answers_and_never_logs_a_token(db: Database, tmp_path: Path) -> None:
+    config = lab_config(tmp_path, db.url, lab=write_lab(tmp_path / "lab.yaml"))
+    synced(db, config)
+    token = "tok-" + "s3cr3t" * 6
+    process, url = start_serve(tmp_path, db.url, token, "--metrics")
     try:
         health = wait_healthy(url, process)
         assert health.status_code == 200 and health.json()["status"] == "ok"
@@ -105,28 +108,13 @@ def test_other_commands_do_not_load_the_server_stack() -> None:
 
 
 def test_serve_sync_runs_the_loop_in_the_same_process(tmp_path: Path, sqlite_url: str) -> None:
-    config_file = tmp_path / "inventory.yaml"
-    lab = {"type": "static", "name": "lab", "path": str(write_lab(tmp_path / "lab.yaml"))}
-    config_file.write_text(
-        yaml.safe_dump({"database": {"url": sqlite_url}, "sync": {"interval": "1h"}, "sources": [lab]})
-    )
-    tokens_file = tmp_path / "tokens.yaml"
-    tokens_file.write_text(yaml.safe_dump([{"name": "v", "groups": ["viewers"], "sha256": token_digest("t" * 20)}]))
-    port = free_port()
-    command = ["-c", str(config_file), "serve", "--port", str(port), "--tokens-file", str(tokens_file), "--sync"]
-    process = subprocess.Popen(
-        inventory_command(*command),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=child_env(),
-        cwd=tmp_path,
-    )
+    write_lab(tmp_path / "lab.yaml")
+    process, url = start_serve(tmp_path, sqlite_url, "t" * 20, "--sync", sync="1h")
     try:
-        wait_healthy(f"http://127.0.0.1:{port}", process)
+        wait_healthy(url, process)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            sources = httpx.get(f"http://127.0.0.1:{port}/health").json()["sources"]
+            sources = httpx.get(f"{url}/health").json()["sources"]
             if sources and sources[0]["last_status"] == "success":
                 break
             time.sleep(0.2)

@@ -69,7 +69,9 @@ def _list_route(plural: str, model: type) -> None:
         rows, offset = list_page(state, plural, filters, limit, cursor)
         return page_response(rows, limit, offset, {"list": plural, **filters})
 
-    def show_object(ident: str, state: ServerState = Depends(current_state), _principal: Principal = reader) -> Response:
+    def show_object(
+        ident: str, state: ServerState = Depends(current_state), _principal: Principal = reader
+    ) -> Response:
         with state.db.session() as session:
             return json_response(queries.show_object(session, OBJECT_TYPES[plural], ident))
 
