@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import getpass
 import sys
 from collections.abc import Iterator
@@ -172,3 +173,43 @@ def test_stdio_acts_as_the_os_user(db: Database, tmp_path: Path, cluster: Mutabl
     assert [(s["name"], s["last_status"]) for s in health["items"]] == [("lab", "success")]
     assert pending["outcome"] == "pending" and pending["actor"] == getpass.getuser()
     assert cluster.mutations == [] and tool_calls(db) == [(getpass.getuser(), "pending", "kubernetes.scale_deployment")]
+
+
+def rpc(url: str, token: str, body: dict[str, Any], session: str | None = None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"}
+    if session:
+        headers.update({"Mcp-Session-Id": session, "Mcp-Protocol-Version": "2025-06-18"})
+    return httpx.post(f"{url}/mcp", json=body, headers=headers, timeout=30)
+
+
+def rpc_result(response: httpx.Response) -> Any:
+    """The JSON-RPC message of a response, whether sent as JSON or as one server-sent event."""
+    if response.headers["content-type"].startswith("text/event-stream"):
+        data = [line[len("data:") :].strip() for line in response.text.splitlines() if line.startswith("data:")]
+        return json.loads(data[-1])
+    return response.json()
+
+
+def test_a_session_opened_with_one_token_cannot_call_with_another(
+    served: tuple[str, Tokens], db: Database, cluster: MutableFakeKubernetes
+) -> None:
+    url, tokens = served
+    init = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "attack", "version": "1"}}
+    opened = rpc(url, tokens.by_name["agent"], {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init})
+    session = opened.headers["mcp-session-id"]
+    rpc(url, tokens.by_name["agent"], {"jsonrpc": "2.0", "method": "notifications/initialized"}, session)
+    call = {"name": "kubernetes_restart_deployment", "arguments": {"target": "web-0"}}
+    # The agent's session, a viewer's token: the call is judged by the token of this request.
+    hijacked = rpc_result(
+        rpc(url, tokens.by_name["viewer"], {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": call}, session)
+    )
+    assert hijacked["result"]["isError"] is True
+    assert (
+        hijacked["result"]["structuredContent"]["error"]["message"]
+        == "viewer may not call: none of its groups grants it"
+    )
+    assert (
+        rpc(url, "stolen-session-no-token", {"jsonrpc": "2.0", "id": 3, "method": "tools/list"}, session).status_code
+        == 401
+    )
+    assert cluster.mutations == [] and tool_calls(db) == []
