@@ -197,3 +197,22 @@ def test_a_revoked_token_ends_its_session_and_names_are_escaped(db: Database, tm
         del valid["t0ken-for-eve"]  # revoked
         gone = client.get("/", follow_redirects=False)
         assert gone.status_code == 303 and gone.headers["location"] == "/login"
+
+
+def test_changes_sources_and_workload_pages(db: Database, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+    from server_support import lab_config, make_tokens, synced, write_lab
+
+    synced(db, lab_config(tmp_path, db.url, lab=write_lab(tmp_path / "lab.yaml")))
+    tokens = make_tokens()
+    with TestClient(create_app(db, authenticator=tokens.authenticator, mcp=False)) as client:
+        client.post("/login", data={"token": tokens.by_name["viewer"]})
+        changes = client.get("/changes", params={"source": "lab", "type": "host", "action": "created"}).text
+        assert changes.count('data-label="Action">created<') == 5 and "workload app-" not in changes
+        sources = client.get("/sources").text
+        assert ">lab<" in sources and "5 hosts, 15 workloads, 1 services" in sources
+        with db.session() as session:
+            workload = queries.list_workloads(session, queries.ObjectFilter(name="app-2-1"))[0]
+        page = client.get(f"/workloads/{workload['id']}").text
+        assert f'<a href="/hosts/{workload["host_id"]}">node-2</a>' in page
+        assert client.get("/workloads/nope").status_code == 404
