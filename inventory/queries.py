@@ -33,6 +33,7 @@ class ObjectFilter:
     host: str | None = None  # workloads only: host name or id
     include_removed: bool = False
     limit: int | None = None
+    offset: int = 0  # rows to skip (the server's page cursors)
 
 
 def glob_to_like(pattern: str) -> str:
@@ -67,6 +68,8 @@ def _apply_common(stmt: Select[Any], model: Any, flt: ObjectFilter) -> Select[An
         stmt = stmt.where(model.removed_at.is_(None))
     if flt.limit:
         stmt = stmt.limit(flt.limit)
+    if flt.offset:
+        stmt = stmt.offset(flt.offset)
     return stmt
 
 
@@ -243,6 +246,7 @@ def list_changes(
     object_type: str | None = None,
     action: str | None = None,
     limit: int | None = None,
+    offset: int = 0,
 ) -> list[dict[str, Any]]:
     stmt = select(Change, Source.name).join(Source, Source.id == Change.source_id).where(Change.at >= since)
     if until is not None:
@@ -258,6 +262,8 @@ def list_changes(
     stmt = stmt.order_by(Change.at, Change.id)
     if limit:
         stmt = stmt.limit(limit)
+    if offset:
+        stmt = stmt.offset(offset)
     return [
         {
             "id": c.id,

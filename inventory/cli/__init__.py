@@ -182,9 +182,9 @@ def _register() -> None:
 
     for command in [*policy.COMMANDS, *audit.COMMANDS]:
         cli.add_command(command)
-    from inventory.cli import exports, impact
+    from inventory.cli import exports, impact, serve
 
-    for command in [*exports.COMMANDS, *impact.COMMANDS]:
+    for command in [*exports.COMMANDS, *impact.COMMANDS, *serve.COMMANDS]:
         cli.add_command(command)
 
 

@@ -1,0 +1,226 @@
+"""`inventory serve` under load: a 500-node / 15,000-pod cluster synced into PostgreSQL, then read over HTTP.
+
+    .venv/bin/python benchmarks/bench_server.py [--nodes 500] [--pods 15000] [--postgres URL] [--seconds 10]
+
+The fake Kubernetes API server fills a scratch PostgreSQL database through the real
+connector; it is stopped before the server starts. `inventory serve` runs as its own process
+(one uvicorn worker, access log on, as deployed); the clients run here. Printed:
+
+- p50 / p99 of `GET /api/v1/inventory/hosts/{id}` (one object with its links and changes),
+  sequential, one keep-alive connection (goal: p50 under 10 ms);
+- p50 / p99 of a 1,000-row page of `GET /api/v1/inventory/workloads?limit=1000`, walking
+  every page by cursor (goal: p50 under 150 ms);
+- requests per second of `GET /hosts/{id}` with 8 concurrent clients;
+- the server's RSS after the load, and its peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_kubernetes import start_fake  # noqa: E402
+from connectors.kubernetes.connector import KubernetesConfig, KubernetesConnector  # noqa: E402
+from inventory.server.auth import token_digest  # noqa: E402
+from inventory.storage.database import open_database  # noqa: E402
+from inventory.sync import sync_source  # noqa: E402
+from inventory.testing.scratch_postgres import DEFAULT_ADMIN_URL, ScratchDatabase  # noqa: E402
+
+GOAL_ONE_MS = 10.0
+GOAL_PAGE_MS = 150.0
+PAGE = 1000
+
+
+def fill(url: str, nodes: int, pods: int, tmp: Path) -> None:
+    kubeconfig = tmp / "kubeconfig"
+    fake = start_fake(nodes, pods, kubeconfig)
+    try:
+        db = open_database(url, migrate=True)
+        started = time.perf_counter()
+        outcome = sync_source(
+            db, KubernetesConnector(KubernetesConfig(name="bench", kubeconfig=kubeconfig, qps=10_000, burst=10_000))
+        )
+        db.dispose()
+        if not outcome.ok:
+            raise SystemExit(f"sync failed: {outcome.describe()}")
+        print(f"synced {outcome.objects} objects in {time.perf_counter() - started:.1f} s")
+    finally:
+        fake.terminate()
+        fake.wait(timeout=10)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_server(url: str, tmp: Path, token: str) -> tuple[subprocess.Popen[bytes], str]:
+    config = tmp / "inventory.yaml"
+    config.write_text(yaml.safe_dump({"database": {"url": url}, "sources": []}))
+    tokens = tmp / "tokens.yaml"
+    tokens.write_text(yaml.safe_dump([{"name": "bench", "groups": ["viewers"], "sha256": token_digest(token)}]))
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INVENTORY_")}
+    command = [
+        sys.executable,
+        "-m",
+        "inventory",
+        "-c",
+        str(config),
+        "serve",
+        "--port",
+        str(port),
+        "--tokens-file",
+        str(tokens),
+    ]
+    process = subprocess.Popen(command, cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                return process, base
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit("inventory serve did not become healthy")
+
+
+def timed(client: httpx.Client, path: str, **params: str | int) -> tuple[float, httpx.Response]:
+    started = time.perf_counter()
+    response = client.get(path, params=params)
+    elapsed = (time.perf_counter() - started) * 1000
+    response.raise_for_status()
+    return elapsed, response
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+def rss_kb(pid: int) -> dict[str, int]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0])
+    return fields
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nodes", type=int, default=500)
+    parser.add_argument("--pods", type=int, default=15_000)
+    parser.add_argument("--postgres", default=os.environ.get("INVENTORY_TEST_POSTGRES", DEFAULT_ADMIN_URL))
+    parser.add_argument("--one-object-requests", type=int, default=1000)
+    parser.add_argument("--page-walks", type=int, default=4, help="how many times every 1,000-row page is read")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of the 8-client run")
+    parser.add_argument("--clients", type=int, default=8)
+    args = parser.parse_args()
+
+    token = secrets.token_urlsafe(24)
+    with tempfile.TemporaryDirectory() as tmp_name, ScratchDatabase(args.postgres) as scratch:
+        tmp = Path(tmp_name)
+        fill(scratch.url, args.nodes, args.pods, tmp)
+        server, base = start_server(scratch.url, tmp, token)
+        try:
+            headers = {"Authorization": f"Bearer {token}"}
+            with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+                hosts = []
+                cursor = None
+                while True:
+                    page = client.get(
+                        "/api/v1/inventory/hosts", params={"limit": PAGE, **({"cursor": cursor} if cursor else {})}
+                    ).json()
+                    hosts += [h["id"] for h in page["items"]]
+                    cursor = page["next_cursor"]
+                    if not cursor:
+                        break
+                rng = random.Random(7)
+                for host_id in rng.sample(hosts, min(50, len(hosts))):  # warm-up
+                    timed(client, f"/api/v1/inventory/hosts/{host_id}")
+                one = [
+                    timed(client, f"/api/v1/inventory/hosts/{rng.choice(hosts)}")[0]
+                    for _ in range(args.one_object_requests)
+                ]
+
+                pages: list[float] = []
+                rows = 0
+                for _ in range(args.page_walks):
+                    cursor = None
+                    while True:
+                        params: dict[str, str | int] = {"limit": PAGE, **({"cursor": cursor} if cursor else {})}
+                        elapsed, response = timed(client, "/api/v1/inventory/workloads", **params)
+                        body = response.json()
+                        if len(body["items"]) == PAGE:  # the last, shorter page is not a 1,000-row page
+                            pages.append(elapsed)
+                        rows += len(body["items"])
+                        cursor = body["next_cursor"]
+                        if not cursor:
+                            break
+                workloads = rows // args.page_walks
+
+            done = [0] * args.clients
+            stop_at = time.perf_counter() + args.seconds
+
+            def load(index: int) -> None:
+                local = random.Random(index)
+                with httpx.Client(base_url=base, headers=headers, timeout=30) as mine:
+                    while time.perf_counter() < stop_at:
+                        mine.get(f"/api/v1/inventory/hosts/{local.choice(hosts)}").raise_for_status()
+                        done[index] += 1
+
+            threads = [threading.Thread(target=load, args=(i,)) for i in range(args.clients)]
+            started = time.perf_counter()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            rate = sum(done) / (time.perf_counter() - started)
+            memory = rss_kb(server.pid)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+
+    one_p50, one_p99 = percentiles(one)
+    page_p50, page_p99 = percentiles(pages)
+    print(f"dataset: {len(hosts)} hosts, {workloads} workloads (PostgreSQL, one uvicorn worker, access log on)")
+    one_verdict = "met" if one_p50 < GOAL_ONE_MS else "NOT met"
+    page_verdict = "met" if page_p50 < GOAL_PAGE_MS else "NOT met"
+    print(
+        f"GET /hosts/{{id}}            p50 {one_p50:7.2f} ms  p99 {one_p99:7.2f} ms  over {len(one)} requests"
+        f"  (goal p50 < {GOAL_ONE_MS:g} ms: {one_verdict})"
+    )
+    print(
+        f"1,000-row workloads page    p50 {page_p50:7.2f} ms  p99 {page_p99:7.2f} ms  over {len(pages)} pages"
+        f"  (goal p50 < {GOAL_PAGE_MS:g} ms: {page_verdict})"
+    )
+    print(
+        f"{args.clients} concurrent clients       {rate:7.0f} requests/s of GET /hosts/{{id}} over {args.seconds:g} s"
+    )
+    print(f"server RSS after the load   {memory['VmRSS'] / 1024:7.0f} MB  (peak {memory['VmHWM'] / 1024:.0f} MB)")
+    print(f"clients and server share this machine's {os.cpu_count()} cores")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""`inventory serve` (REST API, MCP over HTTP, web UI) and `inventory mcp` (MCP on stdio, as the OS user)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from inventory.cli import AppContext
+
+TOKENS_ENV = "INVENTORY_TOKENS_FILE"
+
+
+def _server_state_parts(app: AppContext) -> tuple[Any, Any, Any]:
+    """The database, the tool runner and the refresher `inventory serve` and `inventory mcp` share with the CLI."""
+    from inventory.cli.policy import build_runner
+    from inventory.server.refresh import Refresher
+
+    db = app.database()
+    runner = build_runner(app, None)
+    return db, runner, Refresher(db, app.config, app.registry)
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option(
+    "--tokens-file",
+    envvar=TOKENS_ENV,
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="API tokens: a YAML list of {name, groups, sha256} (sha256 of the token). Env: INVENTORY_TOKENS_FILE.",
+)
+@click.option(
+    "--metrics/--no-metrics", default=False, show_default=True, help="Also serve Prometheus metrics at /metrics."
+)
+@click.option("--sync", "run_sync", is_flag=True, help="Also run the sync loop (as `inventory sync`) in this process.")
+@click.pass_obj
+def serve_command(app: AppContext, host: str, port: int, tokens_file: str, metrics: bool, run_sync: bool) -> None:
+    """The REST API (/api/v1, OpenAPI at /api/docs), MCP over Streamable HTTP (/mcp), the web UI (/) and /health."""
+    from inventory.server import create_app
+    from inventory.server.auth import StaticTokens
+    from inventory.server.run import serve_forever
+
+    authenticator = StaticTokens.from_file(tokens_file)
+    db, runner, refresher = _server_state_parts(app)
+    application = create_app(db, authenticator=authenticator, runner=runner, refresher=refresher, metrics=metrics)
+    loop = _start_sync_loop(app, db, getattr(application.state, "metrics", None), runner.notifier) if run_sync else None
+    click.echo(f"inventory serving on http://{host}:{port} (API /api/v1, MCP /mcp, web UI /)", err=True)
+    try:
+        serve_forever(application, host, port)
+    finally:
+        refresher.stop()
+        if loop is not None:
+            sync_loop, thread = loop
+            sync_loop.request_stop()  # the source in progress finishes (its transaction commits or rolls back whole)
+            thread.join(timeout=120)
+
+
+def _start_sync_loop(app: AppContext, db: Any, metrics: Any, notifier: Any) -> tuple[Any, Any]:
+    """The loop of `inventory sync` on a thread of this process: one container serves and syncs."""
+    import threading
+
+    from inventory.loop import SyncLoop
+
+    sync_loop = SyncLoop(db, app.config, app.registry, metrics=metrics.sync if metrics else None, notifier=notifier)
+    thread = threading.Thread(target=sync_loop.run, name="sync-loop", daemon=True)
+    thread.start()
+    return sync_loop, thread
+
+
+@click.command("mcp")
+@click.pass_obj
+def mcp_command(app: AppContext) -> None:
+    """MCP on stdin/stdout for a local agent; every call acts as the OS user, under the policy and the audit log."""
+    from inventory.audit.actor import resolve_actor
+    from inventory.server.auth import local_principal
+    from inventory.server.mcp_server import run_stdio
+    from inventory.server.state import ServerState
+
+    db, runner, refresher = _server_state_parts(app)
+    state = ServerState(db=db, authenticator=lambda _token: None, runner=runner, refresher=refresher)
+    run_stdio(state, local_principal(resolve_actor()))
+
+
+COMMANDS = [serve_command, mcp_command]

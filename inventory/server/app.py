@@ -1,0 +1,53 @@
+"""The ASGI application: REST API v1, /health, /mcp, the web UI and /metrics on one port."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI
+
+from inventory import __version__
+from inventory.server.auth import Authenticator
+from inventory.server.state import ServerState
+from inventory.storage.database import Database
+
+if TYPE_CHECKING:
+    from inventory.policy.execute import ToolRunner
+    from inventory.server.refresh import Refresher
+
+
+def create_app(
+    db: Database,
+    *,
+    authenticator: Authenticator,
+    runner: ToolRunner | None = None,
+    refresher: Refresher | None = None,
+    mcp: bool = True,
+    web: bool = True,
+    metrics: bool = False,
+) -> FastAPI:
+    """One application over one database; ``authenticator`` turns a bearer token into a principal (or None)."""
+    from inventory.server import api_inventory, api_tools, errors, health
+
+    state = ServerState(db=db, authenticator=authenticator, runner=runner, refresher=refresher)
+    app = FastAPI(
+        title="inventory", version=__version__, docs_url="/api/docs", openapi_url="/api/v1/openapi.json", redoc_url=None
+    )
+    app.state.inventory = state
+    errors.install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(api_inventory.router)
+    app.include_router(api_tools.router)
+    if mcp:
+        from inventory.server.mcp_server import mount_mcp
+
+        mount_mcp(app, state)
+    if web:
+        from inventory.server.web import install_web
+
+        install_web(app)
+    if metrics:
+        from inventory.server.metrics import install_metrics
+
+        install_metrics(app)
+    return app

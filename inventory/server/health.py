@@ -1,0 +1,51 @@
+"""`GET /health` (no token): the process, the database (reachable, schema revision), the last sync per source."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from fastapi import APIRouter, Depends, Response
+
+from inventory import __version__
+from inventory.errors import InventoryError
+from inventory.server.models import HealthOut
+from inventory.server.pagination import json_response
+from inventory.server.state import ServerState, current_state
+
+router = APIRouter()
+
+
+def health_report(state: ServerState) -> dict[str, Any]:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from inventory.queries import list_sources
+    from inventory.storage.database import SCHEMA_REVISION
+
+    database: dict[str, Any] = {"url": state.db.display_url, "expected_revision": SCHEMA_REVISION}
+    sources: list[dict[str, Any]] = []
+    try:
+        database["revision"] = state.db.current_revision()
+        database["reachable"] = True
+        with state.db.session() as session:
+            sources = [
+                {
+                    key: row[key]
+                    for key in ("name", "type", "last_status", "last_run_at", "last_success_at", "last_error")
+                }
+                for row in list_sources(session)
+            ]
+    except InventoryError as exc:
+        database.update(reachable=False, error=str(exc))
+    except SQLAlchemyError as exc:
+        database.update(reachable=False, error=f"database error: {type(exc).__name__}")
+    status = "ok" if database.get("reachable") and database.get("revision") == SCHEMA_REVISION else "degraded"
+    process = {"pid": os.getpid(), "version": __version__, "uptime_seconds": round(time.time() - state.started_at, 3)}
+    return {"status": status, "process": process, "database": database, "sources": sources}
+
+
+@router.get("/health", response_model=HealthOut, summary="Liveness and readiness; needs no token")
+def health(state: ServerState = Depends(current_state)) -> Response:
+    report = health_report(state)
+    return json_response(report, status_code=200 if report["status"] == "ok" else 503)

@@ -1,0 +1,374 @@
+"""MCP for agents: Streamable HTTP at ``/mcp`` (bearer tokens) and ``inventory mcp`` on stdio (the OS user).
+
+Tools are the inventory's queries and every registered policy tool. Annotations follow our
+classes (READ_ONLY -> readOnlyHint, DESTRUCTIVE -> destructiveHint, idempotentHint where the
+tool says so), but they are only hints: every ``tools/call`` goes through the same permission
+check, policy, approval and audit as the API and the CLI, as the calling principal. A call that
+needs approval answers ``pending approval N``; ``inventory_approval_status`` polls it.
+
+MCP tool names are ``[A-Za-z0-9_-]`` (what most clients accept): ``kubernetes.restart_deployment``
+is offered as ``kubernetes_restart_deployment``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import mcp_types as types
+from mcp.server.lowlevel.server import Server
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+
+from inventory import __version__, queries
+from inventory.errors import InventoryError, NotFound, UsageError
+from inventory.redact import redact_text
+from inventory.server.auth import Forbidden, NotAuthenticated, Permission, Principal, authorize, bearer_token
+from inventory.server.state import ServerState
+
+SERVER_NAME = "inventory"
+INSTRUCTIONS = (
+    "Live infrastructure inventory (Kubernetes, Proxmox VE, Docker, hand-declared machines) and policy-gated tools. "
+    "Search before acting; a tool call may answer 'pending approval N': a person must approve it, poll with "
+    "inventory_approval_status."
+)
+
+_FILTERS: dict[str, Any] = {
+    "source": {"type": "string", "description": "Only objects of this source."},
+    "kind": {"type": "string", "description": "Only this kind (pod, vm, node, container ...)."},
+    "status": {"type": "string", "description": "Only this status (case-insensitive)."},
+    "name": {"type": "string", "description": "Name glob, e.g. web-*."},
+    "labels": {
+        "type": "object",
+        "additionalProperties": {"type": "string"},
+        "description": "Labels that must equal these values.",
+    },
+    "include_removed": {"type": "boolean", "default": False},
+    "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+}
+_NAMESPACE = {"namespace": {"type": "string", "description": "Only this namespace."}}
+_HOST = {"host": {"type": "string", "description": "Only workloads on this host (name or id)."}}
+READ_HINTS = types.ToolAnnotations(
+    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+)
+
+
+def _schema(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, "required": required or [], "additionalProperties": False}
+
+
+@dataclass(frozen=True)
+class QueryTool:
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+    run: Callable[[ServerState, Principal, dict[str, Any]], Any]
+
+
+def _search(plural: str) -> Callable[[ServerState, Principal, dict[str, Any]], Any]:
+    def run(state: ServerState, _principal: Principal, args: dict[str, Any]) -> Any:
+        flt = queries.ObjectFilter(
+            labels=dict(args.pop("labels", None) or {}), limit=int(args.pop("limit", 100)), **args
+        )
+        with state.db.session() as session:
+            return getattr(queries, f"list_{plural}")(session, flt)
+
+    return run
+
+
+def _show(state: ServerState, _principal: Principal, args: dict[str, Any]) -> Any:
+    with state.db.session() as session:
+        return queries.show_object(session, args["type"], str(args["ident"]))
+
+
+def _changes(state: ServerState, _principal: Principal, args: dict[str, Any]) -> Any:
+    from inventory.server.api_inventory import change_page
+
+    since = args.pop("since", "1d")
+    until = args.pop("until", None)
+    limit = int(args.pop("limit", 100))
+    rows, _offset, _filters = change_page(
+        state, since, until, limit=limit, cursor=None, **{"object_type": args.pop("type", None), **args}
+    )
+    return rows[:limit]
+
+
+def _sources(state: ServerState, _principal: Principal, _args: dict[str, Any]) -> Any:
+    with state.db.session() as session:
+        return queries.list_sources(session)
+
+
+def _approval_status(state: ServerState, _principal: Principal, args: dict[str, Any]) -> Any:
+    from inventory.policy.approvals import list_approvals
+
+    wanted = int(args["approval_id"])
+    for row in list_approvals(state.tool_runner(), "all"):
+        if row["id"] == wanted:
+            return row
+    raise NotFound(f"no approval {wanted}")
+
+
+QUERY_TOOLS = [
+    QueryTool(
+        "inventory_search_hosts",
+        "Search hosts (nodes, hypervisors, VMs seen as machines) by filters.",
+        _schema(_FILTERS),
+        _search("hosts"),
+    ),
+    QueryTool(
+        "inventory_search_workloads",
+        "Search workloads (pods, VMs, LXC, containers) by filters.",
+        _schema({**_FILTERS, **_NAMESPACE, **_HOST}),
+        _search("workloads"),
+    ),
+    QueryTool(
+        "inventory_search_services",
+        "Search services by filters.",
+        _schema({**_FILTERS, **_NAMESPACE}),
+        _search("services"),
+    ),
+    QueryTool(
+        "inventory_show",
+        "One host, workload or service with its links (workloads, same machine in other sources, members) "
+        "and recent changes.",
+        _schema(
+            {
+                "type": {"type": "string", "enum": ["host", "workload", "service"]},
+                "ident": {"type": "string", "description": "Name, id or source/kind/external_id."},
+            },
+            ["type", "ident"],
+        ),
+        _show,
+    ),
+    QueryTool(
+        "inventory_recent_changes",
+        "What changed (created, updated old -> new, removed, revived), oldest first.",
+        _schema(
+            {
+                "since": {"type": "string", "default": "1d", "description": "A duration (1h, 7d) or an ISO time."},
+                "source": {"type": "string"},
+                "kind": {"type": "string"},
+                "type": {"type": "string", "enum": ["host", "workload", "service"]},
+                "action": {"type": "string", "enum": ["created", "updated", "removed", "revived"]},
+                "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+            }
+        ),
+        _changes,
+    ),
+    QueryTool(
+        "inventory_sources_health",
+        "Every source with its last sync (status, time, error) and live object counts.",
+        _schema({}),
+        _sources,
+    ),
+    QueryTool(
+        "inventory_approval_status",
+        "The state of a tool call that waits for approval (pending, approved, rejected) and its outcome.",
+        _schema({"approval_id": {"type": "integer"}}, ["approval_id"]),
+        _approval_status,
+    ),
+]
+_QUERIES = {tool.name: tool for tool in QUERY_TOOLS}
+
+
+def mcp_tool_name(tool: str) -> str:
+    return tool.replace(".", "_")
+
+
+def _policy_tool(spec: Any) -> types.Tool:
+    from inventory.policy.classes import mcp_hints
+
+    args_schema = spec.args_model.model_json_schema()
+    properties = {
+        "target": {
+            "type": "string",
+            "description": f"What the call touches: a {spec.target_type} name, id or source/kind/external_id",
+        },
+        **args_schema.get("properties", {}),
+    }
+    hints = mcp_hints(spec.default_class, idempotent=spec.idempotent)
+    annotations = types.ToolAnnotations(
+        title=spec.name,
+        read_only_hint=hints["readOnlyHint"],
+        destructive_hint=hints["destructiveHint"],
+        idempotent_hint=hints["idempotentHint"],
+        open_world_hint=True,
+    )
+    schema = {"type": "object", "properties": properties, "required": ["target", *args_schema.get("required", [])]}
+    if "$defs" in args_schema:
+        schema["$defs"] = args_schema["$defs"]
+    description = f"{spec.summary} [{spec.default_class}; enforced by the inventory's policy, approvals and audit log]"
+    return types.Tool(
+        name=mcp_tool_name(spec.name), description=description, input_schema=schema, annotations=annotations
+    )
+
+
+def _result(data: Any, *, error: bool = False) -> types.CallToolResult:
+    structured = data if isinstance(data, dict) else {"items": data}
+    text = json.dumps(structured, default=str, ensure_ascii=False)
+    return types.CallToolResult(
+        content=[types.TextContent(text=text)], structured_content=json.loads(text), is_error=error
+    )
+
+
+def _error(kind: str, message: str) -> types.CallToolResult:
+    return _result({"error": {"type": kind, "message": redact_text(message)}}, error=True)
+
+
+class InventoryMCP:
+    """The tools of one ServerState; ``principal_of`` says who is calling (the token's holder or the OS user)."""
+
+    def __init__(self, state: ServerState, principal_of: Callable[[Any], Principal]) -> None:
+        self.state = state
+        self.principal_of = principal_of
+        self.server: Server[Any] = Server(
+            SERVER_NAME,
+            version=__version__,
+            instructions=INSTRUCTIONS,
+            on_list_tools=self.list_tools,
+            on_call_tool=self.call_tool,
+        )
+
+    def _policy_specs(self) -> dict[str, Any]:
+        if self.state.runner is None:
+            return {}
+        return {mcp_tool_name(spec.name): spec for spec in self.state.runner.registry}
+
+    async def list_tools(self, ctx: Any, _params: Any) -> types.ListToolsResult:
+        principal = self.principal_of(ctx)
+        tools: list[types.Tool] = []
+        if principal.may(Permission.READ):
+            tools += [
+                types.Tool(name=t.name, description=t.description, input_schema=t.input_schema, annotations=READ_HINTS)
+                for t in QUERY_TOOLS
+            ]
+        if principal.may(Permission.CALL):
+            tools += [_policy_tool(spec) for spec in self._policy_specs().values()]
+        return types.ListToolsResult(tools=tools)
+
+    async def call_tool(self, ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        principal = self.principal_of(ctx)
+        arguments = dict(params.arguments or {})
+        return await anyio.to_thread.run_sync(self.dispatch, principal, params.name, arguments)
+
+    def dispatch(self, principal: Principal, name: str, arguments: dict[str, Any]) -> types.CallToolResult:
+        """Run one call as ``principal``; every refusal is a tool error the agent can read, never a crash."""
+        try:
+            if name in _QUERIES:
+                if not principal.may(Permission.READ):
+                    raise Forbidden(principal, Permission.READ)
+                return _result(_QUERIES[name].run(self.state, principal, arguments))
+            spec = self._policy_specs().get(name)
+            if spec is None:
+                raise UsageError(f"unknown tool {name!r}")
+            if not principal.may(Permission.CALL):
+                raise Forbidden(principal, Permission.CALL)
+            return self._call_policy_tool(principal, spec, arguments)
+        except Forbidden as exc:
+            return _error("Forbidden", str(exc))
+        except InventoryError as exc:
+            return _error(type(exc).__name__, str(exc))
+        except (TypeError, ValueError) as exc:
+            return _error("UsageError", f"{name}: bad arguments: {exc}")
+
+    def _call_policy_tool(self, principal: Principal, spec: Any, arguments: dict[str, Any]) -> types.CallToolResult:
+        from inventory.server.api_tools import call_tool
+
+        target = arguments.pop("target", None)
+        outcome = call_tool(self.state, principal, spec.name, target, arguments)
+        row = outcome.as_row()
+        if outcome.outcome == "pending":
+            row["message"] = (
+                f"pending approval {outcome.approval_id}: {spec.name} on {row['target']} "
+                "waits for a person to approve it; "
+                f"poll inventory_approval_status with approval_id {outcome.approval_id}"
+            )
+        return _result(row)
+
+
+# --- Streamable HTTP at /mcp ---------------------------------------------------------------------
+
+
+def _principal_from_request(ctx: Any) -> Principal:
+    request = getattr(ctx, "request", None)
+    principal = request.scope.get("state", {}).get("principal") if request is not None else None
+    if principal is None:  # the gate below always sets it; a request without one is refused
+        raise NotAuthenticated()
+    return principal  # type: ignore[no-any-return]
+
+
+class BearerGate:
+    """Every request to /mcp carries a bearer token of a principal allowed to read; the principal rides in the scope."""
+
+    def __init__(self, inner: Any, state: ServerState) -> None:
+        self.inner = inner
+        self.state = state
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        header = next(
+            (value.decode("latin-1") for key, value in scope.get("headers", []) if key == b"authorization"), None
+        )
+        try:
+            principal = await anyio.to_thread.run_sync(
+                authorize, self.state.authenticator, bearer_token(header), Permission.READ
+            )
+        except NotAuthenticated:
+            await _deny(send, 401, "NotAuthenticated", "a valid token is required: Authorization: Bearer <token>")
+            return
+        except Forbidden as exc:
+            await _deny(send, 403, "Forbidden", str(exc))
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        await self.inner(scope, receive, send)
+
+
+async def _deny(send: Any, status: int, kind: str, message: str) -> None:
+    body = json.dumps({"error": {"type": kind, "message": message}}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def mount_mcp(app: Any, state: ServerState) -> None:
+    """Serve MCP at /mcp on ``app`` and run its session manager for the app's lifetime."""
+    from starlette.routing import Route
+
+    mcp = InventoryMCP(state, _principal_from_request)
+    # Every request needs a bearer token, which a DNS-rebinding page cannot have; the Host check would
+    # only refuse legitimate names the server is reached by.
+    security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    manager = StreamableHTTPSessionManager(app=mcp.server, security_settings=security)
+    app.router.routes.append(
+        Route("/mcp", endpoint=BearerGate(StreamableHTTPASGIApp(manager), state), methods=["GET", "POST", "DELETE"])
+    )
+    inner_lifespan = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(asgi_app: Any) -> AsyncIterator[Any]:
+        async with manager.run():
+            async with inner_lifespan(asgi_app) as value:
+                yield value
+
+    app.router.lifespan_context = lifespan
+
+
+# --- stdio ---------------------------------------------------------------------------------------
+
+
+def run_stdio(state: ServerState, principal: Principal) -> None:
+    """``inventory mcp``: one session over stdin/stdout, every call as ``principal`` (the OS user)."""
+    from mcp.server.stdio import stdio_server
+
+    mcp = InventoryMCP(state, lambda _ctx: principal)
+
+    async def main() -> None:
+        async with stdio_server() as (read_stream, write_stream):
+            await mcp.server.run(read_stream, write_stream, mcp.server.create_initialization_options())
+
+    anyio.run(main)

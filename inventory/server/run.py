@@ -1,0 +1,79 @@
+"""Running the application under uvicorn: in the foreground (`inventory serve`) or on a background thread.
+
+uvicorn's own log config is not used: its records go through the root handler that
+`inventory` installs, whose RedactingFilter masks secret-looking query parameters
+(``token=``...). Headers, Authorization among them, are never part of an access line.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import threading
+import time
+from typing import Any
+
+import uvicorn
+
+
+def uvicorn_config(app: Any, host: str, port: int, **overrides: Any) -> uvicorn.Config:
+    options: dict[str, Any] = {
+        "log_config": None,
+        "access_log": True,
+        "server_header": False,
+        "proxy_headers": False,
+        "lifespan": "on",
+        "timeout_graceful_shutdown": 5,
+    }
+    options.update(overrides)
+    return uvicorn.Config(app, host=host, port=port, **options)
+
+
+def _stop_quietly(_signum: int, _frame: Any) -> None:
+    raise SystemExit(0)
+
+
+def serve_forever(app: Any, host: str, port: int) -> None:
+    """Serve until SIGINT or SIGTERM; both end in a graceful shutdown and exit code 0.
+
+    uvicorn shuts down gracefully on either signal, then raises it again for the handler
+    that was there before: that handler is ours, so neither becomes a traceback or a kill.
+    """
+    logging.getLogger("uvicorn.access").setLevel(logging.INFO)
+    logging.getLogger("uvicorn.error").setLevel(logging.INFO)
+    previous = {sig: signal.signal(sig, _stop_quietly) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        uvicorn.Server(uvicorn_config(app, host, port)).run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class BackgroundServer:
+    """The app under a real uvicorn on a free loopback port, on a thread (tests and benchmarks)."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", **overrides: Any) -> None:
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((host, 0))
+        self.port = self._socket.getsockname()[1]
+        self.url = f"http://{host}:{self.port}"
+        self.server = uvicorn.Server(uvicorn_config(app, host, self.port, **overrides))
+        self._thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self._socket]}, name="uvicorn", daemon=True
+        )
+
+    def __enter__(self) -> BackgroundServer:
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout=15)
+        self._socket.close()

@@ -1,0 +1,54 @@
+"""What every request handler shares: the database, the authenticator, the tool runner, the refresher."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Depends, Header, Request
+
+from inventory.errors import UsageError
+from inventory.server.auth import Authenticator, Permission, Principal, authorize, bearer_token
+from inventory.storage.database import Database
+
+if TYPE_CHECKING:
+    from inventory.policy.execute import ToolRunner
+    from inventory.server.refresh import Refresher
+
+
+@dataclass
+class ServerState:
+    db: Database
+    authenticator: Authenticator
+    # None: the server was started without tool support (no policy): tool routes answer 400.
+    runner: ToolRunner | None = None
+    refresher: Refresher | None = None
+    started_at: float = field(default_factory=time.time)
+
+    def tool_runner(self) -> ToolRunner:
+        if self.runner is None:
+            raise UsageError("this server runs no tools (started without a policy and sources)")
+        return self.runner
+
+
+def server_state(request: Request) -> ServerState:
+    state: ServerState = request.app.state.inventory
+    return state
+
+
+async def current_state(request: Request) -> ServerState:
+    """``server_state`` as a dependency: async, so that it costs no trip through the thread pool."""
+    return server_state(request)
+
+
+def require(permission: Permission) -> Callable[..., Any]:
+    """The one auth dependency of the API: a bearer token whose principal's groups grant ``permission``."""
+
+    def dependency(
+        state: ServerState = Depends(current_state), authorization: str | None = Header(default=None)
+    ) -> Principal:
+        return authorize(state.authenticator, bearer_token(authorization), permission)
+
+    return dependency

@@ -1,0 +1,93 @@
+"""Helpers shared by the server's tests: a synced static lab, tokens for each group, the app over it."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from inventory.config import Config, build_config
+from inventory.connector import ConnectorRegistry
+from inventory.server.auth import StaticTokens, token_digest
+from inventory.storage.database import Database
+from inventory.sync import sync_all
+
+GROUPS = {
+    "viewer": ["viewers"],
+    "operator": ["operators"],
+    "agent": ["agents"],
+    "approver": ["approvers"],
+    "admin": ["admins"],
+    "nobody": [],
+}
+
+
+def write_lab(path: Path, hosts: int = 5, pods_per_host: int = 3) -> Path:
+    data: dict[str, Any] = {
+        "hosts": [
+            {"id": f"h{i}", "name": f"node-{i}", "hostname": f"node-{i}.lan", "labels": {"rack": "a" if i % 2 else "b"}}
+            for i in range(hosts)
+        ],
+        "workloads": [
+            {"id": f"w{i}-{j}", "name": f"app-{i}-{j}", "host": f"h{i}", "status": "stopped" if j == 0 else "running"}
+            for i in range(hosts)
+            for j in range(pods_per_host)
+        ],
+        "services": [{"id": "web", "name": "web", "members": [f"w0-{j}" for j in range(pods_per_host)]}],
+    }
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def lab_config(tmp_path: Path, database_url: str, **sources: Path) -> Config:
+    raw = {
+        "database": {"url": database_url},
+        "sources": [{"type": "static", "name": name, "path": str(file)} for name, file in sources.items()],
+    }
+    return build_config(raw, path=tmp_path / "inventory.yaml", registry=ConnectorRegistry.discover())
+
+
+@dataclass
+class Tokens:
+    by_name: dict[str, str]
+    authenticator: StaticTokens
+
+    def header(self, name: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.by_name[name]}"}
+
+
+def make_tokens() -> Tokens:
+    by_name = {name: secrets.token_urlsafe(24) for name in GROUPS}
+    authenticator = StaticTokens((name, token_digest(token), GROUPS[name]) for name, token in by_name.items())
+    return Tokens(by_name, authenticator)
+
+
+def synced(db: Database, config: Config) -> None:
+    outcomes = sync_all(db, config, ConnectorRegistry.discover())
+    assert all(o.ok for o in outcomes), [o.describe() for o in outcomes]
+
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def kubernetes_lab(db: Database, tmp_path: Path, cluster: Any) -> tuple[Any, Config]:
+    """A fake cluster synced through the real connector, and the ToolRunner the CLI would build over it."""
+    from inventory.policy.execute import ToolRunner
+    from inventory.policy.rules import load_policy
+    from inventory.policy.tools import ToolRegistry
+    from inventory.testing.fake_kubernetes import write_kubeconfig
+
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", {"lab": cluster})
+    raw = {
+        "sources": [
+            {"type": "kubernetes", "name": "lab", "kubeconfig": str(kubeconfig), "context": "lab", "timeout": 5}
+        ]
+    }
+    config = build_config(raw, path=tmp_path / "inventory.yaml", registry=ConnectorRegistry.discover())
+    synced(db, config)
+    tools = ToolRegistry.discover()
+    policy = load_policy(PROJECT_ROOT / "config" / "policy.yaml", known_tools=tools.names())
+    return ToolRunner(db, policy, tools, source_config=config.source), config

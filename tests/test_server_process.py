@@ -1,0 +1,126 @@
+"""`inventory serve` as a real process: health, tokens kept out of its logs, /metrics, and clear startup errors."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+from subprocess import Popen
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+from server_support import lab_config, synced, write_lab
+from sync_support import child_env, inventory_command, run_inventory
+
+from inventory.server.auth import token_digest
+from inventory.storage.database import Database
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_healthy(url: str, process: subprocess.Popen[str]) -> httpx.Response:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[1]
+        try:
+            return httpx.get(f"{url}/health", timeout=2)
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError("inventory serve did not answer /health")
+
+
+def start_serve(
+    tmp_path: Path, database_url: str, token: str, *options: str, sync: str = "5m"
+) -> tuple[Popen[str], str]:
+    """`inventory serve` over one static source "lab", with one operator token; returns the process and its URL."""
+    lab = {"type": "static", "name": "lab", "path": str(tmp_path / "lab.yaml")}
+    config_file = tmp_path / "inventory.yaml"
+    config_file.write_text(
+        yaml.safe_dump({"database": {"url": database_url}, "sync": {"interval": sync}, "sources": [lab]})
+    )
+    tokens_file = tmp_path / "tokens.yaml"
+    tokens_file.write_text(yaml.safe_dump([{"name": "ops", "groups": ["operators"], "sha256": token_digest(token)}]))
+    port = free_port()
+    command = ["-c", str(config_file), "serve", "--port", str(port), "--tokens-file", str(tokens_file), *options]
+    process = subprocess.Popen(
+        inventory_command(*command),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+        cwd=tmp_path,
+    )
+    return process, f"http://127.0.0.1:{port}"
+
+
+def test_serve_answers_and_never_logs_a_token(db: Database, tmp_path: Path) -> None:
+    config = lab_config(tmp_path, db.url, lab=write_lab(tmp_path / "lab.yaml"))
+    synced(db, config)
+    token = "tok-" + "s3cr3t" * 6
+    process, url = start_serve(tmp_path, db.url, token, "--metrics")
+    try:
+        health = wait_healthy(url, process)
+        assert health.status_code == 200 and health.json()["status"] == "ok"
+        hosts = httpx.get(f"{url}/api/v1/inventory/hosts", headers={"Authorization": f"Bearer {token}"})
+        assert hosts.status_code == 200 and len(hosts.json()["items"]) == 5
+        # A token pasted into the query string is refused, and masked in the access log.
+        assert httpx.get(f"{url}/api/v1/inventory/hosts", params={"token": token}).status_code == 401
+        refresh = httpx.post(f"{url}/api/v1/inventory/refresh", headers={"Authorization": f"Bearer {token}"})
+        assert refresh.status_code == 202
+        metrics = httpx.get(f"{url}/metrics").text
+        assert 'inventory_http_requests_total{method="GET",route="/api/v1/inventory/hosts",status="200"} 1.0' in metrics
+        assert 'inventory_objects{kind="app",source="lab",type="workload"} 15.0' in metrics
+        assert "inventory_approvals_pending 0.0" in metrics
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _out, logs = process.communicate(timeout=30)
+    assert "GET /api/v1/inventory/hosts HTTP/1.1" in logs and "token=***" in logs
+    assert token not in logs and "s3cr3t" not in logs and "Traceback" not in logs
+    assert process.returncode == 0
+
+
+def test_serve_refuses_a_bad_tokens_file(tmp_path: Path) -> None:
+    bad = tmp_path / "tokens.yaml"
+    bad.write_text(yaml.safe_dump([{"name": "ops", "groups": ["wizards"], "sha256": "00"}]))
+    result = run_inventory(
+        "--database-url", f"sqlite:///{tmp_path / 'x.db'}", "serve", "--tokens-file", str(bad), cwd=tmp_path
+    )
+    assert result.returncode == 2
+    assert f"{bad}: [0].groups: unknown group(s) wizards" in result.stderr and "Traceback" not in result.stderr
+    missing = run_inventory("--database-url", f"sqlite:///{tmp_path / 'x.db'}", "serve", cwd=tmp_path)
+    assert missing.returncode == 2 and "--tokens-file" in missing.stderr
+
+
+def test_other_commands_do_not_load_the_server_stack() -> None:
+    code = (
+        "import sys, inventory.cli\n"
+        "loaded = {'fastapi', 'uvicorn', 'mcp', 'jinja2', 'starlette', 'inventory.server'} & set(sys.modules)\n"
+        "assert not loaded, loaded"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_serve_sync_runs_the_loop_in_the_same_process(tmp_path: Path, sqlite_url: str) -> None:
+    write_lab(tmp_path / "lab.yaml")
+    process, url = start_serve(tmp_path, sqlite_url, "t" * 20, "--sync", sync="1h")
+    try:
+        wait_healthy(url, process)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            sources = httpx.get(f"{url}/health").json()["sources"]
+            if sources and sources[0]["last_status"] == "success":
+                break
+            time.sleep(0.2)
+        assert [(s["name"], s["last_status"]) for s in sources] == [("lab", "success")]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _out, logs = process.communicate(timeout=60)
+    assert process.returncode == 0, logs
+    assert "Traceback" not in logs

@@ -1,0 +1,160 @@
+"""Tool calls, approvals and the audit log through the API, end to end against the loopback Kubernetes fake."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from server_support import Tokens, kubernetes_lab, make_tokens
+
+from inventory.server import create_app
+from inventory.storage.database import Database
+from inventory.testing.fake_kubernetes_mutations import MutableFakeKubernetes
+from inventory.testing.fake_kubernetes_objects import ClusterSpec
+
+
+@pytest.fixture
+def cluster() -> Iterator[MutableFakeKubernetes]:
+    with MutableFakeKubernetes(ClusterSpec(name="lab", nodes=2, pods=12, replicas_per_deployment=2)) as api:
+        yield api
+
+
+@pytest.fixture
+def tokens() -> Tokens:
+    return make_tokens()
+
+
+@pytest.fixture
+def client(db: Database, tmp_path: Path, cluster: MutableFakeKubernetes, tokens: Tokens) -> Iterator[TestClient]:
+    runner, _config = kubernetes_lab(db, tmp_path, cluster)
+    with TestClient(
+        create_app(db, authenticator=tokens.authenticator, runner=runner, mcp=False, web=False)
+    ) as test_client:
+        yield test_client
+
+
+def test_tools_are_listed_with_annotations_from_their_class(client: TestClient, tokens: Tokens) -> None:
+    tools = {t["name"]: t for t in client.get("/api/v1/tools", headers=tokens.header("viewer")).json()}
+    assert tools["kubernetes.list_pods"]["annotations"] == {
+        "readOnlyHint": True,
+        "destructiveHint": False,
+        "idempotentHint": True,
+    }
+    assert tools["kubernetes.delete_namespace"]["annotations"]["destructiveHint"] is True
+    assert tools["kubernetes.delete_namespace"]["class"] == "DESTRUCTIVE"
+
+
+def test_a_call_runs_through_policy_and_audit_as_the_principal(
+    client: TestClient, tokens: Tokens, cluster: MutableFakeKubernetes
+) -> None:
+    ran = client.post(
+        "/api/v1/tools/kubernetes.restart_deployment/calls", json={"target": "web-0"}, headers=tokens.header("operator")
+    )
+    assert ran.status_code == 200, ran.text
+    assert ran.json()["outcome"] == "success" and ran.json()["actor"] == "operator"
+    (restart,) = cluster.mutations
+    assert restart.path == "/apis/apps/v1/namespaces/app-000/deployments/web-0"
+    entries = client.get(
+        "/api/v1/audit", params={"tool": "kubernetes.restart_deployment"}, headers=tokens.header("approver")
+    ).json()["items"]
+    assert [(e["actor"], e["outcome"]) for e in entries] == [("operator", "success")]
+
+    denied = client.post(
+        "/api/v1/tools/kubernetes.delete_namespace/calls",
+        json={"target": "source:lab", "arguments": {"namespace": "kube-system"}},
+        headers=tokens.header("operator"),
+    )
+    assert denied.status_code == 403 and denied.json()["error"] == {
+        "type": "PolicyDenied",
+        "message": "denied by no-namespace-deletion-of-system",
+    }
+    bad_args = client.post(
+        "/api/v1/tools/kubernetes.scale_deployment/calls",
+        json={"target": "web-1", "arguments": {"replicas": "many"}},
+        headers=tokens.header("operator"),
+    )
+    assert bad_args.status_code == 400 and "replicas" in bad_args.json()["error"]["message"]
+    assert (
+        client.post(
+            "/api/v1/tools/kubernetes.restart_deployment/calls",
+            json={"target": "web-0"},
+            headers=tokens.header("viewer"),
+        ).status_code
+        == 403
+    )
+    assert len(cluster.mutations) == 1
+
+
+def test_a_destructive_call_waits_and_runs_once_when_approved(
+    client: TestClient, tokens: Tokens, cluster: MutableFakeKubernetes
+) -> None:
+    pending = client.post(
+        "/api/v1/tools/kubernetes.scale_deployment/calls",
+        json={"target": "web-0", "arguments": {"replicas": 0}},
+        headers=tokens.header("agent"),
+    )
+    assert pending.status_code == 202 and pending.json()["outcome"] == "pending"
+    approval_id = pending.json()["approval_id"]
+    assert cluster.mutations == []
+    queue = client.get("/api/v1/approvals", headers=tokens.header("viewer")).json()
+    assert [(a["id"], a["requester"], a["status"]) for a in queue] == [(approval_id, "agent", "pending")]
+
+    # An operator may call tools but not approve; the approver may.
+    assert (
+        client.post(
+            f"/api/v1/approvals/{approval_id}", json={"decision": "approve"}, headers=tokens.header("operator")
+        ).status_code
+        == 403
+    )
+    approved = client.post(
+        f"/api/v1/approvals/{approval_id}",
+        json={"decision": "approve", "reason": "ok"},
+        headers=tokens.header("approver"),
+    )
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["outcome"] == "success" and approved.json()["approver"] == "approver"
+    again = client.post(
+        f"/api/v1/approvals/{approval_id}", json={"decision": "approve"}, headers=tokens.header("approver")
+    )
+    assert (
+        again.status_code == 400
+        and again.json()["error"]["message"] == f"approval {approval_id} is already approved (by approver)"
+    )
+    assert [m.body for m in cluster.mutations] == [{"spec": {"replicas": 0}}]
+
+    # The requester cannot approve its own call, whatever its groups.
+    own = client.post(
+        "/api/v1/tools/kubernetes.scale_deployment/calls",
+        json={"target": "web-1", "arguments": {"replicas": 0}},
+        headers=tokens.header("admin"),
+    ).json()
+    refused = client.post(
+        f"/api/v1/approvals/{own['approval_id']}", json={"decision": "approve"}, headers=tokens.header("admin")
+    )
+    assert refused.status_code == 403 and "cannot approve it" in refused.json()["error"]["message"]
+    rejected = client.post(
+        f"/api/v1/approvals/{own['approval_id']}",
+        json={"decision": "reject", "reason": "no"},
+        headers=tokens.header("approver"),
+    )
+    assert rejected.json()["outcome"] == "rejected" and len(cluster.mutations) == 1
+
+    audit = client.get("/api/v1/audit", params={"limit": 2}, headers=tokens.header("approver")).json()
+    walked = list(audit["items"])
+    while audit["next_cursor"]:
+        audit = client.get(
+            "/api/v1/audit", params={"limit": 2, "cursor": audit["next_cursor"]}, headers=tokens.header("approver")
+        ).json()
+        walked += audit["items"]
+    calls = [(e["event"], e["actor"], e["outcome"]) for e in walked if e["event"] != "sync"]
+    assert calls == [
+        ("tool_call", "agent", "pending"),
+        ("approval", "agent", "approved"),
+        ("tool_call", "agent", "success"),
+        ("tool_call", "admin", "pending"),
+        ("approval", "admin", "rejected"),
+    ]
+    verified = client.get("/api/v1/audit/verify", headers=tokens.header("approver")).json()
+    assert verified["ok"] is True and verified["checked"] == walked[-1]["seq"]
