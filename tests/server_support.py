@@ -77,7 +77,7 @@ def kubernetes_lab(db: Database, tmp_path: Path, cluster: Any) -> tuple[Any, Con
     """A fake cluster synced through the real connector, and the ToolRunner the CLI would build over it."""
     from inventory.policy.execute import ToolRunner
     from inventory.policy.rules import load_policy
-    from inventory.policy.tools import ToolRegistry
+    from inventory.policy.registry import ToolRegistry
     from inventory.testing.fake_kubernetes import write_kubeconfig
 
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", {"lab": cluster})
