@@ -133,7 +133,10 @@ def cli_principal(settings: PrincipalSettings, actor: str | None = None, *, user
 
 def system_principal() -> Principal:
     """The process itself (sync runs): its OS user, without --actor."""
-    return Principal(normalise_name(os_user_name(), what="OS user name"))
+    try:
+        return Principal(normalise_name(os_user_name(), what="OS user name"))
+    except UsageError:  # an OS account name we would refuse from a person still names this process
+        return Principal(f"uid-{os.geteuid()}")
 
 
 __all__ = [

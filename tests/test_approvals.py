@@ -23,6 +23,7 @@ from inventory.policy.approvals import approve, list_approvals, reject
 from inventory.policy.execute import PolicyDenied, ToolRunner
 from inventory.policy.rules import parse_policy
 from inventory.policy.tools import ToolRegistry
+from inventory.principals import os_user_name
 from inventory.storage.database import Database
 from inventory.sync import sync_source
 from inventory.testing.fake_kubernetes import write_kubeconfig
@@ -145,16 +146,15 @@ def test_arguments_carrying_a_secret_are_never_queued(db: Database, config_file:
     assert entry["outcome"] == "failed" and "canary-Ap9x-secret" not in str(entry)
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_on_a_terminal_typing_the_name_confirms_in_place(db: Database, config_file: Path, cluster: MutableFakeKubernetes) -> None:
-    """A real pseudo-terminal: the CLI prompts, we type the deployment's name, the call runs."""
+def run_on_terminal(config_file: Path, *args: str, typed: bytes = b"web-0\n") -> tuple[int, str]:
+    """The CLI on a real pseudo-terminal: answers the confirmation prompt if one appears; (exit code, output)."""
     pid, fd = pty.fork()
     if pid == 0:  # the child: the CLI on the terminal
         os.chdir(PROJECT_ROOT)
-        os.execv(sys.executable, [sys.executable, "-m", "inventory", "--config", str(config_file), "tool", "run", "kubernetes.scale_deployment", "--target", "web-0", "--arg", "replicas=0", "--actor", "dave"])
+        os.execv(sys.executable, [sys.executable, "-m", "inventory", "--config", str(config_file), *args])
     output = b""
     deadline = time.monotonic() + 30
-    typed = False
+    answered = False
     status = None
     while time.monotonic() < deadline:
         try:
@@ -163,9 +163,9 @@ def test_on_a_terminal_typing_the_name_confirms_in_place(db: Database, config_fi
             chunk = b""
         if chunk:
             output += chunk
-        if not typed and b"to confirm" in output:
-            os.write(fd, b"web-0\n")
-            typed = True
+        if not answered and b"to confirm" in output:
+            os.write(fd, typed)
+            answered = True
         finished, status = os.waitpid(pid, os.WNOHANG)
         if finished:
             break
@@ -176,11 +176,46 @@ def test_on_a_terminal_typing_the_name_confirms_in_place(db: Database, config_fi
         os.waitpid(pid, 0)
         pytest.fail(f"the CLI did not finish: {output.decode(errors='replace')}")
     os.close(fd)
-    assert typed and os.waitstatus_to_exitcode(status) == 0, output.decode(errors="replace")  # type: ignore[arg-type]
+    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")  # type: ignore[arg-type]
+
+
+def configure(config_file: Path, policy: bytes, **extra: object) -> None:
+    """The operator's policy (policy.yaml next to the config) and extra config sections."""
+    (config_file.parent / "policy.yaml").write_bytes(policy)
+    raw = yaml.safe_load(config_file.read_text())
+    config_file.write_text(yaml.safe_dump({**raw, **extra}))
+
+
+SCALE_TO_ZERO = ("tool", "run", "kubernetes.scale_deployment", "--target", "web-0", "--arg", "replicas=0")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_on_a_terminal_an_approver_allowed_to_self_approve_confirms_in_place(db: Database, config_file: Path, cluster: MutableFakeKubernetes) -> None:
+    """A real pseudo-terminal: the CLI prompts, we type the deployment's name, the call runs."""
+    me = os_user_name()
+    configure(config_file, b"groups: {ops: [%s]}\napprovals: {approvers: ['group:ops'], self_approval: true}\n" % me.encode())
+    code, output = run_on_terminal(config_file, *SCALE_TO_ZERO)
+    assert code == 0, output
     assert [m.body for m in cluster.mutations] == [{"spec": {"replicas": 0}}]
     with db.session() as session:
-        (entry,) = list_entries(session, AuditFilter(event="tool_call"))
-    assert (entry["outcome"], entry["approver"]) == ("success", "dave (terminal confirmation)")
+        intent, done = list_entries(session, AuditFilter(event="tool_call"))
+    assert (intent["outcome"], done["outcome"], done["approver"]) == ("started", "success", f"{me} (terminal confirmation)")
+    assert done["details"]["intent_seq"] == intent["seq"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_terminal_confirmation_does_not_bypass_the_approvers(db: Database, config_file: Path, cluster: MutableFakeKubernetes) -> None:
+    """The requester types the target's name on a terminal, but the policy names group:ops and forbids self-approval:
+    nothing runs, the call waits for an approver."""
+    configure(config_file, b"groups: {ops: [erin]}\napprovals: {approvers: ['group:ops'], self_approval: false}\n")
+    code, output = run_on_terminal(config_file, *SCALE_TO_ZERO)
+    assert code == 4, output
+    assert "to confirm" not in output and "waiting for approval" in output
+    assert cluster.mutations == []
+    # An approver who is not in the approvers' group may not confirm in place either.
+    configure(config_file, b"groups: {ops: [erin]}\napprovals: {approvers: ['group:ops'], self_approval: true}\n")
+    code, output = run_on_terminal(config_file, *SCALE_TO_ZERO)
+    assert code == 4 and cluster.mutations == [], output
 
 
 def test_importing_the_cli_pulls_in_no_sdk() -> None:

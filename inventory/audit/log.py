@@ -184,7 +184,7 @@ def record_sync(db: Database, outcome: Any) -> Any:
     The run itself is already recorded in sync_runs; a failure to write this entry is
     logged and never turns a successful sync into a failed one.
     """
-    from inventory.audit.actor import resolve_actor
+    from inventory.principals import system_principal
 
     result = outcome.result
     details: dict[str, Any] = {"type": outcome.type, "run_id": outcome.run_id, "objects": outcome.objects}
@@ -192,7 +192,7 @@ def record_sync(db: Database, outcome: Any) -> Any:
         details.update({name: getattr(result, name) for name in ("created", "updated", "removed", "revived", "unchanged")})
     record = AuditRecord(
         event="sync",
-        actor=resolve_actor(),
+        actor=system_principal().name,
         outcome=outcome.status,
         target=f"source:{outcome.source}",
         target_name=outcome.source,
