@@ -470,8 +470,34 @@ def entry_row(entry: Any) -> dict[str, Any]:
     return row
 
 
+INTENT_OUTCOME = "started"
+UNKNOWN_OUTCOME = "unknown"
+
+
 def list_entries(session: Session, flt: AuditFilter = AuditFilter()) -> list[dict[str, Any]]:
-    return [entry_row(e) for e in _select(session, flt)]
+    """Entries as rows; an intent whose call never recorded an outcome (a killed process) reads as outcome unknown."""
+    rows = [entry_row(e) for e in _select(session, flt)]
+    _mark_open_intents(session, rows)
+    return rows
+
+
+def _is_intent(row: Mapping[str, Any]) -> bool:
+    return row["outcome"] == INTENT_OUTCOME or (row["event"] == "approval" and row["outcome"] == "approved")
+
+
+def _mark_open_intents(session: Session, rows: list[dict[str, Any]]) -> None:
+    intents = [row for row in rows if _is_intent(row)]
+    if not intents:
+        return
+    later = session.execute(
+        select(AuditEntry.details).where(
+            AuditEntry.seq > min(row["seq"] for row in intents), AuditEntry.event == "tool_call", AuditEntry.outcome != INTENT_OUTCOME
+        )
+    ).scalars()
+    closed = {json.loads(details).get("intent_seq") for details in later if details and '"intent_seq"' in details}
+    for row in intents:
+        if row["seq"] not in closed:
+            row["outcome"] = UNKNOWN_OUTCOME if row["outcome"] == INTENT_OUTCOME else f"{row['outcome']} (outcome unknown)"
 
 
 def _select(session: Session, flt: AuditFilter) -> Iterable[AuditEntry]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inventory.audit.keys import secrets_for
-from inventory.audit.log import AuditRecord, append, append_in
+from inventory.audit.log import INTENT_OUTCOME, AuditRecord, append, append_in
 from inventory.audit.models import Approval
 from inventory.errors import InventoryError, UsageError
 from inventory.policy.classes import ToolClass
@@ -229,7 +229,7 @@ class ToolRunner:
             if not confirm(evaluation):
                 return self._finish(evaluation, "rejected", started, error="not confirmed on the terminal", raise_error=PolicyDenied)
             approver = f"{principal.name} (terminal confirmation)"
-        intent_seq = append(self.db, audit_record(evaluation, "started", started, approver=approver))
+        intent_seq = append(self.db, audit_record(evaluation, INTENT_OUTCOME, started, approver=approver))
         return self.execute(evaluation, started, approver=approver, intent_seq=intent_seq)
 
     def _request_approval(self, evaluation: Evaluation, started: float) -> CallOutcome:
