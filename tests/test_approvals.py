@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import subprocess
@@ -23,7 +24,7 @@ from inventory.policy.approvals import approve, list_approvals, reject
 from inventory.policy.execute import PolicyDenied, ToolRunner
 from inventory.policy.rules import parse_policy
 from inventory.policy.tools import ToolRegistry
-from inventory.principals import os_user_name
+from inventory.principals import PrincipalSettings, cli_principal, os_user_name
 from inventory.storage.database import Database
 from inventory.sync import sync_source
 from inventory.testing.fake_kubernetes import write_kubeconfig
@@ -244,3 +245,85 @@ def test_destructive_calls_are_notified_when_requested_and_when_run(db: Database
     assert len(bodies) == 2
     assert "dave requested kubernetes.scale_deployment" in bodies[0]
     assert "dave ran kubernetes.scale_deployment" in bodies[1] and "success" in bodies[1]
+
+
+def test_approvers_are_compared_as_principals_not_spellings(db: Database, config_file: Path, cluster: MutableFakeKubernetes) -> None:
+    runner = runner_for(db, config_file)
+    pending = runner.run("kubernetes.scale_deployment", "web-0", {"replicas": "0"}, "alice")
+    for spelling in ("Alice", "ALICE", "alice\u0301"[:5], " alice "):
+        with pytest.raises(PolicyDenied, match="cannot approve"):
+            approve(runner, pending.approval_id, spelling)  # type: ignore[arg-type]
+    assert cluster.mutations == []
+
+
+def test_a_deny_rule_for_a_pattern_catches_every_spelling(db: Database, config_file: Path, cluster: MutableFakeKubernetes) -> None:
+    policy = b"rules:\n  - {name: no-agents, effect: deny, match: {actors: ['agent-*']}}\n"
+    runner = runner_for(db, config_file, policy)
+    for actor in ("Agent-1", "AGENT-2", "agent-3"):
+        with pytest.raises(PolicyDenied, match="no-agents"):
+            runner.run("kubernetes.restart_deployment", "web-0", {}, actor)
+    assert cluster.mutations == []
+
+
+def test_acting_for_an_agent_applies_its_rules_and_never_approves(db: Database, config_file: Path, cluster: MutableFakeKubernetes) -> None:
+    settings = PrincipalSettings(users={"agent-1": ["agents"]}, act_for={"runner": ["agent-1"]})
+    runner = runner_for(db, config_file, b"groups: {agents: []}\nrules:\n  - {name: agents-no-scaling, effect: deny, match: {actors: ['group:agents'], tools: [kubernetes.scale_deployment]}}\n")
+    runner.principals = settings
+    acting = cli_principal(settings, "Agent-1", user="runner")
+    assert (acting.name, acting.on_behalf_of, acting.label) == ("runner", "Agent-1", "runner (on behalf of Agent-1)")
+    with pytest.raises(PolicyDenied, match="agents-no-scaling"):
+        runner.run("kubernetes.scale_deployment", "web-0", {"replicas": "0"}, acting)
+    with pytest.raises(UsageError, match="may not act for bob"):
+        cli_principal(settings, "bob", user="runner")
+    # A call it may make is recorded as on behalf of the agent; acting for someone never approves.
+    restarted = runner.run("kubernetes.restart_deployment", "web-0", {}, acting)
+    assert restarted.outcome == "success" and restarted.approver is None
+    runner.policy = parse_policy(b"approvals: {self_approval: true}")
+    pending = runner.run("kubernetes.scale_deployment", "web-0", {"replicas": "0"}, "dave")
+    queued = runner.run("kubernetes.scale_deployment", "web-0", {"replicas": "0"}, acting, confirm=lambda _evaluation: True)
+    assert queued.outcome == "pending"  # not confirmed in place
+    for approval_id in (pending.approval_id, queued.approval_id):
+        with pytest.raises(PolicyDenied, match="--actor never approves"):
+            approve(runner, approval_id, acting)  # type: ignore[arg-type]
+    assert len(cluster.mutations) == 1
+    with db.session() as session:
+        done = list_entries(session, AuditFilter(event="tool_call", outcome="success"))[-1]
+    assert (done["actor"], done["details"]["on_behalf_of"]) == ("runner", "Agent-1")
+
+
+def test_approvals_expire(db: Database, config_file: Path, cluster: MutableFakeKubernetes) -> None:
+    runner = runner_for(db, config_file, b"approvals: {expires_after: 0.5}\n")
+    pending = runner.run("kubernetes.scale_deployment", "web-0", {"replicas": "0"}, "dave")
+    time.sleep(0.6)
+    with pytest.raises(PolicyDenied, match="expired"):
+        approve(runner, pending.approval_id, "erin")  # type: ignore[arg-type]
+    assert cluster.mutations == []
+    assert list_approvals(runner, "expired")[0]["id"] == pending.approval_id
+
+
+def test_only_an_approver_or_the_requester_rejects(db: Database, config_file: Path) -> None:
+    runner = runner_for(db, config_file, b"groups: {ops: [erin]}\napprovals: {approvers: ['group:ops']}\n")
+    pending = runner.run("kubernetes.scale_deployment", "web-0", {"replicas": "0"}, "dave")
+    with pytest.raises(PolicyDenied, match="may not reject"):
+        reject(runner, pending.approval_id, "mallory")  # type: ignore[arg-type]
+    reject(runner, pending.approval_id, "Dave", "withdrawn")  # type: ignore[arg-type]
+
+
+def test_the_policy_in_force_is_the_operators_not_the_callers(db: Database, config_file: Path, cluster: MutableFakeKubernetes, tmp_path: Path) -> None:
+    """A caller's --policy, INVENTORY_POLICY or policy.yaml in the working directory cannot replace the operator's policy."""
+    configure(config_file, b"rules:\n  - {name: freeze, effect: deny, match: {tools: ['kubernetes.*']}}\n")
+    allow_all = tmp_path / "caller" / "policy.yaml"
+    allow_all.parent.mkdir()
+    allow_all.write_text("rules:\n  - {name: anything, effect: allow, match: {actors: ['*']}}\n")
+    base = [sys.executable, "-m", "inventory", "--config", str(config_file)]
+    restart = ["tool", "run", "kubernetes.restart_deployment", "--target", "web-0", "--no-input"]
+    env = {**os.environ, "INVENTORY_POLICY": str(allow_all)}
+    flag = subprocess.run([*base, *restart, "--policy", str(allow_all)], cwd=allow_all.parent, env=env, capture_output=True, text=True)
+    assert flag.returncode == 2 and "No such option '--policy'" in flag.stderr
+    by_env_and_cwd = subprocess.run([*base, *restart], cwd=allow_all.parent, env=env, capture_output=True, text=True)
+    assert by_env_and_cwd.returncode == 3 and "freeze" in by_env_and_cwd.stderr
+    assert cluster.mutations == []
+    draft = subprocess.run([*base, "policy", "check", "kubernetes.restart_deployment", "--target", "web-0", "--policy", str(allow_all), "-o", "json"],
+                           capture_output=True, text=True)
+    assert draft.returncode == 0 and "not the policy in force" in draft.stderr
+    assert json.loads(draft.stdout)["in_force"] is False
