@@ -276,7 +276,7 @@ def _check_macs(session: Session, result: VerifyResult, audit_secrets: AuditSecr
     limit = result.problem.seq if result.problem else result.last_seq
     rows = session.execute(
         select(AuditEntry.seq, AuditEntry.entry_hash, AuditEntry.mac).where(AuditEntry.seq < limit + (0 if result.problem else 1)).order_by(AuditEntry.seq)
-    ).tuples()
+    )
     keyed = False
     for seq, entry_hash, mac in rows:
         if mac is None and not keyed:
