@@ -72,8 +72,10 @@ class PolicySettings(BaseModel):
 class AuditSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    # The audit key (created on first use, 0600); its head file is written next to it. Relative to this file.
+    # The audit key (created on first use, 0600); relative to this file.
     key_file: str | None = None
+    # The newest entry's seq and hash (default: the key file's name + ".head"); where the database role cannot write.
+    head_file: str | None = None
 
 
 class TopLevel(BaseModel):
@@ -99,6 +101,7 @@ class Config:
     policy_path: Path | None = None
     principals: PrincipalSettings = field(default_factory=PrincipalSettings)
     audit_key_file: Path = field(default_factory=default_key_path)
+    audit_head_file: Path | None = None
 
     def source(self, name: str) -> SourceConfig:
         for src in self.sources:
@@ -202,6 +205,7 @@ def build_config(
         policy_path=_policy_path(top.policy, path, file_label),
         principals=top.principals,
         audit_key_file=_anchor(top.audit.key_file, base_dir) if top.audit.key_file else default_key_path(),
+        audit_head_file=_anchor(top.audit.head_file, base_dir) if top.audit.head_file else None,
     )
 
 

@@ -6,7 +6,7 @@ holds 32 random bytes, created on first use with mode 0600. Every entry carries
 cannot read the key cannot re-chain an edited tail. The same key peppers API token
 hashes (inventory/tokens.py).
 
-The head file (the key file's name + ``.head``) holds the newest entry's seq and hash,
+The head file (``audit.head_file``; default the key file's name + ``.head``) holds the newest entry's seq and hash,
 advanced after every append under a file lock and never moved back: ``audit verify``
 reports a log that ends before its head as truncated. One key and head per database.
 """
@@ -42,13 +42,11 @@ class AuditHead:
 class AuditSecrets:
     """The key (read once, created on first use) and the head file of one database's audit log."""
 
-    def __init__(self, key_file: str | os.PathLike[str]) -> None:
+    def __init__(self, key_file: str | os.PathLike[str], head_file: str | os.PathLike[str] | None = None) -> None:
         self.key_file = Path(key_file).expanduser()
+        # Elsewhere where the key is mounted read-only (a Kubernetes Secret) and the head needs a writable volume.
+        self.head_file = Path(head_file).expanduser() if head_file else self.key_file.with_name(self.key_file.name + ".head")
         self._key: bytes | None = None
-
-    @property
-    def head_file(self) -> Path:
-        return self.key_file.with_name(self.key_file.name + ".head")
 
     def key(self, *, create: bool = True) -> bytes | None:
         if self._key is None:

@@ -78,7 +78,7 @@ class AppContext:
             from inventory.audit.keys import AuditSecrets, attach
 
             self._database = Database(self.config.database_url)
-            attach(self._database, AuditSecrets(self.config.audit_key_file))
+            attach(self._database, AuditSecrets(self.config.audit_key_file, self.config.audit_head_file))
             self.cleanups.append(self._database.dispose)
         if check_schema:
             self._database.ensure_schema(auto_migrate=migrate)
