@@ -43,6 +43,13 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def printable(text: str) -> str:
+    """Control and format characters (ESC, CR, bidi overrides, ...) shown escaped: a name from a source never drives the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
 def render_rows(
     rows: Sequence[Mapping[str, Any]],
     fmt: str,
@@ -71,6 +78,7 @@ def render_rows(
 def render_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, title: str | None = None, out: TextIO | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     out = out or sys.stdout
     is_tty = out.isatty()
@@ -79,7 +87,8 @@ def render_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, t
     for column in columns:
         table.add_column(column.upper().replace("_", " "), overflow="fold")
     for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in columns))
+        # Text, not markup: "[red]" in a name is shown as written.
+        table.add_row(*(Text(printable(_cell(row.get(c)))) for c in columns))
     console.print(table)
 
 
