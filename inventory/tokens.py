@@ -14,9 +14,10 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 
 from inventory.audit.keys import AuditSecrets, secrets_for
@@ -106,9 +107,9 @@ def list_tokens(db: Database) -> list[TokenInfo]:
 def revoke_token(db: Database, name: str, *, by: Principal) -> None:
     key = name_key(normalise_name(name, what="token name"))
     with db.write_session() as session:
-        revoked = session.execute(
+        revoked = cast(CursorResult[Any], session.execute(
             update(ApiToken).where(ApiToken.name_key == key, ApiToken.revoked_at.is_(None)).values(revoked_at=utcnow())
-        ).rowcount
+        )).rowcount
         if revoked != 1:
             raise NotFound(f"no live token named {name}")
         append_in(session, _record(name, by, "revoked", {}), secrets_for(db))
