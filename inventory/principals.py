@@ -59,7 +59,10 @@ def normalise_name(raw: str, *, what: str = "principal name") -> str:
         raise UsageError(f"{what} is {len(name)} characters long; at most {MAX_NAME_LENGTH} are allowed")
     bad = next((ch for ch in name if not ch.isprintable() or ch.isspace()), None)
     if bad is not None:
-        raise UsageError(f"{what} {name.encode('unicode_escape').decode()!r} holds {unicodedata.name(bad, repr(bad))}; only printable characters without spaces are allowed")
+        raise UsageError(
+            f"{what} {name.encode('unicode_escape').decode()!r} holds {unicodedata.name(bad, repr(bad))}; "
+            "only printable characters without spaces are allowed"
+        )
     return name
 
 
@@ -108,7 +111,8 @@ def os_user_name() -> str:
         return f"uid-{os.geteuid()}"
 
 
-def _lookup(table: Mapping[str, list[str]], name: str) -> list[str]:
+def configured_for(table: Mapping[str, list[str]], name: str) -> list[str]:
+    """The values a config table (users, act_for) lists for ``name``, its keys compared as principals."""
     key = name_key(name)
     return [value for entry, values in table.items() if name_key(entry) == key for value in values]
 
@@ -116,19 +120,21 @@ def _lookup(table: Mapping[str, list[str]], name: str) -> list[str]:
 def cli_principal(settings: PrincipalSettings, actor: str | None = None, *, user: str | None = None) -> Principal:
     """The principal of a CLI call: the OS user, acting for ``actor`` when the config allows it."""
     name = normalise_name(user or os_user_name(), what="OS user name")
-    groups = frozenset(_lookup(settings.users, name))
+    groups = frozenset(configured_for(settings.users, name))
     if actor is None:
         return Principal(name, PrincipalKind.OS_USER, groups)
     wanted = normalise_name(actor, what="--actor")
     if name_key(wanted) == name_key(name):
         return Principal(name, PrincipalKind.OS_USER, groups)
-    allowed = _lookup(settings.act_for, name)
+    allowed = configured_for(settings.act_for, name)
     if not any(name_key(a) == name_key(wanted) for a in allowed):
         raise UsageError(
             f"--actor {wanted}: OS user {name} may not act for {wanted} "
             f"(principals.act_for in the config names whom each OS user may act for)"
         )
-    return Principal(name, PrincipalKind.OS_USER, groups | frozenset(_lookup(settings.users, wanted)), on_behalf_of=wanted)
+    return Principal(
+        name, PrincipalKind.OS_USER, groups | frozenset(configured_for(settings.users, wanted)), on_behalf_of=wanted
+    )
 
 
 def system_principal() -> Principal:
@@ -145,6 +151,7 @@ __all__ = [
     "PrincipalKind",
     "PrincipalSettings",
     "cli_principal",
+    "configured_for",
     "name_key",
     "normalise_name",
     "os_user_name",

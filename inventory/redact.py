@@ -23,12 +23,14 @@ from typing import Any
 MASK = "***"
 
 SECRET_KEY_PATTERN = re.compile(
-    r"(pass(word|wd|phrase)|secret|token|authorization|api[_-]?key|private[_-]?key|ssh[_-]?key|credential|cookie|ticket)",
+    r"(pass(word|wd|phrase)|secret|token|authorization|api[_-]?key|private[_-]?key|ssh[_-]?key"
+    r"|credential|cookie|ticket)",
     re.IGNORECASE,
 )
 SECRET_WORDS = frozenset(
     {
-        "key", "keys", "pwd", "pass", "passwd", "password", "passphrase", "secret", "secrets", "token", "tokens", "auth",
+        "key", "keys", "pwd", "pass", "passwd", "password", "passphrase", "secret", "secrets", "token", "tokens",
+        "auth",
         "authorization", "credential", "credentials", "creds", "private", "cookie", "cookies", "session", "sessionid",
         "apikey", "sshkey", "otp", "pin", "ticket", "signature", "sig", "bearer", "jwt",
     }
@@ -37,7 +39,7 @@ _WORD_SPLIT = re.compile(r"[_\-.\s]+|(?<=[a-z0-9])(?=[A-Z])")
 
 
 def is_secret_name(name: str) -> bool:
-    """Whether a key or argument name says its value is a secret (``ssh_key``, ``dbPwd``, ``session-id``, ``private``)."""
+    """Whether a key or argument name says its value is a secret (``ssh_key``, ``dbPwd``, ``session-id``)."""
     if SECRET_KEY_PATTERN.search(name):
         return True
     return any(word.lower() in SECRET_WORDS for word in _WORD_SPLIT.split(name) if word)

@@ -44,7 +44,7 @@ def _cell(value: Any) -> str:
 
 
 def printable(text: str) -> str:
-    """Control and format characters (ESC, CR, bidi overrides, ...) shown escaped: a name from a source never drives the terminal."""
+    """Control and format characters (ESC, CR, bidi overrides) shown escaped: names never drive the terminal."""
     if text.isprintable():
         return text
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)

@@ -71,10 +71,14 @@ def _info(row: ApiToken) -> TokenInfo:
 
 
 def _record(name: str, by: Principal, outcome: str, details: dict[str, Any]) -> AuditRecord:
-    return AuditRecord(event="token", actor=by.name, outcome=outcome, target=f"token:{name}", target_name=name, details=details)
+    return AuditRecord(
+        event="token", actor=by.name, outcome=outcome, target=f"token:{name}", target_name=name, details=details
+    )
 
 
-def create_token(db: Database, name: str, *, groups: tuple[str, ...] = (), expires_in: float | None = None, by: Principal) -> str:
+def create_token(
+    db: Database, name: str, *, groups: tuple[str, ...] = (), expires_in: float | None = None, by: Principal
+) -> str:
     """A new token for principal ``name``; returns the token, which exists nowhere else afterwards."""
     name = normalise_name(name, what="token name")
     groups = tuple(sorted({normalise_name(g, what="group name") for g in groups}))
@@ -87,8 +91,13 @@ def create_token(db: Database, name: str, *, groups: tuple[str, ...] = (), expir
         with db.write_session() as session:
             session.add(
                 ApiToken(
-                    name=name, name_key=name_key(name), token_hash=_hash(audit_secrets, token), groups=list(groups),
-                    created_at=now, created_by=by.name, expires_at=expires_at,
+                    name=name,
+                    name_key=name_key(name),
+                    token_hash=_hash(audit_secrets, token),
+                    groups=list(groups),
+                    created_at=now,
+                    created_by=by.name,
+                    expires_at=expires_at,
                 )
             )
             session.flush()
@@ -101,15 +110,22 @@ def create_token(db: Database, name: str, *, groups: tuple[str, ...] = (), expir
 
 def list_tokens(db: Database) -> list[TokenInfo]:
     with db.session() as session:
-        return [_info(row) for row in session.execute(select(ApiToken).order_by(ApiToken.name_key, ApiToken.id)).scalars()]
+        return [
+            _info(row) for row in session.execute(select(ApiToken).order_by(ApiToken.name_key, ApiToken.id)).scalars()
+        ]
 
 
 def revoke_token(db: Database, name: str, *, by: Principal) -> None:
     key = name_key(normalise_name(name, what="token name"))
     with db.write_session() as session:
-        revoked = cast(CursorResult[Any], session.execute(
-            update(ApiToken).where(ApiToken.name_key == key, ApiToken.revoked_at.is_(None)).values(revoked_at=utcnow())
-        )).rowcount
+        revoked = cast(
+            CursorResult[Any],
+            session.execute(
+                update(ApiToken)
+                .where(ApiToken.name_key == key, ApiToken.revoked_at.is_(None))
+                .values(revoked_at=utcnow())
+            ),
+        ).rowcount
         if revoked != 1:
             raise NotFound(f"no live token named {name}")
         append_in(session, _record(name, by, "revoked", {}), secrets_for(db))
@@ -134,9 +150,19 @@ def live_token_groups(db: Database, name: str) -> set[str]:
     now = utcnow()
     with db.session() as session:
         rows = session.execute(
-            select(ApiToken.groups, ApiToken.expires_at).where(ApiToken.name_key == name_key(name), ApiToken.revoked_at.is_(None))
+            select(ApiToken.groups, ApiToken.expires_at).where(
+                ApiToken.name_key == name_key(name), ApiToken.revoked_at.is_(None)
+            )
         ).all()
     return {g for groups, expires_at in rows if expires_at is None or expires_at > now for g in groups}
 
 
-__all__ = ["TOKEN_PREFIX", "TokenInfo", "authenticate", "create_token", "list_tokens", "live_token_groups", "revoke_token"]
+__all__ = [
+    "TOKEN_PREFIX",
+    "TokenInfo",
+    "authenticate",
+    "create_token",
+    "list_tokens",
+    "live_token_groups",
+    "revoke_token",
+]

@@ -16,7 +16,16 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from inventory.audit.keys import secrets_for
-from inventory.audit.log import GENESIS_HASH, JSON_FIELDS, SCALAR_FIELDS, AuditRecord, append, canonical_json, compute_hash, verify_chain
+from inventory.audit.log import (
+    GENESIS_HASH,
+    JSON_FIELDS,
+    SCALAR_FIELDS,
+    AuditRecord,
+    append,
+    canonical_json,
+    compute_hash,
+    verify_chain,
+)
 from inventory.audit.models import AuditEntry
 from inventory.cli import cli
 from inventory.storage.database import Database
@@ -24,7 +33,17 @@ from inventory.storage.database import Database
 
 def _fill(db: Database, count: int = 6) -> None:
     for i in range(count):
-        append(db, AuditRecord(event="tool_call", actor=f"user{i % 2}", outcome="success", tool="docker.restart", target_name=f"c{i}", arguments={"timeout": i}))
+        append(
+            db,
+            AuditRecord(
+                event="tool_call",
+                actor=f"user{i % 2}",
+                outcome="success",
+                tool="docker.restart",
+                target_name=f"c{i}",
+                arguments={"timeout": i},
+            ),
+        )
 
 
 def _verify(db: Database) -> Any:
@@ -39,12 +58,19 @@ def _row(db: Database, seq: int) -> dict[str, Any]:
     with db.engine.connect() as conn:
         row = dict(conn.execute(text("SELECT * FROM audit_log WHERE seq = :seq"), {"seq": seq}).mappings().one())
     # PostgreSQL's driver parses json; the stored text is the canonical form again.
-    return {k: canonical_json(v) if k in ("arguments", "details") and not isinstance(v, str) else v for k, v in row.items()}
+    return {
+        k: canonical_json(v) if k in ("arguments", "details") and not isinstance(v, str) else v for k, v in row.items()
+    }
 
 
 def _insert(conn: Any, row: dict[str, Any], verb: str = "INSERT", tail: str = "") -> None:
     columns = ", ".join(row)
-    values = ", ".join(f"CAST(:{name} AS json)" if name in ("arguments", "details") and conn.dialect.name == "postgresql" else f":{name}" for name in row)
+    values = ", ".join(
+        f"CAST(:{name} AS json)"
+        if name in ("arguments", "details") and conn.dialect.name == "postgresql"
+        else f":{name}"
+        for name in row
+    )
     conn.execute(text(f"{verb} INTO audit_log ({columns}) VALUES ({values}) {tail}"), row)
 
 
@@ -63,10 +89,18 @@ def test_replace_upsert_and_out_of_order_inserts_are_refused(db: Database) -> No
     entry = _row(db, 3)
     forged = {**entry, "actor": "mallory"}
     attempts: list[tuple[dict[str, Any], str, str]] = [
-        (forged, "INSERT OR REPLACE" if db.dialect == "sqlite" else "INSERT", "" if db.dialect == "sqlite" else "ON CONFLICT (seq) DO UPDATE SET actor = EXCLUDED.actor"),
+        (
+            forged,
+            "INSERT OR REPLACE" if db.dialect == "sqlite" else "INSERT",
+            "" if db.dialect == "sqlite" else "ON CONFLICT (seq) DO UPDATE SET actor = EXCLUDED.actor",
+        ),
         ({**forged, "seq": 8, "entry_hash": "f" * 64}, "INSERT", ""),  # skips entry 7
         ({**forged, "seq": 7, "entry_hash": "e" * 64}, "INSERT", ""),  # does not link to the head
-        ({**forged, "seq": 7, "prev_hash": _row(db, 6)["entry_hash"], "mac": None, "entry_hash": "d" * 64}, "INSERT", ""),
+        (
+            {**forged, "seq": 7, "prev_hash": _row(db, 6)["entry_hash"], "mac": None, "entry_hash": "d" * 64},
+            "INSERT",
+            "",
+        ),
     ]
     if db.dialect == "sqlite":
         # REPLACE colliding on entry_hash would delete entry 3 without firing the delete trigger.
@@ -81,7 +115,7 @@ def test_replace_upsert_and_out_of_order_inserts_are_refused(db: Database) -> No
 
 
 def test_a_re_chained_log_fails_verification(db: Database) -> None:
-    """Someone with the database's DDL rights edits entry 3 and recomputes every hash after it: without the key, the macs tell."""
+    """Someone with DDL rights edits entry 3 and recomputes every hash after it: without the key, the macs tell."""
     _fill(db)
     _disable_triggers(db)
     with db.engine.begin() as conn:
@@ -92,7 +126,10 @@ def test_a_re_chained_log_fails_verification(db: Database) -> None:
             entry = session.get(AuditEntry, seq)
             new_hash = compute_hash(prev, {name: getattr(entry, name) for name in (*SCALAR_FIELDS, *JSON_FIELDS)})
         with db.engine.begin() as conn:
-            conn.execute(text("UPDATE audit_log SET prev_hash = :p, entry_hash = :h WHERE seq = :s"), {"p": prev, "h": new_hash, "s": seq})
+            conn.execute(
+                text("UPDATE audit_log SET prev_hash = :p, entry_hash = :h WHERE seq = :s"),
+                {"p": prev, "h": new_hash, "s": seq},
+            )
         prev = new_hash
     with db.session() as session:
         assert verify_chain(session).ok  # the chain alone is whole again
@@ -106,13 +143,22 @@ def test_a_re_chained_log_fails_verification(db: Database) -> None:
     [
         (["UPDATE audit_log SET outcome = 'denied' WHERE seq = 4"], (4, "changed")),
         (["DELETE FROM audit_log WHERE seq = 2"], (2, "removed")),
-        (["UPDATE audit_log SET seq = -1 WHERE seq = 3", "UPDATE audit_log SET seq = 3 WHERE seq = 4", "UPDATE audit_log SET seq = 4 WHERE seq = -1"], (3, "out_of_order")),
+        (
+            [
+                "UPDATE audit_log SET seq = -1 WHERE seq = 3",
+                "UPDATE audit_log SET seq = 3 WHERE seq = 4",
+                "UPDATE audit_log SET seq = 4 WHERE seq = -1",
+            ],
+            (3, "out_of_order"),
+        ),
         (["DELETE FROM audit_log WHERE seq >= 5"], (5, "truncated")),
         (["DELETE FROM audit_log"], (1, "truncated")),
     ],
     ids=["edit", "delete", "reorder", "truncate-tail", "truncate-all"],
 )
-def test_audit_verify_names_the_first_bad_entry(db: Database, tmp_path: Path, tamper: list[str], expected: tuple[int, str]) -> None:
+def test_audit_verify_names_the_first_bad_entry(
+    db: Database, tmp_path: Path, tamper: list[str], expected: tuple[int, str]
+) -> None:
     config = tmp_path / "inventory.yaml"
     config.write_text(yaml.safe_dump({"database": {"url": db.url}}))
     _fill(db)
@@ -132,7 +178,9 @@ def test_the_key_is_created_once_private_and_the_head_follows_the_log(db: Databa
     assert stat.S_IMODE(audit_secrets.key_file.stat().st_mode) == 0o600
     head = audit_secrets.read_head()
     assert head is not None and (head.seq, head.entry_hash) == (3, _row(db, 3)["entry_hash"])
-    assert _row(db, 1)["prev_hash"] == GENESIS_HASH and _row(db, 1)["mac"] == audit_secrets.mac(1, _row(db, 1)["entry_hash"])
+    assert _row(db, 1)["prev_hash"] == GENESIS_HASH and _row(db, 1)["mac"] == audit_secrets.mac(
+        1, _row(db, 1)["entry_hash"]
+    )
 
 
 def test_no_downgrade_drops_the_audit_log(db: Database, tmp_path: Path) -> None:

@@ -1,9 +1,10 @@
-"""The PostgreSQL runtime role (`inventory db grant ROLE --apply`): it runs the service, and cannot rewrite the audit log."""
+"""The PostgreSQL runtime role (`inventory db grant ROLE --apply`): runs the service, cannot rewrite the audit log."""
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import yaml
@@ -49,7 +50,9 @@ def runtime_role(postgres_url: str) -> Iterator[str]:
         admin.dispose()
 
 
-def test_the_runtime_role_appends_but_cannot_rewrite_the_log(postgres_url: str, runtime_role: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_the_runtime_role_appends_but_cannot_rewrite_the_log(
+    postgres_url: str, runtime_role: str, tmp_path: Path
+) -> None:
     owner_db = open_database(postgres_url, migrate=True)
     owner_db.dispose()
     config = tmp_path / "inventory.yaml"
@@ -65,7 +68,12 @@ def test_the_runtime_role_appends_but_cannot_rewrite_the_log(postgres_url: str, 
     try:
         runtime.ensure_schema()
         for i in range(3):
-            append(runtime, AuditRecord(event="tool_call", actor="alice", outcome="success", tool="docker.restart", target_name=f"c{i}"))
+            append(
+                runtime,
+                AuditRecord(
+                    event="tool_call", actor="alice", outcome="success", tool="docker.restart", target_name=f"c{i}"
+                ),
+            )
         for statement in ATTACKS:
             with pytest.raises(DBAPIError, match="permission denied|must be owner"):
                 with runtime.engine.begin() as conn:
@@ -77,6 +85,8 @@ def test_the_runtime_role_appends_but_cannot_rewrite_the_log(postgres_url: str, 
         runtime.dispose()
 
 
-def test_grant_refuses_a_role_name_that_is_not_an_identifier(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    result = CliRunner().invoke(cli, ["--database-url", f"sqlite:///{tmp_path / 'x.db'}", "db", "grant", 'x"; DROP TABLE hosts; --'])
+def test_grant_refuses_a_role_name_that_is_not_an_identifier(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["--database-url", f"sqlite:///{tmp_path / 'x.db'}", "db", "grant", 'x"; DROP TABLE hosts; --']
+    )
     assert result.exit_code == 2 and "letters, digits and underscores" in result.output

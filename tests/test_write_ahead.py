@@ -53,7 +53,10 @@ def cluster() -> Iterator[KillingCluster]:
 @pytest.fixture
 def config_file(cluster: KillingCluster, db: Database, tmp_path: Path) -> Path:
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", {"lab": cluster})
-    raw = {"database": {"url": db.url}, "sources": [{"type": "kubernetes", "name": "lab", "kubeconfig": str(kubeconfig), "context": "lab"}]}
+    raw = {
+        "database": {"url": db.url},
+        "sources": [{"type": "kubernetes", "name": "lab", "kubeconfig": str(kubeconfig), "context": "lab"}],
+    }
     path = tmp_path / "inventory.yaml"
     path.write_text(yaml.safe_dump(raw))
     config = build_config(raw, path=path, registry=ConnectorRegistry.of(KubernetesConnector))
@@ -75,20 +78,29 @@ def tool_entries(db: Database) -> list[dict[str, Any]]:
         return list_entries(session, AuditFilter(event="tool_call"))
 
 
-def test_a_call_killed_mid_flight_left_its_intent_and_reads_as_outcome_unknown(db: Database, config_file: Path, cluster: KillingCluster) -> None:
+def test_a_call_killed_mid_flight_left_its_intent_and_reads_as_outcome_unknown(
+    db: Database, config_file: Path, cluster: KillingCluster
+) -> None:
     process = cli(config_file, *RESTART)
     cluster.victim = process.pid
     process.communicate(timeout=60)
     assert process.returncode == -signal.SIGKILL
     assert len(cluster.mutations) == 1  # the deployment was restarted
     (intent,) = tool_entries(db)
-    assert (intent["tool"], intent["target_name"], intent["decision"], intent["outcome"]) == ("kubernetes.restart_deployment", "web-0", "allow", "unknown")
+    assert (intent["tool"], intent["target_name"], intent["decision"], intent["outcome"]) == (
+        "kubernetes.restart_deployment",
+        "web-0",
+        "allow",
+        "unknown",
+    )
     listed = cli(config_file, "audit", "list", "--event", "tool_call", "-o", "json")
     out, _ = listed.communicate(timeout=60)
     assert [e["outcome"] for e in json.loads(out)] == ["unknown"]
 
 
-def test_an_executed_call_links_its_outcome_to_its_intent(db: Database, config_file: Path, cluster: KillingCluster) -> None:
+def test_an_executed_call_links_its_outcome_to_its_intent(
+    db: Database, config_file: Path, cluster: KillingCluster
+) -> None:
     process = cli(config_file, *RESTART)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err.decode()
@@ -97,12 +109,18 @@ def test_an_executed_call_links_its_outcome_to_its_intent(db: Database, config_f
     assert done["details"]["intent_seq"] == intent["seq"] and json.loads(out)["audit_seq"] == done["seq"]
 
 
-def test_if_the_intent_cannot_be_written_nothing_runs(db: Database, config_file: Path, cluster: KillingCluster, tmp_path: Path) -> None:
+def test_if_the_intent_cannot_be_written_nothing_runs(
+    db: Database, config_file: Path, cluster: KillingCluster, tmp_path: Path
+) -> None:
     """The audit key cannot be created (its directory is a file): the call is refused before it reaches the source."""
     raw = yaml.safe_load(config_file.read_text())
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
-    config = build_config({**raw, "audit": {"key_file": str(blocker / "audit.key")}}, path=config_file, registry=ConnectorRegistry.of(KubernetesConnector))
+    config = build_config(
+        {**raw, "audit": {"key_file": str(blocker / "audit.key")}},
+        path=config_file,
+        registry=ConnectorRegistry.of(KubernetesConnector),
+    )
     from inventory.audit.keys import AuditSecrets, attach
 
     attach(db, AuditSecrets(config.audit_key_file))
@@ -122,7 +140,9 @@ def test_if_the_intent_cannot_be_written_nothing_runs(db: Database, config_file:
     ],
     ids=["undecodable", "too-long", "escape", "space"],
 )
-def test_a_bad_actor_name_is_refused_before_anything_runs(db: Database, config_file: Path, cluster: KillingCluster, actor: bytes, message: bytes) -> None:
+def test_a_bad_actor_name_is_refused_before_anything_runs(
+    db: Database, config_file: Path, cluster: KillingCluster, actor: bytes, message: bytes
+) -> None:
     process = cli(config_file, *RESTART, "--actor", actor)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 2, err.decode(errors="replace")
@@ -130,7 +150,9 @@ def test_a_bad_actor_name_is_refused_before_anything_runs(db: Database, config_f
     assert cluster.mutations == [] and tool_entries(db) == []
 
 
-def test_an_actor_the_config_does_not_allow_is_refused(db: Database, config_file: Path, cluster: KillingCluster) -> None:
+def test_an_actor_the_config_does_not_allow_is_refused(
+    db: Database, config_file: Path, cluster: KillingCluster
+) -> None:
     process = cli(config_file, *RESTART, "--actor", "alice")
     _, err = process.communicate(timeout=60)
     assert process.returncode == 2 and b"may not act for alice" in err

@@ -1,4 +1,4 @@
-"""The audit key and the audit head: what lives outside the database so that database access alone cannot rewrite the log.
+"""The audit key and the audit head: outside the database, so that database access alone cannot rewrite the log.
 
 The key file (``audit.key_file`` in the config; default ``<user data dir>/inventory/audit.key``)
 holds 32 random bytes, created on first use with mode 0600. Every entry carries
@@ -45,7 +45,9 @@ class AuditSecrets:
     def __init__(self, key_file: str | os.PathLike[str], head_file: str | os.PathLike[str] | None = None) -> None:
         self.key_file = Path(key_file).expanduser()
         # Elsewhere where the key is mounted read-only (a Kubernetes Secret) and the head needs a writable volume.
-        self.head_file = Path(head_file).expanduser() if head_file else self.key_file.with_name(self.key_file.name + ".head")
+        self.head_file = (
+            Path(head_file).expanduser() if head_file else self.key_file.with_name(self.key_file.name + ".head")
+        )
         self._key: bytes | None = None
 
     def key(self, *, create: bool = True) -> bytes | None:
@@ -61,9 +63,13 @@ class AuditSecrets:
                 return None
             return self._create()
         except OSError as exc:
-            raise ConfigError(f"cannot read the audit key: {exc.strerror}", path=str(self.key_file), key="audit.key_file") from None
+            raise ConfigError(
+                f"cannot read the audit key: {exc.strerror}", path=str(self.key_file), key="audit.key_file"
+            ) from None
         if len(data) < KEY_BYTES:
-            raise ConfigError(f"the audit key holds {len(data)} bytes; at least {KEY_BYTES} are needed", path=str(self.key_file))
+            raise ConfigError(
+                f"the audit key holds {len(data)} bytes; at least {KEY_BYTES} are needed", path=str(self.key_file)
+            )
         return data
 
     def _create(self) -> bytes:
@@ -74,7 +80,9 @@ class AuditSecrets:
         except FileExistsError:  # another process created it meanwhile
             return self._read_or_create(False) or key
         except OSError as exc:
-            raise ConfigError(f"cannot create the audit key: {exc.strerror}", path=str(self.key_file), key="audit.key_file") from None
+            raise ConfigError(
+                f"cannot create the audit key: {exc.strerror}", path=str(self.key_file), key="audit.key_file"
+            ) from None
         with os.fdopen(fd, "wb") as out:
             out.write(key)
         return key

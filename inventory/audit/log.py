@@ -248,7 +248,11 @@ def _chain_rows(session: Session, batch: int = 20_000) -> Iterator[tuple[int, st
 
 
 def verify_chain(
-    session: Session, checkpoint: Checkpoint | None = None, *, in_python: bool = False, audit_secrets: AuditSecrets | None = None
+    session: Session,
+    checkpoint: Checkpoint | None = None,
+    *,
+    in_python: bool = False,
+    audit_secrets: AuditSecrets | None = None,
 ) -> VerifyResult:
     """Walk the chain in seq order and stop at the first entry that was changed, removed, moved or forged.
 
@@ -275,7 +279,9 @@ def _check_macs(session: Session, result: VerifyResult, audit_secrets: AuditSecr
     """The first entry (up to the chain's first problem) whose mac is wrong, or missing after keyed entries."""
     limit = result.problem.seq if result.problem else result.last_seq
     rows = session.execute(
-        select(AuditEntry.seq, AuditEntry.entry_hash, AuditEntry.mac).where(AuditEntry.seq < limit + (0 if result.problem else 1)).order_by(AuditEntry.seq)
+        select(AuditEntry.seq, AuditEntry.entry_hash, AuditEntry.mac)
+        .where(AuditEntry.seq < limit + (0 if result.problem else 1))
+        .order_by(AuditEntry.seq)
     )
     keyed = False
     for seq, entry_hash, mac in rows:
@@ -284,10 +290,14 @@ def _check_macs(session: Session, result: VerifyResult, audit_secrets: AuditSecr
         keyed = True
         key = audit_secrets.key(create=False)
         if key is None:
-            message = f"entry {seq} carries a mac but the audit key {audit_secrets.key_file} is missing: the log cannot be authenticated"
+            message = (
+                f"entry {seq} carries a mac but the audit key {audit_secrets.key_file} is missing: "
+                "the log cannot be authenticated"
+            )
             problem = VerifyProblem(seq, "forged", message)
         elif mac is None or not hmac.compare_digest(mac, audit_secrets.mac(seq, entry_hash)):
-            problem = VerifyProblem(seq, "forged", f"entry {seq} does not carry a valid mac: it was written or re-chained without the audit key")
+            message = f"entry {seq} does not carry a valid mac: it was written or re-chained without the audit key"
+            problem = VerifyProblem(seq, "forged", message)
         else:
             continue
         _restart_at(session, result, problem)
@@ -301,12 +311,14 @@ def _check_head(session: Session, result: VerifyResult, audit_secrets: AuditSecr
     stored = session.execute(select(AuditEntry.entry_hash).where(AuditEntry.seq == head.seq)).scalar()
     if stored is None:
         message = (
-            f"entry {head.seq} (the head recorded in {audit_secrets.head_file}) is gone: the log ends at entry {result.last_seq} "
+            f"entry {head.seq} (the head recorded in {audit_secrets.head_file}) is gone: "
+            f"the log ends at entry {result.last_seq} "
             "(the newest entries were removed)"
         )
         result.problem = VerifyProblem(result.last_seq + 1, "truncated", message)
     elif stored != head.entry_hash:
-        result.problem = VerifyProblem(head.seq, "changed", f"entry {head.seq} differs from the head recorded in {audit_secrets.head_file}")
+        message = f"entry {head.seq} differs from the head recorded in {audit_secrets.head_file}"
+        result.problem = VerifyProblem(head.seq, "changed", message)
 
 
 def _restart_at(session: Session, result: VerifyResult, problem: VerifyProblem) -> None:
@@ -314,7 +326,10 @@ def _restart_at(session: Session, result: VerifyResult, problem: VerifyProblem) 
     result.problem = problem
     result.checked = problem.seq - 1
     before = session.execute(
-        select(AuditEntry.seq, AuditEntry.entry_hash).where(AuditEntry.seq < problem.seq).order_by(AuditEntry.seq.desc()).limit(1)
+        select(AuditEntry.seq, AuditEntry.entry_hash)
+        .where(AuditEntry.seq < problem.seq)
+        .order_by(AuditEntry.seq.desc())
+        .limit(1)
     ).first()
     result.last_seq, result.last_hash = (before.seq, before.entry_hash) if before else (0, GENESIS_HASH)
 
@@ -491,13 +506,16 @@ def _mark_open_intents(session: Session, rows: list[dict[str, Any]]) -> None:
         return
     later = session.execute(
         select(AuditEntry.details).where(
-            AuditEntry.seq > min(row["seq"] for row in intents), AuditEntry.event == "tool_call", AuditEntry.outcome != INTENT_OUTCOME
+            AuditEntry.seq > min(row["seq"] for row in intents),
+            AuditEntry.event == "tool_call",
+            AuditEntry.outcome != INTENT_OUTCOME,
         )
     ).scalars()
     closed = {json.loads(details).get("intent_seq") for details in later if details and '"intent_seq"' in details}
     for row in intents:
         if row["seq"] not in closed:
-            row["outcome"] = UNKNOWN_OUTCOME if row["outcome"] == INTENT_OUTCOME else f"{row['outcome']} (outcome unknown)"
+            is_call = row["outcome"] == INTENT_OUTCOME
+            row["outcome"] = UNKNOWN_OUTCOME if is_call else f"{row['outcome']} (outcome unknown)"
 
 
 def _select(session: Session, flt: AuditFilter) -> Iterable[AuditEntry]:

@@ -36,7 +36,10 @@ def _filter_options(func: Any) -> Any:
         click.option("--tool", help="Only this tool."),
         click.option("--class", "tool_class", type=click.Choice(["READ_ONLY", "SAFE_MUTATE", "DESTRUCTIVE"], case_sensitive=False)),
         click.option("--decision", type=click.Choice(["allow", "require_approval", "deny"])),
-        click.option("--outcome", help="success, failed, denied, pending, rejected, approved, expired, dry_run, invalid, partial, started."),
+        click.option(
+            "--outcome",
+            help="success, failed, denied, pending, rejected, approved, expired, dry_run, invalid, partial, started.",
+        ),
         click.option("--event", type=click.Choice(["tool_call", "approval", "sync", "token"])),
         click.option("--target", help="Target or target name contains this."),
         click.option("--since", help="From this long ago (7d, 1h) or ISO time."),

@@ -52,7 +52,9 @@ def current_command(app: AppContext) -> None:
 
 @db_group.command("grant")
 @click.argument("role")
-@click.option("--apply", "apply_now", is_flag=True, help="Run the statements (as the owner that ran `db upgrade`) instead of printing them.")
+@click.option(
+    "--apply", "apply_now", is_flag=True, help="Run the statements (as the owner that ran `db upgrade`), else print."
+)
 @click.pass_obj
 def grant_command(app: AppContext, role: str, apply_now: bool) -> None:
     """Give the PostgreSQL runtime ROLE only what the service needs: SELECT/INSERT on the audit log, no ownership."""

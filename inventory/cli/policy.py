@@ -22,7 +22,8 @@ draft_option = click.option(
     help="Evaluate this draft policy instead of the one in force (the config's policy.path); it decides nothing.",
 )
 actor_option = click.option(
-    "--actor", help="Act for this principal (recorded as on behalf of); allowed only where the config's principals.act_for says so."
+    "--actor",
+    help="Act for this principal (recorded as on behalf of); only where the config's principals.act_for allows it.",
 )
 target_option = click.option("--target", "target", metavar="[TYPE:]IDENT", help="What the call touches: workload:pve/101, host:42, source:docker-local, or a name.")
 arg_option = click.option("--arg", "arg_pairs", multiple=True, metavar="KEY=VALUE", help="A tool argument (repeatable).")
@@ -44,7 +45,9 @@ def build_runner(app: AppContext, *, with_sources: bool = True, draft_path: str 
 
         notifier = Notifier(app.config.notify)
         app.cleanups.append(notifier.close)
-    return ToolRunner(app.database(), policy, registry, source_config=lookup, notifier=notifier, principals=app.config.principals)
+    return ToolRunner(
+        app.database(), policy, registry, source_config=lookup, notifier=notifier, principals=app.config.principals
+    )
 
 
 @click.group("tools")
@@ -91,7 +94,15 @@ def policy_group() -> None:
 @draft_option
 @output_option
 @click.pass_obj
-def check_command(app: AppContext, tool: str, target: str | None, arg_pairs: tuple[str, ...], actor: str | None, draft_path: str | None, output: str) -> None:
+def check_command(
+    app: AppContext,
+    tool: str,
+    target: str | None,
+    arg_pairs: tuple[str, ...],
+    actor: str | None,
+    draft_path: str | None,
+    output: str,
+) -> None:
     """Print the call's class, the decision and every rule that contributed. Nothing runs; nothing is recorded."""
     from inventory.policy.tools import parse_arg_pairs
     from inventory.render import render_document
@@ -103,7 +114,7 @@ def check_command(app: AppContext, tool: str, target: str | None, arg_pairs: tup
     row["in_force"] = draft_path is None
     render_document(row, output)
     if draft_path is not None:
-        click.echo(f"{draft_path} is a draft: it is not the policy in force (the config's policy.path decides calls)", err=True)
+        click.echo(f"{draft_path} is a draft: it is not the policy in force (the config's policy.path is)", err=True)
 
 
 @click.group("tool")
@@ -137,7 +148,8 @@ def run_command(
     principal = app.principal(actor)
     runner = build_runner(app)
     interactive = not no_input and sys.stdin.isatty() and sys.stdout.isatty()
-    outcome = runner.run(tool, target, parse_arg_pairs(arg_pairs), principal, dry_run=dry_run, confirm=_confirm_on_terminal if interactive else None)
+    confirm = _confirm_on_terminal if interactive else None
+    outcome = runner.run(tool, target, parse_arg_pairs(arg_pairs), principal, dry_run=dry_run, confirm=confirm)
     _render_outcome(outcome, output)
 
 
@@ -169,7 +181,12 @@ def approvals_group() -> None:
 
 
 @approvals_group.command("list")
-@click.option("--status", type=click.Choice(["pending", "approved", "rejected", "expired", "all"]), default="pending", show_default=True)
+@click.option(
+    "--status",
+    type=click.Choice(["pending", "approved", "rejected", "expired", "all"]),
+    default="pending",
+    show_default=True,
+)
 @click.option("-o", "--output", type=click.Choice(["table", "json", "yaml", "csv"]), default="table", show_default=True)
 @click.pass_obj
 def approvals_list(app: AppContext, status: str, output: str) -> None:

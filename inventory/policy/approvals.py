@@ -24,7 +24,14 @@ from inventory.audit.keys import secrets_for
 from inventory.audit.log import AuditRecord, append_in
 from inventory.audit.models import Approval
 from inventory.errors import NotFound, UsageError
-from inventory.policy.execute import CallOutcome, PolicyDenied, ToolRunner, as_principal, audit_record, principal_details
+from inventory.policy.execute import (
+    CallOutcome,
+    PolicyDenied,
+    ToolRunner,
+    as_principal,
+    audit_record,
+    principal_details,
+)
 from inventory.policy.rules import Effect
 from inventory.principals import Principal
 from inventory.timeutil import utcnow
@@ -71,21 +78,28 @@ def _load(runner: ToolRunner, approval_id: int) -> Approval:
     return approval
 
 
-def _claim(runner: ToolRunner, approval_id: int, status: str, decider: str, reason: str | None, record: AuditRecord) -> int:
+def _claim(
+    runner: ToolRunner, approval_id: int, status: str, decider: str, reason: str | None, record: AuditRecord
+) -> int:
     """Settle a pending approval and record it in one transaction; only one settler can win."""
     with runner.db.write_session() as session:
-        claimed = cast(CursorResult[Any], session.execute(
-            update(Approval)
-            .where(Approval.id == approval_id, Approval.status == "pending")
-            .values(status=status, decided_by=decider, decided_at=utcnow(), reason=reason)
-        )).rowcount
+        claimed = cast(
+            CursorResult[Any],
+            session.execute(
+                update(Approval)
+                .where(Approval.id == approval_id, Approval.status == "pending")
+                .values(status=status, decided_by=decider, decided_at=utcnow(), reason=reason)
+            ),
+        ).rowcount
         if claimed != 1:
             raise UsageError(f"approval {approval_id} was settled by someone else meanwhile")
         seq, _ = append_in(session, record, secrets_for(runner.db))
     return seq
 
 
-def _settlement(runner: ToolRunner, approval: Approval, decider: Principal, outcome: str, error: str | None, started: float) -> AuditRecord:
+def _settlement(
+    runner: ToolRunner, approval: Approval, decider: Principal, outcome: str, error: str | None, started: float
+) -> AuditRecord:
     """The audit entry of a settlement that runs nothing (rejected, expired)."""
     return AuditRecord(
         event="approval",
@@ -112,7 +126,14 @@ def _refuse_if_expired(runner: ToolRunner, approval: Approval, decider: Principa
     if approval.expires_at is None or utcnow() < approval.expires_at:
         return
     message = f"approval {approval.id} expired at {approval.expires_at:%Y-%m-%d %H:%M:%S} UTC; request the call again"
-    _claim(runner, approval.id, "expired", decider.label, "expired", _settlement(runner, approval, decider, "expired", message, started))
+    _claim(
+        runner,
+        approval.id,
+        "expired",
+        decider.label,
+        "expired",
+        _settlement(runner, approval, decider, "expired", message, started),
+    )
     raise PolicyDenied(message)
 
 
@@ -126,18 +147,30 @@ def approve(runner: ToolRunner, approval_id: int, approver: Principal | str, rea
     evaluation = runner.evaluate(approval.tool, approval.target, approval.arguments, requester)
     if evaluation.decision.effect is Effect.DENY:
         record = audit_record(
-            evaluation, "rejected", started, error=f"the policy now denies it ({evaluation.decision.rule_label})",
-            approver=approver.label, approval_id=approval_id, event="approval",
+            evaluation,
+            "rejected",
+            started,
+            error=f"the policy now denies it ({evaluation.decision.rule_label})",
+            approver=approver.label,
+            approval_id=approval_id,
+            event="approval",
         )
         _claim(runner, approval_id, "rejected", approver.label, "denied by the current policy", record)
-        raise PolicyDenied(f"approval {approval_id}: the policy now denies this call ({evaluation.decision.rule_label}); it was rejected")
+        raise PolicyDenied(
+            f"approval {approval_id}: the policy now denies this call ({evaluation.decision.rule_label}); "
+            "it was rejected"
+        )
     refusal = runner.approval_refusal(evaluation, approver)
     if refusal is not None:
         raise PolicyDenied(f"approval {approval_id}: {refusal}")
-    record = audit_record(evaluation, "approved", started, approver=approver.name, approval_id=approval_id, event="approval")
+    record = audit_record(
+        evaluation, "approved", started, approver=approver.name, approval_id=approval_id, event="approval"
+    )
     intent_seq = _claim(runner, approval_id, "approved", approver.name, reason, record)
     try:
-        outcome = runner.execute(evaluation, started, approver=approver.name, approval_id=approval_id, intent_seq=intent_seq)
+        outcome = runner.execute(
+            evaluation, started, approver=approver.name, approval_id=approval_id, intent_seq=intent_seq
+        )
     except Exception:
         _set_outcome(runner, approval_id, "failed")
         raise
@@ -152,8 +185,18 @@ def reject(runner: ToolRunner, approval_id: int, decider: Principal | str, reaso
     approval = _load(runner, approval_id)
     withdrawing = decider.on_behalf_of is None and decider.same_as(approval.requester)
     if not withdrawing and not runner.policy.may_approve(decider):
-        raise PolicyDenied(f"approval {approval_id}: {decider.label} may not reject it (only an approver, or the requester withdrawing it)")
-    return _claim(runner, approval_id, "rejected", decider.label, reason, _settlement(runner, approval, decider, "rejected", reason, started))
+        raise PolicyDenied(
+            f"approval {approval_id}: {decider.label} may not reject it "
+            "(only an approver, or the requester withdrawing it)"
+        )
+    return _claim(
+        runner,
+        approval_id,
+        "rejected",
+        decider.label,
+        reason,
+        _settlement(runner, approval, decider, "rejected", reason, started),
+    )
 
 
 def _set_outcome(runner: ToolRunner, approval_id: int, outcome: str) -> None:

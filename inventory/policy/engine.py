@@ -149,7 +149,8 @@ def rule_matches(rule: Rule, call: Call, tool_class: ToolClass, groups: set[str]
         return False
     if match.tools is not None and not any(fnmatchcase(call.tool, p) for p in match.tools):
         return False
-    if match.actors is not None and not any(_actor_matches(p, name, groups) for p in match.actors for name in call.principal.names()):
+    names = call.principal.names()
+    if match.actors is not None and not any(_actor_matches(p, name, groups) for p in match.actors for name in names):
         return False
     if match.sources is not None:
         if call.target is None or not any(fnmatchcase(call.target.source, p) for p in match.sources):

@@ -25,8 +25,16 @@ from inventory.policy.classes import ToolClass
 from inventory.policy.engine import Call, Classification, Decision, classify, decide
 from inventory.policy.rules import Effect, Policy
 from inventory.policy.targets import Target, resolve_target
-from inventory.policy.tools import InvalidArguments, ToolArgs, ToolContext, ToolRegistry, ToolResult, ToolSpec, load_implementation
-from inventory.principals import Principal, PrincipalKind, PrincipalSettings
+from inventory.policy.tools import (
+    InvalidArguments,
+    ToolArgs,
+    ToolContext,
+    ToolRegistry,
+    ToolResult,
+    ToolSpec,
+    load_implementation,
+)
+from inventory.principals import Principal, PrincipalKind, PrincipalSettings, configured_for
 from inventory.redact import redact_text, redact_value
 from inventory.storage.database import Database
 from inventory.timeutil import utcnow
@@ -134,12 +142,11 @@ class ToolRunner:
 
     def principal_named(self, name: str, on_behalf_of: str | None = None) -> Principal:
         """A recorded principal (an approval's requester) with its groups as configured now."""
-        from inventory.principals import _lookup
         from inventory.tokens import live_token_groups
 
-        groups = set(_lookup(self.principals.users, name)) | live_token_groups(self.db, name)
+        groups = set(configured_for(self.principals.users, name)) | live_token_groups(self.db, name)
         if on_behalf_of:
-            groups |= set(_lookup(self.principals.users, on_behalf_of))
+            groups |= set(configured_for(self.principals.users, on_behalf_of))
         return Principal(name, PrincipalKind.OS_USER, frozenset(groups), on_behalf_of)
 
     def approval_refusal(self, evaluation: Evaluation, approver: Principal) -> str | None:
@@ -150,7 +157,9 @@ class ToolRunner:
         if not self.policy.may_approve(approver):
             return f"{approver.name} is not among the approvers the policy names"
         if approver.same_as(requester) and not evaluation.decision.self_approval:
-            return f"{approver.name} requested this call and cannot approve it (the policy does not allow self-approval)"
+            return (
+                f"{approver.name} requested this call and cannot approve it (the policy does not allow self-approval)"
+            )
         return None
 
     def notify_destructive(self, evaluation: Evaluation, outcome: str) -> None:
@@ -169,7 +178,9 @@ class ToolRunner:
 
     # --- evaluation ---------------------------------------------------------------------------
 
-    def evaluate(self, tool: str, target_text: str | None, raw_args: Mapping[str, Any], actor: Principal | str) -> Evaluation:
+    def evaluate(
+        self, tool: str, target_text: str | None, raw_args: Mapping[str, Any], actor: Principal | str
+    ) -> Evaluation:
         """Classify and decide; raises UsageError / NotFound / Ambiguous for a call that names nothing valid."""
         principal = as_principal(actor)
         spec = self.registry.get(tool)
@@ -178,18 +189,27 @@ class ToolRunner:
         classification = classify(spec, args, target, self.policy, tool_name=tool)
         call = Call(tool, principal, target, spec.source_type if spec else None, getattr(args, "namespace", None))
         decision = decide(call, classification, self.policy)
-        return Evaluation(tool, principal, spec, args, raw_args, target, target_text, classification, decision, self.policy)
+        return Evaluation(
+            tool, principal, spec, args, raw_args, target, target_text, classification, decision, self.policy
+        )
 
     def _resolve(self, spec: ToolSpec | None, target_text: str | None) -> Target | None:
         if not target_text:
             if spec is not None:
-                raise UsageError(f"tool {spec.name} needs --target ({spec.target_type}{' of kind ' + '/'.join(spec.target_kinds) if spec.target_kinds else ''})")
+                raise UsageError(
+                    f"tool {spec.name} needs --target "
+                    f"({spec.target_type}{' of kind ' + '/'.join(spec.target_kinds) if spec.target_kinds else ''})"
+                )
             return None
         if spec is None:
             return None  # an unknown tool's target is recorded as given; nothing will run
         with self.db.session() as session:
             return resolve_target(
-                session, target_text, default_type=spec.target_type, source_type=spec.source_type, kinds=spec.target_kinds
+                session,
+                target_text,
+                default_type=spec.target_type,
+                source_type=spec.source_type,
+                kinds=spec.target_kinds,
             )
 
     # --- running ------------------------------------------------------------------------------
@@ -214,9 +234,13 @@ class ToolRunner:
             raise
         decision = evaluation.decision
         if evaluation.spec is None and decision.effect is not Effect.DENY:
-            return self._finish(evaluation, "failed", started, error=f"unknown tool {tool!r}: nothing to run", raise_error=UsageError)
+            return self._finish(
+                evaluation, "failed", started, error=f"unknown tool {tool!r}: nothing to run", raise_error=UsageError
+            )
         if decision.effect is Effect.DENY:
-            return self._finish(evaluation, "denied", started, error=f"denied by {decision.rule_label}", raise_error=PolicyDenied)
+            return self._finish(
+                evaluation, "denied", started, error=f"denied by {decision.rule_label}", raise_error=PolicyDenied
+            )
         if dry_run:
             return self._finish(evaluation, "dry_run", started)
         approver = None
@@ -227,7 +251,9 @@ class ToolRunner:
                 return self._request_approval(evaluation, started)
             assert confirm is not None
             if not confirm(evaluation):
-                return self._finish(evaluation, "rejected", started, error="not confirmed on the terminal", raise_error=PolicyDenied)
+                return self._finish(
+                    evaluation, "rejected", started, error="not confirmed on the terminal", raise_error=PolicyDenied
+                )
             approver = f"{principal.name} (terminal confirmation)"
         intent_seq = append(self.db, audit_record(evaluation, INTENT_OUTCOME, started, approver=approver))
         return self.execute(evaluation, started, approver=approver, intent_seq=intent_seq)
@@ -241,7 +267,8 @@ class ToolRunner:
                 evaluation,
                 "failed",
                 started,
-                error="arguments that carry secrets cannot wait for approval; an approver may run the call on a terminal instead",
+                error="arguments that carry secrets cannot wait for approval; "
+                "an approver may run the call on a terminal instead",
                 raise_error=UsageError,
             )
         now = utcnow()
@@ -278,10 +305,15 @@ class ToolRunner:
         approver: str | None = None,
         approval_id: int | None = None,
     ) -> CallOutcome:
-        """Run a call whose intent (entry ``intent_seq``) is committed; record its outcome; a failure is recorded, then raised."""
+        """Run a call whose intent (entry ``intent_seq``) is committed; record the outcome, then raise a failure."""
         spec, target, args = evaluation.spec, evaluation.target, evaluation.args
         assert spec is not None and target is not None and args is not None
-        done = {"approver": approver, "approval_id": approval_id, "intent_seq": intent_seq}
+
+        def done(outcome: str, **kw: Any) -> CallOutcome:
+            return self._finish(
+                evaluation, outcome, started, approver=approver, approval_id=approval_id, intent_seq=intent_seq, **kw
+            )
+
         try:
             if self.source_config is None:
                 raise UsageError("no inventory config: cannot reach the target's source")
@@ -293,11 +325,11 @@ class ToolRunner:
             result = implementation(ToolContext(spec, args, target, source_config))
         except InventoryError as exc:
             kind = UsageError if isinstance(exc, UsageError) else ToolFailed
-            return self._finish(evaluation, "failed", started, error=str(exc), raise_error=kind, **done)  # type: ignore[arg-type]
+            return done("failed", error=str(exc), raise_error=kind)
         except Exception as exc:  # an implementation bug: recorded, then reported
             message = f"tool {spec.name} on {target.ref}: {type(exc).__name__}: {exc}"
-            return self._finish(evaluation, "failed", started, error=message, raise_error=ToolFailed, **done)  # type: ignore[arg-type]
-        return self._finish(evaluation, "success", started, result=result, **done)  # type: ignore[arg-type]
+            return done("failed", error=message, raise_error=ToolFailed)
+        return done("success", result=result)
 
     def _finish(
         self,
@@ -314,7 +346,14 @@ class ToolRunner:
     ) -> CallOutcome:
         error = redact_text(error) if error else None
         record = audit_record(
-            evaluation, outcome, started, error=error, result=result, approver=approver, approval_id=approval_id, intent_seq=intent_seq
+            evaluation,
+            outcome,
+            started,
+            error=error,
+            result=result,
+            approver=approver,
+            approval_id=approval_id,
+            intent_seq=intent_seq,
         )
         seq = append(self.db, record)
         call = CallOutcome(evaluation, outcome, seq, approval_id, result, error, approver)
@@ -325,7 +364,13 @@ class ToolRunner:
         return call
 
     def _record_invalid(
-        self, tool: str, target_text: str | None, raw_args: Mapping[str, Any], principal: Principal, exc: Exception, started: float
+        self,
+        tool: str,
+        target_text: str | None,
+        raw_args: Mapping[str, Any],
+        principal: Principal,
+        exc: Exception,
+        started: float,
     ) -> None:
         if isinstance(exc, InvalidArguments):
             # A value that failed validation is not recorded: it may be a secret pasted into the wrong key.

@@ -149,7 +149,8 @@ class Policy:
     def groups_of(self, actor: str) -> set[str]:
         """The policy's groups holding this name (compared case-folded), as case-folded group names."""
         key = name_key(actor)
-        return {name_key(name) for name, members in self.document.groups.items() if any(name_key(m) == key for m in members)}
+        groups = self.document.groups.items()
+        return {name_key(name) for name, members in groups if any(name_key(m) == key for m in members)}
 
     def groups_of_principal(self, principal: Principal) -> set[str]:
         """Groups of the principal and of whom it acts for: from the policy and from the config or token."""
@@ -166,7 +167,9 @@ class Policy:
         if approvers is None:
             return True
         groups = {name_key(g) for g in principal.groups} | self.groups_of(principal.name)
-        return any(name_key(a[len("group:"):]) in groups if a.startswith("group:") else principal.same_as(a) for a in approvers)
+        return any(
+            name_key(a[len("group:"):]) in groups if a.startswith("group:") else principal.same_as(a) for a in approvers
+        )
 
 
 def builtin_policy() -> Policy:

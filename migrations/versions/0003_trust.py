@@ -30,7 +30,9 @@ branch_labels = None
 depends_on = None
 
 _ID = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
-_JSON = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), 'postgresql')
+_JSON = sa.JSON(none_as_null=True).with_variant(
+    postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), 'postgresql'
+)
 _GENESIS = '0' * 64
 _REFUSAL = 'audit_log is append-only: an insert must extend the head'
 # The hashed payload of inventory/audit/log.py, built from the new row.
@@ -52,7 +54,8 @@ BEGIN
     IF NEW.seq IS DISTINCT FROM coalesce(head_seq, 0) + 1
        OR NEW.prev_hash IS DISTINCT FROM coalesce(head_hash, repeat('0', 64))
        OR NEW.mac IS NULL
-       OR NEW.entry_hash IS DISTINCT FROM encode(sha256(convert_to(NEW.prev_hash || E'\\n' || {_NEW_PAYLOAD}, 'UTF8')), 'hex')
+       OR NEW.entry_hash IS DISTINCT FROM
+          encode(sha256(convert_to(NEW.prev_hash || E'\\n' || {_NEW_PAYLOAD}, 'UTF8')), 'hex')
     THEN
         RAISE EXCEPTION '{_REFUSAL} (entry %, head %)', NEW.seq, coalesce(head_seq, 0)
             USING ERRCODE = 'insufficient_privilege';
