@@ -24,7 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from inventory.connector import ConnectorRegistry, Duration, SourceConfig
 from inventory.logical.spec import LogicalService, LogicalServices
 from inventory.errors import ConfigError, ConnectorUnavailable
+from inventory.audit.keys import default_key_path
 from inventory.notify import NotifySettings
+from inventory.principals import PrincipalSettings
 from inventory.redact import register_secret
 
 log = logging.getLogger(__name__)
@@ -60,10 +62,29 @@ class SyncSettings(BaseModel):
     jitter: float = Field(default=0.1, ge=0, le=1)
 
 
+class PolicySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # The policy in force (relative to this file); default: policy.yaml next to it, else the built-in defaults.
+    path: str | None = None
+
+
+class AuditSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # The audit key (created on first use, 0600); relative to this file.
+    key_file: str | None = None
+    # The newest entry's seq and hash (default: the key file's name + ".head"); where the database role cannot write.
+    head_file: str | None = None
+
+
 class TopLevel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     database: DatabaseSettings = DatabaseSettings()
+    policy: PolicySettings = PolicySettings()
+    principals: PrincipalSettings = PrincipalSettings()
+    audit: AuditSettings = AuditSettings()
     sync: SyncSettings = SyncSettings()
     notify: NotifySettings = NotifySettings()
     sources: list[dict[str, Any]] = Field(default_factory=list)
@@ -79,6 +100,11 @@ class Config:
     notify: NotifySettings = field(default_factory=NotifySettings)
     # Logical services declared in the config (inventory.logical).
     services: list[LogicalService] = field(default_factory=list)
+    # The operator's policy file (None: the built-in defaults).
+    policy_path: Path | None = None
+    principals: PrincipalSettings = field(default_factory=PrincipalSettings)
+    audit_key_file: Path = field(default_factory=default_key_path)
+    audit_head_file: Path | None = None
 
     def source(self, name: str) -> SourceConfig:
         for src in self.sources:
@@ -193,7 +219,36 @@ def build_config(
     if problems:
         raise _combined(problems)
     assert top is not None
-    return Config(path=path, database_url=url, sync=top.sync, sources=sources, notify=top.notify, services=top.services)
+    return Config(
+        path=path,
+        database_url=url,
+        sync=top.sync,
+        sources=sources,
+        notify=top.notify,
+        services=top.services,
+        policy_path=_policy_path(top.policy, path, file_label),
+        principals=top.principals,
+        audit_key_file=_anchor(top.audit.key_file, base_dir) if top.audit.key_file else default_key_path(),
+        audit_head_file=_anchor(top.audit.head_file, base_dir) if top.audit.head_file else None,
+    )
+
+
+def _anchor(value: str, base_dir: Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base_dir / path
+
+
+def _policy_path(settings: PolicySettings, config_path: Path | None, file_label: str) -> Path | None:
+    """The policy the config names (it must exist), else policy.yaml next to the config file, else none."""
+    if config_path is None:
+        return None
+    if settings.path:
+        named = _anchor(settings.path, config_path.parent)
+        if not named.is_file():
+            raise ConfigError(f"policy file {named} not found", path=file_label, key="policy.path")
+        return named
+    beside = config_path.parent / "policy.yaml"
+    return beside if beside.is_file() else None
 
 
 def _load_source(entry: Any, key: str, file_label: str, base_dir: Path, registry: ConnectorRegistry) -> list[SourceConfig]:

@@ -136,9 +136,14 @@ class Notifier:
         self._transport = transport
         self._client: httpx.Client | None = None
         for target in settings.targets:
-            # Slack/Discord webhook URLs are credentials: keep them out of every log line.
+            # Slack/Discord webhook URLs are credentials, and an ntfy topic is the only protection of a
+            # public topic: keep them out of every log line.
             if target.url is not None and target.type != "webhook":
                 register_secret(target.url.get_secret_value())
+            if target.type == "ntfy":
+                register_secret(target.endpoint())
+        # httpx logs every request's full URL at INFO (`-v`): a topic or webhook path is a secret.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
 
     @property
     def enabled(self) -> bool:

@@ -3,7 +3,13 @@
 Two nets: every secret value loaded from config is registered and replaced
 wherever it appears in text, and well-known secret shapes (``user:pass@`` in
 URLs, bearer tokens, ``key=value`` pairs with secret-sounding keys) are masked
-even when nobody registered them.
+even when nobody registered them. ``key: value`` is not such a shape: it is how
+every error names its config key ("sources[0].token_secret: environment variable
+X is not set"), and masking the word after it ate ordinary words.
+
+Structured values (tool arguments, audit details) are masked by key name, at any
+depth: a name is secret when one of its words (split at ``_ - .`` and camelCase)
+is in SECRET_WORDS, or it contains one of the unmistakable SECRET_KEY_PATTERN stems.
 """
 
 from __future__ import annotations
@@ -17,9 +23,26 @@ from typing import Any
 MASK = "***"
 
 SECRET_KEY_PATTERN = re.compile(
-    r"(pass(word|wd|phrase)?|secret|token|authorization|api[_-]?key|private[_-]?key|credential|cookie|ticket)",
+    r"(pass(word|wd|phrase)|secret|token|authorization|api[_-]?key|private[_-]?key|ssh[_-]?key"
+    r"|credential|cookie|ticket)",
     re.IGNORECASE,
 )
+SECRET_WORDS = frozenset(
+    {
+        "key", "keys", "pwd", "pass", "passwd", "password", "passphrase", "secret", "secrets", "token", "tokens",
+        "auth",
+        "authorization", "credential", "credentials", "creds", "private", "cookie", "cookies", "session", "sessionid",
+        "apikey", "sshkey", "otp", "pin", "ticket", "signature", "sig", "bearer", "jwt",
+    }
+)
+_WORD_SPLIT = re.compile(r"[_\-.\s]+|(?<=[a-z0-9])(?=[A-Z])")
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a key or argument name says its value is a secret (``ssh_key``, ``dbPwd``, ``session-id``)."""
+    if SECRET_KEY_PATTERN.search(name):
+        return True
+    return any(word.lower() in SECRET_WORDS for word in _WORD_SPLIT.split(name) if word)
 
 _VALUE_PATTERNS = [
     # scheme://user:password@host
@@ -27,10 +50,10 @@ _VALUE_PATTERNS = [
     # Authorization: Bearer xxx / PVEAPIToken=user@realm!id=uuid
     (re.compile(r"(?P<head>\bbearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE), r"\g<head>" + MASK),
     (re.compile(r"(?P<head>PVEAPIToken=[^=\s]+=)[^\s,;\"']+", re.IGNORECASE), r"\g<head>" + MASK),
-    # token=..., password: ... in free text
+    # token=..., password=... in free text and query strings (not "key: message", see above)
     (
         re.compile(
-            r"(?P<head>\b[\w-]*(?:password|passwd|secret|token|api[_-]?key)[\w-]*\s*[=:]\s*[\"']?)[^\s\"',;&]+",
+            r"(?P<head>\b[\w-]*(?:password|passwd|secret|token|api[_-]?key)[\w-]*\s*=\s*[\"']?)[^\s\"',;&]+",
             re.IGNORECASE,
         ),
         r"\g<head>" + MASK,
@@ -73,7 +96,7 @@ def redact_value(value: Any) -> Any:
     """Redact a JSON-like structure at any depth: by key name, then by value shape."""
     if isinstance(value, Mapping):
         return {
-            key: (MASK if isinstance(key, str) and SECRET_KEY_PATTERN.search(key) and val not in (None, "") else redact_value(val))
+            key: (MASK if isinstance(key, str) and is_secret_name(key) and val not in (None, "") else redact_value(val))
             for key, val in value.items()
         }
     if isinstance(value, (list, tuple)):

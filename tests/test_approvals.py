@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import subprocess
@@ -23,6 +24,7 @@ from inventory.policy.approvals import approve, list_approvals, reject
 from inventory.policy.execute import PolicyDenied, ToolRunner
 from inventory.policy.rules import parse_policy
 from inventory.policy.registry import ToolRegistry
+from inventory.principals import PrincipalSettings, cli_principal, os_user_name
 from inventory.storage.database import Database
 from inventory.sync import sync_source
 from inventory.testing.fake_kubernetes import write_kubeconfig
@@ -145,16 +147,15 @@ def test_arguments_carrying_a_secret_are_never_queued(db: Database, config_file:
     assert entry["outcome"] == "failed" and "canary-Ap9x-secret" not in str(entry)
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_on_a_terminal_typing_the_name_confirms_in_place(db: Database, config_file: Path, cluster: MutableFakeKubernetes) -> None:
-    """A real pseudo-terminal: the CLI prompts, we type the deployment's name, the call runs."""
+def run_on_terminal(config_file: Path, *args: str, typed: bytes = b"web-0\n") -> tuple[int, str]:
+    """The CLI on a real pseudo-terminal: answers the confirmation prompt if one appears; (exit code, output)."""
     pid, fd = pty.fork()
     if pid == 0:  # the child: the CLI on the terminal
         os.chdir(PROJECT_ROOT)
-        os.execv(sys.executable, [sys.executable, "-m", "inventory", "--config", str(config_file), "tool", "run", "kubernetes.scale_deployment", "--target", "web-0", "--arg", "replicas=0", "--actor", "dave"])
+        os.execv(sys.executable, [sys.executable, "-m", "inventory", "--config", str(config_file), *args])
     output = b""
     deadline = time.monotonic() + 30
-    typed = False
+    answered = False
     status = None
     while time.monotonic() < deadline:
         try:
@@ -163,9 +164,9 @@ def test_on_a_terminal_typing_the_name_confirms_in_place(db: Database, config_fi
             chunk = b""
         if chunk:
             output += chunk
-        if not typed and b"to confirm" in output:
-            os.write(fd, b"web-0\n")
-            typed = True
+        if not answered and b"to confirm" in output:
+            os.write(fd, typed)
+            answered = True
         finished, status = os.waitpid(pid, os.WNOHANG)
         if finished:
             break
@@ -176,11 +177,46 @@ def test_on_a_terminal_typing_the_name_confirms_in_place(db: Database, config_fi
         os.waitpid(pid, 0)
         pytest.fail(f"the CLI did not finish: {output.decode(errors='replace')}")
     os.close(fd)
-    assert typed and os.waitstatus_to_exitcode(status) == 0, output.decode(errors="replace")  # type: ignore[arg-type]
+    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")  # type: ignore[arg-type]
+
+
+def configure(config_file: Path, policy: bytes, **extra: object) -> None:
+    """The operator's policy (policy.yaml next to the config) and extra config sections."""
+    (config_file.parent / "policy.yaml").write_bytes(policy)
+    raw = yaml.safe_load(config_file.read_text())
+    config_file.write_text(yaml.safe_dump({**raw, **extra}))
+
+
+SCALE_TO_ZERO = ("tool", "run", "kubernetes.scale_deployment", "--target", "web-0", "--arg", "replicas=0")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_on_a_terminal_an_approver_allowed_to_self_approve_confirms_in_place(db: Database, config_file: Path, cluster: MutableFakeKubernetes) -> None:
+    """A real pseudo-terminal: the CLI prompts, we type the deployment's name, the call runs."""
+    me = os_user_name()
+    configure(config_file, b"groups: {ops: [%s]}\napprovals: {approvers: ['group:ops'], self_approval: true}\n" % me.encode())
+    code, output = run_on_terminal(config_file, *SCALE_TO_ZERO)
+    assert code == 0, output
     assert [m.body for m in cluster.mutations] == [{"spec": {"replicas": 0}}]
     with db.session() as session:
-        (entry,) = list_entries(session, AuditFilter(event="tool_call"))
-    assert (entry["outcome"], entry["approver"]) == ("success", "dave (terminal confirmation)")
+        intent, done = list_entries(session, AuditFilter(event="tool_call"))
+    assert (intent["outcome"], done["outcome"], done["approver"]) == ("started", "success", f"{me} (terminal confirmation)")
+    assert done["details"]["intent_seq"] == intent["seq"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_terminal_confirmation_does_not_bypass_the_approvers(db: Database, config_file: Path, cluster: MutableFakeKubernetes) -> None:
+    """The requester types the target's name on a terminal, but the policy names group:ops and forbids self-approval:
+    nothing runs, the call waits for an approver."""
+    configure(config_file, b"groups: {ops: [erin]}\napprovals: {approvers: ['group:ops'], self_approval: false}\n")
+    code, output = run_on_terminal(config_file, *SCALE_TO_ZERO)
+    assert code == 4, output
+    assert "to confirm" not in output and "waiting for approval" in output
+    assert cluster.mutations == []
+    # An approver who is not in the approvers' group may not confirm in place either.
+    configure(config_file, b"groups: {ops: [erin]}\napprovals: {approvers: ['group:ops'], self_approval: true}\n")
+    code, output = run_on_terminal(config_file, *SCALE_TO_ZERO)
+    assert code == 4 and cluster.mutations == [], output
 
 
 def test_importing_the_cli_pulls_in_no_sdk() -> None:
@@ -209,3 +245,85 @@ def test_destructive_calls_are_notified_when_requested_and_when_run(db: Database
     assert len(bodies) == 2
     assert "dave requested kubernetes.scale_deployment" in bodies[0]
     assert "dave ran kubernetes.scale_deployment" in bodies[1] and "success" in bodies[1]
+
+
+def test_approvers_are_compared_as_principals_not_spellings(db: Database, config_file: Path, cluster: MutableFakeKubernetes) -> None:
+    runner = runner_for(db, config_file)
+    pending = runner.run("kubernetes.scale_deployment", "web-0", {"replicas": "0"}, "alice")
+    for spelling in ("Alice", "ALICE", "alice\u0301"[:5], " alice "):
+        with pytest.raises(PolicyDenied, match="cannot approve"):
+            approve(runner, pending.approval_id, spelling)  # type: ignore[arg-type]
+    assert cluster.mutations == []
+
+
+def test_a_deny_rule_for_a_pattern_catches_every_spelling(db: Database, config_file: Path, cluster: MutableFakeKubernetes) -> None:
+    policy = b"rules:\n  - {name: no-agents, effect: deny, match: {actors: ['agent-*']}}\n"
+    runner = runner_for(db, config_file, policy)
+    for actor in ("Agent-1", "AGENT-2", "agent-3"):
+        with pytest.raises(PolicyDenied, match="no-agents"):
+            runner.run("kubernetes.restart_deployment", "web-0", {}, actor)
+    assert cluster.mutations == []
+
+
+def test_acting_for_an_agent_applies_its_rules_and_never_approves(db: Database, config_file: Path, cluster: MutableFakeKubernetes) -> None:
+    settings = PrincipalSettings(users={"agent-1": ["agents"]}, act_for={"runner": ["agent-1"]})
+    runner = runner_for(db, config_file, b"groups: {agents: []}\nrules:\n  - {name: agents-no-scaling, effect: deny, match: {actors: ['group:agents'], tools: [kubernetes.scale_deployment]}}\n")
+    runner.principals = settings
+    acting = cli_principal(settings, "Agent-1", user="runner")
+    assert (acting.name, acting.on_behalf_of, acting.label) == ("runner", "Agent-1", "runner (on behalf of Agent-1)")
+    with pytest.raises(PolicyDenied, match="agents-no-scaling"):
+        runner.run("kubernetes.scale_deployment", "web-0", {"replicas": "0"}, acting)
+    with pytest.raises(UsageError, match="may not act for bob"):
+        cli_principal(settings, "bob", user="runner")
+    # A call it may make is recorded as on behalf of the agent; acting for someone never approves.
+    restarted = runner.run("kubernetes.restart_deployment", "web-0", {}, acting)
+    assert restarted.outcome == "success" and restarted.approver is None
+    runner.policy = parse_policy(b"approvals: {self_approval: true}")
+    pending = runner.run("kubernetes.scale_deployment", "web-0", {"replicas": "0"}, "dave")
+    queued = runner.run("kubernetes.scale_deployment", "web-0", {"replicas": "0"}, acting, confirm=lambda _evaluation: True)
+    assert queued.outcome == "pending"  # not confirmed in place
+    for approval_id in (pending.approval_id, queued.approval_id):
+        with pytest.raises(PolicyDenied, match="--actor never approves"):
+            approve(runner, approval_id, acting)  # type: ignore[arg-type]
+    assert len(cluster.mutations) == 1
+    with db.session() as session:
+        done = list_entries(session, AuditFilter(event="tool_call", outcome="success"))[-1]
+    assert (done["actor"], done["details"]["on_behalf_of"]) == ("runner", "Agent-1")
+
+
+def test_approvals_expire(db: Database, config_file: Path, cluster: MutableFakeKubernetes) -> None:
+    runner = runner_for(db, config_file, b"approvals: {expires_after: 0.5}\n")
+    pending = runner.run("kubernetes.scale_deployment", "web-0", {"replicas": "0"}, "dave")
+    time.sleep(0.6)
+    with pytest.raises(PolicyDenied, match="expired"):
+        approve(runner, pending.approval_id, "erin")  # type: ignore[arg-type]
+    assert cluster.mutations == []
+    assert list_approvals(runner, "expired")[0]["id"] == pending.approval_id
+
+
+def test_only_an_approver_or_the_requester_rejects(db: Database, config_file: Path) -> None:
+    runner = runner_for(db, config_file, b"groups: {ops: [erin]}\napprovals: {approvers: ['group:ops']}\n")
+    pending = runner.run("kubernetes.scale_deployment", "web-0", {"replicas": "0"}, "dave")
+    with pytest.raises(PolicyDenied, match="may not reject"):
+        reject(runner, pending.approval_id, "mallory")  # type: ignore[arg-type]
+    reject(runner, pending.approval_id, "Dave", "withdrawn")  # type: ignore[arg-type]
+
+
+def test_the_policy_in_force_is_the_operators_not_the_callers(db: Database, config_file: Path, cluster: MutableFakeKubernetes, tmp_path: Path) -> None:
+    """A caller's --policy, INVENTORY_POLICY or policy.yaml in the working directory cannot replace the operator's policy."""
+    configure(config_file, b"rules:\n  - {name: freeze, effect: deny, match: {tools: ['kubernetes.*']}}\n")
+    allow_all = tmp_path / "caller" / "policy.yaml"
+    allow_all.parent.mkdir()
+    allow_all.write_text("rules:\n  - {name: anything, effect: allow, match: {actors: ['*']}}\n")
+    base = [sys.executable, "-m", "inventory", "--config", str(config_file)]
+    restart = ["tool", "run", "kubernetes.restart_deployment", "--target", "web-0", "--no-input"]
+    env = {**os.environ, "INVENTORY_POLICY": str(allow_all)}
+    flag = subprocess.run([*base, *restart, "--policy", str(allow_all)], cwd=allow_all.parent, env=env, capture_output=True, text=True)
+    assert flag.returncode == 2 and "No such option '--policy'" in flag.stderr
+    by_env_and_cwd = subprocess.run([*base, *restart], cwd=allow_all.parent, env=env, capture_output=True, text=True)
+    assert by_env_and_cwd.returncode == 3 and "freeze" in by_env_and_cwd.stderr
+    assert cluster.mutations == []
+    draft = subprocess.run([*base, "policy", "check", "kubernetes.restart_deployment", "--target", "web-0", "--policy", str(allow_all), "-o", "json"],
+                           capture_output=True, text=True)
+    assert draft.returncode == 0 and "not the policy in force" in draft.stderr
+    assert json.loads(draft.stdout)["in_force"] is False

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from inventory.principals import os_user_name
 from inventory.audit.log import AuditFilter, AuditRecord, append, export_jsonl, list_entries, read_checkpoint, verify_chain
 from inventory.cli import cli
 from inventory.storage.database import Database
@@ -236,7 +237,7 @@ def test_each_sync_run_appends_one_summary_entry_per_source(db: Database, monkey
     from inventory.connector import ConnectorRegistry
     from inventory.sync import sync_all
 
-    monkeypatch.setenv("INVENTORY_ACTOR", "scheduler")
+    monkeypatch.setenv("INVENTORY_ACTOR", "scheduler")  # ignored: the actor of a sync is the OS user running it
     raw = {
         "sources": [
             {"type": "static", "name": "lab", "hosts": [{"id": "nas1", "name": "nas"}], "workloads": [{"id": "plex", "name": "plex", "host": "nas1"}]},
@@ -248,7 +249,8 @@ def test_each_sync_run_appends_one_summary_entry_per_source(db: Database, monkey
     assert [o.status for o in outcomes] == ["success", "failed"]
     with db.session() as session:
         logged = list_entries(session, AuditFilter(event="sync"))
-    assert [(e["source"], e["outcome"], e["actor"]) for e in logged] == [("lab", "success", "scheduler"), ("broken", "failed", "scheduler")]
+    me = os_user_name()
+    assert [(e["source"], e["outcome"], e["actor"]) for e in logged] == [("lab", "success", me), ("broken", "failed", me)]
     assert logged[0]["details"]["created"] == 2 and logged[0]["details"]["run_id"] == outcomes[0].run_id
     assert "broken" in logged[1]["error"]
     assert _verify(db).ok

@@ -84,7 +84,14 @@ def test_compose_runs_postgres_and_the_loop_with_health_checks() -> None:
     postgres, sync = services["postgres"], services["sync"]
     assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
     assert any(v.endswith(":/var/lib/postgresql/data") for v in postgres["volumes"])
-    assert sync["depends_on"]["postgres"]["condition"] == "service_healthy"
+    # The owner migrates and grants once; the loop runs as the runtime role, after it.
+    migrate = services["migrate"]
+    assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert sync["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert migrate["command"][:2] == ["db", "grant"] and "inventory_owner@" in migrate["environment"]["INVENTORY_DATABASE_URL"]
+    assert "//inventory@" in sync["environment"]["INVENTORY_DATABASE_URL"] and sync["environment"]["INVENTORY_SKIP_UPGRADE"] == "1"
+    assert postgres["environment"]["POSTGRES_USER"] == "inventory_owner"
+    assert any(v.endswith(":/var/lib/inventory") for v in sync["volumes"])  # the audit key and head
     assert sync["healthcheck"]["test"]
     assert sync["build"] == "." and (PROJECT_ROOT / "Dockerfile").is_file()
     assert "--once" not in sync["command"]  # the loop, not a one-shot
@@ -171,7 +178,7 @@ def test_the_entrypoint_upgrades_the_database_then_runs_the_command(tmp_path: Pa
 
 def _inventory_invocations() -> list[list[str]]:
     """Every `inventory ...` command line the deployment files run."""
-    found = [json.loads(_dockerfile_instruction("CMD")[0]), compose()["services"]["sync"]["command"]]
+    found = [json.loads(_dockerfile_instruction("CMD")[0]), *(service["command"] for name, service in compose()["services"].items() if name != "postgres")]
     for unit in sorted((DEPLOY / "systemd").glob("*.service")):
         parser = configparser.ConfigParser(strict=False, interpolation=None)
         parser.read(unit)
@@ -183,6 +190,9 @@ def _inventory_invocations() -> list[list[str]]:
     for document in yaml.safe_load_all((DEPLOY / "kubernetes" / "cronjob.yaml").read_text()):
         if document["kind"] == "CronJob":
             (container,) = document["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+            found.append(container["args"])
+        if document["kind"] == "Job":
+            (container,) = document["spec"]["template"]["spec"]["containers"]
             found.append(container["args"])
     return found
 
@@ -302,7 +312,7 @@ def test_kubernetes_cronjob_has_a_read_only_service_account() -> None:
     from connectors.kubernetes.api import API_PATHS
 
     documents = {d["kind"]: d for d in yaml.safe_load_all((DEPLOY / "kubernetes" / "cronjob.yaml").read_text())}
-    assert set(documents) == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "CronJob"}
+    assert set(documents) == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "PersistentVolumeClaim", "Job", "CronJob"}
     rules = documents["ClusterRole"]["rules"]
     assert all(set(rule["verbs"]) == {"get", "list"} for rule in rules)  # it polls: no watch
     (container,) = documents["CronJob"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
@@ -326,6 +336,13 @@ def test_kubernetes_cronjob_has_a_read_only_service_account() -> None:
     assert pod["serviceAccountName"] == account["name"]
     assert job["concurrencyPolicy"] == "Forbid"
     assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+    # Two database roles: the Job migrates and grants as the owner; the CronJob runs as the runtime role.
+    (migrate,) = documents["Job"]["spec"]["template"]["spec"]["containers"]
+    assert migrate["args"][:2] == ["db", "grant"]
+    assert {"name": "INVENTORY_SKIP_UPGRADE", "value": "1"} in pod["containers"][0]["env"]
+    owner_url = next(e for e in migrate["env"] if e["name"] == "INVENTORY_DATABASE_URL")["valueFrom"]["secretKeyRef"]["name"]
+    runtime_url = next(e for e in pod["containers"][0]["env"] if e["name"] == "INVENTORY_DATABASE_URL")["valueFrom"]["secretKeyRef"]["name"]
+    assert owner_url != runtime_url
     source = yaml.safe_load(documents["ConfigMap"]["data"]["inventory.yaml"])["sources"][0]
     assert source["type"] == "kubernetes" and source["in_cluster"] is True
 

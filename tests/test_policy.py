@@ -12,6 +12,7 @@ import pytest
 from inventory.errors import ConfigError, UsageError
 from inventory.policy.classes import ToolClass
 from inventory.policy.engine import Call, classify, decide
+from inventory.principals import Principal
 from inventory.policy.rules import Effect, Policy, builtin_policy, load_policy, parse_policy
 from inventory.policy.targets import Target
 from inventory.policy.registry import ToolRegistry
@@ -110,7 +111,7 @@ def test_unknown_tool_is_destructive_and_needs_approval_by_default() -> None:
     result = classify(None, None, None, builtin_policy(), tool_name="docker.explode")
     assert result.tool_class is D
     assert result.hints == {"readOnlyHint": False, "destructiveHint": True, "idempotentHint": False}
-    decision = decide(Call("docker.explode", "alice", None), result, builtin_policy())
+    decision = decide(Call("docker.explode", Principal.of("alice"), None), result, builtin_policy())
     assert decision.effect is Effect.REQUIRE_APPROVAL
 
 
@@ -164,7 +165,7 @@ def _decide(policy: Policy, tool: str, actor: str, tgt: Target, raw: dict[str, s
     spec = REGISTRY.get(tool)
     assert spec is not None
     args = spec.parse_args(raw or {})
-    return decide(Call(tool, actor, tgt, spec.source_type, getattr(args, "namespace", None)), classify(spec, args, tgt, policy), policy)
+    return decide(Call(tool, Principal.of(actor), tgt, spec.source_type, getattr(args, "namespace", None)), classify(spec, args, tgt, policy), policy)
 
 
 def test_defaults_without_matching_rules(policy: Policy) -> None:
@@ -279,7 +280,7 @@ def test_cli_tools_list_policy_check_and_a_broken_policy(tmp_path: Path) -> None
     assert sorted(tools) == sorted(DECLARED)
     assert tools["docker.remove"]["hints"] == {"readOnlyHint": False, "destructiveHint": True, "idempotentHint": False}
 
-    unknown = runner.invoke(cli, [*base, "policy", "check", "docker.explode", "--actor", "alice", "-o", "json"], catch_exceptions=False)
+    unknown = runner.invoke(cli, [*base, "policy", "check", "docker.explode", "-o", "json"], catch_exceptions=False)
     assert unknown.exit_code == 0, unknown.output
     report = json.loads(unknown.stdout)
     assert (report["class"], report["decision"]) == ("DESTRUCTIVE", "require_approval")

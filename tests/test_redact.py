@@ -45,3 +45,76 @@ def test_log_filter_redacts_messages_and_tracebacks(caplog: pytest.LogCaptureFix
         logger.filters.clear()
     assert "canary-log-5521" not in caplog.text
     assert caplog.records[0].getMessage() == f"connecting with {MASK}"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["key", "pwd", "auth", "ssh_key", "passphrase", "credential", "private", "cookie", "session", "dbPwd", "x-auth-token", "sessionId", "private_key"],
+)
+def test_secret_argument_names_are_masked_at_any_depth(name: str) -> None:
+    value = {"outer": [{"inner": {name: "s3cr3t-value", "replicas": 3, "namespace": "web"}}]}
+    assert redact_value(value) == {"outer": [{"inner": {name: MASK, "replicas": 3, "namespace": "web"}}]}
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "inventory.yaml: sources[0].tokn_secret: unknown key",
+        "inventory.yaml: sources[0].token_secret: String should have at least 1 character",
+        "inventory.yaml: sources[0].token_secret: environment variable PVE_SECRET is not set",
+        "inventory.yaml: sources[0].token_secret_file: cannot read secret file /etc/x/secret: No such file or directory",
+        "keyboard layout: monkey see, author writes; signal handler ok",
+    ],
+)
+def test_ordinary_words_are_never_masked(message: str) -> None:
+    assert redact_text(message) == message
+
+
+def test_a_config_error_keeps_its_words() -> None:
+    from inventory.config import build_config
+    from inventory.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        build_config({"notify": {"targets": [{"type": "ntfy", "topic": "t", "token": "${ALSO_NOT_SET}"}]}})
+    assert str(info.value) == "<config>: notify.targets[0].token: environment variable ALSO_NOT_SET is not set"
+    assert redact_text(str(info.value)) == str(info.value)
+
+
+def test_no_library_logs_the_ntfy_topic(caplog: pytest.LogCaptureFixture) -> None:
+    import httpx
+    import respx
+
+    from inventory.notify import Notifier, NotifySettings
+
+    topic = "homelab-6c1f0e2a-private"
+    caplog.set_level(logging.DEBUG)
+    with respx.mock() as mock:
+        route = mock.post(f"https://ntfy.example/{topic}").mock(return_value=httpx.Response(200))
+        notifier = Notifier(NotifySettings.model_validate({"targets": [{"type": "ntfy", "server": "https://ntfy.example", "topic": topic}]}))
+        notifier.destructive_tool(tool="docker.remove", target="workload:x", actor="alice", stage="run", decision="allow", outcome="success")
+        notifier.close()
+    assert route.called
+    assert topic not in caplog.text
+
+
+def test_secret_arguments_never_reach_the_audit_log(db) -> None:  # type: ignore[no-untyped-def]
+    from inventory.audit.log import AuditFilter, AuditRecord, append, list_entries
+
+    arguments = {"key": "k-41b7", "pwd": "p-41b7", "auth": "a-41b7", "options": [{"ssh_key": "s-41b7", "timeout": 5}]}
+    append(db, AuditRecord(event="tool_call", actor="alice", outcome="success", tool="x.y", arguments=arguments))
+    with db.session() as session:
+        (entry,) = list_entries(session, AuditFilter())
+    assert entry["arguments"] == {"key": MASK, "pwd": MASK, "auth": MASK, "options": [{"ssh_key": MASK, "timeout": 5}]}
+
+
+def test_control_and_escape_characters_in_names_are_neutralised_in_tables() -> None:
+    import io
+
+    from inventory.render import render_rows
+
+    out = io.StringIO()
+    rows = [{"name": "web\x1b[2J\x1b]0;pwned\x07", "kind": "vm\r\u202eevil", "note": "[red]markup[/red]"}]
+    render_rows(rows, "table", ("name", "kind", "note"), out=out)
+    text = out.getvalue()
+    assert "\x1b" not in text and "\x07" not in text and "\r" not in text and "\u202e" not in text
+    assert "web\\x1b[2J" in text and "[red]markup[/red]" in text

@@ -21,8 +21,8 @@ from inventory.connector import ConnectorRegistry
 from inventory.errors import UsageError
 from inventory.policy.approvals import approve, list_approvals, reject
 from inventory.policy.execute import PolicyDenied, ToolFailed, ToolRunner
-from inventory.policy.rules import builtin_policy
 from inventory.policy.registry import ToolRegistry
+from inventory.policy.rules import builtin_policy, parse_policy
 from inventory.storage.database import Database
 from inventory.sync import sync_source
 from inventory.testing.docker_engine import BUSYBOX_IMAGE, DockerEngine, EngineUnavailable, make_busybox_image, start_engine
@@ -98,7 +98,8 @@ def state(engine: DockerEngine, container_id: str) -> dict[str, Any] | None:
 def entries(db: Database, **filters: Any) -> list[dict[str, Any]]:
     """Audit entries of tool calls and approvals (the setup's sync summary left out)."""
     with db.session() as session:
-        return [e for e in list_entries(session, AuditFilter(**filters)) if e["event"] != "sync"]
+        # Outcomes only: each executed call's write-ahead intent ("started") is checked in tests/test_write_ahead.py.
+        return [e for e in list_entries(session, AuditFilter(**filters)) if e["event"] != "sync" and e["outcome"] != "started"]
 
 
 def test_restart_and_stop_run_against_the_engine(setup: tuple[Config, Database, Path], engine: DockerEngine, containers: dict[str, str]) -> None:
@@ -163,7 +164,8 @@ def test_rejected_and_denied_calls_never_run(setup: tuple[Config, Database, Path
     pending = runner.run("docker.remove", "worker", {}, "alice")
     reject(runner, pending.approval_id, "bob", "not today")  # type: ignore[arg-type]
     assert state(engine, containers["worker"]) is not None
-    # On a terminal, typing a wrong name refuses the call in place.
+    # On a terminal, where alice may approve her own call, typing a wrong name refuses it in place.
+    runner.policy = parse_policy(b"approvals: {self_approval: true}")
     with pytest.raises(PolicyDenied):
         runner.run("docker.remove", "worker", {}, "alice", confirm=lambda _evaluation: False)
     assert state(engine, containers["worker"]) is not None
@@ -202,32 +204,36 @@ def test_canary_secrets_reach_no_audit_entry_log_line_or_error(setup: tuple[Conf
     assert CANARY not in caplog.text
 
 
-def test_cli_tool_run_policy_check_and_approvals(setup: tuple[Config, Database, Path], engine: DockerEngine, containers: dict[str, str]) -> None:
+def test_cli_tool_run_policy_check_and_approvals(
+    setup: tuple[Config, Database, Path], engine: DockerEngine, containers: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     _, db, path = setup
     cli_runner = CliRunner()
 
-    def invoke(*args: str) -> Any:
+    def invoke(*args: str, as_user: str = "alice") -> Any:
+        # The CLI acts as the OS user: here, alice or bob at the keyboard.
+        monkeypatch.setattr("inventory.principals.os_user_name", lambda: as_user)
         return cli_runner.invoke(cli, ["--config", str(path), *args])
 
-    checked = invoke("policy", "check", "docker.remove", "--target", "web", "--arg", "force=true", "--actor", "alice", "-o", "json")
+    checked = invoke("policy", "check", "docker.remove", "--target", "web", "--arg", "force=true", "-o", "json")
     assert checked.exit_code == 0, checked.output
     report = json.loads(checked.stdout)
     assert (report["class"], report["decision"], report["matched_rule"]) == ("DESTRUCTIVE", "require_approval", "default:DESTRUCTIVE")
     assert report["hints"]["destructiveHint"] is True
     assert entries(db) == []  # a check runs nothing and records nothing
 
-    dry = invoke("tool", "run", "docker.stop", "--target", "web", "--dry-run", "--actor", "alice", "-o", "json")
+    dry = invoke("tool", "run", "docker.stop", "--target", "web", "--dry-run", "-o", "json")
     assert dry.exit_code == 0 and json.loads(dry.stdout)["outcome"] == "dry_run"
     assert state(engine, containers["web"])["Running"] is True  # type: ignore[index]
 
-    pending = invoke("tool", "run", "docker.remove", "--target", "web", "--arg", "force=true", "--actor", "alice", "-o", "json")
+    pending = invoke("tool", "run", "docker.remove", "--target", "web", "--arg", "force=true", "-o", "json")
     assert pending.exit_code == 4, pending.output
     approval_id = json.loads(pending.stdout)["approval_id"]
     listed = invoke("approvals", "list", "-o", "json")
     assert [a["id"] for a in json.loads(listed.stdout)] == [approval_id]
-    refused = invoke("approvals", "approve", str(approval_id), "--actor", "alice")
+    refused = invoke("approvals", "approve", str(approval_id))
     assert refused.exit_code == 3 and "cannot approve" in refused.output
-    approved = invoke("approvals", "approve", str(approval_id), "--actor", "bob", "-o", "json")
+    approved = invoke("approvals", "approve", str(approval_id), "-o", "json", as_user="bob")
     assert approved.exit_code == 0, approved.output
     assert state(engine, containers["web"]) is None
 

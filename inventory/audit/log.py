@@ -28,6 +28,7 @@ not fork the chain: its insert would fail.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 from collections.abc import Iterable, Iterator, Mapping
@@ -36,9 +37,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import event, insert, select, text
 from sqlalchemy.orm import Session
 
+from inventory.audit.keys import AuditSecrets, secrets_for
 from inventory.audit.models import AuditEntry
 from inventory.errors import UsageError
 from inventory.redact import redact_text, redact_value
@@ -69,7 +71,7 @@ SCALAR_FIELDS = (
     "policy_hash",
 )
 JSON_FIELDS = ("arguments", "details")
-_COLUMNS = ("seq", *SCALAR_FIELDS, *JSON_FIELDS, "prev_hash", "entry_hash")
+_COLUMNS = ("seq", *SCALAR_FIELDS, *JSON_FIELDS, "prev_hash", "entry_hash", "mac")
 # The same payload, built by PostgreSQL (see the module docstring).
 _PG_PAYLOAD = (
     "json_build_array(to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'), "
@@ -149,11 +151,12 @@ def _digest(prev_hash: str, payload_text: str) -> str:
     return hashlib.sha256(f"{prev_hash}\n{payload_text}".encode()).hexdigest()
 
 
-def append_in(session: Session, record: AuditRecord) -> tuple[int, str]:
+def append_in(session: Session, record: AuditRecord, audit_secrets: AuditSecrets) -> tuple[int, str]:
     """Append one entry inside the caller's write transaction (e.g. with the approval it settles).
 
-    Returns (seq, entry_hash). On PostgreSQL the chain lock is held until the caller's
-    commit is on disk; ``append`` has a faster path for an entry on its own.
+    Returns (seq, entry_hash). The chain lock (PostgreSQL: an advisory lock; SQLite: the
+    write transaction) is held until the caller commits; the head file advances after
+    the commit. The database refuses an insert that does not extend the head.
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_CHAIN_LOCK})
@@ -162,69 +165,16 @@ def append_in(session: Session, record: AuditRecord) -> tuple[int, str]:
     # Stamped under the lock, so that times follow the chain order.
     fields = prepare_fields(record, utcnow())
     entry_hash = compute_hash(prev_hash, fields)
-    session.execute(insert(AuditEntry).values(seq=seq, prev_hash=prev_hash, entry_hash=entry_hash, **fields))
+    mac = audit_secrets.mac(seq, entry_hash)
+    session.execute(insert(AuditEntry).values(seq=seq, prev_hash=prev_hash, entry_hash=entry_hash, mac=mac, **fields))
+    event.listen(session, "after_commit", lambda _session: audit_secrets.advance_head(seq, entry_hash), once=True)
     return seq, entry_hash
 
 
-# Values of the server-side append function (migration 0002_audit), in its parameter order.
-_PG_APPEND = (
-    "SELECT audit_append("
-    + ", ".join(f"%({name})s" for name in SCALAR_FIELDS[1:])
-    + ", %(arguments)s::json, %(details)s::json)"
-)
-# A synchronous commit flushes the WAL up to its own commit record, which lies after every
-# record committed before it: once it returns, our asynchronously committed entry is on disk.
-_PG_FLUSH = ("BEGIN", "SELECT txid_current()", "COMMIT")
-
-
-def _append_postgres(db: Database, record: AuditRecord) -> int:
-    """The hot path of ``append`` on PostgreSQL: one pipelined round trip, the chain lock held by the server only.
-
-    First transaction: ``audit_append()`` (migration 0002_audit) locks the chain, reads
-    its head, hashes and inserts on the server, and its commit does not wait for the
-    disk, so the lock is released within microseconds. Second transaction, outside the
-    lock: a tiny synchronous commit that waits for the WAL flush, shared with the other
-    appenders (group commit) instead of queued behind the lock.
-    """
-    import psycopg
-
-    # Redaction and serialization happen before the lock; the server stamps the time.
-    fields = prepare_fields(record, utcnow())
-    pooled = db.engine.raw_connection()
-    try:
-        conn: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
-        was_autocommit = conn.autocommit
-        conn.autocommit = True  # the transaction is spelled out below
-        try:
-            with conn.cursor() as control, conn.cursor() as appending:
-                # One round trip: the server runs these in order, so the second transaction's
-                # synchronous commit waits for the first one's WAL, after the lock is released.
-                with conn.pipeline():
-                    control.execute("BEGIN")
-                    control.execute("SET LOCAL synchronous_commit TO off")
-                    appending.execute(_PG_APPEND, fields)
-                    control.execute("COMMIT")
-                    for statement in _PG_FLUSH:
-                        control.execute(statement)
-                row = appending.fetchone()
-        except BaseException:
-            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                conn.rollback()
-            raise
-        finally:
-            conn.autocommit = was_autocommit
-    finally:
-        pooled.close()
-    assert row is not None
-    return int(row[0])
-
-
 def append(db: Database, record: AuditRecord) -> int:
-    """Append one entry in its own transaction; returns its seq once it is durable."""
-    if db.dialect == "postgresql":
-        return _append_postgres(db, record)
+    """Append one entry in its own transaction; returns its seq once it is committed."""
     with db.write_session() as session:
-        seq, _ = append_in(session, record)
+        seq, _ = append_in(session, record, secrets_for(db))
     return seq
 
 
@@ -234,7 +184,7 @@ def record_sync(db: Database, outcome: Any) -> Any:
     The run itself is already recorded in sync_runs; a failure to write this entry is
     logged and never turns a successful sync into a failed one.
     """
-    from inventory.audit.actor import resolve_actor
+    from inventory.principals import system_principal
 
     result = outcome.result
     details: dict[str, Any] = {"type": outcome.type, "run_id": outcome.run_id, "objects": outcome.objects}
@@ -242,7 +192,7 @@ def record_sync(db: Database, outcome: Any) -> Any:
         details.update({name: getattr(result, name) for name in ("created", "updated", "removed", "revived", "unchanged")})
     record = AuditRecord(
         event="sync",
-        actor=resolve_actor(),
+        actor=system_principal().name,
         outcome=outcome.status,
         target=f"source:{outcome.source}",
         target_name=outcome.source,
@@ -264,7 +214,7 @@ def record_sync(db: Database, outcome: Any) -> Any:
 @dataclass
 class VerifyProblem:
     seq: int
-    kind: str  # changed | removed | out_of_order | checkpoint
+    kind: str  # changed | removed | out_of_order | forged | truncated | checkpoint
     message: str
 
 
@@ -297,20 +247,91 @@ def _chain_rows(session: Session, batch: int = 20_000) -> Iterator[tuple[int, st
         yield fields["seq"], fields["prev_hash"], fields["entry_hash"], payload(fields)
 
 
-def verify_chain(session: Session, checkpoint: Checkpoint | None = None, *, in_python: bool = False) -> VerifyResult:
-    """Walk the chain in seq order and stop at the first entry that was changed, removed or moved.
+def verify_chain(
+    session: Session,
+    checkpoint: Checkpoint | None = None,
+    *,
+    in_python: bool = False,
+    audit_secrets: AuditSecrets | None = None,
+) -> VerifyResult:
+    """Walk the chain in seq order and stop at the first entry that was changed, removed, moved or forged.
 
     On PostgreSQL the server walks and re-hashes the chain itself (one scan, no rows sent);
     ``in_python`` instead rebuilds and re-hashes every entry here, the way an export is
-    checked off the box. Both find the same first problem.
+    checked off the box. Both find the same first problem. Then every entry's mac is checked
+    with the audit key (an entry re-chained without the key fails), and the head file must
+    still be in the log (a cut-off tail fails).
     """
     if session.get_bind().dialect.name == "postgresql" and not in_python:
         result = _verify_on_server(session)
     else:
         result = _verify_here(session)
+    if audit_secrets is not None:
+        _check_macs(session, result, audit_secrets)
+        if result.ok:
+            _check_head(session, result, audit_secrets)
     if result.ok and checkpoint is not None:
         _check_checkpoint(session, result, checkpoint)
     return result
+
+
+def _check_macs(session: Session, result: VerifyResult, audit_secrets: AuditSecrets) -> None:
+    """The first entry (up to the chain's first problem) whose mac is wrong, or missing after keyed entries."""
+    limit = result.problem.seq if result.problem else result.last_seq
+    rows = session.execute(
+        select(AuditEntry.seq, AuditEntry.entry_hash, AuditEntry.mac)
+        .where(AuditEntry.seq < limit + (0 if result.problem else 1))
+        .order_by(AuditEntry.seq)
+    )
+    keyed = False
+    for seq, entry_hash, mac in rows:
+        if mac is None and not keyed:
+            continue  # written before the audit key existed: protected by the chain to the first keyed entry
+        keyed = True
+        key = audit_secrets.key(create=False)
+        if key is None:
+            message = (
+                f"entry {seq} carries a mac but the audit key {audit_secrets.key_file} is missing: "
+                "the log cannot be authenticated"
+            )
+            problem = VerifyProblem(seq, "forged", message)
+        elif mac is None or not hmac.compare_digest(mac, audit_secrets.mac(seq, entry_hash)):
+            message = f"entry {seq} does not carry a valid mac: it was written or re-chained without the audit key"
+            problem = VerifyProblem(seq, "forged", message)
+        else:
+            continue
+        _restart_at(session, result, problem)
+        return
+
+
+def _check_head(session: Session, result: VerifyResult, audit_secrets: AuditSecrets) -> None:
+    head = audit_secrets.read_head()
+    if head is None or head.seq < 1:
+        return
+    stored = session.execute(select(AuditEntry.entry_hash).where(AuditEntry.seq == head.seq)).scalar()
+    if stored is None:
+        message = (
+            f"entry {head.seq} (the head recorded in {audit_secrets.head_file}) is gone: "
+            f"the log ends at entry {result.last_seq} "
+            "(the newest entries were removed)"
+        )
+        result.problem = VerifyProblem(result.last_seq + 1, "truncated", message)
+    elif stored != head.entry_hash:
+        message = f"entry {head.seq} differs from the head recorded in {audit_secrets.head_file}"
+        result.problem = VerifyProblem(head.seq, "changed", message)
+
+
+def _restart_at(session: Session, result: VerifyResult, problem: VerifyProblem) -> None:
+    """Report ``problem``, with the good part of the chain ending just before it."""
+    result.problem = problem
+    result.checked = problem.seq - 1
+    before = session.execute(
+        select(AuditEntry.seq, AuditEntry.entry_hash)
+        .where(AuditEntry.seq < problem.seq)
+        .order_by(AuditEntry.seq.desc())
+        .limit(1)
+    ).first()
+    result.last_seq, result.last_hash = (before.seq, before.entry_hash) if before else (0, GENESIS_HASH)
 
 
 def _removed(expected_seq: int, seq: int) -> VerifyProblem:
@@ -464,8 +485,37 @@ def entry_row(entry: Any) -> dict[str, Any]:
     return row
 
 
+INTENT_OUTCOME = "started"
+UNKNOWN_OUTCOME = "unknown"
+
+
 def list_entries(session: Session, flt: AuditFilter = AuditFilter()) -> list[dict[str, Any]]:
-    return [entry_row(e) for e in _select(session, flt)]
+    """Entries as rows; an intent whose call never recorded an outcome (a killed process) reads as outcome unknown."""
+    rows = [entry_row(e) for e in _select(session, flt)]
+    _mark_open_intents(session, rows)
+    return rows
+
+
+def _is_intent(row: Mapping[str, Any]) -> bool:
+    return row["outcome"] == INTENT_OUTCOME or (row["event"] == "approval" and row["outcome"] == "approved")
+
+
+def _mark_open_intents(session: Session, rows: list[dict[str, Any]]) -> None:
+    intents = [row for row in rows if _is_intent(row)]
+    if not intents:
+        return
+    later = session.execute(
+        select(AuditEntry.details).where(
+            AuditEntry.seq > min(row["seq"] for row in intents),
+            AuditEntry.event == "tool_call",
+            AuditEntry.outcome != INTENT_OUTCOME,
+        )
+    ).scalars()
+    closed = {json.loads(details).get("intent_seq") for details in later if details and '"intent_seq"' in details}
+    for row in intents:
+        if row["seq"] not in closed:
+            is_call = row["outcome"] == INTENT_OUTCOME
+            row["outcome"] = UNKNOWN_OUTCOME if is_call else f"{row['outcome']} (outcome unknown)"
 
 
 def _select(session: Session, flt: AuditFilter) -> Iterable[AuditEntry]:
@@ -516,10 +566,6 @@ def export_jsonl(session: Session, out: IO[str], flt: AuditFilter = AuditFilter(
         out.write(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n")
         count += 1
     return count
-
-
-def count_entries(session: Session) -> int:
-    return session.execute(select(func.count()).select_from(AuditEntry)).scalar_one()
 
 
 __all__ = [

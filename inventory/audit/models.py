@@ -1,13 +1,17 @@
 """The audit tables: an append-only, hash-chained log of every tool call and sync, and pending approvals.
 
 ``audit_log`` is never updated or deleted by the program, and the database refuses
-it too: migration 0002_audit installs triggers that abort UPDATE and DELETE (and
-TRUNCATE on PostgreSQL). ``seq`` is the entry's place in the chain (1, 2, 3, ...,
-allocated under a lock by the appender), and ``entry_hash`` covers every other
-column plus ``prev_hash``, so that an edit, a removal or a reordering breaks the
-chain where it happened.
+it too: triggers abort UPDATE and DELETE (and TRUNCATE on PostgreSQL), and an insert
+that does not extend the head (next seq, the head's hash as prev_hash, a mac; no
+REPLACE of an existing entry) is aborted before it happens. ``seq`` is the entry's
+place in the chain (1, 2, 3, ..., allocated under a lock by the appender);
+``entry_hash`` covers every column but seq and mac, plus ``prev_hash``, so that an
+edit, a removal or a reordering breaks the chain where it happened; ``mac`` keys
+seq and entry_hash with the audit key kept outside the database
+(inventory/audit/keys.py), so that whoever can only write the database cannot
+re-chain the log after an edit.
 
-``approvals`` is ordinary mutable state (pending -> approved/rejected); every
+``approvals`` is ordinary mutable state (pending -> approved/rejected/expired); every
 settlement is also recorded in the audit log.
 """
 
@@ -16,7 +20,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Integer, String, Text, cast
+from sqlalchemy import BigInteger, Index, Integer, String, Text, cast, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import UserDefinedType
@@ -78,7 +82,8 @@ class AuditEntry(Base):
     matched_rule: Mapped[str | None] = mapped_column(String(200))
     approver: Mapped[str | None] = mapped_column(String(200))
     approval_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
-    # success | failed | denied | invalid | pending | approved | rejected | dry_run | partial
+    # success | failed | denied | invalid | pending | approved | rejected | dry_run | partial | started
+    # ("started": the write-ahead intent of a call, written before it runs; its outcome entry follows)
     outcome: Mapped[str] = mapped_column(String(20))
     error: Mapped[str | None] = mapped_column(Text)
     # Microseconds, an integer: it reads back identically on every engine.
@@ -87,6 +92,8 @@ class AuditEntry(Base):
     details: Mapped[str | None] = mapped_column(CanonicalJson)
     prev_hash: Mapped[str] = mapped_column(String(64))
     entry_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # HMAC of seq and entry_hash under the audit key; NULL only for entries written before the key existed.
+    mac: Mapped[str | None] = mapped_column(String(64))
 
 
 class Approval(Base):
@@ -95,6 +102,10 @@ class Approval(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     requester: Mapped[str] = mapped_column(String(200), index=True)
+    # The name the requester acted for (--actor); rules matching it applied to the call.
+    on_behalf_of: Mapped[str | None] = mapped_column(String(200))
+    # After this the approval can no longer be granted (policy approvals.expires_after).
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     tool: Mapped[str] = mapped_column(String(200))
     # The target as resolved when the call was made: "<type>:<id>" of the inventory row.
     target: Mapped[str] = mapped_column(String(1000))
@@ -105,7 +116,7 @@ class Approval(Base):
     tool_class: Mapped[str] = mapped_column(String(20))
     matched_rule: Mapped[str | None] = mapped_column(String(200))
     policy_hash: Mapped[str | None] = mapped_column(String(64))
-    # pending | approved | rejected
+    # pending | approved | rejected | expired
     status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
     decided_by: Mapped[str | None] = mapped_column(String(200))
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -113,3 +124,30 @@ class Approval(Base):
     # success | failed, once an approved call ran
     outcome: Mapped[str | None] = mapped_column(String(20))
     request_seq: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
+
+
+class ApiToken(Base):
+    """An API token: stored as a keyed hash only (inventory/tokens.py); a revoked token keeps its row."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (
+        # One live token per name.
+        Index(
+            "ix_api_tokens_live_name",
+            "name_key",
+            unique=True,
+            sqlite_where=text("revoked_at IS NULL"),
+            postgresql_where=text("revoked_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    # The name as compared (NFC, case-folded).
+    name_key: Mapped[str] = mapped_column(String(64))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    groups: Mapped[list[str]] = mapped_column(JsonValue, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -124,11 +124,20 @@ class AppContext:
         if self._database is None:
             from inventory.storage.database import Database
 
+            from inventory.audit.keys import AuditSecrets, attach
+
             self._database = Database(self.config.database_url)
+            attach(self._database, AuditSecrets(self.config.audit_key_file, self.config.audit_head_file))
             self.cleanups.append(self._database.dispose)
         if check_schema:
             self._database.ensure_schema(auto_migrate=migrate)
         return self._database
+
+    def principal(self, actor: str | None = None) -> Any:
+        """Who runs this command: the OS user, acting for ``actor`` where the config allows it."""
+        from inventory.principals import cli_principal
+
+        return cli_principal(self.config.principals, actor)
 
     def close(self) -> None:
         for cleanup in reversed(self.cleanups):
@@ -177,10 +186,10 @@ def _register() -> None:
     cli.add_command(db.db_group)
     for command in [*query.COMMANDS, *setup.COMMANDS]:
         cli.add_command(command)
-    # Tools, policy, approvals and the audit log.
-    from inventory.cli import audit, policy
+    # Tools, policy, approvals, API tokens and the audit log.
+    from inventory.cli import audit, policy, tokens
 
-    for command in [*policy.COMMANDS, *audit.COMMANDS]:
+    for command in [*policy.COMMANDS, *audit.COMMANDS, *tokens.COMMANDS]:
         cli.add_command(command)
     from inventory.cli import exports, impact, serve
 

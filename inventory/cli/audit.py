@@ -36,8 +36,11 @@ def _filter_options(func: Any) -> Any:
         click.option("--tool", help="Only this tool."),
         click.option("--class", "tool_class", type=click.Choice(["READ_ONLY", "SAFE_MUTATE", "DESTRUCTIVE"], case_sensitive=False)),
         click.option("--decision", type=click.Choice(["allow", "require_approval", "deny"])),
-        click.option("--outcome", help="success, failed, denied, pending, rejected, approved, dry_run, invalid, partial."),
-        click.option("--event", type=click.Choice(["tool_call", "approval", "sync"])),
+        click.option(
+            "--outcome",
+            help="success, failed, denied, pending, rejected, approved, expired, dry_run, invalid, partial, started.",
+        ),
+        click.option("--event", type=click.Choice(["tool_call", "approval", "sync", "token"])),
         click.option("--target", help="Target or target name contains this."),
         click.option("--since", help="From this long ago (7d, 1h) or ISO time."),
         click.option("--until", help="Up to this long ago or ISO time."),
@@ -82,13 +85,16 @@ def show_command(app: AppContext, seq: int, output: str) -> None:
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_obj
 def verify_command(app: AppContext, checkpoint: str | None, in_python: bool, output: str) -> None:
-    """Walk the hash chain; report the first entry changed, removed or out of order, and exit 1 if any."""
+    """Walk the hash chain, check every entry's mac with the audit key and the head file; report the first entry
+    changed, removed, out of order, forged or cut off, and exit 1 if any."""
+    from inventory.audit.keys import secrets_for
     from inventory.audit.log import read_checkpoint, verify_chain
     from inventory.render import to_json
 
     mark = read_checkpoint(checkpoint) if checkpoint else None
-    with app.database().session() as session:
-        result = verify_chain(session, mark, in_python=in_python)
+    db = app.database()
+    with db.session() as session:
+        result = verify_chain(session, mark, in_python=in_python, audit_secrets=secrets_for(db))
     if output == "json":
         click.echo(
             to_json(

@@ -48,3 +48,29 @@ def current_command(app: AppContext) -> None:
     current = db.current_revision()
     state = "up to date" if current == SCHEMA_REVISION else "run `inventory db upgrade`"
     click.echo(f"{db.display_url}: {current or 'empty'} (this program needs {SCHEMA_REVISION}: {state})")
+
+
+@db_group.command("grant")
+@click.argument("role")
+@click.option(
+    "--apply", "apply_now", is_flag=True, help="Run the statements (as the owner that ran `db upgrade`), else print."
+)
+@click.pass_obj
+def grant_command(app: AppContext, role: str, apply_now: bool) -> None:
+    """Give the PostgreSQL runtime ROLE only what the service needs: SELECT/INSERT on the audit log, no ownership."""
+    from sqlalchemy import text
+
+    from inventory.errors import UsageError
+    from inventory.storage.grants import runtime_grants
+
+    statements = runtime_grants(role)
+    if not apply_now:
+        click.echo("".join(f"{statement};\n" for statement in statements), nl=False)
+        return
+    db = app.database()
+    if db.dialect != "postgresql":
+        raise UsageError(f"{db.display_url}: roles and grants are PostgreSQL's; SQLite has none")
+    with db.engine.begin() as conn:
+        for statement in statements:
+            conn.execute(text(statement))
+    click.echo(f"{db.display_url}: granted the runtime role {role} what the service needs")

@@ -15,25 +15,29 @@ from inventory.cli import AppContext
 
 EXIT_PENDING = 4
 
-policy_option = click.option(
+draft_option = click.option(
     "--policy",
-    "policy_path",
+    "draft_path",
     type=click.Path(dir_okay=False),
-    help="Policy file (else ./policy.yaml, ./config/policy.yaml, the user config dir). Env: INVENTORY_POLICY.",
+    help="Evaluate this draft policy instead of the one in force (the config's policy.path); it decides nothing.",
 )
-actor_option = click.option("--actor", help="Who is acting (else INVENTORY_ACTOR, else the OS user).")
+actor_option = click.option(
+    "--actor",
+    help="Act for this principal (recorded as on behalf of); only where the config's principals.act_for allows it.",
+)
 target_option = click.option("--target", "target", metavar="[TYPE:]IDENT", help="What the call touches: workload:pve/101, host:42, source:docker-local, or a name.")
 arg_option = click.option("--arg", "arg_pairs", multiple=True, metavar="KEY=VALUE", help="A tool argument (repeatable).")
 output_option = click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
 
 
-def build_runner(app: AppContext, policy_path: str | None, *, with_sources: bool = True) -> Any:
+def build_runner(app: AppContext, *, with_sources: bool = True, draft_path: str | None = None) -> Any:
+    """A runner under the operator's policy (the config's policy.path); a draft only for `policy check`."""
     from inventory.policy.execute import ToolRunner
     from inventory.policy.rules import load_policy
     from inventory.policy.registry import ToolRegistry
 
     registry = ToolRegistry.discover()
-    policy = load_policy(policy_path, known_tools=registry.names())
+    policy = load_policy(draft_path or app.config.policy_path, known_tools=registry.names())
     lookup = (lambda name: app.config.source(name)) if with_sources else None
     notifier = None
     if with_sources and app.config.notify.targets:
@@ -42,7 +46,15 @@ def build_runner(app: AppContext, policy_path: str | None, *, with_sources: bool
         notifier = Notifier(app.config.notify)
         app.cleanups.append(notifier.close)
     db = app.database()
-    return ToolRunner(db, policy, registry, source_config=lookup, notifier=notifier, escalation_sources=_escalations(app, db, with_sources))
+    return ToolRunner(
+        db,
+        policy,
+        registry,
+        source_config=lookup,
+        notifier=notifier,
+        escalation_sources=_escalations(app, db, with_sources),
+        principals=app.config.principals,
+    )
 
 
 def _escalations(app: AppContext, db: Any, with_sources: bool) -> list[Any]:
@@ -101,18 +113,30 @@ def policy_group() -> None:
 @target_option
 @arg_option
 @actor_option
-@policy_option
+@draft_option
 @output_option
 @click.pass_obj
-def check_command(app: AppContext, tool: str, target: str | None, arg_pairs: tuple[str, ...], actor: str | None, policy_path: str | None, output: str) -> None:
+def check_command(
+    app: AppContext,
+    tool: str,
+    target: str | None,
+    arg_pairs: tuple[str, ...],
+    actor: str | None,
+    draft_path: str | None,
+    output: str,
+) -> None:
     """Print the call's class, the decision and every rule that contributed. Nothing runs; nothing is recorded."""
-    from inventory.policy.execute import resolve_actor
     from inventory.policy.tools import parse_arg_pairs
     from inventory.render import render_document
 
-    runner = build_runner(app, policy_path, with_sources=False)
-    evaluation = runner.evaluate(tool, target, parse_arg_pairs(arg_pairs), resolve_actor(actor))
-    render_document(evaluation.as_row(), output)
+    principal = app.principal(actor)
+    runner = build_runner(app, with_sources=False, draft_path=draft_path)
+    evaluation = runner.evaluate(tool, target, parse_arg_pairs(arg_pairs), principal)
+    row = evaluation.as_row()
+    row["in_force"] = draft_path is None
+    render_document(row, output)
+    if draft_path is not None:
+        click.echo(f"{draft_path} is a draft: it is not the policy in force (the config's policy.path is)", err=True)
 
 
 @click.group("tool")
@@ -125,7 +149,6 @@ def tool_group() -> None:
 @target_option
 @arg_option
 @actor_option
-@policy_option
 @click.option("--dry-run", is_flag=True, help="Classify, decide and record, but do not execute.")
 @click.option("--no-input", is_flag=True, help="Never prompt: a call that needs approval waits for one.")
 @output_option
@@ -136,18 +159,19 @@ def run_command(
     target: str | None,
     arg_pairs: tuple[str, ...],
     actor: str | None,
-    policy_path: str | None,
     dry_run: bool,
     no_input: bool,
     output: str,
 ) -> None:
-    """Run TOOL. Denied: exit 3. Needs approval: on a terminal, type the target's name; else exit 4 with the approval id."""
-    from inventory.policy.execute import resolve_actor
+    """Run TOOL. Denied: exit 3. Needs approval: exit 4 with the approval id (an approver who may approve their
+    own call may instead type the target's name on a terminal)."""
     from inventory.policy.tools import parse_arg_pairs
 
-    runner = build_runner(app, policy_path)
+    principal = app.principal(actor)
+    runner = build_runner(app)
     interactive = not no_input and sys.stdin.isatty() and sys.stdout.isatty()
-    outcome = runner.run(tool, target, parse_arg_pairs(arg_pairs), resolve_actor(actor), dry_run=dry_run, confirm=_confirm_on_terminal if interactive else None)
+    confirm = _confirm_on_terminal if interactive else None
+    outcome = runner.run(tool, target, parse_arg_pairs(arg_pairs), principal, dry_run=dry_run, confirm=confirm)
     _render_outcome(outcome, output)
 
 
@@ -182,46 +206,47 @@ def approvals_group() -> None:
 
 
 @approvals_group.command("list")
-@click.option("--status", type=click.Choice(["pending", "approved", "rejected", "all"]), default="pending", show_default=True)
+@click.option(
+    "--status",
+    type=click.Choice(["pending", "approved", "rejected", "expired", "all"]),
+    default="pending",
+    show_default=True,
+)
 @click.option("-o", "--output", type=click.Choice(["table", "json", "yaml", "csv"]), default="table", show_default=True)
-@policy_option
 @click.pass_obj
-def approvals_list(app: AppContext, status: str, output: str, policy_path: str | None) -> None:
+def approvals_list(app: AppContext, status: str, output: str) -> None:
     from inventory.policy.approvals import list_approvals
     from inventory.render import render_rows
 
-    rows = list_approvals(build_runner(app, policy_path, with_sources=False), status)
+    rows = list_approvals(build_runner(app, with_sources=False), status)
     render_rows(rows, output, ("id", "created_at", "requester", "tool", "target_name", "target", "class", "status", "decided_by", "outcome"))
 
 
 @approvals_group.command("approve")
 @click.argument("approval_id", type=int)
-@actor_option
 @click.option("--reason", help="Why (kept with the approval).")
-@policy_option
 @output_option
 @click.pass_obj
-def approvals_approve(app: AppContext, approval_id: int, actor: str | None, reason: str | None, policy_path: str | None, output: str) -> None:
-    """Approve a pending call and run it now (the approver is recorded; it cannot be the requester unless policy allows)."""
+def approvals_approve(app: AppContext, approval_id: int, reason: str | None, output: str) -> None:
+    """Approve a pending call and run it now, as the OS user (an approver the policy names, not the requester
+    unless the policy allows self-approval)."""
     from inventory.policy.approvals import approve
-    from inventory.policy.execute import resolve_actor
 
-    outcome = approve(build_runner(app, policy_path), approval_id, resolve_actor(actor), reason)
+    principal = app.principal()
+    outcome = approve(build_runner(app), approval_id, principal, reason)
     _render_outcome(outcome, output)
 
 
 @approvals_group.command("reject")
 @click.argument("approval_id", type=int)
-@actor_option
 @click.option("--reason", help="Why (kept with the approval and in the audit log).")
-@policy_option
 @click.pass_obj
-def approvals_reject(app: AppContext, approval_id: int, actor: str | None, reason: str | None, policy_path: str | None) -> None:
-    """Reject a pending call (the requester may withdraw their own)."""
+def approvals_reject(app: AppContext, approval_id: int, reason: str | None) -> None:
+    """Reject a pending call as the OS user (an approver; the requester may withdraw their own)."""
     from inventory.policy.approvals import reject
-    from inventory.policy.execute import resolve_actor
 
-    seq = reject(build_runner(app, policy_path, with_sources=False), approval_id, resolve_actor(actor), reason)
+    principal = app.principal()
+    seq = reject(build_runner(app, with_sources=False), approval_id, principal, reason)
     click.echo(f"approval {approval_id} rejected (audit entry {seq})")
 
 

@@ -1,10 +1,12 @@
 """Pending approvals: a call whose decision is require_approval waits here until someone settles it.
 
-The approver cannot be the requester unless the policy says so (``approvals.self_approval``
-or the deciding rule's ``self_approval``), and must be one of ``approvals.approvers`` when
-the policy names them. Approving re-checks the call against
-the policy in force at that moment (a call that is now denied is not run), then
-runs it; every request and settlement is an audit entry.
+Approvers are principals, compared as principals: one of ``approvals.approvers`` when
+the policy names them, never the requester unless the policy allows self-approval,
+never a principal acting for someone else (--actor). Approving re-checks the call
+against the policy in force at that moment (a call that is now denied is not run)
+and is refused once the approval expired (``approvals.expires_after``); the
+``approved`` entry is the call's write-ahead intent. Every request and settlement is
+an audit entry. Only an approver or the requester (withdrawing) may reject.
 
 Calls whose arguments carry a secret are never queued: the approvals table would
 have to hold the secret to run the call later.
@@ -13,51 +15,26 @@ have to hold the secret to run the call later.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import select, update
+from sqlalchemy.engine import CursorResult
 
+from inventory.audit.keys import secrets_for
 from inventory.audit.log import AuditRecord, append_in
 from inventory.audit.models import Approval
 from inventory.errors import NotFound, UsageError
-from inventory.policy.execute import CallOutcome, Evaluation, PolicyDenied, ToolRunner, audit_record
+from inventory.policy.execute import (
+    CallOutcome,
+    PolicyDenied,
+    ToolRunner,
+    as_principal,
+    audit_record,
+    principal_details,
+)
 from inventory.policy.rules import Effect
-from inventory.redact import redact_value
+from inventory.principals import Principal
 from inventory.timeutil import utcnow
-
-
-def request_approval(runner: ToolRunner, evaluation: Evaluation, started: float) -> CallOutcome:
-    assert evaluation.spec is not None and evaluation.target is not None and evaluation.args is not None
-    arguments = evaluation.args.model_dump(exclude_none=True, mode="json")
-    if redact_value(arguments) != arguments:
-        return runner._finish(
-            evaluation,
-            "failed",
-            started,
-            error="arguments that carry secrets cannot wait for approval; run the call on a terminal to confirm it in place",
-            raise_error=UsageError,
-        )
-    with runner.db.write_session() as session:
-        approval = Approval(
-            created_at=utcnow(),
-            requester=evaluation.actor,
-            tool=evaluation.tool,
-            target=evaluation.target.ref,
-            target_name=evaluation.target.name,
-            source=evaluation.target.source,
-            arguments=arguments,
-            tool_class=str(evaluation.classification.tool_class),
-            matched_rule=evaluation.decision.rule_label,
-            policy_hash=runner.policy.sha256,
-            status="pending",
-        )
-        session.add(approval)
-        session.flush()
-        record = audit_record(evaluation, "pending", started, approval_id=approval.id)
-        seq, _ = append_in(session, record)
-        approval.request_seq = seq
-    runner.notify_destructive(evaluation, "pending")
-    return CallOutcome(evaluation, "pending", seq, approval.id)
 
 
 def approval_row(approval: Approval) -> dict[str, Any]:
@@ -65,6 +42,8 @@ def approval_row(approval: Approval) -> dict[str, Any]:
         "id": approval.id,
         "created_at": approval.created_at,
         "requester": approval.requester,
+        "on_behalf_of": approval.on_behalf_of,
+        "expires_at": approval.expires_at,
         "tool": approval.tool,
         "target": approval.target,
         "target_name": approval.target_name,
@@ -99,52 +78,33 @@ def _load(runner: ToolRunner, approval_id: int) -> Approval:
     return approval
 
 
-def _claim(runner: ToolRunner, approval_id: int, status: str, decider: str, reason: str | None, record: AuditRecord) -> int:
+def _claim(
+    runner: ToolRunner, approval_id: int, status: str, decider: str, reason: str | None, record: AuditRecord
+) -> int:
     """Settle a pending approval and record it in one transaction; only one settler can win."""
     with runner.db.write_session() as session:
-        claimed = session.execute(
-            update(Approval)
-            .where(Approval.id == approval_id, Approval.status == "pending")
-            .values(status=status, decided_by=decider, decided_at=utcnow(), reason=reason)
+        claimed = cast(
+            CursorResult[Any],
+            session.execute(
+                update(Approval)
+                .where(Approval.id == approval_id, Approval.status == "pending")
+                .values(status=status, decided_by=decider, decided_at=utcnow(), reason=reason)
+            ),
         ).rowcount
         if claimed != 1:
             raise UsageError(f"approval {approval_id} was settled by someone else meanwhile")
-        seq, _ = append_in(session, record)
+        seq, _ = append_in(session, record, secrets_for(runner.db))
     return seq
 
 
-def approve(runner: ToolRunner, approval_id: int, approver: str, reason: str | None = None) -> CallOutcome:
-    """Approve a pending call and run it now, under the policy in force now."""
-    started = time.perf_counter()
-    approval = _load(runner, approval_id)
-    evaluation = runner.evaluate(approval.tool, approval.target, approval.arguments, approval.requester)
-    if evaluation.decision.effect is Effect.DENY:
-        record = audit_record(evaluation, "rejected", started, error=f"the policy now denies it ({evaluation.decision.rule_label})", approver=approver, approval_id=approval_id, event="approval")
-        _claim(runner, approval_id, "rejected", approver, "denied by the current policy", record)
-        raise PolicyDenied(f"approval {approval_id}: the policy now denies this call ({evaluation.decision.rule_label}); it was rejected")
-    if not runner.policy.may_approve(approver):
-        raise PolicyDenied(f"approval {approval_id}: {approver} is not among the approvers the policy names")
-    if approver == approval.requester and not evaluation.decision.self_approval:
-        raise PolicyDenied(f"approval {approval_id}: {approver} requested this call and cannot approve it (the policy does not allow self-approval)")
-    record = audit_record(evaluation, "approved", started, approver=approver, approval_id=approval_id, event="approval")
-    _claim(runner, approval_id, "approved", approver, reason, record)
-    try:
-        outcome = runner.execute(evaluation, started, approver=approver, approval_id=approval_id)
-    except Exception:
-        _set_outcome(runner, approval_id, "failed")
-        raise
-    _set_outcome(runner, approval_id, outcome.outcome)
-    return outcome
-
-
-def reject(runner: ToolRunner, approval_id: int, decider: str, reason: str | None = None) -> int:
-    """Reject (or, by the requester, withdraw) a pending call; returns the audit entry's seq."""
-    started = time.perf_counter()
-    approval = _load(runner, approval_id)
-    record = AuditRecord(
+def _settlement(
+    runner: ToolRunner, approval: Approval, decider: Principal, outcome: str, error: str | None, started: float
+) -> AuditRecord:
+    """The audit entry of a settlement that runs nothing (rejected, expired)."""
+    return AuditRecord(
         event="approval",
         actor=approval.requester,
-        outcome="rejected",
+        outcome=outcome,
         tool=approval.tool,
         target=approval.target,
         target_name=approval.target_name,
@@ -153,13 +113,90 @@ def reject(runner: ToolRunner, approval_id: int, decider: str, reason: str | Non
         tool_class=approval.tool_class,
         decision=str(Effect.REQUIRE_APPROVAL),
         matched_rule=approval.matched_rule,
-        approver=decider,
-        approval_id=approval_id,
-        error=reason,
+        approver=decider.label,
+        approval_id=approval.id,
+        error=error,
         duration_ms=(time.perf_counter() - started) * 1000,
         policy_hash=runner.policy.sha256,
+        details=principal_details(runner.principal_named(approval.requester, approval.on_behalf_of)),
     )
-    return _claim(runner, approval_id, "rejected", decider, reason, record)
+
+
+def _refuse_if_expired(runner: ToolRunner, approval: Approval, decider: Principal, started: float) -> None:
+    if approval.expires_at is None or utcnow() < approval.expires_at:
+        return
+    message = f"approval {approval.id} expired at {approval.expires_at:%Y-%m-%d %H:%M:%S} UTC; request the call again"
+    _claim(
+        runner,
+        approval.id,
+        "expired",
+        decider.label,
+        "expired",
+        _settlement(runner, approval, decider, "expired", message, started),
+    )
+    raise PolicyDenied(message)
+
+
+def approve(runner: ToolRunner, approval_id: int, approver: Principal | str, reason: str | None = None) -> CallOutcome:
+    """Approve a pending call and run it now, under the policy in force now."""
+    started = time.perf_counter()
+    approver = as_principal(approver)
+    approval = _load(runner, approval_id)
+    _refuse_if_expired(runner, approval, approver, started)
+    requester = runner.principal_named(approval.requester, approval.on_behalf_of)
+    evaluation = runner.evaluate(approval.tool, approval.target, approval.arguments, requester)
+    if evaluation.decision.effect is Effect.DENY:
+        record = audit_record(
+            evaluation,
+            "rejected",
+            started,
+            error=f"the policy now denies it ({evaluation.decision.rule_label})",
+            approver=approver.label,
+            approval_id=approval_id,
+            event="approval",
+        )
+        _claim(runner, approval_id, "rejected", approver.label, "denied by the current policy", record)
+        raise PolicyDenied(
+            f"approval {approval_id}: the policy now denies this call ({evaluation.decision.rule_label}); "
+            "it was rejected"
+        )
+    refusal = runner.approval_refusal(evaluation, approver)
+    if refusal is not None:
+        raise PolicyDenied(f"approval {approval_id}: {refusal}")
+    record = audit_record(
+        evaluation, "approved", started, approver=approver.name, approval_id=approval_id, event="approval"
+    )
+    intent_seq = _claim(runner, approval_id, "approved", approver.name, reason, record)
+    try:
+        outcome = runner.execute(
+            evaluation, started, approver=approver.name, approval_id=approval_id, intent_seq=intent_seq
+        )
+    except Exception:
+        _set_outcome(runner, approval_id, "failed")
+        raise
+    _set_outcome(runner, approval_id, outcome.outcome)
+    return outcome
+
+
+def reject(runner: ToolRunner, approval_id: int, decider: Principal | str, reason: str | None = None) -> int:
+    """Reject (or, by the requester, withdraw) a pending call; returns the audit entry's seq."""
+    started = time.perf_counter()
+    decider = as_principal(decider)
+    approval = _load(runner, approval_id)
+    withdrawing = decider.on_behalf_of is None and decider.same_as(approval.requester)
+    if not withdrawing and not runner.policy.may_approve(decider):
+        raise PolicyDenied(
+            f"approval {approval_id}: {decider.label} may not reject it "
+            "(only an approver, or the requester withdrawing it)"
+        )
+    return _claim(
+        runner,
+        approval_id,
+        "rejected",
+        decider.label,
+        reason,
+        _settlement(runner, approval, decider, "rejected", reason, started),
+    )
 
 
 def _set_outcome(runner: ToolRunner, approval_id: int, outcome: str) -> None:

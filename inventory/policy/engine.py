@@ -21,6 +21,7 @@ from inventory.policy.classes import ToolClass, mcp_hints
 from inventory.policy.rules import Effect, Policy, Rule, TargetSelector
 from inventory.policy.targets import Target
 from inventory.policy.tools import ToolArgs, ToolSpec
+from inventory.principals import Principal, name_key
 
 DEFAULT_EFFECTS = {
     ToolClass.READ_ONLY: Effect.ALLOW,
@@ -146,7 +147,7 @@ class Call:
     """Everything a rule can look at."""
 
     tool: str
-    actor: str
+    principal: Principal
     target: Target | None
     source_type: str | None = None
     # A namespace named by the arguments (list pods in X, delete namespace X).
@@ -154,7 +155,8 @@ class Call:
 
 
 def decide(call: Call, classification: Classification, policy: Policy) -> Decision:
-    groups = policy.groups_of(call.actor)
+    """Every rule matching the principal or the name it acts for applies; the most severe effect wins."""
+    groups = policy.groups_of_principal(call.principal)
     matching = [rule for rule in policy.rules if rule_matches(rule, call, classification.tool_class, groups)]
     contributions = tuple(Contribution(rule.name, rule.effect) for rule in matching)
     explanation = [*classification.reasons]
@@ -179,7 +181,8 @@ def rule_matches(rule: Rule, call: Call, tool_class: ToolClass, groups: set[str]
         return False
     if match.tools is not None and not any(fnmatchcase(call.tool, p) for p in match.tools):
         return False
-    if match.actors is not None and not any(_actor_matches(p, call.actor, groups) for p in match.actors):
+    names = call.principal.names()
+    if match.actors is not None and not any(_actor_matches(p, name, groups) for p in match.actors for name in names):
         return False
     if match.sources is not None:
         if call.target is None or not any(fnmatchcase(call.target.source, p) for p in match.sources):
@@ -192,8 +195,9 @@ def rule_matches(rule: Rule, call: Call, tool_class: ToolClass, groups: set[str]
 
 def _actor_matches(pattern: str, actor: str, groups: set[str]) -> bool:
     if pattern.startswith("group:"):
-        return pattern[len("group:"):] in groups
-    return fnmatchcase(actor, pattern)
+        return name_key(pattern[len("group:"):]) in groups
+    # Compared as principals, not spellings: "agent-*" matches Agent-1.
+    return fnmatchcase(name_key(actor), name_key(pattern))
 
 
 def target_matches(selector: TargetSelector, target: Target, namespace_arg: str | None = None) -> bool:

@@ -1,20 +1,25 @@
 """One tool call end to end: resolve the target, classify, decide, (approve), execute, audit.
 
-Every call leaves exactly one audit entry, whatever happens: denied, invalid,
-pending approval, dry run, executed or failed. The entry is written after the
-outcome is known, so that it carries the outcome, the error and the duration.
+Every call is recorded, whatever happens: denied, invalid, pending approval, dry run,
+executed or failed. A call that executes is recorded ahead: its decision and intent
+(outcome ``started``, or the ``approved`` entry of its approval) are committed before
+anything runs, and if they cannot be, nothing runs; its outcome entry follows, linked
+by ``details.intent_seq``. A killed process leaves an intent without an outcome, which
+``audit list`` shows as outcome unknown.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from inventory.audit.actor import ACTOR_ENV, resolve_actor
-from inventory.audit.log import AuditRecord, append
+from inventory.audit.keys import secrets_for
+from inventory.audit.log import INTENT_OUTCOME, AuditRecord, append, append_in
+from inventory.audit.models import Approval
 from inventory.errors import InvalidArguments, InventoryError, PolicyDenied, ToolFailed, UsageError
 from inventory.policy.classes import ToolClass
 from inventory.policy.engine import Call, Classification, Decision, EscalationSource, classify, decide
@@ -22,8 +27,10 @@ from inventory.policy.rules import Effect, Policy
 from inventory.policy.targets import Target, resolve_target
 from inventory.policy.registry import ToolRegistry
 from inventory.policy.tools import ToolArgs, ToolContext, ToolResult, ToolSpec
+from inventory.principals import Principal, PrincipalKind, PrincipalSettings, configured_for
 from inventory.redact import redact_text, redact_value
 from inventory.storage.database import Database
+from inventory.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +42,7 @@ class Evaluation:
     """What the engine concluded about a call before running it (``inventory policy check``)."""
 
     tool: str
-    actor: str
+    principal: Principal
     spec: ToolSpec | None
     args: ToolArgs | None
     raw_args: Mapping[str, Any]
@@ -46,6 +53,10 @@ class Evaluation:
     policy: Policy
 
     @property
+    def actor(self) -> str:
+        return self.principal.name
+
+    @property
     def target_ref(self) -> str | None:
         return self.target.ref if self.target else self.target_text
 
@@ -53,6 +64,7 @@ class Evaluation:
         return {
             "tool": self.tool,
             "actor": self.actor,
+            "on_behalf_of": self.principal.on_behalf_of,
             "target": self.target_ref,
             "target_name": self.target.name if self.target else None,
             "class": str(self.classification.tool_class),
@@ -110,12 +122,36 @@ class ToolRunner:
     notifier: Any | None = None
     # Consulted by classify() beside the protection rules; None: the impact of the call (inventory.impact).
     escalation_sources: list[EscalationSource] | None = None
+    # OS users' groups and whom they may act for (the config's principals:).
+    principals: PrincipalSettings = field(default_factory=PrincipalSettings)
 
     def __post_init__(self) -> None:
         if self.escalation_sources is None:
             from inventory.policy.escalations import ImpactEscalation
 
             self.escalation_sources = [ImpactEscalation(self.db)]
+
+    def principal_named(self, name: str, on_behalf_of: str | None = None) -> Principal:
+        """A recorded principal (an approval's requester) with its groups as configured now."""
+        from inventory.tokens import live_token_groups
+
+        groups = set(configured_for(self.principals.users, name)) | live_token_groups(self.db, name)
+        if on_behalf_of:
+            groups |= set(configured_for(self.principals.users, on_behalf_of))
+        return Principal(name, PrincipalKind.OS_USER, frozenset(groups), on_behalf_of)
+
+    def approval_refusal(self, evaluation: Evaluation, approver: Principal) -> str | None:
+        """Why ``approver`` may not approve this call (None: it may); the same checks for every way of approving."""
+        requester = evaluation.principal
+        if approver.on_behalf_of is not None:
+            return f"{approver.label} acts for someone else: --actor never approves"
+        if not self.policy.may_approve(approver):
+            return f"{approver.name} is not among the approvers the policy names"
+        if approver.same_as(requester) and not evaluation.decision.self_approval:
+            return (
+                f"{approver.name} requested this call and cannot approve it (the policy does not allow self-approval)"
+            )
+        return None
 
     def notify_destructive(self, evaluation: Evaluation, outcome: str) -> None:
         if self.notifier is None or evaluation.classification.tool_class is not ToolClass.DESTRUCTIVE:
@@ -133,38 +169,40 @@ class ToolRunner:
 
     # --- evaluation ---------------------------------------------------------------------------
 
-    def evaluate(self, tool: str, target_text: str | None, raw_args: Mapping[str, Any], actor: str) -> Evaluation:
+    def evaluate(
+        self, tool: str, target_text: str | None, raw_args: Mapping[str, Any], actor: Principal | str
+    ) -> Evaluation:
         """Classify and decide; raises UsageError / NotFound / Ambiguous for a call that names nothing valid."""
+        principal = as_principal(actor)
         spec = self.registry.get(tool)
         args = spec.parse_args(raw_args) if spec else None
         target = self._resolve(spec, target_text)
-        return self._conclude(tool, actor, spec, args, raw_args, target, target_text)
-
-    def _conclude(
-        self,
-        tool: str,
-        actor: str,
-        spec: ToolSpec | None,
-        args: ToolArgs | None,
-        raw_args: Mapping[str, Any],
-        target: Target | None,
-        target_text: str | None,
-    ) -> Evaluation:
-        classification = classify(spec, args, target, self.policy, tool_name=tool, escalation_sources=self.escalation_sources or ())
-        call = Call(tool, actor, target, spec.source_type if spec else None, getattr(args, "namespace", None))
+        classification = classify(
+            spec, args, target, self.policy, tool_name=tool, escalation_sources=self.escalation_sources or ()
+        )
+        call = Call(tool, principal, target, spec.source_type if spec else None, getattr(args, "namespace", None))
         decision = decide(call, classification, self.policy)
-        return Evaluation(tool, actor, spec, args, raw_args, target, target_text, classification, decision, self.policy)
+        return Evaluation(
+            tool, principal, spec, args, raw_args, target, target_text, classification, decision, self.policy
+        )
 
     def _resolve(self, spec: ToolSpec | None, target_text: str | None) -> Target | None:
         if not target_text:
             if spec is not None:
-                raise UsageError(f"tool {spec.name} needs --target ({spec.target_type}{' of kind ' + '/'.join(spec.target_kinds) if spec.target_kinds else ''})")
+                raise UsageError(
+                    f"tool {spec.name} needs --target "
+                    f"({spec.target_type}{' of kind ' + '/'.join(spec.target_kinds) if spec.target_kinds else ''})"
+                )
             return None
         if spec is None:
             return None  # an unknown tool's target is recorded as given; nothing will run
         with self.db.session() as session:
             return resolve_target(
-                session, target_text, default_type=spec.target_type, source_type=spec.source_type, kinds=spec.target_kinds
+                session,
+                target_text,
+                default_type=spec.target_type,
+                source_type=spec.source_type,
+                kinds=spec.target_kinds,
             )
 
     # --- running ------------------------------------------------------------------------------
@@ -174,41 +212,101 @@ class ToolRunner:
         tool: str,
         target_text: str | None,
         raw_args: Mapping[str, Any],
-        actor: str,
+        actor: Principal | str,
         *,
         dry_run: bool = False,
         confirm: Confirm | None = None,
     ) -> CallOutcome:
         started = time.perf_counter()
+        principal = as_principal(actor)
         try:
-            evaluation = self.evaluate(tool, target_text, raw_args, actor)
+            evaluation = self.evaluate(tool, target_text, raw_args, principal)
         except InventoryError as exc:
             # The call names nothing valid; it is still recorded, as refused before any decision.
-            self._record_invalid(tool, target_text, raw_args, actor, exc, started)
+            self._record_invalid(tool, target_text, raw_args, principal, exc, started)
             raise
         decision = evaluation.decision
         if evaluation.spec is None and decision.effect is not Effect.DENY:
-            return self._finish(evaluation, "failed", started, error=f"unknown tool {tool!r}: nothing to run", raise_error=UsageError)
+            return self._finish(
+                evaluation, "failed", started, error=f"unknown tool {tool!r}: nothing to run", raise_error=UsageError
+            )
         if decision.effect is Effect.DENY:
-            return self._finish(evaluation, "denied", started, error=f"denied by {decision.rule_label}", raise_error=PolicyDenied)
+            return self._finish(
+                evaluation, "denied", started, error=f"denied by {decision.rule_label}", raise_error=PolicyDenied
+            )
         if dry_run:
             return self._finish(evaluation, "dry_run", started)
         approver = None
         if decision.effect is Effect.REQUIRE_APPROVAL:
-            if confirm is not None and self.policy.document.approvals.tty_confirmation:
-                if not confirm(evaluation):
-                    return self._finish(evaluation, "rejected", started, error="not confirmed on the terminal", raise_error=PolicyDenied)
-                approver = f"{actor} (terminal confirmation)"
-            else:
-                from inventory.policy.approvals import request_approval
+            # On a terminal the requester may approve in place only where they could approve it later.
+            in_place = confirm is not None and self.policy.document.approvals.tty_confirmation
+            if not in_place or self.approval_refusal(evaluation, principal) is not None:
+                return self._request_approval(evaluation, started)
+            assert confirm is not None
+            if not confirm(evaluation):
+                return self._finish(
+                    evaluation, "rejected", started, error="not confirmed on the terminal", raise_error=PolicyDenied
+                )
+            approver = f"{principal.name} (terminal confirmation)"
+        intent_seq = append(self.db, audit_record(evaluation, INTENT_OUTCOME, started, approver=approver))
+        return self.execute(evaluation, started, approver=approver, intent_seq=intent_seq)
 
-                return request_approval(self, evaluation, started)
-        return self.execute(evaluation, started, approver=approver)
+    def _request_approval(self, evaluation: Evaluation, started: float) -> CallOutcome:
+        """Queue the call; the request and its audit entry are committed together."""
+        assert evaluation.spec is not None and evaluation.target is not None and evaluation.args is not None
+        arguments = evaluation.args.model_dump(exclude_none=True, mode="json")
+        if redact_value(arguments) != arguments:
+            return self._finish(
+                evaluation,
+                "failed",
+                started,
+                error="arguments that carry secrets cannot wait for approval; "
+                "an approver may run the call on a terminal instead",
+                raise_error=UsageError,
+            )
+        now = utcnow()
+        with self.db.write_session() as session:
+            approval = Approval(
+                created_at=now,
+                requester=evaluation.principal.name,
+                on_behalf_of=evaluation.principal.on_behalf_of,
+                tool=evaluation.tool,
+                target=evaluation.target.ref,
+                target_name=evaluation.target.name,
+                source=evaluation.target.source,
+                arguments=arguments,
+                tool_class=str(evaluation.classification.tool_class),
+                matched_rule=evaluation.decision.rule_label,
+                policy_hash=self.policy.sha256,
+                status="pending",
+                expires_at=now + timedelta(seconds=self.policy.document.approvals.expires_after),
+            )
+            session.add(approval)
+            session.flush()
+            record = audit_record(evaluation, "pending", started, approval_id=approval.id)
+            seq, _ = append_in(session, record, secrets_for(self.db))
+            approval.request_seq = seq
+        self.notify_destructive(evaluation, "pending")
+        return CallOutcome(evaluation, "pending", seq, approval.id)
 
-    def execute(self, evaluation: Evaluation, started: float, *, approver: str | None = None, approval_id: int | None = None) -> CallOutcome:
-        """Run an allowed (or approved) call and record it; a failure is recorded, then raised."""
+    def execute(
+        self,
+        evaluation: Evaluation,
+        started: float,
+        *,
+        intent_seq: int,
+        approver: str | None = None,
+        approval_id: int | None = None,
+    ) -> CallOutcome:
+        """Run a call whose intent (entry ``intent_seq``) is committed; record the outcome, then raise a failure."""
         spec, target, args = evaluation.spec, evaluation.target, evaluation.args
         assert spec is not None and target is not None and args is not None
+
+        def done(outcome: str, **kw: Any) -> CallOutcome:
+            return self._finish(
+                evaluation, outcome, started, approver=approver, approval_id=approval_id, intent_seq=intent_seq, **kw
+            )
+
         try:
             if self.source_config is None:
                 raise UsageError("no inventory config: cannot reach the target's source")
@@ -219,11 +317,11 @@ class ToolRunner:
             result = spec.implementation(ToolContext(spec, args, target, source_config))
         except InventoryError as exc:
             kind = UsageError if isinstance(exc, UsageError) else ToolFailed
-            return self._finish(evaluation, "failed", started, error=str(exc), approver=approver, approval_id=approval_id, raise_error=kind)
+            return done("failed", error=str(exc), raise_error=kind)
         except Exception as exc:  # an implementation bug: recorded, then reported
             message = f"tool {spec.name} on {target.ref}: {type(exc).__name__}: {exc}"
-            return self._finish(evaluation, "failed", started, error=message, approver=approver, approval_id=approval_id, raise_error=ToolFailed)
-        return self._finish(evaluation, "success", started, result=result, approver=approver, approval_id=approval_id)
+            return done("failed", error=message, raise_error=ToolFailed)
+        return done("success", result=result)
 
     def _finish(
         self,
@@ -235,10 +333,20 @@ class ToolRunner:
         result: ToolResult | None = None,
         approver: str | None = None,
         approval_id: int | None = None,
+        intent_seq: int | None = None,
         raise_error: type[InventoryError] | None = None,
     ) -> CallOutcome:
         error = redact_text(error) if error else None
-        record = audit_record(evaluation, outcome, started, error=error, result=result, approver=approver, approval_id=approval_id)
+        record = audit_record(
+            evaluation,
+            outcome,
+            started,
+            error=error,
+            result=result,
+            approver=approver,
+            approval_id=approval_id,
+            intent_seq=intent_seq,
+        )
         seq = append(self.db, record)
         call = CallOutcome(evaluation, outcome, seq, approval_id, result, error, approver)
         self.notify_destructive(evaluation, outcome)
@@ -247,13 +355,21 @@ class ToolRunner:
             raise raise_error(error) from None
         return call
 
-    def _record_invalid(self, tool: str, target_text: str | None, raw_args: Mapping[str, Any], actor: str, exc: Exception, started: float) -> None:
+    def _record_invalid(
+        self,
+        tool: str,
+        target_text: str | None,
+        raw_args: Mapping[str, Any],
+        principal: Principal,
+        exc: Exception,
+        started: float,
+    ) -> None:
         if isinstance(exc, InvalidArguments):
             # A value that failed validation is not recorded: it may be a secret pasted into the wrong key.
             raw_args = {key: INVALID_VALUE if key in exc.keys else value for key, value in raw_args.items()}
         record = AuditRecord(
             event="tool_call",
-            actor=actor,
+            actor=principal.name,
             outcome="invalid",
             tool=tool,
             target=target_text,
@@ -261,6 +377,7 @@ class ToolRunner:
             error=redact_text(str(exc)),
             duration_ms=(time.perf_counter() - started) * 1000,
             policy_hash=self.policy.sha256,
+            details=principal_details(principal),
         )
         append(self.db, record)
 
@@ -275,9 +392,12 @@ def audit_record(
     approver: str | None = None,
     approval_id: int | None = None,
     event: str = "tool_call",
+    intent_seq: int | None = None,
 ) -> AuditRecord:
     args = evaluation.args.model_dump(exclude_none=True, mode="json") if evaluation.args else dict(evaluation.raw_args)
-    details: dict[str, Any] = {}
+    details: dict[str, Any] = principal_details(evaluation.principal)
+    if intent_seq is not None:
+        details["intent_seq"] = intent_seq
     if evaluation.classification.reasons:
         details["classification"] = list(evaluation.classification.reasons)
     if evaluation.decision.contributions:
@@ -307,4 +427,17 @@ def audit_record(
     )
 
 
-__all__ = ["ACTOR_ENV", "CallOutcome", "Evaluation", "PolicyDenied", "ToolFailed", "ToolRunner", "audit_record", "resolve_actor"]
+def as_principal(actor: Principal | str) -> Principal:
+    """A library caller may name an OS user as text; it is validated like any name."""
+    return actor if isinstance(actor, Principal) else Principal.of(actor)
+
+
+def principal_details(principal: Principal) -> dict[str, Any]:
+    """Who acted, beyond the name in ``actor``: its kind and whom it acted for."""
+    details: dict[str, Any] = {"principal": str(principal.kind)}
+    if principal.on_behalf_of is not None:
+        details["on_behalf_of"] = principal.on_behalf_of
+    return details
+
+
+__all__ = ["CallOutcome", "Evaluation", "PolicyDenied", "ToolFailed", "ToolRunner", "as_principal", "audit_record"]

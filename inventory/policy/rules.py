@@ -1,15 +1,17 @@
 """The policy file: who may do what to which targets.
 
-Found at ``--policy`` / ``INVENTORY_POLICY``, else ``./policy.yaml``, else
-``./config/policy.yaml``, else ``<user config dir>/inventory/policy.yaml``; with
-none of them, the built-in defaults apply (no rules: READ_ONLY and SAFE_MUTATE
+The policy in force is the file the operator's config names (``policy.path`` in
+inventory.yaml, relative to that file; else ``policy.yaml`` next to it); never a
+per-call flag, an environment variable of the caller or the working directory.
+``inventory policy check --policy DRAFT`` evaluates a draft and says it is not in
+force. Without a policy file the built-in defaults apply (no rules: READ_ONLY and SAFE_MUTATE
 allowed, DESTRUCTIVE needs approval; ``kube-system`` and the ``prod`` tag are
 protected). A file with any error refuses to load, naming the file, the rule and
 the reason: there is no fallback to a more permissive policy.
 
     groups:   {ops: [alice, bob]}
     protected: {namespaces: [kube-system], tags: [prod], labels: {tier: critical}}
-    approvals: {self_approval: false, tty_confirmation: true, approvers: ["group:ops"]}
+    approvals: {self_approval: false, tty_confirmation: true, approvers: ["group:ops"], expires_after: 24h}
     rules:
       - name: agents-never-destroy
         effect: deny                      # allow | require_approval | deny
@@ -36,10 +38,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from inventory.connector import Duration
 from inventory.errors import ConfigError
 from inventory.policy.classes import ToolClass
+from inventory.principals import Principal, name_key
 
-POLICY_ENV = "INVENTORY_POLICY"
 BUILTIN_POLICY_LABEL = "<built-in defaults>"
 
 
@@ -100,10 +103,13 @@ class ApprovalSettings(BaseModel):
 
     # May the requester approve their own pending call? A rule's self_approval overrides this.
     self_approval: bool = False
-    # On a terminal, typing the target's name approves the call in place (a person is present).
+    # On a terminal, typing the target's name approves the call in place: an approval by the
+    # requester like any other (an approver, and self-approval allowed), else the call waits.
     tty_confirmation: bool = True
-    # Who may approve (user names or group:NAME); None: anyone but the requester.
+    # Who may approve (principal names or group:NAME); None: anyone but the requester.
     approvers: list[str] | None = None
+    # A pending approval can no longer be granted after this long.
+    expires_after: Duration = Field(default=86400.0, gt=0)
 
 
 class PolicyDocument(BaseModel):
@@ -141,47 +147,46 @@ class Policy:
         return self.document.rules
 
     def groups_of(self, actor: str) -> set[str]:
-        return {name for name, members in self.document.groups.items() if actor in members}
+        """The policy's groups holding this name (compared case-folded), as case-folded group names."""
+        key = name_key(actor)
+        groups = self.document.groups.items()
+        return {name_key(name) for name, members in groups if any(name_key(m) == key for m in members)}
 
-    def may_approve(self, actor: str) -> bool:
+    def groups_of_principal(self, principal: Principal) -> set[str]:
+        """Groups of the principal and of whom it acts for: from the policy and from the config or token."""
+        groups = {name_key(g) for g in principal.groups}
+        for name in principal.names():
+            groups |= self.groups_of(name)
+        return groups
+
+    def may_approve(self, principal: Principal) -> bool:
+        """Named by ``approvals.approvers`` (anyone when unset); never a principal acting for someone else."""
+        if principal.on_behalf_of is not None:
+            return False
         approvers = self.document.approvals.approvers
         if approvers is None:
             return True
-        groups = self.groups_of(actor)
-        return any(a[len("group:"):] in groups if a.startswith("group:") else a == actor for a in approvers)
+        groups = {name_key(g) for g in principal.groups} | self.groups_of(principal.name)
+        return any(
+            name_key(a[len("group:"):]) in groups if a.startswith("group:") else principal.same_as(a) for a in approvers
+        )
 
 
 def builtin_policy() -> Policy:
     return Policy(PolicyDocument(), None, hashlib.sha256(b"").hexdigest())
 
 
-def default_policy_paths() -> list[Path]:
-    from platformdirs import user_config_path
-
-    return [Path("policy.yaml"), Path("config") / "policy.yaml", user_config_path("inventory") / "policy.yaml"]
-
-
-def find_policy_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
-    explicit = explicit or os.environ.get(POLICY_ENV)
-    if explicit:
-        path = Path(explicit)
-        if not path.is_file():
-            raise ConfigError("policy file not found", path=str(path))
-        return path
-    for candidate in default_policy_paths():
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def load_policy(explicit: str | os.PathLike[str] | None = None, *, known_tools: Iterable[str] | None = None) -> Policy:
-    path = find_policy_file(explicit)
+def load_policy(path: str | os.PathLike[str] | None, *, known_tools: Iterable[str] | None = None) -> Policy:
+    """The policy at ``path`` (from the operator's config or a draft named on purpose); None: the built-in defaults."""
     if path is None:
         return builtin_policy()
+    path = Path(path)
     try:
         data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError("policy file not found", path=str(path)) from None
     except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", path=str(path)) from exc
+        raise ConfigError(f"cannot read: {exc.strerror}", path=str(path)) from None
     return parse_policy(data, path=path, known_tools=known_tools)
 
 

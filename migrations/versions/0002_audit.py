@@ -143,6 +143,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    count = op.get_bind().execute(sa.text('SELECT count(*) FROM audit_log')).scalar_one()
+    if count:
+        from inventory.errors import UsageError
+
+        # No migration drops the audit log (0003_trust refuses the same way).
+        raise UsageError(f'refusing to downgrade to 0001_initial: the audit log holds {count} entries')
     # Dropping the table drops its triggers on both engines; the function goes with it.
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
         batch_op.drop_index('ix_audit_log_tool_at')

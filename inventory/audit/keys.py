@@ -1,0 +1,136 @@
+"""The audit key and the audit head: outside the database, so that database access alone cannot rewrite the log.
+
+The key file (``audit.key_file`` in the config; default ``<user data dir>/inventory/audit.key``)
+holds 32 random bytes, created on first use with mode 0600. Every entry carries
+``mac = HMAC-SHA256(key, "<seq>\\n<entry_hash>")``: whoever can write the database but
+cannot read the key cannot re-chain an edited tail. The same key peppers API token
+hashes (inventory/tokens.py).
+
+The head file (``audit.head_file``; default the key file's name + ``.head``) holds the newest entry's seq and hash,
+advanced after every append under a file lock and never moved back: ``audit verify``
+reports a log that ends before its head as truncated. One key and head per database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from inventory.errors import ConfigError
+
+KEY_BYTES = 32
+
+
+def default_key_path() -> Path:
+    from platformdirs import user_data_path
+
+    return user_data_path("inventory") / "audit.key"
+
+
+@dataclass(frozen=True)
+class AuditHead:
+    seq: int
+    entry_hash: str
+
+
+class AuditSecrets:
+    """The key (read once, created on first use) and the head file of one database's audit log."""
+
+    def __init__(self, key_file: str | os.PathLike[str], head_file: str | os.PathLike[str] | None = None) -> None:
+        self.key_file = Path(key_file).expanduser()
+        # Elsewhere where the key is mounted read-only (a Kubernetes Secret) and the head needs a writable volume.
+        self.head_file = (
+            Path(head_file).expanduser() if head_file else self.key_file.with_name(self.key_file.name + ".head")
+        )
+        self._key: bytes | None = None
+
+    def key(self, *, create: bool = True) -> bytes | None:
+        if self._key is None:
+            self._key = self._read_or_create(create)
+        return self._key
+
+    def _read_or_create(self, create: bool) -> bytes | None:
+        try:
+            data = self.key_file.read_bytes()
+        except FileNotFoundError:
+            if not create:
+                return None
+            return self._create()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read the audit key: {exc.strerror}", path=str(self.key_file), key="audit.key_file"
+            ) from None
+        if len(data) < KEY_BYTES:
+            raise ConfigError(
+                f"the audit key holds {len(data)} bytes; at least {KEY_BYTES} are needed", path=str(self.key_file)
+            )
+        return data
+
+    def _create(self) -> bytes:
+        key = secrets.token_bytes(KEY_BYTES)
+        try:
+            self.key_file.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process created it meanwhile
+            return self._read_or_create(False) or key
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create the audit key: {exc.strerror}", path=str(self.key_file), key="audit.key_file"
+            ) from None
+        with os.fdopen(fd, "wb") as out:
+            out.write(key)
+        return key
+
+    def keyed_digest(self, purpose: str, text: str) -> str:
+        key = self.key()
+        assert key is not None
+        return hmac.new(key, f"{purpose}\n{text}".encode(), hashlib.sha256).hexdigest()
+
+    def mac(self, seq: int, entry_hash: str) -> str:
+        return self.keyed_digest("audit", f"{seq}\n{entry_hash}")
+
+    def read_head(self) -> AuditHead | None:
+        try:
+            raw: Any = json.loads(self.head_file.read_text(encoding="utf-8"))
+            return AuditHead(int(raw["seq"]), str(raw["entry_hash"]))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"unreadable audit head ({type(exc).__name__})", path=str(self.head_file)) from None
+
+    def advance_head(self, seq: int, entry_hash: str) -> None:
+        """Record a committed entry as the head, unless a newer one is recorded already."""
+        import fcntl
+
+        self.head_file.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.head_file.with_name(self.head_file.name + ".lock")
+        with open(lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            current = self.read_head()
+            if current is not None and current.seq >= seq:
+                return
+            scratch = self.head_file.with_name(self.head_file.name + ".new")
+            scratch.write_text(json.dumps({"seq": seq, "entry_hash": entry_hash}) + "\n", encoding="utf-8")
+            os.replace(scratch, self.head_file)
+
+
+def secrets_for(db: Any) -> AuditSecrets:
+    """The audit secrets attached to a Database (``attach``), else those at the default path."""
+    found = getattr(db, "audit_secrets", None)
+    if found is None:
+        found = AuditSecrets(default_key_path())
+        attach(db, found)
+    return found
+
+
+def attach(db: Any, audit_secrets: AuditSecrets) -> None:
+    db.audit_secrets = audit_secrets
+
+
+__all__ = ["AuditHead", "AuditSecrets", "attach", "default_key_path", "secrets_for"]

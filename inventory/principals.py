@@ -1,0 +1,159 @@
+"""Who is acting: an authenticated principal, never a name the caller typed.
+
+The CLI acts as the OS user of the effective uid; the server acts as the holder of an
+API token (inventory/tokens.py). The operator's config maps OS users to groups and
+says which OS users may act for which named principals (``--actor``): such a call is
+recorded "on behalf of" that name, every policy rule that matches either name applies
+(deny wins), and it never approves anything.
+
+Names are normalised (NFC) and compared case-folded; they are validated (printable,
+no spaces or control characters, bounded length) before anything runs.
+"""
+
+from __future__ import annotations
+
+import os
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from inventory.errors import UsageError
+
+MAX_NAME_LENGTH = 64
+
+
+class PrincipalKind(str, Enum):
+    OS_USER = "os-user"
+    TOKEN = "token"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class PrincipalSettings(BaseModel):
+    """``principals:`` in the config file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # OS user -> groups (the policy's ``groups:`` add to these).
+    users: dict[str, list[str]] = Field(default_factory=dict)
+    # OS user -> principal names it may act for with --actor (an agent runner's account).
+    act_for: dict[str, list[str]] = Field(default_factory=dict)
+
+
+def normalise_name(raw: str, *, what: str = "principal name") -> str:
+    """NFC, stripped; refused (UsageError, exit 2) unless printable, without spaces, and at most 64 characters."""
+    if not isinstance(raw, str):
+        raise UsageError(f"{what} must be text")
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(f"{what} {raw.encode('utf-8', 'backslashreplace').decode()!r} is not valid text") from None
+    name = unicodedata.normalize("NFC", raw.strip())
+    if not name:
+        raise UsageError(f"{what} is empty")
+    if len(name) > MAX_NAME_LENGTH:
+        raise UsageError(f"{what} is {len(name)} characters long; at most {MAX_NAME_LENGTH} are allowed")
+    bad = next((ch for ch in name if not ch.isprintable() or ch.isspace()), None)
+    if bad is not None:
+        raise UsageError(
+            f"{what} {name.encode('unicode_escape').decode()!r} holds {unicodedata.name(bad, repr(bad))}; "
+            "only printable characters without spaces are allowed"
+        )
+    return name
+
+
+def name_key(name: str) -> str:
+    """How two names are compared: NFC, then case-folded (``Alice`` and ``alice`` are one principal)."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    kind: PrincipalKind = PrincipalKind.OS_USER
+    groups: frozenset[str] = field(default_factory=frozenset)
+    # The named principal this call acts for (--actor); never an approver.
+    on_behalf_of: str | None = None
+
+    @property
+    def key(self) -> str:
+        return name_key(self.name)
+
+    def names(self) -> tuple[str, ...]:
+        """Every name the policy's rules are matched against: the principal and whom it acts for."""
+        return (self.name,) if self.on_behalf_of is None else (self.name, self.on_behalf_of)
+
+    def same_as(self, other: Principal | str) -> bool:
+        other_name = other.name if isinstance(other, Principal) else other
+        return self.key == name_key(other_name)
+
+    @property
+    def label(self) -> str:
+        """As recorded in the audit log and approvals."""
+        return self.name if self.on_behalf_of is None else f"{self.name} (on behalf of {self.on_behalf_of})"
+
+    @classmethod
+    def of(cls, name: str, groups: Iterable[str] = (), **kw: object) -> Principal:
+        return cls(normalise_name(name), groups=frozenset(groups), **kw)  # type: ignore[arg-type]
+
+
+def os_user_name() -> str:
+    """The OS user of the effective uid (not $USER, which the caller sets)."""
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError):  # no passwd entry: a container running under an arbitrary uid
+        return f"uid-{os.geteuid()}"
+
+
+def configured_for(table: Mapping[str, list[str]], name: str) -> list[str]:
+    """The values a config table (users, act_for) lists for ``name``, its keys compared as principals."""
+    key = name_key(name)
+    return [value for entry, values in table.items() if name_key(entry) == key for value in values]
+
+
+def cli_principal(settings: PrincipalSettings, actor: str | None = None, *, user: str | None = None) -> Principal:
+    """The principal of a CLI call: the OS user, acting for ``actor`` when the config allows it."""
+    name = normalise_name(user or os_user_name(), what="OS user name")
+    groups = frozenset(configured_for(settings.users, name))
+    if actor is None:
+        return Principal(name, PrincipalKind.OS_USER, groups)
+    wanted = normalise_name(actor, what="--actor")
+    if name_key(wanted) == name_key(name):
+        return Principal(name, PrincipalKind.OS_USER, groups)
+    allowed = configured_for(settings.act_for, name)
+    if not any(name_key(a) == name_key(wanted) for a in allowed):
+        raise UsageError(
+            f"--actor {wanted}: OS user {name} may not act for {wanted} "
+            f"(principals.act_for in the config names whom each OS user may act for)"
+        )
+    return Principal(
+        name, PrincipalKind.OS_USER, groups | frozenset(configured_for(settings.users, wanted)), on_behalf_of=wanted
+    )
+
+
+def system_principal() -> Principal:
+    """The process itself (sync runs): its OS user, without --actor."""
+    try:
+        return Principal(normalise_name(os_user_name(), what="OS user name"))
+    except UsageError:  # an OS account name we would refuse from a person still names this process
+        return Principal(f"uid-{os.geteuid()}")
+
+
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "Principal",
+    "PrincipalKind",
+    "PrincipalSettings",
+    "cli_principal",
+    "configured_for",
+    "name_key",
+    "normalise_name",
+    "os_user_name",
+    "system_principal",
+]
