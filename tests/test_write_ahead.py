@@ -21,7 +21,7 @@ from inventory.config import build_config
 from inventory.connector import ConnectorRegistry
 from inventory.policy.execute import ToolRunner
 from inventory.policy.rules import builtin_policy
-from inventory.policy.tools import ToolRegistry
+from inventory.policy.registry import ToolRegistry
 from inventory.storage.database import Database
 from inventory.sync import sync_source
 from inventory.testing.fake_kubernetes import write_kubeconfig
