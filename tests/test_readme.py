@@ -30,7 +30,7 @@ NOT_RUN: dict[str, str] = {
     "exec inventory -c /etc/inventory/inventory.yaml ansible": "the wrapper script's body; tests/test_ansible.py runs it",
     "ansible-inventory -i inventory.sh": "needs the wrapper installed; tests/test_ansible.py runs ansible-inventory",
     "ansible -i inventory.sh": "pings real machines",
-    "inventory policy check docker.remove --target media-jellyfin-1 --policy": "needs a draft policy file; tests/test_approvals.py checks drafts",
+    "policy check docker.remove --target media-jellyfin-1 --policy": "needs a draft policy file; tests/test_approvals.py checks drafts",
     "serve": "runs a server until stopped; tests/test_server_process.py starts it as a process",
     "sync --once -s pve": "the demo's fake APIs are stopped once the demo ends: a sync needs them",
     "sync --once --wait 60": "needs the sources (the demo's fakes are stopped)",
