@@ -31,6 +31,10 @@ NOT_RUN: dict[str, str] = {
     "ansible-inventory -i inventory.sh": "needs the wrapper installed; tests/test_ansible.py runs ansible-inventory",
     "ansible -i inventory.sh": "pings real machines",
     "policy check docker.remove --target media-jellyfin-1 --policy": "needs a draft policy file; tests/test_approvals.py checks drafts",
+    "tool run kubernetes.restart_deployment --target web --actor agent-1": "needs principals.act_for in the config; tests/test_approvals.py acts for an agent",
+    "psql": "creates PostgreSQL roles on a real server; tests/test_db_roles.py does it",
+    '-c "CREATE ROLE inventory LOGIN': "the psql command's continuation line",
+    "INVENTORY_DATABASE_URL=postgresql+psycopg://inventory": "needs the two-role PostgreSQL server; tests/test_db_roles.py covers it",
     "serve": "runs a server until stopped; tests/test_server_process.py starts it as a process",
     "sync --once -s pve": "the demo's fake APIs are stopped once the demo ends: a sync needs them",
     "sync --once --wait 60": "needs the sources (the demo's fakes are stopped)",
@@ -78,7 +82,7 @@ def _reason_not_run(command: str) -> str | None:
             if (
                 candidate == prefix
                 or candidate.startswith(prefix + " ")
-                or (prefix.endswith(("/", ">")) and candidate.startswith(prefix))
+                or (prefix.endswith(("/", ">", "inventory")) and candidate.startswith(prefix))
             ):
                 return reason
     if "eval " in command or "$(" in command:
