@@ -6,7 +6,7 @@ rendering import it without loading the sync machinery.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -18,8 +18,8 @@ class SyncStatus(StrEnum):
     """How a run of a source ended. The first four are stored in ``sync_runs.status``."""
 
     RUNNING = "running"  # a stored run not finished yet (or whose process died mid-sync)
-    SUCCESS = "success"  # a complete snapshot reconciled
-    PARTIAL = "partial"  # something was not read: upserts only, nothing removed for what was missed
+    SUCCESS = "success"  # every scope it should read was read (warnings, facts, allowed): exit 0
+    PARTIAL = "partial"  # a scope it should have read failed: upserts, removal only in scopes read whole
     FAILED = "failed"  # nothing could be read or written
     LOCKED = "locked"  # another process was syncing the source; nothing stored
     SKIPPED = "skipped"  # the loop found it freshly synced by another process; nothing stored
@@ -40,6 +40,8 @@ class SourceOutcome:
     objects: int = 0
     duration: float = 0.0
     run_id: int | None = None
+    # Facts the run found (a node down, a kind skipped for lack of permission), each logged once.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -54,4 +56,5 @@ class SourceOutcome:
         counts = (
             f"{r.created} created, {r.updated} updated, {r.removed} removed, {r.revived} revived, {r.unchanged} unchanged"
         )
-        return f"{self.source}: {self.status}, {self.objects} objects ({counts}) in {self.duration:.2f}s"
+        warned = f", {len(self.warnings)} warning{'s' if len(self.warnings) != 1 else ''}" if self.warnings else ""
+        return f"{self.source}: {self.status}{warned}, {self.objects} objects ({counts}) in {self.duration:.2f}s"

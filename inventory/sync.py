@@ -8,8 +8,9 @@ A source that fails (its API is down, its connector raises, the database refuses
 its writes) is a failed outcome and never stops the others. Each source's writes
 are one transaction: a crash in the middle leaves the previous state whole.
 
-Outcomes (``inventory.outcome.SyncStatus``): success (a complete snapshot reconciled),
-partial (something was not read: upserts only), failed (nothing could be read or
+Outcomes (``inventory.outcome.SyncStatus``): success (every scope the source should read
+was read; it may carry warnings, facts such as a node found down), partial (a scope that
+should have been read failed: what was read is upserted, only scopes read whole remove), failed (nothing could be read or
 written), locked (another process holds the source's lock), skipped (the loop found
 it freshly synced by another process).
 
@@ -178,6 +179,8 @@ class SourceRunner:
                 problems += [f"source {name!r}: {w}" for w in result.withheld]
                 if not snapshot.complete and not snapshot.errors:
                     problems.append(f"source {name!r}: the snapshot is incomplete")
+                # Facts (a node down, a kind not permitted) are not failures: the run stays a success.
+                warnings = [redact_text(f"source {name!r}: {w}") for w in snapshot.warnings]
                 status = SyncStatus.PARTIAL if problems else SyncStatus.SUCCESS
                 error = redact_text("; ".join(problems)) or None
                 store.finish_run(
@@ -191,6 +194,7 @@ class SourceRunner:
                     revived=result.revived,
                     unchanged=result.unchanged,
                     error=error,
+                    warnings="\n".join(warnings) or None,
                 )
         except InventoryError as exc:
             return self._record_failure(collected, f"source {name!r}: {exc}", snapshot.identity)
@@ -202,6 +206,8 @@ class SourceRunner:
                 f"source {name!r}: writing to the database failed: {type(exc).__name__}: {reason}",
                 snapshot.identity,
             )
+        for warning in warnings:
+            log.warning("%s", warning)
         if error:
             log.warning("%s", error)
         duration = time.perf_counter() - collected.started
@@ -214,6 +220,7 @@ class SourceRunner:
             objects=snapshot.object_count,
             duration=duration,
             run_id=run_id,
+            warnings=warnings,
         )
 
     def _record_failure(self, collected: Collected, message: str, identity: str | None = None) -> SourceOutcome:
