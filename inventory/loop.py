@@ -221,6 +221,7 @@ def log_outcome(outcome: SourceOutcome) -> None:
     """The loop's line per sync: a service's log is its only output."""
     if SyncStatus(outcome.status).read_something:
         level = logging.INFO if outcome.ok else logging.WARNING
-        log.log(level, "%s", outcome.describe(), extra=outcome_fields(outcome))
+        line = outcome.describe() + (f": {outcome.error}" if outcome.error and not outcome.ok else "")
+        log.log(level, "%s", line, extra=outcome_fields(outcome))
     elif outcome.status != SyncStatus.FAILED:  # a failure is logged with its backoff by the loop
         log.info("%s", outcome.error, extra=outcome_fields(outcome))

@@ -35,7 +35,7 @@ from inventory.config import Config
 from inventory.connector import Connector, ConnectorRegistry, SourceConfig
 from inventory.errors import ConnectorUnavailable, InventoryError, SourceError, SourceLockHeld
 from inventory.locks import source_lock
-from inventory.outcome import SourceOutcome, SyncStatus
+from inventory.outcome import SourceOutcome, SyncStatus, bounded, summarize_problems
 from inventory.reconcile import reconcile
 from inventory.records import Snapshot
 from inventory.redact import redact_text
@@ -175,14 +175,14 @@ class SourceRunner:
                 source_id = store.source_id(name, collected.type, snapshot.identity, configured=self.configured)
                 run_id = store.start_run(source_id, collected.started_at)
                 result = reconcile(snapshot, store, source_id=source_id, run_id=run_id, allow_empty=self.allow_empty)
-                problems = [f"source {name!r}, {e}" for e in snapshot.errors]
+                problems = [f"source {name!r}, {e}" for e in summarize_problems(snapshot.errors)]
                 problems += [f"source {name!r}: {w}" for w in result.withheld]
                 if not snapshot.complete and not snapshot.errors:
                     problems.append(f"source {name!r}: the snapshot is incomplete")
                 # Facts (a node down, a kind not permitted) are not failures: the run stays a success.
                 warnings = [redact_text(f"source {name!r}: {w}") for w in snapshot.warnings]
                 status = SyncStatus.PARTIAL if problems else SyncStatus.SUCCESS
-                error = redact_text("; ".join(problems)) or None
+                error = bounded(redact_text("; ".join(problems))) or None
                 store.finish_run(
                     run_id,
                     status=status,
@@ -208,8 +208,8 @@ class SourceRunner:
             )
         for warning in warnings:
             log.warning("%s", warning)
-        if error:
-            log.warning("%s", error)
+        if error:  # printed once, by whoever shows the outcome (the FAILED line, the loop's log line)
+            log.debug("%s", error)
         duration = time.perf_counter() - collected.started
         return SourceOutcome(
             name,
@@ -224,7 +224,7 @@ class SourceRunner:
         )
 
     def _record_failure(self, collected: Collected, message: str, identity: str | None = None) -> SourceOutcome:
-        message = redact_text(message)
+        message = bounded(redact_text(message))
         with self.db.write_session() as session:
             store = SqlStore(session)
             run_id = store.start_run(
@@ -232,7 +232,7 @@ class SourceRunner:
                 collected.started_at,
             )
             store.finish_run(run_id, status=SyncStatus.FAILED, complete=False, error=message)
-        log.error("%s", message)
+        log.debug("%s", message)  # printed once, by whoever shows the outcome
         duration = time.perf_counter() - collected.started
         return SourceOutcome(
             collected.source, collected.type, SyncStatus.FAILED, message, duration=duration, run_id=run_id
