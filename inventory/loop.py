@@ -116,6 +116,8 @@ class SyncLoop:
             stop=self.stop_event,
             progress=progress,
             observers=observers,
+            concurrency=config.sync.concurrency,
+            deadline=config.sync.deadline,
         )
         now = clock()
         self.schedule = [
@@ -155,10 +157,7 @@ class SyncLoop:
                     wake = min(wake, until)
                 self._sleep(max(0.0, wake - now))
                 continue
-            for scheduled in due:
-                if self.stopping:
-                    break
-                self.run_source(scheduled)
+            self.runner.map(self.run_source, due)  # sync.concurrency at once; stops starting on a signal
             self.cycles += 1
         return self.cycles
 

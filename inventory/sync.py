@@ -27,8 +27,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, TypeVar
 
 from inventory.audit.log import record_sync
 from inventory.config import Config
@@ -41,9 +43,15 @@ from inventory.records import Snapshot
 from inventory.redact import redact_text
 from inventory.storage.database import Database
 from inventory.storage.store import SqlStore
-from inventory.timeutil import utcnow
+from inventory.timeutil import format_seconds, utcnow
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+# A collection taking longer than this is abandoned (config: sync.deadline, or a source's deadline).
+DEFAULT_DEADLINE = 600.0
+# How long an abandoned connector may take to hand back what it read.
+ABANDON_GRACE = 2.0
 
 ProgressCallback = Callable[[str, str], None]  # (source name, phase)
 Observer = Callable[[SourceOutcome], None]  # told every outcome; must not raise
@@ -98,8 +106,12 @@ class SourceRunner:
         stop: threading.Event | None = None,
         progress: ProgressCallback | None = None,
         observers: Sequence[Observer] = (),
+        concurrency: int = 1,
+        deadline: float = DEFAULT_DEADLINE,
     ) -> None:
         self.db = db
+        self.concurrency = max(1, concurrency)
+        self.deadline = deadline
         self.registry = registry
         self.configured = configured
         self.allow_empty = allow_empty
@@ -111,13 +123,28 @@ class SourceRunner:
         self._report_lock = threading.Lock()
 
     def run_all(self, sources: Iterable[SourceConfig]) -> list[SourceOutcome]:
-        """Run the sources one after another, until ``stop`` is set."""
-        outcomes = []
-        for source in sources:
+        """Run the sources, ``concurrency`` collecting at once, until ``stop`` is set; outcomes in source order."""
+        return self.map(self.run, list(sources))
+
+    def map(self, run: Callable[[T], SourceOutcome], items: Sequence[T]) -> list[SourceOutcome]:
+        """``run`` each item, ``concurrency`` at once; an item not started when ``stop`` is set is left out."""
+
+        def started(item: T) -> SourceOutcome | None:
             if self.stop is not None and self.stop.is_set():
-                break
-            outcomes.append(self.run(source))
-        return outcomes
+                return None
+            return run(item)
+
+        if self.concurrency == 1 or len(items) <= 1:
+            found = []
+            for item in items:
+                outcome = started(item)
+                if outcome is None:
+                    break
+                found.append(outcome)
+            return found
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items)), thread_name_prefix="source") as pool:
+            results = list(pool.map(started, items))
+        return [outcome for outcome in results if outcome is not None]
 
     def run(self, source: SourceConfig, *, skip: SkipCheck | None = None) -> SourceOutcome:
         """Run one configured source; never raises for the source's failure."""
@@ -155,12 +182,38 @@ class SourceRunner:
     # The two phases: collect touches no database, write is one transaction.
 
     def collect(self, connector: Connector) -> Collected:
+        """Collect on a thread of its own, abandoned after the source's deadline (the run is then partial).
+
+        An abandoned collection cannot be killed: its thread (a daemon) runs on until its calls
+        time out, but its answer is dropped and the source's lock is released at once. A connector
+        that watches ``connector.abandoned`` hands back what it read within a short grace.
+        """
         collected = Collected(connector.source_name, connector.type_name, utcnow(), time.perf_counter())
         self._phase(collected.source, "collecting")
-        try:
-            collected.snapshot = collect(connector)
-        except SourceError as exc:
-            collected.error = str(exc)
+        deadline = getattr(connector.config, "deadline", None) or self.deadline
+        answer: dict[str, Any] = {}
+        done = threading.Event()
+
+        def work() -> None:
+            try:
+                answer["snapshot"] = collect(connector)
+            except SourceError as exc:
+                answer["error"] = str(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=work, name=f"collect-{collected.source}", daemon=True).start()
+        if not done.wait(deadline):
+            connector.abandoned.set()
+            done.wait(min(ABANDON_GRACE, deadline))
+            reason = f"abandoned after waiting {format_seconds(deadline)} (deadline)"
+            snapshot = answer.get("snapshot") if done.is_set() else None
+            if snapshot is None:
+                snapshot = Snapshot(complete=False, scopes=[])  # nothing read: upserts nothing, removes nothing
+            snapshot.fail("collection", reason)
+            answer = {"snapshot": snapshot}
+        collected.snapshot = answer.get("snapshot")
+        collected.error = answer.get("error")
         return collected
 
     def write(self, collected: Collected) -> SourceOutcome:
@@ -285,7 +338,7 @@ def sync_all(
     stop: threading.Event | None = None,
     observers: Sequence[Observer] = (),
 ) -> list[SourceOutcome]:
-    """Run the selected sources of a config one after another; ``stop`` (set by a signal) ends it between two."""
+    """Run the selected sources of a config (``sync.concurrency`` at once); ``stop`` (set by a signal) ends it."""
     runner = SourceRunner(
         db,
         registry,
@@ -295,6 +348,8 @@ def sync_all(
         stop=stop,
         progress=progress,
         observers=observers,
+        concurrency=config.sync.concurrency,
+        deadline=config.sync.deadline,
     )
     return runner.run_all(select_sources(config, names))
 
