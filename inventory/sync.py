@@ -175,7 +175,7 @@ class SourceRunner:
         except Exception as exc:  # e.g. the database went away while a failure was recorded: the others go on
             log.debug("syncing %s raised", name, exc_info=True)
             outcome = SourceOutcome(
-                name, type_name, SyncStatus.FAILED, redact_text(f"source {name!r}: {type(exc).__name__}: {exc}")
+                name, type_name, SyncStatus.FAILED, redact_text(f"source {name!r}: {type(exc).__name__}: {_first_line(exc)}")
             )
         return self._report(outcome)
 
@@ -253,10 +253,9 @@ class SourceRunner:
             return self._record_failure(collected, f"source {name!r}: {exc}", snapshot.identity)
         except Exception as exc:  # the transaction rolled back whole; record why and go on
             log.debug("writing source %s failed", name, exc_info=True)
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             return self._record_failure(
                 collected,
-                f"source {name!r}: writing to the database failed: {type(exc).__name__}: {reason}",
+                f"source {name!r}: writing to the database failed: {type(exc).__name__}: {_first_line(exc)}",
                 snapshot.identity,
             )
         for warning in warnings:
@@ -277,14 +276,21 @@ class SourceRunner:
         )
 
     def _record_failure(self, collected: Collected, message: str, identity: str | None = None) -> SourceOutcome:
+        """Record the failed run; a database that refuses even that (locked, gone) is said, never raised."""
         message = bounded(redact_text(message))
-        with self.db.write_session() as session:
-            store = SqlStore(session)
-            run_id = store.start_run(
-                store.source_id(collected.source, collected.type, identity, configured=self.configured),
-                collected.started_at,
-            )
-            store.finish_run(run_id, status=SyncStatus.FAILED, complete=False, error=message)
+        run_id: int | None = None
+        try:
+            with self.db.write_session() as session:
+                store = SqlStore(session)
+                run_id = store.start_run(
+                    store.source_id(collected.source, collected.type, identity, configured=self.configured),
+                    collected.started_at,
+                )
+                store.finish_run(run_id, status=SyncStatus.FAILED, complete=False, error=message)
+        except Exception as exc:
+            log.debug("recording the failure of %s failed", collected.source, exc_info=True)
+            run_id = None
+            message = bounded(redact_text(f"{message} (not recorded in the database: {_first_line(exc)})"))
         log.debug("%s", message)  # printed once, by whoever shows the outcome
         duration = time.perf_counter() - collected.started
         return SourceOutcome(
@@ -298,10 +304,20 @@ class SourceRunner:
     def _report(self, outcome: SourceOutcome) -> SourceOutcome:
         with self._report_lock:
             if outcome.run_id is not None:  # the audit log summarises each run sync_runs holds
-                record_sync(self.db, outcome)
+                try:
+                    record_sync(self.db, outcome)
+                except Exception as exc:  # the run is recorded; a database refusing its summary stops nothing
+                    log.warning("source %r: the audit summary of run %s was not written: %s",
+                                outcome.source, outcome.run_id, _first_line(exc))
             for observer in self.observers:
                 observer(outcome)
         return outcome
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's first line: a database error's text goes on with its SQL and parameters."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
 
 
 def select_sources(config: Config, names: Iterable[str] | None = None) -> list[SourceConfig]:
