@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from inventory.records import NO_FIELDS, Record, Ref, Snapshot, record_hash
+from inventory.sanitize import Sanitizer
 from inventory.schema import Column, Computed, Link, Members, ObjectType
 from inventory.storage.protocol import ChangeRecord, Key, ObjectWrite, SourceState, Store, WritePlan
 from inventory.timeutil import utcnow
@@ -37,6 +38,8 @@ class ReconcileResult:
     # Why removals were withheld although the snapshot claimed to be complete.
     withheld: list[str] = field(default_factory=list)
     duplicates: int = 0
+    # Objects whose values had to be cleaned to be stored (NUL characters, over-long strings).
+    warnings: list[str] = field(default_factory=list)
     unresolved_links: int = 0
     statements: int = 0
 
@@ -110,9 +113,13 @@ def _reconcile(snapshot: Snapshot, store: Store, plan: WritePlan, *, allow_empty
     types = list(store.schema)
 
     records: dict[str, dict[Key, Record]] = {}
+    sanitizer = Sanitizer(store.schema)
     for object_type in types:
         unique: dict[Key, Record] = {}
         for record in _records(snapshot, object_type.name):
+            record, warning = sanitizer.clean(object_type, record)
+            if warning is not None:
+                result.warnings.append(warning)
             key = (record.kind, record.external_id)
             if key in unique:
                 result.duplicates += 1

@@ -233,7 +233,7 @@ class SourceRunner:
                 if not snapshot.complete and not snapshot.errors:
                     problems.append(f"source {name!r}: the snapshot is incomplete")
                 # Facts (a node down, a kind not permitted) are not failures: the run stays a success.
-                warnings = [redact_text(f"source {name!r}: {w}") for w in snapshot.warnings]
+                warnings = [redact_text(f"source {name!r}: {w}") for w in [*snapshot.warnings, *_few(result.warnings)]]
                 status = SyncStatus.PARTIAL if problems else SyncStatus.SUCCESS
                 error = bounded(redact_text("; ".join(problems))) or None
                 store.finish_run(
@@ -312,6 +312,11 @@ class SourceRunner:
             for observer in self.observers:
                 observer(outcome)
         return outcome
+
+
+def _few(lines: list[str], shown: int = 5) -> list[str]:
+    """The first few lines, and how many more there were."""
+    return lines if len(lines) <= shown else [*lines[:shown], f"and {len(lines) - shown} more like these"]
 
 
 def _first_line(exc: BaseException) -> str:
