@@ -142,8 +142,8 @@ def main() -> None:
     concurrent = statistics.median(results[args.concurrency])
     slowest = max(statistics.median(v) for v in per_source.values())
     print(f"six sources, {args.latency * 1000:.0f} ms added per request, medians of {args.runs} runs (first sync each)")
-    for name, seconds in per_source.items():
-        print(f"  {name:8} {statistics.median(seconds):6.2f} s alone")
+    for name, alone in per_source.items():
+        print(f"  {name:8} {statistics.median(alone):6.2f} s alone")
     print(f"  sequential (concurrency 1): {sequential:6.2f} s (sum of the sources)")
     print(f"  concurrent (concurrency {args.concurrency}): {concurrent:6.2f} s (slowest source alone: {slowest:.2f} s)")
     print(f"  speed-up: {sequential / concurrent:.1f}x")

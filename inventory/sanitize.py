@@ -30,6 +30,12 @@ def fit(text: str, limit: int) -> str:
     return f"{text[: limit - _DIGEST_CHARS - 1]}~{digest}"
 
 
+def column_length(table: Any, name: str) -> int | None:
+    """The length of a text column (None: unbounded)."""
+    length: int | None = getattr(table.c[name].type, "length", None)
+    return length
+
+
 def _fits(text: str, limit: int) -> bool:
     return len(text) <= limit and NUL not in text
 
@@ -62,7 +68,7 @@ class Sanitizer:
             table = object_type.row.__table__
             names = ["kind", "external_id", *(c.name for c in object_type.columns if c.json is None)]
             self._text[object_type.name] = {
-                name: table.c[name].type.length for name in names if getattr(table.c[name].type, "length", None)
+                name: length for name in names if (length := column_length(table, name)) is not None
             }
             self._json[object_type.name] = tuple(c.name for c in object_type.columns if c.json is not None)
 

@@ -25,7 +25,7 @@ from inventory.storage.models import (
     SyncRun,
 )
 from inventory.records import to_json_bytes
-from inventory.sanitize import fit
+from inventory.sanitize import column_length, fit
 from inventory.schema import IDENTITY_COLUMNS, SCHEMA, TIME_COLUMNS, Schema
 from inventory.storage.protocol import ObjectWrite, SourceState, StoredObject, WritePlan
 from inventory.timeutil import utcnow
@@ -94,8 +94,9 @@ class SqlStore:
         adopted, not duplicated. Sources still configured are never merged, even when
         their identities collide (cloned Docker engines can share an ID).
         """
-        if identity is not None:
-            identity = fit(identity, Source.__table__.c.identity.type.length)
+        limit = column_length(Source.__table__, "identity")
+        if identity is not None and limit is not None:
+            identity = fit(identity, limit)
         found = self._execute(select(Source.id, Source.type, Source.identity).where(Source.name == name)).first()
         if found is None and identity is not None:
             adopted = self._execute(
