@@ -60,6 +60,10 @@ class SyncSettings(BaseModel):
     interval: Duration = Field(default=300.0, gt=0)
     # Fraction of the interval added or removed at random so that sources do not march in step.
     jitter: float = Field(default=0.1, ge=0, le=1)
+    # Sources collected at once (writes stay one source at a time per database).
+    concurrency: int = Field(default=4, ge=1, le=64)
+    # How long a source's collection may take before it is abandoned and the run is partial.
+    deadline: Duration = Field(default=600.0, gt=0)
 
 
 class PolicySettings(BaseModel):

@@ -17,6 +17,8 @@ Registration (pyproject.toml)::
 
 from __future__ import annotations
 
+import threading
+
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -66,6 +68,8 @@ class SourceConfig(BaseModel):
     enabled: bool = True
     # Seconds between syncs of this source in loop mode; None means the global interval.
     interval: Duration | None = Field(default=None, gt=0)
+    # Seconds a collection may take before it is abandoned (the run is partial); None: sync.deadline.
+    deadline: Duration | None = Field(default=None, gt=0)
 
 
 @dataclass(frozen=True, init=False)
@@ -107,6 +111,9 @@ class Connector:
 
     def __init__(self, config: SourceConfig) -> None:
         self.config = config
+        # Set when the source's deadline has passed: the collection is abandoned. A connector may
+        # check it between calls and return what it has read (``fail`` what it has not) at once.
+        self.abandoned = threading.Event()
 
     @property
     def source_name(self) -> str:

@@ -116,6 +116,8 @@ class SyncLoop:
             stop=self.stop_event,
             progress=progress,
             observers=observers,
+            concurrency=config.sync.concurrency,
+            deadline=config.sync.deadline,
         )
         now = clock()
         self.schedule = [
@@ -155,10 +157,7 @@ class SyncLoop:
                     wake = min(wake, until)
                 self._sleep(max(0.0, wake - now))
                 continue
-            for scheduled in due:
-                if self.stopping:
-                    break
-                self.run_source(scheduled)
+            self.runner.map(self.run_source, due)  # sync.concurrency at once; stops starting on a signal
             self.cycles += 1
         return self.cycles
 
@@ -221,6 +220,7 @@ def log_outcome(outcome: SourceOutcome) -> None:
     """The loop's line per sync: a service's log is its only output."""
     if SyncStatus(outcome.status).read_something:
         level = logging.INFO if outcome.ok else logging.WARNING
-        log.log(level, "%s", outcome.describe(), extra=outcome_fields(outcome))
+        line = outcome.describe() + (f": {outcome.error}" if outcome.error and not outcome.ok else "")
+        log.log(level, "%s", line, extra=outcome_fields(outcome))
     elif outcome.status != SyncStatus.FAILED:  # a failure is logged with its backoff by the loop
         log.info("%s", outcome.error, extra=outcome_fields(outcome))

@@ -6,7 +6,8 @@ rendering import it without loading the sync machinery.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -18,8 +19,8 @@ class SyncStatus(StrEnum):
     """How a run of a source ended. The first four are stored in ``sync_runs.status``."""
 
     RUNNING = "running"  # a stored run not finished yet (or whose process died mid-sync)
-    SUCCESS = "success"  # a complete snapshot reconciled
-    PARTIAL = "partial"  # something was not read: upserts only, nothing removed for what was missed
+    SUCCESS = "success"  # every scope it should read was read (warnings, facts, allowed): exit 0
+    PARTIAL = "partial"  # a scope it should have read failed: upserts, removal only in scopes read whole
     FAILED = "failed"  # nothing could be read or written
     LOCKED = "locked"  # another process was syncing the source; nothing stored
     SKIPPED = "skipped"  # the loop found it freshly synced by another process; nothing stored
@@ -28,6 +29,42 @@ class SyncStatus(StrEnum):
     def read_something(self) -> bool:
         """A run that brought the inventory up to date with what the source answered."""
         return self in (SyncStatus.SUCCESS, SyncStatus.PARTIAL)
+
+
+# How much of a run's error is kept (``sync_runs.last_error``) and printed: about 1 KB.
+ERROR_LIMIT = 1024
+# How many resources a summary line names before "...".
+EXAMPLES = 3
+
+
+def summarize_problems(problems: Sequence[str]) -> list[str]:
+    """One line per kind of resource and reason, with a count and a few examples.
+
+    Problems are "resource: reason" lines (``Snapshot.fail``); the kind of a resource is
+    its first word ("container web-1 inspect" -> "container"). 59 containers failing for
+    one reason become "59 container failed (engine unreachable): container web-1 inspect, ...".
+    """
+    groups: dict[tuple[str, str], list[str]] = {}
+    for line in problems:
+        resource, separator, reason = line.partition(": ")
+        if not separator:
+            resource, reason = line, ""
+        groups.setdefault((resource.split(" ", 1)[0], reason), []).append(resource)
+    lines = []
+    for (kind, reason), resources in groups.items():
+        if len(resources) == 1:
+            lines.append(f"{resources[0]}: {reason}" if reason else resources[0])
+            continue
+        shown = ", ".join(resources[:EXAMPLES]) + (", ..." if len(resources) > EXAMPLES else "")
+        lines.append(f"{len(resources)} {kind} failed" + (f" ({reason})" if reason else "") + f": {shown}")
+    return lines
+
+
+def bounded(text: str, limit: int = ERROR_LIMIT) -> str:
+    """``text`` cut to about ``limit`` characters, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit].rstrip()} ... ({len(text) - limit} more characters)"
 
 
 @dataclass
@@ -40,6 +77,8 @@ class SourceOutcome:
     objects: int = 0
     duration: float = 0.0
     run_id: int | None = None
+    # Facts the run found (a node down, a kind skipped for lack of permission), each logged once.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -54,4 +93,5 @@ class SourceOutcome:
         counts = (
             f"{r.created} created, {r.updated} updated, {r.removed} removed, {r.revived} revived, {r.unchanged} unchanged"
         )
-        return f"{self.source}: {self.status}, {self.objects} objects ({counts}) in {self.duration:.2f}s"
+        warned = f", {len(self.warnings)} warning{'s' if len(self.warnings) != 1 else ''}" if self.warnings else ""
+        return f"{self.source}: {self.status}{warned}, {self.objects} objects ({counts}) in {self.duration:.2f}s"

@@ -1,11 +1,13 @@
 """Where "what is there now" meets "what we knew": the diff of a snapshot against the store.
 
 Pure logic over records, the object-type table (inventory.schema) and the narrow
-``Store`` protocol. For a complete snapshot it creates new objects, updates changed
-ones (a content hash decides: an unchanged object costs no write), marks vanished
-ones removed and revives ones that come back; for an incomplete snapshot it only
-upserts. Each created, updated, removed or revived object gets one change record
-with the changed fields old -> new.
+``Store`` protocol. It creates new objects, updates changed ones (a content hash
+decides: an unchanged object costs no write) and revives ones that come back; it
+marks removed a vanished object only where the snapshot read the object's scope
+completely (``Snapshot.removes``): missing is not the same as gone. A field a record
+could not read (``unread``) keeps its stored value and marks the object's details
+stale, without a change. Each created, updated, removed or revived object gets one
+change record with the changed fields old -> new.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from inventory.records import Record, Ref, Snapshot, record_hash
-from inventory.schema import ObjectType
+from inventory.records import NO_FIELDS, Record, Ref, Snapshot, record_hash
+from inventory.sanitize import Sanitizer
+from inventory.schema import Column, Computed, Link, Members, ObjectType
 from inventory.storage.protocol import ChangeRecord, Key, ObjectWrite, SourceState, Store, WritePlan
 from inventory.timeutil import utcnow
 
@@ -35,6 +38,8 @@ class ReconcileResult:
     # Why removals were withheld although the snapshot claimed to be complete.
     withheld: list[str] = field(default_factory=list)
     duplicates: int = 0
+    # Objects whose values had to be cleaned to be stored (NUL characters, over-long strings).
+    warnings: list[str] = field(default_factory=list)
     unresolved_links: int = 0
     statements: int = 0
 
@@ -108,9 +113,13 @@ def _reconcile(snapshot: Snapshot, store: Store, plan: WritePlan, *, allow_empty
     types = list(store.schema)
 
     records: dict[str, dict[Key, Record]] = {}
+    sanitizer = Sanitizer(store.schema)
     for object_type in types:
         unique: dict[Key, Record] = {}
         for record in _records(snapshot, object_type.name):
+            record, warning = sanitizer.clean(object_type, record)
+            if warning is not None:
+                result.warnings.append(warning)
             key = (record.kind, record.external_id)
             if key in unique:
                 result.duplicates += 1
@@ -119,6 +128,8 @@ def _reconcile(snapshot: Snapshot, store: Store, plan: WritePlan, *, allow_empty
         records[object_type.name] = unique
     if result.duplicates:
         log.warning("snapshot listed %d objects twice; kept the first of each", result.duplicates)
+
+    stale_keys = _keep_unread_values(store, state, records)
 
     resolver = _Resolver(state)
     for object_type in types:
@@ -135,11 +146,14 @@ def _reconcile(snapshot: Snapshot, store: Store, plan: WritePlan, *, allow_empty
             record, links, member_ids = _resolve_links(object_type, record, resolver)
             digest = record_hash(record)
             stored = known.get(key)
+            stale = key in stale_keys[object_type.name]
+            if stored is not None and stale != stored.stale:
+                (plan.stale if stale else plan.fresh)[object_type.name].append(stored.id)
             if stored is not None and not stored.removed and stored.content_hash == digest:
                 result.unchanged += 1
                 continue
             fields = object_type.canonical_fields(record)
-            write = ObjectWrite(object_type.name, ids[key], record, fields, digest, links, member_ids)
+            write = ObjectWrite(object_type.name, ids[key], record, fields, digest, links, member_ids, stale=stale)
             if stored is None:
                 plan.creates.append(write)
                 plan.changes.append(_change(write, "created"))
@@ -159,28 +173,91 @@ def _reconcile(snapshot: Snapshot, store: Store, plan: WritePlan, *, allow_empty
         for write, action in wanted:
             plan.changes.append(_change(write, action, diff_fields(old_fields.get(write.id, {}), write.fields)))
 
-    if snapshot.complete:
-        for object_type in types:
-            name = object_type.name
-            live = [(k, o) for k, o in state.objects[name].items() if not o.removed]
-            gone = [(k, o) for k, o in live if k not in records[name]]
-            if not gone:
-                continue
-            if not records[name] and not allow_empty:
-                result.withheld.append(
-                    f"the source answered with no {object_type.plural} at all, but {len(live)} were known; "
-                    "nothing was removed (pass --allow-empty if they really are gone)"
-                )
-                continue
-            for (kind, external_id), stored in gone:
-                plan.removals[name].append(stored.id)
-                plan.changes.append(ChangeRecord(name, stored.id, kind, external_id, stored.name, "removed"))
-            result.removed += len(gone)
+    for object_type in types:
+        name = object_type.name
+        live = [(k, o) for k, o in state.objects[name].items() if not o.removed]
+        gone = [(k, o) for k, o in live if k not in records[name] and snapshot.removes(name, k[0], o.namespace)]
+        if not gone:
+            continue
+        if not records[name] and not allow_empty:
+            result.withheld.append(
+                f"the source answered with no {object_type.plural} at all, but {len(live)} were known; "
+                "nothing was removed (pass --allow-empty if they really are gone)"
+            )
+            continue
+        for (kind, external_id), stored in gone:
+            plan.removals[name].append(stored.id)
+            plan.changes.append(ChangeRecord(name, stored.id, kind, external_id, stored.name, "removed"))
+        result.removed += len(gone)
 
     store.apply(plan)
     result.unresolved_links = resolver.unresolved
     result.statements = store.statements - statements_before
     return result
+
+
+def _keep_unread_values(store: Store, state: SourceState, records: dict[str, dict[Key, Record]]) -> dict[str, set[Key]]:
+    """Give each unread field of a known object its stored value, in place; the keys of objects with unread fields.
+
+    One ``load_fields`` per object type, for the objects that have unread fields only. A new
+    object keeps what its record says (there is nothing older to keep).
+    """
+    stale: dict[str, set[Key]] = {}
+    for object_type in store.schema:
+        name = object_type.name
+        unread = {key: record for key, record in records[name].items() if record.unread}
+        stale[name] = set(unread)
+        if not unread:
+            continue
+        known = state.objects[name]
+        stored_ids = {key: known[key].id for key in unread if key in known}
+        stored_fields = store.load_fields(name, list(stored_ids.values())) if stored_ids else {}
+        for key, record in unread.items():
+            fields = stored_fields.get(stored_ids.get(key, -1))
+            records[name][key] = _with_stored_values(object_type, record, fields)
+    return stale
+
+
+def _with_stored_values(object_type: ObjectType, record: Record, stored: Mapping[str, Any] | None) -> Record:
+    """The record with each of its unread fields (or label/attribute keys) holding the stored value."""
+    changed: dict[str, Any] = {"unread": NO_FIELDS}
+    if stored is not None:
+        specs = {spec.name if isinstance(spec, Column) else spec.field: spec for spec in object_type.fields
+                 if not isinstance(spec, Computed)}
+        for name in sorted(record.unread):
+            field_name, _, key = name.partition(".")
+            spec = specs.get(field_name)
+            if spec is None:
+                raise ValueError(f"{record.kind} {record.external_id}: unread names no field of a {object_type.name}: {name!r}")
+            if key:
+                mapping = dict(changed.get(field_name, getattr(record, field_name)))
+                before = stored.get(field_name) or {}
+                if key in before:
+                    mapping[key] = before[key]
+                else:
+                    mapping.pop(key, None)
+                changed[field_name] = mapping
+            else:
+                changed[field_name] = _record_value(spec, stored.get(field_name))
+    return replace(record, **changed)
+
+
+def _record_value(spec: Column | Link | Members, stored: Any) -> Any:
+    """A stored canonical field as the record holds it (tuples for lists, Refs for links)."""
+    if isinstance(spec, Link):
+        return None if stored is None else _ref(stored)
+    if isinstance(spec, Members):
+        return tuple(_ref(text) for text in stored or ())
+    if spec.json == "list":
+        return tuple(stored or ())
+    if spec.json == "mapping":
+        return dict(stored or {})
+    return stored
+
+
+def _ref(text: str) -> Ref:
+    kind, _, external_id = text.partition(":")
+    return Ref(kind, external_id)
 
 
 def _resolve_links(

@@ -60,7 +60,7 @@ class Computed:
 FieldSpec = Column | Link | Members | Computed
 # Columns every object row has besides its fields and its content_hash: identity, and times.
 IDENTITY_COLUMNS = ("id", "source_id", "kind", "external_id")
-TIME_COLUMNS = ("first_seen_at", "changed_at", "removed_at")
+TIME_COLUMNS = ("first_seen_at", "changed_at", "removed_at", "details_stale_since")
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ A source that fails (its API is down, its connector raises, the database refuses
 its writes) is a failed outcome and never stops the others. Each source's writes
 are one transaction: a crash in the middle leaves the previous state whole.
 
-Outcomes (``inventory.outcome.SyncStatus``): success (a complete snapshot reconciled),
-partial (something was not read: upserts only), failed (nothing could be read or
+Outcomes (``inventory.outcome.SyncStatus``): success (every scope the source should read
+was read; it may carry warnings, facts such as a node found down), partial (a scope that
+should have been read failed: what was read is upserted, only scopes read whole remove), failed (nothing could be read or
 written), locked (another process holds the source's lock), skipped (the loop found
 it freshly synced by another process).
 
@@ -26,23 +27,31 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, TypeVar
 
 from inventory.audit.log import record_sync
 from inventory.config import Config
 from inventory.connector import Connector, ConnectorRegistry, SourceConfig
 from inventory.errors import ConnectorUnavailable, InventoryError, SourceError, SourceLockHeld
 from inventory.locks import source_lock
-from inventory.outcome import SourceOutcome, SyncStatus
+from inventory.outcome import SourceOutcome, SyncStatus, bounded, summarize_problems
 from inventory.reconcile import reconcile
 from inventory.records import Snapshot
 from inventory.redact import redact_text
 from inventory.storage.database import Database
 from inventory.storage.store import SqlStore
-from inventory.timeutil import utcnow
+from inventory.timeutil import format_seconds, utcnow
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+# A collection taking longer than this is abandoned (config: sync.deadline, or a source's deadline).
+DEFAULT_DEADLINE = 600.0
+# How long an abandoned connector may take to hand back what it read.
+ABANDON_GRACE = 2.0
 
 ProgressCallback = Callable[[str, str], None]  # (source name, phase)
 Observer = Callable[[SourceOutcome], None]  # told every outcome; must not raise
@@ -97,8 +106,12 @@ class SourceRunner:
         stop: threading.Event | None = None,
         progress: ProgressCallback | None = None,
         observers: Sequence[Observer] = (),
+        concurrency: int = 1,
+        deadline: float = DEFAULT_DEADLINE,
     ) -> None:
         self.db = db
+        self.concurrency = max(1, concurrency)
+        self.deadline = deadline
         self.registry = registry
         self.configured = configured
         self.allow_empty = allow_empty
@@ -110,13 +123,28 @@ class SourceRunner:
         self._report_lock = threading.Lock()
 
     def run_all(self, sources: Iterable[SourceConfig]) -> list[SourceOutcome]:
-        """Run the sources one after another, until ``stop`` is set."""
-        outcomes = []
-        for source in sources:
+        """Run the sources, ``concurrency`` collecting at once, until ``stop`` is set; outcomes in source order."""
+        return self.map(self.run, list(sources))
+
+    def map(self, run: Callable[[T], SourceOutcome], items: Sequence[T]) -> list[SourceOutcome]:
+        """``run`` each item, ``concurrency`` at once; an item not started when ``stop`` is set is left out."""
+
+        def started(item: T) -> SourceOutcome | None:
             if self.stop is not None and self.stop.is_set():
-                break
-            outcomes.append(self.run(source))
-        return outcomes
+                return None
+            return run(item)
+
+        if self.concurrency == 1 or len(items) <= 1:
+            found = []
+            for item in items:
+                outcome = started(item)
+                if outcome is None:
+                    break
+                found.append(outcome)
+            return found
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items)), thread_name_prefix="source") as pool:
+            results = list(pool.map(started, items))
+        return [outcome for outcome in results if outcome is not None]
 
     def run(self, source: SourceConfig, *, skip: SkipCheck | None = None) -> SourceOutcome:
         """Run one configured source; never raises for the source's failure."""
@@ -147,19 +175,45 @@ class SourceRunner:
         except Exception as exc:  # e.g. the database went away while a failure was recorded: the others go on
             log.debug("syncing %s raised", name, exc_info=True)
             outcome = SourceOutcome(
-                name, type_name, SyncStatus.FAILED, redact_text(f"source {name!r}: {type(exc).__name__}: {exc}")
+                name, type_name, SyncStatus.FAILED, redact_text(f"source {name!r}: {type(exc).__name__}: {_first_line(exc)}")
             )
         return self._report(outcome)
 
     # The two phases: collect touches no database, write is one transaction.
 
     def collect(self, connector: Connector) -> Collected:
+        """Collect on a thread of its own, abandoned after the source's deadline (the run is then partial).
+
+        An abandoned collection cannot be killed: its thread (a daemon) runs on until its calls
+        time out, but its answer is dropped and the source's lock is released at once. A connector
+        that watches ``connector.abandoned`` hands back what it read within a short grace.
+        """
         collected = Collected(connector.source_name, connector.type_name, utcnow(), time.perf_counter())
         self._phase(collected.source, "collecting")
-        try:
-            collected.snapshot = collect(connector)
-        except SourceError as exc:
-            collected.error = str(exc)
+        deadline = getattr(connector.config, "deadline", None) or self.deadline
+        answer: dict[str, Any] = {}
+        done = threading.Event()
+
+        def work() -> None:
+            try:
+                answer["snapshot"] = collect(connector)
+            except SourceError as exc:
+                answer["error"] = str(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=work, name=f"collect-{collected.source}", daemon=True).start()
+        if not done.wait(deadline):
+            connector.abandoned.set()
+            done.wait(min(ABANDON_GRACE, deadline))
+            reason = f"abandoned after waiting {format_seconds(deadline)} (deadline)"
+            snapshot = answer.get("snapshot") if done.is_set() else None
+            if snapshot is None:
+                snapshot = Snapshot(complete=False, scopes=[])  # nothing read: upserts nothing, removes nothing
+            snapshot.fail("collection", reason)
+            answer = {"snapshot": snapshot}
+        collected.snapshot = answer.get("snapshot")
+        collected.error = answer.get("error")
         return collected
 
     def write(self, collected: Collected) -> SourceOutcome:
@@ -174,12 +228,14 @@ class SourceRunner:
                 source_id = store.source_id(name, collected.type, snapshot.identity, configured=self.configured)
                 run_id = store.start_run(source_id, collected.started_at)
                 result = reconcile(snapshot, store, source_id=source_id, run_id=run_id, allow_empty=self.allow_empty)
-                problems = [f"source {name!r}, {e}" for e in snapshot.errors]
+                problems = [f"source {name!r}, {e}" for e in summarize_problems(snapshot.errors)]
                 problems += [f"source {name!r}: {w}" for w in result.withheld]
                 if not snapshot.complete and not snapshot.errors:
                     problems.append(f"source {name!r}: the snapshot is incomplete")
+                # Facts (a node down, a kind not permitted) are not failures: the run stays a success.
+                warnings = [redact_text(f"source {name!r}: {w}") for w in [*snapshot.warnings, *_few(result.warnings)]]
                 status = SyncStatus.PARTIAL if problems else SyncStatus.SUCCESS
-                error = redact_text("; ".join(problems)) or None
+                error = bounded(redact_text("; ".join(problems))) or None
                 store.finish_run(
                     run_id,
                     status=status,
@@ -191,19 +247,21 @@ class SourceRunner:
                     revived=result.revived,
                     unchanged=result.unchanged,
                     error=error,
+                    warnings="\n".join(warnings) or None,
                 )
         except InventoryError as exc:
             return self._record_failure(collected, f"source {name!r}: {exc}", snapshot.identity)
         except Exception as exc:  # the transaction rolled back whole; record why and go on
             log.debug("writing source %s failed", name, exc_info=True)
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             return self._record_failure(
                 collected,
-                f"source {name!r}: writing to the database failed: {type(exc).__name__}: {reason}",
+                f"source {name!r}: writing to the database failed: {type(exc).__name__}: {_first_line(exc)}",
                 snapshot.identity,
             )
-        if error:
-            log.warning("%s", error)
+        for warning in warnings:
+            log.warning("%s", warning)
+        if error:  # printed once, by whoever shows the outcome (the FAILED line, the loop's log line)
+            log.debug("%s", error)
         duration = time.perf_counter() - collected.started
         return SourceOutcome(
             name,
@@ -214,18 +272,26 @@ class SourceRunner:
             objects=snapshot.object_count,
             duration=duration,
             run_id=run_id,
+            warnings=warnings,
         )
 
     def _record_failure(self, collected: Collected, message: str, identity: str | None = None) -> SourceOutcome:
-        message = redact_text(message)
-        with self.db.write_session() as session:
-            store = SqlStore(session)
-            run_id = store.start_run(
-                store.source_id(collected.source, collected.type, identity, configured=self.configured),
-                collected.started_at,
-            )
-            store.finish_run(run_id, status=SyncStatus.FAILED, complete=False, error=message)
-        log.error("%s", message)
+        """Record the failed run; a database that refuses even that (locked, gone) is said, never raised."""
+        message = bounded(redact_text(message))
+        run_id: int | None = None
+        try:
+            with self.db.write_session() as session:
+                store = SqlStore(session)
+                run_id = store.start_run(
+                    store.source_id(collected.source, collected.type, identity, configured=self.configured),
+                    collected.started_at,
+                )
+                store.finish_run(run_id, status=SyncStatus.FAILED, complete=False, error=message)
+        except Exception as exc:
+            log.debug("recording the failure of %s failed", collected.source, exc_info=True)
+            run_id = None
+            message = bounded(redact_text(f"{message} (not recorded in the database: {_first_line(exc)})"))
+        log.debug("%s", message)  # printed once, by whoever shows the outcome
         duration = time.perf_counter() - collected.started
         return SourceOutcome(
             collected.source, collected.type, SyncStatus.FAILED, message, duration=duration, run_id=run_id
@@ -238,10 +304,25 @@ class SourceRunner:
     def _report(self, outcome: SourceOutcome) -> SourceOutcome:
         with self._report_lock:
             if outcome.run_id is not None:  # the audit log summarises each run sync_runs holds
-                record_sync(self.db, outcome)
+                try:
+                    record_sync(self.db, outcome)
+                except Exception as exc:  # the run is recorded; a database refusing its summary stops nothing
+                    log.warning("source %r: the audit summary of run %s was not written: %s",
+                                outcome.source, outcome.run_id, _first_line(exc))
             for observer in self.observers:
                 observer(outcome)
         return outcome
+
+
+def _few(lines: list[str], shown: int = 5) -> list[str]:
+    """The first few lines, and how many more there were."""
+    return lines if len(lines) <= shown else [*lines[:shown], f"and {len(lines) - shown} more like these"]
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's first line: a database error's text goes on with its SQL and parameters."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
 
 
 def select_sources(config: Config, names: Iterable[str] | None = None) -> list[SourceConfig]:
@@ -278,7 +359,7 @@ def sync_all(
     stop: threading.Event | None = None,
     observers: Sequence[Observer] = (),
 ) -> list[SourceOutcome]:
-    """Run the selected sources of a config one after another; ``stop`` (set by a signal) ends it between two."""
+    """Run the selected sources of a config (``sync.concurrency`` at once); ``stop`` (set by a signal) ends it."""
     runner = SourceRunner(
         db,
         registry,
@@ -288,6 +369,8 @@ def sync_all(
         stop=stop,
         progress=progress,
         observers=observers,
+        concurrency=config.sync.concurrency,
+        deadline=config.sync.deadline,
     )
     return runner.run_all(select_sources(config, names))
 

@@ -33,6 +33,16 @@ def parse_duration(text: str | float | int) -> float:
     return total
 
 
+def format_seconds(seconds: float) -> str:
+    """A duration as people write it: 45s, 10m, 1h30m, 0.5s."""
+    if seconds < 60:
+        return f"{seconds:g}s"
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return "".join(f"{value}{unit}" for value, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if value)
+
+
 def parse_since(text: str, now: datetime | None = None) -> datetime:
     """An instant: a duration means that long ago; otherwise an ISO 8601 date or time (UTC if naive)."""
     now = now or utcnow()

@@ -13,6 +13,8 @@
 The promises: an object is known by its id at the source (a rename updates the
 row, it does not create one); a resource that cannot be read makes the snapshot
 incomplete and nothing is removed; only a complete answer removes what is gone;
+a scope read completely removes what it no longer holds while another scope failed;
+a detail that could not be read keeps its stored value and writes no change row;
 a resync with no change writes nothing; no secret of the config reaches a record
 or a stored row. The contract syncs into SQLite: the storage engines have their
 own contract, and the point here is the connector.
@@ -32,6 +34,7 @@ from inventory.errors import SourceError
 from inventory.records import Snapshot
 from inventory.storage.database import Database
 from inventory.schema import OBJECT_MODELS
+from inventory.storage.models import Change
 from inventory.sync import sync_source
 
 ROW_MODELS = OBJECT_MODELS
@@ -78,6 +81,19 @@ class ConnectorContract:
     def secrets(self, fake: Any) -> list[str]:  # pragma: no cover
         """The secret values in the connector's config (empty when its config model has no secret field)."""
         raise NotImplementedError
+
+    def remove_beside_a_failed_scope(self, fake: Any) -> SourceObject | None:
+        """Delete one object of a scope that stays readable and make another scope fail (until ``heal``).
+
+        None: the connector declares no scopes (its snapshot is complete or not, as a whole).
+        """
+        return None
+
+    def break_detail(self, fake: Any) -> tuple[SourceObject, str] | None:
+        """Make one detail of one object unreadable (until ``heal``): the object and the field
+        ("addresses", or a key as "attributes.kernel"). None: the connector reads no separate details.
+        """
+        return None
 
     @pytest.fixture
     def database_url(self, sqlite_url: str) -> str:
@@ -129,6 +145,43 @@ class ConnectorContract:
         assert complete.result.removed >= 1
         assert _live_row(db, gone) is None
 
+    def test_a_complete_scope_removes_while_another_scope_failed(self, db: Database, fake: Any) -> None:
+        connector = self.connector(fake)
+        assert sync_source(db, connector).ok
+        gone = self.remove_beside_a_failed_scope(fake)
+        if gone is None:
+            pytest.skip(f"the {connector.type_name} connector declares no scopes")
+
+        outcome = sync_source(db, connector)
+
+        assert outcome.status == "partial", outcome.error
+        assert outcome.result is not None and outcome.result.removed >= 1
+        assert _live_row(db, gone) is None
+
+    def test_an_unread_detail_keeps_its_value_and_writes_no_change_row(self, db: Database, fake: Any) -> None:
+        connector = self.connector(fake)
+        assert sync_source(db, connector).ok
+        broken = self.break_detail(fake)
+        if broken is None:
+            pytest.skip(f"the {connector.type_name} connector reads no separate details")
+        obj, detail = broken
+        before = _live_row(db, obj)
+        assert before is not None and _detail(before, detail) not in (None, [], {}), f"{detail} of {obj} is empty"
+
+        hiccup = sync_source(db, connector)
+        during = _live_row(db, obj)
+        self.heal(fake)
+        recovered = sync_source(db, connector)
+        after = _live_row(db, obj)
+
+        assert hiccup.result is not None and recovered.result is not None, hiccup.error
+        assert during is not None and after is not None
+        assert _detail(during, detail) == _detail(before, detail)
+        assert during.details_stale_since is not None and after.details_stale_since is None
+        with db.session() as session:
+            rows = session.scalars(select(Change).where(Change.object_id == before.id, Change.action == "updated")).all()
+        assert not [row.diff for row in rows if any(key == detail or key.startswith(f"{detail}.") for key in row.diff or {})]
+
     def test_an_incomplete_snapshot_says_what_was_not_read(self, fake: Any) -> None:
         assert self.connector(fake).collect().complete
         self.break_one(fake)
@@ -165,6 +218,12 @@ def _records(snapshot: Snapshot) -> list[Any]:
 
 def _holds_secret(annotation: Any) -> bool:
     return annotation is SecretStr or SecretStr in getattr(annotation, "__args__", ())
+
+
+def _detail(row: Any, detail: str) -> Any:
+    field, _, key = detail.partition(".")
+    value = getattr(row, field)
+    return value.get(key) if key else value
 
 
 def _live_row(db: Database, obj: SourceObject) -> Any:

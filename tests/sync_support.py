@@ -32,11 +32,22 @@ def write_inventory(path: Path, hosts: int, *, prefix: str = "h", status: str = 
     return path
 
 
-def write_config(path: Path, database_url: str, sources: dict[str, Path], *, interval: str = "5m", jitter: float = 0.0, extra: str = "") -> Path:
+def write_config(
+    path: Path,
+    database_url: str,
+    sources: dict[str, Path],
+    *,
+    interval: str = "5m",
+    jitter: float = 0.0,
+    extra: str = "",
+    concurrency: int | None = None,
+) -> Path:
     """A config whose sources are static files: name -> path."""
     entries = "\n".join(f"  - {{type: static, name: {name}, path: '{file}'}}" for name, file in sources.items())
+    parallel = f", concurrency: {concurrency}" if concurrency is not None else ""
     path.write_text(
-        f"database: {{url: '{database_url}'}}\nsync: {{interval: {interval}, jitter: {jitter}}}\n{extra}\nsources:\n{entries}\n",
+        f"database: {{url: '{database_url}'}}\nsync: {{interval: {interval}, jitter: {jitter}{parallel}}}\n{extra}\n"
+        f"sources:\n{entries}\n",
         encoding="utf-8",
     )
     return path

@@ -76,7 +76,7 @@ def test_json_output_is_the_documented_shape(synced: Path) -> None:
     (row,) = json.loads(query(synced, "workloads", "list", "--name", "plex", "-o", "json").stdout)
     assert set(row) == {
         "id", "source", "kind", "external_id", "name", "status", "namespace", "host_id", "host", "parent_id",
-        "labels", "attributes", "first_seen_at", "changed_at", "removed_at",
+        "labels", "attributes", "first_seen_at", "changed_at", "removed_at", "details_stale_since",
     }
     assert (row["source"], row["kind"], row["external_id"], row["host"]) == ("lab", "app", "plex", "nas")
 

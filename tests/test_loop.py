@@ -137,7 +137,7 @@ def test_services_sharing_one_database_split_the_sources(tmp_path: Path, postgre
         with source_lock(db, "c"):  # a third service is syncing c right now
             second.run(max_cycles=1)
         assert {o.source: o.status for o in outcomes} == {"a": "skipped", "b": "skipped", "c": "locked"}
-        assert "synced 0s ago by another process" in outcomes[0].error  # type: ignore[operator]
+        assert "synced 0s ago by another process" in {o.source: o for o in outcomes}["a"].error  # type: ignore[operator]
         assert {name: len(runs) for name, runs in runs_by_source(db).items()} == {"a": 1, "b": 1, "c": 1}
     finally:
         db.dispose()
@@ -168,7 +168,8 @@ def test_the_loop_keeps_its_own_pace_and_leaves_another_processs_fresh_sync_alon
 
 def test_sigterm_mid_sync_finishes_the_source_and_exits_0(tmp_path: Path, database_url: str) -> None:
     files = {"big": write_inventory(tmp_path / "big.yaml", 1500, prefix="b"), "small": write_inventory(tmp_path / "small.yaml", 2, prefix="s")}
-    config = write_config(tmp_path / "inventory.yaml", database_url, files, interval="1h")
+    # One source at a time, so that "the next source" is one not started yet.
+    config = write_config(tmp_path / "inventory.yaml", database_url, files, interval="1h", concurrency=1)
     db = open_database(database_url, migrate=True)
     try:
         process = start_inventory("-v", "-c", str(config), "sync")
@@ -197,7 +198,7 @@ def test_sigterm_mid_sync_finishes_the_source_and_exits_0(tmp_path: Path, databa
 
 def test_sigterm_during_sync_once_finishes_the_source_and_skips_the_rest(tmp_path: Path, sqlite_url: str) -> None:
     files = {"big": write_inventory(tmp_path / "big.yaml", 1500, prefix="b"), "small": write_inventory(tmp_path / "small.yaml", 2, prefix="s")}
-    config = write_config(tmp_path / "inventory.yaml", sqlite_url, files)
+    config = write_config(tmp_path / "inventory.yaml", sqlite_url, files, concurrency=1)
     process = start_inventory("-v", "-c", str(config), "sync", "--once")
     try:
         wait_for_line(process, "source big: writing")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -253,19 +254,116 @@ def test_two_clusters_side_by_side(db: Database, tmp_path: Any) -> None:
 # -- failures never remove ------------------------------------------------------------------------
 
 
-def test_an_offline_node_leaves_the_snapshot_incomplete_and_removes_nothing(db: Database, pve: FakeProxmox) -> None:
+def test_a_powered_off_node_is_data_and_a_guest_deleted_elsewhere_is_removed(db: Database, pve: FakeProxmox) -> None:
     connector = connector_for(pve)
-    sync_source(db, connector)
+    assert sync_source(db, connector).ok
     pve.cluster.node("pve2").online = False
+    pve.cluster.guests.remove(pve.cluster.guest(100))  # deleted on pve1 meanwhile
 
     outcome = sync_source(db, connector)
 
-    assert outcome.status == "partial" and "node pve2" in (outcome.error or "") and "offline" in (outcome.error or "")
-    assert outcome.result is not None and outcome.result.removed == 0
+    assert outcome.status == "success" and outcome.ok, outcome.error
+    assert [w for w in outcome.warnings if "node pve2" in w and "offline" in w]
+    assert outcome.result is not None and outcome.result.removed == 2  # its workload and its host
     hosts, workloads = live_rows(db, HostRow), live_rows(db, WorkloadRow)
-    assert hosts[("node", "lab/pve2")].status == "offline"
-    assert ("qemu", "lab/101") in workloads and ("lxc", "lab/200") in workloads
-    assert hosts[("vm", "lab/101")].mac_addresses == [mac_for(101).lower()]  # kept as last seen
+    node = hosts[("node", "lab/pve2")]
+    assert node.status == "offline" and node.attributes["cpu_model"] == "AMD EPYC 7302P 16-Core Processor"
+    assert (workloads[("qemu", "lab/101")].status, workloads[("lxc", "lab/200")].status) == ("unknown", "unknown")
+    assert hosts[("vm", "lab/101")].mac_addresses == [mac_for(101).lower()]  # kept as last read
+    assert hosts[("lxc", "lab/200")].addresses == ["192.168.1.200"]
+    assert workloads[("qemu", "lab/101")].attributes["disks"]  # its config, as last read
+    assert ("qemu", "lab/100") not in workloads and ("vm", "lab/100") not in hosts
+    with db.session() as session:
+        pool_id = session.scalars(select(ServiceRow.id).where(ServiceRow.kind == "pool")).one()
+        members = set(session.scalars(select(ServiceMember.workload_id).where(ServiceMember.service_id == pool_id)))
+    assert members == {workloads[("qemu", "lab/101")].id}  # the pool agrees with the live workloads
+    with db.session() as session:
+        runs = session.scalars(select(SyncRun).order_by(SyncRun.id)).all()
+    assert runs[-1].status == "success" and "pve2" in (runs[-1].warnings or "")
+
+
+def test_guests_of_a_node_off_at_the_first_sync_are_created_as_the_cluster_lists_them(db: Database, pve: FakeProxmox) -> None:
+    pve.cluster.node("pve2").online = False
+
+    outcome = sync_source(db, connector_for(pve))
+
+    assert outcome.ok, outcome.error
+    workloads = live_rows(db, WorkloadRow)
+    assert workloads[("qemu", "lab/101")].status == "unknown" and workloads[("qemu", "lab/101")].name == "db"
+    assert workloads[("lxc", "lab/200")].details_stale_since is not None
+    assert live_rows(db, HostRow)[("node", "lab/pve2")].status == "offline"
+
+
+def test_a_failed_node_status_read_keeps_the_node_details_without_change_rows(db: Database, pve: FakeProxmox) -> None:
+    connector = connector_for(pve, retries=0)
+    assert sync_source(db, connector).ok
+    before = live_rows(db, HostRow)[("node", "lab/pve1")].attributes
+    pve.faults.fail(r"/nodes/pve1/status$", 500, "Internal Server Error")
+
+    hiccup = sync_source(db, connector)
+    during = live_rows(db, HostRow)[("node", "lab/pve1")]
+    pve.faults.failures.clear()
+    recovered = sync_source(db, connector)
+
+    assert hiccup.status == "partial" and "node pve1 status" in (hiccup.error or "")
+    assert during.attributes == before and during.details_stale_since is not None
+    for key in ("cpu_model", "cpu_sockets", "kernel", "pve_version", "booted_at"):
+        assert during.attributes.get(key) is not None, key
+    assert live_rows(db, HostRow)[("node", "lab/pve1")].details_stale_since is None
+    assert hiccup.result is not None and recovered.result is not None
+    assert (hiccup.result.updated, recovered.result.updated) == (0, 0)
+
+
+def test_a_guest_agent_hiccup_keeps_the_vms_addresses(db: Database, pve: FakeProxmox) -> None:
+    connector = connector_for(pve)
+    assert sync_source(db, connector).ok
+    pve.cluster.guest(100).agent = "not-running"
+
+    outcome = sync_source(db, connector)
+
+    assert outcome.ok and outcome.result is not None and outcome.result.updated == 0, outcome.error
+    assert live_rows(db, HostRow)[("vm", "lab/100")].addresses == ["192.168.1.100"]
+
+
+def test_lxc_addresses_are_every_address_of_each_interface(pve: FakeProxmox) -> None:
+    pve.cluster.guest(200).addresses = ["192.168.1.200/24", "10.9.0.200/16", "2001:db8::200/64"]
+
+    snapshot = connector_for(pve).collect()
+
+    assert by_key(snapshot)[("host:lxc", "lab/200")].addresses == ("10.9.0.200", "192.168.1.200", "2001:db8::200")
+
+
+def test_a_template_keeps_its_macs_and_smbios_uuid(pve: FakeProxmox) -> None:
+    template = by_key(connector_for(pve).collect())[("qemu", "lab/9000")]
+
+    assert template.attributes["mac_addresses"] == [mac_for(9000).lower()]
+    assert template.attributes["machine_uuid"] == pve.cluster.guest(9000).smbios_uuid.lower()
+
+
+def test_the_url_may_end_with_the_api_path_and_timeouts_take_durations(pve: FakeProxmox) -> None:
+    config = ProxmoxConfig(name="pve", url=f"{pve.url}/api2/json/", token_id="a@pve!b", token_secret="s", timeout="30s")
+
+    assert (config.url, config.timeout) == (pve.url, 30.0)
+    assert connector_for(pve, url=f"{pve.url}/api2/json", timeout="5s").collect().complete
+
+
+def test_throttling_waits_what_retry_after_asks(pve: FakeProxmox) -> None:
+    pve.faults.retry_after[429] = 1
+    pve.faults.fail(r"/cluster/resources$", 429, "Too Many Requests", times=1)
+
+    started = time.perf_counter()
+    snapshot = connector_for(pve, retries=1).collect()
+
+    assert snapshot.complete and pve.calls["GET /cluster/resources"] == 2
+    assert time.perf_counter() - started >= 1.0
+
+
+def test_a_dropped_connection_is_retried(pve: FakeProxmox) -> None:
+    pve.faults.fail(r"/cluster/status$", 0, "", times=1)
+
+    snapshot = connector_for(pve, retries=1).collect()
+
+    assert snapshot.complete and pve.calls["GET /cluster/status"] == 2
 
 
 def test_a_guest_config_that_keeps_failing_makes_the_snapshot_incomplete(pve: FakeProxmox) -> None:
@@ -275,7 +373,8 @@ def test_a_guest_config_that_keeps_failing_makes_the_snapshot_incomplete(pve: Fa
 
     assert not snapshot.complete
     assert any("qemu 101 on pve2 config" in e and "500" in e for e in snapshot.errors)
-    assert ("qemu", "lab/101") not in by_key(snapshot) and ("qemu", "lab/100") in by_key(snapshot)
+    assert "attributes.disks" in by_key(snapshot)[("qemu", "lab/101")].unread  # kept as last read
+    assert not by_key(snapshot)[("qemu", "lab/100")].unread
 
 
 def test_an_answer_that_is_not_json_fails_that_guest_only(pve: FakeProxmox) -> None:
@@ -301,7 +400,7 @@ def test_a_slow_node_beyond_the_timeout_fails_its_guests_only(pve: FakeProxmox) 
     snapshot = connector_for(pve, timeout=0.5, retries=0).collect()
 
     assert not snapshot.complete and any("timed out" in e for e in snapshot.errors)
-    assert ("qemu", "lab/100") in by_key(snapshot) and ("qemu", "lab/101") not in by_key(snapshot)
+    assert not by_key(snapshot)[("qemu", "lab/100")].unread and by_key(snapshot)[("qemu", "lab/101")].unread
 
 
 def test_an_unreachable_server_raises_a_source_error_naming_source_and_resource() -> None:
@@ -453,10 +552,21 @@ class TestContract(ConnectorContract):
         return SourceObject("workload", "lxc", "lab/200")
 
     def break_one(self, fake: FakeProxmox) -> None:
-        fake.faults.fail(r"/qemu/101/config$", 500, "Internal Server Error")
+        # The guest list is one scope: a token that may not see guests leaves it unread.
+        fake.faults.permissions = "nodes-only"
 
     def heal(self, fake: FakeProxmox) -> None:
         fake.faults.failures.clear()
+        fake.faults.permissions = "full"
+
+    def remove_beside_a_failed_scope(self, fake: FakeProxmox) -> SourceObject:
+        fake.cluster.guests.remove(fake.cluster.guest(200))
+        fake.faults.fail(r"/nodes/pve1/status$", 500, "Internal Server Error")
+        return SourceObject("workload", "lxc", "lab/200")
+
+    def break_detail(self, fake: FakeProxmox) -> tuple[SourceObject, str]:
+        fake.faults.fail(r"/nodes/pve1/status$", 500, "Internal Server Error")
+        return SourceObject("host", "node", "lab/pve1"), "attributes.cpu_model"
 
     def secrets(self, fake: FakeProxmox) -> list[str]:
         return [fake.token_secret]

@@ -66,7 +66,7 @@ def test_every_type_map_is_the_table() -> None:
 
 
 def test_output_keys_are_the_documented_json() -> None:
-    times = ("first_seen_at", "changed_at", "removed_at")
+    times = ("first_seen_at", "changed_at", "removed_at", "details_stale_since")
     common = ("id", "source", "kind", "external_id", "name", "status")
     assert SCHEMA["host"].output_keys == (
         *common,
@@ -162,7 +162,7 @@ def test_a_field_declared_in_the_table_round_trips(racked: tuple[Schema, Store, 
     row = session.execute(select(schema["host"].row)).scalar_one()
     serialized = object_row(schema["host"], row, "lab", workloads=1)
     assert (serialized["rack"], serialized["name"], serialized["workloads"]) == ("r2", "node-a", 1)
-    assert list(serialized) == [*SCHEMA["host"].output_keys[:-3], "rack", "first_seen_at", "changed_at", "removed_at"]
+    assert list(serialized) == [*SCHEMA["host"].output_keys[:-4], "rack", "first_seen_at", "changed_at", "removed_at", "details_stale_since"]
     diff = session.execute(select(Change.diff).where(Change.action == "updated")).scalar_one()
     assert diff == {"rack": ["r1", "r2"]}
 

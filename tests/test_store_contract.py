@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from inventory.reconcile import reconcile
-from inventory.records import Host, Record, Ref, Service, Snapshot, Workload, record_hash
+from inventory.records import Host, Record, Ref, Scope, Service, Snapshot, Workload, record_hash
 from inventory.schema import SCHEMA
 from inventory.storage.database import Database, open_database
 from inventory.storage.memory import MemoryStore
@@ -255,3 +255,41 @@ def test_a_sequence_of_reconciles_gives_the_same_history_on_every_store(harness:
         (5, "p2", "revived", {}),
         (5, "s1", "updated", {"members": [["pod:p0"], ["pod:p0", "pod:p1", "pod:p2"]]}),
     ]
+
+
+def test_details_go_stale_once_and_fresh_again(harness: Harness) -> None:
+    with harness.store() as store:
+        (fresh_id, stale_id) = store.allocate_ids("host", 2)
+        fresh, stale = Host("node", "n1", "node-a"), Host("node", "n2", "node-b")
+        store.apply(plan(creates=[write(fresh_id, fresh), _stale(write(stale_id, stale))]))
+    with harness.store() as store:
+        hosts = store.load_state(1).objects["host"]
+        assert (hosts[("node", "n1")].stale, hosts[("node", "n2")].stale) == (False, True)
+        store.apply(plan(run_id=2, stale={"host": [fresh_id, stale_id], "workload": [], "service": []}))
+    with harness.store() as store:
+        assert all(o.stale for o in store.load_state(1).objects["host"].values())
+        store.apply(plan(run_id=3, fresh={"host": [stale_id], "workload": [], "service": []}))
+    with harness.store() as store:
+        hosts = store.load_state(1).objects["host"]
+        assert (hosts[("node", "n1")].stale, hosts[("node", "n2")].stale) == (True, False)
+    assert harness.changes() == []
+
+
+def test_the_stored_namespace_decides_which_scope_an_object_is_in(harness: Harness) -> None:
+    with harness.store() as store:
+        ids = store.allocate_ids("workload", 2)
+        pods = [Workload("pod", "a1", "a1", namespace="a"), Workload("pod", "b1", "b1", namespace="b")]
+        store.apply(plan(creates=[write(i, p) for i, p in zip(ids, pods, strict=True)]))
+    snapshot = Snapshot()
+    snapshot.read(Scope("workload", "pod", "a"))
+    snapshot.fail("pods in b", "HTTP 403")
+    with harness.store() as store:
+        result = reconcile(snapshot, store, source_id=1, run_id=2, allow_empty=True, now=T0)
+    with harness.store() as store:
+        live = {k[1] for k, o in store.load_state(1).objects["workload"].items() if not o.removed}
+    assert (result.removed, live) == (1, {"b1"})
+
+
+def _stale(object_write: ObjectWrite) -> ObjectWrite:
+    object_write.stale = True
+    return object_write

@@ -17,14 +17,18 @@ from typing import Any
 
 from connectors.proxmox.config import ProxmoxConfig
 from inventory.errors import SourceApiError, SourceError
+from inventory.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
 # Answers worth a second try: pveproxy overloaded or restarting, or it could not reach the
 # node it proxies to (595/596/597/599 are its "connection to the node failed" codes).
-_RETRY_STATUSES = frozenset({500, 502, 503, 504, 595, 596, 597, 599})
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 595, 596, 597, 599})
 _BACKOFF_SECONDS = 0.2
 _BACKOFF_CAP_SECONDS = 2.0
+# Throttled ("429 Too Many Requests", or 503 with Retry-After): wait what the server asks, up to this.
+_THROTTLED_STATUSES = frozenset({429, 503})
+_RETRY_AFTER_CAP_SECONDS = 30.0
 
 
 class ApiCallFailed(SourceApiError):
@@ -95,6 +99,9 @@ class ProxmoxClient:
         # CPU than the rest of a call to a nearby node; read the proxy settings once instead.
         self._session.proxies.update(requests.utils.get_environ_proxies(config.url))
         self._session.trust_env = False
+        # proxmoxer's ResourceException carries no headers: keep each thread's last Retry-After.
+        self._last_answer = threading.local()
+        self._session.hooks["response"].append(self._note_retry_after)
         self._mount_adapter(requests)
         self._api = ProxmoxResource(base_url=backend.get_base_url(), session=self._session, serializer=backend.get_serializer())
         # Kept on the instance so that get() can name them without importing the SDK at module level.
@@ -112,6 +119,9 @@ class ProxmoxClient:
                 super().init_poolmanager(*args, **kwargs)
 
         self._session.mount("https://", _Adapter(pool_connections=2, pool_maxsize=max(self._config.concurrency, 2)))
+
+    def _note_retry_after(self, response: Any, *_args: Any, **_kwargs: Any) -> None:
+        self._last_answer.retry_after = retry_after_seconds(response.headers.get("Retry-After"))
 
     def _count(self) -> None:
         with self._lock:
@@ -151,7 +161,8 @@ class ProxmoxClient:
                 status = int(exc.status_code)  # type: ignore[attr-defined]
                 message = f"HTTP {status} {exc.content or exc.status_message or ''}".strip()  # type: ignore[attr-defined]
                 if status in _RETRY_STATUSES and attempt + 1 < attempts:
-                    self._back_off(resource, message, attempt)
+                    wait = getattr(self._last_answer, "retry_after", None) if status in _THROTTLED_STATUSES else None
+                    self._back_off(resource, message, attempt, wait)
                     continue
                 raise ApiCallFailed(resource, message, status=status) from exc
             except self._request_exception as exc:
@@ -167,8 +178,11 @@ class ProxmoxClient:
             return answer
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _back_off(self, resource: str, message: str, attempt: int) -> None:
-        delay = min(_BACKOFF_SECONDS * 2**attempt, _BACKOFF_CAP_SECONDS)
+    def _back_off(self, resource: str, message: str, attempt: int, retry_after: float | None = None) -> None:
+        if retry_after is not None:
+            delay = min(retry_after, _RETRY_AFTER_CAP_SECONDS)
+        else:
+            delay = min(_BACKOFF_SECONDS * 2**attempt, _BACKOFF_CAP_SECONDS)
         log.debug("source %r, %s: %s; retrying in %.1fs", self._config.name, resource, message, delay)
         time.sleep(delay)
 
@@ -182,6 +196,23 @@ def open_client(config: ProxmoxConfig) -> ProxmoxClient:
         return ProxmoxClient(config)
     except ApiCallFailed as exc:
         raise SourceError(config.name, exc.resource, exc.message) from exc
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After header as seconds: delta-seconds or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max((moment - utcnow()).total_seconds(), 0.0)
 
 
 def _is_tls_error(exc: BaseException) -> bool:

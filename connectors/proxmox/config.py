@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from inventory.connector import ConfigPath, SourceConfig
+from inventory.connector import ConfigPath, Duration, SourceConfig
 
 TYPE_NAME = "proxmox"
 
@@ -24,7 +24,7 @@ class ProxmoxConfig(SourceConfig):
     ca_file: ConfigPath | None = None
     # sha256 of the server certificate, "AB:CD:..." (as `pvenode cert info` prints it).
     fingerprint: str | None = None
-    timeout: float = Field(default=10.0, gt=0, le=300)
+    timeout: Duration = Field(default=10.0, gt=0, le=300)
     retries: int = Field(default=2, ge=0, le=10)
     # Calls in flight at once. Per-node calls spread over the nodes (guests are taken round-robin
     # by node), so 16 is about two per node on an 8-node cluster; a lone node's pveproxy simply
@@ -37,6 +37,9 @@ class ProxmoxConfig(SourceConfig):
     @classmethod
     def _https_url(cls, value: str) -> str:
         value = value.strip().rstrip("/")
+        # The API's own path, as the web UI and the API viewer show it: the client adds it itself.
+        if value.endswith("/api2/json"):
+            value = value[: -len("/api2/json")].rstrip("/")
         if "://" not in value:
             value = f"https://{value}"
         parts = urlsplit(value)

@@ -16,9 +16,14 @@ or the container's interfaces) when it runs.
 
 Identity is ``{cluster}/{vmid}``: two guests may share a name, a renamed guest
 stays one object, and a migrated guest changes its host, not its identity.
-Anything that cannot be read leaves the snapshot incomplete, so nothing is
-removed; a token that sees no guests for want of privileges says so instead of
-passing for an empty cluster.
+
+``/cluster/resources`` is the complete list of nodes, guests and pools (the scopes
+read): a guest missing from it is gone, whatever else failed. A powered-off node is
+data, not a failure: it shows ``offline``, its guests ``unknown`` with what the cluster
+list says of them, and the run stays a success with a warning. A detail call that
+fails (a node's status, a guest's config or addresses) keeps that detail's last known
+value (``unread``). A token that sees no guests for want of privileges says so
+instead of passing for an empty cluster, and then removes nothing.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from connectors.proxmox.records import (
 )
 from inventory.connector import Connector, SourceConfig, StatusVocabulary
 from inventory.errors import SourceError
-from inventory.records import Host, Snapshot, Workload
+from inventory.records import Host, Scope, Snapshot, Workload
 from inventory.timeutil import utcnow
 
 if TYPE_CHECKING:
@@ -52,6 +57,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 GUEST_TYPES = ("qemu", "lxc")
+# What /cluster/resources answers completely besides the nodes: every guest (as a workload and,
+# unless a template, as a host) and every pool.
+GUEST_SCOPES = (
+    Scope("workload", "qemu"), Scope("workload", "lxc"), Scope("host", "vm"), Scope("host", "lxc"), Scope("service", "pool"),
+)
 # pveproxy answers 500 with the agent's trouble in the reason phrase ("QEMU guest agent is
 # not running", "No QEMU guest agent configured", "... qmp command ... got timeout"): the
 # guest is fine, it just cannot tell us its addresses.
@@ -64,6 +74,8 @@ class _GuestResult:
     workload: Workload | None = None
     host: Host | None = None
     errors: list[tuple[str, str]] = field(default_factory=list)
+    # What is a fact, not a failure (no address because the guest agent is not answering).
+    warnings: list[tuple[str, str]] = field(default_factory=list)
 
 
 class ProxmoxConnector(Connector):
@@ -127,10 +139,15 @@ class ProxmoxConnector(Connector):
         nodes = [r for r in resources if r.get("type") == "node" and r.get("node")]
         guests = [r for r in resources if r.get("type") in GUEST_TYPES and r.get("vmid") is not None]
         pool_ids = [str(r["pool"]) for r in resources if r.get("type") == "pool" and r.get("pool")]
-        if not guests:
-            self._check_guest_visibility(client, snapshot)
+        guests_visible = bool(guests) or self._check_guest_visibility(client, snapshot)
         if not nodes:
             snapshot.fail("nodes", "the cluster lists no nodes; the token cannot see them (it lacks Sys.Audit)")
+        else:
+            snapshot.read(Scope("host", "node"))
+        if guests_visible:
+            # The cluster list is complete: a guest it no longer holds is gone, and so is its pool.
+            for scope in GUEST_SCOPES:
+                snapshot.read(scope)
 
         online = {str(n["node"]) for n in nodes if n.get("status") == "online"}
         offline_guests: dict[str, int] = {}
@@ -140,9 +157,11 @@ class ProxmoxConnector(Connector):
                 readable.append(guest)
             else:
                 offline_guests[str(guest.get("node"))] = offline_guests.get(str(guest.get("node")), 0) + 1
-        for node, count in sorted(offline_guests.items()):
-            # Their config lives on the unreachable node: keep what we knew rather than guess.
-            snapshot.fail(f"node {node}", f"offline; its {count} guests were not read and are kept as last seen")
+                # Its config lives on the unreachable node: what the cluster list says, the rest kept.
+                self._add_guest(snapshot, _GuestResult(*guest_records(cluster, guest, None, None, addresses_read=False)))
+        for node in sorted({str(n["node"]) for n in nodes} - online):
+            count = offline_guests.get(node, 0)
+            snapshot.warn(f"node {node}", f"offline; its {count} guests are shown as the cluster lists them, their details as last read")
 
         status_by_node = {str(e.get("name")): e for e in status if e.get("type") == "node"}
         with ThreadPoolExecutor(max_workers=self.config.concurrency, thread_name_prefix=f"pve-{self.source_name}") as pool:
@@ -157,23 +176,28 @@ class ProxmoxConnector(Connector):
                         snapshot.fail(f"node {name} status", error)
                 snapshot.hosts.append(node_host(cluster, resource, status_by_node.get(name), details, now))
             for future in guest_futures:
-                result = future.result()
-                for resource_name, reason in result.errors:
-                    snapshot.fail(resource_name, reason)
-                if result.workload is not None:
-                    snapshot.workloads.append(result.workload)
-                if result.host is not None:
-                    snapshot.hosts.append(result.host)
+                self._add_guest(snapshot, future.result())
         snapshot.services.extend(pool_services(cluster, pool_ids, guests))
         return snapshot
 
-    def _check_guest_visibility(self, client: ProxmoxClient, snapshot: Snapshot) -> None:
-        """Zero guests: an empty cluster, or a token that may not see any? Ask for its privileges."""
+    @staticmethod
+    def _add_guest(snapshot: Snapshot, result: _GuestResult) -> None:
+        for resource_name, reason in result.errors:
+            snapshot.fail(resource_name, reason)
+        for resource_name, reason in result.warnings:
+            snapshot.warn(resource_name, reason)
+        if result.workload is not None:
+            snapshot.workloads.append(result.workload)
+        if result.host is not None:
+            snapshot.hosts.append(result.host)
+
+    def _check_guest_visibility(self, client: ProxmoxClient, snapshot: Snapshot) -> bool:
+        """Zero guests: an empty cluster (True), or a token that may not see any? Ask for its privileges."""
         try:
             permissions = client.get_dict("access permissions", "access/permissions")
         except ApiCallFailed as exc:
             snapshot.fail("guests", f"the cluster lists no guests and the token's privileges could not be checked ({exc.message})")
-            return
+            return False
         # The answer maps each ACL path to {privilege: propagate flag}: holding the privilege is
         # the key being there (its value 0 only means it does not propagate down the tree).
         if not any(isinstance(privs, Mapping) and "VM.Audit" in privs for privs in permissions.values()):
@@ -182,6 +206,8 @@ class ProxmoxConnector(Connector):
                 "the cluster lists no guests, but the token lacks VM.Audit on every path, so Proxmox VE hides all "
                 f"guests from it: this is a permission problem, not an empty cluster; {_PRIVILEGE_HINT}",
             )
+            return False
+        return True
 
     def _node_status(self, client: ProxmoxClient, node: str) -> tuple[dict[str, Any] | None, str | None]:
         try:
@@ -193,22 +219,27 @@ class ProxmoxConnector(Connector):
         kind, vmid, node = str(resource["type"]), int(resource["vmid"]), str(resource["node"])
         label = f"{kind} {vmid} on {node}"
         result = _GuestResult()
+        config: dict[str, Any] | None
         try:
             config = client.get_dict(f"{label} config", f"nodes/{node}/{kind}/{vmid}/config")
         except ApiCallFailed as exc:
-            # Kept as last seen: a half-read guest would erase what we knew of it. This includes
-            # "does not exist": a guest deleted or migrated since /cluster/resources answered is
-            # seen right by the next poll, and removing it now could be wrong (migration).
+            # The guest is what the cluster list says; what only its config tells keeps its last
+            # known value. This includes "does not exist": a guest deleted or migrated since
+            # /cluster/resources answered is seen right by the next poll.
             result.errors.append((exc.resource, exc.message))
-            return result
+            config = None
         addresses: list[str] | None = None
-        if self.config.addresses and resource.get("status") == "running" and not resource.get("template"):
-            addresses, error = self._addresses(client, kind, node, vmid, config, label)
-            if error:
-                result.errors.append(error)
-                return result
+        addresses_read = True
+        if config is None:
+            addresses_read = False
+        elif self.config.addresses and resource.get("status") == "running" and not resource.get("template"):
+            addresses, addresses_read, trouble = self._addresses(client, kind, node, vmid, config, label)
+            if trouble is not None:
+                result.errors.append(trouble)
         try:
-            result.workload, result.host = guest_records(cluster, resource, config, addresses)
+            result.workload, result.host = guest_records(
+                cluster, resource, config, addresses, addresses_read=addresses_read
+            )
         except (KeyError, TypeError, ValueError) as exc:
             # An answer of a shape we do not know costs this guest, not the whole cluster.
             log.debug("source %r: cannot map %s", self.source_name, label, exc_info=True)
@@ -217,10 +248,14 @@ class ProxmoxConnector(Connector):
 
     def _addresses(
         self, client: ProxmoxClient, kind: str, node: str, vmid: int, config: Mapping[str, Any], label: str
-    ) -> tuple[list[str] | None, tuple[str, str] | None]:
-        """(addresses or None when the guest cannot tell, an error that makes the snapshot incomplete)."""
+    ) -> tuple[list[str] | None, bool, tuple[str, str] | None]:
+        """(addresses or None when the guest cannot tell, whether they were read, an error to report).
+
+        An agent that does not answer is a hiccup, not a fact: the addresses are unread and keep
+        their last known values (never erased), with no error.
+        """
         if kind == "qemu" and not agent_enabled(config):
-            return None, None  # no agent configured: do not even ask
+            return None, True, None  # no agent configured: do not even ask; it has no addresses to tell
         path: str
         parse: Callable[[Any], list[str] | None]
         if kind == "qemu":
@@ -229,11 +264,12 @@ class ProxmoxConnector(Connector):
             path, parse = f"nodes/{node}/lxc/{vmid}/interfaces", lxc_addresses
         try:
             # No retry: an agent that is down answers the same way a second later.
-            return parse(client.get(f"{label} addresses", path, retry=False)), None
+            found = parse(client.get(f"{label} addresses", path, retry=False))
+            return found, found is not None, None
         except ApiCallFailed as exc:
             if exc.status == 501 or (exc.status == 500 and any(word in exc.message.lower() for word in _AGENT_TROUBLE)):
-                return None, None  # agent off, not installed or unsupported: the guest lands without addresses
-            return None, (exc.resource, exc.message)
+                return None, False, None  # agent off, not installed or unsupported: addresses as last read
+            return None, False, (exc.resource, exc.message)
 
 
 def cluster_identity(status: Any) -> str | None:

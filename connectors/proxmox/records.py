@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -131,18 +132,27 @@ def agent_addresses(answer: Any) -> list[str] | None:
 
 
 def lxc_addresses(answer: Any) -> list[str] | None:
-    """Addresses from ``lxc/{vmid}/interfaces``: entries with ``inet`` / ``inet6`` in CIDR form."""
+    """Addresses from ``lxc/{vmid}/interfaces``.
+
+    Each interface lists every address in ``ip-addresses`` ({"ip-address", "ip-address-type",
+    "prefix"}); the older ``inet`` / ``inet6`` keys hold one address per family only (the last),
+    so they are read only from a node too old to send ``ip-addresses``.
+    """
     if not isinstance(answer, list):
         return None
     found = []
     for interface in answer:
         if not isinstance(interface, Mapping):
             continue
-        for key in ("inet", "inet6"):
-            for text in str(interface.get(key) or "").split():
-                address = _usable_address(text)
-                if address:
-                    found.append(address)
+        entries = interface.get("ip-addresses")
+        if isinstance(entries, list):
+            texts = [str(e.get("ip-address", "")) for e in entries if isinstance(e, Mapping)]
+        else:
+            texts = [text for key in ("inet", "inet6") for text in str(interface.get(key) or "").split()]
+        for text in texts:
+            address = _usable_address(text)
+            if address:
+                found.append(address)
     return sorted(set(found), key=_address_order)
 
 
@@ -178,8 +188,24 @@ def boot_time(uptime: Any, now: datetime) -> str | None:
     return rounded.isoformat()
 
 
+# What only /nodes/{node}/status tells of a node, and only a guest's config of the guest: when
+# that call fails (or the node is off), these keep their last known values (``unread``).
+NODE_DETAILS = ("cpu_model", "cpu_sockets", "pve_version", "kernel", "booted_at")
+GUEST_CONFIG_ATTRIBUTES = ("cpus", "disks", "description", "ostype", "onboot", "agent", "lock", "mac_addresses", "machine_uuid")
+# The LXC's hostname comes from its config too; a VM's host is named after the guest.
+GUEST_HOST_CONFIG_FIELDS = ("machine_uuid", "mac_addresses", "hostname")
+
+
+def _unread_attributes(keys: Iterable[str], attributes: Mapping[str, Any]) -> frozenset[str]:
+    return frozenset(f"attributes.{key}" for key in keys if key not in attributes)
+
+
 def node_host(cluster: str, resource: Mapping[str, Any], status_entry: Mapping[str, Any] | None, node_status: Mapping[str, Any] | None, now: datetime) -> Host:
-    """A node from its /cluster/resources entry, its /cluster/status entry and /nodes/{node}/status."""
+    """A node from its /cluster/resources entry, its /cluster/status entry and /nodes/{node}/status.
+
+    Without its status (the node is off, or the call failed) the details only that call
+    gives are unread: they keep their last known values.
+    """
     name = str(resource["node"])
     details = node_status or {}
     cpuinfo = details.get("cpuinfo") or {}
@@ -209,13 +235,26 @@ def node_host(cluster: str, resource: Mapping[str, Any], status_entry: Mapping[s
         hostname=name,
         addresses=(str(ip),) if ip else (),
         attributes=attributes,
+        unread=_unread_attributes(NODE_DETAILS, attributes) if node_status is None else frozenset(),
     )
 
 
 def guest_records(
-    cluster: str, resource: Mapping[str, Any], config: Mapping[str, Any], addresses: Iterable[str] | None
+    cluster: str,
+    resource: Mapping[str, Any],
+    config: Mapping[str, Any] | None,
+    addresses: Iterable[str] | None,
+    *,
+    addresses_read: bool = True,
 ) -> tuple[Workload, Host | None]:
-    """A guest as a workload (what runs) and, unless it is a template, as a host (the machine it is)."""
+    """A guest as a workload (what runs) and, unless it is a template, as a host (the machine it is).
+
+    ``config`` None: the guest's config could not be read (its node is off, the call failed);
+    the guest is what the cluster list says, and what only its config tells is unread.
+    ``addresses_read`` False: its addresses could not be read (agent hiccup) and are unread.
+    """
+    config_read = config is not None
+    config = config or {}
     kind = str(resource["type"])  # "qemu" | "lxc"
     vmid = int(resource["vmid"])
     external_id = guest_id(cluster, vmid)
@@ -250,10 +289,15 @@ def guest_records(
                 "description": config.get("description"),
                 "ostype": config.get("ostype"),
                 "onboot": bool(_int(config.get("onboot"))) if config.get("onboot") is not None else None,
-                "agent": agent_enabled(config) if kind == "qemu" else None,
+                "agent": agent_enabled(config) if kind == "qemu" and config_read else None,
+                # A template is no machine (no host below), but clones correlate by what it was made with.
+                "mac_addresses": list(config_macs(config)) if template else None,
+                "machine_uuid": smbios_uuid(config) if template else None,
             }
         ),
     )
+    if not config_read:
+        workload = replace(workload, unread=_unread_attributes(GUEST_CONFIG_ATTRIBUTES, workload.attributes))
     if template:
         return workload, None  # a template never runs: it is no machine to correlate with
     hostname = config.get("hostname") if kind == "lxc" else name
@@ -268,6 +312,12 @@ def guest_records(
         addresses=tuple(addresses or ()),
         backed_by=Ref(kind, external_id),
         attributes={"vmid": vmid, "cluster": cluster},
+        unread=frozenset(
+            [
+                *(() if config_read else GUEST_HOST_CONFIG_FIELDS[: 3 if kind == "lxc" else 2]),
+                *(() if addresses_read else ("addresses",)),
+            ]
+        ),
     )
     return workload, host
 

@@ -261,6 +261,8 @@ def _sync_once(
                 stop=stop,
                 progress=progress,
                 observers=observers,
+                concurrency=app.config.sync.concurrency,
+                deadline=app.config.sync.deadline,
             )
             outcomes = runner.run_all(selected)
     finally:

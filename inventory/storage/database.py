@@ -19,9 +19,33 @@ from inventory.redact import error_reason, redact_text
 log = logging.getLogger(__name__)
 
 # The Alembic head this code expects; tests check it equals the newest revision in migrations/.
-SCHEMA_REVISION = "0003_trust"
+SCHEMA_REVISION = "0004_stale_details"
 
 _WRITE_OPTION = "inventory_write"
+
+# SQLite: seconds a writer waits for another writer's lock before "database is locked"
+# (the URL's ``?timeout=`` overrides it).
+SQLITE_BUSY_SECONDS = 30.0
+# PostgreSQL: a database that stops answering (blackholed, partitioned) must fail the source within
+# bounded time, and a lock must not outlive a vanished holder for long. libpq settings apply
+# unless the URL names them; the server settings go in ``options`` unless the URL gives its own.
+POSTGRES_CONNECT_ARGS: dict[str, Any] = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 60_000,  # ms: sent data unacknowledged this long ends the connection
+}
+POSTGRES_SERVER_SETTINGS = {
+    "statement_timeout": "5min",
+    # A transaction left open by a client that went away ends, and its locks with it.
+    "idle_in_transaction_session_timeout": "5min",
+    # The server probes idle clients too: a session-level advisory lock of a vanished holder goes in ~1 min.
+    "tcp_keepalives_idle": "30",
+    "tcp_keepalives_interval": "10",
+    "tcp_keepalives_count": "3",
+}
 
 
 def _normalize_url(url: str) -> str:
@@ -61,13 +85,17 @@ def create_db_engine(url: str, **kwargs: Any) -> Engine:
             except OSError as exc:
                 reason = exc.strerror or exc
                 raise StorageError(f"cannot create the directory of the SQLite database {database}: {reason}") from exc
-        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
-        _configure_sqlite(engine)
+        busy = float(parsed.query.get("timeout", SQLITE_BUSY_SECONDS))  # type: ignore[arg-type]
+        engine = create_engine(url, connect_args={"timeout": busy}, **kwargs)
+        _configure_sqlite(engine, busy)
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    connect_args = {key: value for key, value in POSTGRES_CONNECT_ARGS.items() if key not in parsed.query}
+    if "options" not in parsed.query:
+        connect_args["options"] = " ".join(f"-c {name}={value}" for name, value in POSTGRES_SERVER_SETTINGS.items())
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, busy_seconds: float) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control from pysqlite so that writers can BEGIN IMMEDIATE.
@@ -75,7 +103,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_seconds * 1000)}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 

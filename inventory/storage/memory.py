@@ -31,6 +31,7 @@ class MemoryObject:
     first_seen_at: datetime
     changed_at: datetime
     removed_at: datetime | None = None
+    details_stale_since: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,12 @@ class MemoryStore:
         for name, objects in self.objects.items():
             state.objects[name] = {
                 (o.kind, o.external_id): StoredObject(
-                    object_id, o.content_hash, o.removed_at is not None, o.columns["name"]
+                    object_id,
+                    o.content_hash,
+                    o.removed_at is not None,
+                    o.columns["name"],
+                    o.columns.get("namespace"),
+                    o.details_stale_since is not None,
                 )
                 for object_id, o in objects.items()
                 if o.source_id == source_id
@@ -103,7 +109,8 @@ class MemoryStore:
             if write.id in self.objects[write.object_type]:
                 raise ValueError(f"{write.object_type} {write.id} exists already")
             self.objects[write.object_type][write.id] = MemoryObject(
-                plan.source_id, write.record.kind, write.record.external_id, {}, {}, write.content_hash, now, now
+                plan.source_id, write.record.kind, write.record.external_id, {}, {}, write.content_hash, now, now,
+                details_stale_since=now if write.stale else None,
             )
         for write in (*plan.creates, *plan.updates):
             stored = self.objects[write.object_type][write.id]
@@ -114,6 +121,13 @@ class MemoryStore:
             for object_id in ids:
                 stored = self.objects[object_type][object_id]
                 stored.removed_at = stored.changed_at = now
+        for object_type, ids in plan.stale.items():
+            for object_id in ids:
+                stored = self.objects[object_type][object_id]
+                stored.details_stale_since = stored.details_stale_since or now
+        for object_type, ids in plan.fresh.items():
+            for object_id in ids:
+                self.objects[object_type][object_id].details_stale_since = None
         self.changes.extend(MemoryChange(plan.source_id, plan.run_id, now, change) for change in plan.changes)
 
     def _overwrite(self, stored: MemoryObject, write: ObjectWrite, now: datetime) -> None:

@@ -87,6 +87,8 @@ class SyncRun(Base):
     revived: Mapped[int] = mapped_column(Integer, default=0)
     unchanged: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
+    # Facts the run found (a node down, a kind skipped for lack of permission): not failures.
+    warnings: Mapped[str | None] = mapped_column(Text)
 
 
 # Object, membership and change rows carry no FOREIGN KEY constraints, on purpose: their
@@ -111,6 +113,9 @@ class _InventoryObject:
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Since when some detail could not be read and keeps its last known value; None: all read.
+    # Outside the content hash: a hiccup is not a change of the object.
+    details_stale_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class HostRow(_InventoryObject, Base):

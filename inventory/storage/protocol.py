@@ -26,6 +26,9 @@ class StoredObject:
     content_hash: str
     removed: bool
     name: str
+    namespace: str | None = None
+    # Some detail kept its last known value because it could not be read (details_stale_since is set).
+    stale: bool = False
 
 
 @dataclass
@@ -51,6 +54,8 @@ class ObjectWrite:
     content_hash: str
     links: Mapping[str, int | None] = field(default_factory=dict)
     members: Sequence[int] = ()
+    # Some detail could not be read: a new object is created with its details stale since now.
+    stale: bool = False
 
 
 @dataclass(slots=True)
@@ -78,6 +83,9 @@ class WritePlan:
     updates: list[ObjectWrite] = field(default_factory=list)
     removals: dict[str, list[int]] = field(default_factory=lambda: {t: [] for t in OBJECT_TYPES})
     changes: list[ChangeRecord] = field(default_factory=list)
+    # Objects whose details went stale now (kept if already stale), and objects read whole again.
+    stale: dict[str, list[int]] = field(default_factory=lambda: {t: [] for t in OBJECT_TYPES})
+    fresh: dict[str, list[int]] = field(default_factory=lambda: {t: [] for t in OBJECT_TYPES})
 
 
 class Store(Protocol):

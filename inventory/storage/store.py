@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, func, select, text, update
+from sqlalchemy import Table, bindparam, delete, func, literal, select, text, update
 from sqlalchemy.orm import Session, aliased
 
 from inventory.storage.models import (
@@ -25,6 +25,7 @@ from inventory.storage.models import (
     SyncRun,
 )
 from inventory.records import to_json_bytes
+from inventory.sanitize import column_length, fit
 from inventory.schema import IDENTITY_COLUMNS, SCHEMA, TIME_COLUMNS, Schema
 from inventory.storage.protocol import ObjectWrite, SourceState, StoredObject, WritePlan
 from inventory.timeutil import utcnow
@@ -93,6 +94,9 @@ class SqlStore:
         adopted, not duplicated. Sources still configured are never merged, even when
         their identities collide (cloned Docker engines can share an ID).
         """
+        limit = column_length(Source.__table__, "identity")
+        if identity is not None and limit is not None:
+            identity = fit(identity, limit)
         found = self._execute(select(Source.id, Source.type, Source.identity).where(Source.name == name)).first()
         if found is None and identity is not None:
             adopted = self._execute(
@@ -139,10 +143,18 @@ class SqlStore:
     def load_state(self, source_id: int) -> SourceState:
         state = SourceState()
         for object_type, model in self.schema.rows.items():
+            namespace = model.namespace if hasattr(model, "namespace") else literal(None)
             rows = self._execute(
-                select(model.kind, model.external_id, model.id, model.content_hash, model.removed_at.is_not(None), model.name).where(
-                    model.source_id == source_id
-                )
+                select(
+                    model.kind,
+                    model.external_id,
+                    model.id,
+                    model.content_hash,
+                    model.removed_at.is_not(None),
+                    model.name,
+                    namespace,
+                    model.details_stale_since.is_not(None),
+                ).where(model.source_id == source_id)
             )
             state.objects[object_type] = {(kind, ext): StoredObject(*rest) for kind, ext, *rest in rows}
         return state
@@ -211,7 +223,10 @@ class SqlStore:
         inserts: dict[str, list[list[Any]]] = {t: [] for t in self.schema.names}
         for write in plan.creates:
             record = write.record
-            values = [write.id, source_id, record.kind, record.external_id, *self._object_values(write), now, now, None]
+            values = [
+                write.id, source_id, record.kind, record.external_id, *self._object_values(write),
+                now, now, None, now if write.stale else None,
+            ]
             inserts[write.object_type].append(values)
         updates: dict[str, list[dict[str, Any]]] = {t: [] for t in self.schema.names}
         for write in plan.updates:
@@ -242,6 +257,8 @@ class SqlStore:
         for object_type in self.schema:
             self._update_by_id(object_type.row.__table__, updates[object_type.name])
             self._mark_removed(object_type.row.__table__, plan.removals[object_type.name], now)
+            self._mark_stale(object_type.row.__table__, plan.stale[object_type.name], now)
+            self._mark_stale(object_type.row.__table__, plan.fresh[object_type.name], None)
         members_table = ServiceMember.__table__
         for chunk in _chunks(member_resets):
             self._execute(delete(members_table).where(members_table.c.service_id.in_(chunk)))
@@ -312,3 +329,10 @@ class SqlStore:
         for chunk in _chunks(ids):
             self._execute(update(table).where(table.c.id.in_(chunk)).values(removed_at=now, changed_at=now))
 
+    def _mark_stale(self, table: Table, ids: list[int], since: datetime | None) -> None:
+        """Details stale since ``since`` (an earlier mark is kept), or read whole again (None)."""
+        column = table.c.details_stale_since
+        for chunk in _chunks(ids):
+            stmt = update(table).where(table.c.id.in_(chunk))
+            stmt = stmt.where(column.is_(None)) if since is not None else stmt.where(column.is_not(None))
+            self._execute(stmt.values(details_stale_since=since))

@@ -179,14 +179,22 @@ def _agent_interfaces(guest: FakeGuest) -> dict[str, Any]:
 
 
 def _lxc_interfaces(guest: FakeGuest) -> list[dict[str, Any]]:
-    interfaces: list[dict[str, Any]] = [{"name": "lo", "hwaddr": "00:00:00:00:00:00", "inet": "127.0.0.1/8", "inet6": "::1/128"}]
+    """As pve-container answers: every address in ``ip-addresses``; ``inet`` / ``inet6`` keep the
+    last address of each family only (the legacy keys)."""
+    interfaces = [_lxc_interface("lo", "00:00:00:00:00:00", ["127.0.0.1/8", "::1/128"])]
     for index, mac in enumerate(guest.macs):
-        entry: dict[str, Any] = {"name": f"eth{index}", "hwaddr": mac.lower()}
-        if index == 0:
-            for address in guest.addresses:
-                entry["inet6" if ":" in address else "inet"] = address
-        interfaces.append(entry)
+        interfaces.append(_lxc_interface(f"eth{index}", mac.lower(), guest.addresses if index == 0 else []))
     return interfaces
+
+
+def _lxc_interface(name: str, hwaddr: str, addresses: list[str]) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": name, "hwaddr": hwaddr, "ip-addresses": []}
+    for address in addresses:
+        ip, prefix = address.split("/")
+        family = "inet6" if ":" in ip else "inet"
+        entry[family] = address
+        entry["ip-addresses"].append({"ip-address": ip, "ip-address-type": family, "prefix": prefix})
+    return entry
 
 
 class _Api:
@@ -532,6 +540,8 @@ def _make_handler(fake: FakeProxmox) -> type[BaseHTTPRequestHandler]:
 
         def _answer_raw(self, status: int, content_type: str, body: bytes, reason: str | None = None) -> None:
             self.send_response(status, reason)
+            if status in fake.faults.retry_after:
+                self.send_header("Retry-After", f"{fake.faults.retry_after[status]:g}")
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -553,6 +563,9 @@ def _make_handler(fake: FakeProxmox) -> type[BaseHTTPRequestHandler]:
                 failure = fake.injected_failure(api_path)
                 if failure is not None and failure.status == 200:
                     self._answer_raw(200, "text/html", failure.reason.encode())  # e.g. a proxy's error page
+                    return
+                if failure is not None and failure.status == 0:
+                    self.close_connection = True  # no answer at all: the client sees the connection drop
                     return
                 if failure is not None:
                     raise failure

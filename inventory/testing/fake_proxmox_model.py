@@ -81,8 +81,11 @@ class FakeFaults:
     slow_nodes: dict[str, float] = field(default_factory=dict)
     # Path regex -> (HTTP status, reason, how many more times; None = always). Status 200
     # answers the reason as a non-JSON body (what a proxy's error page looks like to a client).
+    # Status 0 closes the connection without an answer (a reset: pveproxy restarting).
     failures: list[tuple[str, int, str, int | None]] = field(default_factory=list)
     permissions: PermissionMode = "full"
+    # Retry-After (seconds) sent with the injected failures of these statuses (429, 503).
+    retry_after: dict[int, float] = field(default_factory=dict)
 
     def fail(self, path_pattern: str, status: int = 500, reason: str = "Internal Server Error", times: int | None = None) -> None:
         """Make requests whose path matches ``path_pattern`` (a regex) answer ``status``."""
