@@ -28,7 +28,7 @@ from inventory.audit.log import (
 )
 from inventory.audit.models import AuditEntry
 from inventory.cli import cli
-from inventory.storage.database import Database
+from inventory.storage.database import SCHEMA_REVISION, Database
 
 
 def _fill(db: Database, count: int = 6) -> None:
@@ -192,6 +192,6 @@ def test_no_downgrade_drops_the_audit_log(db: Database, tmp_path: Path) -> None:
         result = runner.invoke(cli, ["--config", str(config), "db", "downgrade", revision])
         assert result.exit_code == 2 and "audit log holds 3 entries" in result.output, result.output
         assert "Traceback" not in result.output
-    assert db.current_revision() == "0003_trust"
+    assert db.current_revision() == SCHEMA_REVISION
     verified = runner.invoke(cli, ["--config", str(config), "audit", "verify"])
     assert verified.exit_code == 0 and "ok: 3 entries" in verified.output
