@@ -75,7 +75,9 @@ def _proxmox_cluster(kubernetes: FakeKubernetes) -> FakeCluster:
     cluster.nodes = [FakeNode(name=f"pve{i}", ip=f"192.168.1.{10 + i}", cpus=16, memory_bytes=64 * 1024**3) for i in (1, 2, 3)]
     for index, node in enumerate(kubernetes.objects.items["nodes"]):
         # The last node's VM was restored from a backup with a new SMBIOS uuid: only its providerID links it.
-        system_uuid = node["status"]["nodeInfo"]["systemUUID"].lower() if index < 2 else str(uuid.UUID(int=0x103, version=4))
+        system_uuid = node["status"]["nodeInfo"]["systemUUID"].lower()
+        if index == 2:
+            system_uuid = str(uuid.UUID(int=0x103, version=4))
         cluster.guests.append(
             _guest(101 + index, "qemu", node["metadata"]["name"], f"pve{index + 1}", tags=("k8s",), pool="k8s", cores=4, memory_mib=8192, smbios_uuid=system_uuid)
         )

@@ -33,7 +33,9 @@ from inventory.storage.store import _chunks
 log = logging.getLogger(__name__)
 
 # Two writers of one PostgreSQL database relink one after the other (SQLite has one writer at a time anyway).
-_PG_RELINK_LOCK = int.from_bytes(hashlib.blake2b(b"inventory-machine-links", digest_size=8).digest(), "big", signed=True)
+_PG_RELINK_LOCK = int.from_bytes(
+    hashlib.blake2b(b"inventory-machine-links", digest_size=8).digest(), "big", signed=True
+)
 
 _FACT_COLUMNS = (
     HostRow.id,
@@ -77,9 +79,10 @@ def relink_machines(session: Session) -> MachineGraph:
         wanted[match.host_id].add((match.other_id, str(match.rule), machine_id))
         wanted[match.other_id].add((match.host_id, str(match.rule), machine_id))
     stored: dict[int, set[tuple[int, str, int]]] = defaultdict(set)
-    for link in session.execute(select(MachineLink.host_id, MachineLink.other_id, MachineLink.rule, MachineLink.machine_id)):
+    links = select(MachineLink.host_id, MachineLink.other_id, MachineLink.rule, MachineLink.machine_id)
+    for link in session.execute(links):
         stored[link.host_id].add((link.other_id, link.rule, link.machine_id))
-    changed = sorted(host_id for host_id in wanted.keys() | stored.keys() if wanted.get(host_id) != stored.get(host_id))
+    changed = sorted(host for host in wanted.keys() | stored.keys() if wanted.get(host) != stored.get(host))
     if changed:
         for chunk in _chunks(changed):
             session.execute(delete(MachineLink).where(MachineLink.host_id.in_(chunk)))
@@ -101,7 +104,11 @@ def describe_ambiguous(session: Session, found: Sequence[AmbiguousUuid]) -> list
     names = dict(session.execute(select(HostRow.id, HostRow.name).where(HostRow.id.in_(ids))).all())
     sources = dict(session.execute(select(Source.id, Source.name)).all())
     return [
-        {"source": sources.get(a.source_id), "machine_uuid": a.uuid, "hosts": [names.get(i, str(i)) for i in a.host_ids]}
+        {
+            "source": sources.get(a.source_id),
+            "machine_uuid": a.uuid,
+            "hosts": [names.get(i, str(i)) for i in a.host_ids],
+        }
         for a in found
     ]
 

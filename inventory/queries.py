@@ -108,7 +108,8 @@ def _live_members_per_service() -> Any:
 
 def _machine_of_host() -> Any:
     """The machine a host is one view of (its lowest host id), or NULL for a host no other source sees."""
-    return select(func.min(MachineLink.machine_id)).where(MachineLink.host_id == HostRow.id).correlate(HostRow).scalar_subquery()
+    stmt = select(func.min(MachineLink.machine_id)).where(MachineLink.host_id == HostRow.id)
+    return stmt.correlate(HostRow).scalar_subquery()
 
 
 def list_hosts(session: Session, flt: ObjectFilter = ObjectFilter()) -> list[dict[str, Any]]:

@@ -118,7 +118,8 @@ def _idle_hosts(session: Session, names: dict[int, str]) -> list[dict[str, Any]]
         select(HostRow, live_workload).where(HostRow.removed_at.is_(None)).order_by(HostRow.source_id, HostRow.name)
     ).all()
     busy = {host.id for host, runs_workloads in hosts if runs_workloads}
-    covered = {host_id for host_id, other_id in session.execute(select(MachineLink.host_id, MachineLink.other_id)) if other_id in busy}
+    links = session.execute(select(MachineLink.host_id, MachineLink.other_id))
+    covered = {host_id for host_id, other_id in links if other_id in busy}
     return [
         {"id": host.id, "source": names[host.source_id], "kind": host.kind, "name": host.name, "status": host.status}
         for host, _ in hosts
@@ -200,7 +201,11 @@ SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("Failed and stopped workloads", "problem_workloads", ("source", "kind", "namespace", "name", "status", "host")),
     ("Hosts with no workloads", "hosts_without_workloads", ("source", "kind", "name", "status")),
     ("Services with no running members", "services_without_running_members", ("source", "kind", "namespace", "name", "members", "member_statuses")),
-    ("Machine uuids shared within one source (linking nothing)", "ambiguous_machine_uuids", ("source", "machine_uuid", "hosts")),
+    (
+        "Machine uuids shared within one source (linking nothing)",
+        "ambiguous_machine_uuids",
+        ("source", "machine_uuid", "hosts"),
+    ),
     # Only in a report whose config declares logical services (inventory.logical).
     ("Logical services", "logical_services", ("name", "status", "members", "running", "slo", "availability", "observed", "slo_met")),
 )

@@ -116,7 +116,8 @@ def test_bulk_matches_equal_pairwise_rule() -> None:
         if (rule := match_rule(a, b)) is not None
     ]
     assert machine_matches(hosts) == sorted(pairwise, key=lambda m: (m.host_id, m.other_id))
-    assert MachineMatch(1, 2, MatchRule.MACHINE_UUID) in pairwise and MachineMatch(2, 7, MatchRule.HOSTNAME_ADDRESS) in pairwise
+    assert MachineMatch(1, 2, MatchRule.MACHINE_UUID) in pairwise
+    assert MachineMatch(2, 7, MatchRule.HOSTNAME_ADDRESS) in pairwise
     grouped = machines(hosts)
     assert [m.host_ids for m in grouped] == [(1, 2, 7), (3, 4, 5), (8, 9)]
     assert [m.matched_by for m in grouped] == [MatchRule.MACHINE_UUID, MatchRule.MAC_ADDRESS, MatchRule.PROVIDER_ID]
@@ -297,3 +298,51 @@ def test_the_lab_links_vms_to_their_nodes_and_the_lxc_to_its_docker_engine(lab: 
         guest = session.execute(select(HostRow).where(HostRow.name == "node-0002", HostRow.kind == "vm")).scalar_one()
         reached = impact_of(session, "host", guest.id)
         assert any(h.name == "node-0002" and "provider_id" in h.via for h in reached.hosts)
+
+
+def test_api_and_web_host_page_show_the_machine_and_a_shared_uuid(tmp_path: Path, db: Database) -> None:
+    from fastapi.testclient import TestClient
+
+    from inventory.server import create_app
+    from inventory.server.auth import Principal
+    from inventory.server.models import HostOut
+
+    pve = (
+        "hosts:\n"
+        "  - {id: '101', name: vm-a, kind: vm, machine_uuid: 4C4C4544-00AA}\n"
+        "  - {id: '201', name: clone-1, kind: vm, machine_uuid: 11111111-aaaa}\n"
+        "  - {id: '202', name: clone-2, kind: vm, machine_uuid: 11111111-aaaa}\n"
+    )
+    _sync(db, tmp_path, {"pve": pve, "k3s": _K3S, "docker": "hosts: []\n"})
+    tokens = {"t0ken-for-eve": Principal("eve", frozenset({"viewers"}))}
+    with TestClient(create_app(db, authenticator=tokens.get, mcp=False)) as client:
+        header = {"Authorization": "Bearer t0ken-for-eve"}
+        shown = client.get("/api/v1/inventory/hosts/pve/vm/101", headers=header).json()
+        HostOut.model_validate(shown)
+        assert shown["machine"] is not None and [m["name"] for m in shown["same_machine"]] == ["node-a"]
+        listed = client.get("/api/v1/inventory/hosts", params={"name": "node-a"}, headers=header).json()["items"]
+        assert listed[0]["machine"] == shown["machine"]
+        assert client.post("/login", data={"token": "t0ken-for-eve"}, follow_redirects=False).status_code == 303
+        page = client.get("/hosts/pve/vm/101").text
+        assert f"machine {shown['machine']}" in page and "node-a" in page and "by machine_uuid" in page
+        clone = client.get("/hosts/pve/vm/201").text
+        assert 'id="uuid-shared"' in clone and "clone-2" in clone and "links this host to no other source" in clone
+        assert 'id="uuid-shared"' not in page
+
+
+def test_cli_hosts_list_wide_and_json_carry_the_machine(lab: SyncedLab, tmp_path: Path) -> None:  # noqa: F811
+    import json
+
+    from sync_support import run_inventory
+
+    wide = run_inventory("-c", str(lab.config_path), "hosts", "list", "--name", "node-0002", "-o", "wide", cwd=tmp_path)
+    assert wide.returncode == 0, wide.stderr
+    header, *rows = wide.stdout.splitlines()
+    assert "MACHINE" in header.split() and len(rows) == 2
+    config = str(lab.config_path)
+    as_json = run_inventory("-c", config, "hosts", "list", "--name", "node-0002", "-o", "json", cwd=tmp_path)
+    listed = json.loads(as_json.stdout)
+    machines_seen = {row["machine"] for row in listed}
+    assert len(machines_seen) == 1 and None not in machines_seen
+    (machine,) = machines_seen
+    assert all(str(machine) in row.split() for row in rows)

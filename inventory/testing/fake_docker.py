@@ -168,7 +168,10 @@ class FakeEngineInfo:
 
     def swarm(self) -> dict[str, Any]:
         if self.swarm_node_addr is None:
-            return {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False, "Error": "", "RemoteManagers": None}
+            return {
+                "NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive",
+                "ControlAvailable": False, "Error": "", "RemoteManagers": None,
+            }
         node_id = hashlib.sha256(self.id.encode()).hexdigest()[:25]
         return {
             "NodeID": node_id,
