@@ -37,6 +37,8 @@ _PG_RELINK_LOCK = int.from_bytes(
     hashlib.blake2b(b"inventory-machine-links", digest_size=8).digest(), "big", signed=True
 )
 
+# Only the attribute keys the rule reads are extracted (in SQL): a Kubernetes node's attributes are large.
+_PROVIDER_KEYS = ("provider_id", "cluster", "vmid")
 _FACT_COLUMNS = (
     HostRow.id,
     HostRow.source_id,
@@ -45,26 +47,25 @@ _FACT_COLUMNS = (
     HostRow.machine_uuid,
     HostRow.mac_addresses,
     HostRow.addresses,
-    HostRow.attributes,
+    *(HostRow.attributes[key].as_string().label(key) for key in _PROVIDER_KEYS),
 )
 
 
-def host_facts(host: Any) -> HostFacts:
-    """What the same-machine rule reads of a host row (a HostRow, or a row of ``_FACT_COLUMNS``)."""
-    return HostFacts(
-        host.id,
-        host.source_id,
-        host.name,
-        host.hostname,
-        host.machine_uuid,
-        tuple(host.mac_addresses or ()),
-        tuple(host.addresses or ()),
-        provider_id(host.attributes),
-    )
-
-
 def live_host_facts(session: Session) -> list[HostFacts]:
-    return [host_facts(row) for row in session.execute(select(*_FACT_COLUMNS).where(HostRow.removed_at.is_(None)))]
+    """What the same-machine rule reads of every live host."""
+    return [
+        HostFacts(
+            row.id,
+            row.source_id,
+            row.name,
+            row.hostname,
+            row.machine_uuid,
+            tuple(row.mac_addresses or ()),
+            tuple(row.addresses or ()),
+            provider_id({key: getattr(row, key) for key in _PROVIDER_KEYS}),
+        )
+        for row in session.execute(select(*_FACT_COLUMNS).where(HostRow.removed_at.is_(None)))
+    ]
 
 
 def relink_machines(session: Session) -> MachineGraph:
