@@ -1,9 +1,10 @@
 """A small homelab made of the loopback fakes, for `inventory demo` and the soak benchmark.
 
 Three Proxmox VE nodes run VMs and LXC containers; three of the VMs are the
-nodes of a Kubernetes cluster (same SMBIOS uuid as the nodes' systemUUID, same
-names); one LXC container, ``docker01``, is a Docker host running two Compose
-stacks. Every fake speaks its real API on 127.0.0.1, so the demo syncs through
+nodes of a Kubernetes cluster (two with the SMBIOS uuid of their node's systemUUID,
+the third known only by the providerID a Proxmox cloud controller set on its node);
+one LXC container, ``docker01``, is a Docker host running two Compose stacks (a
+one-node swarm at the LXC's address). Every fake speaks its real API on 127.0.0.1, so the demo syncs through
 the real connectors and the real SDKs.
 
 ``churn(step)`` changes the lab the way a homelab changes: a guest stopped or
@@ -16,6 +17,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import shutil
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,8 +44,10 @@ def _docker_time(moment: datetime) -> str:
 
 def _kubernetes() -> FakeKubernetes:
     objects = generate_cluster(ClusterSpec(name=CLUSTER, nodes=3, pods=24, namespaces=2, replicas_per_deployment=2))
-    # The nodes' addresses are the VMs' (cosmetic: identity is the SMBIOS uuid).
+    # The nodes' addresses are the VMs' (cosmetic: identity is the SMBIOS uuid); a Proxmox cloud
+    # controller names each node's VM in its providerID.
     for index, node in enumerate(objects.items["nodes"]):
+        node["spec"]["providerID"] = f"proxmox://{CLUSTER}/{101 + index}"
         for address in node["status"]["addresses"]:
             if address["type"] == "InternalIP":
                 address["address"] = f"192.168.1.{101 + index}"
@@ -70,7 +74,10 @@ def _proxmox_cluster(kubernetes: FakeKubernetes) -> FakeCluster:
     cluster = FakeCluster(name=CLUSTER, pools={"k8s": "Kubernetes nodes", "apps": "Home services"})
     cluster.nodes = [FakeNode(name=f"pve{i}", ip=f"192.168.1.{10 + i}", cpus=16, memory_bytes=64 * 1024**3) for i in (1, 2, 3)]
     for index, node in enumerate(kubernetes.objects.items["nodes"]):
+        # The last node's VM was restored from a backup with a new SMBIOS uuid: only its providerID links it.
         system_uuid = node["status"]["nodeInfo"]["systemUUID"].lower()
+        if index == 2:
+            system_uuid = str(uuid.UUID(int=0x103, version=4))
         cluster.guests.append(
             _guest(101 + index, "qemu", node["metadata"]["name"], f"pve{index + 1}", tags=("k8s",), pool="k8s", cores=4, memory_mib=8192, smbios_uuid=system_uuid)
         )
@@ -117,7 +124,14 @@ def _docker() -> FakeDocker:
         _container("watchtower", "containrrr/watchtower:1.7.1"),
         _container("certbot", "certbot/certbot:v2.11.0", state="exited"),
     ]
-    engine = FakeEngineInfo(id="DOCK:ER01:HOME:LAB0:0000:0000:0000:0000:0000:0000:0000:0110", name="docker01", cpus=4, memory=4 * 1024**3)
+    # A one-node swarm: its node address is the LXC's, which with the name links the engine to the LXC.
+    engine = FakeEngineInfo(
+        id="DOCK:ER01:HOME:LAB0:0000:0000:0000:0000:0000:0000:0000:0110",
+        name="docker01",
+        cpus=4,
+        memory=4 * 1024**3,
+        swarm_node_addr="192.168.1.110",
+    )
     return FakeDocker(containers, engine=engine)
 
 

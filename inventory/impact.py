@@ -151,7 +151,7 @@ class Impact:
 
 
 def _machine_peers(session: Session, host: HostRow) -> list[dict[str, Any]]:
-    """The one place the same-machine rule is consulted."""
+    """The one place the same-machine links (stored by the last sync, inventory.machine_links) are read."""
     return same_machine(session, host)
 
 

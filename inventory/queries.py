@@ -14,12 +14,20 @@ from typing import Any
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from inventory import machines
 from inventory.errors import Ambiguous, NotFound, UsageError
-from inventory.machines import HostFacts
+from inventory.machines import RULE_ORDER, MatchRule
 from inventory.outcome import SyncStatus
 from inventory.schema import OBJECT_MODELS, SCHEMA, ObjectType
-from inventory.storage.models import Change, HostRow, ServiceMember, ServiceRow, Source, SyncRun, WorkloadRow
+from inventory.storage.models import (
+    Change,
+    HostRow,
+    MachineLink,
+    ServiceMember,
+    ServiceRow,
+    Source,
+    SyncRun,
+    WorkloadRow,
+)
 
 
 @dataclass(frozen=True)
@@ -98,10 +106,18 @@ def _live_members_per_service() -> Any:
     )
 
 
+def _machine_of_host() -> Any:
+    """The machine a host is one view of (its lowest host id), or NULL for a host no other source sees."""
+    stmt = select(func.min(MachineLink.machine_id)).where(MachineLink.host_id == HostRow.id)
+    return stmt.correlate(HostRow).scalar_subquery()
+
+
 def list_hosts(session: Session, flt: ObjectFilter = ObjectFilter()) -> list[dict[str, Any]]:
-    stmt = select(HostRow, Source.name, _live_workloads_per_host()).join(Source, Source.id == HostRow.source_id)
+    stmt = select(HostRow, Source.name, _live_workloads_per_host(), _machine_of_host()).join(
+        Source, Source.id == HostRow.source_id
+    )
     stmt = _apply_common(stmt, HostRow, flt).order_by(Source.name, HostRow.name, HostRow.id)
-    return [object_row(SCHEMA["host"], h, src, workloads=n) for h, src, n in session.execute(stmt)]
+    return [object_row(SCHEMA["host"], h, src, workloads=n, machine=m) for h, src, n, m in session.execute(stmt)]
 
 
 def list_workloads(session: Session, flt: ObjectFilter = ObjectFilter()) -> list[dict[str, Any]]:
@@ -183,10 +199,13 @@ def show_object(session: Session, object_type: str, ident: str) -> dict[str, Any
             session.execute(select(WorkloadRow).where(WorkloadRow.host_id == obj.id).order_by(WorkloadRow.name)).scalars()
         )
         backing = session.get(WorkloadRow, obj.backing_workload_id) if obj.backing_workload_id else None
-        doc = object_row(SCHEMA["host"], obj, source, workloads=sum(1 for w in workloads if w.removed_at is None))
+        machine = session.execute(select(_machine_of_host()).where(HostRow.id == obj.id)).scalar()
+        live_workloads = sum(1 for w in workloads if w.removed_at is None)
+        doc = object_row(SCHEMA["host"], obj, source, workloads=live_workloads, machine=machine)
         doc["workloads"] = [_brief(w) for w in workloads]
         doc["backing_workload"] = _brief(backing) if backing else None
         doc["same_machine"] = same_machine(session, obj)
+        doc["machine_uuid_shared_with"] = shared_machine_uuid(session, obj)
     elif object_type == "workload":
         host = session.get(HostRow, obj.host_id) if obj.host_id else None
         parent = session.get(WorkloadRow, obj.parent_id) if obj.parent_id else None
@@ -212,28 +231,37 @@ def show_object(session: Session, object_type: str, ident: str) -> dict[str, Any
     return doc
 
 
-def host_facts(host: HostRow) -> HostFacts:
-    """What the same-machine rule reads of a host row."""
-    macs = tuple(host.mac_addresses or ())
-    return HostFacts(host.id, host.source_id, host.name, host.hostname, host.machine_uuid, macs)
-
-
 def same_machine(session: Session, host: HostRow) -> list[dict[str, Any]]:
-    """Live hosts of other sources that are this machine (inventory.machines), strongest evidence first.
+    """The hosts of other sources that are this machine, as the last sync linked them (inventory.machine_links),
+    strongest evidence first.
 
     A Proxmox VM that is also a Kubernetes node and a Docker host is one machine seen three
-    times; the rows stay per source (each source owns its rows), the link is made here.
+    times; the rows stay per source (each source owns its rows), the link is stored beside them.
     """
-    stmt = select(HostRow, Source.name).join(Source, Source.id == HostRow.source_id).where(
-        HostRow.source_id != host.source_id, HostRow.removed_at.is_(None)
+    stmt = (
+        select(HostRow, Source.name, MachineLink.rule)
+        .join(MachineLink, MachineLink.other_id == HostRow.id)
+        .join(Source, Source.id == HostRow.source_id)
+        .where(MachineLink.host_id == host.id)
     )
-    others = {other.id: (other, source) for other, source in session.execute(stmt)}
-    found = []
-    for match in machines.same_machine(host_facts(host), (host_facts(other) for other, _ in others.values())):
-        other, source = others[match.other_id]
-        row = {**_brief(other, source), "matched_by": str(match.rule)}
-        found.append((machines.RULE_ORDER[match.rule], source, other.id, row))
+    found = [
+        (RULE_ORDER[MatchRule(rule)], source, other.id, {**_brief(other, source), "matched_by": rule})
+        for other, source, rule in session.execute(stmt)
+    ]
     return [row for *_, row in sorted(found, key=lambda f: f[:3])]
+
+
+def shared_machine_uuid(session: Session, host: HostRow) -> list[dict[str, Any]]:
+    """The other live hosts of this host's source with its machine uuid: while there are any, the uuid links nothing."""
+    if not host.machine_uuid or host.removed_at is not None:
+        return []
+    stmt = select(HostRow).where(
+        HostRow.source_id == host.source_id,
+        HostRow.id != host.id,
+        HostRow.removed_at.is_(None),
+        func.lower(HostRow.machine_uuid) == host.machine_uuid.lower(),
+    )
+    return [_brief(other) for other in session.execute(stmt.order_by(HostRow.name, HostRow.id)).scalars()]
 
 
 def list_changes(

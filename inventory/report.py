@@ -18,10 +18,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from inventory.connector import ConnectorRegistry, StatusVocabulary
-from inventory.machines import machine_matches
-from inventory.queries import host_facts, list_sources
+from inventory.machine_links import describe_ambiguous, live_host_facts
+from inventory.machines import ambiguous_uuids
+from inventory.queries import list_sources
 from inventory.schema import OBJECT_MODELS
-from inventory.storage.models import Change, HostRow, ServiceMember, ServiceRow, Source, WorkloadRow
+from inventory.storage.models import Change, HostRow, MachineLink, ServiceMember, ServiceRow, Source, WorkloadRow
 from inventory.timeutil import utcnow
 
 ACTIONS = ("created", "updated", "removed", "revived")
@@ -49,6 +50,7 @@ def build_report(session: Session, *, since: datetime, now: datetime | None = No
         "problem_workloads": _problem_workloads(session, names),
         "hosts_without_workloads": _idle_hosts(session, names),
         "services_without_running_members": _services_down(session, names),
+        "ambiguous_machine_uuids": _ambiguous_uuids(session),
     }
 
 
@@ -109,24 +111,25 @@ def _problem_workloads(session: Session, names: dict[int, str]) -> list[dict[str
 
 
 def _idle_hosts(session: Session, names: dict[int, str]) -> list[dict[str, Any]]:
-    """Live hosts that run no live workload, unless the same machine (inventory.machines) does under another
-    source: a Proxmox VM that is a Kubernetes node runs pods, under the node's record."""
+    """Live hosts that run no live workload, unless the same machine (the stored machine links) does under
+    another source: a Proxmox VM that is a Kubernetes node runs pods, under the node's record."""
     live_workload = select(WorkloadRow.id).where(WorkloadRow.host_id == HostRow.id, WorkloadRow.removed_at.is_(None)).exists()
     hosts = session.execute(
         select(HostRow, live_workload).where(HostRow.removed_at.is_(None)).order_by(HostRow.source_id, HostRow.name)
     ).all()
     busy = {host.id for host, runs_workloads in hosts if runs_workloads}
-    covered = set()
-    for match in machine_matches(host_facts(host) for host, _ in hosts):
-        if match.other_id in busy:
-            covered.add(match.host_id)
-        if match.host_id in busy:
-            covered.add(match.other_id)
+    links = session.execute(select(MachineLink.host_id, MachineLink.other_id))
+    covered = {host_id for host_id, other_id in links if other_id in busy}
     return [
         {"id": host.id, "source": names[host.source_id], "kind": host.kind, "name": host.name, "status": host.status}
         for host, _ in hosts
         if host.id not in busy and host.id not in covered
     ]
+
+
+def _ambiguous_uuids(session: Session) -> list[dict[str, Any]]:
+    """Machine uuids that several live hosts of one source share (kind nodes, cloned VMs): they link nothing."""
+    return describe_ambiguous(session, ambiguous_uuids(live_host_facts(session)))
 
 
 def _services_down(session: Session, names: dict[int, str]) -> list[dict[str, Any]]:
@@ -198,6 +201,11 @@ SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("Failed and stopped workloads", "problem_workloads", ("source", "kind", "namespace", "name", "status", "host")),
     ("Hosts with no workloads", "hosts_without_workloads", ("source", "kind", "name", "status")),
     ("Services with no running members", "services_without_running_members", ("source", "kind", "namespace", "name", "members", "member_statuses")),
+    (
+        "Machine uuids shared within one source (linking nothing)",
+        "ambiguous_machine_uuids",
+        ("source", "machine_uuid", "hosts"),
+    ),
     # Only in a report whose config declares logical services (inventory.logical).
     ("Logical services", "logical_services", ("name", "status", "members", "running", "slo", "availability", "observed", "slo_met")),
 )

@@ -198,6 +198,7 @@ SCHEMA = Schema(
             Column("mac_addresses", json="list", unordered=True),
             Link("backed_by", "backing_workload_id", "workload"),
             Computed("workloads"),
+            Computed("machine"),
             Column("labels", json="mapping"),
             Column("attributes", json="mapping"),
         ),

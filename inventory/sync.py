@@ -37,6 +37,7 @@ from inventory.config import Config
 from inventory.connector import Connector, ConnectorRegistry, SourceConfig
 from inventory.errors import ConnectorUnavailable, InventoryError, SourceError, SourceLockHeld
 from inventory.locks import source_lock
+from inventory.machine_links import relink_after_write
 from inventory.outcome import SourceOutcome, SyncStatus, bounded, summarize_problems
 from inventory.reconcile import reconcile
 from inventory.records import Snapshot
@@ -228,6 +229,7 @@ class SourceRunner:
                 source_id = store.source_id(name, collected.type, snapshot.identity, configured=self.configured)
                 run_id = store.start_run(source_id, collected.started_at)
                 result = reconcile(snapshot, store, source_id=source_id, run_id=run_id, allow_empty=self.allow_empty)
+                relink_after_write(session, source_id)
                 problems = [f"source {name!r}, {e}" for e in summarize_problems(snapshot.errors)]
                 problems += [f"source {name!r}: {w}" for w in result.withheld]
                 if not snapshot.complete and not snapshot.errors:

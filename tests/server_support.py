@@ -28,7 +28,13 @@ GROUPS = {
 def write_lab(path: Path, hosts: int = 5, pods_per_host: int = 3) -> Path:
     data: dict[str, Any] = {
         "hosts": [
-            {"id": f"h{i}", "name": f"node-{i}", "hostname": f"node-{i}.lan", "labels": {"rack": "a" if i % 2 else "b"}}
+            {
+                "id": f"h{i}",
+                "name": f"node-{i}",
+                "hostname": f"node-{i}.lan",
+                "addresses": [f"10.0.0.{i}"],  # with the hostname, what links a lab's host to an extra's
+                "labels": {"rack": "a" if i % 2 else "b"},
+            }
             for i in range(hosts)
         ],
         "workloads": [

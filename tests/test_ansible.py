@@ -56,7 +56,7 @@ def test_list_has_every_live_host_once_with_groups_and_hostvars(lab: SyncedLab) 
     k8s_node = hostvars["node-0000@k3s"]
     assert k8s_node["ansible_host"] == "192.168.1.101"  # the InternalIP, not the ExternalIP listed after it
     assert k8s_node["inv_source"] == "k3s" and k8s_node["inv_kind"] == "node" and isinstance(k8s_node["inv_id"], int)
-    assert hostvars["docker01@docker01"]["ansible_host"] == "docker01"  # no address: the hostname
+    assert hostvars["docker01@docker01"]["ansible_host"] == "192.168.1.110"  # its swarm node address
     assert hostvars["win11"]["ansible_host"] == "win11"  # stopped, no guest agent address
     assert all(ANSIBLE_GROUP.match(group) for group in document), [g for g in document if not ANSIBLE_GROUP.match(g)]
     assert set(document["source_k3s"]["hosts"]) == {"node-0000@k3s", "node-0001@k3s", "node-0002@k3s"}

@@ -80,7 +80,7 @@ def test_cli_table_and_json(lab: SyncedLab, tmp_path: Path) -> None:  # noqa: F8
     assert table.returncode == 0, table.stderr
     assert (
         table.stdout.startswith("pve/lxc/docker01 takes 2 host(s), 7 workload(s)")
-        and "same machine as pve/docker01 (hostname)" in table.stdout
+        and "same machine as pve/docker01 (hostname_address)" in table.stdout
     )
     as_json = json.loads(
         run_inventory("-c", str(lab.config_path), "impact", "node-0000", "-o", "json", cwd=tmp_path).stdout

@@ -50,8 +50,9 @@ def test_targets_are_host_addresses_with_labels(lab: SyncedLab) -> None:  # noqa
         and node["status"] == "Ready"
     )
     assert node["label_kubernetes_io_arch"] == "amd64"
+    # The LXC docker01 and the Docker engine on it (a swarm node at the LXC's address): one target too.
     lxc = by_target["192.168.1.110:9100"]
-    assert lxc["source"] == "pve" and lxc["kind"] == "lxc" and lxc["tags"] == ",docker,"
+    assert lxc["source"] == "docker01" and lxc["sources"] == "docker01,pve" and lxc["kind"] == "docker-engine"
     assert "192.168.1.11:9100" in by_target  # a Proxmox node
     assert not any(labels["name"] == "win11" for labels in by_target.values())  # stopped, no address
     assert len(groups) == len(by_target)  # no target twice

@@ -35,31 +35,11 @@ def _print_outcomes(outcomes: list[SourceOutcome]) -> None:
 
 
 def shared_machines(db: Database) -> list[dict[str, Any]]:
-    """Machines that more than one source sees (a VM that is a Kubernetes node), by the one same-machine rule."""
-    from sqlalchemy import select
-
-    from inventory.machines import machines
-    from inventory.queries import host_facts
-    from inventory.storage.models import HostRow, Source
+    """Machines that more than one source sees (a VM that is a Kubernetes node), as the sync linked them."""
+    from inventory.machine_links import stored_machines
 
     with db.session() as session:
-        rows = session.execute(
-            select(HostRow, Source.name)
-            .join(Source, Source.id == HostRow.source_id)
-            .where(HostRow.removed_at.is_(None))
-        ).all()
-    hosts = {host.id: (host, source) for host, source in rows}
-    shared = []
-    for machine in machines(host_facts(host) for host, _ in hosts.values()):
-        seen = sorted((hosts[host_id] for host_id in machine.host_ids), key=lambda h: (h[1], h[0].kind, h[0].name))
-        shared.append(
-            {
-                "matched_by": str(machine.matched_by),
-                "machine_uuid": next((host.machine_uuid for host, _ in seen if host.machine_uuid), None),
-                "seen_as": " = ".join(f"{source}/{host.kind} {host.name}" for host, source in seen),
-            }
-        )
-    return sorted(shared, key=lambda m: m["seen_as"])
+        return stored_machines(session)
 
 
 def _fresh_directory(directory: Path) -> None:
@@ -113,7 +93,7 @@ def demo_command(app: AppContext, directory: Path, churn: bool, interval: str, c
                 _report(db)
                 machines = shared_machines(db)
                 _heading(f"One machine, several sources ({len(machines)} machines seen by more than one source)")
-                render_table(machines, ("matched_by", "machine_uuid", "seen_as"))
+                render_table(machines, ("machine", "matched_by", "machine_uuid", "seen_as"))
                 _heading("The lab changes")
                 mark = utcnow()
                 for line in lab.churn(2) + lab.churn(3):

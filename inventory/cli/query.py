@@ -66,7 +66,7 @@ TABLE_COLUMNS = {
     "service": ("id", "source", "kind", "namespace", "name", "status", "members"),
 }
 WIDE_COLUMNS = {
-    "host": (*TABLE_COLUMNS["host"], "external_id", "machine_uuid", "mac_addresses", "labels", "changed_at"),
+    "host": (*TABLE_COLUMNS["host"], "machine", "external_id", "machine_uuid", "mac_addresses", "labels", "changed_at"),
     "workload": (*TABLE_COLUMNS["workload"], "external_id", "host_id", "parent_id", "labels", "changed_at"),
     "service": (*TABLE_COLUMNS["service"], "external_id", "labels", "changed_at"),
 }
@@ -75,7 +75,7 @@ _COMMON_FIELDS = ("id", "source", "kind", "external_id", "name", "status")
 FIELDS = {
     "host": (
         *_COMMON_FIELDS, "hostname", "machine_uuid", "addresses", "mac_addresses", "backing_workload_id", "workloads",
-        "labels", "attributes", *_TIMES,
+        "machine", "labels", "attributes", *_TIMES,
     ),
     "workload": (*_COMMON_FIELDS, "namespace", "host_id", "host", "parent_id", "labels", "attributes", *_TIMES),
     "service": (*_COMMON_FIELDS, "namespace", "members", "labels", "attributes", *_TIMES),

@@ -43,6 +43,7 @@ class HostOut(ObjectRow):
     mac_addresses: list[str] | None = None
     backing_workload_id: int | None = None
     workloads: Any = None
+    machine: int | None = None  # the machine's id (its lowest host id) when other sources see this host too
 
 
 class WorkloadOut(ObjectRow):

@@ -19,7 +19,7 @@ from inventory.redact import error_reason, redact_text
 log = logging.getLogger(__name__)
 
 # The Alembic head this code expects; tests check it equals the newest revision in migrations/.
-SCHEMA_REVISION = "0004_stale_details"
+SCHEMA_REVISION = "0005_machines"
 
 _WRITE_OPTION = "inventory_write"
 

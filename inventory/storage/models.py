@@ -152,6 +152,21 @@ class ServiceMember(Base):
     workload_id: Mapped[int] = mapped_column(Id, primary_key=True, index=True)
 
 
+class MachineLink(Base):
+    """Two hosts of different sources that are one machine, stored both ways round (each host's links are
+    one index lookup), with the rule that matched and the machine's id (its lowest host id).
+
+    Derived from the hosts table by inventory.machine_links at each sync; never edited by hand.
+    """
+
+    __tablename__ = "machine_links"
+
+    host_id: Mapped[int] = mapped_column(Id, primary_key=True)
+    other_id: Mapped[int] = mapped_column(Id, primary_key=True)
+    rule: Mapped[str] = mapped_column(String(30))  # an inventory.machines.MatchRule
+    machine_id: Mapped[int] = mapped_column(Id, index=True)
+
+
 class Change(Base):
     """Append-only history: one row per object created, updated, removed or revived by a sync."""
 

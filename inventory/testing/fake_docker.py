@@ -164,6 +164,26 @@ class FakeEngineInfo:
     name: str = "fake-docker"
     cpus: int = 4
     memory: int = 8 * 1024**3
+    swarm_node_addr: str | None = None  # set: the engine is the one manager of a swarm, at this address
+
+    def swarm(self) -> dict[str, Any]:
+        if self.swarm_node_addr is None:
+            return {
+                "NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive",
+                "ControlAvailable": False, "Error": "", "RemoteManagers": None,
+            }
+        node_id = hashlib.sha256(self.id.encode()).hexdigest()[:25]
+        return {
+            "NodeID": node_id,
+            "NodeAddr": self.swarm_node_addr,
+            "LocalNodeState": "active",
+            "ControlAvailable": True,
+            "Error": "",
+            "RemoteManagers": [{"NodeID": node_id, "Addr": f"{self.swarm_node_addr}:2377"}],
+            "Nodes": 1,
+            "Managers": 1,
+            "Cluster": {"ID": hashlib.sha256(f"swarm/{self.id}".encode()).hexdigest()[:25]},
+        }
 
     def info(self, containers: Iterable[FakeContainer]) -> dict[str, Any]:
         states = [c.state for c in containers]
@@ -188,7 +208,7 @@ class FakeEngineInfo:
             "Name": self.name,
             "Labels": [],
             "ServerVersion": SERVER_VERSION,
-            "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False, "Error": "", "RemoteManagers": None},
+            "Swarm": self.swarm(),
         }
 
 
@@ -319,6 +339,8 @@ class FakeDocker:
                 return 200, version_document()
             if path == "/info":
                 return 200, self.engine.info(self.containers.values())
+            if path == "/services" and self.engine.swarm_node_addr is not None:
+                return 200, []  # a swarm manager that runs no swarm services (its containers are plain ones)
             if path == "/containers/json":
                 everything = query.get("all", ["0"])[0] in ("1", "true", "True")
                 listed = [c.list_entry() for c in self.containers.values() if everything or c.running]

@@ -1,0 +1,151 @@
+"""The stored machine links: recomputed from the live hosts after each source's write, read by every view.
+
+The whole graph is recomputed each time, in bulk: one query reads what the rule needs of
+every live host, ``inventory.machines.link_machines`` links them, and only the hosts whose
+links differ from the stored ones are rewritten (one DELETE, one INSERT). A host that
+changed, appeared or went away in any source is thereby relinked, and a stable graph costs
+no write at all. Measured with benchmarks/bench_machines.py (see the README).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, insert, select, text
+from sqlalchemy.orm import Session
+
+from inventory.machines import (
+    RULE_ORDER,
+    AmbiguousUuid,
+    HostFacts,
+    MachineGraph,
+    MatchRule,
+    link_machines,
+    provider_id,
+)
+from inventory.storage.models import HostRow, MachineLink, Source
+from inventory.storage.store import _chunks
+
+log = logging.getLogger(__name__)
+
+# Two writers of one PostgreSQL database relink one after the other (SQLite has one writer at a time anyway).
+_PG_RELINK_LOCK = int.from_bytes(
+    hashlib.blake2b(b"inventory-machine-links", digest_size=8).digest(), "big", signed=True
+)
+
+# Only the attribute keys the rule reads are extracted (in SQL): a Kubernetes node's attributes are large.
+_PROVIDER_KEYS = ("provider_id", "cluster", "vmid")
+_FACT_COLUMNS = (
+    HostRow.id,
+    HostRow.source_id,
+    HostRow.name,
+    HostRow.hostname,
+    HostRow.machine_uuid,
+    HostRow.mac_addresses,
+    HostRow.addresses,
+    *(HostRow.attributes[key].as_string().label(key) for key in _PROVIDER_KEYS),
+)
+
+
+def live_host_facts(session: Session) -> list[HostFacts]:
+    """What the same-machine rule reads of every live host."""
+    return [
+        HostFacts(
+            row.id,
+            row.source_id,
+            row.name,
+            row.hostname,
+            row.machine_uuid,
+            tuple(row.mac_addresses or ()),
+            tuple(row.addresses or ()),
+            provider_id({key: getattr(row, key) for key in _PROVIDER_KEYS}),
+        )
+        for row in session.execute(select(*_FACT_COLUMNS).where(HostRow.removed_at.is_(None)))
+    ]
+
+
+def relink_machines(session: Session) -> MachineGraph:
+    """Bring the machine_links table in line with the live hosts, in the caller's transaction."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_RELINK_LOCK})
+    graph = link_machines(live_host_facts(session))
+    machine_of = graph.machine_of()
+    wanted: dict[int, set[tuple[int, str, int]]] = defaultdict(set)
+    for match in graph.matches:
+        machine_id = machine_of[match.host_id]
+        wanted[match.host_id].add((match.other_id, str(match.rule), machine_id))
+        wanted[match.other_id].add((match.host_id, str(match.rule), machine_id))
+    stored: dict[int, set[tuple[int, str, int]]] = defaultdict(set)
+    links = select(MachineLink.host_id, MachineLink.other_id, MachineLink.rule, MachineLink.machine_id)
+    for link in session.execute(links):
+        stored[link.host_id].add((link.other_id, link.rule, link.machine_id))
+    changed = sorted(host for host in wanted.keys() | stored.keys() if wanted.get(host) != stored.get(host))
+    if changed:
+        for chunk in _chunks(changed):
+            session.execute(delete(MachineLink).where(MachineLink.host_id.in_(chunk)))
+        rows = [
+            {"host_id": host_id, "other_id": other_id, "rule": rule, "machine_id": machine_id}
+            for host_id in changed
+            for other_id, rule, machine_id in sorted(wanted.get(host_id, ()))
+        ]
+        if rows:
+            session.execute(insert(MachineLink), rows)
+    return graph
+
+
+def describe_ambiguous(session: Session, found: Sequence[AmbiguousUuid]) -> list[dict[str, Any]]:
+    """Ambiguous uuids with their source's and hosts' names: the report's rows and the sync's warnings."""
+    if not found:
+        return []
+    ids = sorted({host_id for a in found for host_id in a.host_ids})
+    names = dict(session.execute(select(HostRow.id, HostRow.name).where(HostRow.id.in_(ids))).all())
+    sources = dict(session.execute(select(Source.id, Source.name)).all())
+    return [
+        {
+            "source": sources.get(a.source_id),
+            "machine_uuid": a.uuid,
+            "hosts": [names.get(i, str(i)) for i in a.host_ids],
+        }
+        for a in found
+    ]
+
+
+def relink_after_write(session: Session, source_id: int) -> MachineGraph:
+    """Relink after a source's write, and warn of the uuids that this source's hosts share."""
+    graph = relink_machines(session)
+    for row in describe_ambiguous(session, [a for a in graph.ambiguous if a.source_id == source_id]):
+        log.warning(
+            "source %r: machine uuid %s is shared by %d hosts (%s), so it links none of them to another source",
+            row["source"], row["machine_uuid"], len(row["hosts"]), ", ".join(row["hosts"]),
+        )
+    return graph
+
+
+def stored_machines(session: Session) -> list[dict[str, Any]]:
+    """Every machine more than one source sees: its id, the strongest rule that linked it, its uuid, its hosts."""
+    stmt = (
+        select(MachineLink.machine_id, MachineLink.rule, HostRow, Source.name)
+        .join(HostRow, HostRow.id == MachineLink.host_id)
+        .join(Source, Source.id == HostRow.source_id)
+    )
+    rules: dict[int, set[MatchRule]] = defaultdict(set)
+    seen: dict[int, dict[int, tuple[str, HostRow]]] = defaultdict(dict)
+    for machine_id, rule, host, source in session.execute(stmt):
+        rules[machine_id].add(MatchRule(rule))
+        seen[machine_id][host.id] = (source, host)
+    found = []
+    for machine_id, hosts in seen.items():
+        ordered = sorted(hosts.values(), key=lambda h: (h[0], h[1].kind, h[1].name))
+        found.append(
+            {
+                "machine": machine_id,
+                "matched_by": str(min(rules[machine_id], key=RULE_ORDER.__getitem__)),
+                "machine_uuid": next((host.machine_uuid for _, host in ordered if host.machine_uuid), None),
+                "seen_as": " = ".join(f"{source}/{host.kind} {host.name}" for source, host in ordered),
+            }
+        )
+    return sorted(found, key=lambda m: m["seen_as"])
