@@ -93,16 +93,23 @@ def _filter_options(object_type: str) -> Callable[[Callable[..., Any]], Callable
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
             click.option("--source", shell_complete=complete_source_names, help="Only objects of this source."),
-            click.option("--kind", help="Only this kind (e.g. pod, vm, node, container)."),
+            click.option("--kind", help="Only this kind, any case or alias (pod/po, deploy, sts, vm/qemu, ct/lxc)."),
             click.option("--status", help="Only this status (case-insensitive)."),
             click.option("--name", help="Name glob, e.g. 'web-*'."),
-            click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Label equals value (repeatable)."),
+            click.option(
+                "-l",
+                "--label",
+                "labels",
+                multiple=True,
+                metavar="SELECTOR",
+                help="Label selector as kubectl's: k=v, k!=v, 'k in (a,b)', 'k notin (a,b)', k, !k; commas AND.",
+            ),
             click.option("--include-removed", is_flag=True, help="Also objects that are gone from their source."),
             click.option("--limit", type=click.IntRange(min=1), help="At most this many rows."),
             list_output_options,
         ]
         if object_type in ("workload", "service"):
-            options.append(click.option("--namespace", help="Only this namespace."))
+            options.append(click.option("--namespace", help="Namespace or glob, e.g. 'app-*'."))
         if object_type == "workload":
             options.append(click.option("--host", help="Only workloads on this host (name or id)."))
         for option in reversed(options):
@@ -161,7 +168,7 @@ def _make_group(object_type: str, plural: str) -> click.Group:
 @click.option("--since", default="1d", show_default=True, help="How far back: a duration (1h, 7d) or an ISO time.")
 @click.option("--until", help="Up to this duration ago or ISO time.")
 @click.option("--source", shell_complete=complete_source_names, help="Only this source.")
-@click.option("--kind", help="Only this kind.")
+@click.option("--kind", help="Only this kind, any case or alias.")
 @click.option("--type", "object_type", type=click.Choice(["host", "workload", "service"]), help="Only this object type.")
 @click.option("--action", type=click.Choice(["created", "updated", "removed", "revived"]))
 @click.option("--limit", type=click.IntRange(min=1))

@@ -26,8 +26,8 @@ async def object_filter(
     kind: str | None = None,
     status: str | None = None,
     name: str | None = Query(None, description="Name glob, e.g. web-*"),
-    label: list[str] = Query([], description="KEY=VALUE (repeatable)"),
-    namespace: str | None = None,
+    label: list[str] = Query([], description="kubectl label selector: k=v, k!=v, k in (a,b), k, !k (repeatable)"),
+    namespace: str | None = Query(None, description="Namespace or glob, e.g. app-*"),
     host: str | None = Query(None, description="Workloads on this host (name or id)"),
     include_removed: bool = False,
 ) -> dict[str, Any]:
