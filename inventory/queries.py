@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from inventory import machines
@@ -263,32 +263,59 @@ def list_services(session: Session, flt: ObjectFilter = ObjectFilter()) -> list[
     return [object_row(SCHEMA["service"], s, src, members=n) for s, src, n in session.execute(stmt.order_by(*order))]
 
 
-def _match(session: Session, object_type: str, ident: str, *, many: bool = False) -> list[Any]:
-    """Objects named by id, by ``source/kind/external_id``, or by name (live ones first)."""
+# Docker's short ids: 12 hex digits (or any longer prefix) of the 64-digit id.
+_SHORT_ID = re.compile(r"[0-9a-f]{12,63}")
+
+
+def _match(
+    session: Session, object_type: str, ident: str, *, source: str | None = None, many: bool = False
+) -> list[Any]:
+    """Objects named by id, ``source/kind/external_id``, ``namespace/name``, name, external id or a
+    Docker short id (live ones first); ``source`` narrows to one source."""
     model = OBJECT_MODELS[object_type]
+    base = select(model, Source.name).join(Source, Source.id == model.source_id)
+    if source:
+        base = base.where(Source.name == known_source(session, source))
+    attempts = []
     # Beyond a 64-bit integer no id can match (and SQLite would raise OverflowError): treat it as a name.
     if ident.isdigit() and int(ident) < 2**63:
-        found = session.get(model, int(ident))
-        if found is not None:
-            return [found]
-    parts = ident.split("/", 2)
-    if len(parts) == 3:
-        stmt = select(model).join(Source, Source.id == model.source_id).where(
-            Source.name == parts[0], model.kind == parts[1], model.external_id == parts[2]
-        )
-        found_rows = list(session.execute(stmt).scalars())
-        if found_rows:
-            return found_rows
-    candidates = list(session.execute(select(model).where(or_(model.name == ident, model.external_id == ident))).scalars())
-    live = [c for c in candidates if c.removed_at is None]
+        attempts.append(base.where(model.id == int(ident)))
+    # A source name may itself hold "/" (EKS context ARNs): the longest known name that prefixes it wins.
+    for name in sorted(session.execute(select(Source.name)).scalars(), key=len, reverse=True):
+        kind, sep, external_id = ident.removeprefix(f"{name}/").partition("/")
+        if ident.startswith(f"{name}/") and sep:
+            kinds = sorted(kind_vocabulary().equivalents(kind))
+            attempts.append(
+                base.where(Source.name == name, func.lower(model.kind).in_(kinds), model.external_id == external_id)
+            )
+    namespace, sep, name = ident.partition("/")
+    if sep and hasattr(model, "namespace"):
+        attempts.append(base.where(model.namespace == namespace, model.name == name))
+    attempts.append(base.where(or_(model.name == ident, model.external_id == ident)))
+    if _SHORT_ID.fullmatch(ident):
+        attempts.append(base.where(model.external_id.like(f"{ident}%")))
+    candidates: list[Any] = []
+    for stmt in attempts:
+        candidates = list(session.execute(stmt))
+        if candidates:
+            break
+    live = [c for c in candidates if c[0].removed_at is None]
     candidates = live or candidates
     if not candidates:
-        raise NotFound(f"no {object_type} named {ident!r}")
+        raise NotFound(f"no {object_type} named {ident!r}" + (f" in source {source!r}" if source else ""))
     if len(candidates) > 1 and not many:
-        sources = {source_id: name for source_id, name in session.execute(select(Source.id, Source.name))}
-        listed = ", ".join(f"{c.id} ({sources.get(c.source_id)}/{c.kind}/{c.external_id})" for c in candidates[:10])
-        raise Ambiguous(f"{len(candidates)} {object_type}s are named {ident!r}: {listed}; name one by id or source/kind/external_id")
-    return candidates
+        listed = "; ".join(
+            f"id {row.id}: source {src}, kind {row.kind}"
+            + (f", namespace {row.namespace}" if getattr(row, "namespace", None) else "")
+            + f", external id {row.external_id}"
+            for row, src in candidates[:10]
+        )
+        hint = "--source, namespace/name, " if hasattr(model, "namespace") else "--source, "
+        raise Ambiguous(
+            f"{len(candidates)} {object_type}s are named {ident!r} ({listed}); name one by id, {hint}"
+            "or source/kind/external_id"
+        )
+    return [row for row, _src in candidates]
 
 
 def _source_name(session: Session, source_id: int) -> str:
@@ -314,16 +341,23 @@ def _brief(row: Any, source: str | None = None) -> dict[str, Any]:
     return brief
 
 
-def show_object(session: Session, object_type: str, ident: str) -> dict[str, Any]:
-    (obj,) = _match(session, object_type, ident)
+def show_object(
+    session: Session, object_type: str, ident: str, *, source: str | None = None, include_removed: bool = False
+) -> dict[str, Any]:
+    """One object with its links; a host's workloads are its live ones (and, with ``include_removed``,
+    the removed ones apart under ``removed_workloads``)."""
+    (obj,) = _match(session, object_type, ident, source=source)
     source = _source_name(session, obj.source_id)
     if object_type == "host":
         workloads = list(
             session.execute(select(WorkloadRow).where(WorkloadRow.host_id == obj.id).order_by(WorkloadRow.name)).scalars()
         )
         backing = session.get(WorkloadRow, obj.backing_workload_id) if obj.backing_workload_id else None
-        doc = object_row(SCHEMA["host"], obj, source, workloads=sum(1 for w in workloads if w.removed_at is None))
-        doc["workloads"] = [_brief(w) for w in workloads]
+        live = [w for w in workloads if w.removed_at is None]
+        doc = object_row(SCHEMA["host"], obj, source, workloads=len(live))
+        doc["workloads"] = [_brief(w) for w in live]
+        if include_removed:
+            doc["removed_workloads"] = [_brief(w) for w in workloads if w.removed_at is not None]
         doc["backing_workload"] = _brief(backing) if backing else None
         doc["same_machine"] = same_machine(session, obj)
     elif object_type == "workload":
@@ -387,7 +421,16 @@ def list_changes(
     limit: int | None = None,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
-    stmt = select(Change, Source.name).join(Source, Source.id == Change.source_id).where(Change.at >= since)
+    # Changes keep no namespace of their own: the object's row has it (rows are kept when objects go away).
+    workload, service = aliased(WorkloadRow), aliased(ServiceRow)
+    namespace = func.coalesce(workload.namespace, service.namespace)
+    stmt = (
+        select(Change, Source.name, namespace)
+        .join(Source, Source.id == Change.source_id)
+        .outerjoin(workload, and_(Change.object_type == "workload", workload.id == Change.object_id))
+        .outerjoin(service, and_(Change.object_type == "service", service.id == Change.object_id))
+        .where(Change.at >= since)
+    )
     if until is not None:
         stmt = stmt.where(Change.at < until)
     if source:
@@ -412,12 +455,13 @@ def list_changes(
             "object_type": c.object_type,
             "object_id": c.object_id,
             "kind": c.kind,
+            "namespace": ns,
             "external_id": c.external_id,
             "name": c.name,
             "diff": c.diff,
             "fields": ",".join(c.diff) if c.diff else "",
         }
-        for c, src in session.execute(stmt)
+        for c, src, ns in session.execute(stmt)
     ]
 
 

@@ -106,8 +106,8 @@ def test_show_with_links_and_changes(synced: Path) -> None:
 
 def test_show_ambiguous_name_lists_candidates_and_id_disambiguates(synced: Path) -> None:
     result = query(synced, "workloads", "show", "twin")
-    assert result.exit_code == 1
-    assert "2 workloads are named 'twin'" in result.stderr and "lab/app/dup-a" in result.stderr
+    assert result.exit_code == 2
+    assert "2 workloads are named 'twin'" in result.stderr and "kind app, external id dup-a" in result.stderr
     by_path = json.loads(query(synced, "workloads", "show", "lab/app/dup-b", "-o", "json").stdout)
     assert by_path["external_id"] == "dup-b"
     by_id = json.loads(query(synced, "workloads", "show", str(by_path["id"]), "-o", "json").stdout)

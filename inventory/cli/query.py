@@ -81,7 +81,8 @@ FIELDS = {
     "service": (*_COMMON_FIELDS, "namespace", "members", "labels", "attributes", *_TIMES),
 }
 CHANGE_FIELDS = (
-    "id", "at", "source", "action", "object_type", "object_id", "kind", "external_id", "name", "diff", "fields",
+    "id", "at", "source", "action", "object_type", "object_id", "kind", "namespace", "external_id", "name", "diff",
+    "fields",
 )
 SOURCE_FIELDS = (
     "name", "type", "identity", "hosts", "workloads", "services",
@@ -143,22 +144,28 @@ def _make_group(object_type: str, plural: str) -> click.Group:
     list_command.help = f"List {plural} (live ones unless --include-removed)."
 
     @group.command("show")
-    @click.argument("ident", metavar="NAME|ID|SOURCE/KIND/EXTERNAL_ID")
+    @click.argument("ident", metavar="NAME|NAMESPACE/NAME|ID|SOURCE/KIND/EXTERNAL_ID")
     @click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
+    @click.option("--source", shell_complete=complete_source_names, help="The object of this source.")
+    @click.option(
+        "--include-removed", is_flag=True, hidden=object_type != "host", help="Also the removed workloads, apart."
+    )
     @click.pass_obj
-    def show_command(app: AppContext, ident: str, output: str) -> None:
+    def show_command(app: AppContext, ident: str, output: str, source: str | None, include_removed: bool) -> None:
         from inventory.queries import show_object
         from inventory.render import render_document
 
         with app.database().session() as session:
-            logical = [s for s in app.config.services if s.name == ident] if object_type == "service" else []
+            declared = object_type == "service" and not source
+            logical = [s for s in app.config.services if s.name == ident] if declared else []
             if logical:
                 from inventory.logical.status import evaluate
 
                 # A name the config declares is that logical service; its rows stay reachable by id.
                 render_document(evaluate(session, logical[0]).document(), output)
                 return
-            render_document(show_object(session, object_type, ident), output)
+            doc = show_object(session, object_type, ident, source=source, include_removed=include_removed)
+            render_document(doc, output)
 
     show_command.help = f"One {object_type} with its links and recent changes."
     return group
@@ -188,7 +195,12 @@ def changes_command(app: AppContext, since: str, until: str | None, output: str,
         raise UsageError(str(exc)) from None
     with app.database().session() as session:
         rows = list_changes(session, since=since_at, until=until_at, **filters)
-    columns = ("at", "source", "action", "object_type", "kind", "name", "fields")
+    if output in ("table", "wide"):
+        from inventory.render import describe_diff
+
+        # A table shows each changed field as old -> new; JSON, YAML and CSV keep the diff itself.
+        rows = [{**row, "changed": describe_diff(row["diff"])} for row in rows]
+    columns = ("at", "source", "action", "object_type", "kind", "namespace", "name", "changed")
     render_rows(rows, output, columns, wide=(*columns, "object_id", "external_id"), fields=CHANGE_FIELDS, view=view)
 
 
