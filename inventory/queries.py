@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +21,15 @@ from inventory.errors import Ambiguous, NotFound, UsageError
 from inventory.machines import HostFacts
 from inventory.outcome import SyncStatus
 from inventory.schema import OBJECT_MODELS, SCHEMA, ObjectType
-from inventory.storage.models import Change, HostRow, ServiceMember, ServiceRow, Source, SyncRun, WorkloadRow
+from inventory.storage.models import (
+    Change,
+    HostRow,
+    ServiceMember,
+    ServiceRow,
+    Source,
+    SyncRun,
+    WorkloadRow,
+)
 
 if TYPE_CHECKING:
     from inventory.connector import KindVocabulary
@@ -71,7 +79,8 @@ def _selector_terms(selector: str) -> list[str]:
 
 
 def parse_selector(selector: str) -> list[LabelRequirement]:
-    """A kubectl label selector: ``k=v``, ``k==v``, ``k!=v``, ``k in (a,b)``, ``k notin (a,b)``, ``k``, ``!k``, ANDed by commas."""
+    """A kubectl label selector: ``k=v``, ``k==v``, ``k!=v``, ``k in (a,b)``, ``k notin (a,b)``, ``k``, ``!k``;
+    terms separated by commas all hold."""
     found = []
     for term in _selector_terms(selector):
         if match := _EQUALITY.match(term):
@@ -254,7 +263,8 @@ def list_workloads(session: Session, flt: ObjectFilter = ObjectFilter()) -> list
         .join(page, page.c.id == WorkloadRow.id)
         .outerjoin(host, host.id == WorkloadRow.host_id)
     )
-    return [object_row(SCHEMA["workload"], w, src, host=hname) for w, src, hname in session.execute(stmt.order_by(*order))]
+    rows = session.execute(stmt.order_by(*order))
+    return [object_row(SCHEMA["workload"], w, src, host=hname) for w, src, hname in rows]
 
 
 def list_services(session: Session, flt: ObjectFilter = ObjectFilter()) -> list[dict[str, Any]]:

@@ -149,7 +149,11 @@ def _services_down(session: Session, names: dict[int, str]) -> dict[str, list[di
     for service_id, status in session.execute(stmt):
         members[service_id].append(status)
     down, selecting_nothing = [], []
-    services = select(ServiceRow).where(ServiceRow.removed_at.is_(None)).order_by(ServiceRow.source_id, ServiceRow.namespace, ServiceRow.name)
+    services = (
+        select(ServiceRow)
+        .where(ServiceRow.removed_at.is_(None))
+        .order_by(ServiceRow.source_id, ServiceRow.namespace, ServiceRow.name)
+    )
     for service in session.execute(services).scalars():
         statuses = members.get(service.id, [])
         if any(classify_status(s) == "running" for s in statuses):
@@ -212,7 +216,11 @@ SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("Failed and stopped workloads", "problem_workloads", ("source", "kind", "namespace", "name", "status", "host")),
     ("Hosts with no workloads", "hosts_without_workloads", ("source", "kind", "name", "status")),
     ("Services with no running members", "services_without_running_members", ("source", "kind", "namespace", "name", "members", "member_statuses")),
-    ("Services whose selector matches no pod", "services_selecting_no_pods", ("source", "kind", "namespace", "name", "selector")),
+    (
+        "Services whose selector matches no pod",
+        "services_selecting_no_pods",
+        ("source", "kind", "namespace", "name", "selector"),
+    ),
     # Only in a report whose config declares logical services (inventory.logical).
     ("Logical services", "logical_services", ("name", "status", "members", "running", "slo", "availability", "observed", "slo_met")),
 )
