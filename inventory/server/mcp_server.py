@@ -84,7 +84,7 @@ def _search(plural: str) -> Callable[[ServerState, Principal, dict[str, Any]], A
 
 def _show(state: ServerState, _principal: Principal, args: dict[str, Any]) -> Any:
     with state.db.session() as session:
-        return queries.show_object(session, args["type"], str(args["ident"]))
+        return queries.show_object(session, args["type"], str(args["ident"]), source=args.get("source"))
 
 
 def _changes(state: ServerState, _principal: Principal, args: dict[str, Any]) -> Any:
@@ -140,7 +140,11 @@ QUERY_TOOLS = [
         _schema(
             {
                 "type": {"type": "string", "enum": ["host", "workload", "service"]},
-                "ident": {"type": "string", "description": "Name, id or source/kind/external_id."},
+                "ident": {
+                    "type": "string",
+                    "description": "Name, namespace/name, id, Docker short id or source/kind/external_id.",
+                },
+                "source": {"type": "string", "description": "The object of this source (two share the name)."},
             },
             ["type", "ident"],
         ),
