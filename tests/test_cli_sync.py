@@ -179,14 +179,20 @@ def test_once_on_a_terminal_shows_progress_and_each_failure_once(tmp_path: Path)
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(16)
+    # And one that refuses them (the client retries a refused connection: urllib3 warns of each retry).
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        refused_port = closed.getsockname()[1]
     try:
         (tmp_path / "kubeconfig").write_text(SILENT_KUBECONFIG.format(port=silent.getsockname()[1]))
+        (tmp_path / "refused").write_text(SILENT_KUBECONFIG.format(port=refused_port))
         (tmp_path / "rack.yaml").write_text(RACK)
         config = tmp_path / "inventory.yaml"
         config.write_text(
             f"database: {{url: 'sqlite:///{tmp_path / 'inv.db'}'}}\nsources:\n"
             f"  - {{type: static, name: rack, path: {tmp_path / 'rack.yaml'}}}\n"
             f"  - {{type: kubernetes, name: k3s, kubeconfig: {tmp_path / 'kubeconfig'}, timeout: 1s}}\n"
+            f"  - {{type: kubernetes, name: gone, kubeconfig: {tmp_path / 'refused'}, timeout: 1s}}\n"
         )
         env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "COLUMNS", "LINES")}
         env["TERM"] = "xterm"
@@ -198,6 +204,7 @@ def test_once_on_a_terminal_shows_progress_and_each_failure_once(tmp_path: Path)
     assert "k3s" in plain and "collecting" in plain and "0:00:0" in plain
     failures = [line for line in plain.splitlines() if "k3s" in line and "FAILED" in line]
     assert len(failures) == 1, plain
+    assert len([line for line in plain.splitlines() if "'gone'" in line]) == 1, plain
     assert "ERROR inventory.sync" not in plain  # the FAILED line says it once
     assert "Retrying" not in plain  # urllib3's retries are -v material
     assert re.search(r"\(tried for \d+\.\ds\)", failures[0])
