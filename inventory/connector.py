@@ -7,7 +7,7 @@ config and starting the CLI never pays for ``import kubernetes``.
 
 Besides collecting, a connector declares what the core needs to know about its
 source: its config model, its tools (``tools()``) and its status vocabulary
-(``statuses``). The core finds all of them through the entry point alone.
+(``statuses``) and kind vocabulary (``kinds``). The core finds all of them through the entry point alone.
 
 Registration (pyproject.toml)::
 
@@ -100,6 +100,39 @@ class StatusVocabulary:
         return "other"
 
 
+@dataclass(frozen=True, init=False)
+class KindVocabulary:
+    """Words that name the same kind, the stored word first: ``--kind deploy`` finds deployments, ``--kind vm``
+    finds Proxmox guests whether the row is a host (``vm``) or a workload (``qemu``). Compared lower-cased."""
+
+    groups: tuple[frozenset[str], ...]
+
+    def __init__(self, *groups: Iterable[str]) -> None:
+        merged: list[set[str]] = []
+        for group in groups:
+            words = {word.lower() for word in group}
+            overlapping = [m for m in merged if m & words]
+            for m in overlapping:
+                words |= m
+                merged.remove(m)
+            merged.append(words)
+        object.__setattr__(self, "groups", tuple(frozenset(m) for m in merged))
+
+    def __or__(self, other: KindVocabulary) -> KindVocabulary:
+        return KindVocabulary(*self.groups, *other.groups)
+
+    def words(self) -> frozenset[str]:
+        return frozenset().union(*self.groups)
+
+    def equivalents(self, word: str) -> frozenset[str]:
+        """Every spelling of the kind ``word`` names (the word alone when no group has it)."""
+        value = word.strip().lower()
+        for group in self.groups:
+            if value in group:
+                return group
+        return frozenset({value})
+
+
 class Connector:
     """Base class of connectors. Subclasses set ``type_name`` and ``config_model``, and may declare
     ``statuses`` and ``tools()``."""
@@ -108,6 +141,8 @@ class Connector:
     config_model: ClassVar[type[SourceConfig]] = SourceConfig
     # The status words this connector writes, sorted into running / stopped / failed (for reports).
     statuses: ClassVar[StatusVocabulary] = StatusVocabulary()
+    # The kinds this connector writes with the other words users type for them (filters accept any).
+    kinds: ClassVar[KindVocabulary] = KindVocabulary()
 
     def __init__(self, config: SourceConfig) -> None:
         self.config = config
@@ -223,6 +258,13 @@ class ConnectorRegistry:
         pooled = StatusVocabulary()
         for connector in self.loadable():
             pooled |= connector.statuses
+        return pooled
+
+    def kind_vocabulary(self) -> KindVocabulary:
+        """The kind words of every loadable connector, pooled."""
+        pooled = KindVocabulary()
+        for connector in self.loadable():
+            pooled |= connector.kinds
         return pooled
 
     def status(self) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ few live beside the code that raises them and subclass a class of the tree:
     │   └── SchemaOutOfDate    the database is behind (or ahead of) the code's schema
     ├── ConnectorUnavailable   a connector could not be loaded (import failed)
     ├── NotFound               a query named an object that does not exist
-    ├── Ambiguous              a name matched several objects
+    ├── Ambiguous              a name matched several objects (exit code 2)
     ├── PolicyDenied           the policy refuses a tool call or an approval (exit code 3)
     ├── ToolFailed             a tool ran and its source refused or failed (names source and target)
     └── HarnessError           raised by inventory.testing (fakes, private engines), never by the product
@@ -106,7 +106,8 @@ class NotFound(InventoryError):
 
 
 class Ambiguous(InventoryError):
-    pass
+    # The user must say which one: a usage error.
+    exit_code = 2
 
 
 class PolicyDenied(InventoryError):

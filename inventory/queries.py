@@ -6,12 +6,14 @@ output of the CLI (see README, "JSON output"). Filters are applied in SQL.
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from inventory.errors import Ambiguous, NotFound, UsageError
@@ -29,19 +31,117 @@ from inventory.storage.models import (
     WorkloadRow,
 )
 
+if TYPE_CHECKING:
+    from inventory.connector import KindVocabulary
+
+
+@dataclass(frozen=True)
+class LabelRequirement:
+    """One term of a kubectl-style label selector."""
+
+    key: str
+    operator: str  # one of SELECTOR_OPERATORS
+    values: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        if self.operator == "exists":
+            return self.key
+        if self.operator == "!exists":
+            return f"!{self.key}"
+        if self.operator in ("in", "notin"):
+            return f"{self.key} {self.operator} ({','.join(self.values)})"
+        return f"{self.key}{self.operator}{self.values[0]}"
+
+
+SELECTOR_OPERATORS = ("=", "!=", "in", "notin", "exists", "!exists")
+_KEY = r"[A-Za-z0-9][A-Za-z0-9._/-]*"
+_VALUE = r"[A-Za-z0-9._-]*"
+_EQUALITY = re.compile(rf"^\s*({_KEY})\s*(==|!=|=)\s*({_VALUE})\s*$")
+_SET = re.compile(rf"^\s*({_KEY})\s+(in|notin)\s*\(([^()]*)\)\s*$")
+_EXISTS = re.compile(rf"^\s*(!?)\s*({_KEY})\s*$")
+
+
+def _selector_terms(selector: str) -> list[str]:
+    """Split on the commas outside parentheses: ``a in (x,y),b`` is two terms."""
+    terms, depth, current = [], 0, ""
+    for char in selector:
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        if char == "," and depth == 0:
+            terms.append(current)
+            current = ""
+        else:
+            current += char
+    terms.append(current)
+    return terms
+
+
+def parse_selector(selector: str) -> list[LabelRequirement]:
+    """A kubectl label selector: ``k=v``, ``k==v``, ``k!=v``, ``k in (a,b)``, ``k notin (a,b)``, ``k``, ``!k``;
+    terms separated by commas all hold."""
+    found = []
+    for term in _selector_terms(selector):
+        if match := _EQUALITY.match(term):
+            key, operator, value = match.groups()
+            found.append(LabelRequirement(key, "!=" if operator == "!=" else "=", (value,)))
+        elif match := _SET.match(term):
+            key, operator, listed = match.groups()
+            values = tuple(v.strip() for v in listed.split(","))
+            if not all(re.fullmatch(_VALUE, v) for v in values):
+                raise UsageError(f"invalid label selector {selector!r}: bad value in {term.strip()!r}")
+            found.append(LabelRequirement(key, operator, values))
+        elif match := _EXISTS.match(term):
+            negated, key = match.groups()
+            found.append(LabelRequirement(key, "!exists" if negated else "exists"))
+        else:
+            raise UsageError(
+                f"invalid label selector {selector!r}: cannot read {term.strip()!r} "
+                "(use key=value, key!=value, 'key in (a,b)', 'key notin (a,b)', key or !key)"
+            )
+    return found
+
+
+def parse_labels(selectors: Sequence[str]) -> tuple[LabelRequirement, ...]:
+    """Every ``--label`` selector; all their terms must hold."""
+    return tuple(requirement for selector in selectors for requirement in parse_selector(selector))
+
+
+def _label_condition(model: Any, requirement: LabelRequirement) -> Any:
+    # Label values are strings, so "the key is present" is "its value as a string is not NULL" on both engines.
+    value = model.labels[requirement.key].as_string()
+    operator, values = requirement.operator, requirement.values
+    if operator == "=":
+        return value == values[0]
+    if operator == "in":
+        return value.in_(values)
+    if operator == "exists":
+        return value.is_not(None)
+    if operator == "!exists":
+        return value.is_(None)
+    # kubectl: != and notin also match objects without the key.
+    return or_(value.is_(None), value != values[0] if operator == "!=" else value.not_in(values))
+
 
 @dataclass(frozen=True)
 class ObjectFilter:
     source: str | None = None
-    kind: str | None = None
+    kind: str | None = None  # any word of the kind vocabulary, case-insensitive: deploy, sts, vm, qemu, ...
     status: str | None = None
     name: str | None = None  # shell-style glob: * and ?
-    labels: Mapping[str, str] = field(default_factory=dict)
-    namespace: str | None = None
+    # Selector terms (parse_labels), or a mapping of labels that must equal their values.
+    labels: Sequence[LabelRequirement] | Mapping[str, str] = ()
+    namespace: str | None = None  # a name or a glob
     host: str | None = None  # workloads only: host name or id
     include_removed: bool = False
     limit: int | None = None
     offset: int = 0  # rows to skip (the server's page cursors)
+
+    def label_requirements(self) -> Sequence[LabelRequirement]:
+        if isinstance(self.labels, Mapping):
+            return [LabelRequirement(key, "=", (value,)) for key, value in self.labels.items()]
+        return self.labels
 
 
 def glob_to_like(pattern: str) -> str:
@@ -49,36 +149,76 @@ def glob_to_like(pattern: str) -> str:
     return escaped.replace("*", "%").replace("?", "_")
 
 
-def parse_labels(pairs: Sequence[str]) -> dict[str, str]:
-    labels = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--label takes KEY=VALUE, got {pair!r}")
-        labels[key] = value
-    return labels
+def _glob_condition(column: Any, pattern: str) -> Any:
+    if "*" in pattern or "?" in pattern:
+        return column.ilike(glob_to_like(pattern), escape="\\")
+    return column == pattern
 
 
-def _apply_common(stmt: Select[Any], model: Any, flt: ObjectFilter) -> Select[Any]:
+@functools.cache
+def kind_vocabulary() -> KindVocabulary:
+    """The kind words every installed connector declares (inventory.connector.KindVocabulary)."""
+    from inventory.connector import ConnectorRegistry
+
+    return ConnectorRegistry.discover().kind_vocabulary()
+
+
+def known_source(session: Session, source: str) -> str:
+    """``source`` if the database has it; else a usage error naming the sources there are."""
+    names = list(session.execute(select(Source.name).order_by(Source.name)).scalars())
+    if source not in names:
+        raise UsageError(f"unknown source {source!r} (sources: {', '.join(names) or 'none synced yet'})")
+    return source
+
+
+def kind_words(session: Session, model: Any, kind: str) -> frozenset[str]:
+    """The stored spellings ``kind`` stands for; a word neither declared nor stored is a usage error."""
+    vocabulary = kind_vocabulary()
+    words = vocabulary.equivalents(kind)
+    if words & vocabulary.words():
+        return words
+    stored = sorted(set(session.execute(select(func.lower(model.kind)).distinct()).scalars()))
+    if not words & set(stored):
+        what = "changes" if model is Change else f"{model.__tablename__}"
+        raise UsageError(f"unknown kind {kind!r} for {what} (kinds: {', '.join(stored) or 'none synced yet'})")
+    return words
+
+
+def _apply_filter(session: Session, stmt: Select[Any], model: Any, flt: ObjectFilter) -> Select[Any]:
+    """The WHERE clauses of a filter (the statement must join Source)."""
     if flt.source:
-        stmt = stmt.where(Source.name == flt.source)
+        stmt = stmt.where(Source.name == known_source(session, flt.source))
     if flt.kind:
-        stmt = stmt.where(model.kind == flt.kind)
+        stmt = stmt.where(func.lower(model.kind).in_(sorted(kind_words(session, model, flt.kind))))
     if flt.status:
         stmt = stmt.where(func.lower(model.status) == flt.status.lower())
     if flt.name:
         stmt = stmt.where(model.name.ilike(glob_to_like(flt.name), escape="\\"))
-    for key, value in flt.labels.items():
-        stmt = stmt.where(model.labels[key].as_string() == value)
+    for requirement in flt.label_requirements():
+        stmt = stmt.where(_label_condition(model, requirement))
     if flt.namespace and hasattr(model, "namespace"):
-        stmt = stmt.where(model.namespace == flt.namespace)
+        stmt = stmt.where(_glob_condition(model.namespace, flt.namespace))
     if not flt.include_removed:
         stmt = stmt.where(model.removed_at.is_(None))
+    return stmt
+
+
+def _page(session: Session, model: Any, flt: ObjectFilter, sort: Sequence[Any], *where: Any) -> tuple[Any, list[Any]]:
+    """One page of ids, sorted by (source name, *sort, id), and the ORDER BY that keeps that order outside.
+
+    Sorting whole rows (JSON labels and attributes included) is what made a 1,000-row page slow:
+    here the database sorts narrow tuples, and the caller joins the full rows of this page alone
+    (sorting them again costs a page, not the table).
+    """
+    source_name = Source.name.label("source_name")
+    stmt = select(model.id, source_name, *sort).join(Source, Source.id == model.source_id).where(*where)
+    stmt = _apply_filter(session, stmt, model, flt).order_by(source_name, *sort, model.id)
     if flt.limit:
         stmt = stmt.limit(flt.limit)
     if flt.offset:
         stmt = stmt.offset(flt.offset)
-    return stmt
+    page = stmt.subquery()
+    return page, [page.c.source_name, *(page.c[column.key] for column in sort), page.c.id]
 
 
 def object_row(object_type: ObjectType, row: Any, source: str, **computed: Any) -> dict[str, Any]:
@@ -113,59 +253,90 @@ def _machine_of_host() -> Any:
 
 
 def list_hosts(session: Session, flt: ObjectFilter = ObjectFilter()) -> list[dict[str, Any]]:
-    stmt = select(HostRow, Source.name, _live_workloads_per_host(), _machine_of_host()).join(
-        Source, Source.id == HostRow.source_id
+    page, order = _page(session, HostRow, flt, (HostRow.name,))
+    stmt = select(HostRow, page.c.source_name, _live_workloads_per_host(), _machine_of_host()).join(
+        page, page.c.id == HostRow.id
     )
-    stmt = _apply_common(stmt, HostRow, flt).order_by(Source.name, HostRow.name, HostRow.id)
-    return [object_row(SCHEMA["host"], h, src, workloads=n, machine=m) for h, src, n, m in session.execute(stmt)]
+    return [
+        object_row(SCHEMA["host"], h, src, workloads=n, machine=m)
+        for h, src, n, m in session.execute(stmt.order_by(*order))
+    ]
 
 
 def list_workloads(session: Session, flt: ObjectFilter = ObjectFilter()) -> list[dict[str, Any]]:
+    on_hosts = []
+    if flt.host:
+        on_hosts.append(WorkloadRow.host_id.in_([h.id for h in _match(session, "host", flt.host, many=True)]))
+    page, order = _page(session, WorkloadRow, flt, (WorkloadRow.namespace, WorkloadRow.name), *on_hosts)
     host = aliased(HostRow)
     stmt = (
-        select(WorkloadRow, Source.name, host.name)
-        .join(Source, Source.id == WorkloadRow.source_id)
+        select(WorkloadRow, page.c.source_name, host.name)
+        .join(page, page.c.id == WorkloadRow.id)
         .outerjoin(host, host.id == WorkloadRow.host_id)
     )
-    if flt.host:
-        host_ids = [h.id for h in _match(session, "host", flt.host, many=True)]
-        stmt = stmt.where(WorkloadRow.host_id.in_(host_ids))
-    stmt = _apply_common(stmt, WorkloadRow, flt).order_by(Source.name, WorkloadRow.namespace, WorkloadRow.name, WorkloadRow.id)
-    return [object_row(SCHEMA["workload"], w, src, host=hname) for w, src, hname in session.execute(stmt)]
+    rows = session.execute(stmt.order_by(*order))
+    return [object_row(SCHEMA["workload"], w, src, host=hname) for w, src, hname in rows]
 
 
 def list_services(session: Session, flt: ObjectFilter = ObjectFilter()) -> list[dict[str, Any]]:
-    stmt = select(ServiceRow, Source.name, _live_members_per_service()).join(Source, Source.id == ServiceRow.source_id)
-    stmt = _apply_common(stmt, ServiceRow, flt).order_by(Source.name, ServiceRow.namespace, ServiceRow.name, ServiceRow.id)
-    return [object_row(SCHEMA["service"], s, src, members=n) for s, src, n in session.execute(stmt)]
+    page, order = _page(session, ServiceRow, flt, (ServiceRow.namespace, ServiceRow.name))
+    stmt = select(ServiceRow, page.c.source_name, _live_members_per_service()).join(page, page.c.id == ServiceRow.id)
+    return [object_row(SCHEMA["service"], s, src, members=n) for s, src, n in session.execute(stmt.order_by(*order))]
 
 
-def _match(session: Session, object_type: str, ident: str, *, many: bool = False) -> list[Any]:
-    """Objects named by id, by ``source/kind/external_id``, or by name (live ones first)."""
+# Docker's short ids: 12 hex digits (or any longer prefix) of the 64-digit id.
+_SHORT_ID = re.compile(r"[0-9a-f]{12,63}")
+
+
+def _match(
+    session: Session, object_type: str, ident: str, *, source: str | None = None, many: bool = False
+) -> list[Any]:
+    """Objects named by id, ``source/kind/external_id``, ``namespace/name``, name, external id or a
+    Docker short id (live ones first); ``source`` narrows to one source."""
     model = OBJECT_MODELS[object_type]
+    base = select(model, Source.name).join(Source, Source.id == model.source_id)
+    if source:
+        base = base.where(Source.name == known_source(session, source))
+    attempts = []
     # Beyond a 64-bit integer no id can match (and SQLite would raise OverflowError): treat it as a name.
     if ident.isdigit() and int(ident) < 2**63:
-        found = session.get(model, int(ident))
-        if found is not None:
-            return [found]
-    parts = ident.split("/", 2)
-    if len(parts) == 3:
-        stmt = select(model).join(Source, Source.id == model.source_id).where(
-            Source.name == parts[0], model.kind == parts[1], model.external_id == parts[2]
-        )
-        found_rows = list(session.execute(stmt).scalars())
-        if found_rows:
-            return found_rows
-    candidates = list(session.execute(select(model).where(or_(model.name == ident, model.external_id == ident))).scalars())
-    live = [c for c in candidates if c.removed_at is None]
+        attempts.append(base.where(model.id == int(ident)))
+    # A source name may itself hold "/" (EKS context ARNs): the longest known name that prefixes it wins.
+    for name in sorted(session.execute(select(Source.name)).scalars(), key=len, reverse=True):
+        kind, sep, external_id = ident.removeprefix(f"{name}/").partition("/")
+        if ident.startswith(f"{name}/") and sep:
+            kinds = sorted(kind_vocabulary().equivalents(kind))
+            attempts.append(
+                base.where(Source.name == name, func.lower(model.kind).in_(kinds), model.external_id == external_id)
+            )
+    namespace, sep, name = ident.partition("/")
+    if sep and hasattr(model, "namespace"):
+        attempts.append(base.where(model.namespace == namespace, model.name == name))
+    attempts.append(base.where(or_(model.name == ident, model.external_id == ident)))
+    if _SHORT_ID.fullmatch(ident):
+        attempts.append(base.where(model.external_id.like(f"{ident}%")))
+    candidates: list[Any] = []
+    for stmt in attempts:
+        candidates = list(session.execute(stmt))
+        if candidates:
+            break
+    live = [c for c in candidates if c[0].removed_at is None]
     candidates = live or candidates
     if not candidates:
-        raise NotFound(f"no {object_type} named {ident!r}")
+        raise NotFound(f"no {object_type} named {ident!r}" + (f" in source {source!r}" if source else ""))
     if len(candidates) > 1 and not many:
-        sources = {source_id: name for source_id, name in session.execute(select(Source.id, Source.name))}
-        listed = ", ".join(f"{c.id} ({sources.get(c.source_id)}/{c.kind}/{c.external_id})" for c in candidates[:10])
-        raise Ambiguous(f"{len(candidates)} {object_type}s are named {ident!r}: {listed}; name one by id or source/kind/external_id")
-    return candidates
+        listed = "; ".join(
+            f"id {row.id}: source {src}, kind {row.kind}"
+            + (f", namespace {row.namespace}" if getattr(row, "namespace", None) else "")
+            + f", external id {row.external_id}"
+            for row, src in candidates[:10]
+        )
+        hint = "--source, namespace/name, " if hasattr(model, "namespace") else "--source, "
+        raise Ambiguous(
+            f"{len(candidates)} {object_type}s are named {ident!r} ({listed}); name one by id, {hint}"
+            "or source/kind/external_id"
+        )
+    return [row for row, _src in candidates]
 
 
 def _source_name(session: Session, source_id: int) -> str:
@@ -191,8 +362,12 @@ def _brief(row: Any, source: str | None = None) -> dict[str, Any]:
     return brief
 
 
-def show_object(session: Session, object_type: str, ident: str) -> dict[str, Any]:
-    (obj,) = _match(session, object_type, ident)
+def show_object(
+    session: Session, object_type: str, ident: str, *, source: str | None = None, include_removed: bool = False
+) -> dict[str, Any]:
+    """One object with its links; a host's workloads are its live ones (and, with ``include_removed``,
+    the removed ones apart under ``removed_workloads``)."""
+    (obj,) = _match(session, object_type, ident, source=source)
     source = _source_name(session, obj.source_id)
     if object_type == "host":
         workloads = list(
@@ -200,9 +375,11 @@ def show_object(session: Session, object_type: str, ident: str) -> dict[str, Any
         )
         backing = session.get(WorkloadRow, obj.backing_workload_id) if obj.backing_workload_id else None
         machine = session.execute(select(_machine_of_host()).where(HostRow.id == obj.id)).scalar()
-        live_workloads = sum(1 for w in workloads if w.removed_at is None)
-        doc = object_row(SCHEMA["host"], obj, source, workloads=live_workloads, machine=machine)
-        doc["workloads"] = [_brief(w) for w in workloads]
+        live = [w for w in workloads if w.removed_at is None]
+        doc = object_row(SCHEMA["host"], obj, source, workloads=len(live), machine=machine)
+        doc["workloads"] = [_brief(w) for w in live]
+        if include_removed:
+            doc["removed_workloads"] = [_brief(w) for w in workloads if w.removed_at is not None]
         doc["backing_workload"] = _brief(backing) if backing else None
         doc["same_machine"] = same_machine(session, obj)
         doc["machine_uuid_shared_with"] = shared_machine_uuid(session, obj)
@@ -276,13 +453,22 @@ def list_changes(
     limit: int | None = None,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
-    stmt = select(Change, Source.name).join(Source, Source.id == Change.source_id).where(Change.at >= since)
+    # Changes keep no namespace of their own: the object's row has it (rows are kept when objects go away).
+    workload, service = aliased(WorkloadRow), aliased(ServiceRow)
+    namespace = func.coalesce(workload.namespace, service.namespace)
+    stmt = (
+        select(Change, Source.name, namespace)
+        .join(Source, Source.id == Change.source_id)
+        .outerjoin(workload, and_(Change.object_type == "workload", workload.id == Change.object_id))
+        .outerjoin(service, and_(Change.object_type == "service", service.id == Change.object_id))
+        .where(Change.at >= since)
+    )
     if until is not None:
         stmt = stmt.where(Change.at < until)
     if source:
-        stmt = stmt.where(Source.name == source)
+        stmt = stmt.where(Source.name == known_source(session, source))
     if kind:
-        stmt = stmt.where(Change.kind == kind)
+        stmt = stmt.where(func.lower(Change.kind).in_(sorted(kind_words(session, Change, kind))))
     if object_type:
         stmt = stmt.where(Change.object_type == object_type)
     if action:
@@ -301,12 +487,13 @@ def list_changes(
             "object_type": c.object_type,
             "object_id": c.object_id,
             "kind": c.kind,
+            "namespace": ns,
             "external_id": c.external_id,
             "name": c.name,
             "diff": c.diff,
             "fields": ",".join(c.diff) if c.diff else "",
         }
-        for c, src in session.execute(stmt)
+        for c, src, ns in session.execute(stmt)
     ]
 
 

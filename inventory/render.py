@@ -106,6 +106,29 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+# One value of a change as the table shows it: a long label or attribute must not push the rest off the line.
+CHANGED_VALUE_WIDTH = 40
+
+
+def describe_diff(diff: Mapping[str, Any] | None) -> str:
+    """``field: old -> new`` for every changed field of a change's diff ({field: [old, new]}), in one cell."""
+
+    def short(value: Any) -> str:
+        if value is None or value == "":
+            return EMPTY_CELL
+        text = json.dumps(_plain(value), separators=(",", ":")) if isinstance(value, (Mapping, list)) else _cell(value)
+        return text if len(text) <= CHANGED_VALUE_WIDTH else text[: CHANGED_VALUE_WIDTH - 1] + ELLIPSIS
+
+    parts = []
+    # Sorted: PostgreSQL's JSONB does not keep the order the diff was written in.
+    for name, values in sorted((diff or {}).items()):
+        if isinstance(values, (list, tuple)) and len(values) == 2:
+            parts.append(f"{name}: {short(values[0])} -> {short(values[1])}")
+        else:
+            parts.append(f"{name}: {short(values)}")
+    return "; ".join(parts)
+
+
 def _sort_key(value: Any) -> tuple[int, Any]:
     if value is None or value == "":
         return (2, "")  # empty last, as kubectl does

@@ -49,7 +49,7 @@ def build_report(session: Session, *, since: datetime, now: datetime | None = No
         "changes": _changes(session, names, since),
         "problem_workloads": _problem_workloads(session, names),
         "hosts_without_workloads": _idle_hosts(session, names),
-        "services_without_running_members": _services_down(session, names),
+        **_services_down(session, names),
         "ambiguous_machine_uuids": _ambiguous_uuids(session),
     }
 
@@ -132,7 +132,17 @@ def _ambiguous_uuids(session: Session) -> list[dict[str, Any]]:
     return describe_ambiguous(session, ambiguous_uuids(live_host_facts(session)))
 
 
-def _services_down(session: Session, names: dict[int, str]) -> list[dict[str, Any]]:
+# Services whose source declares their members (Compose, swarm, pools, static) carry no "selector" attribute.
+_DECLARED_MEMBERS: Any = object()
+
+
+def _services_down(session: Session, names: dict[int, str]) -> dict[str, list[dict[str, Any]]]:
+    """Services none of whose members run, and apart, services whose label selector picks no pod.
+
+    A Kubernetes Service routes to the endpoints of its selector. Without a selector (``default/kubernetes``,
+    ExternalName, hand-made Endpoints) its members are not pods the inventory could know, so it is not judged;
+    a selector that picks no pod here may still have endpoints, so it is listed as that, not as down.
+    """
     members: dict[int, list[str | None]] = defaultdict(list)
     stmt = (
         select(ServiceMember.service_id, WorkloadRow.status)
@@ -141,23 +151,31 @@ def _services_down(session: Session, names: dict[int, str]) -> list[dict[str, An
     )
     for service_id, status in session.execute(stmt):
         members[service_id].append(status)
-    rows = []
-    services = select(ServiceRow).where(ServiceRow.removed_at.is_(None)).order_by(ServiceRow.source_id, ServiceRow.namespace, ServiceRow.name)
+    down, selecting_nothing = [], []
+    services = (
+        select(ServiceRow)
+        .where(ServiceRow.removed_at.is_(None))
+        .order_by(ServiceRow.source_id, ServiceRow.namespace, ServiceRow.name)
+    )
     for service in session.execute(services).scalars():
         statuses = members.get(service.id, [])
-        if not any(classify_status(s) == "running" for s in statuses):
-            rows.append(
-                {
-                    "id": service.id,
-                    "source": names[service.source_id],
-                    "kind": service.kind,
-                    "namespace": service.namespace,
-                    "name": service.name,
-                    "members": len(statuses),
-                    "member_statuses": sorted({s or "-" for s in statuses}),
-                }
-            )
-    return rows
+        if any(classify_status(s) == "running" for s in statuses):
+            continue
+        row = {
+            "id": service.id,
+            "source": names[service.source_id],
+            "kind": service.kind,
+            "namespace": service.namespace,
+            "name": service.name,
+            "members": len(statuses),
+            "member_statuses": sorted({s or "-" for s in statuses}),
+        }
+        selector = (service.attributes or {}).get("selector", _DECLARED_MEMBERS)
+        if selector is _DECLARED_MEMBERS or statuses:
+            down.append(row)
+        elif selector:
+            selecting_nothing.append({**row, "selector": ",".join(f"{k}={v}" for k, v in sorted(selector.items()))})
+    return {"services_without_running_members": down, "services_selecting_no_pods": selecting_nothing}
 
 
 # Rendering: markdown here (it is a report format, not a table format); table and JSON via inventory.render.
@@ -202,6 +220,11 @@ SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("Hosts with no workloads", "hosts_without_workloads", ("source", "kind", "name", "status")),
     ("Services with no running members", "services_without_running_members", ("source", "kind", "namespace", "name", "members", "member_statuses")),
     (
+        "Services whose selector matches no pod",
+        "services_selecting_no_pods",
+        ("source", "kind", "namespace", "name", "selector"),
+    ),
+    (
         "Machine uuids shared within one source (linking nothing)",
         "ambiguous_machine_uuids",
         ("source", "machine_uuid", "hosts"),
@@ -217,6 +240,15 @@ def section_rows(report: dict[str, Any], key: str) -> list[dict[str, Any]]:
     if key == "sources":
         return [{**s, "age": format_age(s["age_seconds"])} for s in report["sources"]]
     return report[key]
+
+
+def section_count(key: str, rows: list[dict[str, Any]]) -> int:
+    """What a section's heading counts: what its table totals (changes, objects), else its rows."""
+    if key == "changes":
+        return sum(row["total"] for row in rows)
+    if key == "kinds":
+        return sum(row["count"] for row in rows)
+    return len(rows)
 
 
 def format_age(seconds: float | None) -> str:

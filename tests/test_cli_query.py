@@ -31,7 +31,12 @@ services:
 
 @pytest.fixture
 def synced(tmp_path: Path, database_url: str) -> Path:
-    (tmp_path / "lab.yaml").write_text(INVENTORY)
+    return sync_static(tmp_path, database_url, INVENTORY)
+
+
+def sync_static(tmp_path: Path, database_url: str, inventory: str) -> Path:
+    """A config with one static source of ``inventory``, synced; its path."""
+    (tmp_path / "lab.yaml").write_text(inventory)
     config = tmp_path / "inventory.yaml"
     config.write_text(f"database: {{url: '{database_url}'}}\nsources:\n  - {{type: static, name: lab, path: lab.yaml}}\n")
     for args in (["db", "upgrade"], ["sync", "--once"]):
@@ -69,7 +74,7 @@ def test_filters(synced: Path) -> None:
     assert names(synced, "workloads", "list", "--name", "w?b_1") == []  # _ is literal, not a wildcard
     assert names(synced, "workloads", "list", "--namespace", "prod") == ["web-1", "web-2"]
     assert names(synced, "workloads", "list", "--source", "lab", "--name", "twin") == ["twin", "twin"]
-    assert names(synced, "workloads", "list", "--source", "elsewhere") == []
+    assert query(synced, "workloads", "list", "--source", "elsewhere").exit_code == 2
 
 
 def test_json_output_is_the_documented_shape(synced: Path) -> None:
@@ -101,8 +106,8 @@ def test_show_with_links_and_changes(synced: Path) -> None:
 
 def test_show_ambiguous_name_lists_candidates_and_id_disambiguates(synced: Path) -> None:
     result = query(synced, "workloads", "show", "twin")
-    assert result.exit_code == 1
-    assert "2 workloads are named 'twin'" in result.stderr and "lab/app/dup-a" in result.stderr
+    assert result.exit_code == 2
+    assert "2 workloads are named 'twin'" in result.stderr and "kind app, external id dup-a" in result.stderr
     by_path = json.loads(query(synced, "workloads", "show", "lab/app/dup-b", "-o", "json").stdout)
     assert by_path["external_id"] == "dup-b"
     by_id = json.loads(query(synced, "workloads", "show", str(by_path["id"]), "-o", "json").stdout)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,69 @@ def test_postgres_behind_the_code_asks_for_db_upgrade(tmp_path: Path, postgres_u
     current = run("--config", str(path), "db", "current")
     assert "up to date" in current.stdout
     assert run("--config", str(path), "sync", "--once").exit_code == 0
+
+
+SILENT_KUBECONFIG = """
+apiVersion: v1
+kind: Config
+clusters: [{{name: silent, cluster: {{server: "http://127.0.0.1:{port}"}}}}]
+users: [{{name: u, user: {{token: abc}}}}]
+contexts: [{{name: silent, context: {{cluster: silent, user: u}}}}]
+current-context: silent
+"""
+
+
+def test_once_on_a_terminal_shows_progress_and_each_failure_once(tmp_path: Path) -> None:
+    import os
+    import socket
+
+    from terminal_support import run_on_terminal
+
+    # An endpoint that accepts connections and never answers.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    # And one that refuses them (the client retries a refused connection: urllib3 warns of each retry).
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        refused_port = closed.getsockname()[1]
+    try:
+        (tmp_path / "kubeconfig").write_text(SILENT_KUBECONFIG.format(port=silent.getsockname()[1]))
+        (tmp_path / "refused").write_text(SILENT_KUBECONFIG.format(port=refused_port))
+        (tmp_path / "rack.yaml").write_text(RACK)
+        config = tmp_path / "inventory.yaml"
+        config.write_text(
+            f"database: {{url: 'sqlite:///{tmp_path / 'inv.db'}'}}\nsources:\n"
+            f"  - {{type: static, name: rack, path: {tmp_path / 'rack.yaml'}}}\n"
+            f"  - {{type: kubernetes, name: k3s, kubeconfig: {tmp_path / 'kubeconfig'}, timeout: 1s}}\n"
+            f"  - {{type: kubernetes, name: gone, kubeconfig: {tmp_path / 'refused'}, timeout: 1s}}\n"
+        )
+        env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "COLUMNS", "LINES")}
+        env["TERM"] = "xterm"
+        out = run_on_terminal("--config", str(config), "sync", "--once", env=env, columns=120, timeout=120)
+    finally:
+        silent.close()
+    plain = out.replace("\r", "\n")
+    # Each source's phase with its elapsed time, without -v.
+    assert "k3s" in plain and "collecting" in plain and "0:00:0" in plain
+    failures = [line for line in plain.splitlines() if "k3s" in line and "FAILED" in line]
+    assert len(failures) == 1, plain
+    assert len([line for line in plain.splitlines() if "'gone'" in line]) == 1, plain
+    assert "ERROR inventory.sync" not in plain  # the FAILED line says it once
+    assert "Retrying" not in plain  # urllib3's retries are -v material
+    assert re.search(r"\(tried for \d+\.\ds\)", failures[0])
+    assert f"database: sqlite:///{tmp_path / 'inv.db'}" in plain
+
+
+def test_once_says_where_the_database_is_without_its_password(tmp_path: Path, postgres_url: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    (tmp_path / "rack.yaml").write_text(RACK)
+    url = make_url(postgres_url).set(password="s3cret-pw").render_as_string(hide_password=False)
+    config = tmp_path / "inventory.yaml"
+    config.write_text(f"sources:\n  - {{type: static, name: rack, path: {tmp_path / 'rack.yaml'}}}\n")
+    assert run("--config", str(config), "--database-url", url, "db", "upgrade").exit_code == 0
+    result = run("--config", str(config), "--database-url", url, "sync", "--once")
+    assert result.exit_code == 0, result.output
+    assert "database: postgresql" in result.stderr and "***@" in result.stderr
+    assert "s3cret-pw" not in result.output + result.stderr

@@ -12,6 +12,7 @@ from inventory.report import build_report, classify_status, format_age, to_markd
 from inventory.storage.database import Database, open_database
 from inventory.sync import sync_all
 from inventory.timeutil import utcnow
+from lab_support import SyncedLab, lab  # noqa: F401 (a fixture)
 from sync_support import run_inventory, write_config
 
 LAB = """
@@ -80,5 +81,19 @@ def test_report_command_outputs(tmp_path: Path, sqlite_url: str) -> None:
     table = run_inventory("-c", str(config), "report")
     assert table.returncode == 0, table.stderr
     assert "Failed and stopped workloads: 2" in table.stdout and "CrashLoopBackOff" in table.stdout
+    # Headings count what their tables total: 10 changes in one row, 10 objects over several rows.
+    assert "\nChanges: 10\n" in table.stdout and "\nObjects by kind and status: 10\n" in table.stdout
     bad = run_inventory("-c", str(config), "report", "--since", "yesterday-ish")
     assert bad.returncode == 2 and "--since" in bad.stderr
+
+
+def test_kubernetes_services_down_only_when_their_pods_are(lab: SyncedLab) -> None:
+    with lab.db.session() as session:
+        report = build_report(session, since=utcnow() - timedelta(days=1))
+    down = {(s["namespace"], s["name"]) for s in report["services_without_running_members"]}
+    selecting_nothing = {(s["namespace"], s["name"]): s["selector"] for s in report["services_selecting_no_pods"]}
+    # default/kubernetes has no selector: its endpoints are the API servers, not pods the inventory knows.
+    assert ("default", "kubernetes") not in down and ("default", "kubernetes") not in selecting_nothing
+    # A selector no pod carries may still have endpoints: listed as that, not as down.
+    assert selecting_nothing[("kube-system", "kube-dns")] == "k8s-app=kube-dns"
+    assert ("kube-system", "kube-dns") not in down

@@ -91,10 +91,11 @@ def test_show_has_links_and_changes_and_errors_have_the_cli_words(
     }
     ambiguous = client.get("/api/v1/inventory/hosts/node-1", headers=viewer)
     assert ambiguous.status_code == 409 and "2 hosts are named 'node-1'" in ambiguous.json()["error"]["message"]
-    bad_label = client.get("/api/v1/inventory/hosts", params={"label": "rack"}, headers=viewer)
-    assert (
-        bad_label.status_code == 400 and bad_label.json()["error"]["message"] == "--label takes KEY=VALUE, got 'rack'"
-    )
+    picked = client.get("/api/v1/inventory/hosts/node-1", params={"source": "extra"}, headers=viewer)
+    assert picked.status_code == 200 and picked.json()["source"] == "extra"
+    bad_label = client.get("/api/v1/inventory/hosts", params={"label": "rack!"}, headers=viewer)
+    assert bad_label.status_code == 400
+    assert bad_label.json()["error"]["message"].startswith("invalid label selector 'rack!'")
     service = client.get("/api/v1/inventory/services/web", headers=viewer)
     assert service.status_code == 409  # both sources declare "web"
     assert (

@@ -44,7 +44,7 @@ from connectors.docker.records import (
     swarm_role,
     swarm_service_records,
 )
-from inventory.connector import Connector, SourceConfig, StatusVocabulary
+from inventory.connector import Connector, KindVocabulary, SourceConfig, StatusVocabulary
 from inventory.errors import SourceError
 from inventory.records import Ref, Snapshot
 
@@ -65,6 +65,10 @@ class DockerConnector(Connector):
         running={"running", "up", "healthy"},
         stopped={"exited", "paused", "created", "dead", "stopped"},
         failed={"unhealthy", "restarting"},
+    )
+    kinds: ClassVar[KindVocabulary] = KindVocabulary(
+        ("container", "containers"), ("docker-engine", "engine"), ("compose-project", "project"),
+        ("compose-service",), ("swarm-service",),
     )
 
     @classmethod

@@ -41,7 +41,7 @@ from connectors.kubernetes.records import (
     pod_workload,
     service_record,
 )
-from inventory.connector import Connector, SourceConfig, StatusVocabulary
+from inventory.connector import Connector, KindVocabulary, SourceConfig, StatusVocabulary
 from inventory.errors import ConfigError, SourceError
 from inventory.records import Ref, Service, Snapshot, Workload
 
@@ -64,6 +64,12 @@ class KubernetesConnector(Connector):
         running={"running", "ready", "succeeded", "complete"},
         stopped={"suspended", "terminated"},
         failed={"failed", "unknown", "crashloopbackoff", "imagepullbackoff", "errimagepull", "oomkilled"},
+    )
+    # kubectl's short names and plurals beside the stored (singular, lower-case) kind.
+    kinds: ClassVar[KindVocabulary] = KindVocabulary(
+        ("pod", "po", "pods"), ("node", "no", "nodes"), ("deployment", "deploy", "deployments"),
+        ("statefulset", "sts", "statefulsets"), ("daemonset", "ds", "daemonsets"), ("replicaset", "rs", "replicasets"),
+        ("job", "jobs"), ("cronjob", "cj", "cronjobs"), ("service", "svc", "services"), ("ingress", "ing", "ingresses"),
     )
 
     @classmethod

@@ -46,7 +46,7 @@ from connectors.proxmox.records import (
     node_host,
     pool_services,
 )
-from inventory.connector import Connector, SourceConfig, StatusVocabulary
+from inventory.connector import Connector, KindVocabulary, SourceConfig, StatusVocabulary
 from inventory.errors import SourceError
 from inventory.records import Host, Scope, Snapshot, Workload
 from inventory.timeutil import utcnow
@@ -87,6 +87,10 @@ class ProxmoxConnector(Connector):
         running={"running", "online"},
         stopped={"stopped", "paused", "suspended", "offline"},
         failed={"unknown"},
+    )
+    # A QEMU guest is a "qemu" workload and its guest OS a "vm" host: one word finds both, as does "lxc" / "ct".
+    kinds: ClassVar[KindVocabulary] = KindVocabulary(
+        ("vm", "qemu", "kvm", "vms"), ("lxc", "ct"), ("node", "nodes"), ("pool", "pools")
     )
 
     def __init__(self, config: SourceConfig) -> None:

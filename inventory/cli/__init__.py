@@ -159,6 +159,8 @@ def _configure_logging(verbose: int, log_format: str) -> None:
     # Replace only our own handler, so that embedding programs (and pytest) keep theirs.
     root.handlers[:] = [h for h in root.handlers if not getattr(h, "_inventory", False)] + [handler]
     root.setLevel(level)
+    # urllib3's "Retrying (Retry(total=...))" lines repeat what the source's own error says: shown with -v only.
+    logging.getLogger("urllib3").setLevel(logging.ERROR if verbose == 0 else logging.NOTSET)
 
 
 @click.group(cls=InventoryGroup, context_settings={"auto_envvar_prefix": "INVENTORY", "help_option_names": ["-h", "--help"]})

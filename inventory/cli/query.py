@@ -81,7 +81,8 @@ FIELDS = {
     "service": (*_COMMON_FIELDS, "namespace", "members", "labels", "attributes", *_TIMES),
 }
 CHANGE_FIELDS = (
-    "id", "at", "source", "action", "object_type", "object_id", "kind", "external_id", "name", "diff", "fields",
+    "id", "at", "source", "action", "object_type", "object_id", "kind", "namespace", "external_id", "name", "diff",
+    "fields",
 )
 SOURCE_FIELDS = (
     "name", "type", "identity", "hosts", "workloads", "services",
@@ -93,16 +94,23 @@ def _filter_options(object_type: str) -> Callable[[Callable[..., Any]], Callable
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
             click.option("--source", shell_complete=complete_source_names, help="Only objects of this source."),
-            click.option("--kind", help="Only this kind (e.g. pod, vm, node, container)."),
+            click.option("--kind", help="Only this kind, any case or alias (pod/po, deploy, sts, vm/qemu, ct/lxc)."),
             click.option("--status", help="Only this status (case-insensitive)."),
             click.option("--name", help="Name glob, e.g. 'web-*'."),
-            click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Label equals value (repeatable)."),
+            click.option(
+                "-l",
+                "--label",
+                "labels",
+                multiple=True,
+                metavar="SELECTOR",
+                help="Label selector as kubectl's: k=v, k!=v, 'k in (a,b)', 'k notin (a,b)', k, !k; commas AND.",
+            ),
             click.option("--include-removed", is_flag=True, help="Also objects that are gone from their source."),
             click.option("--limit", type=click.IntRange(min=1), help="At most this many rows."),
             list_output_options,
         ]
         if object_type in ("workload", "service"):
-            options.append(click.option("--namespace", help="Only this namespace."))
+            options.append(click.option("--namespace", help="Namespace or glob, e.g. 'app-*'."))
         if object_type == "workload":
             options.append(click.option("--host", help="Only workloads on this host (name or id)."))
         for option in reversed(options):
@@ -136,22 +144,28 @@ def _make_group(object_type: str, plural: str) -> click.Group:
     list_command.help = f"List {plural} (live ones unless --include-removed)."
 
     @group.command("show")
-    @click.argument("ident", metavar="NAME|ID|SOURCE/KIND/EXTERNAL_ID")
+    @click.argument("ident", metavar="NAME|NAMESPACE/NAME|ID|SOURCE/KIND/EXTERNAL_ID")
     @click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
+    @click.option("--source", shell_complete=complete_source_names, help="The object of this source.")
+    @click.option(
+        "--include-removed", is_flag=True, hidden=object_type != "host", help="Also the removed workloads, apart."
+    )
     @click.pass_obj
-    def show_command(app: AppContext, ident: str, output: str) -> None:
+    def show_command(app: AppContext, ident: str, output: str, source: str | None, include_removed: bool) -> None:
         from inventory.queries import show_object
         from inventory.render import render_document
 
         with app.database().session() as session:
-            logical = [s for s in app.config.services if s.name == ident] if object_type == "service" else []
+            declared = object_type == "service" and not source
+            logical = [s for s in app.config.services if s.name == ident] if declared else []
             if logical:
                 from inventory.logical.status import evaluate
 
                 # A name the config declares is that logical service; its rows stay reachable by id.
                 render_document(evaluate(session, logical[0]).document(), output)
                 return
-            render_document(show_object(session, object_type, ident), output)
+            doc = show_object(session, object_type, ident, source=source, include_removed=include_removed)
+            render_document(doc, output)
 
     show_command.help = f"One {object_type} with its links and recent changes."
     return group
@@ -161,7 +175,7 @@ def _make_group(object_type: str, plural: str) -> click.Group:
 @click.option("--since", default="1d", show_default=True, help="How far back: a duration (1h, 7d) or an ISO time.")
 @click.option("--until", help="Up to this duration ago or ISO time.")
 @click.option("--source", shell_complete=complete_source_names, help="Only this source.")
-@click.option("--kind", help="Only this kind.")
+@click.option("--kind", help="Only this kind, any case or alias.")
 @click.option("--type", "object_type", type=click.Choice(["host", "workload", "service"]), help="Only this object type.")
 @click.option("--action", type=click.Choice(["created", "updated", "removed", "revived"]))
 @click.option("--limit", type=click.IntRange(min=1))
@@ -181,7 +195,12 @@ def changes_command(app: AppContext, since: str, until: str | None, output: str,
         raise UsageError(str(exc)) from None
     with app.database().session() as session:
         rows = list_changes(session, since=since_at, until=until_at, **filters)
-    columns = ("at", "source", "action", "object_type", "kind", "name", "fields")
+    if output in ("table", "wide"):
+        from inventory.render import describe_diff
+
+        # A table shows each changed field as old -> new; JSON, YAML and CSV keep the diff itself.
+        rows = [{**row, "changed": describe_diff(row["diff"])} for row in rows]
+    columns = ("at", "source", "action", "object_type", "kind", "namespace", "name", "changed")
     render_rows(rows, output, columns, wide=(*columns, "object_id", "external_id"), fields=CHANGE_FIELDS, view=view)
 
 

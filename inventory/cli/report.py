@@ -35,7 +35,7 @@ def report_command(app: AppContext, since: str, output: str) -> None:
 
 def print_report(report: dict[str, Any], output: str) -> None:
     from inventory.render import render_table, to_json
-    from inventory.report import SECTIONS, section_rows, to_markdown
+    from inventory.report import SECTIONS, section_count, section_rows, to_markdown
 
     if output == "json":
         click.echo(to_json(report))
@@ -47,7 +47,7 @@ def print_report(report: dict[str, Any], output: str) -> None:
             if key not in report and key != "kinds":
                 continue
             rows = section_rows(report, key)
-            click.echo(f"\n{title}: {len(rows)}" if key != "sources" else f"\n{title}")
+            click.echo(f"\n{title}: {section_count(key, rows)}" if key != "sources" else f"\n{title}")
             if rows:
                 sys.stdout.flush()
                 render_table(rows, columns)

@@ -71,9 +71,10 @@ def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
 
 
 class TerminalProgress:
-    """Per-source phase and objects on a terminal (stderr), gone once the summary is printed."""
+    """One line per source on a terminal (stderr): its phase and how long it has taken, from the start
+    (waiting) to its outcome; gone once the summary is printed."""
 
-    def __init__(self) -> None:
+    def __init__(self, sources: Sequence[str] = ()) -> None:
         from rich.console import Console
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -87,6 +88,9 @@ class TerminalProgress:
         )
         self._tasks: dict[str, Any] = {}
         self._redirected: list[tuple[logging.StreamHandler[Any], Any]] = []
+        for source in sources:
+            # Not started: the clock of a source runs from its first phase, not while others sync.
+            self._tasks[source] = self._progress.add_task("waiting", source=source, total=None, start=False)
 
     def __enter__(self) -> Self:
         self._progress.start()
@@ -107,7 +111,44 @@ class TerminalProgress:
     def phase(self, source: str, phase: str) -> None:
         if source not in self._tasks:
             self._tasks[source] = self._progress.add_task(phase, source=source, total=None)
+        self._progress.start_task(self._tasks[source])  # a no-op once started
         self._progress.update(self._tasks[source], description=phase)
+
+    def finished(self, outcome: SourceOutcome) -> None:
+        """The source's outcome in place of its phase; its clock stops."""
+        task = self._tasks.get(outcome.source)
+        if task is not None:
+            self._progress.update(task, description=str(outcome.status))
+            self._progress.stop_task(task)
+
+
+class _RepeatedFailures(logging.Filter):
+    """Drops the sync's own ERROR line for a failed source: `sync --once` prints it as its FAILED line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == "inventory.sync" and record.levelno >= logging.ERROR)
+
+
+@contextmanager
+def failures_printed_once() -> Iterator[None]:
+    handlers = [h for h in logging.getLogger().handlers if getattr(h, "_inventory", False)]
+    dropper = _RepeatedFailures()
+    for handler in handlers:
+        handler.addFilter(dropper)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(dropper)
+
+
+def failure_line(outcome: SourceOutcome) -> str:
+    """``FAILED <error> (tried for 73.2s)``: how long the source was tried, which a bare "timed out" does not say."""
+    from inventory.outcome import SyncStatus
+
+    word = "LOCKED" if outcome.status == SyncStatus.LOCKED else "FAILED"
+    waited = f" (tried for {outcome.duration:.1f}s)" if outcome.duration >= 0.05 else ""
+    return f"{word} {outcome.error}{waited}"
 
 
 class _ConsoleWriter:
@@ -233,13 +274,14 @@ def _sync_once(
     app: AppContext, sources: tuple[str, ...], *, allow_empty: bool, wait: float, metrics_textfile: str | None
 ) -> None:
     from inventory.notify import Notifier
-    from inventory.outcome import SyncStatus
     from inventory.render import render_table
     from inventory.sync import Observer, SourceRunner, select_sources
 
     db = app.database()
     stop = threading.Event()
-    interactive = sys.stderr.isatty() and sys.stdout.isatty()
+    # Progress needs a terminal on stderr only (stdout may be piped on); the summary table one on stdout.
+    show_progress = sys.stderr.isatty()
+    interactive = show_progress and sys.stdout.isatty()
     selected = select_sources(app.config, sources)
     notifier = Notifier(app.config.notify)
     observers: list[Observer] = [notifier.source_outcome]
@@ -250,8 +292,15 @@ def _sync_once(
         metrics = SyncMetrics()
         observers.append(metrics.observe)
     try:
-        with stop_on_signals(stop.set), TerminalProgress() if interactive else nullcontext() as display:
+        names = [source.name for source in selected]
+        with (
+            stop_on_signals(stop.set),
+            failures_printed_once(),
+            TerminalProgress(names) if show_progress else nullcontext() as display,
+        ):
             progress = display.phase if display is not None else _log_phase
+            if display is not None:
+                observers.append(display.finished)
             runner = SourceRunner(
                 db,
                 app.registry,
@@ -288,7 +337,8 @@ def _sync_once(
 
     failed = [o for o in outcomes if not o.ok]
     for outcome in failed:
-        click.echo(f"{'LOCKED' if outcome.status == SyncStatus.LOCKED else 'FAILED'} {outcome.error}", err=True)
+        click.echo(failure_line(outcome), err=True)
+    click.echo(f"database: {db.display_url}", err=not interactive)
     skipped = len(selected) - len(outcomes)
     if stop.is_set() and skipped:
         click.echo(f"stopped by a signal: {skipped} source(s) not synced", err=True)

@@ -26,8 +26,8 @@ async def object_filter(
     kind: str | None = None,
     status: str | None = None,
     name: str | None = Query(None, description="Name glob, e.g. web-*"),
-    label: list[str] = Query([], description="KEY=VALUE (repeatable)"),
-    namespace: str | None = None,
+    label: list[str] = Query([], description="kubectl label selector: k=v, k!=v, k in (a,b), k, !k (repeatable)"),
+    namespace: str | None = Query(None, description="Namespace or glob, e.g. app-*"),
     host: str | None = Query(None, description="Workloads on this host (name or id)"),
     include_removed: bool = False,
 ) -> dict[str, Any]:
@@ -70,10 +70,13 @@ def _list_route(plural: str, model: type) -> None:
         return page_response(rows, limit, offset, {"list": plural, **filters})
 
     def show_object(
-        ident: str, state: ServerState = Depends(current_state), _principal: Principal = reader
+        ident: str,
+        source: str | None = Query(None, description="The object of this source (two share the name)."),
+        state: ServerState = Depends(current_state),
+        _principal: Principal = reader,
     ) -> Response:
         with state.db.session() as session:
-            return json_response(queries.show_object(session, OBJECT_TYPES[plural], ident))
+            return json_response(queries.show_object(session, OBJECT_TYPES[plural], ident, source=source))
 
     router.add_api_route(
         f"/inventory/{plural}",

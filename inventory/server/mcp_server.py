@@ -39,7 +39,7 @@ INSTRUCTIONS = (
 
 _FILTERS: dict[str, Any] = {
     "source": {"type": "string", "description": "Only objects of this source."},
-    "kind": {"type": "string", "description": "Only this kind (pod, vm, node, container ...)."},
+    "kind": {"type": "string", "description": "Only this kind, any case or alias (pod, deploy, sts, vm, qemu, ct ...)."},
     "status": {"type": "string", "description": "Only this status (case-insensitive)."},
     "name": {"type": "string", "description": "Name glob, e.g. web-*."},
     "labels": {
@@ -47,10 +47,11 @@ _FILTERS: dict[str, Any] = {
         "additionalProperties": {"type": "string"},
         "description": "Labels that must equal these values.",
     },
+    "selector": {"type": "string", "description": "A kubectl label selector: k=v, k!=v, k in (a,b), k notin (a,b), k, !k."},
     "include_removed": {"type": "boolean", "default": False},
     "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
 }
-_NAMESPACE = {"namespace": {"type": "string", "description": "Only this namespace."}}
+_NAMESPACE = {"namespace": {"type": "string", "description": "Only this namespace (a glob: app-*)."}}
 _HOST = {"host": {"type": "string", "description": "Only workloads on this host (name or id)."}}
 READ_HINTS = types.ToolAnnotations(
     read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
@@ -71,9 +72,10 @@ class QueryTool:
 
 def _search(plural: str) -> Callable[[ServerState, Principal, dict[str, Any]], Any]:
     def run(state: ServerState, _principal: Principal, args: dict[str, Any]) -> Any:
-        flt = queries.ObjectFilter(
-            labels=dict(args.pop("labels", None) or {}), limit=int(args.pop("limit", 100)), **args
-        )
+        selector = args.pop("selector", None)
+        equal = queries.ObjectFilter(labels=dict(args.pop("labels", None) or {})).label_requirements()
+        labels = (*equal, *queries.parse_labels([selector] if selector else []))
+        flt = queries.ObjectFilter(labels=labels, limit=int(args.pop("limit", 100)), **args)
         with state.db.session() as session:
             return getattr(queries, f"list_{plural}")(session, flt)
 
@@ -82,7 +84,7 @@ def _search(plural: str) -> Callable[[ServerState, Principal, dict[str, Any]], A
 
 def _show(state: ServerState, _principal: Principal, args: dict[str, Any]) -> Any:
     with state.db.session() as session:
-        return queries.show_object(session, args["type"], str(args["ident"]))
+        return queries.show_object(session, args["type"], str(args["ident"]), source=args.get("source"))
 
 
 def _changes(state: ServerState, _principal: Principal, args: dict[str, Any]) -> Any:
@@ -138,7 +140,11 @@ QUERY_TOOLS = [
         _schema(
             {
                 "type": {"type": "string", "enum": ["host", "workload", "service"]},
-                "ident": {"type": "string", "description": "Name, id or source/kind/external_id."},
+                "ident": {
+                    "type": "string",
+                    "description": "Name, namespace/name, id, Docker short id or source/kind/external_id.",
+                },
+                "source": {"type": "string", "description": "The object of this source (two share the name)."},
             },
             ["type", "ident"],
         ),

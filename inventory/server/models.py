@@ -66,6 +66,7 @@ class ChangeOut(Row):
     object_type: str
     object_id: int
     kind: str | None = None
+    namespace: str | None = None
     external_id: str | None = None
     name: str | None = None
     diff: dict[str, Any] | None = None
