@@ -59,7 +59,6 @@ def _view(options: dict[str, Any]) -> View:
     )
 
 
-_TIMES = ("first_seen_at", "changed_at", "removed_at")
 TABLE_COLUMNS = {
     "host": ("id", "source", "kind", "name", "status", "hostname", "addresses", "workloads"),
     "workload": ("id", "source", "kind", "namespace", "name", "status", "host"),
@@ -70,16 +69,15 @@ WIDE_COLUMNS = {
     "workload": (*TABLE_COLUMNS["workload"], "external_id", "host_id", "parent_id", "labels", "changed_at"),
     "service": (*TABLE_COLUMNS["service"], "external_id", "labels", "changed_at"),
 }
-# Every field of a row, in the JSON order: the CSV header, whether there are rows or not.
-_COMMON_FIELDS = ("id", "source", "kind", "external_id", "name", "status")
-FIELDS = {
-    "host": (
-        *_COMMON_FIELDS, "hostname", "machine_uuid", "addresses", "mac_addresses", "backing_workload_id", "workloads",
-        "machine", "labels", "attributes", *_TIMES,
-    ),
-    "workload": (*_COMMON_FIELDS, "namespace", "host_id", "host", "parent_id", "labels", "attributes", *_TIMES),
-    "service": (*_COMMON_FIELDS, "namespace", "members", "labels", "attributes", *_TIMES),
-}
+
+
+def object_fields(object_type: str) -> tuple[str, ...]:
+    """The keys of a listed object, as the object-type table declares them (CSV header, --columns, --sort-by)."""
+    from inventory.schema import SCHEMA  # SQLAlchemy is loaded by the commands that query, not at start-up
+
+    return SCHEMA[object_type].output_keys
+
+
 CHANGE_FIELDS = (
     "id", "at", "source", "action", "object_type", "object_id", "kind", "namespace", "external_id", "name", "diff",
     "fields",
@@ -139,7 +137,7 @@ def _make_group(object_type: str, plural: str) -> click.Group:
         with app.database().session() as session:
             rows = getattr(queries, f"list_{plural}")(session, flt)
         columns = TABLE_COLUMNS[object_type]
-        render_rows(rows, output, columns, wide=WIDE_COLUMNS[object_type], fields=FIELDS[object_type], view=view)
+        render_rows(rows, output, columns, wide=WIDE_COLUMNS[object_type], fields=object_fields(object_type), view=view)
 
     list_command.help = f"List {plural} (live ones unless --include-removed)."
 
