@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass, field
 from typing import Any
 
 import click
 
 from inventory import __version__
+from inventory.cli.context import AppContext
 from inventory.errors import InventoryError
 from inventory.redact import RedactingFilter, redact_text
-
-OUTPUT_FORMATS = ("table", "wide", "json", "csv", "yaml")
 
 
 class CommandError(click.ClickException):
@@ -91,48 +89,6 @@ def hoist_options(group: click.Command, args: list[str]) -> list[str]:
                 front.append(args[index])
         index += 1
     return front + rest
-
-
-@dataclass
-class AppContext:
-    """What every command shares, built lazily so that `--help` touches neither config nor database."""
-
-    config_path: str | None
-    database_url: str | None
-    _config: Any = None
-    _database: Any = None
-    _registry: Any = None
-    cleanups: list[Any] = field(default_factory=list)
-
-    @property
-    def registry(self) -> Any:
-        if self._registry is None:
-            from inventory.connector import ConnectorRegistry
-
-            self._registry = ConnectorRegistry.discover()
-        return self._registry
-
-    @property
-    def config(self) -> Any:
-        if self._config is None:
-            from inventory.config import load_config
-
-            self._config = load_config(self.config_path, registry=self.registry, database_url=self.database_url)
-        return self._config
-
-    def database(self, *, migrate: bool | None = None, check_schema: bool = True) -> Any:
-        if self._database is None:
-            from inventory.storage.database import Database
-
-            self._database = Database(self.config.database_url)
-            self.cleanups.append(self._database.dispose)
-        if check_schema:
-            self._database.ensure_schema(auto_migrate=migrate)
-        return self._database
-
-    def close(self) -> None:
-        for cleanup in reversed(self.cleanups):
-            cleanup()
 
 
 def _configure_logging(verbose: int, log_format: str) -> None:

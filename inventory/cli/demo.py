@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from inventory.cli import AppContext
+from inventory.cli.context import AppContext
 
 if TYPE_CHECKING:
     from inventory.storage.database import Database

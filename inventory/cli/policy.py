@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from inventory.cli import AppContext
+from inventory.cli.context import AppContext
 
 EXIT_PENDING = 4
 

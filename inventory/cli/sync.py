@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import click
 
-from inventory.cli import AppContext
+from inventory.cli.context import AppContext
 from inventory.cli.setup import source_names_option, where_configured
 from inventory.errors import UsageError
 
