@@ -37,7 +37,16 @@ from sqlalchemy import insert, text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from inventory.audit.log import GENESIS_HASH, JSON_FIELDS, SCALAR_FIELDS, AuditRecord, append, compute_hash, prepare_fields, verify_chain  # noqa: E402
+from inventory.audit.log import (  # noqa: E402
+    GENESIS_HASH,
+    JSON_FIELDS,
+    SCALAR_FIELDS,
+    AuditRecord,
+    append,
+    compute_hash,
+    prepare_fields,
+    verify_chain,
+)
 from inventory.audit.models import AuditEntry  # noqa: E402
 from inventory.storage.database import Database, open_database  # noqa: E402
 from inventory.testing.scratch_postgres import ScratchDatabase, libpq_conninfo  # noqa: E402

@@ -15,8 +15,8 @@ import argparse
 import json
 import os
 import random
-import statistics
 import re
+import statistics
 import sys
 import tempfile
 import time
@@ -24,16 +24,15 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from inventory.connector import Connector, SourceConfig  # noqa: E402
-from inventory.records import Host, Ref, Snapshot, Workload, record_hash  # noqa: E402
-from inventory.schema import canonical_fields  # noqa: E402
-from inventory.storage.database import open_database  # noqa: E402
-from inventory.sync import sync_source  # noqa: E402
-from inventory.testing.scratch_postgres import ScratchDatabase, libpq_conninfo  # noqa: E402
-from inventory.timeutil import utcnow  # noqa: E402
+from inventory.connector import Connector, SourceConfig
+from inventory.records import Host, Ref, Snapshot, Workload, record_hash
+from inventory.schema import canonical_fields
+from inventory.storage.database import open_database
+from inventory.sync import sync_source
+from inventory.testing.scratch_postgres import ScratchDatabase, libpq_conninfo
+from inventory.timeutil import utcnow
 
 POSTGRES_ADMIN_URL = os.environ.get("INVENTORY_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 

@@ -22,8 +22,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from inventory.connector import ConnectorRegistry, Duration, SourceConfig
-from inventory.logical.spec import LogicalService, LogicalServices
 from inventory.errors import ConfigError, ConnectorUnavailable
+from inventory.logical.spec import LogicalService, LogicalServices
 from inventory.notify import NotifySettings
 from inventory.redact import register_secret
 

@@ -22,7 +22,7 @@ POSTGRES_ADMIN_URL = os.environ.get("INVENTORY_TEST_POSTGRES", "postgresql+psyco
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-_postgres_problem: str | None | bool = False  # False: not probed yet
+_postgres_problem: str | bool | None = False  # False: not probed yet
 
 
 def postgres_unavailable() -> str | None:

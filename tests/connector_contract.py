@@ -30,8 +30,8 @@ from sqlalchemy import select
 from inventory.connector import Connector
 from inventory.errors import SourceError
 from inventory.records import Snapshot
-from inventory.storage.database import Database
 from inventory.schema import OBJECT_MODELS
+from inventory.storage.database import Database
 from inventory.sync import sync_source
 
 ROW_MODELS = OBJECT_MODELS

@@ -21,8 +21,8 @@ from inventory.connector import ConnectorRegistry
 from inventory.errors import UsageError
 from inventory.policy.approvals import approve, list_approvals, reject
 from inventory.policy.execute import PolicyDenied, ToolRunner
-from inventory.policy.rules import parse_policy
 from inventory.policy.registry import ToolRegistry
+from inventory.policy.rules import parse_policy
 from inventory.storage.database import Database
 from inventory.sync import sync_source
 from inventory.testing.fake_kubernetes import write_kubeconfig

@@ -13,7 +13,15 @@ from click.testing import CliRunner
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from inventory.audit.log import AuditFilter, AuditRecord, append, export_jsonl, list_entries, read_checkpoint, verify_chain
+from inventory.audit.log import (
+    AuditFilter,
+    AuditRecord,
+    append,
+    export_jsonl,
+    list_entries,
+    read_checkpoint,
+    verify_chain,
+)
 from inventory.cli import cli
 from inventory.storage.database import Database
 
@@ -53,9 +61,8 @@ def test_database_refuses_to_change_the_audit_log(db: Database) -> None:
     # SQLite has no TRUNCATE; its DELETE without WHERE is refused by the delete trigger.
     statements = REFUSED if db.dialect == "postgresql" else REFUSED[:3]
     for statement in statements:
-        with pytest.raises(DBAPIError, match="append-only"):
-            with db.engine.begin() as conn:
-                conn.execute(text(statement))
+        with pytest.raises(DBAPIError, match="append-only"), db.engine.begin() as conn:
+            conn.execute(text(statement))
     with db.session() as session:
         assert [r["actor"] for r in list_entries(session)] == ["user0", "user1", "user0", "user1", "user0"]
     assert _verify(db).ok

@@ -105,8 +105,9 @@ def test_bad_config_names_file_and_key(tmp_path: Path, text: str, message: str) 
 
 
 def test_secret_file_is_read_and_registered_for_redaction(tmp_path: Path) -> None:
-    from inventory.connector import ConnectorRegistry, SourceConfig, Connector
     from pydantic import SecretStr
+
+    from inventory.connector import Connector, ConnectorRegistry, SourceConfig
 
     class TokenConfig(SourceConfig):
         token: SecretStr

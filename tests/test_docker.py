@@ -41,7 +41,14 @@ from inventory.schema import canonical_fields
 from inventory.storage.database import Database
 from inventory.storage.models import Change, HostRow, ServiceRow, Source, WorkloadRow
 from inventory.sync import sync_source
-from inventory.testing.docker_engine import BUSYBOX_IMAGE, DockerEngine, EngineTLS, EngineUnavailable, make_busybox_image, start_engine
+from inventory.testing.docker_engine import (
+    BUSYBOX_IMAGE,
+    DockerEngine,
+    EngineTLS,
+    EngineUnavailable,
+    make_busybox_image,
+    start_engine,
+)
 from inventory.testing.fake_docker import FakeContainer, FakeDocker, generate_containers
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -14,8 +14,8 @@ from inventory.errors import Ambiguous, UsageError
 from inventory.impact import impact
 from inventory.policy.classes import ToolClass
 from inventory.policy.execute import ToolRunner
-from inventory.policy.rules import Effect, builtin_policy, parse_policy
 from inventory.policy.registry import ToolRegistry
+from inventory.policy.rules import Effect, builtin_policy, parse_policy
 
 
 def _labels(items: tuple) -> set[str]:

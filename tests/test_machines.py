@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from sync_support import write_config
+
 from inventory.config import load_config
 from inventory.connector import ConnectorRegistry
 from inventory.machines import HostFacts, MachineMatch, MatchRule, machine_matches, machines, match_rule, same_machine
@@ -12,7 +14,6 @@ from inventory.report import build_report
 from inventory.storage.database import Database
 from inventory.sync import sync_all
 from inventory.timeutil import utcnow
-from sync_support import write_config
 
 
 def test_rules_in_order_of_strength() -> None:

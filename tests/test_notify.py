@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 import respx
+from sync_support import write_config, write_inventory
 
 from inventory.config import build_config
 from inventory.connector import ConnectorRegistry
@@ -16,7 +17,6 @@ from inventory.loop import SyncLoop
 from inventory.notify import Notification, Notifier, NotifySettings
 from inventory.redact import redact_text
 from inventory.storage.database import open_database
-from sync_support import write_config, write_inventory
 
 WEBHOOK = "https://hooks.example.net/inventory"
 SLACK = "https://hooks.slack.com/services/T000/B000/s3cretslackpath"

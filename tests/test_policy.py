@@ -12,9 +12,9 @@ import pytest
 from inventory.errors import ConfigError, UsageError
 from inventory.policy.classes import ToolClass
 from inventory.policy.engine import Call, classify, decide
+from inventory.policy.registry import ToolRegistry
 from inventory.policy.rules import Effect, Policy, builtin_policy, load_policy, parse_policy
 from inventory.policy.targets import Target
-from inventory.policy.registry import ToolRegistry
 
 REGISTRY = ToolRegistry.discover()
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

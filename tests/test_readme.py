@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import PROJECT_ROOT
+
 from inventory.cli import cli
 
 README = PROJECT_ROOT / "README.md"

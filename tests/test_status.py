@@ -7,10 +7,10 @@ from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import select
+from sync_support import run_inventory, write_config, write_inventory
 
 from inventory.storage.database import open_database
 from inventory.storage.models import Source, SyncRun
-from sync_support import run_inventory, write_config, write_inventory
 
 
 def test_status_ages_and_max_age(tmp_path: Path, sqlite_url: str) -> None:

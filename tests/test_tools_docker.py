@@ -21,11 +21,17 @@ from inventory.connector import ConnectorRegistry
 from inventory.errors import UsageError
 from inventory.policy.approvals import approve, list_approvals, reject
 from inventory.policy.execute import PolicyDenied, ToolFailed, ToolRunner
-from inventory.policy.rules import builtin_policy
 from inventory.policy.registry import ToolRegistry
+from inventory.policy.rules import builtin_policy
 from inventory.storage.database import Database
 from inventory.sync import sync_source
-from inventory.testing.docker_engine import BUSYBOX_IMAGE, DockerEngine, EngineUnavailable, make_busybox_image, start_engine
+from inventory.testing.docker_engine import (
+    BUSYBOX_IMAGE,
+    DockerEngine,
+    EngineUnavailable,
+    make_busybox_image,
+    start_engine,
+)
 
 pytestmark = pytest.mark.docker
 CANARY = "canary-7Hq2-tool-secret"

@@ -15,12 +15,12 @@ from inventory.connector import ConnectorRegistry
 from inventory.errors import Ambiguous
 from inventory.policy.approvals import approve
 from inventory.policy.execute import ToolFailed, ToolRunner
-from inventory.policy.rules import builtin_policy
 from inventory.policy.registry import ToolRegistry
+from inventory.policy.rules import builtin_policy
 from inventory.storage.database import Database
 from inventory.sync import sync_source
 from inventory.testing.fake_proxmox_model import FakeCluster, FakeGuest, FakeNode, mac_for
-from inventory.testing.fake_proxmox_mutations import Mutation, MutableFakeProxmox
+from inventory.testing.fake_proxmox_mutations import MutableFakeProxmox, Mutation
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

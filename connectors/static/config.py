@@ -81,7 +81,7 @@ class StaticInventory(BaseModel):
 def _check_unique(items: Sequence[_Declared], label: str) -> None:
     seen: set[tuple[str, str]] = set()
     for i, item in enumerate(items):
-        key = (getattr(item, "kind"), item.id)
+        key = (item.kind, item.id)
         if key in seen:
             raise ValueError(f"{label}[{i}].id: {item.id!r} is declared twice")
         seen.add(key)

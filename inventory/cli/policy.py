@@ -29,8 +29,8 @@ output_option = click.option("-o", "--output", type=click.Choice(["yaml", "json"
 
 def build_runner(app: AppContext, policy_path: str | None, *, with_sources: bool = True) -> Any:
     from inventory.policy.execute import ToolRunner
-    from inventory.policy.rules import load_policy
     from inventory.policy.registry import ToolRegistry
+    from inventory.policy.rules import load_policy
 
     registry = ToolRegistry.discover()
     policy = load_policy(policy_path, known_tools=registry.names())

@@ -18,9 +18,9 @@ from inventory.audit.log import AuditRecord, append
 from inventory.errors import InvalidArguments, InventoryError, PolicyDenied, ToolFailed, UsageError
 from inventory.policy.classes import ToolClass
 from inventory.policy.engine import Call, Classification, Decision, EscalationSource, classify, decide
+from inventory.policy.registry import ToolRegistry
 from inventory.policy.rules import Effect, Policy
 from inventory.policy.targets import Target, resolve_target
-from inventory.policy.registry import ToolRegistry
 from inventory.policy.tools import ToolArgs, ToolContext, ToolResult, ToolSpec
 from inventory.redact import redact_text, redact_value
 from inventory.storage.database import Database

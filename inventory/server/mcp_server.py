@@ -351,9 +351,8 @@ def mount_mcp(app: Any, state: ServerState) -> None:
 
     @asynccontextmanager
     async def lifespan(asgi_app: Any) -> AsyncIterator[Any]:
-        async with manager.run():
-            async with inner_lifespan(asgi_app) as value:
-                yield value
+        async with manager.run(), inner_lifespan(asgi_app) as value:
+            yield value
 
     app.router.lifespan_context = lifespan
 

@@ -17,15 +17,15 @@ from typing import Any
 from sqlalchemy import Table, bindparam, delete, func, select, text, update
 from sqlalchemy.orm import Session, aliased
 
+from inventory.records import to_json_bytes
+from inventory.schema import IDENTITY_COLUMNS, SCHEMA, TIME_COLUMNS, Schema
 from inventory.storage.models import (
-    UTCDateTime,
     Change,
     ServiceMember,
     Source,
     SyncRun,
+    UTCDateTime,
 )
-from inventory.records import to_json_bytes
-from inventory.schema import IDENTITY_COLUMNS, SCHEMA, TIME_COLUMNS, Schema
 from inventory.storage.protocol import ObjectWrite, SourceState, StoredObject, WritePlan
 from inventory.timeutil import utcnow
 

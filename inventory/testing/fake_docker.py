@@ -36,6 +36,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
 from inventory.testing.serving import serve_in_background, shut_down
 
 API_VERSION = "1.41"
@@ -340,7 +341,7 @@ def _handler_for(fake: FakeDocker) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"
         server_version = f"Docker/{SERVER_VERSION} (linux)"
 
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_GET(self) -> None:
             parts = urlsplit(self.path)
             path = parts.path
             versioned = _VERSIONED.match(path)
@@ -358,7 +359,7 @@ def _handler_for(fake: FakeDocker) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
     return Handler

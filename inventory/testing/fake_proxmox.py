@@ -524,7 +524,7 @@ def _make_handler(fake: FakeProxmox) -> type[BaseHTTPRequestHandler]:
         disable_nagle_algorithm = True
         server_version = "pve-api-daemon/3.0"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base class
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
         def _answer(self, status: int, reason: str | None, data: Any) -> None:
@@ -569,10 +569,10 @@ def _make_handler(fake: FakeProxmox) -> type[BaseHTTPRequestHandler]:
             except ApiError as error:
                 self._answer(error.status, error.reason, None)
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        def do_GET(self) -> None:
             self._handle("GET")
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             self._handle("POST")
 
     return Handler
