@@ -165,7 +165,7 @@ def floor_sqlite(path: str, hosts: list[tuple], workloads: list[tuple]) -> float
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
-    for table, columns in (("hosts", HOST_COLUMNS), ("workloads", WORKLOAD_COLUMNS)):
+    for table in ("hosts", "workloads"):
         ddl = conn.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name=?", (table,)).fetchone()[0]
         # Same columns, primary key and unique constraint; no foreign keys, as LIKE ... INCLUDING ALL on PostgreSQL.
         ddl = re.sub(rf'CREATE TABLE "?{table}"?', f"CREATE TABLE floor_{table}", ddl, count=1)

@@ -40,7 +40,7 @@ def test_no_config_file_anywhere_is_an_empty_config(tmp_path: Path, monkeypatch:
 
 
 def test_explicit_missing_file_names_it(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="nope.yaml: config file not found"):
+    with pytest.raises(ConfigError, match=r"nope\.yaml: config file not found"):
         load_config(tmp_path / "nope.yaml")
 
 

@@ -414,9 +414,9 @@ def test_tcp_with_mutual_tls(engine: DockerEngine, run: Run, tls_files: dict[str
 
     with pytest.raises(SourceError, match=r"source 'engine', engine tcp://127\.0\.0\.1:\d+: TLS failed"):
         collect(engine.tcp_url, tls=DockerTLS(ca=tls_files["other_ca"], cert=tls_files["cert"], key=tls_files["key"]))
-    with pytest.raises(SourceError, match="TLS failed|cannot connect"):
+    with pytest.raises(SourceError, match=r"TLS failed|cannot connect"):
         collect(engine.tcp_url, tls=DockerTLS(ca=tls_files["ca"]))  # no client certificate: the engine refuses
-    with pytest.raises(SourceError, match="TLS file .*missing.pem does not exist"):
+    with pytest.raises(SourceError, match=r"TLS file .*missing\.pem does not exist"):
         collect(engine.tcp_url, tls=DockerTLS(ca=tls_files["ca"].with_name("missing.pem")))
 
 

@@ -200,7 +200,7 @@ def test_sources_are_scoped_each_to_its_own_objects(db: Database) -> None:
     assert outcome.result.removed == 5
     with db.session() as session:
         stmt = select(WorkloadRow.source_id, func.count()).where(WorkloadRow.removed_at.is_(None)).group_by(WorkloadRow.source_id)
-        live_per_source = {source_id: count for source_id, count in session.execute(stmt)}
+        live_per_source = dict(session.execute(stmt))
     assert list(live_per_source.values()) == [4]
 
 

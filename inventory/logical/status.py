@@ -19,6 +19,7 @@ syncs the state is taken as the last sync saw it.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -266,7 +267,7 @@ def _availability(
         {observed_from, end, *(at for tl in timelines.values() for at, _ in tl if observed_from < at < end)}
     )
     up_seconds = 0.0
-    for begin, finish in zip(moments, moments[1:]):
+    for begin, finish in itertools.pairwise(moments):
         states = [s for s in (_state_at(timelines[(m.object_type, m.id)], begin) for m in members) if s is not None]
         if states and (any(states) if spec.require == "any" else all(states)):
             up_seconds += (finish - begin).total_seconds()
