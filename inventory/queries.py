@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session, aliased
@@ -106,10 +106,12 @@ def list_hosts(session: Session, flt: ObjectFilter = ObjectFilter()) -> list[dic
 
 def list_workloads(session: Session, flt: ObjectFilter = ObjectFilter()) -> list[dict[str, Any]]:
     host = aliased(HostRow)
-    stmt = (
+    # Typed loosely: the filters below are shared with the one-entity queries.
+    stmt = cast(
+        "Select[Any]",
         select(WorkloadRow, Source.name, host.name)
         .join(Source, Source.id == WorkloadRow.source_id)
-        .outerjoin(host, host.id == WorkloadRow.host_id)
+        .outerjoin(host, host.id == WorkloadRow.host_id),
     )
     if flt.host:
         host_ids = [h.id for h in _match(session, "host", flt.host, many=True)]

@@ -40,7 +40,7 @@ def synced(tmp_path: Path, database_url: str) -> Path:
     return config
 
 
-def query(config: Path, *args: str) -> object:
+def query(config: Path, *args: str) -> Result:
     return CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
 
 

@@ -46,7 +46,7 @@ def lab_config(tmp_path: Path, database_url: str) -> Path:
     return path
 
 
-def run(*args: str) -> object:
+def run(*args: str) -> Result:
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 

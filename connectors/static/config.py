@@ -78,7 +78,7 @@ class StaticInventory(BaseModel):
         return self
 
 
-def _check_unique(items: Sequence[_Declared], label: str) -> None:
+def _check_unique(items: Sequence[DeclaredHost | DeclaredWorkload | DeclaredService], label: str) -> None:
     seen: set[tuple[str, str]] = set()
     for i, item in enumerate(items):
         key = (item.kind, item.id)

@@ -135,7 +135,7 @@ def canonical_at(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def payload(fields: Mapping[str, Any]) -> str:
+def payload(fields: Mapping[Any, Any]) -> str:
     scalars = [canonical_at(fields["at"]), *(fields[name] for name in SCALAR_FIELDS[1:])]
     arguments, details = fields["arguments"], fields["details"]
     return f"{json.dumps(scalars, ensure_ascii=False)}\n{'null' if arguments is None else arguments}\n{'null' if details is None else details}"

@@ -26,7 +26,8 @@ class CommandError(click.ClickException):
 
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(redact_text(message))
-        self.exit_code = exit_code
+        # click declares exit_code on the class; each instance carries the code of its error class.
+        self.exit_code = exit_code  # type: ignore[misc]
 
 
 class InventoryGroup(click.Group):

@@ -13,9 +13,9 @@ have to hold the secret to run the call later.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 
 from inventory.audit.log import AuditRecord, append_in
 from inventory.audit.models import Approval
@@ -102,11 +102,11 @@ def _load(runner: ToolRunner, approval_id: int) -> Approval:
 def _claim(runner: ToolRunner, approval_id: int, status: str, decider: str, reason: str | None, record: AuditRecord) -> int:
     """Settle a pending approval and record it in one transaction; only one settler can win."""
     with runner.db.write_session() as session:
-        claimed = session.execute(
+        claimed = cast(CursorResult[Any], session.execute(
             update(Approval)
             .where(Approval.id == approval_id, Approval.status == "pending")
             .values(status=status, decided_by=decider, decided_at=utcnow(), reason=reason)
-        ).rowcount
+        )).rowcount
         if claimed != 1:
             raise UsageError(f"approval {approval_id} was settled by someone else meanwhile")
         seq, _ = append_in(session, record)

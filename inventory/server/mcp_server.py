@@ -298,7 +298,7 @@ def _principal_from_request(ctx: Any) -> Principal:
     principal = request.scope.get("state", {}).get("principal") if request is not None else None
     if principal is None:  # the gate below always sets it; a request without one is refused
         raise NotAuthenticated()
-    return principal  # type: ignore[no-any-return]
+    return principal
 
 
 class BearerGate:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, delete, func, select, text, update
 from sqlalchemy.orm import Session, aliased
@@ -72,7 +72,7 @@ class SqlStore:
             t.name: (itemgetter(*(c.name for c in t.columns)), tuple(k.field for k in t.links)) for t in schema
         }
         self._json_columns = {t.row.__table__.name: t.json_columns for t in schema}
-        self._json_columns[Change.__table__.name] = frozenset({"diff"})
+        self._json_columns[cast(Table, Change.__table__).name] = frozenset({"diff"})
         self.statements = 0  # statements sent, COPY included: the benchmark prints it
 
     @property
@@ -112,10 +112,10 @@ class SqlStore:
             if changes:
                 self._execute(update(Source).where(Source.id == found.id).values(**changes))
             return found.id
-        if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        # Both dialects' INSERT ... ON CONFLICT DO NOTHING are spelled the same.
+        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         self._execute(
             dialect_insert(Source)
             .values(name=name, type=type_name, identity=identity, created_at=utcnow())
@@ -242,11 +242,11 @@ class SqlStore:
         for object_type in self.schema:
             self._update_by_id(object_type.row.__table__, updates[object_type.name])
             self._mark_removed(object_type.row.__table__, plan.removals[object_type.name], now)
-        members_table = ServiceMember.__table__
+        members_table = cast(Table, ServiceMember.__table__)
         for chunk in _chunks(member_resets):
             self._execute(delete(members_table).where(members_table.c.service_id.in_(chunk)))
         self._insert(members_table, ("service_id", "workload_id"), members)
-        self._insert(Change.__table__, _CHANGE_COLUMNS, changes)
+        self._insert(cast(Table, Change.__table__), _CHANGE_COLUMNS, changes)
 
     def _object_values(self, write: ObjectWrite) -> list[Any]:
         """An object's values for ``_row_columns``: its columns, its links as ids, its hash."""
@@ -290,6 +290,7 @@ class SqlStore:
 
     def _copy(self, table: Table, columns: Sequence[str], rows: list[list[Any]]) -> None:
         raw = self.session.connection().connection.driver_connection
+        assert raw is not None, "a checked-out connection has its driver connection"
         column_list = ", ".join(f'"{c}"' for c in columns)
         self.statements += 1
         with raw.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({column_list}) FROM STDIN') as copy:

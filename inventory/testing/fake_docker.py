@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 from inventory.testing.serving import serve_in_background, shut_down
@@ -282,7 +282,7 @@ class FakeDocker:
             raise RuntimeError("the fake engine is not running")
         if self.socket_path is not None:
             return f"unix://{self.socket_path}"
-        host, port = self._server.server_address[:2]  # type: ignore[misc]
+        host, port = cast("tuple[str, int]", self._server.server_address)[:2]
         return f"tcp://{host}:{port}"
 
     def start(self) -> FakeDocker:

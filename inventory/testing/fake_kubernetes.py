@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -210,7 +211,7 @@ class FakeKubernetes:
 
     # -- request handling ----------------------------------------------------------------
 
-    def route(self, method: str, raw_path: str, headers: Mapping[str, str]) -> tuple[int, bytes, float]:
+    def route(self, method: str, raw_path: str, headers: Mapping[str, str] | Message) -> tuple[int, bytes, float]:
         """(status, body, delay seconds) for one request."""
         split = urlsplit(raw_path)
         query = {k: v[-1] for k, v in parse_qs(split.query).items()}

@@ -136,8 +136,7 @@ class MutableFakeKubernetes(FakeKubernetes):
         # api/v1/namespaces/{name}
         if method == "DELETE" and parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 4:
             name = parts[3]
-            namespace = self._find("namespaces", None, name)
-            if namespace is None:
+            if self._find("namespaces", None, name) is None:
                 return 404, _status(404, "NotFound", f'namespaces "{name}" not found'), 0.0
             self.mutate("namespaces", name, None, lambda obj: obj.setdefault("status", {}).__setitem__("phase", "Terminating"))
             return 200, json.dumps(self._find("namespaces", None, name)).encode(), 0.0
