@@ -156,7 +156,7 @@ def main() -> None:
         return
 
     engine = start_engine()
-    databases: list[str] = []
+    databases: list[ScratchDatabase] = []
     try:
         client = engine.client()
         make_busybox_image(client)

@@ -197,7 +197,7 @@ def run_engine(engine_name: str, url: str, snapshot: Snapshot, churned: Snapshot
         outcome = sync_source(db, FixedConnector(snap))
         elapsed = time.perf_counter() - started
         r = outcome.result
-        assert outcome.status == "success", outcome.error
+        assert outcome.status == "success" and r is not None, outcome.error
         object_rows = r.created + r.updated + r.revived + r.removed
         print(f"{phase:<18}{elapsed:>9.3f}{objects / elapsed:>12,.0f}{object_rows:>13,}{r.changed:>13,}{r.statements:>12,}")
         results[phase] = elapsed

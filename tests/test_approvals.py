@@ -176,7 +176,7 @@ def test_on_a_terminal_typing_the_name_confirms_in_place(db: Database, config_fi
         os.waitpid(pid, 0)
         pytest.fail(f"the CLI did not finish: {output.decode(errors='replace')}")
     os.close(fd)
-    assert typed and os.waitstatus_to_exitcode(status) == 0, output.decode(errors="replace")  # type: ignore[arg-type]
+    assert typed and os.waitstatus_to_exitcode(status) == 0, output.decode(errors="replace")
     assert [m.body for m in cluster.mutations] == [{"spec": {"replicas": 0}}]
     with db.session() as session:
         (entry,) = list_entries(session, AuditFilter(event="tool_call"))

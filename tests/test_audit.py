@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from inventory.audit.log import (
     AuditFilter,
     AuditRecord,
+    VerifyResult,
     append,
     export_jsonl,
     list_entries,
@@ -34,7 +35,7 @@ def _fill(db: Database, count: int = 5) -> None:
         append(db, AuditRecord(event="tool_call", actor=f"user{i % 2}", outcome="success", tool="docker.restart", target=f"workload:src/container/c{i}", target_name=f"c{i}", arguments={"timeout": i}, tool_class="SAFE_MUTATE", decision="allow", matched_rule="default:SAFE_MUTATE"))
 
 
-def _verify(db: Database):  # type: ignore[no-untyped-def]
+def _verify(db: Database) -> VerifyResult:
     """Verify, and check that re-hashing in Python finds exactly what the database's own walk finds."""
     with db.session() as session:
         result = verify_chain(session)

@@ -138,7 +138,8 @@ def test_no_connector_module_is_part_of_an_import_cycle() -> None:
         imports[module] = found
 
     def reaches(start: str, goal: str) -> bool:
-        seen, todo = set(), [start]
+        seen: set[str] = set()
+        todo = [start]
         while todo:
             for nxt in imports[todo.pop()] - seen:
                 if nxt == goal:

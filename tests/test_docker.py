@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +127,7 @@ def run(engine: DockerEngine) -> Iterator[Run]:
         start: bool = True,
         labels: dict[str, str] | None = None,
         network: str = "none",
-        binds: dict[str, dict[str, str]] | None = None,
+        binds: dict[str, Mapping[str, str]] | None = None,
         **options: Any,
     ) -> str:
         container = client.create_container(
@@ -219,13 +219,14 @@ def test_config_reads_endpoints_and_tls_the_docker_cli_way(tmp_path: Path, monke
 
     monkeypatch.delenv("DOCKER_HOST")
     assert DockerConfig(name="x").url == "unix:///var/run/docker.sock"
-    for bad, key in [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"url": "http://host:2375"}, "url"),
         ({"url": "tcp://"}, "url"),
         ({"url": "unix:///s.sock", "tls": {"ca": "ca.pem"}}, "sources[0]"),
         ({"url": "tcp://h:2376", "tls": {"cert": "c.pem"}}, "sources[0].tls"),
         ({"concurrency": 0}, "concurrency"),
-    ]:
+    ]
+    for bad, key in cases:
         with pytest.raises(ConfigError) as caught:
             build_config({"sources": [{"type": "docker", "name": "d", **bad}]}, registry=registry)
         assert key in str(caught.value)

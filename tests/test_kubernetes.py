@@ -47,6 +47,11 @@ def kubeconfig(tmp_path: Path, cluster: FakeKubernetes) -> Path:
     return write_kubeconfig(tmp_path / "kubeconfig", {"lab": cluster})
 
 
+def every_record(snapshot: Snapshot) -> list[Any]:
+    """Hosts, workloads and services of a snapshot, for checks that hold for every record."""
+    return [*snapshot.hosts, *snapshot.workloads, *snapshot.services]
+
+
 def connector(kubeconfig: Path, **settings: Any) -> KubernetesConnector:
     values: dict[str, Any] = {"name": "lab", "kubeconfig": kubeconfig, "page_size": PAGE_SIZE, "qps": 1000, "burst": 1000, "timeout": 5}
     values.update(settings)
@@ -147,7 +152,7 @@ def test_every_kind_lands_with_its_links(db: Database, cluster: FakeKubernetes, 
 def test_objects_missing_optional_fields_still_land(cluster: FakeKubernetes, kubeconfig: Path) -> None:
     snapshot = connector(kubeconfig).collect()
     assert snapshot.complete, snapshot.errors
-    bare = {(r.kind, r.name): r for r in [*snapshot.hosts, *snapshot.workloads, *snapshot.services] if r.name.startswith("bare-")}
+    bare = {(r.kind, r.name): r for r in every_record(snapshot) if r.name.startswith("bare-")}
     assert set(bare) == {
         ("node", "bare-node"), ("pod", "bare-pod"), ("deployment", "bare-deployment"), ("replicaset", "bare-replicaset"),
         ("statefulset", "bare-statefulset"), ("daemonset", "bare-daemonset"), ("job", "bare-job"), ("cronjob", "bare-cronjob"),
@@ -389,7 +394,7 @@ def test_renaming_a_context_keeps_the_cluster(sqlite_url: str, cluster: FakeKube
 def test_namespace_lists_and_the_annotation_allowlist(cluster: FakeKubernetes, kubeconfig: Path) -> None:
     only = connector(kubeconfig, namespaces=["app-000"], annotation_allowlist=["cert-manager.io/*", "kubectl.kubernetes.io/*"]).collect()
     assert only.complete, only.errors
-    assert {w.namespace for w in [*only.workloads, *only.services]} == {"app-000"}
+    assert {w.namespace for w in only.workloads} | {s.namespace for s in only.services} == {"app-000"}
     assert len(only.hosts) == cluster.objects.count("nodes")  # nodes belong to no namespace
     namespaced_paths = [path for path, _query in cluster.requests if "/namespaces/app-000/" in path]
     assert any(path.endswith("/namespaces/app-000/pods") for path in namespaced_paths)  # asked per namespace, not filtered here
@@ -506,7 +511,7 @@ def test_all_contexts_of_a_missing_kubeconfig_is_a_config_error(tmp_path: Path) 
 def test_a_snapshot_is_plain_data(cluster: FakeKubernetes, kubeconfig: Path) -> None:
     snapshot = connector(kubeconfig).collect()
     assert isinstance(snapshot, Snapshot)
-    text = json.dumps([[r.attributes, dict(r.labels)] for r in [*snapshot.hosts, *snapshot.workloads, *snapshot.services]])
+    text = json.dumps([[r.attributes, dict(r.labels)] for r in every_record(snapshot)])
     assert DEFAULT_TOKEN not in text and "managedFields" not in text and "resourceVersion" not in text
 
 

@@ -69,12 +69,13 @@ def connector_for(fake: FakeProxmox, name: str = "pve", **overrides: Any) -> Pro
 
 def by_key(snapshot: Snapshot) -> dict[tuple[str, str], Any]:
     """Workloads and services by (kind, external_id); hosts too, their kind prefixed "host:" (a "lxc" is both)."""
-    records: dict[tuple[str, str], Any] = {(r.kind, r.external_id): r for r in [*snapshot.workloads, *snapshot.services]}
+    records: dict[tuple[str, str], Any] = {(w.kind, w.external_id): w for w in snapshot.workloads}
+    records.update({(s.kind, s.external_id): s for s in snapshot.services})
     records.update({(f"host:{h.kind}", h.external_id): h for h in snapshot.hosts})
     return records
 
 
-def live_rows(db: Database, model: type) -> dict[tuple[str, str], Any]:
+def live_rows(db: Database, model: Any) -> dict[tuple[str, str], Any]:
     with db.session() as session:
         rows = session.scalars(select(model).where(model.removed_at.is_(None))).all()
         return {(r.kind, r.external_id): r for r in rows}

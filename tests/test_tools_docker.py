@@ -94,7 +94,7 @@ def runner_for(config: Config, db: Database) -> ToolRunner:
 def state(engine: DockerEngine, container_id: str) -> dict[str, Any] | None:
     client = engine.client()
     try:
-        return client.inspect_container(container_id)["State"]  # type: ignore[no-any-return]
+        return client.inspect_container(container_id)["State"]
     except Exception:
         return None
     finally:
