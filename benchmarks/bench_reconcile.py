@@ -136,8 +136,8 @@ def object_rows_for_floor(snapshot: Snapshot) -> tuple[list[tuple], list[tuple]]
     return hosts, workloads
 
 
-HOST_COLUMNS = "id, source_id, kind, external_id, name, status, labels, attributes, content_hash, first_seen_at, changed_at, removed_at, hostname, machine_uuid, mac_addresses, addresses, backing_workload_id"
-WORKLOAD_COLUMNS = "id, source_id, kind, external_id, name, status, labels, attributes, content_hash, first_seen_at, changed_at, removed_at, namespace, host_id, parent_id"
+HOST_COLUMNS = "id, source_id, kind, external_id, name, status, labels, attributes, content_hash, first_seen_at, changed_at, " "removed_at, hostname, machine_uuid, mac_addresses, addresses, backing_workload_id"
+WORKLOAD_COLUMNS = "id, source_id, kind, external_id, name, status, labels, attributes, content_hash, first_seen_at, changed_at, " "removed_at, namespace, host_id, parent_id"
 
 
 def floor_postgres(url: str, hosts: list[tuple], workloads: list[tuple]) -> float:
@@ -199,7 +199,10 @@ def run_engine(engine_name: str, url: str, snapshot: Snapshot, churned: Snapshot
         r = outcome.result
         assert outcome.status == "success" and r is not None, outcome.error
         object_rows = r.created + r.updated + r.revived + r.removed
-        print(f"{phase:<18}{elapsed:>9.3f}{objects / elapsed:>12,.0f}{object_rows:>13,}{r.changed:>13,}{r.statements:>12,}")
+        print(
+            f"{phase:<18}{elapsed:>9.3f}{objects / elapsed:>12,.0f}{object_rows:>13,}"
+            f"{r.changed:>13,}{r.statements:>12,}"
+        )
         results[phase] = elapsed
         results[f"{phase} rows"] = object_rows
     hosts, workloads = object_rows_for_floor(snapshot)
@@ -248,7 +251,7 @@ def main() -> None:
         med = {k: statistics.median(v) for k, v in ratios.items()}
         summary.append(
             f"{engine_name}: median of {args.rounds} rounds: first-sync rate / floor rate = {med['rate']:.2f}; "
-            f"1% churn time / first sync = {med['churn']:.3f}; (1% churn - no-change resync) / first sync = {med['churn_increment']:.3f}"
+            f"1% churn time / first sync = {med['churn']:.3f}; (1% churn - no-change resync) / first sync = " f"{med['churn_increment']:.3f}"
         )
     print("\n" + "\n".join(summary))
 

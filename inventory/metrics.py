@@ -114,7 +114,7 @@ class SyncMetrics:
 
     def refresh_from_database(self, session: Session) -> None:
         """Object counts by kind and last success per source, as the database holds them now."""
-        names = dict(session.execute(select(Source.id, Source.name)))
+        names = dict(session.execute(select(Source.id, Source.name)).all())
         self.objects.clear()  # a kind that disappeared must not keep its last value
         for object_type, model in OBJECT_MODELS.items():
             stmt = (

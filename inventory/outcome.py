@@ -52,6 +52,7 @@ class SourceOutcome:
             shown = self.error and self.status != SyncStatus.FAILED
             return f"{self.source}: {self.status}" + (f": {self.error}" if shown else "")
         counts = (
-            f"{r.created} created, {r.updated} updated, {r.removed} removed, {r.revived} revived, {r.unchanged} unchanged"
+            f"{r.created} created, {r.updated} updated, {r.removed} removed, {r.revived} revived, "
+            f"{r.unchanged} unchanged"
         )
         return f"{self.source}: {self.status}, {self.objects} objects ({counts}) in {self.duration:.2f}s"

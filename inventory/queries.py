@@ -148,7 +148,7 @@ def _match(session: Session, object_type: str, ident: str, *, many: bool = False
     if not candidates:
         raise NotFound(f"no {object_type} named {ident!r}")
     if len(candidates) > 1 and not many:
-        sources = dict(session.execute(select(Source.id, Source.name)))
+        sources = dict(session.execute(select(Source.id, Source.name)).all())
         listed = ", ".join(f"{c.id} ({sources.get(c.source_id)}/{c.kind}/{c.external_id})" for c in candidates[:10])
         raise Ambiguous(f"{len(candidates)} {object_type}s are named {ident!r}: {listed}; name one by id or source/kind/external_id")
     return candidates

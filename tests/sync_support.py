@@ -37,7 +37,7 @@ def write_config(path: Path, database_url: str, sources: dict[str, Path], *, int
     """A config whose sources are static files: name -> path."""
     entries = "\n".join(f"  - {{type: static, name: {name}, path: '{file}'}}" for name, file in sources.items())
     path.write_text(
-        f"database: {{url: '{database_url}'}}\nsync: {{interval: {interval}, jitter: {jitter}}}\n{extra}\nsources:\n{entries}\n",
+        f"database: {{url: '{database_url}'}}\nsync: {{interval: {interval}, jitter: " f"{jitter}}}\n{extra}\nsources:\n{entries}\n",
         encoding="utf-8",
     )
     return path

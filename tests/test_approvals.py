@@ -1,4 +1,4 @@
-"""Approvals end to end on both engines: who may approve, approval under the policy of the moment, races, the terminal."""
+"""Approvals end to end on both engines: who may approve, the policy of the moment, races, the terminal."""
 
 from __future__ import annotations
 

@@ -200,7 +200,9 @@ from inventory.audit.log import AuditRecord, append
 from inventory.storage.database import Database
 db = Database(sys.argv[1])
 for i in range(int(sys.argv[3])):
-    append(db, AuditRecord(event="tool_call", actor=sys.argv[2], outcome="success", tool="docker.stop", arguments={"i": i}))
+    record = AuditRecord(event="tool_call", actor=sys.argv[2], outcome="success",
+                         tool="docker.stop", arguments={"i": i})
+    append(db, record)
 db.dispose()
 """
 

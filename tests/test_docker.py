@@ -65,7 +65,7 @@ def _unavailable(reason: str) -> None:
 
 @pytest.fixture(scope="session")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A CA, a server certificate for 127.0.0.1 and a client certificate (trustme signs both for client and server use)."""
+    """A CA, a server certificate for 127.0.0.1 and a client certificate (trustme signs both for either use)."""
     import trustme
 
     directory = tmp_path_factory.mktemp("docker-tls")
@@ -193,7 +193,7 @@ def wait_for(predicate: Callable[[], bool], seconds: float = 10.0) -> None:
 
 
 def test_importing_the_connector_does_not_import_the_sdk() -> None:
-    code = "import connectors.docker.connector, sys; assert not {'docker', 'paramiko'} & set(sys.modules), sorted(m for m in sys.modules if m.startswith(('docker', 'paramiko')))"
+    code = "import connectors.docker.connector, sys; assert not {'docker', 'paramiko'} & set(sys.modules), sorted(m for " "m in " "sys.modules if m.startswith(('docker', 'paramiko')))"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=PROJECT_ROOT)
 
 
@@ -599,7 +599,12 @@ def test_a_failed_read_leaves_the_snapshot_incomplete_and_nothing_is_removed(db:
         del fake.containers[containers[-1].id]  # really gone, but an incomplete snapshot must not say so
         snapshot = connector.collect()
         assert not snapshot.complete and broken.id not in workloads_by_id(snapshot)
-        assert snapshot.errors == [f"container {broken.name} ({broken.id[:12]}): HTTP 500: fake engine: injected failure on /containers/{broken.id}/json"]
+        assert snapshot.errors == [
+            (
+                f"container {broken.name} ({broken.id[:12]}): HTTP 500: fake engine: injected failure on "
+                f"/containers/{broken.id}/json"
+            )
+        ]
         outcome = sync_source(db, connector)
         assert outcome.status == "partial" and outcome.result is not None and outcome.result.removed == 0
 

@@ -76,7 +76,7 @@ def removed_count(db: Database) -> int:
 
 def test_importing_the_connector_does_not_import_the_sdk() -> None:
     code = (
-        "import sys, connectors.kubernetes.connector, connectors.kubernetes.api, connectors.kubernetes.records, inventory.testing.fake_kubernetes\n"
+        "import sys, connectors.kubernetes.connector, connectors.kubernetes.api, connectors.kubernetes.records, " "inventory.testing.fake_kubernetes\n"
         "assert 'kubernetes' not in sys.modules, 'the SDK was imported'"
     )
     subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, check=True, timeout=60)
@@ -154,9 +154,9 @@ def test_objects_missing_optional_fields_still_land(cluster: FakeKubernetes, kub
     assert snapshot.complete, snapshot.errors
     bare = {(r.kind, r.name): r for r in every_record(snapshot) if r.name.startswith("bare-")}
     assert set(bare) == {
-        ("node", "bare-node"), ("pod", "bare-pod"), ("deployment", "bare-deployment"), ("replicaset", "bare-replicaset"),
-        ("statefulset", "bare-statefulset"), ("daemonset", "bare-daemonset"), ("job", "bare-job"), ("cronjob", "bare-cronjob"),
-        ("service", "bare-service"), ("ingress", "bare-ingress"),
+        ("node", "bare-node"), ("pod", "bare-pod"), ("deployment", "bare-deployment"),
+        ("replicaset", "bare-replicaset"), ("statefulset", "bare-statefulset"), ("daemonset", "bare-daemonset"),
+        ("job", "bare-job"), ("cronjob", "bare-cronjob"), ("service", "bare-service"), ("ingress", "bare-ingress"),
     }  # fmt: skip
     assert bare[("node", "bare-node")].status == "Unknown" and bare[("node", "bare-node")].machine_uuid is None
     pod = bare[("pod", "bare-pod")]
@@ -432,7 +432,7 @@ def test_server_url_token_and_ca_file_over_verified_tls(tmp_path: Path, tls_file
 
         other_ca = tmp_path / "other-ca.pem"
         trustme.CA().cert_pem.write_to_path(str(other_ca))
-        with pytest.raises(SourceError, match=r"source 'remote', namespace kube-system: TLS handshake with server https://127\.0\.0\.1:\d+ failed: certificate verify failed"):
+        with pytest.raises(SourceError, match=r"source 'remote', namespace kube-system: TLS handshake with server https://127\.0\.0\.1:\d+ failed: " r"certificate verify failed"):
             KubernetesConnector(config.sources[0].model_copy(update={"ca_file": other_ca})).collect()
         unverified = KubernetesConnector(config.sources[0].model_copy(update={"ca_file": None, "verify_tls": False})).collect()
         assert unverified.complete

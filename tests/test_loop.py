@@ -69,7 +69,7 @@ def test_three_cycles_with_changes_between_them(tmp_path: Path, db: Database) ->
     # The loop slept exactly one interval between cycles (jitter 0).
     assert clock.now == 1000.0 + 2 * 10
     with db.session() as session:
-        actions = dict(session.execute(select(Change.action, func.count()).group_by(Change.action)))
+        actions = dict(session.execute(select(Change.action, func.count()).group_by(Change.action)).all())
         live = session.execute(select(func.count()).select_from(HostRow).where(HostRow.removed_at.is_(None))).scalar_one()
     assert dict(actions) == {"created": 8, "updated": 2, "removed": 4}
     assert live == 2

@@ -41,7 +41,8 @@ def small_cluster(name: str | None = "lab") -> FakeCluster:
         FakeGuest(100, "qemu", "web", "pve1", tags=["prod", "web"], pool="prod", hastate="started", macs=[mac_for(100)],
                   addresses=["192.168.1.100/24", "fe80::1/64"], smbios_uuid="6F2C1A6E-3B7D-4C55-9E0A-0B1C2D3E4F50",
                   description="front end"),
-        FakeGuest(101, "qemu", "db", "pve2", agent="not-running", pool="prod", macs=[mac_for(101)], addresses=["192.168.1.101/24"]),
+        FakeGuest(101, "qemu", "db", "pve2", agent="not-running", pool="prod", macs=[mac_for(101)],
+                  addresses=["192.168.1.101/24"]),
         FakeGuest(200, "lxc", "cache", "pve2", tags=["prod"], macs=[mac_for(200)], addresses=["192.168.1.200/24"]),
         FakeGuest(9000, "qemu", "debian-tmpl", "pve1", status="stopped", template=True, macs=[mac_for(9000)]),
     ]  # fmt: skip
@@ -416,7 +417,7 @@ def test_secrets_reach_neither_the_snapshot_nor_the_database_nor_the_log(db: Dat
 
 
 def test_importing_the_connector_does_not_import_the_sdk() -> None:
-    code = "import connectors.proxmox.connector, sys; assert 'proxmoxer' not in sys.modules and 'requests' not in sys.modules, 'SDK imported'"
+    code = "import connectors.proxmox.connector, sys; assert 'proxmoxer' not in sys.modules and 'requests' not in " "sys.modules, 'SDK imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=PROJECT_ROOT)
 
 

@@ -207,7 +207,7 @@ def test_sources_are_scoped_each_to_its_own_objects(db: Database) -> None:
     assert result_of(outcome).removed == 5
     with db.session() as session:
         stmt = select(WorkloadRow.source_id, func.count()).where(WorkloadRow.removed_at.is_(None)).group_by(WorkloadRow.source_id)
-        live_per_source = dict(session.execute(stmt))
+        live_per_source = dict(session.execute(stmt).all())
     assert list(live_per_source.values()) == [4]
 
 
@@ -257,7 +257,7 @@ def test_large_and_empty_service_membership(db: Database, pods: int) -> None:
 
 
 def test_concurrent_syncs_of_two_sources_on_postgres_do_not_collide(postgres_url: str) -> None:
-    """Id blocks come from the sequence under a short lock: two writers never overlap or wait on each other's reconcile."""
+    """Id blocks come from the sequence under a short lock: two writers neither overlap nor wait on each other."""
     import threading
 
     from inventory.storage.database import open_database

@@ -83,7 +83,7 @@ def setup(engine: DockerEngine, containers: dict[str, str], db: Database, tmp_pa
 
 @pytest.fixture(params=["sqlite"])
 def database_url(request: pytest.FixtureRequest) -> str:
-    """Tool runs do not depend on the engine: SQLite keeps this module fast (approvals run on both in test_approvals)."""
+    """Tool runs do not depend on the engine: SQLite keeps this module fast (test_approvals runs on both)."""
     return request.getfixturevalue("sqlite_url")
 
 

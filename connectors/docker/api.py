@@ -22,7 +22,7 @@ def engine_resource(config: DockerConfig) -> str:
 
 
 def open_client(config: DockerConfig) -> APIClient:
-    """An ``APIClient`` of the source's engine (TLS, timeout, pool size and ssh client as configured); close it after use."""
+    """An ``APIClient`` of the source's engine (TLS, timeout, pool, ssh client as configured). Close it after use."""
     import docker
 
     tls: Any = False

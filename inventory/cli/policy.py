@@ -141,7 +141,8 @@ def run_command(
     no_input: bool,
     output: str,
 ) -> None:
-    """Run TOOL. Denied: exit 3. Needs approval: on a terminal, type the target's name; else exit 4 with the approval id."""
+    """Run TOOL. Denied: exit 3. Needs approval: on a terminal, type the target's name;
+    else exit 4 with the approval id."""
     from inventory.policy.execute import resolve_actor
     from inventory.policy.tools import parse_arg_pairs
 
@@ -153,7 +154,7 @@ def run_command(
 
 def _confirm_on_terminal(evaluation: Any) -> bool:
     name = evaluation.target.name if evaluation.target else evaluation.tool
-    click.echo(f"{evaluation.tool} on {evaluation.target_ref} is {evaluation.classification.tool_class}; the policy requires approval ({evaluation.decision.rule_label}).", err=True)
+    click.echo(f"{evaluation.tool} on {evaluation.target_ref} is {evaluation.classification.tool_class}; the policy requires " f"approval ({evaluation.decision.rule_label}).", err=True)
     impact = evaluation.classification.details.get("impact")
     if impact:
         click.echo(f"Impact: {impact['summary']}", err=True)
@@ -202,7 +203,8 @@ def approvals_list(app: AppContext, status: str, output: str, policy_path: str |
 @output_option
 @click.pass_obj
 def approvals_approve(app: AppContext, approval_id: int, actor: str | None, reason: str | None, policy_path: str | None, output: str) -> None:
-    """Approve a pending call and run it now (the approver is recorded; it cannot be the requester unless policy allows)."""
+    """Approve a pending call and run it now (the approver is recorded; it cannot be the
+    requester unless policy allows)."""
     from inventory.policy.approvals import approve
     from inventory.policy.execute import resolve_actor
 

@@ -34,7 +34,8 @@ def request_approval(runner: ToolRunner, evaluation: Evaluation, started: float)
             evaluation,
             "failed",
             started,
-            error="arguments that carry secrets cannot wait for approval; run the call on a terminal to confirm it in place",
+            error="arguments that carry secrets cannot wait for approval; "
+            "run the call on a terminal to confirm it in place",
             raise_error=UsageError,
         )
     with runner.db.write_session() as session:
@@ -121,11 +122,11 @@ def approve(runner: ToolRunner, approval_id: int, approver: str, reason: str | N
     if evaluation.decision.effect is Effect.DENY:
         record = audit_record(evaluation, "rejected", started, error=f"the policy now denies it ({evaluation.decision.rule_label})", approver=approver, approval_id=approval_id, event="approval")
         _claim(runner, approval_id, "rejected", approver, "denied by the current policy", record)
-        raise PolicyDenied(f"approval {approval_id}: the policy now denies this call ({evaluation.decision.rule_label}); it was rejected")
+        raise PolicyDenied(f"approval {approval_id}: the policy now denies this call ({evaluation.decision.rule_label}); it was " "rejected")
     if not runner.policy.may_approve(approver):
         raise PolicyDenied(f"approval {approval_id}: {approver} is not among the approvers the policy names")
     if approver == approval.requester and not evaluation.decision.self_approval:
-        raise PolicyDenied(f"approval {approval_id}: {approver} requested this call and cannot approve it (the policy does not allow self-approval)")
+        raise PolicyDenied(f"approval {approval_id}: {approver} requested this call and cannot approve it (the policy does not allow " "self-approval)")
     record = audit_record(evaluation, "approved", started, approver=approver, approval_id=approval_id, event="approval")
     _claim(runner, approval_id, "approved", approver, reason, record)
     try:

@@ -158,7 +158,7 @@ class ToolRunner:
     def _resolve(self, spec: ToolSpec | None, target_text: str | None) -> Target | None:
         if not target_text:
             if spec is not None:
-                raise UsageError(f"tool {spec.name} needs --target ({spec.target_type}{' of kind ' + '/'.join(spec.target_kinds) if spec.target_kinds else ''})")
+                raise UsageError(f"tool {spec.name} needs --target " f"({spec.target_type}{' of kind ' + '/'.join(spec.target_kinds) if spec.target_kinds else ''})")
             return None
         if spec is None:
             return None  # an unknown tool's target is recorded as given; nothing will run

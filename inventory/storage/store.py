@@ -197,7 +197,7 @@ class SqlStore:
                 lock_key = _ID_ALLOCATION_LOCK + self.schema.names.index(object_type)
                 allocation.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key})
                 start = allocation.execute(
-                    text("SELECT setval(pg_get_serial_sequence(:table, 'id'), nextval(pg_get_serial_sequence(:table, 'id')) + :n - 1) - :n + 1"),
+                    text("SELECT setval(pg_get_serial_sequence(:table, 'id'), nextval(pg_get_serial_sequence(:table, " "'id')) + :n - 1) - :n + 1"),
                     {"table": table.name, "n": count},
                 ).scalar_one()
         else:

@@ -209,7 +209,7 @@ def version_document() -> dict[str, Any]:
 
 
 def generate_containers(count: int, *, running_every: int = 5, compose_projects: int = 10, seed: str = "fake") -> list[FakeContainer]:
-    """``count`` containers: every ``running_every``-th running, the rest created or exited; some in Compose projects."""
+    """``count`` containers: every ``running_every``-th running, the others created or exited; some in Compose."""
     containers = []
     for index in range(count):
         labels: dict[str, str] = {}

@@ -286,8 +286,8 @@ class FakeKubernetes:
                 return fault.status, _status(fault.status, reason, f"an error on the server (injected) has prevented the request from succeeding (get {resource})"), 0.0
             if fault.action == "expire":
                 message = (
-                    "The provided continue parameter is too old to display a consistent list result. You can start a new list "
-                    "without the continue parameter, or use the continue token in this response to retrieve the remainder of the results."
+                    "The provided continue parameter is too old to display a consistent list result. You can start a " "new list "
+                    "without the continue parameter, or use the continue token in this response to retrieve the " "remainder of the results."
                 )
                 return 410, _status(410, "Expired", message, **{"continue": token}), 0.0
             if fault.action == "delay":

@@ -279,7 +279,7 @@ class _Api:
     def node_call(self, node_name: str, rest: list[str]) -> Any:
         node = next((n for n in self.cluster.nodes if n.name == node_name), None)
         if node is None:
-            raise ApiError(500, f"hostname lookup '{node_name}' failed - failed to get address info for: {node_name}: Name or service not known")
+            raise ApiError(500, f"hostname lookup '{node_name}' failed - failed to get address info for: {node_name}: Name or service " "not known")
         self.require(self.can_see_nodes(), f"/nodes/{node_name}", "Sys.Audit")
         if not node.online:
             # pveproxy proxies the call to the node and cannot reach it.
