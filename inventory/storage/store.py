@@ -102,7 +102,7 @@ class SqlStore:
             ).first()
             if adopted is not None:
                 self._execute(update(Source).where(Source.id == adopted.id).values(name=name))
-                return adopted.id
+                return int(adopted.id)
         if found is not None:
             changes = {}
             if found.type != type_name:
@@ -111,7 +111,7 @@ class SqlStore:
                 changes["identity"] = identity
             if changes:
                 self._execute(update(Source).where(Source.id == found.id).values(**changes))
-            return found.id
+            return int(found.id)
         from sqlalchemy.dialects import postgresql, sqlite
 
         # Both dialects' INSERT ... ON CONFLICT DO NOTHING are spelled the same.
@@ -121,7 +121,7 @@ class SqlStore:
             .values(name=name, type=type_name, identity=identity, created_at=utcnow())
             .on_conflict_do_nothing(index_elements=["name"])
         )
-        return self._execute(select(Source.id).where(Source.name == name)).scalar_one()
+        return int(self._execute(select(Source.id).where(Source.name == name)).scalar_one())
 
     def start_run(self, source_id: int, started_at: datetime | None = None) -> int:
         run = SyncRun(source_id=source_id, started_at=started_at or utcnow(), status="running")
