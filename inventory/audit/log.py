@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
 from inventory.audit.models import AuditEntry
@@ -518,10 +518,6 @@ def export_jsonl(session: Session, out: IO[str], flt: AuditFilter = AuditFilter(
         out.write(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n")
         count += 1
     return count
-
-
-def count_entries(session: Session) -> int:
-    return session.execute(select(func.count()).select_from(AuditEntry)).scalar_one()
 
 
 __all__ = [

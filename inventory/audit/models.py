@@ -73,12 +73,13 @@ class AuditEntry(Base):
     # Canonical JSON text of the redacted arguments (the exact text that was hashed).
     arguments: Mapped[str | None] = mapped_column(CanonicalJson)
     tool_class: Mapped[str | None] = mapped_column(String(20))
-    # allow | require_approval | deny (for sync entries: "n/a")
+    # allow | require_approval | deny; empty on sync entries, which no policy decides
     decision: Mapped[str | None] = mapped_column(String(20))
     matched_rule: Mapped[str | None] = mapped_column(String(200))
     approver: Mapped[str | None] = mapped_column(String(200))
     approval_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
-    # success | failed | denied | invalid | pending | approved | rejected | dry_run | partial
+    # Tool calls and approvals: success | failed | denied | invalid | pending | approved | rejected | dry_run;
+    # sync entries: the run's status (inventory.outcome.SyncStatus).
     outcome: Mapped[str] = mapped_column(String(20))
     error: Mapped[str | None] = mapped_column(Text)
     # Microseconds, an integer: it reads back identically on every engine.
@@ -96,7 +97,7 @@ class Approval(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     requester: Mapped[str] = mapped_column(String(200), index=True)
     tool: Mapped[str] = mapped_column(String(200))
-    # The target as resolved when the call was made: "<type>:<id>" of the inventory row.
+    # The target as resolved when the call was made, as Target.ref: "<type>:<source>/<kind>/<external_id>".
     target: Mapped[str] = mapped_column(String(1000))
     target_name: Mapped[str | None] = mapped_column(String(500))
     source: Mapped[str | None] = mapped_column(String(200))

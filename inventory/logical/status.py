@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from inventory.errors import NotFound
 from inventory.logical.spec import LogicalService, MemberSelector
 from inventory.queries import glob_to_like
 from inventory.report import classify_status
@@ -302,13 +301,6 @@ def evaluate_all(
     session: Session, specs: Sequence[LogicalService], *, now: datetime | None = None
 ) -> list[ServiceState]:
     return [evaluate(session, spec, now=now) for spec in specs]
-
-
-def find(specs: Sequence[LogicalService], name: str) -> LogicalService:
-    for spec in specs:
-        if spec.name == name:
-            return spec
-    raise NotFound(f"no logical service named {name!r} in the config")
 
 
 def services_reached(
