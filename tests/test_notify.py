@@ -130,7 +130,7 @@ def test_config_reads_target_secrets_from_files_and_masks_them(tmp_path: Path) -
 def test_an_incomplete_target_is_a_config_error() -> None:
     from inventory.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"notify\.targets\.0\.: a slack target needs url"):
+    with pytest.raises(ConfigError, match=r"notify\.targets\[0\]: a slack target needs url"):
         build_config({"notify": {"targets": [{"type": "slack"}]}}, registry=ConnectorRegistry.of())
 
 
