@@ -37,7 +37,16 @@ from sqlalchemy import insert, text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from inventory.audit.log import GENESIS_HASH, JSON_FIELDS, SCALAR_FIELDS, AuditRecord, append, compute_hash, prepare_fields, verify_chain  # noqa: E402
+from inventory.audit.log import (  # noqa: E402
+    GENESIS_HASH,
+    JSON_FIELDS,
+    SCALAR_FIELDS,
+    AuditRecord,
+    append,
+    compute_hash,
+    prepare_fields,
+    verify_chain,
+)
 from inventory.audit.models import AuditEntry  # noqa: E402
 from inventory.storage.database import Database, open_database  # noqa: E402
 from inventory.testing.scratch_postgres import ScratchDatabase, libpq_conninfo  # noqa: E402
@@ -156,7 +165,7 @@ def main() -> None:
             conn.execute(text("CREATE TABLE plain_audit (LIKE audit_log INCLUDING ALL)"))
             conn.execute(text("CREATE SEQUENCE plain_audit_seq"))
 
-        print(f"PostgreSQL {db.engine.connect().execute(text('SHOW server_version')).scalar()}, {options.writers} writers, one entry per transaction")
+        print(f"PostgreSQL {db.engine.connect().execute(text('SHOW server_version')).scalar()}, {options.writers} " "writers, one entry per transaction")
         # Rounds alternate plain and chained so that both see the same load on a shared machine.
         plain_rates, chained_rates = [], []
         for round_number in range(1, options.rounds + 1):
@@ -164,14 +173,14 @@ def main() -> None:
             plain_rates.append(options.entries / plain_seconds)
             chained_seconds = run_writers(chained_writer, url, options.writers, options.entries)
             chained_rates.append(options.entries / chained_seconds)
-            print(f"round {round_number}: plain {plain_rates[-1]:>8,.0f} rows/s, chained {chained_rates[-1]:>8,.0f} entries/s, ratio {chained_rates[-1] / plain_rates[-1]:.2f}")
+            print(f"round {round_number}: plain {plain_rates[-1]:>8,.0f} rows/s, chained {chained_rates[-1]:>8,.0f} " f"entries/s, ratio {chained_rates[-1] / plain_rates[-1]:.2f}")
         with db.session() as session:
             result = verify_chain(session)
         expected = options.rounds * (options.entries + options.writers)
         intact = result.ok and result.checked == expected
         plain_rate, chained_rate = statistics.median(plain_rates), statistics.median(chained_rates)
         print(f"plain inserts (median of {options.rounds}):   {plain_rate:>9,.0f} rows/s")
-        print(f"chained appends (median of {options.rounds}): {chained_rate:>9,.0f} entries/s; chain intact: {intact} ({result.checked} entries)")
+        print(f"chained appends (median of {options.rounds}): {chained_rate:>9,.0f} entries/s; chain intact: {intact} " f"({result.checked} entries)")
         print(f"ratio chained / plain: {chained_rate / plain_rate:.2f} (goal >= 0.50)")
 
         extra = max(0, options.verify - result.checked)
@@ -181,7 +190,7 @@ def main() -> None:
                 started = time.perf_counter()
                 result = verify_chain(session, in_python=in_python)
                 seconds = time.perf_counter() - started
-            print(f"verify {mode}: {result.checked:>7} entries in {seconds:5.2f} s = {result.checked / seconds:>9,.0f} entries/s; ok: {result.ok}")
+            print(f"verify {mode}: {result.checked:>7} entries in {seconds:5.2f} s = {result.checked / seconds:>9,.0f} " f"entries/s; ok: {result.ok}")
         print("(goal: verify at least 100,000 entries/s; `inventory audit verify` walks in the database on PostgreSQL)")
         db.dispose()
     finally:

@@ -127,7 +127,7 @@ def fake_scale_run(count: int, admin_url: str) -> None:
 
             client = docker.APIClient(base_url=config.url, version="auto")
             floor, listed = median_time(lambda: client.containers(all=True), 1)
-            print(f"raw floor (one list call as JSON): {floor:6.3f} s  ({len(listed)} containers, {sum(1 for c in listed if needs_inspect(c))} to inspect)")
+            print(f"raw floor (one list call as JSON): {floor:6.3f} s  ({len(listed)} containers, " f"{sum(1 for c in listed if needs_inspect(c))} to inspect)")
             db = open_database(url, migrate=False)
             first_sync, first = median_time(lambda: sync_source(db, DockerConnector(config)), 1)
             assert first.ok and first.result is not None, first.error
@@ -156,14 +156,14 @@ def main() -> None:
         return
 
     engine = start_engine()
-    databases: list[str] = []
+    databases: list[ScratchDatabase] = []
     try:
         client = engine.client()
         make_busybox_image(client)
         started = time.perf_counter()
         running = populate(engine, args.containers, args.start_every)
         print(f"engine: private dockerd (pid {engine.process.pid}) at {engine.url}")
-        print(f"setup:  {args.containers} containers created ({running} started) in {time.perf_counter() - started:.1f} s (not measured below)")
+        print(f"setup:  {args.containers} containers created ({running} started) in {time.perf_counter() - started:.1f} " "s (not measured below)")
         print()
 
         floor, listed = median_time(lambda: client.containers(all=True), args.runs)
@@ -172,7 +172,7 @@ def main() -> None:
 
         config = DockerConfig(name="bench", url=engine.url)
         collect_only, snapshot = median_time(lambda: DockerConnector(config).collect(), args.runs)
-        print(f"collect only:                          {collect_only:6.3f} s  ({snapshot.object_count} records, {inspects} inspects, complete={snapshot.complete})")
+        print(f"collect only:                          {collect_only:6.3f} s  ({snapshot.object_count} records, " f"{inspects} inspects, complete={snapshot.complete})")
 
         databases.append(create_database(args.postgres))
         db = open_database(databases[-1].url, migrate=False)
@@ -183,7 +183,7 @@ def main() -> None:
         print(f"first sync into PostgreSQL:            {first_sync:6.3f} s  (created {first.result.created})")
         resync, again = median_time(lambda: sync_source(db, DockerConnector(config)), args.runs)
         assert again.ok and again.result is not None, again.error
-        print(f"no-change resync:                      {resync:6.3f} s  (unchanged {again.result.unchanged}, changed {again.result.changed})")
+        print(f"no-change resync:                      {resync:6.3f} s  (unchanged {again.result.unchanged}, changed " f"{again.result.changed})")
         with db.session() as session:
             workloads = session.scalar(select(func.count()).select_from(WorkloadRow))
             services = session.scalar(select(func.count()).select_from(ServiceRow))
@@ -219,19 +219,19 @@ def main() -> None:
             theirs, (_, output) = median_time(lambda: run_process([ansible, "-i", str(plugin_file), "--list"]), args.runs)
             listed_by_ansible = ansible_hosts(output)
             if listed_by_ansible != args.containers:
-                raise SystemExit(f"ansible-inventory listed {listed_by_ansible} containers, not {args.containers}: the plugin did not run")
-            print(f"ansible-inventory --list (community.docker.docker_containers): {theirs:6.3f} s  ({listed_by_ansible} containers)")
+                raise SystemExit(f"ansible-inventory listed {listed_by_ansible} containers, not {args.containers}: the plugin did " "not run")
+            print(f"ansible-inventory --list (community.docker.docker_containers): {theirs:6.3f} s  " f"({listed_by_ansible} containers)")
             their_floor, _ = median_time(lambda: run_process([ansible, "-i", "localhost,", "--list"]), args.runs)
             print(f"  process floor, ansible-inventory -i localhost, --list: {their_floor:6.3f} s")
 
         speedup = theirs / ours
         print()
-        print(f"ansible-inventory / inventory sync --once = {speedup:.1f}x  (goal >= {GOAL_SPEEDUP:g}x: {'met' if speedup >= GOAL_SPEEDUP else 'NOT met'})")
-        print(f"  the goal needs the whole process in <= {theirs / GOAL_SPEEDUP:.3f} s; importing sqlalchemy, psycopg and docker alone "
-              f"takes {import_floor:.3f} s ({theirs / import_floor:.1f}x faster than ansible-inventory is the most any process using them can be)")
+        print(f"ansible-inventory / inventory sync --once = {speedup:.1f}x  (goal >= {GOAL_SPEEDUP:g}x: " f"{'met' if speedup >= GOAL_SPEEDUP else 'NOT met'})")
+        print(f"  the goal needs the whole process in <= {theirs / GOAL_SPEEDUP:.3f} s; importing sqlalchemy, psycopg " "and docker alone "
+              f"takes {import_floor:.3f} s ({theirs / import_floor:.1f}x faster than ansible-inventory is the most any " "process using them can be)")
         print(f"ansible-inventory / in-process first sync = {theirs / first_sync:.1f}x")
-        print(f"above each process floor: ansible {theirs - their_floor:.3f} s, ours {ours - our_floor:.3f} s = {(theirs - their_floor) / max(ours - our_floor, 1e-9):.1f}x")
-        print(f"first sync / raw floor = {first_sync / floor:.1f}x;  collect only / raw floor = {collect_only / floor:.1f}x")
+        print(f"above each process floor: ansible {theirs - their_floor:.3f} s, ours {ours - our_floor:.3f} s = " f"{(theirs - their_floor) / max(ours - our_floor, 1e-9):.1f}x")
+        print(f"first sync / raw floor = {first_sync / floor:.1f}x;  collect only / raw floor = " f"{collect_only / floor:.1f}x")
     finally:
         engine.stop()
         for scratch in databases:

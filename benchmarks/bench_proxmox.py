@@ -68,7 +68,8 @@ def run_ours(fake: FakeProxmox, workdir: Path, admin_url: str) -> dict[str, Any]
         fake.reset_calls()
         started = time.perf_counter()
         done = subprocess.run(
-            [str(PROJECT_ROOT / ".venv/bin/inventory"), "-c", str(config), "--database-url", database.url, "sync", "--once"],
+            [str(PROJECT_ROOT / ".venv/bin/inventory"), "-c", str(config),
+             "--database-url", database.url, "sync", "--once"],
             capture_output=True, text=True, cwd=workdir, env={**os.environ, "INVENTORY_DATABASE_URL": ""},
         )  # fmt: skip
         seconds = time.perf_counter() - started
@@ -181,7 +182,7 @@ def describe_missing(fake: FakeProxmox, missing: set[int]) -> str:
         names[g.name] = names.get(g.name, 0) + 1
     templates = sum(1 for v in missing if guests[v].template)
     duplicates = sum(1 for v in missing if not guests[v].template and names[guests[v].name] > 1)
-    return f"{len(missing)} ({templates} templates, {duplicates} sharing a name with another guest, {len(missing) - templates - duplicates} other)"
+    return f"{len(missing)} ({templates} templates, {duplicates} sharing a name with another guest, " f"{len(missing) - templates - duplicates} other)"
 
 
 def main() -> None:
@@ -196,10 +197,14 @@ def main() -> None:
     ansible = args.ansible if Path(args.ansible).exists() else shutil.which("ansible-inventory")
     cluster = build_cluster(nodes=args.nodes, guests=args.guests)
     every = {g.vmid for g in cluster.guests}
-    print(f"fake cluster: {args.nodes} nodes, {len(every)} guests ({sum(g.template for g in cluster.guests)} templates, "
-          f"{len(every) - len({g.name for g in cluster.guests})} names used twice); PostgreSQL at {make_url(args.postgres).render_as_string()}")  # fmt: skip
+    templates = sum(g.template for g in cluster.guests)
+    print(
+        f"fake cluster: {args.nodes} nodes, {len(every)} guests ({templates} templates, "
+        f"{len(every) - len({g.name for g in cluster.guests})} names used twice); "
+        f"PostgreSQL at {make_url(args.postgres).render_as_string()}"
+    )
     if not ansible:
-        print("ansible-inventory: not found (pip install ansible requests into /tmp/ansible-venv); printing our figures only")
+        print("ansible-inventory: not found (pip install ansible requests into /tmp/ansible-venv); printing our figures " "only")
     with FakeProxmox(cluster) as fake, tempfile.TemporaryDirectory(prefix="bench-pve-") as tmp:
         workdir = Path(tmp)
         with FakeProxmox(build_cluster(nodes=1, guests=0, pools=0)) as empty:
@@ -217,11 +222,13 @@ def main() -> None:
             workers = ProxmoxConfig.model_fields["concurrency"].default
             inner = {c: collect_in_process(fake, c) for c in sorted({8, workers})}
             floor = raw_fetch_floor(fake, inner[workers]["paths"], workers=workers)
-            print(f"ours    inventory sync --once -> PostgreSQL: {ours['seconds']:7.2f} s  {ours['calls']:5d} API calls  "
-                  f"{len(ours['guests'])} guests, {ours['hosts']} hosts")  # fmt: skip
+            print(
+                f"ours    inventory sync --once -> PostgreSQL: {ours['seconds']:7.2f} s  "
+                f"{ours['calls']:5d} API calls  {len(ours['guests'])} guests, {ours['hosts']} hosts"
+            )
             for concurrency, figures in inner.items():
-                print(f"        collect() alone, {concurrency:2d} in flight:      {figures['seconds']:7.2f} s  {figures['calls']:5d} API calls  complete={figures['complete']}")
-            print(f"floor   same URLs, bare requests, {workers:2d} workers:{floor['seconds']:6.2f} s  {floor['calls']:5d} API calls  (own process, fetch only)")
+                print(f"        collect() alone, {concurrency:2d} in flight:      {figures['seconds']:7.2f} s  " f"{figures['calls']:5d} API calls  complete={figures['complete']}")
+            print(f"floor   same URLs, bare requests, {workers:2d} workers:{floor['seconds']:6.2f} s  " f"{floor['calls']:5d} API calls  (own process, fetch only)")
             if not ansible:
                 continue
             try:
@@ -232,15 +239,20 @@ def main() -> None:
             ratio = theirs["seconds"] / ours["seconds"]
             goal = GOALS.get(int(latency_ms))
             verdict = f"(goal >= {goal:g}x: {'met' if ratio >= goal else 'NOT met'})" if goal else ""
-            print(f"ansible community.proxmox, want_facts:  {theirs['seconds']:7.2f} s  {theirs['calls']:5d} API calls  "
-                  f"{len(theirs['guests'])} guests, {theirs['hosts']} hosts")  # fmt: skip
+            print(
+                f"ansible community.proxmox, want_facts:  {theirs['seconds']:7.2f} s  "
+                f"{theirs['calls']:5d} API calls  {len(theirs['guests'])} guests, {theirs['hosts']} hosts"
+            )
             print(f"ratio   ansible / ours = {ratio:.1f}x {verdict}")
             if goal:
-                print(f"        the goal needs ours in <= {theirs['seconds'] / goal:.2f} s; the fetch floor plus the import floor "
-                      f"alone take {floor['seconds'] + imports:.2f} s (ansible / those floors = {theirs['seconds'] / (floor['seconds'] + imports):.1f}x)")
-            print(f"missing ours: {describe_missing(fake, every - ours['guests'])}; ansible: {describe_missing(fake, every - theirs['guests'])}")
-            print(f"addresses: guests with an address, ours {len(ours['addressed'])}, ansible {len(theirs['addressed'])}; "
-                  f"only ours {len(ours['addressed'] - theirs['addressed'])}, only ansible {len(theirs['addressed'] - ours['addressed'])}")  # fmt: skip
+                print(f"        the goal needs ours in <= {theirs['seconds'] / goal:.2f} s; the fetch floor plus the " "import floor "
+                      f"alone take {floor['seconds'] + imports:.2f} s (ansible / those floors = " f"{theirs['seconds'] / (floor['seconds'] + imports):.1f}x)")
+            print(f"missing ours: {describe_missing(fake, every - ours['guests'])}; ansible: " f"{describe_missing(fake, every - theirs['guests'])}")
+            print(
+                f"addresses: guests with an address, ours {len(ours['addressed'])}, "
+                f"ansible {len(theirs['addressed'])}; only ours {len(ours['addressed'] - theirs['addressed'])}, "
+                f"only ansible {len(theirs['addressed'] - ours['addressed'])}"
+            )
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ import argparse
 import json
 import os
 import random
-import statistics
 import re
+import statistics
 import sys
 import tempfile
 import time
@@ -24,16 +24,15 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from inventory.connector import Connector, SourceConfig  # noqa: E402
-from inventory.records import Host, Ref, Snapshot, Workload, record_hash  # noqa: E402
-from inventory.schema import canonical_fields  # noqa: E402
-from inventory.storage.database import open_database  # noqa: E402
-from inventory.sync import sync_source  # noqa: E402
-from inventory.testing.scratch_postgres import ScratchDatabase, libpq_conninfo  # noqa: E402
-from inventory.timeutil import utcnow  # noqa: E402
+from inventory.connector import Connector, SourceConfig
+from inventory.records import Host, Ref, Snapshot, Workload, record_hash
+from inventory.schema import canonical_fields
+from inventory.storage.database import open_database
+from inventory.sync import sync_source
+from inventory.testing.scratch_postgres import ScratchDatabase, libpq_conninfo
+from inventory.timeutil import utcnow
 
 POSTGRES_ADMIN_URL = os.environ.get("INVENTORY_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
@@ -137,8 +136,8 @@ def object_rows_for_floor(snapshot: Snapshot) -> tuple[list[tuple], list[tuple]]
     return hosts, workloads
 
 
-HOST_COLUMNS = "id, source_id, kind, external_id, name, status, labels, attributes, content_hash, first_seen_at, changed_at, removed_at, hostname, machine_uuid, mac_addresses, addresses, backing_workload_id"
-WORKLOAD_COLUMNS = "id, source_id, kind, external_id, name, status, labels, attributes, content_hash, first_seen_at, changed_at, removed_at, namespace, host_id, parent_id"
+HOST_COLUMNS = "id, source_id, kind, external_id, name, status, labels, attributes, content_hash, first_seen_at, changed_at, " "removed_at, hostname, machine_uuid, mac_addresses, addresses, backing_workload_id"
+WORKLOAD_COLUMNS = "id, source_id, kind, external_id, name, status, labels, attributes, content_hash, first_seen_at, changed_at, " "removed_at, namespace, host_id, parent_id"
 
 
 def floor_postgres(url: str, hosts: list[tuple], workloads: list[tuple]) -> float:
@@ -166,7 +165,7 @@ def floor_sqlite(path: str, hosts: list[tuple], workloads: list[tuple]) -> float
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
-    for table, columns in (("hosts", HOST_COLUMNS), ("workloads", WORKLOAD_COLUMNS)):
+    for table in ("hosts", "workloads"):
         ddl = conn.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name=?", (table,)).fetchone()[0]
         # Same columns, primary key and unique constraint; no foreign keys, as LIKE ... INCLUDING ALL on PostgreSQL.
         ddl = re.sub(rf'CREATE TABLE "?{table}"?', f"CREATE TABLE floor_{table}", ddl, count=1)
@@ -198,9 +197,12 @@ def run_engine(engine_name: str, url: str, snapshot: Snapshot, churned: Snapshot
         outcome = sync_source(db, FixedConnector(snap))
         elapsed = time.perf_counter() - started
         r = outcome.result
-        assert outcome.status == "success", outcome.error
+        assert outcome.status == "success" and r is not None, outcome.error
         object_rows = r.created + r.updated + r.revived + r.removed
-        print(f"{phase:<18}{elapsed:>9.3f}{objects / elapsed:>12,.0f}{object_rows:>13,}{r.changed:>13,}{r.statements:>12,}")
+        print(
+            f"{phase:<18}{elapsed:>9.3f}{objects / elapsed:>12,.0f}{object_rows:>13,}"
+            f"{r.changed:>13,}{r.statements:>12,}"
+        )
         results[phase] = elapsed
         results[f"{phase} rows"] = object_rows
     hosts, workloads = object_rows_for_floor(snapshot)
@@ -249,7 +251,7 @@ def main() -> None:
         med = {k: statistics.median(v) for k, v in ratios.items()}
         summary.append(
             f"{engine_name}: median of {args.rounds} rounds: first-sync rate / floor rate = {med['rate']:.2f}; "
-            f"1% churn time / first sync = {med['churn']:.3f}; (1% churn - no-change resync) / first sync = {med['churn_increment']:.3f}"
+            f"1% churn time / first sync = {med['churn']:.3f}; (1% churn - no-change resync) / first sync = " f"{med['churn_increment']:.3f}"
         )
     print("\n" + "\n".join(summary))
 

@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_kubernetes import start_fake  # noqa: E402
+
 from connectors.kubernetes.connector import KubernetesConfig, KubernetesConnector  # noqa: E402
 from inventory.server.auth import token_digest  # noqa: E402
 from inventory.storage.database import open_database  # noqa: E402

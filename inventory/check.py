@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from inventory.config import Config
 from inventory.connector import ConnectorRegistry
@@ -17,14 +17,14 @@ from inventory.errors import ConnectorUnavailable, SourceError
 
 # ok: every resource was read | partial: reached, but some resources were refused or failed
 # (permissions, usually) | failed: not reached, not authenticated, or the connector is unavailable
-CHECK_STATUSES = ("ok", "partial", "failed")
+CheckStatus = Literal["ok", "partial", "failed"]
 
 
 @dataclass(frozen=True)
 class CheckResult:
     source: str
     type: str
-    status: str
+    status: CheckStatus
     detail: str
     hosts: int = 0
     workloads: int = 0
@@ -67,6 +67,7 @@ def check_source(source: Any, registry: ConnectorRegistry) -> CheckResult:
         return CheckResult(source.name, source.type, "failed", reason, duration=time.monotonic() - started)
     counts = {"hosts": len(snapshot.hosts), "workloads": len(snapshot.workloads), "services": len(snapshot.services)}
     would_read = ", ".join(f"{n} {kind}" for kind, n in counts.items())
+    status: CheckStatus
     if snapshot.complete:
         detail, status = f"reachable, authenticated; would read {would_read}", "ok"
     else:

@@ -22,7 +22,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from inventory.connector import ConnectorRegistry, Duration, SourceConfig
-from inventory.logical.spec import LogicalService, LogicalServices
 from inventory.errors import ConfigError, ConnectorUnavailable
 from inventory.audit.keys import default_key_path
 from inventory.notify import NotifySettings

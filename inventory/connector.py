@@ -199,7 +199,7 @@ class ConnectorRegistry:
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             # The first registration of a name wins; a duplicate is reported, never merged.
             if ep.name in found:
-                log.warning("connector %r registered twice; keeping %s, ignoring %s", ep.name, found[ep.name].entry_point.value, ep.value)
+                log.warning("connector %r registered twice; keeping %s, ignoring %s", ep.name, getattr(found[ep.name].entry_point, "value", None), ep.value)
                 continue
             found[ep.name] = _Entry(ep.name, ep)
         return cls(found)

@@ -25,6 +25,9 @@ few live beside the code that raises them and subclass a class of the tree:
     ├── Ambiguous              a name matched several objects (exit code 2)
     ├── PolicyDenied           the policy refuses a tool call or an approval (exit code 3)
     ├── ToolFailed             a tool ran and its source refused or failed (names source and target)
+    ├── inventory.server.auth.NotAuthenticated   no token, or one no authenticator knows (HTTP 401)
+    ├── inventory.server.auth.Forbidden          a known principal lacks the permission (HTTP 403)
+    ├── inventory.server.web.SignInRequired      the web UI's session is gone (a redirect to sign in)
     └── HarnessError           raised by inventory.testing (fakes, private engines), never by the product
         ├── inventory.testing.docker_engine.EngineUnavailable
         └── inventory.testing.fake_proxmox.ApiError (the fake's non-200 answer, inside the fake)

@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import make_url
@@ -170,7 +170,7 @@ class FileSourceLock:
 class ThreadSourceLock:
     """An in-memory SQLite database lives in one process: a thread lock is enough."""
 
-    _locks: dict[str, threading.Lock] = {}
+    _locks: ClassVar[dict[str, threading.Lock]] = {}
     _guard = threading.Lock()
 
     def __init__(self, source: str) -> None:

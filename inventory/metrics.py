@@ -35,11 +35,10 @@ from prometheus_client import (
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from inventory import __version__
 from inventory.outcome import SourceOutcome, SyncStatus
 from inventory.schema import OBJECT_MODELS
 from inventory.storage.models import Source, SyncRun
-
-from inventory import __version__
 
 disable_created_metrics()
 
@@ -115,7 +114,7 @@ class SyncMetrics:
 
     def refresh_from_database(self, session: Session) -> None:
         """Object counts by kind and last success per source, as the database holds them now."""
-        names = {source_id: name for source_id, name in session.execute(select(Source.id, Source.name))}
+        names = dict(session.execute(select(Source.id, Source.name)).all())
         self.objects.clear()  # a kind that disappeared must not keep its last value
         for object_type, model in OBJECT_MODELS.items():
             stmt = (
@@ -139,7 +138,7 @@ class SyncMetrics:
         registry = self.registry
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the stdlib's naming
+            def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
                     self._answer(200, generate_latest(registry), CONTENT_TYPE_LATEST)
@@ -155,7 +154,7 @@ class SyncMetrics:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - a scrape is not worth a log line
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         family = socket.AF_INET6 if ":" in address else socket.AF_INET

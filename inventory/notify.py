@@ -212,7 +212,7 @@ class Notifier:
                 Notification(
                     "objects_removed",
                     f"inventory: {removed} objects removed from {outcome.source}",
-                    f"The last sync of {outcome.source} no longer found {removed} objects; see `inventory changes --action removed --source {outcome.source}`.",
+                    f"The last sync of {outcome.source} no longer found {removed} objects; see `inventory changes " f"--action removed --source {outcome.source}`.",
                     source=outcome.source,
                     details={"removed": removed, "run_id": outcome.run_id},
                 )

@@ -91,7 +91,8 @@ class SourceOutcome:
             shown = self.error and self.status != SyncStatus.FAILED
             return f"{self.source}: {self.status}" + (f": {self.error}" if shown else "")
         counts = (
-            f"{r.created} created, {r.updated} updated, {r.removed} removed, {r.revived} revived, {r.unchanged} unchanged"
+            f"{r.created} created, {r.updated} updated, {r.removed} removed, {r.revived} revived, "
+            f"{r.unchanged} unchanged"
         )
         warned = f", {len(self.warnings)} warning{'s' if len(self.warnings) != 1 else ''}" if self.warnings else ""
         return f"{self.source}: {self.status}{warned}, {self.objects} objects ({counts}) in {self.duration:.2f}s"

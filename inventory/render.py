@@ -27,7 +27,6 @@ from typing import Any, TextIO
 
 from inventory.errors import UsageError
 
-FORMATS = ("table", "wide", "json", "csv", "yaml")
 EMPTY_CELL = "<none>"
 COLUMN_GAP = "   "
 ELLIPSIS = "…"

@@ -41,7 +41,7 @@ def classify_status(status: str | None) -> str:
 
 def build_report(session: Session, *, since: datetime, now: datetime | None = None) -> dict[str, Any]:
     now = now or utcnow()
-    names = {source_id: name for source_id, name in session.execute(select(Source.id, Source.name))}
+    names = dict(session.execute(select(Source.id, Source.name)).all())
     return {
         "generated_at": now,
         "since": since,

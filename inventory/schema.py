@@ -10,9 +10,9 @@ reads and the model column it fills) plus an Alembic revision.
 
 from __future__ import annotations
 
-from functools import cached_property
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from inventory.records import Host, Record, Ref, Service, Workload

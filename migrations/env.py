@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from inventory.storage.models import Base
 import inventory.audit.models  # noqa: F401  (the audit tables share Base.metadata; autogenerate must see them)
+from inventory.storage.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -22,7 +22,7 @@ POSTGRES_ADMIN_URL = os.environ.get("INVENTORY_TEST_POSTGRES", "postgresql+psyco
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-_postgres_problem: str | None | bool = False  # False: not probed yet
+_postgres_problem: str | bool | None = False  # False: not probed yet
 
 
 def postgres_unavailable() -> str | None:
@@ -36,7 +36,7 @@ def postgres_unavailable() -> str | None:
             engine.dispose()
             _postgres_problem = None
         except Exception as exc:  # any failure to connect means "not available here"
-            _postgres_problem = f"PostgreSQL not reachable at {make_url(POSTGRES_ADMIN_URL).render_as_string()}: {str(exc).splitlines()[0]}"
+            _postgres_problem = f"PostgreSQL not reachable at {make_url(POSTGRES_ADMIN_URL).render_as_string()}: " f"{str(exc).splitlines()[0]}"
     return _postgres_problem  # type: ignore[return-value]
 
 

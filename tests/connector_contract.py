@@ -32,7 +32,6 @@ from sqlalchemy import select
 from inventory.connector import Connector
 from inventory.errors import SourceError
 from inventory.records import Snapshot
-from inventory.storage.database import Database
 from inventory.schema import OBJECT_MODELS
 from inventory.storage.models import Change
 from inventory.sync import sync_source

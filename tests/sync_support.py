@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -109,5 +110,5 @@ def runs_by_source(db: Database) -> dict[str, list[SyncRun]]:
 def assert_no_overlap(runs: Sequence[SyncRun]) -> None:
     """Runs of one source, in start order, each finished before the next started."""
     ordered = sorted(runs, key=lambda r: r.started_at)
-    for before, after in zip(ordered, ordered[1:]):
+    for before, after in itertools.pairwise(ordered):
         assert before.finished_at is not None and before.finished_at <= after.started_at, (before.id, after.id)

@@ -1,4 +1,4 @@
-"""Approvals end to end on both engines: who may approve, approval under the policy of the moment, races, the terminal."""
+"""Approvals end to end on both engines: who may approve, the policy of the moment, races, the terminal."""
 
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from inventory.connector import ConnectorRegistry
 from inventory.errors import UsageError
 from inventory.policy.approvals import approve, list_approvals, reject
 from inventory.policy.execute import PolicyDenied, ToolRunner
-from inventory.policy.rules import parse_policy
 from inventory.policy.registry import ToolRegistry
 from inventory.principals import PrincipalSettings, cli_principal, os_user_name
 from inventory.storage.database import Database

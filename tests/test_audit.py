@@ -27,7 +27,7 @@ def _fill(db: Database, count: int = 5) -> None:
         append(db, AuditRecord(event="tool_call", actor=f"user{i % 2}", outcome="success", tool="docker.restart", target=f"workload:src/container/c{i}", target_name=f"c{i}", arguments={"timeout": i}, tool_class="SAFE_MUTATE", decision="allow", matched_rule="default:SAFE_MUTATE"))
 
 
-def _verify(db: Database):  # type: ignore[no-untyped-def]
+def _verify(db: Database) -> VerifyResult:
     """Verify, and check that re-hashing in Python finds exactly what the database's own walk finds."""
     with db.session() as session:
         result = verify_chain(session)
@@ -54,9 +54,8 @@ def test_database_refuses_to_change_the_audit_log(db: Database) -> None:
     # SQLite has no TRUNCATE; its DELETE without WHERE is refused by the delete trigger.
     statements = REFUSED if db.dialect == "postgresql" else REFUSED[:3]
     for statement in statements:
-        with pytest.raises(DBAPIError, match="append-only"):
-            with db.engine.begin() as conn:
-                conn.execute(text(statement))
+        with pytest.raises(DBAPIError, match="append-only"), db.engine.begin() as conn:
+            conn.execute(text(statement))
     with db.session() as session:
         assert [r["actor"] for r in list_entries(session)] == ["user0", "user1", "user0", "user1", "user0"]
     assert _verify(db).ok
@@ -193,7 +192,9 @@ from inventory.audit.log import AuditRecord, append
 from inventory.storage.database import Database
 db = Database(sys.argv[1])
 for i in range(int(sys.argv[3])):
-    append(db, AuditRecord(event="tool_call", actor=sys.argv[2], outcome="success", tool="docker.stop", arguments={"i": i}))
+    record = AuditRecord(event="tool_call", actor=sys.argv[2], outcome="success",
+                         tool="docker.stop", arguments={"i": i})
+    append(db, record)
 db.dispose()
 """
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-
 from conftest import POSTGRES_ADMIN_URL, require_postgres
+
 from inventory.cli import cli
 
 

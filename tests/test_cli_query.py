@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from inventory.cli import cli
 
 INVENTORY = """
 hosts:
-  - {id: nas1, name: nas, hostname: nas.lan, addresses: [192.168.1.10], labels: {role: storage, app.kubernetes.io/part-of: media}}
+  - {id: nas1, name: nas, hostname: nas.lan, addresses: [192.168.1.10],
+     labels: {role: storage, app.kubernetes.io/part-of: media}}
   - {id: pve1, name: pve1, kind: server, status: up}
   - {id: pve2, name: pve2, kind: server, status: up}
 workloads:
@@ -45,7 +46,7 @@ def sync_static(tmp_path: Path, database_url: str, inventory: str) -> Path:
     return config
 
 
-def query(config: Path, *args: str) -> object:
+def query(config: Path, *args: str) -> Result:
     return CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
 
 
@@ -139,7 +140,7 @@ def test_sources_listing(synced: Path) -> None:
 
 
 def test_same_machine_across_sources(tmp_path: Path, sqlite_url: str) -> None:
-    (tmp_path / "a.yaml").write_text("hosts: [{id: vm101, name: k3s-1, kind: vm, machine_uuid: 4C4C4544-0042, mac_addresses: ['BC:24:11:00:00:01']}]\n")
+    (tmp_path / "a.yaml").write_text("hosts: [{id: vm101, name: k3s-1, kind: vm, machine_uuid: 4C4C4544-0042, mac_addresses: " "['BC:24:11:00:00:01']}]\n")
     (tmp_path / "b.yaml").write_text(
         "hosts:\n"
         "  - {id: node-uid, name: k3s-1.lan, kind: node, machine_uuid: 4c4c4544-0042}\n"
@@ -147,7 +148,7 @@ def test_same_machine_across_sources(tmp_path: Path, sqlite_url: str) -> None:
         "  - {id: other, name: k3s-2, kind: node}\n"
     )
     config = tmp_path / "inventory.yaml"
-    config.write_text(f"database: {{url: '{sqlite_url}'}}\nsources:\n  - {{type: static, name: pve, path: a.yaml}}\n  - {{type: static, name: k8s, path: b.yaml}}\n")
+    config.write_text(f"database: {{url: '{sqlite_url}'}}\nsources:\n  - {{type: static, name: pve, path: a.yaml}}\n  - {{type: " "static, name: k8s, path: b.yaml}\n")
     assert query(config, "sync", "--once").exit_code == 0
     doc = json.loads(query(config, "hosts", "show", "pve/vm/vm101", "-o", "json").stdout)
     assert [(m["name"], m["matched_by"]) for m in doc["same_machine"]] == [("k3s-1.lan", "machine_uuid"), ("docker-on-vm", "mac_address")]

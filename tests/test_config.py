@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import pytest
 
+from connectors.static.config import StaticConfig
 from inventory.config import load_config
 from inventory.errors import ConfigError
 from inventory.redact import redact_text
@@ -40,7 +42,7 @@ def test_no_config_file_anywhere_is_an_empty_config(tmp_path: Path, monkeypatch:
 
 
 def test_explicit_missing_file_names_it(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="nope.yaml: config file not found"):
+    with pytest.raises(ConfigError, match=r"nope\.yaml: config file not found"):
         load_config(tmp_path / "nope.yaml")
 
 
@@ -57,7 +59,7 @@ def test_environment_references(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     path = write(tmp_path / "inv.yaml", "sources:\n  - {type: static, name: '${LAB_NAME}', hosts: [{id: a, name: '${HOST:-fallback}'}]}\n")
     cfg = load_config(path)
     assert cfg.sources[0].name == "homelab"
-    assert cfg.sources[0].hosts[0].name == "fallback"
+    assert cast(StaticConfig, cfg.sources[0]).hosts[0].name == "fallback"
 
 
 def test_missing_environment_variable_names_the_key(tmp_path: Path) -> None:
@@ -105,8 +107,9 @@ def test_bad_config_names_file_and_key(tmp_path: Path, text: str, message: str) 
 
 
 def test_secret_file_is_read_and_registered_for_redaction(tmp_path: Path) -> None:
-    from inventory.connector import ConnectorRegistry, SourceConfig, Connector
     from pydantic import SecretStr
+
+    from inventory.connector import Connector, ConnectorRegistry, SourceConfig
 
     class TokenConfig(SourceConfig):
         token: SecretStr
@@ -118,7 +121,7 @@ def test_secret_file_is_read_and_registered_for_redaction(tmp_path: Path) -> Non
     write(tmp_path / "token", "s3cr3t-canary-value\n")
     path = write(tmp_path / "inv.yaml", "sources:\n  - {type: tokened, name: t, token_file: token}\n")
     cfg = load_config(path, registry=ConnectorRegistry.of(TokenConnector))
-    assert cfg.sources[0].token.get_secret_value() == "s3cr3t-canary-value"
+    assert cast(TokenConfig, cfg.sources[0]).token.get_secret_value() == "s3cr3t-canary-value"
     assert "s3cr3t-canary-value" not in repr(cfg.sources[0])
     assert redact_text("GET failed with s3cr3t-canary-value") == "GET failed with ***"
 

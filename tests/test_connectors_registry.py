@@ -1,4 +1,6 @@
-"""The connector registry: entry points, a connector that fails to import disables only itself, and what connectors declare."""
+"""The connector registry: entry points, a connector that fails to import disables only itself, and what
+connectors declare.
+"""
 
 from __future__ import annotations
 
@@ -61,7 +63,7 @@ def test_sync_once_of_a_static_source_loads_no_sdk_and_no_loop_machinery(tmp_pat
     subprocess.run([sys.executable, "-m", "inventory", *args], capture_output=True, text=True, check=True)  # creates and migrates
     code = (
         "import atexit, sys\n"
-        "unwanted = ('kubernetes', 'proxmoxer', 'docker', 'alembic', 'prometheus_client', 'inventory.loop', 'inventory.metrics')\n"
+        "unwanted = ('kubernetes', 'proxmoxer', 'docker', 'alembic', 'prometheus_client', 'inventory.loop', " "'inventory.metrics')\n"
         "atexit.register(lambda: print('loaded:', ','.join(m for m in unwanted if m in sys.modules)))\n"
         f"sys.argv = ['inventory', *{args!r}]\n"
         "from inventory.cli import main\n"
@@ -138,7 +140,8 @@ def test_no_connector_module_is_part_of_an_import_cycle() -> None:
         imports[module] = found
 
     def reaches(start: str, goal: str) -> bool:
-        seen, todo = set(), [start]
+        seen: set[str] = set()
+        todo = [start]
         while todo:
             for nxt in imports[todo.pop()] - seen:
                 if nxt == goal:

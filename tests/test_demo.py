@@ -66,8 +66,8 @@ def test_demo_churn_keeps_the_loop_running(tmp_path: Path) -> None:
 
 def test_the_cli_imports_no_sdk_and_no_fake() -> None:
     code = (
-        "import sys, inventory.cli, inventory.loop, inventory.locks, inventory.metrics, inventory.notify, inventory.report\n"
-        "loaded = {'kubernetes', 'proxmoxer', 'docker', 'inventory.demo', 'inventory.testing.fake_proxmox', 'httpx'} & set(sys.modules)\n"
+        "import sys, inventory.cli, inventory.loop, inventory.locks, inventory.metrics, inventory.notify, " "inventory.report\n"
+        "loaded = {'kubernetes', 'proxmoxer', 'docker', 'inventory.demo', 'inventory.testing.fake_proxmox', 'httpx'} " "& set(sys.modules)\n"
         "assert not loaded, loaded"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

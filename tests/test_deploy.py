@@ -18,8 +18,6 @@ import click
 import pytest
 import yaml
 from conftest import IN_CI, PROJECT_ROOT
-
-from inventory.cli import cli
 from sync_support import child_env, write_config, write_inventory
 
 from inventory.cli import cli

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,14 @@ from inventory.schema import canonical_fields
 from inventory.storage.database import Database
 from inventory.storage.models import Change, HostRow, ServiceRow, Source, WorkloadRow
 from inventory.sync import sync_source
-from inventory.testing.docker_engine import BUSYBOX_IMAGE, DockerEngine, EngineTLS, EngineUnavailable, make_busybox_image, start_engine
+from inventory.testing.docker_engine import (
+    BUSYBOX_IMAGE,
+    DockerEngine,
+    EngineTLS,
+    EngineUnavailable,
+    make_busybox_image,
+    start_engine,
+)
 from inventory.testing.fake_docker import FakeContainer, FakeDocker, generate_containers
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -58,7 +65,7 @@ def _unavailable(reason: str) -> None:
 
 @pytest.fixture(scope="session")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A CA, a server certificate for 127.0.0.1 and a client certificate (trustme signs both for client and server use)."""
+    """A CA, a server certificate for 127.0.0.1 and a client certificate (trustme signs both for either use)."""
     import trustme
 
     directory = tmp_path_factory.mktemp("docker-tls")
@@ -120,7 +127,7 @@ def run(engine: DockerEngine) -> Iterator[Run]:
         start: bool = True,
         labels: dict[str, str] | None = None,
         network: str = "none",
-        binds: dict[str, dict[str, str]] | None = None,
+        binds: dict[str, Mapping[str, str]] | None = None,
         **options: Any,
     ) -> str:
         container = client.create_container(
@@ -186,7 +193,7 @@ def wait_for(predicate: Callable[[], bool], seconds: float = 10.0) -> None:
 
 
 def test_importing_the_connector_does_not_import_the_sdk() -> None:
-    code = "import connectors.docker.connector, sys; assert not {'docker', 'paramiko'} & set(sys.modules), sorted(m for m in sys.modules if m.startswith(('docker', 'paramiko')))"
+    code = "import connectors.docker.connector, sys; assert not {'docker', 'paramiko'} & set(sys.modules), sorted(m for " "m in " "sys.modules if m.startswith(('docker', 'paramiko')))"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=PROJECT_ROOT)
 
 
@@ -212,13 +219,14 @@ def test_config_reads_endpoints_and_tls_the_docker_cli_way(tmp_path: Path, monke
 
     monkeypatch.delenv("DOCKER_HOST")
     assert DockerConfig(name="x").url == "unix:///var/run/docker.sock"
-    for bad, key in [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"url": "http://host:2375"}, "url"),
         ({"url": "tcp://"}, "url"),
         ({"url": "unix:///s.sock", "tls": {"ca": "ca.pem"}}, "sources[0]"),
         ({"url": "tcp://h:2376", "tls": {"cert": "c.pem"}}, "sources[0].tls"),
         ({"concurrency": 0}, "concurrency"),
-    ]:
+    ]
+    for bad, key in cases:
         with pytest.raises(ConfigError) as caught:
             build_config({"sources": [{"type": "docker", "name": "d", **bad}]}, registry=registry)
         assert key in str(caught.value)
@@ -407,9 +415,9 @@ def test_tcp_with_mutual_tls(engine: DockerEngine, run: Run, tls_files: dict[str
 
     with pytest.raises(SourceError, match=r"source 'engine', engine tcp://127\.0\.0\.1:\d+: TLS failed"):
         collect(engine.tcp_url, tls=DockerTLS(ca=tls_files["other_ca"], cert=tls_files["cert"], key=tls_files["key"]))
-    with pytest.raises(SourceError, match="TLS failed|cannot connect"):
+    with pytest.raises(SourceError, match=r"TLS failed|cannot connect"):
         collect(engine.tcp_url, tls=DockerTLS(ca=tls_files["ca"]))  # no client certificate: the engine refuses
-    with pytest.raises(SourceError, match="TLS file .*missing.pem does not exist"):
+    with pytest.raises(SourceError, match=r"TLS file .*missing\.pem does not exist"):
         collect(engine.tcp_url, tls=DockerTLS(ca=tls_files["ca"].with_name("missing.pem")))
 
 
@@ -591,7 +599,12 @@ def test_a_failed_read_leaves_the_snapshot_incomplete_and_nothing_is_removed(db:
         del fake.containers[containers[-1].id]  # really gone, but an incomplete snapshot must not say so
         snapshot = connector.collect()
         assert not snapshot.complete and broken.id not in workloads_by_id(snapshot)
-        assert snapshot.errors == [f"container {broken.name} ({broken.id[:12]}): HTTP 500: fake engine: injected failure on /containers/{broken.id}/json"]
+        assert snapshot.errors == [
+            (
+                f"container {broken.name} ({broken.id[:12]}): HTTP 500: fake engine: injected failure on "
+                f"/containers/{broken.id}/json"
+            )
+        ]
         outcome = sync_source(db, connector)
         assert outcome.status == "partial" and outcome.result is not None and outcome.result.removed == 0
 

@@ -14,15 +14,15 @@ from inventory.errors import Ambiguous, UsageError
 from inventory.impact import impact
 from inventory.policy.classes import ToolClass
 from inventory.policy.execute import ToolRunner
-from inventory.policy.rules import Effect, builtin_policy, parse_policy
 from inventory.policy.registry import ToolRegistry
+from inventory.policy.rules import Effect, builtin_policy, parse_policy
 
 
 def _labels(items: tuple) -> set[str]:
     return {item.label for item in items}
 
 
-def test_a_vm_takes_the_kubernetes_node_it_is_and_its_pods(lab: SyncedLab) -> None:  # noqa: F811
+def test_a_vm_takes_the_kubernetes_node_it_is_and_its_pods(lab: SyncedLab) -> None:
     with lab.db.session() as session:
         result = impact(session, "node-0000")  # the Proxmox guest
     assert result.target.label == "pve/qemu/node-0000"
@@ -41,7 +41,7 @@ def test_a_vm_takes_the_kubernetes_node_it_is_and_its_pods(lab: SyncedLab) -> No
     assert not result.services_down
 
 
-def test_an_lxc_takes_the_docker_engine_on_it_and_its_compose_services(lab: SyncedLab) -> None:  # noqa: F811
+def test_an_lxc_takes_the_docker_engine_on_it_and_its_compose_services(lab: SyncedLab) -> None:
     with lab.db.session() as session:
         result = impact(session, "docker01")
     assert _labels(result.hosts) == {"docker01/docker-engine/docker01", "pve/lxc/docker01"}
@@ -51,7 +51,7 @@ def test_an_lxc_takes_the_docker_engine_on_it_and_its_compose_services(lab: Sync
     assert "left without ready members" in result.summary()
 
 
-def test_a_kubernetes_node_or_a_docker_host_goes_downward_only(lab: SyncedLab) -> None:  # noqa: F811
+def test_a_kubernetes_node_or_a_docker_host_goes_downward_only(lab: SyncedLab) -> None:
     with lab.db.session() as session:
         node = impact(session, "k3s/node-0001")
         engine = impact(session, "host:docker01/docker01")
@@ -60,14 +60,14 @@ def test_a_kubernetes_node_or_a_docker_host_goes_downward_only(lab: SyncedLab) -
     assert not engine.hosts and len(engine.workloads) == 7
 
 
-def test_a_proxmox_node_takes_every_guest_and_what_runs_in_them(lab: SyncedLab) -> None:  # noqa: F811
+def test_a_proxmox_node_takes_every_guest_and_what_runs_in_them(lab: SyncedLab) -> None:
     with lab.db.session() as session:
         result = impact(session, "host:pve1")
     assert {"k3s/node/node-0000", "docker01/docker-engine/docker01"} <= _labels(result.hosts)
     assert {"pve", "k3s", "docker01"} == {w.source for w in result.workloads}
 
 
-def test_targets_that_name_nothing_or_too_much(lab: SyncedLab) -> None:  # noqa: F811
+def test_targets_that_name_nothing_or_too_much(lab: SyncedLab) -> None:
     with lab.db.session() as session:
         with pytest.raises(Ambiguous, match="2 hosts match 'host:node-0000'"):
             impact(session, "host:node-0000")
@@ -75,7 +75,7 @@ def test_targets_that_name_nothing_or_too_much(lab: SyncedLab) -> None:  # noqa:
             impact(session, "service:web")
 
 
-def test_cli_table_and_json(lab: SyncedLab, tmp_path: Path) -> None:  # noqa: F811
+def test_cli_table_and_json(lab: SyncedLab, tmp_path: Path) -> None:
     table = run_inventory("-c", str(lab.config_path), "impact", "docker01", cwd=tmp_path)
     assert table.returncode == 0, table.stderr
     assert (
@@ -94,7 +94,7 @@ def test_cli_table_and_json(lab: SyncedLab, tmp_path: Path) -> None:  # noqa: F8
     )
 
 
-def test_stopping_a_vm_whose_pods_are_protected_needs_approval(lab: SyncedLab) -> None:  # noqa: F811
+def test_stopping_a_vm_whose_pods_are_protected_needs_approval(lab: SyncedLab) -> None:
     registry = ToolRegistry.discover()
     # Without the impact, shutting a guest down is SAFE_MUTATE and allowed: node-0000 is not protected itself.
     blind = ToolRunner(lab.db, builtin_policy(), registry, escalation_sources=[])
@@ -124,7 +124,7 @@ def test_stopping_a_vm_whose_pods_are_protected_needs_approval(lab: SyncedLab) -
     assert any("kube-system" in line for line in entry["details"]["impact"]["escalated_by"])
 
 
-def test_a_protected_label_below_the_target_escalates_too(lab: SyncedLab) -> None:  # noqa: F811
+def test_a_protected_label_below_the_target_escalates_too(lab: SyncedLab) -> None:
     policy = parse_policy(b"protected: {namespaces: [], tags: [], labels: {com.docker.compose.project: media}}\n")
     runner = ToolRunner(lab.db, policy, ToolRegistry.discover())
     docker = runner.evaluate("proxmox.reboot", "docker01", {}, "alice")

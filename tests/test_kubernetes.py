@@ -47,6 +47,11 @@ def kubeconfig(tmp_path: Path, cluster: FakeKubernetes) -> Path:
     return write_kubeconfig(tmp_path / "kubeconfig", {"lab": cluster})
 
 
+def every_record(snapshot: Snapshot) -> list[Any]:
+    """Hosts, workloads and services of a snapshot, for checks that hold for every record."""
+    return [*snapshot.hosts, *snapshot.workloads, *snapshot.services]
+
+
 def connector(kubeconfig: Path, **settings: Any) -> KubernetesConnector:
     values: dict[str, Any] = {"name": "lab", "kubeconfig": kubeconfig, "page_size": PAGE_SIZE, "qps": 1000, "burst": 1000, "timeout": 5}
     values.update(settings)
@@ -71,7 +76,7 @@ def removed_count(db: Database) -> int:
 
 def test_importing_the_connector_does_not_import_the_sdk() -> None:
     code = (
-        "import sys, connectors.kubernetes.connector, connectors.kubernetes.api, connectors.kubernetes.records, inventory.testing.fake_kubernetes\n"
+        "import sys, connectors.kubernetes.connector, connectors.kubernetes.api, connectors.kubernetes.records, " "inventory.testing.fake_kubernetes\n"
         "assert 'kubernetes' not in sys.modules, 'the SDK was imported'"
     )
     subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, check=True, timeout=60)
@@ -147,11 +152,11 @@ def test_every_kind_lands_with_its_links(db: Database, cluster: FakeKubernetes, 
 def test_objects_missing_optional_fields_still_land(cluster: FakeKubernetes, kubeconfig: Path) -> None:
     snapshot = connector(kubeconfig).collect()
     assert snapshot.complete, snapshot.errors
-    bare = {(r.kind, r.name): r for r in [*snapshot.hosts, *snapshot.workloads, *snapshot.services] if r.name.startswith("bare-")}
+    bare = {(r.kind, r.name): r for r in every_record(snapshot) if r.name.startswith("bare-")}
     assert set(bare) == {
-        ("node", "bare-node"), ("pod", "bare-pod"), ("deployment", "bare-deployment"), ("replicaset", "bare-replicaset"),
-        ("statefulset", "bare-statefulset"), ("daemonset", "bare-daemonset"), ("job", "bare-job"), ("cronjob", "bare-cronjob"),
-        ("service", "bare-service"), ("ingress", "bare-ingress"),
+        ("node", "bare-node"), ("pod", "bare-pod"), ("deployment", "bare-deployment"),
+        ("replicaset", "bare-replicaset"), ("statefulset", "bare-statefulset"), ("daemonset", "bare-daemonset"),
+        ("job", "bare-job"), ("cronjob", "bare-cronjob"), ("service", "bare-service"), ("ingress", "bare-ingress"),
     }  # fmt: skip
     assert bare[("node", "bare-node")].status == "Unknown" and bare[("node", "bare-node")].machine_uuid is None
     pod = bare[("pod", "bare-pod")]
@@ -389,7 +394,7 @@ def test_renaming_a_context_keeps_the_cluster(sqlite_url: str, cluster: FakeKube
 def test_namespace_lists_and_the_annotation_allowlist(cluster: FakeKubernetes, kubeconfig: Path) -> None:
     only = connector(kubeconfig, namespaces=["app-000"], annotation_allowlist=["cert-manager.io/*", "kubectl.kubernetes.io/*"]).collect()
     assert only.complete, only.errors
-    assert {w.namespace for w in [*only.workloads, *only.services]} == {"app-000"}
+    assert {w.namespace for w in only.workloads} | {s.namespace for s in only.services} == {"app-000"}
     assert len(only.hosts) == cluster.objects.count("nodes")  # nodes belong to no namespace
     namespaced_paths = [path for path, _query in cluster.requests if "/namespaces/app-000/" in path]
     assert any(path.endswith("/namespaces/app-000/pods") for path in namespaced_paths)  # asked per namespace, not filtered here
@@ -427,7 +432,7 @@ def test_server_url_token_and_ca_file_over_verified_tls(tmp_path: Path, tls_file
 
         other_ca = tmp_path / "other-ca.pem"
         trustme.CA().cert_pem.write_to_path(str(other_ca))
-        with pytest.raises(SourceError, match=r"source 'remote', namespace kube-system: TLS handshake with server https://127\.0\.0\.1:\d+ failed: certificate verify failed"):
+        with pytest.raises(SourceError, match=r"source 'remote', namespace kube-system: TLS handshake with server https://127\.0\.0\.1:\d+ failed: " r"certificate verify failed"):
             KubernetesConnector(config.sources[0].model_copy(update={"ca_file": other_ca})).collect()
         unverified = KubernetesConnector(config.sources[0].model_copy(update={"ca_file": None, "verify_tls": False})).collect()
         assert unverified.complete
@@ -506,7 +511,7 @@ def test_all_contexts_of_a_missing_kubeconfig_is_a_config_error(tmp_path: Path) 
 def test_a_snapshot_is_plain_data(cluster: FakeKubernetes, kubeconfig: Path) -> None:
     snapshot = connector(kubeconfig).collect()
     assert isinstance(snapshot, Snapshot)
-    text = json.dumps([[r.attributes, dict(r.labels)] for r in [*snapshot.hosts, *snapshot.workloads, *snapshot.services]])
+    text = json.dumps([[r.attributes, dict(r.labels)] for r in every_record(snapshot)])
     assert DEFAULT_TOKEN not in text and "managedFields" not in text and "resourceVersion" not in text
 
 

@@ -12,20 +12,20 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
-
-from inventory.errors import SourceLockHeld
-from inventory.locks import advisory_key, lock_file_path, source_lock
-from inventory.storage.database import Database, open_database
-from inventory.storage.models import HostRow, SyncRun, WorkloadRow
 from sync_support import (
     assert_no_overlap,
-    runs_by_source,
     run_inventory,
+    runs_by_source,
     start_inventory,
     wait_for_line,
     write_config,
     write_inventory,
 )
+
+from inventory.errors import SourceLockHeld
+from inventory.locks import advisory_key, lock_file_path, source_lock
+from inventory.storage.database import Database, open_database
+from inventory.storage.models import HostRow, SyncRun, WorkloadRow
 
 ME = f"{os.getpid()}@{socket.gethostname()}"
 SOURCES = ("alpha", "beta", "gamma", "delta")
@@ -42,9 +42,8 @@ def test_advisory_keys_are_stable_and_distinct() -> None:
 
 def test_a_held_lock_names_its_holder(db: Database) -> None:
     with source_lock(db, "alpha"):
-        with pytest.raises(SourceLockHeld) as held:
-            with source_lock(db, "alpha"):
-                pytest.fail("a second holder got the lock")
+        with pytest.raises(SourceLockHeld) as held, source_lock(db, "alpha"):
+            pytest.fail("a second holder got the lock")
         # Another source is independent.
         with source_lock(db, "beta"):
             pass

@@ -21,8 +21,8 @@ from inventory.logical.status import evaluate, slo_lookup
 from inventory.policy.classes import ToolClass
 from inventory.policy.escalations import ImpactEscalation
 from inventory.policy.execute import ToolRunner
-from inventory.policy.rules import builtin_policy
 from inventory.policy.registry import ToolRegistry
+from inventory.policy.rules import builtin_policy
 from inventory.storage.database import Database
 from inventory.storage.models import Change, WorkloadRow
 from inventory.sync import sync_all

@@ -7,16 +7,16 @@ import signal
 from pathlib import Path
 
 from sqlalchemy import func, select
+from sync_support import run_inventory, runs_by_source, start_inventory, wait_for_line, write_config, write_inventory
 
 from inventory.config import load_config
 from inventory.connector import ConnectorRegistry
 from inventory.locks import source_lock
 from inventory.loop import SyncLoop, backoff_delay
+from inventory.outcome import SourceOutcome
 from inventory.storage.database import Database, open_database
 from inventory.storage.models import Change, HostRow, SyncRun
-from inventory.outcome import SourceOutcome
 from inventory.sync import sync_all
-from sync_support import runs_by_source, run_inventory, start_inventory, wait_for_line, write_config, write_inventory
 
 
 class FakeClock:
@@ -69,7 +69,7 @@ def test_three_cycles_with_changes_between_them(tmp_path: Path, db: Database) ->
     # The loop slept exactly one interval between cycles (jitter 0).
     assert clock.now == 1000.0 + 2 * 10
     with db.session() as session:
-        actions = {action: n for action, n in session.execute(select(Change.action, func.count()).group_by(Change.action))}
+        actions = dict(session.execute(select(Change.action, func.count()).group_by(Change.action)).all())
         live = session.execute(select(func.count()).select_from(HostRow).where(HostRow.removed_at.is_(None))).scalar_one()
     assert dict(actions) == {"created": 8, "updated": 2, "removed": 4}
     assert live == 2
@@ -214,10 +214,9 @@ def test_sigterm_during_sync_once_finishes_the_source_and_skips_the_rest(tmp_pat
 
 
 def test_a_database_outage_is_a_failed_sync_not_a_dead_loop(tmp_path: Path, postgres_url: str) -> None:
+    from conftest import POSTGRES_ADMIN_URL
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
-
-    from conftest import POSTGRES_ADMIN_URL
 
     config = write_config(tmp_path / "inventory.yaml", postgres_url, {"lab": write_inventory(tmp_path / "lab.yaml", 2)}, interval="10s")
     db = open_database(postgres_url, migrate=True)

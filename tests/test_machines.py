@@ -32,7 +32,6 @@ from inventory.storage.database import Database
 from inventory.storage.models import HostRow, MachineLink
 from inventory.sync import sync_all
 from inventory.timeutil import utcnow
-from sync_support import write_config
 
 
 def test_rules_in_order_of_strength() -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from sync_support import run_inventory, start_inventory, wait_for_line, write_config, write_inventory
 
 from inventory import __version__
 from inventory.config import load_config
@@ -20,7 +21,6 @@ from inventory.connector import ConnectorRegistry
 from inventory.metrics import SyncMetrics
 from inventory.storage.database import open_database
 from inventory.sync import sync_all
-from sync_support import run_inventory, start_inventory, wait_for_line, write_config, write_inventory
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

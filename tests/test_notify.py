@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
 import pytest
 import respx
+from sync_support import write_config, write_inventory
 
 from inventory.config import build_config
 from inventory.connector import ConnectorRegistry
 from inventory.loop import SyncLoop
 from inventory.notify import Notification, Notifier, NotifySettings
+from inventory.outcome import SourceOutcome
 from inventory.redact import redact_text
 from inventory.storage.database import open_database
-from sync_support import write_config, write_inventory
 
 WEBHOOK = "https://hooks.example.net/inventory"
 SLACK = "https://hooks.slack.com/services/T000/B000/s3cretslackpath"
@@ -26,7 +28,7 @@ NTFY = "https://ntfy.example.net"
 FAILED = Notification("source_failed", "inventory: source lab failed", "source 'lab': HTTP 500", source="lab", details={"type": "static"})
 
 
-def settings(*targets: dict[str, object], **extra: object) -> NotifySettings:
+def settings(*targets: Mapping[str, object], **extra: object) -> NotifySettings:
     return NotifySettings.model_validate({"targets": list(targets), **extra})
 
 
@@ -128,7 +130,7 @@ def test_config_reads_target_secrets_from_files_and_masks_them(tmp_path: Path) -
 def test_an_incomplete_target_is_a_config_error() -> None:
     from inventory.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="notify.targets.0.: a slack target needs url"):
+    with pytest.raises(ConfigError, match=r"notify\.targets\[0\]: a slack target needs url"):
         build_config({"notify": {"targets": [{"type": "slack"}]}}, registry=ConnectorRegistry.of())
 
 
@@ -145,11 +147,16 @@ def test_the_loop_notifies_failures_and_removals_and_a_dead_target_never_stops_i
     notifier = Notifier(settings({"type": "webhook", "url": WEBHOOK}, {"type": "slack", "url": SLACK}, retries=0))
     db = open_database(sqlite_url, migrate=True)
     clock = [0.0]
+
+    def change_lab_after_its_sync(outcome: SourceOutcome) -> None:
+        if outcome.source == "lab":
+            write_inventory(lab, 1)
+
     try:
         loop = SyncLoop(
             db, config, registry, notifier=notifier, coordinate=False, names=["lab", "broken"],
             clock=lambda: clock[0], sleep=lambda s: clock.__setitem__(0, clock[0] + s),
-            on_outcome=lambda o: write_inventory(lab, 1) if o.source == "lab" else None,
+            on_outcome=change_lab_after_its_sync,
         )
         loop.run(max_cycles=2)
     finally:

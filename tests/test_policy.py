@@ -15,7 +15,6 @@ from inventory.policy.engine import Call, classify, decide
 from inventory.principals import Principal
 from inventory.policy.rules import Effect, Policy, builtin_policy, load_policy, parse_policy
 from inventory.policy.targets import Target
-from inventory.policy.registry import ToolRegistry
 
 REGISTRY = ToolRegistry.discover()
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -257,7 +256,7 @@ def test_missing_explicit_policy_file_is_an_error_not_a_fallback(tmp_path: Path)
 
 def test_tool_modules_do_not_import_their_sdk() -> None:
     code = (
-        "import sys, connectors.docker.tools, connectors.kubernetes.tools, connectors.proxmox.tools, inventory.policy.execute, inventory.cli.policy;"
+        "import sys, connectors.docker.tools, connectors.kubernetes.tools, connectors.proxmox.tools, " "inventory.policy.execute, inventory.cli.policy;"
         "from inventory.policy.registry import ToolRegistry; assert len(ToolRegistry.discover().tools) > 10;"
         "loaded = [m for m in ('docker', 'kubernetes', 'proxmoxer') if m in sys.modules];"
         "assert not loaded, loaded"

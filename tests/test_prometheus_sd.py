@@ -35,7 +35,7 @@ def check_sd_document(document: Any) -> None:
             assert isinstance(value, str)
 
 
-def test_targets_are_host_addresses_with_labels(lab: SyncedLab) -> None:  # noqa: F811
+def test_targets_are_host_addresses_with_labels(lab: SyncedLab) -> None:
     with lab.db.session() as session:
         groups = target_groups(session)
     check_sd_document(groups)
@@ -58,7 +58,7 @@ def test_targets_are_host_addresses_with_labels(lab: SyncedLab) -> None:  # noqa
     assert len(groups) == len(by_target)  # no target twice
 
 
-def test_port_and_filters(lab: SyncedLab) -> None:  # noqa: F811
+def test_port_and_filters(lab: SyncedLab) -> None:
     with lab.db.session() as session:
         only_nodes = target_groups(session, port=9221, sources=["pve"], kinds=["node"])
         with pytest.raises(UsageError, match="1-65535"):
@@ -81,7 +81,7 @@ def test_label_names_are_valid_and_never_reserved(key: str, expected: str) -> No
     assert LABEL_NAME.match(label_name(key)) and not label_name(key).startswith("__")
 
 
-def test_cli_writes_the_file_atomically(lab: SyncedLab, tmp_path: Path) -> None:  # noqa: F811
+def test_cli_writes_the_file_atomically(lab: SyncedLab, tmp_path: Path) -> None:
     out = tmp_path / "targets.json"
     done = run_inventory(
         "-c", str(lab.config_path), "export", "prometheus-sd", "--port", "9100", "-o", str(out), cwd=tmp_path

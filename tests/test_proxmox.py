@@ -42,7 +42,8 @@ def small_cluster(name: str | None = "lab") -> FakeCluster:
         FakeGuest(100, "qemu", "web", "pve1", tags=["prod", "web"], pool="prod", hastate="started", macs=[mac_for(100)],
                   addresses=["192.168.1.100/24", "fe80::1/64"], smbios_uuid="6F2C1A6E-3B7D-4C55-9E0A-0B1C2D3E4F50",
                   description="front end"),
-        FakeGuest(101, "qemu", "db", "pve2", agent="not-running", pool="prod", macs=[mac_for(101)], addresses=["192.168.1.101/24"]),
+        FakeGuest(101, "qemu", "db", "pve2", agent="not-running", pool="prod", macs=[mac_for(101)],
+                  addresses=["192.168.1.101/24"]),
         FakeGuest(200, "lxc", "cache", "pve2", tags=["prod"], macs=[mac_for(200)], addresses=["192.168.1.200/24"]),
         FakeGuest(9000, "qemu", "debian-tmpl", "pve1", status="stopped", template=True, macs=[mac_for(9000)]),
     ]  # fmt: skip
@@ -70,12 +71,13 @@ def connector_for(fake: FakeProxmox, name: str = "pve", **overrides: Any) -> Pro
 
 def by_key(snapshot: Snapshot) -> dict[tuple[str, str], Any]:
     """Workloads and services by (kind, external_id); hosts too, their kind prefixed "host:" (a "lxc" is both)."""
-    records: dict[tuple[str, str], Any] = {(r.kind, r.external_id): r for r in [*snapshot.workloads, *snapshot.services]}
+    records: dict[tuple[str, str], Any] = {(w.kind, w.external_id): w for w in snapshot.workloads}
+    records.update({(s.kind, s.external_id): s for s in snapshot.services})
     records.update({(f"host:{h.kind}", h.external_id): h for h in snapshot.hosts})
     return records
 
 
-def live_rows(db: Database, model: type) -> dict[tuple[str, str], Any]:
+def live_rows(db: Database, model: Any) -> dict[tuple[str, str], Any]:
     with db.session() as session:
         rows = session.scalars(select(model).where(model.removed_at.is_(None))).all()
         return {(r.kind, r.external_id): r for r in rows}
@@ -514,7 +516,7 @@ def test_secrets_reach_neither_the_snapshot_nor_the_database_nor_the_log(db: Dat
 
 
 def test_importing_the_connector_does_not_import_the_sdk() -> None:
-    code = "import connectors.proxmox.connector, sys; assert 'proxmoxer' not in sys.modules and 'requests' not in sys.modules, 'SDK imported'"
+    code = "import connectors.proxmox.connector, sys; assert 'proxmoxer' not in sys.modules and 'requests' not in " "sys.modules, 'SDK imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=PROJECT_ROOT)
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import PROJECT_ROOT
+
 from inventory.cli import cli
 
 README = PROJECT_ROOT / "README.md"
@@ -27,7 +27,7 @@ NOT_RUN: dict[str, str] = {
     ".venv/bin/python benchmarks/": "benchmarks take minutes and print figures, not pass/fail",
     "init": "reads this machine's kubeconfig and Docker socket; tests/test_cli_setup.py covers it",
     "check": "reaches the configured (real) sources; tests/test_cli_setup.py covers it",
-    "exec inventory -c /etc/inventory/inventory.yaml ansible": "the wrapper script's body; tests/test_ansible.py runs it",
+    "exec inventory -c /etc/inventory/inventory.yaml ansible": "the wrapper script's body; test_ansible.py runs it",
     "ansible-inventory -i inventory.sh": "needs the wrapper installed; tests/test_ansible.py runs ansible-inventory",
     "ansible -i inventory.sh": "pings real machines",
     "policy check docker.remove --target media-jellyfin-1 --policy": "needs a draft policy file; tests/test_approvals.py checks drafts",

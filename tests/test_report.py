@@ -6,6 +6,8 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
+from sync_support import run_inventory, write_config
+
 from inventory.config import load_config
 from inventory.connector import ConnectorRegistry
 from inventory.report import build_report, classify_status, format_age, to_markdown

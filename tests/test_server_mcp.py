@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import getpass
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path

@@ -5,10 +5,10 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
-from subprocess import Popen
 import sys
 import time
 from pathlib import Path
+from subprocess import Popen
 
 import httpx
 import yaml

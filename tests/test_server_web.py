@@ -183,6 +183,7 @@ def test_forms_need_the_csrf_token_and_pages_need_a_session(
 def test_a_revoked_token_ends_its_session_and_names_are_escaped(db: Database, tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
     from server_support import lab_config, synced
+
     from inventory.server.auth import Principal
 
     lab = tmp_path / "lab.yaml"

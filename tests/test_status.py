@@ -7,10 +7,10 @@ from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import select
+from sync_support import run_inventory, write_config, write_inventory
 
 from inventory.storage.database import open_database
 from inventory.storage.models import Source, SyncRun
-from sync_support import run_inventory, write_config, write_inventory
 
 
 def test_status_ages_and_max_age(tmp_path: Path, sqlite_url: str) -> None:
@@ -40,7 +40,8 @@ def test_status_ages_and_max_age(tmp_path: Path, sqlite_url: str) -> None:
     # Two hours pass for lab (its runs are moved back in time).
     with db.write_session() as session:
         for run in session.execute(select(SyncRun).join(Source).where(Source.name == "lab")).scalars():
-            run.finished_at = run.finished_at - timedelta(hours=2)  # type: ignore[operator]
+            assert run.finished_at is not None
+            run.finished_at = run.finished_at - timedelta(hours=2)
     old = run_inventory("-c", str(config), "status", "--max-age", "15m")
     assert old.returncode == 1
     assert "STALE source 'lab': last successful sync 2h00m ago (--max-age 15m)" in old.stderr

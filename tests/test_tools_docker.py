@@ -25,7 +25,13 @@ from inventory.policy.registry import ToolRegistry
 from inventory.policy.rules import builtin_policy, parse_policy
 from inventory.storage.database import Database
 from inventory.sync import sync_source
-from inventory.testing.docker_engine import BUSYBOX_IMAGE, DockerEngine, EngineUnavailable, make_busybox_image, start_engine
+from inventory.testing.docker_engine import (
+    BUSYBOX_IMAGE,
+    DockerEngine,
+    EngineUnavailable,
+    make_busybox_image,
+    start_engine,
+)
 
 pytestmark = pytest.mark.docker
 CANARY = "canary-7Hq2-tool-secret"
@@ -77,7 +83,7 @@ def setup(engine: DockerEngine, containers: dict[str, str], db: Database, tmp_pa
 
 @pytest.fixture(params=["sqlite"])
 def database_url(request: pytest.FixtureRequest) -> str:
-    """Tool runs do not depend on the engine: SQLite keeps this module fast (approvals run on both in test_approvals)."""
+    """Tool runs do not depend on the engine: SQLite keeps this module fast (test_approvals runs on both)."""
     return request.getfixturevalue("sqlite_url")
 
 
@@ -88,7 +94,7 @@ def runner_for(config: Config, db: Database) -> ToolRunner:
 def state(engine: DockerEngine, container_id: str) -> dict[str, Any] | None:
     client = engine.client()
     try:
-        return client.inspect_container(container_id)["State"]  # type: ignore[no-any-return]
+        return client.inspect_container(container_id)["State"]
     except Exception:
         return None
     finally:

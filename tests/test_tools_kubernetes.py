@@ -16,8 +16,8 @@ from inventory.connector import ConnectorRegistry
 from inventory.errors import NotFound
 from inventory.policy.approvals import approve
 from inventory.policy.execute import PolicyDenied, ToolFailed, ToolRunner
-from inventory.policy.rules import load_policy
 from inventory.policy.registry import ToolRegistry
+from inventory.policy.rules import load_policy
 from inventory.storage.database import Database
 from inventory.sync import sync_source
 from inventory.testing.fake_kubernetes import write_kubeconfig

@@ -15,12 +15,12 @@ from inventory.connector import ConnectorRegistry
 from inventory.errors import Ambiguous
 from inventory.policy.approvals import approve
 from inventory.policy.execute import ToolFailed, ToolRunner
-from inventory.policy.rules import builtin_policy
 from inventory.policy.registry import ToolRegistry
+from inventory.policy.rules import builtin_policy
 from inventory.storage.database import Database
 from inventory.sync import sync_source
 from inventory.testing.fake_proxmox_model import FakeCluster, FakeGuest, FakeNode, mac_for
-from inventory.testing.fake_proxmox_mutations import Mutation, MutableFakeProxmox
+from inventory.testing.fake_proxmox_mutations import MutableFakeProxmox, Mutation
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -85,7 +85,7 @@ def test_snapshot_then_rollback_through_approval(runner: ToolRunner, pve: Mutabl
 
 def test_the_api_refusing_a_delete_is_a_recorded_failure(runner: ToolRunner, pve: MutableFakeProxmox) -> None:
     pending = runner.run("proxmox.delete", "pve/lab/101", {"purge": "true"}, "alice")
-    with pytest.raises(ToolFailed, match="source 'pve', guest build \\(lab/101\\): delete failed: HTTP 500.*running"):
+    with pytest.raises(ToolFailed, match=r"source 'pve', guest build \(lab/101\): delete failed: HTTP 500.*running"):
         approve(runner, pending.approval_id, "bob")  # type: ignore[arg-type]
     assert pve.mutations == [] and any(g.vmid == 101 for g in pve.cluster.guests)
     runner.run("proxmox.stop", "pve/lab/101", {}, "alice")

@@ -22,7 +22,7 @@ def engine_resource(config: DockerConfig) -> str:
 
 
 def open_client(config: DockerConfig) -> APIClient:
-    """An ``APIClient`` of the source's engine (TLS, timeout, pool size and ssh client as configured); close it after use."""
+    """An ``APIClient`` of the source's engine (TLS, timeout, pool, ssh client as configured). Close it after use."""
     import docker
 
     tls: Any = False
@@ -41,7 +41,7 @@ def open_client(config: DockerConfig) -> APIClient:
         client = _client_class()(
             base_url=config.url,
             version="auto",
-            timeout=config.timeout,
+            timeout=config.timeout,  # type: ignore[arg-type]  # seconds as a float work; the stubs say int
             tls=tls,
             max_pool_size=config.concurrency,
             use_ssh_client=config.ssh_client == "openssh",
@@ -64,9 +64,9 @@ def _client_class() -> type[APIClient]:
     """
     import docker
 
-    class SourceAPIClient(docker.APIClient):  # type: ignore[misc]
-        def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> dict[str, Any]:
-            settings: dict[str, Any] = super().merge_environment_settings(url, proxies, stream, verify, cert)
+    class SourceAPIClient(docker.APIClient):
+        def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
+            settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
             if self.verify is not True:  # a CA file or False, named by the source's tls settings
                 settings["verify"] = self.verify
             return settings

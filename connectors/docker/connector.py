@@ -131,7 +131,7 @@ class DockerConnector(Connector):
         """Inspect the given containers, ``concurrency`` at a time; failures go on the snapshot."""
         import docker.errors
 
-        def inspect(container_id: str) -> dict[str, Any] | None | BaseException:
+        def inspect(container_id: str) -> dict[str, Any] | BaseException | None:
             try:
                 return dict(client.inspect_container(container_id))
             except docker.errors.NotFound:

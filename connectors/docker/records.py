@@ -178,8 +178,7 @@ def _swarm(labels: Mapping[str, str]) -> dict[str, str] | None:
         "node_id": labels.get(SWARM_NODE_ID),
         "stack": labels.get(STACK_NAMESPACE),
     }
-    swarm = {k: v for k, v in swarm.items() if v}
-    return swarm or None
+    return {k: v for k, v in swarm.items() if v} or None
 
 
 def _inspected(detail: Mapping[str, Any]) -> dict[str, Any]:

@@ -226,7 +226,8 @@ class KubernetesApi:
     def _explain(self, exc: BaseException, resource: str, what: str) -> ListFailed:
         """A one-line reason without any secret; a 401 becomes a SourceError (the whole source is unreadable)."""
         from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError, MaxRetryError, NewConnectionError, SSLError, TimeoutError as Urllib3Timeout
+        from urllib3.exceptions import HTTPError, MaxRetryError, NewConnectionError, SSLError
+        from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
         if isinstance(exc, ApiException):
             status = exc.status or 0

@@ -25,6 +25,7 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from fnmatch import fnmatchcase
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -192,7 +193,7 @@ class _Collector:
         snapshot.workloads.extend(pods)
 
         for resource, kind in _CONTROLLERS:
-            records = self.read(resource, lambda obj, kind=kind: controller_workload(kind, obj, self.annotations))
+            records = self.read(resource, partial(controller_workload, kind, annotations=self.annotations))
             if kind == "replicaset":
                 # Old revisions (scaled to zero, no pods) are not inventory: keep the live links only.
                 records = [r for r in records if r.attributes["replicas"] or r.attributes["ready_replicas"] or r.external_id in owners]

@@ -75,6 +75,13 @@ def _call(ctx: ToolContext, what: str, action: Callable[[Any], Any]) -> Any:
             raise SourceError(ctx.target.source, resource, f"{what} failed: {type(exc).__name__}: {first}") from exc
 
 
+def _namespace(ctx: ToolContext) -> str:
+    """Pods and deployments are namespaced: a target without a namespace did not come from a Kubernetes sync."""
+    if ctx.target.namespace is None:
+        raise SourceError(ctx.target.source, f"{ctx.target.kind} {ctx.target.name}", "the target has no namespace")
+    return ctx.target.namespace
+
+
 def _uid_precondition(uid: str) -> Any:
     from kubernetes.client import V1DeleteOptions, V1Preconditions
 
@@ -88,7 +95,7 @@ def list_pods(ctx: ToolContext) -> ToolResult:
         from kubernetes.client import CoreV1Api
 
         core = CoreV1Api(client)
-        kwargs = {"label_selector": args.label_selector} if args.label_selector else {}
+        kwargs: dict[str, Any] = {"label_selector": args.label_selector} if args.label_selector else {}
         if args.namespace:
             return core.list_namespaced_pod(args.namespace, **kwargs)
         return core.list_pod_for_all_namespaces(**kwargs)
@@ -110,7 +117,7 @@ def pod_logs(ctx: ToolContext) -> ToolResult:
         kwargs: dict[str, Any] = {"tail_lines": args.tail}
         if args.container:
             kwargs["container"] = args.container
-        return CoreV1Api(client).read_namespaced_pod_log(ctx.target.name, ctx.target.namespace, **kwargs)
+        return CoreV1Api(client).read_namespaced_pod_log(ctx.target.name, _namespace(ctx), **kwargs)
 
     text = _call(ctx, "read logs", action)
     return ToolResult(f"{len(str(text).splitlines())} lines", text)
@@ -124,7 +131,7 @@ def restart_deployment(ctx: ToolContext) -> ToolResult:
     def action(client: Any) -> Any:
         from kubernetes.client import AppsV1Api
 
-        return AppsV1Api(client).patch_namespaced_deployment(ctx.target.name, ctx.target.namespace, body)
+        return AppsV1Api(client).patch_namespaced_deployment(ctx.target.name, _namespace(ctx), body)
 
     _call(ctx, "rollout restart", action)
     return ToolResult(f"restarted deployment {ctx.target.namespace}/{ctx.target.name}", details={"restarted_at": stamp})
@@ -136,7 +143,7 @@ def scale_deployment(ctx: ToolContext) -> ToolResult:
     def action(client: Any) -> Any:
         from kubernetes.client import AppsV1Api
 
-        return AppsV1Api(client).patch_namespaced_deployment_scale(ctx.target.name, ctx.target.namespace, {"spec": {"replicas": args.replicas}})
+        return AppsV1Api(client).patch_namespaced_deployment_scale(ctx.target.name, _namespace(ctx), {"spec": {"replicas": args.replicas}})
 
     _call(ctx, "scale", action)
     before = ctx.target.attributes.get("replicas")
@@ -153,7 +160,7 @@ def delete_pod(ctx: ToolContext) -> ToolResult:
         options = _uid_precondition(ctx.target.external_id)
         if grace is not None:
             options.grace_period_seconds = grace
-        return CoreV1Api(client).delete_namespaced_pod(ctx.target.name, ctx.target.namespace, body=options)
+        return CoreV1Api(client).delete_namespaced_pod(ctx.target.name, _namespace(ctx), body=options)
 
     _call(ctx, "delete pod", action)
     return ToolResult(f"deleted pod {ctx.target.namespace}/{ctx.target.name}", details={"uid": ctx.target.external_id, "grace_period": grace})

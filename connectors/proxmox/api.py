@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 from connectors.proxmox.config import ProxmoxConfig
 from inventory.errors import SourceApiError, SourceError
@@ -112,7 +112,7 @@ class ProxmoxClient:
         """Size the connection pool to the worker count; pin the certificate when asked to."""
         fingerprint = self._config.fingerprint
 
-        class _Adapter(requests.adapters.HTTPAdapter):  # type: ignore[name-defined,misc]
+        class _Adapter(requests.adapters.HTTPAdapter):
             def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
                 if fingerprint:
                     kwargs["assert_fingerprint"] = fingerprint
@@ -135,7 +135,7 @@ class ProxmoxClient:
 
     @staticmethod
     def _shaped(resource: str, answer: Any, shape: type) -> Any:
-        if not isinstance(answer, shape) or (shape is list and not all(isinstance(item, dict) for item in answer)):
+        if not isinstance(answer, shape) or (shape is list and not all(isinstance(item, dict) for item in cast("list[Any]", answer))):
             raise ApiCallFailed(resource, f"malformed answer: expected a JSON {shape.__name__}, got {type(answer).__name__}")
         return answer
 

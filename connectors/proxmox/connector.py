@@ -288,7 +288,7 @@ def cluster_identity(status: Any) -> str | None:
     return str(chosen[0]["name"]) if chosen else None
 
 
-def _interleave_by_node(guests: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+def _interleave_by_node(guests: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """Round-robin over nodes, so that one slow node cannot hold every worker at once."""
     by_node: dict[str, list[Mapping[str, Any]]] = {}
     for guest in sorted(guests, key=lambda g: int(g["vmid"])):

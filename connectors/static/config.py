@@ -78,10 +78,10 @@ class StaticInventory(BaseModel):
         return self
 
 
-def _check_unique(items: Sequence[_Declared], label: str) -> None:
+def _check_unique(items: Sequence[DeclaredHost | DeclaredWorkload | DeclaredService], label: str) -> None:
     seen: set[tuple[str, str]] = set()
     for i, item in enumerate(items):
-        key = (getattr(item, "kind"), item.id)
+        key = (item.kind, item.id)
         if key in seen:
             raise ValueError(f"{label}[{i}].id: {item.id!r} is declared twice")
         seen.add(key)

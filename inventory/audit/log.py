@@ -137,10 +137,12 @@ def canonical_at(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def payload(fields: Mapping[str, Any]) -> str:
+def payload(fields: Mapping[Any, Any]) -> str:
     scalars = [canonical_at(fields["at"]), *(fields[name] for name in SCALAR_FIELDS[1:])]
     arguments, details = fields["arguments"], fields["details"]
-    return f"{json.dumps(scalars, ensure_ascii=False)}\n{'null' if arguments is None else arguments}\n{'null' if details is None else details}"
+    arguments_text = "null" if arguments is None else arguments
+    details_text = "null" if details is None else details
+    return f"{json.dumps(scalars, ensure_ascii=False)}\n{arguments_text}\n{details_text}"
 
 
 def compute_hash(prev_hash: str, fields: Mapping[str, Any]) -> str:
@@ -341,7 +343,7 @@ def _removed(expected_seq: int, seq: int) -> VerifyProblem:
 
 def _out_of_order(seq: int) -> VerifyProblem:
     return VerifyProblem(
-        seq, "out_of_order", f"entry {seq} does not follow entry {seq - 1}: the chain breaks here (an entry was removed, inserted or moved at this point)"
+        seq, "out_of_order", f"entry {seq} does not follow entry {seq - 1}: the chain breaks here (an entry was removed, inserted or moved " "at this point)"
     )
 
 
@@ -440,7 +442,7 @@ def _check_checkpoint(session: Session, result: VerifyResult, checkpoint: Checkp
         result.problem = VerifyProblem(
             checkpoint.seq,
             "removed",
-            f"entry {checkpoint.seq} of the exported checkpoint is gone: the log ends at entry {result.last_seq} (the newest entries were removed)",
+            f"entry {checkpoint.seq} of the exported checkpoint is gone: the log ends at entry {result.last_seq} (the " "newest entries were removed)",
         )
     elif stored != checkpoint.entry_hash:
         result.problem = VerifyProblem(checkpoint.seq, "checkpoint", f"entry {checkpoint.seq} differs from the exported checkpoint")

@@ -77,7 +77,7 @@ class AuditEntry(Base):
     # Canonical JSON text of the redacted arguments (the exact text that was hashed).
     arguments: Mapped[str | None] = mapped_column(CanonicalJson)
     tool_class: Mapped[str | None] = mapped_column(String(20))
-    # allow | require_approval | deny (for sync entries: "n/a")
+    # allow | require_approval | deny; empty on sync entries, which no policy decides
     decision: Mapped[str | None] = mapped_column(String(20))
     matched_rule: Mapped[str | None] = mapped_column(String(200))
     approver: Mapped[str | None] = mapped_column(String(200))
@@ -107,7 +107,7 @@ class Approval(Base):
     # After this the approval can no longer be granted (policy approvals.expires_after).
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     tool: Mapped[str] = mapped_column(String(200))
-    # The target as resolved when the call was made: "<type>:<id>" of the inventory row.
+    # The target as resolved when the call was made, as Target.ref: "<type>:<source>/<kind>/<external_id>".
     target: Mapped[str] = mapped_column(String(1000))
     target_name: Mapped[str | None] = mapped_column(String(500))
     source: Mapped[str | None] = mapped_column(String(200))

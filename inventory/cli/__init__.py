@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass, field
 from typing import Any
 
 import click
 
 from inventory import __version__
+from inventory.cli.context import AppContext
 from inventory.errors import InventoryError
 from inventory.redact import RedactingFilter, redact_text
-
-OUTPUT_FORMATS = ("table", "wide", "json", "csv", "yaml")
 
 
 class CommandError(click.ClickException):
@@ -28,7 +26,8 @@ class CommandError(click.ClickException):
 
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(redact_text(message))
-        self.exit_code = exit_code
+        # click declares exit_code on the class; each instance carries the code of its error class.
+        self.exit_code = exit_code  # type: ignore[misc]
 
 
 class InventoryGroup(click.Group):

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from inventory.cli import AppContext
+from inventory.cli.context import AppContext
 from inventory.errors import UsageError
 
 LIST_COLUMNS = ("seq", "at", "actor", "event", "tool", "target_name", "tool_class", "decision", "outcome", "approver", "error")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from inventory.cli import AppContext
+from inventory.cli.context import AppContext
 
 if TYPE_CHECKING:
     from inventory.storage.database import Database
@@ -78,7 +78,7 @@ def demo_command(app: AppContext, directory: Path, churn: bool, interval: str, c
         config = load_config(config_path, registry=registry)
         guests = len(lab.proxmox.cluster.guests)
         click.echo(f"  fake Proxmox VE API   {lab.proxmox.url}  (3 nodes, {guests} guests)")
-        click.echo(f"  fake Kubernetes API   {lab.kubernetes.url}  (3 nodes on the VMs node-0000..2, {len(lab.kubernetes.objects.items['pods'])} pods)")
+        click.echo(f"  fake Kubernetes API   {lab.kubernetes.url}  (3 nodes on the VMs node-0000..2, " f"{len(lab.kubernetes.objects.items['pods'])} pods)")
         click.echo(f"  fake Docker Engine    {lab.docker.url}  (in the LXC docker01, {len(lab.docker.containers)} containers)")
         click.echo(f"  config                {config_path}")
         click.echo(f"  database              {database_url}")

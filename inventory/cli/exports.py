@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from inventory.cli import AppContext
+from inventory.cli.context import AppContext
 from inventory.errors import UsageError
 
 _source_option = click.option("--source", "sources", multiple=True, help="Only hosts of this source (repeatable).")

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from inventory.cli import AppContext
+from inventory.cli.context import AppContext
 
 EXIT_PENDING = 4
 
@@ -33,8 +33,8 @@ output_option = click.option("-o", "--output", type=click.Choice(["yaml", "json"
 def build_runner(app: AppContext, *, with_sources: bool = True, draft_path: str | None = None) -> Any:
     """A runner under the operator's policy (the config's policy.path); a draft only for `policy check`."""
     from inventory.policy.execute import ToolRunner
-    from inventory.policy.rules import load_policy
     from inventory.policy.registry import ToolRegistry
+    from inventory.policy.rules import load_policy
 
     registry = ToolRegistry.discover()
     policy = load_policy(draft_path or app.config.policy_path, known_tools=registry.names())
@@ -177,7 +177,7 @@ def run_command(
 
 def _confirm_on_terminal(evaluation: Any) -> bool:
     name = evaluation.target.name if evaluation.target else evaluation.tool
-    click.echo(f"{evaluation.tool} on {evaluation.target_ref} is {evaluation.classification.tool_class}; the policy requires approval ({evaluation.decision.rule_label}).", err=True)
+    click.echo(f"{evaluation.tool} on {evaluation.target_ref} is {evaluation.classification.tool_class}; the policy requires " f"approval ({evaluation.decision.rule_label}).", err=True)
     impact = evaluation.classification.details.get("impact")
     if impact:
         click.echo(f"Impact: {impact['summary']}", err=True)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from inventory.cli import OUTPUT_FORMATS, AppContext
+from inventory.cli.context import OUTPUT_FORMATS, AppContext
 from inventory.cli.setup import complete_source_names
 from inventory.errors import UsageError
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from inventory.cli import AppContext
+from inventory.cli.context import AppContext
 from inventory.errors import UsageError
 
 
@@ -16,7 +16,8 @@ from inventory.errors import UsageError
 @click.option("-o", "--output", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True, help="Output format.")
 @click.pass_obj
 def report_command(app: AppContext, since: str, output: str) -> None:
-    """Per source counts by kind and status, changes, failed/stopped workloads, idle hosts, services with no running member."""
+    """Per source counts by kind and status, changes, failed/stopped workloads, idle hosts,
+    services with no running member."""
     from inventory.report import build_report
     from inventory.timeutil import parse_since
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from inventory.cli import AppContext
+from inventory.cli.context import AppContext
 
 TOKENS_ENV = "INVENTORY_TOKENS_FILE"
 

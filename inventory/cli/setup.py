@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from inventory import __version__
-from inventory.cli import AppContext
+from inventory.cli.context import AppContext
 from inventory.errors import UsageError
 
 COMPLETION_SHELLS = ("bash", "zsh", "fish")

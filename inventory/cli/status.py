@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from inventory.cli import OUTPUT_FORMATS, AppContext
+from inventory.cli.context import OUTPUT_FORMATS, AppContext
 from inventory.errors import UsageError
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import click
 
-from inventory.cli import AppContext
+from inventory.cli.context import AppContext
 from inventory.cli.setup import source_names_option, where_configured
 from inventory.errors import UsageError
 
@@ -200,8 +200,8 @@ def summary_rows(outcomes: Sequence[SourceOutcome]) -> list[dict[str, Any]]:
 )
 @source_names_option
 @click.option("--allow-empty", is_flag=True, help="With --once: accept a complete answer with no objects of a type that had some (else nothing is removed).")
-@click.option("--wait", "wait", callback=_duration, metavar="SECONDS", help="With --once: wait this long for a source another process is syncing (default: do not wait, exit 1 naming the holder).")
-@click.option("--interval", callback=_duration, metavar="DURATION", help="Loop: seconds between syncs of a source (5m, 30s); a source's own interval wins. Default: sync.interval of the config.")
+@click.option("--wait", "wait", callback=_duration, metavar="SECONDS", help="With --once: wait this long for a source another process is syncing (default: do not wait, exit 1 naming the " "holder).")
+@click.option("--interval", callback=_duration, metavar="DURATION", help="Loop: seconds between syncs of a source (5m, 30s); a source's own interval wins. " "Default: sync.interval of the config.")
 @click.option("--jitter", type=click.FloatRange(0, 1), help="Loop: fraction of the interval added or removed at random. Default: sync.jitter.")
 @click.option("--max-backoff", callback=_duration, default="1h", show_default=True, metavar="DURATION", help="Loop: longest wait between retries of a failing source.")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), help="Loop: serve Prometheus metrics on this port at /metrics.")

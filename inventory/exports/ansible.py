@@ -113,6 +113,6 @@ def host_vars(session: Session, name: str, *, sources: Sequence[str] = (), kinds
     """The ``--host NAME`` document: that host's variables, by the unique name ``--list`` gives it."""
     hostvars_by_name = build_list(session, sources=sources, kinds=kinds)["_meta"]["hostvars"]
     try:
-        return hostvars_by_name[name]  # type: ignore[no-any-return]
+        return hostvars_by_name[name]
     except KeyError:
         raise NotFound(f"no host named {name!r} in the Ansible inventory (see `inventory ansible --list`)") from None

@@ -19,6 +19,7 @@ syncs the state is taken as the last sync saw it.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from inventory.errors import NotFound
 from inventory.logical.spec import LogicalService, MemberSelector
 from inventory.queries import glob_to_like
 from inventory.report import classify_status
@@ -266,7 +266,7 @@ def _availability(
         {observed_from, end, *(at for tl in timelines.values() for at, _ in tl if observed_from < at < end)}
     )
     up_seconds = 0.0
-    for begin, finish in zip(moments, moments[1:]):
+    for begin, finish in itertools.pairwise(moments):
         states = [s for s in (_state_at(timelines[(m.object_type, m.id)], begin) for m in members) if s is not None]
         if states and (any(states) if spec.require == "any" else all(states)):
             up_seconds += (finish - begin).total_seconds()
@@ -301,13 +301,6 @@ def evaluate_all(
     session: Session, specs: Sequence[LogicalService], *, now: datetime | None = None
 ) -> list[ServiceState]:
     return [evaluate(session, spec, now=now) for spec in specs]
-
-
-def find(specs: Sequence[LogicalService], name: str) -> LogicalService:
-    for spec in specs:
-        if spec.name == name:
-            return spec
-    raise NotFound(f"no logical service named {name!r} in the config")
 
 
 def services_reached(

@@ -23,9 +23,9 @@ from inventory.audit.models import Approval
 from inventory.errors import InvalidArguments, InventoryError, PolicyDenied, ToolFailed, UsageError
 from inventory.policy.classes import ToolClass
 from inventory.policy.engine import Call, Classification, Decision, EscalationSource, classify, decide
+from inventory.policy.registry import ToolRegistry
 from inventory.policy.rules import Effect, Policy
 from inventory.policy.targets import Target, resolve_target
-from inventory.policy.registry import ToolRegistry
 from inventory.policy.tools import ToolArgs, ToolContext, ToolResult, ToolSpec
 from inventory.principals import Principal, PrincipalKind, PrincipalSettings, configured_for
 from inventory.redact import redact_text, redact_value

@@ -85,4 +85,4 @@ class ToolRegistry:
 
 
 def _module_tools(module_name: str) -> Iterable[ToolSpec]:
-    return importlib.import_module(module_name).TOOLS  # type: ignore[no-any-return]
+    return importlib.import_module(module_name).TOOLS

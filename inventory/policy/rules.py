@@ -222,6 +222,7 @@ def _rule_key(raw: dict[str, Any], index: int) -> str:
 def _validation_error(exc: ValidationError, raw: dict[str, Any], label: str) -> ConfigError:
     err = exc.errors(include_url=False, include_input=False)[0]
     loc = list(err["loc"])
+    key: str | None
     if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
         key = _rule_key(raw, loc[1]) + "".join(f".{part}" if isinstance(part, str) else f"[{part}]" for part in loc[2:])
     else:

@@ -27,7 +27,11 @@ def create_app(
     metrics: bool = False,
 ) -> FastAPI:
     """One application over one database; ``authenticator`` turns a bearer token into a principal (or None)."""
-    from inventory.server import api_inventory, api_tools, errors, health
+    # Imported as modules of the package, not from it: the package's __init__ imports this module.
+    import inventory.server.api_inventory as api_inventory
+    import inventory.server.api_tools as api_tools
+    import inventory.server.errors as errors
+    import inventory.server.health as health
 
     state = ServerState(db=db, authenticator=authenticator, runner=runner, refresher=refresher)
     app = FastAPI(

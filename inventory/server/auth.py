@@ -25,7 +25,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from inventory.errors import ConfigError
+from inventory.errors import ConfigError, InventoryError
 
 
 class Permission(str, Enum):
@@ -67,11 +67,11 @@ class Principal:
 Authenticator = Callable[[str], Principal | None]
 
 
-class NotAuthenticated(Exception):
+class NotAuthenticated(InventoryError):
     """No token, or one no authenticator knows: 401."""
 
 
-class Forbidden(Exception):
+class Forbidden(InventoryError):
     """A known principal whose groups lack the permission: 403."""
 
     def __init__(self, principal: Principal, permission: Permission) -> None:

@@ -304,7 +304,7 @@ def _principal_from_request(ctx: Any) -> Principal:
     principal = request.scope.get("state", {}).get("principal") if request is not None else None
     if principal is None:  # the gate below always sets it; a request without one is refused
         raise NotAuthenticated()
-    return principal  # type: ignore[no-any-return]
+    return principal
 
 
 class BearerGate:
@@ -357,9 +357,8 @@ def mount_mcp(app: Any, state: ServerState) -> None:
 
     @asynccontextmanager
     async def lifespan(asgi_app: Any) -> AsyncIterator[Any]:
-        async with manager.run():
-            async with inner_lifespan(asgi_app) as value:
-                yield value
+        async with manager.run(), inner_lifespan(asgi_app) as value:
+            yield value
 
     app.router.lifespan_context = lifespan
 

@@ -80,8 +80,8 @@ class SessionStore:
             del self._sessions[key]
 
 
-class SignInRequired(Exception):
-    pass
+class SignInRequired(InventoryError):
+    """The browser has no live session: its handler redirects to the sign-in page."""
 
 
 def _sessions(request: Request) -> SessionStore:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -137,9 +137,8 @@ class Database:
     @contextmanager
     def write_session(self) -> Iterator[Session]:
         """A session whose transaction commits at the end of the block, or rolls back whole."""
-        with Session(self._write_engine, expire_on_commit=False) as session:
-            with session.begin():
-                yield session
+        with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
+            yield session
 
     def current_revision(self) -> str | None:
         try:

@@ -12,17 +12,19 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, delete, func, literal, select, text, update
 from sqlalchemy.orm import Session, aliased
 
+from inventory.records import to_json_bytes
+from inventory.schema import IDENTITY_COLUMNS, SCHEMA, TIME_COLUMNS, Schema
 from inventory.storage.models import (
-    UTCDateTime,
     Change,
     ServiceMember,
     Source,
     SyncRun,
+    UTCDateTime,
 )
 from inventory.records import to_json_bytes
 from inventory.sanitize import column_length, fit
@@ -73,7 +75,7 @@ class SqlStore:
             t.name: (itemgetter(*(c.name for c in t.columns)), tuple(k.field for k in t.links)) for t in schema
         }
         self._json_columns = {t.row.__table__.name: t.json_columns for t in schema}
-        self._json_columns[Change.__table__.name] = frozenset({"diff"})
+        self._json_columns[cast(Table, Change.__table__).name] = frozenset({"diff"})
         self.statements = 0  # statements sent, COPY included: the benchmark prints it
 
     @property
@@ -106,7 +108,7 @@ class SqlStore:
             ).first()
             if adopted is not None:
                 self._execute(update(Source).where(Source.id == adopted.id).values(name=name))
-                return adopted.id
+                return int(adopted.id)
         if found is not None:
             changes = {}
             if found.type != type_name:
@@ -115,17 +117,17 @@ class SqlStore:
                 changes["identity"] = identity
             if changes:
                 self._execute(update(Source).where(Source.id == found.id).values(**changes))
-            return found.id
-        if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+            return int(found.id)
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        # Both dialects' INSERT ... ON CONFLICT DO NOTHING are spelled the same.
+        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         self._execute(
             dialect_insert(Source)
             .values(name=name, type=type_name, identity=identity, created_at=utcnow())
             .on_conflict_do_nothing(index_elements=["name"])
         )
-        return self._execute(select(Source.id).where(Source.name == name)).scalar_one()
+        return int(self._execute(select(Source.id).where(Source.name == name)).scalar_one())
 
     def start_run(self, source_id: int, started_at: datetime | None = None) -> int:
         run = SyncRun(source_id=source_id, started_at=started_at or utcnow(), status="running")
@@ -209,7 +211,7 @@ class SqlStore:
                 lock_key = _ID_ALLOCATION_LOCK + self.schema.names.index(object_type)
                 allocation.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key})
                 start = allocation.execute(
-                    text("SELECT setval(pg_get_serial_sequence(:table, 'id'), nextval(pg_get_serial_sequence(:table, 'id')) + :n - 1) - :n + 1"),
+                    text("SELECT setval(pg_get_serial_sequence(:table, 'id'), nextval(pg_get_serial_sequence(:table, " "'id')) + :n - 1) - :n + 1"),
                     {"table": table.name, "n": count},
                 ).scalar_one()
         else:
@@ -263,7 +265,7 @@ class SqlStore:
         for chunk in _chunks(member_resets):
             self._execute(delete(members_table).where(members_table.c.service_id.in_(chunk)))
         self._insert(members_table, ("service_id", "workload_id"), members)
-        self._insert(Change.__table__, _CHANGE_COLUMNS, changes)
+        self._insert(cast(Table, Change.__table__), _CHANGE_COLUMNS, changes)
 
     def _object_values(self, write: ObjectWrite) -> list[Any]:
         """An object's values for ``_row_columns``: its columns, its links as ids, its hash."""
@@ -307,6 +309,7 @@ class SqlStore:
 
     def _copy(self, table: Table, columns: Sequence[str], rows: list[list[Any]]) -> None:
         raw = self.session.connection().connection.driver_connection
+        assert raw is not None, "a checked-out connection has its driver connection"
         column_list = ", ".join(f'"{c}"' for c in columns)
         self.statements += 1
         with raw.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({column_list}) FROM STDIN') as copy:

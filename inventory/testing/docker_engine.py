@@ -78,7 +78,7 @@ class DockerEngine:
     def client(self, timeout: float = 30.0) -> APIClient:
         from docker import APIClient
 
-        return APIClient(base_url=self.url, version="auto", timeout=timeout)
+        return APIClient(base_url=self.url, version="auto", timeout=timeout)  # type: ignore[arg-type]  # seconds as a float work; the stubs say int
 
     def _kill_containers(self) -> None:
         # Busybox as PID 1 ignores SIGTERM: a graceful shutdown would wait 10 s per container.

@@ -34,8 +34,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
+
 from inventory.testing.serving import serve_in_background, shut_down
 
 API_VERSION = "1.41"
@@ -228,7 +229,7 @@ def version_document() -> dict[str, Any]:
 
 
 def generate_containers(count: int, *, running_every: int = 5, compose_projects: int = 10, seed: str = "fake") -> list[FakeContainer]:
-    """``count`` containers: every ``running_every``-th running, the rest created or exited; some in Compose projects."""
+    """``count`` containers: every ``running_every``-th running, the others created or exited; some in Compose."""
     containers = []
     for index in range(count):
         labels: dict[str, str] = {}
@@ -301,7 +302,7 @@ class FakeDocker:
             raise RuntimeError("the fake engine is not running")
         if self.socket_path is not None:
             return f"unix://{self.socket_path}"
-        host, port = self._server.server_address[:2]  # type: ignore[misc]
+        host, port = cast("tuple[str, int]", self._server.server_address)[:2]
         return f"tcp://{host}:{port}"
 
     def start(self) -> FakeDocker:
@@ -362,7 +363,7 @@ def _handler_for(fake: FakeDocker) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"
         server_version = f"Docker/{SERVER_VERSION} (linux)"
 
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_GET(self) -> None:
             parts = urlsplit(self.path)
             path = parts.path
             versioned = _VERSIONED.match(path)
@@ -380,7 +381,7 @@ def _handler_for(fake: FakeDocker) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
     return Handler

@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -210,7 +211,7 @@ class FakeKubernetes:
 
     # -- request handling ----------------------------------------------------------------
 
-    def route(self, method: str, raw_path: str, headers: Mapping[str, str]) -> tuple[int, bytes, float]:
+    def route(self, method: str, raw_path: str, headers: Mapping[str, str] | Message) -> tuple[int, bytes, float]:
         """(status, body, delay seconds) for one request."""
         split = urlsplit(raw_path)
         query = {k: v[-1] for k, v in parse_qs(split.query).items()}
@@ -285,8 +286,8 @@ class FakeKubernetes:
                 return fault.status, _status(fault.status, reason, f"an error on the server (injected) has prevented the request from succeeding (get {resource})"), 0.0
             if fault.action == "expire":
                 message = (
-                    "The provided continue parameter is too old to display a consistent list result. You can start a new list "
-                    "without the continue parameter, or use the continue token in this response to retrieve the remainder of the results."
+                    "The provided continue parameter is too old to display a consistent list result. You can start a " "new list "
+                    "without the continue parameter, or use the continue token in this response to retrieve the " "remainder of the results."
                 )
                 return 410, _status(410, "Expired", message, **{"continue": token}), 0.0
             if fault.action == "delay":
@@ -312,10 +313,10 @@ class _Handler(BaseHTTPRequestHandler):
     # for the client's delayed ACK (40 ms), which would make every page look slow.
     disable_nagle_algorithm = True
 
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's naming
+    def do_GET(self) -> None:
         self._answer("GET")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._answer("POST")
 
     def _answer(self, method: str) -> None:
@@ -332,7 +333,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (a timeout test); nothing to tell it
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 

@@ -129,15 +129,17 @@ class MutableFakeKubernetes(FakeKubernetes):
                 return 404, _status(404, "NotFound", f'pods "{name}" not found'), 0.0
             wanted_uid = ((body or {}).get("preconditions") or {}).get("uid")
             if wanted_uid and wanted_uid != pod["metadata"]["uid"]:
-                message = f"Precondition failed: UID in precondition: {wanted_uid}, UID in object meta: {pod['metadata']['uid']}"
+                message = (
+                    f"Precondition failed: UID in precondition: {wanted_uid}, "
+                    f"UID in object meta: {pod['metadata']['uid']}"
+                )
                 return 409, _status(409, "Conflict", message), 0.0
             self.mutate("pods", name, namespace, None)
             return 200, json.dumps(pod).encode(), 0.0
         # api/v1/namespaces/{name}
         if method == "DELETE" and parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 4:
             name = parts[3]
-            namespace = self._find("namespaces", None, name)
-            if namespace is None:
+            if self._find("namespaces", None, name) is None:
                 return 404, _status(404, "NotFound", f'namespaces "{name}" not found'), 0.0
             self.mutate("namespaces", name, None, lambda obj: obj.setdefault("status", {}).__setitem__("phase", "Terminating"))
             return 200, json.dumps(self._find("namespaces", None, name)).encode(), 0.0

@@ -494,6 +494,6 @@ def generate_cluster(spec: ClusterSpec) -> ClusterObjects:
         _app_namespace(b, f"app-{n:03d}", share, replicas, nodes, cursor, extra if n == 0 else 0)
     if spec.minimal_objects:
         _minimal_objects(b)
-    for resource, items in b.out.items.items():
+    for items in b.out.items.values():
         items.sort(key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
     return b.out

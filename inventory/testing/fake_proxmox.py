@@ -287,7 +287,7 @@ class _Api:
     def node_call(self, node_name: str, rest: list[str]) -> Any:
         node = next((n for n in self.cluster.nodes if n.name == node_name), None)
         if node is None:
-            raise ApiError(500, f"hostname lookup '{node_name}' failed - failed to get address info for: {node_name}: Name or service not known")
+            raise ApiError(500, f"hostname lookup '{node_name}' failed - failed to get address info for: {node_name}: Name or service " "not known")
         self.require(self.can_see_nodes(), f"/nodes/{node_name}", "Sys.Audit")
         if not node.online:
             # pveproxy proxies the call to the node and cannot reach it.
@@ -532,7 +532,7 @@ def _make_handler(fake: FakeProxmox) -> type[BaseHTTPRequestHandler]:
         disable_nagle_algorithm = True
         server_version = "pve-api-daemon/3.0"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base class
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
         def _answer(self, status: int, reason: str | None, data: Any) -> None:
@@ -582,10 +582,10 @@ def _make_handler(fake: FakeProxmox) -> type[BaseHTTPRequestHandler]:
             except ApiError as error:
                 self._answer(error.status, error.reason, None)
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        def do_GET(self) -> None:
             self._handle("GET")
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             self._handle("POST")
 
     return Handler

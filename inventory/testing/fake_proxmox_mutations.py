@@ -76,7 +76,8 @@ class MutableFakeProxmox(FakeProxmox):
         return self.start()
 
     def _upid(self, node: str, action: str, vmid: int) -> str:
-        return f"UPID:{node}:{next(self._task_numbers):08X}:00000000:00000000:{action}:{vmid}:{self.token_id.split('!')[0]}:"
+        user = self.token_id.split("!")[0]
+        return f"UPID:{node}:{next(self._task_numbers):08X}:00000000:00000000:{action}:{vmid}:{user}:"
 
     def write(self, method: str, api_path: str, params: dict[str, str]) -> str:
         match = _GUEST_PATH.match(api_path)

@@ -102,10 +102,14 @@ class SSHDockerServer:
                 return "publickey"
 
             def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
-                return paramiko.AUTH_SUCCESSFUL if key == server.authorized_key else paramiko.AUTH_FAILED
+                return paramiko.common.AUTH_SUCCESSFUL if key == server.authorized_key else paramiko.common.AUTH_FAILED
 
             def check_channel_request(self, kind: str, chanid: int) -> int:
-                return paramiko.OPEN_SUCCEEDED if kind == "session" else paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+                return (
+                    paramiko.common.OPEN_SUCCEEDED
+                    if kind == "session"
+                    else paramiko.common.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+                )
 
             def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
                 server.commands.append(command)

@@ -4,7 +4,7 @@ Object, membership and change tables have no foreign keys on purpose: see the no
 inventory/storage/models.py.
 
 Revision ID: 0001_initial
-Revises: 
+Revises:
 Create Date: 2026-11-22
 """
 

@@ -158,7 +158,7 @@ def downgrade() -> None:
     op.drop_table('audit_log')
     if op.get_bind().dialect.name == 'postgresql':
         op.execute("DROP FUNCTION IF EXISTS audit_log_refuse_change()")
-        op.execute("DROP FUNCTION IF EXISTS audit_append(text, text, text, text, text, text, text, text, text, text, bigint, text, text, bigint, text, json, json)")
+        op.execute("DROP FUNCTION IF EXISTS audit_append(text, text, text, text, text, text, text, text, text, text, bigint, " "text, text, bigint, text, json, json)")
     with op.batch_alter_table('approvals', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_approvals_status'))
         batch_op.drop_index(batch_op.f('ix_approvals_requester'))

@@ -1,0 +1,50 @@
+"""What the `inventory` command and its subcommands share; the subcommands import it from here, not from the package."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+OUTPUT_FORMATS = ("table", "wide", "json", "csv", "yaml")
+
+
+@dataclass
+class AppContext:
+    """What every command shares, built lazily so that `--help` touches neither config nor database."""
+
+    config_path: str | None
+    database_url: str | None
+    _config: Any = None
+    _database: Any = None
+    _registry: Any = None
+    cleanups: list[Any] = field(default_factory=list)
+
+    @property
+    def registry(self) -> Any:
+        if self._registry is None:
+            from inventory.connector import ConnectorRegistry
+
+            self._registry = ConnectorRegistry.discover()
+        return self._registry
+
+    @property
+    def config(self) -> Any:
+        if self._config is None:
+            from inventory.config import load_config
+
+            self._config = load_config(self.config_path, registry=self.registry, database_url=self.database_url)
+        return self._config
+
+    def database(self, *, migrate: bool | None = None, check_schema: bool = True) -> Any:
+        if self._database is None:
+            from inventory.storage.database import Database
+
+            self._database = Database(self.config.database_url)
+            self.cleanups.append(self._database.dispose)
+        if check_schema:
+            self._database.ensure_schema(auto_migrate=migrate)
+        return self._database
+
+    def close(self) -> None:
+        for cleanup in reversed(self.cleanups):
+            cleanup()
