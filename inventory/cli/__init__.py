@@ -92,57 +92,6 @@ def hoist_options(group: click.Command, args: list[str]) -> list[str]:
     return front + rest
 
 
-@dataclass
-class AppContext:
-    """What every command shares, built lazily so that `--help` touches neither config nor database."""
-
-    config_path: str | None
-    database_url: str | None
-    _config: Any = None
-    _database: Any = None
-    _registry: Any = None
-    cleanups: list[Any] = field(default_factory=list)
-
-    @property
-    def registry(self) -> Any:
-        if self._registry is None:
-            from inventory.connector import ConnectorRegistry
-
-            self._registry = ConnectorRegistry.discover()
-        return self._registry
-
-    @property
-    def config(self) -> Any:
-        if self._config is None:
-            from inventory.config import load_config
-
-            self._config = load_config(self.config_path, registry=self.registry, database_url=self.database_url)
-        return self._config
-
-    def database(self, *, migrate: bool | None = None, check_schema: bool = True) -> Any:
-        if self._database is None:
-            from inventory.storage.database import Database
-
-            from inventory.audit.keys import AuditSecrets, attach
-
-            self._database = Database(self.config.database_url)
-            attach(self._database, AuditSecrets(self.config.audit_key_file, self.config.audit_head_file))
-            self.cleanups.append(self._database.dispose)
-        if check_schema:
-            self._database.ensure_schema(auto_migrate=migrate)
-        return self._database
-
-    def principal(self, actor: str | None = None) -> Any:
-        """Who runs this command: the OS user, acting for ``actor`` where the config allows it."""
-        from inventory.principals import cli_principal
-
-        return cli_principal(self.config.principals, actor)
-
-    def close(self) -> None:
-        for cleanup in reversed(self.cleanups):
-            cleanup()
-
-
 def _configure_logging(verbose: int, log_format: str) -> None:
     level = logging.WARNING - 10 * min(verbose, 2)
     handler = logging.StreamHandler(sys.stderr)

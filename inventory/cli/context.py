@@ -37,13 +37,21 @@ class AppContext:
 
     def database(self, *, migrate: bool | None = None, check_schema: bool = True) -> Any:
         if self._database is None:
+            from inventory.audit.keys import AuditSecrets, attach
             from inventory.storage.database import Database
 
             self._database = Database(self.config.database_url)
+            attach(self._database, AuditSecrets(self.config.audit_key_file, self.config.audit_head_file))
             self.cleanups.append(self._database.dispose)
         if check_schema:
             self._database.ensure_schema(auto_migrate=migrate)
         return self._database
+
+    def principal(self, actor: str | None = None) -> Any:
+        """Who runs this command: the OS user, acting for ``actor`` where the config allows it."""
+        from inventory.principals import cli_principal
+
+        return cli_principal(self.config.principals, actor)
 
     def close(self) -> None:
         for cleanup in reversed(self.cleanups):

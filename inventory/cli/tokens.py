@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from inventory.cli import AppContext
+from inventory.cli.context import AppContext
 from inventory.errors import UsageError
 
 
