@@ -135,3 +135,15 @@ def test_targets_resolve_by_uid_and_ambiguous_names_are_refused(setup: tuple[Too
 def test_the_tool_module_does_not_import_the_sdk() -> None:
     code = "import sys, connectors.kubernetes.tools; assert 'kubernetes' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=PROJECT_ROOT)
+
+
+def test_grace_period_zero_is_as_destructive_as_force(setup: tuple[ToolRunner, Config], cluster: MutableFakeKubernetes) -> None:
+    runner, _ = setup
+    forced = runner.run("kubernetes.delete_pod", "db-1", {"force": "true"}, "alice")
+    immediate = runner.run("kubernetes.delete_pod", "db-2", {"grace_period": "0"}, "alice")
+    for call in (forced, immediate):
+        assert call.outcome == "pending" and call.evaluation.classification.tool_class.value == "DESTRUCTIVE"
+    assert any("grace_period=0" in why for why in immediate.evaluation.classification.reasons)
+    assert cluster.mutations == []
+    graceful = runner.run("kubernetes.delete_pod", "db-0", {"grace_period": "30"}, "alice")
+    assert graceful.outcome == "success" and graceful.evaluation.classification.tool_class.value == "SAFE_MUTATE"

@@ -189,6 +189,15 @@ TOOLS = [
         idempotent=True,
         escalations=(Escalation(ToolClass.DESTRUCTIVE, "scaling to 0 replicas removes all capacity", lambda a, _t: a.replicas == 0),),
     ),
-    _spec("delete_pod", "Delete a pod (its controller, if any, makes a new one).", ToolClass.SAFE_MUTATE, delete_pod, args_model=DeletePodArgs, target_kinds=("pod",)),
+    _spec(
+        "delete_pod",
+        "Delete a pod (its controller, if any, makes a new one).",
+        ToolClass.SAFE_MUTATE,
+        delete_pod,
+        args_model=DeletePodArgs,
+        target_kinds=("pod",),
+        # What force=true sends (the engine raises force to DESTRUCTIVE); the same request must be the same class.
+        escalations=(Escalation(ToolClass.DESTRUCTIVE, "grace_period=0 kills the pod at once, as force=true does", lambda a, _t: a.grace_period == 0),),
+    ),
     _spec("delete_namespace", "Delete a namespace and everything in it.", ToolClass.DESTRUCTIVE, delete_namespace, args_model=DeleteNamespaceArgs, target_type="source"),
 ]
