@@ -27,6 +27,7 @@ from inventory.errors import NotFound, SourceError, TargetChanged, UsageError
 from inventory.policy.execute import (
     CallOutcome,
     Evaluation,
+    TARGET_IDENTITY,
     PolicyDenied,
     ToolRunner,
     as_principal,
@@ -204,12 +205,12 @@ def _approvable(runner: ToolRunner, evaluation: Evaluation, approval_id: int, ap
 
 
 def _requested_identity(runner: ToolRunner, approval: Approval) -> dict[str, str] | None:
-    """The identity of the target the request was decided for (its audit entry), if it was re-read then."""
+    """The identity of the object the request was decided for, from its audit entry."""
     if approval.request_seq is None:
         return None
     with runner.db.session() as session:
         details = get_entry(session, approval.request_seq).get("details") or {}
-    identity = (details.get("live_target") or {}).get("identity")
+    identity = details.get(TARGET_IDENTITY)
     return {str(k): str(v) for k, v in identity.items()} if isinstance(identity, dict) else None
 
 

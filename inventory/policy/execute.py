@@ -296,18 +296,17 @@ class ToolRunner:
             return self._deny(evaluation, started)
         if dry_run:
             return self._finish(evaluation, "dry_run", started)
-        try:
-            evaluation = self.verify_live(evaluation)
-        except (TargetChanged, SourceError, UsageError) as exc:
-            return self._refuse(evaluation, started, exc)
-        decision = evaluation.decision
-        if decision.effect is Effect.DENY:
-            return self._deny(evaluation, started)
+        # A call that waits for approval anyway is queued as it is: its target is re-read when it is approved.
+        if evaluation.decision.effect is not Effect.REQUIRE_APPROVAL or self._confirms_in_place(evaluation, confirm):
+            try:
+                evaluation = self.verify_live(evaluation)
+            except (TargetChanged, SourceError, UsageError) as exc:
+                return self._refuse(evaluation, started, exc)
+            if evaluation.decision.effect is Effect.DENY:
+                return self._deny(evaluation, started)
         approver = None
-        if decision.effect is Effect.REQUIRE_APPROVAL:
-            # On a terminal the requester may approve in place only where they could approve it later.
-            in_place = confirm is not None and self.policy.document.approvals.tty_confirmation
-            if not in_place or self.approval_refusal(evaluation, principal) is not None:
+        if evaluation.decision.effect is Effect.REQUIRE_APPROVAL:
+            if not self._confirms_in_place(evaluation, confirm):
                 return self._request_approval(evaluation, started)
             assert confirm is not None
             if not confirm(evaluation):
@@ -317,6 +316,11 @@ class ToolRunner:
             approver = f"{principal.name} (terminal confirmation)"
         intent_seq = append(self.db, audit_record(evaluation, INTENT_OUTCOME, started, approver=approver))
         return self.execute(evaluation, started, approver=approver, intent_seq=intent_seq)
+
+    def _confirms_in_place(self, evaluation: Evaluation, confirm: Confirm | None) -> bool:
+        """On a terminal the requester may approve in place only where they could approve it later."""
+        in_place = confirm is not None and self.policy.document.approvals.tty_confirmation
+        return in_place and self.approval_refusal(evaluation, evaluation.principal) is None
 
     def _deny(self, evaluation: Evaluation, started: float) -> CallOutcome:
         error = f"denied by {evaluation.decision.rule_label}"
@@ -359,7 +363,9 @@ class ToolRunner:
             )
             session.add(approval)
             session.flush()
-            record = audit_record(evaluation, "pending", started, approval_id=approval.id)
+            record = audit_record(
+                evaluation, "pending", started, approval_id=approval.id, extra={TARGET_IDENTITY: target_identity(evaluation)}
+            )
             seq, _ = append_in(session, record, secrets_for(self.db))
             approval.request_seq = seq
         self.notify_destructive(evaluation, "pending")
@@ -503,6 +509,20 @@ def audit_record(
         policy_hash=evaluation.policy.sha256,
         details=details or None,
     )
+
+
+# The audit detail of an approval request that says which object it was decided for.
+TARGET_IDENTITY = "target_identity"
+
+
+def target_identity(evaluation: Evaluation) -> dict[str, str] | None:
+    """Which object the call is for: as re-read at its source, else as the inventory recorded it."""
+    spec, target = evaluation.spec, evaluation.target
+    if evaluation.live_identity is not None:
+        return dict(evaluation.live_identity)
+    if spec is None or spec.live is None or target is None or target.object_type == "source":
+        return None
+    return dict(spec.live.identity(target))
 
 
 def as_principal(actor: Principal | str) -> Principal:
