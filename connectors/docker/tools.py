@@ -129,7 +129,8 @@ def describe_container(target: Target, config: Any) -> Target | None:
         return None
     except Exception as exc:
         resource = f"container {target.name} ({target.external_id[:12]})"
-        raise SourceError(target.source, resource, f"re-reading it failed: {describe_error(exc, config.timeout)}") from exc
+        reason = describe_error(exc, config.timeout)
+        raise SourceError(target.source, resource, f"re-reading it failed: {reason}") from exc
     finally:
         client.close()
     settings = detail.get("Config") or {}
@@ -142,7 +143,11 @@ def describe_container(target: Target, config: Any) -> Target | None:
     }
     workload = container_workload(listed, detail, Ref("engine", target.source))
     return replace(
-        target, external_id=workload.external_id, name=workload.name, namespace=workload.namespace, labels=dict(workload.labels)
+        target,
+        external_id=workload.external_id,
+        name=workload.name,
+        namespace=workload.namespace,
+        labels=dict(workload.labels),
     )
 
 

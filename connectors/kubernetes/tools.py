@@ -212,7 +212,15 @@ LIVE = LiveLookup(describe_object, object_identity)
 
 
 def _spec(name: str, summary: str, tool_class: ToolClass, implementation: Callable[[ToolContext], ToolResult], **extra: Any) -> ToolSpec:
-    return ToolSpec(name=f"{TYPE_NAME}.{name}", source_type=TYPE_NAME, summary=summary, default_class=tool_class, implementation=implementation, live=LIVE, **extra)
+    return ToolSpec(
+        name=f"{TYPE_NAME}.{name}",
+        source_type=TYPE_NAME,
+        summary=summary,
+        default_class=tool_class,
+        implementation=implementation,
+        live=LIVE,
+        **extra,
+    )
 
 
 TOOLS = [
@@ -237,7 +245,13 @@ TOOLS = [
         args_model=DeletePodArgs,
         target_kinds=("pod",),
         # What force=true sends (the engine raises force to DESTRUCTIVE); the same request must be the same class.
-        escalations=(Escalation(ToolClass.DESTRUCTIVE, "grace_period=0 kills the pod at once, as force=true does", lambda a, _t: a.grace_period == 0),),
+        escalations=(
+            Escalation(
+                ToolClass.DESTRUCTIVE,
+                "grace_period=0 kills the pod at once, as force=true does",
+                lambda a, _t: a.grace_period == 0,
+            ),
+        ),
     ),
     _spec("delete_namespace", "Delete a namespace and everything in it.", ToolClass.DESTRUCTIVE, delete_namespace, args_model=DeleteNamespaceArgs, target_type="source"),
 ]

@@ -143,7 +143,7 @@ def describe_guest(target: Target, config: Any) -> Target | None:
 
 
 def guest_identity(target: Target) -> dict[str, str]:
-    """A vmid can be given to another guest: the SMBIOS uuid says which guest holds it (the name, for a guest without)."""
+    """A vmid can be given to another guest: the SMBIOS uuid says which guest holds it (else the name)."""
     identity = {"kind": target.kind, "vmid": str(target.attributes.get("vmid"))}
     if target.machine_uuid:
         identity["uuid"] = target.machine_uuid

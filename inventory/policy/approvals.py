@@ -146,8 +146,8 @@ def approve(runner: ToolRunner, approval_id: int, approver: Principal | str, rea
     approval = _load(runner, approval_id)
     _refuse_if_expired(runner, approval, approver, started)
     requester = runner.principal_named(approval.requester, approval.on_behalf_of)
-    evaluation = _approvable(runner, runner.evaluate(approval.tool, approval.target, approval.arguments, requester),
-                             approval_id, approver, started)
+    requested = runner.evaluate(approval.tool, approval.target, approval.arguments, requester)
+    evaluation = _approvable(runner, requested, approval_id, approver, started)
     # The target as its source has it now must be the object the request was decided for.
     try:
         live = runner.verify_live(evaluation, _requested_identity(runner, approval))
@@ -160,10 +160,11 @@ def approve(runner: ToolRunner, approval_id: int, approver: Principal | str, rea
         raise TargetChanged(f"approval {approval_id}: {exc}; it was rejected", exc.details) from None
     except (SourceError, UsageError) as exc:
         # The source may answer later: the approval stays pending; the refusal is recorded.
-        append(runner.db, audit_record(
+        refused = audit_record(
             evaluation, "refused", started, error=str(exc), approver=approver.label, approval_id=approval_id,
             event="approval",
-        ))
+        )
+        append(runner.db, refused)
         raise
     evaluation = _approvable(runner, live, approval_id, approver, started)
     record = audit_record(
@@ -181,7 +182,9 @@ def approve(runner: ToolRunner, approval_id: int, approver: Principal | str, rea
     return outcome
 
 
-def _approvable(runner: ToolRunner, evaluation: Evaluation, approval_id: int, approver: Principal, started: float) -> Evaluation:
+def _approvable(
+    runner: ToolRunner, evaluation: Evaluation, approval_id: int, approver: Principal, started: float
+) -> Evaluation:
     """``evaluation`` if ``approver`` may approve it now; a call the policy now denies is rejected."""
     if evaluation.decision.effect is Effect.DENY:
         record = audit_record(

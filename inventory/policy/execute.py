@@ -329,7 +329,9 @@ class ToolRunner:
     def _refuse(self, evaluation: Evaluation, started: float, exc: InventoryError) -> CallOutcome:
         """The target could not be re-read, or is another object now: recorded as refused, then raised."""
         details = exc.details if isinstance(exc, TargetChanged) else None
-        return self._finish(evaluation, "refused", started, error=str(exc), raise_error=lambda _error: exc, extra=details)
+        return self._finish(
+            evaluation, "refused", started, error=str(exc), raise_error=lambda _error: exc, extra=details
+        )
 
     def _request_approval(self, evaluation: Evaluation, started: float) -> CallOutcome:
         """Queue the call; the request and its audit entry are committed together."""
@@ -363,9 +365,8 @@ class ToolRunner:
             )
             session.add(approval)
             session.flush()
-            record = audit_record(
-                evaluation, "pending", started, approval_id=approval.id, extra={TARGET_IDENTITY: target_identity(evaluation)}
-            )
+            identity = {TARGET_IDENTITY: target_identity(evaluation)}
+            record = audit_record(evaluation, "pending", started, approval_id=approval.id, extra=identity)
             seq, _ = append_in(session, record, secrets_for(self.db))
             approval.request_seq = seq
         self.notify_destructive(evaluation, "pending")

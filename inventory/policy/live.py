@@ -36,10 +36,12 @@ def reread(lookup: LiveLookup, target: Target, source_config: Any, expected: Ide
     try:
         live = lookup.describe(target, source_config)
     except SourceError as exc:
-        raise SourceError(exc.source, exc.resource, f"{exc.reason}; the target could not be re-read, so nothing was run") from None
+        reason = f"{exc.reason}; the target could not be re-read, so nothing was run"
+        raise SourceError(exc.source, exc.resource, reason) from None
     except Exception as exc:  # a connector's describe must not let a call through by failing oddly: refuse it
         what = str(exc) if isinstance(exc, InventoryError) else f"{type(exc).__name__}: {exc}"
-        raise SourceError(target.source, target.ref, f"the target could not be re-read ({what}), so nothing was run") from None
+        reason = f"the target could not be re-read ({what}), so nothing was run"
+        raise SourceError(target.source, target.ref, reason) from None
     wanted = dict(expected if expected is not None else lookup.identity(target))
     if live is None:
         raise TargetChanged(

@@ -95,9 +95,8 @@ def resolve_target(
     if object_type == "host":
         machine_uuid = row.machine_uuid
     elif object_type == "workload":
-        machine_uuid = session.execute(
-            select(HostRow.machine_uuid).where(HostRow.backing_workload_id == row.id, HostRow.removed_at.is_(None)).limit(1)
-        ).scalar()
+        backed = select(HostRow.machine_uuid).where(HostRow.backing_workload_id == row.id, HostRow.removed_at.is_(None))
+        machine_uuid = session.execute(backed.limit(1)).scalar()
     else:
         machine_uuid = None
     return Target(
