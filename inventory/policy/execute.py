@@ -6,6 +6,10 @@ executed or failed. A call that executes is recorded ahead: its decision and int
 anything runs, and if they cannot be, nothing runs; its outcome entry follows, linked
 by ``details.intent_seq``. A killed process leaves an intent without an outcome, which
 ``audit list`` shows as outcome unknown.
+
+A call that changes an object is classified and decided again on the object as its
+source has it just before it runs (``verify_live``, inventory.policy.live): another
+object under the target's name or id, or a source that cannot be read, refuses it.
 """
 
 from __future__ import annotations
