@@ -25,9 +25,9 @@ from inventory.audit.log import AuditRecord, append, append_in, get_entry
 from inventory.audit.models import Approval
 from inventory.errors import NotFound, SourceError, TargetChanged, UsageError
 from inventory.policy.execute import (
+    TARGET_IDENTITY,
     CallOutcome,
     Evaluation,
-    TARGET_IDENTITY,
     PolicyDenied,
     ToolRunner,
     as_principal,

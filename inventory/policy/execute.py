@@ -34,8 +34,8 @@ from inventory.errors import (
     UsageError,
 )
 from inventory.policy.classes import ToolClass
-from inventory.policy.live import describe_live, reread
 from inventory.policy.engine import Call, Classification, Decision, EscalationSource, classify, decide
+from inventory.policy.live import describe_live, reread
 from inventory.policy.rules import Effect, Policy
 from inventory.policy.targets import Target, resolve_target
 from inventory.policy.registry import ToolRegistry
