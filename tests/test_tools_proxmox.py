@@ -121,7 +121,7 @@ def test_a_guest_renamed_and_tagged_prod_since_the_sync_is_classified_as_it_is_n
 
 def test_a_vmid_given_to_another_guest_is_refused(runner: ToolRunner, pve: MutableFakeProxmox) -> None:
     pve.cluster.guests = [g for g in pve.cluster.guests if g.vmid != 101]
-    pve.cluster.guests.append(FakeGuest(101, "qemu", "build", "pve1", macs=[mac_for(101)]))  # same vmid and name, another machine
+    pve.cluster.guests.append(FakeGuest(101, "qemu", "build", "pve2", macs=[mac_for(101)]))  # same vmid, name, node: another machine
     with pytest.raises(TargetChanged, match="lab/101 \\(build\\) is another object at source 'pve'.*uuid"):
         runner.run("proxmox.stop", "pve/lab/101", {}, "alice")
     assert pve.mutations == []
