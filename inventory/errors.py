@@ -24,6 +24,7 @@ few live beside the code that raises them and subclass a class of the tree:
     ├── NotFound               a query named an object that does not exist
     ├── Ambiguous              a name matched several objects (exit code 2)
     ├── PolicyDenied           the policy refuses a tool call or an approval (exit code 3)
+    │   └── TargetChanged      the target at its source is no longer the object the call was decided for
     ├── ToolFailed             a tool ran and its source refused or failed (names source and target)
     ├── inventory.server.auth.NotAuthenticated   no token, or one no authenticator knows (HTTP 401)
     ├── inventory.server.auth.Forbidden          a known principal lacks the permission (HTTP 403)
@@ -117,6 +118,15 @@ class PolicyDenied(InventoryError):
     """The policy refuses the call (or an approval); exit code 3 so that scripts can tell."""
 
     exit_code = 3
+
+
+class TargetChanged(PolicyDenied):
+    """Re-read at its source just before a call, the target is another object than the one the inventory
+    (or the approval) names, or it is gone; nothing runs. ``details`` describes what the source holds now."""
+
+    def __init__(self, message: str, details: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.details = details or {}
 
 
 class ToolFailed(InventoryError):

@@ -114,7 +114,7 @@ def test_replace_upsert_and_out_of_order_inserts_are_refused(db: Database) -> No
     assert _verify(db).ok and _verify(db).checked == 6
 
 
-def test_a_re_chained_log_fails_verification(db: Database) -> None:
+def test_a_re_chained_log_fails_verification(db: Database, tmp_path: Path) -> None:
     """Someone with DDL rights edits entry 3 and recomputes every hash after it: without the key, the macs tell."""
     _fill(db)
     _disable_triggers(db)
@@ -136,6 +136,16 @@ def test_a_re_chained_log_fails_verification(db: Database) -> None:
     result = _verify(db)
     assert (result.problem.seq, result.problem.kind) == (3, "forged")
     assert "without the audit key" in result.problem.message
+    assert _cli_verify(db, tmp_path) == (1, {"seq": 3, "kind": "forged"})
+
+
+def _cli_verify(db: Database, tmp_path: Path) -> tuple[int, dict[str, Any]]:
+    """``inventory audit verify -o json``: its exit code and the first bad entry it names."""
+    config = tmp_path / "inventory.yaml"
+    config.write_text(yaml.safe_dump({"database": {"url": db.url}}))
+    result = CliRunner().invoke(cli, ["--config", str(config), "audit", "verify", "-o", "json"])
+    problem = json.loads(result.stdout)["problem"]
+    return result.exit_code, {"seq": problem["seq"], "kind": problem["kind"]}
 
 
 @pytest.mark.parametrize(
@@ -159,17 +169,13 @@ def test_a_re_chained_log_fails_verification(db: Database) -> None:
 def test_audit_verify_names_the_first_bad_entry(
     db: Database, tmp_path: Path, tamper: list[str], expected: tuple[int, str]
 ) -> None:
-    config = tmp_path / "inventory.yaml"
-    config.write_text(yaml.safe_dump({"database": {"url": db.url}}))
     _fill(db)
     _disable_triggers(db)
     with db.engine.begin() as conn:
         for statement in tamper:
             conn.execute(text(statement))
-    result = CliRunner().invoke(cli, ["--config", str(config), "audit", "verify", "-o", "json"])
-    assert result.exit_code == 1, result.output
-    problem = json.loads(result.stdout)["problem"]
-    assert (problem["seq"], problem["kind"]) == expected, problem
+    seq, kind = expected
+    assert _cli_verify(db, tmp_path) == (1, {"seq": seq, "kind": kind})
 
 
 def test_the_key_is_created_once_private_and_the_head_follows_the_log(db: Database) -> None:

@@ -18,7 +18,7 @@ from inventory.audit.log import AuditFilter, list_entries, verify_chain
 from inventory.cli import cli
 from inventory.config import Config, build_config
 from inventory.connector import ConnectorRegistry
-from inventory.errors import UsageError
+from inventory.errors import TargetChanged, UsageError
 from inventory.policy.approvals import approve, list_approvals, reject
 from inventory.policy.execute import PolicyDenied, ToolFailed, ToolRunner
 from inventory.policy.registry import ToolRegistry
@@ -178,16 +178,43 @@ def test_rejected_and_denied_calls_never_run(setup: tuple[Config, Database, Path
     assert [e["outcome"] for e in entries(db)] == ["pending", "rejected", "rejected"]
 
 
-def test_a_failure_at_the_engine_is_recorded_and_names_source_and_container(setup: tuple[Config, Database, Path], engine: DockerEngine, containers: dict[str, str]) -> None:
+def test_a_container_gone_since_the_sync_is_refused_naming_source_and_container(setup: tuple[Config, Database, Path], engine: DockerEngine, containers: dict[str, str]) -> None:
     config, db, _ = setup
     client = engine.client()
     client.remove_container(containers["worker"], force=True)  # gone behind the inventory's back
     client.close()
-    with pytest.raises(ToolFailed) as info:
+    with pytest.raises(TargetChanged) as info:
         runner_for(config, db).run("docker.start", "worker", {}, "alice")
-    assert "source 'engine'" in str(info.value) and "container worker" in str(info.value)
+    assert "no longer exists at source 'engine'" in str(info.value) and "(worker)" in str(info.value)
     (entry,) = entries(db)
-    assert entry["outcome"] == "failed" and "container worker" in entry["error"]
+    assert entry["outcome"] == "refused" and "(worker)" in entry["error"]
+
+
+def test_a_container_recreated_under_the_same_name_is_not_touched(setup: tuple[Config, Database, Path], engine: DockerEngine, containers: dict[str, str]) -> None:
+    config, db, _ = setup
+    client = engine.client()
+    client.remove_container(containers["web"], force=True)  # what `compose up` does to a changed service
+    created = client.create_container(BUSYBOX_IMAGE, "sleep 600", name="web", stop_signal="SIGKILL", host_config=client.create_host_config(network_mode="none"))
+    client.start(created["Id"])
+    client.close()
+    with pytest.raises(TargetChanged, match="no longer exists"):
+        runner_for(config, db).run("docker.stop", "web", {"timeout": "0"}, "alice")
+    assert state(engine, created["Id"])["Running"] is True  # type: ignore[index]
+
+
+def test_a_container_renamed_since_the_sync_is_decided_on_its_name_now(setup: tuple[Config, Database, Path], engine: DockerEngine, containers: dict[str, str]) -> None:
+    config, db, _ = setup
+    client = engine.client()
+    client.rename(containers["worker"], "prod-db")
+    client.close()
+    runner = runner_for(config, db)
+    runner.policy = parse_policy(b"rules: [{name: prod-by-name, effect: deny, match: {target: {names: ['prod-*']}}}]")
+    with pytest.raises(PolicyDenied, match="prod-by-name"):
+        runner.run("docker.stop", "worker", {"timeout": "0"}, "alice")
+    assert state(engine, containers["worker"])["Running"] is True  # type: ignore[index]
+    (entry,) = entries(db)
+    assert entry["outcome"] == "denied" and entry["details"]["live_target"]["name"] == "prod-db"
+    assert entry["details"]["live_target"]["identity"] == {"id": containers["worker"]}
 
 
 def test_canary_secrets_reach_no_audit_entry_log_line_or_error(setup: tuple[Config, Database, Path], caplog: pytest.LogCaptureFixture) -> None:

@@ -13,7 +13,7 @@ from connectors.kubernetes.connector import KubernetesConnector
 from inventory.audit.log import AuditFilter, list_entries
 from inventory.config import Config, build_config
 from inventory.connector import ConnectorRegistry
-from inventory.errors import NotFound
+from inventory.errors import NotFound, SourceError, TargetChanged
 from inventory.policy.approvals import approve
 from inventory.policy.execute import PolicyDenied, ToolFailed, ToolRunner
 from inventory.policy.registry import ToolRegistry
@@ -101,9 +101,53 @@ def test_a_pod_replaced_under_the_same_name_is_not_deleted(setup: tuple[ToolRunn
     runner, _ = setup
     # The controller replaced db-2 since the last sync: same name, new uid.
     cluster.mutate("pods", "db-2", "app-000", lambda pod: pod["metadata"].__setitem__("uid", "0000-new-uid"))
-    with pytest.raises(ToolFailed, match="source 'lab', pod app-000/db-2: delete pod failed: HTTP 409"):
+    with pytest.raises(TargetChanged, match="db-2.*another object at source 'lab'.*'0000-new-uid' found"):
         runner.run("kubernetes.delete_pod", "db-2", {}, "alice")
     assert cluster._find("pods", "app-000", "db-2") is not None and cluster.mutations == []
+    with runner.db.session() as session:
+        (entry,) = list_entries(session, AuditFilter(event="tool_call"))
+    assert entry["outcome"] == "refused" and "another object" in entry["error"]
+    assert entry["details"]["live_target"]["identity"] == {"uid": "0000-new-uid"}
+
+
+def test_a_deployment_replaced_under_the_same_name_is_not_restarted(setup: tuple[ToolRunner, Config], cluster: MutableFakeKubernetes) -> None:
+    runner, _ = setup
+    # Nothing in a PATCH says which object it was meant for: only the re-read identity stops it.
+    cluster.mutate("deployments", "web-0", "app-000", lambda d: d["metadata"].__setitem__("uid", "0000-recreated"))
+    with pytest.raises(TargetChanged, match="web-0.*another object"):
+        runner.run("kubernetes.restart_deployment", "web-0", {}, "alice")
+    assert cluster.mutations == []
+
+
+def test_labels_set_at_the_source_since_the_sync_classify_the_call(setup: tuple[ToolRunner, Config], cluster: MutableFakeKubernetes) -> None:
+    runner, _ = setup
+    cluster.mutate("deployments", "web-1", "app-000", lambda d: d["metadata"].setdefault("labels", {}).__setitem__("tags", "prod"))
+    call = runner.run("kubernetes.restart_deployment", "web-1", {}, "alice")
+    assert call.outcome == "pending" and call.evaluation.classification.tool_class.value == "DESTRUCTIVE"
+    assert call.evaluation.decision.rule_label == "prod-changes-need-approval" and cluster.mutations == []
+
+
+def test_an_approved_delete_of_a_pod_replaced_meanwhile_is_refused(setup: tuple[ToolRunner, Config], cluster: MutableFakeKubernetes) -> None:
+    runner, _ = setup
+    pending = runner.run("kubernetes.delete_pod", "db-1", {"force": "true"}, "alice")
+    assert pending.outcome == "pending"
+    cluster.mutate("pods", "db-1", "app-000", lambda pod: pod["metadata"].__setitem__("uid", "0000-new-uid"))
+    with pytest.raises(TargetChanged, match="approval .*another object.*it was rejected"):
+        approve(runner, pending.approval_id, "bob")  # type: ignore[arg-type]
+    assert cluster.mutations == []
+    with runner.db.session() as session:
+        last = list_entries(session, AuditFilter(newest_first=True, limit=1))[0]
+    assert (last["event"], last["outcome"]) == ("approval", "rejected") and "0000-new-uid" in last["error"]
+
+
+def test_an_unreachable_api_server_refuses_the_call(setup: tuple[ToolRunner, Config], cluster: MutableFakeKubernetes) -> None:
+    runner, _ = setup
+    cluster.stop()
+    with pytest.raises(SourceError, match="source 'lab', deployment app-000/web-0: re-reading it failed.*nothing was run"):
+        runner.run("kubernetes.restart_deployment", "web-0", {}, "alice")
+    with runner.db.session() as session:
+        (entry,) = list_entries(session, AuditFilter(event="tool_call"))
+    assert entry["outcome"] == "refused" and "source 'lab'" in entry["error"]
 
 
 def test_delete_namespace_needs_approval_and_system_namespaces_are_denied(setup: tuple[ToolRunner, Config], cluster: MutableFakeKubernetes) -> None:
@@ -135,3 +179,15 @@ def test_targets_resolve_by_uid_and_ambiguous_names_are_refused(setup: tuple[Too
 def test_the_tool_module_does_not_import_the_sdk() -> None:
     code = "import sys, connectors.kubernetes.tools; assert 'kubernetes' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=PROJECT_ROOT)
+
+
+def test_grace_period_zero_is_as_destructive_as_force(setup: tuple[ToolRunner, Config], cluster: MutableFakeKubernetes) -> None:
+    runner, _ = setup
+    forced = runner.run("kubernetes.delete_pod", "db-1", {"force": "true"}, "alice")
+    immediate = runner.run("kubernetes.delete_pod", "db-2", {"grace_period": "0"}, "alice")
+    for call in (forced, immediate):
+        assert call.outcome == "pending" and call.evaluation.classification.tool_class.value == "DESTRUCTIVE"
+    assert any("grace_period=0" in why for why in immediate.evaluation.classification.reasons)
+    assert cluster.mutations == []
+    graceful = runner.run("kubernetes.delete_pod", "db-0", {"grace_period": "30"}, "alice")
+    assert graceful.outcome == "success" and graceful.evaluation.classification.tool_class.value == "SAFE_MUTATE"

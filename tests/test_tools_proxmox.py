@@ -12,13 +12,15 @@ import pytest
 from connectors.proxmox.connector import ProxmoxConnector
 from inventory.config import Config, build_config
 from inventory.connector import ConnectorRegistry
-from inventory.errors import Ambiguous
+from inventory.audit.log import AuditFilter, list_entries
+from inventory.errors import Ambiguous, SourceError, TargetChanged
 from inventory.policy.approvals import approve
 from inventory.policy.execute import ToolFailed, ToolRunner
 from inventory.policy.registry import ToolRegistry
 from inventory.policy.rules import builtin_policy
 from inventory.storage.database import Database
 from inventory.sync import sync_source
+from inventory.testing.fake_proxmox import free_port
 from inventory.testing.fake_proxmox_model import FakeCluster, FakeGuest, FakeNode, mac_for
 from inventory.testing.fake_proxmox_mutations import MutableFakeProxmox, Mutation
 
@@ -98,6 +100,73 @@ def test_the_api_refusing_a_delete_is_a_recorded_failure(runner: ToolRunner, pve
 def test_a_name_shared_by_two_guests_must_be_named_by_id(runner: ToolRunner) -> None:
     with pytest.raises(Ambiguous, match="2 workloads match 'build'"):
         runner.evaluate("proxmox.start", "build", {}, "alice")
+
+
+def last_entry(runner: ToolRunner) -> dict[str, object]:
+    with runner.db.session() as session:
+        return list_entries(session, AuditFilter(newest_first=True, limit=1))[0]
+
+
+def test_a_guest_renamed_and_tagged_prod_since_the_sync_is_classified_as_it_is_now(runner: ToolRunner, pve: MutableFakeProxmox) -> None:
+    guest = pve.cluster.guest(101)
+    guest.name, guest.tags = "prod-db", ["prod"]
+    stop = runner.run("proxmox.stop", "pve/lab/101", {}, "alice")
+    assert stop.outcome == "pending" and stop.evaluation.classification.tool_class.value == "DESTRUCTIVE"
+    assert any("tag prod is protected" in why for why in stop.evaluation.classification.reasons)
+    assert stop.evaluation.target is not None and stop.evaluation.target.name == "prod-db"
+    assert pve.mutations == []
+    live = last_entry(runner)["details"]["live_target"]  # type: ignore[index]
+    assert live["name"] == "prod-db" and live["tags"] == ["prod"] and live["identity"]["uuid"] == guest.smbios_uuid
+
+
+def test_a_vmid_given_to_another_guest_is_refused(runner: ToolRunner, pve: MutableFakeProxmox) -> None:
+    pve.cluster.guests = [g for g in pve.cluster.guests if g.vmid != 101]
+    pve.cluster.guests.append(FakeGuest(101, "qemu", "build", "pve2", macs=[mac_for(101)]))  # same vmid, name, node: another machine
+    with pytest.raises(TargetChanged, match="lab/101 \\(build\\) is another object at source 'pve'.*uuid"):
+        runner.run("proxmox.stop", "pve/lab/101", {}, "alice")
+    assert pve.mutations == []
+    entry = last_entry(runner)
+    assert entry["outcome"] == "refused" and entry["details"]["live_target"]["identity"]["uuid"] == pve.cluster.guest(101).smbios_uuid  # type: ignore[index]
+
+
+def test_a_guest_without_uuid_is_matched_by_name(runner: ToolRunner, pve: MutableFakeProxmox) -> None:
+    pve.cluster.guest(200).name = "other"  # a container: no SMBIOS uuid, so its name says which one it is
+    with pytest.raises(TargetChanged, match="name 'cache' expected, 'other' found"):
+        runner.run("proxmox.start", "cache", {}, "alice")
+    pve.cluster.guests = [g for g in pve.cluster.guests if g.vmid != 200]
+    with pytest.raises(TargetChanged, match="no longer exists at source 'pve'"):
+        runner.run("proxmox.start", "workload:pve/lxc/lab/200", {}, "alice")
+    assert pve.mutations == []
+
+
+def test_a_migrated_guest_is_reached_on_its_new_node(runner: ToolRunner, pve: MutableFakeProxmox) -> None:
+    pve.cluster.guest(101).node = "pve1"
+    assert runner.run("proxmox.reboot", "pve/lab/101", {}, "alice").outcome == "success"
+    assert pve.mutations == [Mutation("POST", "/nodes/pve1/qemu/101/status/reboot", {})]
+
+
+def test_an_approved_call_whose_guest_was_replaced_meanwhile_is_refused(runner: ToolRunner, pve: MutableFakeProxmox, db: Database) -> None:
+    pending = runner.run("proxmox.delete", "pve/lab/101", {}, "alice")
+    assert pending.outcome == "pending"
+    pve.cluster.guests = [g for g in pve.cluster.guests if g.vmid != 101]
+    pve.cluster.guests.append(FakeGuest(101, "qemu", "build", "pve2", status="stopped", macs=[mac_for(101)]))
+    # A sync in between records the new guest under the same vmid: only the request's identity tells them apart.
+    assert sync_source(db, ProxmoxConnector(runner.source_config("pve"))).status == "success"  # type: ignore[misc]
+    with pytest.raises(TargetChanged, match="approval .*another object.*uuid.*it was rejected"):
+        approve(runner, pending.approval_id, "bob")  # type: ignore[arg-type]
+    assert pve.mutations == [] and any(g.vmid == 101 for g in pve.cluster.guests)
+    entry = last_entry(runner)
+    assert (entry["event"], entry["outcome"]) == ("approval", "rejected")
+
+
+def test_an_unreachable_source_refuses_the_call(runner: ToolRunner, pve: MutableFakeProxmox) -> None:
+    assert runner.source_config is not None
+    moved = runner.source_config("pve").model_copy(update={"url": f"https://127.0.0.1:{free_port()}"})
+    runner.source_config = lambda _name: moved  # nothing listens there: the node is down
+    with pytest.raises(SourceError, match="source 'pve', guest build \\(lab/101\\): re-reading the guest failed: cannot connect.*nothing was run"):
+        runner.run("proxmox.shutdown", "pve/lab/101", {}, "alice")
+    entry = last_entry(runner)
+    assert entry["outcome"] == "refused" and "source 'pve'" in str(entry["error"])
 
 
 def test_the_tool_module_does_not_import_the_sdk() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
@@ -17,6 +18,8 @@ from pydantic import Field
 from connectors.docker.config import TYPE_NAME
 from inventory.errors import SourceError
 from inventory.policy.classes import ToolClass
+from inventory.policy.live import LiveLookup
+from inventory.policy.targets import Target
 from inventory.policy.tools import Escalation, ToolArgs, ToolContext, ToolResult, ToolSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -111,8 +114,54 @@ def prune(ctx: ToolContext) -> ToolResult:
     return ToolResult(f"pruned {len(deleted)} stopped containers", deleted, details={"deleted": deleted, "space_reclaimed": answer.get("SpaceReclaimed")})
 
 
+def describe_container(target: Target, config: Any) -> Target | None:
+    """The container of the target's id now (one inspect), mapped as a sync maps it; None if it is gone."""
+    from docker.errors import NotFound
+
+    from connectors.docker.api import describe_error, open_client
+    from connectors.docker.records import container_workload
+    from inventory.records import Ref
+
+    client = open_client(config)
+    try:
+        detail = client.inspect_container(target.external_id)
+    except NotFound:
+        return None
+    except Exception as exc:
+        resource = f"container {target.name} ({target.external_id[:12]})"
+        reason = describe_error(exc, config.timeout)
+        raise SourceError(target.source, resource, f"re-reading it failed: {reason}") from exc
+    finally:
+        client.close()
+    settings = detail.get("Config") or {}
+    listed = {
+        "Id": detail["Id"],
+        "Names": [detail.get("Name") or ""],
+        "Labels": settings.get("Labels") or {},
+        "Image": settings.get("Image"),
+        "State": (detail.get("State") or {}).get("Status"),
+    }
+    workload = container_workload(listed, detail, Ref("engine", target.source))
+    return replace(
+        target,
+        external_id=workload.external_id,
+        name=workload.name,
+        namespace=workload.namespace,
+        labels=dict(workload.labels),
+    )
+
+
+def container_identity(target: Target) -> dict[str, str]:
+    """A container is recreated under the same name with a new id (compose up): the id is the identity."""
+    return {"id": target.external_id}
+
+
+LIVE = LiveLookup(describe_container, container_identity)
+
+
 def _spec(name: str, summary: str, tool_class: ToolClass, implementation: Callable[[ToolContext], ToolResult], **extra: Any) -> ToolSpec:
     extra.setdefault("target_kinds", CONTAINER)
+    extra.setdefault("live", LIVE)
     return ToolSpec(name=f"{TYPE_NAME}.{name}", source_type=TYPE_NAME, summary=summary, default_class=tool_class, implementation=implementation, **extra)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +20,8 @@ from pydantic import Field
 from connectors.kubernetes.config import TYPE_NAME
 from inventory.errors import SourceError
 from inventory.policy.classes import ToolClass
+from inventory.policy.live import LiveLookup
+from inventory.policy.targets import Target
 from inventory.policy.tools import Escalation, ToolArgs, ToolContext, ToolResult, ToolSpec
 
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -178,8 +181,53 @@ def delete_namespace(ctx: ToolContext) -> ToolResult:
     return ToolResult(f"deleted namespace {args.namespace}", details={"namespace": args.namespace})
 
 
+def describe_object(target: Target, config: Any) -> Target | None:
+    """The object of the target's kind, namespace and name now (one GET); None if there is none."""
+    from connectors.kubernetes.api import API_PATHS, KubernetesApi, ListFailed
+
+    plural = f"{target.kind}s"
+    resource = f"{target.kind} {target.namespace}/{target.name}" if target.namespace else f"{target.kind} {target.name}"
+    if plural not in API_PATHS:
+        raise SourceError(target.source, resource, f"objects of kind {target.kind} cannot be re-read")
+    prefix, namespaced = API_PATHS[plural]
+    where = f"/namespaces/{target.namespace}" if namespaced and target.namespace else ""
+    api = KubernetesApi(target.source, config)
+    try:
+        found = api.get(f"{prefix}{where}/{plural}/{target.name}", resource)
+    except ListFailed as exc:
+        if exc.status == 404:
+            return None
+        raise SourceError(target.source, resource, f"re-reading it failed: {exc.reason}") from exc
+    finally:
+        api.close()
+    meta = found.get("metadata") or {}
+    return replace(
+        target,
+        external_id=str(meta.get("uid") or ""),
+        name=str(meta.get("name") or target.name),
+        namespace=meta.get("namespace"),
+        labels={str(k): str(v) for k, v in (meta.get("labels") or {}).items()},
+    )
+
+
+def object_identity(target: Target) -> dict[str, str]:
+    """A name is reused when an object is replaced; its uid never is."""
+    return {"uid": target.external_id}
+
+
+LIVE = LiveLookup(describe_object, object_identity)
+
+
 def _spec(name: str, summary: str, tool_class: ToolClass, implementation: Callable[[ToolContext], ToolResult], **extra: Any) -> ToolSpec:
-    return ToolSpec(name=f"{TYPE_NAME}.{name}", source_type=TYPE_NAME, summary=summary, default_class=tool_class, implementation=implementation, **extra)
+    return ToolSpec(
+        name=f"{TYPE_NAME}.{name}",
+        source_type=TYPE_NAME,
+        summary=summary,
+        default_class=tool_class,
+        implementation=implementation,
+        live=LIVE,
+        **extra,
+    )
 
 
 TOOLS = [
@@ -196,6 +244,21 @@ TOOLS = [
         idempotent=True,
         escalations=(Escalation(ToolClass.DESTRUCTIVE, "scaling to 0 replicas removes all capacity", lambda a, _t: a.replicas == 0),),
     ),
-    _spec("delete_pod", "Delete a pod (its controller, if any, makes a new one).", ToolClass.SAFE_MUTATE, delete_pod, args_model=DeletePodArgs, target_kinds=("pod",)),
+    _spec(
+        "delete_pod",
+        "Delete a pod (its controller, if any, makes a new one).",
+        ToolClass.SAFE_MUTATE,
+        delete_pod,
+        args_model=DeletePodArgs,
+        target_kinds=("pod",),
+        # What force=true sends (the engine raises force to DESTRUCTIVE); the same request must be the same class.
+        escalations=(
+            Escalation(
+                ToolClass.DESTRUCTIVE,
+                "grace_period=0 kills the pod at once, as force=true does",
+                lambda a, _t: a.grace_period == 0,
+            ),
+        ),
+    ),
     _spec("delete_namespace", "Delete a namespace and everything in it.", ToolClass.DESTRUCTIVE, delete_namespace, args_model=DeleteNamespaceArgs, target_type="source"),
 ]

@@ -9,6 +9,7 @@ recorded with it (``attributes.node``, ``attributes.vmid``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Literal
 
 from pydantic import Field
@@ -16,6 +17,8 @@ from pydantic import Field
 from connectors.proxmox.config import TYPE_NAME
 from inventory.errors import SourceError, UsageError
 from inventory.policy.classes import ToolClass
+from inventory.policy.live import LiveLookup
+from inventory.policy.targets import Target
 from inventory.policy.tools import ToolArgs, ToolContext, ToolResult, ToolSpec
 
 # Workload kinds of guests as the Proxmox connector records them (the API's own type names).
@@ -106,6 +109,52 @@ def delete(ctx: ToolContext) -> ToolResult:
     return ToolResult(f"deleted {ctx.target.name}: task {task}", details={"task": task})
 
 
+def describe_guest(target: Target, config: Any) -> Target | None:
+    """The guest holding the target's vmid now (wherever it runs), mapped as a sync maps it; None if none does."""
+    from connectors.proxmox.api import ApiCallFailed, open_client
+    from connectors.proxmox.records import guest_records
+
+    vmid = target.attributes.get("vmid")
+    resource = f"guest {target.name} ({target.external_id})"
+    if vmid is None:
+        raise SourceError(target.source, resource, "the inventory holds no vmid for it; sync the source first")
+    client = open_client(config)
+    try:
+        guests = client.get_list(resource, "cluster/resources", type="vm")
+        entry = next((g for g in guests if str(g.get("vmid")) == str(vmid)), None)
+        if entry is None:
+            return None
+        guest_config = client.get_dict(resource, f"nodes/{entry['node']}/{entry['type']}/{vmid}/config")
+    except ApiCallFailed as exc:
+        raise SourceError(target.source, resource, f"re-reading the guest failed: {exc.message}") from exc
+    finally:
+        client.close()
+    cluster = str(target.attributes.get("cluster") or target.external_id.rpartition("/")[0])
+    workload, host = guest_records(cluster, entry, guest_config, ())
+    return replace(
+        target,
+        kind=workload.kind,
+        external_id=workload.external_id,
+        name=workload.name,
+        labels=dict(workload.labels),
+        attributes=dict(workload.attributes),
+        machine_uuid=host.machine_uuid if host else None,
+    )
+
+
+def guest_identity(target: Target) -> dict[str, str]:
+    """A vmid can be given to another guest: the SMBIOS uuid says which guest holds it (else the name)."""
+    identity = {"kind": target.kind, "vmid": str(target.attributes.get("vmid"))}
+    if target.machine_uuid:
+        identity["uuid"] = target.machine_uuid
+    else:
+        identity["name"] = target.name
+    return identity
+
+
+LIVE = LiveLookup(describe_guest, guest_identity)
+
+
 def _spec(name: str, summary: str, tool_class: ToolClass, implementation: Callable[[ToolContext], ToolResult], **extra: Any) -> ToolSpec:
     return ToolSpec(
         name=f"{TYPE_NAME}.{name}",
@@ -114,6 +163,7 @@ def _spec(name: str, summary: str, tool_class: ToolClass, implementation: Callab
         default_class=tool_class,
         implementation=implementation,
         target_kinds=GUEST_KINDS,
+        live=LIVE,
         **extra,
     )
 

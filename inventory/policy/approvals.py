@@ -21,11 +21,13 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import CursorResult
 
 from inventory.audit.keys import secrets_for
-from inventory.audit.log import AuditRecord, append_in
+from inventory.audit.log import AuditRecord, append, append_in, get_entry
 from inventory.audit.models import Approval
-from inventory.errors import NotFound, UsageError
+from inventory.errors import NotFound, SourceError, TargetChanged, UsageError
 from inventory.policy.execute import (
+    TARGET_IDENTITY,
     CallOutcome,
+    Evaluation,
     PolicyDenied,
     ToolRunner,
     as_principal,
@@ -144,7 +146,46 @@ def approve(runner: ToolRunner, approval_id: int, approver: Principal | str, rea
     approval = _load(runner, approval_id)
     _refuse_if_expired(runner, approval, approver, started)
     requester = runner.principal_named(approval.requester, approval.on_behalf_of)
-    evaluation = runner.evaluate(approval.tool, approval.target, approval.arguments, requester)
+    requested = runner.evaluate(approval.tool, approval.target, approval.arguments, requester)
+    evaluation = _approvable(runner, requested, approval_id, approver, started)
+    # The target as its source has it now must be the object the request was decided for.
+    try:
+        live = runner.verify_live(evaluation, _requested_identity(runner, approval))
+    except TargetChanged as exc:
+        record = audit_record(
+            evaluation, "rejected", started, error=str(exc), approver=approver.label, approval_id=approval_id,
+            event="approval", extra=exc.details,
+        )
+        _claim(runner, approval_id, "rejected", approver.label, "the target changed at its source", record)
+        raise TargetChanged(f"approval {approval_id}: {exc}; it was rejected", exc.details) from None
+    except (SourceError, UsageError) as exc:
+        # The source may answer later: the approval stays pending; the refusal is recorded.
+        refused = audit_record(
+            evaluation, "refused", started, error=str(exc), approver=approver.label, approval_id=approval_id,
+            event="approval",
+        )
+        append(runner.db, refused)
+        raise
+    evaluation = _approvable(runner, live, approval_id, approver, started)
+    record = audit_record(
+        evaluation, "approved", started, approver=approver.name, approval_id=approval_id, event="approval"
+    )
+    intent_seq = _claim(runner, approval_id, "approved", approver.name, reason, record)
+    try:
+        outcome = runner.execute(
+            evaluation, started, approver=approver.name, approval_id=approval_id, intent_seq=intent_seq
+        )
+    except Exception:
+        _set_outcome(runner, approval_id, "failed")
+        raise
+    _set_outcome(runner, approval_id, outcome.outcome)
+    return outcome
+
+
+def _approvable(
+    runner: ToolRunner, evaluation: Evaluation, approval_id: int, approver: Principal, started: float
+) -> Evaluation:
+    """``evaluation`` if ``approver`` may approve it now; a call the policy now denies is rejected."""
     if evaluation.decision.effect is Effect.DENY:
         record = audit_record(
             evaluation,
@@ -163,19 +204,17 @@ def approve(runner: ToolRunner, approval_id: int, approver: Principal | str, rea
     refusal = runner.approval_refusal(evaluation, approver)
     if refusal is not None:
         raise PolicyDenied(f"approval {approval_id}: {refusal}")
-    record = audit_record(
-        evaluation, "approved", started, approver=approver.name, approval_id=approval_id, event="approval"
-    )
-    intent_seq = _claim(runner, approval_id, "approved", approver.name, reason, record)
-    try:
-        outcome = runner.execute(
-            evaluation, started, approver=approver.name, approval_id=approval_id, intent_seq=intent_seq
-        )
-    except Exception:
-        _set_outcome(runner, approval_id, "failed")
-        raise
-    _set_outcome(runner, approval_id, outcome.outcome)
-    return outcome
+    return evaluation
+
+
+def _requested_identity(runner: ToolRunner, approval: Approval) -> dict[str, str] | None:
+    """The identity of the object the request was decided for, from its audit entry."""
+    if approval.request_seq is None:
+        return None
+    with runner.db.session() as session:
+        details = get_entry(session, approval.request_seq).get("details") or {}
+    identity = details.get(TARGET_IDENTITY)
+    return {str(k): str(v) for k, v in identity.items()} if isinstance(identity, dict) else None
 
 
 def reject(runner: ToolRunner, approval_id: int, decider: Principal | str, reason: str | None = None) -> int:

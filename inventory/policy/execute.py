@@ -6,6 +6,10 @@ executed or failed. A call that executes is recorded ahead: its decision and int
 anything runs, and if they cannot be, nothing runs; its outcome entry follows, linked
 by ``details.intent_seq``. A killed process leaves an intent without an outcome, which
 ``audit list`` shows as outcome unknown.
+
+A call that changes an object is classified and decided again on the object as its
+source has it just before it runs (``verify_live``, inventory.policy.live): another
+object under the target's name or id, or a source that cannot be read, refuses it.
 """
 
 from __future__ import annotations
@@ -20,9 +24,18 @@ from typing import Any
 from inventory.audit.keys import secrets_for
 from inventory.audit.log import INTENT_OUTCOME, AuditRecord, append, append_in
 from inventory.audit.models import Approval
-from inventory.errors import InvalidArguments, InventoryError, PolicyDenied, ToolFailed, UsageError
+from inventory.errors import (
+    InvalidArguments,
+    InventoryError,
+    PolicyDenied,
+    SourceError,
+    TargetChanged,
+    ToolFailed,
+    UsageError,
+)
 from inventory.policy.classes import ToolClass
 from inventory.policy.engine import Call, Classification, Decision, EscalationSource, classify, decide
+from inventory.policy.live import describe_live, reread
 from inventory.policy.registry import ToolRegistry
 from inventory.policy.rules import Effect, Policy
 from inventory.policy.targets import Target, resolve_target
@@ -51,6 +64,9 @@ class Evaluation:
     classification: Classification
     decision: Decision
     policy: Policy
+    # Set once the target was re-read at its source (inventory.policy.live): the identity it matched;
+    # ``target`` is then the live target, and the class and the decision are those of the live facts.
+    live_identity: Mapping[str, str] | None = None
 
     @property
     def actor(self) -> str:
@@ -177,14 +193,64 @@ class ToolRunner:
         spec = self.registry.get(tool)
         args = spec.parse_args(raw_args) if spec else None
         target = self._resolve(spec, target_text)
+        return self._evaluate_on(tool, principal, spec, args, raw_args, target, target_text)
+
+    def _evaluate_on(
+        self,
+        tool: str,
+        principal: Principal,
+        spec: ToolSpec | None,
+        args: ToolArgs | None,
+        raw_args: Mapping[str, Any],
+        target: Target | None,
+        target_text: str | None,
+        live_identity: Mapping[str, str] | None = None,
+    ) -> Evaluation:
         classification = classify(
             spec, args, target, self.policy, tool_name=tool, escalation_sources=self.escalation_sources or ()
         )
         call = Call(tool, principal, target, spec.source_type if spec else None, getattr(args, "namespace", None))
         decision = decide(call, classification, self.policy)
         return Evaluation(
-            tool, principal, spec, args, raw_args, target, target_text, classification, decision, self.policy
+            tool, principal, spec, args, raw_args, target, target_text, classification, decision, self.policy,
+            live_identity,
         )
+
+    def verify_live(self, evaluation: Evaluation, expected: Mapping[str, str] | None = None) -> Evaluation:
+        """The call classified and decided again on its target as the source has it now.
+
+        For a call that changes an object whose connector declares how to re-read it. ``expected``: the
+        identity the call was decided for (an approval's request); else the inventory's. Raises
+        TargetChanged when the source holds another object (or none), SourceError when it cannot be read.
+        """
+        spec, target = evaluation.spec, evaluation.target
+        if (
+            spec is None
+            or spec.live is None
+            or target is None
+            or target.object_type == "source"
+            or evaluation.classification.tool_class is ToolClass.READ_ONLY
+        ):
+            return evaluation
+        live = reread(spec.live, target, self._source_config_of(target), expected)
+        return self._evaluate_on(
+            evaluation.tool,
+            evaluation.principal,
+            spec,
+            evaluation.args,
+            evaluation.raw_args,
+            live,
+            evaluation.target_text,
+            dict(spec.live.identity(live)),
+        )
+
+    def _source_config_of(self, target: Target) -> Any:
+        if self.source_config is None:
+            raise UsageError("no inventory config: cannot reach the target's source")
+        try:
+            return self.source_config(target.source)
+        except InventoryError as exc:
+            raise UsageError(f"source {target.source!r} of {target.ref} is not configured: {exc}") from None
 
     def _resolve(self, spec: ToolSpec | None, target_text: str | None) -> Target | None:
         if not target_text:
@@ -225,22 +291,26 @@ class ToolRunner:
             # The call names nothing valid; it is still recorded, as refused before any decision.
             self._record_invalid(tool, target_text, raw_args, principal, exc, started)
             raise
-        decision = evaluation.decision
-        if evaluation.spec is None and decision.effect is not Effect.DENY:
+        if evaluation.spec is None and evaluation.decision.effect is not Effect.DENY:
             return self._finish(
                 evaluation, "failed", started, error=f"unknown tool {tool!r}: nothing to run", raise_error=UsageError
             )
-        if decision.effect is Effect.DENY:
-            return self._finish(
-                evaluation, "denied", started, error=f"denied by {decision.rule_label}", raise_error=PolicyDenied
-            )
+        # Denied on the inventory's facts: denied without asking the source. A dry run does not ask it either.
+        if evaluation.decision.effect is Effect.DENY:
+            return self._deny(evaluation, started)
         if dry_run:
             return self._finish(evaluation, "dry_run", started)
+        # A call that waits for approval anyway is queued as it is: its target is re-read when it is approved.
+        if evaluation.decision.effect is not Effect.REQUIRE_APPROVAL or self._confirms_in_place(evaluation, confirm):
+            try:
+                evaluation = self.verify_live(evaluation)
+            except (TargetChanged, SourceError, UsageError) as exc:
+                return self._refuse(evaluation, started, exc)
+            if evaluation.decision.effect is Effect.DENY:
+                return self._deny(evaluation, started)
         approver = None
-        if decision.effect is Effect.REQUIRE_APPROVAL:
-            # On a terminal the requester may approve in place only where they could approve it later.
-            in_place = confirm is not None and self.policy.document.approvals.tty_confirmation
-            if not in_place or self.approval_refusal(evaluation, principal) is not None:
+        if evaluation.decision.effect is Effect.REQUIRE_APPROVAL:
+            if not self._confirms_in_place(evaluation, confirm):
                 return self._request_approval(evaluation, started)
             assert confirm is not None
             if not confirm(evaluation):
@@ -250,6 +320,22 @@ class ToolRunner:
             approver = f"{principal.name} (terminal confirmation)"
         intent_seq = append(self.db, audit_record(evaluation, INTENT_OUTCOME, started, approver=approver))
         return self.execute(evaluation, started, approver=approver, intent_seq=intent_seq)
+
+    def _confirms_in_place(self, evaluation: Evaluation, confirm: Confirm | None) -> bool:
+        """On a terminal the requester may approve in place only where they could approve it later."""
+        in_place = confirm is not None and self.policy.document.approvals.tty_confirmation
+        return in_place and self.approval_refusal(evaluation, evaluation.principal) is None
+
+    def _deny(self, evaluation: Evaluation, started: float) -> CallOutcome:
+        error = f"denied by {evaluation.decision.rule_label}"
+        return self._finish(evaluation, "denied", started, error=error, raise_error=PolicyDenied)
+
+    def _refuse(self, evaluation: Evaluation, started: float, exc: InventoryError) -> CallOutcome:
+        """The target could not be re-read, or is another object now: recorded as refused, then raised."""
+        details = exc.details if isinstance(exc, TargetChanged) else None
+        return self._finish(
+            evaluation, "refused", started, error=str(exc), raise_error=lambda _error: exc, extra=details
+        )
 
     def _request_approval(self, evaluation: Evaluation, started: float) -> CallOutcome:
         """Queue the call; the request and its audit entry are committed together."""
@@ -283,7 +369,8 @@ class ToolRunner:
             )
             session.add(approval)
             session.flush()
-            record = audit_record(evaluation, "pending", started, approval_id=approval.id)
+            identity = {TARGET_IDENTITY: target_identity(evaluation)}
+            record = audit_record(evaluation, "pending", started, approval_id=approval.id, extra=identity)
             seq, _ = append_in(session, record, secrets_for(self.db))
             approval.request_seq = seq
         self.notify_destructive(evaluation, "pending")
@@ -308,12 +395,7 @@ class ToolRunner:
             )
 
         try:
-            if self.source_config is None:
-                raise UsageError("no inventory config: cannot reach the target's source")
-            try:
-                source_config = self.source_config(target.source)
-            except InventoryError as exc:
-                raise UsageError(f"source {target.source!r} of {target.ref} is not configured: {exc}") from None
+            source_config = self._source_config_of(target)
             result = spec.implementation(ToolContext(spec, args, target, source_config))
         except InventoryError as exc:
             kind = UsageError if isinstance(exc, UsageError) else ToolFailed
@@ -334,7 +416,8 @@ class ToolRunner:
         approver: str | None = None,
         approval_id: int | None = None,
         intent_seq: int | None = None,
-        raise_error: type[InventoryError] | None = None,
+        raise_error: Callable[[str], InventoryError] | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> CallOutcome:
         error = redact_text(error) if error else None
         record = audit_record(
@@ -346,6 +429,7 @@ class ToolRunner:
             approver=approver,
             approval_id=approval_id,
             intent_seq=intent_seq,
+            extra=extra,
         )
         seq = append(self.db, record)
         call = CallOutcome(evaluation, outcome, seq, approval_id, result, error, approver)
@@ -393,6 +477,7 @@ def audit_record(
     approval_id: int | None = None,
     event: str = "tool_call",
     intent_seq: int | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> AuditRecord:
     args = evaluation.args.model_dump(exclude_none=True, mode="json") if evaluation.args else dict(evaluation.raw_args)
     details: dict[str, Any] = principal_details(evaluation.principal)
@@ -403,6 +488,10 @@ def audit_record(
     if evaluation.decision.contributions:
         details["rules"] = [{"rule": c.rule, "effect": str(c.effect)} for c in evaluation.decision.contributions]
     details.update(evaluation.classification.details)
+    if evaluation.live_identity is not None and evaluation.target is not None:
+        details["live_target"] = describe_live(evaluation.target, evaluation.live_identity)
+    if extra:
+        details.update(extra)
     if result is not None:
         details["summary"] = result.summary
         details.update(result.details)
@@ -425,6 +514,20 @@ def audit_record(
         policy_hash=evaluation.policy.sha256,
         details=details or None,
     )
+
+
+# The audit detail of an approval request that says which object it was decided for.
+TARGET_IDENTITY = "target_identity"
+
+
+def target_identity(evaluation: Evaluation) -> dict[str, str] | None:
+    """Which object the call is for: as re-read at its source, else as the inventory recorded it."""
+    spec, target = evaluation.spec, evaluation.target
+    if evaluation.live_identity is not None:
+        return dict(evaluation.live_identity)
+    if spec is None or spec.live is None or target is None or target.object_type == "source":
+        return None
+    return dict(spec.live.identity(target))
 
 
 def as_principal(actor: Principal | str) -> Principal:

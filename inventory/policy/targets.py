@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from inventory.errors import Ambiguous, NotFound, UsageError
 from inventory.schema import OBJECT_MODELS, OBJECT_TYPES
-from inventory.storage.models import Source
+from inventory.storage.models import HostRow, Source
 from inventory.tags import tags_of
 
 TARGET_TYPES = (*OBJECT_TYPES, "source")
@@ -40,6 +40,8 @@ class Target:
     namespace: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     attributes: Mapping[str, Any] = field(default_factory=dict)
+    # The SMBIOS uuid of the machine: a host's own, or that of the host a workload (a guest) is.
+    machine_uuid: str | None = None
 
     @property
     def ref(self) -> str:
@@ -90,6 +92,13 @@ def resolve_target(
         listed = ", ".join(f"{object_type}:{row.id} ({src}/{row.kind}/{row.external_id})" for row, src, _ in candidates[:10])
         raise Ambiguous(f"{len(candidates)} {object_type}s match {text!r}: {listed}; name one by id or source/kind/external_id")
     row, source, stype = candidates[0]
+    if object_type == "host":
+        machine_uuid = row.machine_uuid
+    elif object_type == "workload":
+        backed = select(HostRow.machine_uuid).where(HostRow.backing_workload_id == row.id, HostRow.removed_at.is_(None))
+        machine_uuid = session.execute(backed.limit(1)).scalar()
+    else:
+        machine_uuid = None
     return Target(
         object_type=object_type,
         id=row.id,
@@ -101,6 +110,7 @@ def resolve_target(
         namespace=getattr(row, "namespace", None),
         labels=dict(row.labels or {}),
         attributes=dict(row.attributes or {}),
+        machine_uuid=machine_uuid,
     )
 
 

@@ -20,6 +20,7 @@ from inventory.policy.classes import ToolClass
 from inventory.redact import redact_text
 
 if TYPE_CHECKING:
+    from inventory.policy.live import LiveLookup
     from inventory.policy.targets import Target
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,9 @@ class ToolSpec:
     target_kinds: tuple[str, ...] = ()
     escalations: tuple[Escalation, ...] = ()
     idempotent: bool = False
+    # How to re-read the target at its source before a change (inventory.policy.live); None: tools of a
+    # package that declares none, whose changes then run on the inventory's data.
+    live: LiveLookup | None = None
 
     def parse_args(self, raw: Mapping[str, Any]) -> ToolArgs:
         """Validate arguments; the error names each bad key and never echoes a value (it may be a secret)."""
