@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from inventory.connector import ConnectorRegistry, Duration, SourceConfig
 from inventory.errors import ConfigError, ConnectorUnavailable
+from inventory.logical.spec import LogicalService, LogicalServices
 from inventory.audit.keys import default_key_path
 from inventory.notify import NotifySettings
 from inventory.principals import PrincipalSettings

@@ -34,6 +34,7 @@ from inventory.errors import SourceError
 from inventory.records import Snapshot
 from inventory.schema import OBJECT_MODELS
 from inventory.storage.models import Change
+from inventory.storage.database import Database
 from inventory.sync import sync_source
 
 ROW_MODELS = OBJECT_MODELS

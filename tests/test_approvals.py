@@ -23,6 +23,7 @@ from inventory.errors import UsageError
 from inventory.policy.approvals import approve, list_approvals, reject
 from inventory.policy.execute import PolicyDenied, ToolRunner
 from inventory.policy.registry import ToolRegistry
+from inventory.policy.rules import parse_policy
 from inventory.principals import PrincipalSettings, cli_principal, os_user_name
 from inventory.storage.database import Database
 from inventory.sync import sync_source

@@ -14,7 +14,16 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from inventory.principals import os_user_name
-from inventory.audit.log import AuditFilter, AuditRecord, append, export_jsonl, list_entries, read_checkpoint, verify_chain
+from inventory.audit.log import (
+    AuditFilter,
+    AuditRecord,
+    VerifyResult,
+    append,
+    export_jsonl,
+    list_entries,
+    read_checkpoint,
+    verify_chain,
+)
 from inventory.cli import cli
 from inventory.storage.database import Database
 

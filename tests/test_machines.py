@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sync_support import write_config
 from lab_support import SyncedLab, lab  # noqa: F401  (the module-scoped demo lab on both engines)
 from sqlalchemy import select
 

@@ -12,6 +12,7 @@ import pytest
 from inventory.errors import ConfigError, UsageError
 from inventory.policy.classes import ToolClass
 from inventory.policy.engine import Call, classify, decide
+from inventory.policy.registry import ToolRegistry
 from inventory.principals import Principal
 from inventory.policy.rules import Effect, Policy, builtin_policy, load_policy, parse_policy
 from inventory.policy.targets import Target

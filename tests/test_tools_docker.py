@@ -20,7 +20,7 @@ from inventory.config import Config, build_config
 from inventory.connector import ConnectorRegistry
 from inventory.errors import TargetChanged, UsageError
 from inventory.policy.approvals import approve, list_approvals, reject
-from inventory.policy.execute import PolicyDenied, ToolFailed, ToolRunner
+from inventory.policy.execute import PolicyDenied, ToolRunner
 from inventory.policy.registry import ToolRegistry
 from inventory.policy.rules import builtin_policy, parse_policy
 from inventory.storage.database import Database

@@ -15,7 +15,7 @@ from inventory.config import Config, build_config
 from inventory.connector import ConnectorRegistry
 from inventory.errors import NotFound, SourceError, TargetChanged
 from inventory.policy.approvals import approve
-from inventory.policy.execute import PolicyDenied, ToolFailed, ToolRunner
+from inventory.policy.execute import PolicyDenied, ToolRunner
 from inventory.policy.registry import ToolRegistry
 from inventory.policy.rules import load_policy
 from inventory.storage.database import Database

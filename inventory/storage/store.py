@@ -26,9 +26,7 @@ from inventory.storage.models import (
     SyncRun,
     UTCDateTime,
 )
-from inventory.records import to_json_bytes
 from inventory.sanitize import column_length, fit
-from inventory.schema import IDENTITY_COLUMNS, SCHEMA, TIME_COLUMNS, Schema
 from inventory.storage.protocol import ObjectWrite, SourceState, StoredObject, WritePlan
 from inventory.timeutil import utcnow
 
