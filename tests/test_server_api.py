@@ -33,14 +33,14 @@ def lab(db: Database, tmp_path: Path) -> Config:
 
 
 @pytest.fixture
-def tokens() -> Tokens:
-    return make_tokens()
+def tokens(db: Database) -> Tokens:
+    return make_tokens(db)
 
 
 @pytest.fixture
 def client(db: Database, lab: Config, tokens: Tokens) -> Iterator[TestClient]:
     refresher = Refresher(db, lab, ConnectorRegistry.discover())
-    app = create_app(db, authenticator=tokens.authenticator, refresher=refresher, mcp=False, web=False)
+    app = create_app(db, refresher=refresher, mcp=False, web=False)
     with TestClient(app) as test_client:
         yield test_client
     refresher.stop()

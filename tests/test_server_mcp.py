@@ -46,8 +46,8 @@ def tool_calls(db: Database) -> list[tuple[str, str, str | None]]:
 @pytest.fixture
 def served(db: Database, tmp_path: Path, cluster: MutableFakeKubernetes) -> Iterator[tuple[str, Tokens]]:
     runner, _config = kubernetes_lab(db, tmp_path, cluster)
-    tokens = make_tokens()
-    with BackgroundServer(create_app(db, authenticator=tokens.authenticator, runner=runner, web=False)) as server:
+    tokens = make_tokens(db)
+    with BackgroundServer(create_app(db, runner=runner, web=False)) as server:
         yield server.url, tokens
 
 
@@ -82,6 +82,14 @@ def test_streamable_http_lists_calls_and_holds_destructive_calls_for_approval(
             shown = await client.call_tool("inventory_show", {"type": "workload", "ident": "db-0"})
             assert shown.structured_content["name"] == "db-0" and "changes" in shown.structured_content
 
+            # The token's group is the policy's group:agents, which may never destroy.
+            denied = await client.call_tool("kubernetes_scale_deployment", {"target": "web-0", "replicas": 0})
+            assert denied.is_error and denied.structured_content["error"] == {
+                "type": "PolicyDenied",
+                "message": "denied by agents-never-destroy",
+            }
+
+        async with mcp_client(url, tokens, "operator") as client:
             pending = await client.call_tool("kubernetes_scale_deployment", {"target": "web-0", "replicas": 0})
             assert not pending.is_error, pending.content
             result: dict[str, Any] = pending.structured_content
@@ -92,7 +100,10 @@ def test_streamable_http_lists_calls_and_holds_destructive_calls_for_approval(
 
     pending = asyncio.run(as_agent())
     assert cluster.mutations == []  # not executed
-    assert tool_calls(db) == [("agent", "pending", "kubernetes.scale_deployment")]  # audited as the token's principal
+    assert tool_calls(db) == [  # audited as the tokens' principals
+        ("agent", "denied", "kubernetes.scale_deployment"),
+        ("operator", "pending", "kubernetes.scale_deployment"),
+    ]
 
     approved = httpx.post(
         f"{url}/api/v1/approvals/{pending['approval_id']}",
@@ -103,7 +114,7 @@ def test_streamable_http_lists_calls_and_holds_destructive_calls_for_approval(
     assert [m.body for m in cluster.mutations] == [{"spec": {"replicas": 0}}]  # ran once
 
     async def poll() -> Any:
-        async with mcp_client(url, tokens, "agent") as client:
+        async with mcp_client(url, tokens, "operator") as client:
             return (
                 await client.call_tool("inventory_approval_status", {"approval_id": pending["approval_id"]})
             ).structured_content

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from inventory import __version__
-from inventory.server.auth import Authenticator
+from inventory.server.auth import Authenticator, TokenAuthenticator
 from inventory.server.state import ServerState
 from inventory.storage.database import Database
 
@@ -19,16 +19,22 @@ if TYPE_CHECKING:
 def create_app(
     db: Database,
     *,
-    authenticator: Authenticator,
+    authenticator: Authenticator | None = None,
     runner: ToolRunner | None = None,
     refresher: Refresher | None = None,
     mcp: bool = True,
     web: bool = True,
     metrics: bool = False,
 ) -> FastAPI:
-    """One application over one database; ``authenticator`` turns a bearer token into a principal (or None)."""
+    """One application over one database.
+
+    ``authenticator`` turns a bearer token into a principal (or None); by default the tokens of
+    ``inventory tokens``, with the runner's ``principals.users`` adding groups.
+    """
     from inventory.server import api_inventory, api_tools, errors, health
 
+    if authenticator is None:
+        authenticator = TokenAuthenticator(db, runner.principals if runner is not None else None)
     state = ServerState(db=db, authenticator=authenticator, runner=runner, refresher=refresher)
     app = FastAPI(
         title="inventory", version=__version__, docs_url="/api/docs", openapi_url="/api/v1/openapi.json", redoc_url=None
