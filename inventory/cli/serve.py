@@ -16,7 +16,9 @@ def _server_state_parts(app: AppContext) -> tuple[Any, Any, Any]:
 
     db = app.database()
     runner = build_runner(app)
-    return db, runner, Refresher(db, app.config, app.registry)
+    # A source a refresh finds failing is told to the notify targets, as `inventory sync` tells them.
+    observers = [runner.notifier.source_outcome] if runner.notifier is not None else []
+    return db, runner, Refresher(db, app.config, app.registry, observers=observers)
 
 
 @click.command("serve")
