@@ -21,6 +21,7 @@ from server_support import PROJECT_ROOT, Tokens, kubernetes_lab, make_tokens
 from sync_support import child_env
 
 from inventory.audit.log import AuditFilter, list_entries
+from inventory.impact import impact as impact_of
 from inventory.server import create_app
 from inventory.server.run import BackgroundServer
 from inventory.storage.database import Database
@@ -81,6 +82,14 @@ def test_streamable_http_lists_calls_and_holds_destructive_calls_for_approval(
             assert not pods.is_error and [p["namespace"] for p in pods.structured_content["items"]] == ["app-000"] * 3
             shown = await client.call_tool("inventory_show", {"type": "workload", "ident": "db-0"})
             assert shown.structured_content["name"] == "db-0" and "changes" in shown.structured_content
+            assert hints["inventory_impact"].read_only_hint is True
+            impact = await client.call_tool("inventory_impact", {"target": "workload:web-0"})
+            assert not impact.is_error, impact.content
+            with db.session() as session:
+                expected = json.loads(json.dumps(impact_of(session, "workload:web-0").as_dict(), default=str))
+            assert impact.structured_content == expected and expected["workloads"]  # the deployment's pods
+            unknown = await client.call_tool("inventory_impact", {"target": "workload:nope"})
+            assert unknown.is_error and unknown.structured_content["error"]["type"] == "NotFound"
 
             # The token's group is the policy's group:agents, which may never destroy.
             denied = await client.call_tool("kubernetes_scale_deployment", {"target": "web-0", "replicas": 0})

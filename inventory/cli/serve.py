@@ -40,7 +40,14 @@ def serve_command(app: AppContext, host: str, port: int, metrics: bool, run_sync
 
     db, runner, refresher = _server_state_parts(app)
     authenticator = TokenAuthenticator(db, app.config.principals)
-    application = create_app(db, authenticator=authenticator, runner=runner, refresher=refresher, metrics=metrics)
+    application = create_app(
+        db,
+        authenticator=authenticator,
+        runner=runner,
+        refresher=refresher,
+        metrics=metrics,
+        logical_services=app.config.services,
+    )
     loop = _start_sync_loop(app, db, getattr(application.state, "metrics", None), runner.notifier) if run_sync else None
     click.echo(f"inventory serving on http://{host}:{port} (API /api/v1, MCP /mcp, web UI /)", err=True)
     try:
@@ -74,7 +81,13 @@ def mcp_command(app: AppContext) -> None:
 
     principal = app.principal()  # the OS user, with the groups the config gives them; never a name the agent sends
     db, runner, refresher = _server_state_parts(app)
-    state = ServerState(db=db, authenticator=lambda _token: None, runner=runner, refresher=refresher)
+    state = ServerState(
+        db=db,
+        authenticator=lambda _token: None,
+        runner=runner,
+        refresher=refresher,
+        logical_services=app.config.services,
+    )
     run_stdio(state, principal)
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
@@ -25,6 +26,7 @@ def create_app(
     mcp: bool = True,
     web: bool = True,
     metrics: bool = False,
+    logical_services: Sequence[Any] = (),
 ) -> FastAPI:
     """One application over one database.
 
@@ -35,7 +37,9 @@ def create_app(
 
     if authenticator is None:
         authenticator = TokenAuthenticator(db, runner.principals if runner is not None else None)
-    state = ServerState(db=db, authenticator=authenticator, runner=runner, refresher=refresher)
+    state = ServerState(
+        db=db, authenticator=authenticator, runner=runner, refresher=refresher, logical_services=logical_services
+    )
     app = FastAPI(
         title="inventory", version=__version__, docs_url="/api/docs", openapi_url="/api/v1/openapi.json", redoc_url=None
     )

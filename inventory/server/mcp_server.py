@@ -113,6 +113,19 @@ def _sources(state: ServerState, _principal: Principal, _args: dict[str, Any]) -
         return queries.list_sources(session)
 
 
+def _impact(state: ServerState, _principal: Principal, args: dict[str, Any]) -> Any:
+    from inventory.impact import impact
+
+    with state.db.session() as session:
+        result = impact(session, str(args["target"]))
+        document = result.as_dict()
+        if state.logical_services:
+            from inventory.logical.status import logical_services_of
+
+            document["logical_services"] = logical_services_of(session, state.logical_services, result)
+    return document
+
+
 def _approval_status(state: ServerState, _principal: Principal, args: dict[str, Any]) -> Any:
     from inventory.policy.approvals import list_approvals
 
@@ -175,6 +188,22 @@ QUERY_TOOLS = [
         "Every source with its last sync (status, time, error) and live object counts.",
         _schema({}),
         _sources,
+    ),
+    QueryTool(
+        "inventory_impact",
+        "What goes with a host or workload: the hosts other sources see on the same machine, every workload on "
+        "them, and the services that lose members (those left without a ready one first). Ask before acting.",
+        _schema(
+            {
+                "target": {
+                    "type": "string",
+                    "description": "[host:|workload:]name, id or source/kind/external_id; a bare name is tried "
+                    "as a Proxmox guest first, then as a host, then as any workload.",
+                }
+            },
+            ["target"],
+        ),
+        _impact,
     ),
     QueryTool(
         "inventory_approval_status",
