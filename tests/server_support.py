@@ -65,7 +65,9 @@ def make_tokens(db: Database) -> Tokens:
     """One token per entry of GROUPS, created as `inventory tokens create NAME --group G` creates them."""
     from inventory.tokens import create_token
 
-    return Tokens({name: create_token(db, name, groups=tuple(groups), by=TOKEN_ISSUER) for name, groups in GROUPS.items()})
+    return Tokens(
+        {name: create_token(db, name, groups=tuple(groups), by=TOKEN_ISSUER) for name, groups in GROUPS.items()}
+    )
 
 
 def synced(db: Database, config: Config) -> None:

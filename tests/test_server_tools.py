@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from typing import Any
+
 import pytest
 from fastapi.testclient import TestClient
 from server_support import Tokens, kubernetes_lab, make_tokens
@@ -178,7 +180,9 @@ def test_a_destructive_call_waits_and_runs_once_when_approved(
             "/api/v1/audit", params={"limit": 2, "cursor": audit["next_cursor"]}, headers=tokens.header("approver")
         ).json()
         walked += audit["items"]
-    calls = [(e["event"], e["actor"], e["outcome"], e["approver"]) for e in walked if e["event"] in ("tool_call", "approval")]
+    calls = [
+        (e["event"], e["actor"], e["outcome"], e["approver"]) for e in walked if e["event"] in ("tool_call", "approval")
+    ]
     assert calls == [
         ("tool_call", "operator", "pending", None),
         ("approval", "operator", "approved", "approver"),  # the write-ahead intent of the approved call
@@ -188,3 +192,45 @@ def test_a_destructive_call_waits_and_runs_once_when_approved(
     ]
     verified = client.get("/api/v1/audit/verify", headers=tokens.header("approver")).json()
     assert verified["ok"] is True and verified["checked"] == walked[-1]["seq"]
+
+
+def test_the_notify_targets_are_told_when_an_approval_waits(
+    db: Database, tmp_path: Path, cluster: MutableFakeKubernetes
+) -> None:
+    import json
+
+    import httpx
+
+    from inventory.notify import Notifier, NotifySettings
+
+    received: list[dict[str, Any]] = []
+
+    def webhook(request: httpx.Request) -> httpx.Response:  # the far side of the wire: the team's webhook
+        received.append(json.loads(request.content))
+        return httpx.Response(204)
+
+    runner, _config = kubernetes_lab(db, tmp_path, cluster)
+    settings = NotifySettings.model_validate(
+        {"targets": [{"type": "webhook", "url": "https://hooks.example.net/inv", "events": ["approval_pending"]}]}
+    )
+    runner.notifier = Notifier(settings, transport=httpx.MockTransport(webhook))
+    tokens = make_tokens(db)
+    with TestClient(create_app(db, runner=runner, mcp=False, web=False)) as client:
+        pending = client.post(
+            "/api/v1/tools/kubernetes.scale_deployment/calls",
+            json={"target": "web-0", "arguments": {"replicas": 0}},
+            headers=tokens.header("operator"),
+        ).json()
+        assert pending["outcome"] == "pending"
+        ran = client.post(
+            "/api/v1/tools/kubernetes.restart_deployment/calls",
+            json={"target": "web-1"},
+            headers=tokens.header("operator"),
+        )
+        assert ran.json()["outcome"] == "success"
+    (note,) = received  # the call that ran needed nobody
+    assert note["event"] == "approval_pending" and note["details"]["approval_id"] == pending["approval_id"]
+    title = f"inventory: approval {pending['approval_id']} waits (kubernetes.scale_deployment on {pending['target']})"
+    assert note["title"] == title
+    assert note["message"].startswith("operator asks to run kubernetes.scale_deployment (DESTRUCTIVE) on ")
+    assert f"inventory approvals approve {pending['approval_id']}" in note["message"]
