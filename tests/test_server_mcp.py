@@ -195,6 +195,33 @@ def test_stdio_acts_as_the_os_user(db: Database, tmp_path: Path, cluster: Mutabl
     assert cluster.mutations == [] and tool_calls(db) == [(getpass.getuser(), "pending", "kubernetes.scale_deployment")]
 
 
+def test_stdio_principal_has_the_groups_the_config_gives_the_os_user(
+    db: Database, tmp_path: Path, cluster: MutableFakeKubernetes
+) -> None:
+    kubernetes_lab(db, tmp_path, cluster)
+    config = tmp_path / "inventory.yaml"
+    source = {"type": "kubernetes", "name": "lab", "kubeconfig": str(tmp_path / "kubeconfig"), "context": "lab"}
+    document = {
+        "database": {"url": db.url},
+        "sources": [source],
+        "policy": {"path": str(PROJECT_ROOT / "config" / "policy.yaml")},
+        "principals": {"users": {getpass.getuser(): ["agents"]}},
+    }
+    config.write_text(yaml.safe_dump(document), encoding="utf-8")
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "inventory", "-c", str(config), "mcp"], env=child_env(), cwd=str(tmp_path)
+    )
+
+    async def session() -> Any:
+        async with Client(params) as client:
+            return await client.call_tool("kubernetes_scale_deployment", {"target": "web-1", "replicas": 0})
+
+    denied = asyncio.run(session())
+    # The OS user is in group agents by the config: the policy's agents-never-destroy applies to them.
+    assert denied.is_error and denied.structured_content["error"]["message"] == "denied by agents-never-destroy"
+    assert cluster.mutations == [] and tool_calls(db) == [(getpass.getuser(), "denied", "kubernetes.scale_deployment")]
+
+
 def rpc(url: str, token: str, body: dict[str, Any], session: str | None = None) -> httpx.Response:
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"}
     if session:
