@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import secrets
 import signal
 import socket
 import statistics
@@ -40,7 +39,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_kubernetes import start_fake  # noqa: E402
 
 from connectors.kubernetes.connector import KubernetesConfig, KubernetesConnector  # noqa: E402
-from inventory.server.auth import token_digest  # noqa: E402
 from inventory.storage.database import open_database  # noqa: E402
 from inventory.sync import sync_source  # noqa: E402
 from inventory.testing.scratch_postgres import DEFAULT_ADMIN_URL, ScratchDatabase  # noqa: E402
@@ -74,32 +72,28 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_server(url: str, tmp: Path, token: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(url: str, tmp: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+    """`inventory serve` as its own process, and a viewer's token made by `inventory tokens create`."""
     config = tmp / "inventory.yaml"
-    config.write_text(yaml.safe_dump({"database": {"url": url}, "sources": []}))
-    tokens = tmp / "tokens.yaml"
-    tokens.write_text(yaml.safe_dump([{"name": "bench", "groups": ["viewers"], "sha256": token_digest(token)}]))
-    port = free_port()
+    audit = {"key_file": str(tmp / "audit.key")}
+    config.write_text(yaml.safe_dump({"database": {"url": url}, "sources": [], "audit": audit}))
     env = {k: v for k, v in os.environ.items() if not k.startswith("INVENTORY_")}
-    command = [
-        sys.executable,
-        "-m",
-        "inventory",
-        "-c",
-        str(config),
-        "serve",
-        "--port",
-        str(port),
-        "--tokens-file",
-        str(tokens),
-    ]
+    inventory = [sys.executable, "-m", "inventory", "-c", str(config)]
+    created = subprocess.run(
+        [*inventory, "tokens", "create", "bench", "--group", "viewers"], cwd=tmp, env=env, capture_output=True, text=True
+    )
+    if created.returncode != 0:
+        raise SystemExit(f"inventory tokens create failed: {created.stderr}")
+    token = created.stdout.splitlines()[-1]
+    port = free_port()
+    command = [*inventory, "serve", "--port", str(port)]
     process = subprocess.Popen(command, cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                return process, base
+                return process, base, token
         except httpx.TransportError:
             time.sleep(0.1)
     process.kill()
@@ -139,11 +133,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     args = parser.parse_args()
 
-    token = secrets.token_urlsafe(24)
     with tempfile.TemporaryDirectory() as tmp_name, ScratchDatabase(args.postgres) as scratch:
         tmp = Path(tmp_name)
         fill(scratch.url, args.nodes, args.pods, tmp)
-        server, base = start_server(scratch.url, tmp, token)
+        server, base, token = start_server(scratch.url, tmp)
         try:
             headers = {"Authorization": f"Bearer {token}"}
             with httpx.Client(base_url=base, headers=headers, timeout=30) as client:

@@ -1,4 +1,5 @@
-"""Tell people when something needs them: a source failed, objects were removed, a DESTRUCTIVE tool call.
+"""Tell people when something needs them: a source failed, objects were removed, a DESTRUCTIVE tool call,
+a tool call waits for approval.
 
 Targets (config ``notify.targets``):
 
@@ -13,7 +14,7 @@ notification that fails is logged (target named by type and host, never by its U
 a Slack or Discord webhook URL is itself the secret) and never fails the sync.
 
     notify:
-      events: [source_failed, objects_removed, destructive_tool]
+      events: [source_failed, objects_removed, destructive_tool, approval_pending]
       targets:
         - {type: ntfy, server: https://ntfy.sh, topic: homelab-inventory, token_file: /run/secrets/ntfy}
         - {type: slack, url_file: /run/secrets/slack_webhook, events: [source_failed]}
@@ -25,6 +26,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
@@ -40,11 +42,21 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EventName = Literal["source_failed", "objects_removed", "destructive_tool"]
-ALL_EVENTS: tuple[EventName, ...] = ("source_failed", "objects_removed", "destructive_tool")
-# ntfy priorities 1..5: a failure or a destructive call is "high", a removal "default".
-_NTFY_PRIORITY = {"source_failed": "high", "objects_removed": "default", "destructive_tool": "high"}
-_NTFY_TAGS = {"source_failed": "warning", "objects_removed": "wastebasket", "destructive_tool": "rotating_light"}
+EventName = Literal["source_failed", "objects_removed", "destructive_tool", "approval_pending"]
+ALL_EVENTS: tuple[EventName, ...] = ("source_failed", "objects_removed", "destructive_tool", "approval_pending")
+# ntfy priorities 1..5: a failure, a destructive call or a call someone must approve is "high", a removal "default".
+_NTFY_PRIORITY = {
+    "source_failed": "high",
+    "objects_removed": "default",
+    "destructive_tool": "high",
+    "approval_pending": "high",
+}
+_NTFY_TAGS = {
+    "source_failed": "warning",
+    "objects_removed": "wastebasket",
+    "destructive_tool": "rotating_light",
+    "approval_pending": "hourglass",
+}
 
 
 class NotifyTarget(BaseModel):
@@ -236,3 +248,39 @@ class Notifier:
             )
         )
 
+    def approval_pending(
+        self,
+        *,
+        approval_id: int,
+        tool: str,
+        target: str,
+        requester: str,
+        tool_class: str,
+        rule: str | None,
+        expires_at: datetime,
+    ) -> None:
+        """For the policy engine: a tool call waits for an approver (until ``expires_at``)."""
+        if not self.enabled:
+            return
+        text = (
+            f"{requester} asks to run {tool} ({tool_class}) on {target}"
+            + (f"; {rule} requires approval" if rule else "")
+            + f". Approve or reject before {expires_at.isoformat(timespec='minutes')}: "
+            f"`inventory approvals approve {approval_id}` or the web UI's approvals page."
+        )
+        self.send(
+            Notification(
+                "approval_pending",
+                f"inventory: approval {approval_id} waits ({tool} on {target})",
+                redact_text(text),
+                details={
+                    "approval_id": approval_id,
+                    "tool": tool,
+                    "target": target,
+                    "requester": requester,
+                    "class": tool_class,
+                    "rule": rule,
+                    "expires_at": expires_at.isoformat(),
+                },
+            )
+        )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ import yaml
 
 from inventory.config import Config, build_config
 from inventory.connector import ConnectorRegistry
-from inventory.server.auth import StaticTokens, token_digest
+from inventory.principals import Principal
 from inventory.storage.database import Database
 from inventory.sync import sync_all
 
@@ -56,19 +55,25 @@ def lab_config(tmp_path: Path, database_url: str, **sources: Path) -> Config:
     return build_config(raw, path=tmp_path / "inventory.yaml", registry=ConnectorRegistry.discover())
 
 
+# Who creates the tests' tokens (as `inventory tokens create` run by this OS user would).
+TOKEN_ISSUER = Principal.of("token-issuer")
+
+
 @dataclass
 class Tokens:
     by_name: dict[str, str]
-    authenticator: StaticTokens
 
     def header(self, name: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.by_name[name]}"}
 
 
-def make_tokens() -> Tokens:
-    by_name = {name: secrets.token_urlsafe(24) for name in GROUPS}
-    authenticator = StaticTokens((name, token_digest(token), GROUPS[name]) for name, token in by_name.items())
-    return Tokens(by_name, authenticator)
+def make_tokens(db: Database) -> Tokens:
+    """One token per entry of GROUPS, created as `inventory tokens create NAME --group G` creates them."""
+    from inventory.tokens import create_token
+
+    return Tokens(
+        {name: create_token(db, name, groups=tuple(groups), by=TOKEN_ISSUER) for name, groups in GROUPS.items()}
+    )
 
 
 def synced(db: Database, config: Config) -> None:

@@ -242,9 +242,10 @@ def test_destructive_calls_are_notified_when_requested_and_when_run(db: Database
         assert approve(runner, pending.approval_id, "erin").outcome == "success"  # type: ignore[arg-type]
         notifier.close()
     bodies = [call.request.content.decode() for call in hook.calls]
-    assert len(bodies) == 2
+    assert len(bodies) == 3
     assert "dave requested kubernetes.scale_deployment" in bodies[0]
-    assert "dave ran kubernetes.scale_deployment" in bodies[1] and "success" in bodies[1]
+    assert '"event":"approval_pending"' in bodies[1]  # the target takes every event: it is also told who must act
+    assert "dave ran kubernetes.scale_deployment" in bodies[2] and "success" in bodies[2]
 
 
 def test_approvers_are_compared_as_principals_not_spellings(db: Database, config_file: Path, cluster: MutableFakeKubernetes) -> None:

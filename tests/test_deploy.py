@@ -64,9 +64,12 @@ def test_compose_file_is_accepted_by_docker_compose() -> None:
 @pytest.mark.parametrize(
     ("mistake", "reported"),
     [
-        (lambda d: d["services"]["sync"].update(helthcheck=d["services"]["sync"].pop("healthcheck")), "helthcheck"),
-        (lambda d: d["services"]["sync"]["depends_on"]["postgres"].update(condition="service_healty"), "condition"),
-        (lambda d: d["services"]["sync"].update(secrets=["postgres_passwd"]), "undefined secret postgres_passwd"),
+        (
+            lambda d: d["services"]["inventory"].update(helthcheck=d["services"]["inventory"].pop("healthcheck")),
+            "helthcheck",
+        ),
+        (lambda d: d["services"]["migrate"]["depends_on"]["postgres"].update(condition="service_healty"), "condition"),
+        (lambda d: d["services"]["inventory"].update(secrets=["postgres_passwd"]), "undefined secret postgres_passwd"),
     ],
     ids=["misspelt-key", "bad-value", "undefined-secret"],
 )
@@ -77,9 +80,9 @@ def test_docker_compose_rejects_a_broken_compose_file(mistake: Any, reported: st
     assert problem is not None and reported in problem, problem
 
 
-def test_compose_runs_postgres_and_the_loop_with_health_checks() -> None:
+def test_compose_runs_postgres_and_one_server_with_the_loop_and_health_checks() -> None:
     services = compose()["services"]
-    postgres, sync = services["postgres"], services["sync"]
+    postgres, sync = services["postgres"], services["inventory"]
     assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
     assert any(v.endswith(":/var/lib/postgresql/data") for v in postgres["volumes"])
     # The owner migrates and grants once; the loop runs as the runtime role, after it.
@@ -90,9 +93,10 @@ def test_compose_runs_postgres_and_the_loop_with_health_checks() -> None:
     assert "//inventory@" in sync["environment"]["INVENTORY_DATABASE_URL"] and sync["environment"]["INVENTORY_SKIP_UPGRADE"] == "1"
     assert postgres["environment"]["POSTGRES_USER"] == "inventory_owner"
     assert any(v.endswith(":/var/lib/inventory") for v in sync["volumes"])  # the audit key and head
-    assert sync["healthcheck"]["test"]
+    assert "http://127.0.0.1:8080/health" in " ".join(sync["healthcheck"]["test"])
     assert sync["build"] == "." and (PROJECT_ROOT / "Dockerfile").is_file()
-    assert "--once" not in sync["command"]  # the loop, not a one-shot
+    # One container: the API, MCP, the web UI and /metrics, and the loop (not a one-shot).
+    assert sync["command"][0] == "serve" and "--sync" in sync["command"] and "--metrics" in sync["command"]
     config_mount = next(v for v in sync["volumes"] if v.endswith(":/etc/inventory/inventory.yaml:ro"))
     assert (PROJECT_ROOT / config_mount.split(":")[0]).is_file()
     assert sync["environment"]["INVENTORY_CONFIG"] == "/etc/inventory/inventory.yaml"
@@ -102,16 +106,17 @@ def test_compose_runs_postgres_and_the_loop_with_health_checks() -> None:
         and ":" not in sync["environment"]["INVENTORY_DATABASE_URL"].split("//")[1].split("@")[0]
     )
     assert postgres["environment"]["POSTGRES_PASSWORD_FILE"].startswith("/run/secrets/")
-    assert sync["ports"] == ["127.0.0.1:9464:9464"]  # the loopback only
+    assert sync["ports"] == ["127.0.0.1:8080:8080"]  # the loopback only
+    assert sync["command"][sync["command"].index("--port") + 1] == "8080"
 
 
-def test_compose_loop_is_confined() -> None:
-    sync = compose()["services"]["sync"]
+def test_compose_service_is_confined() -> None:
+    sync = compose()["services"]["inventory"]
     assert sync["cap_drop"] == ["ALL"]
     assert sync["security_opt"] == ["no-new-privileges:true"]
     assert sync["read_only"] is True
     # The container listens on every interface of its own namespace, so that the published port reaches it.
-    assert sync["command"][sync["command"].index("--metrics-host") + 1] == "0.0.0.0"
+    assert sync["command"][sync["command"].index("--host") + 1] == "0.0.0.0"
     text = (PROJECT_ROOT / "docker-compose.yml").read_text()
     assert "# - /var/run/docker.sock:/var/run/docker.sock:ro" in text and ":/etc/inventory/kubeconfig:ro" in text
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 from server_support import Tokens, lab_config, make_tokens, synced, write_lab
 
@@ -33,14 +34,14 @@ def lab(db: Database, tmp_path: Path) -> Config:
 
 
 @pytest.fixture
-def tokens() -> Tokens:
-    return make_tokens()
+def tokens(db: Database) -> Tokens:
+    return make_tokens(db)
 
 
 @pytest.fixture
 def client(db: Database, lab: Config, tokens: Tokens) -> Iterator[TestClient]:
     refresher = Refresher(db, lab, ConnectorRegistry.discover())
-    app = create_app(db, authenticator=tokens.authenticator, refresher=refresher, mcp=False, web=False)
+    app = create_app(db, refresher=refresher, mcp=False, web=False)
     with TestClient(app) as test_client:
         yield test_client
     refresher.stop()
@@ -226,3 +227,55 @@ def test_openapi_document_is_served(client: TestClient) -> None:
         "/api/v1/tools/{name}/calls",
         "/health",
     } <= set(paths)
+
+
+def test_the_config_adds_groups_to_a_token_name_and_revoking_takes_effect_at_once(
+    db: Database, lab: Config
+) -> None:
+    from server_support import TOKEN_ISSUER
+
+    from inventory.principals import PrincipalSettings
+    from inventory.server.auth import TokenAuthenticator
+    from inventory.tokens import create_token, revoke_token
+
+    token = create_token(db, "Carol", by=TOKEN_ISSUER)  # no group of its own
+    header = {"Authorization": f"Bearer {token}"}
+    with TestClient(create_app(db, mcp=False, web=False)) as bare:
+        assert bare.get("/api/v1/inventory/hosts", headers=header).status_code == 403
+    configured = TokenAuthenticator(db, PrincipalSettings(users={"carol": ["viewers"]}))  # names compare case-folded
+    with TestClient(create_app(db, authenticator=configured, mcp=False, web=False)) as client:
+        assert client.get("/api/v1/inventory/hosts", headers=header).status_code == 200
+        assert client.post("/api/v1/inventory/refresh", headers=header).status_code == 403
+        revoke_token(db, "carol", by=TOKEN_ISSUER)
+        assert client.get("/api/v1/inventory/hosts", headers=header).status_code == 401
+
+
+def test_prometheus_http_sd_is_the_export_document(db: Database, tmp_path: Path, tokens: Tokens) -> None:
+    from inventory.exports.prometheus import target_groups
+
+    lab = tmp_path / "sd.yaml"
+    lab.write_text(
+        yaml.safe_dump(
+            {
+                "hosts": [
+                    {"id": "a", "name": "nas", "kind": "nas", "addresses": ["192.168.1.10"], "labels": {"rack": "a"}},
+                    {"id": "b", "name": "pi", "kind": "sbc", "addresses": ["fd00::5"]},
+                    {"id": "c", "name": "nowhere"},
+                ]
+            }
+        ),
+        encoding="utf-8",
+    )
+    synced(db, lab_config(tmp_path, db.url, sd=lab))
+    with TestClient(create_app(db, mcp=False, web=False)) as client:
+        got = client.get("/api/v1/sd/prometheus", params={"port": 9256}, headers=tokens.header("viewer"))
+        assert got.status_code == 200 and got.headers["content-type"].startswith("application/json")
+        with db.session() as session:
+            assert got.json() == target_groups(session, port=9256)
+        assert [g["targets"] for g in got.json()] == [["192.168.1.10:9256"], ["[fd00::5]:9256"]]
+        only_nas = client.get("/api/v1/sd/prometheus", params={"kind": "nas"}, headers=tokens.header("viewer")).json()
+        assert [g["labels"]["name"] for g in only_nas] == ["nas"] and only_nas[0]["labels"]["label_rack"] == "a"
+        bad_port = client.get("/api/v1/sd/prometheus", params={"port": 0}, headers=tokens.header("viewer"))
+        assert bad_port.status_code == 400 and bad_port.json()["error"]["message"] == "--port must be 1-65535, got 0"
+        assert client.get("/api/v1/sd/prometheus").status_code == 401
+        assert client.get("/api/v1/sd/prometheus", headers=tokens.header("nobody")).status_code == 403

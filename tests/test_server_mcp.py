@@ -21,6 +21,7 @@ from server_support import PROJECT_ROOT, Tokens, kubernetes_lab, make_tokens
 from sync_support import child_env
 
 from inventory.audit.log import AuditFilter, list_entries
+from inventory.impact import impact as impact_of
 from inventory.server import create_app
 from inventory.server.run import BackgroundServer
 from inventory.storage.database import Database
@@ -46,8 +47,8 @@ def tool_calls(db: Database) -> list[tuple[str, str, str | None]]:
 @pytest.fixture
 def served(db: Database, tmp_path: Path, cluster: MutableFakeKubernetes) -> Iterator[tuple[str, Tokens]]:
     runner, _config = kubernetes_lab(db, tmp_path, cluster)
-    tokens = make_tokens()
-    with BackgroundServer(create_app(db, authenticator=tokens.authenticator, runner=runner, web=False)) as server:
+    tokens = make_tokens(db)
+    with BackgroundServer(create_app(db, runner=runner, web=False)) as server:
         yield server.url, tokens
 
 
@@ -81,7 +82,23 @@ def test_streamable_http_lists_calls_and_holds_destructive_calls_for_approval(
             assert not pods.is_error and [p["namespace"] for p in pods.structured_content["items"]] == ["app-000"] * 3
             shown = await client.call_tool("inventory_show", {"type": "workload", "ident": "db-0"})
             assert shown.structured_content["name"] == "db-0" and "changes" in shown.structured_content
+            assert hints["inventory_impact"].read_only_hint is True
+            impact = await client.call_tool("inventory_impact", {"target": "workload:web-0"})
+            assert not impact.is_error, impact.content
+            with db.session() as session:
+                expected = json.loads(json.dumps(impact_of(session, "workload:web-0").as_dict(), default=str))
+            assert impact.structured_content == expected and expected["workloads"]  # the deployment's pods
+            unknown = await client.call_tool("inventory_impact", {"target": "workload:nope"})
+            assert unknown.is_error and unknown.structured_content["error"]["type"] == "NotFound"
 
+            # The token's group is the policy's group:agents, which may never destroy.
+            denied = await client.call_tool("kubernetes_scale_deployment", {"target": "web-0", "replicas": 0})
+            assert denied.is_error and denied.structured_content["error"] == {
+                "type": "PolicyDenied",
+                "message": "denied by agents-never-destroy",
+            }
+
+        async with mcp_client(url, tokens, "operator") as client:
             pending = await client.call_tool("kubernetes_scale_deployment", {"target": "web-0", "replicas": 0})
             assert not pending.is_error, pending.content
             result: dict[str, Any] = pending.structured_content
@@ -92,7 +109,10 @@ def test_streamable_http_lists_calls_and_holds_destructive_calls_for_approval(
 
     pending = asyncio.run(as_agent())
     assert cluster.mutations == []  # not executed
-    assert tool_calls(db) == [("agent", "pending", "kubernetes.scale_deployment")]  # audited as the token's principal
+    assert tool_calls(db) == [  # audited as the tokens' principals
+        ("agent", "denied", "kubernetes.scale_deployment"),
+        ("operator", "pending", "kubernetes.scale_deployment"),
+    ]
 
     approved = httpx.post(
         f"{url}/api/v1/approvals/{pending['approval_id']}",
@@ -103,7 +123,7 @@ def test_streamable_http_lists_calls_and_holds_destructive_calls_for_approval(
     assert [m.body for m in cluster.mutations] == [{"spec": {"replicas": 0}}]  # ran once
 
     async def poll() -> Any:
-        async with mcp_client(url, tokens, "agent") as client:
+        async with mcp_client(url, tokens, "operator") as client:
             return (
                 await client.call_tool("inventory_approval_status", {"approval_id": pending["approval_id"]})
             ).structured_content
@@ -173,6 +193,33 @@ def test_stdio_acts_as_the_os_user(db: Database, tmp_path: Path, cluster: Mutabl
     assert [(s["name"], s["last_status"]) for s in health["items"]] == [("lab", "success")]
     assert pending["outcome"] == "pending" and pending["actor"] == getpass.getuser()
     assert cluster.mutations == [] and tool_calls(db) == [(getpass.getuser(), "pending", "kubernetes.scale_deployment")]
+
+
+def test_stdio_principal_has_the_groups_the_config_gives_the_os_user(
+    db: Database, tmp_path: Path, cluster: MutableFakeKubernetes
+) -> None:
+    kubernetes_lab(db, tmp_path, cluster)
+    config = tmp_path / "inventory.yaml"
+    source = {"type": "kubernetes", "name": "lab", "kubeconfig": str(tmp_path / "kubeconfig"), "context": "lab"}
+    document = {
+        "database": {"url": db.url},
+        "sources": [source],
+        "policy": {"path": str(PROJECT_ROOT / "config" / "policy.yaml")},
+        "principals": {"users": {getpass.getuser(): ["agents"]}},
+    }
+    config.write_text(yaml.safe_dump(document), encoding="utf-8")
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "inventory", "-c", str(config), "mcp"], env=child_env(), cwd=str(tmp_path)
+    )
+
+    async def session() -> Any:
+        async with Client(params) as client:
+            return await client.call_tool("kubernetes_scale_deployment", {"target": "web-1", "replicas": 0})
+
+    denied = asyncio.run(session())
+    # The OS user is in group agents by the config: the policy's agents-never-destroy applies to them.
+    assert denied.is_error and denied.structured_content["error"]["message"] == "denied by agents-never-destroy"
+    assert cluster.mutations == [] and tool_calls(db) == [(getpass.getuser(), "denied", "kubernetes.scale_deployment")]
 
 
 def rpc(url: str, token: str, body: dict[str, Any], session: str | None = None) -> httpx.Response:

@@ -15,7 +15,6 @@ import yaml
 from server_support import lab_config, synced, write_lab
 from sync_support import child_env, inventory_command, run_inventory
 
-from inventory.server.auth import token_digest
 from inventory.storage.database import Database
 
 
@@ -36,26 +35,36 @@ def wait_healthy(url: str, process: subprocess.Popen[str]) -> httpx.Response:
     raise AssertionError("inventory serve did not answer /health")
 
 
-def start_serve(
-    tmp_path: Path, database_url: str, token: str, *options: str, sync: str = "5m"
-) -> tuple[Popen[str], str]:
-    """`inventory serve` over one static source "lab", with one operator token; returns the process and its URL."""
+def write_serve_config(tmp_path: Path, database_url: str, sync: str = "5m", **extra: object) -> Path:
+    """A config with one static source "lab" (tmp_path/lab.yaml)."""
     lab = {"type": "static", "name": "lab", "path": str(tmp_path / "lab.yaml")}
     config_file = tmp_path / "inventory.yaml"
-    config_file.write_text(
-        yaml.safe_dump({"database": {"url": database_url}, "sync": {"interval": sync}, "sources": [lab]})
-    )
-    tokens_file = tmp_path / "tokens.yaml"
-    tokens_file.write_text(yaml.safe_dump([{"name": "ops", "groups": ["operators"], "sha256": token_digest(token)}]))
+    document = {"database": {"url": database_url}, "sync": {"interval": sync}, "sources": [lab], **extra}
+    config_file.write_text(yaml.safe_dump(document))
+    return config_file
+
+
+def create_token(config_file: Path, name: str, *groups: str) -> str:
+    """`inventory tokens create NAME --group G...`: the token is the last line of its stdout."""
+    options = [option for group in groups for option in ("--group", group)]
+    created = run_inventory("-c", str(config_file), "tokens", "create", name, *options)
+    assert created.returncode == 0, created.stderr
+    token: str = created.stdout.splitlines()[-1]
+    assert token not in created.stderr
+    return token
+
+
+def start_serve(config_file: Path, *options: str) -> tuple[Popen[str], str]:
+    """`inventory serve` over the config; returns the process and its URL."""
     port = free_port()
-    command = ["-c", str(config_file), "serve", "--port", str(port), "--tokens-file", str(tokens_file), *options]
+    command = ["-c", str(config_file), "serve", "--port", str(port), *options]
     process = subprocess.Popen(
         inventory_command(*command),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=child_env(),
-        cwd=tmp_path,
+        cwd=config_file.parent,
     )
     return process, f"http://127.0.0.1:{port}"
 
@@ -63,8 +72,11 @@ def start_serve(
 def test_serve_answers_and_never_logs_a_token(db: Database, tmp_path: Path) -> None:
     config = lab_config(tmp_path, db.url, lab=write_lab(tmp_path / "lab.yaml"))
     synced(db, config)
-    token = "tok-" + "s3cr3t" * 6
-    process, url = start_serve(tmp_path, db.url, token, "--metrics")
+    config_file = write_serve_config(tmp_path, db.url)
+    token = create_token(config_file, "ops", "operators")
+    revoked = create_token(config_file, "gone", "admins")
+    assert run_inventory("-c", str(config_file), "tokens", "revoke", "gone").returncode == 0
+    process, url = start_serve(config_file, "--metrics")
     try:
         health = wait_healthy(url, process)
         assert health.status_code == 200 and health.json()["status"] == "ok"
@@ -72,6 +84,11 @@ def test_serve_answers_and_never_logs_a_token(db: Database, tmp_path: Path) -> N
         assert hosts.status_code == 200 and len(hosts.json()["items"]) == 5
         # A token pasted into the query string is refused, and masked in the access log.
         assert httpx.get(f"{url}/api/v1/inventory/hosts", params={"token": token}).status_code == 401
+        # A revoked token authenticates no one, whatever its groups were.
+        assert (
+            httpx.get(f"{url}/api/v1/inventory/hosts", headers={"Authorization": f"Bearer {revoked}"}).status_code
+            == 401
+        )
         refresh = httpx.post(f"{url}/api/v1/inventory/refresh", headers={"Authorization": f"Bearer {token}"})
         assert refresh.status_code == 202
         metrics = httpx.get(f"{url}/metrics").text
@@ -82,20 +99,19 @@ def test_serve_answers_and_never_logs_a_token(db: Database, tmp_path: Path) -> N
         process.send_signal(signal.SIGTERM)
         _out, logs = process.communicate(timeout=30)
     assert "GET /api/v1/inventory/hosts HTTP/1.1" in logs and "token=***" in logs
-    assert token not in logs and "s3cr3t" not in logs and "Traceback" not in logs
+    assert token not in logs and token[len("inv_") :] not in logs and revoked not in logs and "Traceback" not in logs
     assert process.returncode == 0
 
 
-def test_serve_refuses_a_bad_tokens_file(tmp_path: Path) -> None:
-    bad = tmp_path / "tokens.yaml"
-    bad.write_text(yaml.safe_dump([{"name": "ops", "groups": ["wizards"], "sha256": "00"}]))
-    result = run_inventory(
-        "--database-url", f"sqlite:///{tmp_path / 'x.db'}", "serve", "--tokens-file", str(bad), cwd=tmp_path
-    )
-    assert result.returncode == 2
-    assert f"{bad}: [0].groups: unknown group(s) wizards" in result.stderr and "Traceback" not in result.stderr
-    missing = run_inventory("--database-url", f"sqlite:///{tmp_path / 'x.db'}", "serve", cwd=tmp_path)
-    assert missing.returncode == 2 and "--tokens-file" in missing.stderr
+def test_serve_refuses_a_broken_policy_and_the_removed_tokens_file(tmp_path: Path, sqlite_url: str) -> None:
+    (tmp_path / "policy.yaml").write_text("version: 1\nrules: [{name: r, effect: maybe}]\n")
+    config_file = write_serve_config(tmp_path, sqlite_url, policy={"path": "policy.yaml"})
+    result = run_inventory("-c", str(config_file), "serve", "--port", str(free_port()), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert str(tmp_path / "policy.yaml") in result.stderr and "Traceback" not in result.stderr
+    # Tokens come from `inventory tokens create`; a tokens file is no longer a way in.
+    old = run_inventory("-c", str(config_file), "serve", "--tokens-file", "tokens.yaml", cwd=tmp_path)
+    assert old.returncode == 2 and "No such option '--tokens-file'" in old.stderr
 
 
 def test_other_commands_do_not_load_the_server_stack() -> None:
@@ -109,7 +125,7 @@ def test_other_commands_do_not_load_the_server_stack() -> None:
 
 def test_serve_sync_runs_the_loop_in_the_same_process(tmp_path: Path, sqlite_url: str) -> None:
     write_lab(tmp_path / "lab.yaml")
-    process, url = start_serve(tmp_path, sqlite_url, "t" * 20, "--sync", sync="1h")
+    process, url = start_serve(write_serve_config(tmp_path, sqlite_url, sync="1h"), "--sync")
     try:
         wait_healthy(url, process)
         deadline = time.monotonic() + 30

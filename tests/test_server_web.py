@@ -44,8 +44,8 @@ def cluster() -> Iterator[MutableFakeKubernetes]:
 @pytest.fixture
 def site(db: Database, tmp_path: Path, cluster: MutableFakeKubernetes) -> Iterator[tuple[str, Tokens]]:
     runner, _config = kubernetes_lab(db, tmp_path, cluster)
-    tokens = make_tokens()
-    with BackgroundServer(create_app(db, authenticator=tokens.authenticator, runner=runner)) as server:
+    tokens = make_tokens(db)
+    with BackgroundServer(create_app(db, runner=runner)) as server:
         yield server.url, tokens
 
 
@@ -98,7 +98,7 @@ def test_sign_in_search_open_a_host_and_approve(
     pending = httpx.post(
         f"{url}/api/v1/tools/kubernetes.scale_deployment/calls",
         json={"target": "web-0", "arguments": {"replicas": 0}},
-        headers=tokens.header("agent"),
+        headers=tokens.header("operator"),
     ).json()
     assert pending["outcome"] == "pending"
     with db.session() as session:
@@ -133,7 +133,7 @@ def test_sign_in_search_open_a_host_and_approve(
     browser.set_window_size(1280, 900)
     browser.get(f"{url}/approvals")
     row = browser.find_element(By.ID, f"approval-{pending['approval_id']}")
-    assert "kubernetes.scale_deployment" in row.text and "agent" in row.text
+    assert "kubernetes.scale_deployment" in row.text and "operator" in row.text
     browser.save_screenshot(str(tmp_path / "approvals-desktop.png"))
     row.find_element(By.CSS_SELECTOR, "button.approve").click()
     assert wait_for(browser, By.ID, "notice").text == f"approval {pending['approval_id']}: success"
@@ -155,7 +155,7 @@ def test_forms_need_the_csrf_token_and_pages_need_a_session(
     pending = httpx.post(
         f"{url}/api/v1/tools/kubernetes.scale_deployment/calls",
         json={"target": "web-0", "arguments": {"replicas": 0}},
-        headers=tokens.header("agent"),
+        headers=tokens.header("operator"),
     ).json()
     with httpx.Client(base_url=url) as client:
         assert client.get("/approvals").headers["location"] == "/login"
@@ -182,20 +182,20 @@ def test_forms_need_the_csrf_token_and_pages_need_a_session(
 
 def test_a_revoked_token_ends_its_session_and_names_are_escaped(db: Database, tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
-    from server_support import lab_config, synced
+    from server_support import TOKEN_ISSUER, lab_config, synced
 
-    from inventory.server.auth import Principal
+    from inventory.tokens import create_token, revoke_token
 
     lab = tmp_path / "lab.yaml"
     lab.write_text('hosts: [{id: x, name: "<script>alert(1)</script>"}]\n', encoding="utf-8")
     synced(db, lab_config(tmp_path, db.url, lab=lab))
-    valid = {"t0ken-for-eve": Principal("eve", frozenset({"viewers"}))}
-    with TestClient(create_app(db, authenticator=valid.get, mcp=False)) as client:
-        assert client.post("/login", data={"token": "t0ken-for-eve"}, follow_redirects=False).status_code == 303
+    token = create_token(db, "eve", groups=("viewers",), by=TOKEN_ISSUER)
+    with TestClient(create_app(db, mcp=False)) as client:
+        assert client.post("/login", data={"token": token}, follow_redirects=False).status_code == 303
         page = client.get("/", params={"q": "script"})
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text and "<script>" not in page.text
         assert "script-src" not in page.headers["content-security-policy"]  # default-src 'none': no script runs
-        del valid["t0ken-for-eve"]  # revoked
+        revoke_token(db, "eve", by=TOKEN_ISSUER)
         gone = client.get("/", follow_redirects=False)
         assert gone.status_code == 303 and gone.headers["location"] == "/login"
 
@@ -205,8 +205,8 @@ def test_changes_sources_and_workload_pages(db: Database, tmp_path: Path) -> Non
     from server_support import lab_config, make_tokens, synced, write_lab
 
     synced(db, lab_config(tmp_path, db.url, lab=write_lab(tmp_path / "lab.yaml")))
-    tokens = make_tokens()
-    with TestClient(create_app(db, authenticator=tokens.authenticator, mcp=False)) as client:
+    tokens = make_tokens(db)
+    with TestClient(create_app(db, mcp=False)) as client:
         client.post("/login", data={"token": tokens.by_name["viewer"]})
         changes = client.get("/changes", params={"source": "lab", "type": "host", "action": "created"}).text
         assert changes.count('data-label="Action">created<') == 5 and "workload app-" not in changes

@@ -30,12 +30,9 @@ def impact_command(app: AppContext, target: str, output: str) -> None:
         result = impact(session, target)
         document = result.as_dict()
         if app.config.services:
-            from inventory.logical.status import impact_keys, services_reached
+            from inventory.logical.status import logical_services_of
 
-            reached = services_reached(session, app.config.services, impact_keys(result))
-            document["logical_services"] = [
-                {"name": s.name, "slo": f"{s.slo.target:g}%" if s.slo else None} for s in reached
-            ]
+            document["logical_services"] = logical_services_of(session, app.config.services, result)
     if output != "table":
         render_document(document, output)
         return

@@ -8,8 +8,6 @@ import click
 
 from inventory.cli.context import AppContext
 
-TOKENS_ENV = "INVENTORY_TOKENS_FILE"
-
 
 def _server_state_parts(app: AppContext) -> tuple[Any, Any, Any]:
     """The database, the tool runner and the refresher `inventory serve` and `inventory mcp` share with the CLI."""
@@ -17,34 +15,39 @@ def _server_state_parts(app: AppContext) -> tuple[Any, Any, Any]:
     from inventory.server.refresh import Refresher
 
     db = app.database()
-    runner = build_runner(app, None)
-    return db, runner, Refresher(db, app.config, app.registry)
+    runner = build_runner(app)
+    # A source a refresh finds failing is told to the notify targets, as `inventory sync` tells them.
+    observers = [runner.notifier.source_outcome] if runner.notifier is not None else []
+    return db, runner, Refresher(db, app.config, app.registry, observers=observers)
 
 
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
 @click.option(
-    "--tokens-file",
-    envvar=TOKENS_ENV,
-    type=click.Path(dir_okay=False),
-    required=True,
-    help="API tokens: a YAML list of {name, groups, sha256} (sha256 of the token). Env: INVENTORY_TOKENS_FILE.",
-)
-@click.option(
     "--metrics/--no-metrics", default=False, show_default=True, help="Also serve Prometheus metrics at /metrics."
 )
 @click.option("--sync", "run_sync", is_flag=True, help="Also run the sync loop (as `inventory sync`) in this process.")
 @click.pass_obj
-def serve_command(app: AppContext, host: str, port: int, tokens_file: str, metrics: bool, run_sync: bool) -> None:
-    """The REST API (/api/v1, OpenAPI at /api/docs), MCP over Streamable HTTP (/mcp), the web UI (/) and /health."""
+def serve_command(app: AppContext, host: str, port: int, metrics: bool, run_sync: bool) -> None:
+    """The REST API (/api/v1, OpenAPI at /api/docs), MCP over Streamable HTTP (/mcp), the web UI (/) and /health.
+
+    Callers authenticate with tokens from `inventory tokens create NAME --group G`; their groups decide what
+    they may read, call and approve, and the policy in force (the config's policy.path) decides every call."""
     from inventory.server import create_app
-    from inventory.server.auth import StaticTokens
+    from inventory.server.auth import TokenAuthenticator
     from inventory.server.run import serve_forever
 
-    authenticator = StaticTokens.from_file(tokens_file)
     db, runner, refresher = _server_state_parts(app)
-    application = create_app(db, authenticator=authenticator, runner=runner, refresher=refresher, metrics=metrics)
+    authenticator = TokenAuthenticator(db, app.config.principals)
+    application = create_app(
+        db,
+        authenticator=authenticator,
+        runner=runner,
+        refresher=refresher,
+        metrics=metrics,
+        logical_services=app.config.services,
+    )
     loop = _start_sync_loop(app, db, getattr(application.state, "metrics", None), runner.notifier) if run_sync else None
     click.echo(f"inventory serving on http://{host}:{port} (API /api/v1, MCP /mcp, web UI /)", err=True)
     try:
@@ -73,14 +76,19 @@ def _start_sync_loop(app: AppContext, db: Any, metrics: Any, notifier: Any) -> t
 @click.pass_obj
 def mcp_command(app: AppContext) -> None:
     """MCP on stdin/stdout for a local agent; every call acts as the OS user, under the policy and the audit log."""
-    from inventory.audit.actor import resolve_actor
-    from inventory.server.auth import local_principal
     from inventory.server.mcp_server import run_stdio
     from inventory.server.state import ServerState
 
+    principal = app.principal()  # the OS user, with the groups the config gives them; never a name the agent sends
     db, runner, refresher = _server_state_parts(app)
-    state = ServerState(db=db, authenticator=lambda _token: None, runner=runner, refresher=refresher)
-    run_stdio(state, local_principal(resolve_actor()))
+    state = ServerState(
+        db=db,
+        authenticator=lambda _token: None,
+        runner=runner,
+        refresher=refresher,
+        logical_services=app.config.services,
+    )
+    run_stdio(state, principal)
 
 
 COMMANDS = [serve_command, mcp_command]

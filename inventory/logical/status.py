@@ -314,6 +314,14 @@ def impact_keys(impact: Impact) -> set[tuple[str, int]]:
     return {(obj.object_type, obj.id) for obj in (impact.target, *impact.objects)}
 
 
+def logical_services_of(session: Session, specs: Sequence[LogicalService], impact: Impact) -> list[dict[str, Any]]:
+    """The logical services an impact reaches, with their SLO, as `inventory impact` lists them."""
+    return [
+        {"name": s.name, "slo": f"{s.slo.target:g}%" if s.slo else None}
+        for s in services_reached(session, specs, impact_keys(impact))
+    ]
+
+
 def slo_lookup(specs: Sequence[LogicalService]) -> Callable[[Session, Impact], list[str]]:
     """For the policy's impact escalation: the services with an SLO that an impact reaches (its target included)."""
 

@@ -134,7 +134,8 @@ class ToolRunner:
     registry: ToolRegistry
     # The SourceConfig of a source by name (connection settings); only needed to execute.
     source_config: SourceConfigLookup | None = None
-    # inventory.notify.Notifier: told when a DESTRUCTIVE call is requested (waits for approval) or has run.
+    # inventory.notify.Notifier: told when a DESTRUCTIVE call is requested or has run, and when any call waits
+    # for approval.
     notifier: Any | None = None
     # Consulted by classify() beside the protection rules; None: the impact of the call (inventory.impact).
     escalation_sources: list[EscalationSource] | None = None
@@ -374,6 +375,16 @@ class ToolRunner:
             seq, _ = append_in(session, record, secrets_for(self.db))
             approval.request_seq = seq
         self.notify_destructive(evaluation, "pending")
+        if self.notifier is not None:  # whatever its class: someone has to act before the call runs
+            self.notifier.approval_pending(
+                approval_id=approval.id,
+                tool=evaluation.tool,
+                target=evaluation.target.ref,
+                requester=evaluation.principal.label,
+                tool_class=str(evaluation.classification.tool_class),
+                rule=evaluation.decision.rule_label,
+                expires_at=approval.expires_at,
+            )
         return CallOutcome(evaluation, "pending", seq, approval.id)
 
     def execute(

@@ -149,3 +149,20 @@ def change_page(
     with state.db.session() as session:
         rows = queries.list_changes(session, since=since_at, until=until_at, limit=limit + 1, offset=offset, **filters)
     return rows, offset, fingerprint
+
+
+@router.get(
+    "/sd/prometheus",
+    summary="Prometheus http_sd: one target group per host address (as `inventory export prometheus-sd`)",
+)
+def prometheus_sd(
+    port: int = Query(9100, description="The exporter's port on every target."),
+    source: list[str] = Query([], description="Only hosts of these sources (repeatable)."),
+    kind: list[str] = Query([], description="Only hosts of these kinds (repeatable)."),
+    state: ServerState = Depends(current_state),
+    _principal: Principal = reader,
+) -> Response:
+    from inventory.exports.prometheus import target_groups
+
+    with state.db.session() as session:
+        return json_response(target_groups(session, port=port, sources=source, kinds=kind))

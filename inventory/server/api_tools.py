@@ -86,7 +86,7 @@ def call_tool(
     dry_run: bool = False,
 ) -> Any:
     """Policy, approval, execution and audit exactly as `inventory tool run --no-input`, the principal as actor."""
-    return state.tool_runner().run(tool, target, arguments, principal.name, dry_run=dry_run)
+    return state.tool_runner().run(tool, target, arguments, principal, dry_run=dry_run)
 
 
 @router.post(
@@ -124,13 +124,13 @@ def settle(
 
     runner = state.tool_runner()
     if decision == "approve":
-        outcome: dict[str, Any] = approve(runner, approval_id, principal.name, reason).as_row()
+        outcome: dict[str, Any] = approve(runner, approval_id, principal, reason).as_row()
         return outcome
     if decision == "reject":
         return {
             "approval_id": approval_id,
             "outcome": "rejected",
-            "audit_seq": reject(runner, approval_id, principal.name, reason),
+            "audit_seq": reject(runner, approval_id, principal, reason),
         }
     raise UsageError(f"decision must be approve or reject, not {decision!r}")
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
 from inventory import __version__
-from inventory.server.auth import Authenticator
+from inventory.server.auth import Authenticator, TokenAuthenticator
 from inventory.server.state import ServerState
 from inventory.storage.database import Database
 
@@ -19,21 +20,30 @@ if TYPE_CHECKING:
 def create_app(
     db: Database,
     *,
-    authenticator: Authenticator,
+    authenticator: Authenticator | None = None,
     runner: ToolRunner | None = None,
     refresher: Refresher | None = None,
     mcp: bool = True,
     web: bool = True,
     metrics: bool = False,
+    logical_services: Sequence[Any] = (),
 ) -> FastAPI:
-    """One application over one database; ``authenticator`` turns a bearer token into a principal (or None)."""
+    """One application over one database.
+
+    ``authenticator`` turns a bearer token into a principal (or None); by default the tokens of
+    ``inventory tokens``, with the runner's ``principals.users`` adding groups.
+    """
     # Imported as modules of the package, not from it: the package's __init__ imports this module.
     import inventory.server.api_inventory as api_inventory
     import inventory.server.api_tools as api_tools
     import inventory.server.errors as errors
     import inventory.server.health as health
 
-    state = ServerState(db=db, authenticator=authenticator, runner=runner, refresher=refresher)
+    if authenticator is None:
+        authenticator = TokenAuthenticator(db, runner.principals if runner is not None else None)
+    state = ServerState(
+        db=db, authenticator=authenticator, runner=runner, refresher=refresher, logical_services=logical_services
+    )
     app = FastAPI(
         title="inventory", version=__version__, docs_url="/api/docs", openapi_url="/api/v1/openapi.json", redoc_url=None
     )

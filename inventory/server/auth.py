@@ -1,38 +1,37 @@
 """Who is calling the server, and what their groups let them do.
 
-INTEGRATION POINT: ``Principal`` and ``StaticTokens`` below stand in for the trust module's
-principals and database-backed ``inventory tokens``. The server only ever sees an
-``Authenticator`` (``token -> Principal | None``) handed to ``create_app``; swapping in the
-real one changes ``inventory/cli/serve.py`` and the import here, nothing else.
+A caller is a principal of ``inventory.principals``: over HTTP (the API, ``/mcp``, the web UI)
+the holder of a token from ``inventory tokens create NAME --group G`` (``inventory.tokens``),
+with the token's groups plus those the config's ``principals.users`` gives that name; on stdio
+(``inventory mcp``) the OS user, as the CLI sees them.
 
-Groups decide what a principal may do (``PERMISSIONS``): ``viewers`` read the inventory,
-``operators`` also refresh sources and call tools, ``agents`` read and call tools,
-``approvers`` read, settle approvals and read the audit log, ``auditors`` read and read the
-audit log, ``admins`` do everything. Whether a tool call then runs is the policy's decision,
-with the principal's name as the actor.
+Groups decide which doors of the server a principal may use (``PERMISSIONS``): ``viewers``
+read the inventory, ``operators`` also refresh sources and call tools, ``agents`` read and call
+tools, ``approvers`` read, settle approvals and read the audit log, ``auditors`` read and read
+the audit log, ``admins`` do everything. Whether a tool call or an approval then goes through is
+the policy's decision, with that principal as the actor or approver.
 
-A token is accepted only from the ``Authorization: Bearer`` header (or the web UI's session
-cookie), never from a query string, so it never lands in an access log line.
+A token is accepted only from the ``Authorization: Bearer`` header (or the web UI's session,
+which holds it server-side), never from a query string, so it never lands in an access log line.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import replace
 from enum import Enum
-from pathlib import Path
-from typing import Any
 
-from inventory.errors import ConfigError, InventoryError
+from inventory.errors import InventoryError
+from inventory.principals import Principal, PrincipalSettings, configured_for
+from inventory.storage.database import Database
+from inventory.tokens import authenticate
 
 
 class Permission(str, Enum):
     READ = "read"  # the inventory: hosts, workloads, services, changes, sources, tools' descriptions
     REFRESH = "refresh"  # start a sync of sources
     CALL = "call"  # request tool calls (the policy still decides)
-    APPROVE = "approve"  # approve or reject pending calls
+    APPROVE = "approve"  # approve or reject pending calls (the policy's approvers still decide)
     AUDIT = "audit"  # read and verify the audit log
 
 
@@ -44,31 +43,27 @@ PERMISSIONS: dict[str, frozenset[Permission]] = {
     "auditors": frozenset({Permission.READ, Permission.AUDIT}),
     "admins": frozenset(Permission),
 }
-
-
-@dataclass(frozen=True)
-class Principal:
-    """INTEGRATION POINT: the trust module's Principal replaces this (same three fields)."""
-
-    name: str
-    groups: frozenset[str] = field(default_factory=frozenset)
-    on_behalf_of: str | None = None
-
-    def permissions(self) -> frozenset[Permission]:
-        granted: set[Permission] = set()
-        for group in self.groups:
-            granted |= PERMISSIONS.get(group, frozenset())
-        return frozenset(granted)
-
-    def may(self, permission: Permission) -> bool:
-        return permission in self.permissions()
-
+EVERY_PERMISSION = frozenset(Permission)
 
 Authenticator = Callable[[str], Principal | None]
+# What a principal may do at the server's doors: by its groups (HTTP), or everything (stdio, the CLI's user).
+Grants = Callable[[Principal], frozenset[Permission]]
+
+
+def permissions_of(principal: Principal) -> frozenset[Permission]:
+    """The doors the principal's groups open (group names compared case-folded, as the policy does)."""
+    granted: set[Permission] = set()
+    for group in principal.groups:
+        granted |= PERMISSIONS.get(group.casefold(), frozenset())
+    return frozenset(granted)
+
+
+def may(principal: Principal, permission: Permission, grants: Grants = permissions_of) -> bool:
+    return permission in grants(principal)
 
 
 class NotAuthenticated(InventoryError):
-    """No token, or one no authenticator knows: 401."""
+    """No token, or one that names no live token: 401."""
 
 
 class Forbidden(InventoryError):
@@ -92,66 +87,39 @@ def authorize(authenticator: Authenticator, token: str | None, permission: Permi
     principal = authenticator(token) if token else None
     if principal is None:
         raise NotAuthenticated()
-    if not principal.may(permission):
+    if not may(principal, permission):
         raise Forbidden(principal, permission)
     return principal
 
 
-def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+class TokenAuthenticator:
+    """Bearer tokens of ``inventory tokens``: checked against the database at every request, so a revoked
+    or expired token stops working at once; the config's ``principals.users`` add groups by name."""
 
-
-class StaticTokens:
-    """INTEGRATION POINT: tokens from a YAML file until ``inventory tokens`` lands.
-
-    The file lists ``- {name: NAME, groups: [G, ...], sha256: HEX}``; only digests are kept,
-    compared in constant time.
-    """
-
-    def __init__(self, entries: Iterable[tuple[str, str, Iterable[str]]]) -> None:
-        self._by_digest = {digest.lower(): Principal(name, frozenset(groups)) for name, digest, groups in entries}
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> StaticTokens:
-        import yaml
-
-        label = str(path)
-        try:
-            raw: Any = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or []
-        except OSError as exc:
-            raise ConfigError(f"cannot read the tokens file: {exc.strerror}", path=label) from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"not valid YAML: {exc}", path=label) from None
-        if not isinstance(raw, list):
-            raise ConfigError("expected a list of {name, groups, sha256}", path=label)
-        entries = []
-        for index, entry in enumerate(raw):
-            key = f"[{index}]"
-            if (
-                not isinstance(entry, dict)
-                or not isinstance(entry.get("name"), str)
-                or not isinstance(entry.get("sha256"), str)
-            ):
-                raise ConfigError("needs name and sha256 (strings)", path=label, key=key)
-            groups = entry.get("groups") or []
-            unknown = sorted(set(groups) - set(PERMISSIONS))
-            if unknown:
-                raise ConfigError(
-                    f"unknown group(s) {', '.join(unknown)}; known: {', '.join(PERMISSIONS)}",
-                    path=label,
-                    key=f"{key}.groups",
-                )
-            entries.append((entry["name"], entry["sha256"], groups))
-        return cls(entries)
+    def __init__(self, db: Database, settings: PrincipalSettings | None = None) -> None:
+        self.db = db
+        self.settings = settings or PrincipalSettings()
 
     def __call__(self, token: str) -> Principal | None:
-        digest = token_digest(token)
-        for known, principal in self._by_digest.items():
-            if hmac.compare_digest(known, digest):
-                return principal
-        return None
+        principal = authenticate(self.db, token)
+        if principal is None:
+            return None
+        configured = frozenset(configured_for(self.settings.users, principal.name))
+        return replace(principal, groups=principal.groups | configured) if configured else principal
 
 
-def local_principal(name: str) -> Principal:
-    """The OS user on stdio (``inventory mcp``): the same rights the CLI gives them; the policy still decides."""
-    return Principal(name, frozenset({"admins"}))
+__all__ = [
+    "EVERY_PERMISSION",
+    "PERMISSIONS",
+    "Authenticator",
+    "Forbidden",
+    "Grants",
+    "NotAuthenticated",
+    "Permission",
+    "Principal",
+    "TokenAuthenticator",
+    "authorize",
+    "bearer_token",
+    "may",
+    "permissions_of",
+]

@@ -27,7 +27,18 @@ from mcp.server.transport_security import TransportSecuritySettings
 from inventory import __version__, queries
 from inventory.errors import InventoryError, NotFound, UsageError
 from inventory.redact import redact_text
-from inventory.server.auth import Forbidden, NotAuthenticated, Permission, Principal, authorize, bearer_token
+from inventory.server.auth import (
+    EVERY_PERMISSION,
+    Forbidden,
+    Grants,
+    NotAuthenticated,
+    Permission,
+    Principal,
+    authorize,
+    bearer_token,
+    may,
+    permissions_of,
+)
 from inventory.server.state import ServerState
 
 SERVER_NAME = "inventory"
@@ -104,6 +115,19 @@ def _sources(state: ServerState, _principal: Principal, _args: dict[str, Any]) -
         return queries.list_sources(session)
 
 
+def _impact(state: ServerState, _principal: Principal, args: dict[str, Any]) -> Any:
+    from inventory.impact import impact
+
+    with state.db.session() as session:
+        result = impact(session, str(args["target"]))
+        document = result.as_dict()
+        if state.logical_services:
+            from inventory.logical.status import logical_services_of
+
+            document["logical_services"] = logical_services_of(session, state.logical_services, result)
+    return document
+
+
 def _approval_status(state: ServerState, _principal: Principal, args: dict[str, Any]) -> Any:
     from inventory.policy.approvals import list_approvals
 
@@ -172,6 +196,22 @@ QUERY_TOOLS = [
         _sources,
     ),
     QueryTool(
+        "inventory_impact",
+        "What goes with a host or workload: the hosts other sources see on the same machine, every workload on "
+        "them, and the services that lose members (those left without a ready one first). Ask before acting.",
+        _schema(
+            {
+                "target": {
+                    "type": "string",
+                    "description": "[host:|workload:]name, id or source/kind/external_id; a bare name is tried "
+                    "as a Proxmox guest first, then as a host, then as any workload.",
+                }
+            },
+            ["target"],
+        ),
+        _impact,
+    ),
+    QueryTool(
         "inventory_approval_status",
         "The state of a tool call that waits for approval (pending, approved, rejected) and its outcome.",
         _schema({"approval_id": {"type": "integer"}}, ["approval_id"]),
@@ -226,11 +266,15 @@ def _error(kind: str, message: str) -> types.CallToolResult:
 
 
 class InventoryMCP:
-    """The tools of one ServerState; ``principal_of`` says who is calling (the token's holder or the OS user)."""
+    """The tools of one ServerState; ``principal_of`` says who is calling (the token's holder or the OS user),
+    ``grants`` which doors that principal may use (by its groups over HTTP)."""
 
-    def __init__(self, state: ServerState, principal_of: Callable[[Any], Principal]) -> None:
+    def __init__(
+        self, state: ServerState, principal_of: Callable[[Any], Principal], grants: Grants = permissions_of
+    ) -> None:
         self.state = state
         self.principal_of = principal_of
+        self.grants = grants
         self.server: Server[Any] = Server(
             SERVER_NAME,
             version=__version__,
@@ -247,12 +291,12 @@ class InventoryMCP:
     async def list_tools(self, ctx: Any, _params: Any) -> types.ListToolsResult:
         principal = self.principal_of(ctx)
         tools: list[types.Tool] = []
-        if principal.may(Permission.READ):
+        if may(principal, Permission.READ, self.grants):
             tools += [
                 types.Tool(name=t.name, description=t.description, input_schema=t.input_schema, annotations=READ_HINTS)
                 for t in QUERY_TOOLS
             ]
-        if principal.may(Permission.CALL):
+        if may(principal, Permission.CALL, self.grants):
             tools += [_policy_tool(spec) for spec in self._policy_specs().values()]
         return types.ListToolsResult(tools=tools)
 
@@ -265,13 +309,13 @@ class InventoryMCP:
         """Run one call as ``principal``; every refusal is a tool error the agent can read, never a crash."""
         try:
             if name in _QUERIES:
-                if not principal.may(Permission.READ):
+                if not may(principal, Permission.READ, self.grants):
                     raise Forbidden(principal, Permission.READ)
                 return _result(_QUERIES[name].run(self.state, principal, arguments))
             spec = self._policy_specs().get(name)
             if spec is None:
                 raise UsageError(f"unknown tool {name!r}")
-            if not principal.may(Permission.CALL):
+            if not may(principal, Permission.CALL, self.grants):
                 raise Forbidden(principal, Permission.CALL)
             return self._call_policy_tool(principal, spec, arguments)
         except Forbidden as exc:
@@ -367,10 +411,14 @@ def mount_mcp(app: Any, state: ServerState) -> None:
 
 
 def run_stdio(state: ServerState, principal: Principal) -> None:
-    """``inventory mcp``: one session over stdin/stdout, every call as ``principal`` (the OS user)."""
+    """``inventory mcp``: one session over stdin/stdout, every call as ``principal`` (the OS user).
+
+    Stdio is the CLI by another door: the OS user may use every door the CLI gives them, whatever
+    their groups; the policy, approvals and the audit log still decide and record, as for the CLI.
+    """
     from mcp.server.stdio import stdio_server
 
-    mcp = InventoryMCP(state, lambda _ctx: principal)
+    mcp = InventoryMCP(state, lambda _ctx: principal, grants=lambda _principal: EVERY_PERMISSION)
 
     async def main() -> None:
         async with stdio_server() as (read_stream, write_stream):

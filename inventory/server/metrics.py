@@ -82,7 +82,7 @@ def install_metrics(app: FastAPI) -> ServerMetrics:
     metrics = ServerMetrics()
     state: ServerState = app.state.inventory
     if state.refresher is not None:
-        state.refresher.observers.append(metrics.sync.observe_all)
+        state.refresher.observe(metrics.sync.observe)
     app.add_middleware(_RequestMetrics, metrics=metrics)
     app.state.metrics = metrics
 

@@ -1,7 +1,8 @@
 """`POST /api/v1/inventory/refresh`: sync sources in the background, under the same locks as `inventory sync`.
 
-A refresh is one background thread running the chosen sources one after another; its id
-answers `GET /api/v1/inventory/refresh/{id}` with each source's outcome and sync run id.
+A refresh is one background thread running the chosen sources one after another through the
+server's one ``inventory.sync.SourceRunner``; its id answers `GET /api/v1/inventory/refresh/{id}`
+with each source's outcome and sync run id as it finishes.
 """
 
 from __future__ import annotations
@@ -10,14 +11,15 @@ import logging
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from inventory.config import Config
-from inventory.connector import ConnectorRegistry
+from inventory.connector import ConnectorRegistry, SourceConfig
 from inventory.errors import ConfigError, NotFound, UsageError
 from inventory.storage.database import Database
+from inventory.sync import Observer, SourceRunner, select_sources
 from inventory.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -51,31 +53,47 @@ class Refresh:
 
 
 class Refresher:
-    def __init__(self, db: Database, config: Config, registry: ConnectorRegistry) -> None:
+    """Runs refreshes through one ``SourceRunner`` (as `inventory sync` and the loop do), so that the sources
+    of two overlapping refreshes still write one at a time, each under its per-source lock.
+
+    ``observers`` (the server's metrics, the notifier) are told each source's outcome as it finishes.
+    """
+
+    def __init__(
+        self, db: Database, config: Config, registry: ConnectorRegistry, *, observers: Sequence[Observer] = ()
+    ) -> None:
         self.db = db
         self.config = config
-        self.registry = registry
         self._refreshes: OrderedDict[str, Refresh] = OrderedDict()
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        # Told every finished refresh's outcomes (the server's metrics).
-        self.observers: list[Callable[[list[Any]], None]] = []
+        self.runner = SourceRunner(
+            db,
+            registry,
+            configured=[s.name for s in config.sources],
+            stop=self._stop,
+            observers=observers,
+        )
+
+    def observe(self, observer: Observer) -> None:
+        self.runner.observers.append(observer)
 
     def start(self, names: Sequence[str] | None, requested_by: str) -> Refresh:
-        from inventory.sync import select_sources
-
         try:
-            selected = [s.name for s in select_sources(self.config, names)]
+            selected = select_sources(self.config, names)
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
         if not selected:
             raise UsageError("no enabled sources to refresh")
-        refresh = Refresh(uuid.uuid4().hex[:12], requested_by, selected)
+        refresh = Refresh(uuid.uuid4().hex[:12], requested_by, [s.name for s in selected])
         with self._lock:
             self._refreshes[refresh.id] = refresh
             while len(self._refreshes) > KEPT_REFRESHES:
                 self._refreshes.popitem(last=False)
-        threading.Thread(target=self._run, args=(refresh,), name=f"refresh-{refresh.id}", daemon=True).start()
+        thread = threading.Thread(
+            target=self._run, args=(refresh, selected), name=f"refresh-{refresh.id}", daemon=True
+        )
+        thread.start()
         return refresh
 
     def get(self, refresh_id: str) -> Refresh:
@@ -88,11 +106,13 @@ class Refresher:
     def stop(self) -> None:
         self._stop.set()
 
-    def _run(self, refresh: Refresh) -> None:
+    def _run(self, refresh: Refresh, sources: list[SourceConfig]) -> None:
         log.info("refresh %s of %s requested by %s", refresh.id, ", ".join(refresh.sources), refresh.requested_by)
         try:
-            outcomes = self._sync(refresh.sources)
-            for outcome in outcomes:
+            for source in sources:
+                if self._stop.is_set():
+                    break
+                outcome = self.runner.run(source)  # never raises for the source's failure
                 refresh.outcomes.append(
                     {
                         "source": outcome.source,
@@ -102,15 +122,7 @@ class Refresher:
                         "summary": outcome.describe(),
                     }
                 )
-            for observe in self.observers:
-                observe(outcomes)
         except Exception:  # never let a refresh thread die silently; the refresh shows what finished
             log.exception("refresh %s failed", refresh.id)
         refresh.finished_at = utcnow()
         refresh.status = "done"
-
-    def _sync(self, names: list[str]) -> list[Any]:
-        """The one place the server runs sources: the sync module's public entry, under its per-source locks."""
-        from inventory.sync import sync_all
-
-        return sync_all(self.db, self.config, self.registry, names=names, stop=self._stop)

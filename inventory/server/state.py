@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,8 @@ class ServerState:
     # None: the server was started without tool support (no policy): tool routes answer 400.
     runner: ToolRunner | None = None
     refresher: Refresher | None = None
+    # The config's logical services (inventory.logical.spec.LogicalService): impact names those it reaches.
+    logical_services: Sequence[Any] = ()
     started_at: float = field(default_factory=time.time)
 
     def tool_runner(self) -> ToolRunner:

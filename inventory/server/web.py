@@ -24,7 +24,7 @@ from fastapi.templating import Jinja2Templates
 from inventory import queries
 from inventory.errors import InventoryError, UsageError
 from inventory.redact import redact_text
-from inventory.server.auth import Forbidden, NotAuthenticated, Permission, Principal, authorize
+from inventory.server.auth import Forbidden, NotAuthenticated, Permission, Principal, authorize, may
 from inventory.server.errors import forbidden_response, inventory_error_response, status_of
 from inventory.server.state import server_state
 
@@ -116,8 +116,8 @@ def _page(
     context.update(
         principal=principal,
         csrf=session.csrf if session else "",
-        may_approve=bool(principal and principal.may(Permission.APPROVE)),
-        may_audit=bool(principal and principal.may(Permission.AUDIT)),
+        may_approve=bool(principal and may(principal, Permission.APPROVE)),
+        may_audit=bool(principal and may(principal, Permission.AUDIT)),
     )
     response = templates.TemplateResponse(request, template, context, status_code=status_code)
     response.headers["Content-Security-Policy"] = (
