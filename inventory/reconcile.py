@@ -159,23 +159,22 @@ def _reconcile(snapshot: Snapshot, store: Store, plan: WritePlan, *, allow_empty
         for write, action in wanted:
             plan.changes.append(_change(write, action, diff_fields(old_fields.get(write.id, {}), write.fields)))
 
-    if snapshot.complete:
-        for object_type in types:
-            name = object_type.name
-            live = [(k, o) for k, o in state.objects[name].items() if not o.removed]
-            gone = [(k, o) for k, o in live if k not in records[name]]
-            if not gone:
-                continue
-            if not records[name] and not allow_empty:
-                result.withheld.append(
-                    f"the source answered with no {object_type.plural} at all, but {len(live)} were known; "
-                    "nothing was removed (pass --allow-empty if they really are gone)"
-                )
-                continue
-            for (kind, external_id), stored in gone:
-                plan.removals[name].append(stored.id)
-                plan.changes.append(ChangeRecord(name, stored.id, kind, external_id, stored.name, "removed"))
-            result.removed += len(gone)
+    for object_type in types:
+        name = object_type.name
+        live = [(k, o) for k, o in state.objects[name].items() if not o.removed]
+        gone = [(k, o) for k, o in live if k not in records[name] and snapshot.removes(name, k[0], o.namespace)]
+        if not gone:
+            continue
+        if not records[name] and not allow_empty:
+            result.withheld.append(
+                f"the source answered with no {object_type.plural} at all, but {len(live)} were known; "
+                "nothing was removed (pass --allow-empty if they really are gone)"
+            )
+            continue
+        for (kind, external_id), stored in gone:
+            plan.removals[name].append(stored.id)
+            plan.changes.append(ChangeRecord(name, stored.id, kind, external_id, stored.name, "removed"))
+        result.removed += len(gone)
 
     store.apply(plan)
     result.unresolved_links = resolver.unresolved

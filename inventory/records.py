@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -34,6 +34,32 @@ def _empty() -> dict[str, Any]:
     return {}
 
 
+# Why ``unread`` is a frozenset: the names of canonical fields ("addresses", "host") or of
+# label or attribute keys ("attributes.cpu_model") whose values a collection could not read.
+# reconcile keeps the stored value of each and marks the object's details stale.
+NO_FIELDS: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """A part of a source one list call answers: an object type, optionally one kind, optionally one namespace.
+
+    None means "every": Scope("workload", "pod") is every pod in every namespace,
+    Scope("workload", "pod", "default") the pods of namespace default, Scope("host") every host.
+    """
+
+    object_type: str  # "host" | "workload" | "service"
+    kind: str | None = None
+    namespace: str | None = None
+
+    def covers(self, object_type: str, kind: str, namespace: str | None) -> bool:
+        return (
+            self.object_type == object_type
+            and (self.kind is None or self.kind == kind)
+            and (self.namespace is None or self.namespace == namespace)
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Host:
     """A machine: a Proxmox node, a VM or LXC seen as a machine, a Kubernetes node, a Docker engine."""
@@ -52,6 +78,7 @@ class Host:
     backed_by: Ref | None = None
     labels: Mapping[str, str] = field(default_factory=_empty)
     attributes: Mapping[str, Any] = field(default_factory=_empty)
+    unread: frozenset[str] = NO_FIELDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +94,7 @@ class Workload:
     parent: Ref | None = None
     labels: Mapping[str, str] = field(default_factory=_empty)
     attributes: Mapping[str, Any] = field(default_factory=_empty)
+    unread: frozenset[str] = NO_FIELDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +109,7 @@ class Service:
     members: tuple[Ref, ...] = ()
     labels: Mapping[str, str] = field(default_factory=_empty)
     attributes: Mapping[str, Any] = field(default_factory=_empty)
+    unread: frozenset[str] = NO_FIELDS
 
 
 Record = Host | Workload | Service
@@ -93,6 +122,12 @@ class Snapshot:
     ``complete`` is true only when every resource of the source was read. An
     incomplete snapshot may still carry what was read; the engine upserts it
     but never concludes that anything missing from it is gone.
+
+    A connector that knows its scopes declares each one it read completely (``read``):
+    then removal is decided per scope, whatever else failed, and ``complete`` no longer
+    matters for it. ``warn`` records a fact (a node found down, a kind skipped for lack
+    of permission) that does not make the run partial; ``fail`` records a scope that
+    should have been read and was not.
     """
 
     hosts: list[Host] = field(default_factory=list)
@@ -105,11 +140,30 @@ class Snapshot:
     identity: str | None = None
     # One line per resource that could not be read, e.g. "pods: HTTP 500 on page 3".
     errors: list[str] = field(default_factory=list)
+    # The scopes read completely; None: the source declares none and ``complete`` covers everything.
+    scopes: list[Scope] | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def fail(self, resource: str, reason: str) -> None:
         """Record that a resource could not be read; the snapshot stops being complete."""
         self.complete = False
         self.errors.append(f"{resource}: {reason}")
+
+    def read(self, scope: Scope) -> None:
+        """Declare a scope read completely: what it held before and no longer holds is gone."""
+        if self.scopes is None:
+            self.scopes = []
+        self.scopes.append(scope)
+
+    def warn(self, resource: str, reason: str) -> None:
+        """Record a fact worth saying (skipped on purpose, found down); the run stays a success."""
+        self.warnings.append(f"{resource}: {reason}")
+
+    def removes(self, object_type: str, kind: str, namespace: str | None) -> bool:
+        """Whether an object of this source missing from the snapshot is gone (not merely unread)."""
+        if self.scopes is None:
+            return self.complete
+        return any(scope.covers(object_type, kind, namespace) for scope in self.scopes)
 
     @property
     def object_count(self) -> int:
@@ -124,10 +178,21 @@ def to_json_bytes(value: Any) -> bytes:
     return orjson.dumps(value, default=str, option=_JSON_OPTIONS)
 
 
+# ``unread`` (last field of every record, empty once reconcile has merged stored values) is no
+# content: cutting its encoding keeps every digest what it was before records carried it, so an
+# upgrade rewrites nothing.
+_NO_UNREAD = b',"unread":"frozenset()"}'
+
+
 def record_hash(record: Record) -> str:
-    """A stable digest of everything a record says: equal digests mean no write is needed.
+    """A stable digest of everything a record says but ``unread``: equal digests mean no write is needed.
 
     orjson serializes the frozen dataclass directly, which keeps an unchanged object's
     cost to one C call and one hash (no intermediate dict).
     """
-    return hashlib.blake2b(to_json_bytes(record), digest_size=16).hexdigest()
+    if record.unread:
+        record = replace(record, unread=NO_FIELDS)
+    data = to_json_bytes(record)
+    if data.endswith(_NO_UNREAD):
+        data = data[: -len(_NO_UNREAD)] + b"}"
+    return hashlib.blake2b(data, digest_size=16).hexdigest()

@@ -61,7 +61,7 @@ class MemoryStore:
         for name, objects in self.objects.items():
             state.objects[name] = {
                 (o.kind, o.external_id): StoredObject(
-                    object_id, o.content_hash, o.removed_at is not None, o.columns["name"]
+                    object_id, o.content_hash, o.removed_at is not None, o.columns["name"], o.columns.get("namespace")
                 )
                 for object_id, o in objects.items()
                 if o.source_id == source_id

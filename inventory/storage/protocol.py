@@ -26,6 +26,7 @@ class StoredObject:
     content_hash: str
     removed: bool
     name: str
+    namespace: str | None = None
 
 
 @dataclass

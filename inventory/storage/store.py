@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, func, select, text, update
+from sqlalchemy import Table, bindparam, delete, func, literal, select, text, update
 from sqlalchemy.orm import Session, aliased
 
 from inventory.storage.models import (
@@ -139,10 +139,11 @@ class SqlStore:
     def load_state(self, source_id: int) -> SourceState:
         state = SourceState()
         for object_type, model in self.schema.rows.items():
+            namespace = model.namespace if hasattr(model, "namespace") else literal(None)
             rows = self._execute(
-                select(model.kind, model.external_id, model.id, model.content_hash, model.removed_at.is_not(None), model.name).where(
-                    model.source_id == source_id
-                )
+                select(
+                    model.kind, model.external_id, model.id, model.content_hash, model.removed_at.is_not(None), model.name, namespace
+                ).where(model.source_id == source_id)
             )
             state.objects[object_type] = {(kind, ext): StoredObject(*rest) for kind, ext, *rest in rows}
         return state
