@@ -30,6 +30,7 @@ from connectors.docker.records import (
     COMPOSE_SERVICE_KIND,
     CONTAINER_KIND,
     HOST_KIND,
+    INSPECTED_FIELDS,
     SWARM_SERVICE_KIND,
     engine_host,
 )
@@ -478,7 +479,7 @@ def test_every_call_has_a_timeout() -> None:
         running = next(c for c in fake.containers.values() if c.state == "running")
         fake.delays[f"/containers/{running.id}/json"] = 3.0
         snapshot = collect(fake.url, timeout=0.5)
-    assert not snapshot.complete and snapshot.errors == [f"container {running.name} ({running.id[:12]}): no answer within 0.5 s"]
+    assert not snapshot.complete and snapshot.errors == [f"containers: inspect failed for 1 container (no answer within 0.5 s): {running.name}"]
 
 
 def test_swarm_services_on_a_manager() -> None:
@@ -580,7 +581,7 @@ def test_a_container_gone_between_list_and_inspect_is_simply_not_there() -> None
     assert len(inspected) == sum(1 for c in containers if c.state != "created")
 
 
-def test_a_failed_read_leaves_the_snapshot_incomplete_and_nothing_is_removed(db: Database, tmp_path: Path) -> None:
+def test_a_failed_read_leaves_the_snapshot_incomplete_and_removes_only_what_a_complete_list_lost(db: Database, tmp_path: Path) -> None:
     containers = generate_containers(12)
     with FakeDocker(containers, socket_path=tmp_path / "fake.sock") as fake:
         connector = DockerConnector(DockerConfig(name="fake", url=fake.url))
@@ -588,12 +589,14 @@ def test_a_failed_read_leaves_the_snapshot_incomplete_and_nothing_is_removed(db:
 
         broken = next(c for c in containers if c.state == "running")
         fake.faults[f"/containers/{broken.id}/json"] = 500
-        del fake.containers[containers[-1].id]  # really gone, but an incomplete snapshot must not say so
+        del fake.containers[containers[-1].id]  # really gone: the list that completed says so
         snapshot = connector.collect()
-        assert not snapshot.complete and broken.id not in workloads_by_id(snapshot)
-        assert snapshot.errors == [f"container {broken.name} ({broken.id[:12]}): HTTP 500: fake engine: injected failure on /containers/{broken.id}/json"]
+        assert not snapshot.complete
+        # Still listed, so still there: what inspect alone knows keeps its stored value.
+        assert workloads_by_id(snapshot)[broken.id].unread == INSPECTED_FIELDS
+        assert snapshot.errors == [f"containers: inspect failed for 1 container (HTTP 500: fake engine: injected failure on /containers/{broken.id}/json): {broken.name}"]
         outcome = sync_source(db, connector)
-        assert outcome.status == "partial" and outcome.result is not None and outcome.result.removed == 0
+        assert outcome.status == "partial" and outcome.result is not None and outcome.result.removed == 1
 
         fake.faults.clear()
         fake.faults["/containers/json"] = 500
@@ -601,7 +604,8 @@ def test_a_failed_read_leaves_the_snapshot_incomplete_and_nothing_is_removed(db:
         assert outcome.status == "partial" and outcome.result is not None and outcome.result.removed == 0
         assert outcome.error is not None and "source 'fake', containers: HTTP 500" in outcome.error
     with db.session() as session:
-        assert all(w.removed_at is None for w in session.execute(select(WorkloadRow)).scalars())
+        removed = [w.external_id for w in session.execute(select(WorkloadRow)).scalars() if w.removed_at is not None]
+        assert removed == [containers[-1].id]
         assert all(s.removed_at is None for s in session.execute(select(ServiceRow)).scalars())
 
 
@@ -658,7 +662,9 @@ class TestContract(ConnectorContract):
         return SourceObject("workload", CONTAINER_KIND, container.id)
 
     def break_one(self, fake: FakeDocker) -> None:
-        fake.faults[f"/containers/{self.container(fake, 'c00000').id}/json"] = 500  # inspected: it ran
+        # The list that ``remove`` takes a container from (an inspect that fails removes nothing either,
+        # but the complete list beside it does remove what is gone).
+        fake.faults["/containers/json"] = 500
 
     def heal(self, fake: FakeDocker) -> None:
         fake.faults.clear()
