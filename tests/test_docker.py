@@ -122,6 +122,7 @@ def run(engine: DockerEngine) -> Iterator[Run]:
         labels: dict[str, str] | None = None,
         network: str = "none",
         binds: dict[str, dict[str, str]] | None = None,
+        restart_policy: dict[str, str] | None = None,
         **options: Any,
     ) -> str:
         container = client.create_container(
@@ -130,7 +131,7 @@ def run(engine: DockerEngine) -> Iterator[Run]:
             name=name,
             labels=labels or {},
             stop_signal="SIGKILL",
-            host_config=client.create_host_config(network_mode=network, binds=binds),
+            host_config=client.create_host_config(network_mode=network, binds=binds, restart_policy=restart_policy),
             **options,
         )
         if start:
@@ -325,6 +326,46 @@ def test_compose_labels_form_projects_and_services(engine: DockerEngine, run: Ru
     assert services[(COMPOSE_SERVICE_KIND, "shop/db")].status == "running"
     container = workloads_by_id(snapshot)[web2]
     assert container.namespace == "shop" and container.attributes["compose"] == {"project": "shop", "service": "web", "number": 2, "oneoff": False, "working_dir": "/srv/shop"}
+
+
+def test_a_compose_run_container_is_no_member_of_its_service(engine: DockerEngine, run: Run) -> None:
+    def compose(service: str, number: int, oneoff: bool) -> dict[str, str]:
+        return {
+            "com.docker.compose.project": "shop",
+            "com.docker.compose.service": service,
+            "com.docker.compose.container-number": str(number),
+            "com.docker.compose.oneoff": "True" if oneoff else "False",
+        }
+
+    web = run("shop-web-1", labels=compose("web", 1, oneoff=False))
+    # `docker compose run web migrate` labels its container as a one-off of web; it has exited since.
+    migrate = run("shop-web-run-3f2a1c", "true", labels=compose("web", 1, oneoff=True))
+    wait_for(lambda: engine.client().inspect_container(migrate)["State"]["Status"] == "exited")
+
+    snapshot = collect(engine.url)
+
+    services = {(s.kind, s.external_id): s for s in snapshot.services}
+    service = services[(COMPOSE_SERVICE_KIND, "shop/web")]
+    assert set(service.members) == {Ref(CONTAINER_KIND, web)} and service.status == "running"
+    project = services[(COMPOSE_PROJECT_KIND, "shop")]
+    assert set(project.members) == {Ref(CONTAINER_KIND, web), Ref(CONTAINER_KIND, migrate)}  # of the project all the same
+    assert project.status == "running"
+    assert workloads_by_id(snapshot)[migrate].attributes["compose"]["oneoff"] is True
+
+
+def test_a_crash_looping_container_keeps_its_exit_code(engine: DockerEngine, run: Run) -> None:
+    client = engine.client()
+    looping = run("crashing", "sh -c 'exit 3'", restart_policy={"Name": "always"})
+
+    def restarting() -> bool:
+        state = client.inspect_container(looping)
+        # After a few restarts the engine waits seconds before the next: a stable moment to read.
+        return bool(state["State"]["Restarting"]) and state["RestartCount"] >= 3
+
+    wait_for(restarting, seconds=30)
+    container = workloads_by_id(collect(engine.url))[looping]
+    assert container.status == "restarting"
+    assert container.attributes["exit_code"] == 3 and container.attributes["restart_count"] >= 3
 
 
 def _changes(db: Database, source: str) -> list[tuple[str, str, str, Any]]:
