@@ -15,8 +15,10 @@
 
 Identity is object uids; the cluster's identity is the uid of its
 ``kube-system`` namespace, so that renaming a context does not duplicate a
-cluster. Lists are paginated and read as raw JSON; a list that fails leaves
-the snapshot incomplete (nothing is removed) and names the resource.
+cluster. Lists are paginated and read as raw JSON; each list that completes is
+a scope read (what it no longer holds is removed), a list that fails removes
+nothing of its kind and names the resource, and a list the credentials may not
+read is skipped and said once (see ``_Collector``).
 """
 
 from __future__ import annotations
