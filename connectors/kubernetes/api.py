@@ -231,7 +231,7 @@ class KubernetesApi:
                 try:
                     ApiException.from_response(http_resp=response, body=None, data=None)  # raises the status's exception
                 except ApiException as error:
-                    error.retried = budget.describe()
+                    error.retried = budget.describe()  # type: ignore[attr-defined]  # read by _explain
                     raise
                 raise ApiException(status=response.status, reason=response.reason)
             log.info("source %r: %s: HTTP %d, asked again in %gs (Retry-After)", self.source_name, path, response.status, wait)
