@@ -262,8 +262,11 @@ class _Collector:
             for namespace, resources in by_namespace.items()
         ]
         reason = f"skipped, forbidden for {self.api.where} (HTTP 403): " + "; ".join(parts)
-        if "nodes" in by_namespace.get(None, ()):
+        cluster_wide = by_namespace.get(None, [])
+        if "nodes" in cluster_wide:
             reason += " (pods keep their last known node links)"
+        if any(resource != "nodes" for resource in cluster_wide):
+            reason += "; give namespaces: to read the namespaces it may"
         log.warning("source %r: %s", self.source_name, reason)
         self.snapshot.warn("permissions", reason)
 
