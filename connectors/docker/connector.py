@@ -101,17 +101,16 @@ class DockerConnector(Connector):
             raise SourceError(self.source_name, engine_resource(self.config), "/info carries no engine ID")
         snapshot = Snapshot()
         snapshot.hosts.append(engine_host(info, engine_id, self.config.url, client.api_version))
+        snapshot.read(Scope("host", HOST_KIND))
         engine = Ref(HOST_KIND, engine_id)
 
         try:
             listed: list[dict[str, Any]] = client.containers(all=True)
         except Exception as exc:
             # Without the list nothing is known about containers: the snapshot stays incomplete.
-            snapshot.read(Scope("host", HOST_KIND))
             snapshot.fail("containers", describe_error(exc, self.config.timeout))
             return snapshot
 
-        snapshot.read(Scope("host", HOST_KIND))
         wanted = [c for c in listed if self.config.inspect and needs_inspect(c)]
         inspected = self._inspect(client, wanted, snapshot)
         present = [c for c in listed if c["Id"] not in inspected.vanished]
