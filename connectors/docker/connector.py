@@ -207,11 +207,8 @@ class _EngineWatch:
                 self.gone.set()
 
 
-class _Abandoned(Exception):
-    """An inspect not sent because the engine had stopped answering."""
-
-
-_ABANDONED = _Abandoned()
+# The answer of an inspect not sent because the engine had stopped answering.
+_ABANDONED = TimeoutError("not sent: the engine had stopped answering")
 # Inspects in a row without any answer (timeout, refused, reset) after which the engine counts as gone.
 ENGINE_GONE_AFTER = 3
 # How many names an error line gives as examples.
