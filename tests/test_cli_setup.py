@@ -23,10 +23,16 @@ def cluster() -> Iterator[FakeKubernetes]:
 
 
 @pytest.fixture
-def machine(tmp_path: Path, cluster: FakeKubernetes, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A machine with two kubeconfig contexts (one an EKS-like ARN) and no Docker engine."""
+def prod() -> Iterator[FakeKubernetes]:
+    with FakeKubernetes(ClusterSpec(name="prod", nodes=1, pods=3)) as api:
+        yield api
+
+
+@pytest.fixture
+def machine(tmp_path: Path, cluster: FakeKubernetes, prod: FakeKubernetes, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A machine with two kubeconfig contexts of two clusters (one an EKS-like ARN) and no Docker engine."""
     kubeconfig = write_kubeconfig(
-        tmp_path / "kubeconfig", {"lab": cluster, "arn:aws:eks:eu-west-1:1:cluster/prod": cluster}
+        tmp_path / "kubeconfig", {"lab": cluster, "arn:aws:eks:eu-west-1:1:cluster/prod": prod}
     )
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:9")  # nothing listens on the discard port
@@ -88,13 +94,13 @@ def test_check_reaches_each_source_and_writes_nothing(machine: Path, cluster: Fa
         "  - {type: kubernetes, name: lab, context: lab}\n"
         "  - {type: docker, name: gone, url: 'tcp://127.0.0.1:9', timeout: 2}\n"
     )
-    cluster.fail_page("deployments", page=1, status=403, times=None)
+    cluster.fail_page("deployments", page=1, status=500, times=None)
     result = CliRunner().invoke(cli, ["check", "-o", "json"])
     assert result.exit_code == 1, result.output  # a source failed
     report = json.loads(result.stdout)
     by_name = {row["source"]: row for row in report["sources"]}
     assert by_name["lab"]["status"] == "partial"
-    assert "deployments: forbidden" in by_name["lab"]["detail"] and by_name["lab"]["hosts"] > 0
+    assert "deployments: HTTP 500" in by_name["lab"]["detail"] and by_name["lab"]["hosts"] > 0
     assert by_name["gone"]["status"] == "failed"
     assert not db_path.exists()  # nothing written, not even an empty database
 

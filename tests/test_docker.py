@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from connectors.docker.records import (
     COMPOSE_SERVICE_KIND,
     CONTAINER_KIND,
     HOST_KIND,
+    INSPECTED_FIELDS,
     SWARM_SERVICE_KIND,
     engine_host,
 )
@@ -127,7 +128,8 @@ def run(engine: DockerEngine) -> Iterator[Run]:
         start: bool = True,
         labels: dict[str, str] | None = None,
         network: str = "none",
-        binds: dict[str, Mapping[str, str]] | None = None,
+        binds: dict[str, dict[str, str]] | None = None,
+        restart_policy: dict[str, str] | None = None,
         **options: Any,
     ) -> str:
         container = client.create_container(
@@ -136,7 +138,7 @@ def run(engine: DockerEngine) -> Iterator[Run]:
             name=name,
             labels=labels or {},
             stop_signal="SIGKILL",
-            host_config=client.create_host_config(network_mode=network, binds=binds),
+            host_config=client.create_host_config(network_mode=network, binds=binds, restart_policy=restart_policy),
             **options,
         )
         if start:
@@ -334,6 +336,46 @@ def test_compose_labels_form_projects_and_services(engine: DockerEngine, run: Ru
     assert container.namespace == "shop" and container.attributes["compose"] == {"project": "shop", "service": "web", "number": 2, "oneoff": False, "working_dir": "/srv/shop"}
 
 
+def test_a_compose_run_container_is_no_member_of_its_service(engine: DockerEngine, run: Run) -> None:
+    def compose(service: str, number: int, oneoff: bool) -> dict[str, str]:
+        return {
+            "com.docker.compose.project": "shop",
+            "com.docker.compose.service": service,
+            "com.docker.compose.container-number": str(number),
+            "com.docker.compose.oneoff": "True" if oneoff else "False",
+        }
+
+    web = run("shop-web-1", labels=compose("web", 1, oneoff=False))
+    # `docker compose run web migrate` labels its container as a one-off of web; it has exited since.
+    migrate = run("shop-web-run-3f2a1c", "true", labels=compose("web", 1, oneoff=True))
+    wait_for(lambda: engine.client().inspect_container(migrate)["State"]["Status"] == "exited")
+
+    snapshot = collect(engine.url)
+
+    services = {(s.kind, s.external_id): s for s in snapshot.services}
+    service = services[(COMPOSE_SERVICE_KIND, "shop/web")]
+    assert set(service.members) == {Ref(CONTAINER_KIND, web)} and service.status == "running"
+    project = services[(COMPOSE_PROJECT_KIND, "shop")]
+    assert set(project.members) == {Ref(CONTAINER_KIND, web), Ref(CONTAINER_KIND, migrate)}  # of the project all the same
+    assert project.status == "running"
+    assert workloads_by_id(snapshot)[migrate].attributes["compose"]["oneoff"] is True
+
+
+def test_a_crash_looping_container_keeps_its_exit_code(engine: DockerEngine, run: Run) -> None:
+    client = engine.client()
+    looping = run("crashing", "sh -c 'exit 3'", restart_policy={"Name": "always"})
+
+    def restarting() -> bool:
+        state = client.inspect_container(looping)
+        # After a few restarts the engine waits seconds before the next: a stable moment to read.
+        return bool(state["State"]["Restarting"]) and state["RestartCount"] >= 3
+
+    wait_for(restarting, seconds=30)
+    container = workloads_by_id(collect(engine.url))[looping]
+    assert container.status == "restarting"
+    assert container.attributes["exit_code"] == 3 and container.attributes["restart_count"] >= 3
+
+
 def _changes(db: Database, source: str) -> list[tuple[str, str, str, Any]]:
     with db.session() as session:
         rows = session.execute(select(Change).join(Source, Source.id == Change.source_id).where(Source.name == source).order_by(Change.id)).scalars()
@@ -486,7 +528,7 @@ def test_every_call_has_a_timeout() -> None:
         running = next(c for c in fake.containers.values() if c.state == "running")
         fake.delays[f"/containers/{running.id}/json"] = 3.0
         snapshot = collect(fake.url, timeout=0.5)
-    assert not snapshot.complete and snapshot.errors == [f"container {running.name} ({running.id[:12]}): no answer within 0.5 s"]
+    assert not snapshot.complete and snapshot.errors == [f"containers: inspect failed for 1 container (no answer within 0.5 s): {running.name}"]
 
 
 def test_swarm_services_on_a_manager() -> None:
@@ -588,7 +630,7 @@ def test_a_container_gone_between_list_and_inspect_is_simply_not_there() -> None
     assert len(inspected) == sum(1 for c in containers if c.state != "created")
 
 
-def test_a_failed_read_leaves_the_snapshot_incomplete_and_nothing_is_removed(db: Database, tmp_path: Path) -> None:
+def test_a_failed_read_leaves_the_snapshot_incomplete_and_removes_only_what_a_complete_list_lost(db: Database, tmp_path: Path) -> None:
     containers = generate_containers(12)
     with FakeDocker(containers, socket_path=tmp_path / "fake.sock") as fake:
         connector = DockerConnector(DockerConfig(name="fake", url=fake.url))
@@ -596,17 +638,14 @@ def test_a_failed_read_leaves_the_snapshot_incomplete_and_nothing_is_removed(db:
 
         broken = next(c for c in containers if c.state == "running")
         fake.faults[f"/containers/{broken.id}/json"] = 500
-        del fake.containers[containers[-1].id]  # really gone, but an incomplete snapshot must not say so
+        del fake.containers[containers[-1].id]  # really gone: the list that completed says so
         snapshot = connector.collect()
-        assert not snapshot.complete and broken.id not in workloads_by_id(snapshot)
-        assert snapshot.errors == [
-            (
-                f"container {broken.name} ({broken.id[:12]}): HTTP 500: fake engine: injected failure on "
-                f"/containers/{broken.id}/json"
-            )
-        ]
+        assert not snapshot.complete
+        # Still listed, so still there: what inspect alone knows keeps its stored value.
+        assert workloads_by_id(snapshot)[broken.id].unread == INSPECTED_FIELDS
+        assert snapshot.errors == [f"containers: inspect failed for 1 container (HTTP 500: fake engine: injected failure on /containers/{broken.id}/json): {broken.name}"]
         outcome = sync_source(db, connector)
-        assert outcome.status == "partial" and outcome.result is not None and outcome.result.removed == 0
+        assert outcome.status == "partial" and outcome.result is not None and outcome.result.removed == 1
 
         fake.faults.clear()
         fake.faults["/containers/json"] = 500
@@ -614,7 +653,8 @@ def test_a_failed_read_leaves_the_snapshot_incomplete_and_nothing_is_removed(db:
         assert outcome.status == "partial" and outcome.result is not None and outcome.result.removed == 0
         assert outcome.error is not None and "source 'fake', containers: HTTP 500" in outcome.error
     with db.session() as session:
-        assert all(w.removed_at is None for w in session.execute(select(WorkloadRow)).scalars())
+        removed = [w.external_id for w in session.execute(select(WorkloadRow)).scalars() if w.removed_at is not None]
+        assert removed == [containers[-1].id]
         assert all(s.removed_at is None for s in session.execute(select(ServiceRow)).scalars())
 
 
@@ -671,7 +711,9 @@ class TestContract(ConnectorContract):
         return SourceObject("workload", CONTAINER_KIND, container.id)
 
     def break_one(self, fake: FakeDocker) -> None:
-        fake.faults[f"/containers/{self.container(fake, 'c00000').id}/json"] = 500  # inspected: it ran
+        # The list that ``remove`` takes a container from (an inspect that fails removes nothing either,
+        # but the complete list beside it does remove what is gone).
+        fake.faults["/containers/json"] = 500
 
     def heal(self, fake: FakeDocker) -> None:
         fake.faults.clear()

@@ -23,7 +23,7 @@ from connectors.kubernetes.connector import KubernetesConnector
 from inventory.config import build_config
 from inventory.connector import ConnectorRegistry
 from inventory.errors import ConfigError, SourceError
-from inventory.records import Snapshot
+from inventory.records import Scope, Snapshot
 from inventory.redact import redact_text
 from inventory.storage.database import Database, open_database
 from inventory.storage.models import HostRow, ServiceMember, ServiceRow, Source, SyncRun, WorkloadRow
@@ -188,19 +188,24 @@ def test_an_unchanged_cluster_writes_nothing_on_the_second_sync(sqlite_url: str,
 
 
 def check_fault_keeps_everything(db: Database, cluster: FakeKubernetes, kubeconfig: Path, fault: Any, message: str) -> None:
+    """A list that fails removes nothing of its kind; the lists that completed still remove what they no longer hold."""
     good = sync_source(db, connector(kubeconfig))
     assert good.ok, good.error
     fault(cluster)
-    cluster.mutate("nodes", "node-0002", None, None)  # a real removal: still must not be applied
+    resource = message.split(":", 1)[0]
+    kind = {"pods": "pod", "deployments": "deployment"}[resource]
+    victim = next(o["metadata"] for o in cluster.objects.items[resource] if o["metadata"].get("namespace") == "app-000")
+    cluster.mutate(resource, victim["name"], "app-000", None)  # gone, but its list fails: not removed
+    cluster.mutate("nodes", "node-0002", None, None)  # gone from a list that completed: removed
     outcome = sync_source(db, connector(kubeconfig, timeout=1.0))
     assert outcome.status == "partial"
     assert message in (outcome.error or ""), outcome.error
-    assert outcome.result is not None and outcome.result.removed == 0
-    assert removed_count(db) == 0
+    assert outcome.result is not None and outcome.result.removed == 1
     with db.session() as session:
         run = session.scalar(select(SyncRun).order_by(SyncRun.id.desc()))
         assert run is not None and run.complete is False and message in (run.error or "")
-        assert len(live(session, WorkloadRow, "pod")) == cluster.objects.count("pods")
+        assert victim["uid"] in {w.external_id for w in live(session, WorkloadRow, kind)}
+        assert "node-0002" not in {h.name for h in live(session, HostRow)}
     if "pods" in message:
         assert "services: not updated" in (outcome.error or "")  # their members would be computed from part of the pods
 
@@ -210,9 +215,9 @@ def check_fault_keeps_everything(db: Database, cluster: FakeKubernetes, kubeconf
     [
         (lambda api: api.malformed_page("pods", page=3), "pods: malformed JSON on page 3"),
         (lambda api: api.delay("pods", 3.0, page=2, times=1), "pods: timed out after 1s on page 2"),
-        (lambda api: api.fail_page("deployments", page=1, status=403), "deployments: forbidden for context 'lab' (HTTP 403) on page 1"),
+        (lambda api: api.fail_page("deployments", page=1, status=500), "deployments: HTTP 500 on page 1"),
     ],
-    ids=["malformed-json", "slow", "forbidden"],
+    ids=["malformed-json", "slow", "server-error"],
 )
 def test_a_fault_in_the_middle_of_a_list_keeps_everything_and_names_the_resource(sqlite_url: str, cluster: FakeKubernetes, kubeconfig: Path, fault: Any, message: str) -> None:
     db = open_database(sqlite_url, migrate=True)
@@ -226,25 +231,16 @@ def test_a_server_error_on_page_two_removes_nothing_on_either_engine(db: Databas
     check_fault_keeps_everything(db, cluster, kubeconfig, lambda api: api.fail_page("pods", page=2, status=500), "pods: HTTP 500 on page 2")
 
 
-def test_pods_whose_nodes_could_not_be_read_are_withheld_not_unlinked(cluster: FakeKubernetes, kubeconfig: Path) -> None:
+def test_pods_whose_nodes_could_not_be_read_keep_their_links_and_still_update(cluster: FakeKubernetes, kubeconfig: Path) -> None:
     cluster.fail_page("nodes", page=1, status=503)
     snapshot = connector(kubeconfig).collect()
     assert not snapshot.complete and snapshot.hosts == []
-    assert snapshot.errors[0].startswith("nodes: HTTP 503 on page 1")
-    scheduled = sum(1 for o in cluster.objects.items["pods"] if (o.get("spec") or {}).get("nodeName"))
-    assert f"pods: {scheduled} pods not updated: their nodes could not be read" in snapshot.errors
-    assert [w.name for w in snapshot.workloads if w.kind == "pod"] == ["bare-pod"]  # unscheduled: nothing to link
-    assert not snapshot.services and any(e.startswith("services: not updated") for e in snapshot.errors)
-    assert {w.kind for w in snapshot.workloads} >= {"deployment", "statefulset", "cronjob"}  # they do not depend on nodes
-
-
-def test_nodes_forbidden_to_a_namespace_scoped_account_still_let_pods_land_unlinked(cluster: FakeKubernetes, kubeconfig: Path) -> None:
-    cluster.fail_page("nodes", page=1, status=403, times=None)
-    snapshot = connector(kubeconfig, namespaces=["app-000"]).collect()
-    assert not snapshot.complete and snapshot.errors[0].startswith("nodes: forbidden for context 'lab' (HTTP 403)")
+    assert snapshot.errors == ["nodes: HTTP 503 on page 1: an error on the server (injected) has prevented the request from succeeding (get nodes)"]
     pods = [w for w in snapshot.workloads if w.kind == "pod"]
-    assert len(pods) == sum(1 for o in cluster.objects.items["pods"] if o["metadata"].get("namespace") == "app-000")
-    assert all(p.host is None for p in pods) and len(snapshot.errors) == 1  # services still land with their members
+    assert len(pods) == cluster.objects.count("pods")  # brought up to date, their node links kept as stored
+    assert all(p.unread == {"host"} for p in pods if p.attributes["node"]) and all(not p.unread for p in pods if not p.attributes["node"])
+    assert Scope("workload", "pod") in (snapshot.scopes or []) and Scope("host", "node") not in (snapshot.scopes or [])
+    assert {s.kind for s in snapshot.services} == {"service", "ingress"}
 
 
 def test_a_deleted_pod_leaves_its_service_and_a_relabelled_pod_joins_another(sqlite_url: str, cluster: FakeKubernetes, kubeconfig: Path) -> None:
@@ -400,8 +396,6 @@ def test_namespace_lists_and_the_annotation_allowlist(cluster: FakeKubernetes, k
     assert any(path.endswith("/namespaces/app-000/pods") for path in namespaced_paths)  # asked per namespace, not filtered here
     ingress = next(s for s in only.services if s.kind == "ingress")
     assert ingress.attributes["annotations"] == {"cert-manager.io/cluster-issuer": "letsencrypt"}
-    deployment = next(w for w in only.workloads if w.kind == "deployment")
-    assert "annotations" not in deployment.attributes  # last-applied-configuration is only kept when named exactly
 
     skipped = connector(kubeconfig, exclude_namespaces=["kube-*", "minimal"]).collect()
     namespaces = {w.namespace for w in skipped.workloads}
@@ -542,7 +536,8 @@ class TestContract(ConnectorContract):
         return SourceObject("workload", "pod", uid)
 
     def break_one(self, fake: FakeKubernetes) -> None:
-        fake.fail_page("deployments", page=1, status=500, times=None)
+        # The kind ``remove`` deletes from: a list that fails removes nothing of its own kind.
+        fake.fail_page("pods", page=1, status=500, times=None)
 
     def heal(self, fake: FakeKubernetes) -> None:
         fake.faults.clear()

@@ -6,11 +6,13 @@ The SDK is imported inside functions only: importing this module must stay cheap
 from __future__ import annotations
 
 import functools
+import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from connectors.docker.config import DockerConfig
 from inventory.errors import SourceError
+from inventory.retry import RetryBudget
 
 if TYPE_CHECKING:  # pragma: no cover
     from docker import APIClient
@@ -64,9 +66,33 @@ def _client_class() -> type[APIClient]:
     """
     import docker
 
-    class SourceAPIClient(docker.APIClient):
-        def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
-            settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+    import requests.exceptions
+
+    class SourceAPIClient(docker.APIClient):  # type: ignore[misc]
+        def send(self, request: Any, **kwargs: Any) -> Any:
+            """Every call: 429/503 with Retry-After waited out (bounded), a dropped connection sent once more.
+
+            A proxy in front of the engine (a socket proxy, an ssh bastion's rate limit) may throttle;
+            a timeout is not repeated: a frozen engine must cost one timeout per call, not two.
+            """
+            budget = RetryBudget()
+            resent = False
+            while True:
+                try:
+                    response = super().send(request, **kwargs)
+                except requests.exceptions.ConnectionError as exc:
+                    if resent or isinstance(exc, requests.exceptions.Timeout):
+                        raise
+                    resent = True
+                    continue
+                wait = budget.wait_for(response.status_code, response.headers.get("Retry-After"))
+                if wait is None:
+                    return response
+                response.close()
+                time.sleep(wait)
+
+        def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> dict[str, Any]:
+            settings: dict[str, Any] = super().merge_environment_settings(url, proxies, stream, verify, cert)
             if self.verify is not True:  # a CA file or False, named by the source's tls settings
                 settings["verify"] = self.verify
             return settings
@@ -98,6 +124,13 @@ def describe_error(exc: BaseException, timeout: float) -> str:
     if isinstance(exc, docker.errors.DockerException):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
+
+
+def is_transport_error(exc: BaseException) -> bool:
+    """No answer at all (timeout, refused, reset): the engine, not the request, is the trouble."""
+    import requests.exceptions
+
+    return isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout))
 
 
 def _innermost_text(exc: BaseException) -> str:

@@ -28,15 +28,21 @@ never claims it as the source's identity (that would merge two machines).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from connectors.docker.api import describe_error, engine_resource, open_client
+from connectors.docker.api import describe_error, engine_resource, is_transport_error, open_client
 from connectors.docker.config import TYPE_NAME, DockerConfig, default_local_source
 from connectors.docker.records import (
+    COMPOSE_PROJECT_KIND,
+    COMPOSE_SERVICE_KIND,
+    CONTAINER_KIND,
     HOST_KIND,
+    INSPECTED_FIELDS,
+    SWARM_SERVICE_KIND,
     compose_services,
     container_name,
     container_workload,
@@ -46,7 +52,7 @@ from connectors.docker.records import (
 )
 from inventory.connector import Connector, KindVocabulary, SourceConfig, StatusVocabulary
 from inventory.errors import SourceError
-from inventory.records import Ref, Snapshot
+from inventory.records import Ref, Scope, Snapshot
 
 if TYPE_CHECKING:  # pragma: no cover
     from docker import APIClient
@@ -99,6 +105,7 @@ class DockerConnector(Connector):
             raise SourceError(self.source_name, engine_resource(self.config), "/info carries no engine ID")
         snapshot = Snapshot()
         snapshot.hosts.append(engine_host(info, engine_id, self.config.url, client.api_version))
+        snapshot.read(Scope("host", HOST_KIND))
         engine = Ref(HOST_KIND, engine_id)
 
         try:
@@ -111,11 +118,17 @@ class DockerConnector(Connector):
         wanted = [c for c in listed if self.config.inspect and needs_inspect(c)]
         inspected = self._inspect(client, wanted, snapshot)
         present = [c for c in listed if c["Id"] not in inspected.vanished]
-        for container in present:
-            if container["Id"] in inspected.failed:
-                continue  # recorded on the snapshot (now incomplete); kept out of the writes
-            snapshot.workloads.append(container_workload(container, inspected.details.get(container["Id"]), engine))
-        snapshot.services.extend(compose_services(present))
+        workloads = [
+            # A container whose inspect failed is still there (listed): what the list says is brought
+            # up to date, what only inspect knows keeps its stored value.
+            container_workload(c, inspected.details.get(c["Id"]), engine, unread=INSPECTED_FIELDS if c["Id"] in inspected.failed else None)
+            for c in present
+        ]
+        snapshot.workloads.extend(workloads)
+        snapshot.read(Scope("workload", CONTAINER_KIND))
+        snapshot.services.extend(compose_services(present, {w.external_id: w.status for w in workloads}))
+        snapshot.read(Scope("service", COMPOSE_PROJECT_KIND))
+        snapshot.read(Scope("service", COMPOSE_SERVICE_KIND))
         log.debug("docker source %s: %d containers listed, %d inspected, %d gone before inspect", self.source_name, len(listed), len(wanted), len(inspected.vanished))
 
         if swarm_role(info) == "manager":
@@ -125,19 +138,38 @@ class DockerConnector(Connector):
                 snapshot.fail("swarm services", describe_error(exc, self.config.timeout))
             else:
                 snapshot.services.extend(swarm_service_records(swarm_services, present))
+                snapshot.read(Scope("service", SWARM_SERVICE_KIND))
+        else:
+            snapshot.read(Scope("service", SWARM_SERVICE_KIND))  # none here: the ones known before are gone
         return snapshot
 
     def _inspect(self, client: APIClient, containers: list[dict[str, Any]], snapshot: Snapshot) -> _Inspected:
-        """Inspect the given containers, ``concurrency`` at a time; failures go on the snapshot."""
+        """Inspect the given containers, ``concurrency`` at a time; failures go on the snapshot, summed up by reason.
+
+        An engine that stops answering (timeouts, refused connections) would cost one timeout
+        per container: after ``ENGINE_GONE_AFTER`` such failures in a row the inspects not yet
+        sent are abandoned, and the whole lot is one error line.
+        """
         import docker.errors
 
-        def inspect(container_id: str) -> dict[str, Any] | BaseException | None:
+        engine = _EngineWatch()
+
+        def inspect(container_id: str) -> dict[str, Any] | None | BaseException:
+            if engine.gone.is_set():
+                return _ABANDONED
             try:
-                return dict(client.inspect_container(container_id))
+                answer = dict(client.inspect_container(container_id))
             except docker.errors.NotFound:
+                engine.answered()
                 return None  # removed between list and inspect: simply not there
-            except Exception as exc:  # collected and reported per container below
+            except Exception as exc:  # collected and reported per reason below
+                if is_transport_error(exc):
+                    engine.unanswered()
+                else:
+                    engine.answered()
                 return exc
+            engine.answered()
+            return answer
 
         result = _Inspected()
         if not containers:
@@ -145,15 +177,55 @@ class DockerConnector(Connector):
         workers = min(self.config.concurrency, len(containers))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"docker-{self.source_name}") as pool:
             answers = list(pool.map(inspect, [c["Id"] for c in containers]))
+        failures: dict[str, list[str]] = {}
         for container, answer in zip(containers, answers, strict=True):
             if answer is None:
                 result.vanished.add(container["Id"])
             elif isinstance(answer, BaseException):
                 result.failed.add(container["Id"])
-                snapshot.fail(f"container {container_name(container)} ({container['Id'][:12]})", describe_error(answer, self.config.timeout))
+                reason = "engine unreachable" if answer is _ABANDONED or engine.gone.is_set() and is_transport_error(answer) else describe_error(answer, self.config.timeout)
+                failures.setdefault(reason, []).append(container_name(container))
             else:
                 result.details[container["Id"]] = answer
+        for reason, names in failures.items():
+            snapshot.fail("containers", f"inspect failed for {count_of(len(names), 'container')} ({reason}): {examples(names)}")
         return result
+
+
+class _EngineWatch:
+    """Counts inspects in a row that got no answer at all; past ``ENGINE_GONE_AFTER`` the engine is gone."""
+
+    def __init__(self) -> None:
+        self.gone = threading.Event()
+        self._lock = threading.Lock()
+        self._in_a_row = 0
+
+    def answered(self) -> None:
+        with self._lock:
+            self._in_a_row = 0
+
+    def unanswered(self) -> None:
+        with self._lock:
+            self._in_a_row += 1
+            if self._in_a_row >= ENGINE_GONE_AFTER:
+                self.gone.set()
+
+
+# The answer of an inspect not sent because the engine had stopped answering.
+_ABANDONED = TimeoutError("not sent: the engine had stopped answering")
+# Inspects in a row without any answer (timeout, refused, reset) after which the engine counts as gone.
+ENGINE_GONE_AFTER = 3
+# How many names an error line gives as examples.
+EXAMPLES = 5
+
+
+def count_of(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def examples(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:EXAMPLES])
+    return shown + (", ..." if len(names) > EXAMPLES else "")
 
 
 @dataclass

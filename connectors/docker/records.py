@@ -154,6 +154,11 @@ def _mounts(container: Mapping[str, Any]) -> list[dict[str, Any]]:
     return sorted(mounts, key=lambda m: str(m.get("destination", "")))
 
 
+def _oneoff(labels: Mapping[str, str]) -> bool:
+    """A ``docker compose run`` container: of the project, but no replica of its service."""
+    return str(labels.get(COMPOSE_ONEOFF, "False")).lower() == "true"
+
+
 def _compose(labels: Mapping[str, str]) -> dict[str, Any] | None:
     project = labels.get(COMPOSE_PROJECT)
     if not project:
@@ -163,7 +168,7 @@ def _compose(labels: Mapping[str, str]) -> dict[str, Any] | None:
         "project": project,
         "service": labels.get(COMPOSE_SERVICE),
         "number": int(number) if number and number.isdigit() else None,
-        "oneoff": labels.get(COMPOSE_ONEOFF, "False").lower() == "true",
+        "oneoff": _oneoff(labels),
         "working_dir": labels.get(COMPOSE_WORKING_DIR),
         "config_files": labels.get(COMPOSE_CONFIG_FILES),
     }
@@ -181,6 +186,14 @@ def _swarm(labels: Mapping[str, str]) -> dict[str, str] | None:
     return {k: v for k, v in swarm.items() if v} or None
 
 
+# What only inspect knows: kept as stored (unread) for a container whose inspect failed.
+INSPECTED_FIELDS = frozenset(
+    f"attributes.{key}" for key in ("health", "restart_count", "exit_code", "oom_killed", "error", "started_at", "finished_at")
+)
+# States that follow a run: the exit code is that run's (a restarting container is between two).
+_EXITED_STATES = ("exited", "dead", "restarting")
+
+
 def _inspected(detail: Mapping[str, Any]) -> dict[str, Any]:
     """What only inspect knows. Values that change at every poll (pid, log path) stay out."""
     state = detail.get("State") or {}
@@ -190,15 +203,17 @@ def _inspected(detail: Mapping[str, Any]) -> dict[str, Any]:
         "health": health.get("Status") or None,
         "restart_count": detail.get("RestartCount"),
         # A created container that never ran has no exit code, whatever the zero says.
-        "exit_code": state.get("ExitCode") if state.get("Status") in ("exited", "dead") else None,
+        "exit_code": state.get("ExitCode") if state.get("Status") in _EXITED_STATES else None,
         "oom_killed": state.get("OOMKilled") or None,
         "error": state.get("Error") or None,
         "started_at": _timestamp(state.get("StartedAt")),
-        "finished_at": None if running else _timestamp(state.get("FinishedAt")),
+        "finished_at": None if running and state.get("Status") != "restarting" else _timestamp(state.get("FinishedAt")),
     }
 
 
-def container_workload(container: Mapping[str, Any], detail: Mapping[str, Any] | None, engine: Ref) -> Workload:
+def container_workload(
+    container: Mapping[str, Any], detail: Mapping[str, Any] | None, engine: Ref, *, unread: frozenset[str] | None = None
+) -> Workload:
     labels = {str(k): str(v) for k, v in (container.get("Labels") or {}).items()}
     compose = _compose(labels)
     swarm = _swarm(labels)
@@ -230,6 +245,7 @@ def container_workload(container: Mapping[str, Any], detail: Mapping[str, Any] |
         host=engine,
         labels=labels,
         attributes={k: v for k, v in attributes.items() if v not in (None, [], {})},
+        unread=unread or frozenset(),
     )
 
 
@@ -240,17 +256,32 @@ def _group_status(states: list[str]) -> str:
     return "stopped" if running == 0 else "partial"
 
 
-def compose_services(containers: Iterable[Mapping[str, Any]]) -> list[Service]:
-    """One service per Compose project and one per Compose service in it, with their containers."""
+def _is_oneoff(container: Mapping[str, Any]) -> bool:
+    return _oneoff(container.get("Labels") or {})
+
+
+def compose_services(containers: Iterable[Mapping[str, Any]], states: Mapping[str, str | None]) -> list[Service]:
+    """One service per Compose project and one per Compose service in it, with their containers.
+
+    ``states`` are the containers' states as their workloads say them (inspect, newer than the
+    list), so that a service and its containers never disagree within one sync. One-off
+    containers (``docker compose run``) belong to the project but are no member of a service,
+    and count for no status.
+    """
     projects: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for container in containers:
         project = (container.get("Labels") or {}).get(COMPOSE_PROJECT)
         if project:
             projects[project].append(container)
+
+    def status_of(members: list[Mapping[str, Any]]) -> str:
+        return _group_status([str(states.get(c["Id"]) or c.get("State")) for c in members])
+
     services: list[Service] = []
     for project, members in sorted(projects.items()):
+        replicas = [c for c in members if not _is_oneoff(c)]
         by_service: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
-        for container in members:
+        for container in replicas:
             by_service[(container.get("Labels") or {}).get(COMPOSE_SERVICE) or ""].append(container)
         first_labels = min(members, key=lambda c: c["Id"]).get("Labels") or {}
         project_attributes = {
@@ -265,7 +296,7 @@ def compose_services(containers: Iterable[Mapping[str, Any]]) -> list[Service]:
                 external_id=project,
                 name=project,
                 namespace=project,
-                status=_group_status([str(c.get("State")) for c in members]),
+                status=status_of(replicas or members),
                 members=tuple(Ref(CONTAINER_KIND, c["Id"]) for c in members),
                 attributes={k: v for k, v in project_attributes.items() if v is not None},
             )
@@ -279,7 +310,7 @@ def compose_services(containers: Iterable[Mapping[str, Any]]) -> list[Service]:
                     external_id=f"{project}/{service_name}",
                     name=service_name,
                     namespace=project,
-                    status=_group_status([str(c.get("State")) for c in service_members]),
+                    status=status_of(service_members),
                     members=tuple(Ref(CONTAINER_KIND, c["Id"]) for c in service_members),
                     attributes={"project": project, "containers": len(service_members)},
                 )

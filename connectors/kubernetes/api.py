@@ -29,6 +29,7 @@ import orjson
 from connectors.kubernetes.config import KubernetesConfig
 from inventory.errors import SourceApiError, SourceError
 from inventory.redact import register_secret
+from inventory.retry import RetryBudget
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +176,12 @@ class KubernetesApi:
                 _register_tokens(configuration)
 
             configuration.refresh_api_key_hook = refresh_and_register
-        # Retry a refused or reset connection, never a read: a slow server must cost one timeout, not four.
-        configuration.retries = Retry(total=2, connect=2, read=0, status=0, redirect=0, other=0, backoff_factor=0.2)
+        # Retry a refused connection, never a read: a slow server must cost one timeout, not four.
+        # Retry-After is ours to honour (``_get_json``, bounded): left to urllib3, a 429 or 503 carrying
+        # it counts against ``status=0`` and the list fails with "too many 429 error responses".
+        configuration.retries = Retry(
+            total=2, connect=2, read=0, status=0, redirect=0, other=0, backoff_factor=0.2, respect_retry_after_header=False
+        )
         return ApiClient(configuration)
 
     def _load_kubeconfig(self, configuration: Any) -> None:
@@ -202,10 +207,39 @@ class KubernetesApi:
     # -- requests --------------------------------------------------------------------------
 
     def _get_json(self, path: str, query: list[tuple[str, Any]]) -> Any:
+        """One GET as parsed JSON; 429/503 with Retry-After waited out (bounded), a dropped connection tried once more."""
         from kubernetes.client.exceptions import ApiException
+
+        budget = RetryBudget()
+        reconnected = False
+        while True:
+            self.limiter.acquire()
+            try:
+                response = self._call(path, query)
+            except Exception as exc:
+                if reconnected or not _is_dropped_connection(exc):
+                    raise
+                # A keep-alive connection the server closed, or a reset: an ordinary hiccup, asked again once.
+                reconnected = True
+                log.info("source %r: %s: connection dropped (%s); asking again", self.source_name, path, _first_line(exc))
+                continue
+            body = response.read()
+            if 200 <= response.status < 300:
+                return orjson.loads(body)
+            wait = budget.wait_for(response.status, response.headers.get("Retry-After"))
+            if wait is None:
+                try:
+                    ApiException.from_response(http_resp=response, body=None, data=None)  # raises the status's exception
+                except ApiException as error:
+                    error.retried = budget.describe()  # type: ignore[attr-defined]  # read by _explain
+                    raise
+                raise ApiException(status=response.status, reason=response.reason)
+            log.info("source %r: %s: HTTP %d, asked again in %gs (Retry-After)", self.source_name, path, response.status, wait)
+            time.sleep(wait)
+
+    def _call(self, path: str, query: list[tuple[str, Any]]) -> Any:
         from urllib3.exceptions import InsecureRequestWarning
 
-        self.limiter.acquire()
         request = self._client.param_serialize(
             method="GET",
             resource_path=path,
@@ -217,11 +251,7 @@ class KubernetesApi:
             if not self._client.configuration.verify_ssl:
                 # Said once when the client is built; urllib3 would repeat it on every page.
                 warnings.simplefilter("ignore", InsecureRequestWarning)
-            response = self._client.call_api(*request, _request_timeout=self.config.timeout)
-        body = response.read()
-        if not 200 <= response.status < 300:
-            raise ApiException.from_response(http_resp=response, body=None, data=None)
-        return orjson.loads(body)
+            return self._client.call_api(*request, _request_timeout=self.config.timeout)
 
     def _explain(self, exc: BaseException, resource: str, what: str) -> ListFailed:
         """A one-line reason without any secret; a 401 becomes a SourceError (the whole source is unreadable)."""
@@ -238,7 +268,8 @@ class KubernetesApi:
                 return ListFailed(_join(f"forbidden for {self.where} (HTTP 403)", what, detail), status)
             if status == 0:  # the SDK reports TLS failures as status 0
                 return ListFailed(_join(f"cannot connect to {self.where}", what, detail), status)
-            return ListFailed(_join(f"HTTP {status}", what, detail), status)
+            retried = getattr(exc, "retried", "")
+            return ListFailed(_join(f"HTTP {status}", what, f"{detail} ({retried})" if retried else detail), status)
         if isinstance(exc, MaxRetryError) and exc.reason is not None:
             exc = exc.reason
         if isinstance(exc, (SSLError, ssl.SSLError)):
@@ -311,6 +342,15 @@ class KubernetesApi:
                 log.info("source %r: %s: continue token expired; restarting the list", self.source_name, resource)
                 self.stats[resource].restarts += 1
                 reset()
+
+
+def _is_dropped_connection(exc: BaseException) -> bool:
+    """A connection closed or reset under a request (not a timeout, not a refused connect: urllib3 retries those)."""
+    from urllib3.exceptions import MaxRetryError, ProtocolError
+
+    if isinstance(exc, MaxRetryError) and exc.reason is not None:
+        exc = exc.reason
+    return isinstance(exc, (ProtocolError, ConnectionResetError, ConnectionAbortedError, BrokenPipeError))
 
 
 def _status_message(body: str | None) -> str:

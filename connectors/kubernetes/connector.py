@@ -15,14 +15,17 @@
 
 Identity is object uids; the cluster's identity is the uid of its
 ``kube-system`` namespace, so that renaming a context does not duplicate a
-cluster. Lists are paginated and read as raw JSON; a list that fails leaves
-the snapshot incomplete (nothing is removed) and names the resource.
+cluster. Lists are paginated and read as raw JSON; each list that completes is
+a scope read (what it no longer holds is removed), a list that fails removes
+nothing of its kind and names the resource, and a list the credentials may not
+read is skipped and said once (see ``_Collector``).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from collections.abc import Callable, Sequence
 from fnmatch import fnmatchcase
 from functools import partial
@@ -44,7 +47,7 @@ from connectors.kubernetes.records import (
 )
 from inventory.connector import Connector, KindVocabulary, SourceConfig, StatusVocabulary
 from inventory.errors import ConfigError, SourceError
-from inventory.records import Ref, Service, Snapshot, Workload
+from inventory.records import Ref, Scope, Service, Snapshot
 
 if TYPE_CHECKING:
     from inventory.policy.tools import ToolSpec
@@ -53,6 +56,19 @@ log = logging.getLogger(__name__)
 
 _GLOB = re.compile(r"[*?\[]")
 # Controllers listed after pods, in this order; replicasets are kept only as the link pod -> deployment.
+# The scope a list answers: the object type and kind of its records.
+_SCOPES: dict[str, tuple[str, str]] = {
+    "nodes": ("host", "node"),
+    "pods": ("workload", "pod"),
+    "replicasets": ("workload", "replicaset"),
+    "deployments": ("workload", "deployment"),
+    "statefulsets": ("workload", "statefulset"),
+    "daemonsets": ("workload", "daemonset"),
+    "jobs": ("workload", "job"),
+    "cronjobs": ("workload", "cronjob"),
+    "services": ("service", "service"),
+    "ingresses": ("service", "ingress"),
+}
 _CONTROLLERS = (("replicasets", "replicaset"), ("deployments", "deployment"), ("statefulsets", "statefulset"), ("daemonsets", "daemonset"), ("jobs", "job"), ("cronjobs", "cronjob"))
 
 
@@ -81,12 +97,21 @@ class KubernetesConnector(Connector):
 
     @classmethod
     def expand(cls, config: SourceConfig) -> list[SourceConfig]:
-        """A list of contexts, or "*" for every context of the kubeconfig, is one source per context."""
+        """A list of contexts, or "*" for every context of the kubeconfig, is one source per context.
+
+        "*" takes one context per cluster: contexts that reach the same API server with the same
+        CA (an admin and a read-only user of one cluster, say) would be two sources claiming one
+        cluster identity, so the first is kept and the others are named in a warning.
+        """
         assert isinstance(config, KubernetesConfig)
+        if config.kubeconfig is not None and not config.kubeconfig.is_file():
+            # Said when the config is loaded (exit 2), not as an unreadable source on every sync.
+            raise ConfigError(f"source {config.name!r}: cannot read kubeconfig {config.kubeconfig}: no such file")
         if config.context == ALL_CONTEXTS:
-            contexts = kubeconfig_contexts(config.kubeconfig)
-            if not contexts:
+            entries = _kubeconfig_entries(config.kubeconfig)
+            if not entries:
                 raise ConfigError(f"source {config.name!r}: context \"*\" found no contexts in {_kubeconfig_label(config.kubeconfig)}")
+            contexts = _one_context_per_cluster(config.name, entries)
         elif isinstance(config.context, list):
             contexts = config.context
         else:
@@ -103,7 +128,15 @@ class KubernetesConnector(Connector):
 
 
 class _Collector:
-    """One collection run: the lists in dependency order, and what each failure withholds."""
+    """One collection run: the lists in dependency order, the scopes each completed, what each failure withholds.
+
+    Each list that completes is a scope read (``Snapshot.read``): a kind read in every namespace
+    the source covers is one source-wide scope, so the objects of a namespace no longer
+    configured (or newly excluded) are removed; a kind read in some namespaces only is a scope
+    per namespace read. A list the credentials may not read (HTTP 403 on its first page) is
+    skipped and said once (``Snapshot.warn``): a namespace-scoped account is a fact, not a
+    failure. Any other failure is a scope that should have been read (``Snapshot.fail``).
+    """
 
     def __init__(self, source_name: str, config: KubernetesConfig, api: KubernetesApi) -> None:
         self.source_name = source_name
@@ -112,9 +145,9 @@ class _Collector:
         self.snapshot = Snapshot()
         self.annotations = AnnotationFilter(config.annotation_allowlist)
         self.exact_namespaces = config.namespaces if config.namespaces and not any(_GLOB.search(n) for n in config.namespaces) else None
+        # Resources with a list that failed, and the (resource, namespace) lists these credentials may not read.
         self.failed: set[str] = set()
-        # Resources these credentials may not list at all (HTTP 403), as opposed to failed reads.
-        self.forbidden: set[str] = set()
+        self.forbidden: list[tuple[str, str | None]] = []
 
     def wanted(self, namespace: str | None) -> bool:
         if namespace is None:
@@ -132,24 +165,43 @@ class _Collector:
                 if self.wanted((obj.get("metadata") or {}).get("namespace")):
                     results.append(convert(obj))
 
+        object_type, kind = _SCOPES[resource]
         namespaced = resource != "nodes"
-        scopes: list[str | None] = list(self.exact_namespaces) if namespaced and self.exact_namespaces else [None]
-        for scope in scopes:
-            label = resource if scope is None else f"{resource} in namespace {scope}"
+        namespaces: list[str | None] = list(self.exact_namespaces) if namespaced and self.exact_namespaces else [None]
+        read: list[str | None] = []
+        for namespace in namespaces:
+            label = resource if namespace is None else f"{resource} in namespace {namespace}"
             start = len(results)
 
             def reset(start: int = start) -> None:
                 del results[start:]
 
             try:
-                self.api.list_all(resource, scope, consume, reset)
+                self.api.list_all(resource, namespace, consume, reset)
             except ListFailed as exc:
-                self.fail(label, exc.reason, resource)
-                if exc.status == 403:
-                    self.forbidden.add(resource)
+                if exc.status == 403 and len(results) == start:
+                    self.forbidden.append((resource, namespace))
+                    log.info("source %r: %s: %s", self.source_name, label, exc.reason)
+                else:
+                    self.fail(label, exc.reason, resource)
+                continue
             except (KeyError, TypeError, AttributeError) as exc:  # an object without uid or name
                 self.fail(label, f"unexpected object shape: {type(exc).__name__}: {exc}", resource)
+                continue
+            read.append(namespace)
+        if read == namespaces:
+            self.snapshot.read(Scope(object_type, kind))
+        else:
+            for namespace in read:
+                self.snapshot.read(Scope(object_type, kind, namespace))
         return results
+
+    def unreadable(self, resource: str) -> set[str | None]:
+        """The namespaces whose ``resource`` was not read whole (None: cluster-wide, i.e. all of them)."""
+        gaps = {namespace for r, namespace in self.forbidden if r == resource}
+        if resource in self.failed:
+            gaps.add(None)
+        return gaps
 
     def fail(self, label: str, reason: str, resource: str) -> None:
         self.failed.add(resource)
@@ -163,33 +215,17 @@ class _Collector:
         nodes = self.read("nodes", lambda obj: node_host(obj, self.annotations))
         snapshot.hosts.extend(nodes)
         node_refs = {h.name: Ref("node", h.external_id) for h in nodes}
-        # Nodes that failed to read may hold the pods' nodes; nodes that are forbidden (a
-        # namespace-scoped account) never will: then pods land without a host link rather
-        # than never landing at all.
-        nodes_complete = "nodes" not in self.failed or "nodes" in self.forbidden
+        # Without the node list a pod's node cannot be linked: its stored link is kept (unread),
+        # whether the nodes failed or are forbidden, and the pod itself is still brought up to date.
+        node_links_unread = bool(self.unreadable("nodes"))
 
         pod_index = PodIndex()
-        pods_withheld = 0
         owners: set[str] = set()
-
-        def convert_pod(obj: dict[str, Any]) -> Workload | None:
-            nonlocal pods_withheld
-            pod = pod_workload(obj, node_refs, self.annotations)
-            node_name = pod.attributes.get("node")
-            if node_name and pod.host is None and not nodes_complete:
-                # Its node may be among those that were not read: an update without the
-                # link would be wrong, so the stored pod stays as it was.
-                pods_withheld += 1
-                return None
-            return pod
-
-        pods = [p for p in self.read("pods", convert_pod) if p is not None]
+        pods = self.read("pods", lambda obj: pod_workload(obj, node_refs, self.annotations, node_links_unread=node_links_unread))
         for pod in pods:
             pod_index.add(pod)
             if pod.parent is not None:
                 owners.add(pod.parent.external_id)
-        if pods_withheld:
-            self.fail("pods", f"{pods_withheld} pods not updated: their nodes could not be read", "pods")
         snapshot.workloads.extend(pods)
 
         for resource, kind in _CONTROLLERS:
@@ -200,6 +236,7 @@ class _Collector:
             snapshot.workloads.extend(records)
 
         self.read_services(pod_index)
+        self.say_what_was_skipped()
         return snapshot
 
     def read_services(self, pod_index: PodIndex) -> None:
@@ -209,13 +246,36 @@ class _Collector:
             self.snapshot.fail("services", reason)
             self.snapshot.fail("ingresses", reason)
             return
-        services = self.read("services", lambda obj: service_record(obj, pod_index, self.annotations))
+        # Pods these credentials may not list: the services there keep their stored members.
+        members_unread = self.unreadable("pods")
+        services = self.read("services", lambda obj: service_record(obj, pod_index, self.annotations, members_unread))
         self.snapshot.services.extend(services)
         if "services" in self.failed:
             self.snapshot.fail("ingresses", "not updated: the services they route to could not all be read")
             return
+        members_unread |= self.unreadable("services")
         by_name: dict[tuple[str, str], Service] = {(s.namespace or "", s.name): s for s in services}
-        self.snapshot.services.extend(self.read("ingresses", lambda obj: ingress_record(obj, by_name, self.annotations)))
+        self.snapshot.services.extend(self.read("ingresses", lambda obj: ingress_record(obj, by_name, self.annotations, members_unread)))
+
+    def say_what_was_skipped(self) -> None:
+        """One warning for every list these credentials may not read, however many there were."""
+        if not self.forbidden:
+            return
+        by_namespace: dict[str | None, list[str]] = {}
+        for resource, namespace in self.forbidden:
+            by_namespace.setdefault(namespace, []).append(resource)
+        parts = [
+            ", ".join(resources) + ("" if namespace is None else f" in namespace {namespace}")
+            for namespace, resources in by_namespace.items()
+        ]
+        reason = f"skipped, forbidden for {self.api.where} (HTTP 403): " + "; ".join(parts)
+        cluster_wide = by_namespace.get(None, [])
+        if "nodes" in cluster_wide:
+            reason += " (pods keep their last known node links)"
+        if any(resource != "nodes" for resource in cluster_wide):
+            reason += "; give namespaces: to read the namespaces it may"
+        log.warning("source %r: %s", self.source_name, reason)
+        self.snapshot.warn("permissions", reason)
 
     def cluster_identity(self) -> str | None:
         """The uid of kube-system: stable across context renames. The first call, so it also proves access."""
@@ -231,7 +291,19 @@ class _Collector:
 
 def kubeconfig_contexts(path: Path | None) -> list[str]:
     """The context names of a kubeconfig (or of every file in $KUBECONFIG), without importing the SDK."""
-    names: list[str] = []
+    return [context.name for context in _kubeconfig_entries(path)]
+
+
+@dataclass(frozen=True)
+class _ContextEntry:
+    name: str
+    # What the context reaches: the API server URL and the CA that vouches for it.
+    cluster: tuple[str, str] | None
+
+
+def _kubeconfig_entries(path: Path | None) -> list[_ContextEntry]:
+    """Each context of a kubeconfig (or of every file in $KUBECONFIG, kubectl's first-wins merge) and its cluster."""
+    entries: dict[str, _ContextEntry] = {}
     for file in [path] if path else default_kubeconfig_paths():
         try:
             document = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
@@ -241,11 +313,37 @@ def kubeconfig_contexts(path: Path | None) -> list[str]:
             raise ConfigError(f"cannot read kubeconfig {file}: {exc.strerror}") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"kubeconfig {file} is not valid YAML: {exc}") from None
-        for context in document.get("contexts") or () if isinstance(document, dict) else ():
+        if not isinstance(document, dict):
+            continue
+        clusters = {c.get("name"): c.get("cluster") or {} for c in document.get("clusters") or () if isinstance(c, dict)}
+        for context in document.get("contexts") or ():
             name = context.get("name") if isinstance(context, dict) else None
-            if name and name not in names:
-                names.append(name)
-    return names
+            if not name or name in entries:
+                continue
+            cluster = clusters.get((context.get("context") or {}).get("cluster"))
+            server = str(cluster.get("server") or "").rstrip("/") if isinstance(cluster, dict) else ""
+            ca = str(cluster.get("certificate-authority-data") or cluster.get("certificate-authority") or "") if isinstance(cluster, dict) else ""
+            entries[name] = _ContextEntry(name, (server, ca) if server else None)
+    return list(entries.values())
+
+
+def _one_context_per_cluster(source_name: str, entries: list[_ContextEntry]) -> list[str]:
+    """The first context of each cluster; the others are said once in a warning."""
+    kept: dict[tuple[str, str] | str, str] = {}
+    merged: list[str] = []
+    for entry in entries:
+        key = entry.cluster or entry.name  # a context without a server stands alone
+        if key in kept:
+            merged.append(f"{entry.name!r} (same cluster as {kept[key]!r})")
+        else:
+            kept[key] = entry.name
+    if merged:
+        log.warning(
+            'source %r: context "*" reads each cluster once; skipped %s, which reach a cluster another context already reads',
+            source_name,
+            ", ".join(merged),
+        )
+    return list(kept.values())
 
 
 def _kubeconfig_label(path: Path | None) -> str:

@@ -9,7 +9,7 @@ managedFields), so that an unchanged object hashes the same across syncs.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -26,8 +26,6 @@ CONTROLLER_KINDS = {
     "Deployment": "deployment",
     "CronJob": "cronjob",
 }
-# Huge, and a copy of the spec: kept only when the allowlist names it exactly.
-_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 _ROLE_PREFIX = "node-role.kubernetes.io/"
 
 
@@ -41,13 +39,7 @@ class AnnotationFilter:
         annotations = meta.get("annotations")
         if not annotations or not self.patterns:
             return {}
-        kept = {}
-        for key, value in annotations.items():
-            if key == _LAST_APPLIED and _LAST_APPLIED not in self.patterns:
-                continue
-            if any(fnmatchcase(key, pattern) for pattern in self.patterns):
-                kept[key] = value
-        return kept
+        return {key: value for key, value in annotations.items() if any(fnmatchcase(key, p) for p in self.patterns)}
 
 
 def _with_annotations(attributes: dict[str, Any], meta: JSON, annotations: AnnotationFilter) -> dict[str, Any]:
@@ -169,8 +161,60 @@ def _containers(spec_containers: Iterable[JSON], statuses: Iterable[JSON]) -> tu
     return result, restarts
 
 
-def pod_workload(obj: JSON, node_refs: Mapping[str, Ref], annotations: AnnotationFilter) -> Workload:
-    """A pod; ``node_refs`` maps node names to their records (a pod names its node, a link needs the uid)."""
+_HOST = frozenset({"host"})
+_MEMBERS = frozenset({"members"})
+
+
+def pod_reason(meta: JSON, status: JSON) -> str | None:
+    """What ``kubectl get pods`` shows as STATUS, when it says more than the phase.
+
+    The same order as kubectl's printer: the pod's own reason (Evicted, NodeLost), then an init
+    container still at work or failed (Init:0/2, Init:CrashLoopBackOff), then the last container
+    waiting or terminated (CrashLoopBackOff, ContainerCreating, ImagePullBackOff, OOMKilled,
+    Completed, Error), and Terminating for a pod being deleted.
+    """
+    phase = status.get("phase")
+    reason = status.get("reason") or phase
+    init_statuses = status.get("initContainerStatuses") or ()
+    initializing = False
+    for index, container in enumerate(init_statuses):
+        state = container.get("state") or {}
+        terminated, waiting = state.get("terminated"), state.get("waiting")
+        if terminated and terminated.get("exitCode") == 0:
+            continue
+        initializing = True
+        if terminated:
+            reason = "Init:" + (terminated.get("reason") or f"ExitCode:{terminated.get('exitCode')}")
+        elif waiting and waiting.get("reason") and waiting["reason"] != "PodInitializing":
+            reason = "Init:" + waiting["reason"]
+        else:
+            reason = f"Init:{index}/{len(init_statuses)}"
+        break
+    if not initializing:
+        running = False
+        for container in reversed(status.get("containerStatuses") or ()):
+            state = container.get("state") or {}
+            waiting, terminated = state.get("waiting"), state.get("terminated")
+            if waiting and waiting.get("reason"):
+                reason = waiting["reason"]
+            elif terminated and terminated.get("reason"):
+                reason = terminated["reason"]
+            elif terminated:
+                reason = f"Signal:{terminated['signal']}" if terminated.get("signal") else f"ExitCode:{terminated.get('exitCode')}"
+            elif state.get("running") and container.get("ready"):
+                running = True
+        if reason == "Completed" and running:
+            reason = "Running" if _condition(status, "Ready") == "True" else "NotReady"
+    if meta.get("deletionTimestamp") and status.get("reason") != "NodeLost":
+        reason = "Terminating"
+    return reason if reason != phase else None
+
+
+def pod_workload(obj: JSON, node_refs: Mapping[str, Ref], annotations: AnnotationFilter, *, node_links_unread: bool = False) -> Workload:
+    """A pod; ``node_refs`` maps node names to their records (a pod names its node, a link needs the uid).
+
+    ``node_links_unread``: the node list was not read, so a scheduled pod's link keeps its stored value.
+    """
     meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
     node_name = spec.get("nodeName")
     phase = status.get("phase")
@@ -188,6 +232,9 @@ def pod_workload(obj: JSON, node_refs: Mapping[str, Ref], annotations: Annotatio
     }
     if spec.get("initContainers"):
         attributes["init_containers"] = _containers(spec["initContainers"], status.get("initContainerStatuses") or ())[0]
+    reason = pod_reason(meta, status)
+    if reason:
+        attributes["reason"] = reason
     return Workload(
         kind="pod",
         external_id=meta["uid"],
@@ -198,6 +245,7 @@ def pod_workload(obj: JSON, node_refs: Mapping[str, Ref], annotations: Annotatio
         parent=controller_of(meta),
         labels=meta.get("labels") or {},
         attributes=_with_annotations(attributes, meta, annotations),
+        unread=_HOST if node_name and node_links_unread else frozenset(),
     )
 
 
@@ -296,7 +344,13 @@ def _lb_ingress(status: JSON) -> list[str]:
     return [i.get("ip") or i.get("hostname") or "" for i in ((status.get("loadBalancer") or {}).get("ingress") or ())]
 
 
-def service_record(obj: JSON, pods: PodIndex, annotations: AnnotationFilter) -> Service:
+def _members_unread(namespace: str | None, unread_in: Collection[str | None]) -> frozenset[str]:
+    """``members`` when the pods of the namespace (None in ``unread_in``: of every namespace) were not read."""
+    return _MEMBERS if None in unread_in or namespace in unread_in else frozenset()
+
+
+def service_record(obj: JSON, pods: PodIndex, annotations: AnnotationFilter, members_unread: Collection[str | None] = ()) -> Service:
+    """A Service; its members are the pods its selector matches (kept as stored where ``members_unread`` says)."""
     meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
     service_type = spec.get("type", "ClusterIP")
     selector = spec.get("selector") or {}
@@ -326,6 +380,7 @@ def service_record(obj: JSON, pods: PodIndex, annotations: AnnotationFilter) -> 
         members=pods.match(meta.get("namespace"), selector),
         labels=meta.get("labels") or {},
         attributes=_with_annotations(attributes, meta, annotations),
+        unread=_members_unread(meta.get("namespace"), members_unread),
     )
 
 
@@ -338,7 +393,9 @@ def _backend(backend: JSON) -> dict[str, Any]:
     return {"resource": f"{resource.get('kind', '')}/{resource.get('name', '')}"}
 
 
-def ingress_record(obj: JSON, services: Mapping[tuple[str, str], Service], annotations: AnnotationFilter) -> Service:
+def ingress_record(
+    obj: JSON, services: Mapping[tuple[str, str], Service], annotations: AnnotationFilter, members_unread: Collection[str | None] = ()
+) -> Service:
     """An ingress; its members are the pods behind the services it routes to."""
     meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
     namespace = meta.get("namespace") or ""
@@ -375,4 +432,5 @@ def ingress_record(obj: JSON, services: Mapping[tuple[str, str], Service], annot
         members=tuple(sorted(members, key=str)),
         labels=meta.get("labels") or {},
         attributes=_with_annotations(attributes, meta, annotations),
+        unread=_members_unread(meta.get("namespace"), members_unread),
     )

@@ -9,7 +9,9 @@ checks these shapes against one.
 
 It can misbehave on purpose: an HTTP status for a path (``faults``), a slow
 answer (``delays``), a container that is listed but gone by the time it is
-inspected (``vanish``).
+inspected (``vanish``), 429/503 with Retry-After (``throttle``), a connection
+closed without an answer (``drop``), and an engine that stops answering
+(``freeze``: it still accepts connections, as a hung dockerd does).
 
     with FakeDocker(generate_containers(5000)) as engine:
         DockerConfig(name="big", url=engine.url)
@@ -30,7 +32,7 @@ import socketserver
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -291,6 +293,15 @@ class FakeDocker:
         self.delays: dict[str, float] = {}
         # Container ids that are listed but answer 404 on inspect (removed in between).
         self.vanish: set[str] = set()
+        # Container id -> the state inspect answers (it changed after the list was served).
+        self.restated: dict[str, str] = {}
+        # Path prefix -> (status, Retry-After seconds, times left): a proxy in front of the engine throttling.
+        self.throttles: dict[str, list[int]] = {}
+        # Path prefix -> times left to close the connection without an answer.
+        self.drops: dict[str, int] = {}
+        # Path prefixes that are read and never answered until the fake stops (or ``thaw``).
+        self.frozen: set[str] = set()
+        self._thawed = threading.Event()
         self.requests: list[str] = []
         self._lock = threading.Lock()
         self._server: socketserver.BaseServer | None = None
@@ -315,7 +326,40 @@ class FakeDocker:
         self._thread = serve_in_background(self._server, "fake-docker")
         return self
 
+    def throttle(self, prefix: str, retry_after: int, times: int, status: int = 429) -> None:
+        self.throttles[prefix] = [status, retry_after, times]
+
+    def drop(self, prefix: str, times: int = 1) -> None:
+        self.drops[prefix] = times
+
+    def freeze(self, prefix: str = "/") -> None:
+        """Stop answering requests under ``prefix`` (connections are still accepted)."""
+        self._thawed.clear()
+        self.frozen.add(prefix)
+
+    def thaw(self) -> None:
+        self.frozen.clear()
+        self._thawed.set()
+
+    def misbehaviour(self, path: str) -> tuple[str, list[int] | None]:
+        """What to do instead of answering: ("freeze" | "drop" | "throttle" | "", the throttle), counting it spent."""
+        with self._lock:
+            if any(path.startswith(p) for p in self.frozen):
+                return "freeze", None
+            for prefix, left in self.drops.items():
+                if path.startswith(prefix) and left > 0:
+                    self.drops[prefix] = left - 1
+                    self.requests.append(path)
+                    return "drop", None
+            for prefix, throttle in self.throttles.items():
+                if path.startswith(prefix) and throttle[2] > 0:
+                    throttle[2] -= 1
+                    self.requests.append(path)
+                    return "throttle", throttle
+        return "", None
+
     def stop(self) -> None:
+        self.thaw()
         if self._server is not None:
             shut_down(self._server)
             self._server = None
@@ -354,7 +398,10 @@ class FakeDocker:
                 found = [exact] if exact else [c for c in self.containers.values() if c.id.startswith(wanted) or c.name == wanted]
                 if len(found) != 1 or found[0].id in self.vanish:
                     return 404, {"message": f"No such container: {wanted}"}
-                return 200, found[0].inspect()
+                container = found[0]
+                if container.id in self.restated:
+                    container = replace(container, state=self.restated[container.id])
+                return 200, container.inspect()
             return 404, {"message": "page not found"}
 
 
@@ -372,9 +419,24 @@ def _handler_for(fake: FakeDocker) -> type[BaseHTTPRequestHandler]:
             delay = fake.delays.get(path)
             if delay:
                 time.sleep(delay)
-            status, document = fake.answer(path, parse_qs(parts.query))
+            action, throttle = fake.misbehaviour(path)
+            if action == "freeze":
+                fake._thawed.wait()
+                self.close_connection = True
+                return
+            if action == "drop":
+                self.close_connection = True
+                return
+            retry_after = None
+            if throttle is not None:
+                status, retry_after = throttle[0], throttle[1]
+                document: Any = {"message": "too many requests"}
+            else:
+                status, document = fake.answer(path, parse_qs(parts.query))
             body = document.encode() if isinstance(document, str) else json.dumps(document).encode()
             self.send_response(status)
+            if retry_after is not None:
+                self.send_header("Retry-After", str(retry_after))
             self.send_header("Content-Type", "text/plain; charset=utf-8" if isinstance(document, str) else "application/json")
             self.send_header("Api-Version", API_VERSION)
             self.send_header("Content-Length", str(len(body)))

@@ -56,11 +56,13 @@ class Fault:
     """
 
     resource: str
-    action: str  # "status" | "expire" | "delay" | "malformed"
+    action: str  # "status" | "expire" | "delay" | "malformed" | "drop"
     page: int | None = None
     status: int = 500
     seconds: float = 0.0
     times: int | None = 1
+    # Sent with a 429 or 503 as the API server does: the Retry-After header and details.retryAfterSeconds.
+    retry_after: int | None = None
 
     def matches(self, resource: str, page: int, has_continue: bool) -> bool:
         if self.resource != resource or self.times == 0:
@@ -79,8 +81,22 @@ class _Collection:
     bodies: list[bytes] = field(default_factory=list)
 
 
-def _status(code: int, reason: str, message: str, **metadata: Any) -> bytes:
-    return json.dumps({"kind": "Status", "apiVersion": "v1", "metadata": metadata, "status": "Failure", "message": message, "reason": reason, "code": code}).encode()
+# The status code the handler reads as "close the connection without an answer".
+DROP_CONNECTION = 0
+
+
+def _status(code: int, reason: str, message: str, details: JSON | None = None, **metadata: Any) -> bytes:
+    status = {"kind": "Status", "apiVersion": "v1", "metadata": metadata, "status": "Failure", "message": message, "reason": reason, "code": code}
+    if details:
+        status["details"] = details
+    return json.dumps(status).encode()
+
+
+def _forbidden(resource: str, namespace: str | None, user: str) -> bytes:
+    group = RESOURCES[resource][0].removeprefix("/apis/").rsplit("/", 1)[0] if RESOURCES[resource][0] != "/api/v1" else ""
+    where = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
+    message = f'{resource} is forbidden: User "{user}" cannot list resource "{resource}" in API group "{group}" {where}'
+    return _status(403, "Forbidden", message, {"kind": resource})
 
 
 def _encode_continue(resource_version: int, start_key: str) -> str:
@@ -114,6 +130,9 @@ class FakeKubernetes:
         self._collections: dict[str, _Collection] = {}
         self._resource_version = 5000
         self.faults: list[Fault] = []
+        # What the token may not list, as RBAC would refuse it: (resource, namespace or None for cluster-wide).
+        self.forbidden: set[tuple[str, str | None]] = set()
+        self.user = "system:serviceaccount:inventory:reader"
         # Every request served: (path, query) — tests count pages with it.
         self.requests: list[tuple[str, dict[str, str]]] = []
         self.load(objects or generate_cluster(self.spec))
@@ -156,6 +175,18 @@ class FakeKubernetes:
 
     def fail_page(self, resource: str, page: int, status: int = 500, times: int | None = 1) -> None:
         self.faults.append(Fault(resource, "status", page=page, status=status, times=times))
+
+    def throttle(self, resource: str, page: int = 1, retry_after: int = 1, times: int | None = 1, status: int = 429) -> None:
+        """A 429 (or 503) with Retry-After, as an API server under priority-and-fairness limits answers."""
+        self.faults.append(Fault(resource, "status", page=page, status=status, times=times, retry_after=retry_after))
+
+    def drop_connection(self, resource: str, page: int = 1, times: int | None = 1) -> None:
+        """Close the connection without an answer (a restarting API server, a load balancer's idle reset)."""
+        self.faults.append(Fault(resource, "drop", page=page, times=times))
+
+    def forbid(self, resource: str, namespace: str | None = None) -> None:
+        """Refuse to list ``resource`` (in ``namespace``; None: cluster-wide and in every namespace) with RBAC's 403."""
+        self.forbidden.add((resource, namespace))
 
     def expire_continue(self, resource: str, times: int | None = 1, page: int | None = None) -> None:
         self.faults.append(Fault(resource, "expire", page=page, times=times))
@@ -261,6 +292,8 @@ class FakeKubernetes:
     def _list(self, resource: str, namespace: str | None, query: Mapping[str, str]) -> tuple[int, bytes, float]:
         collection = self._collections[resource]
         prefix_path, kind, _namespaced = RESOURCES[resource]
+        if (resource, None) in self.forbidden or (namespace is not None and (resource, namespace) in self.forbidden):
+            return 403, _forbidden(resource, namespace, self.user), 0.0
         token = query.get("continue")
         start_key, version = "", self._resource_version
         if token:
@@ -283,7 +316,11 @@ class FakeKubernetes:
         if fault is not None:
             if fault.action == "status":
                 reason = {500: "InternalError", 503: "ServiceUnavailable", 403: "Forbidden", 429: "TooManyRequests"}.get(fault.status, "InternalError")
-                return fault.status, _status(fault.status, reason, f"an error on the server (injected) has prevented the request from succeeding (get {resource})"), 0.0
+                details = {"retryAfterSeconds": fault.retry_after} if fault.retry_after is not None else None
+                message = f"an error on the server (injected) has prevented the request from succeeding (get {resource})"
+                return fault.status, _status(fault.status, reason, message, details), 0.0
+            if fault.action == "drop":
+                return DROP_CONNECTION, b"", 0.0
             if fault.action == "expire":
                 message = (
                     "The provided continue parameter is too old to display a consistent list result. You can start a " "new list "
@@ -323,10 +360,16 @@ class _Handler(BaseHTTPRequestHandler):
         status, body, delay = self.api.route(method, self.path, self.headers)
         if delay:
             time.sleep(delay)
+        if status == DROP_CONNECTION:
+            self.close_connection = True
+            return
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
+            retry_after = _retry_after(status, body)
+            if retry_after is not None:
+                self.send_header("Retry-After", str(retry_after))
             self.send_header("Audit-Id", "00000000-0000-0000-0000-000000000000")
             self.end_headers()
             self.wfile.write(body)
@@ -335,6 +378,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+def _retry_after(status: int, body: bytes) -> int | None:
+    """The API server repeats a Status's details.retryAfterSeconds as the Retry-After header."""
+    if status not in (429, 503):
+        return None
+    details = json.loads(body).get("details") or {}
+    value = details.get("retryAfterSeconds")
+    return int(value) if value is not None else None
 
 
 def write_kubeconfig(
