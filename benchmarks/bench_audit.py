@@ -65,7 +65,12 @@ def record(writer: int, index: int) -> AuditRecord:
         target=f"workload:prod-cluster/deployment/{uuid.UUID(int=writer * 1_000_000 + index + 1)}",
         target_name=f"web-{index % 50}",
         source="prod-cluster",
-        arguments={"replicas": index % 7, "reason": "load test", "token": "not-a-real-token", "labels": {"app": "web", "tier": "frontend"}},
+        arguments={
+            "replicas": index % 7,
+            "reason": "load test",
+            "token": "not-a-real-token",
+            "labels": {"app": "web", "tier": "frontend"},
+        },
         tool_class="SAFE_MUTATE",
         decision="allow",
         matched_rule="default:SAFE_MUTATE",
@@ -154,7 +159,9 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3, help="Alternating plain/chained rounds; medians are compared.")
     parser.add_argument("--verify", type=int, default=100_000)
-    parser.add_argument("--postgres", default=DEFAULT_POSTGRES, help="An admin URL; a new database is created and dropped.")
+    parser.add_argument(
+        "--postgres", default=DEFAULT_POSTGRES, help="An admin URL; a new database is created and dropped."
+    )
     options = parser.parse_args()
 
     scratch = ScratchDatabase(options.postgres, prefix="inventory_bench_audit")
@@ -165,7 +172,10 @@ def main() -> None:
             conn.execute(text("CREATE TABLE plain_audit (LIKE audit_log INCLUDING ALL)"))
             conn.execute(text("CREATE SEQUENCE plain_audit_seq"))
 
-        print(f"PostgreSQL {db.engine.connect().execute(text('SHOW server_version')).scalar()}, {options.writers} " "writers, one entry per transaction")
+        print(
+            f"PostgreSQL {db.engine.connect().execute(text('SHOW server_version')).scalar()}, {options.writers} "
+            "writers, one entry per transaction"
+        )
         # Rounds alternate plain and chained so that both see the same load on a shared machine.
         plain_rates, chained_rates = [], []
         for round_number in range(1, options.rounds + 1):
@@ -173,14 +183,20 @@ def main() -> None:
             plain_rates.append(options.entries / plain_seconds)
             chained_seconds = run_writers(chained_writer, url, options.writers, options.entries)
             chained_rates.append(options.entries / chained_seconds)
-            print(f"round {round_number}: plain {plain_rates[-1]:>8,.0f} rows/s, chained {chained_rates[-1]:>8,.0f} " f"entries/s, ratio {chained_rates[-1] / plain_rates[-1]:.2f}")
+            print(
+                f"round {round_number}: plain {plain_rates[-1]:>8,.0f} rows/s, chained {chained_rates[-1]:>8,.0f} "
+                f"entries/s, ratio {chained_rates[-1] / plain_rates[-1]:.2f}"
+            )
         with db.session() as session:
             result = verify_chain(session)
         expected = options.rounds * (options.entries + options.writers)
         intact = result.ok and result.checked == expected
         plain_rate, chained_rate = statistics.median(plain_rates), statistics.median(chained_rates)
         print(f"plain inserts (median of {options.rounds}):   {plain_rate:>9,.0f} rows/s")
-        print(f"chained appends (median of {options.rounds}): {chained_rate:>9,.0f} entries/s; chain intact: {intact} " f"({result.checked} entries)")
+        print(
+            f"chained appends (median of {options.rounds}): {chained_rate:>9,.0f} entries/s; chain intact: {intact} "
+            f"({result.checked} entries)"
+        )
         print(f"ratio chained / plain: {chained_rate / plain_rate:.2f} (goal >= 0.50)")
 
         extra = max(0, options.verify - result.checked)
@@ -190,7 +206,10 @@ def main() -> None:
                 started = time.perf_counter()
                 result = verify_chain(session, in_python=in_python)
                 seconds = time.perf_counter() - started
-            print(f"verify {mode}: {result.checked:>7} entries in {seconds:5.2f} s = {result.checked / seconds:>9,.0f} " f"entries/s; ok: {result.ok}")
+            print(
+                f"verify {mode}: {result.checked:>7} entries in {seconds:5.2f} s = {result.checked / seconds:>9,.0f} "
+                f"entries/s; ok: {result.ok}"
+            )
         print("(goal: verify at least 100,000 entries/s; `inventory audit verify` walks in the database on PostgreSQL)")
         db.dispose()
     finally:

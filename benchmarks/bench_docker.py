@@ -78,7 +78,14 @@ def populate(engine: DockerEngine, count: int, start_every: int) -> int:
                 "com.docker.compose.service": f"svc{index % 3}",
                 "com.docker.compose.container-number": str(index // 20 + 1),
             }
-        container = client.create_container(BUSYBOX_IMAGE, "sleep 3600", name=f"bench-{index:04d}", labels=labels, host_config=host_config, stop_signal="SIGKILL")
+        container = client.create_container(
+            BUSYBOX_IMAGE,
+            "sleep 3600",
+            name=f"bench-{index:04d}",
+            labels=labels,
+            host_config=host_config,
+            stop_signal="SIGKILL",
+        )
         if index % start_every == 0:
             client.start(container["Id"])
             return True
@@ -115,7 +122,15 @@ def fake_scale_run(count: int, admin_url: str) -> None:
     """N containers from the fake engine in its own process (as a real engine would be), into PostgreSQL."""
     with tempfile.TemporaryDirectory(prefix="inv-fake-docker-", dir="/tmp") as tmp:
         socket_path = Path(tmp) / "docker.sock"
-        command = [sys.executable, "-m", "inventory.testing.fake_docker", "--containers", str(count), "--socket", str(socket_path)]
+        command = [
+            sys.executable,
+            "-m",
+            "inventory.testing.fake_docker",
+            "--containers",
+            str(count),
+            "--socket",
+            str(socket_path),
+        ]
         fake = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
         assert fake.stdout is not None
         print(fake.stdout.readline().strip())
@@ -127,7 +142,10 @@ def fake_scale_run(count: int, admin_url: str) -> None:
 
             client = docker.APIClient(base_url=config.url, version="auto")
             floor, listed = median_time(lambda: client.containers(all=True), 1)
-            print(f"raw floor (one list call as JSON): {floor:6.3f} s  ({len(listed)} containers, " f"{sum(1 for c in listed if needs_inspect(c))} to inspect)")
+            print(
+                f"raw floor (one list call as JSON): {floor:6.3f} s  ({len(listed)} containers, "
+                f"{sum(1 for c in listed if needs_inspect(c))} to inspect)"
+            )
             db = open_database(url, migrate=False)
             first_sync, first = median_time(lambda: sync_source(db, DockerConnector(config)), 1)
             assert first.ok and first.result is not None, first.error
@@ -145,11 +163,21 @@ def fake_scale_run(count: int, admin_url: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--containers", type=int, default=500)
-    parser.add_argument("--start-every", type=int, default=10, help="start every n-th container (the rest stay created)")
+    parser.add_argument(
+        "--start-every", type=int, default=10, help="start every n-th container (the rest stay created)"
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--ansible-inventory", default=DEFAULT_ANSIBLE)
-    parser.add_argument("--postgres", default=os.environ.get("INVENTORY_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"))
-    parser.add_argument("--fake", type=int, metavar="N", help="instead: sync N containers from the loopback fake engine (a scale run larger than a test engine holds)")
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("INVENTORY_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
+    )
+    parser.add_argument(
+        "--fake",
+        type=int,
+        metavar="N",
+        help="instead: sync N containers from the loopback fake engine (a scale run larger than a test engine holds)",
+    )
     args = parser.parse_args()
     if args.fake:
         fake_scale_run(args.fake, args.postgres)
@@ -163,7 +191,10 @@ def main() -> None:
         started = time.perf_counter()
         running = populate(engine, args.containers, args.start_every)
         print(f"engine: private dockerd (pid {engine.process.pid}) at {engine.url}")
-        print(f"setup:  {args.containers} containers created ({running} started) in {time.perf_counter() - started:.1f} " "s (not measured below)")
+        print(
+            f"setup:  {args.containers} containers created ({running} started) in {time.perf_counter() - started:.1f} "
+            "s (not measured below)"
+        )
         print()
 
         floor, listed = median_time(lambda: client.containers(all=True), args.runs)
@@ -172,7 +203,10 @@ def main() -> None:
 
         config = DockerConfig(name="bench", url=engine.url)
         collect_only, snapshot = median_time(lambda: DockerConnector(config).collect(), args.runs)
-        print(f"collect only:                          {collect_only:6.3f} s  ({snapshot.object_count} records, " f"{inspects} inspects, complete={snapshot.complete})")
+        print(
+            f"collect only:                          {collect_only:6.3f} s  ({snapshot.object_count} records, "
+            f"{inspects} inspects, complete={snapshot.complete})"
+        )
 
         databases.append(create_database(args.postgres))
         db = open_database(databases[-1].url, migrate=False)
@@ -183,7 +217,10 @@ def main() -> None:
         print(f"first sync into PostgreSQL:            {first_sync:6.3f} s  (created {first.result.created})")
         resync, again = median_time(lambda: sync_source(db, DockerConnector(config)), args.runs)
         assert again.ok and again.result is not None, again.error
-        print(f"no-change resync:                      {resync:6.3f} s  (unchanged {again.result.unchanged}, changed " f"{again.result.changed})")
+        print(
+            f"no-change resync:                      {resync:6.3f} s  (unchanged {again.result.unchanged}, changed "
+            f"{again.result.changed})"
+        )
         with db.session() as session:
             workloads = session.scalar(select(func.count()).select_from(WorkloadRow))
             services = session.scalar(select(func.count()).select_from(ServiceRow))
@@ -204,34 +241,61 @@ def main() -> None:
             our_floor, _ = median_time(lambda: run_process([cli[0], "--version"]), args.runs)
             print(f"  process floor, inventory --version:  {our_floor:6.3f} s")
             # The three packages a Docker sync into PostgreSQL cannot run without, and nothing else.
-            import_floor, _ = median_time(lambda: run_process([sys.executable, "-c", "import sqlalchemy, psycopg, docker"]), args.runs)
+            import_floor, _ = median_time(
+                lambda: run_process([sys.executable, "-c", "import sqlalchemy, psycopg, docker"]), args.runs
+            )
             print(f"  import floor, python -c 'import sqlalchemy, psycopg, docker': {import_floor:6.3f} s")
 
-            ansible = shutil.which(args.ansible_inventory) or (args.ansible_inventory if Path(args.ansible_inventory).is_file() else None)
+            ansible = shutil.which(args.ansible_inventory) or (
+                args.ansible_inventory if Path(args.ansible_inventory).is_file() else None
+            )
             if ansible is None:
                 print(f"ansible-inventory: not found at {args.ansible_inventory}; install it with")
-                print("  python3 -m venv /tmp/ansible-venv && /tmp/ansible-venv/bin/pip install ansible requests docker")
+                print(
+                    "  python3 -m venv /tmp/ansible-venv && /tmp/ansible-venv/bin/pip install ansible requests docker"
+                )
                 print("and run again. Only our figures are printed.")
                 return
             # The plugin only accepts files named *docker.yml / *docker.yaml.
             plugin_file = Path(tmp) / "bench.docker.yml"
             plugin_file.write_text(f"plugin: community.docker.docker_containers\ndocker_host: '{engine.url}'\n")
-            theirs, (_, output) = median_time(lambda: run_process([ansible, "-i", str(plugin_file), "--list"]), args.runs)
+            theirs, (_, output) = median_time(
+                lambda: run_process([ansible, "-i", str(plugin_file), "--list"]), args.runs
+            )
             listed_by_ansible = ansible_hosts(output)
             if listed_by_ansible != args.containers:
-                raise SystemExit(f"ansible-inventory listed {listed_by_ansible} containers, not {args.containers}: the plugin did " "not run")
-            print(f"ansible-inventory --list (community.docker.docker_containers): {theirs:6.3f} s  " f"({listed_by_ansible} containers)")
+                raise SystemExit(
+                    f"ansible-inventory listed {listed_by_ansible} containers, not {args.containers}: the plugin did "
+                    "not run"
+                )
+            print(
+                f"ansible-inventory --list (community.docker.docker_containers): {theirs:6.3f} s  "
+                f"({listed_by_ansible} containers)"
+            )
             their_floor, _ = median_time(lambda: run_process([ansible, "-i", "localhost,", "--list"]), args.runs)
             print(f"  process floor, ansible-inventory -i localhost, --list: {their_floor:6.3f} s")
 
         speedup = theirs / ours
         print()
-        print(f"ansible-inventory / inventory sync --once = {speedup:.1f}x  (goal >= {GOAL_SPEEDUP:g}x: " f"{'met' if speedup >= GOAL_SPEEDUP else 'NOT met'})")
-        print(f"  the goal needs the whole process in <= {theirs / GOAL_SPEEDUP:.3f} s; importing sqlalchemy, psycopg " "and docker alone "
-              f"takes {import_floor:.3f} s ({theirs / import_floor:.1f}x faster than ansible-inventory is the most any " "process using them can be)")
+        print(
+            f"ansible-inventory / inventory sync --once = {speedup:.1f}x  (goal >= {GOAL_SPEEDUP:g}x: "
+            f"{'met' if speedup >= GOAL_SPEEDUP else 'NOT met'})"
+        )
+        print(
+            f"  the goal needs the whole process in <= {theirs / GOAL_SPEEDUP:.3f} s; importing sqlalchemy, psycopg "
+            "and docker alone "
+            f"takes {import_floor:.3f} s ({theirs / import_floor:.1f}x faster than ansible-inventory is the most any "
+            "process using them can be)"
+        )
         print(f"ansible-inventory / in-process first sync = {theirs / first_sync:.1f}x")
-        print(f"above each process floor: ansible {theirs - their_floor:.3f} s, ours {ours - our_floor:.3f} s = " f"{(theirs - their_floor) / max(ours - our_floor, 1e-9):.1f}x")
-        print(f"first sync / raw floor = {first_sync / floor:.1f}x;  collect only / raw floor = " f"{collect_only / floor:.1f}x")
+        print(
+            f"above each process floor: ansible {theirs - their_floor:.3f} s, ours {ours - our_floor:.3f} s = "
+            f"{(theirs - their_floor) / max(ours - our_floor, 1e-9):.1f}x"
+        )
+        print(
+            f"first sync / raw floor = {first_sync / floor:.1f}x;  collect only / raw floor = "
+            f"{collect_only / floor:.1f}x"
+        )
     finally:
         engine.stop()
         for scratch in databases:

@@ -22,15 +22,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import func, select  # noqa: E402
+from sqlalchemy import func, select
 
-from inventory.connector import Connector, SourceConfig  # noqa: E402
-from inventory.machine_links import relink_machines  # noqa: E402
-from inventory.records import Host, Snapshot  # noqa: E402
-from inventory.storage.database import Database, open_database  # noqa: E402
-from inventory.storage.models import MachineLink  # noqa: E402
-from inventory.sync import sync_source  # noqa: E402
-from inventory.testing.scratch_postgres import ScratchDatabase  # noqa: E402
+from inventory.connector import Connector, SourceConfig
+from inventory.machine_links import relink_machines
+from inventory.records import Host, Snapshot
+from inventory.storage.database import Database, open_database
+from inventory.storage.models import MachineLink
+from inventory.sync import sync_source
+from inventory.testing.scratch_postgres import ScratchDatabase
 
 POSTGRES_ADMIN_URL = os.environ.get("INVENTORY_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
@@ -53,7 +53,11 @@ def lab(vms: int, churn: int = 0) -> dict[str, Snapshot]:
         address = f"10.{i // 65536}.{i // 256 % 256}.{i % 256}"
         pve.hosts.append(
             Host(
-                kind="vm", external_id=f"lab/{i}", name=f"vm-{i}", machine_uuid=smbios, addresses=(address,),
+                kind="vm",
+                external_id=f"lab/{i}",
+                name=f"vm-{i}",
+                machine_uuid=smbios,
+                addresses=(address,),
                 mac_addresses=(f"bc:24:11:{i // 65536:02x}:{i // 256 % 256:02x}:{i % 256:02x}",),
                 attributes={"cluster": "lab", "vmid": i},
             )
@@ -62,7 +66,11 @@ def lab(vms: int, churn: int = 0) -> dict[str, Snapshot]:
         node_uuid = str(uuid.UUID(int=10**9 + i + churn * (i % 100 == 0))) if by_provider else smbios
         k3s.hosts.append(
             Host(
-                kind="node", external_id=f"node-{i}", name=f"vm-{i}", machine_uuid=node_uuid, addresses=(address,),
+                kind="node",
+                external_id=f"node-{i}",
+                name=f"vm-{i}",
+                machine_uuid=node_uuid,
+                addresses=(address,),
                 attributes={"provider_id": f"proxmox://lab/{i}"} if by_provider else {},
             )
         )

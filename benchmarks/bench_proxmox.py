@@ -60,7 +60,18 @@ def run_ours(fake: FakeProxmox, workdir: Path, admin_url: str) -> dict[str, Any]
     config = workdir / "inventory.yaml"
     config.write_text(
         json.dumps(
-            {"sources": [{"type": "proxmox", "name": "pve", "url": fake.url, "token_id": fake.token_id, "token_secret_file": str(secret), "ca_file": str(fake.ca_file)}]}
+            {
+                "sources": [
+                    {
+                        "type": "proxmox",
+                        "name": "pve",
+                        "url": fake.url,
+                        "token_id": fake.token_id,
+                        "token_secret_file": str(secret),
+                        "ca_file": str(fake.ca_file),
+                    }
+                ]
+            }
         )
     )
     with ScratchDatabase(admin_url) as database:
@@ -80,15 +91,30 @@ def run_ours(fake: FakeProxmox, workdir: Path, admin_url: str) -> dict[str, Any]
         with db.session() as session:
             vmids = set(session.scalars(select(WorkloadRow.external_id).where(WorkloadRow.removed_at.is_(None))))
             hosts = session.scalar(select(func.count()).select_from(HostRow).where(HostRow.removed_at.is_(None)))
-            guest_hosts = session.execute(select(HostRow.external_id, HostRow.addresses).where(HostRow.kind.in_(["vm", "lxc"]))).all()
+            guest_hosts = session.execute(
+                select(HostRow.external_id, HostRow.addresses).where(HostRow.kind.in_(["vm", "lxc"]))
+            ).all()
         db.dispose()
         addressed = {int(external_id.rsplit("/", 1)[1]) for external_id, addresses in guest_hosts if addresses}
-        return {"seconds": seconds, "calls": calls, "guests": {int(v.rsplit("/", 1)[1]) for v in vmids}, "hosts": hosts, "addressed": addressed}
+        return {
+            "seconds": seconds,
+            "calls": calls,
+            "guests": {int(v.rsplit("/", 1)[1]) for v in vmids},
+            "hosts": hosts,
+            "addressed": addressed,
+        }
 
 
 def collect_in_process(fake: FakeProxmox, concurrency: int) -> dict[str, Any]:
     """collect() alone, no database; the fake shares this process (and its GIL) here."""
-    config = ProxmoxConfig(name="pve", url=fake.url, token_id=fake.token_id, token_secret=fake.token_secret, ca_file=fake.ca_file, concurrency=concurrency)
+    config = ProxmoxConfig(
+        name="pve",
+        url=fake.url,
+        token_id=fake.token_id,
+        token_secret=fake.token_secret,
+        ca_file=fake.ca_file,
+        concurrency=concurrency,
+    )
     connector = ProxmoxConnector(config)
     fake.reset_calls()
     fake.requested.clear()
@@ -132,7 +158,9 @@ def raw_fetch_floor(fake: FakeProxmox, paths: list[str], workers: int) -> dict[s
         "ca_file": str(fake.ca_file),
     }
     fake.reset_calls()
-    done = subprocess.run([sys.executable, "-c", _FLOOR_CHILD], input=json.dumps(job), capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", _FLOOR_CHILD], input=json.dumps(job), capture_output=True, text=True, check=True
+    )
     return {"seconds": float(done.stdout), "calls": fake.total_calls}
 
 
@@ -148,15 +176,30 @@ def run_ansible(fake: FakeProxmox, workdir: Path, ansible: str) -> dict[str, Any
     inventory = workdir / "bench.proxmox.yml"
     inventory.write_text(
         json.dumps(
-            {"plugin": "community.proxmox.proxmox", "url": fake.url, "user": user, "token_id": token_name, "token_secret": fake.token_secret, "validate_certs": True, "want_facts": True}
+            {
+                "plugin": "community.proxmox.proxmox",
+                "url": fake.url,
+                "user": user,
+                "token_id": token_name,
+                "token_secret": fake.token_secret,
+                "validate_certs": True,
+                "want_facts": True,
+            }
         )
     )
     # The plugin verifies TLS with requests' default bundle: point it at the fake's CA, verification stays on.
-    env = {**os.environ, "REQUESTS_CA_BUNDLE": str(fake.ca_file), "ANSIBLE_INVENTORY_ENABLED": "community.proxmox.proxmox", "ANSIBLE_LOCAL_TEMP": str(workdir / "ansible-tmp"),
-           "ANSIBLE_INVENTORY_UNPARSED_FAILED": "true"}  # a plugin that cannot run must not pass for an empty inventory
+    env = {
+        **os.environ,
+        "REQUESTS_CA_BUNDLE": str(fake.ca_file),
+        "ANSIBLE_INVENTORY_ENABLED": "community.proxmox.proxmox",
+        "ANSIBLE_LOCAL_TEMP": str(workdir / "ansible-tmp"),
+        "ANSIBLE_INVENTORY_UNPARSED_FAILED": "true",
+    }  # a plugin that cannot run must not pass for an empty inventory
     fake.reset_calls()
     started = time.perf_counter()
-    done = subprocess.run([ansible, "-i", str(inventory), "--list"], capture_output=True, text=True, env=env, cwd=workdir)
+    done = subprocess.run(
+        [ansible, "-i", str(inventory), "--list"], capture_output=True, text=True, env=env, cwd=workdir
+    )
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"ansible-inventory failed ({done.returncode}): {done.stderr.strip()[-800:]}")
@@ -170,7 +213,13 @@ def run_ansible(fake: FakeProxmox, workdir: Path, ansible: str) -> dict[str, Any
         and (any(i.get("inet") or i.get("inet6") for i in v.get("proxmox_lxc_interfaces", []) if i.get("name") != "lo")
              or any(i.get("ip-addresses") for i in v.get("proxmox_agent_interfaces", []) if i.get("name") != "lo"))
     }  # fmt: skip
-    return {"seconds": seconds, "calls": fake.total_calls, "guests": guests, "hosts": len(hostvars), "addressed": addressed}
+    return {
+        "seconds": seconds,
+        "calls": fake.total_calls,
+        "guests": guests,
+        "hosts": len(hostvars),
+        "addressed": addressed,
+    }
 
 
 def describe_missing(fake: FakeProxmox, missing: set[int]) -> str:
@@ -182,7 +231,10 @@ def describe_missing(fake: FakeProxmox, missing: set[int]) -> str:
         names[g.name] = names.get(g.name, 0) + 1
     templates = sum(1 for v in missing if guests[v].template)
     duplicates = sum(1 for v in missing if not guests[v].template and names[guests[v].name] > 1)
-    return f"{len(missing)} ({templates} templates, {duplicates} sharing a name with another guest, " f"{len(missing) - templates - duplicates} other)"
+    return (
+        f"{len(missing)} ({templates} templates, {duplicates} sharing a name with another guest, "
+        f"{len(missing) - templates - duplicates} other)"
+    )
 
 
 def main() -> None:
@@ -204,12 +256,17 @@ def main() -> None:
         f"PostgreSQL at {make_url(args.postgres).render_as_string()}"
     )
     if not ansible:
-        print("ansible-inventory: not found (pip install ansible requests into /tmp/ansible-venv); printing our figures " "only")
+        print(
+            "ansible-inventory: not found (pip install ansible requests into /tmp/ansible-venv); printing our figures "
+            "only"
+        )
     with FakeProxmox(cluster) as fake, tempfile.TemporaryDirectory(prefix="bench-pve-") as tmp:
         workdir = Path(tmp)
         with FakeProxmox(build_cluster(nodes=1, guests=0, pools=0)) as empty:
             # What each side pays before its first guest: process start, imports, login, database.
-            fixed = f"fixed cost (1 node, 0 guests, 0 ms): ours {run_ours(empty, workdir, args.postgres)['seconds']:.2f} s"
+            fixed = (
+                f"fixed cost (1 node, 0 guests, 0 ms): ours {run_ours(empty, workdir, args.postgres)['seconds']:.2f} s"
+            )
             if ansible:
                 fixed += f", ansible {run_ansible(empty, workdir, ansible)['seconds']:.2f} s"
             print(fixed)
@@ -227,8 +284,14 @@ def main() -> None:
                 f"{ours['calls']:5d} API calls  {len(ours['guests'])} guests, {ours['hosts']} hosts"
             )
             for concurrency, figures in inner.items():
-                print(f"        collect() alone, {concurrency:2d} in flight:      {figures['seconds']:7.2f} s  " f"{figures['calls']:5d} API calls  complete={figures['complete']}")
-            print(f"floor   same URLs, bare requests, {workers:2d} workers:{floor['seconds']:6.2f} s  " f"{floor['calls']:5d} API calls  (own process, fetch only)")
+                print(
+                    f"        collect() alone, {concurrency:2d} in flight:      {figures['seconds']:7.2f} s  "
+                    f"{figures['calls']:5d} API calls  complete={figures['complete']}"
+                )
+            print(
+                f"floor   same URLs, bare requests, {workers:2d} workers:{floor['seconds']:6.2f} s  "
+                f"{floor['calls']:5d} API calls  (own process, fetch only)"
+            )
             if not ansible:
                 continue
             try:
@@ -245,9 +308,16 @@ def main() -> None:
             )
             print(f"ratio   ansible / ours = {ratio:.1f}x {verdict}")
             if goal:
-                print(f"        the goal needs ours in <= {theirs['seconds'] / goal:.2f} s; the fetch floor plus the " "import floor "
-                      f"alone take {floor['seconds'] + imports:.2f} s (ansible / those floors = " f"{theirs['seconds'] / (floor['seconds'] + imports):.1f}x)")
-            print(f"missing ours: {describe_missing(fake, every - ours['guests'])}; ansible: " f"{describe_missing(fake, every - theirs['guests'])}")
+                print(
+                    f"        the goal needs ours in <= {theirs['seconds'] / goal:.2f} s; the fetch floor plus the "
+                    "import floor "
+                    f"alone take {floor['seconds'] + imports:.2f} s (ansible / those floors = "
+                    f"{theirs['seconds'] / (floor['seconds'] + imports):.1f}x)"
+                )
+            print(
+                f"missing ours: {describe_missing(fake, every - ours['guests'])}; ansible: "
+                f"{describe_missing(fake, every - theirs['guests'])}"
+            )
             print(
                 f"addresses: guests with an address, ours {len(ours['addressed'])}, "
                 f"ansible {len(theirs['addressed'])}; only ours {len(ours['addressed'] - theirs['addressed'])}, "

@@ -66,7 +66,14 @@ def make_snapshot(hosts: int, workloads: int, seed: int = 7) -> Snapshot:
     ]
     deployments = max(1, workloads // 20)
     workload_records = [
-        Workload("deployment", f"dep-uid-{d:05d}", f"app-{d:04d}", namespace=f"ns-{d % 40}", status="available", attributes={"replicas": 19})
+        Workload(
+            "deployment",
+            f"dep-uid-{d:05d}",
+            f"app-{d:04d}",
+            namespace=f"ns-{d % 40}",
+            status="available",
+            attributes={"replicas": 19},
+        )
         for d in range(deployments)
     ]
     for p in range(workloads - deployments):
@@ -104,12 +111,18 @@ def churn(snapshot: Snapshot, fraction: float, seed: int = 11) -> tuple[Snapshot
     pods = [i for i, w in enumerate(workloads) if w.kind == "pod"]
     picked = rng.sample(pods, updates + removals)
     for i in picked[:updates]:
-        workloads[i] = replace(workloads[i], status="CrashLoopBackOff", attributes={**workloads[i].attributes, "restarts": 5})
+        workloads[i] = replace(
+            workloads[i], status="CrashLoopBackOff", attributes={**workloads[i].attributes, "restarts": 5}
+        )
     gone = set(picked[updates:])
     workloads = [w for i, w in enumerate(workloads) if i not in gone]
     template = workloads[-1]
     workloads += [replace(template, external_id=f"pod-uid-new-{n:05d}", name=f"new-{n:05d}") for n in range(additions)]
-    return Snapshot(hosts=snapshot.hosts, workloads=workloads), {"updated": updates, "removed": removals, "created": additions}
+    return Snapshot(hosts=snapshot.hosts, workloads=workloads), {
+        "updated": updates,
+        "removed": removals,
+        "created": additions,
+    }
 
 
 def object_rows_for_floor(snapshot: Snapshot) -> tuple[list[tuple], list[tuple]]:
@@ -121,23 +134,59 @@ def object_rows_for_floor(snapshot: Snapshot) -> tuple[list[tuple], list[tuple]]
     for h in snapshot.hosts:
         f = canonical_fields(h)
         hosts.append(
-            (host_ids[h.external_id], 1, h.kind, h.external_id, h.name, h.status, json.dumps(f["labels"]), json.dumps(f["attributes"]),
-             record_hash(h), now, now, None, h.hostname, h.machine_uuid, json.dumps(f["mac_addresses"]), json.dumps(f["addresses"]), None)
+            (
+                host_ids[h.external_id],
+                1,
+                h.kind,
+                h.external_id,
+                h.name,
+                h.status,
+                json.dumps(f["labels"]),
+                json.dumps(f["attributes"]),
+                record_hash(h),
+                now,
+                now,
+                None,
+                h.hostname,
+                h.machine_uuid,
+                json.dumps(f["mac_addresses"]),
+                json.dumps(f["addresses"]),
+                None,
+            )
         )
     workloads = []
     for w in snapshot.workloads:
         f = canonical_fields(w)
         workloads.append(
-            (workload_ids[(w.kind, w.external_id)], 1, w.kind, w.external_id, w.name, w.status, json.dumps(f["labels"]),
-             json.dumps(f["attributes"]), record_hash(w), now, now, None, w.namespace,
-             host_ids.get(w.host.external_id) if w.host else None,
-             workload_ids.get((w.parent.kind, w.parent.external_id)) if w.parent else None)
+            (
+                workload_ids[(w.kind, w.external_id)],
+                1,
+                w.kind,
+                w.external_id,
+                w.name,
+                w.status,
+                json.dumps(f["labels"]),
+                json.dumps(f["attributes"]),
+                record_hash(w),
+                now,
+                now,
+                None,
+                w.namespace,
+                host_ids.get(w.host.external_id) if w.host else None,
+                workload_ids.get((w.parent.kind, w.parent.external_id)) if w.parent else None,
+            )
         )
     return hosts, workloads
 
 
-HOST_COLUMNS = "id, source_id, kind, external_id, name, status, labels, attributes, content_hash, first_seen_at, changed_at, " "removed_at, hostname, machine_uuid, mac_addresses, addresses, backing_workload_id"
-WORKLOAD_COLUMNS = "id, source_id, kind, external_id, name, status, labels, attributes, content_hash, first_seen_at, changed_at, " "removed_at, namespace, host_id, parent_id"
+HOST_COLUMNS = (
+    "id, source_id, kind, external_id, name, status, labels, attributes, content_hash, first_seen_at, changed_at, "
+    "removed_at, hostname, machine_uuid, mac_addresses, addresses, backing_workload_id"
+)
+WORKLOAD_COLUMNS = (
+    "id, source_id, kind, external_id, name, status, labels, attributes, content_hash, first_seen_at, changed_at, "
+    "removed_at, namespace, host_id, parent_id"
+)
 
 
 def floor_postgres(url: str, hosts: list[tuple], workloads: list[tuple]) -> float:
@@ -186,7 +235,9 @@ def floor_sqlite(path: str, hosts: list[tuple], workloads: list[tuple]) -> float
     return elapsed
 
 
-def run_engine(engine_name: str, url: str, snapshot: Snapshot, churned: Snapshot, floor_file: str | None) -> dict[str, float]:
+def run_engine(
+    engine_name: str, url: str, snapshot: Snapshot, churned: Snapshot, floor_file: str | None
+) -> dict[str, float]:
     db = open_database(url, migrate=True)
     objects = snapshot.object_count
     results: dict[str, float] = {}
@@ -229,7 +280,12 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=1000)
     parser.add_argument("--workloads", type=int, default=20000)
     parser.add_argument("--engines", default="postgresql,sqlite")
-    parser.add_argument("--rounds", type=int, default=3, help="fresh database per round; ratios are reported per round and as the median")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="fresh database per round; ratios are reported per round and as the median",
+    )
     args = parser.parse_args()
 
     snapshot = make_snapshot(args.hosts, args.workloads)
@@ -251,7 +307,8 @@ def main() -> None:
         med = {k: statistics.median(v) for k, v in ratios.items()}
         summary.append(
             f"{engine_name}: median of {args.rounds} rounds: first-sync rate / floor rate = {med['rate']:.2f}; "
-            f"1% churn time / first sync = {med['churn']:.3f}; (1% churn - no-change resync) / first sync = " f"{med['churn_increment']:.3f}"
+            f"1% churn time / first sync = {med['churn']:.3f}; (1% churn - no-change resync) / first sync = "
+            f"{med['churn_increment']:.3f}"
         )
     print("\n" + "\n".join(summary))
 

@@ -80,7 +80,11 @@ def start_server(url: str, tmp: Path) -> tuple[subprocess.Popen[bytes], str, str
     env = {k: v for k, v in os.environ.items() if not k.startswith("INVENTORY_")}
     inventory = [sys.executable, "-m", "inventory", "-c", str(config)]
     created = subprocess.run(
-        [*inventory, "tokens", "create", "bench", "--group", "viewers"], cwd=tmp, env=env, capture_output=True, text=True
+        [*inventory, "tokens", "create", "bench", "--group", "viewers"],
+        cwd=tmp,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     if created.returncode != 0:
         raise SystemExit(f"inventory tokens create failed: {created.stderr}")

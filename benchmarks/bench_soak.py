@@ -49,8 +49,12 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=200)
     parser.add_argument("--every", type=int, default=20, help="print a sample every N cycles")
     parser.add_argument("--interval", type=float, default=0.05, help="seconds between two syncs of a source")
-    parser.add_argument("--max-seconds", type=float, default=600, help="stop early after this long (the run stays bounded)")
-    parser.add_argument("--postgres", metavar="URL", help="admin URL of a PostgreSQL server: soak into a fresh database there")
+    parser.add_argument(
+        "--max-seconds", type=float, default=600, help="stop early after this long (the run stays bounded)"
+    )
+    parser.add_argument(
+        "--postgres", metavar="URL", help="admin URL of a PostgreSQL server: soak into a fresh database there"
+    )
     args = parser.parse_args()
     # Partial or failed syncs are counted below; their log lines would drown the samples.
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
@@ -87,7 +91,10 @@ def main() -> None:
         config = load_config(lab.write_config(database_url, interval=f"{args.interval}s"), registry=registry)
         db = open_database(database_url, migrate=True)
         loop = SyncLoop(db, config, registry, jitter=0, coordinate=False, metrics=SyncMetrics(), on_outcome=count)
-        print(f"soak: {args.cycles} cycles, 3 sources (pve, k3s, docker01), interval {args.interval}s, database " f"{db.display_url}")
+        print(
+            f"soak: {args.cycles} cycles, 3 sources (pve, k3s, docker01), interval {args.interval}s, database "
+            f"{db.display_url}"
+        )
         print(f"{'cycle':>6} {'elapsed s':>10} {'RSS MiB':>9} {'fds':>5} {'threads':>8} {'changes':>8} {'failures':>9}")
         samples: list[tuple[int, float, int]] = []
         started = time.monotonic()
@@ -102,7 +109,11 @@ def main() -> None:
                 rss, fds = rss_mib(), open_fds()
                 samples.append((loop.cycles, rss, fds))
                 elapsed = time.monotonic() - started
-                print(f"{loop.cycles:>6} {elapsed:>10.1f} {rss:>9.1f} {fds:>5} {threading.active_count():>8} " f"{changes:>8} {len(failures):>9}", flush=True)
+                print(
+                    f"{loop.cycles:>6} {elapsed:>10.1f} {rss:>9.1f} {fds:>5} {threading.active_count():>8} "
+                    f"{changes:>8} {len(failures):>9}",
+                    flush=True,
+                )
         db.dispose()
     if scratch is not None:
         scratch.drop()
@@ -112,7 +123,8 @@ def main() -> None:
         return
     (first_cycle, first_rss, first_fds), (last_cycle, last_rss, last_fds) = samples[0], samples[-1]
     print(
-        f"\ncycles {first_cycle} -> {last_cycle}: RSS {first_rss:.1f} -> {last_rss:.1f} MiB (ratio " f"{last_rss / first_rss:.3f}, "
+        f"\ncycles {first_cycle} -> {last_cycle}: RSS {first_rss:.1f} -> {last_rss:.1f} MiB (ratio "
+        f"{last_rss / first_rss:.3f}, "
         f"{(last_rss - first_rss) / max(1, last_cycle - first_cycle) * 1024:.1f} KiB/cycle); "
         f"fds {first_fds} -> {last_fds} (difference {last_fds - first_fds:+d})"
     )

@@ -21,10 +21,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from inventory.audit.keys import default_key_path
 from inventory.connector import ConnectorRegistry, Duration, SourceConfig
 from inventory.errors import ConfigError, ConnectorUnavailable
 from inventory.logical.spec import LogicalService, LogicalServices
-from inventory.audit.keys import default_key_path
 from inventory.notify import NotifySettings
 from inventory.principals import PrincipalSettings
 from inventory.redact import register_secret
@@ -255,7 +255,9 @@ def _policy_path(settings: PolicySettings, config_path: Path | None, file_label:
     return beside if beside.is_file() else None
 
 
-def _load_source(entry: Any, key: str, file_label: str, base_dir: Path, registry: ConnectorRegistry) -> list[SourceConfig]:
+def _load_source(
+    entry: Any, key: str, file_label: str, base_dir: Path, registry: ConnectorRegistry
+) -> list[SourceConfig]:
     if not isinstance(entry, dict):
         raise ConfigError(f"must be a mapping, not {type(entry).__name__}", path=file_label, key=key)
     type_name = entry.get("type")
@@ -275,7 +277,9 @@ def _load_source(entry: Any, key: str, file_label: str, base_dir: Path, registry
     return connector.expand(config)
 
 
-def _read_secret_files(entry: dict[str, Any], model: type[BaseModel], key: str, file_label: str, base_dir: Path) -> dict[str, Any]:
+def _read_secret_files(
+    entry: dict[str, Any], model: type[BaseModel], key: str, file_label: str, base_dir: Path
+) -> dict[str, Any]:
     result = dict(entry)
     for name, value in entry.items():
         if not name.endswith("_file"):
@@ -291,7 +295,9 @@ def _read_secret_files(entry: dict[str, Any], model: type[BaseModel], key: str, 
         try:
             secret = secret_path.read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as exc:
-            raise ConfigError(f"cannot read secret file {secret_path}: {exc.strerror}", path=file_label, key=f"{key}.{name}") from None
+            raise ConfigError(
+                f"cannot read secret file {secret_path}: {exc.strerror}", path=file_label, key=f"{key}.{name}"
+            ) from None
         register_secret(secret)
         del result[name]
         result[target] = secret
@@ -323,6 +329,7 @@ def _register_secrets(config: BaseModel) -> None:
 
 def _expand_env(value: Any, file_label: str, key: str) -> Any:
     if isinstance(value, str):
+
         def substitute(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
             if name in os.environ:
@@ -409,6 +416,6 @@ def _anchor_sqlite_path(url: str, base_dir: Path) -> str:
     """A relative SQLite path in the config file is relative to that file, not to the working directory."""
     prefix = "sqlite:///"
     if url.startswith(prefix) and not url.startswith(prefix + "/") and url != "sqlite:///:memory:":
-        rest = url[len(prefix):]
+        rest = url[len(prefix) :]
         return prefix + str((base_dir / rest).resolve())
     return url

@@ -17,9 +17,8 @@ Registration (pyproject.toml)::
 
 from __future__ import annotations
 
-import threading
-
 import logging
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
@@ -86,7 +85,11 @@ class StatusVocabulary:
         object.__setattr__(self, "failed", frozenset(word.lower() for word in failed))
 
     def __or__(self, other: StatusVocabulary) -> StatusVocabulary:
-        return StatusVocabulary(running=self.running | other.running, stopped=self.stopped | other.stopped, failed=self.failed | other.failed)
+        return StatusVocabulary(
+            running=self.running | other.running,
+            stopped=self.stopped | other.stopped,
+            failed=self.failed | other.failed,
+        )
 
     def classify(self, status: str | None) -> str:
         """running | stopped | failed | other; a word claimed by two states counts as running, then failed."""
@@ -199,7 +202,12 @@ class ConnectorRegistry:
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             # The first registration of a name wins; a duplicate is reported, never merged.
             if ep.name in found:
-                log.warning("connector %r registered twice; keeping %s, ignoring %s", ep.name, getattr(found[ep.name].entry_point, "value", None), ep.value)
+                log.warning(
+                    "connector %r registered twice; keeping %s, ignoring %s",
+                    ep.name,
+                    getattr(found[ep.name].entry_point, "value", None),
+                    ep.value,
+                )
                 continue
             found[ep.name] = _Entry(ep.name, ep)
         return cls(found)
@@ -215,7 +223,9 @@ class ConnectorRegistry:
     def get(self, type_name: str) -> type[Connector]:
         entry = self._entries.get(type_name)
         if entry is None:
-            raise ConnectorUnavailable(f"unknown source type {type_name!r} (available: {', '.join(self.names()) or 'none'})")
+            raise ConnectorUnavailable(
+                f"unknown source type {type_name!r} (available: {', '.join(self.names()) or 'none'})"
+            )
         if entry.loaded is None and entry.error is None:
             try:
                 loaded = entry.entry_point.load()  # type: ignore[union-attr]

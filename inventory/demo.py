@@ -54,7 +54,17 @@ def _kubernetes() -> FakeKubernetes:
     return FakeKubernetes(objects=objects)
 
 
-def _guest(vmid: int, kind: str, name: str, node: str, *, status: str = "running", tags: tuple[str, ...] = (), pool: str | None = None, **extra: Any) -> FakeGuest:
+def _guest(
+    vmid: int,
+    kind: str,
+    name: str,
+    node: str,
+    *,
+    status: str = "running",
+    tags: tuple[str, ...] = (),
+    pool: str | None = None,
+    **extra: Any,
+) -> FakeGuest:
     return FakeGuest(
         vmid=vmid,
         kind=kind,  # type: ignore[arg-type]
@@ -72,14 +82,26 @@ def _guest(vmid: int, kind: str, name: str, node: str, *, status: str = "running
 
 def _proxmox_cluster(kubernetes: FakeKubernetes) -> FakeCluster:
     cluster = FakeCluster(name=CLUSTER, pools={"k8s": "Kubernetes nodes", "apps": "Home services"})
-    cluster.nodes = [FakeNode(name=f"pve{i}", ip=f"192.168.1.{10 + i}", cpus=16, memory_bytes=64 * 1024**3) for i in (1, 2, 3)]
+    cluster.nodes = [
+        FakeNode(name=f"pve{i}", ip=f"192.168.1.{10 + i}", cpus=16, memory_bytes=64 * 1024**3) for i in (1, 2, 3)
+    ]
     for index, node in enumerate(kubernetes.objects.items["nodes"]):
         # The last node's VM was restored from a backup with a new SMBIOS uuid: only its providerID links it.
         system_uuid = node["status"]["nodeInfo"]["systemUUID"].lower()
         if index == 2:
             system_uuid = str(uuid.UUID(int=0x103, version=4))
         cluster.guests.append(
-            _guest(101 + index, "qemu", node["metadata"]["name"], f"pve{index + 1}", tags=("k8s",), pool="k8s", cores=4, memory_mib=8192, smbios_uuid=system_uuid)
+            _guest(
+                101 + index,
+                "qemu",
+                node["metadata"]["name"],
+                f"pve{index + 1}",
+                tags=("k8s",),
+                pool="k8s",
+                cores=4,
+                memory_mib=8192,
+                smbios_uuid=system_uuid,
+            )
         )
     cluster.guests += [
         _guest(110, "lxc", "docker01", "pve1", tags=("docker",), pool="apps", cores=4, memory_mib=4096),
@@ -92,7 +114,9 @@ def _proxmox_cluster(kubernetes: FakeKubernetes) -> FakeCluster:
     return cluster
 
 
-def _container(name: str, image: str, *, project: str | None = None, state: str = "running", exit_code: int = 0) -> FakeContainer:
+def _container(
+    name: str, image: str, *, project: str | None = None, state: str = "running", exit_code: int = 0
+) -> FakeContainer:
     labels = {}
     if project:
         labels = {
@@ -193,13 +217,24 @@ class DemoLab:
             "database": {"url": database_url},
             "sync": {"interval": interval, "jitter": 0.1},
             "sources": [
-                {"type": "proxmox", "name": "pve", "url": self.proxmox.url, "token_id": self.proxmox.token_id, "token_secret_file": secret.name, "ca_file": ca_file.name},
+                {
+                    "type": "proxmox",
+                    "name": "pve",
+                    "url": self.proxmox.url,
+                    "token_id": self.proxmox.token_id,
+                    "token_secret_file": secret.name,
+                    "ca_file": ca_file.name,
+                },
                 {"type": "kubernetes", "name": "k3s", "kubeconfig": kubeconfig.name, "context": CLUSTER},
                 {"type": "docker", "name": "docker01", "url": self.docker.url},
             ],
         }
         path = self.directory / "inventory.yaml"
-        path.write_text("# Written by `inventory demo`: the fakes it points at are gone once the demo ends.\n" + yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        path.write_text(
+            "# Written by `inventory demo`: the fakes it points at are gone once the demo ends.\n"
+            + yaml.safe_dump(config, sort_keys=False),
+            encoding="utf-8",
+        )
         return path
 
     # -- churn -------------------------------------------------------------------------------
@@ -227,7 +262,11 @@ class DemoLab:
 
     def _churn_kubernetes(self, step: int) -> str:
         pods = self.kubernetes.objects.items["pods"]
-        candidates = [p for p in pods if p["metadata"].get("namespace") == "app-000" and p["metadata"]["name"].startswith("web-0-")]
+        candidates = [
+            p
+            for p in pods
+            if p["metadata"].get("namespace") == "app-000" and p["metadata"]["name"].startswith("web-0-")
+        ]
         if not candidates:
             return ""
         old = candidates[step % len(candidates)]

@@ -73,17 +73,24 @@ class PostgresSourceLock:
             # Autocommit: the lock belongs to the session, and no transaction should stay open
             # on this connection for the minutes a sync can take.
             connection = connection.execution_options(isolation_level="AUTOCOMMIT")
-            connection.execute(text("SELECT set_config('application_name', :name, false)"), {"name": f"inventory {process_identity()}"[:63]})
+            connection.execute(
+                text("SELECT set_config('application_name', :name, false)"),
+                {"name": f"inventory {process_identity()}"[:63]},
+            )
             self._connection = connection
         return self._connection
 
     def try_acquire(self) -> bool:
         try:
-            self._held = bool(self._connect().execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key}).scalar())
+            self._held = bool(
+                self._connect().execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key}).scalar()
+            )
             return self._held
         except SQLAlchemyError as exc:
             self._close()
-            raise StorageError(f"source {self.source!r}: cannot take the sync lock in {self.db.display_url}: {error_reason(exc)}") from exc
+            raise StorageError(
+                f"source {self.source!r}: cannot take the sync lock in {self.db.display_url}: {error_reason(exc)}"
+            ) from exc
 
     def holder(self) -> str | None:
         # A bigint advisory key shows in pg_locks as classid (high 32 bits), objid (low 32 bits), objsubid 1.
@@ -229,4 +236,3 @@ def source_lock(db: Database, source: str, *, wait: float = 0.0, stop: threading
         yield
     finally:
         lock.release()
-

@@ -13,8 +13,18 @@ if TYPE_CHECKING:
 # Fields a log line may carry beside its message (``extra=``): a log shipper filters and sums them
 # without parsing the text.
 LOG_FIELDS = (
-    "source", "phase", "status", "objects", "objects_created", "objects_updated", "objects_removed", "objects_revived",
-    "objects_unchanged", "failures", "duration_seconds", "retry_in_seconds",
+    "source",
+    "phase",
+    "status",
+    "objects",
+    "objects_created",
+    "objects_updated",
+    "objects_removed",
+    "objects_revived",
+    "objects_unchanged",
+    "failures",
+    "duration_seconds",
+    "retry_in_seconds",
 )
 
 

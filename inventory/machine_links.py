@@ -120,7 +120,10 @@ def relink_after_write(session: Session, source_id: int) -> MachineGraph:
     for row in describe_ambiguous(session, [a for a in graph.ambiguous if a.source_id == source_id]):
         log.warning(
             "source %r: machine uuid %s is shared by %d hosts (%s), so it links none of them to another source",
-            row["source"], row["machine_uuid"], len(row["hosts"]), ", ".join(row["hosts"]),
+            row["source"],
+            row["machine_uuid"],
+            len(row["hosts"]),
+            ", ".join(row["hosts"]),
         )
     return graph
 

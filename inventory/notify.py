@@ -124,7 +124,9 @@ class Notification:
         }
 
 
-def build_request(target: NotifyTarget, note: Notification) -> tuple[str, dict[str, str], dict[str, Any] | None, bytes | None]:
+def build_request(
+    target: NotifyTarget, note: Notification
+) -> tuple[str, dict[str, str], dict[str, Any] | None, bytes | None]:
     """(url, headers, json body, raw body) of one notification to one target."""
     headers = dict(target.headers)
     if target.type == "ntfy":
@@ -224,13 +226,23 @@ class Notifier:
                 Notification(
                     "objects_removed",
                     f"inventory: {removed} objects removed from {outcome.source}",
-                    f"The last sync of {outcome.source} no longer found {removed} objects; see `inventory changes " f"--action removed --source {outcome.source}`.",
+                    f"The last sync of {outcome.source} no longer found {removed} objects; see `inventory changes "
+                    f"--action removed --source {outcome.source}`.",
                     source=outcome.source,
                     details={"removed": removed, "run_id": outcome.run_id},
                 )
             )
 
-    def destructive_tool(self, *, tool: str, target: str, actor: str, stage: Literal["requested", "run"], decision: str | None = None, outcome: str | None = None) -> None:
+    def destructive_tool(
+        self,
+        *,
+        tool: str,
+        target: str,
+        actor: str,
+        stage: Literal["requested", "run"],
+        decision: str | None = None,
+        outcome: str | None = None,
+    ) -> None:
         """For the policy engine: a DESTRUCTIVE tool call was requested (before approval) or has run."""
         if not self.enabled:
             return
@@ -244,7 +256,14 @@ class Notifier:
                 "destructive_tool",
                 f"inventory: DESTRUCTIVE {tool} {stage}",
                 redact_text(text),
-                details={"tool": tool, "target": target, "actor": actor, "stage": stage, "decision": decision, "outcome": outcome},
+                details={
+                    "tool": tool,
+                    "target": target,
+                    "actor": actor,
+                    "stage": stage,
+                    "decision": decision,
+                    "outcome": outcome,
+                },
             )
         )
 

@@ -371,7 +371,9 @@ def show_object(
     source = _source_name(session, obj.source_id)
     if object_type == "host":
         workloads = list(
-            session.execute(select(WorkloadRow).where(WorkloadRow.host_id == obj.id).order_by(WorkloadRow.name)).scalars()
+            session.execute(
+                select(WorkloadRow).where(WorkloadRow.host_id == obj.id).order_by(WorkloadRow.name)
+            ).scalars()
         )
         backing = session.get(WorkloadRow, obj.backing_workload_id) if obj.backing_workload_id else None
         machine = session.execute(select(_machine_of_host()).where(HostRow.id == obj.id)).scalar()
@@ -389,17 +391,27 @@ def show_object(
         doc = object_row(SCHEMA["workload"], obj, source, host=host.name if host else None)
         doc["host"] = _brief(host) if host else None
         doc["parent"] = _brief(parent) if parent else None
-        doc["children"] = [_brief(c) for c in session.execute(select(WorkloadRow).where(WorkloadRow.parent_id == obj.id).order_by(WorkloadRow.name)).scalars()]
+        doc["children"] = [
+            _brief(c)
+            for c in session.execute(
+                select(WorkloadRow).where(WorkloadRow.parent_id == obj.id).order_by(WorkloadRow.name)
+            ).scalars()
+        ]
         doc["services"] = [
             _brief(s)
             for s in session.execute(
-                select(ServiceRow).join(ServiceMember, ServiceMember.service_id == ServiceRow.id).where(ServiceMember.workload_id == obj.id)
+                select(ServiceRow)
+                .join(ServiceMember, ServiceMember.service_id == ServiceRow.id)
+                .where(ServiceMember.workload_id == obj.id)
             ).scalars()
         ]
     else:
         members = list(
             session.execute(
-                select(WorkloadRow).join(ServiceMember, ServiceMember.workload_id == WorkloadRow.id).where(ServiceMember.service_id == obj.id).order_by(WorkloadRow.name)
+                select(WorkloadRow)
+                .join(ServiceMember, ServiceMember.workload_id == WorkloadRow.id)
+                .where(ServiceMember.service_id == obj.id)
+                .order_by(WorkloadRow.name)
             ).scalars()
         )
         doc = object_row(SCHEMA["service"], obj, source, members=sum(1 for m in members if m.removed_at is None))
@@ -499,9 +511,7 @@ def list_changes(
 
 def list_sources(session: Session) -> list[dict[str, Any]]:
     """Every source with its latest run and its live object counts."""
-    latest = (
-        select(SyncRun.source_id, func.max(SyncRun.id).label("run_id")).group_by(SyncRun.source_id).subquery()
-    )
+    latest = select(SyncRun.source_id, func.max(SyncRun.id).label("run_id")).group_by(SyncRun.source_id).subquery()
     last_ok = (
         select(SyncRun.source_id, func.max(SyncRun.finished_at).label("at"))
         .where(SyncRun.status == SyncStatus.SUCCESS)

@@ -49,7 +49,11 @@ class ReconcileResult:
 
 
 def _records(snapshot: Snapshot, object_type: str) -> Sequence[Record]:
-    by_type: dict[str, Sequence[Record]] = {"host": snapshot.hosts, "workload": snapshot.workloads, "service": snapshot.services}
+    by_type: dict[str, Sequence[Record]] = {
+        "host": snapshot.hosts,
+        "workload": snapshot.workloads,
+        "service": snapshot.services,
+    }
     return by_type[object_type]
 
 
@@ -222,13 +226,18 @@ def _with_stored_values(object_type: ObjectType, record: Record, stored: Mapping
     """The record with each of its unread fields (or label/attribute keys) holding the stored value."""
     changed: dict[str, Any] = {"unread": NO_FIELDS}
     if stored is not None:
-        specs = {spec.name if isinstance(spec, Column) else spec.field: spec for spec in object_type.fields
-                 if not isinstance(spec, Computed)}
+        specs = {
+            spec.name if isinstance(spec, Column) else spec.field: spec
+            for spec in object_type.fields
+            if not isinstance(spec, Computed)
+        }
         for name in sorted(record.unread):
             field_name, _, key = name.partition(".")
             spec = specs.get(field_name)
             if spec is None:
-                raise ValueError(f"{record.kind} {record.external_id}: unread names no field of a {object_type.name}: {name!r}")
+                raise ValueError(
+                    f"{record.kind} {record.external_id}: unread names no field of a {object_type.name}: {name!r}"
+                )
             if key:
                 mapping = dict(changed.get(field_name, getattr(record, field_name)))
                 before = stored.get(field_name) or {}

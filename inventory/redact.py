@@ -29,10 +29,36 @@ SECRET_KEY_PATTERN = re.compile(
 )
 SECRET_WORDS = frozenset(
     {
-        "key", "keys", "pwd", "pass", "passwd", "password", "passphrase", "secret", "secrets", "token", "tokens",
+        "key",
+        "keys",
+        "pwd",
+        "pass",
+        "passwd",
+        "password",
+        "passphrase",
+        "secret",
+        "secrets",
+        "token",
+        "tokens",
         "auth",
-        "authorization", "credential", "credentials", "creds", "private", "cookie", "cookies", "session", "sessionid",
-        "apikey", "sshkey", "otp", "pin", "ticket", "signature", "sig", "bearer", "jwt",
+        "authorization",
+        "credential",
+        "credentials",
+        "creds",
+        "private",
+        "cookie",
+        "cookies",
+        "session",
+        "sessionid",
+        "apikey",
+        "sshkey",
+        "otp",
+        "pin",
+        "ticket",
+        "signature",
+        "sig",
+        "bearer",
+        "jwt",
     }
 )
 _WORD_SPLIT = re.compile(r"[_\-.\s]+|(?<=[a-z0-9])(?=[A-Z])")
@@ -44,9 +70,13 @@ def is_secret_name(name: str) -> bool:
         return True
     return any(word.lower() in SECRET_WORDS for word in _WORD_SPLIT.split(name) if word)
 
+
 _VALUE_PATTERNS = [
     # scheme://user:password@host
-    (re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^/\s:@]+:)[^@\s/]+(?P<tail>@)", re.IGNORECASE), r"\g<head>" + MASK + r"\g<tail>"),
+    (
+        re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^/\s:@]+:)[^@\s/]+(?P<tail>@)", re.IGNORECASE),
+        r"\g<head>" + MASK + r"\g<tail>",
+    ),
     # Authorization: Bearer xxx / PVEAPIToken=user@realm!id=uuid
     (re.compile(r"(?P<head>\bbearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE), r"\g<head>" + MASK),
     (re.compile(r"(?P<head>PVEAPIToken=[^=\s]+=)[^\s,;\"']+", re.IGNORECASE), r"\g<head>" + MASK),

@@ -55,7 +55,9 @@ def build_report(session: Session, *, since: datetime, now: datetime | None = No
 
 
 def _sources(session: Session, names: dict[int, str], now: datetime) -> list[dict[str, Any]]:
-    by_source: dict[str, dict[str, dict[str, dict[str, int]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
+    by_source: dict[str, dict[str, dict[str, dict[str, int]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(dict))
+    )
     for object_type, model in OBJECT_MODELS.items():
         stmt = (
             select(model.source_id, model.kind, model.status, func.count())
@@ -88,7 +90,11 @@ def _sources(session: Session, names: dict[int, str], now: datetime) -> list[dic
 
 
 def _changes(session: Session, names: dict[int, str], since: datetime) -> list[dict[str, Any]]:
-    stmt = select(Change.source_id, Change.action, func.count()).where(Change.at >= since).group_by(Change.source_id, Change.action)
+    stmt = (
+        select(Change.source_id, Change.action, func.count())
+        .where(Change.at >= since)
+        .group_by(Change.source_id, Change.action)
+    )
     counts: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(ACTIONS, 0))
     for source_id, action, count in session.execute(stmt):
         counts[names[source_id]][action] = count
@@ -99,13 +105,30 @@ def _problem_workloads(session: Session, names: dict[int, str]) -> list[dict[str
     vocabulary = status_vocabulary()
     wanted = sorted(vocabulary.stopped | vocabulary.failed)
     stmt = (
-        select(WorkloadRow.id, WorkloadRow.source_id, WorkloadRow.kind, WorkloadRow.namespace, WorkloadRow.name, WorkloadRow.status, HostRow.name)
+        select(
+            WorkloadRow.id,
+            WorkloadRow.source_id,
+            WorkloadRow.kind,
+            WorkloadRow.namespace,
+            WorkloadRow.name,
+            WorkloadRow.status,
+            HostRow.name,
+        )
         .outerjoin(HostRow, HostRow.id == WorkloadRow.host_id)
         .where(WorkloadRow.removed_at.is_(None), func.lower(WorkloadRow.status).in_(wanted))
         .order_by(WorkloadRow.source_id, WorkloadRow.namespace, WorkloadRow.name)
     )
     return [
-        {"id": wid, "source": names[sid], "kind": kind, "namespace": ns, "name": name, "status": status, "state": classify_status(status), "host": host}
+        {
+            "id": wid,
+            "source": names[sid],
+            "kind": kind,
+            "namespace": ns,
+            "name": name,
+            "status": status,
+            "state": classify_status(status),
+            "host": host,
+        }
         for wid, sid, kind, ns, name, status, host in session.execute(stmt)
     ]
 
@@ -113,7 +136,9 @@ def _problem_workloads(session: Session, names: dict[int, str]) -> list[dict[str
 def _idle_hosts(session: Session, names: dict[int, str]) -> list[dict[str, Any]]:
     """Live hosts that run no live workload, unless the same machine (the stored machine links) does under
     another source: a Proxmox VM that is a Kubernetes node runs pods, under the node's record."""
-    live_workload = select(WorkloadRow.id).where(WorkloadRow.host_id == HostRow.id, WorkloadRow.removed_at.is_(None)).exists()
+    live_workload = (
+        select(WorkloadRow.id).where(WorkloadRow.host_id == HostRow.id, WorkloadRow.removed_at.is_(None)).exists()
+    )
     hosts = session.execute(
         select(HostRow, live_workload).where(HostRow.removed_at.is_(None)).order_by(HostRow.source_id, HostRow.name)
     ).all()
@@ -208,17 +233,27 @@ def kind_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
         for object_type, kinds in sorted(src["kinds"].items()):
             for kind, statuses in sorted(kinds.items()):
                 for status, count in sorted(statuses.items()):
-                    rows.append({"source": src["name"], "type": object_type, "kind": kind, "status": status, "count": count})
+                    rows.append(
+                        {"source": src["name"], "type": object_type, "kind": kind, "status": status, "count": count}
+                    )
     return rows
 
 
 SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("Sources", "sources", ("name", "type", "hosts", "workloads", "services", "last_status", "last_success_at", "age", "last_error")),
+    (
+        "Sources",
+        "sources",
+        ("name", "type", "hosts", "workloads", "services", "last_status", "last_success_at", "age", "last_error"),
+    ),
     ("Objects by kind and status", "kinds", ("source", "type", "kind", "status", "count")),
     ("Changes", "changes", ("source", "created", "updated", "removed", "revived", "total")),
     ("Failed and stopped workloads", "problem_workloads", ("source", "kind", "namespace", "name", "status", "host")),
     ("Hosts with no workloads", "hosts_without_workloads", ("source", "kind", "name", "status")),
-    ("Services with no running members", "services_without_running_members", ("source", "kind", "namespace", "name", "members", "member_statuses")),
+    (
+        "Services with no running members",
+        "services_without_running_members",
+        ("source", "kind", "namespace", "name", "members", "member_statuses"),
+    ),
     (
         "Services whose selector matches no pod",
         "services_selecting_no_pods",
@@ -230,7 +265,11 @@ SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         ("source", "machine_uuid", "hosts"),
     ),
     # Only in a report whose config declares logical services (inventory.logical).
-    ("Logical services", "logical_services", ("name", "status", "members", "running", "slo", "availability", "observed", "slo_met")),
+    (
+        "Logical services",
+        "logical_services",
+        ("name", "status", "members", "running", "slo", "availability", "observed", "slo_met"),
+    ),
 )
 
 
@@ -274,4 +313,3 @@ def to_markdown(report: dict[str, Any]) -> str:
         lines += [f"## {title}", ""]
         lines += _md_table(section_rows(report, key), columns)
     return "\n".join(lines)
-

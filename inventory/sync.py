@@ -176,7 +176,10 @@ class SourceRunner:
         except Exception as exc:  # e.g. the database went away while a failure was recorded: the others go on
             log.debug("syncing %s raised", name, exc_info=True)
             outcome = SourceOutcome(
-                name, type_name, SyncStatus.FAILED, redact_text(f"source {name!r}: {type(exc).__name__}: {_first_line(exc)}")
+                name,
+                type_name,
+                SyncStatus.FAILED,
+                redact_text(f"source {name!r}: {type(exc).__name__}: {_first_line(exc)}"),
             )
         return self._report(outcome)
 
@@ -309,8 +312,12 @@ class SourceRunner:
                 try:
                     record_sync(self.db, outcome)
                 except Exception as exc:  # the run is recorded; a database refusing its summary stops nothing
-                    log.warning("source %r: the audit summary of run %s was not written: %s",
-                                outcome.source, outcome.run_id, _first_line(exc))
+                    log.warning(
+                        "source %r: the audit summary of run %s was not written: %s",
+                        outcome.source,
+                        outcome.run_id,
+                        _first_line(exc),
+                    )
             for observer in self.observers:
                 observer(outcome)
         return outcome

@@ -36,7 +36,10 @@ def postgres_unavailable() -> str | None:
             engine.dispose()
             _postgres_problem = None
         except Exception as exc:  # any failure to connect means "not available here"
-            _postgres_problem = f"PostgreSQL not reachable at {make_url(POSTGRES_ADMIN_URL).render_as_string()}: " f"{str(exc).splitlines()[0]}"
+            _postgres_problem = (
+                f"PostgreSQL not reachable at {make_url(POSTGRES_ADMIN_URL).render_as_string()}: "
+                f"{str(exc).splitlines()[0]}"
+            )
     return _postgres_problem  # type: ignore[return-value]
 
 

@@ -33,8 +33,8 @@ from inventory.connector import Connector
 from inventory.errors import SourceError
 from inventory.records import Snapshot
 from inventory.schema import OBJECT_MODELS
-from inventory.storage.models import Change
 from inventory.storage.database import Database
+from inventory.storage.models import Change
 from inventory.sync import sync_source
 
 ROW_MODELS = OBJECT_MODELS
@@ -126,7 +126,9 @@ class ConnectorContract:
         assert again.ok and again.result is not None, again.error
         assert (again.result.created, again.result.updated, again.result.removed) == (0, 0, 0)
 
-    def test_an_incomplete_answer_removes_nothing_and_a_complete_one_removes_what_is_gone(self, db: Database, fake: Any) -> None:
+    def test_an_incomplete_answer_removes_nothing_and_a_complete_one_removes_what_is_gone(
+        self, db: Database, fake: Any
+    ) -> None:
         connector = self.connector(fake)
         assert sync_source(db, connector).ok
         gone = self.remove(fake)
@@ -179,8 +181,12 @@ class ConnectorContract:
         assert _detail(during, detail) == _detail(before, detail)
         assert during.details_stale_since is not None and after.details_stale_since is None
         with db.session() as session:
-            rows = session.scalars(select(Change).where(Change.object_id == before.id, Change.action == "updated")).all()
-        assert not [row.diff for row in rows if any(key == detail or key.startswith(f"{detail}.") for key in row.diff or {})]
+            rows = session.scalars(
+                select(Change).where(Change.object_id == before.id, Change.action == "updated")
+            ).all()
+        assert not [
+            row.diff for row in rows if any(key == detail or key.startswith(f"{detail}.") for key in row.diff or {})
+        ]
 
     def test_an_incomplete_snapshot_says_what_was_not_read(self, fake: Any) -> None:
         assert self.connector(fake).collect().complete
@@ -195,8 +201,12 @@ class ConnectorContract:
     def test_no_secret_of_the_config_reaches_a_record_or_a_row(self, db: Database, fake: Any) -> None:
         connector = self.connector(fake)
         secrets = self.secrets(fake)
-        secret_fields = [name for name, info in type(connector.config).model_fields.items() if _holds_secret(info.annotation)]
-        assert bool(secrets) == bool(secret_fields), f"config fields holding secrets: {secret_fields}; secrets given: {len(secrets)}"
+        secret_fields = [
+            name for name, info in type(connector.config).model_fields.items() if _holds_secret(info.annotation)
+        ]
+        assert bool(secrets) == bool(secret_fields), (
+            f"config fields holding secrets: {secret_fields}; secrets given: {len(secrets)}"
+        )
         if not secrets:
             pytest.skip(f"the {connector.type_name} config has no secret field")
 
@@ -206,7 +216,10 @@ class ConnectorContract:
         texts = [repr(dataclasses.asdict(record)) for record in _records(snapshot)]
         with db.session() as session:
             for model in ROW_MODELS.values():
-                texts.extend(repr({c.key: getattr(row, c.key) for c in model.__mapper__.column_attrs}) for row in session.scalars(select(model)))
+                texts.extend(
+                    repr({c.key: getattr(row, c.key) for c in model.__mapper__.column_attrs})
+                    for row in session.scalars(select(model))
+                )
         assert texts
         for secret in secrets:
             assert not [text for text in texts if secret in text]
@@ -229,5 +242,7 @@ def _detail(row: Any, detail: str) -> Any:
 def _live_row(db: Database, obj: SourceObject) -> Any:
     model = ROW_MODELS[obj.object_type]
     with db.session() as session:
-        query = select(model).where(model.kind == obj.kind, model.external_id == obj.external_id, model.removed_at.is_(None))
+        query = select(model).where(
+            model.kind == obj.kind, model.external_id == obj.external_id, model.removed_at.is_(None)
+        )
         return session.scalars(query).one_or_none()

@@ -20,11 +20,16 @@ from inventory.storage.models import Source, SyncRun
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def write_inventory(path: Path, hosts: int, *, prefix: str = "h", status: str = "running", extra: dict[str, Any] | None = None) -> Path:
+def write_inventory(
+    path: Path, hosts: int, *, prefix: str = "h", status: str = "running", extra: dict[str, Any] | None = None
+) -> Path:
     """A static source file with ``hosts`` hosts, each running one workload."""
     data: dict[str, Any] = {
         "hosts": [{"id": f"{prefix}{i}", "name": f"{prefix}-host-{i}"} for i in range(hosts)],
-        "workloads": [{"id": f"{prefix}w{i}", "name": f"{prefix}-app-{i}", "host": f"{prefix}{i}", "status": status} for i in range(hosts)],
+        "workloads": [
+            {"id": f"{prefix}w{i}", "name": f"{prefix}-app-{i}", "host": f"{prefix}{i}", "status": status}
+            for i in range(hosts)
+        ],
     }
     for key, values in (extra or {}).items():
         data.setdefault(key, []).extend(values)
@@ -65,9 +70,16 @@ def inventory_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "inventory", *args]
 
 
-def run_inventory(*args: str, timeout: float = 60, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_inventory(
+    *args: str, timeout: float = 60, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        inventory_command(*args), capture_output=True, text=True, timeout=timeout, cwd=cwd or PROJECT_ROOT, env=env or child_env()
+        inventory_command(*args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd or PROJECT_ROOT,
+        env=env or child_env(),
     )
 
 
@@ -83,7 +95,9 @@ def start_inventory(*args: str, cwd: Path | None = None, env: dict[str, str] | N
     )
 
 
-def wait_for_line(process: subprocess.Popen[str], needle: str, seen: list[str] | None = None, timeout: float = 60) -> str:
+def wait_for_line(
+    process: subprocess.Popen[str], needle: str, seen: list[str] | None = None, timeout: float = 60
+) -> str:
     """Read the process's stderr until a line contains ``needle``; kill the process after ``timeout`` seconds."""
     seen = [] if seen is None else seen
     watchdog = threading.Timer(timeout, process.kill)
@@ -95,12 +109,16 @@ def wait_for_line(process: subprocess.Popen[str], needle: str, seen: list[str] |
                 return line
     finally:
         watchdog.cancel()
-    raise AssertionError(f"the process ended (or was killed after {timeout}s) without printing {needle!r}: {''.join(seen)}")
+    raise AssertionError(
+        f"the process ended (or was killed after {timeout}s) without printing {needle!r}: {''.join(seen)}"
+    )
 
 
 def runs_by_source(db: Database) -> dict[str, list[SyncRun]]:
     with db.session() as session:
-        rows = session.execute(select(Source.name, SyncRun).join(SyncRun, SyncRun.source_id == Source.id).order_by(SyncRun.id)).all()
+        rows = session.execute(
+            select(Source.name, SyncRun).join(SyncRun, SyncRun.source_id == Source.id).order_by(SyncRun.id)
+        ).all()
     runs: dict[str, list[SyncRun]] = {}
     for name, run in rows:
         runs.setdefault(name, []).append(run)

@@ -52,7 +52,12 @@ def cluster() -> Iterator[MutableFakeKubernetes]:
 @pytest.fixture
 def config_file(cluster: MutableFakeKubernetes, db: Database, tmp_path: Path) -> Path:
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", {"lab": cluster})
-    raw = {"database": {"url": db.url}, "sources": [{"type": "kubernetes", "name": "lab", "kubeconfig": str(kubeconfig), "context": "lab", "timeout": 5}]}
+    raw = {
+        "database": {"url": db.url},
+        "sources": [
+            {"type": "kubernetes", "name": "lab", "kubeconfig": str(kubeconfig), "context": "lab", "timeout": 5}
+        ],
+    }
     path = tmp_path / "inventory.yaml"
     path.write_text(yaml.safe_dump(raw))
     config = build_config(raw, path=path, registry=ConnectorRegistry.of(KubernetesConnector))
@@ -66,7 +71,9 @@ def runner_for(db: Database, config_file: Path, policy: bytes = POLICY) -> ToolR
     return ToolRunner(db, parse_policy(policy, known_tools=TOOLS.names()), TOOLS, source_config=config.source)
 
 
-def test_self_approval_only_where_the_policy_allows_it(db: Database, config_file: Path, cluster: MutableFakeKubernetes) -> None:
+def test_self_approval_only_where_the_policy_allows_it(
+    db: Database, config_file: Path, cluster: MutableFakeKubernetes
+) -> None:
     runner = runner_for(db, config_file)
     by_carol = runner.run("kubernetes.restart_deployment", "web-0", {}, "carol")
     assert by_carol.outcome == "pending" and by_carol.evaluation.decision.self_approval
@@ -80,7 +87,9 @@ def test_self_approval_only_where_the_policy_allows_it(db: Database, config_file
 
 
 def test_only_named_approvers_may_approve(db: Database, config_file: Path, cluster: MutableFakeKubernetes) -> None:
-    named = POLICY.replace(b"groups: {oncall: [carol]}", b"groups: {oncall: [carol], ops: [erin]}\napprovals: {approvers: ['group:ops']}")
+    named = POLICY.replace(
+        b"groups: {oncall: [carol]}", b"groups: {oncall: [carol], ops: [erin]}\napprovals: {approvers: ['group:ops']}"
+    )
     runner = runner_for(db, config_file, named)
     pending = runner.run("kubernetes.scale_deployment", "web-0", {"replicas": "0"}, "dave")
     with pytest.raises(PolicyDenied, match="frank is not among the approvers"):
@@ -89,13 +98,18 @@ def test_only_named_approvers_may_approve(db: Database, config_file: Path, clust
     assert approve(runner, pending.approval_id, "erin").outcome == "success"  # type: ignore[arg-type]
 
 
-def test_approval_applies_the_policy_in_force_when_approving(db: Database, config_file: Path, cluster: MutableFakeKubernetes) -> None:
+def test_approval_applies_the_policy_in_force_when_approving(
+    db: Database, config_file: Path, cluster: MutableFakeKubernetes
+) -> None:
     pending = runner_for(db, config_file).run("kubernetes.scale_deployment", "web-0", {"replicas": "0"}, "dave")
-    stricter = POLICY + b"""
+    stricter = (
+        POLICY
+        + b"""
   - name: freeze
     effect: deny
     match: {classes: [DESTRUCTIVE]}
 """
+    )
     with pytest.raises(PolicyDenied, match="now denies"):
         approve(runner_for(db, config_file, stricter), pending.approval_id, "erin")  # type: ignore[arg-type]
     runner = runner_for(db, config_file)
@@ -105,7 +119,9 @@ def test_approval_applies_the_policy_in_force_when_approving(db: Database, confi
     assert cluster.mutations == []
 
 
-def test_two_approvers_at_once_run_the_call_once(db: Database, config_file: Path, cluster: MutableFakeKubernetes) -> None:
+def test_two_approvers_at_once_run_the_call_once(
+    db: Database, config_file: Path, cluster: MutableFakeKubernetes
+) -> None:
     runner = runner_for(db, config_file)
     pending = runner.run("kubernetes.scale_deployment", "web-0", {"replicas": "0"}, "dave")
     results: list[str] = []
@@ -134,13 +150,18 @@ def test_reject_and_withdraw(db: Database, config_file: Path, cluster: MutableFa
     assert list_approvals(runner) == [] and cluster.mutations == []
     with db.session() as session:
         settled = list_entries(session, AuditFilter(event="approval"))
-    assert [(e["approver"], e["outcome"], e["error"]) for e in settled] == [("erin", "rejected", "not during business hours"), ("dave", "rejected", "withdrawn")]
+    assert [(e["approver"], e["outcome"], e["error"]) for e in settled] == [
+        ("erin", "rejected", "not during business hours"),
+        ("dave", "rejected", "withdrawn"),
+    ]
 
 
 def test_arguments_carrying_a_secret_are_never_queued(db: Database, config_file: Path) -> None:
     runner = runner_for(db, config_file)
     with pytest.raises(UsageError, match="cannot wait for approval"):
-        runner.run("kubernetes.scale_deployment", "web-0", {"replicas": "0", "reason": "token=canary-Ap9x-secret"}, "dave")
+        runner.run(
+            "kubernetes.scale_deployment", "web-0", {"replicas": "0", "reason": "token=canary-Ap9x-secret"}, "dave"
+        )
     assert list_approvals(runner, "all") == []
     with db.session() as session:
         (entry,) = list_entries(session, AuditFilter(event="tool_call"))
@@ -191,21 +212,31 @@ SCALE_TO_ZERO = ("tool", "run", "kubernetes.scale_deployment", "--target", "web-
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_on_a_terminal_an_approver_allowed_to_self_approve_confirms_in_place(db: Database, config_file: Path, cluster: MutableFakeKubernetes) -> None:
+def test_on_a_terminal_an_approver_allowed_to_self_approve_confirms_in_place(
+    db: Database, config_file: Path, cluster: MutableFakeKubernetes
+) -> None:
     """A real pseudo-terminal: the CLI prompts, we type the deployment's name, the call runs."""
     me = os_user_name()
-    configure(config_file, b"groups: {ops: [%s]}\napprovals: {approvers: ['group:ops'], self_approval: true}\n" % me.encode())
+    configure(
+        config_file, b"groups: {ops: [%s]}\napprovals: {approvers: ['group:ops'], self_approval: true}\n" % me.encode()
+    )
     code, output = run_on_terminal(config_file, *SCALE_TO_ZERO)
     assert code == 0, output
     assert [m.body for m in cluster.mutations] == [{"spec": {"replicas": 0}}]
     with db.session() as session:
         intent, done = list_entries(session, AuditFilter(event="tool_call"))
-    assert (intent["outcome"], done["outcome"], done["approver"]) == ("started", "success", f"{me} (terminal confirmation)")
+    assert (intent["outcome"], done["outcome"], done["approver"]) == (
+        "started",
+        "success",
+        f"{me} (terminal confirmation)",
+    )
     assert done["details"]["intent_seq"] == intent["seq"]
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_terminal_confirmation_does_not_bypass_the_approvers(db: Database, config_file: Path, cluster: MutableFakeKubernetes) -> None:
+def test_terminal_confirmation_does_not_bypass_the_approvers(
+    db: Database, config_file: Path, cluster: MutableFakeKubernetes
+) -> None:
     """The requester types the target's name on a terminal, but the policy names group:ops and forbids self-approval:
     nothing runs, the call waits for an approver."""
     configure(config_file, b"groups: {ops: [erin]}\napprovals: {approvers: ['group:ops'], self_approval: false}\n")
@@ -224,7 +255,9 @@ def test_importing_the_cli_pulls_in_no_sdk() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, cwd=PROJECT_ROOT)
 
 
-def test_destructive_calls_are_notified_when_requested_and_when_run(db: Database, config_file: Path, cluster: MutableFakeKubernetes) -> None:
+def test_destructive_calls_are_notified_when_requested_and_when_run(
+    db: Database, config_file: Path, cluster: MutableFakeKubernetes
+) -> None:
     import httpx
     import respx
 
@@ -232,7 +265,9 @@ def test_destructive_calls_are_notified_when_requested_and_when_run(db: Database
 
     with respx.mock(assert_all_called=False) as mock:
         hook = mock.post("https://hooks.lab/inventory").mock(return_value=httpx.Response(204))
-        notifier = Notifier(NotifySettings.model_validate({"targets": [{"type": "webhook", "url": "https://hooks.lab/inventory"}]}))
+        notifier = Notifier(
+            NotifySettings.model_validate({"targets": [{"type": "webhook", "url": "https://hooks.lab/inventory"}]})
+        )
         runner = runner_for(db, config_file)
         runner.notifier = notifier
         runner.run("kubernetes.list_pods", "source:lab", {}, "dave")  # READ_ONLY: no message
@@ -248,7 +283,9 @@ def test_destructive_calls_are_notified_when_requested_and_when_run(db: Database
     assert "dave ran kubernetes.scale_deployment" in bodies[2] and "success" in bodies[2]
 
 
-def test_approvers_are_compared_as_principals_not_spellings(db: Database, config_file: Path, cluster: MutableFakeKubernetes) -> None:
+def test_approvers_are_compared_as_principals_not_spellings(
+    db: Database, config_file: Path, cluster: MutableFakeKubernetes
+) -> None:
     runner = runner_for(db, config_file)
     pending = runner.run("kubernetes.scale_deployment", "web-0", {"replicas": "0"}, "alice")
     for spelling in ("Alice", "ALICE", "alice\u0301"[:5], " alice "):
@@ -257,7 +294,9 @@ def test_approvers_are_compared_as_principals_not_spellings(db: Database, config
     assert cluster.mutations == []
 
 
-def test_a_deny_rule_for_a_pattern_catches_every_spelling(db: Database, config_file: Path, cluster: MutableFakeKubernetes) -> None:
+def test_a_deny_rule_for_a_pattern_catches_every_spelling(
+    db: Database, config_file: Path, cluster: MutableFakeKubernetes
+) -> None:
     policy = b"rules:\n  - {name: no-agents, effect: deny, match: {actors: ['agent-*']}}\n"
     runner = runner_for(db, config_file, policy)
     for actor in ("Agent-1", "AGENT-2", "agent-3"):
@@ -266,9 +305,15 @@ def test_a_deny_rule_for_a_pattern_catches_every_spelling(db: Database, config_f
     assert cluster.mutations == []
 
 
-def test_acting_for_an_agent_applies_its_rules_and_never_approves(db: Database, config_file: Path, cluster: MutableFakeKubernetes) -> None:
+def test_acting_for_an_agent_applies_its_rules_and_never_approves(
+    db: Database, config_file: Path, cluster: MutableFakeKubernetes
+) -> None:
     settings = PrincipalSettings(users={"agent-1": ["agents"]}, act_for={"runner": ["agent-1"]})
-    runner = runner_for(db, config_file, b"groups: {agents: []}\nrules:\n  - {name: agents-no-scaling, effect: deny, match: {actors: ['group:agents'], tools: [kubernetes.scale_deployment]}}\n")
+    runner = runner_for(
+        db,
+        config_file,
+        b"groups: {agents: []}\nrules:\n  - {name: agents-no-scaling, effect: deny, match: {actors: ['group:agents'], tools: [kubernetes.scale_deployment]}}\n",
+    )
     runner.principals = settings
     acting = cli_principal(settings, "Agent-1", user="runner")
     assert (acting.name, acting.on_behalf_of, acting.label) == ("runner", "Agent-1", "runner (on behalf of Agent-1)")
@@ -281,7 +326,9 @@ def test_acting_for_an_agent_applies_its_rules_and_never_approves(db: Database, 
     assert restarted.outcome == "success" and restarted.approver is None
     runner.policy = parse_policy(b"approvals: {self_approval: true}")
     pending = runner.run("kubernetes.scale_deployment", "web-0", {"replicas": "0"}, "dave")
-    queued = runner.run("kubernetes.scale_deployment", "web-0", {"replicas": "0"}, acting, confirm=lambda _evaluation: True)
+    queued = runner.run(
+        "kubernetes.scale_deployment", "web-0", {"replicas": "0"}, acting, confirm=lambda _evaluation: True
+    )
     assert queued.outcome == "pending"  # not confirmed in place
     for approval_id in (pending.approval_id, queued.approval_id):
         with pytest.raises(PolicyDenied, match="--actor never approves"):
@@ -310,7 +357,9 @@ def test_only_an_approver_or_the_requester_rejects(db: Database, config_file: Pa
     reject(runner, pending.approval_id, "Dave", "withdrawn")  # type: ignore[arg-type]
 
 
-def test_the_policy_in_force_is_the_operators_not_the_callers(db: Database, config_file: Path, cluster: MutableFakeKubernetes, tmp_path: Path) -> None:
+def test_the_policy_in_force_is_the_operators_not_the_callers(
+    db: Database, config_file: Path, cluster: MutableFakeKubernetes, tmp_path: Path
+) -> None:
     """A caller's --policy, INVENTORY_POLICY or policy.yaml in the working directory cannot replace the operator's policy."""
     configure(config_file, b"rules:\n  - {name: freeze, effect: deny, match: {tools: ['kubernetes.*']}}\n")
     allow_all = tmp_path / "caller" / "policy.yaml"
@@ -319,12 +368,28 @@ def test_the_policy_in_force_is_the_operators_not_the_callers(db: Database, conf
     base = [sys.executable, "-m", "inventory", "--config", str(config_file)]
     restart = ["tool", "run", "kubernetes.restart_deployment", "--target", "web-0", "--no-input"]
     env = {**os.environ, "INVENTORY_POLICY": str(allow_all)}
-    flag = subprocess.run([*base, *restart, "--policy", str(allow_all)], cwd=allow_all.parent, env=env, capture_output=True, text=True)
+    flag = subprocess.run(
+        [*base, *restart, "--policy", str(allow_all)], cwd=allow_all.parent, env=env, capture_output=True, text=True
+    )
     assert flag.returncode == 2 and "No such option '--policy'" in flag.stderr
     by_env_and_cwd = subprocess.run([*base, *restart], cwd=allow_all.parent, env=env, capture_output=True, text=True)
     assert by_env_and_cwd.returncode == 3 and "freeze" in by_env_and_cwd.stderr
     assert cluster.mutations == []
-    draft = subprocess.run([*base, "policy", "check", "kubernetes.restart_deployment", "--target", "web-0", "--policy", str(allow_all), "-o", "json"],
-                           capture_output=True, text=True)
+    draft = subprocess.run(
+        [
+            *base,
+            "policy",
+            "check",
+            "kubernetes.restart_deployment",
+            "--target",
+            "web-0",
+            "--policy",
+            str(allow_all),
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert draft.returncode == 0 and "not the policy in force" in draft.stderr
     assert json.loads(draft.stdout)["in_force"] is False

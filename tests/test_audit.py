@@ -13,7 +13,6 @@ from click.testing import CliRunner
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from inventory.principals import os_user_name
 from inventory.audit.log import (
     AuditFilter,
     AuditRecord,
@@ -25,6 +24,7 @@ from inventory.audit.log import (
     verify_chain,
 )
 from inventory.cli import cli
+from inventory.principals import os_user_name
 from inventory.storage.database import Database
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +33,21 @@ CANARY = "canary-Zq81-do-not-leak"
 
 def _fill(db: Database, count: int = 5) -> None:
     for i in range(count):
-        append(db, AuditRecord(event="tool_call", actor=f"user{i % 2}", outcome="success", tool="docker.restart", target=f"workload:src/container/c{i}", target_name=f"c{i}", arguments={"timeout": i}, tool_class="SAFE_MUTATE", decision="allow", matched_rule="default:SAFE_MUTATE"))
+        append(
+            db,
+            AuditRecord(
+                event="tool_call",
+                actor=f"user{i % 2}",
+                outcome="success",
+                tool="docker.restart",
+                target=f"workload:src/container/c{i}",
+                target_name=f"c{i}",
+                arguments={"timeout": i},
+                tool_class="SAFE_MUTATE",
+                decision="allow",
+                matched_rule="default:SAFE_MUTATE",
+            ),
+        )
 
 
 def _verify(db: Database) -> VerifyResult:
@@ -41,7 +55,12 @@ def _verify(db: Database) -> VerifyResult:
     with db.session() as session:
         result = verify_chain(session)
         here = verify_chain(session, in_python=True)
-    assert (here.problem, here.checked, here.last_seq, here.last_hash) == (result.problem, result.checked, result.last_seq, result.last_hash)
+    assert (here.problem, here.checked, here.last_seq, here.last_hash) == (
+        result.problem,
+        result.checked,
+        result.last_seq,
+        result.last_hash,
+    )
     return result
 
 
@@ -55,7 +74,12 @@ def _drop_triggers(db: Database) -> None:
             conn.execute(text("DROP TRIGGER audit_log_no_delete"))
 
 
-REFUSED = ["UPDATE audit_log SET actor = 'mallory' WHERE seq = 2", "DELETE FROM audit_log WHERE seq = 3", "DELETE FROM audit_log", "TRUNCATE audit_log"]
+REFUSED = [
+    "UPDATE audit_log SET actor = 'mallory' WHERE seq = 2",
+    "DELETE FROM audit_log WHERE seq = 3",
+    "DELETE FROM audit_log",
+    "TRUNCATE audit_log",
+]
 
 
 def test_database_refuses_to_change_the_audit_log(db: Database) -> None:
@@ -123,7 +147,12 @@ def test_awkward_values_hash_the_same_in_python_and_in_postgresql(db: Database) 
             outcome="failed",
             tool="kubernetes.scale_deployment",
             target_name=awkward,
-            arguments={"replicas": 0, "ratio": 0.1 + 0.2, "big": 2**62, "nested": {"z": [awkward, None, True], "a": -0.0}},
+            arguments={
+                "replicas": 0,
+                "ratio": 0.1 + 0.2,
+                "big": 2**62,
+                "nested": {"z": [awkward, None, True], "a": -0.0},
+            },
             approval_id=2**40,
             error=awkward,
             duration_ms=0.0004,
@@ -210,7 +239,10 @@ db.dispose()
 
 def test_concurrent_appends_from_several_processes_keep_one_chain(db: Database) -> None:
     writers, each = 4, 25
-    processes = [subprocess.Popen([sys.executable, "-c", _WRITER, db.url, f"w{n}", str(each)], cwd=PROJECT_ROOT) for n in range(writers)]
+    processes = [
+        subprocess.Popen([sys.executable, "-c", _WRITER, db.url, f"w{n}", str(each)], cwd=PROJECT_ROOT)
+        for n in range(writers)
+    ]
     assert [p.wait(timeout=60) for p in processes] == [0] * writers
     result = _verify(db)
     assert result.ok, result.problem
@@ -224,7 +256,9 @@ def test_cli_audit_list_verify_export(db: Database, tmp_path: Path) -> None:
     _fill(db, 4)
     runner = CliRunner()
     base = ["--database-url", db.url]
-    listed = runner.invoke(cli, [*base, "audit", "list", "--actor", "user0", "--since", "1d", "-o", "json"], catch_exceptions=False)
+    listed = runner.invoke(
+        cli, [*base, "audit", "list", "--actor", "user0", "--since", "1d", "-o", "json"], catch_exceptions=False
+    )
     assert listed.exit_code == 0, listed.output
     assert [e["seq"] for e in json.loads(listed.output)] == [1, 3]
     shown = runner.invoke(cli, [*base, "audit", "show", "2", "-o", "json"], catch_exceptions=False)
@@ -238,7 +272,11 @@ def test_cli_audit_list_verify_export(db: Database, tmp_path: Path) -> None:
         conn.execute(text("UPDATE audit_log SET actor = 'nobody' WHERE seq = 2"))
     broken = runner.invoke(cli, [*base, "audit", "verify", "-o", "json"])
     assert broken.exit_code == 1
-    assert json.loads(broken.output)["problem"] == {"seq": 2, "kind": "changed", "message": "entry 2 was changed: its content no longer matches its hash"}
+    assert json.loads(broken.output)["problem"] == {
+        "seq": 2,
+        "kind": "changed",
+        "message": "entry 2 was changed: its content no longer matches its hash",
+    }
 
 
 def test_each_sync_run_appends_one_summary_entry_per_source(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -250,7 +288,12 @@ def test_each_sync_run_appends_one_summary_entry_per_source(db: Database, monkey
     monkeypatch.setenv("INVENTORY_ACTOR", "scheduler")  # ignored: the actor of a sync is the OS user running it
     raw = {
         "sources": [
-            {"type": "static", "name": "lab", "hosts": [{"id": "nas1", "name": "nas"}], "workloads": [{"id": "plex", "name": "plex", "host": "nas1"}]},
+            {
+                "type": "static",
+                "name": "lab",
+                "hosts": [{"id": "nas1", "name": "nas"}],
+                "workloads": [{"id": "plex", "name": "plex", "host": "nas1"}],
+            },
             {"type": "static", "name": "broken", "path": "/nonexistent/machines.yaml"},
         ]
     }
@@ -261,7 +304,10 @@ def test_each_sync_run_appends_one_summary_entry_per_source(db: Database, monkey
         logged = list_entries(session, AuditFilter(event="sync"))
     me = os_user_name()
     # Sources collect concurrently: the summaries come in the order the runs ended.
-    assert sorted((e["source"], e["outcome"], e["actor"]) for e in logged) == [("broken", "failed", me), ("lab", "success", me)]
+    assert sorted((e["source"], e["outcome"], e["actor"]) for e in logged) == [
+        ("broken", "failed", me),
+        ("lab", "success", me),
+    ]
     lab = next(e for e in logged if e["source"] == "lab")
     assert lab["details"]["created"] == 2 and lab["details"]["run_id"] == outcomes[0].run_id
     assert "broken" in next(e for e in logged if e["source"] == "broken")["error"]
@@ -275,11 +321,20 @@ def test_each_sync_run_appends_one_summary_entry_per_source(db: Database, monkey
         (["DELETE FROM audit_log WHERE seq = 21"], (21, "removed")),
         (["DELETE FROM audit_log WHERE seq = 1"], (1, "removed")),
         (["UPDATE audit_log SET outcome = 'denied' WHERE seq = 21"], (21, "changed")),
-        (["UPDATE audit_log SET seq = -1 WHERE seq = 20", "UPDATE audit_log SET seq = 20 WHERE seq = 21", "UPDATE audit_log SET seq = 21 WHERE seq = -1"], (20, "out_of_order")),
+        (
+            [
+                "UPDATE audit_log SET seq = -1 WHERE seq = 20",
+                "UPDATE audit_log SET seq = 20 WHERE seq = 21",
+                "UPDATE audit_log SET seq = 21 WHERE seq = -1",
+            ],
+            (20, "out_of_order"),
+        ),
         ([], None),
     ],
 )
-def test_verify_in_parallel_slices_finds_problems_at_slice_edges(db: Database, monkeypatch: pytest.MonkeyPatch, tamper: list[str], expected: tuple[int, str] | None) -> None:
+def test_verify_in_parallel_slices_finds_problems_at_slice_edges(
+    db: Database, monkeypatch: pytest.MonkeyPatch, tamper: list[str], expected: tuple[int, str] | None
+) -> None:
     import inventory.audit.log as audit_log
 
     monkeypatch.setattr(audit_log, "_PARALLEL_FROM", 1)

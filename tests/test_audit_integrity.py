@@ -107,9 +107,8 @@ def test_replace_upsert_and_out_of_order_inserts_are_refused(db: Database) -> No
         head = _row(db, 6)["entry_hash"]
         attempts.append(({**forged, "seq": 7, "prev_hash": head}, "INSERT OR REPLACE", ""))
     for row, verb, tail in attempts:
-        with pytest.raises(DBAPIError, match="append-only"):
-            with db.engine.begin() as conn:
-                _insert(conn, row, verb, tail)
+        with pytest.raises(DBAPIError, match="append-only"), db.engine.begin() as conn:
+            _insert(conn, row, verb, tail)
     assert _row(db, 3) == entry
     assert _verify(db).ok and _verify(db).checked == 6
 

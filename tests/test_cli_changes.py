@@ -41,7 +41,9 @@ def test_table_has_namespace_and_old_to_new(changed: Path) -> None:
     assert header.split() == ["AT", "SOURCE", "ACTION", "OBJECT", "TYPE", "KIND", "NAMESPACE", "NAME", "CHANGED"]
     assert row.split()[5:7] == ["prod", "db-0"]
     assert "status: running -> stopped" in row
-    assert "labels.tier: back -> backend-tier-with-a-very-long-label-val…; status: running -> stopped" in row  # each value kept compact
+    assert (
+        "labels.tier: back -> backend-tier-with-a-very-long-label-val…; status: running -> stopped" in row
+    )  # each value kept compact
     created = query(changed, "changes", "--action", "created").stdout.splitlines()[1:]
     assert sorted(line.split()[5] for line in created) == ["prod", "test"]
 

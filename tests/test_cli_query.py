@@ -39,7 +39,9 @@ def sync_static(tmp_path: Path, database_url: str, inventory: str) -> Path:
     """A config with one static source of ``inventory``, synced; its path."""
     (tmp_path / "lab.yaml").write_text(inventory)
     config = tmp_path / "inventory.yaml"
-    config.write_text(f"database: {{url: '{database_url}'}}\nsources:\n  - {{type: static, name: lab, path: lab.yaml}}\n")
+    config.write_text(
+        f"database: {{url: '{database_url}'}}\nsources:\n  - {{type: static, name: lab, path: lab.yaml}}\n"
+    )
     for args in (["db", "upgrade"], ["sync", "--once"]):
         result = CliRunner().invoke(cli, ["--config", str(config), *args])
         assert result.exit_code == 0, result.output
@@ -81,8 +83,22 @@ def test_filters(synced: Path) -> None:
 def test_json_output_is_the_documented_shape(synced: Path) -> None:
     (row,) = json.loads(query(synced, "workloads", "list", "--name", "plex", "-o", "json").stdout)
     assert set(row) == {
-        "id", "source", "kind", "external_id", "name", "status", "namespace", "host_id", "host", "parent_id",
-        "labels", "attributes", "first_seen_at", "changed_at", "removed_at", "details_stale_since",
+        "id",
+        "source",
+        "kind",
+        "external_id",
+        "name",
+        "status",
+        "namespace",
+        "host_id",
+        "host",
+        "parent_id",
+        "labels",
+        "attributes",
+        "first_seen_at",
+        "changed_at",
+        "removed_at",
+        "details_stale_since",
     }
     assert (row["source"], row["kind"], row["external_id"], row["host"]) == ("lab", "app", "plex", "nas")
 
@@ -119,7 +135,11 @@ def test_show_ambiguous_name_lists_candidates_and_id_disambiguates(synced: Path)
 
 def test_changes_and_removed_objects(synced: Path) -> None:
     lab = synced.parent / "lab.yaml"
-    lab.write_text(INVENTORY.replace("  - {id: web-2, name: web-2, host: pve1, namespace: prod, status: stopped}\n", "").replace("status: running, labels: {app: plex}", "status: stopped, labels: {app: plex}"))
+    lab.write_text(
+        INVENTORY.replace("  - {id: web-2, name: web-2, host: pve1, namespace: prod, status: stopped}\n", "").replace(
+            "status: running, labels: {app: plex}", "status: stopped, labels: {app: plex}"
+        )
+    )
     assert query(synced, "sync", "--once").exit_code == 0
     rows = json.loads(query(synced, "changes", "--since", "1h", "--action", "removed", "-o", "json").stdout)
     assert [(r["object_type"], r["name"]) for r in rows] == [("workload", "web-2")]
@@ -136,11 +156,21 @@ def test_changes_and_removed_objects(synced: Path) -> None:
 
 def test_sources_listing(synced: Path) -> None:
     (row,) = json.loads(query(synced, "sources", "-o", "json").stdout)
-    assert (row["name"], row["type"], row["hosts"], row["workloads"], row["services"], row["last_status"]) == ("lab", "static", 3, 5, 1, "success")
+    assert (row["name"], row["type"], row["hosts"], row["workloads"], row["services"], row["last_status"]) == (
+        "lab",
+        "static",
+        3,
+        5,
+        1,
+        "success",
+    )
 
 
 def test_same_machine_across_sources(tmp_path: Path, sqlite_url: str) -> None:
-    (tmp_path / "a.yaml").write_text("hosts: [{id: vm101, name: k3s-1, kind: vm, machine_uuid: 4C4C4544-0042, mac_addresses: " "['BC:24:11:00:00:01']}]\n")
+    (tmp_path / "a.yaml").write_text(
+        "hosts: [{id: vm101, name: k3s-1, kind: vm, machine_uuid: 4C4C4544-0042, mac_addresses: "
+        "['BC:24:11:00:00:01']}]\n"
+    )
     (tmp_path / "b.yaml").write_text(
         "hosts:\n"
         "  - {id: node-uid, name: k3s-1.lan, kind: node, machine_uuid: 4c4c4544-0042}\n"
@@ -148,7 +178,13 @@ def test_same_machine_across_sources(tmp_path: Path, sqlite_url: str) -> None:
         "  - {id: other, name: k3s-2, kind: node}\n"
     )
     config = tmp_path / "inventory.yaml"
-    config.write_text(f"database: {{url: '{sqlite_url}'}}\nsources:\n  - {{type: static, name: pve, path: a.yaml}}\n  - {{type: " "static, name: k8s, path: b.yaml}\n")
+    config.write_text(
+        f"database: {{url: '{sqlite_url}'}}\nsources:\n  - {{type: static, name: pve, path: a.yaml}}\n  - {{type: "
+        "static, name: k8s, path: b.yaml}\n"
+    )
     assert query(config, "sync", "--once").exit_code == 0
     doc = json.loads(query(config, "hosts", "show", "pve/vm/vm101", "-o", "json").stdout)
-    assert [(m["name"], m["matched_by"]) for m in doc["same_machine"]] == [("k3s-1.lan", "machine_uuid"), ("docker-on-vm", "mac_address")]
+    assert [(m["name"], m["matched_by"]) for m in doc["same_machine"]] == [
+        ("k3s-1.lan", "machine_uuid"),
+        ("docker-on-vm", "mac_address"),
+    ]

@@ -43,7 +43,7 @@ def two_sources(tmp_path: Path, database_url: str) -> Path:
         result = CliRunner().invoke(cli, ["--config", str(config), *args])
         assert result.exit_code == 0, result.output
     # old-pod goes away at the next sync
-    (tmp_path / "lab.yaml").write_text(LAB.replace('  - {id: gone, name: old-pod, host: n0}\n', ""))
+    (tmp_path / "lab.yaml").write_text(LAB.replace("  - {id: gone, name: old-pod, host: n0}\n", ""))
     result = CliRunner().invoke(cli, ["--config", str(config), "sync", "--once"])
     assert result.exit_code == 0, result.output
     return config

@@ -71,13 +71,17 @@ def test_sync_once_succeeds_and_is_idempotent(lab_config: Path, database_url: st
     assert count(database_url, HostRow) == 3
 
 
-def test_one_failing_source_does_not_stop_the_others_and_exits_1(lab_config: Path, database_url: str, tmp_path: Path) -> None:
+def test_one_failing_source_does_not_stop_the_others_and_exits_1(
+    lab_config: Path, database_url: str, tmp_path: Path
+) -> None:
     assert run("--config", str(lab_config), "sync", "--once").exit_code == 0
     (tmp_path / "rack.yaml").unlink()
     result = run("--config", str(lab_config), "sync", "--once")
     assert result.exit_code == 1
     assert "lab: success" in result.stdout
-    assert f"FAILED source 'rack', file {tmp_path / 'rack.yaml'}: cannot read: No such file or directory" in result.stderr
+    assert (
+        f"FAILED source 'rack', file {tmp_path / 'rack.yaml'}: cannot read: No such file or directory" in result.stderr
+    )
     # The failed source removed nothing.
     assert count(database_url, WorkloadRow) == 2
     db = open_database(database_url)
@@ -103,7 +107,10 @@ def test_only_named_sources(lab_config: Path) -> None:
     [
         ("sources: [\n  {type: static,, }\n", "malformed YAML"),
         ("sources:\n  - {type: static, name: lab, colour: blue}\n", "sources[0].colour: unknown key"),
-        ("sources:\n  - {type: static, name: lab, hosts: [{id: 1, name: [not, a, string]}]}\n", "sources[0].hosts[0].name: Input should be a valid string"),
+        (
+            "sources:\n  - {type: static, name: lab, hosts: [{id: 1, name: [not, a, string]}]}\n",
+            "sources[0].hosts[0].name: Input should be a valid string",
+        ),
         ("sources:\n  - {type: kubernetes-ish, name: lab}\n", "sources[0].type: unknown source type"),
     ],
 )

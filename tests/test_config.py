@@ -56,7 +56,10 @@ def test_database_url_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 def test_environment_references(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LAB_NAME", "homelab")
-    path = write(tmp_path / "inv.yaml", "sources:\n  - {type: static, name: '${LAB_NAME}', hosts: [{id: a, name: '${HOST:-fallback}'}]}\n")
+    path = write(
+        tmp_path / "inv.yaml",
+        "sources:\n  - {type: static, name: '${LAB_NAME}', hosts: [{id: a, name: '${HOST:-fallback}'}]}\n",
+    )
     cfg = load_config(path)
     assert cfg.sources[0].name == "homelab"
     assert cast(StaticConfig, cfg.sources[0]).hosts[0].name == "fallback"
@@ -64,7 +67,9 @@ def test_environment_references(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 def test_missing_environment_variable_names_the_key(tmp_path: Path) -> None:
     path = write(tmp_path / "inv.yaml", "sources:\n  - {type: static, name: '${NOT_SET_ANYWHERE}'}\n")
-    with pytest.raises(ConfigError, match=r"inv.yaml: sources\[0\].name: environment variable NOT_SET_ANYWHERE is not set"):
+    with pytest.raises(
+        ConfigError, match=r"inv.yaml: sources\[0\].name: environment variable NOT_SET_ANYWHERE is not set"
+    ):
         load_config(path)
 
 
@@ -88,13 +93,28 @@ def test_durations_are_accepted_wherever_the_config_takes_seconds(tmp_path: Path
         ("- just\n- a list\n", "inv.yaml: the top level must be a mapping, not list"),
         ("databse: {url: x}\n", "inv.yaml: databse: unknown key"),
         ("sources:\n  - {type: static, name: lab, colour: blue}\n", r"inv.yaml: sources\[0\].colour: unknown key"),
-        ("sources:\n  - {type: static, name: lab}\n  - {type: static, name: lab2, hosts: [{id: a}]}\n", r"sources\[1\].hosts\[0\].name: Field required"),
+        (
+            "sources:\n  - {type: static, name: lab}\n  - {type: static, name: lab2, hosts: [{id: a}]}\n",
+            r"sources\[1\].hosts\[0\].name: Field required",
+        ),
         ("sources:\n  - {name: lab}\n", r"sources\[0\].type: Field required"),
-        ("sources:\n  - {type: nosuch, name: lab}\n", r"sources\[0\].type: unknown source type 'nosuch' \(available: .*static"),
-        ("sources:\n  - {type: static, name: lab, enabled: perhaps}\n", r"sources\[0\].enabled: Input should be a valid boolean"),
+        (
+            "sources:\n  - {type: nosuch, name: lab}\n",
+            r"sources\[0\].type: unknown source type 'nosuch' \(available: .*static",
+        ),
+        (
+            "sources:\n  - {type: static, name: lab, enabled: perhaps}\n",
+            r"sources\[0\].enabled: Input should be a valid boolean",
+        ),
         ("sync: {interval: soon}\n", r"sync.interval: Value error, not a duration|sync.interval: not a duration"),
-        ("sources:\n  - {type: static, name: lab, interval: soon}\n", r"sources\[0\].interval: (Value error, )?not a duration"),
-        ("sources:\n  - {type: static, name: a}\n  - {type: static, name: a}\n", r"sources\[1\].name: duplicate source name 'a'"),
+        (
+            "sources:\n  - {type: static, name: lab, interval: soon}\n",
+            r"sources\[0\].interval: (Value error, )?not a duration",
+        ),
+        (
+            "sources:\n  - {type: static, name: a}\n  - {type: static, name: a}\n",
+            r"sources\[1\].name: duplicate source name 'a'",
+        ),
         (
             "sources:\n  - {type: static, name: lab, workloads: [{id: w, name: w, host: ghost}]}\n",
             r"sources\[0\]: workloads\[0\].host: no declared host with id 'ghost'",
@@ -126,7 +146,9 @@ def test_secret_file_is_read_and_registered_for_redaction(tmp_path: Path) -> Non
     assert redact_text("GET failed with s3cr3t-canary-value") == "GET failed with ***"
 
     missing = write(tmp_path / "inv2.yaml", "sources:\n  - {type: tokened, name: t, token_file: /run/secrets/absent}\n")
-    with pytest.raises(ConfigError, match=r"inv2.yaml: sources\[0\].token_file: cannot read secret file /run/secrets/absent"):
+    with pytest.raises(
+        ConfigError, match=r"inv2.yaml: sources\[0\].token_file: cannot read secret file /run/secrets/absent"
+    ):
         load_config(missing, registry=ConnectorRegistry.of(TokenConnector))
     absent = write(tmp_path / "inv3.yaml", "sources:\n  - {type: tokened, name: t}\n")
     with pytest.raises(ConfigError, match=r"sources\[0\].token: Field required"):

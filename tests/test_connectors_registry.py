@@ -22,7 +22,12 @@ from inventory.policy.tools import ToolSpec
 
 
 def registry_with(**targets: str) -> ConnectorRegistry:
-    return ConnectorRegistry({name: _Entry(name, EntryPoint(name=name, value=value, group=ENTRY_POINT_GROUP)) for name, value in targets.items()})
+    return ConnectorRegistry(
+        {
+            name: _Entry(name, EntryPoint(name=name, value=value, group=ENTRY_POINT_GROUP))
+            for name, value in targets.items()
+        }
+    )
 
 
 def test_built_in_connectors_are_registered_through_entry_points() -> None:
@@ -32,7 +37,9 @@ def test_built_in_connectors_are_registered_through_entry_points() -> None:
 
 
 def test_broken_connector_is_disabled_and_others_still_load(caplog: pytest.LogCaptureFixture) -> None:
-    registry = registry_with(broken="connectors.does_not_exist:Nope", static="connectors.static.connector:StaticConnector", odd="json:dumps")
+    registry = registry_with(
+        broken="connectors.does_not_exist:Nope", static="connectors.static.connector:StaticConnector", odd="json:dumps"
+    )
     with pytest.raises(ConnectorUnavailable, match="connector 'broken' is unavailable: ModuleNotFoundError"):
         registry.get("broken")
     assert "connector 'broken' is disabled" in caplog.text
@@ -60,10 +67,13 @@ def test_sync_once_of_a_static_source_loads_no_sdk_and_no_loop_machinery(tmp_pat
     config = tmp_path / "inventory.yaml"
     config.write_text("sources:\n  - {type: static, name: lab, hosts: [{id: nas, name: nas}]}\n")
     args = ["-c", str(config), "--database-url", f"sqlite:///{tmp_path / 'inventory.db'}", "sync", "--once"]
-    subprocess.run([sys.executable, "-m", "inventory", *args], capture_output=True, text=True, check=True)  # creates and migrates
+    subprocess.run(
+        [sys.executable, "-m", "inventory", *args], capture_output=True, text=True, check=True
+    )  # creates and migrates
     code = (
         "import atexit, sys\n"
-        "unwanted = ('kubernetes', 'proxmoxer', 'docker', 'alembic', 'prometheus_client', 'inventory.loop', " "'inventory.metrics')\n"
+        "unwanted = ('kubernetes', 'proxmoxer', 'docker', 'alembic', 'prometheus_client', 'inventory.loop', "
+        "'inventory.metrics')\n"
         "atexit.register(lambda: print('loaded:', ','.join(m for m in unwanted if m in sys.modules)))\n"
         f"sys.argv = ['inventory', *{args!r}]\n"
         "from inventory.cli import main\n"
@@ -100,7 +110,9 @@ class _Lab(StaticConnector):
     statuses = StatusVocabulary(running={"Humming"}, failed={"on-fire"})
 
 
-def test_a_tool_declared_for_another_connector_type_disables_that_connectors_tools(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_tool_declared_for_another_connector_type_disables_that_connectors_tools(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     from connectors.docker.tools import TOOLS
 
     class Impostor(_Lab):
@@ -115,23 +127,69 @@ def test_a_tool_declared_for_another_connector_type_disables_that_connectors_too
 
 def test_status_words_come_from_the_connectors_declarations() -> None:
     pooled = ConnectorRegistry.of(StaticConnector, _Lab).status_vocabulary()
-    assert [pooled.classify(s) for s in ("HUMMING", "on-fire", "shutdown", "exited")] == ["running", "failed", "stopped", "other"]
+    assert [pooled.classify(s) for s in ("HUMMING", "on-fire", "shutdown", "exited")] == [
+        "running",
+        "failed",
+        "stopped",
+        "other",
+    ]
     # The built-in connectors together keep the words the report has always known.
     builtin = ConnectorRegistry.discover().status_vocabulary()
-    assert builtin.running == {"running", "ready", "active", "up", "healthy", "available", "online", "succeeded", "completed", "complete"}
-    assert builtin.stopped == {"stopped", "exited", "paused", "created", "terminated", "suspended", "offline", "shutdown", "dead"}
-    assert builtin.failed == {"failed", "error", "crashloopbackoff", "imagepullbackoff", "errimagepull", "oomkilled", "unhealthy", "restarting", "unknown"}
+    assert builtin.running == {
+        "running",
+        "ready",
+        "active",
+        "up",
+        "healthy",
+        "available",
+        "online",
+        "succeeded",
+        "completed",
+        "complete",
+    }
+    assert builtin.stopped == {
+        "stopped",
+        "exited",
+        "paused",
+        "created",
+        "terminated",
+        "suspended",
+        "offline",
+        "shutdown",
+        "dead",
+    }
+    assert builtin.failed == {
+        "failed",
+        "error",
+        "crashloopbackoff",
+        "imagepullbackoff",
+        "errimagepull",
+        "oomkilled",
+        "unhealthy",
+        "restarting",
+        "unknown",
+    }
 
 
 def test_no_connector_module_is_part_of_an_import_cycle() -> None:
     """Counting every import, also those inside functions and under TYPE_CHECKING: a cycle is a cycle."""
     root = Path(__file__).resolve().parent.parent
-    files = {".".join(f.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): f for package in ("connectors", "inventory") for f in (root / package).rglob("*.py")}
+    files = {
+        ".".join(f.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): f
+        for package in ("connectors", "inventory")
+        for f in (root / package).rglob("*.py")
+    }
     imports: dict[str, set[str]] = {}
     for module, file in files.items():
         found = set()
         for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             for name in names:
                 while name and name not in files:
                     name = name.rpartition(".")[0]
@@ -150,5 +208,10 @@ def test_no_connector_module_is_part_of_an_import_cycle() -> None:
                 todo.append(nxt)
         return False
 
-    cycles = [m for m in files if m.startswith(("connectors.", "inventory.connector", "inventory.policy.tools", "inventory.policy.registry")) and reaches(m, m)]
+    cycles = [
+        m
+        for m in files
+        if m.startswith(("connectors.", "inventory.connector", "inventory.policy.tools", "inventory.policy.registry"))
+        and reaches(m, m)
+    ]
     assert cycles == []

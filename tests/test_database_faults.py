@@ -11,18 +11,21 @@ from pathlib import Path
 from sqlalchemy import create_engine, select, text
 from sync_support import child_env, run_inventory, write_config, write_inventory
 
+from connectors.static.connector import StaticConnector
 from inventory.config import build_config
 from inventory.connector import ConnectorRegistry
 from inventory.outcome import SourceOutcome
 from inventory.storage.database import Database, open_database
 from inventory.storage.models import SyncRun
 from inventory.sync import sync_all
-from connectors.static.connector import StaticConnector
 
 
 def _static_config(tmp_path: Path, names: tuple[str, ...]) -> dict[str, object]:
     return {
-        "sources": [{"type": "static", "name": n, "path": str(write_inventory(tmp_path / f"{n}.yaml", 2, prefix=n))} for n in names],
+        "sources": [
+            {"type": "static", "name": n, "path": str(write_inventory(tmp_path / f"{n}.yaml", 2, prefix=n))}
+            for n in names
+        ],
         "sync": {"concurrency": 1},
     }
 
@@ -38,7 +41,11 @@ def test_postgres_sessions_carry_statement_idle_and_keepalive_timeouts(postgres_
             keepalives = connection.connection.dbapi_connection.info.get_parameters()  # type: ignore[union-attr]
     finally:
         db.dispose()
-    assert shown == {"statement_timeout": "5min", "idle_in_transaction_session_timeout": "5min", "tcp_keepalives_idle": "30"}
+    assert shown == {
+        "statement_timeout": "5min",
+        "idle_in_transaction_session_timeout": "5min",
+        "tcp_keepalives_idle": "30",
+    }
     assert keepalives["connect_timeout"] == "10" and keepalives["keepalives"] == "1"
 
 

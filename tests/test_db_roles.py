@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from conftest import POSTGRES_ADMIN_URL
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from conftest import POSTGRES_ADMIN_URL
 from inventory.audit.keys import AuditSecrets, attach
 from inventory.audit.log import AuditRecord, append, verify_chain
 from inventory.cli import cli

@@ -15,7 +15,13 @@ def fresh_env(tmp_path: Path) -> dict[str, str]:
     """No config, no database, no kubeconfig, an empty home: what a newcomer's machine has."""
     home = tmp_path / "home"
     home.mkdir()
-    return child_env(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), XDG_DATA_HOME=str(home / ".local/share"), KUBECONFIG="", DOCKER_HOST="")
+    return child_env(
+        HOME=str(home),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_DATA_HOME=str(home / ".local/share"),
+        KUBECONFIG="",
+        DOCKER_HOST="",
+    )
 
 
 def test_demo_runs_end_to_end_and_leaves_a_database_to_query(tmp_path: Path) -> None:
@@ -40,10 +46,23 @@ def test_demo_runs_end_to_end_and_leaves_a_database_to_query(tmp_path: Path) -> 
     # The queries the demo suggests work on what it made.
     config = tmp_path / "inventory-demo" / "inventory.yaml"
     assert config.is_file() and (tmp_path / "inventory-demo" / "inventory.db").is_file()
-    pods = run_inventory("-c", str(config), "workloads", "list", "--source", "k3s", "--kind", "pod", "-o", "json", cwd=tmp_path, env=env)
+    pods = run_inventory(
+        "-c", str(config), "workloads", "list", "--source", "k3s", "--kind", "pod", "-o", "json", cwd=tmp_path, env=env
+    )
     assert pods.returncode == 0, pods.stderr
     assert len(json.loads(pods.stdout)) == 24
-    stopped = run_inventory("-c", "inventory-demo/inventory.yaml", "workloads", "list", "--status", "stopped", "-o", "json", cwd=tmp_path, env=env)
+    stopped = run_inventory(
+        "-c",
+        "inventory-demo/inventory.yaml",
+        "workloads",
+        "list",
+        "--status",
+        "stopped",
+        "-o",
+        "json",
+        cwd=tmp_path,
+        env=env,
+    )
     assert {w["name"] for w in json.loads(stopped.stdout)} >= {"win11", "nextcloud"}
     assert run_inventory("-c", str(config), "status", "--max-age", "1h", cwd=tmp_path, env=env).returncode == 0
     report = run_inventory("-c", str(config), "report", "-o", "markdown", cwd=tmp_path, env=env)
@@ -56,7 +75,19 @@ def test_demo_runs_end_to_end_and_leaves_a_database_to_query(tmp_path: Path) -> 
 
 
 def test_demo_churn_keeps_the_loop_running(tmp_path: Path) -> None:
-    result = run_inventory("demo", "--dir", str(tmp_path / "lab"), "--churn", "--cycles", "2", "--interval", "0.2s", cwd=tmp_path, env=fresh_env(tmp_path), timeout=120)
+    result = run_inventory(
+        "demo",
+        "--dir",
+        str(tmp_path / "lab"),
+        "--churn",
+        "--cycles",
+        "2",
+        "--interval",
+        "0.2s",
+        cwd=tmp_path,
+        env=fresh_env(tmp_path),
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "~ proxmox: nextcloud is now stopped" in result.stdout
     assert "~ kubernetes: pod" in result.stdout
@@ -66,8 +97,10 @@ def test_demo_churn_keeps_the_loop_running(tmp_path: Path) -> None:
 
 def test_the_cli_imports_no_sdk_and_no_fake() -> None:
     code = (
-        "import sys, inventory.cli, inventory.loop, inventory.locks, inventory.metrics, inventory.notify, " "inventory.report\n"
-        "loaded = {'kubernetes', 'proxmoxer', 'docker', 'inventory.demo', 'inventory.testing.fake_proxmox', 'httpx'} " "& set(sys.modules)\n"
+        "import sys, inventory.cli, inventory.loop, inventory.locks, inventory.metrics, inventory.notify, "
+        "inventory.report\n"
+        "loaded = {'kubernetes', 'proxmoxer', 'docker', 'inventory.demo', 'inventory.testing.fake_proxmox', 'httpx'} "
+        "& set(sys.modules)\n"
         "assert not loaded, loaded"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

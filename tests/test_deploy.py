@@ -89,8 +89,14 @@ def test_compose_runs_postgres_and_one_server_with_the_loop_and_health_checks() 
     migrate = services["migrate"]
     assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert sync["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
-    assert migrate["command"][:2] == ["db", "grant"] and "inventory_owner@" in migrate["environment"]["INVENTORY_DATABASE_URL"]
-    assert "//inventory@" in sync["environment"]["INVENTORY_DATABASE_URL"] and sync["environment"]["INVENTORY_SKIP_UPGRADE"] == "1"
+    assert (
+        migrate["command"][:2] == ["db", "grant"]
+        and "inventory_owner@" in migrate["environment"]["INVENTORY_DATABASE_URL"]
+    )
+    assert (
+        "//inventory@" in sync["environment"]["INVENTORY_DATABASE_URL"]
+        and sync["environment"]["INVENTORY_SKIP_UPGRADE"] == "1"
+    )
     assert postgres["environment"]["POSTGRES_USER"] == "inventory_owner"
     assert any(v.endswith(":/var/lib/inventory") for v in sync["volumes"])  # the audit key and head
     assert "http://127.0.0.1:8080/health" in " ".join(sync["healthcheck"]["test"])
@@ -181,7 +187,10 @@ def test_the_entrypoint_upgrades_the_database_then_runs_the_command(tmp_path: Pa
 
 def _inventory_invocations() -> list[list[str]]:
     """Every `inventory ...` command line the deployment files run."""
-    found = [json.loads(_dockerfile_instruction("CMD")[0]), *(service["command"] for name, service in compose()["services"].items() if name != "postgres")]
+    found = [
+        json.loads(_dockerfile_instruction("CMD")[0]),
+        *(service["command"] for name, service in compose()["services"].items() if name != "postgres"),
+    ]
     for unit in sorted((DEPLOY / "systemd").glob("*.service")):
         parser = configparser.ConfigParser(strict=False, interpolation=None)
         parser.read(unit)
@@ -315,7 +324,15 @@ def test_kubernetes_cronjob_has_a_read_only_service_account() -> None:
     from connectors.kubernetes.api import API_PATHS
 
     documents = {d["kind"]: d for d in yaml.safe_load_all((DEPLOY / "kubernetes" / "cronjob.yaml").read_text())}
-    assert set(documents) == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "PersistentVolumeClaim", "Job", "CronJob"}
+    assert set(documents) == {
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ConfigMap",
+        "PersistentVolumeClaim",
+        "Job",
+        "CronJob",
+    }
     rules = documents["ClusterRole"]["rules"]
     assert all(set(rule["verbs"]) == {"get", "list"} for rule in rules)  # it polls: no watch
     (container,) = documents["CronJob"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
@@ -343,8 +360,12 @@ def test_kubernetes_cronjob_has_a_read_only_service_account() -> None:
     (migrate,) = documents["Job"]["spec"]["template"]["spec"]["containers"]
     assert migrate["args"][:2] == ["db", "grant"]
     assert {"name": "INVENTORY_SKIP_UPGRADE", "value": "1"} in pod["containers"][0]["env"]
-    owner_url = next(e for e in migrate["env"] if e["name"] == "INVENTORY_DATABASE_URL")["valueFrom"]["secretKeyRef"]["name"]
-    runtime_url = next(e for e in pod["containers"][0]["env"] if e["name"] == "INVENTORY_DATABASE_URL")["valueFrom"]["secretKeyRef"]["name"]
+    owner_url = next(e for e in migrate["env"] if e["name"] == "INVENTORY_DATABASE_URL")["valueFrom"]["secretKeyRef"][
+        "name"
+    ]
+    runtime_url = next(e for e in pod["containers"][0]["env"] if e["name"] == "INVENTORY_DATABASE_URL")["valueFrom"][
+        "secretKeyRef"
+    ]["name"]
     assert owner_url != runtime_url
     source = yaml.safe_load(documents["ConfigMap"]["data"]["inventory.yaml"])["sources"][0]
     assert source["type"] == "kubernetes" and source["in_cluster"] is True

@@ -195,7 +195,11 @@ def wait_for(predicate: Callable[[], bool], seconds: float = 10.0) -> None:
 
 
 def test_importing_the_connector_does_not_import_the_sdk() -> None:
-    code = "import connectors.docker.connector, sys; assert not {'docker', 'paramiko'} & set(sys.modules), sorted(m for " "m in " "sys.modules if m.startswith(('docker', 'paramiko')))"
+    code = (
+        "import connectors.docker.connector, sys; assert not {'docker', 'paramiko'} & set(sys.modules), sorted(m for "
+        "m in "
+        "sys.modules if m.startswith(('docker', 'paramiko')))"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=PROJECT_ROOT)
 
 
@@ -207,7 +211,12 @@ def test_config_reads_endpoints_and_tls_the_docker_cli_way(tmp_path: Path, monke
             "sources": [
                 {"type": "docker", "name": "default"},
                 {"type": "docker", "name": "nas", "url": "ssh://admin@nas.lan"},
-                {"type": "docker", "name": "lab", "url": "tcp://lab.lan:2376", "tls": {"ca": "certs/ca.pem", "cert": "certs/cert.pem", "key": "certs/key.pem"}},
+                {
+                    "type": "docker",
+                    "name": "lab",
+                    "url": "tcp://lab.lan:2376",
+                    "tls": {"ca": "certs/ca.pem", "cert": "certs/cert.pem", "key": "certs/key.pem"},
+                },
             ]
         },
         path=tmp_path / "inventory.yaml",
@@ -234,7 +243,9 @@ def test_config_reads_endpoints_and_tls_the_docker_cli_way(tmp_path: Path, monke
         assert key in str(caught.value)
 
 
-def test_default_local_source_offers_only_a_reachable_engine(engine: DockerEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_local_source_offers_only_a_reachable_engine(
+    engine: DockerEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DOCKER_HOST", engine.url)
     offered = default_local_source()
     assert offered is not None and offered.url == engine.url and offered.name == "local"
@@ -250,7 +261,9 @@ def test_default_local_source_offers_only_a_reachable_engine(engine: DockerEngin
     monkeypatch.setenv("DOCKER_TLS_VERIFY", "1")
     monkeypatch.setenv("DOCKER_CERT_PATH", str(tmp_path))
     offered = default_local_source()
-    assert offered is not None and offered.tls == DockerTLS(ca=tmp_path / "ca.pem", cert=tmp_path / "cert.pem", key=tmp_path / "key.pem")
+    assert offered is not None and offered.tls == DockerTLS(
+        ca=tmp_path / "ca.pem", cert=tmp_path / "cert.pem", key=tmp_path / "key.pem"
+    )
 
 
 # --- the real engine ----------------------------------------------------------------------------
@@ -260,12 +273,23 @@ def test_running_stopped_and_exited_containers_with_their_engine(engine: DockerE
     healthcheck = {"test": ["CMD", "true"], "interval": 100_000_000, "start_period": 0}
     client = engine.client()
     prefix = private_bridge(client, "inventory-test-net")
-    running = run("web", labels={"tier": "front"}, healthcheck=healthcheck, network="inventory-test-net", binds={"inventory-test-data": {"bind": "/data", "mode": "rw"}}, ports=[80])
+    running = run(
+        "web",
+        labels={"tier": "front"},
+        healthcheck=healthcheck,
+        network="inventory-test-net",
+        binds={"inventory-test-data": {"bind": "/data", "mode": "rw"}},
+        ports=[80],
+    )
     exited = run("job", "sh -c 'exit 3'")
     created = run("spare", start=False, healthcheck=healthcheck)
     # Why a never-started container is not inspected: inspect would add nothing to the list entry.
     never_started = client.inspect_container(created)
-    assert "Health" not in never_started["State"] and never_started["RestartCount"] == 0 and never_started["State"]["StartedAt"].startswith("0001")
+    assert (
+        "Health" not in never_started["State"]
+        and never_started["RestartCount"] == 0
+        and never_started["State"]["StartedAt"].startswith("0001")
+    )
     client.wait(exited)
     wait_for(lambda: client.inspect_container(running)["State"]["Health"]["Status"] == "healthy")
 
@@ -284,14 +308,25 @@ def test_running_stopped_and_exited_containers_with_their_engine(engine: DockerE
     assert set(containers) == {running, exited, created}
     web, job, spare = containers[running], containers[exited], containers[created]
     assert all(w.kind == CONTAINER_KIND and w.host == Ref(HOST_KIND, info["ID"]) for w in containers.values())
-    assert (web.name, web.status, web.attributes["health"], web.labels) == ("web", "running", "healthy", {"tier": "front"})
+    assert (web.name, web.status, web.attributes["health"], web.labels) == (
+        "web",
+        "running",
+        "healthy",
+        {"tier": "front"},
+    )
     assert web.attributes["restart_count"] == 0 and web.attributes["started_at"].startswith("20")
     assert web.attributes["image"] == BUSYBOX_IMAGE and web.attributes["image_id"].startswith("sha256:")
     network = web.attributes["networks"]["inventory-test-net"]
     assert network["ip"].startswith(prefix) and network["gateway"] == f"{prefix}1" and network["prefix_length"] == 24
-    assert network["mac"] == client.inspect_container(running)["NetworkSettings"]["Networks"]["inventory-test-net"]["MacAddress"].lower() != ""
+    assert (
+        network["mac"]
+        == client.inspect_container(running)["NetworkSettings"]["Networks"]["inventory-test-net"]["MacAddress"].lower()
+        != ""
+    )
     assert web.attributes["ports"] == [{"private": 80, "type": "tcp"}]
-    assert [(m["type"], m["name"], m["destination"], m["rw"]) for m in web.attributes["mounts"]] == [("volume", "inventory-test-data", "/data", True)]
+    assert [(m["type"], m["name"], m["destination"], m["rw"]) for m in web.attributes["mounts"]] == [
+        ("volume", "inventory-test-data", "/data", True)
+    ]
     assert job.attributes["networks"] == {"none": {"id": job.attributes["networks"]["none"]["id"]}}
     assert (job.status, job.attributes["exit_code"], job.attributes["command"]) == ("exited", 3, "sh -c 'exit 3'")
     assert job.attributes["started_at"] and job.attributes["finished_at"]
@@ -303,7 +338,9 @@ def test_an_unchanged_container_hashes_the_same_across_polls(engine: DockerEngin
     first = collect(engine.url)
     time.sleep(1.1)  # the human Status text moves from "Up Less than a second" to "Up 1 second"
     second = collect(engine.url)
-    assert [canonical_fields(r) for r in first.workloads + first.hosts] == [canonical_fields(r) for r in second.workloads + second.hosts]
+    assert [canonical_fields(r) for r in first.workloads + first.hosts] == [
+        canonical_fields(r) for r in second.workloads + second.hosts
+    ]
 
 
 def test_compose_labels_form_projects_and_services(engine: DockerEngine, run: Run) -> None:
@@ -324,16 +361,30 @@ def test_compose_labels_form_projects_and_services(engine: DockerEngine, run: Ru
     snapshot = collect(engine.url)
 
     services = {(s.kind, s.external_id): s for s in snapshot.services}
-    assert set(services) == {(COMPOSE_PROJECT_KIND, "shop"), (COMPOSE_SERVICE_KIND, "shop/web"), (COMPOSE_SERVICE_KIND, "shop/db")}
+    assert set(services) == {
+        (COMPOSE_PROJECT_KIND, "shop"),
+        (COMPOSE_SERVICE_KIND, "shop/web"),
+        (COMPOSE_SERVICE_KIND, "shop/db"),
+    }
     project = services[(COMPOSE_PROJECT_KIND, "shop")]
     assert set(project.members) == {Ref(CONTAINER_KIND, c) for c in (web1, web2, db)}
     assert project.status == "partial" and project.attributes["services"] == ["db", "web"]
     assert project.attributes["working_dir"] == "/srv/shop"
     web = services[(COMPOSE_SERVICE_KIND, "shop/web")]
-    assert (web.name, web.namespace, set(web.members)) == ("web", "shop", {Ref(CONTAINER_KIND, web1), Ref(CONTAINER_KIND, web2)})
+    assert (web.name, web.namespace, set(web.members)) == (
+        "web",
+        "shop",
+        {Ref(CONTAINER_KIND, web1), Ref(CONTAINER_KIND, web2)},
+    )
     assert services[(COMPOSE_SERVICE_KIND, "shop/db")].status == "running"
     container = workloads_by_id(snapshot)[web2]
-    assert container.namespace == "shop" and container.attributes["compose"] == {"project": "shop", "service": "web", "number": 2, "oneoff": False, "working_dir": "/srv/shop"}
+    assert container.namespace == "shop" and container.attributes["compose"] == {
+        "project": "shop",
+        "service": "web",
+        "number": 2,
+        "oneoff": False,
+        "working_dir": "/srv/shop",
+    }
 
 
 def test_a_compose_run_container_is_no_member_of_its_service(engine: DockerEngine, run: Run) -> None:
@@ -356,7 +407,10 @@ def test_a_compose_run_container_is_no_member_of_its_service(engine: DockerEngin
     service = services[(COMPOSE_SERVICE_KIND, "shop/web")]
     assert set(service.members) == {Ref(CONTAINER_KIND, web)} and service.status == "running"
     project = services[(COMPOSE_PROJECT_KIND, "shop")]
-    assert set(project.members) == {Ref(CONTAINER_KIND, web), Ref(CONTAINER_KIND, migrate)}  # of the project all the same
+    assert set(project.members) == {
+        Ref(CONTAINER_KIND, web),
+        Ref(CONTAINER_KIND, migrate),
+    }  # of the project all the same
     assert project.status == "running"
     assert workloads_by_id(snapshot)[migrate].attributes["compose"]["oneoff"] is True
 
@@ -378,7 +432,9 @@ def test_a_crash_looping_container_keeps_its_exit_code(engine: DockerEngine, run
 
 def _changes(db: Database, source: str) -> list[tuple[str, str, str, Any]]:
     with db.session() as session:
-        rows = session.execute(select(Change).join(Source, Source.id == Change.source_id).where(Source.name == source).order_by(Change.id)).scalars()
+        rows = session.execute(
+            select(Change).join(Source, Source.id == Change.source_id).where(Source.name == source).order_by(Change.id)
+        ).scalars()
         return [(c.action, c.kind, c.external_id, c.diff) for c in rows]
 
 
@@ -387,7 +443,9 @@ def test_sync_marks_a_removed_container_and_keeps_a_renamed_one(db: Database, en
     doomed = run("doomed", labels={"com.docker.compose.project": "p", "com.docker.compose.service": "s"})
     connector = DockerConnector(DockerConfig(name="box", url=engine.url))
     first = sync_source(db, connector)
-    assert first.status == "success" and first.result is not None and first.result.created == 6  # host, 2 containers, project, 2 services
+    assert (
+        first.status == "success" and first.result is not None and first.result.created == 6
+    )  # host, 2 containers, project, 2 services
 
     client = engine.client()
     client.rename(keep, "keeper-renamed")
@@ -410,7 +468,9 @@ def test_sync_marks_a_removed_container_and_keeps_a_renamed_one(db: Database, en
     assert third.result is not None and third.result.changed == 0  # nothing moved: nothing written
 
 
-def test_an_engine_that_is_down_fails_clearly_and_removes_nothing(db: Database, engine: DockerEngine, run: Run, tmp_path: Path) -> None:
+def test_an_engine_that_is_down_fails_clearly_and_removes_nothing(
+    db: Database, engine: DockerEngine, run: Run, tmp_path: Path
+) -> None:
     run("survivor")
     assert sync_source(db, DockerConnector(DockerConfig(name="nas", url=engine.url))).ok
 
@@ -438,13 +498,23 @@ def test_two_engines_reporting_one_id_are_never_merged(db: Database, engine: Doc
 
 
 def test_engine_addresses_for_correlation_come_from_the_endpoint_and_the_swarm() -> None:
-    info = {"ID": "E1", "Name": "nas", "Swarm": {"LocalNodeState": "active", "ControlAvailable": False, "NodeAddr": "192.168.1.21"}}
+    info = {
+        "ID": "E1",
+        "Name": "nas",
+        "Swarm": {"LocalNodeState": "active", "ControlAvailable": False, "NodeAddr": "192.168.1.21"},
+    }
     host = engine_host(info, "E1", "tcp://192.168.1.20:2376", "1.41")
-    assert (host.hostname, host.addresses, host.attributes["swarm_role"]) == ("nas", ("192.168.1.20", "192.168.1.21"), "worker")
+    assert (host.hostname, host.addresses, host.attributes["swarm_role"]) == (
+        "nas",
+        ("192.168.1.20", "192.168.1.21"),
+        "worker",
+    )
     assert engine_host(info, "E1", "ssh://admin@nas.lan", "1.41").addresses == ("192.168.1.21",)
 
 
-def test_tcp_with_mutual_tls(engine: DockerEngine, run: Run, tls_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tcp_with_mutual_tls(
+    engine: DockerEngine, run: Run, tls_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     # requests would let this replace the source's own CA: the source's settings must win.
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls_files["other_ca"]))
     container = run("over-tls")
@@ -463,7 +533,9 @@ def test_tcp_with_mutual_tls(engine: DockerEngine, run: Run, tls_files: dict[str
         collect(engine.tcp_url, tls=DockerTLS(ca=tls_files["ca"].with_name("missing.pem")))
 
 
-def test_ssh_endpoint_goes_through_the_system_ssh_client(engine: DockerEngine, run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ssh_endpoint_goes_through_the_system_ssh_client(
+    engine: DockerEngine, run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The far side of an ssh:// endpoint is `docker system dial-stdio` on the remote host. This
     # stand-in for ssh runs exactly that command locally, against the private engine.
     docker_cli = shutil.which("docker")
@@ -473,7 +545,9 @@ def test_ssh_endpoint_goes_through_the_system_ssh_client(engine: DockerEngine, r
     bin_dir.mkdir()
     arguments = tmp_path / "ssh-arguments"
     fake_ssh = bin_dir / "ssh"
-    fake_ssh.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {arguments}\nexec {docker_cli} -H {engine.url} system dial-stdio\n')
+    fake_ssh.write_text(
+        f'#!/bin/sh\nprintf "%s\\n" "$*" >> {arguments}\nexec {docker_cli} -H {engine.url} system dial-stdio\n'
+    )
     fake_ssh.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     container = run("over-ssh")
@@ -488,7 +562,9 @@ def test_ssh_endpoint_goes_through_the_system_ssh_client(engine: DockerEngine, r
     assert len(invocations) == 4
 
 
-def test_ssh_endpoint_through_paramiko_uses_one_connection(engine: DockerEngine, run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ssh_endpoint_through_paramiko_uses_one_connection(
+    engine: DockerEngine, run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import paramiko
 
     from inventory.testing.ssh_docker import DIAL_STDIO, SSHDockerServer
@@ -499,7 +575,9 @@ def test_ssh_endpoint_through_paramiko_uses_one_connection(engine: DockerEngine,
         ssh_dir = tmp_path / "home" / ".ssh"
         ssh_dir.mkdir(parents=True)
         client_key.write_private_key_file(str(ssh_dir / "id_inventory"))
-        (ssh_dir / "config").write_text(f"Host nas.lan\n  HostName 127.0.0.1\n  IdentityFile {ssh_dir / 'id_inventory'}\n")
+        (ssh_dir / "config").write_text(
+            f"Host nas.lan\n  HostName 127.0.0.1\n  IdentityFile {ssh_dir / 'id_inventory'}\n"
+        )
         (ssh_dir / "known_hosts").write_text(server.known_hosts_line() + "\n")
         monkeypatch.setenv("HOME", str(tmp_path / "home"))
         monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
@@ -521,14 +599,18 @@ def test_every_call_has_a_timeout() -> None:
     with FakeDocker(generate_containers(3)) as fake:
         fake.delays["/info"] = 3.0
         started = time.monotonic()
-        with pytest.raises(SourceError, match=r"source 'engine', engine tcp://127\.0\.0\.1:\d+: no answer within 0\.5 s"):
+        with pytest.raises(
+            SourceError, match=r"source 'engine', engine tcp://127\.0\.0\.1:\d+: no answer within 0\.5 s"
+        ):
             collect(fake.url, timeout=0.5)
         assert time.monotonic() - started < 2.5
         fake.delays.clear()
         running = next(c for c in fake.containers.values() if c.state == "running")
         fake.delays[f"/containers/{running.id}/json"] = 3.0
         snapshot = collect(fake.url, timeout=0.5)
-    assert not snapshot.complete and snapshot.errors == [f"containers: inspect failed for 1 container (no answer within 0.5 s): {running.name}"]
+    assert not snapshot.complete and snapshot.errors == [
+        f"containers: inspect failed for 1 container (no answer within 0.5 s): {running.name}"
+    ]
 
 
 def test_swarm_services_on_a_manager() -> None:
@@ -538,7 +620,9 @@ def test_swarm_services_on_a_manager() -> None:
     try:
         client = engine.client()
         client.init_swarm(advertise_addr="127.0.0.1", listen_addr="127.0.0.1:0")
-        task = docker.types.TaskTemplate(container_spec=docker.types.ContainerSpec(BUSYBOX_IMAGE, command=["sleep", "600"], stop_signal="SIGKILL"))
+        task = docker.types.TaskTemplate(
+            container_spec=docker.types.ContainerSpec(BUSYBOX_IMAGE, command=["sleep", "600"], stop_signal="SIGKILL")
+        )
         service_id = client.create_service(task, name="api", labels={"com.docker.stack.namespace": "shop"})["ID"]
         wait_for(lambda: bool(client.containers(all=True)))
 
@@ -586,13 +670,19 @@ def _missing_or_different(fake: Any, real: Any, path: str = "") -> list[str]:
 
 
 def test_the_fake_answers_like_the_real_engine(engine: DockerEngine, run: Run) -> None:
-    labels = {"com.docker.compose.project": "p", "com.docker.compose.service": "s", "com.docker.compose.container-number": "1"}
+    labels = {
+        "com.docker.compose.project": "p",
+        "com.docker.compose.service": "s",
+        "com.docker.compose.container-number": "1",
+    }
     running = run("same-running", labels=labels)
     created = run("same-created", start=False)
     client = engine.client()
     real_list = {c["Id"]: c for c in client.containers(all=True)}
     model = {
-        "running": FakeContainer(id="a" * 64, name="same-running", state="running", labels=labels, started_at="2026-01-01T00:00:00.1Z"),
+        "running": FakeContainer(
+            id="a" * 64, name="same-running", state="running", labels=labels, started_at="2026-01-01T00:00:00.1Z"
+        ),
         "created": FakeContainer(id="b" * 64, name="same-created", state="created"),
     }
     with FakeDocker(model.values()) as fake:
@@ -630,7 +720,9 @@ def test_a_container_gone_between_list_and_inspect_is_simply_not_there() -> None
     assert len(inspected) == sum(1 for c in containers if c.state != "created")
 
 
-def test_a_failed_read_leaves_the_snapshot_incomplete_and_removes_only_what_a_complete_list_lost(db: Database, tmp_path: Path) -> None:
+def test_a_failed_read_leaves_the_snapshot_incomplete_and_removes_only_what_a_complete_list_lost(
+    db: Database, tmp_path: Path
+) -> None:
     containers = generate_containers(12)
     with FakeDocker(containers, socket_path=tmp_path / "fake.sock") as fake:
         connector = DockerConnector(DockerConfig(name="fake", url=fake.url))
@@ -643,7 +735,9 @@ def test_a_failed_read_leaves_the_snapshot_incomplete_and_removes_only_what_a_co
         assert not snapshot.complete
         # Still listed, so still there: what inspect alone knows keeps its stored value.
         assert workloads_by_id(snapshot)[broken.id].unread == INSPECTED_FIELDS
-        assert snapshot.errors == [f"containers: inspect failed for 1 container (HTTP 500: fake engine: injected failure on /containers/{broken.id}/json): {broken.name}"]
+        assert snapshot.errors == [
+            f"containers: inspect failed for 1 container (HTTP 500: fake engine: injected failure on /containers/{broken.id}/json): {broken.name}"
+        ]
         outcome = sync_source(db, connector)
         assert outcome.status == "partial" and outcome.result is not None and outcome.result.removed == 1
 

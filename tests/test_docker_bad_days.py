@@ -42,7 +42,10 @@ def test_an_engine_that_stops_answering_costs_one_timeout_and_one_error_line(db:
     assert elapsed < 4, f"{elapsed:.1f}s"
     assert outcome.status == "partial" and outcome.result is not None and outcome.result.removed == 0
     names = ", ".join(c.name for c in containers[::-1][:5])  # in the list's order: the newest first
-    assert outcome.error == f"source 'engine', containers: inspect failed for 60 containers (engine unreachable): {names}, ..."
+    assert (
+        outcome.error
+        == f"source 'engine', containers: inspect failed for 60 containers (engine unreachable): {names}, ..."
+    )
 
 
 def test_an_engine_that_vanishes_mid_sync_is_one_short_error() -> None:
@@ -53,7 +56,9 @@ def test_an_engine_that_vanishes_mid_sync_is_one_short_error() -> None:
         snapshot = collect(fake, timeout=2, concurrency=8)
         inspects = sum(1 for p in fake.requests if p.startswith("/containers/") and p != "/containers/json")
     assert len(snapshot.errors) == 1 and len(snapshot.errors[0]) < 300, snapshot.errors
-    assert snapshot.errors[0].startswith("containers: inspect failed for 59 containers (engine unreachable): c00058, c00057")
+    assert snapshot.errors[0].startswith(
+        "containers: inspect failed for 59 containers (engine unreachable): c00058, c00057"
+    )
     assert inspects < 59  # the inspects not yet sent were abandoned
     assert len(snapshot.workloads) == 59  # listed, so still there, with what inspect alone knows kept as stored
 
@@ -85,7 +90,11 @@ def test_a_dropped_connection_is_sent_once_more() -> None:
 
 
 def test_a_compose_service_and_its_containers_never_disagree() -> None:
-    labels = {"com.docker.compose.project": "shop", "com.docker.compose.service": "web", "com.docker.compose.oneoff": "False"}
+    labels = {
+        "com.docker.compose.project": "shop",
+        "com.docker.compose.service": "web",
+        "com.docker.compose.oneoff": "False",
+    }
     containers = [FakeContainer(id=f"{i}" * 64, name=f"shop-web-{i}", state="running", labels=labels) for i in (1, 2)]
     with FakeDocker(containers) as fake:
         fake.restated[containers[1].id] = "exited"  # it stopped between the list and its inspect

@@ -41,7 +41,12 @@ def test_a_cluster_whose_guest_configs_all_fail_stores_a_short_error(db: Databas
     with FakeProxmox(build_cluster(nodes=2, guests=73)) as pve:
         pve.faults.fail(r"/(qemu|lxc)/\d+/config$", 500, "Internal Server Error")
         config = ProxmoxConfig(
-            name="pve", url=pve.url, token_id=pve.token_id, token_secret=SecretStr(pve.token_secret), ca_file=pve.ca_file, retries=0
+            name="pve",
+            url=pve.url,
+            token_id=pve.token_id,
+            token_secret=SecretStr(pve.token_secret),
+            ca_file=pve.ca_file,
+            retries=0,
         )
 
         outcome = sync_source(db, ProxmoxConnector(config))

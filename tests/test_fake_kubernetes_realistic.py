@@ -59,7 +59,9 @@ def test_managed_fields_use_the_api_servers_field_set_format() -> None:
             'k:{"name":"web"}': {
                 ".": {},
                 "f:name": {},
-                "f:ports": {'k:{"containerPort":80,"protocol":"TCP"}': {".": {}, "f:containerPort": {}, "f:protocol": {}}},
+                "f:ports": {
+                    'k:{"containerPort":80,"protocol":"TCP"}': {".": {}, "f:containerPort": {}, "f:protocol": {}}
+                },
                 "f:args": {},
             }
         }

@@ -38,7 +38,9 @@ def pve() -> Iterator[FakeProxmox]:
 
 
 def test_nul_characters_and_over_long_strings_do_not_fail_the_source(db: Database, pve: FakeProxmox) -> None:
-    config = ProxmoxConfig(name="pve", url=pve.url, token_id=pve.token_id, token_secret=SecretStr(pve.token_secret), ca_file=pve.ca_file)
+    config = ProxmoxConfig(
+        name="pve", url=pve.url, token_id=pve.token_id, token_secret=SecretStr(pve.token_secret), ca_file=pve.ca_file
+    )
     connector = ProxmoxConnector(config)
 
     outcome = sync_source(db, connector)

@@ -53,7 +53,14 @@ def every_record(snapshot: Snapshot) -> list[Any]:
 
 
 def connector(kubeconfig: Path, **settings: Any) -> KubernetesConnector:
-    values: dict[str, Any] = {"name": "lab", "kubeconfig": kubeconfig, "page_size": PAGE_SIZE, "qps": 1000, "burst": 1000, "timeout": 5}
+    values: dict[str, Any] = {
+        "name": "lab",
+        "kubeconfig": kubeconfig,
+        "page_size": PAGE_SIZE,
+        "qps": 1000,
+        "burst": 1000,
+        "timeout": 5,
+    }
     values.update(settings)
     return KubernetesConnector(KubernetesConfig(**values))
 
@@ -71,12 +78,16 @@ def live(session: Any, model: Any, kind: str | None = None) -> list[Any]:
 
 def removed_count(db: Database) -> int:
     with db.session() as session:
-        return sum(session.scalar(select(func.count()).select_from(m).where(m.removed_at.is_not(None))) or 0 for m in (HostRow, WorkloadRow, ServiceRow))
+        return sum(
+            session.scalar(select(func.count()).select_from(m).where(m.removed_at.is_not(None))) or 0
+            for m in (HostRow, WorkloadRow, ServiceRow)
+        )
 
 
 def test_importing_the_connector_does_not_import_the_sdk() -> None:
     code = (
-        "import sys, connectors.kubernetes.connector, connectors.kubernetes.api, connectors.kubernetes.records, " "inventory.testing.fake_kubernetes\n"
+        "import sys, connectors.kubernetes.connector, connectors.kubernetes.api, connectors.kubernetes.records, "
+        "inventory.testing.fake_kubernetes\n"
         "assert 'kubernetes' not in sys.modules, 'the SDK was imported'"
     )
     subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, check=True, timeout=60)
@@ -101,11 +112,23 @@ def test_every_kind_lands_with_its_links(db: Database, cluster: FakeKubernetes, 
         assert control.addresses == ["192.168.0.10", "203.0.113.1"]  # internal, then external
 
         workloads = {w.external_id: w for w in live(session, WorkloadRow)}
-        by_kind = {kind: {w.external_id for w in workloads.values() if w.kind == kind} for kind in ("pod", "deployment", "statefulset", "daemonset", "job", "cronjob", "replicaset")}
-        for resource, kind in (("pods", "pod"), ("deployments", "deployment"), ("statefulsets", "statefulset"), ("daemonsets", "daemonset"), ("jobs", "job"), ("cronjobs", "cronjob")):
+        by_kind = {
+            kind: {w.external_id for w in workloads.values() if w.kind == kind}
+            for kind in ("pod", "deployment", "statefulset", "daemonset", "job", "cronjob", "replicaset")
+        }
+        for resource, kind in (
+            ("pods", "pod"),
+            ("deployments", "deployment"),
+            ("statefulsets", "statefulset"),
+            ("daemonsets", "daemonset"),
+            ("jobs", "job"),
+            ("cronjobs", "cronjob"),
+        ):
             assert by_kind[kind] == uids(cluster, resource), kind
         # Replicasets are kept only where they link pods to a deployment: old revisions are not.
-        live_replicasets = {o["metadata"]["uid"] for o in objects["replicasets"] if (o.get("spec") or {}).get("replicas", 1)}
+        live_replicasets = {
+            o["metadata"]["uid"] for o in objects["replicasets"] if (o.get("spec") or {}).get("replicas", 1)
+        }
         assert by_kind["replicaset"] == live_replicasets and len(live_replicasets) < len(objects["replicasets"])
 
         node_ids_by_name = {h.name: h.id for h in nodes.values()}
@@ -120,7 +143,11 @@ def test_every_kind_lands_with_its_links(db: Database, cluster: FakeKubernetes, 
         # The chains a user follows: pod -> replicaset -> deployment, pod -> job -> cronjob.
         web_pod = next(w for w in workloads.values() if w.kind == "pod" and w.name.startswith("web-0-"))
         replicaset = ids[web_pod.parent_id]
-        assert replicaset.kind == "replicaset" and ids[replicaset.parent_id].kind == "deployment" and ids[replicaset.parent_id].name == "web-0"
+        assert (
+            replicaset.kind == "replicaset"
+            and ids[replicaset.parent_id].kind == "deployment"
+            and ids[replicaset.parent_id].name == "web-0"
+        )
         backup_pod = next(w for w in workloads.values() if w.kind == "pod" and w.name.startswith("backup-"))
         job = ids[backup_pod.parent_id]
         assert job.kind == "job" and ids[job.parent_id].kind == "cronjob" and backup_pod.status == "Succeeded"
@@ -134,17 +161,31 @@ def test_every_kind_lands_with_its_links(db: Database, cluster: FakeKubernetes, 
         member = aliased(WorkloadRow)
 
         def members(service: ServiceRow) -> set[str]:
-            rows = session.scalars(select(member.name).join(ServiceMember, ServiceMember.workload_id == member.id).where(ServiceMember.service_id == service.id))
+            rows = session.scalars(
+                select(member.name)
+                .join(ServiceMember, ServiceMember.workload_id == member.id)
+                .where(ServiceMember.service_id == service.id)
+            )
             return set(rows)
 
         web = services[("service", "app-000", "web-0")]
-        assert members(web) == {w.name for w in workloads.values() if w.kind == "pod" and w.labels.get("app") == "web-0" and w.namespace == "app-000"}
-        assert web.attributes["type"] == "LoadBalancer" and web.attributes["load_balancer_ingress"] and web.status == "Ready"
+        assert members(web) == {
+            w.name
+            for w in workloads.values()
+            if w.kind == "pod" and w.labels.get("app") == "web-0" and w.namespace == "app-000"
+        }
+        assert (
+            web.attributes["type"] == "LoadBalancer"
+            and web.attributes["load_balancer_ingress"]
+            and web.status == "Ready"
+        )
         assert members(services[("service", "app-000", "db")]) == {"db-0", "db-1", "db-2"}
         assert services[("service", "app-000", "db")].attributes["headless"] is True
         assert members(services[("service", "default", "kubernetes")]) == set()  # no selector: no members
         ingress = services[("ingress", "app-000", "web")]
-        assert ingress.attributes["class"] == "traefik" and ingress.attributes["tls_hosts"] == ["app-000.apps.example.com"]
+        assert ingress.attributes["class"] == "traefik" and ingress.attributes["tls_hosts"] == [
+            "app-000.apps.example.com"
+        ]
         assert {r["service"] for r in ingress.attributes["rules"]} == {"web-0", "web-1"}
         assert members(ingress) == members(web) | members(services[("service", "app-000", "web-1")])
 
@@ -161,7 +202,10 @@ def test_objects_missing_optional_fields_still_land(cluster: FakeKubernetes, kub
     assert bare[("node", "bare-node")].status == "Unknown" and bare[("node", "bare-node")].machine_uuid is None
     pod = bare[("pod", "bare-pod")]
     assert pod.host is None and pod.parent is None and pod.status is None and pod.attributes["containers"] == []
-    assert bare[("service", "bare-service")].members == () and bare[("service", "bare-service")].attributes["type"] == "ClusterIP"
+    assert (
+        bare[("service", "bare-service")].members == ()
+        and bare[("service", "bare-service")].attributes["type"] == "ClusterIP"
+    )
     json.dumps([r.attributes for r in bare.values()])  # attributes stay plain JSON
 
 
@@ -187,7 +231,9 @@ def test_an_unchanged_cluster_writes_nothing_on_the_second_sync(sqlite_url: str,
         db.dispose()
 
 
-def check_fault_keeps_everything(db: Database, cluster: FakeKubernetes, kubeconfig: Path, fault: Any, message: str) -> None:
+def check_fault_keeps_everything(
+    db: Database, cluster: FakeKubernetes, kubeconfig: Path, fault: Any, message: str
+) -> None:
     """A list that fails removes nothing of its kind; the lists that completed still remove what they no longer hold."""
     good = sync_source(db, connector(kubeconfig))
     assert good.ok, good.error
@@ -219,7 +265,9 @@ def check_fault_keeps_everything(db: Database, cluster: FakeKubernetes, kubeconf
     ],
     ids=["malformed-json", "slow", "server-error"],
 )
-def test_a_fault_in_the_middle_of_a_list_keeps_everything_and_names_the_resource(sqlite_url: str, cluster: FakeKubernetes, kubeconfig: Path, fault: Any, message: str) -> None:
+def test_a_fault_in_the_middle_of_a_list_keeps_everything_and_names_the_resource(
+    sqlite_url: str, cluster: FakeKubernetes, kubeconfig: Path, fault: Any, message: str
+) -> None:
     db = open_database(sqlite_url, migrate=True)
     try:
         check_fault_keeps_everything(db, cluster, kubeconfig, fault, message)
@@ -227,23 +275,35 @@ def test_a_fault_in_the_middle_of_a_list_keeps_everything_and_names_the_resource
         db.dispose()
 
 
-def test_a_server_error_on_page_two_removes_nothing_on_either_engine(db: Database, cluster: FakeKubernetes, kubeconfig: Path) -> None:
-    check_fault_keeps_everything(db, cluster, kubeconfig, lambda api: api.fail_page("pods", page=2, status=500), "pods: HTTP 500 on page 2")
+def test_a_server_error_on_page_two_removes_nothing_on_either_engine(
+    db: Database, cluster: FakeKubernetes, kubeconfig: Path
+) -> None:
+    check_fault_keeps_everything(
+        db, cluster, kubeconfig, lambda api: api.fail_page("pods", page=2, status=500), "pods: HTTP 500 on page 2"
+    )
 
 
-def test_pods_whose_nodes_could_not_be_read_keep_their_links_and_still_update(cluster: FakeKubernetes, kubeconfig: Path) -> None:
+def test_pods_whose_nodes_could_not_be_read_keep_their_links_and_still_update(
+    cluster: FakeKubernetes, kubeconfig: Path
+) -> None:
     cluster.fail_page("nodes", page=1, status=503)
     snapshot = connector(kubeconfig).collect()
     assert not snapshot.complete and snapshot.hosts == []
-    assert snapshot.errors == ["nodes: HTTP 503 on page 1: an error on the server (injected) has prevented the request from succeeding (get nodes)"]
+    assert snapshot.errors == [
+        "nodes: HTTP 503 on page 1: an error on the server (injected) has prevented the request from succeeding (get nodes)"
+    ]
     pods = [w for w in snapshot.workloads if w.kind == "pod"]
     assert len(pods) == cluster.objects.count("pods")  # brought up to date, their node links kept as stored
-    assert all(p.unread == {"host"} for p in pods if p.attributes["node"]) and all(not p.unread for p in pods if not p.attributes["node"])
+    assert all(p.unread == {"host"} for p in pods if p.attributes["node"]) and all(
+        not p.unread for p in pods if not p.attributes["node"]
+    )
     assert Scope("workload", "pod") in (snapshot.scopes or []) and Scope("host", "node") not in (snapshot.scopes or [])
     assert {s.kind for s in snapshot.services} == {"service", "ingress"}
 
 
-def test_a_deleted_pod_leaves_its_service_and_a_relabelled_pod_joins_another(sqlite_url: str, cluster: FakeKubernetes, kubeconfig: Path) -> None:
+def test_a_deleted_pod_leaves_its_service_and_a_relabelled_pod_joins_another(
+    sqlite_url: str, cluster: FakeKubernetes, kubeconfig: Path
+) -> None:
     db = open_database(sqlite_url, migrate=True)
     try:
         assert sync_source(db, connector(kubeconfig)).ok
@@ -252,14 +312,24 @@ def test_a_deleted_pod_leaves_its_service_and_a_relabelled_pod_joins_another(sql
         def relabel(pod: dict[str, Any]) -> None:
             pod["metadata"]["labels"] = {"app": "db"}
 
-        web_pod = next(o["metadata"]["name"] for o in cluster.objects.items["pods"] if o["metadata"]["name"].startswith("web-1-"))
+        web_pod = next(
+            o["metadata"]["name"] for o in cluster.objects.items["pods"] if o["metadata"]["name"].startswith("web-1-")
+        )
         cluster.mutate("pods", web_pod, "app-000", relabel)
         outcome = sync_source(db, connector(kubeconfig))
         assert outcome.ok and outcome.result is not None and outcome.result.removed == 1, outcome.error
         with db.session() as session:
-            service = session.scalar(select(ServiceRow).where(ServiceRow.name == "db", ServiceRow.namespace == "app-000"))
+            service = session.scalar(
+                select(ServiceRow).where(ServiceRow.name == "db", ServiceRow.namespace == "app-000")
+            )
             assert service is not None
-            names = set(session.scalars(select(WorkloadRow.name).join(ServiceMember, ServiceMember.workload_id == WorkloadRow.id).where(ServiceMember.service_id == service.id)))
+            names = set(
+                session.scalars(
+                    select(WorkloadRow.name)
+                    .join(ServiceMember, ServiceMember.workload_id == WorkloadRow.id)
+                    .where(ServiceMember.service_id == service.id)
+                )
+            )
             assert names == {"db-0", "db-1", web_pod}
     finally:
         db.dispose()
@@ -291,12 +361,17 @@ def test_unauthorized_names_the_context_hides_the_token_and_removes_nothing(
         connector(bad).collect()
     assert "unauthorized for context 'lab'" in str(raised.value) and wrong not in str(raised.value)
     outcome = sync_source(db, connector(bad))
-    assert outcome.status == "failed" and "source 'lab', namespace kube-system: unauthorized for context 'lab' (HTTP 401)" in (outcome.error or "")
+    assert (
+        outcome.status == "failed"
+        and "source 'lab', namespace kube-system: unauthorized for context 'lab' (HTTP 401)" in (outcome.error or "")
+    )
     assert wrong not in (outcome.error or "") and wrong not in caplog.text
     assert removed_count(db) == 0
 
 
-def test_an_exec_plugin_token_works_and_each_token_it_hands_out_is_masked(cluster: FakeKubernetes, tmp_path: Path) -> None:
+def test_an_exec_plugin_token_works_and_each_token_it_hands_out_is_masked(
+    cluster: FakeKubernetes, tmp_path: Path
+) -> None:
     # As EKS, GKE and OIDC helpers do: the kubeconfig runs a command for a short-lived token,
     # and the client runs it again when the token has expired, in the middle of a poll.
     token_file = tmp_path / "current-token"
@@ -311,7 +386,13 @@ def test_an_exec_plugin_token_works_and_each_token_it_hands_out_is_masked(cluste
         "                  'status': {'token': token, 'expirationTimestamp': '2000-01-01T00:00:00Z'}}))\n"
     )
     plugin.chmod(0o755)
-    exec_user = {"exec": {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": str(plugin), "interactiveMode": "Never"}}
+    exec_user = {
+        "exec": {
+            "apiVersion": "client.authentication.k8s.io/v1beta1",
+            "command": str(plugin),
+            "interactiveMode": "Never",
+        }
+    }
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(json.dumps({
         "apiVersion": "v1", "kind": "Config", "current-context": "lab",
@@ -349,12 +430,22 @@ def test_an_unreachable_server_is_a_source_error_naming_source_and_resource(tmp_
 
 
 def test_every_context_or_a_list_of_contexts_is_one_source_each(db: Database, tmp_path: Path) -> None:
-    with FakeKubernetes(ClusterSpec(name="east", nodes=2, pods=8)) as east, FakeKubernetes(ClusterSpec(name="west", nodes=1, pods=5)) as west:
+    with (
+        FakeKubernetes(ClusterSpec(name="east", nodes=2, pods=8)) as east,
+        FakeKubernetes(ClusterSpec(name="west", nodes=1, pods=5)) as west,
+    ):
         path = write_kubeconfig(tmp_path / "kubeconfig", {"east": east, "west": west}, current="west")
-        raw = {"sources": [{"type": "kubernetes", "name": "fleet", "kubeconfig": str(path), "context": "*", "page_size": 3}]}
+        raw = {
+            "sources": [
+                {"type": "kubernetes", "name": "fleet", "kubeconfig": str(path), "context": "*", "page_size": 3}
+            ]
+        }
         config = build_config(raw, database_url=db.url, registry=REGISTRY)
         assert [s.name for s in config.sources] == ["fleet:east", "fleet:west"]
-        listed = build_config({"sources": [{"type": "kubernetes", "name": "k", "kubeconfig": str(path), "context": ["west"]}]}, registry=REGISTRY)
+        listed = build_config(
+            {"sources": [{"type": "kubernetes", "name": "k", "kubeconfig": str(path), "context": ["west"]}]},
+            registry=REGISTRY,
+        )
         assert [(s.name, s.context) for s in listed.sources] == [("k:west", "west")]  # type: ignore[attr-defined]
         # Without a context the current one is read.
         current = connector(path).collect()
@@ -367,7 +458,9 @@ def test_every_context_or_a_list_of_contexts_is_one_source_each(db: Database, tm
         assert sources["fleet:east"].identity == object_uid("east", "namespace", "", "kube-system")
         assert sources["fleet:west"].identity == object_uid("west", "namespace", "", "kube-system")
         for name, nodes in (("fleet:east", 2), ("fleet:west", 1)):
-            count = session.scalar(select(func.count()).select_from(HostRow).where(HostRow.source_id == sources[name].id))
+            count = session.scalar(
+                select(func.count()).select_from(HostRow).where(HostRow.source_id == sources[name].id)
+            )
             assert count == nodes
 
 
@@ -376,9 +469,15 @@ def test_renaming_a_context_keeps_the_cluster(sqlite_url: str, cluster: FakeKube
     try:
         first = write_kubeconfig(tmp_path / "one", {"old-name": cluster})
         second = write_kubeconfig(tmp_path / "two", {"new-name": cluster})
-        config_one = build_config({"sources": [{"type": "kubernetes", "name": "c", "kubeconfig": str(first), "context": ["old-name"]}]}, registry=REGISTRY)
+        config_one = build_config(
+            {"sources": [{"type": "kubernetes", "name": "c", "kubeconfig": str(first), "context": ["old-name"]}]},
+            registry=REGISTRY,
+        )
         assert sync_all(db, config_one, REGISTRY)[0].ok
-        config_two = build_config({"sources": [{"type": "kubernetes", "name": "c", "kubeconfig": str(second), "context": ["new-name"]}]}, registry=REGISTRY)
+        config_two = build_config(
+            {"sources": [{"type": "kubernetes", "name": "c", "kubeconfig": str(second), "context": ["new-name"]}]},
+            registry=REGISTRY,
+        )
         outcome = sync_all(db, config_two, REGISTRY)[0]
         assert outcome.ok and outcome.result is not None and outcome.result.created == 0
         with db.session() as session:
@@ -388,12 +487,16 @@ def test_renaming_a_context_keeps_the_cluster(sqlite_url: str, cluster: FakeKube
 
 
 def test_namespace_lists_and_the_annotation_allowlist(cluster: FakeKubernetes, kubeconfig: Path) -> None:
-    only = connector(kubeconfig, namespaces=["app-000"], annotation_allowlist=["cert-manager.io/*", "kubectl.kubernetes.io/*"]).collect()
+    only = connector(
+        kubeconfig, namespaces=["app-000"], annotation_allowlist=["cert-manager.io/*", "kubectl.kubernetes.io/*"]
+    ).collect()
     assert only.complete, only.errors
     assert {w.namespace for w in only.workloads} | {s.namespace for s in only.services} == {"app-000"}
     assert len(only.hosts) == cluster.objects.count("nodes")  # nodes belong to no namespace
     namespaced_paths = [path for path, _query in cluster.requests if "/namespaces/app-000/" in path]
-    assert any(path.endswith("/namespaces/app-000/pods") for path in namespaced_paths)  # asked per namespace, not filtered here
+    assert any(
+        path.endswith("/namespaces/app-000/pods") for path in namespaced_paths
+    )  # asked per namespace, not filtered here
     ingress = next(s for s in only.services if s.kind == "ingress")
     assert ingress.attributes["annotations"] == {"cert-manager.io/cluster-issuer": "letsencrypt"}
 
@@ -418,7 +521,14 @@ def tls_files(tmp_path: Path) -> dict[str, Path]:
 def test_server_url_token_and_ca_file_over_verified_tls(tmp_path: Path, tls_files: dict[str, Path]) -> None:
     (tmp_path / "token").write_text(DEFAULT_TOKEN + "\n")
     with FakeKubernetes(ClusterSpec(nodes=1, pods=3), tls=(str(tls_files["cert"]), str(tls_files["key"]))) as api:
-        entry = {"type": "kubernetes", "name": "remote", "server": api.url, "token_file": "token", "ca_file": "ca.pem", "page_size": 2}
+        entry = {
+            "type": "kubernetes",
+            "name": "remote",
+            "server": api.url,
+            "token_file": "token",
+            "ca_file": "ca.pem",
+            "page_size": 2,
+        }
         config = build_config({"sources": [entry]}, path=tmp_path / "inventory.yaml", registry=REGISTRY)
         snapshot = KubernetesConnector(config.sources[0]).collect()
         assert snapshot.complete and len(snapshot.hosts) == 1, snapshot.errors
@@ -426,22 +536,34 @@ def test_server_url_token_and_ca_file_over_verified_tls(tmp_path: Path, tls_file
 
         other_ca = tmp_path / "other-ca.pem"
         trustme.CA().cert_pem.write_to_path(str(other_ca))
-        with pytest.raises(SourceError, match=r"source 'remote', namespace kube-system: TLS handshake with server https://127\.0\.0\.1:\d+ failed: " r"certificate verify failed"):
+        with pytest.raises(
+            SourceError,
+            match=r"source 'remote', namespace kube-system: TLS handshake with server https://127\.0\.0\.1:\d+ failed: "
+            r"certificate verify failed",
+        ):
             KubernetesConnector(config.sources[0].model_copy(update={"ca_file": other_ca})).collect()
-        unverified = KubernetesConnector(config.sources[0].model_copy(update={"ca_file": None, "verify_tls": False})).collect()
+        unverified = KubernetesConnector(
+            config.sources[0].model_copy(update={"ca_file": None, "verify_tls": False})
+        ).collect()
         assert unverified.complete
 
 
-def test_in_cluster_service_account(tmp_path: Path, tls_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_in_cluster_service_account(
+    tmp_path: Path, tls_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     account = tmp_path / "serviceaccount"
     account.mkdir()
     (account / "token").write_text(DEFAULT_TOKEN)
     (account / "ca.crt").write_bytes(tls_files["ca"].read_bytes())
-    with FakeKubernetes(ClusterSpec(name="incluster", nodes=2, pods=6), tls=(str(tls_files["cert"]), str(tls_files["key"]))) as api:
+    with FakeKubernetes(
+        ClusterSpec(name="incluster", nodes=2, pods=6), tls=(str(tls_files["cert"]), str(tls_files["key"]))
+    ) as api:
         # What the kubelet puts into every pod's environment.
         monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
         monkeypatch.setenv("KUBERNETES_SERVICE_PORT", api.url.rsplit(":", 1)[1])
-        snapshot = KubernetesConnector(KubernetesConfig(name="self", in_cluster=True, service_account_dir=account)).collect()
+        snapshot = KubernetesConnector(
+            KubernetesConfig(name="self", in_cluster=True, service_account_dir=account)
+        ).collect()
         assert snapshot.complete and len(snapshot.hosts) == 2, snapshot.errors
         assert snapshot.identity == object_uid("incluster", "namespace", "", "kube-system")
 
@@ -492,14 +614,19 @@ def test_a_context_missing_from_the_kubeconfig_is_a_source_error(kubeconfig: Pat
 
 
 def test_durations_and_defaults() -> None:
-    config = build_config({"sources": [{"type": "kubernetes", "name": "k", "timeout": "1m30s"}]}, registry=REGISTRY).sources[0]
+    config = build_config(
+        {"sources": [{"type": "kubernetes", "name": "k", "timeout": "1m30s"}]}, registry=REGISTRY
+    ).sources[0]
     assert isinstance(config, KubernetesConfig)
     assert config.timeout == 90 and config.verify_tls is True and config.page_size == 500 and config.context is None
 
 
 def test_all_contexts_of_a_missing_kubeconfig_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read kubeconfig"):
-        build_config({"sources": [{"type": "kubernetes", "name": "k", "kubeconfig": str(tmp_path / "nope"), "context": "*"}]}, registry=REGISTRY)
+        build_config(
+            {"sources": [{"type": "kubernetes", "name": "k", "kubeconfig": str(tmp_path / "nope"), "context": "*"}]},
+            registry=REGISTRY,
+        )
 
 
 def test_a_snapshot_is_plain_data(cluster: FakeKubernetes, kubeconfig: Path) -> None:
@@ -520,7 +647,11 @@ class TestContract(ConnectorContract):
 
     def connector(self, fake: FakeKubernetes) -> KubernetesConnector:
         # Server and token: the contract checks that the token reaches no record.
-        return KubernetesConnector(KubernetesConfig(name="lab", server=fake.url, token=DEFAULT_TOKEN, page_size=PAGE_SIZE, qps=1000, burst=1000, timeout=5))
+        return KubernetesConnector(
+            KubernetesConfig(
+                name="lab", server=fake.url, token=DEFAULT_TOKEN, page_size=PAGE_SIZE, qps=1000, burst=1000, timeout=5
+            )
+        )
 
     def rename(self, fake: FakeKubernetes) -> tuple[SourceObject, str]:
         # The API never renames an object; the fake does, to show that its uid alone is its identity.

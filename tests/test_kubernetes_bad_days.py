@@ -29,7 +29,17 @@ from inventory.testing.fake_kubernetes import FakeKubernetes, write_kubeconfig
 from inventory.testing.fake_kubernetes_objects import ClusterSpec
 
 REGISTRY = ConnectorRegistry.of(KubernetesConnector)
-NAMESPACED = ("pods", "replicasets", "deployments", "statefulsets", "daemonsets", "jobs", "cronjobs", "services", "ingresses")
+NAMESPACED = (
+    "pods",
+    "replicasets",
+    "deployments",
+    "statefulsets",
+    "daemonsets",
+    "jobs",
+    "cronjobs",
+    "services",
+    "ingresses",
+)
 
 
 @pytest.fixture
@@ -44,7 +54,14 @@ def kubeconfig(tmp_path: Path, cluster: FakeKubernetes) -> Path:
 
 
 def connector(kubeconfig: Path, **settings: Any) -> KubernetesConnector:
-    values: dict[str, Any] = {"name": "lab", "kubeconfig": kubeconfig, "page_size": 4, "qps": 1000, "burst": 1000, "timeout": 5}
+    values: dict[str, Any] = {
+        "name": "lab",
+        "kubeconfig": kubeconfig,
+        "page_size": 4,
+        "qps": 1000,
+        "burst": 1000,
+        "timeout": 5,
+    }
     values.update(settings)
     return KubernetesConnector(KubernetesConfig(**values))
 
@@ -58,13 +75,19 @@ def live_names(db: Database, model: Any, kind: str | None = None) -> set[tuple[s
 
 
 def first_pod(cluster: FakeKubernetes, namespace: str) -> dict[str, Any]:
-    return next(o for o in cluster.objects.items["pods"] if o["metadata"].get("namespace") == namespace and o["status"]["phase"] == "Running")
+    return next(
+        o
+        for o in cluster.objects.items["pods"]
+        if o["metadata"].get("namespace") == namespace and o["status"]["phase"] == "Running"
+    )
 
 
 # -- permissions -------------------------------------------------------------------------------
 
 
-def test_nodes_forbidden_keep_the_pods_links_and_a_complete_pod_list_still_removes(db: Database, cluster: FakeKubernetes, kubeconfig: Path) -> None:
+def test_nodes_forbidden_keep_the_pods_links_and_a_complete_pod_list_still_removes(
+    db: Database, cluster: FakeKubernetes, kubeconfig: Path
+) -> None:
     assert sync_source(db, connector(kubeconfig)).ok
     cluster.forbid("nodes")
     gone = first_pod(cluster, "app-000")["metadata"]
@@ -77,7 +100,9 @@ def test_nodes_forbidden_keep_the_pods_links_and_a_complete_pod_list_still_remov
     ]
     scheduled = [w for w in snapshot.workloads if w.kind == "pod" and w.attributes["node"]]
     assert scheduled and all(p.host is None and p.unread == {"host"} for p in scheduled)  # kept as stored, not cleared
-    assert Scope("workload", "pod") in (snapshot.scopes or []) and not any(s.object_type == "host" for s in snapshot.scopes or [])
+    assert Scope("workload", "pod") in (snapshot.scopes or []) and not any(
+        s.object_type == "host" for s in snapshot.scopes or []
+    )
 
     outcome = sync_source(db, connector(kubeconfig))
     assert outcome.status == "success" and outcome.error is None
@@ -111,7 +136,9 @@ def test_a_namespace_scoped_account_reads_what_it_may_says_so_once_and_succeeds(
     assert outcome.status == "success", outcome.error
 
 
-def test_a_namespace_dropped_from_the_config_has_its_objects_removed(db: Database, cluster: FakeKubernetes, kubeconfig: Path) -> None:
+def test_a_namespace_dropped_from_the_config_has_its_objects_removed(
+    db: Database, cluster: FakeKubernetes, kubeconfig: Path
+) -> None:
     cluster.forbid("nodes")  # a namespace-scoped account, as such configs usually go with
     both = sync_source(db, connector(kubeconfig, namespaces=["app-000", "app-001"]))
     assert both.ok, both.error
@@ -119,7 +146,9 @@ def test_a_namespace_dropped_from_the_config_has_its_objects_removed(db: Databas
 
     one = sync_source(db, connector(kubeconfig, namespaces=["app-000"]))
     assert one.ok, one.error
-    assert {ns for ns, _ in live_names(db, WorkloadRow)} == {"app-000"}  # outside the configured set: gone from this source
+    assert {ns for ns, _ in live_names(db, WorkloadRow)} == {
+        "app-000"
+    }  # outside the configured set: gone from this source
     assert one.result is not None and one.result.removed > 0
 
 
@@ -144,10 +173,15 @@ def test_retry_after_beyond_the_budget_fails_that_list_at_once(cluster: FakeKube
     assert snapshot.errors[0].startswith("pods: HTTP 429 on page 1"), snapshot.errors
 
 
-def test_a_server_that_keeps_throttling_is_asked_a_bounded_number_of_times(cluster: FakeKubernetes, kubeconfig: Path) -> None:
+def test_a_server_that_keeps_throttling_is_asked_a_bounded_number_of_times(
+    cluster: FakeKubernetes, kubeconfig: Path
+) -> None:
     cluster.throttle("deployments", page=1, retry_after=0, times=None)
     snapshot = connector(kubeconfig).collect()
-    assert any(e.startswith("deployments: HTTP 429 on page 1") and "still refused after 3 retries" in e for e in snapshot.errors), snapshot.errors
+    assert any(
+        e.startswith("deployments: HTTP 429 on page 1") and "still refused after 3 retries" in e
+        for e in snapshot.errors
+    ), snapshot.errors
     assert cluster.pages_served("deployments") == 4
 
 
@@ -164,7 +198,9 @@ def test_a_dropped_connection_is_asked_again_once(cluster: FakeKubernetes, kubec
 # -- contexts and config -----------------------------------------------------------------------
 
 
-def test_every_context_reads_each_cluster_once(cluster: FakeKubernetes, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_every_context_reads_each_cluster_once(
+    cluster: FakeKubernetes, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     with FakeKubernetes(ClusterSpec(name="other", nodes=1, pods=3)) as other:
         path = write_kubeconfig(tmp_path / "kubeconfig", {"admin": cluster, "readonly": cluster, "other": other})
         raw = {"sources": [{"type": "kubernetes", "name": "fleet", "kubeconfig": str(path), "context": "*"}]}
@@ -176,8 +212,12 @@ def test_every_context_reads_each_cluster_once(cluster: FakeKubernetes, tmp_path
 def test_a_missing_kubeconfig_is_a_config_error_naming_the_path(tmp_path: Path) -> None:
     missing = tmp_path / "nope" / "kubeconfig"
     config_file = tmp_path / "inventory.yaml"
-    config_file.write_text(f"sources:\n  - type: kubernetes\n    name: k\n    kubeconfig: {missing}\n", encoding="utf-8")
-    result = CliRunner().invoke(cli, ["--config", str(config_file), "--database-url", f"sqlite:///{tmp_path / 'db.sqlite'}", "sync", "--once"])
+    config_file.write_text(
+        f"sources:\n  - type: kubernetes\n    name: k\n    kubeconfig: {missing}\n", encoding="utf-8"
+    )
+    result = CliRunner().invoke(
+        cli, ["--config", str(config_file), "--database-url", f"sqlite:///{tmp_path / 'db.sqlite'}", "sync", "--once"]
+    )
     assert result.exit_code == 2, result.output
     assert f"cannot read kubeconfig {missing}" in result.output and "Traceback" not in result.output
 
@@ -223,7 +263,9 @@ def _oom_killed(pod: dict[str, Any]) -> None:
     ],
     ids=["evicted", "crashloop", "creating", "imagepull", "oomkilled", "running"],
 )
-def test_a_pod_carries_the_reason_kubectl_shows_beside_its_phase(cluster: FakeKubernetes, kubeconfig: Path, change: Any, phase: str, reason: str | None) -> None:
+def test_a_pod_carries_the_reason_kubectl_shows_beside_its_phase(
+    cluster: FakeKubernetes, kubeconfig: Path, change: Any, phase: str, reason: str | None
+) -> None:
     pod = first_pod(cluster, "app-000")["metadata"]
     if change is not None:
         cluster.mutate("pods", pod["name"], "app-000", change)

@@ -85,7 +85,9 @@ def test_sqlite_lock_file_sits_beside_the_database(sqlite_url: str, tmp_path: Pa
 def test_sync_once_exits_1_naming_the_holder_or_waits(tmp_path: Path, sqlite_url: str) -> None:
     # The CLI path is the same on both engines; the locks themselves are tested on both above.
     database_url = sqlite_url
-    config = write_config(tmp_path / "inventory.yaml", database_url, {"alpha": write_inventory(tmp_path / "alpha.yaml", 3)})
+    config = write_config(
+        tmp_path / "inventory.yaml", database_url, {"alpha": write_inventory(tmp_path / "alpha.yaml", 3)}
+    )
     db = open_database(database_url, migrate=True)
     try:
         with ThreadPoolExecutor(1) as pool:
@@ -104,12 +106,16 @@ def test_sync_once_exits_1_naming_the_holder_or_waits(tmp_path: Path, sqlite_url
         db.dispose()
 
 
-def _four_at_once(tmp_path: Path, database_url: str, *extra: str) -> tuple[Database, list[subprocess.CompletedProcess[str]]]:
+def _four_at_once(
+    tmp_path: Path, database_url: str, *extra: str
+) -> tuple[Database, list[subprocess.CompletedProcess[str]]]:
     files = {name: write_inventory(tmp_path / f"{name}.yaml", PER_SOURCE, prefix=name) for name in SOURCES}
     config = write_config(tmp_path / "inventory.yaml", database_url, files)
     db = open_database(database_url, migrate=True)  # PostgreSQL is upgraded once, before the services start
     with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda _: run_inventory("-c", str(config), "sync", "--once", *extra, timeout=90), range(4)))
+        results = list(
+            pool.map(lambda _: run_inventory("-c", str(config), "sync", "--once", *extra, timeout=90), range(4))
+        )
     return db, results
 
 
@@ -118,7 +124,9 @@ def _assert_rows_once(db: Database) -> None:
         hosts = session.execute(select(func.count()).select_from(HostRow)).scalar_one()
         workloads = session.execute(select(func.count()).select_from(WorkloadRow)).scalar_one()
         distinct = session.execute(select(func.count(func.distinct(HostRow.external_id)))).scalar_one()
-        running = session.execute(select(func.count()).select_from(SyncRun).where(SyncRun.status == "running")).scalar_one()
+        running = session.execute(
+            select(func.count()).select_from(SyncRun).where(SyncRun.status == "running")
+        ).scalar_one()
     assert (hosts, workloads, distinct, running) == (4 * PER_SOURCE, 4 * PER_SOURCE, 4 * PER_SOURCE, 0)
 
 
@@ -186,6 +194,10 @@ def test_kill_9_during_a_sync_leaves_nothing_behind(tmp_path: Path, database_url
 
 def _assert_counts(db: Database, hosts: int) -> None:
     with db.session() as session:
-        live_hosts = session.execute(select(func.count()).select_from(HostRow).where(HostRow.removed_at.is_(None))).scalar_one()
-        live_workloads = session.execute(select(func.count()).select_from(WorkloadRow).where(WorkloadRow.removed_at.is_(None))).scalar_one()
+        live_hosts = session.execute(
+            select(func.count()).select_from(HostRow).where(HostRow.removed_at.is_(None))
+        ).scalar_one()
+        live_workloads = session.execute(
+            select(func.count()).select_from(WorkloadRow).where(WorkloadRow.removed_at.is_(None))
+        ).scalar_one()
     assert (live_hosts, live_workloads) == (hosts, hosts)

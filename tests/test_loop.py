@@ -53,7 +53,10 @@ def test_three_cycles_with_changes_between_them(tmp_path: Path, db: Database) ->
         write_inventory(lab, 4)
         _set_status(lab, "hw0", "stopped")
 
-    edits = {1: grow_and_stop_one, 2: lambda: write_inventory(lab, 2)}  # after cycle 2: two hosts and their workloads go
+    edits = {
+        1: grow_and_stop_one,
+        2: lambda: write_inventory(lab, 2),
+    }  # after cycle 2: two hosts and their workloads go
     seen: list[SourceOutcome] = []
 
     def after(outcome: SourceOutcome) -> None:
@@ -70,7 +73,9 @@ def test_three_cycles_with_changes_between_them(tmp_path: Path, db: Database) ->
     assert clock.now == 1000.0 + 2 * 10
     with db.session() as session:
         actions = dict(session.execute(select(Change.action, func.count()).group_by(Change.action)).all())
-        live = session.execute(select(func.count()).select_from(HostRow).where(HostRow.removed_at.is_(None))).scalar_one()
+        live = session.execute(
+            select(func.count()).select_from(HostRow).where(HostRow.removed_at.is_(None))
+        ).scalar_one()
     assert dict(actions) == {"created": 8, "updated": 2, "removed": 4}
     assert live == 2
 
@@ -167,7 +172,10 @@ def test_the_loop_keeps_its_own_pace_and_leaves_another_processs_fresh_sync_alon
 
 
 def test_sigterm_mid_sync_finishes_the_source_and_exits_0(tmp_path: Path, database_url: str) -> None:
-    files = {"big": write_inventory(tmp_path / "big.yaml", 1500, prefix="b"), "small": write_inventory(tmp_path / "small.yaml", 2, prefix="s")}
+    files = {
+        "big": write_inventory(tmp_path / "big.yaml", 1500, prefix="b"),
+        "small": write_inventory(tmp_path / "small.yaml", 2, prefix="s"),
+    }
     # One source at a time, so that "the next source" is one not started yet.
     config = write_config(tmp_path / "inventory.yaml", database_url, files, interval="1h", concurrency=1)
     db = open_database(database_url, migrate=True)
@@ -186,7 +194,12 @@ def test_sigterm_mid_sync_finishes_the_source_and_exits_0(tmp_path: Path, databa
         assert [(r.status, r.objects) for r in runs_by_source(db)["big"]] == [("success", 3000)]
         assert "small" not in runs_by_source(db)
         with db.session() as session:
-            assert session.execute(select(func.count()).select_from(SyncRun).where(SyncRun.status == "running")).scalar_one() == 0
+            assert (
+                session.execute(
+                    select(func.count()).select_from(SyncRun).where(SyncRun.status == "running")
+                ).scalar_one()
+                == 0
+            )
         # The next sync completes from where it left off.
         after = run_inventory("-c", str(config), "sync", "--once")
         assert after.returncode == 0, after.stderr
@@ -197,7 +210,10 @@ def test_sigterm_mid_sync_finishes_the_source_and_exits_0(tmp_path: Path, databa
 
 
 def test_sigterm_during_sync_once_finishes_the_source_and_skips_the_rest(tmp_path: Path, sqlite_url: str) -> None:
-    files = {"big": write_inventory(tmp_path / "big.yaml", 1500, prefix="b"), "small": write_inventory(tmp_path / "small.yaml", 2, prefix="s")}
+    files = {
+        "big": write_inventory(tmp_path / "big.yaml", 1500, prefix="b"),
+        "small": write_inventory(tmp_path / "small.yaml", 2, prefix="s"),
+    }
     config = write_config(tmp_path / "inventory.yaml", sqlite_url, files, concurrency=1)
     process = start_inventory("-v", "-c", str(config), "sync", "--once")
     try:
@@ -218,7 +234,9 @@ def test_a_database_outage_is_a_failed_sync_not_a_dead_loop(tmp_path: Path, post
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
-    config = write_config(tmp_path / "inventory.yaml", postgres_url, {"lab": write_inventory(tmp_path / "lab.yaml", 2)}, interval="10s")
+    config = write_config(
+        tmp_path / "inventory.yaml", postgres_url, {"lab": write_inventory(tmp_path / "lab.yaml", 2)}, interval="10s"
+    )
     db = open_database(postgres_url, migrate=True)
     clock = FakeClock()
     seen: list[SourceOutcome] = []

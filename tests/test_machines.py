@@ -8,9 +8,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sync_support import write_config
 from lab_support import SyncedLab, lab  # noqa: F401  (the module-scoped demo lab on both engines)
 from sqlalchemy import select
+from sync_support import write_config
 
 from inventory.config import load_config
 from inventory.connector import ConnectorRegistry
@@ -37,8 +37,13 @@ from inventory.timeutil import utcnow
 
 def test_rules_in_order_of_strength() -> None:
     vm = HostFacts(
-        1, 1, "k3s-1", machine_uuid="4C4C4544-0042", mac_addresses=("BC:24:11:00:00:01",),
-        addresses=("192.168.1.21/24",), provider_id="proxmox://homelab/101",
+        1,
+        1,
+        "k3s-1",
+        machine_uuid="4C4C4544-0042",
+        mac_addresses=("BC:24:11:00:00:01",),
+        addresses=("192.168.1.21/24",),
+        provider_id="proxmox://homelab/101",
     )
     assert match_rule(vm, HostFacts(2, 2, "other-name", machine_uuid="4c4c4544-0042")) == MatchRule.MACHINE_UUID
     assert match_rule(vm, HostFacts(3, 2, "x", provider_id="PROXMOX://homelab/101")) == MatchRule.PROVIDER_ID
@@ -281,7 +286,7 @@ def _machine_rows(db: Database) -> list[tuple[int, int, str]]:
 # -- the demo lab: Proxmox VMs that are Kubernetes nodes, an LXC running Docker ------------------------------
 
 
-def test_the_lab_links_vms_to_their_nodes_and_the_lxc_to_its_docker_engine(lab: SyncedLab) -> None:  # noqa: F811
+def test_the_lab_links_vms_to_their_nodes_and_the_lxc_to_its_docker_engine(lab: SyncedLab) -> None:
     with lab.db.session() as session:
         found = {m["seen_as"]: m["matched_by"] for m in stored_machines(session)}
         assert found == {
@@ -330,7 +335,7 @@ def test_api_and_web_host_page_show_the_machine_and_a_shared_uuid(tmp_path: Path
         assert 'id="uuid-shared"' not in page
 
 
-def test_cli_hosts_list_wide_and_json_carry_the_machine(lab: SyncedLab, tmp_path: Path) -> None:  # noqa: F811
+def test_cli_hosts_list_wide_and_json_carry_the_machine(lab: SyncedLab, tmp_path: Path) -> None:
     import json
 
     from sync_support import run_inventory

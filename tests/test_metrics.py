@@ -76,7 +76,9 @@ def test_sync_once_writes_a_textfile_node_exporter_can_read(tmp_path: Path, sqli
 
 
 def test_the_loop_serves_metrics(tmp_path: Path, sqlite_url: str) -> None:
-    config = write_config(tmp_path / "inventory.yaml", sqlite_url, {"lab": write_inventory(tmp_path / "lab.yaml", 2)}, interval="1h")
+    config = write_config(
+        tmp_path / "inventory.yaml", sqlite_url, {"lab": write_inventory(tmp_path / "lab.yaml", 2)}, interval="1h"
+    )
     # --log-format json as a log shipper would read it: one JSON object per line.
     # The default address is this machine only.
     process = start_inventory("--log-format", "json", "-c", str(config), "sync", "--metrics-port", "0")
@@ -84,7 +86,12 @@ def test_the_loop_serves_metrics(tmp_path: Path, sqlite_url: str) -> None:
         line = wait_for_line(process, "serving metrics on")
         url = re.search(r"http://[^\s\"]+/metrics", line).group(0)  # type: ignore[union-attr]
         synced = json.loads(wait_for_line(process, "lab: success"))
-        assert (synced["level"], synced["logger"], synced["source"], synced["status"]) == ("info", "inventory.loop", "lab", "success")
+        assert (synced["level"], synced["logger"], synced["source"], synced["status"]) == (
+            "info",
+            "inventory.loop",
+            "lab",
+            "success",
+        )
         assert (synced["objects"], synced["objects_created"], synced["objects_unchanged"]) == (4, 4, 0)
         assert isinstance(synced["duration_seconds"], float)
         assert url.startswith("http://127.0.0.1:")

@@ -25,7 +25,9 @@ SLACK = "https://hooks.slack.com/services/T000/B000/s3cretslackpath"
 DISCORD = "https://discord.com/api/webhooks/123/s3cretdiscordtoken"
 NTFY = "https://ntfy.example.net"
 
-FAILED = Notification("source_failed", "inventory: source lab failed", "source 'lab': HTTP 500", source="lab", details={"type": "static"})
+FAILED = Notification(
+    "source_failed", "inventory: source lab failed", "source 'lab': HTTP 500", source="lab", details={"type": "static"}
+)
 
 
 def settings(*targets: Mapping[str, object], **extra: object) -> NotifySettings:
@@ -69,19 +71,31 @@ def test_slack_and_discord_payloads() -> None:
     discord = respx.post(DISCORD).mock(return_value=httpx.Response(204))
     notifier = Notifier(settings({"type": "slack", "url": SLACK}, {"type": "discord", "url": DISCORD}))
     assert notifier.send(FAILED) == 2
-    assert json.loads(slack.calls.last.request.content) == {"text": "*inventory: source lab failed*\nsource 'lab': HTTP 500"}
-    assert json.loads(discord.calls.last.request.content) == {"content": "**inventory: source lab failed**\nsource 'lab': HTTP 500"}
+    assert json.loads(slack.calls.last.request.content) == {
+        "text": "*inventory: source lab failed*\nsource 'lab': HTTP 500"
+    }
+    assert json.loads(discord.calls.last.request.content) == {
+        "content": "**inventory: source lab failed**\nsource 'lab': HTTP 500"
+    }
 
 
 @respx.mock
 def test_each_target_gets_only_its_events() -> None:
     everything = respx.post(WEBHOOK).mock(return_value=httpx.Response(200))
     failures_only = respx.post(SLACK).mock(return_value=httpx.Response(200))
-    notifier = Notifier(settings({"type": "webhook", "url": WEBHOOK}, {"type": "slack", "url": SLACK, "events": ["source_failed"]}))
+    notifier = Notifier(
+        settings({"type": "webhook", "url": WEBHOOK}, {"type": "slack", "url": SLACK, "events": ["source_failed"]})
+    )
     notifier.send(Notification("objects_removed", "t", "m"))
-    notifier.destructive_tool(tool="proxmox.vm.delete", target="pve/100", actor="alice", stage="requested", decision="require_approval")
+    notifier.destructive_tool(
+        tool="proxmox.vm.delete", target="pve/100", actor="alice", stage="requested", decision="require_approval"
+    )
     notifier.send(FAILED)
-    assert [json.loads(c.request.content)["event"] for c in everything.calls] == ["objects_removed", "destructive_tool", "source_failed"]
+    assert [json.loads(c.request.content)["event"] for c in everything.calls] == [
+        "objects_removed",
+        "destructive_tool",
+        "source_failed",
+    ]
     assert len(failures_only.calls) == 1
     destructive = json.loads(everything.calls[1].request.content)
     assert destructive["message"] == "alice requested proxmox.vm.delete on pve/100 (decision: require_approval)"
@@ -115,7 +129,10 @@ def test_config_reads_target_secrets_from_files_and_masks_them(tmp_path: Path) -
     raw = {
         "notify": {
             "timeout": "2s",
-            "targets": [{"type": "slack", "url_file": "slack_url"}, {"type": "ntfy", "topic": "lab", "token_file": "ntfy_token"}],
+            "targets": [
+                {"type": "slack", "url_file": "slack_url"},
+                {"type": "ntfy", "topic": "lab", "token_file": "ntfy_token"},
+            ],
         }
     }
     config = build_config(raw, path=tmp_path / "inventory.yaml", registry=ConnectorRegistry.of())
@@ -135,11 +152,15 @@ def test_an_incomplete_target_is_a_config_error() -> None:
 
 
 @respx.mock
-def test_the_loop_notifies_failures_and_removals_and_a_dead_target_never_stops_it(tmp_path: Path, sqlite_url: str) -> None:
+def test_the_loop_notifies_failures_and_removals_and_a_dead_target_never_stops_it(
+    tmp_path: Path, sqlite_url: str
+) -> None:
     hook = respx.post(WEBHOOK).mock(return_value=httpx.Response(200))
     dead = respx.post(SLACK).mock(side_effect=httpx.ConnectError("refused"))
     lab = write_inventory(tmp_path / "lab.yaml", 3)
-    config_path = write_config(tmp_path / "inventory.yaml", sqlite_url, {"lab": lab, "broken": tmp_path / "missing.yaml"}, interval="10s")
+    config_path = write_config(
+        tmp_path / "inventory.yaml", sqlite_url, {"lab": lab, "broken": tmp_path / "missing.yaml"}, interval="10s"
+    )
     registry = ConnectorRegistry.discover()
     from inventory.config import load_config
 
@@ -154,8 +175,14 @@ def test_the_loop_notifies_failures_and_removals_and_a_dead_target_never_stops_i
 
     try:
         loop = SyncLoop(
-            db, config, registry, notifier=notifier, coordinate=False, names=["lab", "broken"],
-            clock=lambda: clock[0], sleep=lambda s: clock.__setitem__(0, clock[0] + s),
+            db,
+            config,
+            registry,
+            notifier=notifier,
+            coordinate=False,
+            names=["lab", "broken"],
+            clock=lambda: clock[0],
+            sleep=lambda s: clock.__setitem__(0, clock[0] + s),
             on_outcome=change_lab_after_its_sync,
         )
         loop.run(max_cycles=2)

@@ -13,16 +13,25 @@ from inventory.errors import ConfigError, UsageError
 from inventory.policy.classes import ToolClass
 from inventory.policy.engine import Call, classify, decide
 from inventory.policy.registry import ToolRegistry
-from inventory.principals import Principal
 from inventory.policy.rules import Effect, Policy, builtin_policy, load_policy, parse_policy
 from inventory.policy.targets import Target
+from inventory.principals import Principal
 
 REGISTRY = ToolRegistry.discover()
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 R, S, D = ToolClass.READ_ONLY, ToolClass.SAFE_MUTATE, ToolClass.DESTRUCTIVE
 
 
-def target(kind: str = "container", *, source_type: str = "docker", namespace: str | None = None, tags: Any = None, labels: dict[str, str] | None = None, object_type: str = "workload", name: str = "web-1") -> Target:
+def target(
+    kind: str = "container",
+    *,
+    source_type: str = "docker",
+    namespace: str | None = None,
+    tags: Any = None,
+    labels: dict[str, str] | None = None,
+    object_type: str = "workload",
+    name: str = "web-1",
+) -> Target:
     attributes: dict[str, Any] = {"node": "pve1", "vmid": 101}
     if tags is not None:
         attributes["tags"] = tags
@@ -34,7 +43,11 @@ def _target_for(tool: str) -> Target:
     assert spec is not None
     if spec.target_type == "source":
         return target("source", source_type=spec.source_type, object_type="source", name="src")
-    return target(spec.target_kinds[0] if spec.target_kinds else "x", source_type=spec.source_type, namespace="team-a" if spec.source_type == "kubernetes" else None)
+    return target(
+        spec.target_kinds[0] if spec.target_kinds else "x",
+        source_type=spec.source_type,
+        namespace="team-a" if spec.source_type == "kubernetes" else None,
+    )
 
 
 DECLARED = {
@@ -80,16 +93,42 @@ def test_declared_class_of_every_builtin_tool(tool: str) -> None:
 @pytest.mark.parametrize(
     ("tool", "raw", "tgt", "expected", "reason"),
     [
-        ("kubernetes.scale_deployment", {"replicas": "0"}, target("deployment", source_type="kubernetes", namespace="team-a"), D, "0 replicas"),
-        ("kubernetes.scale_deployment", {"replicas": "2"}, target("deployment", source_type="kubernetes", namespace="kube-system"), D, "kube-system"),
-        ("kubernetes.delete_pod", {"force": "true"}, target("pod", source_type="kubernetes", namespace="team-a"), D, "force"),
-        ("kubernetes.delete_namespace", {"namespace": "kube-system"}, target("source", object_type="source", source_type="kubernetes"), D, "declared"),
+        (
+            "kubernetes.scale_deployment",
+            {"replicas": "0"},
+            target("deployment", source_type="kubernetes", namespace="team-a"),
+            D,
+            "0 replicas",
+        ),
+        (
+            "kubernetes.scale_deployment",
+            {"replicas": "2"},
+            target("deployment", source_type="kubernetes", namespace="kube-system"),
+            D,
+            "kube-system",
+        ),
+        (
+            "kubernetes.delete_pod",
+            {"force": "true"},
+            target("pod", source_type="kubernetes", namespace="team-a"),
+            D,
+            "force",
+        ),
+        (
+            "kubernetes.delete_namespace",
+            {"namespace": "kube-system"},
+            target("source", object_type="source", source_type="kubernetes"),
+            D,
+            "declared",
+        ),
         ("proxmox.reboot", {}, target("qemu", source_type="proxmox", tags=["prod", "db"]), D, "prod"),
         ("proxmox.start", {}, target("lxc", source_type="proxmox", tags="db;prod"), D, "prod"),
         ("docker.remove", {"volumes": "true"}, target(), D, "declared"),
     ],
 )
-def test_argument_and_target_rules_raise_the_class(tool: str, raw: dict[str, str], tgt: Target, expected: ToolClass, reason: str) -> None:
+def test_argument_and_target_rules_raise_the_class(
+    tool: str, raw: dict[str, str], tgt: Target, expected: ToolClass, reason: str
+) -> None:
     spec = REGISTRY.get(tool)
     assert spec is not None
     result = classify(spec, spec.parse_args(raw), tgt, builtin_policy())
@@ -104,7 +143,12 @@ def test_rules_never_lower_a_class_and_reads_of_protected_targets_stay_reads() -
     assert classify(logs, logs.parse_args({}), protected_pod, builtin_policy()).tool_class is R
     remove = REGISTRY.get("docker.remove")
     assert remove is not None
-    assert classify(remove, remove.parse_args({"force": "false", "volumes": "false"}), target(), builtin_policy()).tool_class is D
+    assert (
+        classify(
+            remove, remove.parse_args({"force": "false", "volumes": "false"}), target(), builtin_policy()
+        ).tool_class
+        is D
+    )
 
 
 def test_unknown_tool_is_destructive_and_needs_approval_by_default() -> None:
@@ -165,7 +209,11 @@ def _decide(policy: Policy, tool: str, actor: str, tgt: Target, raw: dict[str, s
     spec = REGISTRY.get(tool)
     assert spec is not None
     args = spec.parse_args(raw or {})
-    return decide(Call(tool, Principal.of(actor), tgt, spec.source_type, getattr(args, "namespace", None)), classify(spec, args, tgt, policy), policy)
+    return decide(
+        Call(tool, Principal.of(actor), tgt, spec.source_type, getattr(args, "namespace", None)),
+        classify(spec, args, tgt, policy),
+        policy,
+    )
 
 
 def test_defaults_without_matching_rules(policy: Policy) -> None:
@@ -213,12 +261,19 @@ def test_namespace_named_by_arguments_is_protected(policy: Policy) -> None:
 def test_default_policy_file_loads_and_denies_agents_destructive_calls() -> None:
     policy = load_policy(PROJECT_ROOT / "config" / "policy.yaml", known_tools=REGISTRY.names())
     assert policy.path is not None and len(policy.sha256) == 64
-    robot = Policy(policy.document.model_copy(update={"groups": {"agents": ["robot"], "ops": []}}), policy.path, policy.sha256)
+    robot = Policy(
+        policy.document.model_copy(update={"groups": {"agents": ["robot"], "ops": []}}), policy.path, policy.sha256
+    )
     assert _decide(robot, "docker.remove", "robot", target()).effect is Effect.DENY
-    assert _decide(robot, "docker.restart", "robot", target(tags=["prod"])).effect is Effect.DENY  # prod raises it to DESTRUCTIVE
+    assert (
+        _decide(robot, "docker.restart", "robot", target(tags=["prod"])).effect is Effect.DENY
+    )  # prod raises it to DESTRUCTIVE
     assert _decide(policy, "docker.restart", "carol", target(tags=["prod"])).effect is Effect.REQUIRE_APPROVAL
     cluster = target("source", object_type="source", source_type="kubernetes")
-    assert _decide(policy, "kubernetes.delete_namespace", "alice", cluster, {"namespace": "kube-public"}).effect is Effect.DENY
+    assert (
+        _decide(policy, "kubernetes.delete_namespace", "alice", cluster, {"namespace": "kube-public"}).effect
+        is Effect.DENY
+    )
 
 
 # --- broken policy files --------------------------------------------------------------------
@@ -228,17 +283,39 @@ def test_default_policy_file_loads_and_denies_agents_destructive_calls() -> None
     ("text", "key", "reason"),
     [
         ("rules:\n  - name: a\n    effect: permit\n", "rules[0] (a).effect", "Input should be"),
-        ("rules:\n  - name: a\n    effect: deny\n    match: {classes: [HARMLESS]}\n", "rules[0] (a).match.classes[0]", "Input should be"),
-        ("rules:\n  - name: a\n    effect: deny\n    match: {actor: [x]}\n", "rules[0] (a).match.actor", "Extra inputs"),
-        ("rules:\n  - name: a\n    effect: deny\n    match: {actors: ['group:nobody']}\n", "rules[0] (a).match.actors", "unknown group 'nobody'"),
-        ("rules:\n  - name: a\n    effect: deny\n    match: {tools: [docker.restat]}\n", "rules[0] (a).match.tools", "unknown tool 'docker.restat'"),
+        (
+            "rules:\n  - name: a\n    effect: deny\n    match: {classes: [HARMLESS]}\n",
+            "rules[0] (a).match.classes[0]",
+            "Input should be",
+        ),
+        (
+            "rules:\n  - name: a\n    effect: deny\n    match: {actor: [x]}\n",
+            "rules[0] (a).match.actor",
+            "Extra inputs",
+        ),
+        (
+            "rules:\n  - name: a\n    effect: deny\n    match: {actors: ['group:nobody']}\n",
+            "rules[0] (a).match.actors",
+            "unknown group 'nobody'",
+        ),
+        (
+            "rules:\n  - name: a\n    effect: deny\n    match: {tools: [docker.restat]}\n",
+            "rules[0] (a).match.tools",
+            "unknown tool 'docker.restat'",
+        ),
         ("rules:\n  - name: everything\n    effect: allow\n", "rules[0] (everything)", "allow everything"),
-        ("rules:\n  - {name: a, effect: deny}\n  - {name: a, effect: allow, match: {tools: ['*']}}\n", None, "two rules are named 'a'"),
+        (
+            "rules:\n  - {name: a, effect: deny}\n  - {name: a, effect: allow, match: {tools: ['*']}}\n",
+            None,
+            "two rules are named 'a'",
+        ),
         ("rules: [\n", None, "malformed YAML"),
         ("- just a list\n", None, "top level must be a mapping"),
     ],
 )
-def test_broken_policy_refuses_to_load_naming_file_rule_and_reason(tmp_path: Path, text: str, key: str | None, reason: str) -> None:
+def test_broken_policy_refuses_to_load_naming_file_rule_and_reason(
+    tmp_path: Path, text: str, key: str | None, reason: str
+) -> None:
     path = tmp_path / "policy.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError) as info:
@@ -257,7 +334,8 @@ def test_missing_explicit_policy_file_is_an_error_not_a_fallback(tmp_path: Path)
 
 def test_tool_modules_do_not_import_their_sdk() -> None:
     code = (
-        "import sys, connectors.docker.tools, connectors.kubernetes.tools, connectors.proxmox.tools, " "inventory.policy.execute, inventory.cli.policy;"
+        "import sys, connectors.docker.tools, connectors.kubernetes.tools, connectors.proxmox.tools, "
+        "inventory.policy.execute, inventory.cli.policy;"
         "from inventory.policy.registry import ToolRegistry; assert len(ToolRegistry.discover().tools) > 10;"
         "loaded = [m for m in ('docker', 'kubernetes', 'proxmoxer') if m in sys.modules];"
         "assert not loaded, loaded"

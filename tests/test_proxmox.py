@@ -37,7 +37,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 def small_cluster(name: str | None = "lab") -> FakeCluster:
     """Two nodes; a VM with a running agent, one with the agent off, an LXC, a template, a pool."""
-    cluster = FakeCluster(name=name, nodes=[FakeNode("pve1", "10.0.0.1"), FakeNode("pve2", "10.0.0.2")], pools={"prod": "production"})
+    cluster = FakeCluster(
+        name=name, nodes=[FakeNode("pve1", "10.0.0.1"), FakeNode("pve2", "10.0.0.2")], pools={"prod": "production"}
+    )
     cluster.guests = [
         FakeGuest(100, "qemu", "web", "pve1", tags=["prod", "web"], pool="prod", hastate="started", macs=[mac_for(100)],
                   addresses=["192.168.1.100/24", "fe80::1/64"], smbios_uuid="6F2C1A6E-3B7D-4C55-9E0A-0B1C2D3E4F50",
@@ -101,7 +103,9 @@ def test_nodes_vms_lxcs_templates_and_pools_land_with_links_and_addresses(pve: F
     assert web.attributes["tags"] == ["prod", "web"] and web.labels == {"tag/prod": "true", "tag/web": "true"}
     assert web.attributes["pool"] == "prod" and web.attributes["ha_state"] == "started"
     assert web.attributes["description"] == "front end" and web.attributes["template"] is False
-    assert web.attributes["disks"][0]["key"] == "scsi0" and all(d["key"] != "ide2" for d in web.attributes["disks"])  # the cdrom is no disk
+    assert web.attributes["disks"][0]["key"] == "scsi0" and all(
+        d["key"] != "ide2" for d in web.attributes["disks"]
+    )  # the cdrom is no disk
     web_host = records[("host:vm", "lab/100")]
     assert str(web_host.backed_by) == "qemu:lab/100"
     assert web_host.machine_uuid == "6f2c1a6e-3b7d-4c55-9e0a-0b1c2d3e4f50"
@@ -141,7 +145,9 @@ def test_calls_are_few_cluster_wide_lists_once_and_one_config_per_guest(pve: Fak
     connector.collect()
 
     assert pve.calls["GET /cluster/resources"] == 1 and pve.calls["GET /cluster/status"] == 1
-    assert pve.calls["GET /nodes/{node}/qemu/{vmid}/config"] == 3 and pve.calls["GET /nodes/{node}/lxc/{vmid}/config"] == 1
+    assert (
+        pve.calls["GET /nodes/{node}/qemu/{vmid}/config"] == 3 and pve.calls["GET /nodes/{node}/lxc/{vmid}/config"] == 1
+    )
     assert "GET /pools" not in pve.calls and "GET /nodes/{node}/qemu" not in pve.calls
     assert connector.last_call_count == pve.total_calls
 
@@ -241,8 +247,22 @@ def test_two_clusters_side_by_side(db: Database, tmp_path: Any) -> None:
         secret_file.write_text(beta.token_secret + "\n")
         raw = {
             "sources": [
-                {"type": "proxmox", "name": "a", "url": alpha.url, "token_id": alpha.token_id, "token_secret": alpha.token_secret, "ca_file": str(alpha.ca_file)},
-                {"type": "proxmox", "name": "b", "url": beta.url, "token_id": beta.token_id, "token_secret_file": str(secret_file), "ca_file": str(beta.ca_file)},
+                {
+                    "type": "proxmox",
+                    "name": "a",
+                    "url": alpha.url,
+                    "token_id": alpha.token_id,
+                    "token_secret": alpha.token_secret,
+                    "ca_file": str(alpha.ca_file),
+                },
+                {
+                    "type": "proxmox",
+                    "name": "b",
+                    "url": beta.url,
+                    "token_id": beta.token_id,
+                    "token_secret_file": str(secret_file),
+                    "ca_file": str(beta.ca_file),
+                },
             ]
         }
         config = build_config(raw, database_url=db.url, registry=ConnectorRegistry.of(ProxmoxConnector))
@@ -284,7 +304,9 @@ def test_a_powered_off_node_is_data_and_a_guest_deleted_elsewhere_is_removed(db:
     assert runs[-1].status == "success" and "pve2" in (runs[-1].warnings or "")
 
 
-def test_guests_of_a_node_off_at_the_first_sync_are_created_as_the_cluster_lists_them(db: Database, pve: FakeProxmox) -> None:
+def test_guests_of_a_node_off_at_the_first_sync_are_created_as_the_cluster_lists_them(
+    db: Database, pve: FakeProxmox
+) -> None:
     pve.cluster.node("pve2").online = False
 
     outcome = sync_source(db, connector_for(pve))
@@ -406,7 +428,14 @@ def test_a_slow_node_beyond_the_timeout_fails_its_guests_only(pve: FakeProxmox) 
 
 
 def test_an_unreachable_server_raises_a_source_error_naming_source_and_resource() -> None:
-    config = ProxmoxConfig(name="pve", url=f"https://127.0.0.1:{free_port()}", token_id="a@pve!b", token_secret="s3cr3t-value", timeout=2, retries=0)
+    config = ProxmoxConfig(
+        name="pve",
+        url=f"https://127.0.0.1:{free_port()}",
+        token_id="a@pve!b",
+        token_secret="s3cr3t-value",
+        timeout=2,
+        retries=0,
+    )
 
     with pytest.raises(SourceError) as caught:
         ProxmoxConnector(config).collect()
@@ -426,7 +455,11 @@ def test_a_token_without_any_acl_fails_the_source_and_says_it_lacks_permissions(
     outcome = sync_source(db, connector)
 
     assert outcome.status == "failed"
-    assert "403" in (outcome.error or "") and "permission denied" in (outcome.error or "") and "PVEAuditor" in (outcome.error or "")
+    assert (
+        "403" in (outcome.error or "")
+        and "permission denied" in (outcome.error or "")
+        and "PVEAuditor" in (outcome.error or "")
+    )
     assert len(live_rows(db, WorkloadRow)) == 4
 
 
@@ -502,7 +535,9 @@ def test_config_mistakes_are_named(settings: dict[str, Any], message: str) -> No
 
 
 @sqlite_only
-def test_secrets_reach_neither_the_snapshot_nor_the_database_nor_the_log(db: Database, pve: FakeProxmox, caplog: pytest.LogCaptureFixture) -> None:
+def test_secrets_reach_neither_the_snapshot_nor_the_database_nor_the_log(
+    db: Database, pve: FakeProxmox, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.DEBUG):
         sync_source(db, connector_for(pve))
         pve.faults.fail(r"/lxc/200/config$", 500, "Internal Server Error")
@@ -516,7 +551,10 @@ def test_secrets_reach_neither_the_snapshot_nor_the_database_nor_the_log(db: Dat
 
 
 def test_importing_the_connector_does_not_import_the_sdk() -> None:
-    code = "import connectors.proxmox.connector, sys; assert 'proxmoxer' not in sys.modules and 'requests' not in " "sys.modules, 'SDK imported'"
+    code = (
+        "import connectors.proxmox.connector, sys; assert 'proxmoxer' not in sys.modules and 'requests' not in "
+        "sys.modules, 'SDK imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=PROJECT_ROOT)
 
 

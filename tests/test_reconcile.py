@@ -32,17 +32,36 @@ class ScriptedConnector(Connector):
         return self.answer
 
 
-def lab(*, pods: int = 3, node_name: str = "node-a", complete: bool = True, extra: list[Workload] | None = None) -> Snapshot:
+def lab(
+    *, pods: int = 3, node_name: str = "node-a", complete: bool = True, extra: list[Workload] | None = None
+) -> Snapshot:
     workloads = [Workload("deployment", "dep-1", "web", namespace="default", status="available")]
     workloads += [
-        Workload("pod", f"pod-{i}", f"web-{i}", namespace="default", status="Running", host=Ref("node", "n1"), parent=Ref("deployment", "dep-1"), labels={"app": "web"})
+        Workload(
+            "pod",
+            f"pod-{i}",
+            f"web-{i}",
+            namespace="default",
+            status="Running",
+            host=Ref("node", "n1"),
+            parent=Ref("deployment", "dep-1"),
+            labels={"app": "web"},
+        )
         for i in range(pods)
     ]
     workloads += extra or []
     return Snapshot(
         hosts=[Host("node", "n1", node_name, status="Ready", attributes={"cpu": 4})],
         workloads=workloads,
-        services=[Service("service", "svc-1", "web", namespace="default", members=tuple(Ref("pod", f"pod-{i}") for i in range(pods)))],
+        services=[
+            Service(
+                "service",
+                "svc-1",
+                "web",
+                namespace="default",
+                members=tuple(Ref("pod", f"pod-{i}") for i in range(pods)),
+            )
+        ],
         complete=complete,
     )
 
@@ -62,7 +81,9 @@ def result_of(outcome: SourceOutcome) -> ReconcileResult:
 
 def changes(db: Database) -> list[tuple[str, str, str]]:
     with db.session() as session:
-        return [(c.object_type, c.action, c.name) for c in session.execute(select(Change).order_by(Change.id)).scalars()]
+        return [
+            (c.object_type, c.action, c.name) for c in session.execute(select(Change).order_by(Change.id)).scalars()
+        ]
 
 
 def test_first_sync_creates_everything_with_links(db: Database) -> None:
@@ -187,7 +208,9 @@ def test_link_to_an_object_that_appears_later_is_filled_in(db: Database) -> None
     orphan = Snapshot(workloads=[Workload("pod", "p1", "lonely", host=Ref("node", "late"))], complete=False)
     sync_source(db, ScriptedConnector(answer=orphan))
     assert rows(db, WorkloadRow)[0].host_id is None
-    arrived = Snapshot(hosts=[Host("node", "late", "late-node")], workloads=[Workload("pod", "p1", "lonely", host=Ref("node", "late"))])
+    arrived = Snapshot(
+        hosts=[Host("node", "late", "late-node")], workloads=[Workload("pod", "p1", "lonely", host=Ref("node", "late"))]
+    )
     outcome = sync_source(db, ScriptedConnector(answer=arrived))
     assert result_of(outcome).updated == 1
     assert rows(db, WorkloadRow)[0].host_id == rows(db, HostRow)[0].id
@@ -203,10 +226,16 @@ def test_duplicate_records_in_one_snapshot_are_kept_once(db: Database) -> None:
 def test_sources_are_scoped_each_to_its_own_objects(db: Database) -> None:
     sync_source(db, ScriptedConnector("one", lab()))
     sync_source(db, ScriptedConnector("two", lab()))
-    outcome = sync_source(db, ScriptedConnector("one", Snapshot(hosts=[Host("node", "n1", "node-a")])), allow_empty=True)
+    outcome = sync_source(
+        db, ScriptedConnector("one", Snapshot(hosts=[Host("node", "n1", "node-a")])), allow_empty=True
+    )
     assert result_of(outcome).removed == 5
     with db.session() as session:
-        stmt = select(WorkloadRow.source_id, func.count()).where(WorkloadRow.removed_at.is_(None)).group_by(WorkloadRow.source_id)
+        stmt = (
+            select(WorkloadRow.source_id, func.count())
+            .where(WorkloadRow.removed_at.is_(None))
+            .group_by(WorkloadRow.source_id)
+        )
         live_per_source = dict(session.execute(stmt).all())
     assert list(live_per_source.values()) == [4]
 
@@ -217,7 +246,9 @@ def test_membership_changes_are_recorded(db: Database) -> None:
     snapshot.services[0] = Service("service", "svc-1", "web", namespace="default", members=(Ref("pod", "pod-1"),))
     sync_source(db, ScriptedConnector(answer=snapshot))
     with db.session() as session:
-        diff = session.execute(select(Change.diff).where(Change.object_type == "service", Change.action == "updated")).scalar_one()
+        diff = session.execute(
+            select(Change.diff).where(Change.object_type == "service", Change.action == "updated")
+        ).scalar_one()
         members = session.execute(select(ServiceMember.workload_id)).scalars().all()
     assert diff == {"members": [["pod:pod-0", "pod:pod-1"], ["pod:pod-1"]]}
     assert len(members) == 1
@@ -252,7 +283,9 @@ def test_large_and_empty_service_membership(db: Database, pods: int) -> None:
     assert result_of(shrunk).removed == pods - pods // 2
     with db.session() as session:
         svc = session.execute(select(ServiceRow)).scalar_one()
-        count = session.execute(select(func.count()).select_from(ServiceMember).where(ServiceMember.service_id == svc.id)).scalar_one()
+        count = session.execute(
+            select(func.count()).select_from(ServiceMember).where(ServiceMember.service_id == svc.id)
+        ).scalar_one()
     assert count == pods // 2
 
 

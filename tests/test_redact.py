@@ -49,7 +49,21 @@ def test_log_filter_redacts_messages_and_tracebacks(caplog: pytest.LogCaptureFix
 
 @pytest.mark.parametrize(
     "name",
-    ["key", "pwd", "auth", "ssh_key", "passphrase", "credential", "private", "cookie", "session", "dbPwd", "x-auth-token", "sessionId", "private_key"],
+    [
+        "key",
+        "pwd",
+        "auth",
+        "ssh_key",
+        "passphrase",
+        "credential",
+        "private",
+        "cookie",
+        "session",
+        "dbPwd",
+        "x-auth-token",
+        "sessionId",
+        "private_key",
+    ],
 )
 def test_secret_argument_names_are_masked_at_any_depth(name: str) -> None:
     value = {"outer": [{"inner": {name: "s3cr3t-value", "replicas": 3, "namespace": "web"}}]}
@@ -90,8 +104,14 @@ def test_no_library_logs_the_ntfy_topic(caplog: pytest.LogCaptureFixture) -> Non
     caplog.set_level(logging.DEBUG)
     with respx.mock() as mock:
         route = mock.post(f"https://ntfy.example/{topic}").mock(return_value=httpx.Response(200))
-        notifier = Notifier(NotifySettings.model_validate({"targets": [{"type": "ntfy", "server": "https://ntfy.example", "topic": topic}]}))
-        notifier.destructive_tool(tool="docker.remove", target="workload:x", actor="alice", stage="run", decision="allow", outcome="success")
+        notifier = Notifier(
+            NotifySettings.model_validate(
+                {"targets": [{"type": "ntfy", "server": "https://ntfy.example", "topic": topic}]}
+            )
+        )
+        notifier.destructive_tool(
+            tool="docker.remove", target="workload:x", actor="alice", stage="run", decision="allow", outcome="success"
+        )
         notifier.close()
     assert route.called
     assert topic not in caplog.text

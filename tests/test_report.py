@@ -6,6 +6,7 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
+from lab_support import SyncedLab, lab  # noqa: F401 (a fixture)
 from sync_support import run_inventory, write_config
 
 from inventory.config import load_config
@@ -14,8 +15,6 @@ from inventory.report import build_report, classify_status, format_age, to_markd
 from inventory.storage.database import Database, open_database
 from inventory.sync import sync_all
 from inventory.timeutil import utcnow
-from lab_support import SyncedLab, lab  # noqa: F401 (a fixture)
-from sync_support import run_inventory, write_config
 
 LAB = """
 hosts:
@@ -43,8 +42,20 @@ def _synced(tmp_path: Path, db: Database) -> Path:
 
 
 def test_status_vocabulary() -> None:
-    assert [classify_status(s) for s in ("Running", "exited", "CrashLoopBackOff", "Pending", None)] == ["running", "stopped", "failed", "other", "other"]
-    assert [format_age(s) for s in (None, 42, 307, 3 * 3600 + 300, 2 * 86400 + 4 * 3600)] == ["never", "42s", "5m07s", "3h05m", "2d4h"]
+    assert [classify_status(s) for s in ("Running", "exited", "CrashLoopBackOff", "Pending", None)] == [
+        "running",
+        "stopped",
+        "failed",
+        "other",
+        "other",
+    ]
+    assert [format_age(s) for s in (None, 42, 307, 3 * 3600 + 300, 2 * 86400 + 4 * 3600)] == [
+        "never",
+        "42s",
+        "5m07s",
+        "3h05m",
+        "2d4h",
+    ]
 
 
 def test_report_sections(tmp_path: Path, db: Database) -> None:
@@ -52,13 +63,27 @@ def test_report_sections(tmp_path: Path, db: Database) -> None:
     with db.session() as session:
         report = build_report(session, since=utcnow() - timedelta(days=1))
     (lab,) = report["sources"]
-    assert (lab["name"], lab["hosts"], lab["workloads"], lab["services"], lab["last_status"]) == ("lab", 3, 4, 3, "success")
+    assert (lab["name"], lab["hosts"], lab["workloads"], lab["services"], lab["last_status"]) == (
+        "lab",
+        3,
+        4,
+        3,
+        "success",
+    )
     assert lab["kinds"]["workload"]["vm"] == {"stopped": 1}
     assert lab["kinds"]["host"]["machine"] == {"-": 2}
-    assert report["changes"] == [{"source": "lab", "created": 10, "updated": 0, "removed": 0, "revived": 0, "total": 10}]
-    assert [(w["name"], w["state"], w["host"]) for w in report["problem_workloads"]] == [("db", "stopped", "pve1"), ("web", "failed", "pve1")]
+    assert report["changes"] == [
+        {"source": "lab", "created": 10, "updated": 0, "removed": 0, "revived": 0, "total": 10}
+    ]
+    assert [(w["name"], w["state"], w["host"]) for w in report["problem_workloads"]] == [
+        ("db", "stopped", "pve1"),
+        ("web", "failed", "pve1"),
+    ]
     assert [h["name"] for h in report["hosts_without_workloads"]] == ["spare"]
-    assert [(s["name"], s["members"]) for s in report["services_without_running_members"]] == [("empty", 0), ("shop", 2)]
+    assert [(s["name"], s["members"]) for s in report["services_without_running_members"]] == [
+        ("empty", 0),
+        ("shop", 2),
+    ]
     # A period that starts after the sync shows no changes.
     with db.session() as session:
         assert build_report(session, since=utcnow() + timedelta(seconds=1))["changes"] == []
@@ -68,7 +93,14 @@ def test_markdown_has_every_section(tmp_path: Path, db: Database) -> None:
     _synced(tmp_path, db)
     with db.session() as session:
         text = to_markdown(build_report(session, since=utcnow() - timedelta(hours=1)))
-    for title in ("## Sources", "## Objects by kind and status", "## Changes", "## Failed and stopped workloads", "## Hosts with no workloads", "## Services with no running members"):
+    for title in (
+        "## Sources",
+        "## Objects by kind and status",
+        "## Changes",
+        "## Failed and stopped workloads",
+        "## Hosts with no workloads",
+        "## Services with no running members",
+    ):
         assert title in text
     assert "| lab | workload | container | CrashLoopBackOff | 1 |" in text
 

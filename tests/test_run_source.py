@@ -100,5 +100,7 @@ def test_sources_may_collect_at_once_from_threads_while_writes_stay_one_at_a_tim
     for thread in threads:
         thread.join(timeout=60)
     # Each collect waited for the others: had collecting been serialised, the barrier would have broken.
-    assert {name: (o.status, o.objects) for name, o in outcomes.items()} == dict.fromkeys(names, (SyncStatus.SUCCESS, 1))
+    assert {name: (o.status, o.objects) for name, o in outcomes.items()} == dict.fromkeys(
+        names, (SyncStatus.SUCCESS, 1)
+    )
     assert runner.most_writing == 1

@@ -163,7 +163,14 @@ def test_a_field_declared_in_the_table_round_trips(racked: tuple[Schema, Store, 
     row = session.execute(select(schema["host"].row)).scalar_one()
     serialized = object_row(schema["host"], row, "lab", workloads=1, machine=None)
     assert (serialized["rack"], serialized["name"], serialized["workloads"]) == ("r2", "node-a", 1)
-    assert list(serialized) == [*SCHEMA["host"].output_keys[:-4], "rack", "first_seen_at", "changed_at", "removed_at", "details_stale_since"]
+    assert list(serialized) == [
+        *SCHEMA["host"].output_keys[:-4],
+        "rack",
+        "first_seen_at",
+        "changed_at",
+        "removed_at",
+        "details_stale_since",
+    ]
     diff = session.execute(select(Change.diff).where(Change.action == "updated")).scalar_one()
     assert diff == {"rack": ["r1", "r2"]}
 

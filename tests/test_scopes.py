@@ -104,7 +104,11 @@ def test_an_unread_detail_keeps_its_value_writes_no_change_and_marks_the_details
     engine = Engine()
     engine.sync(Snapshot(hosts=[NODE]))
     hiccup = Host(
-        "node", "c/pve1", "pve1", status="online", attributes={},
+        "node",
+        "c/pve1",
+        "pve1",
+        status="online",
+        attributes={},
         unread=frozenset({"addresses", "attributes.cpu_model", "attributes.sockets", "attributes.kernel"}),
     )
 
@@ -127,8 +131,15 @@ def test_an_unread_detail_keeps_its_value_writes_no_change_and_marks_the_details
 def test_a_change_beside_an_unread_detail_is_written_and_the_unread_one_is_not_in_its_diff() -> None:
     engine = Engine()
     engine.sync(Snapshot(hosts=[NODE]))
-    offline = Host("node", "c/pve1", "pve1", status="offline", addresses=("10.0.0.1",), attributes={"kernel": "6.8"},
-                   unread=frozenset({"attributes.cpu_model", "attributes.sockets"}))
+    offline = Host(
+        "node",
+        "c/pve1",
+        "pve1",
+        status="offline",
+        addresses=("10.0.0.1",),
+        attributes={"kernel": "6.8"},
+        unread=frozenset({"attributes.cpu_model", "attributes.sockets"}),
+    )
 
     result = engine.sync(Snapshot(hosts=[offline]))
 
@@ -140,7 +151,9 @@ def test_unread_links_and_members_keep_their_stored_targets() -> None:
     engine = Engine()
     node = Host("node", "n1", "n1")
     pod = Workload("pod", "p1", "p1", host=Ref("node", "n1"))
-    engine.sync(Snapshot(hosts=[node], workloads=[pod], services=[Service("svc", "s1", "s", members=(Ref("pod", "p1"),))]))
+    engine.sync(
+        Snapshot(hosts=[node], workloads=[pod], services=[Service("svc", "s1", "s", members=(Ref("pod", "p1"),))])
+    )
 
     result = engine.sync(
         Snapshot(
@@ -166,7 +179,10 @@ def test_unread_is_no_content_digests_stay_as_they_were() -> None:
     assert record_hash(Host("node", "c/n1", "n1", status="up", mac_addresses=("aa",), attributes={"x": 1})) == (
         "2a463bb155f583e50a57d465be55aa55"
     )
-    assert record_hash(Workload("pod", "u1", "p", namespace="d", host=Ref("node", "n"))) == "0f7e6e75d9f1aad9bed167280078c545"
+    assert (
+        record_hash(Workload("pod", "u1", "p", namespace="d", host=Ref("node", "n")))
+        == "0f7e6e75d9f1aad9bed167280078c545"
+    )
     assert record_hash(Service("svc", "s1", "s", members=(Ref("pod", "u1"),), unread=frozenset({"status"}))) == (
         "d4c587bf475c3020b8594e47a6aac44b"
     )
@@ -230,13 +246,25 @@ def test_a_failed_scope_is_partial_and_still_removes_in_the_scopes_read(db: Data
 
 
 def test_an_unread_detail_writes_no_change_row_and_the_row_says_stale(db: Database) -> None:
-    snapshots = iter([
-        Snapshot(hosts=[NODE]),
-        Snapshot(hosts=[Host("node", "c/pve1", "pve1", status="online",
-                             unread=frozenset({"addresses", "attributes.cpu_model", "attributes.sockets",
-                                               "attributes.kernel"}))]),
-        Snapshot(hosts=[NODE]),
-    ])
+    snapshots = iter(
+        [
+            Snapshot(hosts=[NODE]),
+            Snapshot(
+                hosts=[
+                    Host(
+                        "node",
+                        "c/pve1",
+                        "pve1",
+                        status="online",
+                        unread=frozenset(
+                            {"addresses", "attributes.cpu_model", "attributes.sockets", "attributes.kernel"}
+                        ),
+                    )
+                ]
+            ),
+            Snapshot(hosts=[NODE]),
+        ]
+    )
     connector = _connector(lambda: next(snapshots))
 
     assert sync_source(db, connector).ok

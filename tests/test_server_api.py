@@ -229,9 +229,7 @@ def test_openapi_document_is_served(client: TestClient) -> None:
     } <= set(paths)
 
 
-def test_the_config_adds_groups_to_a_token_name_and_revoking_takes_effect_at_once(
-    db: Database, lab: Config
-) -> None:
+def test_the_config_adds_groups_to_a_token_name_and_revoking_takes_effect_at_once(db: Database, lab: Config) -> None:
     from server_support import TOKEN_ISSUER
 
     from inventory.principals import PrincipalSettings

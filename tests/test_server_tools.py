@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-
 from typing import Any
 
 import pytest
@@ -32,9 +31,7 @@ def tokens(db: Database) -> Tokens:
 @pytest.fixture
 def client(db: Database, tmp_path: Path, cluster: MutableFakeKubernetes, tokens: Tokens) -> Iterator[TestClient]:
     runner, _config = kubernetes_lab(db, tmp_path, cluster)
-    with TestClient(
-        create_app(db, runner=runner, mcp=False, web=False)
-    ) as test_client:
+    with TestClient(create_app(db, runner=runner, mcp=False, web=False)) as test_client:
         yield test_client
 
 

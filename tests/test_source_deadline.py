@@ -33,7 +33,9 @@ def _source(fake: FakeProxmox, name: str = "pve", **extra: Any) -> dict[str, Any
     }  # fmt: skip
 
 
-def test_a_collection_past_its_deadline_is_abandoned_partial_and_releases_the_lock(db: Database, pve: FakeProxmox) -> None:
+def test_a_collection_past_its_deadline_is_abandoned_partial_and_releases_the_lock(
+    db: Database, pve: FakeProxmox
+) -> None:
     pve.faults.slow_nodes["pve2"] = 20  # pve2 hangs far longer than the deadline
     registry = ConnectorRegistry.of(ProxmoxConnector)
     config = build_config({"sources": [_source(pve, deadline="1s")]}, registry=registry)
@@ -51,7 +53,9 @@ def test_a_collection_past_its_deadline_is_abandoned_partial_and_releases_the_lo
 
 
 def test_the_global_deadline_applies_to_every_source(pve: FakeProxmox) -> None:
-    config = build_config({"sync": {"deadline": "2m"}, "sources": [_source(pve)]}, registry=ConnectorRegistry.of(ProxmoxConnector))
+    config = build_config(
+        {"sync": {"deadline": "2m"}, "sources": [_source(pve)]}, registry=ConnectorRegistry.of(ProxmoxConnector)
+    )
 
     assert config.sync.deadline == 120.0 and config.sources[0].deadline is None
     assert build_config({"sources": []}).sync.deadline == 600.0

@@ -16,16 +16,23 @@ from inventory.records import Ref
 
 
 def connector(tmp_path: Path, **config: object) -> StaticConnector:
-    return StaticConnector(StaticConfig.model_validate({"type": "static", "name": "lab", **config}, context={"base_dir": tmp_path}))
+    return StaticConnector(
+        StaticConfig.model_validate({"type": "static", "name": "lab", **config}, context={"base_dir": tmp_path})
+    )
 
 
 def test_inline_and_file_declarations_become_linked_records(tmp_path: Path) -> None:
-    (tmp_path / "more.yaml").write_text("hosts: [{id: sw, name: core-switch, kind: switch, mac_addresses: [AA:BB:CC:00:11:22]}]\n")
+    (tmp_path / "more.yaml").write_text(
+        "hosts: [{id: sw, name: core-switch, kind: switch, mac_addresses: [AA:BB:CC:00:11:22]}]\n"
+    )
     snapshot = connector(
         tmp_path,
         path="more.yaml",
         hosts=[{"id": "nas1", "name": "nas", "machine_uuid": "ABCD-1"}],
-        workloads=[{"id": "plex", "name": "plex", "host": "nas1", "kind": "app"}, {"id": 7, "name": "transcoder", "parent": "plex"}],
+        workloads=[
+            {"id": "plex", "name": "plex", "host": "nas1", "kind": "app"},
+            {"id": 7, "name": "transcoder", "parent": "plex"},
+        ],
         services=[{"id": "media", "name": "Media", "members": ["plex", "7"], "slo": 99.9, "url": "https://plex.lan"}],
     ).collect()
     assert snapshot.complete
@@ -66,8 +73,14 @@ class DeclarationFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.declared: dict[str, list[dict[str, Any]]] = {
-            "hosts": [{"id": "nas1", "name": "nas", "hostname": "nas.lan"}, {"id": "sw1", "name": "core-switch", "kind": "switch"}],
-            "workloads": [{"id": "plex", "name": "plex", "host": "nas1", "status": "running"}, {"id": "backup", "name": "backup", "host": "nas1"}],
+            "hosts": [
+                {"id": "nas1", "name": "nas", "hostname": "nas.lan"},
+                {"id": "sw1", "name": "core-switch", "kind": "switch"},
+            ],
+            "workloads": [
+                {"id": "plex", "name": "plex", "host": "nas1", "status": "running"},
+                {"id": "backup", "name": "backup", "host": "nas1"},
+            ],
             "services": [{"id": "media", "name": "Media", "members": ["plex"]}],
         }
         self.broken = False

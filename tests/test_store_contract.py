@@ -150,7 +150,12 @@ def test_updates_overwrite_and_replace_members(harness: Harness) -> None:
         pods = [Workload("pod", f"p{i}", f"web-{i}") for i in range(3)]
         svc = Service("service", "s1", "web", members=(Ref("pod", "p0"), Ref("pod", "p1")))
         store.apply(
-            plan(creates=[*(write(i, p) for i, p in zip(pod_ids, pods, strict=True)), write(svc_id, svc, members=pod_ids[:2])])
+            plan(
+                creates=[
+                    *(write(i, p) for i, p in zip(pod_ids, pods, strict=True)),
+                    write(svc_id, svc, members=pod_ids[:2]),
+                ]
+            )
         )
     later = T0 + timedelta(minutes=1)
     with harness.store() as store:

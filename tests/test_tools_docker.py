@@ -59,7 +59,13 @@ def containers(engine: DockerEngine) -> Iterator[dict[str, str]]:
     client = engine.client()
     made = {}
     for name in ("web", "worker"):
-        created = client.create_container(BUSYBOX_IMAGE, "sleep 600", name=name, stop_signal="SIGKILL", host_config=client.create_host_config(network_mode="none"))
+        created = client.create_container(
+            BUSYBOX_IMAGE,
+            "sleep 600",
+            name=name,
+            stop_signal="SIGKILL",
+            host_config=client.create_host_config(network_mode="none"),
+        )
         client.start(created["Id"])
         made[name] = str(created["Id"])
     try:
@@ -71,7 +77,9 @@ def containers(engine: DockerEngine) -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture
-def setup(engine: DockerEngine, containers: dict[str, str], db: Database, tmp_path: Path) -> tuple[Config, Database, Path]:
+def setup(
+    engine: DockerEngine, containers: dict[str, str], db: Database, tmp_path: Path
+) -> tuple[Config, Database, Path]:
     raw = {"database": {"url": db.url}, "sources": [{"type": "docker", "name": "engine", "url": engine.url}]}
     path = tmp_path / "inventory.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -105,10 +113,16 @@ def entries(db: Database, **filters: Any) -> list[dict[str, Any]]:
     """Audit entries of tool calls and approvals (the setup's sync summary left out)."""
     with db.session() as session:
         # Outcomes only: each executed call's write-ahead intent ("started") is checked in tests/test_write_ahead.py.
-        return [e for e in list_entries(session, AuditFilter(**filters)) if e["event"] != "sync" and e["outcome"] != "started"]
+        return [
+            e
+            for e in list_entries(session, AuditFilter(**filters))
+            if e["event"] != "sync" and e["outcome"] != "started"
+        ]
 
 
-def test_restart_and_stop_run_against_the_engine(setup: tuple[Config, Database, Path], engine: DockerEngine, containers: dict[str, str]) -> None:
+def test_restart_and_stop_run_against_the_engine(
+    setup: tuple[Config, Database, Path], engine: DockerEngine, containers: dict[str, str]
+) -> None:
     config, db, _ = setup
     runner = runner_for(config, db)
     before = state(engine, containers["web"])
@@ -129,11 +143,15 @@ def test_restart_and_stop_run_against_the_engine(setup: tuple[Config, Database, 
         ("docker.restart", "success", "allow", "SAFE_MUTATE"),
         ("docker.stop", "success", "allow", "SAFE_MUTATE"),
     ]
-    assert logged[0]["target"] == f"workload:engine/container/{containers['web']}" and logged[0]["arguments"] == {"timeout": 1}
+    assert logged[0]["target"] == f"workload:engine/container/{containers['web']}" and logged[0]["arguments"] == {
+        "timeout": 1
+    }
     assert logged[1]["policy_hash"] == builtin_policy().sha256 and logged[1]["duration_ms"] > 0
 
 
-def test_remove_waits_for_approval_by_someone_else(setup: tuple[Config, Database, Path], engine: DockerEngine, containers: dict[str, str]) -> None:
+def test_remove_waits_for_approval_by_someone_else(
+    setup: tuple[Config, Database, Path], engine: DockerEngine, containers: dict[str, str]
+) -> None:
     config, db, _ = setup
     runner = runner_for(config, db)
     pending = runner.run("docker.remove", "web", {"force": "true"}, "alice")
@@ -164,7 +182,9 @@ def test_remove_waits_for_approval_by_someone_else(setup: tuple[Config, Database
         assert verify_chain(session).ok
 
 
-def test_rejected_and_denied_calls_never_run(setup: tuple[Config, Database, Path], engine: DockerEngine, containers: dict[str, str]) -> None:
+def test_rejected_and_denied_calls_never_run(
+    setup: tuple[Config, Database, Path], engine: DockerEngine, containers: dict[str, str]
+) -> None:
     config, db, _ = setup
     runner = runner_for(config, db)
     pending = runner.run("docker.remove", "worker", {}, "alice")
@@ -178,7 +198,9 @@ def test_rejected_and_denied_calls_never_run(setup: tuple[Config, Database, Path
     assert [e["outcome"] for e in entries(db)] == ["pending", "rejected", "rejected"]
 
 
-def test_a_container_gone_since_the_sync_is_refused_naming_source_and_container(setup: tuple[Config, Database, Path], engine: DockerEngine, containers: dict[str, str]) -> None:
+def test_a_container_gone_since_the_sync_is_refused_naming_source_and_container(
+    setup: tuple[Config, Database, Path], engine: DockerEngine, containers: dict[str, str]
+) -> None:
     config, db, _ = setup
     client = engine.client()
     client.remove_container(containers["worker"], force=True)  # gone behind the inventory's back
@@ -190,11 +212,19 @@ def test_a_container_gone_since_the_sync_is_refused_naming_source_and_container(
     assert entry["outcome"] == "refused" and "(worker)" in entry["error"]
 
 
-def test_a_container_recreated_under_the_same_name_is_not_touched(setup: tuple[Config, Database, Path], engine: DockerEngine, containers: dict[str, str]) -> None:
+def test_a_container_recreated_under_the_same_name_is_not_touched(
+    setup: tuple[Config, Database, Path], engine: DockerEngine, containers: dict[str, str]
+) -> None:
     config, db, _ = setup
     client = engine.client()
     client.remove_container(containers["web"], force=True)  # what `compose up` does to a changed service
-    created = client.create_container(BUSYBOX_IMAGE, "sleep 600", name="web", stop_signal="SIGKILL", host_config=client.create_host_config(network_mode="none"))
+    created = client.create_container(
+        BUSYBOX_IMAGE,
+        "sleep 600",
+        name="web",
+        stop_signal="SIGKILL",
+        host_config=client.create_host_config(network_mode="none"),
+    )
     client.start(created["Id"])
     client.close()
     with pytest.raises(TargetChanged, match="no longer exists"):
@@ -202,7 +232,9 @@ def test_a_container_recreated_under_the_same_name_is_not_touched(setup: tuple[C
     assert state(engine, created["Id"])["Running"] is True  # type: ignore[index]
 
 
-def test_a_container_renamed_since_the_sync_is_decided_on_its_name_now(setup: tuple[Config, Database, Path], engine: DockerEngine, containers: dict[str, str]) -> None:
+def test_a_container_renamed_since_the_sync_is_decided_on_its_name_now(
+    setup: tuple[Config, Database, Path], engine: DockerEngine, containers: dict[str, str]
+) -> None:
     config, db, _ = setup
     client = engine.client()
     client.rename(containers["worker"], "prod-db")
@@ -217,12 +249,16 @@ def test_a_container_renamed_since_the_sync_is_decided_on_its_name_now(setup: tu
     assert entry["details"]["live_target"]["identity"] == {"id": containers["worker"]}
 
 
-def test_canary_secrets_reach_no_audit_entry_log_line_or_error(setup: tuple[Config, Database, Path], caplog: pytest.LogCaptureFixture) -> None:
+def test_canary_secrets_reach_no_audit_entry_log_line_or_error(
+    setup: tuple[Config, Database, Path], caplog: pytest.LogCaptureFixture
+) -> None:
     config, db, _ = setup
     caplog.set_level(logging.DEBUG)
     runner = runner_for(config, db)
     messages = []
-    runner.run("docker.restart", "web", {"timeout": "0", "reason": f"rotating token={CANARY} per Bearer {CANARY}"}, "alice")
+    runner.run(
+        "docker.restart", "web", {"timeout": "0", "reason": f"rotating token={CANARY} per Bearer {CANARY}"}, "alice"
+    )
     for bad in ({"password": CANARY}, {"timeout": CANARY}, {"api_token": CANARY, "reason": f"https://u:{CANARY}@x"}):
         with pytest.raises(UsageError) as info:
             runner.run("docker.stop", "web", bad, "alice")
@@ -238,7 +274,10 @@ def test_canary_secrets_reach_no_audit_entry_log_line_or_error(setup: tuple[Conf
 
 
 def test_cli_tool_run_policy_check_and_approvals(
-    setup: tuple[Config, Database, Path], engine: DockerEngine, containers: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    setup: tuple[Config, Database, Path],
+    engine: DockerEngine,
+    containers: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _, db, path = setup
     cli_runner = CliRunner()
@@ -251,7 +290,11 @@ def test_cli_tool_run_policy_check_and_approvals(
     checked = invoke("policy", "check", "docker.remove", "--target", "web", "--arg", "force=true", "-o", "json")
     assert checked.exit_code == 0, checked.output
     report = json.loads(checked.stdout)
-    assert (report["class"], report["decision"], report["matched_rule"]) == ("DESTRUCTIVE", "require_approval", "default:DESTRUCTIVE")
+    assert (report["class"], report["decision"], report["matched_rule"]) == (
+        "DESTRUCTIVE",
+        "require_approval",
+        "default:DESTRUCTIVE",
+    )
     assert report["hints"]["destructiveHint"] is True
     assert entries(db) == []  # a check runs nothing and records nothing
 

@@ -37,7 +37,11 @@ def cluster() -> Iterator[MutableFakeKubernetes]:
 @pytest.fixture
 def setup(cluster: MutableFakeKubernetes, db: Database, tmp_path: Path) -> tuple[ToolRunner, Config]:
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", {"lab": cluster})
-    raw = {"sources": [{"type": "kubernetes", "name": "lab", "kubeconfig": str(kubeconfig), "context": "lab", "timeout": 5}]}
+    raw = {
+        "sources": [
+            {"type": "kubernetes", "name": "lab", "kubeconfig": str(kubeconfig), "context": "lab", "timeout": 5}
+        ]
+    }
     config = build_config(raw, path=tmp_path / "inventory.yaml", registry=ConnectorRegistry.of(KubernetesConnector))
     outcome = sync_source(db, KubernetesConnector(config.source("lab")))
     assert outcome.status == "success", outcome.error
@@ -61,7 +65,9 @@ def test_reads_list_pods_and_pod_logs(setup: tuple[ToolRunner, Config], cluster:
     assert cluster.mutations == []
 
 
-def test_restart_and_scale_reach_the_api_server(setup: tuple[ToolRunner, Config], cluster: MutableFakeKubernetes) -> None:
+def test_restart_and_scale_reach_the_api_server(
+    setup: tuple[ToolRunner, Config], cluster: MutableFakeKubernetes
+) -> None:
     runner, _ = setup
     restarted = runner.run("kubernetes.restart_deployment", "web-0", {}, "alice")
     assert restarted.outcome == "success"
@@ -70,11 +76,17 @@ def test_restart_and_scale_reach_the_api_server(setup: tuple[ToolRunner, Config]
     restart, scale = cluster.mutations
     assert (restart.method, restart.path) == ("PATCH", "/apis/apps/v1/namespaces/app-000/deployments/web-0")
     assert "kubectl.kubernetes.io/restartedAt" in restart.body["spec"]["template"]["metadata"]["annotations"]
-    assert (scale.method, scale.path, scale.body) == ("PATCH", "/apis/apps/v1/namespaces/app-000/deployments/web-1/scale", {"spec": {"replicas": 5}})
+    assert (scale.method, scale.path, scale.body) == (
+        "PATCH",
+        "/apis/apps/v1/namespaces/app-000/deployments/web-1/scale",
+        {"spec": {"replicas": 5}},
+    )
     assert cluster._find("deployments", "app-000", "web-1")["spec"]["replicas"] == 5  # type: ignore[index]
 
 
-def test_scale_to_zero_and_kube_system_are_destructive_and_wait(setup: tuple[ToolRunner, Config], cluster: MutableFakeKubernetes) -> None:
+def test_scale_to_zero_and_kube_system_are_destructive_and_wait(
+    setup: tuple[ToolRunner, Config], cluster: MutableFakeKubernetes
+) -> None:
     runner, _ = setup
     to_zero = runner.run("kubernetes.scale_deployment", "web-0", {"replicas": "0"}, "alice")
     assert to_zero.outcome == "pending" and to_zero.evaluation.classification.tool_class.value == "DESTRUCTIVE"
@@ -86,7 +98,9 @@ def test_scale_to_zero_and_kube_system_are_destructive_and_wait(setup: tuple[Too
     assert [m.body for m in cluster.mutations] == [{"spec": {"replicas": 0}}]
 
 
-def test_delete_pod_carries_the_uid_precondition(setup: tuple[ToolRunner, Config], cluster: MutableFakeKubernetes) -> None:
+def test_delete_pod_carries_the_uid_precondition(
+    setup: tuple[ToolRunner, Config], cluster: MutableFakeKubernetes
+) -> None:
     runner, _ = setup
     uid = uid_of(cluster, "pods", "app-000", "db-1")
     deleted = runner.run("kubernetes.delete_pod", "db-1", {}, "alice")
@@ -97,7 +111,9 @@ def test_delete_pod_carries_the_uid_precondition(setup: tuple[ToolRunner, Config
     assert cluster._find("pods", "app-000", "db-1") is None
 
 
-def test_a_pod_replaced_under_the_same_name_is_not_deleted(setup: tuple[ToolRunner, Config], cluster: MutableFakeKubernetes) -> None:
+def test_a_pod_replaced_under_the_same_name_is_not_deleted(
+    setup: tuple[ToolRunner, Config], cluster: MutableFakeKubernetes
+) -> None:
     runner, _ = setup
     # The controller replaced db-2 since the last sync: same name, new uid.
     cluster.mutate("pods", "db-2", "app-000", lambda pod: pod["metadata"].__setitem__("uid", "0000-new-uid"))
@@ -110,7 +126,9 @@ def test_a_pod_replaced_under_the_same_name_is_not_deleted(setup: tuple[ToolRunn
     assert entry["details"]["live_target"]["identity"] == {"uid": "0000-new-uid"}
 
 
-def test_a_deployment_replaced_under_the_same_name_is_not_restarted(setup: tuple[ToolRunner, Config], cluster: MutableFakeKubernetes) -> None:
+def test_a_deployment_replaced_under_the_same_name_is_not_restarted(
+    setup: tuple[ToolRunner, Config], cluster: MutableFakeKubernetes
+) -> None:
     runner, _ = setup
     # Nothing in a PATCH says which object it was meant for: only the re-read identity stops it.
     cluster.mutate("deployments", "web-0", "app-000", lambda d: d["metadata"].__setitem__("uid", "0000-recreated"))
@@ -119,15 +137,21 @@ def test_a_deployment_replaced_under_the_same_name_is_not_restarted(setup: tuple
     assert cluster.mutations == []
 
 
-def test_labels_set_at_the_source_since_the_sync_classify_the_call(setup: tuple[ToolRunner, Config], cluster: MutableFakeKubernetes) -> None:
+def test_labels_set_at_the_source_since_the_sync_classify_the_call(
+    setup: tuple[ToolRunner, Config], cluster: MutableFakeKubernetes
+) -> None:
     runner, _ = setup
-    cluster.mutate("deployments", "web-1", "app-000", lambda d: d["metadata"].setdefault("labels", {}).__setitem__("tags", "prod"))
+    cluster.mutate(
+        "deployments", "web-1", "app-000", lambda d: d["metadata"].setdefault("labels", {}).__setitem__("tags", "prod")
+    )
     call = runner.run("kubernetes.restart_deployment", "web-1", {}, "alice")
     assert call.outcome == "pending" and call.evaluation.classification.tool_class.value == "DESTRUCTIVE"
     assert call.evaluation.decision.rule_label == "prod-changes-need-approval" and cluster.mutations == []
 
 
-def test_an_approved_delete_of_a_pod_replaced_meanwhile_is_refused(setup: tuple[ToolRunner, Config], cluster: MutableFakeKubernetes) -> None:
+def test_an_approved_delete_of_a_pod_replaced_meanwhile_is_refused(
+    setup: tuple[ToolRunner, Config], cluster: MutableFakeKubernetes
+) -> None:
     runner, _ = setup
     pending = runner.run("kubernetes.delete_pod", "db-1", {"force": "true"}, "alice")
     assert pending.outcome == "pending"
@@ -140,17 +164,23 @@ def test_an_approved_delete_of_a_pod_replaced_meanwhile_is_refused(setup: tuple[
     assert (last["event"], last["outcome"]) == ("approval", "rejected") and "0000-new-uid" in last["error"]
 
 
-def test_an_unreachable_api_server_refuses_the_call(setup: tuple[ToolRunner, Config], cluster: MutableFakeKubernetes) -> None:
+def test_an_unreachable_api_server_refuses_the_call(
+    setup: tuple[ToolRunner, Config], cluster: MutableFakeKubernetes
+) -> None:
     runner, _ = setup
     cluster.stop()
-    with pytest.raises(SourceError, match="source 'lab', deployment app-000/web-0: re-reading it failed.*nothing was run"):
+    with pytest.raises(
+        SourceError, match="source 'lab', deployment app-000/web-0: re-reading it failed.*nothing was run"
+    ):
         runner.run("kubernetes.restart_deployment", "web-0", {}, "alice")
     with runner.db.session() as session:
         (entry,) = list_entries(session, AuditFilter(event="tool_call"))
     assert entry["outcome"] == "refused" and "source 'lab'" in entry["error"]
 
 
-def test_delete_namespace_needs_approval_and_system_namespaces_are_denied(setup: tuple[ToolRunner, Config], cluster: MutableFakeKubernetes) -> None:
+def test_delete_namespace_needs_approval_and_system_namespaces_are_denied(
+    setup: tuple[ToolRunner, Config], cluster: MutableFakeKubernetes
+) -> None:
     runner, _ = setup
     with pytest.raises(PolicyDenied, match="no-namespace-deletion-of-system"):
         runner.run("kubernetes.delete_namespace", "source:lab", {"namespace": "kube-system"}, "alice")
@@ -167,10 +197,14 @@ def test_delete_namespace_needs_approval_and_system_namespaces_are_denied(setup:
     ]
 
 
-def test_targets_resolve_by_uid_and_ambiguous_names_are_refused(setup: tuple[ToolRunner, Config], cluster: MutableFakeKubernetes) -> None:
+def test_targets_resolve_by_uid_and_ambiguous_names_are_refused(
+    setup: tuple[ToolRunner, Config], cluster: MutableFakeKubernetes
+) -> None:
     runner, _ = setup
     uid = uid_of(cluster, "deployments", "app-000", "web-0")
-    evaluation = runner.evaluate("kubernetes.scale_deployment", f"workload:lab/deployment/{uid}", {"replicas": "3"}, "alice")
+    evaluation = runner.evaluate(
+        "kubernetes.scale_deployment", f"workload:lab/deployment/{uid}", {"replicas": "3"}, "alice"
+    )
     assert evaluation.target is not None and evaluation.target.name == "web-0"
     with pytest.raises(NotFound):
         runner.evaluate("kubernetes.scale_deployment", "db-0", {"replicas": "3"}, "alice")  # a pod, not a deployment
@@ -181,7 +215,9 @@ def test_the_tool_module_does_not_import_the_sdk() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, cwd=PROJECT_ROOT)
 
 
-def test_grace_period_zero_is_as_destructive_as_force(setup: tuple[ToolRunner, Config], cluster: MutableFakeKubernetes) -> None:
+def test_grace_period_zero_is_as_destructive_as_force(
+    setup: tuple[ToolRunner, Config], cluster: MutableFakeKubernetes
+) -> None:
     runner, _ = setup
     forced = runner.run("kubernetes.delete_pod", "db-1", {"force": "true"}, "alice")
     immediate = runner.run("kubernetes.delete_pod", "db-2", {"grace_period": "0"}, "alice")

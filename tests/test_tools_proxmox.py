@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from connectors.proxmox.connector import ProxmoxConnector
+from inventory.audit.log import AuditFilter, list_entries
 from inventory.config import Config, build_config
 from inventory.connector import ConnectorRegistry
-from inventory.audit.log import AuditFilter, list_entries
 from inventory.errors import Ambiguous, SourceError, TargetChanged
 from inventory.policy.approvals import approve
 from inventory.policy.execute import ToolFailed, ToolRunner
@@ -46,8 +46,23 @@ def pve() -> Iterator[MutableFakeProxmox]:
 
 @pytest.fixture
 def runner(pve: MutableFakeProxmox, db: Database, tmp_path: Path) -> ToolRunner:
-    raw = {"sources": [{"type": "proxmox", "name": "pve", "url": pve.url, "token_id": pve.token_id, "token_secret": pve.token_secret, "ca_file": str(pve.ca_file), "timeout": 5, "retries": 0}]}
-    config: Config = build_config(raw, path=tmp_path / "inventory.yaml", registry=ConnectorRegistry.of(ProxmoxConnector))
+    raw = {
+        "sources": [
+            {
+                "type": "proxmox",
+                "name": "pve",
+                "url": pve.url,
+                "token_id": pve.token_id,
+                "token_secret": pve.token_secret,
+                "ca_file": str(pve.ca_file),
+                "timeout": 5,
+                "retries": 0,
+            }
+        ]
+    }
+    config: Config = build_config(
+        raw, path=tmp_path / "inventory.yaml", registry=ConnectorRegistry.of(ProxmoxConnector)
+    )
     outcome = sync_source(db, ProxmoxConnector(config.source("pve")))
     assert outcome.status == "success", outcome.error
     return ToolRunner(db, builtin_policy(), ToolRegistry.discover(), source_config=config.source)
@@ -70,12 +85,19 @@ def test_a_prod_guest_is_protected_and_waits_for_approval(runner: ToolRunner, pv
     assert stop.outcome == "pending" and stop.evaluation.classification.tool_class.value == "DESTRUCTIVE"
     assert pve.mutations == []
     done = approve(runner, stop.approval_id, "bob")  # type: ignore[arg-type]
-    assert done.outcome == "success" and done.result is not None and done.result.details["task"].startswith("UPID:pve1:")
+    assert (
+        done.outcome == "success" and done.result is not None and done.result.details["task"].startswith("UPID:pve1:")
+    )
     assert pve.mutations == [Mutation("POST", "/nodes/pve1/qemu/100/status/stop", {})]
 
 
 def test_snapshot_then_rollback_through_approval(runner: ToolRunner, pve: MutableFakeProxmox) -> None:
-    assert runner.run("proxmox.snapshot", "pve/lab/101", {"name": "pre-upgrade", "description": "before 12.2"}, "alice").outcome == "success"
+    assert (
+        runner.run(
+            "proxmox.snapshot", "pve/lab/101", {"name": "pre-upgrade", "description": "before 12.2"}, "alice"
+        ).outcome
+        == "success"
+    )
     rollback = runner.run("proxmox.rollback", "pve/lab/101", {"name": "pre-upgrade"}, "alice")
     assert rollback.outcome == "pending"
     approve(runner, rollback.approval_id, "bob")  # type: ignore[arg-type]
@@ -107,7 +129,9 @@ def last_entry(runner: ToolRunner) -> dict[str, object]:
         return list_entries(session, AuditFilter(newest_first=True, limit=1))[0]
 
 
-def test_a_guest_renamed_and_tagged_prod_since_the_sync_is_classified_as_it_is_now(runner: ToolRunner, pve: MutableFakeProxmox) -> None:
+def test_a_guest_renamed_and_tagged_prod_since_the_sync_is_classified_as_it_is_now(
+    runner: ToolRunner, pve: MutableFakeProxmox
+) -> None:
     guest = pve.cluster.guest(101)
     guest.name, guest.tags = "prod-db", ["prod"]
     stop = runner.run("proxmox.stop", "pve/lab/101", {}, "alice")
@@ -121,12 +145,17 @@ def test_a_guest_renamed_and_tagged_prod_since_the_sync_is_classified_as_it_is_n
 
 def test_a_vmid_given_to_another_guest_is_refused(runner: ToolRunner, pve: MutableFakeProxmox) -> None:
     pve.cluster.guests = [g for g in pve.cluster.guests if g.vmid != 101]
-    pve.cluster.guests.append(FakeGuest(101, "qemu", "build", "pve2", macs=[mac_for(101)]))  # same vmid, name, node: another machine
+    pve.cluster.guests.append(
+        FakeGuest(101, "qemu", "build", "pve2", macs=[mac_for(101)])
+    )  # same vmid, name, node: another machine
     with pytest.raises(TargetChanged, match="lab/101 \\(build\\) is another object at source 'pve'.*uuid"):
         runner.run("proxmox.stop", "pve/lab/101", {}, "alice")
     assert pve.mutations == []
     entry = last_entry(runner)
-    assert entry["outcome"] == "refused" and entry["details"]["live_target"]["identity"]["uuid"] == pve.cluster.guest(101).smbios_uuid  # type: ignore[index]
+    assert (
+        entry["outcome"] == "refused"
+        and entry["details"]["live_target"]["identity"]["uuid"] == pve.cluster.guest(101).smbios_uuid
+    )  # type: ignore[index]
 
 
 def test_a_guest_without_uuid_is_matched_by_name(runner: ToolRunner, pve: MutableFakeProxmox) -> None:
@@ -145,7 +174,9 @@ def test_a_migrated_guest_is_reached_on_its_new_node(runner: ToolRunner, pve: Mu
     assert pve.mutations == [Mutation("POST", "/nodes/pve1/qemu/101/status/reboot", {})]
 
 
-def test_an_approved_call_whose_guest_was_replaced_meanwhile_is_refused(runner: ToolRunner, pve: MutableFakeProxmox, db: Database) -> None:
+def test_an_approved_call_whose_guest_was_replaced_meanwhile_is_refused(
+    runner: ToolRunner, pve: MutableFakeProxmox, db: Database
+) -> None:
     pending = runner.run("proxmox.delete", "pve/lab/101", {}, "alice")
     assert pending.outcome == "pending"
     pve.cluster.guests = [g for g in pve.cluster.guests if g.vmid != 101]
@@ -163,12 +194,17 @@ def test_an_unreachable_source_refuses_the_call(runner: ToolRunner, pve: Mutable
     assert runner.source_config is not None
     moved = runner.source_config("pve").model_copy(update={"url": f"https://127.0.0.1:{free_port()}"})
     runner.source_config = lambda _name: moved  # nothing listens there: the node is down
-    with pytest.raises(SourceError, match="source 'pve', guest build \\(lab/101\\): re-reading the guest failed: cannot connect.*nothing was run"):
+    with pytest.raises(
+        SourceError,
+        match="source 'pve', guest build \\(lab/101\\): re-reading the guest failed: cannot connect.*nothing was run",
+    ):
         runner.run("proxmox.shutdown", "pve/lab/101", {}, "alice")
     entry = last_entry(runner)
     assert entry["outcome"] == "refused" and "source 'pve'" in str(entry["error"])
 
 
 def test_the_tool_module_does_not_import_the_sdk() -> None:
-    code = "import sys, connectors.proxmox.tools; assert 'proxmoxer' not in sys.modules and 'requests' not in sys.modules"
+    code = (
+        "import sys, connectors.proxmox.tools; assert 'proxmoxer' not in sys.modules and 'requests' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=PROJECT_ROOT)

@@ -20,8 +20,8 @@ from inventory.audit.log import AuditFilter, list_entries
 from inventory.config import build_config
 from inventory.connector import ConnectorRegistry
 from inventory.policy.execute import ToolRunner
-from inventory.policy.rules import builtin_policy
 from inventory.policy.registry import ToolRegistry
+from inventory.policy.rules import builtin_policy
 from inventory.storage.database import Database
 from inventory.sync import sync_source
 from inventory.testing.fake_kubernetes import write_kubeconfig

@@ -65,7 +65,6 @@ def _client_class() -> type[APIClient]:
     turn ``verify: false`` back on): an engine with its own CA would then fail to verify.
     """
     import docker
-
     import requests.exceptions
 
     class SourceAPIClient(docker.APIClient):  # type: ignore[misc]
@@ -91,7 +90,9 @@ def _client_class() -> type[APIClient]:
                 response.close()
                 time.sleep(wait)
 
-        def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> dict[str, Any]:
+        def merge_environment_settings(
+            self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+        ) -> dict[str, Any]:
             settings: dict[str, Any] = super().merge_environment_settings(url, proxies, stream, verify, cert)
             if self.verify is not True:  # a CA file or False, named by the source's tls settings
                 settings["verify"] = self.verify
@@ -145,6 +146,10 @@ def _innermost_text(exc: BaseException) -> str:
         if isinstance(error, OSError) and error.strerror:
             return error.strerror
         # urllib3 keeps the socket error as a cause, a context, a .reason or an argument.
-        stack.extend(e for e in (error.__cause__, error.__context__, getattr(error, "reason", None)) if isinstance(e, BaseException))
+        stack.extend(
+            e
+            for e in (error.__cause__, error.__context__, getattr(error, "reason", None))
+            if isinstance(e, BaseException)
+        )
         stack.extend(a for a in error.args if isinstance(a, BaseException))
     return str(exc)

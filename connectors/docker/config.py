@@ -33,7 +33,6 @@ class DockerTLS(BaseModel):
     # False accepts any server certificate (docker --tls without --tlsverify).
     verify: bool = True
 
-
     @model_validator(mode="after")
     def _cert_with_key(self) -> DockerTLS:
         if (self.cert is None) != (self.key is None):

@@ -73,8 +73,11 @@ class DockerConnector(Connector):
         failed={"unhealthy", "restarting"},
     )
     kinds: ClassVar[KindVocabulary] = KindVocabulary(
-        ("container", "containers"), ("docker-engine", "engine"), ("compose-project", "project"),
-        ("compose-service",), ("swarm-service",),
+        ("container", "containers"),
+        ("docker-engine", "engine"),
+        ("compose-project", "project"),
+        ("compose-service",),
+        ("swarm-service",),
     )
 
     @classmethod
@@ -99,7 +102,9 @@ class DockerConnector(Connector):
         try:
             info = client.info()
         except Exception as exc:
-            raise SourceError(self.source_name, engine_resource(self.config), describe_error(exc, self.config.timeout)) from exc
+            raise SourceError(
+                self.source_name, engine_resource(self.config), describe_error(exc, self.config.timeout)
+            ) from exc
         engine_id = str(info.get("ID") or "")
         if not engine_id:
             raise SourceError(self.source_name, engine_resource(self.config), "/info carries no engine ID")
@@ -121,7 +126,12 @@ class DockerConnector(Connector):
         workloads = [
             # A container whose inspect failed is still there (listed): what the list says is brought
             # up to date, what only inspect knows keeps its stored value.
-            container_workload(c, inspected.details.get(c["Id"]), engine, unread=INSPECTED_FIELDS if c["Id"] in inspected.failed else None)
+            container_workload(
+                c,
+                inspected.details.get(c["Id"]),
+                engine,
+                unread=INSPECTED_FIELDS if c["Id"] in inspected.failed else None,
+            )
             for c in present
         ]
         snapshot.workloads.extend(workloads)
@@ -129,7 +139,13 @@ class DockerConnector(Connector):
         snapshot.services.extend(compose_services(present, {w.external_id: w.status for w in workloads}))
         snapshot.read(Scope("service", COMPOSE_PROJECT_KIND))
         snapshot.read(Scope("service", COMPOSE_SERVICE_KIND))
-        log.debug("docker source %s: %d containers listed, %d inspected, %d gone before inspect", self.source_name, len(listed), len(wanted), len(inspected.vanished))
+        log.debug(
+            "docker source %s: %d containers listed, %d inspected, %d gone before inspect",
+            self.source_name,
+            len(listed),
+            len(wanted),
+            len(inspected.vanished),
+        )
 
         if swarm_role(info) == "manager":
             try:
@@ -154,7 +170,7 @@ class DockerConnector(Connector):
 
         engine = _EngineWatch()
 
-        def inspect(container_id: str) -> dict[str, Any] | None | BaseException:
+        def inspect(container_id: str) -> dict[str, Any] | BaseException | None:
             if engine.gone.is_set():
                 return _ABANDONED
             try:
@@ -183,12 +199,18 @@ class DockerConnector(Connector):
                 result.vanished.add(container["Id"])
             elif isinstance(answer, BaseException):
                 result.failed.add(container["Id"])
-                reason = "engine unreachable" if answer is _ABANDONED or engine.gone.is_set() and is_transport_error(answer) else describe_error(answer, self.config.timeout)
+                reason = (
+                    "engine unreachable"
+                    if answer is _ABANDONED or (engine.gone.is_set() and is_transport_error(answer))
+                    else describe_error(answer, self.config.timeout)
+                )
                 failures.setdefault(reason, []).append(container_name(container))
             else:
                 result.details[container["Id"]] = answer
         for reason, names in failures.items():
-            snapshot.fail("containers", f"inspect failed for {count_of(len(names), 'container')} ({reason}): {examples(names)}")
+            snapshot.fail(
+                "containers", f"inspect failed for {count_of(len(names), 'container')} ({reason}): {examples(names)}"
+            )
         return result
 
 
@@ -243,5 +265,3 @@ def needs_inspect(container: Mapping[str, Any]) -> bool:
     that ran is "exited", never "created" again.)
     """
     return container.get("State") != "created"
-
-

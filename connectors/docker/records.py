@@ -33,8 +33,6 @@ SWARM_NODE_ID = "com.docker.swarm.node.id"
 STACK_NAMESPACE = "com.docker.stack.namespace"
 
 
-
-
 def swarm_role(info: Mapping[str, Any]) -> str:
     swarm = info.get("Swarm") or {}
     state = swarm.get("LocalNodeState") or "inactive"
@@ -111,7 +109,16 @@ def _timestamp(value: str | None) -> str | None:
 
 def _ports(container: Mapping[str, Any]) -> list[dict[str, Any]]:
     ports = [
-        {k: v for k, v in {"ip": p.get("IP"), "private": p.get("PrivatePort"), "public": p.get("PublicPort"), "type": p.get("Type")}.items() if v not in (None, "")}
+        {
+            k: v
+            for k, v in {
+                "ip": p.get("IP"),
+                "private": p.get("PrivatePort"),
+                "public": p.get("PublicPort"),
+                "type": p.get("Type"),
+            }.items()
+            if v not in (None, "")
+        }
         for p in container.get("Ports") or []
     ]
     return sorted(ports, key=lambda p: (p.get("private", 0), p.get("type", ""), p.get("ip", ""), p.get("public", 0)))
@@ -188,7 +195,8 @@ def _swarm(labels: Mapping[str, str]) -> dict[str, str] | None:
 
 # What only inspect knows: kept as stored (unread) for a container whose inspect failed.
 INSPECTED_FIELDS = frozenset(
-    f"attributes.{key}" for key in ("health", "restart_count", "exit_code", "oom_killed", "error", "started_at", "finished_at")
+    f"attributes.{key}"
+    for key in ("health", "restart_count", "exit_code", "oom_killed", "error", "started_at", "finished_at")
 )
 # States that follow a run: the exit code is that run's (a restarting container is between two).
 _EXITED_STATES = ("exited", "dead", "restarting")
@@ -224,7 +232,9 @@ def container_workload(
         "image": container.get("Image"),
         "image_id": container.get("ImageID"),
         "command": container.get("Command"),
-        "created": datetime.fromtimestamp(created, UTC).isoformat().replace("+00:00", "Z") if isinstance(created, int) else None,
+        "created": datetime.fromtimestamp(created, UTC).isoformat().replace("+00:00", "Z")
+        if isinstance(created, int)
+        else None,
         "state": state,
         "network_mode": (container.get("HostConfig") or {}).get("NetworkMode"),
         "ports": _ports(container),
@@ -318,7 +328,9 @@ def compose_services(containers: Iterable[Mapping[str, Any]], states: Mapping[st
     return services
 
 
-def swarm_service_records(swarm_services: Iterable[Mapping[str, Any]], containers: Iterable[Mapping[str, Any]]) -> list[Service]:
+def swarm_service_records(
+    swarm_services: Iterable[Mapping[str, Any]], containers: Iterable[Mapping[str, Any]]
+) -> list[Service]:
     """Swarm services as a manager sees them; members are their tasks' containers on this engine."""
     tasks_here: dict[str, list[str]] = defaultdict(list)
     for container in containers:

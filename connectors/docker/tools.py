@@ -64,15 +64,27 @@ def _call(ctx: ToolContext, what: str, action: Callable[[APIClient], Any]) -> An
         try:
             return action(client)
         except Exception as exc:
-            resource = f"container {ctx.target.name} ({ctx.target.external_id[:12]})" if ctx.target.object_type == "workload" else f"engine {ctx.source_config.url}"
-            raise SourceError(ctx.target.source, resource, f"{what} failed: {describe_error(exc, ctx.source_config.timeout)}") from exc
+            resource = (
+                f"container {ctx.target.name} ({ctx.target.external_id[:12]})"
+                if ctx.target.object_type == "workload"
+                else f"engine {ctx.source_config.url}"
+            )
+            raise SourceError(
+                ctx.target.source, resource, f"{what} failed: {describe_error(exc, ctx.source_config.timeout)}"
+            ) from exc
 
 
 def list_containers(ctx: ToolContext) -> ToolResult:
     args: ListArgs = ctx.args  # type: ignore[assignment]
     listed = _call(ctx, "list", lambda c: c.containers(all=args.all))
     rows = [
-        {"id": item["Id"], "name": (item.get("Names") or ["?"])[0].lstrip("/"), "image": item.get("Image"), "state": item.get("State"), "status": item.get("Status")}
+        {
+            "id": item["Id"],
+            "name": (item.get("Names") or ["?"])[0].lstrip("/"),
+            "image": item.get("Image"),
+            "state": item.get("State"),
+            "status": item.get("Status"),
+        }
         for item in listed
     ]
     return ToolResult(f"{len(rows)} containers", rows)
@@ -111,7 +123,11 @@ def remove(ctx: ToolContext) -> ToolResult:
 def prune(ctx: ToolContext) -> ToolResult:
     answer = _call(ctx, "prune", lambda c: c.prune_containers())
     deleted = list(answer.get("ContainersDeleted") or [])
-    return ToolResult(f"pruned {len(deleted)} stopped containers", deleted, details={"deleted": deleted, "space_reclaimed": answer.get("SpaceReclaimed")})
+    return ToolResult(
+        f"pruned {len(deleted)} stopped containers",
+        deleted,
+        details={"deleted": deleted, "space_reclaimed": answer.get("SpaceReclaimed")},
+    )
 
 
 def describe_container(target: Target, config: Any) -> Target | None:
@@ -159,17 +175,49 @@ def container_identity(target: Target) -> dict[str, str]:
 LIVE = LiveLookup(describe_container, container_identity)
 
 
-def _spec(name: str, summary: str, tool_class: ToolClass, implementation: Callable[[ToolContext], ToolResult], **extra: Any) -> ToolSpec:
+def _spec(
+    name: str, summary: str, tool_class: ToolClass, implementation: Callable[[ToolContext], ToolResult], **extra: Any
+) -> ToolSpec:
     extra.setdefault("target_kinds", CONTAINER)
     extra.setdefault("live", LIVE)
-    return ToolSpec(name=f"{TYPE_NAME}.{name}", source_type=TYPE_NAME, summary=summary, default_class=tool_class, implementation=implementation, **extra)
+    return ToolSpec(
+        name=f"{TYPE_NAME}.{name}",
+        source_type=TYPE_NAME,
+        summary=summary,
+        default_class=tool_class,
+        implementation=implementation,
+        **extra,
+    )
 
 
 TOOLS = [
-    _spec("list", "List the engine's containers.", ToolClass.READ_ONLY, list_containers, args_model=ListArgs, target_type="source", target_kinds=(), idempotent=True),
-    _spec("logs", "The last lines of a container's output.", ToolClass.READ_ONLY, logs, args_model=LogsArgs, idempotent=True),
+    _spec(
+        "list",
+        "List the engine's containers.",
+        ToolClass.READ_ONLY,
+        list_containers,
+        args_model=ListArgs,
+        target_type="source",
+        target_kinds=(),
+        idempotent=True,
+    ),
+    _spec(
+        "logs",
+        "The last lines of a container's output.",
+        ToolClass.READ_ONLY,
+        logs,
+        args_model=LogsArgs,
+        idempotent=True,
+    ),
     _spec("start", "Start a stopped container.", ToolClass.SAFE_MUTATE, start, idempotent=True),
-    _spec("stop", "Stop a container (SIGTERM, then SIGKILL after the timeout).", ToolClass.SAFE_MUTATE, stop, args_model=StopArgs, idempotent=True),
+    _spec(
+        "stop",
+        "Stop a container (SIGTERM, then SIGKILL after the timeout).",
+        ToolClass.SAFE_MUTATE,
+        stop,
+        args_model=StopArgs,
+        idempotent=True,
+    ),
     _spec("restart", "Restart a container.", ToolClass.SAFE_MUTATE, restart, args_model=StopArgs),
     _spec(
         "remove",
@@ -177,7 +225,18 @@ TOOLS = [
         ToolClass.DESTRUCTIVE,
         remove,
         args_model=RemoveArgs,
-        escalations=(Escalation(ToolClass.DESTRUCTIVE, "volumes=true also deletes the container's data", lambda a, _t: a.volumes),),
+        escalations=(
+            Escalation(
+                ToolClass.DESTRUCTIVE, "volumes=true also deletes the container's data", lambda a, _t: a.volumes
+            ),
+        ),
     ),
-    _spec("prune", "Remove every stopped container of the engine.", ToolClass.DESTRUCTIVE, prune, target_type="source", target_kinds=()),
+    _spec(
+        "prune",
+        "Remove every stopped container of the engine.",
+        ToolClass.DESTRUCTIVE,
+        prune,
+        target_type="source",
+        target_kinds=(),
+    ),
 ]

@@ -160,7 +160,9 @@ class KubernetesApi:
             else:
                 self._load_kubeconfig(configuration)
         except (ConfigException, OSError, ValueError, KeyError, TypeError) as exc:
-            raise SourceError(self.source_name, "credentials", f"cannot load credentials for {self.where}: {exc}") from exc
+            raise SourceError(
+                self.source_name, "credentials", f"cannot load credentials for {self.where}: {exc}"
+            ) from exc
         if not config.verify_tls:
             configuration.verify_ssl = False
         if not configuration.verify_ssl and configuration.host.startswith("https"):
@@ -180,7 +182,14 @@ class KubernetesApi:
         # Retry-After is ours to honour (``_get_json``, bounded): left to urllib3, a 429 or 503 carrying
         # it counts against ``status=0`` and the list fails with "too many 429 error responses".
         configuration.retries = Retry(
-            total=2, connect=2, read=0, status=0, redirect=0, other=0, backoff_factor=0.2, respect_retry_after_header=False
+            total=2,
+            connect=2,
+            read=0,
+            status=0,
+            redirect=0,
+            other=0,
+            backoff_factor=0.2,
+            respect_retry_after_header=False,
         )
         return ApiClient(configuration)
 
@@ -194,7 +203,9 @@ class KubernetesApi:
             _contexts, current = kube_config.list_kube_config_contexts(config_file=joined)
             context = (current or {}).get("name")
         self.where = f"context {context!r}"
-        kube_config.load_kube_config(config_file=joined, context=context, client_configuration=configuration, persist_config=False)
+        kube_config.load_kube_config(
+            config_file=joined, context=context, client_configuration=configuration, persist_config=False
+        )
 
     @property
     def client(self) -> Any:
@@ -221,7 +232,9 @@ class KubernetesApi:
                     raise
                 # A keep-alive connection the server closed, or a reset: an ordinary hiccup, asked again once.
                 reconnected = True
-                log.info("source %r: %s: connection dropped (%s); asking again", self.source_name, path, _first_line(exc))
+                log.info(
+                    "source %r: %s: connection dropped (%s); asking again", self.source_name, path, _first_line(exc)
+                )
                 continue
             body = response.read()
             if 200 <= response.status < 300:
@@ -229,12 +242,20 @@ class KubernetesApi:
             wait = budget.wait_for(response.status, response.headers.get("Retry-After"))
             if wait is None:
                 try:
-                    ApiException.from_response(http_resp=response, body=None, data=None)  # raises the status's exception
+                    ApiException.from_response(
+                        http_resp=response, body=None, data=None
+                    )  # raises the status's exception
                 except ApiException as error:
                     error.retried = budget.describe()  # type: ignore[attr-defined]  # read by _explain
                     raise
                 raise ApiException(status=response.status, reason=response.reason)
-            log.info("source %r: %s: HTTP %d, asked again in %gs (Retry-After)", self.source_name, path, response.status, wait)
+            log.info(
+                "source %r: %s: HTTP %d, asked again in %gs (Retry-After)",
+                self.source_name,
+                path,
+                response.status,
+                wait,
+            )
             time.sleep(wait)
 
     def _call(self, path: str, query: list[tuple[str, Any]]) -> Any:
@@ -263,7 +284,11 @@ class KubernetesApi:
             status = exc.status or 0
             detail = _status_message(exc.body) or (exc.reason or "").splitlines()[0]
             if status == 401:
-                raise SourceError(self.source_name, resource, f"unauthorized for {self.where} (HTTP 401): {detail or 'the credentials were refused'}") from exc
+                raise SourceError(
+                    self.source_name,
+                    resource,
+                    f"unauthorized for {self.where} (HTTP 401): {detail or 'the credentials were refused'}",
+                ) from exc
             if status == 403:
                 return ListFailed(_join(f"forbidden for {self.where} (HTTP 403)", what, detail), status)
             if status == 0:  # the SDK reports TLS failures as status 0
@@ -273,7 +298,9 @@ class KubernetesApi:
         if isinstance(exc, MaxRetryError) and exc.reason is not None:
             exc = exc.reason
         if isinstance(exc, (SSLError, ssl.SSLError)):
-            return ListFailed(_join(f"TLS handshake with {self.where} failed", what, _first_line(exc).split("] ", 1)[-1]))
+            return ListFailed(
+                _join(f"TLS handshake with {self.where} failed", what, _first_line(exc).split("] ", 1)[-1])
+            )
         if isinstance(exc, NewConnectionError):  # a subclass of the timeout error in urllib3
             return ListFailed(_join(f"cannot reach {self.where}", what, _first_line(exc).rsplit(": ", 1)[-1]))
         if isinstance(exc, Urllib3Timeout):
@@ -329,7 +356,13 @@ class KubernetesApi:
             if not token:
                 return
 
-    def list_all(self, resource: str, namespace: str | None, consume: Callable[[list[dict[str, Any]]], None], reset: Callable[[], None]) -> None:
+    def list_all(
+        self,
+        resource: str,
+        namespace: str | None,
+        consume: Callable[[list[dict[str, Any]]], None],
+        reset: Callable[[], None],
+    ) -> None:
         """Feed every page of a list to ``consume``; on an expired continue token, ``reset`` and start over once."""
         for attempt in (1, 2):
             try:
@@ -338,7 +371,9 @@ class KubernetesApi:
                 return
             except _Expired as exc:
                 if attempt == 2:
-                    raise ListFailed("the continue token expired again after the list was restarted (HTTP 410)", 410) from exc
+                    raise ListFailed(
+                        "the continue token expired again after the list was restarted (HTTP 410)", 410
+                    ) from exc
                 log.info("source %r: %s: continue token expired; restarting the list", self.source_name, resource)
                 self.stats[resource].restarts += 1
                 reset()

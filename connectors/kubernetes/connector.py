@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from functools import partial
 from pathlib import Path
@@ -69,7 +69,14 @@ _SCOPES: dict[str, tuple[str, str]] = {
     "services": ("service", "service"),
     "ingresses": ("service", "ingress"),
 }
-_CONTROLLERS = (("replicasets", "replicaset"), ("deployments", "deployment"), ("statefulsets", "statefulset"), ("daemonsets", "daemonset"), ("jobs", "job"), ("cronjobs", "cronjob"))
+_CONTROLLERS = (
+    ("replicasets", "replicaset"),
+    ("deployments", "deployment"),
+    ("statefulsets", "statefulset"),
+    ("daemonsets", "daemonset"),
+    ("jobs", "job"),
+    ("cronjobs", "cronjob"),
+)
 
 
 class KubernetesConnector(Connector):
@@ -84,9 +91,16 @@ class KubernetesConnector(Connector):
     )
     # kubectl's short names and plurals beside the stored (singular, lower-case) kind.
     kinds: ClassVar[KindVocabulary] = KindVocabulary(
-        ("pod", "po", "pods"), ("node", "no", "nodes"), ("deployment", "deploy", "deployments"),
-        ("statefulset", "sts", "statefulsets"), ("daemonset", "ds", "daemonsets"), ("replicaset", "rs", "replicasets"),
-        ("job", "jobs"), ("cronjob", "cj", "cronjobs"), ("service", "svc", "services"), ("ingress", "ing", "ingresses"),
+        ("pod", "po", "pods"),
+        ("node", "no", "nodes"),
+        ("deployment", "deploy", "deployments"),
+        ("statefulset", "sts", "statefulsets"),
+        ("daemonset", "ds", "daemonsets"),
+        ("replicaset", "rs", "replicasets"),
+        ("job", "jobs"),
+        ("cronjob", "cj", "cronjobs"),
+        ("service", "svc", "services"),
+        ("ingress", "ing", "ingresses"),
     )
 
     @classmethod
@@ -110,13 +124,17 @@ class KubernetesConnector(Connector):
         if config.context == ALL_CONTEXTS:
             entries = _kubeconfig_entries(config.kubeconfig)
             if not entries:
-                raise ConfigError(f"source {config.name!r}: context \"*\" found no contexts in {_kubeconfig_label(config.kubeconfig)}")
+                raise ConfigError(
+                    f'source {config.name!r}: context "*" found no contexts in {_kubeconfig_label(config.kubeconfig)}'
+                )
             contexts = _one_context_per_cluster(config.name, entries)
         elif isinstance(config.context, list):
             contexts = config.context
         else:
             return [config]
-        return [config.model_copy(update={"name": f"{config.name}:{context}", "context": context}) for context in contexts]
+        return [
+            config.model_copy(update={"name": f"{config.name}:{context}", "context": context}) for context in contexts
+        ]
 
     def collect(self) -> Snapshot:
         api = KubernetesApi(self.source_name, self.config)
@@ -144,7 +162,9 @@ class _Collector:
         self.api = api
         self.snapshot = Snapshot()
         self.annotations = AnnotationFilter(config.annotation_allowlist)
-        self.exact_namespaces = config.namespaces if config.namespaces and not any(_GLOB.search(n) for n in config.namespaces) else None
+        self.exact_namespaces = (
+            config.namespaces if config.namespaces and not any(_GLOB.search(n) for n in config.namespaces) else None
+        )
         # Resources with a list that failed, and the (resource, namespace) lists these credentials may not read.
         self.failed: set[str] = set()
         self.forbidden: list[tuple[str, str | None]] = []
@@ -152,7 +172,11 @@ class _Collector:
     def wanted(self, namespace: str | None) -> bool:
         if namespace is None:
             return True
-        if self.config.namespaces and self.exact_namespaces is None and not any(fnmatchcase(namespace, p) for p in self.config.namespaces):
+        if (
+            self.config.namespaces
+            and self.exact_namespaces is None
+            and not any(fnmatchcase(namespace, p) for p in self.config.namespaces)
+        ):
             return False
         return not any(fnmatchcase(namespace, p) for p in self.config.exclude_namespaces)
 
@@ -221,7 +245,9 @@ class _Collector:
 
         pod_index = PodIndex()
         owners: set[str] = set()
-        pods = self.read("pods", lambda obj: pod_workload(obj, node_refs, self.annotations, node_links_unread=node_links_unread))
+        pods = self.read(
+            "pods", lambda obj: pod_workload(obj, node_refs, self.annotations, node_links_unread=node_links_unread)
+        )
         for pod in pods:
             pod_index.add(pod)
             if pod.parent is not None:
@@ -232,7 +258,11 @@ class _Collector:
             records = self.read(resource, partial(controller_workload, kind, annotations=self.annotations))
             if kind == "replicaset":
                 # Old revisions (scaled to zero, no pods) are not inventory: keep the live links only.
-                records = [r for r in records if r.attributes["replicas"] or r.attributes["ready_replicas"] or r.external_id in owners]
+                records = [
+                    r
+                    for r in records
+                    if r.attributes["replicas"] or r.attributes["ready_replicas"] or r.external_id in owners
+                ]
             snapshot.workloads.extend(records)
 
         self.read_services(pod_index)
@@ -255,7 +285,9 @@ class _Collector:
             return
         members_unread |= self.unreadable("services")
         by_name: dict[tuple[str, str], Service] = {(s.namespace or "", s.name): s for s in services}
-        self.snapshot.services.extend(self.read("ingresses", lambda obj: ingress_record(obj, by_name, self.annotations, members_unread)))
+        self.snapshot.services.extend(
+            self.read("ingresses", lambda obj: ingress_record(obj, by_name, self.annotations, members_unread))
+        )
 
     def say_what_was_skipped(self) -> None:
         """One warning for every list these credentials may not read, however many there were."""
@@ -283,7 +315,11 @@ class _Collector:
             namespace = self.api.get("/api/v1/namespaces/kube-system", "namespace kube-system")
         except ListFailed as exc:
             if exc.status in (403, 404):
-                log.warning("source %r: cannot read namespace kube-system (%s); the cluster has no identity", self.source_name, exc.reason)
+                log.warning(
+                    "source %r: cannot read namespace kube-system (%s); the cluster has no identity",
+                    self.source_name,
+                    exc.reason,
+                )
                 return None
             raise SourceError(self.source_name, "namespace kube-system", exc.reason) from exc
         return (namespace.get("metadata") or {}).get("uid")
@@ -315,14 +351,20 @@ def _kubeconfig_entries(path: Path | None) -> list[_ContextEntry]:
             raise ConfigError(f"kubeconfig {file} is not valid YAML: {exc}") from None
         if not isinstance(document, dict):
             continue
-        clusters = {c.get("name"): c.get("cluster") or {} for c in document.get("clusters") or () if isinstance(c, dict)}
+        clusters = {
+            c.get("name"): c.get("cluster") or {} for c in document.get("clusters") or () if isinstance(c, dict)
+        }
         for context in document.get("contexts") or ():
             name = context.get("name") if isinstance(context, dict) else None
             if not name or name in entries:
                 continue
             cluster = clusters.get((context.get("context") or {}).get("cluster"))
             server = str(cluster.get("server") or "").rstrip("/") if isinstance(cluster, dict) else ""
-            ca = str(cluster.get("certificate-authority-data") or cluster.get("certificate-authority") or "") if isinstance(cluster, dict) else ""
+            ca = (
+                str(cluster.get("certificate-authority-data") or cluster.get("certificate-authority") or "")
+                if isinstance(cluster, dict)
+                else ""
+            )
             entries[name] = _ContextEntry(name, (server, ca) if server else None)
     return list(entries.values())
 

@@ -93,7 +93,10 @@ def node_host(obj: JSON, annotations: AnnotationFilter) -> Host:
     addresses: dict[str, list[str]] = defaultdict(list)
     for address in status.get("addresses") or ():
         addresses[address.get("type", "")].append(address.get("address", ""))
-    roles = sorted({key[len(_ROLE_PREFIX) :] for key in labels if key.startswith(_ROLE_PREFIX)} | ({labels["kubernetes.io/role"]} if "kubernetes.io/role" in labels else set()))
+    roles = sorted(
+        {key[len(_ROLE_PREFIX) :] for key in labels if key.startswith(_ROLE_PREFIX)}
+        | ({labels["kubernetes.io/role"]} if "kubernetes.io/role" in labels else set())
+    )
     ready_status = _condition(status, "Ready")
     ready = ready_status == "True"
     unschedulable = bool(spec.get("unschedulable"))
@@ -200,7 +203,11 @@ def pod_reason(meta: JSON, status: JSON) -> str | None:
             elif terminated and terminated.get("reason"):
                 reason = terminated["reason"]
             elif terminated:
-                reason = f"Signal:{terminated['signal']}" if terminated.get("signal") else f"ExitCode:{terminated.get('exitCode')}"
+                reason = (
+                    f"Signal:{terminated['signal']}"
+                    if terminated.get("signal")
+                    else f"ExitCode:{terminated.get('exitCode')}"
+                )
             elif state.get("running") and container.get("ready"):
                 running = True
         if reason == "Completed" and running:
@@ -210,7 +217,9 @@ def pod_reason(meta: JSON, status: JSON) -> str | None:
     return reason if reason != phase else None
 
 
-def pod_workload(obj: JSON, node_refs: Mapping[str, Ref], annotations: AnnotationFilter, *, node_links_unread: bool = False) -> Workload:
+def pod_workload(
+    obj: JSON, node_refs: Mapping[str, Ref], annotations: AnnotationFilter, *, node_links_unread: bool = False
+) -> Workload:
     """A pod; ``node_refs`` maps node names to their records (a pod names its node, a link needs the uid).
 
     ``node_links_unread``: the node list was not read, so a scheduled pod's link keeps its stored value.
@@ -231,7 +240,9 @@ def pod_workload(obj: JSON, node_refs: Mapping[str, Ref], annotations: Annotatio
         "owner": _owner_text(meta),
     }
     if spec.get("initContainers"):
-        attributes["init_containers"] = _containers(spec["initContainers"], status.get("initContainerStatuses") or ())[0]
+        attributes["init_containers"] = _containers(spec["initContainers"], status.get("initContainerStatuses") or ())[
+            0
+        ]
     reason = pod_reason(meta, status)
     if reason:
         attributes["reason"] = reason
@@ -261,7 +272,12 @@ def controller_workload(kind: str, obj: JSON, annotations: AnnotationFilter) -> 
     attributes: dict[str, Any]
     if kind == "daemonset":
         desired, ready = int(status.get("desiredNumberScheduled") or 0), int(status.get("numberReady") or 0)
-        attributes = {"desired": desired, "ready": ready, "available": int(status.get("numberAvailable") or 0), "images": _template_images(spec)}
+        attributes = {
+            "desired": desired,
+            "ready": ready,
+            "available": int(status.get("numberAvailable") or 0),
+            "images": _template_images(spec),
+        }
         state = _replicas_state(desired, ready)
     elif kind == "job":
         attributes = {
@@ -282,7 +298,12 @@ def controller_workload(kind: str, obj: JSON, annotations: AnnotationFilter) -> 
             state = "Running" if attributes["active"] else "Pending"
     elif kind == "cronjob":
         job_spec = ((spec.get("jobTemplate") or {}).get("spec")) or {}
-        attributes = {"schedule": spec.get("schedule"), "suspend": bool(spec.get("suspend")), "concurrency_policy": spec.get("concurrencyPolicy"), "images": _template_images(job_spec)}
+        attributes = {
+            "schedule": spec.get("schedule"),
+            "suspend": bool(spec.get("suspend")),
+            "concurrency_policy": spec.get("concurrencyPolicy"),
+            "images": _template_images(job_spec),
+        }
         if spec.get("timeZone"):
             attributes["time_zone"] = spec["timeZone"]
         state = "Suspended" if spec.get("suspend") else "Scheduled"
@@ -349,7 +370,9 @@ def _members_unread(namespace: str | None, unread_in: Collection[str | None]) ->
     return _MEMBERS if None in unread_in or namespace in unread_in else frozenset()
 
 
-def service_record(obj: JSON, pods: PodIndex, annotations: AnnotationFilter, members_unread: Collection[str | None] = ()) -> Service:
+def service_record(
+    obj: JSON, pods: PodIndex, annotations: AnnotationFilter, members_unread: Collection[str | None] = ()
+) -> Service:
     """A Service; its members are the pods its selector matches (kept as stored where ``members_unread`` says)."""
     meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
     service_type = spec.get("type", "ClusterIP")
@@ -394,7 +417,10 @@ def _backend(backend: JSON) -> dict[str, Any]:
 
 
 def ingress_record(
-    obj: JSON, services: Mapping[tuple[str, str], Service], annotations: AnnotationFilter, members_unread: Collection[str | None] = ()
+    obj: JSON,
+    services: Mapping[tuple[str, str], Service],
+    annotations: AnnotationFilter,
+    members_unread: Collection[str | None] = (),
 ) -> Service:
     """An ingress; its members are the pods behind the services it routes to."""
     meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
@@ -405,7 +431,9 @@ def ingress_record(
         for path in ((rule.get("http") or {}).get("paths")) or ():
             backend = _backend(path.get("backend") or {})
             backends.append(backend)
-            rules.append({"host": rule.get("host"), "path": path.get("path", "/"), "path_type": path.get("pathType"), **backend})
+            rules.append(
+                {"host": rule.get("host"), "path": path.get("path", "/"), "path_type": path.get("pathType"), **backend}
+            )
     default = _backend(spec["defaultBackend"]) if spec.get("defaultBackend") else None
     if default:
         backends.append(default)

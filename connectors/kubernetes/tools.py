@@ -66,7 +66,11 @@ def _call(ctx: ToolContext, what: str, action: Callable[[Any], Any]) -> Any:
     """One API call; an ApiException becomes a SourceError naming the source and the object."""
     from kubernetes.client.exceptions import ApiException
 
-    resource = f"{ctx.target.kind} {ctx.target.namespace}/{ctx.target.name}" if ctx.target.namespace else f"{ctx.target.kind} {ctx.target.name}"
+    resource = (
+        f"{ctx.target.kind} {ctx.target.namespace}/{ctx.target.name}"
+        if ctx.target.namespace
+        else f"{ctx.target.kind} {ctx.target.name}"
+    )
     with _api(ctx) as client:
         try:
             return action(client)
@@ -105,7 +109,13 @@ def list_pods(ctx: ToolContext) -> ToolResult:
 
     pods = _call(ctx, "list pods", action)
     rows = [
-        {"namespace": p.metadata.namespace, "name": p.metadata.name, "uid": p.metadata.uid, "phase": p.status.phase if p.status else None, "node": p.spec.node_name if p.spec else None}
+        {
+            "namespace": p.metadata.namespace,
+            "name": p.metadata.name,
+            "uid": p.metadata.uid,
+            "phase": p.status.phase if p.status else None,
+            "node": p.spec.node_name if p.spec else None,
+        }
         for p in pods.items
     ]
     return ToolResult(f"{len(rows)} pods", rows)
@@ -146,11 +156,16 @@ def scale_deployment(ctx: ToolContext) -> ToolResult:
     def action(client: Any) -> Any:
         from kubernetes.client import AppsV1Api
 
-        return AppsV1Api(client).patch_namespaced_deployment_scale(ctx.target.name, _namespace(ctx), {"spec": {"replicas": args.replicas}})
+        return AppsV1Api(client).patch_namespaced_deployment_scale(
+            ctx.target.name, _namespace(ctx), {"spec": {"replicas": args.replicas}}
+        )
 
     _call(ctx, "scale", action)
     before = ctx.target.attributes.get("replicas")
-    return ToolResult(f"scaled deployment {ctx.target.namespace}/{ctx.target.name} to {args.replicas}", details={"replicas_before": before, "replicas": args.replicas})
+    return ToolResult(
+        f"scaled deployment {ctx.target.namespace}/{ctx.target.name} to {args.replicas}",
+        details={"replicas_before": before, "replicas": args.replicas},
+    )
 
 
 def delete_pod(ctx: ToolContext) -> ToolResult:
@@ -166,7 +181,10 @@ def delete_pod(ctx: ToolContext) -> ToolResult:
         return CoreV1Api(client).delete_namespaced_pod(ctx.target.name, _namespace(ctx), body=options)
 
     _call(ctx, "delete pod", action)
-    return ToolResult(f"deleted pod {ctx.target.namespace}/{ctx.target.name}", details={"uid": ctx.target.external_id, "grace_period": grace})
+    return ToolResult(
+        f"deleted pod {ctx.target.namespace}/{ctx.target.name}",
+        details={"uid": ctx.target.external_id, "grace_period": grace},
+    )
 
 
 def delete_namespace(ctx: ToolContext) -> ToolResult:
@@ -218,7 +236,9 @@ def object_identity(target: Target) -> dict[str, str]:
 LIVE = LiveLookup(describe_object, object_identity)
 
 
-def _spec(name: str, summary: str, tool_class: ToolClass, implementation: Callable[[ToolContext], ToolResult], **extra: Any) -> ToolSpec:
+def _spec(
+    name: str, summary: str, tool_class: ToolClass, implementation: Callable[[ToolContext], ToolResult], **extra: Any
+) -> ToolSpec:
     return ToolSpec(
         name=f"{TYPE_NAME}.{name}",
         source_type=TYPE_NAME,
@@ -231,9 +251,31 @@ def _spec(name: str, summary: str, tool_class: ToolClass, implementation: Callab
 
 
 TOOLS = [
-    _spec("list_pods", "List pods (of one namespace, or all).", ToolClass.READ_ONLY, list_pods, args_model=ListPodsArgs, target_type="source", idempotent=True),
-    _spec("pod_logs", "The last lines of a pod's log.", ToolClass.READ_ONLY, pod_logs, args_model=PodLogsArgs, target_kinds=("pod",), idempotent=True),
-    _spec("restart_deployment", "Rollout restart: replace every pod of a deployment, one by one.", ToolClass.SAFE_MUTATE, restart_deployment, target_kinds=("deployment",)),
+    _spec(
+        "list_pods",
+        "List pods (of one namespace, or all).",
+        ToolClass.READ_ONLY,
+        list_pods,
+        args_model=ListPodsArgs,
+        target_type="source",
+        idempotent=True,
+    ),
+    _spec(
+        "pod_logs",
+        "The last lines of a pod's log.",
+        ToolClass.READ_ONLY,
+        pod_logs,
+        args_model=PodLogsArgs,
+        target_kinds=("pod",),
+        idempotent=True,
+    ),
+    _spec(
+        "restart_deployment",
+        "Rollout restart: replace every pod of a deployment, one by one.",
+        ToolClass.SAFE_MUTATE,
+        restart_deployment,
+        target_kinds=("deployment",),
+    ),
     _spec(
         "scale_deployment",
         "Set a deployment's replica count.",
@@ -242,7 +284,11 @@ TOOLS = [
         args_model=ScaleArgs,
         target_kinds=("deployment",),
         idempotent=True,
-        escalations=(Escalation(ToolClass.DESTRUCTIVE, "scaling to 0 replicas removes all capacity", lambda a, _t: a.replicas == 0),),
+        escalations=(
+            Escalation(
+                ToolClass.DESTRUCTIVE, "scaling to 0 replicas removes all capacity", lambda a, _t: a.replicas == 0
+            ),
+        ),
     ),
     _spec(
         "delete_pod",
@@ -260,5 +306,12 @@ TOOLS = [
             ),
         ),
     ),
-    _spec("delete_namespace", "Delete a namespace and everything in it.", ToolClass.DESTRUCTIVE, delete_namespace, args_model=DeleteNamespaceArgs, target_type="source"),
+    _spec(
+        "delete_namespace",
+        "Delete a namespace and everything in it.",
+        ToolClass.DESTRUCTIVE,
+        delete_namespace,
+        args_model=DeleteNamespaceArgs,
+        target_type="source",
+    ),
 ]

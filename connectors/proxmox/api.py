@@ -103,7 +103,9 @@ class ProxmoxClient:
         self._last_answer = threading.local()
         self._session.hooks["response"].append(self._note_retry_after)
         self._mount_adapter(requests)
-        self._api = ProxmoxResource(base_url=backend.get_base_url(), session=self._session, serializer=backend.get_serializer())
+        self._api = ProxmoxResource(
+            base_url=backend.get_base_url(), session=self._session, serializer=backend.get_serializer()
+        )
         # Kept on the instance so that get() can name them without importing the SDK at module level.
         self._resource_exception: type[Exception] = ResourceException
         self._request_exception: type[Exception] = requests.exceptions.RequestException
@@ -135,8 +137,12 @@ class ProxmoxClient:
 
     @staticmethod
     def _shaped(resource: str, answer: Any, shape: type) -> Any:
-        if not isinstance(answer, shape) or (shape is list and not all(isinstance(item, dict) for item in cast("list[Any]", answer))):
-            raise ApiCallFailed(resource, f"malformed answer: expected a JSON {shape.__name__}, got {type(answer).__name__}")
+        if not isinstance(answer, shape) or (
+            shape is list and not all(isinstance(item, dict) for item in cast("list[Any]", answer))
+        ):
+            raise ApiCallFailed(
+                resource, f"malformed answer: expected a JSON {shape.__name__}, got {type(answer).__name__}"
+            )
         return answer
 
     def get(self, resource: str, path: str, *, retry: bool = True, **params: Any) -> Any:

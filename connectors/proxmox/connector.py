@@ -60,7 +60,11 @@ GUEST_TYPES = ("qemu", "lxc")
 # What /cluster/resources answers completely besides the nodes: every guest (as a workload and,
 # unless a template, as a host) and every pool.
 GUEST_SCOPES = (
-    Scope("workload", "qemu"), Scope("workload", "lxc"), Scope("host", "vm"), Scope("host", "lxc"), Scope("service", "pool"),
+    Scope("workload", "qemu"),
+    Scope("workload", "lxc"),
+    Scope("host", "vm"),
+    Scope("host", "lxc"),
+    Scope("service", "pool"),
 )
 # pveproxy answers 500 with the agent's trouble in the reason phrase ("QEMU guest agent is
 # not running", "No QEMU guest agent configured", "... qmp command ... got timeout"): the
@@ -162,13 +166,20 @@ class ProxmoxConnector(Connector):
             else:
                 offline_guests[str(guest.get("node"))] = offline_guests.get(str(guest.get("node")), 0) + 1
                 # Its config lives on the unreachable node: what the cluster list says, the rest kept.
-                self._add_guest(snapshot, _GuestResult(*guest_records(cluster, guest, None, None, addresses_read=False)))
+                self._add_guest(
+                    snapshot, _GuestResult(*guest_records(cluster, guest, None, None, addresses_read=False))
+                )
         for node in sorted({str(n["node"]) for n in nodes} - online):
             count = offline_guests.get(node, 0)
-            snapshot.warn(f"node {node}", f"offline; its {count} guests are shown as the cluster lists them, their details as last read")
+            snapshot.warn(
+                f"node {node}",
+                f"offline; its {count} guests are shown as the cluster lists them, their details as last read",
+            )
 
         status_by_node = {str(e.get("name")): e for e in status if e.get("type") == "node"}
-        with ThreadPoolExecutor(max_workers=self.config.concurrency, thread_name_prefix=f"pve-{self.source_name}") as pool:
+        with ThreadPoolExecutor(
+            max_workers=self.config.concurrency, thread_name_prefix=f"pve-{self.source_name}"
+        ) as pool:
             node_futures = {name: pool.submit(self._node_status, client, name) for name in sorted(online)}
             guest_futures = [pool.submit(self._guest, client, cluster, g) for g in _interleave_by_node(readable)]
             for resource in nodes:
@@ -200,7 +211,9 @@ class ProxmoxConnector(Connector):
         try:
             permissions = client.get_dict("access permissions", "access/permissions")
         except ApiCallFailed as exc:
-            snapshot.fail("guests", f"the cluster lists no guests and the token's privileges could not be checked ({exc.message})")
+            snapshot.fail(
+                "guests", f"the cluster lists no guests and the token's privileges could not be checked ({exc.message})"
+            )
             return False
         # The answer maps each ACL path to {privilege: propagate flag}: holding the privilege is
         # the key being there (its value 0 only means it does not propagate down the tree).

@@ -82,7 +82,14 @@ def config_disks(config: Mapping[str, Any]) -> list[dict[str, Any]]:
         props = parse_property_string(config[key])
         if props.get("media") == "cdrom":
             continue
-        disks.append({"key": key, "volume": props.get("volume"), "size": props.get("size"), "size_bytes": size_bytes(props.get("size"))})
+        disks.append(
+            {
+                "key": key,
+                "volume": props.get("volume"),
+                "size": props.get("size"),
+                "size_bytes": size_bytes(props.get("size")),
+            }
+        )
     return disks
 
 
@@ -184,14 +191,27 @@ def boot_time(uptime: Any, now: datetime) -> str | None:
     if not seconds:
         return None
     booted = now - timedelta(seconds=seconds)
-    rounded = datetime.min.replace(tzinfo=UTC) + round((booted - datetime.min.replace(tzinfo=UTC)) / _BOOT_TIME_GRANULARITY) * _BOOT_TIME_GRANULARITY
+    rounded = (
+        datetime.min.replace(tzinfo=UTC)
+        + round((booted - datetime.min.replace(tzinfo=UTC)) / _BOOT_TIME_GRANULARITY) * _BOOT_TIME_GRANULARITY
+    )
     return rounded.isoformat()
 
 
 # What only /nodes/{node}/status tells of a node, and only a guest's config of the guest: when
 # that call fails (or the node is off), these keep their last known values (``unread``).
 NODE_DETAILS = ("cpu_model", "cpu_sockets", "pve_version", "kernel", "booted_at")
-GUEST_CONFIG_ATTRIBUTES = ("cpus", "disks", "description", "ostype", "onboot", "agent", "lock", "mac_addresses", "machine_uuid")
+GUEST_CONFIG_ATTRIBUTES = (
+    "cpus",
+    "disks",
+    "description",
+    "ostype",
+    "onboot",
+    "agent",
+    "lock",
+    "mac_addresses",
+    "machine_uuid",
+)
 # The LXC's hostname comes from its config too; a VM's host is named after the guest.
 GUEST_HOST_CONFIG_FIELDS = ("machine_uuid", "mac_addresses", "hostname")
 
@@ -200,7 +220,13 @@ def _unread_attributes(keys: Iterable[str], attributes: Mapping[str, Any]) -> fr
     return frozenset(f"attributes.{key}" for key in keys if key not in attributes)
 
 
-def node_host(cluster: str, resource: Mapping[str, Any], status_entry: Mapping[str, Any] | None, node_status: Mapping[str, Any] | None, now: datetime) -> Host:
+def node_host(
+    cluster: str,
+    resource: Mapping[str, Any],
+    status_entry: Mapping[str, Any] | None,
+    node_status: Mapping[str, Any] | None,
+    now: datetime,
+) -> Host:
     """A node from its /cluster/resources entry, its /cluster/status entry and /nodes/{node}/status.
 
     Without its status (the node is off, or the call failed) the details only that call
@@ -264,7 +290,11 @@ def guest_records(
     tags = split_tags(resource.get("tags") or config.get("tags"))
     cores = _int(config.get("cores"))
     sockets = _int(config.get("sockets")) or 1
-    cpus = _int(config.get("vcpus")) or (cores * sockets if cores and kind == "qemu" else cores) or _int(resource.get("maxcpu"))
+    cpus = (
+        _int(config.get("vcpus"))
+        or (cores * sockets if cores and kind == "qemu" else cores)
+        or _int(resource.get("maxcpu"))
+    )
     workload = Workload(
         kind=kind,
         external_id=external_id,
@@ -330,6 +360,12 @@ def pool_services(cluster: str, pool_ids: Iterable[str], guests: Iterable[Mappin
         if pool:
             members.setdefault(str(pool), []).append(Ref(str(guest["type"]), guest_id(cluster, guest["vmid"])))
     return [
-        Service(kind="pool", external_id=f"{cluster}/{pool}", name=pool, members=tuple(refs), attributes={"cluster": cluster, "guests": len(refs)})
+        Service(
+            kind="pool",
+            external_id=f"{cluster}/{pool}",
+            name=pool,
+            members=tuple(refs),
+            attributes={"cluster": cluster, "guests": len(refs)},
+        )
         for pool, refs in sorted(members.items())
     ]

@@ -47,7 +47,9 @@ class DeleteArgs(ToolArgs):
 def _guest_path(ctx: ToolContext) -> str:
     node, vmid = ctx.target.attributes.get("node"), ctx.target.attributes.get("vmid")
     if not node or vmid is None:
-        raise UsageError(f"{ctx.target.ref} carries no node/vmid in the inventory; sync source {ctx.target.source!r} first")
+        raise UsageError(
+            f"{ctx.target.ref} carries no node/vmid in the inventory; sync source {ctx.target.source!r} first"
+        )
     return f"nodes/{node}/{ctx.target.kind}/{vmid}"
 
 
@@ -93,13 +95,17 @@ def snapshot(ctx: ToolContext) -> ToolResult:
     if args.vmstate and ctx.target.kind == "qemu":
         params["vmstate"] = 1
     task = _call(ctx, "snapshot", "post", f"{_guest_path(ctx)}/snapshot", **params)
-    return ToolResult(f"snapshot {args.name} of {ctx.target.name}: task {task}", details={"task": task, "snapshot": args.name})
+    return ToolResult(
+        f"snapshot {args.name} of {ctx.target.name}: task {task}", details={"task": task, "snapshot": args.name}
+    )
 
 
 def rollback(ctx: ToolContext) -> ToolResult:
     args: RollbackArgs = ctx.args  # type: ignore[assignment]
     task = _call(ctx, "rollback", "post", f"{_guest_path(ctx)}/snapshot/{args.name}/rollback")
-    return ToolResult(f"rolled {ctx.target.name} back to {args.name}: task {task}", details={"task": task, "snapshot": args.name})
+    return ToolResult(
+        f"rolled {ctx.target.name} back to {args.name}: task {task}", details={"task": task, "snapshot": args.name}
+    )
 
 
 def delete(ctx: ToolContext) -> ToolResult:
@@ -155,7 +161,9 @@ def guest_identity(target: Target) -> dict[str, str]:
 LIVE = LiveLookup(describe_guest, guest_identity)
 
 
-def _spec(name: str, summary: str, tool_class: ToolClass, implementation: Callable[[ToolContext], ToolResult], **extra: Any) -> ToolSpec:
+def _spec(
+    name: str, summary: str, tool_class: ToolClass, implementation: Callable[[ToolContext], ToolResult], **extra: Any
+) -> ToolSpec:
     return ToolSpec(
         name=f"{TYPE_NAME}.{name}",
         source_type=TYPE_NAME,
@@ -170,10 +178,29 @@ def _spec(name: str, summary: str, tool_class: ToolClass, implementation: Callab
 
 TOOLS = [
     _spec("start", "Start a guest.", ToolClass.SAFE_MUTATE, start, idempotent=True),
-    _spec("shutdown", "Ask the guest OS to shut down (ACPI / init).", ToolClass.SAFE_MUTATE, shutdown, args_model=ShutdownArgs, idempotent=True),
-    _spec("stop", "Stop a guest at once, without the guest OS (like pulling the plug).", ToolClass.SAFE_MUTATE, stop, idempotent=True),
+    _spec(
+        "shutdown",
+        "Ask the guest OS to shut down (ACPI / init).",
+        ToolClass.SAFE_MUTATE,
+        shutdown,
+        args_model=ShutdownArgs,
+        idempotent=True,
+    ),
+    _spec(
+        "stop",
+        "Stop a guest at once, without the guest OS (like pulling the plug).",
+        ToolClass.SAFE_MUTATE,
+        stop,
+        idempotent=True,
+    ),
     _spec("reboot", "Reboot a guest through its OS.", ToolClass.SAFE_MUTATE, reboot),
     _spec("snapshot", "Take a snapshot of a guest.", ToolClass.SAFE_MUTATE, snapshot, args_model=SnapshotArgs),
-    _spec("rollback", "Roll a guest back to a snapshot: everything since is lost.", ToolClass.DESTRUCTIVE, rollback, args_model=RollbackArgs),
+    _spec(
+        "rollback",
+        "Roll a guest back to a snapshot: everything since is lost.",
+        ToolClass.DESTRUCTIVE,
+        rollback,
+        args_model=RollbackArgs,
+    ),
     _spec("delete", "Delete a guest and its disks.", ToolClass.DESTRUCTIVE, delete, args_model=DeleteArgs),
 ]

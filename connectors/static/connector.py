@@ -48,7 +48,9 @@ class StaticConnector(Connector):
     )
 
     def collect(self) -> Snapshot:
-        declared = [StaticInventory(hosts=self.config.hosts, workloads=self.config.workloads, services=self.config.services)]
+        declared = [
+            StaticInventory(hosts=self.config.hosts, workloads=self.config.workloads, services=self.config.services)
+        ]
         if self.config.path is not None:
             declared.append(self._read_file(self.config.path))
         snapshot = Snapshot()

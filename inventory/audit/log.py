@@ -162,7 +162,9 @@ def append_in(session: Session, record: AuditRecord, audit_secrets: AuditSecrets
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_CHAIN_LOCK})
-    last = session.execute(select(AuditEntry.seq, AuditEntry.entry_hash).order_by(AuditEntry.seq.desc()).limit(1)).first()
+    last = session.execute(
+        select(AuditEntry.seq, AuditEntry.entry_hash).order_by(AuditEntry.seq.desc()).limit(1)
+    ).first()
     seq, prev_hash = (last.seq + 1, last.entry_hash) if last else (1, GENESIS_HASH)
     # Stamped under the lock, so that times follow the chain order.
     fields = prepare_fields(record, utcnow())
@@ -191,7 +193,9 @@ def record_sync(db: Database, outcome: Any) -> Any:
     result = outcome.result
     details: dict[str, Any] = {"type": outcome.type, "run_id": outcome.run_id, "objects": outcome.objects}
     if result is not None:
-        details.update({name: getattr(result, name) for name in ("created", "updated", "removed", "revived", "unchanged")})
+        details.update(
+            {name: getattr(result, name) for name in ("created", "updated", "removed", "revived", "unchanged")}
+        )
     record = AuditRecord(
         event="sync",
         actor=system_principal().name,
@@ -206,7 +210,11 @@ def record_sync(db: Database, outcome: Any) -> Any:
     try:
         append(db, record)
     except Exception as exc:  # the audit entry is a summary; the sync run row already holds the facts
-        log.warning("source %r: could not append the sync summary to the audit log: %s", outcome.source, redact_text(str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+        log.warning(
+            "source %r: could not append the sync summary to the audit log: %s",
+            outcome.source,
+            redact_text(str(exc).splitlines()[0] if str(exc) else type(exc).__name__),
+        )
     return outcome
 
 
@@ -243,7 +251,9 @@ class Checkpoint:
 def _chain_rows(session: Session, batch: int = 20_000) -> Iterator[tuple[int, str, str, str]]:
     """(seq, prev_hash, entry_hash, payload) in chain order, streamed, the payload rebuilt in Python."""
     columns = [getattr(AuditEntry, name) for name in _COLUMNS]
-    result = session.execute(select(*columns).order_by(AuditEntry.seq).execution_options(stream_results=True, yield_per=batch))
+    result = session.execute(
+        select(*columns).order_by(AuditEntry.seq).execution_options(stream_results=True, yield_per=batch)
+    )
     for row in result:
         fields = row._mapping
         yield fields["seq"], fields["prev_hash"], fields["entry_hash"], payload(fields)
@@ -343,7 +353,10 @@ def _removed(expected_seq: int, seq: int) -> VerifyProblem:
 
 def _out_of_order(seq: int) -> VerifyProblem:
     return VerifyProblem(
-        seq, "out_of_order", f"entry {seq} does not follow entry {seq - 1}: the chain breaks here (an entry was removed, inserted or moved " "at this point)"
+        seq,
+        "out_of_order",
+        f"entry {seq} does not follow entry {seq - 1}: the chain breaks here (an entry was removed, inserted or moved "
+        "at this point)",
     )
 
 
@@ -399,7 +412,9 @@ def _verify_on_server(session: Session) -> VerifyResult:
     from concurrent.futures import ThreadPoolExecutor
 
     result = VerifyResult()
-    last = session.execute(select(AuditEntry.seq, AuditEntry.entry_hash).order_by(AuditEntry.seq.desc()).limit(1)).first()
+    last = session.execute(
+        select(AuditEntry.seq, AuditEntry.entry_hash).order_by(AuditEntry.seq.desc()).limit(1)
+    ).first()
     if last is None:
         return result
     slices = max(1, min(4, os.cpu_count() or 1)) if last.seq >= _PARALLEL_FROM else 1
@@ -428,7 +443,10 @@ def _verify_on_server(session: Session) -> VerifyResult:
         result.problem = _out_of_order(seq) if not linked else _changed(seq)
         result.checked = seq - 1
     before = session.execute(
-        select(AuditEntry.seq, AuditEntry.entry_hash).where(AuditEntry.seq < seq).order_by(AuditEntry.seq.desc()).limit(1)
+        select(AuditEntry.seq, AuditEntry.entry_hash)
+        .where(AuditEntry.seq < seq)
+        .order_by(AuditEntry.seq.desc())
+        .limit(1)
     ).first()
     if before is not None:
         result.last_seq, result.last_hash = before.seq, before.entry_hash
@@ -442,10 +460,13 @@ def _check_checkpoint(session: Session, result: VerifyResult, checkpoint: Checkp
         result.problem = VerifyProblem(
             checkpoint.seq,
             "removed",
-            f"entry {checkpoint.seq} of the exported checkpoint is gone: the log ends at entry {result.last_seq} (the " "newest entries were removed)",
+            f"entry {checkpoint.seq} of the exported checkpoint is gone: the log ends at entry {result.last_seq} (the "
+            "newest entries were removed)",
         )
     elif stored != checkpoint.entry_hash:
-        result.problem = VerifyProblem(checkpoint.seq, "checkpoint", f"entry {checkpoint.seq} differs from the exported checkpoint")
+        result.problem = VerifyProblem(
+            checkpoint.seq, "checkpoint", f"entry {checkpoint.seq} differs from the exported checkpoint"
+        )
 
 
 def read_checkpoint(path: str | Path) -> Checkpoint:

@@ -64,7 +64,9 @@ class AuditEntry(Base):
     )
 
     # Position in the chain; no autoincrement: the appender takes last seq + 1 under its lock.
-    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=False
+    )
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     # tool_call | sync | approval
     event: Mapped[str] = mapped_column(String(20))

@@ -111,11 +111,26 @@ def _configure_logging(verbose: int, log_format: str) -> None:
     logging.getLogger("urllib3").setLevel(logging.ERROR if verbose == 0 else logging.NOTSET)
 
 
-@click.group(cls=InventoryGroup, context_settings={"auto_envvar_prefix": "INVENTORY", "help_option_names": ["-h", "--help"]})
-@click.option("-c", "--config", "config_path", envvar="INVENTORY_CONFIG", type=click.Path(dir_okay=False), help="Config file (else ./inventory.yaml, then the user config dir). Env: INVENTORY_CONFIG.")
+@click.group(
+    cls=InventoryGroup, context_settings={"auto_envvar_prefix": "INVENTORY", "help_option_names": ["-h", "--help"]}
+)
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    envvar="INVENTORY_CONFIG",
+    type=click.Path(dir_okay=False),
+    help="Config file (else ./inventory.yaml, then the user config dir). Env: INVENTORY_CONFIG.",
+)
 @click.option("--database-url", help="Database URL; overrides the config. Env: INVENTORY_DATABASE_URL.")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Log line format on stderr.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log line format on stderr.",
+)
 @click.version_option(__version__, "-V", "--version", prog_name="inventory", message="%(prog)s %(version)s")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, database_url: str | None, verbose: int, log_format: str) -> None:

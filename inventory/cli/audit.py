@@ -10,7 +10,19 @@ import click
 from inventory.cli.context import AppContext
 from inventory.errors import UsageError
 
-LIST_COLUMNS = ("seq", "at", "actor", "event", "tool", "target_name", "tool_class", "decision", "outcome", "approver", "error")
+LIST_COLUMNS = (
+    "seq",
+    "at",
+    "actor",
+    "event",
+    "tool",
+    "target_name",
+    "tool_class",
+    "decision",
+    "outcome",
+    "approver",
+    "error",
+)
 
 
 def _filter(since: str | None, until: str | None, **filters: Any) -> Any:
@@ -34,7 +46,11 @@ def _filter_options(func: Any) -> Any:
     options = [
         click.option("--actor", help="Only this actor."),
         click.option("--tool", help="Only this tool."),
-        click.option("--class", "tool_class", type=click.Choice(["READ_ONLY", "SAFE_MUTATE", "DESTRUCTIVE"], case_sensitive=False)),
+        click.option(
+            "--class",
+            "tool_class",
+            type=click.Choice(["READ_ONLY", "SAFE_MUTATE", "DESTRUCTIVE"], case_sensitive=False),
+        ),
         click.option("--decision", type=click.Choice(["allow", "require_approval", "deny"])),
         click.option(
             "--outcome",
@@ -55,7 +71,9 @@ def _filter_options(func: Any) -> Any:
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True, help="The newest this many.")
 @click.option("-o", "--output", type=click.Choice(["table", "json", "yaml", "csv"]), default="table", show_default=True)
 @click.pass_obj
-def list_command(app: AppContext, since: str | None, until: str | None, limit: int, output: str, **filters: Any) -> None:
+def list_command(
+    app: AppContext, since: str | None, until: str | None, limit: int, output: str, **filters: Any
+) -> None:
     """Audit entries, oldest first (the newest --limit of those that match)."""
     from inventory.audit.log import list_entries
     from inventory.render import render_rows
@@ -80,8 +98,16 @@ def show_command(app: AppContext, seq: int, output: str) -> None:
 
 
 @audit_group.command("verify")
-@click.option("--checkpoint", type=click.Path(dir_okay=False, exists=True), help="An earlier `audit export`: its last entry must still be there, unchanged.")
-@click.option("--in-python", is_flag=True, help="Re-hash every entry here instead of in the database (PostgreSQL walks it itself).")
+@click.option(
+    "--checkpoint",
+    type=click.Path(dir_okay=False, exists=True),
+    help="An earlier `audit export`: its last entry must still be there, unchanged.",
+)
+@click.option(
+    "--in-python",
+    is_flag=True,
+    help="Re-hash every entry here instead of in the database (PostgreSQL walks it itself).",
+)
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_obj
 def verify_command(app: AppContext, checkpoint: str | None, in_python: bool, output: str) -> None:
@@ -103,12 +129,16 @@ def verify_command(app: AppContext, checkpoint: str | None, in_python: bool, out
                     "checked": result.checked,
                     "last_seq": result.last_seq,
                     "last_hash": result.last_hash,
-                    "problem": None if result.ok else {"seq": result.problem.seq, "kind": result.problem.kind, "message": result.problem.message},  # type: ignore[union-attr]
+                    "problem": None
+                    if result.ok
+                    else {"seq": result.problem.seq, "kind": result.problem.kind, "message": result.problem.message},  # type: ignore[union-attr]
                 }
             )
         )
     elif result.ok:
-        click.echo(f"ok: {result.checked} entries, chain intact up to entry {result.last_seq} ({result.last_hash[:16]})")
+        click.echo(
+            f"ok: {result.checked} entries, chain intact up to entry {result.last_seq} ({result.last_hash[:16]})"
+        )
     else:
         click.echo(f"FAILED after {result.checked} good entries: {result.problem.message}", err=True)  # type: ignore[union-attr]
     if not result.ok:
@@ -121,7 +151,15 @@ def verify_command(app: AppContext, checkpoint: str | None, in_python: bool, out
 @click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
 @click.option("--file", "path", type=click.Path(dir_okay=False, writable=True), help="Write here instead of stdout.")
 @click.pass_obj
-def export_command(app: AppContext, since: str | None, until: str | None, after_seq: int | None, fmt: str, path: str | None, **filters: Any) -> None:
+def export_command(
+    app: AppContext,
+    since: str | None,
+    until: str | None,
+    after_seq: int | None,
+    fmt: str,
+    path: str | None,
+    **filters: Any,
+) -> None:
     """Entries as JSON lines with their hashes; keep the output off the box as a checkpoint."""
     from inventory.audit.log import export_jsonl
 

@@ -23,7 +23,11 @@ def upgrade_command(app: AppContext, revision: str) -> None:
     before = db.current_revision()
     upgrade(db, revision)
     after = db.current_revision()
-    click.echo(f"{db.display_url}: {before or 'empty'} -> {after}" if before != after else f"{db.display_url}: already at {after}")
+    click.echo(
+        f"{db.display_url}: {before or 'empty'} -> {after}"
+        if before != after
+        else f"{db.display_url}: already at {after}"
+    )
 
 
 @db_group.command("downgrade")

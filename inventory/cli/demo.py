@@ -31,7 +31,10 @@ def _print_outcomes(outcomes: list[SourceOutcome]) -> None:
     from inventory.cli.sync import summary_rows
     from inventory.render import render_table
 
-    render_table(summary_rows(outcomes), ("source", "status", "objects", "created", "updated", "removed", "unchanged", "time", "error"))
+    render_table(
+        summary_rows(outcomes),
+        ("source", "status", "objects", "created", "updated", "removed", "unchanged", "time", "error"),
+    )
 
 
 def shared_machines(db: Database) -> list[dict[str, Any]]:
@@ -51,13 +54,24 @@ def _fresh_directory(directory: Path) -> None:
 
 
 @click.command("demo")
-@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=Path("inventory-demo"), show_default=True, help="Where the demo writes its config, credentials and SQLite database (kept afterwards).")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("inventory-demo"),
+    show_default=True,
+    help="Where the demo writes its config, credentials and SQLite database (kept afterwards).",
+)
 @click.option("--churn", is_flag=True, help="Keep changing the lab and syncing it in the loop, until Ctrl-C.")
 @click.option("--interval", default="5s", show_default=True, help="With --churn: time between two syncs of a source.")
 @click.option("--cycles", type=click.IntRange(min=1), help="With --churn: stop after this many cycles.")
-@click.option("--metrics-port", type=click.IntRange(0, 65535), help="With --churn: serve Prometheus metrics on this port.")
+@click.option(
+    "--metrics-port", type=click.IntRange(0, 65535), help="With --churn: serve Prometheus metrics on this port."
+)
 @click.pass_obj
-def demo_command(app: AppContext, directory: Path, churn: bool, interval: str, cycles: int | None, metrics_port: int | None) -> None:
+def demo_command(
+    app: AppContext, directory: Path, churn: bool, interval: str, cycles: int | None, metrics_port: int | None
+) -> None:
     """Run a small homelab on loopback fakes and sync it through the real connectors: no infrastructure needed."""
     from inventory.config import load_config
     from inventory.connector import ConnectorRegistry
@@ -72,14 +86,21 @@ def demo_command(app: AppContext, directory: Path, churn: bool, interval: str, c
     _fresh_directory(directory)
     database_url = f"sqlite:///{directory / 'inventory.db'}"
     registry: ConnectorRegistry = app.registry
-    click.echo("inventory demo: a homelab on loopback fakes, synced through the real Proxmox, Kubernetes and Docker connectors")
+    click.echo(
+        "inventory demo: a homelab on loopback fakes, synced through the real Proxmox, Kubernetes and Docker connectors"
+    )
     with DemoLab(directory) as lab:
         config_path = lab.write_config(database_url, interval=interval)
         config = load_config(config_path, registry=registry)
         guests = len(lab.proxmox.cluster.guests)
         click.echo(f"  fake Proxmox VE API   {lab.proxmox.url}  (3 nodes, {guests} guests)")
-        click.echo(f"  fake Kubernetes API   {lab.kubernetes.url}  (3 nodes on the VMs node-0000..2, " f"{len(lab.kubernetes.objects.items['pods'])} pods)")
-        click.echo(f"  fake Docker Engine    {lab.docker.url}  (in the LXC docker01, {len(lab.docker.containers)} containers)")
+        click.echo(
+            f"  fake Kubernetes API   {lab.kubernetes.url}  (3 nodes on the VMs node-0000..2, "
+            f"{len(lab.kubernetes.objects.items['pods'])} pods)"
+        )
+        click.echo(
+            f"  fake Docker Engine    {lab.docker.url}  (in the LXC docker01, {len(lab.docker.containers)} containers)"
+        )
         click.echo(f"  config                {config_path}")
         click.echo(f"  database              {database_url}")
         db = open_database(database_url, migrate=True)
@@ -124,7 +145,9 @@ def _report(db: Database) -> None:
     print_report(report, "table")
 
 
-def _churn_loop(db: Database, config: Any, registry: Any, lab: Any, *, cycles: int | None, metrics_port: int | None) -> None:
+def _churn_loop(
+    db: Database, config: Any, registry: Any, lab: Any, *, cycles: int | None, metrics_port: int | None
+) -> None:
     from inventory.cli.sync import stop_on_signals
     from inventory.loop import SyncLoop
     from inventory.metrics import SyncMetrics
@@ -135,7 +158,9 @@ def _churn_loop(db: Database, config: Any, registry: Any, lab: Any, *, cycles: i
         click.echo(f"metrics on http://127.0.0.1:{server.server_port}/metrics")
 
     def show(outcome: SourceOutcome) -> None:
-        click.echo(f"  {outcome.describe()}" if outcome.status != "failed" else f"  {outcome.source}: FAILED {outcome.error}")
+        click.echo(
+            f"  {outcome.describe()}" if outcome.status != "failed" else f"  {outcome.source}: FAILED {outcome.error}"
+        )
 
     # No jitter: every cycle syncs every source, so that each change shows in the next cycle.
     loop = SyncLoop(db, config, registry, jitter=0, metrics=metrics, coordinate=False, on_outcome=show)

@@ -25,8 +25,15 @@ actor_option = click.option(
     "--actor",
     help="Act for this principal (recorded as on behalf of); only where the config's principals.act_for allows it.",
 )
-target_option = click.option("--target", "target", metavar="[TYPE:]IDENT", help="What the call touches: workload:pve/101, host:42, source:docker-local, or a name.")
-arg_option = click.option("--arg", "arg_pairs", multiple=True, metavar="KEY=VALUE", help="A tool argument (repeatable).")
+target_option = click.option(
+    "--target",
+    "target",
+    metavar="[TYPE:]IDENT",
+    help="What the call touches: workload:pve/101, host:42, source:docker-local, or a name.",
+)
+arg_option = click.option(
+    "--arg", "arg_pairs", multiple=True, metavar="KEY=VALUE", help="A tool argument (repeatable)."
+)
 output_option = click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
 
 
@@ -177,7 +184,11 @@ def run_command(
 
 def _confirm_on_terminal(evaluation: Any) -> bool:
     name = evaluation.target.name if evaluation.target else evaluation.tool
-    click.echo(f"{evaluation.tool} on {evaluation.target_ref} is {evaluation.classification.tool_class}; the policy requires " f"approval ({evaluation.decision.rule_label}).", err=True)
+    click.echo(
+        f"{evaluation.tool} on {evaluation.target_ref} is {evaluation.classification.tool_class}; the policy requires "
+        f"approval ({evaluation.decision.rule_label}).",
+        err=True,
+    )
     impact = evaluation.classification.details.get("impact")
     if impact:
         click.echo(f"Impact: {impact['summary']}", err=True)
@@ -196,7 +207,9 @@ def _render_outcome(outcome: Any, output: str) -> None:
     elif data is not None:
         render_document({"data": data}, output)
     if outcome.outcome == "pending":
-        click.echo(f"waiting for approval {outcome.approval_id}: inventory approvals approve {outcome.approval_id}", err=True)
+        click.echo(
+            f"waiting for approval {outcome.approval_id}: inventory approvals approve {outcome.approval_id}", err=True
+        )
         raise SystemExit(EXIT_PENDING)
 
 
@@ -219,7 +232,11 @@ def approvals_list(app: AppContext, status: str, output: str) -> None:
     from inventory.render import render_rows
 
     rows = list_approvals(build_runner(app, with_sources=False), status)
-    render_rows(rows, output, ("id", "created_at", "requester", "tool", "target_name", "target", "class", "status", "decided_by", "outcome"))
+    render_rows(
+        rows,
+        output,
+        ("id", "created_at", "requester", "tool", "target_name", "target", "class", "status", "decided_by", "outcome"),
+    )
 
 
 @approvals_group.command("approve")

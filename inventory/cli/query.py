@@ -79,12 +79,30 @@ def object_fields(object_type: str) -> tuple[str, ...]:
 
 
 CHANGE_FIELDS = (
-    "id", "at", "source", "action", "object_type", "object_id", "kind", "namespace", "external_id", "name", "diff",
+    "id",
+    "at",
+    "source",
+    "action",
+    "object_type",
+    "object_id",
+    "kind",
+    "namespace",
+    "external_id",
+    "name",
+    "diff",
     "fields",
 )
 SOURCE_FIELDS = (
-    "name", "type", "identity", "hosts", "workloads", "services",
-    "last_status", "last_run_at", "last_success_at", "last_error",
+    "name",
+    "type",
+    "identity",
+    "hosts",
+    "workloads",
+    "services",
+    "last_status",
+    "last_run_at",
+    "last_success_at",
+    "last_error",
 )
 
 
@@ -174,7 +192,9 @@ def _make_group(object_type: str, plural: str) -> click.Group:
 @click.option("--until", help="Up to this duration ago or ISO time.")
 @click.option("--source", shell_complete=complete_source_names, help="Only this source.")
 @click.option("--kind", help="Only this kind, any case or alias.")
-@click.option("--type", "object_type", type=click.Choice(["host", "workload", "service"]), help="Only this object type.")
+@click.option(
+    "--type", "object_type", type=click.Choice(["host", "workload", "service"]), help="Only this object type."
+)
 @click.option("--action", type=click.Choice(["created", "updated", "removed", "revived"]))
 @click.option("--limit", type=click.IntRange(min=1))
 @list_output_options

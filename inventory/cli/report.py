@@ -12,8 +12,17 @@ from inventory.errors import UsageError
 
 
 @click.command("report")
-@click.option("--since", default="1d", show_default=True, help="Changes in this period: a duration (1h, 7d) or an ISO time.")
-@click.option("-o", "--output", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True, help="Output format.")
+@click.option(
+    "--since", default="1d", show_default=True, help="Changes in this period: a duration (1h, 7d) or an ISO time."
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["table", "json", "markdown"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
 @click.pass_obj
 def report_command(app: AppContext, since: str, output: str) -> None:
     """Per source counts by kind and status, changes, failed/stopped workloads, idle hosts,

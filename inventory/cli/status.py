@@ -45,8 +45,14 @@ def status_rows(app: AppContext) -> list[dict[str, Any]]:
 
 
 @click.command("status")
-@click.option("--max-age", metavar="DURATION", help="Exit 1 when a configured source's last successful sync is older than this (e.g. 15m), or never happened.")
-@click.option("-o", "--output", type=click.Choice(OUTPUT_FORMATS), default="table", show_default=True, help="Output format.")
+@click.option(
+    "--max-age",
+    metavar="DURATION",
+    help="Exit 1 when a configured source's last successful sync is older than this (e.g. 15m), or never happened.",
+)
+@click.option(
+    "-o", "--output", type=click.Choice(OUTPUT_FORMATS), default="table", show_default=True, help="Output format."
+)
 @click.pass_obj
 def status_command(app: AppContext, max_age: str | None, output: str) -> None:
     """Per source: last successful sync, its age, the last error, object counts."""
@@ -60,7 +66,11 @@ def status_command(app: AppContext, max_age: str | None, output: str) -> None:
         except ValueError as exc:
             raise UsageError(f"--max-age: {exc}") from None
     rows = status_rows(app)
-    render_rows(rows, output, ("source", "type", "last_status", "last_success_at", "age", "hosts", "workloads", "services", "last_error"))
+    render_rows(
+        rows,
+        output,
+        ("source", "type", "last_status", "last_success_at", "age", "hosts", "workloads", "services", "last_error"),
+    )
     if limit is None:
         return
     # Sources still in the database but gone from the config are history, not a monitoring failure.

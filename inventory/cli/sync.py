@@ -199,12 +199,42 @@ def summary_rows(outcomes: Sequence[SourceOutcome]) -> list[dict[str, Any]]:
     "by a signal, 2 usage/config error.",
 )
 @source_names_option
-@click.option("--allow-empty", is_flag=True, help="With --once: accept a complete answer with no objects of a type that had some (else nothing is removed).")
-@click.option("--wait", "wait", callback=_duration, metavar="SECONDS", help="With --once: wait this long for a source another process is syncing (default: do not wait, exit 1 naming the " "holder).")
-@click.option("--interval", callback=_duration, metavar="DURATION", help="Loop: seconds between syncs of a source (5m, 30s); a source's own interval wins. " "Default: sync.interval of the config.")
-@click.option("--jitter", type=click.FloatRange(0, 1), help="Loop: fraction of the interval added or removed at random. Default: sync.jitter.")
-@click.option("--max-backoff", callback=_duration, default="1h", show_default=True, metavar="DURATION", help="Loop: longest wait between retries of a failing source.")
-@click.option("--metrics-port", type=click.IntRange(0, 65535), help="Loop: serve Prometheus metrics on this port at /metrics.")
+@click.option(
+    "--allow-empty",
+    is_flag=True,
+    help="With --once: accept a complete answer with no objects of a type that had some (else nothing is removed).",
+)
+@click.option(
+    "--wait",
+    "wait",
+    callback=_duration,
+    metavar="SECONDS",
+    help="With --once: wait this long for a source another process is syncing (default: do not wait, exit 1 naming the "
+    "holder).",
+)
+@click.option(
+    "--interval",
+    callback=_duration,
+    metavar="DURATION",
+    help="Loop: seconds between syncs of a source (5m, 30s); a source's own interval wins. "
+    "Default: sync.interval of the config.",
+)
+@click.option(
+    "--jitter",
+    type=click.FloatRange(0, 1),
+    help="Loop: fraction of the interval added or removed at random. Default: sync.jitter.",
+)
+@click.option(
+    "--max-backoff",
+    callback=_duration,
+    default="1h",
+    show_default=True,
+    metavar="DURATION",
+    help="Loop: longest wait between retries of a failing source.",
+)
+@click.option(
+    "--metrics-port", type=click.IntRange(0, 65535), help="Loop: serve Prometheus metrics on this port at /metrics."
+)
 @click.option(
     "--metrics-host",
     "--metrics-address",
@@ -213,8 +243,17 @@ def summary_rows(outcomes: Sequence[SourceOutcome]) -> list[dict[str, Any]]:
     show_default=True,
     help="Loop: address the metrics server listens on (0.0.0.0: every interface, e.g. in a container).",
 )
-@click.option("--metrics-textfile", type=click.Path(dir_okay=False), help="With --once: write metrics in node_exporter's textfile format to this file.")
-@click.option("--max-cycles", type=click.IntRange(min=1), hidden=True, help="Loop: stop after this many cycles (tests, soak runs).")
+@click.option(
+    "--metrics-textfile",
+    type=click.Path(dir_okay=False),
+    help="With --once: write metrics in node_exporter's textfile format to this file.",
+)
+@click.option(
+    "--max-cycles",
+    type=click.IntRange(min=1),
+    hidden=True,
+    help="Loop: stop after this many cycles (tests, soak runs).",
+)
 @click.pass_obj
 def sync_command(
     app: AppContext,

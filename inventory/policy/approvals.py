@@ -153,15 +153,26 @@ def approve(runner: ToolRunner, approval_id: int, approver: Principal | str, rea
         live = runner.verify_live(evaluation, _requested_identity(runner, approval))
     except TargetChanged as exc:
         record = audit_record(
-            evaluation, "rejected", started, error=str(exc), approver=approver.label, approval_id=approval_id,
-            event="approval", extra=exc.details,
+            evaluation,
+            "rejected",
+            started,
+            error=str(exc),
+            approver=approver.label,
+            approval_id=approval_id,
+            event="approval",
+            extra=exc.details,
         )
         _claim(runner, approval_id, "rejected", approver.label, "the target changed at its source", record)
         raise TargetChanged(f"approval {approval_id}: {exc}; it was rejected", exc.details) from None
     except (SourceError, UsageError) as exc:
         # The source may answer later: the approval stays pending; the refusal is recorded.
         refused = audit_record(
-            evaluation, "refused", started, error=str(exc), approver=approver.label, approval_id=approval_id,
+            evaluation,
+            "refused",
+            started,
+            error=str(exc),
+            approver=approver.label,
+            approval_id=approval_id,
             event="approval",
         )
         append(runner.db, refused)

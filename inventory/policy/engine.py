@@ -69,7 +69,9 @@ def classify(
     escalation_sources: Sequence[EscalationSource] = (),
 ) -> Classification:
     if spec is None:
-        return Classification(ToolClass.DESTRUCTIVE, None, (f"tool {tool_name!r} is not known: unknown tools are DESTRUCTIVE",))
+        return Classification(
+            ToolClass.DESTRUCTIVE, None, (f"tool {tool_name!r} is not known: unknown tools are DESTRUCTIVE",)
+        )
     current = spec.default_class
     reasons = [f"{spec.name} is declared {spec.default_class}"]
 
@@ -165,9 +167,13 @@ def decide(call: Call, classification: Classification, policy: Policy) -> Decisi
         winner = next(rule for rule in matching if rule.effect.severity == top)
         effect, matched = winner.effect, winner.name
         for rule in matching:
-            mark = "decides" if rule is winner else ("outranked" if rule.effect.severity < top else "same effect, later")
+            mark = (
+                "decides" if rule is winner else ("outranked" if rule.effect.severity < top else "same effect, later")
+            )
             explanation.append(f"rule {rule.name!r} -> {rule.effect} ({mark})")
-        self_approval = winner.self_approval if winner.self_approval is not None else policy.document.approvals.self_approval
+        self_approval = (
+            winner.self_approval if winner.self_approval is not None else policy.document.approvals.self_approval
+        )
     else:
         effect, matched = DEFAULT_EFFECTS[classification.tool_class], None
         explanation.append(f"no rule matches: {classification.tool_class} defaults to {effect}")
@@ -195,7 +201,7 @@ def rule_matches(rule: Rule, call: Call, tool_class: ToolClass, groups: set[str]
 
 def _actor_matches(pattern: str, actor: str, groups: set[str]) -> bool:
     if pattern.startswith("group:"):
-        return name_key(pattern[len("group:"):]) in groups
+        return name_key(pattern[len("group:") :]) in groups
     # Compared as principals, not spellings: "agent-*" matches Agent-1.
     return fnmatchcase(name_key(actor), name_key(pattern))
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import timedelta
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from inventory.audit.keys import secrets_for
@@ -213,7 +213,16 @@ class ToolRunner:
         call = Call(tool, principal, target, spec.source_type if spec else None, getattr(args, "namespace", None))
         decision = decide(call, classification, self.policy)
         return Evaluation(
-            tool, principal, spec, args, raw_args, target, target_text, classification, decision, self.policy,
+            tool,
+            principal,
+            spec,
+            args,
+            raw_args,
+            target,
+            target_text,
+            classification,
+            decision,
+            self.policy,
             live_identity,
         )
 

@@ -168,7 +168,8 @@ class Policy:
             return True
         groups = {name_key(g) for g in principal.groups} | self.groups_of(principal.name)
         return any(
-            name_key(a[len("group:"):]) in groups if a.startswith("group:") else principal.same_as(a) for a in approvers
+            name_key(a[len("group:") :]) in groups if a.startswith("group:") else principal.same_as(a)
+            for a in approvers
         )
 
 
@@ -237,16 +238,26 @@ def _validation_error(exc: ValidationError, raw: dict[str, Any], label: str) -> 
 def _check_references(document: PolicyDocument, label: str, known_tools: Iterable[str] | None) -> None:
     tools = set(known_tools) if known_tools is not None else None
     for approver in document.approvals.approvers or []:
-        if approver.startswith("group:") and approver[len("group:"):] not in document.groups:
-            raise ConfigError(f"unknown group {approver[len('group:'):]!r} (define it under groups:)", path=label, key="approvals.approvers")
+        if approver.startswith("group:") and approver[len("group:") :] not in document.groups:
+            raise ConfigError(
+                f"unknown group {approver[len('group:') :]!r} (define it under groups:)",
+                path=label,
+                key="approvals.approvers",
+            )
     for index, rule in enumerate(document.rules):
         key = f"rules[{index}] ({rule.name})"
         for actor in rule.match.actors or []:
-            if actor.startswith("group:") and actor[len("group:"):] not in document.groups:
-                raise ConfigError(f"unknown group {actor[len('group:'):]!r} (define it under groups:)", path=label, key=f"{key}.match.actors")
+            if actor.startswith("group:") and actor[len("group:") :] not in document.groups:
+                raise ConfigError(
+                    f"unknown group {actor[len('group:') :]!r} (define it under groups:)",
+                    path=label,
+                    key=f"{key}.match.actors",
+                )
         for pattern in rule.match.tools or []:
             # A plain name that is no tool is a typo that would silently never match.
             if tools is not None and not any(ch in pattern for ch in "*?[") and pattern not in tools:
                 raise ConfigError(f"unknown tool {pattern!r}", path=label, key=f"{key}.match.tools")
         if rule.match == RuleMatch() and rule.effect is Effect.ALLOW:
-            raise ConfigError("an allow rule with an empty match would allow everything; say what it allows", path=label, key=key)
+            raise ConfigError(
+                "an allow rule with an empty match would allow everything; say what it allows", path=label, key=key
+            )

@@ -78,7 +78,11 @@ def resolve_target(
     if object_type == "source":
         return _resolve_source(session, ident)
     model = OBJECT_MODELS[object_type]
-    stmt = select(model, Source.name, Source.type).join(Source, Source.id == model.source_id).where(model.removed_at.is_(None))
+    stmt = (
+        select(model, Source.name, Source.type)
+        .join(Source, Source.id == model.source_id)
+        .where(model.removed_at.is_(None))
+    )
     if source_type:
         stmt = stmt.where(Source.type == source_type)
     if kinds:
@@ -89,8 +93,12 @@ def resolve_target(
         kind_text = f" of kind {'/'.join(kinds)}" if kinds else ""
         raise NotFound(f"no live {scope}{object_type}{kind_text} matches {text!r}")
     if len(candidates) > 1:
-        listed = ", ".join(f"{object_type}:{row.id} ({src}/{row.kind}/{row.external_id})" for row, src, _ in candidates[:10])
-        raise Ambiguous(f"{len(candidates)} {object_type}s match {text!r}: {listed}; name one by id or source/kind/external_id")
+        listed = ", ".join(
+            f"{object_type}:{row.id} ({src}/{row.kind}/{row.external_id})" for row, src, _ in candidates[:10]
+        )
+        raise Ambiguous(
+            f"{len(candidates)} {object_type}s match {text!r}: {listed}; name one by id or source/kind/external_id"
+        )
     row, source, stype = candidates[0]
     if object_type == "host":
         machine_uuid = row.machine_uuid
@@ -121,7 +129,9 @@ def _candidates(session: Session, stmt: Any, model: Any, ident: str) -> list[Any
             return found
     parts = ident.split("/", 2)
     if len(parts) == 3:
-        found = list(session.execute(stmt.where(Source.name == parts[0], model.kind == parts[1], model.external_id == parts[2])))
+        found = list(
+            session.execute(stmt.where(Source.name == parts[0], model.kind == parts[1], model.external_id == parts[2]))
+        )
         if found:
             return found
     source_name, sep, rest = ident.partition("/")
@@ -139,4 +149,12 @@ def _resolve_source(session: Session, name: str) -> Target:
     row = session.execute(select(Source).where(Source.name == name)).scalar_one_or_none()
     if row is None:
         raise NotFound(f"no source named {name!r} in the inventory (run a sync first)")
-    return Target(object_type="source", id=row.id, source=row.name, source_type=row.type, kind="source", external_id=row.name, name=row.name)
+    return Target(
+        object_type="source",
+        id=row.id,
+        source=row.name,
+        source_type=row.type,
+        kind="source",
+        external_id=row.name,
+        name=row.name,
+    )

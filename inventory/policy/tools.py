@@ -26,13 +26,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-
 class ToolArgs(BaseModel):
     """Base of every tool's arguments: unknown keys are errors, and every call may say why."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    reason: str | None = Field(default=None, max_length=1000, description="Why the call is made (kept in the audit log).")
+    reason: str | None = Field(
+        default=None, max_length=1000, description="Why the call is made (kept in the audit log)."
+    )
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,9 @@ class ToolSpec:
             return self.args_model.model_validate(dict(raw))
         except ValidationError as exc:
             errors = exc.errors(include_url=False, include_input=False, include_context=False)
-            problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'arguments'}: {err['msg']}" for err in errors)
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'arguments'}: {err['msg']}" for err in errors
+            )
             keys = {str(err["loc"][0]) for err in errors if err["loc"]}
             raise InvalidArguments(redact_text(f"tool {self.name}: invalid arguments: {problems}"), keys) from None
 

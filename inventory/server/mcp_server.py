@@ -50,7 +50,10 @@ INSTRUCTIONS = (
 
 _FILTERS: dict[str, Any] = {
     "source": {"type": "string", "description": "Only objects of this source."},
-    "kind": {"type": "string", "description": "Only this kind, any case or alias (pod, deploy, sts, vm, qemu, ct ...)."},
+    "kind": {
+        "type": "string",
+        "description": "Only this kind, any case or alias (pod, deploy, sts, vm, qemu, ct ...).",
+    },
     "status": {"type": "string", "description": "Only this status (case-insensitive)."},
     "name": {"type": "string", "description": "Name glob, e.g. web-*."},
     "labels": {
@@ -58,7 +61,10 @@ _FILTERS: dict[str, Any] = {
         "additionalProperties": {"type": "string"},
         "description": "Labels that must equal these values.",
     },
-    "selector": {"type": "string", "description": "A kubectl label selector: k=v, k!=v, k in (a,b), k notin (a,b), k, !k."},
+    "selector": {
+        "type": "string",
+        "description": "A kubectl label selector: k=v, k!=v, k in (a,b), k notin (a,b), k, !k.",
+    },
     "include_removed": {"type": "boolean", "default": False},
     "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
 }

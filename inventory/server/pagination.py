@@ -44,7 +44,9 @@ def decode_cursor(cursor: str | None, filters: Mapping[str, Any]) -> int:
 def json_response(data: Any, status_code: int = 200) -> Response:
     """Rows as the CLI's `-o json` has them (ISO 8601 times), serialized once by orjson."""
     return Response(
-        orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_OMIT_MICROSECONDS), status_code=status_code, media_type="application/json"
+        orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_OMIT_MICROSECONDS),
+        status_code=status_code,
+        media_type="application/json",
     )
 
 

@@ -90,9 +90,7 @@ class Refresher:
             self._refreshes[refresh.id] = refresh
             while len(self._refreshes) > KEPT_REFRESHES:
                 self._refreshes.popitem(last=False)
-        thread = threading.Thread(
-            target=self._run, args=(refresh, selected), name=f"refresh-{refresh.id}", daemon=True
-        )
+        thread = threading.Thread(target=self._run, args=(refresh, selected), name=f"refresh-{refresh.id}", daemon=True)
         thread.start()
         return refresh
 

@@ -193,7 +193,9 @@ def _is_missing_database(exc: DBAPIError) -> bool:
 
 def _is_missing_table(exc: DBAPIError) -> bool:
     message = str(exc.orig).lower()
-    return "no such table" in message or "does not exist" in message or "undefinedtable" in type(exc.orig).__name__.lower()
+    return (
+        "no such table" in message or "does not exist" in message or "undefinedtable" in type(exc.orig).__name__.lower()
+    )
 
 
 def open_database(url: str, *, migrate: bool | None = None) -> Database:

@@ -109,7 +109,14 @@ class MemoryStore:
             if write.id in self.objects[write.object_type]:
                 raise ValueError(f"{write.object_type} {write.id} exists already")
             self.objects[write.object_type][write.id] = MemoryObject(
-                plan.source_id, write.record.kind, write.record.external_id, {}, {}, write.content_hash, now, now,
+                plan.source_id,
+                write.record.kind,
+                write.record.external_id,
+                {},
+                {},
+                write.content_hash,
+                now,
+                now,
                 details_stale_since=now if write.stale else None,
             )
         for write in (*plan.creates, *plan.updates):

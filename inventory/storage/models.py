@@ -186,4 +186,3 @@ class Change(Base):
     action: Mapped[str] = mapped_column(String(20))  # created | updated | removed | revived
     # {field: [old, new]}; nested attribute and label keys as "attributes.cpu".
     diff: Mapped[dict[str, Any] | None] = mapped_column(JsonValue)
-

@@ -18,6 +18,7 @@ from sqlalchemy import Table, bindparam, delete, func, literal, select, text, up
 from sqlalchemy.orm import Session, aliased
 
 from inventory.records import to_json_bytes
+from inventory.sanitize import column_length, fit
 from inventory.schema import IDENTITY_COLUMNS, SCHEMA, TIME_COLUMNS, Schema
 from inventory.storage.models import (
     Change,
@@ -26,17 +27,26 @@ from inventory.storage.models import (
     SyncRun,
     UTCDateTime,
 )
-from inventory.sanitize import column_length, fit
 from inventory.storage.protocol import ObjectWrite, SourceState, StoredObject, WritePlan
 from inventory.timeutil import utcnow
 
 CHUNK = 1000
 # The columns of a change row, in the order apply() fills them.
 _CHANGE_COLUMNS = (
-    "source_id", "sync_run_id", "at", "object_type", "object_id", "kind", "external_id", "name", "action", "diff"
+    "source_id",
+    "sync_run_id",
+    "at",
+    "object_type",
+    "object_id",
+    "kind",
+    "external_id",
+    "name",
+    "action",
+    "diff",
 )
 # pg_advisory_xact_lock keys (+0 hosts, +1 workloads, +2 services): "inve" in ASCII.
 _ID_ALLOCATION_LOCK = 0x696E7665_00
+
 
 def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
@@ -86,7 +96,9 @@ class SqlStore:
 
     # -- sources and runs ------------------------------------------------------------
 
-    def source_id(self, name: str, type_name: str, identity: str | None = None, *, configured: Collection[str] = ()) -> int:
+    def source_id(
+        self, name: str, type_name: str, identity: str | None = None, *, configured: Collection[str] = ()
+    ) -> int:
         """The id of the named source, created on first use.
 
         A source that is new by name but whose identity matches an existing source of
@@ -101,7 +113,9 @@ class SqlStore:
         if found is None and identity is not None:
             adopted = self._execute(
                 select(Source.id)
-                .where(Source.identity == identity, Source.type == type_name, Source.name.not_in(list(configured) or [""]))
+                .where(
+                    Source.identity == identity, Source.type == type_name, Source.name.not_in(list(configured) or [""])
+                )
                 .order_by(Source.id)
             ).first()
             if adopted is not None:
@@ -209,7 +223,10 @@ class SqlStore:
                 lock_key = _ID_ALLOCATION_LOCK + self.schema.names.index(object_type)
                 allocation.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key})
                 start = allocation.execute(
-                    text("SELECT setval(pg_get_serial_sequence(:table, 'id'), nextval(pg_get_serial_sequence(:table, " "'id')) + :n - 1) - :n + 1"),
+                    text(
+                        "SELECT setval(pg_get_serial_sequence(:table, 'id'), nextval(pg_get_serial_sequence(:table, "
+                        "'id')) + :n - 1) - :n + 1"
+                    ),
                     {"table": table.name, "n": count},
                 ).scalar_one()
         else:
@@ -224,8 +241,15 @@ class SqlStore:
         for write in plan.creates:
             record = write.record
             values = [
-                write.id, source_id, record.kind, record.external_id, *self._object_values(write),
-                now, now, None, now if write.stale else None,
+                write.id,
+                source_id,
+                record.kind,
+                record.external_id,
+                *self._object_values(write),
+                now,
+                now,
+                None,
+                now if write.stale else None,
             ]
             inserts[write.object_type].append(values)
         updates: dict[str, list[dict[str, Any]]] = {t: [] for t in self.schema.names}
@@ -303,7 +327,9 @@ class SqlStore:
         marks = ", ".join("?" for _ in columns)
         column_list = ", ".join(f'"{c}"' for c in columns)
         self.statements += 1
-        self.session.connection().exec_driver_sql(f'INSERT INTO "{table.name}" ({column_list}) VALUES ({marks})', params)
+        self.session.connection().exec_driver_sql(
+            f'INSERT INTO "{table.name}" ({column_list}) VALUES ({marks})', params
+        )
 
     def _copy(self, table: Table, columns: Sequence[str], rows: list[list[Any]]) -> None:
         raw = self.session.connection().connection.driver_connection
@@ -318,11 +344,7 @@ class SqlStore:
         if not rows:
             return
         columns = [c for c in rows[0] if c != "id"]
-        stmt = (
-            update(table)
-            .where(table.c.id == bindparam("_id"))
-            .values({c: bindparam(c) for c in columns})
-        )
+        stmt = update(table).where(table.c.id == bindparam("_id")).values({c: bindparam(c) for c in columns})
         params = [{**{c: r[c] for c in columns}, "_id": r["id"]} for r in rows]
         self._execute(stmt, params)
 

@@ -82,7 +82,9 @@ class FakeContainer:
 
     def _status_text(self) -> str:
         if self.state == "running":
-            return "Up 5 minutes" + (f" ({'health: starting' if self.health == 'starting' else self.health})" if self.health else "")
+            return "Up 5 minutes" + (
+                f" ({'health: starting' if self.health == 'starting' else self.health})" if self.health else ""
+            )
         if self.state == "exited":
             return f"Exited ({self.exit_code}) 5 minutes ago"
         return self.state.capitalize()
@@ -148,7 +150,10 @@ class FakeContainer:
             "RestartCount": self.restart_count,
             "Driver": "vfs",
             "Platform": "linux",
-            "HostConfig": {"NetworkMode": "none", "RestartPolicy": {"Name": self.restart_policy, "MaximumRetryCount": 0}},
+            "HostConfig": {
+                "NetworkMode": "none",
+                "RestartPolicy": {"Name": self.restart_policy, "MaximumRetryCount": 0},
+            },
             "Mounts": [],
             "Config": {
                 "Hostname": self.id[:12],
@@ -172,8 +177,12 @@ class FakeEngineInfo:
     def swarm(self) -> dict[str, Any]:
         if self.swarm_node_addr is None:
             return {
-                "NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive",
-                "ControlAvailable": False, "Error": "", "RemoteManagers": None,
+                "NodeID": "",
+                "NodeAddr": "",
+                "LocalNodeState": "inactive",
+                "ControlAvailable": False,
+                "Error": "",
+                "RemoteManagers": None,
             }
         node_id = hashlib.sha256(self.id.encode()).hexdigest()[:25]
         return {
@@ -230,7 +239,9 @@ def version_document() -> dict[str, Any]:
     }
 
 
-def generate_containers(count: int, *, running_every: int = 5, compose_projects: int = 10, seed: str = "fake") -> list[FakeContainer]:
+def generate_containers(
+    count: int, *, running_every: int = 5, compose_projects: int = 10, seed: str = "fake"
+) -> list[FakeContainer]:
     """``count`` containers: every ``running_every``-th running, the others created or exited; some in Compose."""
     containers = []
     for index in range(count):
@@ -283,7 +294,13 @@ class _TCPServer(ThreadingHTTPServer):
 class FakeDocker:
     """The fake engine: a container table, faults, and an HTTP server on a unix socket or loopback TCP."""
 
-    def __init__(self, containers: Iterable[FakeContainer] = (), *, socket_path: str | os.PathLike[str] | None = None, engine: FakeEngineInfo | None = None) -> None:
+    def __init__(
+        self,
+        containers: Iterable[FakeContainer] = (),
+        *,
+        socket_path: str | os.PathLike[str] | None = None,
+        engine: FakeEngineInfo | None = None,
+    ) -> None:
         self.engine = engine or FakeEngineInfo()
         self.containers: dict[str, FakeContainer] = {c.id: c for c in containers}
         self.socket_path = Path(socket_path) if socket_path is not None else None
@@ -395,7 +412,11 @@ class FakeDocker:
             if match:
                 wanted = match.group(1)
                 exact = self.containers.get(wanted)
-                found = [exact] if exact else [c for c in self.containers.values() if c.id.startswith(wanted) or c.name == wanted]
+                found = (
+                    [exact]
+                    if exact
+                    else [c for c in self.containers.values() if c.id.startswith(wanted) or c.name == wanted]
+                )
                 if len(found) != 1 or found[0].id in self.vanish:
                     return 404, {"message": f"No such container: {wanted}"}
                 container = found[0]
@@ -437,7 +458,9 @@ def _handler_for(fake: FakeDocker) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             if retry_after is not None:
                 self.send_header("Retry-After", str(retry_after))
-            self.send_header("Content-Type", "text/plain; charset=utf-8" if isinstance(document, str) else "application/json")
+            self.send_header(
+                "Content-Type", "text/plain; charset=utf-8" if isinstance(document, str) else "application/json"
+            )
             self.send_header("Api-Version", API_VERSION)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()

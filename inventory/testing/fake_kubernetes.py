@@ -86,14 +86,24 @@ DROP_CONNECTION = 0
 
 
 def _status(code: int, reason: str, message: str, details: JSON | None = None, **metadata: Any) -> bytes:
-    status = {"kind": "Status", "apiVersion": "v1", "metadata": metadata, "status": "Failure", "message": message, "reason": reason, "code": code}
+    status = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": metadata,
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
     if details:
         status["details"] = details
     return json.dumps(status).encode()
 
 
 def _forbidden(resource: str, namespace: str | None, user: str) -> bytes:
-    group = RESOURCES[resource][0].removeprefix("/apis/").rsplit("/", 1)[0] if RESOURCES[resource][0] != "/api/v1" else ""
+    group = (
+        RESOURCES[resource][0].removeprefix("/apis/").rsplit("/", 1)[0] if RESOURCES[resource][0] != "/api/v1" else ""
+    )
     where = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
     message = f'{resource} is forbidden: User "{user}" cannot list resource "{resource}" in API group "{group}" {where}'
     return _status(403, "Forbidden", message, {"kind": resource})
@@ -176,7 +186,9 @@ class FakeKubernetes:
     def fail_page(self, resource: str, page: int, status: int = 500, times: int | None = 1) -> None:
         self.faults.append(Fault(resource, "status", page=page, status=status, times=times))
 
-    def throttle(self, resource: str, page: int = 1, retry_after: int = 1, times: int | None = 1, status: int = 429) -> None:
+    def throttle(
+        self, resource: str, page: int = 1, retry_after: int = 1, times: int | None = 1, status: int = 429
+    ) -> None:
         """A 429 (or 503) with Retry-After, as an API server under priority-and-fairness limits answers."""
         self.faults.append(Fault(resource, "status", page=page, status=status, times=times, retry_after=retry_after))
 
@@ -254,9 +266,23 @@ class FakeKubernetes:
         if self.token is not None and (scheme.lower() != "bearer" or credential != self.token):
             return 401, _status(401, "Unauthorized", "Unauthorized"), 0.0
         if method != "GET":
-            return 405, _status(405, "MethodNotAllowed", f"the server does not allow this method on the requested resource ({method})"), 0.0
+            return (
+                405,
+                _status(
+                    405,
+                    "MethodNotAllowed",
+                    f"the server does not allow this method on the requested resource ({method})",
+                ),
+                0.0,
+            )
         if path == "/version":
-            return 200, json.dumps({"major": "1", "minor": "31", "gitVersion": "v1.31.1+fake", "platform": "linux/amd64"}).encode(), 0.0
+            return (
+                200,
+                json.dumps(
+                    {"major": "1", "minor": "31", "gitVersion": "v1.31.1+fake", "platform": "linux/amd64"}
+                ).encode(),
+                0.0,
+            )
         parsed = self._parse_path(path)
         if parsed is None:
             return 404, _status(404, "NotFound", "the server could not find the requested resource"), 0.0
@@ -315,16 +341,25 @@ class FakeKubernetes:
         delay = 0.0
         if fault is not None:
             if fault.action == "status":
-                reason = {500: "InternalError", 503: "ServiceUnavailable", 403: "Forbidden", 429: "TooManyRequests"}.get(fault.status, "InternalError")
+                reason = {
+                    500: "InternalError",
+                    503: "ServiceUnavailable",
+                    403: "Forbidden",
+                    429: "TooManyRequests",
+                }.get(fault.status, "InternalError")
                 details = {"retryAfterSeconds": fault.retry_after} if fault.retry_after is not None else None
-                message = f"an error on the server (injected) has prevented the request from succeeding (get {resource})"
+                message = (
+                    f"an error on the server (injected) has prevented the request from succeeding (get {resource})"
+                )
                 return fault.status, _status(fault.status, reason, message, details), 0.0
             if fault.action == "drop":
                 return DROP_CONNECTION, b"", 0.0
             if fault.action == "expire":
                 message = (
-                    "The provided continue parameter is too old to display a consistent list result. You can start a " "new list "
-                    "without the continue parameter, or use the continue token in this response to retrieve the " "remainder of the results."
+                    "The provided continue parameter is too old to display a consistent list result. You can start a "
+                    "new list "
+                    "without the continue parameter, or use the continue token in this response to retrieve the "
+                    "remainder of the results."
                 )
                 return 410, _status(410, "Expired", message, **{"continue": token}), 0.0
             if fault.action == "delay":
@@ -336,7 +371,9 @@ class FakeKubernetes:
             metadata["continue"] = _encode_continue(version, keys[end])
             metadata["remainingItemCount"] = hi - end
         api_version = "v1" if prefix_path == "/api/v1" else prefix_path.removeprefix("/apis/")
-        head = json.dumps({"kind": f"{kind}List", "apiVersion": api_version, "metadata": metadata}, separators=(",", ":"))
+        head = json.dumps(
+            {"kind": f"{kind}List", "apiVersion": api_version, "metadata": metadata}, separators=(",", ":")
+        )
         body = b"".join((head[:-1].encode(), b',"items":[', b",".join(collection.bodies[lo:end]), b"]}"))
         if fault is not None and fault.action == "malformed":
             body = body[: len(body) // 2]
@@ -405,7 +442,9 @@ def write_kubeconfig(
         if ca_file:
             cluster["certificate-authority"] = ca_file
         doc["clusters"].append({"name": f"{name}-cluster", "cluster": cluster})
-        doc["users"].append({"name": f"{name}-user", "user": {"token": token if token is not None else (api.token or "")}})
+        doc["users"].append(
+            {"name": f"{name}-user", "user": {"token": token if token is not None else (api.token or "")}}
+        )
         doc["contexts"].append({"name": name, "context": {"cluster": f"{name}-cluster", "user": f"{name}-user"}})
     doc["current-context"] = current or next(iter(clusters), "")
     path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
@@ -421,7 +460,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--context", default="fake")
     parser.add_argument("--kubeconfig", required=True, help="where to write a kubeconfig that points at the server")
     parser.add_argument(
-        "--profile", choices=("small", "realistic"), default="small", help="the tests' cluster, or a real one's kinds and weights"
+        "--profile",
+        choices=("small", "realistic"),
+        default="small",
+        help="the tests' cluster, or a real one's kinds and weights",
     )
     args = parser.parse_args(argv)
     spec = ClusterSpec(name=args.name, nodes=args.nodes, pods=args.pods)

@@ -103,7 +103,12 @@ class MutableFakeKubernetes(FakeKubernetes):
 
     def _write(self, method: str, parts: list[str], body: Any) -> tuple[int, bytes, float]:
         # apis/apps/v1/namespaces/{ns}/deployments/{name}[/scale]
-        if method == "PATCH" and parts[:3] == ["apis", "apps", "v1"] and len(parts) in (7, 8) and parts[5] == "deployments":
+        if (
+            method == "PATCH"
+            and parts[:3] == ["apis", "apps", "v1"]
+            and len(parts) in (7, 8)
+            and parts[5] == "deployments"
+        ):
             namespace, name = parts[4], parts[6]
             deployment = self._find("deployments", namespace, name)
             if deployment is None:
@@ -111,9 +116,17 @@ class MutableFakeKubernetes(FakeKubernetes):
             if len(parts) == 8 and parts[7] == "scale":
                 replicas = int(body["spec"]["replicas"])
                 self.mutate("deployments", name, namespace, lambda obj: obj["spec"].__setitem__("replicas", replicas))
-                scale = {"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": {"name": name, "namespace": namespace, "uid": deployment["metadata"]["uid"]}, "spec": {"replicas": replicas}, "status": {"replicas": replicas}}
+                scale = {
+                    "kind": "Scale",
+                    "apiVersion": "autoscaling/v1",
+                    "metadata": {"name": name, "namespace": namespace, "uid": deployment["metadata"]["uid"]},
+                    "spec": {"replicas": replicas},
+                    "status": {"replicas": replicas},
+                }
                 return 200, json.dumps(scale).encode(), 0.0
-            annotations = ((body or {}).get("spec", {}).get("template", {}).get("metadata", {}) or {}).get("annotations") or {}
+            annotations = ((body or {}).get("spec", {}).get("template", {}).get("metadata", {}) or {}).get(
+                "annotations"
+            ) or {}
 
             def annotate(obj: dict[str, Any]) -> None:
                 template_meta = obj["spec"].setdefault("template", {}).setdefault("metadata", {})
@@ -141,7 +154,9 @@ class MutableFakeKubernetes(FakeKubernetes):
             name = parts[3]
             if self._find("namespaces", None, name) is None:
                 return 404, _status(404, "NotFound", f'namespaces "{name}" not found'), 0.0
-            self.mutate("namespaces", name, None, lambda obj: obj.setdefault("status", {}).__setitem__("phase", "Terminating"))
+            self.mutate(
+                "namespaces", name, None, lambda obj: obj.setdefault("status", {}).__setitem__("phase", "Terminating")
+            )
             return 200, json.dumps(self._find("namespaces", None, name)).encode(), 0.0
         return 405, _status(405, "MethodNotAllowed", f"the fake does not accept {method} {'/'.join(parts)}"), 0.0
 

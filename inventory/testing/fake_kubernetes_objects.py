@@ -99,7 +99,9 @@ class ClusterBuilder:
         self._pod_ip = 0
         self._service_ip = 10
 
-    def meta(self, kind: str, name: str, namespace: str | None = None, labels: JSON | None = None, **extra: Any) -> JSON:
+    def meta(
+        self, kind: str, name: str, namespace: str | None = None, labels: JSON | None = None, **extra: Any
+    ) -> JSON:
         self._version += 1
         path = (kind, namespace or "", name)
         meta: JSON = {
@@ -126,7 +128,14 @@ class ClusterBuilder:
 
 
 def owner_reference(kind: str, meta: JSON, api_version: str) -> JSON:
-    return {"apiVersion": api_version, "kind": kind, "name": meta["name"], "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
 
 
 def container_spec(name: str, image: str, cpu: str = "100m", memory: str = "128Mi") -> JSON:
@@ -136,7 +145,9 @@ def container_spec(name: str, image: str, cpu: str = "100m", memory: str = "128M
         "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
         "env": [{"name": "LOG_LEVEL", "value": "info"}],
         "resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory}},
-        "volumeMounts": [{"name": "kube-api-access", "readOnly": True, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}],
+        "volumeMounts": [
+            {"name": "kube-api-access", "readOnly": True, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}
+        ],
         "terminationMessagePath": "/dev/termination-log",
         "terminationMessagePolicy": "File",
         "imagePullPolicy": "IfNotPresent",
@@ -144,7 +155,10 @@ def container_spec(name: str, image: str, cpu: str = "100m", memory: str = "128M
 
 
 def pod_template(labels: JSON, containers: list[JSON]) -> JSON:
-    return {"metadata": {"labels": labels}, "spec": {"containers": containers, "restartPolicy": "Always", "dnsPolicy": "ClusterFirst"}}
+    return {
+        "metadata": {"labels": labels},
+        "spec": {"containers": containers, "restartPolicy": "Always", "dnsPolicy": "ClusterFirst"},
+    }
 
 
 def node_object(b: ClusterBuilder, index: int, control_plane: bool) -> JSON:
@@ -159,7 +173,9 @@ def node_object(b: ClusterBuilder, index: int, control_plane: bool) -> JSON:
     if control_plane:
         labels["node-role.kubernetes.io/control-plane"] = "true"
         labels["node-role.kubernetes.io/master"] = "true"
-    meta = b.meta("node", name, labels=labels, annotations={"k3s.io/node-args": '["server"]', "node.alpha.kubernetes.io/ttl": "0"})
+    meta = b.meta(
+        "node", name, labels=labels, annotations={"k3s.io/node-args": '["server"]', "node.alpha.kubernetes.io/ttl": "0"}
+    )
     internal = f"192.168.{index // 250}.{index % 250 + 10}"
     ready = index % 97 != 96  # one node in ~a hundred is NotReady, as in any real fleet
     return {
@@ -170,15 +186,40 @@ def node_object(b: ClusterBuilder, index: int, control_plane: bool) -> JSON:
             "podCIDR": f"10.42.{index}.0/24",
             "podCIDRs": [f"10.42.{index}.0/24"],
             "providerID": f"k3s://{name}",
-            **({"taints": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]} if control_plane else {}),
+            **(
+                {"taints": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]}
+                if control_plane
+                else {}
+            ),
         },
         "status": {
             "capacity": {"cpu": "8", "memory": "32803404Ki", "pods": "110", "ephemeral-storage": "102626232Ki"},
             "allocatable": {"cpu": "8", "memory": "32701004Ki", "pods": "110", "ephemeral-storage": "99833802926"},
             "conditions": [
-                {"type": "MemoryPressure", "status": "False", "lastHeartbeatTime": _HEARTBEAT, "lastTransitionTime": CREATED, "reason": "KubeletHasSufficientMemory", "message": "kubelet has sufficient memory available"},
-                {"type": "DiskPressure", "status": "False", "lastHeartbeatTime": _HEARTBEAT, "lastTransitionTime": CREATED, "reason": "KubeletHasNoDiskPressure", "message": "kubelet has no disk pressure"},
-                {"type": "PIDPressure", "status": "False", "lastHeartbeatTime": _HEARTBEAT, "lastTransitionTime": CREATED, "reason": "KubeletHasSufficientPID", "message": "kubelet has sufficient PID available"},
+                {
+                    "type": "MemoryPressure",
+                    "status": "False",
+                    "lastHeartbeatTime": _HEARTBEAT,
+                    "lastTransitionTime": CREATED,
+                    "reason": "KubeletHasSufficientMemory",
+                    "message": "kubelet has sufficient memory available",
+                },
+                {
+                    "type": "DiskPressure",
+                    "status": "False",
+                    "lastHeartbeatTime": _HEARTBEAT,
+                    "lastTransitionTime": CREATED,
+                    "reason": "KubeletHasNoDiskPressure",
+                    "message": "kubelet has no disk pressure",
+                },
+                {
+                    "type": "PIDPressure",
+                    "status": "False",
+                    "lastHeartbeatTime": _HEARTBEAT,
+                    "lastTransitionTime": CREATED,
+                    "reason": "KubeletHasSufficientPID",
+                    "message": "kubelet has sufficient PID available",
+                },
                 {
                     "type": "Ready",
                     "status": "True" if ready else "False",
@@ -207,14 +248,26 @@ def node_object(b: ClusterBuilder, index: int, control_plane: bool) -> JSON:
                 "architecture": "amd64",
             },
             "images": [
-                {"names": [f"docker.io/library/app{i}@{image_digest(f'app{i}')}", f"docker.io/library/app{i}:1.{i}"], "sizeBytes": 20_000_000 + i * 1_000_003}
+                {
+                    "names": [f"docker.io/library/app{i}@{image_digest(f'app{i}')}", f"docker.io/library/app{i}:1.{i}"],
+                    "sizeBytes": 20_000_000 + i * 1_000_003,
+                }
                 for i in range(8)
             ],
         },
     }
 
 
-def pod_object(b: ClusterBuilder, name: str, namespace: str, labels: JSON, containers: list[JSON], owner: JSON | None, node: JSON, phase: str = "Running") -> JSON:
+def pod_object(
+    b: ClusterBuilder,
+    name: str,
+    namespace: str,
+    labels: JSON,
+    containers: list[JSON],
+    owner: JSON | None,
+    node: JSON,
+    phase: str = "Running",
+) -> JSON:
     extra: JSON = {"generateName": name.rsplit("-", 1)[0] + "-"}
     if owner is not None:
         extra["ownerReferences"] = [owner]
@@ -226,7 +279,11 @@ def pod_object(b: ClusterBuilder, name: str, namespace: str, labels: JSON, conta
         statuses.append(
             {
                 "name": c["name"],
-                "state": {"running": {"startedAt": CREATED}} if running else {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": CREATED, "finishedAt": CREATED}},
+                "state": {"running": {"startedAt": CREATED}}
+                if running
+                else {
+                    "terminated": {"exitCode": 0, "reason": "Completed", "startedAt": CREATED, "finishedAt": CREATED}
+                },
                 "lastState": {},
                 "ready": running,
                 "restartCount": (len(name) + index) % 3,
@@ -243,7 +300,15 @@ def pod_object(b: ClusterBuilder, name: str, namespace: str, labels: JSON, conta
         "apiVersion": "v1",
         "metadata": meta,
         "spec": {
-            "volumes": [{"name": "kube-api-access", "projected": {"sources": [{"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}}], "defaultMode": 420}}],
+            "volumes": [
+                {
+                    "name": "kube-api-access",
+                    "projected": {
+                        "sources": [{"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}}],
+                        "defaultMode": 420,
+                    },
+                }
+            ],
             "containers": containers,
             "restartPolicy": "Always" if running else "Never",
             "terminationGracePeriodSeconds": 30,
@@ -253,8 +318,18 @@ def pod_object(b: ClusterBuilder, name: str, namespace: str, labels: JSON, conta
             "securityContext": {},
             "schedulerName": "default-scheduler",
             "tolerations": [
-                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
-                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                {
+                    "key": "node.kubernetes.io/not-ready",
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                    "tolerationSeconds": 300,
+                },
+                {
+                    "key": "node.kubernetes.io/unreachable",
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                    "tolerationSeconds": 300,
+                },
             ],
             "priority": 0,
             "enableServiceLinks": True,
@@ -264,8 +339,18 @@ def pod_object(b: ClusterBuilder, name: str, namespace: str, labels: JSON, conta
             "phase": phase,
             "conditions": [
                 {"type": "Initialized", "status": "True", "lastProbeTime": None, "lastTransitionTime": CREATED},
-                {"type": "Ready", "status": "True" if running else "False", "lastProbeTime": None, "lastTransitionTime": CREATED},
-                {"type": "ContainersReady", "status": "True" if running else "False", "lastProbeTime": None, "lastTransitionTime": CREATED},
+                {
+                    "type": "Ready",
+                    "status": "True" if running else "False",
+                    "lastProbeTime": None,
+                    "lastTransitionTime": CREATED,
+                },
+                {
+                    "type": "ContainersReady",
+                    "status": "True" if running else "False",
+                    "lastProbeTime": None,
+                    "lastTransitionTime": CREATED,
+                },
                 {"type": "PodScheduled", "status": "True", "lastProbeTime": None, "lastTransitionTime": CREATED},
             ],
             "hostIP": node["status"]["addresses"][0]["address"],
@@ -280,13 +365,31 @@ def pod_object(b: ClusterBuilder, name: str, namespace: str, labels: JSON, conta
 
 
 def replica_status(replicas: int) -> JSON:
-    return {"observedGeneration": 1, "replicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas, "updatedReplicas": replicas}
+    return {
+        "observedGeneration": 1,
+        "replicas": replicas,
+        "readyReplicas": replicas,
+        "availableReplicas": replicas,
+        "updatedReplicas": replicas,
+    }
 
 
-def _deployment_set(b: ClusterBuilder, namespace: str, name: str, replicas: int, nodes: list[JSON], node_cursor: list[int], image: str) -> None:
+def _deployment_set(
+    b: ClusterBuilder, namespace: str, name: str, replicas: int, nodes: list[JSON], node_cursor: list[int], image: str
+) -> None:
     labels = {"app": name, "app.kubernetes.io/name": name, "app.kubernetes.io/part-of": namespace}
     containers = [container_spec(name, image)]
-    dep_meta = b.meta("deployment", name, namespace, labels=labels, generation=1, annotations={"deployment.kubernetes.io/revision": "2", "kubectl.kubernetes.io/last-applied-configuration": "{" + '"x":1,' * 200 + '"y":2}'})
+    dep_meta = b.meta(
+        "deployment",
+        name,
+        namespace,
+        labels=labels,
+        generation=1,
+        annotations={
+            "deployment.kubernetes.io/revision": "2",
+            "kubectl.kubernetes.io/last-applied-configuration": "{" + '"x":1,' * 200 + '"y":2}',
+        },
+    )
     b.out.add(
         "deployments",
         {
@@ -304,7 +407,14 @@ def _deployment_set(b: ClusterBuilder, namespace: str, name: str, replicas: int,
             "status": {
                 **replica_status(replicas),
                 "conditions": [
-                    {"type": "Available", "status": "True", "lastUpdateTime": CREATED, "lastTransitionTime": CREATED, "reason": "MinimumReplicasAvailable", "message": "Deployment has minimum availability."}
+                    {
+                        "type": "Available",
+                        "status": "True",
+                        "lastUpdateTime": CREATED,
+                        "lastTransitionTime": CREATED,
+                        "reason": "MinimumReplicasAvailable",
+                        "message": "Deployment has minimum availability.",
+                    }
                 ],
             },
         },
@@ -313,7 +423,14 @@ def _deployment_set(b: ClusterBuilder, namespace: str, name: str, replicas: int,
     for revision, hash_ in ((1, "5d4f8c7b9"), (2, "7c9b6d5f8")):
         current = revision == 2
         rs_labels = {**labels, "pod-template-hash": hash_}
-        rs_meta = b.meta("replicaset", f"{name}-{hash_}", namespace, labels=rs_labels, ownerReferences=[owner], annotations={"deployment.kubernetes.io/revision": str(revision)})
+        rs_meta = b.meta(
+            "replicaset",
+            f"{name}-{hash_}",
+            namespace,
+            labels=rs_labels,
+            ownerReferences=[owner],
+            annotations={"deployment.kubernetes.io/revision": str(revision)},
+        )
         count = replicas if current else 0
         b.out.add(
             "replicasets",
@@ -321,7 +438,11 @@ def _deployment_set(b: ClusterBuilder, namespace: str, name: str, replicas: int,
                 "kind": "ReplicaSet",
                 "apiVersion": "apps/v1",
                 "metadata": rs_meta,
-                "spec": {"replicas": count, "selector": {"matchLabels": {"app": name, "pod-template-hash": hash_}}, "template": pod_template(rs_labels, containers)},
+                "spec": {
+                    "replicas": count,
+                    "selector": {"matchLabels": {"app": name, "pod-template-hash": hash_}},
+                    "template": pod_template(rs_labels, containers),
+                },
                 "status": replica_status(count) if count else {"replicas": 0, "observedGeneration": 1},
             },
         )
@@ -331,10 +452,19 @@ def _deployment_set(b: ClusterBuilder, namespace: str, name: str, replicas: int,
                 node = nodes[node_cursor[0] % len(nodes)]
                 node_cursor[0] += 1
                 suffix = hashlib.sha1(f"{name}/{i}".encode()).hexdigest()[:5]
-                b.out.add("pods", pod_object(b, f"{name}-{hash_}-{suffix}", namespace, rs_labels, containers, rs_owner, node))
+                b.out.add(
+                    "pods", pod_object(b, f"{name}-{hash_}-{suffix}", namespace, rs_labels, containers, rs_owner, node)
+                )
 
 
-def service_object(b: ClusterBuilder, namespace: str, name: str, selector: JSON | None, service_type: str = "ClusterIP", headless: bool = False) -> JSON:
+def service_object(
+    b: ClusterBuilder,
+    namespace: str,
+    name: str,
+    selector: JSON | None,
+    service_type: str = "ClusterIP",
+    headless: bool = False,
+) -> JSON:
     ip = "None" if headless else b.service_ip()
     spec: JSON = {
         "ports": [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8080}],
@@ -353,16 +483,52 @@ def service_object(b: ClusterBuilder, namespace: str, name: str, selector: JSON 
         spec["ports"][0]["nodePort"] = 30000 + b._service_ip % 2000
         spec["externalTrafficPolicy"] = "Cluster"
         status = {"loadBalancer": {"ingress": [{"ip": f"198.51.100.{b._service_ip % 250 + 1}", "ipMode": "VIP"}]}}
-    return b.out.add("services", {"kind": "Service", "apiVersion": "v1", "metadata": b.meta("service", name, namespace, labels={"app": name}), "spec": spec, "status": status})
+    return b.out.add(
+        "services",
+        {
+            "kind": "Service",
+            "apiVersion": "v1",
+            "metadata": b.meta("service", name, namespace, labels={"app": name}),
+            "spec": spec,
+            "status": status,
+        },
+    )
 
 
-def _app_namespace(b: ClusterBuilder, namespace: str, deployments: int, replicas: int, nodes: list[JSON], cursor: list[int], extra: int = 0) -> None:
-    b.out.add("namespaces", {"kind": "Namespace", "apiVersion": "v1", "metadata": b.meta("namespace", namespace, labels={"kubernetes.io/metadata.name": namespace}), "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}})
+def _app_namespace(
+    b: ClusterBuilder,
+    namespace: str,
+    deployments: int,
+    replicas: int,
+    nodes: list[JSON],
+    cursor: list[int],
+    extra: int = 0,
+) -> None:
+    b.out.add(
+        "namespaces",
+        {
+            "kind": "Namespace",
+            "apiVersion": "v1",
+            "metadata": b.meta("namespace", namespace, labels={"kubernetes.io/metadata.name": namespace}),
+            "spec": {"finalizers": ["kubernetes"]},
+            "status": {"phase": "Active"},
+        },
+    )
     web_services = []
     for d in range(deployments):
         name = f"web-{d}"
-        _deployment_set(b, namespace, name, replicas + (extra if d == 0 else 0), nodes, cursor, f"registry.example.com/{namespace}/{name}:1.{d % 7}")
-        web_services.append(service_object(b, namespace, name, {"app": name}, "LoadBalancer" if d == 0 else "ClusterIP"))
+        _deployment_set(
+            b,
+            namespace,
+            name,
+            replicas + (extra if d == 0 else 0),
+            nodes,
+            cursor,
+            f"registry.example.com/{namespace}/{name}:1.{d % 7}",
+        )
+        web_services.append(
+            service_object(b, namespace, name, {"app": name}, "LoadBalancer" if d == 0 else "ClusterIP")
+        )
     # A statefulset of three and its headless service.
     labels = {"app": "db"}
     containers = [container_spec("postgres", "docker.io/library/postgres:16.4", "250m", "512Mi")]
@@ -373,15 +539,38 @@ def _app_namespace(b: ClusterBuilder, namespace: str, deployments: int, replicas
             "kind": "StatefulSet",
             "apiVersion": "apps/v1",
             "metadata": sts_meta,
-            "spec": {"replicas": 3, "selector": {"matchLabels": labels}, "serviceName": "db", "template": pod_template(labels, containers), "podManagementPolicy": "OrderedReady", "updateStrategy": {"type": "RollingUpdate"}},
-            "status": {**replica_status(3), "currentRevision": "db-6b8f7", "updateRevision": "db-6b8f7", "collisionCount": 0},
+            "spec": {
+                "replicas": 3,
+                "selector": {"matchLabels": labels},
+                "serviceName": "db",
+                "template": pod_template(labels, containers),
+                "podManagementPolicy": "OrderedReady",
+                "updateStrategy": {"type": "RollingUpdate"},
+            },
+            "status": {
+                **replica_status(3),
+                "currentRevision": "db-6b8f7",
+                "updateRevision": "db-6b8f7",
+                "collisionCount": 0,
+            },
         },
     )
     sts_owner = owner_reference("StatefulSet", sts_meta, "apps/v1")
     for i in range(3):
         node = nodes[cursor[0] % len(nodes)]
         cursor[0] += 1
-        b.out.add("pods", pod_object(b, f"db-{i}", namespace, {**labels, "statefulset.kubernetes.io/pod-name": f"db-{i}"}, containers, sts_owner, node))
+        b.out.add(
+            "pods",
+            pod_object(
+                b,
+                f"db-{i}",
+                namespace,
+                {**labels, "statefulset.kubernetes.io/pod-name": f"db-{i}"},
+                containers,
+                sts_owner,
+                node,
+            ),
+        )
     service_object(b, namespace, "db", labels, headless=True)
     # A cronjob, the job it spawned, and that job's finished pod.
     job_labels = {"app": "backup"}
@@ -393,24 +582,61 @@ def _app_namespace(b: ClusterBuilder, namespace: str, deployments: int, replicas
             "kind": "CronJob",
             "apiVersion": "batch/v1",
             "metadata": cron_meta,
-            "spec": {"schedule": "0 3 * * *", "concurrencyPolicy": "Forbid", "suspend": False, "jobTemplate": {"spec": {"template": pod_template(job_labels, job_containers)}}, "successfulJobsHistoryLimit": 3, "failedJobsHistoryLimit": 1},
+            "spec": {
+                "schedule": "0 3 * * *",
+                "concurrencyPolicy": "Forbid",
+                "suspend": False,
+                "jobTemplate": {"spec": {"template": pod_template(job_labels, job_containers)}},
+                "successfulJobsHistoryLimit": 3,
+                "failedJobsHistoryLimit": 1,
+            },
             "status": {"lastScheduleTime": CREATED, "lastSuccessfulTime": CREATED},
         },
     )
-    job_meta = b.meta("job", "backup-29001234", namespace, labels=job_labels, ownerReferences=[owner_reference("CronJob", cron_meta, "batch/v1")])
+    job_meta = b.meta(
+        "job",
+        "backup-29001234",
+        namespace,
+        labels=job_labels,
+        ownerReferences=[owner_reference("CronJob", cron_meta, "batch/v1")],
+    )
     b.out.add(
         "jobs",
         {
             "kind": "Job",
             "apiVersion": "batch/v1",
             "metadata": job_meta,
-            "spec": {"parallelism": 1, "completions": 1, "backoffLimit": 6, "template": pod_template(job_labels, job_containers)},
-            "status": {"succeeded": 1, "startTime": CREATED, "completionTime": CREATED, "conditions": [{"type": "Complete", "status": "True", "lastProbeTime": CREATED, "lastTransitionTime": CREATED}]},
+            "spec": {
+                "parallelism": 1,
+                "completions": 1,
+                "backoffLimit": 6,
+                "template": pod_template(job_labels, job_containers),
+            },
+            "status": {
+                "succeeded": 1,
+                "startTime": CREATED,
+                "completionTime": CREATED,
+                "conditions": [
+                    {"type": "Complete", "status": "True", "lastProbeTime": CREATED, "lastTransitionTime": CREATED}
+                ],
+            },
         },
     )
     node = nodes[cursor[0] % len(nodes)]
     cursor[0] += 1
-    b.out.add("pods", pod_object(b, "backup-29001234-x7k2p", namespace, job_labels, job_containers, owner_reference("Job", job_meta, "batch/v1"), node, phase="Succeeded"))
+    b.out.add(
+        "pods",
+        pod_object(
+            b,
+            "backup-29001234-x7k2p",
+            namespace,
+            job_labels,
+            job_containers,
+            owner_reference("Job", job_meta, "batch/v1"),
+            node,
+            phase="Succeeded",
+        ),
+    )
     # One ingress routes to every web service of the namespace.
     ingress_meta = b.meta("ingress", "web", namespace, annotations={"cert-manager.io/cluster-issuer": "letsencrypt"})
     host = f"{namespace}.apps.example.com"
@@ -428,7 +654,11 @@ def _app_namespace(b: ClusterBuilder, namespace: str, deployments: int, replicas
                         "host": host,
                         "http": {
                             "paths": [
-                                {"path": f"/{svc['metadata']['name']}", "pathType": "Prefix", "backend": {"service": {"name": svc["metadata"]["name"], "port": {"number": 80}}}}
+                                {
+                                    "path": f"/{svc['metadata']['name']}",
+                                    "pathType": "Prefix",
+                                    "backend": {"service": {"name": svc["metadata"]["name"], "port": {"number": 80}}},
+                                }
                                 for svc in web_services
                             ]
                         },
@@ -442,7 +672,16 @@ def _app_namespace(b: ClusterBuilder, namespace: str, deployments: int, replicas
 
 def _kube_system(b: ClusterBuilder, nodes: list[JSON], cursor: list[int]) -> None:
     for namespace in ("kube-system", "default"):
-        b.out.add("namespaces", {"kind": "Namespace", "apiVersion": "v1", "metadata": b.meta("namespace", namespace, labels={"kubernetes.io/metadata.name": namespace}), "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}})
+        b.out.add(
+            "namespaces",
+            {
+                "kind": "Namespace",
+                "apiVersion": "v1",
+                "metadata": b.meta("namespace", namespace, labels={"kubernetes.io/metadata.name": namespace}),
+                "spec": {"finalizers": ["kubernetes"]},
+                "status": {"phase": "Active"},
+            },
+        )
     _deployment_set(b, "kube-system", "coredns", 2, nodes, cursor, "rancher/mirrored-coredns-coredns:1.11.3")
     service_object(b, "kube-system", "kube-dns", {"k8s-app": "kube-dns"})
     service_object(b, "default", "kubernetes", None)
@@ -456,30 +695,69 @@ def _kube_system(b: ClusterBuilder, nodes: list[JSON], cursor: list[int]) -> Non
             "kind": "DaemonSet",
             "apiVersion": "apps/v1",
             "metadata": ds_meta,
-            "spec": {"selector": {"matchLabels": labels}, "template": pod_template(labels, containers), "updateStrategy": {"type": "RollingUpdate"}},
-            "status": {"currentNumberScheduled": count, "numberMisscheduled": 0, "desiredNumberScheduled": count, "numberReady": count, "observedGeneration": 1, "updatedNumberScheduled": count, "numberAvailable": count},
+            "spec": {
+                "selector": {"matchLabels": labels},
+                "template": pod_template(labels, containers),
+                "updateStrategy": {"type": "RollingUpdate"},
+            },
+            "status": {
+                "currentNumberScheduled": count,
+                "numberMisscheduled": 0,
+                "desiredNumberScheduled": count,
+                "numberReady": count,
+                "observedGeneration": 1,
+                "updatedNumberScheduled": count,
+                "numberAvailable": count,
+            },
         },
     )
     owner = owner_reference("DaemonSet", ds_meta, "apps/v1")
     for node in nodes:
-        b.out.add("pods", pod_object(b, f"kube-proxy-{node['metadata']['name']}", "kube-system", labels, containers, owner, node))
+        b.out.add(
+            "pods",
+            pod_object(b, f"kube-proxy-{node['metadata']['name']}", "kube-system", labels, containers, owner, node),
+        )
 
 
 def _minimal_objects(b: ClusterBuilder) -> None:
     """One object of every namespaced kind with only what the API requires: no status, labels or owners."""
     ns = "minimal"
-    b.out.add("namespaces", {"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": ns, "uid": object_uid(b.spec.name, "namespace", "", ns)}})
-    b.out.add("nodes", {"kind": "Node", "apiVersion": "v1", "metadata": {"name": "bare-node", "uid": object_uid(b.spec.name, "node", "", "bare-node")}})
+    b.out.add(
+        "namespaces",
+        {
+            "kind": "Namespace",
+            "apiVersion": "v1",
+            "metadata": {"name": ns, "uid": object_uid(b.spec.name, "namespace", "", ns)},
+        },
+    )
+    b.out.add(
+        "nodes",
+        {
+            "kind": "Node",
+            "apiVersion": "v1",
+            "metadata": {"name": "bare-node", "uid": object_uid(b.spec.name, "node", "", "bare-node")},
+        },
+    )
     for resource, (prefix, kind, _namespaced) in RESOURCES.items():
         if resource in ("namespaces", "nodes"):
             continue
         name = f"bare-{kind.lower()}"
-        b.out.add(resource, {"kind": kind, "apiVersion": prefix.split("/", 2)[-1] if prefix != "/api/v1" else "v1", "metadata": {"name": name, "namespace": ns, "uid": object_uid(b.spec.name, kind.lower(), ns, name)}})
+        b.out.add(
+            resource,
+            {
+                "kind": kind,
+                "apiVersion": prefix.split("/", 2)[-1] if prefix != "/api/v1" else "v1",
+                "metadata": {"name": name, "namespace": ns, "uid": object_uid(b.spec.name, kind.lower(), ns, name)},
+            },
+        )
 
 
 def generate_cluster(spec: ClusterSpec) -> ClusterObjects:
     b = ClusterBuilder(spec)
-    nodes = [b.out.add("nodes", node_object(b, i, control_plane=i < min(3, max(1, spec.nodes // 3)))) for i in range(spec.nodes)]
+    nodes = [
+        b.out.add("nodes", node_object(b, i, control_plane=i < min(3, max(1, spec.nodes // 3))))
+        for i in range(spec.nodes)
+    ]
     cursor = [0]
     _kube_system(b, nodes, cursor)
     namespaces = spec.namespaces if spec.namespaces is not None else max(1, spec.pods // 300)

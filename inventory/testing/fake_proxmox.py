@@ -65,7 +65,13 @@ class ApiError(HarnessError):
 
 
 def _node_resource(node: FakeNode) -> dict[str, Any]:
-    entry: dict[str, Any] = {"id": f"node/{node.name}", "type": "node", "node": node.name, "status": "online" if node.online else "offline", "level": ""}
+    entry: dict[str, Any] = {
+        "id": f"node/{node.name}",
+        "type": "node",
+        "node": node.name,
+        "status": "online" if node.online else "offline",
+        "level": "",
+    }
     if node.online:
         entry.update(
             cpu=0.031,
@@ -165,7 +171,16 @@ def _agent_interfaces(guest: FakeGuest) -> dict[str, Any]:
                 {"ip-address": "127.0.0.1", "ip-address-type": "ipv4", "prefix": 8},
                 {"ip-address": "::1", "ip-address-type": "ipv6", "prefix": 128},
             ],
-            "statistics": {"rx-bytes": 100, "tx-bytes": 100, "rx-packets": 1, "tx-packets": 1, "rx-errs": 0, "tx-errs": 0, "rx-dropped": 0, "tx-dropped": 0},
+            "statistics": {
+                "rx-bytes": 100,
+                "tx-bytes": 100,
+                "rx-packets": 1,
+                "tx-packets": 1,
+                "rx-errs": 0,
+                "tx-errs": 0,
+                "rx-dropped": 0,
+                "tx-dropped": 0,
+            },
         }
     ]
     for index, mac in enumerate(guest.macs):
@@ -173,7 +188,9 @@ def _agent_interfaces(guest: FakeGuest) -> dict[str, Any]:
         if index == 0:
             for address in guest.addresses:
                 ip, prefix = address.split("/")
-                addresses.append({"ip-address": ip, "ip-address-type": "ipv6" if ":" in ip else "ipv4", "prefix": int(prefix)})
+                addresses.append(
+                    {"ip-address": ip, "ip-address-type": "ipv6" if ":" in ip else "ipv4", "prefix": int(prefix)}
+                )
         interfaces.append({"name": f"eth{index}", "hardware-address": mac.lower(), "ip-addresses": addresses})
     return {"result": interfaces}
 
@@ -243,7 +260,11 @@ class _Api:
         if parts == ["nodes"]:
             return [{**_node_resource(n), "ssl_fingerprint": "00"} for n in self.cluster.nodes if self.can_see_nodes()]
         if parts == ["pools"]:
-            return [{"poolid": pool, "comment": comment} for pool, comment in sorted(self.cluster.pools.items()) if self.can_see_guests()]
+            return [
+                {"poolid": pool, "comment": comment}
+                for pool, comment in sorted(self.cluster.pools.items())
+                if self.can_see_guests()
+            ]
         if len(parts) == 2 and parts[0] == "pools":
             return self.pool(parts[1])
         if len(parts) >= 2 and parts[0] == "nodes":
@@ -253,10 +274,28 @@ class _Api:
     def cluster_status(self) -> list[dict[str, Any]]:
         entries: list[dict[str, Any]] = []
         if self.cluster.name is not None:
-            entries.append({"type": "cluster", "id": "cluster", "name": self.cluster.name, "nodes": len(self.cluster.nodes), "quorate": 1, "version": 8})
+            entries.append(
+                {
+                    "type": "cluster",
+                    "id": "cluster",
+                    "name": self.cluster.name,
+                    "nodes": len(self.cluster.nodes),
+                    "quorate": 1,
+                    "version": 8,
+                }
+            )
         for index, node in enumerate(self.cluster.nodes):
             entries.append(
-                {"type": "node", "id": f"node/{node.name}", "name": node.name, "ip": node.ip, "local": int(index == 0), "nodeid": index + 1, "online": int(node.online), "level": ""}
+                {
+                    "type": "node",
+                    "id": f"node/{node.name}",
+                    "name": node.name,
+                    "ip": node.ip,
+                    "local": int(index == 0),
+                    "nodeid": index + 1,
+                    "online": int(node.online),
+                    "level": "",
+                }
             )
         return entries
 
@@ -267,7 +306,16 @@ class _Api:
         if kind in (None, "storage") and self.can_see_nodes():
             for node in self.cluster.nodes:
                 result.append(
-                    {"id": f"storage/{node.name}/local-lvm", "type": "storage", "storage": "local-lvm", "node": node.name, "status": "available" if node.online else "unknown", "plugintype": "lvmthin", "content": "rootdir,images", "shared": 0}
+                    {
+                        "id": f"storage/{node.name}/local-lvm",
+                        "type": "storage",
+                        "storage": "local-lvm",
+                        "node": node.name,
+                        "status": "available" if node.online else "unknown",
+                        "plugintype": "lvmthin",
+                        "content": "rootdir,images",
+                        "shared": 0,
+                    }
                 )
         if kind in (None, "vm") and self.can_see_guests():
             online = {n.name for n in self.cluster.nodes if n.online}
@@ -287,7 +335,11 @@ class _Api:
     def node_call(self, node_name: str, rest: list[str]) -> Any:
         node = next((n for n in self.cluster.nodes if n.name == node_name), None)
         if node is None:
-            raise ApiError(500, f"hostname lookup '{node_name}' failed - failed to get address info for: {node_name}: Name or service " "not known")
+            raise ApiError(
+                500,
+                f"hostname lookup '{node_name}' failed - failed to get address info for: {node_name}: Name or service "
+                "not known",
+            )
         self.require(self.can_see_nodes(), f"/nodes/{node_name}", "Sys.Audit")
         if not node.online:
             # pveproxy proxies the call to the node and cannot reach it.
@@ -301,16 +353,40 @@ class _Api:
                 "kversion": KERNEL,
                 "uptime": node.uptime,
                 "cpu": 0.031,
-                "cpuinfo": {"model": node.cpu_model, "cpus": node.cpus, "sockets": 1, "cores": node.cpus // 2, "mhz": "3000.000"},
-                "memory": {"total": node.memory_bytes, "used": node.memory_bytes // 4, "free": node.memory_bytes * 3 // 4},
+                "cpuinfo": {
+                    "model": node.cpu_model,
+                    "cpus": node.cpus,
+                    "sockets": 1,
+                    "cores": node.cpus // 2,
+                    "mhz": "3000.000",
+                },
+                "memory": {
+                    "total": node.memory_bytes,
+                    "used": node.memory_bytes // 4,
+                    "free": node.memory_bytes * 3 // 4,
+                },
                 "loadavg": ["0.12", "0.10", "0.09"],
             }
         if rest == ["version"]:
             return {"version": PVE_VERSION, "release": PVE_VERSION.rsplit(".", 1)[0], "repoid": "faa83925c9641325"}
         if rest == ["network"]:
-            return [{"iface": "vmbr0", "type": "bridge", "active": 1, "address": node.ip, "netmask": "24", "gateway": "10.0.0.254", "cidr": f"{node.ip}/24"}]
+            return [
+                {
+                    "iface": "vmbr0",
+                    "type": "bridge",
+                    "active": 1,
+                    "address": node.ip,
+                    "netmask": "24",
+                    "gateway": "10.0.0.254",
+                    "cidr": f"{node.ip}/24",
+                }
+            ]
         if len(rest) == 1 and rest[0] in ("qemu", "lxc"):
-            guests = [g for g in self.cluster.guests if g.node == node_name and g.kind == rest[0]] if self.can_see_guests() else []
+            guests = (
+                [g for g in self.cluster.guests if g.node == node_name and g.kind == rest[0]]
+                if self.can_see_guests()
+                else []
+            )
             return [self.guest_list_entry(g) for g in guests]
         if len(rest) >= 2 and rest[0] in ("qemu", "lxc"):
             return self.guest_call(node_name, rest[0], rest[1], rest[2:])
@@ -344,11 +420,23 @@ class _Api:
         guest = self.find_guest(vmid_text, kind)
         if guest is None or guest.node != node_name:
             label = "CT" if kind == "lxc" else "VM"
-            raise ApiError(500, f"Configuration file 'nodes/{node_name}/{kind}-server/{vmid_text}.conf' does not exist" if guest is None else f"{label} {vmid_text} not on node {node_name}")
+            raise ApiError(
+                500,
+                f"Configuration file 'nodes/{node_name}/{kind}-server/{vmid_text}.conf' does not exist"
+                if guest is None
+                else f"{label} {vmid_text} not on node {node_name}",
+            )
         if rest == ["config"]:
             return _guest_config(guest)
         if rest == ["status", "current"]:
-            status = {"status": guest.status, "vmid": guest.vmid, "name": guest.name, "uptime": guest.uptime if guest.status == "running" else 0, "cpus": guest.cores, "maxmem": guest.memory_mib * MIB}
+            status = {
+                "status": guest.status,
+                "vmid": guest.vmid,
+                "name": guest.name,
+                "uptime": guest.uptime if guest.status == "running" else 0,
+                "cpus": guest.cores,
+                "maxmem": guest.memory_mib * MIB,
+            }
             if kind == "qemu":
                 status["qmpstatus"] = guest.status
                 status["agent"] = int(guest.agent != "disabled")
@@ -501,7 +589,9 @@ class _TLSServer(ThreadingHTTPServer):
     # A benchmark opens many connections at once; the default backlog of 5 would refuse some.
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], context: ssl.SSLContext) -> None:
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], context: ssl.SSLContext
+    ) -> None:
         self._context = context
         super().__init__(address, handler)
 
@@ -613,7 +703,14 @@ def main() -> None:
     with fake:
         secret_file = Path(fake.ca_file).parent / "token-secret"
         secret_file.write_text(fake.token_secret)
-        entry = {"type": "proxmox", "name": args.name or "pve", "url": fake.url, "token_id": fake.token_id, "token_secret_file": str(secret_file), "ca_file": str(fake.ca_file)}
+        entry = {
+            "type": "proxmox",
+            "name": args.name or "pve",
+            "url": fake.url,
+            "token_id": fake.token_id,
+            "token_secret_file": str(secret_file),
+            "ca_file": str(fake.ca_file),
+        }
         print("sources:\n  - " + json.dumps(entry), flush=True)
         try:
             threading.Event().wait()

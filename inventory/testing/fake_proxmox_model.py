@@ -87,7 +87,9 @@ class FakeFaults:
     # Retry-After (seconds) sent with the injected failures of these statuses (429, 503).
     retry_after: dict[int, float] = field(default_factory=dict)
 
-    def fail(self, path_pattern: str, status: int = 500, reason: str = "Internal Server Error", times: int | None = None) -> None:
+    def fail(
+        self, path_pattern: str, status: int = 500, reason: str = "Internal Server Error", times: int | None = None
+    ) -> None:
         """Make requests whose path matches ``path_pattern`` (a regex) answer ``status``."""
         self.failures.append((path_pattern, status, reason, times))
 
@@ -164,7 +166,13 @@ def build_cluster(
             disk_gib=rng.choice([8, 16, 32, 64]),
             macs=[mac_for(vmid)],
             addresses=[f"10.{(vmid >> 8) & 0xFF}.{vmid & 0xFF}.10/24", f"fd00::{vmid:x}/64"],
-            agent=("disabled" if kind == "qemu" and rng.random() < 0.1 else "not-running" if kind == "qemu" and rng.random() < 0.1 else "running"),
+            agent=(
+                "disabled"
+                if kind == "qemu" and rng.random() < 0.1
+                else "not-running"
+                if kind == "qemu" and rng.random() < 0.1
+                else "running"
+            ),
             smbios_uuid=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
         )
         cluster.guests.append(guest)

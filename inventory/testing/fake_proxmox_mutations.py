@@ -82,7 +82,12 @@ class MutableFakeProxmox(FakeProxmox):
     def write(self, method: str, api_path: str, params: dict[str, str]) -> str:
         match = _GUEST_PATH.match(api_path)
         assert match is not None
-        node, kind, vmid, rest = match["node"], match["kind"], int(match["vmid"]), match["rest"].strip("/").split("/") if match["rest"] else []
+        node, kind, vmid, rest = (
+            match["node"],
+            match["kind"],
+            int(match["vmid"]),
+            match["rest"].strip("/").split("/") if match["rest"] else [],
+        )
         with self._lock:
             guest = next((g for g in self.cluster.guests if g.vmid == vmid and g.kind == kind), None)
             if guest is None or guest.node != node:

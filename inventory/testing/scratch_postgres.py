@@ -1,7 +1,7 @@
 """A throwaway PostgreSQL database for benchmarks and demos: created empty, dropped afterwards.
 
-    with ScratchDatabase(admin_url) as scratch:
-        db = open_database(scratch.url, migrate=True)
+with ScratchDatabase(admin_url) as scratch:
+    db = open_database(scratch.url, migrate=True)
 """
 
 from __future__ import annotations

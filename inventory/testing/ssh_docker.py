@@ -44,7 +44,9 @@ def _copy(source_read: Any, target_write: Any, on_end: Any) -> None:
 class SSHDockerServer:
     """Accepts ``authorized_key`` only, runs only ``docker system dial-stdio``; counts SSH connections."""
 
-    def __init__(self, engine_socket: str | Path, authorized_key: paramiko.PKey, host_key: paramiko.PKey | None = None) -> None:
+    def __init__(
+        self, engine_socket: str | Path, authorized_key: paramiko.PKey, host_key: paramiko.PKey | None = None
+    ) -> None:
         import paramiko
 
         self.engine_socket = str(engine_socket)

@@ -24,17 +24,17 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = '0003_trust'
-down_revision = '0002_audit'
+revision = "0003_trust"
+down_revision = "0002_audit"
 branch_labels = None
 depends_on = None
 
-_ID = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
+_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 _JSON = sa.JSON(none_as_null=True).with_variant(
-    postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), 'postgresql'
+    postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), "postgresql"
 )
-_GENESIS = '0' * 64
-_REFUSAL = 'audit_log is append-only: an insert must extend the head'
+_GENESIS = "0" * 64
+_REFUSAL = "audit_log is append-only: an insert must extend the head"
 # The hashed payload of inventory/audit/log.py, built from the new row.
 _NEW_PAYLOAD = (
     "json_build_array(to_char(NEW.at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'), "
@@ -75,47 +75,58 @@ BEGIN SELECT RAISE(ABORT, '{_REFUSAL}'); END
 
 def refuse_while_audited(target: str) -> None:
     """No migration drops the audit log: a downgrade past it waits until the log is empty (it never is, in use)."""
-    count = op.get_bind().execute(sa.text('SELECT count(*) FROM audit_log')).scalar_one()
+    count = op.get_bind().execute(sa.text("SELECT count(*) FROM audit_log")).scalar_one()
     if count:
         from inventory.errors import UsageError
 
         raise UsageError(
-            f'refusing to downgrade to {target}: the audit log holds {count} entries and no migration drops or '
-            'rewrites them (export them with `inventory audit export`, then move to a new database instead)'
+            f"refusing to downgrade to {target}: the audit log holds {count} entries and no migration drops or "
+            "rewrites them (export them with `inventory audit export`, then move to a new database instead)"
         )
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('audit_log', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('mac', sa.String(length=64), nullable=True))
-    with op.batch_alter_table('approvals', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('on_behalf_of', sa.String(length=200), nullable=True))
-        batch_op.add_column(sa.Column('expires_at', sa.DateTime(timezone=True), nullable=True))
-    op.create_table('api_tokens',
-    sa.Column('id', _ID, nullable=False),
-    sa.Column('name', sa.String(length=64), nullable=False),
-    sa.Column('name_key', sa.String(length=64), nullable=False),
-    sa.Column('token_hash', sa.String(length=64), nullable=False),
-    sa.Column('groups', _JSON, nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('created_by', sa.String(length=200), nullable=False),
-    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('revoked_at', sa.DateTime(timezone=True), nullable=True),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_api_tokens')),
-    sa.UniqueConstraint('token_hash', name=op.f('uq_api_tokens_token_hash'))
+    with op.batch_alter_table("audit_log", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("mac", sa.String(length=64), nullable=True))
+    with op.batch_alter_table("approvals", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("on_behalf_of", sa.String(length=200), nullable=True))
+        batch_op.add_column(sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True))
+    op.create_table(
+        "api_tokens",
+        sa.Column("id", _ID, nullable=False),
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("name_key", sa.String(length=64), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("groups", _JSON, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("created_by", sa.String(length=200), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_api_tokens")),
+        sa.UniqueConstraint("token_hash", name=op.f("uq_api_tokens_token_hash")),
     )
     # One live token per name; a revoked one keeps its row.
-    op.create_index('ix_api_tokens_live_name', 'api_tokens', ['name_key'], unique=True,
-                    sqlite_where=sa.text('revoked_at IS NULL'), postgresql_where=sa.text('revoked_at IS NULL'))
-    if op.get_bind().dialect.name == 'postgresql':
-        op.execute('DROP FUNCTION IF EXISTS audit_append(text, text, text, text, text, text, text, text, text, text, '
-                   'bigint, text, text, bigint, text, json, json)')
+    op.create_index(
+        "ix_api_tokens_live_name",
+        "api_tokens",
+        ["name_key"],
+        unique=True,
+        sqlite_where=sa.text("revoked_at IS NULL"),
+        postgresql_where=sa.text("revoked_at IS NULL"),
+    )
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(
+            "DROP FUNCTION IF EXISTS audit_append(text, text, text, text, text, text, text, text, text, text, "
+            "bigint, text, text, bigint, text, json, json)"
+        )
         op.execute(_PG_EXTEND_HEAD)
-        op.execute('CREATE TRIGGER audit_log_extend_head BEFORE INSERT ON audit_log '
-                   'FOR EACH ROW EXECUTE FUNCTION audit_log_extend_head()')
+        op.execute(
+            "CREATE TRIGGER audit_log_extend_head BEFORE INSERT ON audit_log "
+            "FOR EACH ROW EXECUTE FUNCTION audit_log_extend_head()"
+        )
     else:
         # batch_alter_table rebuilt the table on SQLite: its triggers went with the old one.
-        for operation in ('UPDATE', 'DELETE'):
+        for operation in ("UPDATE", "DELETE"):
             op.execute(
                 f"CREATE TRIGGER IF NOT EXISTS audit_log_no_{operation.lower()} BEFORE {operation} ON audit_log "
                 f"BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: {operation} refused'); END"
@@ -124,22 +135,22 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    refuse_while_audited('0002_audit')
-    if op.get_bind().dialect.name == 'postgresql':
-        op.execute('DROP TRIGGER audit_log_extend_head ON audit_log')
-        op.execute('DROP FUNCTION audit_log_extend_head()')
-        op.execute(importlib.import_module('migrations.versions.0002_audit')._APPEND_FUNCTION)
+    refuse_while_audited("0002_audit")
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER audit_log_extend_head ON audit_log")
+        op.execute("DROP FUNCTION audit_log_extend_head()")
+        op.execute(importlib.import_module("migrations.versions.0002_audit")._APPEND_FUNCTION)
     else:
-        op.execute('DROP TRIGGER audit_log_extend_head')
-    op.drop_index('ix_api_tokens_live_name', table_name='api_tokens')
-    op.drop_table('api_tokens')
-    with op.batch_alter_table('approvals', schema=None) as batch_op:
-        batch_op.drop_column('expires_at')
-        batch_op.drop_column('on_behalf_of')
-    with op.batch_alter_table('audit_log', schema=None) as batch_op:
-        batch_op.drop_column('mac')
-    if op.get_bind().dialect.name == 'sqlite':
-        for operation in ('UPDATE', 'DELETE'):
+        op.execute("DROP TRIGGER audit_log_extend_head")
+    op.drop_index("ix_api_tokens_live_name", table_name="api_tokens")
+    op.drop_table("api_tokens")
+    with op.batch_alter_table("approvals", schema=None) as batch_op:
+        batch_op.drop_column("expires_at")
+        batch_op.drop_column("on_behalf_of")
+    with op.batch_alter_table("audit_log", schema=None) as batch_op:
+        batch_op.drop_column("mac")
+    if op.get_bind().dialect.name == "sqlite":
+        for operation in ("UPDATE", "DELETE"):
             op.execute(
                 f"CREATE TRIGGER IF NOT EXISTS audit_log_no_{operation.lower()} BEFORE {operation} ON audit_log "
                 f"BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: {operation} refused'); END"
