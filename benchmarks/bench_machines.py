@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from inventory.connector import Connector, SourceConfig
 from inventory.machine_links import relink_machines
@@ -100,7 +100,7 @@ def run(url: str, vms: int, rounds: int) -> None:
         for name, snapshot in lab(vms).items():
             assert sync_source(db, FixedConnector(name, snapshot)).ok
         with db.write_session() as session:
-            session.execute(MachineLink.__table__.delete())
+            session.execute(delete(MachineLink))
         first, links = timed_relink(db)
         unchanged = statistics.median(timed_relink(db)[0] for _ in range(rounds))
         changed = []

@@ -10,8 +10,8 @@ are one transaction: a crash in the middle leaves the previous state whole.
 
 Outcomes (``inventory.outcome.SyncStatus``): success (every scope the source should read
 was read; it may carry warnings, facts such as a node found down), partial (a scope that
-should have been read failed: what was read is upserted, only scopes read whole remove), failed (nothing could be read or
-written), locked (another process holds the source's lock), skipped (the loop found
+should have been read failed: what was read is upserted, only scopes read whole remove),
+failed (nothing could be read or written), locked (another process holds the source's lock), skipped (the loop found
 it freshly synced by another process).
 
 A run has two phases with different needs: collecting talks to the source's API

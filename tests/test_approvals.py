@@ -198,7 +198,7 @@ def run_on_terminal(config_file: Path, *args: str, typed: bytes = b"web-0\n") ->
         os.waitpid(pid, 0)
         pytest.fail(f"the CLI did not finish: {output.decode(errors='replace')}")
     os.close(fd)
-    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")  # type: ignore[arg-type]
+    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
 
 
 def configure(config_file: Path, policy: bytes, **extra: object) -> None:

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +128,7 @@ def run(engine: DockerEngine) -> Iterator[Run]:
         start: bool = True,
         labels: dict[str, str] | None = None,
         network: str = "none",
-        binds: dict[str, dict[str, str]] | None = None,
+        binds: dict[str, Mapping[str, str]] | None = None,
         restart_policy: dict[str, str] | None = None,
         **options: Any,
     ) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from lab_support import SyncedLab, lab  # noqa: F401  (the module-scoped demo lab on both engines)
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sync_support import write_config
 
 from inventory.config import load_config
@@ -235,7 +235,7 @@ def test_views_read_the_stored_links(tmp_path: Path, db: Database) -> None:
         reached = {h.name for h in impact_of(session, "host", vm_a.id).hosts}
         assert "node-a" in reached
     with db.write_session() as session:
-        session.execute(MachineLink.__table__.delete())
+        session.execute(delete(MachineLink))
     with db.session() as session:
         assert show_object(session, "host", "vm-a")["same_machine"] == []
         assert {row["machine"] for row in list_hosts(session, ObjectFilter())} == {None}
@@ -280,7 +280,8 @@ def test_a_uuid_two_hosts_of_one_source_share_links_nothing_and_is_reported(
 
 def _machine_rows(db: Database) -> list[tuple[int, int, str]]:
     with db.session() as session:
-        return [tuple(r) for r in session.execute(select(MachineLink.host_id, MachineLink.other_id, MachineLink.rule))]
+        rows = session.execute(select(MachineLink.host_id, MachineLink.other_id, MachineLink.rule))
+        return [(host_id, other_id, rule) for host_id, other_id, rule in rows]
 
 
 # -- the demo lab: Proxmox VMs that are Kubernetes nodes, an LXC running Docker ------------------------------
@@ -308,8 +309,8 @@ def test_the_lab_links_vms_to_their_nodes_and_the_lxc_to_its_docker_engine(lab: 
 def test_api_and_web_host_page_show_the_machine_and_a_shared_uuid(tmp_path: Path, db: Database) -> None:
     from fastapi.testclient import TestClient
 
+    from inventory.principals import Principal
     from inventory.server import create_app
-    from inventory.server.auth import Principal
     from inventory.server.models import HostOut
 
     pve = (
@@ -319,7 +320,7 @@ def test_api_and_web_host_page_show_the_machine_and_a_shared_uuid(tmp_path: Path
         "  - {id: '202', name: clone-2, kind: vm, machine_uuid: 11111111-aaaa}\n"
     )
     _sync(db, tmp_path, {"pve": pve, "k3s": _K3S, "docker": "hosts: []\n"})
-    tokens = {"t0ken-for-eve": Principal("eve", frozenset({"viewers"}))}
+    tokens = {"t0ken-for-eve": Principal("eve", groups=frozenset({"viewers"}))}
     with TestClient(create_app(db, authenticator=tokens.get, mcp=False)) as client:
         header = {"Authorization": "Bearer t0ken-for-eve"}
         shown = client.get("/api/v1/inventory/hosts/pve/vm/101", headers=header).json()

@@ -7,6 +7,7 @@ import logging
 import pytest
 
 from inventory.redact import MASK, RedactingFilter, redact_text, redact_value, register_secret
+from inventory.storage.database import Database
 
 
 @pytest.mark.parametrize(
@@ -117,7 +118,7 @@ def test_no_library_logs_the_ntfy_topic(caplog: pytest.LogCaptureFixture) -> Non
     assert topic not in caplog.text
 
 
-def test_secret_arguments_never_reach_the_audit_log(db) -> None:  # type: ignore[no-untyped-def]
+def test_secret_arguments_never_reach_the_audit_log(db: Database) -> None:
     from inventory.audit.log import AuditFilter, AuditRecord, append, list_entries
 
     arguments = {"key": "k-41b7", "pwd": "p-41b7", "auth": "a-41b7", "options": [{"ssh_key": "s-41b7", "timeout": 5}]}

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -152,10 +153,11 @@ def test_a_vmid_given_to_another_guest_is_refused(runner: ToolRunner, pve: Mutab
         runner.run("proxmox.stop", "pve/lab/101", {}, "alice")
     assert pve.mutations == []
     entry = last_entry(runner)
+    details: dict[str, Any] = entry["details"]  # type: ignore[assignment]
     assert (
         entry["outcome"] == "refused"
-        and entry["details"]["live_target"]["identity"]["uuid"] == pve.cluster.guest(101).smbios_uuid
-    )  # type: ignore[index]
+        and details["live_target"]["identity"]["uuid"] == pve.cluster.guest(101).smbios_uuid
+    )
 
 
 def test_a_guest_without_uuid_is_matched_by_name(runner: ToolRunner, pve: MutableFakeProxmox) -> None:

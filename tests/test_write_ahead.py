@@ -10,7 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -47,7 +47,7 @@ class KillingCluster(MutableFakeKubernetes):
 @pytest.fixture
 def cluster() -> Iterator[KillingCluster]:
     with KillingCluster(ClusterSpec(name="lab", nodes=1, pods=4, replicas_per_deployment=1)) as api:
-        yield api
+        yield cast(KillingCluster, api)
 
 
 @pytest.fixture

@@ -67,7 +67,7 @@ def _client_class() -> type[APIClient]:
     import docker
     import requests.exceptions
 
-    class SourceAPIClient(docker.APIClient):  # type: ignore[misc]
+    class SourceAPIClient(docker.APIClient):
         def send(self, request: Any, **kwargs: Any) -> Any:
             """Every call: 429/503 with Retry-After waited out (bounded), a dropped connection sent once more.
 
@@ -90,10 +90,8 @@ def _client_class() -> type[APIClient]:
                 response.close()
                 time.sleep(wait)
 
-        def merge_environment_settings(
-            self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
-        ) -> dict[str, Any]:
-            settings: dict[str, Any] = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
+            settings: Any = super().merge_environment_settings(url, proxies, stream, verify, cert)
             if self.verify is not True:  # a CA file or False, named by the source's tls settings
                 settings["verify"] = self.verify
             return settings

@@ -218,7 +218,10 @@ class KubernetesApi:
     # -- requests --------------------------------------------------------------------------
 
     def _get_json(self, path: str, query: list[tuple[str, Any]]) -> Any:
-        """One GET as parsed JSON; 429/503 with Retry-After waited out (bounded), a dropped connection tried once more."""
+        """One GET as parsed JSON.
+
+        429/503 with Retry-After are waited out (bounded); a dropped connection is tried once more.
+        """
         from kubernetes.client.exceptions import ApiException
 
         budget = RetryBudget()

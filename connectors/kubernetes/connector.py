@@ -381,7 +381,8 @@ def _one_context_per_cluster(source_name: str, entries: list[_ContextEntry]) -> 
             kept[key] = entry.name
     if merged:
         log.warning(
-            'source %r: context "*" reads each cluster once; skipped %s, which reach a cluster another context already reads',
+            'source %r: context "*" reads each cluster once; skipped %s, '
+            "which reach a cluster another context already reads",
             source_name,
             ", ".join(merged),
         )

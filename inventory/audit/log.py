@@ -520,7 +520,7 @@ def list_entries(session: Session, flt: AuditFilter = AuditFilter()) -> list[dic
 
 
 def _is_intent(row: Mapping[str, Any]) -> bool:
-    return row["outcome"] == INTENT_OUTCOME or (row["event"] == "approval" and row["outcome"] == "approved")
+    return bool(row["outcome"] == INTENT_OUTCOME or (row["event"] == "approval" and row["outcome"] == "approved"))
 
 
 def _mark_open_intents(session: Session, rows: list[dict[str, Any]]) -> None:

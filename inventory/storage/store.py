@@ -283,7 +283,7 @@ class SqlStore:
             self._mark_removed(object_type.row.__table__, plan.removals[object_type.name], now)
             self._mark_stale(object_type.row.__table__, plan.stale[object_type.name], now)
             self._mark_stale(object_type.row.__table__, plan.fresh[object_type.name], None)
-        members_table = ServiceMember.__table__
+        members_table = cast(Table, ServiceMember.__table__)
         for chunk in _chunks(member_resets):
             self._execute(delete(members_table).where(members_table.c.service_id.in_(chunk)))
         self._insert(members_table, ("service_id", "workload_id"), members)

@@ -361,7 +361,8 @@ class FakeKubernetes:
                     "without the continue parameter, or use the continue token in this response to retrieve the "
                     "remainder of the results."
                 )
-                return 410, _status(410, "Expired", message, **{"continue": token}), 0.0
+                continuation: dict[str, Any] = {"continue": token}
+                return 410, _status(410, "Expired", message, **continuation), 0.0
             if fault.action == "delay":
                 delay = fault.seconds
 
