@@ -34,7 +34,6 @@ ELLIPSIS = "…"
 MIN_COLUMN_WIDTH = 8
 
 # C0 and C1 control characters and DEL: an ESC in a container name must not recolour or move the terminal.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 _STATUS_COLOURS = {
@@ -75,8 +74,15 @@ def format_time(value: datetime) -> str:
 
 
 def printable(text: str) -> str:
-    """Control characters shown as escapes (``\\x1b``, ``\\n``), never written raw to a terminal."""
-    return _CONTROL.sub(lambda m: _ESCAPES.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
+    """Control and format characters (ESC, CR, bidi overrides) shown as escapes, never written raw to a terminal."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _ESCAPES.get(ch) or _escaped(ch) for ch in text)
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def _plain(value: Any) -> Any:
