@@ -265,7 +265,7 @@ def test_a_uuid_two_hosts_of_one_source_share_links_nothing_and_is_reported(
     assert _links(db) == {}
     with db.session() as session:
         report = build_report(session, since=utcnow() - timedelta(days=1))
-        shown = show_object(session, "host", "1")
+        shown = show_object(session, "host", "pve/vm/201")  # sources are written in the order they finish
     assert report["ambiguous_machine_uuids"] == [
         {"source": "pve", "machine_uuid": "11111111-aaaa", "hosts": ["clone-1", "clone-2"]}
     ]
