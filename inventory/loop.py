@@ -18,7 +18,8 @@ Every sync goes through ``inventory.sync.SourceRunner``, as ``sync --once`` does
 loop adds its schedule, the skip check and its observers (log line, metrics, notifications).
 
 ``request_stop()`` (SIGTERM, SIGINT) lets the source in progress finish (its
-transaction commits or rolls back whole) and ends the loop.
+transaction commits or rolls back whole) and ends the loop; ``abort()`` (a second signal, or
+the first one's grace run out) stops it now, cutting waits for a database that does not answer.
 """
 
 from __future__ import annotations
@@ -129,6 +130,10 @@ class SyncLoop:
 
     def request_stop(self) -> None:
         self.stop_event.set()
+
+    def abort(self, reason: str = "stopped by a signal before it finished") -> None:
+        """Stop now: the syncs in progress are abandoned and rolled back (``SourceRunner.abort``)."""
+        self.runner.abort(reason)
 
     @property
     def stopping(self) -> bool:

@@ -53,6 +53,8 @@ T = TypeVar("T")
 DEFAULT_DEADLINE = 600.0
 # How long an abandoned connector may take to hand back what it read.
 ABANDON_GRACE = 2.0
+# How often a wait for a collection looks whether the runner was told to stop now.
+ABORT_CHECK_INTERVAL = 0.25
 
 ProgressCallback = Callable[[str, str], None]  # (source name, phase)
 Observer = Callable[[SourceOutcome], None]  # told every outcome; must not raise
@@ -122,6 +124,17 @@ class SourceRunner:
         self.observers = list(observers)
         self._write_lock = threading.Lock()
         self._report_lock = threading.Lock()
+        self.aborted = threading.Event()
+        self._abort_reason = ""
+
+    def abort(self, reason: str = "stopped by a signal before it finished") -> None:
+        """Stop now, from any thread (a second signal): collections in progress are abandoned, waits for
+        the database are cut (their transactions roll back), and no source starts."""
+        self._abort_reason = reason
+        self.aborted.set()
+        if self.stop is not None:
+            self.stop.set()
+        self.db.interrupt(reason)
 
     def run_all(self, sources: Iterable[SourceConfig]) -> list[SourceOutcome]:
         """Run the sources, ``concurrency`` collecting at once, until ``stop`` is set; outcomes in source order."""
@@ -131,7 +144,7 @@ class SourceRunner:
         """``run`` each item, ``concurrency`` at once; an item not started when ``stop`` is set is left out."""
 
         def started(item: T) -> SourceOutcome | None:
-            if self.stop is not None and self.stop.is_set():
+            if self.aborted.is_set() or (self.stop is not None and self.stop.is_set()):
                 return None
             return run(item)
 
@@ -207,7 +220,11 @@ class SourceRunner:
                 done.set()
 
         threading.Thread(target=work, name=f"collect-{collected.source}", daemon=True).start()
-        if not done.wait(deadline):
+        if not _wait_unless_aborted(done, deadline, self.aborted):
+            if self.aborted.is_set():
+                connector.abandoned.set()
+                collected.error = f"source {collected.source!r}: {self._abort_reason}"
+                return collected
             connector.abandoned.set()
             done.wait(min(ABANDON_GRACE, deadline))
             reason = f"abandoned after waiting {format_seconds(deadline)} (deadline)"
@@ -223,6 +240,8 @@ class SourceRunner:
     def write(self, collected: Collected) -> SourceOutcome:
         """Reconcile the snapshot and record the run in one transaction, or record why it failed."""
         name, snapshot = collected.source, collected.snapshot
+        if self.aborted.is_set():
+            return self._record_failure(collected, f"source {name!r}: {self._abort_reason}")
         if snapshot is None:
             return self._record_failure(collected, collected.error or f"source {name!r}: nothing collected")
         self._phase(name, f"writing {snapshot.object_count} objects")
@@ -254,9 +273,13 @@ class SourceRunner:
                     error=error,
                     warnings="\n".join(warnings) or None,
                 )
-        except InventoryError as exc:
-            return self._record_failure(collected, f"source {name!r}: {exc}", snapshot.identity)
-        except Exception as exc:  # the transaction rolled back whole; record why and go on
+        except Exception as exc:
+            if self.aborted.is_set():  # cut short on purpose: the reason, not the error it caused
+                reason = f"source {name!r}: {self._abort_reason} (its writes were rolled back)"
+                return self._record_failure(collected, reason, snapshot.identity)
+            if isinstance(exc, InventoryError):
+                return self._record_failure(collected, f"source {name!r}: {exc}", snapshot.identity)
+            # The transaction rolled back whole; record why and go on.
             log.debug("writing source %s failed", name, exc_info=True)
             return self._record_failure(
                 collected,
@@ -295,7 +318,8 @@ class SourceRunner:
         except Exception as exc:
             log.debug("recording the failure of %s failed", collected.source, exc_info=True)
             run_id = None
-            message = bounded(redact_text(f"{message} (not recorded in the database: {_first_line(exc)})"))
+            why = "" if self.aborted.is_set() else f": {_first_line(exc)}"
+            message = bounded(redact_text(f"{message} (not recorded in the database{why})"))
         log.debug("%s", message)  # printed once, by whoever shows the outcome
         duration = time.perf_counter() - collected.started
         return SourceOutcome(
@@ -323,14 +347,26 @@ class SourceRunner:
         return outcome
 
 
+def _wait_unless_aborted(done: threading.Event, seconds: float, aborted: threading.Event) -> bool:
+    """Wait for ``done`` up to ``seconds``; False when the time is up or ``aborted`` is set first."""
+    end = time.monotonic() + seconds
+    while not done.is_set() and not aborted.is_set():
+        left = end - time.monotonic()
+        if left <= 0:
+            break
+        done.wait(min(left, ABORT_CHECK_INTERVAL))
+    return done.is_set()
+
+
 def _few(lines: list[str], shown: int = 5) -> list[str]:
     """The first few lines, and how many more there were."""
     return lines if len(lines) <= shown else [*lines[:shown], f"and {len(lines) - shown} more like these"]
 
 
 def _first_line(exc: BaseException) -> str:
-    """An exception's first line: a database error's text goes on with its SQL and parameters."""
-    text = str(exc).strip()
+    """An exception's first line (a database driver's own, for a SQLAlchemy error): a database error's
+    text goes on with its SQL and parameters."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
     return text.splitlines()[0] if text else ""
 
 

@@ -1,22 +1,34 @@
 """Database trouble fails the source it hits, within bounded time, and never escapes: PostgreSQL timeouts and
-keepalives reach the server; a statement past its timeout fails the source cleanly; a SQLite database locked
-by another writer fails that source with a FAILED line while the others are still tried."""
+keepalives reach the server; a statement past its timeout fails the source cleanly; a server that keeps its
+connections up and never answers (behind a loopback proxy gone silent) fails the source after answer_timeout,
+and a stop (a second SIGTERM, or the first one's grace) cuts the waits at once; a SQLite database locked by
+another writer fails that source with a FAILED line while the others are still tried."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
-from sqlalchemy import create_engine, select, text
-from sync_support import child_env, run_inventory, write_config, write_inventory
+import pytest
+from sqlalchemy import create_engine, event, select, text
+from sqlalchemy.engine import make_url
+from sync_support import child_env, run_inventory, start_inventory, wait_for_line, write_config, write_inventory
+from tcp_proxy import SilentProxy
 
 from connectors.static.connector import StaticConnector
+from inventory.cli.sync import stop_on_signals
 from inventory.config import build_config
 from inventory.connector import ConnectorRegistry
+from inventory.errors import StorageError
+from inventory.loop import SyncLoop
 from inventory.outcome import SourceOutcome
 from inventory.storage.database import Database, open_database
 from inventory.storage.models import SyncRun
+from inventory.storage.pg_waits import BoundedConnection
 from inventory.sync import sync_all
 
 
@@ -130,3 +142,127 @@ def test_sync_once_with_sqlite_locked_prints_a_failed_line_per_source_and_exits_
     assert result.stderr.count("FAILED source 'first'") == 1 and result.stderr.count("FAILED source 'second'") == 1
     assert "database is locked" in result.stderr
     assert elapsed < 30
+
+
+# -- a server that keeps its connections up and never answers ------------------------------------------
+
+
+def _through(proxy: SilentProxy, postgres_url: str, **query: str) -> str:
+    url = make_url(postgres_url).set(host="127.0.0.1", port=proxy.port).update_query_dict(query)
+    return url.render_as_string(hide_password=False)
+
+
+def _silent_on_first_insert(db: Database, proxy: SilentProxy) -> None:
+    """The server stops answering in the middle of the write transaction, on its first INSERT."""
+
+    @event.listens_for(db.engine, "before_cursor_execute")
+    def _silence(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.lstrip().upper().startswith(("INSERT", "COPY")):
+            proxy.go_silent()
+
+
+def test_the_answer_timeout_is_read_from_the_url_and_never_reaches_libpq(postgres_url: str) -> None:
+    db = Database(f"{postgres_url}?answer_timeout=2m")
+    try:
+        with db.engine.connect() as connection:
+            raw = connection.connection.dbapi_connection
+            assert isinstance(raw, BoundedConnection) and raw.waits.answer_timeout == 120.0
+            assert "answer_timeout" not in raw.info.dsn
+    finally:
+        db.dispose()
+    with pytest.raises(StorageError, match=r"answer_timeout: .*soon"):
+        Database(f"{postgres_url}?answer_timeout=soon")
+
+
+def test_a_database_that_stops_answering_fails_the_source_within_its_answer_timeout(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    open_database(postgres_url, migrate=True).dispose()
+    registry = ConnectorRegistry.of(StaticConnector)
+    config = build_config(_static_config(tmp_path, ("first", "second")), registry=registry)
+    with SilentProxy(("127.0.0.1", make_url(postgres_url).port or 5432)) as proxy:
+        db = Database(_through(proxy, postgres_url, answer_timeout="1", connect_timeout="1"))
+        _silent_on_first_insert(db, proxy)
+        try:
+            started = time.perf_counter()
+            outcomes = sync_all(db, config, registry)
+            elapsed = time.perf_counter() - started
+        finally:
+            db.dispose()
+    first, second = outcomes
+    assert first.status == "failed", first.error
+    assert "the database server did not answer within 1s (answer_timeout)" in (first.error or "")
+    assert second.status == "failed" and "timeout" in (second.error or ""), second.error
+    assert elapsed < 30  # without the bound: for ever (the kernel acknowledges every packet)
+    # Nothing of the cut transaction was committed: the source is as it was before.
+    check = open_database(postgres_url)
+    try:
+        with check.session() as session:
+            assert session.execute(select(SyncRun.status)).scalars().all() == []
+    finally:
+        check.dispose()
+
+
+def test_stop_now_cuts_a_loop_waiting_on_a_silent_database(tmp_path: Path, postgres_url: str) -> None:
+    open_database(postgres_url, migrate=True).dispose()
+    registry = ConnectorRegistry.of(StaticConnector)
+    config = build_config(_static_config(tmp_path, ("first", "second")), registry=registry)
+    seen: list[SourceOutcome] = []
+    with SilentProxy(("127.0.0.1", make_url(postgres_url).port or 5432)) as proxy:
+        # An answer timeout far beyond the test: only the abort can end the wait.
+        db = Database(_through(proxy, postgres_url, answer_timeout="600", connect_timeout="3"))
+        _silent_on_first_insert(db, proxy)
+        loop = SyncLoop(db, config, registry, coordinate=False, on_outcome=seen.append)
+        stopper = threading.Timer(1.5, loop.abort, args=("stopped by a second SIGTERM before it finished",))
+        try:
+            started = time.perf_counter()
+            stopper.start()
+            loop.run(max_cycles=1)
+            elapsed = time.perf_counter() - started
+        finally:
+            stopper.cancel()
+            db.dispose()
+    assert elapsed < 10
+    assert [(o.source, o.status) for o in seen] == [("first", "failed")]  # "second" never started
+    assert (seen[0].error or "").startswith("source 'first': stopped by a second SIGTERM before it finished")
+
+
+def test_a_stuck_loop_stops_on_a_second_sigterm(tmp_path: Path, postgres_url: str) -> None:
+    open_database(postgres_url, migrate=True).dispose()
+    files = {"lab": write_inventory(tmp_path / "lab.yaml", 3, prefix="lab")}
+    with SilentProxy(("127.0.0.1", make_url(postgres_url).port or 5432)) as proxy:
+        url = _through(proxy, postgres_url, answer_timeout="600", connect_timeout="3")
+        config = write_config(tmp_path / "inventory.yaml", url, files, interval="1s", concurrency=1)
+        process = start_inventory("-c", str(config), "sync")
+        log: list[str] = []
+        try:
+            wait_for_line(process, "lab: success", log)
+            proxy.go_silent()
+            time.sleep(2.5)  # the next sync is due after 1s: whatever it asks the server now goes unanswered
+            assert process.poll() is None
+            process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            process.send_signal(signal.SIGTERM)
+            stopped = time.perf_counter()
+            _out, rest = process.communicate(timeout=30)
+            waited = time.perf_counter() - stopped
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert waited < 10, "".join(log) + rest
+    # Whatever it waited on (the next sync, or the metrics read after the last one), it stopped.
+    assert "SIGTERM received again: stopping now" in rest
+    assert "Traceback" not in rest
+
+
+def test_the_first_signal_stops_now_once_its_grace_is_over() -> None:
+    stopped = threading.Event()
+    aborted: list[str] = []
+    with stop_on_signals(stopped.set, aborted.append, grace=0.3):
+        os.kill(os.getpid(), signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while not aborted and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert stopped.is_set()
+    assert aborted == ["stopped by SIGTERM: not finished 0.3s after the signal"]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL or callable(signal.getsignal(signal.SIGTERM))

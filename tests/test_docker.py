@@ -812,5 +812,19 @@ class TestContract(ConnectorContract):
     def heal(self, fake: FakeDocker) -> None:
         fake.faults.clear()
 
+    def remove_beside_a_failed_scope(self, fake: FakeDocker) -> SourceObject:
+        # The container list is complete while one inspect (a scope of its own) fails.
+        gone = self.remove(fake)
+        fake.faults[f"/containers/{self.running(fake).id}/json"] = 500
+        return gone
+
+    def break_detail(self, fake: FakeDocker) -> tuple[SourceObject, str]:
+        container = self.running(fake)
+        fake.faults[f"/containers/{container.id}/json"] = 500
+        return SourceObject("workload", CONTAINER_KIND, container.id), "attributes.started_at"
+
+    def running(self, fake: FakeDocker) -> FakeContainer:
+        return next(c for c in fake.containers.values() if c.state == "running")
+
     def secrets(self, fake: FakeDocker) -> list[str]:
         return []

@@ -673,6 +673,18 @@ class TestContract(ConnectorContract):
     def heal(self, fake: FakeKubernetes) -> None:
         fake.faults.clear()
 
+    def remove_beside_a_failed_scope(self, fake: FakeKubernetes) -> SourceObject:
+        # Pods are one scope, Services another: a complete pod list removes the deleted pod.
+        gone = self.remove(fake)
+        fake.fail_page("services", page=1, status=500, times=None)
+        return gone
+
+    def break_detail(self, fake: FakeKubernetes) -> tuple[SourceObject, str]:
+        # A pod's host link comes from the node list: without it the link is kept as stored.
+        pod = next(o for o in fake.objects.items["pods"] if o["spec"].get("nodeName"))
+        fake.fail_page("nodes", page=1, status=500, times=None)
+        return SourceObject("workload", "pod", str(pod["metadata"]["uid"])), "host_id"
+
     def secrets(self, fake: FakeKubernetes) -> list[str]:
         return [DEFAULT_TOKEN]
 

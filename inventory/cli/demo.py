@@ -169,7 +169,7 @@ def _churn_loop(
         scheduled.next_due = loop.clock() + scheduled.interval
     _heading(f"Churn: the lab changes before every cycle; syncs every {config.sync.interval:g}s (Ctrl-C stops)")
     step = 0
-    with stop_on_signals(loop.request_stop):
+    with stop_on_signals(loop.request_stop, loop.abort):
         while not loop.stopping and (cycles is None or loop.cycles < cycles):
             step += 1
             for line in lab.churn(step):

@@ -39,33 +39,70 @@ def _duration(_ctx: click.Context, _param: click.Parameter, value: str | None) -
     return seconds
 
 
+# After the first SIGTERM/SIGINT, how long the source in progress may take to finish before it is
+# stopped as by a second signal (systemd's TimeoutStopSec is 120 s in deploy/, Docker's stop 10 s).
+STOP_GRACE_SECONDS = 30.0
+
+
 @contextmanager
-def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
-    """First SIGTERM/SIGINT: finish the source in progress, then stop. Second: stop now (rolls back).
+def stop_on_signals(
+    stop: Callable[[], None], abort: Callable[[str], None] | None = None, *, grace: float = STOP_GRACE_SECONDS
+) -> Iterator[None]:
+    """First SIGTERM/SIGINT: finish the source in progress, then stop; ``abort`` after ``grace`` seconds.
+    Second: ``abort`` now (collections abandoned, waits for the database cut, the transaction in
+    progress rolled back; each such source fails with the reason). Third: KeyboardInterrupt.
 
     The previous handlers come back at the end, so that embedding the command (tests, the demo)
     leaves the process as it was.
     """
+    timers: list[threading.Timer] = []
 
-    def abort(_signum: int, _frame: Any) -> None:
+    def abort_now(reason: str) -> None:
+        if abort is not None:
+            abort(reason)
+
+    def third(_signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt
 
-    def handle(signum: int, _frame: Any) -> None:
+    def second(signum: int, _frame: Any) -> None:
         name = signal.Signals(signum).name
-        log.warning("%s received: finishing the source in progress, then exiting (send it again to abort now)", name)
+        if abort is None:
+            raise KeyboardInterrupt
+        log.warning("%s received again: stopping now (the source in progress fails and is rolled back)", name)
+        signal.signal(signal.SIGTERM, third)
+        signal.signal(signal.SIGINT, third)
+        # From a thread of its own: the handler may have interrupted this thread inside a lock that abort takes.
+        reason = f"stopped by a second {name} before it finished"
+        threading.Thread(target=abort_now, args=(reason,), name="abort", daemon=True).start()
+
+    def first(signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        log.warning(
+            "%s received: finishing the source in progress (at most %ss), then exiting (send it again to stop now)",
+            name,
+            f"{grace:g}",
+        )
         stop()
-        signal.signal(signal.SIGTERM, abort)
-        signal.signal(signal.SIGINT, abort)
+        signal.signal(signal.SIGTERM, second)
+        signal.signal(signal.SIGINT, second)
+        if abort is not None:
+            reason = f"stopped by {name}: not finished {grace:g}s after the signal"
+            timer = threading.Timer(grace, abort_now, args=(reason,))
+            timer.daemon = True
+            timer.start()
+            timers.append(timer)
 
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread may set handlers; an embedding program handles its own signals
         return
     previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
     for signum in previous:
-        signal.signal(signum, handle)
+        signal.signal(signum, first)
     try:
         yield
     finally:
+        for timer in timers:
+            timer.cancel()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
@@ -330,28 +367,28 @@ def _sync_once(
 
         metrics = SyncMetrics()
         observers.append(metrics.observe)
+    runner = SourceRunner(
+        db,
+        app.registry,
+        configured=[s.name for s in app.config.sources],
+        allow_empty=allow_empty,
+        lock_wait=wait,
+        stop=stop,
+        progress=_log_phase,
+        observers=observers,
+        concurrency=app.config.sync.concurrency,
+        deadline=app.config.sync.deadline,
+    )
     try:
         names = [source.name for source in selected]
         with (
-            stop_on_signals(stop.set),
+            stop_on_signals(stop.set, runner.abort),
             failures_printed_once(),
             TerminalProgress(names) if show_progress else nullcontext() as display,
         ):
-            progress = display.phase if display is not None else _log_phase
             if display is not None:
-                observers.append(display.finished)
-            runner = SourceRunner(
-                db,
-                app.registry,
-                configured=[s.name for s in app.config.sources],
-                allow_empty=allow_empty,
-                lock_wait=wait,
-                stop=stop,
-                progress=progress,
-                observers=observers,
-                concurrency=app.config.sync.concurrency,
-                deadline=app.config.sync.deadline,
-            )
+                runner.progress = display.phase
+                runner.observers.append(display.finished)
             outcomes = runner.run_all(selected)
     finally:
         notifier.close()
@@ -440,7 +477,7 @@ def _sync_loop(
         sd_notify("STOPPING=1")
         loop.request_stop()
 
-    with stop_on_signals(stop):
+    with stop_on_signals(stop, loop.abort):
         sd_notify("READY=1", f"STATUS=syncing {len(loop.schedule)} source(s)")
         cycles = loop.run(max_cycles=max_cycles)
     log.info("sync loop stopped after %d cycle(s)", cycles)

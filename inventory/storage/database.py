@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -17,6 +18,12 @@ from inventory.errors import SchemaOutOfDate, StorageError
 from inventory.redact import error_reason, redact_text
 
 log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from inventory.storage.pg_waits import Waits
+
+# The waits of each PostgreSQL engine, for Database.interrupt.
+_ENGINE_WAITS: weakref.WeakKeyDictionary[Engine, Waits] = weakref.WeakKeyDictionary()
 
 # The Alembic head this code expects; tests check it equals the newest revision in migrations/.
 SCHEMA_REVISION = "0005_machines"
@@ -37,6 +44,12 @@ POSTGRES_CONNECT_ARGS: dict[str, Any] = {
     "keepalives_count": 3,
     "tcp_user_timeout": 60_000,  # ms: sent data unacknowledged this long ends the connection
 }
+# PostgreSQL: seconds the client waits for one answer of the server (a statement, a commit, a COPY
+# block) before it closes the connection: a server that keeps TCP up and never answers is not ended
+# by keepalives. Longer than statement_timeout, so that a slow but living server is never cut
+# (the URL's ``?answer_timeout=`` overrides it; it never reaches libpq).
+POSTGRES_ANSWER_TIMEOUT = 330.0
+ANSWER_TIMEOUT_PARAMETER = "answer_timeout"
 POSTGRES_SERVER_SETTINGS = {
     "statement_timeout": "5min",
     # A transaction left open by a client that went away ends, and its locks with it.
@@ -92,7 +105,42 @@ def create_db_engine(url: str, **kwargs: Any) -> Engine:
     connect_args = {key: value for key, value in POSTGRES_CONNECT_ARGS.items() if key not in parsed.query}
     if "options" not in parsed.query:
         connect_args["options"] = " ".join(f"-c {name}={value}" for name, value in POSTGRES_SERVER_SETTINGS.items())
-    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
+    answer_timeout = _answer_timeout(parsed)
+    parsed = parsed.difference_update_query([ANSWER_TIMEOUT_PARAMETER])
+    engine = create_engine(parsed, pool_pre_ping=True, connect_args=connect_args, **kwargs)
+    _bound_answers(engine, answer_timeout)
+    return engine
+
+
+def _answer_timeout(parsed: URL) -> float:
+    from inventory.timeutil import parse_duration
+
+    given = parsed.query.get(ANSWER_TIMEOUT_PARAMETER)
+    if given is None:
+        return POSTGRES_ANSWER_TIMEOUT
+    try:
+        seconds = parse_duration(given if isinstance(given, str) else given[-1])
+    except ValueError as exc:
+        raise StorageError(f"database URL {describe_url(str(parsed))}: {ANSWER_TIMEOUT_PARAMETER}: {exc}") from None
+    if seconds <= 0:
+        raise StorageError(f"database URL {describe_url(str(parsed))}: {ANSWER_TIMEOUT_PARAMETER} must be more than 0")
+    return seconds
+
+
+def _bound_answers(engine: Engine, answer_timeout: float) -> None:
+    """Every connection of the engine waits at most ``answer_timeout`` for the server (``pg_waits``)."""
+    from inventory.storage.pg_waits import BoundedConnection, NoAnswer, Waits
+
+    waits = Waits(answer_timeout)
+    _ENGINE_WAITS[engine] = waits
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        if waits.cut_reason is not None:  # stopping now: no new connection (one under way ends by connect_timeout)
+            raise NoAnswer(waits.cut_reason)
+        connection = BoundedConnection.connect(*cargs, **cparams)
+        connection.waits = waits
+        return connection
 
 
 def _configure_sqlite(engine: Engine, busy_seconds: float) -> None:
@@ -180,6 +228,16 @@ class Database:
             f"database {self.display_url} is {state}, but this version of inventory needs {SCHEMA_REVISION}: "
             "run `inventory db upgrade`"
         )
+
+    def interrupt(self, reason: str) -> int:
+        """End every wait for the database server in progress, from any thread, and refuse later ones.
+
+        For stopping now (a second SIGTERM): a thread blocked on a server that does not answer
+        gets ``reason`` as its error at once. PostgreSQL only; SQLite waits are bounded by its busy
+        timeout. Returns how many waits were cut.
+        """
+        waits = _ENGINE_WAITS.get(self.engine)
+        return waits.cut(reason) if waits is not None else 0
 
     def dispose(self) -> None:
         self.engine.dispose()
