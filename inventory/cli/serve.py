@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from inventory.cli.context import AppContext
+from inventory.cli.sync import STOP_GRACE_SECONDS
 
 
 def _server_state_parts(app: AppContext) -> tuple[Any, Any, Any]:
@@ -57,7 +58,10 @@ def serve_command(app: AppContext, host: str, port: int, metrics: bool, run_sync
         if loop is not None:
             sync_loop, thread = loop
             sync_loop.request_stop()  # the source in progress finishes (its transaction commits or rolls back whole)
-            thread.join(timeout=120)
+            thread.join(timeout=STOP_GRACE_SECONDS)
+            if thread.is_alive():  # as `inventory sync` does when its grace runs out: stop now
+                sync_loop.abort(f"stopped by the server's shutdown: not finished {STOP_GRACE_SECONDS:g}s after it")
+                thread.join(timeout=15)
 
 
 def _start_sync_loop(app: AppContext, db: Any, metrics: Any, notifier: Any) -> tuple[Any, Any]:
