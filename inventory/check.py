@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from inventory.config import Config
 from inventory.connector import ConnectorRegistry
 from inventory.errors import ConnectorUnavailable, SourceError
+from inventory.outcome import bounded, summarize_problems
 
-# ok: every resource was read | partial: reached, but some resources were refused or failed
-# (permissions, usually) | failed: not reached, not authenticated, or the connector is unavailable
+# ok: every resource the source should read was read; it may carry warnings, facts such as a node
+# found down or a kind the account may not list, as a sync that succeeds does | partial: reached,
+# but a resource that should have been read failed | failed: not reached, not authenticated, or
+# the connector is unavailable
 CheckStatus = Literal["ok", "partial", "failed"]
 
 
@@ -30,6 +34,7 @@ class CheckResult:
     workloads: int = 0
     services: int = 0
     duration: float = 0.0
+    warnings: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -46,16 +51,24 @@ class CheckResult:
             "objects": self.hosts + self.workloads + self.services,
             "time": f"{self.duration:.2f}s",
             "detail": self.detail,
+            "warnings": list(self.warnings),
         }
 
 
 def check_sources(config: Config, registry: ConnectorRegistry, names: Iterable[str] | None = None) -> list[CheckResult]:
+    """Check the selected sources, ``sync.concurrency`` at once (as a sync collects them); results in source order."""
     from inventory.sync import select_sources
 
-    return [check_source(source, registry) for source in select_sources(config, names)]
+    sources = select_sources(config, names)
+    workers = min(config.sync.concurrency, len(sources))
+    if workers <= 1:
+        return [check_source(source, registry) for source in sources]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="check") as pool:
+        return list(pool.map(lambda source: check_source(source, registry), sources))
 
 
 def check_source(source: Any, registry: ConnectorRegistry) -> CheckResult:
+    from inventory.redact import redact_text
     from inventory.sync import collect
 
     started = time.monotonic()
@@ -64,15 +77,20 @@ def check_source(source: Any, registry: ConnectorRegistry) -> CheckResult:
         snapshot = collect(connector)
     except (SourceError, ConnectorUnavailable) as exc:
         reason = exc.reason if isinstance(exc, SourceError) else str(exc)
-        return CheckResult(source.name, source.type, "failed", reason, duration=time.monotonic() - started)
+        return CheckResult(source.name, source.type, "failed", bounded(reason), duration=time.monotonic() - started)
     counts = {"hosts": len(snapshot.hosts), "workloads": len(snapshot.workloads), "services": len(snapshot.services)}
     would_read = ", ".join(f"{n} {kind}" for kind, n in counts.items())
+    warnings = tuple(redact_text(w) for w in snapshot.warnings)
     status: CheckStatus
-    if snapshot.complete:
-        detail, status = f"reachable, authenticated; would read {would_read}", "ok"
-    else:
+    if snapshot.errors or not snapshot.complete:
+        problems = "; ".join(summarize_problems(snapshot.errors)) or "the answer is incomplete"
         detail, status = (
-            f"reachable, but not everything is readable ({'; '.join(snapshot.errors)}); would read {would_read}",
+            bounded(f"reachable, but not everything is readable ({problems}); would read {would_read}"),
             "partial",
         )
-    return CheckResult(source.name, source.type, status, detail, duration=time.monotonic() - started, **counts)
+    else:
+        detail, status = f"reachable, authenticated; would read {would_read}", "ok"
+    if warnings:
+        detail = f"{detail}; note: {'; '.join(warnings)}"
+    duration = time.monotonic() - started
+    return CheckResult(source.name, source.type, status, detail, duration=duration, warnings=warnings, **counts)

@@ -126,6 +126,7 @@ class SourceRunner:
         self._report_lock = threading.Lock()
         self.aborted = threading.Event()
         self._abort_reason = ""
+        self._warned: set[str] = set()
 
     def abort(self, reason: str = "stopped by a signal before it finished") -> None:
         """Stop now, from any thread (a second signal): collections in progress are abandoned, waits for
@@ -287,7 +288,7 @@ class SourceRunner:
                 snapshot.identity,
             )
         for warning in warnings:
-            log.warning("%s", warning)
+            self._log_warning(warning)
         if error:  # printed once, by whoever shows the outcome (the FAILED line, the loop's log line)
             log.debug("%s", error)
         duration = time.perf_counter() - collected.started
@@ -325,6 +326,14 @@ class SourceRunner:
         return SourceOutcome(
             collected.source, collected.type, SyncStatus.FAILED, message, duration=duration, run_id=run_id
         )
+
+    def _log_warning(self, warning: str) -> None:
+        """A warning once per runner (a loop's whole life): a fact such as a kind the account may not
+        list would otherwise repeat every interval. Every run keeps its own in sync_runs.warnings."""
+        with self._report_lock:
+            repeated = warning in self._warned
+            self._warned.add(warning)
+        log.log(logging.DEBUG if repeated else logging.WARNING, "%s", warning)
 
     def _phase(self, source: str, phase: str) -> None:
         if self.progress is not None:

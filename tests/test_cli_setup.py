@@ -112,6 +112,25 @@ def test_check_reaches_each_source_and_writes_nothing(machine: Path, cluster: Fa
     assert "reachable, authenticated; would read" in ok.output
 
 
+def test_check_says_what_a_narrow_account_may_not_read_and_counts_it_ok(machine: Path, cluster: FakeKubernetes) -> None:
+    (machine / "inventory.yaml").write_text(
+        "database: {url: 'postgresql://inventory:hunter2-secret@db.example:5432/inventory'}\n"
+        "sources:\n  - {type: kubernetes, name: lab, context: lab}\n"
+    )
+    cluster.forbid("nodes")  # a namespace-scoped service account: not a failure, a fact
+    result = CliRunner().invoke(cli, ["check", "-o", "json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert "hunter2-secret" not in result.output and report["database"].startswith("postgresql://inventory:***@")
+    (row,) = report["sources"]
+    assert row["status"] == "ok"
+    assert row["warnings"] == [
+        "permissions: skipped, forbidden for context 'lab' (HTTP 403): nodes (pods keep their last known node links)"
+    ]
+    table = CliRunner().invoke(cli, ["check"])
+    assert table.exit_code == 0 and "note: permissions: skipped, forbidden" in " ".join(table.output.split())
+
+
 def test_check_config_error_exits_2(machine: Path) -> None:
     (machine / "inventory.yaml").write_text("sources:\n  - {type: kubernetes, name: lab, contxt: lab}\n")
     result = CliRunner().invoke(cli, ["check"])

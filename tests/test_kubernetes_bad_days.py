@@ -127,13 +127,52 @@ def test_a_namespace_scoped_account_reads_what_it_may_says_so_once_and_succeeds(
         + ", ".join(NAMESPACED)
         + " in namespace app-001 (pods keep their last known node links)"
     ]
-    assert sum("skipped, forbidden" in r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING) == 1
     assert {w.namespace for w in snapshot.workloads} == {"app-000"}
     assert Scope("workload", "pod", "app-000") in (snapshot.scopes or [])
     assert Scope("workload", "pod") not in (snapshot.scopes or [])  # app-001 was not read: nothing there is gone
 
     outcome = sync_source(db, connector(kubeconfig, namespaces=["app-000", "app-001"]))
     assert outcome.status == "success", outcome.error
+    assert sum("skipped, forbidden" in r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING) == 1
+
+
+def test_sync_once_prints_each_failure_and_each_skipped_kind_once(
+    cluster: FakeKubernetes, kubeconfig: Path, tmp_path: Path
+) -> None:
+    cluster.forbid("nodes")
+    cluster.fail_page("deployments", page=1, status=500, times=None)
+    config_file = tmp_path / "inventory.yaml"
+    config_file.write_text(
+        f"sources:\n  - {{type: kubernetes, name: lab, kubeconfig: '{kubeconfig}', context: lab, timeout: 5}}\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(
+        cli, ["--config", str(config_file), "--database-url", f"sqlite:///{tmp_path / 'db.sqlite'}", "sync", "--once"]
+    )
+    assert result.exit_code == 1, result.output  # deployments failed: partial
+    assert result.stderr.count("deployments: HTTP 500") == 1, result.stderr
+    assert result.stderr.count("skipped, forbidden for context 'lab'") == 1, result.stderr
+
+
+def test_the_loop_says_a_skipped_kind_once_however_many_runs(
+    db: Database, cluster: FakeKubernetes, kubeconfig: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from inventory.loop import SyncLoop
+
+    cluster.forbid("nodes")
+    config = build_config(
+        {"sources": [{"type": "kubernetes", "name": "lab", "kubeconfig": str(kubeconfig), "context": "lab"}]},
+        registry=REGISTRY,
+    )
+    seen: list[Any] = []
+    loop = SyncLoop(db, config, REGISTRY, coordinate=False, on_outcome=seen.append, sleep=lambda _s: None)
+    caplog.set_level(logging.DEBUG)
+    loop.schedule[0].interval = 0.01
+    loop.run(max_cycles=3)
+
+    assert [o.status for o in seen] == ["success"] * 3 and all(o.warnings for o in seen)
+    said = [r for r in caplog.records if "skipped, forbidden" in r.getMessage()]
+    assert [r.levelno for r in said] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
 
 
 def test_a_namespace_dropped_from_the_config_has_its_objects_removed(

@@ -229,7 +229,8 @@ class _Collector:
 
     def fail(self, label: str, reason: str, resource: str) -> None:
         self.failed.add(resource)
-        log.warning("source %r: %s: %s", self.source_name, label, reason)
+        # Said once, by whoever shows the run's outcome (the FAILED line, the loop's log line).
+        log.debug("source %r: %s: %s", self.source_name, label, reason)
         self.snapshot.fail(label, reason)
 
     def run(self) -> Snapshot:
@@ -306,8 +307,7 @@ class _Collector:
             reason += " (pods keep their last known node links)"
         if any(resource != "nodes" for resource in cluster_wide):
             reason += "; give namespaces: to read the namespaces it may"
-        log.warning("source %r: %s", self.source_name, reason)
-        self.snapshot.warn("permissions", reason)
+        self.snapshot.warn("permissions", reason)  # logged by the runner, once per process
 
     def cluster_identity(self) -> str | None:
         """The uid of kube-system: stable across context renames. The first call, so it also proves access."""

@@ -109,14 +109,13 @@ def check_command(app: AppContext, sources: tuple[str, ...], output: str) -> Non
     config = app.config
     if not config.sources:
         raise UsageError(f"no sources configured {where_configured(config)}")
+    from inventory.storage.database import describe_url
+
     results = check_sources(config, app.registry, names=sources)
     rows = [r.as_row() for r in results]
     if output == "json":
-        click.echo(
-            to_json(
-                {"config": str(config.path) if config.path else None, "database": config.database_url, "sources": rows}
-            )
-        )
+        where = {"config": str(config.path) if config.path else None, "database": describe_url(config.database_url)}
+        click.echo(to_json({**where, "sources": rows}))
     else:
         click.echo(f"config: {config.path or 'none (defaults)'}")
         render_rows(rows, "table", ("source", "type", "status", "objects", "time", "detail"))
