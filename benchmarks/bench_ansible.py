@@ -37,7 +37,8 @@ from inventory.storage.database import open_database  # noqa: E402
 from inventory.testing.fake_proxmox import FakeProxmox, build_cluster  # noqa: E402
 from inventory.testing.scratch_postgres import ScratchDatabase  # noqa: E402
 
-INVENTORY = PROJECT_ROOT / ".venv/bin/inventory"
+# The console script of the environment running this benchmark (a venv anywhere, not only .venv).
+INVENTORY = Path(sys.executable).with_name("inventory")
 
 
 def _write_config(fake: FakeProxmox, workdir: Path, database_url: str) -> Path:

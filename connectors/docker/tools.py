@@ -20,7 +20,7 @@ from inventory.errors import SourceError
 from inventory.policy.classes import ToolClass
 from inventory.policy.live import LiveLookup
 from inventory.policy.targets import Target
-from inventory.policy.tools import Escalation, ToolArgs, ToolContext, ToolResult, ToolSpec
+from inventory.policy.tools import Escalation, ToolArgs, ToolContext, ToolResult, spec_factory
 
 if TYPE_CHECKING:  # pragma: no cover
     from docker import APIClient
@@ -175,19 +175,7 @@ def container_identity(target: Target) -> dict[str, str]:
 LIVE = LiveLookup(describe_container, container_identity)
 
 
-def _spec(
-    name: str, summary: str, tool_class: ToolClass, implementation: Callable[[ToolContext], ToolResult], **extra: Any
-) -> ToolSpec:
-    extra.setdefault("target_kinds", CONTAINER)
-    extra.setdefault("live", LIVE)
-    return ToolSpec(
-        name=f"{TYPE_NAME}.{name}",
-        source_type=TYPE_NAME,
-        summary=summary,
-        default_class=tool_class,
-        implementation=implementation,
-        **extra,
-    )
+_spec = spec_factory(TYPE_NAME, target_kinds=CONTAINER, live=LIVE)
 
 
 TOOLS = [

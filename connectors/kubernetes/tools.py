@@ -22,7 +22,7 @@ from inventory.errors import SourceError
 from inventory.policy.classes import ToolClass
 from inventory.policy.live import LiveLookup
 from inventory.policy.targets import Target
-from inventory.policy.tools import Escalation, ToolArgs, ToolContext, ToolResult, ToolSpec
+from inventory.policy.tools import Escalation, ToolArgs, ToolContext, ToolResult, spec_factory
 
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
@@ -236,18 +236,7 @@ def object_identity(target: Target) -> dict[str, str]:
 LIVE = LiveLookup(describe_object, object_identity)
 
 
-def _spec(
-    name: str, summary: str, tool_class: ToolClass, implementation: Callable[[ToolContext], ToolResult], **extra: Any
-) -> ToolSpec:
-    return ToolSpec(
-        name=f"{TYPE_NAME}.{name}",
-        source_type=TYPE_NAME,
-        summary=summary,
-        default_class=tool_class,
-        implementation=implementation,
-        live=LIVE,
-        **extra,
-    )
+_spec = spec_factory(TYPE_NAME, live=LIVE)
 
 
 TOOLS = [

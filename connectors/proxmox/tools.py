@@ -19,7 +19,7 @@ from inventory.errors import SourceError, UsageError
 from inventory.policy.classes import ToolClass
 from inventory.policy.live import LiveLookup
 from inventory.policy.targets import Target
-from inventory.policy.tools import ToolArgs, ToolContext, ToolResult, ToolSpec
+from inventory.policy.tools import ToolArgs, ToolContext, ToolResult, spec_factory
 
 # Workload kinds of guests as the Proxmox connector records them (the API's own type names).
 GUEST_KINDS = ("qemu", "lxc")
@@ -161,19 +161,7 @@ def guest_identity(target: Target) -> dict[str, str]:
 LIVE = LiveLookup(describe_guest, guest_identity)
 
 
-def _spec(
-    name: str, summary: str, tool_class: ToolClass, implementation: Callable[[ToolContext], ToolResult], **extra: Any
-) -> ToolSpec:
-    return ToolSpec(
-        name=f"{TYPE_NAME}.{name}",
-        source_type=TYPE_NAME,
-        summary=summary,
-        default_class=tool_class,
-        implementation=implementation,
-        target_kinds=GUEST_KINDS,
-        live=LIVE,
-        **extra,
-    )
+_spec = spec_factory(TYPE_NAME, target_kinds=GUEST_KINDS, live=LIVE)
 
 
 TOOLS = [

@@ -91,6 +91,29 @@ class ToolSpec:
         return rows
 
 
+def spec_factory(source_type: str, **defaults: Any) -> Callable[..., ToolSpec]:
+    """The ``spec(name, summary, class, implementation, **extra)`` of one connector's tool module: its tools are
+    named ``<source_type>.<name>`` and share ``defaults`` (live lookup, target kinds) unless a tool says otherwise."""
+
+    def spec(
+        name: str,
+        summary: str,
+        tool_class: ToolClass,
+        implementation: Callable[[ToolContext], ToolResult],
+        **extra: Any,
+    ) -> ToolSpec:
+        return ToolSpec(
+            name=f"{source_type}.{name}",
+            source_type=source_type,
+            summary=summary,
+            default_class=tool_class,
+            implementation=implementation,
+            **{**defaults, **extra},
+        )
+
+    return spec
+
+
 @dataclass
 class ToolResult:
     """What an implementation hands back: a short summary and any data worth showing (logs, a list)."""
