@@ -128,6 +128,8 @@ def _reconcile(snapshot: Snapshot, store: Store, plan: WritePlan, *, allow_empty
             if key in unique:
                 result.duplicates += 1
                 continue
+            if (object_type.name, *key) in snapshot.kept and not _live(state.objects[object_type.name].get(key)):
+                continue  # its existence is unknown: updated if it lives, never created or revived
             unique[key] = record
         records[object_type.name] = unique
     if result.duplicates:
@@ -180,7 +182,11 @@ def _reconcile(snapshot: Snapshot, store: Store, plan: WritePlan, *, allow_empty
     for object_type in types:
         name = object_type.name
         live = [(k, o) for k, o in state.objects[name].items() if not o.removed]
-        gone = [(k, o) for k, o in live if k not in records[name] and snapshot.removes(name, k[0], o.namespace)]
+        gone = [
+            (k, o)
+            for k, o in live
+            if k not in records[name] and (name, *k) not in snapshot.kept and snapshot.removes(name, k[0], o.namespace)
+        ]
         if not gone:
             continue
         if not records[name] and not allow_empty:
@@ -198,6 +204,10 @@ def _reconcile(snapshot: Snapshot, store: Store, plan: WritePlan, *, allow_empty
     result.unresolved_links = resolver.unresolved
     result.statements = store.statements - statements_before
     return result
+
+
+def _live(stored: Any) -> bool:
+    return stored is not None and not stored.removed
 
 
 def _keep_unread_values(store: Store, state: SourceState, records: dict[str, dict[Key, Record]]) -> dict[str, set[Key]]:

@@ -143,6 +143,15 @@ class Snapshot:
     # The scopes read completely; None: the source declares none and ``complete`` covers everything.
     scopes: list[Scope] | None = None
     warnings: list[str] = field(default_factory=list)
+    # Objects the source could not tell exist or not, as (object type, kind, external id): never
+    # created or revived, never removed; a live one is updated from its record, if the snapshot has one.
+    kept: set[tuple[str, str, str]] = field(default_factory=set)
+
+    def keep(self, object_type: str, kind: str, external_id: str) -> None:
+        """Declare an object whose existence is unknown this time (e.g. whether a guest of an offline
+        node is a template, which has no host): a complete scope does not remove it, and its record
+        (if any) updates it only where it is stored and live."""
+        self.kept.add((object_type, kind, external_id))
 
     def fail(self, resource: str, reason: str) -> None:
         """Record that a resource could not be read; the snapshot stops being complete."""

@@ -27,7 +27,7 @@ from inventory.connector import ConnectorRegistry
 from inventory.errors import SourceError
 from inventory.records import Snapshot
 from inventory.storage.database import Database
-from inventory.storage.models import HostRow, ServiceMember, ServiceRow, SyncRun, WorkloadRow
+from inventory.storage.models import Change, HostRow, ServiceMember, ServiceRow, SyncRun, WorkloadRow
 from inventory.sync import sync_all, sync_source
 from inventory.testing.fake_proxmox import FakeProxmox, build_cluster, free_port
 from inventory.testing.fake_proxmox_model import FakeCluster, FakeGuest, FakeNode, mac_for
@@ -312,10 +312,47 @@ def test_guests_of_a_node_off_at_the_first_sync_are_created_as_the_cluster_lists
     outcome = sync_source(db, connector_for(pve))
 
     assert outcome.ok, outcome.error
-    workloads = live_rows(db, WorkloadRow)
-    assert workloads[("qemu", "lab/101")].status == "unknown" and workloads[("qemu", "lab/101")].name == "db"
+    workloads, hosts = live_rows(db, WorkloadRow), live_rows(db, HostRow)
+    # The cluster lists only its id, node and type: the vmid stands in for the name until the node is back.
+    assert (workloads[("qemu", "lab/101")].status, workloads[("qemu", "lab/101")].name) == ("unknown", "101")
     assert workloads[("lxc", "lab/200")].details_stale_since is not None
-    assert live_rows(db, HostRow)[("node", "lab/pve2")].status == "offline"
+    assert hosts[("node", "lab/pve2")].status == "offline"
+    # Whether they are templates (no machine) is unknown: no host is made up for them.
+    assert ("vm", "lab/101") not in hosts and ("lxc", "lab/200") not in hosts
+
+    pve.cluster.node("pve2").online = True
+    back = sync_source(db, connector_for(pve))
+    assert back.ok, back.error
+    workloads, hosts = live_rows(db, WorkloadRow), live_rows(db, HostRow)
+    assert (workloads[("qemu", "lab/101")].name, hosts[("vm", "lab/101")].name) == ("db", "db")
+
+
+def test_a_node_that_goes_off_changes_its_guests_status_and_nothing_else(db: Database, pve: FakeProxmox) -> None:
+    pve.cluster.guest(200).node = "pve1"
+    pve.cluster.guest(9000).node = "pve2"  # a template on the node that goes off
+    connector = connector_for(pve)
+    assert sync_source(db, connector).ok
+    before_hosts, before_workloads = live_rows(db, HostRow), live_rows(db, WorkloadRow)
+    pve.cluster.node("pve2").online = False  # and off long enough that the cluster lists its guests bare
+
+    outcome = sync_source(db, connector)
+
+    assert outcome.status == "success", outcome.error
+    assert outcome.result is not None and (outcome.result.created, outcome.result.removed) == (0, 0)
+    hosts, workloads = live_rows(db, HostRow), live_rows(db, WorkloadRow)
+    assert set(hosts) == set(before_hosts) and set(workloads) == set(before_workloads)
+    with db.session() as session:
+        diffs = [row.diff for row in session.scalars(select(Change).where(Change.action == "updated"))]
+    # Only what the cluster says changed: the node is offline, its guests' state unknown.
+    assert sorted(key for diff in diffs for key in diff or {}) == ["status"] * 4, (
+        diffs
+    )  # node, vm 101 as host and workload, template
+    for key in (("qemu", "lab/101"), ("qemu", "lab/9000")):
+        assert workloads[key].name == before_workloads[key].name
+        assert workloads[key].attributes == before_workloads[key].attributes
+    assert hosts[("vm", "lab/101")].name == "db" and hosts[("vm", "lab/101")].hostname == "db"
+    assert hosts[("node", "lab/pve2")].attributes == before_hosts[("node", "lab/pve2")].attributes
+    assert workloads[("qemu", "lab/9000")].attributes["template"] is True
 
 
 def test_a_failed_node_status_read_keeps_the_node_details_without_change_rows(db: Database, pve: FakeProxmox) -> None:

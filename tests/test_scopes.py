@@ -69,6 +69,22 @@ def test_a_complete_scope_removes_while_another_scope_failed() -> None:
     assert engine.live("workload") == {"a1", "b1", "b2"}
 
 
+def test_a_kept_object_is_updated_if_it_lives_and_else_neither_made_nor_removed() -> None:
+    engine = Engine()
+    engine.sync(Snapshot(hosts=[Host("vm", "v1", "v1", status="running"), Host("vm", "v3", "v3")]))
+    # Whether v1, v2 and v3 exist is unknown this time; the scope of vms is read completely.
+    snapshot = Snapshot(hosts=[Host("vm", "v1", "v1", status="unknown"), Host("vm", "v2", "v2")])
+    snapshot.read(Scope("host", "vm"))
+    for external_id in ("v1", "v2", "v3"):
+        snapshot.keep("host", "vm", external_id)
+
+    result = engine.sync(snapshot)
+
+    assert (result.created, result.updated, result.removed) == (0, 1, 0)
+    assert engine.live("host") == {"v1", "v3"}  # v2 not made up, v3 not removed
+    assert next(o for o in engine.store.objects["host"].values() if o.external_id == "v1").columns["status"] == "unknown"
+
+
 def test_nothing_outside_the_scopes_read_is_removed() -> None:
     engine = Engine()
     host = Host("node", "n1", "n1")

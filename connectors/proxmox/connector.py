@@ -41,10 +41,13 @@ from connectors.proxmox.config import TYPE_NAME, ProxmoxConfig
 from connectors.proxmox.records import (
     agent_addresses,
     agent_enabled,
+    guest_id,
     guest_records,
+    host_kind,
     lxc_addresses,
     node_host,
     pool_services,
+    template_known,
 )
 from inventory.connector import Connector, KindVocabulary, SourceConfig, StatusVocabulary
 from inventory.errors import SourceError
@@ -169,6 +172,8 @@ class ProxmoxConnector(Connector):
                 self._add_guest(
                     snapshot, _GuestResult(*guest_records(cluster, guest, None, None, addresses_read=False))
                 )
+                if not template_known(guest, config_read=False):  # a machine, or a template: only what is stored
+                    snapshot.keep("host", host_kind(str(guest["type"])), guest_id(cluster, guest["vmid"]))
         for node in sorted({str(n["node"]) for n in nodes} - online):
             count = offline_guests.get(node, 0)
             snapshot.warn(

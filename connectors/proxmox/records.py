@@ -201,6 +201,11 @@ def boot_time(uptime: Any, now: datetime) -> str | None:
 # What only /nodes/{node}/status tells of a node, and only a guest's config of the guest: when
 # that call fails (or the node is off), these keep their last known values (``unread``).
 NODE_DETAILS = ("cpu_model", "cpu_sockets", "pve_version", "kernel", "booted_at")
+NODE_LISTED_DETAILS = ("cpus", "memory_bytes", "subscription_level")
+# What /cluster/resources says of a guest from the cluster's performance data: a guest of a node
+# that has been off for a few minutes is listed with its id, node, type, pool, tags, lock and
+# HA state only, and status "unknown".
+GUEST_LISTED_ATTRIBUTES = ("memory_bytes", "disk_bytes", "template")
 GUEST_CONFIG_ATTRIBUTES = (
     "cpus",
     "disks",
@@ -261,7 +266,11 @@ def node_host(
         hostname=name,
         addresses=(str(ip),) if ip else (),
         attributes=attributes,
-        unread=_unread_attributes(NODE_DETAILS, attributes) if node_status is None else frozenset(),
+        # Without its status, what the cluster list no longer says of an offline node (its sizes and
+        # subscription come from data the cluster drops minutes after the node goes) is unread too.
+        unread=_unread_attributes(NODE_DETAILS + NODE_LISTED_DETAILS, attributes)
+        if node_status is None
+        else frozenset(),
     )
 
 
@@ -284,6 +293,9 @@ def guest_records(
     kind = str(resource["type"])  # "qemu" | "lxc"
     vmid = int(resource["vmid"])
     external_id = guest_id(cluster, vmid)
+    # Neither the cluster list (its node long off) nor the config says the name: the vmid stands in
+    # for a new guest, a known one keeps its name.
+    name_known = bool(resource.get("name") or config.get("name") or config.get("hostname"))
     name = str(resource.get("name") or config.get("name") or config.get("hostname") or vmid)
     status = str(resource.get("status") or "unknown")
     template = bool(_int(resource.get("template")) or _int(config.get("template")))
@@ -327,12 +339,17 @@ def guest_records(
         ),
     )
     if not config_read:
-        workload = replace(workload, unread=_unread_attributes(GUEST_CONFIG_ATTRIBUTES, workload.attributes))
+        unread = _unread_attributes(GUEST_CONFIG_ATTRIBUTES + GUEST_LISTED_ATTRIBUTES, workload.attributes)
+        if "template" not in resource:  # computed False above, yet unknown: the stored value stays
+            unread |= {"attributes.template"}
+        workload = replace(workload, unread=unread | ({"name"} if not name_known else set()))
     if template:
-        return workload, None  # a template never runs: it is no machine to correlate with
+        # A template never runs: it is no machine to correlate with. Unknown (a guest of a node long
+        # off): its host is made as for a machine, and the connector has it updated only where stored.
+        return workload, None
     hostname = config.get("hostname") if kind == "lxc" else name
     host = Host(
-        kind="vm" if kind == "qemu" else "lxc",
+        kind=host_kind(kind),
         external_id=external_id,
         name=name,
         status=status,
@@ -346,10 +363,21 @@ def guest_records(
             [
                 *(() if config_read else GUEST_HOST_CONFIG_FIELDS[: 3 if kind == "lxc" else 2]),
                 *(() if addresses_read else ("addresses",)),
+                *(() if name_known else ("name", "hostname")),
             ]
         ),
     )
     return workload, host
+
+
+def host_kind(guest_kind: str) -> str:
+    """The host kind of a guest: a qemu guest is a "vm", a container an "lxc"."""
+    return "vm" if guest_kind == "qemu" else "lxc"
+
+
+def template_known(resource: Mapping[str, Any], config_read: bool) -> bool:
+    """Whether a guest is known to be a template or not: the cluster list says so, or its config was read."""
+    return "template" in resource or config_read
 
 
 def pool_services(cluster: str, pool_ids: Iterable[str], guests: Iterable[Mapping[str, Any]]) -> list[Service]:

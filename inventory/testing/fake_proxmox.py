@@ -65,15 +65,17 @@ class ApiError(HarnessError):
 
 
 def _node_resource(node: FakeNode) -> dict[str, Any]:
+    # pve-manager's extract_node_stats: level, maxcpu and maxmem come from the node's performance data,
+    # which the cluster drops a few minutes after the node goes off (a homelab node off for the night).
     entry: dict[str, Any] = {
         "id": f"node/{node.name}",
         "type": "node",
         "node": node.name,
         "status": "online" if node.online else "offline",
-        "level": "",
     }
     if node.online:
         entry.update(
+            level="",
             cpu=0.031,
             maxcpu=node.cpus,
             mem=node.memory_bytes // 4,
@@ -88,27 +90,32 @@ def _node_resource(node: FakeNode) -> dict[str, Any]:
 
 def _guest_resource(guest: FakeGuest, node_online: bool) -> dict[str, Any]:
     running = guest.status == "running"
+    # pve-manager's extract_vm_stats: name, status, template and the sizes come from the guest's
+    # performance data; a guest of a node that has been off for minutes has none, and status "unknown".
     entry: dict[str, Any] = {
         "id": f"{guest.kind}/{guest.vmid}",
         "type": guest.kind,
         "vmid": guest.vmid,
-        "name": guest.name,
         "node": guest.node,
-        # The cluster no longer hears from a guest on an offline node.
-        "status": guest.status if node_online else "unknown",
-        "template": int(guest.template),
-        "maxcpu": guest.cores,
-        "maxmem": guest.memory_mib * MIB,
-        "maxdisk": guest.disk_gib * GIB,
-        "cpu": 0.02 if running else 0,
-        "mem": guest.memory_mib * MIB // 3 if running else 0,
-        "disk": 0,
-        "uptime": guest.uptime if running else 0,
-        "netin": 123456 if running else 0,
-        "netout": 65432 if running else 0,
-        "diskread": 0,
-        "diskwrite": 0,
+        "status": "unknown",
     }
+    if node_online:
+        entry.update(
+            name=guest.name,
+            status=guest.status,
+            template=int(guest.template),
+            maxcpu=guest.cores,
+            maxmem=guest.memory_mib * MIB,
+            maxdisk=guest.disk_gib * GIB,
+            cpu=0.02 if running else 0,
+            mem=guest.memory_mib * MIB // 3 if running else 0,
+            disk=0,
+            uptime=guest.uptime if running else 0,
+            netin=123456 if running else 0,
+            netout=65432 if running else 0,
+            diskread=0,
+            diskwrite=0,
+        )
     if guest.tags:
         entry["tags"] = ";".join(guest.tags)
     if guest.pool:
