@@ -230,6 +230,7 @@ def test_config_reads_endpoints_and_tls_the_docker_cli_way(tmp_path: Path, monke
 
     monkeypatch.delenv("DOCKER_HOST")
     assert DockerConfig(name="x").url == "unix:///var/run/docker.sock"
+    assert (DockerConfig(name="x", timeout="30s").timeout, DockerConfig(name="x", timeout="1m").timeout) == (30.0, 60.0)
     cases: list[tuple[dict[str, Any], str]] = [
         ({"url": "http://host:2375"}, "url"),
         ({"url": "tcp://"}, "url"),

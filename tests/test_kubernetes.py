@@ -615,7 +615,8 @@ def test_a_context_missing_from_the_kubeconfig_is_a_source_error(kubeconfig: Pat
 
 def test_durations_and_defaults() -> None:
     config = build_config(
-        {"sources": [{"type": "kubernetes", "name": "k", "timeout": "1m30s"}]}, registry=REGISTRY
+        {"sources": [{"type": "kubernetes", "name": "k", "server": "https://k.example:6443", "timeout": "1m30s"}]},
+        registry=REGISTRY,
     ).sources[0]
     assert isinstance(config, KubernetesConfig)
     assert config.timeout == 90 and config.verify_tls is True and config.page_size == 500 and config.context is None

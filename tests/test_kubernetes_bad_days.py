@@ -114,15 +114,18 @@ def test_nodes_forbidden_keep_the_pods_links_and_a_complete_pod_list_still_remov
 def test_a_namespace_scoped_account_reads_what_it_may_says_so_once_and_succeeds(
     db: Database, cluster: FakeKubernetes, kubeconfig: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # A Role in app-000 only: no nodes (cluster scope), nothing in app-001.
+    # A Role in app-000 only: no nodes (cluster scope), no namespace kube-system, nothing in app-001.
     cluster.forbid("nodes")
+    cluster.forbid("namespaces")
     for resource in NAMESPACED:
         cluster.forbid(resource, "app-001")
     caplog.set_level(logging.INFO)
     snapshot = connector(kubeconfig, namespaces=["app-000", "app-001"]).collect()
 
-    assert snapshot.errors == [] and snapshot.complete
-    assert snapshot.warnings == [
+    assert snapshot.errors == [] and snapshot.complete and snapshot.identity is None
+    assert snapshot.warnings[0].startswith("namespace kube-system: forbidden for context 'lab' (HTTP 403)")
+    assert 'cannot get resource "namespaces"' in snapshot.warnings[0]
+    assert snapshot.warnings[1:] == [
         "permissions: skipped, forbidden for context 'lab' (HTTP 403): nodes; "
         + ", ".join(NAMESPACED)
         + " in namespace app-001 (pods keep their last known node links)"
@@ -134,6 +137,7 @@ def test_a_namespace_scoped_account_reads_what_it_may_says_so_once_and_succeeds(
     outcome = sync_source(db, connector(kubeconfig, namespaces=["app-000", "app-001"]))
     assert outcome.status == "success", outcome.error
     assert sum("skipped, forbidden" in r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING) == 1
+    assert sum("kube-system" in r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING) == 1
 
 
 def test_sync_once_prints_each_failure_and_each_skipped_kind_once(
@@ -254,6 +258,20 @@ def test_a_missing_kubeconfig_is_a_config_error_naming_the_path(tmp_path: Path) 
     config_file.write_text(
         f"sources:\n  - type: kubernetes\n    name: k\n    kubeconfig: {missing}\n", encoding="utf-8"
     )
+    result = CliRunner().invoke(
+        cli, ["--config", str(config_file), "--database-url", f"sqlite:///{tmp_path / 'db.sqlite'}", "sync", "--once"]
+    )
+    assert result.exit_code == 2, result.output
+    assert f"cannot read kubeconfig {missing}" in result.output and "Traceback" not in result.output
+
+
+def test_a_missing_default_kubeconfig_is_a_config_error_naming_where_it_looked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "nope" / "config"
+    monkeypatch.setenv("KUBECONFIG", str(missing))
+    config_file = tmp_path / "inventory.yaml"
+    config_file.write_text("sources:\n  - {type: kubernetes, name: k}\n", encoding="utf-8")
     result = CliRunner().invoke(
         cli, ["--config", str(config_file), "--database-url", f"sqlite:///{tmp_path / 'db.sqlite'}", "sync", "--once"]
     )

@@ -82,7 +82,9 @@ def test_a_kept_object_is_updated_if_it_lives_and_else_neither_made_nor_removed(
 
     assert (result.created, result.updated, result.removed) == (0, 1, 0)
     assert engine.live("host") == {"v1", "v3"}  # v2 not made up, v3 not removed
-    assert next(o for o in engine.store.objects["host"].values() if o.external_id == "v1").columns["status"] == "unknown"
+    assert (
+        next(o for o in engine.store.objects["host"].values() if o.external_id == "v1").columns["status"] == "unknown"
+    )
 
 
 def test_nothing_outside_the_scopes_read_is_removed() -> None:

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from inventory.connector import ConfigPath, SourceConfig
+from inventory.connector import ConfigPath, Duration, SourceConfig
 
 TYPE_NAME = "docker"
 DEFAULT_SOCKET = "/var/run/docker.sock"
@@ -45,7 +45,7 @@ class DockerConfig(SourceConfig):
     url: str = Field(default_factory=default_docker_url)
     tls: DockerTLS | None = None
     # Seconds allowed for each API call.
-    timeout: float = Field(default=10.0, gt=0)
+    timeout: Duration = Field(default=10.0, gt=0)
     # Container inspects in flight at once.
     concurrency: int = Field(default=8, ge=1, le=64)
     # ssh:// only. "openssh": the system ssh, as the docker CLI does (~/.ssh/config, agent and

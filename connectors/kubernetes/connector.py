@@ -121,6 +121,12 @@ class KubernetesConnector(Connector):
         if config.kubeconfig is not None and not config.kubeconfig.is_file():
             # Said when the config is loaded (exit 2), not as an unreadable source on every sync.
             raise ConfigError(f"source {config.name!r}: cannot read kubeconfig {config.kubeconfig}: no such file")
+        if config.kubeconfig is None and not config.server and not config.in_cluster:
+            if not any(path.is_file() for path in default_kubeconfig_paths()):
+                raise ConfigError(
+                    f"source {config.name!r}: cannot read kubeconfig {_kubeconfig_label(None)}: no such file "
+                    "(give kubeconfig:, server: with a token, or in_cluster: true)"
+                )
         if config.context == ALL_CONTEXTS:
             entries = _kubeconfig_entries(config.kubeconfig)
             if not entries:
@@ -314,11 +320,10 @@ class _Collector:
         try:
             namespace = self.api.get("/api/v1/namespaces/kube-system", "namespace kube-system")
         except ListFailed as exc:
-            if exc.status in (403, 404):
-                log.warning(
-                    "source %r: cannot read namespace kube-system (%s); the cluster has no identity",
-                    self.source_name,
-                    exc.reason,
+            if exc.status in (403, 404):  # a namespace-scoped account: a fact, said once by the runner
+                self.snapshot.warn(
+                    "namespace kube-system",
+                    f"{exc.reason}; the cluster has no identity (a source renamed in the config starts afresh)",
                 )
                 return None
             raise SourceError(self.source_name, "namespace kube-system", exc.reason) from exc

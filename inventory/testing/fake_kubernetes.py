@@ -100,13 +100,17 @@ def _status(code: int, reason: str, message: str, details: JSON | None = None, *
     return json.dumps(status).encode()
 
 
-def _forbidden(resource: str, namespace: str | None, user: str) -> bytes:
+def _forbidden(resource: str, namespace: str | None, user: str, verb: str = "list", name: str | None = None) -> bytes:
     group = (
         RESOURCES[resource][0].removeprefix("/apis/").rsplit("/", 1)[0] if RESOURCES[resource][0] != "/api/v1" else ""
     )
     where = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
-    message = f'{resource} is forbidden: User "{user}" cannot list resource "{resource}" in API group "{group}" {where}'
-    return _status(403, "Forbidden", message, {"kind": resource})
+    subject = f'{resource} "{name}"' if name else resource
+    message = (
+        f'{subject} is forbidden: User "{user}" cannot {verb} resource "{resource}" in API group "{group}" {where}'
+    )
+    details: dict[str, Any] = {"kind": resource} if name is None else {"name": name, "kind": resource}
+    return _status(403, "Forbidden", message, details)
 
 
 def _encode_continue(resource_version: int, start_key: str) -> str:
@@ -308,6 +312,10 @@ class FakeKubernetes:
         return None
 
     def _get(self, resource: str, namespace: str | None, name: str) -> tuple[int, bytes, float]:
+        if (resource, None) in self.forbidden or (namespace is not None and (resource, namespace) in self.forbidden):
+            # A namespace is asked for by name in its own namespace, as RBAC words it.
+            where = namespace or (name if resource == "namespaces" else None)
+            return 403, _forbidden(resource, where, self.user, verb="get", name=name), 0.0
         collection = self._collections[resource]
         key = f"{namespace or ''}/{name}"
         index = bisect.bisect_left(collection.keys, key)
