@@ -20,6 +20,7 @@ from connector_contract import ConnectorContract, SourceObject
 from pydantic import ValidationError
 from sqlalchemy import select
 
+from connectors.proxmox.api import SILENT_AFTER_TIMEOUTS
 from connectors.proxmox.config import ProxmoxConfig
 from connectors.proxmox.connector import ProxmoxConnector
 from inventory.config import build_config
@@ -462,6 +463,22 @@ def test_a_slow_node_beyond_the_timeout_fails_its_guests_only(pve: FakeProxmox) 
 
     assert not snapshot.complete and any("timed out" in e for e in snapshot.errors)
     assert not by_key(snapshot)[("qemu", "lab/100")].unread and by_key(snapshot)[("qemu", "lab/101")].unread
+
+
+def test_a_hung_node_costs_about_one_timeout_not_one_per_guest_and_call(pve: FakeProxmox) -> None:
+    for vmid in range(300, 312):
+        pve.cluster.guests.append(FakeGuest(vmid, "qemu", f"extra{vmid}", "pve2", macs=[mac_for(vmid)]))
+    pve.faults.slow_nodes["pve2"] = 3.0  # pveproxy reaches pve2, which never answers in time
+
+    started = time.perf_counter()
+    snapshot = connector_for(pve, timeout=0.5, retries=2, concurrency=2).collect()
+    elapsed = time.perf_counter() - started
+
+    asked = sum(n for call, n in pve.calls.items() if "/nodes/pve2/" in call)
+    assert asked <= SILENT_AFTER_TIMEOUTS + 2, pve.calls  # a timed-out call is not asked again; then none is sent
+    assert elapsed < 4, elapsed  # before: 3 attempts of 0.5s for each of 15 calls, two at a time (over 10s)
+    assert any("not sent: node pve2 stopped answering" in e for e in snapshot.errors), snapshot.errors
+    assert not by_key(snapshot)[("qemu", "lab/100")].unread  # pve1 answered as always
 
 
 def test_an_unreachable_server_raises_a_source_error_naming_source_and_resource() -> None:

@@ -29,6 +29,9 @@ _BACKOFF_CAP_SECONDS = 2.0
 # Throttled ("429 Too Many Requests", or 503 with Retry-After): wait what the server asks, up to this.
 _THROTTLED_STATUSES = frozenset({429, 503})
 _RETRY_AFTER_CAP_SECONDS = 30.0
+# Calls in a row to one node (or to the API itself) that timed out before the rest are not sent:
+# a hung node costs about one timeout per worker, not one per guest.
+SILENT_AFTER_TIMEOUTS = 3
 
 
 class ApiCallFailed(SourceApiError):
@@ -109,6 +112,9 @@ class ProxmoxClient:
         # Kept on the instance so that get() can name them without importing the SDK at module level.
         self._resource_exception: type[Exception] = ResourceException
         self._request_exception: type[Exception] = requests.exceptions.RequestException
+        self._timeout_exception: type[Exception] = requests.exceptions.Timeout
+        # Timeouts in a row per node ("" for the API itself); see SILENT_AFTER_TIMEOUTS.
+        self._timeouts_in_a_row: dict[str, int] = {}
 
     def _mount_adapter(self, requests: Any) -> None:
         """Size the connection pool to the worker count; pin the certificate when asked to."""
@@ -159,7 +165,9 @@ class ProxmoxClient:
 
     def _call(self, method: str, resource: str, path: str, *, retries: int, params: dict[str, Any]) -> Any:
         attempts = 1 + retries
+        node = _node_of(path)
         for attempt in range(attempts):
+            self._refuse_if_silent(resource, node)
             self._count()
             try:
                 answer = getattr(self._api(path), method)(**params)
@@ -173,16 +181,39 @@ class ProxmoxClient:
                 raise ApiCallFailed(resource, message, status=status) from exc
             except self._request_exception as exc:
                 message = describe_transport_error(exc)
-                transient = not _is_tls_error(exc)
-                if transient and attempt + 1 < attempts:
+                if isinstance(exc, self._timeout_exception):
+                    # A node that does not answer in time will not answer the same call sooner: not asked again.
+                    self._note_timeout(node)
+                    raise ApiCallFailed(resource, message) from exc
+                # A dropped or refused connection (pveproxy restarting) is asked once more.
+                if not _is_tls_error(exc) and attempt == 0 and attempts > 1:
                     self._back_off(resource, message, attempt)
                     continue
                 raise ApiCallFailed(resource, message) from exc
+            self._note_answer(node)
             # proxmoxer hands back {"errors": <the raw body>} instead of raising when a body is not JSON.
             if isinstance(answer, dict) and list(answer) == ["errors"] and isinstance(answer["errors"], bytes):
                 raise ApiCallFailed(resource, "malformed answer: the body is not JSON")
             return answer
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _refuse_if_silent(self, resource: str, node: str) -> None:
+        with self._lock:
+            silent = self._timeouts_in_a_row.get(node, 0) >= SILENT_AFTER_TIMEOUTS
+        if silent:
+            where = f"node {node}" if node else "the API"
+            raise ApiCallFailed(
+                resource, f"not sent: {where} stopped answering ({SILENT_AFTER_TIMEOUTS} calls in a row timed out)"
+            )
+
+    def _note_timeout(self, node: str) -> None:
+        with self._lock:
+            self._timeouts_in_a_row[node] = self._timeouts_in_a_row.get(node, 0) + 1
+
+    def _note_answer(self, node: str) -> None:
+        if self._timeouts_in_a_row.get(node):
+            with self._lock:
+                self._timeouts_in_a_row[node] = 0
 
     def _back_off(self, resource: str, message: str, attempt: int, retry_after: float | None = None) -> None:
         if retry_after is not None:
@@ -225,6 +256,12 @@ def _is_tls_error(exc: BaseException) -> bool:
     import requests
 
     return isinstance(exc, requests.exceptions.SSLError)
+
+
+def _node_of(path: str) -> str:
+    """The node a call is proxied to ("nodes/pve2/qemu/100/config" -> "pve2"); "" for cluster-wide calls."""
+    parts = path.strip("/").split("/")
+    return parts[1] if len(parts) > 1 and parts[0] == "nodes" else ""
 
 
 def describe_transport_error(exc: BaseException) -> str:
