@@ -29,6 +29,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -48,6 +49,8 @@ from inventory.timeutil import utcnow
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BACKOFF = 3600.0
+# How long the loop waits when every source is running (a sync ending wakes it sooner).
+IDLE_WAKE_SECONDS = 60.0
 # A source synced by another process less than this fraction of its interval ago is skipped.
 FRESH_FRACTION = 0.8
 
@@ -99,8 +102,10 @@ class SyncLoop:
         self.metrics = metrics
         self.clock = clock
         self.stop_event = threading.Event()
-        # Waiting on the event (not time.sleep) is what lets a signal end a long wait at once.
-        self._sleep = sleep or self.stop_event.wait
+        # Set by a stop and by every sync that ends: the loop's wait ends at once for either.
+        self._wake = threading.Event()
+        # An injected clock's sleep (tests): syncs in flight take no time on it, so they end before it sleeps.
+        self._clock_sleep = sleep
         self._rng = rng or random.Random()
         observers: list[Observer] = [log_outcome]
         if metrics is not None:
@@ -130,10 +135,12 @@ class SyncLoop:
 
     def request_stop(self) -> None:
         self.stop_event.set()
+        self._wake.set()
 
     def abort(self, reason: str = "stopped by a signal before it finished") -> None:
         """Stop now: the syncs in progress are abandoned and rolled back (``SourceRunner.abort``)."""
         self.runner.abort(reason)
+        self._wake.set()
 
     @property
     def stopping(self) -> bool:
@@ -147,24 +154,54 @@ class SyncLoop:
     def run(self, *, max_cycles: int | None = None, until: float | None = None) -> int:
         """Sync due sources until stopped (or ``max_cycles`` rounds, or the clock reaches ``until``).
 
-        A cycle is one wake-up that syncs every source due at that moment. Returns the cycles run.
+        Each source keeps its own pace: a source that falls due starts while a slow one is still
+        running (``sync.concurrency`` at once, writes one at a time), and a source never runs twice
+        at once. A cycle is one wake-up that starts every source due at that moment. When the loop
+        ends, the syncs in progress finish first. Returns the cycles run.
         """
-        while not self.stopping and self.schedule:
-            if max_cycles is not None and self.cycles >= max_cycles:
-                break
-            now = self.clock()
-            if until is not None and now >= until:
-                break
-            due = sorted((s for s in self.schedule if s.next_due <= now), key=lambda s: s.next_due)
-            if not due:
-                wake = min(s.next_due for s in self.schedule)
+        running: dict[str, Future[SourceOutcome | None]] = {}
+        workers = max(1, min(self.runner.concurrency, len(self.schedule)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="source") as pool:
+            while not self.stopping and self.schedule:
+                self._wake.clear()
+                for name in [name for name, future in running.items() if future.done()]:
+                    running.pop(name).result()  # run_source never raises for a source's failure
+                if max_cycles is not None and self.cycles >= max_cycles:
+                    break
+                now = self.clock()
+                if until is not None and now >= until:
+                    break
+                idle = [s for s in self.schedule if s.source.name not in running]
+                due = sorted((s for s in idle if s.next_due <= now), key=lambda s: s.next_due)
+                if due:
+                    for scheduled in due:
+                        future = pool.submit(self._run_unless_stopping, scheduled)
+                        future.add_done_callback(lambda _done: self._wake.set())
+                        running[scheduled.source.name] = future
+                    self.cycles += 1
+                    continue
+                if running and self._clock_sleep is not None:
+                    wait(list(running.values()))  # no time passes on an injected clock while syncs run
+                    continue
+                wake = min((s.next_due for s in idle), default=now + IDLE_WAKE_SECONDS)
                 if until is not None:
                     wake = min(wake, until)
                 self._sleep(max(0.0, wake - now))
-                continue
-            self.runner.map(self.run_source, due)  # sync.concurrency at once; stops starting on a signal
-            self.cycles += 1
+            for future in running.values():  # stopping: the syncs in progress finish (or are aborted)
+                future.result()
         return self.cycles
+
+    def _sleep(self, seconds: float) -> None:
+        if self._clock_sleep is not None:
+            self._clock_sleep(seconds)
+        else:
+            self._wake.wait(seconds)
+
+    def _run_unless_stopping(self, scheduled: Scheduled) -> SourceOutcome | None:
+        """A queued source not started before a stop is left alone (no outcome)."""
+        if self.stopping:
+            return None
+        return self.run_source(scheduled)
 
     def run_source(self, scheduled: Scheduled) -> SourceOutcome:
         source = scheduled.source

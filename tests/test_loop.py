@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -259,3 +260,46 @@ def test_a_database_outage_is_a_failed_sync_not_a_dead_loop(tmp_path: Path, post
     assert "does not exist" in (seen[1].error or "")
     # Backing off: 10s, then 20s, then 40s.
     assert clock.now == 1000.0 + 10 + 20
+
+
+def test_a_slow_source_does_not_hold_back_the_others(tmp_path: Path, db: Database) -> None:
+    from connectors.proxmox.connector import ProxmoxConnector
+    from connectors.static.connector import StaticConnector
+    from inventory.config import build_config
+    from inventory.testing.fake_proxmox import FakeProxmox
+    from inventory.testing.fake_proxmox_model import FakeCluster, FakeGuest, FakeNode
+
+    cluster = FakeCluster("slow", nodes=[FakeNode("pve1", "10.0.0.1")])
+    cluster.guests = [FakeGuest(100, "qemu", "vm", "pve1", agent="disabled")]
+    registry = ConnectorRegistry.of(ProxmoxConnector, StaticConnector)
+    with FakeProxmox(cluster) as fake:
+        fake.faults.latency = 1.0  # three rounds of calls: about 3 s a sync
+        slow = {"type": "proxmox", "name": "slow", "url": fake.url, "token_id": fake.token_id,
+                "token_secret": fake.token_secret, "ca_file": str(fake.ca_file), "retries": 0, "interval": "1h"}  # fmt: skip
+        quick = {
+            "type": "static",
+            "name": "quick",
+            "path": str(write_inventory(tmp_path / "q.yaml", 1)),
+            "interval": 0.3,
+        }
+        config = build_config({"sync": {"concurrency": 2, "jitter": 0}, "sources": [slow, quick]}, registry=registry)
+        seen: list[SourceOutcome] = []
+
+        def stop_when_slow_is_done(outcome: SourceOutcome) -> None:
+            seen.append(outcome)
+            if outcome.source == "slow":
+                loop.request_stop()
+
+        loop = SyncLoop(db, config, registry, coordinate=False, on_outcome=stop_when_slow_is_done)
+        watchdog = threading.Timer(30, loop.request_stop)
+        watchdog.start()
+        try:
+            loop.run()
+        finally:
+            watchdog.cancel()
+
+    order = [(o.source, str(o.status)) for o in seen]
+    assert ("slow", "success") in order, order
+    quick_meanwhile = order[: order.index(("slow", "success"))]
+    # Before: the loop waited for the whole batch, so "quick" synced once while "slow" ran.
+    assert len(quick_meanwhile) >= 3 and set(quick_meanwhile) == {("quick", "success")}, order
