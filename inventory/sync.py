@@ -250,6 +250,13 @@ class SourceRunner:
             with self.db.write_session() as session:
                 store = SqlStore(session)
                 source_id = store.source_id(name, collected.type, snapshot.identity, configured=self.configured)
+                twins = store.sharing_identity(source_id, collected.type, snapshot.identity, self.configured)
+                if twins:  # e.g. one cluster reached through two URLs or contexts: every object stored twice
+                    snapshot.warn(
+                        "identity",
+                        f"the same {collected.type} as source {', '.join(repr(t) for t in twins)} (identity "
+                        f"{snapshot.identity}): its objects are stored once per source; configure it once",
+                    )
                 run_id = store.start_run(source_id, collected.started_at)
                 result = reconcile(snapshot, store, source_id=source_id, run_id=run_id, allow_empty=self.allow_empty)
                 relink_after_write(session, source_id)

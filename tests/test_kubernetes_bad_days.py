@@ -265,6 +265,30 @@ def test_a_missing_kubeconfig_is_a_config_error_naming_the_path(tmp_path: Path) 
     assert f"cannot read kubeconfig {missing}" in result.output and "Traceback" not in result.output
 
 
+def test_one_cluster_configured_twice_is_said_with_both_names(db: Database, cluster: FakeKubernetes) -> None:
+    from inventory.sync import sync_all
+    from inventory.testing.fake_kubernetes import DEFAULT_TOKEN
+
+    # One cluster through two URLs: no config check can tell, the cluster's identity does.
+    servers = {"a": cluster.url, "b": cluster.url.replace("127.0.0.1", "localhost")}
+    config = build_config(
+        {
+            "sync": {"concurrency": 1},
+            "sources": [
+                {"type": "kubernetes", "name": name, "server": server, "token": DEFAULT_TOKEN, "timeout": 5}
+                for name, server in servers.items()
+            ],
+        },
+        registry=REGISTRY,
+    )
+    sync_all(db, config, REGISTRY)
+    first, second = sync_all(db, config, REGISTRY)
+
+    assert (first.status, second.status) == ("success", "success"), (first.error, second.error)
+    assert [w for w in first.warnings if "the same kubernetes as source 'b'" in w], first.warnings
+    assert [w for w in second.warnings if "the same kubernetes as source 'a'" in w], second.warnings
+
+
 def test_a_missing_default_kubeconfig_is_a_config_error_naming_where_it_looked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

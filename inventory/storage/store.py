@@ -141,6 +141,27 @@ class SqlStore:
         )
         return int(self._execute(select(Source.id).where(Source.name == name)).scalar_one())
 
+    def sharing_identity(
+        self, source_id: int, type_name: str, identity: str | None, configured: Collection[str]
+    ) -> list[str]:
+        """The other configured sources of this type that reported the same identity: one system read twice."""
+        if identity is None or not configured:
+            return []
+        limit = column_length(Source.__table__, "identity")
+        if limit is not None:
+            identity = fit(identity, limit)
+        query = (
+            select(Source.name)
+            .where(
+                Source.identity == identity,
+                Source.type == type_name,
+                Source.id != source_id,
+                Source.name.in_(list(configured)),
+            )
+            .order_by(Source.name)
+        )
+        return [str(name) for name in self._execute(query).scalars()]
+
     def start_run(self, source_id: int, started_at: datetime | None = None) -> int:
         run = SyncRun(source_id=source_id, started_at=started_at or utcnow(), status="running")
         self.session.add(run)
