@@ -162,8 +162,10 @@ class SyncLoop:
         running: dict[str, Future[SourceOutcome | None]] = {}
         workers = max(1, min(self.runner.concurrency, len(self.schedule)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="source") as pool:
-            while not self.stopping and self.schedule:
-                self._wake.clear()
+            while True:
+                self._wake.clear()  # before looking at the stop: a stop requested from now on wakes the wait below
+                if self.stopping or not self.schedule:
+                    break
                 for name in [name for name, future in running.items() if future.done()]:
                     running.pop(name).result()  # run_source never raises for a source's failure
                 if max_cycles is not None and self.cycles >= max_cycles:

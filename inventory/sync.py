@@ -53,6 +53,8 @@ T = TypeVar("T")
 DEFAULT_DEADLINE = 600.0
 # How long an abandoned connector may take to hand back what it read.
 ABANDON_GRACE = 2.0
+# Distinct warnings a runner remembers having said (then it forgets them all and may say one again).
+WARNED_LIMIT = 1000
 # How often a wait for a collection looks whether the runner was told to stop now.
 ABORT_CHECK_INTERVAL = 0.25
 
@@ -283,7 +285,10 @@ class SourceRunner:
                 )
         except Exception as exc:
             if self.aborted.is_set():  # cut short on purpose: the reason, not the error it caused
-                reason = f"source {name!r}: {self._abort_reason} (its writes were rolled back)"
+                reason = (
+                    f"source {name!r}: {self._abort_reason} "
+                    "(cut short while writing: rolled back, unless its commit had reached the database)"
+                )
                 return self._record_failure(collected, reason, snapshot.identity)
             if isinstance(exc, InventoryError):
                 return self._record_failure(collected, f"source {name!r}: {exc}", snapshot.identity)
@@ -339,6 +344,8 @@ class SourceRunner:
         list would otherwise repeat every interval. Every run keeps its own in sync_runs.warnings."""
         with self._report_lock:
             repeated = warning in self._warned
+            if len(self._warned) >= WARNED_LIMIT:  # warnings naming objects must not grow a loop's memory
+                self._warned.clear()
             self._warned.add(warning)
         log.log(logging.DEBUG if repeated else logging.WARNING, "%s", warning)
 

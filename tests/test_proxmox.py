@@ -20,7 +20,7 @@ from connector_contract import ConnectorContract, SourceObject
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from connectors.proxmox.api import SILENT_AFTER_TIMEOUTS
+from connectors.proxmox.api import SILENT_AFTER_TIMEOUTS, ApiCallFailed, open_client
 from connectors.proxmox.config import ProxmoxConfig
 from connectors.proxmox.connector import ProxmoxConnector
 from inventory.config import build_config
@@ -479,6 +479,24 @@ def test_a_hung_node_costs_about_one_timeout_not_one_per_guest_and_call(pve: Fak
     assert elapsed < 4, elapsed  # before: 3 attempts of 0.5s for each of 15 calls, two at a time (over 10s)
     assert any("not sent: node pve2 stopped answering" in e for e in snapshot.errors), snapshot.errors
     assert not by_key(snapshot)[("qemu", "lab/100")].unread  # pve1 answered as always
+
+
+def test_hung_guest_agents_say_nothing_of_their_node(pve: FakeProxmox) -> None:
+    pve.cluster.guests.extend(FakeGuest(vmid, "qemu", f"agent{vmid}", "pve1", agent="hung") for vmid in range(300, 306))
+    client = open_client(connector_for(pve, timeout=0.5).config)
+    try:
+        for vmid in range(300, 306):  # six agent calls in a row time out: the agents hang, not the node
+            with pytest.raises(ApiCallFailed, match="timed out"):
+                client.get_dict("agent", f"nodes/pve1/qemu/{vmid}/agent/network-get-interfaces", retry=False)
+        config = client.get_dict("config", "nodes/pve1/qemu/100/config")
+    finally:
+        client.close()
+    assert config["name"] == "web"
+
+    snapshot = connector_for(pve, timeout=0.5, concurrency=6).collect()
+    assert not [e for e in snapshot.errors if "not sent" in e], snapshot.errors
+    records = by_key(snapshot)
+    assert all(records[("host:vm", f"lab/{vmid}")].unread == {"addresses"} for vmid in range(300, 306))
 
 
 def test_an_unreachable_server_raises_a_source_error_naming_source_and_resource() -> None:

@@ -153,7 +153,9 @@ class ProxmoxClient:
 
     def get(self, resource: str, path: str, *, retry: bool = True, **params: Any) -> Any:
         """GET ``path`` (e.g. "cluster/resources"); ``resource`` names it in errors."""
-        return self._call("get", resource, path, retries=self._config.retries if retry else 0, params=params)
+        # The calls not retried are the guest agent's: an agent that hangs says nothing of its node.
+        retries = self._config.retries if retry else 0
+        return self._call("get", resource, path, retries=retries, params=params, watch_node=retry)
 
     def post(self, resource: str, path: str, **params: Any) -> Any:
         """POST ``path`` once (a change is never repeated on a transient failure); returns the answer's data."""
@@ -163,15 +165,18 @@ class ProxmoxClient:
         """DELETE ``path`` once; returns the answer's data (for a guest, the task id)."""
         return self._call("delete", resource, path, retries=0, params=params)
 
-    def _call(self, method: str, resource: str, path: str, *, retries: int, params: dict[str, Any]) -> Any:
+    def _call(
+        self, method: str, resource: str, path: str, *, retries: int, params: dict[str, Any], watch_node: bool = True
+    ) -> Any:
         attempts = 1 + retries
-        node = _node_of(path)
+        node = _node_of(path) if watch_node else None
         for attempt in range(attempts):
             self._refuse_if_silent(resource, node)
             self._count()
             try:
                 answer = getattr(self._api(path), method)(**params)
             except self._resource_exception as exc:
+                self._note_answer(node)  # an error, but an answer: the node is there
                 status = int(exc.status_code)  # type: ignore[attr-defined]
                 message = f"HTTP {status} {exc.content or exc.status_message or ''}".strip()  # type: ignore[attr-defined]
                 if status in _RETRY_STATUSES and attempt + 1 < attempts:
@@ -197,7 +202,9 @@ class ProxmoxClient:
             return answer
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _refuse_if_silent(self, resource: str, node: str) -> None:
+    def _refuse_if_silent(self, resource: str, node: str | None) -> None:
+        if node is None:
+            return
         with self._lock:
             silent = self._timeouts_in_a_row.get(node, 0) >= SILENT_AFTER_TIMEOUTS
         if silent:
@@ -206,12 +213,14 @@ class ProxmoxClient:
                 resource, f"not sent: {where} stopped answering ({SILENT_AFTER_TIMEOUTS} calls in a row timed out)"
             )
 
-    def _note_timeout(self, node: str) -> None:
+    def _note_timeout(self, node: str | None) -> None:
+        if node is None:
+            return
         with self._lock:
             self._timeouts_in_a_row[node] = self._timeouts_in_a_row.get(node, 0) + 1
 
-    def _note_answer(self, node: str) -> None:
-        if self._timeouts_in_a_row.get(node):
+    def _note_answer(self, node: str | None) -> None:
+        if node is not None and self._timeouts_in_a_row.get(node):
             with self._lock:
                 self._timeouts_in_a_row[node] = 0
 

@@ -82,7 +82,8 @@ def stop_on_signals(
             name,
             f"{grace:g}",
         )
-        stop()
+        # From a thread of its own, as abort below: stopping sets events this thread may be inside of.
+        threading.Thread(target=stop, name="stop", daemon=True).start()
         signal.signal(signal.SIGTERM, second)
         signal.signal(signal.SIGINT, second)
         if abort is not None:

@@ -367,7 +367,10 @@ class SqlStore:
         columns = [c for c in rows[0] if c != "id"]
         stmt = update(table).where(table.c.id == bindparam("_id")).values({c: bindparam(c) for c in columns})
         params = [{**{c: r[c] for c in columns}, "_id": r["id"]} for r in rows]
-        self._execute(stmt, params)
+        # In chunks: a pipelined executemany answers only at its end, and a server silent for
+        # longer than answer_timeout is taken for a hung one (storage/pg_waits.py).
+        for chunk in _chunks(params):
+            self._execute(stmt, list(chunk))
 
     def _mark_removed(self, table: Table, ids: list[int], now: datetime) -> None:
         for chunk in _chunks(ids):

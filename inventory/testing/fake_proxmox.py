@@ -459,6 +459,9 @@ class _Api:
                 raise ApiError(500, "No QEMU guest agent configured")
             if guest.agent == "not-running":
                 raise ApiError(500, "QEMU guest agent is not running")
+            if guest.agent == "hung":
+                time.sleep(self.faults.hung_agent_seconds)
+                raise ApiError(500, f"VM {guest.vmid} qmp command 'guest-network-get-interfaces' failed - got timeout")
             return _agent_interfaces(guest)
         if kind == "lxc" and rest == ["interfaces"]:
             if guest.status != "running":

@@ -17,7 +17,7 @@ from typing import Literal
 GuestKind = Literal["qemu", "lxc"]
 # What the QEMU guest agent does when asked for interfaces: answers, is configured but
 # not running inside the guest, or is not configured for the VM at all.
-AgentMode = Literal["running", "not-running", "disabled"]
+AgentMode = Literal["running", "not-running", "disabled", "hung"]
 # What the API token may see: everything (PVEAuditor on /), nothing (a privilege-separated
 # token without any ACL), or nodes but no guests (Sys.Audit without VM.Audit).
 PermissionMode = Literal["full", "none", "nodes-only"]
@@ -79,6 +79,8 @@ class FakeFaults:
     latency: float = 0.0
     # Extra seconds for every call that goes to one node (/nodes/{node}/...).
     slow_nodes: dict[str, float] = field(default_factory=dict)
+    # How long an agent "hung" keeps its call waiting before pveproxy gives up (qmp's own timeout).
+    hung_agent_seconds: float = 5.0
     # Path regex -> (HTTP status, reason, how many more times; None = always). Status 200
     # answers the reason as a non-JSON body (what a proxy's error page looks like to a client).
     # Status 0 closes the connection without an answer (a reset: pveproxy restarting).
