@@ -4,8 +4,9 @@
     .venv/bin/python benchmarks/bench_pg_waits.py [--postgres URL] [--statements 5000] [--rounds 5]
 
 Printed: the median time per round trip (``SELECT 1``) and per 1,000-row ``executemany`` insert on
-each engine, and their ratio. The bound itself (answer_timeout) is tested, not timed:
-tests/test_database_faults.py.
+each engine, and their ratio; then how long after a server falls silent (behind a loopback proxy
+that stops forwarding, as a hung server or pooler does) a statement fails, for a few
+``answer_timeout`` values. The plain engine would wait for ever there.
 """
 
 from __future__ import annotations
@@ -45,6 +46,33 @@ def inserts(engine: Engine, rows: int = 1000) -> float:
         return time.perf_counter() - started
 
 
+def silence_detected_after(url: str, answer_timeout: float) -> float:
+    """Seconds from a server falling silent to the statement waiting on it failing."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError
+
+    from inventory.testing.silent_proxy import SilentProxy
+
+    target = make_url(url)
+    with SilentProxy((target.host or "127.0.0.1", target.port or 5432)) as proxy:
+        through = target.set(host="127.0.0.1", port=proxy.port).update_query_dict(
+            {"answer_timeout": str(answer_timeout)}
+        )
+        db = Database(through.render_as_string(hide_password=False))
+        try:
+            with db.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+                proxy.go_silent()
+                started = time.perf_counter()
+                try:
+                    connection.execute(text("SELECT 2"))
+                except OperationalError:
+                    return time.perf_counter() - started
+                raise SystemExit("the silent server answered")
+        finally:
+            db.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--postgres", default=DEFAULT_URL)
@@ -66,6 +94,10 @@ def main() -> None:
     plain, ours = (statistics.median(trips[name]) for name in engines)
     plain_batch, ours_batch = (statistics.median(batches[name]) for name in engines)
     print(f"  ratio (ours / plain): round trip {ours / plain:.2f}x, insert {ours_batch / plain_batch:.2f}x")
+    print("a server that falls silent mid-session (the plain engine waits for ever):")
+    for answer_timeout in (1.0, 2.0, 5.0):
+        detected = silence_detected_after(args.postgres, answer_timeout)
+        print(f"  answer_timeout {answer_timeout:g}s: the statement failed after {detected:.2f} s")
 
 
 if __name__ == "__main__":

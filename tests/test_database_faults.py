@@ -17,7 +17,6 @@ import pytest
 from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.engine import make_url
 from sync_support import child_env, run_inventory, start_inventory, wait_for_line, write_config, write_inventory
-from tcp_proxy import SilentProxy
 
 from connectors.static.connector import StaticConnector
 from inventory.cli.sync import stop_on_signals
@@ -30,6 +29,7 @@ from inventory.storage.database import Database, open_database
 from inventory.storage.models import SyncRun
 from inventory.storage.pg_waits import BoundedConnection
 from inventory.sync import sync_all
+from inventory.testing.silent_proxy import SilentProxy
 
 
 def _static_config(tmp_path: Path, names: tuple[str, ...]) -> dict[str, object]:
