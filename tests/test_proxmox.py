@@ -305,6 +305,28 @@ def test_a_powered_off_node_is_data_and_a_guest_deleted_elsewhere_is_removed(db:
     assert runs[-1].status == "success" and "pve2" in (runs[-1].warnings or "")
 
 
+def test_a_run_with_a_node_off_is_a_success_and_fresh_for_status(tmp_path: Path, pve: FakeProxmox) -> None:
+    from click.testing import CliRunner
+
+    from inventory.cli import cli
+
+    pve.cluster.node("pve2").online = False
+    config = tmp_path / "inventory.yaml"
+    config.write_text(
+        f"database: {{url: 'sqlite:///{tmp_path / 'inventory.db'}'}}\n"
+        f"sources:\n  - {{type: proxmox, name: pve, url: '{pve.url}', token_id: '{pve.token_id}', "
+        f"token_secret: '{pve.token_secret}', ca_file: '{pve.ca_file}'}}\n",
+        encoding="utf-8",
+    )
+    synced = CliRunner().invoke(cli, ["-c", str(config), "sync", "--once"])
+    assert synced.exit_code == 0, synced.output
+    assert "node pve2: offline" in synced.output and "FAILED" not in synced.output
+
+    status = CliRunner().invoke(cli, ["-c", str(config), "status", "--max-age", "15m"])
+    assert status.exit_code == 0, status.output
+    assert "STALE" not in status.output
+
+
 def test_guests_of_a_node_off_at_the_first_sync_are_created_as_the_cluster_lists_them(
     db: Database, pve: FakeProxmox
 ) -> None:
