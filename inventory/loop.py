@@ -115,15 +115,8 @@ class SyncLoop:
         if on_outcome is not None:
             observers.append(on_outcome)
         # The loop never waits for a lock: another process is syncing that source right now.
-        self.runner = SourceRunner(
-            db,
-            registry,
-            configured=[s.name for s in config.sources],
-            stop=self.stop_event,
-            progress=progress,
-            observers=observers,
-            concurrency=config.sync.concurrency,
-            deadline=config.sync.deadline,
+        self.runner = SourceRunner.for_config(
+            db, config, registry, stop=self.stop_event, progress=progress, observers=observers
         )
         now = clock()
         self.schedule = [

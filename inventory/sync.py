@@ -139,6 +139,19 @@ class SourceRunner:
             self.stop.set()
         self.db.interrupt(reason)
 
+    @classmethod
+    def for_config(cls, db: Database, config: Config, registry: ConnectorRegistry, **options: Any) -> SourceRunner:
+        """A runner of a config's sources: every face (``sync``, the loop, the server's refresh) takes its
+        configured names, ``sync.concurrency`` and ``sync.deadline`` from here; ``options`` add the rest."""
+        return cls(
+            db,
+            registry,
+            configured=[s.name for s in config.sources],
+            concurrency=config.sync.concurrency,
+            deadline=config.sync.deadline,
+            **options,
+        )
+
     def run_all(self, sources: Iterable[SourceConfig]) -> list[SourceOutcome]:
         """Run the sources, ``concurrency`` collecting at once, until ``stop`` is set; outcomes in source order."""
         return self.map(self.run, list(sources))
@@ -428,17 +441,15 @@ def sync_all(
     observers: Sequence[Observer] = (),
 ) -> list[SourceOutcome]:
     """Run the selected sources of a config (``sync.concurrency`` at once); ``stop`` (set by a signal) ends it."""
-    runner = SourceRunner(
+    runner = SourceRunner.for_config(
         db,
+        config,
         registry,
-        configured=[s.name for s in config.sources],
         allow_empty=allow_empty,
         lock_wait=lock_wait,
         stop=stop,
         progress=progress,
         observers=observers,
-        concurrency=config.sync.concurrency,
-        deadline=config.sync.deadline,
     )
     return runner.run_all(select_sources(config, names))
 

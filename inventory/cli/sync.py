@@ -368,17 +368,15 @@ def _sync_once(
 
         metrics = SyncMetrics()
         observers.append(metrics.observe)
-    runner = SourceRunner(
+    runner = SourceRunner.for_config(
         db,
+        app.config,
         app.registry,
-        configured=[s.name for s in app.config.sources],
         allow_empty=allow_empty,
         lock_wait=wait,
         stop=stop,
         progress=_log_phase,
         observers=observers,
-        concurrency=app.config.sync.concurrency,
-        deadline=app.config.sync.deadline,
     )
     try:
         names = [source.name for source in selected]

@@ -67,13 +67,8 @@ class Refresher:
         self._refreshes: OrderedDict[str, Refresh] = OrderedDict()
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self.runner = SourceRunner(
-            db,
-            registry,
-            configured=[s.name for s in config.sources],
-            stop=self._stop,
-            observers=observers,
-        )
+        # The config's sync.deadline too: a refresh of a hung source gives up when `inventory sync` would.
+        self.runner = SourceRunner.for_config(db, config, registry, stop=self._stop, observers=observers)
 
     def observe(self, observer: Observer) -> None:
         self.runner.observers.append(observer)
