@@ -8,6 +8,7 @@ source and a server that keeps saying "later" cannot hold a sync for long.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
@@ -64,3 +65,25 @@ class RetryBudget:
         if not self.attempts:
             return ""
         return f"still refused after {self.attempts} retries over {self.waited:g}s as Retry-After asked"
+
+
+class UnansweredInARow:
+    """Calls in a row that got no answer at all (timed out, refused, reset): from ``limit`` on, the far side
+    counts as gone (``gone`` stays set) and the calls not yet sent are not sent, so a hung server costs about
+    one timeout, not one per call. An answer, an error one too, starts the count again. Thread-safe."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.gone = threading.Event()
+        self._lock = threading.Lock()
+        self._in_a_row = 0
+
+    def answered(self) -> None:
+        with self._lock:
+            self._in_a_row = 0
+
+    def unanswered(self) -> None:
+        with self._lock:
+            self._in_a_row += 1
+            if self._in_a_row >= self.limit:
+                self.gone.set()

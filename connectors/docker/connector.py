@@ -28,7 +28,6 @@ never claims it as the source's identity (that would merge two machines).
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -53,6 +52,7 @@ from connectors.docker.records import (
 from inventory.connector import Connector, KindVocabulary, SourceConfig, StatusVocabulary
 from inventory.errors import SourceError
 from inventory.records import Ref, Scope, Snapshot
+from inventory.retry import UnansweredInARow
 
 if TYPE_CHECKING:  # pragma: no cover
     from docker import APIClient
@@ -168,7 +168,7 @@ class DockerConnector(Connector):
         """
         import docker.errors
 
-        engine = _EngineWatch()
+        engine = UnansweredInARow(ENGINE_GONE_AFTER)
 
         def inspect(container_id: str) -> dict[str, Any] | BaseException | None:
             if engine.gone.is_set():
@@ -212,25 +212,6 @@ class DockerConnector(Connector):
                 "containers", f"inspect failed for {count_of(len(names), 'container')} ({reason}): {examples(names)}"
             )
         return result
-
-
-class _EngineWatch:
-    """Counts inspects in a row that got no answer at all; past ``ENGINE_GONE_AFTER`` the engine is gone."""
-
-    def __init__(self) -> None:
-        self.gone = threading.Event()
-        self._lock = threading.Lock()
-        self._in_a_row = 0
-
-    def answered(self) -> None:
-        with self._lock:
-            self._in_a_row = 0
-
-    def unanswered(self) -> None:
-        with self._lock:
-            self._in_a_row += 1
-            if self._in_a_row >= ENGINE_GONE_AFTER:
-                self.gone.set()
 
 
 # The answer of an inspect not sent because the engine had stopped answering.

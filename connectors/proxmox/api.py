@@ -17,7 +17,7 @@ from typing import Any, cast
 
 from connectors.proxmox.config import ProxmoxConfig
 from inventory.errors import SourceApiError, SourceError
-from inventory.timeutil import utcnow
+from inventory.retry import UnansweredInARow, retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class ProxmoxClient:
         self._request_exception: type[Exception] = requests.exceptions.RequestException
         self._timeout_exception: type[Exception] = requests.exceptions.Timeout
         # Timeouts in a row per node ("" for the API itself); see SILENT_AFTER_TIMEOUTS.
-        self._timeouts_in_a_row: dict[str, int] = {}
+        self._timeouts: dict[str, UnansweredInARow] = {}
 
     def _mount_adapter(self, requests: Any) -> None:
         """Size the connection pool to the worker count; pin the certificate when asked to."""
@@ -202,27 +202,29 @@ class ProxmoxClient:
             return answer
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _refuse_if_silent(self, resource: str, node: str | None) -> None:
+    def _timeouts_of(self, node: str | None) -> UnansweredInARow | None:
         if node is None:
-            return
+            return None
         with self._lock:
-            silent = self._timeouts_in_a_row.get(node, 0) >= SILENT_AFTER_TIMEOUTS
-        if silent:
+            return self._timeouts.setdefault(node, UnansweredInARow(SILENT_AFTER_TIMEOUTS))
+
+    def _refuse_if_silent(self, resource: str, node: str | None) -> None:
+        timeouts = self._timeouts_of(node)
+        if timeouts is not None and timeouts.gone.is_set():
             where = f"node {node}" if node else "the API"
             raise ApiCallFailed(
                 resource, f"not sent: {where} stopped answering ({SILENT_AFTER_TIMEOUTS} calls in a row timed out)"
             )
 
     def _note_timeout(self, node: str | None) -> None:
-        if node is None:
-            return
-        with self._lock:
-            self._timeouts_in_a_row[node] = self._timeouts_in_a_row.get(node, 0) + 1
+        timeouts = self._timeouts_of(node)
+        if timeouts is not None:
+            timeouts.unanswered()
 
     def _note_answer(self, node: str | None) -> None:
-        if node is not None and self._timeouts_in_a_row.get(node):
-            with self._lock:
-                self._timeouts_in_a_row[node] = 0
+        timeouts = self._timeouts_of(node)
+        if timeouts is not None:
+            timeouts.answered()
 
     def _back_off(self, resource: str, message: str, attempt: int, retry_after: float | None = None) -> None:
         if retry_after is not None:
@@ -242,23 +244,6 @@ def open_client(config: ProxmoxConfig) -> ProxmoxClient:
         return ProxmoxClient(config)
     except ApiCallFailed as exc:
         raise SourceError(config.name, exc.resource, exc.message) from exc
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """A Retry-After header as seconds: delta-seconds or an HTTP date; None when absent or unreadable."""
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    from email.utils import parsedate_to_datetime
-
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max((moment - utcnow()).total_seconds(), 0.0)
 
 
 def _is_tls_error(exc: BaseException) -> bool:
