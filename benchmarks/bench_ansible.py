@@ -31,30 +31,18 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))
 
-from bench_proxmox import DEFAULT_ANSIBLE, DEFAULT_POSTGRES, describe_missing, run_ansible  # noqa: E402
+from bench_proxmox import (  # noqa: E402
+    DEFAULT_ANSIBLE,
+    DEFAULT_POSTGRES,
+    INVENTORY,
+    describe_missing,
+    run_ansible,
+    write_config,
+)
 
 from inventory.storage.database import open_database  # noqa: E402
 from inventory.testing.fake_proxmox import FakeProxmox, build_cluster  # noqa: E402
 from inventory.testing.scratch_postgres import ScratchDatabase  # noqa: E402
-
-# The console script of the environment running this benchmark (a venv anywhere, not only .venv).
-INVENTORY = Path(sys.executable).with_name("inventory")
-
-
-def _write_config(fake: FakeProxmox, workdir: Path, database_url: str) -> Path:
-    secret = workdir / "pve-token"
-    secret.write_text(fake.token_secret)
-    config = workdir / "inventory.yaml"
-    source = {
-        "type": "proxmox",
-        "name": "pve",
-        "url": fake.url,
-        "token_id": fake.token_id,
-        "token_secret_file": str(secret),
-        "ca_file": str(fake.ca_file),
-    }
-    config.write_text(json.dumps({"database": {"url": database_url}, "sources": [source]}))
-    return config
 
 
 def _wrapper(workdir: Path, config: Path) -> Path:
@@ -86,7 +74,7 @@ def _listing(ansible: str, inventory: Path, workdir: Path) -> tuple[float, dict[
 def run_ours(fake: FakeProxmox, workdir: Path, admin_url: str, ansible: str) -> dict[str, Any]:
     with ScratchDatabase(admin_url) as database:
         open_database(database.url, migrate=True).dispose()
-        config = _write_config(fake, workdir, database.url)
+        config = write_config(fake, workdir, database.url)
         fake.reset_calls()
         started = time.perf_counter()
         sync = subprocess.run(

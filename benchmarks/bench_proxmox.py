@@ -50,36 +50,38 @@ from inventory.testing.scratch_postgres import DEFAULT_ADMIN_URL, ScratchDatabas
 
 DEFAULT_POSTGRES = os.environ.get("INVENTORY_TEST_POSTGRES", DEFAULT_ADMIN_URL)
 DEFAULT_ANSIBLE = "/tmp/ansible-venv/bin/ansible-inventory"
+# The console script of the environment running the benchmark (a venv anywhere, not only .venv).
+INVENTORY = Path(sys.executable).with_name("inventory")
 GOALS = {0: 5.0, 10: 10.0}
+
+
+def write_config(fake: FakeProxmox, workdir: Path, database_url: str | None = None) -> Path:
+    """An inventory.yaml with the fake as the source ``pve`` (its token secret in a file beside it)."""
+    secret = workdir / "pve-token"
+    secret.write_text(fake.token_secret)
+    source = {
+        "type": "proxmox",
+        "name": "pve",
+        "url": fake.url,
+        "token_id": fake.token_id,
+        "token_secret_file": str(secret),
+        "ca_file": str(fake.ca_file),
+    }
+    config = workdir / "inventory.yaml"
+    database = {"database": {"url": database_url}} if database_url else {}
+    config.write_text(json.dumps({**database, "sources": [source]}))
+    return config
 
 
 def run_ours(fake: FakeProxmox, workdir: Path, admin_url: str) -> dict[str, Any]:
     """``inventory sync --once`` in a subprocess into a fresh database; then count what landed."""
-    secret = workdir / "pve-token"
-    secret.write_text(fake.token_secret)
-    config = workdir / "inventory.yaml"
-    config.write_text(
-        json.dumps(
-            {
-                "sources": [
-                    {
-                        "type": "proxmox",
-                        "name": "pve",
-                        "url": fake.url,
-                        "token_id": fake.token_id,
-                        "token_secret_file": str(secret),
-                        "ca_file": str(fake.ca_file),
-                    }
-                ]
-            }
-        )
-    )
+    config = write_config(fake, workdir)
     with ScratchDatabase(admin_url) as database:
         open_database(database.url, migrate=True).dispose()
         fake.reset_calls()
         started = time.perf_counter()
         done = subprocess.run(
-            [str(PROJECT_ROOT / ".venv/bin/inventory"), "-c", str(config),
+            [str(INVENTORY), "-c", str(config),
              "--database-url", database.url, "sync", "--once"],
             capture_output=True, text=True, cwd=workdir, env={**os.environ, "INVENTORY_DATABASE_URL": ""},
         )  # fmt: skip
