@@ -364,6 +364,29 @@ def pod_object(
     }
 
 
+def namespace_object(b: ClusterBuilder, namespace: str) -> JSON:
+    return {
+        "kind": "Namespace",
+        "apiVersion": "v1",
+        "metadata": b.meta("namespace", namespace, labels={"kubernetes.io/metadata.name": namespace}),
+        "spec": {"finalizers": ["kubernetes"]},
+        "status": {"phase": "Active"},
+    }
+
+
+def daemonset_status(count: int) -> JSON:
+    """A DaemonSet at rest on ``count`` nodes: every pod scheduled, ready and up to date."""
+    return {
+        "currentNumberScheduled": count,
+        "numberMisscheduled": 0,
+        "desiredNumberScheduled": count,
+        "numberReady": count,
+        "observedGeneration": 1,
+        "updatedNumberScheduled": count,
+        "numberAvailable": count,
+    }
+
+
 def replica_status(replicas: int) -> JSON:
     return {
         "observedGeneration": 1,
@@ -504,16 +527,7 @@ def _app_namespace(
     cursor: list[int],
     extra: int = 0,
 ) -> None:
-    b.out.add(
-        "namespaces",
-        {
-            "kind": "Namespace",
-            "apiVersion": "v1",
-            "metadata": b.meta("namespace", namespace, labels={"kubernetes.io/metadata.name": namespace}),
-            "spec": {"finalizers": ["kubernetes"]},
-            "status": {"phase": "Active"},
-        },
-    )
+    b.out.add("namespaces", namespace_object(b, namespace))
     web_services = []
     for d in range(deployments):
         name = f"web-{d}"
@@ -672,16 +686,7 @@ def _app_namespace(
 
 def _kube_system(b: ClusterBuilder, nodes: list[JSON], cursor: list[int]) -> None:
     for namespace in ("kube-system", "default"):
-        b.out.add(
-            "namespaces",
-            {
-                "kind": "Namespace",
-                "apiVersion": "v1",
-                "metadata": b.meta("namespace", namespace, labels={"kubernetes.io/metadata.name": namespace}),
-                "spec": {"finalizers": ["kubernetes"]},
-                "status": {"phase": "Active"},
-            },
-        )
+        b.out.add("namespaces", namespace_object(b, namespace))
     _deployment_set(b, "kube-system", "coredns", 2, nodes, cursor, "rancher/mirrored-coredns-coredns:1.11.3")
     service_object(b, "kube-system", "kube-dns", {"k8s-app": "kube-dns"})
     service_object(b, "default", "kubernetes", None)
@@ -700,15 +705,7 @@ def _kube_system(b: ClusterBuilder, nodes: list[JSON], cursor: list[int]) -> Non
                 "template": pod_template(labels, containers),
                 "updateStrategy": {"type": "RollingUpdate"},
             },
-            "status": {
-                "currentNumberScheduled": count,
-                "numberMisscheduled": 0,
-                "desiredNumberScheduled": count,
-                "numberReady": count,
-                "observedGeneration": 1,
-                "updatedNumberScheduled": count,
-                "numberAvailable": count,
-            },
+            "status": daemonset_status(count),
         },
     )
     owner = owner_reference("DaemonSet", ds_meta, "apps/v1")

@@ -33,7 +33,9 @@ from inventory.testing.fake_kubernetes_objects import (
     ClusterBuilder,
     ClusterObjects,
     ClusterSpec,
+    daemonset_status,
     image_digest,
+    namespace_object,
     node_object,
     owner_reference,
     pod_object,
@@ -264,17 +266,7 @@ class _Cluster:
         return node
 
     def namespace(self, name: str) -> None:
-        meta = self.b.meta("namespace", name, labels={"kubernetes.io/metadata.name": name})
-        self.out.add(
-            "namespaces",
-            {
-                "kind": "Namespace",
-                "apiVersion": "v1",
-                "metadata": meta,
-                "spec": {"finalizers": ["kubernetes"]},
-                "status": {"phase": "Active"},
-            },
-        )
+        self.out.add("namespaces", namespace_object(self.b, name))
 
     def pod(
         self, name: str, namespace: str, template: JSON, owner: JSON, node: JSON | None = None, phase: str = "Running"
@@ -671,15 +663,7 @@ class _Cluster:
                     "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}},
                     "revisionHistoryLimit": 10,
                 },
-                "status": {
-                    "currentNumberScheduled": count,
-                    "numberMisscheduled": 0,
-                    "desiredNumberScheduled": count,
-                    "numberReady": count,
-                    "observedGeneration": 1,
-                    "updatedNumberScheduled": count,
-                    "numberAvailable": count,
-                },
+                "status": daemonset_status(count),
             },
         )
         owner = owner_reference("DaemonSet", meta, "apps/v1")
