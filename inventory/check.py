@@ -60,6 +60,7 @@ def check_sources(config: Config, registry: ConnectorRegistry, names: Iterable[s
     from inventory.sync import select_sources
 
     sources = select_sources(config, names)
+    registry.load_sdks(source.type for source in sources)  # in this thread, before the pool starts
     workers = min(config.sync.concurrency, len(sources))
     if workers <= 1:
         return [check_source(source, registry) for source in sources]

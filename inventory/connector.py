@@ -17,6 +17,7 @@ Registration (pyproject.toml)::
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 from collections.abc import Iterable, Sequence
@@ -27,6 +28,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
+from inventory.cutoff import Cutoff
 from inventory.errors import ConnectorUnavailable
 from inventory.policy.tools import ToolSpec
 from inventory.records import Snapshot
@@ -35,6 +37,11 @@ from inventory.timeutil import parse_duration
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "inventory.connectors"
+
+# SDKs are imported under this one lock: two threads importing kubernetes and docker at once (both
+# reach requests and urllib3) deadlock in Python's per-module import locks, which break the cycle by
+# handing one thread a half-initialised module ("cannot import name ... from partially initialized module").
+_SDK_IMPORT_LOCK = threading.Lock()
 
 
 def _relative_to_config_file(value: Path, info: ValidationInfo) -> Path:
@@ -147,11 +154,36 @@ class Connector:
     # The kinds this connector writes with the other words users type for them (filters accept any).
     kinds: ClassVar[KindVocabulary] = KindVocabulary()
 
+    # The SDK modules collect() and the tools import, imported once by ``load_sdk`` before threads use them.
+    sdk_modules: ClassVar[tuple[str, ...]] = ()
+
     def __init__(self, config: SourceConfig) -> None:
         self.config = config
-        # Set when the source's deadline has passed: the collection is abandoned. A connector may
-        # check it between calls and return what it has read (``fail`` what it has not) at once.
-        self.abandoned = threading.Event()
+        # The collection's deadline (set by the runner): a connector hands it to its client, which sends
+        # no call past it and bounds every call's timeout by it (inventory/cutoff.py).
+        self.cutoff = Cutoff()
+
+    @property
+    def abandoned(self) -> threading.Event:
+        """Set when the collection is abandoned: a connector may check it between calls and return what it read."""
+        return self.cutoff.abandoned
+
+    @classmethod
+    def load_sdk(cls) -> None:
+        """Import ``sdk_modules`` under the process-wide SDK lock (cheap once they are imported).
+
+        The runner, the loop, ``check`` and the server call it in one thread before collection threads
+        start; ``collect`` calls it again, so that no path imports an SDK outside the lock.
+        """
+        with _SDK_IMPORT_LOCK:
+            for module in cls.sdk_modules:
+                try:
+                    importlib.import_module(module)
+                except ImportError as exc:
+                    raise ConnectorUnavailable(
+                        f"connector {cls.type_name!r} is unavailable: its SDK module {module!r} cannot be imported "
+                        f"({exc})"
+                    ) from exc
 
     @property
     def source_name(self) -> str:
@@ -240,6 +272,17 @@ class ConnectorRegistry:
         if entry.loaded is None:
             raise ConnectorUnavailable(f"connector {type_name!r} is unavailable: {entry.error}")
         return entry.loaded
+
+    def load_sdks(self, type_names: Iterable[str]) -> None:
+        """Import the SDKs of these source types now, one after another, before any thread collects.
+
+        A type that cannot load is left for the run to report (as a failed source), not raised here.
+        """
+        for type_name in sorted(set(type_names)):
+            try:
+                self.get(type_name).load_sdk()
+            except ConnectorUnavailable:
+                continue
 
     def default_sources(self) -> list[SourceConfig]:
         """What every loadable connector offers when no config file exists."""

@@ -154,6 +154,7 @@ class SyncLoop:
         """
         running: dict[str, Future[SourceOutcome | None]] = {}
         workers = max(1, min(self.runner.concurrency, len(self.schedule)))
+        self.runner.registry.load_sdks(s.source.type for s in self.schedule)  # before the workers start
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="source") as pool:
             while True:
                 self._wake.clear()  # before looking at the stop: a stop requested from now on wakes the wait below

@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 from inventory.audit.log import record_sync
 from inventory.config import Config
 from inventory.connector import Connector, ConnectorRegistry, SourceConfig
+from inventory.cutoff import NOT_SENT
 from inventory.errors import ConnectorUnavailable, InventoryError, SourceError, SourceLockHeld
 from inventory.locks import source_lock
 from inventory.machine_links import relink_after_write
@@ -66,6 +67,7 @@ SkipCheck = Callable[[str], str | None]  # (source name) -> why not to sync it n
 def collect(connector: Connector) -> Snapshot:
     """Run a connector, translating anything it raises into a SourceError that names the source."""
     try:
+        type(connector).load_sdk()  # under the SDK lock, whatever thread this is
         snapshot = connector.collect()
     except SourceError:
         raise
@@ -154,7 +156,9 @@ class SourceRunner:
 
     def run_all(self, sources: Iterable[SourceConfig]) -> list[SourceOutcome]:
         """Run the sources, ``concurrency`` collecting at once, until ``stop`` is set; outcomes in source order."""
-        return self.map(self.run, list(sources))
+        chosen = list(sources)
+        self.registry.load_sdks(source.type for source in chosen)  # in this thread, before the pool starts
+        return self.map(self.run, chosen)
 
     def map(self, run: Callable[[T], SourceOutcome], items: Sequence[T]) -> list[SourceOutcome]:
         """``run`` each item, ``concurrency`` at once; an item not started when ``stop`` is set is left out."""
@@ -192,6 +196,7 @@ class SourceRunner:
         try:
             with source_lock(self.db, name, wait=self.lock_wait, stop=self.stop):
                 reason = skip(name) if skip is not None else None
+                reason = reason or _still_ending(name)
                 if reason is not None:
                     outcome = SourceOutcome(name, type_name, SyncStatus.SKIPPED, reason)
                 else:
@@ -217,13 +222,17 @@ class SourceRunner:
     def collect(self, connector: Connector) -> Collected:
         """Collect on a thread of its own, abandoned after the source's deadline (the run is then partial).
 
-        An abandoned collection cannot be killed: its thread (a daemon) runs on until its calls
-        time out, but its answer is dropped and the source's lock is released at once. A connector
-        that watches ``connector.abandoned`` hands back what it read within a short grace.
+        The connector's client holds the same deadline (``connector.cutoff``): past it no call is sent,
+        and a call sent before it times out at most ``CALL_GRACE`` after it, so a collection ends
+        shortly after its deadline whatever it had left to ask, and what it read within
+        ``ABANDON_GRACE`` is kept. A thread that still has not ended (a connector that ignores its
+        cutoff) is remembered: the next run of its source in this process waits for it or is skipped,
+        never run beside it.
         """
         collected = Collected(connector.source_name, connector.type_name, utcnow(), time.perf_counter())
         self._phase(collected.source, "collecting")
         deadline = getattr(connector.config, "deadline", None) or self.deadline
+        connector.cutoff.start(deadline)
         answer: dict[str, Any] = {}
         done = threading.Event()
 
@@ -235,18 +244,24 @@ class SourceRunner:
             finally:
                 done.set()
 
-        threading.Thread(target=work, name=f"collect-{collected.source}", daemon=True).start()
+        thread = threading.Thread(target=work, name=f"collect-{collected.source}", daemon=True)
+        thread.start()
         if not _wait_unless_aborted(done, deadline, self.aborted):
+            connector.cutoff.abandon()
+            _remember_ending(collected.source, thread)
             if self.aborted.is_set():
-                connector.abandoned.set()
                 collected.error = f"source {collected.source!r}: {self._abort_reason}"
                 return collected
-            connector.abandoned.set()
-            done.wait(min(ABANDON_GRACE, deadline))
+            done.wait(ABANDON_GRACE)
             reason = f"abandoned after waiting {format_seconds(deadline)} (deadline)"
             snapshot = answer.get("snapshot") if done.is_set() else None
             if snapshot is None:
                 snapshot = Snapshot(complete=False, scopes=[])  # nothing read: upserts nothing, removes nothing
+            # One line for everything the cutoff kept from being asked, not one per resource.
+            unsent = [e.partition(": ")[0] for e in snapshot.errors if NOT_SENT in e]
+            snapshot.errors[:] = [e for e in snapshot.errors if NOT_SENT not in e]
+            if unsent:
+                reason += f"; not read before it: {', '.join(_few(unsent))}"
             snapshot.fail("collection", reason)
             answer = {"snapshot": snapshot}
         collected.snapshot = answer.get("snapshot")
@@ -381,6 +396,34 @@ class SourceRunner:
             for observer in self.observers:
                 observer(outcome)
         return outcome
+
+
+# Collections abandoned at their deadline whose thread had not ended yet, by source name (this process).
+_ending: dict[str, threading.Thread] = {}
+_ending_lock = threading.Lock()
+
+
+def _remember_ending(source: str, thread: threading.Thread) -> None:
+    with _ending_lock:
+        _ending[source] = thread
+
+
+def _still_ending(source: str) -> str | None:
+    """Why a source must not start now: its previous collection, abandoned, still runs (None: it may start).
+
+    Its client sends nothing past the cutoff, so it ends within a call's grace; it is waited for that long.
+    """
+    with _ending_lock:
+        thread = _ending.get(source)
+    if thread is None:
+        return None
+    thread.join(ABANDON_GRACE)
+    if thread.is_alive():
+        return "its previous collection, abandoned at its deadline, has not ended yet; not run beside it"
+    with _ending_lock:
+        if _ending.get(source) is thread:
+            del _ending[source]
+    return None
 
 
 def _wait_unless_aborted(done: threading.Event, seconds: float, aborted: threading.Event) -> bool:

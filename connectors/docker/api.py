@@ -6,11 +6,12 @@ The SDK is imported inside functions only: importing this module must stay cheap
 from __future__ import annotations
 
 import functools
-import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from connectors.docker.config import DockerConfig
+from inventory.cutoff import CollectionAbandoned, Cutoff
 from inventory.errors import SourceError
 from inventory.retry import RetryBudget
 
@@ -23,8 +24,11 @@ def engine_resource(config: DockerConfig) -> str:
     return f"engine {config.url}"
 
 
-def open_client(config: DockerConfig) -> APIClient:
-    """An ``APIClient`` of the source's engine (TLS, timeout, pool, ssh client as configured). Close it after use."""
+def open_client(config: DockerConfig, cutoff: Cutoff | None = None) -> APIClient:
+    """An ``APIClient`` of the source's engine (TLS, timeout, pool, ssh client as configured). Close it after use.
+
+    ``cutoff``: the collection's deadline (``Connector.cutoff``); tools pass none and are never cut.
+    """
     import docker
 
     tls: Any = False
@@ -43,10 +47,11 @@ def open_client(config: DockerConfig) -> APIClient:
         client = _client_class()(
             base_url=config.url,
             version="auto",
-            timeout=config.timeout,  # type: ignore[arg-type]  # seconds as a float work; the stubs say int
+            timeout=config.timeout,  # seconds as a float work
             tls=tls,
             max_pool_size=config.concurrency,
             use_ssh_client=config.ssh_client == "openssh",
+            cutoff=cutoff or Cutoff(),
         )
     except Exception as exc:
         raise SourceError(config.name, engine_resource(config), describe_error(exc, config.timeout)) from exc
@@ -58,7 +63,7 @@ def open_client(config: DockerConfig) -> APIClient:
 
 
 @functools.cache
-def _client_class() -> type[APIClient]:
+def _client_class() -> Callable[..., APIClient]:
     """``docker.APIClient`` whose TLS verification is the one this source configures.
 
     requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace a session's CA file (and
@@ -68,6 +73,11 @@ def _client_class() -> type[APIClient]:
     import requests.exceptions
 
     class SourceAPIClient(docker.APIClient):
+        def __init__(self, *args: Any, cutoff: Cutoff, **kwargs: Any) -> None:
+            # Set before the SDK's constructor asks the engine for its API version: that call is bounded too.
+            self.cutoff = cutoff
+            super().__init__(*args, **kwargs)
+
         def send(self, request: Any, **kwargs: Any) -> Any:
             """Every call: 429/503 with Retry-After waited out (bounded), a dropped connection sent once more.
 
@@ -76,7 +86,11 @@ def _client_class() -> type[APIClient]:
             """
             budget = RetryBudget()
             resent = False
+            configured = kwargs.get("timeout")
             while True:
+                self.cutoff.check()  # no call past the collection's deadline
+                if isinstance(configured, (int, float)):
+                    kwargs["timeout"] = self.cutoff.timeout(float(configured))
                 try:
                     response = super().send(request, **kwargs)
                 except requests.exceptions.ConnectionError as exc:
@@ -88,7 +102,7 @@ def _client_class() -> type[APIClient]:
                 if wait is None:
                     return response
                 response.close()
-                time.sleep(wait)
+                self.cutoff.sleep(wait)
 
         def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
             settings: Any = super().merge_environment_settings(url, proxies, stream, verify, cert)
@@ -110,6 +124,8 @@ def describe_error(exc: BaseException, timeout: float) -> str:
         chain.append(current)
         current = current.__cause__ or current.__context__
     for error in chain:
+        if isinstance(error, CollectionAbandoned):
+            return str(error)
         if isinstance(error, docker.errors.APIError) and error.response is not None:
             return f"HTTP {error.status_code}: {error.explanation or error.response.reason}"
     for error in chain:

@@ -65,6 +65,7 @@ log = logging.getLogger(__name__)
 class DockerConnector(Connector):
     type_name = TYPE_NAME
     config_model = DockerConfig
+    sdk_modules = ("docker", "docker.errors", "requests")
     config: DockerConfig
     # Container states (the engine's own words), health, and the Compose / swarm group states.
     statuses: ClassVar[StatusVocabulary] = StatusVocabulary(
@@ -92,7 +93,7 @@ class DockerConnector(Connector):
         return TOOLS
 
     def collect(self) -> Snapshot:
-        client = open_client(self.config)
+        client = open_client(self.config, self.cutoff)
         try:
             return self._collect(client)
         finally:

@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from connectors.kubernetes.config import KubernetesConfig
+from inventory.cutoff import CollectionAbandoned, Cutoff
 from inventory.errors import SourceApiError, SourceError
 from inventory.redact import register_secret
 from inventory.retry import RetryBudget
@@ -86,7 +87,7 @@ class RateLimiter:
         self._lock = threading.Lock()
         self.waited = 0.0  # seconds spent waiting, for the benchmark and the log
 
-    def acquire(self) -> None:
+    def acquire(self, sleep: Callable[[float], None] = time.sleep) -> None:
         with self._lock:
             now = self._clock()
             self._tokens = min(self.burst, self._tokens + (now - self._last) * self.qps)
@@ -95,7 +96,7 @@ class RateLimiter:
             wait = -self._tokens / self.qps if self._tokens < 0 else 0.0
             self.waited += wait
         if wait > 0:
-            time.sleep(wait)
+            sleep(wait)
 
 
 class ListFailed(SourceApiError):
@@ -121,9 +122,11 @@ class ListStats:
 class KubernetesApi:
     """One authenticated client for one source (a context, a server URL, or the in-cluster account)."""
 
-    def __init__(self, source_name: str, config: KubernetesConfig) -> None:
+    def __init__(self, source_name: str, config: KubernetesConfig, cutoff: Cutoff | None = None) -> None:
         self.source_name = source_name
         self.config = config
+        # The collection's deadline: no request is sent past it, none outlives it by more than a grace.
+        self.cutoff = cutoff or Cutoff()
         self.limiter = RateLimiter(config.qps, config.burst)
         self.where = "the API server"
         self.stats: dict[str, ListStats] = {}
@@ -227,7 +230,8 @@ class KubernetesApi:
         budget = RetryBudget()
         reconnected = False
         while True:
-            self.limiter.acquire()
+            self.cutoff.check()
+            self.limiter.acquire(self.cutoff.sleep)
             try:
                 response = self._call(path, query)
             except Exception as exc:
@@ -259,7 +263,7 @@ class KubernetesApi:
                 response.status,
                 wait,
             )
-            time.sleep(wait)
+            self.cutoff.sleep(wait)
 
     def _call(self, path: str, query: list[tuple[str, Any]]) -> Any:
         from urllib3.exceptions import InsecureRequestWarning
@@ -275,7 +279,7 @@ class KubernetesApi:
             if not self._client.configuration.verify_ssl:
                 # Said once when the client is built; urllib3 would repeat it on every page.
                 warnings.simplefilter("ignore", InsecureRequestWarning)
-            return self._client.call_api(*request, _request_timeout=self.config.timeout)
+            return self._client.call_api(*request, _request_timeout=self.cutoff.timeout(self.config.timeout))
 
     def _explain(self, exc: BaseException, resource: str, what: str) -> ListFailed:
         """A one-line reason without any secret; a 401 becomes a SourceError (the whole source is unreadable)."""
@@ -283,6 +287,8 @@ class KubernetesApi:
         from urllib3.exceptions import HTTPError, MaxRetryError, NewConnectionError, SSLError
         from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
+        if isinstance(exc, CollectionAbandoned):
+            return ListFailed(_join(str(exc), what, ""))
         if isinstance(exc, ApiException):
             status = exc.status or 0
             detail = _status_message(exc.body) or (exc.reason or "").splitlines()[0]

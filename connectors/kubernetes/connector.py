@@ -82,6 +82,7 @@ _CONTROLLERS = (
 class KubernetesConnector(Connector):
     type_name = TYPE_NAME
     config_model = KubernetesConfig
+    sdk_modules = ("kubernetes.client", "kubernetes.client.exceptions", "kubernetes.config", "urllib3")
     config: KubernetesConfig
     # Pod phases, node readiness, controller states and the container reasons pods report.
     statuses: ClassVar[StatusVocabulary] = StatusVocabulary(
@@ -143,7 +144,7 @@ class KubernetesConnector(Connector):
         ]
 
     def collect(self) -> Snapshot:
-        api = KubernetesApi(self.source_name, self.config)
+        api = KubernetesApi(self.source_name, self.config, self.cutoff)
         try:
             with cyclic_gc_paused():
                 return _Collector(self.source_name, self.config, api).run()

@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from typing import Any, cast
 
 from connectors.proxmox.config import ProxmoxConfig
+from inventory.cutoff import CollectionAbandoned, Cutoff
 from inventory.errors import SourceApiError, SourceError
 from inventory.retry import UnansweredInARow, retry_after_seconds
 
@@ -55,7 +55,7 @@ class ApiCallFailed(SourceApiError):
 class ProxmoxClient:
     """A thread-safe wrapper over one ``ProxmoxAPI``: counts calls, retries transient failures."""
 
-    def __init__(self, config: ProxmoxConfig) -> None:
+    def __init__(self, config: ProxmoxConfig, cutoff: Cutoff | None = None) -> None:
         from urllib.parse import urlsplit
 
         import requests
@@ -64,6 +64,8 @@ class ProxmoxClient:
         from proxmoxer.core import ResourceException
 
         self._config = config
+        # No call is sent past the collection's deadline, and none outlives it by more than a grace.
+        self._cutoff = cutoff or Cutoff()
         self._lock = threading.Lock()
         self.calls = 0
         parts = urlsplit(config.url)
@@ -119,12 +121,18 @@ class ProxmoxClient:
     def _mount_adapter(self, requests: Any) -> None:
         """Size the connection pool to the worker count; pin the certificate when asked to."""
         fingerprint = self._config.fingerprint
+        cutoff = self._cutoff
 
         class _Adapter(requests.adapters.HTTPAdapter):
             def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
                 if fingerprint:
                     kwargs["assert_fingerprint"] = fingerprint
                 super().init_poolmanager(*args, **kwargs)
+
+            def send(self, request: Any, *args: Any, timeout: Any = None, **kwargs: Any) -> Any:
+                if isinstance(timeout, (int, float)):  # proxmoxer passes the source's timeout as one number
+                    timeout = cutoff.timeout(float(timeout))
+                return super().send(request, *args, timeout=timeout, **kwargs)
 
         self._session.mount("https://", _Adapter(pool_connections=2, pool_maxsize=max(self._config.concurrency, 2)))
 
@@ -172,6 +180,7 @@ class ProxmoxClient:
         node = _node_of(path) if watch_node else None
         for attempt in range(attempts):
             self._refuse_if_silent(resource, node)
+            self._refuse_past_cutoff(resource)
             self._count()
             try:
                 answer = getattr(self._api(path), method)(**params)
@@ -201,6 +210,12 @@ class ProxmoxClient:
                 raise ApiCallFailed(resource, "malformed answer: the body is not JSON")
             return answer
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _refuse_past_cutoff(self, resource: str) -> None:
+        try:
+            self._cutoff.check()
+        except CollectionAbandoned as exc:
+            raise ApiCallFailed(resource, str(exc)) from exc
 
     def _timeouts_of(self, node: str | None) -> UnansweredInARow | None:
         if node is None:
@@ -232,16 +247,22 @@ class ProxmoxClient:
         else:
             delay = min(_BACKOFF_SECONDS * 2**attempt, _BACKOFF_CAP_SECONDS)
         log.debug("source %r, %s: %s; retrying in %.1fs", self._config.name, resource, message, delay)
-        time.sleep(delay)
+        try:
+            self._cutoff.sleep(delay)
+        except CollectionAbandoned as exc:
+            raise ApiCallFailed(resource, str(exc)) from exc
 
     def close(self) -> None:
         self._session.close()
 
 
-def open_client(config: ProxmoxConfig) -> ProxmoxClient:
-    """A logged-in client of the source; a failed login is a SourceError naming the source. Close it after use."""
+def open_client(config: ProxmoxConfig, cutoff: Cutoff | None = None) -> ProxmoxClient:
+    """A logged-in client of the source; a failed login is a SourceError naming the source. Close it after use.
+
+    ``cutoff``: the collection's deadline (``Connector.cutoff``); tools pass none and are never cut.
+    """
     try:
-        return ProxmoxClient(config)
+        return ProxmoxClient(config, cutoff)
     except ApiCallFailed as exc:
         raise SourceError(config.name, exc.resource, exc.message) from exc
 

@@ -88,6 +88,7 @@ class _GuestResult:
 class ProxmoxConnector(Connector):
     type_name = TYPE_NAME
     config_model = ProxmoxConfig
+    sdk_modules = ("requests", "proxmoxer", "proxmoxer.backends.https", "proxmoxer.core")
     config: ProxmoxConfig
     # Node and guest states as /cluster/resources reports them.
     statuses: ClassVar[StatusVocabulary] = StatusVocabulary(
@@ -113,7 +114,7 @@ class ProxmoxConnector(Connector):
 
     def collect(self) -> Snapshot:
         started = time.perf_counter()
-        client = open_client(self.config)
+        client = open_client(self.config, self.cutoff)
         try:
             snapshot = self._collect(client)
         finally:

@@ -16,6 +16,8 @@ def _server_state_parts(app: AppContext) -> tuple[Any, Any, Any]:
     from inventory.server.refresh import Refresher
 
     db = app.database()
+    # Requests, refreshes and the loop run on many threads: the SDKs are imported here, once, before any.
+    app.registry.load_sdks(source.type for source in app.config.sources)
     runner = build_runner(app)
     # A source a refresh finds failing is told to the notify targets, as `inventory sync` tells them.
     observers = [runner.notifier.source_outcome] if runner.notifier is not None else []

@@ -318,6 +318,8 @@ class FakeDocker:
         self.drops: dict[str, int] = {}
         # Path prefixes that are read and never answered until the fake stops (or ``thaw``).
         self.frozen: set[str] = set()
+        # Seconds every request waits before its answer (a slow engine, or one far away).
+        self.latency = 0.0
         self._thawed = threading.Event()
         self.requests: list[str] = []
         self._lock = threading.Lock()
@@ -437,7 +439,7 @@ def _handler_for(fake: FakeDocker) -> type[BaseHTTPRequestHandler]:
             versioned = _VERSIONED.match(path)
             if versioned:
                 path = versioned.group(1)
-            delay = fake.delays.get(path)
+            delay = fake.delays.get(path, 0.0) + fake.latency
             if delay:
                 time.sleep(delay)
             action, throttle = fake.misbehaviour(path)

@@ -149,6 +149,11 @@ class FakeKubernetes:
         self.user = "system:serviceaccount:inventory:reader"
         # Every request served: (path, query) — tests count pages with it.
         self.requests: list[tuple[str, dict[str, str]]] = []
+        # Seconds every request waits before its answer (a slow API server), and how many were answered
+        # at once at the most (a collection left running beside the next one shows as two).
+        self.latency = 0.0
+        self.in_flight = 0
+        self.most_in_flight = 0
         self.load(objects or generate_cluster(self.spec))
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -403,9 +408,16 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer("POST")
 
     def _answer(self, method: str) -> None:
-        status, body, delay = self.api.route(method, self.path, self.headers)
-        if delay:
-            time.sleep(delay)
+        with self.api._lock:
+            self.api.in_flight += 1
+            self.api.most_in_flight = max(self.api.most_in_flight, self.api.in_flight)
+        try:
+            status, body, delay = self.api.route(method, self.path, self.headers)
+            if delay or self.api.latency:
+                time.sleep(delay + self.api.latency)
+        finally:
+            with self.api._lock:
+                self.api.in_flight -= 1
         if status == DROP_CONNECTION:
             self.close_connection = True
             return
