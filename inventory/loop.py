@@ -35,6 +35,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from inventory.backup.schedule import scheduled_backups
 from inventory.config import Config
 from inventory.connector import ConnectorRegistry, SourceConfig
 from inventory.logs import outcome_fields
@@ -154,7 +155,10 @@ class SyncLoop:
         """
         running: dict[str, Future[SourceOutcome | None]] = {}
         workers = max(1, min(self.runner.concurrency, len(self.schedule)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="source") as pool:
+        with (
+            scheduled_backups(self.db, self.config),
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="source") as pool,
+        ):
             while True:
                 self._wake.clear()  # before looking at the stop: a stop requested from now on wakes the wait below
                 if self.stopping or not self.schedule:
