@@ -15,7 +15,8 @@ wrote per source, so a sync that takes a good part of the interval does not make
 the next one look fresh and double the effective interval.
 
 Every sync goes through ``inventory.sync.SourceRunner``, as ``sync --once`` does; the
-loop adds its schedule, the skip check and its observers (log line, metrics, notifications).
+loop adds its schedule, the skip check and its observers (log line, metrics, notifications),
+and, where ``backup.dir`` is set, scheduled backups on a thread beside it (``inventory.backup.schedule``).
 
 ``request_stop()`` (SIGTERM, SIGINT) lets the source in progress finish (its
 transaction commits or rolls back whole) and ends the loop; ``abort()`` (a second signal, or
