@@ -106,7 +106,7 @@ def measure(db: Database, scratch: Path, nodes: int, pods: int) -> list[tuple[st
             table: int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
             for table in ("workloads", "changes", "audit_log")
         }
-    rows = []
+    rows: list[tuple[str, ...]] = []
     mib = 1024 * 1024
     floor_label, floor_seconds, floor_bytes = floor(db, scratch)
     names = ["backup.db.gz", "backup.db"] if db.dialect == "sqlite" else ["backup.pgdump"]

@@ -27,6 +27,7 @@ from sqlalchemy import event, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 from sync_support import write_config, write_inventory
+from test_audit_integrity import _disable_triggers as disable_audit_triggers
 
 from inventory.audit.keys import secrets_for
 from inventory.audit.restore import restores_file
@@ -209,7 +210,7 @@ def test_audit_verify_passes_after_a_restore_and_says_so_while_a_truncation_stil
 
     # Someone with database access removes the restore entry and what followed: still a truncation.
     _sync(db, config_path, hosts=8)  # entry 4
-    _disable_audit_triggers(db)
+    disable_audit_triggers(db)
     with db.engine.begin() as conn:
         conn.execute(text("DELETE FROM audit_log WHERE seq >= 3"))
     code, report = _verify(config_path)
@@ -226,7 +227,7 @@ def test_an_old_database_put_back_without_restore_fails_and_a_forged_restore_rec
     create_backup(db, backup)
     _sync(db, config_path, hosts=4)
     # The old state put back with the engine's own tools, no restore record: a truncation.
-    _disable_audit_triggers(db)
+    disable_audit_triggers(db)
     with db.engine.begin() as conn:
         conn.execute(text("DELETE FROM audit_log WHERE seq >= 2"))
     code, report = _verify(config_path)
@@ -245,15 +246,6 @@ def test_an_old_database_put_back_without_restore_fails_and_a_forged_restore_rec
 def _head_hash(db: Database, seq: int) -> str:
     with db.engine.connect() as conn:
         return str(conn.execute(text("SELECT entry_hash FROM audit_log WHERE seq = :s"), {"s": seq}).scalar_one())
-
-
-def _disable_audit_triggers(db: Database) -> None:
-    with db.engine.begin() as conn:
-        if db.dialect == "postgresql":
-            conn.execute(text("ALTER TABLE audit_log DISABLE TRIGGER USER"))
-        else:
-            for name in ("audit_log_no_update", "audit_log_no_delete", "audit_log_extend_head"):
-                conn.execute(text(f"DROP TRIGGER {name}"))
 
 
 def test_refusals_leave_the_database_as_it_was(tmp_path: Path, store: Database) -> None:
