@@ -2,7 +2,7 @@
 
 The dataset is Kubernetes-shaped records (bench_reconcile.make_snapshot: nodes, deployments,
 pods with labels, owners and attributes) written through reconcile and SqlStore, then five
-rounds of 1% churn (changes rows and audit entries). Per engine, measured in one run:
+rounds of 1% churn (changes rows) and 2,000 tool-call audit entries. Per engine, measured in one run:
 
 - the database's size (SQLite: the file after a checkpoint; PostgreSQL: pg_database_size);
 - `inventory db backup` (create_backup) time and file size; SQLite both gzip (.db.gz) and plain;
@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from contextlib import closing
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -38,6 +39,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from inventory.audit.keys import AuditSecrets, attach
+from inventory.audit.log import AuditRecord, append
 from inventory.backup.pg_tools import find_tool, tool_environment, tool_url
 from inventory.backup.restore import restore_backup
 from inventory.backup.take import create_backup
@@ -46,6 +48,8 @@ from inventory.sync import sync_source
 from inventory.testing.scratch_postgres import DEFAULT_ADMIN_URL, ScratchDatabase
 
 CHURN_ROUNDS = 5
+# Tool-call entries appended besides the syncs' own: the restore checks the whole chain under the key.
+AUDIT_ENTRIES = 2000
 
 
 def build(db: Database, nodes: int, pods: int) -> int:
@@ -58,6 +62,9 @@ def build(db: Database, nodes: int, pods: int) -> int:
     for round_number in range(CHURN_ROUNDS):
         churned, _ = churn(snapshot, 0.01, seed=100 + round_number)
         sync_source(db, FixedConnector(churned))
+    for n in range(AUDIT_ENTRIES):
+        record = AuditRecord(event="tool_call", actor="bench", outcome="success", tool="kubernetes.restart_deployment")
+        append(db, replace(record, target_name=f"app-{n:04d}", arguments={"namespace": f"ns-{n % 40}"}))
     return len(snapshot.hosts) + len(snapshot.workloads)
 
 
@@ -128,7 +135,8 @@ def measure(db: Database, scratch: Path, nodes: int, pods: int) -> list[tuple[st
             )
         )
     print(
-        f"{db.dialect}: dataset built in {build_seconds:.1f}s (first sync + {CHURN_ROUNDS} rounds of 1% churn): "
+        f"{db.dialect}: dataset built in {build_seconds:.1f}s (first sync, {CHURN_ROUNDS} rounds of 1% churn, "
+        f"{AUDIT_ENTRIES:,} tool-call entries): "
         f"{nodes} nodes, {history['workloads']:,} workload rows (pods, deployments, churned-in pods), "
         f"{history['changes']:,} changes, {history['audit_log']} audit entries"
     )

@@ -113,6 +113,8 @@ def restore_backup(
             "engine it was taken from (README: Moving to a new machine)"
         )
     check_revision(manifest)
+    if db.dialect == "postgresql":
+        db.current_revision()  # a database missing on its server is named, with the createdb to run
     replaced = database_contents(db)
     if any(replaced.values()) and not force:
         held = ", ".join(f"{count} {table}" for table, count in replaced.items() if count)
