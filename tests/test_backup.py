@@ -15,14 +15,14 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from conftest import IN_CI
+from conftest import IN_CI, POSTGRES_ADMIN_URL
 from sqlalchemy import event, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
@@ -47,6 +47,7 @@ from inventory.storage.database import SCHEMA_REVISION, Database, open_database
 from inventory.storage.migrate import upgrade
 from inventory.storage.models import HostRow, SyncRun, WorkloadRow
 from inventory.sync import sync_all
+from inventory.testing.scratch_postgres import ScratchDatabase
 from inventory.tokens import create_token
 
 TABLES = ("sources", "sync_runs", "hosts", "workloads", "changes", "machine_links", "audit_log", "api_tokens")
@@ -430,3 +431,32 @@ def test_backup_errors_are_clear(tmp_path: Path, sqlite_url: str) -> None:
     assert not os.path.exists(make_url(sqlite_url).database or "")
     missing = _cli(config_path, "db", "restore", str(config_path))
     assert missing.exit_code == 2 and "manifest is missing" in missing.output
+
+
+def test_moving_to_a_new_machine_restores_into_an_empty_database_without_force(tmp_path: Path, store: Database) -> None:
+    db = store
+    config_path = _setup(tmp_path, db, 4)
+    _sync(db, config_path)
+    before = _contents(db)
+    backup = tmp_path / _backup_name(db)
+    create_backup(db, backup)
+    # The new machine: the same config with another database, never synced; the key and head copied (shared here).
+    with ExitStack() as new_server:
+        if db.dialect == "sqlite":
+            new_url = f"sqlite:///{tmp_path / 'new-machine' / 'inventory.db'}"
+        else:
+            new_url = new_server.enter_context(ScratchDatabase(POSTGRES_ADMIN_URL, prefix="inventory_test")).url
+        new_config = write_config(tmp_path / "new.yaml", new_url, {"lab": tmp_path / "lab.yaml"})
+        result = _cli(new_config, "db", "restore", str(backup))
+        assert result.exit_code == 0, result.output
+        new_db = Database(new_url)
+        try:
+            moved = _contents(new_db)
+        finally:
+            new_db.dispose()
+        assert {t: rows for t, rows in moved.items() if t != "audit_log"} == {
+            t: rows for t, rows in before.items() if t != "audit_log"
+        }
+        assert moved["audit_log"][:-1] == before["audit_log"]
+        code, report = _verify(new_config)
+        assert (code, report["ok"]) == (0, True)
