@@ -82,6 +82,17 @@ class AuditSettings(BaseModel):
     head_file: str | None = None
 
 
+class BackupSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Where the loop writes scheduled backups (relative to this file); unset: no scheduled backups.
+    dir: str | None = None
+    # Time between two scheduled backups ("1d", "6h" or seconds).
+    interval: Duration = Field(default=86400.0, gt=0)
+    # Scheduled backups kept; older ones are deleted.
+    keep: int = Field(default=30, ge=1)
+
+
 class TopLevel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -90,6 +101,7 @@ class TopLevel(BaseModel):
     principals: PrincipalSettings = PrincipalSettings()
     audit: AuditSettings = AuditSettings()
     sync: SyncSettings = SyncSettings()
+    backup: BackupSettings = BackupSettings()
     notify: NotifySettings = NotifySettings()
     sources: list[dict[str, Any]] = Field(default_factory=list)
     services: LogicalServices = Field(default_factory=list)
@@ -109,6 +121,7 @@ class Config:
     principals: PrincipalSettings = field(default_factory=PrincipalSettings)
     audit_key_file: Path = field(default_factory=default_key_path)
     audit_head_file: Path | None = None
+    backup: BackupSettings = field(default_factory=BackupSettings)
 
     def source(self, name: str) -> SourceConfig:
         for src in self.sources:
@@ -234,7 +247,14 @@ def build_config(
         principals=top.principals,
         audit_key_file=_anchor(top.audit.key_file, base_dir) if top.audit.key_file else default_key_path(),
         audit_head_file=_anchor(top.audit.head_file, base_dir) if top.audit.head_file else None,
+        backup=_anchored_backup(top.backup, base_dir),
     )
+
+
+def _anchored_backup(settings: BackupSettings, base_dir: Path) -> BackupSettings:
+    if settings.dir is None:
+        return settings
+    return settings.model_copy(update={"dir": str(_anchor(settings.dir, base_dir))})
 
 
 def _anchor(value: str, base_dir: Path) -> Path:

@@ -15,7 +15,8 @@ wrote per source, so a sync that takes a good part of the interval does not make
 the next one look fresh and double the effective interval.
 
 Every sync goes through ``inventory.sync.SourceRunner``, as ``sync --once`` does; the
-loop adds its schedule, the skip check and its observers (log line, metrics, notifications).
+loop adds its schedule, the skip check and its observers (log line, metrics, notifications),
+and, where ``backup.dir`` is set, scheduled backups on a thread beside it (``inventory.backup.schedule``).
 
 ``request_stop()`` (SIGTERM, SIGINT) lets the source in progress finish (its
 transaction commits or rolls back whole) and ends the loop; ``abort()`` (a second signal, or
@@ -35,6 +36,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from inventory.backup.schedule import scheduled_backups
 from inventory.config import Config
 from inventory.connector import ConnectorRegistry, SourceConfig
 from inventory.logs import outcome_fields
@@ -155,7 +157,10 @@ class SyncLoop:
         running: dict[str, Future[SourceOutcome | None]] = {}
         workers = max(1, min(self.runner.concurrency, len(self.schedule)))
         self.runner.registry.load_sdks(s.source.type for s in self.schedule)  # before the workers start
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="source") as pool:
+        with (
+            scheduled_backups(self.db, self.config),
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="source") as pool,
+        ):
             while True:
                 self._wake.clear()  # before looking at the stop: a stop requested from now on wakes the wait below
                 if self.stopping or not self.schedule:

@@ -47,6 +47,10 @@ NOT_RUN: dict[str, str] = {
     "audit export": "writes a file through a shell redirection",
     "db upgrade | db current": "two commands on one line; tests/test_migrations.py covers both",
     "completion fish >": "writes into the user's fish config",
+    "db backup FILE | db restore FILE": "FILE is a placeholder; the examples of 'Backups and restore' run",
+    "db backup /tmp/inventory.db.gz": "the old machine of 'Moving to a new machine'; tests/test_backup.py covers it",
+    "rsync -a": "copies to another machine",
+    "-c /tmp/inventory.yaml": "the new machine of 'Moving to a new machine'; tests/test_backup.py covers it",
 }
 PROGRAMS = (".venv/bin/inventory", "inventory")
 

@@ -56,7 +56,7 @@ def _filter_options(func: Any) -> Any:
             "--outcome",
             help="success, failed, denied, pending, rejected, approved, expired, dry_run, invalid, partial, started.",
         ),
-        click.option("--event", type=click.Choice(["tool_call", "approval", "sync", "token"])),
+        click.option("--event", type=click.Choice(["tool_call", "approval", "sync", "token", "restore"])),
         click.option("--target", help="Target or target name contains this."),
         click.option("--since", help="From this long ago (7d, 1h) or ISO time."),
         click.option("--until", help="Up to this long ago or ISO time."),
@@ -115,12 +115,14 @@ def verify_command(app: AppContext, checkpoint: str | None, in_python: bool, out
     changed, removed, out of order, forged or cut off, and exit 1 if any."""
     from inventory.audit.keys import secrets_for
     from inventory.audit.log import read_checkpoint, verify_chain
+    from inventory.audit.restore import restore_notes
     from inventory.render import to_json
 
     mark = read_checkpoint(checkpoint) if checkpoint else None
     db = app.database()
     with db.session() as session:
         result = verify_chain(session, mark, in_python=in_python, audit_secrets=secrets_for(db))
+        restores = restore_notes(session, secrets_for(db), result)
     if output == "json":
         click.echo(
             to_json(
@@ -132,6 +134,7 @@ def verify_command(app: AppContext, checkpoint: str | None, in_python: bool, out
                     "problem": None
                     if result.ok
                     else {"seq": result.problem.seq, "kind": result.problem.kind, "message": result.problem.message},  # type: ignore[union-attr]
+                    "restores": restores,
                 }
             )
         )
@@ -139,6 +142,8 @@ def verify_command(app: AppContext, checkpoint: str | None, in_python: bool, out
         click.echo(
             f"ok: {result.checked} entries, chain intact up to entry {result.last_seq} ({result.last_hash[:16]})"
         )
+        for note in restores:
+            click.echo(f"restore: {note}")
     else:
         click.echo(f"FAILED after {result.checked} good entries: {result.problem.message}", err=True)  # type: ignore[union-attr]
     if not result.ok:

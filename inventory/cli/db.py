@@ -1,4 +1,4 @@
-"""`inventory db`: schema revisions through Alembic."""
+"""`inventory db`: schema revisions through Alembic; backup and restore (inventory/backup/)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from inventory.cli.context import AppContext
 
 @click.group("db")
 def db_group() -> None:
-    """Database schema: upgrade, downgrade, show the current revision."""
+    """Database schema: upgrade, downgrade, show the current revision; backup and restore."""
 
 
 @db_group.command("upgrade")
@@ -78,3 +78,50 @@ def grant_command(app: AppContext, role: str, apply_now: bool) -> None:
         for statement in statements:
             conn.execute(text(statement))
     click.echo(f"{db.display_url}: granted the runtime role {role} what the service needs")
+
+
+@db_group.command("backup")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.pass_obj
+def backup_command(app: AppContext, file: str) -> None:
+    """Back up the database to FILE while syncs go on (SQLite: FILE.gz compressed, else plain; PostgreSQL: pg_dump
+    custom format), with FILE.manifest.json beside it: engine, schema revision, time and audit head, signed with the
+    audit key. The audit key itself is not in the backup: keep a copy of it apart."""
+    from inventory.backup.take import create_backup
+
+    db = app.database(check_schema=False)
+    manifest = create_backup(db, file)
+    head = f"audit entry {manifest.audit_head.seq}" if manifest.audit_head else "no audit entries"
+    click.echo(
+        f"{db.display_url}: backed up to {file} ({manifest.size} bytes, {manifest.compression}, "
+        f"revision {manifest.schema_revision}, {head}, taken at {manifest.taken_at})"
+    )
+
+
+@db_group.command("restore")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True))
+@click.option("--force", is_flag=True, help="Replace a database that holds anything (else a yes on a terminal).")
+@click.pass_obj
+def restore_command(app: AppContext, file: str, force: bool) -> None:
+    """Restore the backup FILE into the configured database: checked first (its manifest signed with the audit key,
+    a schema revision this program knows, its audit chain), migrated forward if older, and recorded in the audit log
+    so that `audit verify` tells the restore from a truncation. Stop syncs and the server first."""
+    import sys
+
+    from inventory.backup.restore import restore_backup
+
+    db = app.database(check_schema=False)
+    confirm = (lambda question: click.confirm(question, default=False, err=True)) if sys.stdin.isatty() else None
+    outcome = restore_backup(
+        db,
+        file,
+        actor=app.principal().name,
+        force=force,
+        confirm=confirm,
+        sources=[source.name for source in app.config.sources],
+    )
+    migrated = f", migrated from {outcome.migrated_from}" if outcome.migrated_from else ""
+    click.echo(f"{db.display_url}: restored {file} (taken at {outcome.manifest.taken_at}{migrated})")
+    click.echo(f"audit log: {outcome.note.describe()}")
+    if db.dialect == "postgresql":
+        click.echo("grants are not restored: run `inventory db grant ROLE --apply` for the service's runtime role")
