@@ -44,28 +44,36 @@ def test_shared_names_are_made_unique_the_same_way_whatever_the_order() -> None:
     assert unique_names(list(reversed(hosts))) == names
 
 
-def test_list_has_every_live_host_once_with_groups_and_hostvars(lab: SyncedLab) -> None:
+def test_list_has_every_machine_once_with_the_groups_and_faces_of_every_source(lab: SyncedLab) -> None:
     with lab.db.session() as session:
         document = build_list(session)
     hostvars = document.pop("_meta")["hostvars"]
-    # 15 hosts: 3 Proxmox nodes, 8 guests, 3 Kubernetes nodes, 1 Docker engine; 4 names are used twice.
-    assert len(hostvars) == 15
-    assert {"node-0000@pve", "node-0000@k3s", "docker01@pve", "docker01@docker01", "homeassistant", "pve1"} <= set(
-        hostvars
-    )
-    k8s_node = hostvars["node-0000@k3s"]
-    assert k8s_node["ansible_host"] == "192.168.1.101"  # the InternalIP, not the ExternalIP listed after it
-    assert k8s_node["inv_source"] == "k3s" and k8s_node["inv_kind"] == "node" and isinstance(k8s_node["inv_id"], int)
-    assert hostvars["docker01@docker01"]["ansible_host"] == "192.168.1.110"  # its swarm node address
+    # 15 hosts: 3 Proxmox nodes, 8 guests, 3 Kubernetes nodes, 1 Docker engine; the three VMs that are
+    # Kubernetes nodes and the LXC that runs the Docker engine are one machine each: 11 Ansible hosts.
+    assert len(hostvars) == 11
+    assert {"node-0000", "docker01", "homeassistant", "pve1"} <= set(hostvars)
+    assert not any("@" in name for name in hostvars)  # `ansible all` reaches each machine once
+    node = hostvars["node-0000"]
+    assert node["ansible_host"] == "192.168.1.101"  # the InternalIP, not the ExternalIP listed after it
+    assert [(f["source"], f["kind"]) for f in node["inv_faces"]] == [("k3s", "node"), ("pve", "vm")]
+    assert node["inv_source"] == "k3s" and node["inv_kind"] == "node" and isinstance(node["inv_id"], int)
+    assert node["inv_tags"] == ["k8s"]  # the Proxmox guest's tag, on the machine
+    assert hostvars["docker01"]["ansible_host"] == "192.168.1.110"  # its swarm node address
     assert hostvars["win11"]["ansible_host"] == "win11"  # stopped, no guest agent address
     assert all(ANSIBLE_GROUP.match(group) for group in document), [g for g in document if not ANSIBLE_GROUP.match(g)]
-    assert set(document["source_k3s"]["hosts"]) == {"node-0000@k3s", "node-0001@k3s", "node-0002@k3s"}
-    assert set(document["tag_k8s"]["hosts"]) == {"node-0000@pve", "node-0001@pve", "node-0002@pve"}
-    assert "docker01@pve" in document["tag_docker"]["hosts"]
-    assert "win11" in document["status_stopped"]["hosts"] and "pve1" in document["kind_node"]["hosts"]
-    assert document["label_kubernetes_io_arch_amd64"]["hosts"] == ["node-0000@k3s", "node-0001@k3s", "node-0002@k3s"]
+    machines_of_nodes = {"node-0000", "node-0001", "node-0002"}
+    assert set(document["source_k3s"]["hosts"]) == machines_of_nodes
+    assert machines_of_nodes | {"docker01", "pve1"} <= set(document["source_pve"]["hosts"])
+    assert set(document["tag_k8s"]["hosts"]) == machines_of_nodes
+    assert "docker01" in document["tag_docker"]["hosts"]
+    # A Proxmox hypervisor and a Kubernetes node are different kinds of node.
+    assert document["kind_proxmox_node"]["hosts"] == ["pve1", "pve2", "pve3"]
+    assert set(document["kind_kubernetes_node"]["hosts"]) == machines_of_nodes
+    assert "kind_node" not in document
+    assert "win11" in document["status_stopped"]["hosts"]
+    assert document["label_kubernetes_io_arch_amd64"]["hosts"] == sorted(machines_of_nodes)
     with lab.db.session() as session:
-        assert host_vars(session, "node-0000@pve")["inv_tags"] == ["k8s"]
+        assert host_vars(session, "node-0000")["inv_tags"] == ["k8s"]
         with pytest.raises(NotFound, match="no host named 'nope'"):
             host_vars(session, "nope")
 
@@ -106,10 +114,18 @@ def test_real_ansible_inventory_reads_the_wrapper_script(lab: SyncedLab, tmp_pat
     with lab.db.session() as session:
         ours = build_list(session)
     assert set(hostvars) == set(ours["_meta"]["hostvars"])
-    assert hostvars["node-0001@pve"]["ansible_host"] == "192.168.1.102"
-    assert hostvars["node-0001@pve"]["inv_tags"] == ["k8s"]
+    assert hostvars["node-0001"]["ansible_host"] == "192.168.1.102"
+    assert hostvars["node-0001"]["inv_tags"] == ["k8s"]
     assert set(listing["source_pve"]["hosts"]) == set(ours["source_pve"]["hosts"])
     assert "source_k3s" in listing["all"]["children"]
+    # ansible-inventory --graph: each machine once under @all, in the group of every source that sees it.
+    graph = subprocess.run(
+        [binary, "-i", str(wrapper), "--graph"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert graph.returncode == 0, graph.stderr
+    machines = {line.rsplit("|--", 1)[-1] for line in graph.stdout.splitlines() if "@" not in line}
+    assert {"node-0000", "docker01", "pve1"} <= machines
+    assert "node-0000@k3s" not in graph.stdout and "node-0000@pve" not in graph.stdout
 
 
 def test_cli_usage_errors(lab: SyncedLab, tmp_path: Path) -> None:

@@ -17,10 +17,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
-from inventory.storage.models import HostRow, Source, WorkloadRow
+from inventory.storage.models import HostRow, MachineLink, Source, WorkloadRow
 from inventory.tags import tags_of
 
 
@@ -59,6 +59,13 @@ class ExportHost:
     # Namespace and tags of the guest that backs the host (Proxmox keeps tags on the guest).
     namespace: str | None = None
     tags: Sequence[str] = field(default_factory=list)
+    # The machine this host is one face of (inventory.machine_links: its lowest host id); its own id when
+    # no other source sees the same machine.
+    machine_id: int | None = None
+
+    @property
+    def machine(self) -> int:
+        return self.machine_id if self.machine_id is not None else self.id
 
     @property
     def address(self) -> str | None:
@@ -68,10 +75,17 @@ class ExportHost:
 def live_hosts(session: Session, *, sources: Sequence[str] = (), kinds: Sequence[str] = ()) -> list[ExportHost]:
     """Every live host (optionally of some sources or kinds) in one query, ordered by source, name and id."""
     backing = aliased(WorkloadRow)
+    machine = (
+        select(MachineLink.host_id, func.min(MachineLink.machine_id).label("machine_id"))
+        .group_by(MachineLink.host_id)
+        .subquery()
+    )
     stmt = (
         select(HostRow, Source.name, Source.type, backing.namespace, backing.labels, backing.attributes)
+        .add_columns(machine.c.machine_id)
         .join(Source, Source.id == HostRow.source_id)
         .outerjoin(backing, backing.id == HostRow.backing_workload_id)
+        .outerjoin(machine, machine.c.host_id == HostRow.id)
         .where(HostRow.removed_at.is_(None))
         .order_by(Source.name, HostRow.name, HostRow.id)
     )
@@ -80,7 +94,7 @@ def live_hosts(session: Session, *, sources: Sequence[str] = (), kinds: Sequence
     if kinds:
         stmt = stmt.where(HostRow.kind.in_(list(kinds)))
     hosts = []
-    for row, source, source_type, namespace, guest_labels, guest_attributes in session.execute(stmt):
+    for row, source, source_type, namespace, guest_labels, guest_attributes, machine_id in session.execute(stmt):
         hosts.append(
             ExportHost(
                 id=row.id,
@@ -98,6 +112,7 @@ def live_hosts(session: Session, *, sources: Sequence[str] = (), kinds: Sequence
                 attributes=dict(row.attributes or {}),
                 namespace=namespace,
                 tags=tags_of(row.attributes, row.labels, guest_attributes, guest_labels),
+                machine_id=machine_id,
             )
         )
     return hosts
