@@ -125,7 +125,7 @@ def test_check_says_what_a_narrow_account_may_not_read_and_counts_it_ok(machine:
     (row,) = report["sources"]
     assert row["status"] == "ok"
     assert row["warnings"] == [
-        "permissions: skipped, forbidden for context 'lab' (HTTP 403): nodes (pods keep their last known node links)"
+        "permissions: skipped, forbidden for context 'lab' (HTTP 403): nodes (pods keep their last known node links; pods never linked have none)"
     ]
     table = CliRunner().invoke(cli, ["check"])
     assert table.exit_code == 0 and "note: permissions: skipped, forbidden" in " ".join(table.output.split())

@@ -96,7 +96,7 @@ def test_nodes_forbidden_keep_the_pods_links_and_a_complete_pod_list_still_remov
     snapshot = connector(kubeconfig).collect()
     assert snapshot.errors == [] and snapshot.hosts == []
     assert snapshot.warnings == [
-        "permissions: skipped, forbidden for context 'lab' (HTTP 403): nodes (pods keep their last known node links)"
+        "permissions: skipped, forbidden for context 'lab' (HTTP 403): nodes (pods keep their last known node links; pods never linked have none)"
     ]
     scheduled = [w for w in snapshot.workloads if w.kind == "pod" and w.attributes["node"]]
     assert scheduled and all(p.host is None and p.unread == {"host"} for p in scheduled)  # kept as stored, not cleared
@@ -109,6 +109,17 @@ def test_nodes_forbidden_keep_the_pods_links_and_a_complete_pod_list_still_remov
     assert outcome.result is not None and outcome.result.removed == 1  # the deleted pod: its list was complete
     assert ("app-000", gone["name"]) not in live_names(db, WorkloadRow, "pod")
     assert len(live_names(db, HostRow)) == 3  # nodes not read are not gone
+
+
+def test_nodes_and_pods_both_forbidden_claim_no_kept_pod_links(cluster: FakeKubernetes, kubeconfig: Path) -> None:
+    cluster.forbid("nodes")
+    cluster.forbid("pods")
+
+    snapshot = connector(kubeconfig).collect()
+
+    (permissions,) = [w for w in snapshot.warnings if w.startswith("permissions:")]
+    assert "nodes" in permissions and "pods" in permissions
+    assert "node links" not in permissions  # no pod was read, so none keeps a link
 
 
 def test_a_namespace_scoped_account_reads_what_it_may_says_so_once_and_succeeds(
@@ -128,7 +139,7 @@ def test_a_namespace_scoped_account_reads_what_it_may_says_so_once_and_succeeds(
     assert snapshot.warnings[1:] == [
         "permissions: skipped, forbidden for context 'lab' (HTTP 403): nodes; "
         + ", ".join(NAMESPACED)
-        + " in namespace app-001 (pods keep their last known node links)"
+        + " in namespace app-001 (pods keep their last known node links; pods never linked have none)"
     ]
     assert {w.namespace for w in snapshot.workloads} == {"app-000"}
     assert Scope("workload", "pod", "app-000") in (snapshot.scopes or [])

@@ -570,6 +570,17 @@ def test_a_token_that_sees_nodes_but_no_guests_removes_nothing_and_says_why(db: 
     assert len(live_rows(db, WorkloadRow)) == 4
 
 
+@sqlite_only
+def test_an_offline_node_seen_by_a_token_blind_to_guests_claims_no_guest_count(db: Database, pve: FakeProxmox) -> None:
+    pve.cluster.node("pve2").online = False
+    pve.faults.permissions = "nodes-only"
+
+    snapshot = connector_for(pve).collect()
+
+    assert "node pve2: offline" in snapshot.warnings
+    assert not any("guests" in w for w in snapshot.warnings if w.startswith("node pve2"))  # not "its 0 guests"
+
+
 def test_a_really_empty_cluster_is_withheld_unless_allow_empty(db: Database, pve: FakeProxmox) -> None:
     connector = connector_for(pve)
     sync_source(db, connector)

@@ -275,8 +275,8 @@ def compose_services(containers: Iterable[Mapping[str, Any]], states: Mapping[st
 
     ``states`` are the containers' states as their workloads say them (inspect, newer than the
     list), so that a service and its containers never disagree within one sync. One-off
-    containers (``docker compose run``) belong to the project but are no member of a service,
-    and count for no status.
+    containers (``docker compose run``) are members of neither the project nor its services and
+    count for no status, as ``docker compose ps`` leaves them out; the project counts them apart.
     """
     projects: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for container in containers:
@@ -298,7 +298,8 @@ def compose_services(containers: Iterable[Mapping[str, Any]], states: Mapping[st
             "services": sorted(s for s in by_service if s),
             "working_dir": first_labels.get(COMPOSE_WORKING_DIR),
             "config_files": first_labels.get(COMPOSE_CONFIG_FILES),
-            "containers": len(members),
+            "containers": len(replicas),
+            "one_off_containers": len(members) - len(replicas) or None,
         }
         services.append(
             Service(
@@ -306,8 +307,9 @@ def compose_services(containers: Iterable[Mapping[str, Any]], states: Mapping[st
                 external_id=project,
                 name=project,
                 namespace=project,
+                # A project of one-offs only (every service down, a `compose run` left) is what they say.
                 status=status_of(replicas or members),
-                members=tuple(Ref(CONTAINER_KIND, c["Id"]) for c in members),
+                members=tuple(Ref(CONTAINER_KIND, c["Id"]) for c in replicas),
                 attributes={k: v for k, v in project_attributes.items() if v is not None},
             )
         )

@@ -310,8 +310,10 @@ class _Collector:
         ]
         reason = f"skipped, forbidden for {self.api.where} (HTTP 403): " + "; ".join(parts)
         cluster_wide = by_namespace.get(None, [])
-        if "nodes" in cluster_wide:
-            reason += " (pods keep their last known node links)"
+        pods_read = any(scope.kind == "pod" for scope in self.snapshot.scopes or ())
+        if "nodes" in cluster_wide and pods_read:
+            # Node links are read from the node list: stored links stay, a pod never linked gets none.
+            reason += " (pods keep their last known node links; pods never linked have none)"
         if any(resource != "nodes" for resource in cluster_wide):
             reason += "; give namespaces: to read the namespaces it may"
         self.snapshot.warn("permissions", reason)  # logged by the runner, once per process

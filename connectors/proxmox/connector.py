@@ -176,6 +176,9 @@ class ProxmoxConnector(Connector):
                 if not template_known(guest, config_read=False):  # a machine, or a template: only what is stored
                     snapshot.keep("host", host_kind(str(guest["type"])), guest_id(cluster, guest["vmid"]))
         for node in sorted({str(n["node"]) for n in nodes} - online):
+            if not guests_visible:  # the token sees no guests at all: a count of them would be a lie
+                snapshot.warn(f"node {node}", "offline")
+                continue
             count = offline_guests.get(node, 0)
             snapshot.warn(
                 f"node {node}",
