@@ -17,6 +17,7 @@ Registration (pyproject.toml)::
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import threading
@@ -80,26 +81,40 @@ class SourceConfig(BaseModel):
 
 @dataclass(frozen=True, init=False)
 class StatusVocabulary:
-    """Which status words of a source mean running, stopped or failed (compared lower-cased); others are "other"."""
+    """Which status words of a source mean running, stopped or failed (compared lower-cased); others are "other".
+
+    ``inert`` words name objects that never run (a Proxmox template): neither stopped nor failed in a
+    report, never idle, and no target for the exports that reach machines (Ansible, Prometheus).
+    """
 
     running: frozenset[str]
     stopped: frozenset[str]
     failed: frozenset[str]
+    inert: frozenset[str]
 
-    def __init__(self, *, running: Iterable[str] = (), stopped: Iterable[str] = (), failed: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        running: Iterable[str] = (),
+        stopped: Iterable[str] = (),
+        failed: Iterable[str] = (),
+        inert: Iterable[str] = (),
+    ) -> None:
         object.__setattr__(self, "running", frozenset(word.lower() for word in running))
         object.__setattr__(self, "stopped", frozenset(word.lower() for word in stopped))
         object.__setattr__(self, "failed", frozenset(word.lower() for word in failed))
+        object.__setattr__(self, "inert", frozenset(word.lower() for word in inert))
 
     def __or__(self, other: StatusVocabulary) -> StatusVocabulary:
         return StatusVocabulary(
             running=self.running | other.running,
             stopped=self.stopped | other.stopped,
             failed=self.failed | other.failed,
+            inert=self.inert | other.inert,
         )
 
     def classify(self, status: str | None) -> str:
-        """running | stopped | failed | other; a word claimed by two states counts as running, then failed."""
+        """running | stopped | failed | inert | other; a word claimed by two states counts as running, then failed."""
         value = (status or "").strip().lower()
         if value in self.running:
             return "running"
@@ -107,6 +122,8 @@ class StatusVocabulary:
             return "failed"
         if value in self.stopped:
             return "stopped"
+        if value in self.inert:
+            return "inert"
         return "other"
 
 
@@ -220,6 +237,12 @@ class _Entry:
     entry_point: EntryPoint | None
     loaded: type[Connector] | None = None
     error: str | None = None
+
+
+@functools.cache
+def installed_status_vocabulary() -> StatusVocabulary:
+    """The status words every installed connector declares, pooled (read once: loading a connector imports no SDK)."""
+    return ConnectorRegistry.discover().status_vocabulary()
 
 
 class ConnectorRegistry:

@@ -8,7 +8,6 @@ installed connectors together, compared lower-cased.
 
 from __future__ import annotations
 
-import functools
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
@@ -17,7 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from inventory.connector import ConnectorRegistry, StatusVocabulary
+from inventory.connector import StatusVocabulary, installed_status_vocabulary
 from inventory.machine_links import describe_ambiguous, live_host_facts
 from inventory.machines import ambiguous_uuids
 from inventory.queries import list_sources
@@ -28,14 +27,13 @@ from inventory.timeutil import utcnow
 ACTIONS = ("created", "updated", "removed", "revived")
 
 
-@functools.cache
 def status_vocabulary() -> StatusVocabulary:
     """What the installed connectors declare (read once: loading a connector imports no SDK)."""
-    return ConnectorRegistry.discover().status_vocabulary()
+    return installed_status_vocabulary()
 
 
 def classify_status(status: str | None) -> str:
-    """running | stopped | failed | other."""
+    """running | stopped | failed | inert | other."""
     return status_vocabulary().classify(status)
 
 
@@ -148,7 +146,7 @@ def _idle_hosts(session: Session, names: dict[int, str]) -> list[dict[str, Any]]
     return [
         {"id": host.id, "source": names[host.source_id], "kind": host.kind, "name": host.name, "status": host.status}
         for host, _ in hosts
-        if host.id not in busy and host.id not in covered
+        if host.id not in busy and host.id not in covered and classify_status(host.status) != "inert"
     ]
 
 

@@ -53,6 +53,7 @@ def test_list_has_every_machine_once_with_the_groups_and_faces_of_every_source(l
     assert len(hostvars) == 11
     assert {"node-0000", "docker01", "homeassistant", "pve1"} <= set(hostvars)
     assert not any("@" in name for name in hostvars)  # `ansible all` reaches each machine once
+    assert "debian-12-template" not in hostvars  # a template never runs: nothing to reach
     node = hostvars["node-0000"]
     assert node["ansible_host"] == "192.168.1.101"  # the InternalIP, not the ExternalIP listed after it
     assert [(f["source"], f["kind"]) for f in node["inv_faces"]] == [("k3s", "node"), ("pve", "vm")]

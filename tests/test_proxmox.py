@@ -118,7 +118,11 @@ def test_nodes_vms_lxcs_templates_and_pools_land_with_links_and_addresses(pve: F
     assert str(records[("lxc", "lab/200")].host) == "node:lab/pve2"
 
     template = records[("qemu", "lab/9000")]
-    assert template.attributes["template"] is True and ("host:vm", "lab/9000") not in records
+    assert template.attributes["template"] is True and template.status == "template"
+    # A template has a host record too (hosts list and its MAC and SMBIOS uuid), inert: it never runs.
+    template_host = records[("host:vm", "lab/9000")]
+    assert template_host.status == "template" and template_host.mac_addresses == (mac_for(9000).lower(),)
+    assert template_host.machine_uuid == pve.cluster.guest(9000).smbios_uuid.lower()
 
     pool = records[("pool", "lab/prod")]
     assert sorted(str(m) for m in pool.members) == ["qemu:lab/100", "qemu:lab/101"]
@@ -340,8 +344,8 @@ def test_guests_of_a_node_off_at_the_first_sync_are_created_as_the_cluster_lists
     assert (workloads[("qemu", "lab/101")].status, workloads[("qemu", "lab/101")].name) == ("unknown", "101")
     assert workloads[("lxc", "lab/200")].details_stale_since is not None
     assert hosts[("node", "lab/pve2")].status == "offline"
-    # Whether they are templates (no machine) is unknown: no host is made up for them.
-    assert ("vm", "lab/101") not in hosts and ("lxc", "lab/200") not in hosts
+    # Every guest is a host too (a template an inert one): it is there, its state unknown.
+    assert hosts[("vm", "lab/101")].status == "unknown" and hosts[("lxc", "lab/200")].status == "unknown"
 
     pve.cluster.node("pve2").online = True
     back = sync_source(db, connector_for(pve))
@@ -367,9 +371,9 @@ def test_a_node_that_goes_off_changes_its_guests_status_and_nothing_else(db: Dat
     with db.session() as session:
         diffs = [row.diff for row in session.scalars(select(Change).where(Change.action == "updated"))]
     # Only what the cluster says changed: the node is offline, its guests' state unknown.
-    assert sorted(key for diff in diffs for key in diff or {}) == ["status"] * 4, (
+    assert sorted(key for diff in diffs for key in diff or {}) == ["status"] * 5, (
         diffs
-    )  # node, vm 101 as host and workload, template
+    )  # node, vm 101 as host and workload, the template as host and workload (template -> unknown)
     for key in (("qemu", "lab/101"), ("qemu", "lab/9000")):
         assert workloads[key].name == before_workloads[key].name
         assert workloads[key].attributes == before_workloads[key].attributes

@@ -42,12 +42,13 @@ def _synced(tmp_path: Path, db: Database) -> Path:
 
 
 def test_status_vocabulary() -> None:
-    assert [classify_status(s) for s in ("Running", "exited", "CrashLoopBackOff", "Pending", None)] == [
+    assert [classify_status(s) for s in ("Running", "exited", "CrashLoopBackOff", "Pending", None, "template")] == [
         "running",
         "stopped",
         "failed",
         "other",
         "other",
+        "inert",
     ]
     assert [format_age(s) for s in (None, 42, 307, 3 * 3600 + 300, 2 * 86400 + 4 * 3600)] == [
         "never",
@@ -131,3 +132,10 @@ def test_kubernetes_services_down_only_when_their_pods_are(lab: SyncedLab) -> No
     # A selector no pod carries may still have endpoints: listed as that, not as down.
     assert selecting_nothing[("kube-system", "kube-dns")] == "k8s-app=kube-dns"
     assert ("kube-system", "kube-dns") not in down
+
+
+def test_a_template_is_neither_a_problem_workload_nor_an_idle_host(lab: SyncedLab) -> None:
+    with lab.db.session() as session:
+        report = build_report(session, since=utcnow() - timedelta(days=1))
+    assert "debian-12-template" not in {w["name"] for w in report["problem_workloads"]}
+    assert "debian-12-template" not in {h["name"] for h in report["hosts_without_workloads"]}

@@ -41,13 +41,10 @@ from connectors.proxmox.config import TYPE_NAME, ProxmoxConfig
 from connectors.proxmox.records import (
     agent_addresses,
     agent_enabled,
-    guest_id,
     guest_records,
-    host_kind,
     lxc_addresses,
     node_host,
     pool_services,
-    template_known,
 )
 from inventory.connector import Connector, KindVocabulary, SourceConfig, StatusVocabulary
 from inventory.errors import SourceError
@@ -95,6 +92,7 @@ class ProxmoxConnector(Connector):
         running={"running", "online"},
         stopped={"stopped", "paused", "suspended", "offline"},
         failed={"unknown"},
+        inert={"template"},  # a template never runs: no machine to reach, neither stopped nor failed
     )
     # A QEMU guest is a "qemu" workload and its guest OS a "vm" host: one word finds both, as does "lxc" / "ct".
     kinds: ClassVar[KindVocabulary] = KindVocabulary(
@@ -173,8 +171,6 @@ class ProxmoxConnector(Connector):
                 self._add_guest(
                     snapshot, _GuestResult(*guest_records(cluster, guest, None, None, addresses_read=False))
                 )
-                if not template_known(guest, config_read=False):  # a machine, or a template: only what is stored
-                    snapshot.keep("host", host_kind(str(guest["type"])), guest_id(cluster, guest["vmid"]))
         for node in sorted({str(n["node"]) for n in nodes} - online):
             if not guests_visible:  # the token sees no guests at all: a count of them would be a lie
                 snapshot.warn(f"node {node}", "offline")

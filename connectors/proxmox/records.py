@@ -281,8 +281,8 @@ def guest_records(
     addresses: Iterable[str] | None,
     *,
     addresses_read: bool = True,
-) -> tuple[Workload, Host | None]:
-    """A guest as a workload (what runs) and, unless it is a template, as a host (the machine it is).
+) -> tuple[Workload, Host]:
+    """A guest as a workload (what runs) and as a host (the machine it is; a template's status says "template").
 
     ``config`` None: the guest's config could not be read (its node is off, the call failed);
     the guest is what the cluster list says, and what only its config tells is unread.
@@ -297,8 +297,9 @@ def guest_records(
     # for a new guest, a known one keeps its name.
     name_known = bool(resource.get("name") or config.get("name") or config.get("hostname"))
     name = str(resource.get("name") or config.get("name") or config.get("hostname") or vmid)
-    status = str(resource.get("status") or "unknown")
     template = bool(_int(resource.get("template")) or _int(config.get("template")))
+    # A template never runs: "template" (inert), not the "stopped" the cluster list says of it.
+    status = TEMPLATE_STATUS if template else str(resource.get("status") or "unknown")
     tags = split_tags(resource.get("tags") or config.get("tags"))
     cores = _int(config.get("cores"))
     sockets = _int(config.get("sockets")) or 1
@@ -332,7 +333,7 @@ def guest_records(
                 "ostype": config.get("ostype"),
                 "onboot": bool(_int(config.get("onboot"))) if config.get("onboot") is not None else None,
                 "agent": agent_enabled(config) if kind == "qemu" and config_read else None,
-                # A template is no machine (no host below), but clones correlate by what it was made with.
+                # Kept on the workload too (where they were before templates had a host).
                 "mac_addresses": list(config_macs(config)) if template else None,
                 "machine_uuid": smbios_uuid(config) if template else None,
             }
@@ -343,10 +344,6 @@ def guest_records(
         if "template" not in resource:  # computed False above, yet unknown: the stored value stays
             unread |= {"attributes.template"}
         workload = replace(workload, unread=unread | ({"name"} if not name_known else set()))
-    if template:
-        # A template never runs: it is no machine to correlate with. Unknown (a guest of a node long
-        # off): its host is made as for a machine, and the connector has it updated only where stored.
-        return workload, None
     hostname = config.get("hostname") if kind == "lxc" else name
     host = Host(
         kind=host_kind(kind),
@@ -370,14 +367,13 @@ def guest_records(
     return workload, host
 
 
+# The status of a template, workload and host alike: declared inert by the connector's vocabulary.
+TEMPLATE_STATUS = "template"
+
+
 def host_kind(guest_kind: str) -> str:
     """The host kind of a guest: a qemu guest is a "vm", a container an "lxc"."""
     return "vm" if guest_kind == "qemu" else "lxc"
-
-
-def template_known(resource: Mapping[str, Any], config_read: bool) -> bool:
-    """Whether a guest is known to be a template or not: the cluster list says so, or its config was read."""
-    return "template" in resource or config_read
 
 
 def pool_services(cluster: str, pool_ids: Iterable[str], guests: Iterable[Mapping[str, Any]]) -> list[Service]:

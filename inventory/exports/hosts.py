@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
+from inventory.connector import installed_status_vocabulary
 from inventory.storage.models import HostRow, MachineLink, Source, WorkloadRow
 from inventory.tags import tags_of
 
@@ -73,7 +74,7 @@ class ExportHost:
 
 
 def live_hosts(session: Session, *, sources: Sequence[str] = (), kinds: Sequence[str] = ()) -> list[ExportHost]:
-    """Every live host (optionally of some sources or kinds) in one query, ordered by source, name and id."""
+    """Every live host that can run (optionally of some sources or kinds) in one query, by source, name and id."""
     backing = aliased(WorkloadRow)
     machine = (
         select(MachineLink.host_id, func.min(MachineLink.machine_id).label("machine_id"))
@@ -93,8 +94,12 @@ def live_hosts(session: Session, *, sources: Sequence[str] = (), kinds: Sequence
         stmt = stmt.where(Source.name.in_(list(sources)))
     if kinds:
         stmt = stmt.where(HostRow.kind.in_(list(kinds)))
+    # A host that never runs (a template) is no machine to reach.
+    inert = installed_status_vocabulary().inert
     hosts = []
     for row, source, source_type, namespace, guest_labels, guest_attributes, machine_id in session.execute(stmt):
+        if (row.status or "").lower() in inert:
+            continue
         hosts.append(
             ExportHost(
                 id=row.id,
