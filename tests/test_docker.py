@@ -746,7 +746,10 @@ def test_a_failed_read_leaves_the_snapshot_incomplete_and_removes_only_what_a_co
         fake.faults["/containers/json"] = 500
         outcome = sync_source(db, connector)
         assert outcome.status == "partial" and outcome.result is not None and outcome.result.removed == 0
-        assert outcome.error is not None and "source 'fake', containers: GET /v1.41/containers/json: HTTP 500" in outcome.error
+        assert (
+            outcome.error is not None
+            and "source 'fake', containers: GET /v1.41/containers/json: HTTP 500" in outcome.error
+        )
     with db.session() as session:
         removed = [w.external_id for w in session.execute(select(WorkloadRow)).scalars() if w.removed_at is not None]
         assert removed == [containers[-1].id]

@@ -148,8 +148,8 @@ class ProxmoxConnector(Connector):
             exc.resource,
             f"permission denied: {exc.message}",
             grant=(
-                f"{who} may read nothing of the cluster ({exc.message}): grant it the PVEAuditor role (Sys.Audit, VM.Audit, "
-                f"Pool.Audit) on /, e.g. pveum acl modify / {subject} --roles PVEAuditor "
+                f"{who} may read nothing of the cluster ({exc.message}): grant it the PVEAuditor role "
+                f"(Sys.Audit, VM.Audit, Pool.Audit) on /, e.g. pveum acl modify / {subject} --roles PVEAuditor "
                 "(a privilege-separated token needs its own ACL entry, besides its user's)"
             ),
         )
