@@ -46,10 +46,11 @@ def status_rows(app: AppContext) -> list[dict[str, Any]]:
 
 
 def warning_summary(warnings: list[str]) -> str:
-    """A table cell: the one warning, or how many and the first ("3 warnings, first: node pve2: offline; ...")."""
+    """A table cell: the one warning, or how many, then the first ("(3) node pve2: offline; ..."): the count
+    first, so that a terminal's cut keeps it."""
     if len(warnings) <= 1:
         return warnings[0] if warnings else ""
-    return f"{len(warnings)} warnings, first: {warnings[0]}"
+    return f"({len(warnings)}) {warnings[0]}"
 
 
 @click.command("status")
@@ -68,7 +69,7 @@ def status_command(app: AppContext, max_age: str | None, output: str) -> None:
     A run that read nothing (``forbidden``: every part of the source refused to its credentials),
     failed or was partial is no success: with --max-age the source goes stale from its last success.
     """
-    from inventory.render import render_rows
+    from inventory.render import printable, render_rows
     from inventory.timeutil import parse_duration
 
     limit = None
@@ -79,9 +80,12 @@ def status_command(app: AppContext, max_age: str | None, output: str) -> None:
             raise UsageError(f"--max-age: {exc}") from None
     rows = status_rows(app)
     columns = ("source", "type", "last_status", "last_success_at", "age", "hosts", "workloads", "services")
-    if output in ("table", "wide"):  # one cell per source: how many warnings, and the first in full
+    if output in ("table", "wide"):  # one cell per source: how many warnings and the first, then each in full
         shown = [{**row, "warnings": warning_summary(row["warnings"])} for row in rows]
         render_rows(shown, output, (*columns, "warnings", "last_error"))
+        for row in rows:  # on stderr, as STALE lines are: a terminal cuts the table, a pipe keeps its columns
+            for warning in row["warnings"]:
+                click.echo(f"WARNING source {row['source']!r}: {printable(warning)}", err=True)
     else:  # JSON, YAML: every warning, as a list
         render_rows(rows, output, (*columns, "last_error", "warnings"))
     if limit is None:
