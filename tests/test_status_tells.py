@@ -111,7 +111,9 @@ def test_status_shows_the_last_runs_warnings_and_every_face_serves_them(
     assert synced.exit_code == 0, synced.output  # a node off is a fact: success, with a warning
 
     rows = status(config)
-    (warning,) = rows["pve"]["warnings"]  # type: ignore[misc]
+    warnings = rows["pve"]["warnings"]
+    assert isinstance(warnings, list) and len(warnings) == 1
+    warning = str(warnings[0])
     assert warning.startswith("node pve2: offline; its ") and rows["pve"]["last_status"] == "success"
     table = inventory(config, "status")
     assert table.exit_code == 0 and "WARNINGS" in table.stdout and warning in table.stdout
