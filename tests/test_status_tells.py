@@ -165,6 +165,8 @@ def test_a_kubernetes_account_that_never_could_read_anything_is_forbidden_never_
         synced.stderr
     )
     assert GRANT_KUBERNETES in synced.stderr and "--serviceaccount=inventory:reader" in synced.stderr
+    # kube-system (the cluster's identity) was refused too: namespaces are in what to grant
+    assert ",ingresses.networking.k8s.io,namespaces && kubectl create clusterrolebinding" in synced.stderr
     row = status(config)["lab"]
     assert row["last_status"] == "forbidden" and row["last_success_at"] is None and row["hosts"] == 0
     assert "may not list nodes, pods" in str(row["last_error"])

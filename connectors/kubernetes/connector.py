@@ -176,6 +176,7 @@ class _Collector:
         self.forbidden: list[tuple[str, str | None]] = []
         # Who the API server says the credentials are (RBAC's 403 names them), for the advice on what to grant.
         self.account: str | None = None
+        self.identity_refused = False  # may not get namespace kube-system
 
     def wanted(self, namespace: str | None) -> bool:
         if namespace is None:
@@ -319,7 +320,12 @@ class _Collector:
         scopes = [Scope(*_SCOPES[resource], namespace) for resource, namespace in self.forbidden]
         # A warning while anything else was read (logged by the runner, once per process); the run's
         # error, with what to grant, when nothing was (the run is then forbidden, not fresh).
-        self.snapshot.forbid(scopes, "permissions", reason, grant=_grant(self.api.where, self.account, self.forbidden))
+        self.snapshot.forbid(
+            scopes,
+            "permissions",
+            reason,
+            grant=_grant(self.api.where, self.account, self.forbidden, self.identity_refused),
+        )
 
     def cluster_identity(self) -> str | None:
         """The uid of kube-system: stable across context renames. The first call, so it also proves access."""
@@ -327,6 +333,8 @@ class _Collector:
             namespace = self.api.get("/api/v1/namespaces/kube-system", "namespace kube-system")
         except ListFailed as exc:
             if exc.status in (403, 404):  # a namespace-scoped account: a fact, said once by the runner
+                self.identity_refused = exc.status == 403
+                self.account = self.account or _account(exc.reason)
                 self.snapshot.warn(
                     "namespace kube-system",
                     f"{exc.reason}; the cluster has no identity (a source renamed in the config starts afresh)",
@@ -336,9 +344,12 @@ class _Collector:
         return (namespace.get("metadata") or {}).get("uid")
 
 
-def _grant(where: str, account: str | None, forbidden: Sequence[tuple[str, str | None]]) -> str:
+def _grant(
+    where: str, account: str | None, forbidden: Sequence[tuple[str, str | None]], identity_refused: bool = False
+) -> str:
     """What to grant so that the account may read what was forbidden, as kubectl commands to start from."""
     resources = list(dict.fromkeys(_qualified(resource) for resource, _namespace in forbidden))
+    granted = [*resources, "namespaces"] if identity_refused else resources  # kube-system: the cluster's identity
     namespaces = list(dict.fromkeys(namespace for _resource, namespace in forbidden if namespace is not None))
     everywhere = any(namespace is None for _resource, namespace in forbidden)
     scope = "in any namespace" if everywhere else "in namespace " + ", ".join(namespaces)
@@ -350,7 +361,7 @@ def _grant(where: str, account: str | None, forbidden: Sequence[tuple[str, str |
         subject = f"--user={account}"
     return (
         f"{who} may not list {', '.join(resources)} {scope} (HTTP 403): grant it get and list on them, e.g. "
-        f"kubectl create clusterrole inventory-read --verb=get,list --resource={','.join(resources)} && "
+        f"kubectl create clusterrole inventory-read --verb=get,list --resource={','.join(granted)} && "
         f"kubectl create clusterrolebinding inventory-read --clusterrole=inventory-read {subject} "
         "(deploy/kubernetes/cronjob.yaml has the whole ClusterRole)"
     )
