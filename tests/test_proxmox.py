@@ -467,7 +467,7 @@ def test_an_answer_that_is_not_json_fails_that_guest_only(pve: FakeProxmox) -> N
     snapshot = connector_for(pve).collect()
 
     assert not snapshot.complete and any(
-        "lxc 200 on pve2 config: GET /api2/json/nodes/pve2/lxc/200/config: malformed answer" in e
+        "lxc 200 on pve2 config: GET /api2/json/nodes/{node}/lxc/{vmid}/config: malformed answer" in e
         for e in snapshot.errors
     )
     assert ("qemu", "lab/100") in by_key(snapshot)

@@ -58,16 +58,7 @@ def kubernetes_source(tmp_path: Path, cluster: FakeKubernetes, **settings: objec
 
 
 def proxmox_source(pve: FakeProxmox, **settings: object) -> dict[str, object]:
-    return {
-        "type": "proxmox",
-        "name": "pve",
-        "url": pve.url,
-        "token_id": pve.token_id,
-        "token_secret": pve.token_secret,
-        "ca_file": str(pve.ca_file),
-        "retries": 0,
-        **settings,
-    }
+    return pve.source("pve", retries=0, **settings)
 
 
 def inventory(config: Path, *args: str) -> Result:

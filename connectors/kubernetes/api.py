@@ -352,7 +352,9 @@ class KubernetesApi:
             except Exception as exc:
                 if token and getattr(exc, "status", None) == 410:
                     raise _Expired() from exc
-                raise self._explain(exc, resource, f"on page {page} of GET {path}") from exc
+                # The call's shape, not the namespace (the resource names it): one reason for many namespaces.
+                shape = self.list_path(resource, None if namespace is None else "{namespace}")
+                raise self._explain(exc, resource, f"on page {page} of GET {shape}") from exc
             stats.pages += 1
             stats.items += len(items)
             yield items

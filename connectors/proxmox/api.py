@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from typing import Any, cast
@@ -176,7 +177,7 @@ class ProxmoxClient:
     ) -> Any:
         attempts = 1 + retries
         node = _node_of(path) if watch_node else None
-        call = f"{method.upper()} /api2/json/{path.strip('/')}"
+        call = f"{method.upper()} /api2/json/{call_shape(path)}"
         for attempt in range(attempts):
             self._refuse_if_silent(resource, node)
             self._count()
@@ -260,6 +261,13 @@ def _is_tls_error(exc: BaseException) -> bool:
     import requests
 
     return isinstance(exc, requests.exceptions.SSLError)
+
+
+def call_shape(path: str) -> str:
+    """A path with its node and guest id as placeholders ("nodes/{node}/qemu/{vmid}/config"): the resource a
+    failure is reported under names them, and the same failure of many guests stays one summary line."""
+    shape = re.sub(r"^nodes/[^/]+", "nodes/{node}", path.strip("/"))
+    return re.sub(r"/\d+(?=/|$)", "/{vmid}", shape)
 
 
 def _node_of(path: str) -> str:
