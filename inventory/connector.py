@@ -158,6 +158,9 @@ class Connector:
     statuses: ClassVar[StatusVocabulary] = StatusVocabulary()
     # The kinds this connector writes with the other words users type for them (filters accept any).
     kinds: ClassVar[KindVocabulary] = KindVocabulary()
+    # The SDK packages collect() imports (lazily): the runner imports them first, one thread at a time, since
+    # two threads importing one package with circular imports for the first time deadlock (_DeadlockError).
+    sdk_modules: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: SourceConfig) -> None:
         self.config = config

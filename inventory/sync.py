@@ -25,6 +25,7 @@ threads of one runner (a bounded pool of sources) without further locking.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 import time
@@ -65,9 +66,25 @@ Observer = Callable[[SourceOutcome], None]  # told every outcome; must not raise
 SkipCheck = Callable[[str], str | None]  # (source name) -> why not to sync it now, under its lock; None: sync
 
 
+# Sources collect on threads of their own: their SDKs' first imports are made one at a time (see import_sdk).
+_SDK_IMPORT = threading.Lock()
+
+
+def import_sdk(connector: Connector) -> None:
+    """Import the connector's SDK modules (``sdk_modules``) under one process-wide lock.
+
+    Two threads importing kubernetes (or requests, which proxmoxer and docker share) for the first time at
+    once deadlock on its circular imports, or one sees the package half-initialised ("cannot import name").
+    """
+    with _SDK_IMPORT:
+        for name in type(connector).sdk_modules:
+            importlib.import_module(name)
+
+
 def collect(connector: Connector) -> Snapshot:
     """Run a connector, translating anything it raises into a SourceError that names the source."""
     try:
+        import_sdk(connector)
         snapshot = connector.collect()
     except SourceError:
         raise

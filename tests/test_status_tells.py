@@ -295,8 +295,10 @@ def test_check_names_the_call_that_timed_out_and_the_option_to_raise(
 
 
 def test_check_names_the_call_that_was_refused(tmp_path: Path, cluster: FakeKubernetes, pve: FakeProxmox) -> None:
-    cluster.forbid_everything()
+    cluster.forbid_everything()  # a valid token bound to no role
+    pve.faults.permissions = "none"  # a valid token without any ACL entry
     wrong_secret = "0000-not-the-secret"
+    wrong_token = write_kubeconfig(tmp_path / "wrong-kubeconfig", {"lab": cluster}, token="wrong-token-4f9c2b7e1d")
     with FakeDocker(generate_containers(3)) as engine, FakeDocker(generate_containers(2)) as proxied:
         engine.faults["/info"] = 403  # a socket proxy that refuses INFO
         proxied.faults["/containers/json"] = 401  # one that wants credentials for CONTAINERS
@@ -304,19 +306,26 @@ def test_check_names_the_call_that_was_refused(tmp_path: Path, cluster: FakeKube
             tmp_path / "inventory.yaml",
             f"sqlite:///{tmp_path / 'never-made.db'}",
             kubernetes_source(tmp_path, cluster),
-            proxmox_source(pve, token_secret=wrong_secret),
+            {**kubernetes_source(tmp_path, cluster), "name": "lab-401", "kubeconfig": str(wrong_token)},
+            proxmox_source(pve),
+            {**proxmox_source(pve, token_secret=wrong_secret), "name": "pve-401"},
             {"type": "docker", "name": "engine", "url": engine.url},
             {"type": "docker", "name": "proxied", "url": proxied.url},
         )
         checked = inventory(config, "check", "-o", "json")
     assert checked.exit_code == 1
     rows = {row["source"]: row for row in json.loads(checked.stdout)["sources"]}
-    assert rows["lab"]["status"] == "forbidden"
+    assert rows["lab"]["status"] == "forbidden", rows["lab"]["detail"]
     assert rows["lab"]["detail"].startswith("reachable, authenticated, but nothing readable: the account system:")
     assert "--serviceaccount=inventory:reader" in rows["lab"]["detail"]
-    assert rows["pve"]["status"] == "failed"
-    assert rows["pve"]["detail"].startswith("GET /api2/json/cluster/status: HTTP 401")
-    assert "the API token or user was rejected" in rows["pve"]["detail"] and wrong_secret not in checked.output
+    assert rows["lab-401"]["status"] == "failed" and rows["lab-401"]["detail"] == (
+        "unauthorized for context 'lab' (HTTP 401) on GET /api/v1/namespaces/kube-system: Unauthorized"
+    )
+    assert rows["pve"]["status"] == "forbidden"
+    assert "(GET /api2/json/cluster/status: HTTP 403 Permission check failed (/, Sys.Audit))" in rows["pve"]["detail"]
+    assert rows["pve-401"]["status"] == "failed"
+    assert rows["pve-401"]["detail"].startswith("GET /api2/json/cluster/status: HTTP 401")
+    assert "the API token or user was rejected" in rows["pve-401"]["detail"] and wrong_secret not in checked.output
     assert rows["engine"]["status"] == "failed"
     assert rows["engine"]["detail"] == "GET /v1.41/info: HTTP 403: fake engine: injected failure on /info"
     assert rows["proxied"]["status"] == "partial"

@@ -72,6 +72,7 @@ class DockerConnector(Connector):
         stopped={"exited", "paused", "created", "dead", "stopped"},
         failed={"unhealthy", "restarting"},
     )
+    sdk_modules: ClassVar[tuple[str, ...]] = ("requests", "docker")
     kinds: ClassVar[KindVocabulary] = KindVocabulary(
         ("container", "containers"),
         ("docker-engine", "engine"),

@@ -90,6 +90,7 @@ class KubernetesConnector(Connector):
         failed={"failed", "unknown", "crashloopbackoff", "imagepullbackoff", "errimagepull", "oomkilled"},
     )
     # kubectl's short names and plurals beside the stored (singular, lower-case) kind.
+    sdk_modules: ClassVar[tuple[str, ...]] = ("kubernetes.client", "kubernetes.config", "urllib3")
     kinds: ClassVar[KindVocabulary] = KindVocabulary(
         ("pod", "po", "pods"),
         ("node", "no", "nodes"),

@@ -96,6 +96,7 @@ class ProxmoxConnector(Connector):
         failed={"unknown"},
     )
     # A QEMU guest is a "qemu" workload and its guest OS a "vm" host: one word finds both, as does "lxc" / "ct".
+    sdk_modules: ClassVar[tuple[str, ...]] = ("requests", "proxmoxer", "proxmoxer.backends.https", "proxmoxer.core")
     kinds: ClassVar[KindVocabulary] = KindVocabulary(
         ("vm", "qemu", "kvm", "vms"), ("lxc", "ct"), ("node", "nodes"), ("pool", "pools")
     )
