@@ -144,10 +144,11 @@ def test_the_status_table_on_a_terminal_counts_the_warnings_and_says_each_in_ful
 # -- nothing readable is not fresh -------------------------------------------------------------------------------
 
 
-def test_a_kubernetes_account_that_never_could_read_anything_is_forbidden_never_fresh(
+def test_a_kubernetes_account_that_may_read_nothing_is_forbidden_keeps_the_rows_and_goes_stale(
     db: Database, tmp_path: Path, cluster: FakeKubernetes
 ) -> None:
-    cluster.forbid_everything()  # every list answers RBAC's 403: "success, 0 objects" would be a lie
+    # Never granted: every list answers RBAC's 403, and "success, 0 objects" would be a lie.
+    cluster.forbid_everything()
     config = write_config(tmp_path / "inventory.yaml", db.url, kubernetes_source(tmp_path, cluster))
 
     synced = inventory(config, "sync", "--once")
@@ -166,17 +167,14 @@ def test_a_kubernetes_account_that_never_could_read_anything_is_forbidden_never_
     assert stale.exit_code == 1
     assert "STALE source 'lab': never synced successfully (--max-age 1h); last run forbidden: " in stale.stderr
 
-
-def test_kubernetes_rights_revoked_after_a_good_sync_keep_the_rows_and_the_source_goes_stale(
-    db: Database, tmp_path: Path, cluster: FakeKubernetes
-) -> None:
-    config = write_config(tmp_path / "inventory.yaml", db.url, kubernetes_source(tmp_path, cluster))
+    # Granted, synced, then revoked: the ClusterRoleBinding is deleted, the token stays valid.
+    cluster.forbidden.clear()
     assert inventory(config, "sync", "--once").exit_code == 0
     good = status(config)["lab"]
     hosts, workloads = live(db, HostRow), live(db, WorkloadRow)
     assert hosts == 2 and workloads > 0
 
-    cluster.forbid_everything()  # the ClusterRoleBinding is deleted; the token stays valid
+    cluster.forbid_everything()
     revoked = inventory(config, "sync", "--once", "--allow-empty")  # even --allow-empty removes nothing
     assert revoked.exit_code == 1 and "nothing readable" in revoked.stderr, revoked.output
     assert (live(db, HostRow), live(db, WorkloadRow)) == (hosts, workloads)  # rows kept
