@@ -262,7 +262,9 @@ class SourceRunner:
                 return collected
             connector.abandoned.set()
             done.wait(min(ABANDON_GRACE, deadline))
-            reason = f"abandoned after waiting {format_seconds(deadline)} (deadline)"
+            own = getattr(connector.config, "deadline", None) is not None
+            limit = connector.config.limit_hit("deadline") if own else "`sync.deadline`, or the source's `deadline:`"
+            reason = f"abandoned after waiting {format_seconds(deadline)} (deadline: {limit})"
             snapshot = answer.get("snapshot") if done.is_set() else None
             if snapshot is None:
                 snapshot = Snapshot(complete=False, scopes=[])  # nothing read: upserts nothing, removes nothing
