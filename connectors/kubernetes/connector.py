@@ -89,8 +89,8 @@ class KubernetesConnector(Connector):
         stopped={"suspended", "terminated"},
         failed={"failed", "unknown", "crashloopbackoff", "imagepullbackoff", "errimagepull", "oomkilled"},
     )
-    # kubectl's short names and plurals beside the stored (singular, lower-case) kind.
     sdk_modules: ClassVar[tuple[str, ...]] = ("kubernetes.client", "kubernetes.config", "urllib3")
+    # kubectl's short names and plurals beside the stored (singular, lower-case) kind.
     kinds: ClassVar[KindVocabulary] = KindVocabulary(
         ("pod", "po", "pods"),
         ("node", "no", "nodes"),

@@ -95,8 +95,8 @@ class ProxmoxConnector(Connector):
         stopped={"stopped", "paused", "suspended", "offline"},
         failed={"unknown"},
     )
-    # A QEMU guest is a "qemu" workload and its guest OS a "vm" host: one word finds both, as does "lxc" / "ct".
     sdk_modules: ClassVar[tuple[str, ...]] = ("requests", "proxmoxer", "proxmoxer.backends.https", "proxmoxer.core")
+    # A QEMU guest is a "qemu" workload and its guest OS a "vm" host: one word finds both, as does "lxc" / "ct".
     kinds: ClassVar[KindVocabulary] = KindVocabulary(
         ("vm", "qemu", "kvm", "vms"), ("lxc", "ct"), ("node", "nodes"), ("pool", "pools")
     )
