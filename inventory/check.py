@@ -19,9 +19,10 @@ from inventory.outcome import bounded, summarize_problems
 
 # ok: every resource the source should read was read; it may carry warnings, facts such as a node
 # found down or a kind the account may not list, as a sync that succeeds does | partial: reached,
-# but a resource that should have been read failed | failed: not reached, not authenticated, or
-# the connector is unavailable
-CheckStatus = Literal["ok", "partial", "failed"]
+# but a resource that should have been read failed | forbidden: reached and authenticated, but the
+# credentials may read none of it (a sync would be ``forbidden`` too) | failed: not reached, not
+# authenticated, or the connector is unavailable. Every failure names the call and the limit it hit.
+CheckStatus = Literal["ok", "partial", "forbidden", "failed"]
 
 
 @dataclass(frozen=True)
@@ -81,9 +82,14 @@ def check_source(source: Any, registry: ConnectorRegistry) -> CheckResult:
         return CheckResult(source.name, source.type, "failed", bounded(reason), duration=time.monotonic() - started)
     counts = {"hosts": len(snapshot.hosts), "workloads": len(snapshot.workloads), "services": len(snapshot.services)}
     would_read = ", ".join(f"{n} {kind}" for kind, n in counts.items())
-    warnings = tuple(redact_text(w) for w in snapshot.warnings)
+    warnings = tuple(redact_text(w) for w in snapshot.facts)
     status: CheckStatus
-    if snapshot.errors or not snapshot.complete:
+    if snapshot.nothing_readable:  # the one rule a sync applies (SyncStatus.FORBIDDEN)
+        detail, status = (
+            bounded(redact_text(f"reachable, authenticated, but {snapshot.unreadable_reason()}")),
+            "forbidden",
+        )
+    elif snapshot.errors or not snapshot.complete:
         problems = "; ".join(summarize_problems(snapshot.errors)) or "the answer is incomplete"
         detail, status = (
             bounded(f"reachable, but not everything is readable ({problems}); would read {would_read}"),

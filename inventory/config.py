@@ -219,6 +219,7 @@ def build_config(
                 problems.append(ConfigError(message, path=file_label, key=f"{key}.name"))
                 continue
             seen[expanded.name] = key
+            expanded.declared_at(f"{file_label} {key}")
             sources.append(expanded)
 
     override = database_url or os.environ.get(DATABASE_ENV)

@@ -27,7 +27,7 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationInfo
 
 from inventory.cutoff import Cutoff
 from inventory.errors import ConnectorUnavailable
@@ -77,6 +77,18 @@ class SourceConfig(BaseModel):
     interval: Duration | None = Field(default=None, gt=0)
     # Seconds a collection may take before it is abandoned (the run is partial); None: sync.deadline.
     deadline: Duration | None = Field(default=None, gt=0)
+    # Where the source is declared ("/etc/inventory.yaml sources[2]"), set by the config loader; None for a
+    # source made in code or offered by default. Messages that hit a limit name the key to change.
+    _declared_at: str | None = PrivateAttr(default=None)
+
+    def declared_at(self, where: str) -> None:
+        self._declared_at = where
+
+    def limit_hit(self, option: str) -> str:
+        """What a message adds when a limit of this source was hit, after its value: "the source's
+        `timeout:`, raise it in inventory.yaml sources[2].timeout"."""
+        where = f", raise it in {self._declared_at}.{option}" if self._declared_at else ""
+        return f"the source's `{option}:`{where}"
 
 
 @dataclass(frozen=True, init=False)
@@ -170,7 +182,6 @@ class Connector:
     statuses: ClassVar[StatusVocabulary] = StatusVocabulary()
     # The kinds this connector writes with the other words users type for them (filters accept any).
     kinds: ClassVar[KindVocabulary] = KindVocabulary()
-
     # The SDK modules collect() and the tools import, imported once by ``load_sdk`` before threads use them.
     sdk_modules: ClassVar[tuple[str, ...]] = ()
 

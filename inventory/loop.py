@@ -211,7 +211,7 @@ class SyncLoop:
         scheduled.syncs += 1
         if SyncStatus(outcome.status).read_something and outcome.run_id is not None:
             scheduled.own_run_id = outcome.run_id
-        if outcome.status == SyncStatus.FAILED:
+        if SyncStatus(outcome.status).failing:
             scheduled.failures += 1
             delay = backoff_delay(scheduled.interval, scheduled.failures, self.max_backoff)
             log.warning(
@@ -265,5 +265,5 @@ def log_outcome(outcome: SourceOutcome) -> None:
         level = logging.INFO if outcome.ok else logging.WARNING
         line = outcome.describe() + (f": {outcome.error}" if outcome.error and not outcome.ok else "")
         log.log(level, "%s", line, extra=outcome_fields(outcome))
-    elif outcome.status != SyncStatus.FAILED:  # a failure is logged with its backoff by the loop
+    elif not SyncStatus(outcome.status).failing:  # a failure is logged with its backoff by the loop
         log.info("%s", outcome.error, extra=outcome_fields(outcome))

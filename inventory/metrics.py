@@ -5,7 +5,7 @@ gauges and the last-success timestamp are read from the database after each
 sync, so that every process sharing one database reports the same inventory.
 Each SyncMetrics owns its registry (no global state: tests and the demo may
 make several). Failed syncs are ``inventory_sync_runs_total{status="failed"}``
-(and ``"partial"``); there is no separate error counter to disagree with it.
+(and ``"partial"``, ``"forbidden"``); there is no separate error counter to disagree with it.
 Counters carry no ``_created`` series: a restart is visible in the counters
 themselves, and the extra series double the scrape for nothing.
 

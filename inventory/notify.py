@@ -210,7 +210,7 @@ class Notifier:
     def source_outcome(self, outcome: SourceOutcome) -> None:
         if not self.enabled:
             return
-        if outcome.status == SyncStatus.FAILED:
+        if SyncStatus(outcome.status).failing:
             self.send(
                 Notification(
                     "source_failed",

@@ -16,12 +16,15 @@ if TYPE_CHECKING:
 
 
 class SyncStatus(StrEnum):
-    """How a run of a source ended. The first four are stored in ``sync_runs.status``."""
+    """How a run of a source ended. The first five are stored in ``sync_runs.status``."""
 
     RUNNING = "running"  # a stored run not finished yet (or whose process died mid-sync)
     SUCCESS = "success"  # every scope it should read was read (warnings, facts, allowed): exit 0
     PARTIAL = "partial"  # a scope it should have read failed: upserts, removal only in scopes read whole
     FAILED = "failed"  # nothing could be read or written
+    # Reached, but its credentials may read none of what it should (every scope forbidden): rows kept,
+    # not fresh (its last success stays the last), exit 1, the error says what to grant.
+    FORBIDDEN = "forbidden"
     LOCKED = "locked"  # another process was syncing the source; nothing stored
     SKIPPED = "skipped"  # the loop found it freshly synced by another process; nothing stored
 
@@ -29,6 +32,11 @@ class SyncStatus(StrEnum):
     def read_something(self) -> bool:
         """A run that brought the inventory up to date with what the source answered."""
         return self in (SyncStatus.SUCCESS, SyncStatus.PARTIAL)
+
+    @property
+    def failing(self) -> bool:
+        """A run that brought nothing up to date: backed off, notified as a failed source."""
+        return self in (SyncStatus.FAILED, SyncStatus.FORBIDDEN)
 
 
 # How much of a run's error is kept (``sync_runs.last_error``) and printed: about 1 KB.

@@ -510,7 +510,7 @@ def list_changes(
 
 
 def list_sources(session: Session) -> list[dict[str, Any]]:
-    """Every source with its latest run and its live object counts."""
+    """Every source with its latest run (its status, error and warnings) and its live object counts."""
     latest = select(SyncRun.source_id, func.max(SyncRun.id).label("run_id")).group_by(SyncRun.source_id).subquery()
     last_ok = (
         select(SyncRun.source_id, func.max(SyncRun.finished_at).label("at"))
@@ -545,6 +545,13 @@ def list_sources(session: Session) -> list[dict[str, Any]]:
                 "last_run_at": run.finished_at or run.started_at if run else None,
                 "last_success_at": last_success,
                 "last_error": run.error if run else None,
+                "warnings": run_warnings(src.name, run.warnings if run else None),
             }
         )
     return rows
+
+
+def run_warnings(source: str, stored: str | None) -> list[str]:
+    """A run's warnings (``sync_runs.warnings``, one a line) without the "source 'x': " each line starts with."""
+    prefix = f"source {source!r}: "
+    return [line.removeprefix(prefix) for line in (stored or "").splitlines() if line.strip()]

@@ -12,7 +12,7 @@ record once built and must not be mutated afterwards.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -125,9 +125,10 @@ class Snapshot:
 
     A connector that knows its scopes declares each one it read completely (``read``):
     then removal is decided per scope, whatever else failed, and ``complete`` no longer
-    matters for it. ``warn`` records a fact (a node found down, a kind skipped for lack
-    of permission) that does not make the run partial; ``fail`` records a scope that
-    should have been read and was not.
+    matters for it. ``warn`` records a fact (a node found down) that does not make the run
+    partial; ``fail`` records a scope that should have been read and was not; ``forbid``
+    records scopes the credentials may not read: a fact while something else was read, but a
+    snapshot that read nothing else is ``nothing_readable`` (the run is ``forbidden``, not fresh).
     """
 
     hosts: list[Host] = field(default_factory=list)
@@ -146,6 +147,12 @@ class Snapshot:
     # Objects the source could not tell exist or not, as (object type, kind, external id): never
     # created or revived, never removed; a live one is updated from its record, if the snapshot has one.
     kept: set[tuple[str, str, str]] = field(default_factory=set)
+    # Scopes the source should read that its credentials may not (HTTP 403, a privilege missing),
+    # and one "resource: reason" line per ``forbid`` call saying so (also a warning, see ``facts``).
+    forbidden: list[Scope] = field(default_factory=list)
+    denials: list[str] = field(default_factory=list)
+    # What to grant so that the credentials can read the forbidden scopes (said when nothing was readable).
+    grant: str | None = None
 
     def keep(self, object_type: str, kind: str, external_id: str) -> None:
         """Declare an object whose existence is unknown this time (e.g. whether a guest of an offline
@@ -167,6 +174,42 @@ class Snapshot:
     def warn(self, resource: str, reason: str) -> None:
         """Record a fact worth saying (skipped on purpose, found down); the run stays a success."""
         self.warnings.append(f"{resource}: {reason}")
+
+    def forbid(self, scopes: Iterable[Scope], resource: str, reason: str, grant: str | None = None) -> None:
+        """Declare scopes the credentials may not read, in one line, and what to grant to read them.
+
+        Nothing in a forbidden scope is removed. Whether this is a fact or the run's failure is
+        decided by the core (``nothing_readable``): with some other scope read it is a warning
+        (a namespace-scoped account); with none, the run is ``forbidden`` and ``grant`` is its advice.
+        """
+        if self.scopes is None:  # from now on removal is decided per scope: a forbidden one removes nothing
+            self.scopes = []
+        self.forbidden.extend(scopes)
+        self.denials.append(f"{resource}: {reason}")
+        self.warnings.append(f"{resource}: {reason}")
+        if grant:
+            self.grant = grant
+
+    @property
+    def nothing_readable(self) -> bool:
+        """Every scope the source should read was forbidden: the credentials may read none of what it holds.
+
+        Such a run is not a success whatever it answered ([] lists, 403s): its rows are kept and the
+        source goes stale (``SyncStatus.FORBIDDEN``), rather than passing for an empty system.
+        """
+        return bool(self.forbidden) and not self.scopes and not self.object_count
+
+    @property
+    def facts(self) -> list[str]:
+        """The warnings a run keeps: every one, but the denials when they are the run's error (nothing readable)."""
+        if not self.nothing_readable:
+            return list(self.warnings)
+        return [w for w in self.warnings if w not in self.denials]
+
+    def unreadable_reason(self) -> str:
+        """What a run that read nothing says (``sync``'s error, ``check``'s detail): what was refused, what to grant."""
+        # The advice names what was refused; without one, the refusals themselves.
+        return f"nothing readable: {self.grant or '; '.join(self.denials)}"
 
     def removes(self, object_type: str, kind: str, namespace: str | None) -> bool:
         """Whether an object of this source missing from the snapshot is gone (not merely unread)."""

@@ -40,6 +40,7 @@ _STATUS_COLOURS = {
     "33": ("partial", "locked", "pending", "unknown", "approval", "paused", "created", "starting"),
     "31": (
         "failed",
+        "forbidden",
         "error",
         "down",
         "stopped",

@@ -80,6 +80,7 @@ def _sources(session: Session, names: dict[int, str], now: datetime) -> list[dic
                 "last_success_at": last_ok,
                 "age_seconds": round((now - last_ok).total_seconds()) if last_ok else None,
                 "last_error": src["last_error"],
+                "warnings": src["warnings"],
                 # {object type: {kind: {status: count}}}
                 "kinds": {t: {k: dict(s) for k, s in kinds.items()} for t, kinds in by_source[src["name"]].items()},
             }

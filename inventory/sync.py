@@ -11,8 +11,10 @@ are one transaction: a crash in the middle leaves the previous state whole.
 Outcomes (``inventory.outcome.SyncStatus``): success (every scope the source should read
 was read; it may carry warnings, facts such as a node found down), partial (a scope that
 should have been read failed: what was read is upserted, only scopes read whole remove),
-failed (nothing could be read or written), locked (another process holds the source's lock), skipped (the loop found
-it freshly synced by another process).
+failed (nothing could be read or written), forbidden (reached, but every scope it should
+read was forbidden to its credentials: ``Snapshot.nothing_readable``; rows kept, not fresh),
+locked (another process holds the source's lock), skipped (the loop found it freshly synced
+by another process).
 
 A run has two phases with different needs: collecting talks to the source's API
 and touches no database, so several sources may collect at once; writing
@@ -253,7 +255,9 @@ class SourceRunner:
                 collected.error = f"source {collected.source!r}: {self._abort_reason}"
                 return collected
             done.wait(ABANDON_GRACE)
-            reason = f"abandoned after waiting {format_seconds(deadline)} (deadline)"
+            own = getattr(connector.config, "deadline", None) is not None
+            limit = connector.config.limit_hit("deadline") if own else "`sync.deadline`, or the source's `deadline:`"
+            reason = f"abandoned after waiting {format_seconds(deadline)} (deadline: {limit})"
             snapshot = answer.get("snapshot") if done.is_set() else None
             if snapshot is None:
                 snapshot = Snapshot(complete=False, scopes=[])  # nothing read: upserts nothing, removes nothing
@@ -295,8 +299,12 @@ class SourceRunner:
                 if not snapshot.complete and not snapshot.errors:
                     problems.append(f"source {name!r}: the snapshot is incomplete")
                 # Facts (a node down, a kind not permitted) are not failures: the run stays a success.
-                warnings = [redact_text(f"source {name!r}: {w}") for w in [*snapshot.warnings, *_few(result.warnings)]]
-                status = SyncStatus.PARTIAL if problems else SyncStatus.SUCCESS
+                warnings = [redact_text(f"source {name!r}: {w}") for w in [*snapshot.facts, *_few(result.warnings)]]
+                if snapshot.nothing_readable:  # not an empty system: credentials that may read none of it
+                    problems.insert(0, f"source {name!r}: {snapshot.unreadable_reason()}")
+                    status = SyncStatus.FORBIDDEN
+                else:
+                    status = SyncStatus.PARTIAL if problems else SyncStatus.SUCCESS
                 error = bounded(redact_text("; ".join(problems))) or None
                 store.finish_run(
                     run_id,

@@ -600,7 +600,7 @@ def test_every_call_has_a_timeout() -> None:
         fake.delays["/info"] = 3.0
         started = time.monotonic()
         with pytest.raises(
-            SourceError, match=r"source 'engine', engine tcp://127\.0\.0\.1:\d+: no answer within 0\.5 s"
+            SourceError, match=r"source 'engine', engine tcp://127\.0\.0\.1:\d+: GET /\S+: no answer within 0\.5 s"
         ):
             collect(fake.url, timeout=0.5)
         assert time.monotonic() - started < 2.5
@@ -609,7 +609,7 @@ def test_every_call_has_a_timeout() -> None:
         fake.delays[f"/containers/{running.id}/json"] = 3.0
         snapshot = collect(fake.url, timeout=0.5)
     assert not snapshot.complete and snapshot.errors == [
-        f"containers: inspect failed for 1 container (no answer within 0.5 s): {running.name}"
+        "containers: inspect failed for 1 container (no answer within 0.5 s (the source's `timeout:`)): " + running.name
     ]
 
 
@@ -745,7 +745,10 @@ def test_a_failed_read_leaves_the_snapshot_incomplete_and_removes_only_what_a_co
         fake.faults["/containers/json"] = 500
         outcome = sync_source(db, connector)
         assert outcome.status == "partial" and outcome.result is not None and outcome.result.removed == 0
-        assert outcome.error is not None and "source 'fake', containers: HTTP 500" in outcome.error
+        assert (
+            outcome.error is not None
+            and "source 'fake', containers: GET /v1.41/containers/json: HTTP 500" in outcome.error
+        )
     with db.session() as session:
         removed = [w.external_id for w in session.execute(select(WorkloadRow)).scalars() if w.removed_at is not None]
         assert removed == [containers[-1].id]

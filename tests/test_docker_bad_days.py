@@ -79,7 +79,7 @@ def test_a_throttle_beyond_the_budget_is_not_waited_out() -> None:
         started = time.monotonic()
         snapshot = collect(fake)
     assert time.monotonic() - started < 5
-    assert snapshot.errors == ["containers: HTTP 429: too many requests"]
+    assert snapshot.errors == ["containers: GET /v1.41/containers/json: HTTP 429: too many requests"]
 
 
 def test_a_dropped_connection_is_sent_once_more() -> None:

@@ -53,7 +53,7 @@ def test_a_cluster_whose_guest_configs_all_fail_stores_a_short_error(db: Databas
 
     assert outcome.status == "partial" and outcome.error is not None
     assert len(outcome.error) <= ERROR_LIMIT + 40
-    assert "failed (HTTP 500 Internal Server Error)" in outcome.error
+    assert "lxc failed (GET /api2/json/nodes/{node}/lxc/{vmid}/config: HTTP 500 Internal Server Error)" in outcome.error
     with db.session() as session:
         assert session.scalars(select(SyncRun.error)).one() == outcome.error
 

@@ -290,7 +290,7 @@ def test_pods_whose_nodes_could_not_be_read_keep_their_links_and_still_update(
     snapshot = connector(kubeconfig).collect()
     assert not snapshot.complete and snapshot.hosts == []
     assert snapshot.errors == [
-        "nodes: HTTP 503 on page 1: an error on the server (injected) has prevented the request from succeeding (get nodes)"
+        "nodes: HTTP 503 on page 1 of GET /api/v1/nodes: an error on the server (injected) has prevented the request from succeeding (get nodes)"
     ]
     pods = [w for w in snapshot.workloads if w.kind == "pod"]
     assert len(pods) == cluster.objects.count("pods")  # brought up to date, their node links kept as stored
@@ -538,8 +538,8 @@ def test_server_url_token_and_ca_file_over_verified_tls(tmp_path: Path, tls_file
         trustme.CA().cert_pem.write_to_path(str(other_ca))
         with pytest.raises(
             SourceError,
-            match=r"source 'remote', namespace kube-system: TLS handshake with server https://127\.0\.0\.1:\d+ failed: "
-            r"certificate verify failed",
+            match=r"source 'remote', namespace kube-system: TLS handshake with server https://127\.0\.0\.1:\d+ failed "
+            r"on GET /api/v1/namespaces/kube-system: certificate verify failed",
         ):
             KubernetesConnector(config.sources[0].model_copy(update={"ca_file": other_ca})).collect()
         unverified = KubernetesConnector(

@@ -470,7 +470,10 @@ def test_an_answer_that_is_not_json_fails_that_guest_only(pve: FakeProxmox) -> N
 
     snapshot = connector_for(pve).collect()
 
-    assert not snapshot.complete and any("lxc 200 on pve2 config: malformed answer" in e for e in snapshot.errors)
+    assert not snapshot.complete and any(
+        "lxc 200 on pve2 config: GET /api2/json/nodes/{node}/lxc/{vmid}/config: malformed answer" in e
+        for e in snapshot.errors
+    )
     assert ("qemu", "lab/100") in by_key(snapshot)
 
 
@@ -538,26 +541,22 @@ def test_an_unreachable_server_raises_a_source_error_naming_source_and_resource(
     with pytest.raises(SourceError) as caught:
         ProxmoxConnector(config).collect()
 
-    assert "source 'pve', cluster status: cannot connect" in str(caught.value)
+    assert "source 'pve', cluster status: GET /api2/json/cluster/status: cannot connect" in str(caught.value)
 
 
 # -- permissions ----------------------------------------------------------------------------------
 
 
 @sqlite_only
-def test_a_token_without_any_acl_fails_the_source_and_says_it_lacks_permissions(db: Database, pve: FakeProxmox) -> None:
+def test_a_token_without_any_acl_is_forbidden_and_says_it_lacks_permissions(db: Database, pve: FakeProxmox) -> None:
     connector = connector_for(pve)
     sync_source(db, connector)
     pve.faults.permissions = "none"
 
     outcome = sync_source(db, connector)
 
-    assert outcome.status == "failed"
-    assert (
-        "403" in (outcome.error or "")
-        and "permission denied" in (outcome.error or "")
-        and "PVEAuditor" in (outcome.error or "")
-    )
+    assert outcome.status == "forbidden"  # nothing readable: not fresh, its rows kept (tests/test_status_tells.py)
+    assert "HTTP 403" in (outcome.error or "") and "PVEAuditor" in (outcome.error or "")
     assert len(live_rows(db, WorkloadRow)) == 4
 
 

@@ -59,7 +59,10 @@ def test_a_collection_past_its_deadline_is_abandoned_partial_and_releases_the_lo
     waited = time.perf_counter() - started
 
     assert outcome.status == "partial", outcome.error
-    assert "abandoned after waiting 1s (deadline)" in (outcome.error or "")
+    assert (
+        "abandoned after waiting 1s (deadline: the source's `deadline:`, raise it in <config> sources[0].deadline)"
+        in (outcome.error or "")
+    )
     assert waited < 5
     assert outcome.result is not None and outcome.result.removed == 0
     with source_lock(db, "pve"):  # free at once: nobody holds it any more

@@ -47,20 +47,7 @@ def pve() -> Iterator[MutableFakeProxmox]:
 
 @pytest.fixture
 def runner(pve: MutableFakeProxmox, db: Database, tmp_path: Path) -> ToolRunner:
-    raw = {
-        "sources": [
-            {
-                "type": "proxmox",
-                "name": "pve",
-                "url": pve.url,
-                "token_id": pve.token_id,
-                "token_secret": pve.token_secret,
-                "ca_file": str(pve.ca_file),
-                "timeout": 5,
-                "retries": 0,
-            }
-        ]
-    }
+    raw = {"sources": [pve.source("pve", timeout=5, retries=0)]}
     config: Config = build_config(
         raw, path=tmp_path / "inventory.yaml", registry=ConnectorRegistry.of(ProxmoxConnector)
     )
@@ -110,7 +97,10 @@ def test_snapshot_then_rollback_through_approval(runner: ToolRunner, pve: Mutabl
 
 def test_the_api_refusing_a_delete_is_a_recorded_failure(runner: ToolRunner, pve: MutableFakeProxmox) -> None:
     pending = runner.run("proxmox.delete", "pve/lab/101", {"purge": "true"}, "alice")
-    with pytest.raises(ToolFailed, match=r"source 'pve', guest build \(lab/101\): delete failed: HTTP 500.*running"):
+    with pytest.raises(
+        ToolFailed,
+        match=r"source 'pve', guest build \(lab/101\): delete failed: DELETE /api2/json/nodes/{node}/qemu/{vmid}: HTTP 500.*running",
+    ):
         approve(runner, pending.approval_id, "bob")  # type: ignore[arg-type]
     assert pve.mutations == [] and any(g.vmid == 101 for g in pve.cluster.guests)
     runner.run("proxmox.stop", "pve/lab/101", {}, "alice")
@@ -198,7 +188,7 @@ def test_an_unreachable_source_refuses_the_call(runner: ToolRunner, pve: Mutable
     runner.source_config = lambda _name: moved  # nothing listens there: the node is down
     with pytest.raises(
         SourceError,
-        match="source 'pve', guest build \\(lab/101\\): re-reading the guest failed: cannot connect.*nothing was run",
+        match="source 'pve', guest build \\(lab/101\\): re-reading the guest failed: GET /api2/json/\\S+: cannot connect.*nothing was run",
     ):
         runner.run("proxmox.shutdown", "pve/lab/101", {}, "alice")
     entry = last_entry(runner)

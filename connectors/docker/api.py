@@ -54,7 +54,7 @@ def open_client(config: DockerConfig, cutoff: Cutoff | None = None) -> APIClient
             cutoff=cutoff or Cutoff(),
         )
     except Exception as exc:
-        raise SourceError(config.name, engine_resource(config), describe_error(exc, config.timeout)) from exc
+        raise SourceError(config.name, engine_resource(config), describe_error(exc, config)) from exc
     if urlsplit(config.url).scheme == "unix":
         # No proxy or .netrc can apply to a unix socket; requests would still scan the
         # environment and read ~/.netrc at every call (a millisecond each).
@@ -113,32 +113,55 @@ def _client_class() -> Callable[..., APIClient]:
     return SourceAPIClient
 
 
-def describe_error(exc: BaseException, timeout: float) -> str:
-    """A one-line reason from an SDK / requests exception, the most telling cause first."""
+def describe_error(exc: BaseException, config: DockerConfig, call: str | None = None) -> str:
+    """A one-line reason from an SDK / requests exception, the most telling cause first, after the call that
+    failed ("GET /v1.47/containers/json: HTTP 403: ..."); ``call`` names it instead ("": not named)."""
     import docker.errors
     import requests.exceptions
 
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
+    chain = _chain(exc)
+    # An answer refused, or none in time: the call is the news. A connection that fails is the engine's.
     for error in chain:
         if isinstance(error, CollectionAbandoned):
             return str(error)
         if isinstance(error, docker.errors.APIError) and error.response is not None:
-            return f"HTTP {error.status_code}: {error.explanation or error.response.reason}"
+            reason = f"HTTP {error.status_code}: {error.explanation or error.response.reason}"
+            return _named(call if call is not None else _call_of(exc), reason)
     for error in chain:
         if isinstance(error, requests.exceptions.SSLError):
             return f"TLS failed: {_innermost_text(error)}"
         if isinstance(error, requests.exceptions.Timeout):
-            return f"no answer within {timeout:g} s"
+            reason = f"no answer within {config.timeout:g} s ({config.limit_hit('timeout')})"
+            return _named(call if call is not None else _call_of(exc), reason)
     for error in chain:
         if isinstance(error, requests.exceptions.ConnectionError):
             return f"cannot connect: {_innermost_text(error)}"
     if isinstance(exc, docker.errors.DockerException):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
+
+
+def _named(call: str, reason: str) -> str:
+    return f"{call}: {reason}" if call else reason
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _call_of(exc: BaseException) -> str:
+    """The HTTP call an SDK error came from ("GET /v1.47/info"), as requests recorded it; "" if none did."""
+    for error in _chain(exc):
+        request = getattr(error, "request", None) or getattr(getattr(error, "response", None), "request", None)
+        method, url = getattr(request, "method", None), getattr(request, "url", None)
+        if method and url:
+            return f"{method} {urlsplit(str(url)).path}"
+    return ""
 
 
 def is_transport_error(exc: BaseException) -> bool:

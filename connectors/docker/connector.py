@@ -103,9 +103,7 @@ class DockerConnector(Connector):
         try:
             info = client.info()
         except Exception as exc:
-            raise SourceError(
-                self.source_name, engine_resource(self.config), describe_error(exc, self.config.timeout)
-            ) from exc
+            raise SourceError(self.source_name, engine_resource(self.config), describe_error(exc, self.config)) from exc
         engine_id = str(info.get("ID") or "")
         if not engine_id:
             raise SourceError(self.source_name, engine_resource(self.config), "/info carries no engine ID")
@@ -118,7 +116,7 @@ class DockerConnector(Connector):
             listed: list[dict[str, Any]] = client.containers(all=True)
         except Exception as exc:
             # Without the list nothing is known about containers: the snapshot stays incomplete.
-            snapshot.fail("containers", describe_error(exc, self.config.timeout))
+            snapshot.fail("containers", describe_error(exc, self.config))
             return snapshot
 
         wanted = [c for c in listed if self.config.inspect and needs_inspect(c)]
@@ -152,7 +150,7 @@ class DockerConnector(Connector):
             try:
                 swarm_services = client.services()
             except Exception as exc:
-                snapshot.fail("swarm services", describe_error(exc, self.config.timeout))
+                snapshot.fail("swarm services", describe_error(exc, self.config))
             else:
                 snapshot.services.extend(swarm_service_records(swarm_services, present))
                 snapshot.read(Scope("service", SWARM_SERVICE_KIND))
@@ -203,7 +201,7 @@ class DockerConnector(Connector):
                 reason = (
                     "engine unreachable"
                     if answer is _ABANDONED or (engine.gone.is_set() and is_transport_error(answer))
-                    else describe_error(answer, self.config.timeout)
+                    else describe_error(answer, self.config, call="")  # the line says: inspect
                 )
                 failures.setdefault(reason, []).append(container_name(container))
             else:

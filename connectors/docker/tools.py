@@ -70,7 +70,7 @@ def _call(ctx: ToolContext, what: str, action: Callable[[APIClient], Any]) -> An
                 else f"engine {ctx.source_config.url}"
             )
             raise SourceError(
-                ctx.target.source, resource, f"{what} failed: {describe_error(exc, ctx.source_config.timeout)}"
+                ctx.target.source, resource, f"{what} failed: {describe_error(exc, ctx.source_config)}"
             ) from exc
 
 
@@ -145,7 +145,7 @@ def describe_container(target: Target, config: Any) -> Target | None:
         return None
     except Exception as exc:
         resource = f"container {target.name} ({target.external_id[:12]})"
-        reason = describe_error(exc, config.timeout)
+        reason = describe_error(exc, config)
         raise SourceError(target.source, resource, f"re-reading it failed: {reason}") from exc
     finally:
         client.close()

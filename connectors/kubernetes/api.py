@@ -296,7 +296,7 @@ class KubernetesApi:
                 raise SourceError(
                     self.source_name,
                     resource,
-                    f"unauthorized for {self.where} (HTTP 401): {detail or 'the credentials were refused'}",
+                    _join(f"unauthorized for {self.where} (HTTP 401)", what, detail or "the credentials were refused"),
                 ) from exc
             if status == 403:
                 return ListFailed(_join(f"forbidden for {self.where} (HTTP 403)", what, detail), status)
@@ -313,7 +313,8 @@ class KubernetesApi:
         if isinstance(exc, NewConnectionError):  # a subclass of the timeout error in urllib3
             return ListFailed(_join(f"cannot reach {self.where}", what, _first_line(exc).rsplit(": ", 1)[-1]))
         if isinstance(exc, Urllib3Timeout):
-            return ListFailed(_join(f"timed out after {self.config.timeout:g}s", what, ""))
+            head = f"timed out after {self.config.timeout:g}s"
+            return ListFailed(f"{_join(head, what, '')} ({self.config.limit_hit('timeout')})")
         if isinstance(exc, (HTTPError, OSError)):
             return ListFailed(_join(f"cannot reach {self.where}", what, f"{type(exc).__name__}: {_first_line(exc)}"))
         if isinstance(exc, ValueError):
@@ -324,8 +325,8 @@ class KubernetesApi:
         """One object; raises ListFailed (or SourceError on a 401)."""
         try:
             return self._get_json(path, [])
-        except Exception as exc:  # every failure is translated into a message that names the resource
-            raise self._explain(exc, what, "") from exc
+        except Exception as exc:  # every failure is translated into a message that names the resource and call
+            raise self._explain(exc, what, f"on GET {path}") from exc
 
     def list_path(self, resource: str, namespace: str | None) -> str:
         prefix, namespaced = API_PATHS[resource]
@@ -357,7 +358,9 @@ class KubernetesApi:
             except Exception as exc:
                 if token and getattr(exc, "status", None) == 410:
                     raise _Expired() from exc
-                raise self._explain(exc, resource, f"on page {page}") from exc
+                # The call's shape, not the namespace (the resource names it): one reason for many namespaces.
+                shape = self.list_path(resource, None if namespace is None else "{namespace}")
+                raise self._explain(exc, resource, f"on page {page} of GET {shape}") from exc
             stats.pages += 1
             stats.items += len(items)
             yield items

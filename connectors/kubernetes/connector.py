@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import yaml
 
-from connectors.kubernetes.api import KubernetesApi, ListFailed, cyclic_gc_paused, default_kubeconfig_paths
+from connectors.kubernetes.api import API_PATHS, KubernetesApi, ListFailed, cyclic_gc_paused, default_kubeconfig_paths
 from connectors.kubernetes.config import ALL_CONTEXTS, TYPE_NAME, KubernetesConfig
 from connectors.kubernetes.records import (
     AnnotationFilter,
@@ -175,6 +175,9 @@ class _Collector:
         # Resources with a list that failed, and the (resource, namespace) lists these credentials may not read.
         self.failed: set[str] = set()
         self.forbidden: list[tuple[str, str | None]] = []
+        # Who the API server says the credentials are (RBAC's 403 names them), for the advice on what to grant.
+        self.account: str | None = None
+        self.identity_refused = False  # may not get namespace kube-system
 
     def wanted(self, namespace: str | None) -> bool:
         if namespace is None:
@@ -212,6 +215,7 @@ class _Collector:
             except ListFailed as exc:
                 if exc.status == 403 and len(results) == start:
                     self.forbidden.append((resource, namespace))
+                    self.account = self.account or _account(exc.reason)
                     log.info("source %r: %s: %s", self.source_name, label, exc.reason)
                 else:
                     self.fail(label, exc.reason, resource)
@@ -316,7 +320,15 @@ class _Collector:
             reason += " (pods keep their last known node links; pods never linked have none)"
         if any(resource != "nodes" for resource in cluster_wide):
             reason += "; give namespaces: to read the namespaces it may"
-        self.snapshot.warn("permissions", reason)  # logged by the runner, once per process
+        scopes = [Scope(*_SCOPES[resource], namespace) for resource, namespace in self.forbidden]
+        # A warning while anything else was read (logged by the runner, once per process); the run's
+        # error, with what to grant, when nothing was (the run is then forbidden, not fresh).
+        self.snapshot.forbid(
+            scopes,
+            "permissions",
+            reason,
+            grant=_grant(self.api.where, self.account, self.forbidden, self.identity_refused),
+        )
 
     def cluster_identity(self) -> str | None:
         """The uid of kube-system: stable across context renames. The first call, so it also proves access."""
@@ -324,6 +336,8 @@ class _Collector:
             namespace = self.api.get("/api/v1/namespaces/kube-system", "namespace kube-system")
         except ListFailed as exc:
             if exc.status in (403, 404):  # a namespace-scoped account: a fact, said once by the runner
+                self.identity_refused = exc.status == 403
+                self.account = self.account or _account(exc.reason)
                 self.snapshot.warn(
                     "namespace kube-system",
                     f"{exc.reason}; the cluster has no identity (a source renamed in the config starts afresh)",
@@ -331,6 +345,45 @@ class _Collector:
                 return None
             raise SourceError(self.source_name, "namespace kube-system", exc.reason) from exc
         return (namespace.get("metadata") or {}).get("uid")
+
+
+def _grant(
+    where: str, account: str | None, forbidden: Sequence[tuple[str, str | None]], identity_refused: bool = False
+) -> str:
+    """What to grant so that the account may read what was forbidden, as kubectl commands to start from."""
+    resources = list(dict.fromkeys(_qualified(resource) for resource, _namespace in forbidden))
+    granted = [*resources, "namespaces"] if identity_refused else resources  # kube-system: the cluster's identity
+    namespaces = list(dict.fromkeys(namespace for _resource, namespace in forbidden if namespace is not None))
+    everywhere = any(namespace is None for _resource, namespace in forbidden)
+    scope = "in any namespace" if everywhere else "in namespace " + ", ".join(namespaces)
+    who = f"the account {account}" if account else f"the account of {where}"
+    subject = "--user=ACCOUNT"
+    if account and account.startswith("system:serviceaccount:"):
+        subject = "--serviceaccount=" + account.removeprefix("system:serviceaccount:")
+    elif account:
+        subject = f"--user={account}"
+    return (
+        f"{who} may not list {', '.join(resources)} {scope} (HTTP 403): grant it get and list on them, e.g. "
+        f"kubectl create clusterrole inventory-read --verb=get,list --resource={','.join(granted)} && "
+        f"kubectl create clusterrolebinding inventory-read --clusterrole=inventory-read {subject} "
+        "(deploy/kubernetes/cronjob.yaml has the whole ClusterRole)"
+    )
+
+
+_ACCOUNT = re.compile(r'User "([^"]+)" cannot')
+
+
+def _account(reason: str) -> str | None:
+    """The user or service account RBAC's 403 message names (``User "system:serviceaccount:ns:sa" cannot list ...``)."""
+    match = _ACCOUNT.search(reason)
+    return match.group(1) if match else None
+
+
+def _qualified(resource: str) -> str:
+    """``deployments.apps``, ``ingresses.networking.k8s.io``: a resource as kubectl's --resource names it."""
+    prefix = API_PATHS[resource][0]
+    group = prefix.split("/")[2] if prefix.startswith("/apis/") else ""
+    return f"{resource}.{group}" if group else resource
 
 
 def kubeconfig_contexts(path: Path | None) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from typing import Any, cast
 
@@ -35,11 +36,14 @@ SILENT_AFTER_TIMEOUTS = 3
 
 
 class ApiCallFailed(SourceApiError):
-    """One API call failed for good (after retries)."""
+    """One API call failed for good (after retries). ``message`` starts with the call that failed, when known
+    ("GET /api2/json/nodes/pve1/status: HTTP 500 ..."); ``reason`` is what the server or the transport said."""
 
-    def __init__(self, resource: str, message: str, *, status: int | None = None) -> None:
+    def __init__(self, resource: str, reason: str, *, status: int | None = None, call: str | None = None) -> None:
+        message = f"{call}: {reason}" if call else reason
         super().__init__(f"{resource}: {message}")
         self.resource = resource
+        self.reason = reason
         self.message = message
         self.status = status
 
@@ -98,7 +102,10 @@ class ProxmoxClient:
             # proxmoxer's message names user and URL only, never the password.
             raise ApiCallFailed("login", f"the user/password was rejected ({exc})", status=401) from exc
         except requests.exceptions.RequestException as exc:
-            raise ApiCallFailed("login", describe_transport_error(exc)) from exc
+            message = describe_transport_error(exc)
+            if isinstance(exc, requests.exceptions.Timeout):
+                message += f" after {config.timeout:g}s ({config.limit_hit('timeout')})"
+            raise ApiCallFailed("login", message, call="POST /api2/json/access/ticket") from exc
         self._session = backend.get_session()
         # requests re-reads the environment (proxies, CA bundle) on every call, which costs more
         # CPU than the rest of a call to a nearby node; read the proxy settings once instead.
@@ -178,6 +185,7 @@ class ProxmoxClient:
     ) -> Any:
         attempts = 1 + retries
         node = _node_of(path) if watch_node else None
+        call = f"{method.upper()} /api2/json/{call_shape(path)}"
         for attempt in range(attempts):
             self._refuse_if_silent(resource, node)
             self._refuse_past_cutoff(resource)
@@ -192,22 +200,23 @@ class ProxmoxClient:
                     wait = getattr(self._last_answer, "retry_after", None) if status in _THROTTLED_STATUSES else None
                     self._back_off(resource, message, attempt, wait)
                     continue
-                raise ApiCallFailed(resource, message, status=status) from exc
+                raise ApiCallFailed(resource, message, status=status, call=call) from exc
             except self._request_exception as exc:
                 message = describe_transport_error(exc)
                 if isinstance(exc, self._timeout_exception):
                     # A node that does not answer in time will not answer the same call sooner: not asked again.
                     self._note_timeout(node)
-                    raise ApiCallFailed(resource, message) from exc
+                    limit = f"after {self._config.timeout:g}s ({self._config.limit_hit('timeout')})"
+                    raise ApiCallFailed(resource, f"{message} {limit}", call=call) from exc
                 # A dropped or refused connection (pveproxy restarting) is asked once more.
                 if not _is_tls_error(exc) and attempt == 0 and attempts > 1:
                     self._back_off(resource, message, attempt)
                     continue
-                raise ApiCallFailed(resource, message) from exc
+                raise ApiCallFailed(resource, message, call=call) from exc
             self._note_answer(node)
             # proxmoxer hands back {"errors": <the raw body>} instead of raising when a body is not JSON.
             if isinstance(answer, dict) and list(answer) == ["errors"] and isinstance(answer["errors"], bytes):
-                raise ApiCallFailed(resource, "malformed answer: the body is not JSON")
+                raise ApiCallFailed(resource, "malformed answer: the body is not JSON", call=call)
             return answer
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -228,7 +237,9 @@ class ProxmoxClient:
         if timeouts is not None and timeouts.gone.is_set():
             where = f"node {node}" if node else "the API"
             raise ApiCallFailed(
-                resource, f"not sent: {where} stopped answering ({SILENT_AFTER_TIMEOUTS} calls in a row timed out)"
+                resource,
+                f"not sent: {where} stopped answering ({SILENT_AFTER_TIMEOUTS} calls in a row timed out after "
+                f"{self._config.timeout:g}s, {self._config.limit_hit('timeout')})",
             )
 
     def _note_timeout(self, node: str | None) -> None:
@@ -271,6 +282,13 @@ def _is_tls_error(exc: BaseException) -> bool:
     import requests
 
     return isinstance(exc, requests.exceptions.SSLError)
+
+
+def call_shape(path: str) -> str:
+    """A path with its node and guest id as placeholders ("nodes/{node}/qemu/{vmid}/config"): the resource a
+    failure is reported under names them, and the same failure of many guests stays one summary line."""
+    shape = re.sub(r"^nodes/[^/]+", "nodes/{node}", path.strip("/"))
+    return re.sub(r"/\d+(?=/|$)", "/{vmid}", shape)
 
 
 def _node_of(path: str) -> str:

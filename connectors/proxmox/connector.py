@@ -134,12 +134,34 @@ class ProxmoxConnector(Connector):
             message = f"{message}: permission denied; {_PRIVILEGE_HINT}"
         return SourceError(self.source_name, exc.resource, message)
 
+    def _forbidden(self, exc: ApiCallFailed) -> Snapshot:
+        """Credentials that may read nothing of the cluster (/cluster/status wants Sys.Audit on /): nothing
+        readable, not an empty cluster. The core makes the run ``forbidden``: rows kept, not fresh."""
+        snapshot = Snapshot()
+        if self.config.token_id:
+            who, subject = f"the token {self.config.token_id}", f"--tokens '{self.config.token_id}'"
+        else:
+            who, subject = f"the user {self.config.user}", f"--users '{self.config.user}'"
+        snapshot.forbid(
+            [Scope("host", "node"), *GUEST_SCOPES],
+            exc.resource,
+            f"permission denied: {exc.message}",
+            grant=(
+                f"{who} may read nothing of the cluster ({exc.message}): grant it the PVEAuditor role "
+                f"(Sys.Audit, VM.Audit, Pool.Audit) on /, e.g. pveum acl modify / {subject} --roles PVEAuditor "
+                "(a privilege-separated token needs its own ACL entry, besides its user's)"
+            ),
+        )
+        return snapshot
+
     def _collect(self, client: ProxmoxClient) -> Snapshot:
         now = utcnow()
         try:
             status = client.get_list("cluster status", "cluster/status")
             resources = client.get_list("cluster resources", "cluster/resources")
         except ApiCallFailed as exc:
+            if exc.permission_denied and exc.resource == "cluster status":
+                return self._forbidden(exc)
             raise self._unreadable(exc) from exc
         cluster = cluster_identity(status)
         if cluster is None:
@@ -151,7 +173,12 @@ class ProxmoxConnector(Connector):
         pool_ids = [str(r["pool"]) for r in resources if r.get("type") == "pool" and r.get("pool")]
         guests_visible = bool(guests) or self._check_guest_visibility(client, snapshot)
         if not nodes:
-            snapshot.fail("nodes", "the cluster lists no nodes; the token cannot see them (it lacks Sys.Audit)")
+            # Proxmox VE lists every node to any token (without Sys.Audit, only their figures are left out).
+            snapshot.fail(
+                "nodes",
+                "the cluster lists no nodes, which no Proxmox VE cluster does: is url: its API? The token needs "
+                "Sys.Audit and VM.Audit on / (the PVEAuditor role) to read the cluster",
+            )
         else:
             snapshot.read(Scope("host", "node"))
         if guests_visible:
@@ -289,7 +316,7 @@ class ProxmoxConnector(Connector):
             found = parse(client.get(f"{label} addresses", path, retry=False))
             return found, found is not None, None
         except ApiCallFailed as exc:
-            if exc.status == 501 or (exc.status == 500 and any(word in exc.message.lower() for word in _AGENT_TROUBLE)):
+            if exc.status == 501 or (exc.status == 500 and any(word in exc.reason.lower() for word in _AGENT_TROUBLE)):
                 return None, False, None  # agent off, not installed or unsupported: addresses as last read
             return None, False, (exc.resource, exc.message)
 

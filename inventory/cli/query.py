@@ -103,6 +103,7 @@ SOURCE_FIELDS = (
     "last_run_at",
     "last_success_at",
     "last_error",
+    "warnings",
 )
 
 

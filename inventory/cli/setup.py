@@ -119,6 +119,10 @@ def check_command(app: AppContext, sources: tuple[str, ...], output: str) -> Non
     else:
         click.echo(f"config: {config.path or 'none (defaults)'}")
         render_rows(rows, "table", ("source", "type", "status", "objects", "time", "detail"))
+        # A terminal cuts the table to its width: each problem in full, naming the call and the limit it hit.
+        for result in results:
+            if not result.ok:
+                click.echo(f"{result.status.upper()} source {result.source!r}: {result.detail}", err=True)
     if any(not r.ok for r in results):
         raise SystemExit(1)
 

@@ -15,6 +15,8 @@ from inventory.server.pagination import json_response
 from inventory.server.state import ServerState, current_state
 
 router = APIRouter()
+# What /health says of each source: its latest run (status, error, warnings) and last success.
+SOURCE_KEYS = ("name", "type", "last_status", "last_run_at", "last_success_at", "last_error", "warnings")
 
 
 def health_report(state: ServerState) -> dict[str, Any]:
@@ -29,13 +31,7 @@ def health_report(state: ServerState) -> dict[str, Any]:
         database["revision"] = state.db.current_revision()
         database["reachable"] = True
         with state.db.session() as session:
-            sources = [
-                {
-                    key: row[key]
-                    for key in ("name", "type", "last_status", "last_run_at", "last_success_at", "last_error")
-                }
-                for row in list_sources(session)
-            ]
+            sources = [{key: row[key] for key in SOURCE_KEYS} for row in list_sources(session)]
     except InventoryError as exc:
         database.update(reachable=False, error=str(exc))
     except SQLAlchemyError as exc:

@@ -83,6 +83,8 @@ class SourceOut(Row):
     last_run_at: datetime | None = None
     last_success_at: datetime | None = None
     last_error: str | None = None
+    # The latest run's warnings (a node down, a kind the account may not list), one a line.
+    warnings: list[str] = []
 
 
 class InventoryOut(Row):

@@ -77,7 +77,7 @@ class SyncRun(Base):
     source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), index=True)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # An inventory.outcome.SyncStatus: running, success, partial or failed (locked and skipped are never stored).
+    # An inventory.outcome.SyncStatus: running, success, partial, forbidden or failed (locked and skipped never are).
     status: Mapped[str] = mapped_column(String(20), default="running")
     complete: Mapped[bool | None] = mapped_column(Boolean)
     objects: Mapped[int] = mapped_column(Integer, default=0)

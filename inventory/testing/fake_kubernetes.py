@@ -209,6 +209,12 @@ class FakeKubernetes:
         """Refuse to list ``resource`` (in ``namespace``; None: cluster-wide and in every namespace) with RBAC's 403."""
         self.forbidden.add((resource, namespace))
 
+    def forbid_everything(self) -> None:
+        """An account bound to no role (never granted, or its binding deleted after a good sync): RBAC's 403 on
+        every get and list, while the token itself is still valid (not a 401)."""
+        for resource in RESOURCES:
+            self.forbid(resource)
+
     def expire_continue(self, resource: str, times: int | None = 1, page: int | None = None) -> None:
         self.faults.append(Fault(resource, "expire", page=page, times=times))
 

@@ -64,9 +64,10 @@ class ApiError(HarnessError):
         self.reason = reason
 
 
-def _node_resource(node: FakeNode) -> dict[str, Any]:
+def _node_resource(node: FakeNode, audit: bool = True) -> dict[str, Any]:
     # pve-manager's extract_node_stats: level, maxcpu and maxmem come from the node's performance data,
     # which the cluster drops a few minutes after the node goes off (a homelab node off for the night).
+    # Every token sees every node; without Sys.Audit on it, only its id, name, status and level.
     entry: dict[str, Any] = {
         "id": f"node/{node.name}",
         "type": "node",
@@ -74,8 +75,9 @@ def _node_resource(node: FakeNode) -> dict[str, Any]:
         "status": "online" if node.online else "offline",
     }
     if node.online:
+        entry["level"] = ""
+    if node.online and audit:
         entry.update(
-            level="",
             cpu=0.031,
             maxcpu=node.cpus,
             mem=node.memory_bytes // 4,
@@ -264,8 +266,8 @@ class _Api:
             return self.cluster_status()
         if parts == ["cluster", "resources"]:
             return self.resources(query.get("type"))
-        if parts == ["nodes"]:
-            return [{**_node_resource(n), "ssl_fingerprint": "00"} for n in self.cluster.nodes if self.can_see_nodes()]
+        if parts == ["nodes"]:  # every node, to any token (pve-manager's node index filters figures, not nodes)
+            return [{**_node_resource(n, self.can_see_nodes()), "ssl_fingerprint": "00"} for n in self.cluster.nodes]
         if parts == ["pools"]:
             return [
                 {"poolid": pool, "comment": comment}
@@ -308,8 +310,8 @@ class _Api:
 
     def resources(self, kind: str | None) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = []
-        if kind in (None, "node") and self.can_see_nodes():
-            result.extend(_node_resource(n) for n in self.cluster.nodes)
+        if kind in (None, "node"):  # every node, to any token; guests and pools filtered by privilege
+            result.extend(_node_resource(n, self.can_see_nodes()) for n in self.cluster.nodes)
         if kind in (None, "storage") and self.can_see_nodes():
             for node in self.cluster.nodes:
                 result.append(
@@ -539,6 +541,18 @@ class FakeProxmox:
     @property
     def url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
+
+    def source(self, name: str = "pve", **settings: Any) -> dict[str, Any]:
+        """A config's ``sources:`` entry that reaches this fake with its token (``settings`` add or override keys)."""
+        return {
+            "type": "proxmox",
+            "name": name,
+            "url": self.url,
+            "token_id": self.token_id,
+            "token_secret": self.token_secret,
+            "ca_file": str(self.ca_file),
+            **settings,
+        }
 
     @property
     def total_calls(self) -> int:
