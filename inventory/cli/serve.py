@@ -35,11 +35,14 @@ def serve_command(app: AppContext, host: str, port: int, metrics: bool, run_sync
 
     Callers authenticate with tokens from `inventory tokens create NAME --group G`; their groups decide what
     they may read, call and approve, and the policy in force (the config's policy.path) decides every call."""
+    from inventory.audit.head import check_audit_key
     from inventory.server import create_app
     from inventory.server.auth import TokenAuthenticator
     from inventory.server.run import serve_forever
 
     db, runner, refresher = _server_state_parts(app)
+    # One of several replicas maybe: with another audit key it would write entries the others cannot verify.
+    check_audit_key(db)
     authenticator = TokenAuthenticator(db, app.config.principals)
     application = create_app(
         db,
