@@ -69,9 +69,15 @@ def serve_command(app: AppContext, host: str, port: int, metrics: bool, run_sync
 
 def _start_sync_loop(app: AppContext, db: Any, metrics: Any, notifier: Any) -> tuple[Any, Any]:
     """The loop of `inventory sync` on a thread of this process: one container serves and syncs."""
+    import logging
     import threading
 
     from inventory.loop import SyncLoop
+
+    # One line per sync, as `inventory sync` logs them: with several replicas, the log says which one synced what.
+    loop_log = logging.getLogger("inventory.loop")
+    if loop_log.getEffectiveLevel() > logging.INFO:
+        loop_log.setLevel(logging.INFO)
 
     sync_loop = SyncLoop(db, app.config, app.registry, metrics=metrics.sync if metrics else None, notifier=notifier)
     thread = threading.Thread(target=sync_loop.run, name="sync-loop", daemon=True)

@@ -41,8 +41,16 @@ def runtime_grants(role: str) -> list[str]:
         f"GRANT SELECT, INSERT ON {', '.join(APPEND_ONLY)} TO {quoted}",
         f"GRANT SELECT ON {', '.join(READ_ONLY)} TO {quoted}",
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {quoted}",
+        # SqlStore.allocate_ids moves these past a block of new ids with setval, which needs UPDATE.
+        f"GRANT UPDATE ON SEQUENCE {', '.join(_id_sequences())} TO {quoted}",
     ]
     return statements
+
+
+def _id_sequences() -> list[str]:
+    from inventory.schema import SCHEMA
+
+    return [f"{object_type.row.__tablename__}_id_seq" for object_type in SCHEMA]
 
 
 __all__ = ["runtime_grants"]
