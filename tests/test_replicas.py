@@ -8,6 +8,7 @@ scratch database; the storage pieces under them (audit head, sessions, orphaned 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -199,7 +200,7 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
         pair.b = pair.start("b")
         started.append(pair.b)
         for replica in (pair.a, pair.b):
-            wait_until(f"replica {replica.name} to answer /health", lambda r=replica: healthy(r), 60)
+            wait_until(f"replica {replica.name} to answer /health", functools.partial(healthy, replica), 60)
         yield pair
     finally:
         for replica in started:

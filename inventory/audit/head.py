@@ -73,7 +73,14 @@ def check_audit_key(db: Any) -> DatabaseHead | None:
         return head
     require_same_key(audit_secrets, head.seq, head.entry_hash, head.mac)
     if head.mac is not None:
-        audit_secrets.advance_head(head.seq, head.entry_hash)
+        try:
+            audit_secrets.advance_head(head.seq, head.entry_hash)
+        except OSError as exc:  # every append writes it too: say so now, not after the first entry commits
+            raise ConfigError(
+                f"cannot write the audit head file: {exc.strerror or exc}",
+                path=str(audit_secrets.head_file),
+                key="audit.head_file",
+            ) from None
     return head
 
 
