@@ -16,6 +16,9 @@ Several `inventory serve` processes on one database share what one process used 
   it can append, which moves the head, but cannot move the head back or remove it.
   The row is seeded from the log as it stands, so a database upgraded in use starts with
   the right head.
+
+On SQLite a later revision that rebuilds audit_log (batch_alter_table) drops its triggers,
+audit_log_advance_head among them, and must create them again (as 0003_trust does).
 """
 
 from __future__ import annotations
