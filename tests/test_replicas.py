@@ -9,6 +9,7 @@ scratch database; the storage pieces under them (audit head, sessions, orphaned 
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 import json
 import os
@@ -587,3 +588,11 @@ def test_web_sessions_keep_neither_token_nor_id_and_idle_ones_end(db: Database, 
         assert other.get("/", follow_redirects=False).headers["location"] == "/login"
         with db.session() as session:
             assert session.execute(select(WebSessionRow)).first() is None
+        # A session nobody comes back to is pruned when another one opens.
+        idle = browser.post("/login", data={"token": token}, follow_redirects=False).cookies[SESSION_COOKIE]
+        with db.write_session() as session:
+            session.execute(update(WebSessionRow).values(last_seen_at=utcnow() - timedelta(hours=13)))
+        fresh = other.post("/login", data={"token": token}, follow_redirects=False).cookies[SESSION_COOKIE]
+        with db.session() as session:
+            kept = session.execute(select(WebSessionRow.id_hash)).scalars().all()
+        assert kept == [hashlib.sha256(fresh.encode()).hexdigest()] and idle != fresh
