@@ -499,6 +499,26 @@ def test_the_database_keeps_the_audit_head_and_moves_it_only_forward(db: Databas
     assert _verify(db, audit_secrets).ok
 
 
+def test_a_log_upgraded_in_use_starts_with_its_head(database_url: str, tmp_path: Path) -> None:
+    from inventory.storage import migrate
+
+    db = Database(database_url)
+    try:
+        migrate.upgrade(db, "0005_machines")
+        audit_secrets = _keyed(db, tmp_path, os.urandom(32))
+        _append(db, 3)
+        migrate.upgrade(db)
+        with db.session() as session:
+            head = read_database_head(session)
+            last = session.get(AuditEntry, 3)
+        assert head is not None and last is not None
+        assert (head.seq, head.entry_hash, head.mac) == (3, last.entry_hash, last.mac)
+        _append(db, 1)
+        assert _verify(db, audit_secrets).ok
+    finally:
+        db.dispose()
+
+
 def test_a_head_file_behind_the_database_is_fine_and_a_cut_tail_is_found_without_one(
     db: Database, tmp_path: Path
 ) -> None:
