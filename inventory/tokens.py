@@ -133,9 +133,23 @@ def revoke_token(db: Database, name: str, *, by: Principal) -> None:
 
 def authenticate(db: Database, token: str | None) -> Principal | None:
     """The principal holding this bearer token, or None (unknown, revoked, expired or malformed)."""
+    reference = token_reference(db, token)
+    return authenticate_reference(db, reference) if reference is not None else None
+
+
+def token_reference(db: Database, token: str | None) -> str | None:
+    """What names a token without being it: its keyed hash, as stored (None for what cannot be a token).
+
+    A web session keeps this instead of the token (inventory/server/sessions.py), and is
+    re-authorized through it on every request, so revoking the token ends the session.
+    """
     if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return None
-    presented = _hash(secrets_for(db), token)
+    return _hash(secrets_for(db), token)
+
+
+def authenticate_reference(db: Database, presented: str) -> Principal | None:
+    """The principal of the live token whose keyed hash is ``presented``, or None (unknown, revoked, expired)."""
     with db.session() as session:
         row = session.execute(select(ApiToken).where(ApiToken.token_hash == presented)).scalar_one_or_none()
     if row is None or not hmac.compare_digest(row.token_hash, presented):
@@ -161,8 +175,10 @@ __all__ = [
     "TOKEN_PREFIX",
     "TokenInfo",
     "authenticate",
+    "authenticate_reference",
     "create_token",
     "list_tokens",
     "live_token_groups",
     "revoke_token",
+    "token_reference",
 ]

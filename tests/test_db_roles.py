@@ -29,6 +29,12 @@ ATTACKS = [
     "DROP TRIGGER audit_log_extend_head ON audit_log",
     "DROP TABLE audit_log",
     "CREATE TABLE audit_shadow (x int)",
+    # The head every replica checks: moved by the owner's trigger only, never back, never away.
+    "UPDATE audit_head SET seq = 1",
+    "DELETE FROM audit_head",
+    "TRUNCATE audit_head",
+    "ALTER TABLE audit_head DISABLE TRIGGER USER",
+    "DROP TRIGGER audit_log_advance_head ON audit_log",
 ]
 
 

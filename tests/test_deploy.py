@@ -98,7 +98,7 @@ def test_compose_runs_postgres_and_one_server_with_the_loop_and_health_checks() 
         and sync["environment"]["INVENTORY_SKIP_UPGRADE"] == "1"
     )
     assert postgres["environment"]["POSTGRES_USER"] == "inventory_owner"
-    assert any(v.endswith(":/var/lib/inventory") for v in sync["volumes"])  # the audit key and head
+    assert any(v.endswith(":/var/lib/inventory") for v in sync["volumes"])  # this host's audit head file
     assert "http://127.0.0.1:8080/health" in " ".join(sync["healthcheck"]["test"])
     assert sync["build"] == "." and (PROJECT_ROOT / "Dockerfile").is_file()
     # One container: the API, MCP, the web UI and /metrics, and the loop (not a one-shot).
@@ -112,8 +112,22 @@ def test_compose_runs_postgres_and_one_server_with_the_loop_and_health_checks() 
         and ":" not in sync["environment"]["INVENTORY_DATABASE_URL"].split("//")[1].split("@")[0]
     )
     assert postgres["environment"]["POSTGRES_PASSWORD_FILE"].startswith("/run/secrets/")
-    assert sync["ports"] == ["127.0.0.1:8080:8080"]  # the loopback only
+    assert sync["ports"] == ["127.0.0.1:8080-8081:8080"]  # the loopback only, one port per replica
     assert sync["command"][sync["command"].index("--port") + 1] == "8080"
+
+
+def test_compose_runs_two_replicas_on_one_database_with_one_audit_key() -> None:
+    document = compose()
+    sync = document["services"]["inventory"]
+    assert sync["deploy"]["replicas"] == 2
+    first, last = sync["ports"][0].split(":")[1].split("-")
+    assert int(last) - int(first) + 1 == sync["deploy"]["replicas"]  # a host port for each replica
+    assert "audit_key" in sync["secrets"] and document["secrets"]["audit_key"]["file"] == "./secrets/audit_key"
+    config_mount = next(v for v in sync["volumes"] if v.endswith(":/etc/inventory/inventory.yaml:ro"))
+    audit = yaml.safe_load((PROJECT_ROOT / config_mount.split(":")[0]).read_text())["audit"]
+    # The key from the one secret every replica mounts; the head file beside it on this host's volume.
+    assert audit["key_file"] == "/run/secrets/audit_key" and audit["head_file"].startswith("/var/lib/inventory/")
+    assert "container_name" not in sync  # a fixed name would allow one replica only
 
 
 def test_compose_service_is_confined() -> None:
@@ -199,6 +213,10 @@ def _inventory_invocations() -> list[list[str]]:
                 argv = shlex.split(parser.get("Service", key))
                 assert argv[0].endswith("/inventory"), unit
                 found.append(argv[1:])
+    for document in yaml.safe_load_all((DEPLOY / "kubernetes" / "deployment.yaml").read_text()):
+        if document["kind"] == "Deployment":
+            (container,) = document["spec"]["template"]["spec"]["containers"]
+            found.append(container["args"])
     for document in yaml.safe_load_all((DEPLOY / "kubernetes" / "cronjob.yaml").read_text()):
         if document["kind"] == "CronJob":
             (container,) = document["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
@@ -369,6 +387,35 @@ def test_kubernetes_cronjob_has_a_read_only_service_account() -> None:
     assert owner_url != runtime_url
     source = yaml.safe_load(documents["ConfigMap"]["data"]["inventory.yaml"])["sources"][0]
     assert source["type"] == "kubernetes" and source["in_cluster"] is True
+
+
+def test_kubernetes_deployment_runs_two_replicas_sharing_the_key_secret() -> None:
+    documents = {d["kind"]: d for d in yaml.safe_load_all((DEPLOY / "kubernetes" / "deployment.yaml").read_text())}
+    assert set(documents) == {"ConfigMap", "Deployment", "Service"}
+    cronjob = {d["kind"]: d for d in yaml.safe_load_all((DEPLOY / "kubernetes" / "cronjob.yaml").read_text())}
+    deployment = documents["Deployment"]["spec"]
+    assert deployment["replicas"] == 2
+    pod = deployment["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"][0] == "serve" and "--sync" in container["args"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+    # The account, the runtime role's URL and the key Secret are those cronjob.yaml sets up.
+    assert pod["serviceAccountName"] == cronjob["ServiceAccount"]["metadata"]["name"]
+    runtime_url = next(e for e in container["env"] if e["name"] == "INVENTORY_DATABASE_URL")["valueFrom"]
+    assert runtime_url["secretKeyRef"]["name"] == "inventory-db"
+    assert {"name": "INVENTORY_SKIP_UPGRADE", "value": "1"} in container["env"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    cron_volumes = cronjob["CronJob"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["volumes"]
+    key_secret = next(v for v in cron_volumes if v["name"] == "audit-key")["secret"]["secretName"]
+    assert volumes["audit-key"]["secret"]["secretName"] == key_secret and mounts["audit-key"]["readOnly"] is True
+    assert "persistentVolumeClaim" not in volumes["audit-head"]  # no per-pod head volume: the database keeps the head
+    config = yaml.safe_load(documents["ConfigMap"]["data"]["inventory.yaml"])
+    assert config["audit"]["key_file"].startswith(mounts["audit-key"]["mountPath"] + "/")
+    assert config["audit"]["head_file"].startswith(mounts["audit-head"]["mountPath"] + "/")
+    assert volumes["config"]["configMap"]["name"] == documents["ConfigMap"]["metadata"]["name"]
+    assert documents["Service"]["spec"]["selector"] == deployment["selector"]["matchLabels"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
 
 
 def test_the_loop_tells_systemd_it_is_ready_and_stopping(tmp_path: Path) -> None:

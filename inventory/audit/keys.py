@@ -8,7 +8,9 @@ hashes (inventory/tokens.py).
 
 The head file (``audit.head_file``; default the key file's name + ``.head``) holds the newest entry's seq and hash,
 advanced after every append under a file lock and never moved back: ``audit verify``
-reports a log that ends before its head as truncated. One key and head per database.
+reports a log that ends before its head as truncated. One key per database, the same on every
+machine that writes to it; each machine's head file sees only its own appends, so the database
+keeps the head all of them share as well (``inventory/audit/head.py``).
 """
 
 from __future__ import annotations

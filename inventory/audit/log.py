@@ -40,6 +40,7 @@ from typing import IO, Any
 from sqlalchemy import event, insert, select, text
 from sqlalchemy.orm import Session
 
+from inventory.audit.head import read_database_head, require_same_key
 from inventory.audit.keys import AuditSecrets, secrets_for
 from inventory.audit.models import AuditEntry
 from inventory.errors import UsageError
@@ -163,9 +164,12 @@ def append_in(session: Session, record: AuditRecord, audit_secrets: AuditSecrets
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_CHAIN_LOCK})
     last = session.execute(
-        select(AuditEntry.seq, AuditEntry.entry_hash).order_by(AuditEntry.seq.desc()).limit(1)
+        select(AuditEntry.seq, AuditEntry.entry_hash, AuditEntry.mac).order_by(AuditEntry.seq.desc()).limit(1)
     ).first()
     seq, prev_hash = (last.seq + 1, last.entry_hash) if last else (1, GENESIS_HASH)
+    if last is not None:
+        # Another replica may have appended last: extend only a chain this process's key signed.
+        require_same_key(audit_secrets, last.seq, last.entry_hash, last.mac)
     # Stamped under the lock, so that times follow the chain order.
     fields = prepare_fields(record, utcnow())
     entry_hash = compute_hash(prev_hash, fields)
@@ -282,6 +286,8 @@ def verify_chain(
         _check_macs(session, result, audit_secrets)
         if result.ok:
             _check_head(session, result, audit_secrets)
+        if result.ok:
+            _check_database_head(session, result, audit_secrets)
     if result.ok and checkpoint is not None:
         _check_checkpoint(session, result, checkpoint)
     return result
@@ -331,6 +337,48 @@ def _check_head(session: Session, result: VerifyResult, audit_secrets: AuditSecr
     elif stored != head.entry_hash:
         message = f"entry {head.seq} differs from the head recorded in {audit_secrets.head_file}"
         result.problem = VerifyProblem(head.seq, "changed", message)
+
+
+def _check_database_head(session: Session, result: VerifyResult, audit_secrets: AuditSecrets) -> None:
+    """The head the database keeps (audit/head.py): signed with the key, in the log, and the log's last entry.
+
+    Only the owner's trigger moves it, only forward, so a log that ends before it was cut
+    off, and a log that goes on after it grew with the trigger disabled.
+    """
+    head = read_database_head(session)
+    if head is None:
+        result.problem = VerifyProblem(
+            result.last_seq + 1, "truncated", "the audit head the database keeps (table audit_head) is gone"
+        )
+        return
+    if head.seq < 1:
+        if result.last_seq > 0:
+            result.problem = VerifyProblem(
+                1, "forged", "the database's audit head says the log is empty, yet it holds entries"
+            )
+        return
+    if head.mac is not None and (
+        audit_secrets.key(create=False) is None
+        or not hmac.compare_digest(head.mac, audit_secrets.mac(head.seq, head.entry_hash))
+    ):
+        message = f"the database's audit head (entry {head.seq}) does not carry a valid mac under this audit key"
+        result.problem = VerifyProblem(head.seq, "forged", message)
+        return
+    stored = session.execute(select(AuditEntry.entry_hash).where(AuditEntry.seq == head.seq)).scalar()
+    if stored is None:
+        message = (
+            f"entry {head.seq} (the head the database recorded) is gone: the log ends at entry {result.last_seq} "
+            "(the newest entries were removed)"
+        )
+        result.problem = VerifyProblem(result.last_seq + 1, "truncated", message)
+    elif stored != head.entry_hash:
+        result.problem = VerifyProblem(head.seq, "changed", f"entry {head.seq} differs from the database's audit head")
+    elif result.last_seq > head.seq:
+        message = (
+            f"entries {head.seq + 1}..{result.last_seq} follow the database's audit head (entry {head.seq}): "
+            "they were inserted with its trigger disabled"
+        )
+        result.problem = VerifyProblem(head.seq + 1, "forged", message)
 
 
 def _restart_at(session: Session, result: VerifyResult, problem: VerifyProblem) -> None:

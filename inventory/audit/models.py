@@ -20,7 +20,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Integer, String, Text, cast, text
+from sqlalchemy import BigInteger, CheckConstraint, Index, Integer, String, Text, cast, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import UserDefinedType
@@ -95,6 +95,20 @@ class AuditEntry(Base):
     prev_hash: Mapped[str] = mapped_column(String(64))
     entry_hash: Mapped[str] = mapped_column(String(64), unique=True)
     # HMAC of seq and entry_hash under the audit key; NULL only for entries written before the key existed.
+    mac: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditHeadRow(Base):
+    """The newest entry of the log, kept by the database: an AFTER INSERT trigger on audit_log moves it, only
+    forward (migration 0007_replicas). Every replica sees it; the runtime role may only read it. ``mac`` is the
+    entry's own mac, so a process holding another audit key finds out before it appends (audit/log.py)."""
+
+    __tablename__ = "audit_head"
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    entry_hash: Mapped[str] = mapped_column(String(64))
     mac: Mapped[str | None] = mapped_column(String(64))
 
 

@@ -37,11 +37,14 @@ def serve_command(app: AppContext, host: str, port: int, metrics: bool, run_sync
 
     Callers authenticate with tokens from `inventory tokens create NAME --group G`; their groups decide what
     they may read, call and approve, and the policy in force (the config's policy.path) decides every call."""
+    from inventory.audit.head import check_audit_key
     from inventory.server import create_app
     from inventory.server.auth import TokenAuthenticator
     from inventory.server.run import serve_forever
 
     db, runner, refresher = _server_state_parts(app)
+    # One of several replicas maybe: with another audit key it would write entries the others cannot verify.
+    check_audit_key(db)
     authenticator = TokenAuthenticator(db, app.config.principals)
     application = create_app(
         db,
@@ -68,9 +71,15 @@ def serve_command(app: AppContext, host: str, port: int, metrics: bool, run_sync
 
 def _start_sync_loop(app: AppContext, db: Any, metrics: Any, notifier: Any) -> tuple[Any, Any]:
     """The loop of `inventory sync` on a thread of this process: one container serves and syncs."""
+    import logging
     import threading
 
     from inventory.loop import SyncLoop
+
+    # One line per sync, as `inventory sync` logs them: with several replicas, the log says which one synced what.
+    loop_log = logging.getLogger("inventory.loop")
+    if loop_log.getEffectiveLevel() > logging.INFO:
+        loop_log.setLevel(logging.INFO)
 
     sync_loop = SyncLoop(db, app.config, app.registry, metrics=metrics.sync if metrics else None, notifier=notifier)
     thread = threading.Thread(target=sync_loop.run, name="sync-loop", daemon=True)

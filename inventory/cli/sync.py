@@ -433,6 +433,7 @@ def _sync_loop(
     metrics_address: str,
     max_cycles: int | None,
 ) -> None:
+    from inventory.audit.head import check_audit_key
     from inventory.loop import SyncLoop
     from inventory.metrics import SyncMetrics
     from inventory.notify import Notifier
@@ -446,6 +447,7 @@ def _sync_loop(
     if interval is not None and interval <= 0:
         raise UsageError("--interval must be more than 0")
     db = app.database()
+    check_audit_key(db)  # a loop beside others on one database: the same audit key, or stop here
     metrics = SyncMetrics()
     if metrics_port is not None:
         try:

@@ -24,7 +24,7 @@ from enum import Enum
 from inventory.errors import InventoryError
 from inventory.principals import Principal, PrincipalSettings, configured_for
 from inventory.storage.database import Database
-from inventory.tokens import authenticate
+from inventory.tokens import authenticate, authenticate_reference, token_reference
 
 
 class Permission(str, Enum):
@@ -101,7 +101,17 @@ class TokenAuthenticator:
         self.settings = settings or PrincipalSettings()
 
     def __call__(self, token: str) -> Principal | None:
-        principal = authenticate(self.db, token)
+        return self._with_configured_groups(authenticate(self.db, token))
+
+    def reference(self, token: str) -> str | None:
+        """What a web session keeps instead of the token: its keyed hash, the same on every replica."""
+        return token_reference(self.db, token)
+
+    def by_reference(self, reference: str) -> Principal | None:
+        """The token's principal, checked against the database now (revoked or expired: None)."""
+        return self._with_configured_groups(authenticate_reference(self.db, reference))
+
+    def _with_configured_groups(self, principal: Principal | None) -> Principal | None:
         if principal is None:
             return None
         configured = frozenset(configured_for(self.settings.users, principal.name))

@@ -1,18 +1,16 @@
 """The web UI: server-rendered pages over the same library calls as the API; no JavaScript at all.
 
 Sign-in takes an API token once; the browser then holds only a random session id in a cookie
-(HttpOnly, SameSite=Strict, Secure over HTTPS). The token stays in the server's memory and is
-re-checked on every request, so a revoked token ends its sessions. Every form carries the
-session's CSRF token; a POST without it is refused.
+(HttpOnly, SameSite=Strict, Secure over HTTPS). The session lives in the database
+(``inventory/server/sessions.py``: the id's hash and a reference to the token, never the token),
+so every replica knows it, and it is re-authorized through the token on every request, so a
+revoked token ends its sessions. Every form carries the session's CSRF token; a POST without it
+is refused.
 """
 
 from __future__ import annotations
 
 import hmac
-import secrets
-import threading
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,58 +24,15 @@ from inventory.errors import InventoryError, UsageError
 from inventory.redact import redact_text
 from inventory.server.auth import Forbidden, NotAuthenticated, Permission, Principal, authorize, may
 from inventory.server.errors import forbidden_response, inventory_error_response, status_of
+from inventory.server.sessions import SESSION_IDLE_SECONDS, SessionStore, TokenReferences, WebSession, token_references
 from inventory.server.state import server_state
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "inventory_session"
-SESSION_IDLE_SECONDS = 12 * 3600
 SEARCH_LIMIT = 50
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 router = APIRouter(include_in_schema=False)
-
-
-@dataclass
-class WebSession:
-    token: str
-    csrf: str
-    last_seen: float
-
-
-class SessionStore:
-    """Sessions in this process's memory: a restart signs everyone out, which is the safe direction."""
-
-    def __init__(self) -> None:
-        self._sessions: dict[str, WebSession] = {}
-        self._lock = threading.Lock()
-
-    def create(self, token: str) -> tuple[str, WebSession]:
-        session_id = secrets.token_urlsafe(32)
-        session = WebSession(token, secrets.token_urlsafe(32), time.monotonic())
-        with self._lock:
-            self._expire()
-            self._sessions[session_id] = session
-        return session_id, session
-
-    def get(self, session_id: str | None) -> WebSession | None:
-        if not session_id:
-            return None
-        with self._lock:
-            session = self._sessions.get(session_id)
-            if session is None or time.monotonic() - session.last_seen > SESSION_IDLE_SECONDS:
-                self._sessions.pop(session_id, None)
-                return None
-            session.last_seen = time.monotonic()
-            return session
-
-    def drop(self, session_id: str | None) -> None:
-        with self._lock:
-            self._sessions.pop(session_id or "", None)
-
-    def _expire(self) -> None:
-        now = time.monotonic()
-        for key in [k for k, s in self._sessions.items() if now - s.last_seen > SESSION_IDLE_SECONDS]:
-            del self._sessions[key]
 
 
 class SignInRequired(InventoryError):
@@ -89,12 +44,17 @@ def _sessions(request: Request) -> SessionStore:
     return store
 
 
+def _references(request: Request) -> TokenReferences:
+    references: TokenReferences = request.app.state.web_token_references
+    return references
+
+
 def _signed_in(request: Request, permission: Permission) -> tuple[Principal, WebSession]:
     session = _sessions(request).get(request.cookies.get(SESSION_COOKIE))
     if session is None:
         raise SignInRequired()
     try:
-        return authorize(server_state(request).authenticator, session.token, permission), session
+        return authorize(_references(request).by_reference, session.token_ref, permission), session
     except NotAuthenticated:
         _sessions(request).drop(request.cookies.get(SESSION_COOKIE))
         raise SignInRequired() from None
@@ -142,9 +102,13 @@ def login(request: Request, token: str = Form(...)) -> Response:
     state = server_state(request)
     try:
         authorize(state.authenticator, token.strip(), Permission.READ)
+        # Only a token that signed in is named: the session keeps this reference, never the token.
+        reference = _references(request).reference(token.strip())
+        if reference is None:
+            raise NotAuthenticated()
     except (NotAuthenticated, Forbidden):
         return _page(request, "login.html", None, None, status_code=401, error="That token is not valid here.")
-    session_id, _session = _sessions(request).create(token.strip())
+    session_id, _session = _sessions(request).create(reference)
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
@@ -298,7 +262,9 @@ def audit_page(request: Request, actor: str = "", tool: str = "") -> HTMLRespons
 
 
 def install_web(app: FastAPI) -> None:
-    app.state.web_sessions = SessionStore()
+    state = app.state.inventory
+    app.state.web_sessions = SessionStore(state.db)
+    app.state.web_token_references = token_references(state.authenticator)
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 

@@ -4,7 +4,9 @@ Two roles: the owner runs `inventory db upgrade` (it owns every table, the trigg
 their functions); the runtime role runs the service with the grants below. It reads and
 writes the inventory, appends to the audit log (SELECT, INSERT: no UPDATE, DELETE or
 TRUNCATE), settles approvals and manages tokens; it owns nothing, so it cannot ALTER a
-table or disable a trigger.
+table or disable a trigger. It only reads ``audit_head``: the owner's SECURITY DEFINER trigger
+moves it at each append, so the runtime role can neither move it back nor remove it. Web
+sessions (``web_sessions``) are ordinary data: created, touched and deleted at sign-out.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ _ROLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 APPEND_ONLY = ("audit_log",)
 # Settled or revoked in place: no DELETE.
 NO_DELETE = ("approvals", "api_tokens")
-READ_ONLY = ("alembic_version",)
+# Kept by the owner's triggers (audit_head) or by migrations (alembic_version): read only.
+READ_ONLY = ("alembic_version", "audit_head")
 
 
 def runtime_grants(role: str) -> list[str]:
@@ -38,8 +41,16 @@ def runtime_grants(role: str) -> list[str]:
         f"GRANT SELECT, INSERT ON {', '.join(APPEND_ONLY)} TO {quoted}",
         f"GRANT SELECT ON {', '.join(READ_ONLY)} TO {quoted}",
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {quoted}",
+        # SqlStore.allocate_ids moves these past a block of new ids with setval, which needs UPDATE.
+        f"GRANT UPDATE ON SEQUENCE {', '.join(_id_sequences())} TO {quoted}",
     ]
     return statements
+
+
+def _id_sequences() -> list[str]:
+    from inventory.schema import SCHEMA
+
+    return [f"{object_type.row.__tablename__}_id_seq" for object_type in SCHEMA]
 
 
 __all__ = ["runtime_grants"]

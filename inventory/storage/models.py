@@ -91,6 +91,23 @@ class SyncRun(Base):
     warnings: Mapped[str | None] = mapped_column(Text)
 
 
+class WebSessionRow(Base):
+    """A web UI session, shared by every server on the database (inventory/server/web.py).
+
+    Keyed by the sha256 of the session id the browser holds; ``token_ref`` names the API token
+    by its keyed hash (as ``api_tokens.token_hash``), so that every request re-authorizes
+    through the token and a revoked one ends its sessions. Neither the id nor the token is stored.
+    """
+
+    __tablename__ = "web_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_ref: Mapped[str] = mapped_column(String(64))
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
 # Object, membership and change rows carry no FOREIGN KEY constraints, on purpose: their
 # ids are allocated by the sync engine inside the transaction that writes them, and rows
 # are never deleted (removal is a soft delete), so a constraint could catch nothing the

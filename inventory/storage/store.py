@@ -17,6 +17,7 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, delete, func, literal, select, text, update
 from sqlalchemy.orm import Session, aliased
 
+from inventory.outcome import SyncStatus
 from inventory.records import to_json_bytes
 from inventory.sanitize import column_length, fit
 from inventory.schema import IDENTITY_COLUMNS, SCHEMA, TIME_COLUMNS, Schema
@@ -31,6 +32,8 @@ from inventory.storage.protocol import ObjectWrite, SourceState, StoredObject, W
 from inventory.timeutil import utcnow
 
 CHUNK = 1000
+# The error of a run found still "running" by the next sync of its source (fail_orphaned_runs).
+INTERRUPTED_RUN = "interrupted: the process syncing it ended"
 # The columns of a change row, in the order apply() fills them.
 _CHANGE_COLUMNS = (
     "source_id",
@@ -163,11 +166,24 @@ class SqlStore:
         return [str(name) for name in self._execute(query).scalars()]
 
     def start_run(self, source_id: int, started_at: datetime | None = None) -> int:
+        """A new run of the source; called under the source's sync lock, which also ends its orphaned runs."""
+        self.fail_orphaned_runs(source_id)
         run = SyncRun(source_id=source_id, started_at=started_at or utcnow(), status="running")
         self.session.add(run)
         self.session.flush()
         self.statements += 1
         return run.id
+
+    def fail_orphaned_runs(self, source_id: int) -> int:
+        """Mark the source's runs still ``running`` as failed: the caller holds the source's lock, so nobody runs
+        them (their process ended mid-sync, its lock going with it). A run is written whole in one transaction,
+        so only a process that committed a run before finishing it (an older version) leaves one behind."""
+        ended = self._execute(
+            update(SyncRun)
+            .where(SyncRun.source_id == source_id, SyncRun.status == SyncStatus.RUNNING.value)
+            .values(status=SyncStatus.FAILED.value, finished_at=utcnow(), error=INTERRUPTED_RUN)
+        )
+        return int(ended.rowcount or 0)
 
     def finish_run(self, run_id: int, **values: Any) -> None:
         values.setdefault("finished_at", utcnow())
