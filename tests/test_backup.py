@@ -234,7 +234,9 @@ def test_an_old_database_put_back_without_restore_fails_and_a_forged_restore_rec
     code, report = _verify(config_path)
     assert (code, report["problem"]["kind"]) == (1, "truncated")
 
-    # A restore record written without the key does not pass for one.
+    # A restore record written without the key does not pass for one, even with the database's own head
+    # rolled back to match (as the tables' owner could): only the record is left to lie.
+    _roll_back_database_head(db, 1)
     head_file = secrets_for(db).head_file
     line = {"backup_seq": 1, "entry": {"seq": 1, "entry_hash": "0" * 64}, "mac": "f" * 64}
     restores_file(secrets_for(db)).write_text(json.dumps(line) + "\n")
@@ -242,6 +244,21 @@ def test_an_old_database_put_back_without_restore_fails_and_a_forged_restore_rec
     code, report = _verify(config_path)
     assert (code, report["problem"]["kind"]) == (1, "forged")
     assert "not signed with the audit key" in report["problem"]["message"]
+
+
+def _roll_back_database_head(db: Database, seq: int) -> None:
+    with db.engine.begin() as conn:
+        if db.dialect == "postgresql":
+            conn.execute(text("ALTER TABLE audit_head DISABLE TRIGGER USER"))
+        else:
+            conn.execute(text("DROP TRIGGER audit_head_forward_only"))
+        conn.execute(
+            text(
+                "UPDATE audit_head SET seq = a.seq, entry_hash = a.entry_hash, mac = a.mac "
+                "FROM (SELECT seq, entry_hash, mac FROM audit_log WHERE seq = :s) AS a"
+            ),
+            {"s": seq},
+        )
 
 
 def _head_hash(db: Database, seq: int) -> str:

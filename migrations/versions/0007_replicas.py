@@ -49,7 +49,7 @@ def _pg_statements(schema: str) -> list[str]:
     head = f"{schema}.audit_head"
     return [
         f"""
-CREATE FUNCTION {schema}.audit_log_advance_head() RETURNS trigger
+CREATE OR REPLACE FUNCTION {schema}.audit_log_advance_head() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     UPDATE {head} SET seq = NEW.seq, entry_hash = NEW.entry_hash, mac = NEW.mac
@@ -67,7 +67,7 @@ END $$
             f"FOR EACH ROW EXECUTE FUNCTION {schema}.audit_log_advance_head()"
         ),
         f"""
-CREATE FUNCTION {schema}.audit_head_forward_only() RETURNS trigger
+CREATE OR REPLACE FUNCTION {schema}.audit_head_forward_only() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF TG_OP = 'UPDATE' AND NEW.id = OLD.id AND NEW.seq > OLD.seq THEN
