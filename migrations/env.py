@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 import inventory.audit.models  # noqa: F401  (the audit tables share Base.metadata; autogenerate must see them)
+import inventory.audit.token_models  # noqa: F401
 from inventory.storage.models import Base
 
 config = context.config

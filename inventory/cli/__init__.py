@@ -9,6 +9,7 @@ made a call that waits for approval (its approval id is printed).
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from typing import Any
@@ -166,4 +167,9 @@ _register()
 
 
 def main() -> None:
-    cli.main(prog_name="inventory")
+    try:
+        cli.main(prog_name="inventory")
+    finally:
+        # The interpreter's exit collects garbage over every object the imports made (~0.1 s of CPU for a
+        # one-shot command); frozen objects are skipped. Only the process's exit follows: atexit hooks still run.
+        gc.freeze()
