@@ -130,7 +130,8 @@ class SqlStore:
             if changes:
                 self._execute(update(Source).where(Source.id == found.id).values(**changes))
             return int(found.id)
-        # Both dialects' INSERT ... ON CONFLICT DO NOTHING are spelled the same; each imported only where used.
+        # Both dialects' INSERT ... ON CONFLICT DO NOTHING are spelled the same; each is imported only where used.
+        dialect_insert: Any
         if self.dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as dialect_insert
         else:
