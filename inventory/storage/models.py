@@ -38,6 +38,7 @@ class _JsonOrJsonb(TypeDecorator[Any]):
 
     impl = JSON(none_as_null=True)
     cache_ok = True
+    hashable = False  # as JSON's: dicts and lists (the ORM's unique() must not hash them)
 
     def load_dialect_impl(self, dialect: Any) -> Any:
         if dialect.name == "postgresql":
