@@ -9,8 +9,8 @@ leaves a source locked. The holder is found in ``pg_locks`` joined to
 
 SQLite: a file lock (``flock``, through fcntl) beside the database file, one
 per source; the holder writes ``pid@host`` into it so that a second process can
-say who holds it. The kernel drops a ``flock`` when its
-process dies, so a crash never leaves a stale lock either.
+say who holds it. The kernel drops a ``flock`` when its process dies, so a crash
+never leaves a stale lock either.
 """
 
 from __future__ import annotations
