@@ -28,6 +28,7 @@ from inventory.logical.spec import LogicalService, LogicalServices
 from inventory.notify import NotifySettings
 from inventory.principals import PrincipalSettings
 from inventory.redact import register_secret
+from inventory.yaml_text import load_yaml
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +168,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", path=str(path)) from exc
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -25,15 +25,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationInfo
 
 from inventory.cutoff import Cutoff
 from inventory.errors import ConnectorUnavailable
-from inventory.policy.tools import ToolSpec
 from inventory.records import Snapshot
 from inventory.timeutil import parse_duration
+
+if TYPE_CHECKING:
+    # Tools are declared only where tools are listed or run: a sync never loads the policy package.
+    from inventory.policy.tools import ToolSpec
 
 log = logging.getLogger(__name__)
 

@@ -7,14 +7,15 @@ leaves a source locked. The holder is found in ``pg_locks`` joined to
 ``pg_stat_activity``; the lock connection carries ``application_name``
 ``inventory pid@host`` so that the answer names a process, not just a backend.
 
-SQLite: a file lock (``flock`` through the ``filelock`` package) beside the
-database file, one per source; the holder writes ``pid@host`` into it so that a
-second process can say who holds it. The kernel drops a ``flock`` when its
-process dies, so a crash never leaves a stale lock either.
+SQLite: a file lock (``flock``, through fcntl) beside the database file, one
+per source; the holder writes ``pid@host`` into it so that a second process can
+say who holds it. The kernel drops a ``flock`` when its process dies, so a crash
+never leaves a stale lock either.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
@@ -138,26 +139,28 @@ class FileSourceLock:
     """An flock beside the SQLite file holding ``pid@host`` of the process that syncs the source."""
 
     def __init__(self, path: Path, source: str) -> None:
-        from filelock import FileLock
-
         self.path = path
         self.source = source
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = FileLock(str(path), is_singleton=False)
+        self._fd: int | None = None
 
     def try_acquire(self) -> bool:
-        from filelock import Timeout
-
+        # Its own open file description each time: two locks of one process exclude each other too.
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            self._lock.acquire(timeout=0)
-        except Timeout:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
             return False
-        # flock is advisory: writing through another descriptor is fine, and a waiting process
-        # reads this to say who holds the lock.
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        # flock is advisory: the note goes through the locked descriptor, and a waiting process
+        # reads it to say who holds the lock.
         try:
-            with open(self.path, "r+", encoding="utf-8") as holder:
-                holder.truncate(0)
-                holder.write(process_identity())
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, process_identity().encode(), 0)
         except OSError:
             pass  # the lock holds without the note; the holder is then reported as unknown
         return True
@@ -170,8 +173,9 @@ class FileSourceLock:
         return f"process {found}" if found else None
 
     def release(self) -> None:
-        if self._lock.is_locked:
-            self._lock.release()
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)  # closing the only descriptor of the open file description drops the flock
 
 
 class ThreadSourceLock:

@@ -206,6 +206,8 @@ def _use_colour(out: TextIO) -> bool:
 
 
 def _cell_width(text: str) -> int:
+    if text.isascii() and text.isprintable():
+        return len(text)  # one cell a character, as rich counts it: its width tables load only for other text
     from rich.cells import cell_len
 
     return cell_len(text)

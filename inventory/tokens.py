@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from inventory.audit.keys import AuditSecrets, secrets_for
 from inventory.audit.log import AuditRecord, append_in
-from inventory.audit.models import ApiToken
+from inventory.audit.token_models import ApiToken
 from inventory.errors import NotFound, UsageError
 from inventory.principals import Principal, PrincipalKind, name_key, normalise_name
 from inventory.redact import register_secret

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from alembic import context
 
-import inventory.audit.models  # noqa: F401  (the audit tables share Base.metadata; autogenerate must see them)
+# The audit and token tables share Base.metadata; autogenerate must see them.
+import inventory.audit.models
+import inventory.audit.token_models  # noqa: F401
 from inventory.storage.models import Base
 
 config = context.config

@@ -15,7 +15,7 @@ from sqlalchemy import text, update
 
 from inventory.audit.keys import AuditSecrets, attach
 from inventory.audit.log import AuditFilter, list_entries
-from inventory.audit.models import ApiToken
+from inventory.audit.token_models import ApiToken
 from inventory.cli import cli
 from inventory.principals import PrincipalKind, os_user_name
 from inventory.storage.database import Database

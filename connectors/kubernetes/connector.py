@@ -48,6 +48,7 @@ from connectors.kubernetes.records import (
 from inventory.connector import Connector, KindVocabulary, SourceConfig, StatusVocabulary
 from inventory.errors import ConfigError, SourceError
 from inventory.records import Ref, Scope, Service, Snapshot
+from inventory.yaml_text import load_yaml
 
 if TYPE_CHECKING:
     from inventory.policy.tools import ToolSpec
@@ -403,7 +404,7 @@ def _kubeconfig_entries(path: Path | None) -> list[_ContextEntry]:
     entries: dict[str, _ContextEntry] = {}
     for file in [path] if path else default_kubeconfig_paths():
         try:
-            document = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+            document = load_yaml(file.read_text(encoding="utf-8")) or {}
         except OSError as exc:
             if path is None and len(default_kubeconfig_paths()) > 1:
                 continue  # kubectl skips missing files of a $KUBECONFIG list

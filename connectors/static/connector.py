@@ -34,6 +34,7 @@ from connectors.static.config import (
 from inventory.connector import Connector, StatusVocabulary
 from inventory.errors import SourceError
 from inventory.records import Host, Ref, Service, Snapshot, Workload
+from inventory.yaml_text import load_yaml
 
 
 class StaticConnector(Connector):
@@ -65,7 +66,7 @@ class StaticConnector(Connector):
     def _read_file(self, path: Path) -> StaticInventory:
         resource = f"file {path}"
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            data = load_yaml(path.read_text(encoding="utf-8")) or {}
         except OSError as exc:
             raise SourceError(self.source_name, resource, f"cannot read: {exc.strerror}") from exc
         except yaml.YAMLError as exc:

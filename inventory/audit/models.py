@@ -20,8 +20,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, Index, Integer, String, Text, cast, text
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import BigInteger, CheckConstraint, Index, Integer, String, Text, cast
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import UserDefinedType
 
@@ -45,7 +44,9 @@ class _TextPreservingJson(UserDefinedType[str]):
         return "JSON"
 
     def bind_expression(self, bindvalue: Any) -> Any:
-        return cast(cast(bindvalue, Text), postgresql.JSON)
+        from sqlalchemy.dialects.postgresql import JSON  # this type is PostgreSQL's variant only
+
+        return cast(cast(bindvalue, Text), JSON)
 
     def column_expression(self, colexpr: Any) -> Any:
         return cast(colexpr, Text)
@@ -140,30 +141,3 @@ class Approval(Base):
     # success | failed, once an approved call ran
     outcome: Mapped[str | None] = mapped_column(String(20))
     request_seq: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
-
-
-class ApiToken(Base):
-    """An API token: stored as a keyed hash only (inventory/tokens.py); a revoked token keeps its row."""
-
-    __tablename__ = "api_tokens"
-    __table_args__ = (
-        # One live token per name.
-        Index(
-            "ix_api_tokens_live_name",
-            "name_key",
-            unique=True,
-            sqlite_where=text("revoked_at IS NULL"),
-            postgresql_where=text("revoked_at IS NULL"),
-        ),
-    )
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    name: Mapped[str] = mapped_column(String(64))
-    # The name as compared (NFC, case-folded).
-    name_key: Mapped[str] = mapped_column(String(64))
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    groups: Mapped[list[str]] = mapped_column(JsonValue, default=list)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    created_by: Mapped[str] = mapped_column(String(200))
-    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -9,6 +9,7 @@ made a call that waits for approval (its approval id is printed).
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from typing import Any
@@ -166,4 +167,14 @@ _register()
 
 
 def main() -> None:
-    cli.main(prog_name="inventory")
+    # Starting a command creates a few hundred thousand objects that live as long as the process (modules,
+    # classes, tables, models); a full collection in the middle of importing them scans them all for nothing
+    # (~20 ms). Full collections wait for 100 passes of the middle generation instead of 10.
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, 100)
+    try:
+        cli.main(prog_name="inventory")
+    finally:
+        # The interpreter's exit collects garbage over every object the imports made (~0.1 s of CPU for a
+        # one-shot command); frozen objects are skipped. Only the process's exit follows: atexit hooks still run.
+        gc.freeze()

@@ -351,7 +351,6 @@ def _sync_once(
     app: AppContext, sources: tuple[str, ...], *, allow_empty: bool, wait: float, metrics_textfile: str | None
 ) -> None:
     from inventory.notify import Notifier
-    from inventory.render import render_table
     from inventory.sync import Observer, SourceRunner, select_sources
 
     db = app.database()
@@ -392,6 +391,8 @@ def _sync_once(
     finally:
         notifier.close()
     if interactive:
+        from inventory.render import render_table
+
         columns = ("source", "status", "objects", "created", "updated", "removed", "unchanged", "failed", "time")
         render_table(summary_rows(outcomes), columns, title="sync")
     else:

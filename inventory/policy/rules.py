@@ -42,6 +42,7 @@ from inventory.connector import Duration
 from inventory.errors import ConfigError
 from inventory.policy.classes import ToolClass
 from inventory.principals import Principal, name_key
+from inventory.yaml_text import load_yaml
 
 BUILTIN_POLICY_LABEL = "<built-in defaults>"
 
@@ -195,7 +196,7 @@ def parse_policy(data: bytes, *, path: Path | None = None, known_tools: Iterable
     """Validate a policy document; every error names the file, the rule (index and name) and the reason."""
     label = str(path) if path else "<policy>"
     try:
-        raw = yaml.safe_load(data.decode("utf-8"))
+        raw = load_yaml(data.decode("utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -25,7 +25,9 @@ READ_ONLY = ("alembic_version", "audit_head")
 
 def runtime_grants(role: str) -> list[str]:
     """The statements that give ``role`` what the service needs in the current database's public schema."""
-    import inventory.audit.models  # noqa: F401  (the audit tables share Base.metadata)
+    # The audit and token tables share Base.metadata: imported for their tables.
+    import inventory.audit.models
+    import inventory.audit.token_models  # noqa: F401
     from inventory.storage.models import Base
 
     if not _ROLE_NAME.fullmatch(role):

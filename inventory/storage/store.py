@@ -133,10 +133,12 @@ class SqlStore:
             if changes:
                 self._execute(update(Source).where(Source.id == found.id).values(**changes))
             return int(found.id)
-        from sqlalchemy.dialects import postgresql, sqlite
-
-        # Both dialects' INSERT ... ON CONFLICT DO NOTHING are spelled the same.
-        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        # Both dialects' INSERT ... ON CONFLICT DO NOTHING are spelled the same; each is imported only where used.
+        dialect_insert: Any
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
         self._execute(
             dialect_insert(Source)
             .values(name=name, type=type_name, identity=identity, created_at=utcnow())
