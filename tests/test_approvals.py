@@ -14,12 +14,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sqlalchemy import update
 
 from connectors.kubernetes.connector import KubernetesConnector
 from inventory.audit.log import AuditFilter, list_entries
 from inventory.config import build_config
 from inventory.connector import ConnectorRegistry
-from inventory.errors import UsageError
+from inventory.audit.models import Approval
+from inventory.errors import TamperedRow, UsageError
 from inventory.policy.approvals import approve, list_approvals, reject
 from inventory.policy.execute import PolicyDenied, ToolRunner
 from inventory.policy.registry import ToolRegistry
@@ -154,6 +156,41 @@ def test_reject_and_withdraw(db: Database, config_file: Path, cluster: MutableFa
         ("erin", "rejected", "not during business hours"),
         ("dave", "rejected", "withdrawn"),
     ]
+
+
+def test_an_approval_edited_in_sql_is_refused_and_the_refusal_recorded(
+    db: Database, config_file: Path, cluster: MutableFakeKubernetes
+) -> None:
+    runner = runner_for(db, config_file)
+    edits: list[dict[str, object]] = [
+        {"requester": "carol"},
+        {"tool": "kubernetes.restart_deployment", "arguments": {}},
+        {"arguments": {"replicas": 5}},
+        {"expires_at": None, "matched_rule": None},
+    ]
+    scale_to_zero = ("kubernetes.scale_deployment", "web-0", {"replicas": "0"}, "dave")
+    pending = [runner.run(*scale_to_zero).approval_id for _ in edits]
+    settled = runner.run(*scale_to_zero).approval_id
+    reject(runner, settled, "erin", "no")  # type: ignore[arg-type]
+    for approval_id, values in [*zip(pending, edits, strict=True), (settled, {"status": "pending"})]:
+        with db.write_session() as session:
+            session.execute(update(Approval).where(Approval.id == approval_id).values(**values))
+        with pytest.raises(TamperedRow, match=f"approval {approval_id} does not match its mac"):
+            approve(runner, approval_id, "erin")  # type: ignore[arg-type]
+    with pytest.raises(TamperedRow, match=f"approval {pending[0]} does not match its mac"):
+        reject(runner, pending[0], "erin")  # type: ignore[arg-type]
+    assert cluster.mutations == []
+    assert {row["id"] for row in list_approvals(runner, "all") if not row["intact"]} == {*pending, settled}
+    with db.session() as session:
+        refused = list_entries(session, AuditFilter(event="approval", outcome="refused"))
+    assert [(e["approval_id"], e["actor"]) for e in refused] == [
+        *((approval_id, "erin") for approval_id in (*pending, settled, pending[0]))
+    ]
+    assert all("changed outside inventory" in e["error"] and e["tool"] is None for e in refused)
+    # An approval nobody edited still runs, and its settled row verifies.
+    untouched = runner.run(*scale_to_zero).approval_id
+    assert approve(runner, untouched, "erin").outcome == "success"  # type: ignore[arg-type]
+    assert [row["intact"] for row in list_approvals(runner, "approved")] == [True]
 
 
 def test_arguments_carrying_a_secret_are_never_queued(db: Database, config_file: Path) -> None:
