@@ -84,9 +84,7 @@ def _hash(audit_secrets: AuditSecrets, token: str) -> str:
 
 
 def _info(row: ApiToken, revoked_at: datetime | None, intact: bool) -> TokenInfo:
-    return TokenInfo(
-        row.name, tuple(row.groups), row.created_at, row.created_by, row.expires_at, revoked_at, intact
-    )
+    return TokenInfo(row.name, tuple(row.groups), row.created_at, row.created_by, row.expires_at, revoked_at, intact)
 
 
 def _record(name: str, by: Principal, outcome: str, details: dict[str, Any], error: str | None = None) -> AuditRecord:

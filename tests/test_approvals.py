@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -18,9 +19,9 @@ from sqlalchemy import update
 
 from connectors.kubernetes.connector import KubernetesConnector
 from inventory.audit.log import AuditFilter, list_entries
+from inventory.audit.models import Approval
 from inventory.config import build_config
 from inventory.connector import ConnectorRegistry
-from inventory.audit.models import Approval
 from inventory.errors import TamperedRow, UsageError
 from inventory.policy.approvals import approve, list_approvals, reject
 from inventory.policy.execute import PolicyDenied, ToolRunner
@@ -162,7 +163,7 @@ def test_an_approval_edited_in_sql_is_refused_and_the_refusal_recorded(
     db: Database, config_file: Path, cluster: MutableFakeKubernetes
 ) -> None:
     runner = runner_for(db, config_file)
-    edits: list[dict[str, object]] = [
+    edits: list[dict[str, Any]] = [
         {"requester": "carol"},
         {"tool": "kubernetes.restart_deployment", "arguments": {}},
         {"arguments": {"replicas": 5}},

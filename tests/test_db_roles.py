@@ -59,7 +59,10 @@ def test_the_runtime_role_appends_but_cannot_rewrite_the_log(
     config = tmp_path / "inventory.yaml"
     config.write_text(yaml.safe_dump({"database": {"url": postgres_url}}))
     printed = CliRunner().invoke(cli, ["--config", str(config), "db", "grant", runtime_role])
-    assert printed.exit_code == 0 and f'GRANT SELECT, INSERT ON audit_log, token_revocations TO "{runtime_role}";' in printed.output
+    assert (
+        printed.exit_code == 0
+        and f'GRANT SELECT, INSERT ON audit_log, token_revocations TO "{runtime_role}";' in printed.output
+    )
     applied = CliRunner().invoke(cli, ["--config", str(config), "db", "grant", runtime_role, "--apply"])
     assert applied.exit_code == 0, applied.output
 
@@ -113,8 +116,8 @@ def test_the_runtime_role_syncs_calls_tools_settles_and_revokes_but_rewrites_not
     postgres_url: str, runtime_role: str, tmp_path: Path
 ) -> None:
     from inventory.principals import os_user_name
-    from inventory.testing.fake_proxmox_mutations import MutableFakeProxmox
     from inventory.testing.fake_proxmox_model import FakeCluster, FakeGuest, FakeNode
+    from inventory.testing.fake_proxmox_mutations import MutableFakeProxmox
 
     def run(config: Path, *args: str) -> Result:
         return CliRunner().invoke(cli, ["--config", str(config), *args])

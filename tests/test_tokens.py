@@ -7,6 +7,7 @@ import json
 import logging
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -151,7 +152,7 @@ def test_an_edited_token_row_authenticates_no_one(db: Database, config: Path) ->
     }
     assert all(authenticate(db, token) is not None for token in tokens.values())
     assert invoke(config, "tokens", "revoke", "dee").exit_code == 0
-    edits = {
+    edits: dict[str, dict[str, Any]] = {
         "ann": {"groups": ["admins"]},  # a viewer made admin
         "bob": {"name": "carol", "name_key": "carol"},  # renamed after an approver
         "cy": {"created_by": "an-admin-who-never-did"},
