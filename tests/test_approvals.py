@@ -180,14 +180,28 @@ def test_an_approval_edited_in_sql_is_refused_and_the_refusal_recorded(
             approve(runner, approval_id, "erin")  # type: ignore[arg-type]
     with pytest.raises(TamperedRow, match=f"approval {pending[0]} does not match its mac"):
         reject(runner, pending[0], "erin")  # type: ignore[arg-type]
+    # A settled row put back exactly as it was while pending, its old mac included: the log says it was settled.
+    replayed = runner.run(*scale_to_zero).approval_id
+    with db.session() as session:
+        before = {
+            c: getattr(session.get(Approval, replayed), c)
+            for c in ("status", "decided_by", "decided_at", "reason", "mac")
+        }
+    reject(runner, replayed, "erin", "no")  # type: ignore[arg-type]
+    with db.write_session() as session:
+        session.execute(update(Approval).where(Approval.id == replayed).values(**before))
+    assert [row["intact"] for row in list_approvals(runner) if row["id"] == replayed] == [True]
+    with pytest.raises(TamperedRow, match=f"approval {replayed} was settled by audit entry .* restored"):
+        approve(runner, replayed, "frank")  # type: ignore[arg-type]
     assert cluster.mutations == []
     assert {row["id"] for row in list_approvals(runner, "all") if not row["intact"]} == {*pending, settled}
     with db.session() as session:
         refused = list_entries(session, AuditFilter(event="approval", outcome="refused"))
     assert [(e["approval_id"], e["actor"]) for e in refused] == [
-        *((approval_id, "erin") for approval_id in (*pending, settled, pending[0]))
+        *((approval_id, "erin") for approval_id in (*pending, settled, pending[0])),
+        (replayed, "frank"),
     ]
-    assert all("changed outside inventory" in e["error"] and e["tool"] is None for e in refused)
+    assert all("outside inventory" in e["error"] and e["tool"] is None for e in refused)
     # An approval nobody edited still runs, and its settled row verifies.
     untouched = runner.run(*scale_to_zero).approval_id
     assert approve(runner, untouched, "erin").outcome == "success"  # type: ignore[arg-type]

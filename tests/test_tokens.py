@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner, Result
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from inventory.audit.keys import AuditSecrets, attach
@@ -183,3 +183,42 @@ def test_a_revocation_outlives_the_token_row_restored_with_its_old_mac(db: Datab
         with db.write_session() as session:
             session.execute(update(TokenRevocation).values(token_id=999))
     assert authenticate(db, token) is None
+
+
+def test_tokens_from_before_row_macs_are_signed_once_by_the_upgrade_that_adds_them(
+    database_url: str, tmp_path: Path
+) -> None:
+    from inventory.storage.migrate import upgrade
+    from inventory.tokens import _hash
+
+    key_file = tmp_path / "keys" / "audit.key"
+    db = Database(database_url)
+    attach(db, AuditSecrets(key_file))
+    try:
+        upgrade(db, "0005_machines")
+        tokens = {name: f"{TOKEN_PREFIX}{name}-{'x' * 40}" for name in ("old", "older")}
+        with db.engine.begin() as conn:  # as 0005 stored them: no mac column yet
+            for name, token in tokens.items():
+                conn.execute(
+                    insert(ApiToken.__table__).values(
+                        name=name,
+                        name_key=name,
+                        token_hash=_hash(db.audit_secrets, token),  # type: ignore[attr-defined]
+                        groups=["viewers"],
+                        created_at=utcnow(),
+                        created_by="root",
+                    )
+                )
+        config = tmp_path / "inventory.yaml"
+        config.write_text(yaml.safe_dump({"database": {"url": database_url}, "audit": {"key_file": str(key_file)}}))
+        upgraded = invoke(config, "db", "upgrade")
+        assert upgraded.exit_code == 0 and "signed 2 token row(s)" in upgraded.output, upgraded.output
+        assert all(authenticate(db, token) is not None for token in tokens.values())
+        # A mac removed later is never signed again: the row stays refused.
+        with db.write_session() as session:
+            session.execute(update(ApiToken).where(ApiToken.name == "older").values(mac=None, groups=["admins"]))
+        again = invoke(config, "db", "upgrade")
+        assert again.exit_code == 0 and "signed" not in again.output, again.output
+        assert authenticate(db, tokens["older"]) is None and authenticate(db, tokens["old"]) is not None
+    finally:
+        db.dispose()

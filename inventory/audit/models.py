@@ -66,6 +66,8 @@ class AuditEntry(Base):
         Index("ix_audit_log_at", "at"),
         Index("ix_audit_log_actor_at", "actor", "at"),
         Index("ix_audit_log_tool_at", "tool", "at"),
+        # Whether an approval was settled already (inventory/policy/approvals.py), whatever its row says now.
+        Index("ix_audit_log_approval_id", "approval_id"),
     )
 
     # Position in the chain; no autoincrement: the appender takes last seq + 1 under its lock.

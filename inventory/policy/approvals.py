@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from inventory.audit import row_macs
 from inventory.audit.keys import secrets_for
 from inventory.audit.log import AuditRecord, append, append_in, get_entry
-from inventory.audit.models import Approval
+from inventory.audit.models import Approval, AuditEntry
 from inventory.errors import NotFound, SourceError, TamperedRow, TargetChanged, UsageError
 from inventory.policy.execute import (
     TARGET_IDENTITY,
@@ -90,15 +90,40 @@ def _load(runner: ToolRunner, approval_id: int, decider: Principal) -> Approval:
     if approval is None:
         raise NotFound(f"no approval {approval_id}")
     if not row_macs.intact(secrets_for(runner.db), approval):
-        _refuse_tampered(runner, approval, decider)
+        _refuse_tampered(runner, approval, decider, row_macs.describe(approval))
+    if approval.status == "pending":
+        settled = _settled_in_log(runner, approval_id)
+        if settled is not None:
+            message = (
+                f"approval {approval_id} was settled by audit entry {settled}, but its row says pending: an older "
+                "copy of the row was restored outside inventory, and it is refused"
+            )
+            _refuse_tampered(runner, approval, decider, message)
     if approval.status != "pending":
         raise UsageError(f"approval {approval_id} is already {approval.status} (by {approval.decided_by})")
     return approval
 
 
-def _refuse_tampered(runner: ToolRunner, approval: Approval, decider: Principal) -> None:
+# The outcomes of an approval's settlement entry; "refused" (the source could not be read) settles nothing.
+SETTLED_OUTCOMES = ("approved", "rejected", "expired")
+
+
+def _settled_in_log(runner: ToolRunner, approval_id: int) -> int | None:
+    """The seq of the audit entry that settled the approval, if any: the chain outlives any edit of the row."""
+    with runner.db.session() as session:
+        return session.execute(
+            select(AuditEntry.seq)
+            .where(
+                AuditEntry.approval_id == approval_id,
+                AuditEntry.event == "approval",
+                AuditEntry.outcome.in_(SETTLED_OUTCOMES),
+            )
+            .limit(1)
+        ).scalar()
+
+
+def _refuse_tampered(runner: ToolRunner, approval: Approval, decider: Principal, message: str) -> None:
     """Record, then raise, the refusal of an approval row edited without the audit key (the row is left as it is)."""
-    message = row_macs.describe(approval)
     log.warning("%s (settling attempted by %s)", message, decider.label)
     # The row's own fields are not to be trusted: the entry names the row and who tried, nothing it claims.
     append(

@@ -13,6 +13,8 @@ Create Date: 2026-12-06
 - token_revocations: one row per revoked token; triggers refuse UPDATE and DELETE (and
   TRUNCATE on PostgreSQL), so a revocation cannot be undone by editing the database.
   Tokens revoked before this revision are copied in.
+- ix_audit_log_approval_id: approving looks up whether the log already settled the approval
+  (a settled row restored to pending, old mac included, is refused).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ _REFUSAL = "token_revocations is append-only: a revocation is never undone"
 
 
 def upgrade() -> None:
+    op.create_index("ix_audit_log_approval_id", "audit_log", ["approval_id"])
     with op.batch_alter_table("approvals", schema=None) as batch_op:
         batch_op.add_column(sa.Column("mac", sa.String(length=64), nullable=True))
     with op.batch_alter_table("api_tokens", schema=None) as batch_op:
@@ -79,3 +82,4 @@ def downgrade() -> None:
         batch_op.drop_column("revoked_by")
     with op.batch_alter_table("approvals", schema=None) as batch_op:
         batch_op.drop_column("mac")
+    op.drop_index("ix_audit_log_approval_id", table_name="audit_log")
