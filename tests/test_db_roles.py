@@ -19,6 +19,7 @@ from inventory.audit.keys import AuditSecrets, attach
 from inventory.audit.log import AuditRecord, append, verify_chain
 from inventory.cli import cli
 from inventory.storage.database import Database, open_database
+from inventory.tokens import authenticate
 
 ATTACKS = [
     "UPDATE audit_log SET actor = 'mallory' WHERE seq = 1",
@@ -162,12 +163,17 @@ def test_the_runtime_role_syncs_calls_tools_settles_and_revokes_but_rewrites_not
         assert requested.exit_code == 4 and '"outcome": "pending"' in requested.output, requested.output  # waits
         withdrawn = run(config, "approvals", "reject", "1", "--reason", "withdrawn")
         assert withdrawn.exit_code == 0, withdrawn.output
-    assert run(config, "tokens", "create", "bot", "--group", "viewers").exit_code == 0
+    bot = run(config, "tokens", "create", "bot", "--group", "viewers").stdout.splitlines()[-1]
+    viewer = run(config, "tokens", "create", "viewer", "--group", "viewers").stdout.splitlines()[-1]
     revoked = run(config, "tokens", "revoke", "bot")
     assert revoked.exit_code == 0, revoked.output
 
     runtime = Database(runtime_url)
+    attach(runtime, AuditSecrets(tmp_path / "audit.key"))
     try:
+        # What the server does at every request, as the runtime role.
+        assert authenticate(runtime, bot) is None
+        assert getattr(authenticate(runtime, viewer), "groups", None) == frozenset({"viewers"})
         for statement in DECISION_ATTACKS:
             with pytest.raises(DBAPIError, match="permission denied|must be owner"):
                 with runtime.engine.begin() as conn:

@@ -200,7 +200,7 @@ def test_tokens_from_before_row_macs_are_signed_once_by_the_upgrade_that_adds_th
         with db.engine.begin() as conn:  # as 0005 stored them: no mac column yet
             for name, token in tokens.items():
                 conn.execute(
-                    insert(ApiToken.__table__).values(
+                    insert(ApiToken).values(
                         name=name,
                         name_key=name,
                         token_hash=_hash(db.audit_secrets, token),  # type: ignore[attr-defined]

@@ -83,22 +83,31 @@ def list_approvals(runner: ToolRunner, status: str | None = "pending") -> list[d
         ]
 
 
-def _load(runner: ToolRunner, approval_id: int, decider: Principal) -> Approval:
-    """The pending approval, its mac verified; a tampered row is refused and the refusal recorded."""
+def _read(runner: ToolRunner, approval_id: int, decider: Principal) -> Approval:
+    """The approval row, its mac verified; a tampered row is refused and the refusal recorded."""
     with runner.db.session() as session:
         approval = session.get(Approval, approval_id)
     if approval is None:
         raise NotFound(f"no approval {approval_id}")
     if not row_macs.intact(secrets_for(runner.db), approval):
         _refuse_tampered(runner, approval, decider, row_macs.describe(approval))
+    return approval
+
+
+def _load(runner: ToolRunner, approval_id: int, decider: Principal) -> Approval:
+    """The pending approval: its mac verified, and not settled according to the audit log."""
+    approval = _read(runner, approval_id, decider)
     if approval.status == "pending":
         settled = _settled_in_log(runner, approval_id)
         if settled is not None:
-            message = (
-                f"approval {approval_id} was settled by audit entry {settled}, but its row says pending: an older "
-                "copy of the row was restored outside inventory, and it is refused"
-            )
-            _refuse_tampered(runner, approval, decider, message)
+            # Settled by someone else since the row was read (the row and its entry commit together), or restored.
+            approval = _read(runner, approval_id, decider)
+            if approval.status == "pending":
+                message = (
+                    f"approval {approval_id} was settled by audit entry {settled}, but its row says pending: an "
+                    "older copy of the row was restored outside inventory, and it is refused"
+                )
+                _refuse_tampered(runner, approval, decider, message)
     if approval.status != "pending":
         raise UsageError(f"approval {approval_id} is already {approval.status} (by {approval.decided_by})")
     return approval
