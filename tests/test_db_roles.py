@@ -139,16 +139,7 @@ def test_the_runtime_role_syncs_calls_tools_settles_and_revokes_but_rewrites_not
             "principals": {"users": {os_user_name(): ["admins"]}},
             "sources": [
                 {"type": "static", "name": "lab", "hosts": [{"id": "nas1", "name": "nas", "kind": "nas"}]},
-                {
-                    "type": "proxmox",
-                    "name": "pve",
-                    "url": pve.url,
-                    "token_id": pve.token_id,
-                    "token_secret": pve.token_secret,
-                    "ca_file": str(pve.ca_file),
-                    "timeout": 5,
-                    "retries": 0,
-                },
+                pve.source_entry("pve", timeout=5, retries=0),
             ],
         }
         config = tmp_path / "inventory.yaml"

@@ -47,20 +47,7 @@ def pve() -> Iterator[MutableFakeProxmox]:
 
 @pytest.fixture
 def runner(pve: MutableFakeProxmox, db: Database, tmp_path: Path) -> ToolRunner:
-    raw = {
-        "sources": [
-            {
-                "type": "proxmox",
-                "name": "pve",
-                "url": pve.url,
-                "token_id": pve.token_id,
-                "token_secret": pve.token_secret,
-                "ca_file": str(pve.ca_file),
-                "timeout": 5,
-                "retries": 0,
-            }
-        ]
-    }
+    raw = {"sources": [pve.source_entry("pve", timeout=5, retries=0)]}
     config: Config = build_config(
         raw, path=tmp_path / "inventory.yaml", registry=ConnectorRegistry.of(ProxmoxConnector)
     )

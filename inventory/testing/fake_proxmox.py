@@ -540,6 +540,18 @@ class FakeProxmox:
     def url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
 
+    def source_entry(self, name: str = "pve", **settings: Any) -> dict[str, Any]:
+        """A config's ``sources:`` entry reaching this fake with its API token (``settings`` added)."""
+        return {
+            "type": "proxmox",
+            "name": name,
+            "url": self.url,
+            "token_id": self.token_id,
+            "token_secret": self.token_secret,
+            "ca_file": str(self.ca_file),
+            **settings,
+        }
+
     @property
     def total_calls(self) -> int:
         with self._lock:
