@@ -165,7 +165,7 @@ def test_the_runtime_role_syncs_calls_tools_settles_and_revokes_but_rewrites_not
         # What the server does at every request, as the runtime role.
         assert authenticate(runtime, bot) is None
         assert getattr(authenticate(runtime, viewer), "groups", None) == frozenset({"viewers"})
-        for statement in DECISION_ATTACKS:
+        for statement in [*ATTACKS, *DECISION_ATTACKS]:
             with pytest.raises(DBAPIError, match="permission denied|must be owner"):
                 with runtime.engine.begin() as conn:
                     conn.execute(text(statement))
