@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_kubernetes import start_fake  # noqa: E402
 
 from connectors.kubernetes.connector import KubernetesConfig, KubernetesConnector  # noqa: E402
+from inventory.principals import os_user_name  # noqa: E402
 from inventory.storage.database import open_database  # noqa: E402
 from inventory.sync import sync_source  # noqa: E402
 from inventory.testing.scratch_postgres import DEFAULT_ADMIN_URL, ScratchDatabase  # noqa: E402
@@ -76,7 +77,8 @@ def start_server(url: str, tmp: Path) -> tuple[subprocess.Popen[bytes], str, str
     """`inventory serve` as its own process, and a viewer's token made by `inventory tokens create`."""
     config = tmp / "inventory.yaml"
     audit = {"key_file": str(tmp / "audit.key")}
-    config.write_text(yaml.safe_dump({"database": {"url": url}, "sources": [], "audit": audit}))
+    admins = {"users": {os_user_name(): ["admins"]}}  # only admins create tokens
+    config.write_text(yaml.safe_dump({"database": {"url": url}, "sources": [], "audit": audit, "principals": admins}))
     env = {k: v for k, v in os.environ.items() if not k.startswith("INVENTORY_")}
     inventory = [sys.executable, "-m", "inventory", "-c", str(config)]
     created = subprocess.run(

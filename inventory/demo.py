@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from inventory.principals import system_principal
 from inventory.testing.fake_docker import FakeContainer, FakeDocker, FakeEngineInfo
 from inventory.testing.fake_kubernetes import FakeKubernetes, write_kubeconfig
 from inventory.testing.fake_kubernetes_objects import ClusterSpec, generate_cluster, object_uid
@@ -228,6 +229,8 @@ class DemoLab:
                 {"type": "kubernetes", "name": "k3s", "kubeconfig": kubeconfig.name, "context": CLUSTER},
                 {"type": "docker", "name": "docker01", "url": self.docker.url},
             ],
+            # The lab is the OS user's own: they administer its tokens (principals.admins: the group admins).
+            "principals": {"users": {system_principal().name: ["admins"]}},
         }
         path = self.directory / "inventory.yaml"
         path.write_text(

@@ -24,7 +24,8 @@ few live beside the code that raises them and subclass a class of the tree:
     ├── NotFound               a query named an object that does not exist
     ├── Ambiguous              a name matched several objects (exit code 2)
     ├── PolicyDenied           the policy refuses a tool call or an approval (exit code 3)
-    │   └── TargetChanged      the target at its source is no longer the object the call was decided for
+    │   ├── TargetChanged      the target at its source is no longer the object the call was decided for
+    │   └── TamperedRow        an approval or token row whose mac does not verify (edited without the audit key)
     ├── ToolFailed             a tool ran and its source refused or failed (names source and target)
     ├── inventory.server.auth.NotAuthenticated   no token, or one no authenticator knows (HTTP 401)
     ├── inventory.server.auth.Forbidden          a known principal lacks the permission (HTTP 403)
@@ -118,6 +119,10 @@ class PolicyDenied(InventoryError):
     """The policy refuses the call (or an approval); exit code 3 so that scripts can tell."""
 
     exit_code = 3
+
+
+class TamperedRow(PolicyDenied):
+    """A row that decides something (an approval, a token) was changed by someone without the audit key."""
 
 
 class TargetChanged(PolicyDenied):

@@ -20,9 +20,11 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from inventory.errors import UsageError
+from inventory.errors import PolicyDenied, UsageError
 
 MAX_NAME_LENGTH = 64
+# principals.admins when the config names none: members of the group admins.
+DEFAULT_ADMINS = ("group:admins",)
 
 
 class PrincipalKind(str, Enum):
@@ -42,6 +44,9 @@ class PrincipalSettings(BaseModel):
     users: dict[str, list[str]] = Field(default_factory=dict)
     # OS user -> principal names it may act for with --actor (an agent runner's account).
     act_for: dict[str, list[str]] = Field(default_factory=dict)
+    # Who may create and revoke API tokens: principal names or group:NAME (groups from users: above,
+    # the policy's groups: or a token's groups).
+    admins: list[str] = Field(default_factory=lambda: list(DEFAULT_ADMINS))
 
 
 def normalise_name(raw: str, *, what: str = "principal name") -> str:
@@ -101,6 +106,30 @@ class Principal:
         return cls(normalise_name(name), groups=frozenset(groups), **kw)  # type: ignore[arg-type]
 
 
+def named_by(entries: Iterable[str], principal: Principal, groups: Iterable[str] = ()) -> bool:
+    """Whether a list of principal names and ``group:NAME`` entries names the principal (by its groups and ``groups``).
+
+    A principal acting for someone else (--actor) is never named: it approves nothing and administers nothing.
+    """
+    if principal.on_behalf_of is not None:
+        return False
+    held = {name_key(g) for g in (*principal.groups, *groups)}
+    return any(
+        name_key(entry[len("group:") :]) in held if entry.startswith("group:") else principal.same_as(entry)
+        for entry in entries
+    )
+
+
+def require_admin(principal: Principal, admins: Iterable[str], doing: str) -> None:
+    """PolicyDenied (exit code 3) unless ``principals.admins`` names the principal."""
+    admins = list(admins)
+    if not named_by(admins, principal):
+        raise PolicyDenied(
+            f"{principal.label} may not {doing}: only admins may (principals.admins in the config names them: "
+            f"{', '.join(admins) or 'no one'})"
+        )
+
+
 def os_user_name() -> str:
     """The OS user of the effective uid (not $USER, which the caller sets)."""
     try:
@@ -146,6 +175,7 @@ def system_principal() -> Principal:
 
 
 __all__ = [
+    "DEFAULT_ADMINS",
     "MAX_NAME_LENGTH",
     "Principal",
     "PrincipalKind",
@@ -153,7 +183,9 @@ __all__ = [
     "cli_principal",
     "configured_for",
     "name_key",
+    "named_by",
     "normalise_name",
     "os_user_name",
+    "require_admin",
     "system_principal",
 ]

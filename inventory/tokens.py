@@ -6,31 +6,46 @@ a copy of the table cannot even be brute-forced offline, and a high-entropy toke
 needs no slow hash. ``authenticate`` hashes the presented token and looks the hash
 up, then compares it in constant time. Creating and revoking are audit entries; the
 token itself is never logged, recorded or stored.
+
+Only admins (``principals.admins``; default the group ``admins``) create and revoke
+tokens; a refusal is an audit entry too. Each row carries a mac under the audit key
+(inventory/audit/row_macs.py): a token whose row was edited (name, groups, hash,
+expiry, revocation) authenticates no one, and a warning names it. A revocation is
+also a row of the append-only ``token_revocations``: setting ``revoked_at`` back to
+NULL, even with the row's old mac, does not bring the token back.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.engine import CursorResult
+from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
+from inventory.audit import row_macs
 from inventory.audit.keys import AuditSecrets, secrets_for
-from inventory.audit.log import AuditRecord, append_in
+from inventory.audit.log import AuditRecord, append, append_in
+from inventory.audit.models import TokenRevocation
 from inventory.audit.token_models import ApiToken
-from inventory.errors import NotFound, UsageError
-from inventory.principals import Principal, PrincipalKind, name_key, normalise_name
+from inventory.errors import NotFound, PolicyDenied, UsageError
+from inventory.principals import DEFAULT_ADMINS, Principal, PrincipalKind, name_key, normalise_name, require_admin
 from inventory.redact import register_secret
 from inventory.storage.database import Database
 from inventory.timeutil import utcnow
 
+log = logging.getLogger(__name__)
+
 TOKEN_PREFIX = "inv_"
 _PURPOSE = "api-token"
+# A token's state when its row does not match its mac (edited without the audit key).
+TAMPERED = "tampered"
 
 
 @dataclass(frozen=True)
@@ -41,9 +56,12 @@ class TokenInfo:
     created_by: str
     expires_at: datetime | None
     revoked_at: datetime | None
+    intact: bool = True
 
     @property
     def state(self) -> str:
+        if not self.intact:
+            return TAMPERED
         if self.revoked_at is not None:
             return "revoked"
         if self.expires_at is not None and self.expires_at <= utcnow():
@@ -66,22 +84,50 @@ def _hash(audit_secrets: AuditSecrets, token: str) -> str:
     return audit_secrets.keyed_digest(_PURPOSE, token)
 
 
-def _info(row: ApiToken) -> TokenInfo:
-    return TokenInfo(row.name, tuple(row.groups), row.created_at, row.created_by, row.expires_at, row.revoked_at)
+def _info(row: ApiToken, revoked_at: datetime | None, intact: bool) -> TokenInfo:
+    return TokenInfo(row.name, tuple(row.groups), row.created_at, row.created_by, row.expires_at, revoked_at, intact)
 
 
-def _record(name: str, by: Principal, outcome: str, details: dict[str, Any]) -> AuditRecord:
+def _record(name: str, by: Principal, outcome: str, details: dict[str, Any], error: str | None = None) -> AuditRecord:
     return AuditRecord(
-        event="token", actor=by.name, outcome=outcome, target=f"token:{name}", target_name=name, details=details
+        event="token",
+        actor=by.name,
+        outcome=outcome,
+        target=f"token:{name}",
+        target_name=name,
+        error=error,
+        details={"principal": str(by.kind), **details},
     )
 
 
+def _require_admin(db: Database, by: Principal, admins: Sequence[str], doing: str, record: AuditRecord) -> None:
+    """Refuse a non-admin, and record the refusal."""
+    try:
+        require_admin(by, admins, doing)
+    except PolicyDenied as exc:
+        record.error = str(exc)
+        append(db, record)
+        raise
+
+
 def create_token(
-    db: Database, name: str, *, groups: tuple[str, ...] = (), expires_in: float | None = None, by: Principal
+    db: Database,
+    name: str,
+    *,
+    groups: tuple[str, ...] = (),
+    expires_in: float | None = None,
+    by: Principal,
+    admins: Sequence[str] = DEFAULT_ADMINS,
 ) -> str:
-    """A new token for principal ``name``; returns the token, which exists nowhere else afterwards."""
+    """A new token for principal ``name``; returns the token, which exists nowhere else afterwards.
+
+    ``by`` must be one of ``admins`` (with every group it holds); else PolicyDenied, recorded.
+    """
     name = normalise_name(name, what="token name")
     groups = tuple(sorted({normalise_name(g, what="group name") for g in groups}))
+    _require_admin(
+        db, by, admins, f"create a token (for {name})", _record(name, by, "denied", {"groups": list(groups)})
+    )
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     register_secret(token)
     audit_secrets = secrets_for(db)
@@ -89,50 +135,70 @@ def create_token(
     expires_at = now + timedelta(seconds=expires_in) if expires_in else None
     try:
         with db.write_session() as session:
-            session.add(
-                ApiToken(
-                    name=name,
-                    name_key=name_key(name),
-                    token_hash=_hash(audit_secrets, token),
-                    groups=list(groups),
-                    created_at=now,
-                    created_by=by.name,
-                    expires_at=expires_at,
-                )
+            row = ApiToken(
+                name=name,
+                name_key=name_key(name),
+                token_hash=_hash(audit_secrets, token),
+                groups=list(groups),
+                created_at=now,
+                created_by=by.name,
+                expires_at=expires_at,
             )
+            session.add(row)
             session.flush()
-            details = {"groups": list(groups), "expires_at": expires_at.isoformat() if expires_at else None}
+            row_macs.sign(audit_secrets, row)
+            details = {
+                "token_id": row.id,
+                "groups": list(groups),
+                "expires_at": expires_at.isoformat() if expires_at else None,
+            }
             append_in(session, _record(name, by, "created", details), audit_secrets)
     except IntegrityError:
         raise UsageError(f"a live token named {name} exists already; revoke it first") from None
     return token
 
 
+def _revoked(session: Session, token_ids: Sequence[int]) -> dict[int, datetime]:
+    rows = session.execute(
+        select(TokenRevocation.token_id, TokenRevocation.revoked_at).where(TokenRevocation.token_id.in_(token_ids))
+    )
+    return {int(token_id): revoked_at for token_id, revoked_at in rows}
+
+
 def list_tokens(db: Database) -> list[TokenInfo]:
+    audit_secrets = secrets_for(db)
     with db.session() as session:
-        return [
-            _info(row) for row in session.execute(select(ApiToken).order_by(ApiToken.name_key, ApiToken.id)).scalars()
-        ]
+        rows = list(session.execute(select(ApiToken).order_by(ApiToken.name_key, ApiToken.id)).scalars())
+        revoked = _revoked(session, [row.id for row in rows])
+    return [_info(row, revoked.get(row.id, row.revoked_at), row_macs.intact(audit_secrets, row)) for row in rows]
 
 
-def revoke_token(db: Database, name: str, *, by: Principal) -> None:
-    key = name_key(normalise_name(name, what="token name"))
+def revoke_token(db: Database, name: str, *, by: Principal, admins: Sequence[str] = DEFAULT_ADMINS) -> None:
+    """Revoke the live token of ``name`` for good: its row (re-signed) and an append-only revocation, audited."""
+    name = normalise_name(name, what="token name")
+    _require_admin(db, by, admins, f"revoke a token (of {name})", _record(name, by, "denied", {"action": "revoke"}))
+    audit_secrets = secrets_for(db)
     with db.write_session() as session:
-        revoked = cast(
-            CursorResult[Any],
-            session.execute(
-                update(ApiToken)
-                .where(ApiToken.name_key == key, ApiToken.revoked_at.is_(None))
-                .values(revoked_at=utcnow())
-            ),
-        ).rowcount
-        if revoked != 1:
+        row = session.execute(
+            select(ApiToken).where(ApiToken.name_key == name_key(name), ApiToken.revoked_at.is_(None))
+        ).scalar_one_or_none()
+        if row is None:
             raise NotFound(f"no live token named {name}")
-        append_in(session, _record(name, by, "revoked", {}), secrets_for(db))
+        tampered = not row_macs.intact(audit_secrets, row)
+        row.revoked_at, row.revoked_by = utcnow(), by.name
+        if tampered:
+            # Revoked all the same (it authenticates no one anyway), but never re-signed: the edit stays visible.
+            log.warning("revoking %s", row_macs.describe(row))
+        else:
+            row_macs.sign(audit_secrets, row)
+        if not _revoked(session, [row.id]):  # a revoked row set live again by an edit is revoked already
+            session.add(TokenRevocation(token_id=row.id, revoked_at=row.revoked_at, revoked_by=by.name))
+        details = {"token_id": row.id, "groups": list(row.groups)}
+        append_in(session, _record(row.name, by, "revoked", details), audit_secrets)
 
 
 def authenticate(db: Database, token: str | None) -> Principal | None:
-    """The principal holding this bearer token, or None (unknown, revoked, expired or malformed)."""
+    """The principal holding this bearer token, or None (unknown, revoked, expired, tampered or malformed)."""
     reference = token_reference(db, token)
     return authenticate_reference(db, reference) if reference is not None else None
 
@@ -149,10 +215,19 @@ def token_reference(db: Database, token: str | None) -> str | None:
 
 
 def authenticate_reference(db: Database, presented: str) -> Principal | None:
-    """The principal of the live token whose keyed hash is ``presented``, or None (unknown, revoked, expired)."""
+    """The principal of the live token whose keyed hash is ``presented``, or None (unknown, revoked, expired,
+    tampered: its row's mac does not verify, or a revocation is recorded for it)."""
+    audit_secrets = secrets_for(db)
+    revoked = exists().where(TokenRevocation.token_id == ApiToken.id)
     with db.session() as session:
-        row = session.execute(select(ApiToken).where(ApiToken.token_hash == presented)).scalar_one_or_none()
-    if row is None or not hmac.compare_digest(row.token_hash, presented):
+        found = session.execute(select(ApiToken, revoked).where(ApiToken.token_hash == presented)).one_or_none()
+    if found is None:
+        return None
+    row, is_revoked = found
+    if not hmac.compare_digest(row.token_hash, presented) or is_revoked:
+        return None
+    if not row_macs.intact(audit_secrets, row):
+        log.warning("refused a bearer token: %s", row_macs.describe(row))
         return None
     if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= utcnow()):
         return None
@@ -160,18 +235,20 @@ def authenticate_reference(db: Database, presented: str) -> Principal | None:
 
 
 def live_token_groups(db: Database, name: str) -> set[str]:
-    """Groups of the live token named ``name`` (none without one)."""
+    """Groups of the live token named ``name`` (none without one; none from a tampered row)."""
     now = utcnow()
+    audit_secrets = secrets_for(db)
+    revoked = exists().where(TokenRevocation.token_id == ApiToken.id)
     with db.session() as session:
         rows = session.execute(
-            select(ApiToken.groups, ApiToken.expires_at).where(
-                ApiToken.name_key == name_key(name), ApiToken.revoked_at.is_(None)
-            )
-        ).all()
-    return {g for groups, expires_at in rows if expires_at is None or expires_at > now for g in groups}
+            select(ApiToken).where(ApiToken.name_key == name_key(name), ApiToken.revoked_at.is_(None), ~revoked)
+        ).scalars()
+        live = [row for row in rows if row.expires_at is None or row.expires_at > now]
+    return {g for row in live if row_macs.intact(audit_secrets, row) for g in row.groups}
 
 
 __all__ = [
+    "TAMPERED",
     "TOKEN_PREFIX",
     "TokenInfo",
     "authenticate",

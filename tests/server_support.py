@@ -56,7 +56,7 @@ def lab_config(tmp_path: Path, database_url: str, **sources: Path) -> Config:
 
 
 # Who creates the tests' tokens (as `inventory tokens create` run by this OS user would).
-TOKEN_ISSUER = Principal.of("token-issuer")
+TOKEN_ISSUER = Principal.of("token-issuer", groups=["admins"])
 
 
 @dataclass

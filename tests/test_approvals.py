@@ -11,15 +11,18 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from sqlalchemy import update
 
 from connectors.kubernetes.connector import KubernetesConnector
 from inventory.audit.log import AuditFilter, list_entries
+from inventory.audit.models import Approval
 from inventory.config import build_config
 from inventory.connector import ConnectorRegistry
-from inventory.errors import UsageError
+from inventory.errors import TamperedRow, UsageError
 from inventory.policy.approvals import approve, list_approvals, reject
 from inventory.policy.execute import PolicyDenied, ToolRunner
 from inventory.policy.registry import ToolRegistry
@@ -154,6 +157,55 @@ def test_reject_and_withdraw(db: Database, config_file: Path, cluster: MutableFa
         ("erin", "rejected", "not during business hours"),
         ("dave", "rejected", "withdrawn"),
     ]
+
+
+def test_an_approval_edited_in_sql_is_refused_and_the_refusal_recorded(
+    db: Database, config_file: Path, cluster: MutableFakeKubernetes
+) -> None:
+    runner = runner_for(db, config_file)
+    edits: list[dict[str, Any]] = [
+        {"requester": "carol"},
+        {"tool": "kubernetes.restart_deployment", "arguments": {}},
+        {"arguments": {"replicas": 5}},
+        {"expires_at": None, "matched_rule": None},
+    ]
+    scale_to_zero = ("kubernetes.scale_deployment", "web-0", {"replicas": "0"}, "dave")
+    pending = [runner.run(*scale_to_zero).approval_id for _ in edits]
+    settled = runner.run(*scale_to_zero).approval_id
+    reject(runner, settled, "erin", "no")  # type: ignore[arg-type]
+    for approval_id, values in [*zip(pending, edits, strict=True), (settled, {"status": "pending"})]:
+        with db.write_session() as session:
+            session.execute(update(Approval).where(Approval.id == approval_id).values(**values))
+        with pytest.raises(TamperedRow, match=f"approval {approval_id} does not match its mac"):
+            approve(runner, approval_id, "erin")  # type: ignore[arg-type]
+    with pytest.raises(TamperedRow, match=f"approval {pending[0]} does not match its mac"):
+        reject(runner, pending[0], "erin")  # type: ignore[arg-type]
+    # A settled row put back exactly as it was while pending, its old mac included: the log says it was settled.
+    replayed = runner.run(*scale_to_zero).approval_id
+    with db.session() as session:
+        before = {
+            c: getattr(session.get(Approval, replayed), c)
+            for c in ("status", "decided_by", "decided_at", "reason", "mac")
+        }
+    reject(runner, replayed, "erin", "no")  # type: ignore[arg-type]
+    with db.write_session() as session:
+        session.execute(update(Approval).where(Approval.id == replayed).values(**before))
+    assert [row["intact"] for row in list_approvals(runner) if row["id"] == replayed] == [True]
+    with pytest.raises(TamperedRow, match=f"approval {replayed} was settled by audit entry .* restored"):
+        approve(runner, replayed, "frank")  # type: ignore[arg-type]
+    assert cluster.mutations == []
+    assert {row["id"] for row in list_approvals(runner, "all") if not row["intact"]} == {*pending, settled}
+    with db.session() as session:
+        refused = list_entries(session, AuditFilter(event="approval", outcome="refused"))
+    assert [(e["approval_id"], e["actor"]) for e in refused] == [
+        *((approval_id, "erin") for approval_id in (*pending, settled, pending[0])),
+        (replayed, "frank"),
+    ]
+    assert all("outside inventory" in e["error"] and e["tool"] is None for e in refused)
+    # An approval nobody edited still runs, and its settled row verifies.
+    untouched = runner.run(*scale_to_zero).approval_id
+    assert approve(runner, untouched, "erin").outcome == "success"  # type: ignore[arg-type]
+    assert [row["intact"] for row in list_approvals(runner, "approved")] == [True]
 
 
 def test_arguments_carrying_a_secret_are_never_queued(db: Database, config_file: Path) -> None:

@@ -1,4 +1,5 @@
-"""The PostgreSQL runtime role (`inventory db grant ROLE --apply`): runs the service, cannot rewrite the audit log."""
+"""The PostgreSQL runtime role (`inventory db grant ROLE --apply`): runs the service (sync, tool calls, approvals,
+tokens), cannot rewrite the audit log, the decision state or the schema."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from conftest import POSTGRES_ADMIN_URL
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -18,6 +19,7 @@ from inventory.audit.keys import AuditSecrets, attach
 from inventory.audit.log import AuditRecord, append, verify_chain
 from inventory.cli import cli
 from inventory.storage.database import Database, open_database
+from inventory.tokens import authenticate
 
 ATTACKS = [
     "UPDATE audit_log SET actor = 'mallory' WHERE seq = 1",
@@ -64,7 +66,10 @@ def test_the_runtime_role_appends_but_cannot_rewrite_the_log(
     config = tmp_path / "inventory.yaml"
     config.write_text(yaml.safe_dump({"database": {"url": postgres_url}}))
     printed = CliRunner().invoke(cli, ["--config", str(config), "db", "grant", runtime_role])
-    assert printed.exit_code == 0 and f'GRANT SELECT, INSERT ON audit_log TO "{runtime_role}";' in printed.output
+    assert (
+        printed.exit_code == 0
+        and f'GRANT SELECT, INSERT ON audit_log, token_revocations TO "{runtime_role}";' in printed.output
+    )
     applied = CliRunner().invoke(cli, ["--config", str(config), "db", "grant", runtime_role, "--apply"])
     assert applied.exit_code == 0, applied.output
 
@@ -96,3 +101,81 @@ def test_grant_refuses_a_role_name_that_is_not_an_identifier(tmp_path: Path) -> 
         cli, ["--database-url", f"sqlite:///{tmp_path / 'x.db'}", "db", "grant", 'x"; DROP TABLE hosts; --']
     )
     assert result.exit_code == 2 and "letters, digits and underscores" in result.output
+
+
+# What the runtime role may not do, though it settles approvals and revokes tokens: rewrite what decides.
+DECISION_ATTACKS = [
+    "UPDATE approvals SET requester = 'carol'",
+    "UPDATE approvals SET tool = 'proxmox.delete', arguments = '{}'",
+    "UPDATE api_tokens SET groups = '[\"admins\"]'",
+    "UPDATE api_tokens SET name = 'carol', name_key = 'carol'",
+    "DELETE FROM approvals",
+    "DELETE FROM api_tokens",
+    "DELETE FROM token_revocations",
+    "UPDATE token_revocations SET token_id = 999",
+    "DROP TABLE hosts",
+    "ALTER TABLE approvals DROP COLUMN mac",
+    "DROP TRIGGER token_revocations_no_update_delete ON token_revocations",
+]
+
+
+def test_the_runtime_role_syncs_calls_tools_settles_and_revokes_but_rewrites_nothing(
+    postgres_url: str, runtime_role: str, tmp_path: Path
+) -> None:
+    from inventory.principals import os_user_name
+    from inventory.testing.fake_proxmox_model import FakeCluster, FakeGuest, FakeNode
+    from inventory.testing.fake_proxmox_mutations import MutableFakeProxmox
+
+    def run(config: Path, *args: str) -> Result:
+        return CliRunner().invoke(cli, ["--config", str(config), *args])
+
+    owner_config = tmp_path / "owner.yaml"
+    owner_config.write_text(yaml.safe_dump({"database": {"url": postgres_url}}))
+    assert run(owner_config, "db", "upgrade").exit_code == 0
+    applied = run(owner_config, "db", "grant", runtime_role, "--apply")
+    assert applied.exit_code == 0, applied.output
+
+    cluster = FakeCluster(name="lab", nodes=[FakeNode("pve1", "10.0.0.1")])
+    cluster.guests = [FakeGuest(100, "qemu", "web", "pve1"), FakeGuest(200, "lxc", "cache", "pve1", status="stopped")]
+    runtime_url = make_url(postgres_url).set(username=runtime_role, password=None).render_as_string(hide_password=False)
+    with MutableFakeProxmox(cluster) as pve:
+        document = {
+            "database": {"url": runtime_url},
+            "audit": {"key_file": str(tmp_path / "audit.key")},
+            "principals": {"users": {os_user_name(): ["admins"]}},
+            "sources": [
+                {"type": "static", "name": "lab", "hosts": [{"id": "nas1", "name": "nas", "kind": "nas"}]},
+                pve.source("pve", timeout=5, retries=0),
+            ],
+        }
+        config = tmp_path / "inventory.yaml"
+        config.write_text(yaml.safe_dump(document))
+        for _ in range(2):  # the first run inserts, the second updates
+            synced = run(config, "sync", "--once")
+            assert synced.exit_code == 0, synced.output
+        started = run(config, "tool", "run", "proxmox.start", "--target", "cache", "-o", "json")
+        assert started.exit_code == 0, started.output
+        assert [m.path for m in pve.mutations] == ["/nodes/pve1/lxc/200/status/start"]
+        requested = run(config, "tool", "run", "proxmox.delete", "--target", "web", "-o", "json")
+        assert requested.exit_code == 4 and '"outcome": "pending"' in requested.output, requested.output  # waits
+        withdrawn = run(config, "approvals", "reject", "1", "--reason", "withdrawn")
+        assert withdrawn.exit_code == 0, withdrawn.output
+    bot = run(config, "tokens", "create", "bot", "--group", "viewers").stdout.splitlines()[-1]
+    viewer = run(config, "tokens", "create", "viewer", "--group", "viewers").stdout.splitlines()[-1]
+    revoked = run(config, "tokens", "revoke", "bot")
+    assert revoked.exit_code == 0, revoked.output
+
+    runtime = Database(runtime_url)
+    attach(runtime, AuditSecrets(tmp_path / "audit.key"))
+    try:
+        # What the server does at every request, as the runtime role.
+        assert authenticate(runtime, bot) is None
+        assert getattr(authenticate(runtime, viewer), "groups", None) == frozenset({"viewers"})
+        for statement in [*ATTACKS, *DECISION_ATTACKS]:
+            with pytest.raises(DBAPIError, match="permission denied|must be owner"):
+                with runtime.engine.begin() as conn:
+                    conn.execute(text(statement))
+    finally:
+        runtime.dispose()
+    verified = run(config, "audit", "verify")
+    assert verified.exit_code == 0, verified.output

@@ -15,6 +15,7 @@ import yaml
 from server_support import lab_config, synced, write_lab
 from sync_support import child_env, inventory_command, run_inventory
 
+from inventory.principals import os_user_name
 from inventory.storage.database import Database
 
 
@@ -39,7 +40,9 @@ def write_serve_config(tmp_path: Path, database_url: str, sync: str = "5m", **ex
     """A config with one static source "lab" (tmp_path/lab.yaml)."""
     lab = {"type": "static", "name": "lab", "path": str(tmp_path / "lab.yaml")}
     config_file = tmp_path / "inventory.yaml"
-    document = {"database": {"url": database_url}, "sync": {"interval": sync}, "sources": [lab], **extra}
+    # This OS user creates the tokens: an admin (principals.admins defaults to the group admins).
+    admins = {"principals": {"users": {os_user_name(): ["admins"]}}}
+    document = {"database": {"url": database_url}, "sync": {"interval": sync}, "sources": [lab], **admins, **extra}
     config_file.write_text(yaml.safe_dump(document))
     return config_file
 

@@ -11,8 +11,12 @@ seq and entry_hash with the audit key kept outside the database
 (inventory/audit/keys.py), so that whoever can only write the database cannot
 re-chain the log after an edit.
 
-``approvals`` is ordinary mutable state (pending -> approved/rejected/expired); every
-settlement is also recorded in the audit log.
+``approvals`` (pending -> approved/rejected/expired) and ``api_tokens`` are mutable state,
+but each row carries ``mac``: an HMAC under the audit key over every field that decides
+anything (inventory/audit/row_macs.py), so that an edit by anyone without the key is
+refused where the row is used. Every settlement, token creation and revocation is also
+an audit entry. ``token_revocations`` is append-only by trigger: a revocation cannot be
+undone by editing the token's row.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from inventory.storage.models import Base, Id, JsonValue, UTCDateTime
 from inventory.timeutil import utcnow
 
 AUDIT_TABLE = "audit_log"
+TOKEN_REVOCATIONS_TABLE = "token_revocations"
 
 
 class _TextPreservingJson(UserDefinedType[str]):
@@ -62,6 +67,8 @@ class AuditEntry(Base):
         Index("ix_audit_log_at", "at"),
         Index("ix_audit_log_actor_at", "actor", "at"),
         Index("ix_audit_log_tool_at", "tool", "at"),
+        # Whether an approval was settled already (inventory/policy/approvals.py), whatever its row says now.
+        Index("ix_audit_log_approval_id", "approval_id"),
     )
 
     # Position in the chain; no autoincrement: the appender takes last seq + 1 under its lock.
@@ -141,3 +148,15 @@ class Approval(Base):
     # success | failed, once an approved call ran
     outcome: Mapped[str | None] = mapped_column(String(20))
     request_seq: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
+    # HMAC under the audit key over every field above (inventory/audit/row_macs.py); NULL: never signed, refused.
+    mac: Mapped[str | None] = mapped_column(String(64))
+
+
+class TokenRevocation(Base):
+    """A revoked token, for good: the table refuses UPDATE and DELETE (triggers), and authentication reads it."""
+
+    __tablename__ = TOKEN_REVOCATIONS_TABLE
+
+    token_id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=False)
+    revoked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_by: Mapped[str] = mapped_column(String(200))

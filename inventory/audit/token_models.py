@@ -41,3 +41,6 @@ class ApiToken(Base):
     created_by: Mapped[str] = mapped_column(String(200))
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_by: Mapped[str | None] = mapped_column(String(200))
+    # HMAC under the audit key over every field above (inventory/audit/row_macs.py); NULL: never signed, refused.
+    mac: Mapped[str | None] = mapped_column(String(64))

@@ -21,8 +21,10 @@ def upgrade_command(app: AppContext, revision: str) -> None:
 
     db = app.database(check_schema=False)
     before = db.current_revision()
-    upgrade(db, revision)
+    signed = upgrade(db, revision)
     after = db.current_revision()
+    for kind, count in signed.items():
+        click.echo(f"signed {count} {kind} row(s) stored before rows carried a mac", err=True)
     click.echo(
         f"{db.display_url}: {before or 'empty'} -> {after}"
         if before != after

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from inventory.cli.context import AppContext
@@ -10,7 +12,17 @@ from inventory.errors import UsageError
 
 @click.group("tokens")
 def tokens_group() -> None:
-    """API tokens: each names a principal with groups; stored only as a keyed hash."""
+    """API tokens: each names a principal with groups; stored only as a keyed hash. Only admins create or revoke."""
+
+
+def _administrator(app: AppContext) -> Any:
+    """The OS user with every group it holds: the config's principals.users and the policy's groups:."""
+    from dataclasses import replace
+
+    from inventory.policy.rules import load_policy
+
+    by = app.principal()
+    return replace(by, groups=by.groups | load_policy(app.config.policy_path).groups_of(by.name))
 
 
 @tokens_group.command("create")
@@ -19,7 +31,9 @@ def tokens_group() -> None:
 @click.option("--expires", help="Lifetime, e.g. 90d, 12h (default: never).")
 @click.pass_obj
 def create_command(app: AppContext, name: str, groups: tuple[str, ...], expires: str | None) -> None:
-    """Create a token for principal NAME and print it once: the last line of stdout is the token alone."""
+    """Create a token for principal NAME and print it once: the last line of stdout is the token alone.
+
+    Only an admin may (principals.admins in the config; default: the group admins)."""
     from inventory.timeutil import parse_duration
     from inventory.tokens import create_token
 
@@ -31,8 +45,8 @@ def create_command(app: AppContext, name: str, groups: tuple[str, ...], expires:
             raise UsageError(f"--expires {expires}: {exc}") from None
         if expires_in <= 0:
             raise UsageError(f"--expires {expires}: must be positive")
-    by = app.principal()
-    token = create_token(app.database(), name, groups=groups, expires_in=expires_in, by=by)
+    by, admins = _administrator(app), app.config.principals.admins
+    token = create_token(app.database(), name, groups=groups, expires_in=expires_in, by=by, admins=admins)
     click.echo(f"token for {name} created; it is shown once, store it now:", err=True)
     click.echo(token)
 
@@ -56,7 +70,7 @@ def revoke_command(app: AppContext, name: str) -> None:
     """Revoke the live token of NAME: it authenticates no one from now on."""
     from inventory.tokens import revoke_token
 
-    revoke_token(app.database(), name, by=app.principal())
+    revoke_token(app.database(), name, by=_administrator(app), admins=app.config.principals.admins)
     click.echo(f"token {name} revoked")
 
 

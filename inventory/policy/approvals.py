@@ -10,20 +10,27 @@ an audit entry. Only an approver or the requester (withdrawing) may reject.
 
 Calls whose arguments carry a secret are never queued: the approvals table would
 have to hold the secret to run the call later.
+
+Each approval row carries a mac under the audit key over every field that decides
+anything (inventory/audit/row_macs.py), re-signed at every settlement. A row whose mac
+does not verify (a requester, tool, target or arguments rewritten in SQL) is refused by
+approve and reject (``TamperedRow``, exit code 3), and the refusal is an audit entry.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.engine import CursorResult
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from inventory.audit import row_macs
 from inventory.audit.keys import secrets_for
 from inventory.audit.log import AuditRecord, append, append_in, get_entry
-from inventory.audit.models import Approval
-from inventory.errors import NotFound, SourceError, TargetChanged, UsageError
+from inventory.audit.models import Approval, AuditEntry
+from inventory.errors import NotFound, SourceError, TamperedRow, TargetChanged, UsageError
 from inventory.policy.execute import (
     TARGET_IDENTITY,
     CallOutcome,
@@ -37,6 +44,8 @@ from inventory.policy.execute import (
 from inventory.policy.rules import Effect
 from inventory.principals import Principal
 from inventory.timeutil import utcnow
+
+log = logging.getLogger(__name__)
 
 
 def approval_row(approval: Approval) -> dict[str, Any]:
@@ -63,39 +72,112 @@ def approval_row(approval: Approval) -> dict[str, Any]:
 
 
 def list_approvals(runner: ToolRunner, status: str | None = "pending") -> list[dict[str, Any]]:
+    """Approvals as rows; ``intact`` is False for a row that does not match its mac (approving it is refused)."""
     stmt = select(Approval).order_by(Approval.id)
     if status and status != "all":
         stmt = stmt.where(Approval.status == status)
+    audit_secrets = secrets_for(runner.db)
     with runner.db.session() as session:
-        return [approval_row(a) for a in session.execute(stmt).scalars()]
+        return [
+            {**approval_row(a), "intact": row_macs.intact(audit_secrets, a)} for a in session.execute(stmt).scalars()
+        ]
 
 
-def _load(runner: ToolRunner, approval_id: int) -> Approval:
+def _read(runner: ToolRunner, approval_id: int, decider: Principal) -> Approval:
+    """The approval row, its mac verified; a tampered row is refused and the refusal recorded."""
     with runner.db.session() as session:
         approval = session.get(Approval, approval_id)
     if approval is None:
         raise NotFound(f"no approval {approval_id}")
+    if not row_macs.intact(secrets_for(runner.db), approval):
+        _refuse_tampered(runner, approval, decider, row_macs.describe(approval))
+    return approval
+
+
+def _load(runner: ToolRunner, approval_id: int, decider: Principal) -> Approval:
+    """The pending approval: its mac verified, and not settled according to the audit log."""
+    approval = _read(runner, approval_id, decider)
+    if approval.status == "pending":
+        settled = _settled_in_log(runner, approval_id)
+        if settled is not None:
+            # Settled by someone else since the row was read (the row and its entry commit together), or restored.
+            approval = _read(runner, approval_id, decider)
+            if approval.status == "pending":
+                message = (
+                    f"approval {approval_id} was settled by audit entry {settled}, but its row says pending: an "
+                    "older copy of the row was restored outside inventory, and it is refused"
+                )
+                _refuse_tampered(runner, approval, decider, message)
     if approval.status != "pending":
         raise UsageError(f"approval {approval_id} is already {approval.status} (by {approval.decided_by})")
     return approval
 
 
+# The outcomes of an approval's settlement entry; "refused" (the source could not be read) settles nothing.
+SETTLED_OUTCOMES = ("approved", "rejected", "expired")
+
+
+def _settled_in_log(runner: ToolRunner, approval_id: int) -> int | None:
+    """The seq of the audit entry that settled the approval, if any: the chain outlives any edit of the row."""
+    with runner.db.session() as session:
+        return session.execute(
+            select(AuditEntry.seq)
+            .where(
+                AuditEntry.approval_id == approval_id,
+                AuditEntry.event == "approval",
+                AuditEntry.outcome.in_(SETTLED_OUTCOMES),
+            )
+            .limit(1)
+        ).scalar()
+
+
+def _refuse_tampered(runner: ToolRunner, approval: Approval, decider: Principal, message: str) -> None:
+    """Record, then raise, the refusal of an approval row edited without the audit key (the row is left as it is)."""
+    log.warning("%s (settling attempted by %s)", message, decider.label)
+    # The row's own fields are not to be trusted: the entry names the row and who tried, nothing it claims.
+    append(
+        runner.db,
+        AuditRecord(
+            event="approval",
+            actor=decider.name,
+            outcome="refused",
+            target=f"approval:{approval.id}",
+            approval_id=approval.id,
+            error=message,
+            policy_hash=runner.policy.sha256,
+            details=principal_details(decider),
+        ),
+    )
+    raise TamperedRow(message)
+
+
+def _locked(session: Session, approval_id: int) -> Approval | None:
+    """The approval row, locked until the transaction ends (SQLite: the write transaction already is)."""
+    return session.execute(select(Approval).where(Approval.id == approval_id).with_for_update()).scalar_one_or_none()
+
+
 def _claim(
-    runner: ToolRunner, approval_id: int, status: str, decider: str, reason: str | None, record: AuditRecord
+    runner: ToolRunner,
+    approval: Approval,
+    status: str,
+    decider: str,
+    reason: str | None,
+    record: AuditRecord,
 ) -> int:
-    """Settle a pending approval and record it in one transaction; only one settler can win."""
+    """Settle a pending approval and record it in one transaction; only one settler can win.
+
+    The row must still be exactly the one that was decided on (its mac as loaded, and valid); it is re-signed.
+    """
+    audit_secrets = secrets_for(runner.db)
     with runner.db.write_session() as session:
-        claimed = cast(
-            CursorResult[Any],
-            session.execute(
-                update(Approval)
-                .where(Approval.id == approval_id, Approval.status == "pending")
-                .values(status=status, decided_by=decider, decided_at=utcnow(), reason=reason)
-            ),
-        ).rowcount
-        if claimed != 1:
-            raise UsageError(f"approval {approval_id} was settled by someone else meanwhile")
-        seq, _ = append_in(session, record, secrets_for(runner.db))
+        row = _locked(session, approval.id)
+        if row is None or row.status != "pending":
+            raise UsageError(f"approval {approval.id} was settled by someone else meanwhile")
+        if row.mac != approval.mac or not row_macs.intact(audit_secrets, row):
+            raise TamperedRow(f"approval {approval.id} changed while it was being settled; nothing was run")
+        row.status, row.decided_by, row.decided_at, row.reason = status, decider, utcnow(), reason
+        row_macs.sign(audit_secrets, row)
+        seq, _ = append_in(session, record, audit_secrets)
     return seq
 
 
@@ -130,7 +212,7 @@ def _refuse_if_expired(runner: ToolRunner, approval: Approval, decider: Principa
     message = f"approval {approval.id} expired at {approval.expires_at:%Y-%m-%d %H:%M:%S} UTC; request the call again"
     _claim(
         runner,
-        approval.id,
+        approval,
         "expired",
         decider.label,
         "expired",
@@ -143,11 +225,11 @@ def approve(runner: ToolRunner, approval_id: int, approver: Principal | str, rea
     """Approve a pending call and run it now, under the policy in force now."""
     started = time.perf_counter()
     approver = as_principal(approver)
-    approval = _load(runner, approval_id)
+    approval = _load(runner, approval_id, approver)
     _refuse_if_expired(runner, approval, approver, started)
     requester = runner.principal_named(approval.requester, approval.on_behalf_of)
     requested = runner.evaluate(approval.tool, approval.target, approval.arguments, requester)
-    evaluation = _approvable(runner, requested, approval_id, approver, started)
+    evaluation = _approvable(runner, requested, approval, approver, started)
     # The target as its source has it now must be the object the request was decided for.
     try:
         live = runner.verify_live(evaluation, _requested_identity(runner, approval))
@@ -162,7 +244,7 @@ def approve(runner: ToolRunner, approval_id: int, approver: Principal | str, rea
             event="approval",
             extra=exc.details,
         )
-        _claim(runner, approval_id, "rejected", approver.label, "the target changed at its source", record)
+        _claim(runner, approval, "rejected", approver.label, "the target changed at its source", record)
         raise TargetChanged(f"approval {approval_id}: {exc}; it was rejected", exc.details) from None
     except (SourceError, UsageError) as exc:
         # The source may answer later: the approval stays pending; the refusal is recorded.
@@ -177,11 +259,11 @@ def approve(runner: ToolRunner, approval_id: int, approver: Principal | str, rea
         )
         append(runner.db, refused)
         raise
-    evaluation = _approvable(runner, live, approval_id, approver, started)
+    evaluation = _approvable(runner, live, approval, approver, started)
     record = audit_record(
         evaluation, "approved", started, approver=approver.name, approval_id=approval_id, event="approval"
     )
-    intent_seq = _claim(runner, approval_id, "approved", approver.name, reason, record)
+    intent_seq = _claim(runner, approval, "approved", approver.name, reason, record)
     try:
         outcome = runner.execute(
             evaluation, started, approver=approver.name, approval_id=approval_id, intent_seq=intent_seq
@@ -194,9 +276,10 @@ def approve(runner: ToolRunner, approval_id: int, approver: Principal | str, rea
 
 
 def _approvable(
-    runner: ToolRunner, evaluation: Evaluation, approval_id: int, approver: Principal, started: float
+    runner: ToolRunner, evaluation: Evaluation, approval: Approval, approver: Principal, started: float
 ) -> Evaluation:
     """``evaluation`` if ``approver`` may approve it now; a call the policy now denies is rejected."""
+    approval_id = approval.id
     if evaluation.decision.effect is Effect.DENY:
         record = audit_record(
             evaluation,
@@ -207,7 +290,7 @@ def _approvable(
             approval_id=approval_id,
             event="approval",
         )
-        _claim(runner, approval_id, "rejected", approver.label, "denied by the current policy", record)
+        _claim(runner, approval, "rejected", approver.label, "denied by the current policy", record)
         raise PolicyDenied(
             f"approval {approval_id}: the policy now denies this call ({evaluation.decision.rule_label}); "
             "it was rejected"
@@ -232,7 +315,7 @@ def reject(runner: ToolRunner, approval_id: int, decider: Principal | str, reaso
     """Reject (or, by the requester, withdraw) a pending call; returns the audit entry's seq."""
     started = time.perf_counter()
     decider = as_principal(decider)
-    approval = _load(runner, approval_id)
+    approval = _load(runner, approval_id, decider)
     withdrawing = decider.on_behalf_of is None and decider.same_as(approval.requester)
     if not withdrawing and not runner.policy.may_approve(decider):
         raise PolicyDenied(
@@ -241,7 +324,7 @@ def reject(runner: ToolRunner, approval_id: int, decider: Principal | str, reaso
         )
     return _claim(
         runner,
-        approval_id,
+        approval,
         "rejected",
         decider.label,
         reason,
@@ -250,5 +333,14 @@ def reject(runner: ToolRunner, approval_id: int, decider: Principal | str, reaso
 
 
 def _set_outcome(runner: ToolRunner, approval_id: int, outcome: str) -> None:
+    """Record how the approved call ended on its row, re-signed; a row edited meanwhile is left as it is."""
+    audit_secrets = secrets_for(runner.db)
     with runner.db.write_session() as session:
-        session.execute(update(Approval).where(Approval.id == approval_id).values(outcome=outcome))
+        row = _locked(session, approval_id)
+        if row is None:
+            return
+        if not row_macs.intact(audit_secrets, row):
+            log.warning("%s; its outcome (%s) is only in the audit log", row_macs.describe(row), outcome)
+            return
+        row.outcome = outcome
+        row_macs.sign(audit_secrets, row)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from inventory.audit import row_macs
 from inventory.audit.keys import secrets_for
 from inventory.audit.log import INTENT_OUTCOME, AuditRecord, append, append_in
 from inventory.audit.models import Approval
@@ -383,6 +384,7 @@ class ToolRunner:
             record = audit_record(evaluation, "pending", started, approval_id=approval.id, extra=identity)
             seq, _ = append_in(session, record, secrets_for(self.db))
             approval.request_seq = seq
+            row_macs.sign(secrets_for(self.db), approval)
         self.notify_destructive(evaluation, "pending")
         if self.notifier is not None:  # whatever its class: someone has to act before the call runs
             self.notifier.approval_pending(

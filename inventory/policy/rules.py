@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from inventory.connector import Duration
 from inventory.errors import ConfigError
 from inventory.policy.classes import ToolClass
-from inventory.principals import Principal, name_key
+from inventory.principals import Principal, name_key, named_by
 from inventory.yaml_text import load_yaml
 
 BUILTIN_POLICY_LABEL = "<built-in defaults>"
@@ -167,11 +167,7 @@ class Policy:
         approvers = self.document.approvals.approvers
         if approvers is None:
             return True
-        groups = {name_key(g) for g in principal.groups} | self.groups_of(principal.name)
-        return any(
-            name_key(a[len("group:") :]) in groups if a.startswith("group:") else principal.same_as(a)
-            for a in approvers
-        )
+        return named_by(approvers, principal, self.groups_of(principal.name))
 
 
 def builtin_policy() -> Policy:

@@ -6,6 +6,7 @@ It needs only an engine and a printable URL of the database (``Migratable``), so
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib.resources import files
 from typing import TYPE_CHECKING, Protocol
 
@@ -50,8 +51,19 @@ def _run(db: Migratable, action: str, revision: str) -> None:
         raise StorageError(f"{action} of {db.display_url} to {revision} failed: {error_reason(exc)}") from exc
 
 
-def upgrade(db: Migratable, revision: str = "head") -> None:
+def upgrade(db: Migratable, revision: str = "head") -> Mapping[str, int]:
+    """Migrate up; the upgrade that adds the row mac columns then signs the rows stored before it.
+
+    Only that one upgrade signs (inventory/audit/row_macs.py): a row whose mac was removed
+    later stays unsigned and refused. Returns how many rows of each kind it signed.
+    """
+    from inventory.audit.row_macs import has_row_macs, sign_unsigned_rows
+
+    had_macs = has_row_macs(db)
     _run(db, "upgrade", revision)
+    if not had_macs and has_row_macs(db) and hasattr(db, "write_session"):
+        return sign_unsigned_rows(db)
+    return {}
 
 
 def downgrade(db: Migratable, revision: str) -> None:
