@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 from conftest import IN_CI, POSTGRES_ADMIN_URL
+from server_support import TOKEN_ISSUER
 from sqlalchemy import event, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
@@ -42,7 +43,6 @@ from inventory.connector import ConnectorRegistry
 from inventory.errors import UsageError
 from inventory.locks import source_lock
 from inventory.loop import SyncLoop
-from inventory.principals import system_principal
 from inventory.storage.database import SCHEMA_REVISION, Database, open_database
 from inventory.storage.migrate import upgrade
 from inventory.storage.models import HostRow, SyncRun, WorkloadRow
@@ -166,7 +166,7 @@ def test_restore_gives_back_objects_changes_audit_entries_and_tokens_identical(t
     config_path = _setup(tmp_path, db, 5)
     _sync(db, config_path)
     _sync(db, config_path, hosts=7)
-    token = create_token(db, "ci", groups=("readers",), by=system_principal())
+    token = create_token(db, "ci", groups=("readers",), by=TOKEN_ISSUER)
     before = _contents(db)
     assert all(before[table] for table in ("hosts", "workloads", "changes", "audit_log", "api_tokens"))
     manifest = create_backup(db, tmp_path / _backup_name(db))

@@ -281,8 +281,17 @@ def _empty_postgres(db: Database) -> None:
         with db.engine.begin() as conn:
             for table in inspect(conn).get_table_names():
                 conn.execute(text(f'DROP TABLE IF EXISTS "{table}" CASCADE'))
-            for function in ("audit_log_refuse_change", "audit_log_extend_head"):
-                conn.execute(text(f"DROP FUNCTION IF EXISTS {function}() CASCADE"))
+            # Every trigger function of the schema, whichever revision made it (a backup of an older revision
+            # is migrated forward after the restore, and its migrations create their functions anew).
+            functions = conn.execute(
+                text(
+                    "SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p "
+                    "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace "
+                    "WHERE n.nspname = current_schema() AND p.prorettype = 'pg_catalog.trigger'::pg_catalog.regtype"
+                )
+            ).scalars()
+            for function in list(functions):
+                conn.execute(text(f"DROP FUNCTION IF EXISTS {function} CASCADE"))
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot empty {db.display_url} before the restore: {error_reason(exc)}") from exc
 
