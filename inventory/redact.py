@@ -81,7 +81,9 @@ _KEY_SUFFIX = 64
 _VALUE_PATTERNS = [
     # scheme://user:password@host
     (
-        re.compile(rf"(?P<head>(?<=[a-z0-9+.-])://[^/\s:@]{{1,{_PART}}}:)[^@\s/]{{1,{_PART}}}(?P<tail>@)", re.IGNORECASE),
+        re.compile(
+            rf"(?P<head>(?<=[a-z0-9+.-])://[^/\s:@]{{1,{_PART}}}:)[^@\s/]{{1,{_PART}}}(?P<tail>@)", re.IGNORECASE
+        ),
         r"\g<head>" + MASK + r"\g<tail>",
     ),
     # Authorization: Bearer xxx / PVEAPIToken=user@realm!id=uuid

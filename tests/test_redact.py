@@ -181,6 +181,8 @@ def test_hostile_megabyte_is_redacted_in_linear_time(unit: str) -> None:
 
 def test_a_url_with_long_userinfo_is_still_masked_and_long_lines_without_a_match_are_unchanged() -> None:
     assert redact_text("https://" + "u" * 200 + ":" + "p" * 200 + "@h/x") == "https://" + "u" * 200 + f":{MASK}@h/x"
-    assert redact_text("db_password_of_the_backup_job = 's3cret' next") == f"db_password_of_the_backup_job = '{MASK}' next"
+    assert (
+        redact_text("db_password_of_the_backup_job = 's3cret' next") == f"db_password_of_the_backup_job = '{MASK}' next"
+    )
     line = "x" * MEGABYTE
     assert redact_text(line) == line

@@ -39,7 +39,14 @@ from inventory.policy.live import describe_live, reread
 from inventory.policy.registry import ToolRegistry
 from inventory.policy.rules import Effect, Policy
 from inventory.policy.targets import Target, resolve_target
-from inventory.policy.tools import ToolArgs, ToolContext, ToolResult, ToolSpec
+from inventory.policy.tools import (
+    MAX_ARGUMENT_KEY_CHARS,
+    ToolArgs,
+    ToolContext,
+    ToolResult,
+    ToolSpec,
+    check_argument_sizes,
+)
 from inventory.principals import Principal, PrincipalKind, PrincipalSettings, configured_for
 from inventory.redact import redact_text, redact_value
 from inventory.storage.database import Database
@@ -191,6 +198,7 @@ class ToolRunner:
     ) -> Evaluation:
         """Classify and decide; raises UsageError / NotFound / Ambiguous for a call that names nothing valid."""
         principal = as_principal(actor)
+        check_argument_sizes(tool, raw_args)  # an unknown tool's arguments are audited too
         spec = self.registry.get(tool)
         args = spec.parse_args(raw_args) if spec else None
         target = self._resolve(spec, target_text)
@@ -470,7 +478,12 @@ class ToolRunner:
     ) -> None:
         if isinstance(exc, InvalidArguments):
             # A value that failed validation is not recorded: it may be a secret pasted into the wrong key.
-            raw_args = {key: INVALID_VALUE if key in exc.keys else value for key, value in raw_args.items()}
+            # An over-long argument name is not recorded either (check_argument_sizes refused it).
+            raw_args = {
+                key: INVALID_VALUE if key in exc.keys else value
+                for key, value in raw_args.items()
+                if len(str(key)) <= MAX_ARGUMENT_KEY_CHARS
+            }
         record = AuditRecord(
             event="tool_call",
             actor=principal.name,

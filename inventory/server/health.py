@@ -12,9 +12,9 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 
 from inventory import __version__
 from inventory.errors import InventoryError
+from inventory.server.auth import Permission, bearer_token
 from inventory.server.models import HealthOut
 from inventory.server.pagination import json_response
-from inventory.server.auth import Permission, bearer_token
 from inventory.server.state import ServerState, client_address, current_state
 
 router = APIRouter()
