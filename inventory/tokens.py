@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -24,7 +25,7 @@ from inventory.audit.keys import AuditSecrets, secrets_for
 from inventory.audit.log import AuditRecord, append_in
 from inventory.audit.models import ApiToken
 from inventory.errors import NotFound, UsageError
-from inventory.principals import Principal, PrincipalKind, name_key, normalise_name
+from inventory.principals import Principal, PrincipalKind, name_key, normalise_name, refuse_lookalike
 from inventory.redact import register_secret
 from inventory.storage.database import Database
 from inventory.timeutil import utcnow
@@ -77,10 +78,23 @@ def _record(name: str, by: Principal, outcome: str, details: dict[str, Any]) -> 
 
 
 def create_token(
-    db: Database, name: str, *, groups: tuple[str, ...] = (), expires_in: float | None = None, by: Principal
+    db: Database,
+    name: str,
+    *,
+    groups: tuple[str, ...] = (),
+    expires_in: float | None = None,
+    by: Principal,
+    known_names: Iterable[str] = (),
 ) -> str:
-    """A new token for principal ``name``; returns the token, which exists nowhere else afterwards."""
+    """A new token for principal ``name``; returns the token, which exists nowhere else afterwards.
+
+    Refused when ``name`` looks like, without being, a name of another token (live or not: its entries
+    are in the audit log) or one of ``known_names`` (the config's and the policy's principals).
+    """
     name = normalise_name(name, what="token name")
+    with db.session() as session:
+        existing = list(session.execute(select(ApiToken.name).distinct()).scalars())
+    refuse_lookalike(name, [*existing, *known_names], what="token name")
     groups = tuple(sorted({normalise_name(g, what="group name") for g in groups}))
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     register_secret(token)

@@ -47,7 +47,14 @@ from inventory.policy.tools import (
     ToolSpec,
     check_argument_sizes,
 )
-from inventory.principals import Principal, PrincipalKind, PrincipalSettings, configured_for
+from inventory.principals import (
+    Principal,
+    PrincipalKind,
+    PrincipalSettings,
+    configured_for,
+    confusable_message,
+    lookalike_among,
+)
 from inventory.redact import redact_text, redact_value
 from inventory.storage.database import Database
 from inventory.timeutil import utcnow
@@ -171,6 +178,10 @@ class ToolRunner:
             return f"{approver.label} acts for someone else: --actor never approves"
         if not self.policy.may_approve(approver):
             return f"{approver.name} is not among the approvers the policy names"
+        # Rows made before look-alike names were refused must not let "alice" (Cyrillic a) approve for alice.
+        lookalike = lookalike_among(approver.name, requester.names())
+        if lookalike is not None:
+            return f"{confusable_message(lookalike, approver.name)}: the look-alike of a requester never approves"
         if approver.same_as(requester) and not evaluation.decision.self_approval:
             return (
                 f"{approver.name} requested this call and cannot approve it (the policy does not allow self-approval)"
