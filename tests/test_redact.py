@@ -147,14 +147,10 @@ def test_control_and_escape_characters_in_names_are_neutralised_in_tables() -> N
 HOSTILE_SHAPES = {
     "word": "a",
     "colons": "a:",
-    "at signs": "/a@",
-    "slashes": "//",
+    "at signs and slashes": "/a@/",
     "dashed words": "a-",
-    "dotted words": "a.",
     "scheme then userinfo": "a://a:b",
     "secret words": "token",
-    "secret words with dashes": "secret-",
-    "bearers": "bearer ",
 }
 MEGABYTE = 1_000_000
 

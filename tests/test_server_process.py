@@ -127,9 +127,11 @@ def test_serve_sync_runs_the_loop_in_the_same_process(tmp_path: Path, sqlite_url
     write_lab(tmp_path / "lab.yaml")
     config_file = write_serve_config(tmp_path, sqlite_url, sync="1h")
     viewer = {"Authorization": f"Bearer {create_token(config_file, 'viewer', 'viewers')}"}
-    process, url = start_serve(config_file, "--sync")
+    process, url = start_serve(config_file, "--sync", "--max-body-bytes", "2048")
     try:
-        wait_healthy(url, process)
+        assert wait_healthy(url, process).json() == {"status": "ok"}  # no token: the status alone
+        too_large = httpx.post(f"{url}/api/v1/inventory/refresh", content=b"{}" + b" " * 4096, headers=viewer)
+        assert too_large.status_code == 413 and too_large.json()["error"]["type"] == "ContentTooLarge"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             sources = httpx.get(f"{url}/health", headers=viewer).json()["sources"]
