@@ -95,7 +95,7 @@ def normalise_name(raw: str, *, what: str = "principal name") -> str:
     if bad is not None:
         raise UsageError(
             f"{what} {name.encode('unicode_escape').decode()!r} holds {unicodedata.name(bad, repr(bad))}; "
-            "only visible characters without spaces are allowed"
+            "only printable characters without spaces (and none that shows as nothing) are allowed"
         )
     return name
 

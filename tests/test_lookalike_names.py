@@ -51,7 +51,7 @@ def test_different_names_keep_different_skeletons() -> None:
     ],
 )
 def test_names_with_control_bidi_or_invisible_characters_are_refused(name: str) -> None:
-    with pytest.raises(UsageError, match="only visible characters"):
+    with pytest.raises(UsageError, match="only printable characters"):
         normalise_name(name)
 
 
@@ -128,4 +128,4 @@ def test_tokens_create_refuses_a_name_that_looks_like_another(config: Path, sqli
 def test_tokens_create_refuses_bidi_and_invisible_characters(config: Path) -> None:
     for name in ("adm\u202enim", "admin\u200d", "admin\u3164"):
         refused = invoke(config, "tokens", "create", name)
-        assert refused.exit_code == 2 and "only visible characters" in refused.stderr, refused.output
+        assert refused.exit_code == 2 and "only printable characters" in refused.stderr, refused.output
