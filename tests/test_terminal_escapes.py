@@ -141,3 +141,12 @@ def test_a_real_terminal_process_for_show_and_audit(lab: Path) -> None:
     out = on_terminal(lab, "audit", "show", str(seq))
     assert not any(char in out for char in RAW), repr(out)
     assert "\\x1b]0;pwned\\x07" in out
+
+
+def test_an_error_message_is_shown_with_escapes_line_by_line() -> None:
+    from inventory.cli import CommandError
+
+    # Messages quote names with repr() already; this is the net under a message that does not.
+    assert CommandError(f"no such thing {EVIL}\nsecond line", 2).message == (
+        "no such thing ev\\x1b]0;pwned\\x07il\\x1b[31m\\u202egnp.exe\\u2066\nsecond line"
+    )
