@@ -7,7 +7,14 @@ recorded "on behalf of" that name, every policy rule that matches either name ap
 (deny wins), and it never approves anything.
 
 Names are normalised (NFC) and compared case-folded; they are validated (printable,
-no spaces or control characters, bounded length) before anything runs.
+no spaces, control, bidi or invisible characters, bounded length) before anything runs.
+Two different names that look alike (``alice``, and ``alice`` with a Cyrillic a; see
+inventory/lookalikes.py) are refused wherever names are given: a new token's name, the
+config's ``principals``, the policy's groups, approvers and actors; and an approver who
+looks like the requester may not approve their call.
+
+Group members in the policy may be globs (``agent-*``, ``bot-?``), matched case-folded;
+other pattern characters (``[``, ``]``) are refused when the policy loads.
 """
 
 from __future__ import annotations
@@ -17,10 +24,12 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from fnmatch import fnmatchcase
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from inventory.errors import PolicyDenied, UsageError
+from inventory.lookalikes import invisible_character, skeleton
 
 MAX_NAME_LENGTH = 64
 # principals.admins when the config names none: members of the group admins.
@@ -48,6 +57,31 @@ class PrincipalSettings(BaseModel):
     # the policy's groups: or a token's groups).
     admins: list[str] = Field(default_factory=lambda: list(DEFAULT_ADMINS))
 
+    def names(self) -> list[str]:
+        """Every principal name given here: OS users, and whom they may act for."""
+        acted_for = [name for names in self.act_for.values() for name in names]
+        return [*self.users, *self.act_for, *acted_for]
+
+    @model_validator(mode="after")
+    def _names_are_plain_and_distinct(self) -> PrincipalSettings:
+        """Every name here is a name, not a pattern (a glob would silently match nobody), and no two look alike."""
+        named: list[tuple[str, str]] = []
+        for table in ("users", "act_for"):
+            for user, values in getattr(self, table).items():
+                named.append((user, table))
+                if table == "act_for":
+                    named += [(value, f"act_for.{user}") for value in values]
+        for name, where in named:
+            try:
+                normalise_name(name, what=f"{where}: name")
+            except UsageError as exc:
+                raise ValueError(str(exc)) from None
+            if any(ch in name for ch in PATTERN_CHARACTERS):
+                raise ValueError(f"{where}: {name!r} is a pattern; only plain names are accepted here")
+        for first, second in confusable_pairs(name for name, _where in named):
+            raise ValueError(confusable_message(first, second))
+        return self
+
 
 def normalise_name(raw: str, *, what: str = "principal name") -> str:
     """NFC, stripped; refused (UsageError, exit 2) unless printable, without spaces, and at most 64 characters."""
@@ -62,13 +96,52 @@ def normalise_name(raw: str, *, what: str = "principal name") -> str:
         raise UsageError(f"{what} is empty")
     if len(name) > MAX_NAME_LENGTH:
         raise UsageError(f"{what} is {len(name)} characters long; at most {MAX_NAME_LENGTH} are allowed")
-    bad = next((ch for ch in name if not ch.isprintable() or ch.isspace()), None)
+    bad = next((ch for ch in name if not ch.isprintable() or ch.isspace()), None) or invisible_character(name)
     if bad is not None:
         raise UsageError(
             f"{what} {name.encode('unicode_escape').decode()!r} holds {unicodedata.name(bad, repr(bad))}; "
-            "only printable characters without spaces are allowed"
+            "only printable characters without spaces (and none that shows as nothing) are allowed"
         )
     return name
+
+
+# Glob characters a policy group member may use, and every pattern character (refused where names are plain).
+MEMBER_GLOB_CHARACTERS = "*?"
+PATTERN_CHARACTERS = "*?[]"
+
+
+def member_matches(member: str, name: str) -> bool:
+    """Whether a group member (a name, or a glob with * and ?) names ``name``; compared as principals."""
+    return fnmatchcase(name_key(name), name_key(member))
+
+
+def confusable_pairs(names: Iterable[str]) -> list[tuple[str, str]]:
+    """Pairs of different names (by ``name_key``) that look alike (equal ``lookalikes.skeleton``)."""
+    seen: dict[str, str] = {}
+    pairs = []
+    for name in names:
+        other = seen.setdefault(skeleton(name), name)
+        if name_key(other) != name_key(name):
+            pairs.append((other, name))
+    return pairs
+
+
+def confusable_message(first: str, second: str) -> str:
+    shown = [n.encode("ascii", "backslashreplace").decode() for n in (first, second)]
+    return f"'{shown[0]}' and '{shown[1]}' are different names that look alike; rename one"
+
+
+def lookalike_among(name: str, others: Iterable[str]) -> str | None:
+    """The first of ``others`` that is a different name looking like ``name``, if any."""
+    shape, key = skeleton(name), name_key(name)
+    return next((other for other in others if name_key(other) != key and skeleton(other) == shape), None)
+
+
+def refuse_lookalike(name: str, existing: Iterable[str], *, what: str = "principal name") -> None:
+    """UsageError if ``name`` looks like one of ``existing`` without being it."""
+    other = lookalike_among(name, existing)
+    if other is not None:
+        raise UsageError(f"{what}: {confusable_message(other, name)}")
 
 
 def name_key(name: str) -> str:
@@ -107,7 +180,8 @@ class Principal:
 
 
 def named_by(entries: Iterable[str], principal: Principal, groups: Iterable[str] = ()) -> bool:
-    """Whether a list of principal names and ``group:NAME`` entries names the principal (by its groups and ``groups``).
+    """Whether a list of principal names (globs with * and ?) and ``group:NAME`` entries names the principal (by
+    its groups and ``groups``).
 
     A principal acting for someone else (--actor) is never named: it approves nothing and administers nothing.
     """
@@ -115,7 +189,9 @@ def named_by(entries: Iterable[str], principal: Principal, groups: Iterable[str]
         return False
     held = {name_key(g) for g in (*principal.groups, *groups)}
     return any(
-        name_key(entry[len("group:") :]) in held if entry.startswith("group:") else principal.same_as(entry)
+        name_key(entry[len("group:") :]) in held
+        if entry.startswith("group:")
+        else member_matches(entry, principal.name)
         for entry in entries
     )
 
@@ -182,10 +258,14 @@ __all__ = [
     "PrincipalSettings",
     "cli_principal",
     "configured_for",
+    "confusable_pairs",
+    "lookalike_among",
+    "member_matches",
     "name_key",
     "named_by",
     "normalise_name",
     "os_user_name",
+    "refuse_lookalike",
     "require_admin",
     "system_principal",
 ]

@@ -71,19 +71,29 @@ def is_secret_name(name: str) -> bool:
     return any(word.lower() in SECRET_WORDS for word in _WORD_SPLIT.split(name) if word)
 
 
+# Every pattern runs in time linear in the text, whatever the text (a request path is the attacker's):
+# each starts at a literal (``://``, ``bearer``, ``PVEAPIToken=``, a secret word) rather than at any
+# word, and every stretch before the masked value is bounded, so no position is scanned more than a
+# bounded number of times. What is kept unmasked (the scheme, a key's prefix) is simply not matched.
+_PART = 256  # longest user name or token id looked at before the value
+# Longest key after its secret word ("password_of_the_backup_job="), read without backtracking (possessive).
+_KEY_SUFFIX = 64
 _VALUE_PATTERNS = [
     # scheme://user:password@host
     (
-        re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^/\s:@]+:)[^@\s/]+(?P<tail>@)", re.IGNORECASE),
+        re.compile(
+            rf"(?P<head>(?<=[a-z0-9+.-])://[^/\s:@]{{1,{_PART}}}:)[^@\s/]{{1,{_PART}}}(?P<tail>@)", re.IGNORECASE
+        ),
         r"\g<head>" + MASK + r"\g<tail>",
     ),
     # Authorization: Bearer xxx / PVEAPIToken=user@realm!id=uuid
-    (re.compile(r"(?P<head>\bbearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE), r"\g<head>" + MASK),
-    (re.compile(r"(?P<head>PVEAPIToken=[^=\s]+=)[^\s,;\"']+", re.IGNORECASE), r"\g<head>" + MASK),
-    # token=..., password=... in free text and query strings (not "key: message", see above)
+    (re.compile(r"(?P<head>\bbearer\s{1,16})[A-Za-z0-9._~+/=-]+", re.IGNORECASE), r"\g<head>" + MASK),
+    (re.compile(rf"(?P<head>PVEAPIToken=[^=\s]{{1,{_PART}}}=)[^\s,;\"']+", re.IGNORECASE), r"\g<head>" + MASK),
+    # token=..., db_password=... in free text and query strings (not "key: message", see above)
     (
         re.compile(
-            r"(?P<head>\b[\w-]*(?:password|passwd|secret|token|api[_-]?key)[\w-]*\s*=\s*[\"']?)[^\s\"',;&]+",
+            rf"(?P<head>(?:password|passwd|secret|token|api[_-]?key)[\w-]{{0,{_KEY_SUFFIX}}}+\s{{0,16}}=\s{{0,16}}[\"']?)"
+            r"[^\s\"',;&]+",
             re.IGNORECASE,
         ),
         r"\g<head>" + MASK,

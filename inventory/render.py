@@ -10,6 +10,12 @@ column counts hold, piped output has no trailing padding and is never cut,
 and on a terminal long cells are cut with an ellipsis to fit its width, and
 coloured unless ``NO_COLOR`` is set. Control characters in cells never reach
 the terminal raw. Times are ISO 8601 with their UTC offset in every format.
+
+What a source or a caller wrote (names, labels, log lines) can hold ESC, OSC and BEL sequences
+and bidi overrides. JSON always writes every non-printable character as a ``\\uXXXX`` escape
+(still the same JSON, valid when piped); CSV, YAML and ``show``/``impact``/``audit`` documents
+on a terminal show them as visible escapes (``printable``); piped, CSV and YAML carry the data
+as it is.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
@@ -85,6 +92,37 @@ def _escaped(char: str) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+def _printable_deep(value: Any) -> Any:
+    """``printable`` applied to every string of a JSON-like value, keys too."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, Mapping):
+        return {_printable_deep(k): _printable_deep(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_printable_deep(v) for v in value]
+    return value
+
+
+def _for(out: TextIO, value: Any) -> Any:
+    """What goes to ``out``: with visible escapes on a terminal, as it is into a pipe or a file."""
+    return _printable_deep(value) if out.isatty() else value
+
+
+# Everything but printable ASCII and the newlines of indentation is looked at; the non-printable is escaped.
+_JSON_SUSPECT = re.compile(r"[^\n -~]")
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    char = match.group()
+    if char.isprintable():
+        return char
+    code = ord(char)
+    if code > 0xFFFF:  # JSON spells characters beyond the BMP as a surrogate pair
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    return f"\\u{code:04x}"
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
         return format_time(value)
@@ -96,7 +134,16 @@ def _plain(value: Any) -> Any:
 
 
 def to_json(data: Any) -> str:
-    return json.dumps(_plain(data), indent=2, ensure_ascii=False, default=str)
+    """Indented JSON with every non-printable character (C1 controls, DEL, bidi overrides) as ``\\uXXXX``.
+
+    json.dumps escapes the C0 controls itself; outside strings there is only indentation, so the
+    other escapes land inside strings and the document means exactly what it did."""
+    return json_with_visible_escapes(json.dumps(_plain(data), indent=2, ensure_ascii=False, default=str))
+
+
+def json_with_visible_escapes(text: str) -> str:
+    """JSON text (from json.dumps) with its non-printable characters written as ``\\uXXXX``: the same JSON."""
+    return _JSON_SUSPECT.sub(_json_escape, text)
 
 
 def _cell(value: Any) -> str:
@@ -183,7 +230,7 @@ def render_rows(
     elif fmt == "yaml":
         import yaml
 
-        out.write(yaml.safe_dump(_plain(list(rows)), sort_keys=False, allow_unicode=True))
+        out.write(yaml.safe_dump(_for(out, _plain(list(rows))), sort_keys=False, allow_unicode=True))
     elif fmt == "csv":
         header = list(view.columns or fields)
         writer = csv.writer(out)
@@ -191,10 +238,13 @@ def render_rows(
             writer.writerow(header)
         for row in rows:
             writer.writerow(
-                [
-                    json.dumps(_plain(v)) if isinstance(v, (Mapping, list, tuple)) else _cell(v)
-                    for v in (row.get(f) for f in header)
-                ]
+                _for(
+                    out,
+                    [
+                        json.dumps(_plain(v)) if isinstance(v, (Mapping, list, tuple)) else _cell(v)
+                        for v in (row.get(f) for f in header)
+                    ],
+                )
             )
     else:
         shown = view.columns or (wide if fmt == "wide" else columns)
@@ -288,4 +338,5 @@ def render_document(data: Mapping[str, Any], fmt: str, *, out: TextIO | None = N
         return
     import yaml
 
-    out.write(yaml.safe_dump(_plain(dict(data)), sort_keys=False, allow_unicode=True, default_flow_style=False))
+    document = _for(out, _plain(dict(data)))
+    out.write(yaml.safe_dump(document, sort_keys=False, allow_unicode=True, default_flow_style=False))

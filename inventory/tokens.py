@@ -20,7 +20,7 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,7 +35,15 @@ from inventory.audit.log import AuditRecord, append, append_in
 from inventory.audit.models import TokenRevocation
 from inventory.audit.token_models import ApiToken
 from inventory.errors import NotFound, PolicyDenied, UsageError
-from inventory.principals import DEFAULT_ADMINS, Principal, PrincipalKind, name_key, normalise_name, require_admin
+from inventory.principals import (
+    DEFAULT_ADMINS,
+    Principal,
+    PrincipalKind,
+    name_key,
+    normalise_name,
+    refuse_lookalike,
+    require_admin,
+)
 from inventory.redact import register_secret
 from inventory.storage.database import Database
 from inventory.timeutil import utcnow
@@ -118,16 +126,22 @@ def create_token(
     expires_in: float | None = None,
     by: Principal,
     admins: Sequence[str] = DEFAULT_ADMINS,
+    known_names: Iterable[str] = (),
 ) -> str:
     """A new token for principal ``name``; returns the token, which exists nowhere else afterwards.
 
-    ``by`` must be one of ``admins`` (with every group it holds); else PolicyDenied, recorded.
+    ``by`` must be one of ``admins`` (with every group it holds); else PolicyDenied, recorded. Refused
+    when ``name`` looks like, without being, a name of another token (live or not: its entries are in
+    the audit log) or one of ``known_names`` (the config's and the policy's principals).
     """
     name = normalise_name(name, what="token name")
     groups = tuple(sorted({normalise_name(g, what="group name") for g in groups}))
     _require_admin(
         db, by, admins, f"create a token (for {name})", _record(name, by, "denied", {"groups": list(groups)})
     )
+    with db.session() as session:
+        existing = list(session.execute(select(ApiToken.name).distinct()).scalars())
+    refuse_lookalike(name, [*existing, *known_names], what="token name")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     register_secret(token)
     audit_secrets = secrets_for(db)

@@ -346,6 +346,19 @@ def test_approvers_are_compared_as_principals_not_spellings(
     assert cluster.mutations == []
 
 
+def test_a_lookalike_of_the_requester_never_approves_even_from_rows_made_before_the_check(
+    db: Database, config_file: Path, cluster: MutableFakeKubernetes
+) -> None:
+    # Self-approval allowed, and no approvers named: anyone but the requester may approve. Both names are
+    # used as given (a token made before look-alikes were refused would authenticate as the Cyrillic one).
+    runner = runner_for(db, config_file, b"approvals: {self_approval: true}\n")
+    pending = runner.run("kubernetes.scale_deployment", "web-0", {"replicas": "0"}, "alice")
+    with pytest.raises(PolicyDenied, match="look alike"):
+        approve(runner, pending.approval_id, "\u0430lice")  # type: ignore[arg-type]
+    assert cluster.mutations == []
+    assert approve(runner, pending.approval_id, "erin").outcome == "success"  # type: ignore[arg-type]
+
+
 def test_a_deny_rule_for_a_pattern_catches_every_spelling(
     db: Database, config_file: Path, cluster: MutableFakeKubernetes
 ) -> None:

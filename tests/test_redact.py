@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
@@ -139,3 +140,45 @@ def test_control_and_escape_characters_in_names_are_neutralised_in_tables() -> N
     text = out.getvalue()
     assert "\x1b" not in text and "\x07" not in text and "\r" not in text and "\u202e" not in text
     assert "web\\x1b[2J" in text and "[red]markup[/red]" in text
+
+
+# Shapes an attacker can put in a request path or a tool argument: each made every old pattern quadratic
+# (15,000 characters of "a-" cost seconds; 1 MB would have cost hours).
+HOSTILE_SHAPES = {
+    "word": "a",
+    "colons": "a:",
+    "at signs and slashes": "/a@/",
+    "dashed words": "a-",
+    "scheme then userinfo": "a://a:b",
+    "secret words": "token",
+}
+MEGABYTE = 1_000_000
+
+
+def _redaction_seconds(text: str, repeat: int = 1) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        redact_text(text)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+@pytest.mark.parametrize("unit", list(HOSTILE_SHAPES.values()), ids=list(HOSTILE_SHAPES))
+def test_hostile_megabyte_is_redacted_in_linear_time(unit: str) -> None:
+    text = unit * (MEGABYTE // len(unit))
+    # About 0.2 s here; the quadratic patterns took hours on this shape. Generous: a loaded machine must not fail it.
+    large = _redaction_seconds(text)
+    assert large < 20
+    small = _redaction_seconds(text[: len(text) // 10], repeat=3)
+    # Ten times the text: about ten times the time (quadratic would be a hundred).
+    assert large / max(small, 1e-4) < 40
+
+
+def test_a_url_with_long_userinfo_is_still_masked_and_long_lines_without_a_match_are_unchanged() -> None:
+    assert redact_text("https://" + "u" * 200 + ":" + "p" * 200 + "@h/x") == "https://" + "u" * 200 + f":{MASK}@h/x"
+    assert (
+        redact_text("db_password_of_the_backup_job = 's3cret' next") == f"db_password_of_the_backup_job = '{MASK}' next"
+    )
+    line = "x" * MEGABYTE
+    assert redact_text(line) == line

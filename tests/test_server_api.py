@@ -152,7 +152,9 @@ def test_inventory_sources_changes_and_health(client: TestClient, tokens: Tokens
     bad_since = client.get("/api/v1/changes", params={"since": "yesterday-ish"}, headers=viewer)
     assert bad_since.status_code == 400
 
-    health = client.get("/health")  # no token needed
+    anonymous = client.get("/health")  # no token needed: the status and nothing else
+    assert anonymous.status_code == 200 and anonymous.json() == {"status": "ok"}, anonymous.text
+    health = client.get("/health", headers=viewer)
     assert health.status_code == 200, health.text
     report = health.json()
     assert report["status"] == "ok" and report["database"]["reachable"] and report["database"]["revision"]

@@ -128,12 +128,16 @@ def test_other_commands_do_not_load_the_server_stack() -> None:
 
 def test_serve_sync_runs_the_loop_in_the_same_process(tmp_path: Path, sqlite_url: str) -> None:
     write_lab(tmp_path / "lab.yaml")
-    process, url = start_serve(write_serve_config(tmp_path, sqlite_url, sync="1h"), "--sync")
+    config_file = write_serve_config(tmp_path, sqlite_url, sync="1h")
+    viewer = {"Authorization": f"Bearer {create_token(config_file, 'viewer', 'viewers')}"}
+    process, url = start_serve(config_file, "--sync", "--max-body-bytes", "2048")
     try:
-        wait_healthy(url, process)
+        assert wait_healthy(url, process).json() == {"status": "ok"}  # no token: the status alone
+        too_large = httpx.post(f"{url}/api/v1/inventory/refresh", content=b"{}" + b" " * 4096, headers=viewer)
+        assert too_large.status_code == 413 and too_large.json()["error"]["type"] == "ContentTooLarge"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            sources = httpx.get(f"{url}/health").json()["sources"]
+            sources = httpx.get(f"{url}/health", headers=viewer).json()["sources"]
             if sources and sources[0]["last_status"] == "success":
                 break
             time.sleep(0.2)

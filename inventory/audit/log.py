@@ -45,6 +45,7 @@ from inventory.audit.keys import AuditSecrets, secrets_for
 from inventory.audit.models import AuditEntry
 from inventory.errors import UsageError
 from inventory.redact import redact_text, redact_value
+from inventory.render import json_with_visible_escapes
 from inventory.storage.database import Database
 from inventory.timeutil import utcnow
 
@@ -634,7 +635,8 @@ def export_jsonl(session: Session, out: IO[str], flt: AuditFilter = AuditFilter(
     for entry in _select(session, flt):
         row = {name: getattr(entry, name) for name in _COLUMNS}
         row["at"] = canonical_at(row["at"])
-        out.write(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n")
+        # Bidi overrides and control characters as \u escapes (the same JSON): an export may be read on a terminal.
+        out.write(json_with_visible_escapes(json.dumps(row, sort_keys=True, ensure_ascii=False)) + "\n")
         count += 1
     return count
 

@@ -26,7 +26,10 @@ class CommandError(click.ClickException):
     """An InventoryError on its way out, with the exit code its class documents."""
 
     def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(redact_text(message))
+        from inventory.render import printable
+
+        # Each line as a terminal may show it: a name in a message cannot recolour or retitle the terminal.
+        super().__init__("\n".join(printable(line) for line in redact_text(message).split("\n")))
         # click declares exit_code on the class; each instance carries the code of its error class.
         self.exit_code = exit_code  # type: ignore[misc]
 

@@ -24,7 +24,7 @@ def impact_command(app: AppContext, target: str, output: str) -> None:
 
     A bare name is looked up as a Proxmox guest first, then as a host, then as any workload."""
     from inventory.impact import impact
-    from inventory.render import render_document, render_table
+    from inventory.render import printable, render_document, render_table
 
     with app.database().session() as session:
         result = impact(session, target)
@@ -36,10 +36,10 @@ def impact_command(app: AppContext, target: str, output: str) -> None:
     if output != "table":
         render_document(document, output)
         return
-    click.echo(result.summary())
+    click.echo(printable(result.summary()))  # it names the target and what goes with it, as their sources spell them
     if document.get("logical_services"):
         names = ", ".join(s["name"] + (f" (SLO {s['slo']})" if s["slo"] else "") for s in document["logical_services"])
-        click.echo(f"Logical services it reaches: {names}")
+        click.echo(printable(f"Logical services it reaches: {names}"))
     for section, columns in (
         ("hosts", ("id", "source", "kind", "name", "status", "via")),
         ("services", ("id", "source", "kind", "namespace", "name", "members", "lost", "left_running", "down")),

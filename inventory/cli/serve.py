@@ -31,8 +31,15 @@ def _server_state_parts(app: AppContext) -> tuple[Any, Any, Any]:
     "--metrics/--no-metrics", default=False, show_default=True, help="Also serve Prometheus metrics at /metrics."
 )
 @click.option("--sync", "run_sync", is_flag=True, help="Also run the sync loop (as `inventory sync`) in this process.")
+@click.option(
+    "--max-body-bytes",
+    type=click.IntRange(min=1024),
+    default=1024 * 1024,
+    show_default=True,
+    help="Larger request bodies are refused (413) before they are read.",
+)
 @click.pass_obj
-def serve_command(app: AppContext, host: str, port: int, metrics: bool, run_sync: bool) -> None:
+def serve_command(app: AppContext, host: str, port: int, metrics: bool, run_sync: bool, max_body_bytes: int) -> None:
     """The REST API (/api/v1, OpenAPI at /api/docs), MCP over Streamable HTTP (/mcp), the web UI (/) and /health.
 
     Callers authenticate with tokens from `inventory tokens create NAME --group G`; their groups decide what
@@ -40,6 +47,7 @@ def serve_command(app: AppContext, host: str, port: int, metrics: bool, run_sync
     from inventory.audit.head import check_audit_key
     from inventory.server import create_app
     from inventory.server.auth import TokenAuthenticator
+    from inventory.server.limits import RequestLimits
     from inventory.server.run import serve_forever
 
     db, runner, refresher = _server_state_parts(app)
@@ -53,6 +61,7 @@ def serve_command(app: AppContext, host: str, port: int, metrics: bool, run_sync
         refresher=refresher,
         metrics=metrics,
         logical_services=app.config.services,
+        limits=RequestLimits(max_body_bytes=max_body_bytes),
     )
     loop = _start_sync_loop(app, db, getattr(application.state, "metrics", None), runner.notifier) if run_sync else None
     click.echo(f"inventory serving on http://{host}:{port} (API /api/v1, MCP /mcp, web UI /)", err=True)

@@ -45,8 +45,14 @@ def create_command(app: AppContext, name: str, groups: tuple[str, ...], expires:
             raise UsageError(f"--expires {expires}: {exc}") from None
         if expires_in <= 0:
             raise UsageError(f"--expires {expires}: must be positive")
+    from inventory.policy.rules import load_policy
+
     by, admins = _administrator(app), app.config.principals.admins
-    token = create_token(app.database(), name, groups=groups, expires_in=expires_in, by=by, admins=admins)
+    # A name that looks like one the config or the policy gives (or another token's) is refused.
+    known = [*app.config.principals.names(), *load_policy(app.config.policy_path).principal_names()]
+    token = create_token(
+        app.database(), name, groups=groups, expires_in=expires_in, by=by, admins=admins, known_names=known
+    )
     click.echo(f"token for {name} created; it is shown once, store it now:", err=True)
     click.echo(token)
 

@@ -22,6 +22,7 @@ from inventory.policy.rules import Effect, Policy, Rule, TargetSelector
 from inventory.policy.targets import Target
 from inventory.policy.tools import ToolArgs, ToolSpec
 from inventory.principals import Principal, name_key
+from inventory.tags import tags_matching
 
 DEFAULT_EFFECTS = {
     ToolClass.READ_ONLY: Effect.ALLOW,
@@ -108,15 +109,28 @@ def protection_reasons(target: Target, policy: Policy, namespace_arg: str | None
     protected = policy.document.protected
     reasons = []
     namespace = target.namespace or namespace_arg
-    if namespace and any(fnmatchcase(namespace, p) for p in protected.namespaces):
+    if namespace and _any_glob_folded(namespace, protected.namespaces):
         reasons.append(f"namespace {namespace!r} is protected")
-    hit_tags = sorted(target.tags & set(protected.tags))
+    hit_tags = tags_matching(target.tags, protected.tags)
     if hit_tags:
         reasons.append(f"tag {', '.join(hit_tags)} is protected")
     for key, value in protected.labels.items():
-        if target.labels.get(key) == value:
+        if _has_label(target.labels, key, value):
             reasons.append(f"label {key}={value} is protected")
     return reasons
+
+
+# Namespaces, tags and labels are matched case-insensitively in protection and in rules: protection errs on
+# the side of protecting (a VM tagged "Prod" is as protected as one tagged "prod"), and whoever can set a
+# label or tag can set it in any case, so an allow rule gains nothing they could not have had anyway.
+def _any_glob_folded(value: str, patterns: list[str]) -> bool:
+    folded = value.casefold()
+    return any(fnmatchcase(folded, pattern.casefold()) for pattern in patterns)
+
+
+def _has_label(labels: Mapping[str, Any], key: str, value: str) -> bool:
+    key, value = key.casefold(), value.casefold()
+    return any(k.casefold() == key and str(v).casefold() == value for k, v in labels.items())
 
 
 @dataclass(frozen=True)
@@ -217,10 +231,10 @@ def target_matches(selector: TargetSelector, target: Target, namespace_arg: str 
             return False
     if selector.namespaces is not None:
         namespace = target.namespace or namespace_arg
-        if namespace is None or not any(fnmatchcase(namespace, p) for p in selector.namespaces):
+        if namespace is None or not _any_glob_folded(namespace, selector.namespaces):
             return False
-    if selector.labels is not None and any(target.labels.get(k) != v for k, v in selector.labels.items()):
+    if selector.labels is not None and not all(_has_label(target.labels, k, v) for k, v in selector.labels.items()):
         return False
-    if selector.tags is not None and not (set(selector.tags) & target.tags):
+    if selector.tags is not None and not tags_matching(target.tags, selector.tags):
         return False
     return True

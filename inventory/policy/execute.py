@@ -40,8 +40,22 @@ from inventory.policy.live import describe_live, reread
 from inventory.policy.registry import ToolRegistry
 from inventory.policy.rules import Effect, Policy
 from inventory.policy.targets import Target, resolve_target
-from inventory.policy.tools import ToolArgs, ToolContext, ToolResult, ToolSpec
-from inventory.principals import Principal, PrincipalKind, PrincipalSettings, configured_for
+from inventory.policy.tools import (
+    MAX_ARGUMENT_KEY_CHARS,
+    ToolArgs,
+    ToolContext,
+    ToolResult,
+    ToolSpec,
+    check_argument_sizes,
+)
+from inventory.principals import (
+    Principal,
+    PrincipalKind,
+    PrincipalSettings,
+    configured_for,
+    confusable_message,
+    lookalike_among,
+)
 from inventory.redact import redact_text, redact_value
 from inventory.storage.database import Database
 from inventory.timeutil import utcnow
@@ -165,6 +179,10 @@ class ToolRunner:
             return f"{approver.label} acts for someone else: --actor never approves"
         if not self.policy.may_approve(approver):
             return f"{approver.name} is not among the approvers the policy names"
+        # Rows made before look-alike names were refused must not let "alice" (Cyrillic a) approve for alice.
+        lookalike = lookalike_among(approver.name, requester.names())
+        if lookalike is not None:
+            return f"{confusable_message(lookalike, approver.name)}: the look-alike of a requester never approves"
         if approver.same_as(requester) and not evaluation.decision.self_approval:
             return (
                 f"{approver.name} requested this call and cannot approve it (the policy does not allow self-approval)"
@@ -192,6 +210,7 @@ class ToolRunner:
     ) -> Evaluation:
         """Classify and decide; raises UsageError / NotFound / Ambiguous for a call that names nothing valid."""
         principal = as_principal(actor)
+        check_argument_sizes(tool, raw_args)  # an unknown tool's arguments are audited too
         spec = self.registry.get(tool)
         args = spec.parse_args(raw_args) if spec else None
         target = self._resolve(spec, target_text)
@@ -472,7 +491,12 @@ class ToolRunner:
     ) -> None:
         if isinstance(exc, InvalidArguments):
             # A value that failed validation is not recorded: it may be a secret pasted into the wrong key.
-            raw_args = {key: INVALID_VALUE if key in exc.keys else value for key, value in raw_args.items()}
+            # An over-long argument name is not recorded either (check_argument_sizes refused it).
+            raw_args = {
+                key: INVALID_VALUE if key in exc.keys else value
+                for key, value in raw_args.items()
+                if len(str(key)) <= MAX_ARGUMENT_KEY_CHARS
+            }
         record = AuditRecord(
             event="tool_call",
             actor=principal.name,

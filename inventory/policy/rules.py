@@ -9,7 +9,7 @@ allowed, DESTRUCTIVE needs approval; ``kube-system`` and the ``prod`` tag are
 protected). A file with any error refuses to load, naming the file, the rule and
 the reason: there is no fallback to a more permissive policy.
 
-    groups:   {ops: [alice, bob]}
+    groups:   {ops: [alice, bob], agents: ["agent-*"]}   # members: names or globs (* and ?)
     protected: {namespaces: [kube-system], tags: [prod], labels: {tier: critical}}
     approvals: {self_approval: false, tty_confirmation: true, approvers: ["group:ops"], expires_after: 24h}
     rules:
@@ -39,9 +39,19 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from inventory.connector import Duration
-from inventory.errors import ConfigError
+from inventory.errors import ConfigError, UsageError
 from inventory.policy.classes import ToolClass
-from inventory.principals import Principal, name_key, named_by
+from inventory.principals import (
+    MEMBER_GLOB_CHARACTERS,
+    PATTERN_CHARACTERS,
+    Principal,
+    confusable_message,
+    confusable_pairs,
+    member_matches,
+    name_key,
+    named_by,
+    normalise_name,
+)
 from inventory.yaml_text import load_yaml
 
 BUILTIN_POLICY_LABEL = "<built-in defaults>"
@@ -147,11 +157,14 @@ class Policy:
     def rules(self) -> list[Rule]:
         return self.document.rules
 
+    def principal_names(self) -> list[str]:
+        """The plain principal names the policy gives (members, approvers, actors; not globs)."""
+        return [name for name, _key in _named(self.document) if _is_plain(name)]
+
     def groups_of(self, actor: str) -> set[str]:
-        """The policy's groups holding this name (compared case-folded), as case-folded group names."""
-        key = name_key(actor)
+        """The policy's groups holding this name (members are names or globs, compared case-folded)."""
         groups = self.document.groups.items()
-        return {name_key(name) for name, members in groups if any(name_key(m) == key for m in members)}
+        return {name_key(name) for name, members in groups if any(member_matches(m, actor) for m in members)}
 
     def groups_of_principal(self, principal: Principal) -> set[str]:
         """Groups of the principal and of whom it acts for: from the policy and from the config or token."""
@@ -232,7 +245,48 @@ def _validation_error(exc: ValidationError, raw: dict[str, Any], label: str) -> 
     return ConfigError(message, path=label, key=key)
 
 
+def _named(document: PolicyDocument) -> list[tuple[str, str]]:
+    """Every principal name or name pattern of the policy, with the key it is under."""
+    return [
+        *((member, f"groups.{group}") for group, members in document.groups.items() for member in members),
+        *((a, "approvals.approvers") for a in document.approvals.approvers or [] if not a.startswith("group:")),
+        *(
+            (actor, f"rules[{index}] ({rule.name}).match.actors")
+            for index, rule in enumerate(document.rules)
+            for actor in rule.match.actors or []
+            if not actor.startswith("group:") and actor != "*"
+        ),
+    ]
+
+
+def _is_plain(name: str) -> bool:
+    return not any(ch in name for ch in PATTERN_CHARACTERS)
+
+
+def _check_names(document: PolicyDocument, label: str) -> None:
+    """Members and approvers are names or globs of * and ? (nothing else a glob could mean), and no two plain
+    names of the policy look alike (``alice`` and ``alice`` with a Cyrillic a)."""
+    named = _named(document)
+    for name, key in named:
+        try:
+            normalise_name(name, what="member")
+        except UsageError as exc:
+            raise ConfigError(str(exc), path=label, key=key) from None
+        unsupported = sorted(set(name) & (set(PATTERN_CHARACTERS) - set(MEMBER_GLOB_CHARACTERS)))
+        if unsupported and not key.endswith(".match.actors"):
+            raise ConfigError(
+                f"{name!r}: {' '.join(unsupported)} is not supported in a member; use * and ? globs or plain names",
+                path=label,
+                key=key,
+            )
+    plain = [(name, key) for name, key in named if _is_plain(name)]
+    keys = dict(plain)
+    for first, second in confusable_pairs(name for name, _key in plain):
+        raise ConfigError(confusable_message(first, second), path=label, key=keys[second])
+
+
 def _check_references(document: PolicyDocument, label: str, known_tools: Iterable[str] | None) -> None:
+    _check_names(document, label)
     tools = set(known_tools) if known_tools is not None else None
     for approver in document.approvals.approvers or []:
         if approver.startswith("group:") and approver[len("group:") :] not in document.groups:

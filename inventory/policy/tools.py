@@ -25,6 +25,46 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# No tool argument needs more text than this (a reason, a label, a YAML patch): a larger value is refused
+# unread, before it is validated, redacted, logged or written to the audit log.
+MAX_ARGUMENT_CHARS = 64 * 1024
+MAX_ARGUMENT_KEY_CHARS = 100
+
+
+def _text_size(value: Any, budget: int) -> int:
+    """Characters of text in ``value`` at any depth (keys too), counting no further than ``budget``."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, Mapping):
+        items: Any = [item for pair in value.items() for item in pair]
+    elif isinstance(value, (list, tuple)):
+        items = value
+    else:
+        return len(str(value)) if isinstance(value, (int, float)) else 0
+    total = 0
+    for item in items:
+        total += _text_size(item, budget - total) + 1
+        if total > budget:
+            break
+    return total
+
+
+def check_argument_sizes(tool: str, raw: Mapping[str, Any]) -> None:
+    """Refuse (InvalidArguments, naming the key, never the value) an argument over MAX_ARGUMENT_CHARS."""
+    for key, value in raw.items():
+        name = str(key)
+        if len(name) > MAX_ARGUMENT_KEY_CHARS:
+            shown = name[:40].encode("unicode_escape").decode()
+            raise InvalidArguments(
+                f"tool {tool[:100]}: argument name {shown!r}... is longer than {MAX_ARGUMENT_KEY_CHARS} characters",
+                {name},
+            )
+        if _text_size(value, MAX_ARGUMENT_CHARS) > MAX_ARGUMENT_CHARS:
+            raise InvalidArguments(
+                f"tool {tool[:100]}: argument {name!r} is longer than {MAX_ARGUMENT_CHARS} characters; refused unread",
+                {name},
+            )
+
 
 class ToolArgs(BaseModel):
     """Base of every tool's arguments: unknown keys are errors, and every call may say why."""
@@ -66,6 +106,7 @@ class ToolSpec:
 
     def parse_args(self, raw: Mapping[str, Any]) -> ToolArgs:
         """Validate arguments; the error names each bad key and never echoes a value (it may be a secret)."""
+        check_argument_sizes(self.name, raw)
         try:
             return self.args_model.model_validate(dict(raw))
         except ValidationError as exc:

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 
 from inventory import __version__
-from inventory.server.auth import Authenticator, TokenAuthenticator
+from inventory.server.auth import Authenticator, FailedAttempts, TokenAuthenticator
+from inventory.server.limits import LimitsMiddleware, RequestLimits
 from inventory.server.state import ServerState
 from inventory.storage.database import Database
 
@@ -27,11 +28,14 @@ def create_app(
     web: bool = True,
     metrics: bool = False,
     logical_services: Sequence[Any] = (),
+    limits: RequestLimits | None = None,
+    failed_attempts: FailedAttempts | None = None,
 ) -> FastAPI:
     """One application over one database.
 
     ``authenticator`` turns a bearer token into a principal (or None); by default the tokens of
-    ``inventory tokens``, with the runner's ``principals.users`` adding groups.
+    ``inventory tokens``, with the runner's ``principals.users`` adding groups. ``limits`` bound each
+    request's URL, headers and body (server/limits.py); ``failed_attempts`` slows token guessing per address.
     """
     # Imported as modules of the package, not from it: the package's __init__ imports this module.
     import inventory.server.api_inventory as api_inventory
@@ -42,12 +46,18 @@ def create_app(
     if authenticator is None:
         authenticator = TokenAuthenticator(db, runner.principals if runner is not None else None)
     state = ServerState(
-        db=db, authenticator=authenticator, runner=runner, refresher=refresher, logical_services=logical_services
+        db=db,
+        authenticator=authenticator,
+        runner=runner,
+        refresher=refresher,
+        logical_services=logical_services,
+        failed_attempts=failed_attempts or FailedAttempts(),
     )
     app = FastAPI(
         title="inventory", version=__version__, docs_url="/api/docs", openapi_url="/api/v1/openapi.json", redoc_url=None
     )
     app.state.inventory = state
+    app.add_middleware(LimitsMiddleware, limits=limits or RequestLimits())
     errors.install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(api_inventory.router)

@@ -13,10 +13,17 @@ the policy's decision, with that principal as the actor or approver.
 
 A token is accepted only from the ``Authorization: Bearer`` header (or the web UI's session,
 which holds it server-side), never from a query string, so it never lands in an access log line.
+
+Wrong tokens are slowed per client address (``FailedAttempts``): after a burst of failures an
+address gets 429 with Retry-After for every token it sends, right or wrong, until its allowance
+refills; other addresses are not affected.
 """
 
 from __future__ import annotations
 
+import math
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from enum import Enum
@@ -73,6 +80,66 @@ class Forbidden(InventoryError):
         super().__init__(f"{principal.name} may not {permission.value}: none of its groups grants it")
 
 
+class TooManyFailures(InventoryError):
+    """This client address sent too many wrong tokens lately: 429 with Retry-After."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many failed token attempts from this address; try again in {retry_after} s")
+        self.retry_after = retry_after
+
+
+class FailedAttempts:
+    """Per client address, a bucket of ``burst`` failed token attempts refilled at ``per_minute``.
+
+    An empty bucket refuses every attempt from that address, a valid token too: answering a right guess
+    with 200 while refusing wrong ones would tell a guesser when it has found one. Only a token that was
+    sent and named no live principal counts; a request without a token is no guess. Behind a reverse
+    proxy every client shares its address (the server does not trust forwarded headers).
+    """
+
+    def __init__(
+        self,
+        burst: int = 10,
+        per_minute: float = 10.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        max_addresses: int = 10_000,
+    ) -> None:
+        self.burst = burst
+        self.per_second = per_minute / 60.0
+        self.clock = clock
+        self.max_addresses = max_addresses
+        self._lock = threading.Lock()
+        self._buckets: dict[str, tuple[float, float]] = {}  # address -> (allowance left, when it was counted)
+
+    def _allowance(self, address: str, now: float) -> float:
+        left, counted = self._buckets.get(address, (float(self.burst), now))
+        return min(float(self.burst), left + (now - counted) * self.per_second)
+
+    def check(self, address: str | None) -> None:
+        """Raise TooManyFailures while ``address`` has no allowance left."""
+        if address is None:
+            return
+        with self._lock:
+            left = self._allowance(address, self.clock())
+        if left < 1:
+            raise TooManyFailures(max(1, math.ceil((1 - left) / self.per_second)))
+
+    def failed(self, address: str | None) -> None:
+        if address is None:
+            return
+        with self._lock:
+            now = self.clock()
+            if len(self._buckets) >= self.max_addresses:
+                self._forget_refilled(now)
+            self._buckets[address] = (self._allowance(address, now) - 1, now)
+
+    def _forget_refilled(self, now: float) -> None:
+        full = [a for a in self._buckets if self._allowance(a, now) >= self.burst]
+        for address in full or list(self._buckets)[: self.max_addresses // 10]:
+            del self._buckets[address]
+
+
 def bearer_token(authorization: str | None) -> str | None:
     if not authorization:
         return None
@@ -82,10 +149,24 @@ def bearer_token(authorization: str | None) -> str | None:
     return token.strip()
 
 
-def authorize(authenticator: Authenticator, token: str | None, permission: Permission) -> Principal:
-    """The principal holding ``token``, if its groups grant ``permission``; the one check every door uses."""
+def authorize(
+    authenticator: Authenticator,
+    token: str | None,
+    permission: Permission,
+    *,
+    attempts: FailedAttempts | None = None,
+    client: str | None = None,
+) -> Principal:
+    """The principal holding ``token``, if its groups grant ``permission``; the one check every door uses.
+
+    With ``attempts``, a ``client`` address that sent too many wrong tokens is refused before its token is looked at.
+    """
+    if attempts is not None and token:
+        attempts.check(client)
     principal = authenticator(token) if token else None
     if principal is None:
+        if attempts is not None and token:
+            attempts.failed(client)
         raise NotAuthenticated()
     if not may(principal, permission):
         raise Forbidden(principal, permission)
@@ -122,12 +203,14 @@ __all__ = [
     "EVERY_PERMISSION",
     "PERMISSIONS",
     "Authenticator",
+    "FailedAttempts",
     "Forbidden",
     "Grants",
     "NotAuthenticated",
     "Permission",
     "Principal",
     "TokenAuthenticator",
+    "TooManyFailures",
     "authorize",
     "bearer_token",
     "may",

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from inventory.errors import Ambiguous, ConfigError, InventoryError, NotFound, SourceError, StorageError, UsageError
 from inventory.redact import redact_text
-from inventory.server.auth import Forbidden, NotAuthenticated
+from inventory.server.auth import Forbidden, NotAuthenticated, TooManyFailures
 
 # Checked in order: the first class an error is an instance of gives its status.
 _STATUS: list[tuple[type[Exception], int]] = [
@@ -54,6 +54,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def not_authenticated(_request: Request, _exc: NotAuthenticated) -> JSONResponse:
         body = error_body("NotAuthenticated", "a valid token is required: Authorization: Bearer <token>")
         return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(TooManyFailures)
+    async def too_many_failures(_request: Request, exc: TooManyFailures) -> JSONResponse:
+        return JSONResponse(
+            error_body("TooManyFailures", str(exc)), status_code=429, headers={"Retry-After": str(exc.retry_after)}
+        )
 
     @app.exception_handler(Forbidden)
     async def forbidden(_request: Request, exc: Forbidden) -> JSONResponse:

@@ -1,4 +1,6 @@
-"""`GET /health` (no token): the process, the database (reachable, schema revision), the last sync per source."""
+"""`GET /health`: without a token only ``{"status": "ok" | "degraded"}`` (200 / 503), for load balancers and
+health checks; with the token of a principal allowed to read, also the process, the database (reachable, schema
+revision) and the last sync per source. Source names, versions and error text are not for anonymous callers."""
 
 from __future__ import annotations
 
@@ -6,13 +8,14 @@ import os
 import time
 from typing import Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Header, Request, Response
 
 from inventory import __version__
 from inventory.errors import InventoryError
+from inventory.server.auth import Permission, bearer_token
 from inventory.server.models import HealthOut
 from inventory.server.pagination import json_response
-from inventory.server.state import ServerState, current_state
+from inventory.server.state import ServerState, client_address, current_state
 
 router = APIRouter()
 # What /health says of each source: its latest run (status, error, warnings) and last success.
@@ -41,7 +44,17 @@ def health_report(state: ServerState) -> dict[str, Any]:
     return {"status": status, "process": process, "database": database, "sources": sources}
 
 
-@router.get("/health", response_model=HealthOut, summary="Liveness and readiness; needs no token")
-def health(state: ServerState = Depends(current_state)) -> Response:
+@router.get(
+    "/health", response_model=HealthOut, summary="Liveness and readiness; the details need a token allowed to read"
+)
+def health(
+    request: Request, state: ServerState = Depends(current_state), authorization: str | None = Header(default=None)
+) -> Response:
     report = health_report(state)
-    return json_response(report, status_code=200 if report["status"] == "ok" else 503)
+    status_code = 200 if report["status"] == "ok" else 503
+    token = bearer_token(authorization)
+    if token is None:
+        return json_response({"status": report["status"]}, status_code=status_code)
+    # A token that is sent must be good (401 / 403 / 429 otherwise), as everywhere else.
+    state.authorize(token, Permission.READ, client_address(request.scope))
+    return json_response(report, status_code=status_code)

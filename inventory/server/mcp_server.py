@@ -34,12 +34,13 @@ from inventory.server.auth import (
     NotAuthenticated,
     Permission,
     Principal,
-    authorize,
+    TooManyFailures,
     bearer_token,
     may,
     permissions_of,
 )
-from inventory.server.state import ServerState
+from inventory.server.limits import send_json_error
+from inventory.server.state import ServerState, client_address
 
 SERVER_NAME = "inventory"
 INSTRUCTIONS = (
@@ -370,8 +371,11 @@ class BearerGate:
         )
         try:
             principal = await anyio.to_thread.run_sync(
-                authorize, self.state.authenticator, bearer_token(header), Permission.READ
+                self.state.authorize, bearer_token(header), Permission.READ, client_address(scope)
             )
+        except TooManyFailures as exc:
+            await _deny(send, 429, "TooManyFailures", str(exc), [(b"retry-after", str(exc.retry_after).encode())])
+            return
         except NotAuthenticated:
             await _deny(send, 401, "NotAuthenticated", "a valid token is required: Authorization: Bearer <token>")
             return
@@ -382,13 +386,13 @@ class BearerGate:
         await self.inner(scope, receive, send)
 
 
-async def _deny(send: Any, status: int, kind: str, message: str) -> None:
-    body = json.dumps({"error": {"type": kind, "message": message}}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+async def _deny(
+    send: Any, status: int, kind: str, message: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    extra = list(headers or [])
     if status == 401:
-        headers.append((b"www-authenticate", b"Bearer"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+        extra.append((b"www-authenticate", b"Bearer"))
+    await send_json_error(send, status, kind, message, extra)
 
 
 def mount_mcp(app: Any, state: ServerState) -> None:

@@ -94,9 +94,10 @@ class InventoryOut(Row):
 
 class HealthOut(Row):
     status: str
-    process: dict[str, Any]
-    database: dict[str, Any]
-    sources: list[dict[str, Any]]
+    # Only with a token of a principal allowed to read:
+    process: dict[str, Any] | None = None
+    database: dict[str, Any] | None = None
+    sources: list[dict[str, Any]] | None = None
 
 
 class RefreshRequest(BaseModel):

@@ -16,6 +16,8 @@ from typing import Any
 
 import uvicorn
 
+from inventory.server.limits import H11_MAX_HEAD_BYTES
+
 
 def uvicorn_config(app: Any, host: str, port: int, **overrides: Any) -> uvicorn.Config:
     options: dict[str, Any] = {
@@ -25,6 +27,9 @@ def uvicorn_config(app: Any, host: str, port: int, **overrides: Any) -> uvicorn.
         "proxy_headers": False,
         "lifespan": "on",
         "timeout_graceful_shutdown": 5,
+        # h11 on purpose (not httptools where installed): its bound on a request's head is ours to set.
+        "http": "h11",
+        "h11_max_incomplete_event_size": H11_MAX_HEAD_BYTES,
     }
     options.update(overrides)
     return uvicorn.Config(app, host=host, port=port, **options)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Depends, Header, Request
 
 from inventory.errors import UsageError
-from inventory.server.auth import Authenticator, Permission, Principal, authorize, bearer_token
+from inventory.server.auth import Authenticator, FailedAttempts, Permission, Principal, authorize, bearer_token
 from inventory.storage.database import Database
 
 if TYPE_CHECKING:
@@ -28,11 +28,23 @@ class ServerState:
     # The config's logical services (inventory.logical.spec.LogicalService): impact names those it reaches.
     logical_services: Sequence[Any] = ()
     started_at: float = field(default_factory=time.time)
+    # Wrong tokens per client address (server/auth.py): a guesser is slowed, other clients are not.
+    failed_attempts: FailedAttempts = field(default_factory=FailedAttempts)
+
+    def authorize(self, token: str | None, permission: Permission, client: str | None) -> Principal:
+        """``auth.authorize`` with this server's authenticator, wrong tokens counted against ``client``."""
+        return authorize(self.authenticator, token, permission, attempts=self.failed_attempts, client=client)
 
     def tool_runner(self) -> ToolRunner:
         if self.runner is None:
             raise UsageError("this server runs no tools (started without a policy and sources)")
         return self.runner
+
+
+def client_address(scope: Any) -> str | None:
+    """The peer's address of an ASGI scope (the proxy's, behind a reverse proxy)."""
+    client = scope.get("client")
+    return str(client[0]) if client else None
 
 
 def server_state(request: Request) -> ServerState:
@@ -49,8 +61,8 @@ def require(permission: Permission) -> Callable[..., Any]:
     """The one auth dependency of the API: a bearer token whose principal's groups grant ``permission``."""
 
     def dependency(
-        state: ServerState = Depends(current_state), authorization: str | None = Header(default=None)
+        request: Request, state: ServerState = Depends(current_state), authorization: str | None = Header(default=None)
     ) -> Principal:
-        return authorize(state.authenticator, bearer_token(authorization), permission)
+        return state.authorize(bearer_token(authorization), permission, client_address(request.scope))
 
     return dependency

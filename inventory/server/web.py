@@ -22,10 +22,10 @@ from fastapi.templating import Jinja2Templates
 from inventory import queries
 from inventory.errors import InventoryError, UsageError
 from inventory.redact import redact_text
-from inventory.server.auth import Forbidden, NotAuthenticated, Permission, Principal, authorize, may
+from inventory.server.auth import Forbidden, NotAuthenticated, Permission, Principal, TooManyFailures, authorize, may
 from inventory.server.errors import forbidden_response, inventory_error_response, status_of
 from inventory.server.sessions import SESSION_IDLE_SECONDS, SessionStore, TokenReferences, WebSession, token_references
-from inventory.server.state import server_state
+from inventory.server.state import client_address, server_state
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "inventory_session"
@@ -101,11 +101,15 @@ def login_form(request: Request) -> HTMLResponse:
 def login(request: Request, token: str = Form(...)) -> Response:
     state = server_state(request)
     try:
-        authorize(state.authenticator, token.strip(), Permission.READ)
+        state.authorize(token.strip(), Permission.READ, client_address(request.scope))
         # Only a token that signed in is named: the session keeps this reference, never the token.
         reference = _references(request).reference(token.strip())
         if reference is None:
             raise NotAuthenticated()
+    except TooManyFailures as exc:
+        page = _page(request, "login.html", None, None, status_code=429, error=str(exc).capitalize() + ".")
+        page.headers["Retry-After"] = str(exc.retry_after)
+        return page
     except (NotAuthenticated, Forbidden):
         return _page(request, "login.html", None, None, status_code=401, error="That token is not valid here.")
     session_id, _session = _sessions(request).create(reference)
