@@ -14,7 +14,7 @@ from inventory.config import build_config
 from inventory.errors import ConfigError, UsageError
 from inventory.lookalikes import skeleton
 from inventory.policy.rules import load_policy
-from inventory.principals import normalise_name
+from inventory.principals import normalise_name, os_user_name
 from inventory.storage.database import Database, open_database
 
 CYRILLIC_ALICE = "\u0430lice"  # the first letter is U+0430 CYRILLIC SMALL LETTER A
@@ -85,7 +85,8 @@ def config(sqlite_url: str, tmp_path: Path) -> Path:
     document = {
         "database": {"url": sqlite_url},
         "audit": {"key_file": str(keys)},
-        "principals": {"act_for": {"runner": ["deploy-bot"]}},
+        # The OS user running the tests administers tokens (only admins may mint them).
+        "principals": {"act_for": {"runner": ["deploy-bot"]}, "users": {os_user_name(): ["admins"]}},
     }
     path.write_text(yaml.safe_dump(document))
     db = open_database(sqlite_url, migrate=True)
