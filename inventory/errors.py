@@ -39,6 +39,16 @@ an ``InventoryError`` leaves the CLI, with the exit code its class declares.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``; did you mean 'x'?`` for a near miss among ``choices`` (difflib), else nothing: for error messages."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
 
 class InventoryError(Exception):
     """Base of every error this project raises on purpose."""

@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session, aliased
 
 from inventory.errors import Ambiguous, NotFound, UsageError
 from inventory.machines import RULE_ORDER, MatchRule
+from inventory.object_ids import bare_id, objects_with_id, parse_typed_id, refuse_shared_id
 from inventory.outcome import SyncStatus
-from inventory.schema import OBJECT_MODELS, SCHEMA, ObjectType
+from inventory.schema import OBJECT_MODELS, OBJECT_TYPES, SCHEMA, ObjectType
 from inventory.storage.models import (
     Change,
     HostRow,
@@ -289,18 +290,36 @@ _SHORT_ID = re.compile(r"[0-9a-f]{12,63}")
 
 
 def _match(
-    session: Session, object_type: str, ident: str, *, source: str | None = None, many: bool = False
+    session: Session,
+    object_type: str,
+    ident: str,
+    *,
+    source: str | None = None,
+    many: bool = False,
+    shared_ids_ambiguous: bool = False,
 ) -> list[Any]:
-    """Objects named by id, ``source/kind/external_id``, ``namespace/name``, name, external id or a
-    Docker short id (live ones first); ``source`` narrows to one source."""
+    """Objects named by id, ``TYPE/ID``, ``source/kind/external_id``, ``namespace/name``, name, external id or
+    a Docker short id (live ones first); ``source`` narrows to one source. ``shared_ids_ambiguous``: a bare
+    number that is also the id of a live object of another type is ambiguous (the CLI, where one reads ids
+    off several lists; a URL says its type)."""
     model = OBJECT_MODELS[object_type]
     base = select(model, Source.name).join(Source, Source.id == model.source_id)
     if source:
         base = base.where(Source.name == known_source(session, source))
     attempts = []
-    # Beyond a 64-bit integer no id can match (and SQLite would raise OverflowError): treat it as a name.
-    if ident.isdigit() and int(ident) < 2**63:
-        attempts.append(base.where(model.id == int(ident)))
+    typed = parse_typed_id(ident)
+    if typed is not None:
+        typed_type, typed_id = typed
+        if typed_type != object_type:
+            raise UsageError(f"{ident!r} is a {typed_type} id, not a {object_type} one")
+        attempts.append(base.where(model.id == typed_id))
+    number = bare_id(ident)
+    if number is not None:
+        if shared_ids_ambiguous:
+            found = objects_with_id(session, number, OBJECT_TYPES)
+            if any(t == object_type for t, _row, _src in found):
+                refuse_shared_id(ident, found)
+        attempts.append(base.where(model.id == number))
     # A source name may itself hold "/" (EKS context ARNs): the longest known name that prefixes it wins.
     for name in sorted(session.execute(select(Source.name)).scalars(), key=len, reverse=True):
         kind, sep, external_id = ident.removeprefix(f"{name}/").partition("/")
@@ -363,11 +382,17 @@ def _brief(row: Any, source: str | None = None) -> dict[str, Any]:
 
 
 def show_object(
-    session: Session, object_type: str, ident: str, *, source: str | None = None, include_removed: bool = False
+    session: Session,
+    object_type: str,
+    ident: str,
+    *,
+    source: str | None = None,
+    include_removed: bool = False,
+    shared_ids_ambiguous: bool = False,
 ) -> dict[str, Any]:
     """One object with its links; a host's workloads are its live ones (and, with ``include_removed``,
     the removed ones apart under ``removed_workloads``)."""
-    (obj,) = _match(session, object_type, ident, source=source)
+    (obj,) = _match(session, object_type, ident, source=source, shared_ids_ambiguous=shared_ids_ambiguous)
     source = _source_name(session, obj.source_id)
     if object_type == "host":
         workloads = list(
@@ -548,3 +573,16 @@ def list_sources(session: Session) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def object_names(session: Session, object_type: str, prefix: str, limit: int = 200) -> list[str]:
+    """The distinct names of live objects of a type that start with ``prefix`` (shell completion)."""
+    model = OBJECT_MODELS[object_type]
+    stmt = (
+        select(model.name)
+        .where(model.removed_at.is_(None), model.name.like(glob_to_like(prefix) + "%", escape="\\"))
+        .distinct()
+        .order_by(model.name)
+        .limit(limit)
+    )
+    return list(session.execute(stmt).scalars())
