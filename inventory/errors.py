@@ -26,6 +26,7 @@ few live beside the code that raises them and subclass a class of the tree:
     ├── PolicyDenied           the policy refuses a tool call or an approval (exit code 3)
     │   └── TargetChanged      the target at its source is no longer the object the call was decided for
     ├── ToolFailed             a tool ran and its source refused or failed (names source and target)
+    ├── ListenFailed           `inventory serve` cannot take its address (the port is busy, or not ours to take)
     ├── inventory.server.auth.NotAuthenticated   no token, or one no authenticator knows (HTTP 401)
     ├── inventory.server.auth.Forbidden          a known principal lacks the permission (HTTP 403)
     ├── inventory.server.web.SignInRequired      the web UI's session is gone (a redirect to sign in)
@@ -141,6 +142,10 @@ class TargetChanged(PolicyDenied):
 
 class ToolFailed(InventoryError):
     """The tool ran and its source refused or failed; the message names the source and the target."""
+
+
+class ListenFailed(InventoryError):
+    """The server's address cannot be bound: a runtime failure (exit 1), said before anything claims to serve."""
 
 
 class HarnessError(InventoryError):

@@ -369,7 +369,49 @@ def recent_changes(session: Session, object_type: str, object_id: int, limit: in
         .order_by(Change.at.desc(), Change.id.desc())
         .limit(limit)
     )
-    return [{"at": c.at, "action": c.action, "diff": c.diff} for c in session.execute(stmt).scalars()]
+    changes = list(session.execute(stmt).scalars())
+    moves = member_moves(session, [(c.source_id, c.diff) for c in changes])
+    return [{"at": c.at, "action": c.action, "diff": c.diff, **moved} for c, moved in zip(changes, moves, strict=True)]
+
+
+MEMBERS_FIELD = "members"
+
+
+def member_moves(session: Session, changes: Sequence[tuple[int, Any]]) -> list[dict[str, list[str]]]:
+    """For each (source id, diff) of a change: the members that joined and left a service, by name.
+
+    A service's members are stored in its diffs as references (``pod:<uid>``) that no one can read;
+    each is looked up among the workloads of its source, removed ones included (a pod that left is
+    usually gone). A reference no workload holds stays as it is. Changes without a members diff get {}.
+    """
+    wanted: set[tuple[int, str, str]] = set()
+    moves: list[tuple[int, list[str], list[str]] | None] = []
+    for source_id, diff in changes:
+        values = (diff or {}).get(MEMBERS_FIELD)
+        if not (isinstance(values, list) and len(values) == 2):
+            moves.append(None)
+            continue
+        old, new = (set(v or ()) for v in values)
+        joined, left = sorted(new - old), sorted(old - new)
+        moves.append((source_id, joined, left))
+        wanted.update((source_id, *ref.partition(":")[::2]) for ref in (*joined, *left))
+    names: dict[tuple[int, str, str], str] = {}
+    external_ids = sorted({external_id for _s, _k, external_id in wanted})
+    for start in range(0, len(external_ids), 500):  # bounded IN lists
+        stmt = select(WorkloadRow.source_id, WorkloadRow.kind, WorkloadRow.external_id, WorkloadRow.name).where(
+            WorkloadRow.external_id.in_(external_ids[start : start + 500]),
+            WorkloadRow.source_id.in_(sorted({s for s, _k, _e in wanted})),
+        )
+        for source_id, kind, external_id, name in session.execute(stmt):
+            names[(source_id, kind, external_id)] = name
+
+    def named(source_id: int, refs: list[str]) -> list[str]:
+        return sorted(names.get((source_id, *ref.partition(":")[::2]), ref) for ref in refs)
+
+    return [
+        {"members_joined": named(m[0], m[1]), "members_left": named(m[0], m[2])} if m is not None else {}
+        for m in moves
+    ]
 
 
 def _brief(row: Any, source: str | None = None) -> dict[str, Any]:
@@ -515,6 +557,8 @@ def list_changes(
         stmt = stmt.limit(limit)
     if offset:
         stmt = stmt.offset(offset)
+    found = list(session.execute(stmt))
+    moves = member_moves(session, [(c.source_id, c.diff) for c, _src, _ns in found])
     return [
         {
             "id": c.id,
@@ -529,8 +573,10 @@ def list_changes(
             "name": c.name,
             "diff": c.diff,
             "fields": ",".join(c.diff) if c.diff else "",
+            "members_joined": moved.get("members_joined"),
+            "members_left": moved.get("members_left"),
         }
-        for c, src, ns in session.execute(stmt)
+        for (c, src, ns), moved in zip(found, moves, strict=True)
     ]
 
 

@@ -129,6 +129,8 @@ def to_json(data: Any) -> str:
 def _cell(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"  # as JSON and kubectl's tables write them, never Python's False
     if isinstance(value, datetime):
         return format_time(value)
     if isinstance(value, Mapping):
@@ -142,19 +144,33 @@ def _cell(value: Any) -> str:
 CHANGED_VALUE_WIDTH = 40
 
 
-def describe_diff(diff: Mapping[str, Any] | None) -> str:
-    """``field: old -> new`` for every changed field of a change's diff ({field: [old, new]}), in one cell."""
+def describe_diff(
+    diff: Mapping[str, Any] | None,
+    *,
+    joined: Sequence[str] | None = None,
+    left: Sequence[str] | None = None,
+    cut: bool = False,
+) -> str:
+    """``field: old -> new`` for every changed field of a change's diff ({field: [old, new]}), in one cell.
+
+    ``joined``/``left``: a service's members that came and went, by name (queries.member_moves), shown
+    instead of the two lists of references. ``cut``: each value at most CHANGED_VALUE_WIDTH (a terminal's
+    narrow table); piped and ``-o wide`` output is whole.
+    """
 
     def short(value: Any) -> str:
         if value is None or value == "":
             return EMPTY_CELL
         text = json.dumps(_plain(value), separators=(",", ":")) if isinstance(value, (Mapping, list)) else _cell(value)
-        return text if len(text) <= CHANGED_VALUE_WIDTH else text[: CHANGED_VALUE_WIDTH - 1] + ELLIPSIS
+        return text if not cut or len(text) <= CHANGED_VALUE_WIDTH else text[: CHANGED_VALUE_WIDTH - 1] + ELLIPSIS
 
     parts = []
     # Sorted: PostgreSQL's JSONB does not keep the order the diff was written in.
     for name, values in sorted((diff or {}).items()):
-        if isinstance(values, (list, tuple)) and len(values) == 2:
+        if name == "members" and joined is not None and left is not None:
+            moved = [f"+{n}" for n in joined] + [f"-{n}" for n in left]
+            parts.append(f"{name}: {' '.join(moved) or 'reordered'}")
+        elif isinstance(values, (list, tuple)) and len(values) == 2:
             parts.append(f"{name}: {short(values[0])} -> {short(values[1])}")
         else:
             parts.append(f"{name}: {short(values)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -152,6 +153,8 @@ CHANGE_FIELDS = (
     "name",
     "diff",
     "fields",
+    "members_joined",
+    "members_left",
 )
 SOURCE_FIELDS = (
     "name",
@@ -249,10 +252,23 @@ def _make_show_command(object_type: str, name: str) -> click.Command:
     @click.option(
         "--include-removed", is_flag=True, hidden=object_type != "host", help="Also the removed workloads, apart."
     )
+    @click.option(
+        "-n",
+        "--namespace",
+        hidden=object_type == "host",
+        help="The object of this namespace (NAME is then its name, as kubectl's -n).",
+    )
     @click.pass_obj
-    def show_command(app: AppContext, ident: str, output: str, source: str | None, include_removed: bool) -> None:
+    def show_command(
+        app: AppContext, ident: str, output: str, source: str | None, include_removed: bool, namespace: str | None
+    ) -> None:
         from inventory.queries import show_object
         from inventory.render import render_document
+
+        if namespace:
+            if object_type == "host":
+                raise UsageError("hosts have no namespace: drop -n/--namespace")
+            ident = f"{namespace}/{ident}"
 
         with app.database().session() as session:
             declared = object_type == "service" and not source
@@ -376,7 +392,14 @@ def changes_command(app: AppContext, since: str, until: str | None, output: str,
         from inventory.render import describe_diff
 
         # A table shows each changed field as old -> new; JSON, YAML and CSV keep the diff itself.
-        rows = [{**row, "changed": describe_diff(row["diff"])} for row in rows]
+        cut = output == "table" and sys.stdout.isatty()
+        rows = [
+            {
+                **row,
+                "changed": describe_diff(row["diff"], joined=row["members_joined"], left=row["members_left"], cut=cut),
+            }
+            for row in rows
+        ]
     columns = ("at", "source", "action", "object_type", "kind", "namespace", "name", "changed")
     wide = (*columns, "object_id", "external_id")
     render_rows(rows, output, columns, wide=wide, fields=CHANGE_FIELDS, view=view, resource="change")

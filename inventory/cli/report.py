@@ -44,7 +44,7 @@ def report_command(app: AppContext, since: str, output: str) -> None:
 
 
 def print_report(report: dict[str, Any], output: str) -> None:
-    from inventory.render import render_table, to_json
+    from inventory.render import format_time, render_table, to_json
     from inventory.report import SECTIONS, section_count, section_rows, to_markdown
 
     if output == "json":
@@ -52,7 +52,7 @@ def print_report(report: dict[str, Any], output: str) -> None:
     elif output == "markdown":
         click.echo(to_markdown(report))
     else:
-        click.echo(f"Inventory report, changes since {report['since']:%Y-%m-%d %H:%M} UTC")
+        click.echo(f"Inventory report, changes since {format_time(report['since'])}")
         for title, key, columns in SECTIONS:
             if key not in report and key != "kinds":
                 continue

@@ -39,8 +39,10 @@ def serve_command(app: AppContext, host: str, port: int, metrics: bool, run_sync
     they may read, call and approve, and the policy in force (the config's policy.path) decides every call."""
     from inventory.server import create_app
     from inventory.server.auth import TokenAuthenticator
-    from inventory.server.run import serve_forever
+    from inventory.server.run import bind_listener, serve_forever
 
+    listener = bind_listener(host, port)  # a busy port fails here, before any setup or "serving on"
+    app.cleanups.append(listener.close)
     db, runner, refresher = _server_state_parts(app)
     authenticator = TokenAuthenticator(db, app.config.principals)
     application = create_app(
@@ -54,7 +56,7 @@ def serve_command(app: AppContext, host: str, port: int, metrics: bool, run_sync
     loop = _start_sync_loop(app, db, getattr(application.state, "metrics", None), runner.notifier) if run_sync else None
     click.echo(f"inventory serving on http://{host}:{port} (API /api/v1, MCP /mcp, web UI /)", err=True)
     try:
-        serve_forever(application, host, port)
+        serve_forever(application, host, port, listener)
     finally:
         refresher.stop()
         if loop is not None:
