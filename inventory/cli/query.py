@@ -378,12 +378,12 @@ def changes_command(app: AppContext, since: str, until: str | None, output: str,
     """What changed: created, updated (fields old -> new), removed, revived."""
     from inventory.queries import list_changes
     from inventory.render import render_rows
-    from inventory.timeutil import parse_since
+    from inventory.timeutil import parse_period
 
     view = _view(filters)
     try:
-        since_at = parse_since(since)
-        until_at = parse_since(until) if until else None
+        since_at, until_at = parse_period(since, until)
+        assert since_at is not None  # --since has a default
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     with app.database().session() as session:

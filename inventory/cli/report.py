@@ -28,10 +28,11 @@ def report_command(app: AppContext, since: str, output: str) -> None:
     """Per source counts by kind and status, changes, failed/stopped workloads, idle hosts,
     services with no running member."""
     from inventory.report import build_report
-    from inventory.timeutil import parse_since
+    from inventory.timeutil import parse_period
 
     try:
-        since_at = parse_since(since)
+        since_at, _ = parse_period(since)
+        assert since_at is not None  # --since has a default
     except ValueError as exc:
         raise UsageError(f"--since: {exc}") from None
     with app.database().session() as session:

@@ -22,7 +22,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from inventory.errors import Ambiguous, NotFound, UsageError
-from inventory.object_ids import bare_id, objects_with_id, parse_typed_id, refuse_shared_id
+from inventory.object_ids import bare_id, describe, objects_with_id, parse_typed_id, refuse_shared_id
 from inventory.schema import OBJECT_MODELS, OBJECT_TYPES
 from inventory.storage.models import HostRow, Source
 from inventory.tags import tags_of
@@ -96,7 +96,10 @@ def resolve_target(
     if not candidates:
         scope = f"{source_type} " if source_type else ""
         kind_text = f" of kind {'/'.join(kinds)}" if kinds else ""
-        raise NotFound(f"no live {scope}{object_type}{kind_text} matches {text!r}")
+        number = bare_id(ident) if given_type is None else None
+        others = objects_with_id(session, number, [t for t in OBJECT_MODELS if t != object_type]) if number else []
+        elsewhere = f" (other objects with that id: {'; '.join(describe(*item) for item in others)})" if others else ""
+        raise NotFound(f"no live {scope}{object_type}{kind_text} matches {text!r}{elsewhere}")
     if len(candidates) > 1:
         listed = ", ".join(
             f"{object_type}:{row.id} ({src}/{row.kind}/{row.external_id})" for row, src, _ in candidates[:10]
