@@ -44,7 +44,7 @@ def bare_id(text: str) -> int | None:
 
 def objects_with_id(session: Session, object_id: int, types: Iterable[str], *, live: bool = True) -> list[Any]:
     """(type, row, source name) of every object of ``types`` whose row id is ``object_id``."""
-    found = []
+    found: list[Any] = []
     for object_type in types:
         model = OBJECT_MODELS[object_type]
         stmt = select(model, Source.name).join(Source, Source.id == model.source_id).where(model.id == object_id)

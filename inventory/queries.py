@@ -298,10 +298,10 @@ def _match(
     many: bool = False,
     shared_ids_ambiguous: bool = False,
 ) -> list[Any]:
-    """Objects named by id, ``TYPE/ID``, ``source/kind/external_id``, ``namespace/name``, name, external id or
-    a Docker short id (live ones first); ``source`` narrows to one source. ``shared_ids_ambiguous``: a bare
-    number that is also the id of a live object of another type is ambiguous (the CLI, where one reads ids
-    off several lists; a URL says its type)."""
+    """Objects named by id, ``TYPE/ID``, ``source/kind/external_id``, ``namespace/name``, ``TYPE/NAME``,
+    name, external id or a Docker short id (live ones first); ``source`` narrows to one source.
+    ``shared_ids_ambiguous``: a bare number that is also the id of a live object of another type is
+    ambiguous (the CLI, where one reads ids off several lists; a URL says its type)."""
     model = OBJECT_MODELS[object_type]
     base = select(model, Source.name).join(Source, Source.id == model.source_id)
     if source:
@@ -331,6 +331,8 @@ def _match(
     namespace, sep, name = ident.partition("/")
     if sep and hasattr(model, "namespace"):
         attempts.append(base.where(model.namespace == namespace, model.name == name))
+    if sep and namespace == object_type:  # `-o name` prints host/NAME: it names the object back
+        attempts.append(base.where(model.name == name))
     attempts.append(base.where(or_(model.name == ident, model.external_id == ident)))
     if _SHORT_ID.fullmatch(ident):
         attempts.append(base.where(model.external_id.like(f"{ident}%")))

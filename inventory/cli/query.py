@@ -326,7 +326,9 @@ def _get_group() -> click.Group:
     )
     for object_type, plural in PLURALS.items():
         group.add_command(
-            _GetObjects(_make_list_command(object_type, plural, plural), _make_show_command(object_type, plural))
+            _GetObjects(
+                object_type, _make_list_command(object_type, plural, plural), _make_show_command(object_type, plural)
+            )
         )
     group.add_command(changes_command)
     group.add_command(sources_command)
@@ -336,13 +338,22 @@ def _get_group() -> click.Group:
 class _GetObjects(click.Command):
     """`get hosts` lists; `get hosts NAME` shows that one (kubectl: `get pod NAME`), with the options of each."""
 
-    def __init__(self, lister: click.Command, shower: click.Command) -> None:
-        super().__init__(lister.name, help=f"{lister.help} With NAME: that one (as show).", params=lister.params)
+    def __init__(self, object_type: str, lister: click.Command, shower: click.Command) -> None:
+        # NAME is declared for --help and shell completion; make_context hands a call with it to show.
+        name = click.Argument(
+            ["ident"], metavar="[NAME]", required=False, shell_complete=complete_object_names(object_type)
+        )
+        super().__init__(
+            lister.name, help=f"{lister.help} With NAME: that one (as show).", params=[*lister.params, name]
+        )
         self.lister, self.shower = lister, shower
 
     def make_context(
         self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
     ) -> click.Context:
+        if extra.get("resilient_parsing") or {"-h", "--help"} & set(args):
+            # Shell completion and --help read this command's own params (the list's options and NAME).
+            return super().make_context(info_name, args, parent=parent, **extra)
         positional = [a for a in args if not a.startswith("-")]
         takes_value = {o for p in self.lister.params if isinstance(p, click.Option) and not p.is_flag for o in p.opts}
         # A bare word that is not an option's value names one object: hand the call to show.
