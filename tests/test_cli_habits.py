@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_cli_query import query, sync_static
+from lab_support import static_lab
+from test_cli_query import query
 
 from inventory.cli import cli
 from inventory.errors import UsageError
@@ -26,9 +28,10 @@ services:
 """
 
 
-@pytest.fixture
-def synced(tmp_path: Path, database_url: str) -> Path:
-    return sync_static(tmp_path, database_url, LAB)
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def synced(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    with static_lab(request, tmp_path_factory.mktemp("lab"), LAB) as config:
+        yield config
 
 
 def ok(config: Path, *args: str) -> str:
@@ -47,7 +50,9 @@ def test_get_and_describe_are_list_and_show(synced: Path) -> None:
     # With a NAME, get shows that one (as kubectl's `get pod NAME`); describe is show.
     assert json.loads(ok(synced, "get", "hosts", "nas", "-o", "json"))["hostname"] == "nas.lan"
     assert ok(synced, "describe", "host", "nas") == ok(synced, "hosts", "show", "nas")
-    assert ok(synced, "describe", "workloads", "plex", "-o", "json") == ok(synced, "workloads", "show", "plex", "-o", "json")
+    assert ok(synced, "describe", "workloads", "plex", "-o", "json") == ok(
+        synced, "workloads", "show", "plex", "-o", "json"
+    )
     assert "AT" in ok(synced, "get", "changes").splitlines()[0]
     assert query(synced, "get", "pods").exit_code == 2
 

@@ -7,11 +7,13 @@ import json
 import re
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_cli_query import query, sync_static
+from lab_support import static_lab
+from test_cli_query import query
 
 from inventory.cli import cli
 from inventory.cli.context import invoked_as
@@ -28,9 +30,10 @@ services:
 """
 
 
-@pytest.fixture
-def synced(tmp_path: Path, database_url: str) -> Path:
-    return sync_static(tmp_path, database_url, LAB)
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def synced(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    with static_lab(request, tmp_path_factory.mktemp("lab"), LAB) as config:
+        yield config
 
 
 def test_report_times_offsets_templates_and_empty_cells(synced: Path) -> None:

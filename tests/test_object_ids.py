@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from lab_support import SyncedLab, lab  # noqa: F401 (a fixture)
+from lab_support import SyncedLab, lab, static_lab  # noqa: F401 (a fixture)
 from sqlalchemy import select
-from test_cli_query import query, sync_static
+from test_cli_query import query
 
 from inventory.errors import Ambiguous, NotFound
 from inventory.impact import impact
@@ -32,9 +33,10 @@ workloads:
 """
 
 
-@pytest.fixture
-def overlapping(tmp_path: Path, database_url: str) -> Path:
-    return sync_static(tmp_path, database_url, LAB)
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def overlapping(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    with static_lab(request, tmp_path_factory.mktemp("lab"), LAB) as config:
+        yield config
 
 
 def _ids(config: Path, plural: str) -> dict[str, int]:
@@ -93,7 +95,9 @@ def test_tool_targets_with_a_shared_id(lab: SyncedLab) -> None:
             session.execute(
                 select(WorkloadRow.id, WorkloadRow.name)
                 .join(Source, Source.id == WorkloadRow.source_id)
-                .where(Source.type == "proxmox", WorkloadRow.kind.in_(["qemu", "lxc"]), WorkloadRow.removed_at.is_(None))
+                .where(
+                    Source.type == "proxmox", WorkloadRow.kind.in_(["qemu", "lxc"]), WorkloadRow.removed_at.is_(None)
+                )
             ).all()
         )
         host_ids = set(session.execute(select(HostRow.id).where(HostRow.removed_at.is_(None))).scalars())
