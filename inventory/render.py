@@ -7,7 +7,8 @@ one fixed header per command (the command's ``fields``), rows or not.
 
 Tables are for people and for ``awk``: an empty cell is ``<none>`` so that
 column counts hold, piped output has no trailing padding and is never cut,
-and on a terminal long cells are cut with an ellipsis to fit its width, and
+and on a terminal long cells are cut with an ellipsis to fit its width
+(except with ``-o wide``), and
 coloured unless ``NO_COLOR`` is set. Control characters in cells never reach
 the terminal raw. Times are ISO 8601 with their UTC offset in every format.
 """
@@ -265,7 +266,8 @@ def render_rows(
             )
     else:
         shown = view.columns or (wide if fmt == "wide" else columns)
-        render_table(rows, shown, title=title, out=out, headers=view.headers)
+        # -o wide asks for everything: never cut, even on a terminal (as kubectl's -o wide).
+        render_table(rows, shown, title=title, out=out, headers=view.headers, fit=fmt != "wide")
 
 
 def _use_colour(out: TextIO) -> bool:
@@ -310,10 +312,12 @@ def render_table(
     out: TextIO | None = None,
     headers: bool = True,
     as_given: bool = False,
+    fit: bool = True,
 ) -> None:
-    """``as_given``: the headers are the column names as they are (custom-columns), not upper-cased fields."""
+    """``as_given``: the headers are the column names as they are (custom-columns), not upper-cased fields.
+    ``fit``: on a terminal, cut long cells to its width (``-o wide`` does not)."""
     out = out or sys.stdout
-    terminal = out.isatty()
+    terminal = out.isatty() and fit
     colour = _use_colour(out)
     header = [printable(c) if as_given else c.upper().replace("_", " ") for c in columns]
     body = [[printable(_cell(row.get(c))) or EMPTY_CELL for c in columns] for row in rows]

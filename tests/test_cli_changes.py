@@ -108,5 +108,7 @@ def test_members_on_a_terminal_are_not_cut_with_wide(members_moved: Path) -> Non
     env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "COLUMNS", "LINES")}
     env["NO_COLOR"] = "1"
     args = ("--config", str(members_moved), "changes", "--type", "service", "--action", "updated")
-    wide = run_on_terminal(*args, "-o", "wide", env=env, columns=400)
-    assert "members: +web-0-cccc -web-0-aaaa" in wide
+    wide = run_on_terminal(*args, "-o", "wide", env=env, columns=60)
+    assert "members: +web-0-cccc -web-0-aaaa" in wide  # wider than the terminal, and whole
+    narrow = run_on_terminal(*args, env=env, columns=60)
+    assert "members: +web-0-cccc -web-0-aaaa" not in narrow and "…" in narrow
