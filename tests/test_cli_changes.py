@@ -25,13 +25,18 @@ workloads:
 """
 
 
-@pytest.fixture
-def changed(tmp_path: Path, database_url: str) -> Path:
-    config = sync_static(tmp_path, database_url, BEFORE)
-    (tmp_path / "lab.yaml").write_text(AFTER)
+def synced_twice(tmp_path: Path, database_url: str, before: str, after: str) -> Path:
+    """A static source synced with ``before``, then with ``after``; the config's path."""
+    config = sync_static(tmp_path, database_url, before)
+    (tmp_path / "lab.yaml").write_text(after)
     result = CliRunner().invoke(cli, ["--config", str(config), "sync", "--once"])
     assert result.exit_code == 0, result.output
     return config
+
+
+@pytest.fixture
+def changed(tmp_path: Path, database_url: str) -> Path:
+    return synced_twice(tmp_path, database_url, BEFORE, AFTER)
 
 
 def test_table_has_namespace_and_old_to_new(changed: Path) -> None:
@@ -83,11 +88,7 @@ services:
 
 @pytest.fixture
 def members_moved(tmp_path: Path, database_url: str) -> Path:
-    config = sync_static(tmp_path, database_url, MEMBERS_BEFORE)
-    (tmp_path / "lab.yaml").write_text(MEMBERS_AFTER)
-    result = CliRunner().invoke(cli, ["--config", str(config), "sync", "--once"])
-    assert result.exit_code == 0, result.output
-    return config
+    return synced_twice(tmp_path, database_url, MEMBERS_BEFORE, MEMBERS_AFTER)
 
 
 def test_members_that_joined_and_left_are_named(members_moved: Path) -> None:

@@ -4,6 +4,7 @@ true/false and <none> in tables, a busy port, an empty `init`, periods that hold
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from lab_support import static_lab
+from terminal_support import run_on_terminal
 from test_cli_query import query
 
 from inventory.cli import cli
@@ -120,3 +122,17 @@ def test_hints_print_the_command_as_invoked(monkeypatch: pytest.MonkeyPatch, tmp
     assert invoked_as() == ".venv/bin/inventory"
     monkeypatch.setattr(sys, "argv", ["/somewhere/__main__.py"])
     assert invoked_as() == "python -m inventory"
+
+
+def test_demo_keeps_an_earlier_database_unless_told(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refused before any fake starts: without a terminal it needs --force; on one it asks, and no keeps it."""
+    monkeypatch.chdir(tmp_path)
+    earlier = tmp_path / "inventory-demo" / "inventory.db"
+    earlier.parent.mkdir()
+    earlier.write_bytes(b"an earlier demo")
+    result = CliRunner().invoke(cli, ["demo"])
+    assert result.exit_code == 2 and "inventory-demo/inventory.db holds an earlier demo: pass --force" in result.output
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    seen = run_on_terminal("demo", env=env, cwd=tmp_path, answers={b"Replace it?": b"n"})
+    assert "holds an earlier demo. Replace it?" in seen and "kept inventory-demo/inventory.db" in seen
+    assert earlier.read_bytes() == b"an earlier demo"

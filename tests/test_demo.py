@@ -43,6 +43,8 @@ def test_demo_runs_end_to_end_and_leaves_a_database_to_query(tmp_path: Path) -> 
     assert re.search(r"removed\s+workload\s+pod", changed)
     assert "monitoring-grafana-1" in changed
     assert "Traceback" not in result.stderr
+    # The hints are commands as this one was run (here `python -m inventory`), ready to paste.
+    assert "  python -m inventory -c inventory-demo/inventory.yaml hosts list\n" in out
 
     # The queries the demo suggests work on what it made.
     config = tmp_path / "inventory-demo" / "inventory.yaml"
