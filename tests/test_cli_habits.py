@@ -129,6 +129,10 @@ def test_completion_of_names_tools_and_kinds(synced: Path, monkeypatch: pytest.M
     missing = synced.parent / "missing.yaml"
     missing.write_text("database: {url: 'sqlite:////nonexistent/dir/x.db'}\nsources: []\n")
     assert _complete(missing, "hosts show n", monkeypatch) == []
+    absent = synced.parent / "absent.yaml"
+    absent.write_text(f"database: {{url: 'sqlite:///{synced.parent / 'absent.db'}'}}\nsources: []\n")
+    assert _complete(absent, "hosts show n", monkeypatch) == []
+    assert not (synced.parent / "absent.db").exists()  # completing a word created no database
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -69,8 +70,13 @@ def complete_object_names(object_type: str) -> Callable[[click.Context, click.Pa
         root = ctx.find_root()
         app = AppContext(config_path=root.params.get("config_path"), database_url=root.params.get("database_url"))
         try:
+            from sqlalchemy.engine import make_url
+
             from inventory.queries import object_names
 
+            url = make_url(app.config.database_url)
+            if url.get_backend_name() == "sqlite" and not (url.database and Path(url.database).is_file()):
+                return []  # completing a word must not create a database file
             with app.database(check_schema=False).session() as session:
                 names = object_names(session, object_type, incomplete)
         except Exception:  # no config, no database: nothing to offer, and never a traceback
