@@ -67,10 +67,12 @@ def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 
 
 @contextmanager
-def static_lab(request: pytest.FixtureRequest, directory: Path, inventory: str) -> Iterator[Path]:
-    """A static source of ``inventory`` synced once into SQLite or a scratch PostgreSQL database (``request.param``);
-    the config's path. For modules whose tests only read: one sync per engine, not one per test."""
-    (directory / "lab.yaml").write_text(inventory)
+def static_lab(
+    request: pytest.FixtureRequest, directory: Path, inventory: str, then: str | None = None
+) -> Iterator[Path]:
+    """A static source of ``inventory`` synced once into SQLite or a scratch PostgreSQL database (``request.param``),
+    and once more as ``then`` if given; the config's path. For modules whose tests only read: one lab per engine,
+    not one per test."""
     config = directory / "inventory.yaml"
 
     def synced(database_url: str) -> Path:
@@ -80,8 +82,10 @@ def static_lab(request: pytest.FixtureRequest, directory: Path, inventory: str) 
         registry = ConnectorRegistry.discover()
         db = open_database(database_url, migrate=True)
         try:
-            outcomes = sync_all(db, load_config(config, registry=registry), registry)
-            assert all(o.ok for o in outcomes), [o.describe() for o in outcomes]
+            for text in (inventory, then) if then is not None else (inventory,):
+                (directory / "lab.yaml").write_text(text)
+                outcomes = sync_all(db, load_config(config, registry=registry), registry)
+                assert all(o.ok for o in outcomes), [o.describe() for o in outcomes]
         finally:
             db.dispose()
         return config

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from lab_support import static_lab
 from terminal_support import run_on_terminal
 from test_cli_query import query, sync_static
 
@@ -86,9 +88,10 @@ services:
 """
 
 
-@pytest.fixture
-def members_moved(tmp_path: Path, database_url: str) -> Path:
-    return synced_twice(tmp_path, database_url, MEMBERS_BEFORE, MEMBERS_AFTER)
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def members_moved(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    with static_lab(request, tmp_path_factory.mktemp("lab"), MEMBERS_BEFORE, then=MEMBERS_AFTER) as config:
+        yield config
 
 
 def test_members_that_joined_and_left_are_named(members_moved: Path) -> None:
@@ -97,7 +100,9 @@ def test_members_that_joined_and_left_are_named(members_moved: Path) -> None:
         # The pod that left is removed, and still named; piped output is whole.
         assert "members: +web-0-cccc -web-0-aaaa" in out
         assert "uid-" not in out
-    (row,) = json.loads(query(members_moved, "changes", "--type", "service", "--action", "updated", "-o", "json").stdout)
+    (row,) = json.loads(
+        query(members_moved, "changes", "--type", "service", "--action", "updated", "-o", "json").stdout
+    )
     assert row["members_joined"] == ["web-0-cccc"] and row["members_left"] == ["web-0-aaaa"]
     assert len(row["diff"]["members"]) == 2  # the references stay for tools
     shown = json.loads(query(members_moved, "services", "show", "prod/web", "-o", "json").stdout)

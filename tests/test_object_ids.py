@@ -9,17 +9,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from lab_support import SyncedLab, lab, static_lab  # noqa: F401 (a fixture)
-from sqlalchemy import select
+from lab_support import static_lab
 from test_cli_query import query
 
 from inventory.errors import Ambiguous, NotFound
-from inventory.impact import impact
-from inventory.policy.execute import ToolRunner
-from inventory.policy.registry import ToolRegistry
-from inventory.policy.rules import builtin_policy
 from inventory.policy.targets import resolve_target
-from inventory.storage.models import HostRow, Source, WorkloadRow
+from inventory.storage.database import open_database
 
 # Host ids 1-2 and workload ids 1-3 overlap: `1` is the host nas and the workload plex.
 LAB = """
@@ -88,45 +83,45 @@ def test_impact_and_targets_on_a_shared_id(overlapping: Path) -> None:
     assert [w["name"] for w in json.loads(by_host.output)["workloads"]] == ["plex"]
 
 
-def test_tool_targets_with_a_shared_id(lab: SyncedLab) -> None:
-    """The demo lab: a guest's workload id that is also some host's id is refused bare and taken typed."""
-    with lab.db.session() as session:
-        guests = dict(
-            session.execute(
-                select(WorkloadRow.id, WorkloadRow.name)
-                .join(Source, Source.id == WorkloadRow.source_id)
-                .where(
-                    Source.type == "proxmox", WorkloadRow.kind.in_(["qemu", "lxc"]), WorkloadRow.removed_at.is_(None)
-                )
-            ).all()
-        )
-        host_ids = set(session.execute(select(HostRow.id).where(HostRow.removed_at.is_(None))).scalars())
-        guest_id = min(guests)
-        runner = ToolRunner(lab.db, builtin_policy(), ToolRegistry.discover())
-        if guest_id in host_ids:
-            with pytest.raises(Ambiguous, match=rf"say which: workload/{guest_id} or host/{guest_id}"):
-                runner.evaluate("proxmox.start", str(guest_id), {}, "alice")
-        typed = runner.evaluate("proxmox.start", f"workload/{guest_id}", {}, "alice")
-        assert typed.target is not None and typed.target.name == guests[guest_id]
-        # A host's id is no guest's: the refusal says what that id is.
-        lonely_host = max(host_ids)
-        if lonely_host not in guests:
-            with pytest.raises(NotFound, match=rf"other objects with that id: host/{lonely_host}"):
-                resolve_target(session, str(lonely_host), source_type="proxmox", kinds=("qemu", "lxc"))
-        # impact: the same number is a host and a workload of the lab (ids start at 1 in both tables).
-        with pytest.raises(Ambiguous, match="say which: host/1 or workload/1"):
-            impact(session, "1")
-        assert impact(session, "host/1").target.object_type == "host"
-        assert impact(session, "workload:1").target.object_type == "workload"
+def test_tool_targets_with_a_shared_id(overlapping: Path) -> None:
+    """`tool run --target` resolves through resolve_target: a shared bare id is refused, a typed one taken."""
+    hosts, workloads = _ids(overlapping, "hosts"), _ids(overlapping, "workloads")
+    shared = hosts["nas"]
+    workload_name = next(name for name, wid in workloads.items() if wid == shared)
+    only_workload = max(workloads.values())
+    db = open_database(_url(overlapping))
+    try:
+        with db.session() as session:
+            with pytest.raises(Ambiguous, match=rf"say which: workload/{shared} or host/{shared}"):
+                resolve_target(session, str(shared))
+            assert resolve_target(session, f"workload/{shared}").name == workload_name
+            assert resolve_target(session, f"host:{shared}").name == "nas"
+            assert resolve_target(session, str(only_workload)).id == only_workload
+            # An id no workload of the tool's kinds holds: the refusal says what that id is.
+            with pytest.raises(NotFound, match=rf"other objects with that id: host/{shared} \(source lab"):
+                resolve_target(session, str(shared), kinds=("qemu",))
+    finally:
+        db.dispose()
+
+
+def test_tool_run_refuses_a_shared_id_before_anything_runs(overlapping: Path) -> None:
+    shared = _ids(overlapping, "hosts")["nas"]
+    result = query(overlapping, "tool", "run", "proxmox.start", "--target", str(shared), "--dry-run")
+    # The static lab has no Proxmox guest: refused as naming none, with what the number is.
+    assert result.exit_code == 1 and f"other objects with that id: host/{shared}" in result.output
+    impact_result = query(overlapping, "impact", f"workload/{shared}", "-o", "json")
+    assert json.loads(impact_result.output)["target"]["type"] == "workload"
+
+
+def _url(config: Path) -> str:
+    return next(line for line in config.read_text().splitlines() if "url:" in line).split("'")[1]
 
 
 def test_the_api_keeps_plain_ids(overlapping: Path) -> None:
     """A URL says its type: /api/v1/hosts/1 is the host, however many types hold the id."""
     from inventory.queries import show_object
-    from inventory.storage.database import open_database
 
-    url = next(line for line in overlapping.read_text().splitlines() if "url:" in line).split("'")[1]
-    db = open_database(url)
+    db = open_database(_url(overlapping))
     try:
         with db.session() as session:
             assert show_object(session, "host", str(_ids(overlapping, "hosts")["nas"]))["name"] == "nas"
