@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from inventory.audit.keys import default_key_path
 from inventory.connector import ConnectorRegistry, Duration, SourceConfig
-from inventory.errors import ConfigError, ConnectorUnavailable
+from inventory.errors import ConfigError, ConnectorUnavailable, did_you_mean
 from inventory.logical.spec import LogicalService, LogicalServices
 from inventory.notify import NotifySettings
 from inventory.principals import PrincipalSettings
@@ -198,7 +198,7 @@ def build_config(
     try:
         top = TopLevel.model_validate(raw)
     except ValidationError as exc:
-        problems.append(_config_error(exc, file_label, prefix=""))
+        problems.append(_config_error(exc, file_label, prefix="", model=TopLevel))
     else:
         for target in top.notify.targets:
             _register_secrets(target)
@@ -294,7 +294,7 @@ def _load_source(
     try:
         config = model.model_validate(entry, context={"base_dir": base_dir})
     except ValidationError as exc:
-        raise _config_error(exc, file_label, prefix=key) from None
+        raise _config_error(exc, file_label, prefix=key, model=model) from None
     _register_secrets(config)
     return connector.expand(config)
 
@@ -368,8 +368,32 @@ def _expand_env(value: Any, file_label: str, key: str) -> Any:
     return value
 
 
-def _config_error(exc: ValidationError, file_label: str, prefix: str) -> ConfigError:
-    """Every error pydantic found, one per line, each naming the file and the key."""
+def _known_keys(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> list[str]:
+    """The keys the model allows where ``loc`` (an unknown key's location) sits: its siblings."""
+    import typing
+
+    for part in loc[:-1]:
+        if model is None or isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        model = None
+        pending = [field.annotation] if field else []
+        while pending:  # Optional[X], list[X], dict[str, X]: the model inside
+            annotation = pending.pop()
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                model = annotation
+                break
+            pending.extend(typing.get_args(annotation))
+    if model is None:
+        return []
+    return [field.alias or name for name, field in model.model_fields.items()]
+
+
+def _config_error(
+    exc: ValidationError, file_label: str, prefix: str, model: type[BaseModel] | None = None
+) -> ConfigError:
+    """Every error pydantic found, one per line, each naming the file and the key (an unknown key with the
+    nearest known one)."""
     problems = []
     # The input is read only to choose a hint; it never goes into a message (it may be a secret).
     for error in exc.errors(include_url=False, include_input=True):
@@ -378,7 +402,10 @@ def _config_error(exc: ValidationError, file_label: str, prefix: str) -> ConfigE
             loc = f"{loc}[{part}]" if isinstance(part, int) else (f"{loc}.{part}" if loc else str(part))
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
-            message = "unknown key"
+            loc_parts = tuple(error["loc"])
+            message = "unknown key" + (
+                did_you_mean(str(loc_parts[-1]), _known_keys(model, loc_parts)) if loc_parts else ""
+            )
         elif error["type"] == "string_pattern_mismatch":
             hint = _pattern_hint(str(error["loc"][-1]) if error["loc"] else "", error.get("input"))
             if hint:

@@ -27,6 +27,7 @@ few live beside the code that raises them and subclass a class of the tree:
     │   ├── TargetChanged      the target at its source is no longer the object the call was decided for
     │   └── TamperedRow        an approval or token row whose mac does not verify (edited without the audit key)
     ├── ToolFailed             a tool ran and its source refused or failed (names source and target)
+    ├── ListenFailed           `inventory serve` cannot take its address (the port is busy, or not ours to take)
     ├── inventory.server.auth.NotAuthenticated   no token, or one no authenticator knows (HTTP 401)
     ├── inventory.server.auth.Forbidden          a known principal lacks the permission (HTTP 403)
     ├── inventory.server.web.SignInRequired      the web UI's session is gone (a redirect to sign in)
@@ -39,6 +40,16 @@ an ``InventoryError`` leaves the CLI, with the exit code its class declares.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``; did you mean 'x'?`` for a near miss among ``choices`` (difflib), else nothing: for error messages."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 class InventoryError(Exception):
@@ -136,6 +147,10 @@ class TargetChanged(PolicyDenied):
 
 class ToolFailed(InventoryError):
     """The tool ran and its source refused or failed; the message names the source and the target."""
+
+
+class ListenFailed(InventoryError):
+    """The server's address cannot be bound: a runtime failure (exit 1), said before anything claims to serve."""
 
 
 class HarnessError(InventoryError):

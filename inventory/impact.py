@@ -25,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from inventory.errors import Ambiguous, NotFound, UsageError
+from inventory.object_ids import bare_id, objects_with_id, refuse_shared_id
 from inventory.policy.targets import Target, resolve_target, split_target
 from inventory.queries import same_machine
 from inventory.report import classify_status
@@ -163,6 +164,12 @@ def resolve_impact_target(session: Session, text: str) -> tuple[str, int]:
         return target.object_type, target.id
     if object_type is not None:
         raise UsageError(f"impact is computed for hosts and workloads, not for a {object_type}")
+    number = bare_id(text)
+    if number is not None:
+        found = objects_with_id(session, number, ("host", "workload"))
+        refuse_shared_id(text, found)
+        if found:
+            return found[0][0], found[0][1].id
     tries: list[tuple[str, tuple[str, ...]]] = [("workload", GUEST_KINDS), ("host", ()), ("workload", ())]
     for default_type, kinds in tries:
         try:

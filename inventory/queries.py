@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session, aliased
 
 from inventory.errors import Ambiguous, NotFound, UsageError
 from inventory.machines import RULE_ORDER, MatchRule
+from inventory.object_ids import bare_id, objects_with_id, parse_typed_id, refuse_shared_id
 from inventory.outcome import SyncStatus
-from inventory.schema import OBJECT_MODELS, SCHEMA, ObjectType
+from inventory.schema import OBJECT_MODELS, OBJECT_TYPES, SCHEMA, ObjectType
 from inventory.storage.models import (
     Change,
     HostRow,
@@ -289,18 +290,36 @@ _SHORT_ID = re.compile(r"[0-9a-f]{12,63}")
 
 
 def _match(
-    session: Session, object_type: str, ident: str, *, source: str | None = None, many: bool = False
+    session: Session,
+    object_type: str,
+    ident: str,
+    *,
+    source: str | None = None,
+    many: bool = False,
+    shared_ids_ambiguous: bool = False,
 ) -> list[Any]:
-    """Objects named by id, ``source/kind/external_id``, ``namespace/name``, name, external id or a
-    Docker short id (live ones first); ``source`` narrows to one source."""
+    """Objects named by id, ``TYPE/ID``, ``source/kind/external_id``, ``namespace/name``, ``TYPE/NAME``,
+    name, external id or a Docker short id (live ones first); ``source`` narrows to one source.
+    ``shared_ids_ambiguous``: a bare number that is also the id of a live object of another type is
+    ambiguous (the CLI, where one reads ids off several lists; a URL says its type)."""
     model = OBJECT_MODELS[object_type]
     base = select(model, Source.name).join(Source, Source.id == model.source_id)
     if source:
         base = base.where(Source.name == known_source(session, source))
     attempts = []
-    # Beyond a 64-bit integer no id can match (and SQLite would raise OverflowError): treat it as a name.
-    if ident.isdigit() and int(ident) < 2**63:
-        attempts.append(base.where(model.id == int(ident)))
+    typed = parse_typed_id(ident)
+    if typed is not None:
+        typed_type, typed_id = typed
+        if typed_type != object_type:
+            raise UsageError(f"{ident!r} is a {typed_type} id, not a {object_type} one")
+        attempts.append(base.where(model.id == typed_id))
+    number = bare_id(ident)
+    if number is not None:
+        if shared_ids_ambiguous:
+            found = objects_with_id(session, number, OBJECT_TYPES)
+            if any(t == object_type for t, _row, _src in found):
+                refuse_shared_id(ident, found)
+        attempts.append(base.where(model.id == number))
     # A source name may itself hold "/" (EKS context ARNs): the longest known name that prefixes it wins.
     for name in sorted(session.execute(select(Source.name)).scalars(), key=len, reverse=True):
         kind, sep, external_id = ident.removeprefix(f"{name}/").partition("/")
@@ -312,6 +331,8 @@ def _match(
     namespace, sep, name = ident.partition("/")
     if sep and hasattr(model, "namespace"):
         attempts.append(base.where(model.namespace == namespace, model.name == name))
+    if sep and namespace == object_type:  # `-o name` prints host/NAME: it names the object back
+        attempts.append(base.where(model.name == name))
     attempts.append(base.where(or_(model.name == ident, model.external_id == ident)))
     if _SHORT_ID.fullmatch(ident):
         attempts.append(base.where(model.external_id.like(f"{ident}%")))
@@ -350,7 +371,48 @@ def recent_changes(session: Session, object_type: str, object_id: int, limit: in
         .order_by(Change.at.desc(), Change.id.desc())
         .limit(limit)
     )
-    return [{"at": c.at, "action": c.action, "diff": c.diff} for c in session.execute(stmt).scalars()]
+    changes = list(session.execute(stmt).scalars())
+    moves = member_moves(session, [(c.source_id, c.diff) for c in changes])
+    return [{"at": c.at, "action": c.action, "diff": c.diff, **moved} for c, moved in zip(changes, moves, strict=True)]
+
+
+MEMBERS_FIELD = "members"
+
+
+def member_moves(session: Session, changes: Sequence[tuple[int, Any]]) -> list[dict[str, list[str]]]:
+    """For each (source id, diff) of a change: the members that joined and left a service, by name.
+
+    A service's members are stored in its diffs as references (``pod:<uid>``) that no one can read;
+    each is looked up among the workloads of its source, removed ones included (a pod that left is
+    usually gone). A reference no workload holds stays as it is. Changes without a members diff get {}.
+    """
+    wanted: set[tuple[int, str, str]] = set()
+    moves: list[tuple[int, list[str], list[str]] | None] = []
+    for source_id, diff in changes:
+        values = (diff or {}).get(MEMBERS_FIELD)
+        if not (isinstance(values, list) and len(values) == 2):
+            moves.append(None)
+            continue
+        old, new = (set(v or ()) for v in values)
+        joined, left = sorted(new - old), sorted(old - new)
+        moves.append((source_id, joined, left))
+        wanted.update((source_id, *ref.partition(":")[::2]) for ref in (*joined, *left))
+    names: dict[tuple[int, str, str], str] = {}
+    external_ids = sorted({external_id for _s, _k, external_id in wanted})
+    for start in range(0, len(external_ids), 500):  # bounded IN lists
+        stmt = select(WorkloadRow.source_id, WorkloadRow.kind, WorkloadRow.external_id, WorkloadRow.name).where(
+            WorkloadRow.external_id.in_(external_ids[start : start + 500]),
+            WorkloadRow.source_id.in_(sorted({s for s, _k, _e in wanted})),
+        )
+        for source_id, kind, external_id, name in session.execute(stmt):
+            names[(source_id, kind, external_id)] = name
+
+    def named(source_id: int, refs: list[str]) -> list[str]:
+        return sorted(names.get((source_id, *ref.partition(":")[::2]), ref) for ref in refs)
+
+    return [
+        {"members_joined": named(m[0], m[1]), "members_left": named(m[0], m[2])} if m is not None else {} for m in moves
+    ]
 
 
 def _brief(row: Any, source: str | None = None) -> dict[str, Any]:
@@ -363,11 +425,17 @@ def _brief(row: Any, source: str | None = None) -> dict[str, Any]:
 
 
 def show_object(
-    session: Session, object_type: str, ident: str, *, source: str | None = None, include_removed: bool = False
+    session: Session,
+    object_type: str,
+    ident: str,
+    *,
+    source: str | None = None,
+    include_removed: bool = False,
+    shared_ids_ambiguous: bool = False,
 ) -> dict[str, Any]:
     """One object with its links; a host's workloads are its live ones (and, with ``include_removed``,
     the removed ones apart under ``removed_workloads``)."""
-    (obj,) = _match(session, object_type, ident, source=source)
+    (obj,) = _match(session, object_type, ident, source=source, shared_ids_ambiguous=shared_ids_ambiguous)
     source = _source_name(session, obj.source_id)
     if object_type == "host":
         workloads = list(
@@ -490,6 +558,8 @@ def list_changes(
         stmt = stmt.limit(limit)
     if offset:
         stmt = stmt.offset(offset)
+    found = list(session.execute(stmt))
+    moves = member_moves(session, [(c.source_id, c.diff) for c, _src, _ns in found])
     return [
         {
             "id": c.id,
@@ -504,8 +574,10 @@ def list_changes(
             "name": c.name,
             "diff": c.diff,
             "fields": ",".join(c.diff) if c.diff else "",
+            "members_joined": moved.get("members_joined"),
+            "members_left": moved.get("members_left"),
         }
-        for c, src, ns in session.execute(stmt)
+        for (c, src, ns), moved in zip(found, moves, strict=True)
     ]
 
 
@@ -555,3 +627,16 @@ def run_warnings(source: str, stored: str | None) -> list[str]:
     """A run's warnings (``sync_runs.warnings``, one a line) without the "source 'x': " each line starts with."""
     prefix = f"source {source!r}: "
     return [line.removeprefix(prefix) for line in (stored or "").splitlines() if line.strip()]
+
+
+def object_names(session: Session, object_type: str, prefix: str, limit: int = 200) -> list[str]:
+    """The distinct names of live objects of a type that start with ``prefix`` (shell completion)."""
+    model = OBJECT_MODELS[object_type]
+    stmt = (
+        select(model.name)
+        .where(model.removed_at.is_(None), model.name.like(glob_to_like(prefix) + "%", escape="\\"))
+        .distinct()
+        .order_by(model.name)
+        .limit(limit)
+    )
+    return list(session.execute(stmt).scalars())

@@ -7,7 +7,8 @@ one fixed header per command (the command's ``fields``), rows or not.
 
 Tables are for people and for ``awk``: an empty cell is ``<none>`` so that
 column counts hold, piped output has no trailing padding and is never cut,
-and on a terminal long cells are cut with an ellipsis to fit its width, and
+and on a terminal long cells are cut with an ellipsis to fit its width
+(except with ``-o wide``), and
 coloured unless ``NO_COLOR`` is set. Control characters in cells never reach
 the terminal raw. Times are ISO 8601 with their UTC offset in every format.
 
@@ -65,12 +66,33 @@ _COLOUR_OF = {status: code for code, statuses in _STATUS_COLOURS.items() for sta
 
 @dataclass(frozen=True)
 class View:
-    """How the user asked to see a list: which columns, whether headers, ids only, sorted by what."""
+    """How the user asked to see a list: which columns, whether headers, ids only, sorted by what.
+
+    ``sort_by``: a field, ``-field`` for descending (the REST API's ``sort=-name``); empty values last either way.
+    """
 
     columns: tuple[str, ...] = ()
     headers: bool = True
     ids_only: bool = False
     sort_by: str | None = None
+
+
+# -o values beside the plain formats: kubectl's name, jsonpath=TEMPLATE and custom-columns=SPEC.
+NAME_FORMAT = "name"
+JSONPATH_PREFIX = "jsonpath="
+CUSTOM_COLUMNS_PREFIX = "custom-columns="
+# Formats that carry every field: --columns has nothing to choose there.
+WHOLE_ROW_FORMATS = ("json", "yaml", NAME_FORMAT)
+
+
+def sort_rows(rows: Sequence[Mapping[str, Any]], sort_by: str, known: Sequence[str]) -> list[Mapping[str, Any]]:
+    """Rows by ``sort_by`` (``-field``: descending), empty values last, as kubectl puts them."""
+    descending = sort_by.startswith("-")
+    field = sort_by.removeprefix("-")
+    _check_fields([field], known, "--sort-by")
+    present = [row for row in rows if _sort_key(row.get(field))[0] < 2]
+    empty = [row for row in rows if _sort_key(row.get(field))[0] == 2]
+    return sorted(present, key=lambda row: _sort_key(row.get(field)), reverse=descending) + empty
 
 
 def format_time(value: datetime) -> str:
@@ -85,6 +107,13 @@ def printable(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(ch if ch.isprintable() else _ESCAPES.get(ch) or _escaped(ch) for ch in text)
+
+
+def printable_lines(text: str) -> str:
+    """Template output: its line breaks and tabs kept, every other control character escaped; ends with a newline."""
+    lines = text.split("\n")
+    shown = "\n".join("\t".join(printable(part) for part in line.split("\t")) for line in lines)
+    return shown if shown.endswith("\n") else shown + "\n"
 
 
 def _escaped(char: str) -> str:
@@ -149,6 +178,8 @@ def json_with_visible_escapes(text: str) -> str:
 def _cell(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"  # as JSON and kubectl's tables write them, never Python's False
     if isinstance(value, datetime):
         return format_time(value)
     if isinstance(value, Mapping):
@@ -162,19 +193,33 @@ def _cell(value: Any) -> str:
 CHANGED_VALUE_WIDTH = 40
 
 
-def describe_diff(diff: Mapping[str, Any] | None) -> str:
-    """``field: old -> new`` for every changed field of a change's diff ({field: [old, new]}), in one cell."""
+def describe_diff(
+    diff: Mapping[str, Any] | None,
+    *,
+    joined: Sequence[str] | None = None,
+    left: Sequence[str] | None = None,
+    cut: bool = False,
+) -> str:
+    """``field: old -> new`` for every changed field of a change's diff ({field: [old, new]}), in one cell.
+
+    ``joined``/``left``: a service's members that came and went, by name (queries.member_moves), shown
+    instead of the two lists of references. ``cut``: each value at most CHANGED_VALUE_WIDTH (a terminal's
+    narrow table); piped and ``-o wide`` output is whole.
+    """
 
     def short(value: Any) -> str:
         if value is None or value == "":
             return EMPTY_CELL
         text = json.dumps(_plain(value), separators=(",", ":")) if isinstance(value, (Mapping, list)) else _cell(value)
-        return text if len(text) <= CHANGED_VALUE_WIDTH else text[: CHANGED_VALUE_WIDTH - 1] + ELLIPSIS
+        return text if not cut or len(text) <= CHANGED_VALUE_WIDTH else text[: CHANGED_VALUE_WIDTH - 1] + ELLIPSIS
 
     parts = []
     # Sorted: PostgreSQL's JSONB does not keep the order the diff was written in.
     for name, values in sorted((diff or {}).items()):
-        if isinstance(values, (list, tuple)) and len(values) == 2:
+        if name == "members" and joined is not None and left is not None:
+            moved = [f"+{n}" for n in joined] + [f"-{n}" for n in left]
+            parts.append(f"{name}: {' '.join(moved) or 'reordered'}")
+        elif isinstance(values, (list, tuple)) and len(values) == 2:
             parts.append(f"{name}: {short(values[0])} -> {short(values[1])}")
         else:
             parts.append(f"{name}: {short(values)}")
@@ -209,22 +254,46 @@ def render_rows(
     view: View | None = None,
     title: str | None = None,
     out: TextIO | None = None,
+    resource: str | None = None,
+    typed_ids: bool = False,
+    name_key: str = "name",
 ) -> None:
-    """``columns``: the table; ``wide``: ``-o wide`` (default: ``columns``); ``fields``: every field, the CSV header."""
+    """``columns``: the table; ``wide``: ``-o wide`` (default: ``columns``); ``fields``: every field, the CSV header.
+
+    ``resource``: what the rows are (``host``), for ``-o name`` (``host/NAME``); ``typed_ids``: ``-q`` prints
+    ``host/4``, an id no other type shares, which every command takes.
+    """
     out = out or sys.stdout
     view = view or View()
     wide = wide or columns
     fields = fields or (list(rows[0].keys()) if rows else list(dict.fromkeys([*columns, *wide])))
     known = list(dict.fromkeys([*fields, *columns, *wide]))
     if view.sort_by:
-        _check_fields([view.sort_by], known, "--sort-by")
-        rows = sorted(rows, key=lambda row: _sort_key(row.get(view.sort_by)))  # type: ignore[arg-type]
+        rows = sort_rows(rows, view.sort_by, known)
     if view.columns:
         _check_fields(view.columns, known, "--columns")
+        if fmt in WHOLE_ROW_FORMATS or fmt.startswith((JSONPATH_PREFIX, CUSTOM_COLUMNS_PREFIX)):
+            raise UsageError(f"--columns applies to tables and CSV; -o {fmt.partition('=')[0]} chooses its own fields")
     if view.ids_only:
         key = "id" if "id" in known else columns[0]
         for row in rows:
-            out.write(printable(_cell(row.get(key))) + "\n")
+            value = printable(_cell(row.get(key)))
+            out.write((f"{resource}/{value}" if typed_ids and key == "id" else value) + "\n")
+    elif fmt == NAME_FORMAT:
+        key = name_key if name_key in known else columns[0]
+        for row in rows:
+            out.write(f"{resource or 'object'}/{printable(_cell(row.get(key)))}\n")
+    elif fmt.startswith(JSONPATH_PREFIX):
+        from inventory.jsonpath import render_template
+
+        text = render_template(fmt.removeprefix(JSONPATH_PREFIX), {"kind": "List", "items": _plain(list(rows))})
+        out.write(printable_lines(text))
+    elif fmt.startswith(CUSTOM_COLUMNS_PREFIX):
+        from inventory.jsonpath import column_value, parse_custom_columns
+
+        spec = parse_custom_columns(fmt.removeprefix(CUSTOM_COLUMNS_PREFIX))
+        table = [{header: column_value(path, _plain(dict(row))) for header, path in spec} for row in rows]
+        render_table(table, [header for header, _ in spec], out=out, headers=view.headers, as_given=True)
     elif fmt == "json":
         out.write(to_json(list(rows)) + "\n")
     elif fmt == "yaml":
@@ -248,7 +317,8 @@ def render_rows(
             )
     else:
         shown = view.columns or (wide if fmt == "wide" else columns)
-        render_table(rows, shown, title=title, out=out, headers=view.headers)
+        # -o wide asks for everything: never cut, even on a terminal (as kubectl's -o wide).
+        render_table(rows, shown, title=title, out=out, headers=view.headers, fit=fmt != "wide")
 
 
 def _use_colour(out: TextIO) -> bool:
@@ -294,11 +364,15 @@ def render_table(
     title: str | None = None,
     out: TextIO | None = None,
     headers: bool = True,
+    as_given: bool = False,
+    fit: bool = True,
 ) -> None:
+    """``as_given``: the headers are the column names as they are (custom-columns), not upper-cased fields.
+    ``fit``: on a terminal, cut long cells to its width (``-o wide`` does not)."""
     out = out or sys.stdout
-    terminal = out.isatty()
+    terminal = out.isatty() and fit
     colour = _use_colour(out)
-    header = [column.upper().replace("_", " ") for column in columns]
+    header = [printable(c) if as_given else c.upper().replace("_", " ") for c in columns]
     body = [[printable(_cell(row.get(c))) or EMPTY_CELL for c in columns] for row in rows]
     lines = ([header] if headers else []) + body
     if not lines:

@@ -13,13 +13,14 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, not_, select
 from sqlalchemy.orm import Session
 
 from inventory.connector import StatusVocabulary, installed_status_vocabulary
 from inventory.machine_links import describe_ambiguous, live_host_facts
 from inventory.machines import ambiguous_uuids
 from inventory.queries import list_sources
+from inventory.render import EMPTY_CELL, format_time
 from inventory.schema import OBJECT_MODELS
 from inventory.storage.models import Change, HostRow, MachineLink, ServiceMember, ServiceRow, Source, WorkloadRow
 from inventory.timeutil import utcnow
@@ -64,7 +65,7 @@ def _sources(session: Session, names: dict[int, str], now: datetime) -> list[dic
         )
         for source_id, kind, status, count in session.execute(stmt):
             statuses = by_source[names[source_id]][object_type][kind]
-            key = status or "-"
+            key = status or EMPTY_CELL
             statuses[key] = statuses.get(key, 0) + count
     rows = []
     for src in list_sources(session):
@@ -114,7 +115,12 @@ def _problem_workloads(session: Session, names: dict[int, str]) -> list[dict[str
             HostRow.name,
         )
         .outerjoin(HostRow, HostRow.id == WorkloadRow.host_id)
-        .where(WorkloadRow.removed_at.is_(None), func.lower(WorkloadRow.status).in_(wanted))
+        .where(
+            WorkloadRow.removed_at.is_(None),
+            func.lower(WorkloadRow.status).in_(wanted),
+            # A template never runs: "stopped" is what it is, not a problem.
+            not_(func.coalesce(WorkloadRow.attributes["template"].as_boolean(), False)),
+        )
         .order_by(WorkloadRow.source_id, WorkloadRow.namespace, WorkloadRow.name)
     )
     return [
@@ -192,7 +198,7 @@ def _services_down(session: Session, names: dict[int, str]) -> dict[str, list[di
             "namespace": service.namespace,
             "name": service.name,
             "members": len(statuses),
-            "member_statuses": sorted({s or "-" for s in statuses}),
+            "member_statuses": sorted({s or EMPTY_CELL for s in statuses}),
         }
         selector = (service.attributes or {}).get("selector", _DECLARED_MEMBERS)
         if selector is _DECLARED_MEMBERS or statuses:
@@ -219,7 +225,7 @@ def _md_cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
+        return format_time(value)
     if isinstance(value, (list, tuple)):
         return ", ".join(str(v) for v in value)
     return str(value).replace("|", "\\|").replace("\n", " ")
@@ -304,8 +310,8 @@ def format_age(seconds: float | None) -> str:
 
 
 def to_markdown(report: dict[str, Any]) -> str:
-    since = report["since"].strftime("%Y-%m-%d %H:%M")
-    lines = [f"# Inventory report ({report['generated_at']:%Y-%m-%d %H:%M} UTC)", "", f"Changes since {since} UTC.", ""]
+    since = format_time(report["since"])
+    lines = [f"# Inventory report ({format_time(report['generated_at'])})", "", f"Changes since {since}.", ""]
     for title, key, columns in SECTIONS:
         if key not in report and key != "kinds":
             continue

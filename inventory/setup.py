@@ -81,6 +81,24 @@ _PROXMOX_EXAMPLE = """\
 """
 
 
+# Written only when nothing was found: every other way to start, commented (`sources: []` stays valid).
+_OTHER_EXAMPLES = """\
+  # Machines you declare by hand:
+  # - type: static
+  #   name: homelab
+  #   hosts:
+  #     - {id: nas1, name: nas, hostname: nas.lan, addresses: [192.168.1.10]}
+  # A Kubernetes cluster (a context of ~/.kubeconfig):
+  # - type: kubernetes
+  #   name: k3s
+  #   context: k3s
+  # A Docker engine elsewhere:
+  # - type: docker
+  #   name: nas
+  #   url: ssh://admin@nas.lan
+"""
+
+
 def starter_config(found: list[FoundSource]) -> str:
     """The YAML text of the starter config: the sources found, and commented examples of the rest."""
     lines = [
@@ -89,12 +107,12 @@ def starter_config(found: list[FoundSource]) -> str:
         "#   url: sqlite:///inventory.db                  # default: the user data dir; or postgresql+psycopg://...",
         "sync:",
         "  interval: 5m",
-        "sources:" if found else "sources: []",
+        "sources:" if found else "sources: []   # nothing found on this machine: replace [] with the examples below",
     ]
     for source in found:
         entry = {"type": source.type, "name": source.name, **source.settings}
         lines.append(f"  # found: {source.found_in}")
         dumped = yaml.safe_dump([entry], sort_keys=False, default_flow_style=False).rstrip("\n")
         lines.extend("  " + line for line in dumped.splitlines())
-    text = "\n".join(lines) + "\n" + _PROXMOX_EXAMPLE
+    text = "\n".join(lines) + "\n" + ("" if found else _OTHER_EXAMPLES) + _PROXMOX_EXAMPLE
     return text

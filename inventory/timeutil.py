@@ -60,3 +60,21 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     except ValueError:
         raise ValueError(f"not a duration or ISO time: {text!r} (use e.g. 1h, 7d, 2026-11-01T12:00)") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def parse_period(
+    since: str | None, until: str | None = None, now: datetime | None = None
+) -> tuple[datetime | None, datetime | None]:
+    """``--since``/``--until`` as instants; a period that can hold nothing (it starts in the future, or ends
+    before it starts) is a ValueError that says so, rather than an empty answer."""
+    now = now or utcnow()
+    since_at = parse_since(since, now) if since is not None else None
+    until_at = parse_since(until, now) if until is not None else None
+    if since_at is not None and since_at > now:
+        raise ValueError(f"since {since} is in the future (now is {now.isoformat(timespec='seconds')})")
+    if since_at is not None and until_at is not None and until_at <= since_at:
+        raise ValueError(
+            f"until {until} ({until_at.isoformat(timespec='seconds')}) is not after "
+            f"since {since} ({since_at.isoformat(timespec='seconds')})"
+        )
+    return since_at, until_at

@@ -64,3 +64,35 @@ def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         synced_lab(directory, scratch.url) as synced,
     ):
         yield synced
+
+
+@contextmanager
+def static_lab(
+    request: pytest.FixtureRequest, directory: Path, inventory: str, then: str | None = None
+) -> Iterator[Path]:
+    """A static source of ``inventory`` synced once into SQLite or a scratch PostgreSQL database (``request.param``),
+    and once more as ``then`` if given; the config's path. For modules whose tests only read: one lab per engine,
+    not one per test."""
+    config = directory / "inventory.yaml"
+
+    def synced(database_url: str) -> Path:
+        config.write_text(
+            f"database: {{url: '{database_url}'}}\nsources:\n  - {{type: static, name: lab, path: lab.yaml}}\n"
+        )
+        registry = ConnectorRegistry.discover()
+        db = open_database(database_url, migrate=True)
+        try:
+            for text in (inventory, then) if then is not None else (inventory,):
+                (directory / "lab.yaml").write_text(text)
+                outcomes = sync_all(db, load_config(config, registry=registry), registry)
+                assert all(o.ok for o in outcomes), [o.describe() for o in outcomes]
+        finally:
+            db.dispose()
+        return config
+
+    if request.param == "sqlite":
+        yield synced(f"sqlite:///{directory / 'inventory.db'}")
+        return
+    require_postgres()
+    with ScratchDatabase(POSTGRES_ADMIN_URL, prefix="inventory_test") as scratch:
+        yield synced(scratch.url)

@@ -35,13 +35,16 @@ def test_demo_runs_end_to_end_and_leaves_a_database_to_query(tmp_path: Path) -> 
     assert "One machine, several sources (4 machines seen by more than one source)" in out
     assert "k3s/node node-0000 = pve/vm node-0000" in out
     assert "docker01/docker-engine docker01 = pve/lxc docker01" in out
-    assert "Failed and stopped workloads: 2" in out and "win11" in out
+    assert "Failed and stopped workloads: 2" in out and "win11" in out  # the template is neither
+    assert "debian-12-template" not in out.split("Failed and stopped workloads")[1].split("\n\n")[0]
     changed = out.split("== What changed ==")[1]
     # Tables are aligned with a gap of their own choosing: match the words, not the spaces.
     assert re.search(r"created\s+workload\s+lxc", changed) and "test-ct-3" in changed
     assert re.search(r"removed\s+workload\s+pod", changed)
     assert "monitoring-grafana-1" in changed
     assert "Traceback" not in result.stderr
+    # The hints are commands as this one was run (here `python -m inventory`), ready to paste.
+    assert "  python -m inventory -c inventory-demo/inventory.yaml hosts list\n" in out
 
     # The queries the demo suggests work on what it made.
     config = tmp_path / "inventory-demo" / "inventory.yaml"
@@ -68,8 +71,10 @@ def test_demo_runs_end_to_end_and_leaves_a_database_to_query(tmp_path: Path) -> 
     report = run_inventory("-c", str(config), "report", "-o", "markdown", cwd=tmp_path, env=env)
     assert report.returncode == 0 and "## Hosts with no workloads" in report.stdout
 
-    # A second run starts from an empty database again.
-    again = run_inventory("demo", cwd=tmp_path, env=env, timeout=120)
+    # A second run keeps the first one's database unless told to replace it (no terminal here: no question).
+    kept = run_inventory("demo", cwd=tmp_path, env=env, timeout=120)
+    assert kept.returncode == 2 and "pass --force" in kept.stderr and "Traceback" not in kept.stderr
+    again = run_inventory("demo", "--force", cwd=tmp_path, env=env, timeout=120)
     assert again.returncode == 0, again.stderr
     assert re.search(r"pve\s+success\s+23\s+23", again.stdout)
 

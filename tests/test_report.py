@@ -72,7 +72,7 @@ def test_report_sections(tmp_path: Path, db: Database) -> None:
         "success",
     )
     assert lab["kinds"]["workload"]["vm"] == {"stopped": 1}
-    assert lab["kinds"]["host"]["machine"] == {"-": 2}
+    assert lab["kinds"]["host"]["machine"] == {"<none>": 2}
     assert report["changes"] == [
         {"source": "lab", "created": 10, "updated": 0, "removed": 0, "revived": 0, "total": 10}
     ]

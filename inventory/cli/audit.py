@@ -27,11 +27,10 @@ LIST_COLUMNS = (
 
 def _filter(since: str | None, until: str | None, **filters: Any) -> Any:
     from inventory.audit.log import AuditFilter
-    from inventory.timeutil import parse_since
+    from inventory.timeutil import parse_period
 
     try:
-        since_at = parse_since(since) if since else None
-        until_at = parse_since(until) if until else None
+        since_at, until_at = parse_period(since, until)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return AuditFilter(since=since_at, until=until_at, **filters)

@@ -56,3 +56,22 @@ class AppContext:
     def close(self) -> None:
         for cleanup in reversed(self.cleanups):
             cleanup()
+
+
+def invoked_as() -> str:
+    """The command as the user typed it, for the hints we print: `.venv/bin/inventory` stays that, a command found
+    on PATH is `inventory`, `python -m inventory` is that."""
+    import os
+    import shutil
+    import sys
+
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else "inventory"
+    if os.path.basename(argv0) == "__main__.py":
+        return "python -m inventory"
+    if os.sep not in argv0:
+        return argv0 if shutil.which(argv0) else "inventory"
+    path = os.path.abspath(argv0)
+    if shutil.which(os.path.basename(argv0)) == path:
+        return os.path.basename(argv0)  # the same program is on PATH: its bare name works
+    relative = os.path.relpath(path)
+    return relative if not relative.startswith("..") else path

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from inventory.cli.context import AppContext
+from inventory.cli.context import AppContext, invoked_as
+from inventory.errors import UsageError
 
 if TYPE_CHECKING:
     from inventory.storage.database import Database
@@ -45,12 +46,28 @@ def shared_machines(db: Database) -> list[dict[str, Any]]:
         return stored_machines(session)
 
 
-def _fresh_directory(directory: Path) -> None:
-    """The demo starts from an empty database every time (only files the demo itself writes are removed)."""
+def _fresh_directory(directory: Path, *, force: bool) -> None:
+    """The demo starts from an empty database (only files the demo itself writes are removed); an earlier
+    demo's database is replaced only with --force or a yes on a terminal."""
     directory.mkdir(parents=True, exist_ok=True)
+    database = directory / "inventory.db"
+    if database.exists() and not force:
+        where = _shown(database)
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            raise UsageError(
+                f"{where} holds an earlier demo: pass --force to start afresh (or query it: "
+                f"{invoked_as()} -c {_shown(directory / 'inventory.yaml')} hosts list)"
+            )
+        if not click.confirm(f"{where} holds an earlier demo. Replace it?", default=False, err=True):
+            raise UsageError(f"kept {where}; pass --dir DIR for a demo beside it")
     for pattern in ("inventory.db", "inventory.db-wal", "inventory.db-shm", "inventory.db.*.sync.lock"):
         for path in directory.glob(pattern):
             path.unlink()
+
+
+def _shown(path: Path) -> Path:
+    """A path as the user would type it here: relative to the working directory when under it."""
+    return path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
 
 
 @click.command("demo")
@@ -62,6 +79,7 @@ def _fresh_directory(directory: Path) -> None:
     show_default=True,
     help="Where the demo writes its config, credentials and SQLite database (kept afterwards).",
 )
+@click.option("--force", is_flag=True, help="Replace an earlier demo's database in --dir without asking.")
 @click.option("--churn", is_flag=True, help="Keep changing the lab and syncing it in the loop, until Ctrl-C.")
 @click.option("--interval", default="5s", show_default=True, help="With --churn: time between two syncs of a source.")
 @click.option("--cycles", type=click.IntRange(min=1), help="With --churn: stop after this many cycles.")
@@ -70,7 +88,13 @@ def _fresh_directory(directory: Path) -> None:
 )
 @click.pass_obj
 def demo_command(
-    app: AppContext, directory: Path, churn: bool, interval: str, cycles: int | None, metrics_port: int | None
+    app: AppContext,
+    directory: Path,
+    force: bool,
+    churn: bool,
+    interval: str,
+    cycles: int | None,
+    metrics_port: int | None,
 ) -> None:
     """Run a small homelab on loopback fakes and sync it through the real connectors: no infrastructure needed."""
     from inventory.config import load_config
@@ -83,7 +107,7 @@ def demo_command(
     from inventory.timeutil import utcnow
 
     directory = directory.resolve()
-    _fresh_directory(directory)
+    _fresh_directory(directory, force=force)
     database_url = f"sqlite:///{directory / 'inventory.db'}"
     registry: ConnectorRegistry = app.registry
     click.echo(
@@ -179,8 +203,7 @@ def _churn_loop(
 
 
 def _next_steps(config_path: Path) -> None:
-    config = config_path.relative_to(Path.cwd()) if config_path.is_relative_to(Path.cwd()) else config_path
-    prefix = f"inventory -c {config}"
+    prefix = f"{invoked_as()} -c {_shown(config_path)}"
     click.echo("\nThe database stays; try:")
     for command in (
         "hosts list",

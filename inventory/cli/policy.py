@@ -79,6 +79,19 @@ def _escalations(app: AppContext, db: Any, with_sources: bool) -> list[Any]:
     return [ImpactEscalation(db, slo_services=slo_lookup(services) if services else None)]
 
 
+def complete_tool_names(_ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion of a tool's name: the built-in and installed tools."""
+    from click.shell_completion import CompletionItem
+
+    try:
+        from inventory.policy.registry import ToolRegistry
+
+        specs = list(ToolRegistry.discover())
+    except Exception:  # completion must never print a traceback into the user's shell
+        return []
+    return [CompletionItem(spec.name, help=spec.summary) for spec in specs if spec.name.startswith(incomplete)]
+
+
 @click.group("tools")
 def tools_group() -> None:
     """Named operations on sources, with their class and arguments."""
@@ -116,7 +129,7 @@ def policy_group() -> None:
 
 
 @policy_group.command("check")
-@click.argument("tool")
+@click.argument("tool", shell_complete=complete_tool_names)
 @target_option
 @arg_option
 @actor_option
@@ -152,7 +165,7 @@ def tool_group() -> None:
 
 
 @tool_group.command("run")
-@click.argument("tool")
+@click.argument("tool", shell_complete=complete_tool_names)
 @target_option
 @arg_option
 @actor_option

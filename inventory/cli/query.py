@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -14,14 +16,76 @@ from inventory.errors import UsageError
 if TYPE_CHECKING:
     from inventory.render import View
 
+
+class ListOutput(click.ParamType):
+    """-o of list commands: the plain formats, kubectl's ``name``, ``jsonpath=TEMPLATE``, ``custom-columns=SPEC``."""
+
+    name = "format"
+    FORMATS = (*OUTPUT_FORMATS, "name")
+    PREFIXES = ("jsonpath=", "custom-columns=")
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        if text in self.FORMATS or (text.startswith(self.PREFIXES) and text.partition("=")[2]):
+            return text
+        choices = ", ".join([*self.FORMATS, "jsonpath=TEMPLATE", "custom-columns=SPEC"])
+        self.fail(f"{text!r} is not one of {choices}", param, ctx)
+
+    def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+        from click.shell_completion import CompletionItem
+
+        return [CompletionItem(f) for f in (*self.FORMATS, *self.PREFIXES) if f.startswith(incomplete)]
+
+
 output_option = click.option(
     "-o",
     "--output",
-    type=click.Choice(OUTPUT_FORMATS),
+    type=ListOutput(),
     default="table",
     show_default=True,
-    help="Output format (wide: more columns).",
+    help="Output format: table, wide (more columns), json, csv, yaml, name, jsonpath=TEMPLATE, "
+    "custom-columns=HEADER:.field,...",
 )
+
+
+def complete_kinds(_ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion of --kind: the words the installed connectors declare."""
+    from click.shell_completion import CompletionItem
+
+    try:
+        from inventory.queries import kind_vocabulary
+
+        words = sorted(kind_vocabulary().words())
+    except Exception:  # completion must never print a traceback into the user's shell
+        return []
+    return [CompletionItem(word) for word in words if word.startswith(incomplete.lower())]
+
+
+def complete_object_names(object_type: str) -> Callable[[click.Context, click.Parameter, str], list[Any]]:
+    """Shell completion of an object's name, read from the database the command line's config names."""
+
+    def complete(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[Any]:
+        from click.shell_completion import CompletionItem
+
+        root = ctx.find_root()
+        app = AppContext(config_path=root.params.get("config_path"), database_url=root.params.get("database_url"))
+        try:
+            from sqlalchemy.engine import make_url
+
+            from inventory.queries import object_names
+
+            url = make_url(app.config.database_url)
+            if url.get_backend_name() == "sqlite" and not (url.database and Path(url.database).is_file()):
+                return []  # completing a word must not create a database file
+            with app.database(check_schema=False).session() as session:
+                names = object_names(session, object_type, incomplete)
+        except Exception:  # no config, no database: nothing to offer, and never a traceback
+            return []
+        finally:
+            app.close()
+        return [CompletionItem(name) for name in names]
+
+    return complete
 
 
 def _column_list(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[str, ...]:
@@ -41,7 +105,11 @@ def list_output_options(func: Callable[..., Any]) -> Callable[..., Any]:
             ),
             click.option("--no-headers", is_flag=True, help="No header line (table, wide, CSV)."),
             click.option("-q", "--quiet", "ids_only", is_flag=True, help="Only the ids, one a line (for xargs)."),
-            click.option("--sort-by", metavar="FIELD", help="Sort the rows by this field (empty values last)."),
+            click.option(
+                "--sort-by",
+                metavar="[-]FIELD",
+                help="Sort the rows by this field, -FIELD descending (empty values last).",
+            ),
         ]
     ):
         func = option(func)
@@ -91,6 +159,8 @@ CHANGE_FIELDS = (
     "name",
     "diff",
     "fields",
+    "members_joined",
+    "members_left",
 )
 SOURCE_FIELDS = (
     "name",
@@ -111,7 +181,11 @@ def _filter_options(object_type: str) -> Callable[[Callable[..., Any]], Callable
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
             click.option("--source", shell_complete=complete_source_names, help="Only objects of this source."),
-            click.option("--kind", help="Only this kind, any case or alias (pod/po, deploy, sts, vm/qemu, ct/lxc)."),
+            click.option(
+                "--kind",
+                shell_complete=complete_kinds,
+                help="Only this kind, any case or alias (pod/po, deploy, sts, vm/qemu, ct/lxc).",
+            ),
             click.option("--status", help="Only this status (case-insensitive)."),
             click.option("--name", help="Name glob, e.g. 'web-*'."),
             click.option(
@@ -127,7 +201,12 @@ def _filter_options(object_type: str) -> Callable[[Callable[..., Any]], Callable
             list_output_options,
         ]
         if object_type in ("workload", "service"):
-            options.append(click.option("--namespace", help="Namespace or glob, e.g. 'app-*'."))
+            options.append(click.option("-n", "--namespace", help="Namespace or glob, e.g. 'app-*'."))
+            options.append(
+                click.option(
+                    "-A", "--all-namespaces", is_flag=True, help="Every namespace (the default; as kubectl's -A)."
+                )
+            )
         if object_type == "workload":
             options.append(click.option("--host", help="Only workloads on this host (name or id)."))
         for option in reversed(options):
@@ -137,14 +216,8 @@ def _filter_options(object_type: str) -> Callable[[Callable[..., Any]], Callable
     return decorate
 
 
-def _make_group(object_type: str, plural: str) -> click.Group:
-    @click.group(plural)
-    def group() -> None:
-        pass
-
-    group.help = f"Query {plural}."
-
-    @group.command("list")
+def _make_list_command(object_type: str, plural: str, name: str) -> click.Command:
+    @click.command(name)
     @_filter_options(object_type)
     @click.pass_obj
     def list_command(app: AppContext, output: str, labels: tuple[str, ...], **filters: Any) -> None:
@@ -152,25 +225,57 @@ def _make_group(object_type: str, plural: str) -> click.Group:
         from inventory.render import render_rows
 
         view = _view(filters)
+        if filters.pop("all_namespaces", False):
+            if filters.get("namespace"):
+                raise UsageError("-A/--all-namespaces and -n/--namespace ask for different things: give one")
         flt = queries.ObjectFilter(labels=queries.parse_labels(labels), **filters)
         with app.database().session() as session:
             rows = getattr(queries, f"list_{plural}")(session, flt)
         columns = TABLE_COLUMNS[object_type]
-        render_rows(rows, output, columns, wide=WIDE_COLUMNS[object_type], fields=object_fields(object_type), view=view)
+        render_rows(
+            rows,
+            output,
+            columns,
+            wide=WIDE_COLUMNS[object_type],
+            fields=object_fields(object_type),
+            view=view,
+            resource=object_type,
+            typed_ids=True,
+        )
 
     list_command.help = f"List {plural} (live ones unless --include-removed)."
+    return list_command
 
-    @group.command("show")
-    @click.argument("ident", metavar="NAME|NAMESPACE/NAME|ID|SOURCE/KIND/EXTERNAL_ID")
+
+def _make_show_command(object_type: str, name: str) -> click.Command:
+    @click.command(name)
+    @click.argument(
+        "ident",
+        metavar=f"NAME|NAMESPACE/NAME|{object_type.upper()}/ID|SOURCE/KIND/EXTERNAL_ID",
+        shell_complete=complete_object_names(object_type),
+    )
     @click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
     @click.option("--source", shell_complete=complete_source_names, help="The object of this source.")
     @click.option(
         "--include-removed", is_flag=True, hidden=object_type != "host", help="Also the removed workloads, apart."
     )
+    @click.option(
+        "-n",
+        "--namespace",
+        hidden=object_type == "host",
+        help="The object of this namespace (NAME is then its name, as kubectl's -n).",
+    )
     @click.pass_obj
-    def show_command(app: AppContext, ident: str, output: str, source: str | None, include_removed: bool) -> None:
+    def show_command(
+        app: AppContext, ident: str, output: str, source: str | None, include_removed: bool, namespace: str | None
+    ) -> None:
         from inventory.queries import show_object
         from inventory.render import render_document
+
+        if namespace:
+            if object_type == "host":
+                raise UsageError("hosts have no namespace: drop -n/--namespace")
+            ident = f"{namespace}/{ident}"
 
         with app.database().session() as session:
             declared = object_type == "service" and not source
@@ -181,10 +286,97 @@ def _make_group(object_type: str, plural: str) -> click.Group:
                 # A name the config declares is that logical service; its rows stay reachable by id.
                 render_document(evaluate(session, logical[0]).document(), output)
                 return
-            doc = show_object(session, object_type, ident, source=source, include_removed=include_removed)
+            doc = show_object(
+                session, object_type, ident, source=source, include_removed=include_removed, shared_ids_ambiguous=True
+            )
             render_document(doc, output)
 
-    show_command.help = f"One {object_type} with its links and recent changes."
+    show_command.help = (
+        f"One {object_type} with its links and recent changes. A bare number that is also another type's id "
+        f"is ambiguous: write {object_type}/ID."
+    )
+    return show_command
+
+
+def _make_group(object_type: str, plural: str) -> click.Group:
+    group = click.Group(plural, help=f"Query {plural}.")
+    group.add_command(_make_list_command(object_type, plural, "list"))
+    group.add_command(_make_show_command(object_type, "show"))
+    return group
+
+
+PLURALS = {"host": "hosts", "workload": "workloads", "service": "services"}
+
+
+class _AliasGroup(click.Group):
+    """`get`/`describe`: one subcommand per object type, under its plural and singular names (kubectl's habit)."""
+
+    def __init__(self, name: str, aliases: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(name, **kwargs)
+        self.aliases = aliases
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, self.aliases.get(cmd_name, cmd_name))
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        _name, command, rest = super().resolve_command(ctx, args)
+        return (command.name if command else None), command, rest
+
+
+def _get_group() -> click.Group:
+    group = _AliasGroup(
+        "get",
+        {**PLURALS, "change": "changes", "source": "sources"},
+        help="kubectl's habit: `get hosts|workloads|services [NAME]` lists (with NAME: shows), `get changes`.",
+    )
+    for object_type, plural in PLURALS.items():
+        group.add_command(
+            _GetObjects(
+                object_type, _make_list_command(object_type, plural, plural), _make_show_command(object_type, plural)
+            )
+        )
+    group.add_command(changes_command)
+    group.add_command(sources_command)
+    return group
+
+
+class _GetObjects(click.Command):
+    """`get hosts` lists; `get hosts NAME` shows that one (kubectl: `get pod NAME`), with the options of each."""
+
+    def __init__(self, object_type: str, lister: click.Command, shower: click.Command) -> None:
+        # NAME is declared for --help and shell completion; make_context hands a call with it to show.
+        name = click.Argument(
+            ["ident"], metavar="[NAME]", required=False, shell_complete=complete_object_names(object_type)
+        )
+        super().__init__(
+            lister.name, help=f"{lister.help} With NAME: that one (as show).", params=[*lister.params, name]
+        )
+        self.lister, self.shower = lister, shower
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        if extra.get("resilient_parsing") or {"-h", "--help"} & set(args):
+            # Shell completion and --help read this command's own params (the list's options and NAME).
+            return super().make_context(info_name, args, parent=parent, **extra)
+        positional = [a for a in args if not a.startswith("-")]
+        takes_value = {o for p in self.lister.params if isinstance(p, click.Option) and not p.is_flag for o in p.opts}
+        # A bare word that is not an option's value names one object: hand the call to show.
+        values = {args[i + 1] for i, a in enumerate(args[:-1]) if a in takes_value}
+        chosen = self.shower if any(p not in values for p in positional) else self.lister
+        return chosen.make_context(info_name, args, parent=parent, **extra)
+
+
+def _describe_group() -> click.Group:
+    group = _AliasGroup(
+        "describe",
+        {plural: singular for singular, plural in PLURALS.items()},
+        help="kubectl's habit: `describe host|workload|service NAME` (as `hosts show NAME`).",
+    )
+    for object_type in PLURALS:
+        group.add_command(_make_show_command(object_type, object_type))
     return group
 
 
@@ -192,7 +384,7 @@ def _make_group(object_type: str, plural: str) -> click.Group:
 @click.option("--since", default="1d", show_default=True, help="How far back: a duration (1h, 7d) or an ISO time.")
 @click.option("--until", help="Up to this duration ago or ISO time.")
 @click.option("--source", shell_complete=complete_source_names, help="Only this source.")
-@click.option("--kind", help="Only this kind, any case or alias.")
+@click.option("--kind", shell_complete=complete_kinds, help="Only this kind, any case or alias.")
 @click.option(
     "--type", "object_type", type=click.Choice(["host", "workload", "service"]), help="Only this object type."
 )
@@ -204,12 +396,12 @@ def changes_command(app: AppContext, since: str, until: str | None, output: str,
     """What changed: created, updated (fields old -> new), removed, revived."""
     from inventory.queries import list_changes
     from inventory.render import render_rows
-    from inventory.timeutil import parse_since
+    from inventory.timeutil import parse_period
 
     view = _view(filters)
     try:
-        since_at = parse_since(since)
-        until_at = parse_since(until) if until else None
+        since_at, until_at = parse_period(since, until)
+        assert since_at is not None  # --since has a default
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     with app.database().session() as session:
@@ -218,9 +410,17 @@ def changes_command(app: AppContext, since: str, until: str | None, output: str,
         from inventory.render import describe_diff
 
         # A table shows each changed field as old -> new; JSON, YAML and CSV keep the diff itself.
-        rows = [{**row, "changed": describe_diff(row["diff"])} for row in rows]
+        cut = output == "table" and sys.stdout.isatty()
+        rows = [
+            {
+                **row,
+                "changed": describe_diff(row["diff"], joined=row["members_joined"], left=row["members_left"], cut=cut),
+            }
+            for row in rows
+        ]
     columns = ("at", "source", "action", "object_type", "kind", "namespace", "name", "changed")
-    render_rows(rows, output, columns, wide=(*columns, "object_id", "external_id"), fields=CHANGE_FIELDS, view=view)
+    wide = (*columns, "object_id", "external_id")
+    render_rows(rows, output, columns, wide=wide, fields=CHANGE_FIELDS, view=view, resource="change")
 
 
 @click.command("sources")
@@ -234,7 +434,7 @@ def sources_command(app: AppContext, output: str, **options: Any) -> None:
     with app.database().session() as session:
         rows = list_sources(session)
     columns = ("name", "type", "hosts", "workloads", "services", "last_status", "last_run_at", "last_error")
-    render_rows(rows, output, columns, wide=SOURCE_FIELDS, fields=SOURCE_FIELDS, view=_view(options))
+    render_rows(rows, output, columns, wide=SOURCE_FIELDS, fields=SOURCE_FIELDS, view=_view(options), resource="source")
 
 
 @click.command("connectors")
@@ -245,7 +445,8 @@ def connectors_command(app: AppContext, output: str, **options: Any) -> None:
     from inventory.render import render_rows
 
     columns = ("type", "status", "module", "error")
-    render_rows(app.registry.status(), output, columns, fields=columns, view=_view(options))
+    rows = app.registry.status()
+    render_rows(rows, output, columns, fields=columns, view=_view(options), resource="connector", name_key="type")
 
 
 COMMANDS = [
@@ -255,4 +456,6 @@ COMMANDS = [
     changes_command,
     sources_command,
     connectors_command,
+    _get_group(),
+    _describe_group(),
 ]

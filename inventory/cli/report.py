@@ -28,10 +28,11 @@ def report_command(app: AppContext, since: str, output: str) -> None:
     """Per source counts by kind and status, changes, failed/stopped workloads, idle hosts,
     services with no running member."""
     from inventory.report import build_report
-    from inventory.timeutil import parse_since
+    from inventory.timeutil import parse_period
 
     try:
-        since_at = parse_since(since)
+        since_at, _ = parse_period(since)
+        assert since_at is not None  # --since has a default
     except ValueError as exc:
         raise UsageError(f"--since: {exc}") from None
     with app.database().session() as session:
@@ -44,7 +45,7 @@ def report_command(app: AppContext, since: str, output: str) -> None:
 
 
 def print_report(report: dict[str, Any], output: str) -> None:
-    from inventory.render import render_table, to_json
+    from inventory.render import format_time, render_table, to_json
     from inventory.report import SECTIONS, section_count, section_rows, to_markdown
 
     if output == "json":
@@ -52,7 +53,7 @@ def print_report(report: dict[str, Any], output: str) -> None:
     elif output == "markdown":
         click.echo(to_markdown(report))
     else:
-        click.echo(f"Inventory report, changes since {report['since']:%Y-%m-%d %H:%M} UTC")
+        click.echo(f"Inventory report, changes since {format_time(report['since'])}")
         for title, key, columns in SECTIONS:
             if key not in report and key != "kinds":
                 continue

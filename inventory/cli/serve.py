@@ -48,8 +48,10 @@ def serve_command(app: AppContext, host: str, port: int, metrics: bool, run_sync
     from inventory.server import create_app
     from inventory.server.auth import TokenAuthenticator
     from inventory.server.limits import RequestLimits
-    from inventory.server.run import serve_forever
+    from inventory.server.run import bind_listener, serve_forever
 
+    listener = bind_listener(host, port)  # a busy port fails here, before any setup or "serving on"
+    app.cleanups.append(listener.close)
     db, runner, refresher = _server_state_parts(app)
     # One of several replicas maybe: with another audit key it would write entries the others cannot verify.
     check_audit_key(db)
@@ -66,7 +68,7 @@ def serve_command(app: AppContext, host: str, port: int, metrics: bool, run_sync
     loop = _start_sync_loop(app, db, getattr(application.state, "metrics", None), runner.notifier) if run_sync else None
     click.echo(f"inventory serving on http://{host}:{port} (API /api/v1, MCP /mcp, web UI /)", err=True)
     try:
-        serve_forever(application, host, port)
+        serve_forever(application, host, port, listener)
     finally:
         refresher.stop()
         if loop is not None:

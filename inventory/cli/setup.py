@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from inventory import __version__
-from inventory.cli.context import AppContext
+from inventory.cli.context import AppContext, invoked_as
 from inventory.errors import UsageError
 
 COMPLETION_SHELLS = ("bash", "zsh", "fish")
@@ -77,6 +77,7 @@ def init_command(app: AppContext, target: Path | None, force: bool) -> None:
     from inventory.setup import discover_sources, starter_config
 
     path = target or Path(app.config_path or "inventory.yaml")
+    here = f"{invoked_as()} -c {path}"
     found = discover_sources(app.registry)
     text = starter_config(found)
     if path.exists():
@@ -93,8 +94,12 @@ def init_command(app: AppContext, target: Path | None, force: bool) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
-    click.echo(f"wrote {path} with {len(found)} source(s): {', '.join(s.name for s in found) or 'none found'}")
-    click.echo(f"next: inventory -c {path} check, then inventory -c {path} sync --once")
+    if not found:
+        click.echo(f"wrote {path}: no source found on this machine (no kubeconfig context, no local Docker engine)")
+        click.echo(f"next: edit {path}: replace `sources: []` with one of its commented examples, then {here} check")
+        return
+    click.echo(f"wrote {path} with {len(found)} source(s): {', '.join(s.name for s in found)}")
+    click.echo(f"next: {here} check, then {here} sync --once")
 
 
 @click.command("check")

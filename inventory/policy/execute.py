@@ -33,6 +33,7 @@ from inventory.errors import (
     TargetChanged,
     ToolFailed,
     UsageError,
+    did_you_mean,
 )
 from inventory.policy.classes import ToolClass
 from inventory.policy.engine import Call, Classification, Decision, EscalationSource, classify, decide
@@ -322,9 +323,9 @@ class ToolRunner:
             self._record_invalid(tool, target_text, raw_args, principal, exc, started)
             raise
         if evaluation.spec is None and evaluation.decision.effect is not Effect.DENY:
-            return self._finish(
-                evaluation, "failed", started, error=f"unknown tool {tool!r}: nothing to run", raise_error=UsageError
-            )
+            hint = did_you_mean(tool, (spec.name for spec in self.registry))
+            error = f"unknown tool {tool!r}: nothing to run{hint}"
+            return self._finish(evaluation, "failed", started, error=error, raise_error=UsageError)
         # Denied on the inventory's facts: denied without asking the source. A dry run does not ask it either.
         if evaluation.decision.effect is Effect.DENY:
             return self._deny(evaluation, started)

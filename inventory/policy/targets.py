@@ -2,7 +2,8 @@
 
 Forms, with an optional type prefix (``workload:``, ``host:``, ``service:``, ``source:``):
 
-    workload:42                    the inventory row id
+    workload:42                    the inventory row id (also workload/42)
+    42                             a row id; ambiguous when a live object of another type has it too
     workload:pve/qemu/101          source/kind/external_id
     workload:pve/101               source/external_id, or source/name
     web-1                          a name or external id anywhere (must be unique among candidates)
@@ -21,6 +22,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from inventory.errors import Ambiguous, NotFound, UsageError
+from inventory.object_ids import bare_id, describe, objects_with_id, parse_typed_id, refuse_shared_id
 from inventory.schema import OBJECT_MODELS, OBJECT_TYPES
 from inventory.storage.models import HostRow, Source
 from inventory.tags import tags_of
@@ -56,6 +58,9 @@ class Target:
 
 
 def split_target(text: str) -> tuple[str | None, str]:
+    typed = parse_typed_id(text)
+    if typed is not None:
+        return typed[0], str(typed[1])
     prefix, sep, rest = text.partition(":")
     if sep and prefix in TARGET_TYPES:
         return prefix, rest
@@ -71,8 +76,8 @@ def resolve_target(
     kinds: Sequence[str] = (),
 ) -> Target:
     """Find the one live inventory object ``text`` names, or raise NotFound / Ambiguous."""
-    object_type, ident = split_target(text.strip())
-    object_type = object_type or default_type
+    given_type, ident = split_target(text.strip())
+    object_type = given_type or default_type
     if not ident:
         raise UsageError(f"--target {text!r} names nothing")
     if object_type == "source":
@@ -91,7 +96,10 @@ def resolve_target(
     if not candidates:
         scope = f"{source_type} " if source_type else ""
         kind_text = f" of kind {'/'.join(kinds)}" if kinds else ""
-        raise NotFound(f"no live {scope}{object_type}{kind_text} matches {text!r}")
+        number = bare_id(ident) if given_type is None else None
+        others = objects_with_id(session, number, [t for t in OBJECT_MODELS if t != object_type]) if number else []
+        elsewhere = f" (other objects with that id: {'; '.join(describe(*item) for item in others)})" if others else ""
+        raise NotFound(f"no live {scope}{object_type}{kind_text} matches {text!r}{elsewhere}")
     if len(candidates) > 1:
         listed = ", ".join(
             f"{object_type}:{row.id} ({src}/{row.kind}/{row.external_id})" for row, src, _ in candidates[:10]
@@ -100,6 +108,10 @@ def resolve_target(
             f"{len(candidates)} {object_type}s match {text!r}: {listed}; name one by id or source/kind/external_id"
         )
     row, source, stype = candidates[0]
+    number = bare_id(ident)
+    if given_type is None and number is not None and row.id == number:
+        others = [t for t in OBJECT_MODELS if t != object_type]
+        refuse_shared_id(text, [(object_type, row, source), *objects_with_id(session, number, others)])
     if object_type == "host":
         machine_uuid = row.machine_uuid
     elif object_type == "workload":

@@ -137,11 +137,11 @@ def changes(
 def change_page(
     state: ServerState, since: str, until: str | None, *, limit: int, cursor: str | None, **filters: Any
 ) -> tuple[list[dict[str, Any]], int, dict[str, Any]]:
-    from inventory.timeutil import parse_since
+    from inventory.timeutil import parse_period
 
     try:
-        since_at = parse_since(since)
-        until_at = parse_since(until) if until else None
+        since_at, until_at = parse_period(since, until)
+        assert since_at is not None  # since has a default
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     fingerprint = {"list": "changes", "since": since, "until": until, **filters}

@@ -7,6 +7,7 @@ uvicorn's own log config is not used: its records go through the root handler th
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 import socket
@@ -16,6 +17,7 @@ from typing import Any
 
 import uvicorn
 
+from inventory.errors import ListenFailed
 from inventory.server.limits import H11_MAX_HEAD_BYTES
 
 
@@ -39,7 +41,29 @@ def _stop_quietly(_signum: int, _frame: Any) -> None:
     raise SystemExit(0)
 
 
-def serve_forever(app: Any, host: str, port: int) -> None:
+def bind_listener(host: str, port: int) -> socket.socket:
+    """The server's socket, bound now: a busy port (or one this user may not take) is an error that says so,
+    before anything claims to be serving. uvicorn listens on it."""
+    try:
+        family, kind, proto, _name, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise ListenFailed(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        reason = "the port is busy (another process listens on it): stop it or pick another --port"
+        if exc.errno != errno.EADDRINUSE:
+            reason = exc.strerror or str(exc)
+        raise ListenFailed(f"cannot listen on {host}:{port}: {reason}") from exc
+    return sock
+
+
+def serve_forever(app: Any, host: str, port: int, sock: socket.socket | None = None) -> None:
     """Serve until SIGINT or SIGTERM; both end in a graceful shutdown and exit code 0.
 
     uvicorn shuts down gracefully on either signal, then raises it again for the handler
@@ -49,7 +73,7 @@ def serve_forever(app: Any, host: str, port: int) -> None:
     logging.getLogger("uvicorn.error").setLevel(logging.INFO)
     previous = {sig: signal.signal(sig, _stop_quietly) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        uvicorn.Server(uvicorn_config(app, host, port)).run()
+        uvicorn.Server(uvicorn_config(app, host, port)).run(sockets=[sock] if sock is not None else None)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
