@@ -16,6 +16,7 @@ import pytest
 import yaml
 from conftest import POSTGRES_ADMIN_URL, require_postgres
 
+from inventory.audit.keys import AuditSecrets, attach
 from inventory.config import load_config
 from inventory.connector import ConnectorRegistry
 from inventory.storage.database import Database, open_database
@@ -76,11 +77,14 @@ def static_lab(
     config = directory / "inventory.yaml"
 
     def synced(database_url: str) -> Path:
+        # The lab's own audit key (not the per-test data dir's): every test of the module appends under it.
         config.write_text(
-            f"database: {{url: '{database_url}'}}\nsources:\n  - {{type: static, name: lab, path: lab.yaml}}\n"
+            f"database: {{url: '{database_url}'}}\naudit: {{key_file: '{directory / 'audit.key'}'}}\n"
+            "sources:\n  - {type: static, name: lab, path: lab.yaml}\n"
         )
         registry = ConnectorRegistry.discover()
         db = open_database(database_url, migrate=True)
+        attach(db, AuditSecrets(directory / "audit.key"))
         try:
             for text in (inventory, then) if then is not None else (inventory,):
                 (directory / "lab.yaml").write_text(text)
