@@ -41,6 +41,7 @@ from inventory.logs import outcome_fields
 from inventory.metrics import SyncMetrics
 from inventory.notify import Notifier
 from inventory.outcome import SourceOutcome, SyncStatus
+from inventory.retention import RetentionSchedule
 from inventory.storage.database import Database
 from inventory.storage.models import Source, SyncRun
 from inventory.sync import Observer, ProgressCallback, SourceRunner, select_sources
@@ -125,6 +126,8 @@ class SyncLoop:
             for s in select_sources(config, names)
         ]
         self.cycles = 0
+        # Housekeeping between syncs (retention.interval): old history pruned in small batches.
+        self.retention = RetentionSchedule(db, config.retention, clock=clock, stop=self.stop_event)
 
     def request_stop(self) -> None:
         self.stop_event.set()
@@ -163,6 +166,7 @@ class SyncLoop:
                     running.pop(name).result()  # run_source never raises for a source's failure
                 if max_cycles is not None and self.cycles >= max_cycles:
                     break
+                self.retention.run_if_due()
                 now = self.clock()
                 if until is not None and now >= until:
                     break
