@@ -61,7 +61,9 @@ def _replicaset(name: str) -> Workload:
 
 
 def _service(name: str, *members: str) -> Service:
-    return Service(kind="Service", external_id=name, name=name, namespace="default", members=tuple(Ref(POD, m) for m in members))
+    return Service(
+        kind="Service", external_id=name, name=name, namespace="default", members=tuple(Ref(POD, m) for m in members)
+    )
 
 
 def _names(db: Database, model: object) -> set[str]:
@@ -77,7 +79,9 @@ def _count(db: Database, model: object) -> int:
 def _changes_of(db: Database, external_id: str) -> list[str]:
     with db.session() as session:
         return list(
-            session.execute(select(Change.action).where(Change.external_id == external_id).order_by(Change.id)).scalars()
+            session.execute(
+                select(Change.action).where(Change.external_id == external_id).order_by(Change.id)
+            ).scalars()
         )
 
 
@@ -188,7 +192,11 @@ def test_batches_and_a_dry_run_that_deletes_nothing(db: Database) -> None:
 def test_old_changes_of_live_objects_and_old_runs_but_the_latest(db: Database) -> None:
     _sync(db, Snapshot(workloads=[_pod("web")]), T0)
     for day in range(1, 5):  # an update a day
-        _sync(db, Snapshot(workloads=[Workload(kind=POD, external_id="web", name="web", status=f"s{day}")]), T0 + day * DAY)
+        _sync(
+            db,
+            Snapshot(workloads=[Workload(kind=POD, external_id="web", name="web", status=f"s{day}")]),
+            T0 + day * DAY,
+        )
     last_success = _sync(db, Snapshot(), T0 + 5 * DAY, status="failed") - 1
     latest = _sync(db, Snapshot(), T0 + 6 * DAY, status="failed")
     _sync(db, Snapshot(workloads=[_pod("x")]), T0, source="other")  # another source's only run: its latest
