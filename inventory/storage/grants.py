@@ -4,7 +4,8 @@ Two roles: the owner runs `inventory db upgrade` (it owns every table, the trigg
 their functions); the runtime role runs the service with the grants below. It reads and
 writes the inventory, appends to the audit log (SELECT, INSERT: no UPDATE, DELETE or
 TRUNCATE), settles approvals and manages tokens; it owns nothing, so it cannot ALTER a
-table or disable a trigger.
+table or disable a trigger. Archiving the audit log (a checkpoint, then deleting the
+archived prefix) is the owner's action: the runtime role only reads the checkpoints.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ _ROLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 APPEND_ONLY = ("audit_log",)
 # Settled or revoked in place: no DELETE.
 NO_DELETE = ("approvals", "api_tokens")
-READ_ONLY = ("alembic_version",)
+READ_ONLY = ("alembic_version", "audit_checkpoints")
 
 
 def runtime_grants(role: str) -> list[str]:
