@@ -26,9 +26,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, and_, delete, exists, func, or_, select
+from sqlalchemy import ColumnElement, CursorResult, Delete, Table, and_, delete, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from inventory.config import RetentionSettings
@@ -221,10 +221,15 @@ def _delete_batch(session: Session, target: _Target, ids: Sequence[int], report:
     if not ids:
         return
     for table_name, where in (target.dependants(ids) if target.dependants else {}).items():
-        report.rows[table_name] += session.execute(delete(_DEPENDANT_TABLES[table_name]).where(where)).rowcount
+        report.rows[table_name] += deleted_rows(session, delete(_DEPENDANT_TABLES[table_name]).where(where))
     # The rule is checked again: on PostgreSQL a row changed since it was picked is left alone.
     stmt = delete(target.model).where(target.model.id.in_(ids), target.where)
-    report.rows[target.name] += session.execute(stmt.execution_options(synchronize_session=False)).rowcount
+    report.rows[target.name] += deleted_rows(session, stmt.execution_options(synchronize_session=False))
+
+
+def deleted_rows(session: Session, statement: Delete) -> int:
+    """Run a DELETE; the rows it deleted."""
+    return cast(CursorResult[Any], session.execute(statement)).rowcount
 
 
 class RetentionSchedule:
@@ -264,4 +269,4 @@ class RetentionSchedule:
         return self.last
 
 
-__all__ = ["TABLES", "PruneReport", "RetentionSchedule", "prune"]
+__all__ = ["TABLES", "PruneReport", "RetentionSchedule", "deleted_rows", "prune"]

@@ -327,14 +327,12 @@ def _start_at_checkpoint(session: Session, result: VerifyResult, audit_secrets: 
     for checkpoint in checkpoints:
         problem = None
         if checkpoint.first_seq != expected_first:
-            problem = f"{describe_checkpoint(checkpoint)} does not follow the one before (expected entry {expected_first})"
+            problem = f"{describe_checkpoint(checkpoint)} does not follow the one before (entry {expected_first} next)"
         elif audit_secrets is not None:
             if audit_secrets.key(create=False) is None:
                 problem = f"{describe_checkpoint(checkpoint)} cannot be authenticated: the audit key is missing"
             elif not hmac.compare_digest(checkpoint.mac, checkpoint_mac(audit_secrets, checkpoint)):
-                problem = (
-                    f"{describe_checkpoint(checkpoint)} does not carry a valid mac: it was written without the audit key"
-                )
+                problem = f"{describe_checkpoint(checkpoint)} does not carry a valid mac: written without the audit key"
         if problem is not None:
             result.problem = VerifyProblem(checkpoint.last_seq, "checkpoint", problem)
             return False
@@ -647,11 +645,27 @@ def export_jsonl(session: Session, out: IO[str], flt: AuditFilter = AuditFilter(
     hashes: each line can be re-hashed off the box, and the last line is a checkpoint for `audit verify`."""
     count = 0
     for entry in _select(session, flt):
-        row = {name: getattr(entry, name) for name in _COLUMNS}
-        row["at"] = canonical_at(row["at"])
-        out.write(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n")
+        out.write(export_line(entry))
         count += 1
     return count
+
+
+def export_line(entry: Any) -> str:
+    """One entry as a line of an export or archive: every column, ``at`` as hashed, JSON fields as their text."""
+    row = {name: getattr(entry, name) for name in _COLUMNS}
+    row["at"] = canonical_at(row["at"])
+    return json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def line_fields(line: str) -> dict[str, Any]:
+    """An export or archive line back as stored fields (``at`` a datetime); KeyError/ValueError/TypeError if not one."""
+    raw = json.loads(line)
+    fields = {name: raw[name] for name in _COLUMNS}
+    fields["at"] = datetime.fromisoformat(fields["at"])
+    for name in ("seq", "approval_id", "duration_us"):
+        if fields[name] is not None and not isinstance(fields[name], int):
+            raise TypeError(f"{name} is not an integer")
+    return fields
 
 
 __all__ = [
@@ -666,7 +680,9 @@ __all__ = [
     "checkpoint_mac",
     "compute_hash",
     "export_jsonl",
+    "export_line",
     "get_entry",
+    "line_fields",
     "list_entries",
     "read_checkpoint",
     "verify_chain",
