@@ -166,7 +166,7 @@ class SyncLoop:
                     running.pop(name).result()  # run_source never raises for a source's failure
                 if max_cycles is not None and self.cycles >= max_cycles:
                     break
-                self.retention.run_if_due()
+                self.retention.start_if_due()
                 now = self.clock()
                 if until is not None and now >= until:
                     break
@@ -188,6 +188,7 @@ class SyncLoop:
                 self._sleep(max(0.0, wake - now))
             for future in running.values():  # stopping: the syncs in progress finish (or are aborted)
                 future.result()
+        self.retention.wait()
         return self.cycles
 
     def _sleep(self, seconds: float) -> None:

@@ -233,7 +233,8 @@ def deleted_rows(session: Session, statement: Delete) -> int:
 
 
 class RetentionSchedule:
-    """The loop's hook: prune at start, then every ``retention.interval``; a failed prune never stops a sync."""
+    """The loop's hook: prune at start, then every ``retention.interval``, on a thread of its own so that no
+    sync waits for it; a failed prune is a warning and never stops a sync."""
 
     def __init__(
         self,
@@ -249,11 +250,25 @@ class RetentionSchedule:
         self.stop = stop
         self.next_due = clock()
         self.last: PruneReport | None = None
+        self._thread: threading.Thread | None = None
 
-    def run_if_due(self) -> PruneReport | None:
+    def start_if_due(self) -> bool:
+        """Start a prune if one is due and none is running; True if one started."""
         if self.settings.interval <= 0 or self.clock() < self.next_due:
-            return None
+            return False
+        if self._thread is not None and self._thread.is_alive():
+            return False
         self.next_due = self.clock() + self.settings.interval
+        self._thread = threading.Thread(target=self.run, name="retention", daemon=True)
+        self._thread.start()
+        return True
+
+    def wait(self) -> None:
+        """Until the prune in progress ends (a stopping loop's prune ends at its next batch)."""
+        if self._thread is not None:
+            self._thread.join()
+
+    def run(self) -> PruneReport | None:
         try:
             self.last = prune(self.db, self.settings, stop=self.stop)
         except Exception as exc:  # pruning is housekeeping: the sync goes on, the next prune tries again

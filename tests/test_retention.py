@@ -225,17 +225,18 @@ def test_the_loop_prunes_on_schedule_and_a_failed_prune_never_stops_it(
         _sync(db, Snapshot(), T0, source="gone", status="failed")  # three runs long ago, by a source now gone
     clock = [0.0]
     loop = SyncLoop(db, config, registry, coordinate=False, clock=lambda: clock[0], sleep=lambda _s: None)
-    loop.run(max_cycles=1)
+    loop.run(max_cycles=1)  # waits for its prune before it returns
     assert loop.retention.last is not None and loop.retention.last.rows["sync_runs"] == 2  # the latest one stays
-    assert loop.retention.run_if_due() is None  # due again an hour later, not before
+    assert not loop.retention.start_if_due()  # due again an hour later, not before
     clock[0] += 3600
-    assert loop.retention.run_if_due() is not None
+    assert loop.retention.start_if_due()
+    loop.retention.wait()
 
     # A database the prune cannot read: a warning, and nothing raised.
     broken = Database(f"sqlite:///{tmp_path / 'empty.db'}")
     try:
         with caplog.at_level(logging.WARNING, logger="inventory.retention"):
-            assert RetentionSchedule(broken, RetentionSettings()).run_if_due() is None
+            assert RetentionSchedule(broken, RetentionSettings()).run() is None
     finally:
         broken.dispose()
     assert "retention: pruning failed" in caplog.text and "syncing goes on" in caplog.text
