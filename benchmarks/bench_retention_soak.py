@@ -342,7 +342,7 @@ class Soak:
 
 
 def database_bytes(db: Database) -> int:
-    """Bytes the data takes: pages in use on SQLite (freed pages are reused, not returned), the database on PostgreSQL."""
+    """Bytes the data takes: pages in use on SQLite (freed pages are reused, not returned); PostgreSQL: the database."""
     with db.engine.connect() as conn:
         if db.dialect == "sqlite":
             pages = conn.execute(text("PRAGMA page_count")).scalar_one()
