@@ -29,6 +29,10 @@ ATTACKS = [
     "DROP TRIGGER audit_log_extend_head ON audit_log",
     "DROP TABLE audit_log",
     "CREATE TABLE audit_shadow (x int)",
+    # Archiving is the owner's: the runtime role can neither record a checkpoint nor remove one.
+    "INSERT INTO audit_checkpoints (first_seq, last_seq, entry_hash, archived_at, archived_by, archive_name, "
+    "archive_sha256, mac) VALUES (1, 1, 'h', now(), 'mallory', 'f', 's', 'm')",
+    "DELETE FROM audit_checkpoints",
 ]
 
 
