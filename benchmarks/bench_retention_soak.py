@@ -44,13 +44,14 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_reconcile import FixedConnector  # a source that answers one snapshot
 from click.testing import CliRunner
 from sqlalchemy import text
 
 from inventory.cli import cli
 from inventory.config import RetentionSettings
-from inventory.connector import Connector, SourceConfig
 from inventory.records import Host, Ref, Service, Snapshot, Workload
 from inventory.retention import prune
 from inventory.storage.database import Database, open_database
@@ -86,17 +87,6 @@ class FakeClock:
         for name in CLOCKED:
             module = importlib.import_module(name)
             module.utcnow = self  # type: ignore[attr-defined]
-
-
-class FixedConnector(Connector):
-    type_name = "kubernetes"
-
-    def __init__(self, snapshot: Snapshot) -> None:
-        super().__init__(SourceConfig(type="kubernetes", name="prod"))
-        self.snapshot = snapshot
-
-    def collect(self) -> Snapshot:
-        return self.snapshot
 
 
 class Cluster:
