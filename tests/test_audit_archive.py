@@ -4,6 +4,7 @@ an edited or missing archive and a forged checkpoint fail, naming the entry."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -17,7 +18,7 @@ from sqlalchemy.exc import DBAPIError
 
 from inventory.audit.archive import archive, verify_with_archives
 from inventory.audit.keys import secrets_for
-from inventory.audit.log import AuditRecord, append, verify_chain
+from inventory.audit.log import AuditRecord, append, checkpoint_mac, export_line, verify_chain
 from inventory.audit.models import AuditCheckpoint, AuditEntry
 from inventory.cli import cli
 from inventory.errors import UsageError
@@ -186,3 +187,35 @@ def test_the_runtime_role_only_reads_checkpoints() -> None:
     grants = runtime_grants("inventory")
     assert any(g.startswith("GRANT SELECT ON") and "audit_checkpoints" in g for g in grants)
     assert not any("audit_checkpoints" in g for g in grants if "INSERT" in g or "DELETE" in g)
+
+
+def test_an_interrupted_archive_verifies_and_the_next_run_finishes_it(db: Database, tmp_path: Path) -> None:
+    """The file and the checkpoint were written, the process died before deleting: entries 1..3 linger."""
+    _fill(db, 5)
+    path = tmp_path / "a.jsonl"
+    with db.session() as session:
+        entries = session.execute(select(AuditEntry).where(AuditEntry.seq <= 3).order_by(AuditEntry.seq)).scalars()
+        path.write_text("".join(export_line(entry) for entry in entries))
+        last_hash = session.execute(select(AuditEntry.entry_hash).where(AuditEntry.seq == 3)).scalar_one()
+    checkpoint = AuditCheckpoint(
+        first_seq=1,
+        last_seq=3,
+        entry_hash=last_hash,
+        archived_at=_at(db, 5),
+        archived_by="operator",
+        archive_name=path.name,
+        archive_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+    )
+    checkpoint.mac = checkpoint_mac(secrets_for(db), checkpoint)
+    with db.write_session() as session:
+        session.add(checkpoint)
+
+    for in_python in (False, True):
+        with db.session() as session:
+            alone = verify_chain(session, in_python=in_python, audit_secrets=secrets_for(db))
+        assert alone.ok and (alone.start_seq, alone.checked) == (3, 2)
+    assert _verify(db, path).ok and _verify(db, path).archived == 3
+    out = _cli(db, tmp_path, "archive", "--before", "2000-01-01")
+    assert out.exit_code == 0 and "3 archived entries left by an earlier run deleted" in out.output
+    assert _seqs(db) == [4, 5]
+    assert _verify(db, path).ok
