@@ -23,7 +23,10 @@ The default windows here are shorter than the config's (removed objects 1d, chan
 runs 7d instead of 30d / 180d / 30d) so that 30 simulated days reach retention's steady state:
 with window W the database holds W days of churn from day W on, so with the defaults day 30
 is the first day of the steady state, and the soak would need 60 days to show it.
-``--removed 30d --days 60`` runs that (it takes about twice as long).
+``--removed 30d --days 60`` runs that (it takes about twice as long). The cluster starts as a
+day finds it (a batch of CronJob runs listed, each Deployment's previous ReplicaSet kept), so
+that day 1's syncs carry the same churn as day 30's; before measuring it prunes once more, as
+the loop's hourly prune would have since the last sync.
 
     .venv/bin/python benchmarks/bench_retention_soak.py                      # SQLite, full scale
     .venv/bin/python benchmarks/bench_retention_soak.py --scale 0.2 --postgres postgresql+psycopg://postgres@127.0.0.1:5432/postgres
@@ -97,7 +100,8 @@ class Cluster:
         self.nodes = [self._node(i) for i in range(nodes)]
         self.node_refs = [Ref("node", n.external_id) for n in self.nodes]
         self.deployments = max(1, (pods - cronjobs * CRON_HISTORY) // REPLICAS)
-        self.revision = [1] * self.deployments
+        # Revision 2 at the start: the previous ReplicaSet is there, as after any rollout.
+        self.revision = [2] * self.deployments
         self.restarts: dict[str, int] = {}
         self.cronjobs = cronjobs
         self.cron_runs: list[int] = []  # run numbers of the current batch
@@ -298,6 +302,8 @@ class Soak:
 
     def measure(self, clock: FakeClock) -> dict[str, float]:
         clock.now += timedelta(minutes=30)  # the last sync's changes are within the hour
+        if self.retention is not None:  # the loop prunes every hour, so also between a sync and now
+            self.pruned += prune(self.db, self.retention).total
         runner = CliRunner()
         show = f"team-{7 % NAMESPACES:02d}/app-0007"
         commands = {
@@ -307,6 +313,7 @@ class Soak:
         }
         figures: dict[str, float] = {}
         for name, args in commands.items():
+            runner.invoke(cli, ["--database-url", self.url, *args])  # untimed: lazy imports, a warm cache
             times = []
             for _ in range(self.options.repeat):
                 started = time.perf_counter()
@@ -355,6 +362,9 @@ def run(urls: dict[str, str], options: Any) -> None:
     started = time.perf_counter()
     for soak in soaks:
         clock.now = T0
+        # The cluster as the simulated days find it: a batch of CronJob runs listed, which day 1 replaces.
+        soak.cluster.next_cron_batch(0, int(timedelta(days=1) / options.syncs_per_day / CRON_EVERY))
+        soak.cron_run = len(soak.cluster.cron_runs)
         first = soak.sync(clock)
         print(
             f"{soak.label}: first sync of {first.objects:,} objects "
