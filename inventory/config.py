@@ -16,10 +16,10 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError
 
 from inventory.audit.keys import default_key_path
 from inventory.connector import ConnectorRegistry, Duration, SourceConfig
@@ -67,6 +67,34 @@ class SyncSettings(BaseModel):
     deadline: Duration = Field(default=600.0, gt=0)
 
 
+def _keep_for(value: Any) -> Any:
+    """A retention window: a duration, or ``0`` / ``never`` to keep for ever (stored as 0)."""
+    if isinstance(value, str) and value.strip().lower() in ("never", "forever", "0"):
+        return 0.0
+    return value
+
+
+# Seconds a thing is kept; 0 keeps it for ever.
+KeepFor = Annotated[Duration, BeforeValidator(_keep_for), Field(ge=0)]
+
+
+class RetentionSettings(BaseModel):
+    """How long history is kept (inventory/retention.py prunes it; the audit log is never pruned, only archived)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # A removed object (with its change rows and service memberships) this long after its removal.
+    removed_objects: KeepFor = 30 * 86400.0
+    # Change rows older than this, of every object (a live object keeps its row and first_seen_at).
+    changes: KeepFor = 180 * 86400.0
+    # Sync runs older than this; each source's latest run and latest success are always kept.
+    sync_runs: KeepFor = 30 * 86400.0
+    # How often the sync loop (and `serve --sync`) prunes; 0: never (run `inventory db prune` instead).
+    interval: KeepFor = 3600.0
+    # Rows deleted per transaction: short locks, on every engine.
+    batch_size: int = Field(default=5000, ge=1, le=20_000)
+
+
 class PolicySettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -103,6 +131,7 @@ class TopLevel(BaseModel):
     audit: AuditSettings = AuditSettings()
     sync: SyncSettings = SyncSettings()
     backup: BackupSettings = BackupSettings()
+    retention: RetentionSettings = RetentionSettings()
     notify: NotifySettings = NotifySettings()
     sources: list[dict[str, Any]] = Field(default_factory=list)
     services: LogicalServices = Field(default_factory=list)
@@ -123,6 +152,7 @@ class Config:
     audit_key_file: Path = field(default_factory=default_key_path)
     audit_head_file: Path | None = None
     backup: BackupSettings = field(default_factory=BackupSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
 
     def source(self, name: str) -> SourceConfig:
         for src in self.sources:
@@ -250,6 +280,7 @@ def build_config(
         audit_key_file=_anchor(top.audit.key_file, base_dir) if top.audit.key_file else default_key_path(),
         audit_head_file=_anchor(top.audit.head_file, base_dir) if top.audit.head_file else None,
         backup=_anchored_backup(top.backup, base_dir),
+        retention=top.retention,
     )
 
 

@@ -43,6 +43,7 @@ from inventory.logs import outcome_fields
 from inventory.metrics import SyncMetrics
 from inventory.notify import Notifier
 from inventory.outcome import SourceOutcome, SyncStatus
+from inventory.retention import RetentionSchedule
 from inventory.storage.database import Database
 from inventory.storage.models import Source, SyncRun
 from inventory.sync import Observer, ProgressCallback, SourceRunner, select_sources
@@ -127,6 +128,8 @@ class SyncLoop:
             for s in select_sources(config, names)
         ]
         self.cycles = 0
+        # Housekeeping between syncs (retention.interval): old history pruned in small batches.
+        self.retention = RetentionSchedule(db, config.retention, clock=clock, stop=self.stop_event)
 
     def request_stop(self) -> None:
         self.stop_event.set()
@@ -169,6 +172,7 @@ class SyncLoop:
                     running.pop(name).result()  # run_source never raises for a source's failure
                 if max_cycles is not None and self.cycles >= max_cycles:
                     break
+                self.retention.start_if_due()
                 now = self.clock()
                 if until is not None and now >= until:
                     break
@@ -190,6 +194,7 @@ class SyncLoop:
                 self._sleep(max(0.0, wake - now))
             for future in running.values():  # stopping: the syncs in progress finish (or are aborted)
                 future.result()
+        self.retention.wait()
         return self.cycles
 
     def _sleep(self, seconds: float) -> None:

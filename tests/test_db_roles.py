@@ -37,6 +37,10 @@ ATTACKS = [
     "TRUNCATE audit_head",
     "ALTER TABLE audit_head DISABLE TRIGGER USER",
     "DROP TRIGGER audit_log_advance_head ON audit_log",
+    # Archiving is the owner's: the runtime role can neither record a checkpoint nor remove one.
+    "INSERT INTO audit_checkpoints (first_seq, last_seq, entry_hash, archived_at, archived_by, archive_name, "
+    "archive_sha256, mac) VALUES (1, 1, 'h', now(), 'mallory', 'f', 's', 'm')",
+    "DELETE FROM audit_checkpoints",
 ]
 
 

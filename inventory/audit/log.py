@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session
 
 from inventory.audit.head import read_database_head, require_same_key
 from inventory.audit.keys import AuditSecrets, secrets_for
-from inventory.audit.models import AuditEntry
+from inventory.audit.models import AuditCheckpoint, AuditEntry
 from inventory.errors import UsageError
 from inventory.redact import redact_text, redact_value
 from inventory.render import json_with_visible_escapes
@@ -239,6 +239,11 @@ class VerifyResult:
     last_seq: int = 0
     last_hash: str = GENESIS_HASH
     problem: VerifyProblem | None = None
+    # Where the database's part of the chain starts: after the newest audit checkpoint (0: the first entry).
+    start_seq: int = 0
+    start_hash: str = GENESIS_HASH
+    # Entries checked in archive files before the database's part (inventory/audit/archive.py).
+    archived: int = 0
 
     @property
     def ok(self) -> bool:
@@ -253,11 +258,14 @@ class Checkpoint:
     entry_hash: str
 
 
-def _chain_rows(session: Session, batch: int = 20_000) -> Iterator[tuple[int, str, str, str]]:
-    """(seq, prev_hash, entry_hash, payload) in chain order, streamed, the payload rebuilt in Python."""
+def _chain_rows(session: Session, after: int, batch: int = 20_000) -> Iterator[tuple[int, str, str, str]]:
+    """(seq, prev_hash, entry_hash, payload) after entry ``after`` in chain order, streamed, payloads rebuilt here."""
     columns = [getattr(AuditEntry, name) for name in _COLUMNS]
     result = session.execute(
-        select(*columns).order_by(AuditEntry.seq).execution_options(stream_results=True, yield_per=batch)
+        select(*columns)
+        .where(AuditEntry.seq > after)
+        .order_by(AuditEntry.seq)
+        .execution_options(stream_results=True, yield_per=batch)
     )
     for row in result:
         fields = row._mapping
@@ -278,11 +286,17 @@ def verify_chain(
     checked off the box. Both find the same first problem. Then every entry's mac is checked
     with the audit key (an entry re-chained without the key fails), and the head file must
     still be in the log (a cut-off tail fails).
+
+    After ``inventory audit archive`` the walk starts at the newest audit checkpoint: the first
+    entry left must follow it; with the key, every checkpoint's mac is checked first.
     """
+    result = VerifyResult()
+    if not _start_at_checkpoint(session, result, audit_secrets):
+        return result
     if session.get_bind().dialect.name == "postgresql" and not in_python:
-        result = _verify_on_server(session)
+        _verify_on_server(session, result)
     else:
-        result = _verify_here(session)
+        _verify_here(session, result)
     if audit_secrets is not None:
         _check_macs(session, result, audit_secrets)
         if result.ok:
@@ -294,12 +308,55 @@ def verify_chain(
     return result
 
 
+def checkpoint_mac(audit_secrets: AuditSecrets, checkpoint: AuditCheckpoint) -> str:
+    """The mac of an audit checkpoint row: its range, its last entry's hash and its archive file's hash."""
+    return audit_secrets.keyed_digest(
+        "audit-checkpoint",
+        f"{checkpoint.first_seq}\n{checkpoint.last_seq}\n{checkpoint.entry_hash}\n{checkpoint.archive_sha256}",
+    )
+
+
+def load_checkpoints(session: Session) -> list[AuditCheckpoint]:
+    return list(session.execute(select(AuditCheckpoint).order_by(AuditCheckpoint.last_seq)).scalars())
+
+
+def describe_checkpoint(checkpoint: AuditCheckpoint) -> str:
+    return (
+        f"the checkpoint after entry {checkpoint.last_seq} (entries {checkpoint.first_seq}..{checkpoint.last_seq} "
+        f"archived to {checkpoint.archive_name} on {canonical_at(checkpoint.archived_at)[:19]}Z)"
+    )
+
+
+def _start_at_checkpoint(session: Session, result: VerifyResult, audit_secrets: AuditSecrets | None) -> bool:
+    """Start ``result`` after the newest checkpoint; False (with the problem set) if the checkpoints are not sound."""
+    checkpoints = load_checkpoints(session)
+    expected_first = 1
+    for checkpoint in checkpoints:
+        problem = None
+        if checkpoint.first_seq != expected_first:
+            problem = f"{describe_checkpoint(checkpoint)} does not follow the one before (entry {expected_first} next)"
+        elif audit_secrets is not None:
+            if audit_secrets.key(create=False) is None:
+                problem = f"{describe_checkpoint(checkpoint)} cannot be authenticated: the audit key is missing"
+            elif not hmac.compare_digest(checkpoint.mac, checkpoint_mac(audit_secrets, checkpoint)):
+                problem = f"{describe_checkpoint(checkpoint)} does not carry a valid mac: written without the audit key"
+        if problem is not None:
+            result.problem = VerifyProblem(checkpoint.last_seq, "checkpoint", problem)
+            return False
+        expected_first = checkpoint.last_seq + 1
+    if checkpoints:
+        newest = checkpoints[-1]
+        result.start_seq, result.start_hash = newest.last_seq, newest.entry_hash
+        result.last_seq, result.last_hash = result.start_seq, result.start_hash
+    return True
+
+
 def _check_macs(session: Session, result: VerifyResult, audit_secrets: AuditSecrets) -> None:
     """The first entry (up to the chain's first problem) whose mac is wrong, or missing after keyed entries."""
     limit = result.problem.seq if result.problem else result.last_seq
     rows = session.execute(
         select(AuditEntry.seq, AuditEntry.entry_hash, AuditEntry.mac)
-        .where(AuditEntry.seq < limit + (0 if result.problem else 1))
+        .where(AuditEntry.seq > result.start_seq, AuditEntry.seq < limit + (0 if result.problem else 1))
         .order_by(AuditEntry.seq)
     )
     keyed = False
@@ -325,7 +382,7 @@ def _check_macs(session: Session, result: VerifyResult, audit_secrets: AuditSecr
 
 def _check_head(session: Session, result: VerifyResult, audit_secrets: AuditSecrets) -> None:
     head = audit_secrets.read_head()
-    if head is None or head.seq < 1:
+    if head is None or head.seq <= result.start_seq:  # archived (the newest entry is never archived)
         return
     stored = session.execute(select(AuditEntry.entry_hash).where(AuditEntry.seq == head.seq)).scalar()
     if stored is None:
@@ -385,14 +442,16 @@ def _check_database_head(session: Session, result: VerifyResult, audit_secrets: 
 def _restart_at(session: Session, result: VerifyResult, problem: VerifyProblem) -> None:
     """Report ``problem``, with the good part of the chain ending just before it."""
     result.problem = problem
-    result.checked = problem.seq - 1
+    result.checked = problem.seq - 1 - result.start_seq
     before = session.execute(
         select(AuditEntry.seq, AuditEntry.entry_hash)
-        .where(AuditEntry.seq < problem.seq)
+        .where(AuditEntry.seq < problem.seq, AuditEntry.seq > result.start_seq)
         .order_by(AuditEntry.seq.desc())
         .limit(1)
     ).first()
-    result.last_seq, result.last_hash = (before.seq, before.entry_hash) if before else (0, GENESIS_HASH)
+    result.last_seq, result.last_hash = (
+        (before.seq, before.entry_hash) if before else (result.start_seq, result.start_hash)
+    )
 
 
 def _removed(expected_seq: int, seq: int) -> VerifyProblem:
@@ -413,11 +472,10 @@ def _changed(seq: int) -> VerifyProblem:
     return VerifyProblem(seq, "changed", f"entry {seq} was changed: its content no longer matches its hash")
 
 
-def _verify_here(session: Session) -> VerifyResult:
-    result = VerifyResult()
-    expected_seq, prev_hash = 1, GENESIS_HASH
+def _verify_here(session: Session, result: VerifyResult) -> None:
+    expected_seq, prev_hash = result.start_seq + 1, result.start_hash
     sha256 = hashlib.sha256
-    for seq, stored_prev, entry_hash, payload_text in _chain_rows(session):
+    for seq, stored_prev, entry_hash, payload_text in _chain_rows(session, result.start_seq):
         if seq != expected_seq:
             result.problem = _removed(expected_seq, seq)
         elif stored_prev != prev_hash:
@@ -430,7 +488,6 @@ def _verify_here(session: Session) -> VerifyResult:
         result.checked += 1
         result.last_seq, result.last_hash = seq, prev_hash
         expected_seq = seq + 1
-    return result
 
 
 # One slice of the chain, [lo, hi], checked by the server in one ordered scan: each entry's
@@ -440,11 +497,12 @@ def _verify_here(session: Session) -> VerifyResult:
 _PG_WALK = f"""
 WITH walked AS (
     SELECT seq,
-           coalesce(lag(seq) OVER w + 1, 1) AS expected_seq,
-           prev_hash = coalesce(lag(entry_hash) OVER w, repeat('0', 64)) AS linked,
+           coalesce(lag(seq) OVER w + 1, :start_seq + 1) AS expected_seq,
+           prev_hash = coalesce(lag(entry_hash) OVER w, :start_hash) AS linked,
            encode(sha256(convert_to(prev_hash || E'\\n' || {_PG_PAYLOAD}, 'UTF8')), 'hex') = entry_hash AS intact
     FROM audit_log
-    WHERE seq <= :hi AND seq >= coalesce((SELECT max(seq) FROM audit_log WHERE seq < :lo), :lo)
+    WHERE seq <= :hi
+      AND seq >= coalesce((SELECT max(seq) FROM audit_log WHERE seq < :lo AND seq > :start_seq), :lo)
     WINDOW w AS (ORDER BY seq)
 )
 SELECT seq, expected_seq, linked, intact FROM walked
@@ -455,55 +513,58 @@ ORDER BY seq LIMIT 1
 _PARALLEL_FROM = 50_000
 
 
-def _verify_on_server(session: Session) -> VerifyResult:
+def _verify_on_server(session: Session, result: VerifyResult) -> None:
     """The chain walked by PostgreSQL, in slices on parallel connections for a long chain."""
     import os
     from concurrent.futures import ThreadPoolExecutor
 
-    result = VerifyResult()
+    first = result.start_seq + 1
+    start = {"start_seq": result.start_seq, "start_hash": result.start_hash}
     last = session.execute(
         select(AuditEntry.seq, AuditEntry.entry_hash).order_by(AuditEntry.seq.desc()).limit(1)
     ).first()
-    if last is None:
-        return result
-    slices = max(1, min(4, os.cpu_count() or 1)) if last.seq >= _PARALLEL_FROM else 1
-    step = -(-last.seq // slices)
-    bounds = [(lo, min(lo + step - 1, last.seq)) for lo in range(1, last.seq + 1, step)]
+    if last is None or last.seq < first:
+        return
+    entries = last.seq - result.start_seq
+    slices = max(1, min(4, os.cpu_count() or 1)) if entries >= _PARALLEL_FROM else 1
+    step = -(-entries // slices)
+    bounds = [(lo, min(lo + step - 1, last.seq)) for lo in range(first, last.seq + 1, step)]
     engine = session.get_bind()
 
     def walk(lo: int, hi: int) -> Any:
         with engine.connect() as conn:  # type: ignore[union-attr]
-            return conn.execute(text(_PG_WALK), {"lo": lo, "hi": hi}).first()
+            return conn.execute(text(_PG_WALK), {"lo": lo, "hi": hi, **start}).first()
 
     if len(bounds) == 1:
-        found = [session.execute(text(_PG_WALK), {"lo": 1, "hi": last.seq}).first()]
+        found = [session.execute(text(_PG_WALK), {"lo": first, "hi": last.seq, **start}).first()]
     else:
         with ThreadPoolExecutor(max_workers=len(bounds)) as pool:
             found = list(pool.map(lambda b: walk(*b), bounds))
     bad = next((row for row in found if row is not None), None)  # slices are in seq order
     if bad is None:
-        result.checked, result.last_seq, result.last_hash = last.seq, last.seq, last.entry_hash
-        return result
+        result.checked, result.last_seq, result.last_hash = entries, last.seq, last.entry_hash
+        return
     seq, expected_seq, linked, _intact = bad
     if seq != expected_seq:
         result.problem = _removed(expected_seq, seq)
-        result.checked = expected_seq - 1
+        result.checked = expected_seq - 1 - result.start_seq
     else:
         result.problem = _out_of_order(seq) if not linked else _changed(seq)
-        result.checked = seq - 1
+        result.checked = seq - 1 - result.start_seq
     before = session.execute(
         select(AuditEntry.seq, AuditEntry.entry_hash)
-        .where(AuditEntry.seq < seq)
+        .where(AuditEntry.seq < seq, AuditEntry.seq > result.start_seq)
         .order_by(AuditEntry.seq.desc())
         .limit(1)
     ).first()
     if before is not None:
         result.last_seq, result.last_hash = before.seq, before.entry_hash
-    return result
 
 
 def _check_checkpoint(session: Session, result: VerifyResult, checkpoint: Checkpoint) -> None:
     """The exported entry must still be there with the same hash (the chain alone cannot show a cut-off tail)."""
+    if checkpoint.seq <= result.start_seq:  # archived since: `audit verify --archive` checks it in its archive
+        return
     stored = session.execute(select(AuditEntry.entry_hash).where(AuditEntry.seq == checkpoint.seq)).scalar()
     if stored is None:
         result.problem = VerifyProblem(
@@ -633,12 +694,28 @@ def export_jsonl(session: Session, out: IO[str], flt: AuditFilter = AuditFilter(
     hashes: each line can be re-hashed off the box, and the last line is a checkpoint for `audit verify`."""
     count = 0
     for entry in _select(session, flt):
-        row = {name: getattr(entry, name) for name in _COLUMNS}
-        row["at"] = canonical_at(row["at"])
-        # Bidi overrides and control characters as \u escapes (the same JSON): an export may be read on a terminal.
-        out.write(json_with_visible_escapes(json.dumps(row, sort_keys=True, ensure_ascii=False)) + "\n")
+        out.write(export_line(entry))
         count += 1
     return count
+
+
+def export_line(entry: Any) -> str:
+    """One entry as a line of an export or archive: every column, ``at`` as hashed, JSON fields as their text."""
+    row = {name: getattr(entry, name) for name in _COLUMNS}
+    row["at"] = canonical_at(row["at"])
+    # Bidi overrides and control characters as \u escapes (the same JSON): an export may be read on a terminal.
+    return json_with_visible_escapes(json.dumps(row, sort_keys=True, ensure_ascii=False)) + "\n"
+
+
+def line_fields(line: str) -> dict[str, Any]:
+    """An export or archive line back as stored fields (``at`` a datetime); KeyError/ValueError/TypeError if not one."""
+    raw = json.loads(line)
+    fields = {name: raw[name] for name in _COLUMNS}
+    fields["at"] = datetime.fromisoformat(fields["at"])
+    for name in ("seq", "approval_id", "duration_us"):
+        if fields[name] is not None and not isinstance(fields[name], int):
+            raise TypeError(f"{name} is not an integer")
+    return fields
 
 
 __all__ = [
@@ -650,9 +727,12 @@ __all__ = [
     "VerifyResult",
     "append",
     "append_in",
+    "checkpoint_mac",
     "compute_hash",
     "export_jsonl",
+    "export_line",
     "get_entry",
+    "line_fields",
     "list_entries",
     "read_checkpoint",
     "verify_chain",

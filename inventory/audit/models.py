@@ -120,6 +120,31 @@ class AuditHeadRow(Base):
     mac: Mapped[str | None] = mapped_column(String(64))
 
 
+class AuditCheckpoint(Base):
+    """Where the database's part of the chain starts: the last entry moved to an archive file, and that file's hash.
+
+    Written by ``inventory audit archive`` (inventory/audit/archive.py) before it deletes the
+    entries up to ``last_seq``. The database refuses a checkpoint that does not name an entry
+    of the log by seq and hash, that skips entries or that would archive the newest entry, and
+    it refuses to delete an entry above the newest checkpoint, or to change a checkpoint
+    (migrations/versions/0006_retention.py). ``mac`` keys the row with the audit key, so that
+    whoever can only write the database cannot forge one.
+    """
+
+    __tablename__ = "audit_checkpoints"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    first_seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
+    last_seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), unique=True)
+    entry_hash: Mapped[str] = mapped_column(String(64))
+    archived_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    archived_by: Mapped[str] = mapped_column(String(200))
+    # The archive file's name (as given) and the sha256 of its bytes.
+    archive_name: Mapped[str] = mapped_column(String(1000))
+    archive_sha256: Mapped[str] = mapped_column(String(64))
+    mac: Mapped[str] = mapped_column(String(64))
+
+
 class Approval(Base):
     __tablename__ = "approvals"
 

@@ -1,4 +1,4 @@
-"""`inventory audit list|show|verify|export`: read the immutable audit log and prove it whole."""
+"""`inventory audit list|show|verify|export|archive`: read the immutable audit log, prove it whole, archive it."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def _filter_options(func: Any) -> Any:
             "--outcome",
             help="success, failed, denied, pending, rejected, approved, expired, dry_run, invalid, partial, started.",
         ),
-        click.option("--event", type=click.Choice(["tool_call", "approval", "sync", "token", "restore"])),
+        click.option("--event", type=click.Choice(["tool_call", "approval", "sync", "token", "restore", "archive"])),
         click.option("--target", help="Target or target name contains this."),
         click.option("--since", help="From this long ago (7d, 1h) or ISO time."),
         click.option("--until", help="Up to this long ago or ISO time."),
@@ -107,11 +107,24 @@ def show_command(app: AppContext, seq: int, output: str) -> None:
     is_flag=True,
     help="Re-hash every entry here instead of in the database (PostgreSQL walks it itself).",
 )
+@click.option(
+    "--archive",
+    "archives",
+    multiple=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help="An `audit archive` file (repeat for each, any order): archives and database are checked as one chain.",
+)
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_obj
-def verify_command(app: AppContext, checkpoint: str | None, in_python: bool, output: str) -> None:
+def verify_command(
+    app: AppContext, checkpoint: str | None, in_python: bool, archives: tuple[str, ...], output: str
+) -> None:
     """Walk the hash chain, check every entry's mac with the audit key and the head file; report the first entry
-    changed, removed, out of order, forged or cut off, and exit 1 if any."""
+    changed, removed, out of order, forged or cut off, and exit 1 if any.
+
+    After `audit archive` the database's part starts at its newest checkpoint; with --archive the archived
+    entries are checked too, each file against the sha256 its checkpoint recorded."""
+    from inventory.audit.archive import verify_with_archives
     from inventory.audit.keys import secrets_for
     from inventory.audit.log import read_checkpoint, verify_chain
     from inventory.audit.restore import restore_notes
@@ -120,7 +133,10 @@ def verify_command(app: AppContext, checkpoint: str | None, in_python: bool, out
     mark = read_checkpoint(checkpoint) if checkpoint else None
     db = app.database()
     with db.session() as session:
-        result = verify_chain(session, mark, in_python=in_python, audit_secrets=secrets_for(db))
+        if archives:
+            result = verify_with_archives(session, archives, secrets_for(db), in_python=in_python)
+        else:
+            result = verify_chain(session, mark, in_python=in_python, audit_secrets=secrets_for(db))
         restores = restore_notes(session, secrets_for(db), result)
     if output == "json":
         click.echo(
@@ -128,6 +144,8 @@ def verify_command(app: AppContext, checkpoint: str | None, in_python: bool, out
                 {
                     "ok": result.ok,
                     "checked": result.checked,
+                    "archived": result.archived,
+                    "starts_after": result.start_seq,
                     "last_seq": result.last_seq,
                     "last_hash": result.last_hash,
                     "problem": None
@@ -138,9 +156,16 @@ def verify_command(app: AppContext, checkpoint: str | None, in_python: bool, out
             )
         )
     elif result.ok:
-        click.echo(
-            f"ok: {result.checked} entries, chain intact up to entry {result.last_seq} ({result.last_hash[:16]})"
-        )
+        if archives:
+            where = f"{result.archived} archived entries and {result.checked} in the database, one chain from entry 1"
+        elif result.start_seq:
+            where = (
+                f"{result.checked} entries, starting at the checkpoint after entry {result.start_seq} "
+                "(archived entries not checked: give --archive)"
+            )
+        else:
+            where = f"{result.checked} entries"
+        click.echo(f"ok: {where}, chain intact up to entry {result.last_seq} ({result.last_hash[:16]})")
         for note in restores:
             click.echo(f"restore: {note}")
     else:
@@ -175,6 +200,42 @@ def export_command(
             click.echo(f"{count} entries written to {path}", err=True)
         else:
             export_jsonl(session, sys.stdout, flt)
+
+
+@audit_group.command("archive")
+@click.option("--before", required=True, help="Archive the entries older than this (ISO date or time, or 90d ago).")
+@click.option(
+    "--file",
+    "path",
+    type=click.Path(dir_okay=False),
+    help="The archive to write (never overwritten; default audit-<first>-<last>.jsonl here).",
+)
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.pass_obj
+def archive_command(app: AppContext, before: str, path: str | None, output: str) -> None:
+    """Move old entries to an archive file (JSON lines with both hashes and the mac), leaving a keyed checkpoint.
+
+    Run it as the database owner; keep the file: `audit verify --archive FILE` checks it and the
+    database as one chain. The newest entry always stays in the database."""
+    from inventory.audit.archive import archive
+    from inventory.render import to_json
+    from inventory.timeutil import parse_since
+
+    try:
+        cutoff = parse_since(before)
+    except ValueError as exc:
+        raise UsageError(f"--before: {exc}") from None
+    result = archive(app.database(), cutoff, path, actor=app.principal().name)
+    if output == "json":
+        click.echo(to_json(result.as_dict()))
+    elif result.entries:
+        click.echo(
+            f"archived entries {result.first_seq}..{result.last_seq} ({result.entries}) to {result.path} "
+            f"(sha256 {result.sha256}); {result.deleted} deleted from the database"
+        )
+    else:
+        left = f" ({result.deleted} archived entries left by an earlier run deleted)" if result.deleted else ""
+        click.echo(f"nothing to archive before {before}{left}")
 
 
 COMMANDS = [audit_group]

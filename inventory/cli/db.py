@@ -127,3 +127,27 @@ def restore_command(app: AppContext, file: str, force: bool) -> None:
     click.echo(f"audit log: {outcome.note.describe()}")
     if db.dialect == "postgresql":
         click.echo("grants are not restored: run `inventory db grant ROLE --apply` for the service's runtime role")
+
+
+@db_group.command("prune")
+@click.option("--dry-run", is_flag=True, help="Count what would go, per table; delete nothing.")
+@click.option(
+    "--batch-size", type=click.IntRange(1, 20_000), help="Rows per transaction (default: retention.batch_size)."
+)
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_obj
+def prune_command(app: AppContext, dry_run: bool, batch_size: int | None, output: str) -> None:
+    """Delete history older than the config's retention: removed objects, old changes, old sync runs.
+
+    The sync loop does this every retention.interval; the audit log is never pruned (see `audit archive`).
+    """
+    from inventory.render import render_rows, to_json
+    from inventory.retention import prune
+
+    report = prune(app.database(), app.config.retention, dry_run=dry_run, batch_size=batch_size)
+    if output == "json":
+        click.echo(to_json(report.as_dict()))
+        return
+    verb = "would delete" if dry_run else "deleted"
+    render_rows([{"table": table, verb: count} for table, count in report.rows.items()], "table", ("table", verb))
+    click.echo(f"{verb} {report.total} rows in {report.batches} batches ({report.seconds:.1f}s)", err=True)

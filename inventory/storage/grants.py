@@ -9,6 +9,8 @@ nothing, so it cannot ALTER or DROP a table or disable a trigger. It
 - appends to the audit log and to token_revocations (SELECT, INSERT: no UPDATE, DELETE or TRUNCATE);
 - only reads ``audit_head``: the owner's SECURITY DEFINER trigger moves it at each append, so the
   runtime role can neither move it back nor remove it;
+- only reads ``audit_checkpoints``: archiving the audit log (a checkpoint, then deleting the
+  archived prefix) is the owner's action;
 - inserts approvals and tokens and may UPDATE only the columns that settling an approval or
   revoking a token changes (``SETTLED_COLUMNS``): a requester, tool, target, arguments,
   token name, hash or groups can not be rewritten in place, and every row carries a mac besides
@@ -31,8 +33,8 @@ SETTLED_COLUMNS = {
     "approvals": ("status", "decided_by", "decided_at", "reason", "outcome", "request_seq", "mac"),
     "api_tokens": ("revoked_at", "revoked_by", "mac"),
 }
-# Kept by the owner's triggers (audit_head) or by migrations (alembic_version): read only.
-READ_ONLY = ("alembic_version", "audit_head")
+# Kept by the owner's triggers (audit_head), archives (audit_checkpoints) or migrations (alembic_version): read only.
+READ_ONLY = ("alembic_version", "audit_checkpoints", "audit_head")
 
 
 def serial_sequences(tables: dict[str, Any]) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """replicas: web sessions in the database, the audit head kept by the database itself
 
 Revision ID: 0007_replicas
-Revises: 0005_machines
+Revises: 0006_retention
 Create Date: 2026-12-06
 
 Several `inventory serve` processes on one database share what one process used to keep:
@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007_replicas"
-down_revision = "0005_machines"
+down_revision = "0006_retention"
 branch_labels = None
 depends_on = None
 
