@@ -7,10 +7,12 @@ import configparser
 import importlib.util
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -440,3 +442,40 @@ def test_the_loop_tells_systemd_it_is_ready_and_stopping(tmp_path: Path) -> None
         finally:
             process.wait(timeout=60)
     assert process.returncode == 0
+
+
+def test_every_image_in_the_kubernetes_manifests_is_the_one_the_readme_builds() -> None:
+    version = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["version"]
+    built = f"inventory:{version}"
+    assert f"docker build -t {built} ." in (PROJECT_ROOT / "README.md").read_text()
+    images = []
+    for manifest in sorted((DEPLOY / "kubernetes").glob("*.yaml")):
+        for document in yaml.safe_load_all(manifest.read_text()):
+            images += [m.group(1) for m in re.finditer(r"'image': '([^']+)'", str(document))]
+    assert images and set(images) == {built}, images  # a placeholder image (ghcr.io/example/...) pulls nothing
+
+
+def test_no_service_unit_migrates_as_the_runtime_role() -> None:
+    migrate = _unit("inventory-migrate.service")
+    assert migrate.get("Service", "ExecStart").endswith("inventory db upgrade")
+    # The owner's URL (PostgreSQL) comes from a file read after the SQLite default, and may be absent.
+    assert migrate.get("Service", "EnvironmentFile") == "-/etc/inventory/owner.env"
+    for name in ("inventory-sync.service", "inventory.service"):
+        unit = _unit(name)
+        assert not unit.has_option("Service", "ExecStartPre"), name  # no `db upgrade` as the runtime role
+        assert "inventory-migrate.service" in unit.get("Unit", "Requires")
+        assert "inventory-migrate.service" in unit.get("Unit", "After")
+
+
+def test_unit_hints_and_documentation_point_at_what_the_install_steps_make() -> None:
+    installed = (DEPLOY / "systemd" / "inventory-sync.service").read_text()
+    for unit_file in sorted((DEPLOY / "systemd").glob("*.service")):
+        text = unit_file.read_text()
+        documentation = _unit(unit_file.name).get("Unit", "Documentation")
+        assert documentation.startswith("file://")
+        # The install steps copy the README there: a pip install alone creates nothing under /opt for it.
+        assert "/usr/share/doc/inventory/README.md" in installed and documentation.endswith(
+            "/usr/share/doc/inventory/README.md"
+        ), unit_file.name
+        if unit_file.name != "inventory-migrate.service":
+            assert "SupplementaryGroups=docker" in text and "kubeconfig" in text, unit_file.name
