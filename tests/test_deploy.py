@@ -242,9 +242,10 @@ def check_command_line(argv: list[str]) -> str | None:
     command: click.Command = cli
     rest = list(argv)
     while isinstance(command, click.Group):
-        if not rest or rest[0] not in command.commands:
+        found = command.get_command(click.Context(command), rest[0]) if rest else None
+        if found is None:
             return f"no command {rest[:1]}"
-        command, rest = command.commands[rest[0]], rest[1:]
+        command, rest = found, rest[1:]
     try:
         command.make_context(command.name, rest)
     except click.UsageError as exc:

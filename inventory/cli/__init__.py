@@ -34,8 +34,47 @@ class CommandError(click.ClickException):
         self.exit_code = exit_code  # type: ignore[misc]
 
 
+# Each command's module, imported only when that command runs (or help lists them all): a one-shot command
+# does not pay for importing every other one. tests/test_cli_lazy.py holds this map to what the modules define.
+LAZY_COMMANDS: dict[str, str] = {
+    "sync": "inventory.cli.sync",
+    "status": "inventory.cli.status",
+    "report": "inventory.cli.report",
+    "demo": "inventory.cli.demo",
+    "db": "inventory.cli.db",
+    **dict.fromkeys(
+        ("hosts", "workloads", "services", "changes", "sources", "connectors", "get", "describe"), "inventory.cli.query"
+    ),
+    **dict.fromkeys(("version", "completion", "init", "check"), "inventory.cli.setup"),
+    **dict.fromkeys(("tools", "policy", "tool", "approvals"), "inventory.cli.policy"),
+    "audit": "inventory.cli.audit",
+    "tokens": "inventory.cli.tokens",
+    **dict.fromkeys(("ansible", "export"), "inventory.cli.exports"),
+    "impact": "inventory.cli.impact",
+    **dict.fromkeys(("serve", "mcp"), "inventory.cli.serve"),
+}
+
+
+def module_commands(module_name: str) -> list[click.Command]:
+    """The top-level click commands a command module declares in its ``COMMANDS``."""
+    import importlib
+
+    return list(importlib.import_module(module_name).COMMANDS)
+
+
 class InventoryGroup(click.Group):
-    """The top-level group: its own options are accepted after the subcommand too (`hosts list -c FILE`)."""
+    """The top-level group: its own options are accepted after the subcommand too (`hosts list -c FILE`); its
+    commands are imported when first asked for (``LAZY_COMMANDS``)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in LAZY_COMMANDS:
+            for command in module_commands(LAZY_COMMANDS[cmd_name]):
+                if command.name is not None:
+                    self.commands.setdefault(command.name, command)
+        return self.commands.get(cmd_name)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if ctx.parent is None:
@@ -143,30 +182,6 @@ def cli(ctx: click.Context, config_path: str | None, database_url: str | None, v
     app = AppContext(config_path=config_path, database_url=database_url)
     ctx.obj = app
     ctx.call_on_close(app.close)
-
-
-def _register() -> None:
-    from inventory.cli import db, demo, query, report, setup, status, sync
-
-    cli.add_command(sync.sync_command)
-    cli.add_command(status.status_command)
-    cli.add_command(report.report_command)
-    cli.add_command(demo.demo_command)
-    cli.add_command(db.db_group)
-    for command in [*query.COMMANDS, *setup.COMMANDS]:
-        cli.add_command(command)
-    # Tools, policy, approvals, API tokens and the audit log.
-    from inventory.cli import audit, policy, tokens
-
-    for command in [*policy.COMMANDS, *audit.COMMANDS, *tokens.COMMANDS]:
-        cli.add_command(command)
-    from inventory.cli import exports, impact, serve
-
-    for command in [*exports.COMMANDS, *impact.COMMANDS, *serve.COMMANDS]:
-        cli.add_command(command)
-
-
-_register()
 
 
 def main() -> None:

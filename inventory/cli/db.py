@@ -151,3 +151,6 @@ def prune_command(app: AppContext, dry_run: bool, batch_size: int | None, output
     verb = "would delete" if dry_run else "deleted"
     render_rows([{"table": table, verb: count} for table, count in report.rows.items()], "table", ("table", verb))
     click.echo(f"{verb} {report.total} rows in {report.batches} batches ({report.seconds:.1f}s)", err=True)
+
+
+COMMANDS = [db_group]

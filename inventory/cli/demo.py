@@ -216,3 +216,6 @@ def _next_steps(config_path: Path) -> None:
         "status",
     ):
         click.echo(f"  {prefix} {command}")
+
+
+COMMANDS = [demo_command]

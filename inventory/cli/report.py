@@ -62,3 +62,6 @@ def print_report(report: dict[str, Any], output: str) -> None:
             if rows:
                 sys.stdout.flush()
                 render_table(rows, columns)
+
+
+COMMANDS = [report_command]

@@ -102,3 +102,6 @@ def status_command(app: AppContext, max_age: str | None, output: str) -> None:
         click.echo("STALE no sources configured or synced", err=True)
     if stale or not watched:
         raise SystemExit(1)
+
+
+COMMANDS = [status_command]

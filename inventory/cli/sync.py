@@ -483,3 +483,6 @@ def _sync_loop(
         sd_notify("READY=1", f"STATUS=syncing {len(loop.schedule)} source(s)")
         cycles = loop.run(max_cycles=max_cycles)
     log.info("sync loop stopped after %d cycle(s)", cycles)
+
+
+COMMANDS = [sync_command]
