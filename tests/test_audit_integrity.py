@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
-from sqlalchemy import text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import DBAPIError
 
 from inventory.audit.keys import secrets_for
@@ -24,11 +24,13 @@ from inventory.audit.log import (
     append,
     canonical_json,
     compute_hash,
+    prepare_fields,
     verify_chain,
 )
 from inventory.audit.models import AuditEntry
 from inventory.cli import cli
-from inventory.storage.database import SCHEMA_REVISION, Database
+from inventory.storage.database import SCHEMA_REVISION, Database, open_database
+from inventory.timeutil import utcnow
 
 
 def _fill(db: Database, count: int = 6) -> None:
@@ -200,3 +202,37 @@ def test_no_downgrade_drops_the_audit_log(db: Database, tmp_path: Path) -> None:
     assert db.current_revision() == SCHEMA_REVISION
     verified = runner.invoke(cli, ["--config", str(config), "audit", "verify"])
     assert verified.exit_code == 0 and "ok: 3 entries" in verified.output
+
+
+def test_a_temp_table_named_audit_log_cannot_stand_in_for_the_log(postgres_url: str) -> None:
+    """PostgreSQL looks in pg_temp first: the chain trigger must read the real log, whatever the caller made.
+    (SQLite has no schemas or search_path: a TEMP table cannot shadow a trigger's table there.)"""
+    db = open_database(postgres_url, migrate=True)
+    try:
+        _temp_table_attack(db)
+    finally:
+        db.dispose()
+
+
+def _temp_table_attack(db: Database) -> None:
+    _fill(db, 2)
+    fake_head = "f" * 64
+    fields = prepare_fields(AuditRecord(event="tool_call", actor="mallory", outcome="success"), utcnow())
+    forged = {
+        **fields,
+        "seq": 3,
+        "prev_hash": fake_head,
+        "entry_hash": compute_hash(fake_head, fields),
+        "mac": "0" * 64,
+    }
+    with db.engine.connect() as conn:
+        # A head of the caller's choosing, in a table the trigger would find first by an unqualified name.
+        conn.execute(text("CREATE TEMP TABLE audit_log AS SELECT * FROM public.audit_log"))
+        conn.execute(text("UPDATE pg_temp.audit_log SET entry_hash = :fake WHERE seq = 2"), {"fake": fake_head})
+        # Into the real log (an unqualified name would now mean the TEMP table): its trigger must refuse.
+        real_log = conn.execution_options(schema_translate_map={None: "public"})
+        with pytest.raises(DBAPIError, match="must extend the head"):
+            real_log.execute(insert(AuditEntry.__table__).values(**forged))
+        conn.rollback()
+    with db.session() as session:
+        assert session.execute(select(func.max(AuditEntry.seq))).scalar_one() == 2
