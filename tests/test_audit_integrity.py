@@ -232,7 +232,7 @@ def _temp_table_attack(db: Database) -> None:
         # Into the real log (an unqualified name would now mean the TEMP table): its trigger must refuse.
         real_log = conn.execution_options(schema_translate_map={None: "public"})
         with pytest.raises(DBAPIError, match="must extend the head"):
-            real_log.execute(insert(AuditEntry.__table__).values(**forged))
+            real_log.execute(insert(AuditEntry).values(**forged))
         conn.rollback()
     with db.session() as session:
         assert session.execute(select(func.max(AuditEntry.seq))).scalar_one() == 2
