@@ -236,3 +236,49 @@ def _temp_table_attack(db: Database) -> None:
         conn.rollback()
     with db.session() as session:
         assert session.execute(select(func.max(AuditEntry.seq))).scalar_one() == 2
+
+
+def _disable_head_triggers(db: Database) -> None:
+    """What the owner of the database (or any writer of a SQLite file) can do to the head it keeps."""
+    with db.engine.begin() as conn:
+        if db.dialect == "postgresql":
+            conn.execute(text("ALTER TABLE audit_head DISABLE TRIGGER USER"))
+        else:
+            for name in ("audit_head_forward_only", "audit_head_no_delete"):
+                conn.execute(text(f"DROP TRIGGER {name}"))
+
+
+def test_stripped_macs_and_a_missing_or_rolled_back_head_never_verify(db: Database) -> None:
+    _fill(db, 4)
+    audit_secrets = secrets_for(db)
+    assert _verify(db).ok
+    _disable_triggers(db)
+    _disable_head_triggers(db)
+
+    # Every mac stripped (the hashes do not change): it would pass for a log written before the key existed.
+    with db.engine.begin() as conn:
+        conn.execute(text("UPDATE audit_log SET mac = NULL"))
+        conn.execute(text("UPDATE audit_head SET mac = NULL"))
+    stripped = _verify(db)
+    assert stripped.problem is not None and stripped.problem.kind == "forged"
+    assert "entry 4, the head, carries no valid mac" in stripped.problem.message
+
+    # ... and the head file deleted too: the tail cannot be checked, which is never ok.
+    audit_secrets.head_file.unlink()
+    unchecked = _verify(db)
+    assert unchecked.problem is not None and unchecked.problem.kind == "unchecked"
+
+    # The tail cut and every head rolled back to the entry before it, the file's written without the key.
+    with db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_log WHERE seq = 4"))
+        conn.execute(
+            text(
+                "UPDATE audit_head SET seq = a.seq, entry_hash = a.entry_hash, mac = a.mac "
+                "FROM (SELECT seq, entry_hash, mac FROM audit_log WHERE seq = 3) AS a"
+            )
+        )
+        third = conn.execute(text("SELECT entry_hash FROM audit_log WHERE seq = 3")).scalar_one()
+    audit_secrets.head_file.write_text(json.dumps({"seq": 3, "entry_hash": third}))
+    rolled_back = _verify(db)
+    assert rolled_back.problem is not None and rolled_back.problem.kind == "forged"
+    assert "is not signed with the audit key" in rolled_back.problem.message

@@ -39,6 +39,9 @@ def default_key_path() -> Path:
 class AuditHead:
     seq: int
     entry_hash: str
+    # HMAC under the audit key in the head's own domain (``head_mac``): not an entry's mac, so that a head
+    # cannot be made from any entry of the log by whoever lacks the key. None in head files of older versions.
+    mac: str | None = None
 
 
 class AuditSecrets:
@@ -97,10 +100,29 @@ class AuditSecrets:
     def mac(self, seq: int, entry_hash: str) -> str:
         return self.keyed_digest("audit", f"{seq}\n{entry_hash}")
 
+    def head_mac(self, seq: int, entry_hash: str) -> str:
+        return self.keyed_digest("audit-head", f"{seq}\n{entry_hash}")
+
+    def head_text(self, seq: int, entry_hash: str) -> str:
+        """The head file's content: the newest seq and hash, signed when the key exists."""
+        record: dict[str, Any] = {"seq": seq, "entry_hash": entry_hash}
+        if self.key(create=False) is not None:
+            record["mac"] = self.head_mac(seq, entry_hash)
+        return json.dumps(record) + "\n"
+
+    def head_signed(self, head: AuditHead) -> bool:
+        """Whether the head was written by a holder of the key (False without a key)."""
+        return (
+            head.mac is not None
+            and self.key(create=False) is not None
+            and hmac.compare_digest(head.mac, self.head_mac(head.seq, head.entry_hash))
+        )
+
     def read_head(self) -> AuditHead | None:
         try:
             raw: Any = json.loads(self.head_file.read_text(encoding="utf-8"))
-            return AuditHead(int(raw["seq"]), str(raw["entry_hash"]))
+            mac = raw.get("mac")
+            return AuditHead(int(raw["seq"]), str(raw["entry_hash"]), str(mac) if mac is not None else None)
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -115,10 +137,14 @@ class AuditSecrets:
         with open(lock_path, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             current = self.read_head()
-            if current is not None and current.seq >= seq:
+            if (
+                current is not None
+                and current.seq >= seq
+                and (current.mac is not None or self.key(create=False) is None)
+            ):
                 return
             scratch = self.head_file.with_name(self.head_file.name + ".new")
-            scratch.write_text(json.dumps({"seq": seq, "entry_hash": entry_hash}) + "\n", encoding="utf-8")
+            scratch.write_text(self.head_text(seq, entry_hash), encoding="utf-8")
             os.replace(scratch, self.head_file)
 
 

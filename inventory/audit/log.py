@@ -229,7 +229,7 @@ def record_sync(db: Database, outcome: Any) -> Any:
 @dataclass
 class VerifyProblem:
     seq: int
-    kind: str  # changed | removed | out_of_order | forged | truncated | checkpoint
+    kind: str  # changed | removed | out_of_order | forged | truncated | checkpoint | unchecked
     message: str
 
 
@@ -299,10 +299,11 @@ def verify_chain(
         _verify_here(session, result)
     if audit_secrets is not None:
         _check_macs(session, result, audit_secrets)
-        if result.ok:
-            _check_head(session, result, audit_secrets)
+        # The database's head first: where it still stands, it tells a cut tail exactly.
         if result.ok:
             _check_database_head(session, result, audit_secrets)
+        if result.ok:
+            _check_head(session, result, audit_secrets)
     if result.ok and checkpoint is not None:
         _check_checkpoint(session, result, checkpoint)
     return result
@@ -381,8 +382,30 @@ def _check_macs(session: Session, result: VerifyResult, audit_secrets: AuditSecr
 
 
 def _check_head(session: Session, result: VerifyResult, audit_secrets: AuditSecrets) -> None:
+    """The head file, once a key exists: present, signed with the key, in the log, and its entry keyed.
+
+    Without the head the tail cannot be checked (whoever cut the log could delete it), and an unsigned
+    head could be written back to any entry of the log; an entry at the head without a valid mac is a
+    log whose macs were stripped and re-chained (entries before the key existed never reach a head).
+    """
     head = audit_secrets.read_head()
-    if head is None or head.seq <= result.start_seq:  # archived (the newest entry is never archived)
+    keyed = audit_secrets.key(create=False) is not None
+    if head is None:
+        if keyed and result.last_seq > result.start_seq:
+            message = (
+                f"the tail cannot be checked: the head file {audit_secrets.head_file} is missing (every append "
+                "writes it beside the key; copy it from a machine that appends, or run `serve`/`sync` here once)"
+            )
+            result.problem = VerifyProblem(result.last_seq, "unchecked", message)
+        return
+    if keyed and not audit_secrets.head_signed(head):
+        message = (
+            f"the head file {audit_secrets.head_file} is not signed with the audit key "
+            "(written without the key, or by a version before heads were signed: the next append re-signs it)"
+        )
+        result.problem = VerifyProblem(head.seq, "forged", message)
+        return
+    if head.seq <= result.start_seq:  # archived (the newest entry is never archived)
         return
     stored = session.execute(select(AuditEntry.entry_hash).where(AuditEntry.seq == head.seq)).scalar()
     if stored is None:
@@ -395,6 +418,14 @@ def _check_head(session: Session, result: VerifyResult, audit_secrets: AuditSecr
     elif stored != head.entry_hash:
         message = f"entry {head.seq} differs from the head recorded in {audit_secrets.head_file}"
         result.problem = VerifyProblem(head.seq, "changed", message)
+    elif keyed:
+        mac = session.execute(select(AuditEntry.mac).where(AuditEntry.seq == head.seq)).scalar()
+        if mac is None or not hmac.compare_digest(mac, audit_secrets.mac(head.seq, head.entry_hash)):
+            message = (
+                f"entry {head.seq}, the head, carries no valid mac: the log's macs were stripped or rewritten "
+                "without the audit key"
+            )
+            result.problem = VerifyProblem(head.seq, "forged", message)
 
 
 def _check_database_head(session: Session, result: VerifyResult, audit_secrets: AuditSecrets) -> None:

@@ -52,7 +52,13 @@ class _PinnedHead(AuditSecrets):
         self._pinned = head
 
     def read_head(self) -> AuditHead | None:
-        return self._pinned
+        # The manifest that names it is signed with the key: the head is the key holder's.
+        pinned = self._pinned
+        return (
+            None
+            if pinned is None
+            else AuditHead(pinned.seq, pinned.entry_hash, self.head_mac(pinned.seq, pinned.entry_hash))
+        )
 
 
 def verify_backup_log(session: Session, audit_secrets: AuditSecrets, head: AuditHead | None) -> VerifyResult:
@@ -129,7 +135,7 @@ def _write_record_and_move_head(audit_secrets: AuditSecrets, line: dict[str, Any
             out.flush()
             os.fsync(out.fileno())
         scratch = audit_secrets.head_file.with_name(audit_secrets.head_file.name + ".new")
-        scratch.write_text(json.dumps({"seq": head.seq, "entry_hash": head.entry_hash}) + "\n", encoding="utf-8")
+        scratch.write_text(audit_secrets.head_text(head.seq, head.entry_hash), encoding="utf-8")
         os.replace(scratch, audit_secrets.head_file)
 
 
