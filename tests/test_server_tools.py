@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from server_support import Tokens, kubernetes_lab, make_tokens
+from sqlalchemy import text
 
 from inventory.audit.log import AuditFilter, list_entries
 from inventory.server import create_app
@@ -117,7 +118,7 @@ def test_the_token_groups_reach_the_policy(
 
 
 def test_a_destructive_call_waits_and_runs_once_when_approved(
-    client: TestClient, tokens: Tokens, cluster: MutableFakeKubernetes
+    client: TestClient, tokens: Tokens, cluster: MutableFakeKubernetes, db: Database
 ) -> None:
     pending = client.post(
         "/api/v1/tools/kubernetes.scale_deployment/calls",
@@ -189,6 +190,15 @@ def test_a_destructive_call_waits_and_runs_once_when_approved(
     ]
     verified = client.get("/api/v1/audit/verify", headers=tokens.header("approver")).json()
     assert verified["ok"] is True and verified["checked"] == walked[-1]["seq"]
+    # The server checks with its key, as `audit verify` does: an entry whose mac is wrong is found.
+    with db.engine.begin() as conn:
+        if db.dialect == "postgresql":
+            conn.execute(text("ALTER TABLE audit_log DISABLE TRIGGER USER"))
+        else:
+            conn.execute(text("DROP TRIGGER audit_log_no_update"))
+        conn.execute(text("UPDATE audit_log SET mac = :forged WHERE seq = 2"), {"forged": "0" * 64})
+    forged = client.get("/api/v1/audit/verify", headers=tokens.header("approver")).json()
+    assert forged["ok"] is False and forged["problem"]["seq"] == 2 and forged["problem"]["kind"] == "forged"
 
 
 def test_the_notify_targets_are_told_when_an_approval_waits(

@@ -176,10 +176,12 @@ def audit_list(
 
 
 def verify_audit(state: ServerState) -> dict[str, Any]:
+    """What `inventory audit verify` says, with this server's key: the chain, every mac, the heads."""
+    from inventory.audit.keys import secrets_for
     from inventory.audit.log import verify_chain
 
     with state.db.session() as session:
-        result = verify_chain(session)
+        result = verify_chain(session, audit_secrets=secrets_for(state.db))
     problem = result.problem
     return {
         "ok": result.ok,
