@@ -20,6 +20,8 @@ import hmac
 import json
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,14 +130,25 @@ class AuditSecrets:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"unreadable audit head ({type(exc).__name__})", path=str(self.head_file)) from None
 
-    def advance_head(self, seq: int, entry_hash: str) -> None:
-        """Record a committed entry as the head, unless a newer one is recorded already."""
+    @contextmanager
+    def head_lock(self) -> Iterator[None]:
+        """The head file's own lock (a file beside it): whoever reads and then moves the head holds it."""
         import fcntl
 
         self.head_file.parent.mkdir(parents=True, exist_ok=True)
-        lock_path = self.head_file.with_name(self.head_file.name + ".lock")
-        with open(lock_path, "a") as lock:
+        with open(self.head_file.with_name(self.head_file.name + ".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def write_head(self, seq: int, entry_hash: str) -> None:
+        """Replace the head file at once (a reader sees the old head or the new one); under ``head_lock``."""
+        scratch = self.head_file.with_name(self.head_file.name + ".new")
+        scratch.write_text(self.head_text(seq, entry_hash), encoding="utf-8")
+        os.replace(scratch, self.head_file)
+
+    def advance_head(self, seq: int, entry_hash: str) -> None:
+        """Record a committed entry as the head, unless a newer one is recorded already (and signed, if keyed)."""
+        with self.head_lock():
             current = self.read_head()
             if (
                 current is not None
@@ -143,9 +156,7 @@ class AuditSecrets:
                 and (current.mac is not None or self.key(create=False) is None)
             ):
                 return
-            scratch = self.head_file.with_name(self.head_file.name + ".new")
-            scratch.write_text(self.head_text(seq, entry_hash), encoding="utf-8")
-            os.replace(scratch, self.head_file)
+            self.write_head(seq, entry_hash)
 
 
 def secrets_for(db: Any) -> AuditSecrets:

@@ -20,7 +20,6 @@ in the log and beside the head.
 
 from __future__ import annotations
 
-import fcntl
 import hmac
 import json
 import os
@@ -126,17 +125,12 @@ def _signed(audit_secrets: AuditSecrets, line: dict[str, Any]) -> str:
 def _write_record_and_move_head(audit_secrets: AuditSecrets, line: dict[str, Any], head: AuditHead) -> None:
     """The record first, then the head (moved back, the one place it ever is), under the head's own lock."""
     path = restores_file(audit_secrets)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = audit_secrets.head_file.with_name(audit_secrets.head_file.name + ".lock")
-    with open(lock_path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with audit_secrets.head_lock():
         with open(path, "a", encoding="utf-8") as out:
             out.write(json.dumps({**line, "mac": _signed(audit_secrets, line)}, sort_keys=True) + "\n")
             out.flush()
             os.fsync(out.fileno())
-        scratch = audit_secrets.head_file.with_name(audit_secrets.head_file.name + ".new")
-        scratch.write_text(audit_secrets.head_text(head.seq, head.entry_hash), encoding="utf-8")
-        os.replace(scratch, audit_secrets.head_file)
+        audit_secrets.write_head(head.seq, head.entry_hash)
 
 
 def restore_notes(session: Session, audit_secrets: AuditSecrets, result: VerifyResult) -> list[str]:
