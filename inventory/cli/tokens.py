@@ -15,14 +15,18 @@ def tokens_group() -> None:
     """API tokens: each names a principal with groups; stored only as a keyed hash. Only admins create or revoke."""
 
 
-def _administrator(app: AppContext) -> Any:
+def _policy(app: AppContext) -> Any:
+    from inventory.policy.rules import load_policy
+
+    return load_policy(app.config.policy_path)
+
+
+def _administrator(app: AppContext, policy: Any) -> Any:
     """The OS user with every group it holds: the config's principals.users and the policy's groups:."""
     from dataclasses import replace
 
-    from inventory.policy.rules import load_policy
-
     by = app.principal()
-    return replace(by, groups=by.groups | load_policy(app.config.policy_path).groups_of(by.name))
+    return replace(by, groups=by.groups | policy.groups_of(by.name))
 
 
 @tokens_group.command("create")
@@ -45,11 +49,10 @@ def create_command(app: AppContext, name: str, groups: tuple[str, ...], expires:
             raise UsageError(f"--expires {expires}: {exc}") from None
         if expires_in <= 0:
             raise UsageError(f"--expires {expires}: must be positive")
-    from inventory.policy.rules import load_policy
-
-    by, admins = _administrator(app), app.config.principals.admins
+    policy = _policy(app)
+    by, admins = _administrator(app, policy), app.config.principals.admins
     # A name that looks like one the config or the policy gives (or another token's) is refused.
-    known = [*app.config.principals.names(), *load_policy(app.config.policy_path).principal_names()]
+    known = [*app.config.principals.names(), *policy.principal_names()]
     token = create_token(
         app.database(), name, groups=groups, expires_in=expires_in, by=by, admins=admins, known_names=known
     )
@@ -76,7 +79,7 @@ def revoke_command(app: AppContext, name: str) -> None:
     """Revoke the live token of NAME: it authenticates no one from now on."""
     from inventory.tokens import revoke_token
 
-    revoke_token(app.database(), name, by=_administrator(app), admins=app.config.principals.admins)
+    revoke_token(app.database(), name, by=_administrator(app, _policy(app)), admins=app.config.principals.admins)
     click.echo(f"token {name} revoked")
 
 
