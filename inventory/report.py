@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import func, not_, select
 from sqlalchemy.orm import Session
 
-from inventory.connector import StatusVocabulary, installed_status_vocabulary
+from inventory.connector import installed_status_vocabulary
 from inventory.machine_links import describe_ambiguous, live_host_facts
 from inventory.machines import ambiguous_uuids
 from inventory.queries import list_sources
@@ -28,14 +28,9 @@ from inventory.timeutil import utcnow
 ACTIONS = ("created", "updated", "removed", "revived")
 
 
-def status_vocabulary() -> StatusVocabulary:
-    """What the installed connectors declare (read once: loading a connector imports no SDK)."""
-    return installed_status_vocabulary()
-
-
 def classify_status(status: str | None) -> str:
-    """running | stopped | failed | inert | other."""
-    return status_vocabulary().classify(status)
+    """running | stopped | failed | inert | other, as the installed connectors declare their words."""
+    return installed_status_vocabulary().classify(status)
 
 
 def build_report(session: Session, *, since: datetime, now: datetime | None = None) -> dict[str, Any]:
@@ -102,7 +97,7 @@ def _changes(session: Session, names: dict[int, str], since: datetime) -> list[d
 
 
 def _problem_workloads(session: Session, names: dict[int, str]) -> list[dict[str, Any]]:
-    vocabulary = status_vocabulary()
+    vocabulary = installed_status_vocabulary()
     wanted = sorted(vocabulary.stopped | vocabulary.failed)
     stmt = (
         select(
