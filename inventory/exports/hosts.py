@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from inventory.connector import installed_status_vocabulary
@@ -94,12 +94,11 @@ def live_hosts(session: Session, *, sources: Sequence[str] = (), kinds: Sequence
         stmt = stmt.where(Source.name.in_(list(sources)))
     if kinds:
         stmt = stmt.where(HostRow.kind.in_(list(kinds)))
-    # A host that never runs (a template) is no machine to reach.
     inert = installed_status_vocabulary().inert
+    if inert:  # a host that never runs (a template) is no machine to reach
+        stmt = stmt.where(or_(HostRow.status.is_(None), func.lower(HostRow.status).not_in(sorted(inert))))
     hosts = []
     for row, source, source_type, namespace, guest_labels, guest_attributes, machine_id in session.execute(stmt):
-        if (row.status or "").lower() in inert:
-            continue
         hosts.append(
             ExportHost(
                 id=row.id,
