@@ -21,7 +21,7 @@ import functools
 import importlib
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
@@ -80,6 +80,12 @@ class SourceConfig(BaseModel):
     interval: Duration | None = Field(default=None, gt=0)
     # Seconds a collection may take before it is abandoned (the run is partial); None: sync.deadline.
     deadline: Duration | None = Field(default=None, gt=0)
+    # In the loop and `serve --sync`, follow the source's changes as they happen where its connector can
+    # (``Connector.streams``); false: poll every ``interval`` only.
+    events: bool = True
+    # While events flow, a full sync still runs this often (seconds) as a safety net; what it finds that
+    # the events missed is counted as drift.
+    full_sync_interval: Duration = Field(default=3600.0, gt=0)
     # Where the source is declared ("/etc/inventory.yaml sources[2]"), set by the config loader; None for a
     # source made in code or offered by default. Messages that hit a limit name the key to change.
     _declared_at: str | None = PrivateAttr(default=None)
@@ -187,6 +193,8 @@ class Connector:
     kinds: ClassVar[KindVocabulary] = KindVocabulary()
     # The SDK modules collect() and the tools import, imported once by ``load_sdk`` before threads use them.
     sdk_modules: ClassVar[tuple[str, ...]] = ()
+    # Whether ``watch`` follows this source's changes as they happen.
+    streams: ClassVar[bool] = False
 
     def __init__(self, config: SourceConfig) -> None:
         self.config = config
@@ -242,6 +250,31 @@ class Connector:
         return ()
 
     def collect(self) -> Snapshot:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def watch(self, stop: threading.Event) -> Iterator[Snapshot]:  # pragma: no cover - interface
+        """Follow the source's changes: yield snapshots as they happen, until ``stop`` is set.
+
+        The contract every streaming connector keeps (``streams = True``):
+
+        - The core calls it after a full sync (``collect``) of the source was written; the stream must
+          lose nothing from then on. It starts by reading its own position (Kubernetes: a list of each
+          kind, its resourceVersion; Docker: the time before a container list; Proxmox: a first
+          ``/cluster/resources``) and may yield that list as a snapshot that ``read``s the scopes it
+          covers (reconciled whole, cheap when nothing changed).
+        - Then it yields deltas (``Snapshot.changes()``): records of objects that changed, built exactly
+          as ``collect`` builds them (same kind, external id, fields, so an unchanged object costs no
+          write), ``delete`` for objects the source said are gone, and ``attribute``/``causes`` where
+          the source tells who did it. A relist of one scope (a Kubernetes watch answered 410 Gone)
+          is a snapshot that ``read``s that scope and holds all of it.
+        - It batches: at most a few snapshots a second, however fast events arrive.
+        - It reconnects by itself after a cut connection or an expired watch (with backoff), resuming
+          from its position so that nothing in the gap is lost. When it cannot (the position is lost
+          and a relist failed, or reconnecting failed for longer than it should wait), it raises a
+          ``SourceError``: the core then runs a full sync and calls ``watch`` again.
+        - It checks ``stop`` at least every second (short read timeouts) and returns promptly when set.
+        - Like ``collect``, it never writes storage.
+        """
         raise NotImplementedError
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
+from inventory.cause import describe as describe_cause
 from inventory.errors import Ambiguous, NotFound, UsageError
 from inventory.machines import RULE_ORDER, MatchRule
 from inventory.object_ids import bare_id, objects_with_id, parse_typed_id, refuse_shared_id
@@ -574,6 +575,8 @@ def list_changes(
             "name": c.name,
             "diff": c.diff,
             "fields": ",".join(c.diff) if c.diff else "",
+            "cause": c.cause,
+            "by": describe_cause(c.cause),
             "members_joined": moved.get("members_joined"),
             "members_left": moved.get("members_left"),
         }

@@ -113,8 +113,11 @@ def reconcile(
 def _reconcile(snapshot: Snapshot, store: Store, plan: WritePlan, *, allow_empty: bool) -> ReconcileResult:
     result = ReconcileResult()
     statements_before = store.statements
-    state = store.load_state(plan.source_id)
     types = list(store.schema)
+    # A delta names a few objects of a source that may hold thousands: only those are looked up.
+    named = _named_keys(snapshot, types) if snapshot.delta and not snapshot.scopes else None
+    state = store.load_state(plan.source_id, named)
+    causes = {key: cause.to_json() for key, cause in snapshot.causes.items()}
 
     records: dict[str, dict[Key, Record]] = {}
     sanitizer = Sanitizer(store.schema)
@@ -162,7 +165,7 @@ def _reconcile(snapshot: Snapshot, store: Store, plan: WritePlan, *, allow_empty
             write = ObjectWrite(object_type.name, ids[key], record, fields, digest, links, member_ids, stale=stale)
             if stored is None:
                 plan.creates.append(write)
-                plan.changes.append(_change(write, "created"))
+                plan.changes.append(_change(write, "created", cause=causes.get((object_type.name, *key))))
                 result.created += 1
                 continue
             plan.updates.append(write)
@@ -177,11 +180,22 @@ def _reconcile(snapshot: Snapshot, store: Store, plan: WritePlan, *, allow_empty
             continue
         old_fields = store.load_fields(object_type_name, [write.id for write, _ in wanted])
         for write, action in wanted:
-            plan.changes.append(_change(write, action, diff_fields(old_fields.get(write.id, {}), write.fields)))
+            diff = diff_fields(old_fields.get(write.id, {}), write.fields)
+            cause = causes.get((object_type_name, write.record.kind, write.record.external_id))
+            plan.changes.append(_change(write, action, diff, cause))
 
     for object_type in types:
         name = object_type.name
         live = [(k, o) for k, o in state.objects[name].items() if not o.removed]
+        # Deleted, as the source said of each object: no scope or emptiness guard stands in the way.
+        said_gone = [(k, o) for k, o in live if (name, *k) in snapshot.deleted and k not in records[name]]
+        for (kind, external_id), stored in said_gone:
+            plan.removals[name].append(stored.id)
+            cause = causes.get((name, kind, external_id))
+            plan.changes.append(ChangeRecord(name, stored.id, kind, external_id, stored.name, "removed", cause=cause))
+        result.removed += len(said_gone)
+        if said_gone:
+            live = [(k, o) for k, o in live if (name, *k) not in snapshot.deleted]
         gone = [
             (k, o)
             for k, o in live
@@ -197,7 +211,8 @@ def _reconcile(snapshot: Snapshot, store: Store, plan: WritePlan, *, allow_empty
             continue
         for (kind, external_id), stored in gone:
             plan.removals[name].append(stored.id)
-            plan.changes.append(ChangeRecord(name, stored.id, kind, external_id, stored.name, "removed"))
+            cause = causes.get((name, kind, external_id))
+            plan.changes.append(ChangeRecord(name, stored.id, kind, external_id, stored.name, "removed", cause=cause))
         result.removed += len(gone)
 
     store.apply(plan)
@@ -319,6 +334,26 @@ def _resolve_links(
     return record, links, member_ids
 
 
-def _change(write: ObjectWrite, action: str, diff: dict[str, list[Any]] | None = None) -> ChangeRecord:
+def _change(
+    write: ObjectWrite, action: str, diff: dict[str, list[Any]] | None = None, cause: dict[str, Any] | None = None
+) -> ChangeRecord:
     record = write.record
-    return ChangeRecord(write.object_type, write.id, record.kind, record.external_id, record.name, action, diff)
+    return ChangeRecord(write.object_type, write.id, record.kind, record.external_id, record.name, action, diff, cause)
+
+
+def _named_keys(snapshot: Snapshot, types: Sequence[ObjectType]) -> dict[str, set[Key]]:
+    """Per object type, the objects a delta names: its records, what they link to, what it deleted."""
+    keys: dict[str, set[Key]] = {t.name: set() for t in types}
+    for object_type in types:
+        for record in _records(snapshot, object_type.name):
+            keys[object_type.name].add((record.kind, record.external_id))
+            for link in object_type.links:
+                ref = getattr(record, link.field)
+                if ref is not None:
+                    keys[link.target].add((ref.kind, ref.external_id))
+            if object_type.members is not None:
+                for ref in getattr(record, object_type.members.field):
+                    keys[object_type.members.target].add((ref.kind, ref.external_id))
+    for type_name, kind, external_id in (*snapshot.deleted, *snapshot.kept):
+        keys[type_name].add((kind, external_id))
+    return keys

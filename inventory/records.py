@@ -18,6 +18,8 @@ from typing import Any
 
 import orjson
 
+from inventory.cause import Cause
+
 
 @dataclass(frozen=True, slots=True)
 class Ref:
@@ -38,6 +40,10 @@ def _empty() -> dict[str, Any]:
 # label or attribute keys ("attributes.cpu_model") whose values a collection could not read.
 # reconcile keeps the stored value of each and marks the object's details stale.
 NO_FIELDS: frozenset[str] = frozenset()
+
+
+# An object of a source by its identity: (object type, kind, external id).
+ObjectKey = tuple[str, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +159,32 @@ class Snapshot:
     denials: list[str] = field(default_factory=list)
     # What to grant so that the credentials can read the forbidden scopes (said when nothing was readable).
     grant: str | None = None
+    # Objects the source said are gone (a watch DELETED event, a container destroyed), as (object type,
+    # kind, external id): removed whatever the scopes say, since the source answered for each one itself.
+    deleted: set[ObjectKey] = field(default_factory=set)
+    # Why objects changed, where the source tells (inventory/cause.py), keyed like ``deleted``; stored with
+    # the change row an object's create, update, removal or revival writes (an unchanged object writes none).
+    causes: dict[ObjectKey, Cause] = field(default_factory=dict)
+    # A delta from a change stream (``Connector.watch``): it names only what changed, so reconcile looks
+    # up only the objects it names and their link targets, and removes nothing but ``deleted`` unless the
+    # delta also ``read`` a scope completely (a relist after a watch expired), which is then reconciled whole.
+    delta: bool = False
+
+    @classmethod
+    def changes(cls, identity: str | None = None) -> Snapshot:
+        """An empty delta: what a change stream yields, filled with the records it saw change and ``delete``."""
+        return cls(complete=False, identity=identity, scopes=[], delta=True)
+
+    def delete(self, object_type: str, kind: str, external_id: str, cause: Cause | None = None) -> None:
+        """Declare one object gone, as the source said (not merely missing from a list)."""
+        key = (object_type, kind, external_id)
+        self.deleted.add(key)
+        if cause is not None:
+            self.causes[key] = cause
+
+    def attribute(self, object_type: str, record: Host | Workload | Service, cause: Cause) -> None:
+        """Say why this record's object changed (kept only if it did change)."""
+        self.causes[(object_type, record.kind, record.external_id)] = cause
 
     def keep(self, object_type: str, kind: str, external_id: str) -> None:
         """Declare an object whose existence is unknown this time (e.g. whether a guest of an offline
@@ -213,6 +245,8 @@ class Snapshot:
 
     def removes(self, object_type: str, kind: str, namespace: str | None) -> bool:
         """Whether an object of this source missing from the snapshot is gone (not merely unread)."""
+        if self.delta and not self.scopes:
+            return False
         if self.scopes is None:
             return self.complete
         return any(scope.covers(object_type, kind, namespace) for scope in self.scopes)

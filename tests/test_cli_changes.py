@@ -45,9 +45,10 @@ def test_table_has_namespace_and_old_to_new(changed: Path) -> None:
     result = query(changed, "changes", "--action", "updated")
     assert result.exit_code == 0, result.output
     header, row = result.stdout.splitlines()
-    assert header.split() == ["AT", "SOURCE", "ACTION", "OBJECT", "TYPE", "KIND", "NAMESPACE", "NAME", "CHANGED"]
+    assert header.split() == ["AT", "SOURCE", "ACTION", "OBJECT", "TYPE", "KIND", "NAMESPACE", "NAME", "CHANGED", "BY"]
     assert row.split()[5:7] == ["prod", "db-0"]
     assert "status: running -> stopped" in row
+    assert row.split()[-1] == "unknown"  # a poll that nobody explained
     # Piped: every value whole (a terminal cuts them, below).
     assert "labels.tier: back -> backend-tier-with-a-very-long-label-value-here; status: running -> stopped" in row
     created = query(changed, "changes", "--action", "created").stdout.splitlines()[1:]
@@ -66,10 +67,11 @@ def test_json_keeps_the_diff(changed: Path) -> None:
 def test_terminal_cuts_the_changed_cell(changed: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "COLUMNS", "LINES")}
     env["NO_COLOR"] = "1"
-    out = run_on_terminal("--config", str(changed), "changes", "--action", "updated", env=env, columns=100)
+    out = run_on_terminal("--config", str(changed), "changes", "--action", "updated", env=env, columns=120)
     lines = [line for line in out.replace("\r", "").splitlines() if line.strip()]
-    assert len(lines) == 2 and all(len(line) <= 100 for line in lines)
-    assert "labels.tier: back" in lines[1] and lines[1].endswith("…")
+    assert len(lines) == 2 and all(len(line) <= 120 for line in lines)
+    # The cell is cut, the BY column after it is whole.
+    assert "labels.tier: back" in lines[1] and "…" in lines[1] and lines[1].endswith("unknown")
 
 
 MEMBERS_BEFORE = """

@@ -159,6 +159,8 @@ CHANGE_FIELDS = (
     "name",
     "diff",
     "fields",
+    "by",
+    "cause",
     "members_joined",
     "members_left",
 )
@@ -418,7 +420,7 @@ def changes_command(app: AppContext, since: str, until: str | None, output: str,
             }
             for row in rows
         ]
-    columns = ("at", "source", "action", "object_type", "kind", "namespace", "name", "changed")
+    columns = ("at", "source", "action", "object_type", "kind", "namespace", "name", "changed", "by")
     wide = (*columns, "object_id", "external_id")
     render_rows(rows, output, columns, wide=wide, fields=CHANGE_FIELDS, view=view, resource="change")
 

@@ -71,6 +71,9 @@ class ChangeOut(Row):
     name: str | None = None
     diff: dict[str, Any] | None = None
     fields: str = ""
+    # Who or what made the change (inventory/cause.py's stored shape), and the same in one line.
+    cause: dict[str, Any] | None = None
+    by: str = "unknown"
 
 
 class SourceOut(Row):

@@ -8,7 +8,7 @@ memberships as ids, and the change history. Links read back as the target's curr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,7 +17,7 @@ import orjson
 
 from inventory.records import to_json_bytes
 from inventory.schema import SCHEMA, Schema
-from inventory.storage.protocol import ChangeRecord, ObjectWrite, SourceState, StoredObject, WritePlan
+from inventory.storage.protocol import ChangeRecord, Key, ObjectWrite, SourceState, StoredObject, WritePlan
 
 
 @dataclass
@@ -57,9 +57,10 @@ class MemoryStore:
             self.objects.setdefault(name, {})
             self._last_id.setdefault(name, 0)
 
-    def load_state(self, source_id: int) -> SourceState:
+    def load_state(self, source_id: int, keys: Mapping[str, Collection[Key]] | None = None) -> SourceState:
         state = SourceState({name: {} for name in self.schema.names})
         for name, objects in self.objects.items():
+            wanted = None if keys is None else set(keys.get(name, ()))
             state.objects[name] = {
                 (o.kind, o.external_id): StoredObject(
                     object_id,
@@ -70,7 +71,7 @@ class MemoryStore:
                     o.details_stale_since is not None,
                 )
                 for object_id, o in objects.items()
-                if o.source_id == source_id
+                if o.source_id == source_id and (wanted is None or (o.kind, o.external_id) in wanted)
             }
         return state
 

@@ -220,3 +220,5 @@ class Change(Base):
     action: Mapped[str] = mapped_column(String(20))  # created | updated | removed | revived
     # {field: [old, new]}; nested attribute and label keys as "attributes.cpu".
     diff: Mapped[dict[str, Any] | None] = mapped_column(JsonValue)
+    # Who or what made the change, as inventory.cause.Cause stores it (None: nobody said).
+    cause: Mapped[dict[str, Any] | None] = mapped_column(JsonValue)

@@ -9,7 +9,7 @@ implement it, and both pass the one contract suite in tests/test_store_contract.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -69,6 +69,8 @@ class ChangeRecord:
     name: str
     action: str
     diff: dict[str, list[Any]] | None = None
+    # Why it changed, in the stored shape of inventory.cause.Cause (None: nobody said).
+    cause: dict[str, Any] | None = None
 
 
 @dataclass
@@ -95,7 +97,10 @@ class Store(Protocol):
     # Statements sent to a database so far (0 for a store without one): the benchmark prints it.
     statements: int
 
-    def load_state(self, source_id: int) -> SourceState: ...
+    def load_state(self, source_id: int, keys: Mapping[str, Collection[Key]] | None = None) -> SourceState:
+        """What the store holds for one source; with ``keys`` (per object type), only those objects
+        (a delta names a few objects of a source that holds thousands)."""
+        ...
 
     def load_fields(self, object_type: str, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         """Canonical fields (as ObjectType.canonical_fields shapes them) of stored objects, for diffs."""

@@ -9,7 +9,7 @@ written.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any, cast
@@ -28,7 +28,7 @@ from inventory.storage.models import (
     SyncRun,
     UTCDateTime,
 )
-from inventory.storage.protocol import ObjectWrite, SourceState, StoredObject, WritePlan
+from inventory.storage.protocol import Key, ObjectWrite, SourceState, StoredObject, WritePlan
 from inventory.timeutil import utcnow
 
 CHUNK = 1000
@@ -46,6 +46,7 @@ _CHANGE_COLUMNS = (
     "name",
     "action",
     "diff",
+    "cause",
 )
 # pg_advisory_xact_lock keys (+0 hosts, +1 workloads, +2 services): "inve" in ASCII.
 _ID_ALLOCATION_LOCK = 0x696E7665_00
@@ -86,7 +87,7 @@ class SqlStore:
             t.name: (itemgetter(*(c.name for c in t.columns)), tuple(k.field for k in t.links)) for t in schema
         }
         self._json_columns = {t.row.__table__.name: t.json_columns for t in schema}
-        self._json_columns[cast(Table, Change.__table__).name] = frozenset({"diff"})
+        self._json_columns[cast(Table, Change.__table__).name] = frozenset({"diff", "cause"})
         self.statements = 0  # statements sent, COPY included: the benchmark prints it
 
     @property
@@ -193,22 +194,31 @@ class SqlStore:
 
     # -- reads for reconcile ---------------------------------------------------------
 
-    def load_state(self, source_id: int) -> SourceState:
+    def load_state(self, source_id: int, keys: Mapping[str, Collection[Key]] | None = None) -> SourceState:
         state = SourceState()
         for object_type, model in self.schema.rows.items():
             namespace = model.namespace if hasattr(model, "namespace") else literal(None)
-            rows = self._execute(
-                select(
-                    model.kind,
-                    model.external_id,
-                    model.id,
-                    model.content_hash,
-                    model.removed_at.is_not(None),
-                    model.name,
-                    namespace,
-                    model.details_stale_since.is_not(None),
-                ).where(model.source_id == source_id)
-            )
+            stmt = select(
+                model.kind,
+                model.external_id,
+                model.id,
+                model.content_hash,
+                model.removed_at.is_not(None),
+                model.name,
+                namespace,
+                model.details_stale_since.is_not(None),
+            ).where(model.source_id == source_id)
+            if keys is None:
+                rows = list(self._execute(stmt))
+            else:
+                # A delta's few objects, by external id (the unique key's column), the kind checked here.
+                wanted = set(keys.get(object_type, ()))
+                rows = [
+                    row
+                    for chunk in _chunks(sorted({external_id for _, external_id in wanted}))
+                    for row in self._execute(stmt.where(model.external_id.in_(chunk)))
+                    if (row[0], row[1]) in wanted
+                ]
             state.objects[object_type] = {(kind, ext): StoredObject(*rest) for kind, ext, *rest in rows}
         return state
 
@@ -311,7 +321,19 @@ class SqlStore:
             for member_id in w.members
         ]
         changes = [
-            [source_id, plan.run_id, now, c.object_type, c.object_id, c.kind, c.external_id, c.name, c.action, c.diff]
+            [
+                source_id,
+                plan.run_id,
+                now,
+                c.object_type,
+                c.object_id,
+                c.kind,
+                c.external_id,
+                c.name,
+                c.action,
+                c.diff,
+                c.cause,
+            ]
             for c in plan.changes
         ]
         for object_type in self.schema:
