@@ -374,7 +374,10 @@ def recent_changes(session: Session, object_type: str, object_id: int, limit: in
     )
     changes = list(session.execute(stmt).scalars())
     moves = member_moves(session, [(c.source_id, c.diff) for c in changes])
-    return [{"at": c.at, "action": c.action, "diff": c.diff, **moved} for c, moved in zip(changes, moves, strict=True)]
+    return [
+        {"id": c.id, "at": c.at, "action": c.action, "diff": c.diff, "by": describe_cause(c.cause), **moved}
+        for c, moved in zip(changes, moves, strict=True)
+    ]
 
 
 MEMBERS_FIELD = "members"
@@ -533,7 +536,11 @@ def list_changes(
     action: str | None = None,
     limit: int | None = None,
     offset: int = 0,
+    after_id: int | None = None,
+    ids: Sequence[int] | None = None,
+    object_id: int | None = None,
 ) -> list[dict[str, Any]]:
+    """Changes from ``since`` (oldest first); ``after_id``: only rows with a greater id; ``ids``: only these."""
     # Changes keep no namespace of their own: the object's row has it (rows are kept when objects go away).
     workload, service = aliased(WorkloadRow), aliased(ServiceRow)
     namespace = func.coalesce(workload.namespace, service.namespace)
@@ -554,6 +561,12 @@ def list_changes(
         stmt = stmt.where(Change.object_type == object_type)
     if action:
         stmt = stmt.where(Change.action == action)
+    if after_id is not None:
+        stmt = stmt.where(Change.id > after_id)
+    if ids is not None:
+        stmt = stmt.where(Change.id.in_(ids))
+    if object_id is not None:
+        stmt = stmt.where(Change.object_id == object_id)
     stmt = stmt.order_by(Change.at, Change.id)
     if limit:
         stmt = stmt.limit(limit)

@@ -392,12 +392,17 @@ def _describe_group() -> click.Group:
 )
 @click.option("--action", type=click.Choice(["created", "updated", "removed", "revived"]))
 @click.option("--limit", type=click.IntRange(min=1))
+@click.option(
+    "-w",
+    "--watch",
+    is_flag=True,
+    help="After the list, print each change as it is stored, until interrupted (-o json: one object a line).",
+)
 @list_output_options
 @click.pass_obj
-def changes_command(app: AppContext, since: str, until: str | None, output: str, **filters: Any) -> None:
-    """What changed: created, updated (fields old -> new), removed, revived."""
+def changes_command(app: AppContext, since: str, until: str | None, output: str, watch: bool, **filters: Any) -> None:
+    """What changed: created, updated (fields old -> new), removed, revived, and by whom (BY)."""
     from inventory.queries import list_changes
-    from inventory.render import render_rows
     from inventory.timeutil import parse_period
 
     view = _view(filters)
@@ -406,8 +411,24 @@ def changes_command(app: AppContext, since: str, until: str | None, output: str,
         assert since_at is not None  # --since has a default
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    with app.database().session() as session:
+    if watch and until_at is not None:
+        raise UsageError("--watch follows changes from now on: it cannot end at --until")
+    db = app.database()
+    feed = _change_feed(db, filters) if watch else None  # made first: what is stored while listing is not lost
+    with db.session() as session:
         rows = list_changes(session, since=since_at, until=until_at, **filters)
+    if feed is not None and output == "json":
+        _json_lines(rows)  # a watch's output is one stream of JSON lines, the listed rows included
+    else:
+        _show_changes(rows, output, view)
+    if feed is not None:
+        feed.mark_seen(rows)
+        _watch_changes(feed, output, view)
+
+
+def _show_changes(rows: list[dict[str, Any]], output: str, view: Any) -> None:
+    from inventory.render import render_rows
+
     if output in ("table", "wide"):
         from inventory.render import describe_diff
 
@@ -423,6 +444,38 @@ def changes_command(app: AppContext, since: str, until: str | None, output: str,
     columns = ("at", "source", "action", "object_type", "kind", "namespace", "name", "changed", "by")
     wide = (*columns, "object_id", "external_id")
     render_rows(rows, output, columns, wide=wide, fields=CHANGE_FIELDS, view=view, resource="change")
+
+
+def _change_feed(db: Any, filters: dict[str, Any]) -> Any:
+    from inventory.change_feed import ChangeFeed
+
+    return ChangeFeed(db, {key: value for key, value in filters.items() if key != "limit"})
+
+
+def _json_lines(rows: list[dict[str, Any]]) -> None:
+    from inventory.records import to_json_bytes
+
+    for row in rows:
+        sys.stdout.write(to_json_bytes(row).decode() + "\n")
+
+
+def _watch_changes(feed: Any, output: str, view: Any) -> None:
+    """kubectl's -w: the rows stored from now on, as they come; a table's header only once."""
+    import dataclasses
+    import threading
+
+    # The list printed the header (an empty list too): rows that follow come under it.
+    following = dataclasses.replace(view, headers=False)
+    stop = threading.Event()
+    try:
+        for row in feed.follow(stop):
+            if output == "json":
+                _json_lines([row])
+            else:
+                _show_changes([row], output, following)
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        stop.set()
 
 
 @click.command("sources")

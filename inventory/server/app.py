@@ -39,6 +39,7 @@ def create_app(
     """
     # Imported as modules of the package, not from it: the package's __init__ imports this module.
     import inventory.server.api_inventory as api_inventory
+    import inventory.server.api_stream as api_stream
     import inventory.server.api_tools as api_tools
     import inventory.server.errors as errors
     import inventory.server.health as health
@@ -60,6 +61,7 @@ def create_app(
     app.add_middleware(LimitsMiddleware, limits=limits or RequestLimits())
     errors.install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(api_stream.router)  # before /changes/{...}-shaped routes could claim its path
     app.include_router(api_inventory.router)
     app.include_router(api_tools.router)
     if mcp:

@@ -1,4 +1,7 @@
-"""The web UI: server-rendered pages over the same library calls as the API; no JavaScript at all.
+"""The web UI: server-rendered pages over the same library calls as the API.
+
+The one script (static/live.js) only appends change rows the server renders to tables that follow
+a change stream (``/changes/stream``, server-sent events); every page works without it.
 
 Sign-in takes an API token once; the browser then holds only a random session id in a cookie
 (HttpOnly, SameSite=Strict, Secure over HTTPS). The session lives in the database
@@ -81,7 +84,8 @@ def _page(
     )
     response = templates.TemplateResponse(request, template, context, status_code=status_code)
     response.headers["Content-Security-Policy"] = (
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'"
+        "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; connect-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'"
     )
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
@@ -161,9 +165,21 @@ def _object_page(request: Request, object_type: str, ident: str) -> HTMLResponse
     principal, session = _signed_in(request, Permission.READ)
     with server_state(request).db.session() as db_session:
         doc = queries.show_object(db_session, object_type, ident)
-    # The library lists the newest changes first; a page reads old -> new.
+    # The library lists the newest changes first; a page reads old -> new, new rows arriving below.
     doc["changes"] = list(reversed(doc["changes"]))
-    return _page(request, f"{object_type}.html", principal, session, obj=doc, object_type=object_type)
+    live = _live_url(doc["changes"], object_type=object_type, object_id=doc["id"])
+    return _page(request, f"{object_type}.html", principal, session, obj=doc, object_type=object_type, live_url=live)
+
+
+def _live_url(rows: list[dict[str, Any]], **filters: Any) -> str:
+    """The change stream a page's table follows: its filters, resumed after the newest row it shows."""
+    from urllib.parse import urlencode
+
+    query = {key: value for key, value in filters.items() if value}
+    newest = max((row["id"] for row in rows), default=None)
+    if newest is not None:
+        query["last_event_id"] = newest
+    return "/changes/stream" + (f"?{urlencode(query)}" if query else "")
 
 
 @router.get("/hosts/{ident:path}")
@@ -207,6 +223,46 @@ def changes_page(
         action=action,
         sources=sources,
         next_cursor=next_cursor,
+        # Only the last page grows: an earlier one has later rows on the next.
+        live_url=None if next_cursor else _live_url(rows, **filters),
+    )
+
+
+@router.get("/changes/stream")
+async def changes_stream(
+    request: Request,
+    source: str = "",
+    object_type: str = "",
+    action: str = "",
+    object_id: int | None = None,
+    last_event_id: str | None = None,
+) -> Response:
+    """The rows a page's table adds as changes are stored, rendered as the page renders them."""
+    from sse_starlette import EventSourceResponse
+
+    from inventory.server.streaming import PING_SECONDS, change_events, open_feed, resume_point
+
+    _signed_in(request, Permission.READ)
+    if object_type not in ("", "host", "workload", "service") or action not in (
+        "",
+        "created",
+        "updated",
+        "removed",
+        "revived",
+    ):
+        raise UsageError("object_type or action is not one the changes page offers")
+    after = resume_point(request, last_event_id)
+    filters: dict[str, Any] = {
+        "source": source or None,
+        "object_type": object_type or None,
+        "action": action or None,
+        "object_id": object_id,
+    }
+    feed = await open_feed(server_state(request).db, filters, after)
+    row_macro = templates.env.get_template("macros.html").module.change_row  # type: ignore[attr-defined]
+    with_object = object_id is None
+    return EventSourceResponse(
+        change_events(request, feed, lambda row: str(row_macro(row, with_object))), ping=PING_SECONDS
     )
 
 
