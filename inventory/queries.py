@@ -539,8 +539,10 @@ def list_changes(
     after_id: int | None = None,
     ids: Sequence[int] | None = None,
     object_id: int | None = None,
+    newest_first: bool = False,
 ) -> list[dict[str, Any]]:
-    """Changes from ``since`` (oldest first); ``after_id``: only rows with a greater id; ``ids``: only these."""
+    """Changes from ``since`` (oldest first, or ``newest_first``); ``after_id``: only rows with a greater id;
+    ``ids``: only these."""
     # Changes keep no namespace of their own: the object's row has it (rows are kept when objects go away).
     workload, service = aliased(WorkloadRow), aliased(ServiceRow)
     namespace = func.coalesce(workload.namespace, service.namespace)
@@ -567,7 +569,7 @@ def list_changes(
         stmt = stmt.where(Change.id.in_(ids))
     if object_id is not None:
         stmt = stmt.where(Change.object_id == object_id)
-    stmt = stmt.order_by(Change.at, Change.id)
+    stmt = stmt.order_by(Change.at.desc(), Change.id.desc()) if newest_first else stmt.order_by(Change.at, Change.id)
     if limit:
         stmt = stmt.limit(limit)
     if offset:

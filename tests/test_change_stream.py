@@ -211,7 +211,8 @@ def test_the_changes_page_adds_rows_live_in_a_browser(server: tuple[str, Tokens]
     write_pods(db, {"after-<b>": "Running"}, Cause(CauseKind.PROXMOX_TASK, actor="root@pam", action="qmstart"))
     WebDriverWait(browser, 10).until(lambda b: b.find_element(By.CSS_SELECTOR, "table").get_attribute("data-live-rows"))
     rows = browser.find_elements(By.CSS_SELECTOR, "table tbody tr")
-    assert "after-<b>" in rows[-1].text and "root@pam qmstart" in rows[-1].text  # escaped, not markup
+    # Newest first: the new row on top, its name escaped (text, not markup), its cause in the BY column.
+    assert "after-<b>" in rows[0].text and "root@pam qmstart" in rows[0].text
     assert len(rows) == 2 and not browser.find_elements(By.CSS_SELECTOR, "table tbody b")
     logs = [e for e in browser.get_log("browser") if e["level"] == "SEVERE" and "favicon" not in e["message"]]
     assert logs == []  # the content security policy let the script and its stream through

@@ -88,6 +88,17 @@ def wait_for(browser: Any, by: str, value: str) -> Any:
     return WebDriverWait(browser, 15).until(expected_conditions.presence_of_element_located((by, value)))
 
 
+def ask_to_scale_web_0_to_zero(url: str, tokens: Tokens) -> dict[str, Any]:
+    """The operator's DESTRUCTIVE call, which waits for an approver."""
+    pending: dict[str, Any] = httpx.post(
+        f"{url}/api/v1/tools/kubernetes.scale_deployment/calls",
+        json={"target": "web-0", "arguments": {"replicas": 0}},
+        headers=tokens.header("operator"),
+    ).json()
+    assert pending["outcome"] == "pending"
+    return pending
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_sign_in_search_open_a_host_and_approve(
     site: tuple[str, Tokens], browser: Any, db: Database, cluster: MutableFakeKubernetes, tmp_path: Path
@@ -95,12 +106,7 @@ def test_sign_in_search_open_a_host_and_approve(
     from selenium.webdriver.common.by import By
 
     url, tokens = site
-    pending = httpx.post(
-        f"{url}/api/v1/tools/kubernetes.scale_deployment/calls",
-        json={"target": "web-0", "arguments": {"replicas": 0}},
-        headers=tokens.header("operator"),
-    ).json()
-    assert pending["outcome"] == "pending"
+    pending = ask_to_scale_web_0_to_zero(url, tokens)
     with db.session() as session:
         host = queries.list_hosts(session)[0]
 
@@ -134,7 +140,15 @@ def test_sign_in_search_open_a_host_and_approve(
     browser.get(f"{url}/approvals")
     row = browser.find_element(By.ID, f"approval-{pending['approval_id']}")
     assert "kubernetes.scale_deployment" in row.text and "operator" in row.text
+    explained = browser.find_element(By.ID, f"explained-{pending['approval_id']}").text
+    assert "Why it needs approval" in explained and "What it would take" in explained and "Target now" in explained
     browser.save_screenshot(str(tmp_path / "approvals-desktop.png"))
+    # Scaling to zero is DESTRUCTIVE: one click is not enough, the tick is asked first (and checked by the server).
+    row.find_element(By.CSS_SELECTOR, "button.approve").click()
+    assert not browser.find_elements(By.ID, "notice") and cluster.mutations == []
+    row = browser.find_element(By.ID, f"approval-{pending['approval_id']}")
+    row.find_element(By.NAME, "reason").send_keys("maintenance window")
+    row.find_element(By.NAME, "confirm").click()
     row.find_element(By.CSS_SELECTOR, "button.approve").click()
     assert wait_for(browser, By.ID, "notice").text == f"approval {pending['approval_id']}: success"
     assert [m.body for m in cluster.mutations] == [{"spec": {"replicas": 0}}]

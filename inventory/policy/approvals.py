@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import select
@@ -30,7 +31,7 @@ from inventory.audit import row_macs
 from inventory.audit.keys import secrets_for
 from inventory.audit.log import AuditRecord, append, append_in, get_entry
 from inventory.audit.models import Approval, AuditEntry
-from inventory.errors import NotFound, SourceError, TamperedRow, TargetChanged, UsageError
+from inventory.errors import InventoryError, NotFound, SourceError, TamperedRow, TargetChanged, UsageError
 from inventory.policy.execute import (
     TARGET_IDENTITY,
     CallOutcome,
@@ -81,6 +82,37 @@ def list_approvals(runner: ToolRunner, status: str | None = "pending") -> list[d
         return [
             {**approval_row(a), "intact": row_macs.intact(audit_secrets, a)} for a in session.execute(stmt).scalars()
         ]
+
+
+def explain_approval(runner: ToolRunner, row: Mapping[str, Any]) -> dict[str, Any]:
+    """What a decider needs beside the request: why it needs approval (the classification's reasons and the
+    rules that matched, from the request's audit entry), what it would take with it (the target's impact)
+    and the target's state now. Parts that cannot be read are left out, never guessed."""
+    from inventory.impact import impact
+
+    why: list[str] = []
+    explained: dict[str, Any] = {"why": why}
+    with runner.db.session() as session:
+        if row.get("request_seq") is not None:
+            try:
+                details = get_entry(session, int(row["request_seq"])).get("details") or {}
+            except InventoryError:
+                details = {}
+            why.extend(str(reason) for reason in details.get("classification", ()))
+            why.extend(f"rule {r['rule']}: {r['effect']}" for r in details.get("rules", ()) if isinstance(r, Mapping))
+        if row.get("matched_rule") and not any(str(row["matched_rule"]) in line for line in why):
+            why.append(f"rule {row['matched_rule']}")
+        try:
+            found = impact(session, str(row["target"]))
+        except InventoryError:
+            return explained
+        explained["impact"] = {
+            "summary": found.summary(),
+            "down": [s.service.label for s in found.services_down],
+            "count": len(found.objects),
+        }
+        explained["target_state"] = {"status": found.target.status, "label": found.target.label}
+    return explained
 
 
 def _read(runner: ToolRunner, approval_id: int, decider: Principal) -> Approval:

@@ -16,23 +16,27 @@ from __future__ import annotations
 import hmac
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, FastAPI, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi import APIRouter, FastAPI, Form, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from inventory import queries
 from inventory.errors import InventoryError, UsageError
 from inventory.redact import redact_text
 from inventory.server.auth import Forbidden, NotAuthenticated, Permission, Principal, TooManyFailures, authorize, may
-from inventory.server.errors import forbidden_response, inventory_error_response, status_of
+from inventory.server.errors import error_body, forbidden_response, inventory_error_response, status_of
 from inventory.server.sessions import SESSION_IDLE_SECONDS, SessionStore, TokenReferences, WebSession, token_references
 from inventory.server.state import client_address, server_state
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "inventory_session"
 SEARCH_LIMIT = 50
+CHANGES_PAGE = 200
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 router = APIRouter(include_in_schema=False)
@@ -52,7 +56,7 @@ def _references(request: Request) -> TokenReferences:
     return references
 
 
-def _signed_in(request: Request, permission: Permission) -> tuple[Principal, WebSession]:
+def signed_in(request: Request, permission: Permission) -> tuple[Principal, WebSession]:
     session = _sessions(request).get(request.cookies.get(SESSION_COOKIE))
     if session is None:
         raise SignInRequired()
@@ -68,7 +72,7 @@ def _check_csrf(session: WebSession, submitted: str) -> None:
         raise UsageError("the form is stale or was not sent by this site (CSRF token mismatch); reload the page")
 
 
-def _page(
+def page(
     request: Request,
     template: str,
     principal: Principal | None,
@@ -81,6 +85,7 @@ def _page(
         csrf=session.csrf if session else "",
         may_approve=bool(principal and may(principal, Permission.APPROVE)),
         may_audit=bool(principal and may(principal, Permission.AUDIT)),
+        status_code=status_code,
     )
     response = templates.TemplateResponse(request, template, context, status_code=status_code)
     response.headers["Content-Security-Policy"] = (
@@ -98,7 +103,7 @@ def _page(
 
 @router.get("/login")
 def login_form(request: Request) -> HTMLResponse:
-    return _page(request, "login.html", None, None)
+    return page(request, "login.html", None, None)
 
 
 @router.post("/login")
@@ -111,11 +116,11 @@ def login(request: Request, token: str = Form(...)) -> Response:
         if reference is None:
             raise NotAuthenticated()
     except TooManyFailures as exc:
-        page = _page(request, "login.html", None, None, status_code=429, error=str(exc).capitalize() + ".")
-        page.headers["Retry-After"] = str(exc.retry_after)
-        return page
+        slowed = page(request, "login.html", None, None, status_code=429, error=str(exc).capitalize() + ".")
+        slowed.headers["Retry-After"] = str(exc.retry_after)
+        return slowed
     except (NotAuthenticated, Forbidden):
-        return _page(request, "login.html", None, None, status_code=401, error="That token is not valid here.")
+        return page(request, "login.html", None, None, status_code=401, error="That token is not valid here.")
     session_id, _session = _sessions(request).create(reference)
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(
@@ -132,7 +137,7 @@ def login(request: Request, token: str = Form(...)) -> Response:
 
 @router.post("/logout")
 def logout(request: Request, csrf: str = Form("")) -> Response:
-    _principal, session = _signed_in(request, Permission.READ)
+    _principal, session = signed_in(request, Permission.READ)
     _check_csrf(session, csrf)
     _sessions(request).drop(request.cookies.get(SESSION_COOKIE))
     response = RedirectResponse("/login", status_code=303)
@@ -143,38 +148,38 @@ def logout(request: Request, csrf: str = Form("")) -> Response:
 # --- pages ---------------------------------------------------------------------------------------
 
 
-@router.get("/")
-def search(request: Request, q: str = "") -> HTMLResponse:
-    principal, session = _signed_in(request, Permission.READ)
-    state = server_state(request)
-    results: dict[str, list[dict[str, Any]]] = {}
-    if q.strip():
-        pattern = q.strip() if any(c in q for c in "*?") else f"*{q.strip()}*"
-        flt = queries.ObjectFilter(name=pattern, limit=SEARCH_LIMIT)
-        with state.db.session() as db_session:
-            results = {
-                plural: getattr(queries, f"list_{plural}")(db_session, flt)
-                for plural in ("hosts", "workloads", "services")
-            }
-    with state.db.session() as db_session:
-        sources = queries.list_sources(db_session)
-    return _page(request, "search.html", principal, session, q=q, results=results, sources=sources, limit=SEARCH_LIMIT)
-
-
 def _object_page(request: Request, object_type: str, ident: str) -> HTMLResponse:
-    principal, session = _signed_in(request, Permission.READ)
+    from inventory.impact import impact_of
+
+    principal, session = signed_in(request, Permission.READ)
+    impact = graph = None
     with server_state(request).db.session() as db_session:
         doc = queries.show_object(db_session, object_type, ident)
-    # The library lists the newest changes first; a page reads old -> new, new rows arriving below.
-    doc["changes"] = list(reversed(doc["changes"]))
-    live = _live_url(doc["changes"], object_type=object_type, object_id=doc["id"])
-    return _page(request, f"{object_type}.html", principal, session, obj=doc, object_type=object_type, live_url=live)
+        live = doc.get("removed_at") is None
+        if live and object_type in ("host", "workload"):
+            impact = impact_of(db_session, object_type, doc["id"]).as_dict()
+        if live and object_type == "host":
+            from inventory.machine_graph import machine_graph
+            from inventory.server.web_graph import layout
+
+            graph = layout(machine_graph(db_session, doc["id"]))
+    # Newest first, as the changes page: new rows arrive on top.
+    live_url = _live_url(doc["changes"], object_type=object_type, object_id=doc["id"])
+    return page(
+        request,
+        f"{object_type}.html",
+        principal,
+        session,
+        obj=doc,
+        object_type=object_type,
+        live_url=live_url,
+        impact=impact,
+        graph=graph,
+    )
 
 
 def _live_url(rows: list[dict[str, Any]], **filters: Any) -> str:
     """The change stream a page's table follows: its filters, resumed after the newest row it shows."""
-    from urllib.parse import urlencode
-
     query = {key: value for key, value in filters.items() if value}
     newest = max((row["id"] for row in rows), default=None)
     if newest is not None:
@@ -199,32 +204,49 @@ def service_page(request: Request, ident: str) -> HTMLResponse:
 
 @router.get("/changes")
 def changes_page(
-    request: Request, since: str = "1d", source: str = "", type: str = "", action: str = "", cursor: str | None = None
+    request: Request,
+    since: str = "1d",
+    source: str = "",
+    type: str = "",
+    action: str = "",
+    page_number: int = Query(1, alias="page", ge=1, le=100_000),
 ) -> HTMLResponse:
-    from inventory.server.api_inventory import change_page
-    from inventory.server.pagination import encode_cursor
+    """The changes timeline, newest first; only the first page grows live (later pages hold older rows)."""
+    from inventory.timeutil import parse_period
 
-    principal, session = _signed_in(request, Permission.READ)
+    principal, session = signed_in(request, Permission.READ)
     state = server_state(request)
-    filters = {"source": source or None, "object_type": type or None, "action": action or None}
-    rows, offset, fingerprint = change_page(state, since, None, limit=200, cursor=cursor, **filters)
-    next_cursor = encode_cursor(offset + 200, fingerprint) if len(rows) > 200 else None
+    try:
+        since_at, _ = parse_period(since, None)
+        assert since_at is not None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    filters: dict[str, Any] = {"source": source or None, "object_type": type or None, "action": action or None}
+    offset = (page_number - 1) * CHANGES_PAGE
     with state.db.session() as db_session:
+        rows = queries.list_changes(
+            db_session, since=since_at, limit=CHANGES_PAGE + 1, offset=offset, newest_first=True, **filters
+        )
         sources = [s["name"] for s in queries.list_sources(db_session)]
-    return _page(
+    asked = {"since": since, "source": source, "type": type, "action": action}
+    older = (
+        "/changes?" + urlencode({**{k: v for k, v in asked.items() if v}, "page": page_number + 1})
+        if len(rows) > CHANGES_PAGE
+        else None
+    )
+    return page(
         request,
         "changes.html",
         principal,
         session,
-        rows=rows[:200],
+        rows=rows[:CHANGES_PAGE],
         since=since,
         source=source,
         type=type,
         action=action,
         sources=sources,
-        next_cursor=next_cursor,
-        # Only the last page grows: an earlier one has later rows on the next.
-        live_url=None if next_cursor else _live_url(rows, **filters),
+        older=older,
+        live_url=_live_url(rows, **filters) if page_number == 1 else None,
     )
 
 
@@ -242,7 +264,7 @@ async def changes_stream(
 
     from inventory.server.streaming import PING_SECONDS, change_events, open_feed, resume_point
 
-    _signed_in(request, Permission.READ)
+    signed_in(request, Permission.READ)
     if object_type not in ("", "host", "workload", "service") or action not in (
         "",
         "created",
@@ -268,38 +290,55 @@ async def changes_stream(
 
 @router.get("/sources")
 def sources_page(request: Request) -> HTMLResponse:
-    principal, session = _signed_in(request, Permission.READ)
+    principal, session = signed_in(request, Permission.READ)
     with server_state(request).db.session() as db_session:
         sources = queries.list_sources(db_session)
-    return _page(request, "sources.html", principal, session, sources=sources)
+    return page(request, "sources.html", principal, session, sources=sources)
 
 
 @router.get("/approvals")
 def approvals_page(request: Request, status: str = "pending", notice: str = "") -> HTMLResponse:
-    from inventory.policy.approvals import list_approvals
+    from inventory.policy.approvals import explain_approval, list_approvals
 
-    principal, session = _signed_in(request, Permission.READ)
+    principal, session = signed_in(request, Permission.READ)
     if status not in ("pending", "approved", "rejected", "all"):
         raise UsageError(f"status must be pending, approved, rejected or all, not {status!r}")
-    rows = list_approvals(server_state(request).tool_runner(), status)
-    return _page(request, "approvals.html", principal, session, rows=rows, status=status, notice=notice)
+    runner = server_state(request).tool_runner()
+    rows = list_approvals(runner, status)
+    # A pending call is explained before anyone decides it: why, what it takes along, the target now.
+    for row in rows:
+        if row["status"] == "pending":
+            row["explained"] = explain_approval(runner, row)
+    return page(request, "approvals.html", principal, session, rows=rows, status=status, notice=notice)
 
 
 @router.post("/approvals/{approval_id}")
 def approvals_decide(
-    request: Request, approval_id: int, decision: str = Form(...), csrf: str = Form(""), reason: str = Form("")
+    request: Request,
+    approval_id: int,
+    decision: str = Form(...),
+    csrf: str = Form(""),
+    reason: str = Form(""),
+    confirm: str = Form(""),
 ) -> Response:
+    from inventory.policy.approvals import list_approvals
+    from inventory.policy.classes import ToolClass
     from inventory.server.api_tools import settle
 
-    principal, session = _signed_in(request, Permission.APPROVE)
+    principal, session = signed_in(request, Permission.APPROVE)
     _check_csrf(session, csrf)
+    runner = server_state(request).tool_runner()
+    asked = next((row for row in list_approvals(runner, "pending") if row["id"] == approval_id), None)
+    destructive = asked is not None and asked["class"] == ToolClass.DESTRUCTIVE
+    if decision == "approve" and destructive and confirm != "yes":
+        # The form asks for the tick; a request without it (a script, a crafted form) is refused here too.
+        notice = f"approval {approval_id}: not approved: a DESTRUCTIVE call needs the confirmation ticked"
+        return RedirectResponse(f"/approvals?{urlencode({'notice': notice})}", status_code=303)
     try:
         result = settle(server_state(request), principal, approval_id, decision, reason or None)
         notice = f"approval {approval_id}: {result['outcome']}"
     except InventoryError as exc:
         notice = f"approval {approval_id}: {redact_text(str(exc))}"
-    from urllib.parse import urlencode
-
     return RedirectResponse(f"/approvals?{urlencode({'notice': notice})}", status_code=303)
 
 
@@ -308,12 +347,12 @@ def audit_page(request: Request, actor: str = "", tool: str = "") -> HTMLRespons
     from inventory.audit.log import AuditFilter, list_entries
     from inventory.server.api_tools import verify_audit
 
-    principal, session = _signed_in(request, Permission.AUDIT)
+    principal, session = signed_in(request, Permission.AUDIT)
     state = server_state(request)
     flt = AuditFilter(actor=actor or None, tool=tool or None, limit=200, newest_first=True)
     with state.db.session() as db_session:
         rows = list(reversed(list_entries(db_session, flt)))
-    return _page(
+    return page(
         request, "audit.html", principal, session, rows=rows, verify=verify_audit(state), actor=actor, tool=tool
     )
 
@@ -325,6 +364,9 @@ def install_web(app: FastAPI) -> None:
     state = app.state.inventory
     app.state.web_sessions = SessionStore(state.db)
     app.state.web_token_references = token_references(state.authenticator)
+    from inventory.server.web_overview import router as overview
+
+    app.include_router(overview)
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
@@ -338,11 +380,29 @@ def install_web(app: FastAPI) -> None:
     @app.exception_handler(Forbidden)
     async def forbidden(request: Request, exc: Forbidden) -> Response:
         if wants_html(request):
-            return _page(request, "error.html", None, None, status_code=403, message=str(exc))
+            return page(request, "error.html", None, None, status_code=403, message=str(exc))
         return forbidden_response(exc)
 
     @app.exception_handler(InventoryError)
     async def inventory_error(request: Request, exc: InventoryError) -> Response:
         if wants_html(request):
-            return _page(request, "error.html", None, None, status_code=status_of(exc), message=redact_text(str(exc)))
+            return page(request, "error.html", None, None, status_code=status_of(exc), message=redact_text(str(exc)))
         return inventory_error_response(exc)
+
+    @app.exception_handler(SQLAlchemyError)
+    async def database_away(request: Request, exc: SQLAlchemyError) -> Response:
+        # The database is away or refused (a restart, a full disk): say so, never a bare 500.
+        message = "the database cannot be reached right now"
+        if wants_html(request):
+            message += "; the page works again once it is back"
+            return page(request, "error.html", None, None, status_code=503, message=message, retry=True)
+        return JSONResponse(error_body("StorageError", message + "; retry once it is back"), status_code=503)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if wants_html(request):
+            message = {404: "there is no such page", 405: "that page cannot be used that way"}.get(
+                exc.status_code, str(exc.detail)
+            )
+            return page(request, "error.html", None, None, status_code=exc.status_code, message=message)
+        return JSONResponse(error_body("HTTPError", str(exc.detail)), status_code=exc.status_code)

@@ -1,4 +1,4 @@
-// Live change rows: a table with data-live-changes follows that change stream and appends each row.
+// Live change rows: a table with data-live-changes follows that change stream and adds each row.
 // The server renders every row (escaped exactly as the page's own rows); this script only inserts it,
 // and the browser's EventSource resumes after a cut with Last-Event-ID, so no row is lost or doubled.
 "use strict";
@@ -11,7 +11,9 @@
       if (empty) {
         empty.remove();
       }
-      body.insertAdjacentHTML("beforeend", event.data);
+      // Newest-first tables (the default) take new rows on top.
+      var where = table.getAttribute("data-order") === "oldest-first" ? "beforeend" : "afterbegin";
+      body.insertAdjacentHTML(where, event.data);
       table.setAttribute("data-live-rows", String(Number(table.getAttribute("data-live-rows") || 0) + 1));
     });
   }
