@@ -21,7 +21,7 @@ import functools
 import importlib
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
@@ -195,6 +195,14 @@ class Connector:
     sdk_modules: ClassVar[tuple[str, ...]] = ()
     # Whether ``watch`` follows this source's changes as they happen.
     streams: ClassVar[bool] = False
+    # This source sees a machine as one runtime on it (a Kubernetes node, a Docker engine), not as the machine
+    # itself: losing it takes its own workloads, never the machine nor the other runtimes on it (impact).
+    runtime: ClassVar[bool] = False
+    # Workload kinds that are machines other sources may see as hosts (a hypervisor's guests): a bare name
+    # given to `impact` is tried as one of these first, since a guest is the top of its machine.
+    machine_kinds: ClassVar[tuple[str, ...]] = ()
+    # The attribute keys ``provider_id`` reads (extracted in SQL when hosts are linked into machines).
+    provider_keys: ClassVar[tuple[str, ...]] = ("provider_id",)
 
     def __init__(self, config: SourceConfig) -> None:
         self.config = config
@@ -242,6 +250,22 @@ class Connector:
         return []
 
     @classmethod
+    def provider_id(cls, attributes: Mapping[str, Any]) -> str | None:
+        """The cloud-provider id a host of this source is known by, lower-cased; None when it has none.
+
+        By default the host's own ``provider_id`` attribute (a Kubernetes node's spec.providerID, a
+        hand-declared machine's); a hypervisor's connector names its guests as its cloud controller does.
+        """
+        own = attributes.get("provider_id")
+        return str(own).lower() if own else None
+
+    @classmethod
+    def starter_sources(cls) -> list[StarterSource]:
+        """What `inventory init` can write for this connector on this machine (kubeconfig contexts, a local
+        engine), each with where it was found. Must be cheap and quiet: it runs on a first start."""
+        return []
+
+    @classmethod
     def tools(cls) -> Sequence[ToolSpec]:
         """The tools this connector offers, each with ``source_type == type_name``.
 
@@ -278,6 +302,15 @@ class Connector:
         raise NotImplementedError
 
 
+@dataclass(frozen=True)
+class StarterSource:
+    """A source `inventory init` offers: its name before it is made unique, its settings, where it was found."""
+
+    name: str
+    settings: dict[str, str]
+    found_in: str
+
+
 @dataclass
 class _Entry:
     name: str
@@ -287,9 +320,15 @@ class _Entry:
 
 
 @functools.cache
+def installed_registry() -> ConnectorRegistry:
+    """The installed connectors, discovered once per process (loading one imports no SDK)."""
+    return ConnectorRegistry.discover()
+
+
+@functools.cache
 def installed_status_vocabulary() -> StatusVocabulary:
     """The status words every installed connector declares, pooled (read once: loading a connector imports no SDK)."""
-    return ConnectorRegistry.discover().status_vocabulary()
+    return installed_registry().status_vocabulary()
 
 
 class ConnectorRegistry:
@@ -382,6 +421,25 @@ class ConnectorRegistry:
         for connector in self.loadable():
             pooled |= connector.statuses
         return pooled
+
+    def runtime_types(self) -> frozenset[str]:
+        """The source types that see a machine as one runtime on it (``Connector.runtime``)."""
+        return frozenset(connector.type_name for connector in self.loadable() if connector.runtime)
+
+    def machine_kinds(self) -> tuple[str, ...]:
+        """Every workload kind that is a machine (``Connector.machine_kinds``), pooled."""
+        return tuple(sorted({kind for connector in self.loadable() for kind in connector.machine_kinds}))
+
+    def provider_keys(self) -> tuple[str, ...]:
+        """The host attribute keys any connector's ``provider_id`` reads."""
+        return tuple(sorted({key for connector in self.loadable() for key in connector.provider_keys}))
+
+    def provider_id(self, type_name: str, attributes: Mapping[str, Any]) -> str | None:
+        """A host's provider id, as its source's connector reads it (None for a type that is not installed)."""
+        try:
+            return self.get(type_name).provider_id(attributes)
+        except ConnectorUnavailable:
+            return None
 
     def kind_vocabulary(self) -> KindVocabulary:
         """The kind words of every loadable connector, pooled."""

@@ -24,17 +24,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from inventory.connector import installed_registry
 from inventory.errors import Ambiguous, NotFound, UsageError
 from inventory.object_ids import bare_id, objects_with_id, refuse_shared_id
 from inventory.policy.targets import Target, resolve_target, split_target
 from inventory.queries import same_machine
 from inventory.report import classify_status
 from inventory.storage.models import HostRow, ServiceMember, ServiceRow, Source, WorkloadRow
-
-# Sources that see a machine as one runtime on it, rather than as the machine itself.
-RUNTIME_SOURCE_TYPES = frozenset({"kubernetes", "docker"})
-# A bare name is tried as a guest first: a guest is the top of its machine, so its impact holds everything below.
-GUEST_KINDS = ("qemu", "lxc")
 
 
 @dataclass(frozen=True)
@@ -170,7 +166,11 @@ def resolve_impact_target(session: Session, text: str) -> tuple[str, int]:
         refuse_shared_id(text, found)
         if found:
             return found[0][0], found[0][1].id
-    tries: list[tuple[str, tuple[str, ...]]] = [("workload", GUEST_KINDS), ("host", ()), ("workload", ())]
+    # A bare name is tried as a machine-kind workload first (a hypervisor's guest is the top of its machine,
+    # so its impact holds everything below), then as a host, then as any workload.
+    machine_kinds = installed_registry().machine_kinds()
+    tries: list[tuple[str, tuple[str, ...]]] = [("workload", machine_kinds)] if machine_kinds else []
+    tries += [("host", ()), ("workload", ())]
     for default_type, kinds in tries:
         try:
             target = resolve_target(session, text, default_type=default_type, kinds=kinds)
@@ -190,6 +190,7 @@ class _Walk:
     def __init__(self, session: Session, sources: Mapping[int, tuple[str, str]]) -> None:
         self.session = session
         self.sources = sources
+        self.runtime_types = installed_registry().runtime_types()
         self.taken: dict[str, dict[int, Affected]] = {"host": {}, "workload": {}}
         self.frontier: dict[str, list[Any]] = {"host": [], "workload": []}
 
@@ -208,7 +209,7 @@ class _Walk:
         for row in _live(self.session, WorkloadRow, WorkloadRow.host_id.in_(list(on_hosts))):
             self.take("workload", row, f"runs on host {on_hosts[row.host_id]}")
         for host in hosts:
-            if self.sources[host.source_id][1] in RUNTIME_SOURCE_TYPES:
+            if self.sources[host.source_id][1] in self.runtime_types:
                 continue
             for peer in _machine_peers(self.session, host):
                 row = self.session.get(HostRow, peer["id"]) if "removed_at" not in peer else None

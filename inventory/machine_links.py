@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select, text
 from sqlalchemy.orm import Session
 
+from inventory.connector import installed_registry
 from inventory.machines import (
     RULE_ORDER,
     AmbiguousUuid,
@@ -25,7 +26,6 @@ from inventory.machines import (
     MachineGraph,
     MatchRule,
     link_machines,
-    provider_id,
 )
 from inventory.storage.models import HostRow, MachineLink, Source
 from inventory.storage.store import _chunks
@@ -37,8 +37,8 @@ _PG_RELINK_LOCK = int.from_bytes(
     hashlib.blake2b(b"inventory-machine-links", digest_size=8).digest(), "big", signed=True
 )
 
-# Only the attribute keys the rule reads are extracted (in SQL): a Kubernetes node's attributes are large.
-_PROVIDER_KEYS = ("provider_id", "cluster", "vmid")
+# The host columns the rule reads; of the attributes (a Kubernetes node's are large) only the keys
+# the connectors' ``provider_id`` read are extracted, in SQL.
 _FACT_COLUMNS = (
     HostRow.id,
     HostRow.source_id,
@@ -47,12 +47,16 @@ _FACT_COLUMNS = (
     HostRow.machine_uuid,
     HostRow.mac_addresses,
     HostRow.addresses,
-    *(HostRow.attributes[key].as_string().label(key) for key in _PROVIDER_KEYS),
+    Source.type,
 )
 
 
 def live_host_facts(session: Session) -> list[HostFacts]:
-    """What the same-machine rule reads of every live host."""
+    """What the same-machine rule reads of every live host (provider ids as each source's connector reads them)."""
+    registry = installed_registry()
+    keys = registry.provider_keys()
+    columns = (*_FACT_COLUMNS, *(HostRow.attributes[key].as_string().label(f"attr_{key}") for key in keys))
+    stmt = select(*columns).join(Source, Source.id == HostRow.source_id).where(HostRow.removed_at.is_(None))
     return [
         HostFacts(
             row.id,
@@ -62,9 +66,9 @@ def live_host_facts(session: Session) -> list[HostFacts]:
             row.machine_uuid,
             tuple(row.mac_addresses or ()),
             tuple(row.addresses or ()),
-            provider_id({key: getattr(row, key) for key in _PROVIDER_KEYS}),
+            registry.provider_id(row.type, {key: getattr(row, f"attr_{key}") for key in keys}),
         )
-        for row in session.execute(select(*_FACT_COLUMNS).where(HostRow.removed_at.is_(None)))
+        for row in session.execute(stmt)
     ]
 
 

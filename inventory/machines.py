@@ -6,8 +6,8 @@ three times; each source keeps its own row, and the link is made here (and store
 
 1. the SMBIOS / system uuid, case-insensitive (a VM's SMBIOS uuid is the Kubernetes
    node's systemUUID);
-2. the provider id: a Kubernetes node's ``spec.providerID`` as a Proxmox cloud controller
-   sets it, ``proxmox://<cluster>/<vmid>``, against the guest that cluster and vmid name;
+2. the provider id: a host's cloud-provider id as its connector reads it (``Connector.provider_id``:
+   a Kubernetes node's ``spec.providerID``, the id a hypervisor's cloud controller gives a guest);
 3. a shared MAC address, case-insensitive;
 4. the short hostname (the hostname, or the name where there is none, up to the first dot,
    case-insensitive) together with a shared address: a name alone is not evidence, two
@@ -22,11 +22,10 @@ is which: it matches nothing and is reported as ambiguous; the weaker rules stil
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from itertools import combinations
-from typing import Any
 
 
 class MatchRule(StrEnum):
@@ -38,24 +37,6 @@ class MatchRule(StrEnum):
 
 
 RULE_ORDER = {rule: i for i, rule in enumerate(MatchRule)}
-PROXMOX_PROVIDER_SCHEME = "proxmox://"
-
-
-def provider_id(attributes: Mapping[str, Any] | None) -> str | None:
-    """The provider id a host is known by: a Kubernetes node's own, or the one a Proxmox guest would be given.
-
-    Proxmox cloud controllers name a node's VM ``proxmox://<cluster>/<vmid>``; the guest's
-    attributes hold its cluster and vmid (inventory's Proxmox connector keeps both).
-    """
-    if not attributes:
-        return None
-    own = attributes.get("provider_id")
-    if own:
-        return str(own).lower()
-    cluster, vmid = attributes.get("cluster"), attributes.get("vmid")
-    if cluster and vmid is not None:
-        return f"{PROXMOX_PROVIDER_SCHEME}{cluster}/{vmid}".lower()
-    return None
 
 
 def _address(text: str) -> str:

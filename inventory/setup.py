@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import yaml
 
 from inventory.connector import ConnectorRegistry
-from inventory.errors import ConfigError, ConnectorUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -37,38 +36,23 @@ def source_name(raw: str) -> str:
 
 
 def discover_sources(registry: ConnectorRegistry) -> list[FoundSource]:
-    """Every context of the kubeconfig kubectl would read, and the Docker engine the docker CLI would use."""
+    """What each installed connector finds on this machine (``Connector.starter_sources``): the contexts of the
+    kubeconfig kubectl would read, the Docker engine the docker CLI would use, and what other connectors offer."""
     found: list[FoundSource] = []
     taken: set[str] = set()
-
-    def add(raw_name: str, type_name: str, settings: dict[str, str], found_in: str) -> None:
-        name = source_name(raw_name)
-        while name in taken:
-            name += "-2"
-        taken.add(name)
-        found.append(FoundSource(name, type_name, settings, found_in))
-
-    for context in _kubeconfig_contexts(registry):
-        add(context, "kubernetes", {"context": context}, f"kubeconfig context {context!r}")
-    try:
-        offered = registry.get("docker").default_sources()
-    except ConnectorUnavailable:
-        offered = []
-    for docker in offered:
-        url = str(getattr(docker, "url", ""))
-        add("docker-local", "docker", {"url": url}, f"a Docker engine answering at {url}")
+    for connector in registry.loadable():
+        try:
+            offered = connector.starter_sources()
+        except Exception as exc:  # a connector's probe must not break `inventory init`
+            log.warning("connector %r could not offer a starter source: %s", connector.type_name, exc)
+            continue
+        for starter in offered:
+            name = source_name(starter.name)
+            while name in taken:
+                name += "-2"
+            taken.add(name)
+            found.append(FoundSource(name, connector.type_name, starter.settings, starter.found_in))
     return found
-
-
-def _kubeconfig_contexts(registry: ConnectorRegistry) -> list[str]:
-    """The contexts a `context: "*"` source would expand to; none when there is no kubeconfig."""
-    try:
-        connector = registry.get("kubernetes")
-        every = connector.config_model.model_validate({"type": "kubernetes", "name": "init", "context": "*"})
-        return [str(getattr(source, "context", "")) for source in connector.expand(every)]
-    except (ConfigError, ConnectorUnavailable) as exc:
-        log.info("no Kubernetes source written: %s", exc)
-        return []
 
 
 _PROXMOX_EXAMPLE = """\

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,6 @@ from inventory.machines import (
     machine_matches,
     machines,
     match_rule,
-    provider_id,
 )
 from inventory.queries import ObjectFilter, list_hosts, show_object
 from inventory.report import build_report
@@ -79,13 +79,18 @@ def test_no_match_without_evidence_or_within_one_source() -> None:
 
 
 def test_provider_id_of_a_node_and_of_a_proxmox_guest() -> None:
-    assert provider_id({"provider_id": "proxmox://HomeLab/101"}) == "proxmox://homelab/101"
-    assert provider_id({"cluster": "homelab", "vmid": 101}) == "proxmox://homelab/101"
-    assert provider_id({"provider_id": "k3s://node-0"}) == "k3s://node-0"
-    assert provider_id({"cluster": "homelab"}) is None and provider_id(None) is None
-    node = HostFacts(1, 1, "worker-a", provider_id=provider_id({"provider_id": "proxmox://homelab/101"}))
-    guest = HostFacts(2, 2, "vm-101", provider_id=provider_id({"cluster": "homelab", "vmid": 101}))
-    other = HostFacts(3, 2, "vm-102", provider_id=provider_id({"cluster": "homelab", "vmid": 102}))
+    """Each connector reads its own hosts' provider ids; the core names no provider scheme."""
+    registry = ConnectorRegistry.discover()
+    node_id, guest_id = partial(registry.provider_id, "kubernetes"), partial(registry.provider_id, "proxmox")
+    assert node_id({"provider_id": "proxmox://HomeLab/101"}) == "proxmox://homelab/101"
+    assert guest_id({"cluster": "homelab", "vmid": 101}) == "proxmox://homelab/101"
+    assert node_id({"provider_id": "k3s://node-0"}) == "k3s://node-0"
+    assert guest_id({"cluster": "homelab"}) is None and node_id({}) is None
+    assert registry.provider_id("static", {"provider_id": "AWS:///i-1"}) == "aws:///i-1"  # a machine says its own
+    assert registry.provider_id("not-installed", {"cluster": "c", "vmid": 1}) is None
+    node = HostFacts(1, 1, "worker-a", provider_id=node_id({"provider_id": "proxmox://homelab/101"}))
+    guest = HostFacts(2, 2, "vm-101", provider_id=guest_id({"cluster": "homelab", "vmid": 101}))
+    other = HostFacts(3, 2, "vm-102", provider_id=guest_id({"cluster": "homelab", "vmid": 102}))
     assert machine_matches([node, guest, other]) == [MachineMatch(1, 2, MatchRule.PROVIDER_ID)]
 
 
@@ -165,7 +170,7 @@ def _sync(db: Database, tmp_path: Path, files: dict[str, str], only: list[str] |
 _PVE = (
     "hosts:\n"
     "  - {id: '101', name: vm-a, kind: vm, machine_uuid: 4C4C4544-00AA, attributes: {cluster: lab, vmid: 101}}\n"
-    "  - {id: '102', name: vm-b, kind: vm, attributes: {cluster: lab, vmid: 102}}\n"
+    "  - {id: '102', name: vm-b, kind: vm, attributes: {provider_id: 'proxmox://lab/102'}}\n"
     "  - {id: '110', name: ct-docker, kind: lxc, mac_addresses: ['BC:24:11:AA:00:01']}\n"
     "  - {id: '111', name: web, kind: lxc, addresses: [10.0.0.5]}\n"
     "  - {id: '112', name: spare, kind: lxc, addresses: [10.0.0.6]}\n"

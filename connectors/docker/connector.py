@@ -49,7 +49,7 @@ from connectors.docker.records import (
     swarm_role,
     swarm_service_records,
 )
-from inventory.connector import Connector, KindVocabulary, SourceConfig, StatusVocabulary
+from inventory.connector import Connector, KindVocabulary, SourceConfig, StarterSource, StatusVocabulary
 from inventory.errors import SourceError
 from inventory.records import Ref, Scope, Snapshot
 from inventory.retry import UnansweredInARow
@@ -66,6 +66,8 @@ class DockerConnector(Connector):
     type_name = TYPE_NAME
     config_model = DockerConfig
     sdk_modules = ("docker", "docker.errors", "requests")
+    # An engine is one runtime on a machine: losing it takes its containers, not the machine.
+    runtime = True
     config: DockerConfig
     # Container states (the engine's own words), health, and the Compose / swarm group states.
     statuses: ClassVar[StatusVocabulary] = StatusVocabulary(
@@ -85,6 +87,14 @@ class DockerConnector(Connector):
     def default_sources(cls) -> list[SourceConfig]:
         local = default_local_source()
         return [local] if local is not None else []
+
+    @classmethod
+    def starter_sources(cls) -> list[StarterSource]:
+        """The Docker engine the docker CLI would use, when one answers."""
+        return [
+            StarterSource("docker-local", {"url": url}, f"a Docker engine answering at {url}")
+            for url in (str(getattr(source, "url", "")) for source in cls.default_sources())
+        ]
 
     @classmethod
     def tools(cls) -> Sequence[ToolSpec]:

@@ -45,7 +45,7 @@ from connectors.kubernetes.records import (
     pod_workload,
     service_record,
 )
-from inventory.connector import Connector, KindVocabulary, SourceConfig, StatusVocabulary
+from inventory.connector import Connector, KindVocabulary, SourceConfig, StarterSource, StatusVocabulary
 from inventory.errors import ConfigError, SourceError
 from inventory.records import Ref, Scope, Service, Snapshot
 from inventory.yaml_text import load_yaml
@@ -84,6 +84,8 @@ class KubernetesConnector(Connector):
     type_name = TYPE_NAME
     config_model = KubernetesConfig
     sdk_modules = ("kubernetes.client", "kubernetes.client.exceptions", "kubernetes.config", "urllib3")
+    # A node is one runtime on a machine: losing it takes its pods, not the VM or the other runtimes on it.
+    runtime = True
     config: KubernetesConfig
     # Pod phases, node readiness, controller states and the container reasons pods report.
     statuses: ClassVar[StatusVocabulary] = StatusVocabulary(
@@ -110,6 +112,17 @@ class KubernetesConnector(Connector):
         from connectors.kubernetes.tools import TOOLS
 
         return TOOLS
+
+    @classmethod
+    def starter_sources(cls) -> list[StarterSource]:
+        """Every context of the kubeconfig kubectl would read; none when there is no kubeconfig."""
+        try:
+            every = cls.config_model.model_validate({"type": TYPE_NAME, "name": "init", "context": "*"})
+            contexts = [str(getattr(source, "context", "")) for source in cls.expand(every)]
+        except ConfigError as exc:
+            log.info("no Kubernetes source offered: %s", exc)
+            return []
+        return [StarterSource(context, {"context": context}, f"kubeconfig context {context!r}") for context in contexts]
 
     @classmethod
     def expand(cls, config: SourceConfig) -> list[SourceConfig]:

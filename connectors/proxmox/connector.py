@@ -82,10 +82,17 @@ class _GuestResult:
     warnings: list[tuple[str, str]] = field(default_factory=list)
 
 
+# How Proxmox cloud controllers name a guest in a Kubernetes node's spec.providerID.
+PROVIDER_SCHEME = "proxmox://"
+
+
 class ProxmoxConnector(Connector):
     type_name = TYPE_NAME
     config_model = ProxmoxConfig
     sdk_modules = ("requests", "proxmoxer", "proxmoxer.backends.https", "proxmoxer.core")
+    # A guest is a machine other sources see as a host: `impact NAME` tries guests first.
+    machine_kinds = ("qemu", "lxc")
+    provider_keys = ("cluster", "vmid", "provider_id")
     config: ProxmoxConfig
     # Node and guest states as /cluster/resources reports them.
     statuses: ClassVar[StatusVocabulary] = StatusVocabulary(
@@ -98,6 +105,14 @@ class ProxmoxConnector(Connector):
     kinds: ClassVar[KindVocabulary] = KindVocabulary(
         ("vm", "qemu", "kvm", "vms"), ("lxc", "ct"), ("node", "nodes"), ("pool", "pools")
     )
+
+    @classmethod
+    def provider_id(cls, attributes: Mapping[str, Any]) -> str | None:
+        """The id a Proxmox cloud controller gives a guest's Kubernetes node: ``proxmox://<cluster>/<vmid>``."""
+        cluster, vmid = attributes.get("cluster"), attributes.get("vmid")
+        if cluster and vmid is not None:
+            return f"{PROVIDER_SCHEME}{cluster}/{vmid}".lower()
+        return super().provider_id(attributes)
 
     def __init__(self, config: SourceConfig) -> None:
         super().__init__(config)

@@ -1,101 +1,43 @@
-"""The web UI: server-rendered pages over the same library calls as the API.
+"""The web UI: server-rendered pages over the same library calls as the API (web_base.py holds what
+every page shares: sessions, CSRF, headers; web_overview.py the home page and the lists).
 
-The one script (static/live.js) only appends change rows the server renders to tables that follow
+The one script (static/live.js) only adds change rows the server renders to tables that follow
 a change stream (``/changes/stream``, server-sent events); every page works without it.
-
-Sign-in takes an API token once; the browser then holds only a random session id in a cookie
-(HttpOnly, SameSite=Strict, Secure over HTTPS). The session lives in the database
-(``inventory/server/sessions.py``: the id's hash and a reference to the token, never the token),
-so every replica knows it, and it is re-authorized through the token on every request, so a
-revoked token ends its sessions. Every form carries the session's CSRF token; a POST without it
-is refused.
 """
 
 from __future__ import annotations
 
-import hmac
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from inventory import queries
 from inventory.errors import InventoryError, UsageError
 from inventory.redact import redact_text
-from inventory.server.auth import Forbidden, NotAuthenticated, Permission, Principal, TooManyFailures, authorize, may
+from inventory.server.auth import Forbidden, NotAuthenticated, Permission, TooManyFailures
 from inventory.server.errors import error_body, forbidden_response, inventory_error_response, status_of
-from inventory.server.sessions import SESSION_IDLE_SECONDS, SessionStore, TokenReferences, WebSession, token_references
+from inventory.server.sessions import SESSION_IDLE_SECONDS, SessionStore, token_references
 from inventory.server.state import client_address, server_state
+from inventory.server.web_base import (
+    HERE,
+    SESSION_COOKIE,
+    SignInRequired,
+    check_csrf,
+    page,
+    references,
+    sessions,
+    signed_in,
+    templates,
+)
+from inventory.server.web_overview import router as overview
 
-HERE = Path(__file__).parent
-SESSION_COOKIE = "inventory_session"
-SEARCH_LIMIT = 50
 CHANGES_PAGE = 200
-
-templates = Jinja2Templates(directory=str(HERE / "templates"))
 router = APIRouter(include_in_schema=False)
-
-
-class SignInRequired(InventoryError):
-    """The browser has no live session: its handler redirects to the sign-in page."""
-
-
-def _sessions(request: Request) -> SessionStore:
-    store: SessionStore = request.app.state.web_sessions
-    return store
-
-
-def _references(request: Request) -> TokenReferences:
-    references: TokenReferences = request.app.state.web_token_references
-    return references
-
-
-def signed_in(request: Request, permission: Permission) -> tuple[Principal, WebSession]:
-    session = _sessions(request).get(request.cookies.get(SESSION_COOKIE))
-    if session is None:
-        raise SignInRequired()
-    try:
-        return authorize(_references(request).by_reference, session.token_ref, permission), session
-    except NotAuthenticated:
-        _sessions(request).drop(request.cookies.get(SESSION_COOKIE))
-        raise SignInRequired() from None
-
-
-def _check_csrf(session: WebSession, submitted: str) -> None:
-    if not hmac.compare_digest(session.csrf.encode(), submitted.encode()):
-        raise UsageError("the form is stale or was not sent by this site (CSRF token mismatch); reload the page")
-
-
-def page(
-    request: Request,
-    template: str,
-    principal: Principal | None,
-    session: WebSession | None,
-    status_code: int = 200,
-    **context: Any,
-) -> HTMLResponse:
-    context.update(
-        principal=principal,
-        csrf=session.csrf if session else "",
-        may_approve=bool(principal and may(principal, Permission.APPROVE)),
-        may_audit=bool(principal and may(principal, Permission.AUDIT)),
-        status_code=status_code,
-    )
-    response = templates.TemplateResponse(request, template, context, status_code=status_code)
-    response.headers["Content-Security-Policy"] = (
-        "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; connect-src 'self'; "
-        "form-action 'self'; frame-ancestors 'none'"
-    )
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 # --- sign-in -------------------------------------------------------------------------------------
@@ -112,7 +54,7 @@ def login(request: Request, token: str = Form(...)) -> Response:
     try:
         state.authorize(token.strip(), Permission.READ, client_address(request.scope))
         # Only a token that signed in is named: the session keeps this reference, never the token.
-        reference = _references(request).reference(token.strip())
+        reference = references(request).reference(token.strip())
         if reference is None:
             raise NotAuthenticated()
     except TooManyFailures as exc:
@@ -121,7 +63,7 @@ def login(request: Request, token: str = Form(...)) -> Response:
         return slowed
     except (NotAuthenticated, Forbidden):
         return page(request, "login.html", None, None, status_code=401, error="That token is not valid here.")
-    session_id, _session = _sessions(request).create(reference)
+    session_id, _session = sessions(request).create(reference)
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
@@ -138,8 +80,8 @@ def login(request: Request, token: str = Form(...)) -> Response:
 @router.post("/logout")
 def logout(request: Request, csrf: str = Form("")) -> Response:
     _principal, session = signed_in(request, Permission.READ)
-    _check_csrf(session, csrf)
-    _sessions(request).drop(request.cookies.get(SESSION_COOKIE))
+    check_csrf(session, csrf)
+    sessions(request).drop(request.cookies.get(SESSION_COOKIE))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
@@ -326,7 +268,7 @@ def approvals_decide(
     from inventory.server.api_tools import settle
 
     principal, session = signed_in(request, Permission.APPROVE)
-    _check_csrf(session, csrf)
+    check_csrf(session, csrf)
     runner = server_state(request).tool_runner()
     asked = next((row for row in list_approvals(runner, "pending") if row["id"] == approval_id), None)
     destructive = asked is not None and asked["class"] == ToolClass.DESTRUCTIVE
@@ -364,8 +306,6 @@ def install_web(app: FastAPI) -> None:
     state = app.state.inventory
     app.state.web_sessions = SessionStore(state.db)
     app.state.web_token_references = token_references(state.authenticator)
-    from inventory.server.web_overview import router as overview
-
     app.include_router(overview)
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")

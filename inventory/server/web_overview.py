@@ -19,7 +19,7 @@ from inventory import queries
 from inventory.errors import InventoryError, UsageError
 from inventory.server.auth import Permission
 from inventory.server.state import server_state
-from inventory.server.web import SEARCH_LIMIT, page, signed_in
+from inventory.server.web_base import SEARCH_LIMIT, page, signed_in
 from inventory.timeutil import utcnow
 
 router = APIRouter(include_in_schema=False)
