@@ -352,6 +352,21 @@ def test_stop_returns_within_a_second(tmp_path: Path, cluster: FakeKubernetes) -
     assert cluster.watches_open() == 0
 
 
+def test_stop_during_the_first_lists_returns_within_a_second(tmp_path: Path, cluster: FakeKubernetes) -> None:
+    cluster.latency = 0.2  # a slow API server: the first lists take seconds
+    stop = threading.Event()
+    out: list[Any] = []
+    connector = make_connector(tmp_path, cluster, page_size=4)
+    thread = threading.Thread(target=lambda: out.extend(connector.watch(stop)), daemon=True)
+    thread.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    stop.set()
+    thread.join(5)
+    assert not thread.is_alive() and time.monotonic() - started < 1.2
+    assert out == []  # nothing half-read is yielded
+
+
 def test_causes_name_the_field_manager_and_the_owner_chain(tmp_path: Path, cluster: FakeKubernetes) -> None:
     follow = Follow(make_connector(tmp_path, cluster))
     try:

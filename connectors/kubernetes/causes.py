@@ -16,6 +16,7 @@ last writer, marked inferred. A deletion is not recorded in managedFields: no ca
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -256,6 +257,7 @@ def cause_of(
     )
 
 
+@functools.lru_cache(maxsize=4096)  # to the second: thousands of objects share a few hundred times
 def _time(text: str) -> datetime | None:
     try:
         return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None

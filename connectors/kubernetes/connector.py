@@ -56,6 +56,7 @@ from connectors.kubernetes.records import (
     service_record,
 )
 from inventory.connector import Connector, KindVocabulary, SourceConfig, StatusVocabulary
+from inventory.cutoff import Cutoff
 from inventory.errors import ConfigError, SourceError
 from inventory.records import ObjectKey, Ref, Scope, Service, Snapshot
 from inventory.yaml_text import load_yaml
@@ -155,11 +156,23 @@ class KubernetesConnector(Connector):
     def watch(self, stop: threading.Event) -> Iterator[Snapshot]:
         from connectors.kubernetes.watch import Watcher
 
-        api = KubernetesApi(self.source_name, self.config)
+        # The first lists can take a minute on a large cluster: ``stop`` abandons them (no further page is asked).
+        cutoff = Cutoff()
+        done = threading.Event()
+
+        def relay() -> None:
+            while not done.is_set():
+                if stop.wait(0.5):
+                    cutoff.abandon()
+                    return
+
+        threading.Thread(target=relay, name="k8s-watch-stop", daemon=True).start()
+        api = KubernetesApi(self.source_name, self.config, cutoff)
         try:
             collector = _Collector(self.source_name, self.config, api, keep_raw=True)
             yield from Watcher(self.source_name, api, collector, stop).run()
         finally:
+            done.set()
             api.close()
 
 

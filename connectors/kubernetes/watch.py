@@ -14,6 +14,11 @@ resourceVersion) yields nothing. A pod's change also recomputes the members of t
 selector matches it, a replicaset's or pod's change whether that replicaset is kept (live, or the
 owner of a pod), a node's arrival the links of the pods on it.
 
+``stop`` is looked at every ``poll`` seconds by the generator, never by a reader: a reader blocks on
+its stream (a watch request lasts ``timeout_seconds``, read timeout a little longer, so a silently dead
+connection is found), and stopping shuts its socket down, which ends the read at once. Short request
+timeouts would do the same at the cost of a new request per kind every second, for ever.
+
 Bookmarks advance a reader's resourceVersion without events. A stream the server ends (timeoutSeconds)
 is opened again from there; a cut connection or an API server away is retried with backoff, from the
 last resourceVersion, so nothing in the gap is lost. A 410 Gone (the history no longer reaches back
@@ -98,6 +103,8 @@ class Watcher:
     def run(self) -> Iterator[Snapshot]:
         collector = self.collector
         first = collector.run()
+        if self.stop.is_set():
+            return  # stopped while listing: what was read is not a position to watch from
         if collector.failed:
             raise SourceError(
                 self.source_name, "watch", "cannot start: " + "; ".join(first.errors or sorted(collector.failed))
