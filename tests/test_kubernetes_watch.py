@@ -428,3 +428,61 @@ def test_an_account_without_the_watch_verb_is_told_what_to_grant(tmp_path: Path,
             follow.next()
     finally:
         follow.close()
+
+
+def test_records_made_from_other_objects_follow_them(tmp_path: Path, cluster: FakeKubernetes) -> None:
+    """A service's members follow pod labels, a replicaset left with no replicas and no pods goes, and a
+    pod seen before its node is linked to it when the node comes."""
+    connector = make_connector(tmp_path, cluster)
+    follow = Follow(connector)
+    try:
+        pod = next(
+            p
+            for p in cluster.objects.items["pods"]
+            if p["metadata"].get("namespace") == App and p["metadata"]["name"].startswith("web-0-")
+        )
+        cluster.mutate(
+            "pods", pod["metadata"]["name"], App, lambda o: o["metadata"]["labels"].clear(), manager="kubectl"
+        )
+        snapshot = follow.until(lambda s: any(r.kind == "service" for r in s.services))
+        assert all(m.external_id != pod["metadata"]["uid"] for s in snapshot.services for m in s.members)
+
+        late = new_pod(cluster)  # a pod of its own (no owner), on a node not there yet
+        late["metadata"]["ownerReferences"] = []
+        late["spec"]["nodeName"] = "node-late"
+        replicaset = next(
+            r
+            for r in cluster.objects.items["replicasets"]
+            if r["metadata"].get("namespace") == App and (r.get("spec") or {}).get("replicas")
+        )
+        uid = replicaset["metadata"]["uid"]
+        owned = [
+            p["metadata"]["name"]
+            for p in cluster.objects.items["pods"]
+            if any(o.get("uid") == uid for o in p["metadata"].get("ownerReferences") or ())
+        ]
+
+        def scale_to_zero(obj: dict[str, Any]) -> None:
+            obj["spec"]["replicas"] = 0
+            obj["status"] = {"replicas": 0}
+
+        cluster.mutate(
+            "replicasets", replicaset["metadata"]["name"], App, scale_to_zero, manager="kube-controller-manager"
+        )
+        for name in owned:
+            cluster.remove("pods", App, name)
+        follow.until(lambda s: ("workload", "replicaset", uid) in s.deleted)
+
+        node = copy.deepcopy(cluster.objects.items["nodes"][0])
+        node["metadata"].update(name="node-late", uid=str(uuid.uuid4()))
+        cluster.put("pods", late, manager="kube-controller-manager")
+        first = follow.until(lambda s: late["metadata"]["name"] in names(s))
+        assert next(w for w in first.workloads if w.name == late["metadata"]["name"]).host is None
+        cluster.put("nodes", node, manager="k3s")
+        linked = follow.until(lambda s: late["metadata"]["name"] in names(s))
+        host = next(w for w in linked.workloads if w.name == late["metadata"]["name"]).host
+        assert host is not None and host.external_id == node["metadata"]["uid"]
+        follow.drain(0.4)
+        matches_collect(follow, connector)
+    finally:
+        follow.close()
