@@ -4,7 +4,7 @@
 
 The fake API server runs in its own process (as a real API server would), so
 that its work is not charged to the sync. It serves the realistic profile
-(``inventory.testing.fake_kubernetes_realistic``): a real cluster's kind counts
+(``connectors.kubernetes.fake.realistic``): a real cluster's kind counts
 (~1,300 StatefulSets and Jobs, ~650 CronJobs and Ingresses, ~6,600 ReplicaSets,
 most at zero) and object weights (managedFields on every object, kubectl's
 last-applied-configuration on controllers). Printed, all measured in this run:
@@ -123,7 +123,7 @@ def start_fake(nodes: int, pods: int, kubeconfig: Path) -> subprocess.Popen[str]
     command = [
         sys.executable,
         "-m",
-        "inventory.testing.fake_kubernetes",
+        "connectors.kubernetes.fake.server",
         "--nodes",
         str(nodes),
         "--pods",

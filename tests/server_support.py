@@ -86,10 +86,10 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 def kubernetes_lab(db: Database, tmp_path: Path, cluster: Any) -> tuple[Any, Config]:
     """A fake cluster synced through the real connector, and the ToolRunner the CLI would build over it."""
+    from connectors.kubernetes.fake.server import write_kubeconfig
     from inventory.policy.execute import ToolRunner
     from inventory.policy.registry import ToolRegistry
     from inventory.policy.rules import load_policy
-    from inventory.testing.fake_kubernetes import write_kubeconfig
 
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", {"lab": cluster})
     raw = {

@@ -18,6 +18,9 @@ import yaml
 from sqlalchemy import update
 
 from connectors.kubernetes.connector import KubernetesConnector
+from connectors.kubernetes.fake.mutations import MutableFakeKubernetes
+from connectors.kubernetes.fake.objects import ClusterSpec
+from connectors.kubernetes.fake.server import write_kubeconfig
 from inventory.audit.log import AuditFilter, list_entries
 from inventory.audit.models import Approval
 from inventory.config import build_config
@@ -30,9 +33,6 @@ from inventory.policy.rules import parse_policy
 from inventory.principals import PrincipalSettings, cli_principal, os_user_name
 from inventory.storage.database import Database
 from inventory.sync import sync_source
-from inventory.testing.fake_kubernetes import write_kubeconfig
-from inventory.testing.fake_kubernetes_mutations import MutableFakeKubernetes
-from inventory.testing.fake_kubernetes_objects import ClusterSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ToolRegistry.discover()

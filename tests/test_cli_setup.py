@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 from terminal_support import run_on_terminal
 
+from connectors.kubernetes.fake.objects import ClusterSpec
+from connectors.kubernetes.fake.server import FakeKubernetes, write_kubeconfig
 from inventory.cli import cli
 from inventory.config import load_config
-from inventory.testing.fake_kubernetes import FakeKubernetes, write_kubeconfig
-from inventory.testing.fake_kubernetes_objects import ClusterSpec
 
 
 @pytest.fixture

@@ -355,7 +355,8 @@ def test_kubernetes_cronjob_has_a_read_only_service_account() -> None:
         "CronJob",
     }
     rules = documents["ClusterRole"]["rules"]
-    assert all(set(rule["verbs"]) == {"get", "list"} for rule in rules)  # it polls: no watch
+    # get and list for a sync, watch for following changes as they happen (the loop and serve --sync)
+    assert all(set(rule["verbs"]) == {"get", "list", "watch"} for rule in rules)
     (container,) = documents["CronJob"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     from inventory import __version__
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from connectors.kubernetes.connector import KubernetesConfig, KubernetesConnector
-from inventory.testing.fake_kubernetes import FakeKubernetes, write_kubeconfig
-from inventory.testing.fake_kubernetes_objects import ClusterObjects, ClusterSpec
-from inventory.testing.fake_kubernetes_realistic import fields_v1, generate_realistic_cluster, pod_json_bytes
+from connectors.kubernetes.fake.objects import ClusterObjects, ClusterSpec
+from connectors.kubernetes.fake.realistic import fields_v1, generate_realistic_cluster, pod_json_bytes
+from connectors.kubernetes.fake.server import FakeKubernetes, write_kubeconfig
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 

@@ -20,6 +20,8 @@ from sqlalchemy.orm import aliased
 from connectors.kubernetes.api import KubernetesApi, RateLimiter
 from connectors.kubernetes.config import KubernetesConfig
 from connectors.kubernetes.connector import KubernetesConnector
+from connectors.kubernetes.fake.objects import ClusterSpec, object_uid
+from connectors.kubernetes.fake.server import DEFAULT_TOKEN, FakeKubernetes, write_kubeconfig
 from inventory.config import build_config
 from inventory.connector import ConnectorRegistry
 from inventory.errors import ConfigError, SourceError
@@ -28,8 +30,6 @@ from inventory.redact import redact_text
 from inventory.storage.database import Database, open_database
 from inventory.storage.models import HostRow, ServiceMember, ServiceRow, Source, SyncRun, WorkloadRow
 from inventory.sync import sync_all, sync_source
-from inventory.testing.fake_kubernetes import DEFAULT_TOKEN, FakeKubernetes, write_kubeconfig
-from inventory.testing.fake_kubernetes_objects import ClusterSpec, object_uid
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PAGE_SIZE = 4
@@ -87,7 +87,7 @@ def removed_count(db: Database) -> int:
 def test_importing_the_connector_does_not_import_the_sdk() -> None:
     code = (
         "import sys, connectors.kubernetes.connector, connectors.kubernetes.api, connectors.kubernetes.records, "
-        "inventory.testing.fake_kubernetes\n"
+        "connectors.kubernetes.fake.server\n"
         "assert 'kubernetes' not in sys.modules, 'the SDK was imported'"
     )
     subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, check=True, timeout=60)

@@ -18,6 +18,8 @@ from sqlalchemy import select
 
 from connectors.kubernetes.config import KubernetesConfig
 from connectors.kubernetes.connector import KubernetesConnector
+from connectors.kubernetes.fake.objects import ClusterSpec
+from connectors.kubernetes.fake.server import FakeKubernetes, write_kubeconfig
 from inventory.cli import cli
 from inventory.config import build_config
 from inventory.connector import ConnectorRegistry
@@ -25,8 +27,6 @@ from inventory.records import Scope
 from inventory.storage.database import Database
 from inventory.storage.models import HostRow, WorkloadRow
 from inventory.sync import sync_source
-from inventory.testing.fake_kubernetes import FakeKubernetes, write_kubeconfig
-from inventory.testing.fake_kubernetes_objects import ClusterSpec
 
 REGISTRY = ConnectorRegistry.of(KubernetesConnector)
 NAMESPACED = (
@@ -277,8 +277,8 @@ def test_a_missing_kubeconfig_is_a_config_error_naming_the_path(tmp_path: Path) 
 
 
 def test_one_cluster_configured_twice_is_said_with_both_names(db: Database, cluster: FakeKubernetes) -> None:
+    from connectors.kubernetes.fake.server import DEFAULT_TOKEN
     from inventory.sync import sync_all
-    from inventory.testing.fake_kubernetes import DEFAULT_TOKEN
 
     # One cluster through two URLs: no config check can tell, the cluster's identity does.
     servers = {"a": cluster.url, "b": cluster.url.replace("127.0.0.1", "localhost")}

@@ -37,6 +37,9 @@ from sqlalchemy.exc import DBAPIError
 from sync_support import child_env, inventory_command, run_inventory, write_inventory
 from test_audit import _drop_triggers
 
+from connectors.kubernetes.fake.mutations import MutableFakeKubernetes
+from connectors.kubernetes.fake.objects import ClusterSpec
+from connectors.kubernetes.fake.server import write_kubeconfig
 from inventory.audit.head import check_audit_key, read_database_head
 from inventory.audit.keys import AuditSecrets, attach
 from inventory.audit.log import AuditRecord, append, verify_chain
@@ -47,9 +50,6 @@ from inventory.storage.database import Database, open_database
 from inventory.storage.grants import runtime_grants
 from inventory.storage.models import Source, SyncRun, WebSessionRow
 from inventory.storage.store import INTERRUPTED_RUN
-from inventory.testing.fake_kubernetes import write_kubeconfig
-from inventory.testing.fake_kubernetes_mutations import MutableFakeKubernetes
-from inventory.testing.fake_kubernetes_objects import ClusterSpec
 from inventory.testing.scratch_postgres import ScratchDatabase
 from inventory.timeutil import utcnow
 from inventory.tokens import create_token, revoke_token

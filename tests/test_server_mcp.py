@@ -20,13 +20,13 @@ from mcp.client.streamable_http import streamable_http_client
 from server_support import PROJECT_ROOT, Tokens, kubernetes_lab, make_tokens
 from sync_support import child_env
 
+from connectors.kubernetes.fake.mutations import MutableFakeKubernetes
+from connectors.kubernetes.fake.objects import ClusterSpec
 from inventory.audit.log import AuditFilter, list_entries
 from inventory.impact import impact as impact_of
 from inventory.server import create_app
 from inventory.server.run import BackgroundServer
 from inventory.storage.database import Database
-from inventory.testing.fake_kubernetes_mutations import MutableFakeKubernetes
-from inventory.testing.fake_kubernetes_objects import ClusterSpec
 
 
 @pytest.fixture

@@ -11,11 +11,11 @@ from fastapi.testclient import TestClient
 from server_support import Tokens, kubernetes_lab, make_tokens
 from sqlalchemy import text
 
+from connectors.kubernetes.fake.mutations import MutableFakeKubernetes
+from connectors.kubernetes.fake.objects import ClusterSpec
 from inventory.audit.log import AuditFilter, list_entries
 from inventory.server import create_app
 from inventory.storage.database import Database
-from inventory.testing.fake_kubernetes_mutations import MutableFakeKubernetes
-from inventory.testing.fake_kubernetes_objects import ClusterSpec
 
 
 @pytest.fixture

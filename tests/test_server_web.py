@@ -12,13 +12,13 @@ import pytest
 from conftest import IN_CI
 from server_support import Tokens, kubernetes_lab, make_tokens
 
+from connectors.kubernetes.fake.mutations import MutableFakeKubernetes
+from connectors.kubernetes.fake.objects import ClusterSpec
 from inventory import queries
 from inventory.server import create_app
 from inventory.server.run import BackgroundServer
 from inventory.server.web import SESSION_COOKIE
 from inventory.storage.database import Database
-from inventory.testing.fake_kubernetes_mutations import MutableFakeKubernetes
-from inventory.testing.fake_kubernetes_objects import ClusterSpec
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"

@@ -15,6 +15,8 @@ import yaml
 
 from connectors.docker.connector import DockerConnector
 from connectors.kubernetes.connector import KubernetesConnector
+from connectors.kubernetes.fake.objects import ClusterSpec
+from connectors.kubernetes.fake.server import FakeKubernetes, write_kubeconfig
 from connectors.proxmox.connector import ProxmoxConnector
 from connectors.static.connector import StaticConnector
 from inventory.config import build_config
@@ -26,8 +28,6 @@ from inventory.records import Snapshot
 from inventory.storage.database import Database, open_database
 from inventory.sync import SourceRunner, sync_all
 from inventory.testing.fake_docker import FakeDocker, generate_containers
-from inventory.testing.fake_kubernetes import FakeKubernetes, write_kubeconfig
-from inventory.testing.fake_kubernetes_objects import ClusterSpec
 from inventory.testing.fake_proxmox import FakeProxmox
 from inventory.testing.fake_proxmox_model import FakeCluster, FakeGuest, FakeNode, build_cluster
 

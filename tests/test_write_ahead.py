@@ -16,6 +16,9 @@ import pytest
 import yaml
 
 from connectors.kubernetes.connector import KubernetesConnector
+from connectors.kubernetes.fake.mutations import MutableFakeKubernetes
+from connectors.kubernetes.fake.objects import ClusterSpec
+from connectors.kubernetes.fake.server import write_kubeconfig
 from inventory.audit.log import AuditFilter, list_entries
 from inventory.config import build_config
 from inventory.connector import ConnectorRegistry
@@ -24,9 +27,6 @@ from inventory.policy.registry import ToolRegistry
 from inventory.policy.rules import builtin_policy
 from inventory.storage.database import Database
 from inventory.sync import sync_source
-from inventory.testing.fake_kubernetes import write_kubeconfig
-from inventory.testing.fake_kubernetes_mutations import MutableFakeKubernetes
-from inventory.testing.fake_kubernetes_objects import ClusterSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RESTART = ["tool", "run", "kubernetes.restart_deployment", "--target", "web-0", "--no-input", "-o", "json"]

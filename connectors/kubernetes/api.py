@@ -49,6 +49,41 @@ API_PATHS: dict[str, tuple[str, bool]] = {
 }
 
 
+# The scope a list answers: the object type and kind of its records.
+SCOPES: dict[str, tuple[str, str]] = {
+    "nodes": ("host", "node"),
+    "pods": ("workload", "pod"),
+    "replicasets": ("workload", "replicaset"),
+    "deployments": ("workload", "deployment"),
+    "statefulsets": ("workload", "statefulset"),
+    "daemonsets": ("workload", "daemonset"),
+    "jobs": ("workload", "job"),
+    "cronjobs": ("workload", "cronjob"),
+    "services": ("service", "service"),
+    "ingresses": ("service", "ingress"),
+}
+# The kind each resource's objects have, as ownerReferences name it (list items do not carry it).
+API_KINDS = {
+    "nodes": "Node",
+    "pods": "Pod",
+    "replicasets": "ReplicaSet",
+    "deployments": "Deployment",
+    "statefulsets": "StatefulSet",
+    "daemonsets": "DaemonSet",
+    "jobs": "Job",
+    "cronjobs": "CronJob",
+    "services": "Service",
+    "ingresses": "Ingress",
+}
+
+
+def qualified(resource: str) -> str:
+    """``deployments.apps``, ``ingresses.networking.k8s.io``: a resource as kubectl's --resource names it."""
+    prefix = API_PATHS[resource][0]
+    group = prefix.split("/")[2] if prefix.startswith("/apis/") else ""
+    return f"{resource}.{group}" if group else resource
+
+
 def default_kubeconfig_paths() -> list[Path]:
     """Where kubectl looks: every file of $KUBECONFIG, else ~/.kube/config."""
     env = os.environ.get("KUBECONFIG")
@@ -112,6 +147,10 @@ class _Expired(SourceApiError):
     """410: the continue token is too old."""
 
 
+class WatchExpired(SourceApiError):
+    """410 Gone on a watch: the resourceVersion it resumes from is older than the server's history."""
+
+
 @dataclass
 class ListStats:
     pages: int = 0
@@ -130,6 +169,11 @@ class KubernetesApi:
         self.limiter = RateLimiter(config.qps, config.burst)
         self.where = "the API server"
         self.stats: dict[str, ListStats] = {}
+        # The resourceVersion each list was read at, by (resource, namespace): where a watch of it starts.
+        self.versions: dict[tuple[str, str | None], str] = {}
+        # The watch responses being read, so that ``shutdown_watches`` can interrupt them.
+        self._open: set[Any] = set()
+        self._open_lock = threading.Lock()
         self._client = self._build_client()
 
     # -- auth ------------------------------------------------------------------------------
@@ -328,6 +372,75 @@ class KubernetesApi:
         except Exception as exc:  # every failure is translated into a message that names the resource and call
             raise self._explain(exc, what, f"on GET {path}") from exc
 
+    def open_watch(
+        self, resource: str, namespace: str | None, version: str, timeout_seconds: int, read_timeout: float
+    ) -> Iterator[dict[str, Any]]:
+        """The events of one watch request (``?watch=true``), parsed as they arrive; ends when the server
+        ends the stream (``timeoutSeconds``). A 410 answered as the HTTP status raises ``WatchExpired``;
+        any other failure is raised as it is (the caller reconnects, or gives up on a 401 or 403).
+
+        The first ``next`` sends the request; ``close`` (or ``shutdown_watches`` from another thread) ends it.
+        """
+        from kubernetes.client.exceptions import ApiException
+
+        path = self.list_path(resource, namespace)
+        query: list[tuple[str, Any]] = [
+            ("watch", "true"),
+            ("resourceVersion", version),
+            ("allowWatchBookmarks", "true"),
+            ("timeoutSeconds", timeout_seconds),
+        ]
+        request = self._client.param_serialize(
+            method="GET",
+            resource_path=path,
+            query_params=query,
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        self.limiter.acquire()
+        with warnings.catch_warnings():
+            if not self._client.configuration.verify_ssl:
+                from urllib3.exceptions import InsecureRequestWarning
+
+                warnings.simplefilter("ignore", InsecureRequestWarning)
+            response = self._client.call_api(*request, _request_timeout=(self.config.timeout, read_timeout))
+        raw = response.response
+        if response.status == 410:
+            raw.release_conn()
+            raise WatchExpired(f"{resource}: HTTP 410")
+        if not 200 <= response.status < 300:
+            response.read()
+            ApiException.from_response(http_resp=response, body=None, data=None)
+            raise ApiException(status=response.status, reason=response.reason)
+        with self._open_lock:
+            self._open.add(raw)
+        try:
+            buffer = b""
+            for chunk in raw.stream(65536, decode_content=True):
+                buffer += chunk
+                while (end := buffer.find(b"\n")) >= 0:
+                    line, buffer = buffer[:end], buffer[end + 1 :]
+                    if line.strip():
+                        yield orjson.loads(line)
+            if buffer.strip():
+                yield orjson.loads(buffer)
+        finally:
+            with self._open_lock:
+                self._open.discard(raw)
+            # Closed, not put back in the pool: a stream left half read is no connection to reuse.
+            raw.close()
+            raw.release_conn()
+
+    def shutdown_watches(self) -> None:
+        """Unblock every watch reading its stream (from another thread): each one's read ends at once."""
+        with self._open_lock:
+            responses = list(self._open)
+        for raw in responses:
+            try:
+                raw.shutdown()
+            except (OSError, AttributeError):  # already closed, or a urllib3 without shutdown()
+                pass
+
     def list_path(self, resource: str, namespace: str | None) -> str:
         prefix, namespaced = API_PATHS[resource]
         if namespaced and namespace is not None:
@@ -363,6 +476,10 @@ class KubernetesApi:
                 raise self._explain(exc, resource, f"on page {page} of GET {shape}") from exc
             stats.pages += 1
             stats.items += len(items)
+            if page == 1 or not token:
+                version = (document.get("metadata") or {}).get("resourceVersion")
+                if version:
+                    self.versions[(resource, namespace)] = str(version)
             yield items
             token = (document.get("metadata") or {}).get("continue") or None
             if not token:

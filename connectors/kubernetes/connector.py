@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from functools import partial
@@ -34,7 +35,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import yaml
 
-from connectors.kubernetes.api import API_PATHS, KubernetesApi, ListFailed, cyclic_gc_paused, default_kubeconfig_paths
+from connectors.kubernetes.api import (
+    API_KINDS,
+    SCOPES,
+    KubernetesApi,
+    ListFailed,
+    cyclic_gc_paused,
+    default_kubeconfig_paths,
+    qualified,
+)
+from connectors.kubernetes.causes import ALL_PARTS, Owners, Writer, cause_of, controller_reference, owner_of, writers
 from connectors.kubernetes.config import ALL_CONTEXTS, TYPE_NAME, KubernetesConfig
 from connectors.kubernetes.records import (
     AnnotationFilter,
@@ -46,8 +56,9 @@ from connectors.kubernetes.records import (
     service_record,
 )
 from inventory.connector import Connector, KindVocabulary, SourceConfig, StarterSource, StatusVocabulary
+from inventory.cutoff import Cutoff
 from inventory.errors import ConfigError, SourceError
-from inventory.records import Ref, Scope, Service, Snapshot
+from inventory.records import ObjectKey, Ref, Scope, Service, Snapshot
 from inventory.yaml_text import load_yaml
 
 if TYPE_CHECKING:
@@ -57,19 +68,7 @@ log = logging.getLogger(__name__)
 
 _GLOB = re.compile(r"[*?\[]")
 # Controllers listed after pods, in this order; replicasets are kept only as the link pod -> deployment.
-# The scope a list answers: the object type and kind of its records.
-_SCOPES: dict[str, tuple[str, str]] = {
-    "nodes": ("host", "node"),
-    "pods": ("workload", "pod"),
-    "replicasets": ("workload", "replicaset"),
-    "deployments": ("workload", "deployment"),
-    "statefulsets": ("workload", "statefulset"),
-    "daemonsets": ("workload", "daemonset"),
-    "jobs": ("workload", "job"),
-    "cronjobs": ("workload", "cronjob"),
-    "services": ("service", "service"),
-    "ingresses": ("service", "ingress"),
-}
+_SCOPES = SCOPES
 _CONTROLLERS = (
     ("replicasets", "replicaset"),
     ("deployments", "deployment"),
@@ -87,6 +86,8 @@ class KubernetesConnector(Connector):
     # A node is one runtime on a machine: losing it takes its pods, not the VM or the other runtimes on it.
     runtime = True
     config: KubernetesConfig
+    # watch(): a list of each kind, then a watch of it from the list's resourceVersion (connectors/kubernetes/watch.py).
+    streams: ClassVar[bool] = True
     # Pod phases, node readiness, controller states and the container reasons pods report.
     statuses: ClassVar[StatusVocabulary] = StatusVocabulary(
         running={"running", "ready", "succeeded", "complete"},
@@ -165,6 +166,28 @@ class KubernetesConnector(Connector):
         finally:
             api.close()
 
+    def watch(self, stop: threading.Event) -> Iterator[Snapshot]:
+        from connectors.kubernetes.watch import Watcher
+
+        # The first lists can take a minute on a large cluster: ``stop`` abandons them (no further page is asked).
+        cutoff = Cutoff()
+        done = threading.Event()
+
+        def relay() -> None:
+            while not done.is_set():
+                if stop.wait(0.5):
+                    cutoff.abandon()
+                    return
+
+        threading.Thread(target=relay, name="k8s-watch-stop", daemon=True).start()
+        api = KubernetesApi(self.source_name, self.config, cutoff)
+        try:
+            collector = _Collector(self.source_name, self.config, api, keep_raw=True)
+            yield from Watcher(self.source_name, api, collector, stop).run()
+        finally:
+            done.set()
+            api.close()
+
 
 class _Collector:
     """One collection run: the lists in dependency order, the scopes each completed, what each failure withholds.
@@ -177,11 +200,22 @@ class _Collector:
     failure. Any other failure is a scope that should have been read (``Snapshot.fail``).
     """
 
-    def __init__(self, source_name: str, config: KubernetesConfig, api: KubernetesApi) -> None:
+    def __init__(
+        self, source_name: str, config: KubernetesConfig, api: KubernetesApi, *, keep_raw: bool = False
+    ) -> None:
         self.source_name = source_name
         self.config = config
         self.api = api
         self.snapshot = Snapshot()
+        # Who wrote each object read (its managedFields) and its controller, for the causes of the changes
+        # reconcile will find; controllers by uid for the owner chains.
+        self.writers: dict[ObjectKey, tuple[tuple[Writer, ...], dict[str, Any] | None]] = {}
+        self.owners = Owners()
+        # For a watch, which carries on from this list: every replicaset (also those not kept), and the
+        # raw services and ingresses (their members are computed again as pods change).
+        self.keep_raw = keep_raw
+        self.replicasets: list[Any] = []
+        self.raw: dict[str, list[dict[str, Any]]] = {"services": [], "ingresses": []}
         self.annotations = AnnotationFilter(config.annotation_allowlist)
         self.exact_namespaces = (
             config.namespaces if config.namespaces and not any(_GLOB.search(n) for n in config.namespaces) else None
@@ -208,12 +242,21 @@ class _Collector:
         """Every wanted object of a resource, converted; on failure, what was read before it (and a note)."""
         results: list[Any] = []
 
+        object_type, kind = _SCOPES[resource]
+        api_kind = API_KINDS[resource]
+        keep_raw = self.keep_raw and resource in self.raw
+        raw = self.raw.get(resource)
+
         def consume(items: list[dict[str, Any]]) -> None:
             for obj in items:
-                if self.wanted((obj.get("metadata") or {}).get("namespace")):
+                meta = obj.get("metadata") or {}
+                if self.wanted(meta.get("namespace")):
                     results.append(convert(obj))
+                    self.note(object_type, kind, api_kind, obj)
+                    if keep_raw and raw is not None:
+                        meta.pop("managedFields", None)  # read above; the largest part of an object
+                        raw.append(obj)
 
-        object_type, kind = _SCOPES[resource]
         namespaced = resource != "nodes"
         namespaces: list[str | None] = list(self.exact_namespaces) if namespaced and self.exact_namespaces else [None]
         read: list[str | None] = []
@@ -244,6 +287,34 @@ class _Collector:
             for namespace in read:
                 self.snapshot.read(Scope(object_type, kind, namespace))
         return results
+
+    def note(self, object_type: str, kind: str, api_kind: str, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        reference = controller_reference(meta)
+        self.writers[(object_type, kind, meta["uid"])] = (writers(meta), dict(reference) if reference else None)
+        if kind in ("replicaset", "deployment", "statefulset", "daemonset", "job", "cronjob"):
+            self.owners.note(meta["uid"], owner_of(api_kind, obj))
+
+    def attribute(self) -> None:
+        """The last writer of every object read, marked inferred: a full sync does not see which change
+        happened since the last one, only who wrote the object last (kept only where reconcile finds a change)."""
+        snapshot = self.snapshot
+        groups: list[tuple[str, Sequence[Any]]] = [
+            ("host", snapshot.hosts),
+            ("workload", snapshot.workloads),
+            ("service", snapshot.services),
+        ]
+        for object_type, records in groups:
+            for record in records:
+                found = self.writers.get((object_type, record.kind, record.external_id))
+                if found is None:
+                    continue
+                found_writers, reference = found
+                detail = self.owners.detail({"ownerReferences": [reference]}) if reference else {}
+                cause = cause_of(found_writers, ALL_PARTS, detail, stated=False)
+                if cause is not None:
+                    snapshot.attribute(object_type, record, cause)
+        self.writers.clear()
 
     def unreadable(self, resource: str) -> set[str | None]:
         """The namespaces whose ``resource`` was not read whole (None: cluster-wide, i.e. all of them)."""
@@ -283,6 +354,8 @@ class _Collector:
         for resource, kind in _CONTROLLERS:
             records = self.read(resource, partial(controller_workload, kind, annotations=self.annotations))
             if kind == "replicaset":
+                if self.keep_raw:
+                    self.replicasets = records
                 # Old revisions (scaled to zero, no pods) are not inventory: keep the live links only.
                 records = [
                     r
@@ -293,6 +366,7 @@ class _Collector:
 
         self.read_services(pod_index)
         self.say_what_was_skipped()
+        self.attribute()
         return snapshot
 
     def read_services(self, pod_index: PodIndex) -> None:
@@ -377,8 +451,9 @@ def _grant(
     elif account:
         subject = f"--user={account}"
     return (
-        f"{who} may not list {', '.join(resources)} {scope} (HTTP 403): grant it get and list on them, e.g. "
-        f"kubectl create clusterrole inventory-read --verb=get,list --resource={','.join(granted)} && "
+        f"{who} may not list {', '.join(resources)} {scope} (HTTP 403): grant it get, list and watch on them "
+        "(watch: to follow changes as they happen), e.g. "
+        f"kubectl create clusterrole inventory-read --verb=get,list,watch --resource={','.join(granted)} && "
         f"kubectl create clusterrolebinding inventory-read --clusterrole=inventory-read {subject} "
         "(deploy/kubernetes/cronjob.yaml has the whole ClusterRole)"
     )
@@ -393,11 +468,7 @@ def _account(reason: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _qualified(resource: str) -> str:
-    """``deployments.apps``, ``ingresses.networking.k8s.io``: a resource as kubectl's --resource names it."""
-    prefix = API_PATHS[resource][0]
-    group = prefix.split("/")[2] if prefix.startswith("/apis/") else ""
-    return f"{resource}.{group}" if group else resource
+_qualified = qualified
 
 
 def kubeconfig_contexts(path: Path | None) -> list[str]:

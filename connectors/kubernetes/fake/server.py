@@ -2,22 +2,30 @@
 
 It serves the real list and get paths (``/api/v1/pods``,
 ``/apis/apps/v1/namespaces/{ns}/deployments``, ...) with real JSON shapes
-(see ``fake_kubernetes_objects``), paginates with ``limit`` and ``continue``
+(see ``objects``), paginates with ``limit`` and ``continue``
 the way the API server does (opaque continue tokens, ``remainingItemCount``,
 ``410 Expired`` for a stale token), checks the bearer token, and can be told to
 misbehave: an HTTP error on page k, an expired continue token, a slow answer,
 malformed JSON. The real ``kubernetes`` client talks to it through a generated
 kubeconfig (``write_kubeconfig``).
 
+It streams like the API server too: ``?watch=true&resourceVersion=N&allowWatchBookmarks=true
+&timeoutSeconds=S`` answers chunked JSON lines (``ADDED``/``MODIFIED``/``DELETED``, ``BOOKMARK``
+carrying the latest resourceVersion, and an ``ERROR`` event holding a 410 ``Expired`` Status
+when N is older than the history it keeps). Changes made through ``put``, ``remove`` and
+``mutate`` get a resourceVersion each and a managedFields entry of the manager named; tests
+cut the watch connections (``cut_watches``), forget history (``expire_history``) and restart
+the server on the same port (``restart``).
+
     with FakeKubernetes(ClusterSpec(nodes=3, pods=30)) as api:
         write_kubeconfig(path, {"lab": api})
 
 Run it standalone (for the demo, or as a separate process in the benchmark)::
 
-    python -m inventory.testing.fake_kubernetes --nodes 500 --pods 15000 --profile realistic --kubeconfig /tmp/kc
+    python -m connectors.kubernetes.fake.server --nodes 500 --pods 15000 --profile realistic --kubeconfig /tmp/kc
 
 ``--profile small`` (the default) serves the tests' cluster; ``realistic`` a real cluster's kinds and
-object weights (``fake_kubernetes_realistic``).
+object weights (``realistic``).
 """
 
 from __future__ import annotations
@@ -26,11 +34,14 @@ import argparse
 import base64
 import bisect
 import json
+import select
+import socket
 import ssl
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -39,8 +50,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from inventory.testing.fake_kubernetes_objects import JSON, RESOURCES, ClusterObjects, ClusterSpec, generate_cluster
-from inventory.testing.fake_kubernetes_realistic import generate_realistic_cluster, pod_json_bytes
+from connectors.kubernetes.fake.objects import JSON, RESOURCES, ClusterObjects, ClusterSpec, generate_cluster
+from connectors.kubernetes.fake.realistic import fields_v1, generate_realistic_cluster, pod_json_bytes
 from inventory.testing.serving import serve_in_background, shut_down
 
 DEFAULT_TOKEN = "fake-bearer-token-0123456789"
@@ -83,6 +94,28 @@ class _Collection:
 
 # The status code the handler reads as "close the connection without an answer".
 DROP_CONNECTION = 0
+# The status code the handler reads as "stream a watch of this path".
+WATCH_STREAM = -1
+
+
+@dataclass(frozen=True)
+class _Event:
+    """One change as a watch tells it: the resourceVersion it made, where, and the object's JSON."""
+
+    version: int
+    resource: str
+    namespace: str
+    type: str  # ADDED | MODIFIED | DELETED
+    body: bytes
+
+
+def _key(obj: JSON) -> str:
+    return f"{obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
+
+
+def _now() -> str:
+    """managedFields' time: seconds, UTC, as the API server writes it."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _status(code: int, reason: str, message: str, details: JSON | None = None, **metadata: Any) -> bytes:
@@ -154,41 +187,208 @@ class FakeKubernetes:
         self.latency = 0.0
         self.in_flight = 0
         self.most_in_flight = 0
+        # The watch side: every change since the server started (sorted by resourceVersion), the oldest
+        # resourceVersion a watch of each resource may resume from (older: 410 Expired), the open watch
+        # connections, and how often a watch asking for bookmarks gets one (the API server: about a minute).
+        self._changed = threading.Condition(self._lock)
+        self._history: list[_Event] = []
+        self._versions: list[int] = []
+        self._floors: dict[str, int] = {}
+        self._watching: set[socket.socket] = set()
+        self.bookmark_interval = 1.0
+        # What the token may list but not watch (RBAC without the watch verb).
+        self.unwatchable: set[str] = set()
+        self._renamed = False  # the next put is of an object mutate() renamed
         self.load(objects or generate_cluster(self.spec))
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._port = 0
 
     # -- objects -------------------------------------------------------------------------
 
     def load(self, objects: ClusterObjects) -> None:
-        """Replace every object served (a new list of the cluster)."""
+        """Replace every object served (a new list of the cluster); a watch sees what differs as events."""
         collections = {}
         for resource in RESOURCES:
             items = objects.items.get(resource, [])
             entries = sorted(items, key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
             collections[resource] = _Collection(
-                keys=[f"{o['metadata'].get('namespace', '')}/{o['metadata']['name']}" for o in entries],
+                keys=[_key(o) for o in entries],
                 namespaces=[o["metadata"].get("namespace", "") for o in entries],
                 bodies=[json.dumps(o, separators=(",", ":")).encode() for o in entries],
             )
         with self._lock:
+            old = getattr(self, "_collections", {})
+            for resource, collection in collections.items():
+                before = old.get(resource)
+                if before is None:
+                    continue
+                was = dict(zip(before.keys, zip(before.namespaces, before.bodies, strict=True), strict=True))
+                now = dict(
+                    zip(collection.keys, zip(collection.namespaces, collection.bodies, strict=True), strict=True)
+                )
+                for key, (namespace, body) in now.items():
+                    if key not in was:
+                        self._record(resource, namespace, "ADDED", body)
+                    elif was[key][1] != body:
+                        self._record(resource, namespace, "MODIFIED", body)
+                for key, (namespace, body) in was.items():
+                    if key not in now:
+                        self._record(resource, namespace, "DELETED", body)
             self._collections = collections
             self._resource_version += 1
             self.objects = objects
+            self._changed.notify_all()
 
-    def mutate(self, resource: str, name: str, namespace: str | None, change: Any) -> None:
-        """Apply ``change(obj)`` to one object (or delete it when change is None) and serve the result."""
-        items = self.objects.items[resource]
-        for index, obj in enumerate(items):
+    def _record(self, resource: str, namespace: str, type_: str, body: bytes, version: int | None = None) -> None:
+        """One event for the watches (the lock is held)."""
+        if version is None:
+            self._resource_version += 1
+            version = self._resource_version
+        self._history.append(_Event(version, resource, namespace, type_, body))
+        self._versions.append(version)
+
+    def put(
+        self,
+        resource: str,
+        obj: JSON,
+        manager: str | None = None,
+        operation: str = "Update",
+        subresource: str | None = None,
+    ) -> JSON:
+        """Create or replace one object (by namespace and name), as a write by ``manager`` would.
+
+        The object gets the next resourceVersion and, when a manager is named, that manager's
+        managedFields entry (its fields: the status for ``subresource="status"``, else the
+        metadata labels and the spec) with the time now. Watches see ADDED or MODIFIED.
+        """
+        meta = obj["metadata"]
+        if manager is not None:
+            if subresource == "status":
+                fields: JSON = {"f:status": fields_v1(obj.get("status") or {}, top=True)}
+            else:
+                fields = {"f:metadata": fields_v1({"labels": meta.get("labels") or {}}, top=True)}
+                if "spec" in obj:
+                    fields["f:spec"] = fields_v1(obj["spec"], top=True)
+            entry: JSON = {
+                "manager": manager,
+                "operation": operation,
+                "apiVersion": obj.get("apiVersion", "v1"),
+                "time": _now(),
+                "fieldsType": "FieldsV1",
+                "fieldsV1": fields,
+            }
+            if subresource:
+                entry["subresource"] = subresource
+            entries = [
+                e
+                for e in meta.get("managedFields") or ()
+                if (e.get("manager"), e.get("operation"), e.get("subresource")) != (manager, operation, subresource)
+            ]
+            meta["managedFields"] = [*entries, entry]
+        with self._lock:
+            self._resource_version += 1
+            meta["resourceVersion"] = str(self._resource_version)
+            body = json.dumps(obj, separators=(",", ":")).encode()
+            collection = self._collections[resource]
+            key = _key(obj)
+            index = bisect.bisect_left(collection.keys, key)
+            items = self.objects.items.setdefault(resource, [])
+            if index < len(collection.keys) and collection.keys[index] == key:
+                collection.bodies[index] = body
+                type_ = "MODIFIED"
+                for position, item in enumerate(items):
+                    if _key(item) == key:
+                        items[position] = obj
+                        break
+            else:
+                collection.keys.insert(index, key)
+                collection.namespaces.insert(index, meta.get("namespace", ""))
+                collection.bodies.insert(index, body)
+                if not any(item is obj for item in items):
+                    items.append(obj)
+                type_ = "MODIFIED" if self._renamed else "ADDED"
+            self._renamed = False
+            self._record(resource, meta.get("namespace", ""), type_, body, self._resource_version)
+            self._changed.notify_all()
+        return obj
+
+    def remove(self, resource: str, namespace: str | None, name: str) -> JSON:
+        """Delete one object; watches see DELETED with its last state at the deletion's resourceVersion."""
+        key = f"{namespace or ''}/{name}"
+        with self._lock:
+            collection = self._collections[resource]
+            index = bisect.bisect_left(collection.keys, key)
+            if index >= len(collection.keys) or collection.keys[index] != key:
+                raise KeyError(f"{resource} {key} not found")
+            items = self.objects.items[resource]
+            position = next(i for i, item in enumerate(items) if _key(item) == key)
+            obj = items.pop(position)
+            del collection.keys[index], collection.namespaces[index], collection.bodies[index]
+            self._resource_version += 1
+            obj["metadata"]["resourceVersion"] = str(self._resource_version)
+            body = json.dumps(obj, separators=(",", ":")).encode()
+            self._record(resource, namespace or "", "DELETED", body, self._resource_version)
+            self._changed.notify_all()
+        return obj
+
+    def find(self, resource: str, namespace: str | None, name: str) -> JSON:
+        for obj in self.objects.items.get(resource, []):
             meta = obj["metadata"]
             if meta["name"] == name and meta.get("namespace") == namespace:
-                if change is None:
-                    del items[index]
-                else:
-                    change(obj)
-                self.load(self.objects)
-                return
+                return obj
         raise KeyError(f"{resource} {namespace}/{name} not found")
+
+    def mutate(
+        self,
+        resource: str,
+        name: str,
+        namespace: str | None,
+        change: Callable[[JSON], Any] | None,
+        manager: str | None = None,
+        operation: str = "Update",
+        subresource: str | None = None,
+    ) -> None:
+        """Apply ``change(obj)`` to one object (or delete it when change is None) and serve the result."""
+        if change is None:
+            self.remove(resource, namespace, name)
+            return
+        obj = self.find(resource, namespace, name)
+        before = _key(obj)
+        change(obj)
+        if _key(obj) != before:
+            # The API never renames; the fake does (the contract: identity is the uid): one object, modified.
+            with self._lock:
+                collection = self._collections[resource]
+                index = bisect.bisect_left(collection.keys, before)
+                del collection.keys[index], collection.namespaces[index], collection.bodies[index]
+                self._renamed = True
+        self.put(resource, obj, manager, operation, subresource)
+
+    # -- watch faults --------------------------------------------------------------------
+
+    def cut_watches(self) -> int:
+        """Close every open watch connection abruptly (a load balancer's reset); returns how many."""
+        with self._lock:
+            sockets = list(self._watching)
+            self._watching.clear()
+            self._changed.notify_all()
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        return len(sockets)
+
+    def expire_history(self, resource: str | None = None) -> None:
+        """Forget the history (of one resource): a watch resuming from before now is answered 410 Expired."""
+        with self._lock:
+            for name in [resource] if resource else list(RESOURCES):
+                self._floors[name] = self._resource_version
+
+    def watches_open(self) -> int:
+        with self._lock:
+            return len(self._watching)
 
     # -- faults --------------------------------------------------------------------------
 
@@ -247,7 +447,9 @@ class FakeKubernetes:
 
     def start(self) -> FakeKubernetes:
         handler = type("Handler", (_Handler,), {"api": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        # A restart listens on the port it had (a kubeconfig written before still points at it).
+        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), handler)
+        self._port = self._server.server_address[1]
         self._server.daemon_threads = True
         if self._tls:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -260,6 +462,16 @@ class FakeKubernetes:
         if self._server is not None:
             shut_down(self._server)
             self._server = None
+        self.cut_watches()  # a stopped API server holds no connection open
+
+    def restart(self, down: float = 0.0, while_down: Callable[[], Any] | None = None) -> None:
+        """Stop (every watch is cut), run ``while_down``, wait ``down`` seconds, start again on the same port."""
+        self.stop()
+        if while_down is not None:
+            while_down()
+        if down:
+            time.sleep(down)
+        self.start()
 
     def __enter__(self) -> FakeKubernetes:
         return self.start()
@@ -304,7 +516,105 @@ class FakeKubernetes:
         resource, namespace, name = parsed
         if name is not None:
             return self._get(resource, namespace, name)
+        if query.get("watch") in ("true", "1"):
+            if (
+                (resource, None) in self.forbidden
+                or (namespace is not None and (resource, namespace) in self.forbidden)
+                or resource in self.unwatchable
+            ):
+                return 403, _forbidden(resource, namespace, self.user, verb="watch"), 0.0
+            return WATCH_STREAM, b"", 0.0
         return self._list(resource, namespace, query)
+
+    def serve_watch(self, handler: _Handler, resource: str, namespace: str | None, query: Mapping[str, str]) -> None:
+        """Stream the changes of one resource (in one namespace) after ``resourceVersion``, as chunked JSON lines."""
+        prefix, kind, _namespaced = RESOURCES[resource]
+        api_version = "v1" if prefix == "/api/v1" else prefix.removeprefix("/apis/")
+        since = query.get("resourceVersion", "")
+        bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
+        timeout = float(query.get("timeoutSeconds") or 1800)
+        sock = handler.connection
+        handler.close_connection = True
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+
+        def send(type_: str, body: bytes) -> None:
+            line = b'{"type":"' + type_.encode() + b'","object":' + body + b"}\n"
+            handler.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+
+        first: list[bytes] = []
+        expired: int | None = None
+        with self._lock:
+            self._watching.add(sock)
+            if since in ("", "0"):  # from now, starting with every object as ADDED (the API's "any" version)
+                collection = self._collections[resource]
+                first = [
+                    b
+                    for b, ns in zip(collection.bodies, collection.namespaces, strict=True)
+                    if namespace is None or ns == namespace
+                ]
+                position = self._resource_version
+            elif not since.isdigit():
+                expired = -1
+                position = 0
+            else:
+                position = int(since)
+                if position < self._floors.get(resource, 0):
+                    expired = self._floors[resource]
+        try:
+            if expired is not None:
+                message = (
+                    f"too old resource version: {since} ({expired})"
+                    if expired >= 0
+                    else f"invalid resourceVersion {since!r}"
+                )
+                send("ERROR", _status(410, "Expired", message))
+                handler.wfile.write(b"0\r\n\r\n")
+                return
+            for body in first:
+                send("ADDED", body)
+            deadline = time.monotonic() + timeout
+            next_bookmark = time.monotonic() + self.bookmark_interval
+            marked = position
+            while True:
+                with self._changed:
+                    if sock not in self._watching:
+                        return  # cut: the socket is already shut down
+                    index = bisect.bisect_right(self._versions, position)
+                    if index == len(self._versions):
+                        wait = min(deadline, next_bookmark) - time.monotonic()
+                        self._changed.wait(max(0.0, min(wait, 0.5)))
+                        index = bisect.bisect_right(self._versions, position)
+                    events = [
+                        e
+                        for e in self._history[index:]
+                        if e.resource == resource and (namespace is None or e.namespace == namespace)
+                    ]
+                    # Every event up to the current resourceVersion has been looked at.
+                    position = max(position, self._resource_version)
+                    if sock not in self._watching:
+                        return
+                for event in events:
+                    send(event.type, event.body)
+                if _closed_by_peer(sock):
+                    return  # the client went away: the API server ends the watch
+                now = time.monotonic()
+                if bookmarks and now >= next_bookmark:
+                    next_bookmark = now + self.bookmark_interval
+                    if position > marked:
+                        marked = position
+                        mark = {"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": str(position)}}
+                        send("BOOKMARK", json.dumps(mark, separators=(",", ":")).encode())
+                if now >= deadline:
+                    break
+            handler.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            pass  # the client went away, or the connection was cut
+        finally:
+            with self._lock:
+                self._watching.discard(sock)
 
     @staticmethod
     def _parse_path(path: str) -> tuple[str, str | None, str | None] | None:
@@ -427,6 +737,13 @@ class _Handler(BaseHTTPRequestHandler):
         if status == DROP_CONNECTION:
             self.close_connection = True
             return
+        if status == WATCH_STREAM:
+            split = urlsplit(self.path)
+            parsed = self.api._parse_path(split.path.rstrip("/"))
+            assert parsed is not None
+            query = {k: v[-1] for k, v in parse_qs(split.query).items()}
+            self.api.serve_watch(self, parsed[0], parsed[1], query)
+            return
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -442,6 +759,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    """Whether the client closed its end (a watch request sends nothing more: readable means EOF)."""
+    if isinstance(sock, ssl.SSLSocket):
+        return False  # no peeking under TLS: a gone client is found when a write fails
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+    except (OSError, ValueError):
+        return True
 
 
 def _retry_after(status: int, body: bytes) -> int | None:

@@ -1,6 +1,6 @@
 """A Kubernetes cluster with the kind counts and object sizes of a real one, for the benchmark.
 
-The small cluster of ``fake_kubernetes_objects`` is what the tests need; a real cluster of 500
+The small cluster of ``objects`` is what the tests need; a real cluster of 500
 nodes and 15,000 pods has far more controllers and heavier objects, and a benchmark that lists
 the small shape measures a different workload. This one builds, per 15,000 pods (and scaled
 with ``ClusterSpec.pods`` and ``nodes``):
@@ -27,7 +27,7 @@ import hashlib
 import json
 from typing import Any
 
-from inventory.testing.fake_kubernetes_objects import (
+from connectors.kubernetes.fake.objects import (
     CREATED,
     JSON,
     ClusterBuilder,

@@ -1,4 +1,4 @@
-"""The fake Kubernetes API server of ``fake_kubernetes``, plus the writes the Kubernetes tools make.
+"""The fake Kubernetes API server of ``server``, plus the writes the Kubernetes tools make.
 
 It accepts, applies and records what the real ``kubernetes`` client sends for:
 
@@ -10,7 +10,7 @@ It accepts, applies and records what the real ``kubernetes`` client sends for:
 
 Every accepted write is appended to ``mutations`` as a ``Mutation`` (method, path,
 parsed body, content type), so that a test asserts what reached the wire. Kept
-apart from ``fake_kubernetes.py`` (another module's owner) as a subclass.
+apart from ``server.py`` (another module's owner) as a subclass.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from inventory.testing.fake_kubernetes import FakeKubernetes, _Handler, _status
+from connectors.kubernetes.fake.server import FakeKubernetes, _Handler, _status
 
 LOG_LINES = ("starting", "listening on :8080", "ready")
 
