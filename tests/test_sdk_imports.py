@@ -22,13 +22,13 @@ import pytest
 import yaml
 
 from connectors.docker.connector import DockerConnector
+from connectors.docker.fake import FakeDocker, generate_containers
 from connectors.kubernetes.connector import KubernetesConnector
 from connectors.proxmox.connector import ProxmoxConnector
 from inventory.config import build_config
 from inventory.connector import Connector, ConnectorRegistry
 from inventory.storage.database import Database
 from inventory.sync import SourceRunner
-from inventory.testing.fake_docker import FakeDocker, generate_containers
 from inventory.testing.fake_kubernetes import FakeKubernetes, write_kubeconfig
 from inventory.testing.fake_kubernetes_objects import ClusterSpec
 from inventory.testing.fake_proxmox import FakeProxmox, build_cluster

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from connectors.docker.connector import DockerConnector
+from connectors.docker.fake import FakeDocker, generate_containers
 from connectors.kubernetes.connector import KubernetesConnector
 from connectors.proxmox.connector import ProxmoxConnector
 from connectors.static.connector import StaticConnector
@@ -25,7 +26,6 @@ from inventory.outcome import SourceOutcome
 from inventory.records import Snapshot
 from inventory.storage.database import Database, open_database
 from inventory.sync import SourceRunner, sync_all
-from inventory.testing.fake_docker import FakeDocker, generate_containers
 from inventory.testing.fake_kubernetes import FakeKubernetes, write_kubeconfig
 from inventory.testing.fake_kubernetes_objects import ClusterSpec
 from inventory.testing.fake_proxmox import FakeProxmox

@@ -23,10 +23,10 @@ from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 from terminal_support import run_on_terminal
 
+from connectors.docker.fake import FakeDocker, generate_containers
 from inventory.cli import cli
 from inventory.storage.database import Database
 from inventory.storage.models import HostRow, Source, SyncRun, WorkloadRow
-from inventory.testing.fake_docker import FakeDocker, generate_containers
 from inventory.testing.fake_kubernetes import FakeKubernetes, write_kubeconfig
 from inventory.testing.fake_kubernetes_objects import ClusterSpec
 from inventory.testing.fake_proxmox import FakeProxmox, build_cluster
