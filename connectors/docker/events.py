@@ -189,14 +189,9 @@ class EventFollower:
         broken_since: float | None = None
         delay = BACKOFF_FIRST
         while not self._done.is_set():
-            if replaying:
-                if self.anchor is None:
-                    log.info(
-                        "docker source %s: events were cut and no event was seen before; relisting", self.config.name
-                    )
-                    self.queue.put(LOST)
-                    return
-                since, until = self.anchor.time_ns, self.clock.now()
+            if replaying:  # from the anchor (or the position, without one) to now: the gap, then judged
+                since = self.anchor.time_ns if self.anchor is not None else self.position
+                until = self.clock.now()
             else:
                 until = self.clock.now() + WINDOW
             received: list[ContainerEvent] = []

@@ -178,8 +178,9 @@ class _Watch:
         """The changes of one burst: each container named re-read, each destroyed one deleted, their groups rebuilt.
 
         A container of ``holdable`` whose state is not yet what its last event says (stopped by a
-        `docker restart` whose start is still to come, found running again) is left out and
-        returned, to be read again with the events still to come: its cause is the whole sequence's.
+        `docker restart` whose start is still to come, found running again; gone with its destroy
+        event still to come) is left out and returned, to be read again with the events still to
+        come: its cause is the whole sequence's.
         """
         assert self.read is not None
         delta = Snapshot.changes()
@@ -213,6 +214,9 @@ class _Watch:
             for w in containers.workloads
             if w.external_id in holdable and not _settled(batch[w.external_id], w.status)
         }
+        # Gone before its destroy event came (`docker rm -f` is kill, die, destroy): the destroy says why.
+        listed_now = {e["Id"] for e in containers.entries}
+        unsettled.update(cid for cid in alive if cid in holdable and cid not in listed_now)
         if unsettled:
             containers.workloads = [w for w in containers.workloads if w.external_id not in unsettled]
             containers.entries = [e for e in containers.entries if e["Id"] not in unsettled]

@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import socketserver
 import threading
 import time
@@ -326,6 +327,10 @@ class FakeDocker:
         self.drops: dict[str, int] = {}
         # Path prefixes that are read and never answered until the fake stops (or ``thaw``).
         self.frozen: set[str] = set()
+        # The paths of the requests left unanswered by ``freeze``.
+        self.hung: list[str] = []
+        # The connections open now: ``stop`` closes them, as a dying engine does.
+        self.connections: set[Any] = set()
         # Seconds every request waits before its answer (a slow engine, or one far away).
         self.latency = 0.0
         self._thawed = threading.Event()
@@ -399,6 +404,13 @@ class FakeDocker:
         if self._server is not None:
             shut_down(self._server)
             self._server = None
+        with self._lock:
+            connections, self.connections = self.connections, set()
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         if self.socket_path is not None:
             self.socket_path.unlink(missing_ok=True)
 
@@ -455,6 +467,16 @@ def _handler_for(fake: FakeDocker) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"
         server_version = f"Docker/{SERVER_VERSION} (linux)"
 
+        def setup(self) -> None:
+            super().setup()
+            with fake._lock:
+                fake.connections.add(self.connection)
+
+        def finish(self) -> None:
+            with fake._lock:
+                fake.connections.discard(self.connection)
+            super().finish()
+
         def do_GET(self) -> None:
             parts = urlsplit(self.path)
             path = parts.path
@@ -466,6 +488,8 @@ def _handler_for(fake: FakeDocker) -> type[BaseHTTPRequestHandler]:
                 time.sleep(delay)
             action, throttle = fake.misbehaviour(path)
             if action == "freeze":
+                with fake._lock:
+                    fake.hung.append(path)
                 fake._thawed.wait()
                 self.close_connection = True
                 return

@@ -71,11 +71,19 @@ class EventLog:
 
     def __init__(self) -> None:
         self._buffer: deque[tuple[int, dict[str, Any]]] = deque(maxlen=EVENTS_KEPT)
+        self._log: list[dict[str, Any]] = []  # every message, for the live streams
         self._sequence = 0
         self._last_ns = 0
         self._cuts = 0
         self._changed = threading.Condition()
         self.closed = False
+        self.following = 0  # streams open now
+
+    def wait_followed(self, timeout: float = 5.0) -> None:
+        """Until a stream is open (a test cuts one that is)."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self.following > 0, timeout):
+                raise TimeoutError("nobody follows the fake engine's events")
 
     def emit(
         self, container_id: str, action: str, *, name: str, image: str, labels: Mapping[str, str], **extra: str
@@ -97,6 +105,7 @@ class EventLog:
             }
             self._sequence += 1
             self._buffer.append((self._sequence, message))
+            self._log.append(message)
             self._changed.notify_all()
             return message
 
@@ -117,22 +126,32 @@ class EventLog:
             self._changed.notify_all()
 
     def follow(self, since: int | None, until: int | None, wanted: EventFilter) -> Iterator[dict[str, Any] | None]:
-        """The messages of one stream as they come; None when it is cut (the connection must drop)."""
+        """The messages of one stream as they come; None when it is cut (the connection must drop).
+
+        As dockerd: the buffered messages at or after ``since`` first, then every new one as it is
+        logged (a live stream gets them all, however many come at once: the buffer bounds replays only).
+        """
         with self._changed:
             cuts = self._cuts
             # Without since, only what happens from now on (dockerd replays nothing then).
-            sent = self._sequence if since is None else 0
+            replay = [m for _, m in self._buffer] if since is not None else []
+            sent = len(self._log)
+            self.following += 1
+            self._changed.notify_all()
+        try:
+            yield from (m for m in replay if _within(m, since, until) and wanted.matches(m))
+            yield from self._live(cuts, sent, since, until, wanted)
+        finally:
+            with self._changed:
+                self.following -= 1
+
+    def _live(
+        self, cuts: int, sent: int, since: int | None, until: int | None, wanted: EventFilter
+    ) -> Iterator[dict[str, Any] | None]:
         while True:
             with self._changed:
-                batch = [
-                    message
-                    for sequence, message in self._buffer
-                    if sequence > sent
-                    and (since is None or message["timeNano"] >= since)
-                    and (until is None or message["timeNano"] <= until)
-                    and wanted.matches(message)
-                ]
-                sent = self._sequence
+                batch = [m for m in self._log[sent:] if _within(m, since, until) and wanted.matches(m)]
+                sent = len(self._log)
                 if not batch:
                     if self._cuts != cuts or self.closed:
                         yield None
@@ -143,3 +162,7 @@ class EventLog:
                     self._changed.wait(wait)
                     continue
             yield from batch
+
+
+def _within(message: Mapping[str, Any], since: int | None, until: int | None) -> bool:
+    return (since is None or message["timeNano"] >= since) and (until is None or message["timeNano"] <= until)
