@@ -15,11 +15,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from docker import APIClient
 from docker_watch_support import Watcher, cause_of, describe_snapshot, record_of
 from sqlalchemy import select
 
 from connectors.docker.config import DockerConfig
 from connectors.docker.connector import DockerConnector
+from connectors.docker.fake import FakeContainer, FakeDocker
 from connectors.docker.records import CONTAINER_KIND
 from inventory.cause import CauseKind, describe
 from inventory.reconcile import reconcile
@@ -213,3 +215,48 @@ def write(db: Database, delta: Snapshot) -> int:
         source_id = store.source_id("engine", "docker")
         result = reconcile(delta, store, source_id=source_id, run_id=store.start_run(source_id))
         return result.changed
+
+
+def test_health_flips_come_with_the_health_they_flipped_to(client: Any, watcher: Watcher) -> None:
+    healthcheck = {"test": ["CMD", "true"], "interval": 300_000_000, "timeout": 1_000_000_000, "retries": 1}
+    container = client.create_container(
+        BUSYBOX_IMAGE,
+        "sleep 600",
+        name="checked",
+        stop_signal="SIGKILL",
+        healthcheck=healthcheck,
+        host_config=client.create_host_config(network_mode="none"),
+    )["Id"]
+    client.start(container)
+    _, delta = watcher.wait_for(
+        lambda s: (record := record_of(s, container)) is not None and record.attributes.get("health") == "healthy"
+    )
+    cause = cause_of(delta, container)
+    assert (cause["action"], cause["detail"]) == ("health_status", {"health": "healthy"})
+
+
+def test_the_fake_engine_sends_the_events_a_real_one_sends(client: Any) -> None:
+    """The loopback fake's /events (used by the bad-day tests) against the reference: this engine."""
+    since = int(time.time()) - 1
+    container = create(client, "reference")
+    client.kill(container)
+    real = {
+        e["Action"]: e
+        for e in client.events(since=since, until=int(time.time()) + 1, filters={"container": container}, decode=True)
+    }
+    with FakeDocker([FakeContainer(id=container, name="reference", image=BUSYBOX_IMAGE)]) as fake:
+        twin = fake.containers[container]
+        fake.emit(twin, "kill", signal="9")
+        fake.emit(twin, "die", exitCode="137")
+        reader = APIClient(base_url=fake.url, version="1.41")
+        try:
+            faked = {e["Action"]: e for e in reader.events(since=since, until=int(time.time()) + 1, decode=True)}
+        finally:
+            reader.close()
+    for action in ("kill", "die"):
+        assert set(faked[action]) == set(real[action])
+        assert set(faked[action]["Actor"]) == set(real[action]["Actor"])
+        assert set(faked[action]["Actor"]["Attributes"]) == set(real[action]["Actor"]["Attributes"])
+        assert {k: faked[action][k] for k in ("Type", "Action", "id", "from", "scope")} == {
+            k: real[action][k] for k in ("Type", "Action", "id", "from", "scope")
+        }
