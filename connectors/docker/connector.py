@@ -19,6 +19,9 @@ lacks (health, restart count, exit code, start and finish times),
 ``concurrency`` at a time, and only for containers that ever ran (a created
 container has none of these); ``/services`` only on a swarm manager.
 
+Between full syncs ``watch`` follows ``/events`` (containers only) and re-reads each container an
+event names with the same code (connectors/docker/watch.py), each change with its event as cause.
+
 Identity: the engine's ``ID`` from ``/info`` (not the URL, which can change)
 and each container's id. Engines on VMs cloned from one template can report the
 same ``ID``; it identifies the engine within its source only, so the snapshot

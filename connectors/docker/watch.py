@@ -1,7 +1,7 @@
 """``DockerConnector.watch``: an engine's container events as deltas, each change with the event that made it.
 
-It reads the engine's clock and everything (``read_engine``, the snapshot ``collect`` builds) and
-yields that; then it follows ``/events`` from that moment (connectors/docker/events.py). Events
+It reads the engine's clock, starts following ``/events`` from that moment (connectors/docker/events.py),
+reads everything (``read_engine``, the snapshot ``collect`` builds) and yields that. Events
 are gathered for ``BATCH_DELAY`` after the first of a burst; then each container they name is
 listed (``/containers/json`` filtered by id) and inspected, and its record is built by the very
 code ``collect`` uses, so that an event that changed nothing costs no write. A destroyed
@@ -27,10 +27,10 @@ import queue
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from connectors.docker.api import describe_error, open_client
+from connectors.docker.api import describe_error, engine_resource, open_client
 from connectors.docker.config import DockerConfig
 from connectors.docker.events import (
     BACKOFF_FIRST,
@@ -61,6 +61,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from docker import APIClient
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Seconds events are gathered after the first of a burst: a `docker stop` is kill, die and stop within
 # milliseconds, and one delta says it (at most a few deltas a second, however fast events come).
@@ -102,17 +103,22 @@ class _Watch:
     def run(self, stop: threading.Event) -> Iterator[Snapshot]:
         while not stop.is_set():
             before = time.time_ns()
-            read = self._relist(stop)
-            if read is None:
+            info = self._retrying(stop, self._info)
+            if info is None:
                 return
-            yield read.snapshot
-            # The engine's clock when it answered /info, before the list; without one (an old engine), ours
-            # a second before we asked: a few events seen twice cost nothing, one missed would.
-            position = engine_time(read.info) or before - SECOND
+            # Following starts before the list: what changes while the list is read (thousands of inspects
+            # may take seconds) comes live, not from the engine's memory of its last 256 events. The position
+            # is the engine's clock before the list; without one (an old engine), ours a second before we
+            # asked: a few events seen twice cost nothing, one missed would.
+            position = engine_time(info) or before - SECOND
             follower = EventFollower(
-                open_client(self.config, version=self.client.api_version), self.config, EngineClock(read.info), position
+                open_client(self.config, version=self.client.api_version), self.config, EngineClock(info), position
             ).start()
             try:
+                read = self._retrying(stop, self._relist)
+                if read is None:
+                    return
+                yield read.snapshot
                 yield from self._deltas(follower, stop)
             except _Relist:
                 continue
@@ -120,30 +126,39 @@ class _Watch:
                 follower.close()
             return
 
-    def _relist(self, stop: threading.Event) -> EngineRead | None:
-        """Everything, as collect reads it; retried with backoff while the engine cannot be read."""
+    def _retrying(self, stop: threading.Event, action: Callable[[], T]) -> T | None:
+        """``action`` again with backoff while the engine cannot be read; None once ``stop`` is set."""
         started = time.monotonic()
         delay = BACKOFF_FIRST
         while not stop.is_set():
             try:
-                read = read_engine(self.client, self.config)
-                if read.containers is None:
-                    raise SourceError(self.config.name, "containers", "; ".join(read.snapshot.errors))
+                return action()
             except SourceError:
                 if time.monotonic() - started > GIVE_UP_AFTER:
                     raise
                 stop.wait(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
-                continue
-            self.read = read
-            self.entries = {e["Id"]: e for e in read.containers.entries}
-            self.states = {w.external_id: w.status for w in read.containers.workloads}
-            self.groups = {}
-            for service in read.snapshot.services:
-                if service.kind in (COMPOSE_PROJECT_KIND, COMPOSE_SERVICE_KIND) and service.namespace:
-                    self.groups.setdefault(service.namespace, set()).add((service.kind, service.external_id))
-            return read
         return None
+
+    def _info(self) -> dict[str, Any]:
+        try:
+            return dict(self.client.info())
+        except Exception as exc:
+            raise SourceError(self.config.name, engine_resource(self.config), describe_error(exc, self.config)) from exc
+
+    def _relist(self) -> EngineRead:
+        """Everything, as collect reads it."""
+        read = read_engine(self.client, self.config)
+        if read.containers is None:
+            raise SourceError(self.config.name, "containers", "; ".join(read.snapshot.errors))
+        self.read = read
+        self.entries = {e["Id"]: e for e in read.containers.entries}
+        self.states = {w.external_id: w.status for w in read.containers.workloads}
+        self.groups = {}
+        for service in read.snapshot.services:
+            if service.kind in (COMPOSE_PROJECT_KIND, COMPOSE_SERVICE_KIND) and service.namespace:
+                self.groups.setdefault(service.namespace, set()).add((service.kind, service.external_id))
+        return read
 
     def _deltas(self, follower: EventFollower, stop: threading.Event) -> Iterator[Snapshot]:
         pending: dict[str, list[ContainerEvent]] = {}
