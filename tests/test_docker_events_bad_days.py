@@ -19,10 +19,11 @@ import connectors.docker.events
 import connectors.docker.watch
 from connectors.docker.config import DockerConfig
 from connectors.docker.connector import DockerConnector
-from connectors.docker.fake import FakeContainer, FakeDocker, generate_containers
-from connectors.docker.records import COMPOSE_PROJECT_KIND, COMPOSE_SERVICE_KIND, CONTAINER_KIND
+from connectors.docker.events import engine_time
+from connectors.docker.fake import FakeContainer, FakeDocker, FakeEngineInfo, generate_containers
+from connectors.docker.records import COMPOSE_PROJECT_KIND, COMPOSE_SERVICE_KIND, CONTAINER_KIND, SWARM_SERVICE_KIND
 from inventory.errors import SourceError
-from inventory.records import Snapshot
+from inventory.records import Scope, Snapshot
 
 STOPPED_AT = "2026-12-06T10:00:00.000000000Z"
 
@@ -216,3 +217,29 @@ def test_the_fake_serves_events_with_since_until_and_filters(fake: FakeDocker) -
     assert [e["Action"] for e in replayed] == ["health_status: healthy", "die"]
     assert replayed[1]["Actor"]["Attributes"] == {"image": web.image, "name": "c00001", "exitCode": "1"}
     assert json.loads(json.dumps(replayed[1])) == last
+
+
+def test_a_swarm_task_container_brings_the_managers_services_along(tmp_path: Path) -> None:
+    task = FakeContainer(
+        id="7" * 64,
+        name="web.1.abc",
+        state="running",
+        labels={"com.docker.swarm.service.id": "svc1", "com.docker.swarm.task.id": "task1"},
+    )
+    with FakeDocker([task], socket_path=tmp_path / "d.sock", engine=FakeEngineInfo(swarm_node_addr="10.9.8.7")) as fake:
+        watcher = watch(fake)
+        try:
+            stop(fake, task)
+            _, delta = watcher.wait_for(stopped(task))
+        finally:
+            watcher.close()
+    # The manager's service list, read whole (this fake's is empty): what collect reads for it.
+    assert Scope("service", SWARM_SERVICE_KIND) in (delta.scopes or [])
+
+
+def test_the_engine_clock_is_read_with_its_nanoseconds_and_offset() -> None:
+    utc = engine_time({"SystemTime": "2026-12-06T09:57:59.753086246Z"})
+    assert utc == 1796551079_753086246
+    assert engine_time({"SystemTime": "2026-12-06T10:57:59.753086246+01:00"}) == utc
+    assert engine_time({"SystemTime": "2026-12-06T09:57:59Z"}) == 1796551079_000000000
+    assert engine_time({}) is None
