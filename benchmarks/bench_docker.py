@@ -125,7 +125,7 @@ def fake_scale_run(count: int, admin_url: str) -> None:
         command = [
             sys.executable,
             "-m",
-            "inventory.testing.fake_docker",
+            "connectors.docker.fake",
             "--containers",
             str(count),
             "--socket",

@@ -23,10 +23,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from connectors.docker.fake import FakeContainer, FakeDocker, FakeEngineInfo
 from connectors.kubernetes.fake.objects import ClusterSpec, generate_cluster, object_uid
 from connectors.kubernetes.fake.server import FakeKubernetes, write_kubeconfig
 from inventory.principals import system_principal
-from inventory.testing.fake_docker import FakeContainer, FakeDocker, FakeEngineInfo
 from inventory.testing.fake_proxmox_model import FakeCluster, FakeGuest, FakeNode, mac_for
 
 CLUSTER = "homelab"

@@ -25,6 +25,7 @@ from sqlalchemy import select
 
 from connectors.docker.config import DockerConfig, DockerTLS, default_local_source
 from connectors.docker.connector import DockerConnector
+from connectors.docker.fake import FakeContainer, FakeDocker, generate_containers
 from connectors.docker.records import (
     COMPOSE_PROJECT_KIND,
     COMPOSE_SERVICE_KIND,
@@ -50,7 +51,6 @@ from inventory.testing.docker_engine import (
     make_busybox_image,
     start_engine,
 )
-from inventory.testing.fake_docker import FakeContainer, FakeDocker, generate_containers
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -766,8 +766,8 @@ def test_no_config_at_all_offers_the_local_engine(tmp_path: Path, monkeypatch: p
     """With no config file anywhere, a reachable DOCKER_HOST is the default source 'local'."""
     from click.testing import CliRunner
 
+    from connectors.docker.fake import FakeDocker, generate_containers
     from inventory.cli import cli
-    from inventory.testing.fake_docker import FakeDocker, generate_containers
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("INVENTORY_DATABASE_URL", f"sqlite:///{tmp_path / 'inv.db'}")

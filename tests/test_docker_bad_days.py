@@ -13,11 +13,11 @@ from typing import Any
 
 from connectors.docker.config import DockerConfig
 from connectors.docker.connector import DockerConnector
+from connectors.docker.fake import FakeContainer, FakeDocker, generate_containers
 from connectors.docker.records import COMPOSE_SERVICE_KIND
 from inventory.records import Snapshot
 from inventory.storage.database import Database
 from inventory.sync import sync_source
-from inventory.testing.fake_docker import FakeContainer, FakeDocker, generate_containers
 
 
 def collect(fake: FakeDocker, **options: Any) -> Snapshot:

@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from connectors.docker.connector import DockerConnector
+from connectors.docker.fake import FakeDocker, generate_containers
 from connectors.kubernetes.connector import KubernetesConnector
 from connectors.kubernetes.fake.objects import ClusterSpec
 from connectors.kubernetes.fake.server import FakeKubernetes, write_kubeconfig
@@ -30,7 +31,6 @@ from inventory.config import build_config
 from inventory.connector import Connector, ConnectorRegistry
 from inventory.storage.database import Database
 from inventory.sync import SourceRunner
-from inventory.testing.fake_docker import FakeDocker, generate_containers
 from inventory.testing.fake_proxmox import FakeProxmox, build_cluster
 
 PROCESSES = 20

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from connectors.docker.connector import DockerConnector
+from connectors.docker.fake import FakeDocker, generate_containers
 from connectors.kubernetes.connector import KubernetesConnector
 from connectors.kubernetes.fake.objects import ClusterSpec
 from connectors.kubernetes.fake.server import FakeKubernetes, write_kubeconfig
@@ -27,7 +28,6 @@ from inventory.outcome import SourceOutcome
 from inventory.records import Snapshot
 from inventory.storage.database import Database, open_database
 from inventory.sync import SourceRunner, sync_all
-from inventory.testing.fake_docker import FakeDocker, generate_containers
 from inventory.testing.fake_proxmox import FakeProxmox
 from inventory.testing.fake_proxmox_model import FakeCluster, FakeGuest, FakeNode, build_cluster
 

@@ -23,12 +23,12 @@ from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 from terminal_support import run_on_terminal
 
+from connectors.docker.fake import FakeDocker, generate_containers
 from connectors.kubernetes.fake.objects import ClusterSpec
 from connectors.kubernetes.fake.server import FakeKubernetes, write_kubeconfig
 from inventory.cli import cli
 from inventory.storage.database import Database
 from inventory.storage.models import HostRow, Source, SyncRun, WorkloadRow
-from inventory.testing.fake_docker import FakeDocker, generate_containers
 from inventory.testing.fake_proxmox import FakeProxmox, build_cluster
 
 WEBHOOK = "https://hooks.example.net/inventory"

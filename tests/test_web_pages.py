@@ -18,11 +18,11 @@ from test_server_web import (  # noqa: F401 - the real browser and lab fixtures
     wait_for,
 )
 
+from connectors.kubernetes.fake.mutations import MutableFakeKubernetes
 from inventory import queries
 from inventory.server import create_app
 from inventory.server.run import BackgroundServer
 from inventory.storage.database import Database
-from inventory.testing.fake_kubernetes_mutations import MutableFakeKubernetes
 
 # Where to keep the screenshots for people (docs/screenshots is made this way); by default only tmp_path.
 SCREENSHOTS = os.environ.get("INVENTORY_SCREENSHOTS")

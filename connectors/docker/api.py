@@ -24,10 +24,11 @@ def engine_resource(config: DockerConfig) -> str:
     return f"engine {config.url}"
 
 
-def open_client(config: DockerConfig, cutoff: Cutoff | None = None) -> APIClient:
+def open_client(config: DockerConfig, cutoff: Cutoff | None = None, version: str = "auto") -> APIClient:
     """An ``APIClient`` of the source's engine (TLS, timeout, pool, ssh client as configured). Close it after use.
 
     ``cutoff``: the collection's deadline (``Connector.cutoff``); tools pass none and are never cut.
+    ``version``: the API version when already known (a second client of one engine), saving the /version call.
     """
     import docker
 
@@ -46,7 +47,7 @@ def open_client(config: DockerConfig, cutoff: Cutoff | None = None) -> APIClient
         # version="auto" asks /version which API the engine speaks (the one extra call).
         client = _client_class()(
             base_url=config.url,
-            version="auto",
+            version=version,
             timeout=config.timeout,  # seconds as a float work
             tls=tls,
             max_pool_size=config.concurrency,

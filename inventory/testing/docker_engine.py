@@ -57,6 +57,8 @@ class DockerEngine:
     process: subprocess.Popen[bytes]
     tcp_port: int | None = None
     tls: EngineTLS | None = None
+    # The dockerd command line, for ``restart``.
+    command: list[str] = field(default_factory=list)
     _stopped: bool = field(default=False, repr=False)
 
     @property
@@ -88,6 +90,20 @@ class DockerEngine:
                 client.kill(container["Id"])
         except Exception:  # best effort: the SIGTERM below still stops the engine, only slower
             pass
+
+    def restart(self, timeout: float = 30.0) -> None:
+        """Stop dockerd as a host shutdown does (its containers stop with it) and start it again on the same data.
+
+        Containers with a restart policy start again; the engine's event buffer starts empty.
+        """
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = _launch(self.command, self.log_path, append=True)
+        _wait_until_ready(self, timeout)
 
     def stop(self) -> None:
         if self._stopped:
@@ -174,11 +190,22 @@ def start_engine(*, tls: EngineTLS | None = None, timeout: float = 30.0) -> Dock
             f"--tlscert={tls.cert}",
             f"--tlskey={tls.key}",
         ]
-    log = (directory / "dockerd.log").open("wb")
+    process = _launch(command, directory / "dockerd.log")
+    engine = DockerEngine(directory=directory, process=process, tcp_port=port, tls=tls, command=command)
+    try:
+        _wait_until_ready(engine, timeout)
+    except BaseException:
+        engine.stop()
+        raise
+    return engine
+
+
+def _launch(command: list[str], log_path: Path, *, append: bool = False) -> subprocess.Popen[bytes]:
+    log = log_path.open("ab" if append else "wb")
     try:
         # Its own session keeps a Ctrl-C for pytest away from it (the fixture stops it in order);
         # the parent-death signal stops it when pytest is killed before it can.
-        process = subprocess.Popen(
+        return subprocess.Popen(
             command,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -188,13 +215,6 @@ def start_engine(*, tls: EngineTLS | None = None, timeout: float = 30.0) -> Dock
         )
     finally:
         log.close()
-    engine = DockerEngine(directory=directory, process=process, tcp_port=port, tls=tls)
-    try:
-        _wait_until_ready(engine, timeout)
-    except BaseException:
-        engine.stop()
-        raise
-    return engine
 
 
 def _wait_until_ready(engine: DockerEngine, timeout: float) -> None:

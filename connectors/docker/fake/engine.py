@@ -1,11 +1,11 @@
 """A loopback fake of the Docker Engine API, for the demo and for scale runs larger than a test engine holds.
 
 It serves what the Docker connector reads: ``/_ping``, ``/version``,
-``/info``, ``/containers/json`` (``all`` honoured) and
-``/containers/{id}/json``, each with or without the ``/v1.41`` prefix, over a
-unix socket or loopback TCP, with the JSON shapes of a real engine (Docker
-20.10, API 1.41). A real engine stays the reference: tests/test_docker.py
-checks these shapes against one.
+``/info``, ``/containers/json`` (``all`` and the ``id`` filter honoured),
+``/containers/{id}/json`` and ``/events`` (connectors/docker/fake/events.py),
+each with or without the ``/v1.41`` prefix, over a unix socket or loopback
+TCP, with the JSON shapes of a real engine (Docker 20.10, API 1.41). A real
+engine stays the reference: tests/test_docker.py checks these shapes against one.
 
 It can misbehave on purpose: an HTTP status for a path (``faults``), a slow
 answer (``delays``), a container that is listed but gone by the time it is
@@ -18,7 +18,7 @@ closed without an answer (``drop``), and an engine that stops answering
 
 Standalone (demo)::
 
-    python -m inventory.testing.fake_docker --containers 5000 --socket /tmp/fake-docker.sock
+    python -m connectors.docker.fake --containers 5000 --socket /tmp/fake-docker.sock
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import socketserver
 import threading
 import time
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
+from connectors.docker.fake.events import EventFilter, EventLog, parse_time
 from inventory.testing.serving import serve_in_background, shut_down
 
 API_VERSION = "1.41"
@@ -220,8 +222,15 @@ class FakeEngineInfo:
             "Name": self.name,
             "Labels": [],
             "ServerVersion": SERVER_VERSION,
+            "SystemTime": _system_time(),
             "Swarm": self.swarm(),
         }
+
+
+def _system_time() -> str:
+    """The engine's clock as /info tells it (RFC 3339 with nanoseconds)."""
+    now = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now // 1_000_000_000)) + f".{now % 1_000_000_000:09d}Z"
 
 
 def version_document() -> dict[str, Any]:
@@ -318,10 +327,16 @@ class FakeDocker:
         self.drops: dict[str, int] = {}
         # Path prefixes that are read and never answered until the fake stops (or ``thaw``).
         self.frozen: set[str] = set()
+        # The paths of the requests left unanswered by ``freeze``.
+        self.hung: list[str] = []
+        # The connections open now: ``stop`` closes them, as a dying engine does.
+        self.connections: set[Any] = set()
         # Seconds every request waits before its answer (a slow engine, or one far away).
         self.latency = 0.0
         self._thawed = threading.Event()
         self.requests: list[str] = []
+        # The event buffer /events serves; ``emit`` logs to it.
+        self.events = EventLog()
         self._lock = threading.Lock()
         self._server: socketserver.BaseServer | None = None
         self._thread: threading.Thread | None = None
@@ -377,11 +392,25 @@ class FakeDocker:
                     return "throttle", throttle
         return "", None
 
+    def emit(self, container: FakeContainer, action: str, **extra: str) -> dict[str, Any]:
+        """Log a container event now (``exitCode="137"``, ``signal="9"`` ... as dockerd's attributes)."""
+        return self.events.emit(
+            container.id, action, name=container.name, image=container.image, labels=container.labels, **extra
+        )
+
     def stop(self) -> None:
+        self.events.close()
         self.thaw()
         if self._server is not None:
             shut_down(self._server)
             self._server = None
+        with self._lock:
+            connections, self.connections = self.connections, set()
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         if self.socket_path is not None:
             self.socket_path.unlink(missing_ok=True)
 
@@ -407,7 +436,12 @@ class FakeDocker:
                 return 200, []  # a swarm manager that runs no swarm services (its containers are plain ones)
             if path == "/containers/json":
                 everything = query.get("all", ["0"])[0] in ("1", "true", "True")
-                listed = [c.list_entry() for c in self.containers.values() if everything or c.running]
+                ids = json.loads(query.get("filters", ["{}"])[0]).get("id") or []
+                listed = [
+                    c.list_entry()
+                    for c in self.containers.values()
+                    if (everything or c.running) and (not ids or any(c.id.startswith(i) for i in ids))
+                ]
                 # The engine lists the newest first.
                 return 200, sorted(listed, key=lambda c: c["Created"], reverse=True)
             match = _INSPECT.match(path)
@@ -433,6 +467,16 @@ def _handler_for(fake: FakeDocker) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"
         server_version = f"Docker/{SERVER_VERSION} (linux)"
 
+        def setup(self) -> None:
+            super().setup()
+            with fake._lock:
+                fake.connections.add(self.connection)
+
+        def finish(self) -> None:
+            with fake._lock:
+                fake.connections.discard(self.connection)
+            super().finish()
+
         def do_GET(self) -> None:
             parts = urlsplit(self.path)
             path = parts.path
@@ -444,6 +488,8 @@ def _handler_for(fake: FakeDocker) -> type[BaseHTTPRequestHandler]:
                 time.sleep(delay)
             action, throttle = fake.misbehaviour(path)
             if action == "freeze":
+                with fake._lock:
+                    fake.hung.append(path)
                 fake._thawed.wait()
                 self.close_connection = True
                 return
@@ -454,6 +500,11 @@ def _handler_for(fake: FakeDocker) -> type[BaseHTTPRequestHandler]:
             if throttle is not None:
                 status, retry_after = throttle[0], throttle[1]
                 document: Any = {"message": "too many requests"}
+            elif path == "/events" and path not in fake.faults:
+                with fake._lock:
+                    fake.requests.append(path)
+                self._stream_events(parse_qs(parts.query))
+                return
             else:
                 status, document = fake.answer(path, parse_qs(parts.query))
             body = document.encode() if isinstance(document, str) else json.dumps(document).encode()
@@ -467,6 +518,30 @@ def _handler_for(fake: FakeDocker) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+
+        def _stream_events(self, query: dict[str, list[str]]) -> None:
+            """Chunked JSON lines as events happen, ended at ``until``; a cut drops the connection mid-answer."""
+            since = parse_time(query.get("since", [None])[0])
+            until = parse_time(query.get("until", [None])[0])
+            wanted = EventFilter.parse(query.get("filters", [None])[0])
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Api-Version", API_VERSION)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.flush()
+            try:
+                for message in fake.events.follow(since, until, wanted):
+                    if message is None:
+                        self.close_connection = True
+                        return
+                    line = json.dumps(message).encode() + b"\n"
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+                    self.wfile.flush()
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+            except OSError:  # the client went away
+                self.close_connection = True
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

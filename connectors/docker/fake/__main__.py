@@ -1,0 +1,3 @@
+from connectors.docker.fake.engine import main
+
+main()
