@@ -29,13 +29,13 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from connectors.proxmox.fake.server import FakeProxmox, build_cluster
 from inventory.config import build_config
 from inventory.connector import ConnectorRegistry
 from inventory.loop import SyncLoop
 from inventory.storage.database import open_database
 from inventory.testing.fake_kubernetes import FakeKubernetes, write_kubeconfig
 from inventory.testing.fake_kubernetes_objects import ClusterSpec
-from inventory.testing.fake_proxmox import FakeProxmox, build_cluster
 
 
 def proxmox_sync_once(workdir: Path, guests: int, latency: float, deadline: float) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from connectors.proxmox.fake.server import FakeProxmox, build_cluster
 from inventory.config import build_config
 from inventory.connector import ConnectorRegistry
 from inventory.storage.database import open_database
@@ -30,7 +31,6 @@ from inventory.sync import sync_all
 from inventory.testing.fake_docker import FakeDocker, generate_containers
 from inventory.testing.fake_kubernetes import FakeKubernetes, write_kubeconfig
 from inventory.testing.fake_kubernetes_objects import ClusterSpec
-from inventory.testing.fake_proxmox import FakeProxmox, build_cluster
 
 
 class LatencyProxy:

@@ -24,6 +24,7 @@ import yaml
 from connectors.docker.connector import DockerConnector
 from connectors.kubernetes.connector import KubernetesConnector
 from connectors.proxmox.connector import ProxmoxConnector
+from connectors.proxmox.fake.server import FakeProxmox, build_cluster
 from inventory.config import build_config
 from inventory.connector import Connector, ConnectorRegistry
 from inventory.storage.database import Database
@@ -31,7 +32,6 @@ from inventory.sync import SourceRunner
 from inventory.testing.fake_docker import FakeDocker, generate_containers
 from inventory.testing.fake_kubernetes import FakeKubernetes, write_kubeconfig
 from inventory.testing.fake_kubernetes_objects import ClusterSpec
-from inventory.testing.fake_proxmox import FakeProxmox, build_cluster
 
 PROCESSES = 20
 AT_ONCE = 4

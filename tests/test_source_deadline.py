@@ -16,6 +16,8 @@ import yaml
 from connectors.docker.connector import DockerConnector
 from connectors.kubernetes.connector import KubernetesConnector
 from connectors.proxmox.connector import ProxmoxConnector
+from connectors.proxmox.fake.model import FakeCluster, FakeGuest, FakeNode, build_cluster
+from connectors.proxmox.fake.server import FakeProxmox
 from connectors.static.connector import StaticConnector
 from inventory.config import build_config
 from inventory.connector import Connector, ConnectorRegistry
@@ -28,8 +30,6 @@ from inventory.sync import SourceRunner, sync_all
 from inventory.testing.fake_docker import FakeDocker, generate_containers
 from inventory.testing.fake_kubernetes import FakeKubernetes, write_kubeconfig
 from inventory.testing.fake_kubernetes_objects import ClusterSpec
-from inventory.testing.fake_proxmox import FakeProxmox
-from inventory.testing.fake_proxmox_model import FakeCluster, FakeGuest, FakeNode, build_cluster
 
 
 @pytest.fixture

@@ -23,13 +23,13 @@ from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 from terminal_support import run_on_terminal
 
+from connectors.proxmox.fake.server import FakeProxmox, build_cluster
 from inventory.cli import cli
 from inventory.storage.database import Database
 from inventory.storage.models import HostRow, Source, SyncRun, WorkloadRow
 from inventory.testing.fake_docker import FakeDocker, generate_containers
 from inventory.testing.fake_kubernetes import FakeKubernetes, write_kubeconfig
 from inventory.testing.fake_kubernetes_objects import ClusterSpec
-from inventory.testing.fake_proxmox import FakeProxmox, build_cluster
 
 WEBHOOK = "https://hooks.example.net/inventory"
 GRANT_KUBERNETES = "kubectl create clusterrole inventory-read --verb=get,list --resource=nodes,pods,"

@@ -1,4 +1,4 @@
-"""The fake Proxmox VE API of ``fake_proxmox``, plus the guest writes the Proxmox tools make.
+"""The fake Proxmox VE API of ``server``, plus the guest writes the Proxmox tools make.
 
 It accepts, applies and records what proxmoxer sends for:
 
@@ -9,7 +9,7 @@ It accepts, applies and records what proxmoxer sends for:
 
 As the real API does, it answers each with a task id (UPID), refuses to delete a
 running guest and to roll back to a snapshot that does not exist. Every accepted
-write is appended to ``mutations``. Kept apart from ``fake_proxmox.py`` (another
+write is appended to ``mutations``. Kept apart from ``server.py`` (another
 module's owner) as a subclass.
 """
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from inventory.testing.fake_proxmox import API_PREFIX, ApiError, FakeProxmox, _make_handler, _TLSServer
+from connectors.proxmox.fake.server import API_PREFIX, ApiError, FakeProxmox, _make_handler, _TLSServer
 from inventory.testing.serving import serve_in_background
 
 _GUEST_PATH = re.compile(r"^/nodes/(?P<node>[^/]+)/(?P<kind>qemu|lxc)/(?P<vmid>\d+)(?P<rest>(/[^/]+)*)$")

@@ -35,8 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from inventory.errors import HarnessError
-from inventory.testing.fake_proxmox_model import (
+from connectors.proxmox.fake.model import (
     GIB,
     KERNEL,
     MIB,
@@ -48,6 +47,7 @@ from inventory.testing.fake_proxmox_model import (
     FakeNode,
     build_cluster,
 )
+from inventory.errors import HarnessError
 from inventory.testing.serving import serve_in_background, shut_down
 
 __all__ = ["FakeProxmox", "build_cluster"]
@@ -716,7 +716,7 @@ def main() -> None:
     """Serve a fake cluster until interrupted, for a demo: prints a ready-to-use source entry."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m inventory.testing.fake_proxmox", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m connectors.proxmox.fake.server", description=main.__doc__)
     parser.add_argument("--name", default="lab", help="cluster name (empty: a standalone node)")
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--guests", type=int, default=30)

@@ -3,7 +3,7 @@
 Plain mutable dataclasses, so that a test can rename a guest, migrate it, take a
 node offline or strip a token's privileges between two polls. The wire format
 (field names, the ``{"data": ...}`` envelope, error reasons) lives in
-``fake_proxmox.py``; this module only knows the cluster.
+``server.py``; this module only knows the cluster.
 """
 
 from __future__ import annotations
