@@ -15,12 +15,12 @@ module's owner) as a subclass.
 
 from __future__ import annotations
 
-import itertools
 import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from connectors.proxmox.fake.model import TASK_PREFIX
 from connectors.proxmox.fake.server import API_PREFIX, ApiError, FakeProxmox, _make_handler, _TLSServer
 from inventory.testing.serving import serve_in_background
 
@@ -40,7 +40,6 @@ class MutableFakeProxmox(FakeProxmox):
         super().__init__(*args, **kwargs)
         self.mutations: list[Mutation] = []
         self.snapshots: dict[int, list[str]] = {}
-        self._task_numbers = itertools.count(0x1000)
 
     def start(self) -> MutableFakeProxmox:
 
@@ -76,8 +75,8 @@ class MutableFakeProxmox(FakeProxmox):
         return self.start()
 
     def _upid(self, node: str, action: str, vmid: int) -> str:
-        user = self.token_id.split("!")[0]
-        return f"UPID:{node}:{next(self._task_numbers):08X}:00000000:00000000:{action}:{vmid}:{user}:"
+        """The task the write started, listed in /cluster/tasks under the token that asked (user@realm!name)."""
+        return self.cluster.task(node, action, vmid, self.token_id).upid
 
     def write(self, method: str, api_path: str, params: dict[str, str]) -> str:
         match = _GUEST_PATH.match(api_path)
@@ -96,20 +95,20 @@ class MutableFakeProxmox(FakeProxmox):
                 if guest.status == "running":
                     raise ApiError(500, f"VM {vmid} is running - destroy failed")
                 self.cluster.guests.remove(guest)
-                action = f"{kind}destroy"
+                action = f"{TASK_PREFIX[kind]}destroy"
             elif method == "POST" and len(rest) == 2 and rest[0] == "status" and rest[1] in _STATUS_AFTER:
                 guest.status = _STATUS_AFTER[rest[1]]
-                action = f"{kind}{rest[1]}"
+                action = f"{TASK_PREFIX[kind]}{rest[1]}"
             elif method == "POST" and rest == ["snapshot"]:
                 name = params.get("snapname", "")
                 if not name or name in self.snapshots.get(vmid, []):
                     raise ApiError(500, f"snapshot name '{name}' already used or empty")
                 self.snapshots.setdefault(vmid, []).append(name)
-                action = f"{kind}snapshot"
+                action = f"{TASK_PREFIX[kind]}snapshot"
             elif method == "POST" and len(rest) == 3 and rest[0] == "snapshot" and rest[2] == "rollback":
                 if rest[1] not in self.snapshots.get(vmid, []):
                     raise ApiError(500, f"snapshot '{rest[1]}' does not exist")
-                action = f"{kind}rollback"
+                action = f"{TASK_PREFIX[kind]}rollback"
             else:
                 raise ApiError(501, f"Method '{method} {api_path}' not implemented")
             self.mutations.append(Mutation(method, api_path, dict(params)))
