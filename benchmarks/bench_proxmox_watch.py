@@ -164,8 +164,12 @@ def main() -> None:
         candidates = [g for g in fake.cluster.guests if settled(g) and g.status == "running"]
         latencies: list[float] = []
         after = len(watch.lines)
-        for number in range(args.changes):
-            time.sleep(rng.uniform(0, interval))  # any moment of the poll cycle
+        # Each change at another moment of the poll cycle, spread evenly over it (in shuffled order): a change
+        # waits for the next poll, half an interval on average, then that poll's own time.
+        phases = [(number + 0.5) / args.changes * interval for number in range(args.changes)]
+        rng.shuffle(phases)
+        for number, phase in enumerate(phases):
+            time.sleep(phase)  # counted from the yield that followed the last poll
             guest = candidates[number % len(candidates)]
             user = f"user{number}@pve"
             changed_at = time.time()

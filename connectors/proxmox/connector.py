@@ -50,7 +50,7 @@ from connectors.proxmox.records import (
     node_id,
     pool_services,
 )
-from connectors.proxmox.tasks import Task, TaskIndex, fresh, parse_tasks, recent, task_cause
+from connectors.proxmox.tasks import Task, TaskIndex, parse_tasks, recent, task_cause
 from inventory.cause import Cause
 from inventory.connector import Connector, KindVocabulary, SourceConfig, StatusVocabulary
 from inventory.cutoff import Cutoff
@@ -354,11 +354,27 @@ class ProxmoxConnector(Connector):
             if not self._check_guest_visibility(client, check):
                 raise SourceError(self.source_name, "guests", check.errors[0].removeprefix("guests: "))
         snapshot = Snapshot.changes(identity=cluster)
-        window: list[Task] = []
+        facts: list[Task] = []
+        late: list[Task] = []
+        news: list[Task] = []
         if tasks is not None:
-            window = fresh(tasks, state.finished)
-            state.finished = {task.upid for task in tasks if not task.running}
-        index = TaskIndex(window)
+            state.polls += 1
+            finished = {
+                task.upid: state.finished.get(task.upid, (state.polls, tick)) for task in tasks if not task.running
+            }
+            for task in tasks:
+                first_poll, first_seen = finished.get(task.upid, (state.polls, tick))
+                # The two reads of a poll are not one moment: a change may show one poll after its task ended.
+                if task.running or first_poll >= state.polls - 1:
+                    facts.append(task)
+                elif tick - first_seen <= _LATE_ROW_SECONDS:
+                    late.append(task)
+                # Started or ended since the last poll: a task running for an hour (a backup) hints once.
+                if task.upid not in state.seen or (not task.running and task.upid not in state.finished):
+                    news.append(task)
+            state.finished, state.seen = finished, {task.upid for task in tasks}
+            state.used = {vmid: used & state.seen for vmid, used in state.used.items() if used & state.seen}
+        index = TaskIndex(facts, late)
 
         online = {name for name, row in node_rows.items() if row.get("status") == "online"}
         changed_nodes = []
@@ -385,7 +401,8 @@ class ProxmoxConnector(Connector):
             or _signature(row, GUEST_ROW_FIELDS) != _signature(state.guest_rows[vmid], GUEST_ROW_FIELDS)
         }
         # A task naming the guest (a config edit, a disk moved) may have changed what only its details say.
-        hinted = {vmid for vmid in guest_rows if index.names(vmid)} - changed
+        hints = TaskIndex(news)
+        hinted = {vmid for vmid in guest_rows if hints.names(vmid)} - changed
         due = {vmid for vmid, (at, _) in state.retry.items() if at <= tick and vmid in guest_rows} - changed - hinted
         reads = sorted(changed | hinted | due)
         results: dict[int, _GuestResult] = {}
@@ -421,12 +438,24 @@ class ProxmoxConnector(Connector):
             if before is not None and before.get("type") != guest.get("type"):  # the vmid now holds another kind
                 self._forget_guest(snapshot, state, vmid, before, None)
             nodes = {str(guest.get("node"))} | ({str(before.get("node"))} if before is not None else set())
-            cause = index.cause_for(vmid, nodes, new=before is None) if vmid not in due else None
-            for object_type, record in (("workload", result.workload), ("host", result.host)):
-                if record is not None and state.changed(object_type, record):
-                    (snapshot.workloads if object_type == "workload" else snapshot.hosts).append(record)  # type: ignore[arg-type]
-                    if cause is not None:
-                        snapshot.attribute(object_type, record, cause)
+            cause = None
+            if vmid not in due:
+                cause = index.cause_for(vmid, nodes, new=before is None, used=state.used.get(vmid, set()))
+            said = False
+            if result.workload is not None and state.changed("workload", result.workload):
+                snapshot.workloads.append(result.workload)
+                said = True
+                if cause is not None:
+                    snapshot.attribute("workload", result.workload, cause)
+            if result.host is not None and state.changed("host", result.host):
+                snapshot.hosts.append(result.host)
+                said = True
+                if cause is not None:
+                    snapshot.attribute("host", result.host, cause)
+            # A task explains one change of a guest's row, not the next one (a read on a task's hint alone, maybe
+            # before the row shows the change, leaves it for that change).
+            if said and cause is not None and cause.ref and vmid in changed:
+                state.used.setdefault(vmid, set()).add(cause.ref)
             incomplete = bool(result.errors) or any(r is not None and r.unread for r in (result.workload, result.host))
             state.schedule(vmid, incomplete and vmid in readable, tick, float(self.config.poll_interval))
         for vmid in sorted(set(state.guest_rows) - set(guest_rows)):
@@ -558,6 +587,9 @@ _REBOOT_TOLERANCE = 120.0
 # A guest whose details came back incomplete after a change is read again after one poll, then two,
 # four... while the gap stays under this; then the next full sync reads it.
 _RETRY_CAP_SECONDS = 300.0
+# Proxmox VE publishes a guest's status every 10 s (pvestatd): a row may change a poll or two after the task
+# that changed it ended. A task naming the guest that ended this long before its change is its cause, inferred.
+_LATE_ROW_SECONDS = 30.0
 # Polls failing in a row for this long (or five intervals, if longer) end the watch.
 _GIVE_UP_SECONDS = 60.0
 
@@ -599,7 +631,11 @@ class _WatchState:
     guest_rows: dict[int, Mapping[str, Any]] = field(default_factory=dict)
     hashes: dict[ObjectKey, str] = field(default_factory=dict)
     pools: set[str] = field(default_factory=set)  # the external ids of the pool services
-    finished: set[str] = field(default_factory=set)  # UPIDs seen finished
+    # UPIDs seen finished -> (the poll, the monotonic time) they were first seen finished at.
+    finished: dict[str, tuple[int, float]] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)  # UPIDs of the last answer, running or not
+    polls: int = 0
+    used: dict[int, set[str]] = field(default_factory=dict)  # vmid -> UPIDs already given as a change's cause
     retry: dict[int, tuple[float, float]] = field(default_factory=dict)  # vmid -> (when, gap), monotonic
     tasks_readable: bool = True
 
@@ -627,7 +663,9 @@ class _WatchState:
             for record in records:
                 state.hashes[(object_type, record.kind, record.external_id)] = record_hash(record)
         state.pools = {s.external_id for s in snapshot.services}
-        state.finished = {task.upid for task in tasks or () if not task.running}
+        # Ended before the watch began: never a fact for the changes the first delta finds.
+        state.finished = {task.upid: (-1, time.monotonic()) for task in tasks or () if not task.running}
+        state.seen = {task.upid for task in tasks or ()}
         state.tasks_readable = tasks is not None
         return state
 

@@ -14,7 +14,7 @@ no cause: the change reads as unknown, never as a guess.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -117,17 +117,22 @@ def task_cause(task: Task, *, inferred: bool = False) -> Cause:
 
 
 class TaskIndex:
-    """The tasks of one window (since the last poll, or the recent past for a full sync), by guest and node."""
+    """The tasks of one window (since the last poll, or the recent past for a full sync), by guest and node.
 
-    def __init__(self, tasks: Iterable[Task]) -> None:
+    ``late``: tasks that ended before the window, shortly before (the cluster list shows a guest's new
+    status some seconds after its task ended): one naming a changed guest is its cause, inferred.
+    """
+
+    def __init__(self, tasks: Iterable[Task], late: Iterable[Task] = ()) -> None:
         self.by_vmid: dict[str, list[Task]] = {}
+        self.late_by_vmid: dict[str, list[Task]] = {}
         self.bulk_by_node: dict[str, list[Task]] = {}
         self.clones_by_node: dict[str, list[Task]] = {}
-        for task in tasks:
+        for task, stated in [*((t, True) for t in tasks), *((t, False) for t in late)]:
             if task.type in CLONE_TASKS:  # names the source guest (locked while it is copied); the copy is new
                 self.clones_by_node.setdefault(task.node, []).append(task)
             if task.vmid:
-                self.by_vmid.setdefault(task.vmid, []).append(task)
+                (self.by_vmid if stated else self.late_by_vmid).setdefault(task.vmid, []).append(task)
             elif task.type in BULK_TASKS:
                 self.bulk_by_node.setdefault(task.node, []).append(task)
 
@@ -135,14 +140,21 @@ class TaskIndex:
         """Whether a task of the window names this guest (its details may have changed without its list row)."""
         return str(vmid) in self.by_vmid
 
-    def cause_for(self, vmid: int | str, nodes: Iterable[str], *, new: bool = False) -> Cause | None:
-        """The cause of a change of guest ``vmid`` on ``nodes`` (where it is and where it was), if a task tells."""
-        named = self.by_vmid.get(str(vmid))
+    def cause_for(
+        self, vmid: int | str, nodes: Iterable[str], *, new: bool = False, used: Collection[str] = ()
+    ) -> Cause | None:
+        """The cause of a change of guest ``vmid`` on ``nodes`` (where it is and where it was), if a task tells.
+
+        ``used``: UPIDs already given as the cause of an earlier change of this guest (not given again).
+        """
+        named = [task for task in self.by_vmid.get(str(vmid), ()) if task.upid not in used]
         if named:
             return task_cause(_latest(named))
-        nearby = [task for node in set(nodes) for task in self.bulk_by_node.get(node, ())]
+        nodes = set(nodes)
+        nearby = [task for task in self.late_by_vmid.get(str(vmid), ()) if task.upid not in used]
+        nearby += [task for node in nodes for task in self.bulk_by_node.get(node, ())]
         if new:
-            nearby += [task for node in set(nodes) for task in self.clones_by_node.get(node, ())]
+            nearby += [task for node in nodes for task in self.clones_by_node.get(node, ())]
         return task_cause(_latest(nearby), inferred=True) if nearby else None
 
 
@@ -153,8 +165,3 @@ def _latest(tasks: list[Task]) -> Task:
 def recent(tasks: Iterable[Task], since: float) -> list[Task]:
     """Tasks running, or ended at or after ``since`` (seconds since the epoch, the cluster's clock)."""
     return [task for task in tasks if task.running or (task.endtime is not None and task.endtime >= since)]
-
-
-def fresh(tasks: Iterable[Task], seen_finished: set[str]) -> list[Task]:
-    """Tasks running, or finished since the last poll (not seen finished then): clock-free, by UPID."""
-    return [task for task in tasks if task.running or task.upid not in seen_finished]

@@ -15,6 +15,7 @@ import os
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -168,36 +169,47 @@ class FakeCluster:
         self.tasks.append(task)
         return task
 
+    def _worker(self, node: str, task_type: str, vmid: int, user: str, change: Callable[[], None]) -> FakeTask:
+        """As pve-manager runs a change: the task is listed (running) first, the change made, then it ends."""
+        task = self.task(node, task_type, vmid, user, running=True)
+        change()
+        return task.finish()
+
     def start_guest(self, vmid: int, user: str = "root@pam") -> FakeTask:
         guest = self.guest(vmid)
-        guest.status = "running"
-        guest.started_at = time.time()
-        return self.task(guest.node, f"{TASK_PREFIX[guest.kind]}start", vmid, user)
+
+        def start() -> None:
+            guest.status, guest.started_at = "running", time.time()
+
+        return self._worker(guest.node, f"{TASK_PREFIX[guest.kind]}start", vmid, user, start)
 
     def stop_guest(self, vmid: int, user: str = "root@pam") -> FakeTask:
         guest = self.guest(vmid)
-        guest.status = "stopped"
-        return self.task(guest.node, f"{TASK_PREFIX[guest.kind]}stop", vmid, user)
+        return self._worker(guest.node, f"{TASK_PREFIX[guest.kind]}stop", vmid, user, lambda: _stop(guest))
 
     def shutdown_guest(self, vmid: int, user: str = "root@pam") -> FakeTask:
         guest = self.guest(vmid)
-        guest.status = "stopped"
-        return self.task(guest.node, f"{TASK_PREFIX[guest.kind]}shutdown", vmid, user)
+        return self._worker(guest.node, f"{TASK_PREFIX[guest.kind]}shutdown", vmid, user, lambda: _stop(guest))
 
     def migrate_guest(self, vmid: int, target: str, user: str = "root@pam") -> FakeTask:
         """Move a guest to another node; the task runs on the node it leaves (qmigrate, vzmigrate)."""
         guest = self.guest(vmid)
-        source, guest.node = guest.node, target
-        return self.task(source, "qmigrate" if guest.kind == "qemu" else "vzmigrate", vmid, user)
+
+        def move() -> None:
+            guest.node = target
+
+        return self._worker(guest.node, "qmigrate" if guest.kind == "qemu" else "vzmigrate", vmid, user, move)
 
     def create_guest(self, guest: FakeGuest, user: str = "root@pam") -> FakeTask:
-        self.guests.append(guest)
-        return self.task(guest.node, f"{TASK_PREFIX[guest.kind]}create", guest.vmid, user)
+        return self._worker(
+            guest.node, f"{TASK_PREFIX[guest.kind]}create", guest.vmid, user, lambda: self.guests.append(guest)
+        )
 
     def destroy_guest(self, vmid: int, user: str = "root@pam") -> FakeTask:
         guest = self.guest(vmid)
-        self.guests.remove(guest)
-        return self.task(guest.node, f"{TASK_PREFIX[guest.kind]}destroy", vmid, user)
+        return self._worker(
+            guest.node, f"{TASK_PREFIX[guest.kind]}destroy", vmid, user, lambda: self.guests.remove(guest)
+        )
 
     def power_off(self, name: str) -> None:
         """The node goes down (no task: its guests keep their config, the cluster lists them as unknown)."""
@@ -217,6 +229,10 @@ class FakeCluster:
             finished = [t for t in tasks if not t.running][: max(0, MAX_FINISHED_TASKS - len(running))]
             listed.extend(running + finished)
         return listed
+
+
+def _stop(guest: FakeGuest) -> None:
+    guest.status = "stopped"
 
 
 def mac_for(vmid: int, index: int = 0) -> str:
