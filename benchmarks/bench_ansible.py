@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_ansible.py [--nodes 8] [--guests 1000] [--latency-ms 0 10]
         [--ansible /tmp/ansible-venv/bin/ansible-inventory] [--postgres URL]
 
-One loopback fake Proxmox VE API (inventory/testing/fake_proxmox.py) serves both
+One loopback fake Proxmox VE API (connectors/proxmox/fake/server.py) serves both
 sides; the same ``ansible-inventory --list`` reads both. For each added latency it prints:
 
 - ours, warm: ``ansible-inventory -i <the README's wrapper> --list`` over a database the
@@ -40,8 +40,8 @@ from bench_proxmox import (  # noqa: E402
     write_config,
 )
 
+from connectors.proxmox.fake.server import FakeProxmox, build_cluster  # noqa: E402
 from inventory.storage.database import open_database  # noqa: E402
-from inventory.testing.fake_proxmox import FakeProxmox, build_cluster  # noqa: E402
 from inventory.testing.scratch_postgres import ScratchDatabase  # noqa: E402
 
 

@@ -31,11 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from connectors.kubernetes.fake.objects import ClusterSpec
 from connectors.kubernetes.fake.server import FakeKubernetes, write_kubeconfig
+from connectors.proxmox.fake.server import FakeProxmox, build_cluster
 from inventory.config import build_config
 from inventory.connector import ConnectorRegistry
 from inventory.loop import SyncLoop
 from inventory.storage.database import open_database
-from inventory.testing.fake_proxmox import FakeProxmox, build_cluster
 
 
 def proxmox_sync_once(workdir: Path, guests: int, latency: float, deadline: float) -> None:

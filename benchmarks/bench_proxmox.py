@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_proxmox.py [--nodes 8] [--guests 1000] [--latency-ms 0 10]
         [--ansible /tmp/ansible-venv/bin/ansible-inventory] [--postgres URL]
 
-One loopback fake Proxmox VE API (inventory/testing/fake_proxmox.py) serves both
+One loopback fake Proxmox VE API (connectors/proxmox/fake/server.py) serves both
 sides. For each added latency (0 ms: the fake answers at once; 10 ms: closer to
 a real pveproxy) it prints, measured in that same run:
 
@@ -43,9 +43,9 @@ from sqlalchemy.engine import make_url  # noqa: E402
 
 from connectors.proxmox.config import ProxmoxConfig  # noqa: E402
 from connectors.proxmox.connector import ProxmoxConnector  # noqa: E402
+from connectors.proxmox.fake.server import FakeProxmox, build_cluster  # noqa: E402
 from inventory.storage.database import open_database  # noqa: E402
 from inventory.storage.models import HostRow, WorkloadRow  # noqa: E402
-from inventory.testing.fake_proxmox import FakeProxmox, build_cluster  # noqa: E402
 from inventory.testing.scratch_postgres import DEFAULT_ADMIN_URL, ScratchDatabase  # noqa: E402
 
 DEFAULT_POSTGRES = os.environ.get("INVENTORY_TEST_POSTGRES", DEFAULT_ADMIN_URL)

@@ -26,11 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from connectors.docker.fake import FakeDocker, generate_containers
 from connectors.kubernetes.fake.objects import ClusterSpec
 from connectors.kubernetes.fake.server import FakeKubernetes, write_kubeconfig
+from connectors.proxmox.fake.server import FakeProxmox, build_cluster
 from inventory.config import build_config
 from inventory.connector import ConnectorRegistry
 from inventory.storage.database import open_database
 from inventory.sync import sync_all
-from inventory.testing.fake_proxmox import FakeProxmox, build_cluster
 
 
 class LatencyProxy:

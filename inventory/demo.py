@@ -26,8 +26,8 @@ from typing import Any
 from connectors.docker.fake import FakeContainer, FakeDocker, FakeEngineInfo
 from connectors.kubernetes.fake.objects import ClusterSpec, generate_cluster, object_uid
 from connectors.kubernetes.fake.server import FakeKubernetes, write_kubeconfig
+from connectors.proxmox.fake.model import FakeCluster, FakeGuest, FakeNode, mac_for
 from inventory.principals import system_principal
-from inventory.testing.fake_proxmox_model import FakeCluster, FakeGuest, FakeNode, mac_for
 
 CLUSTER = "homelab"
 _STARTED = datetime(2026, 9, 21, 8, 0, tzinfo=UTC)
@@ -171,7 +171,7 @@ class DemoLab:
     changes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        from inventory.testing.fake_proxmox import FakeProxmox  # needs trustme (a fresh CA per run)
+        from connectors.proxmox.fake.server import FakeProxmox  # needs trustme (a fresh CA per run)
 
         if self.proxmox is None:
             self.proxmox = FakeProxmox(_proxmox_cluster(self.kubernetes))

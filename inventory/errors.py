@@ -30,10 +30,10 @@ few live beside the code that raises them and subclass a class of the tree:
     ├── ListenFailed           `inventory serve` cannot take its address (the port is busy, or not ours to take)
     ├── inventory.server.auth.NotAuthenticated   no token, or one no authenticator knows (HTTP 401)
     ├── inventory.server.auth.Forbidden          a known principal lacks the permission (HTTP 403)
-    ├── inventory.server.web_base.SignInRequired     the web UI's session is gone (a redirect to sign in)
-    └── HarnessError           raised by inventory.testing (fakes, private engines), never by the product
+    ├── inventory.server.web_base.SignInRequired the web UI's session is gone (a redirect to sign in)
+    └── HarnessError           raised by the test harness (inventory.testing, connectors.*.fake), never by the product
         ├── inventory.testing.docker_engine.EngineUnavailable
-        └── inventory.testing.fake_proxmox.ApiError (the fake's non-200 answer, inside the fake)
+        └── connectors.proxmox.fake.server.ApiError (the fake's non-200 answer, inside the fake)
 
 ``inventory.cli.CommandError`` is click's ``ClickException``, not part of the tree: it is how
 an ``InventoryError`` leaves the CLI, with the exit code its class declares.

@@ -126,9 +126,9 @@ DECISION_ATTACKS = [
 def test_the_runtime_role_syncs_calls_tools_settles_and_revokes_but_rewrites_nothing(
     postgres_url: str, runtime_role: str, tmp_path: Path
 ) -> None:
+    from connectors.proxmox.fake.model import FakeCluster, FakeGuest, FakeNode
+    from connectors.proxmox.fake.mutations import MutableFakeProxmox
     from inventory.principals import os_user_name
-    from inventory.testing.fake_proxmox_model import FakeCluster, FakeGuest, FakeNode
-    from inventory.testing.fake_proxmox_mutations import MutableFakeProxmox
 
     def run(config: Path, *args: str) -> Result:
         return CliRunner().invoke(cli, ["--config", str(config), *args])

@@ -104,7 +104,7 @@ def test_the_cli_imports_no_sdk_and_no_fake() -> None:
     code = (
         "import sys, inventory.cli, inventory.loop, inventory.locks, inventory.metrics, inventory.notify, "
         "inventory.report\n"
-        "loaded = {'kubernetes', 'proxmoxer', 'docker', 'inventory.demo', 'inventory.testing.fake_proxmox', 'httpx'} "
+        "loaded = {'kubernetes', 'proxmoxer', 'docker', 'inventory.demo', 'connectors.proxmox.fake', 'httpx'} "
         "& set(sys.modules)\n"
         "assert not loaded, loaded"
     )

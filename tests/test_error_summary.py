@@ -10,11 +10,11 @@ from sync_support import child_env, run_inventory, write_config
 
 from connectors.proxmox.config import ProxmoxConfig
 from connectors.proxmox.connector import ProxmoxConnector
+from connectors.proxmox.fake.server import FakeProxmox, build_cluster
 from inventory.outcome import ERROR_LIMIT, bounded, summarize_problems
 from inventory.storage.database import Database
 from inventory.storage.models import SyncRun
 from inventory.sync import sync_source
-from inventory.testing.fake_proxmox import FakeProxmox, build_cluster
 
 
 def test_many_failures_of_one_kind_and_reason_are_one_line_with_a_count_and_examples() -> None:

@@ -13,6 +13,8 @@ from sqlalchemy import select
 
 from connectors.proxmox.config import ProxmoxConfig
 from connectors.proxmox.connector import ProxmoxConnector
+from connectors.proxmox.fake.model import FakeCluster, FakeGuest, FakeNode
+from connectors.proxmox.fake.server import FakeProxmox
 from inventory.reconcile import reconcile
 from inventory.records import Host, Ref, Service, Snapshot, Workload
 from inventory.sanitize import fit
@@ -20,8 +22,6 @@ from inventory.storage.database import Database
 from inventory.storage.memory import MemoryStore
 from inventory.storage.models import Change, HostRow, Source, WorkloadRow
 from inventory.sync import sync_source
-from inventory.testing.fake_proxmox import FakeProxmox
-from inventory.testing.fake_proxmox_model import FakeCluster, FakeGuest, FakeNode
 
 LONG_CLUSTER = "c" * 600
 

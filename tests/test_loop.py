@@ -264,10 +264,10 @@ def test_a_database_outage_is_a_failed_sync_not_a_dead_loop(tmp_path: Path, post
 
 def test_a_slow_source_does_not_hold_back_the_others(tmp_path: Path, db: Database) -> None:
     from connectors.proxmox.connector import ProxmoxConnector
+    from connectors.proxmox.fake.model import FakeCluster, FakeGuest, FakeNode
+    from connectors.proxmox.fake.server import FakeProxmox
     from connectors.static.connector import StaticConnector
     from inventory.config import build_config
-    from inventory.testing.fake_proxmox import FakeProxmox
-    from inventory.testing.fake_proxmox_model import FakeCluster, FakeGuest, FakeNode
 
     cluster = FakeCluster("slow", nodes=[FakeNode("pve1", "10.0.0.1")])
     cluster.guests = [FakeGuest(100, "qemu", "vm", "pve1", agent="disabled")]

@@ -1,6 +1,6 @@
 """The Proxmox VE connector, through the real proxmoxer, against a loopback HTTPS fake of the API.
 
-The fake (inventory/testing/fake_proxmox.py) checks token and ticket auth and
+The fake (connectors/proxmox/fake/server.py) checks token and ticket auth and
 serves the API's real field names; tests mutate its cluster between polls.
 End-to-end tests go through ``sync_source`` into SQLite and PostgreSQL.
 """
@@ -23,6 +23,8 @@ from sqlalchemy import select
 from connectors.proxmox.api import SILENT_AFTER_TIMEOUTS, ApiCallFailed, open_client
 from connectors.proxmox.config import ProxmoxConfig
 from connectors.proxmox.connector import ProxmoxConnector
+from connectors.proxmox.fake.model import FakeCluster, FakeGuest, FakeNode, mac_for
+from connectors.proxmox.fake.server import FakeProxmox, build_cluster, free_port
 from inventory.config import build_config
 from inventory.connector import ConnectorRegistry
 from inventory.errors import SourceError
@@ -30,8 +32,6 @@ from inventory.records import Snapshot
 from inventory.storage.database import Database
 from inventory.storage.models import Change, HostRow, ServiceMember, ServiceRow, SyncRun, WorkloadRow
 from inventory.sync import sync_all, sync_source
-from inventory.testing.fake_proxmox import FakeProxmox, build_cluster, free_port
-from inventory.testing.fake_proxmox_model import FakeCluster, FakeGuest, FakeNode, mac_for
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

@@ -27,11 +27,11 @@ from connectors.kubernetes.connector import KubernetesConnector
 from connectors.kubernetes.fake.objects import ClusterSpec
 from connectors.kubernetes.fake.server import FakeKubernetes, write_kubeconfig
 from connectors.proxmox.connector import ProxmoxConnector
+from connectors.proxmox.fake.server import FakeProxmox, build_cluster
 from inventory.config import build_config
 from inventory.connector import Connector, ConnectorRegistry
 from inventory.storage.database import Database
 from inventory.sync import SourceRunner
-from inventory.testing.fake_proxmox import FakeProxmox, build_cluster
 
 PROCESSES = 20
 AT_ONCE = 4

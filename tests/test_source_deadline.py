@@ -19,6 +19,8 @@ from connectors.kubernetes.connector import KubernetesConnector
 from connectors.kubernetes.fake.objects import ClusterSpec
 from connectors.kubernetes.fake.server import FakeKubernetes, write_kubeconfig
 from connectors.proxmox.connector import ProxmoxConnector
+from connectors.proxmox.fake.model import FakeCluster, FakeGuest, FakeNode, build_cluster
+from connectors.proxmox.fake.server import FakeProxmox
 from connectors.static.connector import StaticConnector
 from inventory.config import build_config
 from inventory.connector import Connector, ConnectorRegistry
@@ -28,8 +30,6 @@ from inventory.outcome import SourceOutcome
 from inventory.records import Snapshot
 from inventory.storage.database import Database, open_database
 from inventory.sync import SourceRunner, sync_all
-from inventory.testing.fake_proxmox import FakeProxmox
-from inventory.testing.fake_proxmox_model import FakeCluster, FakeGuest, FakeNode, build_cluster
 
 
 @pytest.fixture

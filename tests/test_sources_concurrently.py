@@ -7,12 +7,12 @@ from contextlib import ExitStack
 from typing import Any
 
 from connectors.proxmox.connector import ProxmoxConnector
+from connectors.proxmox.fake.model import FakeCluster, FakeGuest, FakeNode
+from connectors.proxmox.fake.server import FakeProxmox
 from inventory.config import build_config
 from inventory.connector import ConnectorRegistry
 from inventory.storage.database import Database
 from inventory.sync import sync_all
-from inventory.testing.fake_proxmox import FakeProxmox
-from inventory.testing.fake_proxmox_model import FakeCluster, FakeGuest, FakeNode
 
 
 def _cluster(name: str) -> FakeCluster:

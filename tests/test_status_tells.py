@@ -26,10 +26,10 @@ from terminal_support import run_on_terminal
 from connectors.docker.fake import FakeDocker, generate_containers
 from connectors.kubernetes.fake.objects import ClusterSpec
 from connectors.kubernetes.fake.server import FakeKubernetes, write_kubeconfig
+from connectors.proxmox.fake.server import FakeProxmox, build_cluster
 from inventory.cli import cli
 from inventory.storage.database import Database
 from inventory.storage.models import HostRow, Source, SyncRun, WorkloadRow
-from inventory.testing.fake_proxmox import FakeProxmox, build_cluster
 
 WEBHOOK = "https://hooks.example.net/inventory"
 GRANT_KUBERNETES = "kubectl create clusterrole inventory-read --verb=get,list,watch --resource=nodes,pods,"

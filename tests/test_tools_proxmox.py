@@ -11,6 +11,9 @@ from typing import Any
 import pytest
 
 from connectors.proxmox.connector import ProxmoxConnector
+from connectors.proxmox.fake.model import FakeCluster, FakeGuest, FakeNode, mac_for
+from connectors.proxmox.fake.mutations import MutableFakeProxmox, Mutation
+from connectors.proxmox.fake.server import free_port
 from inventory.audit.log import AuditFilter, list_entries
 from inventory.config import Config, build_config
 from inventory.connector import ConnectorRegistry
@@ -21,9 +24,6 @@ from inventory.policy.registry import ToolRegistry
 from inventory.policy.rules import builtin_policy
 from inventory.storage.database import Database
 from inventory.sync import sync_source
-from inventory.testing.fake_proxmox import free_port
-from inventory.testing.fake_proxmox_model import FakeCluster, FakeGuest, FakeNode, mac_for
-from inventory.testing.fake_proxmox_mutations import MutableFakeProxmox, Mutation
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

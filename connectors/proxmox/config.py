@@ -32,6 +32,9 @@ class ProxmoxConfig(SourceConfig):
     concurrency: int = Field(default=16, ge=1, le=64)
     # Ask guest agents and containers for their addresses (one call per running guest).
     addresses: bool = True
+    # Following changes (``events``): seconds between two reads of /cluster/resources and /cluster/tasks.
+    # A change shows within about one interval; an idle cluster costs two calls per interval.
+    poll_interval: Duration = Field(default=5.0, gt=0, le=3600)
 
     @field_validator("url")
     @classmethod

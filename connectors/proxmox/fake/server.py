@@ -35,8 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from inventory.errors import HarnessError
-from inventory.testing.fake_proxmox_model import (
+from connectors.proxmox.fake.model import (
     GIB,
     KERNEL,
     MIB,
@@ -46,8 +45,10 @@ from inventory.testing.fake_proxmox_model import (
     FakeFaults,
     FakeGuest,
     FakeNode,
+    FakeTask,
     build_cluster,
 )
+from inventory.errors import HarnessError
 from inventory.testing.serving import serve_in_background, shut_down
 
 __all__ = ["FakeProxmox", "build_cluster"]
@@ -223,6 +224,24 @@ def _lxc_interface(name: str, hwaddr: str, addresses: list[str]) -> dict[str, An
     return entry
 
 
+def _task_entry(task: FakeTask) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "upid": task.upid,
+        "node": task.node,
+        "starttime": task.starttime,
+        "type": task.type,
+        "id": task.id,
+        "user": task.user,
+    }
+    if "!" in task.user:  # an API token's task: PVE::AccessControl::split_tokenid
+        entry["user"], _, entry["tokenid"] = task.user.partition("!")
+    if task.running:
+        entry["pid"] = task.pid
+    else:
+        entry.update(endtime=task.endtime, status=task.status, saved="1")
+    return entry
+
+
 class _Api:
     """Routes a GET to the cluster model, enforcing the token's privileges like pveproxy does."""
 
@@ -266,6 +285,8 @@ class _Api:
             return self.cluster_status()
         if parts == ["cluster", "resources"]:
             return self.resources(query.get("type"))
+        if parts == ["cluster", "tasks"]:
+            return self.tasks()
         if parts == ["nodes"]:  # every node, to any token (pve-manager's node index filters figures, not nodes)
             return [{**_node_resource(n, self.can_see_nodes()), "ssl_fingerprint": "00"} for n in self.cluster.nodes]
         if parts == ["pools"]:
@@ -332,6 +353,17 @@ class _Api:
         if kind in (None, "pool") and self.can_see_guests():
             result.extend({"id": f"/pool/{pool}", "type": "pool", "pool": pool} for pool in sorted(self.cluster.pools))
         return result
+
+    def tasks(self) -> list[dict[str, Any]]:
+        """GET /cluster/tasks: what every node broadcast of its tasks (running ones, then the recent finished).
+
+        pve-manager lists everyone's tasks to a caller with Sys.Audit on /, else the caller's own; it compares
+        the task's user (a token's task split into user and tokenid) with the caller, so a token without
+        Sys.Audit sees none. Finished tasks lose their pid; no entry keeps pstart.
+        """
+        if not self.can_see_nodes():
+            return []
+        return [_task_entry(task) for task in self.cluster.listed_tasks()]
 
     def pool(self, pool_id: str) -> dict[str, Any]:
         self.require(self.can_see_guests(), f"/pool/{pool_id}", "Pool.Audit")
@@ -716,7 +748,7 @@ def main() -> None:
     """Serve a fake cluster until interrupted, for a demo: prints a ready-to-use source entry."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m inventory.testing.fake_proxmox", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m connectors.proxmox.fake.server", description=main.__doc__)
     parser.add_argument("--name", default="lab", help="cluster name (empty: a standalone node)")
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--guests", type=int, default=30)

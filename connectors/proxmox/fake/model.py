@@ -1,16 +1,21 @@
 """The state a fake Proxmox VE cluster serves: nodes, guests, pools, and the faults to inject.
 
 Plain mutable dataclasses, so that a test can rename a guest, migrate it, take a
-node offline or strip a token's privileges between two polls. The wire format
+node offline or strip a token's privileges between two polls. What a person does through
+the web UI (start, stop, shut down, migrate, create, destroy) goes through the cluster's
+methods, which also leave the task Proxmox VE would list in ``/cluster/tasks``. The wire format
 (field names, the ``{"data": ...}`` envelope, error reasons) lives in
-``fake_proxmox.py``; this module only knows the cluster.
+``server.py``; this module only knows the cluster.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -96,6 +101,45 @@ class FakeFaults:
         self.failures.append((path_pattern, status, reason, times))
 
 
+# What a task type starts with: qm (QEMU) or vz (LXC), as pve-manager names them (qmstart, vzmigrate).
+TASK_PREFIX: dict[str, str] = {"qemu": "qm", "lxc": "vz"}
+# A node's task list keeps every running task and this many finished ones (PVE::RESTEnvironment's MAX_FINISHED).
+MAX_FINISHED_TASKS = 25
+_pids = itertools.count(os.getpid() * 16 % 0x3FFFFF + 0x1000)
+
+
+@dataclass
+class FakeTask:
+    """One worker task as a node records it: the fields of its UPID, and how and when it ended."""
+
+    node: str
+    type: str  # qmstart, vzstop, qmigrate, vzdump, startall...
+    id: str  # the guest's vmid, or "" for a task of no single guest (startall, a backup job of several)
+    user: str  # user@realm, or user@realm!tokenname for an API token
+    starttime: int = field(default_factory=lambda: int(time.time()))
+    pid: int = field(default_factory=lambda: next(_pids))
+    # The process start time in clock ticks since boot (/proc/<pid>/stat), as the node reads it.
+    pstart: int = field(default_factory=lambda: int(time.monotonic() * 100) & 0xFFFFFFFF)
+    endtime: int | None = None
+    status: str | None = None  # "OK", "WARNINGS: 1", or the error the task died of
+
+    @property
+    def upid(self) -> str:
+        """UPID:node:pid:pstart:starttime:type:id:user: with pid, pstart and starttime in hex (PVE::Tools)."""
+        return (
+            f"UPID:{self.node}:{self.pid:08X}:{self.pstart:08X}:{self.starttime:08X}:{self.type}:{self.id}:{self.user}:"
+        )
+
+    @property
+    def running(self) -> bool:
+        return self.endtime is None
+
+    def finish(self, status: str = "OK") -> FakeTask:
+        self.endtime = max(int(time.time()), self.starttime)
+        self.status = status
+        return self
+
+
 @dataclass
 class FakeCluster:
     # None makes a standalone node: /cluster/status then lists the node only.
@@ -103,6 +147,8 @@ class FakeCluster:
     nodes: list[FakeNode] = field(default_factory=list)
     guests: list[FakeGuest] = field(default_factory=list)
     pools: dict[str, str] = field(default_factory=dict)  # poolid -> comment
+    # Every task of every node, oldest first (the API lists what each node still keeps).
+    tasks: list[FakeTask] = field(default_factory=list)
 
     def node(self, name: str) -> FakeNode:
         return next(n for n in self.nodes if n.name == name)
@@ -112,6 +158,81 @@ class FakeCluster:
 
     def node_online(self, name: str) -> bool:
         return any(n.name == name and n.online for n in self.nodes)
+
+    # -- what a person does in the web UI: the change, and the task that made it -----------------
+    def task(self, node: str, task_type: str, vmid: int | str = "", user: str = "root@pam", *, running: bool = False,
+             status: str = "OK") -> FakeTask:  # fmt: skip
+        """Record a task (ended with ``status`` unless ``running``)."""
+        task = FakeTask(node=node, type=task_type, id=str(vmid), user=user)
+        if not running:
+            task.finish(status)
+        self.tasks.append(task)
+        return task
+
+    def _worker(self, node: str, task_type: str, vmid: int, user: str, change: Callable[[], None]) -> FakeTask:
+        """As pve-manager runs a change: the task is listed (running) first, the change made, then it ends."""
+        task = self.task(node, task_type, vmid, user, running=True)
+        change()
+        return task.finish()
+
+    def start_guest(self, vmid: int, user: str = "root@pam") -> FakeTask:
+        guest = self.guest(vmid)
+
+        def start() -> None:
+            guest.status, guest.started_at = "running", time.time()
+
+        return self._worker(guest.node, f"{TASK_PREFIX[guest.kind]}start", vmid, user, start)
+
+    def stop_guest(self, vmid: int, user: str = "root@pam") -> FakeTask:
+        guest = self.guest(vmid)
+        return self._worker(guest.node, f"{TASK_PREFIX[guest.kind]}stop", vmid, user, lambda: _stop(guest))
+
+    def shutdown_guest(self, vmid: int, user: str = "root@pam") -> FakeTask:
+        guest = self.guest(vmid)
+        return self._worker(guest.node, f"{TASK_PREFIX[guest.kind]}shutdown", vmid, user, lambda: _stop(guest))
+
+    def migrate_guest(self, vmid: int, target: str, user: str = "root@pam") -> FakeTask:
+        """Move a guest to another node; the task runs on the node it leaves (qmigrate, vzmigrate)."""
+        guest = self.guest(vmid)
+
+        def move() -> None:
+            guest.node = target
+
+        return self._worker(guest.node, "qmigrate" if guest.kind == "qemu" else "vzmigrate", vmid, user, move)
+
+    def create_guest(self, guest: FakeGuest, user: str = "root@pam") -> FakeTask:
+        return self._worker(
+            guest.node, f"{TASK_PREFIX[guest.kind]}create", guest.vmid, user, lambda: self.guests.append(guest)
+        )
+
+    def destroy_guest(self, vmid: int, user: str = "root@pam") -> FakeTask:
+        guest = self.guest(vmid)
+        return self._worker(
+            guest.node, f"{TASK_PREFIX[guest.kind]}destroy", vmid, user, lambda: self.guests.remove(guest)
+        )
+
+    def power_off(self, name: str) -> None:
+        """The node goes down (no task: its guests keep their config, the cluster lists them as unknown)."""
+        self.node(name).online = False
+
+    def power_on(self, name: str) -> None:
+        """The node boots again: online, its uptime counting from now."""
+        node = self.node(name)
+        node.online, node.booted_at = True, time.time()
+
+    def listed_tasks(self) -> list[FakeTask]:
+        """What each node still lists: its running tasks and its most recent finished ones, newest first."""
+        listed: list[FakeTask] = []
+        for node in self.nodes:
+            tasks = [t for t in reversed(self.tasks) if t.node == node.name]  # appended as they started
+            running = [t for t in tasks if t.running]
+            finished = [t for t in tasks if not t.running][: max(0, MAX_FINISHED_TASKS - len(running))]
+            listed.extend(running + finished)
+        return listed
+
+
+def _stop(guest: FakeGuest) -> None:
+    guest.status = "stopped"
 
 
 def mac_for(vmid: int, index: int = 0) -> str:

@@ -1,4 +1,4 @@
-"""The fake Proxmox VE API of ``fake_proxmox``, plus the guest writes the Proxmox tools make.
+"""The fake Proxmox VE API of ``server``, plus the guest writes the Proxmox tools make.
 
 It accepts, applies and records what proxmoxer sends for:
 
@@ -9,19 +9,19 @@ It accepts, applies and records what proxmoxer sends for:
 
 As the real API does, it answers each with a task id (UPID), refuses to delete a
 running guest and to roll back to a snapshot that does not exist. Every accepted
-write is appended to ``mutations``. Kept apart from ``fake_proxmox.py`` (another
+write is appended to ``mutations``. Kept apart from ``server.py`` (another
 module's owner) as a subclass.
 """
 
 from __future__ import annotations
 
-import itertools
 import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from inventory.testing.fake_proxmox import API_PREFIX, ApiError, FakeProxmox, _make_handler, _TLSServer
+from connectors.proxmox.fake.model import TASK_PREFIX, FakeTask
+from connectors.proxmox.fake.server import API_PREFIX, ApiError, FakeProxmox, _make_handler, _TLSServer
 from inventory.testing.serving import serve_in_background
 
 _GUEST_PATH = re.compile(r"^/nodes/(?P<node>[^/]+)/(?P<kind>qemu|lxc)/(?P<vmid>\d+)(?P<rest>(/[^/]+)*)$")
@@ -40,7 +40,6 @@ class MutableFakeProxmox(FakeProxmox):
         super().__init__(*args, **kwargs)
         self.mutations: list[Mutation] = []
         self.snapshots: dict[int, list[str]] = {}
-        self._task_numbers = itertools.count(0x1000)
 
     def start(self) -> MutableFakeProxmox:
 
@@ -75,9 +74,10 @@ class MutableFakeProxmox(FakeProxmox):
     def __enter__(self) -> MutableFakeProxmox:
         return self.start()
 
-    def _upid(self, node: str, action: str, vmid: int) -> str:
-        user = self.token_id.split("!")[0]
-        return f"UPID:{node}:{next(self._task_numbers):08X}:00000000:00000000:{action}:{vmid}:{user}:"
+    def _task(self, node: str, action: str, vmid: int) -> FakeTask:
+        """The task the write starts (before it changes anything, as a worker does), listed in /cluster/tasks
+        under the token that asked (user@realm!name); finished once the change is made."""
+        return self.cluster.task(node, action, vmid, self.token_id, running=True)
 
     def write(self, method: str, api_path: str, params: dict[str, str]) -> str:
         match = _GUEST_PATH.match(api_path)
@@ -95,22 +95,23 @@ class MutableFakeProxmox(FakeProxmox):
             if method == "DELETE" and not rest:
                 if guest.status == "running":
                     raise ApiError(500, f"VM {vmid} is running - destroy failed")
+                task = self._task(node, f"{TASK_PREFIX[kind]}destroy", vmid)
                 self.cluster.guests.remove(guest)
-                action = f"{kind}destroy"
             elif method == "POST" and len(rest) == 2 and rest[0] == "status" and rest[1] in _STATUS_AFTER:
+                task = self._task(node, f"{TASK_PREFIX[kind]}{rest[1]}", vmid)
                 guest.status = _STATUS_AFTER[rest[1]]
-                action = f"{kind}{rest[1]}"
             elif method == "POST" and rest == ["snapshot"]:
                 name = params.get("snapname", "")
                 if not name or name in self.snapshots.get(vmid, []):
                     raise ApiError(500, f"snapshot name '{name}' already used or empty")
+                task = self._task(node, f"{TASK_PREFIX[kind]}snapshot", vmid)
                 self.snapshots.setdefault(vmid, []).append(name)
-                action = f"{kind}snapshot"
             elif method == "POST" and len(rest) == 3 and rest[0] == "snapshot" and rest[2] == "rollback":
                 if rest[1] not in self.snapshots.get(vmid, []):
                     raise ApiError(500, f"snapshot '{rest[1]}' does not exist")
-                action = f"{kind}rollback"
+                task = self._task(node, f"{TASK_PREFIX[kind]}rollback", vmid)
             else:
                 raise ApiError(501, f"Method '{method} {api_path}' not implemented")
             self.mutations.append(Mutation(method, api_path, dict(params)))
-        return self._upid(node, action, vmid)
+            task.finish()
+        return task.upid
