@@ -102,7 +102,11 @@ def serve_forever(app: Any, host: str, port: int, sock: socket.socket | None = N
 class BackgroundServer:
     """The app under a real uvicorn on a free loopback port, on a thread (tests and benchmarks)."""
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", **overrides: Any) -> None:
+    def __init__(
+        self, app: Any, host: str = "127.0.0.1", *, unix_socket: socket.socket | None = None, **overrides: Any
+    ) -> None:
+        # ``unix_socket``: also serve on it (bind_unix_listener), callers known by their uid.
+        self._unix_socket = unix_socket
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, 0))
@@ -110,7 +114,10 @@ class BackgroundServer:
         self.url = f"http://{host}:{self.port}"
         self.server = uvicorn.Server(uvicorn_config(app, host, self.port, **overrides))
         self._thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self._socket]}, name="uvicorn", daemon=True
+            target=self.server.run,
+            kwargs={"sockets": [self._socket, *([unix_socket] if unix_socket is not None else [])]},
+            name="uvicorn",
+            daemon=True,
         )
 
     def __enter__(self) -> BackgroundServer:
@@ -126,3 +133,5 @@ class BackgroundServer:
         self.server.should_exit = True
         self._thread.join(timeout=15)
         self._socket.close()
+        if self._unix_socket is not None:
+            self._unix_socket.close()
