@@ -81,17 +81,26 @@ class AppContext:
         """Direct mode (this process writes the database and holds the audit key) is for the key's owner: refuse
         another account's key, and a second key beside a database whose log a key already signs."""
         from inventory.audit.head import read_database_head
-        from inventory.audit.keys import ownership_problem, secrets_for
+        from inventory.audit.keys import AuditSecrets, ownership_problem, secrets_for
         from inventory.errors import ConfigError
 
-        db = self.database(check_schema=False)  # the key is looked at before the database is
+        def refuse_foreign(audit_secrets: Any) -> None:
+            problem = ownership_problem(audit_secrets)
+            if problem is not None:
+                raise ConfigError(
+                    f"direct mode needs an audit key of your own, and {problem}: {_USE_THE_SERVER}",
+                    path=str(audit_secrets.key_file),
+                    key="audit.key_file",
+                )
+
+        # The configured key before the database is even opened (it may be the service's, closed to this account),
+        # then the one the database is given.
+        refuse_foreign(AuditSecrets(self.config.audit_key_file, self.config.audit_head_file))
+        db = self.database()
         audit_secrets = secrets_for(db)
+        refuse_foreign(audit_secrets)
         where = {"path": str(audit_secrets.key_file), "key": "audit.key_file"}
-        problem = ownership_problem(audit_secrets)
-        if problem is not None:
-            raise ConfigError(f"direct mode needs an audit key of your own, and {problem}: {_USE_THE_SERVER}", **where)
         if audit_secrets.key(create=False) is None:
-            db = self.database()
             with db.session() as session:
                 head = read_database_head(session)
             if head is not None and head.mac is not None:
