@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from conftest import IN_CI, PROJECT_ROOT
 
 from inventory.cli import cli
 from inventory.cli.context import AppContext
@@ -41,8 +42,6 @@ from inventory.storage.database import Database
 from inventory.testing.fake_kubernetes import write_kubeconfig
 from inventory.testing.fake_kubernetes_mutations import MutableFakeKubernetes
 from inventory.testing.fake_kubernetes_objects import ClusterSpec
-
-from conftest import IN_CI, PROJECT_ROOT
 
 USER = "invsecond"
 DEBIAN_PYTHON = Path("/usr/bin/python3")
@@ -206,7 +205,9 @@ def test_another_os_user_is_a_client_and_nothing_more(service: Service) -> None:
         assert read.returncode != 0 and "Permission denied" in read.stderr, read
 
     # Direct mode with the service's key: refused before anything, naming the key and what to do instead.
-    minted = service.inventory("-c", str(service.config), "--socket", "", "tokens", "create", "evil", "--group", "admins")
+    minted = service.inventory(
+        "-c", str(service.config), "--socket", "", "tokens", "create", "evil", "--group", "admins"
+    )
     assert minted.returncode == 2, minted
     assert f"{service.key}: audit.key_file: direct mode needs an audit key of your own, and its directory " in (
         minted.stderr
