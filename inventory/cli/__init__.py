@@ -2,7 +2,8 @@
 
 Exit codes: 0 ok; 1 a source failed or was locked by another process (or any
 other runtime failure, e.g. the database is unreachable); 2 a usage or config
-error (the configured server socket does not answer, direct mode refused); 3 the policy denied a tool call or an approval, or the terminal
+error (also: the configured server socket does not answer, direct mode was
+refused the audit key); 3 the policy denied a tool call or an approval, or the terminal
 confirmation of a call was refused (``PolicyDenied``); 4 ``inventory tool run``
 made a call that waits for approval (its approval id is printed).
 """
