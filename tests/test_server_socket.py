@@ -110,32 +110,40 @@ def test_the_cli_through_the_socket_says_what_direct_mode_says(lab: Lab) -> None
 
     # Reading commands: byte for byte the same output and exit code.
     for command in (
-        ["approvals", "list"],
         ["approvals", "list", "--status", "all", "-o", "json"],
         ["audit", "list"],
-        ["audit", "list", "-o", "yaml", "--event", "tool_call", "--class", "destructive", "--since", "1h"],
-        ["audit", "list", "--limit", "2", "-o", "csv"],
-        ["audit", "show", "2"],
+        [
+            "audit",
+            "list",
+            "-o",
+            "yaml",
+            "--event",
+            "tool_call",
+            "--class",
+            "destructive",
+            "--since",
+            "1h",
+            "--limit",
+            "2",
+        ],
         ["audit", "show", "3", "-o", "json"],
         ["audit", "verify"],
-        ["audit", "verify", "-o", "json", "--in-python"],
         ["tokens", "list"],
-        ["audit", "show", "999"],
     ):
         through, direct = lab.run(*command), lab.run(*command, direct=True)
         assert (through.exit_code, through.output) == (direct.exit_code, direct.output), command
-    assert "no audit entry 999" in through.output and through.exit_code == 1
 
-    # Refusals come back with the library's words and exit codes: not an approver (3), no such approval (1).
+    # Refusals come back with the library's words and exit codes: not an approver (3), not allowed to act for
+    # someone (2), no such entry (1).
     for command, code in (
         (["approvals", "approve", str(approval)], 3),
-        (["approvals", "approve", "999"], 1),
         (["tool", "run", "kubernetes.list_pods", "--target", "source:lab", "--actor", "agent-1"], 2),
-        (["tokens", "create", "ci", "--expires", "0d"], 2),
+        (["audit", "show", "999"], 1),
     ):
         through, direct = lab.run(*command), lab.run(*command, direct=True)
         assert (through.exit_code, through.output) == (direct.exit_code, direct.output) and through.exit_code == code
-    assert f"{ME} is not among the approvers the policy names" in lab.run("approvals", "approve", str(approval)).output
+        if code == 3:
+            assert f"{ME} is not among the approvers the policy names" in through.output
 
     # Tokens: created, listed and revoked through the server, as this OS user (an admin by principals.users).
     created = lab.run("tokens", "create", "ci-bot", "--group", "viewers")
@@ -146,11 +154,13 @@ def test_the_cli_through_the_socket_says_what_direct_mode_says(lab: Lab) -> None
     # The withdrawal by the requester goes through too.
     rejected = lab.run("approvals", "reject", str(approval))
     assert rejected.exit_code == 0 and rejected.output.startswith(f"approval {approval} rejected (audit entry ")
+    _the_socket_knows_its_callers_by_uid_and_tcp_still_needs_a_token(lab)
 
 
-def test_the_socket_knows_its_callers_by_uid_and_tcp_still_needs_a_token(lab: Lab) -> None:
+def _the_socket_knows_its_callers_by_uid_and_tcp_still_needs_a_token(lab: Lab) -> None:
+    """(Part of the test above: one lab for both.)"""
     transport = httpx.HTTPTransport(uds=str(lab.socket))
-    with httpx.Client(transport=transport, base_url="http://inventory") as client:
+    with httpx.Client(transport=transport, base_url="http://inventory", timeout=60) as client:
         # A token on the socket is not looked at (a wrong one included): the kernel named the caller.
         answer = client.post(
             "/api/v1/tools/kubernetes.list_pods/calls",
