@@ -300,3 +300,54 @@ def test_server_settings_in_the_config(tmp_path: Path) -> None:
     assert AppContext(str(path), None).server_socket() == Path("/run/inventory/inventory.sock")
     assert AppContext(str(path), None, socket_option="").server_socket() is None
     assert AppContext(str(path), None, socket_option="/x.sock").server_socket() == Path("/x.sock")
+
+
+def test_inventory_serve_on_the_socket_alone(sqlite_url: str, tmp_path: Path) -> None:
+    """The real command: `serve --no-http` with server.socket listens there only, answers as the OS user, and
+    removes its socket at SIGTERM (exit 0). One engine: the process's wiring is under test here; what the
+    routes store is tested on both above."""
+    import signal
+    import subprocess
+    import time
+
+    from sync_support import child_env, inventory_command
+
+    sock = tmp_path / "run" / "inventory.sock"
+    sock.parent.mkdir()
+    config = tmp_path / "inventory.yaml"
+    raw = {
+        "database": {"url": sqlite_url},
+        "audit": {"key_file": str(tmp_path / "keys" / "audit.key")},
+        "server": {"socket": str(sock), "socket_mode": "0660"},
+    }
+    config.write_text(yaml.safe_dump(raw))
+    process = subprocess.Popen(
+        inventory_command("-c", str(config), "serve", "--no-http"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not sock.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert stat.S_IMODE(sock.stat().st_mode) == 0o660
+        verified = CliRunner().invoke(cli, ["-c", str(config), "audit", "verify", "-o", "json"])
+        for _ in range(100):  # bound before it listens: the first connection may come a moment early
+            if verified.exit_code == 0:
+                break
+            time.sleep(0.1)
+            verified = CliRunner().invoke(cli, ["-c", str(config), "audit", "verify", "-o", "json"])
+        assert verified.exit_code == 0 and json.loads(verified.stdout)["ok"] is True, verified.output
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _out, logs = process.communicate(timeout=30)
+    assert process.returncode == 0, logs
+    assert f"inventory serving on unix:{sock} (callers by OS user)" in logs and "Traceback" not in logs
+    assert not sock.exists()
+    # --no-http without a socket is a usage error, said before anything starts.
+    bare = tmp_path / "bare.yaml"
+    bare.write_text(yaml.safe_dump({"database": {"url": sqlite_url}}))
+    refused = CliRunner().invoke(cli, ["-c", str(bare), "--socket", "", "serve", "--no-http"])
+    assert refused.exit_code == 2 and "--no-http needs a socket to listen on" in refused.output
