@@ -95,6 +95,16 @@ class RetentionSettings(BaseModel):
     batch_size: int = Field(default=5000, ge=1, le=20_000)
 
 
+def _octal_mode(value: Any) -> Any:
+    """A file mode written as YAML text ("0660") or as a number YAML read as octal (0o660)."""
+    if isinstance(value, str):
+        try:
+            return int(value, 8)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an octal file mode such as 0660") from None
+    return value
+
+
 class PolicySettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -109,6 +119,18 @@ class AuditSettings(BaseModel):
     key_file: str | None = None
     # The newest entry's seq and hash (default: the key file's name + ".head"); where the database role cannot write.
     head_file: str | None = None
+
+
+class ServerSettings(BaseModel):
+    """``server:``: where the service listens for local clients (README: "Server mode")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # The Unix socket `inventory serve` listens on and the CLI's tool, approvals, tokens and audit commands
+    # connect to (relative to this file); unset: direct mode. Conventionally /run/inventory/inventory.sock.
+    socket: str | None = None
+    # Who may connect: the socket file's mode (octal). Callers are told apart by their uid, never by a token.
+    socket_mode: Annotated[int, BeforeValidator(_octal_mode), Field(ge=0, le=0o777)] = 0o666
 
 
 class BackupSettings(BaseModel):
@@ -132,6 +154,7 @@ class TopLevel(BaseModel):
     sync: SyncSettings = SyncSettings()
     backup: BackupSettings = BackupSettings()
     retention: RetentionSettings = RetentionSettings()
+    server: ServerSettings = ServerSettings()
     notify: NotifySettings = NotifySettings()
     sources: list[dict[str, Any]] = Field(default_factory=list)
     services: LogicalServices = Field(default_factory=list)
@@ -153,6 +176,9 @@ class Config:
     audit_head_file: Path | None = None
     backup: BackupSettings = field(default_factory=BackupSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    # server.socket, anchored (None: direct mode) and server.socket_mode.
+    server_socket: Path | None = None
+    server_socket_mode: int = 0o666
 
     def source(self, name: str) -> SourceConfig:
         for src in self.sources:
@@ -281,6 +307,8 @@ def build_config(
         audit_head_file=_anchor(top.audit.head_file, base_dir) if top.audit.head_file else None,
         backup=_anchored_backup(top.backup, base_dir),
         retention=top.retention,
+        server_socket=_anchor(top.server.socket, base_dir) if top.server.socket else None,
+        server_socket_mode=top.server.socket_mode,
     )
 
 

@@ -28,6 +28,8 @@ few live beside the code that raises them and subclass a class of the tree:
     │   └── TamperedRow        an approval or token row whose mac does not verify (edited without the audit key)
     ├── ToolFailed             a tool ran and its source refused or failed (names source and target)
     ├── ListenFailed           `inventory serve` cannot take its address (the port is busy, or not ours to take)
+    ├── ServerUnavailable      the configured server socket does not answer (exit code 2; names the socket)
+    ├── inventory.client.ServerError             an error the server answered, with its class's exit code
     ├── inventory.server.auth.NotAuthenticated   no token, or one no authenticator knows (HTTP 401)
     ├── inventory.server.auth.Forbidden          a known principal lacks the permission (HTTP 403)
     ├── inventory.server.web_base.SignInRequired the web UI's session is gone (a redirect to sign in)
@@ -151,6 +153,13 @@ class ToolFailed(InventoryError):
 
 class ListenFailed(InventoryError):
     """The server's address cannot be bound: a runtime failure (exit 1), said before anything claims to serve."""
+
+
+class ServerUnavailable(InventoryError):
+    """The server socket the CLI is configured to go through does not answer (absent, closed to this user, nobody
+    listening): exit code 2, as for a config that names something wrong; the CLI never falls back to direct mode."""
+
+    exit_code = 2
 
 
 class HarnessError(InventoryError):

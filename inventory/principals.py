@@ -206,14 +206,15 @@ def require_admin(principal: Principal, admins: Iterable[str], doing: str) -> No
         )
 
 
-def os_user_name() -> str:
-    """The OS user of the effective uid (not $USER, which the caller sets)."""
+def os_user_name(uid: int | None = None) -> str:
+    """The OS user of ``uid``, by default the effective uid (not $USER, which the caller sets)."""
+    uid = os.geteuid() if uid is None else uid
     try:
         import pwd
 
-        return pwd.getpwuid(os.geteuid()).pw_name
+        return pwd.getpwuid(uid).pw_name
     except (ImportError, KeyError):  # no passwd entry: a container running under an arbitrary uid
-        return f"uid-{os.geteuid()}"
+        return f"uid-{uid}"
 
 
 def configured_for(table: Mapping[str, list[str]], name: str) -> list[str]:
@@ -226,11 +227,23 @@ def cli_principal(settings: PrincipalSettings, actor: str | None = None, *, user
     """The principal of a CLI call: the OS user, acting for ``actor`` when the config allows it."""
     name = normalise_name(user or os_user_name(), what="OS user name")
     groups = frozenset(configured_for(settings.users, name))
+    return acting_for(settings, Principal(name, PrincipalKind.OS_USER, groups), actor)
+
+
+def local_principal(settings: PrincipalSettings, uid: int, actor: str | None = None) -> Principal:
+    """The OS user a connection to the server's Unix socket comes from (its uid, told by the kernel), as the CLI
+    would see them: the groups ``principals.users`` gives them, acting for ``actor`` where allowed."""
+    return cli_principal(settings, actor, user=os_user_name(uid))
+
+
+def acting_for(settings: PrincipalSettings, principal: Principal, actor: str | None) -> Principal:
+    """``principal`` acting for ``actor`` (--actor), only where ``principals.act_for`` allows it (else UsageError)."""
     if actor is None:
-        return Principal(name, PrincipalKind.OS_USER, groups)
+        return principal
+    name = principal.name
     wanted = normalise_name(actor, what="--actor")
     if name_key(wanted) == name_key(name):
-        return Principal(name, PrincipalKind.OS_USER, groups)
+        return principal
     allowed = configured_for(settings.act_for, name)
     if not any(name_key(a) == name_key(wanted) for a in allowed):
         raise UsageError(
@@ -238,7 +251,10 @@ def cli_principal(settings: PrincipalSettings, actor: str | None = None, *, user
             f"(principals.act_for in the config names whom each OS user may act for)"
         )
     return Principal(
-        name, PrincipalKind.OS_USER, groups | frozenset(configured_for(settings.users, wanted)), on_behalf_of=wanted
+        name,
+        principal.kind,
+        principal.groups | frozenset(configured_for(settings.users, wanted)),
+        on_behalf_of=wanted,
     )
 
 
@@ -256,9 +272,11 @@ __all__ = [
     "Principal",
     "PrincipalKind",
     "PrincipalSettings",
+    "acting_for",
     "cli_principal",
     "configured_for",
     "confusable_pairs",
+    "local_principal",
     "lookalike_among",
     "member_matches",
     "name_key",

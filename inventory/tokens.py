@@ -88,6 +88,34 @@ class TokenInfo:
         }
 
 
+def parse_expires(text: str | None) -> float | None:
+    """A token's lifetime as `tokens create --expires` takes it ("90d", "12h"); None: it never expires."""
+    from inventory.timeutil import parse_duration
+
+    if not text:
+        return None
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise UsageError(f"--expires {text}: {exc}") from None
+    if seconds <= 0:
+        raise UsageError(f"--expires {text}: must be positive")
+    return seconds
+
+
+def administrator(by: Principal, policy: Any) -> Principal:
+    """``by`` with every group it holds, as ``principals.admins`` is matched: the config's principals.users (in
+    ``by`` already) and the groups of the policy in force (``policy.groups_of``)."""
+    from dataclasses import replace
+
+    return replace(by, groups=by.groups | policy.groups_of(by.name))
+
+
+def known_names(settings: Any, policy: Any) -> list[str]:
+    """Names a new token's name may not look like: the config's principals and the policy's."""
+    return [*settings.names(), *policy.principal_names()]
+
+
 def _hash(audit_secrets: AuditSecrets, token: str) -> str:
     return audit_secrets.keyed_digest(_PURPOSE, token)
 
@@ -265,11 +293,14 @@ __all__ = [
     "TAMPERED",
     "TOKEN_PREFIX",
     "TokenInfo",
+    "administrator",
     "authenticate",
     "authenticate_reference",
     "create_token",
+    "known_names",
     "list_tokens",
     "live_token_groups",
+    "parse_expires",
     "revoke_token",
     "token_reference",
 ]

@@ -36,6 +36,8 @@ NOT_RUN: dict[str, str] = {
     '-c "CREATE ROLE inventory LOGIN': "the psql command's continuation line",
     "INVENTORY_DATABASE_URL=postgresql+psycopg://inventory": "needs the two-role PostgreSQL server; tests/test_db_roles.py covers it",
     "serve": "runs a server until stopped; tests/test_server_process.py starts it as a process",
+    "INVENTORY_SOCKET=/run/inventory/inventory.sock inventory serve": "runs a server until stopped; tests/test_server_socket.py serves a socket",
+    "export INVENTORY_SOCKET=/run/inventory/inventory.sock": "sets the shell's environment; tests/test_server_socket.py goes through a socket",
     "sync --once -s pve": "the demo's fake APIs are stopped once the demo ends: a sync needs them",
     "sync --once --wait 60": "needs the sources (the demo's fakes are stopped)",
     "sync --once --metrics-textfile": "writes under /var/lib/node_exporter",

@@ -172,4 +172,55 @@ def attach(db: Any, audit_secrets: AuditSecrets) -> None:
     db.audit_secrets = audit_secrets
 
 
-__all__ = ["AuditHead", "AuditSecrets", "attach", "default_key_path", "secrets_for"]
+def _account(uid: int) -> str | None:
+    """The name of the account ``uid`` on this machine (None: no such account, e.g. a file mounted into a container)."""
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return None
+
+
+def _owned_by_another(uid: int) -> str | None:
+    """The other account of this machine that owns a file (None: this process's, root's, or no account's).
+
+    Root-owned and account-less files are mounted secrets (Kubernetes, systemd credentials, a bind mount into a
+    container): whoever can read them is meant to. A file of another account is that account's own key.
+    """
+    if uid in (os.geteuid(), 0):
+        return None
+    return _account(uid)
+
+
+def ownership_problem(audit_secrets: AuditSecrets) -> str | None:
+    """Why this process cannot own the audit key (None: it can): the key file, or when there is none yet the
+    directory it would be created in, belongs to another account of this machine, or cannot be read.
+
+    The CLI's direct mode asks this before it touches the key: it refuses instead of using another account's key
+    or creating a second key beside a service's (a second key signs entries no one else can verify).
+    """
+    path = audit_secrets.key_file
+    me = _account(os.geteuid()) or f"uid {os.geteuid()}"
+    try:
+        owner_uid = path.stat().st_uid
+    except FileNotFoundError:
+        try:
+            directory_uid = path.parent.stat().st_uid
+        except FileNotFoundError:
+            return None  # created on first use, with its directories, as this account's own
+        except PermissionError:
+            return f"its directory {path.parent} is closed to {me}"
+        other = _owned_by_another(directory_uid)
+        return None if other is None else f"its directory {path.parent} belongs to {other}, not {me}"
+    except PermissionError:
+        return f"its directory {path.parent} is closed to {me}"
+    other = _owned_by_another(owner_uid)
+    if other is not None:
+        return f"it belongs to {other}, not {me}"
+    if not os.access(path, os.R_OK):
+        return f"{me} cannot read it"
+    return None
+
+
+__all__ = ["AuditHead", "AuditSecrets", "attach", "default_key_path", "ownership_problem", "secrets_for"]

@@ -635,6 +635,8 @@ class AuditFilter:
     since: datetime | None = None
     until: datetime | None = None
     after_seq: int | None = None
+    # Only entries before this seq: the next page back of a newest-first listing.
+    before_seq: int | None = None
     limit: int | None = None
     newest_first: bool = False
 
@@ -704,6 +706,8 @@ def _select(session: Session, flt: AuditFilter) -> Iterable[AuditEntry]:
         stmt = stmt.where(AuditEntry.at < flt.until)
     if flt.after_seq is not None:
         stmt = stmt.where(AuditEntry.seq > flt.after_seq)
+    if flt.before_seq is not None:
+        stmt = stmt.where(AuditEntry.seq < flt.before_seq)
     stmt = stmt.order_by(AuditEntry.seq.desc() if flt.newest_first else AuditEntry.seq)
     if flt.limit:
         stmt = stmt.limit(flt.limit)

@@ -2,7 +2,8 @@
 
 Exit codes: 0 ok; 1 a source failed or was locked by another process (or any
 other runtime failure, e.g. the database is unreachable); 2 a usage or config
-error; 3 the policy denied a tool call or an approval, or the terminal
+error (also: the configured server socket does not answer, direct mode was
+refused the audit key); 3 the policy denied a tool call or an approval, or the terminal
 confirmation of a call was refused (``PolicyDenied``); 4 ``inventory tool run``
 made a call that waits for approval (its approval id is printed).
 """
@@ -166,6 +167,13 @@ def _configure_logging(verbose: int, log_format: str) -> None:
     help="Config file (else ./inventory.yaml, then the user config dir). Env: INVENTORY_CONFIG.",
 )
 @click.option("--database-url", help="Database URL; overrides the config. Env: INVENTORY_DATABASE_URL.")
+@click.option(
+    "--socket",
+    "socket_path",
+    envvar="INVENTORY_SOCKET",
+    help="The server's Unix socket: `serve` listens on it; tool, approvals, tokens and audit commands go through it "
+    "as your OS user (else the config's server.socket; an empty value: direct mode). Env: INVENTORY_SOCKET.",
+)
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option(
     "--log-format",
@@ -176,10 +184,17 @@ def _configure_logging(verbose: int, log_format: str) -> None:
 )
 @click.version_option(__version__, "-V", "--version", prog_name="inventory", message="%(prog)s %(version)s")
 @click.pass_context
-def cli(ctx: click.Context, config_path: str | None, database_url: str | None, verbose: int, log_format: str) -> None:
+def cli(
+    ctx: click.Context,
+    config_path: str | None,
+    database_url: str | None,
+    socket_path: str | None,
+    verbose: int,
+    log_format: str,
+) -> None:
     """Infrastructure inventory: sync Kubernetes, Proxmox VE, Docker and hand-declared machines into one database."""
     _configure_logging(verbose, log_format)
-    app = AppContext(config_path=config_path, database_url=database_url)
+    app = AppContext(config_path=config_path, database_url=database_url, socket_option=socket_path)
     ctx.obj = app
     ctx.call_on_close(app.close)
 

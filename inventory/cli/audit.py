@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from inventory.audit import AUDIT_EVENTS
 from inventory.cli.context import AppContext
 from inventory.errors import UsageError
 
@@ -55,7 +56,7 @@ def _filter_options(func: Any) -> Any:
             "--outcome",
             help="success, failed, denied, pending, rejected, approved, expired, dry_run, invalid, partial, started.",
         ),
-        click.option("--event", type=click.Choice(["tool_call", "approval", "sync", "token", "restore", "archive"])),
+        click.option("--event", type=click.Choice(AUDIT_EVENTS)),
         click.option("--target", help="Target or target name contains this."),
         click.option("--since", help="From this long ago (7d, 1h) or ISO time."),
         click.option("--until", help="Up to this long ago or ISO time."),
@@ -74,12 +75,18 @@ def list_command(
     app: AppContext, since: str | None, until: str | None, limit: int, output: str, **filters: Any
 ) -> None:
     """Audit entries, oldest first (the newest --limit of those that match)."""
-    from inventory.audit.log import list_entries
     from inventory.render import render_rows
 
     flt = _filter(since, until, limit=limit, newest_first=True, **filters)
-    with app.database().session() as session:
-        rows = list_entries(session, flt)
+    client = app.server_client()
+    if client is not None:
+        wanted = {"class": filters.pop("tool_class"), "since": since, "until": until, **filters}
+        rows = client.audit_entries(wanted, limit)
+    else:
+        from inventory.audit.log import list_entries
+
+        with app.database().session() as session:
+            rows = list_entries(session, flt)
     render_rows(rows, output, LIST_COLUMNS)
 
 
@@ -89,8 +96,13 @@ def list_command(
 @click.pass_obj
 def show_command(app: AppContext, seq: int, output: str) -> None:
     """One entry with every field and its hashes."""
-    from inventory.audit.log import get_entry
     from inventory.render import render_document
+
+    client = app.server_client()
+    if client is not None:
+        render_document(client.audit_entry(seq), output)
+        return
+    from inventory.audit.log import get_entry
 
     with app.database().session() as session:
         render_document(get_entry(session, seq), output)
@@ -124,53 +136,43 @@ def verify_command(
 
     After `audit archive` the database's part starts at its newest checkpoint; with --archive the archived
     entries are checked too, each file against the sha256 its checkpoint recorded."""
-    from inventory.audit.archive import verify_with_archives
-    from inventory.audit.keys import secrets_for
-    from inventory.audit.log import read_checkpoint, verify_chain
-    from inventory.audit.restore import restore_notes
+    from inventory.audit.log import read_checkpoint
     from inventory.render import to_json
 
     mark = read_checkpoint(checkpoint) if checkpoint else None
-    db = app.database()
-    with db.session() as session:
+    client = app.server_client()
+    if client is not None:
         if archives:
-            result = verify_with_archives(session, archives, secrets_for(db), in_python=in_python)
-        else:
-            result = verify_chain(session, mark, in_python=in_python, audit_secrets=secrets_for(db))
-        restores = restore_notes(session, secrets_for(db), result)
-    if output == "json":
-        click.echo(
-            to_json(
-                {
-                    "ok": result.ok,
-                    "checked": result.checked,
-                    "archived": result.archived,
-                    "starts_after": result.start_seq,
-                    "last_seq": result.last_seq,
-                    "last_hash": result.last_hash,
-                    "problem": None
-                    if result.ok
-                    else {"seq": result.problem.seq, "kind": result.problem.kind, "message": result.problem.message},  # type: ignore[union-attr]
-                    "restores": restores,
-                }
+            raise UsageError(
+                "--archive reads archive files with the audit key, which only the server's account holds: run "
+                "`audit verify --archive` as that account, in direct mode (INVENTORY_SOCKET= or --socket '')"
             )
-        )
-    elif result.ok:
+        report = client.audit_verify(mark, in_python=in_python)
+    else:
+        from inventory.audit.verify import verify_report
+
+        report = verify_report(app.database(), mark, in_python=in_python, archives=archives)
+    problem, restores = report["problem"], report["restores"]
+    if output == "json":
+        click.echo(to_json(report))
+    elif report["ok"]:
         if archives:
-            where = f"{result.archived} archived entries and {result.checked} in the database, one chain from entry 1"
-        elif result.start_seq:
             where = (
-                f"{result.checked} entries, starting at the checkpoint after entry {result.start_seq} "
+                f"{report['archived']} archived entries and {report['checked']} in the database, one chain from entry 1"
+            )
+        elif report["starts_after"]:
+            where = (
+                f"{report['checked']} entries, starting at the checkpoint after entry {report['starts_after']} "
                 "(archived entries not checked: give --archive)"
             )
         else:
-            where = f"{result.checked} entries"
-        click.echo(f"ok: {where}, chain intact up to entry {result.last_seq} ({result.last_hash[:16]})")
+            where = f"{report['checked']} entries"
+        click.echo(f"ok: {where}, chain intact up to entry {report['last_seq']} ({report['last_hash'][:16]})")
         for note in restores:
             click.echo(f"restore: {note}")
     else:
-        click.echo(f"FAILED after {result.checked} good entries: {result.problem.message}", err=True)  # type: ignore[union-attr]
-    if not result.ok:
+        click.echo(f"FAILED after {report['checked']} good entries: {problem['message']}", err=True)
+    if not report["ok"]:
         raise SystemExit(1)
 
 

@@ -14,6 +14,8 @@ class AppContext:
 
     config_path: str | None
     database_url: str | None
+    # --socket / INVENTORY_SOCKET as given: None when not given, "" for "no server: direct mode".
+    socket_option: str | None = None
     _config: Any = None
     _database: Any = None
     _registry: Any = None
@@ -53,9 +55,70 @@ class AppContext:
 
         return cli_principal(self.config.principals, actor)
 
+    def server_socket(self) -> Any:
+        """The server's Unix socket (a Path), or None for direct mode: --socket / INVENTORY_SOCKET (empty: none),
+        else the config's server.socket."""
+        from pathlib import Path
+
+        if self.socket_option is not None:
+            return Path(self.socket_option).expanduser() if self.socket_option.strip() else None
+        return self.config.server_socket
+
+    def server_client(self) -> Any:
+        """The client of the server when a socket is configured (the command acts through it, as the OS user);
+        None in direct mode, once it is clear this account may hold the audit key (else ConfigError, exit 2)."""
+        path = self.server_socket()
+        if path is not None:
+            from inventory.client import ServerClient
+
+            client = ServerClient(path)
+            self.cleanups.append(client.close)
+            return client
+        self.check_direct_mode()
+        return None
+
+    def check_direct_mode(self) -> None:
+        """Direct mode (this process writes the database and holds the audit key) is for the key's owner: refuse
+        another account's key, and a second key beside a database whose log a key already signs."""
+        from inventory.audit.head import read_database_head
+        from inventory.audit.keys import AuditSecrets, ownership_problem, secrets_for
+        from inventory.errors import ConfigError
+
+        def refuse_foreign(audit_secrets: Any) -> None:
+            problem = ownership_problem(audit_secrets)
+            if problem is not None:
+                raise ConfigError(
+                    f"direct mode needs an audit key of your own, and {problem}: {_USE_THE_SERVER}",
+                    path=str(audit_secrets.key_file),
+                    key="audit.key_file",
+                )
+
+        # The configured key before the database is even opened (it may be the service's, closed to this account),
+        # then the one the database is given.
+        refuse_foreign(AuditSecrets(self.config.audit_key_file, self.config.audit_head_file))
+        db = self.database()
+        audit_secrets = secrets_for(db)
+        refuse_foreign(audit_secrets)
+        where = {"path": str(audit_secrets.key_file), "key": "audit.key_file"}
+        if audit_secrets.key(create=False) is None:
+            with db.session() as session:
+                head = read_database_head(session)
+            if head is not None and head.mac is not None:
+                raise ConfigError(
+                    f"there is no audit key here, and the database's audit log is signed with one (entry {head.seq}): "
+                    f"a second key would sign entries no one can verify; {_USE_THE_SERVER}",
+                    **where,
+                )
+
     def close(self) -> None:
         for cleanup in reversed(self.cleanups):
             cleanup()
+
+
+_USE_THE_SERVER = (
+    "go through the service that holds it (--socket PATH, INVENTORY_SOCKET or the config's server.socket), "
+    "or run as the key's owner"
+)
 
 
 def invoked_as() -> str:

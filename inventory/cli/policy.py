@@ -187,12 +187,17 @@ def run_command(
     own call may instead type the target's name on a terminal)."""
     from inventory.policy.tools import parse_arg_pairs
 
+    arguments = parse_arg_pairs(arg_pairs)
+    client = app.server_client()
+    if client is not None:  # the server runs it as this OS user; a call that needs approval waits for one
+        _render_outcome(client.call_tool(tool, target, arguments, actor=actor, dry_run=dry_run), output)
+        return
     principal = app.principal(actor)
     runner = build_runner(app)
     interactive = not no_input and sys.stdin.isatty() and sys.stdout.isatty()
     confirm = _confirm_on_terminal if interactive else None
-    outcome = runner.run(tool, target, parse_arg_pairs(arg_pairs), principal, dry_run=dry_run, confirm=confirm)
-    _render_outcome(outcome, output)
+    outcome = runner.run(tool, target, arguments, principal, dry_run=dry_run, confirm=confirm)
+    _render_outcome(outcome.as_row(), output)
 
 
 def _confirm_on_terminal(evaluation: Any) -> bool:
@@ -209,20 +214,19 @@ def _confirm_on_terminal(evaluation: Any) -> bool:
     return bool(typed) and typed.strip() == name
 
 
-def _render_outcome(outcome: Any, output: str) -> None:
+def _render_outcome(row: dict[str, Any], output: str) -> None:
+    """A call's outcome row (``CallOutcome.as_row``, here or from the server); exit 4 when it waits for approval."""
     from inventory.render import render_document
 
-    row = outcome.as_row()
     data = row.pop("data")
     render_document(row, output)
     if isinstance(data, str) and output == "yaml":
         click.echo(data, nl=not data.endswith("\n"))
     elif data is not None:
         render_document({"data": data}, output)
-    if outcome.outcome == "pending":
-        click.echo(
-            f"waiting for approval {outcome.approval_id}: inventory approvals approve {outcome.approval_id}", err=True
-        )
+    if row["outcome"] == "pending":
+        approval_id = row["approval_id"]
+        click.echo(f"waiting for approval {approval_id}: inventory approvals approve {approval_id}", err=True)
         raise SystemExit(EXIT_PENDING)
 
 
@@ -241,10 +245,15 @@ def approvals_group() -> None:
 @click.option("-o", "--output", type=click.Choice(["table", "json", "yaml", "csv"]), default="table", show_default=True)
 @click.pass_obj
 def approvals_list(app: AppContext, status: str, output: str) -> None:
-    from inventory.policy.approvals import list_approvals
     from inventory.render import render_rows
 
-    rows = list_approvals(build_runner(app, with_sources=False), status)
+    client = app.server_client()
+    if client is not None:
+        rows = client.approvals(status)
+    else:
+        from inventory.policy.approvals import list_approvals
+
+        rows = list_approvals(build_runner(app, with_sources=False), status)
     render_rows(
         rows,
         output,
@@ -260,11 +269,15 @@ def approvals_list(app: AppContext, status: str, output: str) -> None:
 def approvals_approve(app: AppContext, approval_id: int, reason: str | None, output: str) -> None:
     """Approve a pending call and run it now, as the OS user (an approver the policy names, not the requester
     unless the policy allows self-approval)."""
+    client = app.server_client()
+    if client is not None:
+        _render_outcome(client.settle(approval_id, "approve", reason), output)
+        return
     from inventory.policy.approvals import approve
 
     principal = app.principal()
     outcome = approve(build_runner(app), approval_id, principal, reason)
-    _render_outcome(outcome, output)
+    _render_outcome(outcome.as_row(), output)
 
 
 @approvals_group.command("reject")
@@ -273,10 +286,13 @@ def approvals_approve(app: AppContext, approval_id: int, reason: str | None, out
 @click.pass_obj
 def approvals_reject(app: AppContext, approval_id: int, reason: str | None) -> None:
     """Reject a pending call as the OS user (an approver; the requester may withdraw their own)."""
-    from inventory.policy.approvals import reject
+    client = app.server_client()
+    if client is not None:
+        seq = client.settle(approval_id, "reject", reason)["audit_seq"]
+    else:
+        from inventory.policy.approvals import reject
 
-    principal = app.principal()
-    seq = reject(build_runner(app, with_sources=False), approval_id, principal, reason)
+        seq = reject(build_runner(app, with_sources=False), approval_id, app.principal(), reason)
     click.echo(f"approval {approval_id} rejected (audit entry {seq})")
 
 

@@ -8,6 +8,7 @@ import click
 
 from inventory.cli.context import AppContext
 from inventory.cli.sync import STOP_GRACE_SECONDS
+from inventory.errors import UsageError
 
 
 def _server_state_parts(app: AppContext) -> tuple[Any, Any, Any]:
@@ -32,6 +33,13 @@ def _server_state_parts(app: AppContext) -> tuple[Any, Any, Any]:
 )
 @click.option("--sync", "run_sync", is_flag=True, help="Also run the sync loop (as `inventory sync`) in this process.")
 @click.option(
+    "--http/--no-http",
+    "listen_http",
+    default=True,
+    show_default=True,
+    help="Listen on --host:--port; --no-http: only on the Unix socket (--socket or the config's server.socket).",
+)
+@click.option(
     "--max-body-bytes",
     type=click.IntRange(min=1024),
     default=1024 * 1024,
@@ -39,19 +47,33 @@ def _server_state_parts(app: AppContext) -> tuple[Any, Any, Any]:
     help="Larger request bodies are refused (413) before they are read.",
 )
 @click.pass_obj
-def serve_command(app: AppContext, host: str, port: int, metrics: bool, run_sync: bool, max_body_bytes: int) -> None:
+def serve_command(
+    app: AppContext, host: str, port: int, metrics: bool, run_sync: bool, listen_http: bool, max_body_bytes: int
+) -> None:
     """The REST API (/api/v1, OpenAPI at /api/docs), MCP over Streamable HTTP (/mcp), the web UI (/) and /health.
 
     Callers authenticate with tokens from `inventory tokens create NAME --group G`; their groups decide what
-    they may read, call and approve, and the policy in force (the config's policy.path) decides every call."""
+    they may read, call and approve, and the policy in force (the config's policy.path) decides every call.
+    With --socket PATH (or the config's server.socket; conventionally /run/inventory/inventory.sock) the same
+    server also listens on a Unix socket, where each caller is the OS user the kernel names, with no token:
+    the CLI's tool, approvals, tokens and audit commands of other users go through it."""
     from inventory.audit.head import check_audit_key
     from inventory.server import create_app
     from inventory.server.auth import TokenAuthenticator
     from inventory.server.limits import RequestLimits
+    from inventory.server.local import bind_unix_listener
     from inventory.server.run import bind_listener, serve_forever
 
-    listener = bind_listener(host, port)  # a busy port fails here, before any setup or "serving on"
-    app.cleanups.append(listener.close)
+    socket_path = app.server_socket()
+    if not listen_http and socket_path is None:
+        raise UsageError("--no-http needs a socket to listen on: --socket PATH or the config's server.socket")
+    # A busy port or socket fails here, before any setup or "serving on".
+    listeners = [bind_listener(host, port)] if listen_http else []
+    if socket_path is not None:
+        listeners.append(bind_unix_listener(socket_path, app.config.server_socket_mode))
+        app.cleanups.append(lambda: socket_path.unlink(missing_ok=True))
+    for listener in listeners:
+        app.cleanups.append(listener.close)
     db, runner, refresher = _server_state_parts(app)
     # One of several replicas maybe: with another audit key it would write entries the others cannot verify.
     check_audit_key(db)
@@ -66,9 +88,12 @@ def serve_command(app: AppContext, host: str, port: int, metrics: bool, run_sync
         limits=RequestLimits(max_body_bytes=max_body_bytes),
     )
     loop = _start_sync_loop(app, db, getattr(application.state, "metrics", None), runner.notifier) if run_sync else None
-    click.echo(f"inventory serving on http://{host}:{port} (API /api/v1, MCP /mcp, web UI /)", err=True)
+    where = [f"http://{host}:{port}"] if listen_http else []
+    if socket_path is not None:
+        where.append(f"unix:{socket_path} (callers by OS user)")
+    click.echo(f"inventory serving on {' and '.join(where)} (API /api/v1, MCP /mcp, web UI /)", err=True)
     try:
-        serve_forever(application, host, port, listener)
+        serve_forever(application, host, port, *listeners)
     finally:
         refresher.stop()
         if loop is not None:

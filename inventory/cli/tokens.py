@@ -7,7 +7,6 @@ from typing import Any
 import click
 
 from inventory.cli.context import AppContext
-from inventory.errors import UsageError
 
 
 @click.group("tokens")
@@ -21,14 +20,6 @@ def _policy(app: AppContext) -> Any:
     return load_policy(app.config.policy_path)
 
 
-def _administrator(app: AppContext, policy: Any) -> Any:
-    """The OS user with every group it holds: the config's principals.users and the policy's groups:."""
-    from dataclasses import replace
-
-    by = app.principal()
-    return replace(by, groups=by.groups | policy.groups_of(by.name))
-
-
 @tokens_group.command("create")
 @click.argument("name")
 @click.option("--group", "groups", multiple=True, help="A group the token's principal belongs to (repeatable).")
@@ -38,24 +29,25 @@ def create_command(app: AppContext, name: str, groups: tuple[str, ...], expires:
     """Create a token for principal NAME and print it once: the last line of stdout is the token alone.
 
     Only an admin may (principals.admins in the config; default: the group admins)."""
-    from inventory.timeutil import parse_duration
-    from inventory.tokens import create_token
+    from inventory.tokens import administrator, create_token, known_names, parse_expires
 
-    expires_in = None
-    if expires:
-        try:
-            expires_in = parse_duration(expires)
-        except ValueError as exc:
-            raise UsageError(f"--expires {expires}: {exc}") from None
-        if expires_in <= 0:
-            raise UsageError(f"--expires {expires}: must be positive")
-    policy = _policy(app)
-    by, admins = _administrator(app, policy), app.config.principals.admins
-    # A name that looks like one the config or the policy gives (or another token's) is refused.
-    known = [*app.config.principals.names(), *policy.principal_names()]
-    token = create_token(
-        app.database(), name, groups=groups, expires_in=expires_in, by=by, admins=admins, known_names=known
-    )
+    expires_in = parse_expires(expires)
+    client = app.server_client()
+    if client is not None:
+        token = client.create_token(name, groups, expires)
+    else:
+        policy = _policy(app)
+        settings = app.config.principals
+        # A name that looks like one the config or the policy gives (or another token's) is refused.
+        token = create_token(
+            app.database(),
+            name,
+            groups=groups,
+            expires_in=expires_in,
+            by=administrator(app.principal(), policy),
+            admins=settings.admins,
+            known_names=known_names(settings, policy),
+        )
     click.echo(f"token for {name} created; it is shown once, store it now:", err=True)
     click.echo(token)
 
@@ -66,9 +58,14 @@ def create_command(app: AppContext, name: str, groups: tuple[str, ...], expires:
 def list_command(app: AppContext, output: str) -> None:
     """Tokens with their groups and state (never the token)."""
     from inventory.render import render_rows
-    from inventory.tokens import list_tokens
 
-    rows = [info.as_row() for info in list_tokens(app.database())]
+    client = app.server_client()
+    if client is not None:
+        rows = client.tokens()
+    else:
+        from inventory.tokens import list_tokens
+
+        rows = [info.as_row() for info in list_tokens(app.database())]
     render_rows(rows, output, ("name", "groups", "state", "created_at", "created_by", "expires_at", "revoked_at"))
 
 
@@ -77,9 +74,14 @@ def list_command(app: AppContext, output: str) -> None:
 @click.pass_obj
 def revoke_command(app: AppContext, name: str) -> None:
     """Revoke the live token of NAME: it authenticates no one from now on."""
-    from inventory.tokens import revoke_token
+    client = app.server_client()
+    if client is not None:
+        client.revoke_token(name)
+    else:
+        from inventory.tokens import administrator, revoke_token
 
-    revoke_token(app.database(), name, by=_administrator(app, _policy(app)), admins=app.config.principals.admins)
+        by = administrator(app.principal(), _policy(app))
+        revoke_token(app.database(), name, by=by, admins=app.config.principals.admins)
     click.echo(f"token {name} revoked")
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Response
 
+from inventory.audit import AUDIT_EVENTS
 from inventory.errors import NotFound, UsageError
 from inventory.server.auth import Permission, Principal
 from inventory.server.models import (
@@ -98,6 +99,10 @@ def post_call(
     state: ServerState = Depends(current_state),
     principal: Principal = Depends(require(Permission.CALL)),
 ) -> Response:
+    from inventory.principals import acting_for
+
+    # Acting for someone (--actor) only where the config's principals.act_for lets this principal.
+    principal = acting_for(state.principals, principal, body.actor)
     outcome = call_tool(state, principal, name, body.target, body.arguments, body.dry_run)
     return json_response(outcome.as_row(), status_code=202 if outcome.outcome == "pending" else 200)
 
@@ -107,7 +112,7 @@ def post_call(
 
 @router.get("/approvals", response_model=list[ApprovalOut], summary="Calls waiting for approval (or all)")
 def list_approvals(
-    status: str = Query("pending", pattern="^(pending|approved|rejected|all)$"),
+    status: str = Query("pending", pattern="^(pending|approved|rejected|expired|all)$"),
     state: ServerState = Depends(current_state),
     _p: Principal = Depends(require(Permission.READ)),
 ) -> Response:
@@ -148,52 +153,93 @@ def decide(
 # --- audit ------------------------------------------------------------------------------------
 
 
+_EVENT_PATTERN = "^(" + "|".join(AUDIT_EVENTS) + ")$"
+
+
 @router.get("/audit", response_model=Page[AuditOut], summary="Audit entries, oldest first")
 def audit_list(
     actor: str | None = None,
     tool: str | None = None,
-    event: str | None = Query(None, pattern="^(tool_call|approval|sync)$"),
+    event: str | None = Query(None, pattern=_EVENT_PATTERN),
     outcome: str | None = None,
     target: str | None = None,
+    tool_class: str | None = Query(None, alias="class", pattern="(?i)^(READ_ONLY|SAFE_MUTATE|DESTRUCTIVE)$"),
+    decision: str | None = Query(None, pattern="^(allow|require_approval|deny)$"),
+    since: str | None = Query(None, description="From this long ago (7d, 1h) or an ISO time, as `audit list`."),
+    until: str | None = Query(None, description="Up to this long ago or an ISO time."),
+    newest: bool = Query(False, description="The newest `limit` entries (oldest first); the cursor pages back."),
     limit: int = Query(DEFAULT_PAGE, ge=1, le=MAX_PAGE),
     cursor: str | None = None,
     state: ServerState = Depends(current_state),
     _p: Principal = Depends(require(Permission.AUDIT)),
 ) -> Response:
     from inventory.audit.log import AuditFilter, list_entries
+    from inventory.timeutil import parse_period
 
-    filters = {"list": "audit", "actor": actor, "tool": tool, "event": event, "outcome": outcome, "target": target}
-    after_seq = decode_cursor(cursor, filters)  # the last seq of the previous page
+    try:
+        since_at, until_at = parse_period(since, until)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    filters = {
+        "list": "audit",
+        "actor": actor,
+        "tool": tool,
+        "event": event,
+        "outcome": outcome,
+        "target": target,
+        "class": tool_class,
+        "decision": decision,
+        "since": since,
+        "until": until,
+        "newest": newest,
+    }
+    # The seq the previous page ended at: after it (oldest first), or before it (newest first).
+    position = decode_cursor(cursor, filters) if cursor else None
     flt = AuditFilter(
-        actor=actor, tool=tool, event=event, outcome=outcome, target=target, after_seq=after_seq, limit=limit + 1
+        actor=actor,
+        tool=tool,
+        event=event,
+        outcome=outcome,
+        target=target,
+        tool_class=tool_class,
+        decision=decision,
+        since=since_at,
+        until=until_at,
+        after_seq=position if not newest else None,
+        before_seq=position if newest else None,
+        newest_first=newest,
+        limit=limit + 1,
     )
     with state.db.session() as session:
         rows = list_entries(session, flt)
     more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = encode_cursor(rows[-1]["seq"], filters) if more else None
+    rows = rows[1:] if newest and more else rows[:limit]
+    next_cursor = encode_cursor(rows[0 if newest else -1]["seq"], filters) if more else None
     return json_response({"items": rows, "next_cursor": next_cursor})
-
-
-def verify_audit(state: ServerState) -> dict[str, Any]:
-    """What `inventory audit verify` says, with this server's key: the chain, every mac, the heads."""
-    from inventory.audit.keys import secrets_for
-    from inventory.audit.log import verify_chain
-
-    with state.db.session() as session:
-        result = verify_chain(session, audit_secrets=secrets_for(state.db))
-    problem = result.problem
-    return {
-        "ok": result.ok,
-        "checked": result.checked,
-        "last_seq": result.last_seq,
-        "last_hash": result.last_hash,
-        "problem": None if problem is None else {"seq": problem.seq, "kind": problem.kind, "message": problem.message},
-    }
 
 
 @router.get("/audit/verify", response_model=VerifyOut, summary="Walk the hash chain")
 def audit_verify(
-    state: ServerState = Depends(current_state), _p: Principal = Depends(require(Permission.AUDIT))
+    checkpoint_seq: int | None = Query(None, ge=1, description="An earlier export's last entry: it must be there."),
+    checkpoint_hash: str | None = Query(None, pattern="^[0-9a-f]{64}$"),
+    in_python: bool = Query(False, description="Re-hash every entry in the server process, not in the database."),
+    state: ServerState = Depends(current_state),
+    _p: Principal = Depends(require(Permission.AUDIT)),
 ) -> Response:
-    return json_response(verify_audit(state))
+    from inventory.audit.log import Checkpoint
+    from inventory.audit.verify import verify_report
+
+    if (checkpoint_seq is None) != (checkpoint_hash is None):
+        raise UsageError("checkpoint_seq and checkpoint_hash go together")
+    mark = Checkpoint(checkpoint_seq, checkpoint_hash) if checkpoint_seq and checkpoint_hash else None
+    return json_response(verify_report(state.db, mark, in_python=in_python))
+
+
+@router.get("/audit/{seq}", response_model=AuditOut, summary="One entry with every field and its hashes")
+def audit_show(
+    seq: int, state: ServerState = Depends(current_state), _p: Principal = Depends(require(Permission.AUDIT))
+) -> Response:
+    from inventory.audit.log import get_entry
+
+    with state.db.session() as session:
+        return json_response(get_entry(session, seq))

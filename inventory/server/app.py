@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 
 from inventory import __version__
+from inventory.principals import PrincipalSettings
 from inventory.server.auth import Authenticator, FailedAttempts, TokenAuthenticator
 from inventory.server.limits import LimitsMiddleware, RequestLimits
 from inventory.server.state import ServerState
@@ -40,6 +41,7 @@ def create_app(
     # Imported as modules of the package, not from it: the package's __init__ imports this module.
     import inventory.server.api_inventory as api_inventory
     import inventory.server.api_stream as api_stream
+    import inventory.server.api_tokens as api_tokens
     import inventory.server.api_tools as api_tools
     import inventory.server.errors as errors
     import inventory.server.health as health
@@ -53,6 +55,7 @@ def create_app(
         refresher=refresher,
         logical_services=logical_services,
         failed_attempts=failed_attempts or FailedAttempts(),
+        principals=runner.principals if runner is not None else PrincipalSettings(),
     )
     app = FastAPI(
         title="inventory", version=__version__, docs_url="/api/docs", openapi_url="/api/v1/openapi.json", redoc_url=None
@@ -64,6 +67,7 @@ def create_app(
     app.include_router(api_stream.router)  # before /changes/{...}-shaped routes could claim its path
     app.include_router(api_inventory.router)
     app.include_router(api_tools.router)
+    app.include_router(api_tokens.router)
     if mcp:
         from inventory.server.mcp_server import mount_mcp
 

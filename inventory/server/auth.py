@@ -29,7 +29,7 @@ from dataclasses import replace
 from enum import Enum
 
 from inventory.errors import InventoryError
-from inventory.principals import Principal, PrincipalSettings, configured_for
+from inventory.principals import Principal, PrincipalKind, PrincipalSettings, configured_for
 from inventory.storage.database import Database
 from inventory.tokens import authenticate, authenticate_reference, token_reference
 
@@ -39,7 +39,8 @@ class Permission(str, Enum):
     REFRESH = "refresh"  # start a sync of sources
     CALL = "call"  # request tool calls (the policy still decides)
     APPROVE = "approve"  # approve or reject pending calls (the policy's approvers still decide)
-    AUDIT = "audit"  # read and verify the audit log
+    AUDIT = "audit"  # read and verify the audit log, list tokens
+    ADMIN = "admin"  # create and revoke tokens (principals.admins still decides)
 
 
 PERMISSIONS: dict[str, frozenset[Permission]] = {
@@ -63,6 +64,12 @@ def permissions_of(principal: Principal) -> frozenset[Permission]:
     for group in principal.groups:
         granted |= PERMISSIONS.get(group.casefold(), frozenset())
     return frozenset(granted)
+
+
+def doors_of(principal: Principal) -> frozenset[Permission]:
+    """An OS user (the CLI, `inventory mcp`, the server's Unix socket) opens every door, as the CLI always has: the
+    policy and principals.admins decide. A token holder opens those of its groups."""
+    return EVERY_PERMISSION if principal.kind is PrincipalKind.OS_USER else permissions_of(principal)
 
 
 def may(principal: Principal, permission: Permission, grants: Grants = permissions_of) -> bool:
@@ -213,6 +220,7 @@ __all__ = [
     "TooManyFailures",
     "authorize",
     "bearer_token",
+    "doors_of",
     "may",
     "permissions_of",
 ]

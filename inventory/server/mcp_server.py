@@ -36,11 +36,12 @@ from inventory.server.auth import (
     Principal,
     TooManyFailures,
     bearer_token,
+    doors_of,
     may,
     permissions_of,
 )
 from inventory.server.limits import send_json_error
-from inventory.server.state import ServerState, client_address
+from inventory.server.state import ServerState
 
 SERVER_NAME = "inventory"
 INSTRUCTIONS = (
@@ -370,9 +371,7 @@ class BearerGate:
             (value.decode("latin-1") for key, value in scope.get("headers", []) if key == b"authorization"), None
         )
         try:
-            principal = await anyio.to_thread.run_sync(
-                self.state.authorize, bearer_token(header), Permission.READ, client_address(scope)
-            )
+            principal = await anyio.to_thread.run_sync(self.state.caller, scope, bearer_token(header), Permission.READ)
         except TooManyFailures as exc:
             await _deny(send, 429, "TooManyFailures", str(exc), [(b"retry-after", str(exc.retry_after).encode())])
             return
@@ -399,7 +398,7 @@ def mount_mcp(app: Any, state: ServerState) -> None:
     """Serve MCP at /mcp on ``app`` and run its session manager for the app's lifetime."""
     from starlette.routing import Route
 
-    mcp = InventoryMCP(state, _principal_from_request)
+    mcp = InventoryMCP(state, _principal_from_request, grants=doors_of)
     # Every request needs a bearer token, which a DNS-rebinding page cannot have; the Host check would
     # only refuse legitimate names the server is reached by.
     security = TransportSecuritySettings(enable_dns_rebinding_protection=False)

@@ -127,6 +127,8 @@ class ToolCallRequest(BaseModel):
     target: str | None = None
     arguments: dict[str, Any] = {}
     dry_run: bool = False
+    # Act for this principal (recorded as on behalf of); only where the config's principals.act_for allows it.
+    actor: str | None = None
 
 
 class CallOut(Row):
@@ -160,6 +162,29 @@ class AuditOut(Row):
 class VerifyOut(Row):
     ok: bool
     checked: int
+    archived: int = 0
+    starts_after: int = 0
     last_seq: int | None = None
     last_hash: str | None = None
     problem: dict[str, Any] | None = None
+    restores: list[str] = []
+
+
+class TokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    groups: list[str] = []
+    # Lifetime as `tokens create --expires` takes it ("90d", "12h"); none: never expires.
+    expires: str | None = None
+
+
+class TokenOut(Row):
+    name: str
+    groups: list[str]
+    state: str
+
+
+class CreatedTokenOut(Row):
+    name: str
+    token: str

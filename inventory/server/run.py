@@ -16,9 +16,27 @@ import time
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from inventory.errors import ListenFailed
 from inventory.server.limits import H11_MAX_HEAD_BYTES
+from inventory.server.local import peer_credentials, with_peer
+
+
+class PeerCredentialsProtocol(H11Protocol):
+    """uvicorn's h11 protocol; on a Unix socket connection, every request carries the peer's credentials
+    (server/local.py), read once from the kernel when the connection is made."""
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family == socket.AF_UNIX:
+            try:
+                peer = peer_credentials(sock)
+            except OSError:  # the peer is gone already: nothing to answer
+                transport.close()
+                return
+            self.app = with_peer(self.app, peer)
 
 
 def uvicorn_config(app: Any, host: str, port: int, **overrides: Any) -> uvicorn.Config:
@@ -29,8 +47,9 @@ def uvicorn_config(app: Any, host: str, port: int, **overrides: Any) -> uvicorn.
         "proxy_headers": False,
         "lifespan": "on",
         "timeout_graceful_shutdown": 5,
-        # h11 on purpose (not httptools where installed): its bound on a request's head is ours to set.
-        "http": "h11",
+        # h11 on purpose (not httptools where installed): its bound on a request's head is ours to set. The
+        # subclass tells the Unix socket's callers apart (a TCP connection goes through it unchanged).
+        "http": PeerCredentialsProtocol,
         "h11_max_incomplete_event_size": H11_MAX_HEAD_BYTES,
     }
     options.update(overrides)
@@ -63,7 +82,7 @@ def bind_listener(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve_forever(app: Any, host: str, port: int, sock: socket.socket | None = None) -> None:
+def serve_forever(app: Any, host: str, port: int, sock: socket.socket | None = None, *more: socket.socket) -> None:
     """Serve until SIGINT or SIGTERM; both end in a graceful shutdown and exit code 0.
 
     uvicorn shuts down gracefully on either signal, then raises it again for the handler
@@ -73,7 +92,8 @@ def serve_forever(app: Any, host: str, port: int, sock: socket.socket | None = N
     logging.getLogger("uvicorn.error").setLevel(logging.INFO)
     previous = {sig: signal.signal(sig, _stop_quietly) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        uvicorn.Server(uvicorn_config(app, host, port)).run(sockets=[sock] if sock is not None else None)
+        sockets = [s for s in (sock, *more) if s is not None]
+        uvicorn.Server(uvicorn_config(app, host, port)).run(sockets=sockets or None)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -82,7 +102,11 @@ def serve_forever(app: Any, host: str, port: int, sock: socket.socket | None = N
 class BackgroundServer:
     """The app under a real uvicorn on a free loopback port, on a thread (tests and benchmarks)."""
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", **overrides: Any) -> None:
+    def __init__(
+        self, app: Any, host: str = "127.0.0.1", *, unix_socket: socket.socket | None = None, **overrides: Any
+    ) -> None:
+        # ``unix_socket``: also serve on it (bind_unix_listener), callers known by their uid.
+        self._unix_socket = unix_socket
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, 0))
@@ -90,7 +114,10 @@ class BackgroundServer:
         self.url = f"http://{host}:{self.port}"
         self.server = uvicorn.Server(uvicorn_config(app, host, self.port, **overrides))
         self._thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self._socket]}, name="uvicorn", daemon=True
+            target=self.server.run,
+            kwargs={"sockets": [self._socket, *([unix_socket] if unix_socket is not None else [])]},
+            name="uvicorn",
+            daemon=True,
         )
 
     def __enter__(self) -> BackgroundServer:
@@ -106,3 +133,5 @@ class BackgroundServer:
         self.server.should_exit = True
         self._thread.join(timeout=15)
         self._socket.close()
+        if self._unix_socket is not None:
+            self._unix_socket.close()

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, Header, Request
 
 from inventory.errors import UsageError
+from inventory.principals import PrincipalKind, PrincipalSettings, local_principal
 from inventory.server.auth import Authenticator, FailedAttempts, Permission, Principal, authorize, bearer_token
+from inventory.server.local import peer_of
 from inventory.storage.database import Database
 
 if TYPE_CHECKING:
@@ -30,10 +32,24 @@ class ServerState:
     started_at: float = field(default_factory=time.time)
     # Wrong tokens per client address (server/auth.py): a guesser is slowed, other clients are not.
     failed_attempts: FailedAttempts = field(default_factory=FailedAttempts)
+    # The config's principals: the groups of OS users calling on the server's Unix socket (server/local.py).
+    principals: PrincipalSettings = field(default_factory=PrincipalSettings)
+
+    def caller(self, scope: Any, token: str | None, permission: Permission) -> Principal:
+        """Who is asking: on the Unix socket the OS user the kernel names (every door open, as in the CLI; the
+        policy decides), over TCP the holder of ``token`` if its groups grant ``permission``."""
+        peer = peer_of(scope)
+        if peer is not None:
+            return local_principal(self.principals, peer.uid)
+        return self.authorize(token, permission, client_address(scope))
 
     def authorize(self, token: str | None, permission: Permission, client: str | None) -> Principal:
-        """``auth.authorize`` with this server's authenticator, wrong tokens counted against ``client``."""
-        return authorize(self.authenticator, token, permission, attempts=self.failed_attempts, client=client)
+        """``auth.authorize`` with this server's authenticator, wrong tokens counted against ``client``.
+
+        Whoever a token names is a token holder (``auth.doors_of``: its groups' doors only), whatever the
+        authenticator made of it; only the socket's kernel-named callers are OS users here."""
+        principal = authorize(self.authenticator, token, permission, attempts=self.failed_attempts, client=client)
+        return principal if principal.kind is PrincipalKind.TOKEN else replace(principal, kind=PrincipalKind.TOKEN)
 
     def tool_runner(self) -> ToolRunner:
         if self.runner is None:
@@ -58,11 +74,12 @@ async def current_state(request: Request) -> ServerState:
 
 
 def require(permission: Permission) -> Callable[..., Any]:
-    """The one auth dependency of the API: a bearer token whose principal's groups grant ``permission``."""
+    """The one auth dependency of the API: the OS user on the Unix socket, else a bearer token whose principal's
+    groups grant ``permission``."""
 
     def dependency(
         request: Request, state: ServerState = Depends(current_state), authorization: str | None = Header(default=None)
     ) -> Principal:
-        return state.authorize(bearer_token(authorization), permission, client_address(request.scope))
+        return state.caller(request.scope, bearer_token(authorization), permission)
 
     return dependency

@@ -287,7 +287,7 @@ def approvals_decide(
 @router.get("/audit")
 def audit_page(request: Request, actor: str = "", tool: str = "") -> HTMLResponse:
     from inventory.audit.log import AuditFilter, list_entries
-    from inventory.server.api_tools import verify_audit
+    from inventory.audit.verify import verify_report
 
     principal, session = signed_in(request, Permission.AUDIT)
     state = server_state(request)
@@ -295,7 +295,7 @@ def audit_page(request: Request, actor: str = "", tool: str = "") -> HTMLRespons
     with state.db.session() as db_session:
         rows = list(reversed(list_entries(db_session, flt)))
     return page(
-        request, "audit.html", principal, session, rows=rows, verify=verify_audit(state), actor=actor, tool=tool
+        request, "audit.html", principal, session, rows=rows, verify=verify_report(state.db), actor=actor, tool=tool
     )
 
 
