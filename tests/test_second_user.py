@@ -32,6 +32,9 @@ import yaml
 from click.testing import CliRunner
 from conftest import IN_CI, PROJECT_ROOT
 
+from connectors.kubernetes.fake.mutations import MutableFakeKubernetes
+from connectors.kubernetes.fake.objects import ClusterSpec
+from connectors.kubernetes.fake.server import write_kubeconfig
 from inventory.cli import cli
 from inventory.cli.context import AppContext
 from inventory.principals import os_user_name
@@ -39,9 +42,6 @@ from inventory.server import create_app
 from inventory.server.local import bind_unix_listener
 from inventory.server.run import BackgroundServer
 from inventory.storage.database import Database
-from inventory.testing.fake_kubernetes import write_kubeconfig
-from inventory.testing.fake_kubernetes_mutations import MutableFakeKubernetes
-from inventory.testing.fake_kubernetes_objects import ClusterSpec
 
 USER = "invsecond"
 DEBIAN_PYTHON = Path("/usr/bin/python3")

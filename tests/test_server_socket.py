@@ -20,6 +20,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from connectors.kubernetes.fake.mutations import MutableFakeKubernetes
+from connectors.kubernetes.fake.objects import ClusterSpec
+from connectors.kubernetes.fake.server import write_kubeconfig
 from inventory.cli import cli
 from inventory.cli.context import AppContext
 from inventory.config import build_config
@@ -30,9 +33,6 @@ from inventory.server import create_app
 from inventory.server.local import bind_unix_listener
 from inventory.server.run import BackgroundServer
 from inventory.storage.database import Database
-from inventory.testing.fake_kubernetes import write_kubeconfig
-from inventory.testing.fake_kubernetes_mutations import MutableFakeKubernetes
-from inventory.testing.fake_kubernetes_objects import ClusterSpec
 
 ME = os_user_name()
 # Approvers are others: the OS user running the tests may call, never approve (and is an admin for tokens).
