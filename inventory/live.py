@@ -132,6 +132,8 @@ class LiveSource:
         self._session_stop: threading.Event | None = None
         self._thread: threading.Thread | None = None
         self._said_passive = False
+        # Sessions whose closing the database refused (it was away), with why they ended: closed by the next.
+        self._unclosed: dict[int, str | None] = {}
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
@@ -172,7 +174,10 @@ class LiveSource:
                     acquired = lock.try_acquire()
                 except InventoryError as exc:  # the database is away: ask again later
                     log.debug("source %r: watch lock: %s", self.name, exc)
-                    acquired = False
+                    self.stats.state = "waiting for the database"
+                    lock.release()
+                    self._wait(self.lock_poll)
+                    continue
                 if not acquired:
                     self._passive(lock)
                     lock.release()
@@ -347,6 +352,12 @@ class LiveSource:
             store = SqlStore(session)
             source_id = store.source_id(self.name, type_name, configured=self.runner.configured)
             now = utcnow()
+            for run_id, message in self._unclosed.items():  # this process's sessions the database refused to close
+                session.execute(
+                    update(SyncRun)
+                    .where(SyncRun.id == run_id, SyncRun.status == SyncStatus.WATCHING.value)
+                    .values(status=SyncStatus.FAILED.value, error=message or DIED)
+                )
             session.execute(
                 update(SyncRun)
                 .where(SyncRun.source_id == source_id, SyncRun.status == SyncStatus.WATCHING.value)
@@ -355,8 +366,9 @@ class LiveSource:
             run = SyncRun(source_id=source_id, started_at=now, finished_at=now, status=SyncStatus.WATCHING.value)
             session.add(run)
             session.flush()
-            self.stats.watching_since = now
-            return int(run.id)
+        self._unclosed.clear()
+        self.stats.watching_since = now
+        return int(run.id)
 
     def _beat(self, run_id: int) -> None:
         with self.db.write_session() as session:
@@ -373,8 +385,9 @@ class LiveSource:
                     .where(SyncRun.id == run_id, SyncRun.status == SyncStatus.WATCHING.value)
                     .values(status=status.value, finished_at=utcnow(), error=message, complete=False)
                 )
-        except Exception as exc:  # the database is away: the row ages and reads as a dead watch
+        except Exception as exc:  # the database is away: said when the next session opens (until then it ages)
             log.debug("source %s: closing watch session %s failed: %s", self.name, run_id, _reason(exc))
+            self._unclosed[run_id] = message
 
     def _write_delta(self, snapshot: Snapshot, run_id: int) -> ReconcileResult:
         """One snapshot the watch yielded, in one write transaction under the source's sync lock."""

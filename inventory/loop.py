@@ -95,6 +95,7 @@ class SyncLoop:
         jitter: float | None = None,
         max_backoff: float = DEFAULT_MAX_BACKOFF,
         coordinate: bool = True,
+        follow: bool = True,
         metrics: SyncMetrics | None = None,
         notifier: Notifier | None = None,
         progress: ProgressCallback | None = None,

@@ -8,6 +8,7 @@ tool call through ToolRunner.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
@@ -21,11 +22,16 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+import yaml
+from click.testing import CliRunner
+from conftest import POSTGRES_ADMIN_URL
 from prometheus_client import generate_latest
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.engine import make_url
 
 from inventory.audit.log import AuditFilter, list_entries, verify_chain
 from inventory.cause import Cause, CauseKind
+from inventory.cli import cli
 from inventory.config import build_config
 from inventory.connector import Connector, ConnectorRegistry, SourceConfig
 from inventory.errors import SourceError
@@ -167,8 +173,17 @@ def running(db: Database, registry: ConnectorRegistry) -> Iterator[Callable[...,
         assert live.join(5), "a live source did not stop"
 
 
+def status(db: Database, tmp_path: Path, *options: str) -> Any:
+    """`inventory status` of the database (the scripted source is not configured: shown as stored)."""
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump({"database": {"url": db.url}, "sources": []}))
+    result = CliRunner().invoke(cli, ["-c", str(path), "status", *options])
+    assert result.exit_code == 0, result.output
+    return result
+
+
 def test_a_delta_is_visible_within_a_second_and_an_unchanged_object_writes_nothing(
-    db: Database, far: FarSide, running: Callable[..., LiveSource]
+    db: Database, far: FarSide, running: Callable[..., LiveSource], tmp_path: Path
 ) -> None:
     live = running()
     watching(live)
@@ -193,6 +208,9 @@ def test_a_delta_is_visible_within_a_second_and_an_unchanged_object_writes_nothi
         assert run is not None and run.status == "watching" and (run.updated, run.removed) == (1, 1)
         (row,) = list_sources(session)
     assert row["watching_since"] is not None and row["last_success_at"] >= row["watching_since"]
+    (shown,) = json.loads(status(db, tmp_path, "-o", "json", "--max-age", "1m").stdout)
+    assert shown["watching_since"] is not None and shown["drift_repaired"] is None
+    assert "watching since " in status(db, tmp_path, "-o", "wide").stdout
 
     started = time.monotonic()  # stopping is prompt: the watch checks its stop every second at most
     live.request_stop()
@@ -363,3 +381,45 @@ def test_the_loop_follows_a_streaming_source_and_stops_promptly(
     )
     assert SyncLoop(db, polled, registry).live == []
     db.dispose()
+
+
+# -- the database away -------------------------------------------------------------------------------------------
+
+
+def test_a_database_away_loses_no_change(postgres_url: str, far: FarSide, registry: ConnectorRegistry) -> None:
+    """PostgreSQL refuses every connection for a while (its sessions cut, new ones refused): the delta that
+    could not be written is not dropped silently; the session says why, a full sync writes the change once
+    the database is back, and the watch resumes. (A few seconds here; the same path serves a 30 s outage.)"""
+    db = open_database(postgres_url, migrate=True)
+    name = make_url(postgres_url).database
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    live = live_source(db, registry, backoff=0.2, max_backoff=1.0)
+    live.start()
+    try:
+        watching(live)
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+            conn.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"), {"name": name}
+            )
+        far.change("web-1", "stopped")  # its delta cannot be written now
+        eventually(lambda: live.stats.errors, what="the refused delta said")
+        assert "writing a delta failed" in live.stats.errors[0]
+        time.sleep(2.0)
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+        eventually(lambda: changes(db, action="updated"), timeout=15, what="the change written after the outage")
+        watching(live, sessions=2)
+        far.change("web-2", "stopped")
+        eventually(lambda: len(changes(db, action="updated")) == 2, what="a delta after the outage")
+        with db.session() as session:
+            runs = session.execute(select(SyncRun.status, SyncRun.error).order_by(SyncRun.id)).all()
+        assert runs[-1].status == "watching"
+        assert any("writing a delta failed" in (r.error or "") for r in runs if r.status == "failed"), runs
+    finally:
+        live.request_stop()
+        assert live.join(5)
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+        admin.dispose()
+        db.dispose()
