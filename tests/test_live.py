@@ -35,7 +35,7 @@ from inventory.cli import cli
 from inventory.config import build_config
 from inventory.connector import Connector, ConnectorRegistry, SourceConfig
 from inventory.errors import SourceError
-from inventory.live import LiveSource
+from inventory.live import DIED, LiveSource
 from inventory.loop import SyncLoop
 from inventory.metrics import SyncMetrics
 from inventory.policy.classes import ToolClass
@@ -252,32 +252,59 @@ def test_a_watch_error_falls_back_to_a_full_sync_and_the_periodic_full_sync_coun
     assert row["drift_repaired"] in (0, 1) and row["watching_since"] is not None  # 0: a later sync found no more
 
 
-HOLDER = """
-import sys, time
+WATCHER = """
+import sys, threading, time
+from inventory.connector import Connector, ConnectorRegistry, SourceConfig
+from inventory.live import DIED, LiveSource
+from inventory.records import Host, Snapshot
 from inventory.storage.database import open_database
-from inventory.locks import make_lock
-lock = make_lock(open_database(sys.argv[1]), "lab", "watch")
-assert lock.try_acquire()
-print("held", flush=True)
-time.sleep(60)
+from inventory.sync import SourceRunner
+
+class Quiet(Connector):  # the far side: one host, and a stream that never changes
+    type_name = "scripted"
+    streams = True
+
+    def collect(self):
+        return Snapshot(hosts=[Host("node", "n1", "node-1", status="Ready")])
+
+    def watch(self, stop):
+        while not stop.wait(0.2):
+            pass
+        return
+        yield
+
+runner = SourceRunner(open_database(sys.argv[1]), ConnectorRegistry.of(Quiet), configured=["lab"])
+live = LiveSource(runner, SourceConfig(type="scripted", name="lab"))
+live.start()
+while live.stats.state != "watching":
+    time.sleep(0.02)
+print("watching", flush=True)
+time.sleep(120)
 """
 
 
 def test_a_watch_lock_held_by_another_process_keeps_this_one_passive_until_it_dies(
     db: Database, far: FarSide, running: Callable[..., LiveSource]
 ) -> None:
+    """Another process runs a LiveSource of the same source: this one stays passive, and takes over when it is
+    killed (its lock goes with it); the dead process's session row is closed as such."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, db.url], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", WATCHER, db.url], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True
     )
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "watching"
         live = running()
         eventually(lambda: live.stats.state == "passive", what="passive")
         time.sleep(0.5)
         assert live.stats.state == "passive" and live.stats.full_syncs == 0 and far.watches == 0
+        with db.session() as session:
+            assert list_sources(session)[0]["watching_since"] is not None  # the other process watches
         os.kill(holder.pid, signal.SIGKILL)  # the holder dies: its lock goes with it
         holder.wait(5)
         watching(live)
+        with db.session() as session:
+            runs = session.execute(select(SyncRun.status, SyncRun.error).order_by(SyncRun.id)).all()
+        assert [(r.status, r.error) for r in runs[1:3]] == [("failed", DIED), ("success", None)]
         far.change("web-1", "stopped")
         eventually(lambda: changes(db, action="updated"), what="the delta of the new holder")
         second = running()  # a second runner (another replica) stays passive while the first watches
