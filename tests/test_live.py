@@ -38,10 +38,11 @@ from inventory.errors import SourceError
 from inventory.live import DIED, LiveSource
 from inventory.loop import SyncLoop
 from inventory.metrics import SyncMetrics
+from inventory.policy.approvals import approve
 from inventory.policy.classes import ToolClass
 from inventory.policy.execute import ToolRunner
 from inventory.policy.registry import ToolRegistry
-from inventory.policy.rules import builtin_policy
+from inventory.policy.rules import builtin_policy, parse_policy
 from inventory.policy.tools import ToolContext, ToolResult, ToolSpec
 from inventory.queries import list_changes, list_sources
 from inventory.records import Host, Ref, Snapshot, Workload
@@ -374,10 +375,41 @@ def test_a_tool_call_is_the_cause_of_its_change_and_the_call_sees_it_happen(
     assert observed["details"]["changes"] == [row["id"]] and observed["details"]["intent_seq"] == intent
     assert observed["details"]["seen"] == call.observed
 
+    # A call that waited for approval: its approval's entry is the intent that covers the target.
+    policy = parse_policy(APPROVAL_POLICY, known_tools=[f"{TYPE}.stop"])
+    approving = ToolRunner(
+        db,
+        policy,
+        ToolRegistry.of([stop_tool(far, told=True)]),
+        source_config=lambda _name: source(),
+        observe_timeout=5,
+    )
+    pending = approving.run(f"{TYPE}.stop", "lab/container/id-web-0", {"reason": "disk full"}, "carol")
+    assert pending.outcome == "pending" and pending.approval_id is not None
+    far.change("web-0", "running")  # someone else restarted it meanwhile: not the pending call's doing
+    eventually(lambda: changes(db)[-1]["diff"] == {"status": ["failed", "running"]}, what="the restart")
+    assert changes(db)[-1]["by"] == "unknown"
+    approved = approve(approving, pending.approval_id, "carol")
+    assert approved.outcome == "success" and approved.observed is not None
+    with db.session() as session:
+        claim = list_entries(session, AuditFilter(event="approval", actor="carol"))[-1]
+    assert claim["outcome"] == "approved"
+    assert changes(db)[-1]["by"] == f"carol {TYPE}.stop #{claim['seq']}"
+
     # A call that changes nothing the watcher sees says so after its bounded wait.
     quiet = tool_runner(db, far, told=False, observe=0.5).run(f"{TYPE}.stop", "lab/container/id-web-0", {}, "bob")
     assert quiet.observed == "not observed within 0.5 s (followed live by this process)"
     assert quiet.observed_changes == []
+
+
+APPROVAL_POLICY = f"""
+groups: {{oncall: [carol]}}
+rules:
+  - name: oncall-approves-own-stops
+    effect: require_approval
+    self_approval: true
+    match: {{actors: ["group:oncall"], tools: [{TYPE}.stop]}}
+""".encode()
 
 
 # -- the loop ----------------------------------------------------------------------------------------------------
