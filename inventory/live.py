@@ -116,6 +116,7 @@ class LiveSource:
         heartbeat: float = HEARTBEAT_SECONDS,
         lock_poll: float = LOCK_POLL_SECONDS,
         on_outcome: Callable[[SourceOutcome], None] | None = None,
+        on_beat: Callable[[], None] | None = None,
     ) -> None:
         self.runner = runner
         self.db = runner.db
@@ -128,6 +129,8 @@ class LiveSource:
         self.heartbeat = heartbeat
         self.lock_poll = lock_poll
         self.on_outcome = on_outcome
+        # Told after each heartbeat (the loop refreshes its metrics: the source's last success moved on).
+        self.on_beat = on_beat
         self.stats = LiveStats()
         self._session_stop: threading.Event | None = None
         self._thread: threading.Thread | None = None
@@ -315,6 +318,8 @@ class LiveSource:
                             error = f"the database refused the watch's heartbeat: {_reason(exc)}"
                             return error
                         last_beat = now
+                        if self.on_beat is not None:
+                            self.on_beat()
                     continue
                 if isinstance(item, _Ended):
                     if self.stopping and item.error is None:

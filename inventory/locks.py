@@ -179,9 +179,12 @@ class FileSourceLock:
         self._fd = fd
         # flock is advisory: the note goes through the locked descriptor, and a waiting process
         # reads it to say who holds the lock.
+        note = process_identity().encode()
         try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, process_identity().encode(), 0)
+            # A lock taken again and again by one process (a live source's every delta) finds its own note there.
+            if os.pread(fd, len(note) + 1, 0) != note:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, note, 0)
         except OSError:
             pass  # the lock holds without the note; the holder is then reported as unknown
         return True

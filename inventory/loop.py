@@ -130,8 +130,13 @@ class SyncLoop:
         )
         now = clock()
         chosen = select_sources(config, names)
-        # Sources followed live are not polled: each has its LiveSource (started by run()).
-        self.live = [LiveSource(self.runner, s, stop=self.stop_event) for s in chosen if _streams(registry, s)]
+        # Sources followed live are not polled: each has its LiveSource (started by run()); follow=False polls all.
+        beat = self._refresh_metrics if metrics is not None else None
+        self.live = [
+            LiveSource(self.runner, s, stop=self.stop_event, on_beat=beat)
+            for s in chosen
+            if follow and _streams(registry, s)
+        ]
         followed = {live.name for live in self.live}
         self.schedule = [
             # --interval overrides the config file's global interval, never a source's own.
@@ -289,6 +294,12 @@ class SyncLoop:
     def _observe_metrics(self, outcome: SourceOutcome) -> None:
         assert self.metrics is not None
         self.metrics.observe(outcome)
+        self._refresh_metrics()
+
+    def _refresh_metrics(self) -> None:
+        """Object counts and last successes from the database (a live source's beat moves its last success on)."""
+        if self.metrics is None:
+            return
         try:
             with self.db.session() as session:
                 self.metrics.refresh_from_database(session)

@@ -421,14 +421,23 @@ def test_the_loop_follows_a_streaming_source_and_stops_promptly(
     """The loop's own logic (which sources it follows, its stop): the engines are covered above."""
     db = open_database(sqlite_url, migrate=True)
     config = build_config({"database": {"url": db.url}, "sources": [{"type": TYPE, "name": "lab"}]}, registry=registry)
-    loop = SyncLoop(db, config, registry, jitter=0)
+    metrics = SyncMetrics()
+    loop = SyncLoop(db, config, registry, jitter=0, metrics=metrics)
     assert [live.name for live in loop.live] == ["lab"] and loop.schedule == []
+    loop.live[0].heartbeat = 0.3
     thread = threading.Thread(target=loop.run, daemon=True)
     thread.start()
+
+    def last_success() -> float:
+        return float(metrics.last_success.labels("lab")._value.get())
+
     try:
         watching(loop.live[0])
         far.change("web-1", "stopped")
         eventually(lambda: changes(db, action="updated"), what="the delta through the loop")
+        # The metric of the last success moves on with the watch's beat (no full sync needed to stay fresh).
+        first = eventually(last_success, what="a last success")
+        eventually(lambda: last_success() > first, what="the beat refreshing the metric")
     finally:
         started = time.monotonic()
         loop.request_stop()
@@ -439,6 +448,7 @@ def test_the_loop_follows_a_streaming_source_and_stops_promptly(
         {"database": {"url": db.url}, "sources": [{"type": TYPE, "name": "lab", "events": False}]}, registry=registry
     )
     assert SyncLoop(db, polled, registry).live == []
+    assert SyncLoop(db, config, registry, follow=False).live == []  # a bounded run (--max-cycles) polls
     db.dispose()
 
 
