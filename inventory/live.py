@@ -34,6 +34,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -68,6 +69,7 @@ QUEUE_WAIT = 0.25
 SYNC_LOCK_WAIT = 120.0
 BACKOFF_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 60.0
+ERRORS_KEPT = 20
 # How long a stopped watch may take to hand back its thread.
 WATCH_JOIN_SECONDS = 5.0
 # The error of a watch session whose process ended without closing it.
@@ -98,7 +100,8 @@ class LiveStats:
     full_syncs: int = 0
     drift_syncs: int = 0
     last_drift: int | None = None
-    errors: list[str] = field(default_factory=list)
+    # The last few reasons a watch ended (a long-running process keeps no more).
+    errors: deque[str] = field(default_factory=lambda: deque(maxlen=ERRORS_KEPT))
     run_id: int | None = None
     watching_since: datetime | None = None
 

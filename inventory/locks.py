@@ -11,6 +11,11 @@ SQLite: a file lock (``flock``, through fcntl) beside the database file, one
 per source; the holder writes ``pid@host`` into it so that a second process can
 say who holds it. The kernel drops a ``flock`` when its process dies, so a crash
 never leaves a stale lock either.
+
+Each lock has a purpose: ``sync`` (every full sync, and every delta a live source writes: they
+never overlap) and ``watch`` (held by a live source for its whole watch session, inventory/live.py,
+so that one process of several follows a source). ``still_held`` tells a holder whether a lock it
+took long ago is still its own (a PostgreSQL session that ended took it with it).
 """
 
 from __future__ import annotations
