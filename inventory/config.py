@@ -110,6 +110,10 @@ class PolicySettings(BaseModel):
 
     # The policy in force (relative to this file); default: policy.yaml next to it, else the built-in defaults.
     path: str | None = None
+    # After a tool call ran, how long to wait for a live watcher of its source to write the target's change
+    # (the call's `observed` audit entry says what was seen); 0: never wait. Sources nobody follows live
+    # are not waited for.
+    observe: Duration = Field(default=30.0, ge=0)
 
 
 class AuditSettings(BaseModel):
@@ -171,6 +175,8 @@ class Config:
     services: list[LogicalService] = field(default_factory=list)
     # The operator's policy file (None: the built-in defaults).
     policy_path: Path | None = None
+    # After a tool call ran, seconds to wait for a live watcher to write its target's change (policy.observe).
+    observe_timeout: float = 30.0
     principals: PrincipalSettings = field(default_factory=PrincipalSettings)
     audit_key_file: Path = field(default_factory=default_key_path)
     audit_head_file: Path | None = None
@@ -302,6 +308,7 @@ def build_config(
         notify=top.notify,
         services=top.services,
         policy_path=_policy_path(top.policy, path, file_label),
+        observe_timeout=top.policy.observe,
         principals=top.principals,
         audit_key_file=_anchor(top.audit.key_file, base_dir) if top.audit.key_file else default_key_path(),
         audit_head_file=_anchor(top.audit.head_file, base_dir) if top.audit.head_file else None,

@@ -11,6 +11,11 @@ SQLite: a file lock (``flock``, through fcntl) beside the database file, one
 per source; the holder writes ``pid@host`` into it so that a second process can
 say who holds it. The kernel drops a ``flock`` when its process dies, so a crash
 never leaves a stale lock either.
+
+Each lock has a purpose: ``sync`` (every full sync, and every delta a live source writes: they
+never overlap) and ``watch`` (held by a live source for its whole watch session, inventory/live.py,
+so that one process of several follows a source). ``still_held`` tells a holder whether a lock it
+took long ago is still its own (a PostgreSQL session that ended took it with it).
 """
 
 from __future__ import annotations
@@ -44,9 +49,14 @@ def process_identity() -> str:
     return f"{os.getpid()}@{socket.gethostname()}"
 
 
-def advisory_key(source: str) -> int:
-    """A stable signed 64-bit key per source name (the type of pg_advisory_lock's argument)."""
-    digest = hashlib.blake2b(f"inventory-sync:{source}".encode(), digest_size=8).digest()
+# What a lock is for: ``sync`` is taken by every full sync and every delta write (they never overlap);
+# ``watch`` is held for a whole watch session (inventory/live.py), so one process follows a source's changes.
+LOCK_PURPOSES = ("sync", "watch")
+
+
+def advisory_key(source: str, purpose: str = "sync") -> int:
+    """A stable signed 64-bit key per source name and purpose (the type of pg_advisory_lock's argument)."""
+    digest = hashlib.blake2b(f"inventory-{purpose}:{source}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 
@@ -57,14 +67,18 @@ class SourceLock(Protocol):
 
     def release(self) -> None: ...
 
+    def still_held(self) -> bool:
+        """Whether the lock is still ours (a PostgreSQL session that ended took its lock with it)."""
+        ...
+
 
 class PostgresSourceLock:
     """A session-level advisory lock on a connection of its own, held until release."""
 
-    def __init__(self, db: Database, source: str) -> None:
+    def __init__(self, db: Database, source: str, purpose: str = "sync") -> None:
         self.db = db
         self.source = source
-        self.key = advisory_key(source)
+        self.key = advisory_key(source, purpose)
         self._connection: Connection | None = None
         self._held = False
 
@@ -115,6 +129,18 @@ class PostgresSourceLock:
         where = f" from {row.client}" if row.client else ""
         return f"{name} (PostgreSQL backend pid {row.pid}{where})"
 
+    def still_held(self) -> bool:
+        if self._connection is None or not self._held:
+            return False
+        try:
+            self._connection.execute(text("SELECT 1"))
+        except SQLAlchemyError:
+            self._held = False  # the session (and the lock with it) is gone: a restart, a cut connection
+            self._connection.invalidate()
+            self._connection = None
+            return False
+        return True
+
     def release(self) -> None:
         if self._connection is not None and self._held:
             self._held = False
@@ -158,9 +184,12 @@ class FileSourceLock:
         self._fd = fd
         # flock is advisory: the note goes through the locked descriptor, and a waiting process
         # reads it to say who holds the lock.
+        note = process_identity().encode()
         try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, process_identity().encode(), 0)
+            # A lock taken again and again by one process (a live source's every delta) finds its own note there.
+            if os.pread(fd, len(note) + 1, 0) != note:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, note, 0)
         except OSError:
             pass  # the lock holds without the note; the holder is then reported as unknown
         return True
@@ -171,6 +200,9 @@ class FileSourceLock:
         except OSError:
             return None
         return f"process {found}" if found else None
+
+    def still_held(self) -> bool:
+        return self._fd is not None
 
     def release(self) -> None:
         if self._fd is not None:
@@ -184,10 +216,13 @@ class ThreadSourceLock:
     _locks: ClassVar[dict[str, threading.Lock]] = {}
     _guard = threading.Lock()
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, purpose: str = "sync") -> None:
         with self._guard:
-            self._lock = self._locks.setdefault(source, threading.Lock())
+            self._lock = self._locks.setdefault(f"{purpose}:{source}", threading.Lock())
         self._held = False
+
+    def still_held(self) -> bool:
+        return self._held
 
     def try_acquire(self) -> bool:
         self._held = self._lock.acquire(blocking=False)
@@ -202,20 +237,22 @@ class ThreadSourceLock:
             self._lock.release()
 
 
-def lock_file_path(database_file: Path, source: str) -> Path:
+def lock_file_path(database_file: Path, source: str, purpose: str = "sync") -> Path:
     # Source names allow ':' and '@'; keep the file name portable anyway.
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", source)
-    return database_file.with_name(f"{database_file.name}.{safe}.sync.lock")
+    return database_file.with_name(f"{database_file.name}.{safe}.{purpose}.lock")
 
 
-def make_lock(db: Database, source: str) -> SourceLock:
+def make_lock(db: Database, source: str, purpose: str = "sync") -> SourceLock:
+    if purpose not in LOCK_PURPOSES:
+        raise ValueError(f"no {purpose!r} lock (one of {', '.join(LOCK_PURPOSES)})")
     if db.dialect == "postgresql":
-        return PostgresSourceLock(db, source)
+        return PostgresSourceLock(db, source, purpose)
     if db.dialect == "sqlite":
         database = make_url(db.url).database
         if database and database != ":memory:":
-            return FileSourceLock(lock_file_path(Path(database).resolve(), source), source)
-        return ThreadSourceLock(source)
+            return FileSourceLock(lock_file_path(Path(database).resolve(), source, purpose), source)
+        return ThreadSourceLock(source, purpose)
     raise StorageError(f"no sync lock for the {db.dialect} dialect")
 
 

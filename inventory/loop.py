@@ -14,6 +14,10 @@ A run of its own never counts as another's: the loop remembers the last run it
 wrote per source, so a sync that takes a good part of the interval does not make
 the next one look fresh and double the effective interval.
 
+A source whose connector streams its changes (``Connector.streams``, ``events:`` left on) is not
+polled: a ``LiveSource`` (inventory/live.py) follows it on a thread of its own, with a full sync
+first and every ``full_sync_interval`` after, under the same locks and the same runner.
+
 Every sync goes through ``inventory.sync.SourceRunner``, as ``sync --once`` does; the
 loop adds its schedule, the skip check and its observers (log line, metrics, notifications),
 and, where ``backup.dir`` is set, scheduled backups on a thread beside it (``inventory.backup.schedule``).
@@ -39,6 +43,8 @@ from sqlalchemy import select
 from inventory.backup.schedule import scheduled_backups
 from inventory.config import Config
 from inventory.connector import ConnectorRegistry, SourceConfig
+from inventory.errors import ConnectorUnavailable
+from inventory.live import LiveSource, streams
 from inventory.logs import outcome_fields
 from inventory.metrics import SyncMetrics
 from inventory.notify import Notifier
@@ -89,6 +95,7 @@ class SyncLoop:
         jitter: float | None = None,
         max_backoff: float = DEFAULT_MAX_BACKOFF,
         coordinate: bool = True,
+        follow: bool = True,
         metrics: SyncMetrics | None = None,
         notifier: Notifier | None = None,
         progress: ProgressCallback | None = None,
@@ -122,10 +129,20 @@ class SyncLoop:
             db, config, registry, stop=self.stop_event, progress=progress, observers=observers
         )
         now = clock()
+        chosen = select_sources(config, names)
+        # Sources followed live are not polled: each has its LiveSource (started by run()); follow=False polls all.
+        beat = self._refresh_metrics if metrics is not None else None
+        self.live = [
+            LiveSource(self.runner, s, stop=self.stop_event, on_beat=beat)
+            for s in chosen
+            if follow and _streams(registry, s)
+        ]
+        followed = {live.name for live in self.live}
         self.schedule = [
             # --interval overrides the config file's global interval, never a source's own.
             Scheduled(s, s.interval or interval or config.sync.interval, next_due=now)
-            for s in select_sources(config, names)
+            for s in chosen
+            if s.name not in followed
         ]
         self.cycles = 0
         # Housekeeping between syncs (retention.interval): old history pruned in small batches.
@@ -133,6 +150,8 @@ class SyncLoop:
 
     def request_stop(self) -> None:
         self.stop_event.set()
+        for live in self.live:
+            live.request_stop()
         self._wake.set()
 
     def abort(self, reason: str = "stopped by a signal before it finished") -> None:
@@ -158,15 +177,35 @@ class SyncLoop:
         ends, the syncs in progress finish first. Returns the cycles run.
         """
         running: dict[str, Future[SourceOutcome | None]] = {}
-        workers = max(1, min(self.runner.concurrency, len(self.schedule)))
-        self.runner.registry.load_sdks(s.source.type for s in self.schedule)  # before the workers start
+        workers = max(1, min(self.runner.concurrency, len(self.schedule) or 1))
+        # Before the workers and watchers start: SDKs are imported one thread at a time.
+        self.runner.registry.load_sdks([*(s.source.type for s in self.schedule), *(x.source.type for x in self.live)])
+        for live in self.live:
+            live.start()
+        try:
+            self._run_schedule(running, workers, max_cycles, until)
+        finally:
+            for live in self.live:  # they saw the stop event (request_stop), or are told now
+                live.request_stop()
+            for live in self.live:
+                live.join()
+        self.retention.wait()
+        return self.cycles
+
+    def _run_schedule(
+        self,
+        running: dict[str, Future[SourceOutcome | None]],
+        workers: int,
+        max_cycles: int | None,
+        until: float | None,
+    ) -> None:
         with (
             scheduled_backups(self.db, self.config),
             ThreadPoolExecutor(max_workers=workers, thread_name_prefix="source") as pool,
         ):
             while True:
                 self._wake.clear()  # before looking at the stop: a stop requested from now on wakes the wait below
-                if self.stopping or not self.schedule:
+                if self.stopping or not (self.schedule or self.live):
                     break
                 for name in [name for name, future in running.items() if future.done()]:
                     running.pop(name).result()  # run_source never raises for a source's failure
@@ -194,8 +233,6 @@ class SyncLoop:
                 self._sleep(max(0.0, wake - now))
             for future in running.values():  # stopping: the syncs in progress finish (or are aborted)
                 future.result()
-        self.retention.wait()
-        return self.cycles
 
     def _sleep(self, seconds: float) -> None:
         if self._clock_sleep is not None:
@@ -257,11 +294,24 @@ class SyncLoop:
     def _observe_metrics(self, outcome: SourceOutcome) -> None:
         assert self.metrics is not None
         self.metrics.observe(outcome)
+        self._refresh_metrics()
+
+    def _refresh_metrics(self) -> None:
+        """Object counts and last successes from the database (a live source's beat moves its last success on)."""
+        if self.metrics is None:
+            return
         try:
             with self.db.session() as session:
                 self.metrics.refresh_from_database(session)
         except Exception:  # metrics must never stop the loop
             log.debug("refreshing metrics failed", exc_info=True)
+
+
+def _streams(registry: ConnectorRegistry, source: SourceConfig) -> bool:
+    try:
+        return streams(registry.get(source.type), source)
+    except ConnectorUnavailable:  # polled: its run says why it cannot load
+        return False
 
 
 def log_outcome(outcome: SourceOutcome) -> None:

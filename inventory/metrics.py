@@ -60,7 +60,8 @@ class SyncMetrics:
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
-        outcomes = ", ".join(s for s in SyncStatus if s != SyncStatus.RUNNING)  # a run in progress is no outcome
+        # A run in progress is no outcome, nor is a watch session (its full syncs are).
+        outcomes = ", ".join(s for s in SyncStatus if s not in (SyncStatus.RUNNING, SyncStatus.WATCHING))
         self.runs = Counter(
             "inventory_sync_runs", f"Syncs by outcome ({outcomes}).", ["source", "status"], registry=self.registry
         )
@@ -88,6 +89,19 @@ class SyncMetrics:
             ["source"],
             registry=self.registry,
         )
+        self.drift = Gauge(
+            "inventory_drift_repaired",
+            "Objects the last periodic full sync of a source followed live had to repair: changes its stream "
+            "missed (0 when the stream was right).",
+            ["source"],
+            registry=self.registry,
+        )
+        self.drift_total = Counter(
+            "inventory_drift_repaired_objects",
+            "Objects periodic full syncs of sources followed live repaired, all told.",
+            ["source"],
+            registry=self.registry,
+        )
         build = Gauge(
             "inventory_build_info",
             "Always 1; the labels say which inventory and Python run.",
@@ -107,6 +121,9 @@ class SyncMetrics:
         if outcome.result is not None:
             for action in ("created", "updated", "removed", "revived"):
                 self.changes.labels(source, action).inc(getattr(outcome.result, action))
+        if outcome.drift_repaired is not None:
+            self.drift.labels(source).set(outcome.drift_repaired)
+            self.drift_total.labels(source).inc(outcome.drift_repaired)
 
     def observe_all(self, outcomes: Iterable[SourceOutcome]) -> None:
         for outcome in outcomes:
@@ -124,9 +141,10 @@ class SyncMetrics:
             )
             for source_id, kind, count in session.execute(stmt):
                 self.objects.labels(names.get(source_id, str(source_id)), object_type, kind).set(count)
+        # A watch session's finished_at is its last beat: a source followed live is fresh while it beats.
         last_ok = (
             select(SyncRun.source_id, func.max(SyncRun.finished_at))
-            .where(SyncRun.status == SyncStatus.SUCCESS)
+            .where(SyncRun.status.in_([SyncStatus.SUCCESS, SyncStatus.WATCHING]))
             .group_by(SyncRun.source_id)
         )
         for source_id, finished_at in session.execute(last_ok):

@@ -27,6 +27,8 @@ class SyncStatus(StrEnum):
     FORBIDDEN = "forbidden"
     LOCKED = "locked"  # another process was syncing the source; nothing stored
     SKIPPED = "skipped"  # the loop found it freshly synced by another process; nothing stored
+    # A watch session (inventory/live.py), stored while it follows the source's changes: fresh while it beats.
+    WATCHING = "watching"
 
     @property
     def read_something(self) -> bool:
@@ -87,6 +89,8 @@ class SourceOutcome:
     run_id: int | None = None
     # Facts the run found (a node down, a kind skipped for lack of permission), each logged once.
     warnings: list[str] = field(default_factory=list)
+    # A full sync of a source whose changes are followed: the objects it had to repair (None: not such a sync).
+    drift_repaired: int | None = None
 
     @property
     def ok(self) -> bool:

@@ -10,7 +10,7 @@ import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, and_, func, or_, select
@@ -602,9 +602,10 @@ def list_changes(
 def list_sources(session: Session) -> list[dict[str, Any]]:
     """Every source with its latest run (its status, error and warnings) and its live object counts."""
     latest = select(SyncRun.source_id, func.max(SyncRun.id).label("run_id")).group_by(SyncRun.source_id).subquery()
+    # A watch session (inventory/live.py) is fresh as of its last beat (its finished_at).
     last_ok = (
         select(SyncRun.source_id, func.max(SyncRun.finished_at).label("at"))
-        .where(SyncRun.status == SyncStatus.SUCCESS)
+        .where(SyncRun.status.in_([SyncStatus.SUCCESS, SyncStatus.WATCHING]))
         .group_by(SyncRun.source_id)
         .subquery()
     )
@@ -621,8 +622,10 @@ def list_sources(session: Session) -> list[dict[str, Any]]:
             select(model.source_id, func.count()).where(model.removed_at.is_(None)).group_by(model.source_id)
         ):
             counts[(source_id, object_type)] = n
+    watching = _live_sessions(session)
     rows = []
     for src, run, last_success in session.execute(stmt):
+        live = watching.get(src.id)
         rows.append(
             {
                 "name": src.name,
@@ -636,9 +639,36 @@ def list_sources(session: Session) -> list[dict[str, Any]]:
                 "last_success_at": last_success,
                 "last_error": run.error if run else None,
                 "warnings": run_warnings(src.name, run.warnings if run else None),
+                # Followed live: since when the current watch session runs (None: polled, or its watch died).
+                "watching_since": live[0] if live else None,
+                # The last periodic full sync of a source followed live: objects its stream had missed.
+                "drift_repaired": live[1] if live else None,
             }
         )
     return rows
+
+
+def _live_sessions(session: Session) -> dict[int, tuple[datetime, int | None]]:
+    """Per source whose watch session beats (inventory/live.py): since when, and the drift its last full sync found."""
+    from inventory.observe import WATCH_ALIVE_SECONDS
+    from inventory.timeutil import utcnow
+
+    alive_after = utcnow() - timedelta(seconds=WATCH_ALIVE_SECONDS)
+    found: dict[int, tuple[datetime, int | None]] = {}
+    for run in session.execute(
+        select(SyncRun).where(SyncRun.status == SyncStatus.WATCHING, SyncRun.finished_at >= alive_after)
+    ).scalars():
+        found[run.source_id] = (run.started_at, None)
+    if not found:
+        return found
+    drift = session.execute(
+        select(SyncRun.source_id, SyncRun.drift_repaired)
+        .where(SyncRun.source_id.in_(list(found)), SyncRun.drift_repaired.is_not(None))
+        .order_by(SyncRun.id)
+    ).all()
+    for source_id, repaired in drift:  # in run order: the last one stays
+        found[source_id] = (found[source_id][0], repaired)
+    return found
 
 
 def run_warnings(source: str, stored: str | None) -> list[str]:

@@ -133,7 +133,13 @@ def _old_sync_runs(cutoff: datetime) -> ColumnElement[bool]:
     latest_success = (
         select(func.max(SyncRun.id)).where(SyncRun.status == SyncStatus.SUCCESS.value).group_by(SyncRun.source_id)
     )
-    return and_(SyncRun.started_at < cutoff, SyncRun.id.not_in(latest), SyncRun.id.not_in(latest_success))
+    # A watch session (inventory/live.py) may have started long ago and still beat: never pruned while open.
+    return and_(
+        SyncRun.started_at < cutoff,
+        SyncRun.id.not_in(latest),
+        SyncRun.id.not_in(latest_success),
+        SyncRun.status != SyncStatus.WATCHING.value,
+    )
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from inventory.cutoff import NOT_SENT
 from inventory.errors import ConnectorUnavailable, InventoryError, SourceError, SourceLockHeld
 from inventory.locks import source_lock
 from inventory.machine_links import relink_after_write
+from inventory.observe import attribute_tool_calls
 from inventory.outcome import SourceOutcome, SyncStatus, bounded, summarize_problems
 from inventory.reconcile import reconcile
 from inventory.records import Snapshot
@@ -93,6 +94,8 @@ class Collected:
     started: float  # perf_counter at the start, for the run's duration
     snapshot: Snapshot | None = None
     error: str | None = None
+    # A full sync of a source whose changes are followed (inventory/live.py): what it changes is drift.
+    drift: bool = False
 
 
 class SourceRunner:
@@ -192,17 +195,29 @@ class SourceRunner:
             )
         return self.run_connector(connector, skip=skip)
 
-    def run_connector(self, connector: Connector, *, skip: SkipCheck | None = None) -> SourceOutcome:
-        """Run a built connector under its source's lock; never raises for the source's failure."""
+    def run_connector(
+        self,
+        connector: Connector,
+        *,
+        skip: SkipCheck | None = None,
+        lock_wait: float | None = None,
+        drift: bool = False,
+    ) -> SourceOutcome:
+        """Run a built connector under its source's lock; never raises for the source's failure.
+
+        ``lock_wait`` overrides the runner's; ``drift``: the source's changes are followed, and what this
+        full sync changes is counted as what the stream missed (``drift_repaired``)."""
         name, type_name = connector.source_name, connector.type_name
+        wait = self.lock_wait if lock_wait is None else lock_wait
         try:
-            with source_lock(self.db, name, wait=self.lock_wait, stop=self.stop):
+            with source_lock(self.db, name, wait=wait, stop=self.stop):
                 reason = skip(name) if skip is not None else None
                 reason = reason or _still_ending(name)
                 if reason is not None:
                     outcome = SourceOutcome(name, type_name, SyncStatus.SKIPPED, reason)
                 else:
                     collected = self.collect(connector)
+                    collected.drift = drift
                     with self._write_lock:
                         outcome = self.write(collected)
         except SourceLockHeld as exc:
@@ -292,7 +307,10 @@ class SourceRunner:
                         f"{snapshot.identity}): its objects are stored once per source; configure it once",
                     )
                 run_id = store.start_run(source_id, collected.started_at)
+                # Our own tool calls on objects of this source are the cause of what they changed.
+                attribute_tool_calls(session, name, snapshot)
                 result = reconcile(snapshot, store, source_id=source_id, run_id=run_id, allow_empty=self.allow_empty)
+                drift = result.created + result.updated + result.removed + result.revived if collected.drift else None
                 relink_after_write(session, source_id)
                 problems = [f"source {name!r}, {e}" for e in summarize_problems(snapshot.errors)]
                 problems += [f"source {name!r}: {w}" for w in result.withheld]
@@ -318,6 +336,7 @@ class SourceRunner:
                     unchanged=result.unchanged,
                     error=error,
                     warnings="\n".join(warnings) or None,
+                    drift_repaired=drift,
                 )
         except Exception as exc:
             if self.aborted.is_set():  # cut short on purpose: the reason, not the error it caused
@@ -350,6 +369,7 @@ class SourceRunner:
             duration=duration,
             run_id=run_id,
             warnings=warnings,
+            drift_repaired=drift,
         )
 
     def _record_failure(self, collected: Collected, message: str, identity: str | None = None) -> SourceOutcome:

@@ -61,6 +61,7 @@ def build_runner(app: AppContext, *, with_sources: bool = True, draft_path: str 
         notifier=notifier,
         escalation_sources=_escalations(app, db, with_sources),
         principals=app.config.principals,
+        observe_timeout=app.config.observe_timeout,
     )
 
 

@@ -176,6 +176,8 @@ SOURCE_FIELDS = (
     "last_success_at",
     "last_error",
     "warnings",
+    "watching_since",
+    "drift_repaired",
 )
 
 

@@ -37,12 +37,20 @@ def status_rows(app: AppContext) -> list[dict[str, Any]]:
                 "age": format_age(age),
                 "last_error": row.get("last_error"),
                 "warnings": row.get("warnings", []),
+                # Followed live: its changes are written as they happen, and it stays fresh while it beats.
+                "watching_since": row.get("watching_since"),
+                "live": f"watching since {_clock(row['watching_since'])}" if row.get("watching_since") else "",
+                "drift_repaired": row.get("drift_repaired"),
                 "hosts": row.get("hosts", 0),
                 "workloads": row.get("workloads", 0),
                 "services": row.get("services", 0),
             }
         )
     return rows
+
+
+def _clock(at: Any) -> str:
+    return at.strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def warning_summary(warnings: list[str]) -> str:
@@ -82,12 +90,12 @@ def status_command(app: AppContext, max_age: str | None, output: str) -> None:
     columns = ("source", "type", "last_status", "last_success_at", "age", "hosts", "workloads", "services")
     if output in ("table", "wide"):  # one cell per source: how many warnings and the first, then each in full
         shown = [{**row, "warnings": warning_summary(row["warnings"])} for row in rows]
-        render_rows(shown, output, (*columns, "warnings", "last_error"))
+        render_rows(shown, output, (*columns, "warnings", "last_error", "live"))
         for row in rows:  # on stderr, as STALE lines are: a terminal cuts the table, a pipe keeps its columns
             for warning in row["warnings"]:
                 click.echo(f"WARNING source {row['source']!r}: {printable(warning)}", err=True)
     else:  # JSON, YAML: every warning, as a list
-        render_rows(rows, output, (*columns, "last_error", "warnings"))
+        render_rows(rows, output, (*columns, "last_error", "warnings", "watching_since", "drift_repaired"))
     if limit is None:
         return
     # Sources still in the database but gone from the config are history, not a monitoring failure.

@@ -472,15 +472,22 @@ def _sync_loop(
         metrics=metrics,
         notifier=notifier,
         progress=_log_phase,
+        # A bounded run (tests, soak runs) polls every source: following one has no cycles to count.
+        follow=max_cycles is None,
     )
-    log.info("sync loop started: %d source(s), pid %s", len(loop.schedule), os.getpid())
+    log.info(
+        "sync loop started: %d source(s) polled, %d followed live, pid %s",
+        len(loop.schedule),
+        len(loop.live),
+        os.getpid(),
+    )
 
     def stop() -> None:
         sd_notify("STOPPING=1")
         loop.request_stop()
 
     with stop_on_signals(stop, loop.abort):
-        sd_notify("READY=1", f"STATUS=syncing {len(loop.schedule)} source(s)")
+        sd_notify("READY=1", f"STATUS=syncing {len(loop.schedule) + len(loop.live)} source(s)")
         cycles = loop.run(max_cycles=max_cycles)
     log.info("sync loop stopped after %d cycle(s)", cycles)
 

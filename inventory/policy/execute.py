@@ -10,6 +10,13 @@ by ``details.intent_seq``. A killed process leaves an intent without an outcome,
 A call that changes an object is classified and decided again on the object as its
 source has it just before it runs (``verify_live``, inventory.policy.live): another
 object under the target's name or id, or a source that cannot be read, refuses it.
+
+After a call that ran, its target is observed (the closed loop, ``observe_timeout``): where a
+watcher follows the target's source (inventory/live.py, in this process or another), the change
+rows it writes for the target are awaited, and an ``observed`` entry appended after the outcome
+says what was seen ("status running -> stopped after 2.4 s", or "not observed within 30 s") and
+lists those change rows. A source nobody follows live is not waited for: its next sync records
+the change (attributed to the call all the same, inventory/observe.py).
 """
 
 from __future__ import annotations
@@ -124,9 +131,12 @@ class CallOutcome:
     result: ToolResult | None = None
     error: str | None = None
     approver: str | None = None
+    # What the target was seen to do after the call (the closed loop), and the change rows it caused.
+    observed: str | None = None
+    observed_changes: list[int] = field(default_factory=list)
 
     def as_row(self) -> dict[str, Any]:
-        return {
+        row = {
             **self.evaluation.as_row(),
             "outcome": self.outcome,
             "audit_seq": self.audit_seq,
@@ -136,6 +146,9 @@ class CallOutcome:
             "data": self.result.data if self.result else None,
             "error": self.error,
         }
+        if self.observed is not None:
+            row.update(observed=self.observed, observed_changes=self.observed_changes)
+        return row
 
 
 # A terminal confirmation: shown the evaluation, returns whether the person typed the target's name.
@@ -157,6 +170,9 @@ class ToolRunner:
     escalation_sources: list[EscalationSource] | None = None
     # OS users' groups and whom they may act for (the config's principals:).
     principals: PrincipalSettings = field(default_factory=PrincipalSettings)
+    # Seconds to wait, after a call ran, for a live watcher to write its target's change (the config's
+    # policy.observe); 0: do not wait (the call is still the cause of the change the next sync sees).
+    observe_timeout: float = 0.0
 
     def __post_init__(self) -> None:
         if self.escalation_sources is None:
@@ -445,7 +461,66 @@ class ToolRunner:
         except Exception as exc:  # an implementation bug: recorded, then reported
             message = f"tool {spec.name} on {target.ref}: {type(exc).__name__}: {exc}"
             return done("failed", error=message, raise_error=ToolFailed)
-        return done("success", result=result)
+        call = done("success", result=result)
+        self.observe(call, intent_seq)
+        return call
+
+    def observe(self, call: CallOutcome, intent_seq: int) -> None:
+        """The closed loop: wait (bounded) for a live watcher to write the target's change, and append what was
+        seen, with the change rows' ids, as an ``observed`` entry (the log is append-only: never an edit)."""
+        from inventory.audit.models import AuditEntry
+        from inventory.observe import OBSERVED_OUTCOME, changes_of, wait_for_changes, watched
+
+        evaluation, target = call.evaluation, call.evaluation.target
+        if self.observe_timeout <= 0 or target is None or target.object_type == "source":
+            return
+        if evaluation.classification.tool_class is ToolClass.READ_ONLY:
+            return
+        try:
+            with self.db.session() as session:
+                follower = watched(session, target.source)
+                intent_at = session.get(AuditEntry, intent_seq)
+                since = intent_at.at if intent_at is not None else utcnow()
+            if follower is None:  # nobody to wait for: `tool run` stays fast; the next sync records the change
+                return
+
+            def read() -> list[dict[str, Any]]:
+                with self.db.session() as session:
+                    return changes_of(session, target.object_type, target.id, since)
+
+            seen = wait_for_changes(read, self.observe_timeout)
+        except Exception as exc:  # the call ran and its outcome is recorded: observing it must not fail it
+            log.warning("observing %s on %s failed: %s", evaluation.tool, target.ref, redact_text(str(exc)))
+            return
+        if seen.changes:
+            call.observed = seen.describe(since)
+        else:
+            call.observed = f"not observed within {self.observe_timeout:g} s (followed live by {follower})"
+        call.observed_changes = seen.ids
+        details = {
+            **principal_details(evaluation.principal),
+            "intent_seq": intent_seq,
+            "outcome_seq": call.audit_seq,
+            "seen": call.observed,
+            "changes": seen.ids,
+        }
+        record = AuditRecord(
+            event="tool_call",
+            actor=evaluation.actor,
+            outcome=OBSERVED_OUTCOME,
+            tool=evaluation.tool,
+            target=evaluation.target_ref,
+            target_name=target.name,
+            source=target.source,
+            tool_class=str(evaluation.classification.tool_class),
+            duration_ms=seen.waited * 1000,
+            policy_hash=evaluation.policy.sha256,
+            details=details,
+        )
+        try:
+            append(self.db, record)
+        except Exception as exc:
+            log.warning("the observation of audit entry %s was not appended: %s", call.audit_seq, redact_text(str(exc)))
 
     def _finish(
         self,

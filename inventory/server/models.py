@@ -88,6 +88,10 @@ class SourceOut(Row):
     last_error: str | None = None
     # The latest run's warnings (a node down, a kind the account may not list), one a line.
     warnings: list[str] = []
+    # Followed live (inventory/live.py): since when its watch session runs; None when polled.
+    watching_since: datetime | None = None
+    # The last periodic full sync of a source followed live: objects its change stream had missed.
+    drift_repaired: int | None = None
 
 
 class InventoryOut(Row):

@@ -94,7 +94,9 @@ class SyncRun(Base):
     source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), index=True)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # An inventory.outcome.SyncStatus: running, success, partial, forbidden or failed (locked and skipped never are).
+    # An inventory.outcome.SyncStatus: running, success, partial, forbidden or failed (locked and skipped never are);
+    # ``watching`` for a watch session (inventory/live.py): its delta's change rows point here, and its
+    # ``finished_at`` is the last time the watch was known alive (moved on as it beats).
     status: Mapped[str] = mapped_column(String(20), default="running")
     complete: Mapped[bool | None] = mapped_column(Boolean)
     objects: Mapped[int] = mapped_column(Integer, default=0)
@@ -106,6 +108,9 @@ class SyncRun(Base):
     error: Mapped[str | None] = mapped_column(Text)
     # Facts the run found (a node down, a kind skipped for lack of permission): not failures.
     warnings: Mapped[str | None] = mapped_column(Text)
+    # A full sync run while the source's changes were followed: the objects it changed, which the
+    # stream had missed (0 when the stream was right). NULL on any other run.
+    drift_repaired: Mapped[int | None] = mapped_column(Integer)
 
 
 class WebSessionRow(Base):
