@@ -768,3 +768,17 @@ __all__ = [
     "read_checkpoint",
     "verify_chain",
 ]
+
+
+def verify_document(db: Database) -> dict[str, Any]:
+    """What `inventory audit verify` says, with this process's key: the chain, every mac, the heads (API, web)."""
+    with db.session() as session:
+        result = verify_chain(session, audit_secrets=secrets_for(db))
+    problem = result.problem
+    return {
+        "ok": result.ok,
+        "checked": result.checked,
+        "last_seq": result.last_seq,
+        "last_hash": result.last_hash,
+        "problem": None if problem is None else {"seq": problem.seq, "kind": problem.kind, "message": problem.message},
+    }

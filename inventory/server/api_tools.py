@@ -116,25 +116,6 @@ def list_approvals(
     return json_response(listed(state.tool_runner(), status))
 
 
-def settle(
-    state: ServerState, principal: Principal, approval_id: int, decision: str, reason: str | None
-) -> dict[str, Any]:
-    """Approve (and run) or reject a pending call as ``principal``; the library checks who may."""
-    from inventory.policy.approvals import approve, reject
-
-    runner = state.tool_runner()
-    if decision == "approve":
-        outcome: dict[str, Any] = approve(runner, approval_id, principal, reason).as_row()
-        return outcome
-    if decision == "reject":
-        return {
-            "approval_id": approval_id,
-            "outcome": "rejected",
-            "audit_seq": reject(runner, approval_id, principal, reason),
-        }
-    raise UsageError(f"decision must be approve or reject, not {decision!r}")
-
-
 @router.post("/approvals/{approval_id}", summary="Approve (and run) or reject a pending call")
 def decide(
     approval_id: int,
@@ -142,7 +123,9 @@ def decide(
     state: ServerState = Depends(current_state),
     principal: Principal = Depends(require(Permission.APPROVE)),
 ) -> Response:
-    return json_response(settle(state, principal, approval_id, body.decision, body.reason))
+    from inventory.policy.approvals import settle
+
+    return json_response(settle(state.tool_runner(), approval_id, principal, body.decision, body.reason))
 
 
 # --- audit ------------------------------------------------------------------------------------
@@ -175,25 +158,10 @@ def audit_list(
     return json_response({"items": rows, "next_cursor": next_cursor})
 
 
-def verify_audit(state: ServerState) -> dict[str, Any]:
-    """What `inventory audit verify` says, with this server's key: the chain, every mac, the heads."""
-    from inventory.audit.keys import secrets_for
-    from inventory.audit.log import verify_chain
-
-    with state.db.session() as session:
-        result = verify_chain(session, audit_secrets=secrets_for(state.db))
-    problem = result.problem
-    return {
-        "ok": result.ok,
-        "checked": result.checked,
-        "last_seq": result.last_seq,
-        "last_hash": result.last_hash,
-        "problem": None if problem is None else {"seq": problem.seq, "kind": problem.kind, "message": problem.message},
-    }
-
-
 @router.get("/audit/verify", response_model=VerifyOut, summary="Walk the hash chain")
 def audit_verify(
     state: ServerState = Depends(current_state), _p: Principal = Depends(require(Permission.AUDIT))
 ) -> Response:
-    return json_response(verify_audit(state))
+    from inventory.audit.log import verify_document
+
+    return json_response(verify_document(state.db))

@@ -23,13 +23,14 @@ from inventory import queries
 from inventory.errors import InventoryError, UsageError
 from inventory.redact import redact_text
 from inventory.server.auth import Forbidden, NotAuthenticated, Permission, Principal, TooManyFailures, authorize, may
-from inventory.server.errors import forbidden_response, inventory_error_response, status_of
+from inventory.server.errors import forbidden_response, http_error_response, inventory_error_response, status_of
 from inventory.server.sessions import SESSION_IDLE_SECONDS, SessionStore, TokenReferences, WebSession, token_references
 from inventory.server.state import client_address, server_state
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "inventory_session"
 SEARCH_LIMIT = 50
+CHANGES_PAGE = 200
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 router = APIRouter(include_in_schema=False)
@@ -185,14 +186,15 @@ def service_page(request: Request, ident: str) -> HTMLResponse:
 def changes_page(
     request: Request, since: str = "1d", source: str = "", type: str = "", action: str = "", cursor: str | None = None
 ) -> HTMLResponse:
-    from inventory.server.api_inventory import change_page
-    from inventory.server.pagination import encode_cursor
+    from inventory.listing import run_list, validate
 
     principal, session = _signed_in(request, Permission.READ)
     state = server_state(request)
-    filters = {"source": source or None, "object_type": type or None, "action": action or None}
-    rows, offset, fingerprint = change_page(state, since, None, limit=200, cursor=cursor, **filters)
-    next_cursor = encode_cursor(offset + 200, fingerprint) if len(rows) > 200 else None
+    values = {"since": since, "source": source or None, "type": type or None, "action": action or None}
+    checked = validate("changes", {**values, "limit": CHANGES_PAGE, "cursor": cursor})
+    with state.db.session() as db_session:
+        page = run_list(db_session, "changes", checked, total=False)
+    rows, next_cursor = page["items"], page["next_cursor"]
     with state.db.session() as db_session:
         sources = [s["name"] for s in queries.list_sources(db_session)]
     return _page(
@@ -200,7 +202,7 @@ def changes_page(
         "changes.html",
         principal,
         session,
-        rows=rows[:200],
+        rows=rows,
         since=since,
         source=source,
         type=type,
@@ -233,12 +235,12 @@ def approvals_page(request: Request, status: str = "pending", notice: str = "") 
 def approvals_decide(
     request: Request, approval_id: int, decision: str = Form(...), csrf: str = Form(""), reason: str = Form("")
 ) -> Response:
-    from inventory.server.api_tools import settle
+    from inventory.policy.approvals import settle
 
     principal, session = _signed_in(request, Permission.APPROVE)
     _check_csrf(session, csrf)
     try:
-        result = settle(server_state(request), principal, approval_id, decision, reason or None)
+        result = settle(server_state(request).tool_runner(), approval_id, principal, decision, reason or None)
         notice = f"approval {approval_id}: {result['outcome']}"
     except InventoryError as exc:
         notice = f"approval {approval_id}: {redact_text(str(exc))}"
@@ -249,8 +251,7 @@ def approvals_decide(
 
 @router.get("/audit")
 def audit_page(request: Request, actor: str = "", tool: str = "") -> HTMLResponse:
-    from inventory.audit.log import AuditFilter, list_entries
-    from inventory.server.api_tools import verify_audit
+    from inventory.audit.log import AuditFilter, list_entries, verify_document
 
     principal, session = _signed_in(request, Permission.AUDIT)
     state = server_state(request)
@@ -258,7 +259,7 @@ def audit_page(request: Request, actor: str = "", tool: str = "") -> HTMLRespons
     with state.db.session() as db_session:
         rows = list(reversed(list_entries(db_session, flt)))
     return _page(
-        request, "audit.html", principal, session, rows=rows, verify=verify_audit(state), actor=actor, tool=tool
+        request, "audit.html", principal, session, rows=rows, verify=verify_document(state.db), actor=actor, tool=tool
     )
 
 
@@ -290,3 +291,23 @@ def install_web(app: FastAPI) -> None:
         if wants_html(request):
             return _page(request, "error.html", None, None, status_code=status_of(exc), message=redact_text(str(exc)))
         return inventory_error_response(exc)
+
+    from sqlalchemy.exc import SQLAlchemyError
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from inventory.server.errors import DATABASE_AWAY, is_database_away, unexpected_error_response
+
+    @app.exception_handler(SQLAlchemyError)
+    async def database_error(request: Request, exc: SQLAlchemyError) -> Response:
+        if wants_html(request):
+            away = is_database_away(exc)
+            message = DATABASE_AWAY if away else "the server failed to answer; see its log"
+            return _page(request, "error.html", None, None, status_code=503 if away else 500, message=message)
+        return unexpected_error_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if wants_html(request):
+            message = "There is no such page." if exc.status_code == 404 else str(exc.detail)
+            return _page(request, "error.html", None, None, status_code=exc.status_code, message=message)
+        return http_error_response(exc)
