@@ -297,4 +297,3 @@ def _services(
         via = f"{lost} of its {len(live)} member(s) affected"
         impacts.append(ServiceImpact(_affected("service", row, sources, via=via), len(live), lost, running))
     return impacts
-

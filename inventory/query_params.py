@@ -66,6 +66,9 @@ class ListQuery:
     summary: str
     params: tuple[Param, ...]
     sortable: tuple[str, ...]
+    # The MCP tool that runs it: its name and what an agent reads of it.
+    tool: str = ""
+    tool_description: str = ""
     # Where the CLI's output options (-o, --columns, ...) sit among the generated ones: after this parameter.
     output_options_after: str = "limit"
 
@@ -135,6 +138,8 @@ HOSTS = ListQuery(
     "List hosts",
     (SOURCE, KIND, STATUS, NAME, LABEL, INCLUDE_REMOVED, LIMIT, *_PAGING),
     (*_OBJECT_SORTABLE, "hostname"),
+    "inventory_search_hosts",
+    "Search hosts (nodes, hypervisors, VMs seen as machines) by filters.",
 )
 WORKLOADS = ListQuery(
     "workloads",
@@ -142,6 +147,8 @@ WORKLOADS = ListQuery(
     "List workloads",
     (SOURCE, KIND, STATUS, NAME, LABEL, INCLUDE_REMOVED, LIMIT, NAMESPACE, ALL_NAMESPACES, HOST, *_PAGING),
     (*_OBJECT_SORTABLE, "namespace"),
+    "inventory_search_workloads",
+    "Search workloads (pods, VMs, LXC, containers) by filters.",
 )
 SERVICES = ListQuery(
     "services",
@@ -149,6 +156,8 @@ SERVICES = ListQuery(
     "List services",
     (SOURCE, KIND, STATUS, NAME, LABEL, INCLUDE_REMOVED, LIMIT, NAMESPACE, ALL_NAMESPACES, *_PAGING),
     (*_OBJECT_SORTABLE, "namespace"),
+    "inventory_search_services",
+    "Search services by filters.",
 )
 OBJECT_TYPES = ("host", "workload", "service")
 ACTIONS = ("created", "updated", "removed", "revived")
@@ -173,6 +182,8 @@ CHANGES = ListQuery(
         *_PAGING,
     ),
     ("at", "id", "source", "action", "object_type", "kind", "name", "external_id"),
+    "inventory_recent_changes",
+    "What changed (created, updated old -> new, removed, revived), oldest first.",
 )
 
 LIST_QUERIES: dict[str, ListQuery] = {q.name: q for q in (HOSTS, WORKLOADS, SERVICES, CHANGES)}

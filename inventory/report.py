@@ -346,4 +346,3 @@ def source_status(
             }
         )
     return rows
-

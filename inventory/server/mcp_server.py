@@ -26,6 +26,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 
 from inventory import __version__, listing, queries
 from inventory.errors import InventoryError, NotFound, UsageError
+from inventory.query_params import LIST_QUERIES
 from inventory.redact import redact_text
 from inventory.server.auth import (
     EVERY_PERMISSION,
@@ -106,23 +107,10 @@ def _approval_status(state: ServerState, _principal: Principal, args: dict[str, 
 
 
 QUERY_TOOLS = [
-    QueryTool(
-        "inventory_search_hosts",
-        "Search hosts (nodes, hypervisors, VMs seen as machines) by filters.",
-        listing.input_schema("hosts"),
-        _list("hosts"),
-    ),
-    QueryTool(
-        "inventory_search_workloads",
-        "Search workloads (pods, VMs, LXC, containers) by filters.",
-        listing.input_schema("workloads"),
-        _list("workloads"),
-    ),
-    QueryTool(
-        "inventory_search_services",
-        "Search services by filters.",
-        listing.input_schema("services"),
-        _list("services"),
+    # The list queries, each the tool its declaration names (inventory/query_params.py).
+    *(
+        QueryTool(query.tool, query.tool_description, listing.input_schema(query.name), _list(query.name))
+        for query in LIST_QUERIES.values()
     ),
     QueryTool(
         "inventory_show",
@@ -140,12 +128,6 @@ QUERY_TOOLS = [
             ["type", "ident"],
         ),
         _show,
-    ),
-    QueryTool(
-        "inventory_recent_changes",
-        "What changed (created, updated old -> new, removed, revived), oldest first.",
-        listing.input_schema("changes"),
-        _list("changes"),
     ),
     QueryTool(
         "inventory_sources_health",

@@ -54,6 +54,12 @@ def complete_document(document: dict[str, Any]) -> dict[str, Any]:
         for method, operation in item.items():
             responses = operation.setdefault("responses", {})
             responses.pop("422", None)
+            # The token is the security scheme's, not a header parameter of each operation.
+            parameters = [p for p in operation.get("parameters", []) if p.get("name", "").lower() != "authorization"]
+            if parameters:
+                operation["parameters"] = parameters
+            else:
+                operation.pop("parameters", None)
             errors = dict(_ERRORS)
             if path == "/health":
                 # No token: only the status; a token that is sent must be good. 503 is the health body itself.
