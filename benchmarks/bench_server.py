@@ -188,6 +188,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the concurrent run")
     parser.add_argument("--clients", type=int, default=20)
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]  # other work on the machine slows every figure below
 
     with tempfile.TemporaryDirectory() as tmp_name, ScratchDatabase(args.postgres) as scratch:
         tmp = Path(tmp_name)
@@ -324,7 +325,10 @@ def main() -> None:
     )
     print(f"the page's total             count(*) over the filter alone: {direct_count:.2f} ms (in each page's time)")
     print(f"server RSS after the load     {memory['VmRSS'] / 1024:7.0f} MB  (peak {memory['VmHWM'] / 1024:.0f} MB)")
-    print(f"clients and server share this machine's {os.cpu_count()} cores")
+    print(
+        f"clients and server share this machine's {os.cpu_count()} cores;"
+        f" load average at the start {load_before:.1f}, at the end {os.getloadavg()[0]:.1f}"
+    )
 
 
 if __name__ == "__main__":
