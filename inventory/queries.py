@@ -322,7 +322,9 @@ def _page(session: Session, model: Any, flt: ObjectFilter, row_type: str, *where
 def count_objects(session: Session, object_type: str, flt: ObjectFilter = ObjectFilter()) -> int:
     """How many objects the filter holds, whatever the page: one count over the same WHERE."""
     model = OBJECT_MODELS[object_type]
-    stmt = select(func.count()).select_from(model).join(Source, Source.id == model.source_id)
+    stmt = select(func.count()).select_from(model)
+    if flt.source:  # the only filter on the source's row: without it, the count reads one table
+        stmt = stmt.join(Source, Source.id == model.source_id)
     stmt = _apply_filter(session, stmt, model, flt).where(*_host_condition(session, flt))
     return int(session.execute(stmt).scalar_one())
 
@@ -697,7 +699,9 @@ def _change_where(session: Session, stmt: Select[Any], flt: ChangeFilter) -> Sel
 
 
 def count_changes(session: Session, flt: ChangeFilter) -> int:
-    stmt = select(func.count()).select_from(Change).join(Source, Source.id == Change.source_id)
+    stmt = select(func.count()).select_from(Change)
+    if flt.source:  # as count_objects: the source's row only to filter by its name
+        stmt = stmt.join(Source, Source.id == Change.source_id)
     return int(session.execute(_change_where(session, stmt, flt)).scalar_one())
 
 

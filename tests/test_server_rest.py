@@ -81,6 +81,10 @@ def test_sort_total_fields_and_unknown_parameters(client: TestClient, tokens: To
     assert [(w["status"], -w["id"]) for w in rows] == sorted((w["status"], -w["id"]) for w in rows)
     stopped = client.get("/api/v1/inventory/workloads", params={"status": "stopped", "limit": 2}, headers=viewer)
     assert stopped.json()["total"] == 6 and stopped.json()["next_cursor"]
+    of_lab = client.get("/api/v1/inventory/workloads", params={"source": "lab", "limit": 1}, headers=viewer).json()
+    assert of_lab["total"] == 24
+    lab_changes = client.get("/api/v1/changes", params={"source": "lab", "limit": 1}, headers=viewer).json()
+    assert lab_changes["total"] == 6 + 24 + 1  # every object's creation
     narrow = client.get("/api/v1/inventory/hosts", params={"fields": "id,name", "limit": 2}, headers=viewer).json()
     assert [set(h) for h in narrow["items"]] == [{"id", "name"}] * 2
 
