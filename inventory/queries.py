@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, false, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from inventory.cause import describe as describe_cause
@@ -138,7 +138,10 @@ class ObjectFilter:
     host: str | None = None  # workloads only: host name or id
     include_removed: bool = False
     limit: int | None = None
-    offset: int = 0  # rows to skip (the server's page cursors)
+    # Sort keys before the default order (source, [namespace,] name, id); see parse_sort.
+    sort: Sequence[SortKey] = ()
+    # Keyset paging: the order keys of the last row of the previous page (order_keys); rows after it.
+    after: Sequence[Any] | None = None
 
     def label_requirements(self) -> Sequence[LabelRequirement]:
         if isinstance(self.labels, Mapping):
@@ -205,22 +208,132 @@ def _apply_filter(session: Session, stmt: Select[Any], model: Any, flt: ObjectFi
     return stmt
 
 
-def _page(session: Session, model: Any, flt: ObjectFilter, sort: Sequence[Any], *where: Any) -> tuple[Any, list[Any]]:
-    """One page of ids, sorted by (source name, *sort, id), and the ORDER BY that keeps that order outside.
+@dataclass(frozen=True)
+class SortKey:
+    """One key of a ``sort=``: an output field, ascending unless ``descending``."""
+
+    field: str
+    descending: bool = False
+
+    def __str__(self) -> str:
+        return f"-{self.field}" if self.descending else self.field
+
+
+def parse_sort(text: str | None, sortable: Sequence[str]) -> tuple[SortKey, ...]:
+    """``-name,status``: fields among ``sortable``, ``-`` for descending; anything else is a usage error."""
+    keys: list[SortKey] = []
+    for word in (w.strip() for w in (text or "").split(",")):
+        if not word:
+            continue
+        name = word.removeprefix("-")
+        if name not in sortable:
+            raise UsageError(f"cannot sort by {name!r} (sortable: {', '.join(sortable)})")
+        if any(k.field == name for k in keys):
+            raise UsageError(f"sort names {name!r} twice")
+        keys.append(SortKey(name, word.startswith("-")))
+    return tuple(keys)
+
+
+# The default order of each list, after any sort= keys; the row id last makes every order total.
+DEFAULT_ORDER = {
+    "host": ("source", "name"),
+    "workload": ("source", "namespace", "name"),
+    "service": ("source", "namespace", "name"),
+    "change": ("at",),
+}
+
+
+def order_fields(row_type: str, sort: Sequence[SortKey]) -> tuple[SortKey, ...]:
+    """The whole order of a list: the asked keys, then the default ones not asked for, then the id."""
+    asked = {k.field for k in sort}
+    rest = [SortKey(f) for f in (*DEFAULT_ORDER[row_type], "id") if f not in asked]
+    return (*sort, *rest)
+
+
+def order_keys(row: Mapping[str, Any], order: Sequence[SortKey]) -> list[Any]:
+    """The values of a listed row's order keys: the position a next page starts after."""
+    return [row[k.field] for k in order]
+
+
+def _keyset(keys: Sequence[tuple[Any, bool, bool]], position: Sequence[Any] | None) -> tuple[list[Any], Any]:
+    """ORDER BY terms over ``keys`` (expression, descending, nullable), and the condition "after ``position``".
+
+    Empty values sort last whatever the direction, on both engines (SQLite would put NULL first):
+    a nullable key orders by ``expr IS NULL`` before the expression itself. The condition is the
+    lexicographic "greater than" spelled out (a OR (a= AND b) ...), which both engines read the same.
+    """
+    order_by: list[Any] = []
+    for expression, descending, nullable in keys:
+        if nullable:
+            order_by.append(expression.is_(None))
+        order_by.append(expression.desc() if descending else expression)
+    if position is None:
+        return order_by, None
+    if len(position) != len(keys):
+        raise UsageError("the cursor belongs to a list in another order; start again without it")
+    after: list[Any] = []
+    equal: list[Any] = []
+    for (expression, descending, nullable), value in zip(keys, position, strict=True):
+        if value is None:
+            # Nothing comes after an empty value but other empty values: only "equal" continues.
+            equal.append(expression.is_(None))
+            continue
+        beyond = expression < value if descending else expression > value
+        if nullable:
+            beyond = or_(expression.is_(None), beyond)
+        after.append(and_(*equal, beyond))
+        equal.append(expression == value)
+    return order_by, or_(*after) if after else false()
+
+
+def _object_key(model: Any, name: str) -> tuple[Any, bool]:
+    if name == "source":
+        return Source.name, False
+    column = getattr(model, name)
+    return column, bool(column.property.columns[0].nullable)
+
+
+def _page(session: Session, model: Any, flt: ObjectFilter, row_type: str, *where: Any) -> tuple[Any, list[Any]]:
+    """One page of ids in the list's order (order_fields), and the ORDER BY that keeps that order outside.
 
     Sorting whole rows (JSON labels and attributes included) is what made a 1,000-row page slow:
     here the database sorts narrow tuples, and the caller joins the full rows of this page alone
-    (sorting them again costs a page, not the table).
+    (sorting them again costs a page, not the table). A next page starts after the previous
+    page's last row (keyset), not after a count of rows: rows a sync writes meanwhile shift no page,
+    and the last page costs what the first does.
     """
-    source_name = Source.name.label("source_name")
-    stmt = select(model.id, source_name, *sort).join(Source, Source.id == model.source_id).where(*where)
-    stmt = _apply_filter(session, stmt, model, flt).order_by(source_name, *sort, model.id)
+    keys = []
+    for key in order_fields(row_type, flt.sort):
+        expression, nullable = _object_key(model, key.field)
+        keys.append((expression, key.descending, nullable))
+    labelled = [expression.label(f"k{i}") for i, (expression, _d, _n) in enumerate(keys)]
+    stmt = select(model.id.label("row_id"), *labelled).join(Source, Source.id == model.source_id).where(*where)
+    stmt = _apply_filter(session, stmt, model, flt)
+    order_by, after = _keyset(keys, flt.after)
+    if after is not None:
+        stmt = stmt.where(after)
+    stmt = stmt.order_by(*order_by)
     if flt.limit:
         stmt = stmt.limit(flt.limit)
-    if flt.offset:
-        stmt = stmt.offset(flt.offset)
     page = stmt.subquery()
-    return page, [page.c.source_name, *(page.c[column.key] for column in sort), page.c.id]
+    outer = [(page.c[f"k{i}"], descending, nullable) for i, (_e, descending, nullable) in enumerate(keys)]
+    return page, _keyset(outer, None)[0]
+
+
+def count_objects(session: Session, object_type: str, flt: ObjectFilter = ObjectFilter()) -> int:
+    """How many objects the filter holds, whatever the page: one count over the same WHERE."""
+    model = OBJECT_MODELS[object_type]
+    stmt = select(func.count()).select_from(model)
+    if flt.source:  # the only filter on the source's row: without it, the count reads one table
+        stmt = stmt.join(Source, Source.id == model.source_id)
+    stmt = _apply_filter(session, stmt, model, flt).where(*_host_condition(session, flt))
+    return int(session.execute(stmt).scalar_one())
+
+
+def _host_condition(session: Session, flt: ObjectFilter) -> list[Any]:
+    if not flt.host:
+        return []
+    return [WorkloadRow.host_id.in_([h.id for h in _match(session, "host", flt.host, many=True)])]
 
 
 def object_row(object_type: ObjectType, row: Any, source: str, **computed: Any) -> dict[str, Any]:
@@ -254,36 +367,44 @@ def _machine_of_host() -> Any:
     return stmt.correlate(HostRow).scalar_subquery()
 
 
-def list_hosts(session: Session, flt: ObjectFilter = ObjectFilter()) -> list[dict[str, Any]]:
-    page, order = _page(session, HostRow, flt, (HostRow.name,))
-    stmt = select(HostRow, page.c.source_name, _live_workloads_per_host(), _machine_of_host()).join(
-        page, page.c.id == HostRow.id
-    )
-    return [
-        object_row(SCHEMA["host"], h, src, workloads=n, machine=m)
-        for h, src, n, m in session.execute(stmt.order_by(*order))
+def _listed(
+    session: Session, object_type: str, page: Any, order: list[Any], computed: Mapping[str, Any], *outer: Any
+) -> list[dict[str, Any]]:
+    """The full rows of a page, as ``object_row`` makes them, selected as plain columns in output order.
+
+    Plain rows, not ORM objects: building a thousand mapped instances cost more than the query itself.
+    ``outer``: (target, on) pairs outer-joined for the computed values.
+    """
+    object_type_ = SCHEMA[object_type]
+    model = object_type_.row
+    table = model.__table__
+    values = {"source": Source.name, **computed}
+    columns = [
+        (values[key] if key in values else table.c[key]).label(f"out_{index}")
+        for index, key in enumerate(object_type_.output_keys)
     ]
+    stmt = select(*columns).join(page, page.c.row_id == model.id).join(Source, Source.id == model.source_id)
+    for target, on in outer:
+        stmt = stmt.outerjoin(target, on)
+    keys = object_type_.output_keys
+    return [dict(zip(keys, row, strict=True)) for row in session.execute(stmt.order_by(*order))]
+
+
+def list_hosts(session: Session, flt: ObjectFilter = ObjectFilter()) -> list[dict[str, Any]]:
+    page, order = _page(session, HostRow, flt, "host")
+    computed = {"workloads": _live_workloads_per_host(), "machine": _machine_of_host()}
+    return _listed(session, "host", page, order, computed)
 
 
 def list_workloads(session: Session, flt: ObjectFilter = ObjectFilter()) -> list[dict[str, Any]]:
-    on_hosts = []
-    if flt.host:
-        on_hosts.append(WorkloadRow.host_id.in_([h.id for h in _match(session, "host", flt.host, many=True)]))
-    page, order = _page(session, WorkloadRow, flt, (WorkloadRow.namespace, WorkloadRow.name), *on_hosts)
+    page, order = _page(session, WorkloadRow, flt, "workload", *_host_condition(session, flt))
     host = aliased(HostRow)
-    stmt = (
-        select(WorkloadRow, page.c.source_name, host.name)
-        .join(page, page.c.id == WorkloadRow.id)
-        .outerjoin(host, host.id == WorkloadRow.host_id)
-    )
-    rows = session.execute(stmt.order_by(*order))
-    return [object_row(SCHEMA["workload"], w, src, host=hname) for w, src, hname in rows]
+    return _listed(session, "workload", page, order, {"host": host.name}, (host, host.id == WorkloadRow.host_id))
 
 
 def list_services(session: Session, flt: ObjectFilter = ObjectFilter()) -> list[dict[str, Any]]:
-    page, order = _page(session, ServiceRow, flt, (ServiceRow.namespace, ServiceRow.name))
-    stmt = select(ServiceRow, page.c.source_name, _live_members_per_service()).join(page, page.c.id == ServiceRow.id)
-    return [object_row(SCHEMA["service"], s, src, members=n) for s, src, n in session.execute(stmt.order_by(*order))]
+    page, order = _page(session, ServiceRow, flt, "service")
+    return _listed(session, "service", page, order, {"members": _live_members_per_service()})
 
 
 # Docker's short ids: 12 hex digits (or any longer prefix) of the 64-digit id.
@@ -525,6 +646,83 @@ def shared_machine_uuid(session: Session, host: HostRow) -> list[dict[str, Any]]
     return [_brief(other) for other in session.execute(stmt.order_by(HostRow.name, HostRow.id)).scalars()]
 
 
+# The keys of a listed change in output order: a column of the changes table (None: its type is the
+# column's), or a key computed here with its type. A column added to the table is one line here.
+CHANGE_OUTPUT: tuple[tuple[str, Any], ...] = (
+    ("id", None),
+    ("at", None),
+    ("source", str),
+    ("action", None),
+    ("object_type", None),
+    ("object_id", None),
+    ("kind", None),
+    ("namespace", str | None),
+    ("external_id", None),
+    ("name", None),
+    ("diff", None),
+    ("fields", str),
+    # Who or what made the change (inventory/cause.py's stored shape), and the same in one line.
+    ("cause", dict[str, Any] | None),
+    ("by", str),
+    ("members_joined", list[str] | None),
+    ("members_left", list[str] | None),
+)
+CHANGE_KEYS = tuple(key for key, _type in CHANGE_OUTPUT)
+
+
+@dataclass(frozen=True)
+class ChangeFilter:
+    since: datetime
+    until: datetime | None = None
+    source: str | None = None
+    kind: str | None = None
+    object_type: str | None = None
+    action: str | None = None
+    limit: int | None = None
+    sort: Sequence[SortKey] = ()
+    after: Sequence[Any] | None = None  # keyset paging, as ObjectFilter.after
+    # Following the table (inventory/change_feed.py): rows above an id, or these ids; one object's rows.
+    after_id: int | None = None
+    ids: Sequence[int] | None = None
+    object_id: int | None = None
+    offset: int = 0  # the web's numbered pages
+
+
+def _change_key(name: str) -> tuple[Any, bool]:
+    if name == "source":
+        return Source.name, False
+    column = getattr(Change, name)
+    return column, bool(column.property.columns[0].nullable)
+
+
+def _change_where(session: Session, stmt: Select[Any], flt: ChangeFilter) -> Select[Any]:
+    stmt = stmt.where(Change.at >= flt.since)
+    if flt.until is not None:
+        stmt = stmt.where(Change.at < flt.until)
+    if flt.source:
+        stmt = stmt.where(Source.name == known_source(session, flt.source))
+    if flt.kind:
+        stmt = stmt.where(func.lower(Change.kind).in_(sorted(kind_words(session, Change, flt.kind))))
+    if flt.object_type:
+        stmt = stmt.where(Change.object_type == flt.object_type)
+    if flt.action:
+        stmt = stmt.where(Change.action == flt.action)
+    if flt.after_id is not None:
+        stmt = stmt.where(Change.id > flt.after_id)
+    if flt.ids is not None:
+        stmt = stmt.where(Change.id.in_(flt.ids))
+    if flt.object_id is not None:
+        stmt = stmt.where(Change.object_id == flt.object_id)
+    return stmt
+
+
+def count_changes(session: Session, flt: ChangeFilter) -> int:
+    stmt = select(func.count()).select_from(Change)
+    if flt.source:  # as count_objects: the source's row only to filter by its name
+        stmt = stmt.join(Source, Source.id == Change.source_id)
+    return int(session.execute(_change_where(session, stmt, flt)).scalar_one())
+
+
 def list_changes(
     session: Session,
     *,
@@ -541,62 +739,62 @@ def list_changes(
     object_id: int | None = None,
     newest_first: bool = False,
 ) -> list[dict[str, Any]]:
-    """Changes from ``since`` (oldest first, or ``newest_first``); ``after_id``: only rows with a greater id;
-    ``ids``: only these."""
+    """Changes from ``since`` (oldest first, or ``newest_first``); ``after_id``: only rows with a greater id (a
+    resumed stream); ``ids``: only these (a feed's new rows); ``object_id``: one object's (with ``object_type``)."""
+    sort = (SortKey("at", descending=True), SortKey("id", descending=True)) if newest_first else ()
+    flt = ChangeFilter(
+        since,
+        until,
+        source,
+        kind,
+        object_type,
+        action,
+        limit,
+        sort=sort,
+        after_id=after_id,
+        ids=ids,
+        object_id=object_id,
+        offset=offset,
+    )
+    return changes_page(session, flt)
+
+
+def changes_page(session: Session, flt: ChangeFilter) -> list[dict[str, Any]]:
+    """Changes in the filter's order (oldest first unless sorted), starting after ``flt.after``."""
     # Changes keep no namespace of their own: the object's row has it (rows are kept when objects go away).
     workload, service = aliased(WorkloadRow), aliased(ServiceRow)
     namespace = func.coalesce(workload.namespace, service.namespace)
-    stmt = (
+    stmt: Any = (
         select(Change, Source.name, namespace)
         .join(Source, Source.id == Change.source_id)
         .outerjoin(workload, and_(Change.object_type == "workload", workload.id == Change.object_id))
         .outerjoin(service, and_(Change.object_type == "service", service.id == Change.object_id))
-        .where(Change.at >= since)
     )
-    if until is not None:
-        stmt = stmt.where(Change.at < until)
-    if source:
-        stmt = stmt.where(Source.name == known_source(session, source))
-    if kind:
-        stmt = stmt.where(func.lower(Change.kind).in_(sorted(kind_words(session, Change, kind))))
-    if object_type:
-        stmt = stmt.where(Change.object_type == object_type)
-    if action:
-        stmt = stmt.where(Change.action == action)
-    if after_id is not None:
-        stmt = stmt.where(Change.id > after_id)
-    if ids is not None:
-        stmt = stmt.where(Change.id.in_(ids))
-    if object_id is not None:
-        stmt = stmt.where(Change.object_id == object_id)
-    stmt = stmt.order_by(Change.at.desc(), Change.id.desc()) if newest_first else stmt.order_by(Change.at, Change.id)
-    if limit:
-        stmt = stmt.limit(limit)
-    if offset:
-        stmt = stmt.offset(offset)
-    found = list(session.execute(stmt))
+    stmt = _change_where(session, stmt, flt)
+    keys = [(*_change_key(k.field), k.descending) for k in order_fields("change", flt.sort)]
+    order_by, after = _keyset([(e, d, n) for e, n, d in keys], flt.after)
+    if after is not None:
+        stmt = stmt.where(after)
+    stmt = stmt.order_by(*order_by)
+    if flt.limit:
+        stmt = stmt.limit(flt.limit)
+    if flt.offset:
+        stmt = stmt.offset(flt.offset)
+    found: list[Any] = list(session.execute(stmt))
     moves = member_moves(session, [(c.source_id, c.diff) for c, _src, _ns in found])
-    return [
-        {
-            "id": c.id,
-            "at": c.at,
+    rows = []
+    for (c, src, ns), moved in zip(found, moves, strict=True):
+        computed = {
             "source": src,
-            "action": c.action,
-            "object_type": c.object_type,
-            "object_id": c.object_id,
-            "kind": c.kind,
             "namespace": ns,
-            "external_id": c.external_id,
-            "name": c.name,
-            "diff": c.diff,
             "fields": ",".join(c.diff) if c.diff else "",
             "cause": c.cause,
             "by": describe_cause(c.cause),
             "members_joined": moved.get("members_joined"),
             "members_left": moved.get("members_left"),
         }
-        for (c, src, ns), moved in zip(found, moves, strict=True)
-    ]
+        rows.append({key: computed[key] if key in computed else getattr(c, key) for key in CHANGE_KEYS})
+    return rows
 
 
 def list_sources(session: Session) -> list[dict[str, Any]]:

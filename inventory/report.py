@@ -9,7 +9,7 @@ installed connectors together, compared lower-cased.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -313,3 +313,44 @@ def to_markdown(report: dict[str, Any]) -> str:
         lines += [f"## {title}", ""]
         lines += _md_table(section_rows(report, key), columns)
     return "\n".join(lines)
+
+
+def source_status(
+    session: Session, configured: Sequence[tuple[str, str]], *, now: datetime | None = None
+) -> list[dict[str, Any]]:
+    """`inventory status`'s rows: per source (the configured ones, as (name, type), first, then those only
+    stored) its last successful sync and age, counts, the last run's warnings and error."""
+    now = now or utcnow()
+    stored = {row["name"]: row for row in list_sources(session)}
+    types = dict(configured)
+    names = [name for name, _type in configured] + sorted(set(stored) - set(types))
+    rows = []
+    for name in names:
+        row = stored.get(name, {})
+        last_ok = row.get("last_success_at")
+        age = (now - last_ok).total_seconds() if last_ok else None
+        rows.append(
+            {
+                "source": name,
+                "type": row.get("type") or types.get(name),
+                "configured": name in types,
+                "last_status": row.get("last_status"),
+                "last_success_at": last_ok,
+                "age_seconds": round(age, 1) if age is not None else None,
+                "age": format_age(age),
+                "last_error": row.get("last_error"),
+                "warnings": row.get("warnings", []),
+                # Followed live: its changes are written as they happen, and it stays fresh while it beats.
+                "watching_since": row.get("watching_since"),
+                "live": f"watching since {_clock(row['watching_since'])}" if row.get("watching_since") else "",
+                "drift_repaired": row.get("drift_repaired"),
+                "hosts": row.get("hosts", 0),
+                "workloads": row.get("workloads", 0),
+                "services": row.get("services", 0),
+            }
+        )
+    return rows
+
+
+def _clock(at: Any) -> str:
+    return at.strftime("%Y-%m-%d %H:%M:%SZ")

@@ -52,9 +52,13 @@ class Members:
 
 @dataclass(frozen=True)
 class Computed:
-    """A query output key the database computes (a count, a joined name); no record field."""
+    """A query output key the database computes (a count, a joined name); no record field.
+
+    ``type``: its JSON type for the API's response models (stored fields take their column's).
+    """
 
     key: str
+    type: Any = Any
 
 
 FieldSpec = Column | Link | Members | Computed
@@ -197,8 +201,8 @@ SCHEMA = Schema(
             Column("addresses", json="list"),
             Column("mac_addresses", json="list", unordered=True),
             Link("backed_by", "backing_workload_id", "workload"),
-            Computed("workloads"),
-            Computed("machine"),
+            Computed("workloads", int),
+            Computed("machine", int | None),
             Column("labels", json="mapping"),
             Column("attributes", json="mapping"),
         ),
@@ -212,7 +216,7 @@ SCHEMA = Schema(
             Column("status"),
             Column("namespace"),
             Link("host", "host_id", "host"),
-            Computed("host"),
+            Computed("host", str | None),
             Link("parent", "parent_id", "workload"),
             Column("labels", json="mapping"),
             Column("attributes", json="mapping"),
@@ -227,7 +231,7 @@ SCHEMA = Schema(
             Column("status"),
             Column("namespace"),
             Members("members", "workload"),
-            Computed("members"),
+            Computed("members", int),
             Column("labels", json="mapping"),
             Column("attributes", json="mapping"),
         ),

@@ -316,7 +316,7 @@ def test_api_and_web_host_page_show_the_machine_and_a_shared_uuid(tmp_path: Path
 
     from inventory.principals import Principal
     from inventory.server import create_app
-    from inventory.server.models import HostOut
+    from inventory.server.models import HostDetail
 
     pve = (
         "hosts:\n"
@@ -329,7 +329,7 @@ def test_api_and_web_host_page_show_the_machine_and_a_shared_uuid(tmp_path: Path
     with TestClient(create_app(db, authenticator=tokens.get, mcp=False)) as client:
         header = {"Authorization": "Bearer t0ken-for-eve"}
         shown = client.get("/api/v1/inventory/hosts/pve/vm/101", headers=header).json()
-        HostOut.model_validate(shown)
+        HostDetail.model_validate(shown)
         assert shown["machine"] is not None and [m["name"] for m in shown["same_machine"]] == ["node-a"]
         listed = client.get("/api/v1/inventory/hosts", params={"name": "node-a"}, headers=header).json()["items"]
         assert listed[0]["machine"] == shown["machine"]

@@ -24,6 +24,7 @@ from connectors.kubernetes.fake.mutations import MutableFakeKubernetes
 from connectors.kubernetes.fake.objects import ClusterSpec
 from inventory.audit.log import AuditFilter, list_entries
 from inventory.impact import impact as impact_of
+from inventory.query_params import LIST_QUERIES
 from inventory.server import create_app
 from inventory.server.run import BackgroundServer
 from inventory.storage.database import Database
@@ -80,6 +81,21 @@ def test_streamable_http_lists_calls_and_holds_destructive_calls_for_approval(
                 "inventory_search_workloads", {"kind": "pod", "namespace": "app-000", "limit": 3}
             )
             assert not pods.is_error and [p["namespace"] for p in pods.structured_content["items"]] == ["app-000"] * 3
+            # The REST page, from the same declaration: cursor, total, and the parameters' one schema.
+            more = await client.call_tool(
+                "inventory_search_workloads",
+                {"kind": "pod", "namespace": "app-000", "limit": 3, "cursor": pods.structured_content["next_cursor"]},
+            )
+            assert not more.is_error, more.content
+            first_ids = {p["id"] for p in pods.structured_content["items"]}
+            assert first_ids.isdisjoint(p["id"] for p in more.structured_content["items"])
+            assert more.structured_content["total"] == pods.structured_content["total"] >= 4
+            schemas = {tool.name: tool.input_schema for tool in (await client.list_tools()).tools}
+            assert set(schemas["inventory_search_workloads"]["properties"]) == {
+                p.name for p in LIST_QUERIES["workloads"].api_params
+            }
+            wrong = await client.call_tool("inventory_search_hosts", {"stauts": "Ready"})
+            assert wrong.is_error and "stauts" in wrong.structured_content["error"]["message"]
             shown = await client.call_tool("inventory_show", {"type": "workload", "ident": "db-0"})
             assert shown.structured_content["name"] == "db-0" and "changes" in shown.structured_content
             assert hints["inventory_impact"].read_only_hint is True

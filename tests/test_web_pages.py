@@ -80,6 +80,14 @@ def test_home_lists_host_and_approvals_pages(
     assert len(rows) == len(expected) > 0 and all("app=web-0" in row.text for row in rows)
     assert not browser.find_elements(By.CSS_SELECTOR, "a[rel=next]")
     shoot(browser, tmp_path, "workloads")
+    # Sorting by a heading (the declared sortable fields, as the API's sort=): ascending, then descending.
+    browser.get(f"{url}/workloads?kind=pod")
+    browser.find_element(By.LINK_TEXT, "Name").click()
+    names = [row.find_element(By.CSS_SELECTOR, "td").text for row in wait_rows(browser)]
+    assert names == sorted(names) and len(names) > 2
+    browser.find_element(By.LINK_TEXT, "Name").click()
+    wait_for(browser, By.CSS_SELECTOR, "th[aria-sort=descending]")
+    assert [row.find_element(By.CSS_SELECTOR, "td").text for row in wait_rows(browser)] == sorted(names, reverse=True)
     browser.get(f"{url}/hosts")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#list tbody tr")) == 2
     browser.get(f"{url}/services?name=web-*")
@@ -111,6 +119,13 @@ def test_home_lists_host_and_approvals_pages(
     if SCREENSHOTS:
         for shot in tmp_path.glob("*.png"):
             (Path(SCREENSHOTS) / shot.name).write_bytes(shot.read_bytes())
+
+
+def wait_rows(browser: Any) -> list[Any]:
+    from selenium.webdriver.common.by import By
+
+    wait_for(browser, By.CSS_SELECTOR, "th[aria-sort]")
+    return list(browser.find_elements(By.CSS_SELECTOR, "#list tbody tr"))
 
 
 def browser_cookies(browser: Any) -> dict[str, str]:

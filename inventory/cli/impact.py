@@ -23,16 +23,13 @@ def impact_command(app: AppContext, target: str, output: str) -> None:
     and the services that lose members (first those left without a ready one).
 
     A bare name is looked up as a Proxmox guest first, then as a host, then as any workload."""
+    from inventory.documents import impact_as_document
     from inventory.impact import impact
     from inventory.render import printable, render_document, render_table
 
     with app.database().session() as session:
         result = impact(session, target)
-        document = result.as_dict()
-        if app.config.services:
-            from inventory.logical.status import logical_services_of
-
-            document["logical_services"] = logical_services_of(session, app.config.services, result)
+        document = impact_as_document(session, result, app.config.services)
     if output != "table":
         render_document(document, output)
         return

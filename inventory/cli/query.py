@@ -12,6 +12,7 @@ import click
 from inventory.cli.context import OUTPUT_FORMATS, AppContext
 from inventory.cli.setup import complete_source_names
 from inventory.errors import UsageError
+from inventory.query_params import CHANGES, OBJECT_QUERIES, ListQuery, Param
 
 if TYPE_CHECKING:
     from inventory.render import View
@@ -146,24 +147,6 @@ def object_fields(object_type: str) -> tuple[str, ...]:
     return SCHEMA[object_type].output_keys
 
 
-CHANGE_FIELDS = (
-    "id",
-    "at",
-    "source",
-    "action",
-    "object_type",
-    "object_id",
-    "kind",
-    "namespace",
-    "external_id",
-    "name",
-    "diff",
-    "fields",
-    "by",
-    "cause",
-    "members_joined",
-    "members_left",
-)
 SOURCE_FIELDS = (
     "name",
     "type",
@@ -181,38 +164,39 @@ SOURCE_FIELDS = (
 )
 
 
-def _filter_options(object_type: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+_COMPLETIONS: dict[str, Callable[..., list[Any]]] = {"source": complete_source_names, "kind": complete_kinds}
+
+
+def _click_option(param: Param) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A declared query parameter (inventory/query_params.py) as a click option."""
+    kwargs: dict[str, Any] = {"help": param.help}
+    if param.type == "bool":
+        kwargs["is_flag"] = True
+    elif param.type == "list":
+        kwargs["multiple"] = True
+    elif param.type == "int":
+        kwargs["type"] = click.IntRange(min=param.minimum)
+    elif param.choices:
+        kwargs["type"] = click.Choice(list(param.choices))
+    if param.type != "bool" and param.default is not None:
+        kwargs["default"] = param.default
+        kwargs["show_default"] = param.show_default
+    if param.metavar:
+        kwargs["metavar"] = param.metavar
+    if param.completion:
+        kwargs["shell_complete"] = _COMPLETIONS[param.completion]
+    return click.option(*param.flags, param.dest, **kwargs)
+
+
+def query_options(query: ListQuery) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The options of a list command, generated from its query's declared parameters, with the output options."""
+
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
-        options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
-            click.option("--source", shell_complete=complete_source_names, help="Only objects of this source."),
-            click.option(
-                "--kind",
-                shell_complete=complete_kinds,
-                help="Only this kind, any case or alias (pod/po, deploy, sts, vm/qemu, ct/lxc).",
-            ),
-            click.option("--status", help="Only this status (case-insensitive)."),
-            click.option("--name", help="Name glob, e.g. 'web-*'."),
-            click.option(
-                "-l",
-                "--label",
-                "labels",
-                multiple=True,
-                metavar="SELECTOR",
-                help="Label selector as kubectl's: k=v, k!=v, 'k in (a,b)', 'k notin (a,b)', k, !k; commas AND.",
-            ),
-            click.option("--include-removed", is_flag=True, help="Also objects that are gone from their source."),
-            click.option("--limit", type=click.IntRange(min=1), help="At most this many rows."),
-            list_output_options,
-        ]
-        if object_type in ("workload", "service"):
-            options.append(click.option("-n", "--namespace", help="Namespace or glob, e.g. 'app-*'."))
-            options.append(
-                click.option(
-                    "-A", "--all-namespaces", is_flag=True, help="Every namespace (the default; as kubectl's -A)."
-                )
-            )
-        if object_type == "workload":
-            options.append(click.option("--host", help="Only workloads on this host (name or id)."))
+        options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = []
+        for param in query.cli_params:
+            options.append(_click_option(param))
+            if param.name == query.output_options_after:
+                options.append(list_output_options)
         for option in reversed(options):
             func = option(func)
         return func
@@ -222,9 +206,9 @@ def _filter_options(object_type: str) -> Callable[[Callable[..., Any]], Callable
 
 def _make_list_command(object_type: str, plural: str, name: str) -> click.Command:
     @click.command(name)
-    @_filter_options(object_type)
+    @query_options(OBJECT_QUERIES[object_type])
     @click.pass_obj
-    def list_command(app: AppContext, output: str, labels: tuple[str, ...], **filters: Any) -> None:
+    def list_command(app: AppContext, output: str, label: tuple[str, ...], **filters: Any) -> None:
         from inventory import queries
         from inventory.render import render_rows
 
@@ -232,7 +216,7 @@ def _make_list_command(object_type: str, plural: str, name: str) -> click.Comman
         if filters.pop("all_namespaces", False):
             if filters.get("namespace"):
                 raise UsageError("-A/--all-namespaces and -n/--namespace ask for different things: give one")
-        flt = queries.ObjectFilter(labels=queries.parse_labels(labels), **filters)
+        flt = queries.ObjectFilter(labels=queries.parse_labels(label), **filters)
         with app.database().session() as session:
             rows = getattr(queries, f"list_{plural}")(session, flt)
         columns = TABLE_COLUMNS[object_type]
@@ -385,22 +369,13 @@ def _describe_group() -> click.Group:
 
 
 @click.command("changes")
-@click.option("--since", default="1d", show_default=True, help="How far back: a duration (1h, 7d) or an ISO time.")
-@click.option("--until", help="Up to this duration ago or ISO time.")
-@click.option("--source", shell_complete=complete_source_names, help="Only this source.")
-@click.option("--kind", shell_complete=complete_kinds, help="Only this kind, any case or alias.")
-@click.option(
-    "--type", "object_type", type=click.Choice(["host", "workload", "service"]), help="Only this object type."
-)
-@click.option("--action", type=click.Choice(["created", "updated", "removed", "revived"]))
-@click.option("--limit", type=click.IntRange(min=1))
+@query_options(CHANGES)
 @click.option(
     "-w",
     "--watch",
     is_flag=True,
     help="After the list, print each change as it is stored, until interrupted (-o json: one object a line).",
 )
-@list_output_options
 @click.pass_obj
 def changes_command(app: AppContext, since: str, until: str | None, output: str, watch: bool, **filters: Any) -> None:
     """What changed: created, updated (fields old -> new), removed, revived, and by whom (BY)."""
@@ -429,6 +404,7 @@ def changes_command(app: AppContext, since: str, until: str | None, output: str,
 
 
 def _show_changes(rows: list[dict[str, Any]], output: str, view: Any) -> None:
+    from inventory.queries import CHANGE_KEYS
     from inventory.render import render_rows
 
     if output in ("table", "wide"):
@@ -445,7 +421,7 @@ def _show_changes(rows: list[dict[str, Any]], output: str, view: Any) -> None:
         ]
     columns = ("at", "source", "action", "object_type", "kind", "namespace", "name", "changed", "by")
     wide = (*columns, "object_id", "external_id")
-    render_rows(rows, output, columns, wide=wide, fields=CHANGE_FIELDS, view=view, resource="change")
+    render_rows(rows, output, columns, wide=wide, fields=CHANGE_KEYS, view=view, resource="change")
 
 
 def _change_feed(db: Any, filters: dict[str, Any]) -> Any:

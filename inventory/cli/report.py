@@ -27,20 +27,13 @@ from inventory.errors import UsageError
 def report_command(app: AppContext, since: str, output: str) -> None:
     """Per source counts by kind and status, changes, failed/stopped workloads, idle hosts,
     services with no running member."""
-    from inventory.report import build_report
-    from inventory.timeutil import parse_period
+    from inventory.documents import report_document
 
-    try:
-        since_at, _ = parse_period(since)
-        assert since_at is not None  # --since has a default
-    except ValueError as exc:
-        raise UsageError(f"--since: {exc}") from None
     with app.database().session() as session:
-        report = build_report(session, since=since_at)
-        if app.config.services:
-            from inventory.logical.status import evaluate_all
-
-            report["logical_services"] = [state.row() for state in evaluate_all(session, app.config.services)]
+        try:
+            report = report_document(session, since, app.config.services)
+        except UsageError as exc:
+            raise UsageError(f"--{exc}") from None
     print_report(report, output)
 
 

@@ -11,46 +11,11 @@ from inventory.errors import UsageError
 
 
 def status_rows(app: AppContext) -> list[dict[str, Any]]:
-    from inventory.queries import list_sources
-    from inventory.report import format_age
-    from inventory.timeutil import utcnow
+    from inventory.report import source_status
 
-    now = utcnow()
+    configured = [(s.name, s.type) for s in app.config.sources if s.enabled]
     with app.database().session() as session:
-        stored = {row["name"]: row for row in list_sources(session)}
-    configured = [s for s in app.config.sources if s.enabled]
-    names = [s.name for s in configured] + sorted(set(stored) - {s.name for s in configured})
-    types = {s.name: s.type for s in configured}
-    rows = []
-    for name in names:
-        row = stored.get(name, {})
-        last_ok = row.get("last_success_at")
-        age = (now - last_ok).total_seconds() if last_ok else None
-        rows.append(
-            {
-                "source": name,
-                "type": row.get("type") or types.get(name),
-                "configured": name in types,
-                "last_status": row.get("last_status"),
-                "last_success_at": last_ok,
-                "age_seconds": round(age, 1) if age is not None else None,
-                "age": format_age(age),
-                "last_error": row.get("last_error"),
-                "warnings": row.get("warnings", []),
-                # Followed live: its changes are written as they happen, and it stays fresh while it beats.
-                "watching_since": row.get("watching_since"),
-                "live": f"watching since {_clock(row['watching_since'])}" if row.get("watching_since") else "",
-                "drift_repaired": row.get("drift_repaired"),
-                "hosts": row.get("hosts", 0),
-                "workloads": row.get("workloads", 0),
-                "services": row.get("services", 0),
-            }
-        )
-    return rows
-
-
-def _clock(at: Any) -> str:
-    return at.strftime("%Y-%m-%d %H:%M:%SZ")
+        return source_status(session, configured)
 
 
 def warning_summary(warnings: list[str]) -> str:

@@ -376,3 +376,19 @@ def _set_outcome(runner: ToolRunner, approval_id: int, outcome: str) -> None:
             return
         row.outcome = outcome
         row_macs.sign(audit_secrets, row)
+
+
+def settle(
+    runner: ToolRunner, approval_id: int, principal: Principal, decision: str, reason: str | None = None
+) -> dict[str, Any]:
+    """Approve (and run) or reject a pending call as ``principal`` (the API's and the web's one way to decide)."""
+    if decision == "approve":
+        outcome: dict[str, Any] = approve(runner, approval_id, principal, reason).as_row()
+        return outcome
+    if decision == "reject":
+        return {
+            "approval_id": approval_id,
+            "outcome": "rejected",
+            "audit_seq": reject(runner, approval_id, principal, reason),
+        }
+    raise UsageError(f"decision must be approve or reject, not {decision!r}")

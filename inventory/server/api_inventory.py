@@ -1,73 +1,57 @@
-"""`/api/v1/inventory/...`, `/api/v1/changes`, `/api/v1/sources`: the CLI's queries over HTTP."""
+"""`/api/v1/inventory/...`, `/api/v1/changes`, `/api/v1/sources`, impact, report, status: the CLI's queries over HTTP.
 
-from __future__ import annotations
+The list routes are generated from the declared list queries (inventory/query_params.py): their
+query string is validated by the query's model (unknown parameters refused) and run by
+inventory/listing.py, as MCP and the web run them.
+"""
 
-from typing import Any
+# No `from __future__ import annotations`: FastAPI reads the generated routes' annotations as objects.
+
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
+from pydantic import BaseModel
 
-from inventory import queries
-from inventory.errors import UsageError
+from inventory import listing, queries
+from inventory.query_params import LIST_QUERIES, ListQuery
 from inventory.server.auth import Permission, Principal
-from inventory.server.models import ChangeOut, HostOut, InventoryOut, Page, ServiceOut, SourceOut, WorkloadOut
-from inventory.server.pagination import DEFAULT_PAGE, MAX_PAGE, decode_cursor, json_response, page_response
+from inventory.server.models import ImpactOut, InventoryOut, ReportOut, SourceOut, StatusOut
+from inventory.server.pagination import json_response
 from inventory.server.state import ServerState, current_state, require
 
 router = APIRouter(prefix="/api/v1")
 reader = Depends(require(Permission.READ))
-
-LIMIT = Query(DEFAULT_PAGE, ge=1, le=MAX_PAGE, description="Rows per page.")
-CURSOR = Query(None, description="next_cursor of the previous page.")
 OBJECT_TYPES = {"hosts": "host", "workloads": "workload", "services": "service"}
 
 
-async def object_filter(
-    source: str | None = None,
-    kind: str | None = None,
-    status: str | None = None,
-    name: str | None = Query(None, description="Name glob, e.g. web-*"),
-    label: list[str] = Query([], description="kubectl label selector: k=v, k!=v, k in (a,b), k, !k (repeatable)"),
-    namespace: str | None = Query(None, description="Namespace or glob, e.g. app-*"),
-    host: str | None = Query(None, description="Workloads on this host (name or id)"),
-    include_removed: bool = False,
-) -> dict[str, Any]:
-    return {
-        "source": source,
-        "kind": kind,
-        "status": status,
-        "name": name,
-        "labels": queries.parse_labels(label),
-        "namespace": namespace,
-        "host": host,
-        "include_removed": include_removed,
-    }
+def _list_route(query: ListQuery) -> None:
+    model = listing.params_model(query.name)
 
-
-def list_page(
-    state: ServerState, plural: str, filters: dict[str, Any], limit: int, cursor: str | None
-) -> tuple[list[dict[str, Any]], int]:
-    """One page of hosts, workloads or services, fetched with one row more than the page to see if more follow."""
-    offset = decode_cursor(cursor, {"list": plural, **filters})
-    flt = queries.ObjectFilter(**filters, limit=limit + 1, offset=offset)
-    with state.db.session() as session:
-        rows: list[dict[str, Any]] = getattr(queries, f"list_{plural}")(session, flt)
-    return rows, offset
-
-
-def _list_route(plural: str, model: type) -> None:
-    def list_objects(
-        filters: dict[str, Any] = Depends(object_filter),
-        limit: int = LIMIT,
-        cursor: str | None = CURSOR,
+    def list_rows(
+        params: Annotated[model, Query()],  # type: ignore[valid-type]
         state: ServerState = Depends(current_state),
         _principal: Principal = reader,
     ) -> Response:
-        if plural == "hosts" and (filters["namespace"] or filters["host"]):
-            raise UsageError("hosts have no namespace or host filter")
-        if plural == "services" and filters["host"]:
-            raise UsageError("services have no host filter")
-        rows, offset = list_page(state, plural, filters, limit, cursor)
-        return page_response(rows, limit, offset, {"list": plural, **filters})
+        checked: Any = params
+        values = checked.model_dump() if isinstance(checked, BaseModel) else {}
+        with state.db.session() as session:
+            return json_response(listing.run_list(session, query.name, values))
+
+    path = "/changes" if query.row == "change" else f"/inventory/{query.name}"
+    description = f"Sortable by: {', '.join(query.sortable)} (sort=-name,status). Pages by keyset cursor."
+    router.add_api_route(
+        path,
+        list_rows,
+        methods=["GET"],
+        response_model=listing.page_model(query.row),
+        summary=query.summary,
+        description=description,
+        name=f"list_{query.name}",
+    )
+
+
+def _show_route(plural: str) -> None:
+    object_type = OBJECT_TYPES[plural]
 
     def show_object(
         ident: str,
@@ -76,27 +60,22 @@ def _list_route(plural: str, model: type) -> None:
         _principal: Principal = reader,
     ) -> Response:
         with state.db.session() as session:
-            return json_response(queries.show_object(session, OBJECT_TYPES[plural], ident, source=source))
+            return json_response(queries.show_object(session, object_type, ident, source=source))
 
-    router.add_api_route(
-        f"/inventory/{plural}",
-        list_objects,
-        methods=["GET"],
-        response_model=Page[model],  # type: ignore[valid-type]
-        summary=f"List {plural}",
-    )
     router.add_api_route(
         f"/inventory/{plural}/{{ident:path}}",
         show_object,
         methods=["GET"],
-        response_model=model,
-        summary=f"One {OBJECT_TYPES[plural]} with links and recent changes",
+        response_model=listing.detail_model(object_type),
+        summary=f"One {object_type} with links and recent changes",
+        name=f"show_{object_type}",
     )
 
 
-_list_route("hosts", HostOut)
-_list_route("workloads", WorkloadOut)
-_list_route("services", ServiceOut)
+for _query in LIST_QUERIES.values():
+    _list_route(_query)
+for _plural in OBJECT_TYPES:
+    _show_route(_plural)
 
 
 @router.get(
@@ -115,40 +94,39 @@ def sources(state: ServerState = Depends(current_state), _principal: Principal =
         return json_response(queries.list_sources(session))
 
 
-@router.get("/changes", response_model=Page[ChangeOut], summary="What changed, oldest first")
-def changes(
-    since: str = Query("1d", description="A duration (1h, 7d) or an ISO time."),
-    until: str | None = None,
-    source: str | None = None,
-    kind: str | None = None,
-    type: str | None = Query(None, pattern="^(host|workload|service)$"),
-    action: str | None = Query(None, pattern="^(created|updated|removed|revived)$"),
-    limit: int = LIMIT,
-    cursor: str | None = CURSOR,
+@router.get(
+    "/impact/{target:path}",
+    response_model=ImpactOut,
+    summary="What goes with a host or workload (as `inventory impact TARGET -o json`)",
+)
+def impact(target: str, state: ServerState = Depends(current_state), _principal: Principal = reader) -> Response:
+    from inventory.documents import impact_document
+
+    with state.db.session() as session:
+        return json_response(impact_document(session, target, state.logical_services))
+
+
+@router.get("/report", response_model=ReportOut, summary="`inventory report -o json`: counts, changes, problems")
+def report(
+    since: str = Query("1d", description="Changes in this period: a duration (1h, 7d) or an ISO time."),
     state: ServerState = Depends(current_state),
     _principal: Principal = reader,
 ) -> Response:
-    rows, offset, filters = change_page(
-        state, since, until, source=source, kind=kind, object_type=type, action=action, limit=limit, cursor=cursor
-    )
-    return page_response(rows, limit, offset, filters)
+    from inventory.documents import report_document
 
-
-def change_page(
-    state: ServerState, since: str, until: str | None, *, limit: int, cursor: str | None, **filters: Any
-) -> tuple[list[dict[str, Any]], int, dict[str, Any]]:
-    from inventory.timeutil import parse_period
-
-    try:
-        since_at, until_at = parse_period(since, until)
-        assert since_at is not None  # since has a default
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    fingerprint = {"list": "changes", "since": since, "until": until, **filters}
-    offset = decode_cursor(cursor, fingerprint)
     with state.db.session() as session:
-        rows = queries.list_changes(session, since=since_at, until=until_at, limit=limit + 1, offset=offset, **filters)
-    return rows, offset, fingerprint
+        return json_response(report_document(session, since, state.logical_services))
+
+
+@router.get("/status", response_model=list[StatusOut], summary="`inventory status -o json`: per source freshness")
+def status(state: ServerState = Depends(current_state), _principal: Principal = reader) -> Response:
+    from inventory.report import source_status
+
+    configured: list[tuple[str, str]] = []
+    if state.refresher is not None:
+        configured = [(s.name, s.type) for s in state.refresher.config.sources if s.enabled]
+    with state.db.session() as session:
+        return json_response(source_status(session, configured))
 
 
 @router.get(

@@ -121,25 +121,6 @@ def list_approvals(
     return json_response(listed(state.tool_runner(), status))
 
 
-def settle(
-    state: ServerState, principal: Principal, approval_id: int, decision: str, reason: str | None
-) -> dict[str, Any]:
-    """Approve (and run) or reject a pending call as ``principal``; the library checks who may."""
-    from inventory.policy.approvals import approve, reject
-
-    runner = state.tool_runner()
-    if decision == "approve":
-        outcome: dict[str, Any] = approve(runner, approval_id, principal, reason).as_row()
-        return outcome
-    if decision == "reject":
-        return {
-            "approval_id": approval_id,
-            "outcome": "rejected",
-            "audit_seq": reject(runner, approval_id, principal, reason),
-        }
-    raise UsageError(f"decision must be approve or reject, not {decision!r}")
-
-
 @router.post("/approvals/{approval_id}", summary="Approve (and run) or reject a pending call")
 def decide(
     approval_id: int,
@@ -147,7 +128,9 @@ def decide(
     state: ServerState = Depends(current_state),
     principal: Principal = Depends(require(Permission.APPROVE)),
 ) -> Response:
-    return json_response(settle(state, principal, approval_id, body.decision, body.reason))
+    from inventory.policy.approvals import settle
+
+    return json_response(settle(state.tool_runner(), approval_id, principal, body.decision, body.reason))
 
 
 # --- audit ------------------------------------------------------------------------------------

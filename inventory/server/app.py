@@ -57,9 +57,9 @@ def create_app(
         failed_attempts=failed_attempts or FailedAttempts(),
         principals=runner.principals if runner is not None else PrincipalSettings(),
     )
-    app = FastAPI(
-        title="inventory", version=__version__, docs_url="/api/docs", openapi_url="/api/v1/openapi.json", redoc_url=None
-    )
+    from inventory.server.openapi import OPENAPI_URL, install_openapi
+
+    app = FastAPI(title="inventory", version=__version__, docs_url=None, openapi_url=OPENAPI_URL, redoc_url=None)
     app.state.inventory = state
     app.add_middleware(LimitsMiddleware, limits=limits or RequestLimits())
     errors.install_error_handlers(app)
@@ -68,6 +68,7 @@ def create_app(
     app.include_router(api_inventory.router)
     app.include_router(api_tools.router)
     app.include_router(api_tokens.router)
+    install_openapi(app)
     if mcp:
         from inventory.server.mcp_server import mount_mcp
 

@@ -15,7 +15,7 @@ from inventory.errors import InventoryError
 from inventory.server.auth import Permission, bearer_token
 from inventory.server.models import HealthOut
 from inventory.server.pagination import json_response
-from inventory.server.state import ServerState, client_address, current_state
+from inventory.server.state import ServerState, client_address, current_state, refuse_unknown_parameters
 
 router = APIRouter()
 # What /health says of each source: its latest run (status, error, warnings) and last success.
@@ -50,6 +50,7 @@ def health_report(state: ServerState) -> dict[str, Any]:
 def health(
     request: Request, state: ServerState = Depends(current_state), authorization: str | None = Header(default=None)
 ) -> Response:
+    refuse_unknown_parameters(request)
     report = health_report(state)
     status_code = 200 if report["status"] == "ok" else 503
     token = bearer_token(authorization)

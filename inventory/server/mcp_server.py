@@ -24,8 +24,9 @@ from mcp.server.lowlevel.server import Server
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 
-from inventory import __version__, queries
+from inventory import __version__, listing, queries
 from inventory.errors import InventoryError, NotFound, UsageError
+from inventory.query_params import LIST_QUERIES
 from inventory.redact import redact_text
 from inventory.server.auth import (
     EVERY_PERMISSION,
@@ -50,28 +51,6 @@ INSTRUCTIONS = (
     "inventory_approval_status."
 )
 
-_FILTERS: dict[str, Any] = {
-    "source": {"type": "string", "description": "Only objects of this source."},
-    "kind": {
-        "type": "string",
-        "description": "Only this kind, any case or alias (pod, deploy, sts, vm, qemu, ct ...).",
-    },
-    "status": {"type": "string", "description": "Only this status (case-insensitive)."},
-    "name": {"type": "string", "description": "Name glob, e.g. web-*."},
-    "labels": {
-        "type": "object",
-        "additionalProperties": {"type": "string"},
-        "description": "Labels that must equal these values.",
-    },
-    "selector": {
-        "type": "string",
-        "description": "A kubectl label selector: k=v, k!=v, k in (a,b), k notin (a,b), k, !k.",
-    },
-    "include_removed": {"type": "boolean", "default": False},
-    "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
-}
-_NAMESPACE = {"namespace": {"type": "string", "description": "Only this namespace (a glob: app-*)."}}
-_HOST = {"host": {"type": "string", "description": "Only workloads on this host (name or id)."}}
 READ_HINTS = types.ToolAnnotations(
     read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
 )
@@ -89,14 +68,14 @@ class QueryTool:
     run: Callable[[ServerState, Principal, dict[str, Any]], Any]
 
 
-def _search(plural: str) -> Callable[[ServerState, Principal, dict[str, Any]], Any]:
+def _list(query_name: str) -> Callable[[ServerState, Principal, dict[str, Any]], Any]:
+    """A declared list query (inventory/query_params.py) as a tool: its arguments checked by the same model
+    as the REST query string; the answer is the REST page (items, next_cursor, total)."""
+
     def run(state: ServerState, _principal: Principal, args: dict[str, Any]) -> Any:
-        selector = args.pop("selector", None)
-        equal = queries.ObjectFilter(labels=dict(args.pop("labels", None) or {})).label_requirements()
-        labels = (*equal, *queries.parse_labels([selector] if selector else []))
-        flt = queries.ObjectFilter(labels=labels, limit=int(args.pop("limit", 100)), **args)
+        values = listing.validate(query_name, args)
         with state.db.session() as session:
-            return getattr(queries, f"list_{plural}")(session, flt)
+            return listing.run_list(session, query_name, values)
 
     return run
 
@@ -106,34 +85,16 @@ def _show(state: ServerState, _principal: Principal, args: dict[str, Any]) -> An
         return queries.show_object(session, args["type"], str(args["ident"]), source=args.get("source"))
 
 
-def _changes(state: ServerState, _principal: Principal, args: dict[str, Any]) -> Any:
-    from inventory.server.api_inventory import change_page
-
-    since = args.pop("since", "1d")
-    until = args.pop("until", None)
-    limit = int(args.pop("limit", 100))
-    rows, _offset, _filters = change_page(
-        state, since, until, limit=limit, cursor=None, **{"object_type": args.pop("type", None), **args}
-    )
-    return rows[:limit]
-
-
 def _sources(state: ServerState, _principal: Principal, _args: dict[str, Any]) -> Any:
     with state.db.session() as session:
         return queries.list_sources(session)
 
 
 def _impact(state: ServerState, _principal: Principal, args: dict[str, Any]) -> Any:
-    from inventory.impact import impact
+    from inventory.documents import impact_document
 
     with state.db.session() as session:
-        result = impact(session, str(args["target"]))
-        document = result.as_dict()
-        if state.logical_services:
-            from inventory.logical.status import logical_services_of
-
-            document["logical_services"] = logical_services_of(session, state.logical_services, result)
-    return document
+        return impact_document(session, str(args["target"]), state.logical_services)
 
 
 def _approval_status(state: ServerState, _principal: Principal, args: dict[str, Any]) -> Any:
@@ -147,23 +108,10 @@ def _approval_status(state: ServerState, _principal: Principal, args: dict[str, 
 
 
 QUERY_TOOLS = [
-    QueryTool(
-        "inventory_search_hosts",
-        "Search hosts (nodes, hypervisors, VMs seen as machines) by filters.",
-        _schema(_FILTERS),
-        _search("hosts"),
-    ),
-    QueryTool(
-        "inventory_search_workloads",
-        "Search workloads (pods, VMs, LXC, containers) by filters.",
-        _schema({**_FILTERS, **_NAMESPACE, **_HOST}),
-        _search("workloads"),
-    ),
-    QueryTool(
-        "inventory_search_services",
-        "Search services by filters.",
-        _schema({**_FILTERS, **_NAMESPACE}),
-        _search("services"),
+    # The list queries, each the tool its declaration names (inventory/query_params.py).
+    *(
+        QueryTool(query.tool, query.tool_description, listing.input_schema(query.name), _list(query.name))
+        for query in LIST_QUERIES.values()
     ),
     QueryTool(
         "inventory_show",
@@ -181,21 +129,6 @@ QUERY_TOOLS = [
             ["type", "ident"],
         ),
         _show,
-    ),
-    QueryTool(
-        "inventory_recent_changes",
-        "What changed (created, updated old -> new, removed, revived), oldest first.",
-        _schema(
-            {
-                "since": {"type": "string", "default": "1d", "description": "A duration (1h, 7d) or an ISO time."},
-                "source": {"type": "string"},
-                "kind": {"type": "string"},
-                "type": {"type": "string", "enum": ["host", "workload", "service"]},
-                "action": {"type": "string", "enum": ["created", "updated", "removed", "revived"]},
-                "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
-            }
-        ),
-        _changes,
     ),
     QueryTool(
         "inventory_sources_health",
@@ -334,10 +267,9 @@ class InventoryMCP:
             return _error("UsageError", f"{name}: bad arguments: {exc}")
 
     def _call_policy_tool(self, principal: Principal, spec: Any, arguments: dict[str, Any]) -> types.CallToolResult:
-        from inventory.server.api_tools import call_tool
-
         target = arguments.pop("target", None)
-        outcome = call_tool(self.state, principal, spec.name, target, arguments)
+        # As `inventory tool run --no-input` and the API: policy, approval, execution and audit, the principal as actor.
+        outcome = self.state.tool_runner().run(spec.name, target, arguments, principal)
         row = outcome.as_row()
         if outcome.outcome == "pending":
             row["message"] = (

@@ -10,6 +10,8 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from inventory.listing import detail_model, row_model
+
 Item = TypeVar("Item")
 
 
@@ -22,58 +24,28 @@ class Page(BaseModel, Generic[Item]):
     next_cursor: str | None = None
 
 
-class ObjectRow(Row):
-    id: int
-    source: str
-    kind: str
-    external_id: str
-    name: str
-    status: str | None = None
-    labels: dict[str, Any] | None = None
-    attributes: dict[str, Any] | None = None
-    first_seen_at: datetime | None = None
-    changed_at: datetime | None = None
-    removed_at: datetime | None = None
+# The rows of hosts, workloads, services and changes derive from the object-type table (inventory/schema.py)
+# and the changes' CHANGE_OUTPUT: every stored field is there, and a field added there reaches these models.
+HostOut = row_model("host")
+WorkloadOut = row_model("workload")
+ServiceOut = row_model("service")
+ChangeOut = row_model("change")
+HostDetail = detail_model("host")
+WorkloadDetail = detail_model("workload")
+ServiceDetail = detail_model("service")
 
 
-class HostOut(ObjectRow):
-    hostname: str | None = None
-    machine_uuid: str | None = None
-    addresses: list[str] | None = None
-    mac_addresses: list[str] | None = None
-    backing_workload_id: int | None = None
-    workloads: Any = None
-    machine: int | None = None  # the machine's id (its lowest host id) when other sources see this host too
+class ErrorBody(BaseModel):
+    type: str  # the error's class: NotFound, UsageError, NotAuthenticated, Forbidden, DatabaseUnavailable, ...
+    message: str
 
 
-class WorkloadOut(ObjectRow):
-    namespace: str | None = None
-    host_id: int | None = None
-    host: Any = None
-    parent_id: int | None = None
+class ErrorOut(BaseModel):
+    """Every error the server answers, whatever its status: ``{"error": {"type", "message"}}``."""
 
+    model_config = ConfigDict(extra="forbid")
 
-class ServiceOut(ObjectRow):
-    namespace: str | None = None
-    members: Any = None
-
-
-class ChangeOut(Row):
-    id: int
-    at: datetime
-    source: str
-    action: str
-    object_type: str
-    object_id: int
-    kind: str | None = None
-    namespace: str | None = None
-    external_id: str | None = None
-    name: str | None = None
-    diff: dict[str, Any] | None = None
-    fields: str = ""
-    # Who or what made the change (inventory/cause.py's stored shape), and the same in one line.
-    cause: dict[str, Any] | None = None
-    by: str = "unknown"
+    error: ErrorBody
 
 
 class SourceOut(Row):
@@ -92,6 +64,44 @@ class SourceOut(Row):
     watching_since: datetime | None = None
     # The last periodic full sync of a source followed live: objects its change stream had missed.
     drift_repaired: int | None = None
+
+
+class StatusOut(Row):
+    """A source's freshness as `inventory status -o json` has it."""
+
+    source: str
+    type: str | None = None
+    configured: bool
+    last_status: str | None = None
+    last_success_at: datetime | None = None
+    age_seconds: float | None = None
+    age: str
+    last_error: str | None = None
+    warnings: list[str] = []
+    hosts: int
+    workloads: int
+    services: int
+
+
+class ImpactOut(Row):
+    """`inventory impact TARGET -o json`."""
+
+    target: dict[str, Any]
+    summary: str
+    hosts: list[dict[str, Any]]
+    workloads: list[dict[str, Any]]
+    services: list[dict[str, Any]]
+
+
+class ReportOut(Row):
+    """`inventory report -o json`."""
+
+    generated_at: datetime
+    since: datetime
+    sources: list[dict[str, Any]]
+    changes: list[dict[str, Any]]
+    problem_workloads: list[dict[str, Any]]
+    hosts_without_workloads: list[dict[str, Any]]
 
 
 class InventoryOut(Row):

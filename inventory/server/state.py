@@ -80,6 +80,44 @@ def require(permission: Permission) -> Callable[..., Any]:
     def dependency(
         request: Request, state: ServerState = Depends(current_state), authorization: str | None = Header(default=None)
     ) -> Principal:
-        return state.caller(request.scope, bearer_token(authorization), permission)
+        principal = state.caller(request.scope, bearer_token(authorization), permission)
+        # Only a caller who may use the route hears what is wrong with its parameters.
+        refuse_unknown_parameters(request)
+        return principal
 
     return dependency
+
+
+def _declared_query_names(route: Any) -> frozenset[str]:
+    """The query parameters a route declares: its own, its dependencies', and the fields of a query model."""
+    from pydantic import BaseModel
+
+    names: set[str] = set()
+    pending = [route.dependant]
+    while pending:
+        dependant = pending.pop()
+        pending.extend(dependant.dependencies)
+        for param in dependant.query_params:
+            annotation = getattr(param.field_info, "annotation", None)
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                names.update(f.alias or n for n, f in annotation.model_fields.items())
+            else:
+                names.add(param.alias)
+    return frozenset(names)
+
+
+_DECLARED: dict[int, frozenset[str]] = {}
+
+
+def refuse_unknown_parameters(request: Request) -> None:
+    """A query parameter no route declares is a mistake the caller should hear of (400), not a filter ignored."""
+    route = request.scope.get("route")
+    if route is None or not request.query_params:
+        return
+    known = _DECLARED.get(id(route))
+    if known is None:
+        known = _DECLARED[id(route)] = _declared_query_names(route)
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        listed = ", ".join(sorted(known)) or "none"
+        raise UsageError(f"unknown query parameter(s): {', '.join(unknown)} (this route takes: {listed})")

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, FastAPI, Form, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi import APIRouter, FastAPI, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -20,7 +20,7 @@ from inventory import queries
 from inventory.errors import InventoryError, UsageError
 from inventory.redact import redact_text
 from inventory.server.auth import Forbidden, NotAuthenticated, Permission, TooManyFailures
-from inventory.server.errors import error_body, forbidden_response, inventory_error_response, status_of
+from inventory.server.errors import forbidden_response, http_error_response, inventory_error_response, status_of
 from inventory.server.sessions import SESSION_IDLE_SECONDS, SessionStore, token_references
 from inventory.server.state import client_address, server_state
 from inventory.server.web_base import (
@@ -146,49 +146,40 @@ def service_page(request: Request, ident: str) -> HTMLResponse:
 
 @router.get("/changes")
 def changes_page(
-    request: Request,
-    since: str = "1d",
-    source: str = "",
-    type: str = "",
-    action: str = "",
-    page_number: int = Query(1, alias="page", ge=1, le=100_000),
+    request: Request, since: str = "1d", source: str = "", type: str = "", action: str = "", cursor: str | None = None
 ) -> HTMLResponse:
-    """The changes timeline, newest first; only the first page grows live (later pages hold older rows)."""
-    from inventory.timeutil import parse_period
+    """The changes timeline, newest first, in keyset pages; only the first page grows live (the others
+    hold older rows)."""
+    from inventory.listing import run_list, validate
 
     principal, session = signed_in(request, Permission.READ)
     state = server_state(request)
-    try:
-        since_at, _ = parse_period(since, None)
-        assert since_at is not None
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    filters: dict[str, Any] = {"source": source or None, "object_type": type or None, "action": action or None}
-    offset = (page_number - 1) * CHANGES_PAGE
+    values = {"since": since, "source": source or None, "type": type or None, "action": action or None}
+    checked = validate("changes", {**values, "sort": "-at", "limit": CHANGES_PAGE, "cursor": cursor})
     with state.db.session() as db_session:
-        rows = queries.list_changes(
-            db_session, since=since_at, limit=CHANGES_PAGE + 1, offset=offset, newest_first=True, **filters
-        )
+        listed = run_list(db_session, "changes", checked, total=False)
         sources = [s["name"] for s in queries.list_sources(db_session)]
+    rows, next_cursor = listed["items"], listed["next_cursor"]
     asked = {"since": since, "source": source, "type": type, "action": action}
     older = (
-        "/changes?" + urlencode({**{k: v for k, v in asked.items() if v}, "page": page_number + 1})
-        if len(rows) > CHANGES_PAGE
+        "/changes?" + urlencode({**{k: v for k, v in asked.items() if v}, "cursor": next_cursor})
+        if next_cursor
         else None
     )
+    filters = {"source": source or None, "object_type": type or None, "action": action or None}
     return page(
         request,
         "changes.html",
         principal,
         session,
-        rows=rows[:CHANGES_PAGE],
+        rows=rows,
         since=since,
         source=source,
         type=type,
         action=action,
         sources=sources,
         older=older,
-        live_url=_live_url(rows, **filters) if page_number == 1 else None,
+        live_url=_live_url(rows, **filters) if cursor is None else None,
     )
 
 
@@ -263,9 +254,8 @@ def approvals_decide(
     reason: str = Form(""),
     confirm: str = Form(""),
 ) -> Response:
-    from inventory.policy.approvals import list_approvals
+    from inventory.policy.approvals import list_approvals, settle
     from inventory.policy.classes import ToolClass
-    from inventory.server.api_tools import settle
 
     principal, session = signed_in(request, Permission.APPROVE)
     check_csrf(session, csrf)
@@ -277,7 +267,7 @@ def approvals_decide(
         notice = f"approval {approval_id}: not approved: a DESTRUCTIVE call needs the confirmation ticked"
         return RedirectResponse(f"/approvals?{urlencode({'notice': notice})}", status_code=303)
     try:
-        result = settle(server_state(request), principal, approval_id, decision, reason or None)
+        result = settle(server_state(request).tool_runner(), approval_id, principal, decision, reason or None)
         notice = f"approval {approval_id}: {result['outcome']}"
     except InventoryError as exc:
         notice = f"approval {approval_id}: {redact_text(str(exc))}"
@@ -329,14 +319,18 @@ def install_web(app: FastAPI) -> None:
             return page(request, "error.html", None, None, status_code=status_of(exc), message=redact_text(str(exc)))
         return inventory_error_response(exc)
 
+    from inventory.server.errors import DATABASE_AWAY, is_database_away, unexpected_error_response
+
     @app.exception_handler(SQLAlchemyError)
-    async def database_away(request: Request, exc: SQLAlchemyError) -> Response:
-        # The database is away or refused (a restart, a full disk): say so, never a bare 500.
-        message = "the database cannot be reached right now"
+    async def database_error(request: Request, exc: SQLAlchemyError) -> Response:
+        # The database is away or refused (a restart, a full disk): a page that says so, never a bare 500.
         if wants_html(request):
-            message += "; the page works again once it is back"
-            return page(request, "error.html", None, None, status_code=503, message=message, retry=True)
-        return JSONResponse(error_body("StorageError", message + "; retry once it is back"), status_code=503)
+            away = is_database_away(exc)
+            message = DATABASE_AWAY if away else "the server failed to answer; see its log"
+            return page(
+                request, "error.html", None, None, status_code=503 if away else 500, message=message, retry=away
+            )
+        return unexpected_error_response(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -345,4 +339,4 @@ def install_web(app: FastAPI) -> None:
                 exc.status_code, str(exc.detail)
             )
             return page(request, "error.html", None, None, status_code=exc.status_code, message=message)
-        return JSONResponse(error_body("HTTPError", str(exc.detail)), status_code=exc.status_code)
+        return http_error_response(exc)

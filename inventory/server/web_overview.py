@@ -1,9 +1,9 @@
 """The web UI's overview pages: the home page an operator keeps open, and the host/workload/service lists.
 
-Both are the library's own queries (``report.build_report``, ``queries.list_*``, the approvals
-list) rendered; the filters are the CLI's and the API's (source, kind, status, namespace, labels,
-name). Pages are numbered by offset; a page asks for one row more than it shows to know whether
-another follows.
+Both are the library's own queries (``report.build_report``, the declared list queries of
+``listing.run_list``, the approvals list) rendered; the filters and sortable fields are the CLI's and
+the API's (source, kind, status, namespace, labels, name), and pages follow keyset cursors, so a sync
+writing meanwhile never shifts them.
 """
 
 from __future__ import annotations
@@ -112,68 +112,62 @@ def _pending_approvals(state: Any) -> list[dict[str, Any]] | None:
         return None
 
 
-def _list_page(
-    request: Request,
-    plural: str,
-    *,
-    source: str,
-    kind: str,
-    status: str,
-    namespace: str,
-    label: list[str],
-    name: str,
-    col: list[str],
-    page_number: int,
-) -> HTMLResponse:
+def _list_page(request: Request, plural: str, asked: dict[str, Any]) -> HTMLResponse:
+    """One page of a list through the declared query (the API's and MCP's own): filters, sort, keyset cursor."""
+    from inventory.listing import run_list, validate
+    from inventory.query_params import LIST_QUERIES
+
     principal, session = signed_in(request, Permission.READ)
     known = dict(COLUMNS[plural])
+    col = asked["col"]
     unknown = [c for c in col if c not in known]
     if unknown:
         raise UsageError(f"no column {', '.join(map(repr, unknown))} on this list (columns: {', '.join(known)})")
     shown = col or [key for key, _ in COLUMNS[plural][: DEFAULT_COLUMNS[plural]]]
-    filters: dict[str, Any] = {
-        "source": source or None,
-        "kind": kind or None,
-        "status": status or None,
-        "namespace": (namespace or None) if plural != "hosts" else None,
-        "labels": queries.parse_labels(label),
-        "name": name or None,
+    sortable = set(LIST_QUERIES[plural].sortable)
+    values = {
+        "source": asked["source"] or None,
+        "kind": asked["kind"] or None,
+        "status": asked["status"] or None,
+        "name": asked["name"] or None,
+        "label": asked["label"],
+        "sort": asked["sort"] or None,
+        "limit": LIST_PAGE,
+        "cursor": asked["cursor"] or None,
     }
+    if plural != "hosts":
+        values["namespace"] = asked["namespace"] or None
+    checked = validate(plural, values)
     state = server_state(request)
-    offset = (page_number - 1) * LIST_PAGE
-    flt = queries.ObjectFilter(**filters, limit=LIST_PAGE + 1, offset=offset)
     with state.db.session() as db_session:
-        rows = getattr(queries, f"list_{plural}")(db_session, flt)
+        listed = run_list(db_session, plural, checked)
         sources = [s["name"] for s in queries.list_sources(db_session)]
-    asked: dict[str, Any] = {
-        "source": source,
-        "kind": kind,
-        "status": status,
-        "namespace": namespace,
-        "label": label,
-        "name": name,
-        "col": col,
-    }
-    query = [(key, value) for key, values in asked.items() for value in _values(values) if value]
+    kept = {key: value for key, value in asked.items() if key not in ("cursor",)}
+    query = [(key, value) for key, values_ in kept.items() for value in _values(values_) if value]
 
-    def link(number: int) -> str:
-        return f"/{plural}?{urlencode([*query, ('page', number)])}"
+    def link(**changes: str) -> str:
+        pairs = [(k, v) for k, v in query if k not in changes] + [(k, v) for k, v in changes.items() if v]
+        return f"/{plural}?{urlencode(pairs)}"
 
+    # Each sortable heading links to its sort: ascending first, descending when it already sorts ascending.
+    sort_links = {key: link(sort=f"-{key}" if asked["sort"] == key else key) for key in shown if key in sortable}
     return page(
         request,
         "list.html",
         principal,
         session,
         plural=plural,
-        rows=rows[:LIST_PAGE],
+        rows=listed["items"],
+        total=listed["total"],
         columns=[(key, known[key]) for key in shown],
         all_columns=COLUMNS[plural],
         shown=set(shown),
+        sort=asked["sort"],
+        sort_links=sort_links,
         sources=sources,
         asked=asked,
-        first=offset + 1,
-        previous=link(page_number - 1) if page_number > 1 else None,
-        next=link(page_number + 1) if len(rows) > LIST_PAGE else None,
+        first_page=link() if asked["cursor"] else None,
+        next=link(cursor=listed["next_cursor"]) if listed["next_cursor"] else None,
     )
 
 
@@ -191,20 +185,21 @@ def _list_route(plural: str) -> None:
         label: list[str] = Query([]),
         name: str = "",
         col: list[str] = Query([]),
-        page: int = Query(1, ge=1, le=100_000),
+        sort: str = "",
+        cursor: str = "",
     ) -> HTMLResponse:
-        return _list_page(
-            request,
-            plural,
-            source=source,
-            kind=kind,
-            status=status,
-            namespace=namespace,
-            label=[value for value in label if value],
-            name=name,
-            col=col,
-            page_number=page,
-        )
+        asked: dict[str, Any] = {
+            "source": source,
+            "kind": kind,
+            "status": status,
+            "namespace": namespace,
+            "label": [value for value in label if value],
+            "name": name,
+            "col": col,
+            "sort": sort,
+            "cursor": cursor,
+        }
+        return _list_page(request, plural, asked)
 
     list_objects.__name__ = f"{plural}_list_page"
     router.add_api_route(f"/{plural}", list_objects, methods=["GET"])
