@@ -21,7 +21,6 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError
 
-from inventory.audit.keys import default_key_path
 from inventory.connector import ConnectorRegistry, Duration, SourceConfig
 from inventory.errors import ConfigError, ConnectorUnavailable, did_you_mean
 from inventory.logical.spec import LogicalService, LogicalServices
@@ -105,7 +104,8 @@ class PolicySettings(BaseModel):
 class AuditSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    # The audit key (created on first use, 0600); relative to this file.
+    # The audit key (created on first use, 0600); relative to this file. Default: one per database, named by
+    # its id, under the user data dir (inventory/audit/<id>.key).
     key_file: str | None = None
     # The newest entry's seq and hash (default: the key file's name + ".head"); where the database role cannot write.
     head_file: str | None = None
@@ -149,7 +149,8 @@ class Config:
     # The operator's policy file (None: the built-in defaults).
     policy_path: Path | None = None
     principals: PrincipalSettings = field(default_factory=PrincipalSettings)
-    audit_key_file: Path = field(default_factory=default_key_path)
+    # None: the database's own key, named by its id (inventory/audit/keys.py database_secrets).
+    audit_key_file: Path | None = None
     audit_head_file: Path | None = None
     backup: BackupSettings = field(default_factory=BackupSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
@@ -277,7 +278,7 @@ def build_config(
         services=top.services,
         policy_path=_policy_path(top.policy, path, file_label),
         principals=top.principals,
-        audit_key_file=_anchor(top.audit.key_file, base_dir) if top.audit.key_file else default_key_path(),
+        audit_key_file=_anchor(top.audit.key_file, base_dir) if top.audit.key_file else None,
         audit_head_file=_anchor(top.audit.head_file, base_dir) if top.audit.head_file else None,
         backup=_anchored_backup(top.backup, base_dir),
         retention=top.retention,

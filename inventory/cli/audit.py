@@ -55,7 +55,10 @@ def _filter_options(func: Any) -> Any:
             "--outcome",
             help="success, failed, denied, pending, rejected, approved, expired, dry_run, invalid, partial, started.",
         ),
-        click.option("--event", type=click.Choice(["tool_call", "approval", "sync", "token", "restore", "archive"])),
+        click.option(
+            "--event",
+            type=click.Choice(["tool_call", "approval", "sync", "token", "restore", "archive", "policy"]),
+        ),
         click.option("--target", help="Target or target name contains this."),
         click.option("--since", help="From this long ago (7d, 1h) or ISO time."),
         click.option("--until", help="Up to this long ago or ISO time."),
@@ -128,6 +131,7 @@ def verify_command(
     from inventory.audit.keys import secrets_for
     from inventory.audit.log import read_checkpoint, verify_chain
     from inventory.audit.restore import restore_notes
+    from inventory.policy.applied import tampered_rows
     from inventory.render import to_json
 
     mark = read_checkpoint(checkpoint) if checkpoint else None
@@ -138,6 +142,8 @@ def verify_command(
         else:
             result = verify_chain(session, mark, in_python=in_python, audit_secrets=secrets_for(db))
         restores = restore_notes(session, secrets_for(db), result)
+    # The rows that decide (applied policies) are signed too: an edited one is reported here as well as refused.
+    policy_problems = tampered_rows(db)
     if output == "json":
         click.echo(
             to_json(
@@ -152,6 +158,7 @@ def verify_command(
                     if result.ok
                     else {"seq": result.problem.seq, "kind": result.problem.kind, "message": result.problem.message},  # type: ignore[union-attr]
                     "restores": restores,
+                    "applied_policies": policy_problems,
                 }
             )
         )
@@ -170,7 +177,10 @@ def verify_command(
             click.echo(f"restore: {note}")
     else:
         click.echo(f"FAILED after {result.checked} good entries: {result.problem.message}", err=True)  # type: ignore[union-attr]
-    if not result.ok:
+    if output != "json":
+        for problem in policy_problems:
+            click.echo(f"FAILED: {problem}", err=True)
+    if not result.ok or policy_problems:
         raise SystemExit(1)
 
 

@@ -16,17 +16,16 @@ def tokens_group() -> None:
 
 
 def _policy(app: AppContext) -> Any:
-    from inventory.policy.rules import load_policy
-
-    return load_policy(app.config.policy_path)
+    """The database's applied policy: its principals and groups decide who is an admin, whatever the config says."""
+    app.tell_if_draft()
+    return app.applied_policies().current()
 
 
 def _administrator(app: AppContext, policy: Any) -> Any:
-    """The OS user with every group it holds: the config's principals.users and the policy's groups:."""
-    from dataclasses import replace
+    """The OS user with every group it holds: the applied policy's principals.users and groups:."""
+    from inventory.policy.applied import administrator
 
-    by = app.principal()
-    return replace(by, groups=by.groups | policy.groups_of(by.name))
+    return administrator(policy, app.principal())
 
 
 @tokens_group.command("create")
@@ -37,7 +36,7 @@ def _administrator(app: AppContext, policy: Any) -> Any:
 def create_command(app: AppContext, name: str, groups: tuple[str, ...], expires: str | None) -> None:
     """Create a token for principal NAME and print it once: the last line of stdout is the token alone.
 
-    Only an admin may (principals.admins in the config; default: the group admins)."""
+    Only an admin may (principals.admins of the applied policy; default: the group admins)."""
     from inventory.timeutil import parse_duration
     from inventory.tokens import create_token
 
@@ -50,11 +49,18 @@ def create_command(app: AppContext, name: str, groups: tuple[str, ...], expires:
         if expires_in <= 0:
             raise UsageError(f"--expires {expires}: must be positive")
     policy = _policy(app)
-    by, admins = _administrator(app, policy), app.config.principals.admins
-    # A name that looks like one the config or the policy gives (or another token's) is refused.
-    known = [*app.config.principals.names(), *policy.principal_names()]
+    by, admins = _administrator(app, policy), policy.principals.admins
+    # A name that looks like one the policy gives (or another token's) is refused.
+    known = [*policy.principals.names(), *policy.principal_names()]
     token = create_token(
-        app.database(), name, groups=groups, expires_in=expires_in, by=by, admins=admins, known_names=known
+        app.database(),
+        name,
+        groups=groups,
+        expires_in=expires_in,
+        by=by,
+        admins=admins,
+        known_names=known,
+        policy_hash=policy.sha256,
     )
     click.echo(f"token for {name} created; it is shown once, store it now:", err=True)
     click.echo(token)
@@ -79,7 +85,14 @@ def revoke_command(app: AppContext, name: str) -> None:
     """Revoke the live token of NAME: it authenticates no one from now on."""
     from inventory.tokens import revoke_token
 
-    revoke_token(app.database(), name, by=_administrator(app, _policy(app)), admins=app.config.principals.admins)
+    policy = _policy(app)
+    revoke_token(
+        app.database(),
+        name,
+        by=_administrator(app, policy),
+        admins=policy.principals.admins,
+        policy_hash=policy.sha256,
+    )
     click.echo(f"token {name} revoked")
 
 

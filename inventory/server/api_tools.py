@@ -179,16 +179,22 @@ def verify_audit(state: ServerState) -> dict[str, Any]:
     """What `inventory audit verify` says, with this server's key: the chain, every mac, the heads."""
     from inventory.audit.keys import secrets_for
     from inventory.audit.log import verify_chain
+    from inventory.policy.applied import tampered_rows
 
     with state.db.session() as session:
         result = verify_chain(session, audit_secrets=secrets_for(state.db))
     problem = result.problem
+    policy_problems = tampered_rows(state.db)
+    found = None if problem is None else {"seq": problem.seq, "kind": problem.kind, "message": problem.message}
+    if found is None and policy_problems:
+        found = {"seq": None, "kind": "applied_policy", "message": policy_problems[0]}
     return {
-        "ok": result.ok,
+        "ok": result.ok and not policy_problems,
         "checked": result.checked,
         "last_seq": result.last_seq,
         "last_hash": result.last_hash,
-        "problem": None if problem is None else {"seq": problem.seq, "kind": problem.kind, "message": problem.message},
+        "problem": found,
+        "applied_policies": policy_problems,
     }
 
 
