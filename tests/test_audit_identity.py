@@ -135,3 +135,30 @@ def test_the_identity_never_changes(database_url: str) -> None:
         assert database_id(db) == before
     finally:
         db.dispose()
+
+
+def test_a_backup_restores_into_a_new_database_under_its_own_key(sqlite_url: str, tmp_path: Path) -> None:
+    """The manifest names the database's id: the restore picks that key, not the new target's."""
+    config = tmp_path / "inventory.yaml"
+    config.write_text(yaml.safe_dump({"database": {"url": sqlite_url}}))
+    assert _invoke(config, "policy", "apply", _policy_file(tmp_path)).exit_code == 0
+    backup = tmp_path / "backup.db.gz"
+    taken = _invoke(config, "db", "backup", str(backup))
+    assert taken.exit_code == 0, taken.output
+    assert len(yaml.safe_load(backup.with_name(backup.name + ".manifest.json").read_text())["database_id"]) == 32
+    elsewhere = tmp_path / "new" / "inventory.yaml"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text(yaml.safe_dump({"database": {"url": f"sqlite:///{tmp_path / 'new' / 'inventory.db'}"}}))
+    restored = _invoke(elsewhere, "db", "restore", str(backup))
+    assert restored.exit_code == 0, restored.output
+    verified = _invoke(elsewhere, "audit", "verify")
+    assert verified.exit_code == 0 and verified.output.startswith("ok: "), verified.output
+    assert _invoke(elsewhere, "policy", "show").output.startswith("policy 1 in force")
+
+
+def _policy_file(tmp_path: Path) -> str:
+    from policy_support import admin_principals
+
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump({"principals": admin_principals()}))
+    return str(path)

@@ -180,6 +180,7 @@ def secrets_for(db: Any) -> AuditSecrets:
         if found.key_file == legacy_key_path():
             return found  # a schema from before database ids: decided again once it is migrated
         attach(db, found)
+        db.audit_secrets_by_identity = True  # not the config's: a restore may name another database's
     return found
 
 
@@ -194,8 +195,8 @@ def database_secrets(db: Any, *, head_file: str | os.PathLike[str] | None = None
     identity = database_id(db)
     if identity is None:  # not migrated to 0012 yet (`db upgrade` is about to): the key of older versions
         return AuditSecrets(legacy_key_path(), head_file)
-    key_file = default_key_path(identity)
-    found = AuditSecrets(key_file, head_file or key_file.with_name(f"{identity}.head"))
+    found = database_key(identity, head_file=head_file)
+    key_file = found.key_file
     if key_file.exists():
         return found
     signed = newest_signed_entry(db)
@@ -212,6 +213,12 @@ def database_secrets(db: Any, *, head_file: str | os.PathLike[str] | None = None
         "(a new key would not verify them, so none is made)",
         key="audit.key_file",
     )
+
+
+def database_key(identity: str, *, head_file: str | os.PathLike[str] | None = None) -> AuditSecrets:
+    """The default key and head of the database with this id (a restore names them from its backup's manifest)."""
+    key_file = default_key_path(identity)
+    return AuditSecrets(key_file, head_file or key_file.with_name(f"{identity}.head"))
 
 
 def _adopt(db: Any, legacy: AuditSecrets, found: AuditSecrets, seq: int, entry_hash: str, *, own_head: bool) -> None:
@@ -257,6 +264,7 @@ __all__ = [
     "AuditHead",
     "AuditSecrets",
     "attach",
+    "database_key",
     "database_secrets",
     "default_key_path",
     "legacy_key_path",

@@ -30,6 +30,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from inventory.audit.identity import database_id
 from inventory.audit.keys import AuditHead, secrets_for
 from inventory.backup.manifest import Manifest, file_digest
 from inventory.backup.pg_tools import find_tool, run_tool, tool_environment, tool_url
@@ -89,6 +90,7 @@ def create_backup(db: Database, path: str | os.PathLike[str], *, now: datetime |
         sha256=sha256,
         compression=taken.compression,
         database=db.display_url,
+        database_id=database_id(db),
     )
     manifest.write(target, audit_secrets)
     return manifest
