@@ -226,3 +226,30 @@ def test_a_long_running_runner_follows_the_applied_policy(db: Database, operator
     apply_to_database(db, FREEZE)
     second = runner.evaluate("kubernetes.restart_deployment", "web-0", {}, "bob")
     assert str(second.decision.effect) == "deny" and second.policy.label.startswith("applied policy 1")
+
+
+def test_the_servers_tool_api_is_decided_by_the_policy_applied_while_it_runs(
+    db: Database, operator_config: Path, cluster: MutableFakeKubernetes
+) -> None:
+    """`inventory serve` builds its runner once (ToolRunner.in_force): an apply through the CLI decides its next
+    call, and the call's audit entry carries that policy's hash."""
+    from fastapi.testclient import TestClient
+    from server_support import make_tokens
+
+    from inventory.server import create_app
+
+    raw = yaml.safe_load(operator_config.read_text())
+    config = build_config(raw, path=operator_config, registry=ConnectorRegistry.of(KubernetesConnector))
+    runner = ToolRunner.in_force(db, ToolRegistry.discover(), source_config=config.source)
+    tokens = make_tokens(db)
+    call = {"json": {"target": "web-0"}, "headers": tokens.header("operator")}
+    with TestClient(create_app(db, runner=runner, mcp=False, web=False)) as client:
+        ran = client.post("/api/v1/tools/kubernetes.restart_deployment/calls", **call)  # type: ignore[arg-type]
+        assert ran.status_code == 200 and ran.json()["policy"] == "<built-in defaults>", ran.text
+        path = apply_policy(operator_config, FREEZE)
+        denied = client.post("/api/v1/tools/kubernetes.restart_deployment/calls", **call)  # type: ignore[arg-type]
+        assert denied.status_code == 403 and denied.json()["error"]["message"] == "denied by freeze", denied.text
+    assert len(cluster.mutations) == 1
+    with db.session() as session:
+        last = list_entries(session, AuditFilter(event="tool_call"))[-1]
+    assert (last["outcome"], last["policy_hash"]) == ("denied", hashlib.sha256(path.read_bytes()).hexdigest())
