@@ -235,7 +235,7 @@ def archive_command(app: AppContext, before: str, path: str | None, output: str)
         cutoff = parse_since(before)
     except ValueError as exc:
         raise UsageError(f"--before: {exc}") from None
-    result = archive(app.database(), cutoff, path, actor=app.principal().name)
+    result = archive(app.database(), cutoff, path, actor=app.os_user())
     if output == "json":
         click.echo(to_json(result.as_dict()))
     elif result.entries:

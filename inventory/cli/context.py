@@ -60,6 +60,13 @@ class AppContext:
             self._applied = AppliedPolicies(self.database())
         return self._applied
 
+    def os_user(self) -> str:
+        """The OS user's name, for commands that record who ran them but decide nothing by policy (restore, archive):
+        they may run before the database has a schema, so the applied policy is not read."""
+        from inventory.principals import PrincipalSettings, cli_principal
+
+        return cli_principal(PrincipalSettings()).name
+
     def principal(self, actor: str | None = None) -> Any:
         """Who runs this command: the OS user, acting for ``actor`` where the applied policy allows it."""
         from inventory.principals import cli_principal
