@@ -9,6 +9,7 @@ reads this before anything else is loaded, and the models import the storage lay
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
@@ -27,7 +28,11 @@ class SignedHead:
 
 
 def database_id(db: Any) -> str | None:
-    """The database's id (None: a schema older than 0012_applied_policy, or no row)."""
+    """The database's id (None: a schema older than 0012_applied_policy, no row, or no SQLite file yet)."""
+    url = db.engine.url
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        if not Path(url.database).exists():
+            return None  # connecting would create the file: a database that does not exist has no id
     try:
         with db.engine.connect() as conn:
             found = conn.execute(text("SELECT database_id FROM database_identity WHERE id = 1")).scalar()
