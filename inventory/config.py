@@ -97,7 +97,8 @@ class RetentionSettings(BaseModel):
 class PolicySettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    # The policy in force (relative to this file); default: policy.yaml next to it, else the built-in defaults.
+    # The operator's draft (relative to this file; default: policy.yaml next to it): compared with the database's
+    # applied policy (inventory/policy/applied.py), which alone decides; `inventory policy apply` puts it in force.
     path: str | None = None
 
 
@@ -146,7 +147,7 @@ class Config:
     notify: NotifySettings = field(default_factory=NotifySettings)
     # Logical services declared in the config (inventory.logical).
     services: list[LogicalService] = field(default_factory=list)
-    # The operator's policy file (None: the built-in defaults).
+    # The config's policy file: a draft (None: none named); the database's applied policy decides.
     policy_path: Path | None = None
     principals: PrincipalSettings = field(default_factory=PrincipalSettings)
     # None: the database's own key, named by its id (inventory/audit/keys.py database_secrets).

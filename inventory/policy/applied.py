@@ -13,8 +13,9 @@ decided under it (``TamperedRow``, exit 3) and ``audit verify`` reports it.
 
 Before any policy was applied the built-in defaults decide (inventory/policy/rules.py): no
 groups, no act_for, no admins. The first ``policy apply`` may be made by the OS user who owns
-the database's audit key (who can sign anything anyway); later ones only by an admin of the
-policy in force. A policy under which its applier would no longer be an admin is refused, so
+the database's audit key (who can sign anything anyway) or by the database's owner (the SQLite
+file's OS owner; PostgreSQL's owner role, which runs the migrations); later ones only by an admin
+of the policy in force. A policy under which its applier would no longer be an admin is refused, so
 no apply locks everyone out.
 """
 
@@ -163,6 +164,25 @@ def owns_audit_key(db: Database) -> bool:
         return False
 
 
+def owns_database(db: Database) -> bool:
+    """Whether this process owns the database: the SQLite file's OS owner, or PostgreSQL's owner role (or a
+    superuser), as in a deployment whose migrations run as the owner and whose key is a mounted secret."""
+    from sqlalchemy import text
+
+    if db.dialect == "sqlite":
+        name = db.engine.url.database
+        try:
+            return bool(name) and os.stat(str(name)).st_uid == os.geteuid()
+        except OSError:
+            return False
+    query = (
+        "SELECT pg_catalog.pg_get_userbyid(d.datdba) = current_user OR r.rolsuper FROM pg_catalog.pg_database d, "
+        "pg_catalog.pg_roles r WHERE d.datname = current_database() AND r.rolname = current_user"
+    )
+    with db.engine.connect() as conn:
+        return bool(conn.execute(text(query)).scalar())
+
+
 def _record(by: Principal, outcome: str, policy: Policy, previous: Policy, error: str | None = None) -> AuditRecord:
     return AuditRecord(
         event=APPLY_EVENT,
@@ -194,8 +214,8 @@ def apply_policy(
     current = tracker.current()
     info = tracker.info
     if info.id is None:
-        allowed = is_admin(current, by) or owns_audit_key(db)
-        why = "before any policy was applied, only the OS user who owns the audit key may apply one"
+        allowed = is_admin(current, by) or owns_audit_key(db) or owns_database(db)
+        why = "before any policy was applied, only the owner of the audit key or of the database may apply one"
     else:
         allowed = is_admin(current, by)
         admins = ", ".join(current.principals.admins) or "no one"
@@ -210,7 +230,8 @@ def apply_policy(
     if not is_admin(candidate, successor):
         raise UsageError(
             f"{label}: under this policy {by.name} would not be an admin, and no one named could apply "
-            "another one; name them in principals.admins (or give them a group it names under principals.users)"
+            "another one; name them in principals.admins (or give them a group it names under principals.users); "
+            "principals: belong in the policy now, not in the config"
         )
     text = data.decode("utf-8")
     audit_secrets = secrets_for(db)
@@ -326,6 +347,7 @@ __all__ = [
     "draft_notice",
     "is_admin",
     "owns_audit_key",
+    "owns_database",
     "policy_in_force",
     "tampered_rows",
 ]
