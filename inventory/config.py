@@ -21,7 +21,6 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError
 
-from inventory.audit.keys import default_key_path
 from inventory.connector import ConnectorRegistry, Duration, SourceConfig
 from inventory.errors import ConfigError, ConnectorUnavailable, did_you_mean
 from inventory.logical.spec import LogicalService, LogicalServices
@@ -108,7 +107,8 @@ def _octal_mode(value: Any) -> Any:
 class PolicySettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    # The policy in force (relative to this file); default: policy.yaml next to it, else the built-in defaults.
+    # The operator's draft (relative to this file; default: policy.yaml next to it): compared with the database's
+    # applied policy (inventory/policy/applied.py), which alone decides; `inventory policy apply` puts it in force.
     path: str | None = None
     # After a tool call ran, how long to wait for a live watcher of its source to write the target's change
     # (the call's `observed` audit entry says what was seen); 0: never wait. Sources nobody follows live
@@ -119,7 +119,8 @@ class PolicySettings(BaseModel):
 class AuditSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    # The audit key (created on first use, 0600); relative to this file.
+    # The audit key (created on first use, 0600); relative to this file. Default: one per database, named by
+    # its id, under the user data dir (inventory/audit/<id>.key).
     key_file: str | None = None
     # The newest entry's seq and hash (default: the key file's name + ".head"); where the database role cannot write.
     head_file: str | None = None
@@ -173,12 +174,13 @@ class Config:
     notify: NotifySettings = field(default_factory=NotifySettings)
     # Logical services declared in the config (inventory.logical).
     services: list[LogicalService] = field(default_factory=list)
-    # The operator's policy file (None: the built-in defaults).
+    # The config's policy file: a draft (None: none named); the database's applied policy decides.
     policy_path: Path | None = None
     # After a tool call ran, seconds to wait for a live watcher to write its target's change (policy.observe).
     observe_timeout: float = 30.0
     principals: PrincipalSettings = field(default_factory=PrincipalSettings)
-    audit_key_file: Path = field(default_factory=default_key_path)
+    # None: the database's own key, named by its id (inventory/audit/keys.py database_secrets).
+    audit_key_file: Path | None = None
     audit_head_file: Path | None = None
     backup: BackupSettings = field(default_factory=BackupSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
@@ -310,7 +312,7 @@ def build_config(
         policy_path=_policy_path(top.policy, path, file_label),
         observe_timeout=top.policy.observe,
         principals=top.principals,
-        audit_key_file=_anchor(top.audit.key_file, base_dir) if top.audit.key_file else default_key_path(),
+        audit_key_file=_anchor(top.audit.key_file, base_dir) if top.audit.key_file else None,
         audit_head_file=_anchor(top.audit.head_file, base_dir) if top.audit.head_file else None,
         backup=_anchored_backup(top.backup, base_dir),
         retention=top.retention,

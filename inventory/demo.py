@@ -229,13 +229,37 @@ class DemoLab:
                 {"type": "kubernetes", "name": "k3s", "kubeconfig": kubeconfig.name, "context": CLUSTER},
                 {"type": "docker", "name": "docker01", "url": self.docker.url},
             ],
-            # The lab is the OS user's own: they administer its tokens (principals.admins: the group admins).
-            "principals": {"users": {system_principal().name: ["admins"]}},
         }
         path = self.directory / "inventory.yaml"
         path.write_text(
             "# Written by `inventory demo`: the fakes it points at are gone once the demo ends.\n"
             + yaml.safe_dump(config, sort_keys=False),
+            encoding="utf-8",
+        )
+        return path
+
+    def write_policy(self) -> Path:
+        """policy.yaml beside the config, which `inventory demo` applies to the lab's database: the lab is the OS
+        user's own, so they administer it (principals.admins: the group admins) and approve its calls."""
+        import yaml
+
+        me = system_principal().name
+        policy = {
+            "groups": {"ops": [me]},
+            "protected": {"namespaces": ["kube-system"], "tags": ["prod"]},
+            "rules": [
+                {
+                    "name": "prod-changes-need-approval",
+                    "effect": "require_approval",
+                    "match": {"classes": ["SAFE_MUTATE", "DESTRUCTIVE"], "target": {"tags": ["prod"]}},
+                }
+            ],
+            "principals": {"users": {me: ["admins"]}},
+        }
+        path = self.directory / "policy.yaml"
+        path.write_text(
+            "# Written and applied by `inventory demo` (inventory policy show); edit, then inventory policy apply.\n"
+            + yaml.safe_dump(policy, sort_keys=False),
             encoding="utf-8",
         )
         return path

@@ -45,7 +45,7 @@ class PrincipalKind(str, Enum):
 
 
 class PrincipalSettings(BaseModel):
-    """``principals:`` in the config file."""
+    """``principals:`` of the policy (in force once applied: inventory/policy/applied.py)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -201,7 +201,7 @@ def require_admin(principal: Principal, admins: Iterable[str], doing: str) -> No
     admins = list(admins)
     if not named_by(admins, principal):
         raise PolicyDenied(
-            f"{principal.label} may not {doing}: only admins may (principals.admins in the config names them: "
+            f"{principal.label} may not {doing}: only admins may (principals.admins of the applied policy names them: "
             f"{', '.join(admins) or 'no one'})"
         )
 
@@ -248,7 +248,7 @@ def acting_for(settings: PrincipalSettings, principal: Principal, actor: str | N
     if not any(name_key(a) == name_key(wanted) for a in allowed):
         raise UsageError(
             f"--actor {wanted}: OS user {name} may not act for {wanted} "
-            f"(principals.act_for in the config names whom each OS user may act for)"
+            f"(principals.act_for of the applied policy names whom each OS user may act for)"
         )
     return Principal(
         name,

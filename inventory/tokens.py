@@ -103,17 +103,30 @@ def parse_expires(text: str | None) -> float | None:
     return seconds
 
 
-def administrator(by: Principal, policy: Any) -> Principal:
-    """``by`` with every group it holds, as ``principals.admins`` is matched: the config's principals.users (in
-    ``by`` already) and the groups of the policy in force (``policy.groups_of``)."""
-    from dataclasses import replace
+def create_under(
+    db: Database, policy: Any, by: Principal, name: str, groups: tuple[str, ...], expires: str | None
+) -> str:
+    """`tokens create` as ``by`` under ``policy`` (the applied one): its admins decide, its principals' and
+    groups' names may not be looked like, its hash is recorded. The CLI (direct) and the API both call it."""
+    from inventory.policy.applied import administrator
 
-    return replace(by, groups=by.groups | policy.groups_of(by.name))
+    return create_token(
+        db,
+        name,
+        groups=groups,
+        expires_in=parse_expires(expires),
+        by=administrator(policy, by),
+        admins=policy.principals.admins,
+        known_names=[*policy.principals.names(), *policy.principal_names()],
+        policy_hash=policy.sha256,
+    )
 
 
-def known_names(settings: Any, policy: Any) -> list[str]:
-    """Names a new token's name may not look like: the config's principals and the policy's."""
-    return [*settings.names(), *policy.principal_names()]
+def revoke_under(db: Database, policy: Any, by: Principal, name: str) -> None:
+    """`tokens revoke` as ``by`` under ``policy`` (the applied one), as ``create_under``."""
+    from inventory.policy.applied import administrator
+
+    revoke_token(db, name, by=administrator(policy, by), admins=policy.principals.admins, policy_hash=policy.sha256)
 
 
 def _hash(audit_secrets: AuditSecrets, token: str) -> str:
@@ -124,8 +137,16 @@ def _info(row: ApiToken, revoked_at: datetime | None, intact: bool) -> TokenInfo
     return TokenInfo(row.name, tuple(row.groups), row.created_at, row.created_by, row.expires_at, revoked_at, intact)
 
 
-def _record(name: str, by: Principal, outcome: str, details: dict[str, Any], error: str | None = None) -> AuditRecord:
+def _record(
+    name: str,
+    by: Principal,
+    outcome: str,
+    details: dict[str, Any],
+    error: str | None = None,
+    policy_hash: str | None = None,
+) -> AuditRecord:
     return AuditRecord(
+        policy_hash=policy_hash,
         event="token",
         actor=by.name,
         outcome=outcome,
@@ -155,6 +176,7 @@ def create_token(
     by: Principal,
     admins: Sequence[str] = DEFAULT_ADMINS,
     known_names: Iterable[str] = (),
+    policy_hash: str | None = None,
 ) -> str:
     """A new token for principal ``name``; returns the token, which exists nowhere else afterwards.
 
@@ -165,7 +187,11 @@ def create_token(
     name = normalise_name(name, what="token name")
     groups = tuple(sorted({normalise_name(g, what="group name") for g in groups}))
     _require_admin(
-        db, by, admins, f"create a token (for {name})", _record(name, by, "denied", {"groups": list(groups)})
+        db,
+        by,
+        admins,
+        f"create a token (for {name})",
+        _record(name, by, "denied", {"groups": list(groups)}, policy_hash=policy_hash),
     )
     with db.session() as session:
         existing = list(session.execute(select(ApiToken.name).distinct()).scalars())
@@ -194,7 +220,7 @@ def create_token(
                 "groups": list(groups),
                 "expires_at": expires_at.isoformat() if expires_at else None,
             }
-            append_in(session, _record(name, by, "created", details), audit_secrets)
+            append_in(session, _record(name, by, "created", details, policy_hash=policy_hash), audit_secrets)
     except IntegrityError:
         raise UsageError(f"a live token named {name} exists already; revoke it first") from None
     return token
@@ -215,10 +241,18 @@ def list_tokens(db: Database) -> list[TokenInfo]:
     return [_info(row, revoked.get(row.id, row.revoked_at), row_macs.intact(audit_secrets, row)) for row in rows]
 
 
-def revoke_token(db: Database, name: str, *, by: Principal, admins: Sequence[str] = DEFAULT_ADMINS) -> None:
+def revoke_token(
+    db: Database,
+    name: str,
+    *,
+    by: Principal,
+    admins: Sequence[str] = DEFAULT_ADMINS,
+    policy_hash: str | None = None,
+) -> None:
     """Revoke the live token of ``name`` for good: its row (re-signed) and an append-only revocation, audited."""
     name = normalise_name(name, what="token name")
-    _require_admin(db, by, admins, f"revoke a token (of {name})", _record(name, by, "denied", {"action": "revoke"}))
+    denied = _record(name, by, "denied", {"action": "revoke"}, policy_hash=policy_hash)
+    _require_admin(db, by, admins, f"revoke a token (of {name})", denied)
     audit_secrets = secrets_for(db)
     with db.write_session() as session:
         row = session.execute(
@@ -236,7 +270,7 @@ def revoke_token(db: Database, name: str, *, by: Principal, admins: Sequence[str
         if not _revoked(session, [row.id]):  # a revoked row set live again by an edit is revoked already
             session.add(TokenRevocation(token_id=row.id, revoked_at=row.revoked_at, revoked_by=by.name))
         details = {"token_id": row.id, "groups": list(row.groups)}
-        append_in(session, _record(row.name, by, "revoked", details), audit_secrets)
+        append_in(session, _record(row.name, by, "revoked", details, policy_hash=policy_hash), audit_secrets)
 
 
 def authenticate(db: Database, token: str | None) -> Principal | None:
@@ -293,14 +327,14 @@ __all__ = [
     "TAMPERED",
     "TOKEN_PREFIX",
     "TokenInfo",
-    "administrator",
     "authenticate",
     "authenticate_reference",
     "create_token",
-    "known_names",
+    "create_under",
     "list_tokens",
     "live_token_groups",
     "parse_expires",
     "revoke_token",
+    "revoke_under",
     "token_reference",
 ]

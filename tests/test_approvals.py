@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+from policy_support import apply_policy
 from sqlalchemy import update
 
 from connectors.kubernetes.connector import KubernetesConnector
@@ -254,10 +255,10 @@ def run_on_terminal(config_file: Path, *args: str, typed: bytes = b"web-0\n") ->
 
 
 def configure(config_file: Path, policy: bytes, **extra: object) -> None:
-    """The operator's policy (policy.yaml next to the config) and extra config sections."""
-    (config_file.parent / "policy.yaml").write_bytes(policy)
+    """Extra config sections, and the operator's policy (policy.yaml next to the config) applied to the database."""
     raw = yaml.safe_load(config_file.read_text())
     config_file.write_text(yaml.safe_dump({**raw, **extra}))
+    apply_policy(config_file, policy)
 
 
 SCALE_TO_ZERO = ("tool", "run", "kubernetes.scale_deployment", "--target", "web-0", "--arg", "replicas=0")

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 from conftest import POSTGRES_ADMIN_URL
+from policy_support import apply_policy
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
@@ -72,7 +73,8 @@ def test_the_runtime_role_appends_but_cannot_rewrite_the_log(
     printed = CliRunner().invoke(cli, ["--config", str(config), "db", "grant", runtime_role])
     assert (
         printed.exit_code == 0
-        and f'GRANT SELECT, INSERT ON audit_log, token_revocations TO "{runtime_role}";' in printed.output
+        and f'GRANT SELECT, INSERT ON applied_policies, audit_log, token_revocations TO "{runtime_role}";'
+        in printed.output
     )
     applied = CliRunner().invoke(cli, ["--config", str(config), "db", "grant", runtime_role, "--apply"])
     assert applied.exit_code == 0, applied.output
@@ -120,6 +122,12 @@ DECISION_ATTACKS = [
     "DROP TABLE hosts",
     "ALTER TABLE approvals DROP COLUMN mac",
     "DROP TRIGGER token_revocations_no_update_delete ON token_revocations",
+    # The policy in force and the database's identity (which names its audit key).
+    "UPDATE applied_policies SET text = 'rules: []'",
+    "DELETE FROM applied_policies",
+    "TRUNCATE applied_policies",
+    "UPDATE database_identity SET database_id = 'another'",
+    "DROP TRIGGER applied_policies_no_update_delete ON applied_policies",
 ]
 
 
@@ -146,7 +154,6 @@ def test_the_runtime_role_syncs_calls_tools_settles_and_revokes_but_rewrites_not
         document = {
             "database": {"url": runtime_url},
             "audit": {"key_file": str(tmp_path / "audit.key")},
-            "principals": {"users": {os_user_name(): ["admins"]}},
             "sources": [
                 {"type": "static", "name": "lab", "hosts": [{"id": "nas1", "name": "nas", "kind": "nas"}]},
                 pve.source("pve", timeout=5, retries=0),
@@ -154,6 +161,8 @@ def test_the_runtime_role_syncs_calls_tools_settles_and_revokes_but_rewrites_not
         }
         config = tmp_path / "inventory.yaml"
         config.write_text(yaml.safe_dump(document))
+        # Applied as the runtime role: INSERT on applied_policies is all it takes.
+        apply_policy(config, {"principals": {"users": {os_user_name(): ["admins"]}}})
         for _ in range(2):  # the first run inserts, the second updates
             synced = run(config, "sync", "--once")
             assert synced.exit_code == 0, synced.output

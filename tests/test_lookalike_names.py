@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner, Result
+from policy_support import apply_policy
 
 from inventory.audit.keys import AuditSecrets, attach
 from inventory.cli import cli
@@ -85,13 +86,13 @@ def config(sqlite_url: str, tmp_path: Path) -> Path:
     document = {
         "database": {"url": sqlite_url},
         "audit": {"key_file": str(keys)},
-        # The OS user running the tests administers tokens (only admins may mint them).
-        "principals": {"act_for": {"runner": ["deploy-bot"]}, "users": {os_user_name(): ["admins"]}},
     }
     path.write_text(yaml.safe_dump(document))
     db = open_database(sqlite_url, migrate=True)
     attach(db, AuditSecrets(keys))
     db.dispose()
+    # The OS user running the tests administers tokens (only admins may mint them), as the applied policy says.
+    apply_policy(path, {"principals": {"act_for": {"runner": ["deploy-bot"]}, "users": {os_user_name(): ["admins"]}}})
     return path
 
 
@@ -107,7 +108,7 @@ def test_tokens_create_refuses_a_name_that_looks_like_another(config: Path, sqli
     # A revoked token's name stays taken for look-alikes: its entries are in the audit log.
     assert invoke(config, "tokens", "revoke", "alice").exit_code == 0
     assert invoke(config, "tokens", "create", "AIice").exit_code == 2
-    # Names the config gives (whom an OS user may act for) are protected too.
+    # Names the applied policy gives (whom an OS user may act for) are protected too.
     assert invoke(config, "tokens", "create", "deploy-bot").exit_code == 0
     impostor = invoke(config, "tokens", "create", "dep\u0406oy-b\u043et")
     assert impostor.exit_code == 2 and "deploy-bot" in impostor.stderr

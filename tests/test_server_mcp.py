@@ -17,6 +17,7 @@ import yaml
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
+from policy_support import apply_policy
 from server_support import PROJECT_ROOT, Tokens, kubernetes_lab, make_tokens
 from sync_support import child_env
 
@@ -211,19 +212,16 @@ def test_stdio_acts_as_the_os_user(db: Database, tmp_path: Path, cluster: Mutabl
     assert cluster.mutations == [] and tool_calls(db) == [(getpass.getuser(), "pending", "kubernetes.scale_deployment")]
 
 
-def test_stdio_principal_has_the_groups_the_config_gives_the_os_user(
+def test_stdio_principal_has_the_groups_the_applied_policy_gives_the_os_user(
     db: Database, tmp_path: Path, cluster: MutableFakeKubernetes
 ) -> None:
     kubernetes_lab(db, tmp_path, cluster)
     config = tmp_path / "inventory.yaml"
     source = {"type": "kubernetes", "name": "lab", "kubeconfig": str(tmp_path / "kubeconfig"), "context": "lab"}
-    document = {
-        "database": {"url": db.url},
-        "sources": [source],
-        "policy": {"path": str(PROJECT_ROOT / "config" / "policy.yaml")},
-        "principals": {"users": {getpass.getuser(): ["agents"]}},
-    }
+    document = {"database": {"url": db.url}, "sources": [source]}
     config.write_text(yaml.safe_dump(document), encoding="utf-8")
+    policy = (PROJECT_ROOT / "config" / "policy.yaml").read_text()
+    apply_policy(config, policy + f"principals: {{users: {{{getpass.getuser()}: [agents, admins]}}}}\n")
     params = StdioServerParameters(
         command=sys.executable, args=["-m", "inventory", "-c", str(config), "mcp"], env=child_env(), cwd=str(tmp_path)
     )
@@ -233,7 +231,7 @@ def test_stdio_principal_has_the_groups_the_config_gives_the_os_user(
             return await client.call_tool("kubernetes_scale_deployment", {"target": "web-1", "replicas": 0})
 
     denied = asyncio.run(session())
-    # The OS user is in group agents by the config: the policy's agents-never-destroy applies to them.
+    # The OS user is in group agents by the applied policy: its agents-never-destroy applies to them.
     assert denied.is_error and denied.structured_content["error"]["message"] == "denied by agents-never-destroy"
     assert cluster.mutations == [] and tool_calls(db) == [(getpass.getuser(), "denied", "kubernetes.scale_deployment")]
 

@@ -12,6 +12,7 @@ from subprocess import Popen
 
 import httpx
 import yaml
+from policy_support import apply_policy
 from server_support import lab_config, synced, write_lab
 from sync_support import child_env, inventory_command, run_inventory
 
@@ -40,10 +41,11 @@ def write_serve_config(tmp_path: Path, database_url: str, sync: str = "5m", **ex
     """A config with one static source "lab" (tmp_path/lab.yaml)."""
     lab = {"type": "static", "name": "lab", "path": str(tmp_path / "lab.yaml")}
     config_file = tmp_path / "inventory.yaml"
-    # This OS user creates the tokens: an admin (principals.admins defaults to the group admins).
-    admins = {"principals": {"users": {os_user_name(): ["admins"]}}}
-    document = {"database": {"url": database_url}, "sync": {"interval": sync}, "sources": [lab], **admins, **extra}
+    document = {"database": {"url": database_url}, "sync": {"interval": sync}, "sources": [lab], **extra}
     config_file.write_text(yaml.safe_dump(document))
+    # This OS user creates the tokens: an admin (principals.admins defaults to the group admins), as the policy
+    # applied to the database says.
+    apply_policy(config_file, {"principals": {"users": {os_user_name(): ["admins"]}}})
     return config_file
 
 
@@ -106,12 +108,14 @@ def test_serve_answers_and_never_logs_a_token(db: Database, tmp_path: Path) -> N
     assert process.returncode == 0
 
 
-def test_serve_refuses_a_broken_policy_and_the_removed_tokens_file(tmp_path: Path, sqlite_url: str) -> None:
-    (tmp_path / "policy.yaml").write_text("version: 1\nrules: [{name: r, effect: maybe}]\n")
-    config_file = write_serve_config(tmp_path, sqlite_url, policy={"path": "policy.yaml"})
-    result = run_inventory("-c", str(config_file), "serve", "--port", str(free_port()), cwd=tmp_path)
+def test_a_broken_policy_is_never_applied_and_the_tokens_file_is_gone(tmp_path: Path, sqlite_url: str) -> None:
+    config_file = write_serve_config(tmp_path, sqlite_url)
+    (tmp_path / "broken.yaml").write_text("version: 1\nrules: [{name: r, effect: maybe}]\n")
+    result = run_inventory("-c", str(config_file), "policy", "apply", "broken.yaml", cwd=tmp_path)
     assert result.returncode == 2, result.stderr
-    assert str(tmp_path / "policy.yaml") in result.stderr and "Traceback" not in result.stderr
+    assert (
+        "broken.yaml" in result.stderr and "rules[0] (r).effect" in result.stderr and "Traceback" not in result.stderr
+    )
     # Tokens come from `inventory tokens create`; a tokens file is no longer a way in.
     old = run_inventory("-c", str(config_file), "serve", "--tokens-file", "tokens.yaml", cwd=tmp_path)
     assert old.returncode == 2 and "No such option '--tokens-file'" in old.stderr

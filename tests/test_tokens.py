@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner, Result
+from policy_support import admin_principals, apply_policy
 from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 
@@ -32,11 +33,12 @@ def config(db: Database, tmp_path: Path) -> Path:
     document = {
         "database": {"url": db.url},
         "audit": {"key_file": str(tmp_path / "keys" / "audit.key")},
-        # The OS user running the tests is an admin (the default principals.admins: the group admins).
-        "principals": {"users": {os_user_name(): ["admins"]}},
     }
     path.write_text(yaml.safe_dump(document))
     attach(db, AuditSecrets(tmp_path / "keys" / "audit.key"))
+    # The OS user running the tests is an admin (the default principals.admins: the group admins), as the
+    # applied policy says (a config's principals: decide nothing).
+    apply_policy(path, {"principals": admin_principals()})
     return path
 
 
@@ -121,11 +123,15 @@ def test_only_an_admin_creates_or_revokes_a_token_and_the_audit_log_shows_who_tr
     revoked = invoke(config, "tokens", "revoke", "alice")
     assert revoked.exit_code == 3 and "mallory may not revoke a token (of alice)" in revoked.output
     assert [info.name for info in list_tokens(db)] == ["alice"] and list_tokens(db)[0].state == "active"
-    # A policy group counts as well as the config's principals.users, and principals.admins may name anyone.
-    (tmp_path / "policy.yaml").write_text("groups: {admins: [mallory]}\n")
+    # A policy group counts as well as principals.users, and principals.admins may name anyone: once an admin
+    # applied the policy that says so.
+    monkeypatch.setattr("inventory.principals.os_user_name", lambda: me)
+    apply_policy(config, {"groups": {"admins": ["mallory"]}, "principals": admin_principals()})
+    monkeypatch.setattr("inventory.principals.os_user_name", lambda: "mallory")
     assert invoke(config, "tokens", "create", "bot", "--group", "viewers").exit_code == 0
-    document = yaml.safe_load(config.read_text())
-    config.write_text(yaml.safe_dump({**document, "principals": {"admins": ["carol"]}}))
+    monkeypatch.setattr("inventory.principals.os_user_name", lambda: me)
+    apply_policy(config, {"principals": admin_principals(admins=["carol", me])})
+    monkeypatch.setattr("inventory.principals.os_user_name", lambda: "mallory")
     assert invoke(config, "tokens", "revoke", "bot").exit_code == 3
     monkeypatch.setattr("inventory.principals.os_user_name", lambda: "Carol")
     assert invoke(config, "tokens", "revoke", "bot").exit_code == 0

@@ -123,7 +123,7 @@ def test_if_the_intent_cannot_be_written_nothing_runs(
     )
     from inventory.audit.keys import AuditSecrets, attach
 
-    attach(db, AuditSecrets(config.audit_key_file))
+    attach(db, AuditSecrets(blocker / "audit.key"))
     runner = ToolRunner(db, builtin_policy(), ToolRegistry.discover(), source_config=config.source)
     with pytest.raises(Exception, match="audit key"):
         runner.run("kubernetes.restart_deployment", "web-0", {}, "alice")

@@ -1,12 +1,14 @@
 """The audit key and the audit head: outside the database, so that database access alone cannot rewrite the log.
 
-The key file (``audit.key_file`` in the config; default ``<user data dir>/inventory/audit.key``)
+The key file (``audit.key_file`` in the config; default ``<user data dir>/inventory/audit/<database id>.key``,
+named by the id migration 0012 stored in the database: one key and head per database, not per OS user)
 holds 32 random bytes, created on first use with mode 0600. Every entry carries
 ``mac = HMAC-SHA256(key, "<seq>\\n<entry_hash>")``: whoever can write the database but
 cannot read the key cannot re-chain an edited tail. The same key peppers API token
 hashes (inventory/tokens.py).
 
-The head file (``audit.head_file``; default the key file's name + ``.head``) holds the newest entry's seq and hash,
+The head file (``audit.head_file``; default ``<database id>.head`` beside the default key, else the key file's
+name + ``.head``) holds the newest entry's seq and hash,
 advanced after every append under a file lock and never moved back: ``audit verify``
 reports a log that ends before its head as truncated. One key per database, the same on every
 machine that writes to it; each machine's head file sees only its own appends, so the database
@@ -18,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 from collections.abc import Iterator
@@ -28,13 +31,23 @@ from typing import Any
 
 from inventory.errors import ConfigError
 
+log = logging.getLogger(__name__)
+
 KEY_BYTES = 32
 
 
-def default_key_path() -> Path:
+def legacy_key_path() -> Path:
+    """The one key per OS user of versions before 0012_applied_policy (adopted by the database it signed)."""
     from platformdirs import user_data_path
 
     return user_data_path("inventory") / "audit.key"
+
+
+def default_key_path(database_id: str) -> Path:
+    """The default key of the database with this id (``database_identity``); its head is ``<id>.head`` beside it."""
+    from platformdirs import user_data_path
+
+    return user_data_path("inventory") / "audit" / f"{database_id}.key"
 
 
 @dataclass(frozen=True)
@@ -160,12 +173,87 @@ class AuditSecrets:
 
 
 def secrets_for(db: Any) -> AuditSecrets:
-    """The audit secrets attached to a Database (``attach``), else those at the default path."""
+    """The audit secrets attached to a Database (``attach``), else the database's own (``database_secrets``)."""
     found = getattr(db, "audit_secrets", None)
     if found is None:
-        found = AuditSecrets(default_key_path())
+        found = database_secrets(db, head_file=getattr(db, "audit_head_file", None))
+        if found.key_file == legacy_key_path():
+            return found  # a schema from before database ids: decided again once it is migrated
         attach(db, found)
+        db.audit_secrets_by_identity = True  # not the config's: a restore may name another database's
     return found
+
+
+def database_secrets(db: Any, *, head_file: str | os.PathLike[str] | None = None) -> AuditSecrets:
+    """The key and head named by the database's id, adopting the per-user key of older versions where it signed.
+
+    A database with signed entries never gets a new key: a key that would not verify them is refused
+    (ConfigError naming where the key is looked for), never created beside them.
+    """
+    from inventory.audit.identity import database_id, newest_signed_entry
+
+    identity = database_id(db)
+    if identity is None:  # not migrated to 0012 yet (`db upgrade` is about to): the key of older versions
+        return AuditSecrets(legacy_key_path(), head_file)
+    found = database_key(identity, head_file=head_file)
+    key_file = found.key_file
+    if key_file.exists():
+        return found
+    signed = newest_signed_entry(db)
+    if signed is None:
+        return found  # nothing signed yet: the key is created on first use
+    legacy = AuditSecrets(legacy_key_path())
+    legacy_key = legacy.key(create=False) if legacy.key_file.exists() else None
+    if legacy_key is not None and hmac.compare_digest(legacy.mac(signed.seq, signed.entry_hash), signed.mac):
+        _adopt(db, legacy, found, signed.seq, signed.entry_hash, own_head=head_file is None)
+        return found
+    raise ConfigError(
+        f"database {db.display_url} (id {identity}) holds audit entries signed by a key that is neither at "
+        f"{key_file} nor at {legacy.key_file}: copy that key to {key_file} or name it with audit.key_file "
+        "(a new key would not verify them, so none is made)",
+        key="audit.key_file",
+    )
+
+
+def database_key(identity: str, *, head_file: str | os.PathLike[str] | None = None) -> AuditSecrets:
+    """The default key and head of the database with this id (a restore names them from its backup's manifest)."""
+    key_file = default_key_path(identity)
+    return AuditSecrets(key_file, head_file or key_file.with_name(f"{identity}.head"))
+
+
+def _adopt(db: Any, legacy: AuditSecrets, found: AuditSecrets, seq: int, entry_hash: str, *, own_head: bool) -> None:
+    """Copy the per-user key that signed this database to the database's own name, with a head for this database.
+
+    The per-user head file is this database's when the entry it names is here; else it was another
+    database's (two demos shared it) and the head starts at the newest signed entry, which the key verified.
+    """
+    from inventory.audit.identity import entry_hash_at
+
+    key = legacy.key(create=False)
+    assert key is not None
+    found.key_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(found.key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process adopted it meanwhile
+        return
+    with os.fdopen(fd, "wb") as out:
+        out.write(key)
+    log.info("audit key %s adopted for database %s as %s", legacy.key_file, db.display_url, found.key_file)
+    if not own_head:
+        return  # audit.head_file names the head: it stays as it is
+    head = legacy.read_head()
+    with found.head_lock():
+        if head is not None and legacy.head_signed(head) and entry_hash_at(db, head.seq) == head.entry_hash:
+            found.write_head(head.seq, head.entry_hash)
+        else:
+            log.warning(
+                "the head file %s does not name an entry of %s (it was another database's): "
+                "this database's head starts at its entry %s",
+                legacy.head_file,
+                db.display_url,
+                seq,
+            )
+            found.write_head(seq, entry_hash)
 
 
 def attach(db: Any, audit_secrets: AuditSecrets) -> None:
@@ -223,4 +311,14 @@ def ownership_problem(audit_secrets: AuditSecrets) -> str | None:
     return None
 
 
-__all__ = ["AuditHead", "AuditSecrets", "attach", "default_key_path", "ownership_problem", "secrets_for"]
+__all__ = [
+    "AuditHead",
+    "AuditSecrets",
+    "attach",
+    "database_key",
+    "database_secrets",
+    "default_key_path",
+    "legacy_key_path",
+    "ownership_problem",
+    "secrets_for",
+]

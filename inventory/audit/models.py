@@ -17,6 +17,11 @@ anything (inventory/audit/row_macs.py), so that an edit by anyone without the ke
 refused where the row is used. Every settlement, token creation and revocation is also
 an audit entry. ``token_revocations`` is append-only by trigger: a revocation cannot be
 undone by editing the token's row.
+
+``applied_policies`` holds every policy ever applied (``inventory policy apply``), append-only
+by trigger, each row with a mac under the audit key: the newest row is the policy in force,
+whatever config a caller names (inventory/policy/applied.py). ``database_identity`` holds the
+database's random id, which names its audit key and head files (inventory/audit/keys.py).
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from inventory.timeutil import utcnow
 
 AUDIT_TABLE = "audit_log"
 TOKEN_REVOCATIONS_TABLE = "token_revocations"
+APPLIED_POLICIES_TABLE = "applied_policies"
+DATABASE_IDENTITY_TABLE = "database_identity"
 
 
 class _TextPreservingJson(UserDefinedType[str]):
@@ -185,3 +192,38 @@ class TokenRevocation(Base):
     token_id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=False)
     revoked_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_by: Mapped[str] = mapped_column(String(200))
+
+
+class AppliedPolicyRow(Base):
+    """A policy applied by an admin (``inventory policy apply``): its full text, kept for good.
+
+    The newest row (highest id) is the policy in force. Triggers refuse UPDATE and DELETE (and
+    TRUNCATE on PostgreSQL); the runtime role may only SELECT and INSERT. ``id`` is taken as the
+    newest id + 1 under the audit log's append lock (no sequence), so that it is part of the mac:
+    a copy of an older row inserted later does not verify. ``previous_sha256`` names the policy it
+    replaced; ``audit_seq`` the audit entry that recorded the apply.
+    """
+
+    __tablename__ = APPLIED_POLICIES_TABLE
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    sha256: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    applied_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    applied_by: Mapped[str] = mapped_column(String(200))
+    previous_sha256: Mapped[str | None] = mapped_column(String(64))
+    audit_seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
+    # HMAC under the audit key over every column above (inventory/audit/row_macs.py).
+    mac: Mapped[str] = mapped_column(String(64))
+
+
+class DatabaseIdentityRow(Base):
+    """The database's random id, made by migration 0012_applied_policy: it names the audit key and head files
+    (one pair per database, not per OS user). One row; triggers refuse changing or deleting it."""
+
+    __tablename__ = DATABASE_IDENTITY_TABLE
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    database_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

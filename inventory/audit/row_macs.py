@@ -1,4 +1,4 @@
-"""MACs of the rows that decide something: approvals and API tokens.
+"""MACs of the rows that decide something: approvals, API tokens and applied policies.
 
 An approval says which call runs, for whom, and whether it may; a token says who a
 bearer is and in which groups. Both are rows any database writer could edit, so each
@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import inspect, select
 
 from inventory.audit.keys import AuditSecrets, secrets_for
-from inventory.audit.models import Approval
+from inventory.audit.models import AppliedPolicyRow, Approval
 from inventory.audit.token_models import ApiToken
 from inventory.errors import TamperedRow
 
@@ -68,11 +68,13 @@ TOKEN_FIELDS = (
     "revoked_at",
     "revoked_by",
 )
-SignedRow = Approval | ApiToken
+APPLIED_POLICY_FIELDS = ("id", "sha256", "text", "applied_at", "applied_by", "previous_sha256", "audit_seq")
+SignedRow = Approval | ApiToken | AppliedPolicyRow
 # (purpose of the keyed digest, fields, what a message calls the row)
 _KINDS: dict[type, tuple[str, tuple[str, ...], str]] = {
     Approval: ("approval-row", APPROVAL_FIELDS, "approval"),
     ApiToken: ("api-token-row", TOKEN_FIELDS, "token"),
+    AppliedPolicyRow: ("applied-policy-row", APPLIED_POLICY_FIELDS, "applied policy"),
 }
 
 
@@ -156,6 +158,7 @@ def sign_unsigned_rows(db: Any) -> Mapping[str, int]:
 
 
 __all__ = [
+    "APPLIED_POLICY_FIELDS",
     "APPROVAL_FIELDS",
     "TOKEN_FIELDS",
     "check",

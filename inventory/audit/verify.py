@@ -20,7 +20,10 @@ def verify_report(
     archives: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Walk the chain (with ``archives``, those files first), check every mac and both heads with this process's
-    key, and list the restores the log went through; ``ok`` is False at the first problem, which ``problem`` names."""
+    key, and list the restores the log went through; ``ok`` is False at the first problem, which ``problem`` names.
+    ``applied_policies`` lists every applied policy row that does not verify (a decision would refuse it)."""
+    from inventory.policy.applied import tampered_rows
+
     audit_secrets = secrets_for(db)
     with db.session() as session:
         if archives:
@@ -29,15 +32,21 @@ def verify_report(
             result = verify_chain(session, checkpoint, in_python=in_python, audit_secrets=audit_secrets)
         restores = restore_notes(session, audit_secrets, result)
     problem = result.problem
+    # The rows that decide (applied policies) are signed too: an edited one fails the check as it is refused.
+    policy_problems = tampered_rows(db)
+    found = None if problem is None else {"seq": problem.seq, "kind": problem.kind, "message": problem.message}
+    if found is None and policy_problems:
+        found = {"seq": None, "kind": "applied_policy", "message": policy_problems[0]}
     return {
-        "ok": result.ok,
+        "ok": result.ok and not policy_problems,
         "checked": result.checked,
         "archived": result.archived,
         "starts_after": result.start_seq,
         "last_seq": result.last_seq,
         "last_hash": result.last_hash,
-        "problem": None if problem is None else {"seq": problem.seq, "kind": problem.kind, "message": problem.message},
+        "problem": found,
         "restores": restores,
+        "applied_policies": policy_problems,
     }
 
 

@@ -40,9 +40,14 @@ class Manifest:
     sha256: str
     compression: str  # none | gzip | pg_dump custom
     database: str  # the URL it was taken from, without its password
+    # The database's id (database_identity), which names its default audit key; None in older manifests,
+    # whose signed body has no such key (so that they still verify).
+    database_id: str | None = None
 
     def body(self) -> dict[str, Any]:
         data = asdict(self)
+        if data["database_id"] is None:
+            del data["database_id"]
         data["format"] = FORMAT
         return data
 
@@ -72,6 +77,17 @@ def file_digest(path: Path) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
+def manifest_database_id(backup_file: Path) -> str | None:
+    """The id of the database a backup was taken from, read before any key is chosen (the mac is checked later,
+    with the key it names: a forged id only names a key that does not verify the manifest)."""
+    try:
+        raw = json.loads(manifest_path(backup_file).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # read_manifest says what is wrong with it
+    found = raw.get("database_id") if isinstance(raw, dict) else None
+    return found if isinstance(found, str) and found.isalnum() else None
+
+
 def read_manifest(backup_file: Path, audit_secrets: AuditSecrets) -> Manifest:
     """The backup's manifest, checked: signed by this audit key, and describing exactly this file."""
     path = manifest_path(backup_file)
@@ -88,6 +104,7 @@ def read_manifest(backup_file: Path, audit_secrets: AuditSecrets) -> Manifest:
             sha256=str(raw["sha256"]),
             compression=str(raw["compression"]),
             database=str(raw["database"]),
+            database_id=str(raw["database_id"]) if raw.get("database_id") else None,
         )
         mac = str(raw["mac"])
         if raw.get("format") != FORMAT:

@@ -33,9 +33,9 @@ from pathlib import Path
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from inventory.audit.keys import AuditSecrets, attach, secrets_for
+from inventory.audit.keys import AuditSecrets, attach, database_key, legacy_key_path, secrets_for
 from inventory.audit.restore import RestoreNote, record_restore, verify_backup_log
-from inventory.backup.manifest import Manifest, read_manifest
+from inventory.backup.manifest import Manifest, manifest_database_id, read_manifest
 from inventory.backup.pg_tools import find_tool, run_tool, tool_environment, tool_url
 from inventory.backup.take import GZIP, sqlite_file
 from inventory.errors import StorageError, UsageError
@@ -94,6 +94,23 @@ def database_contents(db: Database) -> dict[str, int]:
         raise StorageError(f"cannot read {db.display_url}: {error_reason(exc)}") from exc
 
 
+def _backup_secrets(db: Database, backup: Path) -> AuditSecrets:
+    """The key of the database the backup was taken from: the config's, else the one its id names (the target
+    may be a new, empty database with an id of its own), else the per-user key of versions before ids."""
+    if getattr(db, "audit_secrets", None) is not None and not getattr(db, "audit_secrets_by_identity", False):
+        return secrets_for(db)  # the config names the key
+    head_file = getattr(db, "audit_head_file", None)
+    identity = manifest_database_id(backup)
+    if identity is not None:
+        found = database_key(identity, head_file=head_file)
+    elif legacy_key_path().exists():
+        found = AuditSecrets(legacy_key_path(), head_file)
+    else:
+        return secrets_for(db)
+    attach(db, found)
+    return found
+
+
 def restore_backup(
     db: Database,
     path: str | os.PathLike[str],
@@ -105,7 +122,7 @@ def restore_backup(
 ) -> RestoreOutcome:
     """Restore the backup at ``path`` into ``db``; ``sources`` are the configured names whose sync locks to hold."""
     backup = Path(path)
-    audit_secrets = secrets_for(db)
+    audit_secrets = _backup_secrets(db, backup)
     manifest = read_manifest(backup, audit_secrets)
     if manifest.engine != db.dialect:
         raise UsageError(

@@ -30,6 +30,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from inventory.audit.identity import database_id
 from inventory.audit.keys import AuditHead, secrets_for
 from inventory.backup.manifest import Manifest, file_digest
 from inventory.backup.pg_tools import find_tool, run_tool, tool_environment, tool_url
@@ -63,8 +64,6 @@ def create_backup(db: Database, path: str | os.PathLike[str], *, now: datetime |
     target = Path(path)
     if target.is_dir():
         raise UsageError(f"{target} is a directory: name the backup file")
-    audit_secrets = secrets_for(db)
-    audit_secrets.key()  # the manifest is signed with it: created now on a database that never needed it yet
     taken_at = (now or datetime.now(UTC)).isoformat(timespec="seconds")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -79,6 +78,8 @@ def create_backup(db: Database, path: str | os.PathLike[str], *, now: datetime |
         raise StorageError(f"cannot write the backup {target}: {exc.strerror or exc}") from None
     finally:
         partial.unlink(missing_ok=True)
+    audit_secrets = secrets_for(db)  # once the database is known to be there: its id names the key
+    audit_secrets.key()  # the manifest is signed with it: created now on a database that never needed it yet
     manifest = Manifest(
         engine=db.dialect,
         schema_revision=taken.revision,
@@ -89,6 +90,7 @@ def create_backup(db: Database, path: str | os.PathLike[str], *, now: datetime |
         sha256=sha256,
         compression=taken.compression,
         database=db.display_url,
+        database_id=database_id(db),
     )
     manifest.write(target, audit_secrets)
     return manifest

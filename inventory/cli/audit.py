@@ -172,6 +172,10 @@ def verify_command(
             click.echo(f"restore: {note}")
     else:
         click.echo(f"FAILED after {report['checked']} good entries: {problem['message']}", err=True)
+        # Every applied policy row that does not verify (the first may be the problem above).
+        for line in report.get("applied_policies") or []:
+            if line != problem["message"]:
+                click.echo(f"FAILED: {line}", err=True)
     if not report["ok"]:
         raise SystemExit(1)
 
@@ -227,7 +231,7 @@ def archive_command(app: AppContext, before: str, path: str | None, output: str)
         cutoff = parse_since(before)
     except ValueError as exc:
         raise UsageError(f"--before: {exc}") from None
-    result = archive(app.database(), cutoff, path, actor=app.principal().name)
+    result = archive(app.database(), cutoff, path, actor=app.os_user())
     if output == "json":
         click.echo(to_json(result.as_dict()))
     elif result.entries:

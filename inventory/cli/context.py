@@ -19,6 +19,8 @@ class AppContext:
     _config: Any = None
     _database: Any = None
     _registry: Any = None
+    _applied: Any = None
+    _draft_told: bool = False
     cleanups: list[Any] = field(default_factory=list)
 
     @property
@@ -43,17 +45,48 @@ class AppContext:
             from inventory.storage.database import Database
 
             self._database = Database(self.config.database_url)
-            attach(self._database, AuditSecrets(self.config.audit_key_file, self.config.audit_head_file))
+            if self.config.audit_key_file is not None:
+                attach(self._database, AuditSecrets(self.config.audit_key_file, self.config.audit_head_file))
+            else:  # the database's own key, named by its id once its schema is known (keys.secrets_for)
+                self._database.audit_head_file = self.config.audit_head_file
             self.cleanups.append(self._database.dispose)
         if check_schema:
             self._database.ensure_schema(auto_migrate=migrate)
         return self._database
 
+    def applied_policies(self) -> Any:
+        """The database's applied policy (inventory/policy/applied.py): what decides, whatever the config names."""
+        if self._applied is None:
+            from inventory.policy.applied import AppliedPolicies
+
+            self._applied = AppliedPolicies(self.database())
+        return self._applied
+
+    def os_user(self) -> str:
+        """The OS user's name, for commands that record who ran them but decide nothing by policy (restore, archive):
+        they may run before the database has a schema, so the applied policy is not read."""
+        from inventory.principals import PrincipalSettings, cli_principal
+
+        return cli_principal(PrincipalSettings()).name
+
     def principal(self, actor: str | None = None) -> Any:
-        """Who runs this command: the OS user, acting for ``actor`` where the config allows it."""
+        """Who runs this command: the OS user, acting for ``actor`` where the applied policy allows it."""
         from inventory.principals import cli_principal
 
-        return cli_principal(self.config.principals, actor)
+        return cli_principal(self.applied_policies().current().principals, actor)
+
+    def tell_if_draft(self) -> None:
+        """One line on stderr when the config names a policy (or principals) other than the applied one."""
+        if self._draft_told:
+            return
+        self._draft_told = True
+        from inventory.policy.applied import draft_notice
+
+        notice = draft_notice(self.config, self.applied_policies())
+        if notice:
+            import click
+
+            click.echo(notice, err=True)
 
     def server_socket(self) -> Any:
         """The server's Unix socket (a Path), or None for direct mode: --socket / INVENTORY_SOCKET (empty: none),

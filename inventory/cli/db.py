@@ -117,7 +117,7 @@ def restore_command(app: AppContext, file: str, force: bool) -> None:
     outcome = restore_backup(
         db,
         file,
-        actor=app.principal().name,
+        actor=app.os_user(),
         force=force,
         confirm=confirm,
         sources=[source.name for source in app.config.sources],

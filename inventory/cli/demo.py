@@ -129,6 +129,8 @@ def demo_command(
         click.echo(f"  database              {database_url}")
         db = open_database(database_url, migrate=True)
         try:
+            applied = _apply_policy(db, lab.write_policy())
+            click.echo(f"  policy                {applied}")
             _heading("First sync")
             first = sync_all(db, config, registry)
             _print_outcomes(first)
@@ -156,6 +158,17 @@ def demo_command(
     _next_steps(config_path)
     if failed:
         raise SystemExit(1)
+
+
+def _apply_policy(db: Database, path: Path) -> str:
+    """The lab's policy, applied by its owner (the first apply is the audit key's owner's): it decides its calls."""
+    from inventory.policy.applied import apply_policy
+    from inventory.policy.registry import ToolRegistry
+    from inventory.principals import system_principal
+
+    known = ToolRegistry.discover().names()
+    info = apply_policy(db, path.read_bytes(), system_principal(), label=str(path), known_tools=known)
+    return f"{_shown(path)} (applied, sha256 {info.sha256[:12]})"
 
 
 def _report(db: Database) -> None:

@@ -1,4 +1,7 @@
-"""`inventory tools list`, `inventory policy check`, `inventory tool run`, `inventory approvals list|approve|reject`.
+"""`inventory tools list`, `inventory policy check|apply|show`, `inventory tool run`, `inventory approvals ...`.
+
+The database's applied policy decides (inventory/policy/applied.py); a policy file a config
+names is a draft that `policy check FILE` compares with it.
 
 Exit codes beyond the common ones: 3 the policy denied the call (or the
 confirmation was refused), 4 the call waits for approval (its id is printed).
@@ -19,11 +22,12 @@ draft_option = click.option(
     "--policy",
     "draft_path",
     type=click.Path(dir_okay=False),
-    help="Evaluate this draft policy instead of the one in force (the config's policy.path); it decides nothing.",
+    help="Evaluate this draft policy instead of the applied one; it decides nothing.",
 )
 actor_option = click.option(
     "--actor",
-    help="Act for this principal (recorded as on behalf of); only where the config's principals.act_for allows it.",
+    help="Act for this principal (recorded as on behalf of); only where the applied policy's principals.act_for "
+    "allows it.",
 )
 target_option = click.option(
     "--target",
@@ -38,13 +42,12 @@ output_option = click.option("-o", "--output", type=click.Choice(["yaml", "json"
 
 
 def build_runner(app: AppContext, *, with_sources: bool = True, draft_path: str | None = None) -> Any:
-    """A runner under the operator's policy (the config's policy.path); a draft only for `policy check`."""
+    """A runner under the database's applied policy, whatever the config names; a draft only for `policy check`."""
     from inventory.policy.execute import ToolRunner
     from inventory.policy.registry import ToolRegistry
     from inventory.policy.rules import load_policy
 
     registry = ToolRegistry.discover()
-    policy = load_policy(draft_path or app.config.policy_path, known_tools=registry.names())
     lookup = (lambda name: app.config.source(name)) if with_sources else None
     notifier = None
     if with_sources and app.config.notify.targets:
@@ -53,16 +56,18 @@ def build_runner(app: AppContext, *, with_sources: bool = True, draft_path: str 
         notifier = Notifier(app.config.notify)
         app.cleanups.append(notifier.close)
     db = app.database()
-    return ToolRunner(
-        db,
-        policy,
-        registry,
-        source_config=lookup,
-        notifier=notifier,
-        escalation_sources=_escalations(app, db, with_sources),
-        principals=app.config.principals,
-        observe_timeout=app.config.observe_timeout,
-    )
+    kw: dict[str, Any] = {
+        "source_config": lookup,
+        "notifier": notifier,
+        "escalation_sources": _escalations(app, db, with_sources),
+        "observe_timeout": app.config.observe_timeout,
+    }
+    if draft_path is not None:
+        applied = app.applied_policies().current()
+        draft = load_policy(draft_path, known_tools=registry.names())
+        return ToolRunner(db, draft, registry, principals=applied.principals, **kw)
+    app.tell_if_draft()
+    return ToolRunner.in_force(db, registry, **kw)
 
 
 def _escalations(app: AppContext, db: Any, with_sources: bool) -> list[Any]:
@@ -126,11 +131,114 @@ def tools_list_command(output: str) -> None:
 
 @click.group("policy")
 def policy_group() -> None:
-    """Check what the policy decides for a call, without running it."""
+    """The policy in force: apply one (admins), show it, check a call or a draft against it."""
+
+
+@policy_group.command("apply")
+@click.argument("path", metavar="FILE", type=click.Path(dir_okay=False))
+@click.pass_obj
+def apply_command(app: AppContext, path: str) -> None:
+    """Validate FILE and put it in force for this database (admins only; before any, the audit key's owner).
+
+    Its text and sha256 are stored, signed and audited; from now on it decides every call, approval and token
+    check, whatever config a caller names."""
+    from pathlib import Path
+
+    from inventory.errors import ConfigError
+    from inventory.policy.applied import apply_policy
+    from inventory.policy.registry import ToolRegistry
+
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", path=path) from None
+    before = app.applied_policies().info
+    info = apply_policy(app.database(), data, app.principal(), label=path, known_tools=ToolRegistry.discover().names())
+    if info.id == before.id:
+        click.echo(f"{path} is the policy in force already (sha256 {info.sha256}); nothing applied")
+        return
+    click.echo(
+        f"applied {path} as policy {info.id} (sha256 {info.sha256}, replacing {before.sha256[:12]}"
+        f"{'' if before.id is not None else ', the built-in defaults'}; audit entry {info.audit_seq})"
+    )
+
+
+@policy_group.command("show")
+@click.option("-o", "--output", type=click.Choice(["text", "yaml", "json"]), default="text", show_default=True)
+@click.pass_obj
+def show_command(app: AppContext, output: str) -> None:
+    """The applied policy: its hash, who applied it and when; -o yaml prints its text."""
+    from inventory.render import to_json
+
+    info = app.applied_policies().info
+    if output == "yaml":
+        if info.text is None:
+            click.echo("# no policy was applied: the built-in defaults decide")
+        else:
+            click.echo(info.text, nl=not info.text.endswith("\n"))
+    elif output == "json":
+        click.echo(to_json({**info.as_row(), "text": info.text}))
+    elif info.id is None:
+        click.echo(f"no policy was applied: the built-in defaults decide (sha256 {info.sha256})")
+        click.echo("apply one with: inventory policy apply FILE")
+    else:
+        click.echo(f"policy {info.id} in force: sha256 {info.sha256}")
+        click.echo(f"applied by {info.applied_by} at {info.applied_at.isoformat() if info.applied_at else '-'}")
+        click.echo(f"replaced {info.previous_sha256 or 'the built-in defaults'}; audit entry {info.audit_seq}")
+
+
+def _is_draft_file(argument: str) -> bool:
+    import os
+
+    from inventory.policy.registry import ToolRegistry
+
+    if argument in ToolRegistry.discover().names():
+        return False
+    return os.path.isfile(argument) or argument.endswith((".yaml", ".yml"))
+
+
+def _check_draft(app: AppContext, path: str, output: str) -> None:
+    """Validate a draft and say how it differs from the applied policy; nothing is decided or recorded."""
+    from inventory.errors import ConfigError
+    from inventory.policy.applied import describe_difference
+    from inventory.policy.registry import ToolRegistry
+    from inventory.policy.rules import load_policy
+    from inventory.render import render_document
+
+    draft = load_policy(path, known_tools=ToolRegistry.discover().names())
+    from pathlib import Path
+
+    try:
+        draft_text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:  # load_policy read it a moment ago
+        raise ConfigError(f"cannot read: {exc}", path=path) from None
+    tracker = app.applied_policies()
+    applied, info = tracker.current(), tracker.info
+    differences = describe_difference(draft, applied, info.text, draft_text)
+    row = {
+        "draft": path,
+        "valid": True,
+        "sha256": draft.sha256,
+        "applied_sha256": info.sha256,
+        "applied": info.id is not None,
+        "in_force": not differences,
+        "differences": differences,
+    }
+    if output == "json":
+        render_document(row, output)
+        return
+    click.echo(f"{path}: valid (sha256 {draft.sha256})")
+    if not differences:
+        click.echo("it is the policy in force")
+        return
+    where = f"applied policy {info.id} (sha256 {info.sha256[:12]})" if info.id is not None else "the built-in defaults"
+    click.echo(f"it is a draft: it differs from {where}, which decides; inventory policy apply {path} puts it in force")
+    for line in differences:
+        click.echo(line)
 
 
 @policy_group.command("check")
-@click.argument("tool", shell_complete=complete_tool_names)
+@click.argument("tool", metavar="TOOL|FILE", shell_complete=complete_tool_names)
 @target_option
 @arg_option
 @actor_option
@@ -146,10 +254,14 @@ def check_command(
     draft_path: str | None,
     output: str,
 ) -> None:
-    """Print the call's class, the decision and every rule that contributed. Nothing runs; nothing is recorded."""
+    """TOOL: print the call's class, the decision and every rule that contributed. FILE: validate a draft policy and
+    say how it differs from the applied one. Nothing runs; nothing is recorded."""
     from inventory.policy.tools import parse_arg_pairs
     from inventory.render import render_document
 
+    if target is None and not arg_pairs and draft_path is None and _is_draft_file(tool):
+        _check_draft(app, tool, "json" if output == "json" else "text")
+        return
     principal = app.principal(actor)
     runner = build_runner(app, with_sources=False, draft_path=draft_path)
     evaluation = runner.evaluate(tool, target, parse_arg_pairs(arg_pairs), principal)
@@ -157,7 +269,7 @@ def check_command(
     row["in_force"] = draft_path is None
     render_document(row, output)
     if draft_path is not None:
-        click.echo(f"{draft_path} is a draft: it is not the policy in force (the config's policy.path is)", err=True)
+        click.echo(f"{draft_path} is a draft: it is not the policy in force (the database's applied one is)", err=True)
 
 
 @click.group("tool")

@@ -53,7 +53,7 @@ def serve_command(
     """The REST API (/api/v1, OpenAPI at /api/docs), MCP over Streamable HTTP (/mcp), the web UI (/) and /health.
 
     Callers authenticate with tokens from `inventory tokens create NAME --group G`; their groups decide what
-    they may read, call and approve, and the policy in force (the config's policy.path) decides every call.
+    they may read, call and approve, and the database's applied policy (`inventory policy apply`) decides every call.
     With --socket PATH (or the config's server.socket; conventionally /run/inventory/inventory.sock) the same
     server also listens on a Unix socket, where each caller is the OS user the kernel names, with no token:
     the CLI's tool, approvals, tokens and audit commands of other users go through it."""
@@ -77,7 +77,7 @@ def serve_command(
     db, runner, refresher = _server_state_parts(app)
     # One of several replicas maybe: with another audit key it would write entries the others cannot verify.
     check_audit_key(db)
-    authenticator = TokenAuthenticator(db, app.config.principals)
+    authenticator = TokenAuthenticator(db, runner.current_principals)
     application = create_app(
         db,
         authenticator=authenticator,
@@ -130,7 +130,7 @@ def mcp_command(app: AppContext) -> None:
     from inventory.server.mcp_server import run_stdio
     from inventory.server.state import ServerState
 
-    principal = app.principal()  # the OS user, with the groups the config gives them; never a name the agent sends
+    principal = app.principal()  # the OS user, with the groups the applied policy gives them; never the agent's word
     db, runner, refresher = _server_state_parts(app)
     state = ServerState(
         db=db,

@@ -15,9 +15,9 @@ def tokens_group() -> None:
 
 
 def _policy(app: AppContext) -> Any:
-    from inventory.policy.rules import load_policy
-
-    return load_policy(app.config.policy_path)
+    """The database's applied policy: its principals and groups decide who is an admin, whatever the config says."""
+    app.tell_if_draft()
+    return app.applied_policies().current()
 
 
 @tokens_group.command("create")
@@ -28,26 +28,15 @@ def _policy(app: AppContext) -> Any:
 def create_command(app: AppContext, name: str, groups: tuple[str, ...], expires: str | None) -> None:
     """Create a token for principal NAME and print it once: the last line of stdout is the token alone.
 
-    Only an admin may (principals.admins in the config; default: the group admins)."""
-    from inventory.tokens import administrator, create_token, known_names, parse_expires
-
-    expires_in = parse_expires(expires)
+    Only an admin may (principals.admins of the applied policy; default: the group admins)."""
     client = app.server_client()
     if client is not None:
         token = client.create_token(name, groups, expires)
     else:
-        policy = _policy(app)
-        settings = app.config.principals
-        # A name that looks like one the config or the policy gives (or another token's) is refused.
-        token = create_token(
-            app.database(),
-            name,
-            groups=groups,
-            expires_in=expires_in,
-            by=administrator(app.principal(), policy),
-            admins=settings.admins,
-            known_names=known_names(settings, policy),
-        )
+        from inventory.tokens import create_under
+
+        # A name that looks like one the policy gives (or another token's) is refused.
+        token = create_under(app.database(), _policy(app), app.principal(), name, groups, expires)
     click.echo(f"token for {name} created; it is shown once, store it now:", err=True)
     click.echo(token)
 
@@ -78,10 +67,9 @@ def revoke_command(app: AppContext, name: str) -> None:
     if client is not None:
         client.revoke_token(name)
     else:
-        from inventory.tokens import administrator, revoke_token
+        from inventory.tokens import revoke_under
 
-        by = administrator(app.principal(), _policy(app))
-        revoke_token(app.database(), name, by=by, admins=app.config.principals.admins)
+        revoke_under(app.database(), _policy(app), app.principal(), name)
     click.echo(f"token {name} revoked")
 
 

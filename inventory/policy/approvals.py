@@ -257,6 +257,7 @@ def approve(runner: ToolRunner, approval_id: int, approver: Principal | str, rea
     """Approve a pending call and run it now, under the policy in force now."""
     started = time.perf_counter()
     approver = as_principal(approver)
+    runner.refresh_policy()  # the database's applied policy, as it is now
     approval = _load(runner, approval_id, approver)
     _refuse_if_expired(runner, approval, approver, started)
     requester = runner.principal_named(approval.requester, approval.on_behalf_of)
@@ -347,6 +348,7 @@ def reject(runner: ToolRunner, approval_id: int, decider: Principal | str, reaso
     """Reject (or, by the requester, withdraw) a pending call; returns the audit entry's seq."""
     started = time.perf_counter()
     decider = as_principal(decider)
+    runner.refresh_policy()
     approval = _load(runner, approval_id, decider)
     withdrawing = decider.on_behalf_of is None and decider.same_as(approval.requester)
     if not withdrawing and not runner.policy.may_approve(decider):

@@ -168,17 +168,42 @@ class ToolRunner:
     notifier: Any | None = None
     # Consulted by classify() beside the protection rules; None: the impact of the call (inventory.impact).
     escalation_sources: list[EscalationSource] | None = None
-    # OS users' groups and whom they may act for (the config's principals:).
+    # OS users' groups and whom they may act for (the policy's principals:).
     principals: PrincipalSettings = field(default_factory=PrincipalSettings)
     # Seconds to wait, after a call ran, for a live watcher to write its target's change (the config's
     # policy.observe); 0: do not wait (the call is still the cause of the change the next sync sees).
     observe_timeout: float = 0.0
+    # inventory.policy.applied.AppliedPolicies: the database's applied policy, re-read before each decision
+    # (``in_force``); None: ``policy`` as given (code that names its policy on purpose, a draft).
+    applied: Any | None = None
 
     def __post_init__(self) -> None:
         if self.escalation_sources is None:
             from inventory.policy.escalations import ImpactEscalation
 
             self.escalation_sources = [ImpactEscalation(self.db)]
+
+    @classmethod
+    def in_force(cls, db: Database, registry: ToolRegistry, **kw: Any) -> ToolRunner:
+        """A runner decided by the database's applied policy (and its principals), whatever any config says."""
+        from inventory.policy.applied import AppliedPolicies
+
+        applied = AppliedPolicies(db)
+        policy = applied.current()
+        return cls(db, policy, registry, principals=policy.principals, applied=applied, **kw)
+
+    def refresh_policy(self) -> Policy:
+        """The policy deciding now: the newest applied one when following the database (a tampered row raises)."""
+        if self.applied is not None:
+            policy = self.applied.current()
+            if policy is not self.policy:
+                self.policy, self.principals = policy, policy.principals
+        return self.policy
+
+    def current_principals(self) -> PrincipalSettings:
+        """Who is who now (the server's authenticator asks at every request)."""
+        self.refresh_policy()
+        return self.principals
 
     def principal_named(self, name: str, on_behalf_of: str | None = None) -> Principal:
         """A recorded principal (an approval's requester) with its groups as configured now."""
@@ -227,6 +252,7 @@ class ToolRunner:
     ) -> Evaluation:
         """Classify and decide; raises UsageError / NotFound / Ambiguous for a call that names nothing valid."""
         principal = as_principal(actor)
+        self.refresh_policy()
         check_argument_sizes(tool, raw_args)  # an unknown tool's arguments are audited too
         spec = self.registry.get(tool)
         args = spec.parse_args(raw_args) if spec else None

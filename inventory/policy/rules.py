@@ -1,13 +1,13 @@
-"""The policy file: who may do what to which targets.
+"""The policy document: who may do what to which targets, and who is who.
 
-The policy in force is the file the operator's config names (``policy.path`` in
-inventory.yaml, relative to that file; else ``policy.yaml`` next to it); never a
-per-call flag, an environment variable of the caller or the working directory.
-``inventory policy check --policy DRAFT`` evaluates a draft and says it is not in
-force. Without a policy file the built-in defaults apply (no rules: READ_ONLY and SAFE_MUTATE
-allowed, DESTRUCTIVE needs approval; ``kube-system`` and the ``prod`` tag are
-protected). A file with any error refuses to load, naming the file, the rule and
-the reason: there is no fallback to a more permissive policy.
+The policy in force belongs to the database: the one an admin applied last with
+``inventory policy apply FILE`` (inventory/policy/applied.py), whatever config a caller
+names. A file a config names is a draft: ``inventory policy check FILE`` validates it and
+says how it differs from the applied one. Before any policy was applied the built-in
+defaults decide (no rules: READ_ONLY and SAFE_MUTATE allowed, DESTRUCTIVE needs approval;
+``kube-system`` and the ``prod`` tag are protected; no groups, no one acts for anyone, no
+admins). A file with any error refuses to load, naming the file, the rule and the reason:
+there is no fallback to a more permissive policy.
 
     groups:   {ops: [alice, bob], agents: ["agent-*"]}   # members: names or globs (* and ?)
     protected: {namespaces: [kube-system], tags: [prod], labels: {tier: critical}}
@@ -23,6 +23,10 @@ the reason: there is no fallback to a more permissive policy.
           target: {types: [workload], kinds: [pod], namespaces: ["team-*"], names: ["db-*"],
                    labels: {env: prod}, tags: [prod]}
         self_approval: false              # may the requester approve their own call?
+    principals:                           # OS users' groups, whom they act for, who administers
+      users: {alice: [ops, admins]}
+      act_for: {ci-runner: [agent-1]}
+      admins: ["group:admins"]            # who may apply policies and create and revoke tokens
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from inventory.principals import (
     MEMBER_GLOB_CHARACTERS,
     PATTERN_CHARACTERS,
     Principal,
+    PrincipalSettings,
     confusable_message,
     confusable_pairs,
     member_matches,
@@ -131,6 +136,8 @@ class PolicyDocument(BaseModel):
     protected: Protected = Protected()
     approvals: ApprovalSettings = ApprovalSettings()
     rules: list[Rule] = Field(default_factory=list)
+    # Who is who, in force with the policy: a caller's config cannot make itself an admin or act for anyone.
+    principals: PrincipalSettings = PrincipalSettings()
 
     @model_validator(mode="after")
     def _names_unique(self) -> PolicyDocument:
@@ -148,10 +155,18 @@ class Policy:
     path: Path | None
     # sha256 of the file's bytes (of the empty text for the built-in defaults): recorded in every audit entry.
     sha256: str
+    # Where it came from when not a file: "applied policy 3" (inventory/policy/applied.py).
+    origin: str | None = None
 
     @property
     def label(self) -> str:
+        if self.origin:
+            return self.origin
         return str(self.path) if self.path else BUILTIN_POLICY_LABEL
+
+    @property
+    def principals(self) -> PrincipalSettings:
+        return self.document.principals
 
     @property
     def rules(self) -> list[Rule]:
@@ -201,9 +216,15 @@ def load_policy(path: str | os.PathLike[str] | None, *, known_tools: Iterable[st
     return parse_policy(data, path=path, known_tools=known_tools)
 
 
-def parse_policy(data: bytes, *, path: Path | None = None, known_tools: Iterable[str] | None = None) -> Policy:
+def parse_policy(
+    data: bytes,
+    *,
+    path: Path | None = None,
+    known_tools: Iterable[str] | None = None,
+    origin: str | None = None,
+) -> Policy:
     """Validate a policy document; every error names the file, the rule (index and name) and the reason."""
-    label = str(path) if path else "<policy>"
+    label = str(path) if path else origin or "<policy>"
     try:
         raw = load_yaml(data.decode("utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
@@ -219,7 +240,7 @@ def parse_policy(data: bytes, *, path: Path | None = None, known_tools: Iterable
     except ValidationError as exc:
         raise _validation_error(exc, raw, label) from None
     _check_references(document, label, known_tools)
-    return Policy(document, path, hashlib.sha256(data).hexdigest())
+    return Policy(document, path, hashlib.sha256(data).hexdigest(), origin)
 
 
 def _rule_key(raw: dict[str, Any], index: int) -> str:

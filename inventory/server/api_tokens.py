@@ -1,7 +1,7 @@
 """API tokens over HTTP (and the Unix socket): `inventory tokens create|list|revoke` through the same library calls.
 
 Creating and revoking open the ``admin`` door (the group ``admins``; every OS user on the socket) and then
-``principals.admins`` decides, with the groups of the config and the policy in force, exactly as the CLI does;
+``principals.admins`` of the applied policy decides, with its groups, exactly as the CLI does;
 a refusal is an audit entry. Listing opens the ``audit`` door. The new token is in the answer once, and nowhere else.
 """
 
@@ -23,18 +23,10 @@ def create(
     state: ServerState = Depends(current_state),
     principal: Principal = Depends(require(Permission.ADMIN)),
 ) -> Response:
-    from inventory.tokens import administrator, create_token, known_names, parse_expires
+    from inventory.tokens import create_under
 
-    runner = state.tool_runner()
-    token = create_token(
-        state.db,
-        body.name,
-        groups=tuple(body.groups),
-        expires_in=parse_expires(body.expires),
-        by=administrator(principal, runner.policy),
-        admins=runner.principals.admins,
-        known_names=known_names(runner.principals, runner.policy),
-    )
+    policy = state.tool_runner().refresh_policy()  # the applied policy, as every decision reads it
+    token = create_under(state.db, policy, principal, body.name, tuple(body.groups), body.expires)
     return json_response({"name": body.name, "token": token}, status_code=201)
 
 
@@ -49,8 +41,7 @@ def listed(state: ServerState = Depends(current_state), _p: Principal = Depends(
 def revoke(
     name: str, state: ServerState = Depends(current_state), principal: Principal = Depends(require(Permission.ADMIN))
 ) -> Response:
-    from inventory.tokens import administrator, revoke_token
+    from inventory.tokens import revoke_under
 
-    runner = state.tool_runner()
-    revoke_token(state.db, name, by=administrator(principal, runner.policy), admins=runner.principals.admins)
+    revoke_under(state.db, state.tool_runner().refresh_policy(), principal, name)
     return json_response({"name": name, "revoked": True})

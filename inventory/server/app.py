@@ -35,7 +35,7 @@ def create_app(
     """One application over one database.
 
     ``authenticator`` turns a bearer token into a principal (or None); by default the tokens of
-    ``inventory tokens``, with the runner's ``principals.users`` adding groups. ``limits`` bound each
+    ``inventory tokens``, with the applied policy's ``principals.users`` adding groups. ``limits`` bound each
     request's URL, headers and body (server/limits.py); ``failed_attempts`` slows token guessing per address.
     """
     # Imported as modules of the package, not from it: the package's __init__ imports this module.
@@ -47,7 +47,7 @@ def create_app(
     import inventory.server.health as health
 
     if authenticator is None:
-        authenticator = TokenAuthenticator(db, runner.principals if runner is not None else None)
+        authenticator = TokenAuthenticator(db, runner.current_principals if runner is not None else None)
     state = ServerState(
         db=db,
         authenticator=authenticator,

@@ -2,7 +2,7 @@
 
 A caller is a principal of ``inventory.principals``: over HTTP (the API, ``/mcp``, the web UI)
 the holder of a token from ``inventory tokens create NAME --group G`` (``inventory.tokens``),
-with the token's groups plus those the config's ``principals.users`` gives that name; on stdio
+with the token's groups plus those the applied policy's ``principals.users`` gives that name; on stdio
 (``inventory mcp``) the OS user, as the CLI sees them.
 
 Groups decide which doors of the server a principal may use (``PERMISSIONS``): ``viewers``
@@ -182,11 +182,18 @@ def authorize(
 
 class TokenAuthenticator:
     """Bearer tokens of ``inventory tokens``: checked against the database at every request, so a revoked
-    or expired token stops working at once; the config's ``principals.users`` add groups by name."""
+    or expired token stops working at once; the applied policy's ``principals.users`` add groups by name
+    (``settings`` may be a callable giving them as they are now: ``ToolRunner.current_principals``)."""
 
-    def __init__(self, db: Database, settings: PrincipalSettings | None = None) -> None:
+    def __init__(
+        self, db: Database, settings: PrincipalSettings | Callable[[], PrincipalSettings] | None = None
+    ) -> None:
         self.db = db
-        self.settings = settings or PrincipalSettings()
+        self._settings = settings or PrincipalSettings()
+
+    @property
+    def settings(self) -> PrincipalSettings:
+        return self._settings() if callable(self._settings) else self._settings
 
     def __call__(self, token: str) -> Principal | None:
         return self._with_configured_groups(authenticate(self.db, token))

@@ -6,7 +6,8 @@ nothing, so it cannot ALTER or DROP a table or disable a trigger. It
 
 - reads and writes the inventory (every table not named below), web sessions included
   (``web_sessions``: created, touched and deleted at sign-out);
-- appends to the audit log and to token_revocations (SELECT, INSERT: no UPDATE, DELETE or TRUNCATE);
+- appends to the audit log, to token_revocations and to applied_policies (SELECT, INSERT: no UPDATE,
+  DELETE or TRUNCATE), and only reads ``database_identity`` (which names the audit key);
 - only reads ``audit_head``: the owner's SECURITY DEFINER trigger moves it at each append, so the
   runtime role can neither move it back nor remove it;
 - only reads ``audit_checkpoints``: archiving the audit log (a checkpoint, then deleting the
@@ -27,14 +28,15 @@ from typing import Any
 from inventory.errors import UsageError
 
 _ROLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-APPEND_ONLY = ("audit_log", "token_revocations")
+APPEND_ONLY = ("applied_policies", "audit_log", "token_revocations")
 # Inserted, then changed only in these columns (settled, revoked, re-signed); never deleted.
 SETTLED_COLUMNS = {
     "approvals": ("status", "decided_by", "decided_at", "reason", "outcome", "request_seq", "mac"),
     "api_tokens": ("revoked_at", "revoked_by", "mac"),
 }
-# Kept by the owner's triggers (audit_head), archives (audit_checkpoints) or migrations (alembic_version): read only.
-READ_ONLY = ("alembic_version", "audit_checkpoints", "audit_head")
+# Kept by the owner's triggers (audit_head), archives (audit_checkpoints) or migrations (alembic_version,
+# database_identity): read only.
+READ_ONLY = ("alembic_version", "audit_checkpoints", "audit_head", "database_identity")
 
 
 def serial_sequences(tables: dict[str, Any]) -> dict[str, str]:
