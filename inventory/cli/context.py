@@ -127,8 +127,9 @@ class AppContext:
                 )
 
         # The configured key before the database is even opened (it may be the service's, closed to this account),
-        # then the one the database is given.
-        refuse_foreign(AuditSecrets(self.config.audit_key_file, self.config.audit_head_file))
+        # then the one the database is given (named by its id when the config names none).
+        if self.config.audit_key_file is not None:
+            refuse_foreign(AuditSecrets(self.config.audit_key_file, self.config.audit_head_file))
         db = self.database()
         audit_secrets = secrets_for(db)
         refuse_foreign(audit_secrets)
