@@ -7,6 +7,7 @@ import getpass
 import json
 import sys
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,10 @@ from inventory.storage.database import Database
 def cluster() -> Iterator[MutableFakeKubernetes]:
     with MutableFakeKubernetes(ClusterSpec(name="lab", nodes=2, pods=12, replicas_per_deployment=2)) as api:
         yield api
+
+
+def iso(value: Any) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
 def annotations_of(listed: Any) -> dict[str, Any]:
@@ -73,10 +78,8 @@ def test_streamable_http_lists_calls_and_holds_destructive_calls_for_approval(
                 hints["kubernetes_list_pods"].read_only_hint is True
                 and hints["kubernetes_list_pods"].idempotent_hint is True
             )
-            assert (
-                hints["kubernetes_delete_namespace"].destructive_hint is True
-                and hints["kubernetes_delete_namespace"].read_only_hint is False
-            )
+            # The policy denies group:agents every DESTRUCTIVE call, and delete_namespace is never less: not listed.
+            assert "kubernetes_delete_namespace" not in hints and "kubernetes_scale_deployment" in hints
 
             pods = await client.call_tool(
                 "inventory_search_workloads", {"kind": "pod", "namespace": "app-000", "limit": 3}
@@ -103,7 +106,7 @@ def test_streamable_http_lists_calls_and_holds_destructive_calls_for_approval(
             impact = await client.call_tool("inventory_impact", {"target": "workload:web-0"})
             assert not impact.is_error, impact.content
             with db.session() as session:
-                expected = json.loads(json.dumps(impact_of(session, "workload:web-0").as_dict(), default=str))
+                expected = json.loads(json.dumps(impact_of(session, "workload:web-0").as_dict(), default=iso))
             assert impact.structured_content == expected and expected["workloads"]  # the deployment's pods
             unknown = await client.call_tool("inventory_impact", {"target": "workload:nope"})
             assert unknown.is_error and unknown.structured_content["error"]["type"] == "NotFound"
@@ -116,6 +119,11 @@ def test_streamable_http_lists_calls_and_holds_destructive_calls_for_approval(
             }
 
         async with mcp_client(url, tokens, "operator") as client:
+            hints = annotations_of(await client.list_tools())
+            assert (
+                hints["kubernetes_delete_namespace"].destructive_hint is True
+                and hints["kubernetes_delete_namespace"].read_only_hint is False
+            )
             pending = await client.call_tool("kubernetes_scale_deployment", {"target": "web-0", "replicas": 0})
             assert not pending.is_error, pending.content
             result: dict[str, Any] = pending.structured_content
@@ -147,6 +155,7 @@ def test_streamable_http_lists_calls_and_holds_destructive_calls_for_approval(
 
     status = asyncio.run(poll())
     assert (status["status"], status["outcome"], status["decided_by"]) == ("approved", "success", "approver")
+    assert (status["run"]["outcome"], status["run"]["error"]) == ("success", None) and status["run"]["summary"]
     assert len(cluster.mutations) == 1
 
 

@@ -19,6 +19,7 @@ approve and reject (``TamperedRow``, exit code 3), and the refusal is an audit e
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -82,6 +83,38 @@ def list_approvals(runner: ToolRunner, status: str | None = "pending") -> list[d
         return [
             {**approval_row(a), "intact": row_macs.intact(audit_secrets, a)} for a in session.execute(stmt).scalars()
         ]
+
+
+# The outcomes of the entry that ends an approved call's run (inventory.policy.execute.ToolRunner.execute).
+RUN_OUTCOMES = ("success", "failed")
+
+
+def run_of(runner: ToolRunner, approval_id: int) -> dict[str, Any] | None:
+    """How an approved call's run ended, from its audit entry: outcome, the (redacted) error or the tool's summary.
+
+    None while it has not run (pending, rejected, expired, or a run killed before its outcome was recorded).
+    """
+    with runner.db.session() as session:
+        entry = session.execute(
+            select(AuditEntry)
+            .where(
+                AuditEntry.approval_id == approval_id,
+                AuditEntry.event == "tool_call",
+                AuditEntry.outcome.in_(RUN_OUTCOMES),
+            )
+            .order_by(AuditEntry.seq.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        if entry is None:
+            return None
+        details = json.loads(entry.details) if entry.details else {}
+        return {
+            "outcome": entry.outcome,
+            "error": entry.error,
+            "summary": details.get("summary"),
+            "audit_seq": entry.seq,
+            "at": entry.at,
+        }
 
 
 def explain_approval(runner: ToolRunner, row: Mapping[str, Any]) -> dict[str, Any]:

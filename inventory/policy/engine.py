@@ -238,3 +238,28 @@ def target_matches(selector: TargetSelector, target: Target, namespace_arg: str 
     if selector.tags is not None and not tags_matching(target.tags, selector.tags):
         return False
     return True
+
+
+def always_denied_by(policy: Policy, principal: Principal, spec: ToolSpec) -> str | None:
+    """The deny rule that refuses every call of ``spec`` by ``principal``, whatever its target and arguments.
+
+    A rule decides that without a call when it names no source and no target, its tools (if any) match the
+    tool, its actors (if any) the principal, and its classes (if any) hold the tool's declared class and every
+    class above it (a call is only ever classified at or above its declaration). MCP hides such tools from
+    the principal's tool list (inventory/server/mcp_server.py); the call itself is still decided as always.
+    """
+    groups = policy.groups_of_principal(principal)
+    reachable = {c for c in ToolClass if c.rank >= spec.default_class.rank}
+    for rule in policy.rules:
+        match = rule.match
+        if rule.effect is not Effect.DENY or match.sources is not None or match.target is not None:
+            continue
+        if match.classes is not None and not reachable <= set(match.classes):
+            continue
+        if match.tools is not None and not any(fnmatchcase(spec.name, p) for p in match.tools):
+            continue
+        names = principal.names()
+        if match.actors is not None and not any(_actor_matches(p, n, groups) for p in match.actors for n in names):
+            continue
+        return rule.name
+    return None

@@ -12,7 +12,6 @@ is offered as ``kubernetes_restart_deployment``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -27,7 +26,6 @@ from mcp.server.transport_security import TransportSecuritySettings
 from inventory import __version__, listing, queries
 from inventory.errors import InventoryError, NotFound, UsageError
 from inventory.query_params import LIST_QUERIES
-from inventory.redact import redact_text
 from inventory.server.auth import (
     EVERY_PERMISSION,
     Forbidden,
@@ -42,6 +40,14 @@ from inventory.server.auth import (
     permissions_of,
 )
 from inventory.server.limits import send_json_error
+from inventory.server.mcp_output import (
+    POLICY_CALL_SCHEMA,
+    error_result,
+    list_arguments,
+    list_input_schema,
+    result,
+    tool_output_schemas,
+)
 from inventory.server.state import ServerState
 
 SERVER_NAME = "inventory"
@@ -73,7 +79,7 @@ def _list(query_name: str) -> Callable[[ServerState, Principal, dict[str, Any]],
     as the REST query string; the answer is the REST page (items, next_cursor, total)."""
 
     def run(state: ServerState, _principal: Principal, args: dict[str, Any]) -> Any:
-        values = listing.validate(query_name, args)
+        values = listing.validate(query_name, list_arguments(LIST_QUERIES[query_name], args))
         with state.db.session() as session:
             return listing.run_list(session, query_name, values)
 
@@ -98,19 +104,21 @@ def _impact(state: ServerState, _principal: Principal, args: dict[str, Any]) -> 
 
 
 def _approval_status(state: ServerState, _principal: Principal, args: dict[str, Any]) -> Any:
-    from inventory.policy.approvals import list_approvals
+    from inventory.policy.approvals import list_approvals, run_of
 
     wanted = int(args["approval_id"])
-    for row in list_approvals(state.tool_runner(), "all"):
+    runner = state.tool_runner()
+    for row in list_approvals(runner, "all"):
         if row["id"] == wanted:
-            return row
+            # Once an approved call ran: how it ended, with its error, as the audit log recorded it.
+            return {**row, "run": run_of(runner, wanted) if row["status"] == "approved" else None}
     raise NotFound(f"no approval {wanted}")
 
 
 QUERY_TOOLS = [
     # The list queries, each the tool its declaration names (inventory/query_params.py).
     *(
-        QueryTool(query.tool, query.tool_description, listing.input_schema(query.name), _list(query.name))
+        QueryTool(query.tool, query.tool_description, list_input_schema(query), _list(query.name))
         for query in LIST_QUERIES.values()
     ),
     QueryTool(
@@ -160,6 +168,7 @@ QUERY_TOOLS = [
     ),
 ]
 _QUERIES = {tool.name: tool for tool in QUERY_TOOLS}
+OUTPUT_SCHEMAS = tool_output_schemas(LIST_QUERIES)
 
 
 def mcp_tool_name(tool: str) -> str:
@@ -190,20 +199,12 @@ def _policy_tool(spec: Any) -> types.Tool:
         schema["$defs"] = args_schema["$defs"]
     description = f"{spec.summary} [{spec.default_class}; enforced by the inventory's policy, approvals and audit log]"
     return types.Tool(
-        name=mcp_tool_name(spec.name), description=description, input_schema=schema, annotations=annotations
+        name=mcp_tool_name(spec.name),
+        description=description,
+        input_schema=schema,
+        output_schema=POLICY_CALL_SCHEMA,
+        annotations=annotations,
     )
-
-
-def _result(data: Any, *, error: bool = False) -> types.CallToolResult:
-    structured = data if isinstance(data, dict) else {"items": data}
-    text = json.dumps(structured, default=str, ensure_ascii=False)
-    return types.CallToolResult(
-        content=[types.TextContent(text=text)], structured_content=json.loads(text), is_error=error
-    )
-
-
-def _error(kind: str, message: str) -> types.CallToolResult:
-    return _result({"error": {"type": kind, "message": redact_text(message)}}, error=True)
 
 
 class InventoryMCP:
@@ -234,12 +235,29 @@ class InventoryMCP:
         tools: list[types.Tool] = []
         if may(principal, Permission.READ, self.grants):
             tools += [
-                types.Tool(name=t.name, description=t.description, input_schema=t.input_schema, annotations=READ_HINTS)
+                types.Tool(
+                    name=t.name,
+                    description=t.description,
+                    input_schema=t.input_schema,
+                    output_schema=OUTPUT_SCHEMAS[t.name],
+                    annotations=READ_HINTS,
+                )
                 for t in QUERY_TOOLS
             ]
         if may(principal, Permission.CALL, self.grants):
-            tools += [_policy_tool(spec) for spec in self._policy_specs().values()]
+            tools += [_policy_tool(spec) for spec in self._usable_specs(principal)]
         return types.ListToolsResult(tools=tools)
+
+    def _usable_specs(self, principal: Principal) -> list[Any]:
+        """The policy tools the principal could ever run: one a deny rule refuses them on any target is not
+        listed (an agent would only waste a call on it); calling it anyway is decided and audited as always."""
+        from inventory.policy.engine import always_denied_by
+
+        runner = self.state.runner
+        if runner is None:
+            return []
+        policy = runner.refresh_policy()
+        return [spec for spec in runner.registry if always_denied_by(policy, principal, spec) is None]
 
     async def call_tool(self, ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         principal = self.principal_of(ctx)
@@ -252,7 +270,7 @@ class InventoryMCP:
             if name in _QUERIES:
                 if not may(principal, Permission.READ, self.grants):
                     raise Forbidden(principal, Permission.READ)
-                return _result(_QUERIES[name].run(self.state, principal, arguments))
+                return result(_QUERIES[name].run(self.state, principal, arguments))
             spec = self._policy_specs().get(name)
             if spec is None:
                 raise UsageError(f"unknown tool {name!r}")
@@ -260,11 +278,11 @@ class InventoryMCP:
                 raise Forbidden(principal, Permission.CALL)
             return self._call_policy_tool(principal, spec, arguments)
         except Forbidden as exc:
-            return _error("Forbidden", str(exc))
+            return error_result("Forbidden", str(exc))
         except InventoryError as exc:
-            return _error(type(exc).__name__, str(exc))
+            return error_result(type(exc).__name__, str(exc))
         except (TypeError, ValueError) as exc:
-            return _error("UsageError", f"{name}: bad arguments: {exc}")
+            return error_result("UsageError", f"{name}: bad arguments: {exc}")
 
     def _call_policy_tool(self, principal: Principal, spec: Any, arguments: dict[str, Any]) -> types.CallToolResult:
         target = arguments.pop("target", None)
@@ -277,7 +295,7 @@ class InventoryMCP:
                 "waits for a person to approve it; "
                 f"poll inventory_approval_status with approval_id {outcome.approval_id}"
             )
-        return _result(row)
+        return result(row)
 
 
 # --- Streamable HTTP at /mcp ---------------------------------------------------------------------
