@@ -128,7 +128,8 @@ class AppContext:
 
         # The configured key before the database is even opened (it may be the service's, closed to this account),
         # then the one the database is given.
-        refuse_foreign(AuditSecrets(self.config.audit_key_file, self.config.audit_head_file))
+        if self.config.audit_key_file is not None:  # else the database's own key, checked below
+            refuse_foreign(AuditSecrets(self.config.audit_key_file, self.config.audit_head_file))
         db = self.database()
         audit_secrets = secrets_for(db)
         refuse_foreign(audit_secrets)
