@@ -653,3 +653,32 @@ def test_the_migrate_step_on_postgresql_lets_the_runtime_role_make_the_first_tok
     policy.write_text(shipped)
     locked_out = entrypoint(owner_url, *command, INVENTORY_APPLY_POLICY=str(policy))
     assert locked_out.returncode != 0 and "would not be an admin" in locked_out.stderr + locked_out.stdout
+
+
+def test_the_systemd_migrate_unit_on_sqlite_lets_the_service_user_make_the_first_token(tmp_path: Path) -> None:
+    """inventory-migrate.service's ExecStart= lines as its user (here the test's OS user standing in for inventory),
+    run at two starts, then the first token: the SQLite file and the key are that user's own."""
+    from click.testing import CliRunner
+
+    from inventory.principals import os_user_name
+
+    config = tmp_path / "etc" / "inventory.yaml"
+    config.parent.mkdir()
+    config.write_text(yaml.safe_dump({"audit": {"key_file": str(tmp_path / "state" / "audit.key")}}))
+    policy = config.parent / "policy.yaml"  # the install step: config/policy.yaml to /etc/inventory/policy.yaml
+    shipped = POLICY_FILE.read_text()
+    policy.write_text(shipped.replace(f"    {SERVICE_USER}: [admins]\n", f"    {os_user_name()}: [admins]\n"))
+    env = {"INVENTORY_CONFIG": str(config), "INVENTORY_DATABASE_URL": f"sqlite:///{tmp_path / 'state' / 'inv.db'}"}
+    unit = DEPLOY / "systemd" / "inventory-migrate.service"
+    assert "Environment=INVENTORY_DATABASE_URL=sqlite:////var/lib/inventory/" in unit.read_text()
+    runner = CliRunner()
+    outputs = []
+    for _start in range(2):
+        for line in _exec_lines(unit):
+            argv = [str(policy) if arg == "/etc/inventory/policy.yaml" else arg for arg in shlex.split(line)[1:]]
+            result = runner.invoke(cli, argv, env=env)
+            assert result.exit_code == 0, f"{line}\n{result.output}"
+            outputs.append(result.output)
+    assert f"applied {policy} as policy 1" in outputs[1] and "nothing applied" in outputs[3]
+    token = runner.invoke(cli, ["tokens", "create", "alice", "--group", "admins"], env=env)
+    assert token.exit_code == 0 and "token for alice created" in token.output, token.output
