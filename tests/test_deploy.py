@@ -530,6 +530,9 @@ def test_every_migrate_step_applies_the_policy_with_the_audit_key() -> None:
     config = yaml.safe_load((DEPLOY / "compose" / "inventory.yaml").read_text())
     assert config["audit"]["key_file"] == "/run/secrets/audit_key"
     assert "INVENTORY_APPLY_POLICY" not in document["services"]["inventory"]["environment"]  # the replicas never do
+    # A file secret keeps the host file's owner and mode (0600): the image's user must own it to read the key.
+    (user,) = _dockerfile_instruction("USER")
+    assert f"chown {user} secrets/audit_key" in (PROJECT_ROOT / "docker-compose.yml").read_text()
     # Kubernetes: the Job mounts the policy ConfigMap the header creates from config/policy.yaml, and the key Secret.
     documents = {d["kind"]: d for d in yaml.safe_load_all((DEPLOY / "kubernetes" / "cronjob.yaml").read_text())}
     pod = documents["Job"]["spec"]["template"]["spec"]
