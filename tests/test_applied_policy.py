@@ -179,6 +179,11 @@ def test_only_an_admin_applies_and_the_first_apply_is_the_key_owners(
     refused = invoke("-c", config, "policy", "apply", str(policy))
     assert refused.exit_code == 3, refused.output
     assert "mallory may not apply a policy: only admins may (principals.admins of the applied policy" in refused.output
+    # Re-applying the policy in force is a no-op for anyone (a deployment's migrate step does it at every upgrade):
+    # nothing is applied, nothing is denied, nothing is recorded.
+    policy.write_text(invoke("-c", config, "policy", "show", "-o", "yaml").output)
+    same = invoke("-c", config, "policy", "apply", str(policy))
+    assert same.exit_code == 0 and "is the policy in force already" in same.output and "nothing applied" in same.output
     with db.session() as session:
         applies = list_entries(session, AuditFilter(event="policy"))
     outcomes = [(e["actor"], e["outcome"]) for e in applies]

@@ -8,11 +8,13 @@ import importlib.util
 import json
 import os
 import re
+import secrets
 import shlex
 import shutil
 import subprocess
 import sys
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -208,13 +210,10 @@ def _inventory_invocations() -> list[list[str]]:
         *(service["command"] for name, service in compose()["services"].items() if name != "postgres"),
     ]
     for unit in sorted((DEPLOY / "systemd").glob("*.service")):
-        parser = configparser.ConfigParser(strict=False, interpolation=None)
-        parser.read(unit)
-        for key in ("ExecStartPre", "ExecStart"):
-            if parser.has_option("Service", key):
-                argv = shlex.split(parser.get("Service", key))
-                assert argv[0].endswith("/inventory"), unit
-                found.append(argv[1:])
+        for line in _exec_lines(unit):
+            argv = shlex.split(line)
+            assert argv[0].endswith("/inventory"), unit
+            found.append(argv[1:])
     for document in yaml.safe_load_all((DEPLOY / "kubernetes" / "deployment.yaml").read_text()):
         if document["kind"] == "Deployment":
             (container,) = document["spec"]["template"]["spec"]["containers"]
@@ -227,6 +226,15 @@ def _inventory_invocations() -> list[list[str]]:
             (container,) = document["spec"]["template"]["spec"]["containers"]
             found.append(container["args"])
     return found
+
+
+def _exec_lines(unit: Path) -> list[str]:
+    """Every ExecStartPre= and ExecStart= of a unit, in order (a oneshot may have several; configparser keeps one)."""
+    return [
+        line.split("=", 1)[1].strip()
+        for line in unit.read_text().splitlines()
+        if line.startswith(("ExecStartPre=", "ExecStart="))
+    ]
 
 
 def test_every_command_line_in_the_deployment_files_parses() -> None:
@@ -459,7 +467,7 @@ def test_every_image_in_the_kubernetes_manifests_is_the_one_the_readme_builds() 
 
 def test_no_service_unit_migrates_as_the_runtime_role() -> None:
     migrate = _unit("inventory-migrate.service")
-    assert migrate.get("Service", "ExecStart").endswith("inventory db upgrade")
+    assert _exec_lines(DEPLOY / "systemd" / "inventory-migrate.service")[0].endswith("inventory db upgrade")
     # The owner's URL (PostgreSQL) comes from a file read after the SQLite default, and may be absent.
     assert migrate.get("Service", "EnvironmentFile") == "-/etc/inventory/owner.env"
     for name in ("inventory-sync.service", "inventory.service"):
@@ -481,3 +489,199 @@ def test_unit_hints_and_documentation_point_at_what_the_install_steps_make() -> 
         ), unit_file.name
         if unit_file.name != "inventory-migrate.service":
             assert "SupplementaryGroups=docker" in text and "kubeconfig" in text, unit_file.name
+
+
+# The migrate step of every deployment puts the shipped policy in force (README: "The policy in force belongs to the
+# database"): without an applied policy no one is an admin, and no first token can be made.
+POLICY_FILE = PROJECT_ROOT / "config" / "policy.yaml"
+SERVICE_USER = "inventory"  # the image's uid 10001 (Dockerfile useradd) and the systemd units' User=
+
+
+def test_the_shipped_policy_makes_the_deployments_service_user_an_admin() -> None:
+    from inventory.policy.applied import administrator, is_admin
+    from inventory.policy.rules import load_policy
+    from inventory.principals import Principal, cli_principal
+
+    policy = load_policy(POLICY_FILE)
+    assert policy.principals.admins == ["group:admins"]
+
+    def principal(name: str) -> Principal:  # as the CLI sees that OS user under this policy
+        return administrator(policy, cli_principal(policy.principals, user=name))
+
+    assert is_admin(policy, principal(SERVICE_USER))
+    assert not is_admin(policy, principal("mallory"))
+    assert f"--create-home {SERVICE_USER}" in (PROJECT_ROOT / "Dockerfile").read_text()
+    assert _unit("inventory-migrate.service").get("Service", "User") == SERVICE_USER
+    # principals: live in the policy now; a config carrying them only draws a warning.
+    assert "principals" not in yaml.safe_load((DEPLOY / "compose" / "inventory.yaml").read_text())
+    for manifest in ("cronjob.yaml", "deployment.yaml"):
+        for document in yaml.safe_load_all((DEPLOY / "kubernetes" / manifest).read_text()):
+            if document["kind"] == "ConfigMap":
+                assert "principals" not in yaml.safe_load(document["data"]["inventory.yaml"]), manifest
+
+
+def test_every_migrate_step_applies_the_policy_with_the_audit_key() -> None:
+    # Compose: the entrypoint applies INVENTORY_APPLY_POLICY after `db upgrade`, with the key secret and a head volume.
+    document = compose()
+    migrate = document["services"]["migrate"]
+    target = migrate["environment"]["INVENTORY_APPLY_POLICY"]
+    assert f"./config/policy.yaml:{target}:ro" in migrate["volumes"]
+    assert "audit_key" in migrate["secrets"] and any(v.endswith(":/var/lib/inventory") for v in migrate["volumes"])
+    config = yaml.safe_load((DEPLOY / "compose" / "inventory.yaml").read_text())
+    assert config["audit"]["key_file"] == "/run/secrets/audit_key"
+    assert "INVENTORY_APPLY_POLICY" not in document["services"]["inventory"]["environment"]  # the replicas never do
+    # A file secret keeps the host file's owner and mode (0600): the image's user must own it to read the key.
+    (user,) = _dockerfile_instruction("USER")
+    assert f"chown {user} secrets/audit_key" in (PROJECT_ROOT / "docker-compose.yml").read_text()
+    # Kubernetes: the Job mounts the policy ConfigMap the header creates from config/policy.yaml, and the key Secret.
+    documents = {d["kind"]: d for d in yaml.safe_load_all((DEPLOY / "kubernetes" / "cronjob.yaml").read_text())}
+    pod = documents["Job"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert env["INVENTORY_APPLY_POLICY"] == mounts["policy"] + "/policy.yaml"
+    policy_map = volumes["policy"]["configMap"]["name"]
+    header = (DEPLOY / "kubernetes" / "cronjob.yaml").read_text()
+    assert f"create configmap {policy_map} --from-file=policy.yaml=config/policy.yaml" in header
+    cron_pod = documents["CronJob"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    cron_key = next(v for v in cron_pod["volumes"] if v["name"] == "audit-key")
+    assert volumes["audit-key"] == cron_key  # the one key Secret
+    job_config = yaml.safe_load(documents["ConfigMap"]["data"]["inventory.yaml"])
+    assert job_config["audit"]["key_file"].startswith(mounts["audit-key"] + "/")
+    assert job_config["audit"]["head_file"].startswith(mounts["audit-head"] + "/")
+    # The non-root user reads the Secret's files through the pod's fsGroup.
+    for spec in (pod, cron_pod):
+        assert spec["securityContext"]["fsGroup"] == spec["securityContext"]["runAsUser"]
+    # systemd: the migrate unit upgrades, then applies the installed policy, as the inventory user.
+    lines = _exec_lines(DEPLOY / "systemd" / "inventory-migrate.service")
+    assert [shlex.split(line)[1:] for line in lines] == [
+        ["db", "upgrade"],
+        ["policy", "apply", "/etc/inventory/policy.yaml"],
+    ]
+    assert (
+        "install -m 0644 config/policy.yaml /etc/inventory/policy.yaml"
+        in (DEPLOY / "systemd" / "inventory-sync.service").read_text()
+    )
+
+
+@pytest.fixture
+def owner_and_runtime_roles() -> Iterator[tuple[str, str]]:
+    """A database owned by a role that is no superuser (as in the Compose file and the README), and a runtime role:
+    their URLs."""
+    from conftest import POSTGRES_ADMIN_URL, require_postgres
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    require_postgres()
+    suffix = secrets.token_hex(4)
+    owner, runtime, name = f"inventory_own_{suffix}", f"inventory_rt_{suffix}", f"inventory_deploy_{suffix}"
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE ROLE "{owner}" LOGIN'))
+        conn.execute(text(f'CREATE ROLE "{runtime}" LOGIN'))
+        conn.execute(text(f'CREATE DATABASE "{name}" OWNER "{owner}"'))
+    base = make_url(POSTGRES_ADMIN_URL).set(database=name, password=None)
+    try:
+        yield (
+            base.set(username=owner).render_as_string(hide_password=False),
+            base.set(username=runtime).render_as_string(hide_password=False),
+        )
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'DROP ROLE IF EXISTS "{runtime}"'))
+            conn.execute(text(f'DROP ROLE IF EXISTS "{owner}"'))
+        admin.dispose()
+
+
+def test_the_migrate_step_on_postgresql_lets_the_runtime_role_make_the_first_token(
+    owner_and_runtime_roles: tuple[str, str], tmp_path: Path
+) -> None:
+    """What `docker compose up` then `docker compose run ... tokens create` do, through the image's entrypoint: the
+    owner upgrades, applies the shipped policy and grants; the runtime role, with the key, makes the first token."""
+    from inventory.principals import os_user_name
+
+    owner_url, runtime_url = owner_and_runtime_roles
+    runtime_role = runtime_url.split("//", 1)[1].split("@", 1)[0]
+    # The key is a mounted secret: not the OS user's own file (root here may give it away; the database owner then
+    # makes the first apply), as a Compose secret or a Kubernetes Secret is.
+    key = tmp_path / "audit_key"
+    key.write_bytes(os.urandom(32))
+    key.chmod(0o600)
+    if os.geteuid() == 0:
+        os.chown(key, 54321, -1)
+    config = tmp_path / "inventory.yaml"
+    config.write_text(yaml.safe_dump({"audit": {"key_file": str(key), "head_file": str(tmp_path / "audit.head")}}))
+    # The shipped policy, with this test's OS user standing in for the image's user (it is not uid 10001 here).
+    shipped = POLICY_FILE.read_text()
+    assert f"    {SERVICE_USER}: [admins]\n" in shipped
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(shipped.replace(f"    {SERVICE_USER}: [admins]\n", f"    {os_user_name()}: [admins]\n"))
+    bin_dir = Path(sys.executable).parent
+
+    def entrypoint(url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(DEPLOY / "docker-entrypoint.sh"), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+            env=child_env(
+                INVENTORY_CONFIG=str(config),
+                INVENTORY_DATABASE_URL=url,
+                PATH=f"{bin_dir}:{os.environ['PATH']}",
+                **env,
+            ),
+        )
+
+    # The Compose file's migrate command, granting this test's runtime role.
+    command = [runtime_role if arg == "inventory" else arg for arg in compose()["services"]["migrate"]["command"]]
+    # As before this change: a migrate step that applies no policy leaves no admin, and the first token is refused.
+    bare = entrypoint(owner_url, *command)
+    assert bare.returncode == 0, bare.stdout + bare.stderr
+    refused = entrypoint(runtime_url, "tokens", "create", "alice", "--group", "admins", INVENTORY_SKIP_UPGRADE="1")
+    assert refused.returncode == 3 and "may not create a token" in refused.stdout + refused.stderr, refused.stderr
+    first = entrypoint(owner_url, *command, INVENTORY_APPLY_POLICY=str(policy))
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert f"applied {policy} as policy 1" in first.stdout and "the built-in defaults" in first.stdout
+    # At the next upgrade the same step runs again: the unchanged policy is not applied twice.
+    again = entrypoint(owner_url, *command, INVENTORY_APPLY_POLICY=str(policy))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "is the policy in force already" in again.stdout and "nothing applied" in again.stdout
+    token = entrypoint(runtime_url, "tokens", "create", "alice", "--group", "admins", INVENTORY_SKIP_UPGRADE="1")
+    assert token.returncode == 0, token.stdout + token.stderr
+    assert "token for alice created" in token.stderr and token.stdout.startswith("inv_")  # the token, shown once
+    # A policy that does not make its applier an admin is refused, and the migrate step fails with it.
+    policy.write_text(shipped)
+    locked_out = entrypoint(owner_url, *command, INVENTORY_APPLY_POLICY=str(policy))
+    assert locked_out.returncode != 0 and "would not be an admin" in locked_out.stderr + locked_out.stdout
+
+
+def test_the_systemd_migrate_unit_on_sqlite_lets_the_service_user_make_the_first_token(tmp_path: Path) -> None:
+    """inventory-migrate.service's ExecStart= lines as its user (here the test's OS user standing in for inventory),
+    run at two starts, then the first token: the SQLite file and the key are that user's own."""
+    from click.testing import CliRunner
+
+    from inventory.principals import os_user_name
+
+    config = tmp_path / "etc" / "inventory.yaml"
+    config.parent.mkdir()
+    config.write_text(yaml.safe_dump({"audit": {"key_file": str(tmp_path / "state" / "audit.key")}}))
+    policy = config.parent / "policy.yaml"  # the install step: config/policy.yaml to /etc/inventory/policy.yaml
+    shipped = POLICY_FILE.read_text()
+    policy.write_text(shipped.replace(f"    {SERVICE_USER}: [admins]\n", f"    {os_user_name()}: [admins]\n"))
+    env = {"INVENTORY_CONFIG": str(config), "INVENTORY_DATABASE_URL": f"sqlite:///{tmp_path / 'state' / 'inv.db'}"}
+    unit = DEPLOY / "systemd" / "inventory-migrate.service"
+    assert "Environment=INVENTORY_DATABASE_URL=sqlite:////var/lib/inventory/" in unit.read_text()
+    runner = CliRunner()
+    outputs = []
+    for _start in range(2):
+        for line in _exec_lines(unit):
+            argv = [str(policy) if arg == "/etc/inventory/policy.yaml" else arg for arg in shlex.split(line)[1:]]
+            result = runner.invoke(cli, argv, env=env)
+            assert result.exit_code == 0, f"{line}\n{result.output}"
+            outputs.append(result.output)
+    assert f"applied {policy} as policy 1" in outputs[1] and "nothing applied" in outputs[3]
+    token = runner.invoke(cli, ["tokens", "create", "alice", "--group", "admins"], env=env)
+    assert token.exit_code == 0 and "token for alice created" in token.output, token.output
