@@ -19,6 +19,7 @@ import httpx
 import pytest
 import yaml
 from click.testing import CliRunner
+from policy_support import apply_policy_file
 
 from connectors.kubernetes.fake.mutations import MutableFakeKubernetes
 from connectors.kubernetes.fake.objects import ClusterSpec
@@ -36,9 +37,10 @@ from inventory.storage.database import Database
 
 ME = os_user_name()
 # Approvers are others: the OS user running the tests may call, never approve (and is an admin for tokens).
-POLICY = """
-groups: {approvers: [someone-else]}
-approvals: {approvers: ["group:approvers"]}
+POLICY = f"""
+groups: {{approvers: [someone-else]}}
+approvals: {{approvers: ["group:approvers"]}}
+principals: {{users: {{{ME}: [admins]}}}}
 """
 
 
@@ -64,7 +66,6 @@ def lab(db: Database, tmp_path: Path) -> Iterator[Lab]:
         raw = {
             "database": {"url": db.url},
             "audit": {"key_file": str(tmp_path / "keys" / "audit.key")},
-            "principals": {"users": {ME: ["admins"]}},
             "sources": [{"type": "kubernetes", "name": "lab", "kubeconfig": str(kubeconfig), "context": "lab"}],
         }
         config = tmp_path / "inventory.yaml"
@@ -72,6 +73,7 @@ def lab(db: Database, tmp_path: Path) -> Iterator[Lab]:
         lab = Lab(config, tmp_path / "run" / "inventory.sock", tmp_path / "keys" / "audit.key")
         synced = CliRunner().invoke(cli, ["-c", str(config), "sync", "--once"], catch_exceptions=False)
         assert synced.exit_code == 0, synced.output
+        apply_policy_file(config, tmp_path / "policy.yaml")  # the database's policy decides, on either path
         lab.socket.parent.mkdir()
         app_context = AppContext(config_path=str(config), database_url=None)
         try:
