@@ -8,7 +8,7 @@ memberships as ids, and the change history. Links read back as the target's curr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,7 +17,7 @@ import orjson
 
 from inventory.records import to_json_bytes
 from inventory.schema import SCHEMA, Schema
-from inventory.storage.protocol import ChangeRecord, ObjectWrite, SourceState, StoredObject, WritePlan
+from inventory.storage.protocol import ChangeRecord, Key, ObjectWrite, SourceState, StoredObject, WritePlan
 
 
 @dataclass
@@ -61,18 +61,33 @@ class MemoryStore:
         state = SourceState({name: {} for name in self.schema.names})
         for name, objects in self.objects.items():
             state.objects[name] = {
-                (o.kind, o.external_id): StoredObject(
-                    object_id,
-                    o.content_hash,
-                    o.removed_at is not None,
-                    o.columns["name"],
-                    o.columns.get("namespace"),
-                    o.details_stale_since is not None,
-                )
+                (o.kind, o.external_id): self._stored(object_id, o)
                 for object_id, o in objects.items()
-                if o.source_id == source_id
+                if o.source_id == source_id and o.removed_at is None
             }
         return state
+
+    def load_removed(self, source_id: int, keys: Mapping[str, Collection[Key]]) -> dict[str, dict[Key, StoredObject]]:
+        found: dict[str, dict[Key, StoredObject]] = {}
+        for name, wanted in keys.items():
+            wanted_keys = set(wanted)
+            found[name] = {
+                (o.kind, o.external_id): self._stored(object_id, o)
+                for object_id, o in self.objects[name].items()
+                if o.source_id == source_id and o.removed_at is not None and (o.kind, o.external_id) in wanted_keys
+            }
+        return found
+
+    @staticmethod
+    def _stored(object_id: int, o: MemoryObject) -> StoredObject:
+        return StoredObject(
+            object_id,
+            o.content_hash,
+            o.removed_at is not None,
+            o.columns["name"],
+            o.columns.get("namespace"),
+            o.details_stale_since is not None,
+        )
 
     def load_fields(self, object_type: str, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         spec = self.schema[object_type]

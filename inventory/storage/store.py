@@ -9,7 +9,7 @@ written.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any, cast
@@ -28,7 +28,7 @@ from inventory.storage.models import (
     SyncRun,
     UTCDateTime,
 )
-from inventory.storage.protocol import ObjectWrite, SourceState, StoredObject, WritePlan
+from inventory.storage.protocol import Key, ObjectWrite, SourceState, StoredObject, WritePlan
 from inventory.timeutil import utcnow
 
 CHUNK = 1000
@@ -194,23 +194,53 @@ class SqlStore:
     # -- reads for reconcile ---------------------------------------------------------
 
     def load_state(self, source_id: int) -> SourceState:
+        """The source's live objects: the removed rows retention keeps (most of a table with a long
+        ``removed_objects`` window) are never read whole, only by key (``load_removed``)."""
         state = SourceState()
         for object_type, model in self.schema.rows.items():
-            namespace = model.namespace if hasattr(model, "namespace") else literal(None)
             rows = self._execute(
-                select(
-                    model.kind,
-                    model.external_id,
-                    model.id,
-                    model.content_hash,
-                    model.removed_at.is_not(None),
-                    model.name,
-                    namespace,
-                    model.details_stale_since.is_not(None),
-                ).where(model.source_id == source_id)
+                self._stored_select(model).where(model.source_id == source_id, model.removed_at.is_(None))
             )
             state.objects[object_type] = {(kind, ext): StoredObject(*rest) for kind, ext, *rest in rows}
         return state
+
+    def load_removed(self, source_id: int, keys: Mapping[str, Collection[Key]]) -> dict[str, dict[Key, StoredObject]]:
+        """The removed objects among ``keys``: per kind, chunks of external ids, each an index lookup on
+        (source_id, kind, external_id)."""
+        found: dict[str, dict[Key, StoredObject]] = {}
+        for object_type, wanted in keys.items():
+            model = self.schema[object_type].row
+            by_kind: dict[str, list[str]] = {}
+            for kind, external_id in wanted:
+                by_kind.setdefault(kind, []).append(external_id)
+            objects = found.setdefault(object_type, {})
+            for kind, external_ids in sorted(by_kind.items()):
+                for chunk in _chunks(sorted(set(external_ids))):
+                    rows = self._execute(
+                        self._stored_select(model).where(
+                            model.source_id == source_id,
+                            model.kind == kind,
+                            model.external_id.in_(chunk),
+                            model.removed_at.is_not(None),
+                        )
+                    )
+                    objects.update({(k, ext): StoredObject(*rest) for k, ext, *rest in rows})
+        return found
+
+    @staticmethod
+    def _stored_select(model: Any) -> Any:
+        """What reconcile knows of a stored object: its key, then StoredObject's fields in order."""
+        namespace = model.namespace if hasattr(model, "namespace") else literal(None)
+        return select(
+            model.kind,
+            model.external_id,
+            model.id,
+            model.content_hash,
+            model.removed_at.is_not(None),
+            model.name,
+            namespace,
+            model.details_stale_since.is_not(None),
+        )
 
     def load_fields(self, object_type: str, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         """Canonical fields (as ObjectType.canonical_fields shapes them) of stored objects, for diffs."""
