@@ -222,7 +222,8 @@ def test_a_sync_interval_longer_than_the_prune_interval_does_not_put_the_prune_o
     )
     registry = ConnectorRegistry.discover()
     config = load_config(config_path, registry=registry, database_url=db.url)
-    clock, slept = [0.0], []
+    clock: list[float] = [0.0]
+    slept: list[float] = []
 
     def sleep(seconds: float) -> None:
         loop.retention.wait()  # the prune started at this wake ends before the fake clock moves on
