@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 _ENGINE_WAITS: weakref.WeakKeyDictionary[Engine, Waits] = weakref.WeakKeyDictionary()
 
 # The Alembic head this code expects; tests check it equals the newest revision in migrations/.
-SCHEMA_REVISION = "0011_fixed_search_path"
+SCHEMA_REVISION = "0012_soak_indexes"
 
 _WRITE_OPTION = "inventory_write"
 
