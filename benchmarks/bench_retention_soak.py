@@ -19,6 +19,14 @@ a new engine per command as a user's run has): ``workloads list``, ``workloads s
 size. "with retention" prunes after each sync (as the loop's hourly schedule would) with the
 windows below; "without" keeps everything, as before retention existed.
 
+Day 1 and day 30 are timed side by side: at day 1 each database is copied as it is (SQLite's
+backup API; PostgreSQL ``CREATE DATABASE ... TEMPLATE``, statistics and bloat included), and at
+day 30 the copy and the living database are measured in alternation, one sample of each command on
+each in turn, with the fake clock set to each one's own time. A machine whose load changes in the
+minutes between day 1 and day 30 (other processes, a shared CI runner) then weighs on both columns
+alike, and the day 30 / day 1 ratio is the database's, not the machine's. The day-1 figures taken
+at day 1 itself are printed too (``day 1 then``).
+
 The default windows here are shorter than the config's (removed objects 1d, changes 7d, sync
 runs 7d instead of 30d / 180d / 30d) so that 30 simulated days reach retention's steady state:
 with window W the database holds W days of churn from day W on, so with the defaults day 30
@@ -35,9 +43,11 @@ the loop's hourly prune would have since the last sync.
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import os
 import random
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -51,7 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_reconcile import FixedConnector  # a source that answers one snapshot
 from click.testing import CliRunner
-from sqlalchemy import text
+from sqlalchemy import create_engine, make_url, text
 
 from inventory.cli import cli
 from inventory.config import RetentionSettings
@@ -280,6 +290,8 @@ class Soak:
         self.cluster = Cluster(options.nodes, options.pods, options.cronjobs)
         self.cron_run = 0
         self.pruned = 0
+        # The database as day 1 left it, with the cluster and the clock of that moment (see copy_day).
+        self.day1: tuple[str, Cluster, datetime] | None = None
 
     def sync(self, clock: FakeClock) -> Any:
         outcome = sync_source(self.db, FixedConnector(self.cluster.snapshot()))
@@ -304,41 +316,91 @@ class Soak:
             with self.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 conn.execute(text("VACUUM ANALYZE"))
 
-    def measure(self, clock: FakeClock) -> dict[str, float]:
+    def prepare(self, clock: FakeClock) -> datetime:
+        """Half an hour after the day's last sync (the loop prunes every hour): the time to measure at."""
         clock.now += timedelta(minutes=30)  # the last sync's changes are within the hour
-        if self.retention is not None:  # the loop prunes every hour, so also between a sync and now
+        if self.retention is not None:
             self.pruned += prune(self.db, self.retention).total
+        return clock.now
+
+    def copy_day(self, clock: FakeClock, admin_url: str | None) -> None:
+        """Keep a copy of the database as it is now, to be measured again beside day 30."""
+        url = make_url(self.url)
+        if self.db.dialect == "sqlite":
+            assert url.database is not None
+            target = f"{url.database}.day1"
+            with sqlite3.connect(url.database) as source, sqlite3.connect(target) as copied:
+                source.backup(copied)
+            copy_url = f"sqlite:///{target}"
+        else:
+            assert admin_url is not None
+            self.db.dispose()  # a template database must have no sessions
+            name = f"{url.database}_day1"
+            admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{url.database}"'))
+            admin.dispose()
+            copy_url = url.set(database=name).render_as_string(hide_password=False)
+        self.day1 = (copy_url, copy.deepcopy(self.cluster), clock.now)
+
+    def measure(self, clock: FakeClock, *, beside_day1: bool = False) -> dict[str, dict[str, float]]:
+        """Median of ``repeat`` samples of each command: on this database (key "now") and, with
+        ``beside_day1``, on the day-1 copy too ("day 1"), one sample of each in alternation."""
+        now = clock.now
+        targets = {"now": (self.url, self.db, self.cluster, now)}
+        if beside_day1:
+            assert self.day1 is not None
+            url, cluster, then = self.day1
+            targets["day 1"] = (url, open_database(url), cluster, then)
         runner = CliRunner()
         show = f"team-{7 % NAMESPACES:02d}/app-0007"
-        commands = {
+        commands: dict[str, list[str] | None] = {
             "workloads list": ["workloads", "list"],
             "workloads show": ["workloads", "show", show],
             "changes --since 1h": ["changes", "--since", "1h"],
+            "no-change resync": None,
         }
-        figures: dict[str, float] = {}
-        for name, args in commands.items():
-            runner.invoke(cli, ["--database-url", self.url, *args])  # untimed: lazy imports, a warm cache
-            times = []
-            for _ in range(self.options.repeat):
+
+        def once(target: str, name: str) -> float:
+            url, db, cluster, at = targets[target]
+            clock.now = at
+            args = commands[name]
+            if args is None:
+                snapshot = cluster.snapshot()
                 started = time.perf_counter()
-                result = runner.invoke(cli, ["--database-url", self.url, *args], catch_exceptions=False)
-                times.append(time.perf_counter() - started)
-                assert result.exit_code == 0, result.output[-2000:]
-            figures[name] = statistics.median(times)
-        times = []
-        for _ in range(self.options.repeat):
+                outcome = sync_source(db, FixedConnector(snapshot))
+                taken = time.perf_counter() - started
+                assert outcome.result is not None and outcome.result.changed == 0, "a resync found changes"
+                return taken
             started = time.perf_counter()
-            outcome = sync_source(self.db, FixedConnector(self.cluster.snapshot()))
-            times.append(time.perf_counter() - started)
-            assert outcome.result is not None and outcome.result.changed == 0, "a resync found changes"
-        figures["no-change resync"] = statistics.median(times)
-        figures["db MB"] = database_bytes(self.db) / 1e6
-        figures["workload rows"] = self._count("workloads")
-        figures["change rows"] = self._count("changes")
+            result = runner.invoke(cli, ["--database-url", url, *args], catch_exceptions=False)
+            taken = time.perf_counter() - started
+            assert result.exit_code == 0, result.output[-2000:]
+            return taken
+
+        for target in targets:
+            for name in commands:
+                once(target, name)  # untimed: lazy imports, a warm cache
+        samples: dict[tuple[str, str], list[float]] = {(t, n): [] for t in targets for n in commands}
+        for round_ in range(self.options.repeat):
+            for name in commands:
+                order = list(targets) if round_ % 2 == 0 else list(reversed(targets))
+                for target in order:
+                    samples[(target, name)].append(once(target, name))
+        clock.now = now
+        figures: dict[str, dict[str, float]] = {}
+        for target, (_url, db, _cluster, _at) in targets.items():
+            figures[target] = {name: statistics.median(samples[(target, name)]) for name in commands}
+            figures[target]["db MB"] = database_bytes(db) / 1e6
+            figures[target]["workload rows"] = self._count(db, "workloads")
+            figures[target]["change rows"] = self._count(db, "changes")
+            if db is not self.db:
+                db.dispose()
         return figures
 
-    def _count(self, table: str) -> float:
-        with self.db.engine.connect() as conn:
+    @staticmethod
+    def _count(db: Database, table: str) -> float:
+        with db.engine.connect() as conn:
             return float(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
 
 
@@ -362,7 +424,7 @@ def run(urls: dict[str, str], options: Any) -> None:
         sync_runs=parse_duration(options.runs),
     )
     soaks = [Soak(urls["with"], "with retention", windows, options), Soak(urls["without"], "without", None, options)]
-    results: dict[tuple[str, int], dict[str, float]] = {}
+    results: dict[tuple[str, Any], dict[str, float]] = {}
     started = time.perf_counter()
     for soak in soaks:
         clock.now = T0
@@ -380,15 +442,27 @@ def run(urls: dict[str, str], options: Any) -> None:
     for day in range(1, options.days + 1):
         for soak in soaks:
             soak.live_day(clock, day)
+            if day == 1:
+                soak.prepare(clock)
+                results[(soak.label, "then")] = soak.measure(clock)["now"]
+                soak.copy_day(clock, options.postgres)
+            if day == options.days:
+                soak.prepare(clock)
+                measured = soak.measure(clock, beside_day1=True)
+                results[(soak.label, 1)], results[(soak.label, day)] = measured["day 1"], measured["now"]
             if day in (1, options.days):
-                results[(soak.label, day)] = soak.measure(clock)
                 print(f"  {soak.label}: day {day} measured ({time.perf_counter() - started:.0f}s in)", flush=True)
     for soak in soaks:
         soak.db.dispose()
+        if soak.day1 is not None and options.postgres:
+            admin = create_engine(options.postgres, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(soak.day1[0]).database}" WITH (FORCE)'))
+            admin.dispose()
     report(results, soaks, options)
 
 
-def report(results: dict[tuple[str, int], dict[str, float]], soaks: list[Soak], options: Any) -> None:
+def report(results: dict[tuple[str, Any], dict[str, float]], soaks: list[Soak], options: Any) -> None:
     last = options.days
     keys = (
         "workloads list",
@@ -402,7 +476,8 @@ def report(results: dict[tuple[str, int], dict[str, float]], soaks: list[Soak], 
     print(
         f"\n{options.engine}: {options.nodes} nodes, ~{options.pods:,} pods, {options.cronjobs} CronJobs every 5 min, "
         f"a rollout a day per Deployment, {options.syncs_per_day} syncs a day; retention windows: removed objects "
-        f"{options.removed}, changes {options.changes}, sync runs {options.runs}; median of {options.repeat}"
+        f"{options.removed}, changes {options.changes}, sync runs {options.runs}; median of {options.repeat}; "
+        f"d1 = the day-1 copy measured beside day {last}, in alternation"
     )
     header = f"{'':<20}" + "".join(f"{s.label + ' d' + str(d):>22}" for s in soaks for d in (1, last))
     print(header + f"{'with d' + str(last) + '/d1':>14}{'without d' + str(last) + '/d1':>17}")
@@ -418,6 +493,8 @@ def report(results: dict[tuple[str, int], dict[str, float]], soaks: list[Soak], 
     with_last, without_last = results[(soaks[0].label, last)], results[(soaks[1].label, last)]
     slower = ", ".join(f"{key} {without_last[key] / max(with_last[key], 1e-9):.2f}x" for key in keys[:5])
     print(f"day {last}, without retention / with: {slower}")
+    then = ", ".join(f"{key} {results[(s.label, 'then')][key]:.3f} s" for s in soaks[:1] for key in keys[:4])
+    print(f"day 1 then (with retention, measured at day 1 itself, before the machine's load moved on): {then}")
     print(f"rows pruned in all (with retention): {soaks[0].pruned:,}")
 
 
@@ -426,7 +503,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--scale", type=float, default=1.0, help="Fraction of 500 nodes / 15,000 pods / 20 CronJobs.")
     parser.add_argument("--syncs-per-day", type=int, default=4)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=9, help="Samples per command and database (median).")
     parser.add_argument("--removed", default="1d", help="Retention of removed objects (with retention).")
     parser.add_argument("--changes", default="7d", help="Retention of change rows (with retention).")
     parser.add_argument("--runs", default="7d", help="Retention of sync runs (with retention).")

@@ -228,6 +228,11 @@ class SyncLoop:
                     wait(list(running.values()))  # no time passes on an injected clock while syncs run
                     continue
                 wake = min((s.next_due for s in idle), default=now + IDLE_WAKE_SECONDS)
+                # A prune falls due on its own schedule: a sync interval longer than retention.interval
+                # must not put it off until the next sync.
+                pruning_due = self.retention.due_at()
+                if pruning_due is not None:
+                    wake = min(wake, max(pruning_due, now))
                 if until is not None:
                     wake = min(wake, until)
                 self._sleep(max(0.0, wake - now))

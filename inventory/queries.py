@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -523,14 +524,20 @@ def member_moves(session: Session, changes: Sequence[tuple[int, Any]]) -> list[d
         moves.append((source_id, joined, left))
         wanted.update((source_id, *ref.partition(":")[::2]) for ref in (*joined, *left))
     names: dict[tuple[int, str, str], str] = {}
-    external_ids = sorted({external_id for _s, _k, external_id in wanted})
-    for start in range(0, len(external_ids), 500):  # bounded IN lists
-        stmt = select(WorkloadRow.source_id, WorkloadRow.kind, WorkloadRow.external_id, WorkloadRow.name).where(
-            WorkloadRow.external_id.in_(external_ids[start : start + 500]),
-            WorkloadRow.source_id.in_(sorted({s for s, _k, _e in wanted})),
-        )
-        for source_id, kind, external_id, name in session.execute(stmt):
-            names[(source_id, kind, external_id)] = name
+    # Per (source, kind): lookups on the (source_id, kind, external_id) index; external ids alone have none,
+    # and scanning the workloads (removed ones included) grew with the table.
+    by_kind: dict[tuple[int, str], list[str]] = defaultdict(list)
+    for source_id, kind, external_id in sorted(wanted):
+        by_kind[(source_id, kind)].append(external_id)
+    for (source_id, kind), external_ids in by_kind.items():
+        for start in range(0, len(external_ids), 500):  # bounded IN lists
+            stmt = select(WorkloadRow.external_id, WorkloadRow.name).where(
+                WorkloadRow.source_id == source_id,
+                WorkloadRow.kind == kind,
+                WorkloadRow.external_id.in_(external_ids[start : start + 500]),
+            )
+            for external_id, name in session.execute(stmt):
+                names[(source_id, kind, external_id)] = name
 
     def named(source_id: int, refs: list[str]) -> list[str]:
         return sorted(names.get((source_id, *ref.partition(":")[::2]), ref) for ref in refs)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -138,7 +138,11 @@ def _reconcile(snapshot: Snapshot, store: Store, plan: WritePlan, *, allow_empty
     if result.duplicates:
         log.warning("snapshot listed %d objects twice; kept the first of each", result.duplicates)
 
+    # The state holds live objects only: a listed object that is not live may be a removed one coming back
+    # (revived under its old id), and so may the target of a link (after unread values are filled in).
+    _add_removed(store, state, plan.source_id, {t.name: records[t.name].keys() for t in types})
     stale_keys = _keep_unread_values(store, state, records)
+    _add_removed(store, state, plan.source_id, _link_targets(types, records))
 
     resolver = _Resolver(state)
     for object_type in types:
@@ -223,6 +227,31 @@ def _reconcile(snapshot: Snapshot, store: Store, plan: WritePlan, *, allow_empty
 
 def _live(stored: Any) -> bool:
     return stored is not None and not stored.removed
+
+
+def _add_removed(store: Store, state: SourceState, source_id: int, wanted: Mapping[str, Iterable[Key]]) -> None:
+    """Add to ``state`` the removed objects among ``wanted`` (keys it already holds are not asked for)."""
+    missing = {name: [k for k in keys if k not in state.objects[name]] for name, keys in wanted.items()}
+    missing = {name: keys for name, keys in missing.items() if keys}
+    if missing:
+        for name, found in store.load_removed(source_id, missing).items():
+            state.objects[name].update(found)
+
+
+def _link_targets(types: Sequence[ObjectType], records: dict[str, dict[Key, Record]]) -> dict[str, set[Key]]:
+    """The keys the records' links and members point at, per target object type."""
+    targets: dict[str, set[Key]] = {t.name: set() for t in types}
+    for object_type in types:
+        for record in records[object_type.name].values():
+            for link in object_type.links:
+                ref = getattr(record, link.field)
+                if ref is not None:
+                    targets[link.target].add((ref.kind, ref.external_id))
+            if object_type.members is not None:
+                targets[object_type.members.target].update(
+                    (ref.kind, ref.external_id) for ref in getattr(record, object_type.members.field)
+                )
+    return targets
 
 
 def _keep_unread_values(store: Store, state: SourceState, records: dict[str, dict[Key, Record]]) -> dict[str, set[Key]]:

@@ -48,6 +48,8 @@ from inventory.timeutil import format_seconds, utcnow
 
 log = logging.getLogger(__name__)
 
+# How soon the loop looks again when a prune is due but the previous one is still running.
+_OVERDUE_RECHECK_SECONDS = 60.0
 # Tables in the order they are reported.
 TABLES = ("workloads", "hosts", "services", "service_members", "machine_links", "changes", "sync_runs")
 
@@ -268,6 +270,16 @@ class RetentionSchedule:
         self._thread = threading.Thread(target=self.run, name="retention", daemon=True)
         self._thread.start()
         return True
+
+    def due_at(self) -> float | None:
+        """When the loop should next look whether a prune is due (on ``clock``); None if it never prunes."""
+        if self.settings.interval <= 0:
+            return None
+        now = self.clock()
+        if self.next_due <= now and self._thread is not None and self._thread.is_alive():
+            # Due while the last prune still runs (it outlasted its interval): look again soon, without spinning.
+            return now + min(self.settings.interval, _OVERDUE_RECHECK_SECONDS)
+        return self.next_due
 
     def wait(self) -> None:
         """Until the prune in progress ends (a stopping loop's prune ends at its next batch)."""

@@ -14,6 +14,7 @@ from inventory.reconcile import ReconcileResult
 from inventory.records import Host, Ref, Service, Snapshot, Workload
 from inventory.storage.database import Database
 from inventory.storage.models import Change, HostRow, ServiceMember, ServiceRow, SyncRun, WorkloadRow
+from inventory.storage.store import SqlStore
 from inventory.sync import sync_source
 
 
@@ -132,6 +133,26 @@ def test_rename_keeps_one_object(db: Database) -> None:
     with db.session() as session:
         diff = session.execute(select(Change.diff).where(Change.action == "updated")).scalar_one()
     assert diff == {"name": ["node-a", "node-renamed"]}
+
+
+def test_a_sync_reads_removed_rows_only_by_key_and_still_revives_them_under_their_old_ids(db: Database) -> None:
+    sync_source(db, ScriptedConnector(answer=lab(pods=3)))
+    ids = {w.external_id: w.id for w in rows(db, WorkloadRow)}
+    sync_source(db, ScriptedConnector(answer=lab(pods=1)))  # pod-1 and pod-2 removed
+    with db.write_session() as session:
+        store = SqlStore(session)
+        assert set(store.load_state(1).objects["workload"]) == {("deployment", "dep-1"), ("pod", "pod-0")}
+
+    # pod-1 comes back; a new pod links to pod-2 (removed, not listed) as its parent, the service lists it.
+    orphan = Workload("pod", "pod-9", "web-9", namespace="default", parent=Ref("pod", "pod-2"))
+    back = lab(pods=2, extra=[orphan])
+    outcome = sync_source(db, ScriptedConnector(answer=back))
+    assert result_of(outcome).revived == 1 and result_of(outcome).created == 1
+    after = {w.external_id: w for w in rows(db, WorkloadRow)}
+    assert after["pod-1"].id == ids["pod-1"] and after["pod-1"].removed_at is None
+    assert after["pod-9"].parent_id == ids["pod-2"] and after["pod-2"].removed_at is not None
+    assert len(after) == 5  # revived in place: no second row for pod-1
+    assert result_of(sync_source(db, ScriptedConnector(answer=back))).changed == 0
 
 
 def test_two_objects_with_the_same_name_are_both_kept(db: Database) -> None:

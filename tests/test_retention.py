@@ -213,6 +213,31 @@ def test_old_changes_of_live_objects_and_old_runs_but_the_latest(db: Database) -
     assert _names(db, WorkloadRow) == {"web", "x"}
 
 
+def test_a_sync_interval_longer_than_the_prune_interval_does_not_put_the_prune_off(
+    tmp_path: Path, db: Database
+) -> None:
+    lab = write_inventory(tmp_path / "lab.yaml", 1)
+    config_path = write_config(
+        tmp_path / "inventory.yaml", db.url, {"lab": lab}, interval="1d", extra="retention: {interval: 1h}"
+    )
+    registry = ConnectorRegistry.discover()
+    config = load_config(config_path, registry=registry, database_url=db.url)
+    clock: list[float] = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        loop.retention.wait()  # the prune started at this wake ends before the fake clock moves on
+        slept.append(seconds)
+        clock[0] += seconds
+
+    loop = SyncLoop(db, config, registry, coordinate=False, clock=lambda: clock[0], sleep=sleep)
+    loop.run(until=3 * 3600 + 1)
+    loop.retention.wait()
+    # The loop woke for each hourly prune (at 0, 1h, 2h and 3h), not only for the daily sync.
+    assert max(slept) <= 3600 and loop.retention.next_due == 4 * 3600
+    assert loop.cycles == 1
+
+
 def test_the_loop_prunes_on_schedule_and_a_failed_prune_never_stops_it(
     tmp_path: Path, db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -89,6 +89,41 @@ def test_sync_once_of_a_static_source_loads_nothing_heavy(tmp_path: Path, databa
     assert sorted(loaded & set(POSTGRES_ONLY)) == (sorted(POSTGRES_ONLY) if on_postgres else [])
 
 
+# Counts the cyclic collections the command made before the sync's modules were all imported (inventory.sync
+# ends with sync_all), and after.
+_GC_WRAPPER = """
+import atexit, gc, json, sys
+out = sys.argv.pop(1)
+counts = {"starting": 0, "working": 0}
+def count(phase, info):
+    if phase == "start":
+        imported = hasattr(sys.modules.get("inventory.sync"), "sync_all")
+        counts["working" if imported else "starting"] += 1
+atexit.register(lambda: open(out, "w").write(json.dumps({**counts, "enabled": gc.isenabled()})))
+sys.argv[0] = "inventory"
+from inventory.cli import main
+gc.callbacks.append(count)
+main()
+"""
+
+
+def test_sync_once_collects_no_garbage_while_it_imports_and_collects_again_once_it_works(tmp_path: Path) -> None:
+    options = static_config(tmp_path, f"sqlite:///{tmp_path / 'inventory.db'}")
+    out = tmp_path / "gc.json"
+    done = subprocess.run(
+        [sys.executable, "-c", _GC_WRAPPER, str(out), *options, "sync", "--once"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    counts = json.loads(out.read_text(encoding="utf-8"))
+    # Before, ~150 collections scanned the modules being imported (~20 ms of the command's CPU).
+    assert counts["starting"] == 0
+    # The work after the imports (a large source's, the loop's) runs with the collector on again.
+    assert counts["working"] > 0 and counts["enabled"]
+
+
 def test_hosts_list_and_metrics_load_only_what_they_use(tmp_path: Path, sqlite_url: str) -> None:
     options = static_config(tmp_path, sqlite_url)
     loaded_by(tmp_path, *options, "sync", "--once")  # creates the database

@@ -191,10 +191,17 @@ def test_removal_and_revival(harness: Harness) -> None:
     with harness.store() as store:
         store.apply(plan(run_id=2, removals={"host": [], "workload": [pod_id], "service": []}))
     with harness.store() as store:
-        assert store.load_state(1).objects["workload"][("pod", "p1")].removed is True
+        # A removed object is not in the state a sync starts from; it is found by its key, as removed.
+        assert store.load_state(1).objects["workload"] == {}
+        wanted = {"workload": [("pod", "p1"), ("pod", "never-stored")], "host": [("pod", "p1")]}
+        found = store.load_removed(1, wanted)
+        assert found["workload"][("pod", "p1")].removed is True and found["workload"][("pod", "p1")].id == pod_id
+        assert ("pod", "never-stored") not in found["workload"] and found.get("host", {}) == {}
+        assert store.load_removed(2, {"workload": [("pod", "p1")]}).get("workload", {}) == {}  # another source's
         store.apply(plan(run_id=3, updates=[write(pod_id, pod)]))
     with harness.store() as store:
         assert store.load_state(1).objects["workload"][("pod", "p1")].removed is False
+        assert store.load_removed(1, {"workload": [("pod", "p1")]}).get("workload", {}) == {}  # live: not removed
 
 
 def test_changes_are_appended_with_their_run(harness: Harness) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from inventory import __version__
-from inventory.cli.context import AppContext
+from inventory.cli.context import AppContext, pause_gc_while_starting
 from inventory.errors import InventoryError
 from inventory.redact import RedactingFilter, redact_text
 
@@ -201,10 +201,12 @@ def cli(
 
 def main() -> None:
     # Starting a command creates a few hundred thousand objects that live as long as the process (modules,
-    # classes, tables, models); a full collection in the middle of importing them scans them all for nothing
-    # (~20 ms). Full collections wait for 100 passes of the middle generation instead of 10.
+    # classes, tables, models); collections in the middle of importing them scan them for nothing. GC is off
+    # until the command's work begins (inventory.cli.context.resume_gc), and then full collections wait for
+    # 100 passes of the middle generation instead of 10.
     young, middle, _ = gc.get_threshold()
     gc.set_threshold(young, middle, 100)
+    pause_gc_while_starting()
     try:
         cli.main(prog_name="inventory")
     finally:

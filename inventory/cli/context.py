@@ -2,10 +2,35 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 from typing import Any
 
 OUTPUT_FORMATS = ("table", "wide", "json", "csv", "yaml")
+
+# Cyclic GC is off while a command starts (set by inventory.cli.main): see pause_gc_while_starting.
+_gc_paused = False
+
+
+def pause_gc_while_starting() -> None:
+    """Turn cyclic GC off for a command's start: its imports make a few hundred thousand objects that live as long
+    as the process (modules, classes, tables, mappers, pydantic validators), and every collection on the way
+    scans them again to free nothing (~20 ms of a one-shot sync's ~0.35 s of CPU). ``resume_gc`` turns it back on."""
+    global _gc_paused
+    if gc.isenabled():
+        gc.disable()
+        _gc_paused = True
+
+
+def resume_gc() -> None:
+    """GC back on (if it was paused) once a command's imports are done and its work begins: the objects made so
+    far are frozen first, so that no later collection scans them. Work of any size (a loop, a server, a sync
+    of a large source) runs with the collector on."""
+    global _gc_paused
+    if _gc_paused:
+        _gc_paused = False
+        gc.freeze()
+        gc.enable()
 
 
 @dataclass
@@ -28,6 +53,8 @@ class AppContext:
         if self._registry is None:
             from inventory.connector import ConnectorRegistry
 
+            # Every command that works on sources, config or database starts here, its imports done.
+            resume_gc()
             self._registry = ConnectorRegistry.discover()
         return self._registry
 

@@ -62,18 +62,35 @@ class MemoryStore:
         for name, objects in self.objects.items():
             wanted = None if keys is None else set(keys.get(name, ()))
             state.objects[name] = {
-                (o.kind, o.external_id): StoredObject(
-                    object_id,
-                    o.content_hash,
-                    o.removed_at is not None,
-                    o.columns["name"],
-                    o.columns.get("namespace"),
-                    o.details_stale_since is not None,
-                )
+                (o.kind, o.external_id): self._stored(object_id, o)
                 for object_id, o in objects.items()
-                if o.source_id == source_id and (wanted is None or (o.kind, o.external_id) in wanted)
+                if o.source_id == source_id
+                and o.removed_at is None
+                and (wanted is None or (o.kind, o.external_id) in wanted)
             }
         return state
+
+    def load_removed(self, source_id: int, keys: Mapping[str, Collection[Key]]) -> dict[str, dict[Key, StoredObject]]:
+        found: dict[str, dict[Key, StoredObject]] = {}
+        for name, wanted in keys.items():
+            wanted_keys = set(wanted)
+            found[name] = {
+                (o.kind, o.external_id): self._stored(object_id, o)
+                for object_id, o in self.objects[name].items()
+                if o.source_id == source_id and o.removed_at is not None and (o.kind, o.external_id) in wanted_keys
+            }
+        return found
+
+    @staticmethod
+    def _stored(object_id: int, o: MemoryObject) -> StoredObject:
+        return StoredObject(
+            object_id,
+            o.content_hash,
+            o.removed_at is not None,
+            o.columns["name"],
+            o.columns.get("namespace"),
+            o.details_stale_since is not None,
+        )
 
     def load_fields(self, object_type: str, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         spec = self.schema[object_type]

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -168,20 +169,29 @@ class HostRow(_InventoryObject, Base):
     backing_workload_id: Mapped[int | None] = mapped_column(Id)
 
 
+# namespace/name is how objects are named (`workloads show NS/NAME`): one index on both. With an index on
+# namespace alone SQLite, having no statistics, looked a name up by scanning its whole namespace, removed
+# rows included; namespace-only filters use the same index.
 class WorkloadRow(_InventoryObject, Base):
     __tablename__ = "workloads"
-    __table_args__ = (UniqueConstraint("source_id", "kind", "external_id"),)
+    __table_args__ = (
+        UniqueConstraint("source_id", "kind", "external_id"),
+        Index("ix_workloads_namespace_name", "namespace", "name"),
+    )
 
-    namespace: Mapped[str | None] = mapped_column(String(253), index=True)
+    namespace: Mapped[str | None] = mapped_column(String(253))
     host_id: Mapped[int | None] = mapped_column(Id, index=True)
     parent_id: Mapped[int | None] = mapped_column(Id, index=True)
 
 
 class ServiceRow(_InventoryObject, Base):
     __tablename__ = "services"
-    __table_args__ = (UniqueConstraint("source_id", "kind", "external_id"),)
+    __table_args__ = (
+        UniqueConstraint("source_id", "kind", "external_id"),
+        Index("ix_services_namespace_name", "namespace", "name"),
+    )
 
-    namespace: Mapped[str | None] = mapped_column(String(253), index=True)
+    namespace: Mapped[str | None] = mapped_column(String(253))
 
 
 class ServiceMember(Base):

@@ -1,6 +1,7 @@
 """What reconcile needs from a store, in domain terms: records with resolved ids, never rows.
 
-A store reads what it holds for one source (``load_state``, ``load_fields``), hands
+A store reads what it holds for one source (``load_state``: its live objects;
+``load_removed``: the removed ones among given keys, which a sync may revive; ``load_fields``), hands
 out ids for new objects before anything is written (so that links between new objects
 are known up front), and applies one ``WritePlan`` per reconcile. The SQL store
 (inventory.storage.store) and the in-memory store (inventory.storage.memory) both
@@ -33,7 +34,11 @@ class StoredObject:
 
 @dataclass
 class SourceState:
-    """What the store holds for one source: identity -> (id, hash, removed) per object type."""
+    """What the store holds for one source: identity -> (id, hash, removed) per object type.
+
+    ``load_state`` fills it with the live objects only; reconcile adds the removed objects it asks
+    ``load_removed`` for (those a snapshot lists again or links to), so that a sync never reads the
+    removed rows that retention keeps around (with removed_objects at 30 days, most of the table)."""
 
     objects: dict[str, dict[Key, StoredObject]] = field(default_factory=lambda: {t: {} for t in OBJECT_TYPES})
 
@@ -98,8 +103,12 @@ class Store(Protocol):
     statements: int
 
     def load_state(self, source_id: int, keys: Mapping[str, Collection[Key]] | None = None) -> SourceState:
-        """What the store holds for one source; with ``keys`` (per object type), only those objects
-        (a delta names a few objects of a source that holds thousands)."""
+        """The source's live objects (removed ones are looked up by key with ``load_removed``); with ``keys``
+        (per object type) only those (a delta names a few objects of a source that holds thousands)."""
+        ...
+
+    def load_removed(self, source_id: int, keys: Mapping[str, Collection[Key]]) -> dict[str, dict[Key, StoredObject]]:
+        """The source's removed objects among ``keys`` (per object type); keys not stored, or live, are left out."""
         ...
 
     def load_fields(self, object_type: str, ids: Sequence[int]) -> dict[int, dict[str, Any]]:

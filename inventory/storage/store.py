@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, func, literal, select, text, update
+from sqlalchemy import String, Table, any_, bindparam, delete, func, literal, select, text, update
 from sqlalchemy.orm import Session, aliased
 
 from inventory.outcome import SyncStatus
@@ -195,32 +195,77 @@ class SqlStore:
     # -- reads for reconcile ---------------------------------------------------------
 
     def load_state(self, source_id: int, keys: Mapping[str, Collection[Key]] | None = None) -> SourceState:
+        """The source's live objects: the removed rows retention keeps (most of a table with a long
+        ``removed_objects`` window) are never read whole, only by key (``load_removed``). With ``keys``
+        (a delta's few objects), only those, by the same keyed lookup as ``load_removed``."""
         state = SourceState()
         for object_type, model in self.schema.rows.items():
-            namespace = model.namespace if hasattr(model, "namespace") else literal(None)
-            stmt = select(
-                model.kind,
-                model.external_id,
-                model.id,
-                model.content_hash,
-                model.removed_at.is_not(None),
-                model.name,
-                namespace,
-                model.details_stale_since.is_not(None),
-            ).where(model.source_id == source_id)
+            live = self._stored_select(model).where(model.source_id == source_id, model.removed_at.is_(None))
             if keys is None:
-                rows = list(self._execute(stmt))
+                rows = list(self._execute(live))
             else:
-                # A delta's few objects, by external id (the unique key's column), the kind checked here.
-                wanted = set(keys.get(object_type, ()))
+                by_kind: dict[str, set[str]] = {}
+                for kind, external_id in keys.get(object_type, ()):
+                    by_kind.setdefault(kind, set()).add(external_id)
                 rows = [
                     row
-                    for chunk in _chunks(sorted({external_id for _, external_id in wanted}))
-                    for row in self._execute(stmt.where(model.external_id.in_(chunk)))
-                    if (row[0], row[1]) in wanted
+                    for kind, external_ids in sorted(by_kind.items())
+                    for row in self._execute(
+                        live.where(model.kind == kind, self._one_of(model.external_id)),
+                        {"external_ids": self._list_parameter(sorted(external_ids))},
+                    )
                 ]
             state.objects[object_type] = {(kind, ext): StoredObject(*rest) for kind, ext, *rest in rows}
         return state
+
+    def load_removed(self, source_id: int, keys: Mapping[str, Collection[Key]]) -> dict[str, dict[Key, StoredObject]]:
+        """The removed objects among ``keys``: per kind, one statement of index lookups on (source_id, kind,
+        external_id), the external ids sent as one parameter (an array on PostgreSQL, a JSON list read by
+        json_each on SQLite): an IN list of bound parameters cost ~5x as much per key (measured: 15,000
+        keys took 0.66 s against 0.14 s on PostgreSQL)."""
+        found: dict[str, dict[Key, StoredObject]] = {}
+        for object_type, wanted in keys.items():
+            model = self.schema[object_type].row
+            by_kind: dict[str, set[str]] = {}
+            for kind, external_id in wanted:
+                by_kind.setdefault(kind, set()).add(external_id)
+            objects = found.setdefault(object_type, {})
+            for kind, external_ids in sorted(by_kind.items()):
+                stmt = self._stored_select(model).where(
+                    model.source_id == source_id,
+                    model.kind == kind,
+                    self._one_of(model.external_id),
+                    model.removed_at.is_not(None),
+                )
+                rows = self._execute(stmt, {"external_ids": self._list_parameter(sorted(external_ids))})
+                objects.update({(k, ext): StoredObject(*rest) for k, ext, *rest in rows})
+        return found
+
+    def _one_of(self, column: Any) -> Any:
+        """``column`` is one of the list bound as ``external_ids`` (see ``_list_parameter``)."""
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import ARRAY
+
+            return column == any_(bindparam("external_ids", type_=ARRAY(String)))
+        return column.in_(select(text("value")).select_from(func.json_each(bindparam("external_ids"))))
+
+    def _list_parameter(self, values: list[str]) -> Any:
+        return values if self.dialect == "postgresql" else _dumps(values)
+
+    @staticmethod
+    def _stored_select(model: Any) -> Any:
+        """What reconcile knows of a stored object: its key, then StoredObject's fields in order."""
+        namespace = model.namespace if hasattr(model, "namespace") else literal(None)
+        return select(
+            model.kind,
+            model.external_id,
+            model.id,
+            model.content_hash,
+            model.removed_at.is_not(None),
+            model.name,
+            namespace,
+            model.details_stale_since.is_not(None),
+        )
 
     def load_fields(self, object_type: str, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         """Canonical fields (as ObjectType.canonical_fields shapes them) of stored objects, for diffs."""

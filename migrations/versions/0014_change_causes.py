@@ -1,7 +1,7 @@
 """change causes: who or what made each change (changes.cause)
 
 Revision ID: 0014_change_causes
-Revises: 0012_applied_policy
+Revises: 0013_soak_indexes
 Create Date: 2026-12-06
 
 One nullable JSON column on changes, in the shape inventory.cause.Cause stores: the kind of
@@ -17,7 +17,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0014_change_causes"
-down_revision = "0012_applied_policy"
+down_revision = "0013_soak_indexes"
 branch_labels = None
 depends_on = None
 
