@@ -246,12 +246,14 @@ CHANGE_WAIT_SECONDS = 10.0
 
 
 def _until_watching(loop: Any) -> bool:
-    """Wait for every live source's watch to run (after its full sync); False when stopped or one never does."""
+    """Wait for every live source's watch to run (after its full sync) and to have written its first reading (each
+    watch reads everything first): a change made before that is found by comparison, its cause only inferred.
+    False when stopped or one never does."""
     import time
 
     deadline = time.monotonic() + WATCH_START_SECONDS
     while not loop.stopping and time.monotonic() < deadline:
-        if all(live.stats.state == "watching" for live in loop.live):
+        if all(live.stats.state == "watching" and live.stats.deltas > 0 for live in loop.live):
             return True
         time.sleep(0.1)
     if not loop.stopping:
