@@ -36,6 +36,7 @@ from inventory.principals import system_principal
 CLUSTER = "homelab"
 _STARTED = datetime(2026, 9, 21, 8, 0, tzinfo=UTC)
 _NEVER = "0001-01-01T00:00:00Z"
+TASKS_KEPT = 500
 
 
 def _container_id(name: str) -> str:
@@ -275,6 +276,8 @@ class DemoLab:
     def churn(self, step: int) -> list[str]:
         """Change the lab a little; returns what changed, in words."""
         done = [self._churn_proxmox(step), self._churn_kubernetes(step), self._churn_docker(step)]
+        # Proxmox VE keeps a bounded task log per node; so does the fake here, for a long run (the soak).
+        del self.proxmox.cluster.tasks[:-TASKS_KEPT]
         return [d for d in done if d]
 
     def _churn_proxmox(self, step: int) -> str:
