@@ -124,3 +124,10 @@ def test_the_cli_imports_no_sdk_and_no_fake() -> None:
         "assert not loaded, loaded"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_demo_refuses_a_bad_interval_before_starting_anything(tmp_path: Path) -> None:
+    for interval, said in (("abc", "not a duration: 'abc'"), ("0", "must be more than 0")):
+        result = run_inventory("demo", "--dir", str(tmp_path / "lab"), "--churn", "--interval", interval, cwd=tmp_path)
+        assert result.returncode == 2 and f"--interval: {said}" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr and not (tmp_path / "lab").exists()

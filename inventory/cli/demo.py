@@ -113,6 +113,12 @@ def demo_command(
     from inventory.sync import sync_all
     from inventory.timeutil import parse_duration, utcnow
 
+    try:
+        every = parse_duration(interval)
+    except ValueError as exc:
+        raise UsageError(f"--interval: {exc}") from exc
+    if every <= 0:
+        raise UsageError(f"--interval: must be more than 0 (got {interval!r})")
     directory = directory.resolve()
     _fresh_directory(directory, force=force)
     database_url = f"sqlite:///{directory / 'inventory.db'}"
@@ -142,9 +148,7 @@ def demo_command(
             first = sync_all(db, config, registry)
             _print_outcomes(first)
             if churn:
-                _churn_live(
-                    db, config, registry, lab, every=parse_duration(interval), cycles=cycles, metrics_port=metrics_port
-                )
+                _churn_live(db, config, registry, lab, every=every, cycles=cycles, metrics_port=metrics_port)
             else:
                 _report(db)
                 machines = shared_machines(db)
