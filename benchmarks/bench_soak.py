@@ -90,7 +90,10 @@ def main() -> None:
     with DemoLab(workdir) as lab:
         config = load_config(lab.write_config(database_url, interval=f"{args.interval}s"), registry=registry)
         db = open_database(database_url, migrate=True)
-        loop = SyncLoop(db, config, registry, jitter=0, coordinate=False, metrics=SyncMetrics(), on_outcome=count)
+        # The polling loop (follow=False): the demo's sources all stream, and followed live they would never cycle.
+        loop = SyncLoop(
+            db, config, registry, jitter=0, coordinate=False, follow=False, metrics=SyncMetrics(), on_outcome=count
+        )
         print(
             f"soak: {args.cycles} cycles, 3 sources (pve, k3s, docker01), interval {args.interval}s, database "
             f"{db.display_url}"

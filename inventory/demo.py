@@ -7,9 +7,13 @@ one LXC container, ``docker01``, is a Docker host running two Compose stacks (a
 one-node swarm at the LXC's address). Every fake speaks its real API on 127.0.0.1, so the demo syncs through
 the real connectors and the real SDKs.
 
-``churn(step)`` changes the lab the way a homelab changes: a guest stopped or
-started, a pod replaced by a new one, a container exited or upgraded, an LXC
-created and another destroyed. It is deterministic for a given step.
+``churn(step)`` changes the lab the way a homelab changes, and the way the real
+systems record it, so that a live watch can say who did it: a guest stopped,
+started, created or destroyed by a person's Proxmox task (``root@pam qmstop``),
+a pod replaced by the ReplicaSet controller and a deployment relabelled by
+``kubectl apply`` (their field managers), a container killed, started or
+upgraded (recreated) with the Docker events the engine logs. It is deterministic
+for a given step.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from inventory.principals import system_principal
 CLUSTER = "homelab"
 _STARTED = datetime(2026, 9, 21, 8, 0, tzinfo=UTC)
 _NEVER = "0001-01-01T00:00:00Z"
+TASKS_KEPT = 500
 
 
 def _container_id(name: str) -> str:
@@ -225,6 +230,8 @@ class DemoLab:
                     "token_id": self.proxmox.token_id,
                     "token_secret_file": secret.name,
                     "ca_file": ca_file.name,
+                    # Followed live by reading its task list and resources this often (the default is 5 s).
+                    "poll_interval": "1s",
                 },
                 {"type": "kubernetes", "name": "k3s", "kubeconfig": kubeconfig.name, "context": CLUSTER},
                 {"type": "docker", "name": "docker01", "url": self.docker.url},
@@ -269,26 +276,43 @@ class DemoLab:
     def churn(self, step: int) -> list[str]:
         """Change the lab a little; returns what changed, in words."""
         done = [self._churn_proxmox(step), self._churn_kubernetes(step), self._churn_docker(step)]
+        # Proxmox VE keeps a bounded task log per node; so does the fake here, for a long run (the soak).
+        del self.proxmox.cluster.tasks[:-TASKS_KEPT]
         return [d for d in done if d]
 
     def _churn_proxmox(self, step: int) -> str:
+        # Each change is a task of the person who made it, as the web UI runs it: the watch names them.
         # Creation and destruction happen in different steps: the fake indexes guests by
         # (list, length), so one guest swapped for another in a single step would go unseen.
         cluster: FakeCluster = self.proxmox.cluster
         if step % 3 == 0:
             vmid = 200 + step % 50
-            cluster.guests.append(_guest(vmid, "lxc", f"test-ct-{step}", f"pve{(step // 3) % 3 + 1}", tags=("test",)))
-            return f"proxmox: LXC {vmid} test-ct-{step} created"
+            guest = _guest(vmid, "lxc", f"test-ct-{step}", f"pve{(step // 3) % 3 + 1}", tags=("test",))
+            cluster.create_guest(guest, user="alice@pve")
+            return f"proxmox: alice@pve created LXC {vmid} test-ct-{step}"
         previous = 200 + (step - 1) % 50
         if step % 3 == 1 and any(g.vmid == previous for g in cluster.guests):
-            cluster.guests[:] = [g for g in cluster.guests if g.vmid != previous]
-            return f"proxmox: LXC {previous} test-ct-{step - 1} destroyed"
+            cluster.destroy_guest(previous, user="alice@pve")
+            return f"proxmox: alice@pve destroyed LXC {previous} test-ct-{step - 1}"
         guest = cluster.guest(113 if (step // 3) % 2 == 0 else 111)
-        guest.status = "stopped" if guest.status == "running" else "running"
-        return f"proxmox: {guest.name} is now {guest.status}"
+        if guest.status == "running":
+            cluster.stop_guest(guest.vmid, user="root@pam")
+        else:
+            cluster.start_guest(guest.vmid, user="root@pam")
+        return f"proxmox: root@pam {'started' if guest.status == 'running' else 'stopped'} {guest.name}"
 
     def _churn_kubernetes(self, step: int) -> str:
-        pods = self.kubernetes.objects.items["pods"]
+        # Writes through the API server as its clients make them: each with its field manager (managedFields).
+        fake = self.kubernetes
+        if step % 2 == 0:
+            labels = {"app": "web-0", "demo/revision": str(step)}
+
+            def relabel(deployment: dict[str, Any]) -> None:
+                deployment["metadata"]["labels"] = {**(deployment["metadata"].get("labels") or {}), **labels}
+
+            fake.mutate("deployments", "web-0", "app-000", relabel, manager="kubectl-client-side-apply")
+            return f"kubernetes: kubectl apply relabelled deployment app-000/web-0 (demo/revision={step})"
+        pods = fake.objects.items["pods"]
         candidates = [
             p
             for p in pods
@@ -301,16 +325,40 @@ class DemoLab:
         base = old["metadata"]["name"].rsplit("-", 1)[0]
         new["metadata"]["name"] = f"{base}-s{step:04d}"
         new["metadata"]["uid"] = object_uid(CLUSTER, "pod", "app-000", new["metadata"]["name"])
-        pods.remove(old)
-        pods.append(new)
-        self.kubernetes.load(self.kubernetes.objects)
-        return f"kubernetes: pod {old['metadata']['name']} replaced by {new['metadata']['name']}"
+        new["metadata"].pop("managedFields", None)
+        # The ReplicaSet controller makes the new pod; the old one is deleted (deletions name no writer).
+        fake.put("pods", new, manager="kube-controller-manager", operation="Update")
+        fake.remove("pods", "app-000", old["metadata"]["name"])
+        return (
+            f"kubernetes: kube-controller-manager replaced pod {old['metadata']['name']} by {new['metadata']['name']}"
+        )
 
     def _churn_docker(self, step: int) -> str:
+        # The engine logs each change as its event (/events): the watch names the action, exit code, signal.
         if step % 2:
             certbot = self.docker.containers[_container_id("certbot")]
-            certbot.state = "running" if certbot.state == "exited" else "exited"
-            return f"docker: certbot is now {certbot.state}"
-        grafana = self.docker.containers[_container_id("grafana")]
-        grafana.image = f"grafana/grafana:11.2.{step}"
-        return f"docker: grafana upgraded to {grafana.image}"
+            if certbot.state == "exited":
+                certbot.state, certbot.exit_code = "running", 0
+                certbot.started_at, certbot.finished_at = _docker_time(datetime.now(UTC)), _NEVER
+                self.docker.emit(certbot, "start")
+                return "docker: certbot started"
+            certbot.state, certbot.exit_code = "exited", 137
+            certbot.finished_at = _docker_time(datetime.now(UTC))
+            self.docker.emit(certbot, "kill", signal="9")
+            self.docker.emit(certbot, "die", exitCode="137")
+            return "docker: certbot killed (exit code 137)"
+        # An upgrade (docker compose pull && up -d): the old container destroyed, a new one created and started.
+        old = next(c for c in self.docker.containers.values() if c.name == "monitoring-grafana-1")
+        image = f"grafana/grafana:11.2.{step}"
+        new = _container("grafana", image, project="monitoring")
+        new.id = _container_id(f"grafana@{image}")
+        new.started_at = _docker_time(datetime.now(UTC))
+        old.state = "exited"
+        self.docker.emit(old, "stop")
+        self.docker.emit(old, "die", exitCode="0")
+        del self.docker.containers[old.id]
+        self.docker.emit(old, "destroy")
+        self.docker.containers[new.id] = new
+        self.docker.emit(new, "create")
+        self.docker.emit(new, "start")
+        return f"docker: grafana upgraded to {image} (container recreated)"

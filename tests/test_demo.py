@@ -79,14 +79,14 @@ def test_demo_runs_end_to_end_and_leaves_a_database_to_query(tmp_path: Path) -> 
     assert re.search(r"pve\s+success\s+23\s+23", again.stdout)
 
 
-def test_demo_churn_keeps_the_loop_running(tmp_path: Path) -> None:
+def test_demo_churn_follows_the_lab_live_and_says_who_changed_it(tmp_path: Path) -> None:
     result = run_inventory(
         "demo",
         "--dir",
         str(tmp_path / "lab"),
         "--churn",
         "--cycles",
-        "2",
+        "3",
         "--interval",
         "0.2s",
         cwd=tmp_path,
@@ -94,10 +94,25 @@ def test_demo_churn_keeps_the_loop_running(tmp_path: Path) -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "~ proxmox: nextcloud is now stopped" in result.stdout
-    assert "~ kubernetes: pod" in result.stdout
-    assert "stopped after 2 cycle(s)" in result.stdout
-    assert result.stdout.count("k3s: success") == 2
+    out = result.stdout
+    assert "~ proxmox: root@pam stopped nextcloud" in out
+    assert "~ kubernetes: kube-controller-manager replaced pod" in out
+    assert "stopped after 3 change(s) of the lab" in out
+    # Followed live: one full sync per source when its watch starts, then only the watches' changes.
+    assert out.count("k3s: success") == 1
+    # Each change printed as stored, with its cause: a Proxmox task, a field manager, a Docker event.
+    assert re.search(
+        r"pve\s+updated\s+workload\s+qemu\s+nextcloud\s+status: running -> stopped\s+BY root@pam qmstop", out
+    )
+    assert re.search(
+        r"k3s\s+updated\s+workload\s+deployment\s+app-000/web-0\s+.*BY kubectl-client-side-apply Update", out
+    )
+    assert re.search(r"k3s\s+created\s+workload\s+pod\s+.*BY kube-controller-manager Update", out)
+    assert re.search(
+        r"docker01\s+removed\s+workload\s+container\s+monitoring/monitoring-grafana-1\s+.*BY docker destroy", out
+    )
+    assert re.search(r"pve\s+created\s+workload\s+lxc\s+test-ct-3\s+.*BY alice@pve vzcreate", out)
+    assert "Traceback" not in result.stderr
 
 
 def test_the_cli_imports_no_sdk_and_no_fake() -> None:
@@ -109,3 +124,10 @@ def test_the_cli_imports_no_sdk_and_no_fake() -> None:
         "assert not loaded, loaded"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_demo_refuses_a_bad_interval_before_starting_anything(tmp_path: Path) -> None:
+    for interval, said in (("abc", "not a duration: 'abc'"), ("0", "must be more than 0")):
+        result = run_inventory("demo", "--dir", str(tmp_path / "lab"), "--churn", "--interval", interval, cwd=tmp_path)
+        assert result.returncode == 2 and f"--interval: {said}" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr and not (tmp_path / "lab").exists()

@@ -4,7 +4,9 @@ Starts fake Proxmox VE, Kubernetes and Docker APIs on loopback (inventory.demo),
 syncs them through the real connectors into an embedded SQLite database in
 ``--dir``, prints the report, changes the lab, syncs again and shows what
 changed. The database stays, so that the queries the demo suggests work on it
-afterwards. ``--churn`` keeps the lab changing under the sync loop until Ctrl-C.
+afterwards. ``--churn`` keeps the lab changing while the loop follows each source
+live (its watch: Kubernetes watches, Docker events, Proxmox tasks), and prints each
+change as it is stored with who made it, until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -80,9 +82,14 @@ def _shown(path: Path) -> Path:
     help="Where the demo writes its config, credentials and SQLite database (kept afterwards).",
 )
 @click.option("--force", is_flag=True, help="Replace an earlier demo's database in --dir without asking.")
-@click.option("--churn", is_flag=True, help="Keep changing the lab and syncing it in the loop, until Ctrl-C.")
-@click.option("--interval", default="5s", show_default=True, help="With --churn: time between two syncs of a source.")
-@click.option("--cycles", type=click.IntRange(min=1), help="With --churn: stop after this many cycles.")
+@click.option(
+    "--churn",
+    is_flag=True,
+    help="Keep changing the lab while the loop follows every source live; print each change and its cause, "
+    "until Ctrl-C.",
+)
+@click.option("--interval", default="5s", show_default=True, help="With --churn: time between two changes of the lab.")
+@click.option("--cycles", type=click.IntRange(min=1), help="With --churn: stop after this many changes of the lab.")
 @click.option(
     "--metrics-port", type=click.IntRange(0, 65535), help="With --churn: serve Prometheus metrics on this port."
 )
@@ -104,8 +111,14 @@ def demo_command(
     from inventory.render import render_table
     from inventory.storage.database import open_database
     from inventory.sync import sync_all
-    from inventory.timeutil import utcnow
+    from inventory.timeutil import parse_duration, utcnow
 
+    try:
+        every = parse_duration(interval)
+    except ValueError as exc:
+        raise UsageError(f"--interval: {exc}") from exc
+    if every <= 0:
+        raise UsageError(f"--interval: must be more than 0 (got {interval!r})")
     directory = directory.resolve()
     _fresh_directory(directory, force=force)
     database_url = f"sqlite:///{directory / 'inventory.db'}"
@@ -114,7 +127,7 @@ def demo_command(
         "inventory demo: a homelab on loopback fakes, synced through the real Proxmox, Kubernetes and Docker connectors"
     )
     with DemoLab(directory) as lab:
-        config_path = lab.write_config(database_url, interval=interval)
+        config_path = lab.write_config(database_url)
         config = load_config(config_path, registry=registry)
         guests = len(lab.proxmox.cluster.guests)
         click.echo(f"  fake Proxmox VE API   {lab.proxmox.url}  (3 nodes, {guests} guests)")
@@ -135,7 +148,7 @@ def demo_command(
             first = sync_all(db, config, registry)
             _print_outcomes(first)
             if churn:
-                _churn_loop(db, config, registry, lab, cycles=cycles, metrics_port=metrics_port)
+                _churn_live(db, config, registry, lab, every=every, cycles=cycles, metrics_port=metrics_port)
             else:
                 _report(db)
                 machines = shared_machines(db)
@@ -182,9 +195,18 @@ def _report(db: Database) -> None:
     print_report(report, "table")
 
 
-def _churn_loop(
-    db: Database, config: Any, registry: Any, lab: Any, *, cycles: int | None, metrics_port: int | None
+def _churn_live(
+    db: Database,
+    config: Any,
+    registry: Any,
+    lab: Any,
+    *,
+    every: float,
+    cycles: int | None,
+    metrics_port: int | None,
 ) -> None:
+    import threading
+
     from inventory.cli.sync import stop_on_signals
     from inventory.loop import SyncLoop
     from inventory.metrics import SyncMetrics
@@ -199,20 +221,88 @@ def _churn_loop(
             f"  {outcome.describe()}" if outcome.status != "failed" else f"  {outcome.source}: FAILED {outcome.error}"
         )
 
-    # No jitter: every cycle syncs every source, so that each change shows in the next cycle.
+    # Every demo source streams: the loop follows each live (a full sync, then its watch) and polls none.
     loop = SyncLoop(db, config, registry, jitter=0, metrics=metrics, coordinate=False, on_outcome=show)
-    # The first sync happened already: every source is next due one interval from now.
-    for scheduled in loop.schedule:
-        scheduled.next_due = loop.clock() + scheduled.interval
-    _heading(f"Churn: the lab changes before every cycle; syncs every {config.sync.interval:g}s (Ctrl-C stops)")
-    step = 0
+    _heading("Live: following every source (Kubernetes watches, Docker events, Proxmox tasks)")
+    runner = threading.Thread(target=loop.run, name="demo-loop", daemon=True)
+    steps = 0
     with stop_on_signals(loop.request_stop, loop.abort):
-        while not loop.stopping and (cycles is None or loop.cycles < cycles):
-            step += 1
-            for line in lab.churn(step):
-                click.echo(f"  ~ {line}")
-            loop.run(max_cycles=loop.cycles + 1)
-    click.echo(f"stopped after {loop.cycles} cycle(s)")
+        runner.start()
+        if _until_watching(loop):
+            _heading(f"Churn: the lab changes every {every:g}s; each change as stored, BY who made it (Ctrl-C stops)")
+            last_id = _last_change_id(db)
+            while not loop.stopping and (cycles is None or steps < cycles):
+                steps += 1
+                done = lab.churn(steps)
+                for line in done:
+                    click.echo(f"  ~ {line}")
+                last_id = _show_changes(db, loop, last_id, every=every, sources={d.split(":")[0] for d in done})
+        loop.request_stop()
+        runner.join()
+    click.echo(f"stopped after {steps} change(s) of the lab")
+
+
+# Sources named by the lab's churn lines, by the config's source names.
+_CHURN_SOURCES = {"proxmox": "pve", "kubernetes": "k3s", "docker": "docker01"}
+# How long the demo waits for the watches to start, and for a change to be stored.
+WATCH_START_SECONDS = 60.0
+CHANGE_WAIT_SECONDS = 10.0
+
+
+def _until_watching(loop: Any) -> bool:
+    """Wait for every live source's watch to run (after its full sync) and to have written its first reading (each
+    watch reads everything first): a change made before that is found by comparison, its cause only inferred.
+    False when stopped or one never does."""
+    import time
+
+    deadline = time.monotonic() + WATCH_START_SECONDS
+    while not loop.stopping and time.monotonic() < deadline:
+        if all(live.stats.state == "watching" and live.stats.deltas > 0 for live in loop.live):
+            return True
+        time.sleep(0.1)
+    if not loop.stopping:
+        waiting = ", ".join(f"{live.name} ({live.stats.state})" for live in loop.live if live.stats.state != "watching")
+        click.echo(f"  not following {waiting} after {WATCH_START_SECONDS:g}s: stopping", err=True)
+    return False
+
+
+def _last_change_id(db: Database) -> int:
+    from sqlalchemy import func, select
+
+    from inventory.storage.models import Change
+
+    with db.session() as session:
+        return int(session.scalar(select(func.max(Change.id))) or 0)
+
+
+def _show_changes(db: Database, loop: Any, last_id: int, *, every: float, sources: set[str]) -> int:
+    """Print the change rows stored after ``last_id`` for ``every`` seconds, and at least until each source that
+    changed has a row (at most CHANGE_WAIT_SECONDS): the demo shows each change with its cause as it lands."""
+    import time
+    from datetime import UTC, datetime
+
+    from inventory.queries import list_changes
+    from inventory.render import describe_diff
+
+    started = time.monotonic()
+    waiting = {_CHURN_SOURCES[s] for s in sources if s in _CHURN_SOURCES}
+    while not loop.stopping:
+        with db.session() as session:
+            rows = list_changes(session, since=datetime(1970, 1, 1, tzinfo=UTC), after_id=last_id)
+        for row in rows:
+            last_id = max(last_id, row["id"])
+            waiting.discard(row["source"])
+            changed = describe_diff(row["diff"], joined=row["members_joined"], left=row["members_left"], cut=True)
+            name = f"{row['namespace']}/{row['name']}" if row["namespace"] else row["name"]
+            click.echo(
+                f"    {row['source']:<9} {row['action']:<8} {row['object_type']:<8} {row['kind']:<15} {name:<32} "
+                f"{changed or '-'}  BY {row['by']}"
+            )
+        elapsed = time.monotonic() - started
+        if elapsed >= every and (not waiting or elapsed >= CHANGE_WAIT_SECONDS):
+            break
+        time.sleep(0.2)
+    return last_id
 
 
 def _next_steps(config_path: Path) -> None:

@@ -1,0 +1,313 @@
+"""Live sources end to end: change-to-visible latency per source through the whole product, and what following
+all three costs while nothing changes.
+
+    .venv/bin/python benchmarks/bench_live_sources.py [--changes 20] [--idle 60] [--poll-interval 2]
+        [--docker real|fake] [--scale demo|realistic] [--engine sqlite|postgresql]
+
+The far sides run in a child process (the demo's lab, inventory/demo.py: fake Kubernetes and Proxmox
+VE APIs, and the fake Docker engine with ``--docker fake``), so that this process's CPU is the
+product's only: the sync loop following the three sources with their ``LiveSource`` (as ``inventory
+sync`` and ``demo --churn`` run it) into a database. With ``--docker real`` (the default) Docker is a
+real private engine (inventory/testing/docker_engine.py: root, dockerd and a static busybox).
+
+Printed, all measured in this run:
+
+- latency per source, p50 / p95 / max over ``--changes`` changes made one after the other at the far
+  side (Kubernetes: ``kubectl apply`` relabels a deployment; Proxmox: a guest stopped and started by a
+  task; Docker: a container stopped and started, through the engine's API), from the moment the change
+  is asked for until ``queries.list_changes`` (what ``/api/v1/changes`` and ``changes -w`` read) returns
+  its row, polled every 10 ms (each change after a random pause, up to one Proxmox poll interval, so
+  that it falls anywhere between two polls); goals: <= 2 s for Kubernetes and Docker, <= 1.5 x ``poll_interval``
+  for Proxmox (which has no change stream: it is polled);
+- idle: this process's CPU over ``--idle`` seconds with nothing changing (and the lab's, and
+  dockerd's), and the object rows written meanwhile (hosts, workloads, services and changes rows
+  added or changed: must be 0).
+
+``--scale realistic`` serves 500 Kubernetes nodes with 15,000 pods and 1,000 Proxmox guests (the
+first syncs take a while); the changes are made on the first deployment and guest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+POSTGRES_ADMIN_URL = os.environ.get("INVENTORY_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+# --- the far side: the lab in a child process, changed on request ------------------------------------
+
+
+def lab_child(directory: Path, scale: str, poll_interval: float) -> None:
+    """Start the lab, write its config, then make one change per line read from stdin; answer each."""
+    import yaml
+
+    from inventory.demo import DemoLab
+
+    options: dict[str, Any] = {}
+    if scale == "realistic":
+        from connectors.kubernetes.fake.objects import ClusterSpec
+        from connectors.kubernetes.fake.realistic import generate_realistic_cluster
+        from connectors.kubernetes.fake.server import FakeKubernetes
+        from connectors.proxmox.fake.model import build_cluster
+        from connectors.proxmox.fake.server import FakeProxmox
+
+        spec = ClusterSpec(name="homelab", nodes=500, pods=15000)
+        options["kubernetes"] = FakeKubernetes(objects=generate_realistic_cluster(spec))
+        options["proxmox"] = FakeProxmox(build_cluster(name="homelab", nodes=10, guests=1000))
+    with DemoLab(directory, **options) as lab:
+        config_path = lab.write_config(f"sqlite:///{directory / 'unused.db'}")
+        config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+        config["sources"][0]["poll_interval"] = f"{poll_interval:g}s"
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        deployment = lab.kubernetes.objects.items["deployments"][0]["metadata"]
+        guest = next(g for g in lab.proxmox.cluster.guests if g.status == "running" and not g.template)
+        print(f"ready {config_path} {deployment['namespace']}/{deployment['name']} {guest.name}", flush=True)
+        for line in sys.stdin:
+            what, index = line.split()
+            if what == "k8s":
+                label = {"bench/change": index}
+
+                def relabel(obj: dict[str, Any], label: dict[str, str] = label) -> None:
+                    obj["metadata"]["labels"] = {**(obj["metadata"].get("labels") or {}), **label}
+
+                lab.kubernetes.mutate(
+                    "deployments", deployment["name"], deployment["namespace"], relabel, "kubectl-client-side-apply"
+                )
+            elif what == "pve":
+                if guest.status == "running":
+                    lab.proxmox.cluster.stop_guest(guest.vmid, user="root@pam")
+                else:
+                    lab.proxmox.cluster.start_guest(guest.vmid, user="root@pam")
+            elif what == "docker":
+                lab._churn_docker(1)  # certbot killed or started, with the engine's events
+            print("ok", flush=True)
+
+
+class Lab:
+    def __init__(self, directory: Path, scale: str, poll_interval: float) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--lab-child", str(directory), "--scale", scale,
+             "--poll-interval", str(poll_interval)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert self.process.stdout is not None and self.process.stdin is not None
+        ready = self.process.stdout.readline().split()
+        if not ready or ready[0] != "ready":
+            raise SystemExit("the lab did not start")
+        self.config_path, self.deployment, self.guest = Path(ready[1]), ready[2], ready[3]
+
+    def change(self, what: str, index: int) -> None:
+        assert self.process.stdout is not None and self.process.stdin is not None
+        self.process.stdin.write(f"{what} {index}\n")
+        self.process.stdin.flush()
+        if self.process.stdout.readline().strip() != "ok":
+            raise SystemExit(f"the lab failed to make a {what} change")
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(30)
+
+
+def cpu_seconds_of(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+# --- the near side: the product following the three sources -----------------------------------------
+
+
+def last_change_id(db: Any) -> int:
+    from sqlalchemy import func, select
+
+    from inventory.storage.models import Change
+
+    with db.session() as session:
+        return int(session.scalar(select(func.max(Change.id))) or 0)
+
+
+def written(db: Any) -> tuple[int, ...]:
+    """Rows and their last change, per object table, and the change rows: equal before and after = nothing written."""
+    from sqlalchemy import func, select
+
+    from inventory.storage.models import Change, HostRow, ServiceRow, WorkloadRow
+
+    with db.session() as session:
+        marks: list[Any] = []
+        for table in (HostRow, WorkloadRow, ServiceRow):
+            count, changed = session.execute(select(func.count(), func.max(table.changed_at))).one()
+            marks += [count, changed.timestamp() if changed else 0]
+        marks.append(session.scalar(select(func.count()).select_from(Change)))
+    return tuple(marks)
+
+
+def wait_visible(db: Any, source: str, name: str, after: int, timeout: float = 30.0) -> tuple[float, int, str]:
+    """Poll list_changes every 10 ms until a change row of ``source`` naming ``name`` shows after id ``after``."""
+    from inventory.queries import list_changes
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with db.session() as session:
+            rows = list_changes(session, since=EPOCH, after_id=after, source=source)
+        for row in rows:
+            if row["name"] == name:
+                return time.monotonic(), max(r["id"] for r in rows), row["by"]
+        time.sleep(0.01)
+    raise SystemExit(f"{source}: the change of {name} was not visible within {timeout:g}s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--changes", type=int, default=20)
+    parser.add_argument("--idle", type=float, default=60.0)
+    parser.add_argument("--poll-interval", type=float, default=2.0, help="Proxmox: seconds between two polls")
+    parser.add_argument("--docker", choices=("real", "fake"), default="real")
+    parser.add_argument("--scale", choices=("demo", "realistic"), default="demo")
+    parser.add_argument("--engine", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--lab-child", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.lab_child is not None:
+        lab_child(args.lab_child, args.scale, args.poll_interval)
+        return
+
+    from contextlib import ExitStack
+
+    import yaml
+
+    from inventory.config import load_config
+    from inventory.connector import ConnectorRegistry
+    from inventory.loop import SyncLoop
+    from inventory.storage.database import open_database
+    from inventory.testing.scratch_postgres import ScratchDatabase
+
+    with ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-live-sources-")))
+        if args.engine == "postgresql":
+            url = stack.enter_context(ScratchDatabase(POSTGRES_ADMIN_URL, prefix="bench_live_sources")).url
+        else:
+            url = f"sqlite:///{workdir / 'inventory.db'}"
+        began = time.monotonic()
+        lab = Lab(workdir / "lab", args.scale, args.poll_interval)
+        stack.callback(lab.close)
+        engine = client = None
+        docker_name = "certbot"
+        config = yaml.safe_load(lab.config_path.read_text(encoding="utf-8"))
+        config["database"]["url"] = url
+        if args.docker == "real":
+            from inventory.testing.docker_engine import BUSYBOX_IMAGE, make_busybox_image, start_engine
+
+            engine = start_engine()
+            stack.callback(engine.stop)
+            client = engine.client(timeout=60)
+            make_busybox_image(client)
+            host_config = client.create_host_config(network_mode="none")
+            for index in range(10):  # a small host: ten containers, the first one changed
+                created = client.create_container(
+                    BUSYBOX_IMAGE, ["sleep", "86400"], name=f"bench-{index}", host_config=host_config
+                )
+                client.start(created["Id"])
+            docker_name = "bench-0"
+            config["sources"][2]["url"] = engine.url
+        lab.config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        registry = ConnectorRegistry.discover()
+        loaded = load_config(lab.config_path, registry=registry)
+        db = open_database(url, migrate=True)
+        stack.callback(db.dispose)
+        loop = SyncLoop(db, loaded, registry, jitter=0, coordinate=False)
+        runner = threading.Thread(target=loop.run, name="loop", daemon=True)
+        runner.start()
+
+        def stop_loop() -> None:
+            loop.request_stop()
+            runner.join(60)
+
+        stack.callback(stop_loop)
+        deadline = time.monotonic() + 900
+        while not all(live.stats.state == "watching" and live.stats.deltas > 0 for live in loop.live):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"not watching: {[(live.name, live.stats.state) for live in loop.live]}")
+            time.sleep(0.1)
+        print(
+            f"lab: {args.scale} scale, Docker {args.docker}, {args.engine}; every source followed after "
+            f"{time.monotonic() - began:.1f}s (full syncs and first readings); Proxmox poll_interval "
+            f"{args.poll_interval:g}s"
+        )
+
+        def docker_change(index: int) -> None:
+            if client is None:
+                lab.change("docker", index)
+            elif index % 2 == 0:
+                client.stop(docker_name, timeout=0)
+            else:
+                client.start(docker_name)
+
+        sources = (
+            ("kubernetes", "k3s", lab.deployment.split("/")[1], lambda i: lab.change("k8s", i), 2.0),
+            ("proxmox", "pve", lab.guest, lambda i: lab.change("pve", i), 1.5 * args.poll_interval),
+            ("docker", "docker01", docker_name, docker_change, 2.0),
+        )
+        rng = random.Random(7)
+        for label, source, name, change, goal in sources:
+            seconds: list[float] = []
+            causes: set[str] = set()
+            last = last_change_id(db)
+            # A random pause first: a change right after the last one was seen would always come just after a
+            # Proxmox poll (the worst case, a whole interval); at a random moment it waits half of one on average.
+            pause = args.poll_interval if source == "pve" else 0.2
+            for index in range(args.changes):
+                time.sleep(rng.uniform(0, pause))
+                asked = time.monotonic()
+                change(index)
+                seen, last, by = wait_visible(db, source, name, last)
+                seconds.append(seen - asked)
+                causes.add(by)
+            p50, p95 = statistics.median(seconds), percentile(seconds, 0.95)
+            print(
+                f"latency {label:<10} over {args.changes} changes: p50 {p50:.3f}s, p95 {p95:.3f}s, "
+                f"max {max(seconds):.3f}s (goal <= {goal:g}s: {'met' if p95 <= goal else 'MISSED'}); BY "
+                + ", ".join(sorted(causes))
+            )
+
+        time.sleep(3.0)  # the last change's stragglers (a Service's members) land before the idle window
+        before, deltas_before = written(db), sum(live.stats.changed for live in loop.live)
+        ours, lab_cpu, wall = time.process_time(), cpu_seconds_of(lab.process.pid), time.monotonic()
+        engine_cpu = cpu_seconds_of(engine.process.pid) if engine is not None else 0.0
+        time.sleep(args.idle)
+        wall = time.monotonic() - wall
+        ours, lab_cpu = time.process_time() - ours, cpu_seconds_of(lab.process.pid) - lab_cpu
+        engine_cpu = cpu_seconds_of(engine.process.pid) - engine_cpu if engine is not None else 0.0
+        after, deltas_after = written(db), sum(live.stats.changed for live in loop.live)
+        rows = "0" if after == before else f"SOME ({before} -> {after})"
+        print(
+            f"idle {wall:.0f}s following all three: this process {ours:.2f} CPU s "
+            f"({100 * ours / wall:.2f}% of a core); "
+            f"the lab's fakes {lab_cpu:.2f} s"
+            + (f", dockerd {engine_cpu:.2f} s" if engine is not None else "")
+            + f"; object rows written: {rows}; objects changed by the watches: {deltas_after - deltas_before}"
+        )
+        if client is not None:
+            client.close()
+
+
+if __name__ == "__main__":
+    main()
