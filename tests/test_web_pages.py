@@ -106,12 +106,29 @@ def test_home_lists_host_and_approvals_pages(
     assert "workloads" in browser.find_element(By.ID, "impact").text
     shoot(browser, tmp_path, "host")
 
+    # A workload and a service: attributes, what goes with the workload, members; the sources page.
+    with db.session() as session:
+        pod = queries.list_workloads(session, queries.ObjectFilter(kind="pod", name="web-0-*"))[0]
+        service = queries.list_services(session, queries.ObjectFilter(name="web-0"))[0]
+    browser.get(f"{url}/workloads/{pod['id']}")
+    assert browser.find_element(By.ID, "attributes").text and browser.find_element(By.ID, "impact").text
+    shoot(browser, tmp_path, "workload")
+    browser.get(f"{url}/services/{service['id']}")
+    assert "Members" in browser.find_element(By.TAG_NAME, "main").text
+    shoot(browser, tmp_path, "service")
+    browser.get(f"{url}/sources")
+    assert "lab" in browser.find_element(By.TAG_NAME, "main").text
+    shoot(browser, tmp_path, "sources")
+
     browser.get(f"{url}/changes")
     assert "newest first" in browser.find_element(By.TAG_NAME, "h1").text
     shoot(browser, tmp_path, "changes")
     browser.get(f"{url}/approvals")
     assert browser.find_element(By.ID, f"explained-{pending['approval_id']}").text
     shoot(browser, tmp_path, "approvals")
+    browser.get(f"{url}/audit")
+    assert browser.find_element(By.ID, "verify").text.startswith("Chain intact:")
+    shoot(browser, tmp_path, "audit")
 
     browser.get(f"{url}/no-such-page")
     assert browser.find_element(By.CSS_SELECTOR, "#error h1").text == "Not found"
