@@ -18,6 +18,9 @@ OUTSIDE_THE_TREE = {
     # Raised into the application from the body's receive() and caught by the size-limit middleware around
     # it: an InventoryError would be answered by the application's own handlers before the middleware saw it.
     "inventory.server.limits._BodyTooLarge",
+    # Control flow inside the Docker watch: raised and caught within its one generator ("read everything
+    # again"), never leaving it; a SourceError there would be retried as an unreachable engine instead.
+    "connectors.docker.watch._Relist",
 }
 
 
