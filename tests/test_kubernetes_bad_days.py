@@ -181,9 +181,7 @@ def test_the_loop_says_a_skipped_kind_once_however_many_runs(
     )
     seen: list[Any] = []
     # Polled (follow=False): what is said once is said across runs of the loop's schedule.
-    loop = SyncLoop(
-        db, config, REGISTRY, coordinate=False, on_outcome=seen.append, sleep=lambda _s: None, follow=False
-    )
+    loop = SyncLoop(db, config, REGISTRY, coordinate=False, on_outcome=seen.append, sleep=lambda _s: None, follow=False)
     caplog.set_level(logging.DEBUG)
     loop.schedule[0].interval = 0.01
     loop.run(max_cycles=3)

@@ -178,7 +178,8 @@ def test_in_the_loop_an_abandoned_collection_never_overlaps_the_next_run(sqlite_
             registry=registry,
         )
         outcomes: list[SourceOutcome] = []
-        loop = SyncLoop(sqlite_db, config, registry, coordinate=False, on_outcome=outcomes.append)
+        # Polled (follow=False): the deadline and the schedule are what this is about, not the watch.
+        loop = SyncLoop(sqlite_db, config, registry, coordinate=False, on_outcome=outcomes.append, follow=False)
         loop.run(until=time.monotonic() + 5)
         most_at_once = api.most_in_flight
 

@@ -173,6 +173,6 @@ def test_the_database_away_gets_a_styled_page_and_a_json_503(tmp_path: Path) -> 
     with BackgroundServer(create_app(away, mcp=False)) as server:
         signing_in = httpx.post(f"{server.url}/login", data={"token": "inv_whatever"}, timeout=20)
         assert signing_in.status_code == 503 and "text/html" in signing_in.headers["content-type"]
-        assert "database cannot be reached" in signing_in.text and "Traceback" not in signing_in.text
+        assert "not reachable" in signing_in.text and "Traceback" not in signing_in.text
         api = httpx.get(f"{server.url}/api/v1/sources", headers={"Authorization": "Bearer inv_x"}, timeout=20)
-        assert api.status_code == 503 and api.json()["error"]["type"] == "StorageError"
+        assert api.status_code == 503 and api.json()["error"]["type"] == "DatabaseUnavailable"

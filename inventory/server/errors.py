@@ -82,6 +82,9 @@ def validation_message(exc: RequestValidationError) -> str:
 
 
 def inventory_error_response(exc: InventoryError) -> JSONResponse:
+    if exc.__cause__ is not None and is_database_away(exc.__cause__):
+        # Our own words for a database that cannot answer (reading its id, say): the one 503 every route gives.
+        return unexpected_error_response(exc.__cause__)
     return JSONResponse(error_body(type(exc).__name__, str(exc)), status_code=status_of(exc))
 
 

@@ -315,6 +315,8 @@ def install_web(app: FastAPI) -> None:
 
     @app.exception_handler(InventoryError)
     async def inventory_error(request: Request, exc: InventoryError) -> Response:
+        if exc.__cause__ is not None and isinstance(exc.__cause__, SQLAlchemyError):
+            return await database_error(request, exc.__cause__)
         if wants_html(request):
             return page(request, "error.html", None, None, status_code=status_of(exc), message=redact_text(str(exc)))
         return inventory_error_response(exc)
