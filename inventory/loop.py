@@ -209,7 +209,9 @@ class SyncLoop:
                     break
                 for name in [name for name, future in running.items() if future.done()]:
                     running.pop(name).result()  # run_source never raises for a source's failure
-                if max_cycles is not None and self.cycles >= max_cycles:
+                if max_cycles is not None and (self.cycles >= max_cycles or not self.schedule):
+                    # Rounds count polled sources; with none (every source followed live) a bounded run has
+                    # no round to wait for and ends rather than idle for ever.
                     break
                 self.retention.start_if_due()
                 now = self.clock()

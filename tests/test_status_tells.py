@@ -249,7 +249,13 @@ def test_the_loop_backs_off_a_forbidden_source_and_notifies_it_as_failed(
     db = open_database(sqlite_url, migrate=True)
     try:
         loop = SyncLoop(
-            db, config, ConnectorRegistry.discover(), coordinate=False, notifier=notifier, sleep=lambda _s: None
+            db,
+            config,
+            ConnectorRegistry.discover(),
+            coordinate=False,
+            notifier=notifier,
+            sleep=lambda _s: None,
+            follow=False,  # polled: the schedule's backoff is what this is about
         )
         loop.run(max_cycles=1)
     finally:
