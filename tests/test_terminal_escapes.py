@@ -38,7 +38,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     }
     (tmp_path / "lab.yaml").write_text(yaml.safe_dump(document), encoding="utf-8")
     config = tmp_path / "inventory.yaml"
-    config.write_text(f"database: {{url: '{sqlite_url}'}}\nsources:\n  - {{type: static, name: lab, path: lab.yaml}}\n")
+    # The lab outlives each test's own data directory: its audit key lives beside it, named in the config.
+    config.write_text(
+        f"database: {{url: '{sqlite_url}'}}\naudit: {{key_file: '{tmp_path / 'audit.key'}'}}\n"
+        "sources:\n  - {type: static, name: lab, path: lab.yaml}\n"
+    )
     assert CliRunner().invoke(cli, ["--config", str(config), "sync", "--once"]).exit_code == 0
     # An audit entry naming the hostile text: a call of a tool nobody has, recorded as refused.
     CliRunner().invoke(cli, ["--config", str(config), "tool", "run", EVIL, "--target", "pve1", "--no-input"])
