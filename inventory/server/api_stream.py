@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request
 from sse_starlette import EventSourceResponse
 
+from inventory.query_params import ACTIONS, OBJECT_TYPES
 from inventory.records import to_json_bytes
 from inventory.server.auth import Permission, Principal
 from inventory.server.state import ServerState, current_state, require
@@ -23,8 +24,8 @@ async def changes_stream(
     request: Request,
     source: str | None = None,
     kind: str | None = None,
-    type: str | None = Query(None, pattern="^(host|workload|service)$"),
-    action: str | None = Query(None, pattern="^(created|updated|removed|revived)$"),
+    type: str | None = Query(None, pattern=f"^({'|'.join(OBJECT_TYPES)})$"),
+    action: str | None = Query(None, pattern=f"^({'|'.join(ACTIONS)})$"),
     last_event_id: str | None = Query(
         None, description="The id of the last change seen (the Last-Event-ID header takes precedence)."
     ),

@@ -195,16 +195,11 @@ async def changes_stream(
     """The rows a page's table adds as changes are stored, rendered as the page renders them."""
     from sse_starlette import EventSourceResponse
 
+    from inventory.query_params import ACTIONS, OBJECT_TYPES
     from inventory.server.streaming import PING_SECONDS, change_events, open_feed, resume_point
 
     signed_in(request, Permission.READ)
-    if object_type not in ("", "host", "workload", "service") or action not in (
-        "",
-        "created",
-        "updated",
-        "removed",
-        "revived",
-    ):
+    if object_type not in ("", *OBJECT_TYPES) or action not in ("", *ACTIONS):
         raise UsageError("object_type or action is not one the changes page offers")
     after = resume_point(request, last_event_id)
     filters: dict[str, Any] = {
