@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import re
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -245,10 +245,16 @@ DEFAULT_ORDER = {
 
 
 def order_fields(row_type: str, sort: Sequence[SortKey]) -> tuple[SortKey, ...]:
-    """The whole order of a list: the asked keys, then the default ones not asked for, then the id."""
+    """The whole order of a list: the asked keys, then the default ones not asked for, then the id.
+
+    The id runs the way of the key before it: changes newest first (``-at``) come newest first within one
+    sync's time as well, which is also the order of the (at, id) index that serves them.
+    """
     asked = {k.field for k in sort}
-    rest = [SortKey(f) for f in (*DEFAULT_ORDER[row_type], "id") if f not in asked]
-    return (*sort, *rest)
+    keys = [*sort, *(SortKey(f) for f in DEFAULT_ORDER[row_type] if f not in asked)]
+    if "id" not in asked:
+        keys.append(SortKey("id", keys[-1].descending if keys else False))
+    return tuple(keys)
 
 
 def order_keys(row: Mapping[str, Any], order: Sequence[SortKey]) -> list[Any]:
@@ -425,42 +431,29 @@ def _match(
     name, external id or a Docker short id (live ones first); ``source`` narrows to one source.
     ``shared_ids_ambiguous``: a bare number that is also the id of a live object of another type is
     ambiguous (the CLI, where one reads ids off several lists; a URL says its type)."""
+    matched = _match_in_source(
+        session, object_type, ident, source=source, many=many, shared_ids_ambiguous=shared_ids_ambiguous
+    )
+    return [row for row, _src in matched]
+
+
+def _match_in_source(
+    session: Session,
+    object_type: str,
+    ident: str,
+    *,
+    source: str | None = None,
+    many: bool = False,
+    shared_ids_ambiguous: bool = False,
+) -> list[tuple[Any, str]]:
+    """``_match``'s objects, each with its source's name."""
     model = OBJECT_MODELS[object_type]
     base = select(model, Source.name).join(Source, Source.id == model.source_id)
     if source:
         base = base.where(Source.name == known_source(session, source))
-    attempts = []
-    typed = parse_typed_id(ident)
-    if typed is not None:
-        typed_type, typed_id = typed
-        if typed_type != object_type:
-            raise UsageError(f"{ident!r} is a {typed_type} id, not a {object_type} one")
-        attempts.append(base.where(model.id == typed_id))
-    number = bare_id(ident)
-    if number is not None:
-        if shared_ids_ambiguous:
-            found = objects_with_id(session, number, OBJECT_TYPES)
-            if any(t == object_type for t, _row, _src in found):
-                refuse_shared_id(ident, found)
-        attempts.append(base.where(model.id == number))
-    # A source name may itself hold "/" (EKS context ARNs): the longest known name that prefixes it wins.
-    for name in sorted(session.execute(select(Source.name)).scalars(), key=len, reverse=True):
-        kind, sep, external_id = ident.removeprefix(f"{name}/").partition("/")
-        if ident.startswith(f"{name}/") and sep:
-            kinds = sorted(kind_vocabulary().equivalents(kind))
-            attempts.append(
-                base.where(Source.name == name, func.lower(model.kind).in_(kinds), model.external_id == external_id)
-            )
-    namespace, sep, name = ident.partition("/")
-    if sep and hasattr(model, "namespace"):
-        attempts.append(base.where(model.namespace == namespace, model.name == name))
-    if sep and namespace == object_type:  # `-o name` prints host/NAME: it names the object back
-        attempts.append(base.where(model.name == name))
-    attempts.append(base.where(or_(model.name == ident, model.external_id == ident)))
-    if _SHORT_ID.fullmatch(ident):
-        attempts.append(base.where(model.external_id.like(f"{ident}%")))
     candidates: list[Any] = []
-    for stmt in attempts:
+    # Tried in order, each built only when the one before found nothing: an id costs one statement.
+    for stmt in _match_attempts(session, model, object_type, ident, base, shared_ids_ambiguous):
         candidates = list(session.execute(stmt))
         if candidates:
             break
@@ -480,11 +473,43 @@ def _match(
             f"{len(candidates)} {object_type}s are named {ident!r} ({listed}); name one by id, {hint}"
             "or source/kind/external_id"
         )
-    return [row for row, _src in candidates]
+    return [(row, src) for row, src in candidates]
 
 
-def _source_name(session: Session, source_id: int) -> str:
-    return session.execute(select(Source.name).where(Source.id == source_id)).scalar_one()
+def _match_attempts(
+    session: Session, model: Any, object_type: str, ident: str, base: Any, shared_ids_ambiguous: bool
+) -> Iterator[Any]:
+    """The statements that could name ``ident``, most specific first."""
+    typed = parse_typed_id(ident)
+    if typed is not None:
+        typed_type, typed_id = typed
+        if typed_type != object_type:
+            raise UsageError(f"{ident!r} is a {typed_type} id, not a {object_type} one")
+        yield base.where(model.id == typed_id)
+    number = bare_id(ident)
+    if number is not None:
+        if shared_ids_ambiguous:
+            found = objects_with_id(session, number, OBJECT_TYPES)
+            if any(t == object_type for t, _row, _src in found):
+                refuse_shared_id(ident, found)
+        yield base.where(model.id == number)
+    # A source name may itself hold "/" (EKS context ARNs): the longest known name that prefixes it wins.
+    if "/" in ident:
+        for name in sorted(session.execute(select(Source.name)).scalars(), key=len, reverse=True):
+            kind, sep, external_id = ident.removeprefix(f"{name}/").partition("/")
+            if ident.startswith(f"{name}/") and sep:
+                kinds = sorted(kind_vocabulary().equivalents(kind))
+                yield base.where(
+                    Source.name == name, func.lower(model.kind).in_(kinds), model.external_id == external_id
+                )
+    namespace, sep, name = ident.partition("/")
+    if sep and hasattr(model, "namespace"):
+        yield base.where(model.namespace == namespace, model.name == name)
+    if sep and namespace == object_type:  # `-o name` prints host/NAME: it names the object back
+        yield base.where(model.name == name)
+    yield base.where(or_(model.name == ident, model.external_id == ident))
+    if _SHORT_ID.fullmatch(ident):
+        yield base.where(model.external_id.like(f"{ident}%"))
 
 
 def recent_changes(session: Session, object_type: str, object_id: int, limit: int = 10) -> list[dict[str, Any]]:
@@ -567,8 +592,9 @@ def show_object(
 ) -> dict[str, Any]:
     """One object with its links; a host's workloads are its live ones (and, with ``include_removed``,
     the removed ones apart under ``removed_workloads``)."""
-    (obj,) = _match(session, object_type, ident, source=source, shared_ids_ambiguous=shared_ids_ambiguous)
-    source = _source_name(session, obj.source_id)
+    ((obj, source),) = _match_in_source(
+        session, object_type, ident, source=source, shared_ids_ambiguous=shared_ids_ambiguous
+    )
     if object_type == "host":
         workloads = list(
             session.execute(
@@ -804,8 +830,16 @@ def changes_page(session: Session, flt: ChangeFilter) -> list[dict[str, Any]]:
     return rows
 
 
-def list_sources(session: Session) -> list[dict[str, Any]]:
-    """Every source with its latest run (its status, error and warnings) and its live object counts."""
+def source_names(session: Session) -> list[str]:
+    """Every source's name, sorted (what a filter's choices list)."""
+    return list(session.execute(select(Source.name).order_by(Source.name)).scalars())
+
+
+def list_sources(session: Session, object_counts: Mapping[tuple[int, str], int] | None = None) -> list[dict[str, Any]]:
+    """Every source with its latest run (its status, error and warnings) and its live object counts.
+
+    ``object_counts`` ({(source id, object type): live objects}) spares counting again a caller that has.
+    """
     latest = select(SyncRun.source_id, func.max(SyncRun.id).label("run_id")).group_by(SyncRun.source_id).subquery()
     # A watch session (inventory/live.py) is fresh as of its last beat (its finished_at).
     last_ok = (
@@ -821,12 +855,7 @@ def list_sources(session: Session) -> list[dict[str, Any]]:
         .outerjoin(last_ok, last_ok.c.source_id == Source.id)
         .order_by(Source.name)
     )
-    counts: dict[tuple[int, str], int] = {}
-    for object_type, model in OBJECT_MODELS.items():
-        for source_id, n in session.execute(
-            select(model.source_id, func.count()).where(model.removed_at.is_(None)).group_by(model.source_id)
-        ):
-            counts[(source_id, object_type)] = n
+    counts = dict(object_counts) if object_counts is not None else _live_counts(session)
     watching = _live_sessions(session)
     rows = []
     for src, run, last_success in session.execute(stmt):
@@ -851,6 +880,17 @@ def list_sources(session: Session) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def _live_counts(session: Session) -> dict[tuple[int, str], int]:
+    """{(source id, object type): live objects}."""
+    counts: dict[tuple[int, str], int] = {}
+    for object_type, model in OBJECT_MODELS.items():
+        for source_id, n in session.execute(
+            select(model.source_id, func.count()).where(model.removed_at.is_(None)).group_by(model.source_id)
+        ):
+            counts[(source_id, object_type)] = n
+    return counts
 
 
 def _live_sessions(session: Session) -> dict[int, tuple[datetime, int | None]]:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, not_, select
+from sqlalchemy import case, func, not_, select
 from sqlalchemy.orm import Session
 
 from inventory.connector import installed_status_vocabulary
@@ -48,10 +48,30 @@ def build_report(session: Session, *, since: datetime, now: datetime | None = No
     }
 
 
-def _sources(session: Session, names: dict[int, str], now: datetime) -> list[dict[str, Any]]:
+def build_overview(session: Session, *, since: datetime, now: datetime | None = None) -> dict[str, Any]:
+    """The report's first sections, what the web's home page shows: each source's health, the changes since
+    ``since`` and what is down (without the per-kind counts and the machine checks it does not show)."""
+    now = now or utcnow()
+    names = dict(session.execute(select(Source.id, Source.name)).all())
+    return {
+        "generated_at": now,
+        "since": since,
+        "sources": _sources(session, names, now, with_kinds=False),
+        "changes": _changes(session, names, since),
+        "problem_workloads": _problem_workloads(session, names),
+        **_services_down(session, names),
+    }
+
+
+def _sources(
+    session: Session, names: dict[int, str], now: datetime, *, with_kinds: bool = True
+) -> list[dict[str, Any]]:
+    if not with_kinds:
+        return [_source_health(src, now) for src in list_sources(session)]
     by_source: dict[str, dict[str, dict[str, dict[str, int]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(dict))
     )
+    totals: dict[tuple[int, str], int] = defaultdict(int)
     for object_type, model in OBJECT_MODELS.items():
         stmt = (
             select(model.source_id, model.kind, model.status, func.count())
@@ -62,26 +82,31 @@ def _sources(session: Session, names: dict[int, str], now: datetime) -> list[dic
             statuses = by_source[names[source_id]][object_type][kind]
             key = status or EMPTY_CELL
             statuses[key] = statuses.get(key, 0) + count
-    rows = []
-    for src in list_sources(session):
-        last_ok = src["last_success_at"]
-        rows.append(
-            {
-                "name": src["name"],
-                "type": src["type"],
-                "hosts": src["hosts"],
-                "workloads": src["workloads"],
-                "services": src["services"],
-                "last_status": src["last_status"],
-                "last_success_at": last_ok,
-                "age_seconds": round((now - last_ok).total_seconds()) if last_ok else None,
-                "last_error": src["last_error"],
-                "warnings": src["warnings"],
-                # {object type: {kind: {status: count}}}
-                "kinds": {t: {k: dict(s) for k, s in kinds.items()} for t, kinds in by_source[src["name"]].items()},
-            }
-        )
-    return rows
+            totals[(source_id, object_type)] += count
+    return [
+        {
+            **_source_health(src, now),
+            # {object type: {kind: {status: count}}}
+            "kinds": {t: {k: dict(s) for k, s in kinds.items()} for t, kinds in by_source[src["name"]].items()},
+        }
+        for src in list_sources(session, object_counts=totals)
+    ]
+
+
+def _source_health(src: dict[str, Any], now: datetime) -> dict[str, Any]:
+    last_ok = src["last_success_at"]
+    return {
+        "name": src["name"],
+        "type": src["type"],
+        "hosts": src["hosts"],
+        "workloads": src["workloads"],
+        "services": src["services"],
+        "last_status": src["last_status"],
+        "last_success_at": last_ok,
+        "age_seconds": round((now - last_ok).total_seconds()) if last_ok else None,
+        "last_error": src["last_error"],
+        "warnings": src["warnings"],
+    }
 
 
 def _changes(session: Session, names: dict[int, str], since: datetime) -> list[dict[str, Any]]:
@@ -168,24 +193,39 @@ def _services_down(session: Session, names: dict[int, str]) -> dict[str, list[di
     ExternalName, hand-made Endpoints) its members are not pods the inventory could know, so it is not judged;
     a selector that picks no pod here may still have endpoints, so it is listed as that, not as down.
     """
-    members: dict[int, list[str | None]] = defaultdict(list)
-    stmt = (
+    # Judged in the database: a service with a running live member is fine, and most are, so only the others
+    # (and their members' statuses) come back; reading every member of every service grew with the cluster.
+    running_words = sorted(installed_status_vocabulary().running)
+    live_member = (
         select(ServiceMember.service_id, WorkloadRow.status)
         .join(WorkloadRow, WorkloadRow.id == ServiceMember.workload_id)
         .where(WorkloadRow.removed_at.is_(None))
+        .subquery()
     )
-    for service_id, status in session.execute(stmt):
-        members[service_id].append(status)
-    down, selecting_nothing = [], []
-    services = (
+    runs = func.lower(func.trim(func.coalesce(live_member.c.status, ""))).in_(running_words)
+    judged = (
+        select(live_member.c.service_id, func.max(case((runs, 1), else_=0)).label("running"))
+        .group_by(live_member.c.service_id)
+        .subquery()
+    )
+    not_running = (
         select(ServiceRow)
-        .where(ServiceRow.removed_at.is_(None))
+        .outerjoin(judged, judged.c.service_id == ServiceRow.id)
+        .where(ServiceRow.removed_at.is_(None), func.coalesce(judged.c.running, 0) == 0)
         .order_by(ServiceRow.source_id, ServiceRow.namespace, ServiceRow.name)
     )
-    for service in session.execute(services).scalars():
+    services = list(session.execute(not_running).scalars())
+    members: dict[int, list[str | None]] = defaultdict(list)
+    service_ids = [service.id for service in services]
+    for start in range(0, len(service_ids), 500):  # bounded IN lists
+        of_these = select(live_member.c.service_id, live_member.c.status).where(
+            live_member.c.service_id.in_(service_ids[start : start + 500])
+        )
+        for service_id, status in session.execute(of_these):
+            members[service_id].append(status)
+    down, selecting_nothing = [], []
+    for service in services:
         statuses = members.get(service.id, [])
-        if any(classify_status(s) == "running" for s in statuses):
-            continue
         row = {
             "id": service.id,
             "source": names[service.source_id],

@@ -295,7 +295,7 @@ def authenticate_reference(db: Database, presented: str) -> Principal | None:
     tampered: its row's mac does not verify, or a revocation is recorded for it)."""
     audit_secrets = secrets_for(db)
     revoked = exists().where(TokenRevocation.token_id == ApiToken.id)
-    with db.session() as session:
+    with db.read_session() as session:
         found = session.execute(select(ApiToken, revoked).where(ApiToken.token_hash == presented)).one_or_none()
     if found is None:
         return None
@@ -315,7 +315,7 @@ def live_token_groups(db: Database, name: str) -> set[str]:
     now = utcnow()
     audit_secrets = secrets_for(db)
     revoked = exists().where(TokenRevocation.token_id == ApiToken.id)
-    with db.session() as session:
+    with db.read_session() as session:
         rows = session.execute(
             select(ApiToken).where(ApiToken.name_key == name_key(name), ApiToken.revoked_at.is_(None), ~revoked)
         ).scalars()

@@ -111,7 +111,7 @@ class AppliedPolicies:
 
     def current(self) -> Policy:
         """The newest applied policy (its row verified once), or the built-in defaults before any."""
-        with self.db.session() as session:
+        with self.db.read_session() as session:
             newest_id = session.execute(select(func.max(AppliedPolicyRow.id))).scalar()
             if newest_id is None:
                 self._id, self._policy, self._info = None, builtin_policy(), BUILTIN_INFO

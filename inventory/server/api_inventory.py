@@ -34,7 +34,7 @@ def _list_route(query: ListQuery) -> None:
     ) -> Response:
         checked: Any = params
         values = checked.model_dump() if isinstance(checked, BaseModel) else {}
-        with state.db.session() as session:
+        with state.db.read_session() as session:
             return json_response(listing.run_list(session, query.name, values))
 
     path = "/changes" if query.row == "change" else f"/inventory/{query.name}"
@@ -59,7 +59,7 @@ def _show_route(plural: str) -> None:
         state: ServerState = Depends(current_state),
         _principal: Principal = reader,
     ) -> Response:
-        with state.db.session() as session:
+        with state.db.read_session() as session:
             return json_response(queries.show_object(session, object_type, ident, source=source))
 
     router.add_api_route(
@@ -82,7 +82,7 @@ for _plural in OBJECT_TYPES:
     "/inventory", response_model=InventoryOut, summary="Counts per source and object type, last sync per source"
 )
 def inventory_counts(state: ServerState = Depends(current_state), _principal: Principal = reader) -> Response:
-    with state.db.session() as session:
+    with state.db.read_session() as session:
         sources = queries.list_sources(session)
     totals = {plural: sum(s[plural] for s in sources) for plural in OBJECT_TYPES}
     return json_response({"totals": totals, "sources": sources})
@@ -90,7 +90,7 @@ def inventory_counts(state: ServerState = Depends(current_state), _principal: Pr
 
 @router.get("/sources", response_model=list[SourceOut], summary="Sources with their last run and live object counts")
 def sources(state: ServerState = Depends(current_state), _principal: Principal = reader) -> Response:
-    with state.db.session() as session:
+    with state.db.read_session() as session:
         return json_response(queries.list_sources(session))
 
 
@@ -102,7 +102,7 @@ def sources(state: ServerState = Depends(current_state), _principal: Principal =
 def impact(target: str, state: ServerState = Depends(current_state), _principal: Principal = reader) -> Response:
     from inventory.documents import impact_document
 
-    with state.db.session() as session:
+    with state.db.read_session() as session:
         return json_response(impact_document(session, target, state.logical_services))
 
 
@@ -114,7 +114,7 @@ def report(
 ) -> Response:
     from inventory.documents import report_document
 
-    with state.db.session() as session:
+    with state.db.read_session() as session:
         return json_response(report_document(session, since, state.logical_services))
 
 
@@ -125,7 +125,7 @@ def status(state: ServerState = Depends(current_state), _principal: Principal = 
     configured: list[tuple[str, str]] = []
     if state.refresher is not None:
         configured = [(s.name, s.type) for s in state.refresher.config.sources if s.enabled]
-    with state.db.session() as session:
+    with state.db.read_session() as session:
         return json_response(source_status(session, configured))
 
 
@@ -142,5 +142,5 @@ def prometheus_sd(
 ) -> Response:
     from inventory.exports.prometheus import target_groups
 
-    with state.db.session() as session:
+    with state.db.read_session() as session:
         return json_response(target_groups(session, port=port, sources=source, kinds=kind))

@@ -193,7 +193,7 @@ def audit_list(
         newest_first=newest,
         limit=limit + 1,
     )
-    with state.db.session() as session:
+    with state.db.read_session() as session:
         rows = list_entries(session, flt)
     more = len(rows) > limit
     rows = rows[1:] if newest and more else rows[:limit]
@@ -224,5 +224,5 @@ def audit_show(
 ) -> Response:
     from inventory.audit.log import get_entry
 
-    with state.db.session() as session:
+    with state.db.read_session() as session:
         return json_response(get_entry(session, seq))

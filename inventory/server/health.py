@@ -33,7 +33,7 @@ def health_report(state: ServerState) -> dict[str, Any]:
     try:
         database["revision"] = state.db.current_revision()
         database["reachable"] = True
-        with state.db.session() as session:
+        with state.db.read_session() as session:
             sources = [{key: row[key] for key in SOURCE_KEYS} for row in list_sources(session)]
     except InventoryError as exc:
         database.update(reachable=False, error=str(exc))

@@ -80,26 +80,26 @@ def _list(query_name: str) -> Callable[[ServerState, Principal, dict[str, Any]],
 
     def run(state: ServerState, _principal: Principal, args: dict[str, Any]) -> Any:
         values = listing.validate(query_name, list_arguments(LIST_QUERIES[query_name], args))
-        with state.db.session() as session:
+        with state.db.read_session() as session:
             return listing.run_list(session, query_name, values)
 
     return run
 
 
 def _show(state: ServerState, _principal: Principal, args: dict[str, Any]) -> Any:
-    with state.db.session() as session:
+    with state.db.read_session() as session:
         return queries.show_object(session, args["type"], str(args["ident"]), source=args.get("source"))
 
 
 def _sources(state: ServerState, _principal: Principal, _args: dict[str, Any]) -> Any:
-    with state.db.session() as session:
+    with state.db.read_session() as session:
         return queries.list_sources(session)
 
 
 def _impact(state: ServerState, _principal: Principal, args: dict[str, Any]) -> Any:
     from inventory.documents import impact_document
 
-    with state.db.session() as session:
+    with state.db.read_session() as session:
         return impact_document(session, str(args["target"]), state.logical_services)
 
 

@@ -41,7 +41,7 @@ class ServerMetrics:
     def scrape(self, state: ServerState) -> bytes:
         from inventory.audit.models import Approval
 
-        with state.db.session() as session:
+        with state.db.read_session() as session:
             self.sync.refresh_from_database(session)
             self.pending.set(
                 session.execute(

@@ -97,7 +97,7 @@ class SessionStore:
         if not session_id or len(session_id) > 200:
             return None
         id_hash = _id_hash(session_id)
-        with self.db.session() as db_session:
+        with self.db.read_session() as db_session:
             row = db_session.execute(
                 select(WebSessionRow.token_ref, WebSessionRow.csrf, WebSessionRow.last_seen_at).where(
                     WebSessionRow.id_hash == id_hash

@@ -95,7 +95,7 @@ def _object_page(request: Request, object_type: str, ident: str) -> HTMLResponse
 
     principal, session = signed_in(request, Permission.READ)
     impact = graph = None
-    with server_state(request).db.session() as db_session:
+    with server_state(request).db.read_session() as db_session:
         doc = queries.show_object(db_session, object_type, ident)
         live = doc.get("removed_at") is None
         if live and object_type in ("host", "workload"):
@@ -156,9 +156,9 @@ def changes_page(
     state = server_state(request)
     values = {"since": since, "source": source or None, "type": type or None, "action": action or None}
     checked = validate("changes", {**values, "sort": "-at", "limit": CHANGES_PAGE, "cursor": cursor})
-    with state.db.session() as db_session:
+    with state.db.read_session() as db_session:
         listed = run_list(db_session, "changes", checked, total=False)
-        sources = [s["name"] for s in queries.list_sources(db_session)]
+        sources = queries.source_names(db_session)
     rows, next_cursor = listed["items"], listed["next_cursor"]
     asked = {"since": since, "source": source, "type": type, "action": action}
     older = (
@@ -219,7 +219,7 @@ async def changes_stream(
 @router.get("/sources")
 def sources_page(request: Request) -> HTMLResponse:
     principal, session = signed_in(request, Permission.READ)
-    with server_state(request).db.session() as db_session:
+    with server_state(request).db.read_session() as db_session:
         sources = queries.list_sources(db_session)
     return page(request, "sources.html", principal, session, sources=sources)
 
@@ -277,7 +277,7 @@ def audit_page(request: Request, actor: str = "", tool: str = "") -> HTMLRespons
     principal, session = signed_in(request, Permission.AUDIT)
     state = server_state(request)
     flt = AuditFilter(actor=actor or None, tool=tool or None, limit=200, newest_first=True)
-    with state.db.session() as db_session:
+    with state.db.read_session() as db_session:
         rows = list(reversed(list_entries(db_session, flt)))
     return page(
         request, "audit.html", principal, session, rows=rows, verify=verify_report(state.db), actor=actor, tool=tool

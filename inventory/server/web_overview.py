@@ -1,6 +1,6 @@
 """The web UI's overview pages: the home page an operator keeps open, and the host/workload/service lists.
 
-Both are the library's own queries (``report.build_report``, the declared list queries of
+Both are the library's own queries (``report.build_overview``, the declared list queries of
 ``listing.run_list``, the approvals list) rendered; the filters and sortable fields are the CLI's and
 the API's (source, kind, status, namespace, labels, name), and pages follow keyset cursors, so a sync
 writing meanwhile never shifts them.
@@ -70,22 +70,22 @@ HOME_ROWS = 10
 @router.get("/")
 def home(request: Request, q: str = "") -> HTMLResponse:
     """Search results when asked; else what an operator looks at first: health, what is down, today, approvals."""
-    from inventory.report import build_report
+    from inventory.report import build_overview
 
     principal, session = signed_in(request, Permission.READ)
     state = server_state(request)
     if q.strip():
         pattern = q.strip() if any(c in q for c in "*?") else f"*{q.strip()}*"
         flt = queries.ObjectFilter(name=pattern, limit=SEARCH_LIMIT)
-        with state.db.session() as db_session:
+        with state.db.read_session() as db_session:
             results = {
                 plural: getattr(queries, f"list_{plural}")(db_session, flt)
                 for plural in ("hosts", "workloads", "services")
             }
         return page(request, "search.html", principal, session, q=q, results=results, limit=SEARCH_LIMIT)
     today = datetime.combine(utcnow().date(), time.min, tzinfo=utcnow().tzinfo)
-    with state.db.session() as db_session:
-        report = build_report(db_session, since=today)
+    with state.db.read_session() as db_session:
+        report = build_overview(db_session, since=today)
         latest = queries.list_changes(db_session, since=today, limit=HOME_ROWS, newest_first=True)
     return page(
         request,
@@ -139,9 +139,9 @@ def _list_page(request: Request, plural: str, asked: dict[str, Any]) -> HTMLResp
         values["namespace"] = asked["namespace"] or None
     checked = validate(plural, values)
     state = server_state(request)
-    with state.db.session() as db_session:
+    with state.db.read_session() as db_session:
         listed = run_list(db_session, plural, checked)
-        sources = [s["name"] for s in queries.list_sources(db_session)]
+        sources = queries.source_names(db_session)
     kept = {key: value for key, value in asked.items() if key not in ("cursor",)}
     query = [(key, value) for key, values_ in kept.items() for value in _values(values_) if value]
 

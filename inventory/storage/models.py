@@ -220,13 +220,15 @@ class Change(Base):
     """Append-only history: one row per object created, updated, removed or revived by a sync."""
 
     __tablename__ = "changes"
-    # Two indexes only (time, object): every index is maintained for each of the tens of
-    # thousands of rows a first sync appends here.
+    # Two indexes only (time order, object): every index is maintained for each of the tens of
+    # thousands of rows a first sync appends here. One sync stamps all its rows with one time:
+    # (at, id) is the timeline's whole order, so a newest-first page reads only its own rows.
+    __table_args__ = (Index("ix_changes_at_id", "at", "id"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     source_id: Mapped[int] = mapped_column(Id)
     sync_run_id: Mapped[int] = mapped_column(Id)
-    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     object_type: Mapped[str] = mapped_column(String(20))  # host | workload | service
     object_id: Mapped[int] = mapped_column(Id, index=True)
     kind: Mapped[str] = mapped_column(String(50))
