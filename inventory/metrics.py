@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 
 from inventory import __version__
 from inventory.outcome import SourceOutcome, SyncStatus
+from inventory.query_params import ACTIONS
 from inventory.schema import OBJECT_MODELS
 from inventory.storage.models import Source, SyncRun
 
@@ -119,7 +120,7 @@ class SyncMetrics:
         self.last_duration.labels(source).set(outcome.duration)
         self.up.labels(source).set(1 if outcome.ok else 0)
         if outcome.result is not None:
-            for action in ("created", "updated", "removed", "revived"):
+            for action in ACTIONS:
                 self.changes.labels(source, action).inc(getattr(outcome.result, action))
         if outcome.drift_repaired is not None:
             self.drift.labels(source).set(outcome.drift_repaired)

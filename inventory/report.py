@@ -20,12 +20,11 @@ from inventory.connector import installed_status_vocabulary
 from inventory.machine_links import describe_ambiguous, live_host_facts
 from inventory.machines import ambiguous_uuids
 from inventory.queries import list_sources
+from inventory.query_params import ACTIONS
 from inventory.render import EMPTY_CELL, format_time
 from inventory.schema import OBJECT_MODELS
 from inventory.storage.models import Change, HostRow, MachineLink, ServiceMember, ServiceRow, Source, WorkloadRow
 from inventory.timeutil import utcnow
-
-ACTIONS = ("created", "updated", "removed", "revived")
 
 
 def classify_status(status: str | None) -> str:
@@ -286,7 +285,7 @@ SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         ("name", "type", "hosts", "workloads", "services", "last_status", "last_success_at", "age", "last_error"),
     ),
     ("Objects by kind and status", "kinds", ("source", "type", "kind", "status", "count")),
-    ("Changes", "changes", ("source", "created", "updated", "removed", "revived", "total")),
+    ("Changes", "changes", ("source", *ACTIONS, "total")),
     ("Failed and stopped workloads", "problem_workloads", ("source", "kind", "namespace", "name", "status", "host")),
     ("Hosts with no workloads", "hosts_without_workloads", ("source", "kind", "name", "status")),
     (

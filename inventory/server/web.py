@@ -151,6 +151,7 @@ def changes_page(
     """The changes timeline, newest first, in keyset pages; only the first page grows live (the others
     hold older rows)."""
     from inventory.listing import run_list, validate
+    from inventory.query_params import ACTIONS, OBJECT_TYPES
 
     principal, session = signed_in(request, Permission.READ)
     state = server_state(request)
@@ -178,6 +179,8 @@ def changes_page(
         type=type,
         action=action,
         sources=sources,
+        object_types=OBJECT_TYPES,
+        actions=ACTIONS,
         older=older,
         live_url=_live_url(rows, **filters) if cursor is None else None,
     )
