@@ -572,6 +572,12 @@ def member_moves(session: Session, changes: Sequence[tuple[int, Any]]) -> list[d
     ]
 
 
+def _brief_of(model: Any) -> Select[Any]:
+    """The columns ``_brief`` reads, alone: a linked object's attributes and labels (kilobytes of JSON a pod)
+    are neither fetched nor decoded."""
+    return select(model.id, model.kind, model.name, model.status, model.removed_at)
+
+
 def _brief(row: Any, source: str | None = None) -> dict[str, Any]:
     brief = {"id": row.id, "kind": row.kind, "name": row.name, "status": row.status}
     if source is not None:
@@ -597,11 +603,13 @@ def show_object(
     )
     if object_type == "host":
         workloads = list(
-            session.execute(
-                select(WorkloadRow).where(WorkloadRow.host_id == obj.id).order_by(WorkloadRow.name)
-            ).scalars()
+            session.execute(_brief_of(WorkloadRow).where(WorkloadRow.host_id == obj.id).order_by(WorkloadRow.name))
         )
-        backing = session.get(WorkloadRow, obj.backing_workload_id) if obj.backing_workload_id else None
+        backing = (
+            session.execute(_brief_of(WorkloadRow).where(WorkloadRow.id == obj.backing_workload_id)).first()
+            if obj.backing_workload_id
+            else None
+        )
         machine = session.execute(select(_machine_of_host()).where(HostRow.id == obj.id)).scalar()
         live = [w for w in workloads if w.removed_at is None]
         doc = object_row(SCHEMA["host"], obj, source, workloads=len(live), machine=machine)
@@ -612,33 +620,37 @@ def show_object(
         doc["same_machine"] = same_machine(session, obj)
         doc["machine_uuid_shared_with"] = shared_machine_uuid(session, obj)
     elif object_type == "workload":
-        host = session.get(HostRow, obj.host_id) if obj.host_id else None
-        parent = session.get(WorkloadRow, obj.parent_id) if obj.parent_id else None
+        host = session.execute(_brief_of(HostRow).where(HostRow.id == obj.host_id)).first() if obj.host_id else None
+        parent = (
+            session.execute(_brief_of(WorkloadRow).where(WorkloadRow.id == obj.parent_id)).first()
+            if obj.parent_id
+            else None
+        )
         doc = object_row(SCHEMA["workload"], obj, source, host=host.name if host else None)
         doc["host"] = _brief(host) if host else None
         doc["parent"] = _brief(parent) if parent else None
         doc["children"] = [
             _brief(c)
             for c in session.execute(
-                select(WorkloadRow).where(WorkloadRow.parent_id == obj.id).order_by(WorkloadRow.name)
-            ).scalars()
+                _brief_of(WorkloadRow).where(WorkloadRow.parent_id == obj.id).order_by(WorkloadRow.name)
+            )
         ]
         doc["services"] = [
             _brief(s)
             for s in session.execute(
-                select(ServiceRow)
+                _brief_of(ServiceRow)
                 .join(ServiceMember, ServiceMember.service_id == ServiceRow.id)
                 .where(ServiceMember.workload_id == obj.id)
-            ).scalars()
+            )
         ]
     else:
         members = list(
             session.execute(
-                select(WorkloadRow)
+                _brief_of(WorkloadRow)
                 .join(ServiceMember, ServiceMember.workload_id == WorkloadRow.id)
                 .where(ServiceMember.service_id == obj.id)
                 .order_by(WorkloadRow.name)
-            ).scalars()
+            )
         )
         doc = object_row(SCHEMA["service"], obj, source, members=sum(1 for m in members if m.removed_at is None))
         doc["members"] = [_brief(m) for m in members]
@@ -654,14 +666,15 @@ def same_machine(session: Session, host: HostRow) -> list[dict[str, Any]]:
     times; the rows stay per source (each source owns its rows), the link is stored beside them.
     """
     stmt = (
-        select(HostRow, Source.name, MachineLink.rule)
+        _brief_of(HostRow)
+        .add_columns(Source.name.label("source"), MachineLink.rule)
         .join(MachineLink, MachineLink.other_id == HostRow.id)
         .join(Source, Source.id == HostRow.source_id)
         .where(MachineLink.host_id == host.id)
     )
     found = [
-        (RULE_ORDER[MatchRule(rule)], source, other.id, {**_brief(other, source), "matched_by": rule})
-        for other, source, rule in session.execute(stmt)
+        (RULE_ORDER[MatchRule(row.rule)], row.source, row.id, {**_brief(row, row.source), "matched_by": row.rule})
+        for row in session.execute(stmt)
     ]
     return [row for *_, row in sorted(found, key=lambda f: f[:3])]
 
@@ -670,13 +683,13 @@ def shared_machine_uuid(session: Session, host: HostRow) -> list[dict[str, Any]]
     """The other live hosts of this host's source with its machine uuid: while there are any, the uuid links nothing."""
     if not host.machine_uuid or host.removed_at is not None:
         return []
-    stmt = select(HostRow).where(
+    stmt = _brief_of(HostRow).where(
         HostRow.source_id == host.source_id,
         HostRow.id != host.id,
         HostRow.removed_at.is_(None),
         func.lower(HostRow.machine_uuid) == host.machine_uuid.lower(),
     )
-    return [_brief(other) for other in session.execute(stmt.order_by(HostRow.name, HostRow.id)).scalars()]
+    return [_brief(other) for other in session.execute(stmt.order_by(HostRow.name, HostRow.id))]
 
 
 # The keys of a listed change in output order: a column of the changes table (None: its type is the
