@@ -84,7 +84,7 @@ class PostgresSourceLock:
 
     def _connect(self) -> Connection:
         if self._connection is None:
-            connection = self.db.engine.connect()
+            connection = self.db.lock_engine.connect()
             # Autocommit: the lock belongs to the session, and no transaction should stay open
             # on this connection for the minutes a sync can take.
             connection = connection.execution_options(isolation_level="AUTOCOMMIT")

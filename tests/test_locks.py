@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,27 @@ def test_a_held_lock_names_its_holder(db: Database) -> None:
     # Released: a new holder gets it at once.
     with source_lock(db, "alpha"):
         pass
+
+
+def test_locks_held_for_hours_leave_the_pool_to_requests(postgres_url: str) -> None:
+    """Each source followed live holds its lock's connection as long as it watches: twenty of them must not take
+    the pooled connections (5 + 10 overflow) that requests read with."""
+    db = open_database(postgres_url, migrate=True)
+    try:
+        with ExitStack() as held:
+            for index in range(20):
+                held.enter_context(source_lock(db, f"live-{index}"))
+            readers = [db.read_session() for _ in range(db.engine.pool.size() + 2)]  # type: ignore[attr-defined]
+            try:
+                for reader in readers:  # each checks a pooled connection out, all at once
+                    assert reader.execute(select(func.count()).select_from(SyncRun)).scalar() is not None
+            finally:
+                for reader in readers:
+                    reader.close()
+            with ThreadPoolExecutor(max_workers=1) as other:
+                assert other.submit(lambda: source_lock(db, "live-0").__enter__()).exception(timeout=30) is not None
+    finally:
+        db.dispose()
 
 
 def test_waiting_gets_the_lock_once_it_is_released(db: Database) -> None:

@@ -170,6 +170,7 @@ class Database:
         self.url = _normalize_url(url)
         self.engine = engine or create_db_engine(self.url)
         self._write_engine = self.engine.execution_options(**{_WRITE_OPTION: True})
+        self._lock_engine: Engine | None = None
         # PostgreSQL: a read needs no transaction of its own. Under READ COMMITTED each statement sees its own
         # snapshot anyway, and autocommit spares the BEGIN and the ROLLBACK, two of a short read's round trips.
         # SQLite keeps its BEGIN: there a transaction is what gives a read's statements one snapshot.
@@ -251,11 +252,30 @@ class Database:
         gets ``reason`` as its error at once. PostgreSQL only; SQLite waits are bounded by its busy
         timeout. Returns how many waits were cut.
         """
-        waits = _ENGINE_WAITS.get(self.engine)
-        return waits.cut(reason) if waits is not None else 0
+        engines = (self.engine, self._lock_engine) if self._lock_engine is not None else (self.engine,)
+        cut = 0
+        for engine in engines:
+            waits = _ENGINE_WAITS.get(engine)
+            cut += waits.cut(reason) if waits is not None else 0
+        return cut
+
+    @property
+    def lock_engine(self) -> Engine:
+        """The engine whose connections hold a session-level lock (PostgreSQL's advisory locks, inventory/locks.py).
+
+        Unpooled: a source followed live holds its lock's connection for hours, and with the requests' pool
+        (5 + 10 overflow) a dozen live sources would leave a request none to check out.
+        """
+        if self._lock_engine is None:
+            from sqlalchemy.pool import NullPool
+
+            self._lock_engine = create_db_engine(self.url, poolclass=NullPool)
+        return self._lock_engine
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._lock_engine is not None:
+            self._lock_engine.dispose()
 
 
 def _is_missing_database(exc: DBAPIError) -> bool:
