@@ -178,8 +178,9 @@ class ToolRunner:
     escalation_sources: list[EscalationSource] | None = None
     # OS users' groups and whom they may act for (the policy's principals:).
     principals: PrincipalSettings = field(default_factory=PrincipalSettings)
-    # Seconds to wait, after a call ran, for a live watcher to write its target's change (the config's
-    # policy.observe); 0: do not wait (the call is still the cause of the change the next sync sees).
+    # Seconds to wait, after a call ran, for a live watcher to write its target's change, or to re-read it where
+    # nobody follows its source (the config's policy.observe); 0: do not wait (the call is still the cause of the
+    # change the next sync sees).
     observe_timeout: float = 0.0
     # inventory.policy.applied.AppliedPolicies: the database's applied policy, re-read before each decision
     # (``in_force``); None: ``policy`` as given (code that names its policy on purpose, a draft).
