@@ -39,6 +39,7 @@ from inventory.errors import InventoryError, SourceLockHeld
 from inventory.locks import source_lock
 from inventory.machine_links import relink_after_write
 from inventory.observe import Seen, attribute_tool_calls
+from inventory.outcome import bounded
 from inventory.reconcile import ReconcileResult, reconcile
 from inventory.records import ObjectKey, Record, Snapshot
 from inventory.storage.database import Database
@@ -71,8 +72,8 @@ def write_reread(
         if found is None:
             raise InventoryError(f"source {source!r} is not in the inventory (run a sync first)")
         source_id = int(found)
-        run_id = session.execute(select(SyncRun.id).where(SyncRun.source_id == source_id).order_by(SyncRun.id.desc()))
-        newest = run_id.scalars().first()
+        newest_run = select(SyncRun.id).where(SyncRun.source_id == source_id).order_by(SyncRun.id.desc()).limit(1)
+        newest = session.execute(newest_run).scalar()
         attribute_tool_calls(session, source, snapshot)
         cause = snapshot.causes.get(target)
         if cause is not None and cause.kind is CauseKind.TOOL_CALL and cause.ref == str(intent_seq):
@@ -118,9 +119,10 @@ def reread_until_changed(
         except SourceLockHeld:
             pass  # a full sync is writing the source: it records the change; its rows are looked for below
         except InventoryError as exc:
-            return Seen(list(changes()), time.monotonic() - started), reads, ReadFailed(str(exc))
+            return Seen(list(changes()), time.monotonic() - started), reads, ReadFailed(bounded(str(exc)))
         except Exception as exc:  # a connector's bug, a database error: the call must not fail after the fact
-            reason = f"{type(exc).__name__}: {exc}".strip()
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            reason = bounded(f"{type(exc).__name__}: {first}".rstrip(": "))
             return Seen(list(changes()), time.monotonic() - started), reads, ReadFailed(reason)
         found = list(changes())
         elapsed = time.monotonic() - started
