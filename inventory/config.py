@@ -110,9 +110,9 @@ class PolicySettings(BaseModel):
     # The operator's draft (relative to this file; default: policy.yaml next to it): compared with the database's
     # applied policy (inventory/policy/applied.py), which alone decides; `inventory policy apply` puts it in force.
     path: str | None = None
-    # After a tool call ran, how long to wait for a live watcher of its source to write the target's change
-    # (the call's `observed` audit entry says what was seen); 0: never wait. Sources nobody follows live
-    # are not waited for.
+    # After a tool call ran, how long to wait for a live watcher of its source to write the target's change, or,
+    # where nobody follows the source, to re-read the target until it changed (inventory/reread.py); the call's
+    # `observed` audit entry says what was seen; 0: never wait.
     observe: Duration = Field(default=30.0, ge=0)
 
 
@@ -176,7 +176,7 @@ class Config:
     services: list[LogicalService] = field(default_factory=list)
     # The config's policy file: a draft (None: none named); the database's applied policy decides.
     policy_path: Path | None = None
-    # After a tool call ran, seconds to wait for a live watcher to write its target's change (policy.observe).
+    # After a tool call ran, seconds to watch or re-read its target for its change (policy.observe).
     observe_timeout: float = 30.0
     principals: PrincipalSettings = field(default_factory=PrincipalSettings)
     # None: the database's own key, named by its id (inventory/audit/keys.py database_secrets).

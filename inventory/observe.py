@@ -18,7 +18,8 @@ Two directions over the same facts (the audit log's write-ahead intents and the 
 - ``wait_for_changes`` and ``watched``: after a call ran, its target is observed (the closed loop of
   ``inventory.policy.execute``): where a watcher follows the target's source (in this process, or
   another whose watch session beats in the database), the change rows it writes for the target
-  are awaited, for a bounded time.
+  are awaited, for a bounded time. Where nobody follows it, inventory/reread.py re-reads the target
+  and writes its change itself, through ``attribute_tool_calls`` as a watcher's delta is written.
 
 No sync machinery here: the policy side imports this module.
 """

@@ -277,13 +277,15 @@ def test_on_a_terminal_an_approver_allowed_to_self_approve_confirms_in_place(
     assert code == 0, output
     assert [m.body for m in cluster.mutations] == [{"spec": {"replicas": 0}}]
     with db.session() as session:
-        intent, done = list_entries(session, AuditFilter(event="tool_call"))
+        intent, done, observed = list_entries(session, AuditFilter(event="tool_call"))
     assert (intent["outcome"], done["outcome"], done["approver"]) == (
         "started",
         "success",
         f"{me} (terminal confirmation)",
     )
     assert done["details"]["intent_seq"] == intent["seq"]
+    # Nobody follows the cluster: the call re-read the deployment and saw it scaled down.
+    assert observed["outcome"] == "observed" and "status Ready -> ScaledToZero" in observed["details"]["seen"]
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -67,6 +67,8 @@ def lab(db: Database, tmp_path: Path) -> Iterator[Lab]:
             "database": {"url": db.url},
             "audit": {"key_file": str(tmp_path / "keys" / "audit.key")},
             "sources": [{"type": "kubernetes", "name": "lab", "kubeconfig": str(kubeconfig), "context": "lab"}],
+            # A call that changes nothing is re-read at the source this long (nobody follows it live here).
+            "policy": {"observe": 2},
         }
         config = tmp_path / "inventory.yaml"
         config.write_text(yaml.safe_dump(raw))
@@ -89,9 +91,10 @@ def lab(db: Database, tmp_path: Path) -> Iterator[Lab]:
 
 
 def _masked(text: str) -> Any:
-    """A call's JSON outcome without what two calls never share (their audit entries)."""
+    """A call's JSON outcome without what two calls never share (their audit entries, what each saw happen)."""
     row = json.loads(text)
-    row.pop("audit_seq")
+    for key in ("audit_seq", "observed", "observed_changes"):
+        row.pop(key)
     return row
 
 
@@ -101,6 +104,9 @@ def test_the_cli_through_the_socket_says_what_direct_mode_says(lab: Lab) -> None
     assert through.exit_code == direct.exit_code == 0, through.output + direct.output
     assert _masked(through.stdout) == _masked(direct.stdout)
     assert _masked(through.stdout)["actor"] == ME and _masked(through.stdout)["outcome"] == "success"
+    # The first call scaled the deployment, the second found it scaled already: each says what it saw.
+    assert json.loads(through.stdout)["observed"].startswith("attributes.replicas 1 -> 2")
+    assert json.loads(direct.stdout)["observed"].startswith("not observed within 2 s (re-read at the source ")
 
     # DESTRUCTIVE (replicas=0): it waits for approval, exit 4 and the approval's id, on either path.
     destroy = ["tool", "run", "kubernetes.scale_deployment", "--target", "web-0", "--arg", "replicas=0"]

@@ -319,5 +319,7 @@ def test_cli_tool_run_policy_check_and_approvals(
         ("docker.remove", "pending"),
         ("docker.remove", "approved"),
         ("docker.remove", "success"),
+        ("docker.remove", "observed"),  # nobody follows the engine: the call re-read its target
     ]
+    assert json.loads(audit.stdout)[-1]["details"]["seen"].startswith("removed after ")
     assert invoke("audit", "verify").exit_code == 0

@@ -56,6 +56,8 @@ def config_file(cluster: KillingCluster, db: Database, tmp_path: Path) -> Path:
     raw = {
         "database": {"url": db.url},
         "sources": [{"type": "kubernetes", "name": "lab", "kubeconfig": str(kubeconfig), "context": "lab"}],
+        # A rollout restart changes nothing the inventory keeps: its re-read (test_reread_after_call) waits this long.
+        "policy": {"observe": 1},
     }
     path = tmp_path / "inventory.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -104,9 +106,10 @@ def test_an_executed_call_links_its_outcome_to_its_intent(
     process = cli(config_file, *RESTART)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err.decode()
-    intent, done = tool_entries(db)
-    assert (intent["outcome"], done["outcome"]) == ("started", "success")
+    intent, done, observed = tool_entries(db)
+    assert (intent["outcome"], done["outcome"], observed["outcome"]) == ("started", "success", "observed")
     assert done["details"]["intent_seq"] == intent["seq"] and json.loads(out)["audit_seq"] == done["seq"]
+    assert observed["details"]["intent_seq"] == intent["seq"] and observed["details"]["outcome_seq"] == done["seq"]
 
 
 def test_if_the_intent_cannot_be_written_nothing_runs(

@@ -21,6 +21,7 @@ from inventory.policy.classes import ToolClass
 from inventory.policy.live import LiveLookup
 from inventory.policy.targets import Target
 from inventory.policy.tools import Escalation, ToolArgs, ToolContext, ToolResult, spec_factory
+from inventory.records import Ref, Snapshot
 
 if TYPE_CHECKING:  # pragma: no cover
     from docker import APIClient
@@ -167,12 +168,45 @@ def describe_container(target: Target, config: Any) -> Target | None:
     )
 
 
+def read_container(target: Target, config: Any) -> Snapshot:
+    """The container as a sync records it now, for the closed loop after a call: listed by its id and inspected by
+    the code ``collect`` and the event watch use (three calls: /info for the engine, the list, one inspect);
+    deleted when the engine no longer has it."""
+    from connectors.docker.api import describe_error, engine_resource, open_client
+    from connectors.docker.reading import read_containers
+    from connectors.docker.records import CONTAINER_KIND, HOST_KIND
+
+    resource = f"container {target.name} ({target.external_id[:12]})"
+    client = open_client(config)
+    try:
+        try:
+            info = dict(client.info())
+        except Exception as exc:
+            raise SourceError(target.source, engine_resource(config), describe_error(exc, config)) from exc
+        engine_id = str(info.get("ID") or "")
+        snapshot = Snapshot.changes(identity=engine_id or None)
+        try:
+            listed = client.containers(all=True, filters={"id": [target.external_id]})
+        except Exception as exc:
+            raise SourceError(target.source, resource, f"re-reading it failed: {describe_error(exc, config)}") from exc
+        listed = [c for c in listed if c.get("Id") == target.external_id]
+        containers = read_containers(client, config, listed, Ref(HOST_KIND, engine_id), snapshot)
+    finally:
+        client.close()
+    if snapshot.errors:  # the inspect failed: what the list said is not the whole container
+        raise SourceError(target.source, resource, f"re-reading it failed: {'; '.join(snapshot.errors)}")
+    snapshot.workloads.extend(containers.workloads)
+    if not containers.workloads:
+        snapshot.delete("workload", CONTAINER_KIND, target.external_id)
+    return snapshot
+
+
 def container_identity(target: Target) -> dict[str, str]:
     """A container is recreated under the same name with a new id (compose up): the id is the identity."""
     return {"id": target.external_id}
 
 
-LIVE = LiveLookup(describe_container, container_identity)
+LIVE = LiveLookup(describe_container, container_identity, read_container)
 
 
 _spec = spec_factory(TYPE_NAME, target_kinds=CONTAINER, live=LIVE)

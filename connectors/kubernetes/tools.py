@@ -23,6 +23,7 @@ from inventory.policy.classes import ToolClass
 from inventory.policy.live import LiveLookup
 from inventory.policy.targets import Target
 from inventory.policy.tools import Escalation, ToolArgs, ToolContext, ToolResult, spec_factory
+from inventory.records import Ref, Snapshot
 
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
@@ -228,12 +229,60 @@ def describe_object(target: Target, config: Any) -> Target | None:
     )
 
 
+def read_object(target: Target, config: Any) -> Snapshot:
+    """The target as a sync records it now, for the closed loop after a call: one GET of the object by namespace
+    and name, mapped by the code ``collect`` and the watch use (a pod's node by one GET of its node). The target's
+    uid gone from that name (deleted, or replaced by a new object: its record comes along) is deleted."""
+    from connectors.kubernetes.api import API_PATHS, KubernetesApi, ListFailed
+    from connectors.kubernetes.config import KubernetesConfig
+    from connectors.kubernetes.records import CONTROLLER_KINDS, AnnotationFilter, controller_workload, pod_workload
+
+    plural = f"{target.kind}s"
+    resource = f"{target.kind} {target.namespace}/{target.name}" if target.namespace else f"{target.kind} {target.name}"
+    if (
+        target.object_type != "workload"
+        or plural not in API_PATHS
+        or (target.kind != "pod" and target.kind not in CONTROLLER_KINDS.values())
+    ):
+        raise SourceError(target.source, resource, f"objects of kind {target.kind} cannot be re-read")
+    assert isinstance(config, KubernetesConfig)
+    prefix, _namespaced = API_PATHS[plural]
+    where = f"/namespaces/{target.namespace}" if target.namespace else ""
+    annotations = AnnotationFilter(config.annotation_allowlist)
+    snapshot = Snapshot.changes()
+    api = KubernetesApi(target.source, config)
+    try:
+        try:
+            found = api.get(f"{prefix}{where}/{plural}/{target.name}", resource)
+        except ListFailed as exc:
+            if exc.status != 404:
+                raise SourceError(target.source, resource, f"re-reading it failed: {exc.reason}") from exc
+            found = None
+        if found is not None and target.kind == "pod":
+            node_name = (found.get("spec") or {}).get("nodeName")
+            node_refs, unread = {}, False
+            if node_name:
+                try:
+                    node = api.get(f"/api/v1/nodes/{node_name}", f"node {node_name}")
+                    node_refs = {node_name: Ref("node", str(node["metadata"]["uid"]))}
+                except (ListFailed, KeyError, TypeError):
+                    unread = True  # the pod's node link keeps its stored value
+            snapshot.workloads.append(pod_workload(found, node_refs, annotations, node_links_unread=unread))
+        elif found is not None:
+            snapshot.workloads.append(controller_workload(target.kind, found, annotations))
+    finally:
+        api.close()
+    if not any(w.external_id == target.external_id for w in snapshot.workloads):
+        snapshot.delete("workload", target.kind, target.external_id)
+    return snapshot
+
+
 def object_identity(target: Target) -> dict[str, str]:
     """A name is reused when an object is replaced; its uid never is."""
     return {"uid": target.external_id}
 
 
-LIVE = LiveLookup(describe_object, object_identity)
+LIVE = LiveLookup(describe_object, object_identity, read_object)
 
 
 _spec = spec_factory(TYPE_NAME, live=LIVE)

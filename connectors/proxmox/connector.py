@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import zip_longest
@@ -39,13 +39,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from connectors.proxmox.api import ApiCallFailed, ProxmoxClient, open_client
 from connectors.proxmox.config import TYPE_NAME, ProxmoxConfig
+from connectors.proxmox.guests import GuestResult, add_guest, read_guest_details
 from connectors.proxmox.records import (
-    agent_addresses,
-    agent_enabled,
     guest_id,
     guest_records,
     host_kind,
-    lxc_addresses,
     node_host,
     node_id,
     pool_services,
@@ -73,20 +71,7 @@ GUEST_SCOPES = (
     Scope("host", "lxc"),
     Scope("service", "pool"),
 )
-# pveproxy answers 500 with the agent's trouble in the reason phrase ("QEMU guest agent is
-# not running", "No QEMU guest agent configured", "... qmp command ... got timeout"): the
-# guest is fine, it just cannot tell us its addresses.
-_AGENT_TROUBLE = ("agent", "qmp", "not running", "timeout")
 _PRIVILEGE_HINT = "grant the PVEAuditor role on / to the token (a privilege-separated token needs its own ACL entry)"
-
-
-@dataclass
-class _GuestResult:
-    workload: Workload | None = None
-    host: Host | None = None
-    errors: list[tuple[str, str]] = field(default_factory=list)
-    # What is a fact, not a failure (no address because the guest agent is not answering).
-    warnings: list[tuple[str, str]] = field(default_factory=list)
 
 
 # How Proxmox cloud controllers name a guest in a Kubernetes node's spec.providerID.
@@ -238,9 +223,7 @@ class ProxmoxConnector(Connector):
             else:
                 offline_guests[str(guest.get("node"))] = offline_guests.get(str(guest.get("node")), 0) + 1
                 # Its config lives on the unreachable node: what the cluster list says, the rest kept.
-                self._add_guest(
-                    snapshot, _GuestResult(*guest_records(cluster, guest, None, None, addresses_read=False))
-                )
+                self._add_guest(snapshot, GuestResult(*guest_records(cluster, guest, None, None, addresses_read=False)))
         for node in sorted({str(n["node"]) for n in nodes} - online):
             if not guests_visible:  # the token sees no guests at all: a count of them would be a lie
                 snapshot.warn(f"node {node}", "offline")
@@ -420,7 +403,7 @@ class ProxmoxConnector(Connector):
         hinted = {vmid for vmid in guest_rows if hints.names(vmid)} - changed
         due = {vmid for vmid, (at, _) in state.retry.items() if at <= tick and vmid in guest_rows} - changed - hinted
         reads = sorted(changed | hinted | due)
-        results: dict[int, _GuestResult] = {}
+        results: dict[int, GuestResult] = {}
         node_details: dict[str, tuple[dict[str, Any] | None, str | None]] = {}
         readable = [vmid for vmid in reads if str(guest_rows[vmid].get("node")) in online]
         asked_nodes = [name for name in changed_nodes if name in online]
@@ -447,7 +430,7 @@ class ProxmoxConnector(Connector):
             guest, before = guest_rows[vmid], state.guest_rows.get(vmid)
             result = results.get(vmid)
             if result is None:  # its node is off: what the cluster list says, the rest as last read (as collect())
-                result = _GuestResult(*guest_records(cluster, guest, None, None, addresses_read=False))
+                result = GuestResult(*guest_records(cluster, guest, None, None, addresses_read=False))
             for resource_name, reason in result.errors:
                 snapshot.fail(resource_name, reason)
             if before is not None and before.get("type") != guest.get("type"):  # the vmid now holds another kind
@@ -498,15 +481,11 @@ class ProxmoxConnector(Connector):
         state.retry.pop(vmid, None)
 
     @staticmethod
-    def _add_guest(snapshot: Snapshot, result: _GuestResult) -> None:
-        for resource_name, reason in result.errors:
-            snapshot.fail(resource_name, reason)
-        for resource_name, reason in result.warnings:
-            snapshot.warn(resource_name, reason)
-        if result.workload is not None:
-            snapshot.workloads.append(result.workload)
-        if result.host is not None:
-            snapshot.hosts.append(result.host)
+    def _add_guest(snapshot: Snapshot, result: GuestResult) -> None:
+        add_guest(snapshot, result)
+
+    def _guest(self, client: ProxmoxClient, cluster: str, resource: Mapping[str, Any]) -> GuestResult:
+        return read_guest_details(client, self.config, cluster, resource)
 
     def _check_guest_visibility(self, client: ProxmoxClient, snapshot: Snapshot) -> bool:
         """Zero guests: an empty cluster (True), or a token that may not see any? Ask for its privileges."""
@@ -533,62 +512,6 @@ class ProxmoxConnector(Connector):
             return client.get_dict(f"node {node} status", f"nodes/{node}/status"), None
         except ApiCallFailed as exc:
             return None, exc.message
-
-    def _guest(self, client: ProxmoxClient, cluster: str, resource: Mapping[str, Any]) -> _GuestResult:
-        kind, vmid, node = str(resource["type"]), int(resource["vmid"]), str(resource["node"])
-        label = f"{kind} {vmid} on {node}"
-        result = _GuestResult()
-        config: dict[str, Any] | None
-        try:
-            config = client.get_dict(f"{label} config", f"nodes/{node}/{kind}/{vmid}/config")
-        except ApiCallFailed as exc:
-            # The guest is what the cluster list says; what only its config tells keeps its last
-            # known value. This includes "does not exist": a guest deleted or migrated since
-            # /cluster/resources answered is seen right by the next poll.
-            result.errors.append((exc.resource, exc.message))
-            config = None
-        addresses: list[str] | None = None
-        addresses_read = True
-        if config is None:
-            addresses_read = False
-        elif self.config.addresses and resource.get("status") == "running" and not resource.get("template"):
-            addresses, addresses_read, trouble = self._addresses(client, kind, node, vmid, config, label)
-            if trouble is not None:
-                result.errors.append(trouble)
-        try:
-            result.workload, result.host = guest_records(
-                cluster, resource, config, addresses, addresses_read=addresses_read
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            # An answer of a shape we do not know costs this guest, not the whole cluster.
-            log.debug("source %r: cannot map %s", self.source_name, label, exc_info=True)
-            result.errors.append((label, f"unexpected answer: {type(exc).__name__}: {exc}"))
-        return result
-
-    def _addresses(
-        self, client: ProxmoxClient, kind: str, node: str, vmid: int, config: Mapping[str, Any], label: str
-    ) -> tuple[list[str] | None, bool, tuple[str, str] | None]:
-        """(addresses or None when the guest cannot tell, whether they were read, an error to report).
-
-        An agent that does not answer is a hiccup, not a fact: the addresses are unread and keep
-        their last known values (never erased), with no error.
-        """
-        if kind == "qemu" and not agent_enabled(config):
-            return None, True, None  # no agent configured: do not even ask; it has no addresses to tell
-        path: str
-        parse: Callable[[Any], list[str] | None]
-        if kind == "qemu":
-            path, parse = f"nodes/{node}/qemu/{vmid}/agent/network-get-interfaces", agent_addresses
-        else:
-            path, parse = f"nodes/{node}/lxc/{vmid}/interfaces", lxc_addresses
-        try:
-            # No retry: an agent that is down answers the same way a second later.
-            found = parse(client.get(f"{label} addresses", path, retry=False))
-            return found, found is not None, None
-        except ApiCallFailed as exc:
-            if exc.status == 501 or (exc.status == 500 and any(word in exc.reason.lower() for word in _AGENT_TROUBLE)):
-                return None, False, None  # agent off, not installed or unsupported: addresses as last read
-            return None, False, (exc.resource, exc.message)
 
 
 # The fields of a /cluster/resources row that collect() stores or decides by (guest_records, pool_services,

@@ -20,6 +20,7 @@ from inventory.policy.classes import ToolClass
 from inventory.policy.live import LiveLookup
 from inventory.policy.targets import Target
 from inventory.policy.tools import ToolArgs, ToolContext, ToolResult, spec_factory
+from inventory.records import Snapshot
 
 # Workload kinds of guests as the Proxmox connector records them (the API's own type names).
 GUEST_KINDS = ("qemu", "lxc")
@@ -148,6 +149,26 @@ def describe_guest(target: Target, config: Any) -> Target | None:
     )
 
 
+def read_guest(target: Target, config: Any) -> Snapshot:
+    """The guest as a sync records it now, for the closed loop after a call (``guests.read_guest``: the cluster
+    list, the guest's status/current, its config and addresses, read by the code collect() uses)."""
+    from connectors.proxmox.api import ApiCallFailed, open_client
+    from connectors.proxmox.guests import read_guest as read_one_guest
+
+    vmid = target.attributes.get("vmid")
+    resource = f"guest {target.name} ({target.external_id})"
+    if vmid is None:
+        raise SourceError(target.source, resource, "the inventory holds no vmid for it; sync the source first")
+    cluster = str(target.attributes.get("cluster") or target.external_id.rpartition("/")[0])
+    client = open_client(config)
+    try:
+        return read_one_guest(client, config, cluster, target.kind, int(vmid))
+    except ApiCallFailed as exc:
+        raise SourceError(target.source, resource, f"re-reading the guest failed: {exc.message}") from exc
+    finally:
+        client.close()
+
+
 def guest_identity(target: Target) -> dict[str, str]:
     """A vmid can be given to another guest: the SMBIOS uuid says which guest holds it (else the name)."""
     identity = {"kind": target.kind, "vmid": str(target.attributes.get("vmid"))}
@@ -158,7 +179,7 @@ def guest_identity(target: Target) -> dict[str, str]:
     return identity
 
 
-LIVE = LiveLookup(describe_guest, guest_identity)
+LIVE = LiveLookup(describe_guest, guest_identity, read_guest)
 
 
 _spec = spec_factory(TYPE_NAME, target_kinds=GUEST_KINDS, live=LIVE)

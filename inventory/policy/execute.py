@@ -13,10 +13,13 @@ object under the target's name or id, or a source that cannot be read, refuses i
 
 After a call that ran, its target is observed (the closed loop, ``observe_timeout``): where a
 watcher follows the target's source (inventory/live.py, in this process or another), the change
-rows it writes for the target are awaited, and an ``observed`` entry appended after the outcome
-says what was seen ("status running -> stopped after 2.4 s", or "not observed within 30 s") and
-lists those change rows. A source nobody follows live is not waited for: its next sync records
-the change (attributed to the call all the same, inventory/observe.py).
+rows it writes for the target are awaited; where nobody does, the target is re-read at its source
+(its connector's ``LiveLookup.read``) and what changed is written as a live delta is, until it
+changed or the window ends (inventory/reread.py). Either way an ``observed`` entry appended after
+the outcome says what was seen ("status running -> stopped after 2.4 s", "not observed within 30 s",
+or why it could not be observed) and lists those change rows, whose cause is the call. A call whose
+connector cannot re-read its target leaves the change to the next sync (attributed to the call all
+the same, inventory/observe.py).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inventory.audit import row_macs
 from inventory.audit.keys import secrets_for
@@ -67,6 +70,11 @@ from inventory.principals import (
 from inventory.redact import redact_text, redact_value
 from inventory.storage.database import Database
 from inventory.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from inventory.observe import Seen
+    from inventory.records import Snapshot
+    from inventory.reread import ReadFailed
 
 log = logging.getLogger(__name__)
 
@@ -170,8 +178,9 @@ class ToolRunner:
     escalation_sources: list[EscalationSource] | None = None
     # OS users' groups and whom they may act for (the policy's principals:).
     principals: PrincipalSettings = field(default_factory=PrincipalSettings)
-    # Seconds to wait, after a call ran, for a live watcher to write its target's change (the config's
-    # policy.observe); 0: do not wait (the call is still the cause of the change the next sync sees).
+    # Seconds to wait, after a call ran, for a live watcher to write its target's change, or to re-read it where
+    # nobody follows its source (the config's policy.observe); 0: do not wait (the call is still the cause of the
+    # change the next sync sees).
     observe_timeout: float = 0.0
     # inventory.policy.applied.AppliedPolicies: the database's applied policy, re-read before each decision
     # (``in_force``); None: ``policy`` as given (code that names its policy on purpose, a draft).
@@ -492,8 +501,9 @@ class ToolRunner:
         return call
 
     def observe(self, call: CallOutcome, intent_seq: int) -> None:
-        """The closed loop: wait (bounded) for a live watcher to write the target's change, and append what was
-        seen, with the change rows' ids, as an ``observed`` entry (the log is append-only: never an edit)."""
+        """The closed loop: wait (bounded) for a live watcher to write the target's change, or re-read the target
+        where nobody follows its source, and append what was seen, with the change rows' ids, as an ``observed``
+        entry (the log is append-only: never an edit). Observing never fails the call: it ran and is recorded."""
         from inventory.audit.models import AuditEntry
         from inventory.observe import OBSERVED_OUTCOME, changes_of, wait_for_changes, watched
 
@@ -502,26 +512,38 @@ class ToolRunner:
             return
         if evaluation.classification.tool_class is ToolClass.READ_ONLY:
             return
+        spec = evaluation.spec
+        reread = spec.live.read if spec is not None and spec.live is not None else None
+        failed: str | None = None
         try:
             with self.db.session() as session:
                 follower = watched(session, target.source)
                 intent_at = session.get(AuditEntry, intent_seq)
                 since = intent_at.at if intent_at is not None else utcnow()
-            if follower is None:  # nobody to wait for: `tool run` stays fast; the next sync records the change
+            if follower is None and reread is None:  # nothing to wait for: the next sync records the change
                 return
 
             def read() -> list[dict[str, Any]]:
                 with self.db.session() as session:
                     return changes_of(session, target.object_type, target.id, since)
 
-            seen = wait_for_changes(read, self.observe_timeout)
+            if follower is not None:
+                seen = wait_for_changes(read, self.observe_timeout)
+                how = f"followed live by {follower}"
+            else:
+                assert reread is not None
+                seen, reads, stopped = self._reread(reread, target, intent_seq, read)
+                how = f"re-read at the source {reads} time{'' if reads == 1 else 's'}"
+                failed = stopped.reason if stopped is not None else None
         except Exception as exc:  # the call ran and its outcome is recorded: observing it must not fail it
             log.warning("observing %s on %s failed: %s", evaluation.tool, target.ref, redact_text(str(exc)))
             return
         if seen.changes:
             call.observed = seen.describe(since)
+        elif failed is not None:
+            call.observed = redact_text(f"could not be observed: {failed}")
         else:
-            call.observed = f"not observed within {self.observe_timeout:g} s (followed live by {follower})"
+            call.observed = f"not observed within {self.observe_timeout:g} s ({how})"
         call.observed_changes = seen.ids
         details = {
             **principal_details(evaluation.principal),
@@ -529,6 +551,7 @@ class ToolRunner:
             "outcome_seq": call.audit_seq,
             "seen": call.observed,
             "changes": seen.ids,
+            "observed_by": how,
         }
         record = AuditRecord(
             event="tool_call",
@@ -547,6 +570,29 @@ class ToolRunner:
             append(self.db, record)
         except Exception as exc:
             log.warning("the observation of audit entry %s was not appended: %s", call.audit_seq, redact_text(str(exc)))
+
+    def _reread(
+        self,
+        read_target: Callable[[Target, Any], Snapshot],
+        target: Target,
+        intent_seq: int,
+        changes: Callable[[], list[dict[str, Any]]],
+    ) -> tuple[Seen, int, ReadFailed | None]:
+        """Re-read the target at its source until it changed (inventory/reread.py): (seen, reads, why it stopped)."""
+        from inventory.observe import Seen
+        from inventory.reread import ReadFailed, reread_until_changed, write_reread
+
+        try:
+            source_config = self._source_config_of(target)
+        except InventoryError as exc:
+            return Seen([], 0.0), 0, ReadFailed(str(exc))
+        key = (target.object_type, target.kind, target.external_id)
+        return reread_until_changed(
+            lambda: read_target(target, source_config),
+            lambda snapshot, wait: write_reread(self.db, target.source, snapshot, key, intent_seq, wait=wait),
+            changes,
+            self.observe_timeout,
+        )
 
     def _finish(
         self,

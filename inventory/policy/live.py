@@ -8,6 +8,11 @@ answer (None when the object is gone); ``identity`` names the facts that say whi
 object a Target is (a vmid and an SMBIOS uuid, a uid, a container id). The caller
 compares identities, refuses a call whose target is another object, and classifies and
 decides on the live target. A source that cannot be read refuses the call (fail closed).
+
+After a call ran on a source nobody follows live, ``read`` (where the connector declares it) reads
+the target again for the closed loop (inventory/reread.py): the one object as a delta ``Snapshot``
+holding the records a sync builds for it (or declaring it deleted when the source says it is gone).
+The connector only reads; the core writes what it returns.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 
 from inventory.errors import InventoryError, SourceError, TargetChanged
 from inventory.policy.targets import Target
+from inventory.records import Snapshot
 
 Identity = Mapping[str, str]
 
@@ -29,6 +35,10 @@ class LiveLookup:
     describe: Callable[[Target, Any], Target | None]
     # The facts that say which object a target is, from the inventory's target or a live one.
     identity: Callable[[Target], Identity]
+    # (the call's target, the source's SourceConfig) -> a delta snapshot of that one object as a sync records it
+    # (``Snapshot.changes``; deleted when gone). Raises SourceError (naming the source) when the source cannot be
+    # read. None: the connector cannot re-read its objects, and a call on a source nobody follows is not observed.
+    read: Callable[[Target, Any], Snapshot] | None = None
 
 
 def reread(lookup: LiveLookup, target: Target, source_config: Any, expected: Identity | None = None) -> Target:
