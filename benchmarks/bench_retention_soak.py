@@ -18,7 +18,8 @@ a new engine per command as a user's run has): ``workloads list``, ``workloads s
 ``changes --since 1h``, and a no-change resync of the whole source; and it reports the database
 size. Each command's wall time and this process's CPU time are printed: on a machine shared with
 other work the wall medians of a few samples move by tens of percent between runs, the CPU ones
-far less (a day-30 / day-1 ratio is read from the CPU rows first). "with retention" prunes after
+far less (a day-30 / day-1 ratio is read from the CPU rows first; on PostgreSQL they are the client's,
+the server's work is in the wall time only). "with retention" prunes after
 each sync (as the loop's hourly schedule would) with the windows below; "without" keeps
 everything, as before retention existed.
 
