@@ -16,8 +16,12 @@ clock stands in for ``utcnow`` everywhere the store, reconcile, the sync, the au
 At day 1 and at day 30 it times (median of ``--repeat``) the CLI in-process (click's runner,
 a new engine per command as a user's run has): ``workloads list``, ``workloads show NAME``,
 ``changes --since 1h``, and a no-change resync of the whole source; and it reports the database
-size. "with retention" prunes after each sync (as the loop's hourly schedule would) with the
-windows below; "without" keeps everything, as before retention existed.
+size. Each command's wall time and this process's CPU time are printed: on a machine shared with
+other work the wall medians of a few samples move by tens of percent between runs, the CPU ones
+far less (a day-30 / day-1 ratio is read from the CPU rows first; on PostgreSQL they are the client's,
+the server's work is in the wall time only). "with retention" prunes after
+each sync (as the loop's hourly schedule would) with the windows below; "without" keeps
+everything, as before retention existed.
 
 Day 1 and day 30 are timed side by side: at day 1 each database is copied as it is (SQLite's
 backup API; PostgreSQL ``CREATE DATABASE ... TEMPLATE``, statistics and bloat included), and at
@@ -44,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
 import importlib
 import os
 import random
@@ -361,36 +366,48 @@ class Soak:
             "no-change resync": None,
         }
 
-        def once(target: str, name: str) -> float:
+        def once(target: str, name: str) -> tuple[float, float, int]:
+            """(wall seconds, CPU seconds of this process, full garbage collections) of one sample."""
             url, db, cluster, at = targets[target]
             clock.now = at
             args = commands[name]
+            snapshot = cluster.snapshot() if args is None else None
+            started, cpu, full = time.perf_counter(), time.process_time(), gc.get_stats()[2]["collections"]
             if args is None:
-                snapshot = cluster.snapshot()
-                started = time.perf_counter()
+                assert snapshot is not None
                 outcome = sync_source(db, FixedConnector(snapshot))
-                taken = time.perf_counter() - started
                 assert outcome.result is not None and outcome.result.changed == 0, "a resync found changes"
-                return taken
-            started = time.perf_counter()
-            result = runner.invoke(cli, ["--database-url", url, *args], catch_exceptions=False)
-            taken = time.perf_counter() - started
-            assert result.exit_code == 0, result.output[-2000:]
-            return taken
+            else:
+                result = runner.invoke(cli, ["--database-url", url, *args], catch_exceptions=False)
+                assert result.exit_code == 0, result.output[-2000:]
+            return time.perf_counter() - started, time.process_time() - cpu, gc.get_stats()[2]["collections"] - full
 
         for target in targets:
             for name in commands:
                 once(target, name)  # untimed: lazy imports, a warm cache
-        samples: dict[tuple[str, str], list[float]] = {(t, n): [] for t in targets for n in commands}
-        for round_ in range(self.options.repeat):
-            for name in commands:
-                order = list(targets) if round_ % 2 == 0 else list(reversed(targets))
-                for target in order:
-                    samples[(target, name)].append(once(target, name))
+        # As a user's process (inventory.cli.context.resume_gc): what exists before the command is frozen, out of
+        # the collector's way. Unfrozen, the soak's own objects (two clusters, their day-1 copies, 30 days of
+        # SQLAlchemy and pydantic caches) made each full collection cost ~0.05-0.2 s, a command's whole time,
+        # landing in whichever sample crossed the threshold: day-30 / day-1 ratios of 0.5x to 1.5x from run to run.
+        gc.collect()
+        gc.freeze()
+        samples: dict[tuple[str, str], list[tuple[float, float, int]]] = {(t, n): [] for t in targets for n in commands}
+        try:
+            for round_ in range(self.options.repeat):
+                for name in commands:
+                    order = list(targets) if round_ % 2 == 0 else list(reversed(targets))
+                    for target in order:
+                        samples[(target, name)].append(once(target, name))
+        finally:
+            gc.unfreeze()
         clock.now = now
         figures: dict[str, dict[str, float]] = {}
         for target, (_url, db, _cluster, _at) in targets.items():
-            figures[target] = {name: statistics.median(samples[(target, name)]) for name in commands}
+            figures[target] = {name: statistics.median(s[0] for s in samples[(target, name)]) for name in commands}
+            figures[target].update(
+                {f"{name} CPU": statistics.median(s[1] for s in samples[(target, name)]) for name in commands}
+            )
+            figures[target]["full GCs"] = sum(s[2] for name in commands for s in samples[(target, name)])
             figures[target]["db MB"] = database_bytes(db) / 1e6
             figures[target]["workload rows"] = self._count(db, "workloads")
             figures[target]["change rows"] = self._count(db, "changes")
@@ -425,6 +442,7 @@ def run(urls: dict[str, str], options: Any) -> None:
     )
     soaks = [Soak(urls["with"], "with retention", windows, options), Soak(urls["without"], "without", None, options)]
     results: dict[tuple[str, Any], dict[str, float]] = {}
+    loads: list[str] = []  # the load average before and after each day-30 measurement
     started = time.perf_counter()
     for soak in soaks:
         clock.now = T0
@@ -448,7 +466,9 @@ def run(urls: dict[str, str], options: Any) -> None:
                 soak.copy_day(clock, options.postgres)
             if day == options.days:
                 soak.prepare(clock)
+                load = os.getloadavg()[0]
                 measured = soak.measure(clock, beside_day1=True)
+                loads.append(f"{soak.label} {load:.2f} -> {os.getloadavg()[0]:.2f}")
                 results[(soak.label, 1)], results[(soak.label, day)] = measured["day 1"], measured["now"]
             if day in (1, options.days):
                 print(f"  {soak.label}: day {day} measured ({time.perf_counter() - started:.0f}s in)", flush=True)
@@ -459,16 +479,17 @@ def run(urls: dict[str, str], options: Any) -> None:
             with admin.connect() as conn:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(soak.day1[0]).database}" WITH (FORCE)'))
             admin.dispose()
-    report(results, soaks, options)
+    report(results, soaks, options, loads)
 
 
-def report(results: dict[tuple[str, Any], dict[str, float]], soaks: list[Soak], options: Any) -> None:
+def report(results: dict[tuple[str, Any], dict[str, float]], soaks: list[Soak], options: Any, loads: list[str]) -> None:
     last = options.days
+    timed = ("workloads list", "workloads show", "changes --since 1h", "no-change resync")
+    # Wall time, then this process's CPU time: on a shared machine the CPU figures move far less with the load.
     keys = (
-        "workloads list",
-        "workloads show",
-        "changes --since 1h",
-        "no-change resync",
+        *timed,
+        *(f"{key} CPU" for key in timed),
+        "full GCs",
         "db MB",
         "workload rows",
         "change rows",
@@ -479,23 +500,24 @@ def report(results: dict[tuple[str, Any], dict[str, float]], soaks: list[Soak], 
         f"{options.removed}, changes {options.changes}, sync runs {options.runs}; median of {options.repeat}; "
         f"d1 = the day-1 copy measured beside day {last}, in alternation"
     )
-    header = f"{'':<20}" + "".join(f"{s.label + ' d' + str(d):>22}" for s in soaks for d in (1, last))
+    header = f"{'':<26}" + "".join(f"{s.label + ' d' + str(d):>22}" for s in soaks for d in (1, last))
     print(header + f"{'with d' + str(last) + '/d1':>14}{'without d' + str(last) + '/d1':>17}")
     for key in keys:
         cells = []
         for soak in soaks:
             for day in (1, last):
                 value = results[(soak.label, day)][key]
-                cells.append(f"{value:>22,.0f}" if "rows" in key else f"{value:>22.3f}")
+                cells.append(f"{value:>22,.0f}" if ("rows" in key or "GC" in key) else f"{value:>22.3f}")
         ratios = [results[(s.label, last)][key] / max(results[(s.label, 1)][key], 1e-9) for s in soaks]
-        unit = "" if ("rows" in key or "MB" in key) else " s"
-        print(f"{key + unit:<20}" + "".join(cells) + f"{ratios[0]:>14.2f}x{ratios[1]:>16.2f}x")
+        unit = "" if ("rows" in key or "MB" in key or "GC" in key) else " s"
+        print(f"{key + unit:<26}" + "".join(cells) + f"{ratios[0]:>14.2f}x{ratios[1]:>16.2f}x")
     with_last, without_last = results[(soaks[0].label, last)], results[(soaks[1].label, last)]
-    slower = ", ".join(f"{key} {without_last[key] / max(with_last[key], 1e-9):.2f}x" for key in keys[:5])
+    slower = ", ".join(f"{key} {without_last[key] / max(with_last[key], 1e-9):.2f}x" for key in (*timed, "db MB"))
     print(f"day {last}, without retention / with: {slower}")
-    then = ", ".join(f"{key} {results[(s.label, 'then')][key]:.3f} s" for s in soaks[:1] for key in keys[:4])
+    then = ", ".join(f"{key} {results[(s.label, 'then')][key]:.3f} s" for s in soaks[:1] for key in timed)
     print(f"day 1 then (with retention, measured at day 1 itself, before the machine's load moved on): {then}")
     print(f"rows pruned in all (with retention): {soaks[0].pruned:,}")
+    print(f"load average while measuring day {last}: {', '.join(loads)}")
 
 
 def main() -> None:

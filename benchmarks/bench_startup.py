@@ -19,10 +19,11 @@ for:
 then the 15 largest cumulative import times of one ``python -X importtime`` run of that sync.
 
 ``--python`` names the interpreter whose installed ``inventory`` is measured (default: this one),
-e.g. another checkout's ``.venv/bin/python`` to compare two branches. Children run in a scratch
-directory with a private bytecode cache (``PYTHONPYCACHEPREFIX``): compiled once by the unmeasured
-run, as an installed package is, whatever ``PYTHONDONTWRITEBYTECODE`` says, and nothing is written
-beside the measured checkout.
+e.g. another checkout's ``.venv/bin/python``; given twice or more, every interpreter's commands are
+measured in the same rounds, taken in turn, so that two branches are compared under the same load.
+Children run in a scratch directory with a private bytecode cache (``PYTHONPYCACHEPREFIX``): compiled
+once by the unmeasured run, as an installed package is, whatever ``PYTHONDONTWRITEBYTECODE`` says,
+and nothing is written beside the measured checkout.
 """
 
 from __future__ import annotations
@@ -114,49 +115,66 @@ def top_imports(argv: list[str], cwd: Path, env: dict[str, str], count: int = 15
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=15)
-    parser.add_argument("--python", default=sys.executable, help="interpreter whose installed inventory is measured")
+    parser.add_argument(
+        "--python",
+        action="append",
+        help="interpreter whose installed inventory is measured (repeat it to compare several in the same rounds)",
+    )
     args = parser.parse_args()
-    python = args.python
-    inventory = [python, "-m", "inventory"]
+    pythons = args.python or [sys.executable]
 
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as scratch:
         work = Path(scratch)
         (work / "inventory.yaml").write_text(CONFIG, encoding="utf-8")
         env = child_env(work / "pycache")
         config = ["-c", str(work / "inventory.yaml")]
-        sync = [*inventory, *config, "sync", "--once"]
-        cpu_seconds(sync, work, env)  # creates and migrates the database; not measured
-        commands = [
-            ("python -c pass", [python, "-c", "pass"]),
-            ("library floor, SQLAlchemy Core only", [python, "-c", floor("sqlalchemy")]),
-            ("library floor (sqlalchemy.orm, pydantic, yaml, click)", [python, "-c", floor("sqlalchemy.orm")]),
-            ("import inventory.cli", [python, "-c", "import inventory.cli"]),
-            ("inventory --help", [*inventory, "--help"]),
-            ("inventory hosts list", [*inventory, *config, "hosts", "list"]),
-            ("inventory sync --once (static, SQLite)", sync),
-        ]
+        per_python = []
+        for python in pythons:
+            inventory = [python, "-m", "inventory"]
+            sync = [*inventory, *config, "sync", "--once"]
+            cpu_seconds(sync, work, env)  # creates and migrates the database (the first); not measured
+            per_python.append(
+                [
+                    ("python -c pass", [python, "-c", "pass"]),
+                    ("library floor, SQLAlchemy Core only", [python, "-c", floor("sqlalchemy")]),
+                    ("library floor (sqlalchemy.orm, pydantic, yaml, click)", [python, "-c", floor("sqlalchemy.orm")]),
+                    ("import inventory.cli", [python, "-c", "import inventory.cli"]),
+                    ("inventory --help", [*inventory, "--help"]),
+                    ("inventory hosts list", [*inventory, *config, "hosts", "list"]),
+                    ("inventory sync --once (static, SQLite)", sync),
+                ]
+            )
+        commands = [command for group in per_python for command in group]
         load_before = os.getloadavg()[0]
-        samples = measure([argv for _, argv in commands], args.runs, work, env)
-        results = [(label, taken) for (label, _), taken in zip(commands, samples, strict=True)]
+        samples = iter(measure([argv for _, argv in commands], args.runs, work, env))
+        results = [[(label, next(samples)) for label, _ in group] for group in per_python]
         load_after = os.getloadavg()[0]
-        imports = top_imports(sync, work, env)
+        imports = [top_imports(group[-1][1], work, env) for group in per_python]
 
-    print(f"interpreter: {python}")
     print(f"CPU per run (user + sys), {args.runs} runs each; load average {load_before:.2f} -> {load_after:.2f}")
-    baseline = statistics.median(results[0][1])
-    width = max(len(label) for label, _ in results)
-    print(f"  {'command':<{width}}  median      min   x python -c pass")
-    for label, taken in results:
-        median = statistics.median(taken)
-        print(f"  {label:<{width}}  {median:6.3f} s  {min(taken):6.3f} s  {median / baseline:6.1f}")
-    sync_median, sync_best = statistics.median(results[-1][1]), min(results[-1][1])
-    verdict = "met" if sync_median <= GOAL_SECONDS else "not met"
-    goal = f"goal: sync --once <= {GOAL_SECONDS:.2f} s of CPU"
-    print(f"{goal}: median {sync_median:.3f} s ({verdict}), best run {sync_best:.3f} s")
-    print("largest cumulative import times of one sync --once (python -X importtime):")
-    print(f"  {'cumulative':>10}  {'self':>8}  module")
-    for cumulative, own, module in imports:
-        print(f"  {cumulative / 1000:7.1f} ms  {own / 1000:5.1f} ms  {module}")
+    syncs = []
+    for python, found, top in zip(pythons, results, imports, strict=True):
+        print(f"\ninterpreter: {python}")
+        baseline = statistics.median(found[0][1])
+        width = max(len(label) for label, _ in found)
+        print(f"  {'command':<{width}}  median      min   x python -c pass")
+        for label, taken in found:
+            median = statistics.median(taken)
+            print(f"  {label:<{width}}  {median:6.3f} s  {min(taken):6.3f} s  {median / baseline:6.1f}")
+        sync_median, sync_best = statistics.median(found[-1][1]), min(found[-1][1])
+        syncs.append((python, sync_median, sync_best))
+        verdict = "met" if sync_median <= GOAL_SECONDS else "not met"
+        goal = f"goal: sync --once <= {GOAL_SECONDS:.2f} s of CPU"
+        print(f"{goal}: median {sync_median:.3f} s ({verdict}), best run {sync_best:.3f} s")
+        print("largest cumulative import times of one sync --once (python -X importtime):")
+        print(f"  {'cumulative':>10}  {'self':>8}  module")
+        for cumulative, own, module in top:
+            print(f"  {cumulative / 1000:7.1f} ms  {own / 1000:5.1f} ms  {module}")
+    if len(syncs) > 1:
+        first = syncs[0]
+        print(f"\nsync --once against {first[0]} (median, best run), measured in the same rounds:")
+        for python, median, best in syncs[1:]:
+            print(f"  {python}: {median - first[1]:+.3f} s ({median / first[1]:.2f}x), {best - first[2]:+.3f} s")
 
 
 if __name__ == "__main__":

@@ -430,9 +430,19 @@ class ConnectorRegistry:
         """Every workload kind that is a machine (``Connector.machine_kinds``), pooled."""
         return tuple(sorted({kind for connector in self.loadable() for kind in connector.machine_kinds}))
 
-    def provider_keys(self) -> tuple[str, ...]:
-        """The host attribute keys any connector's ``provider_id`` reads."""
-        return tuple(sorted({key for connector in self.loadable() for key in connector.provider_keys}))
+    def provider_keys(self, type_names: Iterable[str] | None = None) -> tuple[str, ...]:
+        """The host attribute keys any connector's ``provider_id`` reads; with ``type_names``, only those types'
+        (loading no other connector: a sync of one static source need not import the Kubernetes one)."""
+        if type_names is None:
+            connectors = self.loadable()
+        else:
+            connectors = []
+            for type_name in sorted(set(type_names)):
+                try:
+                    connectors.append(self.get(type_name))
+                except ConnectorUnavailable:
+                    continue
+        return tuple(sorted({key for connector in connectors for key in connector.provider_keys}))
 
     def provider_id(self, type_name: str, attributes: Mapping[str, Any]) -> str | None:
         """A host's provider id, as its source's connector reads it (None for a type that is not installed)."""

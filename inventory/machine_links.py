@@ -54,7 +54,8 @@ _FACT_COLUMNS = (
 def live_host_facts(session: Session) -> list[HostFacts]:
     """What the same-machine rule reads of every live host (provider ids as each source's connector reads them)."""
     registry = installed_registry()
-    keys = registry.provider_keys()
+    # Only the connectors of the sources stored here: loading every installed one cost a static sync ~35 ms.
+    keys = registry.provider_keys(session.execute(select(Source.type).distinct()).scalars())
     columns = (*_FACT_COLUMNS, *(HostRow.attributes[key].as_string().label(f"attr_{key}") for key in keys))
     stmt = select(*columns).join(Source, Source.id == HostRow.source_id).where(HostRow.removed_at.is_(None))
     return [

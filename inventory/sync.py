@@ -29,7 +29,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -181,6 +180,8 @@ class SourceRunner:
                     break
                 found.append(outcome)
             return found
+        from concurrent.futures import ThreadPoolExecutor  # only for several sources: ~3 ms of a one-source start
+
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items)), thread_name_prefix="source") as pool:
             results = list(pool.map(started, items))
         return [outcome for outcome in results if outcome is not None]

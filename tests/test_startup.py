@@ -33,6 +33,8 @@ HEAVY = (
     "inventory.server",
     "inventory.loop",
 )
+# The other connectors: a sync relinks machines with the provider keys of the stored sources' types only.
+OTHER_CONNECTORS = ("connectors.docker.connector", "connectors.kubernetes.connector", "connectors.proxmox.connector")
 # SQLAlchemy's PostgreSQL dialect (and its driver) load with a PostgreSQL engine only.
 POSTGRES_ONLY = ("sqlalchemy.dialects.postgresql", "psycopg")
 
@@ -85,6 +87,7 @@ def test_sync_once_of_a_static_source_loads_nothing_heavy(tmp_path: Path, databa
     assert "homelab: success, 3 objects (3 created" in output
     assert {"sqlalchemy.orm", "pydantic", "inventory.sync", "connectors.static.connector"} <= loaded
     assert sorted(loaded & set(HEAVY)) == []
+    assert sorted(loaded & set(OTHER_CONNECTORS)) == []
     on_postgres = database_url.startswith("postgresql")
     assert sorted(loaded & set(POSTGRES_ONLY)) == (sorted(POSTGRES_ONLY) if on_postgres else [])
 

@@ -24,8 +24,9 @@ whatever config a caller names (inventory/policy/applied.py). ``database_identit
 database's random id, which names its audit key and head files (inventory/audit/keys.py).
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` in the model modules: with it, SQLAlchemy evaluates every
+# ``Mapped[...]`` annotation from its text when a class is mapped, ~14 ms of every command's start for the
+# storage and audit models together (benchmarks/bench_startup.py); Python evaluates them for less.
 from datetime import datetime
 from typing import Any
 

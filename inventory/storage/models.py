@@ -1,7 +1,8 @@
 """Tables, as SQLAlchemy 2.0 typed models. Alembic revisions in migrations/ are the only way they change."""
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` in the model modules: with it, SQLAlchemy evaluates every
+# ``Mapped[...]`` annotation from its text when a class is mapped, ~14 ms of every command's start for the
+# storage and audit models together (benchmarks/bench_startup.py); Python evaluates them for less.
 from datetime import UTC, datetime
 from typing import Any
 
