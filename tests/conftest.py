@@ -87,11 +87,16 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def _wants_migrated(request: pytest.FixtureRequest) -> bool:
+    return bool({"db", "migrated_database_url"} & set(request.fixturenames))
+
+
 @pytest.fixture
 def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    """A new empty PostgreSQL database, dropped afterwards; for a test using ``db``, one at the code's revision."""
+    """A new empty PostgreSQL database, dropped afterwards; one at the code's revision for a test using ``db``
+    or ``migrated_database_url``."""
     scratch = postgres_scratch()
-    database = scratch.migrated() if "db" in request.fixturenames else scratch.empty()
+    database = scratch.migrated() if _wants_migrated(request) else scratch.empty()
     try:
         yield database.url
     finally:
@@ -100,9 +105,10 @@ def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
 
 @pytest.fixture
 def sqlite_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A SQLite file in the test's directory: none yet, or for a test using ``db``, one at the code's revision."""
+    """A SQLite file in the test's directory: none yet, or one at the code's revision for a test using ``db`` or
+    ``migrated_database_url``."""
     path = tmp_path / "inventory.db"
-    if "db" in request.fixturenames:
+    if _wants_migrated(request):
         shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
         with sqlite3.connect(path) as connection:
             new_sqlite_identity(connection)
@@ -116,6 +122,12 @@ def database_url(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return request.getfixturevalue("sqlite_url")
     return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def migrated_database_url(database_url: str) -> str:
+    """``database_url`` at the code's schema revision already (a copy of the session's migrated one)."""
+    return database_url
 
 
 @pytest.fixture
