@@ -88,13 +88,14 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _wants_migrated(request: pytest.FixtureRequest) -> bool:
-    return bool({"db", "migrated_database_url"} & set(request.fixturenames))
+    wanting = {"db", "migrated_database_url", "migrated_postgres_url", "migrated_sqlite_url"}
+    return bool(wanting & set(request.fixturenames))
 
 
 @pytest.fixture
 def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A new empty PostgreSQL database, dropped afterwards; one at the code's revision for a test using ``db``
-    or ``migrated_database_url``."""
+    or a ``migrated_*_url``."""
     scratch = postgres_scratch()
     database = scratch.migrated() if _wants_migrated(request) else scratch.empty()
     try:
@@ -106,14 +107,18 @@ def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
 @pytest.fixture
 def sqlite_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A SQLite file in the test's directory: none yet, or one at the code's revision for a test using ``db`` or
-    ``migrated_database_url``."""
+    a ``migrated_*_url``."""
     path = tmp_path / "inventory.db"
     if _wants_migrated(request):
-        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
-        with sqlite3.connect(path) as connection:
-            new_sqlite_identity(connection)
-        connection.close()
+        _copy_sqlite_template(request.getfixturevalue("sqlite_template"), path)
     return f"sqlite:///{path}"
+
+
+def _copy_sqlite_template(template: Path, path: Path) -> None:
+    shutil.copyfile(template, path)
+    with sqlite3.connect(path) as connection:
+        new_sqlite_identity(connection)
+    connection.close()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -124,10 +129,31 @@ def database_url(request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue("postgres_url")
 
 
+def _at_head(url: str) -> str:
+    # A copy is at the code's revision already; a database asked for by name at run time
+    # (getfixturevalue) came before this fixture was known, and is migrated here.
+    open_database(url, migrate=True).dispose()
+    return url
+
+
 @pytest.fixture
 def migrated_database_url(database_url: str) -> str:
-    """``database_url`` at the code's schema revision already (a copy of the session's migrated one)."""
-    return database_url
+    """``database_url`` at the code's schema revision (a copy of the session's migrated database)."""
+    return _at_head(database_url)
+
+
+@pytest.fixture
+def migrated_postgres_url(postgres_url: str) -> str:
+    """``postgres_url`` at the code's schema revision."""
+    return _at_head(postgres_url)
+
+
+@pytest.fixture
+def migrated_sqlite_url(request: pytest.FixtureRequest, sqlite_url: str, tmp_path: Path) -> str:
+    """``sqlite_url`` at the code's schema revision."""
+    if not (tmp_path / "inventory.db").exists():
+        _copy_sqlite_template(request.getfixturevalue("sqlite_template"), tmp_path / "inventory.db")
+    return _at_head(sqlite_url)
 
 
 @pytest.fixture
