@@ -203,13 +203,13 @@ def test_a_big_update_on_a_slow_server_answers_in_time(tmp_path: Path, postgres_
 
 
 def test_a_database_that_stops_answering_fails_the_source_within_its_answer_timeout(
-    tmp_path: Path, postgres_url: str
+    tmp_path: Path, migrated_postgres_url: str
 ) -> None:
-    open_database(postgres_url, migrate=True).dispose()
+    open_database(migrated_postgres_url, migrate=True).dispose()
     registry = ConnectorRegistry.of(StaticConnector)
     config = build_config(_static_config(tmp_path, ("first", "second")), registry=registry)
-    with SilentProxy(("127.0.0.1", make_url(postgres_url).port or 5432)) as proxy:
-        db = Database(_through(proxy, postgres_url, answer_timeout="1", connect_timeout="1"))
+    with SilentProxy(("127.0.0.1", make_url(migrated_postgres_url).port or 5432)) as proxy:
+        db = Database(_through(proxy, migrated_postgres_url, answer_timeout="1", connect_timeout="1"))
         _silent_on_first_insert(db, proxy)
         try:
             started = time.perf_counter()
@@ -223,7 +223,7 @@ def test_a_database_that_stops_answering_fails_the_source_within_its_answer_time
     assert second.status == "failed" and "timeout" in (second.error or ""), second.error
     assert elapsed < 30  # without the bound: for ever (the kernel acknowledges every packet)
     # Nothing of the cut transaction was committed: the source is as it was before.
-    check = open_database(postgres_url)
+    check = open_database(migrated_postgres_url)
     try:
         with check.session() as session:
             assert session.execute(select(SyncRun.status)).scalars().all() == []

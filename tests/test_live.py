@@ -416,10 +416,10 @@ rules:
 
 
 def test_the_loop_follows_a_streaming_source_and_stops_promptly(
-    sqlite_url: str, far: FarSide, registry: ConnectorRegistry
+    migrated_sqlite_url: str, far: FarSide, registry: ConnectorRegistry
 ) -> None:
     """The loop's own logic (which sources it follows, its stop): the engines are covered above."""
-    db = open_database(sqlite_url, migrate=True)
+    db = open_database(migrated_sqlite_url, migrate=True)
     config = build_config({"database": {"url": db.url}, "sources": [{"type": TYPE, "name": "lab"}]}, registry=registry)
     metrics = SyncMetrics()
     loop = SyncLoop(db, config, registry, jitter=0, metrics=metrics)
