@@ -29,7 +29,7 @@ def new_sqlite_identity(connection: sqlite3.Connection) -> None:
     """Give a copy of the SQLite template a random id of its own.
 
     The row is guarded by triggers; SQLite cannot switch triggers off for one connection, so the
-    update trigger is dropped and made again from its own text, in the same transaction."""
+    update trigger is dropped and made again from its own text (the file is the test's alone)."""
     (guard,) = connection.execute(
         "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?", (_IDENTITY_GUARD,)
     ).fetchone()
