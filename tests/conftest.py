@@ -3,20 +3,26 @@
 PostgreSQL is found at INVENTORY_TEST_POSTGRES (default: the local server,
 trust auth). Where it is missing, tests that need it skip with the reason on a
 laptop, and fail under CI (CI=true): CI never skips a real-component test.
+
+Every test's ``db`` is a database of its own at the code's schema revision, a copy of one
+migrated once per session (tests/database_copies.py): running every migration for each test
+was a large share of the suite's time.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from database_copies import PostgresScratch, new_sqlite_identity
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from inventory.storage.database import Database, open_database
-from inventory.testing.scratch_postgres import ScratchDatabase
 
 POSTGRES_ADMIN_URL = os.environ.get("INVENTORY_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -51,17 +57,68 @@ def require_postgres() -> None:
         pytest.skip(problem)
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A new empty PostgreSQL database, dropped afterwards."""
+_postgres_scratch: PostgresScratch | None = None
+
+
+def postgres_scratch() -> PostgresScratch:
+    """The session's scratch databases on the PostgreSQL server (made on first use)."""
+    global _postgres_scratch
     require_postgres()
-    with ScratchDatabase(POSTGRES_ADMIN_URL, prefix="inventory_test") as scratch:
-        yield scratch.url
+    if _postgres_scratch is None:
+        _postgres_scratch = PostgresScratch(POSTGRES_ADMIN_URL, prefix="inventory_test")
+    return _postgres_scratch
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _scratch_databases_dropped() -> Iterator[None]:
+    """Every scratch database of the session is gone when it ends."""
+    yield
+    if _postgres_scratch is not None:
+        _postgres_scratch.finish()
+        assert not _postgres_scratch.failures, f"scratch databases not dropped: {_postgres_scratch.failures}"
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to the code's revision, to copy."""
+    path = tmp_path_factory.mktemp("template") / "inventory.db"
+    open_database(f"sqlite:///{path}", migrate=True).dispose()
+    assert not path.with_name(path.name + "-wal").exists(), "the template's WAL must be checkpointed into it"
+    return path
+
+
+def _wants_migrated(request: pytest.FixtureRequest) -> bool:
+    wanting = {"db", "migrated_database_url", "migrated_postgres_url", "migrated_sqlite_url"}
+    return bool(wanting & set(request.fixturenames))
 
 
 @pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'inventory.db'}"
+def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A new empty PostgreSQL database, dropped afterwards; one at the code's revision for a test using ``db``
+    or a ``migrated_*_url``."""
+    scratch = postgres_scratch()
+    database = scratch.migrated() if _wants_migrated(request) else scratch.empty()
+    try:
+        yield database.url
+    finally:
+        scratch.drop(database)
+
+
+@pytest.fixture
+def sqlite_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A SQLite file in the test's directory: none yet, or one at the code's revision for a test using ``db`` or
+    a ``migrated_*_url``."""
+    path = tmp_path / "inventory.db"
+    if _wants_migrated(request):
+        _copy_sqlite_template(request.getfixturevalue("sqlite_template"), path)
+    return f"sqlite:///{path}"
+
+
+def _copy_sqlite_template(template: Path, path: Path) -> None:
+    shutil.copyfile(template, path)
+    with sqlite3.connect(path) as connection:
+        new_sqlite_identity(connection)
+    connection.close()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -70,6 +127,33 @@ def database_url(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return request.getfixturevalue("sqlite_url")
     return request.getfixturevalue("postgres_url")
+
+
+def _at_head(url: str) -> str:
+    # A copy is at the code's revision already; a database asked for by name at run time
+    # (getfixturevalue) came before this fixture was known, and is migrated here.
+    open_database(url, migrate=True).dispose()
+    return url
+
+
+@pytest.fixture
+def migrated_database_url(database_url: str) -> str:
+    """``database_url`` at the code's schema revision (a copy of the session's migrated database)."""
+    return _at_head(database_url)
+
+
+@pytest.fixture
+def migrated_postgres_url(postgres_url: str) -> str:
+    """``postgres_url`` at the code's schema revision."""
+    return _at_head(postgres_url)
+
+
+@pytest.fixture
+def migrated_sqlite_url(request: pytest.FixtureRequest, sqlite_url: str, tmp_path: Path) -> str:
+    """``sqlite_url`` at the code's schema revision."""
+    if not (tmp_path / "inventory.db").exists():
+        _copy_sqlite_template(request.getfixturevalue("sqlite_template"), tmp_path / "inventory.db")
+    return _at_head(sqlite_url)
 
 
 @pytest.fixture

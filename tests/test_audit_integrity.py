@@ -204,10 +204,10 @@ def test_no_downgrade_drops_the_audit_log(db: Database, tmp_path: Path) -> None:
     assert verified.exit_code == 0 and "ok: 3 entries" in verified.output
 
 
-def test_a_temp_table_named_audit_log_cannot_stand_in_for_the_log(postgres_url: str) -> None:
+def test_a_temp_table_named_audit_log_cannot_stand_in_for_the_log(migrated_postgres_url: str) -> None:
     """PostgreSQL looks in pg_temp first: the chain trigger must read the real log, whatever the caller made.
     (SQLite has no schemas or search_path: a TEMP table cannot shadow a trigger's table there.)"""
-    db = open_database(postgres_url, migrate=True)
+    db = open_database(migrated_postgres_url, migrate=True)
     try:
         _temp_table_attack(db)
     finally:

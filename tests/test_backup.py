@@ -340,8 +340,10 @@ def test_an_older_backup_is_migrated_forward(tmp_path: Path, database_url: str) 
         db.dispose()
 
 
-def test_missing_postgresql_tools_are_named(tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    db = open_database(postgres_url, migrate=True)
+def test_missing_postgresql_tools_are_named(
+    tmp_path: Path, migrated_postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = open_database(migrated_postgres_url, migrate=True)
     db.dispose()
     config_path = _setup(tmp_path, db, 1)
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))

@@ -37,8 +37,8 @@ def synced_twice(tmp_path: Path, database_url: str, before: str, after: str) -> 
 
 
 @pytest.fixture
-def changed(tmp_path: Path, database_url: str) -> Path:
-    return synced_twice(tmp_path, database_url, BEFORE, AFTER)
+def changed(tmp_path: Path, migrated_database_url: str) -> Path:
+    return synced_twice(tmp_path, migrated_database_url, BEFORE, AFTER)
 
 
 def test_table_has_namespace_and_old_to_new(changed: Path) -> None:

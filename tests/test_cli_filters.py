@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from lab_support import SyncedLab, lab  # noqa: F401 (a fixture)
-from test_cli_query import names, query, sync_static
+from lab_support import SyncedLab, lab, static_lab  # noqa: F401 (a fixture)
+from test_cli_query import names, query
 
 from inventory import queries
 from inventory.cli import cli
@@ -23,9 +24,11 @@ workloads:
 """
 
 
-@pytest.fixture
-def synced(tmp_path: Path, database_url: str) -> Path:
-    return sync_static(tmp_path, database_url, INVENTORY)
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def synced(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The static lab synced once per engine: these tests only read it."""
+    with static_lab(request, tmp_path_factory.mktemp("lab"), INVENTORY) as config:
+        yield config
 
 
 @pytest.mark.parametrize(

@@ -31,8 +31,8 @@ services:
 
 
 @pytest.fixture
-def synced(tmp_path: Path, database_url: str) -> Path:
-    return sync_static(tmp_path, database_url, INVENTORY)
+def synced(tmp_path: Path, migrated_database_url: str) -> Path:
+    return sync_static(tmp_path, migrated_database_url, INVENTORY)
 
 
 def sync_static(tmp_path: Path, database_url: str, inventory: str) -> Path:

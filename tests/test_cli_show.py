@@ -31,12 +31,12 @@ hosts:
 
 
 @pytest.fixture
-def two_sources(tmp_path: Path, database_url: str) -> Path:
+def two_sources(tmp_path: Path, migrated_database_url: str) -> Path:
     (tmp_path / "lab.yaml").write_text(LAB)
     (tmp_path / "other.yaml").write_text(OTHER)
     config = tmp_path / "inventory.yaml"
     config.write_text(
-        f"database: {{url: '{database_url}'}}\nsources:\n"
+        f"database: {{url: '{migrated_database_url}'}}\nsources:\n"
         "  - {type: static, name: lab, path: lab.yaml}\n  - {type: static, name: other, path: other.yaml}\n"
     )
     for args in (["db", "upgrade"], ["sync", "--once"]):

@@ -203,13 +203,13 @@ def test_a_big_update_on_a_slow_server_answers_in_time(tmp_path: Path, postgres_
 
 
 def test_a_database_that_stops_answering_fails_the_source_within_its_answer_timeout(
-    tmp_path: Path, postgres_url: str
+    tmp_path: Path, migrated_postgres_url: str
 ) -> None:
-    open_database(postgres_url, migrate=True).dispose()
+    open_database(migrated_postgres_url, migrate=True).dispose()
     registry = ConnectorRegistry.of(StaticConnector)
     config = build_config(_static_config(tmp_path, ("first", "second")), registry=registry)
-    with SilentProxy(("127.0.0.1", make_url(postgres_url).port or 5432)) as proxy:
-        db = Database(_through(proxy, postgres_url, answer_timeout="1", connect_timeout="1"))
+    with SilentProxy(("127.0.0.1", make_url(migrated_postgres_url).port or 5432)) as proxy:
+        db = Database(_through(proxy, migrated_postgres_url, answer_timeout="1", connect_timeout="1"))
         _silent_on_first_insert(db, proxy)
         try:
             started = time.perf_counter()
@@ -223,7 +223,7 @@ def test_a_database_that_stops_answering_fails_the_source_within_its_answer_time
     assert second.status == "failed" and "timeout" in (second.error or ""), second.error
     assert elapsed < 30  # without the bound: for ever (the kernel acknowledges every packet)
     # Nothing of the cut transaction was committed: the source is as it was before.
-    check = open_database(postgres_url)
+    check = open_database(migrated_postgres_url)
     try:
         with check.session() as session:
             assert session.execute(select(SyncRun.status)).scalars().all() == []
@@ -231,14 +231,14 @@ def test_a_database_that_stops_answering_fails_the_source_within_its_answer_time
         check.dispose()
 
 
-def test_stop_now_cuts_a_loop_waiting_on_a_silent_database(tmp_path: Path, postgres_url: str) -> None:
-    open_database(postgres_url, migrate=True).dispose()
+def test_stop_now_cuts_a_loop_waiting_on_a_silent_database(tmp_path: Path, migrated_postgres_url: str) -> None:
+    open_database(migrated_postgres_url, migrate=True).dispose()
     registry = ConnectorRegistry.of(StaticConnector)
     config = build_config(_static_config(tmp_path, ("first", "second")), registry=registry)
     seen: list[SourceOutcome] = []
-    with SilentProxy(("127.0.0.1", make_url(postgres_url).port or 5432)) as proxy:
+    with SilentProxy(("127.0.0.1", make_url(migrated_postgres_url).port or 5432)) as proxy:
         # An answer timeout far beyond the test: only the abort can end the wait.
-        db = Database(_through(proxy, postgres_url, answer_timeout="600", connect_timeout="3"))
+        db = Database(_through(proxy, migrated_postgres_url, answer_timeout="600", connect_timeout="3"))
         _silent_on_first_insert(db, proxy)
         loop = SyncLoop(db, config, registry, coordinate=False, on_outcome=seen.append)
         stopper = threading.Timer(1.5, loop.abort, args=("stopped by a second SIGTERM before it finished",))
@@ -255,11 +255,11 @@ def test_stop_now_cuts_a_loop_waiting_on_a_silent_database(tmp_path: Path, postg
     assert (seen[0].error or "").startswith("source 'first': stopped by a second SIGTERM before it finished")
 
 
-def test_a_stuck_loop_stops_on_a_second_sigterm(tmp_path: Path, postgres_url: str) -> None:
-    open_database(postgres_url, migrate=True).dispose()
+def test_a_stuck_loop_stops_on_a_second_sigterm(tmp_path: Path, migrated_postgres_url: str) -> None:
+    open_database(migrated_postgres_url, migrate=True).dispose()
     files = {"lab": write_inventory(tmp_path / "lab.yaml", 3, prefix="lab")}
-    with SilentProxy(("127.0.0.1", make_url(postgres_url).port or 5432)) as proxy:
-        url = _through(proxy, postgres_url, answer_timeout="600", connect_timeout="3")
+    with SilentProxy(("127.0.0.1", make_url(migrated_postgres_url).port or 5432)) as proxy:
+        url = _through(proxy, migrated_postgres_url, answer_timeout="600", connect_timeout="3")
         config = write_config(tmp_path / "inventory.yaml", url, files, interval="1s", concurrency=1)
         process = start_inventory("-c", str(config), "sync")
         log: list[str] = []

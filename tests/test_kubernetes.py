@@ -220,8 +220,8 @@ def test_every_list_is_paginated_across_many_pages(cluster: FakeKubernetes, kube
         assert query.get("limit") == str(PAGE_SIZE)
 
 
-def test_an_unchanged_cluster_writes_nothing_on_the_second_sync(sqlite_url: str, kubeconfig: Path) -> None:
-    db = open_database(sqlite_url, migrate=True)
+def test_an_unchanged_cluster_writes_nothing_on_the_second_sync(migrated_sqlite_url: str, kubeconfig: Path) -> None:
+    db = open_database(migrated_sqlite_url, migrate=True)
     try:
         first = sync_source(db, connector(kubeconfig))
         second = sync_source(db, connector(kubeconfig))
@@ -266,9 +266,9 @@ def check_fault_keeps_everything(
     ids=["malformed-json", "slow", "server-error"],
 )
 def test_a_fault_in_the_middle_of_a_list_keeps_everything_and_names_the_resource(
-    sqlite_url: str, cluster: FakeKubernetes, kubeconfig: Path, fault: Any, message: str
+    migrated_sqlite_url: str, cluster: FakeKubernetes, kubeconfig: Path, fault: Any, message: str
 ) -> None:
-    db = open_database(sqlite_url, migrate=True)
+    db = open_database(migrated_sqlite_url, migrate=True)
     try:
         check_fault_keeps_everything(db, cluster, kubeconfig, fault, message)
     finally:
@@ -302,9 +302,9 @@ def test_pods_whose_nodes_could_not_be_read_keep_their_links_and_still_update(
 
 
 def test_a_deleted_pod_leaves_its_service_and_a_relabelled_pod_joins_another(
-    sqlite_url: str, cluster: FakeKubernetes, kubeconfig: Path
+    migrated_sqlite_url: str, cluster: FakeKubernetes, kubeconfig: Path
 ) -> None:
-    db = open_database(sqlite_url, migrate=True)
+    db = open_database(migrated_sqlite_url, migrate=True)
     try:
         assert sync_source(db, connector(kubeconfig)).ok
         cluster.mutate("pods", "db-2", "app-000", None)
@@ -464,8 +464,10 @@ def test_every_context_or_a_list_of_contexts_is_one_source_each(db: Database, tm
             assert count == nodes
 
 
-def test_renaming_a_context_keeps_the_cluster(sqlite_url: str, cluster: FakeKubernetes, tmp_path: Path) -> None:
-    db = open_database(sqlite_url, migrate=True)
+def test_renaming_a_context_keeps_the_cluster(
+    migrated_sqlite_url: str, cluster: FakeKubernetes, tmp_path: Path
+) -> None:
+    db = open_database(migrated_sqlite_url, migrate=True)
     try:
         first = write_kubeconfig(tmp_path / "one", {"old-name": cluster})
         second = write_kubeconfig(tmp_path / "two", {"new-name": cluster})

@@ -416,10 +416,10 @@ rules:
 
 
 def test_the_loop_follows_a_streaming_source_and_stops_promptly(
-    sqlite_url: str, far: FarSide, registry: ConnectorRegistry
+    migrated_sqlite_url: str, far: FarSide, registry: ConnectorRegistry
 ) -> None:
     """The loop's own logic (which sources it follows, its stop): the engines are covered above."""
-    db = open_database(sqlite_url, migrate=True)
+    db = open_database(migrated_sqlite_url, migrate=True)
     config = build_config({"database": {"url": db.url}, "sources": [{"type": TYPE, "name": "lab"}]}, registry=registry)
     metrics = SyncMetrics()
     loop = SyncLoop(db, config, registry, jitter=0, metrics=metrics)
@@ -455,12 +455,12 @@ def test_the_loop_follows_a_streaming_source_and_stops_promptly(
 # -- the database away -------------------------------------------------------------------------------------------
 
 
-def test_a_database_away_loses_no_change(postgres_url: str, far: FarSide, registry: ConnectorRegistry) -> None:
+def test_a_database_away_loses_no_change(migrated_postgres_url: str, far: FarSide, registry: ConnectorRegistry) -> None:
     """PostgreSQL refuses every connection for a while (its sessions cut, new ones refused): the delta that
     could not be written is not dropped silently; the session says why, a full sync writes the change once
     the database is back, and the watch resumes. (A few seconds here; the same path serves a 30 s outage.)"""
-    db = open_database(postgres_url, migrate=True)
-    name = make_url(postgres_url).database
+    db = open_database(migrated_postgres_url, migrate=True)
+    name = make_url(migrated_postgres_url).database
     admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     live = live_source(db, registry, backoff=0.2, max_backoff=1.0)
     live.start()

@@ -93,8 +93,8 @@ def test_waiting_gets_the_lock_once_it_is_released(db: Database) -> None:
         assert 0.4 < waited.result(timeout=10) < 5
 
 
-def test_sqlite_lock_file_sits_beside_the_database(sqlite_url: str, tmp_path: Path) -> None:
-    db = open_database(sqlite_url, migrate=True)
+def test_sqlite_lock_file_sits_beside_the_database(migrated_sqlite_url: str, tmp_path: Path) -> None:
+    db = open_database(migrated_sqlite_url, migrate=True)
     try:
         with source_lock(db, "lab:main"):
             path = lock_file_path(tmp_path / "inventory.db", "lab:main")

@@ -128,14 +128,14 @@ def test_jitter_spreads_sources_within_its_bounds(tmp_path: Path, sqlite_url: st
         db.dispose()
 
 
-def test_services_sharing_one_database_split_the_sources(tmp_path: Path, postgres_url: str) -> None:
+def test_services_sharing_one_database_split_the_sources(tmp_path: Path, migrated_postgres_url: str) -> None:
     """A second service finds the sources freshly synced (or busy) and leaves them alone."""
     files = {name: write_inventory(tmp_path / f"{name}.yaml", 2, prefix=name) for name in ("a", "b", "c")}
-    config_path = write_config(tmp_path / "inventory.yaml", postgres_url, files, interval="5m")
-    db = open_database(postgres_url, migrate=True)
+    config_path = write_config(tmp_path / "inventory.yaml", migrated_postgres_url, files, interval="5m")
+    db = open_database(migrated_postgres_url, migrate=True)
     try:
         registry = ConnectorRegistry.discover()
-        config = load_config(config_path, registry=registry, database_url=postgres_url)
+        config = load_config(config_path, registry=registry, database_url=migrated_postgres_url)
         first = SyncLoop(db, config, registry)
         first.run(max_cycles=1)
         outcomes: list[SourceOutcome] = []
@@ -230,15 +230,18 @@ def test_sigterm_during_sync_once_finishes_the_source_and_skips_the_rest(tmp_pat
     assert "stopped by a signal: 1 source(s) not synced" in err
 
 
-def test_a_database_outage_is_a_failed_sync_not_a_dead_loop(tmp_path: Path, postgres_url: str) -> None:
+def test_a_database_outage_is_a_failed_sync_not_a_dead_loop(tmp_path: Path, migrated_postgres_url: str) -> None:
     from conftest import POSTGRES_ADMIN_URL
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
     config = write_config(
-        tmp_path / "inventory.yaml", postgres_url, {"lab": write_inventory(tmp_path / "lab.yaml", 2)}, interval="10s"
+        tmp_path / "inventory.yaml",
+        migrated_postgres_url,
+        {"lab": write_inventory(tmp_path / "lab.yaml", 2)},
+        interval="10s",
     )
-    db = open_database(postgres_url, migrate=True)
+    db = open_database(migrated_postgres_url, migrate=True)
     clock = FakeClock()
     seen: list[SourceOutcome] = []
 
@@ -247,7 +250,7 @@ def test_a_database_outage_is_a_failed_sync_not_a_dead_loop(tmp_path: Path, post
         if len(seen) == 1:  # the database goes away under the running service
             admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
             with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE "{make_url(postgres_url).database}" WITH (FORCE)'))
+                conn.execute(text(f'DROP DATABASE "{make_url(migrated_postgres_url).database}" WITH (FORCE)'))
             admin.dispose()
 
     try:

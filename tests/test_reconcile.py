@@ -310,13 +310,13 @@ def test_large_and_empty_service_membership(db: Database, pods: int) -> None:
     assert count == pods // 2
 
 
-def test_concurrent_syncs_of_two_sources_on_postgres_do_not_collide(postgres_url: str) -> None:
+def test_concurrent_syncs_of_two_sources_on_postgres_do_not_collide(migrated_postgres_url: str) -> None:
     """Id blocks come from the sequence under a short lock: two writers neither overlap nor wait on each other."""
     import threading
 
     from inventory.storage.database import open_database
 
-    db = open_database(postgres_url, migrate=True)
+    db = open_database(migrated_postgres_url, migrate=True)
     errors: list[BaseException] = []
 
     def run(name: str) -> None:

@@ -106,8 +106,8 @@ def test_markdown_has_every_section(tmp_path: Path, db: Database) -> None:
     assert "| lab | workload | container | CrashLoopBackOff | 1 |" in text
 
 
-def test_report_command_outputs(tmp_path: Path, sqlite_url: str) -> None:
-    db = open_database(sqlite_url, migrate=True)
+def test_report_command_outputs(tmp_path: Path, migrated_sqlite_url: str) -> None:
+    db = open_database(migrated_sqlite_url, migrate=True)
     config = _synced(tmp_path, db)
     db.dispose()
     as_json = run_inventory("-c", str(config), "report", "--since", "2h", "-o", "json")

@@ -27,9 +27,9 @@ from inventory.storage.database import Database, open_database
 
 
 @pytest.fixture
-def sqlite_db(sqlite_url: str) -> Iterator[Database]:
+def sqlite_db(migrated_sqlite_url: str) -> Iterator[Database]:
     # What is tested is the HTTP layer, the same over either engine: SQLite keeps it quick.
-    database = open_database(sqlite_url, migrate=True)
+    database = open_database(migrated_sqlite_url, migrate=True)
     try:
         yield database
     finally:

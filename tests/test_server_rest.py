@@ -49,11 +49,11 @@ def client(db: Database, lab: Config) -> Iterator[TestClient]:
 
 
 @pytest.fixture
-def bare_client(sqlite_url: str) -> Iterator[TestClient]:
+def bare_client(migrated_sqlite_url: str) -> Iterator[TestClient]:
     """An app over an empty SQLite database: for what does not depend on the engine (routes, docs)."""
     from inventory.storage.database import open_database
 
-    db = open_database(sqlite_url, migrate=True)
+    db = open_database(migrated_sqlite_url, migrate=True)
     with TestClient(create_app(db, mcp=False, web=False)) as test_client:
         yield test_client
     db.dispose()

@@ -85,9 +85,9 @@ GRACE_AFTER_RUN = 1.5  # a call sent just before the deadline may still reach th
 
 
 @pytest.fixture
-def sqlite_db(sqlite_url: str) -> Iterator[Database]:
+def sqlite_db(migrated_sqlite_url: str) -> Iterator[Database]:
     """These tests are about collections, not storage: one engine is enough."""
-    database = open_database(sqlite_url, migrate=True)
+    database = open_database(migrated_sqlite_url, migrate=True)
     yield database
     database.dispose()
 

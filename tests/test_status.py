@@ -13,9 +13,9 @@ from inventory.storage.database import open_database
 from inventory.storage.models import Source, SyncRun
 
 
-def test_status_ages_and_max_age(tmp_path: Path, sqlite_url: str) -> None:
+def test_status_ages_and_max_age(tmp_path: Path, migrated_sqlite_url: str) -> None:
     # Status reads through the same queries on both engines (tested there); one engine keeps this fast.
-    db = open_database(sqlite_url, migrate=True)
+    db = open_database(migrated_sqlite_url, migrate=True)
     files = {"lab": write_inventory(tmp_path / "lab.yaml", 2), "broken": tmp_path / "missing.yaml"}
     config = write_config(tmp_path / "inventory.yaml", db.url, files)
     assert run_inventory("-c", str(config), "sync", "--once").returncode == 1

@@ -67,7 +67,7 @@ def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
     if request.param == "memory":
         yield Harness(memory=MemoryStore())
         return
-    url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
+    url = request.getfixturevalue("migrated_sqlite_url" if request.param == "sqlite" else "migrated_postgres_url")
     db = open_database(url, migrate=True)
     try:
         yield Harness(db=db)

@@ -22,11 +22,15 @@ def libpq_conninfo(url: str) -> str:
 class ScratchDatabase:
     """A new database on the server behind ``admin_url`` (a role allowed to CREATE DATABASE)."""
 
-    def __init__(self, admin_url: str = DEFAULT_ADMIN_URL, prefix: str = "inventory_bench") -> None:
+    def __init__(
+        self, admin_url: str = DEFAULT_ADMIN_URL, prefix: str = "inventory_bench", *, template: str | None = None
+    ) -> None:
+        """``template``: a database to copy (nobody may be connected to it), instead of an empty one."""
         self.admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
         self.name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        copy = f' TEMPLATE "{template}"' if template else ""
         with self.admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{self.name}"'))
+            conn.execute(text(f'CREATE DATABASE "{self.name}"{copy}'))
         self.url = make_url(admin_url).set(database=self.name).render_as_string(hide_password=False)
 
     def drop(self) -> None:
