@@ -58,10 +58,10 @@ def test_a_held_lock_names_its_holder(db: Database) -> None:
         pass
 
 
-def test_locks_held_for_hours_leave_the_pool_to_requests(postgres_url: str) -> None:
+def test_locks_held_for_hours_leave_the_pool_to_requests(migrated_postgres_url: str) -> None:
     """Each source followed live holds its lock's connection as long as it watches: twenty of them must not take
     the pooled connections (5 + 10 overflow) that requests read with."""
-    db = open_database(postgres_url, migrate=True)
+    db = open_database(migrated_postgres_url)
     try:
         with ExitStack() as held:
             for index in range(20):
