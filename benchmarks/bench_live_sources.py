@@ -266,6 +266,9 @@ def main() -> None:
     parser.add_argument(
         "--full-sync-interval", type=float, help="seconds between full syncs while watching (default: the product's)"
     )
+    parser.add_argument(
+        "--tracemalloc", action="store_true", help="churn: print where this process's memory grew (slow)"
+    )
     parser.add_argument("--lab-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.containers is None:
@@ -421,6 +424,11 @@ def churn(args: argparse.Namespace, db: Any, loop: Any, lab: Lab, client: Any, w
     restarts_in_lab = 0 if client is not None else args.container_restarts
     lab.change("churn", f"{seconds:g} {args.pod_replacements} {restarts_in_lab} {log}")
     stop = threading.Event()
+    if args.tracemalloc:
+        import tracemalloc
+
+        tracemalloc.start(12)
+        first = tracemalloc.take_snapshot()
     began = time.monotonic()
     if client is not None:  # the real engine: a client's restart of the running containers, in turn
 
@@ -485,6 +493,13 @@ def churn(args: argparse.Namespace, db: Any, loop: Any, lab: Lab, client: Any, w
             f"MiB / 10 min over the run, {slope_per_10_minutes(later):+.1f} after 5 min "
             f"({len(rss)} samples, 30 s apart)"
         )
+    print("  RSS samples, this process / the lab (MiB): " + " ".join(f"{s[1]:.0f}/{s[2]:.0f}" for s in rss))
+    if args.tracemalloc:
+        grown = tracemalloc.take_snapshot().compare_to(first, "traceback")
+        for stat in grown[:8]:
+            print(f"  grew {stat.size_diff / 2**20:+.1f} MiB in {stat.count_diff:+d} blocks at:")
+            for frame in stat.traceback.format()[-12:]:
+                print("     " + frame)
     drift = {live.name: (live.stats.drift_syncs - drift_before[live.name], live.stats.last_drift) for live in loop.live}
     print(
         "  full syncs while churning (count, last drift_repaired): "
