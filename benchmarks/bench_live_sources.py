@@ -2,7 +2,9 @@
 all three costs while nothing changes.
 
     .venv/bin/python benchmarks/bench_live_sources.py [--changes 20] [--idle 60] [--poll-interval 2]
-        [--docker real|fake] [--scale demo|realistic] [--engine sqlite|postgresql]
+        [--docker real|fake] [--scale demo|realistic] [--engine sqlite|postgresql] [--containers N]
+        [--churn-minutes 30 [--pod-replacements 100] [--container-restarts 20] [--tracemalloc]]
+        [--full-sync-interval SECONDS]
 
 The far sides run in a child process (the demo's lab, inventory/demo.py: fake Kubernetes and Proxmox
 VE APIs, and the fake Docker engine with ``--docker fake``), so that this process's CPU is the
@@ -23,8 +25,18 @@ Printed, all measured in this run:
   dockerd's), and the object rows written meanwhile (hosts, workloads, services and changes rows
   added or changed: must be 0).
 
-``--scale realistic`` serves 500 Kubernetes nodes with 15,000 pods and 1,000 Proxmox guests (the
-first syncs take a while); the changes are made on the first deployment and guest.
+``--scale realistic`` serves 500 Kubernetes nodes with 15,000 pods and 1,000 Proxmox guests, and 2,000
+Docker containers besides the changed ones (``--containers``: the fake engine's, a fifth of them running;
+with ``--docker real``, created and never started); the first syncs take a while; the changes are made on
+the first deployment and guest.
+
+``--churn-minutes M`` then replaces ``--pod-replacements`` pods a minute (the ReplicaSet controller's create,
+then the old pod's deletion) and restarts ``--container-restarts`` containers a minute (the fake engine's
+kill / die / stop / start / restart events; with ``--docker real`` a client's restart) for M minutes, and
+prints each source's lag p50 / p95 / max (from the change until ``list_changes`` returns its row, polled
+every 100 ms), the RSS of this process and of the lab every 30 s (start, at 5 minutes, end, and the slope
+per 10 minutes), and the drift of the full syncs that ran meanwhile. ``--idle 0`` and ``--changes 0`` skip
+the other measures.
 """
 
 from __future__ import annotations
