@@ -418,23 +418,13 @@ def list_services(session: Session, flt: ObjectFilter = ObjectFilter()) -> list[
 _SHORT_ID = re.compile(r"[0-9a-f]{12,63}")
 
 
-def _match(
-    session: Session,
-    object_type: str,
-    ident: str,
-    *,
-    source: str | None = None,
-    many: bool = False,
-    shared_ids_ambiguous: bool = False,
-) -> list[Any]:
+def _match(session: Session, object_type: str, ident: str, **options: Any) -> list[Any]:
     """Objects named by id, ``TYPE/ID``, ``source/kind/external_id``, ``namespace/name``, ``TYPE/NAME``,
     name, external id or a Docker short id (live ones first); ``source`` narrows to one source.
     ``shared_ids_ambiguous``: a bare number that is also the id of a live object of another type is
-    ambiguous (the CLI, where one reads ids off several lists; a URL says its type)."""
-    matched = _match_in_source(
-        session, object_type, ident, source=source, many=many, shared_ids_ambiguous=shared_ids_ambiguous
-    )
-    return [row for row, _src in matched]
+    ambiguous (the CLI, where one reads ids off several lists; a URL says its type). ``many``: several
+    objects may answer."""
+    return [row for row, _src in _match_in_source(session, object_type, ident, **options)]
 
 
 def _match_in_source(

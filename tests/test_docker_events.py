@@ -9,13 +9,13 @@ under CI (CI=true).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from docker import APIClient
+from docker_engine_support import busybox_engine
 from docker_watch_support import Watcher, cause_of, describe_snapshot, record_of
 from sqlalchemy import select
 
@@ -33,12 +33,7 @@ from inventory.sync import sync_source
 from inventory.testing.docker_engine import (
     BUSYBOX_IMAGE,
     DockerEngine,
-    EngineUnavailable,
-    make_busybox_image,
-    start_engine,
 )
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 pytestmark = pytest.mark.docker
 
@@ -46,17 +41,7 @@ pytestmark = pytest.mark.docker
 @pytest.fixture(scope="module")
 def engine() -> Iterator[DockerEngine]:
     """An engine of this module's own: one test restarts it."""
-    try:
-        started = start_engine()
-    except EngineUnavailable as exc:
-        if IN_CI:
-            pytest.fail(f"CI needs a private Docker engine: {exc}")
-        pytest.skip(str(exc))
-    try:
-        make_busybox_image(started.client())
-        yield started
-    finally:
-        started.stop()
+    yield from busybox_engine()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ client libraries, SQLite and PostgreSQL (the ``db`` fixture runs each test on bo
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+from docker_engine_support import busybox_engine
 
 from connectors.docker.connector import DockerConnector
 from connectors.kubernetes.connector import KubernetesConnector
@@ -37,13 +37,9 @@ from inventory.sync import sync_source
 from inventory.testing.docker_engine import (
     BUSYBOX_IMAGE,
     DockerEngine,
-    EngineUnavailable,
-    make_busybox_image,
-    start_engine,
 )
 from inventory.timeutil import utcnow
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 TOOLS = ToolRegistry.discover()
 
 
@@ -107,17 +103,7 @@ def ids(db: Database) -> set[int]:
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[DockerEngine]:
-    try:
-        started = start_engine()
-    except EngineUnavailable as exc:
-        if IN_CI:
-            pytest.fail(f"CI needs a Docker engine: {exc}")
-        pytest.skip(str(exc))
-    try:
-        make_busybox_image(started.client())
-        yield started
-    finally:
-        started.stop()
+    yield from busybox_engine()
 
 
 @pytest.fixture

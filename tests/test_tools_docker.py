@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
+from docker_engine_support import busybox_engine
 
 from connectors.docker.connector import DockerConnector
 from inventory.audit.log import AuditFilter, list_entries, verify_chain
@@ -28,29 +28,15 @@ from inventory.sync import sync_source
 from inventory.testing.docker_engine import (
     BUSYBOX_IMAGE,
     DockerEngine,
-    EngineUnavailable,
-    make_busybox_image,
-    start_engine,
 )
 
 pytestmark = pytest.mark.docker
 CANARY = "canary-7Hq2-tool-secret"
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[DockerEngine]:
-    try:
-        started = start_engine()
-    except EngineUnavailable as exc:
-        if IN_CI:
-            pytest.fail(f"CI needs a Docker engine: {exc}")
-        pytest.skip(str(exc))
-    try:
-        make_busybox_image(started.client())
-        yield started
-    finally:
-        started.stop()
+    yield from busybox_engine()
 
 
 @pytest.fixture
