@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import signal
 import sys
 import threading
@@ -52,60 +53,79 @@ def stop_on_signals(
     Second: ``abort`` now (collections abandoned, waits for the database cut, the transaction in
     progress rolled back; each such source fails with the reason). Third: KeyboardInterrupt.
 
+    A handler runs on the main thread between two of its bytecodes, possibly inside a lock that thread
+    holds (starting a thread holds threading's own; setting or clearing an event holds the event's): had
+    the handler logged, started a thread or set an event, it could wait for ever on a lock its own thread
+    holds. So the handlers only hand the signal to a dispatcher thread (``SimpleQueue.put`` is reentrant)
+    and switch the handlers; the dispatcher logs, stops, aborts and starts the grace timer.
+
     The previous handlers come back at the end, so that embedding the command (tests, the demo)
     leaves the process as it was.
     """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers; an embedding program handles its own signals
+        return
+    received: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()  # ("first" | "second" | "done", signum)
     timers: list[threading.Timer] = []
 
     def abort_now(reason: str) -> None:
         if abort is not None:
             abort(reason)
 
+    def dispatch() -> None:
+        while True:
+            which, signum = received.get()
+            if which == "done":
+                return
+            name = signal.Signals(signum).name
+            if which == "second":
+                log.warning("%s received again: stopping now (the source in progress fails and is rolled back)", name)
+                # Each on a thread of its own: a stop still under way never holds back the abort.
+                reason = f"stopped by a second {name} before it finished"
+                threading.Thread(target=abort_now, args=(reason,), name="abort", daemon=True).start()
+                continue
+            log.warning(
+                "%s received: finishing the source in progress (at most %ss), then exiting (send it again to stop now)",
+                name,
+                f"{grace:g}",
+            )
+            threading.Thread(target=stop, name="stop", daemon=True).start()
+            if abort is not None:
+                reason = f"stopped by {name}: not finished {grace:g}s after the signal"
+                timer = threading.Timer(grace, abort_now, args=(reason,))
+                timer.daemon = True
+                timer.start()
+                timers.append(timer)
+
     def third(_signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt
 
     def second(signum: int, _frame: Any) -> None:
-        name = signal.Signals(signum).name
         if abort is None:
             raise KeyboardInterrupt
-        log.warning("%s received again: stopping now (the source in progress fails and is rolled back)", name)
         signal.signal(signal.SIGTERM, third)
         signal.signal(signal.SIGINT, third)
-        # From a thread of its own: the handler may have interrupted this thread inside a lock that abort takes.
-        reason = f"stopped by a second {name} before it finished"
-        threading.Thread(target=abort_now, args=(reason,), name="abort", daemon=True).start()
+        received.put(("second", signum))
 
     def first(signum: int, _frame: Any) -> None:
-        name = signal.Signals(signum).name
-        log.warning(
-            "%s received: finishing the source in progress (at most %ss), then exiting (send it again to stop now)",
-            name,
-            f"{grace:g}",
-        )
-        # From a thread of its own, as abort below: stopping sets events this thread may be inside of.
-        threading.Thread(target=stop, name="stop", daemon=True).start()
         signal.signal(signal.SIGTERM, second)
         signal.signal(signal.SIGINT, second)
-        if abort is not None:
-            reason = f"stopped by {name}: not finished {grace:g}s after the signal"
-            timer = threading.Timer(grace, abort_now, args=(reason,))
-            timer.daemon = True
-            timer.start()
-            timers.append(timer)
+        received.put(("first", signum))
 
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread may set handlers; an embedding program handles its own signals
-        return
+    dispatcher = threading.Thread(target=dispatch, name="signals", daemon=True)
+    dispatcher.start()
     previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
     for signum in previous:
         signal.signal(signum, first)
     try:
         yield
     finally:
-        for timer in timers:
-            timer.cancel()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        received.put(("done", 0))
+        dispatcher.join(timeout=5)
+        for timer in timers:
+            timer.cancel()
 
 
 class TerminalProgress:
