@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -62,6 +63,7 @@ def write_config(
 def child_env(**overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("INVENTORY_") or k == "INVENTORY_TEST_POSTGRES"}
     env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONFAULTHANDLER"] = "1"  # a child stuck past its test's patience shows every thread's stack (SIGABRT)
     env.update(overrides)
     return env
 
@@ -93,6 +95,18 @@ def start_inventory(*args: str, cwd: Path | None = None, env: dict[str, str] | N
         cwd=cwd or PROJECT_ROOT,
         env=env or child_env(),
     )
+
+
+def stop_and_wait(process: subprocess.Popen[str], timeout: float = 30) -> int:
+    """SIGTERM, then the exit code; a process still running after ``timeout`` seconds is made to print every
+    thread's stack (SIGABRT, with PYTHONFAULTHANDLER from child_env) and the test fails showing them."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        _out, err = process.communicate(timeout=30)
+        raise AssertionError(f"still running {timeout:g}s after SIGTERM; its threads:\n{err}") from None
 
 
 def wait_for_line(

@@ -13,7 +13,14 @@ from pathlib import Path
 import httpx
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from sync_support import run_inventory, start_inventory, wait_for_line, write_config, write_inventory
+from sync_support import (
+    run_inventory,
+    start_inventory,
+    stop_and_wait,
+    wait_for_line,
+    write_config,
+    write_inventory,
+)
 
 from inventory import __version__
 from inventory.config import load_config
@@ -114,8 +121,7 @@ def test_a_failure_log_line_carries_source_status_and_backoff_as_fields(tmp_path
     try:
         line = json.loads(wait_for_line(process, "failed (1 in a row)"))
     finally:
-        os.kill(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
+        stop_and_wait(process)
     assert (line["source"], line["status"], line["failures"]) == ("broken", "failed", 1)
     assert line["retry_in_seconds"] > 0 and "duration_seconds" in line
 
