@@ -405,10 +405,10 @@ class ConnectorRegistry:
                 log.warning("connector %r could not offer a default source: %s", name, exc)
         return offered
 
-    def loadable(self) -> list[type[Connector]]:
-        """Every connector that loads (one that does not is logged once, by ``get``)."""
+    def loadable(self, type_names: Iterable[str] | None = None) -> list[type[Connector]]:
+        """Every connector that loads, or of ``type_names`` only (one that does not is logged once, by ``get``)."""
         loaded = []
-        for name in self.names():
+        for name in self.names() if type_names is None else sorted(set(type_names)):
             try:
                 loaded.append(self.get(name))
             except ConnectorUnavailable:
@@ -433,16 +433,7 @@ class ConnectorRegistry:
     def provider_keys(self, type_names: Iterable[str] | None = None) -> tuple[str, ...]:
         """The host attribute keys any connector's ``provider_id`` reads; with ``type_names``, only those types'
         (loading no other connector: a sync of one static source need not import the Kubernetes one)."""
-        if type_names is None:
-            connectors = self.loadable()
-        else:
-            connectors = []
-            for type_name in sorted(set(type_names)):
-                try:
-                    connectors.append(self.get(type_name))
-                except ConnectorUnavailable:
-                    continue
-        return tuple(sorted({key for connector in connectors for key in connector.provider_keys}))
+        return tuple(sorted({key for connector in self.loadable(type_names) for key in connector.provider_keys}))
 
     def provider_id(self, type_name: str, attributes: Mapping[str, Any]) -> str | None:
         """A host's provider id, as its source's connector reads it (None for a type that is not installed)."""
