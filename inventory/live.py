@@ -44,7 +44,7 @@ from sqlalchemy import update
 from inventory.connector import Connector, SourceConfig
 from inventory.errors import InventoryError, SourceError, SourceLockHeld
 from inventory.locks import SourceLock, make_lock, source_lock
-from inventory.machine_links import relink_after_write
+from inventory.machine_links import relink_after_delta
 from inventory.observe import attribute_tool_calls, watching_here
 from inventory.outcome import SourceOutcome, SyncStatus, bounded
 from inventory.reconcile import ReconcileResult, reconcile
@@ -409,9 +409,8 @@ class LiveSource:
             source_id = store.source_id(self.name, self.source.type, snapshot.identity, configured=runner.configured)
             attribute_tool_calls(session, self.name, snapshot)
             result = reconcile(snapshot, store, source_id=source_id, run_id=run_id, allow_empty=runner.allow_empty)
+            relink_after_delta(session, source_id, snapshot, result.changed)
             if result.changed:
-                if snapshot.hosts or any(key[0] == "host" for key in snapshot.deleted):
-                    relink_after_write(session, source_id)
                 session.execute(
                     update(SyncRun)
                     .where(SyncRun.id == run_id)

@@ -13,7 +13,7 @@ import hashlib
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, insert, select, text
 from sqlalchemy.orm import Session
@@ -29,6 +29,9 @@ from inventory.machines import (
 )
 from inventory.storage.models import HostRow, MachineLink, Source
 from inventory.storage.store import _chunks
+
+if TYPE_CHECKING:
+    from inventory.records import Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +134,13 @@ def relink_after_write(session: Session, source_id: int) -> MachineGraph:
             ", ".join(row["hosts"]),
         )
     return graph
+
+
+def relink_after_delta(session: Session, source_id: int, snapshot: Snapshot, changed: int) -> None:
+    """Relink after a delta (a watch's, a tool call's re-read) only where it changed something and touched a host:
+    links are between hosts, and a delta of workloads alone leaves them as they were."""
+    if changed and (snapshot.hosts or any(key[0] == "host" for key in snapshot.deleted)):
+        relink_after_write(session, source_id)
 
 
 def stored_machines(session: Session) -> list[dict[str, Any]]:

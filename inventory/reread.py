@@ -37,7 +37,7 @@ from sqlalchemy import select
 from inventory.cause import CauseKind
 from inventory.errors import InventoryError, SourceLockHeld
 from inventory.locks import source_lock
-from inventory.machine_links import relink_after_write
+from inventory.machine_links import relink_after_delta
 from inventory.observe import Seen, attribute_tool_calls
 from inventory.outcome import bounded
 from inventory.reconcile import ReconcileResult, reconcile
@@ -86,8 +86,7 @@ def write_reread(
                 if key != target and key not in snapshot.causes:
                     snapshot.causes[key] = replace(cause, inferred=True)
         result = reconcile(snapshot, SqlStore(session), source_id=source_id, run_id=int(newest or 0))
-        if result.changed and (snapshot.hosts or any(key[0] == "host" for key in snapshot.deleted)):
-            relink_after_write(session, source_id)
+        relink_after_delta(session, source_id, snapshot, result.changed)
     return result
 
 
