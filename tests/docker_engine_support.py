@@ -7,10 +7,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from inventory.testing.docker_engine import DockerEngine, EngineUnavailable, make_busybox_image, start_engine
+from inventory.testing.docker_engine import (
+    BUSYBOX_IMAGE,
+    DockerEngine,
+    EngineUnavailable,
+    make_busybox_image,
+    start_engine,
+)
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -28,3 +35,19 @@ def busybox_engine() -> Iterator[DockerEngine]:
         yield started
     finally:
         started.stop()
+
+
+def run_busybox(
+    client: Any, name: str, command: str = "sleep 600", *, policy: str | None = None, start: bool = True, **options: Any
+) -> str:
+    """A busybox container on no network (started unless ``start`` is False; ``policy``: its restart policy); its id.
+
+    SIGKILL stops it: busybox as PID 1 ignores SIGTERM, and a stop would wait out its timeout.
+    """
+    host_config = client.create_host_config(network_mode="none", restart_policy={"Name": policy} if policy else None)
+    container = client.create_container(
+        BUSYBOX_IMAGE, command, name=name, stop_signal="SIGKILL", host_config=host_config, **options
+    )
+    if start:
+        client.start(container["Id"])
+    return str(container["Id"])

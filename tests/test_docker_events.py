@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from docker import APIClient
-from docker_engine_support import busybox_engine
+from docker_engine_support import busybox_engine, run_busybox
 from docker_watch_support import Watcher, cause_of, describe_snapshot, record_of
 from sqlalchemy import select
 
@@ -55,17 +55,6 @@ def client(engine: DockerEngine) -> Iterator[Any]:
         client.close()
 
 
-def create(client: Any, name: str, command: str = "sleep 600", *, policy: str | None = None, start: bool = True) -> str:
-    host_config = client.create_host_config(network_mode="none", restart_policy={"Name": policy} if policy else None)
-    # SIGKILL: busybox as PID 1 ignores SIGTERM, and a stop would wait out its timeout.
-    container = client.create_container(
-        BUSYBOX_IMAGE, command, name=name, stop_signal="SIGKILL", host_config=host_config
-    )
-    if start:
-        client.start(container["Id"])
-    return str(container["Id"])
-
-
 @pytest.fixture
 def watcher(engine: DockerEngine, client: Any) -> Iterator[Watcher]:
     started = Watcher(DockerConnector(DockerConfig(name="engine", url=engine.url, timeout=5))).start()
@@ -76,7 +65,7 @@ def watcher(engine: DockerEngine, client: Any) -> Iterator[Watcher]:
 
 
 def test_each_action_comes_within_a_second_with_its_cause(client: Any, watcher: Watcher) -> None:
-    container = create(client, "web", start=False)
+    container = run_busybox(client, "web", start=False)
     _, delta = watcher.wait_for(lambda s: s.delta and record_of(s, container) is not None)
     assert cause_of(delta, container)["action"] == "create"
 
@@ -122,7 +111,7 @@ def test_each_action_comes_within_a_second_with_its_cause(client: Any, watcher: 
 
 
 def test_a_restart_by_the_restart_policy_is_told_apart(client: Any, watcher: Watcher) -> None:
-    container = create(client, "flaky", "sh -c 'sleep 0.5; exit 3'", policy="always")
+    container = run_busybox(client, "flaky", "sh -c 'sleep 0.5; exit 3'", policy="always")
 
     def restarted(snapshot: Snapshot) -> bool:
         cause = snapshot.causes.get(("workload", CONTAINER_KIND, container))
@@ -137,14 +126,14 @@ def test_a_restart_by_the_restart_policy_is_told_apart(client: Any, watcher: Wat
 
 
 def test_the_watch_survives_an_engine_restart_and_loses_nothing(engine: DockerEngine, client: Any) -> None:
-    keeper = create(client, "keeper")  # no restart policy: stopped by the engine's shutdown, stays stopped
-    phoenix = create(client, "phoenix", policy="always")  # started again by the engine
+    keeper = run_busybox(client, "keeper")  # no restart policy: stopped by the engine's shutdown, stays stopped
+    phoenix = run_busybox(client, "phoenix", policy="always")  # started again by the engine
     watcher = Watcher(DockerConnector(DockerConfig(name="engine", url=engine.url, timeout=5))).start()
     try:
         before = dict(watcher.workloads)
         assert before[keeper].status == before[phoenix].status == "running"
         engine.restart()
-        newborn = create(client, "newborn")  # made as soon as the engine answers: the watch may still be away
+        newborn = run_busybox(client, "newborn")  # made as soon as the engine answers: the watch may still be away
         collector = DockerConnector(DockerConfig(name="engine", url=engine.url))
         deadline = time.monotonic() + 30
         # What the snapshots add up to is what a full sync reads now: nothing was lost across the restart.
@@ -170,7 +159,7 @@ def test_stop_ends_an_idle_watch_within_a_second(watcher: Watcher) -> None:
 def test_an_unchanged_container_is_no_write_and_a_change_is_stored_with_its_cause(
     db: Database, engine: DockerEngine, client: Any
 ) -> None:
-    container = create(client, "steady")
+    container = run_busybox(client, "steady")
     connector = DockerConnector(DockerConfig(name="engine", url=engine.url, timeout=5))
     assert sync_source(db, connector).ok
     watcher = Watcher(connector).start()
@@ -205,15 +194,7 @@ def write(db: Database, delta: Snapshot) -> int:
 
 def test_health_flips_come_with_the_health_they_flipped_to(client: Any, watcher: Watcher) -> None:
     healthcheck = {"test": ["CMD", "true"], "interval": 300_000_000, "timeout": 1_000_000_000, "retries": 1}
-    container = client.create_container(
-        BUSYBOX_IMAGE,
-        "sleep 600",
-        name="checked",
-        stop_signal="SIGKILL",
-        healthcheck=healthcheck,
-        host_config=client.create_host_config(network_mode="none"),
-    )["Id"]
-    client.start(container)
+    container = run_busybox(client, "checked", healthcheck=healthcheck)
     _, delta = watcher.wait_for(
         lambda s: (record := record_of(s, container)) is not None and record.attributes.get("health") == "healthy"
     )
@@ -224,7 +205,7 @@ def test_health_flips_come_with_the_health_they_flipped_to(client: Any, watcher:
 def test_the_fake_engine_sends_the_events_a_real_one_sends(client: Any) -> None:
     """The loopback fake's /events (used by the bad-day tests) against the reference: this engine."""
     since = int(time.time()) - 1
-    container = create(client, "reference")
+    container = run_busybox(client, "reference")
     client.kill(container)
     real = {
         e["Action"]: e

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from docker_engine_support import busybox_engine
+from docker_engine_support import busybox_engine, run_busybox
 
 from connectors.docker.connector import DockerConnector
 from connectors.kubernetes.connector import KubernetesConnector
@@ -35,7 +35,6 @@ from inventory.queries import list_changes
 from inventory.storage.database import Database
 from inventory.sync import sync_source
 from inventory.testing.docker_engine import (
-    BUSYBOX_IMAGE,
     DockerEngine,
 )
 from inventory.timeutil import utcnow
@@ -110,14 +109,7 @@ def engine() -> Iterator[DockerEngine]:
 def docker_config(engine: DockerEngine, db: Database, tmp_path: Path) -> Iterator[Config]:
     """A running busybox container "web", synced; an engine source with events off (nobody follows it anyway)."""
     client = engine.client()
-    created = client.create_container(
-        BUSYBOX_IMAGE,
-        "sleep 600",
-        name="web",
-        stop_signal="SIGKILL",
-        host_config=client.create_host_config(network_mode="none"),
-    )
-    client.start(created["Id"])
+    run_busybox(client, "web")
     raw = {"sources": [{"type": "docker", "name": "engine", "url": engine.url, "events": False}]}
     path = tmp_path / "inventory.yaml"
     path.write_text(yaml.safe_dump(raw))

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
-from docker_engine_support import busybox_engine
+from docker_engine_support import busybox_engine, run_busybox
 
 from connectors.docker.connector import DockerConnector
 from inventory.audit.log import AuditFilter, list_entries, verify_chain
@@ -26,7 +26,6 @@ from inventory.policy.rules import builtin_policy, parse_policy
 from inventory.storage.database import Database
 from inventory.sync import sync_source
 from inventory.testing.docker_engine import (
-    BUSYBOX_IMAGE,
     DockerEngine,
 )
 
@@ -45,15 +44,7 @@ def containers(engine: DockerEngine) -> Iterator[dict[str, str]]:
     client = engine.client()
     made = {}
     for name in ("web", "worker"):
-        created = client.create_container(
-            BUSYBOX_IMAGE,
-            "sleep 600",
-            name=name,
-            stop_signal="SIGKILL",
-            host_config=client.create_host_config(network_mode="none"),
-        )
-        client.start(created["Id"])
-        made[name] = str(created["Id"])
+        made[name] = run_busybox(client, name)
     try:
         yield made
     finally:
@@ -204,18 +195,11 @@ def test_a_container_recreated_under_the_same_name_is_not_touched(
     config, db, _ = setup
     client = engine.client()
     client.remove_container(containers["web"], force=True)  # what `compose up` does to a changed service
-    created = client.create_container(
-        BUSYBOX_IMAGE,
-        "sleep 600",
-        name="web",
-        stop_signal="SIGKILL",
-        host_config=client.create_host_config(network_mode="none"),
-    )
-    client.start(created["Id"])
+    created = run_busybox(client, "web")
     client.close()
     with pytest.raises(TargetChanged, match="no longer exists"):
         runner_for(config, db).run("docker.stop", "web", {"timeout": "0"}, "alice")
-    assert state(engine, created["Id"])["Running"] is True  # type: ignore[index]
+    assert state(engine, created)["Running"] is True  # type: ignore[index]
 
 
 def test_a_container_renamed_since_the_sync_is_decided_on_its_name_now(
