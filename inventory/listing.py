@@ -214,9 +214,9 @@ def _column_type(model: type[Any], name: str) -> Any:
 
 
 def _row_fields(row_type: str) -> dict[str, Any]:
-    if row_type == "change":
-        from inventory.storage.models import Change
+    from inventory.storage.models import OBJECT_MODELS, Change
 
+    if row_type == "change":
         return {
             key: ((_column_type(Change, key) if declared is None else declared), None)
             for key, declared in queries.CHANGE_OUTPUT
@@ -232,7 +232,7 @@ def _row_fields(row_type: str) -> dict[str, Any]:
         elif key in computed:
             fields[key] = (computed[key], None)
         else:
-            fields[key] = (_column_type(object_type.row, key), None)
+            fields[key] = (_column_type(OBJECT_MODELS[row_type], key), None)
     return fields
 
 

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, insert, select, text
-from sqlalchemy.orm import Session
 
 from inventory.connector import installed_registry
 from inventory.machines import (
@@ -27,10 +26,14 @@ from inventory.machines import (
     MatchRule,
     link_machines,
 )
-from inventory.storage.models import HostRow, MachineLink, Source
+from inventory.storage.database import as_connection
 from inventory.storage.store import _chunks
+from inventory.storage.tables import hosts, machine_links, sources
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+    from sqlalchemy.orm import Session
+
     from inventory.records import Snapshot
 
 log = logging.getLogger(__name__)
@@ -43,24 +46,24 @@ _PG_RELINK_LOCK = int.from_bytes(
 # The host columns the rule reads; of the attributes (a Kubernetes node's are large) only the keys
 # the connectors' ``provider_id`` read are extracted, in SQL.
 _FACT_COLUMNS = (
-    HostRow.id,
-    HostRow.source_id,
-    HostRow.name,
-    HostRow.hostname,
-    HostRow.machine_uuid,
-    HostRow.mac_addresses,
-    HostRow.addresses,
-    Source.type,
+    hosts.c.id,
+    hosts.c.source_id,
+    hosts.c.name,
+    hosts.c.hostname,
+    hosts.c.machine_uuid,
+    hosts.c.mac_addresses,
+    hosts.c.addresses,
+    sources.c.type,
 )
 
 
-def live_host_facts(session: Session) -> list[HostFacts]:
+def live_host_facts(session: Connection | Session) -> list[HostFacts]:
     """What the same-machine rule reads of every live host (provider ids as each source's connector reads them)."""
     registry = installed_registry()
     # Only the connectors of the sources stored here: loading every installed one cost a static sync ~35 ms.
-    keys = registry.provider_keys(session.execute(select(Source.type).distinct()).scalars())
-    columns = (*_FACT_COLUMNS, *(HostRow.attributes[key].as_string().label(f"attr_{key}") for key in keys))
-    stmt = select(*columns).join(Source, Source.id == HostRow.source_id).where(HostRow.removed_at.is_(None))
+    keys = registry.provider_keys(session.execute(select(sources.c.type).distinct()).scalars())
+    columns = (*_FACT_COLUMNS, *(hosts.c.attributes[key].as_string().label(f"attr_{key}") for key in keys))
+    stmt = select(*columns).join(sources, sources.c.id == hosts.c.source_id).where(hosts.c.removed_at.is_(None))
     return [
         HostFacts(
             row.id,
@@ -76,9 +79,9 @@ def live_host_facts(session: Session) -> list[HostFacts]:
     ]
 
 
-def relink_machines(session: Session) -> MachineGraph:
+def relink_machines(session: Connection | Session) -> MachineGraph:
     """Bring the machine_links table in line with the live hosts, in the caller's transaction."""
-    if session.get_bind().dialect.name == "postgresql":
+    if as_connection(session).dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_RELINK_LOCK})
     graph = link_machines(live_host_facts(session))
     machine_of = graph.machine_of()
@@ -88,33 +91,33 @@ def relink_machines(session: Session) -> MachineGraph:
         wanted[match.host_id].add((match.other_id, str(match.rule), machine_id))
         wanted[match.other_id].add((match.host_id, str(match.rule), machine_id))
     stored: dict[int, set[tuple[int, str, int]]] = defaultdict(set)
-    links = select(MachineLink.host_id, MachineLink.other_id, MachineLink.rule, MachineLink.machine_id)
+    links = select(machine_links.c.host_id, machine_links.c.other_id, machine_links.c.rule, machine_links.c.machine_id)
     for link in session.execute(links):
         stored[link.host_id].add((link.other_id, link.rule, link.machine_id))
     changed = sorted(host for host in wanted.keys() | stored.keys() if wanted.get(host) != stored.get(host))
     if changed:
         for chunk in _chunks(changed):
-            session.execute(delete(MachineLink).where(MachineLink.host_id.in_(chunk)))
+            session.execute(delete(machine_links).where(machine_links.c.host_id.in_(chunk)))
         rows = [
             {"host_id": host_id, "other_id": other_id, "rule": rule, "machine_id": machine_id}
             for host_id in changed
             for other_id, rule, machine_id in sorted(wanted.get(host_id, ()))
         ]
         if rows:
-            session.execute(insert(MachineLink), rows)
+            session.execute(insert(machine_links), rows)
     return graph
 
 
-def describe_ambiguous(session: Session, found: Sequence[AmbiguousUuid]) -> list[dict[str, Any]]:
+def describe_ambiguous(session: Connection | Session, found: Sequence[AmbiguousUuid]) -> list[dict[str, Any]]:
     """Ambiguous uuids with their source's and hosts' names: the report's rows and the sync's warnings."""
     if not found:
         return []
     ids = sorted({host_id for a in found for host_id in a.host_ids})
-    names = dict(session.execute(select(HostRow.id, HostRow.name).where(HostRow.id.in_(ids))).all())
-    sources = dict(session.execute(select(Source.id, Source.name)).all())
+    names = dict(session.execute(select(hosts.c.id, hosts.c.name).where(hosts.c.id.in_(ids))).all())
+    source_names = dict(session.execute(select(sources.c.id, sources.c.name)).all())
     return [
         {
-            "source": sources.get(a.source_id),
+            "source": source_names.get(a.source_id),
             "machine_uuid": a.uuid,
             "hosts": [names.get(i, str(i)) for i in a.host_ids],
         }
@@ -122,7 +125,7 @@ def describe_ambiguous(session: Session, found: Sequence[AmbiguousUuid]) -> list
     ]
 
 
-def relink_after_write(session: Session, source_id: int) -> MachineGraph:
+def relink_after_write(session: Connection | Session, source_id: int) -> MachineGraph:
     """Relink after a source's write, and warn of the uuids that this source's hosts share."""
     graph = relink_machines(session)
     for row in describe_ambiguous(session, [a for a in graph.ambiguous if a.source_id == source_id]):
@@ -136,34 +139,42 @@ def relink_after_write(session: Session, source_id: int) -> MachineGraph:
     return graph
 
 
-def relink_after_delta(session: Session, source_id: int, snapshot: Snapshot, changed: int) -> None:
+def relink_after_delta(session: Connection | Session, source_id: int, snapshot: Snapshot, changed: int) -> None:
     """Relink after a delta (a watch's, a tool call's re-read) only where it changed something and touched a host:
     links are between hosts, and a delta of workloads alone leaves them as they were."""
     if changed and (snapshot.hosts or any(key[0] == "host" for key in snapshot.deleted)):
         relink_after_write(session, source_id)
 
 
-def stored_machines(session: Session) -> list[dict[str, Any]]:
+def stored_machines(session: Connection | Session) -> list[dict[str, Any]]:
     """Every machine more than one source sees: its id, the strongest rule that linked it, its uuid, its hosts."""
     stmt = (
-        select(MachineLink.machine_id, MachineLink.rule, HostRow, Source.name)
-        .join(HostRow, HostRow.id == MachineLink.host_id)
-        .join(Source, Source.id == HostRow.source_id)
+        select(
+            machine_links.c.machine_id,
+            machine_links.c.rule,
+            hosts.c.id,
+            hosts.c.kind,
+            hosts.c.name,
+            hosts.c.machine_uuid,
+            sources.c.name.label("source"),
+        )
+        .join(hosts, hosts.c.id == machine_links.c.host_id)
+        .join(sources, sources.c.id == hosts.c.source_id)
     )
     rules: dict[int, set[MatchRule]] = defaultdict(set)
-    seen: dict[int, dict[int, tuple[str, HostRow]]] = defaultdict(dict)
-    for machine_id, rule, host, source in session.execute(stmt):
-        rules[machine_id].add(MatchRule(rule))
-        seen[machine_id][host.id] = (source, host)
+    seen: dict[int, dict[int, Any]] = defaultdict(dict)
+    for host in session.execute(stmt):
+        rules[host.machine_id].add(MatchRule(host.rule))
+        seen[host.machine_id][host.id] = host
     found = []
-    for machine_id, hosts in seen.items():
-        ordered = sorted(hosts.values(), key=lambda h: (h[0], h[1].kind, h[1].name))
+    for machine_id, seen_hosts in seen.items():
+        ordered = sorted(seen_hosts.values(), key=lambda h: (h.source, h.kind, h.name))
         found.append(
             {
                 "machine": machine_id,
                 "matched_by": str(min(rules[machine_id], key=RULE_ORDER.__getitem__)),
-                "machine_uuid": next((host.machine_uuid for _, host in ordered if host.machine_uuid), None),
-                "seen_as": " = ".join(f"{source}/{host.kind} {host.name}" for source, host in ordered),
+                "machine_uuid": next((host.machine_uuid for host in ordered if host.machine_uuid), None),
+                "seen_as": " = ".join(f"{host.source}/{host.kind} {host.name}" for host in ordered),
             }
         )
     return sorted(found, key=lambda m: m["seen_as"])

@@ -38,8 +38,7 @@ from sqlalchemy.orm import Session
 from inventory import __version__
 from inventory.outcome import SourceOutcome, SyncStatus
 from inventory.query_params import ACTIONS
-from inventory.schema import OBJECT_MODELS
-from inventory.storage.models import Source, SyncRun
+from inventory.storage.models import OBJECT_MODELS, Source, SyncRun
 
 disable_created_metrics()
 

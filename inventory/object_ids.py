@@ -16,8 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from inventory.errors import Ambiguous
-from inventory.schema import OBJECT_MODELS, OBJECT_TYPES
-from inventory.storage.models import Source
+from inventory.schema import OBJECT_TYPES
+from inventory.storage.models import OBJECT_MODELS, Source
 
 _TYPED_ID = re.compile(rf"^({'|'.join(OBJECT_TYPES)})[/:](\d+)$")
 # Beyond a 64-bit integer no id can match (and SQLite would raise OverflowError).

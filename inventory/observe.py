@@ -32,17 +32,20 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, or_, select
-from sqlalchemy.orm import Session
 
-from inventory.audit.models import AuditEntry
+from inventory.audit.tables import audit_log
 from inventory.cause import Cause, CauseKind
 from inventory.outcome import SyncStatus
 from inventory.records import Snapshot
-from inventory.storage.models import Change, Source, SyncRun
+from inventory.storage.tables import changes, sources, sync_runs
 from inventory.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+    from sqlalchemy.orm import Session
 
 # A change of a call's target this long after the call's outcome is still taken for its doing (the
 # source reports late: a poll, an event stream's batch).
@@ -113,24 +116,24 @@ def _details(text: str | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def recent_tool_calls(session: Session, source: str, now: datetime | None = None) -> list[ToolCallWindow]:
+def recent_tool_calls(session: Connection | Session, source: str, now: datetime | None = None) -> list[ToolCallWindow]:
     """Our calls that changed (or may have changed) objects of ``source`` and still cover them at ``now``."""
     now = now or utcnow()
     since = now - timedelta(seconds=OPEN_CALL_LIMIT)
     is_intent = or_(
-        and_(AuditEntry.event == "tool_call", AuditEntry.outcome == INTENT_OUTCOME),
-        and_(AuditEntry.event == "approval", AuditEntry.outcome == "approved"),
+        and_(audit_log.c.event == "tool_call", audit_log.c.outcome == INTENT_OUTCOME),
+        and_(audit_log.c.event == "approval", audit_log.c.outcome == "approved"),
     )
     intents = session.execute(
         select(
-            AuditEntry.seq,
-            AuditEntry.at,
-            AuditEntry.actor,
-            AuditEntry.tool,
-            AuditEntry.target,
-            AuditEntry.tool_class,
-            AuditEntry.details,
-        ).where(AuditEntry.at >= since, AuditEntry.source == source, is_intent)
+            audit_log.c.seq,
+            audit_log.c.at,
+            audit_log.c.actor,
+            audit_log.c.tool,
+            audit_log.c.target,
+            audit_log.c.tool_class,
+            audit_log.c.details,
+        ).where(audit_log.c.at >= since, audit_log.c.source == source, is_intent)
     ).all()
     # A read-only call changes nothing: a change near it is somebody else's.
     intents = [row for row in intents if row.tool and row.tool_class != "READ_ONLY"]
@@ -139,11 +142,11 @@ def recent_tool_calls(session: Session, source: str, now: datetime | None = None
     first = min(row.seq for row in intents)
     ended: dict[int, datetime] = {}
     for at, details in session.execute(
-        select(AuditEntry.at, AuditEntry.details).where(
-            AuditEntry.seq > first,
-            AuditEntry.source == source,
-            AuditEntry.event == "tool_call",
-            AuditEntry.outcome.not_in([INTENT_OUTCOME, OBSERVED_OUTCOME]),
+        select(audit_log.c.at, audit_log.c.details).where(
+            audit_log.c.seq > first,
+            audit_log.c.source == source,
+            audit_log.c.event == "tool_call",
+            audit_log.c.outcome.not_in([INTENT_OUTCOME, OBSERVED_OUTCOME]),
         )
     ):
         intent = _details(details).get("intent_seq")
@@ -169,7 +172,9 @@ def recent_tool_calls(session: Session, source: str, now: datetime | None = None
     return [w for w in windows if w.covers(now)]
 
 
-def attribute_tool_calls(session: Session, source: str, snapshot: Snapshot, now: datetime | None = None) -> int:
+def attribute_tool_calls(
+    session: Connection | Session, source: str, snapshot: Snapshot, now: datetime | None = None
+) -> int:
     """Make our tool calls the cause of their targets' changes in ``snapshot``; returns how many targets.
 
     The newest call on an object wins. A cause set here is stored only where the object did change.
@@ -201,17 +206,17 @@ def watching_here(source: str, *, on: bool) -> None:
             _watching.pop(source, None)
 
 
-def watched(session: Session, source: str, now: datetime | None = None) -> str | None:
+def watched(session: Connection | Session, source: str, now: datetime | None = None) -> str | None:
     """Who follows ``source`` live: "this process", "another process", or None (nobody: a poll will see it)."""
     with _watching_lock:
         if source in _watching:
             return "this process"
     now = now or utcnow()
     beat = session.execute(
-        select(SyncRun.finished_at)
-        .join(Source, Source.id == SyncRun.source_id)
-        .where(Source.name == source, SyncRun.status == SyncStatus.WATCHING.value)
-        .order_by(SyncRun.id.desc())
+        select(sync_runs.c.finished_at)
+        .join(sources, sources.c.id == sync_runs.c.source_id)
+        .where(sources.c.name == source, sync_runs.c.status == SyncStatus.WATCHING.value)
+        .order_by(sync_runs.c.id.desc())
         .limit(1)
     ).scalar()
     if beat is not None and now - beat <= timedelta(seconds=WATCH_ALIVE_SECONDS):
@@ -249,11 +254,13 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def changes_of(session: Session, object_type: str, object_id: int, since: datetime) -> list[dict[str, Any]]:
+def changes_of(
+    session: Connection | Session, object_type: str, object_id: int, since: datetime
+) -> list[dict[str, Any]]:
     rows = session.execute(
-        select(Change.id, Change.at, Change.action, Change.diff, Change.cause)
-        .where(Change.object_type == object_type, Change.object_id == object_id, Change.at >= since)
-        .order_by(Change.id)
+        select(changes.c.id, changes.c.at, changes.c.action, changes.c.diff, changes.c.cause)
+        .where(changes.c.object_type == object_type, changes.c.object_id == object_id, changes.c.at >= since)
+        .order_by(changes.c.id)
     ).all()
     return [{"id": r.id, "at": r.at, "action": r.action, "diff": r.diff, "cause": r.cause} for r in rows]
 

@@ -22,8 +22,9 @@ from inventory.errors import Ambiguous, NotFound, UsageError
 from inventory.machines import RULE_ORDER, MatchRule
 from inventory.object_ids import bare_id, objects_with_id, parse_typed_id, refuse_shared_id
 from inventory.outcome import SyncStatus
-from inventory.schema import OBJECT_MODELS, OBJECT_TYPES, SCHEMA, ObjectType
+from inventory.schema import OBJECT_TYPES, SCHEMA, ObjectType
 from inventory.storage.models import (
+    OBJECT_MODELS,
     Change,
     HostRow,
     MachineLink,
@@ -185,7 +186,7 @@ def kind_words(session: Session, model: Any, kind: str) -> frozenset[str]:
         return words
     stored = sorted(set(session.execute(select(func.lower(model.kind)).distinct()).scalars()))
     if not words & set(stored):
-        what = "changes" if model is Change else f"{model.__tablename__}"
+        what = "changes" if model is Change else model.__table__.description
         raise UsageError(f"unknown kind {kind!r} for {what} (kinds: {', '.join(stored) or 'none synced yet'})")
     return words
 
@@ -383,8 +384,8 @@ def _listed(
     ``outer``: (target, on) pairs outer-joined for the computed values.
     """
     object_type_ = SCHEMA[object_type]
-    model = object_type_.row
-    table = model.__table__
+    model = OBJECT_MODELS[object_type]
+    table = object_type_.table
     values = {"source": Source.name, **computed}
     columns = [
         (values[key] if key in values else table.c[key]).label(f"out_{index}")

@@ -22,8 +22,16 @@ from inventory.machines import ambiguous_uuids
 from inventory.queries import list_sources
 from inventory.query_params import ACTIONS
 from inventory.render import EMPTY_CELL, format_time
-from inventory.schema import OBJECT_MODELS
-from inventory.storage.models import Change, HostRow, MachineLink, ServiceMember, ServiceRow, Source, WorkloadRow
+from inventory.storage.models import (
+    OBJECT_MODELS,
+    Change,
+    HostRow,
+    MachineLink,
+    ServiceMember,
+    ServiceRow,
+    Source,
+    WorkloadRow,
+)
 from inventory.timeutil import utcnow
 
 

@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session, aliased
 from inventory.config import RetentionSettings
 from inventory.outcome import SyncStatus
 from inventory.redact import error_reason
+from inventory.storage import tables
 from inventory.storage.database import Database
 from inventory.storage.models import (
     Change,
@@ -124,9 +125,9 @@ def _object_dependants(name: str, ids: Sequence[int]) -> dict[str, Any]:
 
 
 _DEPENDANT_TABLES: dict[str, Table] = {
-    "changes": Change.__table__,  # type: ignore[dict-item]
-    "service_members": ServiceMember.__table__,  # type: ignore[dict-item]
-    "machine_links": MachineLink.__table__,  # type: ignore[dict-item]
+    "changes": tables.changes,
+    "service_members": tables.service_members,
+    "machine_links": tables.machine_links,
 }
 
 

@@ -65,7 +65,7 @@ class Sanitizer:
         self._text: dict[str, dict[str, int]] = {}
         self._json: dict[str, tuple[str, ...]] = {}
         for object_type in schema:
-            table = object_type.row.__table__
+            table = object_type.table
             names = ["kind", "external_id", *(c.name for c in object_type.columns if c.json is None)]
             self._text[object_type.name] = {
                 name: length for name in names if (length := column_length(table, name)) is not None

@@ -1,11 +1,11 @@
 """The object-type table: what each kind of inventory object holds, and where each field lives.
 
-One entry per object type (host, workload, service) names its record class, its row
-model and its fields in the order of the documented JSON output. Everything else is
+One entry per object type (host, workload, service) names its record class, its
+table and its fields in the order of the documented JSON output. Everything else is
 derived from it: the canonical fields compared and stored (``canonical_fields``), the
 columns the store writes and reads back, how reconcile resolves links, and the
 query serializers. Adding a field is one ``Column`` here (beside the record field it
-reads and the model column it fills) plus an Alembic revision.
+reads and the table column it fills, inventory/storage/tables.py) plus an Alembic revision.
 """
 
 from __future__ import annotations
@@ -13,10 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from inventory.records import Host, Record, Ref, Service, Workload
-from inventory.storage.models import HostRow, ServiceRow, WorkloadRow
+from inventory.storage.tables import hosts, services, workloads
+
+if TYPE_CHECKING:
+    from sqlalchemy import Table
 
 
 @dataclass(frozen=True)
@@ -69,11 +72,11 @@ TIME_COLUMNS = ("first_seen_at", "changed_at", "removed_at", "details_stale_sinc
 
 @dataclass(frozen=True)
 class ObjectType:
-    """One kind of inventory object: its record class, its row model, and its fields in JSON output order."""
+    """One kind of inventory object: its record class, its table, and its fields in JSON output order."""
 
     name: str
     record: type[Any]
-    row: type[Any]
+    table: Table
     fields: tuple[FieldSpec, ...]
     _canonical: Callable[[Any], dict[str, Any]] = field(init=False, repr=False, compare=False)
 
@@ -175,9 +178,9 @@ class Schema:
         return tuple(self.types)
 
     @property
-    def rows(self) -> dict[str, type[Any]]:
-        """Object type name -> row model."""
-        return {t.name: t.row for t in self}
+    def tables(self) -> dict[str, Table]:
+        """Object type name -> its table."""
+        return {t.name: t.table for t in self}
 
     def of(self, record: Record) -> ObjectType:
         found = self._by_record.get(type(record))
@@ -192,7 +195,7 @@ SCHEMA = Schema(
     ObjectType(
         "host",
         Host,
-        HostRow,
+        hosts,
         (
             Column("name"),
             Column("status"),
@@ -210,7 +213,7 @@ SCHEMA = Schema(
     ObjectType(
         "workload",
         Workload,
-        WorkloadRow,
+        workloads,
         (
             Column("name"),
             Column("status"),
@@ -225,7 +228,7 @@ SCHEMA = Schema(
     ObjectType(
         "service",
         Service,
-        ServiceRow,
+        services,
         (
             Column("name"),
             Column("status"),
@@ -238,7 +241,6 @@ SCHEMA = Schema(
     ),
 )
 OBJECT_TYPES = SCHEMA.names
-OBJECT_MODELS = SCHEMA.rows
 
 
 def canonical_fields(record: Record) -> dict[str, Any]:

@@ -297,8 +297,8 @@ class SourceRunner:
             return self._record_failure(collected, collected.error or f"source {name!r}: nothing collected")
         self._phase(name, f"writing {snapshot.object_count} objects")
         try:
-            with self.db.write_session() as session:
-                store = SqlStore(session)
+            with self.db.write_connection() as connection:
+                store = SqlStore(connection)
                 source_id = store.source_id(name, collected.type, snapshot.identity, configured=self.configured)
                 twins = store.sharing_identity(source_id, collected.type, snapshot.identity, self.configured)
                 if twins:  # e.g. one cluster reached through two URLs or contexts: every object stored twice
@@ -309,10 +309,10 @@ class SourceRunner:
                     )
                 run_id = store.start_run(source_id, collected.started_at)
                 # Our own tool calls on objects of this source are the cause of what they changed.
-                attribute_tool_calls(session, name, snapshot)
+                attribute_tool_calls(connection, name, snapshot)
                 result = reconcile(snapshot, store, source_id=source_id, run_id=run_id, allow_empty=self.allow_empty)
                 drift = result.created + result.updated + result.removed + result.revived if collected.drift else None
-                relink_after_write(session, source_id)
+                relink_after_write(connection, source_id)
                 problems = [f"source {name!r}, {e}" for e in summarize_problems(snapshot.errors)]
                 problems += [f"source {name!r}: {w}" for w in result.withheld]
                 if not snapshot.complete and not snapshot.errors:
@@ -378,8 +378,8 @@ class SourceRunner:
         message = bounded(redact_text(message))
         run_id: int | None = None
         try:
-            with self.db.write_session() as session:
-                store = SqlStore(session)
+            with self.db.write_connection() as connection:
+                store = SqlStore(connection)
                 run_id = store.start_run(
                     store.source_id(collected.source, collected.type, identity, configured=self.configured),
                     collected.started_at,

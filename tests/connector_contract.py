@@ -32,9 +32,8 @@ from sqlalchemy import select
 from inventory.connector import Connector
 from inventory.errors import SourceError
 from inventory.records import Snapshot
-from inventory.schema import OBJECT_MODELS
 from inventory.storage.database import Database
-from inventory.storage.models import Change
+from inventory.storage.models import OBJECT_MODELS, Change
 from inventory.sync import sync_source
 
 ROW_MODELS = OBJECT_MODELS

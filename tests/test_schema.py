@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import Column as SqlColumn
 from sqlalchemy import MetaData, String, create_engine, select
-from sqlalchemy.orm import Session, registry
+from sqlalchemy.orm import Session
 
 from inventory.queries import object_row
 from inventory.reconcile import reconcile
@@ -53,16 +53,15 @@ def test_canonical_fields_follow_the_table() -> None:
 
 def test_every_type_map_is_the_table() -> None:
     from inventory.policy import targets
-    from inventory.storage.models import HostRow, ServiceRow, WorkloadRow
+    from inventory.storage.models import OBJECT_MODELS, HostRow, ServiceRow, WorkloadRow
 
-    assert SCHEMA.rows == {"host": HostRow, "workload": WorkloadRow, "service": ServiceRow}
+    assert {"host": HostRow, "workload": WorkloadRow, "service": ServiceRow} == OBJECT_MODELS
+    assert {name: model.__table__ for name, model in OBJECT_MODELS.items()} == SCHEMA.tables
     assert targets.TARGET_TYPES == ("host", "workload", "service", "source")
     for object_type in SCHEMA:
-        columns = set(object_type.row.__table__.c.keys())
+        columns = set(object_type.table.c.keys())
         stored = {c.name for c in object_type.columns} | {link.column for link in object_type.links}
-        assert stored <= columns, (
-            f"{object_type.name}: {stored - columns} declared but not in {object_type.row.__tablename__}"
-        )
+        assert stored <= columns, f"{object_type.name}: {stored - columns} declared but not in {object_type.table}"
 
 
 def test_output_keys_are_the_documented_json() -> None:
@@ -102,28 +101,24 @@ class RackedHost(Host):
     rack: str | None = None
 
 
-def racked_schema() -> tuple[Schema, MetaData, type]:
-    """The real schema plus ``rack`` on hosts: a copy of the real tables with one more column, mapped afresh."""
+def racked_schema() -> tuple[Schema, MetaData]:
+    """The real schema plus ``rack`` on hosts: a copy of the real tables with one more column."""
     metadata = MetaData(naming_convention=Base.metadata.naming_convention)
     for table in Base.metadata.sorted_tables:
         table.to_metadata(metadata)
     metadata.tables["hosts"].append_column(SqlColumn("rack", String(50)))
-    mapper = registry(metadata=metadata)
-    rows = {name: type(f"Scratch{name.title()}Row", (), {}) for name in ("hosts", "workloads", "services")}
-    for name, row in rows.items():
-        mapper.map_imperatively(row, metadata.tables[name])
     host = SCHEMA["host"]
     schema = Schema(
-        ObjectType("host", RackedHost, rows["hosts"], (*host.fields, Column("rack"))),
-        ObjectType("workload", Workload, rows["workloads"], SCHEMA["workload"].fields),
-        ObjectType("service", Service, rows["services"], SCHEMA["service"].fields),
+        ObjectType("host", RackedHost, metadata.tables["hosts"], (*host.fields, Column("rack"))),
+        ObjectType("workload", Workload, metadata.tables["workloads"], SCHEMA["workload"].fields),
+        ObjectType("service", Service, metadata.tables["services"], SCHEMA["service"].fields),
     )
-    return schema, metadata, rows["hosts"]
+    return schema, metadata
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgresql"])
 def racked(request: pytest.FixtureRequest) -> Iterator[tuple[Schema, Store, Session | None]]:
-    schema, metadata, _ = racked_schema()
+    schema, metadata = racked_schema()
     if request.param == "memory":
         yield schema, MemoryStore(schema), None
         return
@@ -160,7 +155,7 @@ def test_a_field_declared_in_the_table_round_trips(racked: tuple[Schema, Store, 
         return
     assert session is not None
     session.flush()
-    row = session.execute(select(schema["host"].row)).scalar_one()
+    row = session.execute(select(schema["host"].table)).one()
     serialized = object_row(schema["host"], row, "lab", workloads=1, machine=None)
     assert (serialized["rack"], serialized["name"], serialized["workloads"]) == ("r2", "node-a", 1)
     assert list(serialized) == [

@@ -29,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Row, delete, func, select
 from sqlalchemy.orm import Session
 
 from inventory.audit.keys import AuditSecrets, secrets_for
@@ -246,7 +246,7 @@ class _ArchiveWalk:
         self.seq, self.hash, self.checked = 0, GENESIS_HASH, 0
         self.keyed = False
 
-    def check(self, archive_file: _Archive, checkpoints: dict[int, AuditCheckpoint]) -> VerifyProblem | None:
+    def check(self, archive_file: _Archive, checkpoints: dict[int, Row[Any]]) -> VerifyProblem | None:
         name = archive_file.path
         for number, line in enumerate(archive_file.lines, start=1):
             try:

@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from inventory.audit.keys import AuditSecrets, secrets_for
-from inventory.audit.models import AuditHeadRow
+from inventory.audit.tables import audit_head
 from inventory.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class DatabaseHead:
 
 def read_database_head(session: Session) -> DatabaseHead | None:
     """The head the database recorded (seq 0: an empty log); None when the table has no row."""
-    row = session.execute(select(AuditHeadRow.seq, AuditHeadRow.entry_hash, AuditHeadRow.mac)).first()
+    row = session.execute(select(audit_head.c.seq, audit_head.c.entry_hash, audit_head.c.mac)).first()
     return DatabaseHead(row.seq, row.entry_hash, row.mac) if row is not None else None
 
 

@@ -35,19 +35,24 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from sqlalchemy import event, insert, select, text
-from sqlalchemy.orm import Session
 
 from inventory.audit.head import read_database_head, require_same_key
 from inventory.audit.keys import AuditSecrets, secrets_for
-from inventory.audit.models import AuditCheckpoint, AuditEntry
+from inventory.audit.tables import audit_checkpoints, audit_log
 from inventory.errors import UsageError
 from inventory.redact import redact_text, redact_value
 from inventory.render import json_with_visible_escapes
 from inventory.storage.database import Database
 from inventory.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection, Row
+    from sqlalchemy.orm import Session
+
+    from inventory.audit.models import AuditCheckpoint
 
 log = logging.getLogger(__name__)
 
@@ -162,10 +167,18 @@ def append_in(session: Session, record: AuditRecord, audit_secrets: AuditSecrets
     write transaction) is held until the caller commits; the head file advances after
     the commit. The database refuses an insert that does not extend the head.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_CHAIN_LOCK})
-    last = session.execute(
-        select(AuditEntry.seq, AuditEntry.entry_hash, AuditEntry.mac).order_by(AuditEntry.seq.desc()).limit(1)
+    seq, entry_hash = _insert_entry(session.connection(), record, audit_secrets)
+    event.listen(session, "after_commit", lambda _session: audit_secrets.advance_head(seq, entry_hash), once=True)
+    return seq, entry_hash
+
+
+def _insert_entry(connection: Connection, record: AuditRecord, audit_secrets: AuditSecrets) -> tuple[int, str]:
+    """The next entry, under the chain lock, in the connection's transaction; the caller advances the head file
+    once that transaction committed."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_CHAIN_LOCK})
+    last = connection.execute(
+        select(audit_log.c.seq, audit_log.c.entry_hash, audit_log.c.mac).order_by(audit_log.c.seq.desc()).limit(1)
     ).first()
     seq, prev_hash = (last.seq + 1, last.entry_hash) if last else (1, GENESIS_HASH)
     if last is not None:
@@ -175,15 +188,16 @@ def append_in(session: Session, record: AuditRecord, audit_secrets: AuditSecrets
     fields = prepare_fields(record, utcnow())
     entry_hash = compute_hash(prev_hash, fields)
     mac = audit_secrets.mac(seq, entry_hash)
-    session.execute(insert(AuditEntry).values(seq=seq, prev_hash=prev_hash, entry_hash=entry_hash, mac=mac, **fields))
-    event.listen(session, "after_commit", lambda _session: audit_secrets.advance_head(seq, entry_hash), once=True)
+    connection.execute(insert(audit_log).values(seq=seq, prev_hash=prev_hash, entry_hash=entry_hash, mac=mac, **fields))
     return seq, entry_hash
 
 
 def append(db: Database, record: AuditRecord) -> int:
     """Append one entry in its own transaction; returns its seq once it is committed."""
-    with db.write_session() as session:
-        seq, _ = append_in(session, record, secrets_for(db))
+    audit_secrets = secrets_for(db)
+    with db.write_connection() as connection:
+        seq, entry_hash = _insert_entry(connection, record, audit_secrets)
+    audit_secrets.advance_head(seq, entry_hash)
     return seq
 
 
@@ -260,11 +274,11 @@ class Checkpoint:
 
 def _chain_rows(session: Session, after: int, batch: int = 20_000) -> Iterator[tuple[int, str, str, str]]:
     """(seq, prev_hash, entry_hash, payload) after entry ``after`` in chain order, streamed, payloads rebuilt here."""
-    columns = [getattr(AuditEntry, name) for name in _COLUMNS]
+    columns = [audit_log.c[name] for name in _COLUMNS]
     result = session.execute(
         select(*columns)
-        .where(AuditEntry.seq > after)
-        .order_by(AuditEntry.seq)
+        .where(audit_log.c.seq > after)
+        .order_by(audit_log.c.seq)
         .execution_options(stream_results=True, yield_per=batch)
     )
     for row in result:
@@ -309,7 +323,7 @@ def verify_chain(
     return result
 
 
-def checkpoint_mac(audit_secrets: AuditSecrets, checkpoint: AuditCheckpoint) -> str:
+def checkpoint_mac(audit_secrets: AuditSecrets, checkpoint: AuditCheckpoint | Row[Any]) -> str:
     """The mac of an audit checkpoint row: its range, its last entry's hash and its archive file's hash."""
     return audit_secrets.keyed_digest(
         "audit-checkpoint",
@@ -317,11 +331,11 @@ def checkpoint_mac(audit_secrets: AuditSecrets, checkpoint: AuditCheckpoint) -> 
     )
 
 
-def load_checkpoints(session: Session) -> list[AuditCheckpoint]:
-    return list(session.execute(select(AuditCheckpoint).order_by(AuditCheckpoint.last_seq)).scalars())
+def load_checkpoints(session: Session) -> list[Row[Any]]:
+    return list(session.execute(select(audit_checkpoints).order_by(audit_checkpoints.c.last_seq)))
 
 
-def describe_checkpoint(checkpoint: AuditCheckpoint) -> str:
+def describe_checkpoint(checkpoint: AuditCheckpoint | Row[Any]) -> str:
     return (
         f"the checkpoint after entry {checkpoint.last_seq} (entries {checkpoint.first_seq}..{checkpoint.last_seq} "
         f"archived to {checkpoint.archive_name} on {canonical_at(checkpoint.archived_at)[:19]}Z)"
@@ -356,9 +370,9 @@ def _check_macs(session: Session, result: VerifyResult, audit_secrets: AuditSecr
     """The first entry (up to the chain's first problem) whose mac is wrong, or missing after keyed entries."""
     limit = result.problem.seq if result.problem else result.last_seq
     rows = session.execute(
-        select(AuditEntry.seq, AuditEntry.entry_hash, AuditEntry.mac)
-        .where(AuditEntry.seq > result.start_seq, AuditEntry.seq < limit + (0 if result.problem else 1))
-        .order_by(AuditEntry.seq)
+        select(audit_log.c.seq, audit_log.c.entry_hash, audit_log.c.mac)
+        .where(audit_log.c.seq > result.start_seq, audit_log.c.seq < limit + (0 if result.problem else 1))
+        .order_by(audit_log.c.seq)
     )
     keyed = False
     for seq, entry_hash, mac in rows:
@@ -407,7 +421,7 @@ def _check_head(session: Session, result: VerifyResult, audit_secrets: AuditSecr
         return
     if head.seq <= result.start_seq:  # archived (the newest entry is never archived)
         return
-    stored = session.execute(select(AuditEntry.entry_hash).where(AuditEntry.seq == head.seq)).scalar()
+    stored = session.execute(select(audit_log.c.entry_hash).where(audit_log.c.seq == head.seq)).scalar()
     if stored is None:
         message = (
             f"entry {head.seq} (the head recorded in {audit_secrets.head_file}) is gone: "
@@ -419,7 +433,7 @@ def _check_head(session: Session, result: VerifyResult, audit_secrets: AuditSecr
         message = f"entry {head.seq} differs from the head recorded in {audit_secrets.head_file}"
         result.problem = VerifyProblem(head.seq, "changed", message)
     elif keyed:
-        mac = session.execute(select(AuditEntry.mac).where(AuditEntry.seq == head.seq)).scalar()
+        mac = session.execute(select(audit_log.c.mac).where(audit_log.c.seq == head.seq)).scalar()
         if mac is None or not hmac.compare_digest(mac, audit_secrets.mac(head.seq, head.entry_hash)):
             message = (
                 f"entry {head.seq}, the head, carries no valid mac: the log's macs were stripped or rewritten "
@@ -453,7 +467,7 @@ def _check_database_head(session: Session, result: VerifyResult, audit_secrets: 
         message = f"the database's audit head (entry {head.seq}) does not carry a valid mac under this audit key"
         result.problem = VerifyProblem(head.seq, "forged", message)
         return
-    stored = session.execute(select(AuditEntry.entry_hash).where(AuditEntry.seq == head.seq)).scalar()
+    stored = session.execute(select(audit_log.c.entry_hash).where(audit_log.c.seq == head.seq)).scalar()
     if stored is None:
         message = (
             f"entry {head.seq} (the head the database recorded) is gone: the log ends at entry {result.last_seq} "
@@ -475,9 +489,9 @@ def _restart_at(session: Session, result: VerifyResult, problem: VerifyProblem) 
     result.problem = problem
     result.checked = problem.seq - 1 - result.start_seq
     before = session.execute(
-        select(AuditEntry.seq, AuditEntry.entry_hash)
-        .where(AuditEntry.seq < problem.seq, AuditEntry.seq > result.start_seq)
-        .order_by(AuditEntry.seq.desc())
+        select(audit_log.c.seq, audit_log.c.entry_hash)
+        .where(audit_log.c.seq < problem.seq, audit_log.c.seq > result.start_seq)
+        .order_by(audit_log.c.seq.desc())
         .limit(1)
     ).first()
     result.last_seq, result.last_hash = (
@@ -552,7 +566,7 @@ def _verify_on_server(session: Session, result: VerifyResult) -> None:
     first = result.start_seq + 1
     start = {"start_seq": result.start_seq, "start_hash": result.start_hash}
     last = session.execute(
-        select(AuditEntry.seq, AuditEntry.entry_hash).order_by(AuditEntry.seq.desc()).limit(1)
+        select(audit_log.c.seq, audit_log.c.entry_hash).order_by(audit_log.c.seq.desc()).limit(1)
     ).first()
     if last is None or last.seq < first:
         return
@@ -583,9 +597,9 @@ def _verify_on_server(session: Session, result: VerifyResult) -> None:
         result.problem = _out_of_order(seq) if not linked else _changed(seq)
         result.checked = seq - 1 - result.start_seq
     before = session.execute(
-        select(AuditEntry.seq, AuditEntry.entry_hash)
-        .where(AuditEntry.seq < seq, AuditEntry.seq > result.start_seq)
-        .order_by(AuditEntry.seq.desc())
+        select(audit_log.c.seq, audit_log.c.entry_hash)
+        .where(audit_log.c.seq < seq, audit_log.c.seq > result.start_seq)
+        .order_by(audit_log.c.seq.desc())
         .limit(1)
     ).first()
     if before is not None:
@@ -596,7 +610,7 @@ def _check_checkpoint(session: Session, result: VerifyResult, checkpoint: Checkp
     """The exported entry must still be there with the same hash (the chain alone cannot show a cut-off tail)."""
     if checkpoint.seq <= result.start_seq:  # archived since: `audit verify --archive` checks it in its archive
         return
-    stored = session.execute(select(AuditEntry.entry_hash).where(AuditEntry.seq == checkpoint.seq)).scalar()
+    stored = session.execute(select(audit_log.c.entry_hash).where(audit_log.c.seq == checkpoint.seq)).scalar()
     if stored is None:
         result.problem = VerifyProblem(
             checkpoint.seq,
@@ -671,10 +685,10 @@ def _mark_open_intents(session: Session, rows: list[dict[str, Any]]) -> None:
     if not intents:
         return
     later = session.execute(
-        select(AuditEntry.details).where(
-            AuditEntry.seq > min(row["seq"] for row in intents),
-            AuditEntry.event == "tool_call",
-            AuditEntry.outcome != INTENT_OUTCOME,
+        select(audit_log.c.details).where(
+            audit_log.c.seq > min(row["seq"] for row in intents),
+            audit_log.c.event == "tool_call",
+            audit_log.c.outcome != INTENT_OUTCOME,
         )
     ).scalars()
     closed = {json.loads(details).get("intent_seq") for details in later if details and '"intent_seq"' in details}
@@ -684,41 +698,41 @@ def _mark_open_intents(session: Session, rows: list[dict[str, Any]]) -> None:
             row["outcome"] = UNKNOWN_OUTCOME if is_call else f"{row['outcome']} (outcome unknown)"
 
 
-def _select(session: Session, flt: AuditFilter) -> Iterable[AuditEntry]:
-    stmt = select(AuditEntry)
+def _select(session: Session, flt: AuditFilter) -> Iterable[Row[Any]]:
+    stmt = select(audit_log)
     exact = {
-        AuditEntry.actor: flt.actor,
-        AuditEntry.tool: flt.tool,
-        AuditEntry.tool_class: flt.tool_class.upper() if flt.tool_class else None,
-        AuditEntry.decision: flt.decision,
-        AuditEntry.outcome: flt.outcome,
-        AuditEntry.event: flt.event,
+        audit_log.c.actor: flt.actor,
+        audit_log.c.tool: flt.tool,
+        audit_log.c.tool_class: flt.tool_class.upper() if flt.tool_class else None,
+        audit_log.c.decision: flt.decision,
+        audit_log.c.outcome: flt.outcome,
+        audit_log.c.event: flt.event,
     }
     for column, wanted in exact.items():
         if wanted:
             stmt = stmt.where(column == wanted)
     if flt.target:
         pattern = f"%{flt.target}%"
-        stmt = stmt.where(AuditEntry.target.ilike(pattern) | AuditEntry.target_name.ilike(pattern))
+        stmt = stmt.where(audit_log.c.target.ilike(pattern) | audit_log.c.target_name.ilike(pattern))
     if flt.since:
-        stmt = stmt.where(AuditEntry.at >= flt.since)
+        stmt = stmt.where(audit_log.c.at >= flt.since)
     if flt.until:
-        stmt = stmt.where(AuditEntry.at < flt.until)
+        stmt = stmt.where(audit_log.c.at < flt.until)
     if flt.after_seq is not None:
-        stmt = stmt.where(AuditEntry.seq > flt.after_seq)
+        stmt = stmt.where(audit_log.c.seq > flt.after_seq)
     if flt.before_seq is not None:
-        stmt = stmt.where(AuditEntry.seq < flt.before_seq)
-    stmt = stmt.order_by(AuditEntry.seq.desc() if flt.newest_first else AuditEntry.seq)
+        stmt = stmt.where(audit_log.c.seq < flt.before_seq)
+    stmt = stmt.order_by(audit_log.c.seq.desc() if flt.newest_first else audit_log.c.seq)
     if flt.limit:
         stmt = stmt.limit(flt.limit)
-    rows = list(session.execute(stmt).scalars())
+    rows = list(session.execute(stmt))
     return list(reversed(rows)) if flt.newest_first else rows
 
 
 def get_entry(session: Session, seq: int) -> dict[str, Any]:
     from inventory.errors import NotFound
 
-    entry = session.get(AuditEntry, seq)
+    entry = session.execute(select(audit_log).where(audit_log.c.seq == seq)).first()
     if entry is None:
         raise NotFound(f"no audit entry {seq}")
     return entry_row(entry)

@@ -29,7 +29,7 @@ from sqlalchemy import inspect, select
 
 from inventory.audit.keys import AuditSecrets, secrets_for
 from inventory.audit.models import AppliedPolicyRow, Approval
-from inventory.audit.token_models import ApiToken
+from inventory.audit.token_models import ApiToken, api_tokens
 from inventory.errors import TamperedRow
 
 log = logging.getLogger(__name__)
@@ -128,9 +128,9 @@ def has_row_macs(db: Any) -> bool:
     """Whether the database's tables carry the mac columns (revision 0010_trust_rows and later)."""
     with db.engine.connect() as conn:
         inspector = inspect(conn)
-        if not inspector.has_table(ApiToken.__tablename__):
+        if not inspector.has_table(api_tokens.name):
             return False
-        return any(column["name"] == "mac" for column in inspector.get_columns(ApiToken.__tablename__))
+        return any(column["name"] == "mac" for column in inspector.get_columns(api_tokens.name))
 
 
 def sign_unsigned_rows(db: Any) -> Mapping[str, int]:

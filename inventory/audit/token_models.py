@@ -1,46 +1,59 @@
-"""The ``api_tokens`` table: API tokens, stored as a keyed hash only (inventory/tokens.py).
+"""The ``api_tokens`` table and its ORM class: API tokens, stored as a keyed hash only (inventory/tokens.py).
 
-Apart from the audit tables (inventory/audit/models.py) because its partial index names a
+Apart from the audit tables (inventory/audit/tables.py) because its partial index names a
 ``postgresql_where``, which makes SQLAlchemy import its PostgreSQL dialect (~20 ms) to check the
 argument: a sync, which never touches tokens, does not pay for it.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` in the model modules (inventory/storage/models.py says why).
 from datetime import datetime
 
-from sqlalchemy import Index, String, text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Column, Index, String, Table, text
+from sqlalchemy.orm import Mapped
 
-from inventory.storage.models import Base, Id, JsonValue, UTCDateTime
+from inventory.storage.models import Base
+from inventory.storage.tables import Id, JsonValue, UTCDateTime, metadata
 from inventory.timeutil import utcnow
+
+# An API token: stored as a keyed hash only (inventory/tokens.py); a revoked token keeps its row.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("name", String(64), nullable=False),
+    # The name as compared (NFC, case-folded).
+    Column("name_key", String(64), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("groups", JsonValue, nullable=False, default=list),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("created_by", String(200), nullable=False),
+    Column("expires_at", UTCDateTime),
+    Column("revoked_at", UTCDateTime),
+    Column("revoked_by", String(200)),
+    # HMAC under the audit key over every field above (inventory/audit/row_macs.py); NULL: never signed, refused.
+    Column("mac", String(64)),
+    # One live token per name.
+    Index(
+        "ix_api_tokens_live_name",
+        "name_key",
+        unique=True,
+        sqlite_where=text("revoked_at IS NULL"),
+        postgresql_where=text("revoked_at IS NULL"),
+    ),
+)
 
 
 class ApiToken(Base):
-    """An API token: stored as a keyed hash only (inventory/tokens.py); a revoked token keeps its row."""
+    __table__ = api_tokens
 
-    __tablename__ = "api_tokens"
-    __table_args__ = (
-        # One live token per name.
-        Index(
-            "ix_api_tokens_live_name",
-            "name_key",
-            unique=True,
-            sqlite_where=text("revoked_at IS NULL"),
-            postgresql_where=text("revoked_at IS NULL"),
-        ),
-    )
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    name: Mapped[str] = mapped_column(String(64))
-    # The name as compared (NFC, case-folded).
-    name_key: Mapped[str] = mapped_column(String(64))
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    groups: Mapped[list[str]] = mapped_column(JsonValue, default=list)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    created_by: Mapped[str] = mapped_column(String(200))
-    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    revoked_by: Mapped[str | None] = mapped_column(String(200))
-    # HMAC under the audit key over every field above (inventory/audit/row_macs.py); NULL: never signed, refused.
-    mac: Mapped[str | None] = mapped_column(String(64))
+    id: Mapped[int]
+    name: Mapped[str]
+    name_key: Mapped[str]
+    token_hash: Mapped[str]
+    groups: Mapped[list[str]]
+    created_at: Mapped[datetime]
+    created_by: Mapped[str]
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    revoked_by: Mapped[str | None]
+    mac: Mapped[str | None]

@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session
 
 from inventory.errors import Ambiguous, NotFound, UsageError
 from inventory.object_ids import bare_id, describe, objects_with_id, parse_typed_id, refuse_shared_id
-from inventory.schema import OBJECT_MODELS, OBJECT_TYPES
-from inventory.storage.models import HostRow, Source
+from inventory.schema import OBJECT_TYPES
+from inventory.storage.models import OBJECT_MODELS, HostRow, Source
 from inventory.tags import tags_of
 
 TARGET_TYPES = (*OBJECT_TYPES, "source")

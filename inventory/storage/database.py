@@ -9,10 +9,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError, SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from inventory.errors import SchemaOutOfDate, StorageError
 from inventory.redact import error_reason, redact_text
@@ -20,6 +19,8 @@ from inventory.redact import error_reason, redact_text
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from inventory.storage.pg_waits import Waits
 
 # The waits of each PostgreSQL engine, for Database.interrupt.
@@ -188,7 +189,11 @@ class Database:
     def display_url(self) -> str:
         return describe_url(self.url)
 
+    # The ORM is imported where a session is made: the sync engine writes through Core connections
+    # (``write_connection``), and a one-shot sync that never makes a session never pays for the ORM (~55 ms).
     def session(self) -> Session:
+        from sqlalchemy.orm import Session
+
         return Session(self.engine, expire_on_commit=False)
 
     def read_session(self) -> Session:
@@ -196,13 +201,24 @@ class Database:
 
         Nothing written in it is kept: writes go through ``write_session``.
         """
+        from sqlalchemy.orm import Session
+
         return Session(self._read_engine, expire_on_commit=False)
 
     @contextmanager
     def write_session(self) -> Iterator[Session]:
         """A session whose transaction commits at the end of the block, or rolls back whole."""
+        from sqlalchemy.orm import Session
+
         with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
             yield session
+
+    @contextmanager
+    def write_connection(self) -> Iterator[Connection]:
+        """A Core connection whose transaction commits at the end of the block, or rolls back whole: how the sync
+        engine writes (as ``write_session``: SQLite takes its write lock up front)."""
+        with self._write_engine.begin() as connection:
+            yield connection
 
     def current_revision(self) -> str | None:
         try:
@@ -295,3 +311,12 @@ def open_database(url: str, *, migrate: bool | None = None) -> Database:
     db = Database(url)
     db.ensure_schema(auto_migrate=migrate)
     return db
+
+
+def as_connection(executor: Connection | Session) -> Connection:
+    """The Core connection to write through: the caller's own, or the one in its session's transaction.
+
+    The sync engine's writers (the store, reconcile's attribution, relinking) take either, so that a session's
+    holder (a live watch, a tool call's re-read) and a one-shot sync share them.
+    """
+    return executor if isinstance(executor, Connection) else executor.connection()

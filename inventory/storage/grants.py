@@ -76,7 +76,7 @@ def runtime_grants(role: str) -> list[str]:
     ]
     sequences = serial_sequences(dict(Base.metadata.tables))
     # The sync reserves blocks of ids of the object tables with setval (inventory/storage/store.py allocate_ids).
-    allocated = {row.__table__.name for row in SCHEMA.rows.values()}
+    allocated = {table.name for table in SCHEMA.tables.values()}
     used = [sequences[t] for t in sorted(sequences) if t not in allocated]
     moved = [sequences[t] for t in sorted(sequences) if t in allocated]
     if used:

@@ -12,24 +12,21 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from operator import itemgetter
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import String, Table, any_, bindparam, delete, func, literal, select, text, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import Connection, String, Table, any_, bindparam, delete, func, insert, literal, select, text, update
 
 from inventory.outcome import SyncStatus
 from inventory.records import to_json_bytes
 from inventory.sanitize import column_length, fit
 from inventory.schema import IDENTITY_COLUMNS, SCHEMA, TIME_COLUMNS, Schema
-from inventory.storage.models import (
-    Change,
-    ServiceMember,
-    Source,
-    SyncRun,
-    UTCDateTime,
-)
+from inventory.storage.database import as_connection
 from inventory.storage.protocol import Key, ObjectWrite, SourceState, StoredObject, WritePlan
+from inventory.storage.tables import UTCDateTime, changes, service_members, sources, sync_runs
 from inventory.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 CHUNK = 1000
 # The error of a run found still "running" by the next sync of its source (fail_orphaned_runs).
@@ -74,8 +71,8 @@ def _encoded_rows(rows: list[list[Any]], columns: Sequence[str], json_columns: C
 class SqlStore:
     """Reads and writes of the sync engine, inside the caller's transaction (the ``Store`` protocol on SQL)."""
 
-    def __init__(self, session: Session, schema: Schema = SCHEMA) -> None:
-        self.session = session
+    def __init__(self, executor: Connection | Session, schema: Schema = SCHEMA) -> None:
+        self.connection = as_connection(executor)
         self.schema = schema
         # Per table: the columns written as JSON text (the object types' JSON columns, and the changes' diff).
         # Per object type: the columns its writes fill besides identity and times (its columns, its
@@ -86,17 +83,17 @@ class SqlStore:
         self._row_shapes = {
             t.name: (itemgetter(*(c.name for c in t.columns)), tuple(k.field for k in t.links)) for t in schema
         }
-        self._json_columns = {t.row.__table__.name: t.json_columns for t in schema}
-        self._json_columns[cast(Table, Change.__table__).name] = frozenset({"diff", "cause"})
+        self._json_columns = {t.table.name: t.json_columns for t in schema}
+        self._json_columns[changes.name] = frozenset({"diff", "cause"})
         self.statements = 0  # statements sent, COPY included: the benchmark prints it
 
     @property
     def dialect(self) -> str:
-        return self.session.get_bind().dialect.name
+        return self.connection.dialect.name
 
     def _execute(self, statement: Any, params: Any = None) -> Any:
         self.statements += 1
-        return self.session.execute(statement, params) if params is not None else self.session.execute(statement)
+        return self.connection.execute(statement, params) if params is not None else self.connection.execute(statement)
 
     # -- sources and runs ------------------------------------------------------------
 
@@ -110,29 +107,33 @@ class SqlStore:
         adopted, not duplicated. Sources still configured are never merged, even when
         their identities collide (cloned Docker engines can share an ID).
         """
-        limit = column_length(Source.__table__, "identity")
+        limit = column_length(sources, "identity")
         if identity is not None and limit is not None:
             identity = fit(identity, limit)
-        found = self._execute(select(Source.id, Source.type, Source.identity).where(Source.name == name)).first()
+        found = self._execute(
+            select(sources.c.id, sources.c.type, sources.c.identity).where(sources.c.name == name)
+        ).first()
         if found is None and identity is not None:
             adopted = self._execute(
-                select(Source.id)
+                select(sources.c.id)
                 .where(
-                    Source.identity == identity, Source.type == type_name, Source.name.not_in(list(configured) or [""])
+                    sources.c.identity == identity,
+                    sources.c.type == type_name,
+                    sources.c.name.not_in(list(configured) or [""]),
                 )
-                .order_by(Source.id)
+                .order_by(sources.c.id)
             ).first()
             if adopted is not None:
-                self._execute(update(Source).where(Source.id == adopted.id).values(name=name))
+                self._execute(update(sources).where(sources.c.id == adopted.id).values(name=name))
                 return int(adopted.id)
         if found is not None:
-            changes = {}
+            changed = {}
             if found.type != type_name:
-                changes["type"] = type_name
+                changed["type"] = type_name
             if identity is not None and found.identity != identity:
-                changes["identity"] = identity
-            if changes:
-                self._execute(update(Source).where(Source.id == found.id).values(**changes))
+                changed["identity"] = identity
+            if changed:
+                self._execute(update(sources).where(sources.c.id == found.id).values(**changed))
             return int(found.id)
         # Both dialects' INSERT ... ON CONFLICT DO NOTHING are spelled the same; each is imported only where used.
         dialect_insert: Any
@@ -141,11 +142,11 @@ class SqlStore:
         else:
             from sqlalchemy.dialects.sqlite import insert as dialect_insert
         self._execute(
-            dialect_insert(Source)
+            dialect_insert(sources)
             .values(name=name, type=type_name, identity=identity, created_at=utcnow())
             .on_conflict_do_nothing(index_elements=["name"])
         )
-        return int(self._execute(select(Source.id).where(Source.name == name)).scalar_one())
+        return int(self._execute(select(sources.c.id).where(sources.c.name == name)).scalar_one())
 
     def sharing_identity(
         self, source_id: int, type_name: str, identity: str | None, configured: Collection[str]
@@ -153,44 +154,45 @@ class SqlStore:
         """The other configured sources of this type that reported the same identity: one system read twice."""
         if identity is None or not configured:
             return []
-        limit = column_length(Source.__table__, "identity")
+        limit = column_length(sources, "identity")
         if limit is not None:
             identity = fit(identity, limit)
         query = (
-            select(Source.name)
+            select(sources.c.name)
             .where(
-                Source.identity == identity,
-                Source.type == type_name,
-                Source.id != source_id,
-                Source.name.in_(list(configured)),
+                sources.c.identity == identity,
+                sources.c.type == type_name,
+                sources.c.id != source_id,
+                sources.c.name.in_(list(configured)),
             )
-            .order_by(Source.name)
+            .order_by(sources.c.name)
         )
         return [str(name) for name in self._execute(query).scalars()]
 
     def start_run(self, source_id: int, started_at: datetime | None = None) -> int:
         """A new run of the source; called under the source's sync lock, which also ends its orphaned runs."""
         self.fail_orphaned_runs(source_id)
-        run = SyncRun(source_id=source_id, started_at=started_at or utcnow(), status="running")
-        self.session.add(run)
-        self.session.flush()
-        self.statements += 1
-        return run.id
+        started = self._execute(
+            insert(sync_runs).values(
+                source_id=source_id, started_at=started_at or utcnow(), status=SyncStatus.RUNNING.value
+            )
+        )
+        return int(started.inserted_primary_key[0])
 
     def fail_orphaned_runs(self, source_id: int) -> int:
         """Mark the source's runs still ``running`` as failed: the caller holds the source's lock, so nobody runs
         them (their process ended mid-sync, its lock going with it). A run is written whole in one transaction,
         so only a process that committed a run before finishing it (an older version) leaves one behind."""
         ended = self._execute(
-            update(SyncRun)
-            .where(SyncRun.source_id == source_id, SyncRun.status == SyncStatus.RUNNING.value)
+            update(sync_runs)
+            .where(sync_runs.c.source_id == source_id, sync_runs.c.status == SyncStatus.RUNNING.value)
             .values(status=SyncStatus.FAILED.value, finished_at=utcnow(), error=INTERRUPTED_RUN)
         )
         return int(ended.rowcount or 0)
 
     def finish_run(self, run_id: int, **values: Any) -> None:
         values.setdefault("finished_at", utcnow())
-        self._execute(update(SyncRun).where(SyncRun.id == run_id).values(**values))
+        self._execute(update(sync_runs).where(sync_runs.c.id == run_id).values(**values))
 
     # -- reads for reconcile ---------------------------------------------------------
 
@@ -199,8 +201,8 @@ class SqlStore:
         ``removed_objects`` window) are never read whole, only by key (``load_removed``). With ``keys``
         (a delta's few objects), only those, by the same keyed lookup as ``load_removed``."""
         state = SourceState()
-        for object_type, model in self.schema.rows.items():
-            live = self._stored_select(model).where(model.source_id == source_id, model.removed_at.is_(None))
+        for object_type, table in self.schema.tables.items():
+            live = self._stored_select(table).where(table.c.source_id == source_id, table.c.removed_at.is_(None))
             if keys is None:
                 rows = list(self._execute(live))
             else:
@@ -211,7 +213,7 @@ class SqlStore:
                     row
                     for kind, external_ids in sorted(by_kind.items())
                     for row in self._execute(
-                        live.where(model.kind == kind, self._one_of(model.external_id)),
+                        live.where(table.c.kind == kind, self._one_of(table.c.external_id)),
                         {"external_ids": self._list_parameter(sorted(external_ids))},
                     )
                 ]
@@ -225,17 +227,17 @@ class SqlStore:
         keys took 0.66 s against 0.14 s on PostgreSQL)."""
         found: dict[str, dict[Key, StoredObject]] = {}
         for object_type, wanted in keys.items():
-            model = self.schema[object_type].row
+            table = self.schema[object_type].table
             by_kind: dict[str, set[str]] = {}
             for kind, external_id in wanted:
                 by_kind.setdefault(kind, set()).add(external_id)
             objects = found.setdefault(object_type, {})
             for kind, external_ids in sorted(by_kind.items()):
-                stmt = self._stored_select(model).where(
-                    model.source_id == source_id,
-                    model.kind == kind,
-                    self._one_of(model.external_id),
-                    model.removed_at.is_not(None),
+                stmt = self._stored_select(table).where(
+                    table.c.source_id == source_id,
+                    table.c.kind == kind,
+                    self._one_of(table.c.external_id),
+                    table.c.removed_at.is_not(None),
                 )
                 rows = self._execute(stmt, {"external_ids": self._list_parameter(sorted(external_ids))})
                 objects.update({(k, ext): StoredObject(*rest) for k, ext, *rest in rows})
@@ -253,44 +255,50 @@ class SqlStore:
         return values if self.dialect == "postgresql" else _dumps(values)
 
     @staticmethod
-    def _stored_select(model: Any) -> Any:
+    def _stored_select(table: Table) -> Any:
         """What reconcile knows of a stored object: its key, then StoredObject's fields in order."""
-        namespace = model.namespace if hasattr(model, "namespace") else literal(None)
+        c = table.c
         return select(
-            model.kind,
-            model.external_id,
-            model.id,
-            model.content_hash,
-            model.removed_at.is_not(None),
-            model.name,
-            namespace,
-            model.details_stale_since.is_not(None),
+            c.kind,
+            c.external_id,
+            c.id,
+            c.content_hash,
+            c.removed_at.is_not(None),
+            c.name,
+            c.namespace if "namespace" in c else literal(None),
+            c.details_stale_since.is_not(None),
         )
 
     def load_fields(self, object_type: str, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         """Canonical fields (as ObjectType.canonical_fields shapes them) of stored objects, for diffs."""
         spec = self.schema[object_type]
-        model = spec.row
-        targets = [(link, aliased(self.schema[link.target].row)) for link in spec.links]
-        stmt = select(model, *(column for _, target in targets for column in (target.kind, target.external_id)))
+        table = spec.table
+        names = [column.name for column in spec.columns]
+        targets = [(link, self.schema[link.target].table.alias(f"link_{i}")) for i, link in enumerate(spec.links)]
+        stmt = select(
+            table.c.id,
+            *(table.c[name] for name in names),
+            *(column for _, target in targets for column in (target.c.kind, target.c.external_id)),
+        )
         for link, target in targets:
-            stmt = stmt.outerjoin(target, getattr(model, link.column) == target.id)
+            stmt = stmt.outerjoin(target, table.c[link.column] == target.c.id)
         result: dict[int, dict[str, Any]] = {}
         for chunk in _chunks(list(ids)):
-            for row, *link_values in self._execute(stmt.where(model.id.in_(chunk))):
-                fields = {column.name: getattr(row, column.name) for column in spec.columns}
+            for row_id, *values in self._execute(stmt.where(table.c.id.in_(chunk))):
+                fields = dict(zip(names, values, strict=False))
+                link_values = values[len(names) :]
                 for i, (link, _) in enumerate(targets):
                     kind, external_id = link_values[2 * i], link_values[2 * i + 1]
                     fields[link.field] = f"{kind}:{external_id}" if kind is not None else None
                 if spec.members is not None:
                     fields[spec.members.field] = []
-                result[row.id] = fields
+                result[row_id] = fields
             if spec.members is not None:
-                member = self.schema[spec.members.target].row
+                member = self.schema[spec.members.target].table
                 members = self._execute(
-                    select(ServiceMember.service_id, member.kind, member.external_id)
-                    .join(member, ServiceMember.workload_id == member.id)
-                    .where(ServiceMember.service_id.in_(chunk))
+                    select(service_members.c.service_id, member.c.kind, member.c.external_id)
+                    .join(member, service_members.c.workload_id == member.c.id)
+                    .where(service_members.c.service_id.in_(chunk))
                 )
                 for owner_id, kind, external_id in members:
                     result[owner_id][spec.members.field].append(f"{kind}:{external_id}")
@@ -310,10 +318,10 @@ class SqlStore:
         """
         if count == 0:
             return []
-        table = self.schema[object_type].row.__table__
+        table = self.schema[object_type].table
         if self.dialect == "postgresql":
             self.statements += 2
-            with self.session.get_bind().engine.begin() as allocation:
+            with self.connection.engine.begin() as allocation:
                 lock_key = _ID_ALLOCATION_LOCK + self.schema.names.index(object_type)
                 allocation.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key})
                 start = allocation.execute(
@@ -365,7 +373,7 @@ class SqlStore:
             if w.object_type in member_owners
             for member_id in w.members
         ]
-        changes = [
+        change_rows = [
             [
                 source_id,
                 plan.run_id,
@@ -383,17 +391,16 @@ class SqlStore:
         ]
         for object_type in self.schema:
             columns = (*IDENTITY_COLUMNS, *self._row_columns[object_type.name], *TIME_COLUMNS)
-            self._insert(object_type.row.__table__, columns, inserts[object_type.name])
+            self._insert(object_type.table, columns, inserts[object_type.name])
         for object_type in self.schema:
-            self._update_by_id(object_type.row.__table__, updates[object_type.name])
-            self._mark_removed(object_type.row.__table__, plan.removals[object_type.name], now)
-            self._mark_stale(object_type.row.__table__, plan.stale[object_type.name], now)
-            self._mark_stale(object_type.row.__table__, plan.fresh[object_type.name], None)
-        members_table = cast(Table, ServiceMember.__table__)
+            self._update_by_id(object_type.table, updates[object_type.name])
+            self._mark_removed(object_type.table, plan.removals[object_type.name], now)
+            self._mark_stale(object_type.table, plan.stale[object_type.name], now)
+            self._mark_stale(object_type.table, plan.fresh[object_type.name], None)
         for chunk in _chunks(member_resets):
-            self._execute(delete(members_table).where(members_table.c.service_id.in_(chunk)))
-        self._insert(members_table, ("service_id", "workload_id"), members)
-        self._insert(cast(Table, Change.__table__), _CHANGE_COLUMNS, changes)
+            self._execute(delete(service_members).where(service_members.c.service_id.in_(chunk)))
+        self._insert(service_members, ("service_id", "workload_id"), members)
+        self._insert(changes, _CHANGE_COLUMNS, change_rows)
 
     def _object_values(self, write: ObjectWrite) -> list[Any]:
         """An object's values for ``_row_columns``: its columns, its links as ids, its hash."""
@@ -433,12 +440,10 @@ class SqlStore:
         marks = ", ".join("?" for _ in columns)
         column_list = ", ".join(f'"{c}"' for c in columns)
         self.statements += 1
-        self.session.connection().exec_driver_sql(
-            f'INSERT INTO "{table.name}" ({column_list}) VALUES ({marks})', params
-        )
+        self.connection.exec_driver_sql(f'INSERT INTO "{table.name}" ({column_list}) VALUES ({marks})', params)
 
     def _copy(self, table: Table, columns: Sequence[str], rows: list[list[Any]]) -> None:
-        raw = self.session.connection().connection.driver_connection
+        raw = self.connection.connection.driver_connection
         assert raw is not None, "a checked-out connection has its driver connection"
         column_list = ", ".join(f'"{c}"' for c in columns)
         self.statements += 1
