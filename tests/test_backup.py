@@ -24,9 +24,8 @@ import pytest
 from click.testing import CliRunner, Result
 from conftest import IN_CI, POSTGRES_ADMIN_URL
 from server_support import TOKEN_ISSUER
-from sqlalchemy import event, func, select, text
+from sqlalchemy import Connection, event, func, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session
 from sync_support import write_config, write_inventory
 from test_audit_integrity import _disable_triggers as disable_audit_triggers
 
@@ -117,17 +116,19 @@ def _backup_inside_the_next_write(db: Database, path: Path) -> Iterator[list[Man
     before = _count(db, WorkloadRow)
     taken: list[Manifest] = []
 
-    def just_before_commit(session: Session) -> None:
+    # The engine's commit event comes before the database's COMMIT, whatever holds the connection (the sync
+    # writes through a Core connection, the tool runner through a session).
+    def just_before_commit(connection: Connection) -> None:
         if taken:
             return
-        if session.execute(select(func.count()).select_from(WorkloadRow)).scalar_one() > before:
+        if connection.execute(select(func.count()).select_from(WorkloadRow)).scalar_one() > before:
             taken.append(create_backup(db, path))
 
-    event.listen(Session, "before_commit", just_before_commit)
+    event.listen(db.engine, "commit", just_before_commit)
     try:
         yield taken
     finally:
-        event.remove(Session, "before_commit", just_before_commit)
+        event.remove(db.engine, "commit", just_before_commit)
 
 
 def test_a_backup_taken_while_a_sync_writes_holds_the_state_before_it(tmp_path: Path, store: Database) -> None:
