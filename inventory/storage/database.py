@@ -191,6 +191,8 @@ class Database:
 
     # The ORM is imported where a session is made: the sync engine writes through Core connections
     # (``write_connection``), and a one-shot sync that never makes a session never pays for the ORM (~55 ms).
+    # Threads making their first sessions at once import the same package from one entry point: the second
+    # waits for the first's import lock (no cycle between them, unlike two SDKs imported side by side).
     def session(self) -> Session:
         from sqlalchemy.orm import Session
 
