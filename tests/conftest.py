@@ -110,11 +110,11 @@ def sqlite_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     a ``migrated_*_url``."""
     path = tmp_path / "inventory.db"
     if _wants_migrated(request):
-        _copy_sqlite_template(request.getfixturevalue("sqlite_template"), path)
+        copy_sqlite_template(request.getfixturevalue("sqlite_template"), path)
     return f"sqlite:///{path}"
 
 
-def _copy_sqlite_template(template: Path, path: Path) -> None:
+def copy_sqlite_template(template: Path, path: Path) -> None:
     shutil.copyfile(template, path)
     with sqlite3.connect(path) as connection:
         new_sqlite_identity(connection)
@@ -152,7 +152,7 @@ def migrated_postgres_url(postgres_url: str) -> str:
 def migrated_sqlite_url(request: pytest.FixtureRequest, sqlite_url: str, tmp_path: Path) -> str:
     """``sqlite_url`` at the code's schema revision."""
     if not (tmp_path / "inventory.db").exists():
-        _copy_sqlite_template(request.getfixturevalue("sqlite_template"), tmp_path / "inventory.db")
+        copy_sqlite_template(request.getfixturevalue("sqlite_template"), tmp_path / "inventory.db")
     return _at_head(sqlite_url)
 
 

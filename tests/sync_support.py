@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from click.testing import CliRunner, Result
 from sqlalchemy import select
 
+from inventory.cli import cli
 from inventory.storage.database import Database
 from inventory.storage.models import Source, SyncRun
 
@@ -83,6 +85,12 @@ def run_inventory(
         cwd=cwd or PROJECT_ROOT,
         env=env or child_env(),
     )
+
+
+def invoke_inventory(*args: str) -> Result:
+    """`inventory ARGS` in this process (click's runner): for tests of what a command says and its exit code,
+    where a process of its own would only add its start-up (``run_inventory`` is for tests of the process)."""
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
 def start_inventory(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.Popen[str]:

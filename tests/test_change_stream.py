@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import queue
+import socket
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -114,8 +116,27 @@ def read_events(response: httpx.Response, into: queue.Queue[dict[str, str]]) -> 
             elif not line.startswith(":"):
                 key, _, value = line.partition(":")
                 event[key] = value.removeprefix(" ")
-    except httpx.HTTPError:
+    except (httpx.HTTPError, OSError):
         return
+
+
+@contextmanager
+def event_stream(client: httpx.Client, into: queue.Queue[dict[str, str]], **request: Any) -> Iterator[httpx.Response]:
+    """The changes stream read into ``into`` on a thread, until the block ends and the client goes away.
+
+    Closing the response alone would not end the connection: the reading thread sits in recv() on its socket,
+    which holds the connection open, and the server would stream on to it (and make its shutdown wait out its
+    grace period). Shutting the socket down wakes the reader and is a disconnect the server sees."""
+    with client.stream("GET", "/api/v1/changes/stream", **request) as response:
+        reader = threading.Thread(target=read_events, args=(response, into), daemon=True)
+        reader.start()
+        try:
+            yield response
+        finally:
+            stream = response.extensions["network_stream"]
+            stream.get_extra_info("socket").shutdown(socket.SHUT_RDWR)
+            reader.join(10)
+    assert not reader.is_alive(), "the stream's reader did not end with it"
 
 
 def next_events(into: queue.Queue[dict[str, str]], count: int, timeout: float = 5) -> list[dict[str, str]]:
@@ -130,11 +151,10 @@ def test_the_api_streams_changes_and_resumes_with_last_event_id(server: tuple[st
     url, tokens = server
     events: queue.Queue[dict[str, str]] = queue.Queue()
     with httpx.Client(base_url=url, headers=tokens.header("viewer"), timeout=10) as client:
-        with client.stream("GET", "/api/v1/changes/stream", params={"type": "workload"}) as response:
+        with event_stream(client, events, params={"type": "workload"}) as response:
+            # The answer's head comes after the server opened the stream's feed: what is written now is new.
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/event-stream")
-            threading.Thread(target=read_events, args=(response, events), daemon=True).start()
-            time.sleep(0.3)
             started = time.monotonic()
             write_pods(db, {"web-1": "Running"}, Cause(CauseKind.DOCKER_EVENT, action="start"))
             (first,) = next_events(events, 1)
@@ -145,8 +165,7 @@ def test_the_api_streams_changes_and_resumes_with_last_event_id(server: tuple[st
             assert row["cause"] == {"kind": "docker_event", "action": "start"}
         write_pods(db, {"web-2": "Running", "web-3": "Running"})
         # A client that was away resumes after the last event it saw: nothing lost, nothing twice.
-        with client.stream("GET", "/api/v1/changes/stream", headers={"Last-Event-ID": first["id"]}) as response:
-            threading.Thread(target=read_events, args=(response, events), daemon=True).start()
+        with event_stream(client, events, headers={"Last-Event-ID": first["id"]}):
             assert [json.loads(e["data"])["name"] for e in next_events(events, 2)] == ["web-2", "web-3"]
         bad = client.get("/api/v1/changes/stream", headers={"Last-Event-ID": "yesterday"})
         assert bad.status_code == 400 and "Last-Event-ID" in bad.text
@@ -167,6 +186,8 @@ def test_changes_watch_prints_each_change_as_it_is_stored(
     assert (
         subprocess.run([*inventory_command("--config", str(config), "sync", "--once")], env=child_env()).returncode == 0
     )
+    write_pods(db, {"listed": "Pending"})
+    write_pods(db, {"listed": "Running"})  # an update stored before the watcher starts
     watcher = subprocess.Popen(
         inventory_command("--config", str(config), "changes", "-w", "--action", "updated", "-o", output),
         stdout=subprocess.PIPE,
@@ -181,21 +202,24 @@ def test_changes_watch_prints_each_change_as_it_is_stored(
 
     threading.Thread(target=read_lines, daemon=True).start()
     try:
-        time.sleep(1.5)  # the watcher has listed (nothing updated yet) and follows
+        # The watcher lists the stored update first, and only after making its feed: from then on it follows.
+        listed = [lines.get(timeout=20) for _ in range(1 if output == "json" else 2)]
         write_inventory(lab, 2, status="stopped")
         sync = subprocess.run(inventory_command("--config", str(config), "sync", "--once"), env=child_env())
         assert sync.returncode == 0
-        got = [lines.get(timeout=10) for _ in range(2 if output == "json" else 3)]
+        got = [lines.get(timeout=10) for _ in range(2)]
     finally:
         watcher.terminate()
         watcher.wait(10)
     if output == "json":
+        assert json.loads(listed[0])["name"] == "listed"
         rows = [json.loads(line) for line in got]
         assert sorted(row["name"] for row in rows) == ["h-app-0", "h-app-1"]
         assert all(row["diff"] == {"status": ["running", "stopped"]} and row["by"] == "unknown" for row in rows)
     else:
-        assert got[0].split()[:3] == ["AT", "SOURCE", "ACTION"] and got[0].split()[-1] == "BY"
-        assert all("status: running -> stopped" in line for line in got[1:])
+        assert listed[0].split()[:3] == ["AT", "SOURCE", "ACTION"] and listed[0].split()[-1] == "BY"
+        assert "listed" in listed[1].split() and "status: Pending -> Running" in listed[1]
+        assert all("status: running -> stopped" in line for line in got)
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -212,7 +236,7 @@ def test_the_changes_page_adds_rows_live_in_a_browser(server: tuple[str, Tokens]
     browser.get(f"{url}/changes")
     table = wait_for(browser, By.CSS_SELECTOR, "table[data-live-changes]")
     assert "before" in table.text
-    time.sleep(1)  # the stream is open
+    # No wait for the stream to open: the page's stream resumes after the newest row it shows.
     write_pods(db, {"after-<b>": "Running"}, Cause(CauseKind.PROXMOX_TASK, actor="root@pam", action="qmstart"))
     WebDriverWait(browser, 10).until(lambda b: b.find_element(By.CSS_SELECTOR, "table").get_attribute("data-live-rows"))
     rows = browser.find_elements(By.CSS_SELECTOR, "table tbody tr")

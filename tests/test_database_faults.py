@@ -266,10 +266,11 @@ def test_a_stuck_loop_stops_on_a_second_sigterm(tmp_path: Path, migrated_postgre
         try:
             wait_for_line(process, "lab: success", log)
             proxy.go_silent()
-            time.sleep(2.5)  # the next sync is due after 1s: whatever it asks the server now goes unanswered
+            # The next sync is due after 1s: whatever it asks the server now goes unanswered.
+            assert proxy.held.wait(30), "nothing asked of the silent server within 30 s"
             assert process.poll() is None
             process.send_signal(signal.SIGTERM)
-            time.sleep(0.5)
+            wait_for_line(process, "SIGTERM received: finishing the source in progress", log)
             process.send_signal(signal.SIGTERM)
             stopped = time.perf_counter()
             _out, rest = process.communicate(timeout=30)

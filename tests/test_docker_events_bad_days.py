@@ -111,8 +111,10 @@ def test_a_hung_event_stream_is_noticed_and_left(fake: FakeDocker) -> None:
     watcher = watch(fake, timeout=1)
     try:
         fake.freeze("/events")  # the open window ends; every one after hangs
-        time.sleep(3.5)  # each hangs for a window plus the timeout, then is given up and asked again
-        asked = fake.hung.count("/events")
+        # Each hangs for a window plus the timeout, then is given up and asked again.
+        deadline = time.monotonic() + 20
+        while (asked := fake.hung.count("/events")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
         fake.thaw()
         victim = by_name(fake, "c00005")
         stop(fake, victim)

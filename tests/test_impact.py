@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from lab_support import SyncedLab, lab  # noqa: F401 (a fixture)
-from sync_support import run_inventory
+from sync_support import invoke_inventory
 
 from inventory.audit.log import AuditFilter, list_entries
 from inventory.errors import Ambiguous, UsageError
@@ -75,20 +74,18 @@ def test_targets_that_name_nothing_or_too_much(lab: SyncedLab) -> None:
             impact(session, "service:web")
 
 
-def test_cli_table_and_json(lab: SyncedLab, tmp_path: Path) -> None:
-    table = run_inventory("-c", str(lab.config_path), "impact", "docker01", cwd=tmp_path)
-    assert table.returncode == 0, table.stderr
+def test_cli_table_and_json(lab: SyncedLab) -> None:
+    table = invoke_inventory("-c", str(lab.config_path), "impact", "docker01")
+    assert table.exit_code == 0, table.stderr
     assert (
         table.stdout.startswith("pve/lxc/docker01 takes 2 host(s), 7 workload(s)")
         and "same machine as pve/docker01 (hostname_address)" in table.stdout
     )
-    as_json = json.loads(
-        run_inventory("-c", str(lab.config_path), "impact", "node-0000", "-o", "json", cwd=tmp_path).stdout
-    )
+    as_json = json.loads(invoke_inventory("-c", str(lab.config_path), "impact", "node-0000", "-o", "json").stdout)
     assert as_json["target"]["kind"] == "qemu" and len(as_json["workloads"]) == 8
-    missing = run_inventory("-c", str(lab.config_path), "impact", "nope", cwd=tmp_path)
+    missing = invoke_inventory("-c", str(lab.config_path), "impact", "nope")
     assert (
-        missing.returncode == 1
+        missing.exit_code == 1
         and "no live host or workload matches 'nope'" in missing.stderr
         and "Traceback" not in missing.stderr
     )

@@ -11,7 +11,7 @@ import pytest
 from conftest import POSTGRES_ADMIN_URL, require_postgres
 from lab_support import SyncedLab, synced_lab
 from sqlalchemy import update
-from sync_support import run_inventory, write_config, write_inventory
+from sync_support import invoke_inventory, write_config, write_inventory
 
 from inventory.config import build_config, load_config
 from inventory.connector import ConnectorRegistry
@@ -86,20 +86,18 @@ def test_members_span_sources_and_status_follows_them(lab: SyncedLab) -> None:
     assert home_state.availability == 0.0 and home_state.slo_met is None  # no SLO declared
 
 
-def test_report_and_services_show(lab: SyncedLab, tmp_path: Path) -> None:
-    report = run_inventory("-c", str(lab.config_path), "report", cwd=tmp_path)
-    assert report.returncode == 0, report.stderr
+def test_report_and_services_show(lab: SyncedLab) -> None:
+    report = invoke_inventory("-c", str(lab.config_path), "report")
+    assert report.exit_code == 0, report.stderr
     section = report.stdout.split("Logical services: 3")[1]
     assert "media" in section and "99.9% / 7d" in section and "100.000%" in section
-    shown = json.loads(
-        run_inventory("-c", str(lab.config_path), "services", "show", "media", "-o", "json", cwd=tmp_path).stdout
-    )
+    shown = json.loads(invoke_inventory("-c", str(lab.config_path), "services", "show", "media", "-o", "json").stdout)
     assert shown["status"] == "up" and shown["members"] == 4 and shown["slo"] == "99.9% / 7d"
-    markdown = run_inventory("-c", str(lab.config_path), "report", "-o", "markdown", cwd=tmp_path).stdout
+    markdown = invoke_inventory("-c", str(lab.config_path), "report", "-o", "markdown").stdout
     assert "## Logical services" in markdown
 
 
-def test_a_call_that_reaches_a_service_with_an_slo_is_escalated(lab: SyncedLab, tmp_path: Path) -> None:
+def test_a_call_that_reaches_a_service_with_an_slo_is_escalated(lab: SyncedLab) -> None:
     registry = ToolRegistry.discover()
     without = ToolRunner(lab.db, builtin_policy(), registry)  # the impact alone: docker01 reaches nothing protected
     assert (
@@ -115,7 +113,7 @@ def test_a_call_that_reaches_a_service_with_an_slo_is_escalated(lab: SyncedLab, 
         in evaluation.classification.reasons
     )
     # The CLI wires the config's services into the policy the same way.
-    checked = run_inventory(
+    checked = invoke_inventory(
         "-c",
         str(lab.config_path),
         "policy",
@@ -125,9 +123,8 @@ def test_a_call_that_reaches_a_service_with_an_slo_is_escalated(lab: SyncedLab, 
         "docker01",
         "-o",
         "json",
-        cwd=tmp_path,
     )
-    assert checked.returncode == 0, checked.stderr
+    assert checked.exit_code == 0, checked.stderr
     assert json.loads(checked.stdout)["class"] == "DESTRUCTIVE"
 
 
@@ -176,13 +173,11 @@ def test_bad_service_declarations_name_the_file_and_key(tmp_path: Path) -> None:
         assert str(tmp_path / "inventory.yaml") in str(caught.value) and message in str(caught.value), str(caught.value)
 
 
-def test_impact_names_the_logical_services_it_reaches(lab: SyncedLab, tmp_path: Path) -> None:
-    table = run_inventory("-c", str(lab.config_path), "impact", "docker01", cwd=tmp_path)
-    assert table.returncode == 0, table.stderr
+def test_impact_names_the_logical_services_it_reaches(lab: SyncedLab) -> None:
+    table = invoke_inventory("-c", str(lab.config_path), "impact", "docker01")
+    assert table.exit_code == 0, table.stderr
     assert "Logical services it reaches: media (SLO 99.9%)" in table.stdout
-    as_json = json.loads(
-        run_inventory("-c", str(lab.config_path), "impact", "pihole", "-o", "json", cwd=tmp_path).stdout
-    )
+    as_json = json.loads(invoke_inventory("-c", str(lab.config_path), "impact", "pihole", "-o", "json").stdout)
     assert as_json["logical_services"] == []
 
 

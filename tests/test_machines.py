@@ -341,17 +341,17 @@ def test_api_and_web_host_page_show_the_machine_and_a_shared_uuid(tmp_path: Path
         assert 'id="uuid-shared"' not in page
 
 
-def test_cli_hosts_list_wide_and_json_carry_the_machine(lab: SyncedLab, tmp_path: Path) -> None:
+def test_cli_hosts_list_wide_and_json_carry_the_machine(lab: SyncedLab) -> None:
     import json
 
-    from sync_support import run_inventory
+    from sync_support import invoke_inventory
 
-    wide = run_inventory("-c", str(lab.config_path), "hosts", "list", "--name", "node-0002", "-o", "wide", cwd=tmp_path)
-    assert wide.returncode == 0, wide.stderr
+    wide = invoke_inventory("-c", str(lab.config_path), "hosts", "list", "--name", "node-0002", "-o", "wide")
+    assert wide.exit_code == 0, wide.stderr
     header, *rows = wide.stdout.splitlines()
     assert "MACHINE" in header.split() and len(rows) == 2
     config = str(lab.config_path)
-    as_json = run_inventory("-c", config, "hosts", "list", "--name", "node-0002", "-o", "json", cwd=tmp_path)
+    as_json = invoke_inventory("-c", config, "hosts", "list", "--name", "node-0002", "-o", "json")
     listed = json.loads(as_json.stdout)
     machines_seen = {row["machine"] for row in listed}
     assert len(machines_seen) == 1 and None not in machines_seen

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from lab_support import SyncedLab, lab  # noqa: F401 (a fixture)
-from sync_support import run_inventory
+from sync_support import invoke_inventory
 
 from inventory.errors import UsageError
 from inventory.exports.prometheus import label_name, target_groups
@@ -83,14 +83,12 @@ def test_label_names_are_valid_and_never_reserved(key: str, expected: str) -> No
 
 def test_cli_writes_the_file_atomically(lab: SyncedLab, tmp_path: Path) -> None:
     out = tmp_path / "targets.json"
-    done = run_inventory(
-        "-c", str(lab.config_path), "export", "prometheus-sd", "--port", "9100", "-o", str(out), cwd=tmp_path
-    )
-    assert done.returncode == 0, done.stderr
+    done = invoke_inventory("-c", str(lab.config_path), "export", "prometheus-sd", "--port", "9100", "-o", str(out))
+    assert done.exit_code == 0, done.stderr
     document = json.loads(out.read_text())
     check_sd_document(document)
     assert not (tmp_path / "targets.json.tmp").exists()
-    stdout = run_inventory("-c", str(lab.config_path), "export", "prometheus-sd", cwd=tmp_path)
+    stdout = invoke_inventory("-c", str(lab.config_path), "export", "prometheus-sd")
     assert json.loads(stdout.stdout) == document
-    bad = run_inventory("-c", str(lab.config_path), "export", "prometheus-sd", "--port", "70000", cwd=tmp_path)
-    assert bad.returncode == 2 and "1-65535" in bad.stderr and "Traceback" not in bad.stderr
+    bad = invoke_inventory("-c", str(lab.config_path), "export", "prometheus-sd", "--port", "70000")
+    assert bad.exit_code == 2 and "1-65535" in bad.stderr and "Traceback" not in bad.stderr

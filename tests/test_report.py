@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from lab_support import SyncedLab, lab  # noqa: F401 (a fixture)
-from sync_support import run_inventory, write_config
+from sync_support import invoke_inventory, write_config
 
 from inventory.config import load_config
 from inventory.connector import ConnectorRegistry
@@ -110,16 +110,16 @@ def test_report_command_outputs(tmp_path: Path, migrated_sqlite_url: str) -> Non
     db = open_database(migrated_sqlite_url, migrate=True)
     config = _synced(tmp_path, db)
     db.dispose()
-    as_json = run_inventory("-c", str(config), "report", "--since", "2h", "-o", "json")
-    assert as_json.returncode == 0, as_json.stderr
+    as_json = invoke_inventory("-c", str(config), "report", "--since", "2h", "-o", "json")
+    assert as_json.exit_code == 0, as_json.stderr
     assert json.loads(as_json.stdout)["hosts_without_workloads"][0]["name"] == "spare"
-    table = run_inventory("-c", str(config), "report")
-    assert table.returncode == 0, table.stderr
+    table = invoke_inventory("-c", str(config), "report")
+    assert table.exit_code == 0, table.stderr
     assert "Failed and stopped workloads: 2" in table.stdout and "CrashLoopBackOff" in table.stdout
     # Headings count what their tables total: 10 changes in one row, 10 objects over several rows.
     assert "\nChanges: 10\n" in table.stdout and "\nObjects by kind and status: 10\n" in table.stdout
-    bad = run_inventory("-c", str(config), "report", "--since", "yesterday-ish")
-    assert bad.returncode == 2 and "--since" in bad.stderr
+    bad = invoke_inventory("-c", str(config), "report", "--since", "yesterday-ish")
+    assert bad.exit_code == 2 and "--since" in bad.stderr
 
 
 def test_kubernetes_services_down_only_when_their_pods_are(lab: SyncedLab) -> None:

@@ -19,6 +19,9 @@ class SilentProxy:
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
         self.silent = threading.Event()
+        # Set once something is held while silent (a client's question, or a server's answer): from then on a
+        # client waits on an answer that never comes.
+        self.held = threading.Event()
         self._closing = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.1)
@@ -65,6 +68,7 @@ class SilentProxy:
                 return
             self._keep(client)
             if self.silent.is_set():
+                self.held.set()
                 continue  # accepted, never answered: the client's startup waits for nothing
             upstream = socket.create_connection(self.target)
             self._keep(upstream)
@@ -77,7 +81,9 @@ class SilentProxy:
                 selector.register(end, selectors.EVENT_READ, end)
             while not self._closing.is_set():
                 if self.silent.is_set():  # read nothing more, forward nothing more; keep both ends open
-                    self._closing.wait(0.1)
+                    if selector.select(timeout=0.1):
+                        self.held.set()
+                        self._closing.wait(0.1)  # never read, what is ready stays ready
                     continue
                 for key, _ in selector.select(timeout=0.1):
                     sock: socket.socket = key.data
@@ -88,6 +94,7 @@ class SilentProxy:
                     if not data:
                         return
                     if self.silent.is_set():
+                        self.held.set()
                         continue  # fell silent while this was on its way: dropped
                     try:
                         peers[sock].sendall(data)
