@@ -144,6 +144,10 @@ def _bound_answers(engine: Engine, answer_timeout: float) -> None:
         return connection
 
 
+# Bytes a SQLite WAL file is cut back to once checkpointed (PRAGMA journal_size_limit).
+WAL_SIZE_LIMIT = 4 * 1024 * 1024
+
+
 def _configure_sqlite(engine: Engine, busy_seconds: float) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -154,6 +158,10 @@ def _configure_sqlite(engine: Engine, busy_seconds: float) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_seconds * 1000)}")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # A WAL file keeps the size of the largest transaction it ever held (a first sync of a big cluster:
+        # tens of MB) for as long as a connection stays open, which for the loop and the server is months;
+        # past a checkpoint, the next writer truncates it to this.
+        cursor.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
