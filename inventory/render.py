@@ -297,9 +297,9 @@ def render_rows(
     elif fmt == "json":
         out.write(to_json(list(rows)) + "\n")
     elif fmt == "yaml":
-        import yaml
+        from inventory.yaml_text import dump_yaml
 
-        out.write(yaml.safe_dump(_for(out, _plain(list(rows))), sort_keys=False, allow_unicode=True))
+        out.write(dump_yaml(_for(out, _plain(list(rows))), sort_keys=False, allow_unicode=True))
     elif fmt == "csv":
         header = list(view.columns or fields)
         writer = csv.writer(out)
@@ -410,7 +410,7 @@ def render_document(data: Mapping[str, Any], fmt: str, *, out: TextIO | None = N
     if fmt == "json":
         out.write(to_json(data) + "\n")
         return
-    import yaml
+    from inventory.yaml_text import dump_yaml
 
     document = _for(out, _plain(dict(data)))
-    out.write(yaml.safe_dump(document, sort_keys=False, allow_unicode=True, default_flow_style=False))
+    out.write(dump_yaml(document, sort_keys=False, allow_unicode=True, default_flow_style=False))
