@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -35,6 +36,21 @@ def busybox_engine() -> Iterator[DockerEngine]:
         yield started
     finally:
         started.stop()
+
+
+@contextmanager
+def engine_client(engine: DockerEngine) -> Iterator[Any]:
+    """A client of the module's engine, which is left as it was found when the block ends: every container
+    removed, and the networks (a user-defined bridge is a real interface on this machine) and volumes pruned."""
+    client = engine.client()
+    try:
+        yield client
+    finally:
+        for container in client.containers(all=True):
+            client.remove_container(container["Id"], force=True)
+        client.prune_networks()
+        client.prune_volumes()
+        client.close()
 
 
 def run_busybox(

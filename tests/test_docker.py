@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from connector_contract import ConnectorContract, SourceObject
 from docker import types as docker_types
+from docker_engine_support import engine_client
 from sqlalchemy import select
 
 from connectors.docker.config import DockerConfig, DockerTLS, default_local_source
@@ -119,40 +120,33 @@ Run = Callable[..., str]
 @pytest.fixture
 def run(engine: DockerEngine) -> Iterator[Run]:
     """Create (and by default start) a busybox container; every container is removed after the test."""
-    client = engine.client()
+    with engine_client(engine) as client:
 
-    def create(
-        name: str | None = None,
-        command: str = "sleep 600",
-        *,
-        start: bool = True,
-        labels: dict[str, str] | None = None,
-        network: str = "none",
-        binds: dict[str, Mapping[str, str]] | None = None,
-        restart_policy: dict[str, str] | None = None,
-        **options: Any,
-    ) -> str:
-        container = client.create_container(
-            BUSYBOX_IMAGE,
-            command,
-            name=name,
-            labels=labels or {},
-            stop_signal="SIGKILL",
-            host_config=client.create_host_config(network_mode=network, binds=binds, restart_policy=restart_policy),
-            **options,
-        )
-        if start:
-            client.start(container["Id"])
-        return str(container["Id"])
+        def create(
+            name: str | None = None,
+            command: str = "sleep 600",
+            *,
+            start: bool = True,
+            labels: dict[str, str] | None = None,
+            network: str = "none",
+            binds: dict[str, Mapping[str, str]] | None = None,
+            restart_policy: dict[str, str] | None = None,
+            **options: Any,
+        ) -> str:
+            container = client.create_container(
+                BUSYBOX_IMAGE,
+                command,
+                name=name,
+                labels=labels or {},
+                stop_signal="SIGKILL",
+                host_config=client.create_host_config(network_mode=network, binds=binds, restart_policy=restart_policy),
+                **options,
+            )
+            if start:
+                client.start(container["Id"])
+            return str(container["Id"])
 
-    try:
         yield create
-    finally:
-        for container in client.containers(all=True):
-            client.remove_container(container["Id"], force=True)
-        client.prune_networks()  # a user-defined bridge is a real interface on this machine
-        client.prune_volumes()
-        client.close()
 
 
 def private_bridge(client: Any, name: str) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from docker import APIClient
-from docker_engine_support import busybox_engine, run_busybox
+from docker_engine_support import busybox_engine, engine_client, run_busybox
 from docker_watch_support import Watcher, cause_of, describe_snapshot, record_of
 from sqlalchemy import select
 
@@ -46,13 +46,8 @@ def engine() -> Iterator[DockerEngine]:
 
 @pytest.fixture
 def client(engine: DockerEngine) -> Iterator[Any]:
-    client = engine.client()
-    try:
+    with engine_client(engine) as client:
         yield client
-    finally:
-        for container in client.containers(all=True):
-            client.remove_container(container["Id"], force=True)
-        client.close()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from docker_engine_support import busybox_engine, run_busybox
+from docker_engine_support import busybox_engine, engine_client, run_busybox
 
 from connectors.docker.connector import DockerConnector
 from connectors.kubernetes.connector import KubernetesConnector
@@ -108,20 +108,15 @@ def engine() -> Iterator[DockerEngine]:
 @pytest.fixture
 def docker_config(engine: DockerEngine, db: Database, tmp_path: Path) -> Iterator[Config]:
     """A running busybox container "web", synced; an engine source with events off (nobody follows it anyway)."""
-    client = engine.client()
-    run_busybox(client, "web")
-    raw = {"sources": [{"type": "docker", "name": "engine", "url": engine.url, "events": False}]}
-    path = tmp_path / "inventory.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    config = build_config(raw, path=path, registry=ConnectorRegistry.discover())
-    outcome = sync_source(db, DockerConnector(config.source("engine")))
-    assert outcome.status == "success", outcome.error
-    try:
+    with engine_client(engine) as client:
+        run_busybox(client, "web")
+        raw = {"sources": [{"type": "docker", "name": "engine", "url": engine.url, "events": False}]}
+        path = tmp_path / "inventory.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        config = build_config(raw, path=path, registry=ConnectorRegistry.discover())
+        outcome = sync_source(db, DockerConnector(config.source("engine")))
+        assert outcome.status == "success", outcome.error
         yield config
-    finally:
-        for container in client.containers(all=True):
-            client.remove_container(container["Id"], force=True)
-        client.close()
 
 
 @pytest.mark.docker

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
-from docker_engine_support import busybox_engine, run_busybox
+from docker_engine_support import busybox_engine, engine_client, run_busybox
 
 from connectors.docker.connector import DockerConnector
 from inventory.audit.log import AuditFilter, list_entries, verify_chain
@@ -41,16 +41,8 @@ def engine() -> Iterator[DockerEngine]:
 @pytest.fixture
 def containers(engine: DockerEngine) -> Iterator[dict[str, str]]:
     """Two running busybox containers, web and worker; everything is removed afterwards."""
-    client = engine.client()
-    made = {}
-    for name in ("web", "worker"):
-        made[name] = run_busybox(client, name)
-    try:
-        yield made
-    finally:
-        for container in client.containers(all=True):
-            client.remove_container(container["Id"], force=True)
-        client.close()
+    with engine_client(engine) as client:
+        yield {name: run_busybox(client, name) for name in ("web", "worker")}
 
 
 @pytest.fixture
