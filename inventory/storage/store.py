@@ -285,8 +285,8 @@ class SqlStore:
         result: dict[int, dict[str, Any]] = {}
         for chunk in _chunks(list(ids)):
             for row_id, *values in self._execute(stmt.where(table.c.id.in_(chunk))):
-                fields = dict(zip(names, values, strict=False))
-                link_values = values[len(names) :]
+                stored, link_values = values[: len(names)], values[len(names) :]
+                fields = dict(zip(names, stored, strict=True))
                 for i, (link, _) in enumerate(targets):
                     kind, external_id = link_values[2 * i], link_values[2 * i + 1]
                     fields[link.field] = f"{kind}:{external_id}" if kind is not None else None

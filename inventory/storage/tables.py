@@ -242,6 +242,3 @@ changes = Table(
     Column("cause", JsonValue),
     Index("ix_changes_at_id", "at", "id"),
 )
-
-# The inventory objects' tables by object type (inventory/schema.py names them).
-OBJECT_TABLES = {"host": hosts, "workload": workloads, "service": services}
